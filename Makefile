@@ -1,0 +1,49 @@
+# spreadedge: every target has a one-line "## comment"; `make` (or `make help`) lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+BIN := .venv/bin
+SPREADEDGE := $(BIN)/spreadedge
+
+.PHONY: help bootstrap run test migrate bench lint format psql pgcli db-stop clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+bootstrap: ## Install PostgreSQL 15, extensions and .venv (as root on Debian 12; idempotent)
+	@bash scripts/bootstrap.sh
+
+run: bootstrap ## Start the embedded cluster, migrate, load demo data, show PnL
+	$(SPREADEDGE) db start
+	$(SPREADEDGE) migrate
+	$(SPREADEDGE) demo
+	$(SPREADEDGE) pnl
+
+test: bootstrap ## Run the tests (pass options with PYTEST_ARGS=...)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+migrate: bootstrap ## Apply pending migrations and re-apply functions/
+	$(SPREADEDGE) migrate
+
+bench: bootstrap ## Run the benchmarks against PostgreSQL baselines
+	$(BIN)/python -m bench
+
+lint: bootstrap ## Check Python with ruff (lint and format)
+	$(BIN)/ruff check python tests
+	$(BIN)/ruff format --check python tests
+
+format: bootstrap ## Format Python with ruff
+	$(BIN)/ruff format python tests
+
+psql: bootstrap ## Open psql on the database
+	$(SPREADEDGE) psql
+
+pgcli: bootstrap ## Open pgcli on the database
+	$(SPREADEDGE) pgcli
+
+db-stop: ## Stop the embedded cluster
+	@if [ -x $(SPREADEDGE) ]; then $(SPREADEDGE) db stop; fi
+
+clean: ## Stop and delete the embedded cluster, delete .venv
+	@if [ -x $(SPREADEDGE) ]; then $(SPREADEDGE) db destroy --yes; fi
+	rm -rf .spreadedge .venv

@@ -1,0 +1,154 @@
+-- spreadedge functions: ref
+-- Lookups of exchanges and instruments by the names callers use, and ref.upsert_instrument.
+
+create or replace function ref.exchange_id(p_code text)
+    returns smallint
+    stable
+    language plpgsql
+as $$
+-- The id of the exchange with this code; unknown codes raise unknown_exchange (23S01).
+declare
+    v_id smallint;
+begin
+    select e.exchange_id into v_id from ref.exchanges e where e.code = p_code;
+    if v_id is null then
+        raise exception 'exchange "%" does not exist', p_code
+            using errcode = '23S01',
+                  hint = 'Known exchanges are listed in ref.exchanges (binance, coinbase, kraken, bybit, gateio, okx).';
+    end if;
+    return v_id;
+end;
+$$;
+comment on function ref.exchange_id(text) is 'Exchange id of an exchange code; raises 23S01 unknown_exchange.';
+
+create or replace function ref.find_instrument(p_exchange text, p_symbol text)
+    returns ref.instruments
+    stable
+    language plpgsql
+as $$
+-- The instrument with this symbol on this exchange; raises unknown_exchange or unknown_instrument.
+declare
+    v_instrument ref.instruments;
+begin
+    select i.* into v_instrument
+    from ref.instruments i
+    where i.exchange_id = ref.exchange_id(p_exchange) and i.symbol = p_symbol;
+    if v_instrument.instrument_id is null then
+        raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
+            using errcode = '23S02',
+                  hint = 'Create it with ref.upsert_instrument.';
+    end if;
+    return v_instrument;
+end;
+$$;
+comment on function ref.find_instrument(text, text) is
+    'The instrument row for (exchange code, symbol); raises 23S01 unknown_exchange or 23S02 unknown_instrument.';
+
+create or replace function ref.upsert_instrument(
+    exchange     text,
+    symbol       text,
+    base_asset   text,
+    quote_asset  text,
+    market_type  text,
+    tick_size    numeric,
+    lot_size     numeric,
+    min_notional numeric default 0,
+    maker_fee    numeric default null,
+    taker_fee    numeric default null,
+    multiplier   numeric default 1
+)
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- Create or update the instrument (exchange, symbol). Fees default to the exchange's rates for the
+-- market type. Returns the instrument id.
+#variable_conflict use_column
+declare
+    v_exchange_id smallint := ref.exchange_id(upsert_instrument.exchange);
+    v_market      ref.exchange_markets;
+    v_id          integer;
+begin
+    if upsert_instrument.symbol is null or btrim(upsert_instrument.symbol) = '' then
+        raise exception 'symbol must not be empty' using errcode = '22S09';
+    end if;
+    if upsert_instrument.base_asset is null or upsert_instrument.base_asset !~ '^[A-Za-z0-9]+$'
+       or upsert_instrument.quote_asset is null or upsert_instrument.quote_asset !~ '^[A-Za-z0-9]+$' then
+        raise exception 'base and quote assets must be alphanumeric codes, got "%" and "%"',
+            upsert_instrument.base_asset, upsert_instrument.quote_asset
+            using errcode = '22S09';
+    end if;
+    if upsert_instrument.market_type is null
+       or upsert_instrument.market_type not in (select unnest(enum_range(null::ref.market_type))::text) then
+        raise exception 'market type "%" is not one of spot, margin, futures, perpetual, option',
+            upsert_instrument.market_type
+            using errcode = '22S09';
+    end if;
+    select m.* into v_market
+    from ref.exchange_markets m
+    where m.exchange_id = v_exchange_id and m.market_type = upsert_instrument.market_type::ref.market_type;
+    if v_market.exchange_id is null then
+        raise exception 'exchange "%" does not offer % markets', upsert_instrument.exchange, upsert_instrument.market_type
+            using errcode = '22S09',
+                  hint = 'See ref.exchange_markets for the market types each exchange offers.';
+    end if;
+    if not (tick_size > 0 and tick_size < 'Infinity') then
+        raise exception 'tick size must be positive and finite, got %', tick_size using errcode = '22S09';
+    end if;
+    if not (lot_size > 0 and lot_size < 'Infinity') then
+        raise exception 'lot size must be positive and finite, got %', lot_size using errcode = '22S09';
+    end if;
+    if not (coalesce(min_notional, 0) >= 0 and coalesce(min_notional, 0) < 'Infinity') then
+        raise exception 'minimum notional must be zero or positive and finite, got %', min_notional
+            using errcode = '22S09';
+    end if;
+    if not (multiplier > 0 and multiplier < 'Infinity') then
+        raise exception 'multiplier must be positive and finite, got %', multiplier using errcode = '22S09';
+    end if;
+    if not (coalesce(maker_fee, 0) > -1 and coalesce(maker_fee, 0) < 1
+            and coalesce(taker_fee, 0) > -1 and coalesce(taker_fee, 0) < 1) then
+        raise exception 'fee rates must be fractions between -1 and 1, got maker % and taker %', maker_fee, taker_fee
+            using errcode = '22S09',
+                  hint = 'Rates are fractions of notional: 0.001 is 10 bps.';
+    end if;
+
+    insert into ref.instruments as i
+        (exchange_id, symbol, base_asset, quote_asset, market_type, tick_size, lot_size,
+         min_notional, maker_fee, taker_fee, multiplier)
+    values
+        (v_exchange_id, upsert_instrument.symbol, upper(upsert_instrument.base_asset),
+         upper(upsert_instrument.quote_asset), upsert_instrument.market_type::ref.market_type,
+         upsert_instrument.tick_size, upsert_instrument.lot_size, coalesce(upsert_instrument.min_notional, 0),
+         coalesce(upsert_instrument.maker_fee, v_market.maker_fee),
+         coalesce(upsert_instrument.taker_fee, v_market.taker_fee), upsert_instrument.multiplier)
+    on conflict (exchange_id, symbol) do update
+    set base_asset = excluded.base_asset,
+        quote_asset = excluded.quote_asset,
+        market_type = excluded.market_type,
+        tick_size = excluded.tick_size,
+        lot_size = excluded.lot_size,
+        min_notional = excluded.min_notional,
+        maker_fee = excluded.maker_fee,
+        taker_fee = excluded.taker_fee,
+        multiplier = excluded.multiplier,
+        is_active = true,
+        updated_at = now()
+    -- why: an unchanged re-upsert must not write a row version (nor an audit row)
+    where (i.base_asset, i.quote_asset, i.market_type, i.tick_size, i.lot_size, i.min_notional,
+           i.maker_fee, i.taker_fee, i.multiplier, i.is_active)
+          is distinct from
+          (excluded.base_asset, excluded.quote_asset, excluded.market_type, excluded.tick_size,
+           excluded.lot_size, excluded.min_notional, excluded.maker_fee, excluded.taker_fee,
+           excluded.multiplier, true)
+    returning i.instrument_id into v_id;
+
+    if v_id is null then
+        select i.instrument_id into v_id
+        from ref.instruments i
+        where i.exchange_id = v_exchange_id and i.symbol = upsert_instrument.symbol;
+    end if;
+    return v_id;
+end;
+$$;
+comment on function ref.upsert_instrument(text, text, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric) is
+    'Create or update an instrument (exchange, symbol) with its trading rules; fees default to the exchange''s rates. Returns its id.';

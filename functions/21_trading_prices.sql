@@ -1,0 +1,80 @@
+-- spreadedge functions: prices and position arithmetic
+-- Mark prices for unrealized PnL and fee valuation, and the pure average-cost step every fill
+-- applies to a position (also used to re-fold positions from their trades).
+
+create or replace function trading.mark_price(p_instrument_id integer)
+    returns numeric
+    stable
+    language sql
+as $$
+    -- The latest market price known for the instrument: for now the price of its latest fill.
+    select t.price
+    from trading.trades t
+    where t.instrument_id = p_instrument_id
+    order by t.executed_at desc, t.trade_id desc
+    limit 1
+$$;
+comment on function trading.mark_price(integer) is
+    'Latest known market price of an instrument (its latest fill price); null when nothing traded yet.';
+
+create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
+    returns numeric
+    stable
+    language sql
+as $$
+    -- Price of one unit of p_asset in p_quote_asset from market data: an instrument trading
+    -- p_asset against p_quote_asset, on the same exchange first, else on any exchange.
+    select trading.mark_price(i.instrument_id)
+    from ref.instruments i
+    where i.base_asset = p_asset and i.quote_asset = p_quote_asset
+      and trading.mark_price(i.instrument_id) is not null
+    order by (i.exchange_id = p_exchange_id) desc, i.market_type = 'spot' desc, i.instrument_id
+    limit 1
+$$;
+comment on function trading.asset_price(smallint, text, text) is
+    'Price of an asset in a quote asset from market data (same exchange preferred); null when unknown.';
+
+create or replace function trading.position_after_fill(
+    p_quantity        numeric,
+    p_avg_entry_price numeric,
+    p_delta           numeric,
+    p_price           numeric,
+    p_multiplier      numeric,
+    out quantity           numeric,
+    out avg_entry_price    numeric,
+    out realized_pnl_gross numeric
+)
+    immutable
+    language plpgsql
+as $$
+-- One average-cost step: the position (p_quantity signed, p_avg_entry_price) after a signed
+-- quantity change p_delta at p_price. A fill in the position's direction re-weights the average
+-- entry (rounded to 18 decimals); a reducing fill realizes closed x multiplier x (price - entry),
+-- sign by side (rounded to 12 decimals); a fill that crosses zero realizes the closed part and opens
+-- the rest at p_price.
+declare
+    v_closed numeric;
+begin
+    if p_quantity = 0 or sign(p_delta) = sign(p_quantity) or p_delta = 0 then
+        quantity := p_quantity + p_delta;
+        avg_entry_price := case
+            when quantity = 0 then null
+            when p_quantity = 0 then p_price
+            else round((p_quantity * p_avg_entry_price + p_delta * p_price) * 1.000000000000000000000000
+                       / quantity, 18)
+        end;
+        realized_pnl_gross := 0;
+        return;
+    end if;
+    v_closed := least(abs(p_delta), abs(p_quantity));
+    realized_pnl_gross := round(v_closed * p_multiplier * (p_price - p_avg_entry_price) * sign(p_quantity), 12);
+    quantity := p_quantity + p_delta;
+    avg_entry_price := case
+        when quantity = 0 then null
+        when sign(quantity) = sign(p_quantity) then p_avg_entry_price
+        else p_price
+    end;
+end;
+$$;
+comment on function trading.position_after_fill(numeric, numeric, numeric, numeric, numeric) is
+    'Average-cost step: position quantity, entry price and realized gross PnL after a signed quantity change at a price.';

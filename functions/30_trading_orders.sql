@@ -1,0 +1,333 @@
+-- spreadedge functions: orders
+-- trading.place_order with its validation and idempotent client_order_id, and the order state
+-- machine: acknowledge, cancel, reject, expire. Fills live in 31_trading_fills.sql.
+
+create or replace function trading.is_legal_transition(
+    p_from trading.order_status,
+    p_to   trading.order_status
+)
+    returns boolean
+    immutable
+    language sql
+as $$
+    -- The order state machine. Terminal: filled and rejected. A cancelled or expired order can
+    -- still become filled when a late fill completes it (the cancel lost the race on the exchange).
+    select case p_from
+        when 'new'              then p_to in ('open', 'partially_filled', 'filled', 'cancelled', 'rejected', 'expired')
+        when 'open'             then p_to in ('partially_filled', 'filled', 'cancelled', 'expired')
+        when 'partially_filled' then p_to in ('filled', 'cancelled', 'expired')
+        when 'cancelled'        then p_to = 'filled'
+        when 'expired'          then p_to = 'filled'
+        else false
+    end
+$$;
+comment on function trading.is_legal_transition(trading.order_status, trading.order_status) is
+    'True when an order may move from the first status to the second.';
+
+create or replace function trading.lock_order(p_order_id bigint)
+    returns trading.orders
+    volatile
+    language plpgsql
+as $$
+-- The order row, locked FOR UPDATE (pruned to its partition through trading.order_keys);
+-- raises unknown_order (23S04).
+declare
+    v_order trading.orders;
+begin
+    select o.* into v_order
+    from trading.order_keys k
+    join trading.orders o on o.order_id = k.order_id and o.created_at = k.created_at
+    where k.order_id = p_order_id
+    for update of o;
+    if v_order.order_id is null then
+        raise exception 'order % does not exist', coalesce(p_order_id::text, 'null')
+            using errcode = '23S04';
+    end if;
+    return v_order;
+end;
+$$;
+comment on function trading.lock_order(bigint) is 'Locks and returns an order by id; raises 23S04 unknown_order.';
+
+create or replace function trading.change_order_status(
+    p_order     trading.orders,
+    p_to        trading.order_status,
+    p_reason    text default null,
+    p_trade_id  bigint default null
+)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- Move a locked order to p_to and record the order event; raises illegal_state_transition (55S01).
+begin
+    if not trading.is_legal_transition(p_order.status, p_to) then
+        raise exception 'order % cannot go from % to %', p_order.order_id, p_order.status, p_to
+            using errcode = '55S01';
+    end if;
+    update trading.orders o
+    set status = p_to,
+        status_reason = coalesce(p_reason, o.status_reason),
+        updated_at = now()
+    where o.order_id = p_order.order_id and o.created_at = p_order.created_at;
+    insert into trading.order_events (order_id, from_status, to_status, trade_id, reason)
+    values (p_order.order_id, p_order.status, p_to, p_trade_id, p_reason);
+end;
+$$;
+comment on function trading.change_order_status(trading.orders, trading.order_status, text, bigint) is
+    'Moves a locked order to a new status and records the event; raises 55S01 on an illegal transition.';
+
+create or replace function trading.match_retried_order(
+    p_exchange_id     smallint,
+    p_client_order_id text,
+    p_strategy_id     integer,
+    p_instrument_id   integer,
+    p_side            trading.order_side,
+    p_order_type      trading.order_type,
+    p_quantity        numeric,
+    p_price           numeric,
+    p_stop_price      numeric
+)
+    returns bigint
+    stable
+    language plpgsql
+as $$
+-- For a placement retried with a client_order_id already used on the exchange: the stored order's
+-- id when the retry asks for the same order, conflicting_duplicate (23S06) when it differs, null
+-- when the id is new.
+declare
+    v_order trading.orders;
+begin
+    select o.* into v_order
+    from trading.order_keys k
+    join trading.orders o on o.order_id = k.order_id and o.created_at = k.created_at
+    where k.exchange_id = p_exchange_id and k.client_order_id = p_client_order_id;
+    if v_order.order_id is null then
+        return null;
+    end if;
+    if (v_order.strategy_id, v_order.instrument_id, v_order.side, v_order.order_type, v_order.quantity)
+       is distinct from (p_strategy_id, p_instrument_id, p_side, p_order_type, p_quantity)
+       or v_order.price is distinct from p_price or v_order.stop_price is distinct from p_stop_price then
+        raise exception 'client order id "%" is already used by order % with different values',
+            p_client_order_id, v_order.order_id
+            using errcode = '23S06',
+                  detail = format('stored: %s %s %s @ %s; retried: %s %s %s @ %s',
+                                  v_order.side, v_order.quantity, v_order.order_type, coalesce(v_order.price::text, 'market'),
+                                  p_side, p_quantity, p_order_type, coalesce(p_price::text, 'market')),
+                  hint = 'A client order id names one order; use a new id for a new order.';
+    end if;
+    return v_order.order_id;
+end;
+$$;
+comment on function trading.match_retried_order(smallint, text, integer, integer, trading.order_side, trading.order_type, numeric, numeric, numeric) is
+    'Id of the order a retried placement refers to (null if new); raises 23S06 when the retry differs.';
+
+create or replace function trading.place_order(
+    strategy        text,
+    exchange        text,
+    symbol          text,
+    side            text,
+    quantity        numeric,
+    price           numeric default null,
+    order_type      text default null,
+    client_order_id text default null,
+    stop_price      numeric default null,
+    placed_at       timestamptz default now()
+)
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- Validate and store a new order (status new) and its placement event; returns its id. order_type
+-- defaults to limit when a price is given, market otherwise. A retry with the same client_order_id
+-- on the same exchange returns the same order and writes nothing.
+#variable_conflict use_column
+declare
+    v_strategy   trading.strategies := trading.find_strategy(place_order.strategy);
+    v_instrument ref.instruments := ref.find_instrument(place_order.exchange, place_order.symbol);
+    v_side       trading.order_side;
+    v_type       trading.order_type;
+    v_reference  numeric;
+    v_order_id   bigint;
+begin
+    if place_order.side is null or place_order.side not in ('buy', 'sell') then
+        raise exception 'side must be buy or sell, got "%"', coalesce(place_order.side, 'null')
+            using errcode = '22S06';
+    end if;
+    v_side := place_order.side::trading.order_side;
+    if place_order.order_type is not null
+       and place_order.order_type not in ('market', 'limit', 'stop_market', 'stop_limit') then
+        raise exception 'order type must be market, limit, stop_market or stop_limit, got "%"', place_order.order_type
+            using errcode = '22S07';
+    end if;
+    v_type := coalesce(place_order.order_type,
+                       case when place_order.price is null then 'market' else 'limit' end)::trading.order_type;
+    perform ops.check_positive(place_order.quantity, 'quantity', '22S01');
+    if v_type in ('limit', 'stop_limit') then
+        perform ops.check_positive(place_order.price, format('price of a %s order', v_type), '22S02');
+    elsif place_order.price is not null then
+        raise exception '% orders take no price, got %', v_type, place_order.price
+            using errcode = '22S07',
+                  hint = 'Omit price for a market order, or use order_type => ''limit''.';
+    end if;
+    if v_type in ('stop_market', 'stop_limit') then
+        perform ops.check_positive(place_order.stop_price, format('stop price of a %s order', v_type), '22S02');
+    elsif place_order.stop_price is not null then
+        raise exception '% orders take no stop price, got %', v_type, place_order.stop_price
+            using errcode = '22S07';
+    end if;
+    perform ops.check_time(place_order.placed_at, 'placed_at');
+    if not v_strategy.is_active then
+        raise exception 'strategy "%" is inactive', v_strategy.name using errcode = '22S09';
+    end if;
+    if not v_instrument.is_active then
+        raise exception 'instrument "%" on "%" is inactive', v_instrument.symbol, place_order.exchange
+            using errcode = '22S09';
+    end if;
+    if place_order.client_order_id is not null then
+        v_order_id := trading.match_retried_order(
+            v_instrument.exchange_id, place_order.client_order_id, v_strategy.strategy_id,
+            v_instrument.instrument_id, v_side, v_type, place_order.quantity, place_order.price,
+            place_order.stop_price);
+        if v_order_id is not null then
+            return v_order_id;
+        end if;
+    end if;
+
+    if place_order.price % v_instrument.tick_size <> 0 then
+        raise exception 'price % is not a multiple of the tick size % of %', place_order.price,
+            v_instrument.tick_size, v_instrument.symbol
+            using errcode = '22S03',
+                  hint = format('Round the price to a multiple of %s.', v_instrument.tick_size);
+    end if;
+    if place_order.stop_price % v_instrument.tick_size <> 0 then
+        raise exception 'stop price % is not a multiple of the tick size % of %', place_order.stop_price,
+            v_instrument.tick_size, v_instrument.symbol
+            using errcode = '22S03';
+    end if;
+    if place_order.quantity % v_instrument.lot_size <> 0 then
+        raise exception 'quantity % is not a multiple of the lot size % of %', place_order.quantity,
+            v_instrument.lot_size, v_instrument.symbol
+            using errcode = '22S04',
+                  hint = format('Round the quantity to a multiple of %s.', v_instrument.lot_size);
+    end if;
+    -- why: a market order has no price of its own; check it at the market price when one is known
+    v_reference := coalesce(place_order.price, place_order.stop_price, trading.mark_price(v_instrument.instrument_id));
+    if v_reference is not null
+       and place_order.quantity * v_reference * v_instrument.multiplier < v_instrument.min_notional then
+        raise exception 'order notional % is below the minimum % of %',
+            place_order.quantity * v_reference * v_instrument.multiplier, v_instrument.min_notional, v_instrument.symbol
+            using errcode = '22S05',
+                  hint = 'Increase the quantity.';
+    end if;
+
+    v_order_id := nextval('trading.order_id_seq');
+    insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id)
+    values (v_order_id, place_order.placed_at, v_instrument.exchange_id, place_order.client_order_id)
+    on conflict (exchange_id, client_order_id) do nothing;
+    if not found then
+        -- why: a concurrent placement with the same client_order_id committed first
+        return trading.match_retried_order(
+            v_instrument.exchange_id, place_order.client_order_id, v_strategy.strategy_id,
+            v_instrument.instrument_id, v_side, v_type, place_order.quantity, place_order.price,
+            place_order.stop_price);
+    end if;
+    insert into trading.orders
+        (order_id, created_at, strategy_id, instrument_id, side, order_type, quantity, price,
+         stop_price, client_order_id, updated_at)
+    values
+        (v_order_id, place_order.placed_at, v_strategy.strategy_id, v_instrument.instrument_id, v_side,
+         v_type, place_order.quantity, place_order.price, place_order.stop_price,
+         place_order.client_order_id, place_order.placed_at);
+    insert into trading.order_events (order_id, occurred_at, from_status, to_status)
+    values (v_order_id, place_order.placed_at, null, 'new');
+    return v_order_id;
+end;
+$$;
+comment on function trading.place_order(text, text, text, text, numeric, numeric, text, text, numeric, timestamptz) is
+    'Place an order (status new): validates side, type, quantity, tick, lot and minimum notional; idempotent on (exchange, client_order_id). Returns the order id.';
+
+create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- The exchange accepted the order: new -> open, and remember its exchange order id. Idempotent;
+-- an order already (partially) filled keeps its status and only records the exchange id.
+#variable_conflict use_column
+declare
+    v_order trading.orders := trading.lock_order(acknowledge_order.order_id);
+begin
+    if v_order.status = 'new' then
+        perform trading.change_order_status(v_order, 'open');
+    elsif v_order.status not in ('open', 'partially_filled', 'filled') then
+        raise exception 'order % cannot be acknowledged: it is %', v_order.order_id, v_order.status
+            using errcode = '55S01';
+    end if;
+    if acknowledge_order.exchange_order_id is not null then
+        update trading.orders o
+        set exchange_order_id = acknowledge_order.exchange_order_id, updated_at = now()
+        where o.order_id = v_order.order_id and o.created_at = v_order.created_at
+          and o.exchange_order_id is distinct from acknowledge_order.exchange_order_id;
+    end if;
+end;
+$$;
+comment on function trading.acknowledge_order(bigint, text) is
+    'The exchange accepted the order: new -> open, recording the exchange order id.';
+
+create or replace function trading.cancel_order(order_id bigint, reason text default null)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- Cancel a working order (new, open or partially filled). Cancelling a cancelled order is a no-op;
+-- a filled, rejected or expired one raises illegal_state_transition (55S01).
+#variable_conflict use_column
+declare
+    v_order trading.orders := trading.lock_order(cancel_order.order_id);
+begin
+    if v_order.status = 'cancelled' then
+        return;
+    end if;
+    perform trading.change_order_status(v_order, 'cancelled', cancel_order.reason);
+end;
+$$;
+comment on function trading.cancel_order(bigint, text) is
+    'Cancel a working order (idempotent); raises 55S01 for filled, rejected or expired orders.';
+
+create or replace function trading.reject_order(order_id bigint, reason text)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- The exchange refused the order: new -> rejected. Only a new order can be rejected.
+#variable_conflict use_column
+declare
+    v_order trading.orders := trading.lock_order(reject_order.order_id);
+begin
+    if v_order.status = 'rejected' then
+        return;
+    end if;
+    perform trading.change_order_status(v_order, 'rejected', reject_order.reason);
+end;
+$$;
+comment on function trading.reject_order(bigint, text) is
+    'The exchange refused a new order: new -> rejected (idempotent); raises 55S01 otherwise.';
+
+create or replace function trading.expire_order(order_id bigint, reason text default null)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- The order's time in force ran out: working -> expired. Late fills are still recorded.
+#variable_conflict use_column
+declare
+    v_order trading.orders := trading.lock_order(expire_order.order_id);
+begin
+    if v_order.status = 'expired' then
+        return;
+    end if;
+    perform trading.change_order_status(v_order, 'expired', expire_order.reason);
+end;
+$$;
+comment on function trading.expire_order(bigint, text) is
+    'A working order expired (idempotent); raises 55S01 for filled, rejected or cancelled orders.';

@@ -1,0 +1,216 @@
+-- spreadedge functions: fills
+-- trading.record_fill: one fill recorded as a trade, applied to its order, its position and the
+-- daily PnL rollup, all in the caller's transaction. Locks are taken in one order (order row, then
+-- position row, then trade key, then rollup row) so concurrent fills never deadlock one another.
+
+create or replace function trading.fee_in_quote(
+    p_instrument  ref.instruments,
+    p_fee         numeric,
+    p_fee_currency text,
+    p_price       numeric,
+    p_fee_quote   numeric,
+    out fee_quote numeric,
+    out base_fee  numeric
+)
+    stable
+    language plpgsql
+as $$
+-- Value of a fee in the instrument's quote asset, and the part of it that reduces the base
+-- quantity received or delivered (a base-asset fee on a spot or margin instrument). A fee in a third
+-- currency is valued at p_fee_quote when given, else from market data, else refused (22S08).
+declare
+    v_rate numeric;
+begin
+    base_fee := 0;
+    if p_fee = 0 then
+        fee_quote := 0;
+    elsif p_fee_currency = p_instrument.quote_asset then
+        fee_quote := p_fee;
+    elsif p_fee_currency = p_instrument.base_asset then
+        fee_quote := p_fee * p_price;
+        if p_instrument.market_type in ('spot', 'margin') then
+            base_fee := p_fee;
+        end if;
+    elsif p_fee_quote is not null then
+        fee_quote := ops.check_finite(p_fee_quote, 'fee_quote');
+    else
+        v_rate := trading.asset_price(p_instrument.exchange_id, p_fee_currency, p_instrument.quote_asset);
+        if v_rate is null then
+            raise exception 'fee of % % cannot be valued in %: no market price for %/%',
+                p_fee, p_fee_currency, p_instrument.quote_asset, p_fee_currency, p_instrument.quote_asset
+                using errcode = '22S08',
+                      hint = format('Pass fee_quote => the fee''s value in %s.', p_instrument.quote_asset);
+        end if;
+        fee_quote := p_fee * v_rate;
+    end if;
+end;
+$$;
+comment on function trading.fee_in_quote(ref.instruments, numeric, text, numeric, numeric) is
+    'Quote value of a fee (quote, base or third currency) and the base quantity it takes; raises 22S08 unpriced_fee.';
+
+create or replace function trading.record_fill(
+    order_id          bigint,
+    exchange_trade_id text,
+    quantity          numeric,
+    price             numeric,
+    fee               numeric default 0,
+    fee_currency      text default null,
+    executed_at       timestamptz default now(),
+    fee_quote         numeric default null
+)
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- Record a fill of an order and return its trade id. A fill already recorded (same exchange and
+-- exchange_trade_id) returns the existing trade id and writes nothing; the same id with different
+-- values raises conflicting_duplicate. Fills after a cancel or expiry are recorded (is_late).
+-- fee_currency defaults to the quote asset; fee_quote values a third-currency fee.
+#variable_conflict use_column
+declare
+    v_order      trading.orders := trading.lock_order(record_fill.order_id);
+    v_instrument ref.instruments;
+    v_fee        record;
+    v_trade_id   bigint;
+    v_existing   trading.trades;
+    v_position   trading.positions;
+    v_step       record;
+    v_delta      numeric;
+    v_filled     numeric;
+    v_status     trading.order_status;
+    v_fee_ccy    text := upper(record_fill.fee_currency);
+begin
+    if record_fill.exchange_trade_id is null or record_fill.exchange_trade_id = '' then
+        raise exception 'exchange_trade_id must not be empty' using errcode = '22S09';
+    end if;
+    perform ops.check_positive(record_fill.quantity, 'fill quantity', '22S01');
+    perform ops.check_positive(record_fill.price, 'fill price', '22S02');
+    perform ops.check_finite(record_fill.fee, 'fee');
+    perform ops.check_time(record_fill.executed_at, 'executed_at');
+    if v_fee_ccy is not null and v_fee_ccy !~ '^[A-Z0-9]+$' then
+        raise exception 'fee currency must be an alphanumeric asset code, got "%"', record_fill.fee_currency
+            using errcode = '22S09';
+    end if;
+
+    -- why the position is locked before the trade id is drawn: fills of one position then get
+    -- increasing trade ids in the order they are applied, so folding a position's trades by
+    -- trade_id reproduces it exactly
+    select p.* into v_position
+    from trading.positions p
+    where p.strategy_id = v_order.strategy_id and p.instrument_id = v_order.instrument_id
+    for update;
+    if v_position.strategy_id is null then
+        insert into trading.positions (strategy_id, instrument_id)
+        values (v_order.strategy_id, v_order.instrument_id)
+        on conflict do nothing;
+        select p.* into v_position
+        from trading.positions p
+        where p.strategy_id = v_order.strategy_id and p.instrument_id = v_order.instrument_id
+        for update;
+    end if;
+
+    v_trade_id := nextval('trading.trade_id_seq');
+    insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)
+    select k.exchange_id, record_fill.exchange_trade_id, v_trade_id, record_fill.executed_at
+    from trading.order_keys k
+    where k.order_id = v_order.order_id
+    on conflict (exchange_id, exchange_trade_id) do nothing;
+    if not found then
+        select t.* into v_existing
+        from trading.order_keys k
+        join trading.trade_keys tk on tk.exchange_id = k.exchange_id
+        join trading.trades t on t.trade_id = tk.trade_id and t.executed_at = tk.executed_at
+        where k.order_id = v_order.order_id and tk.exchange_trade_id = record_fill.exchange_trade_id;
+        if v_existing.order_id = v_order.order_id and v_existing.quantity = record_fill.quantity
+           and v_existing.price = record_fill.price then
+            return v_existing.trade_id;
+        end if;
+        raise exception 'exchange trade id "%" is already recorded as trade % with different values',
+            record_fill.exchange_trade_id, v_existing.trade_id
+            using errcode = '23S06',
+                  detail = format('stored: order %s, %s @ %s; retried: order %s, %s @ %s',
+                                  v_existing.order_id, v_existing.quantity, v_existing.price,
+                                  v_order.order_id, record_fill.quantity, record_fill.price);
+    end if;
+
+    if v_order.status = 'rejected' then
+        raise exception 'order % was rejected and cannot be filled', v_order.order_id using errcode = '55S01';
+    end if;
+    v_filled := v_order.filled_quantity + record_fill.quantity;
+    if v_filled > v_order.quantity then
+        raise exception 'fill of % would overfill order %: % of % already filled',
+            record_fill.quantity, v_order.order_id, v_order.filled_quantity, v_order.quantity
+            using errcode = '23S05';
+    end if;
+
+    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id;
+    v_fee := trading.fee_in_quote(v_instrument, record_fill.fee, coalesce(v_fee_ccy, v_instrument.quote_asset),
+                                  record_fill.price, record_fill.fee_quote);
+    if v_fee.base_fee >= record_fill.quantity then
+        raise exception 'base-asset fee % is not smaller than the fill quantity %', record_fill.fee, record_fill.quantity
+            using errcode = '22S09';
+    end if;
+    v_delta := case v_order.side when 'buy' then record_fill.quantity else -record_fill.quantity end - v_fee.base_fee;
+
+    v_step := trading.position_after_fill(v_position.quantity, v_position.avg_entry_price, v_delta,
+                                          record_fill.price, v_instrument.multiplier);
+
+    insert into trading.trades
+        (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
+         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, is_late)
+    values
+        (v_trade_id, record_fill.executed_at, v_order.order_id, v_order.strategy_id, v_order.instrument_id,
+         v_order.side, record_fill.quantity, record_fill.price, record_fill.fee,
+         coalesce(v_fee_ccy, v_instrument.quote_asset), v_fee.fee_quote, v_delta, v_step.realized_pnl_gross,
+         record_fill.exchange_trade_id, v_order.status in ('cancelled', 'expired'));
+
+    update trading.positions p
+    set quantity = v_step.quantity,
+        avg_entry_price = v_step.avg_entry_price,
+        realized_pnl_gross = p.realized_pnl_gross + v_step.realized_pnl_gross,
+        fees_paid = p.fees_paid + v_fee.fee_quote,
+        trade_count = p.trade_count + 1,
+        opened_at = case
+            when v_step.quantity = 0 then null
+            when p.quantity = 0 or sign(p.quantity) <> sign(v_step.quantity) then record_fill.executed_at
+            else p.opened_at
+        end,
+        updated_at = now()
+    where p.strategy_id = v_order.strategy_id and p.instrument_id = v_order.instrument_id;
+
+    v_status := case
+        when v_filled = v_order.quantity then 'filled'
+        when v_order.status in ('cancelled', 'expired') then v_order.status
+        else 'partially_filled'
+    end;
+    -- why not change_order_status: one update of the order row per fill; the status computed here
+    -- is always a legal transition (rejected and overfilled orders were refused above)
+    update trading.orders o
+    set filled_quantity = v_filled,
+        avg_fill_price = round((coalesce(o.avg_fill_price, 0) * o.filled_quantity
+                                + record_fill.price * record_fill.quantity) * 1.000000000000000000000000 / v_filled, 18),
+        status = v_status,
+        updated_at = now()
+    where o.order_id = v_order.order_id and o.created_at = v_order.created_at;
+    if v_status <> v_order.status then
+        insert into trading.order_events (order_id, from_status, to_status, trade_id)
+        values (v_order.order_id, v_order.status, v_status, v_trade_id);
+    end if;
+
+    insert into trading.daily_pnl as d
+        (strategy_id, day, instrument_id, trades, volume, notional, fees, realized_pnl_gross)
+    values
+        (v_order.strategy_id, (record_fill.executed_at at time zone 'UTC')::date, v_order.instrument_id, 1,
+         record_fill.quantity, record_fill.quantity * record_fill.price * v_instrument.multiplier,
+         v_fee.fee_quote, v_step.realized_pnl_gross)
+    on conflict (strategy_id, day, instrument_id) do update
+    set trades = d.trades + 1,
+        volume = d.volume + excluded.volume,
+        notional = d.notional + excluded.notional,
+        fees = d.fees + excluded.fees,
+        realized_pnl_gross = d.realized_pnl_gross + excluded.realized_pnl_gross;
+    return v_trade_id;
+end;
+$$;
+comment on function trading.record_fill(bigint, text, numeric, numeric, numeric, text, timestamptz, numeric) is
+    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the daily rollup. Idempotent on (exchange, exchange_trade_id). Returns the trade id.';

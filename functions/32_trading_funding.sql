@@ -1,0 +1,71 @@
+-- spreadedge functions: funding
+-- trading.record_funding: a perpetual's funding payment, added to the position's realized PnL and
+-- to the daily rollup. Idempotent on (strategy, instrument, paid_at).
+
+create or replace function trading.record_funding(
+    strategy text,
+    exchange text,
+    symbol   text,
+    amount   numeric,
+    paid_at  timestamptz default now()
+)
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- Record a funding payment (positive received, negative paid, in the quote asset) and return its id.
+-- The same payment recorded again returns the same id; a different amount at the same paid_at
+-- raises conflicting_duplicate (23S06).
+#variable_conflict use_column
+declare
+    v_strategy   trading.strategies := trading.find_strategy(record_funding.strategy);
+    v_instrument ref.instruments := ref.find_instrument(record_funding.exchange, record_funding.symbol);
+    v_existing   trading.funding_payments;
+    v_id         bigint;
+begin
+    perform ops.check_finite(record_funding.amount, 'funding amount');
+    perform ops.check_time(record_funding.paid_at, 'paid_at');
+    if v_instrument.market_type <> 'perpetual' then
+        raise exception 'funding applies to perpetuals only; % on % is a % instrument',
+            v_instrument.symbol, record_funding.exchange, v_instrument.market_type
+            using errcode = '22S10';
+    end if;
+
+    -- why: lock the position first, in the same order as record_fill, so the two never deadlock
+    insert into trading.positions (strategy_id, instrument_id)
+    values (v_strategy.strategy_id, v_instrument.instrument_id)
+    on conflict do nothing;
+    perform 1 from trading.positions p
+    where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id
+    for update;
+
+    insert into trading.funding_payments (strategy_id, instrument_id, amount, paid_at)
+    values (v_strategy.strategy_id, v_instrument.instrument_id, record_funding.amount, record_funding.paid_at)
+    on conflict (strategy_id, instrument_id, paid_at) do nothing
+    returning funding_id into v_id;
+    if v_id is null then
+        select f.* into v_existing
+        from trading.funding_payments f
+        where f.strategy_id = v_strategy.strategy_id and f.instrument_id = v_instrument.instrument_id
+          and f.paid_at = record_funding.paid_at;
+        if v_existing.amount = record_funding.amount then
+            return v_existing.funding_id;
+        end if;
+        raise exception 'funding at % for % on % is already recorded as % (got %)',
+            record_funding.paid_at, v_instrument.symbol, record_funding.exchange, v_existing.amount, record_funding.amount
+            using errcode = '23S06';
+    end if;
+
+    update trading.positions p
+    set funding = p.funding + record_funding.amount, updated_at = now()
+    where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id;
+    insert into trading.daily_pnl as d (strategy_id, day, instrument_id, funding)
+    values (v_strategy.strategy_id, (record_funding.paid_at at time zone 'UTC')::date, v_instrument.instrument_id,
+            record_funding.amount)
+    on conflict (strategy_id, day, instrument_id) do update
+    set funding = d.funding + excluded.funding;
+    return v_id;
+end;
+$$;
+comment on function trading.record_funding(text, text, text, numeric, timestamptz) is
+    'Record a perpetual funding payment (+ received, - paid) into realized PnL; idempotent on paid_at. Returns its id.';

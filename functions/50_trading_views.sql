@@ -1,0 +1,81 @@
+-- spreadedge functions: trading views
+-- Readable views for people in psql and pgcli and for dashboards: names instead of ids.
+
+create or replace view trading.position_summary as
+    select s.name as strategy,
+           e.code as exchange,
+           i.symbol,
+           i.market_type,
+           p.quantity,
+           p.avg_entry_price,
+           trading.mark_price(p.instrument_id) as mark_price,
+           case when p.quantity = 0 then 0
+                else p.quantity * i.multiplier * (trading.mark_price(p.instrument_id) - p.avg_entry_price)
+           end as unrealized_pnl,
+           p.realized_pnl_gross,
+           p.fees_paid,
+           p.funding,
+           p.realized_pnl,
+           p.trade_count,
+           p.opened_at,
+           p.updated_at
+    from trading.positions p
+    join trading.strategies s on s.strategy_id = p.strategy_id
+    join ref.instruments i on i.instrument_id = p.instrument_id
+    join ref.exchanges e on e.exchange_id = i.exchange_id;
+comment on view trading.position_summary is
+    'Every position with names, mark price (latest market price) and realized and unrealized PnL.';
+
+create or replace view trading.order_history as
+    select o.order_id,
+           o.created_at,
+           s.name as strategy,
+           e.code as exchange,
+           i.symbol,
+           o.side,
+           o.order_type,
+           o.quantity,
+           o.price,
+           o.stop_price,
+           o.status,
+           o.filled_quantity,
+           o.avg_fill_price,
+           o.client_order_id,
+           o.exchange_order_id,
+           o.status_reason,
+           o.updated_at
+    from trading.orders o
+    join trading.strategies s on s.strategy_id = o.strategy_id
+    join ref.instruments i on i.instrument_id = o.instrument_id
+    join ref.exchanges e on e.exchange_id = i.exchange_id;
+comment on view trading.order_history is 'Orders with strategy, exchange and symbol names.';
+
+create or replace view trading.active_orders as
+    select h.*
+    from trading.order_history h
+    where h.status in ('new', 'open', 'partially_filled');
+comment on view trading.active_orders is 'Orders still working: new, open or partially filled.';
+
+create or replace view trading.trade_history as
+    select t.trade_id,
+           t.executed_at,
+           s.name as strategy,
+           e.code as exchange,
+           i.symbol,
+           t.side,
+           t.quantity,
+           t.price,
+           t.fee,
+           t.fee_currency,
+           t.fee_quote,
+           t.realized_pnl_gross,
+           t.realized_pnl,
+           t.order_id,
+           t.exchange_trade_id,
+           t.is_late,
+           t.recorded_at
+    from trading.trades t
+    join trading.strategies s on s.strategy_id = t.strategy_id
+    join ref.instruments i on i.instrument_id = t.instrument_id
+    join ref.exchanges e on e.exchange_id = i.exchange_id;
+comment on view trading.trade_history is 'Trades (fills) with strategy, exchange and symbol names and the PnL each realized.';

@@ -1,0 +1,97 @@
+-- spreadedge functions: audit
+-- The statement-level trigger function that writes audit.log from transition tables, the trigger
+-- that keeps the log append-only, and audit.history.
+
+create or replace function audit.row_key(p_row jsonb, p_key_columns text[])
+    returns jsonb
+    immutable
+    language sql
+as $$
+    -- The key columns (p_key_columns indexed from 1) of a row as one json object, e.g. {"order_id": 42}.
+    select jsonb_build_object(p_key_columns[1], p_row -> p_key_columns[1])
+           || case when cardinality(p_key_columns) > 1
+                   then jsonb_build_object(p_key_columns[2], p_row -> p_key_columns[2])
+                   else '{}'::jsonb end
+           || case when cardinality(p_key_columns) > 2
+                   then jsonb_build_object(p_key_columns[3], p_row -> p_key_columns[3])
+                   else '{}'::jsonb end
+$$;
+comment on function audit.row_key(jsonb, text[]) is 'Picks up to three key columns out of a row''s json.';
+
+create or replace function audit.log_changes()
+    returns trigger
+    volatile
+    language plpgsql
+as $$
+-- Statement-level AFTER trigger (one per INSERT, UPDATE and DELETE, each with its transition
+-- tables): writes one audit.log row per changed row. Trigger arguments name the row's key columns.
+-- UPDATE pairs old and new rows by key; a row whose key changed appears with both halves unpaired.
+declare
+    v_table text := format('%I.%I', tg_table_schema, tg_table_name);
+    -- why the slice: tg_argv is indexed from 0; a slice is indexed from 1, as audit.row_key expects
+    v_keys  text[] := tg_argv[0:2];
+begin
+    if coalesce(cardinality(v_keys), 0) not between 1 and 3 then
+        raise exception 'audit.log_changes on % needs 1 to 3 key column names as trigger arguments', v_table;
+    end if;
+    if tg_op = 'INSERT' then
+        insert into audit.log (table_name, operation, row_key, new_row)
+        select v_table, 'INSERT', audit.row_key(n.j, v_keys), n.j
+        from (select to_jsonb(r) as j from new_rows r) n;
+    elsif tg_op = 'UPDATE' then
+        insert into audit.log (table_name, operation, row_key, old_row, new_row)
+        select v_table, 'UPDATE', coalesce(n.k, o.k), o.j, n.j
+        from (select to_jsonb(r) as j, audit.row_key(to_jsonb(r), v_keys) as k from old_rows r) o
+        full join (select to_jsonb(r) as j, audit.row_key(to_jsonb(r), v_keys) as k from new_rows r) n
+            on n.k = o.k;
+    elsif tg_op = 'DELETE' then
+        insert into audit.log (table_name, operation, row_key, old_row)
+        select v_table, 'DELETE', audit.row_key(o.j, v_keys), o.j
+        from (select to_jsonb(r) as j from old_rows r) o;
+    end if;
+    return null;
+end;
+$$;
+comment on function audit.log_changes() is
+    'Statement-level trigger writing audit.log rows from transition tables; arguments are the key columns.';
+
+create or replace function audit.refuse_change()
+    returns trigger
+    volatile
+    language plpgsql
+as $$
+-- BEFORE UPDATE/DELETE/TRUNCATE statement trigger of append-only tables.
+begin
+    raise exception '%.% is append-only: % is not allowed', tg_table_schema, tg_table_name, tg_op
+        using errcode = '55S02',
+              hint = 'Rows of this table are immutable facts; they leave only when their partition passes the retention period.';
+end;
+$$;
+comment on function audit.refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on append-only tables (55S02).';
+
+create or replace function audit.history(table_name regclass, key jsonb)
+    returns table (
+        audit_id  bigint,
+        logged_at timestamptz,
+        operation text,
+        old_row   jsonb,
+        new_row   jsonb,
+        actor     text,
+        db_role   text,
+        txid      bigint
+    )
+    stable
+    language sql
+as $$
+    -- One row's story, oldest first: audit.history('trading.orders', '{"order_id": 42}').
+    select l.audit_id, l.logged_at, l.operation, l.old_row, l.new_row, l.actor, l.db_role, l.txid
+    from audit.log l
+    where l.table_name = (select format('%I.%I', n.nspname, c.relname)
+                          from pg_catalog.pg_class c
+                          join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                          where c.oid = history.table_name)
+      and l.row_key = history.key
+    order by l.audit_id
+$$;
+comment on function audit.history(regclass, jsonb) is
+    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}'').';

@@ -1,0 +1,142 @@
+-- spreadedge functions: audit triggers
+-- Which tables are audited, and by which key. Every business table gets three statement-level
+-- triggers (transition tables allow one event per trigger). Not audited, because they are derived or
+-- are logs themselves: trading.order_keys and trading.trade_keys (copies of order and trade keys),
+-- trading.order_events (already a log of every status change), trading.daily_pnl (a rollup of
+-- trades and funding, checked against them), and audit.log itself, which is append-only.
+-- Trigger names carry a numeric prefix because PostgreSQL fires triggers in name order.
+
+-- ref.exchanges, keyed by exchange_id
+create or replace trigger _900_audit_insert
+    after insert on ref.exchanges
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('exchange_id');
+create or replace trigger _900_audit_update
+    after update on ref.exchanges
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('exchange_id');
+create or replace trigger _900_audit_delete
+    after delete on ref.exchanges
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('exchange_id');
+
+-- ref.exchange_markets, keyed by exchange_id, market_type
+create or replace trigger _900_audit_insert
+    after insert on ref.exchange_markets
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('exchange_id', 'market_type');
+create or replace trigger _900_audit_update
+    after update on ref.exchange_markets
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('exchange_id', 'market_type');
+create or replace trigger _900_audit_delete
+    after delete on ref.exchange_markets
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('exchange_id', 'market_type');
+
+-- ref.instruments, keyed by instrument_id
+create or replace trigger _900_audit_insert
+    after insert on ref.instruments
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('instrument_id');
+create or replace trigger _900_audit_update
+    after update on ref.instruments
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('instrument_id');
+create or replace trigger _900_audit_delete
+    after delete on ref.instruments
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('instrument_id');
+
+-- trading.strategies, keyed by strategy_id
+create or replace trigger _900_audit_insert
+    after insert on trading.strategies
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('strategy_id');
+create or replace trigger _900_audit_update
+    after update on trading.strategies
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('strategy_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.strategies
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('strategy_id');
+
+-- trading.orders, keyed by order_id
+create or replace trigger _900_audit_insert
+    after insert on trading.orders
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('order_id');
+create or replace trigger _900_audit_update
+    after update on trading.orders
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('order_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.orders
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('order_id');
+
+-- trading.trades, keyed by trade_id
+create or replace trigger _900_audit_insert
+    after insert on trading.trades
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('trade_id');
+create or replace trigger _900_audit_update
+    after update on trading.trades
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('trade_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.trades
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('trade_id');
+
+-- trading.positions, keyed by strategy_id, instrument_id
+create or replace trigger _900_audit_insert
+    after insert on trading.positions
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('strategy_id', 'instrument_id');
+create or replace trigger _900_audit_update
+    after update on trading.positions
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('strategy_id', 'instrument_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.positions
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('strategy_id', 'instrument_id');
+
+-- trading.funding_payments, keyed by funding_id
+create or replace trigger _900_audit_insert
+    after insert on trading.funding_payments
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('funding_id');
+create or replace trigger _900_audit_update
+    after update on trading.funding_payments
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('funding_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.funding_payments
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('funding_id');
+
+-- trading.portfolio_snapshots, keyed by snapshot_id
+create or replace trigger _900_audit_insert
+    after insert on trading.portfolio_snapshots
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('snapshot_id');
+create or replace trigger _900_audit_update
+    after update on trading.portfolio_snapshots
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('snapshot_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.portfolio_snapshots
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('snapshot_id');
+
+-- audit.log is append-only
+create or replace trigger _100_append_only
+    before update or delete or truncate on audit.log
+    for each statement execute function audit.refuse_change();
+-- trades are immutable facts
+create or replace trigger _100_append_only
+    before update or delete or truncate on trading.trades
+    for each statement execute function audit.refuse_change();

@@ -1,0 +1,248 @@
+"""The ``spreadedge`` command: one click group, the settings as its context object.
+
+Add a command with ``@main.command()`` (or a group with ``@main.group()``) taking
+``@click.pass_obj`` settings. The errors in ``USER_ERRORS`` become a clean message and exit
+status 1 in every command, with no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+
+from spreadedge import db, errors
+from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
+from spreadedge.settings import Settings, SettingsError, load_settings
+
+USER_ERRORS: tuple[type[Exception], ...] = (ClusterError, SettingsError, errors.SpreadedgeError)
+# psql and pgcli get every argument, --help included.
+PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []}
+
+
+class _Group(click.Group):
+    """A click group that reports USER_ERRORS as a message rather than a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            raise click.ClickException(_describe(exc)) from exc
+        except psycopg.Error as exc:
+            translated = errors.translate(exc)
+            if isinstance(translated, errors.SpreadedgeError):
+                raise click.ClickException(_describe(translated)) from exc
+            raise
+
+
+def _describe(exc: Exception) -> str:
+    """The error's message, with the server's hint on a second line when there is one."""
+    hint = getattr(exc, "hint", None)
+    return f"{exc}\nhint: {hint}" if hint else str(exc)
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
+    metavar="URL",
+    help="Use this database instead of the embedded cluster under .spreadedge/.",
+)
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """spreadedge: the PostgreSQL trading database of CryptoSpreadEdge.
+
+    Without --database-url (or DATABASE_URL) every command uses the embedded cluster,
+    created and started on demand under .spreadedge/.
+    """
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    ctx.obj = settings.with_database_url(database_url or None)
+
+
+# -- db: the embedded cluster ---------------------------------------------------------------
+
+
+@main.group(name="db", cls=_Group)
+def db_group() -> None:
+    """Manage the embedded cluster under .spreadedge/."""
+
+
+@db_group.command()
+@click.pass_obj
+def start(settings: Settings) -> None:
+    """Create the embedded cluster if needed and start it."""
+    cluster = default_cluster(settings)
+    started = cluster.start()
+    state = "started" if started else "already running"
+    click.echo(f"embedded cluster {state} on port {cluster.port} ({cluster.data_dir})")
+
+
+@db_group.command()
+@click.pass_obj
+def stop(settings: Settings) -> None:
+    """Stop the embedded cluster."""
+    stopped = default_cluster(settings).stop()
+    click.echo("embedded cluster stopped" if stopped else "embedded cluster was not running")
+
+
+@db_group.command()
+@click.pass_obj
+def status(settings: Settings) -> None:
+    """Show whether the embedded cluster exists and runs, and where."""
+    cluster = default_cluster(settings)
+    state = cluster.status()
+    if not state.initialized:
+        summary = "not created (`spreadedge db start` creates it)"
+    elif state.running:
+        summary = f"running (pid {state.pid})"
+    else:
+        summary = "stopped"
+    click.echo(f"embedded cluster: {summary}")
+    click.echo(f"  port:       {state.port}")
+    click.echo(f"  data dir:   {state.data_dir}")
+    click.echo(f"  socket dir: {state.socket_dir}")
+    click.echo(f"  url:        {cluster.url()}")
+    if settings.database_url:
+        click.echo("note: DATABASE_URL is set, so commands use that database, not this cluster")
+
+
+@db_group.command()
+@click.pass_obj
+def url(settings: Settings) -> None:
+    """Print the connection URL commands use (DATABASE_URL, else the embedded cluster's)."""
+    click.echo(db.conninfo(settings, start=False))
+
+
+@db_group.command()
+@click.confirmation_option(prompt="Delete the embedded cluster and all its data?")
+@click.pass_obj
+def destroy(settings: Settings) -> None:
+    """Stop the embedded cluster and delete it with all its data."""
+    default_cluster(settings).destroy()
+    click.echo("embedded cluster destroyed")
+
+
+# -- interactive clients --------------------------------------------------------------------
+
+
+@main.command(context_settings=PASS_THROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def psql(settings: Settings, args: tuple[str, ...]) -> None:
+    """Open psql on the database; ARGS go to psql as they are."""
+    program = PG_BINDIR / "psql"
+    _exec(program if program.exists() else Path("psql"), db.conninfo(settings), args)
+
+
+@main.command(context_settings=PASS_THROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def pgcli(settings: Settings, args: tuple[str, ...]) -> None:
+    """Open pgcli on the database; ARGS go to pgcli as they are."""
+    _exec(Path(sys.executable).parent / "pgcli", db.conninfo(settings), args)
+
+
+def _exec(program: Path, url: str, args: tuple[str, ...]) -> None:
+    argv = [program.name, "--dbname", url, *args]
+    try:
+        if program.is_absolute():
+            os.execv(program, argv)
+        os.execvp(str(program), argv)
+    except OSError as exc:
+        raise click.ClickException(f"cannot run {program}: {exc.strerror}") from exc
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--render-only",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Write the rendered migrations to DIR and touch no database.",
+)
+@click.option("--status", "show_status", is_flag=True, help="List applied and pending migrations.")
+@click.pass_obj
+def migrate(settings: Settings, render_only: Path | None, show_status: bool) -> None:
+    """Apply pending migrations, then re-apply functions/."""
+    from spreadedge import migrate as migrations  # imported here: only this command needs it
+
+    url = db.conninfo(settings, start=render_only is None)
+    try:
+        migrations.run(settings, url, render_only=render_only, status=show_status, echo=click.echo)
+    except migrations.MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# -- trading ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--strategy", default=None, help="Only this strategy (default: all).")
+@click.option("--since", type=click.DateTime(), default=None, help="Start of the period, UTC (inclusive).")
+@click.option("--until", type=click.DateTime(), default=None, help="End of the period, UTC (exclusive).")
+@click.option(
+    "--by",
+    "group_by",
+    default="strategy",
+    show_default=True,
+    help="Comma-separated grouping: strategy, exchange, instrument, day, or total.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (exact decimals as strings).")
+@click.pass_obj
+def pnl(
+    settings: Settings,
+    strategy: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    group_by: str,
+    as_json: bool,
+) -> None:
+    """Show realized PnL from trading.pnl_summary: trades, volume, fees, gross, funding and net."""
+    from spreadedge import pnl as report
+
+    with db.connect(settings, autocommit=True) as conn:
+        rows = report.pnl_rows(
+            conn, strategy=strategy, since=_utc(since), until=_utc(until), group_by=group_by
+        )
+    click.echo(report.as_json(rows) if as_json else report.as_table(rows))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option(
+    "--orders",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(10, 1_000_000),
+    help="About how many orders to place.",
+)
+@click.pass_obj
+def demo(settings: Settings, orders: int) -> None:
+    """Load a realistic demo day (yesterday, UTC): six exchanges, four strategies, fills, funding.
+
+    Idempotent: running it again writes nothing new.
+    """
+    from spreadedge.demo import run_demo
+
+    with (
+        db.connect(settings, actor="demo") as conn,
+        click.progressbar(length=orders, label="demo day", show_pos=True) as bar,
+    ):
+        done = run_demo(conn, orders=orders, progress=bar.update)
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(done.items()))
+    click.echo(f"demo day loaded: {summary}")

@@ -1,0 +1,362 @@
+"""The embedded default cluster: a private PostgreSQL 15 under ``.spreadedge/``.
+
+Without ``DATABASE_URL`` every command runs against this cluster. It has its own port (TCP on
+127.0.0.1 only, SCRAM password in ``.spreadedge/password``) and its own socket directory (trust
+for the ``spreadedge`` superuser), preloads ``pg_stat_statements`` and ``pg_cron`` and runs in UTC.
+
+PostgreSQL refuses to run as root. When root drives the cluster, initdb, pg_ctl and postgres run
+as the unprivileged system user ``spreadedge`` (see ``runas``). If that user cannot reach
+``.spreadedge/`` (a clone under ``/root``, which is 0700), the cluster lives in
+``/var/lib/spreadedge/<hash>/`` and ``.spreadedge/cluster``, ``run`` and ``postgresql.log`` are
+symlinks to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from spreadedge import runas
+from spreadedge.settings import Settings
+
+PG_BINDIR = Path(os.environ.get("SPREADEDGE_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
+SUPERUSER = "spreadedge"
+DATABASE = "spreadedge"
+# Where the cluster lives when the server's system user cannot traverse to .spreadedge/.
+FALLBACK_ROOT = runas.RUN_USER_HOME
+CONFIG_FILE = "spreadedge.conf"
+
+
+class ClusterError(Exception):
+    """The embedded cluster cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """A snapshot of the embedded cluster, as ``spreadedge db status`` shows it."""
+
+    initialized: bool
+    running: bool
+    pid: int | None
+    port: int
+    data_dir: Path
+    socket_dir: Path
+
+
+class Cluster:
+    """A PostgreSQL cluster under ``home``, listening on ``port`` and on a private socket."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = Path(home).resolve()
+        self.port = port
+        self.data_dir = self.home / "cluster"
+        self.socket_dir = self.home / "run"
+        self.log_file = self.home / "postgresql.log"
+        self.password_file = self.home / "password"
+        self._lock_depth = 0
+
+    # -- public interface -------------------------------------------------------------------
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> bool:
+        """Create the cluster unless it exists; True when it was created now."""
+        with self._lock():
+            if self.initialized:
+                return False
+            if not (PG_BINDIR / "initdb").exists():
+                raise ClusterError(
+                    f"PostgreSQL 15 server binaries not found in {PG_BINDIR}; run `make bootstrap`"
+                )
+            self._prepare_dirs()
+            self._run(
+                PG_BINDIR / "initdb",
+                f"--username={SUPERUSER}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                # C.UTF-8 classifies characters properly; C collation keeps text comparison fast.
+                "--locale=C.UTF-8",
+                "--lc-collate=C",
+                f"--pgdata={self.data_dir.resolve()}",
+                action="initdb",
+            )
+            conf = self.data_dir / "postgresql.conf"
+            with conf.open("a") as f:
+                f.write(
+                    f"\n# The embedded cluster's settings, rewritten at every start: override them below.\n"
+                    f"include '{CONFIG_FILE}'\n"
+                )
+            self._write_config()
+            return True
+
+    def start(self) -> bool:
+        """Initialize if needed and start the server; True when it was started now."""
+        with self._lock():
+            status = self.status()
+            if status.running:
+                if status.port != self.port:
+                    raise ClusterError(
+                        f"the embedded cluster is running on port {status.port}, not {self.port}; "
+                        "stop it with `spreadedge db stop` to change SPREADEDGE_PORT"
+                    )
+                return False
+            self._check_port_free()
+            self.init()
+            self._write_config()
+            self._remove_stale_files()
+            log = self.log_file.resolve()
+            try:
+                self._run(
+                    PG_BINDIR / "pg_ctl",
+                    *("start", "-w", "-t", "60", "-D", str(self.data_dir.resolve()), "-l", str(log)),
+                    action="pg_ctl start",
+                )
+            except ClusterError as exc:
+                raise ClusterError(f"{exc}\n--- last lines of {log} ---\n{_tail(log)}") from None
+            if not self.password_file.exists():
+                self._set_password()
+            self.ensure_database(DATABASE)
+            return True
+
+    def stop(self) -> bool:
+        """Stop the server (fast shutdown); True when it was running."""
+        with self._lock():
+            if not self.status().running:
+                return False
+            self._run(
+                PG_BINDIR / "pg_ctl",
+                *("stop", "-m", "fast", "-w", "-t", "60", "-D", str(self.data_dir.resolve())),
+                action="pg_ctl stop",
+            )
+            return True
+
+    def status(self) -> ClusterStatus:
+        """Whether the cluster exists and runs, and where."""
+        pid, port = self._postmaster()
+        return ClusterStatus(
+            initialized=self.initialized,
+            running=pid is not None,
+            pid=pid,
+            port=port if port is not None else self.port,
+            data_dir=self.data_dir.resolve(),
+            socket_dir=self.socket_dir.resolve(),
+        )
+
+    def url(self, dbname: str = DATABASE) -> str:
+        """A libpq URL for ``dbname`` as the superuser, through the private socket."""
+        host = quote(str(self.socket_dir.resolve()), safe="")
+        return f"postgresql://{SUPERUSER}@/{quote(dbname, safe='')}?host={host}&port={self.port}"
+
+    def conninfo(self, dbname: str = DATABASE) -> str:
+        """The same connection as :meth:`url`, as a libpq key/value string."""
+        return make_conninfo(
+            host=str(self.socket_dir.resolve()), port=self.port, user=SUPERUSER, dbname=dbname
+        )
+
+    def ensure_database(self, name: str) -> bool:
+        """Create database ``name`` unless it exists; True when it was created now."""
+        if not self.status().running:
+            raise ClusterError("the embedded cluster is not running; start it with `spreadedge db start`")
+        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+            if exists:
+                return False
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            return True
+
+    def destroy(self) -> None:
+        """Stop the server and delete the cluster, its socket directory, log and password."""
+        with self._lock():
+            self.stop()
+            for path in (self.data_dir, self.socket_dir, self.log_file, self.password_file):
+                if path.is_symlink():
+                    path.unlink()
+                elif path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            shutil.rmtree(self._fallback_base(), ignore_errors=True)
+            self._lock_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.home.rmdir()  # only when nothing else lives there
+
+    # -- files and programs ------------------------------------------------------------
+
+    def _run(self, *args: str | Path, action: str) -> str:
+        """Run a PostgreSQL program (as the system user when we are root); ClusterError if it fails."""
+        command = runas.command([str(arg) for arg in args])
+        result = subprocess.run(
+            command, cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip()
+            raise ClusterError(f"{action} failed for the embedded cluster in {self.home}:\n{output}")
+        return result.stdout
+
+    def _prepare_dirs(self) -> None:
+        """Create the data and socket directories and the log, owned by whoever runs the server."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            runas.ensure_user()
+        except subprocess.CalledProcessError as exc:
+            raise ClusterError(f"cannot create the system user {runas.RUN_USER}: {exc.stderr}") from None
+        base = self.home
+        if self.data_dir.is_symlink() or not runas.can_reach(self.home):
+            base = self._fallback_base()
+            runas.make_private_dir(FALLBACK_ROOT)
+            runas.make_private_dir(base)
+            for path in (self.data_dir, self.socket_dir, self.log_file):
+                if not path.is_symlink():
+                    path.symlink_to(base / path.name)
+        runas.make_private_dir(base / "cluster")
+        runas.make_private_dir(base / "run")
+        log = base / "postgresql.log"
+        log.touch(mode=0o600)
+        runas.give(log)
+
+    def _fallback_base(self) -> Path:
+        return FALLBACK_ROOT / hashlib.sha256(str(self.home).encode()).hexdigest()[:16]
+
+    # -- server state -----------------------------------------------------------------------
+
+    def _postmaster(self) -> tuple[int | None, int | None]:
+        """Pid and port of this cluster's running postmaster, or (None, None)."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, IndexError, ValueError):
+            return None, None
+        if not _is_postmaster_of(pid, self.data_dir.resolve()):
+            return None, None
+        return pid, port
+
+    def _remove_stale_files(self) -> None:
+        """Drop lock files a crashed server left behind: no server of ours runs (checked)."""
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        for path in self.socket_dir.glob(".s.PGSQL.*"):
+            path.unlink(missing_ok=True)
+
+    def _check_port_free(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise ClusterError(
+                    f"port {self.port} on 127.0.0.1 is already in use by another program "
+                    f"({exc.strerror}); choose a free port with SPREADEDGE_PORT=<port>"
+                ) from None
+
+    def _write_config(self) -> None:
+        socket_dir = _conf_string(str(self.socket_dir.resolve()))
+        lines = [
+            "# Written by spreadedge (python/spreadedge/cluster.py) at every start: do not edit.",
+            "# Override a setting below the include line in postgresql.conf instead.",
+            f"port = {self.port}",
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = {socket_dir}",
+            "unix_socket_permissions = 0700",
+            "shared_preload_libraries = 'pg_stat_statements,pg_cron'",
+            f"cron.database_name = '{DATABASE}'",
+            f"cron.host = {socket_dir}",
+            "timezone = 'UTC'",
+            "log_timezone = 'UTC'",
+            "pg_stat_statements.track = all",
+            "max_connections = 100",
+            f"shared_buffers = '{_shared_buffers_mb()}MB'",
+            "fsync = on",
+        ]
+        path = self.data_dir / CONFIG_FILE
+        path.write_text("\n".join(lines) + "\n")
+        runas.give(path)
+
+    def _set_password(self) -> None:
+        """Give the superuser a random password for TCP; only its SCRAM verifier leaves here."""
+        password = secrets.token_urlsafe(32)
+        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+            verifier = conn.pgconn.encrypt_password(password.encode(), SUPERUSER.encode(), b"scram-sha-256")
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(
+                    sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())
+                )
+            )
+        partial = self.password_file.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        partial.replace(self.password_file)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialize init/start/stop/destroy between processes (re-entrant within one)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self._lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.home / "cluster.lock"
+
+
+def default_cluster(settings: Settings) -> Cluster:
+    """The embedded cluster these settings point at."""
+    return Cluster(settings.home, settings.port)
+
+
+def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
+    """Whether ``pid`` is a live postgres whose working directory is ``data_dir``."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+            return False
+        return Path(os.readlink(f"/proc/{pid}/cwd")) == data_dir
+    except PermissionError:
+        return True  # a postgres of another user that we may not inspect: assume it is ours
+    except OSError:
+        return False
+
+
+def _conf_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _shared_buffers_mb() -> int:
+    """A quarter of the memory, between 128 MB and 512 MB."""
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    return max(128, min(512, total_mb // 4))
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(cannot read the log: {exc.strerror})"

@@ -1,0 +1,78 @@
+"""Exception classes for the project SQLSTATEs of ``ops.error_codes``.
+
+The SQL functions raise these codes; :func:`translate` turns a psycopg error carrying one into the
+matching :class:`SpreadedgeError` subclass, keeping the server's message, detail and hint. The
+table ``ops.error_codes`` is the single source of the codes: a test asserts this module names
+exactly the codes that table holds.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+
+class SpreadedgeError(Exception):
+    """An error a caller caused, raised by a spreadedge SQL function with a project SQLSTATE."""
+
+    sqlstate: str = ""
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+
+def _define(name: str, sqlstate: str) -> type[SpreadedgeError]:
+    class_name = "".join(part.capitalize() for part in name.split("_"))
+    return type(
+        class_name, (SpreadedgeError,), {"sqlstate": sqlstate, "__doc__": f"SQLSTATE {sqlstate} ({name})."}
+    )
+
+
+# name -> SQLSTATE, as in ops.error_codes
+CODES: dict[str, str] = {
+    "invalid_quantity": "22S01",
+    "invalid_price": "22S02",
+    "price_off_tick": "22S03",
+    "quantity_off_lot": "22S04",
+    "below_min_notional": "22S05",
+    "invalid_side": "22S06",
+    "invalid_order_type": "22S07",
+    "unpriced_fee": "22S08",
+    "invalid_argument": "22S09",
+    "funding_not_applicable": "22S10",
+    "unknown_exchange": "23S01",
+    "unknown_instrument": "23S02",
+    "unknown_strategy": "23S03",
+    "unknown_order": "23S04",
+    "overfill": "23S05",
+    "conflicting_duplicate": "23S06",
+    "illegal_state_transition": "55S01",
+    "append_only": "55S02",
+}
+
+BY_SQLSTATE: dict[str, type[SpreadedgeError]] = {code: _define(name, code) for name, code in CODES.items()}
+BY_NAME: dict[str, type[SpreadedgeError]] = {name: BY_SQLSTATE[code] for name, code in CODES.items()}
+
+
+def translate(error: psycopg.Error) -> Exception:
+    """The SpreadedgeError subclass for a psycopg error with a project SQLSTATE, else the error itself."""
+    cls = BY_SQLSTATE.get(error.sqlstate or "")
+    if cls is None:
+        return error
+    diag = error.diag
+    translated = cls(diag.message_primary or str(error), detail=diag.message_detail, hint=diag.message_hint)
+    translated.__cause__ = error
+    return translated
+
+
+globals().update({cls.__name__: cls for cls in BY_SQLSTATE.values()})
+__all__ = [
+    "BY_NAME",
+    "BY_SQLSTATE",
+    "CODES",
+    "SpreadedgeError",
+    "translate",
+    *(c.__name__ for c in BY_SQLSTATE.values()),
+]

@@ -1,0 +1,235 @@
+"""``spreadedge migrate``: render and apply migrations/, then re-apply functions/.
+
+Migrations are Jinja templates (``migrations/NNNN_description.sql.j2``) rendered with the
+``[render]`` settings and applied by yoyo in file-name order, each in its own transaction.
+
+Applied migrations are frozen (see ``spreadedge.checksums``): each rendered migration records
+its own sha256 in the transaction that applies it, and before anything is applied every applied
+migration is rendered again and compared; a difference (an edited template, or a ``[render]``
+setting it uses) is refused, because the change belongs in a new migration. Then functions/ is
+re-applied in one transaction (see ``spreadedge.sqlfiles``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from yoyo import read_migrations
+from yoyo.backends import PostgresqlPsycopgBackend
+from yoyo.connections import DatabaseURI
+from yoyo.migrations import Migration, MigrationList, default_migration_table
+
+from spreadedge import checksums
+from spreadedge.checksums import BOOKKEEPING_TABLES, AppliedMigration, RenderedMigration
+from spreadedge.settings import Settings
+from spreadedge.sqlfiles import (
+    MigrationError,
+    Problem,
+    apply_functions,
+    check_functions,
+    execute_statements,
+    refuse_problems,
+    render_sql_dir,
+    split_statements,
+)
+
+__all__ = [
+    "BOOKKEEPING_TABLES",
+    "MigrationError",
+    "Problem",
+    "apply_functions",
+    "apply_schema",
+    "check_functions",
+    "migrate",
+    "print_status",
+    "render_migrations",
+    "render_sql_dir",
+    "run",
+    "write_rendered",
+    "yoyo_uri",
+]
+
+MIGRATION_ID = re.compile(r"[0-9]+_[a-z0-9_]+")
+# One migrate at a time per database; a session lock, so a crashed run leaves nothing locked.
+_MIGRATE_LOCK = "spreadedge.migrate"
+_TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}
+
+Echo = Callable[[str], None]
+
+
+def run(
+    settings: Settings,
+    conninfo: str,
+    *,
+    render_only: Path | None = None,
+    status: bool = False,
+    echo: Echo = print,
+) -> None:
+    """Render only, print the status, or migrate: the three faces of ``spreadedge migrate``."""
+    if render_only is not None:
+        write_rendered(settings, render_only, echo)
+    elif status:
+        print_status(settings, conninfo, echo)
+    else:
+        migrate(conninfo, settings, echo)
+
+
+def render_migrations(settings: Settings) -> list[RenderedMigration]:
+    """Every migration rendered with the settings, in the order they apply."""
+    migrations = []
+    for name, text in render_sql_dir(settings.migrations_dir, settings.render.as_context()):
+        migration_id = name.removesuffix(".sql")
+        if not MIGRATION_ID.fullmatch(migration_id):
+            raise MigrationError(
+                f"migrations/{name}: a migration is named NNNN_description.sql.j2 "
+                "(digits, an underscore, then lower-case letters, digits and underscores)"
+            )
+        for statement in split_statements(text):
+            if statement.head(1) in _TRANSACTION_CONTROL:
+                raise MigrationError(
+                    f"migrations/{name} line {statement.line}: {statement.first_line} — each migration "
+                    "runs in one transaction together with its checksum; remove the transaction control"
+                )
+        migrations.append(RenderedMigration(migration_id, text))
+    return migrations
+
+
+def write_rendered(settings: Settings, directory: Path, echo: Echo = print) -> None:
+    """Write each rendered migration to ``directory/NNNN_description.sql``; no database involved."""
+    migrations = render_migrations(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    for migration in migrations:
+        (directory / f"{migration.id}.sql").write_text(migration.sql)
+    echo(f"rendered {len(migrations)} migrations into {directory}")
+
+
+def yoyo_uri(conninfo: str) -> DatabaseURI:
+    """The connection parameters as yoyo's psycopg 3 backend takes them.
+
+    Every libpq parameter goes through ``args``, which yoyo hands to ``psycopg.connect`` as is,
+    so a socket directory (``?host=/path``), several hosts or ``sslmode`` all work, which a
+    ``postgresql+psycopg://`` URL cannot always carry.
+    """
+    params = conninfo_to_dict(conninfo)
+    dbname = params.pop("dbname", None)
+    return DatabaseURI("postgresql+psycopg", None, None, None, None, dbname, params)
+
+
+def migrate(conninfo: str, settings: Settings, echo: Echo = print) -> None:
+    """Apply the pending migrations, then re-apply functions/; refuse if an applied one changed."""
+    migrations = render_migrations(settings)
+    # functions/ is checked first, so a bad file stops the run before any migration is applied.
+    refuse_problems(check_functions(settings.functions_dir))
+    with _connect(conninfo) as conn, tempfile.TemporaryDirectory(prefix="spreadedge-migrations-") as tmp:
+        conn.execute("select pg_advisory_lock(hashtext(%s))", [_MIGRATE_LOCK])
+        checksums.ensure_table(conn)
+        applied = checksums.applied_migrations(conn)
+        checksums.refuse_changed(settings.migrations_dir, migrations, applied)
+        checksums.refuse_out_of_order(migrations, applied)
+        for migration in migrations:
+            recorded = migration.sql + checksums.record_statement(conn, migration)
+            Path(tmp, f"{migration.id}.sql").write_text(recorded)
+        with _yoyo_backend(conninfo) as backend:
+            pending = _pending(backend, read_migrations(tmp), applied)
+            for migration in pending:
+                echo(f"applying {migration.id}")
+                _apply_one(backend, migration)
+        if not pending:
+            echo("up to date")
+        count = apply_functions(conn, settings.functions_dir)
+        echo(f"re-applied {count} function files")
+
+
+def apply_schema(conninfo: str, settings: Settings) -> None:
+    """Apply the rendered schema/ files (sorted), then functions/, all in one transaction."""
+    files = render_sql_dir(settings.schema_dir, settings.render.as_context())
+    refuse_problems(check_functions(settings.functions_dir))
+    with _connect(conninfo) as conn, conn.transaction():
+        for name, text in files:
+            execute_statements(conn, f"{settings.schema_dir.name}/{name}", text)
+        apply_functions(conn, settings.functions_dir)
+
+
+def print_status(settings: Settings, conninfo: str, echo: Echo = print) -> None:
+    """List applied and pending migrations; an applied one says whether it still renders the same."""
+    current = {migration.id: migration for migration in render_migrations(settings)}
+    with _connect(conninfo) as conn:
+        applied = checksums.applied_migrations(conn)
+    width = max((len(migration_id) for migration_id in {*current, *applied}), default=0)
+    for migration_id in sorted({*current, *applied}):
+        row = applied.get(migration_id)
+        if row is None:
+            echo(f"{migration_id:<{width}}  pending")
+            continue
+        when = row.applied_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if migration_id not in current:
+            verdict = "file missing"
+        elif current[migration_id].sha256 == row.sha256:
+            verdict = "checksum ok"
+        else:
+            verdict = "checksum CHANGED"
+        echo(f"{migration_id:<{width}}  applied {when}  {verdict}")
+    echo(f"{len(applied)} applied, {len(set(current) - set(applied))} pending")
+
+
+@contextlib.contextmanager
+def _connect(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(conninfo, autocommit=True, application_name="spreadedge migrate") as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def _yoyo_backend(conninfo: str) -> Iterator[PostgresqlPsycopgBackend]:
+    backend = PostgresqlPsycopgBackend(yoyo_uri(conninfo), default_migration_table)
+    try:
+        backend.init_database()
+        yield backend
+    finally:
+        backend.connection.close()
+
+
+def _pending(
+    backend: PostgresqlPsycopgBackend, migrations: MigrationList, applied: dict[str, AppliedMigration]
+) -> list[Migration]:
+    """The migrations to apply, after bringing yoyo's bookkeeping in line with the checksums."""
+    marked = set(backend.get_applied_migration_hashes())
+    # The checksum row commits with the migration; yoyo marks it applied in a later transaction.
+    unmarked = [m for m in migrations if m.id in applied and m.hash not in marked]
+    if unmarked:
+        backend.mark_migrations(unmarked)
+    stray = [m.id for m in migrations if m.hash in marked and m.id not in applied]
+    if stray:
+        raise MigrationError(
+            f"migration {stray[0]} is marked applied in yoyo's {default_migration_table} but has no "
+            "checksum: it was applied outside spreadedge migrate, so it cannot be checked as frozen"
+        )
+    pending = list(backend.to_apply(migrations))
+    for migration in pending:
+        migration.load()
+        if not migration.use_transactions:
+            raise MigrationError(
+                f"migration {migration.id} says '-- transactional: false': each migration runs in one "
+                "transaction together with its checksum, so that none is ever half-applied"
+            )
+    return pending
+
+
+def _apply_one(backend: PostgresqlPsycopgBackend, migration: Migration) -> None:
+    try:
+        # yoyo prints the rows of every statement that returns some (select partman.create_parent).
+        with contextlib.redirect_stdout(io.StringIO()):
+            backend.apply_one(migration)
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"migration {migration.id} failed and was rolled back, nothing of it is applied: "
+            f"{exc} (SQLSTATE {exc.sqlstate})"
+        ) from exc

@@ -1,0 +1,77 @@
+"""``spreadedge pnl``: trading.pnl_summary as a readable table or as JSON.
+
+The numbers come from SQL as they are; this module only lays them out (money columns shown with
+two decimals in the table, exact in JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+KEY_COLUMNS = ("strategy_name", "exchange", "symbol", "day")
+MONEY_COLUMNS = ("notional", "fees", "realized_pnl_gross", "funding", "realized_pnl")
+HEADERS = {"strategy_name": "strategy", "realized_pnl_gross": "gross pnl", "realized_pnl": "net pnl"}
+
+
+def pnl_rows(
+    conn: psycopg.Connection,
+    *,
+    strategy: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    group_by: str,
+) -> list[dict[str, Any]]:
+    """Rows of trading.pnl_summary for these arguments."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from trading.pnl_summary(strategy => %s, since => %s, until => %s, group_by => %s)",
+            (strategy, since, until, group_by),
+        )
+        return cur.fetchall()
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        if column in MONEY_COLUMNS:
+            return f"{value:,.2f}"
+        return f"{value.normalize():f}"
+    return str(value)
+
+
+def as_table(rows: list[dict[str, Any]]) -> str:
+    """A plain aligned table; key columns that are empty in every row are left out."""
+    if not rows:
+        return "no trades or funding in this period"
+    columns = [c for c in rows[0] if c not in KEY_COLUMNS or any(r[c] is not None for r in rows)]
+    cells = [[_cell(c, r[c]) for c in columns] for r in rows]
+    headers = [HEADERS.get(c, c) for c in columns]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    numeric = [c not in KEY_COLUMNS for c in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True)
+        )
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def as_json(rows: list[dict[str, Any]]) -> str:
+    """JSON with decimals as exact strings."""
+    return json.dumps(rows, default=_json_default, indent=2)

@@ -1,0 +1,131 @@
+"""Deployment settings: where the database is and how migrations are rendered.
+
+Settings come, in increasing priority, from built-in defaults, the optional TOML file
+``spreadedge.toml`` in the project directory (or the file named by ``SPREADEDGE_SETTINGS``),
+and ``SPREADEDGE_*`` environment variables. ``DATABASE_URL`` (or ``--database-url``) selects an
+external database; without it every command uses the embedded cluster under ``.spreadedge/``.
+
+Only the ``[render]`` section feeds the Jinja templates of ``migrations/`` and ``schema/``:
+changing one of those values after a migration was applied changes its rendered SQL, which
+``spreadedge migrate`` then refuses (applied migrations are frozen).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 54329
+RETENTION = re.compile(r"[1-9][0-9]{0,3} (day|week|month|year)s?")
+SETTINGS_FILE = "spreadedge.toml"
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Values the migration templates are rendered with (see ``spreadedge.toml.example``)."""
+
+    # Partitions pg_partman keeps created ahead of now, per partitioned table.
+    partition_premake: int = 4
+    # Months of partitions created behind now when a table is first partitioned.
+    partition_history_months: int = 3
+    # Retention per partitioned table as a PostgreSQL interval, or None to keep everything.
+    retention_orders: str | None = None
+    retention_order_events: str | None = None
+    retention_trades: str | None = None
+    retention_audit: str | None = None
+
+    def as_context(self) -> dict[str, Any]:
+        """The Jinja context: every field by name."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to find and shape its database."""
+
+    project_dir: Path
+    database_url: str | None = None
+    home: Path = field(default=Path(".spreadedge"))
+    port: int = DEFAULT_PORT
+    render: RenderSettings = field(default_factory=RenderSettings)
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self.project_dir / "migrations"
+
+    @property
+    def functions_dir(self) -> Path:
+        return self.project_dir / "functions"
+
+    @property
+    def schema_dir(self) -> Path:
+        return self.project_dir / "schema"
+
+    def with_database_url(self, url: str | None) -> Settings:
+        return self if url is None else replace(self, database_url=url)
+
+
+class SettingsError(ValueError):
+    """A settings file or variable holds a value that cannot be used."""
+
+
+def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
+    known = RenderSettings.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SettingsError(f"unknown [render] setting(s): {', '.join(unknown)}")
+    merged: dict[str, Any] = dict(values)
+    for name in known:
+        env_value = env.get(f"SPREADEDGE_{name.upper()}")
+        if env_value is not None:
+            merged[name] = env_value
+    for name in ("partition_premake", "partition_history_months"):
+        if name in merged:
+            try:
+                merged[name] = int(merged[name])
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{name} must be an integer, got {merged[name]!r}") from exc
+            if merged[name] < 1:
+                raise SettingsError(f"{name} must be at least 1, got {merged[name]}")
+    for name in known:
+        if not name.startswith("retention_"):
+            continue
+        if merged.get(name) in ("", "none"):
+            merged[name] = None
+        elif name in merged and not RETENTION.fullmatch(str(merged[name])):
+            raise SettingsError(
+                f"{name} must be an interval like '24 months' (days, weeks, months or years) or 'none', "
+                f"got {merged[name]!r}"
+            )
+    return RenderSettings(**merged)
+
+
+def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read defaults, the settings file and the environment into one Settings."""
+    env = dict(os.environ) if env is None else env
+    project = (project_dir or Path(env.get("SPREADEDGE_PROJECT_DIR", Path.cwd()))).resolve()
+    path = Path(env.get("SPREADEDGE_SETTINGS", project / SETTINGS_FILE))
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: {exc}") from exc
+    render = _render_from(data.get("render", {}), env)
+    port_text = env.get("SPREADEDGE_PORT", data.get("cluster", {}).get("port", DEFAULT_PORT))
+    try:
+        port = int(port_text)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"SPREADEDGE_PORT must be an integer, got {port_text!r}") from exc
+    home = Path(env.get("SPREADEDGE_HOME", project / ".spreadedge"))
+    return Settings(
+        project_dir=project,
+        database_url=env.get("DATABASE_URL") or None,
+        home=home.resolve(),
+        port=port,
+        render=render,
+    )

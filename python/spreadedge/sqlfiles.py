@@ -1,0 +1,208 @@
+"""SQL files of the project: rendering the templates, splitting statements, checking functions/.
+
+``migrations/`` and ``schema/`` hold Jinja templates rendered with the ``[render]`` settings;
+``functions/`` holds plain SQL that ``spreadedge migrate`` re-applies after every migration run,
+so it may only hold statements that can run again and again (``create or replace ...``).
+Statements are split the way yoyo splits migrations (sqlparse), so what is checked here is
+exactly what gets executed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import psycopg
+import sqlparse.engine
+import sqlparse.lexer
+import sqlparse.tokens
+from psycopg import sql
+
+TEMPLATE_SUFFIX = ".j2"
+
+FUNCTIONS_HINT = (
+    "HINT: functions/ is re-applied after every migrate and may only hold CREATE OR REPLACE "
+    "FUNCTION|PROCEDURE|VIEW|TRIGGER, DROP FUNCTION|PROCEDURE|VIEW|TRIGGER IF EXISTS and COMMENT ON; "
+    "put DDL in a new migration under migrations/ and in schema/"
+)
+
+# The statement heads functions/ may hold: each can run again on a database that already has it.
+_REAPPLIABLE = re.compile(
+    r"(create or replace (function|procedure|(recursive )?view|trigger)"
+    r"|drop (function|procedure|view|trigger) if exists"
+    r"|comment on)\b"
+)
+
+# Re-applying functions/ from two sessions at once fails with "tuple concurrently updated".
+_FUNCTIONS_LOCK = "spreadedge.functions"
+
+
+def literal(value: object) -> str:
+    """Jinja filter ``literal``: a value as an SQL literal (``'12 months'``, ``NULL``, ``4``)."""
+    return sql.Literal(value).as_string(None)
+
+
+def ident(*names: str) -> str:
+    """Jinja filter ``ident``: a quoted, optionally qualified, name (``"trading"."orders"``)."""
+    return sql.Identifier(*names).as_string(None)
+
+
+class MigrationError(Exception):
+    """migrations/, schema/ or functions/ cannot be applied as they are."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement of a file, as written, without the comments that lead it."""
+
+    line: int
+    text: str
+
+    @property
+    def first_line(self) -> str:
+        return self.text.splitlines()[0].strip()
+
+    def head(self, words: int = 6) -> str:
+        """The first keywords, lower-case and single-spaced, comments skipped (``create or replace``)."""
+        tokens = (
+            value
+            for ttype, value in sqlparse.lexer.tokenize(self.text)
+            if ttype not in sqlparse.tokens.Whitespace and ttype not in sqlparse.tokens.Comment
+        )
+        return re.sub(r"\s+", " ", " ".join(islice(tokens, words))).lower()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A statement of functions/ that cannot be re-applied."""
+
+    path: str
+    line: int
+    statement: str
+
+    def __str__(self) -> str:
+        return f"{self.path} line {self.line}: {self.statement}"
+
+
+def render_sql_dir(directory: Path, context: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Render every ``*.sql.j2`` and ``*.sql`` file of ``directory`` (not recursive), sorted by name.
+
+    Returns ``(name, sql)`` pairs, ``name`` being the file name without ``.j2``
+    (``0001_initial.sql``). Undefined variables are errors (StrictUndefined) and a file's final
+    newline is kept, so a render is byte-for-byte stable. Settings reach SQL through the filters
+    ``literal`` (``{{ retention_orders | literal }}`` gives ``'12 months'`` or ``NULL``) and
+    ``ident`` (``{{ 'trading' | ident('orders') }}``), never pasted into quotes by hand.
+    """
+    if not directory.is_dir():
+        return []
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(literal=literal, ident=ident)
+    sources: dict[str, Path] = {}
+    for path in directory.iterdir():
+        if not path.is_file() or not path.name.endswith((".sql", ".sql" + TEMPLATE_SUFFIX)):
+            continue
+        name = path.name.removesuffix(TEMPLATE_SUFFIX)
+        if name in sources:
+            raise MigrationError(f"{directory.name}/{name} and {name}{TEMPLATE_SUFFIX} both exist: keep one")
+        sources[name] = path
+    rendered = []
+    for name in sorted(sources):
+        shown = f"{directory.name}/{sources[name].name}"
+        try:
+            text = env.get_template(sources[name].name).render(context)
+        except jinja2.TemplateSyntaxError as exc:
+            raise MigrationError(f"{shown} line {exc.lineno}: {exc.message}") from exc
+        except jinja2.UndefinedError as exc:
+            raise MigrationError(f"{shown}: {exc.message} (no such [render] setting)") from exc
+        except jinja2.TemplateError as exc:
+            raise MigrationError(f"{shown}: {exc}") from exc
+        rendered.append((name, text))
+    return rendered
+
+
+def split_statements(text: str) -> list[Statement]:
+    """The statements of ``text`` as sqlparse (and so yoyo) splits them; comment-only ones dropped."""
+    statements = []
+    line = 1
+    for parsed in sqlparse.engine.FilterStack().run(text):
+        raw = str(parsed)
+        skipped = ""
+        for token in parsed.flatten():
+            if not token.is_whitespace and token.ttype not in sqlparse.tokens.Comment:
+                break
+            skipped += token.value
+        else:
+            line += raw.count("\n")
+            continue
+        body = raw[len(skipped) :].rstrip()
+        statements.append(Statement(line=line + skipped.count("\n"), text=body))
+        line += raw.count("\n")
+    return statements
+
+
+def execute_statements(conn: psycopg.Connection[Any], shown: str, text: str) -> None:
+    """Run the statements of a file one by one; an error names the file and line it comes from."""
+    for statement in split_statements(text):
+        try:
+            # bytes: the statement is SQL from a project file, run as written, without parameters.
+            conn.execute(statement.text.encode())
+        except psycopg.Error as exc:
+            line = statement.line
+            position = exc.diag.statement_position
+            if position:
+                line += statement.text[: int(position) - 1].count("\n")
+            hint = f"\nHINT: {exc.diag.message_hint}" if exc.diag.message_hint else ""
+            raise MigrationError(
+                f"{shown} line {line}: {exc.diag.message_primary} (SQLSTATE {exc.sqlstate}){hint}"
+            ) from exc
+
+
+def function_files(functions_dir: Path) -> list[Path]:
+    """Every ``functions/**/*.sql`` file, sorted by path relative to functions/."""
+    if not functions_dir.is_dir():
+        return []
+    return sorted(functions_dir.rglob("*.sql"), key=lambda path: path.relative_to(functions_dir).as_posix())
+
+
+def _shown(functions_dir: Path, path: Path) -> str:
+    return f"{functions_dir.name}/{path.relative_to(functions_dir).as_posix()}"
+
+
+def check_functions(functions_dir: Path) -> list[Problem]:
+    """Every statement of functions/ that could not be re-applied on a database that has it."""
+    problems = []
+    for path in function_files(functions_dir):
+        for statement in split_statements(path.read_text()):
+            if not _REAPPLIABLE.match(statement.head()):
+                problems.append(Problem(_shown(functions_dir, path), statement.line, statement.first_line))
+    return problems
+
+
+def refuse_problems(problems: list[Problem]) -> None:
+    """Raise one MigrationError listing every problem of functions/, with the hint."""
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise MigrationError(
+            f"functions/ holds statements that cannot be re-applied:\n{listed}\n{FUNCTIONS_HINT}"
+        )
+
+
+def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
+    """Re-apply every file of functions/ in one transaction; return how many files were applied."""
+    refuse_problems(check_functions(functions_dir))
+    files = function_files(functions_dir)
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [_FUNCTIONS_LOCK])
+        for path in files:
+            execute_statements(conn, _shown(functions_dir, path), path.read_text())
+    return len(files)

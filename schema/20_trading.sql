@@ -1,0 +1,330 @@
+-- spreadedge schema: trading
+-- Strategies, orders and their events, fills (trades), positions, funding payments, the daily PnL
+-- rollup and portfolio snapshots. Tables are private: applications call the trading.* functions.
+-- orders, order_events and trades are partitioned by month (see 40_partitioning.sql.j2); their
+-- cross-partition keys (order id, client order id, exchange trade id) live in small key tables.
+
+create type trading.order_side as enum (
+    'buy',   -- increases the position
+    'sell'   -- decreases the position
+);
+comment on type trading.order_side is 'Side of an order or fill.';
+
+create type trading.order_type as enum (
+    'market',       -- executes at the best available price; has no price
+    'limit',        -- executes at price or better
+    'stop_market',  -- becomes a market order when stop_price trades
+    'stop_limit'    -- becomes a limit order at price when stop_price trades
+);
+comment on type trading.order_type is 'How an order executes.';
+
+create type trading.order_status as enum (
+    'new',               -- stored, not yet acknowledged by the exchange
+    'open',              -- acknowledged, resting on the book, nothing filled
+    'partially_filled',  -- some quantity filled, the rest still working
+    'filled',            -- the whole quantity filled (terminal)
+    'cancelled',         -- cancelled; late fills are still recorded (terminal unless a late fill completes it)
+    'rejected',          -- refused by the exchange or by pre-trade checks (terminal, never filled)
+    'expired'            -- expired by time in force; late fills are still recorded
+);
+comment on type trading.order_status is
+    'Order state machine: new -> open -> partially_filled -> filled, or cancelled, rejected, expired.';
+
+-- ============================================================================
+-- Strategies
+-- ============================================================================
+create table trading.strategies (
+    strategy_id integer generated always as identity primary key,
+    name        text not null unique check (name <> '' and name = btrim(name) and length(name) <= 100),
+    description text,
+    capital     numeric not null default 0 check (capital >= 0 and capital < 'Infinity'),
+    is_active   boolean not null default true,
+    created_at  timestamptz not null default now()
+);
+comment on table trading.strategies is 'Trading strategies; orders, trades and positions belong to one. Create with trading.create_strategy.';
+comment on column trading.strategies.strategy_id is 'Surrogate key.';
+comment on column trading.strategies.description is 'What the strategy does.';
+comment on column trading.strategies.created_at is 'When the strategy was created.';
+comment on column trading.strategies.name is 'Unique name callers use, e.g. btc-binance-okx-arb.';
+comment on column trading.strategies.capital is 'Capital allocated, in quote units; equity = capital + realized + unrealized PnL.';
+comment on column trading.strategies.is_active is 'False when the strategy may no longer place orders.';
+
+-- ============================================================================
+-- Orders
+-- ============================================================================
+create sequence trading.order_id_seq as bigint;
+comment on sequence trading.order_id_seq is 'Order ids, unique across all order partitions.';
+
+-- why: orders is partitioned by created_at, and a unique index on a partitioned table must include
+-- the partition key; this table makes order_id and (exchange, client_order_id) unique across all
+-- partitions and finds an order's partition from its id alone.
+create table trading.order_keys (
+    order_id        bigint primary key,
+    created_at      timestamptz not null,
+    exchange_id     smallint not null references ref.exchanges,
+    client_order_id text check (client_order_id <> ''),
+    unique (exchange_id, client_order_id)
+);
+comment on table trading.order_keys is
+    'One row per order: makes order ids and client order ids (per exchange) unique across order partitions.';
+comment on column trading.order_keys.order_id is 'The order''s id (from trading.order_id_seq).';
+comment on column trading.order_keys.exchange_id is 'Exchange the order was sent to.';
+comment on column trading.order_keys.client_order_id is 'Caller''s id of the order, unique per exchange; null when none was given.';
+comment on column trading.order_keys.created_at is 'The order''s partition key, so lookups by id prune to one partition.';
+
+create table trading.orders (
+    order_id          bigint not null references trading.order_keys,
+    created_at        timestamptz not null default now(),
+    strategy_id       integer not null references trading.strategies,
+    instrument_id     integer not null references ref.instruments,
+    side              trading.order_side not null,
+    order_type        trading.order_type not null,
+    quantity          numeric not null check (quantity > 0 and quantity < 'Infinity'),
+    price             numeric check (price > 0 and price < 'Infinity'),
+    stop_price        numeric check (stop_price > 0 and stop_price < 'Infinity'),
+    status            trading.order_status not null default 'new',
+    filled_quantity   numeric not null default 0,
+    avg_fill_price    numeric,
+    client_order_id   text,
+    exchange_order_id text,
+    status_reason     text,
+    updated_at        timestamptz not null default now(),
+    primary key (order_id, created_at),
+    -- why: an order is never filled beyond its quantity (overfill is refused before it gets here)
+    check (filled_quantity >= 0 and filled_quantity <= quantity),
+    -- why: an average fill price exists exactly when something was filled
+    check ((filled_quantity = 0) = (avg_fill_price is null)),
+    -- why: market orders have no limit price; limit orders must have one
+    check ((order_type in ('market', 'stop_market')) = (price is null)),
+    check ((order_type in ('stop_market', 'stop_limit')) = (stop_price is not null))
+) partition by range (created_at);
+comment on table trading.orders is
+    'Orders, partitioned by month of created_at. Written only by trading.place_order, cancel_order, record_fill and friends.';
+comment on column trading.orders.order_id is 'Order id, unique across partitions (see trading.order_keys).';
+comment on column trading.orders.created_at is 'When the order was placed; the partition key.';
+comment on column trading.orders.strategy_id is 'Strategy that placed the order.';
+comment on column trading.orders.instrument_id is 'Instrument ordered.';
+comment on column trading.orders.side is 'buy or sell.';
+comment on column trading.orders.order_type is 'market, limit, stop_market or stop_limit.';
+comment on column trading.orders.status is 'Where the order is in its state machine.';
+comment on column trading.orders.updated_at is 'When the order last changed.';
+comment on column trading.orders.quantity is 'Ordered quantity in base units (contracts for derivatives).';
+comment on column trading.orders.price is 'Limit price; null for market and stop-market orders.';
+comment on column trading.orders.stop_price is 'Trigger price of stop orders.';
+comment on column trading.orders.filled_quantity is 'Sum of the quantities of this order''s trades.';
+comment on column trading.orders.avg_fill_price is 'Quantity-weighted average price of this order''s trades.';
+comment on column trading.orders.client_order_id is 'Caller''s id, unique per exchange: a retried placement returns the same order.';
+comment on column trading.orders.exchange_order_id is 'The exchange''s id, set when the exchange acknowledges the order.';
+comment on column trading.orders.status_reason is 'Why the order was cancelled, rejected or expired.';
+create index orders_strategy_created_idx on trading.orders (strategy_id, created_at);
+create index orders_instrument_created_idx on trading.orders (instrument_id, created_at);
+-- why: active orders are few and read often (open order lists, cancel-all)
+create index orders_active_idx on trading.orders (strategy_id)
+    where status in ('new', 'open', 'partially_filled');
+
+create sequence trading.order_event_id_seq as bigint;
+comment on sequence trading.order_event_id_seq is 'Order event ids.';
+
+create table trading.order_events (
+    event_id    bigint not null default nextval('trading.order_event_id_seq'),
+    occurred_at timestamptz not null default now(),
+    order_id    bigint not null references trading.order_keys,
+    from_status trading.order_status,
+    to_status   trading.order_status not null,
+    trade_id    bigint,
+    reason      text,
+    primary key (event_id, occurred_at)
+) partition by range (occurred_at);
+comment on table trading.order_events is
+    'Every status change of every order (from_status null for placement), partitioned by month.';
+comment on column trading.order_events.event_id is 'Event id, increasing in write order.';
+comment on column trading.order_events.occurred_at is 'When the change happened; the partition key.';
+comment on column trading.order_events.order_id is 'The order that changed.';
+comment on column trading.order_events.from_status is 'Status before (null when the order was placed).';
+comment on column trading.order_events.to_status is 'Status after.';
+comment on column trading.order_events.trade_id is 'The trade that caused the change, for fills.';
+comment on column trading.order_events.reason is 'Reason given for a cancel, reject or expiry.';
+create index order_events_order_idx on trading.order_events (order_id);
+
+-- ============================================================================
+-- Trades (fills)
+-- ============================================================================
+create sequence trading.trade_id_seq as bigint;
+comment on sequence trading.trade_id_seq is 'Trade ids, unique across all trade partitions.';
+
+-- why: trades is partitioned by executed_at; this table makes (exchange, exchange trade id) unique
+-- across partitions, so a fill reported twice (websocket and REST) is recorded once.
+create table trading.trade_keys (
+    exchange_id       smallint not null references ref.exchanges,
+    exchange_trade_id text not null check (exchange_trade_id <> ''),
+    trade_id          bigint not null unique,
+    executed_at       timestamptz not null,
+    primary key (exchange_id, exchange_trade_id)
+);
+comment on table trading.trade_keys is
+    'One row per trade: makes exchange trade ids unique per exchange across trade partitions.';
+comment on column trading.trade_keys.exchange_id is 'Exchange that reported the trade.';
+comment on column trading.trade_keys.exchange_trade_id is 'The exchange''s id of the trade.';
+comment on column trading.trade_keys.trade_id is 'The trade''s id in trading.trades.';
+comment on column trading.trade_keys.executed_at is 'The trade''s partition key, so lookups prune to one partition.';
+
+create table trading.trades (
+    trade_id           bigint not null,
+    executed_at        timestamptz not null,
+    order_id           bigint not null references trading.order_keys,
+    strategy_id        integer not null references trading.strategies,
+    instrument_id      integer not null references ref.instruments,
+    side               trading.order_side not null,
+    quantity           numeric not null check (quantity > 0 and quantity < 'Infinity'),
+    price              numeric not null check (price > 0 and price < 'Infinity'),
+    fee                numeric not null check (fee > '-Infinity' and fee < 'Infinity'),
+    fee_currency       text not null check (fee_currency ~ '^[A-Z0-9]+$'),
+    fee_quote          numeric not null check (fee_quote > '-Infinity' and fee_quote < 'Infinity'),
+    position_delta     numeric not null,
+    realized_pnl_gross numeric not null,
+    realized_pnl       numeric not null generated always as (realized_pnl_gross - fee_quote) stored,
+    exchange_trade_id  text not null,
+    is_late            boolean not null default false,
+    recorded_at        timestamptz not null default now(),
+    primary key (trade_id, executed_at)
+) partition by range (executed_at);
+comment on table trading.trades is
+    'Fills: immutable facts, partitioned by month of executed_at. Each keeps the PnL and fee it caused. Write with trading.record_fill.';
+comment on column trading.trades.trade_id is 'Trade id; the trades of one position have increasing ids in the order they were applied.';
+comment on column trading.trades.executed_at is 'When the exchange executed the fill; the partition key.';
+comment on column trading.trades.order_id is 'The order filled.';
+comment on column trading.trades.strategy_id is 'Strategy of the order.';
+comment on column trading.trades.instrument_id is 'Instrument of the order.';
+comment on column trading.trades.side is 'Side of the order.';
+comment on column trading.trades.price is 'Execution price in the quote asset.';
+comment on column trading.trades.exchange_trade_id is 'The exchange''s id of the trade, unique per exchange.';
+comment on column trading.trades.quantity is 'Filled quantity in base units (contracts for derivatives).';
+comment on column trading.trades.fee is 'Fee charged, in fee_currency; negative for a rebate.';
+comment on column trading.trades.fee_currency is 'Currency the fee was charged in: the quote asset, the base asset or a third currency.';
+comment on column trading.trades.fee_quote is 'The fee''s value in the quote asset, realized as a cost when paid.';
+comment on column trading.trades.position_delta is
+    'Signed change of the position quantity: +quantity for a buy, -quantity for a sell, less a base-asset fee on spot.';
+comment on column trading.trades.realized_pnl_gross is 'PnL this fill realized by closing position, before fees.';
+comment on column trading.trades.realized_pnl is 'realized_pnl_gross - fee_quote.';
+comment on column trading.trades.is_late is 'True when the fill arrived after its order was cancelled or expired.';
+comment on column trading.trades.recorded_at is 'When spreadedge recorded the fill.';
+create index trades_strategy_executed_idx on trading.trades (strategy_id, executed_at);
+create index trades_instrument_executed_idx on trading.trades (instrument_id, executed_at);
+create index trades_order_idx on trading.trades (order_id);
+
+-- ============================================================================
+-- Positions
+-- ============================================================================
+create table trading.positions (
+    strategy_id        integer not null references trading.strategies,
+    instrument_id      integer not null references ref.instruments,
+    quantity           numeric not null default 0,
+    avg_entry_price    numeric,
+    realized_pnl_gross numeric not null default 0,
+    fees_paid          numeric not null default 0,
+    funding            numeric not null default 0,
+    realized_pnl       numeric not null generated always as (realized_pnl_gross - fees_paid + funding) stored,
+    trade_count        integer not null default 0,
+    opened_at          timestamptz,
+    updated_at         timestamptz not null default now(),
+    primary key (strategy_id, instrument_id),
+    -- why: a flat position has no entry price; an open one always has one
+    check ((quantity = 0) = (avg_entry_price is null)),
+    check ((quantity = 0) = (opened_at is null))
+);
+comment on table trading.positions is
+    'One position per (strategy, instrument): signed quantity, average-cost entry and realized PnL. Read with trading.get_position.';
+comment on column trading.positions.strategy_id is 'Strategy holding the position.';
+comment on column trading.positions.instrument_id is 'Instrument held.';
+comment on column trading.positions.trade_count is 'Number of fills applied.';
+comment on column trading.positions.updated_at is 'When the position last changed.';
+comment on column trading.positions.quantity is 'Signed quantity: positive long, negative short, 0 flat.';
+comment on column trading.positions.avg_entry_price is 'Average cost of the open quantity (18 decimals); null when flat.';
+comment on column trading.positions.realized_pnl_gross is 'PnL realized by reducing fills, before fees.';
+comment on column trading.positions.fees_paid is 'Fees paid in the quote asset (negative part = rebates).';
+comment on column trading.positions.funding is 'Funding received (positive) or paid (negative).';
+comment on column trading.positions.realized_pnl is 'realized_pnl_gross - fees_paid + funding.';
+comment on column trading.positions.opened_at is 'When the current non-zero position was opened (or flipped).';
+
+-- ============================================================================
+-- Funding payments (perpetuals)
+-- ============================================================================
+create table trading.funding_payments (
+    funding_id    bigint generated always as identity primary key,
+    strategy_id   integer not null references trading.strategies,
+    instrument_id integer not null references ref.instruments,
+    amount        numeric not null check (amount > '-Infinity' and amount < 'Infinity'),
+    paid_at       timestamptz not null,
+    recorded_at   timestamptz not null default now(),
+    -- why: a position receives at most one payment per funding time; a repeat is the same payment
+    unique (strategy_id, instrument_id, paid_at)
+);
+comment on table trading.funding_payments is
+    'Funding payments of perpetual positions; they add to realized PnL. Write with trading.record_funding.';
+comment on column trading.funding_payments.funding_id is 'Surrogate key.';
+comment on column trading.funding_payments.strategy_id is 'Strategy holding the position.';
+comment on column trading.funding_payments.instrument_id is 'The perpetual.';
+comment on column trading.funding_payments.paid_at is 'Funding time of the payment.';
+comment on column trading.funding_payments.recorded_at is 'When spreadedge recorded it.';
+comment on column trading.funding_payments.amount is 'Received (positive) or paid (negative), in the quote asset.';
+create index funding_payments_paid_idx on trading.funding_payments (strategy_id, paid_at);
+
+-- ============================================================================
+-- Daily PnL rollup
+-- ============================================================================
+create table trading.daily_pnl (
+    strategy_id        integer not null references trading.strategies,
+    day                date not null,
+    instrument_id      integer not null references ref.instruments,
+    trades             integer not null default 0,
+    volume             numeric not null default 0,
+    notional           numeric not null default 0,
+    fees               numeric not null default 0,
+    realized_pnl_gross numeric not null default 0,
+    funding            numeric not null default 0,
+    realized_pnl       numeric not null generated always as (realized_pnl_gross - fees + funding) stored,
+    primary key (strategy_id, day, instrument_id)
+);
+comment on table trading.daily_pnl is
+    'Per strategy, UTC day and instrument: the sums of trades and funding, kept current by record_fill and record_funding.';
+comment on column trading.daily_pnl.strategy_id is 'Strategy.';
+comment on column trading.daily_pnl.day is 'UTC day.';
+comment on column trading.daily_pnl.instrument_id is 'Instrument.';
+comment on column trading.daily_pnl.trades is 'Number of fills.';
+comment on column trading.daily_pnl.realized_pnl_gross is 'Sum of the fills'' realized gross PnL.';
+comment on column trading.daily_pnl.funding is 'Sum of funding payments.';
+comment on column trading.daily_pnl.realized_pnl is 'realized_pnl_gross - fees + funding.';
+comment on column trading.daily_pnl.volume is 'Sum of filled quantities.';
+comment on column trading.daily_pnl.notional is 'Sum of quantity x price x multiplier, in the quote asset.';
+comment on column trading.daily_pnl.fees is 'Sum of fee_quote.';
+
+-- ============================================================================
+-- Portfolio snapshots
+-- ============================================================================
+create table trading.portfolio_snapshots (
+    snapshot_id    bigint generated always as identity primary key,
+    taken_at       timestamptz not null,
+    strategy_id    integer references trading.strategies,
+    capital        numeric not null,
+    realized_pnl   numeric not null,
+    unrealized_pnl numeric not null,
+    equity         numeric not null generated always as (capital + realized_pnl + unrealized_pnl) stored,
+    gross_exposure numeric not null,
+    net_exposure   numeric not null,
+    open_positions integer not null,
+    -- why: one row per strategy per snapshot, plus one total row (strategy_id null)
+    unique nulls not distinct (taken_at, strategy_id)
+);
+comment on table trading.portfolio_snapshots is
+    'Equity, exposure and PnL per strategy and in total (strategy_id null) at a point in time. Take with trading.take_portfolio_snapshot.';
+comment on column trading.portfolio_snapshots.snapshot_id is 'Surrogate key.';
+comment on column trading.portfolio_snapshots.taken_at is 'Time of the snapshot.';
+comment on column trading.portfolio_snapshots.strategy_id is 'Strategy, or null for the total row.';
+comment on column trading.portfolio_snapshots.capital is 'Capital allocated.';
+comment on column trading.portfolio_snapshots.realized_pnl is 'Realized PnL of all positions (net of fees, with funding).';
+comment on column trading.portfolio_snapshots.equity is 'capital + realized_pnl + unrealized_pnl.';
+comment on column trading.portfolio_snapshots.open_positions is 'Positions with a non-zero quantity.';
+comment on column trading.portfolio_snapshots.unrealized_pnl is 'Open positions marked at the mark price of the snapshot time.';
+comment on column trading.portfolio_snapshots.gross_exposure is 'Sum of |quantity| x mark x multiplier, in quote units (quote assets summed at par).';
+comment on column trading.portfolio_snapshots.net_exposure is 'Sum of signed quantity x mark x multiplier.';
+create index portfolio_snapshots_strategy_idx on trading.portfolio_snapshots (strategy_id, taken_at);

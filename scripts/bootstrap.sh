@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Install what spreadedge needs on Debian 12, then build .venv: safe to run again, and fast then.
+#
+#   PostgreSQL 15 and its extensions come from Debian; the Python package goes into .venv,
+#   built from the system's /usr/bin/python3 (not a pyenv or other python on PATH).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PACKAGES=(
+  postgresql-15 postgresql-contrib postgresql-15-pgtap pgtap postgresql-15-partman
+  postgresql-15-hypopg postgresql-15-cron pgbackrest zstd lz4 make python3-venv
+)
+# Debian's postgresql-common would create and start a "main" cluster on port 5432 at install;
+# spreadedge runs its own embedded cluster instead.
+CREATECLUSTER_CONF=/etc/postgresql-common/createcluster.d/spreadedge.conf
+VENV=.venv
+STAMP=$VENV/.spreadedge-installed
+
+say() { printf '==> %s\n' "$*"; }
+
+missing_packages() {
+  local package
+  for package in "${PACKAGES[@]}"; do
+    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null) != installed ]]; then
+      echo "$package"
+    fi
+  done
+}
+
+no_main_cluster() {
+  if ((EUID == 0)) && [[ $(cat "$CREATECLUSTER_CONF" 2>/dev/null) != "create_main_cluster = false" ]]; then
+    say "writing $CREATECLUSTER_CONF (no default 'main' cluster)"
+    mkdir -p "$(dirname "$CREATECLUSTER_CONF")"
+    echo "create_main_cluster = false" >"$CREATECLUSTER_CONF"
+  fi
+}
+
+install_packages() {
+  local missing
+  mapfile -t missing < <(missing_packages)
+  if ((${#missing[@]} == 0)); then
+    say "system packages: all installed"
+    return
+  fi
+  if ((EUID != 0)); then
+    echo "bootstrap: missing packages: ${missing[*]}; run this script as root to install them" >&2
+    exit 1
+  fi
+  say "apt-get update"
+  apt-get update -q
+  say "installing: ${missing[*]}"
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+venv_is_usable() {
+  [[ -x $VENV/bin/python ]] &&
+    grep -qx 'home = /usr/bin' "$VENV/pyvenv.cfg" 2>/dev/null &&
+    "$VENV/bin/python" -c 'import sys' 2>/dev/null
+}
+
+build_venv() {
+  if ! venv_is_usable; then
+    say "creating $VENV from /usr/bin/python3"
+    rm -rf "$VENV"
+    /usr/bin/python3 -m venv "$VENV"
+  fi
+  if [[ pyproject.toml -nt $STAMP ]]; then
+    say "installing spreadedge into $VENV (pip install -e '.[dev]')"
+    "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+    touch "$STAMP"
+  else
+    say "$VENV: up to date"
+  fi
+}
+
+no_main_cluster  # before any package install
+install_packages
+build_venv
+say "bootstrap done"

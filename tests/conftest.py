@@ -1,0 +1,81 @@
+"""Shared fixtures: one embedded cluster per test session, always stopped and deleted at the end."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from spreadedge.cluster import Cluster
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def new_home(*, private_parent: bool = False) -> Path:
+    """A fresh directory for a cluster's home, under /tmp.
+
+    mkdtemp makes the parent 0700; unless ``private_parent`` it is opened to 0755 so the
+    server's system user (when the tests run as root) can reach the home directly.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="spreadedge-test-"))
+    if not private_parent:
+        parent.chmod(0o755)
+    return parent / "home"
+
+
+def _destroy_all(clusters: list[Cluster]) -> None:
+    """Stop and delete every cluster and its temp directory; safe to call more than once."""
+    while clusters:
+        cluster = clusters.pop()
+        try:
+            cluster.destroy()
+        finally:
+            shutil.rmtree(cluster.home.parent, ignore_errors=True)
+
+
+_clusters: list[Cluster] = []
+atexit.register(_destroy_all, _clusters)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds fixtures, so the finalizers stop the servers
+
+
+if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+@pytest.fixture(scope="session")
+def make_cluster() -> Iterator[Callable[..., Cluster]]:
+    """A factory of extra clusters (not started); all are deleted at the end of the session."""
+
+    def make(*, private_parent: bool = False, port: int | None = None) -> Cluster:
+        cluster = Cluster(new_home(private_parent=private_parent), port or free_port())
+        _clusters.append(cluster)
+        return cluster
+
+    yield make
+    _destroy_all(_clusters)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
+    """The session's running embedded cluster, with its ``spreadedge`` database."""
+    cluster = make_cluster()
+    cluster.start()
+    return cluster  # make_cluster's teardown (or atexit) stops and deletes it
+
+
+pytest_plugins = ["db_fixtures"]

@@ -1,0 +1,99 @@
+"""Database fixtures: one migrated template per session, a fresh clone of it per test."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from spreadedge.cluster import Cluster
+from spreadedge.migrate import migrate
+from spreadedge.settings import Settings, load_settings
+
+TEMPLATE = "spreadedge_template"
+PROJECT = Path(__file__).resolve().parent.parent
+_names = itertools.count(1)
+
+
+def janitor(cluster: Cluster, dbname: str, template: str | None = None) -> DatabaseJanitor:
+    return DatabaseJanitor(
+        user="spreadedge",
+        host=str(cluster.socket_dir.resolve()),
+        port=cluster.port,
+        dbname=dbname,
+        template_dbname=template,
+    )
+
+
+@pytest.fixture(scope="session")
+def project_settings() -> Settings:
+    """The project's own settings (migrations/, functions/, schema/ of this checkout)."""
+    return load_settings(project_dir=PROJECT, env={})
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster: Cluster, project_settings: Settings) -> Iterator[str]:
+    """A database migrated once per session with every migration and functions/."""
+    with janitor(pg_cluster, TEMPLATE):
+        migrate(pg_cluster.url(TEMPLATE), project_settings, echo=lambda line: None)
+        yield TEMPLATE
+
+
+@pytest.fixture
+def db_url(pg_cluster: Cluster, template_db: str) -> Iterator[str]:
+    """URL of a fresh database cloned from the migrated template, dropped after the test."""
+    name = f"test_{next(_names)}"
+    with janitor(pg_cluster, name, template_db):
+        yield pg_cluster.url(name)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's own migrated database."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+def _seed(conn: psycopg.Connection) -> None:
+    instruments = [
+        ("binance", "BTCUSDT", "BTC", "USDT", "spot", "0.01", "0.0001", "5", "1"),
+        ("binance", "BNBUSDT", "BNB", "USDT", "spot", "0.1", "0.001", "5", "1"),
+        ("kraken", "ETHUSD", "ETH", "USD", "spot", "0.01", "0.001", "0", "1"),
+        ("okx", "BTC-USDT-SWAP", "BTC", "USDT", "perpetual", "0.1", "1", "0", "0.01"),
+    ]
+    for exchange, symbol, base, quote, market, tick, lot, min_notional, multiplier in instruments:
+        conn.execute(
+            "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => %s, quote_asset => %s,"
+            " market_type => %s, tick_size => %s, lot_size => %s, min_notional => %s, multiplier => %s)",
+            [
+                exchange,
+                symbol,
+                base,
+                quote,
+                market,
+                Decimal(tick),
+                Decimal(lot),
+                Decimal(min_notional),
+                Decimal(multiplier),
+            ],
+        )
+    conn.execute("select trading.create_strategy(name => 'alpha', capital => 10000)")
+    conn.execute("select trading.create_strategy(name => 'beta')")
+
+
+@pytest.fixture
+def seeded(db: psycopg.Connection) -> psycopg.Connection:
+    """The test database with instruments (binance BTCUSDT and BNBUSDT spot, kraken ETHUSD spot, okx
+    BTC-USDT-SWAP perpetual with multiplier 0.01) and strategies alpha (capital 10000) and beta."""
+    _seed(db)
+    return db
+
+
+@pytest.fixture
+def seeded_url(db_url: str, seeded: psycopg.Connection) -> str:
+    return db_url

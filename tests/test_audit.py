@@ -1,0 +1,100 @@
+"""The audit log: a row per changed row, with actor, role and transaction; append-only."""
+
+import psycopg
+import pytest
+
+from trading_helpers import call, fill, place
+
+
+def audit_rows(conn, table):
+    return conn.execute(
+        "select operation, row_key, actor from audit.log where table_name = %s order by audit_id", [table]
+    ).fetchall()
+
+
+def test_placing_an_order_writes_its_insert_with_the_actor(seeded):
+    seeded.execute("select set_config('spreadedge.actor', 'alice', false)")
+    order_id = place(seeded, "buy", "1", "100")
+    assert audit_rows(seeded, "trading.orders") == [("INSERT", {"order_id": order_id}, "alice")]
+
+
+def test_a_fill_audits_the_trade_the_order_and_the_position(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    seeded.execute("select set_config('spreadedge.actor', 'feed-handler', false)")
+    trade_id = fill(seeded, order_id, "1", "100")
+    key = {"strategy_id": 1, "instrument_id": 1}
+    assert audit_rows(seeded, "trading.trades") == [("INSERT", {"trade_id": trade_id}, "feed-handler")]
+    assert audit_rows(seeded, "trading.orders")[1:] == [("UPDATE", {"order_id": order_id}, "feed-handler")]
+    assert audit_rows(seeded, "trading.positions") == [
+        ("INSERT", key, "feed-handler"),
+        ("UPDATE", key, "feed-handler"),
+    ]
+
+
+def test_an_update_keeps_the_old_and_new_values(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    call(seeded, "trading.cancel_order", order_id=order_id, reason="user")
+    old, new = seeded.execute(
+        "select old_row ->> 'status', new_row ->> 'status' from audit.log "
+        "where table_name = 'trading.orders' and operation = 'UPDATE'"
+    ).fetchone()
+    assert (old, new) == ("new", "cancelled")
+
+
+def test_audit_rows_record_the_database_role_and_transaction(seeded):
+    with seeded.transaction():
+        txid = seeded.execute("select txid_current()").fetchone()[0]
+        place(seeded, "buy", "1", "100")
+    role, logged_txid = seeded.execute(
+        "select db_role, txid from audit.log where table_name = 'trading.orders'"
+    ).fetchone()
+    assert (role, logged_txid) == (seeded.info.user, txid)
+
+
+def test_a_bulk_statement_writes_one_audit_row_per_row(seeded):
+    seeded.execute("insert into trading.strategies (name) select 'bulk-' || g from generate_series(1, 500) g")
+    seeded.execute("delete from trading.strategies where name like 'bulk-%'")
+    assert seeded.execute(
+        "select operation, count(*) from audit.log where table_name = 'trading.strategies' "
+        "and (coalesce(new_row, old_row) ->> 'name') like 'bulk-%' group by 1 order by 1"
+    ).fetchall() == [("DELETE", 500), ("INSERT", 500)]
+
+
+def test_audit_history_tells_one_rows_story_in_order(seeded):
+    order_id = place(seeded, "buy", "2", "100")
+    fill(seeded, order_id, "1", "100")
+    call(seeded, "trading.cancel_order", order_id=order_id, reason="user")
+    story = seeded.execute(
+        "select operation, new_row ->> 'status' from audit.history('trading.orders', %s::jsonb)",
+        [f'{{"order_id": {order_id}}}'],
+    ).fetchall()
+    assert story == [("INSERT", "new"), ("UPDATE", "partially_filled"), ("UPDATE", "cancelled")]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update audit.log set actor = 'mallory'",
+        "delete from audit.log",
+        "truncate audit.log",
+    ],
+)
+def test_the_audit_log_is_append_only(seeded, statement):
+    place(seeded, "buy", "1", "100")
+    before = seeded.execute("select count(*), max(audit_id) from audit.log").fetchone()
+    with pytest.raises(psycopg.Error) as caught:
+        seeded.execute(statement)
+    assert caught.value.sqlstate == "55S02"
+    assert caught.value.diag.message_primary.startswith("audit.log is append-only")
+    assert seeded.execute("select count(*), max(audit_id) from audit.log").fetchone() == before
+
+
+def test_every_business_table_has_the_three_audit_triggers(seeded):
+    untracked = seeded.execute("""
+        select c.oid::regclass::text
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname in ('ref', 'trading') and c.relkind in ('r', 'p') and not c.relispartition
+          and c.relname not in ('order_keys', 'trade_keys', 'order_events', 'daily_pnl')
+          and (select count(*) from pg_trigger t where t.tgrelid = c.oid and t.tgname like '\\_900\\_audit\\_%') <> 3
+    """).fetchall()
+    assert untracked == []

@@ -1,0 +1,160 @@
+"""The embedded cluster: idempotent start, stale state, port clashes, root handling, CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from spreadedge.cli import main
+from spreadedge.cluster import FALLBACK_ROOT, Cluster, ClusterError
+
+as_root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the fallback is for root only")
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another program listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def cli_env(cluster: Cluster) -> dict[str, str | None]:
+    return {"SPREADEDGE_HOME": str(cluster.home), "SPREADEDGE_PORT": str(cluster.port), "DATABASE_URL": None}
+
+
+def test_start_twice_is_a_no_op(pg_cluster: Cluster):
+    pid = pg_cluster.status().pid
+
+    assert pg_cluster.start() is False
+    assert pg_cluster.status().pid == pid
+
+
+@pytest.mark.parametrize("stale_pid", [dead_pid, os.getpid], ids=["dead-pid", "live-non-postgres-pid"])
+def test_start_replaces_a_stale_pid_file(pg_cluster: Cluster, stale_pid: Callable[[], int]):
+    pg_cluster.stop()
+    pid_file = pg_cluster.data_dir / "postmaster.pid"
+    pid_file.write_text(
+        f"{stale_pid()}\n{pg_cluster.data_dir}\n{int(time.time())}\n{pg_cluster.port}\n"
+        f"{pg_cluster.socket_dir}\n127.0.0.1\n  5432001     32768\nready   \n"
+    )
+
+    assert pg_cluster.start() is True
+    assert pg_cluster.status().running
+
+
+def test_port_in_use_is_refused_naming_the_port(make_cluster: Callable[..., Cluster], busy_port: int):
+    cluster = make_cluster(port=busy_port)
+
+    with pytest.raises(ClusterError, match=rf"port {busy_port} .*SPREADEDGE_PORT"):
+        cluster.start()
+    assert not cluster.status().running
+
+
+def test_status_reports_running_then_stopped(pg_cluster: Cluster):
+    running = pg_cluster.status()
+    pg_cluster.stop()
+    stopped = pg_cluster.status()
+    pg_cluster.start()
+
+    assert (running.running, running.initialized, running.port) == (True, True, pg_cluster.port)
+    assert running.pid is not None
+    assert (stopped.running, stopped.initialized, stopped.pid) == (False, True, None)
+
+
+def test_url_connects_in_utc_with_pg_cron_and_pg_stat_statements_preloaded(pg_cluster: Cluster):
+    with psycopg.connect(pg_cluster.url()) as conn:
+        timezone = conn.execute("show timezone").fetchone()
+        preloaded = conn.execute("show shared_preload_libraries").fetchone()
+        database = conn.execute("select current_user, current_database()").fetchone()
+
+    assert timezone == ("UTC",)
+    assert preloaded is not None
+    assert {"pg_cron", "pg_stat_statements"} <= set(preloaded[0].split(","))
+    assert database == ("spreadedge", "spreadedge")
+
+
+def test_tcp_needs_the_generated_password(pg_cluster: Cluster):
+    password = (pg_cluster.home / "password").read_text().strip()
+    tcp = {"host": "127.0.0.1", "port": pg_cluster.port, "user": "spreadedge", "dbname": "spreadedge"}
+
+    with psycopg.connect(**tcp, password=password) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(**tcp, password="not-" + password)
+    assert (pg_cluster.home / "password").stat().st_mode & 0o777 == 0o600
+
+
+def test_server_does_not_run_as_root(pg_cluster: Cluster):
+    pid = pg_cluster.status().pid
+
+    assert Path(f"/proc/{pid}").stat().st_uid != 0
+
+
+@as_root_only
+def test_home_the_server_user_cannot_reach_lives_in_var_lib(make_cluster: Callable[..., Cluster]):
+    cluster = make_cluster(private_parent=True)
+
+    cluster.start()
+
+    assert cluster.data_dir.is_symlink()
+    assert cluster.data_dir.resolve().is_relative_to(FALLBACK_ROOT)
+    with psycopg.connect(cluster.url()) as conn:
+        assert conn.execute("select current_database()").fetchone() == ("spreadedge",)
+
+
+@pytest.mark.parametrize(
+    "private_parent",
+    [False, pytest.param(True, marks=as_root_only)],
+    ids=["reachable-home", "home-in-var-lib"],
+)
+def test_destroy_removes_the_cluster(make_cluster: Callable[..., Cluster], private_parent: bool):
+    cluster = make_cluster(private_parent=private_parent)
+    cluster.start()
+    real_data_dir = cluster.data_dir.resolve()
+
+    cluster.destroy()
+
+    assert not cluster.status().running
+    assert not real_data_dir.exists()
+    assert not cluster.home.exists()
+
+
+def test_cli_db_status_shows_the_running_cluster(pg_cluster: Cluster):
+    result = CliRunner().invoke(main, ["db", "status"], env=cli_env(pg_cluster))
+
+    assert result.exit_code == 0, result.output
+    assert f"running (pid {pg_cluster.status().pid})" in result.output
+    assert str(pg_cluster.port) in result.output
+
+
+def test_cli_db_url_prints_the_socket_url(pg_cluster: Cluster):
+    result = CliRunner().invoke(main, ["db", "url"], env=cli_env(pg_cluster))
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == pg_cluster.url()
+
+
+def test_cli_reports_a_cluster_error_without_traceback(make_cluster: Callable[..., Cluster], busy_port: int):
+    cluster = make_cluster(port=busy_port)
+
+    result = CliRunner().invoke(main, ["db", "start"], env=cli_env(cluster))
+
+    assert result.exit_code == 1
+    assert f"Error: port {busy_port}" in result.output
+    assert "Traceback" not in result.output

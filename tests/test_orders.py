@@ -1,0 +1,293 @@
+"""Orders: validation with project SQLSTATEs, idempotent placement, the state machine, order events."""
+
+from decimal import Decimal as D
+
+import psycopg
+import pytest
+
+from trading_helpers import call, counts, fill, order, place
+
+
+def expect_refusal(conn, sqlstate, message, action):
+    """Run action; it must raise sqlstate with this message and leave every table as it was."""
+    before = counts(conn)
+    with pytest.raises(psycopg.Error) as caught:
+        action()
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
+    assert counts(conn) == before
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "sqlstate", "message"),
+    [
+        ({"exchange": "nasdaq"}, "23S01", 'exchange "nasdaq" does not exist'),
+        ({"symbol": "DOGEUSDT"}, "23S02", 'instrument "DOGEUSDT" does not exist on exchange "binance"'),
+        ({"strategy": "ghost"}, "23S03", 'strategy "ghost" does not exist'),
+        ({"quantity": D("0")}, "22S01", "quantity must be positive and finite, got 0"),
+        ({"quantity": D("-1")}, "22S01", "quantity must be positive and finite, got -1"),
+        ({"quantity": D("NaN")}, "22S01", "quantity must be positive and finite, got NaN"),
+        ({"quantity": D("Infinity")}, "22S01", "quantity must be positive and finite, got Infinity"),
+        ({"price": D("-5")}, "22S02", "price of a limit order must be positive and finite, got -5"),
+        (
+            {"price": D("100.005")},
+            "22S03",
+            "price 100.005 is not a multiple of the tick size 0.01 of BTCUSDT",
+        ),
+        (
+            {"quantity": D("0.00015")},
+            "22S04",
+            "quantity 0.00015 is not a multiple of the lot size 0.0001 of BTCUSDT",
+        ),
+        (
+            {"quantity": D("0.01"), "price": D("100")},
+            "22S05",
+            "order notional 1.00 is below the minimum 5 of BTCUSDT",
+        ),
+        ({"side": "bid"}, "22S06", 'side must be buy or sell, got "bid"'),
+        (
+            {"order_type": "iceberg"},
+            "22S07",
+            'order type must be market, limit, stop_market or stop_limit, got "iceberg"',
+        ),
+        ({"order_type": "market"}, "22S07", "market orders take no price, got 100"),
+        (
+            {"placed_at": "3026-01-01 00:00:00+00"},
+            "22S09",
+            "placed_at must be a time between 2009-01-03 and one day from now, got 3026-01-01 00:00:00+00",
+        ),
+    ],
+    ids=[
+        "unknown-exchange",
+        "unknown-instrument",
+        "unknown-strategy",
+        "zero-quantity",
+        "negative-quantity",
+        "nan-quantity",
+        "infinite-quantity",
+        "negative-price",
+        "price-off-tick",
+        "quantity-off-lot",
+        "below-min-notional",
+        "bad-side",
+        "bad-type",
+        "market-with-price",
+        "placed-in-the-future",
+    ],
+)
+def test_a_bad_order_is_refused_with_its_sqlstate_and_writes_nothing(seeded, kwargs, sqlstate, message):
+    args = {
+        "strategy": "alpha",
+        "exchange": "binance",
+        "symbol": "BTCUSDT",
+        "side": "buy",
+        "quantity": D("1"),
+        "price": D("100"),
+    }
+    args.update(kwargs)
+    expect_refusal(seeded, sqlstate, message, lambda: call(seeded, "trading.place_order", **args))
+
+
+def test_a_refusal_carries_a_hint_where_one_helps(seeded):
+    error = expect_refusal(
+        seeded,
+        "22S03",
+        "price 100.005 is not a multiple of the tick size 0.01 of BTCUSDT",
+        lambda: place(seeded, "buy", "1", "100.005"),
+    )
+    assert error.diag.message_hint == "Round the price to a multiple of 0.01."
+
+
+def test_sqlstate_classes_map_to_meaningful_psycopg_exceptions(seeded):
+    with pytest.raises(psycopg.errors.DataError):
+        place(seeded, "buy", "0", "100")
+    with pytest.raises(psycopg.errors.IntegrityError):
+        place(seeded, "buy", "1", "100", strategy="ghost")
+    order_id = place(seeded, "buy", "1", "100")
+    fill(seeded, order_id, "1", "100")
+    with pytest.raises(psycopg.errors.OperationalError):
+        call(seeded, "trading.cancel_order", order_id=order_id)
+
+
+def test_a_market_order_has_no_price_and_is_checked_at_the_market_price(seeded):
+    order_id = place(seeded, "buy", "1", None)
+    fill(seeded, order_id, "1", "100")
+    assert (order(seeded, order_id)["order_type"], order(seeded, order_id)["price"]) == ("market", None)
+    expect_refusal(
+        seeded,
+        "22S05",
+        "order notional 1.00 is below the minimum 5 of BTCUSDT",
+        lambda: place(seeded, "sell", "0.01", None),
+    )
+
+
+def test_a_retried_placement_with_the_same_client_order_id_returns_the_same_order(seeded):
+    first = place(seeded, "buy", "1", "100", client_order_id="c-1")
+    before = counts(seeded)
+    again = place(seeded, "buy", "1", "100", client_order_id="c-1")
+    assert again == first
+    assert counts(seeded) == before
+
+
+def test_the_same_client_order_id_on_another_exchange_is_another_order(seeded):
+    first = place(seeded, "buy", "1", "100", client_order_id="c-1")
+    other = place(seeded, "buy", "1", "10", client_order_id="c-1", exchange="kraken", symbol="ETHUSD")
+    assert other != first
+
+
+def test_a_client_order_id_reused_with_different_values_is_a_conflict(seeded):
+    place(seeded, "buy", "1", "100", client_order_id="c-1")
+    error = expect_refusal(
+        seeded,
+        "23S06",
+        'client order id "c-1" is already used by order 1 with different values',
+        lambda: place(seeded, "buy", "2", "100", client_order_id="c-1"),
+    )
+    assert error.diag.message_detail == "stored: buy 1 limit @ 100; retried: buy 2 limit @ 100"
+
+
+def test_placement_records_the_new_status_as_the_first_order_event(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    events = seeded.execute(
+        "select from_status, to_status from trading.order_events where order_id = %s", [order_id]
+    ).fetchall()
+    assert (order(seeded, order_id)["status"], events) == ("new", [(None, "new")])
+
+
+def drive_to(conn, status):
+    """A fresh order (quantity 2) brought to the given status through the API."""
+    order_id = place(conn, "buy", "2", "100")
+    if status in ("open", "partially_filled", "filled"):
+        call(conn, "trading.acknowledge_order", order_id=order_id, exchange_order_id="E1")
+    if status == "partially_filled":
+        fill(conn, order_id, "1", "100")
+    if status == "filled":
+        fill(conn, order_id, "2", "100")
+    if status == "cancelled":
+        call(conn, "trading.cancel_order", order_id=order_id, reason="test")
+    if status == "rejected":
+        call(conn, "trading.reject_order", order_id=order_id, reason="insufficient balance")
+    if status == "expired":
+        call(conn, "trading.expire_order", order_id=order_id)
+    assert order(conn, order_id)["status"] == status
+    return order_id
+
+
+ACTIONS = {
+    "acknowledge": lambda c, o: call(c, "trading.acknowledge_order", order_id=o, exchange_order_id="E1"),
+    "cancel": lambda c, o: call(c, "trading.cancel_order", order_id=o, reason="user"),
+    "reject": lambda c, o: call(c, "trading.reject_order", order_id=o, reason="venue"),
+    "expire": lambda c, o: call(c, "trading.expire_order", order_id=o),
+    "partial_fill": lambda c, o: fill(c, o, "0.5", "100"),
+}
+
+# (status before, action) -> status after, or the SQLSTATE refusing it
+TRANSITIONS = {
+    ("new", "acknowledge"): "open",
+    ("new", "cancel"): "cancelled",
+    ("new", "reject"): "rejected",
+    ("new", "expire"): "expired",
+    ("new", "partial_fill"): "partially_filled",
+    ("open", "acknowledge"): "open",
+    ("open", "cancel"): "cancelled",
+    ("open", "reject"): "55S01",
+    ("open", "expire"): "expired",
+    ("open", "partial_fill"): "partially_filled",
+    ("partially_filled", "acknowledge"): "partially_filled",
+    ("partially_filled", "cancel"): "cancelled",
+    ("partially_filled", "reject"): "55S01",
+    ("partially_filled", "expire"): "expired",
+    ("partially_filled", "partial_fill"): "partially_filled",
+    ("filled", "acknowledge"): "filled",
+    ("filled", "cancel"): "55S01",
+    ("filled", "reject"): "55S01",
+    ("filled", "expire"): "55S01",
+    ("filled", "partial_fill"): "23S05",
+    ("cancelled", "acknowledge"): "55S01",
+    ("cancelled", "cancel"): "cancelled",
+    ("cancelled", "reject"): "55S01",
+    ("cancelled", "expire"): "55S01",
+    ("cancelled", "partial_fill"): "cancelled",
+    ("rejected", "acknowledge"): "55S01",
+    ("rejected", "cancel"): "55S01",
+    ("rejected", "reject"): "rejected",
+    ("rejected", "expire"): "55S01",
+    ("rejected", "partial_fill"): "55S01",
+    ("expired", "acknowledge"): "55S01",
+    ("expired", "cancel"): "55S01",
+    ("expired", "reject"): "55S01",
+    ("expired", "expire"): "expired",
+    ("expired", "partial_fill"): "expired",
+}
+
+
+@pytest.mark.parametrize(("start", "action"), list(TRANSITIONS), ids=[f"{s}-{a}" for s, a in TRANSITIONS])
+def test_order_state_machine(seeded, start, action):
+    order_id = drive_to(seeded, start)
+    expected = TRANSITIONS[(start, action)]
+    if expected[:2] in ("55", "23"):
+        before = counts(seeded)
+        with pytest.raises(psycopg.Error) as caught:
+            ACTIONS[action](seeded, order_id)
+        assert caught.value.sqlstate == expected
+        assert counts(seeded) == before
+        assert order(seeded, order_id)["status"] == start
+    else:
+        ACTIONS[action](seeded, order_id)
+        assert order(seeded, order_id)["status"] == expected
+
+
+def test_an_illegal_transition_names_the_order_and_both_statuses(seeded):
+    order_id = drive_to(seeded, "filled")
+    expect_refusal(
+        seeded,
+        "55S01",
+        f"order {order_id} cannot go from filled to cancelled",
+        lambda: call(seeded, "trading.cancel_order", order_id=order_id),
+    )
+
+
+def test_every_status_change_is_kept_as_an_order_event(seeded):
+    order_id = place(seeded, "buy", "2", "100")
+    call(seeded, "trading.acknowledge_order", order_id=order_id, exchange_order_id="E9")
+    first = fill(seeded, order_id, "1", "100")
+    fill(seeded, order_id, "0.5", "100")
+    call(seeded, "trading.cancel_order", order_id=order_id, reason="done for the day")
+    events = seeded.execute(
+        "select from_status, to_status, trade_id, reason from trading.order_events where order_id = %s "
+        "order by event_id",
+        [order_id],
+    ).fetchall()
+    assert events == [
+        (None, "new", None, None),
+        ("new", "open", None, None),
+        ("open", "partially_filled", first, None),
+        ("partially_filled", "cancelled", None, "done for the day"),
+    ]
+
+
+def test_a_late_fill_completing_a_cancelled_order_marks_it_filled(seeded):
+    order_id = drive_to(seeded, "cancelled")
+    trade_id = fill(seeded, order_id, "2", "100")
+    is_late = seeded.execute("select is_late from trading.trades where trade_id = %s", [trade_id]).fetchone()[
+        0
+    ]
+    assert (order(seeded, order_id)["status"], is_late) == ("filled", True)
+
+
+def test_cancelling_an_unknown_order_is_refused(seeded):
+    expect_refusal(
+        seeded,
+        "23S04",
+        "order 999 does not exist",
+        lambda: call(seeded, "trading.cancel_order", order_id=999),
+    )
+
+
+def test_acknowledging_records_the_exchange_order_id(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    call(seeded, "trading.acknowledge_order", order_id=order_id, exchange_order_id="BN-42")
+    assert (order(seeded, order_id)["status"], order(seeded, order_id)["exchange_order_id"]) == (
+        "open",
+        "BN-42",
+    )

@@ -1,0 +1,292 @@
+"""Every PnL rule of the trading model, with expected values worked out by hand."""
+
+from decimal import Decimal as D
+
+import pytest
+from psycopg import errors
+
+from trading_helpers import call, counts, fill, place, position, rows, trade
+
+
+def test_buys_in_the_same_direction_reweight_the_average_entry(seeded):
+    trade(seeded, "buy", "1", "100")
+    trade(seeded, "buy", "3", "104")
+    # avg = (1 x 100 + 3 x 104) / 4 = 412 / 4 = 103
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["quantity"], pos["avg_entry_price"], pos["realized_pnl_gross"]) == (D("4"), D("103"), D("0"))
+
+
+def test_partial_close_of_a_long_realizes_the_closed_part(seeded):
+    trade(seeded, "buy", "2", "100")
+    trade(seeded, "sell", "0.5", "110")
+    # 0.5 x (110 - 100) = 5; the rest keeps its entry
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["quantity"], pos["avg_entry_price"], pos["realized_pnl_gross"]) == (
+        D("1.5"),
+        D("100"),
+        D("5"),
+    )
+
+
+def test_closing_a_long_at_a_loss_realizes_a_negative_pnl(seeded):
+    trade(seeded, "buy", "2", "100")
+    trade(seeded, "sell", "2", "95")
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["quantity"], pos["avg_entry_price"], pos["realized_pnl_gross"]) == (D("0"), None, D("-10"))
+
+
+def test_covering_a_short_below_entry_realizes_a_gain(seeded):
+    trade(seeded, "sell", "2", "100")
+    trade(seeded, "buy", "1", "90")
+    # short 2 @ 100, buy back 1 @ 90: 1 x (100 - 90) = 10
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["quantity"], pos["avg_entry_price"], pos["realized_pnl_gross"]) == (
+        D("-1"),
+        D("100"),
+        D("10"),
+    )
+
+
+def test_a_fill_crossing_zero_realizes_the_closed_part_and_opens_the_rest_at_the_fill_price(seeded):
+    trade(seeded, "buy", "1", "100")
+    trade(seeded, "sell", "3", "120")
+    # closes 1 long: 1 x (120 - 100) = 20; opens 2 short @ 120
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["quantity"], pos["avg_entry_price"], pos["realized_pnl_gross"]) == (
+        D("-2"),
+        D("120"),
+        D("20"),
+    )
+
+
+def test_a_quote_currency_fee_is_realized_as_paid(seeded):
+    trade(seeded, "buy", "1", "100", fee=D("0.1"))
+    trade(seeded, "sell", "1", "110", fee=D("0.11"), fee_currency="USDT")
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["realized_pnl_gross"], pos["fees_paid"], pos["realized_pnl"]) == (
+        D("10"),
+        D("0.21"),
+        D("9.79"),
+    )
+
+
+def test_a_base_asset_fee_on_spot_reduces_the_quantity_received_and_counts_at_the_fill_price(seeded):
+    trade_id = trade(seeded, "buy", "1", "50000", fee=D("0.001"), fee_currency="BTC")
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    # received 1 - 0.001 BTC at 50000; the fee is worth 0.001 x 50000 = 50 USDT
+    assert (pos["quantity"], pos["avg_entry_price"], pos["fees_paid"]) == (D("0.999"), D("50000"), D("50"))
+    row = seeded.execute(
+        "select fee_quote, position_delta from trading.trades where trade_id = %s", [trade_id]
+    ).fetchone()
+    assert row == (D("50"), D("0.999"))
+
+
+def test_a_base_asset_fee_on_a_sell_increases_the_quantity_delivered(seeded):
+    trade(seeded, "buy", "2", "100")
+    trade(seeded, "sell", "1", "110", fee=D("0.01"), fee_currency="btc")
+    # delivered 1.01 BTC: closes 1.01 x (110 - 100) = 10.1; fee 0.01 x 110 = 1.1
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["quantity"], pos["realized_pnl_gross"], pos["fees_paid"], pos["realized_pnl"]) == (
+        D("0.99"),
+        D("10.1"),
+        D("1.1"),
+        D("9.0"),
+    )
+
+
+def test_a_third_currency_fee_counts_at_the_quote_value_given(seeded):
+    trade(seeded, "buy", "1", "100", fee=D("0.01"), fee_currency="BNB", fee_quote=D("3.05"))
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (pos["quantity"], pos["fees_paid"]) == (D("1"), D("3.05"))
+
+
+def test_a_third_currency_fee_is_priced_from_market_data_when_no_value_is_given(seeded):
+    trade(seeded, "buy", "1", "300", strategy="beta", symbol="BNBUSDT")
+    trade(seeded, "buy", "1", "100", fee=D("0.01"), fee_currency="BNB")
+    # 0.01 BNB at the last BNBUSDT price 300 = 3 USDT
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["fees_paid"] == D("3")
+
+
+def test_an_unpriced_third_currency_fee_is_refused_with_a_hint_and_writes_nothing(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    before = counts(seeded)
+    with pytest.raises(errors.DataError) as caught:
+        fill(seeded, order_id, "1", "100", fee=D("0.5"), fee_currency="XYZ")
+    assert caught.value.sqlstate == "22S08"
+    assert (
+        caught.value.diag.message_primary
+        == "fee of 0.5 XYZ cannot be valued in USDT: no market price for XYZ/USDT"
+    )
+    assert caught.value.diag.message_hint == "Pass fee_quote => the fee's value in USDT."
+    assert counts(seeded) == before
+
+
+def test_funding_payments_add_to_realized_pnl(seeded):
+    trade(seeded, "buy", "100", "50000", exchange="okx", symbol="BTC-USDT-SWAP")
+    call(
+        seeded,
+        "trading.record_funding",
+        strategy="alpha",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        amount=D("12.5"),
+    )
+    call(
+        seeded,
+        "trading.record_funding",
+        strategy="alpha",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        amount=D("-2.5"),
+        paid_at="2026-11-01 08:00:00+00",
+    )
+    pos = position(seeded, "alpha", "okx", "BTC-USDT-SWAP")
+    assert (pos["funding"], pos["realized_pnl_gross"], pos["realized_pnl"]) == (D("10"), D("0"), D("10"))
+
+
+def test_the_contract_multiplier_scales_realized_pnl(seeded):
+    trade(seeded, "buy", "100", "50000", exchange="okx", symbol="BTC-USDT-SWAP")
+    trade(seeded, "sell", "40", "51000", exchange="okx", symbol="BTC-USDT-SWAP")
+    # 40 contracts x 0.01 BTC x (51000 - 50000) = 400
+    pos = position(seeded, "alpha", "okx", "BTC-USDT-SWAP")
+    assert (pos["quantity"], pos["realized_pnl_gross"]) == (D("60"), D("400"))
+
+
+def test_unrealized_pnl_uses_the_mark_price_given(seeded):
+    trade(seeded, "sell", "100", "50000", exchange="okx", symbol="BTC-USDT-SWAP")
+    pos = position(seeded, "alpha", "okx", "BTC-USDT-SWAP", mark_price=D("49000"))
+    # short 100 x 0.01 x (49000 - 50000) x -1 = +1000
+    assert (pos["unrealized_pnl"], pos["mark"]) == (D("1000"), D("49000"))
+
+
+def test_unrealized_pnl_falls_back_to_the_latest_market_price(seeded):
+    trade(seeded, "buy", "2", "100")
+    trade(seeded, "buy", "1", "130", strategy="beta")
+    pos = position(seeded, "alpha", "binance", "BTCUSDT")
+    # alpha long 2 @ 100 marked at the latest BTCUSDT fill, 130: 2 x 30 = 60
+    assert (pos["unrealized_pnl"], pos["mark"]) == (D("60"), D("130"))
+
+
+def test_a_position_never_traded_reads_as_flat_zeros(seeded):
+    pos = position(seeded, "alpha", "kraken", "ETHUSD")
+    assert pos == {
+        "quantity": D("0"),
+        "avg_entry_price": None,
+        "realized_pnl_gross": D("0"),
+        "fees_paid": D("0"),
+        "funding": D("0"),
+        "realized_pnl": D("0"),
+        "unrealized_pnl": D("0"),
+        "mark": None,
+    }
+
+
+def test_each_trade_keeps_the_realized_pnl_and_fee_it_caused(seeded):
+    trade(seeded, "buy", "2", "100", fee=D("0.2"))
+    closing = trade(seeded, "sell", "2", "105", fee=D("0.21"))
+    row = seeded.execute(
+        "select realized_pnl_gross, fee_quote, realized_pnl from trading.trades where trade_id = %s",
+        [closing],
+    ).fetchone()
+    assert row == (D("10"), D("0.21"), D("9.79"))
+
+
+def test_pnl_summary_by_strategy_sums_trades_and_funding(seeded):
+    trade(seeded, "buy", "2", "100", fee=D("0.2"))
+    trade(seeded, "sell", "2", "105", fee=D("0.21"))
+    trade(seeded, "buy", "100", "50000", strategy="beta", exchange="okx", symbol="BTC-USDT-SWAP")
+    call(
+        seeded,
+        "trading.record_funding",
+        strategy="beta",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        amount=D("-3"),
+    )
+    summary = {r["strategy_name"]: r for r in rows(seeded, "trading.pnl_summary", group_by="strategy")}
+    alpha, beta = summary["alpha"], summary["beta"]
+    assert (alpha["trades"], alpha["volume"], alpha["fees"], alpha["realized_pnl"]) == (
+        2,
+        D("4"),
+        D("0.41"),
+        D("9.59"),
+    )
+    assert (beta["trades"], beta["funding"], beta["realized_pnl"]) == (1, D("-3"), D("-3"))
+
+
+def test_pnl_summary_over_a_partial_day_reads_only_the_trades_inside_it(seeded):
+    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 09:00:00+00")
+    trade(seeded, "sell", "1", "110", executed_at="2026-11-10 15:00:00+00")
+    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 18:00:00+00")
+    trade(seeded, "sell", "1", "90", executed_at="2026-11-11 01:00:00+00")
+    window = rows(
+        seeded,
+        "trading.pnl_summary",
+        strategy="alpha",
+        since="2026-11-10 12:00:00+00",
+        until="2026-11-11 00:00:00+00",
+        group_by="total",
+    )
+    # the 15:00 sell (+10) and the 18:00 buy fall inside; the 09:00 buy and next day's sell do not
+    assert [(r["trades"], r["realized_pnl_gross"]) for r in window] == [(2, D("10"))]
+
+
+def test_pnl_summary_joins_whole_days_from_the_rollup_with_partial_days_from_trades(seeded):
+    trade(seeded, "buy", "1", "100", executed_at="2026-11-09 23:00:00+00")
+    trade(seeded, "sell", "1", "110", executed_at="2026-11-10 10:00:00+00")
+    trade(seeded, "buy", "1", "100", executed_at="2026-11-11 05:00:00+00")
+    trade(seeded, "sell", "1", "101", executed_at="2026-11-11 20:00:00+00")
+    by_day = rows(
+        seeded,
+        "trading.pnl_summary",
+        strategy="alpha",
+        since="2026-11-09 22:00:00+00",
+        until="2026-11-11 06:00:00+00",
+        group_by="day",
+    )
+    assert [(str(r["day"]), r["trades"], r["realized_pnl_gross"]) for r in by_day] == [
+        ("2026-11-09", 1, D("0")),
+        ("2026-11-10", 1, D("10")),
+        ("2026-11-11", 1, D("0")),
+    ]
+
+
+def test_pnl_summary_by_instrument_names_exchange_and_symbol(seeded):
+    trade(seeded, "buy", "1", "100")
+    trade(seeded, "buy", "10", "50000", exchange="okx", symbol="BTC-USDT-SWAP")
+    keys = [
+        (r["exchange"], r["symbol"], r["strategy_name"])
+        for r in rows(seeded, "trading.pnl_summary", group_by="instrument")
+    ]
+    assert keys == [("binance", "BTCUSDT", None), ("okx", "BTC-USDT-SWAP", None)]
+
+
+def test_pnl_summary_refuses_an_unknown_grouping(seeded):
+    with pytest.raises(errors.DataError) as caught:
+        rows(seeded, "trading.pnl_summary", group_by="strategy,week")
+    assert caught.value.sqlstate == "22S09"
+    assert caught.value.diag.message_primary == (
+        'group_by "strategy,week" is not a list of strategy, exchange, instrument, day or total'
+    )
+
+
+def test_portfolio_snapshot_records_each_strategy_and_the_total(seeded):
+    trade(seeded, "buy", "2", "100")
+    trade(seeded, "sell", "1", "110")
+    trade(seeded, "buy", "1", "120", strategy="beta")
+    snapshot = {r["strategy_id"]: r for r in rows(seeded, "trading.take_portfolio_snapshot")}
+    alpha_id = call(seeded, "trading.create_strategy", name="alpha")
+    beta_id = call(seeded, "trading.create_strategy", name="beta")
+    # mark = latest BTCUSDT fill = 120; alpha: long 1 @ 100 -> unrealized 20, realized 10, capital 10000
+    alpha = snapshot[alpha_id]
+    assert (
+        alpha["realized_pnl"],
+        alpha["unrealized_pnl"],
+        alpha["equity"],
+        alpha["gross_exposure"],
+        alpha["open_positions"],
+    ) == (D("10"), D("20"), D("10030"), D("120"), 1)
+    # beta: long 1 @ 120 at mark 120 -> equity = capital 0
+    assert (snapshot[beta_id]["equity"], snapshot[beta_id]["net_exposure"]) == (D("0"), D("120"))
+    total = snapshot[None]
+    assert (total["equity"], total["gross_exposure"], total["open_positions"]) == (D("10030"), D("240"), 2)

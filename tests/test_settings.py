@@ -1,0 +1,38 @@
+"""Deployment settings: file, environment, validation."""
+
+from pathlib import Path
+
+import pytest
+
+from spreadedge.settings import SettingsError, load_settings
+
+
+def test_environment_overrides_the_settings_file(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text(
+        '[render]\npartition_premake = 6\nretention_audit = "24 months"\n'
+    )
+    settings = load_settings(project_dir=tmp_path, env={"SPREADEDGE_PARTITION_PREMAKE": "8"})
+    assert (settings.render.partition_premake, settings.render.retention_audit) == (8, "24 months")
+
+
+def test_a_retention_that_is_not_an_interval_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_RETENTION_TRADES": "1 month'; drop table x; --"})
+    assert str(caught.value).startswith("retention_trades must be an interval like '24 months'")
+
+
+def test_an_unknown_render_setting_is_refused(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text("[render]\npremake = 6\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == "unknown [render] setting(s): premake"
+
+
+def test_the_example_settings_file_loads_with_the_defaults(tmp_path: Path):
+    example = Path(__file__).resolve().parent.parent / "spreadedge.toml.example"
+    settings = load_settings(project_dir=tmp_path, env={"SPREADEDGE_SETTINGS": str(example)})
+    assert (settings.port, settings.render.partition_premake, settings.render.retention_orders) == (
+        54329,
+        4,
+        None,
+    )

@@ -1,0 +1,115 @@
+"""Small helpers shared by the trading tests: calling the SQL API and reading state."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+BUSINESS_TABLES = (
+    "trading.orders",
+    "trading.order_keys",
+    "trading.order_events",
+    "trading.trades",
+    "trading.trade_keys",
+    "trading.positions",
+    "trading.funding_payments",
+    "trading.daily_pnl",
+    "trading.portfolio_snapshots",
+    "trading.strategies",
+    "ref.instruments",
+    "audit.log",
+)
+
+
+def call(conn: psycopg.Connection, function: str, **kwargs: Any) -> Any:
+    """Call schema.function with named arguments and return the first column of the first row."""
+    schema, name = function.split(".")
+    args = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in kwargs
+    )
+    query = sql.SQL("select {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)
+    row = conn.execute(query, kwargs).fetchone()
+    return None if row is None else row[0]
+
+
+def rows(conn: psycopg.Connection, function: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Rows of a set-returning schema.function called with named arguments, as dicts."""
+    schema, name = function.split(".")
+    args = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in kwargs
+    )
+    query = sql.SQL("select * from {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(query, kwargs).fetchall()
+
+
+def position(
+    conn: psycopg.Connection, strategy: str, exchange: str, symbol: str, **kwargs: Any
+) -> dict[str, Any]:
+    return rows(conn, "trading.get_position", strategy=strategy, exchange=exchange, symbol=symbol, **kwargs)[
+        0
+    ]
+
+
+def counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Row counts of every business table and the audit log."""
+    result = {}
+    for table in BUSINESS_TABLES:
+        schema, name = table.split(".")
+        query = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+        result[table] = conn.execute(query).fetchone()[0]
+    return result
+
+
+def order(conn: psycopg.Connection, order_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("select * from trading.orders where order_id = %s", [order_id]).fetchone()
+
+
+def place(
+    conn: psycopg.Connection,
+    side: str,
+    quantity: str,
+    price: str | None = None,
+    *,
+    strategy: str = "alpha",
+    exchange: str = "binance",
+    symbol: str = "BTCUSDT",
+    **kwargs: Any,
+) -> int:
+    return call(
+        conn,
+        "trading.place_order",
+        strategy=strategy,
+        exchange=exchange,
+        symbol=symbol,
+        side=side,
+        quantity=Decimal(quantity),
+        price=None if price is None else Decimal(price),
+        **kwargs,
+    )
+
+
+_trade_counter = iter(range(1, 10**9))
+
+
+def fill(conn: psycopg.Connection, order_id: int, quantity: str, price: str, **kwargs: Any) -> int:
+    kwargs.setdefault("exchange_trade_id", f"x{next(_trade_counter)}")
+    return call(
+        conn,
+        "trading.record_fill",
+        order_id=order_id,
+        quantity=Decimal(quantity),
+        price=Decimal(price),
+        **kwargs,
+    )
+
+
+def trade(conn: psycopg.Connection, side: str, quantity: str, price: str, **kwargs: Any) -> int:
+    """Place an order and fill it completely at one price; returns the trade id."""
+    fill_args = {k: kwargs.pop(k) for k in ("fee", "fee_currency", "fee_quote", "executed_at") if k in kwargs}
+    order_id = place(conn, side, quantity, price, **kwargs)
+    return fill(conn, order_id, quantity, price, **fill_args)
