@@ -251,16 +251,18 @@ create or replace function trading.acknowledge_order(order_id bigint, exchange_o
     volatile
     language plpgsql
 as $$
--- The exchange accepted the order: new -> open, and remember its exchange order id. Idempotent;
--- an order already (partially) filled keeps its status and only records the exchange id.
+-- The exchange accepted the order: new -> open, and remember its exchange order id. Idempotent.
+-- Exchange messages arrive out of order (a fill or a cancel before the acknowledgement), so an
+-- order already past new keeps its status and only records the exchange id; a rejected order
+-- cannot be acknowledged (55S01).
 #variable_conflict use_column
 declare
     v_order trading.orders := trading.lock_order(acknowledge_order.order_id);
 begin
     if v_order.status = 'new' then
         perform trading.change_order_status(v_order, 'open');
-    elsif v_order.status not in ('open', 'partially_filled', 'filled') then
-        raise exception 'order % cannot be acknowledged: it is %', v_order.order_id, v_order.status
+    elsif v_order.status = 'rejected' then
+        raise exception 'order % cannot be acknowledged: it was rejected', v_order.order_id
             using errcode = '55S01';
     end if;
     if acknowledge_order.exchange_order_id is not null then
@@ -272,7 +274,7 @@ begin
 end;
 $$;
 comment on function trading.acknowledge_order(bigint, text) is
-    'The exchange accepted the order: new -> open, recording the exchange order id.';
+    'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id.';
 
 create or replace function trading.cancel_order(order_id bigint, reason text default null)
     returns void

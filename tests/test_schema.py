@@ -154,3 +154,12 @@ def test_a_migration_template_renders_the_partition_settings(project_settings, t
         in rendered
     )
     assert Path(tmp_path / "0001_initial.sql").exists()
+
+
+def test_migrating_the_cron_database_schedules_partition_maintenance(pg_cluster, project_settings):
+    # the session cluster's own "spreadedge" database is the one pg_cron serves (cron.database_name)
+    url = pg_cluster.url("spreadedge")
+    migrate(url, project_settings, echo=lambda line: None)
+    with psycopg.connect(url) as conn:
+        jobs = conn.execute("select jobname, schedule, command from cron.job").fetchall()
+    assert jobs == [("spreadedge-partition-maintenance", "17 * * * *", "call partman.run_maintenance_proc()")]

@@ -1,0 +1,87 @@
+"""The trading commands of the CLI: demo and pnl, run through click against a test database."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+
+from spreadedge.cli import main
+from trading_helpers import counts, trade
+
+
+def invoke(url, *args):
+    result = CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture
+def demo_db(db_url, db):
+    result = invoke(db_url, "demo", "--orders", "120")
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def test_demo_loads_a_day_covering_the_trading_model(demo_db):
+    facts = demo_db.execute("""
+        select count(distinct e.code) filter (where true),
+               count(*) filter (where o.status = 'partially_filled' or (o.status = 'cancelled' and o.filled_quantity > 0)),
+               count(*) filter (where o.status = 'rejected'),
+               (select count(*) from trading.trades where fee_currency = 'BNB'),
+               (select count(*) from trading.trades t join ref.instruments i using (instrument_id)
+                where t.fee_currency = i.base_asset),
+               (select count(*) from trading.funding_payments),
+               (select count(distinct strategy_id) from trading.trades)
+        from trading.orders o join ref.instruments i using (instrument_id) join ref.exchanges e using (exchange_id)
+    """).fetchone()
+    exchanges, part_filled, rejected, bnb_fees, base_fees, funding, strategies = facts
+    assert exchanges == 6
+    assert part_filled > 0 and rejected >= 0 and bnb_fees > 0 and base_fees > 0 and funding > 0
+    assert strategies == 4
+
+
+def test_demo_positions_flip_sides(demo_db):
+    flips = demo_db.execute("""
+        select count(*) from (
+            select side, lag(side) over (partition by strategy_id, instrument_id order by trade_id) as before
+            from (select strategy_id, instrument_id, trade_id,
+                         sign(sum(position_delta) over (partition by strategy_id, instrument_id order by trade_id)) as side
+                  from trading.trades) running) s
+        where side * before < 0""").fetchone()[0]
+    assert flips > 0
+
+
+def test_running_the_demo_again_writes_nothing(demo_db, db_url):
+    before = counts(demo_db)
+    result = invoke(db_url, "demo", "--orders", "120")
+    assert result.exit_code == 0, result.output
+    assert counts(demo_db) == before
+
+
+def test_pnl_prints_a_table_per_strategy(seeded, db_url):
+    trade(seeded, "buy", "2", "100", fee=Decimal("0.2"))
+    trade(seeded, "sell", "2", "105", fee=Decimal("0.21"))
+    result = invoke(db_url, "pnl")
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "strategy  trades  volume  notional  fees  gross pnl  funding  net pnl",
+        "--------  ------  ------  --------  ----  ---------  -------  -------",
+        "alpha          2       4    410.00  0.41      10.00     0.00     9.59",
+    ]
+
+
+def test_pnl_json_keeps_exact_decimals(seeded, db_url):
+    trade(seeded, "buy", "2", "100", fee=Decimal("0.123456789"))
+    result = invoke(db_url, "pnl", "--json", "--by", "instrument")
+    rows = json.loads(result.output)
+    assert [(r["exchange"], r["symbol"], r["fees"], r["realized_pnl"]) for r in rows] == [
+        ("binance", "BTCUSDT", "0.123456789", "-0.123456789")
+    ]
+
+
+def test_pnl_with_an_unknown_strategy_says_so_without_a_traceback(seeded, db_url):
+    result = CliRunner().invoke(main, ["--database-url", db_url, "pnl", "--strategy", "ghost"])
+    assert (result.exit_code, result.output) == (
+        1,
+        'Error: strategy "ghost" does not exist\nhint: Create it with trading.create_strategy.\n',
+    )
