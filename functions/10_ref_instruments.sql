@@ -1,7 +1,7 @@
 -- spreadedge functions: ref
 -- Lookups of exchanges and instruments by the names callers use, and ref.upsert_instrument.
 
-create or replace function ref.exchange_id(p_code text)
+create or replace function internal.exchange_id(p_code text)
     returns smallint
     stable
     language plpgsql
@@ -19,9 +19,9 @@ begin
     return v_id;
 end;
 $$;
-comment on function ref.exchange_id(text) is 'Exchange id of an exchange code; raises 23S01 unknown_exchange.';
+comment on function internal.exchange_id(text) is 'Exchange id of an exchange code; raises 23S01 unknown_exchange.';
 
-create or replace function ref.find_instrument(p_exchange text, p_symbol text)
+create or replace function internal.find_instrument(p_exchange text, p_symbol text)
     returns ref.instruments
     stable
     language plpgsql
@@ -32,7 +32,7 @@ declare
 begin
     select i.* into v_instrument
     from ref.instruments i
-    where i.exchange_id = ref.exchange_id(p_exchange) and i.symbol = p_symbol;
+    where i.exchange_id = internal.exchange_id(p_exchange) and i.symbol = p_symbol;
     if v_instrument.instrument_id is null then
         raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
             using errcode = '23S02',
@@ -41,7 +41,7 @@ begin
     return v_instrument;
 end;
 $$;
-comment on function ref.find_instrument(text, text) is
+comment on function internal.find_instrument(text, text) is
     'The instrument row for (exchange code, symbol); raises 23S01 unknown_exchange or 23S02 unknown_instrument.';
 
 create or replace function ref.upsert_instrument(
@@ -65,7 +65,7 @@ as $$
 -- market type. Returns the instrument id.
 #variable_conflict use_column
 declare
-    v_exchange_id smallint := ref.exchange_id(upsert_instrument.exchange);
+    v_exchange_id smallint := internal.exchange_id(upsert_instrument.exchange);
     v_market      ref.exchange_markets;
     v_id          integer;
 begin

@@ -39,7 +39,7 @@ $$;
 comment on function trading.create_strategy(text, text, numeric) is
     'Create a strategy; idempotent on name (returns the existing id). Capital is in quote units.';
 
-create or replace function trading.find_strategy(p_name text)
+create or replace function internal.find_strategy(p_name text)
     returns trading.strategies
     stable
     language plpgsql
@@ -57,4 +57,4 @@ begin
     return v_strategy;
 end;
 $$;
-comment on function trading.find_strategy(text) is 'The strategy row for a name; raises 23S03 unknown_strategy.';
+comment on function internal.find_strategy(text) is 'The strategy row for a name; raises 23S03 unknown_strategy.';

@@ -24,7 +24,7 @@ $$;
 comment on function trading.is_legal_transition(trading.order_status, trading.order_status) is
     'True when an order may move from the first status to the second.';
 
-create or replace function trading.lock_order(p_order_id bigint)
+create or replace function internal.lock_order(p_order_id bigint)
     returns trading.orders
     volatile
     language plpgsql
@@ -46,9 +46,9 @@ begin
     return v_order;
 end;
 $$;
-comment on function trading.lock_order(bigint) is 'Locks and returns an order by id; raises 23S04 unknown_order.';
+comment on function internal.lock_order(bigint) is 'Locks and returns an order by id; raises 23S04 unknown_order.';
 
-create or replace function trading.change_order_status(
+create or replace function internal.change_order_status(
     p_order     trading.orders,
     p_to        trading.order_status,
     p_reason    text default null,
@@ -73,10 +73,10 @@ begin
     values (p_order.order_id, p_order.status, p_to, p_trade_id, p_reason);
 end;
 $$;
-comment on function trading.change_order_status(trading.orders, trading.order_status, text, bigint) is
+comment on function internal.change_order_status(trading.orders, trading.order_status, text, bigint) is
     'Moves a locked order to a new status and records the event; raises 55S01 on an illegal transition.';
 
-create or replace function trading.match_retried_order(
+create or replace function internal.match_retried_order(
     p_exchange_id     smallint,
     p_client_order_id text,
     p_strategy_id     integer,
@@ -118,7 +118,7 @@ begin
     return v_order.order_id;
 end;
 $$;
-comment on function trading.match_retried_order(smallint, text, integer, integer, trading.order_side, trading.order_type, numeric, numeric, numeric) is
+comment on function internal.match_retried_order(smallint, text, integer, integer, trading.order_side, trading.order_type, numeric, numeric, numeric) is
     'Id of the order a retried placement refers to (null if new); raises 23S06 when the retry differs.';
 
 create or replace function trading.place_order(
@@ -142,8 +142,8 @@ as $$
 -- on the same exchange returns the same order and writes nothing.
 #variable_conflict use_column
 declare
-    v_strategy   trading.strategies := trading.find_strategy(place_order.strategy);
-    v_instrument ref.instruments := ref.find_instrument(place_order.exchange, place_order.symbol);
+    v_strategy   trading.strategies := internal.find_strategy(place_order.strategy);
+    v_instrument ref.instruments := internal.find_instrument(place_order.exchange, place_order.symbol);
     v_side       trading.order_side;
     v_type       trading.order_type;
     v_reference  numeric;
@@ -161,21 +161,21 @@ begin
     end if;
     v_type := coalesce(place_order.order_type,
                        case when place_order.price is null then 'market' else 'limit' end)::trading.order_type;
-    perform ops.check_positive(place_order.quantity, 'quantity', '22S01');
+    perform internal.check_positive(place_order.quantity, 'quantity', '22S01');
     if v_type in ('limit', 'stop_limit') then
-        perform ops.check_positive(place_order.price, format('price of a %s order', v_type), '22S02');
+        perform internal.check_positive(place_order.price, format('price of a %s order', v_type), '22S02');
     elsif place_order.price is not null then
         raise exception '% orders take no price, got %', v_type, place_order.price
             using errcode = '22S07',
                   hint = 'Omit price for a market order, or use order_type => ''limit''.';
     end if;
     if v_type in ('stop_market', 'stop_limit') then
-        perform ops.check_positive(place_order.stop_price, format('stop price of a %s order', v_type), '22S02');
+        perform internal.check_positive(place_order.stop_price, format('stop price of a %s order', v_type), '22S02');
     elsif place_order.stop_price is not null then
         raise exception '% orders take no stop price, got %', v_type, place_order.stop_price
             using errcode = '22S07';
     end if;
-    perform ops.check_time(place_order.placed_at, 'placed_at');
+    perform internal.check_time(place_order.placed_at, 'placed_at');
     if not v_strategy.is_active then
         raise exception 'strategy "%" is inactive', v_strategy.name using errcode = '22S09';
     end if;
@@ -184,7 +184,7 @@ begin
             using errcode = '22S09';
     end if;
     if place_order.client_order_id is not null then
-        v_order_id := trading.match_retried_order(
+        v_order_id := internal.match_retried_order(
             v_instrument.exchange_id, place_order.client_order_id, v_strategy.strategy_id,
             v_instrument.instrument_id, v_side, v_type, place_order.quantity, place_order.price,
             place_order.stop_price);
@@ -226,7 +226,7 @@ begin
     on conflict (exchange_id, client_order_id) do nothing;
     if not found then
         -- why: a concurrent placement with the same client_order_id committed first
-        return trading.match_retried_order(
+        return internal.match_retried_order(
             v_instrument.exchange_id, place_order.client_order_id, v_strategy.strategy_id,
             v_instrument.instrument_id, v_side, v_type, place_order.quantity, place_order.price,
             place_order.stop_price);
@@ -257,10 +257,10 @@ as $$
 -- cannot be acknowledged (55S01).
 #variable_conflict use_column
 declare
-    v_order trading.orders := trading.lock_order(acknowledge_order.order_id);
+    v_order trading.orders := internal.lock_order(acknowledge_order.order_id);
 begin
     if v_order.status = 'new' then
-        perform trading.change_order_status(v_order, 'open');
+        perform internal.change_order_status(v_order, 'open');
     elsif v_order.status = 'rejected' then
         raise exception 'order % cannot be acknowledged: it was rejected', v_order.order_id
             using errcode = '55S01';
@@ -285,12 +285,12 @@ as $$
 -- a filled, rejected or expired one raises illegal_state_transition (55S01).
 #variable_conflict use_column
 declare
-    v_order trading.orders := trading.lock_order(cancel_order.order_id);
+    v_order trading.orders := internal.lock_order(cancel_order.order_id);
 begin
     if v_order.status = 'cancelled' then
         return;
     end if;
-    perform trading.change_order_status(v_order, 'cancelled', cancel_order.reason);
+    perform internal.change_order_status(v_order, 'cancelled', cancel_order.reason);
 end;
 $$;
 comment on function trading.cancel_order(bigint, text) is
@@ -304,12 +304,12 @@ as $$
 -- The exchange refused the order: new -> rejected. Only a new order can be rejected.
 #variable_conflict use_column
 declare
-    v_order trading.orders := trading.lock_order(reject_order.order_id);
+    v_order trading.orders := internal.lock_order(reject_order.order_id);
 begin
     if v_order.status = 'rejected' then
         return;
     end if;
-    perform trading.change_order_status(v_order, 'rejected', reject_order.reason);
+    perform internal.change_order_status(v_order, 'rejected', reject_order.reason);
 end;
 $$;
 comment on function trading.reject_order(bigint, text) is
@@ -323,12 +323,12 @@ as $$
 -- The order's time in force ran out: working -> expired. Late fills are still recorded.
 #variable_conflict use_column
 declare
-    v_order trading.orders := trading.lock_order(expire_order.order_id);
+    v_order trading.orders := internal.lock_order(expire_order.order_id);
 begin
     if v_order.status = 'expired' then
         return;
     end if;
-    perform trading.change_order_status(v_order, 'expired', expire_order.reason);
+    perform internal.change_order_status(v_order, 'expired', expire_order.reason);
 end;
 $$;
 comment on function trading.expire_order(bigint, text) is

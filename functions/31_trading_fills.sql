@@ -3,7 +3,7 @@
 -- daily PnL rollup, all in the caller's transaction. Locks are taken in one order (order row, then
 -- position row, then trade key, then rollup row) so concurrent fills never deadlock one another.
 
-create or replace function trading.fee_in_quote(
+create or replace function internal.fee_in_quote(
     p_instrument  ref.instruments,
     p_fee         numeric,
     p_fee_currency text,
@@ -32,7 +32,7 @@ begin
             base_fee := p_fee;
         end if;
     elsif p_fee_quote is not null then
-        fee_quote := ops.check_finite(p_fee_quote, 'fee_quote');
+        fee_quote := internal.check_finite(p_fee_quote, 'fee_quote');
     else
         v_rate := trading.asset_price(p_instrument.exchange_id, p_fee_currency, p_instrument.quote_asset);
         if v_rate is null then
@@ -45,7 +45,7 @@ begin
     end if;
 end;
 $$;
-comment on function trading.fee_in_quote(ref.instruments, numeric, text, numeric, numeric) is
+comment on function internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric) is
     'Quote value of a fee (quote, base or third currency) and the base quantity it takes; raises 22S08 unpriced_fee.';
 
 create or replace function trading.record_fill(
@@ -68,7 +68,7 @@ as $$
 -- fee_currency defaults to the quote asset; fee_quote values a third-currency fee.
 #variable_conflict use_column
 declare
-    v_order      trading.orders := trading.lock_order(record_fill.order_id);
+    v_order      trading.orders := internal.lock_order(record_fill.order_id);
     v_instrument ref.instruments;
     v_fee        record;
     v_trade_id   bigint;
@@ -83,10 +83,10 @@ begin
     if record_fill.exchange_trade_id is null or record_fill.exchange_trade_id = '' then
         raise exception 'exchange_trade_id must not be empty' using errcode = '22S09';
     end if;
-    perform ops.check_positive(record_fill.quantity, 'fill quantity', '22S01');
-    perform ops.check_positive(record_fill.price, 'fill price', '22S02');
-    perform ops.check_finite(record_fill.fee, 'fee');
-    perform ops.check_time(record_fill.executed_at, 'executed_at');
+    perform internal.check_positive(record_fill.quantity, 'fill quantity', '22S01');
+    perform internal.check_positive(record_fill.price, 'fill price', '22S02');
+    perform internal.check_finite(record_fill.fee, 'fee');
+    perform internal.check_time(record_fill.executed_at, 'executed_at');
     if v_fee_ccy is not null and v_fee_ccy !~ '^[A-Z0-9]+$' then
         raise exception 'fee currency must be an alphanumeric asset code, got "%"', record_fill.fee_currency
             using errcode = '22S09';
@@ -144,7 +144,7 @@ begin
     end if;
 
     select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id;
-    v_fee := trading.fee_in_quote(v_instrument, record_fill.fee, coalesce(v_fee_ccy, v_instrument.quote_asset),
+    v_fee := internal.fee_in_quote(v_instrument, record_fill.fee, coalesce(v_fee_ccy, v_instrument.quote_asset),
                                   record_fill.price, record_fill.fee_quote);
     if v_fee.base_fee >= record_fill.quantity then
         raise exception 'base-asset fee % is not smaller than the fill quantity %', record_fill.fee, record_fill.quantity

@@ -18,13 +18,13 @@ as $$
 -- raises conflicting_duplicate (23S06).
 #variable_conflict use_column
 declare
-    v_strategy   trading.strategies := trading.find_strategy(record_funding.strategy);
-    v_instrument ref.instruments := ref.find_instrument(record_funding.exchange, record_funding.symbol);
+    v_strategy   trading.strategies := internal.find_strategy(record_funding.strategy);
+    v_instrument ref.instruments := internal.find_instrument(record_funding.exchange, record_funding.symbol);
     v_existing   trading.funding_payments;
     v_id         bigint;
 begin
-    perform ops.check_finite(record_funding.amount, 'funding amount');
-    perform ops.check_time(record_funding.paid_at, 'paid_at');
+    perform internal.check_finite(record_funding.amount, 'funding amount');
+    perform internal.check_time(record_funding.paid_at, 'paid_at');
     if v_instrument.market_type <> 'perpetual' then
         raise exception 'funding applies to perpetuals only; % on % is a % instrument',
             v_instrument.symbol, record_funding.exchange, v_instrument.market_type

@@ -25,11 +25,11 @@ as $$
 -- price; null when the position is open and no price is known.
 #variable_conflict use_column
 declare
-    v_strategy   trading.strategies := trading.find_strategy(get_position.strategy);
-    v_instrument ref.instruments := ref.find_instrument(get_position.exchange, get_position.symbol);
+    v_strategy   trading.strategies := internal.find_strategy(get_position.strategy);
+    v_instrument ref.instruments := internal.find_instrument(get_position.exchange, get_position.symbol);
 begin
     if get_position.mark_price is not null then
-        perform ops.check_positive(get_position.mark_price, 'mark price', '22S02');
+        perform internal.check_positive(get_position.mark_price, 'mark price', '22S02');
     end if;
     return query
     select coalesce(p.quantity, 0),

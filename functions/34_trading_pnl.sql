@@ -2,7 +2,7 @@
 -- trading.pnl_summary: realized PnL over any period, summed from the daily rollup for whole UTC
 -- days and from the trade and funding rows for the partial days at either end.
 
-create or replace function trading.utc_day_start(p_time timestamptz, p_round_up boolean)
+create or replace function internal.utc_day_start(p_time timestamptz, p_round_up boolean)
     returns timestamptz
     immutable
     language sql
@@ -12,10 +12,10 @@ as $$
            + case when p_round_up and date_trunc('day', p_time, 'UTC') <> p_time
                   then interval '1 day' else interval '0' end
 $$;
-comment on function trading.utc_day_start(timestamptz, boolean) is
+comment on function internal.utc_day_start(timestamptz, boolean) is
     'Midnight UTC at or before a time (or at or after it, when rounding up).';
 
-create or replace function trading.pnl_facts(p_strategy_id integer, p_since timestamptz, p_until timestamptz)
+create or replace function internal.pnl_facts(p_strategy_id integer, p_since timestamptz, p_until timestamptz)
     returns table (
         strategy_id        integer,
         instrument_id      integer,
@@ -35,8 +35,8 @@ as $$
     -- [F, E) comes from trading.daily_pnl, [p_since, min(p_until, F)) and [max(p_since, E, F), p_until)
     -- from the trade and funding rows. The ranges never overlap and together cover the period.
     with bounds as (
-        select trading.utc_day_start(p_since, true) as f,
-               trading.utc_day_start(p_until, false) as e
+        select internal.utc_day_start(p_since, true) as f,
+               internal.utc_day_start(p_until, false) as e
     ),
     edges (lo, hi) as (
         select p_since, least(p_until, b.f) from bounds b where p_since is not null
@@ -63,7 +63,7 @@ as $$
     join trading.funding_payments f on f.paid_at >= e.lo and f.paid_at < e.hi
     where p_strategy_id is null or f.strategy_id = p_strategy_id
 $$;
-comment on function trading.pnl_facts(integer, timestamptz, timestamptz) is
+comment on function internal.pnl_facts(integer, timestamptz, timestamptz) is
     'PnL facts of a period per strategy, instrument and UTC day (whole days from the rollup, partial days from trades).';
 
 create or replace function trading.pnl_summary(
@@ -110,7 +110,7 @@ begin
         raise exception 'since % is after until %', pnl_summary.since, pnl_summary.until using errcode = '22S09';
     end if;
     if pnl_summary.strategy is not null then
-        v_strategy_id := (trading.find_strategy(pnl_summary.strategy)).strategy_id;
+        v_strategy_id := (internal.find_strategy(pnl_summary.strategy)).strategy_id;
     end if;
     v_by_strategy := 'strategy' = any (v_dims);
     v_by_exchange := 'exchange' = any (v_dims) or 'instrument' = any (v_dims);
@@ -129,7 +129,7 @@ begin
            sum(f.realized_pnl_gross),
            sum(f.funding),
            sum(f.realized_pnl_gross) - sum(f.fees) + sum(f.funding)
-    from trading.pnl_facts(v_strategy_id, pnl_summary.since, pnl_summary.until) f
+    from internal.pnl_facts(v_strategy_id, pnl_summary.since, pnl_summary.until) f
     join trading.strategies s on s.strategy_id = f.strategy_id
     join ref.instruments i on i.instrument_id = f.instrument_id
     join ref.exchanges e on e.exchange_id = i.exchange_id

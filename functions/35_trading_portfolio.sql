@@ -11,7 +11,7 @@ as $$
 -- count at cost with no unrealized PnL). Returns the rows written.
 #variable_conflict use_column
 begin
-    perform ops.check_time(take_portfolio_snapshot.taken_at, 'taken_at');
+    perform internal.check_time(take_portfolio_snapshot.taken_at, 'taken_at');
     return query
     with marked as (
         select p.strategy_id,

@@ -28,6 +28,10 @@ create schema audit;
 comment on schema audit is 'The append-only audit log of every change to the business tables.';
 create schema ops;
 comment on schema ops is 'Operations: error codes, tuning, partitions, backups and health.';
+-- why a schema of its own: \df trading.* then lists only what callers use, and roles get EXECUTE
+-- on the API schemas without the helpers
+create schema internal;
+comment on schema internal is 'Helpers of the API functions (lookups, locks, checks); not an interface.';
 
 -- ============================================================================
 -- Project SQLSTATEs: the one table every raised error code comes from

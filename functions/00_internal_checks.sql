@@ -1,7 +1,7 @@
--- spreadedge functions: ops checks
+-- spreadedge functions: argument checks (schema internal)
 -- Argument checks shared by the API functions, raising project SQLSTATEs (ops.error_codes).
 
-create or replace function ops.check_positive(p_value numeric, p_what text, p_errcode text)
+create or replace function internal.check_positive(p_value numeric, p_what text, p_errcode text)
     returns numeric
     immutable
     language plpgsql
@@ -17,10 +17,10 @@ begin
     return p_value;
 end;
 $$;
-comment on function ops.check_positive(numeric, text, text) is
+comment on function internal.check_positive(numeric, text, text) is
     'Returns the value if positive and finite, else raises the given SQLSTATE naming the argument.';
 
-create or replace function ops.check_finite(p_value numeric, p_what text)
+create or replace function internal.check_finite(p_value numeric, p_what text)
     returns numeric
     immutable
     language plpgsql
@@ -35,10 +35,10 @@ begin
     return p_value;
 end;
 $$;
-comment on function ops.check_finite(numeric, text) is
+comment on function internal.check_finite(numeric, text) is
     'Returns the value if it is a finite number, else raises 22S09 invalid_argument naming the argument.';
 
-create or replace function ops.check_time(p_value timestamptz, p_what text)
+create or replace function internal.check_time(p_value timestamptz, p_what text)
     returns timestamptz
     stable
     language plpgsql
@@ -57,5 +57,5 @@ begin
     return p_value;
 end;
 $$;
-comment on function ops.check_time(timestamptz, text) is
+comment on function internal.check_time(timestamptz, text) is
     'Returns the time if between the genesis block (2009-01-03) and one day ahead, else raises 22S09.';
