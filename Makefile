@@ -25,15 +25,15 @@ test: bootstrap ## Run the tests (pass options with PYTEST_ARGS=...)
 migrate: bootstrap ## Apply pending migrations and re-apply functions/
 	$(SPREADEDGE) migrate
 
-bench: bootstrap ## Run the benchmarks against PostgreSQL baselines
-	$(BIN)/python -m bench
+bench: bootstrap ## Run the benchmarks against PostgreSQL baselines (options: BENCH_ARGS=--quick)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: bootstrap ## Check Python with ruff (lint and format)
-	$(BIN)/ruff check python tests
-	$(BIN)/ruff format --check python tests
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
 
 format: bootstrap ## Format Python with ruff
-	$(BIN)/ruff format python tests
+	$(BIN)/ruff format python tests bench
 
 psql: bootstrap ## Open psql on the database
 	$(SPREADEDGE) psql

@@ -276,22 +276,31 @@ $$;
 comment on function trading.acknowledge_order(bigint, text) is
     'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id.';
 
-create or replace function trading.cancel_order(order_id bigint, reason text default null)
+create or replace function internal.close_order(p_order_id bigint, p_to trading.order_status, p_reason text)
     returns void
     volatile
     language plpgsql
 as $$
--- Cancel a working order (new, open or partially filled). Cancelling a cancelled order is a no-op;
--- a filled, rejected or expired one raises illegal_state_transition (55S01).
-#variable_conflict use_column
+-- Move an order to cancelled, rejected or expired, recording the reason; a no-op when it already
+-- has that status (so a repeated cancel is safe); illegal_state_transition (55S01) otherwise.
 declare
-    v_order trading.orders := internal.lock_order(cancel_order.order_id);
+    v_order trading.orders := internal.lock_order(p_order_id);
 begin
-    if v_order.status = 'cancelled' then
-        return;
+    if v_order.status <> p_to then
+        perform internal.change_order_status(v_order, p_to, p_reason);
     end if;
-    perform internal.change_order_status(v_order, 'cancelled', cancel_order.reason);
 end;
+$$;
+comment on function internal.close_order(bigint, trading.order_status, text) is
+    'Moves an order to cancelled, rejected or expired (idempotent); raises 55S01 when its status forbids it.';
+
+create or replace function trading.cancel_order(order_id bigint, reason text default null)
+    returns void
+    volatile
+    language sql
+as $$
+    -- Cancel a working order (new, open or partially filled); a cancelled order stays as it is.
+    select internal.close_order(cancel_order.order_id, 'cancelled', cancel_order.reason)
 $$;
 comment on function trading.cancel_order(bigint, text) is
     'Cancel a working order (idempotent); raises 55S01 for filled, rejected or expired orders.';
@@ -299,18 +308,10 @@ comment on function trading.cancel_order(bigint, text) is
 create or replace function trading.reject_order(order_id bigint, reason text)
     returns void
     volatile
-    language plpgsql
+    language sql
 as $$
--- The exchange refused the order: new -> rejected. Only a new order can be rejected.
-#variable_conflict use_column
-declare
-    v_order trading.orders := internal.lock_order(reject_order.order_id);
-begin
-    if v_order.status = 'rejected' then
-        return;
-    end if;
-    perform internal.change_order_status(v_order, 'rejected', reject_order.reason);
-end;
+    -- The exchange refused the order: new -> rejected. Only a new order can be rejected.
+    select internal.close_order(reject_order.order_id, 'rejected', reject_order.reason)
 $$;
 comment on function trading.reject_order(bigint, text) is
     'The exchange refused a new order: new -> rejected (idempotent); raises 55S01 otherwise.';
@@ -318,18 +319,10 @@ comment on function trading.reject_order(bigint, text) is
 create or replace function trading.expire_order(order_id bigint, reason text default null)
     returns void
     volatile
-    language plpgsql
+    language sql
 as $$
--- The order's time in force ran out: working -> expired. Late fills are still recorded.
-#variable_conflict use_column
-declare
-    v_order trading.orders := internal.lock_order(expire_order.order_id);
-begin
-    if v_order.status = 'expired' then
-        return;
-    end if;
-    perform internal.change_order_status(v_order, 'expired', expire_order.reason);
-end;
+    -- The order's time in force ran out: working -> expired. Late fills are still recorded.
+    select internal.close_order(expire_order.order_id, 'expired', expire_order.reason)
 $$;
 comment on function trading.expire_order(bigint, text) is
     'A working order expired (idempotent); raises 55S01 for filled, rejected or cancelled orders.';

@@ -1,6 +1,6 @@
 -- spreadedge functions: fills
 -- trading.record_fill: one fill recorded as a trade, applied to its order, its position and the
--- daily PnL rollup, all in the caller's transaction. Locks are taken in one order (order row, then
+-- hourly and daily PnL rollups, all in the caller's transaction. Locks are taken in one order (order row, then
 -- position row, then trade key, then rollup row) so concurrent fills never deadlock one another.
 
 create or replace function internal.fee_in_quote(
@@ -197,18 +197,10 @@ begin
         values (v_order.order_id, v_order.status, v_status, v_trade_id);
     end if;
 
-    insert into trading.daily_pnl as d
-        (strategy_id, day, instrument_id, trades, volume, notional, fees, realized_pnl_gross)
-    values
-        (v_order.strategy_id, (record_fill.executed_at at time zone 'UTC')::date, v_order.instrument_id, 1,
-         record_fill.quantity, record_fill.quantity * record_fill.price * v_instrument.multiplier,
-         v_fee.fee_quote, v_step.realized_pnl_gross)
-    on conflict (strategy_id, day, instrument_id) do update
-    set trades = d.trades + 1,
-        volume = d.volume + excluded.volume,
-        notional = d.notional + excluded.notional,
-        fees = d.fees + excluded.fees,
-        realized_pnl_gross = d.realized_pnl_gross + excluded.realized_pnl_gross;
+    perform internal.add_to_rollups(v_order.strategy_id, v_order.instrument_id, record_fill.executed_at, 1,
+                                    record_fill.quantity,
+                                    record_fill.quantity * record_fill.price * v_instrument.multiplier,
+                                    v_fee.fee_quote, v_step.realized_pnl_gross, 0);
     return v_trade_id;
 end;
 $$;

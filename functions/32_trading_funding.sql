@@ -59,11 +59,8 @@ begin
     update trading.positions p
     set funding = p.funding + record_funding.amount, updated_at = now()
     where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id;
-    insert into trading.daily_pnl as d (strategy_id, day, instrument_id, funding)
-    values (v_strategy.strategy_id, (record_funding.paid_at at time zone 'UTC')::date, v_instrument.instrument_id,
-            record_funding.amount)
-    on conflict (strategy_id, day, instrument_id) do update
-    set funding = d.funding + excluded.funding;
+    perform internal.add_to_rollups(v_strategy.strategy_id, v_instrument.instrument_id, record_funding.paid_at,
+                                    0, 0, 0, 0, 0, record_funding.amount);
     return v_id;
 end;
 $$;

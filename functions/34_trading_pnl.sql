@@ -1,21 +1,26 @@
 -- spreadedge functions: PnL summary
 -- trading.pnl_summary: realized PnL over any period, summed from the daily rollup for whole UTC
--- days and from the trade and funding rows for the partial days at either end.
+-- days, from the hourly rollup for whole hours, and from the trade and funding rows for the rest.
 
-create or replace function internal.utc_day_start(p_time timestamptz, p_round_up boolean)
+create or replace function internal.utc_boundary(p_time timestamptz, p_unit text, p_round_up boolean)
     returns timestamptz
     immutable
     language sql
 as $$
-    -- Start of p_time's UTC day; with p_round_up, of the next day unless p_time is a midnight.
-    select date_trunc('day', p_time, 'UTC')
-           + case when p_round_up and date_trunc('day', p_time, 'UTC') <> p_time
-                  then interval '1 day' else interval '0' end
+    -- Start of p_time's UTC hour or day (p_unit); with p_round_up, of the next one unless p_time
+    -- is exactly on a boundary.
+    select date_trunc(p_unit, p_time, 'UTC')
+           + case when p_round_up and date_trunc(p_unit, p_time, 'UTC') <> p_time
+                  then ('1 ' || p_unit)::interval else interval '0' end
 $$;
-comment on function internal.utc_day_start(timestamptz, boolean) is
-    'Midnight UTC at or before a time (or at or after it, when rounding up).';
+comment on function internal.utc_boundary(timestamptz, text, boolean) is
+    'UTC hour or day boundary at or before a time (or at or after it, when rounding up).';
 
-create or replace function internal.pnl_facts(p_strategy_id integer, p_since timestamptz, p_until timestamptz)
+create or replace function internal.pnl_facts(
+    p_strategy_id integer,
+    p_since       timestamptz,
+    p_until       timestamptz
+)
     returns table (
         strategy_id        integer,
         instrument_id      integer,
@@ -31,40 +36,50 @@ create or replace function internal.pnl_facts(p_strategy_id integer, p_since tim
     language sql
 as $$
     -- PnL facts of [p_since, p_until) (null = unbounded) per strategy (null = all), instrument and
-    -- UTC day. With F the first midnight at or after p_since and E the last at or before p_until:
-    -- [F, E) comes from trading.daily_pnl, [p_since, min(p_until, F)) and [max(p_since, E, F), p_until)
-    -- from the trade and funding rows. The ranges never overlap and together cover the period.
-    with bounds as (
-        select internal.utc_day_start(p_since, true) as f,
-               internal.utc_day_start(p_until, false) as e
-    ),
-    edges (lo, hi) as (
-        select p_since, least(p_until, b.f) from bounds b where p_since is not null
-        union all
-        select greatest(p_since, b.e, b.f), p_until from bounds b where p_until is not null
+    -- UTC day, read from the coarsest source that covers each piece of the period. With D1 and H1
+    -- the first midnight and hour at or after p_since, D2 and H2 the last at or before p_until:
+    --   whole days   [D1, D2)                                    from trading.daily_pnl
+    --   whole hours  [H1, min(H2, D1)) and [max(H1, D2, D1), H2)  from trading.hourly_pnl
+    --   the rest     [p_since, min(p_until, H1)) and [max(p_since, H2, H1), p_until)
+    --                                                            from trades and funding payments
+    -- The pieces never overlap and together cover the period (a null bound leaves its side open).
+    -- why not materialized: inlined, the bounds fold to constants, so partitions are pruned at plan time
+    with b as not materialized (
+        select internal.utc_boundary(p_since, 'day', true) as d1,
+               internal.utc_boundary(p_until, 'day', false) as d2,
+               internal.utc_boundary(p_since, 'hour', true) as h1,
+               internal.utc_boundary(p_until, 'hour', false) as h2
     )
     select d.strategy_id, d.instrument_id, d.day, d.trades::bigint, d.volume, d.notional, d.fees,
            d.realized_pnl_gross, d.funding
-    from bounds b
-    join trading.daily_pnl d
-        on (b.f is null or d.day >= (b.f at time zone 'UTC')::date)
-       and (b.e is null or d.day < (b.e at time zone 'UTC')::date)
-    where p_strategy_id is null or d.strategy_id = p_strategy_id
+    from trading.daily_pnl d, b
+    where (p_strategy_id is null or d.strategy_id = p_strategy_id)
+      and (b.d1 is null or d.day >= (b.d1 at time zone 'UTC')::date)
+      and (b.d2 is null or d.day < (b.d2 at time zone 'UTC')::date)
+    union all
+    select h.strategy_id, h.instrument_id, (h.hour at time zone 'UTC')::date, h.trades::bigint, h.volume,
+           h.notional, h.fees, h.realized_pnl_gross, h.funding
+    from trading.hourly_pnl h, b
+    where (p_strategy_id is null or h.strategy_id = p_strategy_id)
+      and ((h.hour >= b.h1 and h.hour < least(b.h2, b.d1))
+           or (h.hour >= greatest(b.h1, b.d2, b.d1) and h.hour < b.h2))
     union all
     select t.strategy_id, t.instrument_id, (t.executed_at at time zone 'UTC')::date, 1, t.quantity,
            t.quantity * t.price * i.multiplier, t.fee_quote, t.realized_pnl_gross, 0
-    from edges e
-    join trading.trades t on t.executed_at >= e.lo and t.executed_at < e.hi
-    join ref.instruments i on i.instrument_id = t.instrument_id
-    where p_strategy_id is null or t.strategy_id = p_strategy_id
+    from trading.trades t
+    join ref.instruments i on i.instrument_id = t.instrument_id, b
+    where (p_strategy_id is null or t.strategy_id = p_strategy_id)
+      and ((t.executed_at >= p_since and t.executed_at < least(p_until, b.h1))
+           or (t.executed_at >= greatest(p_since, b.h2, b.h1) and t.executed_at < p_until))
     union all
     select f.strategy_id, f.instrument_id, (f.paid_at at time zone 'UTC')::date, 0, 0, 0, 0, 0, f.amount
-    from edges e
-    join trading.funding_payments f on f.paid_at >= e.lo and f.paid_at < e.hi
-    where p_strategy_id is null or f.strategy_id = p_strategy_id
+    from trading.funding_payments f, b
+    where (p_strategy_id is null or f.strategy_id = p_strategy_id)
+      and ((f.paid_at >= p_since and f.paid_at < least(p_until, b.h1))
+           or (f.paid_at >= greatest(p_since, b.h2, b.h1) and f.paid_at < p_until))
 $$;
 comment on function internal.pnl_facts(integer, timestamptz, timestamptz) is
-    'PnL facts of a period per strategy, instrument and UTC day (whole days from the rollup, partial days from trades).';
+    'PnL facts of a period per strategy, instrument and UTC day: whole days from the daily rollup, whole hours from the hourly one, the rest from trades and funding.';
 
 create or replace function trading.pnl_summary(
     strategy text default null,
@@ -86,6 +101,10 @@ create or replace function trading.pnl_summary(
         realized_pnl       numeric
     )
     stable
+    -- why: plans made for the actual arguments prune partitions and use the indexes, and a
+    -- sub-10 ms query gains nothing from JIT compilation, which would cost more than it runs
+    set plan_cache_mode = force_custom_plan
+    set jit = off
     language plpgsql
 as $$
 -- Realized PnL of [since, until) (null = unbounded) for one strategy (null = all), grouped by a

@@ -25,7 +25,6 @@ create or replace function audit.log_changes()
 as $$
 -- Statement-level AFTER trigger (one per INSERT, UPDATE and DELETE, each with its transition
 -- tables): writes one audit.log row per changed row. Trigger arguments name the row's key columns.
--- UPDATE pairs old and new rows by key; a row whose key changed appears with both halves unpaired.
 declare
     v_table text := format('%I.%I', tg_table_schema, tg_table_name);
     -- why the slice: tg_argv is indexed from 0; a slice is indexed from 1, as audit.row_key expects
@@ -36,17 +35,20 @@ begin
     end if;
     if tg_op = 'INSERT' then
         insert into audit.log (table_name, operation, row_key, new_row)
-        select v_table, 'INSERT', audit.row_key(n.j, v_keys), n.j
+        select v_table, 'INSERT', audit.row_key(n.j, v_keys)::text, n.j
         from (select to_jsonb(r) as j from new_rows r) n;
     elsif tg_op = 'UPDATE' then
+        -- why pair by position: PostgreSQL appends each updated row's old and new versions to the
+        -- two transition tables together, so the n-th old row and the n-th new row are one row
+        -- (also when its key or partition changes); a join on the key would cost a hash join per
+        -- statement and lose rows whose key changed
         insert into audit.log (table_name, operation, row_key, old_row, new_row)
-        select v_table, 'UPDATE', coalesce(n.k, o.k), o.j, n.j
-        from (select to_jsonb(r) as j, audit.row_key(to_jsonb(r), v_keys) as k from old_rows r) o
-        full join (select to_jsonb(r) as j, audit.row_key(to_jsonb(r), v_keys) as k from new_rows r) n
-            on n.k = o.k;
+        select v_table, 'UPDATE', audit.row_key(n.j, v_keys)::text, o.j, n.j
+        from (select to_jsonb(r) as j, row_number() over () as ord from old_rows r) o
+        join (select to_jsonb(r) as j, row_number() over () as ord from new_rows r) n using (ord);
     elsif tg_op = 'DELETE' then
         insert into audit.log (table_name, operation, row_key, old_row)
-        select v_table, 'DELETE', audit.row_key(o.j, v_keys), o.j
+        select v_table, 'DELETE', audit.row_key(o.j, v_keys)::text, o.j
         from (select to_jsonb(r) as j from old_rows r) o;
     end if;
     return null;
@@ -90,7 +92,7 @@ as $$
                           from pg_catalog.pg_class c
                           join pg_catalog.pg_namespace n on n.oid = c.relnamespace
                           where c.oid = history.table_name)
-      and l.row_key = history.key
+      and l.row_key = history.key::text
     order by l.audit_id
 $$;
 comment on function audit.history(regclass, jsonb) is

@@ -2,8 +2,9 @@
 -- Which tables are audited, and by which key. Every business table gets three statement-level
 -- triggers (transition tables allow one event per trigger). Not audited, because they are derived or
 -- are logs themselves: trading.order_keys and trading.trade_keys (copies of order and trade keys),
--- trading.order_events (already a log of every status change), trading.daily_pnl (a rollup of
--- trades and funding, checked against them), and audit.log itself, which is append-only.
+-- trading.order_events (already a log of every status change), trading.daily_pnl and
+-- trading.hourly_pnl (rollups of trades and funding, checked against them), and audit.log itself,
+-- which is append-only.
 -- Trigger names carry a numeric prefix because PostgreSQL fires triggers in name order.
 
 -- ref.exchanges, keyed by exchange_id

@@ -298,6 +298,32 @@ comment on column trading.daily_pnl.volume is 'Sum of filled quantities.';
 comment on column trading.daily_pnl.notional is 'Sum of quantity x price x multiplier, in the quote asset.';
 comment on column trading.daily_pnl.fees is 'Sum of fee_quote.';
 
+-- why an hourly rollup too: a period that starts or ends inside a day reads its whole hours here
+-- and only the trades of its partial hours, so any period costs a few hundred rows
+create table trading.hourly_pnl (
+    strategy_id        integer not null references trading.strategies,
+    hour               timestamptz not null check (date_trunc('hour', hour, 'UTC') = hour),
+    instrument_id      integer not null references ref.instruments,
+    trades             integer not null default 0,
+    volume             numeric not null default 0,
+    notional           numeric not null default 0,
+    fees               numeric not null default 0,
+    realized_pnl_gross numeric not null default 0,
+    funding            numeric not null default 0,
+    primary key (strategy_id, hour, instrument_id)
+);
+comment on table trading.hourly_pnl is
+    'Per strategy, UTC hour and instrument: the sums of trades and funding, kept current by record_fill and record_funding.';
+comment on column trading.hourly_pnl.strategy_id is 'Strategy.';
+comment on column trading.hourly_pnl.hour is 'Start of the UTC hour.';
+comment on column trading.hourly_pnl.instrument_id is 'Instrument.';
+comment on column trading.hourly_pnl.trades is 'Number of fills.';
+comment on column trading.hourly_pnl.volume is 'Sum of filled quantities.';
+comment on column trading.hourly_pnl.notional is 'Sum of quantity x price x multiplier, in the quote asset.';
+comment on column trading.hourly_pnl.fees is 'Sum of fee_quote.';
+comment on column trading.hourly_pnl.realized_pnl_gross is 'Sum of the fills'' realized gross PnL.';
+comment on column trading.hourly_pnl.funding is 'Sum of funding payments.';
+
 -- ============================================================================
 -- Portfolio snapshots
 -- ============================================================================

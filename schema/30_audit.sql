@@ -11,7 +11,8 @@ create table audit.log (
     logged_at  timestamptz not null default now(),
     table_name text not null,
     operation  text not null check (operation in ('INSERT', 'UPDATE', 'DELETE')),
-    row_key    jsonb not null,
+    -- why text: the canonical text of the key's jsonb; a btree on text costs a fraction of one on jsonb
+    row_key    text not null,
     old_row    jsonb,
     new_row    jsonb,
     -- why: the application user behind the change; the Python layer sets spreadedge.actor per transaction
@@ -28,7 +29,7 @@ comment on column audit.log.audit_id is 'Audit row id, increasing in write order
 comment on column audit.log.logged_at is 'Transaction time of the change.';
 comment on column audit.log.table_name is 'Schema-qualified table, e.g. trading.orders.';
 comment on column audit.log.operation is 'INSERT, UPDATE or DELETE.';
-comment on column audit.log.row_key is 'The row''s key columns as a json object, e.g. {"order_id": 42}.';
+comment on column audit.log.row_key is 'The row''s key columns as json text, e.g. {"order_id": 42} (canonical jsonb output).';
 comment on column audit.log.old_row is 'The row before the change (null for INSERT).';
 comment on column audit.log.new_row is 'The row after the change (null for DELETE).';
 comment on column audit.log.actor is 'Application user from the spreadedge.actor setting, if set.';

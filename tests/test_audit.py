@@ -8,7 +8,8 @@ from trading_helpers import call, fill, place
 
 def audit_rows(conn, table):
     return conn.execute(
-        "select operation, row_key, actor from audit.log where table_name = %s order by audit_id", [table]
+        "select operation, row_key::jsonb, actor from audit.log where table_name = %s order by audit_id",
+        [table],
     ).fetchall()
 
 
@@ -94,7 +95,32 @@ def test_every_business_table_has_the_three_audit_triggers(seeded):
         select c.oid::regclass::text
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname in ('ref', 'trading') and c.relkind in ('r', 'p') and not c.relispartition
-          and c.relname not in ('order_keys', 'trade_keys', 'order_events', 'daily_pnl')
+          and c.relname not in ('order_keys', 'trade_keys', 'order_events', 'daily_pnl', 'hourly_pnl')
           and (select count(*) from pg_trigger t where t.tgrelid = c.oid and t.tgname like '\\_900\\_audit\\_%') <> 3
     """).fetchall()
     assert untracked == []
+
+
+def test_a_bulk_update_pairs_each_rows_old_and_new_values(seeded):
+    seeded.execute("insert into trading.strategies (name) select 'bulk-' || g from generate_series(1, 300) g")
+    seeded.execute("update trading.strategies set description = 'was ' || name where name like 'bulk-%'")
+    mismatched = seeded.execute("""
+        select row_key from audit.log
+        where table_name = 'trading.strategies' and operation = 'UPDATE'
+          and not (row_key::jsonb ->> 'strategy_id' = old_row ->> 'strategy_id'
+                   and old_row ->> 'strategy_id' = new_row ->> 'strategy_id'
+                   and new_row ->> 'description' = 'was ' || (old_row ->> 'name'))""").fetchall()
+    updates = seeded.execute(
+        "select count(*) from audit.log where table_name = 'trading.strategies' and operation = 'UPDATE'"
+    ).fetchone()[0]
+    assert (updates, mismatched) == (300, [])
+
+
+def test_an_update_moving_rows_across_partitions_is_audited_once_per_row(seeded):
+    ids = [place(seeded, "buy", "1", "100") for _ in range(3)]
+    seeded.execute("update trading.orders set created_at = created_at - interval '1 month'")
+    rows = seeded.execute("""
+        select (row_key::jsonb ->> 'order_id')::bigint, (new_row ->> 'created_at')::timestamptz
+               = (old_row ->> 'created_at')::timestamptz - interval '1 month'
+        from audit.log where table_name = 'trading.orders' and operation = 'UPDATE' order by 1""").fetchall()
+    assert rows == [(order_id, True) for order_id in ids]

@@ -8,6 +8,38 @@ import psycopg
 
 from trading_helpers import call
 
+ROLLUPS = [
+    (
+        "trading.daily_pnl",
+        "day",
+        "(executed_at at time zone 'UTC')::date",
+        "(paid_at at time zone 'UTC')::date",
+    ),
+    (
+        "trading.hourly_pnl",
+        "hour",
+        "date_trunc('hour', executed_at, 'UTC')",
+        "date_trunc('hour', paid_at, 'UTC')",
+    ),
+]
+# rows where a rollup differs from the sums of trades and funding of its bucket (test-owned SQL text)
+ROLLUP_CHECK = """
+with facts as (
+    select strategy_id, {of_trade} as bucket, instrument_id, count(*) as trades, sum(quantity) as volume,
+           sum(fee_quote) as fees, sum(realized_pnl_gross) as gross, 0 as funding
+    from trading.trades group by 1, 2, 3
+    union all
+    select strategy_id, {of_funding}, instrument_id, 0, 0, 0, 0, sum(amount)
+    from trading.funding_payments group by 1, 2, 3
+), expected as (
+    select strategy_id, bucket as {bucket}, instrument_id, sum(trades) trades, sum(volume) volume, sum(fees) fees,
+           sum(gross) gross, sum(funding) funding
+    from facts group by 1, 2, 3
+)
+select * from expected e full join {rollup} r using (strategy_id, {bucket}, instrument_id)
+where (e.trades, e.volume, e.fees, e.gross, e.funding)
+      is distinct from (r.trades, r.volume, r.fees, r.realized_pnl_gross, r.funding)
+"""
 WORKERS = 6
 FILLS_PER_WORKER = 40
 FOLD = """
@@ -119,22 +151,11 @@ def test_concurrent_fills_on_shared_positions_lose_nothing(seeded, seeded_url):
                               where t.strategy_id = p.strategy_id and t.instrument_id = p.instrument_id)""").fetchall()
         == []
     )
-    # the daily rollup equals the trades and funding
-    assert (
-        seeded.execute("""
-        with facts as (
-            select strategy_id, (executed_at at time zone 'UTC')::date as day, instrument_id, count(*) as trades,
-                   sum(quantity) as volume, sum(fee_quote) as fees, sum(realized_pnl_gross) as gross, 0 as funding
-            from trading.trades group by 1, 2, 3
-            union all
-            select strategy_id, (paid_at at time zone 'UTC')::date, instrument_id, 0, 0, 0, 0, sum(amount)
-            from trading.funding_payments group by 1, 2, 3
-        ), expected as (
-            select strategy_id, day, instrument_id, sum(trades) trades, sum(volume) volume, sum(fees) fees,
-                   sum(gross) gross, sum(funding) funding from facts group by 1, 2, 3
-        )
-        select * from expected e full join trading.daily_pnl d using (strategy_id, day, instrument_id)
-        where (e.trades, e.volume, e.fees, e.gross, e.funding)
-              is distinct from (d.trades, d.volume, d.fees, d.realized_pnl_gross, d.funding)""").fetchall()
-        == []
-    )
+    # the hourly and daily rollups equal the trades and funding
+    for rollup, bucket, of_trade, of_funding in ROLLUPS:
+        assert (
+            seeded.execute(
+                ROLLUP_CHECK.format(rollup=rollup, bucket=bucket, of_trade=of_trade, of_funding=of_funding)
+            ).fetchall()
+            == []
+        ), rollup

@@ -290,3 +290,21 @@ def test_portfolio_snapshot_records_each_strategy_and_the_total(seeded):
     assert (snapshot[beta_id]["equity"], snapshot[beta_id]["net_exposure"]) == (D("0"), D("120"))
     total = snapshot[None]
     assert (total["equity"], total["gross_exposure"], total["open_positions"]) == (D("10030"), D("240"), 2)
+
+
+def test_pnl_summary_joins_whole_hours_from_the_hourly_rollup_with_partial_hours_from_trades(seeded):
+    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 09:10:00+00")
+    trade(seeded, "sell", "1", "110", executed_at="2026-11-10 09:50:00+00")
+    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 10:30:00+00")
+    trade(seeded, "sell", "1", "105", executed_at="2026-11-10 11:20:00+00")
+    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 11:40:00+00")
+    window = rows(
+        seeded,
+        "trading.pnl_summary",
+        strategy="alpha",
+        since="2026-11-10 09:30:00+00",
+        until="2026-11-10 11:30:00+00",
+        group_by="total",
+    )
+    # 09:50 sell (+10) from trades, 10:00-11:00 hour from the hourly rollup (the 10:30 buy), 11:20 sell (+5)
+    assert [(r["trades"], r["realized_pnl_gross"]) for r in window] == [(3, D("15"))]

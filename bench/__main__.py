@@ -1,0 +1,360 @@
+"""``make bench``: spreadedge against PostgreSQL baselines, side by side, in one scratch cluster.
+
+One run starts a private cluster (temp home, free port), migrates it, bulk-loads a trading history
+with a progress bar, then measures, in this order:
+
+1. trading.pnl_summary over 30 days for one strategy of the loaded history: median and p99 latency
+   (prepared statement from Python), after checking it agrees with the trades themselves;
+2. pgbench tpcb-like and select-only (the baselines, ``pgbench -i -s 8`` in database ``pgbench``);
+3. bench/record_fill.sql under pgbench: a placement AND a fill per transaction, with the audit
+   triggers on and off (alternating on, off, off, on in half-length runs): the audit overhead;
+4. bench/fill_only.sql: one fill per transaction against pre-placed orders.
+
+It prints a table (measured, baseline, ratio, goal) and writes the same to bench/results/latest.json,
+with the plans of pnl_summary's statements next to it. The cluster is stopped and deleted at the end,
+also on error, Ctrl-C or SIGTERM, unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+import psycopg
+
+from bench import pgbench, scratch, writes
+from bench.latency import Latency, check_pnl_summary, explain_pnl_summary, time_pnl_summary
+from bench.loader import LoadResult, load_history
+from bench.report import Goal, Row, table, write_json
+from bench.sqlfile import statements
+from spreadedge.cluster import Cluster
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+APP_DB = "spreadedge"
+PGBENCH_DB = "pgbench"
+PGBENCH_SCALE = 8
+STRATEGIES = 20  # s1..s20 hold the loaded history, live1..live20 take the pgbench writes
+TIMED_STRATEGY = "s7"
+# The reference numbers of PRODUCT.md ("Numbers it is built to") for a 2-core machine.
+REFERENCE_TPCB_TPS = 4_000
+REFERENCE_SELECT_ONLY_TPS = 49_000
+FILL_GOAL = Goal("min_ratio", 0.6)
+AUDIT_GOAL = Goal("min_ratio", 0.8)
+PNL_MEDIAN_GOAL = Goal("max_value", 5.0)
+# Settings that move these numbers, recorded with the results.
+SERVER_SETTINGS = (
+    "server_version",
+    "shared_buffers",
+    "max_wal_size",
+    "synchronous_commit",
+    "fsync",
+    "work_mem",
+    "jit",
+    "pg_stat_statements.track",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool
+    trades: int
+    duration: int
+    clients: int
+    runs: int
+
+
+@dataclass
+class Measurements:
+    """Everything one bench run measured."""
+
+    load: LoadResult | None = None
+    pnl_agrees: bool = False
+    pnl_check: dict[str, Any] = field(default_factory=dict)
+    latency: Latency | None = None
+    runs: dict[str, pgbench.PgbenchRun] = field(default_factory=dict)
+    audit_runs: list[tuple[str, pgbench.PgbenchRun]] = field(default_factory=list)
+    audit_rows_per_txn: float = 0.0
+    profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    server: dict[str, str] = field(default_factory=dict)
+    phases_s: dict[str, float] = field(default_factory=dict)
+
+
+def echo(message: str) -> None:
+    click.echo(f"==> {message}", err=True)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so the scratch cluster is deleted
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help="Smoke run: 200,000 trades and 10 s pgbench runs.")
+@click.option("--trades", type=click.IntRange(min=1), help="Trades to load (default 10,000,000).")
+@click.option("--duration", type=click.IntRange(min=2), help="Seconds of each pgbench run (default 30).")
+@click.option("--clients", type=click.IntRange(min=1), default=8, show_default=True, help="pgbench clients.")
+@click.option(
+    "--runs", type=click.IntRange(min=10), default=200, show_default=True, help="Timed pnl_summary runs."
+)
+@click.option("--keep", is_flag=True, help="Leave the scratch cluster running at the end.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=RESULTS_DIR / "latest.json",
+    show_default=True,
+    help="Where to write the results as JSON.",
+)
+@click.option(
+    "--destroy",
+    "destroy_home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Delete the cluster an earlier --keep run left in this home, and exit.",
+)
+def main(
+    quick: bool,
+    trades: int | None,
+    duration: int | None,
+    clients: int,
+    runs: int,
+    keep: bool,
+    output: Path,
+    destroy_home: Path | None,
+) -> None:
+    """Benchmark spreadedge against PostgreSQL baselines in a scratch cluster (see bench/__main__.py)."""
+    if destroy_home is not None:
+        scratch.destroy_kept(destroy_home)
+        echo(f"deleted the bench cluster in {destroy_home}")
+        return
+    options = Options(
+        quick=quick,
+        trades=trades or (200_000 if quick else 10_000_000),
+        duration=duration or (10 if quick else 30),
+        clients=clients,
+        runs=runs,
+    )
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    started, started_at = time.monotonic(), datetime.now(UTC)
+    load_at_start = os.getloadavg()[0]
+    output = output.resolve()
+    plan_path = output.with_name(output.stem + "-pnl_summary-plan.txt")
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    with scratch.scratch_cluster(keep=keep, echo=echo) as cluster:
+        measured = measure(cluster, options, plan_path)
+
+    rows = result_rows(measured, options)
+    elapsed = time.monotonic() - started
+    document = {
+        "generated_at": started_at.isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed, 1),
+        "options": vars(options),
+        "host": {
+            "cpus": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(),
+            # why: other work on the machine moves every number; these say whether there was any
+            "load_average_1min_at_start": round(load_at_start, 2),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        },
+        "results": [row.as_json() for row in rows],
+        **details(measured, plan_path),
+    }
+    write_json(output, document)
+    click.echo(table(rows))
+    missed = [row.key for row in rows if row.met is False]
+    click.echo(f"\ngoals missed: {', '.join(missed)}" if missed else "\nall goals met")
+    click.echo(
+        f"machine: {os.cpu_count()} CPUs, 1-minute load average {load_at_start:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end (other work on the machine moves every number)"
+    )
+    click.echo(f"results: {output}")
+    click.echo(f"pnl_summary plans: {plan_path}")
+    click.echo(f"took {elapsed / 60:.1f} min")
+    if not measured.pnl_agrees:
+        sys.exit(
+            "pnl_summary does not agree with the trades it summarizes: see pnl_summary.check in the JSON"
+        )
+
+
+def measure(cluster: Cluster, options: Options, plan_path: Path) -> Measurements:
+    """Set up, load, and take every measurement, in the order the module docstring gives."""
+    m = Measurements()
+    app = cluster.conninfo(APP_DB)
+    mark = time.monotonic()
+    with psycopg.connect(app) as conn:
+        for stmt in statements("fixtures.sql"):
+            conn.execute(stmt, {"strategies": STRATEGIES})
+    echo(f"pgbench -i -s {PGBENCH_SCALE} in database {PGBENCH_DB}")
+    cluster.ensure_database(PGBENCH_DB)
+    pgbench.initialize(cluster, PGBENCH_DB, PGBENCH_SCALE)
+    mark = _phase(m, "setup", mark)
+
+    m.load = load_history(app, options.trades, echo=echo)
+    mark = _phase(m, "load", mark)
+
+    echo(f"checking pnl_summary against the trades, then timing it ({options.runs} runs)")
+    m.pnl_agrees, m.pnl_check = check_pnl_summary(app, TIMED_STRATEGY)
+    m.latency = time_pnl_summary(app, TIMED_STRATEGY, runs=options.runs, budget_s=20 if options.quick else 90)
+    explain_pnl_summary(app, TIMED_STRATEGY, plan_path)
+    mark = _phase(m, "pnl_summary", mark)
+
+    fill_orders = writes.place_fill_orders(app, STRATEGIES)
+    full = {"clients": options.clients, "duration": options.duration}
+    for builtin in ("tpcb-like", "select-only"):
+        echo(f"pgbench {builtin}, {options.clients} clients, {options.duration} s")
+        writes.checkpoint(app)
+        m.runs[builtin] = pgbench.run(cluster, PGBENCH_DB, builtin=builtin, **full)
+    _measure_audit(cluster, options, m)
+    echo(f"fill_only.sql (a fill per transaction), audit on, {options.duration} s")
+    m.runs["fill-only"] = writes.run_fill_only(cluster, APP_DB, orders=fill_orders, **full)
+    m.profiles["record_fill_only"] = writes.top_statements(app)
+    m.server = _server_facts(app)
+    _phase(m, "pgbench", mark)
+    return m
+
+
+def _measure_audit(cluster: Cluster, options: Options, m: Measurements) -> None:
+    """record_fill.sql with audit on, off, off, on in half-length runs.
+
+    Alternating so a drift of the machine (other work, checkpoints, growing tables) weighs on both
+    sides alike; the audit triggers are re-enabled whatever happens.
+    """
+    app = cluster.conninfo(APP_DB)
+    half = {"clients": options.clients, "duration": max(1, options.duration // 2), "strategies": STRATEGIES}
+    echo(f"record_fill.sql (placement + fill), audit on, off, off, on, {half['duration']} s each")
+    before = writes.audit_rows_written(app)
+    m.audit_runs.append(("on", writes.run_record_fill(cluster, APP_DB, **half)))
+    m.audit_rows_per_txn = (writes.audit_rows_written(app) - before) / max(m.audit_runs[0][1].transactions, 1)
+    m.profiles["record_fill_with_placement"] = writes.top_statements(app)
+    with writes.audit_disabled(app):
+        for _ in range(2):
+            m.audit_runs.append(("off", writes.run_record_fill(cluster, APP_DB, **half)))
+    m.audit_runs.append(("on", writes.run_record_fill(cluster, APP_DB, **half)))
+    m.runs["place-fill"] = pgbench.combine([run for audit, run in m.audit_runs if audit == "on"])
+    m.runs["place-fill-unaudited"] = pgbench.combine([run for audit, run in m.audit_runs if audit == "off"])
+
+
+def _phase(m: Measurements, name: str, since: float) -> float:
+    now = time.monotonic()
+    m.phases_s[name] = round(now - since, 1)
+    return now
+
+
+def result_rows(m: Measurements, options: Options) -> list[Row]:
+    """The table: baselines first, then spreadedge against them and against the goals."""
+    if m.load is None or m.latency is None:
+        raise RuntimeError("the measurements are incomplete")
+    clients, tpcb = options.clients, m.runs["tpcb-like"].tps
+    reference = "(PRODUCT.md reference)"
+    return [
+        Row(
+            "pgbench_tpcb",
+            f"pgbench tpcb-like, {clients} clients",
+            tpcb,
+            "tps",
+            REFERENCE_TPCB_TPS,
+            reference,
+        ),
+        Row(
+            "pgbench_select_only",
+            f"pgbench select-only, {clients} clients",
+            m.runs["select-only"].tps,
+            "tps",
+            REFERENCE_SELECT_ONLY_TPS,
+            reference,
+        ),
+        Row(
+            "record_fill_with_placement",
+            f"place_order + record_fill, {clients} clients",
+            m.runs["place-fill"].tps,
+            "tps",
+            tpcb,
+            "(tpcb-like)",
+            FILL_GOAL,
+            "each transaction places an order AND records its fill (bench/record_fill.sql): two API calls",
+        ),
+        Row(
+            "record_fill_only",
+            f"record_fill alone, {clients} clients",
+            m.runs["fill-only"].tps,
+            "tps",
+            tpcb,
+            "(tpcb-like)",
+            FILL_GOAL,
+            "one fill per transaction against pre-placed orders (bench/fill_only.sql): PRODUCT.md's "
+            "'recording a fill'",
+        ),
+        Row(
+            "audit_overhead",
+            "place + fill with audit vs without",
+            m.runs["place-fill"].tps,
+            "tps",
+            m.runs["place-fill-unaudited"].tps,
+            "(audit off)",
+            AUDIT_GOAL,
+            f"{m.audit_rows_per_txn:.1f} audit rows per transaction; runs alternate audit on, off, off, on",
+        ),
+        Row(
+            "pnl_summary_median",
+            f"pnl_summary 30 days, {m.load.trades / 1e6:.1f} M trades: median",
+            m.latency.median_ms,
+            "ms",
+            goal=PNL_MEDIAN_GOAL,
+            note=f"{m.latency.runs} runs of {TIMED_STRATEGY}'s summary, prepared, after warm-up; "
+            f"{'agrees' if m.pnl_agrees else 'DOES NOT AGREE'} with sums over the trades",
+        ),
+        Row("pnl_summary_p99", "pnl_summary 30 days: p99", m.latency.p99_ms, "ms"),
+        Row(
+            "bulk_load",
+            "bulk load of the history (audit and FK triggers off)",
+            m.load.trades_per_s,
+            "trades/s",
+            note=f"{m.load.trades:,} trades, {m.load.orders:,} orders in {m.load.load_s:.0f} s with "
+            f"{m.load.workers} loaders, then VACUUM ANALYZE in {m.load.vacuum_s:.0f} s",
+        ),
+    ]
+
+
+def details(m: Measurements, plan_path: Path) -> dict[str, Any]:
+    """The JSON sections behind the table: raw runs, checks, load, profiles, server settings."""
+    if m.load is None or m.latency is None:
+        raise RuntimeError("the measurements are incomplete")
+    return {
+        "phases_s": m.phases_s,
+        "server": m.server,
+        "pgbench": {
+            **{name: run.as_json() for name, run in m.runs.items()},
+            "audit_runs_in_order": [{"audit": audit, **run.as_json()} for audit, run in m.audit_runs],
+        },
+        "pnl_summary": {
+            "strategy": TIMED_STRATEGY,
+            "latency": m.latency.as_json(),
+            "agrees": m.pnl_agrees,
+            "check": m.pnl_check,
+            "plan_file": str(plan_path),
+        },
+        "load": m.load.as_json(),
+        "statement_profiles": m.profiles,
+    }
+
+
+def _server_facts(conninfo: str) -> dict[str, str]:
+    """Version and the settings that move these numbers."""
+    with psycopg.connect(conninfo) as conn:
+        return {
+            name: str(conn.execute("select current_setting(%s)", [name]).fetchone()[0])  # type: ignore[index]
+            for name in SERVER_SETTINGS
+        }
+
+
+if __name__ == "__main__":
+    main()
