@@ -8,9 +8,9 @@ create or replace view trading.position_summary as
            i.market_type,
            p.quantity,
            p.avg_entry_price,
-           trading.mark_price(p.instrument_id) as mark_price,
+           m.price as mark_price,
            case when p.quantity = 0 then 0
-                else p.quantity * i.multiplier * (trading.mark_price(p.instrument_id) - p.avg_entry_price)
+                else round(p.quantity * i.multiplier * (m.price - p.avg_entry_price), 12)
            end as unrealized_pnl,
            p.realized_pnl_gross,
            p.fees_paid,
@@ -22,7 +22,8 @@ create or replace view trading.position_summary as
     from trading.positions p
     join trading.strategies s on s.strategy_id = p.strategy_id
     join ref.instruments i on i.instrument_id = p.instrument_id
-    join ref.exchanges e on e.exchange_id = i.exchange_id;
+    join ref.exchanges e on e.exchange_id = i.exchange_id
+    cross join lateral (select trading.mark_price(p.instrument_id) as price) m;
 comment on view trading.position_summary is
     'Every position with names, mark price (latest market price) and realized and unrealized PnL.';
 

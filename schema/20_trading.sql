@@ -211,6 +211,9 @@ comment on column trading.trades.recorded_at is 'When spreadedge recorded the fi
 create index trades_strategy_executed_idx on trading.trades (strategy_id, executed_at);
 create index trades_instrument_executed_idx on trading.trades (instrument_id, executed_at);
 create index trades_order_idx on trading.trades (order_id);
+-- why BRIN: a period across all strategies (pnl_summary without a strategy) reads its partial hours
+-- by time alone; fills arrive nearly in time order, so a BRIN finds them for almost no write cost
+create index trades_executed_brin_idx on trading.trades using brin (executed_at);
 
 -- ============================================================================
 -- Positions
