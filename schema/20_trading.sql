@@ -234,7 +234,9 @@ create table trading.positions (
     -- why: a flat position has no entry price; an open one always has one
     check ((quantity = 0) = (avg_entry_price is null)),
     check ((quantity = 0) = (opened_at is null))
-);
+)
+-- why: every fill updates its position row; free space on the page keeps those updates HOT
+with (fillfactor = 50);
 comment on table trading.positions is
     'One position per (strategy, instrument): signed quantity, average-cost entry and realized PnL. Read with trading.get_position.';
 comment on column trading.positions.strategy_id is 'Strategy holding the position.';
@@ -287,7 +289,9 @@ create table trading.daily_pnl (
     funding            numeric not null default 0,
     realized_pnl       numeric not null generated always as (realized_pnl_gross - fees + funding) stored,
     primary key (strategy_id, day, instrument_id)
-);
+)
+-- why: each fill updates its day's row; free space keeps those updates HOT
+with (fillfactor = 70);
 comment on table trading.daily_pnl is
     'Per strategy, UTC day and instrument: the sums of trades and funding, kept current by record_fill and record_funding.';
 comment on column trading.daily_pnl.strategy_id is 'Strategy.';
@@ -314,7 +318,9 @@ create table trading.hourly_pnl (
     realized_pnl_gross numeric not null default 0,
     funding            numeric not null default 0,
     primary key (strategy_id, hour, instrument_id)
-);
+)
+-- why: each fill updates its hour's row; free space keeps those updates HOT
+with (fillfactor = 70);
 comment on table trading.hourly_pnl is
     'Per strategy, UTC hour and instrument: the sums of trades and funding, kept current by record_fill and record_funding.';
 comment on column trading.hourly_pnl.strategy_id is 'Strategy.';

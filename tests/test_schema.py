@@ -18,7 +18,7 @@ CATALOG_QUERIES = {
         from pg_namespace n where n.nspname = any(%(schemas)s)""",
     "extensions": "select extname, extversion from pg_extension",
     "relations": """
-        select c.relnamespace::regnamespace::text, c.relname, c.relkind, c.relispartition,
+        select c.relnamespace::regnamespace::text, c.relname, c.relkind, c.relispartition, c.reloptions,
                pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid), obj_description(c.oid, 'pg_class')
         from pg_class c
         where c.relnamespace::regnamespace::text = any(%(schemas)s) and c.relkind in ('r', 'p', 'v', 'm', 'S', 'c')
