@@ -42,12 +42,12 @@ begin
     elsif tg_op = 'UPDATE' then
         -- why pair by position: PostgreSQL appends each updated row's old and new versions to the
         -- two transition tables together, so the n-th old row and the n-th new row are one row
-        -- (also when its key or partition changes); a join on the key would cost a hash join per
-        -- statement and lose rows whose key changed
+        -- (also when its key or partition changes); unnest zips the two in that order, where a join
+        -- on the key would cost a hash join per statement and lose rows whose key changed
         insert into audit.log (table_name, operation, row_key, old_row, new_row)
-        select v_table, 'UPDATE', audit.row_key(n.j, v_keys)::text, o.j, n.j
-        from (select to_jsonb(r) as j, row_number() over () as ord from old_rows r) o
-        join (select to_jsonb(r) as j, row_number() over () as ord from new_rows r) n using (ord);
+        select v_table, 'UPDATE', audit.row_key(z.new_row, v_keys)::text, z.old_row, z.new_row
+        from unnest(array(select to_jsonb(r) from old_rows r),
+                    array(select to_jsonb(r) from new_rows r)) as z (old_row, new_row);
     elsif tg_op = 'DELETE' then
         insert into audit.log (table_name, operation, row_key, old_row)
         select v_table, 'DELETE', audit.row_key(o.j, v_keys)::text, o.j
