@@ -103,13 +103,20 @@ def place_fill_orders(conninfo: str, strategies: int) -> tuple[int, int]:
     return ids[0], ids[-1]
 
 
+def _run_script(
+    cluster: Cluster, dbname: str, *, clients: int, duration: int, script: Path, defines: dict[str, int]
+) -> pgbench.PgbenchRun:
+    """One pgbench run of a script, from a checkpoint and with fresh statement statistics."""
+    checkpoint(cluster.conninfo(dbname))
+    reset_statement_stats(cluster.conninfo(dbname))
+    return pgbench.run(cluster, dbname, clients=clients, duration=duration, script=script, defines=defines)
+
+
 def run_record_fill(
     cluster: Cluster, dbname: str, *, clients: int, duration: int, strategies: int
 ) -> pgbench.PgbenchRun:
     """record_fill.sql: one placement and one fill per transaction."""
-    checkpoint(cluster.conninfo(dbname))
-    reset_statement_stats(cluster.conninfo(dbname))
-    return pgbench.run(
+    return _run_script(
         cluster,
         dbname,
         clients=clients,
@@ -123,9 +130,7 @@ def run_fill_only(
     cluster: Cluster, dbname: str, *, clients: int, duration: int, orders: tuple[int, int]
 ) -> pgbench.PgbenchRun:
     """fill_only.sql: one fill per transaction against the pre-placed orders."""
-    checkpoint(cluster.conninfo(dbname))
-    reset_statement_stats(cluster.conninfo(dbname))
-    return pgbench.run(
+    return _run_script(
         cluster,
         dbname,
         clients=clients,

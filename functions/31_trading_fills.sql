@@ -109,18 +109,16 @@ begin
         for update;
     end if;
 
+    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id;
     v_trade_id := nextval('trading.trade_id_seq');
     insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)
-    select k.exchange_id, record_fill.exchange_trade_id, v_trade_id, record_fill.executed_at
-    from trading.order_keys k
-    where k.order_id = v_order.order_id
+    values (v_instrument.exchange_id, record_fill.exchange_trade_id, v_trade_id, record_fill.executed_at)
     on conflict (exchange_id, exchange_trade_id) do nothing;
     if not found then
         select t.* into v_existing
-        from trading.order_keys k
-        join trading.trade_keys tk on tk.exchange_id = k.exchange_id
+        from trading.trade_keys tk
         join trading.trades t on t.trade_id = tk.trade_id and t.executed_at = tk.executed_at
-        where k.order_id = v_order.order_id and tk.exchange_trade_id = record_fill.exchange_trade_id;
+        where tk.exchange_id = v_instrument.exchange_id and tk.exchange_trade_id = record_fill.exchange_trade_id;
         if v_existing.order_id = v_order.order_id and v_existing.quantity = record_fill.quantity
            and v_existing.price = record_fill.price then
             return v_existing.trade_id;
@@ -143,7 +141,6 @@ begin
             using errcode = '23S05';
     end if;
 
-    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id;
     v_fee := internal.fee_in_quote(v_instrument, record_fill.fee, coalesce(v_fee_ccy, v_instrument.quote_asset),
                                   record_fill.price, record_fill.fee_quote);
     if v_fee.base_fee >= record_fill.quantity then

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from db_fixtures import janitor
-from spreadedge.migrate import BOOKKEEPING_TABLES, apply_schema, check_functions, migrate
+from spreadedge.migrate import BOOKKEEPING_TABLES, apply_schema, check_functions, migrate, run
 
 SCHEMAS = ("ref", "trading", "market", "auth", "monitor", "audit", "ops", "internal", "partman")
 CATALOG_QUERIES = {
@@ -138,10 +139,6 @@ def test_the_api_functions_keep_their_fixed_names_and_argument_names(db):
 
 
 def test_a_migration_template_renders_the_partition_settings(project_settings, tmp_path):
-    from dataclasses import replace
-
-    from spreadedge.migrate import run
-
     settings = replace(
         project_settings,
         render=replace(project_settings.render, partition_premake=6, retention_audit="24 months"),
