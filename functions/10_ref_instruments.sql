@@ -59,6 +59,8 @@ create or replace function ref.upsert_instrument(
 )
     returns bigint
     volatile
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- Create or update the instrument (exchange, symbol). Fees default to the exchange's rates for the
@@ -69,6 +71,7 @@ declare
     v_market      ref.exchange_markets;
     v_id          integer;
 begin
+    perform internal.require_permission('instruments:write');
     if upsert_instrument.symbol is null or btrim(upsert_instrument.symbol) = '' then
         raise exception 'symbol must not be empty' using errcode = '22S09';
     end if;

@@ -1,21 +1,33 @@
 -- spreadedge functions: strategies
 -- trading.create_strategy (idempotent on name) and the lookup every API function uses.
 
+-- why the drop: create_strategy gained owner_user_id; the old signature must not linger as an overload
+drop function if exists trading.create_strategy(text, text, numeric);
+
 create or replace function trading.create_strategy(
-    name        text,
-    description text default null,
-    capital     numeric default 0
+    name          text,
+    description   text default null,
+    capital       numeric default 0,
+    owner_user_id bigint default null
 )
     returns bigint
     volatile
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
--- Create the strategy, or return the id of the existing one with this name (description and capital
--- of an existing strategy are left as they are).
+-- Create the strategy, or return the id of the existing one with this name (description, capital and
+-- owner of an existing strategy are left as they are). In a session scoped to a user the strategy
+-- belongs to that user (strategies:write), or to owner_user_id with strategies:all.
 #variable_conflict use_column
 declare
-    v_id integer;
+    v_id    integer;
+    v_owner bigint := coalesce(create_strategy.owner_user_id, internal.session_user_id());
 begin
+    perform internal.require_permission('strategies:write');
+    if v_owner is distinct from internal.session_user_id() then
+        perform internal.require_permission('strategies:all');
+    end if;
     if create_strategy.name is null or btrim(create_strategy.name) = '' or length(create_strategy.name) > 100
        or create_strategy.name <> btrim(create_strategy.name) then
         raise exception 'strategy name must be 1 to 100 characters without surrounding spaces, got "%"',
@@ -26,30 +38,38 @@ begin
         raise exception 'capital must be zero or positive and finite, got %', create_strategy.capital
             using errcode = '22S09';
     end if;
-    insert into trading.strategies (name, description, capital)
-    values (create_strategy.name, create_strategy.description, coalesce(create_strategy.capital, 0))
+    if v_owner is not null and not exists (select from auth.users u where u.user_id = v_owner) then
+        raise exception 'user % does not exist', v_owner using errcode = '23S07';
+    end if;
+    insert into trading.strategies (name, description, capital, owner_user_id)
+    values (create_strategy.name, create_strategy.description, coalesce(create_strategy.capital, 0), v_owner)
     on conflict (name) do nothing
     returning strategy_id into v_id;
     if v_id is null then
         select s.strategy_id into v_id from trading.strategies s where s.name = create_strategy.name;
+        if not internal.strategy_in_scope(v_id) then
+            raise exception 'strategy name "%" is taken by another user', create_strategy.name
+                using errcode = '23S06', hint = 'Strategy names are unique across users; choose another.';
+        end if;
     end if;
     return v_id;
 end;
 $$;
-comment on function trading.create_strategy(text, text, numeric) is
-    'Create a strategy; idempotent on name (returns the existing id). Capital is in quote units.';
+comment on function trading.create_strategy(text, text, numeric, bigint) is
+    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id). Capital is in quote units.';
 
 create or replace function internal.find_strategy(p_name text)
     returns trading.strategies
     stable
     language plpgsql
 as $$
--- The strategy with this name; raises unknown_strategy (23S03).
+-- The strategy with this name, if the session's scope includes it; raises unknown_strategy (23S03).
 declare
     v_strategy trading.strategies;
 begin
     select s.* into v_strategy from trading.strategies s where s.name = p_name;
-    if v_strategy.strategy_id is null then
+    -- why the same error: another user's strategy must not be told apart from a missing one
+    if v_strategy.strategy_id is null or not internal.strategy_in_scope(v_strategy.strategy_id) then
         raise exception 'strategy "%" does not exist', p_name
             using errcode = '23S03',
                   hint = 'Create it with trading.create_strategy.';

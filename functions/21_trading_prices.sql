@@ -5,6 +5,8 @@
 create or replace function trading.mark_price(p_instrument_id integer)
     returns numeric
     stable
+    security definer
+    set search_path = ''
     language sql
 as $$
     -- The latest market price known for the instrument: for now the price of its latest fill.
@@ -20,6 +22,8 @@ comment on function trading.mark_price(integer) is
 create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
     returns numeric
     stable
+    security definer
+    set search_path = ''
     language sql
 as $$
     -- Price of one unit of p_asset in p_quote_asset from market data: an instrument trading

@@ -30,7 +30,7 @@ create or replace function internal.lock_order(p_order_id bigint)
     language plpgsql
 as $$
 -- The order row, locked FOR UPDATE (pruned to its partition through trading.order_keys);
--- raises unknown_order (23S04).
+-- raises unknown_order (23S04), also for an order outside the session's scope.
 declare
     v_order trading.orders;
 begin
@@ -39,7 +39,8 @@ begin
     join trading.orders o on o.order_id = k.order_id and o.created_at = k.created_at
     where k.order_id = p_order_id
     for update of o;
-    if v_order.order_id is null then
+    -- why the same error: another user's order must not be told apart from a missing one
+    if v_order.order_id is null or not internal.strategy_in_scope(v_order.strategy_id) then
         raise exception 'order % does not exist', coalesce(p_order_id::text, 'null')
             using errcode = '23S04';
     end if;
@@ -135,6 +136,8 @@ create or replace function trading.place_order(
 )
     returns bigint
     volatile
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- Validate and store a new order (status new) and its placement event; returns its id. order_type
@@ -149,6 +152,7 @@ declare
     v_reference  numeric;
     v_order_id   bigint;
 begin
+    perform internal.require_permission('orders:write');
     if place_order.side is null or place_order.side not in ('buy', 'sell') then
         raise exception 'side must be buy or sell, got "%"', coalesce(place_order.side, 'null')
             using errcode = '22S06';
@@ -249,6 +253,8 @@ comment on function trading.place_order(text, text, text, text, numeric, numeric
 create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
     returns void
     volatile
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- The exchange accepted the order: new -> open, and remember its exchange order id. Idempotent.
@@ -259,6 +265,7 @@ as $$
 declare
     v_order trading.orders := internal.lock_order(acknowledge_order.order_id);
 begin
+    perform internal.require_permission('orders:write');
     if v_order.status = 'new' then
         perform internal.change_order_status(v_order, 'open');
     elsif v_order.status = 'rejected' then
@@ -286,6 +293,7 @@ as $$
 declare
     v_order trading.orders := internal.lock_order(p_order_id);
 begin
+    perform internal.require_permission('orders:write');
     if v_order.status <> p_to then
         perform internal.change_order_status(v_order, p_to, p_reason);
     end if;
@@ -297,6 +305,8 @@ comment on function internal.close_order(bigint, trading.order_status, text) is
 create or replace function trading.cancel_order(order_id bigint, reason text default null)
     returns void
     volatile
+    security definer
+    set search_path = ''
     language sql
 as $$
     -- Cancel a working order (new, open or partially filled); a cancelled order stays as it is.
@@ -308,6 +318,8 @@ comment on function trading.cancel_order(bigint, text) is
 create or replace function trading.reject_order(order_id bigint, reason text)
     returns void
     volatile
+    security definer
+    set search_path = ''
     language sql
 as $$
     -- The exchange refused the order: new -> rejected. Only a new order can be rejected.
@@ -319,6 +331,8 @@ comment on function trading.reject_order(bigint, text) is
 create or replace function trading.expire_order(order_id bigint, reason text default null)
     returns void
     volatile
+    security definer
+    set search_path = ''
     language sql
 as $$
     -- The order's time in force ran out: working -> expired. Late fills are still recorded.

@@ -60,6 +60,8 @@ create or replace function trading.record_fill(
 )
     returns bigint
     volatile
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- Record a fill of an order and return its trade id. A fill already recorded (same exchange and
@@ -80,6 +82,7 @@ declare
     v_status     trading.order_status;
     v_fee_ccy    text := upper(record_fill.fee_currency);
 begin
+    perform internal.require_permission('orders:write');
     if record_fill.exchange_trade_id is null or record_fill.exchange_trade_id = '' then
         raise exception 'exchange_trade_id must not be empty' using errcode = '22S09';
     end if;

@@ -11,6 +11,8 @@ create or replace function trading.record_funding(
 )
     returns bigint
     volatile
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- Record a funding payment (positive received, negative paid, in the quote asset) and return its id.
@@ -23,6 +25,7 @@ declare
     v_existing   trading.funding_payments;
     v_id         bigint;
 begin
+    perform internal.require_permission('orders:write');
     perform internal.check_finite(record_funding.amount, 'funding amount');
     perform internal.check_time(record_funding.paid_at, 'paid_at');
     if v_instrument.market_type <> 'perpetual' then

@@ -18,6 +18,8 @@ create or replace function trading.get_position(
         mark               numeric
     )
     stable
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- The position of a strategy in an instrument (zeros when it never traded). Unrealized PnL is
@@ -28,6 +30,7 @@ declare
     v_strategy   trading.strategies := internal.find_strategy(get_position.strategy);
     v_instrument ref.instruments := internal.find_instrument(get_position.exchange, get_position.symbol);
 begin
+    perform internal.require_permission('positions:read');
     if get_position.mark_price is not null then
         perform internal.check_positive(get_position.mark_price, 'mark price', '22S02');
     end if;

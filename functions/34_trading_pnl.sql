@@ -105,11 +105,13 @@ create or replace function trading.pnl_summary(
     -- sub-10 ms query gains nothing from JIT compilation, which would cost more than it runs
     set plan_cache_mode = force_custom_plan
     set jit = off
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- Realized PnL of [since, until) (null = unbounded) for one strategy (null = all), grouped by a
 -- comma-separated list of strategy, exchange, instrument (exchange and symbol) and day, or total
--- for one row. Columns not grouped on are null.
+-- for one row. Columns not grouped on are null. A scoped session sees its user's strategies only.
 #variable_conflict use_column
 declare
     v_dims        text[] := string_to_array(replace(lower(coalesce(pnl_summary.group_by, 'total')), ' ', ''), ',');
@@ -118,7 +120,9 @@ declare
     v_by_exchange boolean;
     v_by_symbol   boolean;
     v_by_day      boolean;
+    v_visible     integer[];
 begin
+    perform internal.require_permission('pnl:read');
     if not v_dims <@ array['strategy', 'exchange', 'instrument', 'day', 'total'] then
         raise exception 'group_by "%" is not a list of strategy, exchange, instrument, day or total',
             pnl_summary.group_by
@@ -135,6 +139,10 @@ begin
     v_by_exchange := 'exchange' = any (v_dims) or 'instrument' = any (v_dims);
     v_by_symbol := 'instrument' = any (v_dims);
     v_by_day := 'day' = any (v_dims);
+    -- a scoped session sums only the strategies it sees
+    if v_strategy_id is null and internal.session_user_id() is not null then
+        v_visible := internal.visible_strategy_ids();
+    end if;
 
     return query
     select case when v_by_strategy then s.name end as strategy_name,
@@ -152,6 +160,7 @@ begin
     join trading.strategies s on s.strategy_id = f.strategy_id
     join ref.instruments i on i.instrument_id = f.instrument_id
     join ref.exchanges e on e.exchange_id = i.exchange_id
+    where v_visible is null or f.strategy_id = any (v_visible)
     group by 1, 2, 3, 4
     order by 1, 2, 3, 4;
 end;

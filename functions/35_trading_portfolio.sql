@@ -4,6 +4,8 @@
 create or replace function trading.take_portfolio_snapshot(taken_at timestamptz default now())
     returns setof trading.portfolio_snapshots
     volatile
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- Record one snapshot row per strategy and one total row (strategy_id null) at taken_at, marking
@@ -11,6 +13,8 @@ as $$
 -- count at cost with no unrealized PnL). Returns the rows written.
 #variable_conflict use_column
 begin
+    perform internal.require_permission('pnl:read');
+    perform internal.require_permission('strategies:all');
     perform internal.check_time(take_portfolio_snapshot.taken_at, 'taken_at');
     return query
     with marked as (

@@ -1,7 +1,9 @@
 -- spreadedge functions: trading views
 -- Readable views for people in psql and pgcli and for dashboards: names instead of ids.
 
-create or replace view trading.position_summary as
+create or replace view trading.position_summary
+    with (security_invoker = true)
+as
     select s.name as strategy,
            e.code as exchange,
            i.symbol,
@@ -27,7 +29,9 @@ create or replace view trading.position_summary as
 comment on view trading.position_summary is
     'Every position with names, mark price (latest market price) and realized and unrealized PnL.';
 
-create or replace view trading.order_history as
+create or replace view trading.order_history
+    with (security_invoker = true)
+as
     select o.order_id,
            o.created_at,
            s.name as strategy,
@@ -51,13 +55,17 @@ create or replace view trading.order_history as
     join ref.exchanges e on e.exchange_id = i.exchange_id;
 comment on view trading.order_history is 'Orders with strategy, exchange and symbol names.';
 
-create or replace view trading.active_orders as
+create or replace view trading.active_orders
+    with (security_invoker = true)
+as
     select h.*
     from trading.order_history h
     where h.status in ('new', 'open', 'partially_filled');
 comment on view trading.active_orders is 'Orders still working: new, open or partially filled.';
 
-create or replace view trading.trade_history as
+create or replace view trading.trade_history
+    with (security_invoker = true)
+as
     select t.trade_id,
            t.executed_at,
            s.name as strategy,

@@ -133,6 +133,114 @@ create or replace trigger _900_audit_delete
     referencing old table as old_rows
     for each statement execute function audit.log_changes('snapshot_id');
 
+-- Auth tables. Secret columns are left out of the logged rows (the '-column' arguments);
+-- auth.sessions is not audited row by row (every request slides its expiry): logins, logouts and
+-- revocations are audit.security_events.
+-- auth.security_policy, keyed by singleton
+create or replace trigger _900_audit_insert
+    after insert on auth.security_policy
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('singleton');
+create or replace trigger _900_audit_update
+    after update on auth.security_policy
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('singleton');
+create or replace trigger _900_audit_delete
+    after delete on auth.security_policy
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('singleton');
+-- auth.roles, keyed by role_name
+create or replace trigger _900_audit_insert
+    after insert on auth.roles
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('role_name');
+create or replace trigger _900_audit_update
+    after update on auth.roles
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('role_name');
+create or replace trigger _900_audit_delete
+    after delete on auth.roles
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('role_name');
+-- auth.permissions, keyed by permission
+create or replace trigger _900_audit_insert
+    after insert on auth.permissions
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('permission');
+create or replace trigger _900_audit_update
+    after update on auth.permissions
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('permission');
+create or replace trigger _900_audit_delete
+    after delete on auth.permissions
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('permission');
+-- auth.role_permissions, keyed by role_name, permission
+create or replace trigger _900_audit_insert
+    after insert on auth.role_permissions
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('role_name', 'permission');
+create or replace trigger _900_audit_update
+    after update on auth.role_permissions
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('role_name', 'permission');
+create or replace trigger _900_audit_delete
+    after delete on auth.role_permissions
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('role_name', 'permission');
+-- auth.users, keyed by user_id; without password_hash, totp_secret
+create or replace trigger _900_audit_insert
+    after insert on auth.users
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('user_id', '-password_hash', '-totp_secret');
+create or replace trigger _900_audit_update
+    after update on auth.users
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('user_id', '-password_hash', '-totp_secret');
+create or replace trigger _900_audit_delete
+    after delete on auth.users
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('user_id', '-password_hash', '-totp_secret');
+-- auth.user_roles, keyed by user_id, role_name
+create or replace trigger _900_audit_insert
+    after insert on auth.user_roles
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('user_id', 'role_name');
+create or replace trigger _900_audit_update
+    after update on auth.user_roles
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('user_id', 'role_name');
+create or replace trigger _900_audit_delete
+    after delete on auth.user_roles
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('user_id', 'role_name');
+-- auth.master_keys, keyed by key_version; without verifier
+create or replace trigger _900_audit_insert
+    after insert on auth.master_keys
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('key_version', '-verifier');
+create or replace trigger _900_audit_update
+    after update on auth.master_keys
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('key_version', '-verifier');
+create or replace trigger _900_audit_delete
+    after delete on auth.master_keys
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('key_version', '-verifier');
+-- auth.api_keys, keyed by key_id; without api_key, api_secret, passphrase, fingerprint
+create or replace trigger _900_audit_insert
+    after insert on auth.api_keys
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('key_id', '-api_key', '-api_secret', '-passphrase', '-fingerprint');
+create or replace trigger _900_audit_update
+    after update on auth.api_keys
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('key_id', '-api_key', '-api_secret', '-passphrase', '-fingerprint');
+create or replace trigger _900_audit_delete
+    after delete on auth.api_keys
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('key_id', '-api_key', '-api_secret', '-passphrase', '-fingerprint');
+
 -- audit.log is append-only
 create or replace trigger _100_append_only
     before update or delete or truncate on audit.log
@@ -140,4 +248,8 @@ create or replace trigger _100_append_only
 -- trades are immutable facts
 create or replace trigger _100_append_only
     before update or delete or truncate on trading.trades
+    for each statement execute function audit.refuse_change();
+-- security events are a log too
+create or replace trigger _100_append_only
+    before update or delete or truncate on audit.security_events
     for each statement execute function audit.refuse_change();

@@ -37,13 +37,14 @@ comment on schema internal is 'Helpers of the API functions (lookups, locks, che
 -- Project SQLSTATEs: the one table every raised error code comes from
 -- ============================================================================
 -- Codes use standard classes so that clients get meaningful exception classes
--- (psycopg: class 22 -> DataError, 23 -> IntegrityError, 55 -> OperationalError)
+-- (psycopg: class 22 -> DataError, 23 -> IntegrityError, 28 -> OperationalError,
+-- 42 -> ProgrammingError, 55 -> OperationalError)
 -- and a subclass starting with S (implementation-defined range) so they never
 -- collide with PostgreSQL's own codes.
 create table ops.error_codes (
     sqlstate    char(5) primary key
         -- why: SQLSTATEs are five characters of [0-9A-Z]; ours are S-subclasses of standard classes
-        check (sqlstate ~ '^(22|23|55)S[0-9]{2}$'),
+        check (sqlstate ~ '^(22|23|28|42|55)S[0-9]{2}$'),
     name        text not null unique
         check (name ~ '^[a-z][a-z0-9_]*$'),
     description text not null
@@ -66,6 +67,7 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('22S08', 'unpriced_fee',           'A fee in a third currency has no quote value given and none can be priced from market data.'),
     ('22S09', 'invalid_argument',       'Any other argument out of its domain: a null where a value is required, an unknown group_by, a bad range.'),
     ('22S10', 'funding_not_applicable', 'Funding was recorded for an instrument that is not a perpetual.'),
+    ('22S11', 'weak_password',          'A new password breaks the security policy (length or character classes).'),
     -- class 23: the value refers to something that does not exist or conflicts with what is stored
     ('23S01', 'unknown_exchange',       'No exchange has this code.'),
     ('23S02', 'unknown_instrument',     'No instrument has this symbol on this exchange.'),
@@ -73,6 +75,19 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('23S04', 'unknown_order',          'No order has this id.'),
     ('23S05', 'overfill',               'A fill would take an order''s filled quantity above its quantity.'),
     ('23S06', 'conflicting_duplicate',  'A retried order, fill or funding payment reuses a key with different values.'),
+    ('23S07', 'unknown_user',           'No user has this id or username (or it is not visible to the session''s user).'),
+    ('23S08', 'duplicate_api_key',      'This exchange API key is already stored for this exchange.'),
+    ('23S09', 'unknown_api_key',        'No API key has this id (or it belongs to another user), or it is revoked.'),
+    ('23S10', 'unknown_role',           'No application role has this name.'),
+    ('23S11', 'username_taken',         'Another user already has this username.'),
+    -- class 28: the caller could not prove who they are
+    ('28S01', 'invalid_credentials',    'A password or TOTP code given to confirm an operation is wrong.'),
+    ('28S02', 'invalid_session',        'A session token is unknown, expired or revoked, or its user is disabled.'),
+    ('28S03', 'wrong_master_key',       'The master key given is not the one the API keys are encrypted under.'),
+    -- class 42: the caller is not allowed to do this
+    ('42S01', 'permission_denied',      'The application user of the session (spreadedge.user_id) lacks the permission the operation needs.'),
     -- class 55: the object is not in a state that allows the operation
     ('55S01', 'illegal_state_transition', 'The order''s current status does not allow the requested change.'),
-    ('55S02', 'append_only',            'An UPDATE, DELETE or TRUNCATE was attempted on an append-only table.');
+    ('55S02', 'append_only',            'An UPDATE, DELETE or TRUNCATE was attempted on an append-only table.'),
+    ('55S03', 'totp_state',             'The user''s two-factor state does not allow this (not enrolled, already enabled, nothing pending).'),
+    ('55S04', 'user_disabled',          'The user is disabled.');

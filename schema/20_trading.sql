@@ -39,7 +39,8 @@ create table trading.strategies (
     description text,
     capital     numeric not null default 0 check (capital >= 0 and capital < 'Infinity'),
     is_active   boolean not null default true,
-    created_at  timestamptz not null default now()
+    created_at  timestamptz not null default now(),
+    owner_user_id bigint references auth.users
 );
 comment on table trading.strategies is 'Trading strategies; orders, trades and positions belong to one. Create with trading.create_strategy.';
 comment on column trading.strategies.strategy_id is 'Surrogate key.';
@@ -48,6 +49,9 @@ comment on column trading.strategies.created_at is 'When the strategy was create
 comment on column trading.strategies.name is 'Unique name callers use, e.g. btc-binance-okx-arb.';
 comment on column trading.strategies.capital is 'Capital allocated, in quote units; equity = capital + realized + unrealized PnL.';
 comment on column trading.strategies.is_active is 'False when the strategy may no longer place orders.';
+comment on column trading.strategies.owner_user_id is
+    'The application user the strategy belongs to; row-level security shows its rows to that user (and admins). Null: platform-owned.';
+create index strategies_owner_idx on trading.strategies (owner_user_id);
 
 -- ============================================================================
 -- Orders

@@ -36,3 +36,58 @@ comment on column audit.log.actor is 'Application user from the spreadedge.actor
 comment on column audit.log.db_role is 'Database role of the session that made the change.';
 comment on column audit.log.txid is 'Transaction id: rows with the same txid changed together.';
 create index log_table_key_idx on audit.log (table_name, row_key);
+
+-- ============================================================================
+-- Security events
+-- ============================================================================
+create type audit.security_event_type as enum (
+    'user_created',       -- auth.create_user
+    'user_disabled',      -- auth.disable_user
+    'user_enabled',       -- auth.enable_user
+    'login_succeeded',    -- auth.login returned a session
+    'login_failed',       -- auth.login refused (details.reason says why; never the password)
+    'account_locked',     -- too many failed logins within the policy's window
+    'account_unlocked',   -- auth.unlock_user
+    'logout',             -- auth.logout
+    'session_revoked',    -- auth.revoke_sessions, a password change or a disabled user
+    'password_changed',   -- auth.change_password (details.reset: by an admin, without the old one)
+    'totp_enrolled',      -- auth.enroll_totp: a secret was generated, not yet confirmed
+    'totp_enabled',       -- auth.confirm_totp: the first code was right
+    'totp_disabled',      -- auth.disable_totp, or a password reset that drops the secret
+    'role_granted',       -- auth.grant_role
+    'role_revoked',       -- auth.revoke_role
+    'policy_changed',     -- auth.set_security_policy (details: old and new values)
+    'api_key_stored',     -- auth.store_api_key
+    'api_key_revealed',   -- auth.reveal_api_key
+    'api_key_revoked',    -- auth.revoke_api_key
+    'master_key_rotated'  -- auth.rotate_master_key (details: versions and key count)
+);
+comment on type audit.security_event_type is 'Kinds of security event; see the comments in schema/30_audit.sql.';
+
+create table audit.security_events (
+    event_id    bigint generated always as identity primary key,
+    -- why clock time: events of one transaction (failures, then the lock) keep their order
+    occurred_at timestamptz not null default clock_timestamp(),
+    event_type  audit.security_event_type not null,
+    user_id     bigint,
+    username    text,
+    actor       text default nullif(current_setting('spreadedge.actor', true), ''),
+    db_role     text not null default session_user,
+    ip_address  inet,
+    user_agent  text,
+    details     jsonb not null default '{}'
+);
+comment on table audit.security_events is
+    'Append-only log of security events: logins, lockouts, sessions, passwords, 2FA, roles, policy, API keys. Never holds a secret.';
+comment on column audit.security_events.event_id is 'Event id, increasing in write order.';
+comment on column audit.security_events.occurred_at is 'When it happened (clock time).';
+comment on column audit.security_events.event_type is 'What happened.';
+comment on column audit.security_events.user_id is 'The user concerned, when known (null for a login with an unknown username).';
+comment on column audit.security_events.username is 'The username concerned, as given at login for failures.';
+comment on column audit.security_events.actor is 'Who acted: spreadedge.actor, else the session''s application user (user:<id>), if set.';
+comment on column audit.security_events.db_role is 'Database role of the session.';
+comment on column audit.security_events.ip_address is 'Client address, when the caller gave one.';
+comment on column audit.security_events.user_agent is 'Client user agent, when the caller gave one.';
+comment on column audit.security_events.details is 'Event specifics (reason, key id, role, old and new policy values).';
+create index security_events_user_idx on audit.security_events (user_id, occurred_at);
+create index security_events_type_idx on audit.security_events (event_type, occurred_at);

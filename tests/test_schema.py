@@ -48,6 +48,35 @@ CATALOG_QUERIES = {
                array(select e.enumlabel from pg_enum e where e.enumtypid = t.oid order by e.enumsortorder)::text,
                obj_description(t.oid, 'pg_type')
         from pg_type t where t.typnamespace::regnamespace::text = any(%(schemas)s) and t.typtype in ('e', 'd')""",
+    "privileges": """
+        select 'schema', n.nspname, n.nspowner::regrole::text, n.nspacl::text
+        from pg_namespace n where n.nspname = any(%(schemas)s)
+        union all
+        select 'relation', c.oid::regclass::text, c.relowner::regrole::text, c.relacl::text
+        from pg_class c
+        where c.relnamespace::regnamespace::text = any(%(schemas)s) and c.relkind in ('r', 'p', 'v', 'm', 'S')
+          and not (c.relnamespace::regnamespace::text || '.' || c.relname) = any(%(bookkeeping)s)
+        union all
+        select 'column', a.attrelid::regclass::text || '.' || a.attname, null, a.attacl::text
+        from pg_attribute a join pg_class c on c.oid = a.attrelid
+        where c.relnamespace::regnamespace::text = any(%(schemas)s) and a.attacl is not null
+        union all
+        select 'function', p.oid::regprocedure::text, p.proowner::regrole::text, p.proacl::text
+        from pg_proc p where p.pronamespace::regnamespace::text = any(%(schemas)s)""",
+    "row security": """
+        select c.oid::regclass::text, c.relrowsecurity, c.relforcerowsecurity
+        from pg_class c where c.relnamespace::regnamespace::text = any(%(schemas)s) and c.relkind in ('r', 'p')
+        union all
+        select schemaname || '.' || tablename || ' ' || policyname, permissive = 'PERMISSIVE',
+               qual is not null
+        from pg_policies where schemaname = any(%(schemas)s)""",
+    "policies": """
+        select schemaname, tablename, policyname, permissive, roles::text, cmd, qual, with_check,
+               obj_description(p.oid, 'pg_policy')
+        from pg_policies
+        join pg_policy p on p.polname = pg_policies.policyname
+                        and p.polrelid = (schemaname || '.' || tablename)::regclass
+        where schemaname = any(%(schemas)s)""",
     "partitioning": """
         select parent_table, control, partition_interval, partition_type, premake, retention, retention_keep_table
         from partman.part_config""",
@@ -127,7 +156,7 @@ def test_the_api_functions_keep_their_fixed_names_and_argument_names(db):
     assert signatures == {
         "ref.upsert_instrument": "exchange,symbol,base_asset,quote_asset,market_type,tick_size,lot_size,"
         "min_notional,maker_fee,taker_fee,multiplier",
-        "trading.create_strategy": "name,description,capital",
+        "trading.create_strategy": "name,description,capital,owner_user_id",
         "trading.place_order": "strategy,exchange,symbol,side,quantity,price,order_type,client_order_id,"
         "stop_price,placed_at",
         "trading.cancel_order": "order_id,reason",

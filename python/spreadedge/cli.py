@@ -17,10 +17,17 @@ import click
 import psycopg
 
 from spreadedge import db, errors
+from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
+from spreadedge.masterkey import MasterKeyError
 from spreadedge.settings import Settings, SettingsError, load_settings
 
-USER_ERRORS: tuple[type[Exception], ...] = (ClusterError, SettingsError, errors.SpreadedgeError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ClusterError,
+    SettingsError,
+    MasterKeyError,
+    errors.SpreadedgeError,
+)
 # psql and pgcli get every argument, --help included.
 PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []}
 
@@ -246,3 +253,9 @@ def demo(settings: Settings, orders: int) -> None:
         done = run_demo(conn, orders=orders, progress=bar.update)
     summary = ", ".join(f"{count} {kind}" for kind, count in sorted(done.items()))
     click.echo(f"demo day loaded: {summary}")
+
+
+# -- users and keys: spreadedge.cli_security ------------------------------------------------------
+
+main.add_command(users_group)
+main.add_command(keys_group)

@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from spreadedge import textable
+
 KEY_COLUMNS = ("strategy_name", "exchange", "symbol", "day")
 MONEY_COLUMNS = ("notional", "fees", "realized_pnl_gross", "funding", "realized_pnl")
 HEADERS = {"strategy_name": "strategy", "realized_pnl_gross": "gross pnl", "realized_pnl": "net pnl"}
@@ -53,15 +55,7 @@ def as_table(rows: list[dict[str, Any]]) -> str:
     columns = [c for c in rows[0] if c not in KEY_COLUMNS or any(r[c] is not None for r in rows)]
     cells = [[_cell(c, r[c]) for c in columns] for r in rows]
     headers = [HEADERS.get(c, c) for c in columns]
-    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
-    numeric = [c not in KEY_COLUMNS for c in columns]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True)
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+    return textable.render(headers, cells, [c not in KEY_COLUMNS for c in columns])
 
 
 def _json_default(value: Any) -> str:

@@ -27,7 +27,8 @@ TEMPLATE_SUFFIX = ".j2"
 
 FUNCTIONS_HINT = (
     "HINT: functions/ is re-applied after every migrate and may only hold CREATE OR REPLACE "
-    "FUNCTION|PROCEDURE|VIEW|TRIGGER, DROP FUNCTION|PROCEDURE|VIEW|TRIGGER IF EXISTS and COMMENT ON; "
+    "FUNCTION|PROCEDURE|VIEW|TRIGGER, DROP FUNCTION|PROCEDURE|VIEW|TRIGGER IF EXISTS, COMMENT ON, GRANT "
+    "and REVOKE; "
     "put DDL in a new migration under migrations/ and in schema/"
 )
 
@@ -35,7 +36,7 @@ FUNCTIONS_HINT = (
 _REAPPLIABLE = re.compile(
     r"(create or replace (function|procedure|(recursive )?view|trigger)"
     r"|drop (function|procedure|view|trigger) if exists"
-    r"|comment on)\b"
+    r"|comment on|grant|revoke)\b"
 )
 
 # Re-applying functions/ from two sessions at once fails with "tuple concurrently updated".
@@ -205,4 +206,17 @@ def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [_FUNCTIONS_LOCK])
         for path in files:
             execute_statements(conn, _shown(functions_dir, path), path.read_text())
+        claim_ownership(conn)
     return len(files)
+
+
+def claim_ownership(conn: psycopg.Connection[Any]) -> None:
+    """Hand every project object to spreadedge_owner, when the project defines the procedure for it.
+
+    Migrations and functions/ run as the migrating superuser, so what they create is first owned by
+    it; ``internal.claim_ownership()`` (functions/05_internal_access.sql) gives it all to the owner
+    role that the security definer functions must run as.
+    """
+    row = conn.execute("select to_regprocedure('internal.claim_ownership()') is not null").fetchone()
+    if row is not None and row[0]:
+        conn.execute("call internal.claim_ownership()")

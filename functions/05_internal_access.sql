@@ -1,0 +1,128 @@
+-- spreadedge functions: access
+-- How the API functions apply the session's scope (spreadedge.user_id, see schema/60_privileges.sql)
+-- and permissions, write security events, and hand ownership of every object to spreadedge_owner.
+
+create or replace function internal.require_permission(p_permission text)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- Raises permission_denied (42S01) when the session is scoped to a user who lacks p_permission;
+-- an unscoped session (the trading engine, operators) passes.
+declare
+    v_permissions text[];
+begin
+    -- why first: the trading engine's sessions are unscoped, and this is on every fill's path
+    if internal.session_user_id() is null then
+        return;
+    end if;
+    v_permissions := internal.session_permissions();
+    if not p_permission = any (v_permissions) then
+        raise exception 'user % lacks the permission %', internal.session_user_id(), p_permission
+            using errcode = '42S01',
+                  hint = 'Grant the user a role that has it: auth.grant_role; auth.role_permissions lists them.';
+    end if;
+end;
+$$;
+comment on function internal.require_permission(text) is
+    'Raises 42S01 permission_denied when the session''s user lacks the permission; unscoped sessions pass.';
+
+create or replace function internal.require_self_or_permission(p_user_id bigint, p_permission text)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- A scoped session may act on its own user; on another user only with p_permission (42S01).
+begin
+    if internal.session_user_id() is distinct from p_user_id then
+        perform internal.require_permission(p_permission);
+    end if;
+end;
+$$;
+comment on function internal.require_self_or_permission(bigint, text) is
+    'Passes for the session''s own user, else needs the permission (42S01).';
+
+create or replace function internal.strategy_in_scope(p_strategy_id integer)
+    returns boolean
+    stable
+    language plpgsql
+as $$
+-- True when the session may see and act on this strategy's rows.
+declare
+    v_visible integer[];
+begin
+    -- why first: the trading engine's sessions are unscoped, and this is on every fill's path
+    if internal.session_user_id() is null then
+        return true;
+    end if;
+    v_visible := internal.visible_strategy_ids();
+    return v_visible is null or p_strategy_id = any (v_visible);
+end;
+$$;
+comment on function internal.strategy_in_scope(integer) is
+    'True when the session (unscoped, or scoped to the owner or a strategies:all user) may use the strategy.';
+
+create or replace function internal.security_event(
+    p_type       audit.security_event_type,
+    p_user_id    bigint,
+    p_username   text,
+    p_details    jsonb default '{}',
+    p_ip_address inet default null,
+    p_user_agent text default null
+)
+    returns void
+    volatile
+    language sql
+as $$
+    -- Append one audit.security_events row; the actor is spreadedge.actor, else the scoped user.
+    insert into audit.security_events (event_type, user_id, username, actor, ip_address, user_agent, details)
+    values (p_type, p_user_id, left(p_username, 100),
+            coalesce(nullif(current_setting('spreadedge.actor', true), ''), 'user:' || internal.session_user_id()),
+            p_ip_address, left(p_user_agent, 500), coalesce(p_details, '{}'))
+$$;
+comment on function internal.security_event(audit.security_event_type, bigint, text, jsonb, inet, text) is
+    'Writes one security event (never pass a secret in p_details).';
+
+create or replace procedure internal.claim_ownership()
+    language plpgsql
+as $$
+-- Give spreadedge_owner every object of the project schemas that another role owns: what migrations,
+-- functions/ and partition maintenance create as the superuser. spreadedge migrate calls it last.
+declare
+    v_schemas constant text[] := array['ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops', 'internal'];
+    v_owner   constant regrole := 'spreadedge_owner';
+    v_ddl     text;
+begin
+    for v_ddl in
+        select format('alter schema %I owner to spreadedge_owner', n.nspname)
+        from pg_catalog.pg_namespace n
+        where n.nspname = any (v_schemas) and n.nspowner <> v_owner
+        union all
+        select format('alter %s %s owner to spreadedge_owner',
+                      case c.relkind when 'v' then 'view' when 'm' then 'materialized view'
+                                     when 'S' then 'sequence' else 'table' end,
+                      c.oid::regclass)
+        from pg_catalog.pg_class c
+        where c.relnamespace::regnamespace::text = any (v_schemas)
+          and c.relkind in ('r', 'p', 'v', 'm', 'S')
+          and c.relowner <> v_owner
+          -- why: identity and serial sequences follow their table and refuse a change of their own
+          and not exists (select from pg_catalog.pg_depend d
+                          where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                            and d.deptype in ('a', 'i') and c.relkind = 'S')
+        union all
+        select format('alter routine %s owner to spreadedge_owner', p.oid::regprocedure)
+        from pg_catalog.pg_proc p
+        where p.pronamespace::regnamespace::text = any (v_schemas) and p.proowner <> v_owner
+        union all
+        select format('alter type %s owner to spreadedge_owner', t.oid::regtype)
+        from pg_catalog.pg_type t
+        where t.typnamespace::regnamespace::text = any (v_schemas) and t.typowner <> v_owner
+          and t.typtype in ('e', 'd')
+    loop
+        execute v_ddl;
+    end loop;
+end;
+$$;
+comment on procedure internal.claim_ownership() is
+    'Makes spreadedge_owner the owner of every object in the project schemas; run by spreadedge migrate.';

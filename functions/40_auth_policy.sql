@@ -1,0 +1,129 @@
+-- spreadedge functions: security policy and passwords
+-- auth.set_security_policy, and the password rules and hashing every user function shares.
+
+create or replace function internal.check_new_password(p_password text)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- Raises weak_password (22S11) when p_password breaks the policy. Messages never quote the password.
+declare
+    v_policy  auth.security_policy;
+    v_classes integer;
+begin
+    select p.* into v_policy from auth.security_policy p;
+    if p_password is null or length(p_password) < v_policy.password_min_length then
+        raise exception 'the password is shorter than % characters', v_policy.password_min_length
+            using errcode = '22S11';
+    end if;
+    -- why 72: bcrypt reads only the first 72 bytes; a longer password would be silently cut
+    if octet_length(p_password) > 72 then
+        raise exception 'the password is longer than 72 bytes, which bcrypt cannot use in full'
+            using errcode = '22S11';
+    end if;
+    v_classes := (p_password ~ '[[:lower:]]')::integer + (p_password ~ '[[:upper:]]')::integer
+               + (p_password ~ '[[:digit:]]')::integer
+               + (p_password ~ '[^[:lower:][:upper:][:digit:]]')::integer;
+    if v_classes < v_policy.password_min_classes then
+        raise exception 'the password mixes % of the % character classes the policy asks for',
+            v_classes, v_policy.password_min_classes
+            using errcode = '22S11',
+                  hint = 'Mix lower case, upper case, digits and other characters.';
+    end if;
+end;
+$$;
+comment on function internal.check_new_password(text) is
+    'Raises 22S11 weak_password when a new password breaks the security policy; never quotes it.';
+
+create or replace function internal.hash_password(p_password text)
+    returns text
+    volatile
+    language sql
+as $$
+    -- A bcrypt hash of the password at the policy's cost (a new random salt each call).
+    select public.crypt(p_password, public.gen_salt('bf', p.bcrypt_cost)) from auth.security_policy p
+$$;
+comment on function internal.hash_password(text) is 'bcrypt hash of a password at the policy''s cost.';
+
+create or replace function internal.password_matches(p_hash text, p_password text)
+    returns boolean
+    volatile
+    language plpgsql
+as $$
+-- True when p_password matches the bcrypt hash. With no hash (unknown user) it still runs one
+-- bcrypt at the policy's cost and answers false, so both cases take the same time.
+declare
+    v_setting text := p_hash;
+begin
+    if v_setting is null then
+        select format('$2a$%s$%s', lpad(p.bcrypt_cost::text, 2, '0'), 'spreadedgetimingsalt..')
+        into v_setting
+        from auth.security_policy p;
+    end if;
+    return coalesce(public.crypt(coalesce(p_password, ''), v_setting) = p_hash, false);
+end;
+$$;
+comment on function internal.password_matches(text, text) is
+    'Checks a password against a bcrypt hash; with a null hash, spends the same time and returns false.';
+
+create or replace function auth.set_security_policy(
+    password_min_length  integer default null,
+    password_min_classes integer default null,
+    bcrypt_cost          integer default null,
+    max_failed_logins    integer default null,
+    failed_login_window  interval default null,
+    lockout_duration     interval default null,
+    session_idle_timeout interval default null,
+    session_max_lifetime interval default null,
+    totp_required_roles  text[] default null
+)
+    returns auth.security_policy
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Change the settings given (null leaves one as it is) and record a policy_changed security event
+-- with the old and new values. Needs policy:manage in a scoped session.
+#variable_conflict use_variable
+declare
+    v_old     auth.security_policy;
+    v_new     auth.security_policy;
+    v_unknown text;
+begin
+    perform internal.require_permission('policy:manage');
+    select r into v_unknown
+    from unnest(totp_required_roles) r
+    where not exists (select from auth.roles ar where ar.role_name = r)
+    limit 1;
+    if v_unknown is not null or array_position(totp_required_roles, null) is not null then
+        raise exception 'role "%" does not exist', coalesce(v_unknown, 'null')
+            using errcode = '23S10', hint = 'auth.roles lists the roles.';
+    end if;
+    select p.* into v_old from auth.security_policy p for update;
+    begin
+        update auth.security_policy p
+        set password_min_length  = coalesce(set_security_policy.password_min_length, p.password_min_length),
+            password_min_classes = coalesce(set_security_policy.password_min_classes, p.password_min_classes),
+            bcrypt_cost          = coalesce(set_security_policy.bcrypt_cost, p.bcrypt_cost),
+            max_failed_logins    = coalesce(set_security_policy.max_failed_logins, p.max_failed_logins),
+            failed_login_window  = coalesce(set_security_policy.failed_login_window, p.failed_login_window),
+            lockout_duration     = coalesce(set_security_policy.lockout_duration, p.lockout_duration),
+            session_idle_timeout = coalesce(set_security_policy.session_idle_timeout, p.session_idle_timeout),
+            session_max_lifetime = coalesce(set_security_policy.session_max_lifetime, p.session_max_lifetime),
+            totp_required_roles  = coalesce(set_security_policy.totp_required_roles, p.totp_required_roles),
+            updated_at           = now()
+        returning p.* into v_new;
+    exception when check_violation then
+        raise exception 'security policy value out of range (%)', sqlerrm
+            using errcode = '22S09',
+                  hint = 'See the check constraints of auth.security_policy (\d auth.security_policy).';
+    end;
+    perform internal.security_event('policy_changed', null, null,
+        jsonb_build_object('old', to_jsonb(v_old) - 'singleton' - 'updated_at',
+                           'new', to_jsonb(v_new) - 'singleton' - 'updated_at'));
+    return v_new;
+end;
+$$;
+comment on function auth.set_security_policy(integer, integer, integer, integer, interval, interval, interval, interval, text[]) is
+    'Changes the security policy (arguments given by name; null keeps a setting) and records the change. Needs policy:manage.';

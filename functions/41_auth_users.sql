@@ -1,0 +1,347 @@
+-- spreadedge functions: users and application roles
+-- auth.create_user, change_password, disable/enable/unlock, roles, and the auth.user_accounts view.
+
+create or replace function internal.lock_user(p_user_id bigint)
+    returns auth.users
+    volatile
+    language plpgsql
+as $$
+-- The user row, locked; raises unknown_user (23S07).
+declare
+    v_user auth.users;
+begin
+    select u.* into v_user from auth.users u where u.user_id = p_user_id for update;
+    if v_user.user_id is null then
+        raise exception 'user % does not exist', coalesce(p_user_id::text, 'null')
+            using errcode = '23S07';
+    end if;
+    return v_user;
+end;
+$$;
+comment on function internal.lock_user(bigint) is 'Locks and returns a user by id; raises 23S07 unknown_user.';
+
+create or replace function internal.verify_password(p_user auth.users, p_password text)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- Raises invalid_credentials (28S01) unless p_password is the user's password.
+begin
+    if not internal.password_matches(p_user.password_hash, p_password) then
+        raise exception 'wrong password for user %', p_user.user_id
+            using errcode = '28S01';
+    end if;
+end;
+$$;
+comment on function internal.verify_password(auth.users, text) is
+    'Raises 28S01 invalid_credentials unless the password is the user''s.';
+
+create or replace function internal.revoke_user_sessions(p_user_id bigint, p_reason text)
+    returns integer
+    volatile
+    language plpgsql
+as $$
+-- Revoke every live session of the user; record one session_revoked event when there were some.
+declare
+    v_count integer;
+begin
+    update auth.sessions s
+    set revoked_at = now(), revoked_reason = p_reason
+    where s.user_id = p_user_id and s.revoked_at is null;
+    get diagnostics v_count = row_count;
+    if v_count > 0 then
+        perform internal.security_event('session_revoked', p_user_id, null,
+            jsonb_build_object('sessions', v_count, 'reason', p_reason));
+    end if;
+    return v_count;
+end;
+$$;
+comment on function internal.revoke_user_sessions(bigint, text) is
+    'Revokes every live session of a user, with a session_revoked event; returns how many.';
+
+create or replace function auth.user_id_of(username text)
+    returns bigint
+    stable
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- The id of the user with this username (any case); raises unknown_user (23S07).
+#variable_conflict use_column
+declare
+    v_id bigint;
+begin
+    select u.user_id into v_id from auth.users u where lower(u.username) = lower(user_id_of.username);
+    if v_id is null then
+        raise exception 'user "%" does not exist', user_id_of.username
+            using errcode = '23S07';
+    end if;
+    return v_id;
+end;
+$$;
+comment on function auth.user_id_of(text) is 'The user id of a username (case-insensitive); raises 23S07 unknown_user.';
+
+create or replace function auth.create_user(
+    username text,
+    password text,
+    roles    text[] default '{trader}'
+)
+    returns bigint
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Create an application user with a bcrypt-hashed password and the given roles. Needs users:manage.
+#variable_conflict use_column
+declare
+    v_id      bigint;
+    v_unknown text;
+begin
+    perform internal.require_permission('users:manage');
+    if create_user.username is null or create_user.username !~ '^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$' then
+        raise exception 'username "%" is not 1 to 63 letters, digits and . _ @ - (starting with a letter or digit)',
+            coalesce(create_user.username, 'null')
+            using errcode = '22S09';
+    end if;
+    if coalesce(cardinality(create_user.roles), 0) = 0 then
+        raise exception 'a user needs at least one role'
+            using errcode = '22S09', hint = 'auth.roles lists the roles: admin, trader, viewer, auditor.';
+    end if;
+    select r into v_unknown from unnest(create_user.roles) r
+    where r is null or not exists (select from auth.roles ar where ar.role_name = r)
+    limit 1;
+    if found then
+        raise exception 'role "%" does not exist', coalesce(v_unknown, 'null')
+            using errcode = '23S10', hint = 'auth.roles lists the roles: admin, trader, viewer, auditor.';
+    end if;
+    perform internal.check_new_password(create_user.password);
+    insert into auth.users (username, password_hash)
+    values (create_user.username, internal.hash_password(create_user.password))
+    on conflict ((lower(username))) do nothing
+    returning user_id into v_id;
+    if v_id is null then
+        raise exception 'username "%" is taken', create_user.username
+            using errcode = '23S11';
+    end if;
+    insert into auth.user_roles (user_id, role_name)
+    select distinct v_id, r from unnest(create_user.roles) r;
+    perform internal.security_event('user_created', v_id, create_user.username,
+        jsonb_build_object('roles', create_user.roles));
+    return v_id;
+end;
+$$;
+comment on function auth.create_user(text, text, text[]) is
+    'Creates a user (password checked against the policy, stored as bcrypt) with roles; returns the user id. Needs users:manage.';
+
+create or replace function auth.change_password(
+    user_id      bigint,
+    new_password text,
+    old_password text default null
+)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- With old_password: a user changes their own password; the TOTP secret is re-encrypted under the
+-- new one. Without: an admin reset (users:manage), which also drops 2FA and unlocks the account.
+-- Either way every session of the user is revoked.
+#variable_conflict use_column
+declare
+    v_user  auth.users;
+    v_reset boolean := change_password.old_password is null;
+begin
+    if v_reset then
+        perform internal.require_permission('users:manage');
+    else
+        perform internal.require_self_or_permission(change_password.user_id, 'users:manage');
+    end if;
+    v_user := internal.lock_user(change_password.user_id);
+    if not v_reset then
+        perform internal.verify_password(v_user, change_password.old_password);
+    end if;
+    perform internal.check_new_password(change_password.new_password);
+    if internal.password_matches(v_user.password_hash, change_password.new_password) then
+        raise exception 'the new password is the current one'
+            using errcode = '22S11';
+    end if;
+    update auth.users u
+    set password_hash = internal.hash_password(change_password.new_password),
+        password_changed_at = now(),
+        totp_secret = case when v_reset or u.totp_secret is null then null
+                           else public.pgp_sym_encrypt_bytea(
+                                    public.pgp_sym_decrypt_bytea(u.totp_secret, change_password.old_password),
+                                    change_password.new_password, 'cipher-algo=aes256') end,
+        totp_enabled_at = case when v_reset then null else u.totp_enabled_at end,
+        totp_last_step = case when v_reset then null else u.totp_last_step end,
+        failed_logins = case when v_reset then 0 else u.failed_logins end,
+        locked_until = case when v_reset then null else u.locked_until end
+    where u.user_id = v_user.user_id;
+    perform internal.security_event('password_changed', v_user.user_id, v_user.username,
+        jsonb_build_object('reset', v_reset));
+    if v_reset and v_user.totp_secret is not null then
+        perform internal.security_event('totp_disabled', v_user.user_id, v_user.username,
+            jsonb_build_object('reason', 'password reset'));
+    end if;
+    perform internal.revoke_user_sessions(v_user.user_id, 'password changed');
+end;
+$$;
+comment on function auth.change_password(bigint, text, text) is
+    'Changes a password (with the old one), or resets it (without; users:manage; drops 2FA). Revokes the user''s sessions.';
+
+create or replace function auth.disable_user(user_id bigint)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Disable a user: no more logins, every session revoked. Idempotent. Needs users:manage.
+#variable_conflict use_column
+declare
+    v_user auth.users;
+begin
+    perform internal.require_permission('users:manage');
+    v_user := internal.lock_user(disable_user.user_id);
+    if v_user.disabled_at is null then
+        update auth.users u set disabled_at = now() where u.user_id = v_user.user_id;
+        perform internal.security_event('user_disabled', v_user.user_id, v_user.username);
+    end if;
+    perform internal.revoke_user_sessions(v_user.user_id, 'user disabled');
+end;
+$$;
+comment on function auth.disable_user(bigint) is 'Disables a user and revokes their sessions; idempotent. Needs users:manage.';
+
+create or replace function auth.enable_user(user_id bigint)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Enable a disabled user again. Idempotent. Needs users:manage.
+#variable_conflict use_column
+declare
+    v_user auth.users;
+begin
+    perform internal.require_permission('users:manage');
+    v_user := internal.lock_user(enable_user.user_id);
+    if v_user.disabled_at is not null then
+        update auth.users u set disabled_at = null where u.user_id = v_user.user_id;
+        perform internal.security_event('user_enabled', v_user.user_id, v_user.username);
+    end if;
+end;
+$$;
+comment on function auth.enable_user(bigint) is 'Enables a disabled user; idempotent. Needs users:manage.';
+
+create or replace function auth.unlock_user(user_id bigint)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Lift a lockout before it expires and clear the failed-login count. Needs users:manage.
+#variable_conflict use_column
+declare
+    v_user auth.users;
+begin
+    perform internal.require_permission('users:manage');
+    v_user := internal.lock_user(unlock_user.user_id);
+    update auth.users u
+    set locked_until = null, failed_logins = 0, last_failed_at = null
+    where u.user_id = v_user.user_id;
+    perform internal.security_event('account_unlocked', v_user.user_id, v_user.username,
+        jsonb_build_object('was_locked', coalesce(v_user.locked_until > now(), false)));
+end;
+$$;
+comment on function auth.unlock_user(bigint) is 'Unlocks a locked account and clears its failed logins. Needs users:manage.';
+
+create or replace function auth.grant_role(user_id bigint, role_name text)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Give a user an application role; idempotent. Needs users:manage.
+#variable_conflict use_column
+declare
+    v_user auth.users;
+begin
+    perform internal.require_permission('users:manage');
+    v_user := internal.lock_user(grant_role.user_id);
+    if not exists (select from auth.roles r where r.role_name = grant_role.role_name) then
+        raise exception 'role "%" does not exist', coalesce(grant_role.role_name, 'null')
+            using errcode = '23S10', hint = 'auth.roles lists the roles: admin, trader, viewer, auditor.';
+    end if;
+    insert into auth.user_roles (user_id, role_name)
+    values (v_user.user_id, grant_role.role_name)
+    on conflict do nothing;
+    if found then
+        perform internal.security_event('role_granted', v_user.user_id, v_user.username,
+            jsonb_build_object('role', grant_role.role_name));
+    end if;
+end;
+$$;
+comment on function auth.grant_role(bigint, text) is 'Grants an application role to a user; idempotent. Needs users:manage.';
+
+create or replace function auth.revoke_role(user_id bigint, role_name text)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Take an application role from a user; idempotent. Needs users:manage.
+#variable_conflict use_column
+declare
+    v_user auth.users;
+begin
+    perform internal.require_permission('users:manage');
+    v_user := internal.lock_user(revoke_role.user_id);
+    delete from auth.user_roles ur
+    where ur.user_id = v_user.user_id and ur.role_name = revoke_role.role_name;
+    if found then
+        perform internal.security_event('role_revoked', v_user.user_id, v_user.username,
+            jsonb_build_object('role', revoke_role.role_name));
+    end if;
+end;
+$$;
+comment on function auth.revoke_role(bigint, text) is 'Revokes an application role from a user; idempotent. Needs users:manage.';
+
+create or replace view auth.user_accounts
+    with (security_barrier = true)
+as
+    -- Users without secrets. Runs as its owner; shows a scoped session only its own user unless
+    -- the user has users:manage.
+    select u.user_id,
+           u.username,
+           array(select ur.role_name from auth.user_roles ur
+                 where ur.user_id = u.user_id order by ur.role_name) as roles,
+           u.disabled_at is null as is_enabled,
+           coalesce(u.locked_until > now(), false) as is_locked,
+           u.locked_until,
+           u.failed_logins,
+           u.totp_enabled_at is not null as totp_enabled,
+           u.created_at,
+           u.password_changed_at,
+           u.last_login_at
+    from auth.users u
+    where internal.session_permissions() is null
+       or 'users:manage' = any (internal.session_permissions())
+       or u.user_id = internal.session_user_id();
+comment on view auth.user_accounts is 'Application users, their roles and login state; no secrets.';
+comment on column auth.user_accounts.user_id is 'User id.';
+comment on column auth.user_accounts.username is 'Login name.';
+comment on column auth.user_accounts.roles is 'Application roles held.';
+comment on column auth.user_accounts.is_enabled is 'False once disabled.';
+comment on column auth.user_accounts.is_locked is 'True while locked out after failed logins.';
+comment on column auth.user_accounts.locked_until is 'End of the current or last lockout.';
+comment on column auth.user_accounts.failed_logins is 'Failed logins in the current window.';
+comment on column auth.user_accounts.totp_enabled is 'True when 2FA is confirmed.';
+comment on column auth.user_accounts.created_at is 'When the user was created.';
+comment on column auth.user_accounts.password_changed_at is 'When the password last changed.';
+comment on column auth.user_accounts.last_login_at is 'Last successful login.';

@@ -1,0 +1,228 @@
+-- spreadedge functions: login and sessions
+-- auth.login (password, lockout, 2FA), auth.validate_session, auth.logout, auth.revoke_sessions.
+-- Session tokens are 32 random bytes, returned once as hex; only their sha256 is stored.
+
+create or replace function internal.count_failed_login(p_user auth.users, p_ip_address inet, p_user_agent text)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- Count one failed login in the policy's window; at the threshold, lock the account for the
+-- policy's lockout duration and record account_locked.
+declare
+    v_policy auth.security_policy;
+    v_count  integer;
+begin
+    select p.* into v_policy from auth.security_policy p;
+    v_count := case when p_user.last_failed_at > now() - v_policy.failed_login_window
+                    then p_user.failed_logins + 1 else 1 end;
+    if v_count >= v_policy.max_failed_logins then
+        update auth.users u
+        set failed_logins = 0, last_failed_at = now(), locked_until = now() + v_policy.lockout_duration
+        where u.user_id = p_user.user_id;
+        perform internal.security_event('account_locked', p_user.user_id, p_user.username,
+            jsonb_build_object('failed_logins', v_count, 'locked_until', now() + v_policy.lockout_duration),
+            p_ip_address, p_user_agent);
+    else
+        update auth.users u
+        set failed_logins = v_count, last_failed_at = now()
+        where u.user_id = p_user.user_id;
+    end if;
+end;
+$$;
+comment on function internal.count_failed_login(auth.users, inet, text) is
+    'Counts a failed login and locks the account at the policy''s threshold.';
+
+create or replace function auth.login(
+    username   text,
+    password   text,
+    totp_code  text default null,
+    ip_address inet default null,
+    user_agent text default null
+)
+    returns table (success boolean, session_token text, user_id bigint, expires_at timestamptz, message text)
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Log in: one row with the session token on success, or success = false and why. Refusals return
+-- (they do not raise) so that the failed-login count and the security event are kept. An unknown
+-- user, a wrong password, a locked and a disabled account get the same answer, and an unknown user
+-- costs the same bcrypt as a known one. A wrong TOTP code counts as a failed login.
+#variable_conflict use_column
+declare
+    c_refused constant text := 'login refused: wrong username or password, or the account is locked or disabled';
+    v_policy  auth.security_policy;
+    v_user    auth.users;
+    v_matches boolean;
+    v_step    bigint;
+    v_reason  text;
+    v_token   text;
+    v_session auth.sessions;
+begin
+    select p.* into v_policy from auth.security_policy p;
+    select u.* into v_user from auth.users u where lower(u.username) = lower(login.username) for update;
+    v_matches := internal.password_matches(v_user.password_hash, login.password);
+    if v_user.user_id is null then
+        v_reason := 'unknown user';
+    elsif v_user.disabled_at is not null then
+        v_reason := 'disabled';
+    elsif v_user.locked_until > now() then
+        v_reason := 'locked';
+    elsif not v_matches then
+        v_reason := 'wrong password';
+    elsif v_user.totp_enabled_at is not null then
+        if nullif(btrim(login.totp_code), '') is null then
+            v_reason := 'totp required';
+        else
+            v_step := internal.matching_totp_step(v_user, login.password, btrim(login.totp_code));
+            if v_step is null then
+                v_reason := 'wrong totp code';
+            end if;
+        end if;
+    elsif exists (select from auth.user_roles ur
+                  where ur.user_id = v_user.user_id and ur.role_name = any (v_policy.totp_required_roles)) then
+        v_reason := 'totp enrollment required';
+    end if;
+
+    if v_reason is not null then
+        if v_reason in ('wrong password', 'wrong totp code') then
+            perform internal.count_failed_login(v_user, login.ip_address, login.user_agent);
+        end if;
+        perform internal.security_event('login_failed', v_user.user_id, login.username,
+            jsonb_build_object('reason', v_reason), login.ip_address, login.user_agent);
+        return query select false, null::text, null::bigint, null::timestamptz,
+            case v_reason
+                when 'totp required' then 'two-factor code required'
+                when 'wrong totp code' then 'two-factor code is wrong or was already used'
+                when 'totp enrollment required' then
+                    'two-factor authentication is required for this account''s role: enroll first'
+                else c_refused
+            end;
+        return;
+    end if;
+
+    v_token := encode(public.gen_random_bytes(32), 'hex');
+    insert into auth.sessions (user_id, token_hash, idle_expires_at, expires_at, ip_address, user_agent)
+    values (v_user.user_id, public.digest(v_token, 'sha256'),
+            now() + least(v_policy.session_idle_timeout, v_policy.session_max_lifetime),
+            now() + v_policy.session_max_lifetime, login.ip_address, left(login.user_agent, 500))
+    returning * into v_session;
+    update auth.users u
+    set failed_logins = 0,
+        last_failed_at = null,
+        locked_until = null,
+        last_login_at = now(),
+        totp_last_step = coalesce(v_step, u.totp_last_step),
+        -- why: a hash made at an older cost is upgraded while the password is at hand
+        password_hash = case when substr(u.password_hash, 5, 2)::integer = v_policy.bcrypt_cost then u.password_hash
+                             else internal.hash_password(login.password) end
+    where u.user_id = v_user.user_id;
+    perform internal.security_event('login_succeeded', v_user.user_id, v_user.username,
+        jsonb_build_object('session_id', v_session.session_id, 'totp', v_step is not null),
+        login.ip_address, login.user_agent);
+    return query select true, v_token, v_user.user_id, v_session.expires_at, 'logged in'::text;
+end;
+$$;
+comment on function auth.login(text, text, text, inet, text) is
+    'Logs a user in: returns success, the session token (once), user id, expiry and a message. Refusals do not raise.';
+
+create or replace function auth.validate_session(token text)
+    returns table (
+        session_id  bigint,
+        user_id     bigint,
+        username    text,
+        roles       text[],
+        permissions text[],
+        expires_at  timestamptz
+    )
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- The session's user, roles and permissions; slides the idle timeout and scopes the rest of the
+-- transaction to the user (spreadedge.user_id). Raises invalid_session (28S02) for an unknown,
+-- expired or revoked token or a disabled user.
+#variable_conflict use_column
+declare
+    v_policy  auth.security_policy;
+    v_session auth.sessions;
+    v_user    auth.users;
+begin
+    select p.* into v_policy from auth.security_policy p;
+    select s.* into v_session
+    from auth.sessions s
+    where s.token_hash = public.digest(coalesce(validate_session.token, ''), 'sha256')
+    for update;
+    select u.* into v_user from auth.users u where u.user_id = v_session.user_id;
+    if v_session.session_id is null or v_session.revoked_at is not null
+       or now() >= v_session.expires_at or now() >= v_session.idle_expires_at
+       or v_user.disabled_at is not null then
+        raise exception 'the session is unknown, expired or revoked'
+            using errcode = '28S02', hint = 'Log in again (auth.login).';
+    end if;
+    update auth.sessions s
+    set last_seen_at = now(),
+        idle_expires_at = least(now() + v_policy.session_idle_timeout, s.expires_at)
+    where s.session_id = v_session.session_id;
+    perform set_config('spreadedge.user_id', v_user.user_id::text, true);
+    return query
+    select v_session.session_id, v_user.user_id, v_user.username,
+           array(select ur.role_name from auth.user_roles ur
+                 where ur.user_id = v_user.user_id order by ur.role_name),
+           array(select distinct rp.permission
+                 from auth.user_roles ur
+                 join auth.role_permissions rp on rp.role_name = ur.role_name
+                 where ur.user_id = v_user.user_id order by rp.permission),
+           v_session.expires_at;
+end;
+$$;
+comment on function auth.validate_session(text) is
+    'Validates a session token: returns the user, roles and permissions, slides the idle timeout, sets spreadedge.user_id for the transaction. Raises 28S02.';
+
+create or replace function auth.logout(token text)
+    returns boolean
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- End the session of this token; false when it was unknown or already ended.
+#variable_conflict use_column
+declare
+    v_session auth.sessions;
+begin
+    update auth.sessions s
+    set revoked_at = now(), revoked_reason = 'logout'
+    where s.token_hash = public.digest(coalesce(logout.token, ''), 'sha256') and s.revoked_at is null
+    returning s.* into v_session;
+    if v_session.session_id is null then
+        return false;
+    end if;
+    perform internal.security_event('logout', v_session.user_id, null,
+        jsonb_build_object('session_id', v_session.session_id));
+    return true;
+end;
+$$;
+comment on function auth.logout(text) is 'Ends a session by its token; false if it was unknown or already ended.';
+
+create or replace function auth.revoke_sessions(user_id bigint)
+    returns integer
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Revoke every live session of a user (oneself, or anyone with users:manage); returns how many.
+#variable_conflict use_column
+declare
+    v_user auth.users;
+begin
+    perform internal.require_self_or_permission(revoke_sessions.user_id, 'users:manage');
+    v_user := internal.lock_user(revoke_sessions.user_id);
+    return internal.revoke_user_sessions(v_user.user_id, 'revoked');
+end;
+$$;
+comment on function auth.revoke_sessions(bigint) is 'Revokes every live session of a user; returns how many. Needs users:manage for another user.';

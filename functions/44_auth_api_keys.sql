@@ -1,0 +1,294 @@
+-- spreadedge functions: exchange API keys
+-- Stored AES-256 encrypted (pgp_sym_encrypt) under a master key that the Python side holds
+-- (SPREADEDGE_MASTER_KEY or a key file) and passes only as a bind parameter. auth.master_keys keeps a
+-- keyed verifier per master key version, so a wrong key is refused before anything is decrypted.
+
+create or replace function internal.current_master_key_version(p_master_key text, p_first_use boolean)
+    returns integer
+    volatile
+    language plpgsql
+as $$
+-- The current master key version if p_master_key is its key; raises wrong_master_key (28S03)
+-- otherwise. With p_first_use and no version yet, p_master_key becomes version 1.
+declare
+    v_current  auth.master_keys;
+    v_verifier bytea;
+begin
+    if p_master_key is null or length(p_master_key) < 32 then
+        raise exception 'the master key must be at least 32 characters'
+            using errcode = '22S09', hint = 'spreadedge keys generate makes one.';
+    end if;
+    v_verifier := public.hmac('spreadedge master key verifier', p_master_key, 'sha256');
+    select m.* into v_current from auth.master_keys m where m.retired_at is null for update;
+    if v_current.key_version is null then
+        if not p_first_use then
+            raise exception 'no master key is in use yet: no API key has been stored'
+                using errcode = '28S03';
+        end if;
+        insert into auth.master_keys (key_version, verifier) values (1, v_verifier)
+        returning * into v_current;
+    elsif v_current.verifier <> v_verifier then
+        raise exception 'the master key is not master key version %, which the API keys are encrypted under',
+            v_current.key_version
+            using errcode = '28S03',
+                  hint = 'Use the key from SPREADEDGE_MASTER_KEY or the key file in use when the keys were stored or last rotated.';
+    end if;
+    return v_current.key_version;
+end;
+$$;
+comment on function internal.current_master_key_version(text, boolean) is
+    'Checks a master key against the current version''s verifier (28S03 if wrong) and returns the version.';
+
+create or replace function internal.encrypt_secret(p_value text, p_master_key text)
+    returns bytea
+    volatile
+    language sql
+as $$
+    -- One secret under the master key: OpenPGP symmetric encryption, AES-256, random session key.
+    select public.pgp_sym_encrypt(p_value, p_master_key, 'cipher-algo=aes256')
+$$;
+comment on function internal.encrypt_secret(text, text) is 'pgp_sym_encrypt with AES-256 under the master key.';
+
+create or replace function auth.store_api_key(
+    user_id     bigint,
+    exchange    text,
+    label       text,
+    api_key     text,
+    api_secret  text,
+    passphrase  text default null,
+    permissions text[] default '{read,trade}',
+    master_key  text default null
+)
+    returns bigint
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Encrypt and store a user's exchange API key; returns its id. A key already stored for the exchange
+-- (found by its keyed fingerprint, without decrypting anything) is refused. Needs keys:manage, and
+-- keys:all for another user's key.
+#variable_conflict use_column
+declare
+    v_user        auth.users;
+    v_exchange_id smallint;
+    v_version     integer;
+    v_fingerprint bytea;
+    v_bad         text;
+    v_key_id      bigint;
+begin
+    perform internal.require_permission('keys:manage');
+    perform internal.require_self_or_permission(store_api_key.user_id, 'keys:all');
+    v_user := internal.lock_user(store_api_key.user_id);
+    if v_user.disabled_at is not null then
+        raise exception 'user % is disabled', v_user.user_id using errcode = '55S04';
+    end if;
+    v_exchange_id := internal.exchange_id(store_api_key.exchange);
+    if store_api_key.label is null or store_api_key.label = '' or length(store_api_key.label) > 100 then
+        raise exception 'the label must be 1 to 100 characters' using errcode = '22S09';
+    end if;
+    if coalesce(store_api_key.api_key, '') = '' or coalesce(store_api_key.api_secret, '') = '' then
+        raise exception 'the API key and the API secret must not be empty' using errcode = '22S09';
+    end if;
+    select p into v_bad from unnest(store_api_key.permissions) p
+    where p is null or p not in ('read', 'trade', 'withdraw') limit 1;
+    if found or coalesce(cardinality(store_api_key.permissions), 0) = 0 then
+        raise exception 'API key permissions must be some of read, trade, withdraw, got "%"',
+            coalesce(v_bad, 'nothing')
+            using errcode = '22S09';
+    end if;
+    v_version := internal.current_master_key_version(store_api_key.master_key, true);
+    v_fingerprint := public.hmac(store_api_key.api_key, store_api_key.master_key, 'sha256');
+    if exists (select from auth.api_keys k where k.exchange_id = v_exchange_id and k.fingerprint = v_fingerprint) then
+        raise exception 'this API key is already stored for exchange %', store_api_key.exchange
+            using errcode = '23S08';
+    end if;
+    if exists (select from auth.api_keys k
+               where k.user_id = v_user.user_id and k.exchange_id = v_exchange_id and k.label = store_api_key.label) then
+        raise exception 'user % already has an API key labelled "%" on %', v_user.user_id, store_api_key.label,
+            store_api_key.exchange
+            using errcode = '23S06';
+    end if;
+    insert into auth.api_keys (user_id, exchange_id, label, api_key, api_secret, passphrase, permissions,
+                               fingerprint, key_version)
+    values (v_user.user_id, v_exchange_id, store_api_key.label,
+            internal.encrypt_secret(store_api_key.api_key, store_api_key.master_key),
+            internal.encrypt_secret(store_api_key.api_secret, store_api_key.master_key),
+            internal.encrypt_secret(nullif(store_api_key.passphrase, ''), store_api_key.master_key),
+            (select array_agg(distinct p order by p) from unnest(store_api_key.permissions) p),
+            v_fingerprint, v_version)
+    returning key_id into v_key_id;
+    perform internal.security_event('api_key_stored', v_user.user_id, v_user.username,
+        jsonb_build_object('key_id', v_key_id, 'exchange', store_api_key.exchange, 'label', store_api_key.label,
+                           'key_version', v_version));
+    return v_key_id;
+end;
+$$;
+comment on function auth.store_api_key(bigint, text, text, text, text, text, text[], text) is
+    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. Needs keys:manage.';
+
+create or replace function internal.visible_api_key(p_key_id bigint)
+    returns auth.api_keys
+    volatile
+    language plpgsql
+as $$
+-- The API key row, locked, if the session may use it (its owner, or keys:all); else unknown_api_key.
+declare
+    v_key auth.api_keys;
+begin
+    select k.* into v_key from auth.api_keys k where k.key_id = p_key_id for update;
+    if v_key.key_id is null
+       or (internal.session_user_id() is not null
+           and v_key.user_id <> internal.session_user_id()
+           and not 'keys:all' = any (internal.session_permissions())) then
+        raise exception 'API key % does not exist', coalesce(p_key_id::text, 'null')
+            using errcode = '23S09';
+    end if;
+    return v_key;
+end;
+$$;
+comment on function internal.visible_api_key(bigint) is 'Locks an API key the session may use; raises 23S09 unknown_api_key.';
+
+create or replace function auth.reveal_api_key(key_id bigint, master_key text)
+    returns table (exchange text, label text, api_key text, api_secret text, passphrase text, permissions text[])
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Decrypt an API key for the trading engine (granted to spreadedge_engine only). Every reveal is
+-- recorded. A wrong master key raises wrong_master_key (28S03); a revoked key, unknown_api_key.
+#variable_conflict use_column
+declare
+    v_key     auth.api_keys;
+    v_version integer;
+    v_user    auth.users;
+begin
+    v_key := internal.visible_api_key(reveal_api_key.key_id);
+    if v_key.revoked_at is not null then
+        raise exception 'API key % is revoked', v_key.key_id using errcode = '23S09';
+    end if;
+    v_version := internal.current_master_key_version(reveal_api_key.master_key, false);
+    update auth.api_keys k set last_revealed_at = now() where k.key_id = v_key.key_id;
+    select u.* into v_user from auth.users u where u.user_id = v_key.user_id;
+    perform internal.security_event('api_key_revealed', v_key.user_id, v_user.username,
+        jsonb_build_object('key_id', v_key.key_id, 'key_version', v_version));
+    return query
+    select e.code, v_key.label,
+           public.pgp_sym_decrypt(v_key.api_key, reveal_api_key.master_key),
+           public.pgp_sym_decrypt(v_key.api_secret, reveal_api_key.master_key),
+           public.pgp_sym_decrypt(v_key.passphrase, reveal_api_key.master_key),
+           v_key.permissions
+    from ref.exchanges e
+    where e.exchange_id = v_key.exchange_id;
+exception
+    -- why: pgcrypto says only "Wrong key or corrupt data" (39000); callers need the project code
+    when external_routine_exception then
+        raise exception 'API key % cannot be decrypted with this master key', reveal_api_key.key_id
+            using errcode = '28S03';
+end;
+$$;
+comment on function auth.reveal_api_key(bigint, text) is
+    'Decrypts an API key (spreadedge_engine only); every reveal is audited. Raises 28S03 for a wrong master key.';
+
+create or replace function auth.revoke_api_key(key_id bigint)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Revoke an API key: it can no longer be revealed. Idempotent. Needs keys:manage (keys:all for others').
+#variable_conflict use_column
+declare
+    v_key  auth.api_keys;
+    v_user auth.users;
+begin
+    perform internal.require_permission('keys:manage');
+    v_key := internal.visible_api_key(revoke_api_key.key_id);
+    if v_key.revoked_at is null then
+        update auth.api_keys k set revoked_at = now() where k.key_id = v_key.key_id;
+        select u.* into v_user from auth.users u where u.user_id = v_key.user_id;
+        perform internal.security_event('api_key_revoked', v_key.user_id, v_user.username,
+            jsonb_build_object('key_id', v_key.key_id));
+    end if;
+end;
+$$;
+comment on function auth.revoke_api_key(bigint) is 'Revokes an API key; idempotent. Needs keys:manage.';
+
+create or replace function auth.rotate_master_key(old_master_key text, new_master_key text)
+    returns integer
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Re-encrypt every stored API key under a new master key, in this one transaction, and make it
+-- the current version; returns how many keys were re-encrypted. A wrong old key changes nothing.
+-- Needs keys:all in a scoped session.
+#variable_conflict use_column
+declare
+    v_old   integer;
+    v_new   integer;
+    v_count integer;
+begin
+    perform internal.require_permission('keys:all');
+    if new_master_key is null or length(new_master_key) < 32 then
+        raise exception 'the new master key must be at least 32 characters'
+            using errcode = '22S09', hint = 'spreadedge keys generate makes one.';
+    end if;
+    if new_master_key = old_master_key then
+        raise exception 'the new master key is the old one' using errcode = '22S09';
+    end if;
+    v_old := internal.current_master_key_version(old_master_key, false);
+    v_new := v_old + 1;
+    update auth.master_keys m set retired_at = now() where m.key_version = v_old;
+    insert into auth.master_keys (key_version, verifier)
+    values (v_new, public.hmac('spreadedge master key verifier', new_master_key, 'sha256'));
+    begin
+        update auth.api_keys k
+        set api_key = internal.encrypt_secret(public.pgp_sym_decrypt(k.api_key, old_master_key), new_master_key),
+            api_secret = internal.encrypt_secret(public.pgp_sym_decrypt(k.api_secret, old_master_key), new_master_key),
+            passphrase = internal.encrypt_secret(public.pgp_sym_decrypt(k.passphrase, old_master_key), new_master_key),
+            fingerprint = public.hmac(public.pgp_sym_decrypt(k.api_key, old_master_key), new_master_key, 'sha256'),
+            key_version = v_new,
+            rotated_at = now()
+        where k.key_version = v_old;
+        get diagnostics v_count = row_count;
+    exception when external_routine_exception then
+        raise exception 'a stored API key cannot be decrypted with the old master key; nothing was changed'
+            using errcode = '28S03';
+    end;
+    if exists (select from auth.api_keys k where k.key_version <> v_new) then
+        raise exception 'API keys under an older master key version remain; nothing was changed'
+            using errcode = '28S03',
+                  hint = 'Those rows were not re-encrypted at an earlier rotation; restore them from a backup.';
+    end if;
+    perform internal.security_event('master_key_rotated', null, null,
+        jsonb_build_object('from_version', v_old, 'to_version', v_new, 'keys', v_count));
+    return v_count;
+end;
+$$;
+comment on function auth.rotate_master_key(text, text) is
+    'Re-encrypts every API key under a new master key in one transaction; returns the count. A wrong old key changes nothing (28S03).';
+
+create or replace view auth.api_key_list
+    with (security_invoker = true)
+as
+    -- API keys without any secret, read with the caller's rights: row-level security shows a
+    -- scoped session its own keys (every key with keys:all).
+    select k.key_id, k.user_id, e.code as exchange, k.label, k.permissions, k.key_version,
+           k.created_at, k.rotated_at, k.last_revealed_at, k.revoked_at
+    from auth.api_keys k
+    join ref.exchanges e on e.exchange_id = k.exchange_id;
+comment on view auth.api_key_list is 'Exchange API keys without secrets; row-level security scopes them to the session''s user.';
+comment on column auth.api_key_list.key_id is 'API key id.';
+comment on column auth.api_key_list.user_id is 'Owner.';
+comment on column auth.api_key_list.exchange is 'Exchange code.';
+comment on column auth.api_key_list.label is 'The owner''s name for the key.';
+comment on column auth.api_key_list.permissions is 'What the exchange lets the key do.';
+comment on column auth.api_key_list.key_version is 'Master key version it is encrypted under.';
+comment on column auth.api_key_list.created_at is 'When it was stored.';
+comment on column auth.api_key_list.rotated_at is 'When it was last re-encrypted.';
+comment on column auth.api_key_list.last_revealed_at is 'When it was last revealed.';
+comment on column auth.api_key_list.revoked_at is 'When it was revoked.';

@@ -1,0 +1,41 @@
+-- spreadedge functions: EXECUTE and view privileges
+-- Re-applied after every migrate, so this file is the whole truth about who may call what. Functions
+-- are executable by PUBLIC when created; that is taken back here first. The API functions run as
+-- spreadedge_owner (security definer) and check the session's scope and permissions themselves.
+
+revoke all on all functions in schema ref, trading, market, auth, monitor, audit, ops, internal from public;
+
+-- readonly (and, by membership, app and engine): what row-level security and the views call, and
+-- the read API
+grant execute on function internal.session_user_id(), internal.session_permissions(),
+                          internal.visible_strategy_ids()
+    to spreadedge_readonly, spreadedge_auditor;
+grant execute on function trading.mark_price, trading.asset_price, trading.is_legal_transition,
+                          trading.position_after_fill, trading.get_position, trading.pnl_summary
+    to spreadedge_readonly;
+grant select on trading.position_summary, trading.order_history, trading.active_orders, trading.trade_history
+    to spreadedge_readonly;
+
+-- app: the trading API and the user-facing security API
+grant execute on function ref.upsert_instrument, trading.create_strategy, trading.place_order,
+                          trading.acknowledge_order, trading.cancel_order, trading.reject_order,
+                          trading.expire_order, trading.record_fill, trading.record_funding,
+                          trading.take_portfolio_snapshot
+    to spreadedge_app;
+grant execute on function auth.login, auth.validate_session, auth.logout, auth.revoke_sessions,
+                          auth.user_id_of, auth.create_user, auth.change_password, auth.disable_user,
+                          auth.enable_user, auth.unlock_user, auth.grant_role, auth.revoke_role,
+                          auth.enroll_totp, auth.confirm_totp, auth.disable_totp, auth.set_security_policy,
+                          auth.store_api_key, auth.revoke_api_key
+    to spreadedge_app;
+grant select on auth.user_accounts, auth.api_key_list to spreadedge_app;
+
+-- engine: decrypting exchange API keys is the trading engine's alone
+grant execute on function auth.reveal_api_key to spreadedge_engine;
+
+-- auditor: one row's story, and who the users are
+grant execute on function audit.history to spreadedge_auditor;
+grant select on auth.user_accounts to spreadedge_auditor;
+
+-- auth.rotate_master_key is granted to no role: operators run it (spreadedge keys rotate) as the
+-- database owner or a superuser.

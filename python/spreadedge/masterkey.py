@@ -1,0 +1,81 @@
+"""The master key of the exchange API keys: made, read and kept here, never stored in the database.
+
+The key reaches PostgreSQL only as a bind parameter of ``auth.store_api_key``,
+``auth.reveal_api_key`` and ``auth.rotate_master_key``. It comes from ``SPREADEDGE_MASTER_KEY``,
+else from the file named by ``SPREADEDGE_MASTER_KEY_FILE``, else from ``master.key`` in the
+embedded cluster's home (``.spreadedge/``). A key file must be private to its owner (mode 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from spreadedge.settings import Settings
+
+ENV_KEY = "SPREADEDGE_MASTER_KEY"
+ENV_KEY_FILE = "SPREADEDGE_MASTER_KEY_FILE"
+KEY_FILE_NAME = "master.key"
+# The SQL side refuses shorter keys; token_urlsafe(32) gives 43 characters of 256 random bits.
+MIN_LENGTH = 32
+
+
+class MasterKeyError(Exception):
+    """No usable master key, or a key file that cannot be written or trusted."""
+
+
+def generate() -> str:
+    """A new master key: 256 random bits, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def default_key_file(settings: Settings) -> Path:
+    """Where the master key lives when neither variable says otherwise."""
+    return settings.project_dir / settings.home / KEY_FILE_NAME
+
+
+def write_key_file(path: Path, key: str) -> None:
+    """Write a key to a new file, readable by its owner only; an existing file is never replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise MasterKeyError(f"{path} already exists: a master key is never overwritten") from exc
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+
+
+def read_key_file(path: Path) -> str:
+    """The key in a key file; refuses a file that others can read or that holds too short a key."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise MasterKeyError(
+            f"master key file {path} does not exist (spreadedge keys generate makes one)"
+        ) from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise MasterKeyError(f"master key file {path} is readable by others: chmod 600 {path}")
+    key = path.read_text().strip()
+    if len(key) < MIN_LENGTH:
+        raise MasterKeyError(f"master key file {path} holds fewer than {MIN_LENGTH} characters")
+    return key
+
+
+def load(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """The master key from the environment, the key file it names, or the default key file."""
+    env = os.environ if env is None else env
+    key = env.get(ENV_KEY)
+    if key:
+        if len(key) < MIN_LENGTH:
+            raise MasterKeyError(f"{ENV_KEY} holds fewer than {MIN_LENGTH} characters")
+        return key
+    named = env.get(ENV_KEY_FILE)
+    path = Path(named) if named else default_key_file(settings)
+    if not named and not path.exists():
+        raise MasterKeyError(
+            f"no master key: set {ENV_KEY} or {ENV_KEY_FILE}, or run spreadedge keys generate"
+        )
+    return read_key_file(path)

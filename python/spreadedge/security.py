@@ -1,0 +1,129 @@
+"""SecuritySystem: the seeds' async security calls, each one call to an ``auth`` function.
+
+Passwords, TOTP codes, session tokens and the master key go to PostgreSQL as bind parameters only,
+never into SQL text, logs or exception messages; the functions decide everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from spreadedge import errors
+
+
+@dataclass(frozen=True)
+class Session:
+    """What ``auth.validate_session`` says about a live session."""
+
+    session_id: int
+    user_id: int
+    username: str
+    roles: list[str]
+    permissions: list[str]
+
+
+class SecuritySystem:
+    """Users, sessions and exchange API keys over one database (``conninfo``).
+
+    ``master_key`` is needed only to store API keys; see :mod:`spreadedge.masterkey`.
+    """
+
+    def __init__(self, conninfo: str, *, master_key: str | None = None, actor: str | None = None) -> None:
+        self._conninfo = conninfo
+        self._master_key = master_key
+        self._actor = actor
+
+    async def _call(self, function: str, **arguments: Any) -> list[tuple[Any, ...]]:
+        """``select * from <function>(name => %s, ...)`` in one autocommitted transaction."""
+        schema, name = function.split(".")
+        query = sql.SQL("select * from {}({})").format(
+            sql.Identifier(schema, name),
+            sql.SQL(", ").join(
+                sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in arguments
+            ),
+        )
+        async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+            if self._actor is not None:
+                await conn.execute("select set_config('spreadedge.actor', %s, false)", [self._actor])
+            cursor = await conn.execute(query, arguments)
+            return await cursor.fetchall()
+
+    async def authenticate_user(
+        self,
+        username: str,
+        password: str,
+        ip_address: str | IPv4Address | IPv6Address | None,
+        user_agent: str | None,
+        totp_code: str | None = None,
+    ) -> tuple[bool, str | None, str]:
+        """Log in: ``(True, session token, message)`` or ``(False, None, why)``."""
+        try:
+            rows = await self._call(
+                "auth.login",
+                username=username,
+                password=password,
+                totp_code=totp_code,
+                ip_address=None if ip_address is None else str(ip_address),
+                user_agent=user_agent,
+            )
+        except psycopg.Error as exc:
+            return False, None, _message(exc)
+        success, token, _user_id, _expires_at, message = rows[0]
+        return bool(success), token, message
+
+    async def validate_session(self, session_id: str) -> Session:
+        """The session's user, roles and permissions; raises ``InvalidSession`` when it is not live."""
+        try:
+            rows = await self._call("auth.validate_session", token=session_id)
+        except psycopg.Error as exc:
+            raise errors.translate(exc) from None
+        session_key, user_id, username, roles, permissions, _expires_at = rows[0]
+        return Session(session_key, user_id, username, list(roles), list(permissions))
+
+    async def logout(self, session_id: str) -> bool:
+        """End a session; False when it was unknown or already ended."""
+        rows = await self._call("auth.logout", token=session_id)
+        return bool(rows[0][0])
+
+    async def create_api_key(
+        self,
+        user_id: int,
+        exchange_id: str,
+        api_key: str,
+        secret_key: str,
+        passphrase: str | None = None,
+        *,
+        label: str | None = None,
+        permissions: tuple[str, ...] = ("read", "trade"),
+    ) -> tuple[bool, str]:
+        """Store an exchange API key encrypted under the master key: ``(success, message)``."""
+        if self._master_key is None:
+            return False, "no master key: give SecuritySystem(master_key=...) (see spreadedge.masterkey)"
+        try:
+            rows = await self._call(
+                "auth.store_api_key",
+                user_id=int(user_id),
+                exchange=exchange_id,
+                label=label or exchange_id,
+                api_key=api_key,
+                api_secret=secret_key,
+                passphrase=passphrase,
+                permissions=list(permissions),
+                master_key=self._master_key,
+            )
+        except psycopg.Error as exc:
+            return False, _message(exc)
+        return True, f"API key {rows[0][0]} stored"
+
+
+def _message(exc: psycopg.Error) -> str:
+    """The server's message for a project error (never the SQL or its parameters)."""
+    translated = errors.translate(exc)
+    if isinstance(translated, errors.SpreadedgeError):
+        return translated.message
+    return f"database error {exc.sqlstate or ''}".strip()
