@@ -3,7 +3,7 @@
 -- are executable by PUBLIC when created; that is taken back here first. The API functions run as
 -- spreadedge_owner (security definer) and check the session's scope and permissions themselves.
 
-revoke all on all functions in schema ref, trading, market, auth, monitor, audit, ops, internal from public;
+revoke all on all routines in schema ref, trading, market, auth, monitor, audit, ops, internal from public;
 
 -- readonly (and, by membership, app and engine): what row-level security and the views call, and
 -- the read API

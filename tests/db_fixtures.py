@@ -97,3 +97,11 @@ def seeded(db: psycopg.Connection) -> psycopg.Connection:
 @pytest.fixture
 def seeded_url(db_url: str, seeded: psycopg.Connection) -> str:
     return db_url
+
+
+@pytest.fixture
+def auth_db(seeded: psycopg.Connection) -> psycopg.Connection:
+    """The seeded database with a test-speed security policy: bcrypt cost 4 (the minimum) and no
+    role that must use 2FA; every other policy setting is the default."""
+    seeded.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
+    return seeded

@@ -1,0 +1,206 @@
+"""Exchange API keys: encrypted storage, duplicates, reveal by the engine only, master key rotation."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from auth_helpers import MASTER_KEY, OTHER_MASTER_KEY, acting_as, events, make_user
+from trading_helpers import call, rows
+
+
+def store(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label="main", **kwargs):
+    kwargs.setdefault("master_key", MASTER_KEY)
+    return call(
+        conn,
+        "auth.store_api_key",
+        user_id=user_id,
+        exchange=exchange,
+        label=label,
+        api_key=api_key,
+        api_secret=kwargs.pop("api_secret", "s3cret-binance-0001"),
+        **kwargs,
+    )
+
+
+def reveal(conn, key_id, master_key=MASTER_KEY):
+    with acting_as(conn, "spreadedge_engine"):
+        return rows(conn, "auth.reveal_api_key", key_id=key_id, master_key=master_key)[0]
+
+
+def ciphertexts(conn):
+    return conn.execute(
+        "select api_key, api_secret, passphrase, fingerprint from auth.api_keys order by key_id"
+    ).fetchall()
+
+
+def test_stored_key_is_aes256_ciphertext_that_the_master_key_decrypts(auth_db):
+    user_id = make_user(auth_db, "alice")
+    store(auth_db, user_id, passphrase="pass-phrase-1")
+    api_key, api_secret, passphrase, _ = ciphertexts(auth_db)[0]
+    assert b"AKIA-binance-0001" not in api_key and b"s3cret-binance-0001" not in api_secret
+    decrypted = auth_db.execute(
+        "select pgp_sym_decrypt(%s, %s), pgp_sym_decrypt(%s, %s), pgp_sym_decrypt(%s, %s)",
+        [api_key, MASTER_KEY, api_secret, MASTER_KEY, passphrase, MASTER_KEY],
+    ).fetchone()
+    assert decrypted == ("AKIA-binance-0001", "s3cret-binance-0001", "pass-phrase-1")
+    # a new-format OpenPGP symmetric-key session packet (tag 3), version 4, cipher 9 = AES-256
+    assert (api_secret[0], api_secret[2], api_secret[3]) == (0xC0 | 3, 4, 9)
+
+
+def test_engine_reveals_the_key_and_the_reveal_is_audited(auth_db):
+    user_id = make_user(auth_db, "alice")
+    key_id = store(auth_db, user_id, passphrase="pass-phrase-1", permissions=["read"])
+    assert reveal(auth_db, key_id) == {
+        "exchange": "binance",
+        "label": "main",
+        "api_key": "AKIA-binance-0001",
+        "api_secret": "s3cret-binance-0001",
+        "passphrase": "pass-phrase-1",
+        "permissions": ["read"],
+    }
+    [event] = events(auth_db, "api_key_revealed")
+    assert (event["user_id"], event["details"], event["db_role"]) == (
+        user_id,
+        {"key_id": key_id, "key_version": 1},
+        "spreadedge",
+    )
+
+
+def test_app_role_cannot_reveal_keys(auth_db):
+    key_id = store(auth_db, make_user(auth_db, "alice"))
+    with acting_as(auth_db, "spreadedge_app"), pytest.raises(psycopg.errors.InsufficientPrivilege):
+        rows(auth_db, "auth.reveal_api_key", key_id=key_id, master_key=MASTER_KEY)
+
+
+def test_same_key_twice_on_one_exchange_is_refused_with_23S08(auth_db):
+    alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
+    store(auth_db, alice)
+    with pytest.raises(psycopg.errors.IntegrityError) as caught:
+        store(auth_db, bob, label="copy")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S08",
+        "this API key is already stored for exchange binance",
+    )
+    assert store(auth_db, bob, exchange="okx") > 0
+
+
+def test_wrong_master_key_on_reveal_is_refused_with_28S03(auth_db):
+    key_id = store(auth_db, make_user(auth_db, "alice"))
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        reveal(auth_db, key_id, OTHER_MASTER_KEY)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "28S03",
+        "the master key is not master key version 1, which the API keys are encrypted under",
+    )
+
+
+def test_wrong_master_key_on_store_is_refused_once_a_key_exists(auth_db):
+    user_id = make_user(auth_db, "alice")
+    store(auth_db, user_id)
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        store(auth_db, user_id, api_key="other", label="second", master_key=OTHER_MASTER_KEY)
+    assert caught.value.sqlstate == "28S03"
+    assert auth_db.execute("select count(*) from auth.api_keys").fetchone()[0] == 1
+
+
+def test_short_master_key_is_refused_with_22S09(auth_db):
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        store(auth_db, make_user(auth_db, "alice"), master_key="short")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "the master key must be at least 32 characters",
+    )
+
+
+def test_rotation_re_encrypts_every_key_under_the_new_master_key(auth_db):
+    user_id = make_user(auth_db, "alice")
+    first = store(auth_db, user_id)
+    second = store(auth_db, user_id, api_key="AKIA-okx-0002", exchange="okx", passphrase="okx-pass")
+    before = ciphertexts(auth_db)
+    assert (
+        call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
+        == 2
+    )
+    after = ciphertexts(auth_db)
+    assert all(
+        b != a for old, new in zip(before, after, strict=True) for b, a in zip(old, new, strict=True) if b
+    )
+    assert reveal(auth_db, first, OTHER_MASTER_KEY)["api_key"] == "AKIA-binance-0001"
+    assert reveal(auth_db, second, OTHER_MASTER_KEY)["passphrase"] == "okx-pass"
+    with pytest.raises(psycopg.errors.OperationalError, match="master key version 2"):
+        reveal(auth_db, first, MASTER_KEY)
+    assert auth_db.execute("select array_agg(key_version) from auth.api_keys").fetchone()[0] == [2, 2]
+    [event] = events(auth_db, "master_key_rotated")
+    assert event["details"] == {"from_version": 1, "to_version": 2, "keys": 2}
+
+
+def test_rotation_with_a_wrong_old_key_changes_nothing(auth_db):
+    store(auth_db, make_user(auth_db, "alice"))
+    before = ciphertexts(auth_db)
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        call(
+            auth_db,
+            "auth.rotate_master_key",
+            old_master_key=OTHER_MASTER_KEY,
+            new_master_key=OTHER_MASTER_KEY + "x",
+        )
+    assert caught.value.sqlstate == "28S03"
+    assert ciphertexts(auth_db) == before
+    assert auth_db.execute("select key_version, retired_at from auth.master_keys").fetchall() == [(1, None)]
+
+
+def test_duplicate_detection_still_works_after_rotation(auth_db):
+    user_id = make_user(auth_db, "alice")
+    store(auth_db, user_id)
+    call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
+    with pytest.raises(psycopg.errors.IntegrityError, match="already stored"):
+        store(auth_db, user_id, label="again", master_key=OTHER_MASTER_KEY)
+
+
+def test_revoked_key_cannot_be_revealed(auth_db):
+    key_id = store(auth_db, make_user(auth_db, "alice"))
+    call(auth_db, "auth.revoke_api_key", key_id=key_id)
+    with pytest.raises(psycopg.errors.IntegrityError) as caught:
+        reveal(auth_db, key_id)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S09",
+        f"API key {key_id} is revoked",
+    )
+
+
+def test_a_trader_cannot_reveal_or_revoke_another_traders_key(auth_db):
+    alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
+    key_id = store(auth_db, alice)
+    with acting_as(auth_db, "spreadedge_engine", bob), pytest.raises(psycopg.errors.IntegrityError) as caught:
+        rows(auth_db, "auth.reveal_api_key", key_id=key_id, master_key=MASTER_KEY)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S09",
+        f"API key {key_id} does not exist",
+    )
+    with acting_as(auth_db, "spreadedge_app", bob), pytest.raises(psycopg.errors.IntegrityError):
+        call(auth_db, "auth.revoke_api_key", key_id=key_id)
+
+
+def test_a_trader_stores_keys_only_for_themselves(auth_db):
+    alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
+    with acting_as(auth_db, "spreadedge_app", bob):
+        assert store(auth_db, bob) > 0
+        with pytest.raises(psycopg.errors.ProgrammingError) as caught:
+            store(auth_db, alice, api_key="other", label="x")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {bob} lacks the permission keys:all",
+    )
+
+
+def test_api_key_list_shows_a_trader_only_their_own_keys(auth_db):
+    alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
+    store(auth_db, alice)
+    store(auth_db, bob, api_key="AKIA-bob", label="bob-main")
+    with acting_as(auth_db, "spreadedge_app", alice):
+        assert auth_db.execute("select user_id, label from auth.api_key_list").fetchall() == [(alice, "main")]
+        assert auth_db.execute("select user_id from auth.api_keys").fetchall() == [(alice,)]
+    admin = make_user(auth_db, "root", "admin")
+    with acting_as(auth_db, "spreadedge_app", admin):
+        assert auth_db.execute("select count(*) from auth.api_key_list").fetchone()[0] == 2
