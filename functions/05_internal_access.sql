@@ -126,3 +126,21 @@ end;
 $$;
 comment on procedure internal.claim_ownership() is
     'Makes spreadedge_owner the owner of every object in the project schemas; run by spreadedge migrate.';
+
+create or replace procedure internal.finish_migrate()
+    language plpgsql
+as $$
+-- The last step of every spreadedge migrate (and schema/ apply): hand every object to
+-- spreadedge_owner, and keep bind parameters out of the server log in this database whatever
+-- log_statement or log_min_duration_statement say, because secrets (passwords, master keys, API
+-- secrets, TOTP codes, session tokens) reach the API functions only as bind parameters. Both
+-- settings need a superuser to raise; a database made with CREATE DATABASE ... TEMPLATE does not
+-- inherit them until it is migrated.
+begin
+    call internal.claim_ownership();
+    execute format('alter database %I set log_parameter_max_length = 0', current_database());
+    execute format('alter database %I set log_parameter_max_length_on_error = 0', current_database());
+end;
+$$;
+comment on procedure internal.finish_migrate() is
+    'Last step of spreadedge migrate: ownership to spreadedge_owner, bind parameters kept out of the server log.';

@@ -31,12 +31,3 @@ comment on role spreadedge_auditor is 'spreadedge: reads the audit log and secur
 grant spreadedge_readonly to spreadedge_app;
 grant spreadedge_app to spreadedge_engine;
 
--- Bind parameters are never written to the server log, whatever log_statement or
--- log_min_duration_statement say: secrets (passwords, master keys, API secrets, TOTP codes, session
--- tokens) reach the API functions only as bind parameters. Both settings need superuser to raise.
-do $$
-begin
-    execute format('alter database %I set log_parameter_max_length = 0', current_database());
-    execute format('alter database %I set log_parameter_max_length_on_error = 0', current_database());
-end
-$$;

@@ -170,3 +170,33 @@ def test_policy_value_out_of_range_is_refused_with_22S09(auth_db):
         auth_db.execute("select auth.set_security_policy(bcrypt_cost => 3)")
     assert caught.value.sqlstate == "22S09"
     assert auth_db.execute("select bcrypt_cost from auth.security_policy").fetchone()[0] == 4
+
+
+def test_role_grant_and_revoke_change_permissions_and_are_recorded(auth_db):
+    user_id = make_user(auth_db, "alice", "viewer")
+    call(auth_db, "auth.grant_role", user_id=user_id, role_name="trader")
+    call(auth_db, "auth.grant_role", user_id=user_id, role_name="trader")  # idempotent: no second event
+    call(auth_db, "auth.revoke_role", user_id=user_id, role_name="viewer")
+    assert auth_db.execute("select roles from auth.user_accounts").fetchone()[0] == ["trader"]
+    assert [e["details"] for e in events(auth_db, "role_granted")] == [{"role": "trader"}]
+    assert [e["details"] for e in events(auth_db, "role_revoked")] == [{"role": "viewer"}]
+
+
+def test_a_trader_cannot_manage_users(auth_db):
+    trader = make_user(auth_db, "alice")
+    auth_db.execute("select set_config('spreadedge.user_id', %s, false)", [str(trader)])
+    with pytest.raises(psycopg.errors.ProgrammingError) as caught:
+        make_user(auth_db, "mallory", "admin")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {trader} lacks the permission users:manage",
+    )
+
+
+def test_secret_columns_are_left_out_of_the_audit_log(auth_db):
+    user_id = make_user(auth_db, "alice")
+    [row] = auth_db.execute(
+        "select new_row from audit.log where table_name = 'auth.users' and operation = 'INSERT'"
+    ).fetchall()
+    assert row[0]["user_id"] == user_id
+    assert "password_hash" not in row[0] and "totp_secret" not in row[0] and row[0]["username"] == "alice"

@@ -206,17 +206,17 @@ def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [_FUNCTIONS_LOCK])
         for path in files:
             execute_statements(conn, _shown(functions_dir, path), path.read_text())
-        claim_ownership(conn)
+        finish_migrate(conn)
     return len(files)
 
 
-def claim_ownership(conn: psycopg.Connection[Any]) -> None:
-    """Hand every project object to spreadedge_owner, when the project defines the procedure for it.
+def finish_migrate(conn: psycopg.Connection[Any]) -> None:
+    """Run the project's last migrate step, ``internal.finish_migrate()``, when the project has one.
 
     Migrations and functions/ run as the migrating superuser, so what they create is first owned by
-    it; ``internal.claim_ownership()`` (functions/05_internal_access.sql) gives it all to the owner
-    role that the security definer functions must run as.
+    it; the procedure (functions/05_internal_access.sql) gives it all to spreadedge_owner, which
+    the security definer functions must run as, and keeps bind parameters out of the server log.
     """
-    row = conn.execute("select to_regprocedure('internal.claim_ownership()') is not null").fetchone()
+    row = conn.execute("select to_regprocedure('internal.finish_migrate()') is not null").fetchone()
     if row is not None and row[0]:
-        conn.execute("call internal.claim_ownership()")
+        conn.execute("call internal.finish_migrate()")
