@@ -1,5 +1,5 @@
 -- spreadedge functions: access
--- How the API functions apply the session's scope (spreadedge.user_id, see schema/60_privileges.sql)
+-- How the API functions apply the session's scope (spreadedge.user_id, see schema/90_privileges.sql)
 -- and permissions, write security events, and hand ownership of every object to spreadedge_owner.
 
 create or replace function internal.require_permission(p_permission text)

@@ -8,7 +8,7 @@
 --   spreadedge_readonly  people in psql/pgcli and dashboards: the trading tables and views, no secrets
 --   spreadedge_auditor   the audit log and the security events, read-only
 -- Row-level security scopes the rows: with spreadedge.user_id set for a transaction, a session sees
--- only that application user's strategies (all of them for an admin); see 60_privileges.sql.
+-- only that application user's strategies (all of them for an admin); see 90_privileges.sql.
 
 do $$
 declare
