@@ -17,6 +17,10 @@ create type market.candle_interval as enum (
 );
 comment on type market.candle_interval is 'Length of a candle: 1m, 5m, 15m, 1h, 4h or 1d.';
 
+-- Project SQLSTATEs of market data and spread trades (the table is in 00_foundation.sql).
+insert into ops.error_codes (sqlstate, name, description) values
+    ('23S20', 'unknown_pair', 'No instrument trades this BASE/QUOTE asset pair.');
+
 -- ============================================================================
 -- Quotes (top of book)
 -- ============================================================================

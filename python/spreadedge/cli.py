@@ -287,3 +287,22 @@ def ingest(settings: Settings, kind: str, files: tuple[Path, ...], strict: bool,
     click.echo(market_ingest.describe(summary, strict=strict))
     if strict and summary.rejected:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--symbol", default=None, help="Only this asset pair, written BASE/QUOTE (e.g. BTC/USDT).")
+@click.option(
+    "--min-bps", type=click.FLOAT, default=None, help="Only spreads at least this many bps net of taker fees."
+)
+@click.pass_obj
+def spreads(settings: Settings, symbol: str | None, min_bps: float | None) -> None:
+    """Show current cross-exchange spreads from market.current_spreads, best net spread first."""
+    from decimal import Decimal
+
+    from spreadedge import spreads as report
+
+    with db.connect(settings, autocommit=True) as conn:
+        rows = report.spread_rows(
+            conn, symbol=symbol, min_bps=None if min_bps is None else Decimal(str(min_bps))
+        )
+    click.echo(report.as_table(rows))

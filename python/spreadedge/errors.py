@@ -48,6 +48,7 @@ CODES: dict[str, str] = {
     "unknown_order": "23S04",
     "overfill": "23S05",
     "conflicting_duplicate": "23S06",
+    "unknown_pair": "23S20",
     "illegal_state_transition": "55S01",
     "append_only": "55S02",
 }
