@@ -146,3 +146,17 @@ comment on column market.latest_prices.ask_size is 'Quantity at the best ask of 
 comment on column market.latest_prices.quoted_at is 'Exchange time of the newest quote.';
 comment on column market.latest_prices.last_price is 'Price of the newest trade (null before the first tick).';
 comment on column market.latest_prices.traded_at is 'Exchange time of the newest trade.';
+
+-- ============================================================================
+-- Candle rollup watermark
+-- ============================================================================
+create table market.rollup_watermarks (
+    rollup      text primary key check (rollup in ('candles')),
+    built_until timestamptz not null,
+    updated_at  timestamptz not null default now()
+);
+comment on table market.rollup_watermarks is
+    'How far each incremental rollup has built (one row, candles); market.rollup_candles starts its next run an open window before it.';
+comment on column market.rollup_watermarks.rollup is 'Which rollup: candles.';
+comment on column market.rollup_watermarks.built_until is 'End (exclusive) of the trade times the last run built candles for.';
+comment on column market.rollup_watermarks.updated_at is 'When the last run finished.';
