@@ -160,3 +160,43 @@ comment on table market.rollup_watermarks is
 comment on column market.rollup_watermarks.rollup is 'Which rollup: candles.';
 comment on column market.rollup_watermarks.built_until is 'End (exclusive) of the trade times the last run built candles for.';
 comment on column market.rollup_watermarks.updated_at is 'When the last run finished.';
+
+-- ============================================================================
+-- Technical indicators
+-- ============================================================================
+create table market.technical_indicators (
+    instrument_id  integer not null,
+    interval       market.candle_interval not null,
+    open_time      timestamptz not null,
+    sma_20         numeric,
+    ema_20         numeric,
+    rsi_14         numeric,
+    macd           numeric,
+    macd_signal    numeric,
+    macd_histogram numeric,
+    bb_middle      numeric,
+    bb_upper       numeric,
+    bb_lower       numeric,
+    vwap           numeric,
+    atr_14         numeric,
+    computed_at    timestamptz not null default now(),
+    primary key (instrument_id, interval, open_time)
+) partition by range (open_time);
+comment on table market.technical_indicators is
+    'Standard indicators per candle, partitioned by month of open_time; written by market.compute_indicators (null during warm-up).';
+comment on column market.technical_indicators.instrument_id is 'Instrument (ref.instruments).';
+comment on column market.technical_indicators.interval is 'Candle interval the indicators are computed on.';
+comment on column market.technical_indicators.open_time is 'Open time of the candle; the partition key.';
+comment on column market.technical_indicators.sma_20 is 'Simple moving average of 20 closes.';
+comment on column market.technical_indicators.ema_20 is 'Exponential moving average of closes, 20 periods (alpha 2/21, seeded with the SMA).';
+comment on column market.technical_indicators.rsi_14 is 'Relative strength index, 14 periods, Wilder smoothing.';
+comment on column market.technical_indicators.macd is 'MACD line: EMA 12 - EMA 26 of closes.';
+comment on column market.technical_indicators.macd_signal is 'Signal line: EMA 9 of the MACD line.';
+comment on column market.technical_indicators.macd_histogram is 'MACD line - signal line.';
+comment on column market.technical_indicators.bb_middle is 'Bollinger middle band: SMA 20 of closes.';
+comment on column market.technical_indicators.bb_upper is 'Bollinger upper band: middle + 2 population standard deviations of 20 closes.';
+comment on column market.technical_indicators.bb_lower is 'Bollinger lower band: middle - 2 population standard deviations of 20 closes.';
+comment on column market.technical_indicators.vwap is 'Volume-weighted average price since the start of the UTC day: sum(quote_volume) / sum(volume).';
+comment on column market.technical_indicators.atr_14 is 'Average true range, 14 periods, Wilder smoothing.';
+comment on column market.technical_indicators.computed_at is 'When the row was computed.';
+create index technical_indicators_open_brin_idx on market.technical_indicators using brin (open_time);

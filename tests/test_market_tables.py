@@ -13,7 +13,7 @@ from spreadedge.migrate import run
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def test_quotes_and_ticks_are_partitioned_by_day_and_candles_by_month(db):
+def test_quotes_and_ticks_are_partitioned_by_day_candles_and_indicators_by_month(db):
     config = db.execute(
         "select parent_table, partition_interval, partition_type, premake from partman.part_config"
         " where parent_table like 'market.%' order by 1"
@@ -21,6 +21,7 @@ def test_quotes_and_ticks_are_partitioned_by_day_and_candles_by_month(db):
     assert config == [
         ("market.candles", "1 mon", "native", 4),
         ("market.quotes", "1 day", "native", 4),
+        ("market.technical_indicators", "1 mon", "native", 4),
         ("market.ticks", "1 day", "native", 4),
     ]
 

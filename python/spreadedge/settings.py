@@ -42,6 +42,7 @@ class RenderSettings:
     retention_quotes: str | None = None
     retention_ticks: str | None = None
     retention_candles: str | None = None
+    retention_indicators: str | None = None
 
     def as_context(self) -> dict[str, Any]:
         """The Jinja context: every field by name."""
