@@ -1,6 +1,7 @@
 -- spreadedge functions: prices and position arithmetic
--- Mark prices for unrealized PnL and fee valuation, and the pure average-cost step every fill
--- applies to a position (also used to re-fold positions from their trades).
+-- Mark prices for unrealized PnL and fee valuation (market data first, else fills), and the pure
+-- average-cost step every fill applies to a position (also used to re-fold positions from their
+-- trades).
 
 create or replace function trading.mark_price(p_instrument_id integer)
     returns numeric
@@ -9,15 +10,21 @@ create or replace function trading.mark_price(p_instrument_id integer)
     set search_path = ''
     language sql
 as $$
-    -- The latest market price known for the instrument: for now the price of its latest fill.
-    select t.price
-    from trading.trades t
-    where t.instrument_id = p_instrument_id
-    order by t.executed_at desc, t.trade_id desc
-    limit 1
+    -- The latest market price known for the instrument: the mid of its newest quote, else the price
+    -- of its newest public trade (tick), else the price of its latest fill.
+    select coalesce(
+        (select coalesce((l.bid + l.ask) / 2, l.last_price)
+         from market.latest_prices l
+         where l.instrument_id = p_instrument_id),
+        (select t.price
+         from trading.trades t
+         where t.instrument_id = p_instrument_id
+         order by t.executed_at desc, t.trade_id desc
+         limit 1)
+    )
 $$;
 comment on function trading.mark_price(integer) is
-    'Latest known market price of an instrument (its latest fill price); null when nothing traded yet.';
+    'Latest known market price of an instrument: newest quote mid, else newest tick price, else latest fill price; null when none.';
 
 create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
     returns numeric

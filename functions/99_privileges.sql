@@ -15,6 +15,11 @@ grant execute on function trading.mark_price, trading.asset_price, trading.is_le
     to spreadedge_readonly;
 grant select on trading.position_summary, trading.order_history, trading.active_orders, trading.trade_history
     to spreadedge_readonly;
+grant execute on function market.interval_length, market.candle_start, market.spread_opportunities,
+                          market.sma, market.ema, market.rsi, market.macd, market.bollinger, market.vwap,
+                          market.atr
+    to spreadedge_readonly;
+grant select on market.current_spreads to spreadedge_readonly;
 
 -- app: the trading API and the user-facing security API
 grant execute on function ref.upsert_instrument, trading.create_strategy, trading.place_order,
@@ -37,5 +42,8 @@ grant execute on function auth.reveal_api_key to spreadedge_engine;
 grant execute on function audit.history to spreadedge_auditor;
 grant select on auth.user_accounts to spreadedge_auditor;
 
+-- Market data loading (market.stage_rows, market.load_staged_*: spreadedge ingest), candle rollups
+-- and indicator computation (market.rollup_candles, market.compute_indicators) write the market
+-- tables: operators and pg_cron run them as the database owner or a superuser.
 -- auth.rotate_master_key is granted to no role: operators run it (spreadedge keys rotate) as the
 -- database owner or a superuser.

@@ -92,9 +92,9 @@ grant usage on schema audit, ref to spreadedge_auditor;
 -- ============================================================================
 -- Tables
 -- ============================================================================
--- readonly (and so app and engine): the trading and reference tables, scoped by RLS below;
+-- readonly (and so app and engine): the trading, reference and market tables, scoped by RLS below;
 -- the key tables only copy order and trade keys across partitions and are not for reading
-grant select on all tables in schema ref, trading to spreadedge_readonly;
+grant select on all tables in schema ref, trading, market to spreadedge_readonly;
 revoke select on trading.order_keys, trading.trade_keys from spreadedge_readonly;
 grant select on ops.error_codes to public;
 -- app: API key metadata (never the ciphertext or the fingerprint), scoped by RLS below

@@ -36,3 +36,9 @@ def test_the_example_settings_file_loads_with_the_defaults(tmp_path: Path):
         4,
         None,
     )
+
+
+def test_a_history_of_zero_days_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_PARTITION_HISTORY_DAYS": "0"})
+    assert str(caught.value) == "partition_history_days must be at least 1, got 0"

@@ -19,6 +19,7 @@ import psycopg
 from spreadedge import db, errors
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
+from spreadedge.ingest import DEFAULT_BATCH_ROWS, KINDS, IngestError
 from spreadedge.masterkey import MasterKeyError
 from spreadedge.settings import Settings, SettingsError, load_settings
 
@@ -26,6 +27,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ClusterError,
     SettingsError,
     MasterKeyError,
+    IngestError,
     errors.SpreadedgeError,
 )
 # psql and pgcli get every argument, --help included.
@@ -253,6 +255,65 @@ def demo(settings: Settings, orders: int) -> None:
         done = run_demo(conn, orders=orders, progress=bar.update)
     summary = ", ".join(f"{count} {kind}" for kind, count in sorted(done.items()))
     click.echo(f"demo day loaded: {summary}")
+
+
+# -- market data -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--strict", is_flag=True, help="Load nothing at all if any row is rejected.")
+@click.option(
+    "--batch-rows",
+    default=DEFAULT_BATCH_ROWS,
+    show_default=True,
+    type=click.IntRange(1, 10_000_000),
+    help="Rows per transaction.",
+)
+@click.pass_obj
+def ingest(settings: Settings, kind: str, files: tuple[Path, ...], strict: bool, batch_rows: int) -> None:
+    """Load market data FILES (CSV with a header, or JSON Lines; .gz or .zst compressed too) into
+    market.KIND (quotes, ticks or candles).
+
+    Valid rows load in batches of one transaction each; rows that fail validation go to
+    FILE.rejects.csv with their line number and the reason. Exits with status 1 when --strict
+    refused the load.
+    """
+    from spreadedge import ingest as market_ingest
+
+    total = sum(path.stat().st_size for path in files)
+    with (
+        db.connect(settings, actor="ingest", autocommit=True) as conn,
+        click.progressbar(length=total, label=f"ingest {kind}", show_percent=True) as bar,
+    ):
+        summary = market_ingest.ingest(
+            conn, kind, list(files), strict=strict, batch_rows=batch_rows, progress=bar.update
+        )
+    click.echo(market_ingest.describe(summary, strict=strict))
+    if strict and summary.rejected:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--symbol", default=None, help="Only this asset pair, written BASE/QUOTE (e.g. BTC/USDT).")
+@click.option(
+    "--min-bps", type=click.FLOAT, default=None, help="Only spreads at least this many bps net of taker fees."
+)
+@click.pass_obj
+def spreads(settings: Settings, symbol: str | None, min_bps: float | None) -> None:
+    """Show current cross-exchange spreads from market.current_spreads, best net spread first."""
+    from decimal import Decimal
+
+    from spreadedge import spreads as report
+
+    with db.connect(settings, autocommit=True) as conn:
+        rows = report.spread_rows(
+            conn, symbol=symbol, min_bps=None if min_bps is None else Decimal(str(min_bps))
+        )
+    click.echo(report.as_table(rows))
 
 
 # -- users and keys: spreadedge.cli_security ------------------------------------------------------

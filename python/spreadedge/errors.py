@@ -58,6 +58,7 @@ CODES: dict[str, str] = {
     "invalid_session": "28S02",
     "wrong_master_key": "28S03",
     "permission_denied": "42S01",
+    "unknown_pair": "23S20",
     "illegal_state_transition": "55S01",
     "append_only": "55S02",
     "totp_state": "55S03",

@@ -30,13 +30,19 @@ class RenderSettings:
 
     # Partitions pg_partman keeps created ahead of now, per partitioned table.
     partition_premake: int = 4
-    # Months of partitions created behind now when a table is first partitioned.
+    # Months of partitions created behind now when a monthly table is first partitioned.
     partition_history_months: int = 3
+    # Days of partitions created behind now when a daily table (quotes, ticks) is first partitioned.
+    partition_history_days: int = 7
     # Retention per partitioned table as a PostgreSQL interval, or None to keep everything.
     retention_orders: str | None = None
     retention_order_events: str | None = None
     retention_trades: str | None = None
     retention_audit: str | None = None
+    retention_quotes: str | None = None
+    retention_ticks: str | None = None
+    retention_candles: str | None = None
+    retention_indicators: str | None = None
 
     def as_context(self) -> dict[str, Any]:
         """The Jinja context: every field by name."""
@@ -83,7 +89,7 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
         env_value = env.get(f"SPREADEDGE_{name.upper()}")
         if env_value is not None:
             merged[name] = env_value
-    for name in ("partition_premake", "partition_history_months"):
+    for name in ("partition_premake", "partition_history_months", "partition_history_days"):
         if name in merged:
             try:
                 merged[name] = int(merged[name])

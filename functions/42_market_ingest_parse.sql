@@ -1,0 +1,113 @@
+-- spreadedge functions: market data ingestion, parsing and staging
+-- `spreadedge ingest` copies file rows as text into a temporary staging table made by
+-- market.stage_rows, then market.load_staged_quotes|ticks|candles validate them set-based and move
+-- the valid ones into the real table. The parsers here return null for text they cannot read, so
+-- one bad row becomes a reject with a reason instead of an error that stops the batch.
+
+create or replace function internal.parse_decimal(p_text text)
+    returns numeric
+    immutable
+    language sql
+as $$
+    -- A plain decimal number (optional sign, digits, point, exponent), else null. NaN and Infinity
+    -- are not numbers a market sends, so they are null too.
+    select case when btrim(p_text) ~ '^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$'
+                then btrim(p_text)::numeric end
+$$;
+comment on function internal.parse_decimal(text) is
+    'Parses a plain decimal number (no NaN or Infinity); null when the text is not one.';
+
+create or replace function internal.parse_time(p_text text)
+    returns timestamptz
+    stable
+    language sql
+as $$
+    -- An ISO 8601 time (date, T or space, time, optional fraction, Z or +hh[:mm] offset; no offset
+    -- means UTC) or integer epoch milliseconds, else null. Every field is range-checked before the
+    -- cast, so the cast cannot fail. Stable, not immutable: text to timestamptz is a stable cast
+    -- (the explicit offset makes the result independent of the TimeZone setting).
+    select case
+        when m is null then
+            case when btrim(p_text) ~ '^[0-9]{13}$'
+                 then timestamptz '1970-01-01 00:00:00+00' + interval '1 millisecond' * btrim(p_text)::bigint end
+        when m[2]::int between 1 and 12
+             and m[3]::int between 1 and extract(day from make_date(m[1]::int, m[2]::int, 1)
+                                                          + interval '1 month - 1 day')::int
+             and m[4]::int < 24 and m[5]::int < 60 and m[6]::int < 60
+        then (m[1] || '-' || m[2] || '-' || m[3] || ' ' || m[4] || ':' || m[5] || ':' || m[6]
+              || coalesce(m[7], '') || case when m[8] is null or m[8] = 'Z' then '+00' else m[8] end)::timestamptz
+    end
+    from (select regexp_match(btrim(p_text),
+        '^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?$')
+          as m) parsed
+$$;
+comment on function internal.parse_time(text) is
+    'Parses an ISO 8601 time (no offset = UTC) or epoch milliseconds; null when the text is not a valid time.';
+
+create or replace function internal.time_problem(p_what text, p_text text, p_time timestamptz)
+    returns text
+    stable
+    language sql
+as $$
+    -- Why a parsed time cannot be stored (null when it can): unparsable, or outside the times
+    -- internal.check_time accepts (before 2009-01-03 or more than a day ahead).
+    select case
+        when p_text is null or btrim(p_text) = '' then format('%s is missing', p_what)
+        when p_time is null then format('%s is not a time: %s', p_what, p_text)
+        when p_time < timestamptz '2009-01-03 00:00:00+00' or p_time > now() + interval '1 day'
+            then format('%s is out of range: %s', p_what, p_text)
+    end
+$$;
+comment on function internal.time_problem(text, text, timestamptz) is
+    'Reject reason for a staged time (missing, unparsable or out of range); null when it is fine.';
+
+create or replace function internal.number_problem(p_what text, p_text text, p_value numeric, p_min_exclusive boolean)
+    returns text
+    immutable
+    language sql
+as $$
+    -- Why a parsed number cannot be stored (null when it can): missing, not a number, or not
+    -- positive (p_min_exclusive) / negative (otherwise).
+    select case
+        when p_text is null or btrim(p_text) = '' then format('%s is missing', p_what)
+        when p_value is null then format('%s is not a number: %s', p_what, p_text)
+        when p_min_exclusive and p_value <= 0 then format('%s must be positive: %s', p_what, p_text)
+        when p_value < 0 then format('%s must not be negative: %s', p_what, p_text)
+    end
+$$;
+comment on function internal.number_problem(text, text, numeric, boolean) is
+    'Reject reason for a staged number (missing, not a number, not positive or negative); null when it is fine.';
+
+create or replace function market.stage_rows(p_kind text)
+    returns text[]
+    volatile
+    language plpgsql
+as $$
+-- Create (or empty) this transaction's staging table for p_kind (quotes, ticks or candles):
+-- pg_temp.staged_<kind>, every column text plus line_no, dropped at commit. Returns the columns a
+-- loader copies into, line_no first.
+declare
+    v_columns text[] := case p_kind
+        when 'quotes' then array['line_no', 'exchange', 'symbol', 'quoted_at', 'bid', 'bid_size', 'ask',
+                                 'ask_size', 'received_at']
+        when 'ticks' then array['line_no', 'exchange', 'symbol', 'traded_at', 'exchange_trade_id', 'price',
+                                'quantity', 'side', 'received_at']
+        when 'candles' then array['line_no', 'exchange', 'symbol', 'interval', 'open_time', 'open', 'high',
+                                  'low', 'close', 'volume', 'quote_volume', 'trade_count']
+    end;
+begin
+    if v_columns is null then
+        raise exception 'kind "%" is not quotes, ticks or candles', p_kind using errcode = '22S09';
+    end if;
+    if to_regclass(format('pg_temp.%I', 'staged_' || p_kind)) is null then
+        execute format('create temporary table %I (line_no bigint not null, %s) on commit drop',
+                       'staged_' || p_kind,
+                       (select string_agg(format('%I text', c), ', ') from unnest(v_columns[2:]) c));
+    else
+        execute format('truncate pg_temp.%I', 'staged_' || p_kind);
+    end if;
+    return v_columns;
+end;
+$$;
+comment on function market.stage_rows(text) is
+    'Creates or empties the transaction''s text staging table pg_temp.staged_<kind> for quotes, ticks or candles; returns its columns.';

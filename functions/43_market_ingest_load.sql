@@ -1,0 +1,199 @@
+-- spreadedge functions: market data ingestion, validation and load
+-- market.load_staged_quotes|ticks|candles: validate the rows of pg_temp.staged_<kind> (made by
+-- market.stage_rows) in one set-based statement, insert the valid ones (a row already stored is
+-- skipped: duplicates are not stored twice), empty the staging table and report
+-- loaded / duplicate / rejected counts with the rejects as a jsonb array of {"line", "reason"}.
+-- With p_strict nothing is inserted when any row is rejected. The caller's transaction is the batch:
+-- a load that is killed leaves nothing behind.
+
+create or replace function market.load_staged_quotes(p_strict boolean default false)
+    returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
+    volatile
+    language plpgsql
+as $$
+-- Validate and load the staged quotes: known instrument (exchange code and symbol), parsable and
+-- plausible quoted_at, positive bid and ask, non-negative sizes, a book that is not crossed.
+begin
+    return query
+    with parsed as (
+        select s.line_no, s.exchange, s.symbol, i.instrument_id,
+               s.quoted_at as quoted_at_text, internal.parse_time(s.quoted_at) as quoted_at,
+               s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
+               s.bid as bid_text, internal.parse_decimal(s.bid) as bid,
+               s.bid_size as bid_size_text, internal.parse_decimal(s.bid_size) as bid_size,
+               s.ask as ask_text, internal.parse_decimal(s.ask) as ask,
+               s.ask_size as ask_size_text, internal.parse_decimal(s.ask_size) as ask_size
+        from pg_temp.staged_quotes s
+        left join ref.exchanges e on e.code = s.exchange
+        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = s.symbol
+    ),
+    checked as materialized (
+        select p.*,
+               coalesce(
+                   case when p.instrument_id is null
+                        then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
+                   internal.time_problem('quoted_at', p.quoted_at_text, p.quoted_at),
+                   case when p.received_at_text is not null and btrim(p.received_at_text) <> ''
+                        then internal.time_problem('received_at', p.received_at_text, p.received_at) end,
+                   internal.number_problem('bid', p.bid_text, p.bid, true),
+                   internal.number_problem('bid_size', p.bid_size_text, p.bid_size, false),
+                   internal.number_problem('ask', p.ask_text, p.ask, true),
+                   internal.number_problem('ask_size', p.ask_size_text, p.ask_size, false),
+                   case when p.bid > p.ask then format('crossed book: bid %s above ask %s', p.bid, p.ask) end
+               ) as reason
+        from parsed p
+    ),
+    inserted as (
+        insert into market.quotes (instrument_id, quoted_at, bid, bid_size, ask, ask_size, received_at)
+        select c.instrument_id, c.quoted_at, c.bid, c.bid_size, c.ask, c.ask_size, coalesce(c.received_at, now())
+        from checked c
+        where c.reason is null
+          and not (p_strict and exists (select from checked r where r.reason is not null))
+        order by c.instrument_id, c.quoted_at
+        on conflict do nothing
+        returning 1
+    )
+    select (select count(*) from inserted),
+           case when p_strict and exists (select from checked r where r.reason is not null) then 0
+                else (select count(*) from checked c where c.reason is null) - (select count(*) from inserted) end,
+           (select count(*) from checked c where c.reason is not null),
+           coalesce((select jsonb_agg(jsonb_build_object('line', c.line_no, 'reason', c.reason) order by c.line_no)
+                     from checked c where c.reason is not null), '[]'::jsonb);
+    truncate pg_temp.staged_quotes;
+end;
+$$;
+comment on function market.load_staged_quotes(boolean) is
+    'Validates the staged quotes, inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
+
+create or replace function market.load_staged_ticks(p_strict boolean default false)
+    returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
+    volatile
+    language plpgsql
+as $$
+-- Validate and load the staged ticks: known instrument, parsable and plausible traded_at, a trade
+-- id, positive price and quantity, side buy, sell or empty.
+begin
+    return query
+    with parsed as (
+        select s.line_no, s.exchange, s.symbol, i.instrument_id,
+               s.traded_at as traded_at_text, internal.parse_time(s.traded_at) as traded_at,
+               s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
+               nullif(btrim(s.exchange_trade_id), '') as exchange_trade_id,
+               s.price as price_text, internal.parse_decimal(s.price) as price,
+               s.quantity as quantity_text, internal.parse_decimal(s.quantity) as quantity,
+               nullif(lower(btrim(s.side)), '') as side
+        from pg_temp.staged_ticks s
+        left join ref.exchanges e on e.code = s.exchange
+        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = s.symbol
+    ),
+    checked as materialized (
+        select p.*,
+               coalesce(
+                   case when p.instrument_id is null
+                        then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
+                   internal.time_problem('traded_at', p.traded_at_text, p.traded_at),
+                   case when p.received_at_text is not null and btrim(p.received_at_text) <> ''
+                        then internal.time_problem('received_at', p.received_at_text, p.received_at) end,
+                   case when p.exchange_trade_id is null then 'exchange_trade_id is missing' end,
+                   internal.number_problem('price', p.price_text, p.price, true),
+                   internal.number_problem('quantity', p.quantity_text, p.quantity, true),
+                   case when p.side not in ('buy', 'sell') then format('side is not buy or sell: %s', p.side) end
+               ) as reason
+        from parsed p
+    ),
+    inserted as (
+        insert into market.ticks (instrument_id, traded_at, exchange_trade_id, price, quantity, side, received_at)
+        select c.instrument_id, c.traded_at, c.exchange_trade_id, c.price, c.quantity,
+               c.side::trading.order_side, coalesce(c.received_at, now())
+        from checked c
+        where c.reason is null
+          and not (p_strict and exists (select from checked r where r.reason is not null))
+        order by c.instrument_id, c.traded_at
+        on conflict do nothing
+        returning 1
+    )
+    select (select count(*) from inserted),
+           case when p_strict and exists (select from checked r where r.reason is not null) then 0
+                else (select count(*) from checked c where c.reason is null) - (select count(*) from inserted) end,
+           (select count(*) from checked c where c.reason is not null),
+           coalesce((select jsonb_agg(jsonb_build_object('line', c.line_no, 'reason', c.reason) order by c.line_no)
+                     from checked c where c.reason is not null), '[]'::jsonb);
+    truncate pg_temp.staged_ticks;
+end;
+$$;
+comment on function market.load_staged_ticks(boolean) is
+    'Validates the staged ticks, inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
+
+create or replace function market.load_staged_candles(p_strict boolean default false)
+    returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
+    volatile
+    language plpgsql
+as $$
+-- Validate and load the staged candles: known instrument, a known interval, an open_time aligned to
+-- it, positive prices with low <= open, close <= high, non-negative volumes and trade count.
+begin
+    return query
+    with parsed as (
+        select s.line_no, s.exchange, s.symbol, i.instrument_id,
+               s.interval as interval_text,
+               case when btrim(s.interval) = any (enum_range(null::market.candle_interval)::text[])
+                    then btrim(s.interval)::market.candle_interval end as interval,
+               s.open_time as open_time_text, internal.parse_time(s.open_time) as open_time,
+               s.open as open_text, internal.parse_decimal(s.open) as open,
+               s.high as high_text, internal.parse_decimal(s.high) as high,
+               s.low as low_text, internal.parse_decimal(s.low) as low,
+               s.close as close_text, internal.parse_decimal(s.close) as close,
+               s.volume as volume_text, internal.parse_decimal(s.volume) as volume,
+               s.quote_volume as quote_volume_text, internal.parse_decimal(s.quote_volume) as quote_volume,
+               s.trade_count as trade_count_text,
+               case when btrim(s.trade_count) ~ '^[0-9]{1,9}$' then btrim(s.trade_count)::integer end as trade_count
+        from pg_temp.staged_candles s
+        left join ref.exchanges e on e.code = s.exchange
+        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = s.symbol
+    ),
+    checked as materialized (
+        select p.*,
+               coalesce(
+                   case when p.instrument_id is null
+                        then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
+                   case when p.interval is null
+                        then format('interval is not one of 1m, 5m, 15m, 1h, 4h, 1d: %s', p.interval_text) end,
+                   internal.time_problem('open_time', p.open_time_text, p.open_time),
+                   case when p.open_time <> market.candle_start(p.interval, p.open_time)
+                        then format('open_time %s is not the start of a %s candle', p.open_time_text, p.interval) end,
+                   internal.number_problem('open', p.open_text, p.open, true),
+                   internal.number_problem('high', p.high_text, p.high, true),
+                   internal.number_problem('low', p.low_text, p.low, true),
+                   internal.number_problem('close', p.close_text, p.close, true),
+                   internal.number_problem('volume', p.volume_text, p.volume, false),
+                   internal.number_problem('quote_volume', p.quote_volume_text, p.quote_volume, false),
+                   case when p.trade_count is null
+                        then format('trade_count is not a whole number: %s', coalesce(p.trade_count_text, 'missing')) end,
+                   case when p.high < greatest(p.open, p.close, p.low) or p.low > least(p.open, p.close)
+                        then format('high %s and low %s do not bound open %s and close %s', p.high, p.low, p.open, p.close) end
+               ) as reason
+        from parsed p
+    ),
+    inserted as (
+        insert into market.candles (instrument_id, interval, open_time, open, high, low, close, volume,
+                                    quote_volume, trade_count)
+        select c.instrument_id, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume,
+               c.quote_volume, c.trade_count
+        from checked c
+        where c.reason is null
+          and not (p_strict and exists (select from checked r where r.reason is not null))
+        order by c.instrument_id, c.interval, c.open_time
+        on conflict do nothing
+        returning 1
+    )
+    select (select count(*) from inserted),
+           case when p_strict and exists (select from checked r where r.reason is not null) then 0
+                else (select count(*) from checked c where c.reason is null) - (select count(*) from inserted) end,
+           (select count(*) from checked c where c.reason is not null),
+           coalesce((select jsonb_agg(jsonb_build_object('line', c.line_no, 'reason', c.reason) order by c.line_no)
+                     from checked c where c.reason is not null), '[]'::jsonb);
+    truncate pg_temp.staged_candles;
+end;
+$$;
+comment on function market.load_staged_candles(boolean) is
+    'Validates the staged candles, inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';

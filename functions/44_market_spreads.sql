@@ -1,0 +1,149 @@
+-- spreadedge functions: cross-exchange spreads
+-- market.current_spreads (now, from market.latest_prices) and market.spread_opportunities (over
+-- quote history). A spread is "buy at the ask on one exchange, sell at the bid on another" for
+-- instruments of the same base asset, quote asset and market type (BTC/USDT spot on Binance and
+-- OKX, say; USD and USDT are different quotes). With the taker fee rates f_buy and f_sell:
+--   gross_bps = (bid - ask) / ask x 10,000
+--   net_bps   = (bid x (1 - f_sell) - ask x (1 + f_buy)) / ask x 10,000
+-- both rounded to 4 decimals.
+
+create or replace function internal.spread_bps(p_ask numeric, p_bid numeric, p_buy_fee numeric, p_sell_fee numeric,
+                                               out gross_bps numeric, out net_bps numeric)
+    immutable
+    parallel safe
+    language sql
+as $$
+    -- Gross and net (of both legs' taker fees) spread in basis points of buying at p_ask and selling at p_bid.
+    select round((p_bid - p_ask) / p_ask * 10000, 4),
+           round((p_bid * (1 - p_sell_fee) - p_ask * (1 + p_buy_fee)) / p_ask * 10000, 4)
+$$;
+comment on function internal.spread_bps(numeric, numeric, numeric, numeric) is
+    'Gross and net-of-taker-fees spread in bps of buying at an ask and selling at a bid.';
+
+create or replace function internal.find_pair(p_symbol text, out base_asset text, out quote_asset text)
+    stable
+    language plpgsql
+as $$
+-- The base and quote assets of a cross-exchange symbol written BASE/QUOTE (e.g. BTC/USDT); raises
+-- invalid_argument for another form and unknown_pair when no instrument trades it.
+declare
+    v_parts text[] := regexp_match(upper(btrim(p_symbol)), '^([A-Z0-9]+)/([A-Z0-9]+)$');
+begin
+    if v_parts is null then
+        raise exception 'symbol "%" is not BASE/QUOTE', p_symbol
+            using errcode = '22S09', hint = 'Spreads compare instruments across exchanges by asset pair, e.g. BTC/USDT.';
+    end if;
+    if not exists (select from ref.instruments i where i.base_asset = v_parts[1] and i.quote_asset = v_parts[2]) then
+        raise exception 'no instrument trades %/%', v_parts[1], v_parts[2] using errcode = '23S20';
+    end if;
+    base_asset := v_parts[1];
+    quote_asset := v_parts[2];
+end;
+$$;
+comment on function internal.find_pair(text) is
+    'Base and quote assets of a BASE/QUOTE symbol; raises 22S09 for another form, 23S20 when nothing trades it.';
+
+create or replace view market.current_spreads as
+    with quoted as (
+        select i.instrument_id, i.base_asset, i.quote_asset, i.market_type, i.symbol, i.taker_fee,
+               e.code as exchange, l.bid, l.bid_size, l.ask, l.ask_size, l.quoted_at
+        from market.latest_prices l
+        join ref.instruments i on i.instrument_id = l.instrument_id
+        join ref.exchanges e on e.exchange_id = i.exchange_id
+        where l.quoted_at is not null and i.is_active
+    )
+    select distinct on (b.base_asset, b.quote_asset, b.market_type)
+           b.base_asset || '/' || b.quote_asset as symbol,
+           b.market_type,
+           b.exchange as buy_exchange,
+           b.symbol as buy_symbol,
+           b.ask,
+           b.ask_size,
+           s.exchange as sell_exchange,
+           s.symbol as sell_symbol,
+           s.bid,
+           s.bid_size,
+           bps.gross_bps,
+           bps.net_bps,
+           least(b.quoted_at, s.quoted_at) as oldest_quote_at
+    from quoted b
+    join quoted s
+        on s.base_asset = b.base_asset and s.quote_asset = b.quote_asset and s.market_type = b.market_type
+       and s.exchange <> b.exchange
+    cross join lateral internal.spread_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) bps
+    order by b.base_asset, b.quote_asset, b.market_type, bps.net_bps desc, b.exchange, s.exchange;
+comment on view market.current_spreads is
+    'Per asset pair and market type, the best buy-on-one-exchange, sell-on-another spread of the newest quotes: gross and net of both taker fees, in bps.';
+
+create or replace function market.spread_opportunities(
+    symbol      text,
+    since       timestamptz,
+    until       timestamptz,
+    min_net_bps numeric default 0,
+    bucket      interval default interval '1 second'
+)
+    returns table (
+        bucket_start  timestamptz,
+        market_type   ref.market_type,
+        buy_exchange  text,
+        ask           numeric,
+        ask_size      numeric,
+        sell_exchange text,
+        bid           numeric,
+        bid_size      numeric,
+        quantity      numeric,
+        gross_bps     numeric,
+        net_bps       numeric
+    )
+    stable
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Every moment of [since, until) when buying the pair BASE/QUOTE on one exchange and selling it on
+-- another paid at least min_net_bps after taker fees. Time is cut into buckets (1 second by
+-- default, aligned to UTC); in each, every instrument of the pair counts with its last quote of
+-- the bucket, and every ordered pair of exchanges quoted in the bucket is compared. quantity is
+-- what both sides of the book offered: least(ask_size, bid_size).
+#variable_conflict use_column
+declare
+    v_pair record := internal.find_pair(spread_opportunities.symbol);
+begin
+    if spread_opportunities.since is null or spread_opportunities.until is null
+       or spread_opportunities.since > spread_opportunities.until then
+        raise exception 'since % and until % are not a period', spread_opportunities.since, spread_opportunities.until
+            using errcode = '22S09';
+    end if;
+    if spread_opportunities.bucket is null or spread_opportunities.bucket <= interval '0'
+       or spread_opportunities.bucket > interval '1 day' then
+        raise exception 'bucket % is not between 0 and 1 day', spread_opportunities.bucket using errcode = '22S09';
+    end if;
+    perform internal.check_finite(spread_opportunities.min_net_bps, 'min_net_bps');
+    return query
+    with bucketed as (
+        select q.instrument_id,
+               date_bin(spread_opportunities.bucket, q.quoted_at, timestamptz '2000-01-01 00:00:00+00') as bucket_start,
+               q.quoted_at, i.market_type, e.code as exchange, i.taker_fee, q.bid, q.bid_size, q.ask, q.ask_size
+        from ref.instruments i
+        join ref.exchanges e on e.exchange_id = i.exchange_id
+        join market.quotes q on q.instrument_id = i.instrument_id
+        where i.base_asset = v_pair.base_asset and i.quote_asset = v_pair.quote_asset
+          and q.quoted_at >= spread_opportunities.since and q.quoted_at < spread_opportunities.until
+    ),
+    last_quotes as (
+        select distinct on (q.instrument_id, q.bucket_start) q.*
+        from bucketed q
+        order by q.instrument_id, q.bucket_start, q.quoted_at desc
+    )
+    select b.bucket_start, b.market_type, b.exchange, b.ask, b.ask_size, s.exchange, s.bid, s.bid_size,
+           least(b.ask_size, s.bid_size), bps.gross_bps, bps.net_bps
+    from last_quotes b
+    join last_quotes s
+        on s.bucket_start = b.bucket_start and s.market_type = b.market_type and s.exchange <> b.exchange
+    cross join lateral internal.spread_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) bps
+    where bps.net_bps >= spread_opportunities.min_net_bps
+    order by b.bucket_start, bps.net_bps desc, b.exchange, s.exchange;
+end;
+$$;
+comment on function market.spread_opportunities(text, timestamptz, timestamptz, numeric, interval) is
+    'Moments of a period when buying BASE/QUOTE on one exchange and selling on another paid at least min_net_bps after taker fees (per time bucket).';

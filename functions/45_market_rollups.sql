@@ -1,0 +1,94 @@
+-- spreadedge functions: candle rollups
+-- market.rollup_candles builds 1m candles from market.ticks and 5m, 15m, 1h, 4h and 1d candles from
+-- the 1m candles, incrementally: each run rebuilds every candle from (watermark - open_window) to
+-- until, so ticks that arrive late, but within the open window, are in the candles after the next
+-- run. Schedule it with pg_cron, e.g. every minute:
+--     select cron.schedule('spreadedge-candle-rollup', '* * * * *', 'select market.rollup_candles()');
+
+create or replace function market.rollup_candles(
+    until       timestamptz default now(),
+    open_window interval default interval '10 minutes'
+)
+    returns table (candle_interval market.candle_interval, candles bigint)
+    volatile
+    language plpgsql
+as $$
+-- Rebuild the candles of [watermark - open_window, until) and move the watermark to until. A
+-- first run starts at the oldest tick. A candle is rewritten only when its values change; the result
+-- says how many candles of each interval were written. Runs one at a time: a run that finds
+-- another one working returns no rows and changes nothing.
+#variable_conflict use_column
+declare
+    v_watermark timestamptz;
+    v_start     timestamptz;
+    v_interval  market.candle_interval;
+    v_count     bigint;
+begin
+    perform internal.check_time(rollup_candles.until, 'until');
+    if rollup_candles.open_window is null or rollup_candles.open_window < interval '0' then
+        raise exception 'open_window % must be zero or more', rollup_candles.open_window using errcode = '22S09';
+    end if;
+    if not pg_try_advisory_xact_lock(hashtext('spreadedge.rollup_candles')) then
+        return;
+    end if;
+    select w.built_until into v_watermark from market.rollup_watermarks w where w.rollup = 'candles' for update;
+    v_start := coalesce(v_watermark - rollup_candles.open_window, (select min(t.traded_at) from market.ticks t));
+    if v_start is null or v_start >= rollup_candles.until then
+        return;
+    end if;
+    v_start := market.candle_start('1m', v_start);
+
+    insert into market.candles as c (instrument_id, interval, open_time, open, high, low, close, volume,
+                                     quote_volume, trade_count)
+    select t.instrument_id, '1m', market.candle_start('1m', t.traded_at),
+           (array_agg(t.price order by t.traded_at, t.exchange_trade_id))[1],
+           max(t.price), min(t.price),
+           (array_agg(t.price order by t.traded_at desc, t.exchange_trade_id desc))[1],
+           sum(t.quantity), sum(t.price * t.quantity), count(*)
+    from market.ticks t
+    where t.traded_at >= v_start and t.traded_at < rollup_candles.until
+    group by t.instrument_id, market.candle_start('1m', t.traded_at)
+    on conflict (instrument_id, interval, open_time) do update
+        set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+            volume = excluded.volume, quote_volume = excluded.quote_volume,
+            trade_count = excluded.trade_count, updated_at = now()
+        where (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count)
+              is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
+                                excluded.quote_volume, excluded.trade_count);
+    get diagnostics v_count = row_count;
+    candle_interval := '1m';
+    candles := v_count;
+    return next;
+
+    foreach v_interval in array enum_range('5m'::market.candle_interval, null) loop
+        insert into market.candles as c (instrument_id, interval, open_time, open, high, low, close, volume,
+                                         quote_volume, trade_count)
+        select m.instrument_id, v_interval, market.candle_start(v_interval, m.open_time),
+               (array_agg(m.open order by m.open_time))[1],
+               max(m.high), min(m.low),
+               (array_agg(m.close order by m.open_time desc))[1],
+               sum(m.volume), sum(m.quote_volume), sum(m.trade_count)
+        from market.candles m
+        where m.interval = '1m'
+          and m.open_time >= market.candle_start(v_interval, v_start) and m.open_time < rollup_candles.until
+        group by m.instrument_id, market.candle_start(v_interval, m.open_time)
+        on conflict (instrument_id, interval, open_time) do update
+            set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+                volume = excluded.volume, quote_volume = excluded.quote_volume,
+                trade_count = excluded.trade_count, updated_at = now()
+            where (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count)
+                  is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
+                                    excluded.quote_volume, excluded.trade_count);
+        get diagnostics v_count = row_count;
+        candle_interval := v_interval;
+        candles := v_count;
+        return next;
+    end loop;
+
+    insert into market.rollup_watermarks as w (rollup, built_until)
+    values ('candles', rollup_candles.until)
+    on conflict (rollup) do update set built_until = greatest(w.built_until, excluded.built_until), updated_at = now();
+end;
+$$;
+comment on function market.rollup_candles(timestamptz, interval) is
+    'Builds 1m candles from ticks and 5m..1d candles from 1m, from (watermark - open_window) to until; returns candles written per interval.';

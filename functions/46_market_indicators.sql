@@ -1,0 +1,147 @@
+-- spreadedge functions: technical indicators
+-- internal.indicator_series computes every indicator over the candles of one instrument and
+-- interval in [since, until) in one pass; market.sma, ema, rsi, macd, bollinger, vwap and atr are
+-- thin wrappers that pick its columns, and market.compute_indicators stores the standard set in
+-- market.technical_indicators. Definitions (row i = i-th candle of the range, from 1; warm-up rows,
+-- before an indicator is defined, are null):
+--   SMA(n)       mean of the last n closes; from row n
+--   EMA(n)       alpha = 2 / (n + 1); seeded at row n with SMA(n); then alpha x close + (1 - alpha) x EMA
+--   MACD(f,s,g)  EMA(f) - EMA(s) from row s; signal = EMA(g) of the MACD line seeded with the mean of
+--                its first g values (from row s + g - 1); histogram = MACD - signal
+--   RSI(n)       Wilder: changes from row 2; first average gain / loss = mean of the first n; then
+--                avg = (avg x (n - 1) + current) / n; RSI = 100 - 100 / (1 + gain / loss), 100 when
+--                the average loss is 0; from row n + 1
+--   Bollinger(n,k)  middle = SMA(n); upper / lower = middle +/- k x population std dev of n closes
+--   VWAP         since the start of each UTC day: sum(quote_volume) / sum(volume); null while volume is 0
+--   ATR(n)       Wilder: true range TR = max(high - low, |high - previous close|, |low - previous close|)
+--                (high - low on row 1); first ATR = mean of the first n TR at row n; then
+--                (ATR x (n - 1) + TR) / n
+-- Values are exact numeric arithmetic, rounded to 12 decimals on output.
+
+create or replace function internal.indicator_series(
+    p_instrument_id integer,
+    p_interval      market.candle_interval,
+    p_since         timestamptz,
+    p_until         timestamptz,
+    p_sma_period    integer default 20,
+    p_ema_period    integer default 20,
+    p_rsi_period    integer default 14,
+    p_bb_period     integer default 20,
+    p_bb_k          numeric default 2,
+    p_atr_period    integer default 14,
+    p_macd_fast     integer default 12,
+    p_macd_slow     integer default 26,
+    p_macd_signal   integer default 9
+)
+    returns table (
+        open_time timestamptz, close numeric, sma numeric, ema numeric, rsi numeric, macd numeric,
+        macd_signal numeric, macd_histogram numeric, bb_middle numeric, bb_upper numeric,
+        bb_lower numeric, vwap numeric, atr numeric
+    )
+    stable
+    language plpgsql
+as $$
+-- Every indicator for every candle of the range, in open_time order (see the file header for the
+-- definitions). Window functions give SMA, Bollinger and VWAP; the recursive ones (EMA, MACD, RSI,
+-- ATR) are carried along the rows in one loop.
+declare
+    r         record;
+    v_row     integer := 0;
+    v_prev    numeric;
+    v_ema     numeric;  v_ema_sum  numeric := 0;
+    v_fast    numeric;  v_fast_sum numeric := 0;
+    v_slow    numeric;  v_slow_sum numeric := 0;
+    v_signal  numeric;  v_sig_sum  numeric := 0;
+    v_gain    numeric;  v_loss     numeric;  v_gain_sum numeric := 0;  v_loss_sum numeric := 0;
+    v_atr     numeric;  v_tr_sum   numeric := 0;
+    v_change  numeric;
+    v_tr      numeric;
+    v_macd    numeric;
+begin
+    if least(p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_atr_period, p_macd_fast, p_macd_slow,
+             p_macd_signal) < 1 or p_macd_fast >= p_macd_slow or not (p_bb_k > 0 and p_bb_k < 'Infinity') then
+        raise exception 'indicator periods must be at least 1 with macd fast % below slow %, and bollinger k % positive',
+            p_macd_fast, p_macd_slow, p_bb_k using errcode = '22S09';
+    end if;
+    for r in
+        select c.open_time, c.high, c.low, c.close,
+               case when count(*) over w_sma = p_sma_period then avg(c.close) over w_sma end as sma,
+               case when count(*) over w_bb = p_bb_period then avg(c.close) over w_bb end as bb_middle,
+               case when count(*) over w_bb = p_bb_period then stddev_pop(c.close) over w_bb end as bb_sd,
+               case when sum(c.volume) over w_day > 0
+                    then sum(c.quote_volume) over w_day / sum(c.volume) over w_day end as vwap
+        from market.candles c
+        where c.instrument_id = p_instrument_id and c.interval = p_interval
+          and (p_since is null or c.open_time >= p_since) and (p_until is null or c.open_time < p_until)
+        window w_sma as (order by c.open_time rows between p_sma_period - 1 preceding and current row),
+               w_bb as (order by c.open_time rows between p_bb_period - 1 preceding and current row),
+               w_day as (partition by (c.open_time at time zone 'UTC')::date order by c.open_time
+                         rows between unbounded preceding and current row)
+        order by c.open_time
+    loop
+        v_row := v_row + 1;
+        -- EMA(n) and the two MACD EMAs: sum until the seed row, then smooth
+        v_ema := case when v_row < p_ema_period then null
+                      when v_row = p_ema_period then (v_ema_sum + r.close) / p_ema_period
+                      else v_ema + (r.close - v_ema) * 2 / (p_ema_period + 1) end;
+        v_ema_sum := v_ema_sum + r.close;
+        v_fast := case when v_row < p_macd_fast then null
+                       when v_row = p_macd_fast then (v_fast_sum + r.close) / p_macd_fast
+                       else v_fast + (r.close - v_fast) * 2 / (p_macd_fast + 1) end;
+        v_fast_sum := v_fast_sum + r.close;
+        v_slow := case when v_row < p_macd_slow then null
+                       when v_row = p_macd_slow then (v_slow_sum + r.close) / p_macd_slow
+                       else v_slow + (r.close - v_slow) * 2 / (p_macd_slow + 1) end;
+        v_slow_sum := v_slow_sum + r.close;
+        v_macd := v_fast - v_slow;
+        if v_macd is not null then
+            v_signal := case when v_row - p_macd_slow + 1 < p_macd_signal then null
+                             when v_row - p_macd_slow + 1 = p_macd_signal then (v_sig_sum + v_macd) / p_macd_signal
+                             else v_signal + (v_macd - v_signal) * 2 / (p_macd_signal + 1) end;
+            v_sig_sum := v_sig_sum + v_macd;
+        end if;
+        -- RSI (Wilder): changes start at row 2
+        if v_row > 1 then
+            v_change := r.close - v_prev;
+            if v_row <= p_rsi_period + 1 then
+                v_gain_sum := v_gain_sum + greatest(v_change, 0);
+                v_loss_sum := v_loss_sum + greatest(-v_change, 0);
+                if v_row = p_rsi_period + 1 then
+                    v_gain := v_gain_sum / p_rsi_period;
+                    v_loss := v_loss_sum / p_rsi_period;
+                end if;
+            else
+                v_gain := (v_gain * (p_rsi_period - 1) + greatest(v_change, 0)) / p_rsi_period;
+                v_loss := (v_loss * (p_rsi_period - 1) + greatest(-v_change, 0)) / p_rsi_period;
+            end if;
+        end if;
+        -- ATR (Wilder)
+        v_tr := case when v_row = 1 then r.high - r.low
+                     else greatest(r.high - r.low, abs(r.high - v_prev), abs(r.low - v_prev)) end;
+        v_atr := case when v_row < p_atr_period then null
+                      when v_row = p_atr_period then (v_tr_sum + v_tr) / p_atr_period
+                      else (v_atr * (p_atr_period - 1) + v_tr) / p_atr_period end;
+        v_tr_sum := v_tr_sum + v_tr;
+        v_prev := r.close;
+
+        open_time := r.open_time;
+        close := r.close;
+        sma := round(r.sma, 12);
+        ema := round(v_ema, 12);
+        rsi := case when v_gain is null then null
+                    when v_loss = 0 then 100
+                    else round(100 - 100 / (1 + v_gain / v_loss), 12) end;
+        macd := round(v_macd, 12);
+        macd_signal := round(v_signal, 12);
+        macd_histogram := round(v_macd - v_signal, 12);
+        bb_middle := round(r.bb_middle, 12);
+        bb_upper := round(r.bb_middle + p_bb_k * r.bb_sd, 12);
+        bb_lower := round(r.bb_middle - p_bb_k * r.bb_sd, 12);
+        vwap := round(r.vwap, 12);
+        atr := round(v_atr, 12);
+        return next;
+    end loop;
+end;
+$$;
+comment on function internal.indicator_series(integer, market.candle_interval, timestamptz, timestamptz, integer, integer, integer, integer, numeric, integer, integer, integer, integer) is
+    'Every indicator (SMA, EMA, RSI, MACD, Bollinger, VWAP, ATR) for each candle of one instrument and interval in a range, in one pass.';

@@ -1,0 +1,244 @@
+"""``spreadedge ingest``: stream market data files into market.quotes, ticks or candles.
+
+Files are CSV (with a header row) or JSON Lines, optionally gzip- (``.gz``) or zstd-compressed
+(``.zst``). Rows go as text through COPY into the transaction's staging table
+(``market.stage_rows``), and ``market.load_staged_<kind>`` validates them in SQL, inserts the valid
+ones and returns the rejects; this module only reads files, moves text and writes the rejects
+file. Each batch is one transaction, so a killed load leaves no half-loaded batch; with ``strict``
+the whole run is one transaction that is rolled back when any row is rejected.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+import zstandard
+from psycopg import sql
+
+KINDS = ("quotes", "ticks", "candles")
+DEFAULT_BATCH_ROWS = 50_000
+
+Row = tuple[int, dict[str, Any] | None, str | None]  # line number, fields (or None), parse problem
+
+
+class IngestError(ValueError):
+    """A file cannot be ingested as it is named or asked for."""
+
+
+@dataclass
+class Summary:
+    """What one ``ingest`` run did."""
+
+    loaded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    rejects_files: list[Path] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        rows = self.loaded + self.duplicates + self.rejected
+        return rows / self.seconds if self.seconds > 0 else 0.0
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary reader that reports how many bytes of the underlying (compressed) file were read."""
+
+    def __init__(self, raw: IO[bytes], progress: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self._progress(len(data))
+        return len(data)
+
+
+def _decompressed(path: Path, counted: IO[bytes]) -> IO[bytes]:
+    """The file's bytes, decompressed by suffix (.gz, .zst)."""
+    if path.suffix == ".gz":
+        return gzip.GzipFile(fileobj=counted)  # type: ignore[return-value]
+    if path.suffix == ".zst":
+        return zstandard.ZstdDecompressor().stream_reader(counted)  # type: ignore[return-value]
+    return counted
+
+
+def file_format(path: Path) -> str:
+    """csv or jsonl, from the suffix under any compression suffix."""
+    suffixes = [s for s in path.suffixes if s not in (".gz", ".zst")]
+    last = suffixes[-1] if suffixes else ""
+    if last == ".csv":
+        return "csv"
+    if last in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    raise IngestError(
+        f"{path}: cannot tell the format from the name (.csv or .jsonl, then optionally .gz or .zst)"
+    )
+
+
+def _csv_rows(text: IO[str]) -> Iterator[Row]:
+    reader = csv.DictReader(text)
+    for record in reader:
+        extra = record.pop(None, None)  # type: ignore[call-overload]
+        if extra:
+            yield reader.line_num, None, f"{len(extra)} more fields than the header names"
+        else:
+            yield reader.line_num, record, None
+
+
+def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
+    for line_no, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            # numbers kept as their text: the database parses them exactly
+            record = json.loads(line, parse_float=str, parse_int=str)
+        except json.JSONDecodeError as exc:
+            yield line_no, None, f"not valid JSON: {exc.msg}"
+            continue
+        if not isinstance(record, dict):
+            yield line_no, None, "not a JSON object"
+            continue
+        yield line_no, record, None
+
+
+def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
+    """(line number, fields, problem) for every record of a file."""
+    reader = _csv_rows if file_format(path) == "csv" else _jsonl_rows
+    with path.open("rb") as raw:
+        counted = io.BufferedReader(_CountingReader(raw, progress))
+        with io.TextIOWrapper(_decompressed(path, counted), encoding="utf-8", newline="") as text:
+            yield from reader(text)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+class Loader:
+    """Stages batches of one kind of market data and loads them through SQL."""
+
+    def __init__(self, conn: psycopg.Connection[Any], kind: str, *, strict: bool) -> None:
+        if kind not in KINDS:
+            raise IngestError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.conn = conn
+        self.kind = kind
+        self.strict = strict
+        self.load = sql.SQL("select * from market.{}(p_strict => %s)").format(
+            sql.Identifier(f"load_staged_{kind}")
+        )
+
+    def load_batch(self, batch: list[tuple[int, dict[str, Any]]]) -> tuple[int, int, list[tuple[int, str]]]:
+        """Stage and load one batch (in the caller's transaction): loaded, duplicates, rejects."""
+        columns: list[str] = self.conn.execute("select market.stage_rows(%s)", [self.kind]).fetchone()[0]  # type: ignore[index]
+        copy = sql.SQL("copy {} ({}) from stdin").format(
+            sql.Identifier("pg_temp", f"staged_{self.kind}"), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with self.conn.cursor() as cur:
+            with cur.copy(copy) as writer:
+                for line_no, record in batch:
+                    writer.write_row([line_no, *(_text(record.get(c)) for c in columns[1:])])
+            loaded, duplicates, _, rejects = cur.execute(self.load, [self.strict]).fetchone()  # type: ignore[misc]
+        return loaded, duplicates, [(r["line"], r["reason"]) for r in rejects]
+
+
+def _write_rejects(path: Path, rejects: list[tuple[int, str]]) -> Path:
+    target = path.with_name(path.name + ".rejects.csv")
+    with target.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["line", "reason"])
+        writer.writerows(sorted(rejects))
+    return target
+
+
+def ingest(
+    conn: psycopg.Connection[Any],
+    kind: str,
+    paths: list[Path],
+    *,
+    strict: bool = False,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: Callable[[int], None] = lambda nbytes: None,
+) -> Summary:
+    """Load the files into market.<kind>; rejects of FILE go to FILE.rejects.csv (line, reason).
+
+    ``conn`` must be in autocommit mode. Without ``strict`` each batch of ``batch_rows`` rows is
+    one transaction; with ``strict`` the run is one transaction, rolled back if any row is rejected.
+    """
+    loader = Loader(conn, kind, strict=strict)
+    for path in paths:
+        file_format(path)  # every name checked before anything loads
+    summary = Summary()
+    started = time.monotonic()
+    if strict:
+        with conn.transaction():
+            _ingest_files(loader, paths, batch_rows, progress, summary)
+            if summary.rejected:
+                summary.loaded = summary.duplicates = 0
+                raise psycopg.Rollback()
+    else:
+        _ingest_files(loader, paths, batch_rows, progress, summary)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _ingest_files(
+    loader: Loader, paths: list[Path], batch_rows: int, progress: Callable[[int], None], summary: Summary
+) -> None:
+    for path in paths:
+        rejects: list[tuple[int, str]] = []
+        batch: list[tuple[int, dict[str, Any]]] = []
+        for line_no, record, problem in read_rows(path, progress):
+            if record is None:
+                rejects.append((line_no, problem or "unreadable"))
+                continue
+            batch.append((line_no, record))
+            if len(batch) >= batch_rows:
+                _flush(loader, batch, rejects, summary)
+        if batch:
+            _flush(loader, batch, rejects, summary)
+        summary.rejected += len(rejects)
+        if rejects:
+            summary.rejects_files.append(_write_rejects(path, rejects))
+
+
+def _flush(
+    loader: Loader, batch: list[tuple[int, dict[str, Any]]], rejects: list[tuple[int, str]], summary: Summary
+) -> None:
+    """Load one batch in its own transaction (a savepoint inside a strict run)."""
+    with loader.conn.transaction():
+        loaded, duplicates, batch_rejects = loader.load_batch(batch)
+    summary.loaded += loaded
+    summary.duplicates += duplicates
+    rejects.extend(batch_rejects)
+    batch.clear()
+
+
+def describe(summary: Summary, *, strict: bool) -> str:
+    """The summary lines `spreadedge ingest` prints."""
+    lines = [
+        f"loaded {summary.loaded:,} rows, skipped {summary.duplicates:,} duplicates, "
+        f"rejected {summary.rejected:,} rows in {summary.seconds:.1f} s "
+        f"({summary.rows_per_second:,.0f} rows/s)"
+    ]
+    if strict and summary.rejected:
+        lines.append("--strict: nothing was loaded because rows were rejected")
+    lines.extend(f"rejects: {path}" for path in summary.rejects_files)
+    return "\n".join(lines)

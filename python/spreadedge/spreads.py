@@ -1,0 +1,73 @@
+"""``spreadedge spreads``: market.current_spreads as a readable table.
+
+The spreads are computed in SQL (see functions/44_market_spreads.sql); this module filters the
+view's rows by symbol and minimum net bps in the query and lays them out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+COLUMNS = (
+    "symbol",
+    "market_type",
+    "buy_exchange",
+    "ask",
+    "sell_exchange",
+    "bid",
+    "gross_bps",
+    "net_bps",
+    "oldest_quote_at",
+)
+TEXT_COLUMNS = ("symbol", "market_type", "buy_exchange", "sell_exchange", "oldest_quote_at")
+HEADERS = {
+    "market_type": "market",
+    "buy_exchange": "buy on",
+    "sell_exchange": "sell on",
+    "oldest_quote_at": "as of",
+}
+
+
+def spread_rows(
+    conn: psycopg.Connection[Any], *, symbol: str | None, min_bps: Decimal | None
+) -> list[dict[str, Any]]:
+    """Rows of market.current_spreads, best net spread first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from market.current_spreads"
+            " where (%(symbol)s::text is null or symbol = upper(btrim(%(symbol)s)))"
+            "   and (%(min_bps)s::numeric is null or net_bps >= %(min_bps)s)"
+            " order by net_bps desc, symbol, market_type",
+            {"symbol": symbol, "min_bps": min_bps},
+        )
+        return cur.fetchall()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return f"{value.normalize():f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return str(value)
+
+
+def as_table(rows: list[dict[str, Any]]) -> str:
+    """A plain aligned table of the spreads; numbers right-aligned."""
+    if not rows:
+        return "no current spreads (no quotes, or none above --min-bps)"
+    cells = [[_cell(row[c]) for c in COLUMNS] for row in rows]
+    headers = [HEADERS.get(c, c) for c in COLUMNS]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if c in TEXT_COLUMNS else v.rjust(w)
+            for v, w, c in zip(values, widths, COLUMNS, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])

@@ -1,0 +1,50 @@
+"""Helpers of the market data tests: instrument ids and rows written straight into the tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import psycopg
+
+
+def instrument_id(conn: psycopg.Connection, exchange: str = "binance", symbol: str = "BTCUSDT") -> int:
+    return conn.execute(
+        "select i.instrument_id from ref.instruments i join ref.exchanges e using (exchange_id)"
+        " where e.code = %s and i.symbol = %s",
+        [exchange, symbol],
+    ).fetchone()[0]
+
+
+def quote(
+    conn: psycopg.Connection,
+    at: datetime,
+    bid: str,
+    ask: str,
+    *,
+    exchange: str = "binance",
+    symbol: str = "BTCUSDT",
+    size: str = "1",
+) -> None:
+    conn.execute(
+        "insert into market.quotes (instrument_id, quoted_at, bid, bid_size, ask, ask_size)"
+        " values (%s, %s, %s, %s, %s, %s)",
+        [instrument_id(conn, exchange, symbol), at, Decimal(bid), Decimal(size), Decimal(ask), Decimal(size)],
+    )
+
+
+def tick(
+    conn: psycopg.Connection,
+    at: datetime,
+    price: str,
+    quantity: str = "1",
+    *,
+    trade_id: str,
+    exchange: str = "binance",
+    symbol: str = "BTCUSDT",
+) -> None:
+    conn.execute(
+        "insert into market.ticks (instrument_id, traded_at, exchange_trade_id, price, quantity)"
+        " values (%s, %s, %s, %s, %s)",
+        [instrument_id(conn, exchange, symbol), at, trade_id, Decimal(price), Decimal(quantity)],
+    )

@@ -1,0 +1,223 @@
+"""Indicators in SQL checked against an independent computation in Python (decimal arithmetic)."""
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, getcontext
+
+import psycopg
+import pytest
+
+from market_helpers import instrument_id
+
+getcontext().prec = 40
+START = datetime(2026, 11, 19, 23, 20, tzinfo=UTC)  # 80 one-minute candles across a UTC midnight
+TOLERANCE = Decimal("1e-10")
+
+
+def make_candles(count=80, seed=7):
+    rng = random.Random(seed)
+    close = Decimal("100")
+    rows = []
+    for i in range(count):
+        open_ = close
+        close = (open_ + Decimal(rng.randint(-150, 150)) / 100).quantize(Decimal("0.01"))
+        high = max(open_, close) + Decimal(rng.randint(0, 80)) / 100
+        low = min(open_, close) - Decimal(rng.randint(0, 80)) / 100
+        volume = Decimal(rng.randint(0, 500)) / 100
+        quote_volume = (volume * (high + low + close) / 3).quantize(Decimal("0.0001"))
+        rows.append((START + timedelta(minutes=i), open_, high, low, close, volume, quote_volume))
+    return rows
+
+
+@pytest.fixture
+def candles(seeded):
+    instrument = instrument_id(seeded)
+    rows = make_candles()
+    with seeded.cursor() as cur:
+        cur.executemany(
+            "insert into market.candles (instrument_id, interval, open_time, open, high, low, close, volume,"
+            " quote_volume, trade_count) values (%s, '1m', %s, %s, %s, %s, %s, %s, %s, 1)",
+            [(instrument, *row) for row in rows],
+        )
+    return rows
+
+
+# -- the independent computation: textbook definitions, one indicator at a time ----------------
+
+
+def sma(closes, n):
+    return [None if i + 1 < n else sum(closes[i + 1 - n : i + 1]) / n for i in range(len(closes))]
+
+
+def ema(values, n):
+    out, current = [], None
+    for i, value in enumerate(values):
+        if i + 1 == n:
+            current = sum(values[:n]) / n
+        elif i + 1 > n:
+            current = value * 2 / (n + 1) + current * (1 - Decimal(2) / (n + 1))
+        out.append(current)
+    return out
+
+
+def macd(closes, fast=12, slow=26, signal=9):
+    line = [None if s is None else f - s for f, s in zip(ema(closes, fast), ema(closes, slow), strict=True)]
+    defined = [v for v in line if v is not None]
+    sig = [None] * (len(line) - len(defined)) + ema(defined, signal)
+    hist = [None if s is None else m - s for m, s in zip(line, sig, strict=True)]
+    return line, sig, hist
+
+
+def rsi(closes, n=14):
+    out = [None] * len(closes)
+    gains = [max(b - a, 0) for a, b in itertools.pairwise(closes)]
+    losses = [max(a - b, 0) for a, b in itertools.pairwise(closes)]
+    avg_gain, avg_loss = sum(gains[:n]) / n, sum(losses[:n]) / n
+    for i in range(n, len(closes)):
+        if i > n:
+            avg_gain = (avg_gain * (n - 1) + gains[i - 1]) / n
+            avg_loss = (avg_loss * (n - 1) + losses[i - 1]) / n
+        out[i] = Decimal(100) if avg_loss == 0 else 100 - 100 / (1 + avg_gain / avg_loss)
+    return out
+
+
+def bollinger(closes, n=20, k=2):
+    bands = []
+    for i in range(len(closes)):
+        if i + 1 < n:
+            bands.append((None, None, None))
+            continue
+        window = closes[i + 1 - n : i + 1]
+        mean = sum(window) / n
+        sd = (sum((c - mean) ** 2 for c in window) / n).sqrt()
+        bands.append((mean, mean + k * sd, mean - k * sd))
+    return bands
+
+
+def vwap(rows):
+    out, day, value, volume = [], None, Decimal(0), Decimal(0)
+    for open_time, *_, vol, quote_vol in rows:
+        if open_time.date() != day:
+            day, value, volume = open_time.date(), Decimal(0), Decimal(0)
+        value, volume = value + quote_vol, volume + vol
+        out.append(value / volume if volume else None)
+    return out
+
+
+def atr(rows, n=14):
+    out, current, trs = [], None, []
+    for i, (_, _, high, low, _close, _, _) in enumerate(rows):
+        previous = rows[i - 1][4] if i else None
+        tr = high - low if previous is None else max(high - low, abs(high - previous), abs(low - previous))
+        trs.append(tr)
+        if i + 1 == n:
+            current = sum(trs) / n
+        elif i + 1 > n:
+            current = (current * (n - 1) + tr) / n
+        out.append(current)
+    return out
+
+
+def close_enough(actual, expected):
+    if expected is None or actual is None:
+        return actual is expected
+    return abs(actual - expected) <= TOLERANCE
+
+
+def assert_series(actual, expected):
+    assert len(actual) == len(expected)
+    mismatches = [
+        (i, a, e) for i, (a, e) in enumerate(zip(actual, expected, strict=True)) if not close_enough(a, e)
+    ]
+    assert mismatches == []
+
+
+def column(conn, query, *params):
+    return [row[-1] for row in conn.execute(query, params).fetchall()]
+
+
+def test_sma_matches_the_independent_computation(candles, seeded):
+    closes = [row[4] for row in candles]
+    actual = column(seeded, "select * from market.sma('binance', 'BTCUSDT', '1m', 20)")
+    assert_series(actual, sma(closes, 20))
+    assert actual[18] is None and actual[19] is not None
+
+
+def test_ema_matches_the_independent_computation(candles, seeded):
+    closes = [row[4] for row in candles]
+    assert_series(column(seeded, "select * from market.ema('binance', 'BTCUSDT', '1m', 10)"), ema(closes, 10))
+
+
+def test_rsi_with_wilder_smoothing_matches_the_independent_computation(candles, seeded):
+    closes = [row[4] for row in candles]
+    actual = column(seeded, "select * from market.rsi('binance', 'BTCUSDT', '1m')")
+    assert_series(actual, rsi(closes))
+    assert actual[13] is None and actual[14] is not None
+
+
+def test_macd_signal_and_histogram_match_the_independent_computation(candles, seeded):
+    closes = [row[4] for row in candles]
+    rows = seeded.execute(
+        "select macd, signal, histogram from market.macd('binance', 'BTCUSDT', '1m')"
+    ).fetchall()
+    line, sig, hist = macd(closes)
+    assert_series([r[0] for r in rows], line)
+    assert_series([r[1] for r in rows], sig)
+    assert_series([r[2] for r in rows], hist)
+    assert rows[32][1] is None and rows[33][1] is not None
+
+
+def test_bollinger_bands_match_the_independent_computation(candles, seeded):
+    closes = [row[4] for row in candles]
+    rows = seeded.execute(
+        "select middle, upper, lower from market.bollinger('binance', 'BTCUSDT', '1m')"
+    ).fetchall()
+    expected = bollinger(closes)
+    for part in range(3):
+        assert_series([r[part] for r in rows], [e[part] for e in expected])
+
+
+def test_vwap_restarts_at_utc_midnight_and_matches_the_independent_computation(candles, seeded):
+    actual = column(seeded, "select * from market.vwap('binance', 'BTCUSDT', '1m')")
+    assert_series(actual, vwap(candles))
+    midnight = 40  # 23:20 + 40 minutes
+    assert actual[midnight] == (candles[midnight][6] / candles[midnight][5]).quantize(Decimal("1e-12"))
+
+
+def test_atr_matches_the_independent_computation(candles, seeded):
+    assert_series(column(seeded, "select * from market.atr('binance', 'BTCUSDT', '1m')"), atr(candles))
+
+
+def test_compute_indicators_stores_the_standard_set_for_every_candle(candles, seeded):
+    written = seeded.execute("select market.compute_indicators('binance', 'BTCUSDT', '1m')").fetchone()[0]
+    stored = seeded.execute(
+        "select sma_20, ema_20, rsi_14, macd_signal, bb_upper, vwap, atr_14 from market.technical_indicators"
+        " order by open_time"
+    ).fetchall()
+    closes = [row[4] for row in candles]
+    assert written == len(stored) == 80
+    expected = zip(
+        sma(closes, 20),
+        ema(closes, 20),
+        rsi(closes),
+        macd(closes)[1],
+        [b[1] for b in bollinger(closes)],
+        vwap(candles),
+        atr(candles),
+        strict=True,
+    )
+    for got, want in zip(stored, expected, strict=True):
+        assert all(close_enough(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_computing_again_replaces_the_stored_rows(candles, seeded):
+    seeded.execute("select market.compute_indicators('binance', 'BTCUSDT', '1m')")
+    assert seeded.execute("select market.compute_indicators('binance', 'BTCUSDT', '1m')").fetchone()[0] == 80
+    assert seeded.execute("select count(*) from market.technical_indicators").fetchone()[0] == 80
+
+
+def test_a_period_below_one_is_refused(candles, seeded):
+    with pytest.raises(psycopg.DataError) as caught:
+        seeded.execute("select * from market.sma('binance', 'BTCUSDT', '1m', 0)")
+    assert caught.value.sqlstate == "22S09"

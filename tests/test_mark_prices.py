@@ -1,0 +1,59 @@
+"""Mark prices: the newest quote mid, else the newest tick, else the latest fill."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from market_helpers import quote, tick
+from trading_helpers import position, trade
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def test_an_open_position_is_marked_at_the_newest_quote_mid(seeded):
+    trade(seeded, "buy", "2", "100")
+    quote(seeded, T0, "104", "106")
+    quote(seeded, T0 + timedelta(seconds=1), "109", "111")
+    p = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (p["mark"], p["unrealized_pnl"]) == (Decimal("110"), Decimal("20"))
+
+
+def test_a_quote_arriving_late_does_not_replace_a_newer_one(seeded):
+    trade(seeded, "buy", "2", "100")
+    quote(seeded, T0 + timedelta(seconds=1), "109", "111")
+    quote(seeded, T0, "104", "106")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("110")
+
+
+def test_without_quotes_the_newest_tick_marks_the_position(seeded):
+    trade(seeded, "buy", "2", "100")
+    tick(seeded, T0 + timedelta(seconds=5), "103", trade_id="b")
+    tick(seeded, T0, "101", trade_id="a")
+    p = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (p["mark"], p["unrealized_pnl"]) == (Decimal("103"), Decimal("6"))
+
+
+def test_a_quote_wins_over_a_newer_tick(seeded):
+    trade(seeded, "buy", "2", "100")
+    quote(seeded, T0, "101", "103")
+    tick(seeded, T0 + timedelta(seconds=5), "107", trade_id="a")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("102")
+
+
+def test_without_market_data_the_latest_fill_marks_the_position(seeded):
+    trade(seeded, "buy", "2", "100")
+    trade(seeded, "buy", "1", "104")
+    p = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (p["mark"], p["unrealized_pnl"]) == (Decimal("104"), Decimal("8.000000000000"))
+
+
+def test_a_mark_price_given_by_the_caller_wins_over_market_data(seeded):
+    trade(seeded, "buy", "2", "100")
+    quote(seeded, T0, "109", "111")
+    p = position(seeded, "alpha", "binance", "BTCUSDT", mark_price=Decimal("99"))
+    assert (p["mark"], p["unrealized_pnl"]) == (Decimal("99"), Decimal("-2"))
+
+
+def test_quotes_of_another_instrument_do_not_mark_the_position(seeded):
+    trade(seeded, "buy", "2", "100")
+    quote(seeded, T0, "95", "96", exchange="binance", symbol="BNBUSDT")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("100")

@@ -1,0 +1,98 @@
+"""market.rollup_candles: 1m candles from ticks, 5m..1d from 1m, incremental, late ticks."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from market_helpers import tick
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def rollup(conn, until, open_window="10 minutes"):
+    return dict(
+        conn.execute(
+            "select candle_interval::text, candles from market.rollup_candles(until => %s, open_window => %s)",
+            [until, open_window],
+        ).fetchall()
+    )
+
+
+def candles(conn, interval):
+    return conn.execute(
+        "select open_time, open, high, low, close, volume, quote_volume, trade_count from market.candles"
+        " where interval = %s order by open_time",
+        [interval],
+    ).fetchall()
+
+
+def test_one_minute_candles_are_built_from_the_ticks_of_each_minute(seeded):
+    tick(seeded, T0 + timedelta(seconds=1), "100", "1", trade_id="a")
+    tick(seeded, T0 + timedelta(seconds=20), "103", "2", trade_id="b")
+    tick(seeded, T0 + timedelta(seconds=40), "99", "1", trade_id="c")
+    tick(seeded, T0 + timedelta(seconds=59), "101", "0.5", trade_id="d")
+    tick(seeded, T0 + timedelta(seconds=61), "102", "1", trade_id="e")
+    rollup(seeded, T0 + timedelta(minutes=5))
+    D = Decimal
+    assert candles(seeded, "1m") == [
+        (T0, D("100"), D("103"), D("99"), D("101"), D("4.5"), D("455.5"), 4),
+        (T0 + timedelta(minutes=1), D("102"), D("102"), D("102"), D("102"), D("1"), D("102"), 1),
+    ]
+
+
+def test_longer_candles_are_built_from_the_one_minute_candles(seeded):
+    for minute, price in enumerate(["100", "104", "98", "101", "102", "105"]):
+        tick(seeded, T0 + timedelta(minutes=minute, seconds=30), price, "1", trade_id=f"t{minute}")
+    rollup(seeded, T0 + timedelta(minutes=10))
+    D = Decimal
+    assert candles(seeded, "5m") == [
+        (T0, D("100"), D("104"), D("98"), D("102"), D("5"), D("505"), 5),
+        (T0 + timedelta(minutes=5), D("105"), D("105"), D("105"), D("105"), D("1"), D("105"), 1),
+    ]
+    assert candles(seeded, "1d") == [
+        (T0 - timedelta(hours=12), D("100"), D("105"), D("98"), D("105"), D("6"), D("610"), 6),
+    ]
+
+
+def test_a_late_tick_inside_the_open_window_is_in_the_candles_after_the_next_run(seeded):
+    tick(seeded, T0 + timedelta(seconds=10), "100", "1", trade_id="a")
+    rollup(seeded, T0 + timedelta(minutes=2))
+    tick(seeded, T0 + timedelta(seconds=50), "110", "1", trade_id="late")
+    written = rollup(seeded, T0 + timedelta(minutes=4), open_window="5 minutes")
+    assert written["1m"] == 1
+    assert candles(seeded, "1m") == [
+        (T0, Decimal("100"), Decimal("110"), Decimal("100"), Decimal("110"), Decimal("2"), Decimal("210"), 2)
+    ]
+    assert candles(seeded, "1h")[0][4] == Decimal("110")
+
+
+def test_a_run_with_nothing_new_writes_no_candle(seeded):
+    tick(seeded, T0 + timedelta(seconds=10), "100", "1", trade_id="a")
+    rollup(seeded, T0 + timedelta(minutes=2))
+    assert rollup(seeded, T0 + timedelta(minutes=3)) == {
+        "1m": 0,
+        "5m": 0,
+        "15m": 0,
+        "1h": 0,
+        "4h": 0,
+        "1d": 0,
+    }
+
+
+def test_a_tick_later_than_the_open_window_is_left_out(seeded):
+    tick(seeded, T0 + timedelta(seconds=10), "100", "1", trade_id="a")
+    rollup(seeded, T0 + timedelta(minutes=30))
+    tick(seeded, T0 + timedelta(seconds=20), "90", "1", trade_id="too-late")
+    rollup(seeded, T0 + timedelta(minutes=31), open_window="10 minutes")
+    assert candles(seeded, "1m")[0][3] == Decimal("100")
+
+
+def test_a_negative_open_window_is_refused(seeded):
+    with pytest.raises(psycopg.DataError) as caught:
+        rollup(seeded, T0, open_window="-1 minute")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "open_window -00:01:00 must be zero or more",
+    )

@@ -1,0 +1,140 @@
+"""Cross-exchange spreads: market.current_spreads, market.spread_opportunities, spreadedge spreads."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from market_helpers import quote
+from spreadedge.cli import main
+from trading_helpers import rows
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def two_venues(seeded):
+    """BTC/USDT spot on binance (seeded) and okx, both with a 0.1 % taker fee, and gateio at 0.2 %."""
+    for exchange, symbol in (("okx", "BTC-USDT"), ("gateio", "BTC_USDT")):
+        seeded.execute(
+            "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
+            " market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)",
+            [exchange, symbol],
+        )
+    return seeded
+
+
+def net_bps(ask, bid, buy_fee, sell_fee):
+    """The independent computation: net proceeds of selling one unit minus its cost, in bps of the ask."""
+    ask, bid = Decimal(ask), Decimal(bid)
+    value = (bid * (1 - Decimal(sell_fee)) - ask * (1 + Decimal(buy_fee))) / ask * 10000
+    return value.quantize(Decimal("0.0001"))
+
+
+def test_current_spreads_buy_on_one_exchange_and_sell_on_another_net_of_taker_fees(two_venues):
+    quote(two_venues, T0, "100", "100.1", size="2")
+    quote(
+        two_venues, T0 + timedelta(seconds=1), "100.5", "100.6", exchange="okx", symbol="BTC-USDT", size="0.5"
+    )
+    spreads = two_venues.execute("""
+        select symbol, market_type::text, buy_exchange, ask, sell_exchange, bid, gross_bps, net_bps, oldest_quote_at
+        from market.current_spreads""").fetchall()
+    assert spreads == [
+        (
+            "BTC/USDT",
+            "spot",
+            "binance",
+            Decimal("100.1"),
+            "okx",
+            Decimal("100.5"),
+            Decimal("39.9600"),
+            net_bps("100.1", "100.5", "0.001", "0.001"),
+            T0,
+        )
+    ]
+    assert spreads[0][7] == Decimal("19.9201")
+
+
+def test_a_cheaper_venue_can_beat_a_higher_bid_once_fees_are_counted(two_venues):
+    quote(two_venues, T0, "99.9", "100", size="1")
+    quote(two_venues, T0, "100.4", "100.5", exchange="okx", symbol="BTC-USDT")
+    quote(two_venues, T0, "100.45", "100.55", exchange="gateio", symbol="BTC_USDT")
+    best = two_venues.execute(
+        "select buy_exchange, sell_exchange, net_bps from market.current_spreads"
+    ).fetchone()
+    assert best == ("binance", "okx", net_bps("100", "100.4", "0.001", "0.001"))
+    assert net_bps("100", "100.45", "0.001", "0.002") < best[2]
+
+
+def test_instruments_of_another_market_type_are_not_compared(two_venues):
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0, "105", "105.1", exchange="okx", symbol="BTC-USDT-SWAP")
+    assert two_venues.execute("select count(*) from market.current_spreads").fetchone()[0] == 0
+
+
+def test_spread_opportunities_lists_the_buckets_at_or_above_the_minimum(two_venues):
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0 + timedelta(milliseconds=500), "100", "100.2")  # last of its second counts
+    quote(two_venues, T0 + timedelta(milliseconds=100), "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    quote(two_venues, T0 + timedelta(seconds=1), "100", "100.1")
+    quote(two_venues, T0 + timedelta(seconds=1), "100.2", "100.3", exchange="okx", symbol="BTC-USDT")
+    found = rows(
+        two_venues,
+        "market.spread_opportunities",
+        symbol="btc/usdt",
+        since=T0,
+        until=T0 + timedelta(minutes=1),
+        min_net_bps=Decimal("5"),
+    )
+    assert [
+        (r["bucket_start"], r["buy_exchange"], r["ask"], r["sell_exchange"], r["bid"], r["net_bps"])
+        for r in found
+    ] == [
+        (
+            T0,
+            "binance",
+            Decimal("100.2"),
+            "okx",
+            Decimal("100.5"),
+            net_bps("100.2", "100.5", "0.001", "0.001"),
+        ),
+    ]
+
+
+def test_spread_opportunities_of_a_pair_nothing_trades_is_refused(two_venues):
+    with pytest.raises(psycopg.IntegrityError) as caught:
+        rows(two_venues, "market.spread_opportunities", symbol="DOGE/USDT", since=T0, until=T0)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S20",
+        "no instrument trades DOGE/USDT",
+    )
+
+
+def test_spread_opportunities_needs_a_base_quote_symbol(two_venues):
+    with pytest.raises(psycopg.DataError) as caught:
+        rows(two_venues, "market.spread_opportunities", symbol="BTCUSDT", since=T0, until=T0)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        'symbol "BTCUSDT" is not BASE/QUOTE',
+    )
+
+
+def test_the_spreads_command_prints_the_current_spreads(two_venues, db_url):
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--symbol", "BTC/USDT"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "symbol    market  buy on     ask  sell on    bid  gross_bps  net_bps  as of",
+        "--------  ------  -------  -----  -------  -----  ---------  -------  -----------------------",
+        "BTC/USDT  spot    binance  100.1  okx      100.5      39.96  19.9201  2026-11-20 12:00:00.000",
+    ]
+
+
+def test_the_spreads_command_leaves_out_spreads_below_min_bps(two_venues, db_url):
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--min-bps", "20"])
+    assert result.output == "no current spreads (no quotes, or none above --min-bps)\n"
