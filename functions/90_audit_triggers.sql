@@ -133,6 +133,20 @@ create or replace trigger _900_audit_delete
     referencing old table as old_rows
     for each statement execute function audit.log_changes('snapshot_id');
 
+-- trading.spread_trades, keyed by spread_trade_id
+create or replace trigger _900_audit_insert
+    after insert on trading.spread_trades
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('spread_trade_id');
+create or replace trigger _900_audit_update
+    after update on trading.spread_trades
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('spread_trade_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.spread_trades
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('spread_trade_id');
+
 -- audit.log is append-only
 create or replace trigger _100_append_only
     before update or delete or truncate on audit.log

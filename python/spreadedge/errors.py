@@ -42,6 +42,7 @@ CODES: dict[str, str] = {
     "unpriced_fee": "22S08",
     "invalid_argument": "22S09",
     "funding_not_applicable": "22S10",
+    "invalid_spread_legs": "22S20",
     "unknown_exchange": "23S01",
     "unknown_instrument": "23S02",
     "unknown_strategy": "23S03",
