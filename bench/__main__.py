@@ -8,7 +8,10 @@ with a progress bar, then measures, in this order:
 2. pgbench tpcb-like and select-only (the baselines, ``pgbench -i -s 8`` in database ``pgbench``);
 3. bench/record_fill.sql under pgbench: a placement AND a fill per transaction, with the audit
    triggers on and off (alternating on, off, off, on in half-length runs): the audit overhead;
-4. bench/fill_only.sql: one fill per transaction against pre-placed orders.
+4. bench/fill_only.sql: one fill per transaction against pre-placed orders;
+5. market data (bench/market.py): ingestion of ticks and quotes through the ingest path against raw
+   COPY into an unlogged, unindexed table; every indicator over a month of 1m candles; and
+   market.current_spreads over 200 pairs on six exchanges.
 
 It prints a table (measured, baseline, ratio, goal) and writes the same to bench/results/latest.json,
 with the plans of pnl_summary's statements next to it. The cluster is stopped and deleted at the end,
@@ -31,7 +34,7 @@ from typing import Any
 import click
 import psycopg
 
-from bench import pgbench, scratch, writes
+from bench import market, pgbench, scratch, writes
 from bench.latency import Latency, check_pnl_summary, explain_pnl_summary, time_pnl_summary
 from bench.loader import LoadResult, load_history
 from bench.report import Goal, Row, table, write_json
@@ -50,6 +53,9 @@ REFERENCE_SELECT_ONLY_TPS = 49_000
 FILL_GOAL = Goal("min_ratio", 0.6)
 AUDIT_GOAL = Goal("min_ratio", 0.8)
 PNL_MEDIAN_GOAL = Goal("max_value", 5.0)
+INGEST_GOAL = Goal("min_ratio", 0.5)
+INDICATORS_MEDIAN_GOAL = Goal("max_value", 50.0)
+SPREADS_MEDIAN_GOAL = Goal("max_value", 10.0)
 # Settings that move these numbers, recorded with the results.
 SERVER_SETTINGS = (
     "server_version",
@@ -85,6 +91,9 @@ class Measurements:
     audit_rows_per_txn: float = 0.0
     profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     server: dict[str, str] = field(default_factory=dict)
+    ingest: dict[str, market.IngestRates] = field(default_factory=dict)
+    indicators: Latency | None = None
+    spreads: Latency | None = None
     phases_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -218,7 +227,17 @@ def measure(cluster: Cluster, options: Options, plan_path: Path) -> Measurements
     m.runs["fill-only"] = writes.run_fill_only(cluster, APP_DB, orders=fill_orders, **full)
     m.profiles["record_fill_only"] = writes.top_statements(app)
     m.server = _server_facts(app)
-    _phase(m, "pgbench", mark)
+    mark = _phase(m, "pgbench", mark)
+
+    market_rows = 100_000 if options.quick else 1_000_000
+    market.prepare(app)
+    for kind in ("ticks", "quotes"):
+        echo(f"{kind}: {market_rows:,} rows raw, through the ingest path, and directly")
+        m.ingest[kind] = market.measure_ingest(app, kind, market_rows)
+    echo("indicators over a month of 1m candles; market.current_spreads over 1,200 instruments")
+    m.indicators = market.time_indicators(app, runs=5 if options.quick else 20, budget_s=30)
+    m.spreads = market.time_current_spreads(app, runs=options.runs, budget_s=20)
+    _phase(m, "market", mark)
     return m
 
 
@@ -321,7 +340,49 @@ def result_rows(m: Measurements, options: Options) -> list[Row]:
             note=f"{m.load.trades:,} trades, {m.load.orders:,} orders in {m.load.load_s:.0f} s with "
             f"{m.load.workers} loaders, then VACUUM ANALYZE in {m.load.vacuum_s:.0f} s",
         ),
+        *_market_rows(m),
     ]
+
+
+def _market_rows(m: Measurements) -> list[Row]:
+    if m.indicators is None or m.spreads is None:
+        raise RuntimeError("the market measurements are incomplete")
+    rows = []
+    for kind, rates in m.ingest.items():
+        rows.append(
+            Row(
+                f"ingest_{kind}",
+                f"ingest {kind} (staging, validation, partitioned + indexed)",
+                rates.ingest_per_s,
+                "rows/s",
+                rates.raw_per_s,
+                "(raw COPY, unlogged, no index)",
+                INGEST_GOAL,
+                f"{rates.rows:,} {kind} in transactions of {market.BATCH:,}; COPY of typed rows straight "
+                f"into market.{kind} (no validation): {rates.direct_per_s:,.0f} rows/s",
+            )
+        )
+    rows.append(
+        Row(
+            "indicators_month_median",
+            "all indicators, one month of 1m candles: median",
+            m.indicators.median_ms,
+            "ms",
+            goal=INDICATORS_MEDIAN_GOAL,
+            note=f"internal.indicator_series over 43,200 candles, {m.indicators.runs} runs",
+        )
+    )
+    rows.append(
+        Row(
+            "current_spreads_median",
+            "market.current_spreads, 200 pairs x 6 exchanges: median",
+            m.spreads.median_ms,
+            "ms",
+            goal=SPREADS_MEDIAN_GOAL,
+            note=f"{m.spreads.runs} runs; p99 {m.spreads.p99_ms:.2f} ms",
+        )
+    )
+    return rows
 
 
 def details(m: Measurements, plan_path: Path) -> dict[str, Any]:
@@ -343,6 +404,11 @@ def details(m: Measurements, plan_path: Path) -> dict[str, Any]:
             "plan_file": str(plan_path),
         },
         "load": m.load.as_json(),
+        "market": {
+            "ingest": {kind: rates.as_json() for kind, rates in m.ingest.items()},
+            "indicators": None if m.indicators is None else m.indicators.as_json(),
+            "current_spreads": None if m.spreads is None else m.spreads.as_json(),
+        },
         "statement_profiles": m.profiles,
     }
 

@@ -15,7 +15,8 @@ as $$
 -- plausible quoted_at, positive bid and ask, non-negative sizes, a book that is not crossed.
 begin
     return query
-    with parsed as (
+    -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
+    with parsed as materialized (
         select s.line_no, s.exchange, s.symbol, i.instrument_id,
                s.quoted_at as quoted_at_text, internal.parse_time(s.quoted_at) as quoted_at,
                s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
@@ -74,7 +75,8 @@ as $$
 -- id, positive price and quantity, side buy, sell or empty.
 begin
     return query
-    with parsed as (
+    -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
+    with parsed as materialized (
         select s.line_no, s.exchange, s.symbol, i.instrument_id,
                s.traded_at as traded_at_text, internal.parse_time(s.traded_at) as traded_at,
                s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
@@ -133,7 +135,8 @@ as $$
 -- it, positive prices with low <= open, close <= high, non-negative volumes and trade count.
 begin
     return query
-    with parsed as (
+    -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
+    with parsed as materialized (
         select s.line_no, s.exchange, s.symbol, i.instrument_id,
                s.interval as interval_text,
                case when btrim(s.interval) = any (enum_range(null::market.candle_interval)::text[])

@@ -7,18 +7,30 @@
 --   net_bps   = (bid x (1 - f_sell) - ask x (1 + f_buy)) / ask x 10,000
 -- both rounded to 4 decimals.
 
-create or replace function internal.spread_bps(p_ask numeric, p_bid numeric, p_buy_fee numeric, p_sell_fee numeric,
-                                               out gross_bps numeric, out net_bps numeric)
+create or replace function internal.gross_bps(p_ask numeric, p_bid numeric)
+    returns numeric
     immutable
     parallel safe
     language sql
 as $$
-    -- Gross and net (of both legs' taker fees) spread in basis points of buying at p_ask and selling at p_bid.
-    select round((p_bid - p_ask) / p_ask * 10000, 4),
-           round((p_bid * (1 - p_sell_fee) - p_ask * (1 + p_buy_fee)) / p_ask * 10000, 4)
+    -- Spread in basis points of buying at p_ask and selling at p_bid, before fees.
+    -- why scalar functions: as single expressions they are inlined into the view's query
+    select round((p_bid - p_ask) / p_ask * 10000, 4)
 $$;
-comment on function internal.spread_bps(numeric, numeric, numeric, numeric) is
-    'Gross and net-of-taker-fees spread in bps of buying at an ask and selling at a bid.';
+comment on function internal.gross_bps(numeric, numeric) is
+    'Gross spread in bps of buying at an ask and selling at a bid: (bid - ask) / ask x 10,000.';
+
+create or replace function internal.net_bps(p_ask numeric, p_bid numeric, p_buy_fee numeric, p_sell_fee numeric)
+    returns numeric
+    immutable
+    parallel safe
+    language sql
+as $$
+    -- Spread in basis points of buying at p_ask and selling at p_bid, net of both taker fee rates.
+    select round((p_bid * (1 - p_sell_fee) - p_ask * (1 + p_buy_fee)) / p_ask * 10000, 4)
+$$;
+comment on function internal.net_bps(numeric, numeric, numeric, numeric) is
+    'Net spread in bps: (bid x (1 - sell fee) - ask x (1 + buy fee)) / ask x 10,000.';
 
 create or replace function internal.find_pair(p_symbol text, out base_asset text, out quote_asset text)
     stable
@@ -63,15 +75,15 @@ create or replace view market.current_spreads as
            s.symbol as sell_symbol,
            s.bid,
            s.bid_size,
-           bps.gross_bps,
-           bps.net_bps,
+           internal.gross_bps(b.ask, s.bid) as gross_bps,
+           internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) as net_bps,
            least(b.quoted_at, s.quoted_at) as oldest_quote_at
     from quoted b
     join quoted s
         on s.base_asset = b.base_asset and s.quote_asset = b.quote_asset and s.market_type = b.market_type
        and s.exchange <> b.exchange
-    cross join lateral internal.spread_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) bps
-    order by b.base_asset, b.quote_asset, b.market_type, bps.net_bps desc, b.exchange, s.exchange;
+    order by b.base_asset, b.quote_asset, b.market_type, internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) desc,
+             b.exchange, s.exchange;
 comment on view market.current_spreads is
     'Per asset pair and market type, the best buy-on-one-exchange, sell-on-another spread of the newest quotes: gross and net of both taker fees, in bps.';
 
@@ -136,13 +148,13 @@ begin
         order by q.instrument_id, q.bucket_start, q.quoted_at desc
     )
     select b.bucket_start, b.market_type, b.exchange, b.ask, b.ask_size, s.exchange, s.bid, s.bid_size,
-           least(b.ask_size, s.bid_size), bps.gross_bps, bps.net_bps
+           least(b.ask_size, s.bid_size), internal.gross_bps(b.ask, s.bid),
+           internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee)
     from last_quotes b
     join last_quotes s
         on s.bucket_start = b.bucket_start and s.market_type = b.market_type and s.exchange <> b.exchange
-    cross join lateral internal.spread_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) bps
-    where bps.net_bps >= spread_opportunities.min_net_bps
-    order by b.bucket_start, bps.net_bps desc, b.exchange, s.exchange;
+    where internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) >= spread_opportunities.min_net_bps
+    order by b.bucket_start, 11 desc, b.exchange, s.exchange;
 end;
 $$;
 comment on function market.spread_opportunities(text, timestamptz, timestamptz, numeric, interval) is

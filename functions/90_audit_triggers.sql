@@ -240,6 +240,19 @@ create or replace trigger _900_audit_delete
     after delete on auth.api_keys
     referencing old table as old_rows
     for each statement execute function audit.log_changes('key_id', '-api_key', '-api_secret', '-passphrase', '-fingerprint');
+-- trading.spread_trades, keyed by spread_trade_id
+create or replace trigger _900_audit_insert
+    after insert on trading.spread_trades
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('spread_trade_id');
+create or replace trigger _900_audit_update
+    after update on trading.spread_trades
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('spread_trade_id');
+create or replace trigger _900_audit_delete
+    after delete on trading.spread_trades
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('spread_trade_id');
 
 -- audit.log is append-only
 create or replace trigger _100_append_only

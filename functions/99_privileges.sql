@@ -11,7 +11,8 @@ grant execute on function internal.session_user_id(), internal.session_permissio
                           internal.visible_strategy_ids()
     to spreadedge_readonly, spreadedge_auditor;
 grant execute on function trading.mark_price, trading.asset_price, trading.is_legal_transition,
-                          trading.position_after_fill, trading.get_position, trading.pnl_summary
+                          trading.position_after_fill, trading.get_position, trading.pnl_summary,
+                          trading.spread_trade_pnl, trading.spread_trade_summary
     to spreadedge_readonly;
 grant select on trading.position_summary, trading.order_history, trading.active_orders, trading.trade_history
     to spreadedge_readonly;
@@ -25,7 +26,7 @@ grant select on market.current_spreads to spreadedge_readonly;
 grant execute on function ref.upsert_instrument, trading.create_strategy, trading.place_order,
                           trading.acknowledge_order, trading.cancel_order, trading.reject_order,
                           trading.expire_order, trading.record_fill, trading.record_funding,
-                          trading.take_portfolio_snapshot
+                          trading.take_portfolio_snapshot, trading.open_spread_trade
     to spreadedge_app;
 grant execute on function auth.login, auth.validate_session, auth.logout, auth.revoke_sessions,
                           auth.user_id_of, auth.create_user, auth.change_password, auth.disable_user,

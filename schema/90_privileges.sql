@@ -164,6 +164,12 @@ create policy strategy_scope on trading.portfolio_snapshots
            or strategy_id = any ((select internal.visible_strategy_ids())::integer[]));
 comment on policy strategy_scope on trading.portfolio_snapshots is 'A scoped session sees its user''s strategies'' snapshots, not the totals.';
 
+alter table trading.spread_trades enable row level security;
+create policy strategy_scope on trading.spread_trades
+    using ((select internal.visible_strategy_ids()) is null
+           or strategy_id = any ((select internal.visible_strategy_ids())::integer[]));
+comment on policy strategy_scope on trading.spread_trades is 'A scoped session sees its user''s strategies'' spread trades.';
+
 alter table auth.api_keys enable row level security;
 create policy owner_scope on auth.api_keys
     using ((select internal.session_permissions()) is null

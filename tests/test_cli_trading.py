@@ -85,3 +85,17 @@ def test_pnl_with_an_unknown_strategy_says_so_without_a_traceback(seeded, db_url
         1,
         'Error: strategy "ghost" does not exist\nhint: Create it with trading.create_strategy.\n',
     )
+
+
+def test_demo_loads_market_data_for_all_six_exchanges_with_candles_and_spreads(demo_db):
+    facts = demo_db.execute("""
+        select (select count(distinct i.exchange_id) from market.quotes q join ref.instruments i using (instrument_id)),
+               (select count(distinct i.exchange_id) from market.ticks t join ref.instruments i using (instrument_id)),
+               (select count(*) from market.candles where interval = '1d'),
+               (select count(*) from market.technical_indicators where rsi_14 is not null),
+               (select count(*) from market.current_spreads),
+               (select count(*) from market.quotes where bid > ask)
+    """).fetchone()
+    exchanges_quoted, exchanges_traded, daily_candles, indicator_rows, spreads, crossed = facts
+    assert (exchanges_quoted, exchanges_traded, daily_candles, spreads, crossed) == (6, 6, 14, 5, 0)
+    assert indicator_rows > 0

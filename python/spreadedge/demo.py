@@ -6,7 +6,8 @@ sides. Orders fill in one to three partial fills; some are cancelled part-filled
 some left working. Fees come in the quote asset, in the base asset (Gate.io buys) and in BNB
 (Binance spot, priced from the BNBUSDT market). Perpetual positions pay or receive funding every
 eight hours. Client order ids and exchange trade ids are deterministic, so running the demo again
-writes nothing new (the API is idempotent).
+writes nothing new (the API is idempotent). Market data of the day (quotes, ticks, candles,
+indicators) comes from ``spreadedge.demo_market``.
 """
 
 from __future__ import annotations
@@ -340,4 +341,7 @@ def run_demo(
                 apply_step(conn, kind, args, order_ids)
                 done[kind] = done.get(kind, 0) + 1
         progress(sum(kind == "place" for kind, _ in batch))
+    from spreadedge.demo_market import load_demo_market  # imported here: it imports this module
+
+    done.update(load_demo_market(conn, start))
     return done

@@ -43,6 +43,7 @@ CODES: dict[str, str] = {
     "invalid_argument": "22S09",
     "funding_not_applicable": "22S10",
     "weak_password": "22S11",
+    "invalid_spread_legs": "22S20",
     "unknown_exchange": "23S01",
     "unknown_instrument": "23S02",
     "unknown_strategy": "23S03",

@@ -1,0 +1,2 @@
+-- spreadedge bench: the current cross-exchange spreads
+select * from market.current_spreads;

@@ -1,0 +1,167 @@
+-- spreadedge functions: spread trades
+-- trading.open_spread_trade places both leg orders of a cross-exchange arbitrage in one
+-- transaction; trading.spread_trade_pnl reports each spread trade from its legs' fills, and
+-- trading.spread_trade_summary sums them per strategy.
+
+create or replace function trading.open_spread_trade(
+    strategy         text,
+    symbol           text,
+    buy_exchange     text,
+    sell_exchange    text,
+    quantity         numeric,
+    buy_price        numeric default null,
+    sell_price       numeric default null,
+    market_type      text default 'spot',
+    client_spread_id text default null,
+    opened_at        timestamptz default now()
+)
+    returns bigint
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Place the buy leg on buy_exchange and the sell leg on sell_exchange of the pair symbol
+-- (BASE/QUOTE) and market type, each through trading.place_order (so each is validated as any
+-- order), and record them as one spread trade; either everything is written or nothing. Prices
+-- null = market orders. Idempotent on client_spread_id: a retry returns the same spread trade.
+#variable_conflict use_column
+declare
+    v_pair     record := internal.find_pair(open_spread_trade.symbol);
+    v_strategy trading.strategies := internal.find_strategy(open_spread_trade.strategy);
+    v_id       bigint;
+    v_side     text;
+    v_exchange text;
+    v_symbol   text;
+    v_orders   bigint[] := array[]::bigint[];
+begin
+    if open_spread_trade.buy_exchange = open_spread_trade.sell_exchange then
+        raise exception 'buy and sell legs are both on %', open_spread_trade.buy_exchange
+            using errcode = '22S20', hint = 'A spread trade buys on one exchange and sells on another.';
+    end if;
+    if open_spread_trade.client_spread_id is not null then
+        select s.spread_trade_id into v_id
+        from trading.spread_trades s where s.client_spread_id = open_spread_trade.client_spread_id;
+        if found then
+            return v_id;
+        end if;
+    end if;
+    foreach v_side in array array['buy', 'sell'] loop
+        v_exchange := case v_side when 'buy' then open_spread_trade.buy_exchange else open_spread_trade.sell_exchange end;
+        select i.symbol into v_symbol
+        from ref.instruments i
+        where i.exchange_id = internal.exchange_id(v_exchange)
+          and i.base_asset = v_pair.base_asset and i.quote_asset = v_pair.quote_asset
+          and i.market_type::text = open_spread_trade.market_type
+        order by i.is_active desc, i.instrument_id
+        limit 1;
+        if v_symbol is null then
+            raise exception 'no % instrument trades %/% on %', open_spread_trade.market_type, v_pair.base_asset,
+                v_pair.quote_asset, v_exchange using errcode = '23S02';
+        end if;
+        v_orders := v_orders || trading.place_order(
+            strategy => open_spread_trade.strategy, exchange => v_exchange, symbol => v_symbol, side => v_side,
+            quantity => open_spread_trade.quantity,
+            price => case v_side when 'buy' then open_spread_trade.buy_price else open_spread_trade.sell_price end,
+            client_order_id => open_spread_trade.client_spread_id || '-' || v_side,
+            placed_at => open_spread_trade.opened_at);
+    end loop;
+    insert into trading.spread_trades (strategy_id, buy_order_id, sell_order_id, quantity, client_spread_id, opened_at)
+    values (v_strategy.strategy_id, v_orders[1], v_orders[2], open_spread_trade.quantity,
+            open_spread_trade.client_spread_id, open_spread_trade.opened_at)
+    returning spread_trade_id into v_id;
+    return v_id;
+end;
+$$;
+comment on function trading.open_spread_trade(text, text, text, text, numeric, numeric, numeric, text, text, timestamptz) is
+    'Places the buy and sell leg orders of a cross-exchange spread trade in one transaction; returns the spread trade id.';
+
+create or replace function trading.spread_trade_pnl(
+    strategy text default null,
+    since    timestamptz default null,
+    until    timestamptz default null
+)
+    returns table (
+        spread_trade_id bigint, strategy_name text, opened_at timestamptz, buy_exchange text, buy_symbol text,
+        sell_exchange text, sell_symbol text, quantity numeric, buy_filled numeric, sell_filled numeric,
+        buy_avg_price numeric, sell_avg_price numeric, matched_quantity numeric, captured_spread numeric,
+        fees numeric, net_pnl numeric, residual_quantity numeric, residual_exposure numeric
+    )
+    stable
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Each spread trade opened in [since, until) (null = unbounded) of one strategy (null = all):
+-- the legs' fills so far, the matched quantity (filled on both legs), the spread it captured
+-- (matched x multiplier x (sell average - buy average)), the fees of both legs' fills (quote
+-- value), net PnL = captured - fees, and the residual of uneven fills: buy filled - sell filled
+-- (positive = long on the buy exchange) and its value at the mark price of the leg that is ahead.
+#variable_conflict use_column
+declare
+    v_strategy_id integer;
+begin
+    perform internal.require_permission('pnl:read');
+    if spread_trade_pnl.strategy is not null then
+        v_strategy_id := (internal.find_strategy(spread_trade_pnl.strategy)).strategy_id;
+    end if;
+    return query
+    select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, s.quantity,
+           b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
+           m.matched,
+           round(m.matched * bi.multiplier * coalesce(o.avg_fill_price - b.avg_fill_price, 0), 12),
+           f.fees,
+           round(m.matched * bi.multiplier * coalesce(o.avg_fill_price - b.avg_fill_price, 0), 12) - f.fees,
+           b.filled_quantity - o.filled_quantity,
+           round((b.filled_quantity - o.filled_quantity) * bi.multiplier
+                 * case when b.filled_quantity >= o.filled_quantity then trading.mark_price(bi.instrument_id)
+                        else trading.mark_price(si.instrument_id) end, 12)
+    from trading.spread_trades s
+    join trading.strategies st on st.strategy_id = s.strategy_id
+    join trading.order_keys bk on bk.order_id = s.buy_order_id
+    join trading.orders b on b.order_id = bk.order_id and b.created_at = bk.created_at
+    join trading.order_keys ok on ok.order_id = s.sell_order_id
+    join trading.orders o on o.order_id = ok.order_id and o.created_at = ok.created_at
+    join ref.instruments bi on bi.instrument_id = b.instrument_id
+    join ref.exchanges be on be.exchange_id = bi.exchange_id
+    join ref.instruments si on si.instrument_id = o.instrument_id
+    join ref.exchanges se on se.exchange_id = si.exchange_id
+    cross join lateral (select least(b.filled_quantity, o.filled_quantity) as matched) m
+    cross join lateral (
+        select coalesce(sum(t.fee_quote), 0) as fees
+        from trading.trades t
+        where t.order_id in (s.buy_order_id, s.sell_order_id)
+    ) f
+    where (v_strategy_id is null or s.strategy_id = v_strategy_id)
+      -- a scoped session reports only the strategies it sees
+      and internal.strategy_in_scope(s.strategy_id)
+      and (spread_trade_pnl.since is null or s.opened_at >= spread_trade_pnl.since)
+      and (spread_trade_pnl.until is null or s.opened_at < spread_trade_pnl.until)
+    order by s.opened_at, s.spread_trade_id;
+end;
+$$;
+comment on function trading.spread_trade_pnl(text, timestamptz, timestamptz) is
+    'Per spread trade: legs filled, captured spread, fees, net PnL and the residual exposure of uneven leg fills.';
+
+create or replace function trading.spread_trade_summary(
+    strategy text default null,
+    since    timestamptz default null,
+    until    timestamptz default null
+)
+    returns table (strategy_name text, spread_trades bigint, matched_quantity numeric, captured_spread numeric,
+                   fees numeric, net_pnl numeric, uneven_trades bigint)
+    stable
+    security definer
+    set search_path = ''
+    language sql
+as $$
+    -- trading.spread_trade_pnl summed per strategy; uneven_trades counts those with a residual.
+    select p.strategy_name, count(*), sum(p.matched_quantity), sum(p.captured_spread), sum(p.fees), sum(p.net_pnl),
+           count(*) filter (where p.residual_quantity <> 0)
+    from trading.spread_trade_pnl(spread_trade_summary.strategy, spread_trade_summary.since,
+                                  spread_trade_summary.until) p
+    group by p.strategy_name
+    order by p.strategy_name
+$$;
+comment on function trading.spread_trade_summary(text, timestamptz, timestamptz) is
+    'Spread trades per strategy: count, matched quantity, captured spread, fees, net PnL and how many filled unevenly.';

@@ -1,0 +1,115 @@
+"""Market data of the demo day: quotes and ticks on all six exchanges, then candles and indicators.
+
+Every instrument of the demo gets a quote and a public trade a minute. Each venue quotes the asset
+price with an offset of its own (a few bps, drifting slowly) and a half spread of about one bp,
+so cross-exchange spreads open and close through the day and now and then pay more than the taker
+fees. The rows go through the same path as ``spreadedge ingest`` (text staging, SQL validation,
+dedup), then ``market.rollup_candles`` and ``market.compute_indicators`` run on them. The random
+walk is seeded, so a second run loads duplicates only and writes nothing new.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from spreadedge.demo import INSTRUMENTS, START_PRICES, Instrument
+from spreadedge.ingest import Loader
+
+MINUTES = 24 * 60
+BATCH = 5_000
+
+
+def _round(value: Decimal, tick: Decimal) -> Decimal:
+    return (value / tick).to_integral_value() * tick
+
+
+def market_records(day: datetime, seed: int = 11) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("quotes" | "ticks", record) for every minute of the day and every demo instrument."""
+    rng = random.Random(seed)
+    prices = {asset: float(price) for asset, price in START_PRICES.items()}
+    offsets = {(i.exchange, i.symbol): rng.uniform(-4, 4) for i in INSTRUMENTS}
+    for minute in range(MINUTES):
+        at = day + timedelta(minutes=minute)
+        for asset in prices:
+            prices[asset] *= 1 + rng.gauss(0, 0.0006)
+        for instrument in INSTRUMENTS:
+            key = (instrument.exchange, instrument.symbol)
+            offsets[key] = max(-8.0, min(8.0, offsets[key] + rng.gauss(0, 0.6)))
+            yield from _minute(
+                rng, instrument, at, minute, prices[instrument.base] * (1 + offsets[key] / 10_000)
+            )
+
+
+def _minute(
+    rng: random.Random, instrument: Instrument, at: datetime, minute: int, mid: float
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    half = max(float(instrument.tick), mid * rng.uniform(0.5, 1.5) / 10_000)
+    bid = _round(Decimal(mid - half), instrument.tick)
+    ask = max(_round(Decimal(mid + half), instrument.tick), bid + instrument.tick)
+    common = {"exchange": instrument.exchange, "symbol": instrument.symbol}
+    quoted_at = at + timedelta(seconds=rng.randint(0, 29), milliseconds=rng.randint(0, 999))
+    size = Decimal(rng.randint(1, 400)) * instrument.lot * 100
+    yield (
+        "quotes",
+        {
+            **common,
+            "quoted_at": quoted_at.isoformat(),
+            "bid": bid,
+            "bid_size": size,
+            "ask": ask,
+            "ask_size": size * 2,
+        },
+    )
+    side = rng.choice(["buy", "sell"])
+    yield (
+        "ticks",
+        {
+            **common,
+            "traded_at": (quoted_at + timedelta(seconds=rng.randint(1, 29))).isoformat(),
+            "exchange_trade_id": f"demo-m{minute}",
+            "price": ask if side == "buy" else bid,
+            "quantity": Decimal(rng.randint(1, 50)) * instrument.lot * 10,
+            "side": side,
+        },
+    )
+
+
+def load_demo_market(conn: psycopg.Connection[Any], day: datetime) -> dict[str, int]:
+    """Load the day's quotes and ticks, roll them up into candles, compute 5m indicators."""
+    loaders = {kind: Loader(conn, kind, strict=True) for kind in ("quotes", "ticks")}
+    batches: dict[str, list[tuple[int, dict[str, Any]]]] = {"quotes": [], "ticks": []}
+    loaded = {"quotes": 0, "ticks": 0}
+
+    def flush(kind: str) -> None:
+        with conn.transaction():
+            rows, _, rejects = loaders[kind].load_batch(batches[kind])
+        if rejects:
+            raise RuntimeError(f"demo market data rejected: {rejects[:3]}")
+        loaded[kind] += rows
+        batches[kind].clear()
+
+    for line, (kind, record) in enumerate(market_records(day), start=1):
+        batches[kind].append((line, record))
+        if len(batches[kind]) >= BATCH:
+            flush(kind)
+    for kind in batches:
+        if batches[kind]:
+            flush(kind)
+    with conn.transaction():
+        candles = conn.execute(
+            "select coalesce(sum(candles), 0) from market.rollup_candles(until => %s, open_window => %s)",
+            [day + timedelta(days=1), timedelta(days=1)],
+        ).fetchone()
+        for instrument in INSTRUMENTS:
+            conn.execute(
+                "select market.compute_indicators(exchange => %s, symbol => %s, candle_interval => '5m',"
+                " since => %s, until => %s)",
+                [instrument.exchange, instrument.symbol, day, day + timedelta(days=1)],
+            )
+    return {**loaded, "candles": int(candles[0]) if candles else 0}
