@@ -224,3 +224,32 @@ def test_a_malformed_user_id_setting_is_refused_with_22S09(seeded):
         with pytest.raises(psycopg.errors.DataError) as caught:
             seeded.execute("select count(*) from trading.strategies")
     assert caught.value.sqlstate == "22S09"
+
+
+def test_a_trader_sees_and_reports_only_their_own_spread_trades(two_traders):
+    conn, ids, _ = two_traders
+    conn.execute(
+        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT', base_asset => 'BTC',"
+        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)"
+    )
+    for name in ("alice", "bob"):
+        with acting_as(conn, "spreadedge_app", ids[name]):
+            call(
+                conn,
+                "trading.open_spread_trade",
+                strategy=f"{name}-arb",
+                symbol="BTC/USDT",
+                buy_exchange="binance",
+                sell_exchange="okx",
+                quantity=1,
+                buy_price=100,
+                sell_price=101,
+            )
+    with acting_as(conn, "spreadedge_readonly", ids["alice"]):
+        table = conn.execute("select strategy_id from trading.spread_trades").fetchall()
+        report = [r["strategy_name"] for r in rows(conn, "trading.spread_trade_pnl")]
+    alice_strategy = conn.execute(
+        "select strategy_id from trading.strategies where name = 'alice-arb'"
+    ).fetchone()
+    assert (table, report) == ([alice_strategy], ["alice-arb"])
+    assert len(rows(conn, "trading.spread_trade_pnl")) == 2
