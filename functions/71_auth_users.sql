@@ -330,9 +330,10 @@ as
            u.password_changed_at,
            u.last_login_at
     from auth.users u
-    where internal.session_permissions() is null
-       or 'users:manage' = any (internal.session_permissions())
-       or u.user_id = internal.session_user_id();
+    -- why (select ...): evaluated once per query as an InitPlan, not once per row
+    where (select internal.session_permissions()) is null
+       or 'users:manage' = any ((select internal.session_permissions())::text[])
+       or u.user_id = (select internal.session_user_id());
 comment on view auth.user_accounts is 'Application users, their roles and login state; no secrets.';
 comment on column auth.user_accounts.user_id is 'User id.';
 comment on column auth.user_accounts.username is 'Login name.';

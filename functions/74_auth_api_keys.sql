@@ -259,11 +259,6 @@ begin
         raise exception 'a stored API key cannot be decrypted with the old master key; nothing was changed'
             using errcode = '28S03';
     end;
-    if exists (select from auth.api_keys k where k.key_version <> v_new) then
-        raise exception 'API keys under an older master key version remain; nothing was changed'
-            using errcode = '28S03',
-                  hint = 'Those rows were not re-encrypted at an earlier rotation; restore them from a backup.';
-    end if;
     perform internal.security_event('master_key_rotated', null, null,
         jsonb_build_object('from_version', v_old, 'to_version', v_new, 'keys', v_count));
     return v_count;

@@ -32,40 +32,23 @@ as $$
 declare
     v_table  text := format('%I.%I', tg_table_schema, tg_table_name);
     v_keys   text[];
-    v_redact text[];
+    -- why an empty default: jsonb minus an empty array returns its input untouched
+    v_redact text[] := '{}';
 begin
-    if tg_nargs > 3 or tg_argv[tg_nargs - 1] like '-%' then
+    if tg_argv[tg_nargs - 1] like '-%' then
         v_keys := array(select a from unnest(tg_argv) a where a not like '-%');
         v_redact := array(select substr(a, 2) from unnest(tg_argv) a where a like '-%');
     else
         -- why the slice: tg_argv is indexed from 0; a slice is indexed from 1, as audit.row_key expects
         v_keys := tg_argv[0:2];
     end if;
-    if coalesce(cardinality(v_keys), 0) not between 1 and 3 then
+    if coalesce(cardinality(v_keys), 0) not between 1 and 3 or tg_nargs - cardinality(v_redact) > 3 then
         raise exception 'audit.log_changes on % needs 1 to 3 key column names as trigger arguments', v_table;
-    end if;
-    if v_redact is not null then
-        -- the rare tables with secrets take this slower path: the same rows, minus the columns
-        if tg_op = 'INSERT' then
-            insert into audit.log (table_name, operation, row_key, new_row)
-            select v_table, 'INSERT', audit.row_key(n.j, v_keys)::text, n.j
-            from (select to_jsonb(r) - v_redact as j from new_rows r) n;
-        elsif tg_op = 'UPDATE' then
-            insert into audit.log (table_name, operation, row_key, old_row, new_row)
-            select v_table, 'UPDATE', audit.row_key(z.new_row, v_keys)::text, z.old_row, z.new_row
-            from unnest(array(select to_jsonb(r) - v_redact from old_rows r),
-                        array(select to_jsonb(r) - v_redact from new_rows r)) as z (old_row, new_row);
-        elsif tg_op = 'DELETE' then
-            insert into audit.log (table_name, operation, row_key, old_row)
-            select v_table, 'DELETE', audit.row_key(o.j, v_keys)::text, o.j
-            from (select to_jsonb(r) - v_redact as j from old_rows r) o;
-        end if;
-        return null;
     end if;
     if tg_op = 'INSERT' then
         insert into audit.log (table_name, operation, row_key, new_row)
         select v_table, 'INSERT', audit.row_key(n.j, v_keys)::text, n.j
-        from (select to_jsonb(r) as j from new_rows r) n;
+        from (select to_jsonb(r) - v_redact as j from new_rows r) n;
     elsif tg_op = 'UPDATE' then
         -- why pair by position: PostgreSQL appends each updated row's old and new versions to the
         -- two transition tables together, so the n-th old row and the n-th new row are one row
@@ -73,12 +56,12 @@ begin
         -- on the key would cost a hash join per statement and lose rows whose key changed
         insert into audit.log (table_name, operation, row_key, old_row, new_row)
         select v_table, 'UPDATE', audit.row_key(z.new_row, v_keys)::text, z.old_row, z.new_row
-        from unnest(array(select to_jsonb(r) from old_rows r),
-                    array(select to_jsonb(r) from new_rows r)) as z (old_row, new_row);
+        from unnest(array(select to_jsonb(r) - v_redact from old_rows r),
+                    array(select to_jsonb(r) - v_redact from new_rows r)) as z (old_row, new_row);
     elsif tg_op = 'DELETE' then
         insert into audit.log (table_name, operation, row_key, old_row)
         select v_table, 'DELETE', audit.row_key(o.j, v_keys)::text, o.j
-        from (select to_jsonb(r) as j from old_rows r) o;
+        from (select to_jsonb(r) - v_redact as j from old_rows r) o;
     end if;
     return null;
 end;

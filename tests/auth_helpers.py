@@ -57,11 +57,11 @@ def acting_as(
         conn.execute("reset spreadedge.user_id")
 
 
-def age_session(conn: psycopg.Connection, session_token_user: int, by: str) -> None:
+def age_session(conn: psycopg.Connection, user_id: int, by: str) -> None:
     """Move a user's sessions back in time (as if `by` had passed since login and last use)."""
     conn.execute(
         "update auth.sessions set created_at = created_at - %(by)s::interval,"
         " last_seen_at = last_seen_at - %(by)s::interval, idle_expires_at = idle_expires_at - %(by)s::interval,"
         " expires_at = expires_at - %(by)s::interval where user_id = %(user)s",
-        {"by": by, "user": session_token_user},
+        {"by": by, "user": user_id},
     )

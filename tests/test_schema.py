@@ -129,15 +129,15 @@ def test_functions_directory_holds_only_reappliable_statements(project_settings)
 def test_every_table_view_and_api_function_has_a_comment(db):
     missing = db.execute("""
         select c.oid::regclass::text from pg_class c
-        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'audit', 'ops', 'internal')
+        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'audit', 'ops', 'internal')
           and c.relkind in ('r', 'p', 'v') and not c.relispartition and obj_description(c.oid, 'pg_class') is null
         union all
         select p.oid::regprocedure::text from pg_proc p
-        where p.pronamespace::regnamespace::text in ('ref', 'trading', 'market', 'audit', 'ops', 'internal')
+        where p.pronamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'audit', 'ops', 'internal')
           and obj_description(p.oid, 'pg_proc') is null
         union all
         select a.attrelid::regclass::text || '.' || a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid
-        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'audit', 'ops', 'internal') and c.relkind in ('r', 'p')
+        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'audit', 'ops', 'internal') and c.relkind in ('r', 'p')
           and not c.relispartition and a.attnum > 0 and not a.attisdropped
           and col_description(a.attrelid, a.attnum) is null
     """).fetchall()

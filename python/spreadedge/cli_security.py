@@ -95,7 +95,9 @@ def list_users(settings: Settings) -> None:
     click.echo(textable.render(headers, cells, [True, False, False, False, False, False, False]))
 
 
-def _user_command(function: str, done: str) -> click.Command:
+def _user_command(function: str, done: str, help_text: str) -> click.Command:
+    """A command ``USERNAME`` that calls ``auth.<function>(user_id => ...)`` and says it is done."""
+
     @click.argument("username")
     @click.pass_obj
     def command(settings: Settings, username: str) -> None:
@@ -107,15 +109,21 @@ def _user_command(function: str, done: str) -> click.Command:
             )
         click.echo(f"user {username} {done}")
 
-    return click.command()(command)
+    return click.command(help=help_text)(command)
 
 
-users_group.add_command(_user_command("disable_user", "disabled; its sessions are revoked"), "disable")
-users_group.add_command(_user_command("enable_user", "enabled"), "enable")
-users_group.add_command(_user_command("unlock_user", "unlocked"), "unlock")
-users_group.commands["disable"].help = "Disable a user: no more logins, sessions revoked."
-users_group.commands["enable"].help = "Enable a disabled user."
-users_group.commands["unlock"].help = "Lift a lockout after too many failed logins."
+users_group.add_command(
+    _user_command(
+        "disable_user",
+        "disabled; its sessions are revoked",
+        "Disable a user: no more logins, sessions revoked.",
+    ),
+    "disable",
+)
+users_group.add_command(_user_command("enable_user", "enabled", "Enable a disabled user."), "enable")
+users_group.add_command(
+    _user_command("unlock_user", "unlocked", "Lift a lockout after too many failed logins."), "unlock"
+)
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -136,9 +144,7 @@ def keys_group() -> None:
 @click.pass_obj
 def generate_key(settings: Settings, out: Path | None) -> None:
     """Make a new random master key in a file only its owner can read; never overwrites one."""
-    import os
-
-    path = out or Path(os.environ.get(masterkey.ENV_KEY_FILE) or masterkey.default_key_file(settings))
+    path = out or masterkey.key_file(settings)
     masterkey.write_key_file(path, masterkey.generate())
     click.echo(f"master key written to {path} (mode 0600); keep a copy somewhere safe")
 

@@ -64,6 +64,13 @@ def read_key_file(path: Path) -> str:
     return key
 
 
+def key_file(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
+    """The key file in use: the one ``SPREADEDGE_MASTER_KEY_FILE`` names, else the default one."""
+    env = os.environ if env is None else env
+    named = env.get(ENV_KEY_FILE)
+    return Path(named) if named else default_key_file(settings)
+
+
 def load(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     """The master key from the environment, the key file it names, or the default key file."""
     env = os.environ if env is None else env
@@ -72,9 +79,8 @@ def load(settings: Settings, env: Mapping[str, str] | None = None) -> str:
         if len(key) < MIN_LENGTH:
             raise MasterKeyError(f"{ENV_KEY} holds fewer than {MIN_LENGTH} characters")
         return key
-    named = env.get(ENV_KEY_FILE)
-    path = Path(named) if named else default_key_file(settings)
-    if not named and not path.exists():
+    path = key_file(settings, env)
+    if not env.get(ENV_KEY_FILE) and not path.exists():
         raise MasterKeyError(
             f"no master key: set {ENV_KEY} or {ENV_KEY_FILE}, or run spreadedge keys generate"
         )
