@@ -131,13 +131,18 @@ create or replace procedure internal.finish_migrate()
     language plpgsql
 as $$
 -- The last step of every spreadedge migrate (and schema/ apply): hand every object to
--- spreadedge_owner, and keep bind parameters out of the server log in this database whatever
+-- spreadedge_owner (and let it read the migration ledger), and keep bind parameters out of the server log in this database whatever
 -- log_statement or log_min_duration_statement say, because secrets (passwords, master keys, API
 -- secrets, TOTP codes, session tokens) reach the API functions only as bind parameters. Both
 -- settings need a superuser to raise; a database made with CREATE DATABASE ... TEMPLATE does not
 -- inherit them until it is migrated.
 begin
     call internal.claim_ownership();
+    -- why: ops.health (security definer, run as spreadedge_owner) compares the applied migrations
+    -- with the code's; migrate creates this ledger as the superuser before any migration
+    if to_regclass('public._spreadedge_migration_checksum') is not null then
+        grant select on public._spreadedge_migration_checksum to spreadedge_owner;
+    end if;
     execute format('alter database %I set log_parameter_max_length = 0', current_database());
     execute format('alter database %I set log_parameter_max_length_on_error = 0', current_database());
 end;

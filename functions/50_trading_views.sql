@@ -29,6 +29,14 @@ as
 comment on view trading.position_summary is
     'Every position with names, mark price (latest market price) and realized and unrealized PnL.';
 
+create or replace view trading.open_positions
+    with (security_invoker = true)
+as
+    select p.*
+    from trading.position_summary p
+    where p.quantity <> 0;
+comment on view trading.open_positions is 'Positions with a non-zero quantity, with mark price and PnL (trading.position_summary).';
+
 create or replace view trading.order_history
     with (security_invoker = true)
 as

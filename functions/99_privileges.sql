@@ -14,13 +14,26 @@ grant execute on function trading.mark_price, trading.asset_price, trading.is_le
                           trading.position_after_fill, trading.get_position, trading.pnl_summary,
                           trading.spread_trade_pnl, trading.spread_trade_summary
     to spreadedge_readonly;
-grant select on trading.position_summary, trading.order_history, trading.active_orders, trading.trade_history
+grant select on trading.position_summary, trading.open_positions, trading.order_history, trading.active_orders,
+                trading.trade_history
     to spreadedge_readonly;
 grant execute on function market.interval_length, market.candle_start, market.spread_opportunities,
                           market.sma, market.ema, market.rsi, market.macd, market.bollinger, market.vwap,
                           market.atr
     to spreadedge_readonly;
 grant select on market.current_spreads to spreadedge_readonly;
+-- the history pages (the REST API) are security invoker, so row-level security decides what a
+-- scoped session sees; they call these helpers as the caller
+grant execute on function trading.order_history_page, trading.order_detail, trading.trade_history_page,
+                          trading.trade_summary, trading.position_list, trading.portfolio_snapshot_page,
+                          trading.portfolio_latest, ops.health
+    to spreadedge_readonly;
+grant execute on function internal.require_permission, internal.iso_utc, internal.page_cursor,
+                          internal.read_page_cursor, internal.check_page_request, internal.check_enum_value,
+                          internal.instrument_ids_matching, internal.strategy_ids_named, internal.order_item,
+                          internal.order_page_rows, internal.trade_item, internal.trade_page_rows,
+                          internal.snapshot_item
+    to spreadedge_readonly;
 
 -- app: the trading API and the user-facing security API
 grant execute on function ref.upsert_instrument, trading.create_strategy, trading.place_order,
@@ -48,3 +61,7 @@ grant select on auth.user_accounts to spreadedge_auditor;
 -- tables: operators and pg_cron run them as the database owner or a superuser.
 -- auth.rotate_master_key is granted to no role: operators run it (spreadedge keys rotate) as the
 -- database owner or a superuser.
+
+-- ops.health (security definer) reads pg_partman's configuration and partitions as spreadedge_owner.
+grant usage on schema partman to spreadedge_owner;
+grant select on partman.part_config to spreadedge_owner;

@@ -18,6 +18,7 @@ import psycopg
 
 from spreadedge import db, errors
 from spreadedge.cli_security import keys_group, users_group
+from spreadedge.cli_serve import serve
 from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
 from spreadedge.ingest import DEFAULT_BATCH_ROWS, KINDS, IngestError
 from spreadedge.masterkey import MasterKeyError
@@ -320,3 +321,4 @@ def spreads(settings: Settings, symbol: str | None, min_bps: float | None) -> No
 
 main.add_command(users_group)
 main.add_command(keys_group)
+main.add_command(serve)

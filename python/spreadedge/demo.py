@@ -21,7 +21,8 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import psycopg
-from psycopg import sql
+
+from spreadedge import sqlcall
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,7 @@ PERPS = [("binance", "BTCUSDT-PERP"), ("bybit", "BTCUSDT-PERP"), ("okx", "BTC-US
 
 
 def _call(conn: psycopg.Connection, function: str, **kwargs: Any) -> Any:
-    schema, name = function.split(".")
-    args = sql.SQL(", ").join(
-        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in kwargs
-    )
-    row = conn.execute(
-        sql.SQL("select {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args), kwargs
-    ).fetchone()
+    row = conn.execute(sqlcall.select_value(function, kwargs), kwargs).fetchone()
     return None if row is None else row[0]
 
 

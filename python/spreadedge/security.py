@@ -11,9 +11,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from spreadedge import errors
+from spreadedge import errors, sqlcall
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,7 @@ class SecuritySystem:
 
     async def _call(self, function: str, **arguments: Any) -> list[tuple[Any, ...]]:
         """``select * from <function>(name => %s, ...)`` in one autocommitted transaction."""
-        schema, name = function.split(".")
-        query = sql.SQL("select * from {}({})").format(
-            sql.Identifier(schema, name),
-            sql.SQL(", ").join(
-                sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in arguments
-            ),
-        )
+        query = sqlcall.select_rows(function, arguments)
         async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
             if self._actor is not None:
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [self._actor])

@@ -1,0 +1,134 @@
+-- spreadedge functions: history pages (the REST API's list endpoints, also usable from psql)
+-- Each page is one call that returns json: {"items": [...], "next_cursor": "..." | null}. Items
+-- come newest first; a cursor is the keyset position of a page's last row, so inserts made while a
+-- client pages through never make it skip or repeat a row. Decimals are exact JSON strings without
+-- trailing zeros (no float rounding in any client) and times are ISO 8601 in UTC. The functions
+-- are security invoker: a session scoped to a user (spreadedge.user_id, set by
+-- auth.validate_session) that is not a superuser sees only what row-level security lets it see.
+
+create or replace function internal.iso_utc(p_at timestamptz)
+    returns text
+    stable
+    language sql
+as $$
+    -- ISO 8601 in UTC with microseconds, e.g. 2026-01-02T03:04:05.000006Z, whatever the TimeZone.
+    select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+comment on function internal.iso_utc(timestamptz) is 'A time as ISO 8601 text in UTC (…Z), independent of the session TimeZone.';
+
+create or replace function internal.page_cursor(p_at timestamptz, p_id bigint)
+    returns text
+    stable
+    language sql
+as $$
+    -- Opaque keyset cursor: base64url, unpadded, of "<microseconds since 1970 UTC>:<id>".
+    select rtrim(translate(encode(convert_to(
+               (extract(epoch from p_at) * 1000000)::bigint::text || ':' || p_id::text, 'UTF8'),
+               'base64'), '+/', '-_'), '=')
+$$;
+comment on function internal.page_cursor(timestamptz, bigint) is 'The opaque next_cursor of a page whose last row has this time and id.';
+
+create or replace function internal.read_page_cursor(p_cursor text, out at timestamptz, out id bigint)
+    stable
+    language plpgsql
+as $$
+-- The (time, id) a cursor from internal.page_cursor stands for; both null for a null cursor.
+-- Anything else raises invalid_argument (22S09) naming the cursor parameter.
+declare
+    v_text  text;
+    v_parts text[];
+begin
+    if p_cursor is null then
+        return;
+    end if;
+    if p_cursor ~ '^[A-Za-z0-9_-]{4,64}$' then
+        begin
+            v_text := convert_from(decode(rpad(translate(p_cursor, '-_', '+/'),
+                                               (length(p_cursor) + 3) / 4 * 4, '='), 'base64'), 'UTF8');
+        exception
+            -- why only these: bad base64 and bytes that are not UTF-8 mean "not our cursor"
+            when invalid_parameter_value or character_not_in_repertoire then
+                v_text := null;
+        end;
+    end if;
+    v_parts := regexp_match(v_text, '^(-?[0-9]{1,17}):([0-9]{1,18})$');
+    if v_parts is null then
+        raise exception 'cursor "%" is not a cursor this API returned', left(p_cursor, 80)
+            using errcode = '22S09', column = 'cursor',
+                  hint = 'Pass the next_cursor of the previous page unchanged, or no cursor for the first page.';
+    end if;
+    at := timestamptz 'epoch' + v_parts[1]::bigint * interval '1 microsecond';
+    id := v_parts[2]::bigint;
+end;
+$$;
+comment on function internal.read_page_cursor(text) is 'Decodes a page cursor into its (time, id); raises 22S09 for anything else.';
+
+create or replace function internal.check_page_request(
+    p_page_size  integer,
+    p_start_date timestamptz,
+    p_end_date   timestamptz
+)
+    returns void
+    immutable
+    language plpgsql
+as $$
+-- Page size 1 to 1000 and a time range whose start (inclusive) is before its end (exclusive);
+-- otherwise invalid_argument (22S09) naming the parameter.
+begin
+    if p_page_size is null or p_page_size < 1 or p_page_size > 1000 then
+        raise exception 'page_size must be between 1 and 1000, got %', coalesce(p_page_size::text, 'null')
+            using errcode = '22S09', column = 'page_size';
+    end if;
+    if p_start_date >= p_end_date then
+        raise exception 'start_date % is not before end_date %', p_start_date, p_end_date
+            using errcode = '22S09', column = 'end_date';
+    end if;
+end;
+$$;
+comment on function internal.check_page_request(integer, timestamptz, timestamptz) is
+    'Checks a history page''s size (1-1000) and time range; raises 22S09 naming the parameter.';
+
+create or replace function internal.check_enum_value(p_value text, p_values text[], p_parameter text)
+    returns void
+    immutable
+    language plpgsql
+as $$
+-- Null or one of p_values; otherwise invalid_argument (22S09) naming the parameter and the values.
+begin
+    if p_value is not null and not p_value = any (p_values) then
+        raise exception '% must be one of %, got "%"', p_parameter, array_to_string(p_values, ', '), left(p_value, 80)
+            using errcode = '22S09', column = p_parameter;
+    end if;
+end;
+$$;
+comment on function internal.check_enum_value(text, text[], text) is
+    'Raises 22S09 naming the parameter unless the value is null or one of the allowed values.';
+
+create or replace function internal.instrument_ids_matching(p_symbol text, p_exchange text)
+    returns integer[]
+    stable
+    language sql
+as $$
+    -- Instruments matching a symbol and/or exchange code; null when neither is given (no filter).
+    select case when p_symbol is null and p_exchange is null then null
+                else array(select i.instrument_id
+                           from ref.instruments i
+                           join ref.exchanges e on e.exchange_id = i.exchange_id
+                           where (p_symbol is null or i.symbol = p_symbol)
+                             and (p_exchange is null or e.code = p_exchange))
+           end
+$$;
+comment on function internal.instrument_ids_matching(text, text) is
+    'Ids of the instruments with this symbol and/or exchange; null when both are null.';
+
+create or replace function internal.strategy_ids_named(p_strategy text)
+    returns integer[]
+    stable
+    language sql
+as $$
+    -- Strategies the caller can see (row-level security applies), all or the one named.
+    select array(select s.strategy_id from trading.strategies s
+                 where p_strategy is null or s.name = p_strategy order by s.strategy_id)
+$$;
+comment on function internal.strategy_ids_named(text) is
+    'Ids of the strategies the caller can see (all, or the one named); row-level security applies.';

@@ -1,0 +1,206 @@
+-- spreadedge functions: trade history (GET /api/v1/historical/trades and /trades/summary)
+-- Pages are read like order pages (per instrument or per strategy through the (…, executed_at)
+-- indexes); the summary groups trades by strategy, exchange, symbol or UTC day.
+
+create or replace function internal.trade_item(
+    p_trade      trading.trades,
+    p_strategy   text,
+    p_exchange   text,
+    p_instrument ref.instruments
+)
+    returns json
+    stable
+    language sql
+as $$
+    -- One trade as the history API shows it: names, decimals as strings, times in UTC.
+    select json_build_object(
+        'trade_id', p_trade.trade_id,
+        'executed_at', internal.iso_utc(p_trade.executed_at),
+        'order_id', p_trade.order_id,
+        'strategy', p_strategy,
+        'exchange', p_exchange,
+        'symbol', p_instrument.symbol,
+        'side', p_trade.side,
+        'quantity', trim_scale(p_trade.quantity)::text,
+        'price', trim_scale(p_trade.price)::text,
+        'fee', trim_scale(p_trade.fee)::text,
+        'fee_currency', p_trade.fee_currency,
+        'fee_quote', trim_scale(p_trade.fee_quote)::text,
+        'realized_pnl_gross', trim_scale(p_trade.realized_pnl_gross)::text,
+        'realized_pnl', trim_scale(p_trade.realized_pnl)::text,
+        'exchange_trade_id', p_trade.exchange_trade_id,
+        'is_late', p_trade.is_late,
+        'recorded_at', internal.iso_utc(p_trade.recorded_at))
+$$;
+comment on function internal.trade_item(trading.trades, text, text, ref.instruments) is
+    'A trade as a history API item (json).';
+
+create or replace function internal.trade_page_rows(
+    p_instrument_ids integer[],
+    p_strategy_ids   integer[],
+    p_start_date     timestamptz,
+    p_end_date       timestamptz,
+    p_after_at       timestamptz,
+    p_after_id       bigint,
+    p_rows           integer
+)
+    returns setof trading.trades
+    stable
+    -- why generic: planning this lateral over every partition costs several times what running it
+    -- does. The time bounds are plain variables with infinite sentinels (not "is null or", and no
+    -- expression, which row-level security would treat as leaky and keep out of the index scan),
+    -- so the one cached plan still starts each index scan at the cursor and prunes partitions at
+    -- run time. Its cost estimate for the unbounded case is high, and JIT would cost 100 times the query.
+    set plan_cache_mode = force_generic_plan
+    set jit = off
+    language plpgsql
+as $$
+-- Up to p_rows trades, newest first, after the keyset position (p_after_at, p_after_id): driven by
+-- the instruments when p_instrument_ids is given, else by the strategies.
+declare
+    v_from     timestamptz := coalesce(p_start_date, '-infinity');
+    v_until    timestamptz := coalesce(p_end_date, 'infinity');
+    v_after_at timestamptz := coalesce(p_after_at, 'infinity');
+    v_after_id bigint := coalesce(p_after_id, 0);
+begin
+    if p_instrument_ids is not null then
+        return query
+        select t.*
+        from unnest(p_instrument_ids) as i(instrument_id)
+        cross join lateral (
+            select t.*
+            from trading.trades t
+            where t.instrument_id = i.instrument_id
+              and t.strategy_id = any (p_strategy_ids)
+              and t.executed_at >= v_from
+              and t.executed_at < v_until
+              and t.executed_at <= v_after_at
+              and (t.executed_at, t.trade_id) < (v_after_at, v_after_id)
+            order by t.executed_at desc, t.trade_id desc
+            limit p_rows) t
+        order by t.executed_at desc, t.trade_id desc
+        limit p_rows;
+    else
+        return query
+        select t.*
+        from unnest(p_strategy_ids) as s(strategy_id)
+        cross join lateral (
+            select t.*
+            from trading.trades t
+            where t.strategy_id = s.strategy_id
+              and t.executed_at >= v_from
+              and t.executed_at < v_until
+              and t.executed_at <= v_after_at
+              and (t.executed_at, t.trade_id) < (v_after_at, v_after_id)
+            order by t.executed_at desc, t.trade_id desc
+            limit p_rows) t
+        order by t.executed_at desc, t.trade_id desc
+        limit p_rows;
+    end if;
+end;
+$$;
+comment on function internal.trade_page_rows(integer[], integer[], timestamptz, timestamptz, timestamptz, bigint, integer) is
+    'Up to p_rows trades newest first after a keyset position, by instrument or by strategy.';
+
+create or replace function trading.trade_history_page(
+    symbol     text default null,
+    exchange   text default null,
+    strategy   text default null,
+    start_date timestamptz default null,
+    end_date   timestamptz default null,
+    page_size  integer default 100,
+    cursor     text default null
+)
+    returns json
+    stable
+    language plpgsql
+as $$
+-- One page of trades, newest first: {"items": [trade…], "next_cursor": text or null}. start_date
+-- is inclusive and end_date exclusive (executed_at). Needs orders:read.
+#variable_conflict use_variable
+declare
+    v_after record := internal.read_page_cursor(cursor);
+begin
+    perform internal.require_permission('orders:read');
+    perform internal.check_page_request(page_size, start_date, end_date);
+    return (
+        select json_build_object(
+                   'items', coalesce(json_agg(internal.trade_item(p.t, s.name, e.code, i)
+                                               order by p.n) filter (where p.n <= page_size), '[]'),
+                   'next_cursor', case when count(*) > page_size
+                                       then min(internal.page_cursor((p.t).executed_at, (p.t).trade_id))
+                                                filter (where p.n = page_size) end)
+        from (select t as t, row_number() over (order by t.executed_at desc, t.trade_id desc) as n
+              from internal.trade_page_rows(internal.instrument_ids_matching(symbol, exchange),
+                                            internal.strategy_ids_named(strategy),
+                                            start_date, end_date, v_after.at, v_after.id, page_size + 1) t
+             ) p
+        join trading.strategies s on s.strategy_id = (p.t).strategy_id
+        join ref.instruments i on i.instrument_id = (p.t).instrument_id
+        join ref.exchanges e on e.exchange_id = i.exchange_id);
+end;
+$$;
+comment on function trading.trade_history_page(text, text, text, timestamptz, timestamptz, integer, text) is
+    'A page of trades newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy and executed_at range. Keyset-paged. Needs orders:read.';
+
+create or replace function trading.trade_summary(
+    start_date timestamptz default null,
+    end_date   timestamptz default null,
+    strategy   text default null,
+    group_by   text default 'strategy'
+)
+    returns json
+    stable
+    language plpgsql
+as $$
+-- Trades grouped by strategy, exchange, symbol or UTC day, in [start_date, end_date): count, volume
+-- (base units), notional (quote units, with the multiplier), fees and realized PnL (net of fees; in
+-- quote units), and the win rate: of the trades that closed something (realized_pnl_gross <> 0),
+-- the share whose realized_pnl is positive; null when none closed anything. Funding is not a
+-- trade and is left out (trading.pnl_summary includes it). Needs pnl:read.
+#variable_conflict use_variable
+begin
+    perform internal.require_permission('pnl:read');
+    perform internal.check_page_request(1, start_date, end_date);
+    perform internal.check_enum_value(group_by, array['strategy', 'exchange', 'symbol', 'day'], 'group_by');
+    return json_build_object(
+        'group_by', group_by,
+        'start_date', internal.iso_utc(start_date),
+        'end_date', internal.iso_utc(end_date),
+        'groups', (
+            select coalesce(json_agg(json_build_object(
+                       'key', g.key,
+                       'trades', g.trades,
+                       'volume', trim_scale(g.volume)::text,
+                       'notional', trim_scale(g.notional)::text,
+                       'fees', trim_scale(g.fees)::text,
+                       'realized_pnl', trim_scale(g.realized_pnl)::text,
+                       'closing_trades', g.closing,
+                       'winning_trades', g.winning,
+                       'win_rate', case when g.closing > 0 then trim_scale(round(g.winning::numeric / g.closing, 6))::text end)
+                       order by g.key), '[]')
+            from (select case group_by
+                             when 'strategy' then s.name
+                             when 'exchange' then e.code
+                             when 'symbol' then i.symbol
+                             else to_char(t.executed_at at time zone 'UTC', 'YYYY-MM-DD')
+                         end as key,
+                         count(*) as trades,
+                         sum(t.quantity) as volume,
+                         sum(t.quantity * t.price * i.multiplier) as notional,
+                         sum(t.fee_quote) as fees,
+                         sum(t.realized_pnl) as realized_pnl,
+                         count(*) filter (where t.realized_pnl_gross <> 0) as closing,
+                         count(*) filter (where t.realized_pnl_gross <> 0 and t.realized_pnl > 0) as winning
+                  from trading.trades t
+                  join trading.strategies s on s.strategy_id = t.strategy_id
+                  join ref.instruments i on i.instrument_id = t.instrument_id
+                  join ref.exchanges e on e.exchange_id = i.exchange_id
+                  where t.strategy_id = any (internal.strategy_ids_named(strategy))
+                    and (start_date is null or t.executed_at >= start_date)
+                    and (end_date is null or t.executed_at < end_date)
+                  group by 1) g));
+end;
+$$;
+comment on function trading.trade_summary(timestamptz, timestamptz, text, text) is
+    'Trades grouped by strategy, exchange, symbol or day: count, volume, notional, fees, realized PnL and win rate, as json. Needs pnl:read.';

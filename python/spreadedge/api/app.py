@@ -1,0 +1,78 @@
+"""The FastAPI application: routes, the pool's life, and every error as problem details."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException
+
+from spreadedge.api import database, routes, service_routes
+from spreadedge.api.problems import Problem, from_database_error
+
+log = logging.getLogger("spreadedge.api")
+
+
+def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) -> FastAPI:
+    """The history API over the database at ``conninfo``, built with these migrations."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # why not wait: the server must come up (and say 503 on health) while the database is down
+        await app.state.pool.open(wait=False)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="spreadedge history API",
+        version="1",
+        description="Orders, trades, positions and portfolio history of spreadedge, as row-level "
+        "security lets the logged-in user see them. Decimals are strings, times ISO 8601 UTC.",
+        lifespan=lifespan,
+    )
+    app.state.pool = database.make_pool(conninfo, max_size=pool_size)
+    app.state.migration_ids = migration_ids
+    app.include_router(routes.router)
+    app.include_router(service_routes.router)
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(psycopg.Error)
+    async def database_error(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return from_database_error(exc).response()
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        return from_database_error(exc).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ())]
+        parameter = location[-1] if len(location) > 1 else None
+        message = first.get("msg", "invalid request")
+        detail = f"{parameter}: {message}" if parameter else message
+        return Problem(HTTPStatus.UNPROCESSABLE_ENTITY, detail, parameter=parameter).response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        status = HTTPStatus(exc.status_code)
+        return Problem(status, str(exc.detail) if exc.detail else status.phrase).response()
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error in %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the server log").response()
+
+    return app

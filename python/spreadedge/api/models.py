@@ -1,0 +1,193 @@
+"""The history API's response shapes, for the OpenAPI document.
+
+The JSON itself is built in SQL (``functions/5[5-8]_trading_history*.sql``) and
+passed through unparsed; these models only describe it, so a client (and the schemathesis run in the
+tests) can check every response against ``/openapi.json``. Decimals are strings, times ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Decimal = str  # an exact decimal as a JSON string, e.g. "66523.4"
+Time = str  # ISO 8601 in UTC, e.g. "2026-01-02T03:04:05.000006Z"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Order(Model):
+    order_id: int
+    created_at: Time
+    strategy: str
+    exchange: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    order_type: Literal["market", "limit", "stop_market", "stop_limit"]
+    quantity: Decimal
+    price: Decimal | None
+    stop_price: Decimal | None
+    status: Literal["new", "open", "partially_filled", "filled", "cancelled", "rejected", "expired"]
+    filled_quantity: Decimal
+    avg_fill_price: Decimal | None
+    client_order_id: str | None
+    exchange_order_id: str | None
+    status_reason: str | None
+    updated_at: Time
+
+
+class OrderEvent(Model):
+    occurred_at: Time
+    from_status: str | None
+    to_status: str
+    trade_id: int | None
+    reason: str | None
+
+
+class Trade(Model):
+    trade_id: int
+    executed_at: Time
+    order_id: int
+    strategy: str
+    exchange: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_currency: str
+    fee_quote: Decimal
+    realized_pnl_gross: Decimal
+    realized_pnl: Decimal
+    exchange_trade_id: str
+    is_late: bool
+    recorded_at: Time
+
+
+class OrderDetail(Model):
+    order: Order
+    events: list[OrderEvent] = Field(description="Status changes, oldest first.")
+    trades: list[Trade] = Field(description="Fills, oldest first.")
+
+
+class OrderPage(Model):
+    items: list[Order]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+class TradePage(Model):
+    items: list[Trade]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+class Position(Model):
+    strategy: str
+    exchange: str
+    symbol: str
+    market_type: str
+    status: Literal["open", "closed"]
+    quantity: Decimal
+    avg_entry_price: Decimal | None
+    mark_price: Decimal | None
+    unrealized_pnl: Decimal | None
+    realized_pnl_gross: Decimal
+    fees_paid: Decimal
+    funding: Decimal
+    realized_pnl: Decimal
+    trade_count: int
+    opened_at: Time | None
+    updated_at: Time
+
+
+class PositionList(Model):
+    items: list[Position]
+
+
+class TradeSummaryGroup(Model):
+    key: str = Field(description="The strategy, exchange, symbol or UTC day (YYYY-MM-DD) of the group.")
+    trades: int
+    volume: Decimal
+    notional: Decimal
+    fees: Decimal
+    realized_pnl: Decimal
+    closing_trades: int = Field(description="Trades that closed (part of) a position.")
+    winning_trades: int = Field(description="Closing trades with a positive realized PnL net of fees.")
+    win_rate: Decimal | None = Field(description="winning_trades / closing_trades; null when none closed.")
+
+
+class TradeSummary(Model):
+    group_by: Literal["strategy", "exchange", "symbol", "day"]
+    start_date: Time | None
+    end_date: Time | None
+    groups: list[TradeSummaryGroup]
+
+
+class Snapshot(Model):
+    snapshot_id: int
+    taken_at: Time
+    strategy: str | None = Field(description="null for the total row.")
+    capital: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    equity: Decimal
+    gross_exposure: Decimal
+    net_exposure: Decimal
+    open_positions: int
+
+
+class SnapshotPage(Model):
+    items: list[Snapshot]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+class LatestPortfolio(Model):
+    taken_at: Time | None
+    total: Snapshot | None
+    strategies: list[Snapshot]
+
+
+class HealthCheck(Model):
+    name: str
+    ok: bool
+    detail: str
+
+
+class PoolStats(Model):
+    size: int
+    available: int
+    waiting: int
+    max_size: int
+
+
+class Health(Model):
+    status: Literal["healthy", "unhealthy"]
+    checks: list[HealthCheck]
+    pool: PoolStats
+
+
+class LoginRequest(Model):
+    username: str = Field(max_length=200)
+    password: str = Field(max_length=1000)
+    totp_code: str | None = Field(default=None, max_length=20)
+
+
+class LoginResponse(Model):
+    token: str = Field(description="Send as 'Authorization: Bearer <token>'.")
+    user_id: int
+    expires_at: Time
+
+
+class Problem(Model):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    parameter: str | None = Field(default=None, description="The request parameter at fault, when one is.")
+    sqlstate: str | None = Field(
+        default=None, description="The project SQLSTATE behind the error, when one is."
+    )

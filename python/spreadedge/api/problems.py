@@ -1,0 +1,91 @@
+"""Errors as RFC 9457 problem details, with the HTTP status each kind of failure deserves.
+
+The SQL functions decide what is wrong and say so with a project SQLSTATE (``ops.error_codes``);
+this module only maps a SQLSTATE to a status. A client never sees a stack trace or SQL text: the
+detail is the server's message for errors the caller caused, and a fixed sentence otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import psycopg
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+log = logging.getLogger("spreadedge.api")
+
+MEDIA_TYPE = "application/problem+json"
+# The SQL functions' argument names where the HTTP parameter is named differently.
+PARAMETER_NAMES = {"page_size": "limit"}
+
+# SQLSTATE (or its two-character class) -> HTTP status
+_STATUS_BY_SQLSTATE = {
+    "28S01": HTTPStatus.UNAUTHORIZED,  # invalid_credentials
+    "28S02": HTTPStatus.UNAUTHORIZED,  # invalid_session
+    "42S01": HTTPStatus.FORBIDDEN,  # permission_denied
+    "42501": HTTPStatus.FORBIDDEN,  # insufficient_privilege (a database role lacks a grant)
+    "55S04": HTTPStatus.FORBIDDEN,  # user_disabled
+    "23S03": HTTPStatus.NOT_FOUND,  # unknown_strategy (also another user's)
+    "23S04": HTTPStatus.NOT_FOUND,  # unknown_order (also another user's)
+    "22": HTTPStatus.BAD_REQUEST,  # data exceptions: every invalid argument
+}
+
+
+class Problem(Exception):
+    """An HTTP error to answer with problem details."""
+
+    def __init__(
+        self,
+        status: HTTPStatus,
+        detail: str,
+        *,
+        parameter: str | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.parameter = parameter
+        self.sqlstate = sqlstate
+
+    def response(self) -> JSONResponse:
+        body = {
+            "type": "about:blank",
+            "title": self.status.phrase,
+            "status": int(self.status),
+            "detail": self.detail,
+            "parameter": self.parameter,
+            "sqlstate": self.sqlstate,
+        }
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == HTTPStatus.UNAUTHORIZED else None
+        return JSONResponse(body, status_code=int(self.status), media_type=MEDIA_TYPE, headers=headers)
+
+
+def unavailable(reason: str = "the database is unavailable") -> Problem:
+    return Problem(HTTPStatus.SERVICE_UNAVAILABLE, reason)
+
+
+def from_database_error(error: Exception) -> Problem:
+    """The problem for an error raised while talking to the database."""
+    # why the SQLSTATE first: psycopg raises class 28 (invalid_session) as an OperationalError too
+    if isinstance(error, psycopg.Error) and error.sqlstate:
+        status = _STATUS_BY_SQLSTATE.get(error.sqlstate) or _STATUS_BY_SQLSTATE.get(error.sqlstate[:2])
+        if status is not None:
+            column = error.diag.column_name
+            return Problem(
+                status,
+                error.diag.message_primary or status.phrase,
+                parameter=PARAMETER_NAMES.get(column, column) if column else None,
+                sqlstate=error.sqlstate,
+            )
+    if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        log.warning("database unavailable: %s", type(error).__name__)
+        return unavailable()
+    if isinstance(error, psycopg.DataError) and error.sqlstate is None:
+        # raised by psycopg before sending, e.g. a NUL character, which PostgreSQL text cannot hold
+        return Problem(HTTPStatus.BAD_REQUEST, "a parameter holds a character PostgreSQL cannot store (NUL)")
+    # why no detail: an error the caller did not cause may quote SQL or internal names
+    log.error("unexpected database error %s", getattr(error, "sqlstate", None) or type(error).__name__)
+    return Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the server log")

@@ -1,0 +1,198 @@
+"""The endpoints: each one call of a stored function, its JSON passed through as built in SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from spreadedge.api import database, models
+from spreadedge.api.problems import Problem
+
+JSON = "application/json"
+MAX_ID = 2**63 - 1
+_PROBLEM = {"model": models.Problem, "content": {"application/problem+json": {}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {**_PROBLEM, "description": HTTPStatus(status).phrase} for status in (400, 401, 403, 422, 503)
+}
+_bearer = HTTPBearer(auto_error=False, description="A session token from POST /api/v1/auth/login.")
+
+Text = Annotated[str | None, Query(max_length=200)]
+Since = Annotated[datetime | None, Query(description="Inclusive lower bound (ISO 8601; UTC if no offset).")]
+Until = Annotated[datetime | None, Query(description="Exclusive upper bound (ISO 8601; UTC if no offset).")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page (1-1000).")]
+Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")]
+
+router = APIRouter(prefix="/api/v1")
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The session token of the request; 401 when there is none."""
+    if credentials is None or not credentials.credentials:
+        raise Problem(HTTPStatus.UNAUTHORIZED, "a bearer session token is required: POST /api/v1/auth/login")
+    return credentials.credentials
+
+
+Token = Annotated[str, Depends(bearer_token)]
+
+
+async def _json(request: Request, function: str, token: str | None, **arguments: Any) -> Response:
+    body = await database.call(request.app.state.pool, function, arguments, token=token)
+    return Response(content=body, media_type=JSON)
+
+
+@router.get("/historical/orders", response_model=models.OrderPage, responses=ERRORS, tags=["history"])
+async def list_orders(
+    request: Request,
+    token: Token,
+    symbol: Text = None,
+    exchange: Text = None,
+    strategy: Text = None,
+    status: Text = None,
+    side: Text = None,
+    start_date: Since = None,
+    end_date: Until = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Response:
+    """Orders newest first, one keyset page at a time (trading.order_history_page)."""
+    return await _json(
+        request,
+        "trading.order_history_page",
+        token,
+        symbol=symbol,
+        exchange=exchange,
+        strategy=strategy,
+        status=status,
+        side=side,
+        start_date=start_date,
+        end_date=end_date,
+        page_size=limit,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/historical/orders/{order_id}",
+    response_model=models.OrderDetail,
+    responses={**ERRORS, 404: {**_PROBLEM, "description": "Unknown order"}},
+    tags=["history"],
+)
+async def get_order(
+    request: Request, token: Token, order_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> Response:
+    """One order with its status changes and trades (trading.order_detail); 404 if not visible."""
+    return await _json(request, "trading.order_detail", token, order_id=order_id)
+
+
+@router.get("/historical/positions", response_model=models.PositionList, responses=ERRORS, tags=["history"])
+async def list_positions(
+    request: Request,
+    token: Token,
+    status: Annotated[
+        str | None, Query(max_length=200, description="open or closed; both if absent.")
+    ] = None,
+    strategy: Text = None,
+    exchange: Text = None,
+    symbol: Text = None,
+) -> Response:
+    """Positions with mark price and PnL (trading.position_list)."""
+    return await _json(
+        request,
+        "trading.position_list",
+        token,
+        status=status,
+        strategy=strategy,
+        exchange=exchange,
+        symbol=symbol,
+    )
+
+
+@router.get("/historical/trades", response_model=models.TradePage, responses=ERRORS, tags=["history"])
+async def list_trades(
+    request: Request,
+    token: Token,
+    symbol: Text = None,
+    exchange: Text = None,
+    strategy: Text = None,
+    start_date: Since = None,
+    end_date: Until = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Response:
+    """Trades (fills) newest first, one keyset page at a time (trading.trade_history_page)."""
+    return await _json(
+        request,
+        "trading.trade_history_page",
+        token,
+        symbol=symbol,
+        exchange=exchange,
+        strategy=strategy,
+        start_date=start_date,
+        end_date=end_date,
+        page_size=limit,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/historical/trades/summary", response_model=models.TradeSummary, responses=ERRORS, tags=["history"]
+)
+async def trade_summary(
+    request: Request,
+    token: Token,
+    start_date: Since = None,
+    end_date: Until = None,
+    strategy: Text = None,
+    group_by: Annotated[
+        str, Query(max_length=200, description="strategy, exchange, symbol or day.")
+    ] = "strategy",
+) -> Response:
+    """Counts, volume, fees, realized PnL and win rate per group (trading.trade_summary)."""
+    return await _json(
+        request,
+        "trading.trade_summary",
+        token,
+        start_date=start_date,
+        end_date=end_date,
+        strategy=strategy,
+        group_by=group_by,
+    )
+
+
+@router.get(
+    "/historical/portfolio/snapshots", response_model=models.SnapshotPage, responses=ERRORS, tags=["history"]
+)
+async def list_snapshots(
+    request: Request,
+    token: Token,
+    strategy: Text = None,
+    start_date: Since = None,
+    end_date: Until = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Response:
+    """Portfolio snapshot rows newest first (trading.portfolio_snapshot_page)."""
+    return await _json(
+        request,
+        "trading.portfolio_snapshot_page",
+        token,
+        strategy=strategy,
+        start_date=start_date,
+        end_date=end_date,
+        page_size=limit,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/historical/portfolio/latest", response_model=models.LatestPortfolio, responses=ERRORS, tags=["history"]
+)
+async def latest_portfolio(request: Request, token: Token) -> Response:
+    """The most recent portfolio snapshot the caller can see (trading.portfolio_latest)."""
+    return await _json(request, "trading.portfolio_latest", token)

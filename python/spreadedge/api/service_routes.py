@@ -1,0 +1,97 @@
+"""Login, logout and health: the endpoints that need no session (logout needs the token it ends)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+
+from spreadedge.api import database, models
+from spreadedge.api.problems import Problem, from_database_error
+from spreadedge.api.routes import ERRORS, Token
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post(
+    "/auth/login",
+    response_model=models.LoginResponse,
+    responses={status: ERRORS[status] for status in (401, 422, 503)},
+    tags=["auth"],
+)
+async def login(request: Request, credentials: models.LoginRequest) -> models.LoginResponse:
+    """Log in (auth.login): a session token for the Authorization header; 401 when refused."""
+    client = request.client
+    result = await database.rows(
+        request.app.state.pool,
+        "auth.login",
+        {
+            "username": credentials.username,
+            "password": credentials.password,
+            "totp_code": credentials.totp_code,
+            "ip_address": client.host if client else None,
+            "user_agent": request.headers.get("user-agent"),
+        },
+    )
+    success, token, user_id, expires_at, message = result[0]
+    if not success:
+        raise Problem(HTTPStatus.UNAUTHORIZED, message)
+    return models.LoginResponse(
+        token=token,
+        user_id=user_id,
+        expires_at=expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    )
+
+
+@router.post(
+    "/auth/logout",
+    status_code=HTTPStatus.NO_CONTENT,
+    response_class=Response,
+    responses={status: ERRORS[status] for status in (401, 503)},
+    tags=["auth"],
+)
+async def logout(request: Request, token: Token) -> Response:
+    """End the session of the bearer token (auth.logout); 401 when it was not live."""
+    ended = await database.call(request.app.state.pool, "auth.logout", {"token": token}, token=None)
+    if not ended:
+        raise Problem(HTTPStatus.UNAUTHORIZED, "the session is unknown, expired or already ended")
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+def _pool_stats(pool: AsyncConnectionPool) -> models.PoolStats:
+    stats = pool.get_stats()
+    return models.PoolStats(
+        size=stats.get("pool_size", 0),
+        available=stats.get("pool_available", 0),
+        waiting=stats.get("requests_waiting", 0),
+        max_size=stats.get("pool_max", pool.max_size),
+    )
+
+
+@router.get(
+    "/historical/health",
+    response_model=models.Health,
+    responses={503: {"model": models.Health, "description": "Unhealthy: the failing checks"}},
+    tags=["health"],
+)
+async def health(request: Request) -> JSONResponse:
+    """Database reachable, migrations current, partitions ahead, default partitions empty (ops.health)."""
+    pool: AsyncConnectionPool = request.app.state.pool
+    checks: list[models.HealthCheck]
+    try:
+        result: list[tuple[Any, ...]] = await database.rows(
+            pool, "ops.health", {"expected_migrations": request.app.state.migration_ids}
+        )
+    except Exception as exc:  # any failure to get an answer means the database is not usable
+        problem = from_database_error(exc)
+        checks = [models.HealthCheck(name="database", ok=False, detail=problem.detail)]
+    else:
+        checks = [models.HealthCheck(name="database", ok=True, detail="reachable")]
+        checks += [models.HealthCheck(name=name, ok=ok, detail=detail) for name, ok, detail in result]
+    healthy = all(check.ok for check in checks)
+    body = models.Health(status="healthy" if healthy else "unhealthy", checks=checks, pool=_pool_stats(pool))
+    return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)

@@ -1,0 +1,153 @@
+"""Fixtures of the REST API tests: a live uvicorn server on loopback over a seeded database.
+
+The module-scoped history (``history_db``) is read-only for the tests that use it: two traders
+(alice and bob, each owning one strategy), an admin (root), a user without any role (nobody), and
+a few orders, fills and a portfolio snapshot whose values the tests check exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from auth_helpers import PASSWORD, make_user
+from conftest import free_port
+from db_fixtures import _seed, janitor
+from spreadedge.api import create_app
+from spreadedge.cluster import Cluster
+from spreadedge.migrate import render_migrations
+from spreadedge.settings import Settings
+from trading_helpers import call, fill, place
+
+# The seeded history starts at 01:00 UTC two days ago and ends before 06:00 the same day: every
+# fill time is valid, in a partition that exists, and on one UTC day.
+T0 = (datetime.now(UTC) - timedelta(days=2)).replace(hour=1, minute=0, second=0, microsecond=0)
+
+
+@contextlib.contextmanager
+def live_server(conninfo: str, migration_ids: list[str]) -> Iterator[str]:
+    """Serve the API over ``conninfo`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(conninfo, migration_ids, pool_size=4),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        loop="asyncio",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@dataclass(frozen=True)
+class Api:
+    """A live server and the session tokens of the seeded users."""
+
+    url: str
+    tokens: dict[str, str]
+
+    def get(self, path: str, user: str | None = "alice", **params: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
+        query = {k: v for k, v in params.items() if v is not None}
+        return httpx.get(f"{self.url}/api/v1/historical/{path}", params=query, headers=headers, timeout=30)
+
+
+def api_login(url: str, username: str, password: str = PASSWORD) -> httpx.Response:
+    return httpx.post(
+        f"{url}/api/v1/auth/login", json={"username": username, "password": password}, timeout=30
+    )
+
+
+def seed_history(conn: psycopg.Connection) -> dict[str, int]:
+    """The history the read tests check; returns the ids it created, by name."""
+    _seed(conn)
+    conn.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
+    ids = {
+        "alice": make_user(conn, "alice", "trader"),
+        "bob": make_user(conn, "bob", "trader"),
+        "root": make_user(conn, "root", "admin"),
+        "nobody": make_user(conn, "nobody", "viewer"),
+    }
+    conn.execute("select auth.revoke_role(user_id => %s, role_name => 'viewer')", [ids["nobody"]])
+    for owner in ("alice", "bob"):
+        call(conn, "trading.create_strategy", name=f"{owner}-arb", owner_user_id=ids[owner])
+
+    def at(minutes: int) -> datetime:
+        return T0 + timedelta(minutes=minutes)
+
+    # alice: a round trip on binance BTCUSDT (+1000 gross, fees 6 + 6.1), a cancelled ETH order, and
+    # a buy of 0.5 filled 0.2 that leaves her long 0.2 at 59000
+    ids["a1"] = place(conn, "buy", "1", "60000", strategy="alice-arb", placed_at=at(0))
+    fill(conn, ids["a1"], "1", "60000", fee=Decimal("6"), executed_at=at(1), exchange_trade_id="a1-1")
+    ids["a2"] = place(conn, "sell", "1", "61000", strategy="alice-arb", placed_at=at(60))
+    fill(conn, ids["a2"], "0.4", "61000", fee=Decimal("2.44"), executed_at=at(61), exchange_trade_id="a2-1")
+    fill(conn, ids["a2"], "0.6", "61000", fee=Decimal("3.66"), executed_at=at(62), exchange_trade_id="a2-2")
+    ids["a3"] = place(
+        conn, "buy", "2", "3000", strategy="alice-arb", exchange="kraken", symbol="ETHUSD", placed_at=at(120)
+    )
+    call(conn, "trading.cancel_order", order_id=ids["a3"], reason="spread closed")
+    ids["a4"] = place(conn, "buy", "0.5", "59000", strategy="alice-arb", placed_at=at(180))
+    fill(conn, ids["a4"], "0.2", "59000", executed_at=at(181), exchange_trade_id="a4-1")
+    # bob: a losing round trip on the same instrument (-1000 gross, no fees)
+    ids["b1"] = place(conn, "buy", "1", "59000", strategy="bob-arb", placed_at=at(30))
+    fill(conn, ids["b1"], "1", "59000", executed_at=at(31), exchange_trade_id="b1-1")
+    ids["b2"] = place(conn, "sell", "1", "58000", strategy="bob-arb", placed_at=at(90))
+    fill(conn, ids["b2"], "1", "58000", executed_at=at(91), exchange_trade_id="b2-1")
+    call(conn, "trading.take_portfolio_snapshot", taken_at=at(240))
+    return ids
+
+
+@pytest.fixture(scope="module")
+def history_db(pg_cluster: Cluster, template_db: str) -> Iterator[tuple[str, dict[str, int]]]:
+    """A database cloned from the template for this test module, with the seeded history."""
+    name = f"api_{free_port()}"
+    with janitor(pg_cluster, name, template_db):
+        url = pg_cluster.url(name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            ids = seed_history(conn)
+        yield url, ids
+
+
+@pytest.fixture(scope="module")
+def migration_ids(project_settings: Settings) -> list[str]:
+    return [m.id for m in render_migrations(project_settings)]
+
+
+@pytest.fixture(scope="module")
+def api(history_db: tuple[str, dict[str, int]], migration_ids: list[str]) -> Iterator[Api]:
+    """The live API over the seeded history, with a session token per user."""
+    url, _ids = history_db
+    with live_server(url, migration_ids) as base:
+        tokens = {}
+        for user in ("alice", "bob", "root", "nobody"):
+            response = api_login(base, user)
+            assert response.status_code == 200, response.text
+            tokens[user] = response.json()["token"]
+        yield Api(base, tokens)
+
+
+@pytest.fixture(scope="module")
+def ids(history_db: tuple[str, dict[str, int]]) -> dict[str, int]:
+    return history_db[1]

@@ -1,0 +1,59 @@
+"""Bad input gets a 400 or 422 problem naming the parameter; never a 500, never internals."""
+
+from __future__ import annotations
+
+import pytest
+
+from api_fixtures import Api
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "parameter"),
+    [
+        ("orders", {"limit": 0}, 422, "limit"),
+        ("orders", {"limit": 1001}, 422, "limit"),
+        ("orders", {"limit": "ten"}, 422, "limit"),
+        ("orders", {"status": "done"}, 400, "status"),
+        ("orders", {"side": "long"}, 400, "side"),
+        ("orders", {"start_date": "yesterday"}, 422, "start_date"),
+        ("orders", {"start_date": "2026-02-01", "end_date": "2026-01-01"}, 400, "end_date"),
+        ("orders", {"cursor": "not-a-cursor"}, 400, "cursor"),
+        ("trades", {"cursor": "MTIzOmFiYw"}, 400, "cursor"),
+        ("trades/summary", {"group_by": "week"}, 400, "group_by"),
+        ("positions", {"status": "half"}, 400, "status"),
+        ("portfolio/snapshots", {"limit": -1}, 422, "limit"),
+        ("orders/abc", {}, 422, "order_id"),
+        ("orders/0", {}, 422, "order_id"),
+        ("orders/99999999999999999999", {}, 422, "order_id"),
+    ],
+)
+def test_bad_parameter_is_named(api: Api, path: str, params: dict, status: int, parameter: str) -> None:
+    response = api.get(path, "alice", **params)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert body["parameter"] == parameter
+    assert body["status"] == status
+
+
+def test_a_nul_character_is_a_bad_request(api: Api) -> None:
+    response = api.get("orders", "alice", symbol="BTC\x00USDT")
+    assert response.status_code == 400
+
+
+def test_sql_in_a_filter_is_only_a_value(api: Api) -> None:
+    response = api.get("orders", "alice", symbol="BTCUSDT' or '1'='1")
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
+def test_an_error_shows_no_sql(api: Api) -> None:
+    body = api.get("orders", "alice", cursor="x" * 100).json()
+    assert "select" not in body["detail"].lower()
+    assert "trading." not in body["detail"]
+
+
+def test_an_unknown_path_is_a_404_problem(api: Api) -> None:
+    response = api.get("nothing-here", "alice")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
