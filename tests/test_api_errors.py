@@ -13,14 +13,14 @@ from api_fixtures import Api
         ("orders", {"limit": 0}, 422, "limit"),
         ("orders", {"limit": 1001}, 422, "limit"),
         ("orders", {"limit": "ten"}, 422, "limit"),
-        ("orders", {"status": "done"}, 400, "status"),
-        ("orders", {"side": "long"}, 400, "side"),
+        ("orders", {"status": "done"}, 422, "status"),
+        ("orders", {"side": "long"}, 422, "side"),
         ("orders", {"start_date": "yesterday"}, 422, "start_date"),
         ("orders", {"start_date": "2026-02-01", "end_date": "2026-01-01"}, 400, "end_date"),
         ("orders", {"cursor": "not-a-cursor"}, 400, "cursor"),
         ("trades", {"cursor": "MTIzOmFiYw"}, 400, "cursor"),
-        ("trades/summary", {"group_by": "week"}, 400, "group_by"),
-        ("positions", {"status": "half"}, 400, "status"),
+        ("trades/summary", {"group_by": "week"}, 422, "group_by"),
+        ("positions", {"status": "half"}, 422, "status"),
         ("portfolio/snapshots", {"limit": -1}, 422, "limit"),
         ("orders/abc", {}, 422, "order_id"),
         ("orders/0", {}, 422, "order_id"),
@@ -48,7 +48,7 @@ def test_sql_in_a_filter_is_only_a_value(api: Api) -> None:
 
 
 def test_an_error_shows_no_sql(api: Api) -> None:
-    body = api.get("orders", "alice", cursor="x" * 100).json()
+    body = api.get("orders", "alice", cursor="x" * 64).json()
     assert "select" not in body["detail"].lower()
     assert "trading." not in body["detail"]
 

@@ -12,6 +12,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Decimal = str  # an exact decimal as a JSON string, e.g. "66523.4"
+# The values of the SQL enums and choices (tests/test_api_schema.py keeps them equal to the database's).
+OrderStatus = Literal["new", "open", "partially_filled", "filled", "cancelled", "rejected", "expired"]
+OrderType = Literal["market", "limit", "stop_market", "stop_limit"]
+Side = Literal["buy", "sell"]
+GroupBy = Literal["strategy", "exchange", "symbol", "day"]
+PositionStatus = Literal["open", "closed"]
 Time = str  # ISO 8601 in UTC, e.g. "2026-01-02T03:04:05.000006Z"
 
 
@@ -25,12 +31,12 @@ class Order(Model):
     strategy: str
     exchange: str
     symbol: str
-    side: Literal["buy", "sell"]
-    order_type: Literal["market", "limit", "stop_market", "stop_limit"]
+    side: Side
+    order_type: OrderType
     quantity: Decimal
     price: Decimal | None
     stop_price: Decimal | None
-    status: Literal["new", "open", "partially_filled", "filled", "cancelled", "rejected", "expired"]
+    status: OrderStatus
     filled_quantity: Decimal
     avg_fill_price: Decimal | None
     client_order_id: str | None
@@ -54,7 +60,7 @@ class Trade(Model):
     strategy: str
     exchange: str
     symbol: str
-    side: Literal["buy", "sell"]
+    side: Side
     quantity: Decimal
     price: Decimal
     fee: Decimal
@@ -88,7 +94,7 @@ class Position(Model):
     exchange: str
     symbol: str
     market_type: str
-    status: Literal["open", "closed"]
+    status: PositionStatus
     quantity: Decimal
     avg_entry_price: Decimal | None
     mark_price: Decimal | None
@@ -119,7 +125,7 @@ class TradeSummaryGroup(Model):
 
 
 class TradeSummary(Model):
-    group_by: Literal["strategy", "exchange", "symbol", "day"]
+    group_by: GroupBy
     start_date: Time | None
     end_date: Time | None
     groups: list[TradeSummaryGroup]

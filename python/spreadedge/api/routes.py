@@ -21,10 +21,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 _bearer = HTTPBearer(auto_error=False, description="A session token from POST /api/v1/auth/login.")
 
 Text = Annotated[str | None, Query(max_length=200)]
+
 Since = Annotated[datetime | None, Query(description="Inclusive lower bound (ISO 8601; UTC if no offset).")]
 Until = Annotated[datetime | None, Query(description="Exclusive upper bound (ISO 8601; UTC if no offset).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page (1-1000).")]
-Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")]
+Cursor = Annotated[
+    str | None, Query(pattern="^[A-Za-z0-9_-]{4,64}$", description="next_cursor of the previous page.")
+]
 
 router = APIRouter(prefix="/api/v1")
 
@@ -53,8 +56,8 @@ async def list_orders(
     symbol: Text = None,
     exchange: Text = None,
     strategy: Text = None,
-    status: Text = None,
-    side: Text = None,
+    status: models.OrderStatus | None = None,
+    side: models.Side | None = None,
     start_date: Since = None,
     end_date: Until = None,
     limit: Limit = 100,
@@ -95,7 +98,7 @@ async def list_positions(
     request: Request,
     token: Token,
     status: Annotated[
-        str | None, Query(max_length=200, description="open or closed; both if absent.")
+        models.PositionStatus | None, Query(description="open or closed; both if absent.")
     ] = None,
     strategy: Text = None,
     exchange: Text = None,
@@ -149,9 +152,7 @@ async def trade_summary(
     start_date: Since = None,
     end_date: Until = None,
     strategy: Text = None,
-    group_by: Annotated[
-        str, Query(max_length=200, description="strategy, exchange, symbol or day.")
-    ] = "strategy",
+    group_by: models.GroupBy = "strategy",
 ) -> Response:
     """Counts, volume, fees, realized PnL and win rate per group (trading.trade_summary)."""
     return await _json(

@@ -1,0 +1,103 @@
+"""GET /api/v1/historical/health: 200 when the database can take writes where they belong, else 503."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import psycopg
+
+from api_fixtures import live_server
+from spreadedge.cluster import Cluster
+from spreadedge.migrate import migrate
+from spreadedge.settings import Settings
+
+
+def health(url: str) -> httpx.Response:
+    return httpx.get(f"{url}/api/v1/historical/health", timeout=30)
+
+
+def failing(response: httpx.Response) -> dict[str, str]:
+    return {c["name"]: c["detail"] for c in response.json()["checks"] if not c["ok"]}
+
+
+def test_health_of_a_migrated_database_is_200_with_every_check_and_pool_stats(
+    db_url: str, migration_ids: list[str]
+) -> None:
+    with live_server(db_url, migration_ids) as url:
+        response = health(url)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert [c["name"] for c in body["checks"]] == [
+        "database",
+        "migrations",
+        "partitions_ahead",
+        "default_partitions_empty",
+    ]
+    assert body["pool"]["max_size"] == 4
+
+
+def test_health_with_a_pending_migration_is_503_naming_it(db_url: str, migration_ids: list[str]) -> None:
+    with live_server(db_url, [*migration_ids, "9999_future"]) as url:
+        response = health(url)
+    assert response.status_code == 503
+    assert failing(response) == {"migrations": f"{len(migration_ids)} applied; pending: 9999_future"}
+
+
+def test_health_with_rows_in_a_default_partition_is_503_naming_it(
+    db: psycopg.Connection, db_url: str, migration_ids: list[str]
+) -> None:
+    db.execute("set session_replication_role = replica")  # only to plant the stray row
+    db.execute(
+        "insert into trading.order_events (occurred_at, order_id, to_status)"
+        " values ('2099-01-01 00:00+00', 1, 'new')"
+    )
+    with live_server(db_url, migration_ids) as url:
+        response = health(url)
+    assert response.status_code == 503
+    assert failing(response) == {
+        "default_partitions_empty": "rows in default partitions: trading.order_events_default (1 rows)"
+    }
+
+
+def test_health_without_the_next_partition_is_503_naming_the_table(
+    db: psycopg.Connection, db_url: str, migration_ids: list[str]
+) -> None:
+    ahead = db.execute(
+        "select p.partition_schemaname, p.partition_tablename"
+        " from partman.show_partitions('market.ticks') p,"
+        " partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename) i"
+        " where i.child_start_time > now()"
+    ).fetchall()
+    assert ahead
+    for schema, table in ahead:
+        db.execute(psycopg.sql.SQL("drop table {}").format(psycopg.sql.Identifier(schema, table)))
+    with live_server(db_url, migration_ids) as url:
+        response = health(url)
+    assert response.status_code == 503
+    assert list(failing(response)) == ["partitions_ahead"]
+    assert failing(response)["partitions_ahead"].startswith(
+        "not created ahead: market.ticks (newest partition ends "
+    )
+
+
+def test_health_turns_503_when_the_database_stops_and_history_reads_get_503(
+    make_cluster: Callable[..., Cluster], project_settings: Settings, migration_ids: list[str]
+) -> None:
+    cluster = make_cluster()
+    cluster.start()
+    migrate(cluster.url(), project_settings, echo=lambda line: None)
+    with live_server(cluster.url(), migration_ids) as url:
+        assert health(url).status_code == 200
+        cluster.stop()
+        response = health(url)
+        assert response.status_code == 503
+        assert failing(response) == {"database": "the database is unavailable"}
+        orders = httpx.get(
+            f"{url}/api/v1/historical/orders", headers={"Authorization": "Bearer any"}, timeout=30
+        )
+        assert orders.status_code == 503
+        assert orders.json()["detail"] == "the database is unavailable"
+        cluster.start()
+        assert health(url).status_code == 200
