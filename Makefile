@@ -13,11 +13,12 @@ help: ## List the targets
 bootstrap: ## Install PostgreSQL 15, extensions and .venv (as root on Debian 12; idempotent)
 	@bash scripts/bootstrap.sh
 
-run: bootstrap ## Start the embedded cluster, migrate, load demo data, show PnL
+run: bootstrap ## Start the embedded cluster, migrate, load demo data, show PnL, serve the REST API
 	$(SPREADEDGE) db start
 	$(SPREADEDGE) migrate
 	$(SPREADEDGE) demo
 	$(SPREADEDGE) pnl
+	$(SPREADEDGE) serve
 
 test: bootstrap ## Run the tests (pass options with PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)

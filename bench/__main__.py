@@ -11,7 +11,9 @@ with a progress bar, then measures, in this order:
 4. bench/fill_only.sql: one fill per transaction against pre-placed orders;
 5. market data (bench/market.py): ingestion of ticks and quotes through the ingest path against raw
    COPY into an unlogged, unindexed table; every indicator over a month of 1m candles; and
-   market.current_spreads over 200 pairs on six exchanges.
+   market.current_spreads over 200 pairs on six exchanges;
+6. history reads (bench/api.py): orders up to 10 M, then orders?symbol=...&limit=100 as a trader,
+   in SQL (p99) and through ``spreadedge serve`` driven by wrk (requests/s and p99).
 
 It prints a table (measured, baseline, ratio, goal) and writes the same to bench/results/latest.json,
 with the plans of pnl_summary's statements next to it. The cluster is stopped and deleted at the end,
@@ -34,7 +36,7 @@ from typing import Any
 import click
 import psycopg
 
-from bench import market, pgbench, scratch, writes
+from bench import api, market, pgbench, scratch, writes
 from bench.latency import Latency, check_pnl_summary, explain_pnl_summary, time_pnl_summary
 from bench.loader import LoadResult, load_history
 from bench.report import Goal, Row, table, write_json
@@ -56,6 +58,10 @@ PNL_MEDIAN_GOAL = Goal("max_value", 5.0)
 INGEST_GOAL = Goal("min_ratio", 0.5)
 INDICATORS_MEDIAN_GOAL = Goal("max_value", 50.0)
 SPREADS_MEDIAN_GOAL = Goal("max_value", 10.0)
+HISTORY_SQL_P99_GOAL = Goal("max_value", 2.0)
+HISTORY_API_RPS_GOAL = Goal("min_value", 2000.0)
+HISTORY_API_P99_GOAL = Goal("max_value", 20.0)
+API_CONNECTIONS = 32
 # Settings that move these numbers, recorded with the results.
 SERVER_SETTINGS = (
     "server_version",
@@ -94,6 +100,9 @@ class Measurements:
     ingest: dict[str, market.IngestRates] = field(default_factory=dict)
     indicators: Latency | None = None
     spreads: Latency | None = None
+    orders_total: int = 0
+    history_sql: Latency | None = None
+    history_http: api.HttpResult | None = None
     phases_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -237,7 +246,15 @@ def measure(cluster: Cluster, options: Options, plan_path: Path) -> Measurements
     echo("indicators over a month of 1m candles; market.current_spreads over 1,200 instruments")
     m.indicators = market.time_indicators(app, runs=5 if options.quick else 20, budget_s=30)
     m.spreads = market.time_current_spreads(app, runs=options.runs, budget_s=20)
-    _phase(m, "market", mark)
+    mark = _phase(m, "market", mark)
+
+    target = 1_000_000 if options.quick else 10_000_000
+    echo(f"history reads: orders up to {target:,}; orders?symbol=...&limit=100 in SQL, then through the API")
+    reader = api.prepare(app, target)
+    m.orders_total = api.order_count(app)
+    m.history_sql = api.time_history_sql(app, reader, runs=max(options.runs, 1000), budget_s=30)
+    m.history_http = api.measure_http(app, reader, duration_s=options.duration, connections=API_CONNECTIONS)
+    _phase(m, "history", mark)
     return m
 
 
@@ -341,6 +358,42 @@ def result_rows(m: Measurements, options: Options) -> list[Row]:
             f"{m.load.workers} loaders, then VACUUM ANALYZE in {m.load.vacuum_s:.0f} s",
         ),
         *_market_rows(m),
+        *_history_rows(m),
+    ]
+
+
+def _history_rows(m: Measurements) -> list[Row]:
+    if m.history_sql is None or m.history_http is None:
+        raise RuntimeError("the history measurements are incomplete")
+    orders = f"{m.orders_total / 1e6:.1f} M orders"
+    http = m.history_http
+    return [
+        Row(
+            "history_sql_p99",
+            f"orders by symbol, 100 rows, in SQL ({orders}): p99",
+            m.history_sql.p99_ms,
+            "ms",
+            goal=HISTORY_SQL_P99_GOAL,
+            note=f"trading.order_history_page as a scoped trader (row-level security), {m.history_sql.runs} "
+            f"runs, median {m.history_sql.median_ms:.2f} ms",
+        ),
+        Row(
+            "history_api_rps",
+            f"GET orders?symbol=...&limit=100 through the API ({orders})",
+            http.requests_per_s,
+            "req/s",
+            goal=HISTORY_API_RPS_GOAL,
+            note=f"wrk, {http.connections} connections, {http.duration_s} s, {http.workers} uvicorn workers, "
+            f"{http.non_2xx} non-2xx of {http.requests:,}",
+        ),
+        Row(
+            "history_api_p99",
+            "the same: p99 latency",
+            http.p99_ms,
+            "ms",
+            goal=HISTORY_API_P99_GOAL,
+            note=f"median {http.p50_ms:.1f} ms",
+        ),
     ]
 
 
@@ -408,6 +461,11 @@ def details(m: Measurements, plan_path: Path) -> dict[str, Any]:
             "ingest": {kind: rates.as_json() for kind, rates in m.ingest.items()},
             "indicators": None if m.indicators is None else m.indicators.as_json(),
             "current_spreads": None if m.spreads is None else m.spreads.as_json(),
+        },
+        "history": {
+            "orders": m.orders_total,
+            "sql": None if m.history_sql is None else m.history_sql.as_json(),
+            "http": None if m.history_http is None else m.history_http.as_json(),
         },
         "statement_profiles": m.profiles,
     }

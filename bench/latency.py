@@ -76,6 +76,11 @@ def time_pnl_summary(conninfo: str, strategy: str, *, runs: int, budget_s: float
             timings.append((time.perf_counter() - started) * 1000)
             if len(rows) != 1:
                 raise RuntimeError(f"pnl_summary returned {len(rows)} rows for {strategy}, expected one")
+    return summarize(timings)
+
+
+def summarize(timings: list[float]) -> Latency:
+    """Median, p99, min, max and mean of timings in milliseconds."""
     return Latency(
         runs=len(timings),
         median_ms=statistics.median(timings),

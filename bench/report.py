@@ -10,13 +10,13 @@ from typing import Any, Literal
 
 @dataclass(frozen=True)
 class Goal:
-    """A goal from PRODUCT.md: a minimum ratio to the baseline, or a maximum of the measured value."""
+    """A goal from PRODUCT.md: a minimum ratio to the baseline, or a maximum or minimum of the value."""
 
-    kind: Literal["min_ratio", "max_value"]
+    kind: Literal["min_ratio", "max_value", "min_value"]
     limit: float
 
     def __str__(self) -> str:
-        return f">= {self.limit:g}" if self.kind == "min_ratio" else f"<= {self.limit:g}"
+        return f"<= {self.limit:g}" if self.kind == "max_value" else f">= {self.limit:g}"
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Row:
             return None
         if self.goal.kind == "min_ratio":
             return self.ratio is not None and self.ratio >= self.goal.limit
+        if self.goal.kind == "min_value":
+            return self.measured >= self.goal.limit
         return self.measured <= self.goal.limit
 
     @property
@@ -76,7 +78,7 @@ def _number(value: float, unit: str) -> str:
 def _goal_text(row: Row) -> str:
     if row.goal is None:
         return ""
-    if row.goal.kind == "max_value":
+    if row.goal.kind in ("max_value", "min_value"):
         return f"{row.goal} {row.unit}"
     return f"ratio {row.goal}"
 

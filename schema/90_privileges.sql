@@ -43,19 +43,25 @@ create or replace function internal.session_permissions()
     stable
     security definer
     set search_path = ''
-    language sql
+    language plpgsql
 as $$
-    -- Null when the session is unscoped; the permissions of the scoped user's roles, or none when
-    -- that user does not exist or is disabled.
-    select case
-        when internal.session_user_id() is null then null
-        else coalesce((select array_agg(distinct rp.permission order by rp.permission)
-                       from auth.users u
-                       join auth.user_roles ur on ur.user_id = u.user_id
-                       join auth.role_permissions rp on rp.role_name = ur.role_name
-                       where u.user_id = internal.session_user_id() and u.disabled_at is null),
-                      '{}')
-    end
+-- Null when the session is unscoped; the permissions of the scoped user's roles, or none when
+-- that user does not exist or is disabled.
+-- why plpgsql: row-level security calls this once or twice per table a query reads; PL/pgSQL keeps
+-- its plan for the session, where a SQL function would be planned again on every call
+declare
+    v_user_id bigint := internal.session_user_id();
+begin
+    if v_user_id is null then
+        return null;
+    end if;
+    return coalesce((select array_agg(distinct rp.permission order by rp.permission)
+                     from auth.users u
+                     join auth.user_roles ur on ur.user_id = u.user_id
+                     join auth.role_permissions rp on rp.role_name = ur.role_name
+                     where u.user_id = v_user_id and u.disabled_at is null),
+                    '{}');
+end;
 $$;
 comment on function internal.session_permissions() is
     'Permissions of the session''s application user; null when the session is unscoped, empty for a disabled user.';
@@ -65,19 +71,25 @@ create or replace function internal.visible_strategy_ids()
     stable
     security definer
     set search_path = ''
-    language sql
+    language plpgsql
 as $$
-    -- Null (every strategy) when unscoped or the user has strategies:all; else the user's own
-    -- strategies, none for a disabled or unknown user.
-    select case
-        when p.permissions is null or 'strategies:all' = any (p.permissions) then null
-        when p.permissions = '{}' then '{}'::integer[]
-        else coalesce((select array_agg(s.strategy_id order by s.strategy_id)
-                       from trading.strategies s
-                       where s.owner_user_id = internal.session_user_id()),
-                      '{}')
-    end
-    from (select internal.session_permissions() as permissions) p
+-- Null (every strategy) when unscoped or the user has strategies:all; else the user's own
+-- strategies, none for a disabled or unknown user.
+-- why plpgsql: as for internal.session_permissions, its plans are kept for the session
+declare
+    v_permissions text[] := internal.session_permissions();
+begin
+    if v_permissions is null or 'strategies:all' = any (v_permissions) then
+        return null;
+    end if;
+    if v_permissions = '{}' then
+        return '{}';
+    end if;
+    return coalesce((select array_agg(s.strategy_id order by s.strategy_id)
+                     from trading.strategies s
+                     where s.owner_user_id = internal.session_user_id()),
+                    '{}');
+end;
 $$;
 comment on function internal.visible_strategy_ids() is
     'Strategies the session may see: null for all (unscoped, or strategies:all), else the scoped user''s own.';

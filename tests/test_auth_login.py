@@ -121,6 +121,14 @@ def test_validation_slides_the_idle_timeout(auth_db):
     assert call(auth_db, "auth.validate_session", token=token) is not None
 
 
+def test_validation_within_a_minute_of_the_last_use_writes_nothing(auth_db):
+    make_user(auth_db, "alice")
+    token = login(auth_db, "alice")["session_token"]
+    with auth_db.transaction():
+        call(auth_db, "auth.validate_session", token=token)
+        assert auth_db.execute("select txid_current_if_assigned()").fetchone()[0] is None
+
+
 def test_session_expires_at_its_absolute_lifetime_even_when_used(auth_db):
     user_id = make_user(auth_db, "alice")
     token = login(auth_db, "alice")["session_token"]
