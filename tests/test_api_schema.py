@@ -30,8 +30,15 @@ def test_no_server_error_and_every_response_matches_the_schema(api: Api, method:
         {"Authorization": f"Bearer {api.tokens['alice']}"} if path.startswith("/api/v1/historical/") else {}
     )
 
+    # why derandomize: the same examples on every run, so CI never fails on a case a run before passed
     @given(case=operation.as_strategy())
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,
+    )
     def check(case: schemathesis.Case) -> None:
         case.headers = {**(case.headers or {}), **token}
         case.call_and_validate(base_url=api.url, excluded_checks=[CROSS_PARAMETER_RULES])

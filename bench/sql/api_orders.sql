@@ -15,8 +15,8 @@ select nextval('trading.order_id_seq') as order_id,
 from (select greatest(%(target)s - (select count(*) from trading.orders), 0) as missing) x
 cross join lateral generate_series(1::bigint, x.missing) as g
 join (select row_number() over (order by strategy_id) - 1 as k, strategy_id
-      from trading.strategies where name like 's%%') s
-  on s.k = g %% (select count(*) from trading.strategies where name like 's%%')
+      from trading.strategies where name ~ '^s[0-9]+$') s
+  on s.k = g %% (select count(*) from trading.strategies where name ~ '^s[0-9]+$')
 join (select row_number() over (order by instrument_id) - 1 as k, instrument_id, exchange_id
       from ref.instruments) i
   on i.k = (g * 7) %% (select count(*) from ref.instruments);

@@ -8,4 +8,4 @@ select auth.create_user(username => 'bench-reader', password => %(password)s, ro
 
 update trading.strategies s
 set owner_user_id = auth.user_id_of('bench-reader')
-where s.name like 's%%' and s.strategy_id %% 2 = 0;
+where s.name ~ '^s[0-9]+$' and substr(s.name, 2)::integer %% 2 = 0;

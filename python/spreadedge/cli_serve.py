@@ -16,9 +16,20 @@ POOL_VARIABLE = "SPREADEDGE_API_POOL_SIZE"
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", envvar="SPREADEDGE_API_HOST", show_default=True, help="Address.")
 @click.option(
-    "--port", type=click.IntRange(1, 65535), default=8000, envvar="SPREADEDGE_API_PORT", show_default=True
+    "--host",
+    default="127.0.0.1",
+    envvar="SPREADEDGE_API_HOST",
+    show_default=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    envvar="SPREADEDGE_API_PORT",
+    show_default=True,
+    help="Port to listen on.",
 )
 @click.option(
     "--workers",

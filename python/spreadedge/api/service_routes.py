@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1")
 @router.post(
     "/auth/login",
     response_model=models.LoginResponse,
-    responses={status: ERRORS[status] for status in (401, 422, 503)},
+    responses={status: ERRORS[status] for status in (400, 401, 422, 503)},
     tags=["auth"],
 )
 async def login(request: Request, credentials: models.LoginRequest) -> models.LoginResponse:
