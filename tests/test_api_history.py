@@ -231,3 +231,37 @@ def test_latest_portfolio(api: Api) -> None:
     mine = api.get("portfolio/latest", "bob").json()
     assert mine["total"] is None
     assert [s["strategy"] for s in mine["strategies"]] == ["bob-arb"]
+
+
+def test_trades_filter_by_symbol_exchange_and_strategy(api: Api) -> None:
+    def trade_ids(**params: object) -> list[str]:
+        return [t["exchange_trade_id"] for t in api.get("trades", "root", **params).json()["items"]]
+
+    assert trade_ids(symbol="BTCUSDT", strategy="bob-arb") == ["b2-1", "b1-1"]
+    assert trade_ids(exchange="binance", strategy="alice-arb") == ["a4-1", "a2-2", "a2-1", "a1-1"]
+    assert trade_ids(exchange="kraken") == []
+
+
+def test_positions_filter_by_strategy_exchange_and_symbol(api: Api) -> None:
+    def keys(**params: object) -> list[tuple[str, str, str]]:
+        items = api.get("positions", "root", **params).json()["items"]
+        return [(p["strategy"], p["exchange"], p["symbol"]) for p in items]
+
+    assert keys(strategy="bob-arb") == [("bob-arb", "binance", "BTCUSDT")]
+    assert keys(exchange="binance", symbol="BTCUSDT") == [
+        ("alice-arb", "binance", "BTCUSDT"),
+        ("bob-arb", "binance", "BTCUSDT"),
+    ]
+    assert keys(symbol="ETHUSD") == []
+
+
+def test_snapshots_filter_by_strategy_and_time_and_paginate(api: Api) -> None:
+    taken = (T0 + timedelta(minutes=240)).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    items = api.get("portfolio/snapshots", "root", strategy="bob-arb").json()["items"]
+    assert [(s["strategy"], s["taken_at"], s["realized_pnl"]) for s in items] == [("bob-arb", taken, "-1000")]
+    assert api.get("portfolio/snapshots", "root", end_date=iso(240)).json()["items"] == []
+    first = api.get("portfolio/snapshots", "root", limit=3).json()
+    second = api.get("portfolio/snapshots", "root", limit=3, cursor=first["next_cursor"]).json()
+    ids = [s["snapshot_id"] for s in first["items"] + second["items"]]
+    assert len(ids) == len(set(ids)) == 5
+    assert second["next_cursor"] is None
