@@ -29,16 +29,26 @@ create or replace function internal.lock_order(p_order_id bigint)
     volatile
     language plpgsql
 as $$
--- The order row, locked FOR UPDATE (pruned to its partition through trading.order_keys);
--- raises unknown_order (23S04), also for an order outside the session's scope.
+-- The order row, locked FOR UPDATE; raises unknown_order (23S04), also for an order outside the
+-- session's scope.
+-- why two statements: a join from trading.order_keys to the partitioned orders table finds the
+-- partition only while it runs, so every partition is opened, locked and given a row mark first
+-- (over 4 % of a fill's instructions); with the partition key read first, the locking query
+-- prunes to the order's partition when it starts. created_at never changes, so reading it
+-- without a lock is safe.
 declare
-    v_order trading.orders;
+    v_created_at timestamptz;
+    v_order      trading.orders;
 begin
-    select o.* into v_order
+    select k.created_at into v_created_at
     from trading.order_keys k
-    join trading.orders o on o.order_id = k.order_id and o.created_at = k.created_at
-    where k.order_id = p_order_id
-    for update of o;
+    where k.order_id = p_order_id;
+    if found then
+        select o.* into v_order
+        from trading.orders o
+        where o.order_id = p_order_id and o.created_at = v_created_at
+        for update;
+    end if;
     -- why the same error: another user's order must not be told apart from a missing one
     if v_order.order_id is null or not internal.strategy_in_scope(v_order.strategy_id) then
         raise exception 'order % does not exist', coalesce(p_order_id::text, 'null')

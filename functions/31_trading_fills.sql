@@ -1,7 +1,7 @@
 -- spreadedge functions: fills
 -- trading.record_fill: one fill recorded as a trade, applied to its order, its position and the
 -- hourly and daily PnL rollups, all in the caller's transaction. Locks are taken in one order (order row, then
--- position row, then trade key, then rollup row) so concurrent fills never deadlock one another.
+-- position row, then trade key, then rollup rows) so concurrent fills never deadlock one another.
 
 create or replace function internal.fee_in_quote(
     p_instrument  ref.instruments,
