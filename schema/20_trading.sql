@@ -3,6 +3,13 @@
 -- rollup and portfolio snapshots. Tables are private: applications call the trading.* functions.
 -- orders, order_events and trades are partitioned by month (see 40_partitioning.sql.j2); their
 -- cross-partition keys (order id, client order id, exchange trade id) live in small key tables.
+--
+-- A note on checks. PostgreSQL reads a table's CHECK expressions back from their stored text and
+-- plans them again in every statement that inserts or updates the table, so on the tables every
+-- fill writes (orders, trades, positions) they are kept small: "x <@ '(0,Infinity)'::numrange"
+-- (positive and finite: NaN, Infinity and -Infinity fall outside) is one comparison with a
+-- constant, where "x > 0 and x < 'Infinity'" is two and stores the 0 as an integer cast to numeric
+-- on every use; a zero to compare with is written 0.0 (a numeric constant) for the same reason.
 
 create type trading.order_side as enum (
     'buy',   -- increases the position
@@ -83,9 +90,10 @@ create table trading.orders (
     instrument_id     integer not null references ref.instruments,
     side              trading.order_side not null,
     order_type        trading.order_type not null,
-    quantity          numeric not null check (quantity > 0 and quantity < 'Infinity'),
-    price             numeric check (price > 0 and price < 'Infinity'),
-    stop_price        numeric check (stop_price > 0 and stop_price < 'Infinity'),
+    -- why <@ a range: see the note on checks at the top of this file
+    quantity          numeric not null check (quantity <@ '(0,Infinity)'::numrange),
+    price             numeric check (price <@ '(0,Infinity)'::numrange),
+    stop_price        numeric check (stop_price <@ '(0,Infinity)'::numrange),
     status            trading.order_status not null default 'new',
     filled_quantity   numeric not null default 0,
     avg_fill_price    numeric,
@@ -95,9 +103,9 @@ create table trading.orders (
     updated_at        timestamptz not null default now(),
     primary key (order_id, created_at),
     -- why: an order is never filled beyond its quantity (overfill is refused before it gets here)
-    check (filled_quantity >= 0 and filled_quantity <= quantity),
+    check (filled_quantity >= 0.0 and filled_quantity <= quantity),
     -- why: an average fill price exists exactly when something was filled
-    check ((filled_quantity = 0) = (avg_fill_price is null)),
+    check ((filled_quantity = 0.0) = (avg_fill_price is null)),
     -- why: market orders have no limit price; limit orders must have one
     check ((order_type in ('market', 'stop_market')) = (price is null)),
     check ((order_type in ('stop_market', 'stop_limit')) = (stop_price is not null))
@@ -179,11 +187,12 @@ create table trading.trades (
     strategy_id        integer not null references trading.strategies,
     instrument_id      integer not null references ref.instruments,
     side               trading.order_side not null,
-    quantity           numeric not null check (quantity > 0 and quantity < 'Infinity'),
-    price              numeric not null check (price > 0 and price < 'Infinity'),
-    fee                numeric not null check (fee > '-Infinity' and fee < 'Infinity'),
+    -- why <@ a range: see the note on checks at the top of this file
+    quantity           numeric not null check (quantity <@ '(0,Infinity)'::numrange),
+    price              numeric not null check (price <@ '(0,Infinity)'::numrange),
+    fee                numeric not null check (fee <@ '(-Infinity,Infinity)'::numrange),
     fee_currency       text not null check (fee_currency ~ '^[A-Z0-9]+$'),
-    fee_quote          numeric not null check (fee_quote > '-Infinity' and fee_quote < 'Infinity'),
+    fee_quote          numeric not null check (fee_quote <@ '(-Infinity,Infinity)'::numrange),
     position_delta     numeric not null,
     realized_pnl_gross numeric not null,
     realized_pnl       numeric not null generated always as (realized_pnl_gross - fee_quote) stored,
@@ -236,8 +245,8 @@ create table trading.positions (
     updated_at         timestamptz not null default now(),
     primary key (strategy_id, instrument_id),
     -- why: a flat position has no entry price; an open one always has one
-    check ((quantity = 0) = (avg_entry_price is null)),
-    check ((quantity = 0) = (opened_at is null))
+    check ((quantity = 0.0) = (avg_entry_price is null)),
+    check ((quantity = 0.0) = (opened_at is null))
 )
 -- why: every fill updates its position row; free space on the page keeps those updates HOT
 with (fillfactor = 50);
