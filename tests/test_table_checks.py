@@ -1,0 +1,126 @@
+"""The tables every fill writes refuse impossible values themselves, whatever wrote them.
+
+Their CHECK constraints are written for speed (migration 0005: one range containment for "positive
+and finite", one CASE for the audit row images); these tests pin down that they still refuse NaN,
+the infinities, zero and negatives where the old ones did, and accept what the old ones accepted.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from trading_helpers import place, trade
+
+POSITIVE_FINITE_REFUSED = ["NaN", "Infinity", "-Infinity", "0", "-0.000001"]
+FINITE_REFUSED = ["NaN", "Infinity", "-Infinity"]
+COPY_TRADE = """
+    insert into trading.trades
+        (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
+         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id)
+    select nextval('trading.trade_id_seq'), executed_at, order_id, strategy_id, instrument_id, side,
+           {quantity}, {price}, {fee}, fee_currency, {fee_quote}, position_delta, realized_pnl_gross,
+           'copy-' || exchange_trade_id
+    from trading.trades where trade_id = %(trade_id)s"""
+COLUMNS = ("quantity", "price", "fee", "fee_quote")
+
+
+def copy_trade(conn: psycopg.Connection, trade_id: int, column: str, value: str) -> None:
+    """Insert a copy of a trade with one column set to a numeric literal."""
+    values = {name: sql.Identifier(name) for name in COLUMNS}
+    values[column] = sql.SQL("{}::numeric").format(sql.Literal(value))
+    conn.execute(sql.SQL(COPY_TRADE).format(**values), {"trade_id": trade_id})
+
+
+@pytest.mark.parametrize("column", ["quantity", "price"])
+@pytest.mark.parametrize("value", POSITIVE_FINITE_REFUSED)
+def test_a_trade_needs_a_positive_finite_quantity_and_price(seeded, column, value):
+    trade_id = trade(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        copy_trade(seeded, trade_id, column, value)
+
+
+@pytest.mark.parametrize("column", ["fee", "fee_quote"])
+@pytest.mark.parametrize("value", FINITE_REFUSED)
+def test_a_trade_needs_a_finite_fee(seeded, column, value):
+    trade_id = trade(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        copy_trade(seeded, trade_id, column, value)
+
+
+def test_a_trade_takes_tiny_huge_and_negative_values_where_they_are_allowed(seeded):
+    trade_id = trade(seeded, "buy", "1", "100")
+    copy_trade(seeded, trade_id, "quantity", "0.000000000000000000000000000001")
+    copy_trade(seeded, trade_id, "price", "1e300")
+    copy_trade(seeded, trade_id, "fee", "-5")
+    copy_trade(seeded, trade_id, "fee_quote", "0")
+
+
+@pytest.mark.parametrize("column", ["quantity", "price", "stop_price"])
+@pytest.mark.parametrize("value", POSITIVE_FINITE_REFUSED)
+def test_an_order_needs_a_positive_finite_quantity_price_and_stop_price(seeded, column, value):
+    order_id = place(seeded, "buy", "1", "100", order_type="stop_limit", stop_price=Decimal("99"))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        seeded.execute(
+            sql.SQL("update trading.orders set {} = %s::numeric where order_id = %s").format(
+                sql.Identifier(column)
+            ),
+            [value, order_id],
+        )
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "filled_quantity = -1, avg_fill_price = 100",
+        "filled_quantity = 2, avg_fill_price = 100",
+        "filled_quantity = 0.5",
+        "avg_fill_price = 100",
+    ],
+)
+def test_an_order_keeps_its_filled_quantity_and_average_price_consistent(seeded, assignment):
+    order_id = place(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        seeded.execute(
+            sql.SQL("update trading.orders set {} where order_id = %s").format(sql.SQL(assignment)),
+            [order_id],
+        )
+
+
+@pytest.mark.parametrize("assignment", ["avg_entry_price = null", "opened_at = null", "quantity = 0"])
+def test_a_position_is_flat_exactly_when_it_has_no_entry_price_and_no_open_time(seeded, assignment):
+    trade(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        seeded.execute(
+            sql.SQL("update trading.positions set {} where quantity <> 0").format(sql.SQL(assignment))
+        )
+
+
+@pytest.mark.parametrize(
+    ("operation", "old_row", "new_row", "accepted"),
+    [
+        ("INSERT", None, "{}", True),
+        ("UPDATE", "{}", "{}", True),
+        ("DELETE", "{}", None, True),
+        ("INSERT", "{}", "{}", False),
+        ("INSERT", None, None, False),
+        ("UPDATE", None, "{}", False),
+        ("UPDATE", "{}", None, False),
+        ("DELETE", "{}", "{}", False),
+        ("DELETE", None, None, False),
+        ("TRUNCATE", "{}", "{}", False),
+    ],
+)
+def test_an_audit_row_has_the_row_images_its_operation_says(seeded, operation, old_row, new_row, accepted):
+    insert = (
+        "insert into audit.log (table_name, operation, row_key, old_row, new_row)"
+        " values ('trading.orders', %s, '{\"order_id\": 1}', %s::jsonb, %s::jsonb)"
+    )
+    if accepted:
+        seeded.execute(insert, [operation, old_row, new_row])
+    else:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            seeded.execute(insert, [operation, old_row, new_row])
