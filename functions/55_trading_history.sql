@@ -63,6 +63,23 @@ end;
 $$;
 comment on function internal.read_page_cursor(text) is 'Decodes a page cursor into its (time, id); raises 22S09 for anything else.';
 
+create or replace function internal.check_time_range(p_start_date timestamptz, p_end_date timestamptz)
+    returns void
+    immutable
+    language plpgsql
+as $$
+-- A start (inclusive) before the end (exclusive) when both are given; otherwise invalid_argument
+-- (22S09) naming end_date.
+begin
+    if p_start_date >= p_end_date then
+        raise exception 'start_date % is not before end_date %', p_start_date, p_end_date
+            using errcode = '22S09', column = 'end_date';
+    end if;
+end;
+$$;
+comment on function internal.check_time_range(timestamptz, timestamptz) is
+    'Checks that a history time range starts before it ends; raises 22S09 naming end_date.';
+
 create or replace function internal.check_page_request(
     p_page_size  integer,
     p_start_date timestamptz,
@@ -72,17 +89,14 @@ create or replace function internal.check_page_request(
     immutable
     language plpgsql
 as $$
--- Page size 1 to 1000 and a time range whose start (inclusive) is before its end (exclusive);
--- otherwise invalid_argument (22S09) naming the parameter.
+-- Page size 1 to 1000 and a valid time range (internal.check_time_range); otherwise
+-- invalid_argument (22S09) naming the parameter.
 begin
     if p_page_size is null or p_page_size < 1 or p_page_size > 1000 then
         raise exception 'page_size must be between 1 and 1000, got %', coalesce(p_page_size::text, 'null')
             using errcode = '22S09', column = 'page_size';
     end if;
-    if p_start_date >= p_end_date then
-        raise exception 'start_date % is not before end_date %', p_start_date, p_end_date
-            using errcode = '22S09', column = 'end_date';
-    end if;
+    perform internal.check_time_range(p_start_date, p_end_date);
 end;
 $$;
 comment on function internal.check_page_request(integer, timestamptz, timestamptz) is

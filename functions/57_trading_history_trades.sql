@@ -161,7 +161,7 @@ as $$
 #variable_conflict use_variable
 begin
     perform internal.require_permission('pnl:read');
-    perform internal.check_page_request(1, start_date, end_date);
+    perform internal.check_time_range(start_date, end_date);
     perform internal.check_enum_value(group_by, array['strategy', 'exchange', 'symbol', 'day'], 'group_by');
     return json_build_object(
         'group_by', group_by,

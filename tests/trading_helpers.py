@@ -8,6 +8,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from spreadedge import sqlcall
+
 BUSINESS_TABLES = (
     "trading.orders",
     "trading.order_keys",
@@ -26,24 +28,14 @@ BUSINESS_TABLES = (
 
 def call(conn: psycopg.Connection, function: str, **kwargs: Any) -> Any:
     """Call schema.function with named arguments and return the first column of the first row."""
-    schema, name = function.split(".")
-    args = sql.SQL(", ").join(
-        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in kwargs
-    )
-    query = sql.SQL("select {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)
-    row = conn.execute(query, kwargs).fetchone()
+    row = conn.execute(sqlcall.select_value(function, kwargs), kwargs).fetchone()
     return None if row is None else row[0]
 
 
 def rows(conn: psycopg.Connection, function: str, **kwargs: Any) -> list[dict[str, Any]]:
     """Rows of a set-returning schema.function called with named arguments, as dicts."""
-    schema, name = function.split(".")
-    args = sql.SQL(", ").join(
-        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in kwargs
-    )
-    query = sql.SQL("select * from {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(query, kwargs).fetchall()
+        return cur.execute(sqlcall.select_rows(function, kwargs), kwargs).fetchall()
 
 
 def position(

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Decimal = str  # an exact decimal as a JSON string, e.g. "66523.4"
+DecimalText = str  # an exact decimal as a JSON string, e.g. "66523.4"
 # The values of the SQL enums and choices (tests/test_api_schema.py keeps them equal to the database's).
 OrderStatus = Literal["new", "open", "partially_filled", "filled", "cancelled", "rejected", "expired"]
 OrderType = Literal["market", "limit", "stop_market", "stop_limit"]
@@ -33,12 +33,12 @@ class Order(Model):
     symbol: str
     side: Side
     order_type: OrderType
-    quantity: Decimal
-    price: Decimal | None
-    stop_price: Decimal | None
+    quantity: DecimalText
+    price: DecimalText | None
+    stop_price: DecimalText | None
     status: OrderStatus
-    filled_quantity: Decimal
-    avg_fill_price: Decimal | None
+    filled_quantity: DecimalText
+    avg_fill_price: DecimalText | None
     client_order_id: str | None
     exchange_order_id: str | None
     status_reason: str | None
@@ -61,13 +61,13 @@ class Trade(Model):
     exchange: str
     symbol: str
     side: Side
-    quantity: Decimal
-    price: Decimal
-    fee: Decimal
+    quantity: DecimalText
+    price: DecimalText
+    fee: DecimalText
     fee_currency: str
-    fee_quote: Decimal
-    realized_pnl_gross: Decimal
-    realized_pnl: Decimal
+    fee_quote: DecimalText
+    realized_pnl_gross: DecimalText
+    realized_pnl: DecimalText
     exchange_trade_id: str
     is_late: bool
     recorded_at: Time
@@ -95,14 +95,14 @@ class Position(Model):
     symbol: str
     market_type: str
     status: PositionStatus
-    quantity: Decimal
-    avg_entry_price: Decimal | None
-    mark_price: Decimal | None
-    unrealized_pnl: Decimal | None
-    realized_pnl_gross: Decimal
-    fees_paid: Decimal
-    funding: Decimal
-    realized_pnl: Decimal
+    quantity: DecimalText
+    avg_entry_price: DecimalText | None
+    mark_price: DecimalText | None
+    unrealized_pnl: DecimalText | None
+    realized_pnl_gross: DecimalText
+    fees_paid: DecimalText
+    funding: DecimalText
+    realized_pnl: DecimalText
     trade_count: int
     opened_at: Time | None
     updated_at: Time
@@ -115,13 +115,15 @@ class PositionList(Model):
 class TradeSummaryGroup(Model):
     key: str = Field(description="The strategy, exchange, symbol or UTC day (YYYY-MM-DD) of the group.")
     trades: int
-    volume: Decimal
-    notional: Decimal
-    fees: Decimal
-    realized_pnl: Decimal
+    volume: DecimalText
+    notional: DecimalText
+    fees: DecimalText
+    realized_pnl: DecimalText
     closing_trades: int = Field(description="Trades that closed (part of) a position.")
     winning_trades: int = Field(description="Closing trades with a positive realized PnL net of fees.")
-    win_rate: Decimal | None = Field(description="winning_trades / closing_trades; null when none closed.")
+    win_rate: DecimalText | None = Field(
+        description="winning_trades / closing_trades; null when none closed."
+    )
 
 
 class TradeSummary(Model):
@@ -135,12 +137,12 @@ class Snapshot(Model):
     snapshot_id: int
     taken_at: Time
     strategy: str | None = Field(description="null for the total row.")
-    capital: Decimal
-    realized_pnl: Decimal
-    unrealized_pnl: Decimal
-    equity: Decimal
-    gross_exposure: Decimal
-    net_exposure: Decimal
+    capital: DecimalText
+    realized_pnl: DecimalText
+    unrealized_pnl: DecimalText
+    equity: DecimalText
+    gross_exposure: DecimalText
+    net_exposure: DecimalText
     open_positions: int
 
 
