@@ -2,23 +2,22 @@
 -- The statement-level trigger function that writes audit.log from transition tables, the trigger
 -- that keeps the log append-only, and audit.history.
 
-create or replace function audit.row_key(p_row jsonb, p_key_columns text[])
-    returns jsonb
+create or replace function audit.row_key(p_row jsonb, p_key1 text, p_key2 text)
+    returns text
     -- why stable, not immutable: jsonb_build_object is stable, and a SQL function declared more
     -- immutable than its body is never inlined into the trigger's INSERT
     stable
     language sql
 as $$
-    -- The key columns (p_key_columns indexed from 1) of a row as one json object, e.g. {"order_id": 42}.
-    select jsonb_build_object(p_key_columns[1], p_row -> p_key_columns[1])
-           || case when cardinality(p_key_columns) > 1
-                   then jsonb_build_object(p_key_columns[2], p_row -> p_key_columns[2])
-                   else '{}'::jsonb end
-           || case when cardinality(p_key_columns) > 2
-                   then jsonb_build_object(p_key_columns[3], p_row -> p_key_columns[3])
-                   else '{}'::jsonb end
+    -- The key columns of a row (p_key2 null for a one-column key) as the text of one jsonb object,
+    -- e.g. {"order_id": 42}: jsonb sorts the keys, so the text is canonical and audit.history can
+    -- compare it with a key given in any order.
+    select case when p_key2 is null then jsonb_build_object(p_key1, p_row -> p_key1)
+                else jsonb_build_object(p_key1, p_row -> p_key1, p_key2, p_row -> p_key2)
+           end::text
 $$;
-comment on function audit.row_key(jsonb, text[]) is 'Picks up to three key columns out of a row''s json.';
+comment on function audit.row_key(jsonb, text, text) is
+    'The key columns (one or two) of a row''s json as canonical json text, e.g. {"order_id": 42}.';
 
 create or replace function audit.log_changes()
     returns trigger
@@ -27,27 +26,28 @@ create or replace function audit.log_changes()
 as $$
 -- Statement-level AFTER trigger (one per INSERT, UPDATE and DELETE, each with its transition
 -- tables): writes one audit.log row per changed row. Trigger arguments name the row's key columns
--- (1 to 3), then any columns to leave out of the logged rows, each written with a leading minus
+-- (one or two), then any columns to leave out of the logged rows, each written with a leading minus
 -- ('-password_hash'): secrets and their hashes never reach the audit log.
+-- why so little else: three of these run in every fill (trade, order, position), and every
+-- expression here costs each of them; the arguments are read once, and the redaction list is
+-- built only for the tables that have one.
 declare
     v_table  text := format('%I.%I', tg_table_schema, tg_table_name);
-    v_keys   text[];
+    v_args   text[] := tg_argv;  -- indexed from 0, as tg_argv
+    v_key2   text := case when tg_nargs > 1 and left(v_args[1], 1) <> '-' then v_args[1] end;
     -- why an empty default: jsonb minus an empty array returns its input untouched
     v_redact text[] := '{}';
 begin
-    if tg_argv[tg_nargs - 1] like '-%' then
-        v_keys := array(select a from unnest(tg_argv) a where a not like '-%');
-        v_redact := array(select substr(a, 2) from unnest(tg_argv) a where a like '-%');
-    else
-        -- why the slice: tg_argv is indexed from 0; a slice is indexed from 1, as audit.row_key expects
-        v_keys := tg_argv[0:2];
+    if tg_nargs = 0 or left(v_args[0], 1) = '-'
+       or (tg_nargs > 2 and v_key2 is not null and left(v_args[2], 1) <> '-') then
+        raise exception 'audit.log_changes on % needs one or two key column names, then -columns to leave out', v_table;
     end if;
-    if coalesce(cardinality(v_keys), 0) not between 1 and 3 or tg_nargs - cardinality(v_redact) > 3 then
-        raise exception 'audit.log_changes on % needs 1 to 3 key column names as trigger arguments', v_table;
+    if left(v_args[tg_nargs - 1], 1) = '-' then
+        v_redact := array(select substr(a, 2) from unnest(v_args) a where left(a, 1) = '-');
     end if;
     if tg_op = 'INSERT' then
         insert into audit.log (table_name, operation, row_key, new_row)
-        select v_table, 'INSERT', audit.row_key(n.j, v_keys)::text, n.j
+        select v_table, 'INSERT', audit.row_key(n.j, v_args[0], v_key2), n.j
         from (select to_jsonb(r) - v_redact as j from new_rows r) n;
     elsif tg_op = 'UPDATE' then
         -- why pair by position: PostgreSQL appends each updated row's old and new versions to the
@@ -55,19 +55,19 @@ begin
         -- (also when its key or partition changes); unnest zips the two in that order, where a join
         -- on the key would cost a hash join per statement and lose rows whose key changed
         insert into audit.log (table_name, operation, row_key, old_row, new_row)
-        select v_table, 'UPDATE', audit.row_key(z.new_row, v_keys)::text, z.old_row, z.new_row
+        select v_table, 'UPDATE', audit.row_key(z.new_row, v_args[0], v_key2), z.old_row, z.new_row
         from unnest(array(select to_jsonb(r) - v_redact from old_rows r),
                     array(select to_jsonb(r) - v_redact from new_rows r)) as z (old_row, new_row);
-    elsif tg_op = 'DELETE' then
+    else
         insert into audit.log (table_name, operation, row_key, old_row)
-        select v_table, 'DELETE', audit.row_key(o.j, v_keys)::text, o.j
+        select v_table, 'DELETE', audit.row_key(o.j, v_args[0], v_key2), o.j
         from (select to_jsonb(r) - v_redact as j from old_rows r) o;
     end if;
     return null;
 end;
 $$;
 comment on function audit.log_changes() is
-    'Statement-level trigger writing audit.log rows from transition tables; arguments: key columns, then -columns to leave out.';
+    'Statement-level trigger writing audit.log rows from transition tables; arguments: one or two key columns, then -columns to leave out.';
 
 create or replace function audit.refuse_change()
     returns trigger

@@ -2,6 +2,7 @@
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from trading_helpers import call, fill, place
 
@@ -124,3 +125,61 @@ def test_an_update_moving_rows_across_partitions_is_audited_once_per_row(seeded)
                = (old_row ->> 'created_at')::timestamptz - interval '1 month'
         from audit.log where table_name = 'trading.orders' and operation = 'UPDATE' order by 1""").fetchall()
     assert rows == [(order_id, True) for order_id in ids]
+
+
+def test_each_operation_logs_exactly_the_row_images_it_has(seeded):
+    seeded.execute("insert into trading.strategies (name) values ('imaged')")
+    seeded.execute("update trading.strategies set description = 'changed' where name = 'imaged'")
+    seeded.execute("delete from trading.strategies where name = 'imaged'")
+    images = seeded.execute("""
+        select operation, old_row ->> 'description', new_row ->> 'description', old_row is null, new_row is null
+        from audit.log
+        where table_name = 'trading.strategies' and coalesce(new_row, old_row) ->> 'name' = 'imaged'
+        order by audit_id""").fetchall()
+    assert images == [
+        ("INSERT", None, None, True, False),
+        ("UPDATE", None, "changed", False, False),
+        ("DELETE", "changed", None, False, True),
+    ]
+
+
+def test_a_two_column_key_is_logged_as_canonical_json_text(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    fill(seeded, order_id, "1", "100")
+    keys = seeded.execute(
+        "select distinct row_key from audit.log where table_name = 'trading.positions'"
+    ).fetchall()
+    assert keys == [('{"strategy_id": 1, "instrument_id": 1}',)]
+
+
+def test_redacted_columns_never_reach_the_audit_log(seeded):
+    seeded.execute("""
+        create table public.secrets (id int primary key, label text, token text, pin text);
+        create trigger _900_audit_insert after insert on public.secrets referencing new table as new_rows
+            for each statement execute function audit.log_changes('id', '-token', '-pin');
+        insert into public.secrets values (1, 'kept', 'tok-123', '9999')""")
+    assert seeded.execute(
+        "select row_key, new_row from audit.log where table_name = 'public.secrets'"
+    ).fetchall() == [('{"id": 1}', {"id": 1, "label": "kept"})]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    ["", "'-token'", "'id', 'label', 'token'"],
+    ids=["no key", "only a redaction", "three keys"],
+)
+def test_an_audit_trigger_without_one_or_two_key_columns_is_refused(seeded, arguments):
+    seeded.execute(
+        sql.SQL("""
+        create table public.badly_audited (id int primary key, label text, token text);
+        create trigger _900_audit_insert after insert on public.badly_audited referencing new table as new_rows
+            for each statement execute function audit.log_changes({arguments})""").format(
+            arguments=sql.SQL(arguments)
+        )
+    )
+    with pytest.raises(psycopg.errors.RaiseException) as caught:
+        seeded.execute("insert into public.badly_audited values (1, 'x', 'y')")
+    assert caught.value.diag.message_primary == (
+        "audit.log_changes on public.badly_audited needs one or two key column names, then -columns to leave out"
+    )
+    assert seeded.execute("select count(*) from public.badly_audited").fetchone()[0] == 0

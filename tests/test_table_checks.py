@@ -1,7 +1,7 @@
 """The tables every fill writes refuse impossible values themselves, whatever wrote them.
 
 Their CHECK constraints are written for speed (migration 0005: one range containment for "positive
-and finite", one CASE for the audit row images); these tests pin down that they still refuse NaN,
+and finite"); these tests pin down that they still refuse NaN,
 the infinities, zero and negatives where the old ones did, and accept what the old ones accepted.
 """
 
@@ -97,30 +97,3 @@ def test_a_position_is_flat_exactly_when_it_has_no_entry_price_and_no_open_time(
         seeded.execute(
             sql.SQL("update trading.positions set {} where quantity <> 0").format(sql.SQL(assignment))
         )
-
-
-@pytest.mark.parametrize(
-    ("operation", "old_row", "new_row", "accepted"),
-    [
-        ("INSERT", None, "{}", True),
-        ("UPDATE", "{}", "{}", True),
-        ("DELETE", "{}", None, True),
-        ("INSERT", "{}", "{}", False),
-        ("INSERT", None, None, False),
-        ("UPDATE", None, "{}", False),
-        ("UPDATE", "{}", None, False),
-        ("DELETE", "{}", "{}", False),
-        ("DELETE", None, None, False),
-        ("TRUNCATE", "{}", "{}", False),
-    ],
-)
-def test_an_audit_row_has_the_row_images_its_operation_says(seeded, operation, old_row, new_row, accepted):
-    insert = (
-        "insert into audit.log (table_name, operation, row_key, old_row, new_row)"
-        " values ('trading.orders', %s, '{\"order_id\": 1}', %s::jsonb, %s::jsonb)"
-    )
-    if accepted:
-        seeded.execute(insert, [operation, old_row, new_row])
-    else:
-        with pytest.raises(psycopg.errors.CheckViolation):
-            seeded.execute(insert, [operation, old_row, new_row])
