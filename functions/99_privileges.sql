@@ -77,5 +77,5 @@ grant select on partman.part_config to spreadedge_owner;
 grant select on ops.slow_queries, ops.index_usage, ops.unused_indexes, ops.duplicate_indexes,
                 ops.missing_index_candidates, ops.table_health
     to spreadedge_readonly;
-grant execute on function ops.performance_summary, ops.partition_status, internal.slow_query_ms
+grant execute on function ops.performance_summary, internal.slow_query_ms
     to spreadedge_readonly;
