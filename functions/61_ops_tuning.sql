@@ -141,7 +141,8 @@ as
         from pg_catalog.pg_stat_user_tables s
         group by 1
     )
-    select t.root::regclass::text as table_name,
+    select (select format('%I.%I', c.relnamespace::regnamespace::text, c.relname)
+            from pg_catalog.pg_class c where c.oid = t.root) as table_name,
            t.seq_scan,
            t.seq_tup_read,
            t.idx_scan,

@@ -63,6 +63,8 @@ create or replace function ops.configure_partitioning(parent_table text, premake
 as $$
 -- premake: partitions kept created ahead; retention: partitions older than this are dropped by the
 -- next maintenance (null keeps everything). spreadedge partitions maintain applies the settings.
+-- why infinite_time_partitions: partitions are made ahead by the calendar, not only while rows
+-- arrive, so a table that is quiet for a while still has its next partition (health checks it)
 begin
     perform internal.require_managed(parent_table);
     if premake is null or premake < 1 then
@@ -71,9 +73,11 @@ begin
     update partman.part_config c
     set premake = configure_partitioning.premake,
         retention = configure_partitioning.retention::text,
-        retention_keep_table = false
+        retention_keep_table = false,
+        infinite_time_partitions = true
     where c.parent_table = configure_partitioning.parent_table
-      and (c.premake, c.retention) is distinct from (configure_partitioning.premake, configure_partitioning.retention::text);
+      and (c.premake, c.retention, c.infinite_time_partitions)
+          is distinct from (configure_partitioning.premake, configure_partitioning.retention::text, true);
 end;
 $$;
 comment on function ops.configure_partitioning(text, integer, interval) is
