@@ -97,6 +97,8 @@ def dump(
                 assert dumper.stdout is not None
                 dumper.stdout.close()  # the compressor holds the pipe now
             errors = _follow(dumper, on_table)
+            assert dumper.stderr is not None
+            dumper.stderr.close()
             if dumper.wait() != 0:
                 raise OpsError(f"pg_dump failed:\n{errors}")
             if compressor is not None and compressor.wait() != 0:

@@ -139,7 +139,7 @@ def run(
     env.pop(CIPHER_VARIABLE, None)
     if secret is not None:
         env[CIPHER_VARIABLE] = secret
-    process = subprocess.Popen(
+    with subprocess.Popen(
         runas.command([*command, *args]),
         cwd="/",
         stdin=subprocess.DEVNULL,
@@ -149,15 +149,16 @@ def run(
         # a wrong passphrase decrypts to bytes that are not text
         errors="replace",
         env=env,
-    )
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if on_line is not None:
-            on_line(line.rstrip("\n"))
+    ) as process:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        returncode = process.wait()
     output = "".join(lines)
-    if process.wait() != 0:
+    if returncode != 0:
         raise OpsError(_failure(args[0] if args else "pgbackrest", output, secret))
     return output
 
