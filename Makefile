@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 SPREADEDGE := $(BIN)/spreadedge
 
-.PHONY: help bootstrap run test migrate bench lint format psql pgcli db-stop clean
+.PHONY: help bootstrap run test migrate bench bench-backup lint format psql pgcli db-stop clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,9 @@ migrate: bootstrap ## Apply pending migrations and re-apply functions/
 
 bench: bootstrap ## Run the benchmarks against PostgreSQL baselines (options: BENCH_ARGS=--quick)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-backup: bootstrap ## Time pgBackRest backup and restore of a generated 2 GB database per compression type (BENCH_BACKUP_ARGS=--size-gb 0.5)
+	$(BIN)/python -m bench.backup $(BENCH_BACKUP_ARGS)
 
 lint: bootstrap ## Check Python with ruff (lint and format)
 	$(BIN)/ruff check python tests bench

@@ -2,65 +2,261 @@
 -- ops.health: what GET /api/v1/historical/health and operators need to know the database can take
 -- writes where they belong: migrations current, partitions created ahead of time, no rows stranded
 -- in a default partition. One row per check; healthy when every ok is true.
+-- ops.health_report: everything an operator's `spreadedge health` checks, as one JSON document:
+-- the checks above plus partitions registered with pg_partman, pg_cron jobs succeeding, the age of
+-- the last successful backup, replication lag, long-running transactions and disk usage.
+-- Each check is one internal.health_* function returning (ok, detail), shared by both.
 
-create or replace function ops.health(expected_migrations text[])
-    returns table (check_name text, ok boolean, detail text)
+create or replace function internal.health_migrations(p_expected text[])
+    returns table (ok boolean, detail text)
     stable
-    security definer
-    set search_path = ''
     language plpgsql
 as $$
--- expected_migrations: the migration ids the calling code was built with (its migrations/ files).
--- why security definer: the migration ledger and pg_partman's configuration are not readable by the
--- API roles, and these checks reveal only names and counts.
+-- p_expected: the migration ids the calling code was built with; null compares nothing and only
+-- counts the applied ones
 declare
     v_applied text[];
     v_pending text[];
     v_unknown text[];
-    v_short   text[];
-    v_default text[];
 begin
     if to_regclass('public._spreadedge_migration_checksum') is null then
-        return query select 'migrations', false, 'no migration ledger: run spreadedge migrate';
-    else
-        select array_agg(m.migration_id order by m.migration_id) into v_applied
-        from public._spreadedge_migration_checksum m;
-        v_pending := array(select x from unnest(expected_migrations) x
-                           where not x = any (coalesce(v_applied, '{}')) order by x);
-        v_unknown := array(select x from unnest(v_applied) x
-                           where not x = any (coalesce(expected_migrations, '{}')) order by x);
-        return query select 'migrations',
-                            cardinality(v_pending) = 0 and cardinality(v_unknown) = 0,
-                            concat_ws('; ',
-                                      format('%s applied', coalesce(cardinality(v_applied), 0)),
-                                      'pending: ' || nullif(array_to_string(v_pending, ', '), ''),
-                                      'applied but unknown to this code: '
-                                          || nullif(array_to_string(v_unknown, ', '), ''));
+        return query select false, 'no migration ledger: run spreadedge migrate';
+        return;
     end if;
+    select array_agg(m.migration_id order by m.migration_id) into v_applied
+    from public._spreadedge_migration_checksum m;
+    if p_expected is null then
+        return query select true, format('%s applied (not compared with any code)', coalesce(cardinality(v_applied), 0));
+        return;
+    end if;
+    v_pending := array(select x from unnest(p_expected) x
+                       where not x = any (coalesce(v_applied, '{}')) order by x);
+    v_unknown := array(select x from unnest(v_applied) x
+                       where not x = any (coalesce(p_expected, '{}')) order by x);
+    return query select cardinality(v_pending) = 0 and cardinality(v_unknown) = 0,
+                        concat_ws('; ',
+                                  format('%s applied', coalesce(cardinality(v_applied), 0)),
+                                  'pending: ' || nullif(array_to_string(v_pending, ', '), ''),
+                                  'applied but unknown to this code: '
+                                      || nullif(array_to_string(v_unknown, ', '), ''));
+end;
+$$;
+comment on function internal.health_migrations(text[]) is
+    'Health check: every expected migration applied and none unknown (ok, detail).';
 
+create or replace function internal.health_partitions_ahead()
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
     -- why "one partition interval ahead": the partition for the next period must exist before the
     -- period starts, or its first rows land in the default partition
-    v_short := array(
+    with short as (
         select format('%s (newest partition ends %s)', c.parent_table,
-                      coalesce(to_char(info.child_end_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'never'))
+                      coalesce(to_char(info.child_end_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'never')) as line
         from partman.part_config c
         left join lateral (select sp.partition_schemaname || '.' || sp.partition_tablename as child
                            from partman.show_partitions(c.parent_table, 'DESC') sp limit 1) newest on true
         left join lateral partman.show_partition_info(newest.child, c.partition_interval, c.parent_table) info on true
         where info.child_end_time is null
            or info.child_end_time < now() + c.partition_interval::interval
-        order by c.parent_table);
-    return query select 'partitions_ahead', cardinality(v_short) = 0,
-                        coalesce('not created ahead: ' || nullif(array_to_string(v_short, ', '), ''),
-                                 format('%s partitioned tables have their next partition', (select count(*) from partman.part_config)));
+    )
+    select not exists (select from short),
+           coalesce('not created ahead: ' || (select string_agg(s.line, ', ' order by s.line) from short s),
+                    format('%s partitioned tables have their next partition', (select count(*) from partman.part_config)));
+$$;
+comment on function internal.health_partitions_ahead() is
+    'Health check: every pg_partman table has a partition beyond the current period (ok, detail).';
 
-    v_default := array(select format('%s (%s rows)', d.default_table, d.count)
-                       from partman.check_default(p_exact_count := false) d
-                       order by d.default_table);
-    return query select 'default_partitions_empty', cardinality(v_default) = 0,
-                        coalesce('rows in default partitions: ' || nullif(array_to_string(v_default, ', '), ''),
-                                 'every default partition is empty');
+create or replace function internal.health_default_partitions()
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
+    select count(*) = 0,
+           coalesce('rows in default partitions: '
+                        || string_agg(format('%s (%s rows)', d.default_table, d.count), ', ' order by d.default_table),
+                    'every default partition is empty')
+    from partman.check_default(p_exact_count := false) d;
+$$;
+comment on function internal.health_default_partitions() is
+    'Health check: no rows in any default partition (ok, detail).';
+
+create or replace function internal.health_partitions_registered()
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
+    -- every partitioned table of the project's schemas (not a partition itself) must be managed by
+    -- pg_partman, or nobody creates its partitions ahead and applies its retention
+    with unmanaged as (
+        select format('%I.%I', c.relnamespace::regnamespace::text, c.relname) as name
+        from pg_catalog.pg_partitioned_table pt
+        join pg_catalog.pg_class c on c.oid = pt.partrelid
+        where not c.relispartition
+          and c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops')
+          and not exists (select from partman.part_config p where p.parent_table = c.relnamespace::regnamespace::text || '.' || c.relname)
+    )
+    select count(*) = 0,
+           coalesce('not registered with pg_partman: ' || string_agg(u.name, ', ' order by u.name),
+                    'every partitioned table is registered with pg_partman')
+    from unmanaged u;
+$$;
+comment on function internal.health_partitions_registered() is
+    'Health check: every partitioned table is registered with pg_partman (ok, detail).';
+
+create or replace function internal.health_cron_jobs()
+    returns table (ok boolean, detail text)
+    stable
+    language plpgsql
+as $$
+-- the latest run of every active pg_cron job of this database succeeded
+begin
+    if to_regclass('cron.job_run_details') is null then
+        return query select true, 'pg_cron does not run in this database';
+        return;
+    end if;
+    return query
+        with latest as (
+            select distinct on (j.jobid) j.jobname, j.jobid, r.status, r.end_time, r.return_message
+            from cron.job j
+            left join cron.job_run_details r on r.jobid = j.jobid
+            where j.active
+            order by j.jobid, r.start_time desc nulls last
+        )
+        select count(*) filter (where l.status = 'failed') = 0,
+               coalesce('failed on their last run: '
+                            || string_agg(format('%s (%s)', coalesce(l.jobname, l.jobid::text), l.return_message), ', '
+                                          order by l.jobname) filter (where l.status = 'failed'),
+                        format('%s active jobs, none failed on its last run', count(*)))
+        from latest l;
 end;
+$$;
+comment on function internal.health_cron_jobs() is
+    'Health check: the last run of every active pg_cron job succeeded (ok, detail).';
+
+create or replace function internal.health_last_backup(p_max_age interval)
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
+    select coalesce(max(b.finished_at) >= now() - p_max_age, false),
+           case when count(*) = 0 then 'no successful physical backup recorded in ops.backup_runs'
+                else format('last physical backup %s (%s) finished %s, %s ago (limit %s)',
+                            (array_agg(b.label order by b.finished_at desc))[1],
+                            (array_agg(b.kind order by b.finished_at desc))[1],
+                            to_char(max(b.finished_at) at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"'),
+                            date_trunc('second', now() - max(b.finished_at)), p_max_age) end
+    from ops.backup_runs b
+    where b.status = 'succeeded' and b.kind in ('full', 'diff', 'incr');
+$$;
+comment on function internal.health_last_backup(interval) is
+    'Health check: a pgBackRest backup succeeded within the given age (ok, detail).';
+
+create or replace function internal.health_replication(p_max_lag interval)
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
+    -- a primary: the replay lag of each replica; a standby: how old its last replayed transaction is
+    select case when pg_catalog.pg_is_in_recovery()
+                then coalesce(now() - pg_catalog.pg_last_xact_replay_timestamp() <= p_max_lag, false)
+                else coalesce(max(r.replay_lag) <= p_max_lag, true) end,
+           case when pg_catalog.pg_is_in_recovery()
+                then format('standby: last transaction replayed %s ago (limit %s)',
+                            date_trunc('second', now() - pg_catalog.pg_last_xact_replay_timestamp()), p_max_lag)
+                when count(r.pid) = 0 then 'no replicas'
+                else format('%s replicas, largest replay lag %s (limit %s)', count(r.pid),
+                            coalesce(max(r.replay_lag), '0'::interval), p_max_lag) end
+    from pg_catalog.pg_stat_replication r;
+$$;
+comment on function internal.health_replication(interval) is
+    'Health check: replicas (or this standby) lag by no more than the given interval (ok, detail).';
+
+create or replace function internal.health_long_transactions(p_max_age interval)
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
+    select count(*) = 0,
+           coalesce(format('%s transactions open longer than %s: ', count(*), p_max_age)
+                        || string_agg(format('pid %s (%s, %s, open %s)', a.pid, a.usename, a.state,
+                                             date_trunc('second', now() - a.xact_start)), ', ' order by a.xact_start),
+                    format('no transaction open longer than %s', p_max_age))
+    from pg_catalog.pg_stat_activity a
+    where a.xact_start < now() - p_max_age and a.pid <> pg_catalog.pg_backend_pid() and a.backend_type = 'client backend';
+$$;
+comment on function internal.health_long_transactions(interval) is
+    'Health check: no client transaction open longer than the given interval (ok, detail).';
+
+create or replace function internal.health_disk(p_used_fraction numeric, p_max_fraction numeric)
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
+    -- SQL cannot see the file system: the caller measures the data directory's (p_used_fraction),
+    -- null when it cannot (a remote database)
+    select coalesce(p_used_fraction <= p_max_fraction, true),
+           format('database %s, all databases %s; %s',
+                  pg_catalog.pg_size_pretty(pg_catalog.pg_database_size(current_database())),
+                  pg_catalog.pg_size_pretty((select sum(pg_catalog.pg_database_size(d.oid)) from pg_catalog.pg_database d)),
+                  case when p_used_fraction is null then 'file system not measured'
+                       else format('file system %s%% used (limit %s%%)', round(p_used_fraction * 100, 1),
+                                   round(p_max_fraction * 100, 1)) end);
+$$;
+comment on function internal.health_disk(numeric, numeric) is
+    'Health check: database sizes, and the data directory''s file system used below the limit (ok, detail).';
+
+create or replace function ops.health(expected_migrations text[])
+    returns table (check_name text, ok boolean, detail text)
+    stable
+    security definer
+    set search_path = ''
+    language sql
+as $$
+    -- expected_migrations: the migration ids the calling code was built with (its migrations/ files).
+    -- why security definer: the migration ledger and pg_partman's configuration are not readable by
+    -- the API roles, and these checks reveal only names and counts.
+    select 'migrations', m.ok, m.detail from internal.health_migrations(expected_migrations) m
+    union all
+    select 'partitions_ahead', p.ok, p.detail from internal.health_partitions_ahead() p
+    union all
+    select 'default_partitions_empty', d.ok, d.detail from internal.health_default_partitions() d;
 $$;
 comment on function ops.health(text[]) is
     'Health checks (migrations current against the given ids, partitions created ahead, default partitions empty): one row per check.';
+
+create or replace function ops.health_report(expected_migrations text[] default null,
+                                             max_backup_age interval default '26 hours',
+                                             max_replication_lag interval default '5 minutes',
+                                             max_transaction_age interval default '15 minutes',
+                                             disk_used_fraction numeric default null,
+                                             max_disk_used_fraction numeric default 0.9)
+    returns jsonb
+    stable
+    language sql
+as $$
+    -- The operator's health document: {"healthy", "checked_at", "version", "database", "checks":
+    -- [{"name", "ok", "detail"}, ...]}. Security invoker: it reads other sessions' transactions and
+    -- the replication state, which only the database owner or a superuser sees whole.
+    with checks (position, name, ok, detail) as (
+        select 1, 'migrations', c.ok, c.detail from internal.health_migrations(expected_migrations) c
+        union all select 2, 'partitions_registered', c.ok, c.detail from internal.health_partitions_registered() c
+        union all select 3, 'partitions_ahead', c.ok, c.detail from internal.health_partitions_ahead() c
+        union all select 4, 'default_partitions_empty', c.ok, c.detail from internal.health_default_partitions() c
+        union all select 5, 'cron_jobs', c.ok, c.detail from internal.health_cron_jobs() c
+        union all select 6, 'last_backup', c.ok, c.detail from internal.health_last_backup(max_backup_age) c
+        union all select 7, 'replication', c.ok, c.detail from internal.health_replication(max_replication_lag) c
+        union all select 8, 'long_transactions', c.ok, c.detail from internal.health_long_transactions(max_transaction_age) c
+        union all select 9, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
+    )
+    select jsonb_build_object(
+        'healthy', bool_and(c.ok),
+        'checked_at', internal.iso_utc(now()),
+        'version', current_setting('server_version'),
+        'database', current_database(),
+        'checks', jsonb_agg(jsonb_build_object('name', c.name, 'ok', c.ok, 'detail', c.detail) order by c.position))
+    from checks c;
+$$;
+comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric) is
+    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, pg_cron jobs, last backup age, replication lag, long transactions, disk usage; healthy when every check is ok.';

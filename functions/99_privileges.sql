@@ -66,3 +66,16 @@ grant select on auth.user_accounts to spreadedge_auditor;
 -- ops.health (security definer) reads pg_partman's configuration and partitions as spreadedge_owner.
 grant usage on schema partman to spreadedge_owner;
 grant select on partman.part_config to spreadedge_owner;
+
+-- ============================================================================
+-- ops (issue 7: operations)
+-- ============================================================================
+-- People read the tuning views, the performance summary and where partitions stand. Index
+-- advice, index builds, partition configuration and repair, cleanup, the backup catalog's writers
+-- and the full health report are for operators, who run them as the database owner or a superuser
+-- (spreadedge tune|partitions|cleanup|backup|health): no grant.
+grant select on ops.slow_queries, ops.index_usage, ops.unused_indexes, ops.duplicate_indexes,
+                ops.missing_index_candidates, ops.table_health
+    to spreadedge_readonly;
+grant execute on function ops.performance_summary, internal.slow_query_ms
+    to spreadedge_readonly;

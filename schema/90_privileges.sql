@@ -188,3 +188,9 @@ create policy owner_scope on auth.api_keys
            or 'keys:all' = any ((select internal.session_permissions())::text[])
            or user_id = (select internal.session_user_id()));
 comment on policy owner_scope on auth.api_keys is 'A scoped session sees its user''s API keys (all with keys:all).';
+
+-- ============================================================================
+-- ops (issue 7: operations): the backup catalog is readable by people; writing it is the
+-- operators' (spreadedge backup, as the database owner or a superuser)
+-- ============================================================================
+grant select on ops.backup_runs to spreadedge_readonly;

@@ -17,11 +17,13 @@ import click
 import psycopg
 
 from spreadedge import db, errors
+from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
 from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
 from spreadedge.ingest import DEFAULT_BATCH_ROWS, KINDS, IngestError
 from spreadedge.masterkey import MasterKeyError
+from spreadedge.ops import OpsError
 from spreadedge.settings import Settings, SettingsError, load_settings
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -29,6 +31,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SettingsError,
     MasterKeyError,
     IngestError,
+    OpsError,
     errors.SpreadedgeError,
 )
 # psql and pgcli get every argument, --help included.
@@ -322,3 +325,8 @@ def spreads(settings: Settings, symbol: str | None, min_bps: float | None) -> No
 main.add_command(users_group)
 main.add_command(keys_group)
 main.add_command(serve)
+
+# -- operations: spreadedge.cli_ops (tune, partitions, cleanup, backup, restore, health) ------------
+
+for _command in OPS_COMMANDS:
+    main.add_command(_command)

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,10 +131,20 @@ class Cluster:
                 )
             except ClusterError as exc:
                 raise ClusterError(f"{exc}\n--- last lines of {log} ---\n{_tail(log)}") from None
+            self._wait_until_writable()
             if not self.password_file.exists():
                 self._set_password()
             self.ensure_database(DATABASE)
             return True
+
+    def prepare_dirs(self) -> None:
+        """Create the data and socket directories and the log without initdb (a restore fills them)."""
+        with self._lock():
+            self._prepare_dirs()
+
+    def fallback_base(self) -> Path:
+        """Where this cluster's files live when the server's user cannot reach the home."""
+        return self._fallback_base()
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown); True when it was running."""
@@ -286,6 +297,20 @@ class Cluster:
         path = self.data_dir / CONFIG_FILE
         path.write_text("\n".join(lines) + "\n")
         runas.give(path)
+
+    def _wait_until_writable(self, timeout: float = 600.0) -> None:
+        """Wait while the server recovers (a restored cluster replays WAL, then promotes)."""
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+            while True:
+                row = conn.execute("select pg_is_in_recovery()").fetchone()
+                if row is not None and not row[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"the cluster in {self.home} is still recovering after {timeout:.0f} s"
+                    )
+                time.sleep(0.2)
 
     def _set_password(self) -> None:
         """Give the superuser a random password for TCP; only its SCRAM verifier leaves here."""

@@ -64,6 +64,12 @@ CODES: dict[str, str] = {
     "append_only": "55S02",
     "totp_state": "55S03",
     "user_disabled": "55S04",
+    # operations (issue 7)
+    "invalid_cleanup_target": "22S21",
+    "invalid_index_candidate": "22S22",
+    "unknown_backup_run": "23S21",
+    "backup_run_finished": "55S10",
+    "partition_not_managed": "55S11",
 }
 
 BY_SQLSTATE: dict[str, type[SpreadedgeError]] = {code: _define(name, code) for name, code in CODES.items()}

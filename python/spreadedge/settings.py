@@ -49,6 +49,28 @@ class RenderSettings:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+COMPRESS_TYPES = ("gz", "bz2", "lz4", "zst")
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """How ``spreadedge backup`` configures pgBackRest and pg_dump (``[backup]``, ``SPREADEDGE_BACKUP_*``)."""
+
+    # pgBackRest's stanza name for the cluster.
+    stanza: str = "spreadedge"
+    # Repository directory; None: backup/repo under the cluster home.
+    repo_path: Path | None = None
+    # Full backups kept (older ones and what depends on them expire); differential backups kept.
+    retention_full: int = 2
+    retention_diff: int = 6
+    # gz, bz2, lz4 or zst, for pgBackRest and for logical dumps alike.
+    compress_type: str = "zst"
+    # Where logical dumps go; None: backup/dumps under the cluster home.
+    dump_dir: Path | None = None
+    # The environment variable holding the repository passphrase (never the passphrase itself).
+    passphrase_env: str = "SPREADEDGE_BACKUP_PASSPHRASE"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs to find and shape its database."""
@@ -58,6 +80,7 @@ class Settings:
     home: Path = field(default=Path(".spreadedge"))
     port: int = DEFAULT_PORT
     render: RenderSettings = field(default_factory=RenderSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
 
     @property
     def migrations_dir(self) -> Path:
@@ -110,6 +133,39 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
     return RenderSettings(**merged)
 
 
+def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
+    known = BackupSettings.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SettingsError(f"unknown [backup] setting(s): {', '.join(unknown)}")
+    merged: dict[str, Any] = dict(values)
+    for name in known:
+        env_value = env.get(f"SPREADEDGE_BACKUP_{name.upper()}")
+        if env_value is not None:
+            merged[name] = env_value
+    for name in ("retention_full", "retention_diff"):
+        if name in merged:
+            try:
+                merged[name] = int(merged[name])
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"backup {name} must be an integer, got {merged[name]!r}") from exc
+            if not 1 <= merged[name] <= 9999999:
+                raise SettingsError(f"backup {name} must be at least 1, got {merged[name]}")
+    if merged.get("compress_type", "zst") not in COMPRESS_TYPES:
+        raise SettingsError(
+            f"backup compress_type must be one of {', '.join(COMPRESS_TYPES)}, "
+            f"got {merged['compress_type']!r}"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(merged.get("stanza", "spreadedge"))):
+        raise SettingsError(
+            f"backup stanza must be letters, digits, '_', '.' or '-', got {merged['stanza']!r}"
+        )
+    for name in ("repo_path", "dump_dir"):
+        if merged.get(name):
+            merged[name] = Path(merged[name]).resolve()
+    return BackupSettings(**merged)
+
+
 def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read defaults, the settings file and the environment into one Settings."""
     env = dict(os.environ) if env is None else env
@@ -134,4 +190,5 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
         home=home.resolve(),
         port=port,
         render=render,
+        backup=_backup_from(data.get("backup", {}), env),
     )

@@ -1,0 +1,218 @@
+-- spreadedge functions: tuning views
+-- What an operator reads in psql before tuning: the slow statements (pg_stat_statements), how each
+-- index is used, indexes nobody uses or another index covers, tables read mostly by sequential
+-- scans, and each table's dead tuples, vacuum/analyze times and estimated bloat. All of them are
+-- about the current database only. Index advice built on them is in 62_ops_index_advice.sql.
+--
+-- Thresholds (documented here and in the README):
+--   slow statement    mean execution time >= spreadedge.slow_query_ms (default 100 ms; change it
+--                     per session: set spreadedge.slow_query_ms = 20)
+--   missing index     a table (partitions summed per partitioned table) with at least 1,000 live
+--                     rows, more sequential than index scans, and sequential scans that read
+--                     1,000 rows or more on average
+--   unused index      no scan since statistics were reset, not backing a constraint, not unique
+
+create or replace function internal.slow_query_ms()
+    returns double precision
+    stable
+    language sql
+as $$
+    -- the slow-statement threshold: spreadedge.slow_query_ms when set (and a number), else 100 ms
+    select case when current_setting('spreadedge.slow_query_ms', true) ~ '^[0-9]+(\.[0-9]+)?$'
+                then current_setting('spreadedge.slow_query_ms', true)::double precision
+                else 100 end;
+$$;
+comment on function internal.slow_query_ms() is
+    'The slow-statement threshold in ms: the session setting spreadedge.slow_query_ms, else 100.';
+
+create or replace view ops.slow_queries
+as
+    select s.queryid,
+           s.userid::regrole::text as role_name,
+           s.calls,
+           round(s.total_exec_time::numeric, 3) as total_exec_ms,
+           round(s.mean_exec_time::numeric, 3) as mean_exec_ms,
+           round(s.max_exec_time::numeric, 3) as max_exec_ms,
+           round(s.stddev_exec_time::numeric, 3) as stddev_exec_ms,
+           s.rows,
+           s.shared_blks_hit,
+           s.shared_blks_read,
+           round(s.shared_blks_hit::numeric / nullif(s.shared_blks_hit + s.shared_blks_read, 0), 4) as cache_hit_ratio,
+           s.temp_blks_read,
+           s.temp_blks_written,
+           round((s.total_exec_time / nullif(sum(s.total_exec_time) over (), 0))::numeric, 4) as share_of_total_time,
+           s.query
+    from public.pg_stat_statements(true) s
+    where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+      and s.mean_exec_time >= internal.slow_query_ms()
+    order by s.total_exec_time desc;
+comment on view ops.slow_queries is
+    'Statements of this database whose mean execution time is at least spreadedge.slow_query_ms (default 100 ms), heaviest total first (pg_stat_statements).';
+
+create or replace view ops.index_usage
+as
+    select s.schemaname as schema_name,
+           s.relname as table_name,
+           s.indexrelname as index_name,
+           am.amname as index_method,
+           s.idx_scan,
+           s.idx_tup_read,
+           s.idx_tup_fetch,
+           pg_catalog.pg_relation_size(s.indexrelid) as size_bytes,
+           i.indisunique as is_unique,
+           i.indisprimary as is_primary,
+           exists (select from pg_catalog.pg_constraint c where c.conindid = s.indexrelid) as backs_constraint,
+           (select p.inhparent::regclass::text from pg_catalog.pg_inherits p where p.inhrelid = s.indexrelid) as parent_index
+    from pg_catalog.pg_stat_user_indexes s
+    join pg_catalog.pg_index i on i.indexrelid = s.indexrelid
+    join pg_catalog.pg_class c on c.oid = s.indexrelid
+    join pg_catalog.pg_am am on am.oid = c.relam;
+comment on view ops.index_usage is
+    'Every index of this database: scans and tuples read since statistics were reset, size, and what it backs.';
+
+create or replace view ops.unused_indexes
+as
+    -- one row per top-level index (a partitioned table's index counts the scans of its partitions'
+    -- indexes), so that dropping it drops the whole family
+    select c.relnamespace::regnamespace::text as schema_name,
+           t.relname as table_name,
+           c.relname as index_name,
+           am.amname as index_method,
+           tree.size_bytes,
+           coalesce(obj_description(c.oid, 'pg_class'), '') like 'spreadedge tune:%' as created_by_tune,
+           pg_catalog.pg_get_indexdef(c.oid) as index_definition,
+           format(case when c.relkind = 'I' then 'drop index %s' else 'drop index concurrently %s' end,
+                  c.oid::regclass) as drop_statement
+    from pg_catalog.pg_index i
+    join pg_catalog.pg_class c on c.oid = i.indexrelid
+    join pg_catalog.pg_class t on t.oid = i.indrelid
+    join pg_catalog.pg_am am on am.oid = c.relam
+    cross join lateral (
+        select coalesce(sum(s.idx_scan), 0) as scans, sum(pg_catalog.pg_relation_size(tr.relid)) as size_bytes
+        -- pg_partition_tree gives nothing for an index that is not partitioned: the index itself
+        from (select c.oid as relid union select pt.relid from pg_catalog.pg_partition_tree(c.oid) pt) tr
+        left join pg_catalog.pg_stat_all_indexes s on s.indexrelid = tr.relid) tree
+    where not c.relispartition
+      and c.relnamespace::regnamespace::text not in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'partman')
+      and not i.indisunique
+      and not exists (select from pg_catalog.pg_constraint k where k.conindid = c.oid)
+      and tree.scans = 0;
+comment on view ops.unused_indexes is
+    'Indexes (partitioned ones with all their partitions) never scanned since statistics were reset, not unique and backing no constraint, with the DROP statement.';
+
+create or replace view ops.duplicate_indexes
+as
+    -- index a is covered by index b when both are plain key-column indexes of the same table and
+    -- method, with the same predicate, and a's columns are the leading columns of b's
+    select a.indrelid::regclass::text as table_name,
+           ac.relname as index_name,
+           bc.relname as covered_by,
+           pg_catalog.pg_get_indexdef(a.indexrelid) as index_definition,
+           pg_catalog.pg_get_indexdef(b.indexrelid) as covering_definition,
+           pg_catalog.pg_relation_size(a.indexrelid) as size_bytes
+    from pg_catalog.pg_index a
+    join pg_catalog.pg_class ac on ac.oid = a.indexrelid
+    join pg_catalog.pg_index b on b.indrelid = a.indrelid and b.indexrelid <> a.indexrelid
+    join pg_catalog.pg_class bc on bc.oid = b.indexrelid
+    where not ac.relispartition
+      and ac.relnamespace::regnamespace::text not in ('pg_catalog', 'information_schema', 'pg_toast')
+      and ac.relam = bc.relam
+      and a.indexprs is null and b.indexprs is null
+      and pg_catalog.pg_get_expr(a.indpred, a.indrelid) is not distinct from pg_catalog.pg_get_expr(b.indpred, b.indrelid)
+      and a.indnkeyatts <= b.indnkeyatts
+      and (a.indkey::int2[])[0:a.indnkeyatts - 1] = (b.indkey::int2[])[0:a.indnkeyatts - 1]
+      and (a.indclass::oid[])[0:a.indnkeyatts - 1] = (b.indclass::oid[])[0:a.indnkeyatts - 1]
+      -- a unique index is needed for its constraint, unless b enforces the same uniqueness
+      and (not a.indisunique or (b.indisunique and a.indnkeyatts = b.indnkeyatts))
+      -- of two identical indexes, report one of them
+      and (a.indnkeyatts < b.indnkeyatts or a.indisunique < b.indisunique
+           or (a.indisunique = b.indisunique and a.indexrelid > b.indexrelid));
+comment on view ops.duplicate_indexes is
+    'Indexes whose key columns are a leading prefix of another index of the same table and method (same predicate): candidates to drop.';
+
+create or replace view ops.missing_index_candidates
+as
+    with tables as (
+        select coalesce(pg_catalog.pg_partition_root(s.relid), s.relid) as root,
+               sum(s.seq_scan) as seq_scan,
+               sum(s.seq_tup_read) as seq_tup_read,
+               sum(coalesce(s.idx_scan, 0)) as idx_scan,
+               sum(s.n_live_tup) as live_rows
+        from pg_catalog.pg_stat_user_tables s
+        group by 1
+    )
+    select (select format('%I.%I', c.relnamespace::regnamespace::text, c.relname)
+            from pg_catalog.pg_class c where c.oid = t.root) as table_name,
+           t.seq_scan,
+           t.seq_tup_read,
+           t.idx_scan,
+           t.live_rows,
+           t.seq_tup_read / t.seq_scan as avg_rows_per_seq_scan,
+           pg_catalog.pg_total_relation_size(t.root)
+               + coalesce((select sum(pg_catalog.pg_total_relation_size(tr.relid))
+                           from pg_catalog.pg_partition_tree(t.root) tr where tr.relid <> t.root), 0) as size_bytes
+    from tables t
+    where t.live_rows >= 1000
+      and t.seq_scan > t.idx_scan
+      and t.seq_tup_read / t.seq_scan >= 1000
+    order by t.seq_tup_read desc;
+comment on view ops.missing_index_candidates is
+    'Tables (partitions summed) of 1,000+ rows read mostly by sequential scans of 1,000+ rows each: where an index may be missing (see ops.index_advice()).';
+
+create or replace view ops.table_health
+as
+    -- estimated bloat: the pages the live rows need at their average width (pg_stats) and the
+    -- table's fill factor, subtracted from the pages the table has; an estimate, good to a few pages
+    select s.schemaname as schema_name,
+           s.relname as table_name,
+           s.n_live_tup as live_rows,
+           s.n_dead_tup as dead_rows,
+           round(s.n_dead_tup::numeric / nullif(s.n_live_tup + s.n_dead_tup, 0), 4) as dead_ratio,
+           greatest(s.last_vacuum, s.last_autovacuum) as last_vacuum,
+           greatest(s.last_analyze, s.last_autoanalyze) as last_analyze,
+           s.vacuum_count + s.autovacuum_count as vacuums,
+           s.analyze_count + s.autoanalyze_count as analyzes,
+           pg_catalog.pg_relation_size(s.relid) as size_bytes,
+           greatest(c.relpages - est.pages, 0)::bigint * current_setting('block_size')::bigint as bloat_bytes,
+           round(greatest(c.relpages - est.pages, 0)::numeric / nullif(c.relpages, 0), 4) as bloat_ratio
+    from pg_catalog.pg_stat_user_tables s
+    join pg_catalog.pg_class c on c.oid = s.relid
+    cross join lateral (
+        select ceil(greatest(c.reltuples, 0)
+                    * (24 + 4 + coalesce((select sum(st.avg_width) from pg_catalog.pg_stats st
+                                          where st.schemaname = s.schemaname and st.tablename = s.relname
+                                            and not st.inherited), 0))
+                    / ((current_setting('block_size')::numeric - 24)
+                       * coalesce((select substring(o from 'fillfactor=([0-9]+)')::numeric
+                                   from unnest(c.reloptions) o where o like 'fillfactor=%'), 100) / 100)) as pages) est
+    where c.relkind = 'r';
+comment on view ops.table_health is
+    'Every table of this database: live and dead rows, last vacuum and analyze, size and estimated bloat (from pg_stats row widths).';
+
+create or replace function ops.performance_summary()
+    returns table (slow_queries bigint, statements bigint, calls bigint, avg_exec_ms numeric,
+                   cache_hit_ratio numeric, connections bigint, active_connections bigint,
+                   max_connections integer, database_size_bytes bigint, database_size text,
+                   commits bigint, rollbacks bigint, deadlocks bigint, temp_bytes bigint)
+    stable
+    language sql
+as $$
+    -- the seeds' get_performance_summary: one row about this database right now
+    select (select count(*) from ops.slow_queries),
+           st.statements, st.calls, round((st.total_ms / nullif(st.calls, 0))::numeric, 3),
+           round(d.blks_hit::numeric / nullif(d.blks_hit + d.blks_read, 0), 4),
+           (select count(*) from pg_catalog.pg_stat_activity a where a.datname = current_database()),
+           (select count(*) from pg_catalog.pg_stat_activity a
+            where a.datname = current_database() and a.state = 'active'),
+           current_setting('max_connections')::integer,
+           pg_catalog.pg_database_size(current_database()),
+           pg_catalog.pg_size_pretty(pg_catalog.pg_database_size(current_database())),
+           d.xact_commit, d.xact_rollback, d.deadlocks, d.temp_bytes
+    from pg_catalog.pg_stat_database d
+    cross join lateral (
+        select count(*) as statements, coalesce(sum(s.calls), 0)::bigint as calls, sum(s.total_exec_time) as total_ms
+        from public.pg_stat_statements(false) s where s.dbid = d.datid) st
+    where d.datname = current_database();
+$$;
+comment on function ops.performance_summary() is
+    'This database now: slow statement count, statements and calls tracked, average execution time (ms), cache hit ratio, connections, size, commits, rollbacks, deadlocks, temp bytes.';

@@ -1,0 +1,290 @@
+-- spreadedge functions: index advice
+-- ops.index_advice() takes the heaviest statements of pg_stat_statements, plans each as a generic
+-- plan (its $n parameters unknown, as a prepared statement's), and for every table it reads with a
+-- sequential scan tries candidate indexes on the columns of the scan's filter as hypopg
+-- hypothetical indexes (nothing is built; hypothetical indexes live in this session only). It
+-- recommends, per statement, the candidate that cuts the estimated cost by at least min_saving.
+-- ops.index_build_statements() gives the statements spreadedge tune apply runs to build one.
+--
+-- Candidates: every filter column alone (btree; BRIN too for a time column whose physical order
+-- follows its values, i.e. an append-only time column, |correlation| >= 0.9; GIN for jsonb and
+-- array columns) and every ordered pair of btree-able filter columns. hypopg 1.3 (Debian 12)
+-- cannot simulate GIN, so GIN candidates are tried but skipped where hypopg refuses them.
+
+create or replace function internal.generic_plan(p_statement text)
+    returns jsonb
+    volatile
+    set plan_cache_mode = force_generic_plan
+    language plpgsql
+as $$
+-- The EXPLAIN (FORMAT JSON, VERBOSE) of a statement as a generic plan, or null when the statement
+-- cannot be prepared as pg_stat_statements normalized it (a constant turned into $n inside a
+-- typed literal, a temporary table, a dropped object, a parameter of unknown type).
+declare
+    v_name   text := 'spreadedge_advice_' || floor(random() * 1e12)::bigint::text;
+    v_params integer;
+    v_plan   jsonb;
+begin
+    begin
+        execute format('prepare %I as %s', v_name, p_statement);
+    exception
+        when syntax_error_or_access_rule_violation or feature_not_supported or data_exception
+             or undefined_object or wrong_object_type then
+            return null;
+    end;
+    select cardinality(ps.parameter_types) into v_params
+    from pg_catalog.pg_prepared_statements ps where ps.name = v_name;
+    -- why nulls: with a generic plan forced, the values given do not shape the plan
+    execute format('explain (format json, verbose) execute %I%s', v_name,
+                   case when v_params > 0
+                        then '(' || array_to_string(array_fill('null'::text, array[v_params]), ', ') || ')'
+                        else '' end)
+        into v_plan;
+    execute format('deallocate %I', v_name);
+    return v_plan;
+end;
+$$;
+comment on function internal.generic_plan(text) is
+    'EXPLAIN (FORMAT JSON, VERBOSE) of a statement as a generic plan, or null when it cannot be prepared.';
+
+create or replace function internal.index_name(p_table regclass, p_method text, p_columns text[])
+    returns text
+    stable
+    language sql
+as $$
+    -- the name spreadedge tune gives an index: table_columns_method_tune, cut to 63 bytes
+    select left(format('%s_%s_%s_tune', c.relname, array_to_string(p_columns, '_'), p_method), 63)
+    from pg_catalog.pg_class c where c.oid = p_table;
+$$;
+comment on function internal.index_name(regclass, text, text[]) is
+    'The name spreadedge tune gives an index of this table, method and columns.';
+
+create or replace function internal.qualified_name(p_relation regclass)
+    returns text
+    stable
+    language sql
+as $$
+    -- schema.name of a relation whatever the search_path (regclass::text leaves visible names bare)
+    select format('%I.%I', c.relnamespace::regnamespace::text, c.relname) from pg_catalog.pg_class c where c.oid = p_relation;
+$$;
+comment on function internal.qualified_name(regclass) is
+    'The schema-qualified, quoted name of a relation, whatever the search_path.';
+
+create or replace function internal.qualified_index_name(p_table regclass, p_method text, p_columns text[])
+    returns text
+    stable
+    language sql
+as $$
+    -- internal.index_name, schema-qualified and quoted, as ALTER INDEX and COMMENT ON take it
+    select format('%I.%I', c.relnamespace::regnamespace::text, internal.index_name(p_table, p_method, p_columns))
+    from pg_catalog.pg_class c where c.oid = p_table;
+$$;
+comment on function internal.qualified_index_name(regclass, text, text[]) is
+    'internal.index_name, qualified with the table''s schema and quoted.';
+
+create or replace function internal.index_candidates(p_table regclass, p_filters text[])
+    returns table (index_method text, columns text[])
+    stable
+    language sql
+as $$
+    -- the candidate indexes of a table for the filters of its sequential scans (see the file header)
+    with cols as (
+        select a.attname::text as name, a.attnum, t.typname, t.typcategory,
+               coalesce((select abs(s.correlation) from pg_catalog.pg_stats s
+                         where s.schemaname = c.relnamespace::regnamespace::text and s.tablename = c.relname
+                           and s.attname = a.attname
+                         order by s.inherited desc limit 1), 0) as correlation
+        from pg_catalog.pg_attribute a
+        join pg_catalog.pg_class c on c.oid = a.attrelid
+        join pg_catalog.pg_type t on t.oid = a.atttypid
+        where a.attrelid = p_table and a.attnum > 0 and not a.attisdropped
+          and exists (select from unnest(p_filters) f where f ~ ('\m' || a.attname || '\M'))
+    )
+    select 'gin', array[c.name] from cols c where c.typname = 'jsonb' or c.typcategory = 'A'
+    union all
+    select 'brin', array[c.name] from cols c
+    where c.typname in ('timestamptz', 'timestamp', 'date') and c.correlation >= 0.9
+    union all
+    select 'btree', array[c.name] from cols c where not (c.typname = 'jsonb' or c.typcategory = 'A')
+    union all
+    select 'btree', array[x.name, y.name] from cols x join cols y on x.attnum <> y.attnum
+    where not (x.typname = 'jsonb' or x.typcategory = 'A') and not (y.typname = 'jsonb' or y.typcategory = 'A');
+$$;
+comment on function internal.index_candidates(regclass, text[]) is
+    'Candidate indexes (method, columns) of a table for the filter expressions of its sequential scans.';
+
+create or replace function internal.hypothetical_cost(p_statement text, p_table regclass, p_method text,
+                                                      p_columns text[])
+    returns numeric
+    volatile
+    language plpgsql
+as $$
+-- The generic plan's total cost of the statement with the index as a hypopg hypothetical index
+-- (on every leaf partition of a partitioned table: the planner plans partitions one by one), or
+-- null when hypopg cannot simulate the method. The hypothetical indexes are dropped again.
+declare
+    v_leaf regclass;
+    v_plan jsonb;
+begin
+    for v_leaf in select p_table where not exists (select from pg_catalog.pg_partitioned_table pt where pt.partrelid = p_table)
+                  union all
+                  select pt.relid from pg_catalog.pg_partition_tree(p_table) pt where pt.isleaf loop
+        begin
+            perform public.hypopg_create_index(format('create index on %s using %s (%s)', internal.qualified_name(v_leaf), p_method,
+                                                      (select string_agg(quote_ident(c), ', ') from unnest(p_columns) c)));
+        exception
+            -- why catch: hypopg raises a plain error for an access method it cannot simulate (gin)
+            when others then
+                perform public.hypopg_reset();
+                return null;
+        end;
+    end loop;
+    v_plan := internal.generic_plan(p_statement);
+    perform public.hypopg_reset();
+    return (v_plan -> 0 -> 'Plan' ->> 'Total Cost')::numeric;
+end;
+$$;
+comment on function internal.hypothetical_cost(text, regclass, text, text[]) is
+    'Estimated total cost of a statement''s generic plan with a hypothetical (hypopg) index.';
+
+create or replace function ops.index_advice(statements integer default 20, min_saving numeric default 0.5)
+    returns table (advice integer, queryid bigint, statement text, calls bigint, total_exec_ms numeric,
+                   table_name text, index_method text, columns text[], cost_before numeric,
+                   cost_after numeric, saving numeric, create_index text)
+    volatile
+    language plpgsql
+as $$
+-- statements: how many of the heaviest statements (total execution time) to examine;
+-- min_saving: the least fraction of the estimated cost an index must cut to be recommended.
+-- Security invoker: the statements are prepared as the caller, who must be able to read them.
+declare
+    v_stmt   record;
+    v_plan   jsonb;
+    v_before numeric;
+    v_best   record;
+    v_rows   integer := 0;
+begin
+    if statements is null or statements < 1 or min_saving is null or min_saving <= 0 or min_saving >= 1 then
+        raise exception 'index advice needs statements >= 1 and 0 < min_saving < 1, got % and %', statements, min_saving
+            using errcode = '22S09';
+    end if;
+    perform public.hypopg_reset();
+    for v_stmt in
+        select s.queryid, s.query, s.calls, s.total_exec_time
+        from public.pg_stat_statements(true) s
+        where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+          and s.toplevel
+          and s.query ~* '^\s*(select|with|update|delete)\M'
+          and s.query !~* '(pg_stat_statements|hypopg|pg_catalog\.|information_schema\.|\mops\.)'
+        order by s.total_exec_time desc
+        limit statements
+    loop
+        v_plan := internal.generic_plan(v_stmt.query);
+        continue when v_plan is null;
+        v_before := (v_plan -> 0 -> 'Plan' ->> 'Total Cost')::numeric;
+        select c.root, c.index_method, c.columns, c.cost into v_best
+        from (select coalesce(pg_catalog.pg_partition_root(r.oid), r.oid)::regclass as root,
+                     array_agg(distinct n.node ->> 'Filter') as filters
+              from jsonb_path_query(v_plan, 'strict $.**?(@."Node Type" == "Seq Scan" || @."Node Type" == "Parallel Seq Scan")') n(node)
+              join pg_catalog.pg_class r on r.relname = n.node ->> 'Relation Name'
+                                        and r.relnamespace = (n.node ->> 'Schema')::regnamespace
+              where n.node ? 'Filter'
+              group by 1) scanned
+        cross join lateral internal.index_candidates(scanned.root, scanned.filters) cand
+        cross join lateral (select scanned.root, cand.index_method, cand.columns,
+                                   internal.hypothetical_cost(v_stmt.query, scanned.root, cand.index_method, cand.columns) as cost) c
+        where c.cost is not null and c.cost <= v_before * (1 - min_saving)
+        order by c.cost, cardinality(c.columns), c.index_method = 'btree' desc
+        limit 1;
+        continue when v_best is null or v_best.root is null;
+        v_rows := v_rows + 1;
+        advice := v_rows;
+        queryid := v_stmt.queryid;
+        statement := v_stmt.query;
+        calls := v_stmt.calls;
+        total_exec_ms := round(v_stmt.total_exec_time::numeric, 3);
+        table_name := internal.qualified_name(v_best.root);
+        index_method := v_best.index_method;
+        columns := v_best.columns;
+        cost_before := v_before;
+        cost_after := v_best.cost;
+        saving := round(1 - v_best.cost / nullif(v_before, 0), 4);
+        -- a partitioned table cannot be indexed concurrently in one statement: spreadedge tune apply
+        -- builds it partition by partition (ops.index_build_statements)
+        create_index := format('create index %s%I on %s using %s (%s)',
+                               case when exists (select from pg_catalog.pg_partitioned_table pt where pt.partrelid = v_best.root)
+                                    then '' else 'concurrently ' end,
+                               internal.index_name(v_best.root, v_best.index_method, v_best.columns),
+                               internal.qualified_name(v_best.root),
+                               v_best.index_method,
+                               (select string_agg(quote_ident(c), ', ') from unnest(v_best.columns) c));
+        return next;
+    end loop;
+end;
+$$;
+comment on function ops.index_advice(integer, numeric) is
+    'Indexes that would cut the estimated cost of the heaviest statements (pg_stat_statements) by at least min_saving, tried as hypopg hypothetical indexes on generic plans: statement, saving and CREATE INDEX.';
+
+create or replace function ops.index_build_statements(table_name regclass, index_method text, columns text[])
+    returns table (step integer, statement text)
+    stable
+    language plpgsql
+as $$
+-- The statements that build an index without blocking writes, in order, each to run on its own
+-- (outside a transaction block). A partitioned table cannot be indexed concurrently, so: the index
+-- on the parent only (invalid, empty), then each partition's index concurrently, attached to it;
+-- the parent's index becomes valid when the last partition's is attached.
+declare
+    v_cols   text;
+    v_index  text;
+    v_part   regclass;
+    v_child  text;
+begin
+    if index_method is null or index_method not in ('btree', 'brin', 'hash', 'gin') then
+        raise exception 'index method % is not one of btree, brin, hash, gin', coalesce(index_method, 'null')
+            using errcode = '22S22';
+    end if;
+    if columns is null or cardinality(columns) = 0 or exists (
+        select from unnest(columns) c
+        where not exists (select from pg_catalog.pg_attribute a
+                          where a.attrelid = table_name and a.attname = c and a.attnum > 0 and not a.attisdropped)) then
+        raise exception 'table % has no column among %', table_name, coalesce(columns::text, 'null')
+            using errcode = '22S22', hint = 'Name existing columns of the table.';
+    end if;
+    v_cols := (select string_agg(quote_ident(c), ', ') from unnest(columns) c);
+    v_index := internal.qualified_index_name(table_name, index_method, columns);
+    step := 0;
+    if not exists (select from pg_catalog.pg_partitioned_table pt where pt.partrelid = table_name) then
+        step := step + 1;
+        statement := format('create index concurrently if not exists %I on %s using %s (%s)',
+                            internal.index_name(table_name, index_method, columns), internal.qualified_name(table_name),
+                            index_method, v_cols);
+        return next;
+    else
+        step := step + 1;
+        statement := format('create index if not exists %I on only %s using %s (%s)',
+                            internal.index_name(table_name, index_method, columns), internal.qualified_name(table_name),
+                            index_method, v_cols);
+        return next;
+        for v_part in select i.inhrelid::regclass from pg_catalog.pg_inherits i
+                      where i.inhparent = table_name order by i.inhrelid::regclass::text loop
+            v_child := internal.qualified_index_name(v_part, index_method, columns);
+            step := step + 1;
+            statement := format('create index concurrently if not exists %I on %s using %s (%s)',
+                                internal.index_name(v_part, index_method, columns), internal.qualified_name(v_part),
+                                index_method, v_cols);
+            return next;
+            step := step + 1;
+            statement := format('alter index %s attach partition %s', v_index, v_child);
+            return next;
+        end loop;
+    end if;
+    step := step + 1;
+    statement := format('comment on index %s is %L', v_index,
+                        format('spreadedge tune: %s (%s), built by spreadedge tune apply', index_method,
+                               array_to_string(columns, ', ')));
+    return next;
+end;
+$$;
+comment on function ops.index_build_statements(regclass, text, text[]) is
+    'The statements (in order, each on its own) that build an index without blocking writes: concurrently, or per partition concurrently then attached to the parent''s.';

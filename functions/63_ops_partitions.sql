@@ -1,0 +1,309 @@
+-- spreadedge functions: partition lifecycle and cleanup
+-- pg_partman creates partitions ahead and drops them by retention (partman.run_maintenance_proc,
+-- hourly by pg_cron, see schema/50_schedules.sql); these functions show where each partitioned
+-- table stands, apply the deployment's premake and retention settings, move rows stranded in a
+-- default partition into proper partitions, and clean up old rows: whole partitions detached and
+-- dropped where every row of them may go, batched deletes otherwise (spreadedge cleanup).
+
+create or replace function ops.partition_status()
+    returns table (parent_table text, registered boolean, control text, partition_interval text,
+                   premake integer, retention text, partitions bigint, oldest_start timestamptz,
+                   newest_end timestamptz, default_rows bigint)
+    stable
+    language sql
+as $$
+    -- one row per partitioned table of the project's schemas; default_rows is an exact count
+    select format('%I.%I', n.nspname, c.relname), pc.parent_table is not null, pc.control, pc.partition_interval,
+           pc.premake, pc.retention,
+           (select count(*) from pg_catalog.pg_inherits i where i.inhparent = c.oid),
+           oldest.child_start_time, newest.child_end_time,
+           coalesce((select d.count from partman.check_default(p_exact_count := true) d
+                     where d.default_table = format('%s.%s_default', n.nspname, c.relname)), 0)
+    from pg_catalog.pg_partitioned_table pt
+    join pg_catalog.pg_class c on c.oid = pt.partrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    left join partman.part_config pc on pc.parent_table = n.nspname || '.' || c.relname
+    left join lateral (select sp.partition_schemaname || '.' || sp.partition_tablename as child
+                       from partman.show_partitions(pc.parent_table, 'ASC') sp limit 1) first_child on true
+    left join lateral (select sp.partition_schemaname || '.' || sp.partition_tablename as child
+                       from partman.show_partitions(pc.parent_table, 'DESC') sp limit 1) last_child on true
+    left join lateral partman.show_partition_info(first_child.child, pc.partition_interval, pc.parent_table) oldest on true
+    left join lateral partman.show_partition_info(last_child.child, pc.partition_interval, pc.parent_table) newest on true
+    where not c.relispartition
+      and n.nspname in ('ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops')
+    order by 1;
+$$;
+comment on function ops.partition_status() is
+    'Each partitioned table: registered with pg_partman, control column, interval, premake, retention, partitions, oldest start and newest end, rows in its default partition.';
+
+create or replace function internal.require_managed(p_parent_table text)
+    returns partman.part_config
+    stable
+    language plpgsql
+as $$
+-- the pg_partman configuration of a table, or 55S11 when pg_partman does not manage it
+declare
+    v_config partman.part_config;
+begin
+    select * into v_config from partman.part_config c where c.parent_table = p_parent_table;
+    if not found then
+        raise exception 'table % is not a partitioned table registered with pg_partman', coalesce(p_parent_table, 'null')
+            using errcode = '55S11', hint = 'See select * from ops.partition_status().';
+    end if;
+    return v_config;
+end;
+$$;
+comment on function internal.require_managed(text) is
+    'The pg_partman configuration of a partitioned table; 55S11 when it has none.';
+
+create or replace function ops.configure_partitioning(parent_table text, premake integer, retention interval)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- premake: partitions kept created ahead; retention: partitions older than this are dropped by the
+-- next maintenance (null keeps everything). spreadedge partitions maintain applies the settings.
+-- why infinite_time_partitions: partitions are made ahead by the calendar, not only while rows
+-- arrive, so a table that is quiet for a while still has its next partition (health checks it)
+begin
+    perform internal.require_managed(parent_table);
+    if premake is null or premake < 1 then
+        raise exception 'premake must be at least 1, got %', coalesce(premake::text, 'null') using errcode = '22S09';
+    end if;
+    update partman.part_config c
+    set premake = configure_partitioning.premake,
+        retention = configure_partitioning.retention::text,
+        retention_keep_table = false,
+        infinite_time_partitions = true
+    where c.parent_table = configure_partitioning.parent_table
+      and (c.premake, c.retention, c.infinite_time_partitions)
+          is distinct from (configure_partitioning.premake, configure_partitioning.retention::text, true);
+end;
+$$;
+comment on function ops.configure_partitioning(text, integer, interval) is
+    'Sets a pg_partman table''s premake and retention (null keeps everything); the next maintenance applies them.';
+
+create or replace function ops.repair_default_partitions()
+    returns table (parent_table text, rows_moved bigint)
+    volatile
+    set session_replication_role = replica
+    language plpgsql
+as $$
+-- Moves every row of every default partition into its proper partition (created when missing)
+-- with partman.partition_data_time. Rows only change place, so the triggers (audit, append-only,
+-- foreign keys) stay silent: session_replication_role = replica, which needs a superuser.
+declare
+    v_parent text;
+    v_moved  bigint;
+    v_step   bigint;
+begin
+    for v_parent in select d.default_table from partman.check_default(p_exact_count := false) d order by 1 loop
+        v_parent := regexp_replace(v_parent, '_default$', '');
+        v_moved := 0;
+        loop
+            v_step := partman.partition_data_time(p_parent_table => v_parent, p_batch_count => 1000, p_analyze => false);
+            exit when coalesce(v_step, 0) = 0;
+            v_moved := v_moved + v_step;
+        end loop;
+        parent_table := v_parent;
+        rows_moved := v_moved;
+        return next;
+    end loop;
+end;
+$$;
+comment on function ops.repair_default_partitions() is
+    'Moves the rows of every non-empty default partition into proper partitions (creating them); one row per table repaired.';
+
+create or replace function internal.cleanup_table(p_target text)
+    returns partman.part_config
+    stable
+    language plpgsql
+as $$
+-- the table a cleanup target names, which must be managed by pg_partman (its control column is
+-- the time a row is judged old by)
+declare
+    v_table text := case p_target when 'orders' then 'trading.orders'
+                                  when 'quotes' then 'market.quotes'
+                                  when 'ticks' then 'market.ticks'
+                                  when 'candles' then 'market.candles'
+                                  when 'indicators' then 'market.technical_indicators'
+                                  when 'metrics' then 'monitor.metrics' end;
+begin
+    if v_table is null or to_regclass(v_table) is null then
+        raise exception 'cannot clean up %: targets are orders, quotes, ticks, candles, indicators and metrics (when monitor.metrics exists)',
+            coalesce(p_target, 'null')
+            using errcode = '22S21';
+    end if;
+    return internal.require_managed(v_table);
+end;
+$$;
+comment on function internal.cleanup_table(text) is
+    'The pg_partman configuration of the table a cleanup target names (orders, quotes, ticks, candles, indicators, metrics).';
+
+create or replace function internal.removable_orders(p_cutoff timestamptz)
+    returns table (order_id bigint, created_at timestamptz)
+    stable
+    language sql
+as $$
+    -- Orders cleanup may remove: finished (filled, cancelled, rejected, expired), created and last
+    -- changed before the cutoff, not a leg of a spread trade, and with no fill in a position that
+    -- is still open (positions still depend on those).
+    select o.order_id, o.created_at
+    from trading.orders o
+    where o.created_at < p_cutoff and o.updated_at < p_cutoff
+      and o.status in ('filled', 'cancelled', 'rejected', 'expired')
+      and not exists (select from trading.spread_trades s where o.order_id in (s.buy_order_id, s.sell_order_id))
+      and not (o.filled_quantity > 0
+               and exists (select from trading.positions p
+                           where p.strategy_id = o.strategy_id and p.instrument_id = o.instrument_id and p.quantity <> 0));
+$$;
+comment on function internal.removable_orders(timestamptz) is
+    'Orders cleanup may remove: finished before the cutoff, no spread-trade leg, no fill of a still-open position.';
+
+create or replace function ops.cleanup_plan(target text, older_than interval)
+    returns table (action text, object_name text, row_count bigint)
+    stable
+    language plpgsql
+as $$
+-- What spreadedge cleanup TARGET --older-than would do (its --dry-run): partitions to detach and
+-- drop whole ('drop partition'), rows to delete in batches ('delete rows'), and for orders the
+-- old rows kept because they are open or something depends on them ('keep').
+declare
+    v_config partman.part_config := internal.cleanup_table(target);
+    v_cutoff timestamptz := now() - older_than;
+    v_part   record;
+    v_count  bigint;
+    v_keep   bigint;
+begin
+    if older_than is null or older_than <= interval '0' then
+        raise exception 'older_than must be a positive interval, got %', coalesce(older_than::text, 'null') using errcode = '22S09';
+    end if;
+    for v_part in select * from internal.cleanup_partitions(v_config, v_cutoff) loop
+        action := case when v_part.whole then 'drop partition' else 'delete rows' end;
+        object_name := v_part.partition_name;
+        row_count := v_part.old_rows - v_part.kept_rows;
+        if row_count > 0 or v_part.whole then
+            return next;
+        end if;
+        if v_part.kept_rows > 0 then
+            action := 'keep';
+            row_count := v_part.kept_rows;
+            return next;
+        end if;
+    end loop;
+end;
+$$;
+comment on function ops.cleanup_plan(text, interval) is
+    'The dry run of a cleanup: partitions to drop whole, rows to delete in batches, old orders kept (open or depended on).';
+
+create or replace function internal.cleanup_partitions(p_config partman.part_config, p_cutoff timestamptz)
+    returns table (partition_name text, whole boolean, old_rows bigint, kept_rows bigint)
+    stable
+    language plpgsql
+as $$
+-- Each partition of the table holding rows older than the cutoff: whole = it ends at or before
+-- the cutoff and every row of it may go; old_rows older than the cutoff, kept_rows of them kept.
+declare
+    v_part record;
+begin
+    for v_part in
+        select format('%I.%I', sp.partition_schemaname, sp.partition_tablename) as name, info.child_end_time
+        from partman.show_partitions(p_config.parent_table, 'ASC', p_include_default := true) sp
+        left join lateral partman.show_partition_info(sp.partition_schemaname || '.' || sp.partition_tablename,
+                                                      p_config.partition_interval, p_config.parent_table) info
+               on sp.partition_tablename !~ '_default$'
+        where sp.partition_tablename ~ '_default$' or info.child_start_time < p_cutoff
+    loop
+        partition_name := v_part.name;
+        execute format('select count(*) from %s where %I < $1', v_part.name, p_config.control)
+            into old_rows using p_cutoff;
+        kept_rows := 0;
+        if p_config.parent_table = 'trading.orders' then
+            execute format('select count(*) from %s o where o.created_at < $1
+                            and (o.order_id, o.created_at) not in (select * from internal.removable_orders($1))', v_part.name)
+                into kept_rows using p_cutoff;
+        end if;
+        whole := v_part.child_end_time is not null and v_part.child_end_time <= p_cutoff and kept_rows = 0;
+        -- an empty partition holds nothing to clean up: it stays, so late rows still have a home
+        continue when old_rows = 0;
+        return next;
+    end loop;
+end;
+$$;
+comment on function internal.cleanup_partitions(partman.part_config, timestamptz) is
+    'The partitions of a table holding rows older than the cutoff: whether all of it may go, old rows, rows kept.';
+
+create or replace function ops.cleanup_drop_partition(target text, older_than interval, partition_name text)
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- Detaches and drops one partition of the target's table if (checked again, now) all of it may go;
+-- returns the rows it held (0 and nothing done when it may no longer go whole). For orders, the
+-- events and keys of its orders go first (order_keys only when no trade refers to them).
+declare
+    v_config partman.part_config := internal.cleanup_table(target);
+    v_part   record;
+begin
+    select * into v_part from internal.cleanup_partitions(v_config, now() - older_than) p
+    where p.partition_name = cleanup_drop_partition.partition_name and p.whole;
+    if not found then
+        return 0;
+    end if;
+    if v_config.parent_table = 'trading.orders' then
+        execute format('delete from trading.order_events e using %s o where e.order_id = o.order_id', v_part.partition_name);
+        execute format('delete from trading.order_keys k using %s o where k.order_id = o.order_id
+                        and not exists (select from trading.trades t where t.order_id = k.order_id)', v_part.partition_name);
+    end if;
+    execute format('alter table %s detach partition %s', v_config.parent_table, v_part.partition_name);
+    execute format('drop table %s', v_part.partition_name);
+    return v_part.old_rows;
+end;
+$$;
+comment on function ops.cleanup_drop_partition(text, interval, text) is
+    'Detaches and drops a partition of the cleanup target''s table when all of it may go; returns its rows (0: kept).';
+
+create or replace function ops.cleanup_delete_batch(target text, older_than interval, batch_rows integer default 10000)
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- Deletes up to batch_rows rows older than now() - older_than from the target's table (for orders
+-- only removable ones, with their events and unreferenced keys); returns how many went, 0 when
+-- nothing is left. Call it until it returns 0, one transaction each.
+declare
+    v_config partman.part_config := internal.cleanup_table(target);
+    v_cutoff timestamptz := now() - older_than;
+    v_rows   bigint;
+begin
+    if batch_rows is null or batch_rows < 1 then
+        raise exception 'batch_rows must be at least 1, got %', coalesce(batch_rows::text, 'null') using errcode = '22S09';
+    end if;
+    if v_config.parent_table = 'trading.orders' then
+        -- one statement: the keys' foreign-key checks run at its end, after the orders are gone
+        with batch as (
+            select r.order_id, r.created_at from internal.removable_orders(v_cutoff) r limit batch_rows
+        ), events as (
+            delete from trading.order_events e using batch b where e.order_id = b.order_id
+        ), orders as (
+            delete from trading.orders o using batch b
+            where o.order_id = b.order_id and o.created_at = b.created_at
+            returning o.order_id
+        ), keys as (
+            delete from trading.order_keys k using orders o
+            where k.order_id = o.order_id and not exists (select from trading.trades t where t.order_id = k.order_id)
+        )
+        select count(*) into v_rows from orders;
+        return v_rows;
+    end if;
+    -- a row is (tableoid, ctid): a ctid alone repeats across partitions
+    execute format('delete from %s t using (select s.tableoid, s.ctid from %s s where s.%I < $1 limit $2) b
+                    where t.tableoid = b.tableoid and t.ctid = b.ctid',
+                   v_config.parent_table, v_config.parent_table, v_config.control)
+        using v_cutoff, batch_rows;
+    get diagnostics v_rows = row_count;
+    return v_rows;
+end;
+$$;
+comment on function ops.cleanup_delete_batch(text, interval, integer) is
+    'Deletes one batch of rows older than the interval from the cleanup target''s table (orders: only removable ones); returns the rows deleted.';

@@ -1,0 +1,49 @@
+-- spreadedge functions: the backup catalog
+-- spreadedge backup records each run in ops.backup_runs: started before pgBackRest or pg_dump
+-- runs, finished after, so a crashed run stays visibly 'running' and health reads the age of the
+-- last successful physical backup from SQL.
+
+create or replace function ops.start_backup_run(kind text, compress_type text)
+    returns bigint
+    volatile
+    language sql
+as $$
+    -- kind: full, diff, incr, logical_schema, logical_data or logical_full (the table's checks say no
+    -- to anything else); returns the run id to finish it with
+    insert into ops.backup_runs (kind, compress_type) values (kind, compress_type) returning run_id;
+$$;
+comment on function ops.start_backup_run(text, text) is
+    'Records that a backup run starts; returns its run id.';
+
+create or replace function ops.finish_backup_run(run_id bigint, succeeded boolean, label text default null,
+                                                 size_bytes bigint default null, repo_size_bytes bigint default null,
+                                                 detail text default null)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- records the end of a run: its outcome, the backup label (or dump file), sizes, and why it failed
+declare
+    v_status text;
+begin
+    select b.status into v_status from ops.backup_runs b where b.run_id = finish_backup_run.run_id for update;
+    if not found then
+        raise exception 'backup run % does not exist', coalesce(finish_backup_run.run_id::text, 'null')
+            using errcode = '23S21';
+    end if;
+    if v_status <> 'running' then
+        raise exception 'backup run % is already finished (%)', finish_backup_run.run_id, v_status
+            using errcode = '55S10';
+    end if;
+    update ops.backup_runs b
+    set finished_at = greatest(now(), b.started_at),
+        status = case when succeeded then 'succeeded' else 'failed' end,
+        label = finish_backup_run.label,
+        size_bytes = finish_backup_run.size_bytes,
+        repo_size_bytes = finish_backup_run.repo_size_bytes,
+        detail = finish_backup_run.detail
+    where b.run_id = finish_backup_run.run_id;
+end;
+$$;
+comment on function ops.finish_backup_run(bigint, boolean, text, bigint, bigint, text) is
+    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed.';

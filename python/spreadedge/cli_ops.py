@@ -1,0 +1,665 @@
+"""Operations commands: ``spreadedge tune|partitions|cleanup|backup|restore|health``.
+
+Each command is a thin driver of a ``spreadedge.ops`` module; nothing is created, dropped or
+deleted without the command (and, where it destroys, a confirmation or ``--yes``) saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from spreadedge import db, textable
+from spreadedge.cluster import Cluster, default_cluster
+from spreadedge.ops import OpsError, catalog, cleanup, health, logical, partitions, pgbackrest, tune
+from spreadedge.settings import COMPRESS_TYPES, Settings
+
+_CRON_FIELD = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*"
+CRON_SCHEDULE = re.compile(rf"{_CRON_FIELD}( {_CRON_FIELD}){{4}}|@(hourly|daily|weekly|monthly|yearly)")
+
+
+def _connect(settings: Settings, actor: str = "ops") -> psycopg.Connection[Any]:
+    return db.connect(settings, actor=actor, autocommit=True)
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# -- tune --------------------------------------------------------------------------------------
+
+
+@click.group(name="tune")
+def tune_group() -> None:
+    """Index advice from pg_stat_statements and hypopg, and applying it."""
+
+
+@tune_group.command(name="report")
+@click.option(
+    "--statements",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="How many of the heaviest statements to examine.",
+)
+@click.option(
+    "--min-saving",
+    default="0.5",
+    show_default=True,
+    type=click.FloatRange(0.01, 0.99),
+    help="Least share of the estimated cost an index must cut.",
+)
+@click.pass_obj
+def tune_report(settings: Settings, statements: int, min_saving: float) -> None:
+    """Print ops.index_advice(): per heavy statement, the index that would cut its cost most."""
+    with _connect(settings) as conn:
+        items = tune.advice(conn, statements, Decimal(str(min_saving)))
+    if not items:
+        click.echo(
+            "no advice: no heavy statement would get at least "
+            f"{min_saving:.0%} cheaper with a single- or two-column index"
+        )
+        return
+    for item in items:
+        click.echo(f"[{item.advice}] {item.create_index}")
+        click.echo(
+            f"    saves {item.saving:.1%} of the estimated cost ({item.cost_before} -> {item.cost_after});"
+            f" {item.calls} calls, {item.total_exec_ms} ms in total"
+        )
+        click.echo(f"    statement: {' '.join(item.statement.split())}")
+    click.echo("apply one with: spreadedge tune apply N")
+
+
+@tune_group.command(name="apply")
+@click.argument("number", type=click.IntRange(1))
+@click.option(
+    "--statements",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="As for tune report: the advice is computed again, so give the same value.",
+)
+@click.pass_obj
+def tune_apply(settings: Settings, number: int, statements: int) -> None:
+    """Build index NUMBER of tune report, without blocking writes: CREATE INDEX CONCURRENTLY (a
+    partitioned table: each partition concurrently, then attached to the parent's index)."""
+    with _connect(settings) as conn:
+        items = tune.advice(conn, statements)
+        if number > len(items):
+            raise OpsError(f"there is no advice {number}: tune report lists {len(items)}")
+        item = items[number - 1]
+        steps = tune.build_statements(conn, item)
+        click.echo(f"building: {item.create_index}")
+        with click.progressbar(length=len(steps), label="index build", show_pos=True) as bar:
+            tune.run_statements(conn, steps, lambda statement: bar.update(1))
+    click.echo(f"built the {item.index_method} index on {item.table_name} ({', '.join(item.columns)})")
+
+
+@tune_group.command(name="drop-unused")
+@click.option(
+    "--include-schema-indexes",
+    is_flag=True,
+    help="Also indexes the schema created (default: only those tune apply built).",
+)
+@click.option("--yes", is_flag=True, help="Drop without asking.")
+@click.pass_obj
+def tune_drop_unused(settings: Settings, include_schema_indexes: bool, yes: bool) -> None:
+    """Drop indexes never scanned since statistics were reset (not unique, backing no constraint)."""
+    with _connect(settings) as conn:
+        unused = tune.unused_indexes(conn, include_schema_indexes=include_schema_indexes)
+        if not unused:
+            click.echo("no unused index to drop")
+            return
+        click.echo(
+            textable.render(
+                ["index", "size", "definition"],
+                [
+                    [f"{i.schema_name}.{i.index_name}", _size(i.size_bytes), i.index_definition]
+                    for i in unused
+                ],
+                [False, True, False],
+            )
+        )
+        if not yes:
+            click.confirm(f"Drop these {len(unused)} indexes?", abort=True)
+        tune.run_statements(conn, [i.drop_statement for i in unused], lambda statement: click.echo(statement))
+    click.echo(f"dropped {len(unused)} indexes")
+
+
+# -- partitions ----------------------------------------------------------------------------------
+
+
+@click.group(name="partitions")
+def partitions_group() -> None:
+    """Partition lifecycle with pg_partman: status, maintenance, default-partition repair."""
+
+
+def _print_status(rows: list[partitions.PartitionStatus]) -> None:
+    click.echo(
+        textable.render(
+            [
+                "table",
+                "pg_partman",
+                "interval",
+                "premake",
+                "retention",
+                "partitions",
+                "oldest",
+                "newest end",
+                "default rows",
+            ],
+            [
+                [
+                    r.parent_table,
+                    "yes" if r.registered else "NO",
+                    r.partition_interval or "",
+                    str(r.premake or ""),
+                    r.retention or "keep all",
+                    str(r.partitions),
+                    _when(r.oldest_start),
+                    _when(r.newest_end),
+                    str(r.default_rows),
+                ]
+                for r in rows
+            ],
+            [False, False, False, True, False, True, False, False, True],
+        )
+    )
+
+
+@partitions_group.command(name="status")
+@click.pass_obj
+def partitions_status(settings: Settings) -> None:
+    """Each partitioned table: pg_partman settings, partitions, range, rows in its default partition."""
+    with _connect(settings) as conn:
+        _print_status(partitions.status(conn))
+
+
+@partitions_group.command(name="maintain")
+@click.pass_obj
+def partitions_maintain(settings: Settings) -> None:
+    """Apply premake and retention from the settings, then run pg_partman's maintenance (creates
+    partitions ahead, drops those past retention)."""
+    with _connect(settings) as conn:
+        configured = partitions.configure(conn, settings.render)
+        click.echo(f"settings applied to {len(configured)} tables; running pg_partman maintenance")
+        partitions.run_maintenance(conn)
+        _print_status(partitions.status(conn))
+
+
+@partitions_group.command(name="repair")
+@click.pass_obj
+def partitions_repair(settings: Settings) -> None:
+    """Move rows stranded in default partitions into proper partitions (created as needed)."""
+    with _connect(settings) as conn:
+        repaired = partitions.repair(conn)
+    if not repaired:
+        click.echo("every default partition is empty: nothing to repair")
+    for table, rows in repaired:
+        click.echo(f"{table}: moved {rows} rows out of the default partition")
+
+
+# -- cleanup -------------------------------------------------------------------------------------
+
+
+@click.command(name="cleanup")
+@click.argument("target", type=click.Choice(cleanup.TARGETS))
+@click.option("--older-than", required=True, metavar="AGE", help="Rows older than this go: 30d, 12h, 2w.")
+@click.option("--dry-run", is_flag=True, help="Only show what would go (and, for orders, what stays).")
+@click.option(
+    "--batch-rows",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Rows per delete transaction.",
+)
+@click.pass_obj
+def cleanup_command(settings: Settings, target: str, older_than: str, dry_run: bool, batch_rows: int) -> None:
+    """Remove old TARGET rows: whole partitions detached and dropped where all of it may go,
+    batched deletes otherwise. Orders: only finished ones; never open orders, spread-trade legs or
+    orders whose fills make a position still open."""
+    age = cleanup.parse_age(older_than)
+    with _connect(settings, actor="cleanup") as conn:
+        steps = cleanup.plan(conn, target, age)
+        total = sum(step.row_count for step in steps if step.action != "keep")
+        if dry_run or not steps:
+            click.echo(
+                textable.render(
+                    ["action", "object", "rows"],
+                    [[s.action, s.object_name, str(s.row_count)] for s in steps],
+                    [False, False, True],
+                )
+                if steps
+                else f"nothing older than {older_than} to clean up in {target}"
+            )
+            if dry_run:
+                click.echo(f"dry run: {total} rows would go")
+            return
+        with click.progressbar(length=total, label=f"cleanup {target}", show_pos=True) as bar:
+            outcome = cleanup.run(conn, target, age, batch_rows=batch_rows, progress=bar.update)
+    click.echo(
+        f"{target}: dropped {outcome.partitions_dropped} partitions ({outcome.rows_in_dropped_partitions}"
+        f" rows), deleted {outcome.rows_deleted} rows"
+    )
+
+
+# -- backup --------------------------------------------------------------------------------------
+
+
+@click.group(name="backup")
+def backup_group() -> None:
+    """Backups: pgBackRest (full, diff, incr, point in time) and pg_dump (logical)."""
+
+
+@backup_group.command(name="init")
+@click.option(
+    "--compress-type",
+    type=click.Choice(COMPRESS_TYPES),
+    default=None,
+    help="Compression (default: the [backup] setting, zst).",
+)
+@click.option(
+    "--repo-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository directory (default: the [backup] setting, backup/repo under the cluster home).",
+)
+@click.pass_obj
+def backup_init(settings: Settings, compress_type: str | None, repo_path: Path | None) -> None:
+    """Configure pgBackRest for the cluster: configuration file, archive_command (archive_mode on,
+    restarting the embedded cluster when needed), stanza, and a check that WAL reaches the
+    repository. With the passphrase variable set, the repository is encrypted."""
+    backup_settings = settings.backup
+    if compress_type is not None:
+        backup_settings = replace(backup_settings, compress_type=compress_type)
+    if repo_path is not None:
+        backup_settings = replace(backup_settings, repo_path=repo_path.resolve())
+    repo = replace(pgbackrest.repository(settings), settings=backup_settings)
+    secret = pgbackrest.passphrase(backup_settings)
+    with _connect(settings, actor="backup") as conn:
+        server = pgbackrest.server_of(conn)
+        pgbackrest.write_config(repo, server, secret)
+        must_restart = pgbackrest.enable_archiving(conn, repo)
+    if must_restart:
+        if settings.database_url:
+            raise OpsError(
+                "archive_mode takes effect when the server restarts: restart it, "
+                "then run spreadedge backup init again"
+            )
+        click.echo("restarting the embedded cluster to turn WAL archiving on")
+        cluster = default_cluster(settings)
+        cluster.stop()
+        cluster.start()
+    pgbackrest.create_stanza(repo)
+    encrypted = (
+        "encrypted (aes-256-cbc)" if secret else f"NOT encrypted (set {backup_settings.passphrase_env})"
+    )
+    click.echo(
+        f"stanza {backup_settings.stanza} ready: repository {repo.repo_path}, "
+        f"compress-type {backup_settings.compress_type}, {encrypted}; WAL archiving checked"
+    )
+
+
+def _physical(kind: str) -> Callable[[Settings], None]:
+    def command(settings: Settings) -> None:
+        repo = pgbackrest.repository(settings)
+        with catalog.recorded_run(lambda: _connect(settings, "backup"), kind, repo.compress_type()) as result:
+            with click.progressbar(length=100, label=f"backup {kind}") as bar:
+                taken = pgbackrest.backup(repo, kind, lambda done: bar.update(max(0, int(done) - bar.pos)))
+                bar.update(100 - bar.pos)
+            result.label, result.size_bytes, result.repo_size_bytes = (
+                taken.label,
+                taken.size_bytes,
+                taken.repo_size_bytes,
+            )
+        click.echo(
+            f"{kind} backup {taken.label}: {_size(taken.size_bytes)} of data, "
+            f"{_size(taken.repo_size_bytes)} in the repository"
+        )
+
+    command.__doc__ = {
+        "full": "Take a full backup (every file of the cluster).",
+        "diff": "Take a differential backup (what changed since the last full one).",
+        "incr": "Take an incremental backup (what changed since the last backup of any type).",
+    }[kind]
+    return command
+
+
+for _kind in pgbackrest.BACKUP_TYPES:
+    backup_group.command(name=_kind)(click.pass_obj(_physical(_kind)))
+
+
+@backup_group.command(name="logical")
+@click.option("--schema-only", "mode", flag_value="schema", help="Only the schema (DDL).")
+@click.option(
+    "--data-only", "mode", flag_value="data", help="Only the data (restore it into the same schema)."
+)
+@click.option("--full", "mode", flag_value="full", default=True, help="Schema and data (the default).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the dump (default: the [backup] dump_dir, backup/dumps under the cluster home).",
+)
+@click.option(
+    "--compress-type",
+    type=click.Choice(COMPRESS_TYPES),
+    default=None,
+    help="Compression (default: the [backup] setting).",
+)
+@click.pass_obj
+def backup_logical(settings: Settings, mode: str, out_dir: Path | None, compress_type: str | None) -> None:
+    """Dump the database with pg_dump (custom format), compressed; recorded in ops.backup_runs."""
+    compress = compress_type or settings.backup.compress_type
+    directory = out_dir or settings.backup.dump_dir or pgbackrest.repository(settings).work_dir / "dumps"
+    url = db.conninfo(settings)
+    dbname = str(conninfo_to_dict(url).get("dbname") or "postgres")
+    path = logical.dump_path(directory, dbname, mode, compress)
+    with catalog.recorded_run(lambda: _connect(settings, "backup"), f"logical_{mode}", compress) as result:
+        with _connect(settings, "backup") as conn:
+            row = conn.execute("select pg_database_size(current_database())").fetchone()
+        result.label, result.size_bytes = path.name, int(row[0]) if row else None
+        result.repo_size_bytes = logical.dump(
+            url, path, mode, compress, on_table=lambda t: click.echo(f"  {t}")
+        )
+    click.echo(f"{mode} dump {path} ({_size(result.repo_size_bytes)})")
+
+
+@backup_group.command(name="list")
+@click.pass_obj
+def backup_list(settings: Settings) -> None:
+    """The repository's backups (pgBackRest info) and the runs of ops.backup_runs."""
+    repo = pgbackrest.repository(settings)
+    if repo.configured:
+        backups = pgbackrest.info(repo)
+        click.echo(f"pgBackRest stanza {repo.settings.stanza} ({repo.repo_path}):")
+        click.echo(
+            textable.render(
+                ["label", "type", "started", "stopped", "size", "in repository", "WAL start", "WAL stop"],
+                [
+                    [
+                        b.label,
+                        b.type,
+                        _when(b.started_at),
+                        _when(b.stopped_at),
+                        _size(b.size_bytes),
+                        _size(b.repo_size_bytes),
+                        b.wal_start,
+                        b.wal_stop,
+                    ]
+                    for b in backups
+                ],
+                [False, False, False, False, True, True, False, False],
+            )
+            if backups
+            else "  no backups yet"
+        )
+    else:
+        click.echo("pgBackRest is not configured (spreadedge backup init)")
+    with _connect(settings) as conn:
+        runs = catalog.runs(conn)
+    click.echo("runs (ops.backup_runs):")
+    click.echo(
+        textable.render(
+            ["run", "kind", "compress", "started", "finished", "status", "label", "size", "stored", "detail"],
+            [
+                [
+                    str(r[0]),
+                    r[1],
+                    r[2],
+                    _when(r[3]),
+                    _when(r[4]),
+                    r[5],
+                    r[6] or "",
+                    _size(r[7]),
+                    _size(r[8]),
+                    (r[9] or "").splitlines()[0] if r[9] else "",
+                ]
+                for r in runs
+            ],
+            [True, False, False, False, False, False, False, True, True, False],
+        )
+        if runs
+        else "  none"
+    )
+
+
+@backup_group.command(name="verify")
+@click.pass_obj
+def backup_verify(settings: Settings) -> None:
+    """Check every file of the repository (backups and WAL) against its checksum."""
+    repo = pgbackrest.repository(settings)
+    output = pgbackrest.verify(repo)
+    click.echo(output.strip() or "verified")
+    click.echo(f"repository {repo.repo_path}: verify passed")
+
+
+@backup_group.command(name="expire")
+@click.pass_obj
+def backup_expire(settings: Settings) -> None:
+    """Apply retention: expire full backups beyond retention_full (with the backups and WAL that
+    depend on them) and differential backups beyond retention_diff."""
+    output = pgbackrest.expire(pgbackrest.repository(settings))
+    click.echo(output.strip() or "nothing to expire")
+
+
+@backup_group.command(name="schedule")
+@click.option(
+    "--cron",
+    "schedule",
+    required=True,
+    metavar="SCHEDULE",
+    help='A cron schedule: five fields ("0 3 * * 0") or @daily, @weekly...',
+)
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["full", "diff", "incr", "logical", "expire"]),
+    default="full",
+    show_default=True,
+    help="What the entry runs.",
+)
+@click.option(
+    "--file",
+    "cron_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/cron.d/spreadedge-backup"),
+    show_default=True,
+    help="The cron file (cron.d format: with a user column).",
+)
+@click.option("--user", default="root", show_default=True, help="The user the entry runs as.")
+@click.pass_obj
+def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Path, user: str) -> None:
+    """Write (or replace) the cron entry that runs `spreadedge backup TYPE` on SCHEDULE."""
+    if not CRON_SCHEDULE.fullmatch(schedule.strip()):
+        raise OpsError(f'--cron must be five cron fields like "0 3 * * 0" or @daily, got {schedule!r}')
+    command = "logical --full" if kind == "logical" else kind
+    program = Path(sys.executable).parent / "spreadedge"
+    environment = " ".join(
+        f"{name}={shlex.quote(value)}"
+        for name, value in (
+            ("SPREADEDGE_PROJECT_DIR", str(settings.project_dir)),
+            ("SPREADEDGE_HOME", str(settings.home)),
+            ("SPREADEDGE_PORT", str(settings.port)),
+        )
+    )
+    marker = f"# spreadedge backup {kind}"
+    line = (
+        f"{schedule.strip()} {user} {environment} {shlex.quote(str(program))} backup {command}"
+        f" >> {shlex.quote(str(settings.home / 'backup-cron.log'))} 2>&1 {marker}"
+    )
+    kept = [
+        entry
+        for entry in (cron_file.read_text().splitlines() if cron_file.exists() else [])
+        if not entry.endswith(marker)
+    ]
+    header = "# Written by spreadedge backup schedule: one line per backup type."
+    if header not in kept:
+        kept.insert(0, header)
+    cron_file.parent.mkdir(parents=True, exist_ok=True)
+    cron_file.write_text("\n".join([*kept, line]) + "\n")
+    if settings.database_url:
+        click.echo(
+            "note: DATABASE_URL is not written into the cron file (it may hold a password); "
+            "set it in the cron environment"
+        )
+    click.echo(f"{cron_file}: {line}")
+
+
+# -- restore -------------------------------------------------------------------------------------
+
+
+@click.group(name="restore", invoke_without_command=True)
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A new directory: the restored cluster's home (data in DIR/cluster).",
+)
+@click.option(
+    "--target-time",
+    default=None,
+    metavar="TIME",
+    help="Recover to this time, ISO 8601 (UTC unless it has an offset); default: the end of the WAL.",
+)
+@click.option(
+    "--set", "backup_set", default=None, metavar="LABEL", help="Restore this backup (default: the newest)."
+)
+@click.pass_context
+def restore_group(
+    ctx: click.Context, target: Path | None, target_time: str | None, backup_set: str | None
+) -> None:
+    """Restore a pgBackRest backup into a new cluster (point in time with --target-time), or a
+    logical dump into a database (restore logical)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if target is None:
+        raise click.UsageError("give --to DIR (a new directory), or use `restore logical`")
+    settings: Settings = ctx.obj
+    when = _timestamp(target_time) if target_time is not None else None
+    repo = pgbackrest.repository(settings)
+    cluster = Cluster(target, settings.port)
+    click.echo(f"restoring into {cluster.data_dir}" + (f" to {when.isoformat()}" if when else ""))
+    pgbackrest.restore(repo, cluster, when, backup_set)
+    if not settings.database_url:
+        pgbackrest.copy_password(settings.home, cluster)
+    click.echo(
+        f"restored; start it (it recovers, then promotes) with:\n"
+        f"  SPREADEDGE_HOME={shlex.quote(str(cluster.home))} SPREADEDGE_PORT=<free port> spreadedge db start"
+    )
+
+
+@restore_group.command(name="logical")
+@click.argument("dump_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--to-database", required=True, metavar="DB", help="The database to restore into (created if missing)."
+)
+@click.pass_obj
+def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> None:
+    """Restore a dump of `backup logical` into database DB of the same server, in one transaction."""
+    url = db.conninfo(settings)
+    target = make_conninfo(url, dbname=to_database)
+    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", [to_database]).fetchone()
+        if not exists:
+            conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(to_database)))
+            click.echo(f"created database {to_database}")
+        row = conn.execute("select current_setting('cron.database_name', true)").fetchone()
+    logical.restore(dump_file, target, keep_cron=bool(row and row[0] == to_database))
+    click.echo(f"restored {dump_file} into {to_database}")
+
+
+def _timestamp(text: str) -> datetime:
+    """An ISO 8601 time (``2026-11-20T08:00:00Z``, ``2026-11-20 08:00:00.123+00``), UTC when bare."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint="--target-time") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# -- health --------------------------------------------------------------------------------------
+
+
+@click.command(name="health")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document of ops.health_report.")
+@click.option(
+    "--max-backup-age",
+    default="26h",
+    show_default=True,
+    metavar="AGE",
+    help="The last physical backup must be younger: 26h, 2d...",
+)
+@click.option(
+    "--max-transaction-age",
+    default="15m",
+    show_default=True,
+    metavar="AGE",
+    help="No transaction may be open longer: 15m, 1h...",
+)
+@click.option(
+    "--max-disk-used",
+    default=0.9,
+    show_default=True,
+    type=click.FloatRange(0.01, 1.0),
+    help="Largest used share of the data directory's file system.",
+)
+@click.pass_obj
+def health_command(
+    settings: Settings, as_json: bool, max_backup_age: str, max_transaction_age: str, max_disk_used: float
+) -> None:
+    """Check the database (ops.health_report); exit status 1 when any check fails."""
+    from spreadedge.migrate import render_migrations
+
+    expected = [m.id for m in render_migrations(settings)]
+    with _connect(settings) as conn:
+        document = health.report(
+            conn,
+            expected,
+            max_backup_age=_minutes_or_age(max_backup_age),
+            max_transaction_age=_minutes_or_age(max_transaction_age),
+            max_disk_used_fraction=Decimal(str(max_disk_used)),
+        )
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(f"{document['database']} on PostgreSQL {document['version']} at {document['checked_at']}:")
+        for check in document["checks"]:
+            click.echo(f"  {'ok  ' if check['ok'] else 'FAIL'}  {check['name']:<25} {check['detail']}")
+        click.echo("healthy" if document["healthy"] else "UNHEALTHY")
+    if not document["healthy"]:
+        raise SystemExit(1)
+
+
+def _minutes_or_age(text: str) -> timedelta:
+    """``15m`` as minutes, otherwise an age as cleanup takes it (12h, 2d, 1w)."""
+    match = re.fullmatch(r"([1-9][0-9]{0,5})\s*m(in(utes?)?)?", text.strip().lower())
+    return timedelta(minutes=int(match.group(1))) if match else cleanup.parse_age(text)
+
+
+COMMANDS = [tune_group, partitions_group, cleanup_command, backup_group, restore_group, health_command]

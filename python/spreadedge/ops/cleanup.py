@@ -1,0 +1,89 @@
+"""Cleanup of old rows: ``spreadedge cleanup orders|quotes|ticks|candles|indicators|metrics``.
+
+The plan, what may go and what must stay, is ``ops.cleanup_plan`` (orders: only finished ones,
+never open orders, spread-trade legs or fills of positions still open); whole partitions go with
+``ops.cleanup_drop_partition`` (detach and drop), the rest with ``ops.cleanup_delete_batch``, one
+transaction per batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from spreadedge.ops import OpsError
+from spreadedge.sqlcall import select_rows, select_value
+
+TARGETS = ("orders", "quotes", "ticks", "candles", "indicators", "metrics")
+_AGE = re.compile(r"([1-9][0-9]{0,5})\s*(h|d|w|hours?|days?|weeks?)")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``2w`` (or ``30 days``…) as a timedelta; OpsError otherwise."""
+    match = _AGE.fullmatch(text.strip().lower())
+    if not match:
+        raise OpsError(f"--older-than must look like 30d, 12h or 2w (hours, days or weeks), got {text!r}")
+    return timedelta(**{_UNITS[match.group(2)[0]]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class Step:
+    """A row of ``ops.cleanup_plan``: drop partition, delete rows, or keep."""
+
+    action: str
+    object_name: str
+    row_count: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    partitions_dropped: int
+    rows_in_dropped_partitions: int
+    rows_deleted: int
+
+
+def plan(conn: psycopg.Connection[Any], target: str, older_than: timedelta) -> list[Step]:
+    arguments = {"target": target, "older_than": older_than}
+    rows = conn.execute(select_rows("ops.cleanup_plan", arguments), arguments).fetchall()
+    return [Step(row[0], row[1], int(row[2])) for row in rows]
+
+
+def run(
+    conn: psycopg.Connection[Any],
+    target: str,
+    older_than: timedelta,
+    *,
+    batch_rows: int,
+    progress: Callable[[int], None],
+) -> Outcome:
+    """Drop the whole partitions of the plan, then delete the rest in batches (autocommit: a
+    transaction per partition and per batch). ``progress`` gets the rows each step removed."""
+    if not conn.autocommit:
+        raise OpsError("cleanup runs a transaction per partition and per batch: use an autocommit connection")
+    dropped = dropped_rows = deleted = 0
+    for step in plan(conn, target, older_than):
+        if step.action != "drop partition":
+            continue
+        arguments = {"target": target, "older_than": older_than, "partition_name": step.object_name}
+        row = conn.execute(select_value("ops.cleanup_drop_partition", arguments), arguments).fetchone()
+        rows = int(row[0]) if row else 0
+        if rows or step.row_count == 0:
+            dropped += 1
+            dropped_rows += rows
+        progress(rows)
+    arguments = {"target": target, "older_than": older_than, "batch_rows": batch_rows}
+    batch = select_value("ops.cleanup_delete_batch", arguments)
+    while True:
+        row = conn.execute(batch, arguments).fetchone()
+        rows = int(row[0]) if row else 0
+        if rows == 0:
+            break
+        deleted += rows
+        progress(rows)
+    return Outcome(dropped, dropped_rows, deleted)

@@ -1,0 +1,186 @@
+"""Logical backups with pg_dump (custom format) and their restore with pg_restore.
+
+PostgreSQL 15's pg_dump compresses the custom format with gzip only, so ``gz`` dumps are
+compressed by pg_dump itself and ``bz2``, ``lz4`` and ``zst`` dumps are written uncompressed by
+pg_dump through ``bzip2``, ``lz4`` or ``zstd`` (``.dump.bz2``, ``.dump.lz4``, ``.dump.zst``).
+Restoring decompresses such a file next to itself first, because pg_restore needs to read the
+table of contents before the data.
+
+A password in the connection string goes to pg_dump and pg_restore through PGPASSWORD, never on
+their command lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from spreadedge.cluster import PG_BINDIR
+from spreadedge.ops import OpsError
+
+MODES = {"schema": ["--schema-only"], "data": ["--data-only"], "full": []}
+# compressor (to compress, to decompress) per compress type; gz is pg_dump's own
+COMPRESSORS = {
+    "bz2": (["bzip2", "-c"], ["bzip2", "-dc"]),
+    "lz4": (["lz4", "-q", "-c"], ["lz4", "-q", "-dc"]),
+    "zst": (["zstd", "-q", "-c", "-T0"], ["zstd", "-q", "-dc"]),
+}
+SUFFIXES = {"gz": ".dump", "bz2": ".dump.bz2", "lz4": ".dump.lz4", "zst": ".dump.zst"}
+# the table-of-contents entries of pg_cron, which exists only in the one database it serves
+_CRON_ENTRY = re.compile(r"\bpg_cron\b| cron (job|job_run_details|jobid_seq|runid_seq)\b")
+
+
+def _client(conninfo: str) -> tuple[str, dict[str, str]]:
+    """The connection string without its password, and an environment carrying the password."""
+    params = conninfo_to_dict(conninfo)
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo(**{key: str(value) for key, value in params.items()}), env
+
+
+def dump_path(
+    directory: Path, dbname: str, mode: str, compress_type: str, now: datetime | None = None
+) -> Path:
+    """``DIR/<database>-<mode>-<UTC time>.dump[.bz2|.lz4|.zst]``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return directory / f"{dbname}-{mode}-{stamp}{SUFFIXES[compress_type]}"
+
+
+def dump(
+    conninfo: str, path: Path, mode: str, compress_type: str, on_table: Callable[[str], None] | None = None
+) -> int:
+    """Write a custom-format dump of the database to ``path``; its size in bytes.
+
+    ``on_table`` receives each table pg_dump starts dumping (for progress).
+    """
+    if mode not in MODES:
+        raise OpsError(f"dump mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if compress_type not in SUFFIXES:
+        raise OpsError(f"compress type must be one of {', '.join(SUFFIXES)}, got {compress_type!r}")
+    dbname, env = _client(conninfo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    level = "6" if compress_type == "gz" else "0"
+    command = [
+        str(PG_BINDIR / "pg_dump"),
+        "--format=custom",
+        f"--compress={level}",
+        "--verbose",
+        *MODES[mode],
+    ]
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as out:
+            if compress_type == "gz":
+                dumper = subprocess.Popen(
+                    [*command, f"--dbname={dbname}"], stdout=out, stderr=subprocess.PIPE, text=True, env=env
+                )
+                compressor = None
+            else:
+                dumper = subprocess.Popen(
+                    [*command, f"--dbname={dbname}"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+                compressor = subprocess.Popen(COMPRESSORS[compress_type][0], stdin=dumper.stdout, stdout=out)
+                assert dumper.stdout is not None
+                dumper.stdout.close()  # the compressor holds the pipe now
+            errors = _follow(dumper, on_table)
+            assert dumper.stderr is not None
+            dumper.stderr.close()
+            if dumper.wait() != 0:
+                raise OpsError(f"pg_dump failed:\n{errors}")
+            if compressor is not None and compressor.wait() != 0:
+                raise OpsError(f"{COMPRESSORS[compress_type][0][0]} failed compressing the dump")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+def _follow(process: subprocess.Popen[str], on_table: Callable[[str], None] | None) -> str:
+    """Read pg_dump's verbose messages; report tables, keep the error lines."""
+    assert process.stderr is not None
+    errors = []
+    for line in process.stderr:
+        if "dumping contents of table" in line:
+            if on_table is not None:
+                on_table(line.rsplit(" ", 1)[-1].strip().strip('"'))
+        elif "error" in line.lower():
+            errors.append(line.strip())
+    return "\n".join(errors)
+
+
+def compress_type_of(path: Path) -> str:
+    """The compress type a dump file's name says."""
+    for compress_type, suffix in sorted(SUFFIXES.items(), key=lambda item: -len(item[1])):
+        if path.name.endswith(suffix):
+            return compress_type
+    raise OpsError(f"{path} is not a spreadedge dump: its name must end in {', '.join(SUFFIXES.values())}")
+
+
+@contextmanager
+def _plain_dump(path: Path) -> Iterator[Path]:
+    """The dump as a file pg_restore can read (decompressed next to it while needed)."""
+    compress_type = compress_type_of(path)
+    if compress_type == "gz":
+        yield path
+        return
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".restore-", suffix=".dump") as plain:
+        result = subprocess.run(
+            [*COMPRESSORS[compress_type][1], str(path)], stdout=plain, stderr=subprocess.PIPE, check=False
+        )
+        if result.returncode != 0:
+            raise OpsError(f"cannot decompress {path}: {result.stderr.decode(errors='replace').strip()}")
+        plain.flush()
+        yield Path(plain.name)
+
+
+def restore(path: Path, conninfo: str, *, keep_cron: bool) -> None:
+    """Restore a dump into the database of ``conninfo`` in one transaction (nothing on an error).
+
+    Data-only dumps restore with the target's triggers disabled (no audit rows, no append-only
+    refusal: the rows are restored, not written anew); ``keep_cron`` False leaves out pg_cron,
+    which can exist only in the database it serves.
+    """
+    if not path.is_file():
+        raise OpsError(f"no dump file {path}")
+    dbname, env = _client(conninfo)
+    pg_restore = str(PG_BINDIR / "pg_restore")
+    with _plain_dump(path) as plain, tempfile.NamedTemporaryFile("w", suffix=".list") as listing:
+        toc = subprocess.run([pg_restore, "--list", str(plain)], capture_output=True, text=True, check=False)
+        if toc.returncode != 0:
+            raise OpsError(f"{path} is not a readable custom-format dump: {toc.stderr.strip()}")
+        entries = toc.stdout.splitlines()
+        if not keep_cron:
+            entries = [line for line in entries if line.startswith(";") or not _CRON_ENTRY.search(line)]
+        listing.write("\n".join(entries) + "\n")
+        listing.flush()
+        result = subprocess.run(
+            [
+                pg_restore,
+                "--exit-on-error",
+                "--single-transaction",
+                "--disable-triggers",
+                f"--use-list={listing.name}",
+                f"--dbname={dbname}",
+                str(plain),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise OpsError(f"pg_restore failed, nothing was restored:\n{result.stderr.strip()}")

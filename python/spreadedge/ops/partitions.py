@@ -1,0 +1,80 @@
+"""Partition lifecycle: ``spreadedge partitions status|maintain|repair``.
+
+``maintain`` applies the deployment's premake and retention settings to pg_partman's
+configuration (``ops.configure_partitioning``) and runs pg_partman's maintenance, which creates
+partitions ahead and drops those past retention; ``repair`` moves rows out of default partitions
+(``ops.repair_default_partitions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from spreadedge.settings import RenderSettings
+from spreadedge.sqlcall import select_rows, select_value
+
+# Which [render] retention setting belongs to which partitioned table (as the migrations render them).
+RETENTION_SETTINGS = {
+    "trading.orders": "retention_orders",
+    "trading.order_events": "retention_order_events",
+    "trading.trades": "retention_trades",
+    "audit.log": "retention_audit",
+    "market.quotes": "retention_quotes",
+    "market.ticks": "retention_ticks",
+    "market.candles": "retention_candles",
+    "market.technical_indicators": "retention_indicators",
+}
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    """A row of ``ops.partition_status()``."""
+
+    parent_table: str
+    registered: bool
+    control: str | None
+    partition_interval: str | None
+    premake: int | None
+    retention: str | None
+    partitions: int
+    oldest_start: datetime | None
+    newest_end: datetime | None
+    default_rows: int
+
+
+def status(conn: psycopg.Connection[Any]) -> list[PartitionStatus]:
+    with conn.cursor(row_factory=class_row(PartitionStatus)) as cur:
+        return cur.execute(select_rows("ops.partition_status", [])).fetchall()
+
+
+def configure(conn: psycopg.Connection[Any], render: RenderSettings) -> list[str]:
+    """Apply premake and retention from the settings to every table they name; the tables done."""
+    done = []
+    managed = {row.parent_table for row in status(conn) if row.registered}
+    for table, setting in RETENTION_SETTINGS.items():
+        if table not in managed:
+            continue
+        arguments = {
+            "parent_table": table,
+            "premake": render.partition_premake,
+            "retention": getattr(render, setting),
+        }
+        conn.execute(select_value("ops.configure_partitioning", arguments), arguments)
+        done.append(table)
+    return done
+
+
+def run_maintenance(conn: psycopg.Connection[Any]) -> None:
+    """pg_partman's maintenance of every table (a procedure that commits: autocommit connection)."""
+    conn.execute("call partman.run_maintenance_proc()")
+
+
+def repair(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
+    """Move the rows of every non-empty default partition; (table, rows moved) per table."""
+    rows = conn.execute(select_rows("ops.repair_default_partitions", [])).fetchall()
+    return [(row[0], int(row[1])) for row in rows]

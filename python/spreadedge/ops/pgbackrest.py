@@ -1,0 +1,368 @@
+"""pgBackRest for the cluster: configuration, stanza, backups, info, verify, expire, restore.
+
+Everything pgBackRest needs lives in one work directory (``backup/`` under the cluster home, or
+the fallback the embedded cluster uses when its user cannot reach the home): ``pgbackrest.conf``
+(mode 0600, owned by the server's user, because the server's ``archive_command`` reads it too),
+``repo/``, ``log/`` and ``lock/``. When we are root, pgBackRest runs as the server's system user.
+
+The repository passphrase comes from the environment variable the settings name. ``init`` writes
+it into the 0600 configuration file (the server's archive-push needs it and has no other way to
+get it); later commands give pgBackRest the variable's value, when set, through pgBackRest's own
+environment variable, so it takes precedence over the file and a wrong one fails clearly. It never
+goes on a command line, into a log or into an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from spreadedge import runas
+from spreadedge.cluster import Cluster
+from spreadedge.ops import OpsError
+from spreadedge.settings import BackupSettings, Settings
+
+PGBACKREST = os.environ.get("SPREADEDGE_PGBACKREST", "pgbackrest")
+BACKUP_TYPES = ("full", "diff", "incr")
+CIPHER_VARIABLE = "PGBACKREST_REPO1_CIPHER_PASS"
+# pgBackRest's error codes that mean the passphrase does not open the repository
+_CRYPTO_ERRORS = re.compile(r"\[(095|096)\]|unable to (decrypt|open).*(cipher|encrypt)|CryptoError", re.I)
+WRONG_PASSPHRASE = "the repository passphrase is wrong or missing (it cannot decrypt the repository)"
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)%\)")
+
+
+@dataclass(frozen=True)
+class Server:
+    """What pgBackRest needs to know about the running server, as the server reports it."""
+
+    data_dir: Path
+    port: int
+    socket_dir: str
+    user: str
+
+
+def server_of(conn: psycopg.Connection[Any]) -> Server:
+    """Data directory, port, socket directory and user of the server ``conn`` talks to (superuser)."""
+    row = conn.execute(
+        "select current_setting('data_directory'), current_setting('port')::integer,"
+        " split_part(current_setting('unix_socket_directories'), ',', 1), current_user"
+    ).fetchone()
+    assert row is not None
+    return Server(Path(row[0]), int(row[1]), row[2].strip(), row[3])
+
+
+@dataclass(frozen=True)
+class Repository:
+    """pgBackRest's files for these settings."""
+
+    settings: BackupSettings
+    work_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.work_dir / "pgbackrest.conf"
+
+    @property
+    def repo_path(self) -> Path:
+        return self.settings.repo_path or self.work_dir / "repo"
+
+    @property
+    def configured(self) -> bool:
+        return self.config_file.exists()
+
+    def compress_type(self) -> str:
+        """The compress-type the written configuration uses (the settings' before init)."""
+        if self.configured:
+            for line in self.config_file.read_text().splitlines():
+                if line.startswith("compress-type="):
+                    return line.split("=", 1)[1].strip()
+        return self.settings.compress_type
+
+    def archive_command(self) -> str:
+        """The server's archive_command: pgBackRest pushes each WAL segment to the repository."""
+        return (
+            " ".join(
+                shlex.quote(part)
+                for part in (PGBACKREST, f"--config={self.config_file}", f"--stanza={self.settings.stanza}")
+            )
+            + " archive-push %p"
+        )
+
+
+def repository(settings: Settings) -> Repository:
+    """The pgBackRest files of the cluster these settings point at."""
+    work_dir = settings.home / "backup"
+    if not runas.can_reach(settings.home):
+        work_dir = Cluster(settings.home, settings.port).fallback_base() / "backup"
+    return Repository(settings.backup, work_dir)
+
+
+def passphrase(settings: BackupSettings) -> str | None:
+    """The repository passphrase from the environment, or None when the variable is unset or empty."""
+    return os.environ.get(settings.passphrase_env) or None
+
+
+# -- running pgBackRest ------------------------------------------------------------------------
+
+
+def run(
+    repo: Repository,
+    *args: str,
+    on_line: Callable[[str], None] | None = None,
+    stanza: bool = True,
+) -> str:
+    """Run a pgBackRest command as the server's user; its standard output, or OpsError.
+
+    ``on_line`` receives each line of output as it comes (for progress).
+    """
+    if not repo.configured:
+        raise OpsError(
+            f"pgBackRest is not configured ({repo.config_file} is missing): run `spreadedge backup init`"
+        )
+    command = [PGBACKREST, f"--config={repo.config_file}"]
+    if stanza:
+        command.append(f"--stanza={repo.settings.stanza}")
+    env = dict(os.environ)
+    secret = passphrase(repo.settings)
+    env.pop(CIPHER_VARIABLE, None)
+    if secret is not None:
+        env[CIPHER_VARIABLE] = secret
+    with subprocess.Popen(
+        runas.command([*command, *args]),
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        encoding="utf-8",
+        # a wrong passphrase decrypts to bytes that are not text
+        errors="replace",
+        env=env,
+    ) as process:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        returncode = process.wait()
+    output = "".join(lines)
+    if returncode != 0:
+        raise OpsError(_failure(args[0] if args else "pgbackrest", output, secret))
+    return output
+
+
+def _failure(action: str, output: str, secret: str | None) -> str:
+    """A short reason from pgBackRest's output: printable, any secret taken out."""
+    errors = [line.strip() for line in output.splitlines() if "ERROR:" in line]
+    reason = _printable("\n".join(errors or output.strip().splitlines()[-3:]))
+    if secret:
+        reason = reason.replace(secret, "***")
+    if _CRYPTO_ERRORS.search(reason):
+        return f"pgBackRest {action} failed: {WRONG_PASSPHRASE}\n{reason}"
+    return f"pgBackRest {action} failed:\n{reason}"
+
+
+def _printable(text: str) -> str:
+    """Text with what a wrong passphrase decrypts to (unprintable bytes) cut out, lines cut short."""
+    lines = []
+    for line in text.splitlines():
+        cut = re.split(r"[^\x20-\x7e\t]", line, maxsplit=1)[0]
+        lines.append(cut[:300] + (" ..." if cut != line or len(cut) > 300 else ""))
+    return "\n".join(lines)
+
+
+# -- init --------------------------------------------------------------------------------------
+
+
+def write_config(repo: Repository, server: Server, secret: str | None) -> None:
+    """Write pgbackrest.conf (0600, the server's user) and create the repository, log and lock dirs."""
+    for path in (repo.work_dir, repo.repo_path, *(repo.work_dir / name for name in ("log", "lock", "spool"))):
+        runas.make_private_dir(path)
+    lines = [
+        "# Written by spreadedge backup init: run it again to change these settings.",
+        "[global]",
+        f"repo1-path={repo.repo_path}",
+        f"repo1-retention-full={repo.settings.retention_full}",
+        f"repo1-retention-diff={repo.settings.retention_diff}",
+        f"compress-type={repo.settings.compress_type}",
+        f"log-path={repo.work_dir / 'log'}",
+        f"lock-path={repo.work_dir / 'lock'}",
+        f"spool-path={repo.work_dir / 'spool'}",
+        "log-level-console=warn",
+        "log-level-file=info",
+        "start-fast=y",
+        "archive-timeout=120",
+    ]
+    if secret is not None:
+        lines += ["repo1-cipher-type=aes-256-cbc", f"repo1-cipher-pass={secret}"]
+    lines += [
+        "",
+        f"[{repo.settings.stanza}]",
+        f"pg1-path={server.data_dir}",
+        f"pg1-port={server.port}",
+        f"pg1-socket-path={server.socket_dir}",
+        f"pg1-user={server.user}",
+    ]
+    partial = repo.config_file.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    runas.give(partial)
+    partial.replace(repo.config_file)
+
+
+def enable_archiving(conn: psycopg.Connection[Any], repo: Repository) -> bool:
+    """Point archive_command at pgBackRest and turn archive_mode on (ALTER SYSTEM, reload).
+
+    True when the server must restart for archive_mode to take effect.
+    """
+    for name, value in (("archive_mode", "on"), ("archive_command", repo.archive_command())):
+        conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    conn.execute("select pg_reload_conf()")
+    row = conn.execute("select current_setting('archive_mode')").fetchone()
+    return row is None or row[0] != "on"
+
+
+def create_stanza(repo: Repository) -> None:
+    """Create the stanza (idempotent) and check that WAL archiving reaches the repository."""
+    run(repo, "stanza-create")
+    run(repo, "check")
+
+
+# -- backups and what the repository holds -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """One backup of the repository, as pgBackRest info reports it."""
+
+    label: str
+    type: str
+    started_at: datetime
+    stopped_at: datetime
+    size_bytes: int
+    repo_size_bytes: int
+    wal_start: str
+    wal_stop: str
+
+
+def backup(repo: Repository, kind: str, progress: Callable[[float], None] | None = None) -> BackupInfo:
+    """Take a full, differential or incremental backup; the new backup's info.
+
+    ``progress`` receives the share done (0-100) as pgBackRest reports files copied.
+    """
+    if kind not in BACKUP_TYPES:
+        raise OpsError(f"backup type must be one of {', '.join(BACKUP_TYPES)}, got {kind!r}")
+
+    def on_line(line: str) -> None:
+        match = _PERCENT.search(line)
+        if match and progress is not None:
+            progress(float(match.group(1)))
+
+    run(repo, "backup", f"--type={kind}", "--log-level-console=detail", on_line=on_line)
+    backups = info(repo)
+    if not backups:
+        raise OpsError("pgBackRest reported no backup after a successful backup command")
+    return backups[-1]
+
+
+def info(repo: Repository) -> list[BackupInfo]:
+    """Every backup of the stanza, oldest first."""
+    output = run(repo, "info", "--output=json")
+    # strict=False: a wrong passphrase puts undecryptable bytes into the error messages
+    stanzas = json.loads(output, strict=False)
+    backups = []
+    for stanza in stanzas:
+        _check_readable(stanza)
+        for item in stanza.get("backup", []):
+            backups.append(
+                BackupInfo(
+                    label=item["label"],
+                    type=item["type"],
+                    started_at=datetime.fromtimestamp(item["timestamp"]["start"]).astimezone(),
+                    stopped_at=datetime.fromtimestamp(item["timestamp"]["stop"]).astimezone(),
+                    size_bytes=int(item["info"]["size"]),
+                    repo_size_bytes=int(item["info"]["repository"]["delta"]),
+                    wal_start=item["archive"]["start"],
+                    wal_stop=item["archive"]["stop"],
+                )
+            )
+    return backups
+
+
+def _check_readable(stanza: dict[str, Any]) -> None:
+    """OpsError when pgBackRest could not read the stanza's repository (it still exits 0)."""
+    status = stanza.get("status", {})
+    if status.get("code", 0) in (0, 2):  # 2: no backup yet
+        return
+    messages = " ".join(str(repo.get("status", {}).get("message", "")) for repo in stanza.get("repo", []))
+    if "unable to load info file" in messages and stanza.get("cipher", "none") != "none":
+        raise OpsError(f"pgBackRest info failed: {WRONG_PASSPHRASE}")
+    reason = _printable(messages or status.get("message", ""))
+    raise OpsError(f"pgBackRest info failed: stanza {stanza.get('name')}: {reason}")
+
+
+def verify(repo: Repository) -> str:
+    """pgBackRest verify: every file of the repository (backups and WAL) against its checksum."""
+    output = run(repo, "verify", "--log-level-console=info")
+    if re.search(r"status: error", output):
+        problems = _printable(
+            "\n".join(
+                line.strip()
+                for line in output.splitlines()
+                if "No usable" in line or "invalid" in line or "missing" in line
+            )
+        )
+        if "No usable backup.info" in output and "cipher-type" in output:
+            raise OpsError(f"pgBackRest verify failed: {WRONG_PASSPHRASE}\n{problems}")
+        raise OpsError(f"pgBackRest verify found errors:\n{problems}")
+    return output
+
+
+def expire(repo: Repository) -> str:
+    """Apply the retention settings: expire old backups and the WAL only they needed."""
+    return run(repo, "expire", "--log-level-console=info")
+
+
+# -- restore -----------------------------------------------------------------------------------
+
+
+def restore(repo: Repository, target: Cluster, target_time: datetime | None, backup_set: str | None) -> None:
+    """Restore into ``target``'s (new, empty) data directory, to ``target_time`` when given.
+
+    The restored cluster recovers from the repository's WAL when it first starts, then promotes;
+    its archiving is off, so it never pushes WAL into the stanza it came from. ``Cluster.start``
+    returns once recovery has ended.
+    """
+    data_dir = target.data_dir
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise OpsError(f"{data_dir} is not empty: restore into a new directory")
+    target.prepare_dirs()
+    args = ["restore", f"--pg1-path={data_dir.resolve()}", "--archive-mode=off"]
+    if target_time is not None:
+        stamp = target_time.isoformat(sep=" ")
+        args += ["--type=time", f"--target={stamp}", "--target-action=promote"]
+    if backup_set is not None:
+        args.append(f"--set={backup_set}")
+    run(repo, *args)
+
+
+def copy_password(source_home: Path, target: Cluster) -> None:
+    """Give the restored cluster the source cluster's password file (the roles came with it)."""
+    source = source_home / "password"
+    if source.exists():
+        shutil.copy2(source, target.password_file)
+        target.password_file.chmod(0o600)

@@ -1,0 +1,91 @@
+"""Index advice and its application: ``spreadedge tune report|apply|drop-unused``.
+
+The advice is ``ops.index_advice()`` and the statements that build an index are
+``ops.index_build_statements()``; this module runs them one by one outside any transaction, as
+CREATE INDEX CONCURRENTLY and DROP INDEX CONCURRENTLY require.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from spreadedge.ops import OpsError
+from spreadedge.sqlcall import select_rows
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A row of ``ops.index_advice()``."""
+
+    advice: int
+    queryid: int
+    statement: str
+    calls: int
+    total_exec_ms: Decimal
+    table_name: str
+    index_method: str
+    columns: list[str]
+    cost_before: Decimal
+    cost_after: Decimal
+    saving: Decimal
+    create_index: str
+
+
+@dataclass(frozen=True)
+class UnusedIndex:
+    """A row of ``ops.unused_indexes``."""
+
+    schema_name: str
+    table_name: str
+    index_name: str
+    index_method: str
+    size_bytes: int
+    created_by_tune: bool
+    index_definition: str
+    drop_statement: str
+
+
+def advice(
+    conn: psycopg.Connection[Any], statements: int = 20, min_saving: Decimal = Decimal("0.5")
+) -> list[Advice]:
+    """The index advice for the heaviest statements, numbered from 1."""
+    arguments = {"statements": statements, "min_saving": min_saving}
+    with conn.cursor(row_factory=class_row(Advice)) as cur:
+        return cur.execute(select_rows("ops.index_advice", arguments), arguments).fetchall()
+
+
+def build_statements(conn: psycopg.Connection[Any], item: Advice) -> list[str]:
+    """The statements that build the advised index, in order."""
+    arguments = {"table_name": item.table_name, "index_method": item.index_method, "columns": item.columns}
+    rows = conn.execute(select_rows("ops.index_build_statements", arguments), arguments).fetchall()
+    return [row[1] for row in sorted(rows)]
+
+
+def run_statements(
+    conn: psycopg.Connection[Any], statements: list[str], progress: Callable[[str], None]
+) -> None:
+    """Run each statement on its own (``conn`` must be in autocommit mode)."""
+    if not conn.autocommit:
+        raise OpsError("index builds and drops run outside transactions: use an autocommit connection")
+    for statement in statements:
+        progress(statement)
+        # bytes: a statement the database composed (ops.index_build_statements, ops.unused_indexes)
+        conn.execute(statement.encode())
+
+
+def unused_indexes(conn: psycopg.Connection[Any], *, include_schema_indexes: bool) -> list[UnusedIndex]:
+    """Unused indexes: those spreadedge tune built, and with ``include_schema_indexes`` every one."""
+    with conn.cursor(row_factory=class_row(UnusedIndex)) as cur:
+        rows = cur.execute(
+            "select schema_name, table_name, index_name, index_method, size_bytes, created_by_tune,"
+            " index_definition, drop_statement from ops.unused_indexes"
+            " where created_by_tune or %(all)s order by schema_name, table_name, index_name",
+            {"all": include_schema_indexes},
+        ).fetchall()
+    return rows

@@ -1,0 +1,50 @@
+-- spreadedge schema: operations
+-- The catalog of backup runs (spreadedge backup records every pgBackRest and pg_dump run here, so
+-- health can tell how old the last good backup is from SQL) and the SQLSTATEs of the ops functions.
+-- The tuning views, index advice, partition and cleanup functions are in functions/60_*-64_*.
+
+-- ============================================================================
+-- Backup runs
+-- ============================================================================
+create table ops.backup_runs (
+    run_id          bigint generated always as identity primary key,
+    kind            text not null
+        check (kind in ('full', 'diff', 'incr', 'logical_schema', 'logical_data', 'logical_full')),
+    compress_type   text not null
+        check (compress_type in ('gz', 'bz2', 'lz4', 'zst', 'none')),
+    started_at      timestamptz not null default now(),
+    finished_at     timestamptz,
+    status          text not null default 'running'
+        check (status in ('running', 'succeeded', 'failed')),
+    label           text,
+    size_bytes      bigint check (size_bytes >= 0),
+    repo_size_bytes bigint check (repo_size_bytes >= 0),
+    detail          text,
+    -- why: a run is finished exactly when it has an end time
+    check ((status = 'running') = (finished_at is null)),
+    check (finished_at >= started_at)
+);
+comment on table ops.backup_runs is
+    'Every backup spreadedge ran (pgBackRest full/diff/incr, pg_dump logical): what, when, how big, and whether it succeeded.';
+comment on column ops.backup_runs.run_id is 'Identity of the run.';
+comment on column ops.backup_runs.kind is 'full, diff or incr (pgBackRest), or logical_schema, logical_data, logical_full (pg_dump).';
+comment on column ops.backup_runs.compress_type is 'Compression: gz, bz2, lz4, zst, or none.';
+comment on column ops.backup_runs.started_at is 'When the run started (UTC).';
+comment on column ops.backup_runs.finished_at is 'When the run ended, successfully or not (UTC); null while it runs.';
+comment on column ops.backup_runs.status is 'running, succeeded or failed.';
+comment on column ops.backup_runs.label is 'The pgBackRest backup label, or the file name of the dump.';
+comment on column ops.backup_runs.size_bytes is 'Size of what was backed up (the database or cluster, uncompressed).';
+comment on column ops.backup_runs.repo_size_bytes is 'Size the backup takes in the repository (or the dump file), compressed.';
+comment on column ops.backup_runs.detail is 'Why a failed run failed (never a secret).';
+create index backup_runs_kind_finished_idx on ops.backup_runs (kind, finished_at desc) where status = 'succeeded';
+comment on index ops.backup_runs_kind_finished_idx is 'The newest successful backup of a kind (health: last backup age).';
+
+-- ============================================================================
+-- Project SQLSTATEs of the ops functions (the table is in 00_foundation.sql)
+-- ============================================================================
+insert into ops.error_codes (sqlstate, name, description) values
+    ('22S21', 'invalid_cleanup_target', 'A cleanup target is not one of orders, quotes, ticks, candles, indicators, metrics, or its table does not exist.'),
+    ('22S22', 'invalid_index_candidate', 'An index to create names a column the table does not have, or an access method that is not btree, brin, hash or gin.'),
+    ('23S21', 'unknown_backup_run', 'No backup run has this id.'),
+    ('55S10', 'backup_run_finished', 'The backup run was already recorded as finished.'),
+    ('55S11', 'partition_not_managed', 'The table is not a partitioned table registered with pg_partman.');

@@ -1,0 +1,37 @@
+"""Helpers of the operations tests: the CLI against one database, and table checksums."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from click.testing import CliRunner, Result
+from psycopg import sql
+
+from spreadedge.cli import main
+
+PROJECT = Path(__file__).resolve().parent.parent
+CHECKSUM_SCHEMAS = ("ref", "trading", "market", "auth", "monitor", "audit", "ops")
+
+
+def cli(*args: str, database_url: str | None = None, env: dict[str, str] | None = None) -> Result:
+    """Run ``spreadedge ARGS`` against ``database_url`` (or the settings' cluster)."""
+    environment = {"SPREADEDGE_PROJECT_DIR": str(PROJECT), "DATABASE_URL": database_url, **(env or {})}
+    return CliRunner().invoke(main, list(args), env=environment, catch_exceptions=False)
+
+
+def checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
+    """Row count and md5 of the sorted rows of every table (partitioned ones whole) of the project."""
+    tables = conn.execute(
+        "select format('%%I.%%I', n.nspname, c.relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = any(%s) and c.relkind in ('r', 'p') and not c.relispartition order by 1",
+        [list(CHECKSUM_SCHEMAS)],
+    ).fetchall()
+    result = {}
+    for (table,) in tables:
+        query = sql.SQL(
+            "select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {} t"
+        )
+        row = conn.execute(query.format(sql.SQL(table))).fetchone()
+        result[table] = (row[0], row[1])
+    return result

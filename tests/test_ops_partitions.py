@@ -1,0 +1,89 @@
+"""Partition lifecycle: status, maintenance (ahead and retention), default-partition repair."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from ops_helpers import cli
+
+
+def _drop_future_partitions(db: psycopg.Connection, table: str) -> None:
+    ahead = db.execute(
+        "select p.partition_schemaname, p.partition_tablename from partman.show_partitions(%s) p,"
+        " partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename) i"
+        " where i.child_start_time > now()",
+        [table],
+    ).fetchall()
+    for schema, name in ahead:
+        db.execute(sql.SQL("drop table {}").format(sql.Identifier(schema, name)))
+
+
+def test_partitions_maintain_creates_partitions_ahead_and_drops_by_retention(db, db_url):
+    # pg_partman keeps premake (4) partitions beyond the current day's: the newest ends 6 days on
+    _drop_future_partitions(db, "market.ticks")
+
+    result = cli("partitions", "maintain", database_url=db_url, env={"SPREADEDGE_RETENTION_TICKS": "3 days"})
+
+    assert result.exit_code == 0, result.output
+    row = db.execute(
+        "select retention, oldest_start = date_trunc('day', now()) - interval '3 days',"
+        " newest_end = date_trunc('day', now()) + interval '6 days'"
+        " from ops.partition_status() where parent_table = 'market.ticks'"
+    ).fetchone()
+    assert row == ("3 days", True, True)
+
+
+def test_partition_status_lists_every_partitioned_table_registered(db):
+    rows = db.execute("select parent_table, registered, default_rows from ops.partition_status()").fetchall()
+
+    assert rows == [
+        (table, True, 0)
+        for table in (
+            "audit.log",
+            "market.candles",
+            "market.quotes",
+            "market.technical_indicators",
+            "market.ticks",
+            "trading.order_events",
+            "trading.orders",
+            "trading.trades",
+        )
+    ]
+
+
+def test_partitions_repair_moves_default_partition_rows_into_a_proper_partition(db, db_url):
+    db.execute("set session_replication_role = replica")  # only to plant the stray row
+    db.execute(
+        "insert into trading.order_events (occurred_at, order_id, to_status) values ('2099-01-01 00:00+00', 1, 'new')"
+    )
+
+    result = cli("partitions", "repair", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert "trading.order_events: moved 1 rows out of the default partition" in result.output
+    rows = db.execute(
+        "select tableoid::regclass::text from trading.order_events where occurred_at = '2099-01-01 00:00+00'"
+    ).fetchall()
+    assert rows == [("trading.order_events_p2099_01",)]
+    assert db.execute("select ok from internal.health_default_partitions()").fetchone() == (True,)
+
+
+def test_a_partitioned_table_not_registered_with_pg_partman_fails_health(db):
+    db.execute("create table market.stray (at timestamptz not null) partition by range (at)")
+
+    row = db.execute("select ok, detail from internal.health_partitions_registered()").fetchone()
+
+    assert row == (False, "not registered with pg_partman: market.stray")
+
+
+def test_configure_partitioning_refuses_a_table_pg_partman_does_not_manage_with_55s11(db):
+    try:
+        db.execute("select ops.configure_partitioning('trading.positions', 4, null)")
+    except psycopg.Error as exc:
+        assert (exc.sqlstate, exc.diag.message_primary) == (
+            "55S11",
+            "table trading.positions is not a partitioned table registered with pg_partman",
+        )
+    else:
+        raise AssertionError("configure_partitioning accepted an unmanaged table")

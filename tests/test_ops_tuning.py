@@ -1,0 +1,165 @@
+"""Tuning views, index advice (pg_stat_statements + hypopg) and spreadedge tune."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from ops_helpers import cli
+
+
+def _events(db: psycopg.Connection, rows: int = 50_000) -> None:
+    db.execute("create table public.events (id bigint, account integer, payload text)")
+    db.execute(
+        "insert into public.events select i, i %% 5000, md5(i::text) from generate_series(1, %s) i", [rows]
+    )
+    db.execute("analyze public.events")
+
+
+def _read_account(db: psycopg.Connection, times: int = 3) -> None:
+    for account in range(times):
+        db.execute("select * from public.events where account = %s", [account]).fetchall()
+
+
+def test_a_slow_statement_appears_in_slow_queries_after_a_slow_workload(db):
+    db.execute("select pg_sleep(0.12)")
+    db.execute("select pg_sleep(0.12)")
+
+    rows = db.execute(
+        "select calls, mean_exec_ms >= 100, query from ops.slow_queries where query like '%%pg_sleep%%'"
+    ).fetchall()
+
+    assert rows == [(2, True, "select pg_sleep($1)")]
+
+
+def test_the_slow_query_threshold_follows_the_session_setting(db):
+    db.execute("select pg_sleep(0.02)")
+    db.execute("set spreadedge.slow_query_ms = 10")
+
+    rows = db.execute("select calls from ops.slow_queries where query like '%%pg_sleep%%'").fetchall()
+
+    assert rows == [(1,)]
+
+
+def test_index_advice_recommends_a_btree_on_the_filtered_column_of_a_slow_query(db):
+    _events(db)
+    _read_account(db)
+
+    advice = db.execute(
+        "select advice, statement, table_name, index_method, columns, saving >= 0.5, create_index"
+        " from ops.index_advice()"
+    ).fetchall()
+
+    assert advice == [
+        (
+            1,
+            "select * from public.events where account = $1",
+            "public.events",
+            "btree",
+            ["account"],
+            True,
+            "create index concurrently events_account_btree_tune on public.events using btree (account)",
+        )
+    ]
+
+
+def test_index_advice_recommends_nothing_for_a_well_indexed_query(db):
+    _events(db)
+    db.execute("create index on public.events (account)")
+    _read_account(db)
+
+    assert db.execute("select * from ops.index_advice()").fetchall() == []
+
+
+def test_index_build_statements_refuse_an_unknown_column_with_22s22(db):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("select * from ops.index_build_statements('trading.orders', 'btree', '{no_such_column}')")
+    assert caught.value.sqlstate == "22S22"
+    assert caught.value.diag.message_primary == "table trading.orders has no column among {no_such_column}"
+
+
+def test_tune_apply_builds_the_index_on_every_partition_then_the_parent(seeded, db_url):
+    db = seeded
+    db.execute(
+        "insert into market.ticks (instrument_id, traded_at, exchange_trade_id, price, quantity)"
+        " select (select min(instrument_id) from ref.instruments), now() - (i || ' seconds')::interval, 't' || i, 100, 1 from generate_series(1, 40000) i"
+    )
+    db.execute("analyze market.ticks")
+    for trade_id in ("t1", "t2", "t3"):
+        db.execute("select * from market.ticks where exchange_trade_id = %s", [trade_id]).fetchall()
+
+    result = cli("tune", "apply", "1", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    valid, children = db.execute(
+        "select i.indisvalid, (select count(*) from pg_partition_tree(i.indexrelid)) - 1"
+        " from pg_index i where i.indexrelid = 'market.ticks_exchange_trade_id_btree_tune'::regclass"
+    ).fetchone()
+    partitions = db.execute(
+        "select count(*) from pg_inherits where inhparent = 'market.ticks'::regclass"
+    ).fetchone()
+    assert (valid, children) == (True, partitions[0])
+
+
+def test_tune_drop_unused_drops_only_indexes_tune_built_after_confirmation(db, db_url):
+    _events(db, rows=1000)
+    for statement in (
+        "create index events_account_btree_tune on public.events (account)",
+        "comment on index public.events_account_btree_tune is 'spreadedge tune: btree (account)'",
+        "create index events_id_idx on public.events (id)",
+    ):
+        db.execute(statement)
+
+    refused = cli("tune", "drop-unused", database_url=db_url)
+    dropped = cli("tune", "drop-unused", "--yes", database_url=db_url)
+
+    assert refused.exit_code == 1  # no answer to the confirmation: aborted
+    assert dropped.exit_code == 0, dropped.output
+    indexes = db.execute("select indexname from pg_indexes where tablename = 'events' order by 1").fetchall()
+    assert indexes == [("events_id_idx",)]
+
+
+def test_duplicate_indexes_lists_an_index_that_is_a_prefix_of_another(db):
+    _events(db, rows=10)
+    db.execute("create index events_account_idx on public.events (account)")
+    db.execute("create index events_account_id_idx on public.events (account, id)")
+
+    rows = db.execute(
+        "select index_name, covered_by from ops.duplicate_indexes where table_name = 'events'"
+    ).fetchall()
+
+    assert rows == [("events_account_idx", "events_account_id_idx")]
+
+
+def test_missing_index_candidates_lists_a_table_read_by_sequential_scans(db):
+    _events(db, rows=5000)
+    for _ in range(3):
+        db.execute("select count(*) from public.events where payload = 'x'").fetchall()
+    db.execute("select pg_stat_force_next_flush()")
+
+    rows = db.execute(
+        "select table_name, seq_scan >= 3 from ops.missing_index_candidates where table_name = 'public.events'"
+    ).fetchall()
+
+    assert rows == [("public.events", True)]
+
+
+def test_table_health_reports_dead_rows_after_a_delete(db):
+    _events(db, rows=2000)
+    db.execute("delete from public.events where id <= 500")
+    db.execute("select pg_stat_force_next_flush()")
+
+    row = db.execute(
+        "select dead_rows from ops.table_health where schema_name = 'public' and table_name = 'events'"
+    ).fetchone()
+
+    assert row == (500,)
+
+
+def test_performance_summary_counts_this_databases_connections_and_size(db):
+    row = db.execute(
+        "select connections >= 1, database_size_bytes = pg_database_size(current_database()),"
+        " max_connections = current_setting('max_connections')::int from ops.performance_summary()"
+    ).fetchone()
+
+    assert row == (True, True, True)
