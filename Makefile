@@ -3,6 +3,9 @@
 SHELL := /bin/bash
 
 BIN := .venv/bin
+# why one per CPU: a test keeps its pytest process and its PostgreSQL backend busy in turn, so two
+# workers (each with its own cluster) keep both cores of a small machine busy
+TEST_WORKERS ?= $(shell nproc)
 SPREADEDGE := $(BIN)/spreadedge
 
 .PHONY: help bootstrap run test migrate bench bench-backup lint format psql pgcli db-stop clean
@@ -20,8 +23,8 @@ run: bootstrap ## Start the embedded cluster, migrate, load demo data, show PnL,
 	$(SPREADEDGE) pnl
 	$(SPREADEDGE) serve
 
-test: bootstrap ## Run the tests (pass options with PYTEST_ARGS=...)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: bootstrap ## Run the tests, one worker per CPU (options: PYTEST_ARGS=..., TEST_WORKERS=0 for one process)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 migrate: bootstrap ## Apply pending migrations and re-apply functions/
 	$(SPREADEDGE) migrate
