@@ -188,3 +188,12 @@ create policy owner_scope on auth.api_keys
            or 'keys:all' = any ((select internal.session_permissions())::text[])
            or user_id = (select internal.session_user_id()));
 comment on policy owner_scope on auth.api_keys is 'A scoped session sees its user''s API keys (all with keys:all).';
+
+-- ============================================================================
+-- monitor (issue 5): metrics, alert rules and alerts, the notification outbox, risk limits
+-- ============================================================================
+-- The monitor tables are private like the others: no role but spreadedge_owner reads or writes
+-- them. People and dashboards read the monitor views, applications call the monitor functions
+-- (grants in functions/99_privileges.sql); readonly already has USAGE on schema monitor above.
+-- Alert rules, acknowledgements and risk limits are managed by unscoped sessions, or by users
+-- with the alerts:manage and risk:manage permissions (admin; schema/70_monitor.sql).

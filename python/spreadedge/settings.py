@@ -43,6 +43,8 @@ class RenderSettings:
     retention_ticks: str | None = None
     retention_candles: str | None = None
     retention_indicators: str | None = None
+    # monitor.metrics is partitioned by day; a value a minute per series adds up.
+    retention_metrics: str | None = "90 days"
 
     def as_context(self) -> dict[str, Any]:
         """The Jinja context: every field by name."""
