@@ -248,7 +248,7 @@ begin
                 limit_kind := 'max_order_notional';
                 limit_value := v_limit.max_order_notional;
                 observed_value := v_value;
-                reason := format('order notional %s exceeds max_order_notional %s', v_value, v_limit.max_order_notional);
+                reason := format('order notional %s exceeds max_order_notional %s', trim_scale(v_value), v_limit.max_order_notional);
                 return;
             end if;
         end if;
@@ -286,7 +286,7 @@ begin
                 limit_kind := 'max_position_notional';
                 limit_value := v_limit.max_position_notional;
                 observed_value := v_value;
-                reason := format('position notional %s after the order exceeds max_position_notional %s', v_value,
+                reason := format('position notional %s after the order exceeds max_position_notional %s', trim_scale(v_value),
                                  v_limit.max_position_notional);
                 return;
             end if;
@@ -302,7 +302,7 @@ begin
                 limit_kind := 'max_daily_loss';
                 limit_value := v_limit.max_daily_loss;
                 observed_value := v_value;
-                reason := format('realized loss today %s reached max_daily_loss %s', v_value, v_limit.max_daily_loss);
+                reason := format('realized loss today %s reached max_daily_loss %s', trim_scale(v_value), v_limit.max_daily_loss);
                 return;
             end if;
         end if;

@@ -182,7 +182,9 @@ def test_a_migration_template_renders_the_partition_settings(project_settings, t
     assert Path(tmp_path / "0001_initial.sql").exists()
 
 
-def test_migrating_the_cron_database_schedules_partition_maintenance_and_monitoring(pg_cluster, project_settings):
+def test_migrating_the_cron_database_schedules_partition_maintenance_and_monitoring(
+    pg_cluster, project_settings
+):
     # the session cluster's own "spreadedge" database is the one pg_cron serves (cron.database_name)
     url = pg_cluster.url("spreadedge")
     migrate(url, project_settings, echo=lambda line: None)
@@ -190,6 +192,10 @@ def test_migrating_the_cron_database_schedules_partition_maintenance_and_monitor
         jobs = conn.execute("select jobname, schedule, command from cron.job order by jobname").fetchall()
     assert jobs == [
         ("spreadedge-collect-metrics", "* * * * *", "select monitor.collect_metrics()"),
-        ("spreadedge-evaluate-alert-rules", "* * * * *", "select count(*) from monitor.evaluate_alert_rules()"),
+        (
+            "spreadedge-evaluate-alert-rules",
+            "* * * * *",
+            "select count(*) from monitor.evaluate_alert_rules()",
+        ),
         ("spreadedge-partition-maintenance", "17 * * * *", "call partman.run_maintenance_proc()"),
     ]

@@ -17,6 +17,7 @@ import click
 import psycopg
 
 from spreadedge import db, errors
+from spreadedge.cli_monitor import alerts_group, metrics_group, notify_group, risk_group
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
 from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
@@ -322,3 +323,8 @@ def spreads(settings: Settings, symbol: str | None, min_bps: float | None) -> No
 main.add_command(users_group)
 main.add_command(keys_group)
 main.add_command(serve)
+
+# -- monitoring: spreadedge.cli_monitor -------------------------------------------------------
+
+for _group in (alerts_group, risk_group, metrics_group, notify_group):
+    main.add_command(_group)

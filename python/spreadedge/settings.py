@@ -17,7 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 DEFAULT_PORT = 54329
 RETENTION = re.compile(r"[1-9][0-9]{0,3} (day|week|month|year)s?")
@@ -52,6 +52,45 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """Where `spreadedge notify worker` delivers, and how it retries (``[notify]``, see the example).
+
+    Secret values (the SMTP password, the Slack and Discord webhook URLs, which carry their token,
+    and the generic webhook's HMAC key) are left out of ``repr`` and never logged: read them from
+    ``SPREADEDGE_*`` environment variables rather than the file.
+    """
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    email_from: str = "spreadedge@localhost"
+    email_to: tuple[str, ...] = ()
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    discord_webhook_url: str | None = field(default=None, repr=False)
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Attempts before a notification goes to the dead letter; waits double from backoff_seconds.
+    max_attempts: int = 5
+    backoff_seconds: float = 30.0
+    max_backoff_seconds: float = 3600.0
+    timeout_seconds: float = 10.0
+    batch_size: int = 10
+
+    SECRETS: ClassVar[tuple[str, ...]] = (
+        "smtp_password",
+        "slack_webhook_url",
+        "discord_webhook_url",
+        "webhook_secret",
+    )
+
+    def secrets(self) -> list[str]:
+        """The secret values set, to redact from anything shown or stored."""
+        return [value for name in self.SECRETS if (value := getattr(self, name))]
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to find and shape its database."""
 
@@ -60,6 +99,7 @@ class Settings:
     home: Path = field(default=Path(".spreadedge"))
     port: int = DEFAULT_PORT
     render: RenderSettings = field(default_factory=RenderSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @property
     def migrations_dir(self) -> Path:
@@ -112,6 +152,48 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
     return RenderSettings(**merged)
 
 
+_NOTIFY_INTEGERS = ("smtp_port", "max_attempts", "batch_size")
+_NOTIFY_NUMBERS = ("backoff_seconds", "max_backoff_seconds", "timeout_seconds")
+
+
+def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
+    known = set(NotifySettings.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"unknown [notify] setting(s): {', '.join(unknown)}")
+    merged: dict[str, Any] = dict(values)
+    for name in known:
+        env_value = env.get(f"SPREADEDGE_{name.upper()}")
+        if env_value is not None:
+            merged[name] = env_value
+    for name in _NOTIFY_INTEGERS:
+        if name in merged:
+            try:
+                merged[name] = int(merged[name])
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{name} must be an integer, got {merged[name]!r}") from exc
+            if merged[name] < 1:
+                raise SettingsError(f"{name} must be at least 1, got {merged[name]}")
+    for name in _NOTIFY_NUMBERS:
+        if name in merged:
+            try:
+                merged[name] = float(merged[name])
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{name} must be a number of seconds, got {merged[name]!r}") from exc
+            if not 0 <= merged[name] < float("inf"):
+                raise SettingsError(f"{name} must be zero or more seconds, got {merged[name]!r}")
+    if isinstance(merged.get("smtp_starttls"), str):
+        merged["smtp_starttls"] = merged["smtp_starttls"].lower() in ("1", "true", "yes", "on")
+    if isinstance(merged.get("email_to"), str):
+        merged["email_to"] = [part.strip() for part in merged["email_to"].split(",") if part.strip()]
+    if "email_to" in merged:
+        merged["email_to"] = tuple(merged["email_to"])
+    for name in known - {*_NOTIFY_INTEGERS, *_NOTIFY_NUMBERS, "smtp_starttls", "email_to"}:
+        if merged.get(name) == "":
+            merged[name] = None
+    return NotifySettings(**merged)
+
+
 def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read defaults, the settings file and the environment into one Settings."""
     env = dict(os.environ) if env is None else env
@@ -124,6 +206,7 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{path}: {exc}") from exc
     render = _render_from(data.get("render", {}), env)
+    notify = _notify_from(data.get("notify", {}), env)
     port_text = env.get("SPREADEDGE_PORT", data.get("cluster", {}).get("port", DEFAULT_PORT))
     try:
         port = int(port_text)
@@ -136,4 +219,5 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
         home=home.resolve(),
         port=port,
         render=render,
+        notify=notify,
     )
