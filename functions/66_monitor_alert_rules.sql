@@ -24,7 +24,7 @@ create or replace function monitor.add_alert_rule(
     metric            text default null,
     exchange          text default null,
     symbol            text default null,
-    aggregate         text default 'last',
+    aggregate         text default null,
     labels            jsonb default '{}',
     evaluation_window interval default '5 minutes',
     severity          text default 'warning',
@@ -38,12 +38,14 @@ create or replace function monitor.add_alert_rule(
     set search_path = ''
     language plpgsql
 as $$
--- Add an alert rule: aggregate(values over evaluation_window) operator threshold. price and volume
+-- Add an alert rule: aggregate(values over evaluation_window) operator threshold; aggregate
+-- defaults to sum for volume rules, last for the others. price and volume
 -- rules watch exchange/symbol's market data, risk, system and trading rules a metric of their
 -- category (or a custom one). Everything is checked here: 22S12 for a malformed rule, 23S12 for an
 -- unknown metric, 23S01/23S02 for an unknown instrument, 23S15 when the name is taken.
 #variable_conflict use_column
 declare
+    v_aggregate     text := coalesce(add_alert_rule.aggregate, case add_alert_rule.kind when 'volume' then 'sum' else 'last' end);
     v_instrument_id integer;
     v_category      text;
     v_aggregates    text[];
@@ -87,8 +89,8 @@ begin
         end if;
         v_aggregates := array['last', 'avg', 'min', 'max', 'sum', 'count', 'change_pct'];
     end if;
-    if add_alert_rule.aggregate is null or not add_alert_rule.aggregate = any (v_aggregates) then
-        perform internal.rule_problem(format('the aggregate of a %s rule', add_alert_rule.kind), add_alert_rule.aggregate,
+    if not v_aggregate = any (v_aggregates) then
+        perform internal.rule_problem(format('the aggregate of a %s rule', add_alert_rule.kind), v_aggregate,
                                       'one of ' || array_to_string(v_aggregates, ', '));
     end if;
     if add_alert_rule.operator is null or add_alert_rule.operator not in ('>', '>=', '<', '<=', '=', '<>') then
@@ -122,7 +124,7 @@ begin
          severity, cooldown, channels, description)
     values
         (add_alert_rule.name, add_alert_rule.kind::monitor.alert_kind, add_alert_rule.metric, add_alert_rule.labels,
-         v_instrument_id, add_alert_rule.aggregate, add_alert_rule.operator, add_alert_rule.threshold,
+         v_instrument_id, v_aggregate, add_alert_rule.operator, add_alert_rule.threshold,
          add_alert_rule.evaluation_window, add_alert_rule.severity::monitor.alert_severity, add_alert_rule.cooldown,
          (select coalesce(array_agg(distinct c::monitor.notification_channel), '{}')
           from unnest(add_alert_rule.channels) c),

@@ -30,7 +30,7 @@ as $$
         'at', internal.iso_utc(p_at))
     from (select w.watching,
                  format('[%s] %s %s: %s %s = %s (threshold %s %s)', upper(p_rule.severity::text), p_rule.name,
-                        p_transition, w.watching, p_rule.aggregate, coalesce(p_value::text, 'no data'),
+                        p_transition, w.watching, p_rule.aggregate, coalesce(trim_scale(p_value)::text, 'no data'),
                         p_rule.operator, p_rule.threshold) as subject
           from (select coalesce(p_rule.metric,
                                 (select format('%s %s/%s', p_rule.kind, e.code, i.symbol)

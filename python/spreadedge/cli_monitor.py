@@ -232,7 +232,7 @@ def add_rule(
             metric=metric,
             exchange=exchange,
             symbol=symbol,
-            aggregate=aggregate or ("sum" if kind == "volume" else "last"),
+            aggregate=aggregate,
             labels=Jsonb(_labels(labels)),
             evaluation_window=evaluation_window,
             severity=severity,
