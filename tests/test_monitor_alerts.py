@@ -69,7 +69,7 @@ def test_a_risk_rule_fires_on_a_collected_risk_metric(seeded):
 def test_a_system_rule_fires_on_a_database_metric(seeded):
     add_rule(seeded, "db-has-size", "system", ">", "0", metric="db.size_bytes")
     call(seeded, "monitor.collect_metrics", collected_at=NOW)
-    [(rule, transition, value, notified)] = evaluate(seeded, NOW)
+    [(rule, transition, value, _notified)] = evaluate(seeded, NOW)
     assert (rule, transition, value > 0) == ("db-has-size", "fired", True)
 
 
