@@ -12,7 +12,7 @@ import pytest
 
 from conftest import free_port
 from spreadedge.notify import Worker, configured_channels
-from spreadedge.settings import NotifySettings
+from spreadedge.settings import NotifySettings, load_settings
 from trading_helpers import call, place
 
 SECRET = "s3cr3t-hmac-key-do-not-log"
@@ -197,3 +197,22 @@ def test_channels_this_worker_does_not_have_stay_pending(seeded, seeded_url, htt
 def test_a_webhook_without_its_hmac_secret_is_refused(seeded):
     with pytest.raises(ValueError, match="webhook_secret"):
         configured_channels(NotifySettings(webhook_url="http://127.0.0.1:1/x"))
+
+
+def test_notify_settings_come_from_the_file_and_the_environment(tmp_path):
+    (tmp_path / "spreadedge.toml").write_text(
+        '[notify]\nsmtp_host = "mail.test"\nemail_to = ["ops@desk.test"]\n'
+    )
+    env = {
+        "SPREADEDGE_MAX_ATTEMPTS": "3",
+        "SPREADEDGE_SMTP_PASSWORD": SECRET,
+        "SPREADEDGE_SMTP_STARTTLS": "true",
+    }
+    notify = load_settings(project_dir=tmp_path, env=env).notify
+    assert (notify.smtp_host, notify.email_to, notify.max_attempts, notify.smtp_starttls) == (
+        "mail.test",
+        ("ops@desk.test",),
+        3,
+        True,
+    )
+    assert notify.secrets() == [SECRET] and SECRET not in repr(notify)

@@ -121,17 +121,22 @@ class SettingsError(ValueError):
     """A settings file or variable holds a value that cannot be used."""
 
 
-def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
-    known = RenderSettings.__dataclass_fields__
-    unknown = sorted(set(values) - set(known))
+def _section(section: str, values: dict[str, Any], known: set[str], env: dict[str, str]) -> dict[str, Any]:
+    """A section's values from the file, refused when unknown, with SPREADEDGE_<NAME> overriding each."""
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise SettingsError(f"unknown [render] setting(s): {', '.join(unknown)}")
+        raise SettingsError(f"unknown [{section}] setting(s): {', '.join(unknown)}")
     merged: dict[str, Any] = dict(values)
     for name in known:
         env_value = env.get(f"SPREADEDGE_{name.upper()}")
         if env_value is not None:
             merged[name] = env_value
-    for name in ("partition_premake", "partition_history_months", "partition_history_days"):
+    return merged
+
+
+def _positive_integers(merged: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Turn the named values into integers of at least 1, in place; SettingsError otherwise."""
+    for name in names:
         if name in merged:
             try:
                 merged[name] = int(merged[name])
@@ -139,6 +144,12 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
                 raise SettingsError(f"{name} must be an integer, got {merged[name]!r}") from exc
             if merged[name] < 1:
                 raise SettingsError(f"{name} must be at least 1, got {merged[name]}")
+
+
+def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
+    known = RenderSettings.__dataclass_fields__
+    merged = _section("render", values, set(known), env)
+    _positive_integers(merged, ("partition_premake", "partition_history_months", "partition_history_days"))
     for name in known:
         if not name.startswith("retention_"):
             continue
@@ -158,22 +169,8 @@ _NOTIFY_NUMBERS = ("backoff_seconds", "max_backoff_seconds", "timeout_seconds")
 
 def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
     known = set(NotifySettings.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SettingsError(f"unknown [notify] setting(s): {', '.join(unknown)}")
-    merged: dict[str, Any] = dict(values)
-    for name in known:
-        env_value = env.get(f"SPREADEDGE_{name.upper()}")
-        if env_value is not None:
-            merged[name] = env_value
-    for name in _NOTIFY_INTEGERS:
-        if name in merged:
-            try:
-                merged[name] = int(merged[name])
-            except (TypeError, ValueError) as exc:
-                raise SettingsError(f"{name} must be an integer, got {merged[name]!r}") from exc
-            if merged[name] < 1:
-                raise SettingsError(f"{name} must be at least 1, got {merged[name]}")
+    merged = _section("notify", values, known, env)
+    _positive_integers(merged, _NOTIFY_INTEGERS)
     for name in _NOTIFY_NUMBERS:
         if name in merged:
             try:
