@@ -13,7 +13,9 @@ with a progress bar, then measures, in this order:
    COPY into an unlogged, unindexed table; every indicator over a month of 1m candles; and
    market.current_spreads over 200 pairs on six exchanges;
 6. history reads (bench/api.py): orders up to 10 M, then orders?symbol=...&limit=100 as a trader,
-   in SQL (p99) and through ``spreadedge serve`` driven by wrk (requests/s and p99).
+   in SQL (p99) and through ``spreadedge serve`` driven by wrk (requests/s and p99);
+7. monitoring (bench/monitor.py, also runnable alone): place_order with risk limits on vs off, and
+   monitor.evaluate_alert_rules() over 1,000 rules.
 
 It prints a table (measured, baseline, ratio, goal) and writes the same to bench/results/latest.json,
 with the plans of pnl_summary's statements next to it. The cluster is stopped and deleted at the end,
@@ -36,7 +38,7 @@ from typing import Any
 import click
 import psycopg
 
-from bench import api, market, pgbench, scratch, writes
+from bench import api, market, monitor, pgbench, scratch, writes
 from bench.latency import Latency, check_pnl_summary, explain_pnl_summary, time_pnl_summary
 from bench.loader import LoadResult, load_history
 from bench.report import Goal, Row, table, write_json
@@ -103,6 +105,7 @@ class Measurements:
     orders_total: int = 0
     history_sql: Latency | None = None
     history_http: api.HttpResult | None = None
+    monitor: monitor.MonitorResult | None = None
     phases_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -254,7 +257,16 @@ def measure(cluster: Cluster, options: Options, plan_path: Path) -> Measurements
     m.orders_total = api.order_count(app)
     m.history_sql = api.time_history_sql(app, reader, runs=max(options.runs, 1000), budget_s=30)
     m.history_http = api.measure_http(app, reader, duration_s=options.duration, connections=API_CONNECTIONS)
-    _phase(m, "history", mark)
+    mark = _phase(m, "history", mark)
+
+    echo(
+        f"monitoring: place_order with risk limits off, on, on, off; "
+        f"evaluate_alert_rules over {monitor.RULES:,} rules"
+    )
+    m.monitor = monitor.measure(
+        cluster, APP_DB, clients=options.clients, duration=options.duration, strategies=STRATEGIES
+    )
+    _phase(m, "monitor", mark)
     return m
 
 
@@ -359,6 +371,7 @@ def result_rows(m: Measurements, options: Options) -> list[Row]:
         ),
         *_market_rows(m),
         *_history_rows(m),
+        *([] if m.monitor is None else monitor.result_rows(m.monitor, clients)),
     ]
 
 
@@ -467,6 +480,7 @@ def details(m: Measurements, plan_path: Path) -> dict[str, Any]:
             "sql": None if m.history_sql is None else m.history_sql.as_json(),
             "http": None if m.history_http is None else m.history_http.as_json(),
         },
+        "monitor": None if m.monitor is None else m.monitor.as_json(),
         "statement_profiles": m.profiles,
     }
 

@@ -152,7 +152,8 @@ create or replace function trading.place_order(
 as $$
 -- Validate and store a new order (status new) and its placement event; returns its id. order_type
 -- defaults to limit when a price is given, market otherwise. A retry with the same client_order_id
--- on the same exchange returns the same order and writes nothing.
+-- on the same exchange returns the same order and writes nothing. An order that breaks a pre-trade
+-- risk limit of its strategy is stored as rejected with the reason (see functions/69_monitor_risk.sql).
 #variable_conflict use_column
 declare
     v_strategy   trading.strategies := internal.find_strategy(place_order.strategy);
@@ -161,6 +162,12 @@ declare
     v_type       trading.order_type;
     v_reference  numeric;
     v_order_id   bigint;
+    v_status     trading.order_status := 'new';
+    v_limit_id   integer;
+    v_limit_kind monitor.risk_limit_kind;
+    v_limit      numeric;
+    v_observed   numeric;
+    v_reason     text;
 begin
     perform internal.require_permission('orders:write');
     if place_order.side is null or place_order.side not in ('buy', 'sell') then
@@ -233,6 +240,17 @@ begin
             using errcode = '22S05',
                   hint = 'Increase the quantity.';
     end if;
+    -- Pre-trade risk limits (monitor.risk_limits): a breach stores the order as rejected, records
+    -- a risk event and queues its notification, and returns the id like any placement.
+    -- why exists first: one index probe is all a strategy without limits pays on this hot path
+    if exists (select from monitor.risk_limits l where l.strategy_id = v_strategy.strategy_id) then
+        select b.limit_id, b.limit_kind, b.limit_value, b.observed_value, b.reason
+        into v_limit_id, v_limit_kind, v_limit, v_observed, v_reason
+        from internal.risk_breach(v_strategy.strategy_id, v_instrument, v_side, place_order.quantity, v_reference) b;
+        if v_limit_id is not null then
+            v_status := 'rejected';
+        end if;
+    end if;
 
     v_order_id := nextval('trading.order_id_seq');
     insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id)
@@ -247,18 +265,24 @@ begin
     end if;
     insert into trading.orders
         (order_id, created_at, strategy_id, instrument_id, side, order_type, quantity, price,
-         stop_price, client_order_id, updated_at)
+         stop_price, client_order_id, updated_at, status, status_reason)
     values
         (v_order_id, place_order.placed_at, v_strategy.strategy_id, v_instrument.instrument_id, v_side,
          v_type, place_order.quantity, place_order.price, place_order.stop_price,
-         place_order.client_order_id, place_order.placed_at);
+         place_order.client_order_id, place_order.placed_at, v_status, v_reason);
     insert into trading.order_events (order_id, occurred_at, from_status, to_status)
     values (v_order_id, place_order.placed_at, null, 'new');
+    if v_status = 'rejected' then
+        insert into trading.order_events (order_id, occurred_at, from_status, to_status, reason)
+        values (v_order_id, place_order.placed_at, 'new', 'rejected', v_reason);
+        perform internal.record_risk_event(v_strategy.strategy_id, v_instrument.instrument_id, v_order_id,
+                                           v_limit_id, v_limit_kind, v_limit, v_observed, v_reason);
+    end if;
     return v_order_id;
 end;
 $$;
 comment on function trading.place_order(text, text, text, text, numeric, numeric, text, text, numeric, timestamptz) is
-    'Place an order (status new): validates side, type, quantity, tick, lot and minimum notional; idempotent on (exchange, client_order_id). Returns the order id.';
+    'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional; idempotent on (exchange, client_order_id). Returns the order id.';
 
 create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
     returns void

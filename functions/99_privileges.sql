@@ -69,8 +69,7 @@ grant select on partman.part_config to spreadedge_owner;
 
 -- ============================================================================
 -- ops (issue 7: operations)
--- ============================================================================
--- People read the tuning views, the performance summary and where partitions stand. Index
+-- =====================================================================-- People read the tuning views, the performance summary and where partitions stand. Index
 -- advice, index builds, partition configuration and repair, cleanup, the backup catalog's writers
 -- and the full health report are for operators, who run them as the database owner or a superuser
 -- (spreadedge tune|partitions|cleanup|backup|health): no grant.
@@ -79,3 +78,24 @@ grant select on ops.slow_queries, ops.index_usage, ops.unused_indexes, ops.dupli
     to spreadedge_readonly;
 grant execute on function ops.performance_summary, internal.slow_query_ms
     to spreadedge_readonly;
+=======
+-- monitor (issue 5): metrics, alert rules and alerts, the notification outbox, risk limits
+-- ============================================================================
+-- readonly (people, dashboards): the monitoring views. The views over the trading tables and the
+-- server statistics are security invoker (row-level security and the reader's privileges apply);
+-- the views of the monitor state read the private monitor tables with the owner's rights.
+grant select on monitor.orders_per_status, monitor.open_positions, monitor.trades_per_period,
+                monitor.query_performance, monitor.disk_usage, monitor.latest_metrics,
+                monitor.alert_rule_list, monitor.alert_list, monitor.risk_limit_list,
+                monitor.risk_event_list, monitor.notification_list
+    to spreadedge_readonly;
+-- app: custom metrics, alert rules and acknowledgements, risk limits and kill switches (scoped
+-- sessions need alerts:manage or risk:manage), and the calls of `spreadedge notify worker`
+grant execute on function monitor.record_metric, monitor.add_alert_rule, monitor.set_alert_rule_enabled,
+                          monitor.acknowledge_alert, monitor.set_risk_limit, monitor.set_kill_switch,
+                          monitor.requeue_notification, monitor.claim_notifications,
+                          monitor.complete_notification, monitor.fail_notification,
+                          monitor.next_notification_due
+    to spreadedge_app;
+-- monitor.collect_metrics and monitor.evaluate_alert_rules write the monitor tables: pg_cron and
+-- operators run them as the database owner or a superuser, like the market data maintenance.

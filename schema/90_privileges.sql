@@ -192,5 +192,12 @@ comment on policy owner_scope on auth.api_keys is 'A scoped session sees its use
 -- ============================================================================
 -- ops (issue 7: operations): the backup catalog is readable by people; writing it is the
 -- operators' (spreadedge backup, as the database owner or a superuser)
+-- =====================================================================grant select on ops.backup_runs to spreadedge_readonly;
+=======
+-- monitor (issue 5): metrics, alert rules and alerts, the notification outbox, risk limits
 -- ============================================================================
-grant select on ops.backup_runs to spreadedge_readonly;
+-- The monitor tables are private like the others: no role but spreadedge_owner reads or writes
+-- them. People and dashboards read the monitor views, applications call the monitor functions
+-- (grants in functions/99_privileges.sql); readonly already has USAGE on schema monitor above.
+-- Alert rules, acknowledgements and risk limits are managed by unscoped sessions, or by users
+-- with the alerts:manage and risk:manage permissions (admin; schema/70_monitor.sql).

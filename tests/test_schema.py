@@ -129,15 +129,15 @@ def test_functions_directory_holds_only_reappliable_statements(project_settings)
 def test_every_table_view_and_api_function_has_a_comment(db):
     missing = db.execute("""
         select c.oid::regclass::text from pg_class c
-        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'audit', 'ops', 'internal')
+        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops', 'internal')
           and c.relkind in ('r', 'p', 'v') and not c.relispartition and obj_description(c.oid, 'pg_class') is null
         union all
         select p.oid::regprocedure::text from pg_proc p
-        where p.pronamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'audit', 'ops', 'internal')
+        where p.pronamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops', 'internal')
           and obj_description(p.oid, 'pg_proc') is null
         union all
         select a.attrelid::regclass::text || '.' || a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid
-        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'audit', 'ops', 'internal') and c.relkind in ('r', 'p')
+        where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops', 'internal') and c.relkind in ('r', 'p')
           and not c.relispartition and a.attnum > 0 and not a.attisdropped
           and col_description(a.attrelid, a.attnum) is null
     """).fetchall()
@@ -182,10 +182,20 @@ def test_a_migration_template_renders_the_partition_settings(project_settings, t
     assert Path(tmp_path / "0001_initial.sql").exists()
 
 
-def test_migrating_the_cron_database_schedules_partition_maintenance(pg_cluster, project_settings):
+def test_migrating_the_cron_database_schedules_partition_maintenance_and_monitoring(
+    pg_cluster, project_settings
+):
     # the session cluster's own "spreadedge" database is the one pg_cron serves (cron.database_name)
     url = pg_cluster.url("spreadedge")
     migrate(url, project_settings, echo=lambda line: None)
     with psycopg.connect(url) as conn:
-        jobs = conn.execute("select jobname, schedule, command from cron.job").fetchall()
-    assert jobs == [("spreadedge-partition-maintenance", "17 * * * *", "call partman.run_maintenance_proc()")]
+        jobs = conn.execute("select jobname, schedule, command from cron.job order by jobname").fetchall()
+    assert jobs == [
+        ("spreadedge-collect-metrics", "* * * * *", "select monitor.collect_metrics()"),
+        (
+            "spreadedge-evaluate-alert-rules",
+            "* * * * *",
+            "select count(*) from monitor.evaluate_alert_rules()",
+        ),
+        ("spreadedge-partition-maintenance", "17 * * * *", "call partman.run_maintenance_proc()"),
+    ]

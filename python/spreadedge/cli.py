@@ -17,6 +17,7 @@ import click
 import psycopg
 
 from spreadedge import db, errors
+from spreadedge.cli_monitor import alerts_group, metrics_group, notify_group, risk_group
 from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
@@ -330,3 +331,7 @@ main.add_command(serve)
 
 for _command in OPS_COMMANDS:
     main.add_command(_command)
+# -- monitoring: spreadedge.cli_monitor -------------------------------------------------------
+
+for _group in (alerts_group, risk_group, metrics_group, notify_group):
+    main.add_command(_group)

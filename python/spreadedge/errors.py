@@ -43,6 +43,9 @@ CODES: dict[str, str] = {
     "invalid_argument": "22S09",
     "funding_not_applicable": "22S10",
     "weak_password": "22S11",
+    "invalid_alert_rule": "22S12",
+    "invalid_risk_limit": "22S13",
+    "invalid_metric": "22S14",
     "invalid_spread_legs": "22S20",
     "unknown_exchange": "23S01",
     "unknown_instrument": "23S02",
@@ -55,6 +58,10 @@ CODES: dict[str, str] = {
     "unknown_api_key": "23S09",
     "unknown_role": "23S10",
     "username_taken": "23S11",
+    "unknown_metric": "23S12",
+    "unknown_alert_rule": "23S13",
+    "unknown_alert": "23S14",
+    "alert_rule_exists": "23S15",
     "invalid_credentials": "28S01",
     "invalid_session": "28S02",
     "wrong_master_key": "28S03",
@@ -70,6 +77,8 @@ CODES: dict[str, str] = {
     "unknown_backup_run": "23S21",
     "backup_run_finished": "55S10",
     "partition_not_managed": "55S11",
+    "alert_resolved": "55S05",
+    "notification_state": "55S06",
 }
 
 BY_SQLSTATE: dict[str, type[SpreadedgeError]] = {code: _define(name, code) for name, code in CODES.items()}

@@ -17,7 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 DEFAULT_PORT = 54329
 RETENTION = re.compile(r"[1-9][0-9]{0,3} (day|week|month|year)s?")
@@ -43,6 +43,8 @@ class RenderSettings:
     retention_ticks: str | None = None
     retention_candles: str | None = None
     retention_indicators: str | None = None
+    # monitor.metrics is partitioned by day; a value a minute per series adds up.
+    retention_metrics: str | None = "90 days"
 
     def as_context(self) -> dict[str, Any]:
         """The Jinja context: every field by name."""
@@ -72,6 +74,45 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """Where `spreadedge notify worker` delivers, and how it retries (``[notify]``, see the example).
+
+    Secret values (the SMTP password, the Slack and Discord webhook URLs, which carry their token,
+    and the generic webhook's HMAC key) are left out of ``repr`` and never logged: read them from
+    ``SPREADEDGE_*`` environment variables rather than the file.
+    """
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    email_from: str = "spreadedge@localhost"
+    email_to: tuple[str, ...] = ()
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    discord_webhook_url: str | None = field(default=None, repr=False)
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Attempts before a notification goes to the dead letter; waits double from backoff_seconds.
+    max_attempts: int = 5
+    backoff_seconds: float = 30.0
+    max_backoff_seconds: float = 3600.0
+    timeout_seconds: float = 10.0
+    batch_size: int = 10
+
+    SECRETS: ClassVar[tuple[str, ...]] = (
+        "smtp_password",
+        "slack_webhook_url",
+        "discord_webhook_url",
+        "webhook_secret",
+    )
+
+    def secrets(self) -> list[str]:
+        """The secret values set, to redact from anything shown or stored."""
+        return [value for name in self.SECRETS if (value := getattr(self, name))]
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to find and shape its database."""
 
@@ -81,6 +122,7 @@ class Settings:
     port: int = DEFAULT_PORT
     render: RenderSettings = field(default_factory=RenderSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @property
     def migrations_dir(self) -> Path:
@@ -102,17 +144,24 @@ class SettingsError(ValueError):
     """A settings file or variable holds a value that cannot be used."""
 
 
-def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
-    known = RenderSettings.__dataclass_fields__
-    unknown = sorted(set(values) - set(known))
+def _section(
+    section: str, values: dict[str, Any], known: set[str], env: dict[str, str], prefix: str = "SPREADEDGE_"
+) -> dict[str, Any]:
+    """A section's values from the file, refused when unknown, with <prefix><NAME> overriding each."""
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise SettingsError(f"unknown [render] setting(s): {', '.join(unknown)}")
+        raise SettingsError(f"unknown [{section}] setting(s): {', '.join(unknown)}")
     merged: dict[str, Any] = dict(values)
     for name in known:
-        env_value = env.get(f"SPREADEDGE_{name.upper()}")
+        env_value = env.get(f"{prefix}{name.upper()}")
         if env_value is not None:
             merged[name] = env_value
-    for name in ("partition_premake", "partition_history_months", "partition_history_days"):
+    return merged
+
+
+def _positive_integers(merged: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Turn the named values into integers of at least 1, in place; SettingsError otherwise."""
+    for name in names:
         if name in merged:
             try:
                 merged[name] = int(merged[name])
@@ -120,6 +169,12 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
                 raise SettingsError(f"{name} must be an integer, got {merged[name]!r}") from exc
             if merged[name] < 1:
                 raise SettingsError(f"{name} must be at least 1, got {merged[name]}")
+
+
+def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
+    known = RenderSettings.__dataclass_fields__
+    merged = _section("render", values, set(known), env)
+    _positive_integers(merged, ("partition_premake", "partition_history_months", "partition_history_days"))
     for name in known:
         if not name.startswith("retention_"):
             continue
@@ -134,23 +189,9 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
 
 
 def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
-    known = BackupSettings.__dataclass_fields__
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise SettingsError(f"unknown [backup] setting(s): {', '.join(unknown)}")
-    merged: dict[str, Any] = dict(values)
-    for name in known:
-        env_value = env.get(f"SPREADEDGE_BACKUP_{name.upper()}")
-        if env_value is not None:
-            merged[name] = env_value
-    for name in ("retention_full", "retention_diff"):
-        if name in merged:
-            try:
-                merged[name] = int(merged[name])
-            except (TypeError, ValueError) as exc:
-                raise SettingsError(f"backup {name} must be an integer, got {merged[name]!r}") from exc
-            if not 1 <= merged[name] <= 9999999:
-                raise SettingsError(f"backup {name} must be at least 1, got {merged[name]}")
+    known = set(BackupSettings.__dataclass_fields__)
+    merged = _section("backup", values, known, env, prefix="SPREADEDGE_BACKUP_")
+    _positive_integers(merged, ("retention_full", "retention_diff"))
     if merged.get("compress_type", "zst") not in COMPRESS_TYPES:
         raise SettingsError(
             f"backup compress_type must be one of {', '.join(COMPRESS_TYPES)}, "
@@ -166,6 +207,34 @@ def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
     return BackupSettings(**merged)
 
 
+_NOTIFY_INTEGERS = ("smtp_port", "max_attempts", "batch_size")
+_NOTIFY_NUMBERS = ("backoff_seconds", "max_backoff_seconds", "timeout_seconds")
+
+
+def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
+    known = set(NotifySettings.__dataclass_fields__)
+    merged = _section("notify", values, known, env)
+    _positive_integers(merged, _NOTIFY_INTEGERS)
+    for name in _NOTIFY_NUMBERS:
+        if name in merged:
+            try:
+                merged[name] = float(merged[name])
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{name} must be a number of seconds, got {merged[name]!r}") from exc
+            if not 0 <= merged[name] < float("inf"):
+                raise SettingsError(f"{name} must be zero or more seconds, got {merged[name]!r}")
+    if isinstance(merged.get("smtp_starttls"), str):
+        merged["smtp_starttls"] = merged["smtp_starttls"].lower() in ("1", "true", "yes", "on")
+    if isinstance(merged.get("email_to"), str):
+        merged["email_to"] = [part.strip() for part in merged["email_to"].split(",") if part.strip()]
+    if "email_to" in merged:
+        merged["email_to"] = tuple(merged["email_to"])
+    for name in known - {*_NOTIFY_INTEGERS, *_NOTIFY_NUMBERS, "smtp_starttls", "email_to"}:
+        if merged.get(name) == "":
+            merged[name] = None
+    return NotifySettings(**merged)
+
+
 def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read defaults, the settings file and the environment into one Settings."""
     env = dict(os.environ) if env is None else env
@@ -178,6 +247,7 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{path}: {exc}") from exc
     render = _render_from(data.get("render", {}), env)
+    notify = _notify_from(data.get("notify", {}), env)
     port_text = env.get("SPREADEDGE_PORT", data.get("cluster", {}).get("port", DEFAULT_PORT))
     try:
         port = int(port_text)
@@ -191,4 +261,5 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
         port=port,
         render=render,
         backup=_backup_from(data.get("backup", {}), env),
+        notify=notify,
     )

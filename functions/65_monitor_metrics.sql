@@ -1,0 +1,190 @@
+-- spreadedge functions: metrics
+-- monitor.record_metric (one value, from an application or a person) and monitor.collect_metrics
+-- (every metric of monitor.metric_catalog that the database can measure about itself; pg_cron runs
+-- it every minute, see schema/72_monitor_schedules.sql).
+
+create or replace function monitor.record_metric(
+    name        text,
+    value       numeric,
+    labels      jsonb default '{}',
+    recorded_at timestamptz default now()
+)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Record one value of a metric. A name the catalog does not know yet is registered as a custom
+-- metric, which risk, system and trading alert rules may then watch.
+#variable_conflict use_column
+begin
+    if record_metric.name is null or record_metric.name !~ '^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$'
+       or length(record_metric.name) > 100 then
+        raise exception 'metric name must be dotted snake_case (e.g. app.orders_sent), got "%"',
+            coalesce(record_metric.name, 'null')
+            using errcode = '22S14';
+    end if;
+    if record_metric.value is null or not (record_metric.value > '-Infinity' and record_metric.value < 'Infinity') then
+        raise exception 'value of metric % must be a finite number, got %', record_metric.name,
+            coalesce(record_metric.value::text, 'null')
+            using errcode = '22S14';
+    end if;
+    if record_metric.labels is null or jsonb_typeof(record_metric.labels) <> 'object' then
+        raise exception 'labels of metric % must be a JSON object, got %', record_metric.name,
+            coalesce(record_metric.labels::text, 'null')
+            using errcode = '22S14';
+    end if;
+    perform internal.check_time(record_metric.recorded_at, 'recorded_at');
+    insert into monitor.metric_catalog (name, category, description)
+    values (record_metric.name, 'custom', 'Recorded with monitor.record_metric.')
+    on conflict (name) do nothing;
+    insert into monitor.metrics (recorded_at, name, labels, value)
+    values (record_metric.recorded_at, record_metric.name, record_metric.labels, record_metric.value);
+end;
+$$;
+comment on function monitor.record_metric(text, numeric, jsonb, timestamptz) is
+    'Record one metric value (labels a JSON object); an unknown name is registered as a custom metric.';
+
+create or replace function internal.trading_metrics(p_at timestamptz)
+    returns table (name text, labels jsonb, value numeric)
+    stable
+    language sql
+as $$
+    -- Orders, positions, trades, exposure and PnL at p_at: cheap reads only (the partial index of
+    -- working orders, a day of order partitions, the positions and the hourly and daily rollups).
+    select 'orders.by_status', jsonb_build_object('status', o.status), count(*)::numeric
+    from trading.orders o
+    where o.created_at > p_at - interval '24 hours' and o.created_at <= p_at
+    group by o.status
+    union all
+    select 'orders.working', jsonb_build_object('strategy', s.name), count(*)::numeric
+    from trading.orders o
+    join trading.strategies s on s.strategy_id = o.strategy_id
+    where o.status in ('new', 'open', 'partially_filled')
+    group by s.name
+    union all
+    select m.name, jsonb_build_object('strategy', p.strategy), m.value
+    from (select s.name as strategy,
+                 count(*) filter (where p.quantity <> 0) as open_positions,
+                 sum(abs(p.quantity) * i.multiplier * trading.mark_price(p.instrument_id)) as gross,
+                 sum(p.quantity * i.multiplier * trading.mark_price(p.instrument_id)) as net,
+                 sum(p.realized_pnl) as realized,
+                 sum(case when p.quantity = 0 then 0
+                          else p.quantity * i.multiplier * (trading.mark_price(p.instrument_id) - p.avg_entry_price)
+                     end) as unrealized
+          from trading.positions p
+          join trading.strategies s on s.strategy_id = p.strategy_id
+          join ref.instruments i on i.instrument_id = p.instrument_id
+          group by s.name) p
+    cross join lateral (values ('positions.open', p.open_positions::numeric),
+                               ('exposure.gross', coalesce(round(p.gross, 12), 0)),
+                               ('exposure.net', coalesce(round(p.net, 12), 0)),
+                               ('pnl.realized', p.realized),
+                               ('pnl.unrealized', coalesce(round(p.unrealized, 12), 0))) m(name, value)
+    union all
+    select 'pnl.realized_today', jsonb_build_object('strategy', s.name), sum(d.realized_pnl)
+    from trading.daily_pnl d
+    join trading.strategies s on s.strategy_id = d.strategy_id
+    where d.day = (p_at at time zone 'UTC')::date
+    group by s.name
+    union all
+    select m.name, jsonb_build_object('period', r.period), m.value
+    from (select 'hour' as period, count(*) as rows, sum(h.trades) as trades, sum(h.volume) as volume,
+                 sum(h.notional) as notional
+          from trading.hourly_pnl h
+          where h.hour = date_trunc('hour', p_at, 'UTC')
+          union all
+          select 'day', count(*), sum(d.trades), sum(d.volume), sum(d.notional)
+          from trading.daily_pnl d
+          where d.day = (p_at at time zone 'UTC')::date) r
+    cross join lateral (values ('trades.count', coalesce(r.trades, 0)::numeric),
+                               ('trades.volume', coalesce(r.volume, 0)),
+                               ('trades.notional', coalesce(r.notional, 0))) m(name, value)
+    union all
+    select 'risk.events', '{}'::jsonb, count(*)::numeric
+    from monitor.risk_events e
+    where e.occurred_at > p_at - interval '1 hour' and e.occurred_at <= p_at
+$$;
+comment on function internal.trading_metrics(timestamptz) is
+    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events.';
+
+create or replace function internal.system_metrics()
+    returns table (name text, labels jsonb, value numeric)
+    stable
+    language plpgsql
+as $$
+-- The database's own metrics now: size, connections, commits, rollbacks, cache hit ratio, slow
+-- statements (when pg_stat_statements is loaded), oldest transaction, alerts and the outbox.
+-- Run as a superuser (pg_cron) or a member of pg_read_all_stats to see every session.
+begin
+    return query
+    select 'db.size_bytes', '{}'::jsonb, pg_catalog.pg_database_size(pg_catalog.current_database())::numeric
+    union all
+    select 'db.connections', jsonb_build_object('state', coalesce(a.state, 'unknown')), count(*)::numeric
+    from pg_catalog.pg_stat_activity a
+    where a.datname = pg_catalog.current_database()
+    group by a.state
+    union all
+    select m.name, '{}'::jsonb, m.value
+    from pg_catalog.pg_stat_database d
+    cross join lateral (values ('db.commits', d.xact_commit::numeric),
+                               ('db.rollbacks', d.xact_rollback::numeric),
+                               ('db.cache_hit_ratio',
+                                round(d.blks_hit::numeric / nullif(d.blks_hit + d.blks_read, 0), 6))) m(name, value)
+    where d.datname = pg_catalog.current_database() and m.value is not null
+    union all
+    select 'db.oldest_xact_age', '{}'::jsonb,
+           coalesce(round(extract(epoch from max(pg_catalog.now() - a.xact_start)), 3), 0)
+    from pg_catalog.pg_stat_activity a
+    where a.datname = pg_catalog.current_database() and a.xact_start is not null
+      and a.pid <> pg_catalog.pg_backend_pid()
+    union all
+    select 'alerts.open', jsonb_build_object('severity', v.severity), count(a.alert_id)::numeric
+    from unnest(enum_range(null::monitor.alert_severity)) v(severity)
+    left join monitor.alerts a on a.severity = v.severity and a.status <> 'resolved'
+    group by v.severity
+    union all
+    select 'notifications.' || v.status, '{}'::jsonb, count(n.notification_id)::numeric
+    from unnest(array['pending', 'dead']::monitor.notification_status[]) v(status)
+    left join monitor.notifications n on n.status = v.status
+    group by v.status;
+    -- why the check: pg_stat_statements can be queried only when the server preloads it, and its
+    -- settings exist only then
+    if exists (select from pg_catalog.pg_settings s where s.name = 'pg_stat_statements.max')
+       and exists (select from pg_catalog.pg_extension e where e.extname = 'pg_stat_statements') then
+        return query
+        select 'db.slow_queries', '{}'::jsonb, count(*)::numeric
+        from public.pg_stat_statements s
+        where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = pg_catalog.current_database())
+          and s.mean_exec_time >= 1000;
+    end if;
+end;
+$$;
+comment on function internal.system_metrics() is
+    'The system metrics of monitor.collect_metrics: database size, connections, commits, rollbacks, cache hit ratio, slow statements, oldest transaction, open alerts, the outbox.';
+
+create or replace function monitor.collect_metrics(collected_at timestamptz default now())
+    returns integer
+    volatile
+    language plpgsql
+as $$
+-- Record every collected metric once, at collected_at; returns how many values were recorded.
+-- pg_cron runs it every minute; `spreadedge metrics collect` runs it by hand. Run it as the
+-- database owner or a superuser (it reads every strategy and the server's statistics).
+declare
+    v_count integer;
+begin
+    perform internal.check_time(collected_at, 'collected_at');
+    insert into monitor.metrics (recorded_at, name, labels, value)
+    select collected_at, m.name, m.labels, m.value
+    from (select * from internal.trading_metrics(collected_at)
+          union all
+          select * from internal.system_metrics()) m
+    where m.value is not null;
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function monitor.collect_metrics(timestamptz) is
+    'Record the trading, risk and system metrics of monitor.metric_catalog at a time (default now); returns the number of values. pg_cron runs it every minute.';

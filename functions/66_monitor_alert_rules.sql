@@ -1,0 +1,233 @@
+-- spreadedge functions: alert rules
+-- monitor.add_alert_rule validates a rule completely when it is added, so evaluation never meets a
+-- broken one; internal.alert_rule_values computes every enabled rule's aggregate in one query.
+
+create or replace function internal.rule_problem(p_what text, p_value text, p_allowed text)
+    returns void
+    immutable
+    language plpgsql
+as $$
+-- Raise invalid_alert_rule (22S12) naming what is wrong, the value given and what is allowed.
+begin
+    raise exception '% must be %, got "%"', p_what, p_allowed, left(coalesce(p_value, 'null'), 80)
+        using errcode = '22S12';
+end;
+$$;
+comment on function internal.rule_problem(text, text, text) is
+    'Raises 22S12 invalid_alert_rule naming the part of the rule, the value given and what is allowed.';
+
+create or replace function monitor.add_alert_rule(
+    name              text,
+    kind              text,
+    operator          text,
+    threshold         numeric,
+    metric            text default null,
+    exchange          text default null,
+    symbol            text default null,
+    aggregate         text default null,
+    labels            jsonb default '{}',
+    evaluation_window interval default '5 minutes',
+    severity          text default 'warning',
+    cooldown          interval default '15 minutes',
+    channels          text[] default '{}',
+    description       text default null
+)
+    returns integer
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Add an alert rule: aggregate(values over evaluation_window) operator threshold; aggregate
+-- defaults to sum for volume rules, last for the others. price and volume
+-- rules watch exchange/symbol's market data, risk, system and trading rules a metric of their
+-- category (or a custom one). Everything is checked here: 22S12 for a malformed rule, 23S12 for an
+-- unknown metric, 23S01/23S02 for an unknown instrument, 23S15 when the name is taken.
+#variable_conflict use_column
+declare
+    v_aggregate     text := coalesce(add_alert_rule.aggregate, case add_alert_rule.kind when 'volume' then 'sum' else 'last' end);
+    v_instrument_id integer;
+    v_category      text;
+    v_aggregates    text[];
+    v_id            integer;
+begin
+    perform internal.require_permission('alerts:manage');
+    if add_alert_rule.name is null or add_alert_rule.name !~ '^[a-z0-9][a-z0-9_.-]*$' or length(add_alert_rule.name) > 100 then
+        perform internal.rule_problem('rule name', add_alert_rule.name, '1 to 100 of a-z, 0-9, _ . - (starting with a letter or digit)');
+    end if;
+    if add_alert_rule.kind is null or not add_alert_rule.kind = any (enum_range(null::monitor.alert_kind)::text[]) then
+        perform internal.rule_problem('kind', add_alert_rule.kind, 'price, volume, risk, system or trading');
+    end if;
+    if add_alert_rule.kind in ('price', 'volume') then
+        if add_alert_rule.metric is not null then
+            perform internal.rule_problem(format('a %s rule''s metric', add_alert_rule.kind), add_alert_rule.metric,
+                                          'null (it watches exchange and symbol)');
+        end if;
+        if add_alert_rule.exchange is null or add_alert_rule.symbol is null then
+            perform internal.rule_problem(format('a %s rule''s exchange and symbol', add_alert_rule.kind),
+                                          concat_ws('/', add_alert_rule.exchange, add_alert_rule.symbol), 'both given');
+        end if;
+        v_instrument_id := (internal.find_instrument(add_alert_rule.exchange, add_alert_rule.symbol)).instrument_id;
+        v_aggregates := case add_alert_rule.kind when 'price' then array['last', 'avg', 'min', 'max', 'change_pct']
+                                                 else array['sum', 'count'] end;
+    else
+        if add_alert_rule.exchange is not null or add_alert_rule.symbol is not null then
+            perform internal.rule_problem(format('a %s rule''s exchange and symbol', add_alert_rule.kind),
+                                          concat_ws('/', add_alert_rule.exchange, add_alert_rule.symbol),
+                                          'null (it watches a metric)');
+        end if;
+        select c.category into v_category from monitor.metric_catalog c where c.name = add_alert_rule.metric;
+        if v_category is null then
+            raise exception 'metric "%" does not exist', coalesce(add_alert_rule.metric, 'null')
+                using errcode = '23S12',
+                      hint = 'monitor.metric_catalog lists the metrics; monitor.record_metric registers a custom one.';
+        end if;
+        if v_category not in (add_alert_rule.kind, 'custom') then
+            perform internal.rule_problem(format('the metric of a %s rule', add_alert_rule.kind),
+                                          format('%s (a %s metric)', add_alert_rule.metric, v_category),
+                                          format('a %s or custom metric', add_alert_rule.kind));
+        end if;
+        v_aggregates := array['last', 'avg', 'min', 'max', 'sum', 'count', 'change_pct'];
+    end if;
+    if not v_aggregate = any (v_aggregates) then
+        perform internal.rule_problem(format('the aggregate of a %s rule', add_alert_rule.kind), v_aggregate,
+                                      'one of ' || array_to_string(v_aggregates, ', '));
+    end if;
+    if add_alert_rule.operator is null or add_alert_rule.operator not in ('>', '>=', '<', '<=', '=', '<>') then
+        perform internal.rule_problem('operator', add_alert_rule.operator, 'one of >, >=, <, <=, =, <>');
+    end if;
+    if add_alert_rule.threshold is null or not (add_alert_rule.threshold > '-Infinity' and add_alert_rule.threshold < 'Infinity') then
+        perform internal.rule_problem('threshold', add_alert_rule.threshold::text, 'a finite number');
+    end if;
+    if add_alert_rule.labels is null or jsonb_typeof(add_alert_rule.labels) <> 'object' then
+        perform internal.rule_problem('labels', add_alert_rule.labels::text, 'a JSON object');
+    end if;
+    if add_alert_rule.evaluation_window is null or add_alert_rule.evaluation_window <= '0'
+       or add_alert_rule.evaluation_window > '31 days' then
+        perform internal.rule_problem('evaluation window', add_alert_rule.evaluation_window::text,
+                                      'more than 0 and at most 31 days');
+    end if;
+    if add_alert_rule.severity is null
+       or not add_alert_rule.severity = any (enum_range(null::monitor.alert_severity)::text[]) then
+        perform internal.rule_problem('severity', add_alert_rule.severity, 'info, warning or critical');
+    end if;
+    if add_alert_rule.cooldown is null or add_alert_rule.cooldown < '0' then
+        perform internal.rule_problem('cooldown', add_alert_rule.cooldown::text, 'zero or more');
+    end if;
+    if add_alert_rule.channels is null or array_position(add_alert_rule.channels, null) is not null
+       or not add_alert_rule.channels <@ enum_range(null::monitor.notification_channel)::text[] then
+        perform internal.rule_problem('channels', add_alert_rule.channels::text, 'a list of email, slack, discord, webhook');
+    end if;
+
+    insert into monitor.alert_rules
+        (name, kind, metric, labels, instrument_id, aggregate, operator, threshold, evaluation_window,
+         severity, cooldown, channels, description)
+    values
+        (add_alert_rule.name, add_alert_rule.kind::monitor.alert_kind, add_alert_rule.metric, add_alert_rule.labels,
+         v_instrument_id, v_aggregate, add_alert_rule.operator, add_alert_rule.threshold,
+         add_alert_rule.evaluation_window, add_alert_rule.severity::monitor.alert_severity, add_alert_rule.cooldown,
+         (select coalesce(array_agg(distinct c::monitor.notification_channel), '{}')
+          from unnest(add_alert_rule.channels) c),
+         add_alert_rule.description)
+    on conflict (name) do nothing
+    returning rule_id into v_id;
+    if v_id is null then
+        raise exception 'alert rule "%" already exists', add_alert_rule.name
+            using errcode = '23S15', hint = 'Choose another name.';
+    end if;
+    return v_id;
+end;
+$$;
+comment on function monitor.add_alert_rule(text, text, text, numeric, text, text, text, text, jsonb, interval, text, interval, text[], text) is
+    'Add an alert rule (kind price|volume on exchange/symbol, risk|system|trading on a metric); refused at once when malformed (22S12, 23S12). Returns its id.';
+
+create or replace function monitor.set_alert_rule_enabled(name text, enabled boolean)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Enable or disable a rule (a disabled rule is not evaluated; its open alert stays as it is).
+#variable_conflict use_column
+begin
+    perform internal.require_permission('alerts:manage');
+    update monitor.alert_rules r set is_enabled = coalesce(set_alert_rule_enabled.enabled, true)
+    where r.name = set_alert_rule_enabled.name;
+    if not found then
+        raise exception 'alert rule "%" does not exist', coalesce(set_alert_rule_enabled.name, 'null')
+            using errcode = '23S13';
+    end if;
+end;
+$$;
+comment on function monitor.set_alert_rule_enabled(text, boolean) is
+    'Enable or disable an alert rule by name; raises 23S13 unknown_alert_rule.';
+
+create or replace function internal.compare(p_value numeric, p_operator text, p_threshold numeric)
+    returns boolean
+    immutable
+    language sql
+as $$
+    -- p_value p_operator p_threshold; null when the value is null (no data: nothing changes).
+    select case p_operator
+        when '>' then p_value > p_threshold
+        when '>=' then p_value >= p_threshold
+        when '<' then p_value < p_threshold
+        when '<=' then p_value <= p_threshold
+        when '=' then p_value = p_threshold
+        when '<>' then p_value <> p_threshold
+    end
+$$;
+comment on function internal.compare(numeric, text, numeric) is 'Applies an alert rule''s operator; null for a null value.';
+
+create or replace function internal.alert_rule_values(p_at timestamptz)
+    returns table (rule_id integer, value numeric)
+    stable
+    language sql
+as $$
+    -- Every enabled rule's aggregate over (p_at - window, p_at]: metric values whose labels contain
+    -- the rule's, or the instrument's ticks; a price rule's last is the mark price. Null when there
+    -- are no values (count and a volume sum are 0 then).
+    -- why one query: a lateral index scan per rule (metrics by name and time, ticks by instrument
+    -- and time) keeps 1,000 rules within milliseconds, with no per-rule statement
+    select r.rule_id,
+           case when r.kind = 'price' and r.aggregate = 'last' then trading.mark_price(r.instrument_id)
+                when r.kind in ('price', 'volume') then t.value
+                else m.value
+           end
+    from monitor.alert_rules r
+    left join lateral (
+        select case r.aggregate
+                   when 'avg' then round(avg(k.price), 12)
+                   when 'min' then min(k.price)
+                   when 'max' then max(k.price)
+                   when 'change_pct' then round(((array_agg(k.price order by k.traded_at desc))[1]
+                                                 / (array_agg(k.price order by k.traded_at))[1] - 1) * 100, 6)
+                   when 'sum' then coalesce(sum(k.quantity), 0)
+                   when 'count' then count(*)
+               end as value
+        from market.ticks k
+        where r.kind in ('price', 'volume') and r.aggregate <> 'last'
+          and k.instrument_id = r.instrument_id
+          and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at
+    ) t on true
+    left join lateral (
+        select case r.aggregate
+                   when 'last' then (array_agg(x.value order by x.recorded_at desc))[1]
+                   when 'avg' then round(avg(x.value), 12)
+                   when 'min' then min(x.value)
+                   when 'max' then max(x.value)
+                   when 'sum' then sum(x.value)
+                   when 'count' then count(*)
+                   when 'change_pct' then round(((array_agg(x.value order by x.recorded_at desc))[1]
+                                                 / nullif((array_agg(x.value order by x.recorded_at))[1], 0) - 1) * 100, 6)
+               end as value
+        from monitor.metrics x
+        where r.metric is not null
+          and x.name = r.metric and x.labels @> r.labels
+          and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+    ) m on true
+    where r.is_enabled
+$$;
+comment on function internal.alert_rule_values(timestamptz) is
+    'Each enabled alert rule''s aggregate at a time (null: no data).';

@@ -1,0 +1,163 @@
+-- spreadedge functions: alerts
+-- monitor.evaluate_alert_rules opens an alert when a rule fires, resolves it when the condition
+-- clears, records every transition and queues its notifications; monitor.acknowledge_alert.
+
+create or replace function internal.alert_message(
+    p_rule       monitor.alert_rules,
+    p_transition monitor.alert_transition,
+    p_alert_id   bigint,
+    p_value      numeric,
+    p_at         timestamptz
+)
+    returns jsonb
+    stable
+    language sql
+as $$
+    -- The notification of an alert transition: subject, text and the facts, as the outbox keeps it.
+    select jsonb_build_object(
+        'source', 'alert',
+        'subject', s.subject,
+        'text', s.subject || coalesce(E'\n' || p_rule.description, ''),
+        'alert_id', p_alert_id,
+        'rule', p_rule.name,
+        'kind', p_rule.kind,
+        'transition', p_transition,
+        'severity', p_rule.severity,
+        'watching', s.watching,
+        'value', p_value,
+        'operator', p_rule.operator,
+        'threshold', p_rule.threshold,
+        'at', internal.iso_utc(p_at))
+    from (select w.watching,
+                 format('[%s] %s %s: %s %s = %s (threshold %s %s)', upper(p_rule.severity::text), p_rule.name,
+                        p_transition, w.watching, p_rule.aggregate, coalesce(trim_scale(p_value)::text, 'no data'),
+                        p_rule.operator, p_rule.threshold) as subject
+          from (select coalesce(p_rule.metric,
+                                (select format('%s %s/%s', p_rule.kind, e.code, i.symbol)
+                                 from ref.instruments i join ref.exchanges e on e.exchange_id = i.exchange_id
+                                 where i.instrument_id = p_rule.instrument_id)) as watching) w) s
+$$;
+comment on function internal.alert_message(monitor.alert_rules, monitor.alert_transition, bigint, numeric, timestamptz) is
+    'The JSON message of an alert transition (subject, text, rule, value, threshold, time).';
+
+create or replace function monitor.evaluate_alert_rules(evaluated_at timestamptz default now())
+    returns table (alert_id bigint, rule text, transition monitor.alert_transition, value numeric, notified boolean)
+    volatile
+    language plpgsql
+as $$
+-- Evaluate every enabled rule at evaluated_at: a rule that fires with no open alert opens one
+-- (notified unless a firing of the rule was notified within its cooldown, or it has no channels);
+-- an open (firing or acknowledged) alert whose condition no longer holds is resolved (notified
+-- when its firing was). A rule without data changes nothing. Returns the transitions made.
+-- Runs are serialized: a run that overlaps another returns no rows at once. pg_cron runs it every
+-- minute, as the database owner or a superuser.
+#variable_conflict use_column
+begin
+    perform internal.check_time(evaluated_at, 'evaluated_at');
+    if not pg_try_advisory_xact_lock(hashtext('spreadedge.evaluate_alert_rules')) then
+        return;
+    end if;
+    return query
+    with evaluated as materialized (
+        select r, v.value, internal.compare(v.value, r.operator, r.threshold) as firing, a.alert_id as open_alert_id,
+               a.notified as open_notified
+        from internal.alert_rule_values(evaluate_alert_rules.evaluated_at) v
+        join monitor.alert_rules r on r.rule_id = v.rule_id
+        left join monitor.alerts a on a.rule_id = v.rule_id and a.status <> 'resolved'
+    ),
+    opened as (
+        insert into monitor.alerts as a (rule_id, severity, opened_value, threshold, opened_at, notified)
+        select (e.r).rule_id, (e.r).severity, e.value, (e.r).threshold, evaluate_alert_rules.evaluated_at,
+               cardinality((e.r).channels) > 0
+               and ((e.r).last_notified_at is null
+                    or (e.r).last_notified_at <= evaluate_alert_rules.evaluated_at - (e.r).cooldown)
+        from evaluated e
+        where e.firing and e.open_alert_id is null
+        returning a.alert_id, a.rule_id, a.opened_value as value, a.notified
+    ),
+    resolved as (
+        update monitor.alerts a
+        set status = 'resolved', resolved_at = evaluate_alert_rules.evaluated_at, resolved_value = e.value
+        from evaluated e
+        where a.alert_id = e.open_alert_id and not e.firing
+        returning a.alert_id, a.rule_id, e.value, a.notified
+    ),
+    transitions as (
+        select o.alert_id, o.rule_id, 'fired'::monitor.alert_transition as transition, o.value, o.notified
+        from opened o
+        union all
+        select d.alert_id, d.rule_id, 'resolved'::monitor.alert_transition, d.value, d.notified
+        from resolved d
+    ),
+    events as (
+        insert into monitor.alert_events as ev (alert_id, rule_id, transition, value, notified, occurred_at)
+        select t.alert_id, t.rule_id, t.transition, t.value, t.notified, evaluate_alert_rules.evaluated_at
+        from transitions t
+        returning ev.event_id, ev.alert_id, ev.rule_id, ev.transition, ev.value, ev.notified
+    ),
+    queued as (
+        insert into monitor.notifications (channel, subject, payload, alert_event_id)
+        select c.channel, m.message ->> 'subject', m.message, ev.event_id
+        from events ev
+        join evaluated e on (e.r).rule_id = ev.rule_id
+        cross join lateral (select internal.alert_message(e.r, ev.transition, ev.alert_id, ev.value,
+                                                          evaluate_alert_rules.evaluated_at) as message) m
+        cross join lateral unnest((e.r).channels) c(channel)
+        where ev.notified
+        returning 1
+    ),
+    remembered as (
+        update monitor.alert_rules r
+        set last_notified_at = evaluate_alert_rules.evaluated_at
+        from opened o
+        where r.rule_id = o.rule_id and o.notified
+        returning 1
+    )
+    select ev.alert_id, (e.r).name, ev.transition, ev.value, ev.notified
+    from events ev
+    join evaluated e on (e.r).rule_id = ev.rule_id
+    order by ev.event_id;
+end;
+$$;
+comment on function monitor.evaluate_alert_rules(timestamptz) is
+    'Evaluate every enabled alert rule (default now): open, resolve, record and notify; returns the transitions. pg_cron runs it every minute.';
+
+create or replace function monitor.acknowledge_alert(alert_id bigint, acknowledged_by text default null)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- A person has seen a firing alert: firing -> acknowledged, recorded as a transition. Idempotent
+-- for an acknowledged alert; a resolved one raises alert_resolved (55S05), an unknown id
+-- unknown_alert (23S14). The alert still resolves by itself when its condition clears.
+#variable_conflict use_column
+declare
+    v_alert monitor.alerts;
+    v_actor text := coalesce(acknowledge_alert.acknowledged_by,
+                             nullif(current_setting('spreadedge.actor', true), ''), session_user::text);
+begin
+    perform internal.require_permission('alerts:manage');
+    select a.* into v_alert from monitor.alerts a where a.alert_id = acknowledge_alert.alert_id for update;
+    if v_alert.alert_id is null then
+        raise exception 'alert % does not exist', coalesce(acknowledge_alert.alert_id::text, 'null')
+            using errcode = '23S14';
+    end if;
+    if v_alert.status = 'resolved' then
+        raise exception 'alert % is resolved (at %): there is nothing to acknowledge', v_alert.alert_id,
+            internal.iso_utc(v_alert.resolved_at)
+            using errcode = '55S05';
+    end if;
+    if v_alert.status = 'acknowledged' then
+        return;
+    end if;
+    update monitor.alerts a
+    set status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
+    where a.alert_id = v_alert.alert_id;
+    insert into monitor.alert_events (alert_id, rule_id, transition, value, notified, actor, occurred_at)
+    values (v_alert.alert_id, v_alert.rule_id, 'acknowledged', null, false, v_actor, now());
+end;
+$$;
+comment on function monitor.acknowledge_alert(bigint, text) is
+    'Acknowledge a firing alert (idempotent); raises 23S14 unknown_alert, 55S05 alert_resolved.';

@@ -1,0 +1,213 @@
+-- spreadedge functions: the notification outbox
+-- Alert transitions and risk events queue one row per channel; an insert wakes the workers
+-- (LISTEN spreadedge_notifications). A worker claims due rows with FOR UPDATE SKIP LOCKED, delivers
+-- them and reports each result in the same transaction, so a row is never delivered by two workers
+-- and a worker that dies leaves its rows pending. Failures back off exponentially and go to the
+-- dead letter after the worker's configured attempts.
+
+create or replace function internal.queue_notifications(
+    p_channels      monitor.notification_channel[],
+    p_payload       jsonb,
+    p_risk_event_id bigint
+)
+    returns void
+    volatile
+    language sql
+as $$
+    -- One outbox row per channel for a risk event; the payload carries the subject.
+    insert into monitor.notifications (channel, subject, payload, risk_event_id)
+    select c.channel, p_payload ->> 'subject', p_payload, p_risk_event_id
+    from unnest(p_channels) c(channel)
+$$;
+comment on function internal.queue_notifications(monitor.notification_channel[], jsonb, bigint) is
+    'Queues a risk event''s notification on each channel.';
+
+create or replace function internal.wake_notification_workers()
+    returns trigger
+    volatile
+    language plpgsql
+as $$
+-- Statement trigger: one NOTIFY per inserting statement, delivered to listeners at commit.
+begin
+    perform pg_notify('spreadedge_notifications', '');
+    return null;
+end;
+$$;
+comment on function internal.wake_notification_workers() is
+    'Trigger: NOTIFY spreadedge_notifications when notifications are queued (workers LISTEN on it).';
+
+create or replace trigger _900_wake_workers
+    after insert on monitor.notifications
+    for each statement execute function internal.wake_notification_workers();
+
+create or replace function monitor.claim_notifications(worker text, channels text[], batch_size integer default 10)
+    returns table (notification_id bigint, channel monitor.notification_channel, subject text, payload jsonb,
+                   attempts integer)
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Claim up to batch_size due pending notifications of the given channels for this worker: they
+-- become delivering, with one more attempt, and stay locked by the caller's transaction, which
+-- must report each with monitor.complete_notification or monitor.fail_notification before it
+-- commits. Rows another worker holds are skipped, never waited for.
+#variable_conflict use_column
+begin
+    if claim_notifications.worker is null or claim_notifications.worker = '' then
+        raise exception 'worker must be named, got "%"', coalesce(claim_notifications.worker, 'null')
+            using errcode = '22S09';
+    end if;
+    if claim_notifications.batch_size is null or claim_notifications.batch_size not between 1 and 1000 then
+        raise exception 'batch_size must be 1 to 1000, got %', coalesce(claim_notifications.batch_size::text, 'null')
+            using errcode = '22S09';
+    end if;
+    return query
+    with picked as materialized (
+        select q.notification_id
+        from monitor.notifications q
+        where q.status = 'pending' and q.next_attempt_at <= clock_timestamp()
+          and q.channel::text = any (claim_notifications.channels)
+        order by q.next_attempt_at, q.notification_id
+        limit claim_notifications.batch_size
+        for update skip locked
+    )
+    update monitor.notifications n
+    set status = 'delivering', claimed_by = claim_notifications.worker, attempts = n.attempts + 1
+    from picked p
+    where n.notification_id = p.notification_id
+    returning n.notification_id, n.channel, n.subject, n.payload, n.attempts;
+end;
+$$;
+comment on function monitor.claim_notifications(text, text[], integer) is
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing.';
+
+create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
+    returns monitor.notifications
+    volatile
+    language plpgsql
+as $$
+-- The notification this worker claimed and has not reported yet; 55S06
+-- (notification_state) otherwise.
+declare
+    v_row monitor.notifications;
+begin
+    select n.* into v_row from monitor.notifications n where n.notification_id = p_notification_id for update;
+    if v_row.notification_id is null or v_row.status <> 'delivering' or v_row.claimed_by is distinct from p_worker then
+        raise exception 'notification % is not claimed by worker "%"', coalesce(p_notification_id::text, 'null'),
+            coalesce(p_worker, 'null')
+            using errcode = '55S06',
+                  hint = 'Claim it with monitor.claim_notifications and report it in the same transaction.';
+    end if;
+    return v_row;
+end;
+$$;
+comment on function internal.claimed_notification(bigint, text) is
+    'Locks and returns a notification this worker claimed and has not reported; raises 55S06 otherwise.';
+
+create or replace function monitor.complete_notification(notification_id bigint, worker text)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- The claimed notification was delivered.
+#variable_conflict use_column
+declare
+    v_row monitor.notifications := internal.claimed_notification(complete_notification.notification_id,
+                                                                 complete_notification.worker);
+begin
+    update monitor.notifications n
+    set status = 'delivered', delivered_at = clock_timestamp(), last_error = null
+    where n.notification_id = v_row.notification_id;
+end;
+$$;
+comment on function monitor.complete_notification(bigint, text) is
+    'Marks a claimed notification delivered; raises 55S06 when this worker has not claimed it.';
+
+create or replace function monitor.fail_notification(
+    notification_id bigint,
+    worker          text,
+    error           text,
+    max_attempts    integer default 5,
+    backoff         interval default '30 seconds',
+    max_backoff     interval default '1 hour'
+)
+    returns monitor.notification_status
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- The attempt failed: after max_attempts attempts the notification goes to the dead letter (dead);
+-- otherwise it is pending again from now + backoff x 2^(attempts - 1), at most max_backoff.
+-- Returns the new status. error must hold no secret (it is stored).
+#variable_conflict use_column
+declare
+    v_row monitor.notifications := internal.claimed_notification(fail_notification.notification_id,
+                                                                 fail_notification.worker);
+begin
+    if fail_notification.max_attempts is null or fail_notification.max_attempts < 1
+       or fail_notification.backoff is null or fail_notification.backoff < '0'
+       or fail_notification.max_backoff is null or fail_notification.max_backoff < '0' then
+        raise exception 'max_attempts must be at least 1 and the backoffs zero or more, got %, %, %',
+            fail_notification.max_attempts, fail_notification.backoff, fail_notification.max_backoff
+            using errcode = '22S09';
+    end if;
+    if v_row.attempts >= fail_notification.max_attempts then
+        update monitor.notifications n
+        set status = 'dead', dead_at = clock_timestamp(), last_error = left(fail_notification.error, 1000)
+        where n.notification_id = v_row.notification_id;
+        return 'dead';
+    end if;
+    update monitor.notifications n
+    set status = 'pending',
+        last_error = left(fail_notification.error, 1000),
+        next_attempt_at = clock_timestamp()
+            + least(fail_notification.backoff * power(2, least(v_row.attempts - 1, 30)), fail_notification.max_backoff)
+    where n.notification_id = v_row.notification_id;
+    return 'pending';
+end;
+$$;
+comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval) is
+    'A claimed notification''s attempt failed: retry later with exponential backoff, or dead letter after max_attempts. Returns the new status.';
+
+create or replace function monitor.next_notification_due(channels text[])
+    returns timestamptz
+    stable
+    security definer
+    set search_path = ''
+    language sql
+as $$
+    -- When the earliest pending notification of these channels is due (null: none pending); a worker
+    -- sleeps until then unless a NOTIFY wakes it first.
+    select min(n.next_attempt_at)
+    from monitor.notifications n
+    where n.status = 'pending' and n.channel::text = any (channels)
+$$;
+comment on function monitor.next_notification_due(text[]) is
+    'Earliest next attempt of the pending notifications of these channels; null when none is pending.';
+
+create or replace function monitor.requeue_notification(notification_id bigint)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Give a dead letter another round of attempts: dead -> pending, due now, attempts from zero.
+#variable_conflict use_column
+begin
+    perform internal.require_permission('alerts:manage');
+    update monitor.notifications n
+    set status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = null
+    where n.notification_id = requeue_notification.notification_id and n.status = 'dead';
+    if not found then
+        raise exception 'notification % is not in the dead letter', coalesce(requeue_notification.notification_id::text, 'null')
+            using errcode = '55S06';
+    end if;
+end;
+$$;
+comment on function monitor.requeue_notification(bigint) is
+    'Moves a dead-letter notification back to pending (due now, attempts reset); raises 55S06 otherwise.';

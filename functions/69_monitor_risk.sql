@@ -1,0 +1,340 @@
+-- spreadedge functions: pre-trade risk limits
+-- monitor.set_risk_limit and monitor.set_kill_switch keep monitor.risk_limits; trading.place_order
+-- (30_trading_orders.sql) calls internal.risk_breach when the strategy has any limit, and on a
+-- breach stores the order as rejected and calls internal.record_risk_event.
+
+create or replace function internal.risk_scope(p_strategy text, p_exchange text, p_symbol text)
+    returns table (strategy_id integer, exchange_id smallint, instrument_id integer)
+    stable
+    language plpgsql
+as $$
+-- The ids of a limit's scope: a strategy, optionally an exchange, optionally an instrument on it.
+-- Raises unknown_strategy, unknown_exchange, unknown_instrument, or invalid_risk_limit (22S13) for
+-- a symbol without its exchange.
+begin
+    if p_symbol is not null and p_exchange is null then
+        raise exception 'symbol "%" needs its exchange', p_symbol
+            using errcode = '22S13', hint = 'Give exchange too: a symbol names an instrument on one exchange.';
+    end if;
+    return query
+    select (internal.find_strategy(p_strategy)).strategy_id,
+           case when p_exchange is not null then internal.exchange_id(p_exchange) end,
+           case when p_symbol is not null then (internal.find_instrument(p_exchange, p_symbol)).instrument_id end;
+end;
+$$;
+comment on function internal.risk_scope(text, text, text) is
+    'Strategy, exchange and instrument ids of a risk limit scope; raises 23S01-23S03, or 22S13 for a symbol without exchange.';
+
+create or replace function internal.check_limit_value(p_value numeric, p_what text)
+    returns numeric
+    immutable
+    language plpgsql
+as $$
+-- A limit as stored: null (keep) and 0 (remove, stored as null) pass through, a positive finite
+-- value is the limit; anything else raises invalid_risk_limit (22S13).
+begin
+    if p_value is not null and p_value <> 0 and not (p_value > 0 and p_value < 'Infinity') then
+        raise exception '% must be positive and finite (0 removes it), got %', p_what, p_value
+            using errcode = '22S13';
+    end if;
+    return nullif(p_value, 0);
+end;
+$$;
+comment on function internal.check_limit_value(numeric, text) is
+    'Checks a risk limit value (positive finite; 0 removes the limit, returned as null); raises 22S13.';
+
+create or replace function monitor.set_risk_limit(
+    strategy              text,
+    exchange              text default null,
+    symbol                text default null,
+    max_order_notional    numeric default null,
+    max_position_notional numeric default null,
+    max_open_orders       integer default null,
+    max_daily_loss        numeric default null,
+    channels              text[] default null
+)
+    returns integer
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Set the limits of a scope (strategy; exchange; instrument = exchange + symbol). A limit left null
+-- keeps its current value, 0 removes it; channels null keeps them (email for a new scope). Returns
+-- the limit row's id.
+#variable_conflict use_column
+declare
+    v_scope record;
+    v_id    integer;
+    v_order numeric := internal.check_limit_value(set_risk_limit.max_order_notional, 'max_order_notional');
+    v_pos   numeric := internal.check_limit_value(set_risk_limit.max_position_notional, 'max_position_notional');
+    v_open  numeric := internal.check_limit_value(set_risk_limit.max_open_orders, 'max_open_orders');
+    v_loss  numeric := internal.check_limit_value(set_risk_limit.max_daily_loss, 'max_daily_loss');
+begin
+    perform internal.require_permission('risk:manage');
+    if set_risk_limit.channels is not null
+       and (array_position(set_risk_limit.channels, null) is not null
+            or not set_risk_limit.channels <@ enum_range(null::monitor.notification_channel)::text[]) then
+        raise exception 'channels must be a list of email, slack, discord, webhook, got %', set_risk_limit.channels
+            using errcode = '22S13';
+    end if;
+    select * into v_scope from internal.risk_scope(set_risk_limit.strategy, set_risk_limit.exchange, set_risk_limit.symbol);
+    insert into monitor.risk_limits as l
+        (strategy_id, exchange_id, instrument_id, max_order_notional, max_position_notional, max_open_orders,
+         max_daily_loss, channels, updated_by)
+    values
+        (v_scope.strategy_id, v_scope.exchange_id, v_scope.instrument_id, v_order, v_pos, v_open, v_loss,
+         coalesce(set_risk_limit.channels::monitor.notification_channel[], '{email}'),
+         nullif(current_setting('spreadedge.actor', true), ''))
+    on conflict (strategy_id, exchange_id, instrument_id) do update
+    set max_order_notional = case when set_risk_limit.max_order_notional is null then l.max_order_notional else v_order end,
+        max_position_notional = case when set_risk_limit.max_position_notional is null then l.max_position_notional else v_pos end,
+        max_open_orders = case when set_risk_limit.max_open_orders is null then l.max_open_orders else v_open end,
+        max_daily_loss = case when set_risk_limit.max_daily_loss is null then l.max_daily_loss else v_loss end,
+        channels = coalesce(set_risk_limit.channels::monitor.notification_channel[], l.channels),
+        updated_at = now(),
+        updated_by = excluded.updated_by
+    returning l.limit_id into v_id;
+    return v_id;
+end;
+$$;
+comment on function monitor.set_risk_limit(text, text, text, numeric, numeric, integer, numeric, text[]) is
+    'Set the pre-trade limits of a strategy (optionally of one exchange or instrument): null keeps a limit, 0 removes it. Returns the limit id.';
+
+create or replace function internal.record_risk_event(
+    p_strategy_id   integer,
+    p_instrument_id integer,
+    p_order_id      bigint,
+    p_limit_id      integer,
+    p_kind          monitor.risk_limit_kind,
+    p_limit_value   numeric,
+    p_observed      numeric,
+    p_reason        text
+)
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- Record a risk event and queue its notification on the limit's channels; returns its id.
+declare
+    v_id      bigint;
+    v_subject text;
+begin
+    insert into monitor.risk_events (strategy_id, instrument_id, order_id, limit_id, limit_kind, limit_value,
+                                     observed_value, reason)
+    values (p_strategy_id, p_instrument_id, p_order_id, p_limit_id, p_kind, p_limit_value, p_observed, p_reason)
+    returning risk_event_id into v_id;
+    select format('[RISK] %s: %s', s.name,
+                  case when p_order_id is null then p_reason else format('order %s rejected: %s', p_order_id, p_reason) end)
+    into v_subject
+    from trading.strategies s where s.strategy_id = p_strategy_id;
+    perform internal.queue_notifications(
+        l.channels,
+        jsonb_build_object('source', 'risk', 'subject', v_subject, 'text', v_subject, 'risk_event_id', v_id,
+                           'strategy', (select s.name from trading.strategies s where s.strategy_id = p_strategy_id),
+                           'instrument', (select e.code || '/' || i.symbol from ref.instruments i
+                                          join ref.exchanges e on e.exchange_id = i.exchange_id
+                                          where i.instrument_id = p_instrument_id),
+                           'order_id', p_order_id, 'limit_kind', p_kind, 'limit_value', p_limit_value,
+                           'observed_value', p_observed, 'reason', p_reason, 'at', internal.iso_utc(now())),
+        v_id)
+    from monitor.risk_limits l
+    where l.limit_id = p_limit_id;
+    return v_id;
+end;
+$$;
+comment on function internal.record_risk_event(integer, integer, bigint, integer, monitor.risk_limit_kind, numeric, numeric, text) is
+    'Records a risk event and queues its notification on the limit''s channels.';
+
+create or replace function monitor.set_kill_switch(
+    strategy text,
+    enabled  boolean,
+    exchange text default null,
+    symbol   text default null,
+    reason   text default null
+)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- Turn the kill switch of a scope on (every new order in it is rejected) or off. A change is
+-- recorded as a risk event and notified; setting it to what it already is changes nothing.
+#variable_conflict use_column
+declare
+    v_scope record;
+    v_limit monitor.risk_limits;
+    v_was   boolean;
+begin
+    perform internal.require_permission('risk:manage');
+    if set_kill_switch.enabled is null then
+        raise exception 'enabled must be true or false, got null' using errcode = '22S13';
+    end if;
+    select * into v_scope from internal.risk_scope(set_kill_switch.strategy, set_kill_switch.exchange, set_kill_switch.symbol);
+    select l.kill_switch into v_was
+    from monitor.risk_limits l
+    where (l.strategy_id, l.exchange_id, l.instrument_id) is not distinct from
+          (v_scope.strategy_id, v_scope.exchange_id, v_scope.instrument_id)
+    for update;
+    if coalesce(v_was, false) = set_kill_switch.enabled then
+        return;
+    end if;
+    insert into monitor.risk_limits as l (strategy_id, exchange_id, instrument_id, kill_switch, updated_by)
+    values (v_scope.strategy_id, v_scope.exchange_id, v_scope.instrument_id, set_kill_switch.enabled,
+            nullif(current_setting('spreadedge.actor', true), ''))
+    on conflict (strategy_id, exchange_id, instrument_id) do update
+    set kill_switch = excluded.kill_switch, updated_at = now(), updated_by = excluded.updated_by
+    returning l.* into v_limit;
+    perform internal.record_risk_event(
+        v_scope.strategy_id, v_scope.instrument_id, null, v_limit.limit_id, 'kill_switch', null, null,
+        concat_ws(': ', format('kill switch %s', case when set_kill_switch.enabled then 'on' else 'off' end),
+                  set_kill_switch.reason));
+end;
+$$;
+comment on function monitor.set_kill_switch(text, boolean, text, text, text) is
+    'Turn a strategy''s (or exchange''s, or instrument''s) kill switch on or off; the change is a notified risk event.';
+
+create or replace function internal.working_orders(
+    p_strategy_id   integer,
+    p_exchange_id   smallint,
+    p_instrument_id integer,
+    p_at_most       integer
+)
+    returns bigint
+    stable
+    -- why generic plans: a custom plan of this count (orders is partitioned) costs more to make
+    -- than the count costs to run, and PL/pgSQL would make one on every call
+    set plan_cache_mode = force_generic_plan
+    language plpgsql
+as $$
+-- Working orders (new, open, partially filled) of a strategy, optionally of one exchange or
+-- instrument, counted up to p_at_most: the count never reads more than the limit needs.
+begin
+    return (select count(*)
+            from (select
+                  from trading.orders o
+                  where o.strategy_id = p_strategy_id and o.status in ('new', 'open', 'partially_filled')
+                    and (p_instrument_id is null or o.instrument_id = p_instrument_id)
+                    and (p_exchange_id is null
+                         or o.instrument_id in (select i.instrument_id from ref.instruments i
+                                                where i.exchange_id = p_exchange_id))
+                  limit p_at_most) w);
+end;
+$$;
+comment on function internal.working_orders(integer, smallint, integer, integer) is
+    'Working orders of a strategy (optionally one exchange or instrument), counted up to a limit.';
+
+create or replace function internal.risk_breach(
+    p_strategy_id integer,
+    p_instrument  ref.instruments,
+    p_side        trading.order_side,
+    p_quantity    numeric,
+    p_price       numeric,
+    out limit_id       integer,
+    out limit_kind     monitor.risk_limit_kind,
+    out limit_value    numeric,
+    out observed_value numeric,
+    out reason         text
+)
+    stable
+    language plpgsql
+as $$
+-- The first limit a new order would break, or all nulls. p_price values the order (its limit or
+-- stop price, else the mark price; null when none is known: an order that a notional limit must
+-- value is then refused). Limits of every scope the order falls in apply: kill switches first,
+-- then the narrowest scope first. Checks read committed state: orders placed concurrently by the
+-- same strategy do not see each other.
+declare
+    v_limit monitor.risk_limits;
+    v_delta numeric := case when p_side = 'buy' then p_quantity else -p_quantity end;
+    v_value numeric;
+begin
+    for v_limit in
+        select l.*
+        from monitor.risk_limits l
+        where l.strategy_id = p_strategy_id
+          and (l.exchange_id is null or l.exchange_id = p_instrument.exchange_id)
+          and (l.instrument_id is null or l.instrument_id = p_instrument.instrument_id)
+        order by l.kill_switch desc, l.instrument_id nulls last, l.exchange_id nulls last
+    loop
+        limit_id := v_limit.limit_id;
+        if v_limit.kill_switch then
+            limit_kind := 'kill_switch';
+            reason := 'kill switch is on';
+            return;
+        end if;
+        if (v_limit.max_order_notional is not null or v_limit.max_position_notional is not null) and p_price is null then
+            limit_kind := case when v_limit.max_order_notional is not null then 'max_order_notional'
+                               else 'max_position_notional' end;
+            limit_value := coalesce(v_limit.max_order_notional, v_limit.max_position_notional);
+            reason := format('%s: the order has no price and %s has no market price to value it', limit_kind,
+                             p_instrument.symbol);
+            return;
+        end if;
+        if v_limit.max_order_notional is not null then
+            v_value := p_quantity * p_price * p_instrument.multiplier;
+            if v_value > v_limit.max_order_notional then
+                limit_kind := 'max_order_notional';
+                limit_value := v_limit.max_order_notional;
+                observed_value := v_value;
+                reason := format('order notional %s exceeds max_order_notional %s', trim_scale(v_value), v_limit.max_order_notional);
+                return;
+            end if;
+        end if;
+        if v_limit.max_open_orders is not null then
+            v_value := internal.working_orders(p_strategy_id, v_limit.exchange_id, v_limit.instrument_id,
+                                               v_limit.max_open_orders) + 1;
+            if v_value > v_limit.max_open_orders then
+                limit_kind := 'max_open_orders';
+                limit_value := v_limit.max_open_orders;
+                observed_value := v_value;
+                reason := format('%s working orders with this one exceed max_open_orders %s', v_value, v_limit.max_open_orders);
+                return;
+            end if;
+        end if;
+        if v_limit.max_position_notional is not null then
+            -- the positions of the scope, with this order applied to its instrument at p_price
+            select coalesce(sum(abs(x.quantity) * x.multiplier * x.price), 0) into v_value
+            from (select coalesce(p.quantity, 0) + v_delta as quantity, p_instrument.multiplier, p_price as price
+                  from (select) one
+                  left join trading.positions p
+                         on p.strategy_id = p_strategy_id and p.instrument_id = p_instrument.instrument_id
+                  union all
+                  select p.quantity, i.multiplier, coalesce(trading.mark_price(p.instrument_id), p.avg_entry_price)
+                  from trading.positions p
+                  join ref.instruments i on i.instrument_id = p.instrument_id
+                  where p.strategy_id = p_strategy_id and p.quantity <> 0
+                    and p.instrument_id <> p_instrument.instrument_id
+                    and (v_limit.instrument_id is null or p.instrument_id = v_limit.instrument_id)
+                    and (v_limit.exchange_id is null or i.exchange_id = v_limit.exchange_id)) x;
+            if v_value > v_limit.max_position_notional then
+                limit_kind := 'max_position_notional';
+                limit_value := v_limit.max_position_notional;
+                observed_value := v_value;
+                reason := format('position notional %s after the order exceeds max_position_notional %s', trim_scale(v_value),
+                                 v_limit.max_position_notional);
+                return;
+            end if;
+        end if;
+        if v_limit.max_daily_loss is not null then
+            select -coalesce(sum(d.realized_pnl), 0) into v_value
+            from trading.daily_pnl d
+            join ref.instruments i on i.instrument_id = d.instrument_id
+            where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+              and (v_limit.instrument_id is null or d.instrument_id = v_limit.instrument_id)
+              and (v_limit.exchange_id is null or i.exchange_id = v_limit.exchange_id);
+            if v_value >= v_limit.max_daily_loss then
+                limit_kind := 'max_daily_loss';
+                limit_value := v_limit.max_daily_loss;
+                observed_value := v_value;
+                reason := format('realized loss today %s reached max_daily_loss %s', trim_scale(v_value), v_limit.max_daily_loss);
+                return;
+            end if;
+        end if;
+    end loop;
+    limit_id := null;
+end;
+$$;
+comment on function internal.risk_breach(integer, ref.instruments, trading.order_side, numeric, numeric) is
+    'The first pre-trade risk limit a new order would break (limit, kind, values, reason), or nulls; used by trading.place_order.';

@@ -1,0 +1,182 @@
+-- spreadedge functions: monitor views
+-- The seeds' monitoring section for psql, pgcli and dashboards: orders per status, open positions,
+-- trades per period, query performance and disk usage (security invoker: row-level security and the
+-- reader's statistics privileges apply), and the state of alerts, rules, risk limits, risk events,
+-- the outbox and the latest metrics (read with the owner's rights; the tables stay private).
+
+create or replace view monitor.orders_per_status
+    with (security_invoker = true)
+as
+    select o.status,
+           count(*) as orders,
+           count(*) filter (where o.created_at > now() - interval '24 hours') as placed_last_24h,
+           max(o.updated_at) as last_change_at
+    from trading.orders o
+    group by o.status;
+comment on view monitor.orders_per_status is 'Orders per status: all of them, those placed in the last 24 hours, and the latest change.';
+
+create or replace view monitor.open_positions
+    with (security_invoker = true)
+as
+    select p.strategy,
+           count(*) as open_positions,
+           round(sum(abs(p.quantity) * i.multiplier * p.mark_price), 12) as gross_exposure,
+           round(sum(p.quantity * i.multiplier * p.mark_price), 12) as net_exposure,
+           sum(p.unrealized_pnl) as unrealized_pnl,
+           sum(p.realized_pnl) as realized_pnl
+    from trading.open_positions p
+    join ref.exchanges e on e.code = p.exchange
+    join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = p.symbol
+    group by p.strategy;
+comment on view monitor.open_positions is
+    'Per strategy: open positions, gross and net exposure at the mark price (quote assets at par), unrealized and realized PnL.';
+
+create or replace view monitor.trades_per_period
+    with (security_invoker = true)
+as
+    select 'hour' as period, h.hour as period_start, sum(h.trades)::bigint as trades, sum(h.volume) as volume,
+           sum(h.notional) as notional, sum(h.fees) as fees, sum(h.realized_pnl_gross) as realized_pnl_gross
+    from trading.hourly_pnl h
+    where h.hour >= date_trunc('hour', now(), 'UTC') - interval '47 hours'
+    group by h.hour
+    union all
+    select 'day', d.day::timestamp at time zone 'UTC', sum(d.trades), sum(d.volume), sum(d.notional), sum(d.fees),
+           sum(d.realized_pnl_gross)
+    from trading.daily_pnl d
+    where d.day >= (now() at time zone 'UTC')::date - 29
+    group by d.day;
+comment on view monitor.trades_per_period is
+    'Fills per UTC hour (last 48 hours) and per UTC day (last 30 days): trades, volume, notional, fees, gross realized PnL.';
+
+create or replace view monitor.query_performance
+    with (security_invoker = true)
+as
+    select left(regexp_replace(s.query, '\s+', ' ', 'g'), 200) as query,
+           s.calls,
+           round(s.total_exec_time::numeric, 3) as total_ms,
+           round(s.mean_exec_time::numeric, 3) as mean_ms,
+           round(s.max_exec_time::numeric, 3) as max_ms,
+           s.rows,
+           round(s.shared_blks_hit::numeric / nullif(s.shared_blks_hit + s.shared_blks_read, 0), 4) as cache_hit_ratio
+    from public.pg_stat_statements s
+    where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+    order by s.total_exec_time desc
+    limit 50;
+comment on view monitor.query_performance is
+    'The 50 statements of this database with the most execution time (pg_stat_statements; query text needs pg_read_all_stats for other users'' statements).';
+
+create or replace view monitor.disk_usage
+    with (security_invoker = true)
+as
+    select c.relnamespace::regnamespace::text as schema_name,
+           c.relname as table_name,
+           sum(pg_total_relation_size(t.relid)) as total_bytes,
+           pg_size_pretty(sum(pg_total_relation_size(t.relid))) as total_size,
+           count(*) filter (where t.isleaf and t.level > 0) as partitions
+    from pg_catalog.pg_class c
+    cross join lateral pg_partition_tree(c.oid) t
+    where c.relnamespace::regnamespace::text in ('ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops')
+      and c.relkind in ('r', 'p') and not c.relispartition
+    group by c.relnamespace, c.relname
+    order by total_bytes desc;
+comment on view monitor.disk_usage is
+    'Size of every project table with its indexes and TOAST, partitions summed into their table, largest first.';
+
+create or replace view monitor.latest_metrics as
+    select distinct on (m.name, m.labels)
+           m.name, m.labels, m.value, c.unit, m.recorded_at
+    from monitor.metrics m
+    join monitor.metric_catalog c on c.name = m.name
+    where m.recorded_at > now() - interval '1 hour'
+    order by m.name, m.labels, m.recorded_at desc;
+comment on view monitor.latest_metrics is 'The newest value of every metric series recorded in the last hour.';
+
+create or replace view monitor.alert_rule_list as
+    select r.rule_id,
+           r.name,
+           r.kind,
+           coalesce(r.metric, e.code || '/' || i.symbol) as watching,
+           r.labels,
+           r.aggregate,
+           r.operator,
+           r.threshold,
+           r.evaluation_window,
+           r.severity,
+           r.cooldown,
+           r.channels,
+           r.is_enabled,
+           r.last_notified_at,
+           r.description
+    from monitor.alert_rules r
+    left join ref.instruments i on i.instrument_id = r.instrument_id
+    left join ref.exchanges e on e.exchange_id = i.exchange_id;
+comment on view monitor.alert_rule_list is 'Alert rules with what each watches (metric, or exchange/symbol).';
+
+create or replace view monitor.alert_list as
+    select a.alert_id,
+           r.name as rule,
+           r.kind,
+           a.severity,
+           a.status,
+           a.opened_value,
+           r.operator,
+           a.threshold,
+           a.opened_at,
+           a.notified,
+           a.acknowledged_at,
+           a.acknowledged_by,
+           a.resolved_at,
+           a.resolved_value
+    from monitor.alerts a
+    join monitor.alert_rules r on r.rule_id = a.rule_id;
+comment on view monitor.alert_list is 'Alerts with their rule''s name: open (firing, acknowledged) and resolved.';
+
+create or replace view monitor.risk_limit_list as
+    select l.limit_id,
+           s.name as strategy,
+           e.code as exchange,
+           i.symbol,
+           l.max_order_notional,
+           l.max_position_notional,
+           l.max_open_orders,
+           l.max_daily_loss,
+           l.kill_switch,
+           l.channels,
+           l.updated_at,
+           l.updated_by
+    from monitor.risk_limits l
+    join trading.strategies s on s.strategy_id = l.strategy_id
+    left join ref.exchanges e on e.exchange_id = l.exchange_id
+    left join ref.instruments i on i.instrument_id = l.instrument_id;
+comment on view monitor.risk_limit_list is 'Risk limits with strategy, exchange and symbol names (null exchange or symbol: every one).';
+
+create or replace view monitor.risk_event_list as
+    select r.risk_event_id,
+           r.occurred_at,
+           s.name as strategy,
+           e.code as exchange,
+           i.symbol,
+           r.order_id,
+           r.limit_kind,
+           r.limit_value,
+           r.observed_value,
+           r.reason
+    from monitor.risk_events r
+    join trading.strategies s on s.strategy_id = r.strategy_id
+    left join ref.instruments i on i.instrument_id = r.instrument_id
+    left join ref.exchanges e on e.exchange_id = i.exchange_id;
+comment on view monitor.risk_event_list is 'Risk events (rejected orders, kill switch changes) with names.';
+
+create or replace view monitor.notification_list as
+    select n.notification_id,
+           n.channel,
+           n.status,
+           n.subject,
+           n.attempts,
+           n.next_attempt_at,
+           n.last_error,
+           n.created_at,
+           n.delivered_at,
+           n.dead_at
+    from monitor.notifications n;
+comment on view monitor.notification_list is 'The outbox: every notification with its delivery state (status dead: the dead letter).';

@@ -1,0 +1,441 @@
+"""``spreadedge alerts|risk|metrics|notify …``: thin commands over the ``monitor`` functions and views.
+
+Every rule, limit and check lives in SQL; these commands pass the options as bind parameters to
+``monitor.*`` functions and print the monitor views as tables.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import click
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from spreadedge import db, sqlcall, textable
+from spreadedge.settings import Settings
+
+
+class DecimalType(click.ParamType):
+    """An exact decimal number (thresholds and limits are money or counts, never floats)."""
+
+    name = "decimal"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            self.fail(f"{value!r} is not a decimal number", param, ctx)
+
+
+DECIMAL = DecimalType()
+CHANNELS = click.Choice(["email", "slack", "discord", "webhook"])
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _connect(settings: Settings) -> psycopg.Connection[Any]:
+    return db.connect(settings, actor=_actor(), autocommit=True)
+
+
+def _call(conn: psycopg.Connection[Any], function: str, **arguments: Any) -> Any:
+    """Call ``monitor.function(name => value, ...)``; the first value of the first row."""
+    row = conn.execute(sqlcall.select_value(function, arguments), arguments).fetchone()
+    return None if row is None else row[0]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _show(
+    conn: psycopg.Connection[Any],
+    view: str,
+    columns: Sequence[str],
+    *,
+    where: dict[str, Any] | None = None,
+    order_by: str,
+    limit: int | None = None,
+    empty: str,
+) -> None:
+    """Print columns of ``monitor.view`` (rows equal to ``where``'s values) as a table."""
+    query = sql.SQL("select {} from {}").format(
+        sql.SQL(", ").join(sql.Identifier(column) for column in columns), sql.Identifier("monitor", view)
+    )
+    filters = {key: value for key, value in (where or {}).items() if value is not None}
+    if filters:
+        query += sql.SQL(" where ") + sql.SQL(" and ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in filters
+        )
+    query += sql.SQL(" order by {}").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in order_by.split(","))
+    )
+    if limit is not None:
+        query += sql.SQL(" limit {}").format(sql.Literal(limit))
+    rows = conn.execute(query, filters).fetchall()
+    if not rows:
+        click.echo(empty)
+        return
+    cells = [[_cell(value) for value in row] for row in rows]
+    right = [
+        all(isinstance(row[i], int | Decimal) for row in rows if row[i] is not None)
+        for i in range(len(columns))
+    ]
+    click.echo(textable.render(list(columns), cells, right))
+
+
+# -- alerts ----------------------------------------------------------------------------------------
+
+
+@click.group(name="alerts")
+def alerts_group() -> None:
+    """Alert rules and the alerts they open: list, ack, rules, add-rule, evaluate."""
+
+
+@alerts_group.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Resolved alerts too (the newest 100).")
+@click.pass_obj
+def list_alerts(settings: Settings, show_all: bool) -> None:
+    """List open alerts (firing and acknowledged), newest first."""
+    columns = ["alert_id", "rule", "severity", "status", "opened_value", "operator", "threshold", "opened_at"]
+    with _connect(settings) as conn:
+        if show_all:
+            _show(
+                conn,
+                "alert_list",
+                [*columns, "resolved_at"],
+                order_by="alert_id",
+                limit=100,
+                empty="no alerts",
+            )
+        else:
+            for status in ("firing", "acknowledged"):
+                _show(
+                    conn,
+                    "alert_list",
+                    columns,
+                    where={"status": status},
+                    order_by="alert_id",
+                    empty=f"no {status} alerts",
+                )
+
+
+@alerts_group.command(name="ack")
+@click.argument("alert_id", type=click.IntRange(min=1))
+@click.option("--by", "acknowledged_by", default=None, help="Who acknowledges (default: cli:<user>).")
+@click.pass_obj
+def ack(settings: Settings, alert_id: int, acknowledged_by: str | None) -> None:
+    """Acknowledge a firing alert (it still resolves by itself when its condition clears)."""
+    with _connect(settings) as conn:
+        _call(
+            conn, "monitor.acknowledge_alert", alert_id=alert_id, acknowledged_by=acknowledged_by or _actor()
+        )
+    click.echo(f"alert {alert_id} acknowledged")
+
+
+@alerts_group.command(name="rules")
+@click.pass_obj
+def rules(settings: Settings) -> None:
+    """List the alert rules."""
+    columns = ["name", "kind", "watching", "aggregate", "operator", "threshold", "evaluation_window",
+               "severity", "cooldown", "channels", "is_enabled"]  # fmt: skip
+    with _connect(settings) as conn:
+        _show(conn, "alert_rule_list", columns, order_by="name", empty="no alert rules")
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for value in values:
+        key, sep, label = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--label")
+        labels[key] = label
+    return labels
+
+
+@alerts_group.command(name="add-rule")
+@click.argument("name")
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["price", "volume", "risk", "system", "trading"]),
+    help="What it watches.",
+)
+@click.option(
+    "--metric", default=None, help="The metric (risk, system, trading rules): monitor.metric_catalog."
+)
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Only this metric series (repeatable)."
+)
+@click.option("--exchange", default=None, help="Exchange of the instrument (price and volume rules).")
+@click.option("--symbol", default=None, help="Symbol of the instrument (price and volume rules).")
+@click.option(
+    "--aggregate",
+    default=None,
+    help="last, avg, min, max, sum, count or change_pct (default: last; sum for volume rules).",
+)
+@click.option("--operator", "operator", required=True, help="One of > >= < <= = <>.")
+@click.option("--threshold", required=True, type=DECIMAL, help="The value compared with.")
+@click.option(
+    "--window", "evaluation_window", default="5 minutes", show_default=True, help="Evaluation window."
+)
+@click.option(
+    "--severity", default="warning", show_default=True, type=click.Choice(["info", "warning", "critical"])
+)
+@click.option("--cooldown", default="15 minutes", show_default=True, help="No new notification within this.")
+@click.option("--channel", "channels", multiple=True, type=CHANNELS, help="Notify here (repeatable).")
+@click.option("--description", default=None, help="What the rule is for.")
+@click.pass_obj
+def add_rule(
+    settings: Settings,
+    name: str,
+    kind: str,
+    metric: str | None,
+    labels: tuple[str, ...],
+    exchange: str | None,
+    symbol: str | None,
+    aggregate: str | None,
+    operator: str,
+    threshold: Decimal,
+    evaluation_window: str,
+    severity: str,
+    cooldown: str,
+    channels: tuple[str, ...],
+    description: str | None,
+) -> None:
+    """Add an alert rule NAME; it is checked completely now, never at evaluation time."""
+    with _connect(settings) as conn:
+        rule_id = _call(
+            conn,
+            "monitor.add_alert_rule",
+            name=name,
+            kind=kind,
+            operator=operator,
+            threshold=threshold,
+            metric=metric,
+            exchange=exchange,
+            symbol=symbol,
+            aggregate=aggregate,
+            labels=Jsonb(_labels(labels)),
+            evaluation_window=evaluation_window,
+            severity=severity,
+            cooldown=cooldown,
+            channels=list(channels),
+            description=description,
+        )
+    click.echo(f"alert rule {name} added (id {rule_id})")
+
+
+@alerts_group.command(name="evaluate")
+@click.pass_obj
+def evaluate(settings: Settings) -> None:
+    """Evaluate every rule now (pg_cron does it every minute) and print the transitions."""
+    with _connect(settings) as conn:
+        rows = conn.execute(sqlcall.select_rows("monitor.evaluate_alert_rules", [])).fetchall()
+    for alert_id, rule, transition, value, notified in rows:
+        click.echo(f"alert {alert_id} {rule}: {transition} at {value}{' (notified)' if notified else ''}")
+    click.echo(f"{len(rows)} transitions")
+
+
+# -- risk ------------------------------------------------------------------------------------------
+
+
+@click.group(name="risk")
+def risk_group() -> None:
+    """Pre-trade risk limits and kill switches: show, set, kill, unkill."""
+
+
+@risk_group.command(name="show")
+@click.option("--strategy", default=None, help="Only this strategy.")
+@click.pass_obj
+def show_risk(settings: Settings, strategy: str | None) -> None:
+    """List the risk limits (empty exchange or symbol: every one), then the latest risk events."""
+    limits = ["strategy", "exchange", "symbol", "max_order_notional", "max_position_notional",
+              "max_open_orders", "max_daily_loss", "kill_switch", "channels"]  # fmt: skip
+    events = ["risk_event_id", "occurred_at", "strategy", "exchange", "symbol", "order_id", "reason"]
+    with _connect(settings) as conn:
+        _show(
+            conn,
+            "risk_limit_list",
+            limits,
+            where={"strategy": strategy},
+            order_by="limit_id",
+            empty="no risk limits",
+        )
+        click.echo("")
+        _show(
+            conn,
+            "risk_event_list",
+            events,
+            where={"strategy": strategy},
+            order_by="risk_event_id",
+            limit=20,
+            empty="no risk events",
+        )
+
+
+def _scope_options(command: Any) -> Any:
+    command = click.option("--symbol", default=None, help="Only this instrument (with --exchange).")(command)
+    return click.option("--exchange", default=None, help="Only orders on this exchange.")(command)
+
+
+@risk_group.command(name="set")
+@click.argument("strategy")
+@_scope_options
+@click.option("--max-order-notional", type=DECIMAL, default=None, help="Per order, quote units (0 removes).")
+@click.option("--max-position-notional", type=DECIMAL, default=None, help="Positions in scope (0 removes).")
+@click.option(
+    "--max-open-orders", type=click.IntRange(min=0), default=None, help="Working orders (0 removes)."
+)
+@click.option("--max-daily-loss", type=DECIMAL, default=None, help="Realized loss today, UTC (0 removes).")
+@click.option(
+    "--channel", "channels", multiple=True, type=CHANNELS, help="Notify breaches here (repeatable)."
+)
+@click.pass_obj
+def set_risk(
+    settings: Settings,
+    strategy: str,
+    exchange: str | None,
+    symbol: str | None,
+    max_order_notional: Decimal | None,
+    max_position_notional: Decimal | None,
+    max_open_orders: int | None,
+    max_daily_loss: Decimal | None,
+    channels: tuple[str, ...],
+) -> None:
+    """Set STRATEGY's limits (a limit not given keeps its value; 0 removes it)."""
+    with _connect(settings) as conn:
+        _call(
+            conn,
+            "monitor.set_risk_limit",
+            strategy=strategy,
+            exchange=exchange,
+            symbol=symbol,
+            max_order_notional=max_order_notional,
+            max_position_notional=max_position_notional,
+            max_open_orders=max_open_orders,
+            max_daily_loss=max_daily_loss,
+            channels=list(channels) or None,
+        )
+    click.echo(f"risk limits of {strategy} set")
+
+
+def _kill_switch(settings: Settings, strategy: str, enabled: bool, **scope: str | None) -> None:
+    with _connect(settings) as conn:
+        _call(conn, "monitor.set_kill_switch", strategy=strategy, enabled=enabled, **scope)
+    click.echo(f"kill switch of {strategy} {'on: every new order is rejected' if enabled else 'off'}")
+
+
+@risk_group.command(name="kill")
+@click.argument("strategy")
+@_scope_options
+@click.option("--reason", default=None, help="Why (in the risk event and its notification).")
+@click.pass_obj
+def kill(
+    settings: Settings, strategy: str, exchange: str | None, symbol: str | None, reason: str | None
+) -> None:
+    """Turn STRATEGY's kill switch on: every new order is stored as rejected."""
+    _kill_switch(settings, strategy, True, exchange=exchange, symbol=symbol, reason=reason)
+
+
+@risk_group.command(name="unkill")
+@click.argument("strategy")
+@_scope_options
+@click.pass_obj
+def unkill(settings: Settings, strategy: str, exchange: str | None, symbol: str | None) -> None:
+    """Turn STRATEGY's kill switch off."""
+    _kill_switch(settings, strategy, False, exchange=exchange, symbol=symbol)
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+@click.group(name="metrics")
+def metrics_group() -> None:
+    """Metrics: collect, show."""
+
+
+@metrics_group.command(name="collect")
+@click.pass_obj
+def collect(settings: Settings) -> None:
+    """Collect every metric now (pg_cron does it every minute)."""
+    with _connect(settings) as conn:
+        count = _call(conn, "monitor.collect_metrics")
+    click.echo(f"recorded {count} metric values")
+
+
+@metrics_group.command(name="show")
+@click.option("--name", default=None, help="Only this metric.")
+@click.pass_obj
+def show_metrics(settings: Settings, name: str | None) -> None:
+    """Show the newest value of every metric series of the last hour."""
+    with _connect(settings) as conn:
+        _show(
+            conn,
+            "latest_metrics",
+            ["name", "labels", "value", "unit", "recorded_at"],
+            where={"name": name},
+            order_by="name,labels",
+            empty="no metrics in the last hour (spreadedge metrics collect records them)",
+        )
+
+
+# -- notify ----------------------------------------------------------------------------------------
+
+
+@click.group(name="notify")
+def notify_group() -> None:
+    """Deliver the notification outbox."""
+
+
+@notify_group.command(name="worker")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option(
+    "--poll",
+    "poll_seconds",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Longest sleep between checks.",
+)
+@click.pass_obj
+def worker(settings: Settings, once: bool, poll_seconds: float) -> None:
+    """Deliver notifications by the channels configured in [notify] (several workers are safe).
+
+    Runs until interrupted, woken by NOTIFY when notifications are queued.
+    """
+    from spreadedge.notify import Worker, configured_channels
+    from spreadedge.notify.channels import ChannelSettingsError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        channels = configured_channels(settings.notify)
+    except ChannelSettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not channels:
+        raise click.ClickException("no channel is configured: see [notify] in spreadedge.toml.example")
+    with Worker(db.conninfo(settings), settings.notify, channels) as delivery:
+        if once:
+            click.echo(f"handled {delivery.drain()} notifications")
+            return
+        try:
+            delivery.run(poll_seconds=poll_seconds)
+        except KeyboardInterrupt:
+            click.echo("stopped")

@@ -1,0 +1,75 @@
+"""The monitoring commands of the CLI (alerts, risk, metrics, notify) through click, on a test database."""
+
+from datetime import UTC, datetime, timedelta
+
+from click.testing import CliRunner
+
+from market_helpers import quote
+from spreadedge.cli import main
+from trading_helpers import order, place
+
+
+def invoke(url, *args, env=None):
+    return CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False, env=env)
+
+
+def test_alerts_add_rule_evaluate_list_and_ack(seeded, seeded_url):
+    added = invoke(seeded_url, "alerts", "add-rule", "btc-high", "--kind", "price", "--exchange", "binance",
+                   "--symbol", "BTCUSDT", "--operator", ">", "--threshold", "70000.5", "--channel", "slack")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert added.output == "alert rule btc-high added (id 1)\n"
+    assert "binance/BTCUSDT" in invoke(seeded_url, "alerts", "rules").output
+    quote(seeded, datetime.now(UTC) - timedelta(seconds=5), "70999", "71001")
+    assert "btc-high: fired" in invoke(seeded_url, "alerts", "evaluate").output
+    listed = invoke(seeded_url, "alerts", "list").output
+    assert "btc-high" in listed and "no acknowledged alerts" in listed
+    assert invoke(seeded_url, "alerts", "ack", "1").output == "alert 1 acknowledged\n"
+    assert "no firing alerts" in invoke(seeded_url, "alerts", "list").output
+
+
+def test_a_broken_rule_is_refused_with_its_message_and_status_1(seeded_url):
+    result = invoke(seeded_url, "alerts", "add-rule", "x", "--kind", "system", "--metric", "db.nope",
+                    "--operator", ">", "--threshold", "1")  # fmt: skip
+    assert result.exit_code == 1
+    assert 'metric "db.nope" does not exist' in result.output
+
+
+def test_risk_set_kill_show_and_unkill(seeded, seeded_url):
+    assert (
+        invoke(
+            seeded_url, "risk", "set", "alpha", "--max-order-notional", "1000", "--max-open-orders", "3"
+        ).exit_code
+        == 0
+    )
+    assert invoke(seeded_url, "risk", "kill", "alpha", "--reason", "drill").output == (
+        "kill switch of alpha on: every new order is rejected\n"
+    )
+    assert order(seeded, place(seeded, "buy", "0.01", "60000"))["status"] == "rejected"
+    shown = invoke(seeded_url, "risk", "show", "--strategy", "alpha").output
+    assert "1000" in shown and "kill switch on: drill" in shown and "kill switch is on" in shown
+    assert invoke(seeded_url, "risk", "unkill", "alpha").exit_code == 0
+    assert order(seeded, place(seeded, "buy", "0.01", "60000"))["status"] == "new"
+
+
+def test_metrics_collect_and_show(seeded_url):
+    collected = invoke(seeded_url, "metrics", "collect")
+    assert collected.output.startswith("recorded ") and collected.output.endswith(" metric values\n")
+    shown = invoke(seeded_url, "metrics", "show", "--name", "db.size_bytes").output
+    assert shown.splitlines()[0].split() == ["name", "labels", "value", "unit", "recorded_at"]
+    assert "db.size_bytes" in shown and "bytes" in shown
+
+
+def test_notify_worker_without_a_channel_says_what_to_configure(seeded_url):
+    result = invoke(seeded_url, "notify", "worker", "--once", env={"SPREADEDGE_SETTINGS": "/nonexistent"})
+    assert result.exit_code == 1
+    assert "no channel is configured" in result.output
+
+
+def test_notify_worker_once_delivers_what_is_due(seeded, seeded_url, http_receiver):
+    invoke(seeded_url, "risk", "set", "alpha", "--channel", "webhook")
+    invoke(seeded_url, "risk", "kill", "alpha")
+    env = {"SPREADEDGE_SETTINGS": "/nonexistent", "SPREADEDGE_WEBHOOK_URL": http_receiver.url("/events"),
+           "SPREADEDGE_WEBHOOK_SECRET": "k3y-never-printed"}  # fmt: skip
+    result = invoke(seeded_url, "notify", "worker", "--once", env=env)
+    assert result.output == "handled 1 notifications\n"
+    assert len(http_receiver.requests) == 1 and "k3y-never-printed" not in result.output

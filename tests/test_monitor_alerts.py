@@ -1,0 +1,219 @@
+"""Alert rules: each kind fires, the cooldown holds back notifications, alerts resolve by themselves,
+acknowledgements, every transition recorded, and broken rules refused when they are added."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from market_helpers import quote, tick
+from monitor_helpers import add_rule, evaluate, metric, notifications
+from trading_helpers import call, place, trade
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def test_a_price_rule_fires_when_the_mark_price_crosses_its_threshold(seeded):
+    add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT",
+             channels=["slack", "email"], severity="critical")  # fmt: skip
+    quote(seeded, NOW - timedelta(seconds=30), "70999", "71001")
+    assert evaluate(seeded, NOW) == [("btc-above-70k", "fired", Decimal("71000"), True)]
+    assert notifications(seeded) == [
+        (
+            "email",
+            "pending",
+            "[CRITICAL] btc-above-70k fired: price binance/BTCUSDT last = 71000 (threshold > 70000)",
+        ),
+        (
+            "slack",
+            "pending",
+            "[CRITICAL] btc-above-70k fired: price binance/BTCUSDT last = 71000 (threshold > 70000)",
+        ),
+    ]
+
+
+def test_a_price_change_rule_compares_the_last_and_first_tick_of_the_window(seeded):
+    add_rule(seeded, "btc-drop", "price", "<=", "-5", exchange="binance", symbol="BTCUSDT",
+             aggregate="change_pct", evaluation_window=timedelta(minutes=10))  # fmt: skip
+    tick(seeded, NOW - timedelta(minutes=20), "80000", trade_id="t0")  # outside the window
+    tick(seeded, NOW - timedelta(minutes=9), "60000", trade_id="t1")
+    tick(seeded, NOW - timedelta(minutes=1), "57000", trade_id="t2")
+    assert evaluate(seeded, NOW) == [("btc-drop", "fired", Decimal("-5.000000"), False)]
+
+
+def test_a_volume_rule_fires_on_the_traded_quantity_of_the_window(seeded):
+    add_rule(seeded, "btc-volume", "volume", ">=", "3", exchange="binance", symbol="BTCUSDT")
+    tick(seeded, NOW - timedelta(minutes=1), "60000", "1.5", trade_id="v1")
+    tick(seeded, NOW - timedelta(minutes=2), "60000", "1.5", trade_id="v2")
+    assert evaluate(seeded, NOW) == [("btc-volume", "fired", Decimal("3.0"), False)]
+
+
+def test_a_risk_rule_fires_on_a_collected_risk_metric(seeded):
+    place(seeded, "buy", "0.01", "60000")
+    add_rule(
+        seeded, "alpha-working", "trading", ">", "0", metric="orders.working", labels={"strategy": "alpha"}
+    )
+    add_rule(
+        seeded, "alpha-exposure", "risk", ">", "50", metric="exposure.gross", labels={"strategy": "alpha"}
+    )
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+    assert evaluate(seeded, NOW) == [("alpha-working", "fired", Decimal("1"), False)]
+    trade(seeded, "buy", "0.001", "60000")
+    call(seeded, "monitor.collect_metrics", collected_at=NOW + timedelta(seconds=1))
+    assert evaluate(seeded, NOW + timedelta(seconds=1)) == [
+        ("alpha-exposure", "fired", Decimal("60.000"), False)
+    ]
+
+
+def test_a_system_rule_fires_on_a_database_metric(seeded):
+    add_rule(seeded, "db-has-size", "system", ">", "0", metric="db.size_bytes")
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+    [(rule, transition, value, _notified)] = evaluate(seeded, NOW)
+    assert (rule, transition, value > 0) == ("db-has-size", "fired", True)
+
+
+def test_a_rule_on_a_custom_metric_averages_the_window(seeded):
+    add_rule(
+        seeded, "latency", "system", ">", "100", metric="app.latency_ms", aggregate="avg"
+    ) if False else None
+    metric(seeded, "app.latency_ms", "90", NOW - timedelta(minutes=2), venue="okx")
+    metric(seeded, "app.latency_ms", "130", NOW - timedelta(minutes=1), venue="okx")
+    metric(seeded, "app.latency_ms", "900", NOW - timedelta(minutes=1), venue="kraken")
+    add_rule(seeded, "okx-latency", "system", ">", "100", metric="app.latency_ms", aggregate="avg",
+             labels={"venue": "okx"})  # fmt: skip
+    assert evaluate(seeded, NOW) == [("okx-latency", "fired", Decimal("110"), False)]
+
+
+def test_an_alert_resolves_when_its_condition_clears_and_the_resolution_is_notified(seeded):
+    add_rule(
+        seeded,
+        "btc-above-70k",
+        "price",
+        ">",
+        "70000",
+        exchange="binance",
+        symbol="BTCUSDT",
+        channels=["webhook"],
+    )
+    quote(seeded, NOW - timedelta(minutes=2), "70999", "71001")
+    evaluate(seeded, NOW - timedelta(minutes=1))
+    assert evaluate(seeded, NOW - timedelta(minutes=1)) == []  # still firing: no transition
+    quote(seeded, NOW - timedelta(seconds=10), "68999", "69001")
+    assert evaluate(seeded, NOW) == [("btc-above-70k", "resolved", Decimal("69000"), True)]
+    assert [n[2].split(":")[0] for n in notifications(seeded)] == [
+        "[WARNING] btc-above-70k fired",
+        "[WARNING] btc-above-70k resolved",
+    ]
+    assert seeded.execute("select status::text, resolved_value from monitor.alerts").fetchall() == [
+        ("resolved", Decimal("69000"))
+    ]
+
+
+def test_a_rule_firing_again_inside_its_cooldown_opens_an_alert_without_notifying(seeded):
+    depths = {40: "150", 25: "50", 15: "150", 5: "50", 1: "150"}  # minutes ago: queue depth
+    for minutes_ago, depth in depths.items():
+        metric(seeded, "app.queue_depth", depth, NOW - timedelta(minutes=minutes_ago))
+    add_rule(seeded, "queue-deep", "system", ">", "100", metric="app.queue_depth", channels=["email"],
+             cooldown=timedelta(minutes=30), evaluation_window=timedelta(minutes=1))  # fmt: skip
+    transitions = []
+    for minutes_ago in depths:
+        transitions += evaluate(seeded, NOW - timedelta(minutes=minutes_ago))
+    assert [(t[1], t[3]) for t in transitions] == [
+        ("fired", True),  # notified
+        ("resolved", True),
+        ("fired", False),  # 25 minutes after the notified firing: inside the cooldown
+        ("resolved", False),  # its firing was not notified
+        ("fired", True),  # 39 minutes after: the cooldown is over
+    ]
+    assert len(notifications(seeded)) == 3
+
+
+def test_acknowledging_an_alert_records_the_transition_and_it_still_resolves(seeded):
+    add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
+    quote(seeded, NOW - timedelta(minutes=2), "70999", "71001")
+    evaluate(seeded, NOW - timedelta(minutes=1))
+    alert_id = seeded.execute("select alert_id from monitor.alerts").fetchone()[0]
+    call(seeded, "monitor.acknowledge_alert", alert_id=alert_id, acknowledged_by="alice")
+    call(seeded, "monitor.acknowledge_alert", alert_id=alert_id, acknowledged_by="bob")  # idempotent
+    quote(seeded, NOW - timedelta(seconds=10), "68999", "69001")
+    evaluate(seeded, NOW)
+    events = seeded.execute(
+        "select transition::text, value, actor from monitor.alert_events order by event_id"
+    ).fetchall()
+    assert events == [
+        ("fired", Decimal("71000"), None),
+        ("acknowledged", None, "alice"),
+        ("resolved", Decimal("69000"), None),
+    ]
+    assert seeded.execute("select status::text, acknowledged_by from monitor.alert_list").fetchone() == (
+        "resolved",
+        "alice",
+    )
+
+
+def test_a_resolved_alert_cannot_be_acknowledged(seeded):
+    add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
+    quote(seeded, NOW - timedelta(minutes=2), "70999", "71001")
+    evaluate(seeded, NOW - timedelta(minutes=1))
+    quote(seeded, NOW - timedelta(seconds=10), "68999", "69001")
+    evaluate(seeded, NOW)
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "monitor.acknowledge_alert", alert_id=1)
+    assert caught.value.sqlstate == "55S05"
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "monitor.acknowledge_alert", alert_id=999)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("23S14", "alert 999 does not exist")
+
+
+def test_a_rule_without_data_in_its_window_changes_nothing(seeded):
+    add_rule(seeded, "okx-latency", "system", ">", "100", metric="db.oldest_xact_age")
+    assert evaluate(seeded, NOW) == []
+    assert seeded.execute("select count(*) from monitor.alerts").fetchone()[0] == 0
+
+
+def test_a_disabled_rule_is_not_evaluated(seeded):
+    add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
+    call(seeded, "monitor.set_alert_rule_enabled", name="btc-above-70k", enabled=False)
+    quote(seeded, NOW - timedelta(minutes=2), "70999", "71001")
+    assert evaluate(seeded, NOW) == []
+
+
+def test_a_rule_on_an_unknown_metric_is_refused_when_added(seeded):
+    with pytest.raises(psycopg.Error) as caught:
+        add_rule(seeded, "typo", "system", ">", "1", metric="db.sise_bytes")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S12",
+        'metric "db.sise_bytes" does not exist',
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "arguments", "message"),
+    [
+        ("system", {"operator": "=>"}, 'operator must be one of >, >=, <, <=, =, <>, got "=>"'),
+        ("weather", {}, 'kind must be price, volume, risk, system or trading, got "weather"'),
+        ("risk", {"metric": "db.size_bytes"},
+         'the metric of a risk rule must be a risk or custom metric, got "db.size_bytes (a system metric)"'),
+        ("price", {"metric": None}, 'a price rule\'s exchange and symbol must be both given, got ""'),
+        ("volume", {"metric": None, "exchange": "binance", "symbol": "BTCUSDT", "aggregate": "avg"},
+         'the aggregate of a volume rule must be one of sum, count, got "avg"'),
+        ("system", {"evaluation_window": timedelta(0)}, 'evaluation window must be more than 0 and at most 31 days, got "00:00:00"'),
+        ("system", {"channels": ["pager"]}, 'channels must be a list of email, slack, discord, webhook, got "{pager}"'),
+        ("system", {"severity": "panic"}, 'severity must be info, warning or critical, got "panic"'),
+        ("system", {"threshold": Decimal("NaN")}, 'threshold must be a finite number, got "NaN"'),
+    ],
+)  # fmt: skip
+def test_a_malformed_rule_is_refused_when_added(seeded, kind, arguments, message):
+    arguments = {"operator": ">", "threshold": Decimal("1"), "metric": "db.size_bytes", **arguments}
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "monitor.add_alert_rule", name="broken", kind=kind, **arguments)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22S12", message)
+    assert seeded.execute("select count(*) from monitor.alert_rules").fetchone()[0] == 0
+
+
+def test_a_rule_name_is_taken_once(seeded):
+    add_rule(seeded, "db-size", "system", ">", "1", metric="db.size_bytes")
+    with pytest.raises(psycopg.Error) as caught:
+        add_rule(seeded, "db-size", "system", ">", "2", metric="db.size_bytes")
+    assert caught.value.sqlstate == "23S15"

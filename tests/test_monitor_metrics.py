@@ -1,0 +1,93 @@
+"""Metrics: recorded by hand and collected from the database itself, partitioned by day, and the
+monitoring views for psql and dashboards."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from trading_helpers import call, place, trade
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def values(conn, name):
+    return conn.execute(
+        "select labels, value from monitor.metrics where name = %s order by labels::text", [name]
+    ).fetchall()
+
+
+def test_record_metric_stores_a_value_and_registers_its_name_as_a_custom_metric(seeded):
+    call(seeded, "monitor.record_metric", name="app.fills_behind", value=Decimal("3"),
+         labels=Jsonb({"venue": "okx"}), recorded_at=NOW)  # fmt: skip
+    assert values(seeded, "app.fills_behind") == [({"venue": "okx"}, Decimal("3"))]
+    assert seeded.execute(
+        "select category from monitor.metric_catalog where name = 'app.fills_behind'"
+    ).fetchone() == ("custom",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("Latency", "1", 'metric name must be dotted snake_case (e.g. app.orders_sent), got "Latency"'),
+        ("app.latency", "NaN", "value of metric app.latency must be a finite number, got NaN"),
+    ],
+)
+def test_record_metric_refuses_a_bad_name_or_value(seeded, name, value, message):
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "monitor.record_metric", name=name, value=Decimal(value))
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22S14", message)
+
+
+def test_collect_metrics_records_orders_positions_trades_pnl_and_the_database(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    place(seeded, "sell", "0.05", "61000")
+    count = call(seeded, "monitor.collect_metrics")
+    names = {row[0] for row in seeded.execute("select distinct name from monitor.metrics")}
+    assert count == seeded.execute("select count(*) from monitor.metrics").fetchone()[0]
+    assert values(seeded, "orders.by_status") == [({"status": "filled"}, 1), ({"status": "new"}, 1)]
+    assert values(seeded, "orders.working") == [({"strategy": "alpha"}, 1)]
+    assert values(seeded, "positions.open") == [({"strategy": "alpha"}, 1)]
+    assert values(seeded, "exposure.gross") == [({"strategy": "alpha"}, Decimal("6000"))]
+    assert values(seeded, "trades.notional") == [
+        ({"period": "day"}, Decimal("6000.0")),
+        ({"period": "hour"}, Decimal("6000.0")),
+    ]
+    assert {"db.size_bytes", "db.connections", "db.commits", "db.rollbacks", "db.cache_hit_ratio",
+            "db.oldest_xact_age", "db.slow_queries", "pnl.realized", "pnl.unrealized", "pnl.realized_today",
+            "risk.events", "alerts.open", "notifications.pending", "notifications.dead"} <= names  # fmt: skip
+
+
+def test_metrics_are_partitioned_by_day_with_the_retention_setting(db):
+    assert db.execute(
+        "select partition_interval, retention from partman.part_config where parent_table = 'monitor.metrics'"
+    ).fetchone() == ("1 day", "90 days")
+
+
+def test_the_monitoring_views_answer(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    place(seeded, "sell", "0.05", "61000")
+    assert seeded.execute(
+        "select status::text, orders from monitor.orders_per_status order by 1"
+    ).fetchall() == [
+        ("filled", 1),
+        ("new", 1),
+    ]
+    assert seeded.execute(
+        "select strategy, open_positions, gross_exposure from monitor.open_positions"
+    ).fetchall() == [("alpha", 1, Decimal("6000.000000000000"))]
+    assert seeded.execute(
+        "select period, trades from monitor.trades_per_period order by period"
+    ).fetchall() == [
+        ("day", 1),
+        ("hour", 1),
+    ]
+    disk = dict(
+        seeded.execute(
+            "select schema_name || '.' || table_name, partitions from monitor.disk_usage"
+        ).fetchall()
+    )
+    assert disk["trading.orders"] > 1 and disk["monitor.metrics"] > 1
+    assert seeded.execute("select count(*) > 0 from monitor.query_performance").fetchone() == (True,)

@@ -1,0 +1,165 @@
+"""Pre-trade risk limits: each limit and the kill switch reject an order in trading.place_order,
+with the rejected order, its reason, the risk event and the notification all stored."""
+
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from monitor_helpers import notifications
+from trading_helpers import call, order, place, trade
+
+
+def limit(conn, strategy="alpha", **limits):
+    return call(conn, "monitor.set_risk_limit", strategy=strategy, **limits)
+
+
+def risk_events(conn):
+    return conn.execute(
+        "select order_id, limit_kind::text, limit_value, observed_value, reason from monitor.risk_events"
+        " order by risk_event_id"
+    ).fetchall()
+
+
+def test_an_order_within_every_limit_is_placed_as_new(seeded):
+    limit(
+        seeded,
+        max_order_notional=Decimal("1000"),
+        max_open_orders=5,
+        max_position_notional=Decimal("5000"),
+        max_daily_loss=Decimal("100"),
+    )
+    order_id = place(seeded, "buy", "0.01", "60000")
+    assert order(seeded, order_id)["status"] == "new"
+    assert risk_events(seeded) == []
+
+
+def test_an_order_above_max_order_notional_is_stored_rejected_with_its_risk_event_and_notification(seeded):
+    limit(seeded, max_order_notional=Decimal("1000"))
+    order_id = place(seeded, "buy", "0.02", "60000")
+    stored = order(seeded, order_id)
+    reason = "order notional 1200 exceeds max_order_notional 1000"
+    assert (stored["status"], stored["status_reason"]) == ("rejected", reason)
+    assert risk_events(seeded) == [
+        (order_id, "max_order_notional", Decimal("1000"), Decimal("1200.00"), reason)
+    ]
+    assert notifications(seeded) == [
+        ("email", "pending", f"[RISK] alpha: order {order_id} rejected: {reason}")
+    ]
+    events = seeded.execute(
+        "select from_status::text, to_status::text, reason from trading.order_events where order_id = %s"
+        " order by event_id",
+        [order_id],
+    ).fetchall()
+    assert events == [(None, "new", None), ("new", "rejected", reason)]
+
+
+def test_an_order_beyond_max_open_orders_is_rejected(seeded):
+    limit(seeded, max_open_orders=2)
+    place(seeded, "buy", "0.01", "60000")
+    place(seeded, "buy", "0.01", "60000")
+    third = place(seeded, "buy", "0.01", "60000")
+    assert order(seeded, third)["status_reason"] == "3 working orders with this one exceed max_open_orders 2"
+    assert risk_events(seeded)[0][:4] == (third, "max_open_orders", Decimal("2"), Decimal("3"))
+
+
+def test_an_order_that_would_grow_the_position_beyond_max_position_notional_is_rejected(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    limit(seeded, max_position_notional=Decimal("7000"))
+    rejected = place(seeded, "buy", "0.02", "60000")
+    reducing = place(seeded, "sell", "0.05", "60000")
+    assert order(seeded, rejected)["status"] == "rejected"
+    assert order(seeded, reducing)["status"] == "new"
+    assert risk_events(seeded)[0][:4] == (
+        rejected,
+        "max_position_notional",
+        Decimal("7000"),
+        Decimal("7200.000"),
+    )
+
+
+def test_after_the_daily_loss_limit_is_reached_new_orders_are_rejected(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    trade(seeded, "sell", "0.1", "59000")  # a loss of 100
+    limit(seeded, max_daily_loss=Decimal("100"))
+    order_id = place(seeded, "buy", "0.01", "59000")
+    assert order(seeded, order_id)["status_reason"] == "realized loss today 100 reached max_daily_loss 100"
+    assert risk_events(seeded)[0][1] == "max_daily_loss"
+
+
+def test_with_the_kill_switch_on_every_order_of_the_strategy_is_rejected(seeded):
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="exchange outage")
+    first = place(seeded, "buy", "0.01", "60000")
+    second = place(seeded, "sell", "1", None, exchange="okx", symbol="BTC-USDT-SWAP")
+    other_strategy = place(seeded, "buy", "0.01", "60000", strategy="beta")
+    assert [order(seeded, o)["status"] for o in (first, second, other_strategy)] == [
+        "rejected",
+        "rejected",
+        "new",
+    ]
+    assert [event[1] for event in risk_events(seeded)] == ["kill_switch"] * 3
+    assert [n[2] for n in notifications(seeded)] == [
+        "[RISK] alpha: kill switch on: exchange outage",
+        f"[RISK] alpha: order {first} rejected: kill switch is on",
+        f"[RISK] alpha: order {second} rejected: kill switch is on",
+    ]
+
+
+def test_turning_the_kill_switch_off_lets_orders_through_again(seeded):
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True)
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=False)
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=False)  # no change: no event
+    assert order(seeded, place(seeded, "buy", "0.01", "60000"))["status"] == "new"
+    assert [event[4] for event in risk_events(seeded)] == ["kill switch on", "kill switch off"]
+
+
+def test_a_limit_of_one_instrument_leaves_the_strategys_other_instruments_alone(seeded):
+    limit(seeded, exchange="binance", symbol="BTCUSDT", max_order_notional=Decimal("100"))
+    btc = place(seeded, "buy", "0.01", "60000")
+    bnb = place(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    assert (order(seeded, btc)["status"], order(seeded, bnb)["status"]) == ("rejected", "new")
+
+
+def test_a_market_order_without_a_market_price_is_rejected_by_a_notional_limit(seeded):
+    limit(seeded, max_order_notional=Decimal("1000"))
+    order_id = place(seeded, "buy", "0.01")
+    assert order(seeded, order_id)["status_reason"] == (
+        "max_order_notional: the order has no price and BTCUSDT has no market price to value it"
+    )
+
+
+def test_zero_removes_a_limit(seeded):
+    limit(seeded, max_order_notional=Decimal("100"), max_open_orders=5)
+    limit(seeded, max_order_notional=Decimal("0"))
+    assert seeded.execute(
+        "select max_order_notional, max_open_orders from monitor.risk_limits"
+    ).fetchone() == (
+        None,
+        5,
+    )
+    assert order(seeded, place(seeded, "buy", "0.01", "60000"))["status"] == "new"
+
+
+def test_invalid_input_still_raises_when_the_strategy_has_limits(seeded):
+    limit(seeded, max_order_notional=Decimal("1000"))
+    with pytest.raises(psycopg.Error) as caught:
+        place(seeded, "buy", "-1", "60000")
+    assert caught.value.sqlstate == "22S01"
+    assert risk_events(seeded) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "sqlstate"),
+    [
+        ({"max_order_notional": Decimal("-5")}, "22S13"),
+        ({"max_daily_loss": Decimal("NaN")}, "22S13"),
+        ({"symbol": "BTCUSDT"}, "22S13"),
+        ({"channels": ["pager"]}, "22S13"),
+        ({"strategy": "nobody"}, "23S03"),
+        ({"exchange": "nasdaq"}, "23S01"),
+    ],
+)
+def test_a_bad_risk_limit_is_refused(seeded, arguments, sqlstate):
+    with pytest.raises(psycopg.Error) as caught:
+        limit(seeded, **{"strategy": "alpha", **arguments})
+    assert caught.value.sqlstate == sqlstate
