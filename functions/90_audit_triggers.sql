@@ -254,6 +254,34 @@ create or replace trigger _900_audit_delete
     referencing old table as old_rows
     for each statement execute function audit.log_changes('spread_trade_id');
 
+-- monitor.alert_rules, keyed by rule_id: who changed a rule, and from what
+create or replace trigger _900_audit_insert
+    after insert on monitor.alert_rules
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('rule_id');
+create or replace trigger _900_audit_update
+    after update on monitor.alert_rules
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('rule_id');
+create or replace trigger _900_audit_delete
+    after delete on monitor.alert_rules
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('rule_id');
+
+-- monitor.risk_limits, keyed by limit_id: who changed a limit or a kill switch, and from what
+create or replace trigger _900_audit_insert
+    after insert on monitor.risk_limits
+    referencing new table as new_rows
+    for each statement execute function audit.log_changes('limit_id');
+create or replace trigger _900_audit_update
+    after update on monitor.risk_limits
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function audit.log_changes('limit_id');
+create or replace trigger _900_audit_delete
+    after delete on monitor.risk_limits
+    referencing old table as old_rows
+    for each statement execute function audit.log_changes('limit_id');
+
 -- audit.log is append-only
 create or replace trigger _100_append_only
     before update or delete or truncate on audit.log

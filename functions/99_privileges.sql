@@ -69,7 +69,8 @@ grant select on partman.part_config to spreadedge_owner;
 
 -- ============================================================================
 -- ops (issue 7: operations)
--- =====================================================================-- People read the tuning views, the performance summary and where partitions stand. Index
+-- ============================================================================
+-- People read the tuning views, the performance summary and where partitions stand. Index
 -- advice, index builds, partition configuration and repair, cleanup, the backup catalog's writers
 -- and the full health report are for operators, who run them as the database owner or a superuser
 -- (spreadedge tune|partitions|cleanup|backup|health): no grant.
@@ -78,7 +79,8 @@ grant select on ops.slow_queries, ops.index_usage, ops.unused_indexes, ops.dupli
     to spreadedge_readonly;
 grant execute on function ops.performance_summary, internal.slow_query_ms
     to spreadedge_readonly;
-=======
+
+-- ============================================================================
 -- monitor (issue 5): metrics, alert rules and alerts, the notification outbox, risk limits
 -- ============================================================================
 -- readonly (people, dashboards): the monitoring views. The views over the trading tables and the

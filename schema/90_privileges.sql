@@ -192,8 +192,10 @@ comment on policy owner_scope on auth.api_keys is 'A scoped session sees its use
 -- ============================================================================
 -- ops (issue 7: operations): the backup catalog is readable by people; writing it is the
 -- operators' (spreadedge backup, as the database owner or a superuser)
--- =====================================================================grant select on ops.backup_runs to spreadedge_readonly;
-=======
+-- ============================================================================
+grant select on ops.backup_runs to spreadedge_readonly;
+
+-- ============================================================================
 -- monitor (issue 5): metrics, alert rules and alerts, the notification outbox, risk limits
 -- ============================================================================
 -- The monitor tables are private like the others: no role but spreadedge_owner reads or writes

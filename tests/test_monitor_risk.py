@@ -163,3 +163,18 @@ def test_a_bad_risk_limit_is_refused(seeded, arguments, sqlstate):
     with pytest.raises(psycopg.Error) as caught:
         limit(seeded, **{"strategy": "alpha", **arguments})
     assert caught.value.sqlstate == sqlstate
+
+
+def test_setting_a_limit_and_the_kill_switch_is_audited_with_the_actor(seeded):
+    seeded.execute("select set_config('spreadedge.actor', 'risk-desk', false)")
+    limit(seeded, max_order_notional=1000)
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="outage")
+    rows = seeded.execute(
+        "select operation, old_row ->> 'kill_switch', new_row ->> 'kill_switch', "
+        "new_row ->> 'max_order_notional', actor from audit.log "
+        "where table_name = 'monitor.risk_limits' order by audit_id"
+    ).fetchall()
+    assert rows == [
+        ("INSERT", None, "false", "1000", "risk-desk"),
+        ("UPDATE", "false", "true", "1000", "risk-desk"),
+    ]
