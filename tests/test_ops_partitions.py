@@ -45,6 +45,7 @@ def test_partition_status_lists_every_partitioned_table_registered(db):
             "market.quotes",
             "market.technical_indicators",
             "market.ticks",
+            "monitor.metrics",
             "trading.order_events",
             "trading.orders",
             "trading.trades",
