@@ -240,17 +240,6 @@ begin
             using errcode = '22S05',
                   hint = 'Increase the quantity.';
     end if;
-    -- Pre-trade risk limits (monitor.risk_limits): a breach stores the order as rejected, records
-    -- a risk event and queues its notification, and returns the id like any placement.
-    -- why exists first: one index probe is all a strategy without limits pays on this hot path
-    if exists (select from monitor.risk_limits l where l.strategy_id = v_strategy.strategy_id) then
-        select b.limit_id, b.limit_kind, b.limit_value, b.observed_value, b.reason
-        into v_limit_id, v_limit_kind, v_limit, v_observed, v_reason
-        from internal.risk_breach(v_strategy.strategy_id, v_instrument, v_side, place_order.quantity, v_reference) b;
-        if v_limit_id is not null then
-            v_status := 'rejected';
-        end if;
-    end if;
 
     v_order_id := nextval('trading.order_id_seq');
     insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id)
@@ -262,6 +251,18 @@ begin
             v_instrument.exchange_id, place_order.client_order_id, v_strategy.strategy_id,
             v_instrument.instrument_id, v_side, v_type, place_order.quantity, place_order.price,
             place_order.stop_price);
+    end if;
+    -- Pre-trade risk limits (monitor.risk_limits): a breach stores the order as rejected, records
+    -- a risk event and queues its notification, and returns the id like any placement.
+    -- why after the key: a retried placement returns its order above without paying for the check
+    -- why exists first: one index probe is all a strategy without limits pays on this hot path
+    if exists (select from monitor.risk_limits l where l.strategy_id = v_strategy.strategy_id) then
+        select b.limit_id, b.limit_kind, b.limit_value, b.observed_value, b.reason
+        into v_limit_id, v_limit_kind, v_limit, v_observed, v_reason
+        from internal.risk_breach(v_strategy.strategy_id, v_instrument, v_side, place_order.quantity, v_reference) b;
+        if v_limit_id is not null then
+            v_status := 'rejected';
+        end if;
     end if;
     insert into trading.orders
         (order_id, created_at, strategy_id, instrument_id, side, order_type, quantity, price,
