@@ -138,6 +138,10 @@ as $$
 -- inherit them until it is migrated.
 begin
     call internal.claim_ownership();
+    -- why: rows the migrations seeded before the audit triggers existed get their first image
+    if to_regprocedure('audit.record_baseline()') is not null then
+        call audit.record_baseline();
+    end if;
     -- why: ops.health (security definer, run as spreadedge_owner) compares the applied migrations
     -- with the code's; migrate creates this ledger as the superuser before any migration
     if to_regclass('public._spreadedge_migration_checksum') is not null then
@@ -148,4 +152,4 @@ begin
 end;
 $$;
 comment on procedure internal.finish_migrate() is
-    'Last step of spreadedge migrate: ownership to spreadedge_owner, bind parameters kept out of the server log.';
+    'Last step of spreadedge migrate: ownership to spreadedge_owner, baseline audit images, bind parameters kept out of the server log.';

@@ -109,3 +109,53 @@ as $$
 $$;
 comment on function audit.history(regclass, jsonb) is
     'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}'').';
+
+create or replace function internal.audited_tables()
+    returns table (table_name text, relid regclass, key1 text, key2 text, redacted text[])
+    stable
+    language sql
+as $$
+    -- Each table with an audit.log_changes insert trigger, with the key columns and the columns
+    -- left out of its images, read from the trigger's arguments.
+    select format('%I.%I', n.nspname, c.relname),
+           c.oid::regclass,
+           a.args[1],
+           case when cardinality(a.args) > 1 and left(a.args[2], 1) <> '-' then a.args[2] end,
+           array(select substr(x, 2) from unnest(a.args) x where left(x, 1) = '-')
+    from pg_catalog.pg_trigger t
+    join pg_catalog.pg_class c on c.oid = t.tgrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    cross join lateral (
+        select (string_to_array(encode(t.tgargs, 'escape'), '\000'))[1:t.tgnargs] as args
+    ) a
+    where t.tgfoid = 'audit.log_changes()'::regprocedure
+      and t.tgtype & 4 <> 0      -- fires on INSERT
+      and not t.tgisinternal
+      and c.relkind in ('r', 'p')
+$$;
+comment on function internal.audited_tables() is
+    'Tables written to the audit log, with their key columns and redacted columns (from their audit trigger arguments).';
+
+create or replace procedure audit.record_baseline()
+    language plpgsql
+as $$
+-- The first image of the rows written before their table was audited: rows the migrations seed
+-- (exchanges, roles, permissions, the security policy) and the rows of a table that gains its
+-- audit triggers later. For each audited table that has no audit row at all, one BASELINE row per
+-- existing row; tables already in the log are left alone, so every later migrate costs one index
+-- probe per table. Called by internal.finish_migrate.
+declare
+    v_table record;
+begin
+    for v_table in select * from internal.audited_tables() a order by a.table_name loop
+        continue when exists (select from audit.log l where l.table_name = v_table.table_name);
+        execute format(
+            'insert into audit.log (table_name, operation, row_key, new_row)
+             select %1$L, ''BASELINE'', audit.row_key(x.image, %2$L, %3$L), x.image
+             from (select to_jsonb(t) - %4$L::text[] as image from %5$s t) x',
+            v_table.table_name, v_table.key1, v_table.key2, v_table.redacted, v_table.relid);
+    end loop;
+end;
+$$;
+comment on procedure audit.record_baseline() is
+    'Writes a BASELINE audit row for each row of an audited table that has no audit row yet (rows from before its audit triggers).';

@@ -30,7 +30,8 @@ comment on table audit.log is
 comment on column audit.log.audit_id is 'Audit row id, increasing in write order.';
 comment on column audit.log.logged_at is 'Transaction time of the change.';
 comment on column audit.log.table_name is 'Schema-qualified table, e.g. trading.orders.';
-comment on column audit.log.operation is 'INSERT, UPDATE or DELETE.';
+comment on column audit.log.operation is
+    'INSERT, UPDATE or DELETE; BASELINE for the first image of a row older than its table''s audit triggers.';
 comment on column audit.log.row_key is 'The row''s key columns as json text, e.g. {"order_id": 42} (canonical jsonb output).';
 comment on column audit.log.old_row is 'The row before the change (null for INSERT).';
 comment on column audit.log.new_row is 'The row after the change (null for DELETE).';

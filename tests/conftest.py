@@ -78,4 +78,4 @@ def pg_cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
     return cluster  # make_cluster's teardown (or atexit) stops and deletes it
 
 
-pytest_plugins = ["db_fixtures", "api_fixtures", "notify_servers"]
+pytest_plugins = ["db_fixtures", "api_fixtures", "notify_servers", "reliability"]

@@ -23,7 +23,17 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from spreadedge import db, textable
 from spreadedge.cluster import Cluster, default_cluster
-from spreadedge.ops import OpsError, catalog, cleanup, health, logical, partitions, pgbackrest, tune
+from spreadedge.ops import (
+    OpsError,
+    catalog,
+    cleanup,
+    health,
+    invariants,
+    logical,
+    partitions,
+    pgbackrest,
+    tune,
+)
 from spreadedge.settings import COMPRESS_TYPES, Settings
 
 _CRON_FIELD = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*"
@@ -662,4 +672,42 @@ def _minutes_or_age(text: str) -> timedelta:
     return timedelta(minutes=int(match.group(1))) if match else cleanup.parse_age(text)
 
 
-COMMANDS = [tune_group, partitions_group, cleanup_command, backup_group, restore_group, health_command]
+# -- check ---------------------------------------------------------------------------------------
+
+
+@click.command(name="check")
+@click.option("--json", "as_json", is_flag=True, help="Print the violations as JSON lines.")
+@click.pass_obj
+def check_command(settings: Settings, as_json: bool) -> None:
+    """Check the stored state's invariants (ops.check_invariants); exit status 1 on any violation."""
+    with _connect(settings) as conn:
+        violations = invariants.check(conn)
+    for violation in violations:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "invariant": violation.invariant,
+                        "subject": violation.subject,
+                        "detail": violation.detail,
+                    }
+                )
+            )
+        else:
+            click.echo(f"{violation.invariant:<16} {json.dumps(violation.subject)}  {violation.detail}")
+    if violations:
+        click.echo(f"{len(violations)} violation(s)", err=True)
+        raise SystemExit(1)
+    if not as_json:
+        click.echo("no violations: positions, orders, rollups, snapshots and audit log agree with the trades")
+
+
+COMMANDS = [
+    tune_group,
+    partitions_group,
+    cleanup_command,
+    backup_group,
+    restore_group,
+    health_command,
+    check_command,
+]

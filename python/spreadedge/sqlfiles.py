@@ -27,15 +27,15 @@ TEMPLATE_SUFFIX = ".j2"
 
 FUNCTIONS_HINT = (
     "HINT: functions/ is re-applied after every migrate and may only hold CREATE OR REPLACE "
-    "FUNCTION|PROCEDURE|VIEW|TRIGGER, DROP FUNCTION|PROCEDURE|VIEW|TRIGGER IF EXISTS, COMMENT ON, GRANT "
-    "and REVOKE; "
+    "FUNCTION|PROCEDURE|AGGREGATE|VIEW|TRIGGER, DROP FUNCTION|PROCEDURE|AGGREGATE|VIEW|TRIGGER IF EXISTS, "
+    "COMMENT ON, GRANT and REVOKE; "
     "put DDL in a new migration under migrations/ and in schema/"
 )
 
 # The statement heads functions/ may hold: each can run again on a database that already has it.
 _REAPPLIABLE = re.compile(
-    r"(create or replace (function|procedure|(recursive )?view|trigger)"
-    r"|drop (function|procedure|view|trigger) if exists"
+    r"(create or replace (function|procedure|aggregate|(recursive )?view|trigger)"
+    r"|drop (function|procedure|aggregate|view|trigger) if exists"
     r"|comment on|grant|revoke)\b"
 )
 

@@ -1,0 +1,378 @@
+-- spreadedge functions: invariants
+-- ops.check_invariants: every way the stored state can disagree with itself, checked from the
+-- facts up. Trades and funding payments are the facts; positions, orders' fill columns, the
+-- hourly and daily rollups and portfolio snapshot totals are derived from them, and the audit log
+-- must hold every change of every audited table. One row per violation; none when the database is
+-- sound. `spreadedge check` runs it and exits non-zero on any row.
+--
+-- The folds below replay trades in trade_id order. record_fill locks the order row, then the
+-- position row, before it draws the trade id, so the trades of one order and of one position have
+-- increasing ids in the order they were applied, and the replay reproduces the stored values
+-- exactly: no tolerance is needed, and none is allowed.
+
+create or replace function internal.position_fold_step(
+    p_state      numeric[],
+    p_delta      numeric,
+    p_price      numeric,
+    p_multiplier numeric
+)
+    returns numeric[]
+    immutable
+    language sql
+as $$
+    -- state: {quantity, avg_entry_price (null when flat), realized_pnl_gross so far, last step's realized}
+    select array[s.quantity, s.avg_entry_price, p_state[3] + s.realized_pnl_gross, s.realized_pnl_gross]
+    from trading.position_after_fill(p_state[1], p_state[2], p_delta, p_price, p_multiplier) s
+$$;
+comment on function internal.position_fold_step(numeric[], numeric, numeric, numeric) is
+    'State step of internal.position_fold: {quantity, avg entry, realized gross, last realized} after one trade.';
+
+create or replace aggregate internal.position_fold(numeric, numeric, numeric) (
+    sfunc = internal.position_fold_step,
+    stype = numeric[],
+    initcond = '{0,NULL,0,0}'
+);
+comment on aggregate internal.position_fold(numeric, numeric, numeric) is
+    'Folds trades (position_delta, price, multiplier), in trade_id order, into {quantity, avg entry, realized gross, last trade''s realized gross}.';
+
+create or replace function internal.fill_fold_step(p_state numeric[], p_quantity numeric, p_price numeric)
+    returns numeric[]
+    immutable
+    language sql
+as $$
+    -- state: {filled quantity, average fill price}; the same rounding as record_fill's order update
+    select array[p_state[1] + p_quantity,
+                 round((coalesce(p_state[2], 0) * p_state[1] + p_price * p_quantity)
+                       * 1.000000000000000000000000 / (p_state[1] + p_quantity), 18)]
+$$;
+comment on function internal.fill_fold_step(numeric[], numeric, numeric) is
+    'State step of internal.fill_fold: {filled quantity, average fill price} after one more fill.';
+
+create or replace aggregate internal.fill_fold(numeric, numeric) (
+    sfunc = internal.fill_fold_step,
+    stype = numeric[],
+    initcond = '{0,NULL}'
+);
+comment on aggregate internal.fill_fold(numeric, numeric) is
+    'Folds an order''s trades (quantity, price), in trade_id order, into {filled quantity, average fill price}.';
+
+create or replace function internal.jsonb_differences(p_stored jsonb, p_expected jsonb)
+    returns text
+    immutable
+    language sql
+as $$
+    -- The keys present in both objects whose values differ, as "key: stored -> expected"; null when
+    -- they agree. Keys present in one object only are not compared: a column added or dropped by a
+    -- migration changes the shape of the images written after it, not their history.
+    select string_agg(format('%s: %s -> %s', s.key, s.value, e.value), ', ' order by s.key)
+    from jsonb_each(p_stored) s
+    join jsonb_each(p_expected) e on e.key = s.key
+    where s.value is distinct from e.value
+$$;
+comment on function internal.jsonb_differences(jsonb, jsonb) is
+    'Keys two jsonb objects share whose values differ ("key: a -> b, ..."); null when they agree.';
+
+create or replace function ops.check_invariants()
+    returns table (invariant text, subject jsonb, detail text)
+    stable
+    language plpgsql
+as $$
+-- Every violation of the stored state's invariants, one row each (none when sound):
+--   position_fold      a position differs from the fold of its trades and funding payments (quantity,
+--                      average entry, realized gross, fees, funding, fill count), or trades exist
+--                      with no position row
+--   trade_realized     a trade's realized gross PnL differs from what its step of the fold realized,
+--                      or its position delta is not its signed quantity less a base-asset fee
+--   trade_keys         a trade without its key row, or a key row without its trade
+--   order_fills        an order's filled quantity or average fill price differs from its trades
+--   order_status       an order's status disagrees with its filled quantity
+--   rollup_hourly      trading.hourly_pnl differs from the trades and funding of its hour
+--   rollup_daily       trading.daily_pnl differs from the trades and funding of its day
+--   snapshot_total     a portfolio snapshot's total row is missing or is not the sum of its strategy rows
+--   audit_chain        an audited row's change is not in the audit log: an UPDATE or DELETE image
+--                      whose old row is not the previous image, an INSERT of a key still present,
+--                      a first image that is not an INSERT (or the BASELINE of a row older than
+--                      its table's audit triggers, see audit.record_baseline)
+--   audit_current      an audited row differs from its latest audit image, or has none
+-- The audit log carries no seals of its own; its rows are protected by privileges and by
+-- triggers that refuse UPDATE, DELETE and TRUNCATE (functions/80_audit.sql).
+-- When pg_partman retention drops audit.log partitions, rows whose history began in a dropped
+-- partition are not reported for a missing first INSERT or a missing image.
+-- Reads every trade, order, rollup row, snapshot and audit row: run it on a quiet database or a
+-- restored copy when those tables are large.
+declare
+    v_audit_pruned boolean;
+    v_table record;
+begin
+    return query
+    with folded as (
+        select t.strategy_id, t.instrument_id,
+               internal.position_fold(t.position_delta, t.price, i.multiplier order by t.trade_id) as fold,
+               sum(t.fee_quote) as fees, count(*)::integer as fills
+        from trading.trades t
+        join ref.instruments i on i.instrument_id = t.instrument_id
+        group by t.strategy_id, t.instrument_id
+    ),
+    funded as (
+        select f.strategy_id, f.instrument_id, sum(f.amount) as funding
+        from trading.funding_payments f
+        group by f.strategy_id, f.instrument_id
+    ),
+    expected as (
+        select coalesce(fo.strategy_id, fu.strategy_id) as strategy_id,
+               coalesce(fo.instrument_id, fu.instrument_id) as instrument_id,
+               coalesce(fo.fold[1], 0) as quantity, fo.fold[2] as avg_entry_price,
+               coalesce(fo.fold[3], 0) as realized_pnl_gross, coalesce(fo.fees, 0) as fees_paid,
+               coalesce(fu.funding, 0) as funding, coalesce(fo.fills, 0) as trade_count
+        from folded fo
+        full join funded fu on fu.strategy_id = fo.strategy_id and fu.instrument_id = fo.instrument_id
+    )
+    select 'position_fold',
+           jsonb_build_object('strategy_id', coalesce(p.strategy_id, e.strategy_id),
+                              'instrument_id', coalesce(p.instrument_id, e.instrument_id)),
+           case
+               when p.strategy_id is null then 'trades or funding exist but the position row does not'
+               else internal.jsonb_differences(
+                   jsonb_build_object('quantity', p.quantity, 'avg_entry_price', p.avg_entry_price,
+                                      'realized_pnl_gross', p.realized_pnl_gross, 'fees_paid', p.fees_paid,
+                                      'funding', p.funding, 'trade_count', p.trade_count),
+                   jsonb_build_object('quantity', coalesce(e.quantity, 0), 'avg_entry_price', e.avg_entry_price,
+                                      'realized_pnl_gross', coalesce(e.realized_pnl_gross, 0),
+                                      'fees_paid', coalesce(e.fees_paid, 0), 'funding', coalesce(e.funding, 0),
+                                      'trade_count', coalesce(e.trade_count, 0)))
+                    || ' (stored -> fold of the trades and funding)'
+           end
+    from trading.positions p
+    full join expected e on e.strategy_id = p.strategy_id and e.instrument_id = p.instrument_id
+    where p.strategy_id is null
+       or p.quantity <> coalesce(e.quantity, 0)
+       or p.avg_entry_price is distinct from e.avg_entry_price
+       or p.realized_pnl_gross <> coalesce(e.realized_pnl_gross, 0)
+       or p.fees_paid <> coalesce(e.fees_paid, 0)
+       or p.funding <> coalesce(e.funding, 0)
+       or p.trade_count <> coalesce(e.trade_count, 0);
+
+    return query
+    select 'trade_realized',
+           jsonb_build_object('trade_id', s.trade_id),
+           case
+               when s.realized_pnl_gross <> s.step[4]
+                   then format('realized_pnl_gross %s, but its step of the position fold realized %s',
+                               s.realized_pnl_gross, s.step[4])
+               else format('position_delta %s, but a %s of %s with a fee of %s %s changes the position by %s',
+                           s.position_delta, s.side, s.quantity, s.fee, s.fee_currency, s.expected_delta)
+           end
+    from (
+        select t.trade_id, t.side, t.quantity, t.position_delta, t.realized_pnl_gross, t.fee, t.fee_currency,
+               case t.side when 'buy' then t.quantity else -t.quantity end
+               - case when t.fee_currency = i.base_asset and i.market_type in ('spot', 'margin') then t.fee else 0 end
+                   as expected_delta,
+               internal.position_fold(t.position_delta, t.price, i.multiplier)
+                   over (partition by t.strategy_id, t.instrument_id order by t.trade_id) as step
+        from trading.trades t
+        join ref.instruments i on i.instrument_id = t.instrument_id
+    ) s
+    where s.realized_pnl_gross <> s.step[4]
+       or s.position_delta <> s.expected_delta;
+
+    return query
+    select 'trade_keys',
+           jsonb_build_object('trade_id', coalesce(t.trade_id, k.trade_id)),
+           case when k.trade_id is null then 'trade has no trading.trade_keys row'
+                when t.trade_id is null then 'trading.trade_keys row has no trade'
+                else format('key row says %s / %s, the trade %s / %s', k.exchange_trade_id, k.executed_at,
+                            t.exchange_trade_id, t.executed_at)
+           end
+    from trading.trades t
+    join ref.instruments i on i.instrument_id = t.instrument_id
+    full join trading.trade_keys k on k.trade_id = t.trade_id
+    where k.trade_id is null or t.trade_id is null
+       or k.exchange_trade_id <> t.exchange_trade_id or k.executed_at <> t.executed_at
+       or k.exchange_id <> i.exchange_id;
+
+    return query
+    with fills as (
+        select t.order_id, internal.fill_fold(t.quantity, t.price order by t.trade_id) as fold
+        from trading.trades t
+        group by t.order_id
+    )
+    select 'order_fills',
+           jsonb_build_object('order_id', o.order_id),
+           format('filled_quantity %s, avg_fill_price %s; its trades: %s, %s',
+                  o.filled_quantity, coalesce(o.avg_fill_price::text, 'null'),
+                  coalesce(f.fold[1], 0), coalesce(f.fold[2]::text, 'null'))
+    from trading.orders o
+    left join fills f on f.order_id = o.order_id
+    where o.filled_quantity <> coalesce(f.fold[1], 0)
+       or o.avg_fill_price is distinct from f.fold[2];
+
+    return query
+    select 'order_status',
+           jsonb_build_object('order_id', o.order_id),
+           format('status %s with %s of %s filled', o.status, o.filled_quantity, o.quantity)
+    from trading.orders o
+    where case o.status
+              when 'filled' then o.filled_quantity <> o.quantity
+              when 'new' then o.filled_quantity <> 0.0
+              when 'open' then o.filled_quantity <> 0.0
+              when 'rejected' then o.filled_quantity <> 0.0
+              when 'partially_filled' then o.filled_quantity = 0.0 or o.filled_quantity >= o.quantity
+              else o.filled_quantity >= o.quantity  -- cancelled, expired: a completing late fill makes it filled
+          end;
+
+    return query
+    with facts as (
+        select t.strategy_id, date_trunc('hour', t.executed_at, 'UTC') as hour, t.instrument_id,
+               1 as trades, t.quantity as volume, t.quantity * t.price * i.multiplier as notional,
+               t.fee_quote as fees, t.realized_pnl_gross, 0::numeric as funding
+        from trading.trades t
+        join ref.instruments i on i.instrument_id = t.instrument_id
+        union all
+        select f.strategy_id, date_trunc('hour', f.paid_at, 'UTC'), f.instrument_id, 0, 0, 0, 0, 0, f.amount
+        from trading.funding_payments f
+    ),
+    summed as (
+        select strategy_id, hour, instrument_id, sum(trades)::integer as trades, sum(volume) as volume,
+               sum(notional) as notional, sum(fees) as fees, sum(realized_pnl_gross) as realized_pnl_gross,
+               sum(funding) as funding
+        from facts
+        group by strategy_id, hour, instrument_id
+    ),
+    compared as (
+        select 'rollup_hourly' as invariant,
+               coalesce(h.strategy_id, s.strategy_id) as strategy_id,
+               to_char(coalesce(h.hour, s.hour) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as period,
+               coalesce(h.instrument_id, s.instrument_id) as instrument_id,
+               internal.jsonb_differences(
+                   jsonb_build_object('trades', coalesce(h.trades, 0), 'volume', coalesce(h.volume, 0),
+                                      'notional', coalesce(h.notional, 0), 'fees', coalesce(h.fees, 0),
+                                      'realized_pnl_gross', coalesce(h.realized_pnl_gross, 0),
+                                      'funding', coalesce(h.funding, 0)),
+                   jsonb_build_object('trades', coalesce(s.trades, 0), 'volume', coalesce(s.volume, 0),
+                                      'notional', coalesce(s.notional, 0), 'fees', coalesce(s.fees, 0),
+                                      'realized_pnl_gross', coalesce(s.realized_pnl_gross, 0),
+                                      'funding', coalesce(s.funding, 0))) as differences
+        from trading.hourly_pnl h
+        full join summed s on s.strategy_id = h.strategy_id and s.hour = h.hour and s.instrument_id = h.instrument_id
+        union all
+        select 'rollup_daily',
+               coalesce(d.strategy_id, s.strategy_id),
+               coalesce(d.day, s.day)::text,
+               coalesce(d.instrument_id, s.instrument_id),
+               internal.jsonb_differences(
+                   jsonb_build_object('trades', coalesce(d.trades, 0), 'volume', coalesce(d.volume, 0),
+                                      'notional', coalesce(d.notional, 0), 'fees', coalesce(d.fees, 0),
+                                      'realized_pnl_gross', coalesce(d.realized_pnl_gross, 0),
+                                      'funding', coalesce(d.funding, 0)),
+                   jsonb_build_object('trades', coalesce(s.trades, 0), 'volume', coalesce(s.volume, 0),
+                                      'notional', coalesce(s.notional, 0), 'fees', coalesce(s.fees, 0),
+                                      'realized_pnl_gross', coalesce(s.realized_pnl_gross, 0),
+                                      'funding', coalesce(s.funding, 0)))
+        from trading.daily_pnl d
+        full join (
+            select strategy_id, (hour at time zone 'UTC')::date as day, instrument_id, sum(trades) as trades,
+                   sum(volume) as volume, sum(notional) as notional, sum(fees) as fees,
+                   sum(realized_pnl_gross) as realized_pnl_gross, sum(funding) as funding
+            from summed
+            group by 1, 2, 3
+        ) s on s.strategy_id = d.strategy_id and s.day = d.day and s.instrument_id = d.instrument_id
+    )
+    select c.invariant,
+           jsonb_build_object('strategy_id', c.strategy_id,
+                              case c.invariant when 'rollup_hourly' then 'hour' else 'day' end, c.period,
+                              'instrument_id', c.instrument_id),
+           c.differences || ' (stored -> sum of the trades and funding)'
+    from compared c
+    where c.differences is not null;
+
+    return query
+    with strategies as (
+        select s.taken_at, count(*) as rows_, sum(s.capital) as capital, sum(s.realized_pnl) as realized_pnl,
+               sum(s.unrealized_pnl) as unrealized_pnl, sum(s.gross_exposure) as gross_exposure,
+               sum(s.net_exposure) as net_exposure, sum(s.open_positions) as open_positions
+        from trading.portfolio_snapshots s
+        where s.strategy_id is not null
+        group by s.taken_at
+    )
+    select 'snapshot_total',
+           jsonb_build_object('taken_at', coalesce(t.taken_at, s.taken_at)),
+           case when t.taken_at is null then format('%s strategy rows but no total row', s.rows_)
+                else internal.jsonb_differences(
+                    jsonb_build_object('capital', t.capital, 'realized_pnl', t.realized_pnl,
+                                       'unrealized_pnl', t.unrealized_pnl, 'gross_exposure', t.gross_exposure,
+                                       'net_exposure', t.net_exposure, 'open_positions', t.open_positions),
+                    jsonb_build_object('capital', coalesce(s.capital, 0), 'realized_pnl', coalesce(s.realized_pnl, 0),
+                                       'unrealized_pnl', coalesce(s.unrealized_pnl, 0),
+                                       'gross_exposure', coalesce(s.gross_exposure, 0),
+                                       'net_exposure', coalesce(s.net_exposure, 0),
+                                       'open_positions', coalesce(s.open_positions, 0)))
+                     || ' (total row -> sum of the strategy rows)'
+           end
+    from (select * from trading.portfolio_snapshots where strategy_id is null) t
+    full join strategies s on s.taken_at = t.taken_at
+    where t.taken_at is null
+       or t.capital <> coalesce(s.capital, 0) or t.realized_pnl <> coalesce(s.realized_pnl, 0)
+       or t.unrealized_pnl <> coalesce(s.unrealized_pnl, 0) or t.gross_exposure <> coalesce(s.gross_exposure, 0)
+       or t.net_exposure <> coalesce(s.net_exposure, 0) or t.open_positions <> coalesce(s.open_positions, 0);
+
+    select coalesce(bool_or(pc.retention is not null), false) into v_audit_pruned
+    from partman.part_config pc
+    where pc.parent_table = 'audit.log';
+
+    return query
+    select 'audit_chain',
+           jsonb_build_object('table', c.table_name, 'key', c.row_key::jsonb, 'audit_id', c.audit_id),
+           case
+               when c.prev_operation is null then format('the first image of this row is an %s, not an INSERT', c.operation)
+               when c.operation in ('INSERT', 'BASELINE')
+                   then format('%s of a row last seen by an %s (audit row %s), not deleted',
+                               c.operation, c.prev_operation, c.prev_audit_id)
+               when c.prev_operation = 'DELETE' then format('%s of a row deleted by audit row %s', c.operation, c.prev_audit_id)
+               else format('%s whose old row is not the image of audit row %s: %s', c.operation, c.prev_audit_id,
+                           internal.jsonb_differences(c.old_row, c.prev_new_row))
+           end
+    from (
+        select l.audit_id, l.table_name, l.row_key, l.operation, l.old_row,
+               lag(l.operation) over w as prev_operation,
+               lag(l.new_row) over w as prev_new_row,
+               lag(l.audit_id) over w as prev_audit_id
+        from audit.log l
+        window w as (partition by l.table_name, l.row_key order by l.audit_id)
+    ) c
+    where case
+              when c.prev_operation is null then c.operation not in ('INSERT', 'BASELINE') and not v_audit_pruned
+              when c.operation in ('INSERT', 'BASELINE') then c.prev_operation <> 'DELETE'
+              when c.prev_operation = 'DELETE' then true
+              else internal.jsonb_differences(c.old_row, c.prev_new_row) is not null
+          end;
+
+    for v_table in select * from internal.audited_tables() a order by a.table_name loop
+        return query execute format(
+            $q$
+            select 'audit_current',
+                   jsonb_build_object('table', %1$L, 'key', r.row_key::jsonb),
+                   case when l.audit_id is null then 'the row has no audit image'
+                        when l.operation = 'DELETE' then format('the row exists, but audit row %%s deleted it', l.audit_id)
+                        else format('differs from audit row %%s: %%s (image -> row)', l.audit_id,
+                                    internal.jsonb_differences(l.new_row, r.image))
+                   end
+            from (select audit.row_key(x.image, %2$L, %3$L) as row_key, x.image
+                  from (select to_jsonb(t) - %4$L::text[] as image from %5$s t) x) r
+            left join lateral (
+                select a.audit_id, a.operation, a.new_row
+                from audit.log a
+                where a.table_name = %1$L and a.row_key = r.row_key
+                order by a.audit_id desc
+                limit 1
+            ) l on true
+            where case when l.audit_id is null then not %6$L::boolean
+                       when l.operation = 'DELETE' then true
+                       else internal.jsonb_differences(l.new_row, r.image) is not null
+                  end
+            $q$,
+            v_table.table_name, v_table.key1, v_table.key2, v_table.redacted, v_table.relid, v_audit_pruned);
+    end loop;
+end;
+$$;
+comment on function ops.check_invariants() is
+    'Every violation of the stored state''s invariants (positions, trades, orders, rollups, snapshots, audit log), one row each; none when sound. spreadedge check runs it.';

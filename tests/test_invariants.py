@@ -1,0 +1,227 @@
+"""ops.check_invariants: silent on a sound database, and names each kind of drift it is built to see.
+
+Each corruption test breaks one thing behind the API's back, the way a bug or a hand edit would,
+and asserts the exact violation rows. Corruptions that must not leave an audit row run with
+session_replication_role = replica, which skips the audit triggers.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from spreadedge.cli import main
+from trading_helpers import call, fill, place, trade
+
+
+def violations(conn: psycopg.Connection) -> list[tuple[str, dict, str]]:
+    return conn.execute(
+        "select invariant, subject, detail from ops.check_invariants() order by 1, 2::text"
+    ).fetchall()
+
+
+@pytest.fixture
+def traded(seeded: psycopg.Connection) -> psycopg.Connection:
+    """alpha: BTCUSDT bought, partly sold, then sold through zero; a partial fill of a cancelled
+    order; an okx perpetual position with funding; a portfolio snapshot."""
+    trade(seeded, "buy", "0.5", "30000", fee="1.5")
+    trade(seeded, "buy", "0.25", "30400")
+    trade(seeded, "sell", "0.3", "31000", fee="0.0001", fee_currency="BTC")
+    partial = place(seeded, "sell", "1", "29000")
+    fill(seeded, partial, "0.7", "29000")
+    call(seeded, "trading.cancel_order", order_id=partial, reason="test")
+    fill(seeded, partial, "0.1", "29010")  # late fill
+    trade(seeded, "buy", "3", "60000.5", exchange="okx", symbol="BTC-USDT-SWAP", strategy="beta")
+    call(
+        seeded,
+        "trading.record_funding",
+        strategy="beta",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        amount=Decimal("-0.42"),
+        paid_at="2026-11-20T08:00:00Z",
+    )
+    seeded.execute("select trading.take_portfolio_snapshot()")
+    return seeded
+
+
+def position_key(conn: psycopg.Connection) -> dict[str, int]:
+    strategy_id, instrument_id = conn.execute(
+        "select strategy_id, instrument_id from trading.positions p"
+        " join ref.instruments i using (instrument_id) where i.symbol = 'BTCUSDT'"
+    ).fetchone()
+    return {"strategy_id": strategy_id, "instrument_id": instrument_id}
+
+
+def test_a_traded_database_has_no_violations(traded):
+    assert violations(traded) == []
+
+
+def test_a_fresh_database_has_no_violations(db):
+    assert violations(db) == []
+
+
+def test_a_position_quantity_edited_by_hand_is_reported(traded):
+    traded.execute(
+        "update trading.positions set quantity = quantity + 0.5"
+        " where instrument_id = (select instrument_id from ref.instruments where symbol = 'BTCUSDT')"
+    )
+    [row] = violations(traded)
+    assert row[:2] == ("position_fold", position_key(traded))
+    assert row[2] == "quantity: 0.1499 -> -0.3501 (stored -> fold of the trades and funding)"
+
+
+def test_missing_funding_on_a_position_is_reported(traded):
+    traded.execute("set session_replication_role = replica")
+    traded.execute("update trading.positions set funding = 0 where funding <> 0")
+    traded.execute("reset session_replication_role")
+    found = {(r[0], r[2]) for r in violations(traded)}
+    assert ("position_fold", "funding: 0 -> -0.42 (stored -> fold of the trades and funding)") in found
+    assert any(invariant == "audit_current" for invariant, _ in found)
+
+
+def test_a_trade_realizing_the_wrong_pnl_is_reported(traded):
+    trade_id = traded.execute(
+        "select trade_id from trading.trades where realized_pnl_gross <> 0 order by trade_id limit 1"
+    ).fetchone()[0]
+    traded.execute("set session_replication_role = replica")  # trades are append-only
+    traded.execute(
+        "update trading.trades set realized_pnl_gross = realized_pnl_gross + 1 where trade_id = %s",
+        [trade_id],
+    )
+    traded.execute("reset session_replication_role")
+    found = [r for r in violations(traded) if r[0] == "trade_realized"]
+    assert len(found) == 1
+    assert found[0][1] == {"trade_id": trade_id}
+    assert found[0][2].startswith("realized_pnl_gross ")
+    assert found[0][2].endswith("but its step of the position fold realized 260.086666666667")
+
+
+def test_an_order_with_a_lost_fill_is_reported(traded):
+    order_id = traded.execute(
+        "select order_id from trading.orders where status = 'cancelled' and filled_quantity = 0.8"
+    ).fetchone()[0]
+    traded.execute(
+        "update trading.orders set filled_quantity = 0.7, avg_fill_price = 29000 where order_id = %s",
+        [order_id],
+    )
+    [row] = [r for r in violations(traded) if r[0].startswith("order")]
+    assert row == (
+        "order_fills",
+        {"order_id": order_id},
+        "filled_quantity 0.7, avg_fill_price 29000; its trades: 0.8, 29001.250000000000000000",
+    )
+
+
+def test_an_order_filled_but_still_open_is_reported(traded):
+    order_id = traded.execute(
+        "select order_id from trading.orders where status = 'filled' limit 1"
+    ).fetchone()[0]
+    traded.execute("update trading.orders set status = 'partially_filled' where order_id = %s", [order_id])
+    [row] = [r for r in violations(traded) if r[0] == "order_status"]
+    assert row[1] == {"order_id": order_id}
+    assert row[2].startswith("status partially_filled with ")
+
+
+def test_a_trade_without_its_key_row_is_reported(traded):
+    trade_id = traded.execute("select max(trade_id) from trading.trades").fetchone()[0]
+    traded.execute("delete from trading.trade_keys where trade_id = %s", [trade_id])
+    assert [r for r in violations(traded) if r[0] == "trade_keys"] == [
+        ("trade_keys", {"trade_id": trade_id}, "trade has no trading.trade_keys row")
+    ]
+
+
+def test_a_daily_and_hourly_rollup_off_by_one_fill_is_reported(traded):
+    btc = "(select instrument_id from ref.instruments where symbol = 'BTCUSDT')"
+    traded.execute(f"update trading.daily_pnl set trades = trades - 1 where instrument_id = {btc}")
+    traded.execute(f"update trading.hourly_pnl set volume = volume + 1 where instrument_id = {btc}")
+    found = [r for r in violations(traded) if r[0].startswith("rollup")]
+    assert [r[0] for r in found] == ["rollup_daily", "rollup_hourly"]
+    assert found[0][2] == "trades: 4 -> 5 (stored -> sum of the trades and funding)"
+    assert found[1][2] == "volume: 2.85 -> 1.85 (stored -> sum of the trades and funding)"
+
+
+def test_a_snapshot_total_that_does_not_add_up_is_reported(traded):
+    traded.execute("update trading.portfolio_snapshots set capital = capital + 1 where strategy_id is null")
+    [row] = [r for r in violations(traded) if r[0] == "snapshot_total"]
+    assert row[2] == "capital: 10001 -> 10000 (total row -> sum of the strategy rows)"
+
+
+def test_a_change_that_skipped_the_audit_log_is_reported(traded):
+    strategy_id = traded.execute("select strategy_id from trading.strategies where name = 'beta'").fetchone()[
+        0
+    ]
+    traded.execute("set session_replication_role = replica")
+    traded.execute("update trading.strategies set capital = 5 where strategy_id = %s", [strategy_id])
+    traded.execute("reset session_replication_role")
+    assert violations(traded) == [
+        (
+            "audit_current",
+            {"key": {"strategy_id": strategy_id}, "table": "trading.strategies"},
+            f"differs from audit row {audit_id(traded, 'trading.strategies', strategy_id)}: capital: 0 -> 5 (image -> row)",
+        )
+    ]
+    # the next audited change carries the unaudited one as its old row: the chain shows the gap
+    traded.execute("update trading.strategies set capital = 6 where strategy_id = %s", [strategy_id])
+    [row] = violations(traded)
+    assert row[0] == "audit_chain"
+    assert row[2].startswith("UPDATE whose old row is not the image of audit row ")
+    assert row[2].endswith(": capital: 5 -> 0")
+
+
+def test_a_row_inserted_without_an_audit_row_is_reported(traded):
+    traded.execute("set session_replication_role = replica")
+    traded.execute("insert into trading.strategies (name) values ('ghost')")
+    traded.execute("reset session_replication_role")
+    strategy_id = traded.execute(
+        "select strategy_id from trading.strategies where name = 'ghost'"
+    ).fetchone()[0]
+    assert violations(traded) == [
+        (
+            "audit_current",
+            {"key": {"strategy_id": strategy_id}, "table": "trading.strategies"},
+            "the row has no audit image",
+        )
+    ]
+
+
+def test_redacted_columns_are_not_compared(auth_db):
+    auth_db.execute(
+        "select auth.create_user(username => 'ann', password => 'Correct-Horse-42', roles => '{trader}')"
+    )
+    assert violations(auth_db) == []
+
+
+def audit_id(conn: psycopg.Connection, table: str, strategy_id: int) -> int:
+    return conn.execute(
+        "select max(audit_id) from audit.log where table_name = %s and row_key::jsonb = %s::jsonb",
+        [table, f'{{"strategy_id": {strategy_id}}}'],
+    ).fetchone()[0]
+
+
+def run_check(url: str, *args: str):
+    return CliRunner().invoke(main, ["--database-url", url, "check", *args])
+
+
+def test_check_command_passes_on_the_demo_day(db_url):
+    assert CliRunner().invoke(main, ["--database-url", db_url, "demo", "--orders", "120"]).exit_code == 0
+    result = run_check(db_url)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("no violations: ")
+
+
+def test_check_command_exits_1_and_prints_each_violation(traded, db_url):
+    traded.execute("update trading.orders set status = 'open' where status = 'filled'")
+    result = run_check(db_url, "--json")
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    filled = traded.execute(
+        "select count(*) from trading.orders where status = 'open' and filled_quantity > 0"
+    )
+    assert len(lines) == filled.fetchone()[0] == 4
+    assert {line["invariant"] for line in lines} == {"order_status"}
+    assert result.stderr == "4 violation(s)\n"
