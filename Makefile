@@ -8,7 +8,7 @@ BIN := .venv/bin
 TEST_WORKERS ?= $(shell nproc)
 SPREADEDGE := $(BIN)/spreadedge
 
-.PHONY: help bootstrap run test migrate bench bench-backup lint format psql pgcli db-stop clean
+.PHONY: help bootstrap run test soak migrate bench bench-backup lint format psql pgcli db-stop clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,9 @@ run: bootstrap ## Start the embedded cluster, migrate, load demo data, show PnL,
 
 test: bootstrap ## Run the tests, one worker per CPU (options: PYTEST_ARGS=..., TEST_WORKERS=0 for one process)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+soak: bootstrap ## Run the reliability suite's long versions and print its report (SOAK_ARGS=... for pytest)
+	SPREADEDGE_SOAK=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m reliability $(SOAK_ARGS)
 
 migrate: bootstrap ## Apply pending migrations and re-apply functions/
 	$(SPREADEDGE) migrate
