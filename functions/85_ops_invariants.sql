@@ -97,7 +97,10 @@ as $$
 -- The audit log carries no seals of its own; its rows are protected by privileges and by
 -- triggers that refuse UPDATE, DELETE and TRUNCATE (functions/80_audit.sql).
 -- When pg_partman retention drops audit.log partitions, rows whose history began in a dropped
--- partition are not reported for a missing first INSERT or a missing image.
+-- partition are not reported for a missing first INSERT or a missing image. A retention on
+-- trading.trades (retention_trades, unset by default) drops facts the positions and rollups were
+-- built from: the folds then report every position and rollup that dropped trades contributed to,
+-- so run the check on a database that keeps its whole trade history (or a restored copy).
 -- Reads every trade, order, rollup row, snapshot and audit row: run it on a quiet database or a
 -- restored copy when those tables are large.
 declare
