@@ -22,12 +22,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
+from api_fixtures import api_login, live_server
+from auth_helpers import make_user
+from notify_servers import HttpReceiver
 from reliability import Tally, scaled
+from spreadedge.notify import Worker, configured_channels
+from spreadedge.settings import NotifySettings
 from trading_helpers import call
 
 pytestmark = pytest.mark.reliability
@@ -456,3 +463,139 @@ def test_sixteen_clients_filling_cancelling_and_funding_lose_nothing(
 ) -> None:
     ledgers = run_load(seeded_url, 16, scaled(8, 300))
     assert_nothing_lost(seeded, ledgers, tally)
+
+
+# alpha's max_order_notional in the second test: of its orders (notional 5 to 22), about one in
+# seven is above it and is rejected, with a risk event and a webhook notification
+MAX_ORDER_NOTIONAL = Decimal("19")
+
+
+@dataclass
+class Readers:
+    """What the API readers saw: responses by path and status, items read, and failures."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    statuses: Counter[str] = field(default_factory=Counter)
+    items: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def read_history(base: str, token: str, path: str, stop: threading.Event, seen: Readers) -> None:
+    """GET a page of ``path`` and the page after it, until ``stop``; count every status."""
+    key = "order_id" if path == "orders" else "trade_id"
+    try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+            while not stop.is_set():
+                cursor = None
+                for _ in range(2):
+                    params: dict[str, Any] = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+                    response = client.get(f"/api/v1/historical/{path}", params=params)
+                    with seen.lock:
+                        seen.statuses[f"GET {path} {response.status_code}"] += 1
+                    if response.status_code != 200:
+                        break
+                    body = response.json()
+                    ids = [item[key] for item in body["items"]]
+                    if len(ids) != len(set(ids)):
+                        seen.failures.append(f"{path}: a page repeats an id")
+                    with seen.lock:
+                        seen.items += len(ids)
+                    cursor = body["next_cursor"]
+                    if cursor is None:
+                        break
+    except Exception as exc:  # asserted on by the test (the token is in a header, never in exc)
+        seen.failures.append(f"{path}: {type(exc).__name__}: {exc}")
+
+
+def deliver(worker: Worker, stop: threading.Event, failures: list[str]) -> None:
+    """`spreadedge notify worker` in a thread: LISTEN, drain, until ``stop``."""
+    try:
+        with worker:
+            worker.run(stop=stop, poll_seconds=0.2)
+    except Exception as exc:  # asserted on by the test
+        failures.append(f"{worker.name}: {type(exc).__name__}")
+
+
+def test_notification_workers_and_api_under_the_same_load(
+    seeded: psycopg.Connection[Any],
+    seeded_url: str,
+    migration_ids: list[str],
+    http_receiver: HttpReceiver,
+    tally: Tally,
+) -> None:
+    seeded.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
+    make_user(seeded, "reader", "admin")
+    call(
+        seeded,
+        "monitor.set_risk_limit",
+        strategy="alpha",
+        max_order_notional=MAX_ORDER_NOTIONAL,
+        channels=["webhook"],
+    )
+    settings = NotifySettings(
+        webhook_url=http_receiver.url("/events"), webhook_secret=SECRET, backoff_seconds=0, batch_size=5
+    )
+    workers = [
+        Worker(seeded_url, settings, configured_channels(settings), name=f"load-{i}") for i in range(2)
+    ]
+    worker_failures: list[str] = []
+    readers = Readers()
+    with live_server(seeded_url, migration_ids) as base:
+        login = api_login(base, "reader")
+        assert login.status_code == 200  # no body in the message: it holds the token
+        token = login.json()["token"]
+        stop_workers, stop_readers = threading.Event(), threading.Event()
+        with running(
+            [partial(deliver, w, stop_workers, worker_failures) for w in workers], stop_workers, "notify"
+        ):
+            with running(
+                [
+                    partial(read_history, base, token, path, stop_readers, readers)
+                    for path in ("orders", "trades")
+                ],
+                stop_readers,
+                "api",
+            ):
+                ledgers = run_load(seeded_url, 12, scaled(8, 300))
+            with http_receiver.lock:
+                during = len(http_receiver.requests)
+    # what was still queued when the load stopped
+    with Worker(seeded_url, settings, configured_channels(settings), name="load-after") as last:
+        after = last.drain()
+    tally.op("notifications delivered under load", during)
+    tally.op("notifications delivered after the load", after)
+    for kind, count in sorted(readers.statuses.items()):
+        tally.op(f"api {kind}", count)
+
+    assert worker_failures == [] and readers.failures == []
+    acked = assert_nothing_lost(seeded, ledgers, tally)
+
+    # the risk limit rejected exactly the alpha orders above it, each with one risk event
+    breaching = {
+        o
+        for o, p in acked.placed.items()
+        if p.strategy == "alpha" and p.quantity * p.price * p.market.multiplier > MAX_ORDER_NOTIONAL
+    }
+    rejected = {
+        row[0] for row in seeded.execute("select order_id from trading.orders where status = 'rejected'")
+    }
+    assert rejected == breaching and len(rejected) > 0
+    events = [row[0] for row in seeded.execute("select order_id from monitor.risk_events order by order_id")]
+    assert events == sorted(rejected)
+
+    # every notification delivered exactly once (by id at the webhook), at the first attempt, none dead
+    outbox = seeded.execute(
+        "select n.notification_id, n.channel::text, n.status::text, n.attempts, e.order_id"
+        " from monitor.notifications n join monitor.risk_events e using (risk_event_id)"
+        " order by n.notification_id"
+    ).fetchall()
+    assert [row[1:4] for row in outbox] == [("webhook", "delivered", 1)] * len(rejected)
+    assert sorted(row[4] for row in outbox) == sorted(rejected)
+    received = sorted(int(r.headers["X-Spreadedge-Notification-Id"]) for r in http_receiver.requests)
+    assert received == [row[0] for row in outbox]
+    assert during > 0
+
+    # the API answered every request of the readers with 200, and read the load's rows
+    assert {kind for kind in readers.statuses if not kind.endswith(" 200")} == set()
+    assert readers.statuses["GET orders 200"] > 0 and readers.statuses["GET trades 200"] > 0
+    assert readers.items > 0
