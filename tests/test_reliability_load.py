@@ -142,6 +142,7 @@ class Client:
         self.serial = 0
         self.hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         self.conn: psycopg.Connection[Any] | None = None
+        self.payments: list[Funding] = []  # this client's acknowledged payments, to report again
 
     def run(self) -> None:
         actions: list[Callable[[], None]] = [
@@ -290,9 +291,8 @@ class Client:
 
     def fund(self) -> None:
         strategy = self.rng.choice(STRATEGIES)
-        mine = [(i, f) for i, fs in self.ledger.funding.items() for f in fs]
-        if mine and self.rng.random() < 0.1:  # the same payment reported again
-            _, funding = self.rng.choice(mine)
+        if self.payments and self.rng.random() < 0.1:  # the same payment reported again
+            funding = self.rng.choice(self.payments)
         else:
             # unique per client and call: 16 clients interleave in microseconds of one hour
             paid_at = self.hour + timedelta(microseconds=self.next_serial() * 16 + self.n)
@@ -308,6 +308,7 @@ class Client:
             paid_at=funding.paid_at,
         )
         self.ledger.funding.setdefault(funding_id, []).append(funding)
+        self.payments.append(funding)
         self.ledger.ops["funding payments"] += 1
 
 
@@ -336,7 +337,8 @@ def run_load(url: str, clients: int, seconds: int, extra: Callable[[], None] | N
     with running([c.run for c in load], stop, "load"):
         if extra is not None:
             extra()
-        while time.monotonic() < deadline and any(not c.ledger.failures for c in load):
+        # why wait here: leaving `running` stops the clients; a failed client stops them early
+        while time.monotonic() < deadline and not any(c.ledger.failures for c in load):
             time.sleep(0.1)
     return [c.ledger for c in load]
 
