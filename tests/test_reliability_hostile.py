@@ -802,3 +802,124 @@ def test_a_far_api_date_is_a_200_or_a_422(api: Api, tally: Tally, start_date: st
         tally.op("api requests")
         problem(response)
         assert response.status_code == status, (path, response.text)
+
+
+# --- Unicode in names, ids and labels ----------------------------------------------------------------
+
+UNICODE_NAMES = [
+    "caf\u00e9",  # NFC
+    "\u05e9\u05dc\u05d5\u05dd-arb",  # right-to-left
+    "\U0001f680 moon",  # emoji outside the BMP
+    "\u4ea4\u6613\u7b56\u7565",  # CJK
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467"[:1] + "-family",  # an emoji alone, no joiner
+    "\u00e9" * 100,  # 100 characters, 200 bytes
+]
+# names that look like another name, or like nothing: refused for strategies
+LOOK_ALIKES = [
+    "cafe\u0301",  # NFD twin of café
+    "alpha\u200b",  # zero-width space
+    "al\u200dpha",  # zero-width joiner
+    "\u202eahpla",  # right-to-left override
+    "\ufeffalpha",  # byte order mark
+    "al\u00adpha",  # soft hyphen
+    "alpha\u0007",  # a control character
+]
+# opaque ids from exchanges: any text, stored byte for byte (two spellings are two ids)
+OPAQUE_IDS = ["caf\u00e9", "cafe\u0301", "\u202eid", "\U0001f680" * 50, "a\u200db", "\u05d0-1"]
+
+
+@pytest.mark.parametrize("name", UNICODE_NAMES, ids=range(len(UNICODE_NAMES)))
+def test_a_unicode_strategy_name_is_stored_and_found_byte_exact(
+    shared: psycopg.Connection, tally: Tally, name: str
+) -> None:
+    with shared.transaction(force_rollback=True):
+        strategy_id = call(shared, "trading.create_strategy", name=name)
+        stored = shared.execute("select name from trading.strategies where strategy_id = %s", [strategy_id])
+        assert stored.fetchone()[0].encode() == name.encode()
+        assert call(shared, "trading.create_strategy", name=name) == strategy_id
+        assert place(shared, "buy", "1", "100", strategy=name) > 0
+        tally.op("unicode names")
+
+
+@pytest.mark.parametrize("name", LOOK_ALIKES, ids=range(len(LOOK_ALIKES)))
+def test_a_strategy_name_that_looks_like_another_is_refused_with_22S09(
+    shared: psycopg.Connection, tally: Tally, name: str
+) -> None:
+    with shared.transaction(force_rollback=True):
+        before = counts(shared)
+        with pytest.raises(psycopg.DataError) as caught, shared.transaction():
+            call(shared, "trading.create_strategy", name=name)
+        tally.error(caught.value)
+        assert caught.value.sqlstate == "22S09"
+        assert counts(shared) == before
+
+
+@pytest.mark.parametrize("username", ["caf\u00e9", "cafe\u0301", "\u0430lice", "alice\u200b", "\U0001f680"])
+def test_a_username_outside_ascii_is_refused_with_22S09(
+    shared: psycopg.Connection, tally: Tally, username: str
+) -> None:
+    # why ASCII only: a Cyrillic a (U+0430) would otherwise log in as a look-alike of alice
+    with shared.transaction(force_rollback=True), pytest.raises(psycopg.DataError) as caught:
+        call(shared, "auth.create_user", username=username, password="Correct-Horse-42", roles=["trader"])
+    tally.error(caught.value)
+    assert caught.value.sqlstate == "22S09"
+
+
+@pytest.mark.parametrize("key", OPAQUE_IDS, ids=range(len(OPAQUE_IDS)))
+def test_a_unicode_client_order_id_and_trade_id_are_stored_byte_exact(
+    shared: psycopg.Connection, tally: Tally, key: str
+) -> None:
+    with shared.transaction(force_rollback=True):
+        order_id = place(shared, "buy", "1", "100", client_order_id=key)
+        trade_id = call(
+            shared,
+            "trading.record_fill",
+            order_id=order_id,
+            exchange_trade_id=key,
+            quantity=Decimal("0.5"),
+            price=Decimal("100"),
+        )
+        stored = shared.execute(
+            "select o.client_order_id, t.exchange_trade_id from trading.orders o"
+            " join trading.trades t using (order_id) where t.trade_id = %s",
+            [trade_id],
+        ).fetchone()
+        assert [value.encode() for value in stored] == [key.encode(), key.encode()]
+        # the retried placement with the same id is the same order
+        assert place(shared, "buy", "1", "100", client_order_id=key) == order_id
+        tally.op("unicode ids")
+
+
+def test_the_nfc_and_nfd_spellings_of_a_client_order_id_are_two_orders(
+    shared: psycopg.Connection, tally: Tally
+) -> None:
+    # exchanges' ids are opaque: their bytes are the key, whatever they look like
+    with shared.transaction(force_rollback=True):
+        nfc = place(shared, "buy", "1", "100", client_order_id="caf\u00e9")
+        nfd = place(shared, "buy", "1", "100", client_order_id="cafe\u0301")
+        assert nfc != nfd
+        tally.op("unicode ids", 2)
+
+
+@pytest.mark.parametrize(
+    "label", ["caf\u00e9", "cafe\u0301", "\u202ertl", "\U0001f680", "a\u200db", "\u05d0"]
+)
+def test_a_unicode_metric_label_and_alert_rule_description_are_stored_byte_exact(
+    shared: psycopg.Connection, tally: Tally, label: str
+) -> None:
+    with shared.transaction(force_rollback=True):
+        call(
+            shared,
+            "monitor.record_metric",
+            name="hostile.value",
+            value=Decimal("1"),
+            labels=psycopg.types.json.Jsonb({"desk": label}),
+        )
+        stored = shared.execute(
+            "select labels ->> 'desk' from monitor.metrics where name = 'hostile.value'"
+        ).fetchone()
+        assert stored[0].encode() == label.encode()
+        call(shared, "monitor.add_alert_rule", **RULE, description=label)
+        described = shared.execute("select description from monitor.alert_rules where name = 'nan-rule'")
+        assert described.fetchone()[0].encode() == label.encode()
+        tally.op("unicode labels")
