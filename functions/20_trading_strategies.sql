@@ -34,6 +34,15 @@ begin
             create_strategy.name
             using errcode = '22S09';
     end if;
+    -- why: two names that look the same must not be two strategies, so a name must be in Unicode
+    -- NFC (cafe + a combining accent is not a second café) and free of invisible control and format
+    -- characters (zero-width spaces and joiners, bidirectional overrides, soft hyphen, BOM)
+    if create_strategy.name is not nfc normalized
+       or create_strategy.name ~ '[\x01-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]' then
+        raise exception 'strategy name "%" is not in Unicode NFC or holds an invisible character', create_strategy.name
+            using errcode = '22S09',
+                  hint = 'Give the name in NFC (normalize(name, NFC)) without zero-width, bidirectional or control characters.';
+    end if;
     if not (coalesce(create_strategy.capital, 0) >= 0 and coalesce(create_strategy.capital, 0) < 'Infinity') then
         raise exception 'capital must be zero or positive and finite, got %', create_strategy.capital
             using errcode = '22S09';

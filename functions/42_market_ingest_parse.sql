@@ -38,7 +38,8 @@ begin
         end if;
         return null;
     end if;
-    if m[2]::int between 1 and 12
+    -- why year >= 1: there is no year 0000 in timestamptz, and its cast would fail the whole batch
+    if m[1]::int >= 1 and m[2]::int between 1 and 12
        and m[3]::int between 1 and extract(day from make_date(m[1]::int, m[2]::int, 1) + interval '1 month - 1 day')::int
        and m[4]::int < 24 and m[5]::int < 60 and m[6]::int < 60 then
         return (m[1] || '-' || m[2] || '-' || m[3] || ' ' || m[4] || ':' || m[5] || ':' || m[6]
@@ -56,10 +57,11 @@ create or replace function internal.parse_time(p_text text)
     language sql
 as $$
     -- internal.parse_time_checked, with a fast path for the common case: a canonical ISO 8601
-    -- time on a day 01-28 (a day every month has), whose cast cannot fail, is cast at once.
+    -- time in years 1000-9999 on a day 01-28 (a day every month has), whose cast cannot fail, is
+    -- cast at once.
     -- why: this runs for every loaded row; as one expression it is inlined into the loader's query
     select case
-        when p_text ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
+        when p_text ~ '^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
         then (case when p_text ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' then p_text else p_text || 'Z' end)::timestamptz
         else internal.parse_time_checked(p_text)
     end

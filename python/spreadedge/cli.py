@@ -51,6 +51,11 @@ class _Group(click.Group):
             translated = errors.translate(exc)
             if isinstance(translated, errors.SpreadedgeError):
                 raise click.ClickException(_describe(translated)) from exc
+            if isinstance(exc, psycopg.DataError):
+                # a value PostgreSQL's own input refuses (an interval option that is not one, a
+                # number beyond numeric): the caller's mistake, so a message, not a traceback; only
+                # the primary message, as the context may quote a parameter's value
+                raise click.ClickException(exc.diag.message_primary or "invalid value") from exc
             raise
 
 

@@ -89,14 +89,37 @@ def file_format(path: Path) -> str:
     )
 
 
+def _text_problem(record: dict[str, Any]) -> str | None:
+    """Why a record's text cannot be staged: a NUL (PostgreSQL text cannot hold one) or bytes
+    that are not UTF-8 (read as surrogate escapes); None when it can."""
+    for value in record.values():
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "a field holds a NUL character"
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a field is not valid UTF-8"
+    return None
+
+
 def _csv_rows(text: IO[str]) -> Iterator[Row]:
     reader = csv.DictReader(text)
-    for record in reader:
+    records = iter(reader)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit: that line only
+            yield reader.line_num, None, f"not valid CSV: {exc}"
+            continue
         extra = record.pop(None, None)  # type: ignore[call-overload]
         if extra:
             yield reader.line_num, None, f"{len(extra)} more fields than the header names"
         else:
-            yield reader.line_num, record, None
+            problem = _text_problem(record)
+            yield reader.line_num, (None if problem else record), problem
 
 
 def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
@@ -109,10 +132,14 @@ def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
         except json.JSONDecodeError as exc:
             yield line_no, None, f"not valid JSON: {exc.msg}"
             continue
+        except RecursionError:
+            yield line_no, None, "not valid JSON: nested too deeply"
+            continue
         if not isinstance(record, dict):
             yield line_no, None, "not a JSON object"
             continue
-        yield line_no, record, None
+        problem = _text_problem(record)
+        yield line_no, (None if problem else record), problem
 
 
 def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
@@ -120,7 +147,13 @@ def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
     reader = _csv_rows if file_format(path) == "csv" else _jsonl_rows
     with path.open("rb") as raw:
         counted = io.BufferedReader(_CountingReader(raw, progress))
-        with io.TextIOWrapper(_decompressed(path, counted), encoding="utf-8", newline="") as text:
+        with io.TextIOWrapper(
+            # why surrogateescape: bytes that are not UTF-8 reject their line, not the whole run
+            _decompressed(path, counted),
+            encoding="utf-8",
+            errors="surrogateescape",
+            newline="",
+        ) as text:
             yield from reader(text)
 
 
