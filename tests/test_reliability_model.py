@@ -628,7 +628,7 @@ INVALID_CALLS: list[Invalid] = [
         "22S09",
         # a base-asset fee or rebate not smaller in size than the (one-lot) fill
         lambda d, o: {
-            "fee": o.instrument.lot * d.draw(st.sampled_from([1, 3])),
+            "fee": o.instrument.lot * d.draw(st.sampled_from([1, 3, -1, -3])),
             "fee_currency": o.instrument.base,
         },
         lambda m: [o for o in _fillable(m) if o.instrument.market_type == "spot"],
@@ -688,4 +688,61 @@ def test_random_operations_keep_the_database_equal_to_the_model(
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
             ),
         )
+    assert tally.check(seeded) == []
+
+
+@pytest.mark.reliability
+def test_a_base_asset_rebate_as_large_as_the_fill_is_refused(
+    seeded: psycopg.Connection, tally: Tally
+) -> None:
+    """A sell of 0.001 BTC with a BTC rebate of 0.003 would have added 0.002 BTC to the position
+    (and a rebate of exactly 0.001 would have moved nothing): refused like a fee that large, 22S09."""
+    call(seeded, "trading.create_strategy", name="rebate")
+    order_id = call(
+        seeded,
+        "trading.place_order",
+        strategy="rebate",
+        exchange="binance",
+        symbol="BTCUSDT",
+        side="sell",
+        quantity=Decimal("0.0010"),
+        price=Decimal("50000.00"),
+    )
+    before = counts(seeded)
+    for fee in (Decimal("-0.0030"), Decimal("-0.0010"), Decimal("0.0010")):
+        with pytest.raises(psycopg.errors.DataError) as caught:
+            call(
+                seeded,
+                "trading.record_fill",
+                order_id=order_id,
+                exchange_trade_id="rebate-1",
+                quantity=Decimal("0.0010"),
+                price=Decimal("50000.00"),
+                fee=fee,
+                fee_currency="BTC",
+            )
+        assert caught.value.sqlstate == "22S09"
+        assert "not smaller in size than the fill quantity" in str(caught.value)
+        tally.error(caught.value)
+    assert counts(seeded) == before
+    # a rebate smaller than the fill delivers less than the quantity sold
+    call(
+        seeded,
+        "trading.record_fill",
+        order_id=order_id,
+        exchange_trade_id="rebate-2",
+        quantity=Decimal("0.0010"),
+        price=Decimal("50000.00"),
+        fee=Decimal("-0.0004"),
+        fee_currency="BTC",
+    )
+    tally.op("fills")
+    assert rows(
+        seeded,
+        "trading.get_position",
+        strategy="rebate",
+        exchange="binance",
+        symbol="BTCUSDT",
+        mark_price=Decimal("50000.00"),
+    )[0]["quantity"] == Decimal("-0.0006")
     assert tally.check(seeded) == []
