@@ -155,8 +155,10 @@ begin
 
     v_fee := internal.fee_in_quote(v_instrument, record_fill.fee, coalesce(v_fee_ccy, v_instrument.quote_asset),
                                   record_fill.price, record_fill.fee_quote);
-    if v_fee.base_fee >= record_fill.quantity then
-        raise exception 'base-asset fee % is not smaller than the fill quantity %', record_fill.fee, record_fill.quantity
+    -- why abs: a base-asset rebate as large as the fill would make a sell add to the position (or
+    -- a fill move nothing), as a fee as large as it would a buy
+    if abs(v_fee.base_fee) >= record_fill.quantity then
+        raise exception 'base-asset fee % is not smaller in size than the fill quantity %', record_fill.fee, record_fill.quantity
             using errcode = '22S09';
     end if;
     v_delta := case v_order.side when 'buy' then record_fill.quantity else -record_fill.quantity end - v_fee.base_fee;
