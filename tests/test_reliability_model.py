@@ -669,7 +669,7 @@ def test_random_operations_keep_the_database_equal_to_the_model(
         run_state_machine_as_test(
             Machine,
             settings=settings(
-                max_examples=scaled(20, 300),
+                max_examples=scaled(20, 150),
                 stateful_step_count=scaled(25, 60),
                 deadline=None,
                 derandomize=not SOAK,
