@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -96,15 +97,24 @@ def report_rows(lines: list[dict]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     totals: dict[str, Counter[str]] = {"operations": Counter(), "faults": Counter(), "errors": Counter()}
     violations = 0
-    for line in sorted(lines, key=lambda item: item["test"]):
-        name = line["test"].split("::")[-1]
+    # why by test function: a parametrized test's cases are summed into one block of rows
+    merged: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        name = line["test"].split("::")[-1].split("[")[0]
+        block = merged.setdefault(
+            name, {"operations": Counter(), "faults": Counter(), "errors": Counter(), "violations": 0}
+        )
         for section in ("operations", "faults", "errors"):
-            for kind, count in sorted(line[section].items()):
+            block[section].update(line[section])
+        block["violations"] += line["violations"]
+    for name, block in sorted(merged.items()):
+        for section in ("operations", "faults", "errors"):
+            for kind, count in sorted(block[section].items()):
                 label = {"operations": "op", "faults": "fault", "errors": "error"}[section]
                 rows.append((name, f"{label}: {kind}", str(count)))
                 totals[section][kind] += count
-        rows.append((name, "violations", str(line["violations"])))
-        violations += line["violations"]
+        rows.append((name, "violations", str(block["violations"])))
+        violations += block["violations"]
     rows.append(("TOTAL", "operations done", str(sum(totals["operations"].values()))))
     rows.append(("TOTAL", "faults injected", str(sum(totals["faults"].values()))))
     rows.append(("TOTAL", "violations found", str(violations)))
