@@ -133,27 +133,22 @@ begin
     select 'position_fold',
            jsonb_build_object('strategy_id', coalesce(p.strategy_id, e.strategy_id),
                               'instrument_id', coalesce(p.instrument_id, e.instrument_id)),
-           case
-               when p.strategy_id is null then 'trades or funding exist but the position row does not'
-               else internal.jsonb_differences(
+           case when p.strategy_id is null then 'trades or funding exist but the position row does not'
+                else d.differences || ' (stored -> fold of the trades and funding)'
+           end
+    from trading.positions p
+    full join expected e on e.strategy_id = p.strategy_id and e.instrument_id = p.instrument_id
+    cross join lateral (
+        select internal.jsonb_differences(
                    jsonb_build_object('quantity', p.quantity, 'avg_entry_price', p.avg_entry_price,
                                       'realized_pnl_gross', p.realized_pnl_gross, 'fees_paid', p.fees_paid,
                                       'funding', p.funding, 'trade_count', p.trade_count),
                    jsonb_build_object('quantity', coalesce(e.quantity, 0), 'avg_entry_price', e.avg_entry_price,
                                       'realized_pnl_gross', coalesce(e.realized_pnl_gross, 0),
                                       'fees_paid', coalesce(e.fees_paid, 0), 'funding', coalesce(e.funding, 0),
-                                      'trade_count', coalesce(e.trade_count, 0)))
-                    || ' (stored -> fold of the trades and funding)'
-           end
-    from trading.positions p
-    full join expected e on e.strategy_id = p.strategy_id and e.instrument_id = p.instrument_id
-    where p.strategy_id is null
-       or p.quantity <> coalesce(e.quantity, 0)
-       or p.avg_entry_price is distinct from e.avg_entry_price
-       or p.realized_pnl_gross <> coalesce(e.realized_pnl_gross, 0)
-       or p.fees_paid <> coalesce(e.fees_paid, 0)
-       or p.funding <> coalesce(e.funding, 0)
-       or p.trade_count <> coalesce(e.trade_count, 0);
+                                      'trade_count', coalesce(e.trade_count, 0))) as differences
+    ) d
+    where p.strategy_id is null or d.differences is not null;
 
     return query
     select 'trade_realized',
@@ -300,23 +295,22 @@ begin
     select 'snapshot_total',
            jsonb_build_object('taken_at', coalesce(t.taken_at, s.taken_at)),
            case when t.taken_at is null then format('%s strategy rows but no total row', s.rows_)
-                else internal.jsonb_differences(
-                    jsonb_build_object('capital', t.capital, 'realized_pnl', t.realized_pnl,
-                                       'unrealized_pnl', t.unrealized_pnl, 'gross_exposure', t.gross_exposure,
-                                       'net_exposure', t.net_exposure, 'open_positions', t.open_positions),
-                    jsonb_build_object('capital', coalesce(s.capital, 0), 'realized_pnl', coalesce(s.realized_pnl, 0),
-                                       'unrealized_pnl', coalesce(s.unrealized_pnl, 0),
-                                       'gross_exposure', coalesce(s.gross_exposure, 0),
-                                       'net_exposure', coalesce(s.net_exposure, 0),
-                                       'open_positions', coalesce(s.open_positions, 0)))
-                     || ' (total row -> sum of the strategy rows)'
+                else d.differences || ' (total row -> sum of the strategy rows)'
            end
     from (select * from trading.portfolio_snapshots where strategy_id is null) t
     full join strategies s on s.taken_at = t.taken_at
-    where t.taken_at is null
-       or t.capital <> coalesce(s.capital, 0) or t.realized_pnl <> coalesce(s.realized_pnl, 0)
-       or t.unrealized_pnl <> coalesce(s.unrealized_pnl, 0) or t.gross_exposure <> coalesce(s.gross_exposure, 0)
-       or t.net_exposure <> coalesce(s.net_exposure, 0) or t.open_positions <> coalesce(s.open_positions, 0);
+    cross join lateral (
+        select internal.jsonb_differences(
+                   jsonb_build_object('capital', t.capital, 'realized_pnl', t.realized_pnl,
+                                      'unrealized_pnl', t.unrealized_pnl, 'gross_exposure', t.gross_exposure,
+                                      'net_exposure', t.net_exposure, 'open_positions', t.open_positions),
+                   jsonb_build_object('capital', coalesce(s.capital, 0), 'realized_pnl', coalesce(s.realized_pnl, 0),
+                                      'unrealized_pnl', coalesce(s.unrealized_pnl, 0),
+                                      'gross_exposure', coalesce(s.gross_exposure, 0),
+                                      'net_exposure', coalesce(s.net_exposure, 0),
+                                      'open_positions', coalesce(s.open_positions, 0))) as differences
+    ) d
+    where t.taken_at is null or d.differences is not null;
 
     select coalesce(bool_or(pc.retention is not null), false) into v_audit_pruned
     from partman.part_config pc
