@@ -51,14 +51,14 @@ def _instruments(conn: psycopg.Connection[Any]) -> list[tuple[int, str, str]]:
 
 
 def _lines(
-    kind: str, rows: int, instruments: list[tuple[int, str, str]], tag: str
+    kind: str, rows: int, instruments: list[tuple[int, str, str]], tag: str, shift: timedelta = timedelta(0)
 ) -> Iterator[tuple[str, str]]:
-    """(staging line, typed line) per row, times spread over the two days before now."""
-    start = datetime.now(UTC) - timedelta(days=2)
+    """(staging line, typed line) per row, times spread over the two days before now, plus shift."""
+    start = datetime.now(UTC) - timedelta(days=2) + shift
     step = timedelta(days=2) / (rows + 1)
     for n in range(rows):
         instrument_id, exchange, symbol = instruments[n % len(instruments)]
-        at = (start + step * (n + 1)).isoformat()
+        at = (start + step * (n + 1)).isoformat(timespec="microseconds")
         price = f"{60000 + (n % 997) / 10:.1f}"
         if kind == "ticks":
             side = "buy" if n % 2 else "sell"
@@ -101,11 +101,9 @@ def measure_ingest(conninfo: str, kind: str, rows: int) -> IngestRates:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         instruments = _instruments(conn)
         staged, typed = zip(*_lines(kind, rows, instruments, "i"), strict=True)
-        direct_typed = [line for _, line in _lines(kind, rows, instruments, "d")]
-        if kind == "quotes":  # one quote per instrument and time: shift the direct rows by a microsecond
-            direct_typed = [
-                line.replace("+00:00", "1+00:00", 1) if "." in line else line for line in direct_typed
-            ]
+        # one quote per instrument and time: the direct rows come a microsecond later
+        shift = timedelta(microseconds=1) if kind == "quotes" else timedelta(0)
+        direct_typed = [line for _, line in _lines(kind, rows, instruments, "d", shift)]
         raw_table = f"public.bench_raw_{kind}"
         load = sql.SQL("select loaded from market.{}(p_strict => false)").format(
             sql.Identifier(f"load_staged_{kind}")
