@@ -1,6 +1,7 @@
 -- spreadedge functions: trade history (GET /api/v1/historical/trades and /trades/summary)
--- Pages are read like order pages (per instrument or per strategy through the (…, executed_at)
--- indexes); the summary groups trades by strategy, exchange, symbol or UTC day.
+-- Pages are read like order pages (merged from (strategy, instrument) pairs, strategies or
+-- instruments through their (…, executed_at, trade_id) indexes); the summary groups trades by
+-- strategy, exchange, symbol or UTC day.
 
 create or replace function internal.trade_item(
     p_trade      trading.trades,
@@ -46,61 +47,149 @@ create or replace function internal.trade_page_rows(
 )
     returns setof trading.trades
     stable
+    -- why security definer: row-level security would compute the caller's strategies again in
+    -- every statement of every round (a third of the page's time); this function intersects the
+    -- strategies asked for with internal.visible_strategy_ids() once, which is what the policies do
+    security definer
+    set search_path = ''
     -- why generic: planning this lateral over every partition costs several times what running it
     -- does. The time bounds are plain variables with infinite sentinels (not "is null or", and no
     -- expression, which row-level security would treat as leaky and keep out of the index scan),
-    -- so the one cached plan still starts each index scan at the cursor and prunes partitions at
-    -- run time. Its cost estimate for the unbounded case is high, and JIT would cost 100 times the query.
+    -- so the one cached plan still starts each index scan at its driver's position and prunes
+    -- partitions at run time. Its cost estimate for the unbounded case is high, and JIT would cost
+    -- 100 times the query.
     set plan_cache_mode = force_generic_plan
     set jit = off
     language plpgsql
 as $$
--- Up to p_rows trades, newest first, after the keyset position (p_after_at, p_after_id): driven by
--- the instruments when p_instrument_ids is given, else by the strategies.
+-- Up to p_rows trades, newest first, after the keyset position (p_after_at, p_after_id), of the
+-- strategies the session may see (internal.visible_strategy_ids). Null p_strategy_ids means any
+-- visible strategy, null p_instrument_ids any instrument. The rows are read per
+-- driver, each through the index that holds exactly its rows in time order: a (strategy,
+-- instrument) pair when both are given, else a strategy or an instrument. Drivers are read a few
+-- rows at a time and only those whose rows could still reach the page are read on (k-way merge
+-- in rounds), so a page reads about p_rows rows however many drivers there are and however the
+-- trades are spread over them.
 declare
-    v_from     timestamptz := coalesce(p_start_date, '-infinity');
-    v_until    timestamptz := coalesce(p_end_date, 'infinity');
-    v_after_at timestamptz := coalesce(p_after_at, 'infinity');
-    v_after_id bigint := coalesce(p_after_id, 0);
+    v_from       timestamptz := coalesce(p_start_date, '-infinity');
+    -- why the bound: record_fill refuses a time more than a day ahead (internal.check_time), and every
+    -- row this snapshot sees was written before now, so the partitions past it are skipped unread
+    -- (clock_timestamp, not now(): a read-committed statement sees rows written after its
+    -- transaction began)
+    v_until      timestamptz := least(coalesce(p_end_date, 'infinity'), clock_timestamp() + interval '1 day');
+    -- the open drivers and, for each, the position to read on from
+    v_strategy   integer[];
+    v_instrument integer[];
+    v_at         timestamptz[];
+    v_id         bigint[];
+    v_limit      integer;
+    v_page       trading.trades[] := '{}';
+    v_fetched    trading.trades[];
+    v_cut_at     timestamptz;
+    v_cut_id     bigint;
+    v_visible    integer[] := internal.visible_strategy_ids();
+    v_strategies integer[] := p_strategy_ids;
 begin
-    if p_instrument_ids is not null then
-        return query
-        select t.*
-        from unnest(p_instrument_ids) as i(instrument_id)
-        cross join lateral (
-            select t.*
-            from trading.trades t
-            where t.instrument_id = i.instrument_id
-              and t.strategy_id = any (p_strategy_ids)
-              and t.executed_at >= v_from
-              and t.executed_at < v_until
-              and t.executed_at <= v_after_at
-              and (t.executed_at, t.trade_id) < (v_after_at, v_after_id)
-            order by t.executed_at desc, t.trade_id desc
-            limit p_rows) t
-        order by t.executed_at desc, t.trade_id desc
-        limit p_rows;
-    else
-        return query
-        select t.*
-        from unnest(p_strategy_ids) as s(strategy_id)
-        cross join lateral (
-            select t.*
-            from trading.trades t
-            where t.strategy_id = s.strategy_id
-              and t.executed_at >= v_from
-              and t.executed_at < v_until
-              and t.executed_at <= v_after_at
-              and (t.executed_at, t.trade_id) < (v_after_at, v_after_id)
-            order by t.executed_at desc, t.trade_id desc
-            limit p_rows) t
-        order by t.executed_at desc, t.trade_id desc
-        limit p_rows;
+    if v_visible is not null then
+        v_strategies := array(select s.strategy_id
+                              from unnest(coalesce(p_strategy_ids, v_visible)) as s(strategy_id)
+                              where s.strategy_id = any (v_visible));
     end if;
+    select array_agg(d.strategy_id order by d.strategy_id, d.instrument_id),
+           array_agg(d.instrument_id order by d.strategy_id, d.instrument_id)
+    into v_strategy, v_instrument
+    from (select s.strategy_id, null::integer as instrument_id
+          from trading.strategies s
+          where p_instrument_ids is null and v_strategies is null
+          union all
+          select s.strategy_id, null
+          from unnest(v_strategies) as s(strategy_id)
+          where p_instrument_ids is null
+          union all
+          select null, i.instrument_id
+          from unnest(p_instrument_ids) as i(instrument_id)
+          where v_strategies is null
+          union all
+          select s.strategy_id, i.instrument_id
+          from unnest(v_strategies) as s(strategy_id)
+          cross join unnest(p_instrument_ids) as i(instrument_id)) d;
+    if v_strategy is null then
+        return;
+    end if;
+    v_at := array_fill(coalesce(p_after_at, 'infinity'), array[cardinality(v_strategy)]);
+    v_id := array_fill(coalesce(p_after_id, 0), array[cardinality(v_strategy)]);
+    -- why twice the even share: drivers rarely hold equal shares of the newest rows, and a second
+    -- round costs an index descent per driver again
+    v_limit := least(p_rows, greatest(4, 2 * p_rows / cardinality(v_strategy) + 1));
+    loop
+        -- the next v_limit rows of each open driver, and where each driver that filled its limit stopped
+        select coalesce(array_agg(f.t), '{}'),
+               array_agg(f.strategy_id) filter (where f.k = v_limit),
+               array_agg(f.instrument_id) filter (where f.k = v_limit),
+               array_agg((f.t).executed_at) filter (where f.k = v_limit),
+               array_agg((f.t).trade_id) filter (where f.k = v_limit)
+        into v_fetched, v_strategy, v_instrument, v_at, v_id
+        from (select d.strategy_id, d.instrument_id, r.t,
+                     row_number() over (partition by d.n order by (r.t).executed_at desc, (r.t).trade_id desc) as k
+              from unnest(v_strategy, v_instrument, v_at, v_id)
+                   with ordinality as d(strategy_id, instrument_id, after_at, after_id, n)
+              cross join lateral (
+                  (select t
+                   from trading.trades t
+                   where d.instrument_id is not null and d.strategy_id is not null
+                     and t.strategy_id = d.strategy_id
+                     and t.instrument_id = d.instrument_id
+                     and t.executed_at >= v_from
+                     and t.executed_at < v_until
+                     and t.executed_at <= d.after_at
+                     and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                   order by t.executed_at desc, t.trade_id desc
+                   limit v_limit)
+                  union all
+                  (select t
+                   from trading.trades t
+                   where d.instrument_id is null
+                     and t.strategy_id = d.strategy_id
+                     and t.executed_at >= v_from
+                     and t.executed_at < v_until
+                     and t.executed_at <= d.after_at
+                     and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                   order by t.executed_at desc, t.trade_id desc
+                   limit v_limit)
+                  union all
+                  (select t
+                   from trading.trades t
+                   where d.strategy_id is null
+                     and t.instrument_id = d.instrument_id
+                     and t.executed_at >= v_from
+                     and t.executed_at < v_until
+                     and t.executed_at <= d.after_at
+                     and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                   order by t.executed_at desc, t.trade_id desc
+                   limit v_limit)) r) f;
+        -- the page so far: the newest p_rows of everything read; v_cut is its last row
+        v_page := array(select p
+                        from unnest(v_page || v_fetched) as p
+                        order by p.executed_at desc, p.trade_id desc
+                        limit p_rows);
+        if cardinality(v_page) = p_rows then
+            v_cut_at := v_page[p_rows].executed_at;
+            v_cut_id := v_page[p_rows].trade_id;
+        end if;
+        -- read on only the drivers that filled their limit with rows newer than the cut: their
+        -- next rows may belong on the page; every other driver's next rows are older than the cut
+        select array_agg(d.strategy_id), array_agg(d.instrument_id), array_agg(d.at), array_agg(d.id)
+        into v_strategy, v_instrument, v_at, v_id
+        from unnest(v_strategy, v_instrument, v_at, v_id) as d(strategy_id, instrument_id, at, id)
+        where v_cut_at is null or (d.at, d.id) > (v_cut_at, v_cut_id);
+        exit when v_strategy is null;
+        v_limit := least(2 * v_limit, p_rows);
+    end loop;
+    return query select * from unnest(v_page);
 end;
 $$;
 comment on function internal.trade_page_rows(integer[], integer[], timestamptz, timestamptz, timestamptz, bigint, integer) is
-    'Up to p_rows trades newest first after a keyset position, by instrument or by strategy.';
+    'Up to p_rows trades newest first after a keyset position, merged from the strategies, instruments or (strategy, instrument) pairs asked for (null: any), of the strategies the session may see.';
 
 create or replace function trading.trade_history_page(
     symbol     text default null,
@@ -132,7 +221,7 @@ begin
                                                 filter (where p.n = page_size) end)
         from (select t as t, row_number() over (order by t.executed_at desc, t.trade_id desc) as n
               from internal.trade_page_rows(internal.instrument_ids_matching(symbol, exchange),
-                                            internal.strategy_ids_named(strategy),
+                                            case when strategy is not null then internal.strategy_ids_named(strategy) end,
                                             start_date, end_date, v_after.at, v_after.id, page_size + 1) t
              ) p
         join trading.strategies s on s.strategy_id = (p.t).strategy_id

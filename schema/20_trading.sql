@@ -130,6 +130,11 @@ comment on column trading.orders.exchange_order_id is 'The exchange''s id, set w
 comment on column trading.orders.status_reason is 'Why the order was cancelled, rejected or expired.';
 create index orders_strategy_created_idx on trading.orders (strategy_id, created_at);
 create index orders_instrument_created_idx on trading.orders (instrument_id, created_at);
+-- why: a scoped trader's orders of a symbol are read per (strategy, instrument) pair, newest first
+-- from a keyset position (trading.order_history_page); order_id breaks ties in created_at
+create index orders_strategy_instrument_created_idx on trading.orders (strategy_id, instrument_id, created_at, order_id);
+comment on index trading.orders_strategy_instrument_created_idx is
+    'A (strategy, instrument) pair''s orders in keyset order: the history pages of a scoped caller filtered by symbol or exchange.';
 -- why: active orders are few and read often (open order lists, cancel-all)
 create index orders_active_idx on trading.orders (strategy_id)
     where status in ('new', 'open', 'partially_filled');
@@ -223,6 +228,11 @@ comment on column trading.trades.is_late is 'True when the fill arrived after it
 comment on column trading.trades.recorded_at is 'When spreadedge recorded the fill.';
 create index trades_strategy_executed_idx on trading.trades (strategy_id, executed_at);
 create index trades_instrument_executed_idx on trading.trades (instrument_id, executed_at);
+-- why: a scoped trader's trades of a symbol are read per (strategy, instrument) pair, newest first
+-- from a keyset position (trading.trade_history_page); trade_id breaks ties in executed_at
+create index trades_strategy_instrument_executed_idx on trading.trades (strategy_id, instrument_id, executed_at, trade_id);
+comment on index trading.trades_strategy_instrument_executed_idx is
+    'A (strategy, instrument) pair''s trades in keyset order: the history pages of a scoped caller filtered by symbol or exchange.';
 create index trades_order_idx on trading.trades (order_id);
 -- why BRIN: a period across all strategies (pnl_summary without a strategy) reads its partial hours
 -- by time alone; fills arrive nearly in time order, so a BRIN finds them for almost no write cost
