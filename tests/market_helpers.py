@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
+
+# why relative: market data keeps daily partitions for partition_history_days (7) back, so a fixed
+# date stops having partitions a week later; noon yesterday keeps whole hours on either side
+RECENT_NOON = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 def instrument_id(conn: psycopg.Connection, exchange: str = "binance", symbol: str = "BTCUSDT") -> int:

@@ -2,10 +2,12 @@
 
 import random
 import threading
+from datetime import timedelta
 from decimal import Decimal as D
 
 import psycopg
 
+from market_helpers import RECENT_NOON
 from trading_helpers import call
 
 ROLLUPS = [
@@ -90,7 +92,7 @@ def worker(url, seed, orders, failures):
                         exchange="okx",
                         symbol="BTC-USDT-SWAP",
                         amount=D("0.5"),
-                        paid_at=f"2026-11-{1 + seed}T{i // 10:02d}:00:00Z",
+                        paid_at=RECENT_NOON - timedelta(days=seed, hours=i // 10),
                     )
     except Exception as exc:  # collected and asserted on by the test
         failures.append(exc)

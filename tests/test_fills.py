@@ -1,10 +1,12 @@
 """Fills: recorded once, refused when they cannot be true, and applied to order, position and rollup."""
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 import psycopg
 import pytest
 
+from market_helpers import RECENT_NOON
 from test_orders import expect_refusal
 from trading_helpers import call, counts, fill, order, place, position
 
@@ -83,14 +85,15 @@ def test_a_fill_updates_the_order_filled_quantity_and_average_price(seeded):
 
 def test_a_fill_adds_to_the_daily_rollup_of_its_utc_day(seeded):
     order_id = place(seeded, "buy", "2", "100")
-    fill(seeded, order_id, "1", "100", fee=D("0.1"), executed_at="2026-11-20 23:59:59+00")
-    fill(seeded, order_id, "1", "102", fee=D("0.1"), executed_at="2026-11-21 00:00:00+00")
+    day = RECENT_NOON.date()
+    fill(seeded, order_id, "1", "100", fee=D("0.1"), executed_at=f"{day} 23:59:59+00")
+    fill(seeded, order_id, "1", "102", fee=D("0.1"), executed_at=f"{day + timedelta(days=1)} 00:00:00+00")
     days = seeded.execute(
         "select day::text, trades, volume, notional, fees from trading.daily_pnl order by day"
     ).fetchall()
     assert days == [
-        ("2026-11-20", 1, D("1"), D("100"), D("0.1")),
-        ("2026-11-21", 1, D("1"), D("102"), D("0.1")),
+        (str(day), 1, D("1"), D("100"), D("0.1")),
+        (str(day + timedelta(days=1)), 1, D("1"), D("102"), D("0.1")),
     ]
 
 
@@ -100,7 +103,7 @@ def test_funding_recorded_twice_is_recorded_once(seeded):
         "exchange": "okx",
         "symbol": "BTC-USDT-SWAP",
         "amount": D("1.25"),
-        "paid_at": "2026-11-20 08:00:00+00",
+        "paid_at": RECENT_NOON - timedelta(hours=4),
     }
     first = call(seeded, "trading.record_funding", **args)
     before = counts(seeded)
@@ -113,13 +116,13 @@ def test_funding_with_a_different_amount_at_the_same_time_is_a_conflict(seeded):
         "strategy": "alpha",
         "exchange": "okx",
         "symbol": "BTC-USDT-SWAP",
-        "paid_at": "2026-11-20 08:00:00+00",
+        "paid_at": RECENT_NOON - timedelta(hours=4),
     }
     call(seeded, "trading.record_funding", amount=D("1.25"), **args)
     expect_refusal(
         seeded,
         "23S06",
-        "funding at 2026-11-20 08:00:00+00 for BTC-USDT-SWAP on okx is already recorded as 1.25 (got 2)",
+        f"funding at {RECENT_NOON:%Y-%m-%d} 08:00:00+00 for BTC-USDT-SWAP on okx is already recorded as 1.25 (got 2)",
         lambda: call(seeded, "trading.record_funding", amount=D("2"), **args),
     )
 

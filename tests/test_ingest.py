@@ -11,11 +11,14 @@ import pytest
 import zstandard
 from click.testing import CliRunner
 
+from market_helpers import RECENT_NOON
 from spreadedge import ingest
 from spreadedge.cli import main
 
 QUOTES_HEADER = "exchange,symbol,quoted_at,bid,bid_size,ask,ask_size\n"
-GOOD_QUOTE = "binance,BTCUSDT,2026-11-20T12:00:00Z,100,1,101,2\n"
+# the day of the rows loaded: recent, so that its daily partitions exist
+DAY = f"{RECENT_NOON:%Y-%m-%d}"
+GOOD_QUOTE = f"binance,BTCUSDT,{DAY}T12:00:00Z,100,1,101,2\n"
 SUMMARY = re.compile(
     r"loaded (\d+) rows, skipped (\d+) duplicates, rejected (\d+) rows in [0-9.]+ s \([0-9,]+ rows/s\)"
 )
@@ -29,7 +32,7 @@ def summary_of(output):
     return tuple(int(n) for n in SUMMARY.search(output).groups())
 
 
-def tick_line(trade_id, price="100", at="2026-11-20T12:00:00Z", symbol="BTCUSDT"):
+def tick_line(trade_id, price="100", at=f"{DAY}T12:00:00Z", symbol="BTCUSDT"):
     return (
         json.dumps(
             {
@@ -53,12 +56,12 @@ def test_valid_quotes_load_and_bad_ones_go_to_the_rejects_file_with_line_and_rea
     path.write_text(
         QUOTES_HEADER
         + GOOD_QUOTE
-        + "binance,NOPE,2026-11-20T12:00:00Z,100,1,101,2\n"
-        + "binance,BTCUSDT,2026-11-20T12:00:01Z,-1,1,101,2\n"
-        + "binance,BTCUSDT,2026-11-20T12:00:02Z,102,1,101,2\n"
+        + f"binance,NOPE,{DAY}T12:00:00Z,100,1,101,2\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:01Z,-1,1,101,2\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:02Z,102,1,101,2\n"
         + "binance,BTCUSDT,yesterday noon,100,1,101,2\n"
-        + "binance,BTCUSDT,2026-11-20T12:00:03Z,100,-2,101,2\n"
-        + "binance,BTCUSDT,2026-11-20T12:00:04.25+01:00,100.5,1,101,2\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:03Z,100,-2,101,2\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:04.25+01:00,100.5,1,101,2\n"
     )
     result = invoke(seeded_url, "ingest", "quotes", str(path))
     assert result.exit_code == 0, result.output
@@ -72,8 +75,8 @@ def test_valid_quotes_load_and_bad_ones_go_to_the_rejects_file_with_line_and_rea
         "7,bid_size must not be negative: -2",
     ]
     assert seeded.execute("select quoted_at, bid from market.quotes order by quoted_at").fetchall() == [
-        (datetime(2026, 11, 20, 11, 0, 4, 250000, tzinfo=UTC), Decimal("100.5")),
-        (datetime(2026, 11, 20, 12, 0, tzinfo=UTC), Decimal("100")),
+        (RECENT_NOON.replace(hour=11, second=4, microsecond=250000), Decimal("100.5")),
+        (RECENT_NOON, Decimal("100")),
     ]
 
 
@@ -89,7 +92,7 @@ def test_a_tick_file_loaded_twice_stores_each_trade_once(seeded_url, seeded, tmp
 def test_strict_loads_nothing_when_any_row_is_bad(seeded_url, seeded, tmp_path):
     good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
     good.write_text(QUOTES_HEADER + GOOD_QUOTE)
-    bad.write_text(QUOTES_HEADER + "binance,BTCUSDT,2026-11-20T12:00:09Z,100,1,99,2\n")
+    bad.write_text(QUOTES_HEADER + f"binance,BTCUSDT,{DAY}T12:00:09Z,100,1,99,2\n")
     result = invoke(seeded_url, "ingest", "quotes", "--strict", "--batch-rows", "1", str(good), str(bad))
     assert result.exit_code == 1
     assert summary_of(result.output) == (0, 0, 1)
@@ -132,7 +135,7 @@ def test_gzip_and_zstd_files_are_read(seeded_url, seeded, tmp_path):
     zst.write_bytes(
         zstandard.ZstdCompressor().compress(
             b"exchange,symbol,traded_at,exchange_trade_id,price,quantity,side\n"
-            b"binance,BTCUSDT,2026-11-20T12:00:01Z,z1,101.5,2,sell\n"
+            b"binance,BTCUSDT," + DAY.encode() + b"T12:00:01Z,z1,101.5,2,sell\n"
         )
     )
     result = invoke(seeded_url, "ingest", "ticks", str(gz), str(zst))
@@ -150,17 +153,17 @@ def test_candles_off_their_interval_or_with_a_bad_range_are_rejected(seeded_url,
     header = "exchange,symbol,interval,open_time,open,high,low,close,volume,quote_volume,trade_count\n"
     path.write_text(
         header
-        + "binance,BTCUSDT,5m,2026-11-20T12:05:00Z,100,102,99,101,3,300,7\n"
-        + "binance,BTCUSDT,5m,2026-11-20T12:06:00Z,100,102,99,101,3,300,7\n"
-        + "binance,BTCUSDT,1h,2026-11-20T12:00:00Z,100,100.5,99,101,3,300,7\n"
-        + "binance,BTCUSDT,2m,2026-11-20T12:00:00Z,100,102,99,101,3,300,7\n"
-        + "binance,BTCUSDT,1m,2026-11-20T12:00:00Z,100,102,99,101,3,300,1.5\n"
+        + f"binance,BTCUSDT,5m,{DAY}T12:05:00Z,100,102,99,101,3,300,7\n"
+        + f"binance,BTCUSDT,5m,{DAY}T12:06:00Z,100,102,99,101,3,300,7\n"
+        + f"binance,BTCUSDT,1h,{DAY}T12:00:00Z,100,100.5,99,101,3,300,7\n"
+        + f"binance,BTCUSDT,2m,{DAY}T12:00:00Z,100,102,99,101,3,300,7\n"
+        + f"binance,BTCUSDT,1m,{DAY}T12:00:00Z,100,102,99,101,3,300,1.5\n"
     )
     result = invoke(seeded_url, "ingest", "candles", str(path))
     assert summary_of(result.output) == (1, 0, 4)
     assert (tmp_path / "candles.csv.rejects.csv").read_text().splitlines() == [
         "line,reason",
-        "3,open_time 2026-11-20T12:06:00Z is not the start of a 5m candle",
+        f"3,open_time {DAY}T12:06:00Z is not the start of a 5m candle",
         "4,high 100.5 and low 99 do not bound open 100 and close 101",
         '5,"interval is not one of 1m, 5m, 15m, 1h, 4h, 1d: 2m"',
         "6,trade_count is not a whole number: 1.5",
@@ -189,8 +192,8 @@ def test_strict_load_of_a_staged_batch_inserts_nothing_and_returns_the_rejects(s
         seeded.execute("select market.stage_rows('ticks')")
         seeded.execute(
             "insert into pg_temp.staged_ticks (line_no, exchange, symbol, traded_at, exchange_trade_id, price, quantity)"
-            " values (1, 'binance', 'BTCUSDT', '2026-11-20T12:00:00Z', 'a', '1', '1'),"
-            "        (2, 'binance', 'BTCUSDT', '2026-11-20T12:00:00Z', 'b', '1', 'x')"
+            f" values (1, 'binance', 'BTCUSDT', '{DAY}T12:00:00Z', 'a', '1', '1'),"
+            f"        (2, 'binance', 'BTCUSDT', '{DAY}T12:00:00Z', 'b', '1', 'x')"
         )
         result = seeded.execute("select * from market.load_staged_ticks(p_strict => true)").fetchone()
     assert result == (0, 0, 1, [{"line": 2, "reason": "quantity is not a number: x"}])

@@ -8,12 +8,14 @@ session_replication_role = replica, which skips the audit triggers.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
+from market_helpers import RECENT_NOON
 from spreadedge.cli import main
 from trading_helpers import call, fill, place, trade
 
@@ -43,7 +45,7 @@ def traded(seeded: psycopg.Connection) -> psycopg.Connection:
         exchange="okx",
         symbol="BTC-USDT-SWAP",
         amount=Decimal("-0.42"),
-        paid_at="2026-11-20T08:00:00Z",
+        paid_at=RECENT_NOON - timedelta(hours=4),
     )
     seeded.execute("select trading.take_portfolio_snapshot()")
     return seeded

@@ -1,12 +1,12 @@
 """Mark prices: the newest quote mid, else the newest tick, else the latest fill."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
-from market_helpers import quote, tick
+from market_helpers import RECENT_NOON, quote, tick
 from trading_helpers import position, trade
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+T0 = RECENT_NOON
 
 
 def test_an_open_position_is_marked_at_the_newest_quote_mid(seeded):

@@ -1,16 +1,15 @@
 """market.quotes, ticks and candles: partitioning, retention from the settings, duplicates refused."""
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from market_helpers import instrument_id
+from market_helpers import RECENT_NOON, instrument_id
 from spreadedge.migrate import run
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+T0 = RECENT_NOON
 
 
 def test_quotes_and_ticks_are_partitioned_by_day_candles_and_indicators_by_month(db):

@@ -1,14 +1,14 @@
 """market.rollup_candles: 1m candles from ticks, 5m..1d from 1m, incremental, late ticks."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from market_helpers import tick
+from market_helpers import RECENT_NOON, tick
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+T0 = RECENT_NOON
 
 
 def rollup(conn, until, open_window="10 minutes"):

@@ -1,15 +1,14 @@
 """Spread trades: both legs placed in one transaction, captured spread, fees, uneven fills."""
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from market_helpers import quote
+from market_helpers import RECENT_NOON, quote
 from trading_helpers import call, counts, fill, rows
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+T0 = RECENT_NOON
 
 
 @pytest.fixture

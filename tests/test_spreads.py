@@ -1,17 +1,17 @@
 """Cross-exchange spreads: market.current_spreads, market.spread_opportunities, spreadedge spreads."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
-from market_helpers import quote
+from market_helpers import RECENT_NOON, quote
 from spreadedge.cli import main
 from trading_helpers import rows
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+T0 = RECENT_NOON
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_the_spreads_command_prints_the_current_spreads(two_venues, db_url):
     assert result.output.splitlines() == [
         "symbol    market  buy on     ask  sell on    bid  gross_bps  net_bps  as of",
         "--------  ------  -------  -----  -------  -----  ---------  -------  -----------------------",
-        "BTC/USDT  spot    binance  100.1  okx      100.5      39.96  19.9201  2026-11-20 12:00:00.000",
+        f"BTC/USDT  spot    binance  100.1  okx      100.5      39.96  19.9201  {T0:%Y-%m-%d %H:%M:%S}.000",
     ]
 
 
