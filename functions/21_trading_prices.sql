@@ -8,20 +8,28 @@ create or replace function trading.mark_price(p_instrument_id integer)
     stable
     security definer
     set search_path = ''
-    language sql
+    -- why plpgsql: a SQL function that cannot be inlined (security definer) is planned again in
+    -- every statement that calls it, and planning the fallback over the trades partitions cost
+    -- 0.4 ms, more than the rest of a pre-trade risk check; PL/pgSQL keeps its plans for the session
+    language plpgsql
 as $$
-    -- The latest market price known for the instrument: the mid of its newest quote, else the price
-    -- of its newest public trade (tick), else the price of its latest fill.
-    select coalesce(
-        (select coalesce((l.bid + l.ask) / 2, l.last_price)
-         from market.latest_prices l
-         where l.instrument_id = p_instrument_id),
-        (select t.price
-         from trading.trades t
-         where t.instrument_id = p_instrument_id
-         order by t.executed_at desc, t.trade_id desc
-         limit 1)
-    )
+-- The latest market price known for the instrument: the mid of its newest quote, else the price
+-- of its newest public trade (tick), else the price of its latest fill.
+declare
+    v_price numeric;
+begin
+    select coalesce((l.bid + l.ask) / 2, l.last_price) into v_price
+    from market.latest_prices l
+    where l.instrument_id = p_instrument_id;
+    if v_price is null then
+        select t.price into v_price
+        from trading.trades t
+        where t.instrument_id = p_instrument_id
+        order by t.executed_at desc, t.trade_id desc
+        limit 1;
+    end if;
+    return v_price;
+end;
 $$;
 comment on function trading.mark_price(integer) is
     'Latest known market price of an instrument: newest quote mid, else newest tick price, else latest fill price; null when none.';
