@@ -63,6 +63,20 @@ create or replace view market.current_spreads as
         join ref.instruments i on i.instrument_id = l.instrument_id
         join ref.exchanges e on e.exchange_id = i.exchange_id
         where l.quoted_at is not null and i.is_active
+    ),
+    -- why the two best exchanges to sell on: for a given buy, the best sale is the highest bid net
+    -- of its taker fee on another exchange, which is on the best exchange or, when that is the
+    -- buy's own, on the second; joining every buy to every sale cost five times as much
+    sellers as (
+        select r.*
+        from (select x.*,
+                     row_number() over (partition by x.base_asset, x.quote_asset, x.market_type
+                                        order by x.bid * (1 - x.taker_fee) desc, x.exchange) as place
+              from (select distinct on (q.base_asset, q.quote_asset, q.market_type, q.exchange) q.*
+                    from quoted q
+                    order by q.base_asset, q.quote_asset, q.market_type, q.exchange,
+                             q.bid * (1 - q.taker_fee) desc, q.symbol) x) r
+        where r.place <= 2
     )
     select distinct on (b.base_asset, b.quote_asset, b.market_type)
            b.base_asset || '/' || b.quote_asset as symbol,
@@ -79,7 +93,7 @@ create or replace view market.current_spreads as
            internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) as net_bps,
            least(b.quoted_at, s.quoted_at) as oldest_quote_at
     from quoted b
-    join quoted s
+    join sellers s
         on s.base_asset = b.base_asset and s.quote_asset = b.quote_asset and s.market_type = b.market_type
        and s.exchange <> b.exchange
     order by b.base_asset, b.quote_asset, b.market_type, internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) desc,

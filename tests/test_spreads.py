@@ -68,6 +68,42 @@ def test_a_cheaper_venue_can_beat_a_higher_bid_once_fees_are_counted(two_venues)
     assert net_bps("100", "100.45", "0.001", "0.002") < best[2]
 
 
+def test_the_cheapest_buy_sells_at_the_second_best_bid_when_the_best_is_on_its_own_exchange(two_venues):
+    # binance has both the lowest ask and the highest bid: its best sale is okx's, the second best
+    quote(two_venues, T0, "100.5", "100.51")
+    quote(two_venues, T0, "100.45", "100.9", exchange="okx", symbol="BTC-USDT")
+    quote(two_venues, T0, "100.4", "101", exchange="gateio", symbol="BTC_USDT")
+    best = two_venues.execute(
+        "select buy_exchange, ask, sell_exchange, bid, net_bps from market.current_spreads"
+    ).fetchall()
+    assert best == [
+        (
+            "binance",
+            Decimal("100.51"),
+            "okx",
+            Decimal("100.45"),
+            net_bps("100.51", "100.45", "0.001", "0.001"),
+        )
+    ]
+
+
+def test_two_instruments_of_a_pair_on_one_exchange_count_as_one_place_to_sell(two_venues):
+    # okx quotes BTC/USDT spot twice, and both bids beat every other exchange's: the cheapest buy,
+    # on okx, still sells on the best other exchange
+    two_venues.execute(
+        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-2', base_asset => 'BTC',"
+        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001)"
+    )
+    quote(two_venues, T0, "99.99", "100", exchange="okx", symbol="BTC-USDT")
+    quote(two_venues, T0, "99.98", "100.2", exchange="okx", symbol="BTC-USDT-2")
+    quote(two_venues, T0, "99.9", "100.3")
+    quote(two_venues, T0, "99.5", "100.4", exchange="gateio", symbol="BTC_USDT")
+    best = two_venues.execute(
+        "select buy_exchange, buy_symbol, sell_exchange, sell_symbol, net_bps from market.current_spreads"
+    ).fetchall()
+    assert best == [("okx", "BTC-USDT", "binance", "BTCUSDT", net_bps("100", "99.9", "0.001", "0.001"))]
+
+
 def test_instruments_of_another_market_type_are_not_compared(two_venues):
     quote(two_venues, T0, "100", "100.1")
     quote(two_venues, T0, "105", "105.1", exchange="okx", symbol="BTC-USDT-SWAP")
