@@ -20,7 +20,9 @@ def _drop_future_partitions(db: psycopg.Connection, table: str) -> None:
 
 
 def test_partitions_maintain_creates_partitions_ahead_and_drops_by_retention(db, db_url):
-    # pg_partman keeps premake (4) partitions beyond the current day's: the newest ends 6 days on
+    # pg_partman keeps premake (4) partitions ahead, counting the days from now to the newest
+    # partition's start rounded to the nearest day: before noon UTC the newest ends 5 days after
+    # today's start, from noon on 6
     _drop_future_partitions(db, "market.ticks")
 
     result = cli("partitions", "maintain", database_url=db_url, env={"SPREADEDGE_RETENTION_TICKS": "3 days"})
@@ -28,7 +30,7 @@ def test_partitions_maintain_creates_partitions_ahead_and_drops_by_retention(db,
     assert result.exit_code == 0, result.output
     row = db.execute(
         "select retention, oldest_start = date_trunc('day', now()) - interval '3 days',"
-        " newest_end = date_trunc('day', now()) + interval '6 days'"
+        " newest_end = date_trunc('day', now() + interval '12 hours') + interval '5 days'"
         " from ops.partition_status() where parent_table = 'market.ticks'"
     ).fetchone()
     assert row == ("3 days", True, True)
