@@ -2,16 +2,17 @@
 
 import itertools
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal, getcontext
 
 import psycopg
 import pytest
 
-from market_helpers import instrument_id
+from market_helpers import RECENT_NOON, instrument_id
 
 getcontext().prec = 40
-START = datetime(2026, 11, 19, 23, 20, tzinfo=UTC)  # 80 one-minute candles across a UTC midnight
+# 80 one-minute candles across a UTC midnight, recent enough for their monthly partitions to exist
+START = (RECENT_NOON - timedelta(days=2)).replace(hour=23, minute=20)
 TOLERANCE = Decimal("1e-10")
 
 

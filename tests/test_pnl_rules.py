@@ -1,11 +1,17 @@
 """Every PnL rule of the trading model, with expected values worked out by hand."""
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
 from psycopg import errors
 
+from market_helpers import RECENT_NOON
 from trading_helpers import call, counts, fill, place, position, rows, trade
+
+# three consecutive recent UTC days, so their monthly trade partitions exist
+DAY2 = RECENT_NOON.date() - timedelta(days=5)
+DAY1, DAY3 = DAY2 - timedelta(days=1), DAY2 + timedelta(days=1)
 
 
 def test_buys_in_the_same_direction_reweight_the_average_entry(seeded):
@@ -138,7 +144,7 @@ def test_funding_payments_add_to_realized_pnl(seeded):
         exchange="okx",
         symbol="BTC-USDT-SWAP",
         amount=D("-2.5"),
-        paid_at="2026-11-01 08:00:00+00",
+        paid_at=f"{DAY1 - timedelta(days=8)} 08:00:00+00",
     )
     pos = position(seeded, "alpha", "okx", "BTC-USDT-SWAP")
     assert (pos["funding"], pos["realized_pnl_gross"], pos["realized_pnl"]) == (D("10"), D("0"), D("10"))
@@ -215,16 +221,16 @@ def test_pnl_summary_by_strategy_sums_trades_and_funding(seeded):
 
 
 def test_pnl_summary_over_a_partial_day_reads_only_the_trades_inside_it(seeded):
-    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 09:00:00+00")
-    trade(seeded, "sell", "1", "110", executed_at="2026-11-10 15:00:00+00")
-    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 18:00:00+00")
-    trade(seeded, "sell", "1", "90", executed_at="2026-11-11 01:00:00+00")
+    trade(seeded, "buy", "1", "100", executed_at=f"{DAY2} 09:00:00+00")
+    trade(seeded, "sell", "1", "110", executed_at=f"{DAY2} 15:00:00+00")
+    trade(seeded, "buy", "1", "100", executed_at=f"{DAY2} 18:00:00+00")
+    trade(seeded, "sell", "1", "90", executed_at=f"{DAY3} 01:00:00+00")
     window = rows(
         seeded,
         "trading.pnl_summary",
         strategy="alpha",
-        since="2026-11-10 12:00:00+00",
-        until="2026-11-11 00:00:00+00",
+        since=f"{DAY2} 12:00:00+00",
+        until=f"{DAY3} 00:00:00+00",
         group_by="total",
     )
     # the 15:00 sell (+10) and the 18:00 buy fall inside; the 09:00 buy and next day's sell do not
@@ -232,22 +238,22 @@ def test_pnl_summary_over_a_partial_day_reads_only_the_trades_inside_it(seeded):
 
 
 def test_pnl_summary_joins_whole_days_from_the_rollup_with_partial_days_from_trades(seeded):
-    trade(seeded, "buy", "1", "100", executed_at="2026-11-09 23:00:00+00")
-    trade(seeded, "sell", "1", "110", executed_at="2026-11-10 10:00:00+00")
-    trade(seeded, "buy", "1", "100", executed_at="2026-11-11 05:00:00+00")
-    trade(seeded, "sell", "1", "101", executed_at="2026-11-11 20:00:00+00")
+    trade(seeded, "buy", "1", "100", executed_at=f"{DAY1} 23:00:00+00")
+    trade(seeded, "sell", "1", "110", executed_at=f"{DAY2} 10:00:00+00")
+    trade(seeded, "buy", "1", "100", executed_at=f"{DAY3} 05:00:00+00")
+    trade(seeded, "sell", "1", "101", executed_at=f"{DAY3} 20:00:00+00")
     by_day = rows(
         seeded,
         "trading.pnl_summary",
         strategy="alpha",
-        since="2026-11-09 22:00:00+00",
-        until="2026-11-11 06:00:00+00",
+        since=f"{DAY1} 22:00:00+00",
+        until=f"{DAY3} 06:00:00+00",
         group_by="day",
     )
     assert [(str(r["day"]), r["trades"], r["realized_pnl_gross"]) for r in by_day] == [
-        ("2026-11-09", 1, D("0")),
-        ("2026-11-10", 1, D("10")),
-        ("2026-11-11", 1, D("0")),
+        (str(DAY1), 1, D("0")),
+        (str(DAY2), 1, D("10")),
+        (str(DAY3), 1, D("0")),
     ]
 
 
@@ -293,17 +299,17 @@ def test_portfolio_snapshot_records_each_strategy_and_the_total(seeded):
 
 
 def test_pnl_summary_joins_whole_hours_from_the_hourly_rollup_with_partial_hours_from_trades(seeded):
-    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 09:10:00+00")
-    trade(seeded, "sell", "1", "110", executed_at="2026-11-10 09:50:00+00")
-    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 10:30:00+00")
-    trade(seeded, "sell", "1", "105", executed_at="2026-11-10 11:20:00+00")
-    trade(seeded, "buy", "1", "100", executed_at="2026-11-10 11:40:00+00")
+    trade(seeded, "buy", "1", "100", executed_at=f"{DAY2} 09:10:00+00")
+    trade(seeded, "sell", "1", "110", executed_at=f"{DAY2} 09:50:00+00")
+    trade(seeded, "buy", "1", "100", executed_at=f"{DAY2} 10:30:00+00")
+    trade(seeded, "sell", "1", "105", executed_at=f"{DAY2} 11:20:00+00")
+    trade(seeded, "buy", "1", "100", executed_at=f"{DAY2} 11:40:00+00")
     window = rows(
         seeded,
         "trading.pnl_summary",
         strategy="alpha",
-        since="2026-11-10 09:30:00+00",
-        until="2026-11-10 11:30:00+00",
+        since=f"{DAY2} 09:30:00+00",
+        until=f"{DAY2} 11:30:00+00",
         group_by="total",
     )
     # 09:50 sell (+10) from trades, 10:00-11:00 hour from the hourly rollup (the 10:30 buy), 11:20 sell (+5)
