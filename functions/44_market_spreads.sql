@@ -66,7 +66,7 @@ create or replace view market.current_spreads as
     ),
     -- why the two best exchanges to sell on: for a given buy, the best sale is the highest bid net
     -- of its taker fee on another exchange, which is on the best exchange or, when that is the
-    -- buy's own, on the second; joining every buy to every sale cost five times as much
+    -- buy's own, on the second; joining every buy to every sale took twice as long
     sellers as (
         select r.*
         from (select x.*,

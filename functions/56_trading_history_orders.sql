@@ -73,8 +73,9 @@ as $$
 -- rows at a time and only those whose rows could still reach the page are read on (k-way merge
 -- in rounds), so a page reads about p_rows rows however many drivers there are and however the
 -- orders are spread over them.
--- why written twice: internal.trade_page_rows (57_trading_history_trades.sql) is the same merge over the
--- other table; a generic version would need dynamic SQL, planned on every call. Change both.
+-- why written twice: internal.trade_page_rows (57_trading_history_trades.sql)
+-- is the same merge over the other table; a generic version would need dynamic SQL, planned
+-- on every call. Change both.
 declare
     v_from       timestamptz := coalesce(p_start_date, '-infinity');
     -- why the bound: place_order refuses a time more than a day ahead (internal.check_time), and every

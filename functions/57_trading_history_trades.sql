@@ -70,8 +70,9 @@ as $$
 -- rows at a time and only those whose rows could still reach the page are read on (k-way merge
 -- in rounds), so a page reads about p_rows rows however many drivers there are and however the
 -- trades are spread over them.
--- why written twice: internal.order_page_rows (56_trading_history_orders.sql) is the same merge over the
--- other table; a generic version would need dynamic SQL, planned on every call. Change both.
+-- why written twice: internal.order_page_rows (56_trading_history_orders.sql)
+-- is the same merge over the other table; a generic version would need dynamic SQL, planned
+-- on every call. Change both.
 declare
     v_from       timestamptz := coalesce(p_start_date, '-infinity');
     -- why the bound: record_fill refuses a time more than a day ahead (internal.check_time), and every
