@@ -9,7 +9,9 @@
 -- Candidates: every filter column alone (btree; BRIN too for a time column whose physical order
 -- follows its values, i.e. an append-only time column, |correlation| >= 0.9; GIN for jsonb and
 -- array columns) and every ordered pair of btree-able filter columns. hypopg 1.3 (Debian 12)
--- cannot simulate GIN, so GIN candidates are tried but skipped where hypopg refuses them.
+-- cannot simulate GIN: a GIN candidate is built for real inside a subtransaction that is always
+-- rolled back (internal.trial_index_cost), only on a table of at most gin_trial_max_mb and only if
+-- its lock comes at once; writers of that table wait while it builds.
 
 create or replace function internal.generic_plan(p_statement text)
     returns jsonb
@@ -113,6 +115,47 @@ $$;
 comment on function internal.index_candidates(regclass, text[]) is
     'Candidate indexes (method, columns) of a table for the filter expressions of its sequential scans.';
 
+create or replace function internal.trial_index_cost(p_statement text, p_table regclass, p_method text,
+                                                     p_columns text[], p_max_mb integer)
+    returns numeric
+    volatile
+    -- why: the build needs a SHARE lock on the table; never queue behind (and so ahead of) writers
+    set lock_timeout = '200ms'
+    language plpgsql
+as $$
+-- The generic plan's total cost of the statement with the index built for real, for an access
+-- method hypopg cannot simulate (gin). The build happens inside a subtransaction that is always
+-- rolled back, so nothing stays; null when the table (partitions summed) is larger than p_max_mb,
+-- when its lock is not granted within lock_timeout, or when the index cannot be built (a value
+-- too large for it, or a caller who does not own the table). A partitioned table gets the index on every partition, as CREATE INDEX does.
+declare
+    v_plan jsonb;
+begin
+    if p_max_mb is null or p_max_mb <= 0
+       -- why the union: pg_partition_tree lists nothing for a table that is not partitioned
+       or (select coalesce(sum(pg_catalog.pg_relation_size(t.relid)), 0)
+           from (select p_table as relid union select pt.relid from pg_catalog.pg_partition_tree(p_table) pt) t)
+          > p_max_mb::bigint * 1024 * 1024 then
+        return null;
+    end if;
+    begin
+        execute format('create index on %s using %s (%s)', internal.qualified_name(p_table), p_method,
+                       (select string_agg(quote_ident(c), ', ') from unnest(p_columns) c));
+        v_plan := internal.generic_plan(p_statement);
+        -- always undo the build; v_plan keeps its value (variables are not rolled back)
+        raise exception using errcode = 'P0001', message = 'spreadedge: trial index rolled back';
+    exception
+        when raise_exception then
+            null;
+        when lock_not_available or program_limit_exceeded or insufficient_resources or insufficient_privilege then
+            return null;
+    end;
+    return (v_plan -> 0 -> 'Plan' ->> 'Total Cost')::numeric;
+end;
+$$;
+comment on function internal.trial_index_cost(text, regclass, text, text[], integer) is
+    'Estimated total cost of a statement''s generic plan with an index built for real in a rolled-back subtransaction (for GIN, which hypopg cannot simulate); null for a table over the size cap or a lock not granted at once.';
+
 create or replace function internal.hypothetical_cost(p_statement text, p_table regclass, p_method text,
                                                       p_columns text[])
     returns numeric
@@ -147,7 +190,9 @@ $$;
 comment on function internal.hypothetical_cost(text, regclass, text, text[]) is
     'Estimated total cost of a statement''s generic plan with a hypothetical (hypopg) index.';
 
-create or replace function ops.index_advice(statements integer default 20, min_saving numeric default 0.5)
+drop function if exists ops.index_advice(integer, numeric);
+create or replace function ops.index_advice(statements integer default 20, min_saving numeric default 0.5,
+                                            gin_trial_max_mb integer default 64)
     returns table (advice integer, queryid bigint, statement text, calls bigint, total_exec_ms numeric,
                    table_name text, index_method text, columns text[], cost_before numeric,
                    cost_after numeric, saving numeric, create_index text)
@@ -155,7 +200,9 @@ create or replace function ops.index_advice(statements integer default 20, min_s
     language plpgsql
 as $$
 -- statements: how many of the heaviest statements (total execution time) to examine;
--- min_saving: the least fraction of the estimated cost an index must cut to be recommended.
+-- min_saving: the least fraction of the estimated cost an index must cut to be recommended;
+-- gin_trial_max_mb: the largest table (MB, partitions summed) a GIN candidate is built on for real,
+-- in a rolled-back subtransaction, to cost it (0: no trial builds, so no GIN advice).
 -- Security invoker: the statements are prepared as the caller, who must be able to read them.
 declare
     v_stmt   record;
@@ -164,8 +211,10 @@ declare
     v_best   record;
     v_rows   integer := 0;
 begin
-    if statements is null or statements < 1 or min_saving is null or min_saving <= 0 or min_saving >= 1 then
-        raise exception 'index advice needs statements >= 1 and 0 < min_saving < 1, got % and %', statements, min_saving
+    if statements is null or statements < 1 or min_saving is null or min_saving <= 0 or min_saving >= 1
+       or gin_trial_max_mb is null or gin_trial_max_mb < 0 then
+        raise exception 'index advice needs statements >= 1, 0 < min_saving < 1 and gin_trial_max_mb >= 0, got %, % and %',
+                        statements, min_saving, gin_trial_max_mb
             using errcode = '22S09';
     end if;
     perform public.hypopg_reset();
@@ -192,7 +241,10 @@ begin
               group by 1) scanned
         cross join lateral internal.index_candidates(scanned.root, scanned.filters) cand
         cross join lateral (select scanned.root, cand.index_method, cand.columns,
-                                   internal.hypothetical_cost(v_stmt.query, scanned.root, cand.index_method, cand.columns) as cost) c
+                                   coalesce(internal.hypothetical_cost(v_stmt.query, scanned.root, cand.index_method, cand.columns),
+                                            case when cand.index_method = 'gin'
+                                                 then internal.trial_index_cost(v_stmt.query, scanned.root, cand.index_method,
+                                                                                cand.columns, gin_trial_max_mb) end) as cost) c
         where c.cost is not null and c.cost <= v_before * (1 - min_saving)
         order by c.cost, cardinality(c.columns), c.index_method = 'btree' desc
         limit 1;
@@ -222,8 +274,8 @@ begin
     end loop;
 end;
 $$;
-comment on function ops.index_advice(integer, numeric) is
-    'Indexes that would cut the estimated cost of the heaviest statements (pg_stat_statements) by at least min_saving, tried as hypopg hypothetical indexes on generic plans: statement, saving and CREATE INDEX.';
+comment on function ops.index_advice(integer, numeric, integer) is
+    'Indexes that would cut the estimated cost of the heaviest statements (pg_stat_statements) by at least min_saving, tried on generic plans as hypopg hypothetical indexes (GIN: built in a rolled-back subtransaction on tables up to gin_trial_max_mb): statement, saving and CREATE INDEX.';
 
 create or replace function ops.index_build_statements(table_name regclass, index_method text, columns text[])
     returns table (step integer, statement text)

@@ -71,6 +71,104 @@ def test_index_advice_recommends_nothing_for_a_well_indexed_query(db):
     assert db.execute("select * from ops.index_advice()").fetchall() == []
 
 
+def _tagged(db: psycopg.Connection, rows: int = 50_000) -> None:
+    db.execute("create table public.tagged (id bigint, tags jsonb)")
+    db.execute(
+        """insert into public.tagged
+           select i, jsonb_build_object('desk', 'd' || i %% 500, 'venue', 'v' || i %% 7)
+           from generate_series(1, %s) i""",
+        [rows],
+    )
+    db.execute("analyze public.tagged")
+
+
+def _read_desk(db: psycopg.Connection, times: int = 3) -> None:
+    for desk in range(times):
+        db.execute(
+            "select id from public.tagged where tags @> %s::jsonb", [f'{{"desk": "d{desk}"}}']
+        ).fetchall()
+
+
+def test_index_advice_recommends_a_gin_index_for_a_jsonb_containment_query(db):
+    _tagged(db)
+    _read_desk(db)
+
+    advice = db.execute(
+        "select statement, table_name, index_method, columns, saving >= 0.5, create_index from ops.index_advice()"
+    ).fetchall()
+
+    assert advice == [
+        (
+            "select id from public.tagged where tags @> $1::jsonb",
+            "public.tagged",
+            "gin",
+            ["tags"],
+            True,
+            "create index concurrently tagged_tags_gin_tune on public.tagged using gin (tags)",
+        )
+    ]
+
+
+def test_index_advice_leaves_no_index_behind_after_a_gin_trial_build(db):
+    _tagged(db)
+    _read_desk(db)
+
+    db.execute("select * from ops.index_advice()").fetchall()
+
+    assert db.execute("select count(*) from pg_indexes where tablename = 'tagged'").fetchone() == (0,)
+
+
+def test_index_advice_gives_no_gin_advice_when_trial_builds_are_off(db):
+    _tagged(db)
+    _read_desk(db)
+
+    assert db.execute("select * from ops.index_advice(gin_trial_max_mb => 0)").fetchall() == []
+
+
+def test_index_advice_gives_no_gin_advice_for_a_table_over_the_trial_size(db):
+    _tagged(db)
+    _read_desk(db)
+    assert db.execute("select pg_relation_size('public.tagged') > 2 * 1024 * 1024").fetchone() == (True,)
+
+    assert db.execute("select * from ops.index_advice(gin_trial_max_mb => 2)").fetchall() == []
+
+
+def test_index_advice_skips_a_gin_trial_when_a_writer_holds_the_table(db, db_url):
+    _tagged(db)
+    _read_desk(db)
+    db.execute(
+        "set statement_timeout = '20s'"
+    )  # without the trial's lock_timeout, advice would wait for the writer
+    with psycopg.connect(db_url) as writer:
+        writer.execute("insert into public.tagged values (0, '{}')")  # open transaction: ROW EXCLUSIVE held
+
+        advice = db.execute("select * from ops.index_advice()").fetchall()
+
+        writer.rollback()
+    assert advice == []
+
+
+def test_index_advice_refuses_a_negative_gin_trial_size_with_22s09(db):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("select * from ops.index_advice(gin_trial_max_mb => -1)")
+    assert caught.value.sqlstate == "22S09"
+    assert caught.value.diag.message_primary == (
+        "index advice needs statements >= 1, 0 < min_saving < 1 and gin_trial_max_mb >= 0, got 20, 0.5 and -1"
+    )
+
+
+def test_tune_report_prints_the_gin_advice_of_a_trial_build(db, db_url):
+    _tagged(db)
+    _read_desk(db)
+
+    result = cli("tune", "report", "--gin-trial-max-mb", "8", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        "[1] create index concurrently tagged_tags_gin_tune on public.tagged using gin (tags)"
+    )
+
+
 def test_index_build_statements_refuse_an_unknown_column_with_22s22(db):
     with pytest.raises(psycopg.Error) as caught:
         db.execute("select * from ops.index_build_statements('trading.orders', 'btree', '{no_such_column}')")

@@ -67,6 +67,16 @@ def tune_group() -> None:
     """Index advice from pg_stat_statements and hypopg, and applying it."""
 
 
+_GIN_TRIAL_OPTION = click.option(
+    "--gin-trial-max-mb",
+    default=64,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Largest table (MB) a GIN candidate is built on for real, in a rolled-back transaction, to "
+    "cost it; writers of that table wait while it builds. 0: no GIN advice.",
+)
+
+
 @tune_group.command(name="report")
 @click.option(
     "--statements",
@@ -82,11 +92,12 @@ def tune_group() -> None:
     type=click.FloatRange(0.01, 0.99),
     help="Least share of the estimated cost an index must cut.",
 )
+@_GIN_TRIAL_OPTION
 @click.pass_obj
-def tune_report(settings: Settings, statements: int, min_saving: float) -> None:
+def tune_report(settings: Settings, statements: int, min_saving: float, gin_trial_max_mb: int) -> None:
     """Print ops.index_advice(): per heavy statement, the index that would cut its cost most."""
     with _connect(settings) as conn:
-        items = tune.advice(conn, statements, Decimal(str(min_saving)))
+        items = tune.advice(conn, statements, Decimal(str(min_saving)), gin_trial_max_mb)
     if not items:
         click.echo(
             "no advice: no heavy statement would get at least "
@@ -112,12 +123,13 @@ def tune_report(settings: Settings, statements: int, min_saving: float) -> None:
     type=click.IntRange(1, 1000),
     help="As for tune report: the advice is computed again, so give the same value.",
 )
+@_GIN_TRIAL_OPTION
 @click.pass_obj
-def tune_apply(settings: Settings, number: int, statements: int) -> None:
+def tune_apply(settings: Settings, number: int, statements: int, gin_trial_max_mb: int) -> None:
     """Build index NUMBER of tune report, without blocking writes: CREATE INDEX CONCURRENTLY (a
     partitioned table: each partition concurrently, then attached to the parent's index)."""
     with _connect(settings) as conn:
-        items = tune.advice(conn, statements)
+        items = tune.advice(conn, statements, gin_trial_max_mb=gin_trial_max_mb)
         if number > len(items):
             raise OpsError(f"there is no advice {number}: tune report lists {len(items)}")
         item = items[number - 1]

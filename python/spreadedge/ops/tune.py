@@ -52,10 +52,13 @@ class UnusedIndex:
 
 
 def advice(
-    conn: psycopg.Connection[Any], statements: int = 20, min_saving: Decimal = Decimal("0.5")
+    conn: psycopg.Connection[Any],
+    statements: int = 20,
+    min_saving: Decimal = Decimal("0.5"),
+    gin_trial_max_mb: int = 64,
 ) -> list[Advice]:
     """The index advice for the heaviest statements, numbered from 1."""
-    arguments = {"statements": statements, "min_saving": min_saving}
+    arguments = {"statements": statements, "min_saving": min_saving, "gin_trial_max_mb": gin_trial_max_mb}
     with conn.cursor(row_factory=class_row(Advice)) as cur:
         return cur.execute(select_rows("ops.index_advice", arguments), arguments).fetchall()
 
