@@ -3,6 +3,18 @@
 -- average-cost step every fill applies to a position (also used to re-fold positions from their
 -- trades).
 
+create or replace function internal.quote_mark(p_bid numeric, p_ask numeric, p_last_price numeric)
+    returns numeric
+    immutable
+    language sql
+as $$
+    -- the mark of an instrument's market data (market.latest_prices): the quote mid, else the last
+    -- trade price; inlined where it is used, so a join to latest_prices costs no call per row
+    select coalesce((p_bid + p_ask) / 2, p_last_price)
+$$;
+comment on function internal.quote_mark(numeric, numeric, numeric) is
+    'Mark price from market data: mid of the best bid and ask, else the last trade price; null when neither.';
+
 create or replace function trading.mark_price(p_instrument_id integer)
     returns numeric
     stable
@@ -18,7 +30,7 @@ as $$
 declare
     v_price numeric;
 begin
-    select coalesce((l.bid + l.ask) / 2, l.last_price) into v_price
+    select internal.quote_mark(l.bid, l.ask, l.last_price) into v_price
     from market.latest_prices l
     where l.instrument_id = p_instrument_id;
     if v_price is null then

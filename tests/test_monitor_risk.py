@@ -6,6 +6,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from market_helpers import RECENT_NOON, quote
 from monitor_helpers import notifications
 from trading_helpers import call, order, place, trade
 
@@ -76,6 +77,85 @@ def test_an_order_that_would_grow_the_position_beyond_max_position_notional_is_r
         Decimal("7000"),
         Decimal("7200.000"),
     )
+
+
+def test_position_notional_values_the_other_positions_at_their_quote_mid(seeded):
+    trade(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    quote(seeded, RECENT_NOON, "699.9", "700.1", symbol="BNBUSDT")  # BNB marked at 700, not its entry 600
+    trade(seeded, "buy", "0.1", "60000")
+    limit(seeded, max_position_notional=Decimal("12000"))
+
+    rejected = place(seeded, "buy", "0.1", "60000")
+
+    assert risk_events(seeded)[0][:4] == (
+        rejected,
+        "max_position_notional",
+        Decimal("12000"),
+        Decimal("12700.00"),  # BTC 0.2 x 60000 + BNB 1 x 700
+    )
+
+
+def test_position_notional_values_a_position_without_market_data_at_its_last_fill(seeded):
+    trade(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    trade(seeded, "buy", "1", "650", symbol="BNBUSDT")  # average entry 625, last fill 650
+    limit(seeded, max_position_notional=Decimal("1000"))
+
+    rejected = place(seeded, "buy", "0.01", "60000")
+
+    assert risk_events(seeded)[0][::3] == (rejected, Decimal("1900.00"))  # BTC 0.01 x 60000 + BNB 2 x 650
+
+
+def test_an_exchange_limit_on_position_notional_leaves_other_exchanges_positions_out(seeded):
+    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
+    limit(seeded, exchange="binance", max_position_notional=Decimal("1000"))
+
+    placed = place(seeded, "buy", "0.01", "60000")
+
+    assert order(seeded, placed)["status"] == "new"
+    assert risk_events(seeded) == []
+
+
+def test_an_exchange_limit_on_daily_loss_counts_only_that_exchanges_losses(seeded):
+    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
+    trade(seeded, "sell", "1", "1800", exchange="kraken", symbol="ETHUSD")  # a loss of 200 on kraken
+    limit(seeded, exchange="binance", max_daily_loss=Decimal("100"))
+    limit(seeded, exchange="kraken", max_daily_loss=Decimal("100"))
+
+    on_binance = place(seeded, "buy", "0.01", "60000")
+    on_kraken = place(seeded, "buy", "1", "1800", exchange="kraken", symbol="ETHUSD")
+
+    assert (order(seeded, on_binance)["status"], order(seeded, on_kraken)["status"]) == ("new", "rejected")
+    assert order(seeded, on_kraken)["status_reason"] == "realized loss today 200 reached max_daily_loss 100"
+
+
+def test_the_narrowest_scope_is_checked_first(seeded):
+    strategy_limit = limit(seeded, max_order_notional=Decimal("100"))
+    instrument_limit = limit(seeded, exchange="binance", symbol="BTCUSDT", max_order_notional=Decimal("200"))
+
+    rejected = place(seeded, "buy", "0.01", "60000")
+
+    assert seeded.execute(
+        "select limit_id, limit_value from monitor.risk_events where order_id = %s", [rejected]
+    ).fetchone() == (instrument_limit, Decimal("200"))
+    assert strategy_limit != instrument_limit
+
+
+def test_a_kill_switch_of_a_wider_scope_comes_before_a_narrower_limit(seeded):
+    limit(seeded, exchange="binance", symbol="BTCUSDT", max_order_notional=Decimal("100"))
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True)
+
+    rejected = place(seeded, "buy", "0.01", "60000")
+
+    assert order(seeded, rejected)["status_reason"] == "kill switch is on"
+
+
+def test_within_one_limit_order_notional_is_checked_before_open_orders(seeded):
+    limit(seeded, max_order_notional=Decimal("100"), max_open_orders=1)
+    place(seeded, "buy", "0.001", "60000")
+
+    rejected = place(seeded, "buy", "0.01", "60000")
+
+    assert order(seeded, rejected)["status_reason"] == "order notional 600 exceeds max_order_notional 100"
 
 
 def test_after_the_daily_loss_limit_is_reached_new_orders_are_rejected(seeded):
