@@ -260,3 +260,15 @@ as $$
 $$;
 comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric) is
     'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, pg_cron jobs, last backup age, replication lag, long transactions, disk usage; healthy when every check is ok.';
+
+create or replace function ops.health()
+    returns jsonb
+    stable
+    language sql
+as $$
+    -- ops.health_report with its default limits, for psql: select ops.health();
+    -- (ops.health(expected_migrations) is the REST API's three write-readiness checks)
+    select ops.health_report()
+$$;
+comment on function ops.health() is
+    'Operator health as JSON with the default limits (ops.health_report()): select jsonb_pretty(ops.health());';

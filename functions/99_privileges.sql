@@ -26,7 +26,7 @@ grant select on market.current_spreads to spreadedge_readonly;
 -- scoped session sees; they call these helpers as the caller
 grant execute on function trading.order_history_page, trading.order_detail, trading.trade_history_page,
                           trading.trade_summary, trading.position_list, trading.portfolio_snapshot_page,
-                          trading.portfolio_latest, ops.health
+                          trading.portfolio_latest, ops.health(text[])
     to spreadedge_readonly;
 grant execute on function internal.require_permission, internal.iso_utc, internal.page_cursor,
                           internal.read_page_cursor, internal.check_page_request, internal.check_time_range,

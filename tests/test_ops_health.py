@@ -43,6 +43,18 @@ def test_health_after_a_successful_backup_is_healthy_json_with_every_check(db, d
     ]
 
 
+def test_ops_health_without_arguments_is_the_report_with_the_default_limits(db):
+    document, report = db.execute(
+        "select ops.health() - 'checked_at', ops.health_report() - 'checked_at'"
+    ).fetchone()
+
+    assert document == report
+    assert (document["healthy"], [c["name"] for c in document["checks"] if not c["ok"]]) == (
+        False,
+        ["last_backup"],
+    )
+
+
 def test_health_names_a_transaction_open_too_long(db, db_url):
     with psycopg.connect(db_url) as other:
         other.execute("select 1")  # opens a transaction and leaves it open
