@@ -168,6 +168,7 @@ declare
     v_limit      numeric;
     v_observed   numeric;
     v_reason     text;
+    v_counts_orders boolean;
 begin
     perform internal.require_permission('orders:write');
     if place_order.side is null or place_order.side not in ('buy', 'sell') then
@@ -255,8 +256,15 @@ begin
     -- Pre-trade risk limits (monitor.risk_limits): a breach stores the order as rejected, records
     -- a risk event and queues its notification, and returns the id like any placement.
     -- why after the key: a retried placement returns its order above without paying for the check
-    -- why exists first: one index probe is all a strategy without limits pays on this hot path
-    if exists (select from monitor.risk_limits l where l.strategy_id = v_strategy.strategy_id) then
+    -- why this probe first: one index probe is all a strategy without limits pays on this hot path
+    select bool_or(l.max_open_orders is not null) into v_counts_orders
+    from monitor.risk_limits l where l.strategy_id = v_strategy.strategy_id;
+    if v_counts_orders is not null then
+        if v_counts_orders then
+            -- why: max_open_orders counts committed working orders, so two placements of the
+            -- strategy at once would each miss the other; they take turns until commit instead
+            perform pg_advisory_xact_lock('monitor.risk_limits'::regclass::oid::integer, v_strategy.strategy_id);
+        end if;
         select b.limit_id, b.limit_kind, b.limit_value, b.observed_value, b.reason
         into v_limit_id, v_limit_kind, v_limit, v_observed, v_reason
         from internal.risk_breach(v_strategy.strategy_id, v_instrument, v_side, place_order.quantity, v_reference) b;

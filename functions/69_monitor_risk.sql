@@ -247,8 +247,9 @@ as $$
 -- stop price, else the mark price; null when none is known: an order that a notional limit must
 -- value is then refused). Limits of every scope the order falls in apply: kill switches first,
 -- then the narrowest scope first; within a limit: kill switch, an order a notional limit cannot
--- value, order notional, open orders, position notional, daily loss. Checks read committed state:
--- orders placed concurrently by the same strategy do not see each other.
+-- value, order notional, open orders, position notional, daily loss. Checks read committed state;
+-- trading.place_order makes the placements of a strategy with max_open_orders take turns, so
+-- that count never misses a concurrent order.
 -- One statement finds it (a loop of statements per limit cost twice as much on the hot path); a
 -- CASE computes each measure only for a limit that has it.
 declare

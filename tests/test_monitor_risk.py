@@ -1,6 +1,8 @@
 """Pre-trade risk limits: each limit and the kill switch reject an order in trading.place_order,
 with the rejected order, its reason, the risk event and the notification all stored."""
 
+import threading
+import time
 from decimal import Decimal
 
 import psycopg
@@ -62,6 +64,46 @@ def test_an_order_beyond_max_open_orders_is_rejected(seeded):
     third = place(seeded, "buy", "0.01", "60000")
     assert order(seeded, third)["status_reason"] == "3 working orders with this one exceed max_open_orders 2"
     assert risk_events(seeded)[0][:4] == (third, "max_open_orders", Decimal("2"), Decimal("3"))
+
+
+def _wait_for_advisory_lock_wait(conn: psycopg.Connection, pid: int) -> bool:
+    for _ in range(300):  # at most 30 s
+        waiting = conn.execute(
+            "select wait_event from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
+        ).fetchone()
+        if waiting == ("advisory",):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_two_placements_at_once_cannot_both_slip_under_max_open_orders(seeded, seeded_url):
+    limit(seeded, max_open_orders=1)
+    with psycopg.connect(seeded_url) as first, psycopg.connect(seeded_url, autocommit=True) as second:
+        first_id = place(first, "buy", "0.01", "60000")  # not committed yet
+        placed: list[int] = []
+        racer = threading.Thread(target=lambda: placed.append(place(second, "buy", "0.01", "60000")))
+        racer.start()
+        waited = _wait_for_advisory_lock_wait(seeded, second.info.backend_pid)
+        first.commit()
+        racer.join(timeout=30)
+
+    assert waited
+    assert order(seeded, first_id)["status"] == "new"
+    assert (
+        order(seeded, placed[0])["status_reason"] == "2 working orders with this one exceed max_open_orders 1"
+    )
+
+
+def test_placements_of_a_strategy_without_max_open_orders_do_not_wait_for_each_other(seeded, seeded_url):
+    limit(seeded, max_order_notional=Decimal("1000"))
+    with psycopg.connect(seeded_url) as first, psycopg.connect(seeded_url, autocommit=True) as second:
+        first_id = place(first, "buy", "0.01", "60000")  # not committed: holds no lock second needs
+        second.execute("set lock_timeout = '5s'")  # a wait would fail with 55P03 instead of hanging
+        second_id = place(second, "buy", "0.01", "60000")
+        first.commit()
+
+    assert [order(seeded, o)["status"] for o in (first_id, second_id)] == ["new", "new"]
 
 
 def test_an_order_that_would_grow_the_position_beyond_max_position_notional_is_rejected(seeded):
