@@ -1,7 +1,8 @@
 -- spreadedge functions: the backup catalog
 -- spreadedge backup records each run in ops.backup_runs: started before pgBackRest or pg_dump
--- runs, finished after, so a crashed run stays visibly 'running' and health reads the age of the
--- last successful physical backup from SQL.
+-- runs, finished after, so a crashed run stays visibly 'running' (until a later physical backup
+-- succeeds and marks it failed) and health reads the age of the last successful physical backup
+-- from SQL.
 
 create or replace function ops.start_backup_run(kind text, compress_type text)
     returns bigint
@@ -43,7 +44,20 @@ begin
         repo_size_bytes = finish_backup_run.repo_size_bytes,
         detail = finish_backup_run.detail
     where b.run_id = finish_backup_run.run_id;
+    -- why: pgBackRest holds the stanza's backup lock while it backs up, so a physical run begun
+    -- before this one that is still 'running' when this one succeeds was killed with its CLI
+    if finish_backup_run.succeeded then
+        update ops.backup_runs b
+        set finished_at = now(),
+            status = 'failed',
+            detail = format('interrupted: backup run %s of the cluster succeeded after it began, so no process was running it',
+                            finish_backup_run.run_id)
+        where b.status = 'running' and b.kind in ('full', 'diff', 'incr')
+          and b.run_id < finish_backup_run.run_id
+          and exists (select from ops.backup_runs r
+                      where r.run_id = finish_backup_run.run_id and r.kind in ('full', 'diff', 'incr'));
+    end if;
 end;
 $$;
 comment on function ops.finish_backup_run(bigint, boolean, text, bigint, bigint, text) is
-    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed.';
+    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run marks earlier physical runs still running as failed (interrupted).';

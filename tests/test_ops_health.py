@@ -87,3 +87,35 @@ def test_finishing_a_backup_run_twice_is_refused_with_55s10(db):
         "55S10",
         f"backup run {run_id} is already finished (failed)",
     )
+
+
+def test_a_successful_physical_backup_marks_an_earlier_run_left_running_as_interrupted(db):
+    killed = db.execute("select ops.start_backup_run('full', 'zst')").fetchone()[0]
+    dump = db.execute("select ops.start_backup_run('logical_full', 'zst')").fetchone()[0]
+    later = db.execute("select ops.start_backup_run('incr', 'zst')").fetchone()[0]
+
+    db.execute(
+        "select ops.finish_backup_run(%s, true, '20260101-000000F_20260101-010000I', 100, 10)", [later]
+    )
+
+    runs = db.execute("select run_id, status, detail from ops.backup_runs order by run_id").fetchall()
+    assert runs == [
+        (
+            killed,
+            "failed",
+            f"interrupted: backup run {later} of the cluster succeeded after it began, so no process was running it",
+        ),
+        (dump, "running", None),
+        (later, "succeeded", None),
+    ]
+
+
+def test_a_failed_physical_backup_leaves_an_earlier_running_run_alone(db):
+    earlier = db.execute("select ops.start_backup_run('full', 'zst')").fetchone()[0]
+    later = db.execute("select ops.start_backup_run('diff', 'zst')").fetchone()[0]
+
+    db.execute("select ops.finish_backup_run(%s, false, detail => 'unable to acquire lock')", [later])
+
+    assert db.execute("select status from ops.backup_runs where run_id = %s", [earlier]).fetchone() == (
+        "running",
+    )
