@@ -169,6 +169,17 @@ def test_tune_report_prints_the_gin_advice_of_a_trial_build(db, db_url):
     )
 
 
+def test_tune_apply_computes_the_advice_with_the_options_it_is_given(db, db_url):
+    _tagged(db)
+    _read_desk(db)
+
+    result = cli("tune", "apply", "1", "--gin-trial-max-mb", "0", database_url=db_url)
+
+    assert result.exit_code == 1
+    assert "there is no advice 1: tune report lists 0" in result.output
+    assert db.execute("select count(*) from pg_indexes where tablename = 'tagged'").fetchone() == (0,)
+
+
 def test_index_build_statements_refuse_an_unknown_column_with_22s22(db):
     with pytest.raises(psycopg.Error) as caught:
         db.execute("select * from ops.index_build_statements('trading.orders', 'btree', '{no_such_column}')")

@@ -67,6 +67,20 @@ def tune_group() -> None:
     """Index advice from pg_stat_statements and hypopg, and applying it."""
 
 
+_STATEMENTS_OPTION = click.option(
+    "--statements",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="How many of the heaviest statements to examine.",
+)
+_MIN_SAVING_OPTION = click.option(
+    "--min-saving",
+    default="0.5",
+    show_default=True,
+    type=click.FloatRange(0.01, 0.99),
+    help="Least share of the estimated cost an index must cut.",
+)
 _GIN_TRIAL_OPTION = click.option(
     "--gin-trial-max-mb",
     default=64,
@@ -78,20 +92,8 @@ _GIN_TRIAL_OPTION = click.option(
 
 
 @tune_group.command(name="report")
-@click.option(
-    "--statements",
-    default=20,
-    show_default=True,
-    type=click.IntRange(1, 1000),
-    help="How many of the heaviest statements to examine.",
-)
-@click.option(
-    "--min-saving",
-    default="0.5",
-    show_default=True,
-    type=click.FloatRange(0.01, 0.99),
-    help="Least share of the estimated cost an index must cut.",
-)
+@_STATEMENTS_OPTION
+@_MIN_SAVING_OPTION
 @_GIN_TRIAL_OPTION
 @click.pass_obj
 def tune_report(settings: Settings, statements: int, min_saving: float, gin_trial_max_mb: int) -> None:
@@ -116,20 +118,18 @@ def tune_report(settings: Settings, statements: int, min_saving: float, gin_tria
 
 @tune_group.command(name="apply")
 @click.argument("number", type=click.IntRange(1))
-@click.option(
-    "--statements",
-    default=20,
-    show_default=True,
-    type=click.IntRange(1, 1000),
-    help="As for tune report: the advice is computed again, so give the same value.",
-)
+@_STATEMENTS_OPTION
+@_MIN_SAVING_OPTION
 @_GIN_TRIAL_OPTION
 @click.pass_obj
-def tune_apply(settings: Settings, number: int, statements: int, gin_trial_max_mb: int) -> None:
+def tune_apply(
+    settings: Settings, number: int, statements: int, min_saving: float, gin_trial_max_mb: int
+) -> None:
     """Build index NUMBER of tune report, without blocking writes: CREATE INDEX CONCURRENTLY (a
-    partitioned table: each partition concurrently, then attached to the parent's index)."""
+    partitioned table: each partition concurrently, then attached to the parent's index). The
+    advice is computed again: give the options tune report was given, so NUMBER means the same."""
     with _connect(settings) as conn:
-        items = tune.advice(conn, statements, gin_trial_max_mb=gin_trial_max_mb)
+        items = tune.advice(conn, statements, Decimal(str(min_saving)), gin_trial_max_mb)
         if number > len(items):
             raise OpsError(f"there is no advice {number}: tune report lists {len(items)}")
         item = items[number - 1]
