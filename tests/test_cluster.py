@@ -77,6 +77,17 @@ def test_status_reports_running_then_stopped(pg_cluster: Cluster):
     assert (stopped.running, stopped.initialized, stopped.pid) == (False, True, None)
 
 
+def test_server_processes_lists_the_postmaster_while_running_and_nothing_once_stopped(pg_cluster: Cluster):
+    postmaster = pg_cluster.status().pid
+    running = pg_cluster.server_processes()
+    pg_cluster.stop()
+    stopped = pg_cluster.server_processes()
+    pg_cluster.start()
+
+    assert postmaster in running
+    assert stopped == []
+
+
 def test_url_connects_in_utc_with_pg_cron_and_pg_stat_statements_preloaded(pg_cluster: Cluster):
     with psycopg.connect(pg_cluster.url()) as conn:
         timezone = conn.execute("show timezone").fetchone()

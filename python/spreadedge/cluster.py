@@ -40,6 +40,8 @@ DATABASE = "spreadedge"
 # Where the cluster lives when the server's system user cannot traverse to .spreadedge/.
 FALLBACK_ROOT = runas.RUN_USER_HOME
 CONFIG_FILE = "spreadedge.conf"
+# after a kill -9 of the postmaster, how long start waits for its backends to exit
+CRASHED_BACKEND_PATIENCE = 30.0
 
 
 class ClusterError(Exception):
@@ -120,6 +122,7 @@ class Cluster:
                 return False
             self._check_port_free()
             self.init()
+            self._wait_for_crashed_backends()
             self._write_config()
             self._remove_stale_files()
             log = self.log_file.resolve()
@@ -257,6 +260,39 @@ class Cluster:
         if not _is_postmaster_of(pid, self.data_dir.resolve()):
             return None, None
         return pid, port
+
+    def server_processes(self) -> list[int]:
+        """Live postgres processes working in this cluster's data directory: the server's, or after
+        a crash the backends of the dead postmaster, which run on until they next wait for something.
+        Processes of another user are invisible unless we are root or that user."""
+        data_dir = self.data_dir.resolve()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if (
+                    (entry / "comm").read_text().strip() == "postgres"
+                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # not a zombie
+                    and Path(os.readlink(entry / "cwd")) == data_dir
+                ):
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile, or not ours to look at
+        return found
+
+    def _wait_for_crashed_backends(self, patience: float = CRASHED_BACKEND_PATIENCE) -> None:
+        """Wait until the backends of a crashed (kill -9) postmaster have exited: PostgreSQL refuses
+        to start while they hold the old shared memory."""
+        deadline = time.monotonic() + patience
+        while pids := self.server_processes():
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"{len(pids)} postgres processes of a crashed server still run in {self.data_dir} "
+                    f"(pids {', '.join(map(str, pids))}) after {patience:.0f} s; they exit once they notice "
+                    "the postmaster is gone: wait, or end them, then start again"
+                )
+            time.sleep(0.05)
 
     def _remove_stale_files(self) -> None:
         """Drop lock files a crashed server left behind: no server of ours runs (checked)."""
