@@ -70,8 +70,8 @@ create or replace function trading.record_fill(
     language plpgsql
 as $$
 -- Record a fill of an order and return its trade id. A fill already recorded (same exchange and
--- exchange_trade_id) returns the existing trade id and writes nothing; the same id with different
--- values raises conflicting_duplicate. Fills after a cancel or expiry are recorded (is_late).
+-- exchange_trade_id) returns the existing trade id and writes nothing; the same id with a different
+-- order, quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills after a cancel or expiry are recorded (is_late).
 -- fee_currency defaults to the quote asset; fee_quote values a third-currency fee.
 #variable_conflict use_column
 declare
@@ -131,16 +131,24 @@ begin
         from trading.trade_keys tk
         join trading.trades t on t.trade_id = tk.trade_id and t.executed_at = tk.executed_at
         where tk.exchange_id = v_instrument.exchange_id and tk.exchange_trade_id = record_fill.exchange_trade_id;
+        -- why the fee too: a redelivery that disagrees on the fee is not the same fact, and keeping
+        -- the first silently would hide a PnL difference (a zero fee is zero in any currency);
+        -- executed_at is not compared, since it defaults to the time of the call
         if v_existing.order_id = v_order.order_id and v_existing.quantity = record_fill.quantity
-           and v_existing.price = record_fill.price then
+           and v_existing.price = record_fill.price
+           and ((v_existing.fee = 0 and record_fill.fee = 0)
+                or (v_existing.fee = record_fill.fee
+                    and v_existing.fee_currency = coalesce(v_fee_ccy, v_instrument.quote_asset))) then
             return v_existing.trade_id;
         end if;
         raise exception 'exchange trade id "%" is already recorded as trade % with different values',
             record_fill.exchange_trade_id, v_existing.trade_id
             using errcode = '23S06',
-                  detail = format('stored: order %s, %s @ %s; retried: order %s, %s @ %s',
-                                  v_existing.order_id, v_existing.quantity, v_existing.price,
-                                  v_order.order_id, record_fill.quantity, record_fill.price);
+                  detail = format('stored: order %s, %s @ %s, fee %s %s; retried: order %s, %s @ %s, fee %s %s',
+                                  v_existing.order_id, v_existing.quantity, v_existing.price, v_existing.fee,
+                                  v_existing.fee_currency, v_order.order_id, record_fill.quantity, record_fill.price,
+                                  record_fill.fee, coalesce(v_fee_ccy, v_instrument.quote_asset)),
+                  hint = 'Trades are immutable: the fill stands as first recorded. Compare the two sources.';
     end if;
 
     if v_order.status = 'rejected' then

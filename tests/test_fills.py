@@ -32,8 +32,43 @@ def test_an_exchange_trade_id_reused_with_different_values_is_a_conflict(seeded)
     )
     assert (
         error.diag.message_detail
-        == f"stored: order {order_id}, 1 @ 100; retried: order {order_id}, 0.5 @ 100"
+        == f"stored: order {order_id}, 1 @ 100, fee 0 USDT; retried: order {order_id}, 0.5 @ 100, fee 0 USDT"
     )
+
+
+def test_a_fill_redelivered_with_another_fee_is_a_conflict_and_writes_nothing(seeded):
+    order_id = place(seeded, "buy", "2", "100")
+    trade_id = fill(seeded, order_id, "1", "100", exchange_trade_id="T-1", fee=D("0.1"))
+    before = counts(seeded)
+    error = expect_refusal(
+        seeded,
+        "23S06",
+        f'exchange trade id "T-1" is already recorded as trade {trade_id} with different values',
+        lambda: fill(seeded, order_id, "1", "100", exchange_trade_id="T-1"),
+    )
+    assert (
+        error.diag.message_detail
+        == f"stored: order {order_id}, 1 @ 100, fee 0.1 USDT; retried: order {order_id}, 1 @ 100, fee 0 USDT"
+    )
+    assert counts(seeded) == before
+
+
+def test_a_fill_redelivered_with_the_same_fee_in_lower_case_is_the_same_fill(seeded):
+    order_id = place(seeded, "buy", "2", "100")
+    first = fill(seeded, order_id, "1", "100", exchange_trade_id="T-1", fee=D("0.0010"), fee_currency="BTC")
+
+    again = fill(seeded, order_id, "1", "100", exchange_trade_id="T-1", fee=D("0.001"), fee_currency="btc")
+
+    assert again == first
+
+
+def test_a_zero_fee_redelivered_in_another_currency_is_the_same_fill(seeded):
+    order_id = place(seeded, "buy", "2", "100")
+    first = fill(seeded, order_id, "1", "100", exchange_trade_id="T-1")
+
+    again = fill(seeded, order_id, "1", "100", exchange_trade_id="T-1", fee_currency="BNB")
+
+    assert again == first
 
 
 def test_the_same_exchange_trade_id_on_another_exchange_is_another_fill(seeded):
