@@ -146,3 +146,49 @@ as $$
 $$;
 comment on function internal.strategy_ids_named(text) is
     'Ids of the strategies the caller can see (all, or the one named); row-level security applies.';
+
+create or replace function internal.page_drivers(
+    p_instrument_ids integer[],
+    p_strategy_ids   integer[],
+    out strategy_ids   integer[],
+    out instrument_ids integer[]
+)
+    stable
+    language plpgsql
+as $$
+-- The drivers a history page merges (internal.order_page_rows, internal.trade_page_rows), as two
+-- parallel arrays: (strategy, instrument) pairs when both lists are given, else strategies (every
+-- one when neither is) or instruments (a null strategy). The strategies are cut down to
+-- internal.visible_strategy_ids() here, once, which is what row-level security would do in every
+-- statement. Both null when the page has nothing to read.
+declare
+    v_visible    integer[] := internal.visible_strategy_ids();
+    v_strategies integer[] := p_strategy_ids;
+begin
+    if v_visible is not null then
+        v_strategies := array(select s.strategy_id
+                              from unnest(coalesce(p_strategy_ids, v_visible)) as s(strategy_id)
+                              where s.strategy_id = any (v_visible));
+    end if;
+    select array_agg(d.strategy_id order by d.strategy_id, d.instrument_id),
+           array_agg(d.instrument_id order by d.strategy_id, d.instrument_id)
+    into strategy_ids, instrument_ids
+    from (select s.strategy_id, null::integer as instrument_id
+          from trading.strategies s
+          where p_instrument_ids is null and v_strategies is null
+          union all
+          select s.strategy_id, null
+          from unnest(v_strategies) as s(strategy_id)
+          where p_instrument_ids is null
+          union all
+          select null, i.instrument_id
+          from unnest(p_instrument_ids) as i(instrument_id)
+          where v_strategies is null
+          union all
+          select s.strategy_id, i.instrument_id
+          from unnest(v_strategies) as s(strategy_id)
+          cross join unnest(p_instrument_ids) as i(instrument_id)) d;
+end;
+$$;
+comment on function internal.page_drivers(integer[], integer[]) is
+    'The (strategy, instrument) drivers a history page merges, strategies cut to the visible ones; both null when there is nothing to read.';

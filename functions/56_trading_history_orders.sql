@@ -51,8 +51,8 @@ create or replace function internal.order_page_rows(
     returns setof trading.orders
     stable
     -- why security definer: row-level security would compute the caller's strategies again in
-    -- every statement of every round (a third of the page's time); this function intersects the
-    -- strategies asked for with internal.visible_strategy_ids() once, which is what the policies do
+    -- every statement of every round (a third of the page's time); internal.page_drivers intersects
+    -- the strategies asked for with internal.visible_strategy_ids() once, which is what the policies do
     security definer
     set search_path = ''
     -- why generic: planning this lateral over every partition costs several times what running it
@@ -74,8 +74,8 @@ as $$
 -- in rounds), so a page reads about p_rows rows however many drivers there are and however the
 -- orders are spread over them.
 -- why written twice: internal.trade_page_rows (57_trading_history_trades.sql)
--- is the same merge over the other table; a generic version would need dynamic SQL, planned
--- on every call. Change both.
+-- is the same merge over the other table (the drivers come from internal.page_drivers for both);
+-- a generic version would need dynamic SQL, planned on every call. Change both.
 declare
     v_from       timestamptz := coalesce(p_start_date, '-infinity');
     -- why the bound: place_order refuses a time more than a day ahead (internal.check_time), and every
@@ -93,32 +93,9 @@ declare
     v_fetched    trading.orders[];
     v_cut_at     timestamptz;
     v_cut_id     bigint;
-    v_visible    integer[] := internal.visible_strategy_ids();
-    v_strategies integer[] := p_strategy_ids;
 begin
-    if v_visible is not null then
-        v_strategies := array(select s.strategy_id
-                              from unnest(coalesce(p_strategy_ids, v_visible)) as s(strategy_id)
-                              where s.strategy_id = any (v_visible));
-    end if;
-    select array_agg(d.strategy_id order by d.strategy_id, d.instrument_id),
-           array_agg(d.instrument_id order by d.strategy_id, d.instrument_id)
-    into v_strategy, v_instrument
-    from (select s.strategy_id, null::integer as instrument_id
-          from trading.strategies s
-          where p_instrument_ids is null and v_strategies is null
-          union all
-          select s.strategy_id, null
-          from unnest(v_strategies) as s(strategy_id)
-          where p_instrument_ids is null
-          union all
-          select null, i.instrument_id
-          from unnest(p_instrument_ids) as i(instrument_id)
-          where v_strategies is null
-          union all
-          select s.strategy_id, i.instrument_id
-          from unnest(v_strategies) as s(strategy_id)
-          cross join unnest(p_instrument_ids) as i(instrument_id)) d;
+    select d.strategy_ids, d.instrument_ids into v_strategy, v_instrument
+    from internal.page_drivers(p_instrument_ids, p_strategy_ids) d;
     if v_strategy is null then
         return;
     end if;

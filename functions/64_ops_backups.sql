@@ -26,8 +26,10 @@ as $$
 -- records the end of a run: its outcome, the backup label (or dump file), sizes, and why it failed
 declare
     v_status text;
+    v_kind   text;
 begin
-    select b.status into v_status from ops.backup_runs b where b.run_id = finish_backup_run.run_id for update;
+    select b.status, b.kind into v_status, v_kind
+    from ops.backup_runs b where b.run_id = finish_backup_run.run_id for update;
     if not found then
         raise exception 'backup run % does not exist', coalesce(finish_backup_run.run_id::text, 'null')
             using errcode = '23S21';
@@ -46,16 +48,14 @@ begin
     where b.run_id = finish_backup_run.run_id;
     -- why: pgBackRest holds the stanza's backup lock while it backs up, so a physical run begun
     -- before this one that is still 'running' when this one succeeds was killed with its CLI
-    if finish_backup_run.succeeded then
+    if finish_backup_run.succeeded and v_kind in ('full', 'diff', 'incr') then
         update ops.backup_runs b
         set finished_at = now(),
             status = 'failed',
             detail = format('interrupted: backup run %s of the cluster succeeded after it began, so no process was running it',
                             finish_backup_run.run_id)
         where b.status = 'running' and b.kind in ('full', 'diff', 'incr')
-          and b.run_id < finish_backup_run.run_id
-          and exists (select from ops.backup_runs r
-                      where r.run_id = finish_backup_run.run_id and r.kind in ('full', 'diff', 'incr'));
+          and b.run_id < finish_backup_run.run_id;
     end if;
 end;
 $$;

@@ -250,7 +250,7 @@ as $$
 -- value, order notional, open orders, position notional, daily loss. Checks read committed state;
 -- trading.place_order makes the placements of a strategy with max_open_orders take turns, so
 -- that count never misses a concurrent order.
--- One statement finds it (a loop of statements per limit cost twice as much on the hot path); a
+-- One statement finds it (a loop of statements per limit cost about three times as much); a
 -- CASE computes each measure only for a limit that has it.
 declare
     v_delta numeric := case when p_side = 'buy' then p_quantity else -p_quantity end;
