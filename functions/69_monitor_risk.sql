@@ -293,8 +293,9 @@ begin
                 -- the others at their mark
                 -- why a probe per position (a lateral subquery kept apart by offset 0): joined
                 -- instead, the generic plan merge-joined positions with ref.instruments and
-                -- market.latest_prices in instrument order, reading every instrument up to the
-                -- highest one held (2.5 x the cost for positions among the last of 1,212)
+                -- market.latest_prices in instrument order whenever the statistics put positions
+                -- among the first ids, and so read every instrument below the highest one held
+                -- (0.33-0.38 ms per check for 12 positions among the last of 1,212, 0.09-0.12 now)
                 select coalesce(sum(abs(x.quantity) * x.multiplier * x.mark), 0), coalesce(bool_or(x.own), false)
                 into v_observed, v_own
                 from trading.positions p
