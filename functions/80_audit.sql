@@ -9,10 +9,11 @@ create or replace function audit.row_key(p_row jsonb, p_key1 text, p_key2 text)
     stable
     language sql
 as $$
-    -- The key columns of a row (p_key2 null for a one-column key) as the text of one jsonb object,
-    -- e.g. {"order_id": 42}: jsonb sorts the keys, so the text is canonical and audit.history can
-    -- compare it with a key given in any order.
-    select case when p_key2 is null then jsonb_build_object(p_key1, p_row -> p_key1)
+    -- The key columns of a row as the text of one jsonb object, e.g. {"order_id": 42}: jsonb sorts
+    -- the keys, so the text is canonical and audit.history can compare it with a key given in any
+    -- order. p_key2 is null for a one-column key; a p_key2 with a leading minus is a column left out
+    -- of the images (audit.log_changes passes its second argument as it is), not a key.
+    select case when p_key2 is null or left(p_key2, 1) = '-' then jsonb_build_object(p_key1, p_row -> p_key1)
                 else jsonb_build_object(p_key1, p_row -> p_key1, p_key2, p_row -> p_key2)
            end::text
 $$;
@@ -28,40 +29,41 @@ as $$
 -- tables): writes one audit.log row per changed row. Trigger arguments name the row's key columns
 -- (one or two), then any columns to leave out of the logged rows, each written with a leading minus
 -- ('-password_hash'): secrets and their hashes never reach the audit log.
--- why so little else: three of these run in every fill (trade, order, position), and every
--- expression here costs each of them; the arguments are read once, and the redaction list is
--- built only for the tables that have one.
+-- why so little PL/pgSQL: three of these run in every fill (trade, order, position), and each
+-- PL/pgSQL expression is set up again in every transaction, which costs more than evaluating the
+-- same thing inside the INSERT. Arguments that are only key columns (every business table) take
+-- one test; the others are checked, and their columns to leave out listed, only then.
+-- why "offset 0": without it the subquery is flattened and to_jsonb runs once for the key and
+-- once for the image of every inserted or deleted row
 declare
-    v_table  text := format('%I.%I', tg_table_schema, tg_table_name);
-    v_args   text[] := tg_argv;  -- indexed from 0, as tg_argv
-    v_key2   text := case when tg_nargs > 1 and left(v_args[1], 1) <> '-' then v_args[1] end;
-    -- why an empty default: jsonb minus an empty array returns its input untouched
-    v_redact text[] := '{}';
+    v_redact text[];  -- null unless the arguments list columns to leave out
 begin
-    if tg_nargs = 0 or left(v_args[0], 1) = '-'
-       or (tg_nargs > 2 and v_key2 is not null and left(v_args[2], 1) <> '-') then
-        raise exception 'audit.log_changes on % needs one or two key column names, then -columns to leave out', v_table;
-    end if;
-    if left(v_args[tg_nargs - 1], 1) = '-' then
-        v_redact := array(select substr(a, 2) from unnest(v_args) a where left(a, 1) = '-');
+    if tg_nargs not in (1, 2) or left(tg_argv[0], 1) = '-' or left(tg_argv[tg_nargs - 1], 1) = '-' then
+        if tg_nargs = 0 or left(tg_argv[0], 1) = '-'
+           or (tg_nargs > 2 and left(tg_argv[1], 1) <> '-' and left(tg_argv[2], 1) <> '-') then
+            raise exception 'audit.log_changes on %.% needs one or two key column names, then -columns to leave out',
+                quote_ident(tg_table_schema), quote_ident(tg_table_name);
+        end if;
+        v_redact := array(select substr(a, 2) from unnest(tg_argv) a where left(a, 1) = '-');
     end if;
     if tg_op = 'INSERT' then
         insert into audit.log (table_name, operation, row_key, new_row)
-        select v_table, 'INSERT', audit.row_key(n.j, v_args[0], v_key2), n.j
-        from (select to_jsonb(r) - v_redact as j from new_rows r) n;
+        select format('%I.%I', tg_table_schema, tg_table_name), 'INSERT', audit.row_key(n.j, tg_argv[0], tg_argv[1]), n.j
+        from (select to_jsonb(r) - coalesce(v_redact, '{}') as j from new_rows r offset 0) n;
     elsif tg_op = 'UPDATE' then
         -- why pair by position: PostgreSQL appends each updated row's old and new versions to the
         -- two transition tables together, so the n-th old row and the n-th new row are one row
         -- (also when its key or partition changes); unnest zips the two in that order, where a join
         -- on the key would cost a hash join per statement and lose rows whose key changed
         insert into audit.log (table_name, operation, row_key, old_row, new_row)
-        select v_table, 'UPDATE', audit.row_key(z.new_row, v_args[0], v_key2), z.old_row, z.new_row
-        from unnest(array(select to_jsonb(r) - v_redact from old_rows r),
-                    array(select to_jsonb(r) - v_redact from new_rows r)) as z (old_row, new_row);
+        select format('%I.%I', tg_table_schema, tg_table_name), 'UPDATE', audit.row_key(z.new_row, tg_argv[0], tg_argv[1]),
+               z.old_row, z.new_row
+        from unnest(array(select to_jsonb(r) - coalesce(v_redact, '{}') from old_rows r),
+                    array(select to_jsonb(r) - coalesce(v_redact, '{}') from new_rows r)) as z (old_row, new_row);
     else
         insert into audit.log (table_name, operation, row_key, old_row)
-        select v_table, 'DELETE', audit.row_key(o.j, v_args[0], v_key2), o.j
-        from (select to_jsonb(r) - v_redact as j from old_rows r) o;
+        select format('%I.%I', tg_table_schema, tg_table_name), 'DELETE', audit.row_key(o.j, tg_argv[0], tg_argv[1]), o.j
+        from (select to_jsonb(r) - coalesce(v_redact, '{}') as j from old_rows r offset 0) o;
     end if;
     return null;
 end;

@@ -163,6 +163,26 @@ def test_redacted_columns_never_reach_the_audit_log(seeded):
     ).fetchall() == [('{"id": 1}', {"id": 1, "label": "kept"})]
 
 
+def test_a_key_with_one_column_left_out_is_logged_by_that_key_alone(seeded):
+    # two arguments, the second a column to leave out (auth.master_keys has this shape): the key
+    # is one column, and the second argument never becomes part of it
+    seeded.execute("""
+        create table public.vault (id int primary key, label text, secret text);
+        create trigger _900_audit_insert after insert on public.vault referencing new table as new_rows
+            for each statement execute function audit.log_changes('id', '-secret');
+        create trigger _900_audit_update after update on public.vault
+            referencing old table as old_rows new table as new_rows
+            for each statement execute function audit.log_changes('id', '-secret');
+        insert into public.vault values (7, 'a', 's1');
+        update public.vault set label = 'b', secret = 's2'""")
+    assert seeded.execute(
+        "select operation, row_key, old_row, new_row from audit.log where table_name = 'public.vault' order by audit_id"
+    ).fetchall() == [
+        ("INSERT", '{"id": 7}', None, {"id": 7, "label": "a"}),
+        ("UPDATE", '{"id": 7}', {"id": 7, "label": "a"}, {"id": 7, "label": "b"}),
+    ]
+
+
 @pytest.mark.parametrize(
     "arguments",
     ["", "'-token'", "'id', 'label', 'token'"],
