@@ -352,6 +352,10 @@ begin
             exit limits;
         end if;
     end loop;
+    -- why return first: the reason's format calls would be set up in every placement's transaction
+    if limit_kind is null then
+        return;
+    end if;
     reason := case limit_kind
         when 'kill_switch' then 'kill switch is on'
         when 'max_order_notional' then
