@@ -8,7 +8,7 @@ BIN := .venv/bin
 TEST_WORKERS ?= $(shell nproc)
 SPREADEDGE := $(BIN)/spreadedge
 
-.PHONY: help bootstrap run test soak migrate bench bench-backup lint format psql pgcli db-stop clean
+.PHONY: help bootstrap run test soak migrate bench bench-instructions bench-backup lint format psql pgcli db-stop clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,10 @@ migrate: bootstrap ## Apply pending migrations and re-apply functions/
 
 bench: bootstrap ## Run the benchmarks against PostgreSQL baselines (options: BENCH_ARGS=--quick)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-instructions: bootstrap ## Count instructions per fill and per placement with callgrind (audit and risk limits on and off)
+	command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind
+	$(BIN)/python -m bench.instructions $(BENCH_INSTRUCTIONS_ARGS)
 
 bench-backup: bootstrap ## Time pgBackRest backup and restore of a generated 2 GB database per compression type (BENCH_BACKUP_ARGS=--size-gb 0.5)
 	$(BIN)/python -m bench.backup $(BENCH_BACKUP_ARGS)

@@ -1,0 +1,239 @@
+"""Instructions per fill and per placement, counted by callgrind in a single-user backend.
+
+Wall-clock ratios on a shared 2-core machine move by 0.1 from run to run; instruction counts repeat
+to within 0.1 %, so a change to the fill or placement path is judged by them as well (README,
+"Benchmarks"). Each measurement runs a script of warm-up calls and then N calls in ``postgres
+--single`` under callgrind, collecting inside PortalRun and CommitTransactionCommand (one call per
+transaction), twice: with SMALL and with SMALL + N calls. The difference divided by N is what one
+call costs, without start-up, warm-up or catalog loading.
+
+Measured, in a scratch cluster with the bench fixtures and a few thousand fills of history:
+a fill (bench/sql/instructions_fill.sql) with the audit triggers on and off, and a placement
+(bench/sql/instructions_place.sql) without risk limits and with the three limits of
+bench/sql/monitor_limits_on.sql, first with no market data (each position is marked at the
+instrument's latest fill) and then with a quote for every instrument (as in `make bench`).
+``make bench-instructions`` installs valgrind when it is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import psycopg
+from psycopg import ClientCursor
+
+from bench import scratch, writes
+from bench.sqlfile import statement, statements
+from spreadedge import runas
+from spreadedge.cluster import PG_BINDIR, Cluster
+
+WARM_UP = 30
+SMALL = 20
+STRATEGIES = 20
+INSTRUMENTS = 12
+HISTORY_FILLS = 2_400  # through the API, so positions, rollups and the audit log are not empty
+
+
+@dataclass(frozen=True)
+class Count:
+    """Instructions per call of one measurement."""
+
+    name: str
+    calls: int
+    per_call: float
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "calls": self.calls, "instructions_per_call": round(self.per_call)}
+
+
+def fill_script(
+    conn: psycopg.Connection[tuple[object, ...]], orders: tuple[int, int], first: int, count: int
+) -> str:
+    """``count`` fills, two on the buy for each on the sell, with trade ids from ``first``."""
+    cursor = ClientCursor(conn)
+    return "".join(
+        cursor.mogrify(
+            statement("instructions_fill.sql"),
+            {"order_id": orders[1] if n % 3 == 0 else orders[0], "trade_id": f"instructions-{n}"},
+        )
+        + "\n\n"
+        for n in range(first, first + count)
+    )
+
+
+def place_script(conn: psycopg.Connection[tuple[object, ...]], count: int) -> str:
+    """``count`` placements across the live strategies and bench instruments (seeded draws)."""
+    cursor = ClientCursor(conn)
+    draw = random.Random(7)
+    return "".join(
+        cursor.mogrify(
+            statement("instructions_place.sql"),
+            {
+                "strategy": draw.randint(1, STRATEGIES),
+                "instrument": draw.randint(1, INSTRUMENTS),
+                "side": draw.choice(("buy", "sell")),
+                "cents": draw.randint(0, 100_000),
+            },
+        )
+        + "\n\n"
+        for _ in range(count)
+    )
+
+
+def summary_instructions(out_file: Path) -> int:
+    """The instructions callgrind collected (its ``summary:`` line)."""
+    for line in out_file.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{out_file} has no summary line: did callgrind finish?")
+
+
+def run_single_user(cluster: Cluster, dbname: str, script: str, work_dir: Path, tag: str) -> int:
+    """Run ``script`` in a single-user backend under callgrind; the instructions it collected."""
+    out_file = work_dir / f"{tag}.callgrind"
+    command = runas.command([
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", "--collect-atstart=no",
+        "--toggle-collect=PortalRun", "--toggle-collect=CommitTransactionCommand",
+        str(PG_BINDIR / "postgres"), "--single", "-j", "-D", str(cluster.data_dir),
+        "-c", "shared_preload_libraries=pg_stat_statements", dbname,
+    ])  # fmt: skip
+    done = subprocess.run(command, input=script, text=True, capture_output=True, cwd="/", check=False)
+    errors = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if "ERROR:" in line]
+    if done.returncode != 0 or errors:
+        raise RuntimeError(f"the single-user run {tag} failed: {(errors or done.stderr.splitlines())[:3]}")
+    return summary_instructions(out_file)
+
+
+def per_call(
+    cluster: Cluster, dbname: str, scripts: tuple[str, str], calls: int, work_dir: Path, name: str
+) -> Count:
+    """Instructions of one call: the larger script minus the smaller, over the calls between them."""
+    small = run_single_user(cluster, dbname, scripts[0], work_dir, f"{name}-small")
+    large = run_single_user(cluster, dbname, scripts[1], work_dir, f"{name}-large")
+    return Count(name, calls, (large - small) / calls)
+
+
+def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[Count]:
+    """Set up the fixtures and history, then count each measurement (the server stopped for each)."""
+    conninfo = cluster.conninfo(dbname)
+    with psycopg.connect(conninfo) as conn:
+        for stmt in statements("fixtures.sql"):
+            conn.execute(stmt, {"strategies": STRATEGIES})
+    first, _ = writes.place_fill_orders(conninfo, STRATEGIES)
+    orders = (first, first + 1)  # live1, BTCUSDT at binance: the buy, then the sell
+    sizes = (WARM_UP + SMALL, WARM_UP + SMALL + calls)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # a long position in each bench instrument for every live strategy, as the pgbench fills
+        # of `make bench` leave them: the position-notional limit reads all twelve
+        for n in range(HISTORY_FILLS):
+            conn.execute(
+                statement("instructions_fill.sql"),
+                {"order_id": first + 2 * (n % (STRATEGIES * INSTRUMENTS)), "trade_id": f"history-{n}"},
+            )
+        # distinct trade ids in every script: a redelivered fill would be a different path
+        fills = {
+            audit: tuple(fill_script(conn, orders, base + 100_000 * k, size) for k, size in enumerate(sizes))
+            for audit, base in (("on", 1_000_000), ("off", 2_000_000))
+        }
+        placements = (place_script(conn, sizes[0]), place_script(conn, sizes[1]))
+    counts = []
+    click.echo(f"==> {calls} fills with the audit triggers on (callgrind, about a minute)")
+    cluster.stop()
+    counts.append(per_call(cluster, dbname, fills["on"], calls, work_dir, "fill"))
+    cluster.start()
+    with writes.audit_disabled(conninfo):
+        click.echo(f"==> {calls} fills with the audit triggers off")
+        cluster.stop()
+        counts.append(per_call(cluster, dbname, fills["off"], calls, work_dir, "fill, audit off"))
+        cluster.start()
+    click.echo(f"==> {calls} placements without risk limits")
+    cluster.stop()
+    counts.append(per_call(cluster, dbname, placements, calls, work_dir, "placement"))
+    cluster.start()
+    _run_sql(conninfo, "monitor_limits_on.sql")
+    click.echo(
+        f"==> {calls} placements with risk limits, no market data (positions marked at their last fill)"
+    )
+    cluster.stop()
+    counts.append(per_call(cluster, dbname, placements, calls, work_dir, "placement, limits, no quotes"))
+    cluster.start()
+    _run_sql(conninfo, "instructions_quotes.sql")
+    click.echo(f"==> {calls} placements with risk limits (order notional, position notional, daily loss)")
+    cluster.stop()
+    counts.append(per_call(cluster, dbname, placements, calls, work_dir, "placement, risk limits"))
+    cluster.start()
+    _run_sql(conninfo, "monitor_limits_off.sql")
+    return counts
+
+
+def _run_sql(conninfo: str, name: str) -> None:
+    with psycopg.connect(conninfo) as conn:
+        for stmt in statements(name):
+            conn.execute(stmt, {"strategies": STRATEGIES})
+
+
+@contextlib.contextmanager
+def work_directory() -> Iterator[Path]:
+    """A temporary directory the server's user can write callgrind files into."""
+    path = Path(tempfile.mkdtemp(prefix="spreadedge-instructions-"))
+    try:
+        path.chmod(0o755)
+        runas.give(path)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def report(counts: list[Count]) -> str:
+    """The counts as a table, with the two ratios the bench goals are about."""
+    by_name = {count.name: count.per_call for count in counts}
+    lines = [f"{'measurement':<28}{'instructions per call':>24}"]
+    lines += [f"{count.name:<28}{count.per_call:>24,.0f}" for count in counts]
+    lines.append(f"{'audit on vs off (fill)':<28}{by_name['fill, audit off'] / by_name['fill']:>24.2f}")
+    lines.append(
+        f"{'risk limits on vs off':<28}{by_name['placement'] / by_name['placement, risk limits']:>24.2f}"
+    )
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--calls",
+    type=click.IntRange(min=20),
+    default=200,
+    show_default=True,
+    help="Calls counted per measurement.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the counts as JSON.",
+)
+def main(calls: int, output: Path | None) -> None:
+    """Instructions per fill and per placement (callgrind), in a scratch cluster."""
+    from bench.__main__ import APP_DB, echo
+
+    if shutil.which("valgrind") is None:
+        raise click.ClickException(
+            "valgrind is not installed: run `make bench-instructions`, or apt-get install valgrind"
+        )
+    with work_directory() as work_dir, scratch.scratch_cluster(keep=False, echo=echo) as cluster:
+        counts = measure(cluster, APP_DB, calls, work_dir)
+    click.echo(report(counts))
+    if output is not None:
+        output.write_text(json.dumps([count.as_json() for count in counts], indent=2) + "\n")
+        click.echo(f"results: {output}")
+
+
+if __name__ == "__main__":
+    main()
