@@ -23,7 +23,7 @@ import random
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,8 @@ import psycopg
 from psycopg import ClientCursor
 
 from bench import scratch, writes
+from bench.__main__ import APP_DB, echo
+from bench.monitor import run_sql
 from bench.sqlfile import statement, statements
 from spreadedge import runas
 from spreadedge.cluster import PG_BINDIR, Cluster
@@ -55,37 +57,44 @@ class Count:
         return {"name": self.name, "calls": self.calls, "instructions_per_call": round(self.per_call)}
 
 
+def script(
+    conn: psycopg.Connection[tuple[object, ...]], name: str, calls: Iterable[dict[str, object]]
+) -> str:
+    """bench/sql/<name> once per parameter set, as a ``postgres --single -j`` script (values bound
+    by psycopg; each statement ends with a blank line)."""
+    cursor = ClientCursor(conn)
+    return "".join(cursor.mogrify(statement(name), params) + "\n\n" for params in calls)
+
+
 def fill_script(
     conn: psycopg.Connection[tuple[object, ...]], orders: tuple[int, int], first: int, count: int
 ) -> str:
     """``count`` fills, two on the buy for each on the sell, with trade ids from ``first``."""
-    cursor = ClientCursor(conn)
-    return "".join(
-        cursor.mogrify(
-            statement("instructions_fill.sql"),
-            {"order_id": orders[1] if n % 3 == 0 else orders[0], "trade_id": f"instructions-{n}"},
-        )
-        + "\n\n"
-        for n in range(first, first + count)
+    return script(
+        conn,
+        "instructions_fill.sql",
+        (
+            {"order_id": orders[1] if n % 3 == 0 else orders[0], "trade_id": f"instructions-{n}"}
+            for n in range(first, first + count)
+        ),
     )
 
 
 def place_script(conn: psycopg.Connection[tuple[object, ...]], count: int) -> str:
     """``count`` placements across the live strategies and bench instruments (seeded draws)."""
-    cursor = ClientCursor(conn)
     draw = random.Random(7)
-    return "".join(
-        cursor.mogrify(
-            statement("instructions_place.sql"),
+    return script(
+        conn,
+        "instructions_place.sql",
+        (
             {
                 "strategy": draw.randint(1, STRATEGIES),
                 "instrument": draw.randint(1, INSTRUMENTS),
                 "side": draw.choice(("buy", "sell")),
                 "cents": draw.randint(0, 100_000),
-            },
-        )
-        + "\n\n"
-        for _ in range(count)
+            }
+            for _ in range(count)
+        ),
     )
 
 
@@ -145,40 +154,38 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
             for audit, base in (("on", 1_000_000), ("off", 2_000_000))
         }
         placements = (place_script(conn, sizes[0]), place_script(conn, sizes[1]))
-    counts = []
-    click.echo(f"==> {calls} fills with the audit triggers on (callgrind, about a minute)")
-    cluster.stop()
-    counts.append(per_call(cluster, dbname, fills["on"], calls, work_dir, "fill"))
-    cluster.start()
-    with writes.audit_disabled(conninfo):
-        click.echo(f"==> {calls} fills with the audit triggers off")
+
+    def count_stopped(scripts: tuple[str, str], name: str, what: str) -> Count:
+        # why stopped: a single-user backend needs the data directory to itself
+        echo(f"{calls} {what}")
         cluster.stop()
-        counts.append(per_call(cluster, dbname, fills["off"], calls, work_dir, "fill, audit off"))
-        cluster.start()
-    click.echo(f"==> {calls} placements without risk limits")
-    cluster.stop()
-    counts.append(per_call(cluster, dbname, placements, calls, work_dir, "placement"))
-    cluster.start()
-    _run_sql(conninfo, "monitor_limits_on.sql")
-    click.echo(
-        f"==> {calls} placements with risk limits, no market data (positions marked at their last fill)"
+        try:
+            return per_call(cluster, dbname, scripts, calls, work_dir, name)
+        finally:
+            cluster.start()
+
+    counts = [count_stopped(fills["on"], "fill", "fills with the audit triggers on")]
+    with writes.audit_disabled(conninfo):
+        counts.append(count_stopped(fills["off"], "fill, audit off", "fills with the audit triggers off"))
+    counts.append(count_stopped(placements, "placement", "placements without risk limits"))
+    run_sql(conninfo, "monitor_limits_on.sql", strategies=STRATEGIES)
+    counts.append(
+        count_stopped(
+            placements,
+            "placement, limits, no quotes",
+            "placements with risk limits, no market data (positions marked at their last fill)",
+        )
     )
-    cluster.stop()
-    counts.append(per_call(cluster, dbname, placements, calls, work_dir, "placement, limits, no quotes"))
-    cluster.start()
-    _run_sql(conninfo, "instructions_quotes.sql")
-    click.echo(f"==> {calls} placements with risk limits (order notional, position notional, daily loss)")
-    cluster.stop()
-    counts.append(per_call(cluster, dbname, placements, calls, work_dir, "placement, risk limits"))
-    cluster.start()
-    _run_sql(conninfo, "monitor_limits_off.sql")
+    run_sql(conninfo, "instructions_quotes.sql")
+    counts.append(
+        count_stopped(
+            placements,
+            "placement, risk limits",
+            "placements with risk limits (order notional, position notional, daily loss)",
+        )
+    )
+    run_sql(conninfo, "monitor_limits_off.sql", strategies=STRATEGIES)
     return counts
-
-
-def _run_sql(conninfo: str, name: str) -> None:
-    with psycopg.connect(conninfo) as conn:
-        for stmt in statements(name):
-            conn.execute(stmt, {"strategies": STRATEGIES})
 
 
 @contextlib.contextmanager
@@ -221,8 +228,6 @@ def report(counts: list[Count]) -> str:
 )
 def main(calls: int, output: Path | None) -> None:
     """Instructions per fill and per placement (callgrind), in a scratch cluster."""
-    from bench.__main__ import APP_DB, echo
-
     if shutil.which("valgrind") is None:
         raise click.ClickException(
             "valgrind is not installed: run `make bench-instructions`, or apt-get install valgrind"

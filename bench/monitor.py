@@ -51,7 +51,7 @@ class MonitorResult:
         }
 
 
-def _run_sql(conninfo: str, name: str, **params: int) -> None:
+def run_sql(conninfo: str, name: str, **params: int) -> None:
     with psycopg.connect(conninfo) as conn:
         for stmt in statements(name):
             conn.execute(stmt, params)
@@ -72,7 +72,7 @@ def measure_place_order(
     runs: list[tuple[str, pgbench.PgbenchRun]] = []
     try:
         for limits in ("off", "on", "on", "off", "open"):
-            _run_sql(conninfo, f"monitor_limits_{limits}.sql", strategies=strategies)
+            run_sql(conninfo, f"monitor_limits_{limits}.sql", strategies=strategies)
             writes.checkpoint(conninfo)
             run = pgbench.run(
                 cluster, dbname, clients=clients, duration=half, script=PLACE_ORDER_SCRIPT,
@@ -80,7 +80,7 @@ def measure_place_order(
             )  # fmt: skip
             runs.append((limits, run))
     finally:
-        _run_sql(conninfo, "monitor_limits_off.sql", strategies=strategies)
+        run_sql(conninfo, "monitor_limits_off.sql", strategies=strategies)
     off = pgbench.combine([run for limits, run in runs if limits == "off"])
     on = pgbench.combine([run for limits, run in runs if limits == "on"])
     return off, on, runs[-1][1], runs
@@ -95,7 +95,7 @@ def working_orders(conninfo: str, strategies: int) -> int:
 
 def time_evaluate(conninfo: str, *, rules: int, runs: int, budget_s: float) -> Latency:
     """Median and p99 of monitor.evaluate_alert_rules() over ``rules`` rules, after a first run."""
-    _run_sql(conninfo, "monitor_rules.sql", rules=rules)
+    run_sql(conninfo, "monitor_rules.sql", rules=rules)
     timings: list[float] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         query = statements("monitor_evaluate.sql")[0]
