@@ -226,7 +226,13 @@ def report(counts: list[Count]) -> str:
     default=None,
     help="Also write the counts as JSON.",
 )
-def main(calls: int, output: Path | None) -> None:
+@click.option(
+    "--profiles",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the callgrind files in this directory (for callgrind_annotate).",
+)
+def main(calls: int, output: Path | None, profiles: Path | None) -> None:
     """Instructions per fill and per placement (callgrind), in a scratch cluster."""
     if shutil.which("valgrind") is None:
         raise click.ClickException(
@@ -234,6 +240,11 @@ def main(calls: int, output: Path | None) -> None:
         )
     with work_directory() as work_dir, scratch.scratch_cluster(keep=False, echo=echo) as cluster:
         counts = measure(cluster, APP_DB, calls, work_dir)
+        if profiles is not None:
+            profiles.mkdir(parents=True, exist_ok=True)
+            for profile in sorted(work_dir.glob("*.callgrind")):
+                shutil.copy(profile, profiles / profile.name)
+            echo(f"callgrind files: {profiles}")
     click.echo(report(counts))
     if output is not None:
         output.write_text(json.dumps([count.as_json() for count in counts], indent=2) + "\n")
