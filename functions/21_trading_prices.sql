@@ -15,6 +15,40 @@ $$;
 comment on function internal.quote_mark(numeric, numeric, numeric) is
     'Mark price from market data: mid of the best bid and ask, else the last trade price; null when neither.';
 
+create or replace function internal.latest_fill_price(p_instrument_id integer)
+    returns numeric
+    stable
+    -- why plpgsql: its two plans are kept for the session (see trading.mark_price)
+    language plpgsql
+as $$
+-- The price of the instrument's latest fill (newest executed_at, then trade id), or null. Read
+-- first over the last week: no fill is stored more than a day ahead of the time it was recorded
+-- (internal.check_time), so a fill found in [now - 7 days, now + 1 day] is the latest, and
+-- run-time pruning leaves one or two monthly trades partitions to read instead of every one
+-- (PostgreSQL 15 still locks them all). An instrument without a fill that week is searched
+-- over all of them.
+declare
+    v_price numeric;
+begin
+    select t.price into v_price
+    from trading.trades t
+    where t.instrument_id = p_instrument_id
+      and t.executed_at >= now() - interval '7 days' and t.executed_at <= now() + interval '1 day'
+    order by t.executed_at desc, t.trade_id desc
+    limit 1;
+    if v_price is null then
+        select t.price into v_price
+        from trading.trades t
+        where t.instrument_id = p_instrument_id
+        order by t.executed_at desc, t.trade_id desc
+        limit 1;
+    end if;
+    return v_price;
+end;
+$$;
+comment on function internal.latest_fill_price(integer) is
+    'Price of the latest fill of an instrument (the last week read first, then all of history); null when none.';
+
 create or replace function trading.mark_price(p_instrument_id integer)
     returns numeric
     stable
@@ -33,14 +67,7 @@ begin
     select internal.quote_mark(l.bid, l.ask, l.last_price) into v_price
     from market.latest_prices l
     where l.instrument_id = p_instrument_id;
-    if v_price is null then
-        select t.price into v_price
-        from trading.trades t
-        where t.instrument_id = p_instrument_id
-        order by t.executed_at desc, t.trade_id desc
-        limit 1;
-    end if;
-    return v_price;
+    return coalesce(v_price, internal.latest_fill_price(p_instrument_id));
 end;
 $$;
 comment on function trading.mark_price(integer) is

@@ -305,12 +305,12 @@ begin
                                              else 0 end as quantity,
                            i.multiplier, i.exchange_id,
                            case when p.instrument_id = p_instrument.instrument_id then p_price
-                                -- trading.mark_price only for an instrument without market data
-                                -- (its fallback: the latest fill)
+                                -- trading.mark_price's steps, without its call: the latest
+                                -- fill only for an instrument without market data
                                 else coalesce((select internal.quote_mark(lp.bid, lp.ask, lp.last_price)
                                                from market.latest_prices lp
                                                where lp.instrument_id = p.instrument_id),
-                                              trading.mark_price(p.instrument_id), p.avg_entry_price) end as mark
+                                              internal.latest_fill_price(p.instrument_id), p.avg_entry_price) end as mark
                     from ref.instruments i
                     where i.instrument_id = p.instrument_id
                     offset 0

@@ -1,6 +1,6 @@
 """Mark prices: the newest quote mid, else the newest tick, else the latest fill."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from market_helpers import RECENT_NOON, quote, tick
@@ -44,6 +44,21 @@ def test_without_market_data_the_latest_fill_marks_the_position(seeded):
     trade(seeded, "buy", "1", "104")
     p = position(seeded, "alpha", "binance", "BTCUSDT")
     assert (p["mark"], p["unrealized_pnl"]) == (Decimal("104"), Decimal("8.000000000000"))
+
+
+def test_without_market_data_a_fill_older_than_a_week_marks_the_position(seeded):
+    now = datetime.now(UTC)
+    trade(seeded, "buy", "2", "100", executed_at=now - timedelta(days=60))
+    trade(seeded, "buy", "1", "104", executed_at=now - timedelta(days=30))
+    p = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (p["mark"], p["unrealized_pnl"]) == (Decimal("104"), Decimal("8.000000000000"))
+
+
+def test_without_market_data_a_fill_executed_ahead_of_now_is_the_latest(seeded):
+    now = datetime.now(UTC)
+    trade(seeded, "buy", "1", "104", executed_at=now + timedelta(hours=23))
+    trade(seeded, "buy", "2", "100", executed_at=now - timedelta(hours=1))
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("104")
 
 
 def test_a_mark_price_given_by_the_caller_wins_over_market_data(seeded):

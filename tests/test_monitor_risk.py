@@ -3,6 +3,7 @@ with the rejected order, its reason, the risk event and the notification all sto
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -145,6 +146,27 @@ def test_position_notional_values_a_position_without_market_data_at_its_last_fil
     rejected = place(seeded, "buy", "0.01", "60000")
 
     assert risk_events(seeded)[0][::3] == (rejected, Decimal("1900.00"))  # BTC 0.01 x 60000 + BNB 2 x 650
+
+
+def test_position_notional_values_a_position_without_market_data_at_a_weeks_old_fill(seeded):
+    now = datetime.now(UTC)
+    trade(seeded, "buy", "1", "600", symbol="BNBUSDT", executed_at=now - timedelta(days=40))
+    trade(seeded, "buy", "1", "650", symbol="BNBUSDT", executed_at=now - timedelta(days=30))
+    limit(seeded, max_position_notional=Decimal("1000"))
+
+    rejected = place(seeded, "buy", "0.01", "60000")
+
+    assert risk_events(seeded)[0][::3] == (rejected, Decimal("1900.00"))  # BTC 0.01 x 60000 + BNB 2 x 650
+
+
+def test_position_notional_values_a_position_without_market_data_at_another_strategys_later_fill(seeded):
+    trade(seeded, "buy", "2", "600", symbol="BNBUSDT")
+    trade(seeded, "buy", "1", "700", symbol="BNBUSDT", strategy="beta")
+    limit(seeded, max_position_notional=Decimal("1000"))
+
+    rejected = place(seeded, "buy", "0.01", "60000")
+
+    assert risk_events(seeded)[0][::3] == (rejected, Decimal("2000.00"))  # BTC 0.01 x 60000 + BNB 2 x 700
 
 
 def test_an_exchange_limit_on_position_notional_leaves_other_exchanges_positions_out(seeded):
