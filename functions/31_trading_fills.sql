@@ -71,7 +71,8 @@ create or replace function trading.record_fill(
 as $$
 -- Record a fill of an order and return its trade id. A fill already recorded (same exchange and
 -- exchange_trade_id) returns the existing trade id and writes nothing; the same id with a different
--- order, quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills after a cancel or expiry are recorded (is_late).
+-- order, quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills
+-- after a cancel or expiry are recorded (is_late).
 -- fee_currency defaults to the quote asset; fee_quote values a third-currency fee.
 #variable_conflict use_column
 declare
