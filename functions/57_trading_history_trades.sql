@@ -69,7 +69,11 @@ as $$
 -- instrument) pair when both are given, else a strategy or an instrument. Drivers are read a few
 -- rows at a time and only those whose rows could still reach the page are read on (k-way merge
 -- in rounds), so a page reads about p_rows rows however many drivers there are and however the
--- trades are spread over them.
+-- trades are spread over them. The merge runs over time slices, newest first: the month of the
+-- newest row the page can hold, the month before, then everything older. A page of recent rows
+-- then reads one monthly partition: over the whole range, each driver's read would start an
+-- index scan in every partition, because the default partition keeps PostgreSQL from reading
+-- the partitions one after the other (ordered Append) and it merges them all instead.
 -- why written twice: internal.order_page_rows (56_trading_history_orders.sql)
 -- is the same merge over the other table (the drivers come from internal.page_drivers for both);
 -- a generic version would need dynamic SQL, planned on every call. Change both.
@@ -90,81 +94,103 @@ declare
     v_fetched    trading.trades[];
     v_cut_at     timestamptz;
     v_cut_id     bigint;
+    -- the drivers of the page, and the time slice being merged: [v_slice_from, v_slice_until)
+    v_drivers    record;
+    v_slice_from timestamptz;
+    v_slice_until timestamptz;
+    v_slices     integer := 1;
 begin
-    select d.strategy_ids, d.instrument_ids into v_strategy, v_instrument
+    select d.strategy_ids, d.instrument_ids into v_drivers
     from internal.page_drivers(p_instrument_ids, p_strategy_ids) d;
-    if v_strategy is null then
+    if v_drivers.strategy_ids is null then
         return;
     end if;
-    v_at := array_fill(coalesce(p_after_at, 'infinity'), array[cardinality(v_strategy)]);
-    v_id := array_fill(coalesce(p_after_id, 0), array[cardinality(v_strategy)]);
-    -- why twice the even share: drivers rarely hold equal shares of the newest rows, and a second
-    -- round costs an index descent per driver again
-    v_limit := least(p_rows, greatest(4, 2 * p_rows / cardinality(v_strategy) + 1));
+    -- the first slice ends just after the keyset position (timestamptz counts microseconds)
+    v_slice_until := least(v_until, p_after_at + interval '1 microsecond');
+    v_slice_from := greatest(v_from, date_trunc('month', v_slice_until - interval '1 microsecond', 'UTC'));
+    <<slices>>
     loop
-        -- the next v_limit rows of each open driver, and where each driver that filled its limit stopped
-        select coalesce(array_agg(f.t), '{}'),
-               array_agg(f.strategy_id) filter (where f.k = v_limit),
-               array_agg(f.instrument_id) filter (where f.k = v_limit),
-               array_agg((f.t).executed_at) filter (where f.k = v_limit),
-               array_agg((f.t).trade_id) filter (where f.k = v_limit)
-        into v_fetched, v_strategy, v_instrument, v_at, v_id
-        from (select d.strategy_id, d.instrument_id, r.t,
-                     row_number() over (partition by d.n order by (r.t).executed_at desc, (r.t).trade_id desc) as k
-              from unnest(v_strategy, v_instrument, v_at, v_id)
-                   with ordinality as d(strategy_id, instrument_id, after_at, after_id, n)
-              cross join lateral (
-                  (select t
-                   from trading.trades t
-                   where d.instrument_id is not null and d.strategy_id is not null
-                     and t.strategy_id = d.strategy_id
-                     and t.instrument_id = d.instrument_id
-                     and t.executed_at >= v_from
-                     and t.executed_at < v_until
-                     and t.executed_at <= d.after_at
-                     and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
-                   order by t.executed_at desc, t.trade_id desc
-                   limit v_limit)
-                  union all
-                  (select t
-                   from trading.trades t
-                   where d.instrument_id is null
-                     and t.strategy_id = d.strategy_id
-                     and t.executed_at >= v_from
-                     and t.executed_at < v_until
-                     and t.executed_at <= d.after_at
-                     and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
-                   order by t.executed_at desc, t.trade_id desc
-                   limit v_limit)
-                  union all
-                  (select t
-                   from trading.trades t
-                   where d.strategy_id is null
-                     and t.instrument_id = d.instrument_id
-                     and t.executed_at >= v_from
-                     and t.executed_at < v_until
-                     and t.executed_at <= d.after_at
-                     and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
-                   order by t.executed_at desc, t.trade_id desc
-                   limit v_limit)) r) f;
-        -- the page so far: the newest p_rows of everything read; v_cut is its last row
-        v_page := array(select p
-                        from unnest(v_page || v_fetched) as p
-                        order by p.executed_at desc, p.trade_id desc
-                        limit p_rows);
-        if cardinality(v_page) = p_rows then
-            v_cut_at := v_page[p_rows].executed_at;
-            v_cut_id := v_page[p_rows].trade_id;
-        end if;
-        -- read on only the drivers that filled their limit with rows newer than the cut: their
-        -- next rows may belong on the page; every other driver's next rows are older than the cut
-        select array_agg(d.strategy_id), array_agg(d.instrument_id), array_agg(d.at), array_agg(d.id)
-        into v_strategy, v_instrument, v_at, v_id
-        from unnest(v_strategy, v_instrument, v_at, v_id) as d(strategy_id, instrument_id, at, id)
-        where v_cut_at is null or (d.at, d.id) > (v_cut_at, v_cut_id);
-        exit when v_strategy is null;
-        v_limit := least(2 * v_limit, p_rows);
-    end loop;
+        v_strategy := v_drivers.strategy_ids;
+        v_instrument := v_drivers.instrument_ids;
+        v_at := array_fill(coalesce(p_after_at, 'infinity'), array[cardinality(v_strategy)]);
+        v_id := array_fill(coalesce(p_after_id, 0), array[cardinality(v_strategy)]);
+        -- why twice the even share of the rows still missing: drivers rarely hold equal shares of the
+        -- newest rows, and a second round costs an index descent per driver again
+        v_limit := least(p_rows,
+                         greatest(4, 2 * (p_rows - cardinality(v_page)) / cardinality(v_strategy) + 1));
+        loop
+            -- the next v_limit rows of each open driver, and where each driver that filled its
+            -- limit stopped
+            select coalesce(array_agg(f.t), '{}'),
+                   array_agg(f.strategy_id) filter (where f.k = v_limit),
+                   array_agg(f.instrument_id) filter (where f.k = v_limit),
+                   array_agg((f.t).executed_at) filter (where f.k = v_limit),
+                   array_agg((f.t).trade_id) filter (where f.k = v_limit)
+            into v_fetched, v_strategy, v_instrument, v_at, v_id
+            from (select d.strategy_id, d.instrument_id, r.t,
+                         row_number() over (partition by d.n
+                                            order by (r.t).executed_at desc, (r.t).trade_id desc) as k
+                  from unnest(v_strategy, v_instrument, v_at, v_id)
+                       with ordinality as d(strategy_id, instrument_id, after_at, after_id, n)
+                  cross join lateral (
+                      (select t
+                       from trading.trades t
+                       where d.instrument_id is not null and d.strategy_id is not null
+                         and t.strategy_id = d.strategy_id
+                         and t.instrument_id = d.instrument_id
+                         and t.executed_at >= v_slice_from
+                         and t.executed_at < v_slice_until
+                         and t.executed_at <= d.after_at
+                         and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                       order by t.executed_at desc, t.trade_id desc
+                       limit v_limit)
+                      union all
+                      (select t
+                       from trading.trades t
+                       where d.instrument_id is null
+                         and t.strategy_id = d.strategy_id
+                         and t.executed_at >= v_slice_from
+                         and t.executed_at < v_slice_until
+                         and t.executed_at <= d.after_at
+                         and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                       order by t.executed_at desc, t.trade_id desc
+                       limit v_limit)
+                      union all
+                      (select t
+                       from trading.trades t
+                       where d.strategy_id is null
+                         and t.instrument_id = d.instrument_id
+                         and t.executed_at >= v_slice_from
+                         and t.executed_at < v_slice_until
+                         and t.executed_at <= d.after_at
+                         and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                       order by t.executed_at desc, t.trade_id desc
+                       limit v_limit)) r) f;
+            -- the page so far: the newest p_rows of everything read; v_cut is its last row
+            v_page := array(select p
+                            from unnest(v_page || v_fetched) as p
+                            order by p.executed_at desc, p.trade_id desc
+                            limit p_rows);
+            if cardinality(v_page) = p_rows then
+                v_cut_at := v_page[p_rows].executed_at;
+                v_cut_id := v_page[p_rows].trade_id;
+            end if;
+            -- read on only the drivers that filled their limit with rows newer than the cut: their
+            -- next rows may belong on the page; every other driver's next rows are older than the cut
+            select array_agg(d.strategy_id), array_agg(d.instrument_id), array_agg(d.at), array_agg(d.id)
+            into v_strategy, v_instrument, v_at, v_id
+            from unnest(v_strategy, v_instrument, v_at, v_id) as d(strategy_id, instrument_id, at, id)
+            where v_cut_at is null or (d.at, d.id) > (v_cut_at, v_cut_id);
+            exit when v_strategy is null;
+            v_limit := least(2 * v_limit, p_rows);
+        end loop;
+        -- every row of a newer slice is newer than every row of an older one: a full page is final
+        exit slices when cardinality(v_page) = p_rows or v_slice_from <= v_from;
+        v_slice_until := v_slice_from;
+        v_slice_from := case when v_slices < 2 then greatest(v_from, v_slice_from - interval '1 month')
+                             else v_from end;
+        v_slices := v_slices + 1;
+    end loop slices;
     return query select * from unnest(v_page);
 end;
 $$;

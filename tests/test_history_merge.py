@@ -233,6 +233,69 @@ def test_a_pair_that_never_traded_and_another_traders_strategy_give_empty_pages(
         assert walk(db, kind, 5, strategy="bob-1") == []
 
 
+@pytest.fixture
+def months(db: psycopg.Connection, desk: dict[str, int]) -> dict[str, int]:
+    """The desk, plus orders (every other one filled) months back and up to half a day ahead, on
+    several pairs of both owners, so that pages cross the slices a page is merged in: the month of
+    its newest possible row, the month before, and everything older. 85 days back is still inside
+    the oldest partition the default settings make (three months before this month)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    spread = (
+        ("alice-1", "binance"),
+        ("alice-2", "kraken"),
+        ("alice-3", "bybit"),
+        ("bob-1", "coinbase"),
+        ("bob-2", "binance"),
+    )
+    for days in (85, 62, 40, 31):
+        for n, (strategy, exchange) in enumerate(spread):
+            _place(
+                db, strategy, exchange, "BTCUSDT", now - timedelta(days=days, minutes=7 * n), fill=n % 2 == 0
+            )
+    for hours in (-1, 6, 12):
+        _place(db, "alice-1", "okx", "BTCUSDT", now + timedelta(hours=hours), fill=True)
+    return desk
+
+
+@KINDS
+@pytest.mark.parametrize("page_size", [1, 4, 30])
+def test_symbol_pages_of_a_scoped_trader_merge_months_of_pairs_exactly(
+    db: psycopg.Connection, months: dict[str, int], kind: str, page_size: int
+) -> None:
+    want = expected(db, kind, ["alice"], symbol="BTCUSDT")
+    with acting_as(db, "spreadedge_app", months["alice"]):
+        got = walk(db, kind, page_size, symbol="BTCUSDT")
+    assert got == want
+
+
+@KINDS
+def test_pages_of_an_admin_and_of_a_trader_without_a_symbol_merge_months_exactly(
+    db: psycopg.Connection, months: dict[str, int], kind: str
+) -> None:
+    want_all = expected(db, kind, ["alice", "bob"], symbol="BTCUSDT")
+    want_alice = expected(db, kind, ["alice"])
+    with acting_as(db, "spreadedge_app", months["root"]):
+        got_all = walk(db, kind, 6, symbol="BTCUSDT")
+    with acting_as(db, "spreadedge_app", months["alice"]):
+        got_alice = walk(db, kind, 5)
+    assert got_all == want_all
+    assert got_alice == want_alice
+
+
+@KINDS
+def test_a_time_window_across_months_reads_only_its_rows(
+    db: psycopg.Connection, months: dict[str, int], kind: str
+) -> None:
+    now = datetime.now(UTC)
+    window = {"start_date": now - timedelta(days=70), "end_date": now - timedelta(days=35)}
+    want = expected(db, kind, ["alice", "bob"], symbol="BTCUSDT", **window)
+    with acting_as(db, "spreadedge_app", months["root"]):
+        got = walk(db, kind, 3, symbol="BTCUSDT", **window)
+    # 62 and 40 days back, on the five pairs (trades: the three filled of each five)
+    assert len(want) == (10 if kind == "orders" else 6)
+    assert got == want
+
+
 ROWS = {
     "orders": "select r.order_id from internal.order_page_rows(%(instruments)s, %(strategies)s, null, null,"
     " null, null, null, null, 1000) r",
