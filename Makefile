@@ -11,7 +11,7 @@ SPREADEDGE := $(BIN)/spreadedge
 .PHONY: help bootstrap run test soak migrate bench bench-instructions bench-backup lint format psql pgcli db-stop clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 bootstrap: ## Install PostgreSQL 15, extensions and .venv (as root on Debian 12; idempotent)
 	@bash scripts/bootstrap.sh
