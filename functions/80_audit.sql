@@ -29,7 +29,9 @@ as $$
 -- tables): writes one audit.log row per changed row. Trigger arguments name the row's key columns
 -- (one or two), then any columns to leave out of the logged rows, each written with a leading minus
 -- ('-password_hash'): secrets and their hashes never reach the audit log.
--- why so little PL/pgSQL: three of these run in every fill (trade, order, position), and each
+-- The project's own tables use a copy of this function each, with their arguments written in
+-- (90_audit_triggers.sql.j2); this one serves any other table and is what those copies must match.
+-- why so little PL/pgSQL: three audit statements run in every fill (trade, order, position), and each
 -- PL/pgSQL expression is set up again in every transaction, which costs more than evaluating the
 -- same thing inside the INSERT. Arguments that are only key columns (every business table) take
 -- one test; the others are checked, and their columns to leave out listed, only then.
@@ -117,8 +119,10 @@ create or replace function internal.audited_tables()
     stable
     language sql
 as $$
-    -- Each table with an audit.log_changes insert trigger, with the key columns and the columns
-    -- left out of its images, read from the trigger's arguments.
+    -- Each table with an audit insert trigger (audit.log_changes, or a table's own
+    -- audit.log_changes_<schema>_<table> from 90_audit_triggers.sql.j2, which takes the same
+    -- arguments), with the key columns and the columns left out of its images, read from the
+    -- trigger's arguments.
     select format('%I.%I', n.nspname, c.relname),
            c.oid::regclass,
            a.args[1],
@@ -130,7 +134,9 @@ as $$
     cross join lateral (
         select (string_to_array(encode(t.tgargs, 'escape'), '\000'))[1:t.tgnargs] as args
     ) a
-    where t.tgfoid = 'audit.log_changes()'::regprocedure
+    join pg_catalog.pg_proc p on p.oid = t.tgfoid
+    where p.pronamespace = 'audit'::regnamespace
+      and (p.proname = 'log_changes' or p.proname like 'log\_changes\_%')
       and t.tgtype & 4 <> 0      -- fires on INSERT
       and not t.tgisinternal
       and c.relkind in ('r', 'p')

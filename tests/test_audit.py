@@ -1,9 +1,13 @@
 """The audit log: a row per changed row, with actor, role and transaction; append-only."""
 
+from decimal import Decimal
+
 import psycopg
 import pytest
 from psycopg import sql
 
+from auth_helpers import MASTER_KEY, make_user
+from monitor_helpers import add_rule
 from trading_helpers import call, fill, place
 
 
@@ -203,3 +207,141 @@ def test_an_audit_trigger_without_one_or_two_key_columns_is_refused(seeded, argu
         "audit.log_changes on public.badly_audited needs one or two key column names, then -columns to leave out"
     )
     assert seeded.execute("select count(*) from public.badly_audited").fetchone()[0] == 0
+
+
+def _every_audited_table_holding_rows(conn):
+    """Rows in every audited table: trading, funding, a snapshot, a spread trade, a user with an
+    API key (and so a master key), a risk limit and an alert rule, on top of the seed."""
+    conn.execute(
+        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT', base_asset => 'BTC',"
+        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)"
+    )
+    fill(conn, place(conn, "buy", "1", "100"), "1", "100")
+    call(
+        conn,
+        "trading.record_funding",
+        strategy="alpha",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        amount=Decimal("-1.5"),
+    )
+    call(conn, "trading.take_portfolio_snapshot")
+    call(conn, "trading.open_spread_trade", strategy="alpha", symbol="BTC/USDT", buy_exchange="binance",
+         sell_exchange="okx", quantity=Decimal("1"), buy_price=Decimal("100"), sell_price=Decimal("101"))  # fmt: skip
+    user_id = make_user(conn, "auditor")
+    call(conn, "auth.store_api_key", user_id=user_id, exchange="binance", label="main", api_key="AKIA-0001",
+         api_secret="s3cret-0001", master_key=MASTER_KEY)  # fmt: skip
+    call(conn, "monitor.set_risk_limit", strategy="alpha", max_order_notional=Decimal("1000000"))
+    add_rule(conn, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
+
+
+def _logged_by(conn, table, statement):
+    """The audit rows (operation, key, old and new images) that ``statement`` writes for ``table``."""
+    (since,) = conn.execute("select coalesce(max(audit_id), 0) from audit.log").fetchone()
+    conn.execute(statement)
+    return conn.execute(
+        "select operation, row_key, old_row, new_row from audit.log where table_name = %s and audit_id > %s"
+        " order by audit_id",
+        [table, since],
+    ).fetchall()
+
+
+def _audit_with_log_changes(conn, table):
+    """Point the table's three audit triggers at audit.log_changes, with the same arguments."""
+    key1, key2, redacted = conn.execute(
+        "select key1, key2, redacted from internal.audited_tables() where table_name = %s", [table]
+    ).fetchone()
+    arguments = sql.SQL(", ").join(sql.Literal(a) for a in [key1, key2, *("-" + c for c in redacted)] if a)
+    schema, name = table.split(".")
+    for trigger, event, transitions in [
+        ("_900_audit_insert", "insert", "new table as new_rows"),
+        ("_900_audit_update", "update", "old table as old_rows new table as new_rows"),
+        ("_900_audit_delete", "delete", "old table as old_rows"),
+    ]:
+        conn.execute(
+            sql.SQL(
+                "create or replace trigger {} after {} on {} referencing {}"
+                " for each statement execute function audit.log_changes({})"
+            ).format(
+                sql.Identifier(trigger),
+                sql.SQL(event),
+                sql.Identifier(schema, name),
+                sql.SQL(transitions),
+                arguments,
+            )
+        )
+
+
+def test_every_audited_table_has_its_own_audit_function(seeded):
+    assert (
+        seeded.execute("""
+        select a.table_name, p.proname
+        from internal.audited_tables() a
+        join pg_catalog.pg_trigger t on t.tgrelid = a.relid and t.tgname = '_900_audit_insert'
+        join pg_catalog.pg_proc p on p.oid = t.tgfoid
+        where p.proname <> 'log_changes_' || replace(a.table_name, '.', '_')""").fetchall()
+        == []
+    )
+    assert seeded.execute("select count(*) from internal.audited_tables()").fetchone()[0] == 20
+
+
+def test_each_table_s_own_audit_function_logs_an_update_as_audit_log_changes_would(seeded):
+    _every_audited_table_holding_rows(seeded)
+    tables = [t for (t,) in seeded.execute("select table_name from internal.audited_tables() order by 1")]
+    compared = []
+    for table in tables:
+        if table == "trading.trades":  # append-only: an update is refused before any trigger logs it
+            continue
+        (column,) = seeded.execute(
+            "select attname from pg_catalog.pg_attribute where attrelid = %s::regclass and attnum > 0"
+            " and not attisdropped and attidentity = '' and attgenerated = '' order by attnum limit 1",
+            [table],
+        ).fetchone()
+        update = sql.SQL("update {table} set {column} = {column}").format(
+            table=sql.Identifier(*table.split(".")), column=sql.Identifier(column)
+        )
+        with seeded.transaction(force_rollback=True):
+            own = _logged_by(seeded, table, update)
+            _audit_with_log_changes(seeded, table)
+            assert _logged_by(seeded, table, update) == own, table
+        compared.append((table, len(own)))
+    assert [table for table, logged in compared if logged == 0] == []
+    assert len(compared) == 19
+
+
+@pytest.mark.parametrize(
+    "table",
+    ["trading.trades", "trading.positions", "auth.user_roles", "auth.api_keys", "monitor.alert_rules"],
+)
+def test_each_table_s_own_audit_function_logs_inserts_and_deletes_as_audit_log_changes_would(seeded, table):
+    # the rows are copied out, deleted and inserted again, first through the table's own function,
+    # then through audit.log_changes; trades refuse a delete, so only their insert is compared
+    _every_audited_table_holding_rows(seeded)
+    target = sql.Identifier(*table.split("."))
+    columns = sql.SQL(", ").join(
+        sql.Identifier(c)
+        for (c,) in seeded.execute(
+            "select attname from pg_catalog.pg_attribute where attrelid = %s::regclass and attnum > 0"
+            " and not attisdropped and attgenerated = '' order by attnum",
+            [table],
+        )
+    )
+    seeded.execute(sql.SQL("create temporary table saved as select {} from {}").format(columns, target))
+    insert = sql.SQL("insert into {} ({}) overriding system value select * from saved").format(
+        target, columns
+    )
+    if table == "trading.trades":
+        seeded.execute(
+            "update saved set trade_id = trade_id + 1000, exchange_trade_id = exchange_trade_id || '-again'"
+        )
+        steps = [insert]
+    else:
+        steps = [sql.SQL("delete from {}").format(target), insert]
+    logged = {}
+    for how in ("own", "log_changes"):
+        with seeded.transaction(force_rollback=True):
+            if how == "log_changes":
+                _audit_with_log_changes(seeded, table)
+            logged[how] = [_logged_by(seeded, table, step) for step in steps]
+    assert logged["own"] == logged["log_changes"]
+    assert all(logged["own"])

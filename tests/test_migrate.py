@@ -130,8 +130,13 @@ def test_render_quotes_settings_with_the_literal_and_ident_filters(project):
     assert rendered == [("0001_retention.sql", "select 'it''s 30 days', NULL, \"trading\".\"trades\";\n")]
 
 
-def test_render_refuses_an_undefined_variable(project):
-    project.write("migrations/0001_typo.sql.j2", "select {{ partition_premade }};\n")
+@pytest.mark.parametrize(
+    "expression",
+    ["partition_premade", "partition_premade | literal", "'trading' | ident(partition_premade)"],
+    ids=["plain", "literal", "ident"],
+)
+def test_render_refuses_an_undefined_variable(project, expression):
+    project.write("migrations/0001_typo.sql.j2", f"select {{{{ {expression} }}}};\n")
 
     with pytest.raises(MigrationError) as refused:
         migrate.render_sql_dir(project.settings.migrations_dir, project.render.as_context())
@@ -340,6 +345,54 @@ def test_functions_are_reapplied_on_every_migrate(project, database):
     assert second == ["up to date", "re-applied 2 function files"]
     assert query(database, "select answer()") == [(42,)]
     assert query(database, "select obj_description('account_ids'::regclass)") == [("ids",)]
+
+
+def test_a_functions_template_is_rendered_then_applied_in_file_order(project, database):
+    project.write(
+        "functions/20_answers.sql.j2",
+        "{% for n in [1, 2] %}"
+        'create or replace function answer_{{ n }}() returns text language sql as $$ select {{ "a\'b" | literal }} || {{ n }} $$;\n'
+        "{% endfor %}",
+    )
+    project.write(
+        "functions/30_both.sql",
+        "create or replace function both_answers() returns text language sql as $$ select answer_1() || answer_2() $$;\n",
+    )
+    project.write(
+        "functions/10_first.sql",
+        "create or replace function first() returns int language sql as 'select 1';\n",
+    )
+
+    assert run_migrate(database, project)[-1] == "re-applied 3 function files"
+    assert query(database, "select both_answers()") == [("a'b1a'b2",)]
+
+
+def test_a_functions_template_is_checked_as_rendered(tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "t.sql.j2").write_text(
+        "{% for n in [1, 2] %}create or replace view v{{ n }} as select {{ n }} as n;\n{% endfor %}"
+        "create table t{{ 3 }} (id int);\n"
+    )
+
+    assert migrate.check_functions(functions) == [
+        Problem("functions/t.sql.j2", 3, "create table t3 (id int);")
+    ]
+
+
+def test_a_functions_template_gets_no_settings(tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "t.sql.j2").write_text(
+        "create or replace view v as select {{ retention_orders | literal }} as r;\n"
+    )
+
+    with pytest.raises(MigrationError) as refused:
+        migrate.check_functions(functions)
+
+    assert str(refused.value) == (
+        "functions/t.sql.j2: 'retention_orders' is undefined (functions/ templates are rendered without settings)"
+    )
 
 
 def test_failing_function_file_rolls_back_all_of_functions(project, database):

@@ -1,8 +1,11 @@
 """SQL files of the project: rendering the templates, splitting statements, checking functions/.
 
 ``migrations/`` and ``schema/`` hold Jinja templates rendered with the ``[render]`` settings;
-``functions/`` holds plain SQL that ``spreadedge migrate`` re-applies after every migration run,
-so it may only hold statements that can run again and again (``create or replace ...``).
+``functions/`` holds SQL that ``spreadedge migrate`` re-applies after every migration run, so it
+may only hold statements that can run again and again (``create or replace ...``). A
+``functions/*.sql.j2`` file is a template rendered without settings (what a function does never
+depends on the deployment): it writes out code that is the same for many objects, such as the
+audit trigger of every audited table.
 Statements are split the way yoyo splits migrations (sqlparse), so what is checked here is
 exactly what gets executed.
 """
@@ -43,13 +46,23 @@ _REAPPLIABLE = re.compile(
 _FUNCTIONS_LOCK = "spreadedge.functions"
 
 
+def _defined(value: object) -> None:
+    """Raise jinja2's UndefinedError for an undefined filter argument (StrictUndefined raises when
+    turned into text), instead of letting psycopg fail to adapt it."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+
+
 def literal(value: object) -> str:
     """Jinja filter ``literal``: a value as an SQL literal (``'12 months'``, ``NULL``, ``4``)."""
+    _defined(value)
     return sql.Literal(value).as_string(None)
 
 
 def ident(*names: str) -> str:
     """Jinja filter ``ident``: a quoted, optionally qualified, name (``"trading"."orders"``)."""
+    for name in names:
+        _defined(name)
     return sql.Identifier(*names).as_string(None)
 
 
@@ -101,13 +114,7 @@ def render_sql_dir(directory: Path, context: Mapping[str, Any]) -> list[tuple[st
     """
     if not directory.is_dir():
         return []
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters.update(literal=literal, ident=ident)
+    env = _environment(directory)
     sources: dict[str, Path] = {}
     for path in directory.iterdir():
         if not path.is_file() or not path.name.endswith((".sql", ".sql" + TEMPLATE_SUFFIX)):
@@ -116,19 +123,39 @@ def render_sql_dir(directory: Path, context: Mapping[str, Any]) -> list[tuple[st
         if name in sources:
             raise MigrationError(f"{directory.name}/{name} and {name}{TEMPLATE_SUFFIX} both exist: keep one")
         sources[name] = path
-    rendered = []
-    for name in sorted(sources):
-        shown = f"{directory.name}/{sources[name].name}"
-        try:
-            text = env.get_template(sources[name].name).render(context)
-        except jinja2.TemplateSyntaxError as exc:
-            raise MigrationError(f"{shown} line {exc.lineno}: {exc.message}") from exc
-        except jinja2.UndefinedError as exc:
-            raise MigrationError(f"{shown}: {exc.message} (no such [render] setting)") from exc
-        except jinja2.TemplateError as exc:
-            raise MigrationError(f"{shown}: {exc}") from exc
-        rendered.append((name, text))
-    return rendered
+    return [
+        (name, _render(env, sources[name].name, f"{directory.name}/{sources[name].name}", context))
+        for name in sorted(sources)
+    ]
+
+
+def _environment(directory: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(literal=literal, ident=ident)
+    return env
+
+
+def _render(
+    env: jinja2.Environment,
+    template: str,
+    shown: str,
+    context: Mapping[str, Any],
+    undefined: str = "no such [render] setting",
+) -> str:
+    """One template rendered, its errors as MigrationError naming the file (and line)."""
+    try:
+        return env.get_template(template).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise MigrationError(f"{shown} line {exc.lineno}: {exc.message}") from exc
+    except jinja2.UndefinedError as exc:
+        raise MigrationError(f"{shown}: {exc.message} ({undefined})") from exc
+    except jinja2.TemplateError as exc:
+        raise MigrationError(f"{shown}: {exc}") from exc
 
 
 def split_statements(text: str) -> list[Statement]:
@@ -169,10 +196,23 @@ def execute_statements(conn: psycopg.Connection[Any], shown: str, text: str) -> 
 
 
 def function_files(functions_dir: Path) -> list[Path]:
-    """Every ``functions/**/*.sql`` file, sorted by path relative to functions/."""
+    """Every ``functions/**/*.sql`` and ``*.sql.j2`` file, sorted by path relative to functions/
+    (``.j2`` left out of the sort key, so a template keeps its place when a file becomes one)."""
     if not functions_dir.is_dir():
         return []
-    return sorted(functions_dir.rglob("*.sql"), key=lambda path: path.relative_to(functions_dir).as_posix())
+    paths = [*functions_dir.rglob("*.sql"), *functions_dir.rglob("*.sql" + TEMPLATE_SUFFIX)]
+    return sorted(paths, key=lambda path: _shown(functions_dir, path).removesuffix(TEMPLATE_SUFFIX))
+
+
+def function_text(functions_dir: Path, path: Path) -> str:
+    """The SQL of a functions/ file: a ``.sql.j2`` template rendered (no settings), else the file."""
+    if not path.name.endswith(TEMPLATE_SUFFIX):
+        return path.read_text()
+    template = path.relative_to(functions_dir).as_posix()
+    return _render(
+        _environment(functions_dir), template, _shown(functions_dir, path), {},
+        undefined="functions/ templates are rendered without settings",
+    )  # fmt: skip
 
 
 def _shown(functions_dir: Path, path: Path) -> str:
@@ -180,10 +220,11 @@ def _shown(functions_dir: Path, path: Path) -> str:
 
 
 def check_functions(functions_dir: Path) -> list[Problem]:
-    """Every statement of functions/ that could not be re-applied on a database that has it."""
+    """Every statement of functions/ that could not be re-applied on a database that has it (for a
+    template, the line is the rendered file's)."""
     problems = []
     for path in function_files(functions_dir):
-        for statement in split_statements(path.read_text()):
+        for statement in split_statements(function_text(functions_dir, path)):
             if not _REAPPLIABLE.match(statement.head()):
                 problems.append(Problem(_shown(functions_dir, path), statement.line, statement.first_line))
     return problems
@@ -205,7 +246,7 @@ def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [_FUNCTIONS_LOCK])
         for path in files:
-            execute_statements(conn, _shown(functions_dir, path), path.read_text())
+            execute_statements(conn, _shown(functions_dir, path), function_text(functions_dir, path))
         finish_migrate(conn)
     return len(files)
 
