@@ -380,6 +380,18 @@ def test_a_functions_template_is_checked_as_rendered(tmp_path):
     ]
 
 
+def test_a_functions_file_and_its_template_together_are_refused(tmp_path):
+    functions = tmp_path / "functions"
+    (functions / "a").mkdir(parents=True)
+    (functions / "a" / "f.sql").write_text("create or replace view v as select 1 as n;\n")
+    (functions / "a" / "f.sql.j2").write_text("create or replace view v as select 2 as n;\n")
+
+    with pytest.raises(MigrationError) as refused:
+        migrate.check_functions(functions)
+
+    assert str(refused.value) == "functions/a/f.sql and functions/a/f.sql.j2 both exist: keep one"
+
+
 def test_a_functions_template_gets_no_settings(tmp_path):
     functions = tmp_path / "functions"
     functions.mkdir()

@@ -200,7 +200,12 @@ def function_files(functions_dir: Path) -> list[Path]:
     (``.j2`` left out of the sort key, so a template keeps its place when a file becomes one)."""
     if not functions_dir.is_dir():
         return []
-    paths = [*functions_dir.rglob("*.sql"), *functions_dir.rglob("*.sql" + TEMPLATE_SUFFIX)]
+    templates = list(functions_dir.rglob("*.sql" + TEMPLATE_SUFFIX))
+    for template in templates:
+        if template.with_name(template.name.removesuffix(TEMPLATE_SUFFIX)).exists():
+            shown = _shown(functions_dir, template)
+            raise MigrationError(f"{shown.removesuffix(TEMPLATE_SUFFIX)} and {shown} both exist: keep one")
+    paths = [*functions_dir.rglob("*.sql"), *templates]
     return sorted(paths, key=lambda path: _shown(functions_dir, path).removesuffix(TEMPLATE_SUFFIX))
 
 
