@@ -8,10 +8,11 @@ transaction), twice: with SMALL and with SMALL + N calls. The difference divided
 call costs, without start-up, warm-up or catalog loading.
 
 Measured, in a scratch cluster with the bench fixtures and a few thousand fills of history:
-a fill (bench/sql/instructions_fill.sql) with the audit triggers on and off, and a placement
+a fill (bench/sql/instructions_fill.sql) with the audit triggers on and off, a placement
 (bench/sql/instructions_place.sql) without risk limits and with the three limits of
 bench/sql/monitor_limits_on.sql, first with no market data (each position is marked at the
-instrument's latest fill) and then with a quote for every instrument (as in `make bench`).
+instrument's latest fill) and then with a quote for every instrument (as in `make bench`), and a
+30-day PnL summary of a strategy (bench/sql/instructions_pnl.sql), mostly its planning.
 ``make bench-instructions`` installs valgrind when it is missing.
 """
 
@@ -98,6 +99,11 @@ def place_script(conn: psycopg.Connection[tuple[object, ...]], count: int) -> st
     )
 
 
+def pnl_script(conn: psycopg.Connection[tuple[object, ...]], count: int) -> str:
+    """``count`` 30-day PnL summaries, the live strategies in turn."""
+    return script(conn, "instructions_pnl.sql", ({"strategy": 1 + n % STRATEGIES} for n in range(count)))
+
+
 def summary_instructions(out_file: Path) -> int:
     """The instructions callgrind collected (its ``summary:`` line)."""
     for line in out_file.read_text().splitlines():
@@ -154,6 +160,7 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
             for audit, base in (("on", 1_000_000), ("off", 2_000_000))
         }
         placements = (place_script(conn, sizes[0]), place_script(conn, sizes[1]))
+        summaries = (pnl_script(conn, sizes[0]), pnl_script(conn, sizes[1]))
 
     def count_stopped(scripts: tuple[str, str], name: str, what: str) -> Count:
         # why stopped: a single-user backend needs the data directory to itself
@@ -168,6 +175,7 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
     with writes.audit_disabled(conninfo):
         counts.append(count_stopped(fills["off"], "fill, audit off", "fills with the audit triggers off"))
     counts.append(count_stopped(placements, "placement", "placements without risk limits"))
+    counts.append(count_stopped(summaries, "pnl_summary, 30 days", "PnL summaries (a strategy, 30 days)"))
     run_sql(conninfo, "monitor_limits_on.sql", strategies=STRATEGIES)
     counts.append(
         count_stopped(
@@ -233,7 +241,7 @@ def report(counts: list[Count]) -> str:
     help="Keep the callgrind files in this directory (for callgrind_annotate).",
 )
 def main(calls: int, output: Path | None, profiles: Path | None) -> None:
-    """Instructions per fill and per placement (callgrind), in a scratch cluster."""
+    """Instructions per fill, per placement and per PnL summary (callgrind), in a scratch cluster."""
     if shutil.which("valgrind") is None:
         raise click.ClickException(
             "valgrind is not installed: run `make bench-instructions`, or apt-get install valgrind"
