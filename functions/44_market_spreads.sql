@@ -20,6 +20,20 @@ $$;
 comment on function internal.gross_bps(numeric, numeric) is
     'Gross spread in bps of buying at an ask and selling at a bid: (bid - ask) / ask x 10,000.';
 
+create or replace function internal.net_bps_of_legs(p_ask numeric, p_ask_cost numeric, p_bid_net numeric)
+    returns numeric
+    immutable
+    parallel safe
+    language sql
+as $$
+    -- Net spread in basis points from its legs: p_ask_cost = ask x (1 + buy fee) paid for a unit,
+    -- p_bid_net = bid x (1 - sell fee) received for it (market.current_spreads computes each leg
+    -- once per quote instead of once per pair of exchanges).
+    select round((p_bid_net - p_ask_cost) / p_ask * 10000, 4)
+$$;
+comment on function internal.net_bps_of_legs(numeric, numeric, numeric) is
+    'Net spread in bps from the ask, the ask with the buy fee and the bid net of the sell fee: (bid net - ask cost) / ask x 10,000.';
+
 create or replace function internal.net_bps(p_ask numeric, p_bid numeric, p_buy_fee numeric, p_sell_fee numeric)
     returns numeric
     immutable
@@ -27,7 +41,7 @@ create or replace function internal.net_bps(p_ask numeric, p_bid numeric, p_buy_
     language sql
 as $$
     -- Spread in basis points of buying at p_ask and selling at p_bid, net of both taker fee rates.
-    select round((p_bid * (1 - p_sell_fee) - p_ask * (1 + p_buy_fee)) / p_ask * 10000, 4)
+    select internal.net_bps_of_legs(p_ask, p_ask * (1 + p_buy_fee), p_bid * (1 - p_sell_fee))
 $$;
 comment on function internal.net_bps(numeric, numeric, numeric, numeric) is
     'Net spread in bps: (bid x (1 - sell fee) - ask x (1 + buy fee)) / ask x 10,000.';
@@ -56,9 +70,14 @@ comment on function internal.find_pair(text) is
     'Base and quote assets of a BASE/QUOTE symbol; raises 22S09 for another form, 23S20 when nothing trades it.';
 
 create or replace view market.current_spreads as
+    -- why the sort keys lead every row that is sorted: PostgreSQL finds a column of a sorted row
+    -- by walking the columns before it, in every comparison; with the keys at the end of wide rows
+    -- this walk was a quarter of the view's instructions
     with quoted as (
-        select i.instrument_id, i.base_asset, i.quote_asset, i.market_type, i.symbol, i.taker_fee,
-               e.code as exchange, l.bid, l.bid_size, l.ask, l.ask_size, l.quoted_at
+        -- each quote's two legs, net of its taker fee (see internal.net_bps)
+        select i.base_asset, i.quote_asset, i.market_type, e.code as exchange,
+               l.bid * (1 - i.taker_fee) as bid_net, l.ask * (1 + i.taker_fee) as ask_cost, i.symbol,
+               l.bid, l.bid_size, l.ask, l.ask_size, l.quoted_at
         from market.latest_prices l
         join ref.instruments i on i.instrument_id = l.instrument_id
         join ref.exchanges e on e.exchange_id = i.exchange_id
@@ -68,36 +87,36 @@ create or replace view market.current_spreads as
     -- of its taker fee on another exchange, which is on the best exchange or, when that is the
     -- buy's own, on the second; joining every buy to every sale took twice as long
     sellers as (
-        select r.*
+        select r.base_asset, r.quote_asset, r.market_type, r.exchange, r.bid_net, r.symbol, r.bid, r.bid_size, r.quoted_at
         from (select x.*,
                      row_number() over (partition by x.base_asset, x.quote_asset, x.market_type
-                                        order by x.bid * (1 - x.taker_fee) desc, x.exchange) as place
-              from (select distinct on (q.base_asset, q.quote_asset, q.market_type, q.exchange) q.*
+                                        order by x.bid_net desc, x.exchange) as place
+              from (select distinct on (q.base_asset, q.quote_asset, q.market_type, q.exchange)
+                           q.base_asset, q.quote_asset, q.market_type, q.exchange, q.bid_net, q.symbol, q.bid,
+                           q.bid_size, q.quoted_at
                     from quoted q
-                    order by q.base_asset, q.quote_asset, q.market_type, q.exchange,
-                             q.bid * (1 - q.taker_fee) desc, q.symbol) x) r
+                    order by q.base_asset, q.quote_asset, q.market_type, q.exchange, q.bid_net desc, q.symbol) x) r
         where r.place <= 2
     )
-    select distinct on (b.base_asset, b.quote_asset, b.market_type)
-           b.base_asset || '/' || b.quote_asset as symbol,
-           b.market_type,
-           b.exchange as buy_exchange,
-           b.symbol as buy_symbol,
-           b.ask,
-           b.ask_size,
-           s.exchange as sell_exchange,
-           s.symbol as sell_symbol,
-           s.bid,
-           s.bid_size,
-           internal.gross_bps(b.ask, s.bid) as gross_bps,
-           internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) as net_bps,
-           least(b.quoted_at, s.quoted_at) as oldest_quote_at
-    from quoted b
-    join sellers s
-        on s.base_asset = b.base_asset and s.quote_asset = b.quote_asset and s.market_type = b.market_type
-       and s.exchange <> b.exchange
-    order by b.base_asset, b.quote_asset, b.market_type, internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) desc,
-             b.exchange, s.exchange;
+    select best.base_asset || '/' || best.quote_asset as symbol, best.market_type, best.buy_exchange,
+           best.buy_symbol, best.ask, best.ask_size, best.sell_exchange, best.sell_symbol, best.bid,
+           best.bid_size, internal.gross_bps(best.ask, best.bid) as gross_bps, best.net_bps,
+           least(best.buy_quoted_at, best.sell_quoted_at) as oldest_quote_at
+    from (
+        select distinct on (b.base_asset, b.quote_asset, b.market_type)
+               b.base_asset, b.quote_asset, b.market_type,
+               internal.net_bps_of_legs(b.ask, b.ask_cost, s.bid_net) as net_bps,
+               b.exchange as buy_exchange,
+               s.exchange as sell_exchange,
+               b.symbol as buy_symbol, b.ask, b.ask_size, s.symbol as sell_symbol, s.bid, s.bid_size,
+               b.quoted_at as buy_quoted_at, s.quoted_at as sell_quoted_at
+        from quoted b
+        join sellers s
+            on s.base_asset = b.base_asset and s.quote_asset = b.quote_asset and s.market_type = b.market_type
+           and s.exchange <> b.exchange
+        order by b.base_asset, b.quote_asset, b.market_type, net_bps desc, b.exchange, s.exchange
+    ) best
+    order by best.base_asset, best.quote_asset, best.market_type;
 comment on view market.current_spreads is
     'Per asset pair and market type, the best buy-on-one-exchange, sell-on-another spread of the newest quotes: gross and net of both taker fees, in bps.';
 
