@@ -33,8 +33,8 @@ as $$
 -- (90_audit_triggers.sql.j2); this one serves any other table and is what those copies must match.
 -- why so little PL/pgSQL: three audit statements run in every fill (trade, order, position), and each
 -- PL/pgSQL expression is set up again in every transaction, which costs more than evaluating the
--- same thing inside the INSERT. Arguments that are only key columns (every business table) take
--- one test; the others are checked, and their columns to leave out listed, only then.
+-- same thing inside the INSERT. Arguments that are only key columns (the usual case) take one
+-- test; the others are checked, and their columns to leave out listed, only then.
 -- why "offset 0": without it the subquery is flattened and to_jsonb runs once for the key and
 -- once for the image of every inserted or deleted row
 declare

@@ -8,7 +8,7 @@ from psycopg import sql
 
 from auth_helpers import MASTER_KEY, make_user
 from monitor_helpers import add_rule
-from trading_helpers import call, fill, place
+from trading_helpers import call, fill, list_okx_btc_spot, place
 
 
 def audit_rows(conn, table):
@@ -212,10 +212,7 @@ def test_an_audit_trigger_without_one_or_two_key_columns_is_refused(seeded, argu
 def _every_audited_table_holding_rows(conn):
     """Rows in every audited table: trading, funding, a snapshot, a spread trade, a user with an
     API key (and so a master key), a risk limit and an alert rule, on top of the seed."""
-    conn.execute(
-        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT', base_asset => 'BTC',"
-        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)"
-    )
+    list_okx_btc_spot(conn)
     fill(conn, place(conn, "buy", "1", "100"), "1", "100")
     call(
         conn,

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from auth_helpers import SECRET_COLUMNS, acting_as, make_user
-from trading_helpers import call, fill, place, rows
+from trading_helpers import call, fill, list_okx_btc_spot, place, rows
 
 GROUP_ROLES = ("spreadedge_app", "spreadedge_engine", "spreadedge_readonly", "spreadedge_auditor")
 PROJECT_SCHEMAS = ["ref", "trading", "market", "auth", "monitor", "audit", "ops", "internal"]
@@ -228,10 +228,7 @@ def test_a_malformed_user_id_setting_is_refused_with_22S09(seeded):
 
 def test_a_trader_sees_and_reports_only_their_own_spread_trades(two_traders):
     conn, ids, _ = two_traders
-    conn.execute(
-        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT', base_asset => 'BTC',"
-        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)"
-    )
+    list_okx_btc_spot(conn)
     for name in ("alice", "bob"):
         with acting_as(conn, "spreadedge_app", ids[name]):
             call(

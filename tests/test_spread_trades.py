@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from market_helpers import RECENT_NOON, quote
-from trading_helpers import call, counts, fill, rows
+from trading_helpers import call, counts, fill, list_okx_btc_spot, rows
 
 T0 = RECENT_NOON
 
@@ -14,10 +14,7 @@ T0 = RECENT_NOON
 @pytest.fixture
 def venues(seeded):
     """BTC/USDT spot on binance (seeded) and okx."""
-    seeded.execute(
-        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT', base_asset => 'BTC',"
-        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)"
-    )
+    list_okx_btc_spot(seeded)
     return seeded
 
 
