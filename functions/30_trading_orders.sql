@@ -168,7 +168,8 @@ declare
     v_limit      numeric;
     v_observed   numeric;
     v_reason     text;
-    v_counts_orders boolean;
+    v_limits     monitor.risk_limits[];
+    v_breach     record;
 begin
     perform internal.require_permission('orders:write');
     if place_order.side is null or place_order.side not in ('buy', 'sell') then
@@ -256,20 +257,19 @@ begin
     -- Pre-trade risk limits (monitor.risk_limits): a breach stores the order as rejected, records
     -- a risk event and queues its notification, and returns the id like any placement.
     -- why after the key: a retried placement returns its order above without paying for the check
-    -- why this probe first: one index probe is all a strategy without limits pays on this hot path
-    select bool_or(l.max_open_orders is not null) into v_counts_orders
-    from monitor.risk_limits l where l.strategy_id = v_strategy.strategy_id;
-    if v_counts_orders is not null then
-        if v_counts_orders then
-            -- why: max_open_orders counts committed working orders, so two placements of the
-            -- strategy at once would each miss the other; they take turns until commit instead
-            perform pg_advisory_xact_lock('monitor.risk_limits'::regclass::oid::integer, v_strategy.strategy_id);
-        end if;
-        select b.limit_id, b.limit_kind, b.limit_value, b.observed_value, b.reason
-        into v_limit_id, v_limit_kind, v_limit, v_observed, v_reason
-        from internal.risk_breach(v_strategy.strategy_id, v_instrument, v_side, place_order.quantity, v_reference) b;
-        if v_limit_id is not null then
+    -- why this read first: one probe is all a strategy without limits pays on this hot path
+    select array_agg(r) into v_limits
+    from monitor.risk_limits r where r.strategy_id = v_strategy.strategy_id;
+    if v_limits is not null then
+        v_breach := internal.risk_breach(v_strategy.strategy_id, v_limits, v_instrument, v_side,
+                                         place_order.quantity, v_reference);
+        if v_breach.limit_id is not null then
             v_status := 'rejected';
+            v_limit_id := v_breach.limit_id;
+            v_limit_kind := v_breach.limit_kind;
+            v_limit := v_breach.limit_value;
+            v_observed := v_breach.observed_value;
+            v_reason := v_breach.reason;
         end if;
     end if;
     insert into trading.orders

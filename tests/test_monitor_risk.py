@@ -107,6 +107,17 @@ def test_placements_of_a_strategy_without_max_open_orders_do_not_wait_for_each_o
     assert [order(seeded, o)["status"] for o in (first_id, second_id)] == ["new", "new"]
 
 
+def test_placements_outside_a_max_open_orders_scope_do_not_wait_for_each_other(seeded, seeded_url):
+    limit(seeded, exchange="kraken", max_open_orders=1)
+    with psycopg.connect(seeded_url) as first, psycopg.connect(seeded_url, autocommit=True) as second:
+        first_id = place(first, "buy", "0.01", "60000")  # on binance, not committed
+        second.execute("set lock_timeout = '5s'")  # a wait would fail with 55P03 instead of hanging
+        second_id = place(second, "buy", "0.01", "60000")
+        first.commit()
+
+    assert [order(seeded, o)["status"] for o in (first_id, second_id)] == ["new", "new"]
+
+
 def test_an_order_that_would_grow_the_position_beyond_max_position_notional_is_rejected(seeded):
     trade(seeded, "buy", "0.1", "60000")
     limit(seeded, max_position_notional=Decimal("7000"))
@@ -190,6 +201,19 @@ def test_an_exchange_limit_on_daily_loss_counts_only_that_exchanges_losses(seede
 
     assert (order(seeded, on_binance)["status"], order(seeded, on_kraken)["status"]) == ("new", "rejected")
     assert order(seeded, on_kraken)["status_reason"] == "realized loss today 200 reached max_daily_loss 100"
+
+
+def test_an_instrument_limit_on_daily_loss_counts_only_that_instruments_losses(seeded):
+    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
+    trade(seeded, "sell", "1", "1800", exchange="kraken", symbol="ETHUSD")  # a loss of 200 on ETHUSD
+    limit(seeded, exchange="binance", symbol="BTCUSDT", max_daily_loss=Decimal("100"))
+    limit(seeded, exchange="kraken", symbol="ETHUSD", max_daily_loss=Decimal("100"))
+
+    btc = place(seeded, "buy", "0.01", "60000")
+    eth = place(seeded, "buy", "1", "1800", exchange="kraken", symbol="ETHUSD")
+
+    assert (order(seeded, btc)["status"], order(seeded, eth)["status"]) == ("new", "rejected")
+    assert order(seeded, eth)["status_reason"] == "realized loss today 200 reached max_daily_loss 100"
 
 
 def test_the_narrowest_scope_is_checked_first(seeded):
