@@ -5,10 +5,11 @@ with a progress bar, then measures, in this order:
 
 1. trading.pnl_summary over 30 days for one strategy of the loaded history: median and p99 latency
    (prepared statement from Python), after checking it agrees with the trades themselves;
-2. pgbench tpcb-like and select-only (the baselines, ``pgbench -i -s 8`` in database ``pgbench``);
+2. pgbench select-only, then pgbench tpcb-like (the baselines, ``pgbench -i -s 8`` in database
+   ``pgbench``) and bench/fill_only.sql (one fill per transaction against pre-placed orders),
+   alternating tpcb-like, fill, fill, tpcb-like in half-length runs;
 3. bench/record_fill.sql under pgbench: a placement AND a fill per transaction, with the audit
    triggers on and off (alternating on, off, off, on in half-length runs): the audit overhead;
-4. bench/fill_only.sql: one fill per transaction against pre-placed orders;
 5. market data (bench/market.py): ingestion of ticks and quotes through the ingest path against raw
    COPY into an unlogged, unindexed table; every indicator over a month of 1m candles; and
    market.current_spreads over 200 pairs on six exchanges;
@@ -95,6 +96,7 @@ class Measurements:
     pnl_check: dict[str, Any] = field(default_factory=dict)
     latency: Latency | None = None
     runs: dict[str, pgbench.PgbenchRun] = field(default_factory=dict)
+    fill_runs: list[tuple[str, pgbench.PgbenchRun]] = field(default_factory=list)
     audit_runs: list[tuple[str, pgbench.PgbenchRun]] = field(default_factory=list)
     audit_rows_per_txn: float = 0.0
     profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -229,15 +231,13 @@ def measure(cluster: Cluster, options: Options, plan_path: Path) -> Measurements
     mark = _phase(m, "pnl_summary", mark)
 
     fill_orders = writes.place_fill_orders(app, STRATEGIES)
-    full = {"clients": options.clients, "duration": options.duration}
-    for builtin in ("tpcb-like", "select-only"):
-        echo(f"pgbench {builtin}, {options.clients} clients, {options.duration} s")
-        writes.checkpoint(app)
-        m.runs[builtin] = pgbench.run(cluster, PGBENCH_DB, builtin=builtin, **full)
+    echo(f"pgbench select-only, {options.clients} clients, {options.duration} s")
+    writes.checkpoint(app)
+    m.runs["select-only"] = pgbench.run(
+        cluster, PGBENCH_DB, builtin="select-only", clients=options.clients, duration=options.duration
+    )
+    _measure_fill(cluster, options, m, fill_orders)
     _measure_audit(cluster, options, m)
-    echo(f"fill_only.sql (a fill per transaction), audit on, {options.duration} s")
-    m.runs["fill-only"] = writes.run_fill_only(cluster, APP_DB, orders=fill_orders, **full)
-    m.profiles["record_fill_only"] = writes.top_statements(app)
     m.server = _server_facts(app)
     mark = _phase(m, "pgbench", mark)
 
@@ -268,6 +268,24 @@ def measure(cluster: Cluster, options: Options, plan_path: Path) -> Measurements
     )
     _phase(m, "monitor", mark)
     return m
+
+
+def _measure_fill(cluster: Cluster, options: Options, m: Measurements, orders: tuple[int, int]) -> None:
+    """pgbench tpcb-like and fill_only.sql (audit on) alternating tpcb, fill, fill, tpcb in
+    half-length runs, so a drift of the machine weighs on the fill and its baseline alike."""
+    app = cluster.conninfo(APP_DB)
+    half = {"clients": options.clients, "duration": max(1, options.duration // 2)}
+    echo(f"pgbench tpcb-like and fill_only.sql (one fill per transaction), alternating, {half['duration']} s")
+    for kind in ("tpcb-like", "fill-only", "fill-only", "tpcb-like"):
+        if kind == "tpcb-like":
+            writes.checkpoint(app)
+            run = pgbench.run(cluster, PGBENCH_DB, builtin="tpcb-like", **half)
+        else:
+            run = writes.run_fill_only(cluster, APP_DB, orders=orders, **half)
+            m.profiles["record_fill_only"] = writes.top_statements(app)
+        m.fill_runs.append((kind, run))
+    for kind in ("tpcb-like", "fill-only"):
+        m.runs[kind] = pgbench.combine([run for name, run in m.fill_runs if name == kind])
 
 
 def _measure_audit(cluster: Cluster, options: Options, m: Measurements) -> None:
@@ -340,7 +358,7 @@ def result_rows(m: Measurements, options: Options) -> list[Row]:
             "(tpcb-like)",
             FILL_GOAL,
             "one fill per transaction against pre-placed orders (bench/fill_only.sql): PRODUCT.md's "
-            "'recording a fill'",
+            "'recording a fill'; runs alternate tpcb-like, fill, fill, tpcb-like",
         ),
         Row(
             "audit_overhead",
@@ -461,6 +479,7 @@ def details(m: Measurements, plan_path: Path) -> dict[str, Any]:
         "server": m.server,
         "pgbench": {
             **{name: run.as_json() for name, run in m.runs.items()},
+            "fill_runs_in_order": [{"script": kind, **run.as_json()} for kind, run in m.fill_runs],
             "audit_runs_in_order": [{"audit": audit, **run.as_json()} for audit, run in m.audit_runs],
         },
         "pnl_summary": {
