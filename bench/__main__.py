@@ -10,12 +10,12 @@ with a progress bar, then measures, in this order:
    alternating tpcb-like, fill, fill, tpcb-like in half-length runs;
 3. bench/record_fill.sql under pgbench: a placement AND a fill per transaction, with the audit
    triggers on and off (alternating on, off, off, on in half-length runs): the audit overhead;
-5. market data (bench/market.py): ingestion of ticks and quotes through the ingest path against raw
+4. market data (bench/market.py): ingestion of ticks and quotes through the ingest path against raw
    COPY into an unlogged, unindexed table; every indicator over a month of 1m candles; and
    market.current_spreads over 200 pairs on six exchanges;
-6. history reads (bench/api.py): orders up to 10 M, then orders?symbol=...&limit=100 as a trader,
+5. history reads (bench/api.py): orders up to 10 M, then orders?symbol=...&limit=100 as a trader,
    in SQL (p99) and through ``spreadedge serve`` driven by wrk (requests/s and p99);
-7. monitoring (bench/monitor.py, also runnable alone): place_order with risk limits on vs off, and
+6. monitoring (bench/monitor.py, also runnable alone): place_order with risk limits on vs off, and
    monitor.evaluate_alert_rules() over 1,000 rules.
 
 It prints a table (measured, baseline, ratio, goal) and writes the same to bench/results/latest.json,

@@ -163,10 +163,6 @@ declare
     v_reference  numeric;
     v_order_id   bigint;
     v_status     trading.order_status := 'new';
-    v_limit_id   integer;
-    v_limit_kind monitor.risk_limit_kind;
-    v_limit      numeric;
-    v_observed   numeric;
     v_reason     text;
     v_limits     monitor.risk_limits[];
     v_breach     record;
@@ -265,10 +261,6 @@ begin
                                          place_order.quantity, v_reference);
         if v_breach.limit_id is not null then
             v_status := 'rejected';
-            v_limit_id := v_breach.limit_id;
-            v_limit_kind := v_breach.limit_kind;
-            v_limit := v_breach.limit_value;
-            v_observed := v_breach.observed_value;
             v_reason := v_breach.reason;
         end if;
     end if;
@@ -285,7 +277,8 @@ begin
         insert into trading.order_events (order_id, occurred_at, from_status, to_status, reason)
         values (v_order_id, place_order.placed_at, 'new', 'rejected', v_reason);
         perform internal.record_risk_event(v_strategy.strategy_id, v_instrument.instrument_id, v_order_id,
-                                           v_limit_id, v_limit_kind, v_limit, v_observed, v_reason);
+                                           v_breach.limit_id, v_breach.limit_kind, v_breach.limit_value,
+                                           v_breach.observed_value, v_reason);
     end if;
     return v_order_id;
 end;

@@ -226,8 +226,8 @@ $$;
 comment on function internal.working_orders(integer, smallint, integer, integer) is
     'Working orders of a strategy (optionally one exchange or instrument), counted up to a limit.';
 
--- The limits used to be read again here, and the check took a strategy id alone: one statement more
--- on every checked placement (trading.place_order reads them anyway to know whether to call this).
+-- The check used to read the strategy's limits itself, one statement more on every checked
+-- placement: trading.place_order reads them anyway to know whether to check, and now passes them.
 drop function if exists internal.risk_breach(integer, ref.instruments, trading.order_side, numeric, numeric);
 
 create or replace function internal.risk_breach(
