@@ -257,18 +257,23 @@ as $$
 -- order, any scope: those of another exchange or instrument are skipped). p_price values the order
 -- (its limit or stop price, else the mark price; null when none is known: an order that a
 -- notional limit must value is then refused). Limits of every scope the order falls in apply:
--- kill switches first, then the narrowest scope first; within a limit: kill switch, an order a
--- notional limit cannot value, order notional, open orders, position notional, daily loss. Checks
--- read committed state; before counting working orders the placement takes the strategy's
--- advisory lock until commit, so that placements of a strategy with max_open_orders take turns
--- and that count never misses a concurrent order.
+-- kill switches first, then the narrowest scope first; within a limit: kill switch, order
+-- notional (an order without a price breaks it), open orders, position notional, daily loss.
+-- An order that only reduces its instrument's position (the other side, at most the position's
+-- quantity) is not held to max_position_notional or max_daily_loss, so that a strategy beyond
+-- them can still get out; the kill switch, max_order_notional and max_open_orders hold every
+-- order. Checks read committed state; before counting working orders the placement takes the
+-- strategy's advisory lock until commit, so that placements of a strategy with max_open_orders
+-- take turns and that count never misses a concurrent order.
 -- A measure is read only for a limit that has it and only until a breach is found.
 declare
     l          monitor.risk_limits;
     v_delta    numeric := case when p_side = 'buy' then p_quantity else -p_quantity end;
     v_notional numeric := p_quantity * p_price * p_instrument.multiplier;
     v_observed numeric;
-    v_own      boolean;
+    -- the strategy's position in the order's instrument, read once by the first limit that needs it
+    v_held     numeric;
+    v_reduces  boolean;
 begin
     -- why sorted only here: a strategy mostly has one limit, and sorting in the caller's
     -- statement would cost every placement
@@ -283,10 +288,9 @@ begin
         continue when l.exchange_id <> p_instrument.exchange_id or l.instrument_id <> p_instrument.instrument_id;
         if l.kill_switch then
             limit_kind := 'kill_switch';
-        elsif p_price is null and (l.max_order_notional is not null or l.max_position_notional is not null) then
-            limit_kind := case when l.max_order_notional is not null then 'max_order_notional'
-                               else 'max_position_notional' end;
-            limit_value := coalesce(l.max_order_notional, l.max_position_notional);
+        elsif p_price is null and l.max_order_notional is not null then
+            limit_kind := 'max_order_notional';
+            limit_value := l.max_order_notional;
         elsif v_notional > l.max_order_notional then
             limit_kind := 'max_order_notional';
             limit_value := l.max_order_notional;
@@ -301,47 +305,45 @@ begin
                     limit_value := l.max_open_orders;
                 end if;
             end if;
-            if limit_kind is null and l.max_position_notional is not null then
-                -- the positions of the scope, the order applied to its own instrument at p_price,
-                -- the others at their mark
-                -- why a probe per position (a lateral subquery kept apart by offset 0): joined
-                -- instead, the generic plan merge-joined positions with ref.instruments and
-                -- market.latest_prices in instrument order whenever the statistics put positions
-                -- among the first ids, and so read every instrument below the highest one held
-                -- (0.33-0.38 ms per check for 12 positions among the last of 1,212, 0.09-0.12 now)
-                select coalesce(sum(abs(x.quantity) * x.multiplier * x.mark), 0), coalesce(bool_or(x.own), false)
-                into v_observed, v_own
+            if limit_kind is null and v_reduces is null
+               and (l.max_position_notional is not null or l.max_daily_loss is not null) then
+                select p.quantity into v_held
                 from trading.positions p
-                cross join lateral (
-                    select p.instrument_id = p_instrument.instrument_id as own,
-                           p.quantity + case when p.instrument_id = p_instrument.instrument_id then v_delta
-                                             else 0 end as quantity,
-                           i.multiplier, i.exchange_id,
-                           case when p.instrument_id = p_instrument.instrument_id then p_price
-                                -- trading.mark_price's steps, without its call: the latest
-                                -- fill only for an instrument without market data
-                                else coalesce((select internal.quote_mark(lp.bid, lp.ask, lp.last_price)
-                                               from market.latest_prices lp
-                                               where lp.instrument_id = p.instrument_id),
-                                              internal.latest_fill_price(p.instrument_id), p.avg_entry_price) end as mark
-                    from ref.instruments i
-                    where i.instrument_id = p.instrument_id
-                    offset 0
-                ) x
-                where p.strategy_id = p_strategy_id
-                  and (p.quantity <> 0 or p.instrument_id = p_instrument.instrument_id)
-                  and (l.instrument_id is null or p.instrument_id = l.instrument_id)
-                  and (l.exchange_id is null or x.exchange_id = l.exchange_id);
-                if not v_own then
-                    -- no position row yet in the order's instrument
-                    v_observed := v_observed + abs(v_delta) * p_instrument.multiplier * p_price;
-                end if;
-                if v_observed > l.max_position_notional then
+                where p.strategy_id = p_strategy_id and p.instrument_id = p_instrument.instrument_id;
+                v_held := coalesce(v_held, 0);
+                v_reduces := sign(v_delta) = -sign(v_held) and p_quantity <= abs(v_held);
+            end if;
+            if limit_kind is null and l.max_position_notional is not null and not v_reduces then
+                if p_price is null then
                     limit_kind := 'max_position_notional';
                     limit_value := l.max_position_notional;
+                    v_observed := null;
+                else
+                    -- the order's position after it, at p_price
+                    v_observed := abs(v_held + v_delta) * p_instrument.multiplier * p_price;
+                    -- and the scope's other positions at their mark (an instrument's limit has none)
+                    if l.instrument_id is null then
+                        select v_observed + coalesce(sum(abs(p.quantity) * i.multiplier
+                                   -- trading.mark_price's steps, without its call: the latest
+                                   -- fill only for an instrument without market data
+                                   * coalesce((select internal.quote_mark(lp.bid, lp.ask, lp.last_price)
+                                               from market.latest_prices lp
+                                               where lp.instrument_id = p.instrument_id),
+                                              internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
+                        into v_observed
+                        from trading.positions p
+                        join ref.instruments i on i.instrument_id = p.instrument_id
+                        where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
+                          and p.quantity <> 0
+                          and (l.exchange_id is null or i.exchange_id = l.exchange_id);
+                    end if;
+                    if v_observed > l.max_position_notional then
+                        limit_kind := 'max_position_notional';
+                        limit_value := l.max_position_notional;
+                    end if;
                 end if;
             end if;
-            if limit_kind is null and l.max_daily_loss is not null then
+            if limit_kind is null and l.max_daily_loss is not null and not v_reduces then
                 -- why one statement per scope: a generic plan of one statement for all three
                 -- filtered every row on the scope and started up the exchange's subquery each time
                 if l.exchange_id is null then
@@ -402,4 +404,4 @@ begin
 end;
 $$;
 comment on function internal.risk_breach(integer, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric) is
-    'The first of a strategy''s pre-trade risk limits a new order would break (limit, kind, values, reason), or nulls; takes the strategy''s advisory lock before counting working orders; used by trading.place_order.';
+    'The first of a strategy''s pre-trade risk limits a new order would break (limit, kind, values, reason), or nulls; an order that only reduces its position is not held to position notional or daily loss; takes the strategy''s advisory lock before counting working orders; used by trading.place_order.';

@@ -133,6 +133,51 @@ def test_an_order_that_would_grow_the_position_beyond_max_position_notional_is_r
     )
 
 
+def test_an_order_that_reduces_a_position_beyond_max_position_notional_is_placed(seeded):
+    trade(seeded, "buy", "0.2", "60000")
+    limit(seeded, max_position_notional=Decimal("7000"))  # the position is 12000 already
+
+    reducing = place(seeded, "sell", "0.05", "60000")  # 9000 after it: still beyond, but smaller
+    growing = place(seeded, "buy", "0.01", "60000")
+
+    assert (order(seeded, reducing)["status"], order(seeded, growing)["status"]) == ("new", "rejected")
+    assert [event[0] for event in risk_events(seeded)] == [growing]
+
+
+def test_an_order_that_flips_a_position_is_held_to_max_position_notional(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    limit(seeded, max_position_notional=Decimal("7000"))
+
+    rejected = place(seeded, "sell", "0.3", "60000")  # long 0.1 to short 0.2
+
+    assert risk_events(seeded)[0][:4] == (
+        rejected,
+        "max_position_notional",
+        Decimal("7000"),
+        Decimal("12000.00"),
+    )
+
+
+def test_an_order_that_reduces_a_position_is_valued_against_the_limit_of_another_instrument_too(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    trade(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    limit(seeded, max_position_notional=Decimal("6500"))  # BTC 6000 + BNB 600 = 6600 already
+
+    bnb = place(seeded, "buy", "0.1", "600", symbol="BNBUSDT")
+    btc = place(seeded, "sell", "0.1", "60000")
+
+    assert (order(seeded, bnb)["status"], order(seeded, btc)["status"]) == ("rejected", "new")
+    assert risk_events(seeded)[0][::3] == (bnb, Decimal("6660.0"))  # BNB 1.1 x 600 + BTC 0.1 x 60000
+
+
+def test_a_market_order_without_a_market_price_is_rejected_by_a_position_notional_limit(seeded):
+    limit(seeded, max_position_notional=Decimal("1000"))
+    order_id = place(seeded, "buy", "0.01")
+    assert order(seeded, order_id)["status_reason"] == (
+        "max_position_notional: the order has no price and BTCUSDT has no market price to value it"
+    )
+
+
 def test_position_notional_values_the_other_positions_at_their_quote_mid(seeded):
     trade(seeded, "buy", "1", "600", symbol="BNBUSDT")
     quote(seeded, RECENT_NOON, "699.9", "700.1", symbol="BNBUSDT")  # BNB marked at 700, not its entry 600
@@ -188,6 +233,17 @@ def test_an_exchange_limit_on_position_notional_leaves_other_exchanges_positions
 
     assert order(seeded, placed)["status"] == "new"
     assert risk_events(seeded) == []
+
+
+def test_an_instrument_limit_on_position_notional_leaves_the_strategys_other_positions_out(seeded):
+    trade(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    limit(seeded, exchange="binance", symbol="BTCUSDT", max_position_notional=Decimal("1000"))
+
+    placed = place(seeded, "buy", "0.01", "60000")  # 600, or 1200 with the BNB position
+    rejected = place(seeded, "buy", "0.02", "60000")
+
+    assert (order(seeded, placed)["status"], order(seeded, rejected)["status"]) == ("new", "rejected")
+    assert risk_events(seeded)[0][::3] == (rejected, Decimal("1200.00"))
 
 
 def test_an_exchange_limit_on_daily_loss_counts_only_that_exchanges_losses(seeded):
@@ -253,6 +309,36 @@ def test_after_the_daily_loss_limit_is_reached_new_orders_are_rejected(seeded):
     order_id = place(seeded, "buy", "0.01", "59000")
     assert order(seeded, order_id)["status_reason"] == "realized loss today 100 reached max_daily_loss 100"
     assert risk_events(seeded)[0][1] == "max_daily_loss"
+
+
+def test_after_the_daily_loss_limit_is_reached_an_order_that_reduces_a_position_is_placed(seeded):
+    trade(seeded, "buy", "0.2", "60000")
+    trade(seeded, "sell", "0.1", "59000")  # a loss of 100, long 0.1 left
+    limit(seeded, max_daily_loss=Decimal("100"))
+
+    closing = place(seeded, "sell", "0.1", "59000")
+    flipping = place(seeded, "sell", "0.2", "59000")
+
+    assert (order(seeded, closing)["status"], order(seeded, flipping)["status"]) == ("new", "rejected")
+    assert risk_events(seeded)[0][:2] == (flipping, "max_daily_loss")
+
+
+def test_the_kill_switch_rejects_an_order_that_reduces_a_position(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True)
+
+    reducing = place(seeded, "sell", "0.05", "60000")
+
+    assert order(seeded, reducing)["status_reason"] == "kill switch is on"
+
+
+def test_max_order_notional_holds_an_order_that_reduces_a_position(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+    limit(seeded, max_order_notional=Decimal("1000"))
+
+    reducing = place(seeded, "sell", "0.05", "60000")
+
+    assert order(seeded, reducing)["status_reason"] == "order notional 3000 exceeds max_order_notional 1000"
 
 
 def test_with_the_kill_switch_on_every_order_of_the_strategy_is_rejected(seeded):
