@@ -110,6 +110,44 @@ def test_instruments_of_another_market_type_are_not_compared(two_venues):
     assert two_venues.execute("select count(*) from market.current_spreads").fetchone()[0] == 0
 
 
+def list_btc_usdt(conn, exchange, symbol, taker_fee="0.001"):
+    conn.execute(
+        "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
+        " market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, taker_fee => %s)",
+        [exchange, symbol, Decimal(taker_fee)],
+    )
+
+
+def test_equal_spreads_go_to_the_buy_exchange_then_the_sell_exchange_first_by_code(seeded):
+    # kraken was added before bybit, so their ids and their codes sort the other way round
+    list_btc_usdt(seeded, "kraken", "XBTUSDT")
+    list_btc_usdt(seeded, "bybit", "BTCUSDT")
+    quote(seeded, T0, "100", "100.1", exchange="kraken", symbol="XBTUSDT")
+    quote(seeded, T0, "100", "100.1", exchange="bybit", symbol="BTCUSDT")
+    best = seeded.execute("select buy_exchange, sell_exchange from market.current_spreads").fetchall()
+    assert best == [("bybit", "kraken")]
+
+
+def test_current_spreads_has_one_row_per_pair_and_market_type_in_their_order(two_venues):
+    for exchange, symbol in (("binance", "ETHUSDT2"), ("okx", "ETH-USDT")):
+        two_venues.execute(
+            "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'ETH', quote_asset => 'USDT',"
+            " market_type => 'spot', tick_size => 0.01, lot_size => 0.0001)",
+            [exchange, symbol],
+        )
+    quote(two_venues, T0, "3000", "3000.5", symbol="ETHUSDT2")
+    quote(two_venues, T0, "3001", "3001.5", exchange="okx", symbol="ETH-USDT")
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    spreads = two_venues.execute(
+        "select symbol, buy_exchange, sell_exchange, net_bps from market.current_spreads"
+    ).fetchall()
+    assert spreads == [
+        ("BTC/USDT", "binance", "okx", net_bps("100.1", "100.5", "0.001", "0.001")),
+        ("ETH/USDT", "binance", "okx", net_bps("3000.5", "3001", "0.001", "0.001")),
+    ]
+
+
 def test_spread_opportunities_lists_the_buckets_at_or_above_the_minimum(two_venues):
     quote(two_venues, T0, "100", "100.1")
     quote(two_venues, T0 + timedelta(milliseconds=500), "100", "100.2")  # last of its second counts
