@@ -12,8 +12,9 @@ Measured, in a scratch cluster with the bench fixtures, a few thousand fills of 
 a fill (bench/sql/instructions_fill.sql) with the audit triggers on and off, a placement
 (bench/sql/instructions_place.sql) without risk limits and with the three limits of
 bench/sql/monitor_limits_on.sql, first with no market data (each position is marked at the
-instrument's latest fill) and then with a quote for every instrument (as in `make bench`), and a
-30-day PnL summary of a strategy (bench/sql/instructions_pnl.sql), mostly its planning.
+instrument's latest fill) and then with a quote for every instrument (as in `make bench`), then
+with those limits for sells only (each reduces a long position) and buys only (each adds to one),
+and a 30-day PnL summary of a strategy (bench/sql/instructions_pnl.sql), mostly its planning.
 ``make bench-instructions`` installs valgrind when it is missing.
 """
 
@@ -82,8 +83,9 @@ def fill_script(
     )
 
 
-def place_script(conn: psycopg.Connection[tuple[object, ...]], count: int) -> str:
-    """``count`` placements across the live strategies and bench instruments (seeded draws)."""
+def place_script(conn: psycopg.Connection[tuple[object, ...]], count: int, side: str | None = None) -> str:
+    """``count`` placements across the live strategies and bench instruments (seeded draws), of
+    either side or all of ``side``."""
     draw = random.Random(7)
     return script(
         conn,
@@ -92,7 +94,7 @@ def place_script(conn: psycopg.Connection[tuple[object, ...]], count: int) -> st
             {
                 "strategy": draw.randint(1, STRATEGIES),
                 "instrument": draw.randint(1, INSTRUMENTS),
-                "side": draw.choice(("buy", "sell")),
+                "side": side or draw.choice(("buy", "sell")),
                 "cents": draw.randint(0, 100_000),
             }
             for _ in range(count)
@@ -166,6 +168,12 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
             for audit, base in (("on", 1_000_000), ("off", 2_000_000))
         }
         placements = (place_script(conn, sizes[0]), place_script(conn, sizes[1]))
+        # the positions are long: a sell reduces one (the position and loss limits pass it
+        # unread), a buy adds to one
+        by_side = {
+            side: (place_script(conn, sizes[0], side), place_script(conn, sizes[1], side))
+            for side in ("sell", "buy")
+        }
         summaries = (pnl_script(conn, sizes[0]), pnl_script(conn, sizes[1]))
 
     def count_stopped(scripts: tuple[str, str], name: str, what: str) -> Count:
@@ -198,6 +206,8 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
             "placements with risk limits (order notional, position notional, daily loss)",
         )
     )
+    counts.append(count_stopped(by_side["sell"], "placement, limits, reducing", "sells with risk limits"))
+    counts.append(count_stopped(by_side["buy"], "placement, limits, adding", "buys with risk limits"))
     run_sql(conninfo, "monitor_limits_off.sql", strategies=STRATEGIES)
     return counts
 
