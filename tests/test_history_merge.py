@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from auth_helpers import acting_as, make_user
-from trading_helpers import call, place
+from trading_helpers import call, list_spot, place
 from trading_helpers import fill as fill_order
 
 T0 = (datetime.now(UTC) - timedelta(days=20)).replace(second=0, microsecond=0)
@@ -35,18 +35,7 @@ def desk(db: psycopg.Connection) -> dict[str, int]:
     it was placed, so the trades have the same shape. Returns the user ids."""
     for exchange in EXCHANGES:
         for symbol, base in (("BTCUSDT", "BTC"), ("ETHUSDT", "ETH")):
-            call(
-                db,
-                "ref.upsert_instrument",
-                exchange=exchange,
-                symbol=symbol,
-                base_asset=base,
-                quote_asset="USDT",
-                market_type="spot",
-                tick_size=Decimal("0.01"),
-                lot_size=Decimal("0.0001"),
-                min_notional=Decimal("0"),
-            )
+            list_spot(db, exchange, symbol, base_asset=base, min_notional=Decimal("0"))
     db.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
     users = {"alice": make_user(db, "alice", "trader"), "bob": make_user(db, "bob", "trader")}
     users["root"] = make_user(db, "root", "admin")

@@ -158,7 +158,7 @@ def test_an_order_that_flips_a_position_is_held_to_max_position_notional(seeded)
     )
 
 
-def test_an_order_that_reduces_a_position_is_valued_against_the_limit_of_another_instrument_too(seeded):
+def test_an_order_that_adds_to_a_position_counts_the_other_positions_and_one_that_reduces_passes(seeded):
     trade(seeded, "buy", "0.1", "60000")
     trade(seeded, "buy", "1", "600", symbol="BNBUSDT")
     limit(seeded, max_position_notional=Decimal("6500"))  # BTC 6000 + BNB 600 = 6600 already

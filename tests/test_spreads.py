@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from market_helpers import RECENT_NOON, quote
 from spreadedge.cli import main
-from trading_helpers import rows
+from trading_helpers import list_spot, rows
 
 T0 = RECENT_NOON
 
@@ -18,11 +18,7 @@ T0 = RECENT_NOON
 def two_venues(seeded):
     """BTC/USDT spot on binance (seeded) and okx, both with a 0.1 % taker fee, and gateio at 0.2 %."""
     for exchange, symbol in (("okx", "BTC-USDT"), ("gateio", "BTC_USDT")):
-        seeded.execute(
-            "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
-            " market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)",
-            [exchange, symbol],
-        )
+        list_spot(seeded, exchange, symbol, min_notional=Decimal("5"))
     return seeded
 
 
@@ -90,10 +86,7 @@ def test_the_cheapest_buy_sells_at_the_second_best_bid_when_the_best_is_on_its_o
 def test_two_instruments_of_a_pair_on_one_exchange_count_as_one_place_to_sell(two_venues):
     # okx quotes BTC/USDT spot twice, and both bids beat every other exchange's: the cheapest buy,
     # on okx, still sells on the best other exchange
-    two_venues.execute(
-        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-2', base_asset => 'BTC',"
-        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001)"
-    )
+    list_spot(two_venues, "okx", "BTC-USDT-2")
     quote(two_venues, T0, "99.99", "100", exchange="okx", symbol="BTC-USDT")
     quote(two_venues, T0, "99.98", "100.2", exchange="okx", symbol="BTC-USDT-2")
     quote(two_venues, T0, "99.9", "100.3")
@@ -110,18 +103,10 @@ def test_instruments_of_another_market_type_are_not_compared(two_venues):
     assert two_venues.execute("select count(*) from market.current_spreads").fetchone()[0] == 0
 
 
-def list_btc_usdt(conn, exchange, symbol, taker_fee="0.001"):
-    conn.execute(
-        "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
-        " market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, taker_fee => %s)",
-        [exchange, symbol, Decimal(taker_fee)],
-    )
-
-
 def test_equal_spreads_go_to_the_buy_exchange_then_the_sell_exchange_first_by_code(seeded):
     # kraken was added before bybit, so their ids and their codes sort the other way round
-    list_btc_usdt(seeded, "kraken", "XBTUSDT")
-    list_btc_usdt(seeded, "bybit", "BTCUSDT")
+    list_spot(seeded, "kraken", "XBTUSDT", taker_fee=Decimal("0.001"))
+    list_spot(seeded, "bybit", "BTCUSDT", taker_fee=Decimal("0.001"))
     quote(seeded, T0, "100", "100.1", exchange="kraken", symbol="XBTUSDT")
     quote(seeded, T0, "100", "100.1", exchange="bybit", symbol="BTCUSDT")
     best = seeded.execute("select buy_exchange, sell_exchange from market.current_spreads").fetchall()
@@ -130,11 +115,7 @@ def test_equal_spreads_go_to_the_buy_exchange_then_the_sell_exchange_first_by_co
 
 def test_current_spreads_has_one_row_per_pair_and_market_type_in_their_order(two_venues):
     for exchange, symbol in (("binance", "ETHUSDT2"), ("okx", "ETH-USDT")):
-        two_venues.execute(
-            "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'ETH', quote_asset => 'USDT',"
-            " market_type => 'spot', tick_size => 0.01, lot_size => 0.0001)",
-            [exchange, symbol],
-        )
+        list_spot(two_venues, exchange, symbol, base_asset="ETH")
     quote(two_venues, T0, "3000", "3000.5", symbol="ETHUSDT2")
     quote(two_venues, T0, "3001", "3001.5", exchange="okx", symbol="ETH-USDT")
     quote(two_venues, T0, "100", "100.1")

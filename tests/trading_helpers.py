@@ -61,12 +61,27 @@ def order(conn: psycopg.Connection, order_id: int) -> dict[str, Any]:
         return cur.execute("select * from trading.orders where order_id = %s", [order_id]).fetchone()
 
 
+def list_spot(
+    conn: psycopg.Connection, exchange: str, symbol: str, base_asset: str = "BTC", **settings: Any
+) -> None:
+    """A spot instrument of base_asset/USDT (the exchange's default fees unless settings give them)."""
+    call(
+        conn,
+        "ref.upsert_instrument",
+        exchange=exchange,
+        symbol=symbol,
+        base_asset=base_asset,
+        quote_asset="USDT",
+        market_type="spot",
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.0001"),
+        **settings,
+    )
+
+
 def list_okx_btc_spot(conn: psycopg.Connection) -> None:
     """BTC/USDT spot on okx too (the seed lists it on binance only): a pair for spread trades."""
-    conn.execute(
-        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT', base_asset => 'BTC',"
-        " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001, min_notional => 5)"
-    )
+    list_spot(conn, "okx", "BTC-USDT", min_notional=Decimal("5"))
 
 
 def place(
