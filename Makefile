@@ -35,7 +35,7 @@ migrate: bootstrap ## Apply pending migrations and re-apply functions/
 bench: bootstrap ## Run the benchmarks against PostgreSQL baselines (options: BENCH_ARGS=--quick)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-instructions: bootstrap ## Count instructions per fill, placement and PnL summary with callgrind (audit and risk limits on and off)
+bench-instructions: bootstrap ## Count instructions per fill, placement, PnL summary and orders page with callgrind (audit and risk limits on and off)
 	command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind
 	$(BIN)/python -m bench.instructions $(BENCH_INSTRUCTIONS_ARGS)
 

@@ -14,7 +14,9 @@ a fill (bench/sql/instructions_fill.sql) with the audit triggers on and off, a p
 bench/sql/monitor_limits_on.sql, first with no market data (each position is marked at the
 instrument's latest fill) and then with a quote for every instrument (as in `make bench`), then
 with those limits for sells only (each reduces a long position) and buys only (each adds to one),
-and a 30-day PnL summary of a strategy (bench/sql/instructions_pnl.sql), mostly its planning.
+a 30-day PnL summary of a strategy (bench/sql/instructions_pnl.sql), mostly its planning, and an
+orders page (bench/sql/instructions_history.sql): BTCUSDT, 100 rows, as a trader owning half the
+live strategies, after the placements (about 1,500 BTCUSDT orders).
 ``make bench-instructions`` installs valgrind when it is missing.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -107,6 +110,30 @@ def pnl_script(conn: psycopg.Connection[tuple[object, ...]], count: int) -> str:
     return script(conn, "instructions_pnl.sql", ({"strategy": 1 + n % STRATEGIES} for n in range(count)))
 
 
+def history_script(conn: psycopg.Connection[tuple[object, ...]], count: int, user_id: int) -> str:
+    """``count`` orders pages, the same page each time, as the trader ``user_id``."""
+    return script(conn, "instructions_history.sql", ({"user_id": str(user_id)} for _ in range(count)))
+
+
+def history_reader(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+    """The user id of a trader owning the even live strategies (created here)."""
+    for stmt in statements("instructions_history_reader.sql"):
+        conn.execute(stmt, {"password": secrets.token_urlsafe(24)})
+    row = conn.execute("select auth.user_id_of('instructions-reader')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def full_page(conninfo: str, user_id: int) -> None:
+    """Check that the counted page is a full one: 100 orders, and how many the reader can page through."""
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(statement("instructions_history_check.sql"), {"user_id": str(user_id)}).fetchone()
+    assert row is not None
+    if len(row[0]["items"]) != 100:
+        raise RuntimeError(f"the counted orders page has {len(row[0]['items'])} orders, not 100")
+    echo(f"the orders page's trader sees {row[1]:,} BTCUSDT orders")
+
+
 def summary_instructions(out_file: Path) -> int:
     """The instructions callgrind collected (its ``summary:`` line)."""
     for line in out_file.read_text().splitlines():
@@ -175,6 +202,8 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
             for side in ("sell", "buy")
         }
         summaries = (pnl_script(conn, sizes[0]), pnl_script(conn, sizes[1]))
+        reader = history_reader(conn)
+        pages = (history_script(conn, sizes[0], reader), history_script(conn, sizes[1], reader))
 
     def count_stopped(scripts: tuple[str, str], name: str, what: str) -> Count:
         # why stopped: a single-user backend needs the data directory to itself
@@ -209,6 +238,9 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
     counts.append(count_stopped(by_side["sell"], "placement, limits, reducing", "sells with risk limits"))
     counts.append(count_stopped(by_side["buy"], "placement, limits, adding", "buys with risk limits"))
     run_sql(conninfo, "monitor_limits_off.sql", strategies=STRATEGIES)
+    # after the placements, so that the page merges over orders of every live strategy
+    full_page(conninfo, reader)
+    counts.append(count_stopped(pages, "orders page, 100 rows", "orders pages (BTCUSDT, 100 rows, a trader)"))
     return counts
 
 
