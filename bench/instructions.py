@@ -16,7 +16,7 @@ instrument's latest fill) and then with a quote for every instrument (as in `mak
 with those limits for sells only (each reduces a long position) and buys only (each adds to one),
 a 30-day PnL summary of a strategy (bench/sql/instructions_pnl.sql), mostly its planning, and an
 orders page (bench/sql/instructions_history.sql): BTCUSDT, 100 rows, as a trader owning half the
-live strategies, after the placements (about 1,500 BTCUSDT orders).
+live strategies, after the placements (its trader then sees 485 BTCUSDT orders).
 ``make bench-instructions`` installs valgrind when it is missing.
 """
 

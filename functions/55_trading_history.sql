@@ -124,7 +124,7 @@ create or replace function internal.instrument_ids_matching(p_symbol text, p_exc
     -- why plpgsql: a SQL function whose body has a subquery is not inlined, so every page parsed
     -- and planned it again (0.3 M instructions), and its one "is null or" filter read every
     -- instrument (2 M with 1,200 instruments); PL/pgSQL keeps a plan per branch for the session,
-    -- each a probe of the (exchange_id, symbol) index
+    -- each reading the (exchange_id, symbol) index
     language plpgsql
 as $$
 -- Instruments matching a symbol and/or exchange code; null when neither is given (no filter).

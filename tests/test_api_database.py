@@ -40,7 +40,7 @@ def test_the_function_runs_for_the_user_of_the_token(
 
 
 def test_the_users_scope_ends_with_the_request(api: Api, history_db: tuple[str, dict[str, int]]) -> None:
-    url, _ids = history_db
+    url, ids = history_db
 
     async def work(pool: AsyncConnectionPool) -> tuple[Any, Any]:
         scoped = await database.call(pool, "internal.session_user_id", {}, token=api.tokens["bob"])
@@ -48,7 +48,7 @@ def test_the_users_scope_ends_with_the_request(api: Api, history_db: tuple[str, 
         return scoped, after
 
     scoped, after = with_pool(url, work)
-    assert scoped is not None
+    assert scoped == ids["bob"]
     assert after is None
 
 
