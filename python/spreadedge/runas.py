@@ -47,8 +47,9 @@ def can_reach(path: Path) -> bool:
 
 
 def give(path: Path) -> None:
-    """Make RUN_USER the owner of ``path`` (root only)."""
+    """Make RUN_USER the owner of ``path`` (root only), creating RUN_USER on a new machine."""
     if is_root():
+        ensure_user()
         user = pwd.getpwnam(RUN_USER)
         os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
