@@ -247,3 +247,23 @@ def test_parse_time_reads_iso_8601_and_epoch_milliseconds_only(db, text, expecte
 )
 def test_parse_decimal_reads_plain_numbers_only(db, text, expected):
     assert db.execute("select internal.parse_decimal(%s)", [text]).fetchone()[0] == expected
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "internal.number_problem('price', v.t, v.n, true)",
+        "internal.time_problem('traded_at', v.t, v.at)",
+        "internal.parse_decimal(v.t)",
+        "internal.parse_time(v.t)",
+    ],
+)
+def test_the_loaders_row_checks_are_inlined_into_their_query(db, call):
+    # why it matters: a SQL function PostgreSQL does not inline is a function call per loaded value
+    # (an immutable one that calls a stable function such as format() is never inlined)
+    plan = db.execute(
+        f"explain (verbose, costs off) select {call}"
+        " from (values ('1', 1.0, now()), ('x', null, null)) as v (t, n, at)"
+    ).fetchall()
+    name = call.split("(")[0]
+    assert not any(name + "(" in line for (line,) in plan), plan
