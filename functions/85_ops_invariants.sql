@@ -58,7 +58,8 @@ comment on aggregate internal.fill_fold(numeric, numeric) is
 
 create or replace function internal.jsonb_differences(p_stored jsonb, p_expected jsonb)
     returns text
-    immutable
+    -- why stable: format() is
+    stable
     language sql
 as $$
     -- The keys present in both objects whose values differ, as "key: stored -> expected"; null when
