@@ -10,6 +10,7 @@ import psycopg
 import pytest
 import zstandard
 from click.testing import CliRunner
+from psycopg import sql
 
 from market_helpers import RECENT_NOON
 from spreadedge import ingest
@@ -261,9 +262,9 @@ def test_parse_decimal_reads_plain_numbers_only(db, text, expected):
 def test_the_loaders_row_checks_are_inlined_into_their_query(db, call):
     # why it matters: a SQL function PostgreSQL does not inline is a function call per loaded value
     # (an immutable one that calls a stable function such as format() is never inlined)
-    plan = db.execute(
-        f"explain (verbose, costs off) select {call}"
-        " from (values ('1', 1.0, now()), ('x', null, null)) as v (t, n, at)"
-    ).fetchall()
+    query = sql.SQL(
+        "explain (verbose, costs off) select {} from (values ('1', 1.0, now()), ('x', null, null)) as v (t, n, at)"
+    ).format(sql.SQL(call))
+    plan = db.execute(query).fetchall()
     name = call.split("(")[0]
     assert not any(name + "(" in line for (line,) in plan), plan
