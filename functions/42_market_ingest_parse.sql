@@ -56,11 +56,16 @@ create or replace function internal.parse_time(p_text text)
     stable
     language sql
 as $$
-    -- internal.parse_time_checked, with a fast path for the common case: a canonical ISO 8601
-    -- time in years 1000-9999 on a day 01-28 (a day every month has), whose cast cannot fail, is
-    -- cast at once.
+    -- internal.parse_time_checked, with fast paths for the common cases: thirteen digits (epoch
+    -- milliseconds, what Binance, Bybit and OKX send) are converted at once, and a canonical ISO
+    -- 8601 time in years 1000-9999 on a day 01-28 (a day every month has), whose cast cannot
+    -- fail, is cast at once.
     -- why: this runs for every loaded row; as one expression it is inlined into the loader's query
+    -- why translate, not a regular expression, for the digits: 0.85 instead of 3.6 µs a value,
+    -- and an ISO time pays only for the length test
     select case
+        when length(p_text) = 13 and translate(p_text, '0123456789', '') = ''
+        then timestamptz '1970-01-01 00:00:00+00' + interval '1 millisecond' * p_text::bigint
         when p_text ~ '^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
         then (case when p_text ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' then p_text else p_text || 'Z' end)::timestamptz
         else internal.parse_time_checked(p_text)
