@@ -105,6 +105,7 @@ begin
             using errcode = '22S09';
     end if;
 
+    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id;
     -- why the position is locked before the trade id is drawn: fills of one position then get
     -- increasing trade ids in the order they are applied, so folding a position's trades by
     -- trade_id reproduces it exactly
@@ -113,8 +114,8 @@ begin
     where p.strategy_id = v_order.strategy_id and p.instrument_id = v_order.instrument_id
     for update;
     if v_position.strategy_id is null then
-        insert into trading.positions (strategy_id, instrument_id)
-        values (v_order.strategy_id, v_order.instrument_id)
+        insert into trading.positions (strategy_id, instrument_id, multiplier)
+        values (v_order.strategy_id, v_order.instrument_id, v_instrument.multiplier)
         on conflict do nothing;
         select p.* into v_position
         from trading.positions p
@@ -122,7 +123,6 @@ begin
         for update;
     end if;
 
-    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id;
     v_trade_id := nextval('trading.trade_id_seq');
     insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)
     values (v_instrument.exchange_id, record_fill.exchange_trade_id, v_trade_id, record_fill.executed_at)

@@ -35,8 +35,8 @@ begin
     end if;
 
     -- why: lock the position first, in the same order as record_fill, so the two never deadlock
-    insert into trading.positions (strategy_id, instrument_id)
-    values (v_strategy.strategy_id, v_instrument.instrument_id)
+    insert into trading.positions (strategy_id, instrument_id, multiplier)
+    values (v_strategy.strategy_id, v_instrument.instrument_id, v_instrument.multiplier)
     on conflict do nothing;
     perform 1 from trading.positions p
     where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id

@@ -322,8 +322,11 @@ begin
                     -- the order's position after it, at p_price
                     v_observed := abs(v_held + v_delta) * p_instrument.multiplier * p_price;
                     -- and the scope's other positions at their mark (an instrument's limit has none)
-                    if l.instrument_id is null then
-                        select v_observed + coalesce(sum(abs(p.quantity) * i.multiplier
+                    -- why the position's own multiplier (trading.positions.multiplier): joining
+                    -- the positions to ref.instruments for it planned a sort and a merge join
+                    -- that cost more than the rest of the statement
+                    if l.instrument_id is null and l.exchange_id is null then
+                        select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
                                    -- trading.mark_price's steps, without its call: the latest
                                    -- fill only for an instrument without market data
                                    * coalesce((select internal.quote_mark(lp.bid, lp.ask, lp.last_price)
@@ -332,10 +335,21 @@ begin
                                               internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
                         into v_observed
                         from trading.positions p
-                        join ref.instruments i on i.instrument_id = p.instrument_id
+                        where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
+                          and p.quantity <> 0;
+                    elsif l.instrument_id is null then
+                        -- an exchange's limit: why a statement of its own, as for the daily loss below
+                        select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
+                                   * coalesce((select internal.quote_mark(lp.bid, lp.ask, lp.last_price)
+                                               from market.latest_prices lp
+                                               where lp.instrument_id = p.instrument_id),
+                                              internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
+                        into v_observed
+                        from trading.positions p
                         where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
                           and p.quantity <> 0
-                          and (l.exchange_id is null or i.exchange_id = l.exchange_id);
+                          and p.instrument_id in (select i.instrument_id from ref.instruments i
+                                                  where i.exchange_id = l.exchange_id);
                     end if;
                     if v_observed > l.max_position_notional then
                         limit_kind := 'max_position_notional';

@@ -64,6 +64,8 @@ create table ref.instruments (
     created_at    timestamptz not null default now(),
     updated_at    timestamptz not null default now(),
     unique (exchange_id, symbol),
+    -- why: the key trading.positions copies the multiplier through, so that it always equals this one
+    unique (instrument_id, multiplier),
     -- why: an instrument can only be of a market type its exchange offers
     foreign key (exchange_id, market_type) references ref.exchange_markets
 );

@@ -243,7 +243,7 @@ create index trades_executed_brin_idx on trading.trades using brin (executed_at)
 -- ============================================================================
 create table trading.positions (
     strategy_id        integer not null references trading.strategies,
-    instrument_id      integer not null references ref.instruments,
+    instrument_id      integer not null,
     quantity           numeric not null default 0,
     avg_entry_price    numeric,
     realized_pnl_gross numeric not null default 0,
@@ -253,7 +253,13 @@ create table trading.positions (
     trade_count        integer not null default 0,
     opened_at          timestamptz,
     updated_at         timestamptz not null default now(),
+    multiplier         numeric not null,
     primary key (strategy_id, instrument_id),
+    -- why the multiplier too: the pre-trade risk check values a strategy's positions without a
+    -- join to ref.instruments (a sort and a merge join that cost a tenth of a placement's
+    -- throughput); the key keeps the copy equal to the instrument's and carries changes over
+    foreign key (instrument_id, multiplier) references ref.instruments (instrument_id, multiplier)
+        on update cascade,
     -- why: a flat position has no entry price; an open one always has one
     check ((quantity = 0.0) = (avg_entry_price is null)),
     check ((quantity = 0.0) = (opened_at is null))
@@ -272,6 +278,8 @@ comment on column trading.positions.realized_pnl_gross is 'PnL realized by reduc
 comment on column trading.positions.fees_paid is 'Fees paid in the quote asset (negative part = rebates).';
 comment on column trading.positions.funding is 'Funding received (positive) or paid (negative).';
 comment on column trading.positions.realized_pnl is 'realized_pnl_gross - fees_paid + funding.';
+comment on column trading.positions.multiplier is
+    'The instrument''s contract multiplier, kept equal to ref.instruments.multiplier by the foreign key (changes cascade).';
 comment on column trading.positions.opened_at is 'When the current non-zero position was opened (or flipped).';
 
 -- ============================================================================

@@ -225,6 +225,32 @@ def test_position_notional_values_a_position_without_market_data_at_another_stra
     assert risk_events(seeded)[0][::3] == (rejected, Decimal("2000.00"))  # BTC 0.01 x 60000 + BNB 2 x 700
 
 
+def test_position_notional_values_the_other_positions_with_their_instruments_current_multiplier(seeded):
+    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")  # 10 x 0.01 x 60000 = 6000
+    limit(seeded, max_position_notional=Decimal("7000"))
+    placed = place(seeded, "buy", "0.01", "60000")  # 600 + 6000
+    seeded.execute(
+        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-SWAP', base_asset => 'BTC',"
+        " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 0.1, lot_size => 1,"
+        " min_notional => 0, multiplier => 0.02)"
+    )
+
+    rejected = place(seeded, "buy", "0.01", "60000")  # 600 + 10 x 0.02 x 60000
+
+    assert (order(seeded, placed)["status"], order(seeded, rejected)["status"]) == ("new", "rejected")
+    assert risk_events(seeded)[0][::3] == (rejected, Decimal("12600"))
+
+
+def test_an_exchange_limit_on_position_notional_counts_that_exchanges_other_positions(seeded):
+    trade(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
+    limit(seeded, exchange="binance", max_position_notional=Decimal("1000"))
+
+    rejected = place(seeded, "buy", "0.01", "60000")
+
+    assert risk_events(seeded)[0][::3] == (rejected, Decimal("1200"))  # BTC 600 + BNB 600, not ETH
+
+
 def test_an_exchange_limit_on_position_notional_leaves_other_exchanges_positions_out(seeded):
     trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
     limit(seeded, exchange="binance", max_position_notional=Decimal("1000"))

@@ -97,3 +97,37 @@ def test_a_position_is_flat_exactly_when_it_has_no_entry_price_and_no_open_time(
         seeded.execute(
             sql.SQL("update trading.positions set {} where quantity <> 0").format(sql.SQL(assignment))
         )
+
+
+def test_a_position_takes_its_instruments_multiplier_from_a_fill_and_from_funding(seeded):
+    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")
+    seeded.execute(
+        "select trading.record_funding(strategy => 'beta', exchange => 'okx', symbol => 'BTC-USDT-SWAP',"
+        " amount => 1.5, paid_at => now())"
+    )
+    rows = seeded.execute(
+        "select s.name, p.multiplier from trading.positions p"
+        " join trading.strategies s using (strategy_id) order by s.name"
+    ).fetchall()
+    assert rows == [("alpha", Decimal("0.01")), ("beta", Decimal("0.01"))]
+
+
+def test_a_position_refuses_a_multiplier_that_is_not_its_instruments(seeded):
+    trade_id = trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        seeded.execute(
+            "update trading.positions p set multiplier = 1"
+            " from trading.trades t where t.trade_id = %s and p.strategy_id = t.strategy_id"
+            " and p.instrument_id = t.instrument_id",
+            [trade_id],
+        )
+
+
+def test_a_changed_instrument_multiplier_is_carried_to_its_positions(seeded):
+    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")
+    seeded.execute(
+        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-SWAP', base_asset => 'BTC',"
+        " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 0.1, lot_size => 1,"
+        " min_notional => 0, multiplier => 0.02)"
+    )
+    assert seeded.execute("select multiplier from trading.positions").fetchall() == [(Decimal("0.02"),)]
