@@ -279,8 +279,9 @@ create table trading.positions (
     multiplier         numeric not null,
     primary key (strategy_id, instrument_id),
     -- why the multiplier too: the pre-trade risk check values a strategy's positions without a
-    -- join to ref.instruments (a sort and a merge join that cost a tenth of a placement's
-    -- throughput); the key keeps the copy equal to the instrument's and carries changes over
+    -- join to ref.instruments (a sort and a merge join: 0.11 M of the 1.91 M instructions of a
+    -- placement that adds to a position); the key keeps the copy equal to the instrument's and
+    -- carries changes over
     foreign key (instrument_id, multiplier) references ref.instruments (instrument_id, multiplier)
         on update cascade,
     -- why: a flat position has no entry price; an open one always has one
