@@ -323,8 +323,8 @@ begin
                     v_observed := abs(v_held + v_delta) * p_instrument.multiplier * p_price;
                     -- and the scope's other positions at their mark (an instrument's limit has none)
                     -- why the position's own multiplier (trading.positions.multiplier): joining
-                    -- the positions to ref.instruments for it planned a sort and a merge join
-                    -- that cost more than the rest of the statement
+                    -- the positions to ref.instruments for it planned a sort and a merge join,
+                    -- a third of the statement's instructions
                     if l.instrument_id is null and l.exchange_id is null then
                         select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
                                    -- trading.mark_price's steps, without its call: the latest
