@@ -1,8 +1,9 @@
 """The tables every fill writes refuse impossible values themselves, whatever wrote them.
 
-Their CHECK constraints are written for speed (migration 0005: one range containment for "positive
-and finite"); these tests pin down that they still refuse NaN,
-the infinities, zero and negatives where the old ones did, and accept what the old ones accepted.
+Their rules are written for speed: one-column rules are domains (migration 0013: read once per
+session, checked only on assigned values), the rest small table checks (migration 0005: one range
+containment for "positive and finite"). These tests pin down that they still refuse NaN, the
+infinities, zero and negatives where the old checks did, and accept what the old checks accepted.
 """
 
 from __future__ import annotations
