@@ -1,7 +1,9 @@
 -- spreadedge functions: fills
 -- trading.record_fill: one fill recorded as a trade, applied to its order, its position and the
 -- hourly and daily PnL rollups, all in the caller's transaction. Locks are taken in one order (order row, then
--- position row, then trade key, then rollup rows) so concurrent fills never deadlock one another.
+-- instrument row (key share), then position row, then trade key, then rollup rows) so concurrent
+-- fills never deadlock one another, nor with a change of the instrument's multiplier (which locks
+-- the instrument row, then its positions).
 
 create or replace function internal.fee_in_quote(
     p_instrument  ref.instruments,
@@ -105,7 +107,13 @@ begin
             using errcode = '22S09';
     end if;
 
-    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id;
+    -- why FOR KEY SHARE: the fill's PnL and the position's copy of the multiplier must be the
+    -- instrument's when the fill commits. A concurrent change of the multiplier (a key of the
+    -- positions' foreign key) waits for this lock, or this read waits for it and sees the new
+    -- value; read unlocked, a first fill failed that foreign key (23503) and a closing fill
+    -- realized its PnL at the old multiplier. The trade's foreign key takes the same lock anyway.
+    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id
+    for key share;
     -- why the position is locked before the trade id is drawn: fills of one position then get
     -- increasing trade ids in the order they are applied, so folding a position's trades by
     -- trade_id reproduces it exactly

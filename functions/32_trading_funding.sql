@@ -34,6 +34,10 @@ begin
             using errcode = '22S10';
     end if;
 
+    -- why FOR KEY SHARE, as in record_fill: the position's copy of the multiplier must be the
+    -- instrument's at commit; a concurrent change of it waits, or this read waits and sees it
+    select i.* into v_instrument from ref.instruments i where i.instrument_id = v_instrument.instrument_id
+    for key share;
     -- why: lock the position first, in the same order as record_fill, so the two never deadlock
     insert into trading.positions (strategy_id, instrument_id, multiplier)
     values (v_strategy.strategy_id, v_instrument.instrument_id, v_instrument.multiplier)

@@ -2,13 +2,14 @@
 
 import random
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal as D
 
 import psycopg
 
 from market_helpers import RECENT_NOON
-from trading_helpers import call
+from trading_helpers import call, place, trade
 
 ROLLUPS = [
     (
@@ -161,3 +162,107 @@ def test_concurrent_fills_on_shared_positions_lose_nothing(seeded, seeded_url):
             ).fetchall()
             == []
         ), rollup
+
+
+SWAP_MULTIPLIER_0_02 = (
+    "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-SWAP', base_asset => 'BTC',"
+    " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 0.1, lot_size => 1,"
+    " min_notional => 0, multiplier => 0.02)"
+)
+
+
+def _waits_for_a_lock(conn: psycopg.Connection, pid: int) -> bool:
+    """Whether backend pid comes to wait for a lock within 30 s."""
+    for _ in range(300):
+        if conn.execute(
+            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
+        ).fetchone():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _race_a_multiplier_change(seeded, seeded_url, function: str, **kwargs) -> tuple[bool, list[Exception]]:
+    """Call function while another transaction has changed the swap's multiplier to 0.02 and not yet
+    committed; commit the change once the call waits for it. Whether it waited, and what it raised."""
+    failures: list[Exception] = []
+
+    def racer(conn: psycopg.Connection) -> None:
+        try:
+            call(conn, function, **kwargs)
+        except Exception as exc:  # asserted on by the test
+            failures.append(exc)
+
+    with psycopg.connect(seeded_url) as changer, psycopg.connect(seeded_url, autocommit=True) as caller:
+        changer.execute(SWAP_MULTIPLIER_0_02)  # not committed yet
+        thread = threading.Thread(target=racer, args=(caller,))
+        thread.start()
+        waited = _waits_for_a_lock(seeded, caller.info.backend_pid)
+        changer.commit()
+        thread.join(timeout=30)
+    return waited, failures
+
+
+def test_a_first_fill_racing_a_multiplier_change_opens_its_position_at_the_new_multiplier(seeded, seeded_url):
+    order_id = call(
+        seeded,
+        "trading.place_order",
+        strategy="alpha",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        side="buy",
+        quantity=D("10"),
+        price=D("60000"),
+    )
+    waited, failures = _race_a_multiplier_change(
+        seeded,
+        seeded_url,
+        "trading.record_fill",
+        order_id=order_id,
+        exchange_trade_id="race-1",
+        quantity=D("10"),
+        price=D("60000"),
+    )
+    assert (waited, failures) == (True, [])
+    assert seeded.execute("select quantity, multiplier from trading.positions").fetchall() == [
+        (D("10"), D("0.02"))
+    ]
+
+
+def test_a_closing_fill_racing_a_multiplier_change_realizes_pnl_at_the_new_multiplier(seeded, seeded_url):
+    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")
+    order_id = place(seeded, "sell", "10", "61000", exchange="okx", symbol="BTC-USDT-SWAP")
+    waited, failures = _race_a_multiplier_change(
+        seeded,
+        seeded_url,
+        "trading.record_fill",
+        order_id=order_id,
+        exchange_trade_id="race-2",
+        quantity=D("10"),
+        price=D("61000"),
+    )
+    assert (waited, failures) == (True, [])
+    # 1,000 a contract on 10 contracts of 0.02 BTC (at the old 0.01 it would read 100)
+    assert seeded.execute(
+        "select p.quantity, p.realized_pnl_gross, t.realized_pnl_gross from trading.positions p"
+        " join trading.trades t using (strategy_id, instrument_id) where t.exchange_trade_id = 'race-2'"
+    ).fetchall() == [(D("0"), D("200"), D("200"))]
+
+
+def test_a_first_funding_racing_a_multiplier_change_opens_its_position_at_the_new_multiplier(
+    seeded, seeded_url
+):
+    waited, failures = _race_a_multiplier_change(
+        seeded,
+        seeded_url,
+        "trading.record_funding",
+        strategy="alpha",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        amount=D("1.5"),
+        paid_at=RECENT_NOON,
+    )
+    assert (waited, failures) == (True, [])
+    assert seeded.execute("select funding, multiplier from trading.positions").fetchall() == [
+        (D("1.5"), D("0.02"))
+    ]
