@@ -167,8 +167,24 @@ def per_call(
     return Count(name, calls, (large - small) / calls)
 
 
-def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[Count]:
-    """Set up the fixtures and history, then count each measurement (the server stopped for each)."""
+MEASUREMENTS = (
+    "fill",
+    "fill, audit off",
+    "placement",
+    "pnl_summary, 30 days",
+    "placement, limits, no quotes",
+    "placement, risk limits",
+    "placement, limits, reducing",
+    "placement, limits, adding",
+    "orders page, 100 rows",
+)
+
+
+def measure(
+    cluster: Cluster, dbname: str, calls: int, work_dir: Path, only: frozenset[str] = frozenset(MEASUREMENTS)
+) -> list[Count]:
+    """Set up the fixtures and history, then count each measurement in only (the server stopped
+    for each)."""
     conninfo = cluster.conninfo(dbname)
     with psycopg.connect(conninfo) as conn:
         for stmt in statements("fixtures.sql"):
@@ -205,42 +221,42 @@ def measure(cluster: Cluster, dbname: str, calls: int, work_dir: Path) -> list[C
         reader = history_reader(conn)
         pages = (history_script(conn, sizes[0], reader), history_script(conn, sizes[1], reader))
 
-    def count_stopped(scripts: tuple[str, str], name: str, what: str) -> Count:
+    counts: list[Count] = []
+
+    def count_stopped(scripts: tuple[str, str], name: str, what: str) -> None:
+        if name not in only:
+            return
         # why stopped: a single-user backend needs the data directory to itself
         echo(f"{calls} {what}")
         cluster.stop()
         try:
-            return per_call(cluster, dbname, scripts, calls, work_dir, name)
+            counts.append(per_call(cluster, dbname, scripts, calls, work_dir, name))
         finally:
             cluster.start()
 
-    counts = [count_stopped(fills["on"], "fill", "fills with the audit triggers on")]
+    count_stopped(fills["on"], "fill", "fills with the audit triggers on")
     with writes.audit_disabled(conninfo):
-        counts.append(count_stopped(fills["off"], "fill, audit off", "fills with the audit triggers off"))
-    counts.append(count_stopped(placements, "placement", "placements without risk limits"))
-    counts.append(count_stopped(summaries, "pnl_summary, 30 days", "PnL summaries (a strategy, 30 days)"))
+        count_stopped(fills["off"], "fill, audit off", "fills with the audit triggers off")
+    count_stopped(placements, "placement", "placements without risk limits")
+    count_stopped(summaries, "pnl_summary, 30 days", "PnL summaries (a strategy, 30 days)")
     run_sql(conninfo, "monitor_limits_on.sql", strategies=STRATEGIES)
-    counts.append(
-        count_stopped(
-            placements,
-            "placement, limits, no quotes",
-            "placements with risk limits, no market data (positions marked at their last fill)",
-        )
+    count_stopped(
+        placements,
+        "placement, limits, no quotes",
+        "placements with risk limits, no market data (positions marked at their last fill)",
     )
     run_sql(conninfo, "instructions_quotes.sql")
-    counts.append(
-        count_stopped(
-            placements,
-            "placement, risk limits",
-            "placements with risk limits (order notional, position notional, daily loss)",
-        )
+    count_stopped(
+        placements,
+        "placement, risk limits",
+        "placements with risk limits (order notional, position notional, daily loss)",
     )
-    counts.append(count_stopped(by_side["sell"], "placement, limits, reducing", "sells with risk limits"))
-    counts.append(count_stopped(by_side["buy"], "placement, limits, adding", "buys with risk limits"))
+    count_stopped(by_side["sell"], "placement, limits, reducing", "sells with risk limits")
+    count_stopped(by_side["buy"], "placement, limits, adding", "buys with risk limits")
     run_sql(conninfo, "monitor_limits_off.sql", strategies=STRATEGIES)
     # after the placements, so that the page merges over orders of every live strategy
     full_page(conninfo, reader)
-    counts.append(count_stopped(pages, "orders page, 100 rows", "orders pages (BTCUSDT, 100 rows, a trader)"))
+    count_stopped(pages, "orders page, 100 rows", "orders pages (BTCUSDT, 100 rows, a trader)")
     return counts
 
 
@@ -261,10 +277,15 @@ def report(counts: list[Count]) -> str:
     by_name = {count.name: count.per_call for count in counts}
     lines = [f"{'measurement':<28}{'instructions per call':>24}"]
     lines += [f"{count.name:<28}{count.per_call:>24,.0f}" for count in counts]
-    lines.append(f"{'audit on vs off (fill)':<28}{by_name['fill, audit off'] / by_name['fill']:>24.2f}")
-    lines.append(
-        f"{'risk limits on vs off':<28}{by_name['placement'] / by_name['placement, risk limits']:>24.2f}"
+    ratios = (
+        ("audit on vs off (fill)", "fill, audit off", "fill"),
+        ("risk limits on vs off", "placement", "placement, risk limits"),
     )
+    lines += [
+        f"{label:<28}{by_name[numerator] / by_name[denominator]:>24.2f}"
+        for label, numerator, denominator in ratios
+        if numerator in by_name and denominator in by_name
+    ]
     return "\n".join(lines)
 
 
@@ -288,14 +309,21 @@ def report(counts: list[Count]) -> str:
     default=None,
     help="Keep the callgrind files in this directory (for callgrind_annotate).",
 )
-def main(calls: int, output: Path | None, profiles: Path | None) -> None:
+@click.option(
+    "--only",
+    "only",
+    type=click.Choice(MEASUREMENTS),
+    multiple=True,
+    help="Count only this measurement (repeatable); every one by default.",
+)
+def main(calls: int, output: Path | None, profiles: Path | None, only: tuple[str, ...]) -> None:
     """Instructions per fill, per placement and per PnL summary (callgrind), in a scratch cluster."""
     if shutil.which("valgrind") is None:
         raise click.ClickException(
             "valgrind is not installed: run `make bench-instructions`, or apt-get install valgrind"
         )
     with work_directory() as work_dir, scratch.scratch_cluster(keep=False, echo=echo) as cluster:
-        counts = measure(cluster, APP_DB, calls, work_dir)
+        counts = measure(cluster, APP_DB, calls, work_dir, frozenset(only or MEASUREMENTS))
         if profiles is not None:
             profiles.mkdir(parents=True, exist_ok=True)
             for profile in sorted(work_dir.glob("*.callgrind")):
