@@ -240,8 +240,10 @@ begin
     end if;
 
     v_order_id := nextval('trading.order_id_seq');
-    insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id)
-    values (v_order_id, place_order.placed_at, v_instrument.exchange_id, place_order.client_order_id)
+    -- the key carries the strategy and instrument the order and its trades are held to
+    insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id, strategy_id, instrument_id)
+    values (v_order_id, place_order.placed_at, v_instrument.exchange_id, place_order.client_order_id,
+            v_strategy.strategy_id, v_instrument.instrument_id)
     on conflict (exchange_id, client_order_id) do nothing;
     if not found then
         -- why: a concurrent placement with the same client_order_id committed first

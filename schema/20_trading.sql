@@ -90,25 +90,35 @@ comment on sequence trading.order_id_seq is 'Order ids, unique across all order 
 -- why: orders is partitioned by created_at, and a unique index on a partitioned table must include
 -- the partition key; this table makes order_id and (exchange, client_order_id) unique across all
 -- partitions and finds an order's partition from its id alone.
+-- It also carries the order's strategy and instrument, checked here once at placement: orders and
+-- trades reference their key by (order_id, strategy_id, instrument_id), so a trade's strategy and
+-- instrument are its order's, with one foreign key each instead of three (migration 0014).
 create table trading.order_keys (
     order_id        bigint primary key,
     created_at      timestamptz not null,
     exchange_id     smallint not null references ref.exchanges,
     client_order_id trading.nonempty_text,
-    unique (exchange_id, client_order_id)
+    strategy_id     integer not null references trading.strategies,
+    instrument_id   integer not null references ref.instruments,
+    unique (exchange_id, client_order_id),
+    unique (order_id, strategy_id, instrument_id)
 );
 comment on table trading.order_keys is
-    'One row per order: makes order ids and client order ids (per exchange) unique across order partitions.';
+    'One row per order: makes order ids and client order ids (per exchange) unique across order partitions, and holds the order''s trades to its strategy and instrument.';
+comment on column trading.order_keys.strategy_id is
+    'Strategy of the order; the orders and trades of this order must have it (their foreign keys).';
+comment on column trading.order_keys.instrument_id is
+    'Instrument of the order; the orders and trades of this order must have it (their foreign keys).';
 comment on column trading.order_keys.order_id is 'The order''s id (from trading.order_id_seq).';
 comment on column trading.order_keys.exchange_id is 'Exchange the order was sent to.';
 comment on column trading.order_keys.client_order_id is 'Caller''s id of the order, unique per exchange; null when none was given.';
 comment on column trading.order_keys.created_at is 'The order''s partition key, so lookups by id prune to one partition.';
 
 create table trading.orders (
-    order_id          bigint not null references trading.order_keys,
+    order_id          bigint not null,
     created_at        timestamptz not null default now(),
-    strategy_id       integer not null references trading.strategies,
-    instrument_id     integer not null references ref.instruments,
+    strategy_id       integer not null,
+    instrument_id     integer not null,
     side              trading.order_side not null,
     order_type        trading.order_type not null,
     -- why domains: see the note on checks at the top of this file
@@ -123,6 +133,9 @@ create table trading.orders (
     status_reason     text,
     updated_at        timestamptz not null default now(),
     primary key (order_id, created_at),
+    -- why one key: the order's key carries its strategy and instrument (see trading.order_keys)
+    foreign key (order_id, strategy_id, instrument_id)
+        references trading.order_keys (order_id, strategy_id, instrument_id),
     -- why: an order is never filled beyond its quantity (overfill is refused before it gets here)
     check (filled_quantity >= 0.0 and filled_quantity <= quantity),
     -- why: an average fill price exists exactly when something was filled
@@ -209,9 +222,9 @@ comment on column trading.trade_keys.executed_at is 'The trade''s partition key,
 create table trading.trades (
     trade_id           bigint not null,
     executed_at        timestamptz not null,
-    order_id           bigint not null references trading.order_keys,
-    strategy_id        integer not null references trading.strategies,
-    instrument_id      integer not null references ref.instruments,
+    order_id           bigint not null,
+    strategy_id        integer not null,
+    instrument_id      integer not null,
     side               trading.order_side not null,
     -- why domains, and fee_quote's table check: see the note on checks at the top of this file
     -- (realized_pnl is generated from fee_quote, and PostgreSQL cannot change the type of a
@@ -227,7 +240,10 @@ create table trading.trades (
     exchange_trade_id  text not null,
     is_late            boolean not null default false,
     recorded_at        timestamptz not null default now(),
-    primary key (trade_id, executed_at)
+    primary key (trade_id, executed_at),
+    -- why one key: a trade's strategy and instrument are its order's (see trading.order_keys)
+    foreign key (order_id, strategy_id, instrument_id)
+        references trading.order_keys (order_id, strategy_id, instrument_id)
 ) partition by range (executed_at);
 comment on table trading.trades is
     'Fills: immutable facts, partitioned by month of executed_at. Each keeps the PnL and fee it caused. Write with trading.record_fill.';

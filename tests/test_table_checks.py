@@ -134,6 +134,42 @@ def test_a_changed_instrument_multiplier_is_carried_to_its_positions(seeded):
     assert seeded.execute("select multiplier from trading.positions").fetchall() == [(Decimal("0.02"),)]
 
 
+COPY_TRADE_AS = """
+    insert into trading.trades
+        (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
+         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id)
+    select nextval('trading.trade_id_seq'), t.executed_at, t.order_id, {strategy}, {instrument}, t.side,
+           t.quantity, t.price, t.fee, t.fee_currency, t.fee_quote, t.position_delta, t.realized_pnl_gross,
+           'copy-' || t.exchange_trade_id
+    from trading.trades t where t.trade_id = %(trade_id)s"""
+OTHER_STRATEGY = "(select strategy_id from trading.strategies where name = 'beta')"
+OTHER_INSTRUMENT = "(select instrument_id from ref.instruments where symbol = 'BNBUSDT')"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "instrument"),
+    [(OTHER_STRATEGY, "t.instrument_id"), ("t.strategy_id", OTHER_INSTRUMENT)],
+    ids=["strategy", "instrument"],
+)
+def test_a_trade_is_held_to_its_orders_strategy_and_instrument(seeded, strategy, instrument):
+    trade_id = trade(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        seeded.execute(
+            sql.SQL(COPY_TRADE_AS).format(strategy=sql.SQL(strategy), instrument=sql.SQL(instrument)),
+            {"trade_id": trade_id},
+        )
+
+
+def test_an_order_cannot_move_to_another_strategy_than_its_keys(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        seeded.execute(
+            "update trading.orders set strategy_id = (select strategy_id from trading.strategies"
+            " where name = 'beta') where order_id = %s",
+            [order_id],
+        )
+
+
 @pytest.mark.parametrize("currency", ["usdt", "US-DT", ""])
 def test_a_trade_needs_an_asset_code_for_its_fee_currency(seeded, currency):
     trade_id = trade(seeded, "buy", "1", "100")

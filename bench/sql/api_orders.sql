@@ -21,8 +21,8 @@ join (select row_number() over (order by instrument_id) - 1 as k, instrument_id,
       from ref.instruments) i
   on i.k = (g * 7) %% (select count(*) from ref.instruments);
 
-insert into trading.order_keys (order_id, created_at, exchange_id)
-select order_id, created_at, exchange_id from bench_api_orders;
+insert into trading.order_keys (order_id, created_at, exchange_id, strategy_id, instrument_id)
+select order_id, created_at, exchange_id, strategy_id, instrument_id from bench_api_orders;
 
 insert into trading.orders
     (order_id, created_at, strategy_id, instrument_id, side, order_type, quantity, price, status,

@@ -49,8 +49,8 @@ cross join lateral (
     ) e
 ) v;
 
-insert into trading.order_keys (order_id, created_at, exchange_id)
-select b.order_id, b.executed_at - interval '1 millisecond', b.exchange_id
+insert into trading.order_keys (order_id, created_at, exchange_id, strategy_id, instrument_id)
+select b.order_id, b.executed_at - interval '1 millisecond', b.exchange_id, b.strategy_id, b.instrument_id
 from bench_batch b
 where b.fill_no = 0;
 

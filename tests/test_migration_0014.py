@@ -1,0 +1,103 @@
+"""Migration 0014 on a database that has history: every order key gets its order's strategy and
+instrument (from the order, or from its trades when cleanup removed the order), a key nothing
+refers to any more goes, and from then on a trade is held to its order's strategy and instrument.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from db_fixtures import janitor
+from spreadedge.migrate import migrate
+from spreadedge.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+MIGRATION = "0014_order_key_scope.sql.j2"
+# the history a 0013 database can hold: order 1 with its trade, order 2 removed by orders cleanup
+# while its trade stays, and the key of order 3, whose order and trades cleanup both removed
+HISTORY = """
+insert into trading.order_keys (order_id, created_at, exchange_id)
+select n, now() - interval '1 hour', e.exchange_id
+from generate_series(1, 3) n, ref.exchanges e where e.code = 'binance';
+insert into trading.orders
+    (order_id, created_at, strategy_id, instrument_id, side, order_type, quantity, price, status,
+     filled_quantity, avg_fill_price)
+select 1, now() - interval '1 hour', s.strategy_id, i.instrument_id, 'buy', 'limit', 1, 100, 'filled', 1, 100
+from trading.strategies s, ref.instruments i where s.name = 'alpha' and i.symbol = 'BTCUSDT';
+insert into trading.trades
+    (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
+     fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id)
+select t.trade_id, now() - interval '1 hour', t.trade_id, s.strategy_id, i.instrument_id, 'buy', 1, 100, 0,
+       'USDT', 0, 1, 0, 'x' || t.trade_id
+from (values (1, 'alpha'), (2, 'beta')) t (trade_id, strategy), trading.strategies s, ref.instruments i
+where s.name = t.strategy and i.symbol = 'BTCUSDT';
+"""
+
+
+@pytest.fixture
+def database_at_0013(
+    pg_cluster, project_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[str, Settings]]:
+    """A database migrated to 0013 with HISTORY, and the settings of a project whose migrations
+    stop at 0013 (copy MIGRATION into it to upgrade)."""
+    root = tmp_path / "project"
+    (root / "migrations").mkdir(parents=True)
+    for path in sorted((REPO / "migrations").glob("*.sql.j2")):
+        if path.name < MIGRATION:
+            shutil.copy(path, root / "migrations" / path.name)
+    shutil.copytree(REPO / "functions", root / "functions")
+    settings = replace(project_settings, project_dir=root)
+    db = janitor(pg_cluster, "upgrade_0014")
+    db.init()
+    url = pg_cluster.url("upgrade_0014")
+    migrate(url, settings, echo=lambda line: None)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "select ref.upsert_instrument(exchange => 'binance', symbol => 'BTCUSDT', base_asset => 'BTC',"
+            " quote_asset => 'USDT', market_type => 'spot', tick_size => 0.01, lot_size => 0.0001,"
+            " min_notional => 5)"
+        )
+        conn.execute("select trading.create_strategy(name => 'alpha')")
+        conn.execute("select trading.create_strategy(name => 'beta')")
+        conn.execute(HISTORY)
+    try:
+        yield url, settings
+    finally:
+        db.drop()
+
+
+def upgrade(url: str, settings: Settings) -> None:
+    shutil.copy(REPO / "migrations" / MIGRATION, settings.project_dir / "migrations" / MIGRATION)
+    migrate(url, settings, echo=lambda line: None)
+
+
+def test_migration_0014_gives_each_kept_key_its_orders_strategy_and_instrument(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings)
+    with psycopg.connect(url) as conn:
+        keys = conn.execute(
+            "select k.order_id, s.name, i.symbol from trading.order_keys k"
+            " join trading.strategies s using (strategy_id) join ref.instruments i using (instrument_id)"
+            " order by k.order_id"
+        ).fetchall()
+    assert keys == [(1, "alpha", "BTCUSDT"), (2, "beta", "BTCUSDT")]
+
+
+def test_after_migration_0014_a_trade_of_another_strategy_than_its_orders_is_refused(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings)
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute(
+            "insert into trading.trades"
+            " (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,"
+            "  fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id)"
+            " select 3, executed_at, order_id, s.strategy_id, instrument_id, side, quantity, price, fee,"
+            "  fee_currency, fee_quote, position_delta, realized_pnl_gross, 'x3'"
+            " from trading.trades, trading.strategies s where trade_id = 1 and s.name = 'beta'"
+        )
