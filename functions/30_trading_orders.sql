@@ -165,7 +165,6 @@ declare
     v_status     trading.order_status := 'new';
     v_reason     text;
     v_limits     monitor.risk_limits[];
-    v_breach     record;
 begin
     perform internal.require_permission('orders:write');
     if place_order.side is null or place_order.side not in ('buy', 'sell') then
@@ -259,11 +258,10 @@ begin
     select array_agg(r) into v_limits
     from monitor.risk_limits r where r.strategy_id = v_strategy.strategy_id;
     if v_limits is not null then
-        v_breach := internal.risk_breach(v_strategy.strategy_id, v_limits, v_instrument, v_side,
+        v_reason := internal.risk_breach(v_strategy.strategy_id, v_order_id, v_limits, v_instrument, v_side,
                                          place_order.quantity, v_reference);
-        if v_breach.limit_id is not null then
+        if v_reason is not null then
             v_status := 'rejected';
-            v_reason := v_breach.reason;
         end if;
     end if;
     insert into trading.orders
@@ -278,9 +276,6 @@ begin
     if v_status = 'rejected' then
         insert into trading.order_events (order_id, occurred_at, from_status, to_status, reason)
         values (v_order_id, place_order.placed_at, 'new', 'rejected', v_reason);
-        perform internal.record_risk_event(v_strategy.strategy_id, v_instrument.instrument_id, v_order_id,
-                                           v_breach.limit_id, v_breach.limit_kind, v_breach.limit_value,
-                                           v_breach.observed_value, v_reason);
     end if;
     return v_order_id;
 end;
