@@ -345,12 +345,11 @@ begin
                        + coalesce(sum(abs(p.quantity) * p.multiplier
                            -- trading.mark_price's steps, without its call: the latest
                            -- fill only for an instrument without market data
-                           * coalesce((select internal.quote_mark(lp.bid, lp.ask, lp.last_price)
-                                       from market.latest_prices lp
-                                       where lp.instrument_id = p.instrument_id),
+                           * coalesce(internal.quote_mark(lp.bid, lp.ask, lp.last_price),
                                       internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
                 into v_observed
                 from trading.positions p
+                left join market.latest_prices lp on lp.instrument_id = p.instrument_id
                 where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
                   and p.quantity <> 0;
             else
@@ -358,12 +357,11 @@ begin
                 select abs(v_held + case when p_side = 'buy' then p_quantity else -p_quantity end)
                            * p_instrument.multiplier * p_price
                        + coalesce(sum(abs(p.quantity) * p.multiplier
-                           * coalesce((select internal.quote_mark(lp.bid, lp.ask, lp.last_price)
-                                       from market.latest_prices lp
-                                       where lp.instrument_id = p.instrument_id),
+                           * coalesce(internal.quote_mark(lp.bid, lp.ask, lp.last_price),
                                       internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
                 into v_observed
                 from trading.positions p
+                left join market.latest_prices lp on lp.instrument_id = p.instrument_id
                 where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
                   and p.quantity <> 0
                   and p.instrument_id in (select i.instrument_id from ref.instruments i
