@@ -331,18 +331,15 @@ begin
                 v_observed := null;
                 exit limits;
             end if;
-            -- the order's position after it, at p_price, and the scope's other positions at
-            -- their mark (an instrument's limit has none)
+            -- the order's position after it, at p_price
+            v_observed := abs(v_held + case when p_side = 'buy' then p_quantity else -p_quantity end)
+                          * p_instrument.multiplier * p_price;
+            -- and the scope's other positions at their mark (an instrument's limit has none)
             -- why the position's own multiplier (trading.positions.multiplier): joining
             -- the positions to ref.instruments for it planned a sort and a merge join,
             -- a third of the statement's instructions
-            if l.instrument_id is not null then
-                v_observed := abs(v_held + case when p_side = 'buy' then p_quantity else -p_quantity end)
-                              * p_instrument.multiplier * p_price;
-            elsif l.exchange_id is null then
-                select abs(v_held + case when p_side = 'buy' then p_quantity else -p_quantity end)
-                           * p_instrument.multiplier * p_price
-                       + coalesce(sum(abs(p.quantity) * p.multiplier
+            if l.instrument_id is null and l.exchange_id is null then
+                select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
                            -- trading.mark_price's steps, without its call: the latest
                            -- fill only for an instrument without market data
                            * coalesce(internal.quote_mark(lp.bid, lp.ask, lp.last_price),
@@ -352,11 +349,9 @@ begin
                 left join market.latest_prices lp on lp.instrument_id = p.instrument_id
                 where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
                   and p.quantity <> 0;
-            else
+            elsif l.instrument_id is null then
                 -- an exchange's limit: why a statement of its own, as for the daily loss below
-                select abs(v_held + case when p_side = 'buy' then p_quantity else -p_quantity end)
-                           * p_instrument.multiplier * p_price
-                       + coalesce(sum(abs(p.quantity) * p.multiplier
+                select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
                            * coalesce(internal.quote_mark(lp.bid, lp.ask, lp.last_price),
                                       internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
                 into v_observed
