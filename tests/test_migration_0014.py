@@ -16,6 +16,7 @@ import pytest
 from db_fixtures import janitor
 from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
+from spreadedge.sqlfiles import MigrationError
 
 REPO = Path(__file__).resolve().parents[1]
 MIGRATION = "0014_order_key_scope.sql.j2"
@@ -101,3 +102,23 @@ def test_after_migration_0014_a_trade_of_another_strategy_than_its_orders_is_ref
             "  fee_currency, fee_quote, position_delta, realized_pnl_gross, 'x3'"
             " from trading.trades, trading.strategies s where trade_id = 1 and s.name = 'beta'"
         )
+
+
+def test_migration_0014_names_the_keys_it_cannot_fill_and_changes_nothing(database_at_0013):
+    url, settings = database_at_0013
+    with psycopg.connect(url, autocommit=True) as conn:
+        # a risk event of order 3, whose order and trades cleanup removed: its key must stay
+        conn.execute(
+            "insert into monitor.risk_events (strategy_id, order_id, limit_kind, reason)"
+            " select strategy_id, 3, 'kill_switch', 'kill switch is on' from trading.strategies where name = 'alpha'"
+        )
+    with pytest.raises(
+        MigrationError, match=r"nothing of it is applied: migration 0014: order keys 3 \(at most"
+    ):
+        upgrade(url, settings)
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "select count(*) from information_schema.columns"
+            " where table_schema = 'trading' and table_name = 'order_keys' and column_name = 'strategy_id'"
+        ).fetchone()
+    assert columns == (0,)
