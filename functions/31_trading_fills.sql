@@ -216,12 +216,12 @@ begin
 
     insert into trading.trades
         (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
-         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, is_late)
+         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, is_late, multiplier)
     values
         (v_trade_id, record_fill.executed_at, v_order.order_id, v_order.strategy_id, v_order.instrument_id,
          v_order.side, record_fill.quantity, record_fill.price, record_fill.fee,
          coalesce(v_fee_ccy, v_instrument.quote_asset), v_fee_quote, v_delta, v_step.realized_pnl_gross,
-         record_fill.exchange_trade_id, v_order.status in ('cancelled', 'expired'));
+         record_fill.exchange_trade_id, v_order.status in ('cancelled', 'expired'), v_instrument.multiplier);
 
     update trading.positions p
     set quantity = v_step.quantity,

@@ -129,9 +129,8 @@ begin
                or (h.hour >= greatest(v_h1, v_d2, v_d1) and h.hour < v_h2))
         union all
         select t.strategy_id, t.instrument_id, (t.executed_at at time zone 'UTC')::date, 1, t.quantity,
-               t.quantity * t.price * i.multiplier, t.fee_quote, t.realized_pnl_gross, 0
+               t.quantity * t.price * t.multiplier, t.fee_quote, t.realized_pnl_gross, 0
         from trading.trades t
-        join ref.instruments i on i.instrument_id = t.instrument_id
         where (v_strategy_id is null or t.strategy_id = v_strategy_id)
           and ((t.executed_at >= pnl_summary.since and t.executed_at < least(pnl_summary.until, v_h1))
                or (t.executed_at >= greatest(pnl_summary.since, v_h2, v_h1) and t.executed_at < pnl_summary.until))

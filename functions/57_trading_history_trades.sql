@@ -286,7 +286,7 @@ begin
                          end as key,
                          count(*) as trades,
                          sum(t.quantity) as volume,
-                         sum(t.quantity * t.price * i.multiplier) as notional,
+                         sum(t.quantity * t.price * t.multiplier) as notional,
                          sum(t.fee_quote) as fees,
                          sum(t.realized_pnl) as realized_pnl,
                          count(*) filter (where t.realized_pnl_gross <> 0) as closing,

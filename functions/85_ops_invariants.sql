@@ -111,10 +111,9 @@ begin
     return query
     with folded as (
         select t.strategy_id, t.instrument_id,
-               internal.position_fold(t.position_delta, t.price, i.multiplier order by t.trade_id) as fold,
+               internal.position_fold(t.position_delta, t.price, t.multiplier order by t.trade_id) as fold,
                sum(t.fee_quote) as fees, count(*)::integer as fills
         from trading.trades t
-        join ref.instruments i on i.instrument_id = t.instrument_id
         group by t.strategy_id, t.instrument_id
     ),
     funded as (
@@ -166,7 +165,7 @@ begin
                case t.side when 'buy' then t.quantity else -t.quantity end
                - case when t.fee_currency = i.base_asset and i.market_type in ('spot', 'margin') then t.fee else 0 end
                    as expected_delta,
-               internal.position_fold(t.position_delta, t.price, i.multiplier)
+               internal.position_fold(t.position_delta, t.price, t.multiplier)
                    over (partition by t.strategy_id, t.instrument_id order by t.trade_id) as step
         from trading.trades t
         join ref.instruments i on i.instrument_id = t.instrument_id
@@ -222,10 +221,9 @@ begin
     return query
     with facts as (
         select t.strategy_id, date_trunc('hour', t.executed_at, 'UTC') as hour, t.instrument_id,
-               1 as trades, t.quantity as volume, t.quantity * t.price * i.multiplier as notional,
+               1 as trades, t.quantity as volume, t.quantity * t.price * t.multiplier as notional,
                t.fee_quote as fees, t.realized_pnl_gross, 0::numeric as funding
         from trading.trades t
-        join ref.instruments i on i.instrument_id = t.instrument_id
         union all
         select f.strategy_id, date_trunc('hour', f.paid_at, 'UTC'), f.instrument_id, 0, 0, 0, 0, 0, f.amount
         from trading.funding_payments f

@@ -240,6 +240,9 @@ create table trading.trades (
     exchange_trade_id  text not null,
     is_late            boolean not null default false,
     recorded_at        timestamptz not null default now(),
+    -- why a copy: the instrument's multiplier may change later (ref.upsert_instrument); a trade
+    -- was realized at this one (migration 0015)
+    multiplier         trading.positive_number not null,
     primary key (trade_id, executed_at),
     -- why one key: a trade's strategy and instrument are its order's (see trading.order_keys)
     foreign key (order_id, strategy_id, instrument_id)
@@ -265,6 +268,8 @@ comment on column trading.trades.realized_pnl_gross is 'PnL this fill realized b
 comment on column trading.trades.realized_pnl is 'realized_pnl_gross - fee_quote.';
 comment on column trading.trades.is_late is 'True when the fill arrived after its order was cancelled or expired.';
 comment on column trading.trades.recorded_at is 'When spreadedge recorded the fill.';
+comment on column trading.trades.multiplier is
+    'The instrument''s contract multiplier the fill was realized at (the instrument''s may change later).';
 create index trades_strategy_executed_idx on trading.trades (strategy_id, executed_at);
 create index trades_instrument_executed_idx on trading.trades (instrument_id, executed_at);
 -- why: a scoped trader's trades of a symbol are read per (strategy, instrument) pair, newest first

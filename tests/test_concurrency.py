@@ -47,10 +47,8 @@ WORKERS = 6
 FILLS_PER_WORKER = 40
 FOLD = """
 with recursive ordered as (
-    select t.*, i.multiplier,
-           row_number() over (partition by t.strategy_id, t.instrument_id order by t.trade_id) as n
+    select t.*, row_number() over (partition by t.strategy_id, t.instrument_id order by t.trade_id) as n
     from trading.trades t
-    join ref.instruments i on i.instrument_id = t.instrument_id
 ), fold as (
     select o.strategy_id, o.instrument_id, o.n, s.quantity, s.avg_entry_price, s.realized_pnl_gross
     from ordered o

@@ -59,6 +59,38 @@ def position_key(conn: psycopg.Connection) -> dict[str, int]:
     return {"strategy_id": strategy_id, "instrument_id": instrument_id}
 
 
+SWAP_MULTIPLIER_0_02 = (
+    "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-SWAP', base_asset => 'BTC',"
+    " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 0.1, lot_size => 1,"
+    " min_notional => 0, multiplier => 0.02)"
+)
+
+
+def test_a_change_of_multiplier_after_trades_is_not_reported_as_drift(seeded):
+    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")
+    trade(seeded, "sell", "4", "61000", exchange="okx", symbol="BTC-USDT-SWAP")  # realizes 40 at 0.01
+    seeded.execute(SWAP_MULTIPLIER_0_02)
+    trade(seeded, "sell", "2", "62000", exchange="okx", symbol="BTC-USDT-SWAP")  # realizes 80 at 0.02
+    assert violations(seeded) == []
+    assert seeded.execute("select realized_pnl_gross from trading.positions").fetchone() == (Decimal("120"),)
+
+
+def test_a_trade_records_the_multiplier_it_was_realized_at(seeded):
+    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")
+    seeded.execute(SWAP_MULTIPLIER_0_02)
+    trade(seeded, "sell", "4", "61000", exchange="okx", symbol="BTC-USDT-SWAP")
+    trade(seeded, "buy", "1", "30000")
+    rows = seeded.execute(
+        "select i.symbol, t.side::text, t.multiplier from trading.trades t"
+        " join ref.instruments i using (instrument_id) order by t.trade_id"
+    ).fetchall()
+    assert rows == [
+        ("BTC-USDT-SWAP", "buy", Decimal("0.01")),
+        ("BTC-USDT-SWAP", "sell", Decimal("0.02")),
+        ("BTCUSDT", "buy", Decimal("1")),
+    ]
+
+
 def test_a_traded_database_has_no_violations(traded):
     assert violations(traded) == []
 

@@ -29,7 +29,8 @@ select g.n,
        p.quote_asset,
        case when x.is_sell then -p.quantity else p.quantity end,
        case when x.is_sell then round(p.quantity * p.multiplier * (v.exit_price - v.entry_price), 12) else 0 end,
-       p.quantity * v.price * p.multiplier
+       p.quantity * v.price * p.multiplier,
+       p.multiplier
 from generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) as g (n)
 cross join lateral (
     select (g.n %% %(pairs)s)::integer as pair,
@@ -84,10 +85,10 @@ from bench_batch b;
 
 insert into trading.trades
     (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
-     fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id)
+     fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier)
 select b.trade_id, b.executed_at, b.order_id, b.strategy_id, b.instrument_id, b.side, b.quantity, b.price,
        b.fee, b.fee_currency, b.fee, b.position_delta, b.realized_pnl_gross,
-       'bench-' || lpad(b.n::text, 12, '0')
+       'bench-' || lpad(b.n::text, 12, '0'), b.multiplier
 from bench_batch b;
 
 insert into trading.daily_pnl as d

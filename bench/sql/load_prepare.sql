@@ -37,5 +37,6 @@ create temp table bench_batch (
     fee_currency       text not null,
     position_delta     numeric not null,
     realized_pnl_gross numeric not null,
-    notional           numeric not null
+    notional           numeric not null,
+    multiplier         numeric not null
 );

@@ -1,6 +1,9 @@
-"""Migration 0014 on a database that has history: every order key gets its order's strategy and
-instrument (from the order, or from its trades when cleanup removed the order), a key nothing
-refers to any more goes, and from then on a trade is held to its order's strategy and instrument.
+"""Migrations 0014 and 0015 on a database that has history.
+
+0014: every order key gets its order's strategy and instrument (from the order, or from its trades
+when cleanup removed the order), a key nothing refers to any more goes, and from then on a trade is
+held to its order's strategy and instrument. 0015: every trade gets the multiplier it was realized
+at, without an audit row, and trades stay append-only.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -73,8 +77,9 @@ def database_at_0013(
         db.drop()
 
 
-def upgrade(url: str, settings: Settings) -> None:
-    shutil.copy(REPO / "migrations" / MIGRATION, settings.project_dir / "migrations" / MIGRATION)
+def upgrade(url: str, settings: Settings, *migrations: str) -> None:
+    for name in migrations or (MIGRATION,):
+        shutil.copy(REPO / "migrations" / name, settings.project_dir / "migrations" / name)
     migrate(url, settings, echo=lambda line: None)
 
 
@@ -122,3 +127,22 @@ def test_migration_0014_names_the_keys_it_cannot_fill_and_changes_nothing(databa
             " where table_schema = 'trading' and table_name = 'order_keys' and column_name = 'strategy_id'"
         ).fetchone()
     assert columns == (0,)
+
+
+def test_migration_0015_gives_each_trade_its_instruments_multiplier_without_an_audit_row(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings, MIGRATION, "0015_trade_multiplier.sql.j2")
+    with psycopg.connect(url) as conn:
+        trades = conn.execute("select trade_id, multiplier from trading.trades order by trade_id").fetchall()
+        audited = conn.execute(
+            "select count(*) from audit.log where table_name = 'trading.trades' and operation = 'UPDATE'"
+        ).fetchone()
+    assert (trades, audited) == ([(1, Decimal("1")), (2, Decimal("1"))], (0,))
+
+
+def test_after_migration_0015_a_trade_is_still_append_only(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings, MIGRATION, "0015_trade_multiplier.sql.j2")
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.Error, match="append-only") as refused:
+        conn.execute("update trading.trades set multiplier = 2")
+    assert refused.value.sqlstate == "55S02"
