@@ -314,3 +314,27 @@ def test_pnl_summary_joins_whole_hours_from_the_hourly_rollup_with_partial_hours
     )
     # 09:50 sell (+10) from trades, 10:00-11:00 hour from the hourly rollup (the 10:30 buy), 11:20 sell (+5)
     assert [(r["trades"], r["realized_pnl_gross"]) for r in window] == [(3, D("15"))]
+
+
+def test_pnl_summary_values_each_trade_at_the_multiplier_it_was_realized_at(seeded):
+    swap = {"exchange": "okx", "symbol": "BTC-USDT-SWAP"}
+    trade(seeded, "buy", "10", "60000", executed_at=f"{DAY2} 09:10:00+00", **swap)  # at 0.01
+    seeded.execute(
+        "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-SWAP', base_asset => 'BTC',"
+        " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 0.1, lot_size => 1,"
+        " min_notional => 0, multiplier => 0.02)"
+    )
+    trade(seeded, "sell", "4", "61000", executed_at=f"{DAY2} 09:20:00+00", **swap)  # at 0.02
+    # a window inside one hour: both trades are read from trading.trades, not from a rollup
+    window = rows(
+        seeded,
+        "trading.pnl_summary",
+        strategy="alpha",
+        since=f"{DAY2} 09:05:00+00",
+        until=f"{DAY2} 09:30:00+00",
+        group_by="total",
+    )
+    # 10 x 60000 x 0.01 + 4 x 61000 x 0.02, and 4 x 0.02 x 1000 realized
+    assert [(r["trades"], r["notional"], r["realized_pnl_gross"]) for r in window] == [
+        (2, D("10880"), D("80"))
+    ]
