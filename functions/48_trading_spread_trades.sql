@@ -24,16 +24,20 @@ as $$
 -- Place the buy leg on buy_exchange and the sell leg on sell_exchange of the pair symbol
 -- (BASE/QUOTE) and market type, each through trading.place_order (so each is validated as any
 -- order), and record them as one spread trade; either everything is written or nothing. Prices
--- null = market orders. Idempotent on client_spread_id: a retry returns the same spread trade.
+-- null = market orders. Both legs are the same quantity of contracts, so their instruments must
+-- have one contract multiplier (22S20 otherwise). Idempotent on client_spread_id: a retry returns the same spread trade.
 #variable_conflict use_column
 declare
     v_pair     record := internal.find_pair(open_spread_trade.symbol);
     v_strategy trading.strategies := internal.find_strategy(open_spread_trade.strategy);
-    v_id       bigint;
-    v_side     text;
-    v_exchange text;
-    v_symbol   text;
-    v_orders   bigint[] := array[]::bigint[];
+    v_id          bigint;
+    v_side        text;
+    v_exchange    text;
+    v_symbol      text;
+    v_multiplier  numeric;
+    v_symbols     text[] := array[]::text[];
+    v_multipliers numeric[] := array[]::numeric[];
+    v_orders      bigint[] := array[]::bigint[];
 begin
     if open_spread_trade.buy_exchange = open_spread_trade.sell_exchange then
         raise exception 'buy and sell legs are both on %', open_spread_trade.buy_exchange
@@ -48,7 +52,7 @@ begin
     end if;
     foreach v_side in array array['buy', 'sell'] loop
         v_exchange := case v_side when 'buy' then open_spread_trade.buy_exchange else open_spread_trade.sell_exchange end;
-        select i.symbol into v_symbol
+        select i.symbol, i.multiplier into v_symbol, v_multiplier
         from ref.instruments i
         where i.exchange_id = internal.exchange_id(v_exchange)
           and i.base_asset = v_pair.base_asset and i.quote_asset = v_pair.quote_asset
@@ -59,8 +63,23 @@ begin
             raise exception 'no % instrument trades %/% on %', open_spread_trade.market_type, v_pair.base_asset,
                 v_pair.quote_asset, v_exchange using errcode = '23S02';
         end if;
+        v_symbols := v_symbols || v_symbol;
+        v_multipliers := v_multipliers || v_multiplier;
+    end loop;
+    -- why: both legs are placed in the same quantity of contracts, which hedge each other only
+    -- when the contracts are of one size (spread_trade_pnl values the legs as such)
+    if v_multipliers[1] <> v_multipliers[2] then
+        raise exception 'the legs'' contracts differ in size: % on % is % %, % on % is % %',
+            v_symbols[1], open_spread_trade.buy_exchange, trim_scale(v_multipliers[1]), v_pair.base_asset,
+            v_symbols[2], open_spread_trade.sell_exchange, trim_scale(v_multipliers[2]), v_pair.base_asset
+            using errcode = '22S20',
+                  hint = 'The same quantity on both legs would not hedge: place the two orders with trading.place_order in quantities of the same size.';
+    end if;
+    foreach v_side in array array['buy', 'sell'] loop
         v_orders := v_orders || trading.place_order(
-            strategy => open_spread_trade.strategy, exchange => v_exchange, symbol => v_symbol, side => v_side,
+            strategy => open_spread_trade.strategy,
+            exchange => case v_side when 'buy' then open_spread_trade.buy_exchange else open_spread_trade.sell_exchange end,
+            symbol => v_symbols[cardinality(v_orders) + 1], side => v_side,
             quantity => open_spread_trade.quantity,
             price => case v_side when 'buy' then open_spread_trade.buy_price else open_spread_trade.sell_price end,
             client_order_id => open_spread_trade.client_spread_id || '-' || v_side,

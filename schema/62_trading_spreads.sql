@@ -3,7 +3,7 @@
 -- with trading.open_spread_trade, reported by trading.spread_trade_pnl and spread_trade_summary.
 
 insert into ops.error_codes (sqlstate, name, description) values
-    ('22S20', 'invalid_spread_legs', 'A spread trade''s buy and sell legs are on the same exchange.');
+    ('22S20', 'invalid_spread_legs', 'A spread trade''s buy and sell legs are on the same exchange, or their contracts differ in size.');
 
 create table trading.spread_trades (
     spread_trade_id  bigint generated always as identity primary key,

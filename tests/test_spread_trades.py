@@ -79,6 +79,61 @@ def test_both_legs_on_one_exchange_are_refused(venues):
     )
 
 
+def list_perpetual(conn, exchange: str, symbol: str, multiplier: str) -> None:
+    conn.execute(
+        "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
+        " market_type => 'perpetual', tick_size => 0.1, lot_size => 1, min_notional => 0, multiplier => %s)",
+        [exchange, symbol, Decimal(multiplier)],
+    )
+
+
+def test_legs_whose_contracts_differ_in_size_are_refused_and_nothing_is_written(seeded):
+    list_perpetual(seeded, "bybit", "BTCUSDT", "1")  # okx BTC-USDT-SWAP (seeded) is 0.01 BTC
+    before = counts(seeded)
+    with pytest.raises(psycopg.DataError) as caught:
+        call(
+            seeded,
+            "trading.open_spread_trade",
+            strategy="alpha",
+            symbol="BTC/USDT",
+            buy_exchange="okx",
+            sell_exchange="bybit",
+            quantity=Decimal("10"),
+            buy_price=Decimal("60000"),
+            sell_price=Decimal("60100"),
+            market_type="perpetual",
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S20",
+        "the legs' contracts differ in size: BTC-USDT-SWAP on okx is 0.01 BTC, BTCUSDT on bybit is 1 BTC",
+    )
+    assert counts(seeded) == before
+
+
+def test_legs_whose_contracts_are_of_one_size_are_placed(seeded):
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")
+    spread = call(
+        seeded,
+        "trading.open_spread_trade",
+        strategy="alpha",
+        symbol="BTC/USDT",
+        buy_exchange="okx",
+        sell_exchange="bybit",
+        quantity=Decimal("10"),
+        buy_price=Decimal("60000"),
+        sell_price=Decimal("60100"),
+        market_type="perpetual",
+    )
+    placed = seeded.execute(
+        "select h.exchange, h.symbol, h.side::text, h.quantity from trading.order_history h order by h.side"
+    ).fetchall()
+    assert spread is not None
+    assert placed == [
+        ("okx", "BTC-USDT-SWAP", "buy", Decimal("10")),
+        ("bybit", "BTCUSDT", "sell", Decimal("10")),
+    ]
+
+
 def test_an_exchange_without_the_pair_is_refused(venues):
     with pytest.raises(psycopg.IntegrityError) as caught:
         call(
