@@ -75,13 +75,14 @@ begin
             using errcode = '22S20',
                   hint = 'The same quantity on both legs would not hedge: place the two orders with trading.place_order in quantities of the same size.';
     end if;
-    foreach v_side in array array['buy', 'sell'] loop
+    for k in 1 .. 2 loop
+        v_side := (array['buy', 'sell'])[k];
         v_orders := v_orders || trading.place_order(
             strategy => open_spread_trade.strategy,
-            exchange => case v_side when 'buy' then open_spread_trade.buy_exchange else open_spread_trade.sell_exchange end,
-            symbol => v_symbols[cardinality(v_orders) + 1], side => v_side,
+            exchange => (array[open_spread_trade.buy_exchange, open_spread_trade.sell_exchange])[k],
+            symbol => v_symbols[k], side => v_side,
             quantity => open_spread_trade.quantity,
-            price => case v_side when 'buy' then open_spread_trade.buy_price else open_spread_trade.sell_price end,
+            price => (array[open_spread_trade.buy_price, open_spread_trade.sell_price])[k],
             client_order_id => open_spread_trade.client_spread_id || '-' || v_side,
             placed_at => open_spread_trade.opened_at);
     end loop;

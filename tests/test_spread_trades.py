@@ -19,15 +19,16 @@ def venues(seeded):
 
 
 def open_spread(conn, quantity="2", **kwargs):
+    """alpha's BTC/USDT spread trade, buying on binance and selling on okx unless kwargs say otherwise."""
     kwargs.setdefault("buy_price", Decimal("100"))
     kwargs.setdefault("sell_price", Decimal("101"))
+    kwargs.setdefault("buy_exchange", "binance")
+    kwargs.setdefault("sell_exchange", "okx")
     return call(
         conn,
         "trading.open_spread_trade",
         strategy="alpha",
         symbol="BTC/USDT",
-        buy_exchange="binance",
-        sell_exchange="okx",
         quantity=Decimal(quantity),
         **kwargs,
     )
@@ -87,22 +88,15 @@ def list_perpetual(conn, exchange: str, symbol: str, multiplier: str) -> None:
     )
 
 
+PERPETUALS = {"buy_exchange": "okx", "sell_exchange": "bybit", "market_type": "perpetual"}
+PERPETUAL_PRICES = {"buy_price": Decimal("60000"), "sell_price": Decimal("60100")}
+
+
 def test_legs_whose_contracts_differ_in_size_are_refused_and_nothing_is_written(seeded):
     list_perpetual(seeded, "bybit", "BTCUSDT", "1")  # okx BTC-USDT-SWAP (seeded) is 0.01 BTC
     before = counts(seeded)
     with pytest.raises(psycopg.DataError) as caught:
-        call(
-            seeded,
-            "trading.open_spread_trade",
-            strategy="alpha",
-            symbol="BTC/USDT",
-            buy_exchange="okx",
-            sell_exchange="bybit",
-            quantity=Decimal("10"),
-            buy_price=Decimal("60000"),
-            sell_price=Decimal("60100"),
-            market_type="perpetual",
-        )
+        open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES)
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S20",
         "the legs' contracts differ in size: BTC-USDT-SWAP on okx is 0.01 BTC, BTCUSDT on bybit is 1 BTC",
@@ -112,18 +106,7 @@ def test_legs_whose_contracts_differ_in_size_are_refused_and_nothing_is_written(
 
 def test_legs_whose_contracts_are_of_one_size_are_placed(seeded):
     list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")
-    spread = call(
-        seeded,
-        "trading.open_spread_trade",
-        strategy="alpha",
-        symbol="BTC/USDT",
-        buy_exchange="okx",
-        sell_exchange="bybit",
-        quantity=Decimal("10"),
-        buy_price=Decimal("60000"),
-        sell_price=Decimal("60100"),
-        market_type="perpetual",
-    )
+    spread = open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES)
     placed = seeded.execute(
         "select h.exchange, h.symbol, h.side::text, h.quantity from trading.order_history h order by h.side"
     ).fetchall()
