@@ -9,9 +9,13 @@ create or replace function internal.utc_boundary(p_time timestamptz, p_unit text
 as $$
     -- Start of p_time's UTC hour or day (p_unit); with p_round_up, of the next one unless p_time
     -- is exactly on a boundary.
-    select date_trunc(p_unit, p_time, 'UTC')
-           + case when p_round_up and date_trunc(p_unit, p_time, 'UTC') <> p_time
-                  then ('1 ' || p_unit)::interval else interval '0' end
+    -- why on the UTC wall clock: a day added to a timestamptz is a day of the session's TimeZone,
+    -- 23 or 25 hours long on a daylight-saving change, so a session in Sydney or Berlin got a
+    -- "next UTC midnight" an hour off and pnl_summary counted a day's rollup it should have
+    -- summed from trades, or an hour twice; on a timestamp without time zone every day is 24 hours
+    select (date_trunc(p_unit, p_time at time zone 'UTC')
+            + case when p_round_up and date_trunc(p_unit, p_time at time zone 'UTC') <> p_time at time zone 'UTC'
+                   then ('1 ' || p_unit)::interval else interval '0' end) at time zone 'UTC'
 $$;
 comment on function internal.utc_boundary(timestamptz, text, boolean) is
     'UTC hour or day boundary at or before a time (or at or after it, when rounding up).';

@@ -1,7 +1,8 @@
 """Every PnL rule of the trading model, with expected values worked out by hand."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal as D
+from zoneinfo import ZoneInfo
 
 import pytest
 from psycopg import errors
@@ -255,6 +256,38 @@ def test_pnl_summary_joins_whole_days_from_the_rollup_with_partial_days_from_tra
         (str(DAY2), 1, D("10")),
         (str(DAY3), 1, D("0")),
     ]
+
+
+def daylight_saving_midnight(zone: str) -> datetime:
+    """The latest UTC midnight before yesterday after which a day of ``zone`` lasts 23 or 25 hours."""
+    tz = ZoneInfo(zone)
+    midnight = datetime.combine(RECENT_NOON.date() - timedelta(days=2), time(0), UTC)
+    for _ in range(400):
+        next_local_day = (midnight.astimezone(tz) + timedelta(days=1)).astimezone(UTC)
+        if next_local_day - midnight != timedelta(hours=24):
+            return midnight
+        midnight -= timedelta(days=1)
+    raise AssertionError(f"{zone} changed its clocks on no day of the last 400")
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "Australia/Sydney"])
+def test_pnl_summary_counts_the_same_in_a_session_whose_clocks_change_that_day(seeded, zone):
+    midnight = daylight_saving_midnight(zone)
+    for hours, side in [(3, "buy"), (4, "sell"), (12.5, "buy"), (24.5, "sell")]:
+        at = midnight + timedelta(hours=hours)
+        trade(seeded, side, "1", "100", fee="1", executed_at=at, placed_at=at)
+    seeded.execute("select set_config('timezone', %s, false)", [zone])
+    window = rows(
+        seeded,
+        "trading.pnl_summary",
+        strategy="alpha",
+        since=midnight + timedelta(hours=12),
+        until=midnight + timedelta(hours=54),
+        group_by="total",
+    )
+    # the 12:30 and next day's 00:30 fills only, each once: the UTC day's rollup holds the
+    # 03:00 and 04:00 fills too, and the hour after midnight is in both rollups
+    assert [(r["trades"], r["fees"]) for r in window] == [(2, D("2"))]
 
 
 def test_pnl_summary_by_instrument_names_exchange_and_symbol(seeded):
