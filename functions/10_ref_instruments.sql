@@ -70,15 +70,21 @@ declare
     v_exchange_id smallint := internal.exchange_id(upsert_instrument.exchange);
     v_market      ref.exchange_markets;
     v_id          integer;
+    v_listed      ref.instruments;
 begin
     perform internal.require_permission('instruments:write');
-    if upsert_instrument.symbol is null or btrim(upsert_instrument.symbol) = '' then
-        raise exception 'symbol must not be empty' using errcode = '22S09';
+    -- why the lengths: a symbol and the asset codes are index keys, and a btree entry over about
+    -- 2.7 kB fails with an internal error (54000)
+    if upsert_instrument.symbol is null or btrim(upsert_instrument.symbol) = ''
+       or length(upsert_instrument.symbol) > 128 then
+        raise exception 'symbol must be 1 to 128 characters, got %',
+            coalesce(length(upsert_instrument.symbol) || ' characters', 'null')
+            using errcode = '22S09';
     end if;
-    if upsert_instrument.base_asset is null or upsert_instrument.base_asset !~ '^[A-Za-z0-9]+$'
-       or upsert_instrument.quote_asset is null or upsert_instrument.quote_asset !~ '^[A-Za-z0-9]+$' then
-        raise exception 'base and quote assets must be alphanumeric codes, got "%" and "%"',
-            upsert_instrument.base_asset, upsert_instrument.quote_asset
+    if upsert_instrument.base_asset is null or upsert_instrument.base_asset !~ '^[A-Za-z0-9]{1,32}$'
+       or upsert_instrument.quote_asset is null or upsert_instrument.quote_asset !~ '^[A-Za-z0-9]{1,32}$' then
+        raise exception 'base and quote assets must be alphanumeric codes of at most 32 characters, got "%" and "%"',
+            left(upsert_instrument.base_asset, 40), left(upsert_instrument.quote_asset, 40)
             using errcode = '22S09';
     end if;
     if upsert_instrument.market_type is null
@@ -95,17 +101,17 @@ begin
             using errcode = '22S09',
                   hint = 'See ref.exchange_markets for the market types each exchange offers.';
     end if;
-    if not (tick_size > 0 and tick_size < 'Infinity') then
+    if tick_size is null or not (tick_size > 0 and tick_size < 'Infinity') then
         raise exception 'tick size must be positive and finite, got %', tick_size using errcode = '22S09';
     end if;
-    if not (lot_size > 0 and lot_size < 'Infinity') then
+    if lot_size is null or not (lot_size > 0 and lot_size < 'Infinity') then
         raise exception 'lot size must be positive and finite, got %', lot_size using errcode = '22S09';
     end if;
     if not (coalesce(min_notional, 0) >= 0 and coalesce(min_notional, 0) < 'Infinity') then
         raise exception 'minimum notional must be zero or positive and finite, got %', min_notional
             using errcode = '22S09';
     end if;
-    if not (multiplier > 0 and multiplier < 'Infinity') then
+    if multiplier is null or not (multiplier > 0 and multiplier < 'Infinity') then
         raise exception 'multiplier must be positive and finite, got %', multiplier using errcode = '22S09';
     end if;
     if not (coalesce(maker_fee, 0) > -1 and coalesce(maker_fee, 0) < 1
@@ -113,6 +119,30 @@ begin
         raise exception 'fee rates must be fractions between -1 and 1, got maker % and taker %', maker_fee, taker_fee
             using errcode = '22S09',
                   hint = 'Rates are fractions of notional: 0.001 is 10 bps.';
+    end if;
+
+    -- An instrument's orders and trades were validated, and its positions and PnL computed, as
+    -- what it was listed as: a spot BTC/USDT pair takes a fee in BTC off the quantity received, a
+    -- perpetual does not. Once it has any, its assets and market type are fixed; a listing that
+    -- changes them is a new instrument (a new symbol).
+    -- why FOR UPDATE: a placement or fill holds the row FOR KEY SHARE until it commits, so this
+    -- waits for those in flight and new ones wait for it; the check below then sees them all
+    select i.* into v_listed
+    from ref.instruments i
+    where i.exchange_id = v_exchange_id and i.symbol = upsert_instrument.symbol
+    for update;
+    if v_listed.instrument_id is not null
+       and (v_listed.base_asset, v_listed.quote_asset, v_listed.market_type::text)
+       is distinct from (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
+                         upsert_instrument.market_type)
+       and (exists (select from trading.orders o where o.instrument_id = v_listed.instrument_id)
+            or exists (select from trading.trades t where t.instrument_id = v_listed.instrument_id)) then
+        raise exception '% on % has orders: its assets and market type stay %/% %', upsert_instrument.symbol,
+            upsert_instrument.exchange, v_listed.base_asset, v_listed.quote_asset, v_listed.market_type
+            using errcode = '55S07',
+                  detail = format('Asked for %s/%s %s.', upper(upsert_instrument.base_asset),
+                                  upper(upsert_instrument.quote_asset), upsert_instrument.market_type),
+                  hint = 'List the new contract under a symbol of its own.';
     end if;
 
     insert into ref.instruments as i
@@ -154,4 +184,4 @@ begin
 end;
 $$;
 comment on function ref.upsert_instrument(text, text, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric) is
-    'Create or update an instrument (exchange, symbol) with its trading rules; fees default to the exchange''s rates. Returns its id.';
+    'Create or update an instrument (exchange, symbol) with its trading rules; fees default to the exchange''s rates. Its assets and market type are fixed once it has orders (55S07). Returns its id.';

@@ -71,6 +71,7 @@ CODES: dict[str, str] = {
     "append_only": "55S02",
     "totp_state": "55S03",
     "user_disabled": "55S04",
+    "instrument_in_use": "55S07",
     # operations (issue 7)
     "invalid_cleanup_target": "22S21",
     "invalid_index_candidate": "22S22",
