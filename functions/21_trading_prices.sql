@@ -80,17 +80,24 @@ create or replace function trading.asset_price(p_exchange_id smallint, p_asset t
     set search_path = ''
     language sql
 as $$
-    -- Price of one unit of p_asset in p_quote_asset from market data: an instrument trading
-    -- p_asset against p_quote_asset, on the same exchange first, else on any exchange.
+    -- Price of one unit of p_asset in p_quote_asset: the mark (trading.mark_price: quote mid, else
+    -- tick, else latest fill) of an instrument trading p_asset against p_quote_asset that has one.
+    -- Spot and margin markets first, then perpetuals and futures; within each, the exchange
+    -- p_exchange_id first, then spot before margin, then the lowest instrument id.
+    -- why never an option: its price is a premium, not the price of its base asset
+    -- why the market type before the exchange: a perpetual's or future's price strays from the
+    -- asset's (funding, basis) more than another exchange's spot price does
     select trading.mark_price(i.instrument_id)
     from ref.instruments i
     where i.base_asset = p_asset and i.quote_asset = p_quote_asset
+      and i.market_type in ('spot', 'margin', 'perpetual', 'futures')
       and trading.mark_price(i.instrument_id) is not null
-    order by (i.exchange_id = p_exchange_id) desc, i.market_type = 'spot' desc, i.instrument_id
+    order by i.market_type in ('spot', 'margin') desc, (i.exchange_id = p_exchange_id) desc,
+             i.market_type = 'spot' desc, i.instrument_id
     limit 1
 $$;
 comment on function trading.asset_price(smallint, text, text) is
-    'Price of an asset in a quote asset from market data (same exchange preferred); null when unknown.';
+    'Price of an asset in a quote asset from market data: spot or margin first, then perpetual or futures, the given exchange first within each; never an option; null when unknown.';
 
 create or replace function trading.position_after_fill(
     p_quantity        numeric,

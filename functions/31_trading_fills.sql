@@ -18,8 +18,12 @@ create or replace function internal.fee_in_quote(
     language plpgsql
 as $$
 -- Value of a fee in the instrument's quote asset, and the part of it that reduces the base
--- quantity received or delivered (a base-asset fee on a spot or margin instrument). A fee in a third
--- currency is valued at p_fee_quote when given, else from market data, else refused (22S08).
+-- quantity received or delivered. A base-asset fee on a spot or margin instrument is that quantity
+-- and counts at fee x price (any p_fee_quote is ignored). On a perpetual or futures contract, whose
+-- price is the base asset's, it counts at p_fee_quote when given, else at fee x price. On an option,
+-- whose price is a premium and not the base asset's price, it is valued like a fee in a third
+-- currency: at p_fee_quote when given, else from market data (trading.asset_price), else refused
+-- (22S08).
 declare
     v_rate numeric;
 begin
@@ -28,11 +32,12 @@ begin
         fee_quote := 0;
     elsif p_fee_currency = p_instrument.quote_asset then
         fee_quote := p_fee;
-    elsif p_fee_currency = p_instrument.base_asset then
+    elsif p_fee_currency = p_instrument.base_asset and p_instrument.market_type in ('spot', 'margin') then
         fee_quote := p_fee * p_price;
-        if p_instrument.market_type in ('spot', 'margin') then
-            base_fee := p_fee;
-        end if;
+        base_fee := p_fee;
+    elsif p_fee_currency = p_instrument.base_asset and p_instrument.market_type in ('perpetual', 'futures')
+          and p_fee_quote is null then
+        fee_quote := p_fee * p_price;
     elsif p_fee_quote is not null then
         fee_quote := internal.check_finite(p_fee_quote, 'fee_quote');
     else
@@ -48,7 +53,7 @@ begin
 end;
 $$;
 comment on function internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric) is
-    'Quote value of a fee (quote, base or third currency) and the base quantity it takes; raises 22S08 unpriced_fee.';
+    'Quote value of a fee (quote, base or third currency; an option''s base-asset fee as a third currency''s) and the base quantity it takes (spot and margin); raises 22S08 unpriced_fee.';
 
 create or replace function trading.record_fill(
     order_id          bigint,
@@ -75,7 +80,8 @@ as $$
 -- exchange_trade_id) returns the existing trade id and writes nothing; the same id with a different
 -- order, quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills
 -- after a cancel or expiry are recorded (is_late).
--- fee_currency defaults to the quote asset; fee_quote values a third-currency fee.
+-- fee_currency defaults to the quote asset; fee_quote values a third-currency fee, or a base-asset
+-- fee on a perpetual, futures or option instrument.
 #variable_conflict use_column
 declare
     v_order      trading.orders := internal.lock_order(record_fill.order_id);
