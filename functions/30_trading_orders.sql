@@ -202,6 +202,14 @@ begin
             using errcode = '22S09';
     end if;
     if place_order.client_order_id is not null then
+        -- why the length: the id is an index key, and a btree entry over about 2.7 kB fails with
+        -- an internal error (54000); exchanges take 32 to 64 characters
+        if place_order.client_order_id = '' or length(place_order.client_order_id) > 128 then
+            raise exception 'client_order_id must be 1 to 128 characters, got %',
+                length(place_order.client_order_id)
+                using errcode = '22S09',
+                      hint = 'Omit client_order_id (null) for an order without one.';
+        end if;
         v_order_id := internal.match_retried_order(
             v_instrument.exchange_id, place_order.client_order_id, v_strategy.strategy_id,
             v_instrument.instrument_id, v_side, v_type, place_order.quantity, place_order.price,

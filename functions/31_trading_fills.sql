@@ -104,8 +104,12 @@ begin
     if internal.session_user_id() is not null then
         perform internal.require_permission('orders:write');
     end if;
-    if record_fill.exchange_trade_id is null or record_fill.exchange_trade_id = '' then
-        raise exception 'exchange_trade_id must not be empty' using errcode = '22S09';
+    -- why the length: the id is an index key, and a btree entry over about 2.7 kB fails with an
+    -- internal error (54000)
+    if record_fill.exchange_trade_id is null or record_fill.exchange_trade_id = ''
+       or length(record_fill.exchange_trade_id) > 128 then
+        raise exception 'exchange_trade_id must be 1 to 128 characters, got %',
+            coalesce(length(record_fill.exchange_trade_id)::text, 'null') using errcode = '22S09';
     end if;
     -- why assignments, not PERFORM: an assignment calls a check as a simple expression, where
     -- PERFORM runs a query through the executor

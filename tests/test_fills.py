@@ -79,6 +79,17 @@ def test_the_same_exchange_trade_id_on_another_exchange_is_another_fill(seeded):
     )
 
 
+@pytest.mark.parametrize("exchange_trade_id", ["", "t" * 129])
+def test_an_empty_or_overlong_exchange_trade_id_is_an_invalid_argument(seeded, exchange_trade_id):
+    order_id = place(seeded, "buy", "1", "100")
+    expect_refusal(
+        seeded,
+        "22S09",
+        f"exchange_trade_id must be 1 to 128 characters, got {len(exchange_trade_id)}",
+        lambda: fill(seeded, order_id, "1", "100", exchange_trade_id=exchange_trade_id),
+    )
+
+
 def test_an_overfill_is_refused_and_writes_nothing(seeded):
     order_id = place(seeded, "buy", "2", "100")
     fill(seeded, order_id, "1.5", "100")

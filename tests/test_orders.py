@@ -146,6 +146,21 @@ def test_a_client_order_id_reused_with_different_values_is_a_conflict(seeded):
     assert error.diag.message_detail == "stored: buy 1 limit @ 100; retried: buy 2 limit @ 100"
 
 
+@pytest.mark.parametrize("client_order_id", ["", "c" * 129])
+def test_an_empty_or_overlong_client_order_id_is_an_invalid_argument(seeded, client_order_id):
+    expect_refusal(
+        seeded,
+        "22S09",
+        f"client_order_id must be 1 to 128 characters, got {len(client_order_id)}",
+        lambda: place(seeded, "buy", "1", "100", client_order_id=client_order_id),
+    )
+
+
+def test_a_client_order_id_of_128_characters_is_kept(seeded):
+    order_id = place(seeded, "buy", "1", "100", client_order_id="c" * 128)
+    assert order(seeded, order_id)["client_order_id"] == "c" * 128
+
+
 def test_placement_records_the_new_status_as_the_first_order_event(seeded):
     order_id = place(seeded, "buy", "1", "100")
     events = seeded.execute(
