@@ -186,7 +186,13 @@ begin
             nullif(current_setting('spreadedge.actor', true), ''))
     on conflict (strategy_id, exchange_id, instrument_id) do update
     set kill_switch = excluded.kill_switch, updated_at = now(), updated_by = excluded.updated_by
+    -- why: the scope had no row to lock above, and a concurrent call made it; that call already
+    -- turned the switch and recorded the change, so an event here would announce it twice
+    where l.kill_switch is distinct from excluded.kill_switch
     returning l.* into v_limit;
+    if not found then
+        return;
+    end if;
     perform internal.record_risk_event(
         v_scope.strategy_id, v_scope.instrument_id, null, v_limit.limit_id, 'kill_switch', null, null,
         concat_ws(': ', format('kill switch %s', case when set_kill_switch.enabled then 'on' else 'off' end),

@@ -67,6 +67,16 @@ def test_an_order_beyond_max_open_orders_is_rejected(seeded):
     assert risk_events(seeded)[0][:4] == (third, "max_open_orders", Decimal("2"), Decimal("3"))
 
 
+def _wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> bool:
+    for _ in range(300):  # at most 30 s
+        if conn.execute(
+            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
+        ).fetchone():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _wait_for_advisory_lock_wait(conn: psycopg.Connection, pid: int) -> bool:
     for _ in range(300):  # at most 30 s
         waiting = conn.execute(
@@ -391,6 +401,21 @@ def test_turning_the_kill_switch_off_lets_orders_through_again(seeded):
     call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=False)  # no change: no event
     assert order(seeded, place(seeded, "buy", "0.01", "60000"))["status"] == "new"
     assert [event[4] for event in risk_events(seeded)] == ["kill switch on", "kill switch off"]
+
+
+def test_two_sessions_turning_a_kill_switch_on_at_once_record_one_change(seeded, seeded_url):
+    scope = {"strategy": "alpha", "exchange": "kraken", "symbol": "ETHUSD", "enabled": True}
+    with psycopg.connect(seeded_url) as first, psycopg.connect(seeded_url, autocommit=True) as second:
+        call(first, "monitor.set_kill_switch", **scope)  # the scope's row, not committed yet
+        racer = threading.Thread(target=lambda: call(second, "monitor.set_kill_switch", **scope))
+        racer.start()
+        waited = _wait_for_lock_wait(seeded, second.info.backend_pid)
+        first.commit()
+        racer.join(timeout=30)
+
+    assert waited
+    assert [event[4] for event in risk_events(seeded)] == ["kill switch on"]
+    assert [n[2] for n in notifications(seeded)] == ["[RISK] alpha: kill switch on"]
 
 
 def test_a_limit_of_one_instrument_leaves_the_strategys_other_instruments_alone(seeded):
