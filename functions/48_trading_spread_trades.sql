@@ -1,7 +1,82 @@
 -- spreadedge functions: spread trades
 -- trading.open_spread_trade places both leg orders of a cross-exchange arbitrage in one
--- transaction; trading.spread_trade_pnl reports each spread trade from its legs' fills, and
+-- transaction (internal.match_retried_spread answers a retried client_spread_id);
+-- trading.spread_trade_pnl reports each spread trade from its legs' fills, and
 -- trading.spread_trade_summary sums them per strategy.
+
+create or replace function internal.match_retried_spread(
+    p_client_spread_id text,
+    p_strategy         trading.strategies,
+    p_base_asset       text,
+    p_quote_asset      text,
+    p_market_type      text,
+    p_buy_exchange     text,
+    p_sell_exchange    text,
+    p_quantity         numeric,
+    p_buy_price        numeric,
+    p_sell_price       numeric
+)
+    returns bigint
+    stable
+    language plpgsql
+as $$
+-- For an open retried with a client_spread_id already used: the stored spread trade's id when the
+-- retry asks for the same spread trade (strategy, pair and market type, exchanges, quantity and
+-- prices; opened_at may differ), conflicting_duplicate (23S06) when it differs, null when the id
+-- is new. A spread trade of a strategy outside the session's scope is never returned nor
+-- described: its id raises 23S06 without details.
+declare
+    v_stored record;
+begin
+    select s.spread_trade_id, s.strategy_id, st.name as strategy_name, s.quantity, bi.base_asset,
+           bi.quote_asset, bi.market_type::text as market_type, be.code as buy_exchange,
+           se.code as sell_exchange, b.price as buy_price, o.price as sell_price
+    into v_stored
+    from trading.spread_trades s
+    join trading.strategies st on st.strategy_id = s.strategy_id
+    join trading.order_keys bk on bk.order_id = s.buy_order_id
+    join trading.orders b on b.order_id = bk.order_id and b.created_at = bk.created_at
+    join trading.order_keys ok on ok.order_id = s.sell_order_id
+    join trading.orders o on o.order_id = ok.order_id and o.created_at = ok.created_at
+    join ref.instruments bi on bi.instrument_id = b.instrument_id
+    join ref.exchanges be on be.exchange_id = bi.exchange_id
+    join ref.instruments si on si.instrument_id = o.instrument_id
+    join ref.exchanges se on se.exchange_id = si.exchange_id
+    where s.client_spread_id = p_client_spread_id;
+    if not found then
+        return null;
+    end if;
+    -- why no id and no detail: another user's spread trade must not be told apart from, or
+    -- described to, this session; the id stays taken (it is unique across strategies)
+    if not internal.strategy_in_scope(v_stored.strategy_id) then
+        raise exception 'client spread id "%" is already used', p_client_spread_id
+            using errcode = '23S06',
+                  hint = 'A client spread id names one spread trade; use a new id for a new spread trade.';
+    end if;
+    if (v_stored.strategy_id, v_stored.base_asset, v_stored.quote_asset, v_stored.market_type,
+        v_stored.buy_exchange, v_stored.sell_exchange, v_stored.quantity)
+       is distinct from (p_strategy.strategy_id, p_base_asset, p_quote_asset, p_market_type,
+                         p_buy_exchange, p_sell_exchange, p_quantity)
+       or v_stored.buy_price is distinct from p_buy_price or v_stored.sell_price is distinct from p_sell_price then
+        raise exception 'client spread id "%" is already used by spread trade % with different values',
+            p_client_spread_id, v_stored.spread_trade_id
+            using errcode = '23S06',
+                  detail = format('stored: %s buys %s %s/%s %s on %s @ %s, sells on %s @ %s; '
+                                  'retried: %s buys %s %s/%s %s on %s @ %s, sells on %s @ %s',
+                                  v_stored.strategy_name, v_stored.quantity, v_stored.base_asset,
+                                  v_stored.quote_asset, v_stored.market_type, v_stored.buy_exchange,
+                                  coalesce(v_stored.buy_price::text, 'market'), v_stored.sell_exchange,
+                                  coalesce(v_stored.sell_price::text, 'market'),
+                                  p_strategy.name, p_quantity, p_base_asset, p_quote_asset, p_market_type,
+                                  p_buy_exchange, coalesce(p_buy_price::text, 'market'), p_sell_exchange,
+                                  coalesce(p_sell_price::text, 'market')),
+                  hint = 'A client spread id names one spread trade; use a new id for a new spread trade.';
+    end if;
+    return v_stored.spread_trade_id;
+end;
+$$;
+comment on function internal.match_retried_spread(text, trading.strategies, text, text, text, text, text, numeric, numeric, numeric) is
+    'Id of the spread trade a retried open refers to (null if new); raises 23S06 when the retry differs or the id is another user''s.';
 
 create or replace function trading.open_spread_trade(
     strategy         text,
@@ -23,9 +98,13 @@ create or replace function trading.open_spread_trade(
 as $$
 -- Place the buy leg on buy_exchange and the sell leg on sell_exchange of the pair symbol
 -- (BASE/QUOTE) and market type, each through trading.place_order (so each is validated as any
--- order), and record them as one spread trade; either everything is written or nothing. Prices
--- null = market orders. Both legs are the same quantity of contracts, so their instruments must
--- have one contract multiplier (22S20 otherwise). Idempotent on client_spread_id: a retry returns the same spread trade.
+-- order), and record them as one spread trade; returns its id. Prices null = market orders. Both
+-- legs are the same quantity of contracts, so their instruments must have one contract multiplier
+-- (22S20 otherwise). Invalid input raises and writes nothing. A leg that breaks a pre-trade risk
+-- limit is stored rejected by place_order (with its risk event), and then the other leg is
+-- rejected too, naming the spread trade and that reason: the spread trade is stored and returned
+-- with both legs rejected, never one-legged. Idempotent on client_spread_id: a retry, also a
+-- concurrent one, returns the same spread trade; one with different values raises 23S06.
 #variable_conflict use_column
 declare
     v_pair     record := internal.find_pair(open_spread_trade.symbol);
@@ -38,15 +117,31 @@ declare
     v_symbols     text[] := array[]::text[];
     v_multipliers numeric[] := array[]::numeric[];
     v_orders      bigint[] := array[]::bigint[];
+    v_buy         trading.orders;
+    v_sell        trading.orders;
 begin
     if open_spread_trade.buy_exchange = open_spread_trade.sell_exchange then
         raise exception 'buy and sell legs are both on %', open_spread_trade.buy_exchange
             using errcode = '22S20', hint = 'A spread trade buys on one exchange and sells on another.';
     end if;
     if open_spread_trade.client_spread_id is not null then
-        select s.spread_trade_id into v_id
-        from trading.spread_trades s where s.client_spread_id = open_spread_trade.client_spread_id;
-        if found then
+        -- why 123: the legs' client order ids add "-buy" and "-sell" and may be 128 characters
+        if open_spread_trade.client_spread_id = '' or length(open_spread_trade.client_spread_id) > 123 then
+            raise exception 'client_spread_id must be 1 to 123 characters, got %',
+                length(open_spread_trade.client_spread_id)
+                using errcode = '22S09',
+                      hint = 'Omit client_spread_id (null) for a spread trade without one.';
+        end if;
+        -- why the lock: a concurrent open with this id waits here until the first commits, then
+        -- finds its spread trade below (each statement reads what committed before it started);
+        -- two ids of one hash merely take turns
+        perform pg_advisory_xact_lock('trading.spread_trades'::regclass::oid::integer,
+                                      hashtext(open_spread_trade.client_spread_id));
+        v_id := internal.match_retried_spread(
+            open_spread_trade.client_spread_id, v_strategy, v_pair.base_asset, v_pair.quote_asset,
+            open_spread_trade.market_type, open_spread_trade.buy_exchange, open_spread_trade.sell_exchange,
+            open_spread_trade.quantity, open_spread_trade.buy_price, open_spread_trade.sell_price);
+        if v_id is not null then
             return v_id;
         end if;
     end if;
@@ -90,11 +185,25 @@ begin
     values (v_strategy.strategy_id, v_orders[1], v_orders[2], open_spread_trade.quantity,
             open_spread_trade.client_spread_id, open_spread_trade.opened_at)
     returning spread_trade_id into v_id;
+    -- A leg that place_order rejected for a risk limit leaves the other unhedged: reject it too.
+    -- why not raise: that would roll back the breach's risk event and its notification; the
+    -- caller reads both legs' status, as after a rejected place_order
+    -- (a leg that was not new, an order placed before under the leg's client order id, cannot be
+    -- rejected: 55S01 then, and nothing is written)
+    v_buy := internal.lock_order(v_orders[1]);
+    v_sell := internal.lock_order(v_orders[2]);
+    if v_buy.status = 'rejected' and v_sell.status <> 'rejected' then
+        perform internal.change_order_status(v_sell, 'rejected', concat_ws(': ',
+            format('spread trade %s: the buy leg (order %s) was rejected', v_id, v_buy.order_id), v_buy.status_reason));
+    elsif v_sell.status = 'rejected' and v_buy.status <> 'rejected' then
+        perform internal.change_order_status(v_buy, 'rejected', concat_ws(': ',
+            format('spread trade %s: the sell leg (order %s) was rejected', v_id, v_sell.order_id), v_sell.status_reason));
+    end if;
     return v_id;
 end;
 $$;
 comment on function trading.open_spread_trade(text, text, text, text, numeric, numeric, numeric, text, text, timestamptz) is
-    'Places the buy and sell leg orders of a cross-exchange spread trade in one transaction; returns the spread trade id.';
+    'Places the buy and sell leg orders of a cross-exchange spread trade in one transaction; returns the spread trade id. A leg rejected by a risk limit rejects the other too (both legs rejected, the spread trade stored); idempotent on client_spread_id (23S06 when a retry differs).';
 
 create or replace function trading.spread_trade_pnl(
     strategy text default null,
@@ -114,9 +223,14 @@ create or replace function trading.spread_trade_pnl(
 as $$
 -- Each spread trade opened in [since, until) (null = unbounded) of one strategy (null = all):
 -- the legs' fills so far, the matched quantity (filled on both legs), the spread it captured
--- (matched x multiplier x (sell average - buy average)), the fees of both legs' fills (quote
--- value), net PnL = captured - fees, and the residual of uneven fills: buy filled - sell filled
--- (positive = long on the buy exchange) and its value at the mark price of the leg that is ahead.
+-- (matched x (sell value per unit - buy value per unit), a leg's value per unit being the sum of
+-- its trades' quantity x price x multiplier over its filled quantity), the fees of both legs'
+-- fills (quote value), net PnL = captured - fees, and the residual of uneven fills: buy filled -
+-- sell filled (positive = long on the buy exchange) and its value at the mark price and contract
+-- multiplier of the leg that is ahead.
+-- why each trade's own multiplier (trading.trades.multiplier): a fill was realized at the
+-- contract size of its day; ref.upsert_instrument may change the instrument's later, and a
+-- closed spread trade's result must not change with it. The residual is open exposure, valued now.
 #variable_conflict use_column
 declare
     v_strategy_id integer;
@@ -128,14 +242,12 @@ begin
     return query
     select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, s.quantity,
            b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
-           m.matched,
-           round(m.matched * bi.multiplier * coalesce(o.avg_fill_price - b.avg_fill_price, 0), 12),
-           f.fees,
-           round(m.matched * bi.multiplier * coalesce(o.avg_fill_price - b.avg_fill_price, 0), 12) - f.fees,
+           m.matched, c.captured, f.fees, c.captured - f.fees,
            b.filled_quantity - o.filled_quantity,
-           round((b.filled_quantity - o.filled_quantity) * bi.multiplier
-                 * case when b.filled_quantity >= o.filled_quantity then trading.mark_price(bi.instrument_id)
-                        else trading.mark_price(si.instrument_id) end, 12)
+           round((b.filled_quantity - o.filled_quantity)
+                 * case when b.filled_quantity >= o.filled_quantity
+                        then bi.multiplier * trading.mark_price(bi.instrument_id)
+                        else si.multiplier * trading.mark_price(si.instrument_id) end, 12)
     from trading.spread_trades s
     join trading.strategies st on st.strategy_id = s.strategy_id
     join trading.order_keys bk on bk.order_id = s.buy_order_id
@@ -148,10 +260,20 @@ begin
     join ref.exchanges se on se.exchange_id = si.exchange_id
     cross join lateral (select least(b.filled_quantity, o.filled_quantity) as matched) m
     cross join lateral (
-        select coalesce(sum(t.fee_quote), 0) as fees
+        select coalesce(sum(t.fee_quote), 0) as fees,
+               sum(t.quantity) filter (where t.order_id = s.buy_order_id) as buy_filled,
+               sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.buy_order_id) as buy_value,
+               sum(t.quantity) filter (where t.order_id = s.sell_order_id) as sell_filled,
+               sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.sell_order_id) as sell_value
         from trading.trades t
         where t.order_id in (s.buy_order_id, s.sell_order_id)
     ) f
+    -- why multiply before dividing: a leg filled completely contributes its value exactly
+    cross join lateral (
+        select case when m.matched = 0 then 0
+                    else round(m.matched * f.sell_value / f.sell_filled - m.matched * f.buy_value / f.buy_filled, 12)
+               end as captured
+    ) c
     where (v_strategy_id is null or s.strategy_id = v_strategy_id)
       -- a scoped session reports only the strategies it sees
       and internal.strategy_in_scope(s.strategy_id)
@@ -161,7 +283,7 @@ begin
 end;
 $$;
 comment on function trading.spread_trade_pnl(text, timestamptz, timestamptz) is
-    'Per spread trade: legs filled, captured spread, fees, net PnL and the residual exposure of uneven leg fills.';
+    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at), fees, net PnL and the residual exposure of uneven leg fills.';
 
 create or replace function trading.spread_trade_summary(
     strategy text default null,

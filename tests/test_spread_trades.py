@@ -1,12 +1,15 @@
 """Spread trades: both legs placed in one transaction, captured spread, fees, uneven fills."""
 
+import threading
+import time
 from decimal import Decimal
 
 import psycopg
 import pytest
 
+from auth_helpers import acting_as, make_user
 from market_helpers import RECENT_NOON, quote
-from trading_helpers import call, counts, fill, list_okx_btc_spot, rows
+from trading_helpers import call, counts, fill, list_okx_btc_spot, list_spot, order, rows
 
 T0 = RECENT_NOON
 
@@ -20,6 +23,7 @@ def venues(seeded):
 
 def open_spread(conn, quantity="2", **kwargs):
     """alpha's BTC/USDT spread trade, buying on binance and selling on okx unless kwargs say otherwise."""
+    kwargs.setdefault("strategy", "alpha")
     kwargs.setdefault("buy_price", Decimal("100"))
     kwargs.setdefault("sell_price", Decimal("101"))
     kwargs.setdefault("buy_exchange", "binance")
@@ -27,7 +31,6 @@ def open_spread(conn, quantity="2", **kwargs):
     return call(
         conn,
         "trading.open_spread_trade",
-        strategy="alpha",
         symbol="BTC/USDT",
         quantity=Decimal(quantity),
         **kwargs,
@@ -61,6 +64,18 @@ def test_a_leg_that_fails_validation_leaves_nothing_written(venues):
     assert caught.value.sqlstate == "22S03"
     assert counts(venues) == before
     assert venues.execute("select count(*) from trading.spread_trades").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("client_spread_id", ["", "s" * 124])
+def test_an_empty_or_overlong_client_spread_id_is_refused_and_nothing_is_written(venues, client_spread_id):
+    before = counts(venues)
+    with pytest.raises(psycopg.Error) as caught:
+        open_spread(venues, client_spread_id=client_spread_id)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        f"client_spread_id must be 1 to 123 characters, got {len(client_spread_id)}",
+    )
+    assert counts(venues) == before
 
 
 def test_both_legs_on_one_exchange_are_refused(venues):
@@ -185,3 +200,197 @@ def test_the_summary_sums_spread_trades_per_strategy(venues):
             "uneven_trades": 1,
         }
     ]
+
+
+def wait_for_lock_wait(conn, pid):
+    """True once backend pid waits for a lock (at most 10 s)."""
+    for _ in range(100):
+        if conn.execute(
+            "select exists (select from pg_stat_activity where pid = %s and wait_event_type = 'Lock')", [pid]
+        ).fetchone()[0]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_concurrent_open_with_the_same_client_spread_id_returns_the_first_spread_trade(venues, seeded_url):
+    opened: list[int] = []
+    failures: list[psycopg.Error] = []
+
+    def retry(conn):
+        try:
+            opened.append(open_spread(conn, client_spread_id="arb-race"))
+        except psycopg.Error as exc:  # asserted on below
+            failures.append(exc)
+
+    with psycopg.connect(seeded_url) as first, psycopg.connect(seeded_url, autocommit=True) as second:
+        first_id = open_spread(first, client_spread_id="arb-race")  # not committed yet
+        racer = threading.Thread(target=retry, args=(second,))
+        racer.start()
+        waited = wait_for_lock_wait(venues, second.info.backend_pid)
+        first.commit()
+        racer.join(timeout=30)
+
+    assert waited
+    assert [(e.sqlstate, e.diag.message_primary) for e in failures] == []
+    assert opened == [first_id]
+    assert venues.execute("select count(*) from trading.spread_trades").fetchone()[0] == 1
+    assert venues.execute("select count(*) from trading.orders").fetchone()[0] == 2
+
+
+def leg_statuses(conn, spread_trade_id):
+    """(status, status_reason) of the buy leg, then of the sell leg."""
+    return [(order(conn, o)["status"], order(conn, o)["status_reason"]) for o in legs(conn, spread_trade_id)]
+
+
+def kill_switch(conn, exchange):
+    call(conn, "monitor.set_kill_switch", strategy="alpha", enabled=True, exchange=exchange)
+
+
+def test_a_sell_leg_rejected_by_a_risk_limit_rejects_the_buy_leg_too(venues):
+    kill_switch(venues, "okx")
+    spread = open_spread(venues)
+    sell = legs(venues, spread)[1]
+    assert leg_statuses(venues, spread) == [
+        ("rejected", f"spread trade {spread}: the sell leg (order {sell}) was rejected: kill switch is on"),
+        ("rejected", "kill switch is on"),
+    ]
+
+
+def test_a_buy_leg_rejected_by_a_risk_limit_rejects_the_sell_leg_too(venues):
+    kill_switch(venues, "binance")
+    spread = open_spread(venues)
+    buy = legs(venues, spread)[0]
+    assert leg_statuses(venues, spread) == [
+        ("rejected", "kill switch is on"),
+        ("rejected", f"spread trade {spread}: the buy leg (order {buy}) was rejected: kill switch is on"),
+    ]
+
+
+def test_a_spread_leg_rejected_by_a_risk_limit_keeps_its_risk_event(venues):
+    kill_switch(venues, "okx")
+    spread = open_spread(venues)
+    sell = legs(venues, spread)[1]
+    events = venues.execute(
+        "select order_id, limit_kind::text, reason from monitor.risk_events where order_id is not null"
+    ).fetchall()
+    assert events == [(sell, "kill_switch", "kill switch is on")]
+
+
+def test_a_spread_trade_with_a_rejected_leg_records_each_legs_rejection_as_an_order_event(venues):
+    kill_switch(venues, "okx")
+    spread = open_spread(venues)
+    buy, sell = legs(venues, spread)
+    events = venues.execute(
+        "select order_id, from_status::text, to_status::text, reason from trading.order_events"
+        " where to_status = 'rejected' order by order_id",
+    ).fetchall()
+    assert events == [
+        (
+            buy,
+            "new",
+            "rejected",
+            f"spread trade {spread}: the sell leg (order {sell}) was rejected: kill switch is on",
+        ),
+        (sell, "new", "rejected", "kill switch is on"),
+    ]
+
+
+def test_a_spread_trade_whose_second_leg_exceeds_max_open_orders_has_both_legs_rejected(venues):
+    call(venues, "monitor.set_risk_limit", strategy="alpha", max_open_orders=1)  # room for one leg
+    spread = open_spread(venues)
+    sell = legs(venues, spread)[1]
+    reason = "2 working orders with this one exceed max_open_orders 1"
+    assert leg_statuses(venues, spread) == [
+        ("rejected", f"spread trade {spread}: the sell leg (order {sell}) was rejected: {reason}"),
+        ("rejected", reason),
+    ]
+
+
+def list_eth_spot(conn):
+    list_spot(conn, "binance", "ETHUSDT", base_asset="ETH")
+    list_spot(conn, "okx", "ETH-USDT", base_asset="ETH")
+
+
+@pytest.mark.parametrize(
+    ("retried", "detail"),
+    [
+        ({"strategy": "beta"}, "beta buys 2 BTC/USDT spot on binance @ 100, sells on okx @ 101"),
+        (
+            {"buy_exchange": "okx", "sell_exchange": "binance"},
+            "alpha buys 2 BTC/USDT spot on okx @ 100, sells on binance @ 101",
+        ),
+        ({"symbol": "ETH/USDT"}, "alpha buys 2 ETH/USDT spot on binance @ 100, sells on okx @ 101"),
+        ({"quantity": Decimal("3")}, "alpha buys 3 BTC/USDT spot on binance @ 100, sells on okx @ 101"),
+        ({"buy_price": Decimal("99")}, "alpha buys 2 BTC/USDT spot on binance @ 99, sells on okx @ 101"),
+        ({"sell_price": None}, "alpha buys 2 BTC/USDT spot on binance @ 100, sells on okx @ market"),
+    ],
+    ids=["strategy", "exchanges", "symbol", "quantity", "buy_price", "sell_price"],
+)
+def test_a_client_spread_id_reused_with_different_values_is_a_conflict(venues, retried, detail):
+    list_eth_spot(venues)
+    first = open_spread(venues, client_spread_id="arb-1")
+    args = {
+        "strategy": "alpha",
+        "symbol": "BTC/USDT",
+        "buy_exchange": "binance",
+        "sell_exchange": "okx",
+        "quantity": Decimal("2"),
+        "buy_price": Decimal("100"),
+        "sell_price": Decimal("101"),
+        "client_spread_id": "arb-1",
+    }
+    before = counts(venues)
+    with pytest.raises(psycopg.IntegrityError) as caught:
+        call(venues, "trading.open_spread_trade", **(args | retried))
+    assert (caught.value.sqlstate, caught.value.diag.message_primary, caught.value.diag.message_detail) == (
+        "23S06",
+        f'client spread id "arb-1" is already used by spread trade {first} with different values',
+        f"stored: alpha buys 2 BTC/USDT spot on binance @ 100, sells on okx @ 101; retried: {detail}",
+    )
+    assert counts(venues) == before
+
+
+def test_another_users_client_spread_id_is_a_conflict_that_does_not_describe_their_spread_trade(auth_db):
+    list_okx_btc_spot(auth_db)
+    ids = {name: make_user(auth_db, name) for name in ("alice", "bob")}
+    for name in ("alice", "bob"):
+        with acting_as(auth_db, "spreadedge_app", ids[name]):
+            call(auth_db, "trading.create_strategy", name=f"{name}-arb")
+    with acting_as(auth_db, "spreadedge_app", ids["alice"]):
+        open_spread(auth_db, strategy="alice-arb", client_spread_id="arb-1")
+    with acting_as(auth_db, "spreadedge_app", ids["bob"]), pytest.raises(psycopg.IntegrityError) as caught:
+        open_spread(auth_db, strategy="bob-arb", client_spread_id="arb-1")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary, caught.value.diag.message_detail) == (
+        "23S06",
+        'client spread id "arb-1" is already used',
+        None,
+    )
+
+
+def fill_spread(conn, spread_trade_id, buy_quantity, sell_quantity):
+    """Fill the legs of a perpetual spread trade at 60000 and 60100, a fee of 0.6 USDT each."""
+    buy, sell = legs(conn, spread_trade_id)
+    fill(conn, buy, buy_quantity, "60000", fee=Decimal("0.6"), fee_currency="USDT", executed_at=T0)
+    fill(conn, sell, sell_quantity, "60100", fee=Decimal("0.6"), fee_currency="USDT", executed_at=T0)
+
+
+def test_a_multiplier_change_after_both_legs_filled_leaves_the_captured_spread_and_net_pnl_unchanged(seeded):
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")
+    fill_spread(seeded, open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES), "10", "10")
+    list_perpetual(seeded, "okx", "BTC-USDT-SWAP", "0.001")  # okx shrinks its contract
+    (r,) = rows(seeded, "trading.spread_trade_pnl")
+    assert (r["captured_spread"], r["fees"], r["net_pnl"]) == (Decimal("10"), Decimal("1.2"), Decimal("8.8"))
+
+
+def test_the_residual_of_a_sell_leg_ahead_is_valued_at_its_own_instruments_multiplier(seeded):
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")
+    fill_spread(seeded, open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES), "4", "10")
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.001")  # bybit shrinks its contract
+    quote(seeded, T0, "60000", "60200", exchange="bybit", symbol="BTCUSDT")  # mid 60100
+    (r,) = rows(seeded, "trading.spread_trade_pnl")
+    assert (r["captured_spread"], r["residual_quantity"], r["residual_exposure"]) == (
+        Decimal("4"),
+        Decimal("-6"),
+        Decimal("-360.6"),  # -6 x 0.001 x 60100
+    )
