@@ -44,6 +44,32 @@ $$;
 comment on function internal.find_instrument(text, text) is
     'The instrument row for (exchange code, symbol); raises 23S01 unknown_exchange or 23S02 unknown_instrument.';
 
+create or replace function internal.lock_instrument(p_exchange text, p_symbol text)
+    returns ref.instruments
+    volatile
+    language plpgsql
+as $$
+-- internal.find_instrument, with the row locked FOR KEY SHARE until the transaction ends: the
+-- rules read (tick, lot, minimum notional, multiplier, market type) are those in force when it
+-- commits, since ref.upsert_instrument locks the row FOR UPDATE before it changes it.
+declare
+    v_instrument ref.instruments;
+begin
+    select i.* into v_instrument
+    from ref.instruments i
+    where i.exchange_id = internal.exchange_id(p_exchange) and i.symbol = p_symbol
+    for key share;
+    if v_instrument.instrument_id is null then
+        raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
+            using errcode = '23S02',
+                  hint = 'Create it with ref.upsert_instrument.';
+    end if;
+    return v_instrument;
+end;
+$$;
+comment on function internal.lock_instrument(text, text) is
+    'The instrument row for (exchange code, symbol), locked FOR KEY SHARE; raises 23S01 unknown_exchange or 23S02 unknown_instrument.';
+
 create or replace function ref.upsert_instrument(
     exchange     text,
     symbol       text,

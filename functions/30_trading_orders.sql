@@ -157,7 +157,7 @@ as $$
 #variable_conflict use_column
 declare
     v_strategy   trading.strategies := internal.find_strategy(place_order.strategy);
-    v_instrument ref.instruments := internal.find_instrument(place_order.exchange, place_order.symbol);
+    v_instrument ref.instruments := internal.lock_instrument(place_order.exchange, place_order.symbol);
     v_side       trading.order_side;
     v_type       trading.order_type;
     v_reference  numeric;

@@ -180,9 +180,19 @@ def _waits_for_a_lock(conn: psycopg.Connection, pid: int) -> bool:
     return False
 
 
-def _race_a_multiplier_change(seeded, seeded_url, function: str, **kwargs) -> tuple[bool, list[Exception]]:
-    """Call function while another transaction has changed the swap's multiplier to 0.02 and not yet
-    committed; commit the change once the call waits for it. Whether it waited, and what it raised."""
+SWAP_TICK_1 = (
+    "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-SWAP', base_asset => 'BTC',"
+    " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 1, lot_size => 1,"
+    " min_notional => 0, multiplier => 0.01)"
+)
+
+
+def _race_a_multiplier_change(
+    seeded, seeded_url, function: str, change: str = SWAP_MULTIPLIER_0_02, **kwargs
+) -> tuple[bool, list[Exception]]:
+    """Call function while another transaction has changed the swap (its multiplier to 0.02 unless
+    change says otherwise) and not yet committed; commit the change once the call waits for it.
+    Whether it waited, and what it raised."""
     failures: list[Exception] = []
 
     def racer(conn: psycopg.Connection) -> None:
@@ -192,7 +202,7 @@ def _race_a_multiplier_change(seeded, seeded_url, function: str, **kwargs) -> tu
             failures.append(exc)
 
     with psycopg.connect(seeded_url) as changer, psycopg.connect(seeded_url, autocommit=True) as caller:
-        changer.execute(SWAP_MULTIPLIER_0_02)  # not committed yet
+        changer.execute(change)  # not committed yet
         thread = threading.Thread(target=racer, args=(caller,))
         thread.start()
         waited = _waits_for_a_lock(seeded, caller.info.backend_pid)
@@ -264,3 +274,23 @@ def test_a_first_funding_racing_a_multiplier_change_opens_its_position_at_the_ne
     assert seeded.execute("select funding, multiplier from trading.positions").fetchall() == [
         (D("1.5"), D("0.02"))
     ]
+
+
+def test_a_placement_racing_a_tick_size_change_is_checked_against_the_new_tick(seeded, seeded_url):
+    waited, failures = _race_a_multiplier_change(
+        seeded,
+        seeded_url,
+        "trading.place_order",
+        change=SWAP_TICK_1,
+        strategy="alpha",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        side="buy",
+        quantity=D("10"),
+        price=D("60000.5"),  # a multiple of the old tick 0.1, not of the new 1
+    )
+    assert waited
+    assert [(f.sqlstate, f.diag.message_primary) for f in failures] == [
+        ("22S03", "price 60000.5 is not a multiple of the tick size 1 of BTC-USDT-SWAP")
+    ]
+    assert seeded.execute("select count(*) from trading.orders").fetchone() == (0,)
