@@ -295,3 +295,33 @@ def test_a_third_currency_fee_is_priced_from_a_perpetual_when_no_spot_market_has
         seeded, "buy", "1", "3000", exchange="okx", symbol="ETH-USDT", fee=D("0.0001"), fee_currency="BTC"
     )
     assert stored_fee(seeded, trade_id)[0] == D("6.1001")
+
+
+@pytest.mark.parametrize(("fee", "fee_quote"), [("0.01", "-5"), ("-0.01", "5")])
+def test_a_fee_quote_of_the_other_sign_than_the_fee_is_refused_and_writes_nothing(seeded, fee, fee_quote):
+    order_id = call(
+        seeded,
+        "trading.place_order",
+        strategy="alpha",
+        exchange="binance",
+        symbol="BTCUSDT",
+        side="buy",
+        quantity=D("0.01"),
+        price=D("60000"),
+    )
+    expect_refusal(
+        seeded,
+        "22S09",
+        f"fee_quote {fee_quote} and the fee {fee} BNB differ in sign",
+        lambda: call(
+            seeded,
+            "trading.record_fill",
+            order_id=order_id,
+            exchange_trade_id="sign-1",
+            quantity=D("0.01"),
+            price=D("60000"),
+            fee=D(fee),
+            fee_currency="BNB",
+            fee_quote=D(fee_quote),
+        ),
+    )
