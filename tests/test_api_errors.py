@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from api_fixtures import Api
@@ -57,3 +58,16 @@ def test_an_unknown_path_is_a_404_problem(api: Api) -> None:
     response = api.get("nothing-here", "alice")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_method_the_path_does_not_allow_is_a_405_problem_naming_the_allowed_ones(api: Api) -> None:
+    response = httpx.delete(f"{api.url}/api/v1/historical/orders")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET")
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_login_body_that_is_not_json_is_unprocessable_naming_the_body(api: Api) -> None:
+    response = httpx.post(
+        f"{api.url}/api/v1/auth/login", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert (response.status_code, response.json()["parameter"]) == (422, "body")

@@ -61,6 +61,9 @@ def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) 
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(part) for part in first.get("loc", ())]
         parameter = location[-1] if len(location) > 1 else None
+        # why: a body that is not JSON at all is located by its character offset, not by a field
+        if first.get("type") == "json_invalid":
+            parameter = "body"
         message = first.get("msg", "invalid request")
         detail = f"{parameter}: {message}" if parameter else message
         return Problem(HTTPStatus.UNPROCESSABLE_ENTITY, detail, parameter=parameter).response()
@@ -68,7 +71,10 @@ def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         status = HTTPStatus(exc.status_code)
-        return Problem(status, str(exc.detail) if exc.detail else status.phrase).response()
+        response = Problem(status, str(exc.detail) if exc.detail else status.phrase).response()
+        # why: a 405 must say which methods the path allows (Allow), as Starlette's own answer does
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
