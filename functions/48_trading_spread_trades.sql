@@ -153,7 +153,10 @@ begin
           and i.base_asset = v_pair.base_asset and i.quote_asset = v_pair.quote_asset
           and i.market_type::text = open_spread_trade.market_type
         order by i.is_active desc, i.instrument_id
-        limit 1;
+        limit 1
+        -- why: the multipliers compared below must be those the legs are placed at; a change
+        -- in flight (ref.upsert_instrument locks the row FOR UPDATE first) is waited for and read
+        for key share;
         if v_symbol is null then
             raise exception 'no % instrument trades %/% on %', open_spread_trade.market_type, v_pair.base_asset,
                 v_pair.quote_asset, v_exchange using errcode = '23S02';

@@ -394,3 +394,36 @@ def test_the_residual_of_a_sell_leg_ahead_is_valued_at_its_own_instruments_multi
         Decimal("-6"),
         Decimal("-360.6"),  # -6 x 0.001 x 60100
     )
+
+
+def test_a_spread_racing_a_change_of_one_legs_contract_size_is_refused_and_nothing_is_written(
+    seeded, seeded_url
+):
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")  # the size of okx BTC-USDT-SWAP (seeded)
+    before = counts(seeded)
+    failures: list[psycopg.Error] = []
+
+    def opener(conn):
+        try:
+            open_spread(conn, "10", **PERPETUALS, **PERPETUAL_PRICES)
+        except psycopg.Error as exc:  # asserted on below
+            failures.append(exc)
+
+    with psycopg.connect(seeded_url) as changer, psycopg.connect(seeded_url, autocommit=True) as caller:
+        list_perpetual(changer, "bybit", "BTCUSDT", "1")  # not committed yet
+        racer = threading.Thread(target=opener, args=(caller,))
+        racer.start()
+        waited = wait_for_lock_wait(seeded, caller.info.backend_pid)
+        changer.commit()
+        racer.join(timeout=30)
+
+    assert waited
+    assert [(f.sqlstate, f.diag.message_primary) for f in failures] == [
+        (
+            "22S20",
+            "the legs' contracts differ in size: BTC-USDT-SWAP on okx is 0.01 BTC, BTCUSDT on bybit is 1 BTC",
+        )
+    ]
+    assert {k: v for k, v in counts(seeded).items() if k != "ref.instruments" and k != "audit.log"} == {
+        k: v for k, v in before.items() if k != "ref.instruments" and k != "audit.log"
+    }
