@@ -104,7 +104,8 @@ create or replace function internal.match_retried_order(
 as $$
 -- For a placement retried with a client_order_id already used on the exchange: the stored order's
 -- id when the retry asks for the same order, conflicting_duplicate (23S06) when it differs, null
--- when the id is new.
+-- when the id is new. An order of a strategy outside the session's scope is never returned nor
+-- described: its id raises 23S06 without details (a leg of trading.open_spread_trade included).
 declare
     v_order trading.orders;
 begin
@@ -118,6 +119,15 @@ begin
     if (v_order.strategy_id, v_order.instrument_id, v_order.side, v_order.order_type, v_order.quantity)
        is distinct from (p_strategy_id, p_instrument_id, p_side, p_order_type, p_quantity)
        or v_order.price is distinct from p_price or v_order.stop_price is distinct from p_stop_price then
+        -- why no id and no detail: another user's order must not be told apart from, or described
+        -- to, this session; the id stays taken (it is unique per exchange across strategies).
+        -- why only here: p_strategy_id passed internal.find_strategy, so an order that matches it
+        -- is in scope, and a retry that returns its order pays nothing for this check
+        if not internal.strategy_in_scope(v_order.strategy_id) then
+            raise exception 'client order id "%" is already used', p_client_order_id
+                using errcode = '23S06',
+                      hint = 'A client order id names one order; use a new id for a new order.';
+        end if;
         raise exception 'client order id "%" is already used by order % with different values',
             p_client_order_id, v_order.order_id
             using errcode = '23S06',
@@ -130,7 +140,7 @@ begin
 end;
 $$;
 comment on function internal.match_retried_order(smallint, text, integer, integer, trading.order_side, trading.order_type, numeric, numeric, numeric) is
-    'Id of the order a retried placement refers to (null if new); raises 23S06 when the retry differs.';
+    'Id of the order a retried placement refers to (null if new); raises 23S06 when the retry differs or the id is another user''s.';
 
 create or replace function trading.place_order(
     strategy        text,

@@ -189,6 +189,14 @@ begin
                     and v_existing.fee_currency = coalesce(v_fee_ccy, v_instrument.quote_asset))) then
             return v_existing.trade_id;
         end if;
+        -- why no trade id and no detail: another user's trade must not be told apart from, or
+        -- described to, this session. why only here: a redelivery that matches is of this order,
+        -- which internal.lock_order found in scope, so neither it nor a first delivery pays for it
+        if not internal.strategy_in_scope(v_existing.strategy_id) then
+            raise exception 'exchange trade id "%" is already recorded', record_fill.exchange_trade_id
+                using errcode = '23S06',
+                      hint = 'An exchange trade id names one fill of its exchange; check the id the fill came with.';
+        end if;
         raise exception 'exchange trade id "%" is already recorded as trade % with different values',
             record_fill.exchange_trade_id, v_existing.trade_id
             using errcode = '23S06',

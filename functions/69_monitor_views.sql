@@ -3,6 +3,22 @@
 -- trades per period, query performance and disk usage (security invoker: row-level security and the
 -- reader's statistics privileges apply), and the state of alerts, rules, risk limits, risk events,
 -- the outbox and the latest metrics (read with the owner's rights; the tables stay private).
+--
+-- Who sees which monitor rows: the owner-rights views apply the session's scope themselves, as
+-- row-level security does for the trading tables, so a trader learns nothing about strategies
+-- they cannot see. An unscoped session (psql as the owner, the CLI, dashboards as readonly) and a
+-- user with strategies:all (internal.visible_strategy_ids() is null) see every row. A scoped user
+-- otherwise sees
+--   - risk limits and risk events of their visible strategies (by strategy_id);
+--   - metrics whose "strategy" label names a visible strategy; metrics without one (platform
+--     totals, database, alert and outbox figures, custom metrics) are not per strategy and sum
+--     over every strategy, so only the sessions that see every strategy get them;
+--   - alert rules, and their alerts, tied to a visible strategy (a "strategy" label naming it);
+--     a rule tied to no strategy (price and volume rules, metric rules without a strategy label)
+--     is shown to users with alerts:manage, who run the alerting;
+--   - notifications of those risk events and of those alerts' rules.
+-- why security_barrier: a scoped reader's own conditions (a cast that fails on a value, a
+-- function that prints its argument) must not run on rows the view's scope filters out.
 
 create or replace view monitor.orders_per_status
     with (security_invoker = true)
@@ -82,16 +98,26 @@ as
 comment on view monitor.disk_usage is
     'Size of every project table with its indexes and TOAST, partitions summed into their table, largest first.';
 
-create or replace view monitor.latest_metrics as
+create or replace view monitor.latest_metrics
+    with (security_barrier = true)
+as
+    -- scope: a series labelled with a visible strategy's name; unlabelled series only for sessions
+    -- that see every strategy (they are platform-wide)
     select distinct on (m.name, m.labels)
            m.name, m.labels, m.value, c.unit, m.recorded_at
     from monitor.metrics m
     join monitor.metric_catalog c on c.name = m.name
     where m.recorded_at > now() - interval '1 hour'
+      and ((select internal.visible_strategy_ids()) is null
+           or m.labels ->> 'strategy' in (select s.name from trading.strategies s
+                                          where s.strategy_id = any ((select internal.visible_strategy_ids())::integer[])))
     order by m.name, m.labels, m.recorded_at desc;
-comment on view monitor.latest_metrics is 'The newest value of every metric series recorded in the last hour.';
+comment on view monitor.latest_metrics is
+    'The newest value of every metric series recorded in the last hour. A session scoped to a user without strategies:all sees only series whose strategy label names one of its strategies.';
 
-create or replace view monitor.alert_rule_list as
+create or replace view monitor.alert_rule_list
+    with (security_barrier = true)
+as
     select r.rule_id,
            r.name,
            r.kind,
@@ -109,10 +135,21 @@ create or replace view monitor.alert_rule_list as
            r.description
     from monitor.alert_rules r
     left join ref.instruments i on i.instrument_id = r.instrument_id
-    left join ref.exchanges e on e.exchange_id = i.exchange_id;
-comment on view monitor.alert_rule_list is 'Alert rules with what each watches (metric, or exchange/symbol).';
+    left join ref.exchanges e on e.exchange_id = i.exchange_id
+    -- scope: a rule whose strategy label names a visible strategy; a rule tied to no strategy only
+    -- with alerts:manage (or for a session that sees every strategy)
+    where (select internal.visible_strategy_ids()) is null
+       or case when r.labels ? 'strategy'
+                then r.labels ->> 'strategy' in (select s.name from trading.strategies s
+                                                  where s.strategy_id = any ((select internal.visible_strategy_ids())::integer[]))
+                else 'alerts:manage' = any ((select internal.session_permissions())::text[])
+           end;
+comment on view monitor.alert_rule_list is
+    'Alert rules with what each watches (metric, or exchange/symbol). A session scoped to a user without strategies:all sees the rules whose strategy label names one of its strategies, and the rules tied to no strategy only with alerts:manage.';
 
-create or replace view monitor.alert_list as
+create or replace view monitor.alert_list
+    with (security_barrier = true)
+as
     select a.alert_id,
            r.name as rule,
            r.kind,
@@ -128,10 +165,20 @@ create or replace view monitor.alert_list as
            a.resolved_at,
            a.resolved_value
     from monitor.alerts a
-    join monitor.alert_rules r on r.rule_id = a.rule_id;
-comment on view monitor.alert_list is 'Alerts with their rule''s name: open (firing, acknowledged) and resolved.';
+    join monitor.alert_rules r on r.rule_id = a.rule_id
+    -- scope: the alerts of the rules monitor.alert_rule_list shows the session
+    where (select internal.visible_strategy_ids()) is null
+       or case when r.labels ? 'strategy'
+                then r.labels ->> 'strategy' in (select s.name from trading.strategies s
+                                                  where s.strategy_id = any ((select internal.visible_strategy_ids())::integer[]))
+                else 'alerts:manage' = any ((select internal.session_permissions())::text[])
+           end;
+comment on view monitor.alert_list is
+    'Alerts with their rule''s name: open (firing, acknowledged) and resolved. A scoped session sees the alerts of the rules monitor.alert_rule_list shows it.';
 
-create or replace view monitor.risk_limit_list as
+create or replace view monitor.risk_limit_list
+    with (security_barrier = true)
+as
     select l.limit_id,
            s.name as strategy,
            e.code as exchange,
@@ -147,10 +194,16 @@ create or replace view monitor.risk_limit_list as
     from monitor.risk_limits l
     join trading.strategies s on s.strategy_id = l.strategy_id
     left join ref.exchanges e on e.exchange_id = l.exchange_id
-    left join ref.instruments i on i.instrument_id = l.instrument_id;
-comment on view monitor.risk_limit_list is 'Risk limits with strategy, exchange and symbol names (null exchange or symbol: every one).';
+    left join ref.instruments i on i.instrument_id = l.instrument_id
+    -- scope: the session's visible strategies, as row-level security has it for their orders
+    where (select internal.visible_strategy_ids()) is null
+       or l.strategy_id = any ((select internal.visible_strategy_ids())::integer[]);
+comment on view monitor.risk_limit_list is
+    'Risk limits with strategy, exchange and symbol names (null exchange or symbol: every one). A scoped session sees its visible strategies'' limits.';
 
-create or replace view monitor.risk_event_list as
+create or replace view monitor.risk_event_list
+    with (security_barrier = true)
+as
     select r.risk_event_id,
            r.occurred_at,
            s.name as strategy,
@@ -164,10 +217,16 @@ create or replace view monitor.risk_event_list as
     from monitor.risk_events r
     join trading.strategies s on s.strategy_id = r.strategy_id
     left join ref.instruments i on i.instrument_id = r.instrument_id
-    left join ref.exchanges e on e.exchange_id = i.exchange_id;
-comment on view monitor.risk_event_list is 'Risk events (rejected orders, kill switch changes) with names.';
+    left join ref.exchanges e on e.exchange_id = i.exchange_id
+    -- scope: the session's visible strategies
+    where (select internal.visible_strategy_ids()) is null
+       or r.strategy_id = any ((select internal.visible_strategy_ids())::integer[]);
+comment on view monitor.risk_event_list is
+    'Risk events (rejected orders, kill switch changes) with names. A scoped session sees its visible strategies'' events.';
 
-create or replace view monitor.notification_list as
+create or replace view monitor.notification_list
+    with (security_barrier = true)
+as
     select n.notification_id,
            n.channel,
            n.status,
@@ -178,5 +237,20 @@ create or replace view monitor.notification_list as
            n.created_at,
            n.delivered_at,
            n.dead_at
-    from monitor.notifications n;
-comment on view monitor.notification_list is 'The outbox: every notification with its delivery state (status dead: the dead letter).';
+    from monitor.notifications n
+    -- scope: notifications of the risk events and of the alerts' rules the session sees (the two
+    -- views above); every notification comes from exactly one of them
+    where (select internal.visible_strategy_ids()) is null
+       or exists (select from monitor.risk_events re
+                  where re.risk_event_id = n.risk_event_id
+                    and re.strategy_id = any ((select internal.visible_strategy_ids())::integer[]))
+       or exists (select from monitor.alert_events ae
+                  join monitor.alert_rules r on r.rule_id = ae.rule_id
+                  where ae.event_id = n.alert_event_id
+                    and case when r.labels ? 'strategy'
+                             then r.labels ->> 'strategy' in (select s.name from trading.strategies s
+                                                               where s.strategy_id = any ((select internal.visible_strategy_ids())::integer[]))
+                             else 'alerts:manage' = any ((select internal.session_permissions())::text[])
+                        end);
+comment on view monitor.notification_list is
+    'The outbox: every notification with its delivery state (status dead: the dead letter). A scoped session sees the notifications of the risk events and alert rules monitor.risk_event_list and monitor.alert_rule_list show it.';

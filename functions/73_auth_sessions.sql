@@ -1,5 +1,6 @@
 -- spreadedge functions: login and sessions
--- auth.login (password, lockout, 2FA), auth.validate_session, auth.logout, auth.revoke_sessions.
+-- auth.login (password, lockout, 2FA), auth.validate_session, auth.logout, auth.revoke_sessions;
+-- internal.session_is_live says what a live session is, for validate_session and logout alike.
 -- Session tokens are 32 random bytes, returned once as hex; only their sha256 is stored.
 
 create or replace function internal.count_failed_login(p_user auth.users, p_ip_address inet, p_user_agent text)
@@ -128,6 +129,24 @@ $$;
 comment on function auth.login(text, text, text, inet, text) is
     'Logs a user in: returns success, the session token (once), user id, expiry and a message. Refusals do not raise.';
 
+create or replace function internal.session_is_live(p_session auth.sessions, p_user auth.users)
+    returns boolean
+    stable
+    language plpgsql
+as $$
+-- What a live session is, for auth.validate_session and auth.logout: a session that exists, is not
+-- revoked, is within its absolute lifetime and its idle timeout, of a user who is not disabled.
+-- why plpgsql: one expression, evaluated without a query by the callers' PL/pgSQL
+begin
+    return coalesce(p_session.session_id is not null and p_session.revoked_at is null
+                    and now() < p_session.expires_at and now() < p_session.idle_expires_at
+                    and p_user.user_id is not null and p_user.disabled_at is null,
+                    false);
+end;
+$$;
+comment on function internal.session_is_live(auth.sessions, auth.users) is
+    'True when the session exists, is not revoked, expired or idle-expired, and its user is not disabled.';
+
 create or replace function auth.validate_session(token text)
     returns table (
         session_id  bigint,
@@ -159,9 +178,7 @@ begin
     from auth.sessions s
     where s.token_hash = public.digest(coalesce(validate_session.token, ''), 'sha256');
     select u.* into v_user from auth.users u where u.user_id = v_session.user_id;
-    if v_session.session_id is null or v_session.revoked_at is not null
-       or now() >= v_session.expires_at or now() >= v_session.idle_expires_at
-       or v_user.disabled_at is not null then
+    if not internal.session_is_live(v_session, v_user) then
         raise exception 'the session is unknown, expired or revoked'
             using errcode = '28S02', hint = 'Log in again (auth.login).';
     end if;
@@ -193,14 +210,19 @@ create or replace function auth.logout(token text)
     set search_path = ''
     language plpgsql
 as $$
--- End the session of this token; false when it was unknown or already ended.
+-- End the session of this token; false when it was not live (internal.session_is_live: unknown,
+-- revoked, past its lifetime or idle timeout, or of a disabled user), which then writes nothing.
+-- why in the update's condition: a concurrent logout of the same token waits for the first, sees
+-- it revoked and returns false
 #variable_conflict use_column
 declare
     v_session auth.sessions;
 begin
     update auth.sessions s
     set revoked_at = now(), revoked_reason = 'logout'
-    where s.token_hash = public.digest(coalesce(logout.token, ''), 'sha256') and s.revoked_at is null
+    from auth.users u
+    where s.token_hash = public.digest(coalesce(logout.token, ''), 'sha256') and u.user_id = s.user_id
+      and internal.session_is_live(s, u)
     returning s.* into v_session;
     if v_session.session_id is null then
         return false;
@@ -210,7 +232,8 @@ begin
     return true;
 end;
 $$;
-comment on function auth.logout(text) is 'Ends a session by its token; false if it was unknown or already ended.';
+comment on function auth.logout(text) is
+    'Ends a live session by its token; false (and nothing written) if it was unknown, revoked, expired or idle-expired, or its user is disabled.';
 
 create or replace function auth.revoke_sessions(user_id bigint)
     returns integer

@@ -85,7 +85,8 @@ grant execute on function ops.performance_summary, internal.slow_query_ms
 -- ============================================================================
 -- readonly (people, dashboards): the monitoring views. The views over the trading tables and the
 -- server statistics are security invoker (row-level security and the reader's privileges apply);
--- the views of the monitor state read the private monitor tables with the owner's rights.
+-- the views of the monitor state read the private monitor tables with the owner's rights and apply
+-- the session's scope themselves (functions/69_monitor_views.sql).
 grant select on monitor.orders_per_status, monitor.open_positions, monitor.trades_per_period,
                 monitor.query_performance, monitor.disk_usage, monitor.latest_metrics,
                 monitor.alert_rule_list, monitor.alert_list, monitor.risk_limit_list,

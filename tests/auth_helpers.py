@@ -65,3 +65,9 @@ def age_session(conn: psycopg.Connection, user_id: int, by: str) -> None:
         " expires_at = expires_at - %(by)s::interval where user_id = %(user)s",
         {"by": by, "user": user_id},
     )
+
+
+def disable_directly(conn: psycopg.Connection, user_id: int) -> None:
+    """Mark a user disabled without auth.disable_user, so their sessions stay unrevoked (as a restore
+    of an older auth.sessions, or an operator's UPDATE, would leave them)."""
+    conn.execute("update auth.users set disabled_at = now() where user_id = %s", [user_id])

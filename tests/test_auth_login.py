@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
+import httpx
 import psycopg
 import pytest
 
-from auth_helpers import PASSWORD, age_session, events, login, make_user
+from api_fixtures import Api, api_login
+from auth_helpers import PASSWORD, age_session, disable_directly, events, login, make_user
 from trading_helpers import call, rows
 
 REFUSED = "login refused: wrong username or password, or the account is locked or disabled"
@@ -149,6 +151,65 @@ def test_logout_ends_the_session_once(auth_db):
     assert call(auth_db, "auth.logout", token=token) is False
     with pytest.raises(psycopg.errors.OperationalError, match="unknown, expired or revoked"):
         call(auth_db, "auth.validate_session", token=token)
+
+
+def test_logout_of_a_session_past_its_lifetime_is_refused_and_records_nothing(auth_db):
+    user_id = make_user(auth_db, "alice")
+    token = login(auth_db, "alice")["session_token"]
+    age_session(auth_db, user_id, "13 hours")  # the lifetime is 12 hours
+    assert call(auth_db, "auth.logout", token=token) is False
+    assert (events(auth_db, "logout"), live_session_count(auth_db, user_id)) == ([], 1)
+
+
+def test_logout_of_an_idle_expired_session_is_refused_and_records_nothing(auth_db):
+    user_id = make_user(auth_db, "alice")
+    token = login(auth_db, "alice")["session_token"]
+    age_session(auth_db, user_id, "31 minutes")  # the idle timeout is 30 minutes
+    assert call(auth_db, "auth.logout", token=token) is False
+    assert (events(auth_db, "logout"), live_session_count(auth_db, user_id)) == ([], 1)
+
+
+def test_logout_of_a_disabled_users_session_is_refused_and_records_nothing(auth_db):
+    user_id = make_user(auth_db, "alice")
+    token = login(auth_db, "alice")["session_token"]
+    disable_directly(auth_db, user_id)
+    assert call(auth_db, "auth.logout", token=token) is False
+    assert (events(auth_db, "logout"), live_session_count(auth_db, user_id)) == ([], 1)
+
+
+def live_session_count(conn, user_id):
+    """Sessions of the user that nothing revoked (expired ones included)."""
+    return conn.execute(
+        "select count(*) from auth.sessions where user_id = %s and revoked_at is null", [user_id]
+    ).fetchone()[0]
+
+
+def api_logout(api: Api, token: str) -> httpx.Response:
+    return httpx.post(
+        f"{api.url}/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def test_api_logout_of_an_expired_session_is_unauthorized_and_records_nothing(api, history_db):
+    url, ids = history_db
+    token = api_login(api.url, "bob").json()["token"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        age_session(conn, ids["bob"], "13 hours")
+        response = api_logout(api, token)
+        logouts = events(conn, "logout")
+    assert (response.status_code, logouts) == (401, [])
+    assert response.json()["detail"] == "the session is unknown, expired or already ended"
+
+
+def test_api_logout_of_a_disabled_users_session_is_unauthorized_and_records_nothing(api, history_db):
+    url, ids = history_db
+    token = api_login(api.url, "nobody").json()["token"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        disable_directly(conn, ids["nobody"])
+        response = api_logout(api, token)
+        logouts = events(conn, "logout")
+    assert (response.status_code, logouts) == (401, [])
+    assert response.json()["detail"] == "the session is unknown, expired or already ended"
 
 
 def test_revoke_sessions_ends_every_session_of_the_user(auth_db):

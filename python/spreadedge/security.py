@@ -79,7 +79,7 @@ class SecuritySystem:
         return Session(session_key, user_id, username, list(roles), list(permissions))
 
     async def logout(self, session_id: str) -> bool:
-        """End a session; False when it was unknown or already ended."""
+        """End a session; False when it was not live (unknown, revoked, expired or of a disabled user)."""
         rows = await self._call("auth.logout", token=session_id)
         return bool(rows[0][0])
 

@@ -1,0 +1,197 @@
+"""Scope leaks: what a trader must not learn about strategies they cannot see, through a conflict's
+error (client order ids, exchange trade ids) or through the monitor views that run as their owner."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from auth_helpers import acting_as, make_user
+from monitor_helpers import add_rule, evaluate, metric
+from trading_helpers import call, fill, list_okx_btc_spot, place
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def desks(auth_db):
+    """Two traders, alice and bob, each owning one strategy (alice-arb, bob-arb); returns their user ids."""
+    ids = {name: make_user(auth_db, name, "trader") for name in ("alice", "bob")}
+    for name, user_id in ids.items():
+        call(auth_db, "trading.create_strategy", name=f"{name}-arb", owner_user_id=user_id)
+    return ids
+
+
+def conflict(caught):
+    error = caught.value
+    return (error.sqlstate, error.diag.message_primary, error.diag.message_detail, error.diag.message_hint)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conflicts: another user's client order id or exchange trade id is taken, and nothing more is told
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_another_users_client_order_id_is_a_conflict_that_names_no_order(desks, auth_db):
+    place(auth_db, "buy", "0.5", "60000", strategy="alice-arb", client_order_id="A-SECRET-1")
+    with acting_as(auth_db, "spreadedge_app", desks["bob"]), pytest.raises(psycopg.IntegrityError) as caught:
+        place(auth_db, "buy", "0.001", "10000", strategy="bob-arb", client_order_id="A-SECRET-1")
+    assert conflict(caught) == (
+        "23S06",
+        'client order id "A-SECRET-1" is already used',
+        None,
+        "A client order id names one order; use a new id for a new order.",
+    )
+
+
+def test_another_users_client_order_id_in_a_spread_leg_is_a_conflict_that_names_no_order(desks, auth_db):
+    list_okx_btc_spot(auth_db)
+    # alice's own order took the client order id that bob's spread trade gives its buy leg
+    place(auth_db, "buy", "0.5", "60000", strategy="alice-arb", client_order_id="arb-1-buy")
+    with acting_as(auth_db, "spreadedge_app", desks["bob"]), pytest.raises(psycopg.IntegrityError) as caught:
+        call(auth_db, "trading.open_spread_trade", strategy="bob-arb", symbol="BTC/USDT", buy_exchange="binance",
+             sell_exchange="okx", quantity=Decimal("0.01"), buy_price=Decimal("1000"),
+             sell_price=Decimal("1001"), client_spread_id="arb-1")  # fmt: skip
+    assert conflict(caught) == (
+        "23S06",
+        'client order id "arb-1-buy" is already used',
+        None,
+        "A client order id names one order; use a new id for a new order.",
+    )
+
+
+def test_another_users_exchange_trade_id_is_a_conflict_that_names_no_trade(desks, auth_db):
+    alices = place(auth_db, "buy", "0.5", "60000", strategy="alice-arb")
+    fill(
+        auth_db,
+        alices,
+        "0.2",
+        "59999.5",
+        fee=Decimal("0.0002"),
+        fee_currency="BTC",
+        exchange_trade_id="A-T-1",
+    )
+    with acting_as(auth_db, "spreadedge_app", desks["bob"]):
+        bobs = place(auth_db, "sell", "0.1", "61000", strategy="bob-arb")
+        with pytest.raises(psycopg.IntegrityError) as caught:
+            fill(auth_db, bobs, "0.01", "61000", exchange_trade_id="A-T-1")
+    assert conflict(caught) == (
+        "23S06",
+        'exchange trade id "A-T-1" is already recorded',
+        None,
+        "An exchange trade id names one fill of its exchange; check the id the fill came with.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The monitor views: a scoped trader sees their own strategies' rows only
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def monitored(desks, auth_db):
+    """For each of alice-arb and bob-arb: a risk limit, an order it rejected (risk event and email
+    notification), a pnl.unrealized series and a rule on it that fired (alert and slack
+    notification). Besides: an unlabelled risk.events series and a rule on it that fired too.
+    Returns the rejected orders' ids by strategy."""
+    rejected = {}
+    for strategy, pnl in (("alice-arb", "120"), ("bob-arb", "-40")):
+        call(auth_db, "monitor.set_risk_limit", strategy=strategy, max_order_notional=Decimal("100"))
+        rejected[strategy] = place(auth_db, "buy", "0.01", "60000", strategy=strategy)
+        metric(auth_db, "pnl.unrealized", pnl, NOW - timedelta(minutes=1), strategy=strategy)
+        add_rule(auth_db, f"{strategy}-pnl", "risk", "<>", "0", metric="pnl.unrealized",
+                 labels={"strategy": strategy}, channels=["slack"])  # fmt: skip
+    metric(auth_db, "risk.events", "2", NOW - timedelta(minutes=1))
+    add_rule(auth_db, "platform-risk", "risk", ">", "0", metric="risk.events", channels=["slack"])
+    assert len(evaluate(auth_db, NOW)) == 3
+    return rejected
+
+
+def as_bob(conn, desks, query):
+    with acting_as(conn, "spreadedge_app", desks["bob"]):
+        return conn.execute(query).fetchall()
+
+
+def test_risk_limit_list_shows_a_trader_only_their_strategies_limits(monitored, desks, auth_db):
+    assert as_bob(auth_db, desks, "select strategy, max_order_notional from monitor.risk_limit_list") == [
+        ("bob-arb", Decimal("100"))
+    ]
+
+
+def test_risk_event_list_shows_a_trader_only_their_strategies_events(monitored, desks, auth_db):
+    assert as_bob(auth_db, desks, "select strategy, order_id from monitor.risk_event_list") == [
+        ("bob-arb", monitored["bob-arb"])
+    ]
+
+
+def test_latest_metrics_shows_a_trader_only_series_labelled_with_their_strategies(monitored, desks, auth_db):
+    assert as_bob(auth_db, desks, "select name, labels, value from monitor.latest_metrics") == [
+        ("pnl.unrealized", {"strategy": "bob-arb"}, Decimal("-40"))
+    ]
+
+
+def test_alert_rule_list_shows_a_trader_only_rules_on_their_strategies(monitored, desks, auth_db):
+    assert as_bob(auth_db, desks, "select name from monitor.alert_rule_list") == [("bob-arb-pnl",)]
+
+
+def test_alert_list_shows_a_trader_only_alerts_of_rules_on_their_strategies(monitored, desks, auth_db):
+    assert as_bob(auth_db, desks, "select rule, status::text from monitor.alert_list") == [
+        ("bob-arb-pnl", "firing")
+    ]
+
+
+def test_notification_list_shows_a_trader_only_their_strategies_notifications(monitored, desks, auth_db):
+    found = as_bob(auth_db, desks, "select channel::text, subject from monitor.notification_list order by 1")
+    assert found == [
+        (
+            "email",
+            f"[RISK] bob-arb: order {monitored['bob-arb']} rejected:"
+            " order notional 600 exceeds max_order_notional 100",
+        ),
+        ("slack", "[WARNING] bob-arb-pnl fired: pnl.unrealized last = -40 (threshold <> 0)"),
+    ]
+
+
+def test_rules_tied_to_no_strategy_show_only_to_users_with_alerts_manage(monitored, auth_db):
+    # carol runs the alerting (alerts:manage) and owns no strategy: the platform rule, its alert
+    # and its notification, nothing of alice's or bob's
+    auth_db.execute(
+        "insert into auth.roles (role_name, description) values ('alerting', 'Runs the alerting.')"
+    )
+    auth_db.execute(
+        "insert into auth.role_permissions (role_name, permission) values ('alerting', 'alerts:manage')"
+    )
+    carol = make_user(auth_db, "carol", "alerting")
+    with acting_as(auth_db, "spreadedge_app", carol):
+        seen = [
+            auth_db.execute(f"select count(*) from monitor.{view}").fetchone()[0]
+            for view in ("alert_rule_list", "alert_list", "notification_list", "latest_metrics")
+        ]
+        rules = auth_db.execute("select name from monitor.alert_rule_list").fetchall()
+    assert (rules, seen) == ([("platform-risk",)], [1, 1, 1, 0])
+
+
+def test_sessions_that_see_every_strategy_see_every_monitor_row(monitored, auth_db):
+    views = ("risk_limit_list", "risk_event_list", "latest_metrics", "alert_rule_list", "alert_list",
+             "notification_list")  # fmt: skip
+    root = make_user(auth_db, "root", "admin")
+
+    def counts():
+        return [auth_db.execute(f"select count(*) from monitor.{view}").fetchone()[0] for view in views]
+
+    unscoped = counts()
+    with acting_as(auth_db, "spreadedge_readonly"):
+        readonly = counts()
+    with acting_as(auth_db, "spreadedge_app", root):
+        admin = counts()
+    assert unscoped == readonly == admin == [2, 2, 3, 3, 3, 5]
+
+
+def test_a_traders_own_conditions_never_run_on_rows_the_scope_hides(monitored, desks, auth_db):
+    # the cast fails on any strategy but bob's: evaluated on alice's row, it would print her name
+    query = (
+        "select strategy from monitor.risk_limit_list"
+        " where case when strategy = 'bob-arb' then true else strategy::integer > 0 end"
+    )
+    assert as_bob(auth_db, desks, query) == [("bob-arb",)]
