@@ -51,9 +51,11 @@ as $$
 -- Claim up to batch_size due pending notifications of the given channels for this worker: they
 -- become delivering, with one more attempt, and stay locked by the caller's transaction, which
 -- must report each with monitor.complete_notification or monitor.fail_notification before it
--- commits. Rows another worker holds are skipped, never waited for.
+-- commits. Rows another worker holds are skipped, never waited for. A session scoped to a user
+-- needs alerts:manage (42S01): a payload may be another user's, and a claim can silence it.
 #variable_conflict use_column
 begin
+    perform internal.require_permission('alerts:manage');
     if claim_notifications.worker is null or claim_notifications.worker = '' then
         raise exception 'worker must be named, got "%"', coalesce(claim_notifications.worker, 'null')
             using errcode = '22S09';
@@ -80,7 +82,7 @@ begin
 end;
 $$;
 comment on function monitor.claim_notifications(text, text[], integer) is
-    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing.';
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. A scoped session needs alerts:manage (42S01).';
 
 create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
     returns monitor.notifications
@@ -112,19 +114,21 @@ create or replace function monitor.complete_notification(notification_id bigint,
     set search_path = ''
     language plpgsql
 as $$
--- The claimed notification was delivered.
+-- The claimed notification was delivered. Needs alerts:manage in a scoped session (42S01).
 #variable_conflict use_column
 declare
-    v_row monitor.notifications := internal.claimed_notification(complete_notification.notification_id,
-                                                                 complete_notification.worker);
+    v_row monitor.notifications;
 begin
+    -- why first: a scoped session without the permission must not even lock the row
+    perform internal.require_permission('alerts:manage');
+    v_row := internal.claimed_notification(complete_notification.notification_id, complete_notification.worker);
     update monitor.notifications n
     set status = 'delivered', delivered_at = clock_timestamp(), last_error = null
     where n.notification_id = v_row.notification_id;
 end;
 $$;
 comment on function monitor.complete_notification(bigint, text) is
-    'Marks a claimed notification delivered; raises 55S06 when this worker has not claimed it.';
+    'Marks a claimed notification delivered; raises 55S06 when this worker has not claimed it, 42S01 for a scoped session without alerts:manage.';
 
 create or replace function monitor.fail_notification(
     notification_id bigint,
@@ -142,12 +146,15 @@ create or replace function monitor.fail_notification(
 as $$
 -- The attempt failed: after max_attempts attempts the notification goes to the dead letter (dead);
 -- otherwise it is pending again from now + backoff x 2^(attempts - 1), at most max_backoff.
--- Returns the new status. error must hold no secret (it is stored).
+-- Returns the new status. error must hold no secret (it is stored). Needs alerts:manage in a
+-- scoped session (42S01).
 #variable_conflict use_column
 declare
-    v_row monitor.notifications := internal.claimed_notification(fail_notification.notification_id,
-                                                                 fail_notification.worker);
+    v_row monitor.notifications;
 begin
+    -- why first: a scoped session without the permission must not even lock the row
+    perform internal.require_permission('alerts:manage');
+    v_row := internal.claimed_notification(fail_notification.notification_id, fail_notification.worker);
     if fail_notification.max_attempts is null or fail_notification.max_attempts < 1
        or fail_notification.backoff is null or fail_notification.backoff < '0'
        or fail_notification.max_backoff is null or fail_notification.max_backoff < '0' then
@@ -171,23 +178,27 @@ begin
 end;
 $$;
 comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval) is
-    'A claimed notification''s attempt failed: retry later with exponential backoff, or dead letter after max_attempts. Returns the new status.';
+    'A claimed notification''s attempt failed: retry later with exponential backoff, or dead letter after max_attempts. Returns the new status. A scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.next_notification_due(channels text[])
     returns timestamptz
     stable
     security definer
     set search_path = ''
-    language sql
+    language plpgsql
 as $$
-    -- When the earliest pending notification of these channels is due (null: none pending); a worker
-    -- sleeps until then unless a NOTIFY wakes it first.
-    select min(n.next_attempt_at)
-    from monitor.notifications n
-    where n.status = 'pending' and n.channel::text = any (channels)
+-- When the earliest pending notification of these channels is due (null: none pending); a worker
+-- sleeps until then unless a NOTIFY wakes it first. Needs alerts:manage in a scoped session (42S01).
+#variable_conflict use_column
+begin
+    perform internal.require_permission('alerts:manage');
+    return (select min(n.next_attempt_at)
+            from monitor.notifications n
+            where n.status = 'pending' and n.channel::text = any (next_notification_due.channels));
+end;
 $$;
 comment on function monitor.next_notification_due(text[]) is
-    'Earliest next attempt of the pending notifications of these channels; null when none is pending.';
+    'Earliest next attempt of the pending notifications of these channels; null when none is pending. A scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.requeue_notification(notification_id bigint)
     returns void

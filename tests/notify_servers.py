@@ -40,6 +40,8 @@ class HttpReceiver:
     requests: list[Received] = field(default_factory=list)
     statuses: deque[int] = field(default_factory=deque)
     delay_s: float = 0.0
+    # quote the request path in the reason phrase of an error answer, as some proxies do
+    echo_path: bool = False
     arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -58,7 +60,10 @@ def http_receiver() -> Iterator[HttpReceiver]:
             with receiver.lock:
                 receiver.requests.append(Received(self.path, dict(self.headers), body))
                 status = receiver.statuses.popleft() if receiver.statuses else 200
-            self.send_response(status)
+            if receiver.echo_path and status >= 400:
+                self.send_response(status, f"{self.responses[status][0]}: {self.path}")
+            else:
+                self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
             receiver.arrived.set()

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from market_helpers import quote
 from spreadedge.cli import main
-from trading_helpers import order, place
+from trading_helpers import call, order, place
 
 
 def invoke(url, *args, env=None):
@@ -73,3 +73,64 @@ def test_notify_worker_once_delivers_what_is_due(seeded, seeded_url, http_receiv
     result = invoke(seeded_url, "notify", "worker", "--once", env=env)
     assert result.output == "handled 1 notifications\n"
     assert len(http_receiver.requests) == 1 and "k3y-never-printed" not in result.output
+
+
+def test_notify_worker_with_a_scheme_less_slack_url_exits_1_without_printing_it(seeded, seeded_url):
+    invoke(seeded_url, "risk", "set", "alpha", "--channel", "slack")
+    invoke(seeded_url, "risk", "kill", "alpha")
+    token = "SUPERSECRETtoken"
+    env = {"SPREADEDGE_SETTINGS": "/nonexistent",
+           "SPREADEDGE_SLACK_WEBHOOK_URL": f"hooks.slack.com/services/T0AAA/B0BBB/{token}"}  # fmt: skip
+    result = CliRunner().invoke(main, ["--database-url", seeded_url, "notify", "worker", "--once"], env=env)
+    # only plain strings in the assertions: a failure report must not print the result's exception
+    exit_code, stdout, stderr = result.exit_code, result.stdout, result.stderr
+    assert token not in stdout and token not in stderr
+    assert (exit_code, stdout, stderr) == (
+        1,
+        "",
+        "Error: SPREADEDGE_SLACK_WEBHOOK_URL is not an http(s) URL: it needs http:// or https://, a host and "
+        "no spaces or control characters (the value is not shown)\n",
+    )
+    assert seeded.execute("select status::text, attempts from monitor.notifications").fetchall() == [
+        ("pending", 0)
+    ]
+
+
+def listed_ids(output):
+    """The first column of the table rows that start with an id, in printed order."""
+    return [
+        int(line.split()[0]) for line in output.splitlines() if line.split() and line.split()[0].isdigit()
+    ]
+
+
+def test_alerts_list_all_shows_the_newest_100_alerts_newest_first(seeded, seeded_url):
+    call(
+        seeded,
+        "monitor.record_metric",
+        name="app.flap",
+        value=0,
+        recorded_at=datetime.now(UTC) - timedelta(days=1),
+    )
+    call(seeded, "monitor.add_alert_rule", name="flap", kind="system", metric="app.flap", operator=">",
+         threshold=10, evaluation_window="1 minute", cooldown="0")  # fmt: skip
+    # 102 alerts: the metric is 20 (fires) on even minutes and 0 (resolves) on odd ones
+    seeded.execute(
+        "select monitor.record_metric('app.flap', case when g % 2 = 0 then 20 else 0 end, '{}',"
+        " now() - interval '5 hours' + g * interval '1 minute') from generate_series(0, 203) g"
+    )
+    seeded.execute(
+        "select count(*) from generate_series(0, 203) g,"
+        " lateral monitor.evaluate_alert_rules(now() - interval '5 hours' + g * interval '1 minute')"
+    )
+    assert seeded.execute("select count(*) from monitor.alert_list").fetchone() == (102,)
+    result = invoke(seeded_url, "alerts", "list", "--all")
+    assert listed_ids(result.output) == list(range(102, 2, -1))
+
+
+def test_risk_show_lists_the_newest_20_risk_events_newest_first(seeded, seeded_url):
+    invoke(seeded_url, "risk", "kill", "alpha", "--reason", "drill")  # risk event 1
+    for _ in range(21):  # risk events 2 to 22: rejected orders
+        place(seeded, "buy", "0.01", "60000")
+    shown = invoke(seeded_url, "risk", "show").output
+    _limits, events = shown.split("\n\n")
+    assert listed_ids(events) == list(range(22, 2, -1))

@@ -3,19 +3,25 @@ webhook; retries with backoff, the dead letter, two workers, LISTEN/NOTIFY and s
 
 import hashlib
 import hmac
+import json
 import logging
 import threading
 from dataclasses import replace
+from decimal import Decimal
 
 import psycopg
 import pytest
 
+from auth_helpers import acting_as, make_user
 from conftest import free_port
-from spreadedge.notify import Worker, configured_channels
-from spreadedge.settings import NotifySettings, load_settings
-from trading_helpers import call, place
+from spreadedge.notify import Message, Worker, configured_channels
+from spreadedge.notify.channels import ChannelSettingsError
+from spreadedge.settings import NotifySettings, SettingsError, load_settings
+from trading_helpers import call, place, rows
 
 SECRET = "s3cr3t-hmac-key-do-not-log"
+SLACK_TOKEN = "SUPERSECRETtoken"  # the secret part of a Slack webhook URL
+EXACT = "50000.000000000000000001"  # a numeric that a float rounds to 50000.0
 
 
 def queue(conn, channels, orders=0):
@@ -216,3 +222,199 @@ def test_notify_settings_come_from_the_file_and_the_environment(tmp_path):
         True,
     )
     assert notify.secrets() == [SECRET] and SECRET not in repr(notify)
+
+
+def kill_switch_flips(conn, channels, *reasons):
+    """A risk limit on these channels, then the kill switch turned on, off, on... with each reason."""
+    call(conn, "monitor.set_risk_limit", strategy="alpha", channels=channels)
+    for number, reason in enumerate(reasons):
+        call(conn, "monitor.set_kill_switch", strategy="alpha", enabled=number % 2 == 0, reason=reason)
+
+
+class WorkerKilled(BaseException):
+    """Stands for the worker process dying (a signal, an OOM kill) in the middle of a send."""
+
+
+class FailingFor:
+    """A channel that raises ``error`` for one notification id and passes the others on."""
+
+    def __init__(self, channel, notification_id, error):
+        self.channel, self.notification_id, self.error = channel, notification_id, error
+
+    def send(self, message: Message) -> None:
+        if message.notification_id == self.notification_id:
+            raise self.error
+        self.channel.send(message)
+
+
+def test_an_email_subject_with_a_line_break_goes_out_flattened_and_each_email_once(
+    seeded, seeded_url, smtp_receiver
+):
+    kill_switch_flips(seeded, ["email"], "maintenance", "ops ticket 42\nsee runbook", "third")
+    with worker(
+        seeded_url, smtp_host="127.0.0.1", smtp_port=smtp_receiver.port, email_to=("ops@desk.test",)
+    ) as w:
+        assert w.drain() == 3
+        assert w.drain() == 0
+    assert [message["Subject"] for _, _, message in smtp_receiver.mailbox.messages] == [
+        "[RISK] alpha: kill switch on: maintenance",
+        "[RISK] alpha: kill switch off: ops ticket 42 see runbook",
+        "[RISK] alpha: kill switch on: third",
+    ]
+    assert outbox(seeded) == [("email", "delivered", 1, None)] * 3
+
+
+def test_an_exception_while_sending_one_message_fails_only_that_message(seeded, seeded_url, http_receiver):
+    kill_switch_flips(seeded, ["webhook"], "one", "two", "three")
+    settings = NotifySettings(
+        webhook_url=http_receiver.url("/events"), webhook_secret=SECRET, backoff_seconds=0, max_attempts=2
+    )
+    failing = FailingFor(configured_channels(settings)["webhook"], 2, RuntimeError(f"cannot render {SECRET}"))
+    with Worker(seeded_url, settings, {"webhook": failing}) as w:
+        assert w.drain() == 4
+    assert [int(r.headers["X-Spreadedge-Notification-Id"]) for r in http_receiver.requests] == [1, 3]
+    assert outbox(seeded) == [
+        ("webhook", "delivered", 1, None),
+        ("webhook", "dead", 2, "RuntimeError: cannot render ***"),
+        ("webhook", "delivered", 1, None),
+    ]
+
+
+def test_a_worker_that_dies_mid_batch_keeps_what_it_delivered_and_rolls_back_only_the_message_in_flight(
+    seeded, seeded_url, http_receiver
+):
+    kill_switch_flips(seeded, ["webhook"], "one", "two", "three")
+    settings = NotifySettings(webhook_url=http_receiver.url("/events"), webhook_secret=SECRET)
+    dying = FailingFor(configured_channels(settings)["webhook"], 2, WorkerKilled())
+    with Worker(seeded_url, settings, {"webhook": dying}) as w, pytest.raises(WorkerKilled):
+        w.run_once()
+    assert [int(r.headers["X-Spreadedge-Notification-Id"]) for r in http_receiver.requests] == [1]
+    assert outbox(seeded) == [
+        ("webhook", "delivered", 1, None),
+        ("webhook", "pending", 0, None),
+        ("webhook", "pending", 0, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"hooks.slack.com/services/T0AAA/B0BBB/{SLACK_TOKEN}",
+        f"ftp://hooks.slack.com/services/T0AAA/B0BBB/{SLACK_TOKEN}",
+        f"https:///services/T0AAA/B0BBB/{SLACK_TOKEN}",
+        f"https://hooks.slack.com/services/T0AAA/B0BBB/SUPER {SLACK_TOKEN}",
+        f"https://hooks.slack.com/services/T0AAA/B0BBB/{SLACK_TOKEN}\n",
+    ],
+    ids=["no-scheme", "ftp", "no-host", "space", "newline"],
+)
+def test_settings_refuse_a_webhook_url_that_is_not_http_without_showing_it(tmp_path, url):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_SLACK_WEBHOOK_URL": url})
+    message = str(caught.value)
+    assert message == (
+        "SPREADEDGE_SLACK_WEBHOOK_URL is not an http(s) URL: it needs http:// or https://, a host and no "
+        "spaces or control characters (the value is not shown)"
+    )
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+def test_settings_name_the_file_setting_of_a_url_that_is_not_http(tmp_path):
+    (tmp_path / "spreadedge.toml").write_text(
+        '[notify]\ndiscord_webhook_url = "discord.com/api/webhooks/1/x"\n'
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == (
+        "[notify] discord_webhook_url is not an http(s) URL: it needs http:// or https://, a host and no "
+        "spaces or control characters (the value is not shown)"
+    )
+
+
+def test_channels_refuse_a_scheme_less_url_of_settings_built_in_code():
+    settings = NotifySettings(slack_webhook_url=f"hooks.slack.com/services/T0AAA/B0BBB/{SLACK_TOKEN}")
+    with pytest.raises(ChannelSettingsError) as caught:
+        configured_channels(settings)
+    assert str(caught.value) == (
+        "slack_webhook_url is not an http(s) URL: it needs http:// or https://, a host and no "
+        "spaces or control characters (the value is not shown)"
+    )
+
+
+def test_a_delivery_error_quoting_the_url_path_is_stored_and_logged_without_the_token(
+    seeded, seeded_url, http_receiver, caplog
+):
+    queue(seeded, ["slack"])
+    http_receiver.echo_path = True  # the reason phrase quotes the path: "Not Found: /services/..."
+    http_receiver.statuses.append(404)
+    caplog.set_level(logging.INFO, logger="spreadedge.notify")
+    with worker(seeded_url, slack_webhook_url=http_receiver.url(f"/services/T0AAA/B0BBB/{SLACK_TOKEN}"),
+                max_attempts=1) as w:  # fmt: skip
+        assert w.drain() == 1
+    [(channel, status, attempts, last_error)] = outbox(seeded)
+    assert SLACK_TOKEN not in last_error and SLACK_TOKEN not in caplog.text
+    assert (channel, status, attempts, last_error) == ("slack", "dead", 1, "HTTP 404 Not Found: ***")
+
+
+def test_the_webhook_body_carries_the_payload_numbers_exactly_and_verifies(seeded, seeded_url, http_receiver):
+    queue(seeded, ["webhook"])
+    seeded.execute(
+        "update monitor.notifications set payload = jsonb_set(payload, '{observed_value}', %s::jsonb)",
+        [EXACT],
+    )
+    stored = seeded.execute("select payload ->> 'observed_value' from monitor.notifications").fetchone()[0]
+    with worker(seeded_url, webhook_url=http_receiver.url("/events"), webhook_secret=SECRET) as w:
+        assert w.drain() == 1
+    [request] = http_receiver.requests
+    signed = request.headers["X-Spreadedge-Timestamp"].encode() + b"." + request.body
+    expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert request.headers["X-Spreadedge-Signature"] == expected
+    observed = json.loads(request.body, parse_float=Decimal)["observed_value"]
+    assert (stored, str(observed)) == (EXACT, EXACT)
+    assert f'"observed_value": {EXACT}'.encode() in request.body
+
+
+def test_the_email_body_carries_the_payload_numbers_exactly(seeded, seeded_url, smtp_receiver):
+    queue(seeded, ["email"])
+    seeded.execute(
+        "update monitor.notifications set payload = jsonb_set(payload, '{observed_value}', %s::jsonb)",
+        [EXACT],
+    )
+    with worker(
+        seeded_url, smtp_host="127.0.0.1", smtp_port=smtp_receiver.port, email_to=("ops@desk.test",)
+    ) as w:
+        assert w.drain() == 1
+    [(_, _, message)] = smtp_receiver.mailbox.messages
+    assert f'  "observed_value": {EXACT},' in message.get_payload().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("function", "arguments"),
+    [
+        ("monitor.claim_notifications", {"worker": "vic", "channels": ["email"]}),
+        ("monitor.complete_notification", {"notification_id": 1, "worker": "w1"}),
+        ("monitor.fail_notification", {"notification_id": 1, "worker": "w1", "error": "x"}),
+        ("monitor.next_notification_due", {"channels": ["email"]}),
+    ],
+    ids=["claim", "complete", "fail", "next-due"],
+)
+def test_a_scoped_user_without_alerts_manage_cannot_use_the_worker_functions(auth_db, function, arguments):
+    vic = make_user(auth_db, "vic", "viewer")
+    queue(auth_db, ["email"])
+    if arguments.get("worker") == "w1":  # a report on the row that worker w1 claimed
+        rows(auth_db, "monitor.claim_notifications", worker="w1", channels=["email"])
+    before = outbox(auth_db)
+    with acting_as(auth_db, "spreadedge_app", vic), pytest.raises(psycopg.Error) as caught:
+        call(auth_db, function, **arguments)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {vic} lacks the permission alerts:manage",
+    )
+    assert outbox(auth_db) == before
+
+
+def test_an_unscoped_app_session_still_claims_and_completes_notifications(seeded):
+    queue(seeded, ["email"])
+    with acting_as(seeded, "spreadedge_app"), seeded.transaction():
+        [claimed] = rows(seeded, "monitor.claim_notifications", worker="w1", channels=["email"])
+        call(seeded, "monitor.complete_notification", notification_id=claimed["notification_id"], worker="w1")
+    assert outbox(seeded) == [("email", "delivered", 1, None)]

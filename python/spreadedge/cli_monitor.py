@@ -72,10 +72,15 @@ def _show(
     *,
     where: dict[str, Any] | None = None,
     order_by: str,
+    descending: bool = False,
     limit: int | None = None,
     empty: str,
 ) -> None:
-    """Print columns of ``monitor.view`` (rows equal to ``where``'s values) as a table."""
+    """Print columns of ``monitor.view`` (rows equal to ``where``'s values) as a table.
+
+    ``order_by`` names the sort columns (comma-separated), all descending with ``descending``:
+    ``limit`` then keeps the newest rows of an id or a time, printed newest first.
+    """
     query = sql.SQL("select {} from {}").format(
         sql.SQL(", ").join(sql.Identifier(column) for column in columns), sql.Identifier("monitor", view)
     )
@@ -84,8 +89,9 @@ def _show(
         query += sql.SQL(" where ") + sql.SQL(" and ").join(
             sql.SQL("{} = {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in filters
         )
+    direction = sql.SQL(" desc" if descending else "")
     query += sql.SQL(" order by {}").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in order_by.split(","))
+        sql.SQL(", ").join(sql.Identifier(c) + direction for c in order_by.split(","))
     )
     if limit is not None:
         query += sql.SQL(" limit {}").format(sql.Literal(limit))
@@ -110,7 +116,7 @@ def alerts_group() -> None:
 
 
 @alerts_group.command(name="list")
-@click.option("--all", "show_all", is_flag=True, help="Resolved alerts too (the newest 100).")
+@click.option("--all", "show_all", is_flag=True, help="Resolved alerts too (the newest 100, newest first).")
 @click.pass_obj
 def list_alerts(settings: Settings, show_all: bool) -> None:
     """List open alerts (firing and acknowledged), newest first."""
@@ -122,6 +128,7 @@ def list_alerts(settings: Settings, show_all: bool) -> None:
                 "alert_list",
                 [*columns, "resolved_at"],
                 order_by="alert_id",
+                descending=True,
                 limit=100,
                 empty="no alerts",
             )
@@ -133,6 +140,7 @@ def list_alerts(settings: Settings, show_all: bool) -> None:
                     columns,
                     where={"status": status},
                     order_by="alert_id",
+                    descending=True,
                     empty=f"no {status} alerts",
                 )
 
@@ -266,7 +274,8 @@ def risk_group() -> None:
 @click.option("--strategy", default=None, help="Only this strategy.")
 @click.pass_obj
 def show_risk(settings: Settings, strategy: str | None) -> None:
-    """List the risk limits (empty exchange or symbol: every one), then the latest risk events."""
+    """List the risk limits (empty exchange or symbol: every one), then the newest 20 risk events,
+    newest first."""
     limits = ["strategy", "exchange", "symbol", "max_order_notional", "max_position_notional",
               "max_open_orders", "max_daily_loss", "kill_switch", "channels"]  # fmt: skip
     events = ["risk_event_id", "occurred_at", "strategy", "exchange", "symbol", "order_id", "reason"]
@@ -286,6 +295,7 @@ def show_risk(settings: Settings, strategy: str | None) -> None:
             events,
             where={"strategy": strategy},
             order_by="risk_event_id",
+            descending=True,
             limit=20,
             empty="no risk events",
         )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -209,6 +211,31 @@ def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
 
 _NOTIFY_INTEGERS = ("smtp_port", "max_attempts", "batch_size")
 _NOTIFY_NUMBERS = ("backoff_seconds", "max_backoff_seconds", "timeout_seconds")
+NOTIFY_URLS = ("slack_webhook_url", "discord_webhook_url", "webhook_url")
+
+
+def is_http_url(value: str) -> bool:
+    """Whether a channel URL is http(s) with a host and no whitespace or control character.
+
+    Checked when settings are loaded (and again when channels are configured) so that urllib never
+    meets a URL it refuses: its errors quote the URL, and the Slack and Discord URLs are secrets.
+    """
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in value):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(value)
+        _ = parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def not_http_url_message(source: str) -> str:
+    """The error for a channel URL that is not http(s); it never quotes the value (a secret)."""
+    return (
+        f"{source} is not an http(s) URL: it needs http:// or https://, a host and no spaces or "
+        "control characters (the value is not shown)"
+    )
 
 
 def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
@@ -232,6 +259,12 @@ def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
     for name in known - {*_NOTIFY_INTEGERS, *_NOTIFY_NUMBERS, "smtp_starttls", "email_to"}:
         if merged.get(name) == "":
             merged[name] = None
+    for name in NOTIFY_URLS:
+        value = merged.get(name)
+        if value is not None and not (isinstance(value, str) and is_http_url(value)):
+            variable = f"SPREADEDGE_{name.upper()}"
+            source = variable if variable in env else f"[notify] {name}"
+            raise SettingsError(not_http_url_message(source))
     return NotifySettings(**merged)
 
 

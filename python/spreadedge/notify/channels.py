@@ -2,7 +2,12 @@
 
 Each channel sends one :class:`Message` or raises :class:`DeliveryError` with a reason that holds
 no secret: webhook URLs (Slack's and Discord's carry their token) and passwords never appear in
-an error, a log line or the outbox's ``last_error``.
+an error, a log line or the outbox's ``last_error``. Errors are passed through :func:`redactor`,
+which removes each secret and every part of a channel URL that may carry a token (its path, query,
+userinfo and each long path segment), since errors often quote a URL only in part.
+
+Payload numbers are exact: the worker loads payloads with ``Decimal`` numbers and
+:func:`exact_json` writes them with all their digits (``50000.000000000000000001``, never a float).
 """
 
 from __future__ import annotations
@@ -11,21 +16,28 @@ import hashlib
 import hmac
 import http.client
 import json
+import re
 import smtplib
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from spreadedge.settings import NotifySettings
+from spreadedge.settings import NOTIFY_URLS, NotifySettings, is_http_url, not_http_url_message
 
 SIGNATURE_HEADER = "X-Spreadedge-Signature"
 TIMESTAMP_HEADER = "X-Spreadedge-Timestamp"
 ID_HEADER = "X-Spreadedge-Notification-Id"
 DISCORD_LIMIT = 2000  # characters of a Discord message's content
+# Line breaks and other control characters: a header holding one is refused (or would inject headers).
+_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# A URL path segment at least this long may be a token (Slack's are 24 characters) and is redacted.
+_SECRET_SEGMENT = 8
 
 
 class DeliveryError(Exception):
@@ -53,32 +65,98 @@ class Channel(Protocol):
     def send(self, message: Message) -> None: ...
 
 
-def _redactor(settings: NotifySettings) -> Callable[[str], str]:
-    secrets = sorted(settings.secrets(), key=len, reverse=True)
+def _url_fragments(url: str) -> list[str]:
+    """The parts of a URL that may carry a secret, as errors may quote them on their own."""
+    stripped = url.strip()
+    fragments = [url, stripped]
+    try:
+        parts = urllib.parse.urlsplit(stripped)
+    except ValueError:  # an unbalanced "[" in the host: split all of it
+        tail = stripped
+    else:
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        fragments += [parts.path, parts.query, parts.fragment, userinfo if at else ""]
+        tail = f"{parts.path}?{parts.query}#{parts.fragment}"
+    fragments += [part for part in re.split(r"[/?&=#;\s]", tail) if len(part) >= _SECRET_SEGMENT]
+    fragments += [urllib.parse.unquote(fragment) for fragment in fragments]
+    # a lone "/" (the path of a bare host) is no secret, and replacing it would garble the text
+    return [fragment for fragment in fragments if fragment.strip("/")]
+
+
+def redactor(settings: NotifySettings) -> Callable[[str], str]:
+    """A function that replaces every secret of these settings in a text with ``***``.
+
+    The secrets are the settings' secret values and, for each channel URL, its path, query,
+    userinfo and every path segment of 8 characters or more: urllib and HTTP servers quote a URL
+    in part (``InvalidURL … '/services/T0/B0/SECRET'``, a reason phrase echoing the path).
+    """
+    secrets = set(settings.secrets())
+    for name in NOTIFY_URLS:
+        url = getattr(settings, name)
+        if url:
+            secrets.update(_url_fragments(url))
+    ordered = sorted(secrets, key=len, reverse=True)  # longest first: a fragment inside a secret
 
     def redact(text: str) -> str:
-        for secret in secrets:
+        for secret in ordered:
             text = text.replace(secret, "***")
         return text
 
     return redact
 
 
+def exact_json(value: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
+    """JSON text as ``json.dumps`` writes it, but with ``Decimal`` numbers written exactly.
+
+    The payload's numbers are PostgreSQL numerics (``50000.000000000000000001``); a float would
+    round them, so the worker loads them as Decimal and they go out with every digit.
+    """
+
+    def encode(item: Any, depth: int) -> str:
+        if isinstance(item, Decimal):
+            if not item.is_finite():
+                raise ValueError(f"JSON has no number {item}")
+            return format(item, "f")
+        if isinstance(item, dict):
+            pairs = sorted(item.items()) if sort_keys else list(item.items())
+            members = [f"{json.dumps(str(key))}: {encode(member, depth + 1)}" for key, member in pairs]
+            return wrap("{", members, "}", depth)
+        if isinstance(item, list | tuple):
+            return wrap("[", [encode(member, depth + 1) for member in item], "]", depth)
+        return json.dumps(item)
+
+    def wrap(opening: str, members: list[str], closing: str, depth: int) -> str:
+        if not members:
+            return opening + closing
+        if indent is None:
+            return opening + ", ".join(members) + closing
+        inner, outer = "\n" + " " * (indent * (depth + 1)), "\n" + " " * (indent * depth)
+        return opening + inner + ("," + inner).join(members) + outer + closing
+
+    return encode(value, 0)
+
+
+def email_subject(subject: str) -> str:
+    """The subject as one header line: each run of line breaks or control characters is a space."""
+    return _HEADER_BREAKS.sub(" ", subject)
+
+
 def _post_json(
     url: str, body: bytes, headers: dict[str, str], timeout: float, redact: Callable[[str], str]
 ) -> None:
     """POST a JSON body; any answer but 2xx, or no answer, is a DeliveryError without the URL."""
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
-    )
     try:
+        # built inside the try: Request refuses a URL with a ValueError that quotes it
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
         raise DeliveryError(f"HTTP {exc.code} {redact(str(exc.reason))}") from None
     except urllib.error.URLError as exc:
         raise DeliveryError(f"connection failed: {redact(str(exc.reason))}") from None
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise DeliveryError(f"connection failed: {type(exc).__name__}: {redact(str(exc))}") from None
 
 
@@ -128,7 +206,7 @@ class WebhookChannel:
     redact: Callable[[str], str]
 
     def send(self, message: Message) -> None:
-        body = json.dumps({"notification_id": message.notification_id, **message.payload}).encode()
+        body = exact_json({"notification_id": message.notification_id, **message.payload}).encode()
         timestamp = str(int(time.time()))
         headers = {
             TIMESTAMP_HEADER: timestamp,
@@ -147,12 +225,13 @@ class EmailChannel:
 
     def send(self, message: Message) -> None:
         settings = self.settings
-        email = EmailMessage()
-        email["Subject"] = message.subject
-        email["From"] = settings.email_from
-        email["To"] = ", ".join(settings.email_to)
-        email.set_content(f"{message.text}\n\n{json.dumps(message.payload, indent=2, sort_keys=True)}\n")
         try:
+            # built inside the try: EmailMessage refuses a header value it cannot write
+            email = EmailMessage()
+            email["Subject"] = email_subject(message.subject)
+            email["From"] = settings.email_from
+            email["To"] = ", ".join(settings.email_to)
+            email.set_content(f"{message.text}\n\n{exact_json(message.payload, indent=2, sort_keys=True)}\n")
             with smtplib.SMTP(
                 settings.smtp_host or "", settings.smtp_port, timeout=settings.timeout_seconds
             ) as smtp:
@@ -161,7 +240,7 @@ class EmailChannel:
                 if settings.smtp_username:
                     smtp.login(settings.smtp_username, settings.smtp_password or "")
                 smtp.send_message(email)
-        except (OSError, smtplib.SMTPException) as exc:
+        except (OSError, ValueError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}") from None
 
 
@@ -171,7 +250,11 @@ class ChannelSettingsError(ValueError):
 
 def configured_channels(settings: NotifySettings) -> dict[str, Channel]:
     """The channels these settings configure, by name (email, slack, discord, webhook)."""
-    redact = _redactor(settings)
+    for name in NOTIFY_URLS:
+        url = getattr(settings, name)
+        if url and not is_http_url(url):  # load_settings refuses them too; settings built in code
+            raise ChannelSettingsError(not_http_url_message(name))
+    redact = redactor(settings)
     channels: dict[str, Channel] = {}
     if settings.smtp_host:
         if not settings.email_to:

@@ -1,29 +1,40 @@
 """``spreadedge notify worker``: deliver the outbox, woken by LISTEN/NOTIFY.
 
-A batch is one transaction: ``monitor.claim_notifications`` locks up to ``batch_size`` due rows of
-the channels this worker has (FOR UPDATE SKIP LOCKED, so several workers share the outbox and
-never take the same row), each is sent, and each result is reported with
-``monitor.complete_notification`` or ``monitor.fail_notification`` (which backs off or moves it
-to the dead letter) before the commit. A worker that dies mid-batch rolls back: its rows are
-pending again. Between batches the worker sleeps until the next retry is due or a NOTIFY on
-``spreadedge_notifications`` (sent when rows are queued) wakes it.
+Each message is one transaction: ``monitor.claim_notifications`` locks one due row of the channels
+this worker has (FOR UPDATE SKIP LOCKED, so several workers share the outbox and never take the
+same row), it is sent, and its result is reported with ``monitor.complete_notification`` or
+``monitor.fail_notification`` (which backs off or moves it to the dead letter) before the commit.
+Any exception while building or sending a message is a failure of that message alone. A worker
+that dies rolls back only the message it was sending: that row is pending again, and every message
+it delivered before stays delivered.
+
+Why a transaction per message rather than one per batch with a savepoint per message: a savepoint
+keeps a message's "delivered" uncommitted until the whole batch commits, so a crash, a lost
+connection or a database error later in the batch would send every message already delivered in
+it again. The price is one claim round trip per message, small beside an SMTP or HTTP send.
+``run_once`` delivers up to ``batch_size`` messages. Between batches the worker sleeps until the
+next retry is due or a NOTIFY on ``spreadedge_notifications`` (sent when rows are queued) wakes it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 
 from spreadedge import sqlcall
-from spreadedge.notify.channels import Channel, DeliveryError, Message
+from spreadedge.notify.channels import Channel, DeliveryError, Message, redactor
 from spreadedge.settings import NotifySettings
 
 log = logging.getLogger("spreadedge.notify")
@@ -60,11 +71,14 @@ class Worker:
         self.settings = settings
         self.channels = channels
         self.name = name or default_worker_name()
+        self.redact = redactor(settings)
         self._conn: psycopg.Connection[Any] | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="spreadedge notify")
+            # payload numbers are numerics: Decimal keeps every digit, a float would round them
+            set_json_loads(partial(json.loads, parse_float=Decimal), self._conn)
         return self._conn
 
     def close(self) -> None:
@@ -79,48 +93,58 @@ class Worker:
         self.close()
 
     def run_once(self) -> int:
-        """Claim one batch, deliver it and report every result in one transaction; how many rows."""
+        """Deliver up to ``batch_size`` due messages, each in its own transaction; how many."""
+        handled = 0
+        while handled < self.settings.batch_size and self._deliver_next():
+            handled += 1
+        return handled
+
+    def _deliver_next(self) -> bool:
+        """Claim one due message, send it and report the result, in one transaction; False: none due."""
         conn = self._connection()
         with conn.transaction():
-            rows = conn.execute(
-                _CLAIM,
-                {
-                    "worker": self.name,
-                    "channels": sorted(self.channels),
-                    "batch_size": self.settings.batch_size,
-                },
-            ).fetchall()
-            for row in rows:
-                self._deliver(conn, Message(*row))
-        return len(rows)
+            row = conn.execute(
+                _CLAIM, {"worker": self.name, "channels": sorted(self.channels), "batch_size": 1}
+            ).fetchone()
+            if row is None:
+                return False
+            self._deliver(conn, Message(*row))
+        return True
 
     def _deliver(self, conn: psycopg.Connection[Any], message: Message) -> None:
         try:
             self.channels[message.channel].send(message)
         except DeliveryError as exc:
-            status = conn.execute(
-                _FAIL,
-                {
-                    "notification_id": message.notification_id,
-                    "worker": self.name,
-                    "error": str(exc),
-                    "max_attempts": self.settings.max_attempts,
-                    "backoff": timedelta(seconds=self.settings.backoff_seconds),
-                    "max_backoff": timedelta(seconds=self.settings.max_backoff_seconds),
-                },
-            ).fetchone()
-            state = status[0] if status else "unknown"
-            log.warning(
-                "notification %s (%s) attempt %s failed: %s; now %s",
-                message.notification_id,
-                message.channel,
-                message.attempts,
-                exc,
-                "in the dead letter" if state == "dead" else "pending a retry",
-            )
-            return
-        conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
-        log.info("notification %s (%s) delivered", message.notification_id, message.channel)
+            self._fail(conn, message, str(exc))
+        except Exception as exc:
+            # a bug or a value a channel cannot send: this message fails (retried, then dead
+            # letter); the text is redacted, and no traceback is logged (it could quote a URL)
+            self._fail(conn, message, f"{type(exc).__name__}: {self.redact(str(exc))}")
+        else:
+            conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
+            log.info("notification %s (%s) delivered", message.notification_id, message.channel)
+
+    def _fail(self, conn: psycopg.Connection[Any], message: Message, error: str) -> None:
+        status = conn.execute(
+            _FAIL,
+            {
+                "notification_id": message.notification_id,
+                "worker": self.name,
+                "error": error,
+                "max_attempts": self.settings.max_attempts,
+                "backoff": timedelta(seconds=self.settings.backoff_seconds),
+                "max_backoff": timedelta(seconds=self.settings.max_backoff_seconds),
+            },
+        ).fetchone()
+        state = status[0] if status else "unknown"
+        log.warning(
+            "notification %s (%s) attempt %s failed: %s; now %s",
+            message.notification_id,
+            message.channel,
+            message.attempts,
+            error,
+            "in the dead letter" if state == "dead" else "pending a retry",
+        )
 
     def drain(self) -> int:
         """Deliver batches until none is due; how many rows were handled."""
