@@ -16,14 +16,29 @@ create or replace function monitor.record_metric(
     language plpgsql
 as $$
 -- Record one value of a metric. A name the catalog does not know yet is registered as a custom
--- metric, which risk, system and trading alert rules may then watch.
+-- metric, which risk, system and trading alert rules may then watch. A session scoped to a user
+-- needs alerts:manage (42S01) and records only custom metrics: the trading, risk and system
+-- metrics are monitor.collect_metrics' (22S14), since a value written there would make a risk
+-- or alert rule fire or stay quiet. Unscoped sessions (the collector, the engine) may write any.
 #variable_conflict use_column
+declare
+    v_category text;
 begin
+    perform internal.require_permission('alerts:manage');
     if record_metric.name is null or record_metric.name !~ '^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$'
        or length(record_metric.name) > 100 then
         raise exception 'metric name must be dotted snake_case (e.g. app.orders_sent), got "%"',
             coalesce(record_metric.name, 'null')
             using errcode = '22S14';
+    end if;
+    if internal.session_user_id() is not null then
+        select c.category into v_category from monitor.metric_catalog c where c.name = record_metric.name;
+        if v_category <> 'custom' then
+            raise exception 'metric % is a % metric that monitor.collect_metrics records: a session scoped to a user records only custom metrics',
+                record_metric.name, v_category
+                using errcode = '22S14',
+                      hint = 'Record the value under a name of your own (e.g. app.my_value): an unknown name becomes a custom metric.';
+        end if;
     end if;
     if record_metric.value is null or not (record_metric.value > '-Infinity' and record_metric.value < 'Infinity') then
         raise exception 'value of metric % must be a finite number, got %', record_metric.name,
@@ -44,7 +59,7 @@ begin
 end;
 $$;
 comment on function monitor.record_metric(text, numeric, jsonb, timestamptz) is
-    'Record one metric value (labels a JSON object); an unknown name is registered as a custom metric.';
+    'Record one metric value (labels a JSON object); an unknown name is registered as a custom metric. A session scoped to a user needs alerts:manage (42S01) and may record only custom metrics (22S14).';
 
 create or replace function internal.trading_metrics(p_at timestamptz)
     returns table (name text, labels jsonb, value numeric)

@@ -188,11 +188,20 @@ as $$
     -- Every enabled rule's aggregate over (p_at - window, p_at]: metric values whose labels contain
     -- the rule's, or the instrument's ticks; a price rule's last is the mark price. Null when there
     -- are no values (count and a volume sum are 0 then).
+    -- A metric's values may belong to several series (distinct labels: collect_metrics writes one
+    -- per strategy, status, state...), and the rule's labels may match more than one. avg, min,
+    -- max, sum and count take every matching value of the window. last is the total of the
+    -- matching series now: the sum of each series' latest value in the window (one series: its
+    -- latest value); change_pct compares that total with the sum of each series' first value in
+    -- the window, in percent. A series with two values at one time counts the larger. So a rule
+    -- without labels on exposure.gross watches the gross exposure of every strategy together; to
+    -- watch one strategy, give its labels.
     -- why one query: a lateral index scan per rule (metrics by name and time, ticks by instrument
     -- and time) keeps 1,000 rules within milliseconds, with no per-rule statement
     select r.rule_id,
            case when r.kind = 'price' and r.aggregate = 'last' then trading.mark_price(r.instrument_id)
                 when r.kind in ('price', 'volume') then t.value
+                when r.aggregate in ('last', 'change_pct') then s.value
                 else m.value
            end
     from monitor.alert_rules r
@@ -213,21 +222,32 @@ as $$
     ) t on true
     left join lateral (
         select case r.aggregate
-                   when 'last' then (array_agg(x.value order by x.recorded_at desc))[1]
                    when 'avg' then round(avg(x.value), 12)
                    when 'min' then min(x.value)
                    when 'max' then max(x.value)
                    when 'sum' then sum(x.value)
                    when 'count' then count(*)
-                   when 'change_pct' then round(((array_agg(x.value order by x.recorded_at desc))[1]
-                                                 / nullif((array_agg(x.value order by x.recorded_at))[1], 0) - 1) * 100, 6)
                end as value
         from monitor.metrics x
-        where r.metric is not null
+        where r.metric is not null and r.aggregate not in ('last', 'change_pct')
           and x.name = r.metric and x.labels @> r.labels
           and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
     ) m on true
+    left join lateral (
+        select case r.aggregate
+                   when 'last' then sum(l.last_value)
+                   when 'change_pct' then round((sum(l.last_value) / nullif(sum(l.first_value), 0) - 1) * 100, 6)
+               end as value
+        from (select (array_agg(x.value order by x.recorded_at desc, x.value desc))[1] as last_value,
+                     (array_agg(x.value order by x.recorded_at, x.value desc)
+                          filter (where r.aggregate = 'change_pct'))[1] as first_value
+              from monitor.metrics x
+              where r.metric is not null and r.aggregate in ('last', 'change_pct')
+                and x.name = r.metric and x.labels @> r.labels
+                and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+              group by x.labels) l
+    ) s on true
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate at a time (null: no data).';
+    'Each enabled alert rule''s aggregate at a time (null: no data); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

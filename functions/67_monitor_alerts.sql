@@ -51,12 +51,25 @@ create or replace function monitor.evaluate_alert_rules(evaluated_at timestamptz
 as $$
 -- Evaluate every enabled rule at evaluated_at: a rule that fires with no open alert opens one
 -- (notified unless a firing of the rule was notified within its cooldown, or it has no channels);
--- an open (firing or acknowledged) alert whose condition no longer holds is resolved (notified
--- when its firing was). A rule without data changes nothing. Returns the transitions made.
--- Runs are serialized: a run that overlaps another returns no rows at once. pg_cron runs it every
--- minute, as the database owner or a superuser.
+-- a firing alert that opened silently inside the cooldown and still fires once the cooldown is
+-- over is notified then, once (a 'fired' transition of the same alert); an open (firing or
+-- acknowledged) alert whose condition no longer holds is resolved (notified when its firing was).
+-- A rule without data changes nothing. Returns the transitions made.
+-- Runs are serialized: a run that overlaps another returns no rows at once. It must run in a READ
+-- COMMITTED transaction (22S09 otherwise). pg_cron runs it every minute, as the database owner or
+-- a superuser.
 #variable_conflict use_column
 begin
+    -- why: the runs take turns through the advisory lock below, but a REPEATABLE READ or
+    -- SERIALIZABLE snapshot is taken before it, so a run could miss the alert the previous run
+    -- committed and open a second one (a raw unique violation), resolve one already resolved or
+    -- notify twice; READ UNCOMMITTED is READ COMMITTED in PostgreSQL
+    if current_setting('transaction_isolation') not in ('read committed', 'read uncommitted') then
+        raise exception 'monitor.evaluate_alert_rules must run in a READ COMMITTED transaction, not %',
+            upper(current_setting('transaction_isolation'))
+            using errcode = '22S09',
+                  hint = 'Call it in a transaction of its own at the default isolation level (as pg_cron does): each run must see what the previous one committed.';
+    end if;
     perform internal.check_time(evaluated_at, 'evaluated_at');
     if not pg_try_advisory_xact_lock(hashtext('spreadedge.evaluate_alert_rules')) then
         return;
@@ -64,7 +77,7 @@ begin
     return query
     with evaluated as materialized (
         select r, v.value, internal.compare(v.value, r.operator, r.threshold) as firing, a.alert_id as open_alert_id,
-               a.notified as open_notified
+               a.status as open_status, a.notified as open_notified
         from internal.alert_rule_values(evaluate_alert_rules.evaluated_at) v
         join monitor.alert_rules r on r.rule_id = v.rule_id
         left join monitor.alerts a on a.rule_id = v.rule_id and a.status <> 'resolved'
@@ -79,6 +92,19 @@ begin
         where e.firing and e.open_alert_id is null
         returning a.alert_id, a.rule_id, a.opened_value as value, a.notified
     ),
+    late as (
+        -- why: an alert opened inside the cooldown is silent, and when it keeps firing on-call was
+        -- last told "resolved"; once the cooldown is over its firing is notified, once. An
+        -- acknowledged alert is left alone: a person has seen it.
+        update monitor.alerts a
+        set notified = true
+        from evaluated e
+        where a.alert_id = e.open_alert_id and e.firing and e.open_status = 'firing' and not e.open_notified
+          and cardinality((e.r).channels) > 0
+          and ((e.r).last_notified_at is null
+               or (e.r).last_notified_at <= evaluate_alert_rules.evaluated_at - (e.r).cooldown)
+        returning a.alert_id, a.rule_id, e.value, a.notified
+    ),
     resolved as (
         update monitor.alerts a
         set status = 'resolved', resolved_at = evaluate_alert_rules.evaluated_at, resolved_value = e.value
@@ -89,6 +115,9 @@ begin
     transitions as (
         select o.alert_id, o.rule_id, 'fired'::monitor.alert_transition as transition, o.value, o.notified
         from opened o
+        union all
+        select l.alert_id, l.rule_id, 'fired'::monitor.alert_transition, l.value, l.notified
+        from late l
         union all
         select d.alert_id, d.rule_id, 'resolved'::monitor.alert_transition, d.value, d.notified
         from resolved d
@@ -113,8 +142,10 @@ begin
     remembered as (
         update monitor.alert_rules r
         set last_notified_at = evaluate_alert_rules.evaluated_at
-        from opened o
-        where r.rule_id = o.rule_id and o.notified
+        from (select o.rule_id from opened o where o.notified
+              union all
+              select l.rule_id from late l) n
+        where r.rule_id = n.rule_id
         returning 1
     )
     select ev.alert_id, (e.r).name, ev.transition, ev.value, ev.notified
@@ -124,7 +155,7 @@ begin
 end;
 $$;
 comment on function monitor.evaluate_alert_rules(timestamptz) is
-    'Evaluate every enabled alert rule (default now): open, resolve, record and notify; returns the transitions. pg_cron runs it every minute.';
+    'Evaluate every enabled alert rule (default now): open, resolve, record and notify (a firing silenced by the cooldown is notified once the cooldown is over); returns the transitions. READ COMMITTED only (22S09). pg_cron runs it every minute.';
 
 create or replace function monitor.acknowledge_alert(alert_id bigint, acknowledged_by text default null)
     returns void

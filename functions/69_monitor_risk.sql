@@ -116,7 +116,9 @@ create or replace function internal.record_risk_event(
     volatile
     language plpgsql
 as $$
--- Record a risk event and queue its notification on the limit's channels; returns its id.
+-- Record a risk event and queue its notification on the limit's channels; returns its id. The
+-- payload names the strategy, the exchange (the instrument's, else the limit's scope's: a kill
+-- switch of one exchange has no instrument) and the instrument.
 declare
     v_id      bigint;
     v_subject text;
@@ -133,6 +135,10 @@ begin
         l.channels,
         jsonb_build_object('source', 'risk', 'subject', v_subject, 'text', v_subject, 'risk_event_id', v_id,
                            'strategy', (select s.name from trading.strategies s where s.strategy_id = p_strategy_id),
+                           'exchange', (select e.code from ref.exchanges e
+                                        where e.exchange_id = coalesce((select i.exchange_id from ref.instruments i
+                                                                        where i.instrument_id = p_instrument_id),
+                                                                       l.exchange_id)),
                            'instrument', (select e.code || '/' || i.symbol from ref.instruments i
                                           join ref.exchanges e on e.exchange_id = i.exchange_id
                                           where i.instrument_id = p_instrument_id),
@@ -145,7 +151,7 @@ begin
 end;
 $$;
 comment on function internal.record_risk_event(integer, integer, bigint, integer, monitor.risk_limit_kind, numeric, numeric, text) is
-    'Records a risk event and queues its notification on the limit''s channels.';
+    'Records a risk event and queues its notification (strategy, exchange, instrument, limit, reason) on the limit''s channels.';
 
 create or replace function monitor.set_kill_switch(
     strategy text,
@@ -161,7 +167,9 @@ create or replace function monitor.set_kill_switch(
     language plpgsql
 as $$
 -- Turn the kill switch of a scope on (every new order in it is rejected) or off. A change is
--- recorded as a risk event and notified; setting it to what it already is changes nothing.
+-- recorded as a risk event and notified; setting it to what it already is changes nothing. The
+-- reason names a narrower scope than the strategy: 'kill switch on for okx', 'kill switch off
+-- for okx/BTC-USDT-SWAP' (the strategy's own: 'kill switch on'), then ': ' and reason if given.
 #variable_conflict use_column
 declare
     v_scope record;
@@ -195,12 +203,17 @@ begin
     end if;
     perform internal.record_risk_event(
         v_scope.strategy_id, v_scope.instrument_id, null, v_limit.limit_id, 'kill_switch', null, null,
-        concat_ws(': ', format('kill switch %s', case when set_kill_switch.enabled then 'on' else 'off' end),
+        concat_ws(': ',
+                  format('kill switch %s', case when set_kill_switch.enabled then 'on' else 'off' end)
+                  || coalesce(' for ' || (select e.code from ref.exchanges e where e.exchange_id = v_scope.exchange_id)
+                              || coalesce('/' || (select i.symbol from ref.instruments i
+                                                  where i.instrument_id = v_scope.instrument_id), ''),
+                              ''),
                   set_kill_switch.reason));
 end;
 $$;
 comment on function monitor.set_kill_switch(text, boolean, text, text, text) is
-    'Turn a strategy''s (or exchange''s, or instrument''s) kill switch on or off; the change is a notified risk event.';
+    'Turn a strategy''s (or exchange''s, or instrument''s) kill switch on or off; the change is a notified risk event whose reason names the exchange or instrument scope.';
 
 create or replace function internal.working_orders(
     p_strategy_id   integer,

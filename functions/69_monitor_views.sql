@@ -217,7 +217,9 @@ as
     from monitor.risk_events r
     join trading.strategies s on s.strategy_id = r.strategy_id
     left join ref.instruments i on i.instrument_id = r.instrument_id
-    left join ref.exchanges e on e.exchange_id = i.exchange_id
+    -- why the limit's exchange too: a kill switch of a whole exchange has no instrument
+    left join monitor.risk_limits l on l.limit_id = r.limit_id
+    left join ref.exchanges e on e.exchange_id = coalesce(i.exchange_id, l.exchange_id)
     -- scope: the session's visible strategies
     where (select internal.visible_strategy_ids()) is null
        or r.strategy_id = any ((select internal.visible_strategy_ids())::integer[]);

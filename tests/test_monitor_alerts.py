@@ -217,3 +217,130 @@ def test_a_rule_name_is_taken_once(seeded):
     with pytest.raises(psycopg.Error) as caught:
         add_rule(seeded, "db-size", "system", ">", "2", metric="db.size_bytes")
     assert caught.value.sqlstate == "23S15"
+
+
+# A rule that flaps inside its cooldown and then keeps firing (bug: never notified again)
+T0 = NOW - timedelta(hours=2)
+FIRED = "[WARNING] cool-test fired: app.cool_test last = 20 (threshold > 10)"
+RESOLVED = "[WARNING] cool-test resolved: app.cool_test last = 5 (threshold > 10)"
+
+
+def _fire_resolve_and_fire_again_inside_the_cooldown(conn: psycopg.Connection) -> None:
+    """cool-test (> 10, 1-minute window, 15-minute cooldown, slack): fired and notified at T0,
+    resolved at T0 + 2 min, fired again silently at T0 + 4 min."""
+    metric(conn, "app.cool_test", "0", T0 - timedelta(days=1))
+    add_rule(conn, "cool-test", "system", ">", "10", metric="app.cool_test", channels=["slack"],
+             evaluation_window=timedelta(minutes=1), cooldown=timedelta(minutes=15))  # fmt: skip
+    for minute, value in ((0, "20"), (2, "5"), (4, "20")):
+        metric(conn, "app.cool_test", value, T0 + timedelta(minutes=minute))
+        evaluate(conn, T0 + timedelta(minutes=minute))
+    notified = conn.execute("select notified from monitor.alerts order by alert_id").fetchall()
+    assert notified == [(True,), (False,)]
+
+
+def _still_firing(conn: psycopg.Connection, minutes: range) -> dict[int, list]:
+    """Record 20 and evaluate at each minute after T0; the transitions of the minutes that made any."""
+    transitions = {}
+    for minute in minutes:
+        metric(conn, "app.cool_test", "20", T0 + timedelta(minutes=minute))
+        transitions[minute] = evaluate(conn, T0 + timedelta(minutes=minute))
+    return {minute: made for minute, made in transitions.items() if made}
+
+
+def test_an_alert_opened_inside_the_cooldown_is_notified_once_when_the_cooldown_is_over(seeded):
+    _fire_resolve_and_fire_again_inside_the_cooldown(seeded)
+    assert _still_firing(seeded, range(5, 31)) == {15: [("cool-test", "fired", Decimal("20"), True)]}
+    assert notifications(seeded) == [
+        ("slack", "pending", FIRED),
+        ("slack", "pending", RESOLVED),
+        ("slack", "pending", FIRED),
+    ]
+
+
+def test_a_late_notified_firing_is_recorded_and_restarts_the_cooldown(seeded):
+    _fire_resolve_and_fire_again_inside_the_cooldown(seeded)
+    _still_firing(seeded, range(14, 16))
+    events = seeded.execute(
+        "select alert_id, transition::text, value, notified, occurred_at from monitor.alert_events"
+        " where alert_id = 2 order by event_id"
+    ).fetchall()
+    assert events == [
+        (2, "fired", Decimal("20"), False, T0 + timedelta(minutes=4)),
+        (2, "fired", Decimal("20"), True, T0 + timedelta(minutes=15)),
+    ]
+    assert seeded.execute(
+        "select a.status::text, a.notified, r.last_notified_at from monitor.alerts a"
+        " join monitor.alert_rules r using (rule_id) where a.alert_id = 2"
+    ).fetchone() == ("firing", True, T0 + timedelta(minutes=15))
+
+
+def test_the_resolution_of_a_late_notified_alert_is_notified(seeded):
+    _fire_resolve_and_fire_again_inside_the_cooldown(seeded)
+    _still_firing(seeded, range(15, 16))
+    metric(seeded, "app.cool_test", "5", T0 + timedelta(minutes=16))
+    assert evaluate(seeded, T0 + timedelta(minutes=16)) == [("cool-test", "resolved", Decimal("5"), True)]
+    assert [n[2] for n in notifications(seeded)][-1] == RESOLVED
+
+
+def test_an_acknowledged_alert_opened_inside_the_cooldown_is_not_notified_late(seeded):
+    _fire_resolve_and_fire_again_inside_the_cooldown(seeded)
+    call(seeded, "monitor.acknowledge_alert", alert_id=2, acknowledged_by="alice")
+    assert _still_firing(seeded, range(5, 31)) == {}
+    assert len(notifications(seeded)) == 2
+
+
+# Rules without labels on a metric with several series (bug: last took an arbitrary series)
+@pytest.mark.parametrize("recording_order", [("alpha", "beta"), ("beta", "alpha")])
+def test_a_last_rule_without_labels_on_several_series_takes_their_total_in_any_recording_order(
+    seeded, recording_order
+):
+    metric(seeded, "app.loss_today", "0", NOW - timedelta(days=2))
+    add_rule(seeded, "all-strategies-loss", "risk", "<", "-5000", metric="app.loss_today")
+    collected = NOW - timedelta(minutes=1)
+    losses = {"alpha": "-6000", "beta": "100"}
+    for strategy in recording_order:
+        metric(seeded, "app.loss_today", losses[strategy], collected, strategy=strategy)
+    assert evaluate(seeded, NOW) == [("all-strategies-loss", "fired", Decimal("-5900"), False)]
+
+
+def test_a_last_rule_without_labels_on_a_collected_risk_metric_watches_every_strategy_together(seeded):
+    trade(seeded, "buy", "0.1", "60000", strategy="alpha")
+    trade(seeded, "buy", "0.05", "60000", strategy="beta")
+    add_rule(seeded, "gross-exposure", "risk", ">", "8000", metric="exposure.gross")
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+    assert evaluate(seeded, NOW) == [("gross-exposure", "fired", Decimal("9000"), False)]
+
+
+def test_a_last_rule_counts_the_latest_value_of_a_series_recorded_earlier_than_another(seeded):
+    metric(seeded, "app.lag_ms", "400", NOW - timedelta(minutes=3), venue="okx")
+    metric(seeded, "app.lag_ms", "300", NOW - timedelta(minutes=2), venue="okx")
+    metric(seeded, "app.lag_ms", "250", NOW - timedelta(seconds=30), venue="kraken")
+    add_rule(seeded, "total-lag", "system", ">", "500", metric="app.lag_ms")
+    assert evaluate(seeded, NOW) == [("total-lag", "fired", Decimal("550"), False)]
+
+
+def test_a_change_pct_rule_without_labels_compares_the_total_of_each_series_last_and_first_values(seeded):
+    for minutes_ago, alpha, beta in ((4, "100", "100"), (1, "150", "100")):
+        metric(seeded, "app.capital", alpha, NOW - timedelta(minutes=minutes_ago), strategy="alpha")
+        metric(seeded, "app.capital", beta, NOW - timedelta(minutes=minutes_ago), strategy="beta")
+    add_rule(seeded, "capital-growth", "risk", ">=", "25", metric="app.capital", aggregate="change_pct")
+    assert evaluate(seeded, NOW) == [("capital-growth", "fired", Decimal("25.000000"), False)]
+
+
+def test_a_series_recorded_twice_at_the_same_time_counts_its_larger_value(seeded):
+    metric(seeded, "app.queue_depth", "50", NOW - timedelta(minutes=1))
+    metric(seeded, "app.queue_depth", "150", NOW - timedelta(minutes=1))
+    add_rule(seeded, "queue-deep", "system", ">", "100", metric="app.queue_depth")
+    assert evaluate(seeded, NOW) == [("queue-deep", "fired", Decimal("150"), False)]
+
+
+# Evaluation inside a snapshot older than the advisory lock (bug: a raw unique violation)
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_evaluate_alert_rules_refuses_to_run_outside_read_committed(seeded, isolation):
+    with pytest.raises(psycopg.Error) as caught, seeded.transaction():
+        seeded.execute(f"set transaction isolation level {isolation}")
+        evaluate(seeded, NOW)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        f"monitor.evaluate_alert_rules must run in a READ COMMITTED transaction, not {isolation.upper()}",
+    )

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from auth_helpers import acting_as, make_user
 from trading_helpers import call, place, trade
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -91,3 +92,43 @@ def test_the_monitoring_views_answer(seeded):
     )
     assert disk["trading.orders"] > 1 and disk["monitor.metrics"] > 1
     assert seeded.execute("select count(*) > 0 from monitor.query_performance").fetchone() == (True,)
+
+
+def test_a_scoped_viewer_cannot_record_a_metric(auth_db):
+    viewer = make_user(auth_db, "vic", "viewer")
+    with pytest.raises(psycopg.Error) as caught, acting_as(auth_db, "spreadedge_app", viewer):
+        call(auth_db, "monitor.record_metric", name="pnl.realized_today", value=Decimal("123456789"),
+             labels=Jsonb({"strategy": "alpha"}), recorded_at=NOW)  # fmt: skip
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {viewer} lacks the permission alerts:manage",
+    )
+    assert values(auth_db, "pnl.realized_today") == []
+
+
+def test_a_scoped_user_with_alerts_manage_cannot_record_a_collected_metric(auth_db):
+    admin = make_user(auth_db, "ada", "admin")
+    with pytest.raises(psycopg.Error) as caught, acting_as(auth_db, "spreadedge_app", admin):
+        call(auth_db, "monitor.record_metric", name="exposure.gross", value=Decimal("0"),
+             labels=Jsonb({"strategy": "alpha"}), recorded_at=NOW)  # fmt: skip
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S14",
+        "metric exposure.gross is a risk metric that monitor.collect_metrics records:"
+        " a session scoped to a user records only custom metrics",
+    )
+    assert values(auth_db, "exposure.gross") == []
+
+
+def test_a_scoped_user_with_alerts_manage_records_a_custom_metric(auth_db):
+    admin = make_user(auth_db, "ada", "admin")
+    with acting_as(auth_db, "spreadedge_app", admin):
+        call(auth_db, "monitor.record_metric", name="app.fills_behind", value=Decimal("3"),
+             labels=Jsonb({"venue": "okx"}), recorded_at=NOW)  # fmt: skip
+    assert values(auth_db, "app.fills_behind") == [({"venue": "okx"}, Decimal("3"))]
+
+
+def test_an_unscoped_session_records_a_collected_metric(seeded):
+    with acting_as(seeded, "spreadedge_app"):
+        call(seeded, "monitor.record_metric", name="exposure.gross", value=Decimal("50000"),
+             labels=Jsonb({"strategy": "alpha"}), recorded_at=NOW)  # fmt: skip
+    assert values(seeded, "exposure.gross") == [({"strategy": "alpha"}, Decimal("50000"))]

@@ -414,8 +414,8 @@ def test_two_sessions_turning_a_kill_switch_on_at_once_record_one_change(seeded,
         racer.join(timeout=30)
 
     assert waited
-    assert [event[4] for event in risk_events(seeded)] == ["kill switch on"]
-    assert [n[2] for n in notifications(seeded)] == ["[RISK] alpha: kill switch on"]
+    assert [event[4] for event in risk_events(seeded)] == ["kill switch on for kraken/ETHUSD"]
+    assert [n[2] for n in notifications(seeded)] == ["[RISK] alpha: kill switch on for kraken/ETHUSD"]
 
 
 def test_a_limit_of_one_instrument_leaves_the_strategys_other_instruments_alone(seeded):
@@ -483,3 +483,67 @@ def test_setting_a_limit_and_the_kill_switch_is_audited_with_the_actor(seeded):
         ("INSERT", None, "false", "1000", "risk-desk"),
         ("UPDATE", "false", "true", "1000", "risk-desk"),
     ]
+
+
+def test_an_exchange_kill_switch_change_names_its_exchange(seeded):
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True)
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", exchange="okx", enabled=True)
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", exchange="okx", enabled=False)
+    assert [event[4] for event in risk_events(seeded)] == [
+        "kill switch on",
+        "kill switch on for okx",
+        "kill switch off for okx",
+    ]
+    assert [n[2] for n in notifications(seeded)] == [
+        "[RISK] alpha: kill switch on",
+        "[RISK] alpha: kill switch on for okx",
+        "[RISK] alpha: kill switch off for okx",
+    ]
+
+
+def test_an_instrument_kill_switch_change_names_its_instrument(seeded):
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", exchange="okx", symbol="BTC-USDT-SWAP",
+         enabled=True, reason="funding spike")  # fmt: skip
+    assert [event[4] for event in risk_events(seeded)] == [
+        "kill switch on for okx/BTC-USDT-SWAP: funding spike"
+    ]
+    assert [n[2] for n in notifications(seeded)] == [
+        "[RISK] alpha: kill switch on for okx/BTC-USDT-SWAP: funding spike"
+    ]
+
+
+def test_a_kill_switch_notification_carries_the_exchange_of_its_scope(seeded):
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True)
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", exchange="okx", enabled=True)
+    call(
+        seeded,
+        "monitor.set_kill_switch",
+        strategy="beta",
+        exchange="okx",
+        symbol="BTC-USDT-SWAP",
+        enabled=True,
+    )
+    payloads = seeded.execute(
+        "select payload ->> 'strategy', payload ->> 'exchange', payload ->> 'instrument'"
+        " from monitor.notifications order by notification_id"
+    ).fetchall()
+    assert payloads == [
+        ("alpha", None, None),
+        ("alpha", "okx", None),
+        ("beta", "okx", "okx/BTC-USDT-SWAP"),
+    ]
+
+
+def test_a_rejected_orders_notification_carries_its_exchange(seeded):
+    limit(seeded, max_order_notional=Decimal("1000"))
+    place(seeded, "buy", "0.02", "60000")
+    assert seeded.execute(
+        "select payload ->> 'exchange', payload ->> 'instrument' from monitor.notifications"
+    ).fetchall() == [("binance", "binance/BTCUSDT")]
+
+
+def test_the_risk_event_list_names_the_exchange_of_an_exchange_kill_switch(seeded):
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", exchange="okx", enabled=True)
+    assert seeded.execute(
+        "select strategy, exchange, symbol, reason from monitor.risk_event_list"
+    ).fetchall() == [("alpha", "okx", None, "kill switch on for okx")]
