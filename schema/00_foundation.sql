@@ -65,7 +65,7 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('22S06', 'invalid_side',           'A side is not buy or sell.'),
     ('22S07', 'invalid_order_type',     'An order type is not market, limit, stop_market or stop_limit, or its prices do not fit the type.'),
     ('22S08', 'unpriced_fee',           'A fee in a third currency has no quote value given and none can be priced from market data.'),
-    ('22S09', 'invalid_argument',       'Any other argument out of its domain: a null where a value is required, an unknown group_by, a bad range.'),
+    ('22S09', 'invalid_argument',       'Any other argument out of its domain: a null where a value is required, an unknown group_by, a bad range, a call in the wrong isolation level.'),
     ('22S10', 'funding_not_applicable', 'Funding was recorded for an instrument that is not a perpetual.'),
     ('22S11', 'weak_password',          'A new password breaks the security policy (length or character classes).'),
     -- class 23: the value refers to something that does not exist or conflicts with what is stored

@@ -8,7 +8,7 @@
 insert into ops.error_codes (sqlstate, name, description) values
     ('22S12', 'invalid_alert_rule',   'An alert rule is malformed: its metric or instrument does not fit its kind, or its operator, aggregate, threshold, window, cooldown, severity or channels are invalid.'),
     ('22S13', 'invalid_risk_limit',   'A risk limit is not positive and finite, or names an instrument without its exchange.'),
-    ('22S14', 'invalid_metric',       'A metric name is not dotted snake_case, its value is not finite, or its labels are not a JSON object.'),
+    ('22S14', 'invalid_metric',       'A metric name is not dotted snake_case, its value is not finite, its labels are not a JSON object, or a session scoped to a user records a metric collect_metrics owns.'),
     ('23S12', 'unknown_metric',       'No metric has this name (see monitor.metric_catalog).'),
     ('23S13', 'unknown_alert_rule',   'No alert rule has this name.'),
     ('23S14', 'unknown_alert',        'No alert has this id.'),
@@ -18,7 +18,7 @@ insert into ops.error_codes (sqlstate, name, description) values
 
 -- Who may manage alert rules and risk limits when a session is scoped to an application user.
 insert into auth.permissions (permission, description) values
-    ('alerts:manage', 'Add alert rules and acknowledge alerts.'),
+    ('alerts:manage', 'Add alert rules, acknowledge alerts, record custom metrics and run the notification worker''s functions.'),
     ('risk:manage',   'Set pre-trade risk limits and turn kill switches on and off.');
 insert into auth.role_permissions (role_name, permission) values
     ('admin', 'alerts:manage'),
@@ -170,12 +170,12 @@ comment on column monitor.alert_rules.metric is 'The metric watched (risk, syste
 comment on column monitor.alert_rules.labels is 'Only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb"}.';
 comment on column monitor.alert_rules.instrument_id is 'The instrument watched (price and volume rules).';
 comment on column monitor.alert_rules.aggregate is
-    'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the current mark price.';
+    'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the current mark price. Over several matching series, last and change_pct take the total of each series'' latest (and first) values.';
 comment on column monitor.alert_rules.operator is 'Comparison of the aggregate with the threshold: >, >=, <, <=, =, <>.';
 comment on column monitor.alert_rules.threshold is 'The value the aggregate is compared with.';
 comment on column monitor.alert_rules.evaluation_window is 'How far back from the evaluation time the values are taken.';
 comment on column monitor.alert_rules.severity is 'info, warning or critical.';
-comment on column monitor.alert_rules.cooldown is 'After a notified firing, a new firing of the rule within this time opens an alert without notifying.';
+comment on column monitor.alert_rules.cooldown is 'After a notified firing, a new firing of the rule within this time opens an alert without notifying; notified once the cooldown is over if still firing and unacknowledged.';
 comment on column monitor.alert_rules.channels is 'Where transitions are notified (empty: recorded only).';
 comment on column monitor.alert_rules.description is 'What the rule is for.';
 comment on column monitor.alert_rules.is_enabled is 'False: the rule is not evaluated.';
@@ -207,7 +207,7 @@ comment on column monitor.alerts.severity is 'The rule''s severity when it fired
 comment on column monitor.alerts.opened_value is 'The rule''s aggregate when it fired.';
 comment on column monitor.alerts.threshold is 'The rule''s threshold when it fired.';
 comment on column monitor.alerts.opened_at is 'When the rule fired (the evaluation time).';
-comment on column monitor.alerts.notified is 'Whether the firing was notified (false inside the cooldown or without channels); a resolution is notified when the firing was.';
+comment on column monitor.alerts.notified is 'Whether the firing was notified (false inside the cooldown, until it is over, or without channels); a resolution is notified when the firing was.';
 comment on column monitor.alerts.acknowledged_at is 'When a person acknowledged the alert.';
 comment on column monitor.alerts.acknowledged_by is 'Who acknowledged the alert.';
 comment on column monitor.alerts.resolved_at is 'When the condition was found cleared.';
