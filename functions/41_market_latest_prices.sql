@@ -1,6 +1,8 @@
 -- spreadedge functions: latest prices
 -- Statement triggers on market.quotes and market.ticks that keep market.latest_prices at the newest
--- quote and trade of each instrument. A late row (older than what is kept) changes nothing.
+-- quote and trade of each instrument. A late row (older than what is kept) changes nothing; a trade
+-- of the kept time replaces the last price when it is the later trade of that time (by exchange
+-- trade id, as candles close), whichever batch it came in.
 
 create or replace function internal.note_latest_quotes()
     returns trigger
@@ -30,21 +32,36 @@ create or replace function internal.note_latest_ticks()
     volatile
     language plpgsql
 as $$
--- After an insert into market.ticks: the newest inserted trade of each instrument replaces the kept
--- one when it is newer (ties on time: the greater exchange trade id, so the result is deterministic).
+-- After an insert into market.ticks: for each instrument, the last stored trade at the newest time
+-- inserted replaces the kept one when that time is the kept time or later. Trades of one time are
+-- ordered as market.rollup_candles orders them: octet_length(exchange_trade_id), then
+-- exchange_trade_id (numeric ids numerically). Rows are taken in instrument order (see
+-- note_latest_quotes).
+-- why the last trade is looked up in market.ticks, not among the inserted rows: a trade of the
+-- kept time may come in a later batch and be the later one; market.latest_prices keeps no trade id
+-- to compare with, but market.ticks holds every trade of that time (this batch's too, the trigger
+-- runs after the insert), one primary-key range scan per instrument of the batch.
 begin
     insert into market.latest_prices as l (instrument_id, last_price, traded_at)
-    select distinct on (n.instrument_id) n.instrument_id, n.price, n.traded_at
-    from new_rows n
-    order by n.instrument_id, n.traded_at desc, n.exchange_trade_id desc
+    select n.instrument_id, t.price, n.traded_at
+    from (select n.instrument_id, max(n.traded_at) as traded_at from new_rows n group by n.instrument_id) n
+    cross join lateral (
+        select t.price
+        from market.ticks t
+        where t.instrument_id = n.instrument_id and t.traded_at = n.traded_at
+        order by octet_length(t.exchange_trade_id) desc, t.exchange_trade_id desc
+        limit 1
+    ) t
+    order by n.instrument_id
     on conflict (instrument_id) do update
         set last_price = excluded.last_price, traded_at = excluded.traded_at
-        where l.traded_at is null or excluded.traded_at > l.traded_at;
+        where l.traded_at is null or excluded.traded_at > l.traded_at
+           or (excluded.traded_at = l.traded_at and excluded.last_price <> l.last_price);
     return null;
 end;
 $$;
 comment on function internal.note_latest_ticks() is
-    'Trigger function: keeps market.latest_prices at the newest trade of each instrument.';
+    'Trigger function: keeps market.latest_prices at the newest trade of each instrument (within one time, the greatest exchange trade id, numeric ids numerically).';
 
 -- Triggers on the partitioned parents fire for rows routed to any partition.
 create or replace trigger _500_latest_prices

@@ -5,7 +5,14 @@
 -- OKX, say; USD and USDT are different quotes). With the taker fee rates f_buy and f_sell:
 --   gross_bps = (bid - ask) / ask x 10,000
 --   net_bps   = (bid x (1 - f_sell) - ask x (1 + f_buy)) / ask x 10,000
--- both rounded to 4 decimals.
+-- both rounded to 4 decimals. Sizes are in units of the base asset (book size x the instrument's
+-- multiplier: contracts differ in size between exchanges, 0.01 BTC on one, 1 BTC on another).
+-- Only spot, margin and perpetual instruments are compared:
+-- why never an option: its price is a premium that depends on a strike and an expiry that
+--   ref.instruments does not keep (a 150 call and a 100 call of BTC/USDT are different assets;
+--   trading.asset_price leaves options out for the same reason)
+-- why not dated futures either: ref.instruments keeps no expiry, so a December and a March future,
+--   whose prices differ by their basis, cannot be told apart
 
 create or replace function internal.gross_bps(p_ask numeric, p_bid numeric)
     returns numeric
@@ -81,12 +88,12 @@ create or replace view market.current_spreads as
         select dense_rank() over (order by i.base_asset, i.quote_asset, i.market_type)::integer as pair,
                x.place, l.bid * (1 - i.taker_fee) as bid_net, l.ask * (1 + i.taker_fee) as ask_cost, l.ask,
                i.base_asset, i.quote_asset, i.market_type, x.code as exchange, i.symbol, l.bid,
-               l.bid_size, l.ask_size, l.quoted_at
+               l.bid_size * i.multiplier as bid_size, l.ask_size * i.multiplier as ask_size, l.quoted_at
         from market.latest_prices l
         join ref.instruments i on i.instrument_id = l.instrument_id
         join (select e.exchange_id, e.code, row_number() over (order by e.code)::integer as place
               from ref.exchanges e) x on x.exchange_id = i.exchange_id
-        where l.quoted_at is not null and i.is_active
+        where l.quoted_at is not null and i.is_active and i.market_type in ('spot', 'margin', 'perpetual')
     ),
     -- why the two best exchanges to sell on: for a given buy, the best sale is the highest bid net
     -- of its taker fee on another exchange, which is on the best exchange or, when that is the
@@ -118,7 +125,11 @@ create or replace view market.current_spreads as
     ) best
     order by best.pair;
 comment on view market.current_spreads is
-    'Per asset pair and market type, the best buy-on-one-exchange, sell-on-another spread of the newest quotes: gross and net of both taker fees, in bps.';
+    'Per asset pair and market type (spot, margin, perpetual), the best buy-on-one-exchange, sell-on-another spread of the newest quotes: gross and net of both taker fees, in bps; sizes in base-asset units.';
+comment on column market.current_spreads.ask_size is
+    'Size at the best ask of the buy instrument, in units of the base asset (book size x multiplier).';
+comment on column market.current_spreads.bid_size is
+    'Size at the best bid of the sell instrument, in units of the base asset (book size x multiplier).';
 
 create or replace function market.spread_opportunities(
     symbol      text,
@@ -148,8 +159,10 @@ as $$
 -- Every moment of [since, until) when buying the pair BASE/QUOTE on one exchange and selling it on
 -- another paid at least min_net_bps after taker fees. Time is cut into buckets (1 second by
 -- default, aligned to UTC); in each, every instrument of the pair counts with its last quote of
--- the bucket, and every ordered pair of exchanges quoted in the bucket is compared. quantity is
--- what both sides of the book offered: least(ask_size, bid_size).
+-- the bucket, and every ordered pair of exchanges quoted in the bucket is compared (spot, margin and
+-- perpetual instruments only: see the file header). ask_size and bid_size are in units of the base
+-- asset (book size x the instrument's multiplier), and quantity is what both sides of the book
+-- offered in those units: least(ask_size, bid_size).
 #variable_conflict use_column
 declare
     v_pair record := internal.find_pair(spread_opportunities.symbol);
@@ -168,11 +181,13 @@ begin
     with bucketed as (
         select q.instrument_id,
                date_bin(spread_opportunities.bucket, q.quoted_at, timestamptz '2000-01-01 00:00:00+00') as bucket_start,
-               q.quoted_at, i.market_type, e.code as exchange, i.taker_fee, q.bid, q.bid_size, q.ask, q.ask_size
+               q.quoted_at, i.market_type, e.code as exchange, i.taker_fee,
+               q.bid, q.bid_size * i.multiplier as bid_size, q.ask, q.ask_size * i.multiplier as ask_size
         from ref.instruments i
         join ref.exchanges e on e.exchange_id = i.exchange_id
         join market.quotes q on q.instrument_id = i.instrument_id
         where i.base_asset = v_pair.base_asset and i.quote_asset = v_pair.quote_asset
+          and i.market_type in ('spot', 'margin', 'perpetual')
           and q.quoted_at >= spread_opportunities.since and q.quoted_at < spread_opportunities.until
     ),
     last_quotes as (
@@ -191,4 +206,4 @@ begin
 end;
 $$;
 comment on function market.spread_opportunities(text, timestamptz, timestamptz, numeric, interval) is
-    'Moments of a period when buying BASE/QUOTE on one exchange and selling on another paid at least min_net_bps after taker fees (per time bucket).';
+    'Moments of a period when buying BASE/QUOTE (spot, margin or perpetual) on one exchange and selling on another paid at least min_net_bps after taker fees (per time bucket); sizes and quantity in base-asset units.';

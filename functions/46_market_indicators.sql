@@ -16,7 +16,9 @@
 --   ATR(n)       Wilder: true range TR = max(high - low, |high - previous close|, |low - previous close|)
 --                (high - low on row 1); first ATR = mean of the first n TR at row n; then
 --                (ATR x (n - 1) + TR) / n
--- Values are exact numeric arithmetic, rounded to 12 decimals on output.
+-- Values are numeric arithmetic carried at 30 decimals (every quotient and square root keeps 30) and
+-- rounded half-up to 12 on output: the exact value correctly rounded, for prices up to 10^7 and
+-- beyond, unless it lies within about 1e-20 of a rounding boundary (the carried error is far smaller).
 
 create or replace function internal.indicator_series(
     p_instrument_id integer,
@@ -45,12 +47,20 @@ as $$
 -- definitions). Window functions give SMA, Bollinger and VWAP; the recursive ones (EMA, MACD, RSI,
 -- ATR) are carried along the rows in one loop.
 declare
+    -- why a zero of scale 30 added to the dividend of every first quotient: a numeric division keeps
+    -- only about 16 significant digits unless an operand has a larger scale, which at a price of
+    -- 1,500,000 leaves 9 or 10 decimals and rounds the 12th wrongly (the EMA 26 seed, hence MACD and
+    -- its signal; the standard deviation). A scale carries through + - x and division, so the
+    -- smoothed values that follow keep 30 decimals too. The sums themselves are exact and stay at
+    -- the closes' scale (cheaper to add up).
+    c_zero    constant numeric := 0.000000000000000000000000000000;
     r         record;
     v_row     integer := 0;
     v_prev    numeric;
-    v_ema     numeric;  v_ema_sum  numeric := 0;
-    v_fast    numeric;  v_fast_sum numeric := 0;
-    v_slow    numeric;  v_slow_sum numeric := 0;
+    v_sum     numeric := 0;  -- of the closes so far: the three EMAs' seeds
+    v_ema     numeric;
+    v_fast    numeric;
+    v_slow    numeric;
     v_signal  numeric;  v_sig_sum  numeric := 0;
     v_gain    numeric;  v_loss     numeric;  v_gain_sum numeric := 0;  v_loss_sum numeric := 0;
     v_atr     numeric;  v_tr_sum   numeric := 0;
@@ -64,35 +74,47 @@ begin
             p_macd_fast, p_macd_slow, p_bb_k using errcode = '22S09';
     end if;
     for r in
-        select c.open_time, c.high, c.low, c.close,
-               case when count(*) over w_sma = p_sma_period then avg(c.close) over w_sma end as sma,
-               case when count(*) over w_bb = p_bb_period then avg(c.close) over w_bb end as bb_middle,
-               case when count(*) over w_bb = p_bb_period then stddev_pop(c.close) over w_bb end as bb_sd,
-               case when sum(c.volume) over w_day > 0
-                    then sum(c.quote_volume) over w_day / sum(c.volume) over w_day end as vwap
-        from market.candles c
-        where c.instrument_id = p_instrument_id and c.interval = p_interval
-          and (p_since is null or c.open_time >= p_since) and (p_until is null or c.open_time < p_until)
-        window w_sma as (order by c.open_time rows between p_sma_period - 1 preceding and current row),
-               w_bb as (order by c.open_time rows between p_bb_period - 1 preceding and current row),
-               w_day as (partition by (c.open_time at time zone 'UTC')::date order by c.open_time
-                         rows between unbounded preceding and current row)
-        order by c.open_time
+        -- why sums, not avg and stddev_pop: those divide at about 16 significant digits. The sums
+        -- of the closes and of their squares are exact, and so is n^2 x the population variance,
+        -- n x sum of squares - sum^2: k x std dev = k x sqrt(that) / n, the root taken at scale 30
+        select w.open_time, w.high, w.low, w.close, round(w.sma, 12) as sma, round(w.bb_middle, 12) as bb_middle,
+               round(w.bb_middle + w.bb_width, 12) as bb_upper, round(w.bb_middle - w.bb_width, 12) as bb_lower,
+               round(w.vwap, 12) as vwap
+        from (
+            select c.open_time, c.high, c.low, c.close,
+                   case when count(*) over w_sma = p_sma_period then (c_zero + sum(c.close) over w_sma) / p_sma_period
+                        end as sma,
+                   case when count(*) over w_bb = p_bb_period then (c_zero + sum(c.close) over w_bb) / p_bb_period
+                        end as bb_middle,
+                   case when count(*) over w_bb = p_bb_period
+                        then p_bb_k * sqrt(c_zero + p_bb_period * sum(c.close * c.close) over w_bb
+                                           - (sum(c.close) over w_bb) * (sum(c.close) over w_bb)) / p_bb_period
+                        end as bb_width,
+                   case when sum(c.volume) over w_day > 0
+                        then (c_zero + sum(c.quote_volume) over w_day) / sum(c.volume) over w_day end as vwap
+            from market.candles c
+            where c.instrument_id = p_instrument_id and c.interval = p_interval
+              and (p_since is null or c.open_time >= p_since) and (p_until is null or c.open_time < p_until)
+            window w_sma as (order by c.open_time rows between p_sma_period - 1 preceding and current row),
+                   w_bb as (order by c.open_time rows between p_bb_period - 1 preceding and current row),
+                   w_day as (partition by (c.open_time at time zone 'UTC')::date order by c.open_time
+                             rows between unbounded preceding and current row)
+            order by c.open_time
+        ) w
+        order by w.open_time
     loop
         v_row := v_row + 1;
-        -- EMA(n) and the two MACD EMAs: sum until the seed row, then smooth
+        -- EMA(n) and the two MACD EMAs: the mean of the first n closes at row n, then smooth
+        v_sum := v_sum + r.close;
         v_ema := case when v_row < p_ema_period then null
-                      when v_row = p_ema_period then (v_ema_sum + r.close) / p_ema_period
+                      when v_row = p_ema_period then (c_zero + v_sum) / p_ema_period
                       else v_ema + (r.close - v_ema) * 2 / (p_ema_period + 1) end;
-        v_ema_sum := v_ema_sum + r.close;
         v_fast := case when v_row < p_macd_fast then null
-                       when v_row = p_macd_fast then (v_fast_sum + r.close) / p_macd_fast
+                       when v_row = p_macd_fast then (c_zero + v_sum) / p_macd_fast
                        else v_fast + (r.close - v_fast) * 2 / (p_macd_fast + 1) end;
-        v_fast_sum := v_fast_sum + r.close;
         v_slow := case when v_row < p_macd_slow then null
-                       when v_row = p_macd_slow then (v_slow_sum + r.close) / p_macd_slow
+                       when v_row = p_macd_slow then (c_zero + v_sum) / p_macd_slow
                        else v_slow + (r.close - v_slow) * 2 / (p_macd_slow + 1) end;
-        v_slow_sum := v_slow_sum + r.close;
         v_macd := v_fast - v_slow;
         if v_macd is not null then
             v_signal := case when v_row - p_macd_slow + 1 < p_macd_signal then null
@@ -107,8 +129,8 @@ begin
                 v_gain_sum := v_gain_sum + greatest(v_change, 0);
                 v_loss_sum := v_loss_sum + greatest(-v_change, 0);
                 if v_row = p_rsi_period + 1 then
-                    v_gain := v_gain_sum / p_rsi_period;
-                    v_loss := v_loss_sum / p_rsi_period;
+                    v_gain := (c_zero + v_gain_sum) / p_rsi_period;
+                    v_loss := (c_zero + v_loss_sum) / p_rsi_period;
                 end if;
             else
                 v_gain := (v_gain * (p_rsi_period - 1) + greatest(v_change, 0)) / p_rsi_period;
@@ -119,25 +141,25 @@ begin
         v_tr := case when v_row = 1 then r.high - r.low
                      else greatest(r.high - r.low, abs(r.high - v_prev), abs(r.low - v_prev)) end;
         v_atr := case when v_row < p_atr_period then null
-                      when v_row = p_atr_period then (v_tr_sum + v_tr) / p_atr_period
+                      when v_row = p_atr_period then (c_zero + v_tr_sum + v_tr) / p_atr_period
                       else (v_atr * (p_atr_period - 1) + v_tr) / p_atr_period end;
         v_tr_sum := v_tr_sum + v_tr;
         v_prev := r.close;
 
         open_time := r.open_time;
         close := r.close;
-        sma := round(r.sma, 12);
+        sma := r.sma;
         ema := round(v_ema, 12);
         rsi := case when v_gain is null then null
                     when v_loss = 0 then 100
-                    else round(100 - 100 / (1 + v_gain / v_loss), 12) end;
+                    else round(100 * v_gain / (v_gain + v_loss), 12) end;  -- = 100 - 100 / (1 + gain / loss)
         macd := round(v_macd, 12);
         macd_signal := round(v_signal, 12);
         macd_histogram := round(v_macd - v_signal, 12);
-        bb_middle := round(r.bb_middle, 12);
-        bb_upper := round(r.bb_middle + p_bb_k * r.bb_sd, 12);
-        bb_lower := round(r.bb_middle - p_bb_k * r.bb_sd, 12);
-        vwap := round(r.vwap, 12);
+        bb_middle := r.bb_middle;
+        bb_upper := r.bb_upper;
+        bb_lower := r.bb_lower;
+        vwap := r.vwap;
         atr := round(v_atr, 12);
         return next;
     end loop;

@@ -52,3 +52,25 @@ def tick(
         " values (%s, %s, %s, %s, %s)",
         [instrument_id(conn, exchange, symbol), at, trade_id, Decimal(price), Decimal(quantity)],
     )
+
+
+def ticks_in_one_statement(
+    conn: psycopg.Connection,
+    at: datetime,
+    trades: list[tuple[str, str]],
+    *,
+    exchange: str = "binance",
+    symbol: str = "BTCUSDT",
+) -> None:
+    """Trades (trade id, price), quantity 1, all at ``at`` and in one insert: one batch for the
+    statement triggers on market.ticks."""
+    conn.execute(
+        "insert into market.ticks (instrument_id, traded_at, exchange_trade_id, price, quantity)"
+        " select %s, %s, t.trade_id, t.price, 1 from unnest(%s::text[], %s::numeric[]) t (trade_id, price)",
+        [
+            instrument_id(conn, exchange, symbol),
+            at,
+            [trade_id for trade_id, _ in trades],
+            [Decimal(price) for _, price in trades],
+        ],
+    )

@@ -3,7 +3,7 @@
 import itertools
 import random
 from datetime import timedelta
-from decimal import Decimal, getcontext
+from decimal import ROUND_HALF_UP, Decimal, getcontext
 
 import psycopg
 import pytest
@@ -118,6 +118,87 @@ def atr(rows, n=14):
             current = (current * (n - 1) + tr) / n
         out.append(current)
     return out
+
+
+def make_large_candles(count=120, seed=11):
+    """Candles around 1,500,000 (steps of up to 1,119.40, ranges of up to 671.64 beyond them):
+    where numeric division at its default 16 significant digits leaves too few decimals."""
+    rng = random.Random(seed)
+    scale = Decimal(1_500_000) / 67_000
+    close = Decimal(1_500_000)
+    rows = []
+    for i in range(count):
+        open_ = close
+        close = (open_ + Decimal(rng.randint(-5000, 5000)) / 100 * scale).quantize(Decimal("0.01"))
+        high = (max(open_, close) + Decimal(rng.randint(0, 3000)) / 100 * scale).quantize(Decimal("0.01"))
+        low = (min(open_, close) - Decimal(rng.randint(0, 3000)) / 100 * scale).quantize(Decimal("0.01"))
+        volume = Decimal(rng.randint(1, 5000)) / 1000
+        quote_volume = (volume * (high + low + close) / 3).quantize(Decimal("0.0001"))
+        rows.append((START + timedelta(minutes=i), open_, high, low, close, volume, quote_volume))
+    return rows
+
+
+@pytest.fixture
+def large_candles(seeded):
+    instrument = instrument_id(seeded)
+    rows = make_large_candles()
+    with seeded.cursor() as cur:
+        cur.executemany(
+            "insert into market.candles (instrument_id, interval, open_time, open, high, low, close, volume,"
+            " quote_volume, trade_count) values (%s, '1m', %s, %s, %s, %s, %s, %s, %s, 1)",
+            [(instrument, *row) for row in rows],
+        )
+    return rows
+
+
+def rounded(values):
+    """The exact values (to 40 digits) rounded half-up to 12 decimals, as numeric round does."""
+    return [None if v is None else v.quantize(Decimal("1e-12"), rounding=ROUND_HALF_UP) for v in values]
+
+
+def expected_at_large_prices(rows, indicator):
+    closes = [row[4] for row in rows]
+    line, sig, hist = macd(closes)
+    bands = bollinger(closes)
+    return {
+        "sma 21": sma(closes, 21),
+        "ema 20": ema(closes, 20),
+        "ema 26": ema(closes, 26),
+        "rsi": rsi(closes),
+        "macd line": line,
+        "macd signal": sig,
+        "macd histogram": hist,
+        "bollinger middle": [b[0] for b in bands],
+        "bollinger upper": [b[1] for b in bands],
+        "bollinger lower": [b[2] for b in bands],
+        "vwap": vwap(rows),
+        "atr": atr(rows),
+    }[indicator]
+
+
+LARGE_PRICE_QUERIES = {
+    "sma 21": "select sma from market.sma('binance', 'BTCUSDT', '1m', 21)",
+    "ema 20": "select ema from market.ema('binance', 'BTCUSDT', '1m', 20)",
+    "ema 26": "select ema from market.ema('binance', 'BTCUSDT', '1m', 26)",
+    "rsi": "select rsi from market.rsi('binance', 'BTCUSDT', '1m')",
+    "macd line": "select macd from market.macd('binance', 'BTCUSDT', '1m')",
+    "macd signal": "select signal from market.macd('binance', 'BTCUSDT', '1m')",
+    "macd histogram": "select histogram from market.macd('binance', 'BTCUSDT', '1m')",
+    "bollinger middle": "select middle from market.bollinger('binance', 'BTCUSDT', '1m')",
+    "bollinger upper": "select upper from market.bollinger('binance', 'BTCUSDT', '1m')",
+    "bollinger lower": "select lower from market.bollinger('binance', 'BTCUSDT', '1m')",
+    "vwap": "select vwap from market.vwap('binance', 'BTCUSDT', '1m')",
+    "atr": "select atr from market.atr('binance', 'BTCUSDT', '1m')",
+}
+
+
+@pytest.mark.parametrize("indicator", list(LARGE_PRICE_QUERIES))
+def test_at_prices_around_1_500_000_an_indicator_is_its_exact_value_rounded_half_up_to_12_decimals(
+    large_candles, seeded, indicator
+):
+    actual = column(seeded, LARGE_PRICE_QUERIES[indicator])
+    expected = rounded(expected_at_large_prices(large_candles, indicator))
+    assert [(i, a, e) for i, (a, e) in enumerate(zip(actual, expected, strict=True)) if a != e] == []
 
 
 def close_enough(actual, expected):

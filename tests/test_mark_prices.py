@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from market_helpers import RECENT_NOON, quote, tick
+from market_helpers import RECENT_NOON, quote, tick, ticks_in_one_statement
 from trading_helpers import position, trade
 
 T0 = RECENT_NOON
@@ -30,6 +30,28 @@ def test_without_quotes_the_newest_tick_marks_the_position(seeded):
     tick(seeded, T0, "101", trade_id="a")
     p = position(seeded, "alpha", "binance", "BTCUSDT")
     assert (p["mark"], p["unrealized_pnl"]) == (Decimal("103"), Decimal("6"))
+
+
+def test_of_trades_of_one_time_in_one_batch_the_greatest_numeric_trade_id_marks_the_position(seeded):
+    # as text, '9' sorts after '10'
+    trade(seeded, "buy", "2", "100")
+    ticks_in_one_statement(seeded, T0, [("9", "101"), ("10", "103")])
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("103")
+
+
+def test_a_trade_at_the_kept_time_with_a_greater_trade_id_loaded_later_marks_the_position(seeded):
+    trade(seeded, "buy", "2", "100")
+    tick(seeded, T0, "101", trade_id="99")
+    tick(seeded, T0, "103", trade_id="100")
+    p = position(seeded, "alpha", "binance", "BTCUSDT")
+    assert (p["mark"], p["unrealized_pnl"]) == (Decimal("103"), Decimal("6"))
+
+
+def test_a_trade_at_the_kept_time_with_a_smaller_trade_id_loaded_later_changes_nothing(seeded):
+    trade(seeded, "buy", "2", "100")
+    tick(seeded, T0, "103", trade_id="100")
+    tick(seeded, T0, "101", trade_id="99")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("103")
 
 
 def test_a_quote_wins_over_a_newer_tick(seeded):

@@ -6,7 +6,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from market_helpers import RECENT_NOON, tick
+from market_helpers import RECENT_NOON, tick, ticks_in_one_statement
 
 T0 = RECENT_NOON
 
@@ -40,6 +40,16 @@ def test_one_minute_candles_are_built_from_the_ticks_of_each_minute(seeded):
         (T0, D("100"), D("103"), D("99"), D("101"), D("4.5"), D("455.5"), 4),
         (T0 + timedelta(minutes=1), D("102"), D("102"), D("102"), D("102"), D("1"), D("102"), 1),
     ]
+
+
+def test_trades_of_one_time_open_and_close_a_candle_in_numeric_trade_id_order(seeded):
+    # as text, '10' sorts before '9' and '100' before '99'
+    ticks_in_one_statement(seeded, T0, [("9", "50"), ("10", "60")])
+    tick(seeded, T0 + timedelta(seconds=30), "55", trade_id="11")
+    ticks_in_one_statement(seeded, T0 + timedelta(seconds=59), [("99", "52"), ("100", "58")])
+    rollup(seeded, T0 + timedelta(minutes=5))
+    D = Decimal
+    assert candles(seeded, "1m") == [(T0, D("50"), D("60"), D("50"), D("58"), D("5"), D("275"), 5)]
 
 
 def test_longer_candles_are_built_from_the_one_minute_candles(seeded):

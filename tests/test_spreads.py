@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from market_helpers import RECENT_NOON, quote
 from spreadedge.cli import main
-from trading_helpers import list_spot, rows
+from trading_helpers import call, list_spot, rows
 
 T0 = RECENT_NOON
 
@@ -193,3 +193,111 @@ def test_the_spreads_command_leaves_out_spreads_below_min_bps(two_venues, db_url
     quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
     result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--min-bps", "20"])
     assert result.output == "no current spreads (no quotes, or none above --min-bps)\n"
+
+
+def list_instrument(conn, exchange, symbol, market_type, multiplier="1"):
+    """A BTC/USDT instrument of any market type, with the exchange's default fees for it."""
+    call(
+        conn,
+        "ref.upsert_instrument",
+        exchange=exchange,
+        symbol=symbol,
+        base_asset="BTC",
+        quote_asset="USDT",
+        market_type=market_type,
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.001"),
+        multiplier=Decimal(multiplier),
+    )
+
+
+@pytest.fixture
+def two_perpetuals(seeded):
+    """BTC/USDT perpetuals of different contract sizes: okx's seeded BTC-USDT-SWAP (0.01 BTC a
+    contract) and binance's BTCUSDT-PERP (1 BTC a contract), both with the default 0.05 % taker fee."""
+    list_instrument(seeded, "binance", "BTCUSDT-PERP", "perpetual")
+    return seeded
+
+
+def test_spread_opportunities_sizes_and_quantity_are_in_base_asset_units(two_perpetuals):
+    # okx offers 300 contracts of 0.01 BTC (3 BTC) at its ask, binance bids for 4 contracts of 1 BTC
+    quote(two_perpetuals, T0, "100", "100.1", exchange="okx", symbol="BTC-USDT-SWAP", size="300")
+    quote(two_perpetuals, T0, "101", "101.1", symbol="BTCUSDT-PERP", size="4")
+    found = rows(
+        two_perpetuals,
+        "market.spread_opportunities",
+        symbol="BTC/USDT",
+        since=T0,
+        until=T0 + timedelta(seconds=1),
+    )
+    assert [
+        (r["buy_exchange"], r["ask_size"], r["sell_exchange"], r["bid_size"], r["quantity"], r["net_bps"])
+        for r in found
+    ] == [
+        (
+            "okx",
+            Decimal("3.00"),
+            "binance",
+            Decimal("4"),
+            Decimal("3.00"),
+            net_bps("100.1", "101", "0.0005", "0.0005"),
+        )
+    ]
+
+
+def test_current_spreads_sizes_are_in_base_asset_units(two_perpetuals):
+    quote(two_perpetuals, T0, "100", "100.1", exchange="okx", symbol="BTC-USDT-SWAP", size="300")
+    quote(two_perpetuals, T0, "101", "101.1", symbol="BTCUSDT-PERP", size="4")
+    assert two_perpetuals.execute(
+        "select market_type::text, buy_symbol, ask_size, sell_symbol, bid_size from market.current_spreads"
+    ).fetchall() == [("perpetual", "BTC-USDT-SWAP", Decimal("3.00"), "BTCUSDT-PERP", Decimal("4"))]
+
+
+def test_current_spreads_never_compares_options(seeded):
+    # a 150 call and a 100 call of BTC/USDT are different assets: their premiums are no spread
+    list_instrument(seeded, "binance", "BTC-261225-100-C", "option")
+    list_instrument(seeded, "okx", "BTC-USDT-261225-150-C", "option")
+    quote(seeded, T0, "20", "20.5", symbol="BTC-261225-100-C")
+    quote(seeded, T0, "4", "4.2", exchange="okx", symbol="BTC-USDT-261225-150-C")
+    assert seeded.execute("select * from market.current_spreads").fetchall() == []
+
+
+def test_current_spreads_never_compares_dated_futures(seeded):
+    # instruments keep no expiry: a December and a March future could not be told apart
+    list_instrument(seeded, "binance", "BTCUSDT_261225", "futures")
+    list_instrument(seeded, "okx", "BTC-USDT-270326", "futures")
+    quote(seeded, T0, "101", "101.1", symbol="BTCUSDT_261225")
+    quote(seeded, T0, "104", "104.1", exchange="okx", symbol="BTC-USDT-270326")
+    assert seeded.execute("select * from market.current_spreads").fetchall() == []
+
+
+def test_spread_opportunities_never_compare_options(seeded):
+    list_instrument(seeded, "binance", "BTC-261225-100-C", "option")
+    list_instrument(seeded, "okx", "BTC-USDT-261225-150-C", "option")
+    quote(seeded, T0, "20", "20.5", symbol="BTC-261225-100-C")
+    quote(seeded, T0, "4", "4.2", exchange="okx", symbol="BTC-USDT-261225-150-C")
+    found = rows(
+        seeded,
+        "market.spread_opportunities",
+        symbol="BTC/USDT",
+        since=T0,
+        until=T0 + timedelta(seconds=1),
+        min_net_bps=Decimal("-100000"),
+    )
+    assert found == []
+
+
+def test_spread_opportunities_never_compare_dated_futures(seeded):
+    list_instrument(seeded, "binance", "BTCUSDT_261225", "futures")
+    list_instrument(seeded, "okx", "BTC-USDT-270326", "futures")
+    quote(seeded, T0, "101", "101.1", symbol="BTCUSDT_261225")
+    quote(seeded, T0, "104", "104.1", exchange="okx", symbol="BTC-USDT-270326")
+    found = rows(
+        seeded,
+        "market.spread_opportunities",
+        symbol="BTC/USDT",
+        since=T0,
+        until=T0 + timedelta(seconds=1),
+        min_net_bps=Decimal("-100000"),
+    )
+    assert found == []
