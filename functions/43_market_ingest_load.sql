@@ -5,6 +5,45 @@
 -- loaded / duplicate / rejected counts with the rejects as a jsonb array of {"line", "reason"}.
 -- With p_strict nothing is inserted when any row is rejected. The caller's transaction is the batch:
 -- a load that is killed leaves nothing behind.
+-- A row whose time has no partition is a reject too: the default partition's trigger
+-- (functions/63_ops_default_partitions.sql) would otherwise raise 22S09 and abort the whole batch.
+-- The partitions' times are read from the catalog once per call, not per row.
+
+create or replace function internal.partition_times(p_table regclass)
+    returns tstzmultirange
+    stable
+    language sql
+as $$
+    -- The times the partitions of p_table cover: the union of their FROM ('…') TO ('…') bounds,
+    -- read from the catalog (the default partition and any MINVALUE/MAXVALUE bound left out);
+    -- empty when it has none. Gaps, where a partition was dropped, stay gaps.
+    select coalesce(range_agg(tstzrange(b[1]::timestamptz, b[2]::timestamptz)), '{}'::tstzmultirange)
+    from pg_catalog.pg_inherits i
+    join pg_catalog.pg_class c on c.oid = i.inhrelid
+    cross join lateral regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                                    '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') b
+    where i.inhparent = p_table
+      and b is not null
+$$;
+comment on function internal.partition_times(regclass) is
+    'The times the range partitions of a table cover (default partition left out), as a multirange; empty when it has none.';
+
+create or replace function internal.partition_times_text(p_times tstzmultirange)
+    returns text
+    stable
+    language sql
+as $$
+    -- internal.partition_times as a reject reason shows it: each range "from to to" in UTC, or
+    -- "none"; e.g. 2026-11-28T00:00:00Z to 2026-12-09T00:00:00Z.
+    select coalesce(string_agg(format('%s to %s',
+                                      to_char(lower(r) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      to_char(upper(r) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+                               ', ' order by r),
+                    'none')
+    from unnest(p_times) r
+$$;
+comment on function internal.partition_times_text(tstzmultirange) is
+    'The ranges of a multirange of times as UTC text (from to to, comma separated), or none.';
 
 create or replace function market.load_staged_quotes(p_strict boolean default false)
     returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
@@ -12,7 +51,11 @@ create or replace function market.load_staged_quotes(p_strict boolean default fa
     language plpgsql
 as $$
 -- Validate and load the staged quotes: known instrument (exchange code and symbol), parsable and
--- plausible quoted_at, positive bid and ask, non-negative sizes, a book that is not crossed.
+-- plausible quoted_at that has a partition, positive bid and ask, non-negative sizes, a book that
+-- is not crossed.
+declare
+    v_partitions      tstzmultirange := internal.partition_times('market.quotes');
+    v_partitions_text text := internal.partition_times_text(v_partitions);
 begin
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
@@ -34,6 +77,9 @@ begin
                    case when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    internal.time_problem('quoted_at', p.quoted_at_text, p.quoted_at),
+                   case when not p.quoted_at <@ v_partitions
+                        then format('quoted_at %s is outside the partitions of market.quotes (%s)',
+                                    p.quoted_at_text, v_partitions_text) end,
                    case when p.received_at_text is not null and btrim(p.received_at_text) <> ''
                         then internal.time_problem('received_at', p.received_at_text, p.received_at) end,
                    internal.number_problem('bid', p.bid_text, p.bid, true),
@@ -71,8 +117,11 @@ create or replace function market.load_staged_ticks(p_strict boolean default fal
     volatile
     language plpgsql
 as $$
--- Validate and load the staged ticks: known instrument, parsable and plausible traded_at, a trade
--- id, positive price and quantity, side buy, sell or empty.
+-- Validate and load the staged ticks: known instrument, parsable and plausible traded_at that has a
+-- partition, a trade id, positive price and quantity, side buy, sell or empty.
+declare
+    v_partitions      tstzmultirange := internal.partition_times('market.ticks');
+    v_partitions_text text := internal.partition_times_text(v_partitions);
 begin
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
@@ -94,6 +143,9 @@ begin
                    case when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    internal.time_problem('traded_at', p.traded_at_text, p.traded_at),
+                   case when not p.traded_at <@ v_partitions
+                        then format('traded_at %s is outside the partitions of market.ticks (%s)',
+                                    p.traded_at_text, v_partitions_text) end,
                    case when p.received_at_text is not null and btrim(p.received_at_text) <> ''
                         then internal.time_problem('received_at', p.received_at_text, p.received_at) end,
                    case when p.exchange_trade_id is null then 'exchange_trade_id is missing' end,
@@ -131,8 +183,12 @@ create or replace function market.load_staged_candles(p_strict boolean default f
     volatile
     language plpgsql
 as $$
--- Validate and load the staged candles: known instrument, a known interval, an open_time aligned to
--- it, positive prices with low <= open, close <= high, non-negative volumes and trade count.
+-- Validate and load the staged candles: known instrument, a known interval, an open_time that has a
+-- partition and is aligned to the interval, positive prices with low <= open, close <= high,
+-- non-negative volumes and trade count.
+declare
+    v_partitions      tstzmultirange := internal.partition_times('market.candles');
+    v_partitions_text text := internal.partition_times_text(v_partitions);
 begin
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
@@ -162,6 +218,9 @@ begin
                    case when p.interval is null
                         then format('interval is not one of 1m, 5m, 15m, 1h, 4h, 1d: %s', p.interval_text) end,
                    internal.time_problem('open_time', p.open_time_text, p.open_time),
+                   case when not p.open_time <@ v_partitions
+                        then format('open_time %s is outside the partitions of market.candles (%s)',
+                                    p.open_time_text, v_partitions_text) end,
                    case when p.open_time <> market.candle_start(p.interval, p.open_time)
                         then format('open_time %s is not the start of a %s candle', p.open_time_text, p.interval) end,
                    internal.number_problem('open', p.open_text, p.open, true),

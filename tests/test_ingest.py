@@ -3,7 +3,7 @@
 import gzip
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -271,3 +271,262 @@ def test_the_loaders_row_checks_are_inlined_into_their_query(db, call):
     plan = db.execute(query).fetchall()
     name = call.split("(")[0]
     assert not any(name + "(" in line for (line,) in plan), plan
+
+
+# -- a byte-order mark, a header without a required column ------------------------------------
+
+BOM = "\ufeff"
+TICKS_HEADER = "exchange,symbol,traded_at,exchange_trade_id,price,quantity,side\n"
+
+
+def test_a_byte_order_mark_at_the_start_of_a_csv_file_is_ignored(seeded_url, seeded, tmp_path):
+    path = tmp_path / "quotes.csv"
+    path.write_text(BOM + QUOTES_HEADER.replace("\n", "\r\n") + GOOD_QUOTE.replace("\n", "\r\n"))
+    result = invoke(seeded_url, "ingest", "quotes", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (1, 0, 0))
+    assert not (tmp_path / "quotes.csv.rejects.csv").exists()
+    assert seeded.execute("select quoted_at, bid from market.quotes").fetchall() == [
+        (RECENT_NOON, Decimal("100"))
+    ]
+
+
+def test_a_byte_order_mark_at_the_start_of_a_jsonl_file_is_ignored(seeded_url, seeded, tmp_path):
+    path = tmp_path / "ticks.jsonl"
+    path.write_text(BOM + tick_line("b1") + tick_line("b2"))
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (2, 0, 0))
+    assert not (tmp_path / "ticks.jsonl.rejects.csv").exists()
+    assert seeded.execute("select exchange_trade_id from market.ticks order by 1").fetchall() == [
+        ("b1",),
+        ("b2",),
+    ]
+
+
+def test_a_byte_order_mark_at_the_start_of_a_compressed_file_is_ignored(seeded_url, seeded, tmp_path):
+    gz, zst = tmp_path / "a.jsonl.gz", tmp_path / "b.csv.zst"
+    gz.write_bytes(gzip.compress((BOM + tick_line("g1")).encode()))
+    zst.write_bytes(
+        zstandard.ZstdCompressor().compress(
+            (BOM + TICKS_HEADER + f"binance,BTCUSDT,{DAY}T12:00:01Z,z1,101,2,sell\n").encode()
+        )
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(gz), str(zst))
+    assert (result.exit_code, summary_of(result.output)) == (0, (2, 0, 0))
+    assert seeded.execute("select exchange_trade_id from market.ticks order by 1").fetchall() == [
+        ("g1",),
+        ("z1",),
+    ]
+
+
+def test_a_csv_header_without_a_required_column_refuses_the_run_before_anything_loads(
+    seeded_url, seeded, tmp_path
+):
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text(TICKS_HEADER + f"binance,BTCUSDT,{DAY}T12:00:00Z,t1,100,1,buy\n")
+    bad.write_text(
+        "exchange,symbol,traded_at,exchange_trade_id,qty,px\n" + f"binance,BTCUSDT,{DAY}T12:00:01Z,t2,1,100\n"
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(good), str(bad))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {bad}: the header row has no price, quantity columns; ticks need "
+        "exchange, symbol, traded_at, exchange_trade_id, price, quantity (nothing was loaded)"
+    )
+    assert seeded.execute("select count(*) from market.ticks").fetchone()[0] == 0
+    assert list(tmp_path.glob("*.rejects.csv")) == []
+
+
+def test_a_csv_header_that_is_not_valid_csv_refuses_the_run_before_anything_loads(
+    seeded_url, seeded, tmp_path
+):
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        TICKS_HEADER.replace("side", "x" * 140_000) + f"binance,BTCUSDT,{DAY}T12:00:00Z,t1,100,1,buy\n"
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {path}: the header row is not valid CSV: field larger than field limit (131072) (nothing was loaded)"
+    )
+    assert seeded.execute("select count(*) from market.ticks").fetchone()[0] == 0
+
+
+def test_a_csv_header_may_leave_out_side_and_received_at(seeded_url, seeded, tmp_path):
+    # a guard for the header check: the loaders accept these two empty
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        "exchange,symbol,traded_at,exchange_trade_id,price,quantity\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:00Z,t1,100,1\n"
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (1, 0, 0))
+    assert seeded.execute("select side from market.ticks").fetchall() == [(None,)]
+
+
+# -- numbers too long for numeric ---------------------------------------------------------------
+
+LONG_FRACTION = "0." + "0" * 16400 + "1"  # more fractional digits than numeric holds (16,383)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9" * 100, Decimal("9" * 100)),
+        ("0." + "0" * 97 + "1", Decimal("1e-98")),
+        ("9" * 101, None),
+        (LONG_FRACTION, None),
+        ("1" * 140_000, None),
+    ],
+)
+def test_parse_decimal_reads_numbers_of_at_most_100_characters(db, text, expected):
+    assert db.execute("select internal.parse_decimal(%s)", [text]).fetchone()[0] == expected
+
+
+def test_a_csv_number_too_long_for_numeric_is_a_rejected_row_and_the_rest_loads(seeded_url, seeded, tmp_path):
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        TICKS_HEADER
+        + f"binance,BTCUSDT,{DAY}T12:00:00Z,t1,100,1,buy\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:01Z,t2,{LONG_FRACTION},1,buy\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:02Z,t3,100,1,buy\n"
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (2, 0, 1))
+    assert (tmp_path / "ticks.csv.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        "3,price is too long: 0.000000000000000000… (16403 characters; a number has at most 100)",
+    ]
+    assert seeded.execute("select exchange_trade_id from market.ticks order by 1").fetchall() == [
+        ("t1",),
+        ("t3",),
+    ]
+
+
+def test_a_json_integer_too_long_for_numeric_is_a_rejected_row_and_the_rest_loads(
+    seeded_url, seeded, tmp_path
+):
+    path = tmp_path / "ticks.jsonl"
+    # written by hand: json.dumps will not write an int of more than 4,300 digits
+    long_line = tick_line("j2").replace('"quantity": "0.5"', '"quantity": ' + "1" * 140_000)
+    path.write_text(tick_line("j1") + long_line + tick_line("j3"))
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (2, 0, 1))
+    assert (tmp_path / "ticks.jsonl.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        "2,quantity is too long: 11111111111111111111… (140000 characters; a number has at most 100)",
+    ]
+    assert seeded.execute("select exchange_trade_id from market.ticks order by 1").fetchall() == [
+        ("j1",),
+        ("j3",),
+    ]
+
+
+# -- rows with no partition for their time ------------------------------------------------------
+
+
+def partitions_text(conn, table):
+    """The partitions' times of ``table`` as the reject reasons write them, from pg_partman."""
+    oldest, newest = conn.execute(
+        "select oldest_start, newest_end from ops.partition_status() where parent_table = %s", [table]
+    ).fetchone()
+    return f"{oldest.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} to {newest.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+# plausible (after 2009, not ahead) but older than the daily partitions kept behind (7 days)
+OLD_DAY = f"{RECENT_NOON - timedelta(days=60):%Y-%m-%d}"
+
+
+def test_a_tick_with_no_partition_for_its_time_is_rejected_and_the_rest_loads(seeded_url, seeded, tmp_path):
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        TICKS_HEADER
+        + f"binance,BTCUSDT,{DAY}T12:00:00Z,t1,100,1,buy\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:01Z,t2,100,1,buy\n"
+        + f"binance,BTCUSDT,{OLD_DAY}T12:00:02Z,t3,100,1,buy\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:03Z,t4,100,1,buy\n"
+    )
+    result = invoke(seeded_url, "ingest", "ticks", "--batch-rows", "2", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (3, 0, 1))
+    assert (tmp_path / "ticks.csv.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        f"4,traded_at {OLD_DAY}T12:00:02Z is outside the partitions of market.ticks "
+        f"({partitions_text(seeded, 'market.ticks')})",
+    ]
+    assert seeded.execute("select exchange_trade_id from market.ticks order by 1").fetchall() == [
+        ("t1",),
+        ("t2",),
+        ("t4",),
+    ]
+
+
+def test_strict_loads_nothing_when_a_quote_has_no_partition_for_its_time(seeded_url, seeded, tmp_path):
+    path = tmp_path / "quotes.csv"
+    path.write_text(QUOTES_HEADER + GOOD_QUOTE + f"binance,BTCUSDT,{OLD_DAY}T12:00:00Z,100,1,101,2\n")
+    result = invoke(seeded_url, "ingest", "quotes", "--strict", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (1, (0, 0, 1))
+    assert (tmp_path / "quotes.csv.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        f"3,quoted_at {OLD_DAY}T12:00:00Z is outside the partitions of market.quotes "
+        f"({partitions_text(seeded, 'market.quotes')})",
+    ]
+    assert seeded.execute("select count(*) from market.quotes").fetchone()[0] == 0
+
+
+def test_a_candle_with_no_partition_for_its_open_time_is_rejected(seeded_url, seeded, tmp_path):
+    # monthly partitions, 3 months kept behind: a year back has none
+    old_day = f"{RECENT_NOON - timedelta(days=365):%Y-%m-%d}"
+    path = tmp_path / "candles.csv"
+    path.write_text(
+        "exchange,symbol,interval,open_time,open,high,low,close,volume,quote_volume,trade_count\n"
+        + f"binance,BTCUSDT,1d,{old_day}T00:00:00Z,100,102,99,101,3,300,7\n"
+        + f"binance,BTCUSDT,1d,{DAY}T00:00:00Z,100,102,99,101,3,300,7\n"
+    )
+    result = invoke(seeded_url, "ingest", "candles", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (1, 0, 1))
+    assert (tmp_path / "candles.csv.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        f"2,open_time {old_day}T00:00:00Z is outside the partitions of market.candles "
+        f"({partitions_text(seeded, 'market.candles')})",
+    ]
+
+
+def test_a_tick_on_the_day_of_a_dropped_partition_is_rejected_naming_the_gap(seeded_url, seeded, tmp_path):
+    gap = RECENT_NOON.replace(hour=0) - timedelta(days=2)
+    partition = seeded.execute(
+        "select c.oid::regclass::text from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+        " where i.inhparent = 'market.ticks'::regclass"
+        " and pg_get_expr(c.relpartbound, c.oid) like %s",
+        [f"FOR VALUES FROM ('{gap:%Y-%m-%d}%"],
+    ).fetchone()[0]
+    seeded.execute(sql.SQL("drop table {}").format(sql.Identifier(*partition.split("."))))
+    path = tmp_path / "ticks.jsonl"
+    path.write_text(tick_line("t1", at=f"{gap:%Y-%m-%d}T06:00:00Z") + tick_line("t2"))
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (1, 0, 1))
+    oldest, newest = partitions_text(seeded, "market.ticks").split(" to ")
+    after = gap + timedelta(days=1)
+    assert (tmp_path / "ticks.jsonl.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        f'1,"traded_at {gap:%Y-%m-%d}T06:00:00Z is outside the partitions of market.ticks ({oldest} to '
+        f'{gap:%Y-%m-%dT%H:%M:%SZ}, {after:%Y-%m-%dT%H:%M:%SZ} to {newest})"',
+    ]
+
+
+# -- line numbers of records that span lines ----------------------------------------------------
+
+
+def test_a_rejected_csv_record_spanning_lines_is_reported_at_its_first_line(seeded_url, tmp_path):
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        TICKS_HEADER.replace("\n", ",note\n")
+        + f'binance,BTCUSDT,{DAY}T12:00:10Z,m1,-5,1,buy,"line a\nline b\nline c"\n'
+        + "\n"
+        + f"binance,BTCUSDT,{DAY}T12:00:11Z,m2,-6,1,buy,x\n"
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert summary_of(result.output) == (0, 0, 2)
+    assert (tmp_path / "ticks.csv.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        "2,price must be positive: -5",
+        "6,price must be positive: -6",
+    ]

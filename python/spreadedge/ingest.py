@@ -5,11 +5,14 @@ Files are CSV (with a header row) or JSON Lines, optionally gzip- (``.gz``) or z
 (``market.stage_rows``), and ``market.load_staged_<kind>`` validates them in SQL, inserts the valid
 ones and returns the rejects; this module only reads files, moves text and writes the rejects
 file. Each batch is one transaction, so a killed load leaves no half-loaded batch; with ``strict``
-the whole run is one transaction that is rolled back when any row is rejected.
+the whole run is one transaction that is rolled back when any row is rejected. A leading UTF-8
+byte-order mark is skipped; a CSV file whose header row lacks a required field is refused before
+anything loads. A reject's line is the line its record starts on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -26,6 +29,9 @@ from psycopg import sql
 
 KINDS = ("quotes", "ticks", "candles")
 DEFAULT_BATCH_ROWS = 50_000
+# Staged fields a CSV header may leave out: the loaders accept them empty (received_at defaults to
+# the load time, a tick's side may be unknown). Without any other, every row would be rejected.
+OPTIONAL_FIELDS = frozenset({"received_at", "side"})
 
 Row = tuple[int, dict[str, Any] | None, str | None]  # line number, fields (or None), parse problem
 
@@ -103,23 +109,36 @@ def _text_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
-def _csv_rows(text: IO[str]) -> Iterator[Row]:
-    reader = csv.DictReader(text)
-    records = iter(reader)
+def _csv_records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """(line where the record starts, its fields or None, problem) for every non-blank CSV record."""
+    reader = csv.reader(text)
     while True:
+        # why: a quoted field may span lines, and reader.line_num is then the record's last line
+        start = reader.line_num + 1
         try:
-            record = next(records)
+            values = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:  # e.g. a field over the csv module's size limit: that line only
-            yield reader.line_num, None, f"not valid CSV: {exc}"
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit: that record only
+            yield start, None, f"not valid CSV: {exc}"
             continue
-        extra = record.pop(None, None)  # type: ignore[call-overload]
-        if extra:
-            yield reader.line_num, None, f"{len(extra)} more fields than the header names"
+        if values:  # a blank line is no record
+            yield start, values, None
+
+
+def _csv_rows(text: IO[str]) -> Iterator[Row]:
+    header: list[str] | None = None
+    for line_no, values, problem in _csv_records(text):
+        if values is None:
+            yield line_no, None, problem
+        elif header is None:
+            header = values
+        elif len(values) > len(header):
+            yield line_no, None, f"{len(values) - len(header)} more fields than the header names"
         else:
+            record = dict(zip(header, values, strict=False))  # a short row leaves its last fields out
             problem = _text_problem(record)
-            yield reader.line_num, (None if problem else record), problem
+            yield line_no, (None if problem else record), problem
 
 
 def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
@@ -142,19 +161,51 @@ def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
         yield line_no, (None if problem else record), problem
 
 
-def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
-    """(line number, fields, problem) for every record of a file."""
-    reader = _csv_rows if file_format(path) == "csv" else _jsonl_rows
+@contextlib.contextmanager
+def _open_text(path: Path, progress: Callable[[int], None]) -> Iterator[IO[str]]:
+    """The file's text, decompressed, as UTF-8 without a leading byte-order mark."""
     with path.open("rb") as raw:
         counted = io.BufferedReader(_CountingReader(raw, progress))
         with io.TextIOWrapper(
-            # why surrogateescape: bytes that are not UTF-8 reject their line, not the whole run
             _decompressed(path, counted),
-            encoding="utf-8",
+            # why utf-8-sig: a file saved with a byte-order mark (Excel, some Windows tools) would
+            # name its first CSV column "\ufeffexchange" and make its first JSON line invalid
+            encoding="utf-8-sig",
+            # why surrogateescape: bytes that are not UTF-8 reject their line, not the whole run
             errors="surrogateescape",
             newline="",
         ) as text:
-            yield from reader(text)
+            yield text
+
+
+def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
+    """(line number, fields, problem) for every record of a file; a record's line is its first."""
+    reader = _csv_rows if file_format(path) == "csv" else _jsonl_rows
+    with _open_text(path, progress) as text:
+        yield from reader(text)
+
+
+def check_csv_header(path: Path, kind: str, columns: list[str]) -> None:
+    """Refuse a CSV file whose header row lacks a field of ``kind`` that is not optional.
+
+    ``columns`` are the staged fields (market.stage_rows). An empty file has nothing to load and
+    passes.
+    """
+    with _open_text(path, lambda nbytes: None) as text:
+        first = next(_csv_records(text), None)
+    if first is None:
+        return
+    _, header, problem = first
+    if header is None:
+        raise IngestError(f"{path}: the header row is {problem} (nothing was loaded)")
+    required = [c for c in columns if c not in OPTIONAL_FIELDS]
+    missing = [c for c in required if c not in header]
+    if missing:
+        columns_word = "columns" if len(missing) > 1 else "column"
+        raise IngestError(
+            f"{path}: the header row has no {', '.join(missing)} {columns_word}; {kind} need "
+            f"{', '.join(required)} (nothing was loaded)"
+        )
 
 
 def _text(value: Any) -> str | None:
@@ -178,9 +229,15 @@ class Loader:
             sql.Identifier(f"load_staged_{kind}")
         )
 
+    def staged_columns(self) -> list[str]:
+        """The fields of this kind, line_no first (market.stage_rows: in the caller's transaction,
+        whose staging table it creates or empties)."""
+        columns: list[str] = self.conn.execute("select market.stage_rows(%s)", [self.kind]).fetchone()[0]  # type: ignore[index]
+        return columns
+
     def load_batch(self, batch: list[tuple[int, dict[str, Any]]]) -> tuple[int, int, list[tuple[int, str]]]:
         """Stage and load one batch (in the caller's transaction): loaded, duplicates, rejects."""
-        columns: list[str] = self.conn.execute("select market.stage_rows(%s)", [self.kind]).fetchone()[0]  # type: ignore[index]
+        columns = self.staged_columns()
         copy = sql.SQL("copy {} ({}) from stdin").format(
             sql.Identifier("pg_temp", f"staged_{self.kind}"), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
@@ -216,8 +273,10 @@ def ingest(
     one transaction; with ``strict`` the run is one transaction, rolled back if any row is rejected.
     """
     loader = Loader(conn, kind, strict=strict)
-    for path in paths:
-        file_format(path)  # every name checked before anything loads
+    csv_paths = [path for path in paths if file_format(path) == "csv"]  # every name checked first
+    columns = loader.staged_columns()[1:]
+    for path in csv_paths:  # and every CSV header, before anything loads
+        check_csv_header(path, kind, columns)
     summary = Summary()
     started = time.monotonic()
     if strict:
