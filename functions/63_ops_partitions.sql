@@ -4,6 +4,9 @@
 -- table stands, apply the deployment's premake and retention settings, move rows stranded in a
 -- default partition into proper partitions, and clean up old rows: whole partitions detached and
 -- dropped where every row of them may go, batched deletes otherwise (spreadedge cleanup).
+-- Orders, their events and trades get no pg_partman retention: dropping their partitions by age
+-- alone would drop working orders and the fills of open positions; spreadedge cleanup orders
+-- applies the rules of what may go.
 
 create or replace function ops.partition_status()
     returns table (parent_table text, registered boolean, control text, partition_interval text,
@@ -65,10 +68,19 @@ as $$
 -- next maintenance (null keeps everything). spreadedge partitions maintain applies the settings.
 -- why infinite_time_partitions: partitions are made ahead by the calendar, not only while rows
 -- arrive, so a table that is quiet for a while still has its next partition (health checks it)
+-- why no retention for orders, order events and trades: pg_partman drops a partition by its age
+-- alone, with the working orders, fills of open positions and spread legs in it (and trades are
+-- never deleted); old orders go with spreadedge cleanup orders, which keeps those
 begin
     perform internal.require_managed(parent_table);
     if premake is null or premake < 1 then
         raise exception 'premake must be at least 1, got %', coalesce(premake::text, 'null') using errcode = '22S09';
+    end if;
+    if retention is not null and parent_table in ('trading.orders', 'trading.order_events', 'trading.trades') then
+        raise exception 'table % takes no retention (got %): dropping its partitions by age would drop open orders and the fills of open positions',
+            parent_table, retention
+            using errcode = '22S09',
+                  hint = 'Remove old orders with spreadedge cleanup orders --older-than 30d, which keeps what is still needed.';
     end if;
     update partman.part_config c
     set premake = configure_partitioning.premake,
@@ -81,7 +93,7 @@ begin
 end;
 $$;
 comment on function ops.configure_partitioning(text, integer, interval) is
-    'Sets a pg_partman table''s premake and retention (null keeps everything); the next maintenance applies them.';
+    'Sets a pg_partman table''s premake and retention (null keeps everything; orders, order events and trades take none: 22S09); the next maintenance applies them.';
 
 create or replace function ops.repair_default_partitions()
     returns table (parent_table text, rows_moved bigint)
@@ -233,35 +245,85 @@ $$;
 comment on function internal.cleanup_partitions(partman.part_config, timestamptz) is
     'The partitions of a table holding rows older than the cutoff: whether all of it may go, old rows, rows kept.';
 
+create or replace function internal.delete_removable_orders(p_cutoff timestamptz, p_from timestamptz,
+                                                            p_to timestamptz, p_limit bigint)
+    returns bigint
+    volatile
+    language sql
+as $$
+    -- Deletes up to p_limit (null: all) of the orders internal.removable_orders gives for the cutoff
+    -- and created in [p_from, p_to), with their events, and the keys nothing else refers to; returns
+    -- the orders deleted. Through trading.orders, so its audit trigger writes a DELETE row for each.
+    -- Keys stay while a trade or a risk event refers to them: trades are never deleted, and a risk
+    -- event keeps the id of the order it rejected (monitor.risk_events.order_id).
+    -- One statement: the keys' foreign-key checks run at its end, after the orders and events are gone.
+    with batch as (
+        select r.order_id, r.created_at from internal.removable_orders(p_cutoff) r
+        where r.created_at >= p_from and r.created_at < p_to
+        limit p_limit
+    ), events as (
+        delete from trading.order_events e using batch b where e.order_id = b.order_id
+    ), orders as (
+        delete from trading.orders o using batch b
+        where o.order_id = b.order_id and o.created_at = b.created_at
+        returning o.order_id
+    ), keys as (
+        delete from trading.order_keys k using orders o
+        where k.order_id = o.order_id
+          and not exists (select from trading.trades t where t.order_id = k.order_id)
+          and not exists (select from monitor.risk_events r where r.order_id = k.order_id)
+    )
+    select count(*) from orders;
+$$;
+comment on function internal.delete_removable_orders(timestamptz, timestamptz, timestamptz, bigint) is
+    'Deletes removable orders created in a time range (through trading.orders: audited), their events, and their keys unless a trade or risk event refers to them; returns the orders deleted.';
+
 create or replace function ops.cleanup_drop_partition(target text, older_than interval, partition_name text)
     returns bigint
     volatile
     language plpgsql
 as $$
 -- Detaches and drops one partition of the target's table if (checked again, now) all of it may go;
--- returns the rows it held (0 and nothing done when it may no longer go whole). For orders, the
--- events and keys of its orders go first (order_keys only when no trade refers to them).
+-- returns the rows it held (0 and nothing done when it may no longer go whole).
+-- For orders, its rows are first deleted through trading.orders (internal.delete_removable_orders:
+-- events, keys no trade or risk event refers to), then the empty partition is detached and dropped.
+-- why delete before dropping: a dropped partition's rows leave no trace in audit.log, and
+-- audit.history would show those orders as never deleted; deleting through the parent writes the
+-- same DELETE rows as the batch path. It costs a row delete per order, about what its audit row
+-- costs anyway; dropping the partition still bounds the partitions every fill plans over.
 declare
     v_config partman.part_config := internal.cleanup_table(target);
+    v_cutoff timestamptz := now() - older_than;
     v_part   record;
+    v_range  record;
+    v_rows   bigint;
+    v_left   boolean;
 begin
-    select * into v_part from internal.cleanup_partitions(v_config, now() - older_than) p
+    select * into v_part from internal.cleanup_partitions(v_config, v_cutoff) p
     where p.partition_name = cleanup_drop_partition.partition_name and p.whole;
     if not found then
         return 0;
     end if;
+    v_rows := v_part.old_rows;
     if v_config.parent_table = 'trading.orders' then
-        execute format('delete from trading.order_events e using %s o where e.order_id = o.order_id', v_part.partition_name);
-        execute format('delete from trading.order_keys k using %s o where k.order_id = o.order_id
-                        and not exists (select from trading.trades t where t.order_id = k.order_id)', v_part.partition_name);
+        select i.child_start_time, i.child_end_time into v_range
+        from partman.show_partition_info(v_part.partition_name, v_config.partition_interval, v_config.parent_table) i;
+        v_rows := internal.delete_removable_orders(v_cutoff, v_range.child_start_time, v_range.child_end_time, null);
+        -- the lock the detach takes anyway, taken now: no order can arrive in the partition after
+        -- the check below; one that did (placed back-dated meanwhile) keeps the partition
+        lock table only trading.orders in access exclusive mode;
+        execute format('select exists (select from %s)', v_part.partition_name) into v_left;
+        if v_left then
+            return v_rows;
+        end if;
     end if;
     execute format('alter table %s detach partition %s', v_config.parent_table, v_part.partition_name);
     execute format('drop table %s', v_part.partition_name);
-    return v_part.old_rows;
+    return v_rows;
 end;
 $$;
 comment on function ops.cleanup_drop_partition(text, interval, text) is
-    'Detaches and drops a partition of the cleanup target''s table when all of it may go; returns its rows (0: kept).';
+    'Detaches and drops a partition of the cleanup target''s table when all of it may go (orders: deleted through the parent first, audited); returns its rows (0: kept).';
 
 create or replace function ops.cleanup_delete_batch(target text, older_than interval, batch_rows integer default 10000)
     returns bigint
@@ -269,8 +331,9 @@ create or replace function ops.cleanup_delete_batch(target text, older_than inte
     language plpgsql
 as $$
 -- Deletes up to batch_rows rows older than now() - older_than from the target's table (for orders
--- only removable ones, with their events and unreferenced keys); returns how many went, 0 when
--- nothing is left. Call it until it returns 0, one transaction each.
+-- only removable ones, with their events and the keys no trade or risk event refers to: see
+-- internal.delete_removable_orders); returns how many went, 0 when nothing is left. Call it until
+-- it returns 0, one transaction each.
 declare
     v_config partman.part_config := internal.cleanup_table(target);
     v_cutoff timestamptz := now() - older_than;
@@ -280,21 +343,7 @@ begin
         raise exception 'batch_rows must be at least 1, got %', coalesce(batch_rows::text, 'null') using errcode = '22S09';
     end if;
     if v_config.parent_table = 'trading.orders' then
-        -- one statement: the keys' foreign-key checks run at its end, after the orders are gone
-        with batch as (
-            select r.order_id, r.created_at from internal.removable_orders(v_cutoff) r limit batch_rows
-        ), events as (
-            delete from trading.order_events e using batch b where e.order_id = b.order_id
-        ), orders as (
-            delete from trading.orders o using batch b
-            where o.order_id = b.order_id and o.created_at = b.created_at
-            returning o.order_id
-        ), keys as (
-            delete from trading.order_keys k using orders o
-            where k.order_id = o.order_id and not exists (select from trading.trades t where t.order_id = k.order_id)
-        )
-        select count(*) into v_rows from orders;
-        return v_rows;
+        return internal.delete_removable_orders(v_cutoff, '-infinity', 'infinity', batch_rows);
     end if;
     -- a row is (tableoid, ctid): a ctid alone repeats across partitions
     execute format('delete from %s t using (select s.tableoid, s.ctid from %s s where s.%I < $1 limit $2) b

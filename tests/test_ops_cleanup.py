@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ops_helpers import cli
 from trading_helpers import call, fill, place
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=60)
 RECENT = datetime.now(UTC) - timedelta(days=10)
+# a month that ends before a 30-day cutoff whatever today is (75 days back + 31 < 30 days back)
+OLD_MONTH = datetime.now(UTC) - timedelta(days=75)
+OLD_PARTITION = OLD_MONTH.strftime("trading.orders_p%Y_%m")
 
 
 def _orders(db: psycopg.Connection) -> dict[str, int]:
@@ -87,3 +92,79 @@ def test_cleanup_refuses_an_age_it_cannot_read():
 
     assert result.exit_code == 1
     assert "--older-than must look like 30d, 12h or 2w (hours, days or weeks), got 'a month'" in result.output
+
+
+def _old_unfilled_orders(db: psycopg.Connection, *, working: bool) -> dict[str, int]:
+    """In OLD_MONTH: a cancelled order, a risk-rejected one and (``working``) an open one."""
+    call(db, "monitor.set_risk_limit", strategy="alpha", max_order_notional=Decimal("1000"))
+    ids = {}
+    ids["cancelled"] = place(db, "buy", "0.01", "50000", placed_at=OLD_MONTH, client_order_id="old-cancelled")
+    call(db, "trading.cancel_order", order_id=ids["cancelled"], reason="test")
+    ids["rejected"] = place(db, "buy", "1", "50000", placed_at=OLD_MONTH, client_order_id="old-risk-rejected")
+    if working:
+        ids["working"] = place(
+            db, "buy", "0.01", "50000", strategy="beta", placed_at=OLD_MONTH, client_order_id="old-open"
+        )
+        call(db, "trading.acknowledge_order", order_id=ids["working"], exchange_order_id="X-1")
+    db.execute("update trading.orders set updated_at = created_at")
+    return ids
+
+
+def _order_ids(db: psycopg.Connection, table: str) -> set[int]:
+    query = sql.SQL("select order_id from {}").format(sql.Identifier(*table.split(".")))
+    return {row[0] for row in db.execute(query)}
+
+
+def test_cleanup_orders_drops_a_whole_old_partition_of_unfilled_orders_with_their_keys(seeded, db_url):
+    cancelled = place(seeded, "buy", "0.01", "50000", placed_at=OLD_MONTH, client_order_id="old-cancelled")
+    call(seeded, "trading.cancel_order", order_id=cancelled, reason="test")
+    seeded.execute("update trading.orders set updated_at = created_at")
+
+    result = cli("cleanup", "orders", "--older-than", "30d", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert "orders: dropped 1 partitions (1 rows), deleted 0 rows" in result.output
+    assert seeded.execute("select to_regclass(%s)", [OLD_PARTITION]).fetchone() == (None,)
+    assert _order_ids(seeded, "trading.orders") == set()
+    assert _order_ids(seeded, "trading.order_keys") == set()
+    assert _order_ids(seeded, "trading.order_events") == set()
+
+
+def test_cleanup_orders_dropping_a_partition_writes_an_audit_delete_row_per_order(seeded, db_url):
+    cancelled = place(seeded, "buy", "0.01", "50000", placed_at=OLD_MONTH, client_order_id="old-cancelled")
+    call(seeded, "trading.cancel_order", order_id=cancelled, reason="test")
+    seeded.execute("update trading.orders set updated_at = created_at")
+
+    result = cli("cleanup", "orders", "--older-than", "30d", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    deletes = seeded.execute(
+        "select row_key, old_row ->> 'status', actor from audit.log"
+        " where table_name = 'trading.orders' and operation = 'DELETE'"
+    ).fetchall()
+    assert deletes == [(f'{{"order_id": {cancelled}}}', "cancelled", "cleanup")]
+
+
+def test_cleanup_orders_in_batches_keeps_the_key_of_a_risk_rejected_order(seeded, db_url):
+    ids = _old_unfilled_orders(seeded, working=True)
+
+    result = cli("cleanup", "orders", "--older-than", "30d", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert "orders: dropped 0 partitions (0 rows), deleted 2 rows" in result.output
+    assert _order_ids(seeded, "trading.orders") == {ids["working"]}
+    assert _order_ids(seeded, "trading.order_keys") == {ids["working"], ids["rejected"]}
+    assert _order_ids(seeded, "monitor.risk_events") == {ids["rejected"]}
+
+
+def test_cleanup_orders_dropping_a_partition_keeps_the_key_of_a_risk_rejected_order(seeded, db_url):
+    ids = _old_unfilled_orders(seeded, working=False)
+
+    result = cli("cleanup", "orders", "--older-than", "30d", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert "orders: dropped 1 partitions (2 rows), deleted 0 rows" in result.output
+    assert seeded.execute("select to_regclass(%s)", [OLD_PARTITION]).fetchone() == (None,)
+    assert _order_ids(seeded, "trading.orders") == set()
+    assert _order_ids(seeded, "trading.order_keys") == {ids["rejected"]}
+    assert _order_ids(seeded, "monitor.risk_events") == {ids["rejected"]}

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
 import psycopg
+import pytest
 from psycopg import sql
 
 from ops_helpers import cli
+from spreadedge.ops import OpsError, partitions
+from spreadedge.settings import RenderSettings
+from trading_helpers import fill, place
 
 
 def _drop_future_partitions(db: psycopg.Connection, table: str) -> None:
@@ -90,3 +97,65 @@ def test_configure_partitioning_refuses_a_table_pg_partman_does_not_manage_with_
         )
     else:
         raise AssertionError("configure_partitioning accepted an unmanaged table")
+
+
+def test_partitions_maintain_applies_premake_and_retention_metrics_to_monitor_metrics(db, db_url):
+    result = cli(
+        "partitions",
+        "maintain",
+        database_url=db_url,
+        env={"SPREADEDGE_PARTITION_PREMAKE": "6", "SPREADEDGE_RETENTION_METRICS": "7 days"},
+    )
+
+    assert result.exit_code == 0, result.output
+    row = db.execute(
+        "select premake, retention, infinite_time_partitions from partman.part_config"
+        " where parent_table = 'monitor.metrics'"
+    ).fetchone()
+    assert row == (6, "7 days", True)
+
+
+@pytest.mark.parametrize("table", ["trading.orders", "trading.order_events", "trading.trades"])
+def test_configure_partitioning_refuses_a_retention_for_orders_events_and_trades_with_22s09(db, table):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("select ops.configure_partitioning(%s, 4, '1 month')", [table])
+
+    assert (caught.value.sqlstate, caught.value.diag.message_primary, caught.value.diag.message_hint) == (
+        "22S09",
+        f"table {table} takes no retention (got 1 mon): dropping its partitions by age would drop open orders"
+        " and the fills of open positions",
+        "Remove old orders with spreadedge cleanup orders --older-than 30d, which keeps what is still needed.",
+    )
+
+
+def test_partitions_configure_refuses_a_retention_for_orders_before_changing_anything(db):
+    before = db.execute(
+        "select parent_table, premake, retention from partman.part_config order by 1"
+    ).fetchall()
+
+    with pytest.raises(OpsError) as caught:
+        partitions.configure(db, RenderSettings(partition_premake=6, retention_orders="1 month"))
+
+    assert str(caught.value) == (
+        "retention_orders must be none: pg_partman would drop partitions of open orders and of the fills"
+        " of open positions; remove old orders with spreadedge cleanup orders --older-than 30d"
+    )
+    after = db.execute(
+        "select parent_table, premake, retention from partman.part_config order by 1"
+    ).fetchall()
+    assert after == before
+
+
+def test_partitions_maintain_with_a_retention_for_orders_keeps_a_working_partly_filled_order(seeded, db_url):
+    placed = datetime.now(UTC) - timedelta(days=75)  # its month ended over a month ago
+    working = place(seeded, "buy", "0.02", "50000", placed_at=placed, client_order_id="old-partly-filled")
+    fill(seeded, working, "0.01", "50000", executed_at=placed)
+
+    result = cli(
+        "partitions", "maintain", database_url=db_url, env={"SPREADEDGE_RETENTION_ORDERS": "1 month"}
+    )
+
+    assert result.exit_code == 1
+    assert "retention_orders must be none, got '1 month'" in result.output
+    row = seeded.execute("select status, filled_quantity from trading.orders where order_id = %s", [working])
+    assert row.fetchone() == ("partially_filled", Decimal("0.01"))

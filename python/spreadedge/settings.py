@@ -24,6 +24,11 @@ from typing import Any, ClassVar
 DEFAULT_PORT = 54329
 RETENTION = re.compile(r"[1-9][0-9]{0,3} (day|week|month|year)s?")
 SETTINGS_FILE = "spreadedge.toml"
+# Retention settings that must stay none: pg_partman drops a partition by its age alone, with the
+# working orders, the fills of open positions and the spread legs in it (trades are never deleted);
+# spreadedge cleanup orders removes old orders by the rules of what may go. Refused here, where
+# they are read, because migration 0001 would render them into pg_partman's configuration.
+NO_RETENTION = ("retention_orders", "retention_order_events", "retention_trades")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class RenderSettings:
     # Days of partitions created behind now when a daily table (quotes, ticks) is first partitioned.
     partition_history_days: int = 7
     # Retention per partitioned table as a PostgreSQL interval, or None to keep everything.
+    # Orders, order events and trades must keep None (NO_RETENTION): load_settings refuses a value.
     retention_orders: str | None = None
     retention_order_events: str | None = None
     retention_trades: str | None = None
@@ -186,6 +192,12 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
             raise SettingsError(
                 f"{name} must be an interval like '24 months' (days, weeks, months or years) or 'none', "
                 f"got {merged[name]!r}"
+            )
+        elif name in NO_RETENTION and merged.get(name) is not None:
+            raise SettingsError(
+                f"{name} must be none, got {merged[name]!r}: pg_partman would drop whole partitions by age, "
+                "with open orders and the fills of open positions; remove old orders with "
+                "spreadedge cleanup orders --older-than 30d"
             )
     return RenderSettings(**merged)
 

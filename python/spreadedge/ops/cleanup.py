@@ -2,8 +2,9 @@
 
 The plan, what may go and what must stay, is ``ops.cleanup_plan`` (orders: only finished ones,
 never open orders, spread-trade legs or fills of positions still open); whole partitions go with
-``ops.cleanup_drop_partition`` (detach and drop), the rest with ``ops.cleanup_delete_batch``, one
-transaction per batch.
+``ops.cleanup_drop_partition`` (detach and drop; an orders partition's rows are first deleted
+through ``trading.orders``, so each gets its audit DELETE row), the rest with
+``ops.cleanup_delete_batch``, one transaction per batch. Keys a trade or a risk event refers to stay.
 """
 
 from __future__ import annotations

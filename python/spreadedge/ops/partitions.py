@@ -4,6 +4,10 @@
 configuration (``ops.configure_partitioning``) and runs pg_partman's maintenance, which creates
 partitions ahead and drops those past retention; ``repair`` moves rows out of default partitions
 (``ops.repair_default_partitions``).
+
+Orders, order events and trades take no retention: pg_partman drops a partition by age alone,
+with the working orders and the fills of open positions in it; ``spreadedge cleanup orders``
+removes old orders by the rules of what may go. ``maintain`` clears any retention they hold.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from spreadedge.settings import RenderSettings
+from spreadedge.ops import OpsError
+from spreadedge.settings import NO_RETENTION, RenderSettings
 from spreadedge.sqlcall import select_rows, select_value
 
 # Which [render] retention setting belongs to which partitioned table (as the migrations render them).
@@ -28,6 +33,7 @@ RETENTION_SETTINGS = {
     "market.ticks": "retention_ticks",
     "market.candles": "retention_candles",
     "market.technical_indicators": "retention_indicators",
+    "monitor.metrics": "retention_metrics",
 }
 
 
@@ -53,7 +59,16 @@ def status(conn: psycopg.Connection[Any]) -> list[PartitionStatus]:
 
 
 def configure(conn: psycopg.Connection[Any], render: RenderSettings) -> list[str]:
-    """Apply premake and retention from the settings to every table they name; the tables done."""
+    """Apply premake and retention from the settings to every table they name; the tables done.
+
+    A retention for orders, order events or trades is refused (OpsError) before anything changes:
+    the settings refuse it too, but a RenderSettings may be built without them."""
+    for setting in NO_RETENTION:
+        if getattr(render, setting) is not None:
+            raise OpsError(
+                f"{setting} must be none: pg_partman would drop partitions of open orders and of the fills "
+                "of open positions; remove old orders with spreadedge cleanup orders --older-than 30d"
+            )
     done = []
     managed = {row.parent_table for row in status(conn) if row.registered}
     for table, setting in RETENTION_SETTINGS.items():
