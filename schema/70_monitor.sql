@@ -299,6 +299,8 @@ comment on column monitor.risk_events.observed_value is 'What the order would ha
 comment on column monitor.risk_events.reason is 'The reason, as stored on the rejected order.';
 create index risk_events_strategy_idx on monitor.risk_events (strategy_id, occurred_at);
 create index risk_events_occurred_idx on monitor.risk_events (occurred_at);
+-- why: cleanup orders deletes order keys, and each delete checks this foreign key
+create index risk_events_order_idx on monitor.risk_events (order_id) where order_id is not null;
 
 -- ============================================================================
 -- Notification outbox
