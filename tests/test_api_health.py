@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -15,6 +16,20 @@ from spreadedge.settings import Settings
 
 def health(url: str) -> httpx.Response:
     return httpx.get(f"{url}/api/v1/historical/health", timeout=30)
+
+
+def health_once_the_pool_reconnects(url: str) -> httpx.Response:
+    """Health, asked again while it is 503 for at most a minute.
+
+    why: after an outage psycopg_pool reconnects on a backoff (1, 2, 4, 8 ... s from the first
+    failure), so the first request after the database is back may come before the next attempt.
+    """
+    deadline = time.monotonic() + 60
+    response = health(url)
+    while response.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        response = health(url)
+    return response
 
 
 def failing(response: httpx.Response) -> dict[str, str]:
@@ -100,4 +115,18 @@ def test_health_turns_503_when_the_database_stops_and_history_reads_get_503(
         assert orders.status_code == 503
         assert orders.json()["detail"] == "the database is unavailable"
         cluster.start()
+        assert health_once_the_pool_reconnects(url).status_code == 200
+
+
+def test_health_right_after_a_database_restart_is_200(
+    make_cluster: Callable[..., Cluster], project_settings: Settings, migration_ids: list[str]
+) -> None:
+    cluster = make_cluster()
+    cluster.start()
+    migrate(cluster.url(), project_settings, echo=lambda line: None)
+    with live_server(cluster.url(), migration_ids) as url:
         assert health(url).status_code == 200
+        cluster.stop()
+        cluster.start()
+        responses = [health(url) for _ in range(4)]  # the pool's 4 connections, stale or new
+    assert [r.status_code for r in responses] == [200, 200, 200, 200]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
-from spreadedge import errors
+from conftest import free_port
+from spreadedge import errors, managers
 from spreadedge.cluster import Cluster
 from spreadedge.managers import (
     ManagerConfig,
@@ -19,6 +25,7 @@ from spreadedge.managers import (
     PositionAllocation,
     get_database_manager,
 )
+from spreadedge.migrate import migrate, render_migrations
 from spreadedge.settings import Settings
 
 
@@ -189,3 +196,216 @@ def test_health_check_of_a_stopped_database_is_unhealthy(
     report = asyncio.run(run())
     assert not report.healthy
     assert report.checks["database"][0] is False
+
+
+# A URL where nothing listens: the database is down before the manager's first use.
+def down_url() -> str:
+    return f"postgresql://spreadedge@127.0.0.1:{free_port()}/spreadedge?connect_timeout=2"
+
+
+def test_health_check_of_a_database_down_at_first_use_is_an_unhealthy_report(
+    project_settings: Settings,
+) -> None:
+    config = ManagerConfig(database_url=down_url(), settings=project_settings)
+
+    async def run() -> managers.HealthReport:
+        manager = get_database_manager(config)
+        try:
+            return await manager.health_check()
+        finally:
+            await manager.close()
+
+    report = asyncio.run(run())
+    assert report == managers.HealthReport(
+        False, {"database": (False, "the database is unavailable: no working connection within 5 s")}
+    )
+
+
+def test_health_check_waits_for_the_database_as_long_as_health_timeout(project_settings: Settings) -> None:
+    config = ManagerConfig(database_url=down_url(), settings=project_settings, health_timeout=0.5)
+
+    async def run() -> managers.HealthReport:
+        manager = get_database_manager(config)
+        try:
+            return await manager.health_check()
+        finally:
+            await manager.close()
+
+    assert asyncio.run(run()).checks == {
+        "database": (False, "the database is unavailable: no working connection within 0.5 s")
+    }
+
+
+@pytest.fixture(scope="module")
+def restartable(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Cluster]:
+    """A migrated cluster of this module's own, which a test may stop and start (running after each)."""
+    cluster = make_cluster()
+    cluster.start()
+    migrate(cluster.url(), project_settings, echo=lambda line: None)
+    yield cluster
+
+
+@pytest.fixture
+def restart_config(restartable: Cluster, project_settings: Settings) -> Iterator[ManagerConfig]:
+    yield ManagerConfig(database_url=restartable.url(), actor="restart", settings=project_settings)
+    restartable.start()  # no-op when running; a test that stopped it and failed leaves it running
+
+
+def test_the_first_call_after_a_database_restart_succeeds(
+    restartable: Cluster, restart_config: ManagerConfig
+) -> None:
+    async def run() -> list[managers.Order]:
+        async with PersistentOrderManager(restart_config) as manager:
+            await manager.get_active_orders()
+            restartable.stop()
+            restartable.start()
+            return await manager.get_active_orders()
+
+    assert asyncio.run(run()) == []
+
+
+def test_every_pooled_connection_is_replaced_after_a_database_restart(
+    restartable: Cluster, restart_config: ManagerConfig
+) -> None:
+    config = replace(restart_config, min_connections=4, max_connections=4)
+
+    async def run() -> list[list[managers.Order]]:
+        async with PersistentOrderManager(config) as manager:
+            restartable.stop()
+            restartable.start()
+            return list(await asyncio.gather(*(manager.get_active_orders() for _ in range(4))))
+
+    assert asyncio.run(run()) == [[], [], [], []]
+
+
+def test_a_call_while_the_database_is_down_raises_database_unavailable(
+    restartable: Cluster, restart_config: ManagerConfig
+) -> None:
+    config = replace(restart_config, timeout=0.5)
+
+    async def run() -> None:
+        async with PersistentOrderManager(config) as manager:
+            restartable.stop()
+            await manager.get_active_orders()
+
+    with pytest.raises(managers.DatabaseUnavailable) as caught:
+        asyncio.run(run())
+    assert str(caught.value) == "the database is unavailable: no working connection within 0.5 s"
+
+
+def test_start_while_the_database_is_down_raises_database_unavailable(project_settings: Settings) -> None:
+    config = ManagerConfig(database_url=down_url(), settings=project_settings, timeout=0.5)
+
+    with pytest.raises(managers.DatabaseUnavailable) as caught:
+        asyncio.run(PersistentOrderManager(config).start())
+    assert str(caught.value) == "the database is unavailable: no working connection within 0.5 s"
+
+
+class RecordingPool(AsyncConnectionPool):
+    """The managers' pool class, keeping every pool made (in ``made``) alive.
+
+    why keep them: without a reference CPython frees a pool a second start() replaced at once and
+    its __del__ drops its connections, which hides the extra pools from a count of connections.
+    """
+
+    made: ClassVar[list[AsyncConnectionPool]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        RecordingPool.made.append(self)
+
+
+@pytest.fixture
+def recorded_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[AsyncConnectionPool]]:
+    RecordingPool.made = []
+    monkeypatch.setattr(managers, "AsyncConnectionPool", RecordingPool)
+    yield RecordingPool.made
+    RecordingPool.made = []  # a pool left open (only without the fix) closes its connections when freed
+
+
+def test_concurrent_starts_make_one_pool(
+    config: ManagerConfig, recorded_pools: list[AsyncConnectionPool]
+) -> None:
+    async def run() -> None:
+        manager = PersistentOrderManager(config)
+        await asyncio.gather(manager.start(), manager.start(), manager.start())
+        await manager.close()
+
+    asyncio.run(run())
+    assert len(recorded_pools) == 1
+
+
+def connections_of(url: str, application_name: str, expected: int) -> int:
+    """The server's connections of ``application_name``, once they reach ``expected`` or after 10 s.
+
+    why wait: a backend leaves pg_stat_activity a moment after its client closes the connection.
+    """
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            count = conn.execute(
+                "select count(*) from pg_stat_activity where application_name = %s", [application_name]
+            ).fetchone()
+            assert count is not None
+            if count[0] == expected or time.monotonic() > deadline:
+                return int(count[0])
+            time.sleep(0.05)
+
+
+def test_close_after_concurrent_starts_leaves_no_connection(
+    seeded_url: str, project_settings: Settings, recorded_pools: list[AsyncConnectionPool]
+) -> None:
+    config = ManagerConfig(
+        database_url=f"{seeded_url}&application_name=race-close", settings=project_settings, min_connections=2
+    )
+
+    async def run() -> tuple[int, int]:
+        manager = PersistentOrderManager(config)
+        await asyncio.gather(manager.start(), manager.start(), manager.start())
+        started = connections_of(seeded_url, "race-close", 2)
+        await manager.close()
+        return started, connections_of(seeded_url, "race-close", 0)
+
+    assert asyncio.run(run()) == (2, 0)
+
+
+def test_health_check_outside_the_repository_compares_this_codes_migrations(
+    seeded_url: str, project_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPREADEDGE_PROJECT_DIR", raising=False)
+    config = ManagerConfig(database_url=seeded_url, actor="elsewhere")  # settings: load_settings()
+
+    async def run() -> managers.HealthReport:
+        manager = get_database_manager(config)
+        try:
+            return await manager.health_check()
+        finally:
+            await manager.close()
+
+    report = asyncio.run(run())
+    applied = len(render_migrations(project_settings))
+    assert (report.healthy, report.checks["migrations"]) == (True, (True, f"{applied} applied"))
+
+
+def test_health_check_without_a_migrations_directory_names_it(
+    seeded_url: str, project_settings: Settings, tmp_path: Path
+) -> None:
+    settings = replace(project_settings, project_dir=tmp_path)
+    config = ManagerConfig(database_url=seeded_url, actor="no-migrations", settings=settings)
+
+    async def run() -> managers.HealthReport:
+        manager = get_database_manager(config)
+        try:
+            return await manager.health_check()
+        finally:
+            await manager.close()
+
+    report = asyncio.run(run())
+    assert (report.healthy, report.checks["migrations"]) == (
+        False,
+        (
+            False,
+            f"no migrations directory at {tmp_path}/migrations: this code cannot tell which migrations apply",
+        ),
+    )

@@ -8,16 +8,23 @@
 Every method is one call of a stored function (``trading.place_order``, ``record_fill``, ...) or one
 read of a view (``trading.active_orders``, ``position_summary``); a write and the read of what it
 wrote share one transaction. Nothing is kept in memory: a restarted manager sees exactly what the
-database holds. Errors come back as the project's exception classes (:mod:`spreadedge.errors`).
+database holds. Errors come back as the project's exception classes (:mod:`spreadedge.errors`), and a
+database that cannot be reached, or that dropped the connection, as :class:`DatabaseUnavailable`.
+
+The pool checks each connection before handing it out, so the first call after a database restart
+gets a new connection rather than one the restart closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -31,6 +38,39 @@ from spreadedge.settings import Settings, load_settings
 
 T = TypeVar("T")
 
+# The project this code lives in (python/spreadedge/ -> the repository root), whose migrations/ are
+# the ones this code expects, wherever the process runs from.
+CODE_PROJECT_DIR = Path(__file__).resolve().parents[2]
+# Server errors that mean the session is gone: admin_shutdown, crash_shutdown, cannot_connect_now.
+_SESSION_GONE = frozenset({"57P01", "57P02", "57P03"})
+
+
+class DatabaseUnavailable(psycopg.OperationalError):
+    """The database cannot be reached, or dropped the connection: retry later.
+
+    An OperationalError, as psycopg raised before, so code that caught that still catches this.
+    The message never holds the connection string.
+    """
+
+
+def _connection_lost(error: psycopg.Error) -> bool:
+    """Whether an error means no working connection, rather than something the statement did."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if error.sqlstate:
+        return error.sqlstate.startswith("08") or error.sqlstate in _SESSION_GONE
+    # why: without a SQLSTATE, an OperationalError is libpq losing the server ("server closed the
+    # connection unexpectedly", "the connection is lost")
+    return isinstance(error, psycopg.OperationalError)
+
+
+def _unavailable(error: psycopg.Error, timeout: float) -> DatabaseUnavailable:
+    if isinstance(error, PoolTimeout):
+        return DatabaseUnavailable(f"the database is unavailable: no working connection within {timeout:g} s")
+    return DatabaseUnavailable(
+        f"the database is unavailable: the connection was lost ({type(error).__name__})"
+    )
+
 
 @dataclass(frozen=True)
 class ManagerConfig:
@@ -40,10 +80,17 @@ class ManagerConfig:
     actor: str = "managers"  # recorded as spreadedge.actor in the audit log
     min_connections: int = 1
     max_connections: int = 4
-    settings: Settings | None = None  # None: load_settings() (spreadedge.toml and SPREADEDGE_* env)
+    # None: load_settings() of SPREADEDGE_PROJECT_DIR, else of the project this code lives in
+    # (CODE_PROJECT_DIR), never of the current directory (spreadedge.toml and SPREADEDGE_* env)
+    settings: Settings | None = None
+    timeout: float = 30.0  # seconds start() and a call wait for a working connection
+    health_timeout: float = 5.0  # seconds health_check() waits before it reports the database down
 
     def resolved_settings(self) -> Settings:
-        return (self.settings or load_settings()).with_database_url(self.database_url)
+        if self.settings is not None:
+            return self.settings.with_database_url(self.database_url)
+        project = None if os.environ.get("SPREADEDGE_PROJECT_DIR") else CODE_PROJECT_DIR
+        return load_settings(project).with_database_url(self.database_url)
 
 
 @dataclass(frozen=True)
@@ -177,34 +224,50 @@ class _Manager:
     def __init__(self, config: ManagerConfig | None = None) -> None:
         self.config = config or ManagerConfig()
         self._pool: AsyncConnectionPool | None = None
+        # why: opening awaits, so concurrent start()s would each make a pool and close() only the last
+        self._opening = asyncio.Lock()
 
-    async def _open(self) -> None:
-        if self._pool is not None:
-            return
-        from spreadedge import db  # here: resolving the URL may start the embedded cluster
+    async def _open(self, timeout: float | None = None) -> None:
+        """Open the pool once, waiting ``timeout`` (default config.timeout) s for its connections."""
+        async with self._opening:
+            if self._pool is not None:
+                return
+            from spreadedge import db  # here: resolving the URL may start the embedded cluster
 
-        actor = self.config.actor
+            actor = self.config.actor
 
-        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-            await conn.execute("select set_config('spreadedge.actor', %s, false)", [actor])
-            await conn.commit()
+            async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+                await conn.execute("select set_config('spreadedge.actor', %s, false)", [actor])
+                await conn.commit()
 
-        pool = AsyncConnectionPool(
-            db.conninfo(self.config.resolved_settings()),
-            min_size=self.config.min_connections,
-            max_size=self.config.max_connections,
-            configure=configure,
-            open=False,
-            name=type(self).__name__,
-        )
-        await pool.open(wait=True)
-        self._pool = pool
+            wait = self.config.timeout if timeout is None else timeout
+            pool = AsyncConnectionPool(
+                db.conninfo(self.config.resolved_settings()),
+                min_size=self.config.min_connections,
+                max_size=self.config.max_connections,
+                configure=configure,
+                # why: after a database restart the idle connections are closed; checked, each is
+                # replaced instead of failing the call it was handed to
+                check=AsyncConnectionPool.check_connection,
+                timeout=self.config.timeout,
+                open=False,
+                name=type(self).__name__,
+            )
+            try:
+                await pool.open(wait=True, timeout=wait)
+            except PoolTimeout as exc:  # the pool has closed itself
+                raise _unavailable(exc, wait) from exc
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
 
     async def close(self) -> None:
         """Close the pool; the manager can be started again."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        async with self._opening:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await pool.close()
 
     async def __aenter__(self) -> Self:
         await self._open()
@@ -216,18 +279,30 @@ class _Manager:
         await self.close()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection in a transaction; database errors as the project's exceptions."""
+    async def _transaction(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction; database errors as the project's exceptions.
+
+        ``timeout``: seconds to wait for a working connection (default config.timeout).
+        """
         if self._pool is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
+        wait = self.config.timeout if timeout is None else timeout
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection(timeout=wait) as conn, conn.transaction():
                 yield conn
         except psycopg.Error as exc:
+            if _connection_lost(exc):
+                raise _unavailable(exc, wait) from exc
             raise errors.translate(exc) from None
 
-    async def _rows(self, query: sql.Composed, arguments: Mapping[str, Any], row_type: type[T]) -> list[T]:
-        async with self._transaction() as conn:
+    async def _rows(
+        self,
+        query: sql.Composed,
+        arguments: Mapping[str, Any],
+        row_type: type[T],
+        timeout: float | None = None,
+    ) -> list[T]:
+        async with self._transaction(timeout) as conn:
             return await _fetch(conn, query, arguments, row_type)
 
     async def _write_then_read_order(self, function: str, arguments: Mapping[str, Any]) -> Order:
@@ -340,18 +415,37 @@ class DatabaseManager(_Manager):
     """The database as a whole: its health."""
 
     async def health_check(self) -> HealthReport:
-        """``ops.health`` against this code's migrations, plus whether the database answers at all."""
+        """``ops.health`` against this code's migrations, plus whether the database answers at all.
+
+        Never raises for a database that is down: waits config.health_timeout seconds, then reports it.
+        """
         from spreadedge.migrate import render_migrations
 
-        await self._open()
-        ids = [m.id for m in render_migrations(self.config.resolved_settings())]
+        settings = self.config.resolved_settings()
+        ids = [m.id for m in render_migrations(settings)]
         arguments = {"expected_migrations": ids}
+        wait = self.config.health_timeout
         try:
-            rows = await self._rows(sqlcall.select_rows("ops.health", arguments), arguments, HealthCheck)
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            return HealthReport(False, {"database": (False, type(exc).__name__)})
+            await self._open(timeout=wait)
+            query = sqlcall.select_rows("ops.health", arguments)
+            rows = await self._rows(query, arguments, HealthCheck, timeout=wait)
+        except DatabaseUnavailable as exc:
+            return HealthReport(False, {"database": (False, str(exc))})
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            return HealthReport(
+                False, {"database": (False, f"the database did not answer ({type(exc).__name__})")}
+            )
         checks = {"database": (True, "reachable")} | {r.check_name: (r.ok, r.detail) for r in rows}
+        if not ids:
+            # why: with nothing expected, every applied migration would read as unknown to this code
+            checks["migrations"] = (False, _no_migrations(settings.migrations_dir))
         return HealthReport(all(ok for ok, _ in checks.values()), checks)
+
+
+def _no_migrations(directory: Path) -> str:
+    if not directory.is_dir():
+        return f"no migrations directory at {directory}: this code cannot tell which migrations apply"
+    return f"no migrations in {directory}: this code cannot tell which migrations apply"
 
 
 _database_managers: dict[ManagerConfig, DatabaseManager] = {}
@@ -364,7 +458,9 @@ def get_database_manager(config: ManagerConfig | None = None) -> DatabaseManager
 
 
 __all__ = [
+    "CODE_PROJECT_DIR",
     "DatabaseManager",
+    "DatabaseUnavailable",
     "HealthCheck",
     "HealthReport",
     "ManagerConfig",

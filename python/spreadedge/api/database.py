@@ -8,10 +8,15 @@ autocommit, so one round trip and one transaction: the endpoint's function calle
 to its user) as ``select function(...) from auth.validate_session(token => ...)``. The scope is
 transaction-local, so it ends with the statement and never follows the connection back into the
 pool. (It was BEGIN, validate, call, COMMIT in a pipeline: about ten event-loop wake-ups a request.)
+
+The pool checks a connection before handing it out when the server has written to it while it sat
+idle (a restart's goodbye, or the end of the stream), so that after a database restart no request
+gets a connection the restart closed, and a request otherwise stays one round trip.
 """
 
 from __future__ import annotations
 
+import select
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -36,6 +41,20 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
+async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise if an idle connection is no longer usable; the pool then replaces it.
+
+    An idle connection has nothing to read (every request reads its whole answer) unless the server
+    sent something unasked: the FATAL admin_shutdown of a restart or a terminated backend, then the
+    end of the stream. Only then is psycopg_pool's check (a round trip) run.
+    """
+    # why not check_connection on every connection: a request would cost two round trips, not one
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def make_pool(conninfo: str, *, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
     """A pool (not yet open) whose connections are set up for the API."""
     return AsyncConnectionPool(
@@ -44,6 +63,7 @@ def make_pool(conninfo: str, *, min_size: int = 2, max_size: int = 10) -> AsyncC
         max_size=max_size,
         open=False,
         configure=_configure,
+        check=_check,
         kwargs={"autocommit": True},
         timeout=5.0,
         name="spreadedge-api",
