@@ -4,7 +4,8 @@
 -- sequential scan tries candidate indexes on the columns of the scan's filter as hypopg
 -- hypothetical indexes (nothing is built; hypothetical indexes live in this session only). It
 -- recommends, per statement, the candidate that cuts the estimated cost by at least min_saving.
--- ops.index_build_statements() gives the statements spreadedge tune apply runs to build one.
+-- ops.index_build_statements() gives the statements spreadedge tune apply runs to build one, and
+-- ops.index_build_state() whether the index they built is valid.
 --
 -- Candidates: every filter column alone (btree; BRIN too for a time column whose physical order
 -- follows its values, i.e. an append-only time column, |correlation| >= 0.9; GIN for jsonb and
@@ -83,6 +84,22 @@ as $$
 $$;
 comment on function internal.qualified_index_name(regclass, text, text[]) is
     'internal.index_name, qualified with the table''s schema and quoted.';
+
+create or replace function internal.invalid_tune_index(p_table regclass, p_method text, p_columns text[])
+    returns boolean
+    stable
+    language sql
+as $$
+    -- why: an interrupted CREATE INDEX CONCURRENTLY (a timeout, a killed CLI, a lost connection)
+    -- leaves an invalid index of that name, which CREATE INDEX ... IF NOT EXISTS would keep
+    select exists (
+        select from pg_catalog.pg_index i
+        join pg_catalog.pg_class c on c.oid = i.indexrelid
+        where i.indrelid = p_table and not i.indisvalid
+          and c.relname = internal.index_name(p_table, p_method, p_columns));
+$$;
+comment on function internal.invalid_tune_index(regclass, text, text[]) is
+    'Whether the table has an invalid index of the name spreadedge tune gives this method and columns (a build that was interrupted).';
 
 create or replace function internal.index_candidates(p_table regclass, p_filters text[])
     returns table (index_method text, columns text[])
@@ -285,7 +302,10 @@ as $$
 -- The statements that build an index without blocking writes, in order, each to run on its own
 -- (outside a transaction block). A partitioned table cannot be indexed concurrently, so: the index
 -- on the parent only (invalid, empty), then each partition's index concurrently, attached to it;
--- the parent's index becomes valid when the last partition's is attached.
+-- the parent's index becomes valid when the last partition's is attached. An invalid index of the
+-- name (a build that was interrupted) is dropped concurrently first: IF NOT EXISTS would keep it.
+-- The statements can still leave the index invalid (a concurrent build of the same name): the
+-- caller checks ops.index_build_state afterwards.
 declare
     v_cols   text;
     v_index  text;
@@ -307,6 +327,11 @@ begin
     v_index := internal.qualified_index_name(table_name, index_method, columns);
     step := 0;
     if not exists (select from pg_catalog.pg_partitioned_table pt where pt.partrelid = table_name) then
+        if internal.invalid_tune_index(table_name, index_method, columns) then
+            step := step + 1;
+            statement := format('drop index concurrently if exists %s', v_index);
+            return next;
+        end if;
         step := step + 1;
         statement := format('create index concurrently if not exists %I on %s using %s (%s)',
                             internal.index_name(table_name, index_method, columns), internal.qualified_name(table_name),
@@ -321,6 +346,11 @@ begin
         for v_part in select i.inhrelid::regclass from pg_catalog.pg_inherits i
                       where i.inhparent = table_name order by i.inhrelid::regclass::text loop
             v_child := internal.qualified_index_name(v_part, index_method, columns);
+            if internal.invalid_tune_index(v_part, index_method, columns) then
+                step := step + 1;
+                statement := format('drop index concurrently if exists %s', v_child);
+                return next;
+            end if;
             step := step + 1;
             statement := format('create index concurrently if not exists %I on %s using %s (%s)',
                                 internal.index_name(v_part, index_method, columns), internal.qualified_name(v_part),
@@ -340,3 +370,18 @@ end;
 $$;
 comment on function ops.index_build_statements(regclass, text, text[]) is
     'The statements (in order, each on its own) that build an index without blocking writes: concurrently, or per partition concurrently then attached to the parent''s.';
+
+create or replace function ops.index_build_state(table_name regclass, index_method text, columns text[])
+    returns table (index_name text, is_valid boolean)
+    stable
+    language sql
+as $$
+    -- The index spreadedge tune apply builds for this table, method and columns (schema-qualified)
+    -- and whether it is valid (pg_index.indisvalid; null when there is none). A partitioned
+    -- table's index is valid once every partition's is attached.
+    select internal.qualified_index_name(table_name, index_method, columns),
+           (select i.indisvalid from pg_catalog.pg_index i join pg_catalog.pg_class c on c.oid = i.indexrelid
+            where i.indrelid = table_name and c.relname = internal.index_name(table_name, index_method, columns));
+$$;
+comment on function ops.index_build_state(regclass, text, text[]) is
+    'The index spreadedge tune apply builds for a table, method and columns, and whether it is valid (null: none).';

@@ -7,6 +7,10 @@ that repository, and the compression tests re-initialize the stanza into reposit
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +59,27 @@ def _trade(conn: psycopg.Connection, n: int) -> None:
         place(conn, "sell", "0.01", f"{51000 + i}")
 
 
-def _archive_current_wal(conn: psycopg.Connection) -> None:
-    """Switch to a new WAL segment and wait until the archiver has pushed the old one."""
+def _archived_within(conn: psycopg.Connection, seconds: float) -> bool:
+    """Switch to a new WAL segment; whether the archiver pushes the old one within ``seconds``."""
     segment = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
     conn.execute("select pg_switch_wal()")
-    while True:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         archived = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0]
         if archived is not None and archived >= segment:
-            return
+            return True
         conn.execute("select pg_sleep(0.1)")
+    return False
+
+
+def _archive_current_wal(conn: psycopg.Connection) -> None:
+    """Switch to a new WAL segment and wait until the archiver has pushed the old one."""
+    assert _archived_within(conn, 120)
+
+
+def _digest(path: Path) -> str:
+    """A file's SHA-256 (compared instead of its bytes, which hold the passphrase)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +155,27 @@ def test_a_wrong_passphrase_fails_clearly_and_is_never_shown(backed_up):
     assert f"pgBackRest verify failed: {WRONG_PASSPHRASE}" in result.output
     assert wrong not in result.output
     assert PASSPHRASE not in result.output
+
+
+def test_init_with_a_wrong_passphrase_keeps_the_working_configuration_and_wal_archiving(backed_up):
+    config = backed_up.cluster.home / "backup" / "pgbackrest.conf"
+    working = _digest(config)
+    wrong = "typo pass 13"
+
+    result = cli("backup", "init", env={**backed_up.env, "SPREADEDGE_BACKUP_PASSPHRASE": wrong})
+
+    assert result.exit_code == 1
+    assert wrong not in result.output
+    assert _digest(config) == working
+    with psycopg.connect(backed_up.cluster.url(), autocommit=True) as conn:
+        assert _archived_within(conn, 30)
+
+
+def test_init_with_a_wrong_passphrase_says_the_passphrase_is_wrong(backed_up):
+    result = cli("backup", "init", env={**backed_up.env, "SPREADEDGE_BACKUP_PASSPHRASE": "typo pass 14"})
+
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == f"Error: pgBackRest stanza-create failed: {WRONG_PASSPHRASE}"
 
 
 def test_the_passphrase_is_only_in_a_configuration_file_of_mode_0600(backed_up):
@@ -245,6 +282,28 @@ def test_logical_schema_only_and_data_only_dumps_round_trip(seeded, db_url, rest
         ).fetchone()
     )
     assert schema_dump.name.endswith(".dump") and data_dump.name.endswith(".dump.zst")
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """umask 022, root's: what a program creates without choosing a mode is readable by everyone."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_a_logical_dump_is_readable_by_its_owner_only(db_url, tmp_path, permissive_umask):
+    dump = _dump(db_url, "--schema-only", "gz", tmp_path)
+
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+
+
+def test_the_dump_directories_backup_logical_creates_are_private(db_url, tmp_path, permissive_umask):
+    out = tmp_path / "dumps" / "daily"
+
+    _dump(db_url, "--schema-only", "gz", out)
+
+    assert [stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "dumps", out)] == [0o700, 0o700]
 
 
 def test_logical_dumps_are_recorded_in_the_backup_catalog(db, db_url, tmp_path):

@@ -210,6 +210,55 @@ def test_tune_apply_builds_the_index_on_every_partition_then_the_parent(seeded, 
     assert (valid, children) == (True, partitions[0])
 
 
+def _interrupted_build(db: psycopg.Connection, db_url: str) -> None:
+    """CREATE INDEX CONCURRENTLY of the advised index, cut short by lock_timeout while it waits for
+    a writer's open transaction: as an interrupted tune apply, it leaves an invalid index."""
+    with psycopg.connect(db_url) as writer:
+        writer.execute("insert into public.events values (0, 0, 'x')")
+        db.execute("set lock_timeout = '100ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            db.execute("create index concurrently events_account_btree_tune on public.events (account)")
+        db.execute("reset lock_timeout")
+        writer.rollback()
+
+
+def _validity(db: psycopg.Connection, index: str) -> list[tuple[bool]]:
+    return db.execute("select indisvalid from pg_index where indexrelid = %s::regclass", [index]).fetchall()
+
+
+def test_tune_apply_replaces_an_invalid_index_left_by_an_interrupted_build(db, db_url):
+    _events(db)
+    _read_account(db)
+    _interrupted_build(db, db_url)
+    assert _validity(db, "public.events_account_btree_tune") == [(False,)]
+
+    result = cli("tune", "apply", "1", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "built the btree index on public.events (account)"
+    assert _validity(db, "public.events_account_btree_tune") == [(True,)]
+
+
+def test_tune_apply_reports_a_build_that_leaves_the_index_invalid_as_failed(db, db_url):
+    _events(db)
+    _read_account(db)
+    database = psycopg.sql.Identifier(db.execute("select current_database()").fetchone()[0])
+    db.execute(psycopg.sql.SQL("alter database {} set lock_timeout = '200ms'").format(database))
+
+    with psycopg.connect(db_url) as writer:
+        writer.execute("insert into public.events values (0, 0, 'x')")  # the build waits for it
+        result = cli("tune", "apply", "1", database_url=db_url)
+        writer.rollback()
+
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-2:] == [
+        "Error: building the btree index on public.events failed: canceling statement due to lock timeout",
+        "the index public.events_account_btree_tune is left INVALID (queries do not use it, writes still"
+        " maintain it): tune apply drops and builds it again",
+    ]
+    assert _validity(db, "public.events_account_btree_tune") == [(False,)]
+
+
 def test_tune_drop_unused_drops_only_indexes_tune_built_after_confirmation(db, db_url):
     _events(db, rows=1000)
     for statement in (

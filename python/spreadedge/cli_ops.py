@@ -127,7 +127,9 @@ def tune_apply(
 ) -> None:
     """Build index NUMBER of tune report, without blocking writes: CREATE INDEX CONCURRENTLY (a
     partitioned table: each partition concurrently, then attached to the parent's index). The
-    advice is computed again: give the options tune report was given, so NUMBER means the same."""
+    advice is computed again: give the options tune report was given, so NUMBER means the same.
+    An invalid index of that name (an interrupted build) is dropped first; a build that leaves the
+    index invalid fails (exit status 1)."""
     with _connect(settings) as conn:
         items = tune.advice(conn, statements, Decimal(str(min_saving)), gin_trial_max_mb)
         if number > len(items):
@@ -136,7 +138,7 @@ def tune_apply(
         steps = tune.build_statements(conn, item)
         click.echo(f"building: {item.create_index}")
         with click.progressbar(length=len(steps), label="index build", show_pos=True) as bar:
-            tune.run_statements(conn, steps, lambda statement: bar.update(1))
+            tune.build(conn, item, steps, lambda statement: bar.update(1))
     click.echo(f"built the {item.index_method} index on {item.table_name} ({', '.join(item.columns)})")
 
 
@@ -311,9 +313,10 @@ def backup_group() -> None:
 )
 @click.pass_obj
 def backup_init(settings: Settings, compress_type: str | None, repo_path: Path | None) -> None:
-    """Configure pgBackRest for the cluster: configuration file, archive_command (archive_mode on,
-    restarting the embedded cluster when needed), stanza, and a check that WAL reaches the
-    repository. With the passphrase variable set, the repository is encrypted."""
+    """Configure pgBackRest for the cluster: configuration file, stanza, archive_command
+    (archive_mode on, restarting the embedded cluster when needed), and a check that WAL reaches
+    the repository. With the passphrase variable set, the repository is encrypted. When it fails
+    (a wrong passphrase for the repository), the configuration in place is left as it was."""
     backup_settings = settings.backup
     if compress_type is not None:
         backup_settings = replace(backup_settings, compress_type=compress_type)
@@ -323,19 +326,25 @@ def backup_init(settings: Settings, compress_type: str | None, repo_path: Path |
     secret = pgbackrest.passphrase(backup_settings)
     with _connect(settings, actor="backup") as conn:
         server = pgbackrest.server_of(conn)
-        pgbackrest.write_config(repo, server, secret)
-        must_restart = pgbackrest.enable_archiving(conn, repo)
-    if must_restart:
+
+    def start_archiving() -> bool:
+        with _connect(settings, actor="backup") as conn:
+            must_restart = pgbackrest.enable_archiving(conn, repo)
+        if not must_restart:
+            return True
         if settings.database_url:
-            raise OpsError(
-                "archive_mode takes effect when the server restarts: restart it, "
-                "then run spreadedge backup init again"
-            )
+            return False
         click.echo("restarting the embedded cluster to turn WAL archiving on")
         cluster = default_cluster(settings)
         cluster.stop()
         cluster.start()
-    pgbackrest.create_stanza(repo)
+        return True
+
+    if not pgbackrest.configure(repo, server, secret, start_archiving):
+        raise OpsError(
+            "archive_mode takes effect when the server restarts: restart it, "
+            "then run spreadedge backup init again"
+        )
     encrypted = (
         "encrypted (aes-256-cbc)" if secret else f"NOT encrypted (set {backup_settings.passphrase_env})"
     )

@@ -7,7 +7,8 @@ Restoring decompresses such a file next to itself first, because pg_restore need
 table of contents before the data.
 
 A password in the connection string goes to pg_dump and pg_restore through PGPASSWORD, never on
-their command lines.
+their command lines. A dump holds password and token hashes (auth.users, auth.sessions), so it is
+created mode 0600, in a directory created 0700 when it did not exist, whatever the umask.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -68,7 +70,7 @@ def dump(
     if compress_type not in SUFFIXES:
         raise OpsError(f"compress type must be one of {', '.join(SUFFIXES)}, got {compress_type!r}")
     dbname, env = _client(conninfo)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_private_dirs(path.parent)
     level = "6" if compress_type == "gz" else "0"
     command = [
         str(PG_BINDIR / "pg_dump"),
@@ -78,8 +80,9 @@ def dump(
         *MODES[mode],
     ]
     partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
     try:
-        with partial.open("wb") as out:
+        with _private_file(partial) as out:
             if compress_type == "gz":
                 dumper = subprocess.Popen(
                     [*command, f"--dbname={dbname}"], stdout=out, stderr=subprocess.PIPE, text=True, env=env
@@ -107,6 +110,21 @@ def dump(
     finally:
         partial.unlink(missing_ok=True)
     return path.stat().st_size
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parent, each mode 0700 (existing ones are left alone)."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
+        created.chmod(0o700)  # mkdir's mode is masked by the umask, and could be less than 0700
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file open for writing, mode 0600 (the umask does not widen nor narrow it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def _follow(process: subprocess.Popen[str], on_table: Callable[[str], None] | None) -> str:

@@ -5,6 +5,12 @@ the fallback the embedded cluster uses when its user cannot reach the home): ``p
 (mode 0600, owned by the server's user, because the server's ``archive_command`` reads it too),
 ``repo/``, ``log/`` and ``lock/``. When we are root, pgBackRest runs as the server's system user.
 
+``init`` never replaces a working configuration with one that does not work: the new file is
+written beside it, the stanza is created with it (which fails on a wrong passphrase for an existing
+encrypted repository), and only then does it replace the old one; if anything after that fails
+(WAL archiving does not reach the repository), the old file is put back as it was. A mistyped
+passphrase therefore cannot break the server's ``archive_command``.
+
 The repository passphrase comes from the environment variable the settings name. ``init`` writes
 it into the 0600 configuration file (the server's archive-push needs it and has no other way to
 get it); later commands give pgBackRest the variable's value, when set, through pgBackRest's own
@@ -21,6 +27,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,8 +44,14 @@ from spreadedge.settings import BackupSettings, Settings
 PGBACKREST = os.environ.get("SPREADEDGE_PGBACKREST", "pgbackrest")
 BACKUP_TYPES = ("full", "diff", "incr")
 CIPHER_VARIABLE = "PGBACKREST_REPO1_CIPHER_PASS"
-# pgBackRest's error codes that mean the passphrase does not open the repository
-_CRYPTO_ERRORS = re.compile(r"\[(095|096)\]|unable to (decrypt|open).*(cipher|encrypt)|CryptoError", re.I)
+# pgBackRest's error codes and messages that mean the passphrase does not open the repository; the
+# last: an info file (which pgBackRest writes and keeps a copy of) that does not parse, because the
+# wrong key decrypted it to garbage, or ciphertext was read as text without a passphrase
+_CRYPTO_ERRORS = re.compile(
+    r"\[(095|096)\]|unable to (decrypt|open).*(cipher|encrypt)|CryptoError"
+    r"|unable to load info file.*\n\s*FormatError:",
+    re.I,
+)
 WRONG_PASSPHRASE = "the repository passphrase is wrong or missing (it cannot decrypt the repository)"
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%\)")
 
@@ -122,16 +135,18 @@ def run(
     *args: str,
     on_line: Callable[[str], None] | None = None,
     stanza: bool = True,
+    config: Path | None = None,
 ) -> str:
     """Run a pgBackRest command as the server's user; its standard output, or OpsError.
 
-    ``on_line`` receives each line of output as it comes (for progress).
+    ``on_line`` receives each line of output as it comes (for progress); ``config`` is a
+    configuration file to use instead of the repository's (init's new one, before it is in place).
     """
-    if not repo.configured:
+    if config is None and not repo.configured:
         raise OpsError(
             f"pgBackRest is not configured ({repo.config_file} is missing): run `spreadedge backup init`"
         )
-    command = [PGBACKREST, f"--config={repo.config_file}"]
+    command = [PGBACKREST, f"--config={config or repo.config_file}"]
     if stanza:
         command.append(f"--stanza={repo.settings.stanza}")
     env = dict(os.environ)
@@ -169,7 +184,8 @@ def _failure(action: str, output: str, secret: str | None) -> str:
     reason = _printable("\n".join(errors or output.strip().splitlines()[-3:]))
     if secret:
         reason = reason.replace(secret, "***")
-    if _CRYPTO_ERRORS.search(reason):
+    # the whole output: the cause and pgBackRest's hints follow the ERROR line
+    if _CRYPTO_ERRORS.search(_printable(output)):
         return f"pgBackRest {action} failed: {WRONG_PASSPHRASE}\n{reason}"
     return f"pgBackRest {action} failed:\n{reason}"
 
@@ -186,10 +202,53 @@ def _printable(text: str) -> str:
 # -- init --------------------------------------------------------------------------------------
 
 
-def write_config(repo: Repository, server: Server, secret: str | None) -> None:
-    """Write pgbackrest.conf (0600, the server's user) and create the repository, log and lock dirs."""
+def configure(
+    repo: Repository, server: Server, secret: str | None, start_archiving: Callable[[], bool]
+) -> bool:
+    """Configure pgBackRest, keeping the working configuration unless the new one works.
+
+    The new pgbackrest.conf is written beside the current one and the stanza created with it
+    (on an existing repository this proves the passphrase opens it); then it replaces the current
+    one, ``start_archiving`` runs (archive_command and archive_mode; False when the server must be
+    restarted before archiving is on) and pgBackRest checks that WAL reaches the repository. On any
+    failure the previous file is back in place, byte for byte (or none, when there was none), so
+    the server's archive_command keeps working. True when checked; False when ``start_archiving``
+    said archiving is not on yet (the new file stays: it opened the repository).
+    """
     for path in (repo.work_dir, repo.repo_path, *(repo.work_dir / name for name in ("log", "lock", "spool"))):
         runas.make_private_dir(path)
+    candidate = repo.config_file.with_name(repo.config_file.name + ".new")
+    try:
+        _write_private(candidate, _config_text(repo, server, secret))
+        run(repo, "stanza-create", config=candidate)
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
+    previous = repo.config_file.with_name(repo.config_file.name + ".previous")
+    previous.unlink(missing_ok=True)
+    had_previous = repo.configured
+    if had_previous:
+        os.link(repo.config_file, previous)  # the same file: its bytes, mode and owner
+    try:
+        candidate.replace(repo.config_file)
+        if not start_archiving():
+            return False
+        run(repo, "check")
+    except BaseException:
+        if had_previous:
+            previous.replace(repo.config_file)
+        else:
+            repo.config_file.unlink(missing_ok=True)
+        raise
+    finally:
+        candidate.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            previous.unlink()
+    return True
+
+
+def _config_text(repo: Repository, server: Server, secret: str | None) -> str:
+    """pgbackrest.conf for the repository and the server."""
     lines = [
         "# Written by spreadedge backup init: run it again to change these settings.",
         "[global]",
@@ -215,13 +274,16 @@ def write_config(repo: Repository, server: Server, secret: str | None) -> None:
         f"pg1-socket-path={server.socket_dir}",
         f"pg1-user={server.user}",
     ]
-    partial = repo.config_file.with_suffix(".partial")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return "\n".join(lines) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a new file of mode 0600, owned by the server's user (it may hold the passphrase)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    runas.give(partial)
-    partial.replace(repo.config_file)
+        f.write(text)
+    runas.give(path)
 
 
 def enable_archiving(conn: psycopg.Connection[Any], repo: Repository) -> bool:
@@ -234,12 +296,6 @@ def enable_archiving(conn: psycopg.Connection[Any], repo: Repository) -> bool:
     conn.execute("select pg_reload_conf()")
     row = conn.execute("select current_setting('archive_mode')").fetchone()
     return row is None or row[0] != "on"
-
-
-def create_stanza(repo: Repository) -> None:
-    """Create the stanza (idempotent) and check that WAL archiving reaches the repository."""
-    run(repo, "stanza-create")
-    run(repo, "check")
 
 
 # -- backups and what the repository holds -------------------------------------------------------

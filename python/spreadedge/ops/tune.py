@@ -2,7 +2,9 @@
 
 The advice is ``ops.index_advice()`` and the statements that build an index are
 ``ops.index_build_statements()``; this module runs them one by one outside any transaction, as
-CREATE INDEX CONCURRENTLY and DROP INDEX CONCURRENTLY require.
+CREATE INDEX CONCURRENTLY and DROP INDEX CONCURRENTLY require. A build counts as done only when
+``ops.index_build_state()`` says the index is valid: a concurrent build that fails leaves an
+invalid index behind (unused by queries, still maintained by writes), and the next build drops it.
 """
 
 from __future__ import annotations
@@ -68,6 +70,39 @@ def build_statements(conn: psycopg.Connection[Any], item: Advice) -> list[str]:
     arguments = {"table_name": item.table_name, "index_method": item.index_method, "columns": item.columns}
     rows = conn.execute(select_rows("ops.index_build_statements", arguments), arguments).fetchall()
     return [row[1] for row in sorted(rows)]
+
+
+def build(
+    conn: psycopg.Connection[Any], item: Advice, steps: list[str], progress: Callable[[str], None]
+) -> None:
+    """Run ``steps`` (``build_statements`` of ``item``); OpsError unless the index is then valid."""
+    failure = None
+    try:
+        run_statements(conn, steps, progress)
+    except psycopg.Error as exc:
+        if conn.broken:
+            raise OpsError(
+                f"building the {item.index_method} index on {item.table_name} failed: {exc}"
+            ) from exc
+        failure = exc.diag.message_primary or str(exc)
+    arguments = {"table_name": item.table_name, "index_method": item.index_method, "columns": item.columns}
+    row = conn.execute(select_rows("ops.index_build_state", arguments), arguments).fetchone()
+    assert row is not None
+    index_name, is_valid = row
+    if failure is None and is_valid:
+        return
+    left = {
+        True: f"the index {index_name} is valid; a step after its build failed",
+        False: f"the index {index_name} is left INVALID (queries do not use it, writes still maintain it):"
+        " tune apply drops and builds it again",
+        None: f"the index {index_name} was not built",
+    }[is_valid]
+    reason = (
+        f"failed: {failure}"
+        if failure is not None
+        else "did not make it valid (is another build of it running?)"
+    )
+    raise OpsError(f"building the {item.index_method} index on {item.table_name} {reason}\n{left}")
 
 
 def run_statements(
