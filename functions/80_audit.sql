@@ -87,7 +87,12 @@ end;
 $$;
 comment on function audit.refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on append-only tables (55S02).';
 
-create or replace function audit.history(table_name regclass, key jsonb)
+-- why the drop: audit.history took the table as regclass, which the auditor could not resolve for a
+-- table in a schema it has no USAGE on (every trading table); the old signature must not linger as
+-- an overload (a quoted name literal would then be ambiguous, and its grant would not be unique)
+drop function if exists audit.history(regclass, jsonb);
+
+create or replace function audit.history(table_name text, key jsonb)
     returns table (
         audit_id  bigint,
         logged_at timestamptz,
@@ -99,20 +104,47 @@ create or replace function audit.history(table_name regclass, key jsonb)
         txid      bigint
     )
     stable
-    language sql
+    language plpgsql
 as $$
-    -- One row's story, oldest first: audit.history('trading.orders', '{"order_id": 42}').
+-- One row's story, oldest first: audit.history('trading.orders', '{"order_id": 42}').
+-- why text, not regclass: audit.log keeps the table by name (schema.table, as format('%I.%I')
+-- writes it), so the name is matched against the log and the table is never looked up: the auditor
+-- needs no USAGE on its schema, and the story of a table since dropped or renamed is still told
+-- under the name it had. The name is read as regclass would read it (unquoted parts folded to lower
+-- case, quoted ones kept); a name without a schema is looked up on the search_path.
+declare
+    v_parts text[];
+    v_table text;
+begin
+    begin
+        v_parts := parse_ident(history.table_name);
+    exception when invalid_parameter_value then
+        v_parts := '{}';  -- not a name: refused below
+    end;
+    if cardinality(v_parts) = 2 then
+        v_table := format('%I.%I', v_parts[1], v_parts[2]);
+    elsif cardinality(v_parts) = 1 then
+        select format('%I.%I', n.nspname, c.relname) into v_table
+        from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where c.oid = to_regclass(quote_ident(v_parts[1]));
+    end if;
+    if v_table is null and history.table_name is not null then
+        raise exception 'table_name % is neither schema.table nor a table on the search_path',
+            quote_literal(history.table_name)
+            using errcode = '22S09',
+                  hint = 'Name the table with its schema, as audit.log.table_name does, e.g. ''trading.orders''.';
+    end if;
+    return query
     select l.audit_id, l.logged_at, l.operation, l.old_row, l.new_row, l.actor, l.db_role, l.txid
     from audit.log l
-    where l.table_name = (select format('%I.%I', n.nspname, c.relname)
-                          from pg_catalog.pg_class c
-                          join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-                          where c.oid = history.table_name)
+    where l.table_name = v_table
       and l.row_key = history.key::text
-    order by l.audit_id
+    order by l.audit_id;
+end;
 $$;
-comment on function audit.history(regclass, jsonb) is
-    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}'').';
+comment on function audit.history(text, jsonb) is
+    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed.';
 
 create or replace function internal.audited_tables()
     returns table (table_name text, relid regclass, key1 text, key2 text, redacted text[])

@@ -1,12 +1,15 @@
 """The trading commands of the CLI: demo and pnl, run through click against a test database."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from spreadedge.cli import main
+from spreadedge.demo import run_demo
 from trading_helpers import counts, trade
 
 
@@ -56,6 +59,42 @@ def test_running_the_demo_again_writes_nothing(demo_db, db_url):
     result = invoke(db_url, "demo", "--orders", "120")
     assert result.exit_code == 0, result.output
     assert counts(demo_db) == before
+
+
+def _everything(conn):
+    """Row counts of the business tables, the audit log and the demo's market data."""
+    market = conn.execute(
+        "select (select count(*) from market.quotes), (select count(*) from market.ticks),"
+        " (select count(*) from market.candles), (select count(*) from market.technical_indicators)"
+    ).fetchone()
+    return {**counts(conn), "market": market}
+
+
+def _demo_day() -> str:
+    """The day `spreadedge demo` loads: yesterday, UTC."""
+    return f"{datetime.now(UTC).date() - timedelta(days=1):%Y-%m-%d}"
+
+
+def test_running_the_demo_on_another_day_writes_nothing(demo_db, db_url):
+    before = _everything(demo_db)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    with psycopg.connect(db_url) as conn:
+        run_demo(conn, orders=120, day=day)
+    assert _everything(demo_db) == before
+
+
+def test_running_the_demo_with_other_orders_succeeds_and_writes_nothing(demo_db, db_url):
+    before = _everything(demo_db)
+    result = invoke(db_url, "demo", "--orders", "30")
+    assert (result.exit_code, _everything(demo_db)) == (0, before)
+
+
+def test_running_the_demo_again_says_which_day_is_already_loaded(demo_db, db_url):
+    result = invoke(db_url, "demo", "--orders", "30")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"the demo is already loaded (day {_demo_day()}): nothing written\n",
+    )
 
 
 def test_pnl_prints_a_table_per_strategy(seeded, db_url):

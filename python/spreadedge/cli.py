@@ -254,17 +254,25 @@ def _utc(value: datetime | None) -> datetime | None:
 def demo(settings: Settings, orders: int) -> None:
     """Load a realistic demo day (yesterday, UTC): six exchanges, four strategies, fills, funding.
 
-    Idempotent: running it again writes nothing new.
+    A database holds one demo day: once it is loaded, running the demo again (on any later day,
+    with any --orders) writes nothing and says which day is loaded.
     """
-    from spreadedge.demo import run_demo
+    from spreadedge.demo import DemoRun, loaded_demo_day, run_demo
 
-    with (
-        db.connect(settings, actor="demo") as conn,
-        click.progressbar(length=orders, label="demo day", show_pos=True) as bar,
-    ):
-        done = run_demo(conn, orders=orders, progress=bar.update)
-    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(done.items()))
-    click.echo(f"demo day loaded: {summary}")
+    run: DemoRun | None = None
+    with db.connect(settings, actor="demo") as conn:
+        # why look first: run_demo looks again under its lock, but no progress bar should show for a
+        # demo that is already there
+        loaded = loaded_demo_day(conn)
+        if loaded is None:
+            with click.progressbar(length=orders, label="demo day", show_pos=True) as bar:
+                run = run_demo(conn, orders=orders, progress=bar.update)
+    if run is None or run.already_loaded:
+        day = loaded if run is None else run.day
+        click.echo(f"the demo is already loaded (day {day:%Y-%m-%d}): nothing written")
+        return
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(run.written.items()))
+    click.echo(f"demo day {run.day:%Y-%m-%d} loaded: {summary}")
 
 
 # -- market data -----------------------------------------------------------------------------

@@ -5,9 +5,13 @@ Six exchanges, spot and perpetual instruments, four strategies: spot arbitrage b
 sides. Orders fill in one to three partial fills; some are cancelled part-filled, a few rejected,
 some left working. Fees come in the quote asset, in the base asset (Gate.io buys) and in BNB
 (Binance spot, priced from the BNBUSDT market). Perpetual positions pay or receive funding every
-eight hours. Client order ids and exchange trade ids are deterministic, so running the demo again
-writes nothing new (the API is idempotent). Market data of the day (quotes, ticks, candles,
-indicators) comes from ``spreadedge.demo_market``.
+eight hours. Market data of the day (quotes, ticks, candles, indicators) comes from
+``spreadedge.demo_market``.
+
+A database holds one demo day. The demo is written in one transaction, so it is there whole or not
+at all; once it is there, running the demo again (on a later day, or with another number of
+orders) writes nothing and says which day is loaded. Its ids (``demo-1``, ``demo-t1``) do not
+carry the day, and the API would take a second day's orders for retries of the first's.
 """
 
 from __future__ import annotations
@@ -316,27 +320,59 @@ def apply_step(conn: psycopg.Connection, kind: str, args: dict[str, Any], order_
         _call(conn, function, order_id=order_id, **rest)
 
 
+# The demo's first order (its BNB for fees, on binance), placed at the start of the demo day; client
+# order ids are unique per exchange (trading.order_keys)
+FIRST_ORDER = ("binance", "demo-1")
+_LOADED_DAY = (
+    "select k.created_at from trading.order_keys k join ref.exchanges e using (exchange_id)"
+    " where e.code = %s and k.client_order_id = %s"
+)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What run_demo did: the demo day in the database, and counts of what this run wrote."""
+
+    day: datetime
+    written: dict[str, int]
+    already_loaded: bool
+
+
+def loaded_demo_day(conn: psycopg.Connection) -> datetime | None:
+    """The day of the demo already in the database (its first order's time, UTC), or None."""
+    row = conn.execute(_LOADED_DAY, FIRST_ORDER).fetchone()
+    return None if row is None else row[0].astimezone(UTC)
+
+
 def run_demo(
     conn: psycopg.Connection,
     *,
     orders: int = 3000,
     day: datetime | None = None,
     progress: Callable[[int], None] = lambda n: None,
-) -> dict[str, int]:
-    """Write the demo day (yesterday, UTC, by default); returns counts of what was written."""
+) -> DemoRun:
+    """Write the demo day (yesterday, UTC, by default) unless a demo day is already loaded.
+
+    One transaction (a savepoint when the caller has one open, which the caller then commits).
+    """
     start = day or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     conn.execute("select set_config('spreadedge.actor', 'demo', false)")
     order_ids: dict[str, int] = {}
     done: dict[str, int] = {}
-    steps = DemoDay(start).steps(orders)
-    while batch := list(itertools.islice(steps, 200)):
-        # why batches: a commit per step would wait on a WAL flush ten thousand times
-        with conn.transaction():
+    with conn.transaction():
+        # why the lock: two demos started together would both find no demo and write two days
+        conn.execute("select pg_advisory_xact_lock(hashtext('spreadedge.demo'))")
+        loaded = loaded_demo_day(conn)
+        if loaded is not None:
+            return DemoRun(day=loaded, written={}, already_loaded=True)
+        steps = DemoDay(start).steps(orders)
+        # why batches: the progress bar is redrawn once per batch, not once per order
+        while batch := list(itertools.islice(steps, 200)):
             for kind, args in batch:
                 apply_step(conn, kind, args, order_ids)
                 done[kind] = done.get(kind, 0) + 1
-        progress(sum(kind == "place" for kind, _ in batch))
-    from spreadedge.demo_market import load_demo_market  # imported here: it imports this module
+            progress(sum(kind == "place" for kind, _ in batch))
+        from spreadedge.demo_market import load_demo_market  # imported here: it imports this module
 
-    done.update(load_demo_market(conn, start))
-    return done
+        done.update(load_demo_market(conn, start))
+    return DemoRun(day=start, written=done, already_loaded=False)

@@ -5,7 +5,8 @@ price with an offset of its own (a few bps, drifting slowly) and a half spread o
 so cross-exchange spreads open and close through the day and now and then pay more than the taker
 fees. The rows go through the same path as ``spreadedge ingest`` (text staging, SQL validation,
 dedup), then ``market.rollup_candles`` and ``market.compute_indicators`` run on them. The random
-walk is seeded, so a second run loads duplicates only and writes nothing new.
+walk is seeded, so every database gets the same day. ``spreadedge.demo.run_demo`` loads it in its
+own transaction, and only into a database without a demo day.
 """
 
 from __future__ import annotations
