@@ -17,6 +17,8 @@ as $$
     -- The times the partitions of p_table cover: the union of their FROM ('…') TO ('…') bounds,
     -- read from the catalog (the default partition and any MINVALUE/MAXVALUE bound left out);
     -- empty when it has none. Gaps, where a partition was dropped, stay gaps.
+    -- why the catalog, not partman.show_partitions as ops.partition_status reads them: the roles
+    -- that ingest have no rights on the partman schema, and the catalog holds the same bounds
     select coalesce(range_agg(tstzrange(b[1]::timestamptz, b[2]::timestamptz)), '{}'::tstzmultirange)
     from pg_catalog.pg_inherits i
     join pg_catalog.pg_class c on c.oid = i.inhrelid
