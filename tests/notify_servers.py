@@ -83,9 +83,19 @@ def http_receiver() -> Iterator[HttpReceiver]:
         thread.join()
 
 
+# The receiver refuses recipients at this domain, as a server refuses an unknown user.
+UNKNOWN_DOMAIN = "@unknown.desk.test"
+
+
 class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], Message]] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.endswith(UNKNOWN_DOMAIN):
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(

@@ -55,6 +55,34 @@ def test_email_is_delivered_over_smtp(seeded, seeded_url, smtp_receiver):
     assert outbox(seeded) == [("email", "delivered", 1, None)]
 
 
+def test_an_email_refused_for_one_recipient_is_delivered_to_the_others_once_and_says_so(
+    seeded, seeded_url, smtp_receiver, caplog
+):
+    queue(seeded, ["email"])
+    caplog.set_level(logging.WARNING, logger="spreadedge.notify")
+    with worker(seeded_url, smtp_host="127.0.0.1", smtp_port=smtp_receiver.port,
+                email_to=("ops@desk.test", "gone@unknown.desk.test")) as w:  # fmt: skip
+        assert w.drain() == 1
+    assert [recipients for _, recipients, _ in smtp_receiver.mailbox.messages] == [["ops@desk.test"]]
+    assert outbox(seeded) == [("email", "delivered", 1, None)]
+    assert [record.getMessage() for record in caplog.records] == [
+        "notification 1 (email) delivered, but not to every recipient: SMTP refused 1 of 2 recipients: "
+        "gone@unknown.desk.test (550 5.1.1 no such user here)"
+    ]
+
+
+def test_an_email_refused_for_every_recipient_is_a_failed_attempt(seeded, seeded_url, smtp_receiver):
+    queue(seeded, ["email"])
+    with worker(seeded_url, smtp_host="127.0.0.1", smtp_port=smtp_receiver.port, max_attempts=1,
+                email_to=("gone@unknown.desk.test",)) as w:  # fmt: skip
+        assert w.drain() == 1
+    assert smtp_receiver.mailbox.messages == []
+    [(channel, status, attempts, error)] = outbox(seeded)
+    assert (channel, status, attempts) == ("email", "dead", 1)
+    assert error.startswith("SMTP: SMTPRecipientsRefused: ")
+    assert "gone@unknown.desk.test" in error
+
+
 @pytest.mark.parametrize(
     ("channel", "setting", "body"),
     [

@@ -44,6 +44,13 @@ class DeliveryError(Exception):
     """A message could not be delivered; the text is safe to store and log."""
 
 
+class PartialDelivery(Exception):
+    """A message was delivered, but not to every recipient; the text says to whom not and why.
+
+    Not a failure: a retry would send the message again to every recipient who has it.
+    """
+
+
 @dataclass(frozen=True)
 class Message:
     """One claimed row of the outbox."""
@@ -239,9 +246,21 @@ class EmailChannel:
                     smtp.starttls()
                 if settings.smtp_username:
                     smtp.login(settings.smtp_username, settings.smtp_password or "")
-                smtp.send_message(email)
+                # the server refused these recipients and accepted the others (refusing every
+                # recipient raises SMTPRecipientsRefused)
+                refused = smtp.send_message(email)
         except (OSError, ValueError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}") from None
+        if refused:
+            reasons = [f"{to} ({code} {_smtp_text(reply)})" for to, (code, reply) in sorted(refused.items())]
+            raise PartialDelivery(
+                f"SMTP refused {len(refused)} of {len(settings.email_to)} recipients: " + "; ".join(reasons)
+            )
+
+
+def _smtp_text(reply: bytes) -> str:
+    """An SMTP server's reply text on one line."""
+    return " ".join(reply.decode(errors="replace").split())
 
 
 class ChannelSettingsError(ValueError):

@@ -34,7 +34,7 @@ from psycopg import sql
 from psycopg.types.json import set_json_loads
 
 from spreadedge import sqlcall
-from spreadedge.notify.channels import Channel, DeliveryError, Message, redactor
+from spreadedge.notify.channels import Channel, DeliveryError, Message, PartialDelivery, redactor
 from spreadedge.settings import NotifySettings
 
 log = logging.getLogger("spreadedge.notify")
@@ -116,6 +116,14 @@ class Worker:
             self.channels[message.channel].send(message)
         except DeliveryError as exc:
             self._fail(conn, message, str(exc))
+        except PartialDelivery as exc:
+            conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
+            log.warning(
+                "notification %s (%s) delivered, but not to every recipient: %s",
+                message.notification_id,
+                message.channel,
+                exc,
+            )
         except Exception as exc:
             # a bug or a value a channel cannot send: this message fails (retried, then dead
             # letter); the text is redacted, and no traceback is logged (it could quote a URL)
