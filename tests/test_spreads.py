@@ -195,6 +195,23 @@ def test_the_spreads_command_leaves_out_spreads_below_min_bps(two_venues, db_url
     assert result.output == "no current spreads (no quotes, or none above --min-bps)\n"
 
 
+@pytest.mark.parametrize("bound", ["nan", "inf", "-Infinity"])
+def test_the_spreads_command_refuses_a_min_bps_that_is_not_a_finite_number(db_url, bound):
+    result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--min-bps", bound])
+    assert result.exit_code == 2
+    assert f"Invalid value for '--min-bps': '{bound}' is not a finite decimal number" in result.output
+
+
+def test_the_spreads_command_says_a_symbol_without_a_slash_names_no_asset_pair(two_venues, db_url):
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--symbol", "BTCUSDT"])
+    assert (result.exit_code, result.output) == (
+        0,
+        "no current spreads for 'BTCUSDT': spreads are by asset pair, written BASE/QUOTE (e.g. BTC/USDT)\n",
+    )
+
+
 def list_instrument(conn, exchange, symbol, market_type, multiplier="1"):
     """A BTC/USDT instrument of any market type, with the exchange's default fees for it."""
     call(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import click
 import psycopg
 
 from spreadedge import db, errors
-from spreadedge.cli_monitor import alerts_group, metrics_group, notify_group, risk_group
+from spreadedge.cli_monitor import DECIMAL, alerts_group, metrics_group, notify_group, risk_group
 from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
@@ -318,20 +319,16 @@ def ingest(settings: Settings, kind: str, files: tuple[Path, ...], strict: bool,
 @main.command()
 @click.option("--symbol", default=None, help="Only this asset pair, written BASE/QUOTE (e.g. BTC/USDT).")
 @click.option(
-    "--min-bps", type=click.FLOAT, default=None, help="Only spreads at least this many bps net of taker fees."
+    "--min-bps", type=DECIMAL, default=None, help="Only spreads at least this many bps net of taker fees."
 )
 @click.pass_obj
-def spreads(settings: Settings, symbol: str | None, min_bps: float | None) -> None:
+def spreads(settings: Settings, symbol: str | None, min_bps: Decimal | None) -> None:
     """Show current cross-exchange spreads from market.current_spreads, best net spread first."""
-    from decimal import Decimal
-
     from spreadedge import spreads as report
 
     with db.connect(settings, autocommit=True) as conn:
-        rows = report.spread_rows(
-            conn, symbol=symbol, min_bps=None if min_bps is None else Decimal(str(min_bps))
-        )
-    click.echo(report.as_table(rows))
+        rows = report.spread_rows(conn, symbol=symbol, min_bps=min_bps)
+    click.echo(report.as_table(rows, symbol=symbol))
 
 
 # -- users and keys: spreadedge.cli_security ------------------------------------------------------

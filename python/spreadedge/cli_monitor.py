@@ -22,17 +22,23 @@ from spreadedge.settings import Settings
 
 
 class DecimalType(click.ParamType):
-    """An exact decimal number (thresholds and limits are money or counts, never floats)."""
+    """An exact, finite decimal number (thresholds and limits are money or counts, never floats)."""
 
     name = "decimal"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
         if isinstance(value, Decimal):
-            return value
-        try:
-            return Decimal(str(value))
-        except InvalidOperation:
-            self.fail(f"{value!r} is not a decimal number", param, ctx)
+            number = value
+        else:
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                self.fail(f"{value!r} is not a decimal number", param, ctx)
+        # why: NaN compares greater than every number in PostgreSQL, so a NaN bound is a filter
+        # that silently matches nothing (or everything)
+        if not number.is_finite():
+            self.fail(f"{value!r} is not a finite decimal number", param, ctx)
+        return number
 
 
 DECIMAL = DecimalType()

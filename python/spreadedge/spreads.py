@@ -56,9 +56,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def as_table(rows: list[dict[str, Any]]) -> str:
-    """A plain aligned table of the spreads; numbers right-aligned."""
+def as_table(rows: list[dict[str, Any]], *, symbol: str | None = None) -> str:
+    """A plain aligned table of the spreads; numbers right-aligned. ``symbol``: the one asked for."""
     if not rows:
+        if symbol is not None and "/" not in symbol:
+            # why: the API and the exchanges write BTCUSDT, which names no asset pair here
+            return (
+                f"no current spreads for {symbol!r}: spreads are by asset pair,"
+                " written BASE/QUOTE (e.g. BTC/USDT)"
+            )
         return "no current spreads (no quotes, or none above --min-bps)"
     cells = [[_cell(row[c]) for c in COLUMNS] for row in rows]
     headers = [HEADERS.get(c, c) for c in COLUMNS]
