@@ -36,12 +36,16 @@ begin
     end if;
     -- why: two names that look the same must not be two strategies, so a name must be in Unicode
     -- NFC (cafe + a combining accent is not a second café) and free of invisible control and format
-    -- characters (zero-width spaces and joiners, bidirectional overrides, soft hyphen, BOM)
+    -- characters (zero-width spaces and joiners, bidirectional overrides, soft hyphen, BOM, tags,
+    -- Hangul fillers) and of every space but U+0020: a no-break, ideographic or other Unicode
+    -- space (or a line separator) looks like a plain space or like nothing, and btrim above
+    -- trims only U+0020, so 'alpha' followed by a no-break space was a second 'alpha'
     if create_strategy.name is not nfc normalized
-       or create_strategy.name ~ '[\x01-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]' then
-        raise exception 'strategy name "%" is not in Unicode NFC or holds an invisible character', create_strategy.name
+       or create_strategy.name ~ '[\x01-\x1f\x7f-\x9f\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]' then
+        raise exception 'strategy name "%" is not in Unicode NFC or holds an invisible character or a space other than U+0020',
+            create_strategy.name
             using errcode = '22S09',
-                  hint = 'Give the name in NFC (normalize(name, NFC)) without zero-width, bidirectional or control characters.';
+                  hint = 'Give the name in NFC (normalize(name, NFC)) without zero-width, bidirectional or control characters, and with plain spaces only.';
     end if;
     if not (coalesce(create_strategy.capital, 0) >= 0 and coalesce(create_strategy.capital, 0) < 'Infinity') then
         raise exception 'capital must be zero or positive and finite, got %', create_strategy.capital
@@ -65,7 +69,7 @@ begin
 end;
 $$;
 comment on function trading.create_strategy(text, text, numeric, bigint) is
-    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id). Capital is in quote units.';
+    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id). A name is 1 to 100 characters in NFC, with no invisible character and no space but U+0020 (22S09). Capital is in quote units.';
 
 create or replace function internal.find_strategy(p_name text)
     returns trading.strategies

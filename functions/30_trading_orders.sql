@@ -87,6 +87,30 @@ $$;
 comment on function internal.change_order_status(trading.orders, trading.order_status, text, bigint) is
     'Moves a locked order to a new status and records the event; raises 55S01 on an illegal transition.';
 
+create or replace function internal.describe_order(
+    p_strategy_id   integer,
+    p_instrument_id integer,
+    p_side          trading.order_side,
+    p_order_type    trading.order_type,
+    p_quantity      numeric,
+    p_price         numeric,
+    p_stop_price    numeric
+)
+    returns text
+    stable
+    language sql
+as $$
+    -- An order in one line for an error detail: strategy, side, quantity, symbol, type, price and
+    -- stop price, e.g. "alpha buy 1 BTCUSDT stop_limit @ 100 stop 99".
+    select format('%s %s %s %s %s @ %s%s',
+                  (select s.name from trading.strategies s where s.strategy_id = p_strategy_id),
+                  p_side, p_quantity,
+                  (select i.symbol from ref.instruments i where i.instrument_id = p_instrument_id),
+                  p_order_type, coalesce(p_price::text, 'market'), ' stop ' || p_stop_price)
+$$;
+comment on function internal.describe_order(integer, integer, trading.order_side, trading.order_type, numeric, numeric, numeric) is
+    'One line describing an order (strategy, side, quantity, symbol, type, price, stop price) for error details.';
+
 create or replace function internal.match_retried_order(
     p_exchange_id     smallint,
     p_client_order_id text,
@@ -106,15 +130,35 @@ as $$
 -- id when the retry asks for the same order, conflicting_duplicate (23S06) when it differs, null
 -- when the id is new. An order of a strategy outside the session's scope is never returned nor
 -- described: its id raises 23S06 without details (a leg of trading.open_spread_trade included).
+-- An id whose order cleanup removed (its key stays while trades refer to it) raises 23S06 too.
 declare
     v_order trading.orders;
+    v_key   trading.order_keys;
 begin
+    -- why a left join: a key without its order (cleanup keeps the keys trades or risk events refer
+    -- to) gave no row, so the id looked new, the key insert then conflicted, and place_order
+    -- returned null with nothing stored and no error
     select o.* into v_order
     from trading.order_keys k
-    join trading.orders o on o.order_id = k.order_id and o.created_at = k.created_at
+    left join trading.orders o on o.order_id = k.order_id and o.created_at = k.created_at
     where k.exchange_id = p_exchange_id and k.client_order_id = p_client_order_id;
-    if v_order.order_id is null then
+    if not found then
         return null;
+    end if;
+    if v_order.order_id is null then
+        select k.* into v_key
+        from trading.order_keys k
+        where k.exchange_id = p_exchange_id and k.client_order_id = p_client_order_id;
+        if not internal.strategy_in_scope(v_key.strategy_id) then
+            raise exception 'client order id "%" is already used', p_client_order_id
+                using errcode = '23S06',
+                      hint = 'A client order id names one order; use a new id for a new order.';
+        end if;
+        raise exception 'client order id "%" is already used by order %, which cleanup has removed',
+            p_client_order_id, v_key.order_id
+            using errcode = '23S06',
+                  detail = format('order %s was placed at %s; its trades are kept', v_key.order_id, v_key.created_at),
+                  hint = 'A client order id names one order; use a new id for a new order.';
     end if;
     if (v_order.strategy_id, v_order.instrument_id, v_order.side, v_order.order_type, v_order.quantity)
        is distinct from (p_strategy_id, p_instrument_id, p_side, p_order_type, p_quantity)
@@ -128,19 +172,24 @@ begin
                 using errcode = '23S06',
                       hint = 'A client order id names one order; use a new id for a new order.';
         end if;
+        -- why the strategy, symbol and stop price too: a retry that differs only in them showed
+        -- two identical sides ("stored: buy 1 limit @ 100; retried: buy 1 limit @ 100")
         raise exception 'client order id "%" is already used by order % with different values',
             p_client_order_id, v_order.order_id
             using errcode = '23S06',
-                  detail = format('stored: %s %s %s @ %s; retried: %s %s %s @ %s',
-                                  v_order.side, v_order.quantity, v_order.order_type, coalesce(v_order.price::text, 'market'),
-                                  p_side, p_quantity, p_order_type, coalesce(p_price::text, 'market')),
+                  detail = format('stored: %s; retried: %s',
+                                  internal.describe_order(v_order.strategy_id, v_order.instrument_id, v_order.side,
+                                                          v_order.order_type, v_order.quantity, v_order.price,
+                                                          v_order.stop_price),
+                                  internal.describe_order(p_strategy_id, p_instrument_id, p_side, p_order_type,
+                                                          p_quantity, p_price, p_stop_price)),
                   hint = 'A client order id names one order; use a new id for a new order.';
     end if;
     return v_order.order_id;
 end;
 $$;
 comment on function internal.match_retried_order(smallint, text, integer, integer, trading.order_side, trading.order_type, numeric, numeric, numeric) is
-    'Id of the order a retried placement refers to (null if new); raises 23S06 when the retry differs or the id is another user''s.';
+    'Id of the order a retried placement refers to (null if new); raises 23S06 when the retry differs, the id is another user''s or its order was removed by cleanup.';
 
 create or replace function trading.place_order(
     strategy        text,

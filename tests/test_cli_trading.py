@@ -118,6 +118,33 @@ def test_pnl_json_keeps_exact_decimals(seeded, db_url):
     ]
 
 
+def test_pnl_json_writes_tiny_and_zero_decimals_without_an_exponent(seeded, db_url):
+    trade(seeded, "buy", "1", "100")
+    trade(seeded, "sell", "1", "100", fee=Decimal("0.0000001"))
+    rows = json.loads(invoke(db_url, "pnl", "--json").output)
+    assert [(r["fees"], r["realized_pnl_gross"], r["realized_pnl"]) for r in rows] == [
+        ("0.0000001", "0.000000000000", "-0.000000100000")
+    ]
+
+
+def test_pnl_table_rounds_money_half_away_from_zero_like_sql_round(seeded, db_url):
+    trade(seeded, "buy", "1", "100", fee=Decimal("0.125"))
+    result = invoke(db_url, "pnl")
+    assert (
+        result.output.splitlines()[2]
+        == "alpha          1       1    100.00  0.13       0.00     0.00    -0.13"
+    )
+
+
+def test_pnl_table_shows_a_loss_under_half_a_cent_as_zero_without_a_minus_sign(seeded, db_url):
+    trade(seeded, "buy", "1", "100", fee=Decimal("0.004"))
+    result = invoke(db_url, "pnl")
+    assert (
+        result.output.splitlines()[2]
+        == "alpha          1       1    100.00  0.00       0.00     0.00     0.00"
+    )
+
+
 def test_pnl_with_an_unknown_strategy_says_so_without_a_traceback(seeded, db_url):
     result = CliRunner().invoke(main, ["--database-url", db_url, "pnl", "--strategy", "ghost"])
     assert (result.exit_code, result.output) == (

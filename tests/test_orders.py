@@ -1,5 +1,6 @@
 """Orders: validation with project SQLSTATEs, idempotent placement, the state machine, order events."""
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import psycopg
@@ -143,7 +144,57 @@ def test_a_client_order_id_reused_with_different_values_is_a_conflict(seeded):
         'client order id "c-1" is already used by order 1 with different values',
         lambda: place(seeded, "buy", "2", "100", client_order_id="c-1"),
     )
-    assert error.diag.message_detail == "stored: buy 1 limit @ 100; retried: buy 2 limit @ 100"
+    assert (
+        error.diag.message_detail
+        == "stored: alpha buy 1 BTCUSDT limit @ 100; retried: alpha buy 2 BTCUSDT limit @ 100"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "retried"),
+    [
+        ({"strategy": "beta"}, "beta buy 1 BTCUSDT stop_limit @ 100 stop 99"),
+        ({"symbol": "BNBUSDT"}, "alpha buy 1 BNBUSDT stop_limit @ 100 stop 99"),
+        ({"stop_price": D("98")}, "alpha buy 1 BTCUSDT stop_limit @ 100 stop 98"),
+    ],
+    ids=["strategy", "instrument", "stop-price"],
+)
+def test_a_client_order_id_conflict_details_show_the_strategy_instrument_and_stop_price_that_differ(
+    seeded, kwargs, retried
+):
+    stop = {"order_type": "stop_limit", "stop_price": D("99"), "client_order_id": "c-1"}
+    order_id = place(seeded, "buy", "1", "100", **stop)
+    error = expect_refusal(
+        seeded,
+        "23S06",
+        f'client order id "c-1" is already used by order {order_id} with different values',
+        lambda: place(seeded, "buy", "1", "100", **{**stop, **kwargs}),
+    )
+    assert (
+        error.diag.message_detail
+        == f"stored: alpha buy 1 BTCUSDT stop_limit @ 100 stop 99; retried: {retried}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("quantity", "price"), [("1", "100"), ("2", "101")], ids=["same-order", "other-order"]
+)
+def test_a_client_order_id_whose_order_cleanup_removed_is_a_conflict_not_a_null_id(seeded, quantity, price):
+    long_ago = datetime.now(UTC) - timedelta(days=60)
+    bought = place(seeded, "buy", "1", "100", client_order_id="c-1", placed_at=long_ago)
+    fill(seeded, bought, "1", "100", executed_at=long_ago)
+    sold = place(seeded, "sell", "1", "100", client_order_id="c-2", placed_at=long_ago)
+    fill(seeded, sold, "1", "100", executed_at=long_ago)
+    seeded.execute("update trading.orders set updated_at = created_at")
+    seeded.execute("select ops.cleanup_delete_batch('orders', interval '30 days')")
+    assert order(seeded, bought) is None  # gone; its key stays, as its trade refers to it
+    error = expect_refusal(
+        seeded,
+        "23S06",
+        f'client order id "c-1" is already used by order {bought}, which cleanup has removed',
+        lambda: place(seeded, "buy", quantity, price, client_order_id="c-1"),
+    )
+    assert error.diag.message_hint == "A client order id names one order; use a new id for a new order."
 
 
 @pytest.mark.parametrize("client_order_id", ["", "c" * 129])
@@ -306,3 +357,38 @@ def test_acknowledging_records_the_exchange_order_id(seeded):
         "open",
         "BN-42",
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alpha\u00a0",  # no-break space: looks like "alpha"
+        "al pha\u3000",  # ideographic space
+        "alpha\u2028",  # line separator
+        "al\u202fpha",  # narrow no-break space
+        "alpha\u3164",  # Hangul filler: renders as nothing
+        "al\U000e0041pha",  # a tag character: invisible
+    ],
+    ids=[
+        "no-break-space",
+        "ideographic-space",
+        "line-separator",
+        "narrow-no-break-space",
+        "hangul-filler",
+        "tag",
+    ],
+)
+def test_a_strategy_name_with_a_unicode_space_or_invisible_filler_is_refused(seeded, name):
+    expect_refusal(
+        seeded,
+        "22S09",
+        f'strategy name "{name}" is not in Unicode NFC or holds an invisible character or a space other than U+0020',
+        lambda: call(seeded, "trading.create_strategy", name=name),
+    )
+
+
+def test_a_strategy_name_with_plain_spaces_is_kept(seeded):
+    strategy_id = call(seeded, "trading.create_strategy", name="alpha beta")
+    assert seeded.execute(
+        "select name from trading.strategies where strategy_id = %s", [strategy_id]
+    ).fetchone() == ("alpha beta",)

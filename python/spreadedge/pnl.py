@@ -1,14 +1,14 @@
 """``spreadedge pnl``: trading.pnl_summary as a readable table or as JSON.
 
 The numbers come from SQL as they are; this module only lays them out (money columns shown with
-two decimals in the table, exact in JSON).
+two decimals in the table, rounded half away from zero as PostgreSQL's round() does, exact in JSON).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import psycopg
@@ -43,7 +43,11 @@ def _cell(column: str, value: Any) -> str:
         return ""
     if isinstance(value, Decimal):
         if column in MONEY_COLUMNS:
-            return f"{value:,.2f}"
+            # why the context and "z": a format spec rounds half to even by default (0.125 showed
+            # as 0.12, where round(0.125, 2) in SQL is 0.13), and a loss under half a cent showed
+            # as -0.00
+            with localcontext(rounding=ROUND_HALF_UP):
+                return f"{value:z,.2f}"
         return f"{value.normalize():f}"
     return str(value)
 
@@ -60,7 +64,9 @@ def as_table(rows: list[dict[str, Any]]) -> str:
 
 def _json_default(value: Any) -> str:
     if isinstance(value, Decimal):
-        return str(value)
+        # why "f": str() writes small and scaled values in exponent form ("1E-7", "0E-12"); "f"
+        # writes every digit PostgreSQL sent, as it sent them ("0.0000001", "0.000000000000")
+        return format(value, "f")
     if isinstance(value, date | datetime):
         return value.isoformat()
     raise TypeError(f"cannot encode {type(value).__name__}")
