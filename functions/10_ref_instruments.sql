@@ -12,6 +12,11 @@ declare
 begin
     select e.exchange_id into v_id from ref.exchanges e where e.code = p_code;
     if v_id is null then
+        -- why here, after the lookup: a null code finds nothing, and testing it first would cost
+        -- every lookup that succeeds
+        if p_code is null then
+            raise exception 'exchange must be given, got null' using errcode = '22S09';
+        end if;
         raise exception 'exchange "%" does not exist', p_code
             using errcode = '23S01',
                   hint = 'Known exchanges are listed in ref.exchanges (binance, coinbase, kraken, bybit, gateio, okx).';
@@ -19,7 +24,7 @@ begin
     return v_id;
 end;
 $$;
-comment on function internal.exchange_id(text) is 'Exchange id of an exchange code; raises 23S01 unknown_exchange.';
+comment on function internal.exchange_id(text) is 'Exchange id of an exchange code; raises 23S01 unknown_exchange, or 22S09 for a null code.';
 
 create or replace function internal.find_instrument(p_exchange text, p_symbol text)
     returns ref.instruments
@@ -34,6 +39,9 @@ begin
     from ref.instruments i
     where i.exchange_id = internal.exchange_id(p_exchange) and i.symbol = p_symbol;
     if v_instrument.instrument_id is null then
+        if p_symbol is null then  -- why here: see internal.exchange_id
+            raise exception 'symbol must be given, got null' using errcode = '22S09';
+        end if;
         raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
             using errcode = '23S02',
                   hint = 'Create it with ref.upsert_instrument.';
@@ -42,7 +50,7 @@ begin
 end;
 $$;
 comment on function internal.find_instrument(text, text) is
-    'The instrument row for (exchange code, symbol); raises 23S01 unknown_exchange or 23S02 unknown_instrument.';
+    'The instrument row for (exchange code, symbol); raises 23S01 unknown_exchange or 23S02 unknown_instrument (22S09 for a null one).';
 
 create or replace function internal.lock_instrument(p_exchange text, p_symbol text)
     returns ref.instruments
@@ -60,6 +68,9 @@ begin
     where i.exchange_id = internal.exchange_id(p_exchange) and i.symbol = p_symbol
     for key share;
     if v_instrument.instrument_id is null then
+        if p_symbol is null then  -- why here: see internal.exchange_id
+            raise exception 'symbol must be given, got null' using errcode = '22S09';
+        end if;
         raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
             using errcode = '23S02',
                   hint = 'Create it with ref.upsert_instrument.';
@@ -68,7 +79,7 @@ begin
 end;
 $$;
 comment on function internal.lock_instrument(text, text) is
-    'The instrument row for (exchange code, symbol), locked FOR KEY SHARE; raises 23S01 unknown_exchange or 23S02 unknown_instrument.';
+    'The instrument row for (exchange code, symbol), locked FOR KEY SHARE; raises 23S01 unknown_exchange or 23S02 unknown_instrument (22S09 for a null one).';
 
 create or replace function ref.upsert_instrument(
     exchange     text,

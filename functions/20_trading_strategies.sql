@@ -83,6 +83,11 @@ begin
     select s.* into v_strategy from trading.strategies s where s.name = p_name;
     -- why the same error: another user's strategy must not be told apart from a missing one
     if v_strategy.strategy_id is null or not internal.strategy_in_scope(v_strategy.strategy_id) then
+        -- why here, after the lookup: a null name finds nothing, and testing it first would cost
+        -- every placement
+        if p_name is null then
+            raise exception 'strategy must be given, got null' using errcode = '22S09';
+        end if;
         raise exception 'strategy "%" does not exist', p_name
             using errcode = '23S03',
                   hint = 'Create it with trading.create_strategy.';
@@ -90,4 +95,4 @@ begin
     return v_strategy;
 end;
 $$;
-comment on function internal.find_strategy(text) is 'The strategy row for a name; raises 23S03 unknown_strategy.';
+comment on function internal.find_strategy(text) is 'The strategy row for a name; raises 23S03 unknown_strategy, or 22S09 for a null name.';

@@ -392,3 +392,22 @@ def test_a_strategy_name_with_plain_spaces_is_kept(seeded):
     assert seeded.execute(
         "select name from trading.strategies where strategy_id = %s", [strategy_id]
     ).fetchone() == ("alpha beta",)
+
+
+@pytest.mark.parametrize("argument", ["strategy", "exchange", "symbol"])
+def test_an_order_with_a_null_strategy_exchange_or_symbol_is_an_invalid_argument(seeded, argument):
+    expect_refusal(
+        seeded,
+        "22S09",
+        f"{argument} must be given, got null",
+        lambda: place(seeded, "buy", "1", "100", **{argument: None}),
+    )
+
+
+def test_a_position_of_a_null_strategy_is_an_invalid_argument_not_an_unknown_strategy(seeded):
+    expect_refusal(
+        seeded,
+        "22S09",
+        "strategy must be given, got null",
+        lambda: call(seeded, "trading.get_position", strategy=None, exchange="binance", symbol="BTCUSDT"),
+    )
