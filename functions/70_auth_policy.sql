@@ -51,7 +51,12 @@ create or replace function internal.password_matches(p_hash text, p_password tex
     language plpgsql
 as $$
 -- True when p_password matches the bcrypt hash. With no hash (unknown user) it still runs one
--- bcrypt at the policy's cost and answers false, so both cases take the same time.
+-- bcrypt at the policy's cost and answers false, so both cases take the same time. A password
+-- longer than 72 bytes never matches.
+-- why the 72-byte rule: bcrypt reads only the first 72 bytes, so a 72-byte password followed by
+-- anything would match, and the TOTP secret (encrypted under the whole password) would then be
+-- decrypted, or re-encrypted, with the wrong password; internal.check_new_password has refused
+-- longer passwords from the start, so no stored hash is of one
 declare
     v_setting text := p_hash;
 begin
@@ -60,11 +65,12 @@ begin
         into v_setting
         from auth.security_policy p;
     end if;
-    return coalesce(public.crypt(coalesce(p_password, ''), v_setting) = p_hash, false);
+    return coalesce(public.crypt(coalesce(p_password, ''), v_setting) = p_hash, false)
+           and coalesce(octet_length(p_password), 0) <= 72;
 end;
 $$;
 comment on function internal.password_matches(text, text) is
-    'Checks a password against a bcrypt hash; with a null hash, spends the same time and returns false.';
+    'Checks a password against a bcrypt hash; with a null hash, spends the same time and returns false; a password over 72 bytes never matches.';
 
 create or replace function auth.set_security_policy(
     password_min_length  integer default null,
@@ -92,6 +98,14 @@ declare
     v_unknown text;
 begin
     perform internal.require_permission('policy:manage');
+    -- why: bcrypt uses at most 72 bytes (internal.check_new_password refuses longer passwords), so a
+    -- longer minimum would refuse every new password; the table's check allows up to 256
+    if set_security_policy.password_min_length > 72 then
+        raise exception 'security policy value out of range (password_min_length % is over 72, the most bcrypt uses)',
+            set_security_policy.password_min_length
+            using errcode = '22S09',
+                  hint = 'A password is at most 72 bytes; choose a minimum length from 8 to 72.';
+    end if;
     select r into v_unknown
     from unnest(totp_required_roles) r
     where not exists (select from auth.roles ar where ar.role_name = r)
@@ -126,4 +140,4 @@ begin
 end;
 $$;
 comment on function auth.set_security_policy(integer, integer, integer, integer, interval, interval, interval, interval, text[]) is
-    'Changes the security policy (arguments given by name; null keeps a setting) and records the change. Needs policy:manage.';
+    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a minimum password length over 72 (bcrypt''s limit) is refused with 22S09. Needs policy:manage.';

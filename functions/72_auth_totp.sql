@@ -61,13 +61,19 @@ create or replace function auth.totp_code(
     returns text
     immutable
     strict
-    language sql
+    language plpgsql
 as $$
-    -- RFC 6238 TOTP: the HOTP code of the time step (Unix time / step_seconds, rounded down) at `at`.
-    select auth.hotp_code(secret, floor(extract(epoch from at) / step_seconds)::bigint, digits, algorithm)
+-- RFC 6238 TOTP: the HOTP code of the time step (Unix time / step_seconds, rounded down) at `at`.
+begin
+    if step_seconds <= 0 then
+        raise exception 'the TOTP time step must be a positive number of seconds, got %', step_seconds
+            using errcode = '22S09';
+    end if;
+    return auth.hotp_code(secret, floor(extract(epoch from at) / step_seconds)::bigint, digits, algorithm);
+end;
 $$;
 comment on function auth.totp_code(bytea, timestamptz, integer, integer, text) is
-    'RFC 6238 TOTP code of a secret at a time (default: 6 digits, 30-second steps, HMAC-SHA1).';
+    'RFC 6238 TOTP code of a secret at a time (default: 6 digits, 30-second steps, HMAC-SHA1); a step of 0 or less raises 22S09.';
 
 create or replace function internal.matching_totp_step(p_user auth.users, p_password text, p_code text)
     returns bigint
@@ -181,11 +187,15 @@ as $$
 declare
     v_user auth.users;
 begin
-    v_user := internal.lock_user(disable_totp.user_id);
+    -- why the permission first: a session without it must not learn which user ids exist (23S07)
+    -- nor hold another user's row locked
     if disable_totp.password is null then
         perform internal.require_permission('users:manage');
     else
-        perform internal.require_self_or_permission(v_user.user_id, 'users:manage');
+        perform internal.require_self_or_permission(disable_totp.user_id, 'users:manage');
+    end if;
+    v_user := internal.lock_user(disable_totp.user_id);
+    if disable_totp.password is not null then
         perform internal.verify_password(v_user, disable_totp.password);
         if v_user.totp_enabled_at is not null
            and internal.matching_totp_step(v_user, disable_totp.password, disable_totp.totp_code) is null then

@@ -164,16 +164,20 @@ as $$
 -- The session's user, roles and permissions; slides the idle timeout and scopes the rest of the
 -- transaction to the user (spreadedge.user_id). Raises invalid_session (28S02) for an unknown,
 -- expired or revoked token or a disabled user.
--- why the slide is at most once a minute: this runs on every API request, and a write on each
--- would make every read a write transaction waiting for its WAL flush; a session idle for the
--- timeout less up to a minute of its last use may end that much early
+-- why the slide is at most once a minute (once per half the idle timeout when that is shorter):
+-- this runs on every API request, and a write on each would make every read a write transaction
+-- waiting for its WAL flush; a session idle for the timeout less up to a minute of its last use may
+-- end that much early. With a fixed minute, an idle timeout of a minute or less never slid at all,
+-- and a session in constant use expired one idle timeout after login.
 #variable_conflict use_column
 declare
     v_policy  auth.security_policy;
     v_session auth.sessions;
     v_user    auth.users;
+    v_slide   interval;
 begin
     select p.* into v_policy from auth.security_policy p;
+    v_slide := least(interval '1 minute', v_policy.session_idle_timeout / 2);
     select s.* into v_session
     from auth.sessions s
     where s.token_hash = public.digest(coalesce(validate_session.token, ''), 'sha256');
@@ -182,11 +186,11 @@ begin
         raise exception 'the session is unknown, expired or revoked'
             using errcode = '28S02', hint = 'Log in again (auth.login).';
     end if;
-    if v_session.last_seen_at < now() - interval '1 minute' then
+    if v_session.last_seen_at < now() - v_slide then
         update auth.sessions s
         set last_seen_at = now(),
             idle_expires_at = least(now() + v_policy.session_idle_timeout, s.expires_at)
-        where s.session_id = v_session.session_id and s.last_seen_at < now() - interval '1 minute';
+        where s.session_id = v_session.session_id and s.last_seen_at < now() - v_slide;
     end if;
     perform set_config('spreadedge.user_id', v_user.user_id::text, true);
     return query
@@ -201,7 +205,7 @@ begin
 end;
 $$;
 comment on function auth.validate_session(text) is
-    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute), sets spreadedge.user_id for the transaction. Raises 28S02.';
+    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute, or per half the idle timeout when shorter), sets spreadedge.user_id for the transaction. Raises 28S02.';
 
 create or replace function auth.logout(token text)
     returns boolean

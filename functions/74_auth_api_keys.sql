@@ -19,6 +19,11 @@ begin
             using errcode = '22S09', hint = 'spreadedge keys generate makes one.';
     end if;
     v_verifier := public.hmac('spreadedge master key verifier', p_master_key, 'sha256');
+    -- why an advisory lock and not only FOR UPDATE: a row lock cannot serialise the first use (no
+    -- row yet) nor a rotation (which retires the row a waiter locked, so the waiter found no current
+    -- version and inserted version 1: a raw 23505). Taken first, it makes the select below see what
+    -- the other transaction committed.
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('spreadedge.master_keys'));
     select m.* into v_current from auth.master_keys m where m.retired_at is null for update;
     if v_current.key_version is null then
         if not p_first_use then
@@ -37,7 +42,7 @@ begin
 end;
 $$;
 comment on function internal.current_master_key_version(text, boolean) is
-    'Checks a master key against the current version''s verifier (28S03 if wrong) and returns the version.';
+    'Checks a master key against the current version''s verifier (28S03 if wrong) and returns the version; serialises first uses and rotations (advisory lock until commit).';
 
 create or replace function internal.encrypt_secret(p_value text, p_master_key text)
     returns bytea
@@ -182,8 +187,9 @@ begin
     from ref.exchanges e
     where e.exchange_id = v_key.exchange_id;
 exception
-    -- why: pgcrypto says only "Wrong key or corrupt data" (39000); callers need the project code
-    when external_routine_exception then
+    -- why: pgcrypto says only "Wrong key or corrupt data" (39000, external_routine_invocation_exception,
+    -- not 38000 external_routine_exception); callers need the project code
+    when external_routine_invocation_exception then
         raise exception 'API key % cannot be decrypted with this master key', reveal_api_key.key_id
             using errcode = '28S03';
 end;
@@ -255,7 +261,8 @@ begin
             rotated_at = now()
         where k.key_version = v_old;
         get diagnostics v_count = row_count;
-    exception when external_routine_exception then
+    -- why 39000: what pgcrypto raises for a wrong key or corrupt data
+    exception when external_routine_invocation_exception then
         raise exception 'a stored API key cannot be decrypted with the old master key; nothing was changed'
             using errcode = '28S03';
     end;

@@ -1,6 +1,6 @@
 -- spreadedge schema: auth
 -- Application users, their roles and permissions, login sessions, two-factor secrets, the security
--- policy and exchange API keys. Logic lives in functions/40_auth_*.sql; these tables are private.
+-- policy and exchange API keys. Logic lives in functions/70_auth_*.sql; these tables are private.
 -- Secrets are never stored in clear: passwords as bcrypt hashes, session tokens as sha256 digests,
 -- TOTP secrets encrypted under the user's password, API keys under a master key that never enters
 -- the database except as a bind parameter.

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 import pytest
 
@@ -26,6 +31,50 @@ def store(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label=
 def reveal(conn, key_id, master_key=MASTER_KEY):
     with acting_as(conn, "spreadedge_engine"):
         return rows(conn, "auth.reveal_api_key", key_id=key_id, master_key=master_key)[0]
+
+
+def _waits_for_a_lock(conn, pid):
+    """Whether backend pid comes to wait for a lock within 30 s."""
+    for _ in range(300):
+        if conn.execute(
+            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
+        ).fetchone():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def race(
+    auth_db, db_url, first: Callable[[psycopg.Connection], Any], second: Callable[[psycopg.Connection], Any]
+):
+    """Run first in a transaction left open, then second on another connection; commit first once
+    second waits for it. Whether second waited, and what it returned or raised."""
+    outcome: list[Any] = []
+
+    def racer(conn: psycopg.Connection) -> None:
+        try:
+            outcome.append(second(conn))
+        except Exception as exc:  # asserted on by the test
+            outcome.append(exc)
+
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as caller:
+        first(holder)  # not committed yet
+        thread = threading.Thread(target=racer, args=(caller,))
+        thread.start()
+        waited = _waits_for_a_lock(auth_db, caller.info.backend_pid)
+        holder.commit()
+        thread.join(timeout=30)
+    return waited, outcome[0]
+
+
+def corrupt_a_secret(conn, key_id):
+    """Replace a key's secret with one the master key cannot decrypt (a row restored from another
+    database, or damaged)."""
+    conn.execute(
+        "update auth.api_keys set api_secret = pgp_sym_encrypt('x', 'a-key-nobody-uses-0123456789-abcdef')"
+        " where key_id = %s",
+        [key_id],
+    )
 
 
 def ciphertexts(conn):
@@ -204,3 +253,80 @@ def test_api_key_list_shows_a_trader_only_their_own_keys(auth_db):
     admin = make_user(auth_db, "root", "admin")
     with acting_as(auth_db, "spreadedge_app", admin):
         assert auth_db.execute("select count(*) from auth.api_key_list").fetchone()[0] == 2
+
+
+def test_a_store_racing_the_first_store_under_another_master_key_is_refused_with_28S03(auth_db, db_url):
+    alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
+    waited, outcome = race(
+        auth_db,
+        db_url,
+        lambda conn: store(conn, alice),
+        lambda conn: store(conn, bob, api_key="AKIA-bob", master_key=OTHER_MASTER_KEY),
+    )
+    assert waited
+    assert isinstance(outcome, psycopg.errors.OperationalError)
+    assert (outcome.sqlstate, outcome.diag.message_primary) == (
+        "28S03",
+        "the master key is not master key version 1, which the API keys are encrypted under",
+    )
+    assert auth_db.execute("select key_version from auth.master_keys").fetchall() == [(1,)]
+
+
+def test_a_store_racing_the_first_store_under_the_same_master_key_succeeds(auth_db, db_url):
+    alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
+    waited, outcome = race(
+        auth_db, db_url, lambda conn: store(conn, alice), lambda conn: store(conn, bob, api_key="AKIA-bob")
+    )
+    assert waited
+    assert isinstance(outcome, int)
+    assert auth_db.execute("select user_id, key_version from auth.api_keys order by key_id").fetchall() == [
+        (alice, 1),
+        (bob, 1),
+    ]
+
+
+def test_a_store_racing_a_rotation_under_the_old_key_is_refused_with_28S03(auth_db, db_url):
+    alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
+    store(auth_db, alice)
+    waited, outcome = race(
+        auth_db,
+        db_url,
+        lambda conn: call(
+            conn, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY
+        ),
+        lambda conn: store(conn, bob, api_key="AKIA-bob"),
+    )
+    assert waited
+    assert isinstance(outcome, psycopg.errors.OperationalError)
+    assert (outcome.sqlstate, outcome.diag.message_primary) == (
+        "28S03",
+        "the master key is not master key version 2, which the API keys are encrypted under",
+    )
+    assert auth_db.execute("select user_id, key_version from auth.api_keys").fetchall() == [(alice, 2)]
+
+
+def test_reveal_of_a_key_the_master_key_cannot_decrypt_is_refused_with_28S03(auth_db):
+    key_id = store(auth_db, make_user(auth_db, "alice"))
+    corrupt_a_secret(auth_db, key_id)
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        reveal(auth_db, key_id)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "28S03",
+        f"API key {key_id} cannot be decrypted with this master key",
+    )
+    assert events(auth_db, "api_key_revealed") == []
+
+
+def test_rotation_over_a_key_the_old_master_key_cannot_decrypt_is_refused_with_28S03(auth_db):
+    user_id = make_user(auth_db, "alice")
+    store(auth_db, user_id)
+    corrupt_a_secret(auth_db, store(auth_db, user_id, api_key="AKIA-okx-0002", exchange="okx"))
+    before = ciphertexts(auth_db)
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "28S03",
+        "a stored API key cannot be decrypted with the old master key; nothing was changed",
+    )
+    assert ciphertexts(auth_db) == before
+    assert auth_db.execute("select key_version, retired_at from auth.master_keys").fetchall() == [(1, None)]

@@ -123,6 +123,16 @@ def test_validation_slides_the_idle_timeout(auth_db):
     assert call(auth_db, "auth.validate_session", token=token) is not None
 
 
+def test_validation_slides_an_idle_timeout_shorter_than_a_minute(auth_db):
+    auth_db.execute("select auth.set_security_policy(session_idle_timeout => '30 seconds')")
+    user_id = make_user(auth_db, "alice")
+    token = login(auth_db, "alice")["session_token"]
+    age_session(auth_db, user_id, "20 seconds")
+    call(auth_db, "auth.validate_session", token=token)
+    age_session(auth_db, user_id, "20 seconds")
+    assert call(auth_db, "auth.validate_session", token=token) is not None
+
+
 def test_validation_within_a_minute_of_the_last_use_writes_nothing(auth_db):
     make_user(auth_db, "alice")
     token = login(auth_db, "alice")["session_token"]
@@ -254,3 +264,12 @@ def test_successful_login_is_recorded_with_ip_and_user_agent(auth_db):
     [event] = events(auth_db, "login_succeeded")
     assert (event["user_id"], str(event["ip_address"]), event["user_agent"]) == (user_id, "192.0.2.7", "ua/1")
     assert PASSWORD not in str(event)
+
+
+def test_a_72_byte_password_with_more_appended_is_refused(auth_db):
+    longest = "Aa1-" + "x" * 68  # 72 bytes: all of it counts for bcrypt
+    make_user(auth_db, "alice", password=longest)
+    assert login(auth_db, "alice", longest)["success"] is True
+    result = login(auth_db, "alice", longest + "tail")
+    assert (result["success"], result["message"]) == (False, REFUSED)
+    assert [e["details"]["reason"] for e in events(auth_db, "login_failed")] == ["wrong password"]

@@ -207,3 +207,56 @@ def test_password_reset_by_an_admin_drops_2fa(auth_db):
     call(auth_db, "auth.change_password", user_id=user_id, new_password="New-Password-77")
     assert login(auth_db, "alice", "New-Password-77")["success"] is True
     assert [e["details"]["reason"] for e in events(auth_db, "totp_disabled")] == ["password reset"]
+
+
+LONGEST_PASSWORD = "Aa1-" + "x" * 68  # 72 bytes: all of it counts for bcrypt
+
+
+def test_a_72_byte_password_with_more_appended_is_refused_at_login_with_2fa(auth_db):
+    user_id = make_user(auth_db, "alice", password=LONGEST_PASSWORD)
+    [enrollment] = rows(auth_db, "auth.enroll_totp", user_id=user_id, password=LONGEST_PASSWORD)
+    with auth_db.transaction():
+        code = code_at(enrollment["secret"], db_now(auth_db), -1)
+        call(auth_db, "auth.confirm_totp", user_id=user_id, password=LONGEST_PASSWORD, totp_code=code)
+    with auth_db.transaction():
+        result = login(
+            auth_db,
+            "alice",
+            LONGEST_PASSWORD + "tail",
+            totp_code=code_at(enrollment["secret"], db_now(auth_db)),
+        )
+    assert (result["success"], result["message"]) == (
+        False,
+        "login refused: wrong username or password, or the account is locked or disabled",
+    )
+
+
+def test_enroll_with_a_72_byte_password_and_more_appended_is_refused_with_28S01(auth_db):
+    user_id = make_user(auth_db, "alice", password=LONGEST_PASSWORD)
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        rows(auth_db, "auth.enroll_totp", user_id=user_id, password=LONGEST_PASSWORD + "tail")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "28S01",
+        f"wrong password for user {user_id}",
+    )
+    assert auth_db.execute("select totp_secret from auth.users").fetchone()[0] is None
+
+
+def test_totp_code_with_a_step_of_zero_seconds_is_refused_with_22S09(db):
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        call(db, "auth.totp_code", secret=b"12345678901234567890", at=datetime.now(UTC), step_seconds=0)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "the TOTP time step must be a positive number of seconds, got 0",
+    )
+
+
+def test_disable_totp_of_an_unknown_user_without_the_permission_is_refused_with_42S01(auth_db):
+    trader = make_user(auth_db, "alice")
+    auth_db.execute("select set_config('spreadedge.user_id', %s, false)", [str(trader)])
+    with pytest.raises(psycopg.errors.ProgrammingError) as caught:
+        call(auth_db, "auth.disable_totp", user_id=trader + 1000)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {trader} lacks the permission users:manage",
+    )

@@ -172,6 +172,16 @@ def test_policy_value_out_of_range_is_refused_with_22S09(auth_db):
     assert auth_db.execute("select bcrypt_cost from auth.security_policy").fetchone()[0] == 4
 
 
+def test_policy_minimum_password_length_over_72_is_refused_with_22S09(auth_db):
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        auth_db.execute("select auth.set_security_policy(password_min_length => 73)")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "security policy value out of range (password_min_length 73 is over 72, the most bcrypt uses)",
+    )
+    assert auth_db.execute("select password_min_length from auth.security_policy").fetchone()[0] == 12
+
+
 def test_role_grant_and_revoke_change_permissions_and_are_recorded(auth_db):
     user_id = make_user(auth_db, "alice", "viewer")
     call(auth_db, "auth.grant_role", user_id=user_id, role_name="trader")

@@ -182,6 +182,47 @@ def test_keys_store_without_a_master_key_says_how_to_make_one(db_url, auth_db, t
     assert "does not exist (spreadedge keys generate makes one)" in result.output
 
 
+def test_keys_store_with_a_key_file_that_is_a_directory_fails_cleanly(db_url, auth_db, tmp_path):
+    folder = tmp_path / "keys"
+    folder.mkdir(mode=0o700)
+    result = invoke(
+        db_url,
+        "keys",
+        "store",
+        "--user",
+        "alice",
+        "--exchange",
+        "okx",
+        "--label",
+        "x",
+        env={"SPREADEDGE_MASTER_KEY_FILE": str(folder), "SPREADEDGE_MASTER_KEY": ""},
+    )
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: cannot read master key file {folder}: Is a directory\n",
+    )
+
+
+def test_a_key_file_that_is_not_text_is_refused_without_quoting_it(tmp_path):
+    path = tmp_path / "binary.key"
+    path.write_bytes(b"\xff" * 40)
+    path.chmod(0o600)
+    with pytest.raises(masterkey.MasterKeyError) as caught:
+        masterkey.read_key_file(path)
+    assert str(caught.value) == f"cannot read master key file {path}: it is not UTF-8 text"
+
+
+def test_keys_generate_where_the_file_cannot_be_made_fails_cleanly(db_url, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    path = blocker / "keys" / "new.key"
+    result = invoke(db_url, "keys", "generate", "--out", str(path))
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: cannot create master key file {path}: Not a directory\n",
+    )
+
+
 def test_a_key_file_readable_by_others_is_refused(tmp_path):
     path = tmp_path / "open.key"
     path.write_text("k" * 40)

@@ -39,11 +39,16 @@ def default_key_file(settings: Settings) -> Path:
 
 def write_key_file(path: Path, key: str) -> None:
     """Write a key to a new file, readable by its owner only; an existing file is never replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MasterKeyError(f"cannot create master key file {path}: {exc.strerror}") from exc
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
         raise MasterKeyError(f"{path} already exists: a master key is never overwritten") from exc
+    except OSError as exc:
+        raise MasterKeyError(f"cannot create master key file {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
 
@@ -56,9 +61,16 @@ def read_key_file(path: Path) -> str:
         raise MasterKeyError(
             f"master key file {path} does not exist (spreadedge keys generate makes one)"
         ) from exc
+    except OSError as exc:
+        raise MasterKeyError(f"cannot read master key file {path}: {exc.strerror}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise MasterKeyError(f"master key file {path} is readable by others: chmod 600 {path}")
-    key = path.read_text().strip()
+    try:
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        # why not str(exc): a decode error quotes a byte of the file, which is a byte of the key
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise MasterKeyError(f"cannot read master key file {path}: {reason}") from exc
     if len(key) < MIN_LENGTH:
         raise MasterKeyError(f"master key file {path} holds fewer than {MIN_LENGTH} characters")
     return key
