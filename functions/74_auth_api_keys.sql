@@ -162,20 +162,31 @@ create or replace function auth.reveal_api_key(key_id bigint, master_key text)
     language plpgsql
 as $$
 -- Decrypt an API key for the trading engine (granted to spreadedge_engine only). Every reveal is
--- recorded. A wrong master key raises wrong_master_key (28S03); a revoked key, unknown_api_key.
+-- recorded. A wrong master key raises wrong_master_key (28S03) before any key is read; a revoked
+-- key, unknown_api_key (23S09); a key of a disabled user, user_disabled (55S04).
 #variable_conflict use_column
 declare
     v_key     auth.api_keys;
     v_version integer;
     v_user    auth.users;
 begin
+    -- why the master key first: auth.rotate_master_key takes the master key's locks and then every
+    -- key row; a reveal that locked its key row first and then waited for the master key could
+    -- deadlock with a rotation (40P01)
+    v_version := internal.current_master_key_version(reveal_api_key.master_key, false);
     v_key := internal.visible_api_key(reveal_api_key.key_id);
     if v_key.revoked_at is not null then
         raise exception 'API key % is revoked', v_key.key_id using errcode = '23S09';
     end if;
-    v_version := internal.current_master_key_version(reveal_api_key.master_key, false);
-    update auth.api_keys k set last_revealed_at = now() where k.key_id = v_key.key_id;
     select u.* into v_user from auth.users u where u.user_id = v_key.user_id;
+    -- why: disabling a user stops the use of their exchange keys, as it ends their sessions
+    if v_user.disabled_at is not null then
+        raise exception 'user % is disabled', v_user.user_id
+            using errcode = '55S04',
+                  detail = format('API key %s belongs to a disabled user and cannot be revealed.', v_key.key_id),
+                  hint = 'Enable the user again (auth.enable_user) or store the keys under another user.';
+    end if;
+    update auth.api_keys k set last_revealed_at = now() where k.key_id = v_key.key_id;
     perform internal.security_event('api_key_revealed', v_key.user_id, v_user.username,
         jsonb_build_object('key_id', v_key.key_id, 'key_version', v_version));
     return query
@@ -195,7 +206,7 @@ exception
 end;
 $$;
 comment on function auth.reveal_api_key(bigint, text) is
-    'Decrypts an API key (spreadedge_engine only); every reveal is audited. Raises 28S03 for a wrong master key.';
+    'Decrypts an API key (spreadedge_engine only); every reveal is audited. Raises 28S03 for a wrong master key, 23S09 for an unknown or revoked key, 55S04 for a key of a disabled user.';
 
 create or replace function auth.revoke_api_key(key_id bigint)
     returns void

@@ -330,3 +330,40 @@ def test_rotation_over_a_key_the_old_master_key_cannot_decrypt_is_refused_with_2
     )
     assert ciphertexts(auth_db) == before
     assert auth_db.execute("select key_version, retired_at from auth.master_keys").fetchall() == [(1, None)]
+
+
+def test_a_key_of_a_disabled_user_is_not_revealed(auth_db):
+    user_id = make_user(auth_db, "alice")
+    key_id = store(auth_db, user_id)
+    call(auth_db, "auth.disable_user", user_id=user_id)
+    with pytest.raises(psycopg.OperationalError) as caught:
+        reveal(auth_db, key_id)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary, caught.value.diag.message_detail) == (
+        "55S04",
+        f"user {user_id} is disabled",
+        f"API key {key_id} belongs to a disabled user and cannot be revealed.",
+    )
+    assert events(auth_db, "api_key_revealed") == []
+
+
+def test_a_reveal_waiting_for_a_rotation_holds_no_key_row_so_the_two_never_deadlock(auth_db, db_url):
+    key_id = store(auth_db, make_user(auth_db, "alice"))
+    outcome: list[Any] = []
+
+    def reveal_now(conn: psycopg.Connection) -> None:
+        try:
+            outcome.append(reveal(conn, key_id)["api_key"])
+        except Exception as exc:  # asserted on below
+            outcome.append(exc)
+
+    with psycopg.connect(db_url) as rotation, psycopg.connect(db_url, autocommit=True) as engine:
+        # a rotation's order: the master key's locks first, then every key row
+        rotation.execute("select pg_advisory_xact_lock(hashtext('spreadedge.master_keys'))")
+        rotation.execute("select from auth.master_keys where retired_at is null for update")
+        thread = threading.Thread(target=reveal_now, args=(engine,))
+        thread.start()
+        assert _waits_for_a_lock(auth_db, engine.info.backend_pid)
+        rotation.execute("update auth.api_keys set rotated_at = now() where key_id = %s", [key_id])
+        rotation.commit()
+        thread.join(timeout=30)
+    assert outcome == ["AKIA-binance-0001"]
