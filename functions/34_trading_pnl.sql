@@ -84,7 +84,8 @@ declare
     v_h2          timestamptz := internal.utc_boundary(pnl_summary.until, 'hour', false);
 begin
     perform internal.require_permission('pnl:read');
-    if not v_dims <@ array['strategy', 'exchange', 'instrument', 'day', 'total'] then
+    -- why the empty list too: '' (or ' ') groups by nothing a caller named; null means total
+    if not v_dims <@ array['strategy', 'exchange', 'instrument', 'day', 'total'] or cardinality(v_dims) = 0 then
         raise exception 'group_by "%" is not a list of strategy, exchange, instrument, day or total',
             pnl_summary.group_by
             using errcode = '22S09',

@@ -300,12 +300,13 @@ def test_pnl_summary_by_instrument_names_exchange_and_symbol(seeded):
     assert keys == [("binance", "BTCUSDT", None), ("okx", "BTC-USDT-SWAP", None)]
 
 
-def test_pnl_summary_refuses_an_unknown_grouping(seeded):
+@pytest.mark.parametrize("group_by", ["strategy,week", "", " "])
+def test_pnl_summary_refuses_an_unknown_or_empty_grouping(seeded, group_by):
     with pytest.raises(errors.DataError) as caught:
-        rows(seeded, "trading.pnl_summary", group_by="strategy,week")
+        rows(seeded, "trading.pnl_summary", group_by=group_by)
     assert caught.value.sqlstate == "22S09"
     assert caught.value.diag.message_primary == (
-        'group_by "strategy,week" is not a list of strategy, exchange, instrument, day or total'
+        f'group_by "{group_by}" is not a list of strategy, exchange, instrument, day or total'
     )
 
 
