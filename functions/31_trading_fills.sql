@@ -40,8 +40,9 @@ begin
         fee_quote := p_fee * p_price;
     elsif p_fee_quote is not null then
         fee_quote := internal.check_finite(p_fee_quote, 'fee_quote');
-        -- why: a fee valued as a rebate (or a rebate as a fee) would count the wrong way in PnL
-        if sign(fee_quote) <> sign(p_fee) then
+        -- why: a fee valued as a rebate (or a rebate as a fee) would count the wrong way in PnL;
+        -- a fee_quote of 0 is a tiny fee rounded to the quote asset's precision
+        if sign(fee_quote) * sign(p_fee) < 0 then
             raise exception 'fee_quote % and the fee % % differ in sign', fee_quote, p_fee, p_fee_currency
                 using errcode = '22S09',
                       hint = 'fee_quote is the fee''s value in the quote asset: positive for a fee, negative for a rebate.';

@@ -325,3 +325,28 @@ def test_a_fee_quote_of_the_other_sign_than_the_fee_is_refused_and_writes_nothin
             fee_quote=D(fee_quote),
         ),
     )
+
+
+def test_a_tiny_fee_valued_at_a_fee_quote_of_zero_is_recorded_at_zero(seeded):
+    order_id = call(
+        seeded,
+        "trading.place_order",
+        strategy="alpha",
+        exchange="binance",
+        symbol="BTCUSDT",
+        side="buy",
+        quantity=D("0.01"),
+        price=D("60000"),
+    )
+    trade_id = call(
+        seeded,
+        "trading.record_fill",
+        order_id=order_id,
+        exchange_trade_id="tiny-1",
+        quantity=D("0.01"),
+        price=D("60000"),
+        fee=D("0.00001"),
+        fee_currency="BNB",
+        fee_quote=D("0.000000"),
+    )
+    assert stored_fee(seeded, trade_id)[0] == 0
