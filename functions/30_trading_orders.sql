@@ -360,12 +360,22 @@ as $$
 -- The exchange accepted the order: new -> open, and remember its exchange order id. Idempotent.
 -- Exchange messages arrive out of order (a fill or a cancel before the acknowledgement), so an
 -- order already past new keeps its status and only records the exchange id; a rejected order
--- cannot be acknowledged (55S01).
+-- cannot be acknowledged (55S01). An order keeps the first exchange order id it is given: another
+-- one is conflicting_duplicate (23S06) and changes nothing.
 #variable_conflict use_column
 declare
     v_order trading.orders := internal.lock_order(acknowledge_order.order_id);
 begin
     perform internal.require_permission('orders:write');
+    -- why refused: one order is one order on the exchange; a second id is an adapter that mixed
+    -- up two orders, and overwriting the first would lose the link reconciliation needs
+    if v_order.exchange_order_id <> acknowledge_order.exchange_order_id then
+        raise exception 'order % is already acknowledged with exchange order id "%"',
+            v_order.order_id, v_order.exchange_order_id
+            using errcode = '23S06',
+                  detail = format('given: "%s"', acknowledge_order.exchange_order_id),
+                  hint = 'An order has one exchange order id; check which order the exchange acknowledged.';
+    end if;
     if v_order.status = 'new' then
         perform internal.change_order_status(v_order, 'open');
     elsif v_order.status = 'rejected' then
@@ -381,7 +391,7 @@ begin
 end;
 $$;
 comment on function trading.acknowledge_order(bigint, text) is
-    'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id.';
+    'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id; a different id than the one recorded raises 23S06.';
 
 create or replace function internal.close_order(p_order_id bigint, p_to trading.order_status, p_reason text)
     returns void

@@ -359,6 +359,27 @@ def test_acknowledging_records_the_exchange_order_id(seeded):
     )
 
 
+def test_acknowledging_again_with_the_same_exchange_order_id_changes_nothing(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    call(seeded, "trading.acknowledge_order", order_id=order_id, exchange_order_id="BN-42")
+    before = order(seeded, order_id)
+    call(seeded, "trading.acknowledge_order", order_id=order_id, exchange_order_id="BN-42")
+    assert order(seeded, order_id) == before
+
+
+def test_acknowledging_with_another_exchange_order_id_is_a_conflict_and_keeps_the_first(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    call(seeded, "trading.acknowledge_order", order_id=order_id, exchange_order_id="BN-42")
+    error = expect_refusal(
+        seeded,
+        "23S06",
+        f'order {order_id} is already acknowledged with exchange order id "BN-42"',
+        lambda: call(seeded, "trading.acknowledge_order", order_id=order_id, exchange_order_id="BN-43"),
+    )
+    assert error.diag.message_detail == 'given: "BN-43"'
+    assert order(seeded, order_id)["exchange_order_id"] == "BN-42"
+
+
 @pytest.mark.parametrize(
     "name",
     [

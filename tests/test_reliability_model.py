@@ -291,7 +291,14 @@ class TradingMachine(RuleBasedStateMachine):
         except IllegalTransition:
             self.refused("55S01", "trading.acknowledge_order", order_id=order.order_id)
             return
-        call(self.conn, "trading.acknowledge_order", order_id=order.order_id, exchange_order_id=self.key("x"))
+        # an order's exchange id is one (another is 23S06): the same on every acknowledgement
+        exchange_order_id = f"{self.tag}-x{order.order_id}"
+        call(
+            self.conn,
+            "trading.acknowledge_order",
+            order_id=order.order_id,
+            exchange_order_id=exchange_order_id,
+        )
         self.tally.op("acknowledges")
 
     @rule(strategy=st.integers(0, 1), hours=st.integers(0, 200), amount=st.integers(-(10**6), 10**6))
