@@ -60,18 +60,30 @@ create or replace function trading.mark_price(p_instrument_id integer)
     language plpgsql
 as $$
 -- The latest market price known for the instrument: the mid of its newest quote, else the price
--- of its newest public trade (tick), else the price of its latest fill.
+-- of its newest public trade (tick), else the price of its latest fill: in a session scoped to a
+-- user, of the latest fill of a strategy the user sees.
 declare
     v_price numeric;
 begin
     select internal.quote_mark(l.bid, l.ask, l.last_price) into v_price
     from market.latest_prices l
     where l.instrument_id = p_instrument_id;
-    return coalesce(v_price, internal.latest_fill_price(p_instrument_id));
+    if v_price is not null or internal.session_user_id() is null then
+        return coalesce(v_price, internal.latest_fill_price(p_instrument_id));
+    end if;
+    -- why the scope: this function runs as the owner, whom row-level security does not restrict,
+    -- so a trader's position in an instrument without market data was marked at another trader's
+    -- private fill price (shown as the mark in the positions endpoint and views)
+    select t.price into v_price
+    from trading.trades t
+    where t.instrument_id = p_instrument_id and internal.strategy_in_scope(t.strategy_id)
+    order by t.executed_at desc, t.trade_id desc
+    limit 1;
+    return v_price;
 end;
 $$;
 comment on function trading.mark_price(integer) is
-    'Latest known market price of an instrument: newest quote mid, else newest tick price, else latest fill price; null when none.';
+    'Latest known market price of an instrument: newest quote mid, else newest tick price, else latest fill price (of a strategy the session sees, when scoped to a user); null when none.';
 
 create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
     returns numeric

@@ -21,9 +21,13 @@ create or replace function internal.page_cursor(p_at timestamptz, p_id bigint)
     stable
     language sql
 as $$
-    -- Opaque keyset cursor: base64url, unpadded, of "<microseconds since 1970 UTC>:<id>".
+    -- Opaque keyset cursor: base64url, unpadded, of "<microseconds since 1970 UTC>:<id>.".
+    -- why the final period: a cursor cut short still decoded to a position ("…:2586" cut to
+    -- "…:258"), which silently skipped the rows tied in time between the two ids; cutting even one
+    -- character of the base64 loses the period (or leaves bad base64), so internal.read_page_cursor
+    -- refuses it, at no cost to the page
     select rtrim(translate(encode(convert_to(
-               (extract(epoch from p_at) * 1000000)::bigint::text || ':' || p_id::text, 'UTF8'),
+               (extract(epoch from p_at) * 1000000)::bigint::text || ':' || p_id::text || '.', 'UTF8'),
                'base64'), '+/', '-_'), '=')
 $$;
 comment on function internal.page_cursor(timestamptz, bigint) is 'The opaque next_cursor of a page whose last row has this time and id.';
@@ -33,7 +37,8 @@ create or replace function internal.read_page_cursor(p_cursor text, out at times
     language plpgsql
 as $$
 -- The (time, id) a cursor from internal.page_cursor stands for; both null for a null cursor.
--- Anything else raises invalid_argument (22S09) naming the cursor parameter.
+-- Anything else, including a cursor cut short (it lacks the final period), raises
+-- invalid_argument (22S09) naming the cursor parameter.
 declare
     v_text  text;
     v_parts text[];
@@ -51,7 +56,7 @@ begin
                 v_text := null;
         end;
     end if;
-    v_parts := regexp_match(v_text, '^(-?[0-9]{1,17}):([0-9]{1,18})$');
+    v_parts := regexp_match(v_text, '^(-?[0-9]{1,17}):([0-9]{1,18})\.$');
     if v_parts is null then
         raise exception 'cursor "%" is not a cursor this API returned', left(p_cursor, 80)
             using errcode = '22S09', column = 'cursor',
@@ -61,7 +66,7 @@ begin
     id := v_parts[2]::bigint;
 end;
 $$;
-comment on function internal.read_page_cursor(text) is 'Decodes a page cursor into its (time, id); raises 22S09 for anything else.';
+comment on function internal.read_page_cursor(text) is 'Decodes a page cursor into its (time, id); raises 22S09 for anything else, a cursor cut short too.';
 
 create or replace function internal.check_time_range(p_start_date timestamptz, p_end_date timestamptz)
     returns void

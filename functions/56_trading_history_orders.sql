@@ -280,7 +280,10 @@ begin
                                       'trade_id', ev.trade_id,
                                       'reason', ev.reason) order by ev.event_id), '[]')
                           from trading.order_events ev
-                          where ev.order_id = o.order_id and ev.occurred_at >= o.created_at),
+                          -- why no bound on occurred_at: an order may be placed up to a day ahead
+                          -- (placed_at, internal.check_time) and its later events are written at
+                          -- now(), which can come before created_at
+                          where ev.order_id = o.order_id),
                'trades', (select coalesce(json_agg(internal.trade_item(t, s.name, e.code, i)
                                                    order by t.trade_id), '[]')
                           from trading.trades t

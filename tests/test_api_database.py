@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from api_fixtures import Api
-from spreadedge.api import database
+from spreadedge.api import create_app, database
 
 
 def with_pool(url: str, work: Callable[[AsyncConnectionPool], Awaitable[Any]]) -> Any:
@@ -65,3 +65,10 @@ def test_an_unknown_token_raises_invalid_session_before_the_function_runs(
         with_pool(url, work)
     assert raised.value.sqlstate == "28S02"
     assert api.get("orders", "alice").status_code == 200
+
+
+def test_an_app_with_a_pool_size_of_one_gets_a_one_connection_pool() -> None:
+    # spreadedge serve --pool-size 1 (its lowest allowed value) used to die with a ValueError:
+    # the pool's minimum of 2 exceeded its maximum
+    app = create_app("postgresql:///unused", [], pool_size=1)
+    assert (app.state.pool.min_size, app.state.pool.max_size) == (1, 1)

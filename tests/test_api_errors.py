@@ -37,6 +37,12 @@ def test_bad_parameter_is_named(api: Api, path: str, params: dict, status: int, 
     assert body["status"] == status
 
 
+@pytest.mark.parametrize("value", ["20261204", "1.5e10", "-1"])
+def test_a_number_as_a_date_is_unprocessable_not_read_as_unix_time(api: Api, value: str) -> None:
+    response = api.get("trades/summary", "alice", start_date=value)
+    assert (response.status_code, response.json()["parameter"]) == (422, "start_date")
+
+
 def test_a_nul_character_is_a_bad_request(api: Api) -> None:
     response = api.get("orders", "alice", symbol="BTC\x00USDT")
     assert response.status_code == 400

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+import psycopg
 
 from api_fixtures import T0, Api
+from trading_helpers import call, fill, place
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -110,6 +113,19 @@ def test_order_detail_has_events_and_trades_oldest_first(api: Api, ids: dict[str
     assert [(t["exchange_trade_id"], t["quantity"], t["fee"], t["realized_pnl"]) for t in body["trades"]] == [
         ("a2-1", "0.4", "2.44", "397.56"),
         ("a2-2", "0.6", "3.66", "596.34"),
+    ]
+
+
+def test_order_detail_lists_every_event_of_an_order_placed_ahead_of_now(seeded: psycopg.Connection) -> None:
+    # placed_at may be up to a day ahead; the fill and the cancel are written at now(), before it
+    order_id = place(seeded, "buy", "1", "60000", placed_at=datetime.now(UTC) + timedelta(hours=3))
+    fill(seeded, order_id, "0.4", "60000")
+    call(seeded, "trading.cancel_order", order_id=order_id, reason="spread closed")
+    detail = call(seeded, "trading.order_detail", order_id=order_id)
+    assert [(e["from_status"], e["to_status"]) for e in detail["events"]] == [
+        (None, "new"),
+        ("new", "partially_filled"),
+        ("partially_filled", "cancelled"),
     ]
 
 

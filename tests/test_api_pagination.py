@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import httpx
 import psycopg
+import pytest
 
 from api_fixtures import T0, api_login, live_server, seed_history
-from trading_helpers import fill, place
+from trading_helpers import call, fill, place
 
 
 def walk(url: str, path: str, token: str, limit: int, between: Callable[[], None]) -> list[int]:
@@ -83,3 +84,13 @@ def test_trade_pages_skip_and_repeat_nothing_under_concurrent_fills(
             writer.join()
     assert len(seen) == len(set(seen))
     assert [t for t in seen if t in before] == before
+
+
+def test_a_cursor_cut_short_is_refused_not_read_as_an_earlier_position(db: psycopg.Connection) -> None:
+    # "<time>:2586" cut by one base64 character used to decode to "<time>:258", a valid position
+    # that silently skipped the rows tied in time with ids 258 to 2585
+    cursor = call(db, "internal.page_cursor", p_at=T0, p_id=2586)
+    assert call(db, "trading.order_history_page", cursor=cursor) == {"items": [], "next_cursor": None}
+    with pytest.raises(psycopg.Error) as refused:
+        call(db, "trading.order_history_page", cursor=cursor[:-1])
+    assert (refused.value.sqlstate, refused.value.diag.column_name) == ("22S09", "cursor")

@@ -195,3 +195,25 @@ def test_a_traders_own_conditions_never_run_on_rows_the_scope_hides(monitored, d
         " where case when strategy = 'bob-arb' then true else strategy::integer > 0 end"
     )
     assert as_bob(auth_db, desks, query) == [("bob-arb",)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Marks: without market data a position is marked at a fill the user may see, never another's
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_a_traders_position_without_market_data_is_marked_at_their_own_latest_fill_not_anothers(
+    desks, auth_db
+):
+    bought = place(auth_db, "buy", "1", "100", strategy="alice-arb")
+    fill(auth_db, bought, "1", "100", executed_at=NOW - timedelta(minutes=2))
+    bought = place(auth_db, "buy", "1", "137.77", strategy="bob-arb")
+    fill(auth_db, bought, "1", "137.77", executed_at=NOW - timedelta(minutes=1))
+    query = "select strategy, mark_price, unrealized_pnl from trading.position_summary"
+    with acting_as(auth_db, "spreadedge_app", desks["alice"]):
+        assert auth_db.execute(query).fetchall() == [("alice-arb", Decimal("100"), Decimal("0"))]
+    # the engine (unscoped) marks at the instrument's latest fill, whoever made it
+    assert auth_db.execute(query + " order by strategy").fetchall() == [
+        ("alice-arb", Decimal("137.77"), Decimal("37.77")),
+        ("bob-arb", Decimal("137.77"), Decimal("0")),
+    ]

@@ -59,7 +59,8 @@ def make_pool(conninfo: str, *, min_size: int = 2, max_size: int = 10) -> AsyncC
     """A pool (not yet open) whose connections are set up for the API."""
     return AsyncConnectionPool(
         conninfo,
-        min_size=min_size,
+        # why the least: spreadedge serve --pool-size 1 asks for a pool smaller than the usual minimum
+        min_size=min(min_size, max_size),
         max_size=max_size,
         open=False,
         configure=_configure,

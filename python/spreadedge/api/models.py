@@ -119,7 +119,9 @@ class TradeSummaryGroup(Model):
     notional: DecimalText
     fees: DecimalText
     realized_pnl: DecimalText
-    closing_trades: int = Field(description="Trades that closed (part of) a position.")
+    closing_trades: int = Field(
+        description="Trades that closed (part of) a position at a price other than its entry."
+    )
     winning_trades: int = Field(description="Closing trades with a positive realized PnL net of fees.")
     win_rate: DecimalText | None = Field(
         description="winning_trades / closing_trades; null when none closed."

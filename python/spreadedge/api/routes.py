@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 
 from spreadedge.api import database, models
 from spreadedge.api.problems import Problem
@@ -22,8 +24,21 @@ _bearer = HTTPBearer(auto_error=False, description="A session token from POST /a
 
 Text = Annotated[str | None, Query(max_length=200)]
 
-Since = Annotated[datetime | None, Query(description="Inclusive lower bound (ISO 8601; UTC if no offset).")]
-Until = Annotated[datetime | None, Query(description="Exclusive upper bound (ISO 8601; UTC if no offset).")]
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_8601(value: object) -> object:
+    """The value unchanged if it starts with an ISO 8601 date (YYYY-MM-DD); else a ValueError."""
+    # why: pydantic reads a number as Unix time, so 20261204 (a date in ISO 8601's basic format)
+    # would silently be 1970-08-23T12:06:44Z and the page or summary of the wrong period
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date or time: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z or ±HH:MM]")
+    return value
+
+
+IsoTime = Annotated[datetime | None, BeforeValidator(iso_8601)]
+Since = Annotated[IsoTime, Query(description="Inclusive lower bound (ISO 8601; UTC if no offset).")]
+Until = Annotated[IsoTime, Query(description="Exclusive upper bound (ISO 8601; UTC if no offset).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page (1-1000).")]
 Cursor = Annotated[
     str | None, Query(pattern="^[A-Za-z0-9_-]{4,64}$", description="next_cursor of the previous page.")
