@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from conftest import free_port
 from spreadedge.cli import main
 from spreadedge.cluster import FALLBACK_ROOT, Cluster, ClusterError
 
@@ -169,3 +172,93 @@ def test_cli_reports_a_cluster_error_without_traceback(make_cluster: Callable[..
     assert result.exit_code == 1
     assert f"Error: port {busy_port}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_destroy_refuses_a_home_whose_run_and_cluster_are_not_an_embedded_clusters(tmp_path: Path):
+    home = tmp_path / "home"
+    (home / "run").mkdir(parents=True)
+    (home / "run" / "keep.txt").write_text("not the server's")
+    (home / "cluster").mkdir()
+    (home / "cluster" / "mine.txt").write_text("not a data directory")
+
+    with pytest.raises(ClusterError) as caught:
+        Cluster(home, 1).destroy()
+
+    assert str(caught.value) == (
+        f"{home} does not look like the home of an embedded cluster, so nothing was deleted: "
+        f"{home / 'cluster'} is not a PostgreSQL data directory; "
+        f"{home / 'run'} holds files that are not the server's: keep.txt (check SPREADEDGE_HOME)"
+    )
+    assert (home / "run" / "keep.txt").exists() and (home / "cluster" / "mine.txt").exists()
+    assert not (home / "cluster.lock").exists()
+
+
+def test_destroy_of_a_home_without_a_cluster_deletes_nothing(tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "password").write_text("someone else's\n")
+
+    assert Cluster(home, 1).destroy() is False
+    assert (home / "password").read_text() == "someone else's\n"
+
+
+def test_cli_db_destroy_says_when_there_is_no_cluster(tmp_path: Path):
+    env = {"SPREADEDGE_HOME": str(tmp_path / "home"), "SPREADEDGE_PORT": "55999", "DATABASE_URL": None}
+
+    result = CliRunner().invoke(main, ["db", "destroy", "--yes"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert result.output == f"no embedded cluster in {tmp_path / 'home'}: nothing to destroy\n"
+
+
+def test_start_restores_the_include_of_an_init_cut_short_after_initdb(make_cluster: Callable[..., Cluster]):
+    cluster = make_cluster()
+    cluster.init()
+    conf = cluster.data_dir / "postgresql.conf"
+    # the state initdb leaves, but with our port and socket: without the include, the server would
+    # otherwise start on PostgreSQL's default port 5432, which a test must never touch
+    kept = conf.read_text().split("\n# The embedded cluster's settings")[0]
+    conf.write_text(f"{kept}\nport = {cluster.port}\nunix_socket_directories = '{cluster.socket_dir}'\n")
+    (cluster.data_dir / "spreadedge.conf").unlink()
+
+    cluster.start()
+
+    with psycopg.connect(cluster.url()) as conn:
+        preloaded = conn.execute("show shared_preload_libraries").fetchone()
+        timezone = conn.execute("show timezone").fetchone()
+    assert preloaded == ("pg_stat_statements,pg_cron",)
+    assert timezone == ("UTC",)
+    assert conf.read_text().splitlines().count("include 'spreadedge.conf'") == 1
+
+
+@as_root_only
+def test_home_whose_path_postgresql_cannot_take_lives_in_var_lib():
+    parent = Path(tempfile.mkdtemp(prefix="spreadedge-test-"))
+    parent.chmod(0o755)
+    odd = parent / 'a $HOME, "quoted" \\ dir'
+    odd.mkdir()
+    odd.chmod(0o755)
+    cluster = Cluster(odd / "home", free_port())
+    try:
+        assert cluster.start() is True
+
+        assert cluster.data_dir.resolve().is_relative_to(FALLBACK_ROOT)
+        with psycopg.connect(cluster.url()) as conn:
+            assert conn.execute("select current_database()").fetchone() == ("spreadedge",)
+    finally:
+        cluster.destroy()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_cli_db_start_with_a_home_that_is_a_file_is_a_clean_error(tmp_path: Path):
+    home = tmp_path / "home"
+    home.write_text("")
+    env = {"SPREADEDGE_HOME": str(home), "SPREADEDGE_PORT": str(free_port()), "DATABASE_URL": None}
+
+    result = CliRunner().invoke(main, ["db", "start"], env=env)
+
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit)
+    assert result.output == (
+        f"Error: cannot use {home} as the embedded cluster's home: File exists ({home}); "
+        "choose another directory with SPREADEDGE_HOME=<dir>\n"
+    )

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from spreadedge import migrate
+from spreadedge.cli import main
 from spreadedge.migrate import MigrationError, Problem
 from spreadedge.settings import RenderSettings, Settings
 from spreadedge.sqlfiles import FUNCTIONS_HINT
@@ -573,3 +576,66 @@ def test_socket_directory_conninfo_reaches_yoyo_as_libpq_parameters():
     assert uri.scheme == "postgresql+psycopg"
     assert uri.database == "trading"
     assert uri.args == {"user": "spreadedge", "password": "s@cret", "host": "/run/se", "port": "54329"}
+
+
+def test_migrate_as_a_role_that_cannot_create_its_bookkeeping_is_a_migration_error(project, database):
+    project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
+    role = f"lowly_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    try:
+        with pytest.raises(MigrationError) as caught:
+            run_migrate(make_conninfo(database, user=role), project)
+
+        assert str(caught.value) == (
+            "spreadedge migrate failed, nothing more was applied: permission denied for schema public "
+            "(SQLSTATE 42501)\nHINT: run spreadedge migrate as a superuser (the embedded cluster's spreadedge role)"
+        )
+        assert not table_exists(database, "accounts")
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
+def test_a_drop_cascade_in_functions_is_refused_before_it_drops_what_a_migration_made(project, database):
+    project.write(
+        "migrations/0001_accounts.sql.j2",
+        "create function opening_balance() returns numeric language sql as 'select 0';\n"
+        "create table accounts (id bigint primary key, balance numeric default opening_balance());\n",
+    )
+    run_migrate(database, project)
+    project.write(
+        "functions/balance.sql",
+        "drop function if exists opening_balance() cascade;\n"
+        "create or replace function opening_balance() returns numeric language sql as 'select 0';\n",
+    )
+
+    with pytest.raises(MigrationError) as refused:
+        run_migrate(database, project)
+
+    assert str(refused.value) == (
+        "functions/ holds statements that cannot be re-applied:\n"
+        "  functions/balance.sql line 1: drop function if exists opening_balance() cascade;\n"
+        + FUNCTIONS_HINT
+    )
+    assert query(
+        database,
+        "select column_default from information_schema.columns "
+        "where table_name = 'accounts' and column_name = 'balance'",
+    ) == [("opening_balance()",)]
+
+
+def test_migrate_outside_the_project_is_refused_before_touching_any_database(tmp_path, database):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"SPREADEDGE_PROJECT_DIR": str(elsewhere), "SPREADEDGE_HOME": str(tmp_path / "home")}
+
+    result = CliRunner().invoke(main, ["--database-url", database, "migrate"], env=env)
+
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit)
+    assert result.output == (
+        f"Error: {elsewhere / 'migrations'} is not a directory: run spreadedge migrate from the project "
+        "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n"
+    )
+    assert not table_exists(database, "public._spreadedge_migration_checksum")
+    assert not (tmp_path / "home").exists()

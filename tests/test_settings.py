@@ -60,3 +60,88 @@ def test_a_retention_of_none_for_orders_is_accepted(tmp_path: Path):
     (tmp_path / "spreadedge.toml").write_text('[render]\nretention_orders = "none"\n')
     settings = load_settings(project_dir=tmp_path, env={})
     assert settings.render.retention_orders is None
+
+
+def test_a_settings_file_that_cannot_be_read_is_refused_without_traceback(tmp_path: Path):
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_SETTINGS": str(tmp_path / "bad.toml")})
+    assert str(caught.value) == f"cannot read the settings file {tmp_path / 'bad.toml'}: it is not UTF-8 text"
+
+
+def test_an_unknown_section_is_refused_naming_it(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text("[rendr]\npartition_premake = 6\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == (
+        f"{tmp_path / 'spreadedge.toml'}: unknown section(s) or setting(s) outside a section: rendr "
+        "(the sections are [cluster], [render], [notify], [backup])"
+    )
+
+
+def test_an_unknown_cluster_setting_is_refused(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text('[cluster]\nhome = "/srv/spreadedge"\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == "unknown [cluster] setting(s): home"
+
+
+def test_a_section_that_is_not_a_table_is_refused(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text("render = 5\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == "[render] must be a table of settings, got 5"
+
+
+@pytest.mark.parametrize(("value", "shown"), [("4.7", "4.7"), ("true", "True")], ids=["float", "boolean"])
+def test_a_render_integer_that_is_not_a_whole_number_is_refused(tmp_path: Path, value: str, shown: str):
+    (tmp_path / "spreadedge.toml").write_text(f"[render]\npartition_premake = {value}\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == f"partition_premake must be an integer, got {shown}"
+
+
+@pytest.mark.parametrize("port", ["0", "65536"])
+def test_a_cluster_port_outside_1_to_65535_is_refused(tmp_path: Path, port: str):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_PORT": port})
+    assert str(caught.value) == f"SPREADEDGE_PORT must be a port between 1 and 65535, got {port}"
+
+
+def test_a_cluster_port_in_the_file_that_is_not_an_integer_names_the_file_setting(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text('[cluster]\nport = "abc"\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == "[cluster] port must be an integer, got 'abc'"
+
+
+def test_an_smtp_starttls_that_is_not_a_boolean_word_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_SMTP_STARTTLS": "ture"})
+    assert str(caught.value) == "smtp_starttls must be true or false (1/0, yes/no, on/off), got 'ture'"
+
+
+def test_an_smtp_port_above_65535_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_SMTP_PORT": "99999"})
+    assert str(caught.value) == "smtp_port must be a port between 1 and 65535, got 99999"
+
+
+def test_a_notify_timeout_of_zero_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_TIMEOUT_SECONDS": "0"})
+    assert str(caught.value) == "timeout_seconds must be more than zero seconds, got 0"
+
+
+def test_email_to_that_is_not_a_list_of_addresses_is_refused(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text("[notify]\nemail_to = 5\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == "email_to must be a list of addresses, got 5"
+
+
+def test_a_backup_path_that_is_not_a_string_is_refused(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text("[backup]\nrepo_path = 5\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == "backup repo_path must be a string, got 5"

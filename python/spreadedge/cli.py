@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 import psycopg
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from spreadedge import db, errors
 from spreadedge.cli_monitor import DECIMAL, alerts_group, metrics_group, notify_group, risk_group
@@ -52,6 +54,14 @@ class _Group(click.Group):
             translated = errors.translate(exc)
             if isinstance(translated, errors.SpreadedgeError):
                 raise click.ClickException(_describe(translated)) from exc
+            if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+                # why: no SQLSTATE means libpq could not connect (refused, no such host, a wrong
+                # password or database) or lost the connection: the operator's to fix, so its
+                # message, never a traceback, and never the password of the URL
+                settings = ctx.find_object(Settings)
+                url = settings.database_url if settings is not None else None
+                message = str(exc).strip()
+                raise click.ClickException(db.redact(message, url) if url else message) from exc
             if isinstance(exc, psycopg.DataError):
                 # a value PostgreSQL's own input refuses (an interval option that is not one, a
                 # number beyond numeric): the caller's mistake, so a message, not a traceback; only
@@ -147,8 +157,11 @@ def url(settings: Settings) -> None:
 @click.pass_obj
 def destroy(settings: Settings) -> None:
     """Stop the embedded cluster and delete it with all its data."""
-    default_cluster(settings).destroy()
-    click.echo("embedded cluster destroyed")
+    cluster = default_cluster(settings)
+    if cluster.destroy():
+        click.echo("embedded cluster destroyed")
+    else:
+        click.echo(f"no embedded cluster in {cluster.home}: nothing to destroy")
 
 
 # -- interactive clients --------------------------------------------------------------------
@@ -172,13 +185,39 @@ def pgcli(settings: Settings, args: tuple[str, ...]) -> None:
 
 
 def _exec(program: Path, url: str, args: tuple[str, ...]) -> None:
-    argv = [program.name, "--dbname", url, *args]
+    dbname, env = client_connection(url)
+    argv = [program.name, *(["--dbname", dbname] if dbname else []), *args]
     try:
         if program.is_absolute():
-            os.execv(program, argv)
-        os.execvp(str(program), argv)
+            os.execve(program, argv, env)
+        os.execvpe(str(program), argv, env)
     except OSError as exc:
         raise click.ClickException(f"cannot run {program}: {exc.strerror}") from exc
+
+
+def client_connection(url: str) -> tuple[str | None, dict[str, str]]:
+    """The ``--dbname`` (None: none) and the environment to start psql or pgcli with on ``url``.
+
+    The connection goes in libpq's environment variables (PGHOST, PGPORT, ...), so that a database
+    the caller names (``spreadedge psql -d postgres``) is looked for on the same server: a
+    ``--dbname`` URL would be replaced whole by the caller's, and the client would go to the
+    default server (port 5432). A parameter without a variable keeps the URL in ``--dbname``.
+    Either way the password travels in PGPASSWORD: a command line is readable by every user of
+    the machine (ps, /proc/PID/cmdline), the environment only by its own.
+    """
+    params = {key: str(value) for key, value in conninfo_to_dict(url).items()}
+    variables = {
+        option.keyword.decode(): option.envvar.decode()
+        for option in pq.Conninfo.get_defaults()
+        if option.envvar is not None
+    }
+    env = dict(os.environ)
+    if "password" in params:
+        env["PGPASSWORD"] = params.pop("password")
+    if not set(params) <= set(variables):
+        return make_conninfo(**params), env
+    env.update({variables[key]: value for key, value in params.items()})
+    return None, env
 
 
 # -- migrations -----------------------------------------------------------------------------
@@ -198,8 +237,11 @@ def migrate(settings: Settings, render_only: Path | None, show_status: bool) -> 
     """Apply pending migrations, then re-apply functions/."""
     from spreadedge import migrate as migrations  # imported here: only this command needs it
 
-    url = db.conninfo(settings, start=render_only is None)
     try:
+        # before the embedded cluster starts: outside the project it would be created there
+        migrations.check_project(settings)
+        # why: --render-only touches no database, so neither DATABASE_URL nor the cluster matters
+        url = "" if render_only is not None else db.conninfo(settings)
         migrations.run(settings, url, render_only=render_only, status=show_status, echo=click.echo)
     except migrations.MigrationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -17,11 +17,13 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
 import subprocess
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,12 +102,7 @@ class Cluster:
                 f"--pgdata={self.data_dir.resolve()}",
                 action="initdb",
             )
-            conf = self.data_dir / "postgresql.conf"
-            with conf.open("a") as f:
-                f.write(
-                    f"\n# The embedded cluster's settings, rewritten at every start: override them below.\n"
-                    f"include '{CONFIG_FILE}'\n"
-                )
+            self._ensure_include()
             self._write_config()
             return True
 
@@ -122,7 +119,11 @@ class Cluster:
                 return False
             self._check_port_free()
             self.init()
+            self._check_paths()
             self._wait_for_crashed_backends()
+            # why again: an init interrupted after initdb left postgresql.conf without the include,
+            # and the server would start on PostgreSQL's default port 5432 without our settings
+            self._ensure_include()
             self._write_config()
             self._remove_stale_files()
             log = self.log_file.resolve()
@@ -195,21 +196,29 @@ class Cluster:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
             return True
 
-    def destroy(self) -> None:
-        """Stop the server and delete the cluster, its socket directory, log and password."""
+    def destroy(self) -> bool:
+        """Stop the server and delete the cluster, its socket directory, log and password; False
+        when the home holds no cluster. ClusterError, deleting nothing, when the home holds a
+        ``cluster`` or ``run`` that is not an embedded cluster's (a mistaken SPREADEDGE_HOME)."""
+        self._refuse_foreign()  # before the lock, which would leave cluster.lock in a foreign home
         with self._lock():
-            self.stop()
-            for path in (self.data_dir, self.socket_dir, self.log_file, self.password_file):
-                if path.is_symlink():
-                    path.unlink()
-                elif path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
+            self._refuse_foreign()
+            found = any(path.exists() or path.is_symlink() for path in (self.data_dir, self.socket_dir))
+            if found:
+                self.stop()
+                # the data directory last: while it is there, a destroy cut short can be run again
+                for path in (self.password_file, self.log_file, self.socket_dir, self.data_dir):
+                    if path.is_symlink():
+                        path.unlink()
+                    elif path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
             shutil.rmtree(self._fallback_base(), ignore_errors=True)
             self._lock_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.home.rmdir()  # only when nothing else lives there
+        return found
 
     # -- files and programs ------------------------------------------------------------
 
@@ -232,7 +241,15 @@ class Cluster:
         except subprocess.CalledProcessError as exc:
             raise ClusterError(f"cannot create the system user {runas.RUN_USER}: {exc.stderr}") from None
         base = self.home
-        if self.data_dir.is_symlink() or not runas.can_reach(self.home):
+        unusable = _unusable_path(self.home, self.port)
+        if unusable is not None and not runas.is_root():
+            raise ClusterError(
+                f"the embedded cluster cannot live in {self.home}: {unusable}; "
+                "choose another directory with SPREADEDGE_HOME=<dir>"
+            )
+        if self.data_dir.is_symlink() or not runas.can_reach(self.home) or unusable is not None:
+            # why the fallback for a path PostgreSQL cannot take: /var/lib/spreadedge/<hash> is
+            # short and plain, and the server only ever sees the resolved paths
             base = self._fallback_base()
             runas.make_private_dir(FALLBACK_ROOT)
             runas.make_private_dir(base)
@@ -299,6 +316,64 @@ class Cluster:
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         for path in self.socket_dir.glob(".s.PGSQL.*"):
             path.unlink(missing_ok=True)
+
+    def _check_paths(self) -> None:
+        """Refuse to start when PostgreSQL cannot take the paths the server would see."""
+        unusable = _unusable_path(self.data_dir.resolve(), self.port, self.socket_dir.resolve())
+        if unusable is None:
+            unusable = _unusable_path(self.log_file.resolve(), self.port, self.socket_dir.resolve())
+        if unusable is not None:
+            raise ClusterError(
+                f"the embedded cluster in {self.home} cannot start: {unusable}; "
+                "choose another directory with SPREADEDGE_HOME=<dir>"
+            )
+
+    def _ensure_include(self) -> None:
+        """Make postgresql.conf include CONFIG_FILE (once)."""
+        conf = self.data_dir / "postgresql.conf"
+        include = f"include '{CONFIG_FILE}'"
+        if not conf.exists() or include in conf.read_text().splitlines():
+            return
+        with conf.open("a") as f:
+            f.write(
+                f"\n# The embedded cluster's settings, rewritten at every start: override them below.\n"
+                f"{include}\n"
+            )
+
+    def _refuse_foreign(self) -> None:
+        """Refuse (ClusterError) when the home holds a ``cluster``, ``run``, log or password that
+        is not an embedded cluster's: destroy deletes those names, and a mistaken SPREADEDGE_HOME
+        (``/``, a user's home) holds others of the same names."""
+        problems = []
+        try:
+            if self.data_dir.exists():
+                if not self.data_dir.is_dir():
+                    problems.append(f"{self.data_dir} is not a directory")
+                elif any(self.data_dir.iterdir()) and not (self.data_dir / "PG_VERSION").exists():
+                    problems.append(f"{self.data_dir} is not a PostgreSQL data directory")
+            if self.socket_dir.exists():
+                if not self.socket_dir.is_dir():
+                    problems.append(f"{self.socket_dir} is not a directory")
+                else:
+                    others = sorted(
+                        p.name for p in self.socket_dir.iterdir() if not _SOCKET_FILE.fullmatch(p.name)
+                    )
+                    if others:
+                        problems.append(
+                            f"{self.socket_dir} holds files that are not the server's: "
+                            + ", ".join(others[:5])
+                        )
+        except OSError as exc:
+            problems.append(f"cannot look into {exc.filename}: {exc.strerror}")
+        for path in (self.log_file, self.password_file):
+            if path.is_dir() and not path.is_symlink():
+                problems.append(f"{path} is a directory")
+        if problems:
+            raise ClusterError(
+                f"{self.home} does not look like the home of an embedded cluster, so nothing was deleted: "
+                + "; ".join(problems)
+                + " (check SPREADEDGE_HOME)"
+            )
 
     def _check_port_free(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -375,8 +450,15 @@ class Cluster:
             finally:
                 self._lock_depth -= 1
             return
-        self.home.mkdir(parents=True, exist_ok=True)
-        with self._lock_path.open("a") as handle:
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            handle = self._lock_path.open("a")
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot use {self.home} as the embedded cluster's home: {exc.strerror} ({exc.filename}); "
+                "choose another directory with SPREADEDGE_HOME=<dir>"
+            ) from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             self._lock_depth = 1
             try:
@@ -404,6 +486,30 @@ def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
         return True  # a postgres of another user that we may not inspect: assume it is ours
     except OSError:
         return False
+
+
+# Characters pg_ctl's shell command line (double quotes), unix_socket_directories and libpq's
+# host list (commas) cannot carry in a path.
+_PATH_UNSAFE = frozenset('"$`\\,')
+# The socket's path, ".s.PGSQL.<port>", must fit a sockaddr_un (107 bytes and a NUL).
+_SOCKET_PATH_MAX = 107
+_SOCKET_FILE = re.compile(r"\.s\.PGSQL\.[0-9]+(\.lock)?")
+
+
+def _unusable_path(path: Path, port: int, socket_dir: Path | None = None) -> str | None:
+    """Why PostgreSQL's programs cannot take ``path`` (a home, or a data directory with the
+    ``socket_dir`` of its server), or None when they can."""
+    bad = sorted({char for char in str(path) if char in _PATH_UNSAFE or unicodedata.category(char) == "Cc"})
+    if bad:
+        return (
+            f"its path holds {' '.join(repr(char) for char in bad)}, which PostgreSQL's programs cannot take"
+        )
+    socket = (socket_dir or path / "run") / f".s.PGSQL.{port}"
+    if len(os.fsencode(socket)) > _SOCKET_PATH_MAX:
+        return (
+            f"the server's socket {socket} would be longer than the {_SOCKET_PATH_MAX} bytes of a socket path"
+        )
+    return None
 
 
 def _conf_string(value: str) -> str:

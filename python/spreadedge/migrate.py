@@ -49,6 +49,7 @@ __all__ = [
     "apply_functions",
     "apply_schema",
     "check_functions",
+    "check_project",
     "migrate",
     "print_status",
     "render_migrations",
@@ -75,12 +76,24 @@ def run(
     echo: Echo = print,
 ) -> None:
     """Render only, print the status, or migrate: the three faces of ``spreadedge migrate``."""
+    check_project(settings)
     if render_only is not None:
         write_rendered(settings, render_only, echo)
     elif status:
         print_status(settings, conninfo, echo)
     else:
         migrate(conninfo, settings, echo)
+
+
+def check_project(settings: Settings) -> None:
+    """Refuse a project directory without migrations/ (MigrationError)."""
+    if not settings.migrations_dir.is_dir():
+        # why: without migrations/ (spreadedge run outside the project) a new database would be
+        # reported "up to date" with nothing in it, and an old one would list every migration as gone
+        raise MigrationError(
+            f"{settings.migrations_dir} is not a directory: run spreadedge migrate from the project "
+            "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR"
+        )
 
 
 def render_migrations(settings: Settings) -> list[RenderedMigration]:
@@ -129,7 +142,11 @@ def migrate(conninfo: str, settings: Settings, echo: Echo = print) -> None:
     migrations = render_migrations(settings)
     # functions/ is checked first, so a bad file stops the run before any migration is applied.
     refuse_problems(check_functions(settings.functions_dir))
-    with _connect(conninfo) as conn, tempfile.TemporaryDirectory(prefix="spreadedge-migrations-") as tmp:
+    with (
+        _database_errors(),
+        _connect(conninfo) as conn,
+        tempfile.TemporaryDirectory(prefix="spreadedge-migrations-") as tmp,
+    ):
         conn.execute("select pg_advisory_lock(hashtext(%s))", [_MIGRATE_LOCK])
         checksums.ensure_table(conn)
         applied = checksums.applied_migrations(conn)
@@ -162,7 +179,7 @@ def apply_schema(conninfo: str, settings: Settings) -> None:
 def print_status(settings: Settings, conninfo: str, echo: Echo = print) -> None:
     """List applied and pending migrations; an applied one says whether it still renders the same."""
     current = {migration.id: migration for migration in render_migrations(settings)}
-    with _connect(conninfo) as conn:
+    with _database_errors(), _connect(conninfo) as conn:
         applied = checksums.applied_migrations(conn)
     width = max((len(migration_id) for migration_id in {*current, *applied}), default=0)
     for migration_id in sorted({*current, *applied}):
@@ -179,6 +196,28 @@ def print_status(settings: Settings, conninfo: str, echo: Echo = print) -> None:
             verdict = "checksum CHANGED"
         echo(f"{migration_id:<{width}}  applied {when}  {verdict}")
     echo(f"{len(applied)} applied, {len(set(current) - set(applied))} pending")
+
+
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    """An error of the database in migrate's own steps (its ledger, yoyo's tables, the lock) as a
+    MigrationError; one without a SQLSTATE (no connection) goes on as it is."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate is None:
+            raise
+        # why a hint for 42501: migrations create extensions, roles and schemas, and migrate keeps
+        # its bookkeeping tables in public, so a role that is not a superuser fails before any SQL
+        hint = (
+            "\nHINT: run spreadedge migrate as a superuser (the embedded cluster's spreadedge role)"
+            if exc.sqlstate == "42501"
+            else ""
+        )
+        raise MigrationError(
+            f"spreadedge migrate failed, nothing more was applied: {exc.diag.message_primary} "
+            f"(SQLSTATE {exc.sqlstate}){hint}"
+        ) from exc
 
 
 @contextlib.contextmanager

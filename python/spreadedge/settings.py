@@ -12,6 +12,7 @@ changing one of those values after a migration was applied changes its rendered 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -156,6 +157,8 @@ def _section(
     section: str, values: dict[str, Any], known: set[str], env: dict[str, str], prefix: str = "SPREADEDGE_"
 ) -> dict[str, Any]:
     """A section's values from the file, refused when unknown, with <prefix><NAME> overriding each."""
+    if not isinstance(values, dict):
+        raise SettingsError(f"[{section}] must be a table of settings, got {values!r}")
     unknown = sorted(set(values) - known)
     if unknown:
         raise SettingsError(f"unknown [{section}] setting(s): {', '.join(unknown)}")
@@ -167,14 +170,25 @@ def _section(
     return merged
 
 
+def _integer(name: str, value: Any) -> int:
+    """A whole number from the file (a TOML integer) or the environment (its digits).
+
+    why not int(value): int() takes a TOML boolean (true is 1) and cuts 4.7 down to 4, so a
+    mistyped value would silently render into a migration, which then stays frozen.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return int(value.strip())
+    raise SettingsError(f"{name} must be an integer, got {value!r}")
+
+
 def _positive_integers(merged: dict[str, Any], names: tuple[str, ...]) -> None:
     """Turn the named values into integers of at least 1, in place; SettingsError otherwise."""
     for name in names:
         if name in merged:
-            try:
-                merged[name] = int(merged[name])
-            except (TypeError, ValueError) as exc:
-                raise SettingsError(f"{name} must be an integer, got {merged[name]!r}") from exc
+            merged[name] = _integer(name, merged[name])
             if merged[name] < 1:
                 raise SettingsError(f"{name} must be at least 1, got {merged[name]}")
 
@@ -215,6 +229,9 @@ def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
         raise SettingsError(
             f"backup stanza must be letters, digits, '_', '.' or '-', got {merged['stanza']!r}"
         )
+    for name in ("stanza", "repo_path", "compress_type", "dump_dir", "passphrase_env"):
+        if name in merged and merged[name] is not None and not isinstance(merged[name], str):
+            raise SettingsError(f"backup {name} must be a string, got {merged[name]!r}")
     for name in ("repo_path", "dump_dir"):
         if merged.get(name):
             merged[name] = Path(merged[name]).resolve()
@@ -250,24 +267,56 @@ def not_http_url_message(source: str) -> str:
     )
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _boolean(name: str, value: Any) -> bool:
+    """A TOML boolean, or one of the words for true or false (environment variables are text).
+
+    why refuse the rest: a typo (SPREADEDGE_SMTP_STARTTLS=ture) read as false would send the SMTP
+    password in the clear.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+        return value.strip().lower() in _TRUE
+    raise SettingsError(f"{name} must be true or false (1/0, yes/no, on/off), got {value!r}")
+
+
 def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
     known = set(NotifySettings.__dataclass_fields__)
     merged = _section("notify", values, known, env)
     _positive_integers(merged, _NOTIFY_INTEGERS)
+    if "smtp_port" in merged and merged["smtp_port"] > 65535:
+        raise SettingsError(f"smtp_port must be a port between 1 and 65535, got {merged['smtp_port']}")
     for name in _NOTIFY_NUMBERS:
         if name in merged:
+            value = merged[name]
             try:
-                merged[name] = float(merged[name])
+                if isinstance(value, bool):
+                    raise TypeError(value)
+                merged[name] = float(value)
             except (TypeError, ValueError) as exc:
-                raise SettingsError(f"{name} must be a number of seconds, got {merged[name]!r}") from exc
+                raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from exc
             if not 0 <= merged[name] < float("inf"):
-                raise SettingsError(f"{name} must be zero or more seconds, got {merged[name]!r}")
-    if isinstance(merged.get("smtp_starttls"), str):
-        merged["smtp_starttls"] = merged["smtp_starttls"].lower() in ("1", "true", "yes", "on")
+                raise SettingsError(f"{name} must be zero or more seconds, got {value!r}")
+    # why: a timeout of 0 puts the socket in non-blocking mode, where every delivery fails at once
+    if merged.get("timeout_seconds") == 0:
+        raise SettingsError("timeout_seconds must be more than zero seconds, got 0")
+    if "smtp_starttls" in merged:
+        merged["smtp_starttls"] = _boolean("smtp_starttls", merged["smtp_starttls"])
     if isinstance(merged.get("email_to"), str):
         merged["email_to"] = [part.strip() for part in merged["email_to"].split(",") if part.strip()]
     if "email_to" in merged:
+        if not isinstance(merged["email_to"], list) or not all(
+            isinstance(to, str) for to in merged["email_to"]
+        ):
+            raise SettingsError(f"email_to must be a list of addresses, got {merged['email_to']!r}")
         merged["email_to"] = tuple(merged["email_to"])
+    for name in ("smtp_host", "smtp_username", "email_from"):
+        if name in merged and merged[name] is not None and not isinstance(merged[name], str):
+            raise SettingsError(f"{name} must be a string, got {merged[name]!r}")
     for name in known - {*_NOTIFY_INTEGERS, *_NOTIFY_NUMBERS, "smtp_starttls", "email_to"}:
         if merged.get(name) == "":
             merged[name] = None
@@ -280,25 +329,46 @@ def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
     return NotifySettings(**merged)
 
 
+SECTIONS = ("cluster", "render", "notify", "backup")
+
+
+def _read_file(named: str | None, default: Path) -> dict[str, Any]:
+    """The settings file as a dict: the file SPREADEDGE_SETTINGS names, else spreadedge.toml in
+    the project; nothing when that file does not exist."""
+    path = Path(named) if named is not None else default
+    # a file that does not exist is no file (the tests point SPREADEDGE_SETTINGS at /nonexistent)
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise SettingsError(f"cannot read the settings file {path}: {reason}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise SettingsError(
+            f"{path}: unknown section(s) or setting(s) outside a section: {', '.join(unknown)} "
+            f"(the sections are {', '.join(f'[{name}]' for name in SECTIONS)})"
+        )
+    return data
+
+
 def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read defaults, the settings file and the environment into one Settings."""
     env = dict(os.environ) if env is None else env
     project = (project_dir or Path(env.get("SPREADEDGE_PROJECT_DIR", Path.cwd()))).resolve()
-    path = Path(env.get("SPREADEDGE_SETTINGS", project / SETTINGS_FILE))
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: {exc}") from exc
+    data = _read_file(env.get("SPREADEDGE_SETTINGS") or None, project / SETTINGS_FILE)
     render = _render_from(data.get("render", {}), env)
     notify = _notify_from(data.get("notify", {}), env)
-    port_text = env.get("SPREADEDGE_PORT", data.get("cluster", {}).get("port", DEFAULT_PORT))
-    try:
-        port = int(port_text)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"SPREADEDGE_PORT must be an integer, got {port_text!r}") from exc
-    home = Path(env.get("SPREADEDGE_HOME", project / ".spreadedge"))
+    cluster = _section("cluster", data.get("cluster", {}), {"port"}, env)
+    port_source = "SPREADEDGE_PORT" if "SPREADEDGE_PORT" in env else "[cluster] port"
+    port = _integer(port_source, cluster.get("port", DEFAULT_PORT))
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{port_source} must be a port between 1 and 65535, got {port}")
+    home_text = env.get("SPREADEDGE_HOME") or None
+    home = Path(home_text) if home_text is not None else project / ".spreadedge"
     return Settings(
         project_dir=project,
         database_url=env.get("DATABASE_URL") or None,

@@ -30,7 +30,8 @@ TEMPLATE_SUFFIX = ".j2"
 
 FUNCTIONS_HINT = (
     "HINT: functions/ is re-applied after every migrate and may only hold CREATE OR REPLACE "
-    "FUNCTION|PROCEDURE|AGGREGATE|VIEW|TRIGGER, DROP FUNCTION|PROCEDURE|AGGREGATE|VIEW|TRIGGER IF EXISTS, "
+    "FUNCTION|PROCEDURE|AGGREGATE|VIEW|TRIGGER, DROP FUNCTION|PROCEDURE|AGGREGATE|VIEW|TRIGGER IF EXISTS "
+    "(without CASCADE, which would drop what migrations made on it), "
     "COMMENT ON, GRANT and REVOKE; "
     "put DDL in a new migration under migrations/ and in schema/"
 )
@@ -89,6 +90,16 @@ class Statement:
             if ttype not in sqlparse.tokens.Whitespace and ttype not in sqlparse.tokens.Comment
         )
         return re.sub(r"\s+", " ", " ".join(islice(tokens, words))).lower()
+
+    def cascades(self) -> bool:
+        """Whether this is a DROP ... CASCADE: it would also drop, on every migrate, what depends on
+        the object (a column default, a constraint, a policy a migration made), for good."""
+        keywords = [
+            value.lower()
+            for ttype, value in sqlparse.lexer.tokenize(self.text)
+            if ttype in sqlparse.tokens.Keyword
+        ]
+        return bool(keywords) and keywords[0] == "drop" and "cascade" in keywords
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,7 @@ def check_functions(functions_dir: Path) -> list[Problem]:
     problems = []
     for path in function_files(functions_dir):
         for statement in split_statements(function_text(functions_dir, path)):
-            if not _REAPPLIABLE.match(statement.head()):
+            if not _REAPPLIABLE.match(statement.head()) or statement.cascades():
                 problems.append(Problem(_shown(functions_dir, path), statement.line, statement.first_line))
     return problems
 
