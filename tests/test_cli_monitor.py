@@ -60,7 +60,7 @@ def test_metrics_collect_and_show(seeded_url):
 
 
 def test_notify_worker_without_a_channel_says_what_to_configure(seeded_url):
-    result = invoke(seeded_url, "notify", "worker", "--once", env={"SPREADEDGE_SETTINGS": "/nonexistent"})
+    result = invoke(seeded_url, "notify", "worker", "--once", env={"SPREADEDGE_SETTINGS": "/dev/null"})
     assert result.exit_code == 1
     assert "no channel is configured" in result.output
 
@@ -68,7 +68,7 @@ def test_notify_worker_without_a_channel_says_what_to_configure(seeded_url):
 def test_notify_worker_once_delivers_what_is_due(seeded, seeded_url, http_receiver):
     invoke(seeded_url, "risk", "set", "alpha", "--channel", "webhook")
     invoke(seeded_url, "risk", "kill", "alpha")
-    env = {"SPREADEDGE_SETTINGS": "/nonexistent", "SPREADEDGE_WEBHOOK_URL": http_receiver.url("/events"),
+    env = {"SPREADEDGE_SETTINGS": "/dev/null", "SPREADEDGE_WEBHOOK_URL": http_receiver.url("/events"),
            "SPREADEDGE_WEBHOOK_SECRET": "k3y-never-printed"}  # fmt: skip
     result = invoke(seeded_url, "notify", "worker", "--once", env=env)
     assert result.output == "handled 1 notifications\n"
@@ -79,7 +79,7 @@ def test_notify_worker_with_a_scheme_less_slack_url_exits_1_without_printing_it(
     invoke(seeded_url, "risk", "set", "alpha", "--channel", "slack")
     invoke(seeded_url, "risk", "kill", "alpha")
     token = "SUPERSECRETtoken"
-    env = {"SPREADEDGE_SETTINGS": "/nonexistent",
+    env = {"SPREADEDGE_SETTINGS": "/dev/null",
            "SPREADEDGE_SLACK_WEBHOOK_URL": f"hooks.slack.com/services/T0AAA/B0BBB/{token}"}  # fmt: skip
     result = CliRunner().invoke(main, ["--database-url", seeded_url, "notify", "worker", "--once"], env=env)
     # only plain strings in the assertions: a failure report must not print the result's exception

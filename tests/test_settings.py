@@ -145,3 +145,13 @@ def test_a_backup_path_that_is_not_a_string_is_refused(tmp_path: Path):
     with pytest.raises(SettingsError) as caught:
         load_settings(project_dir=tmp_path, env={})
     assert str(caught.value) == "backup repo_path must be a string, got 5"
+
+
+def test_a_settings_file_named_by_spreadedge_settings_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_SETTINGS": str(tmp_path / "missing.toml")})
+    assert str(caught.value) == f"SPREADEDGE_SETTINGS names {tmp_path / 'missing.toml'}, which does not exist"
+
+
+def test_without_spreadedge_settings_a_project_without_its_file_takes_the_defaults(tmp_path):
+    assert load_settings(project_dir=tmp_path, env={}).render.partition_premake == 4

@@ -333,11 +333,14 @@ SECTIONS = ("cluster", "render", "notify", "backup")
 
 
 def _read_file(named: str | None, default: Path) -> dict[str, Any]:
-    """The settings file as a dict: the file SPREADEDGE_SETTINGS names, else spreadedge.toml in
-    the project; nothing when that file does not exist."""
+    """The settings file as a dict: the file SPREADEDGE_SETTINGS names (SettingsError when it does
+    not exist), else spreadedge.toml in the project (nothing when it does not exist)."""
     path = Path(named) if named is not None else default
-    # a file that does not exist is no file (the tests point SPREADEDGE_SETTINGS at /nonexistent)
     if not path.exists():
+        # why refuse a named one: its values would silently be the defaults, rendered into
+        # migrations (and frozen there) and leaving [notify] empty; the project's own file is optional
+        if named is not None:
+            raise SettingsError(f"SPREADEDGE_SETTINGS names {path}, which does not exist")
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
