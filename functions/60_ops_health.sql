@@ -73,11 +73,14 @@ create or replace function internal.health_default_partitions()
     stable
     language sql
 as $$
+    -- why the exact count: without it check_default stops at a partition's first row and reports
+    -- 1 however many there are; a default partition is empty unless something went wrong (the
+    -- refuse triggers of 63_ops_default_partitions.sql), so counting costs nothing in the usual case
     select count(*) = 0,
            coalesce('rows in default partitions: '
                         || string_agg(format('%s (%s rows)', d.default_table, d.count), ', ' order by d.default_table),
                     'every default partition is empty')
-    from partman.check_default(p_exact_count := false) d;
+    from partman.check_default(p_exact_count := true) d;
 $$;
 comment on function internal.health_default_partitions() is
     'Health check: no rows in any default partition (ok, detail).';
@@ -121,19 +124,23 @@ begin
             select distinct on (j.jobid) j.jobname, j.jobid, r.status, r.end_time, r.return_message
             from cron.job j
             left join cron.job_run_details r on r.jobid = j.jobid
-            where j.active
+            -- why the database: pg_cron serves every database of the cluster from this one
+            -- (cron.schedule_in_database), and another database's jobs are not this one's health
+            where j.active and j.database = pg_catalog.current_database()
             order by j.jobid, r.start_time desc nulls last
         )
+        -- why btrim: pg_cron ends a server error's message with a line break, which would split the
+        -- CLI's line of the check
         select count(*) filter (where l.status = 'failed') = 0,
                coalesce('failed on their last run: '
-                            || string_agg(format('%s (%s)', coalesce(l.jobname, l.jobid::text), l.return_message), ', '
+                            || string_agg(format('%s (%s)', coalesce(l.jobname, l.jobid::text), btrim(l.return_message, E' \n')), ', '
                                           order by l.jobname) filter (where l.status = 'failed'),
                         format('%s active jobs, none failed on its last run', count(*)))
         from latest l;
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the last run of every active pg_cron job succeeded (ok, detail).';
+    'Health check: the last run of every active pg_cron job of this database succeeded (ok, detail).';
 
 create or replace function internal.health_last_backup(p_max_age interval)
     returns table (ok boolean, detail text)

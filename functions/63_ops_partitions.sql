@@ -26,12 +26,21 @@ as $$
     join pg_catalog.pg_class c on c.oid = pt.partrelid
     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     left join partman.part_config pc on pc.parent_table = n.nspname || '.' || c.relname
-    left join lateral (select sp.partition_schemaname || '.' || sp.partition_tablename as child
-                       from partman.show_partitions(pc.parent_table, 'ASC') sp limit 1) first_child on true
-    left join lateral (select sp.partition_schemaname || '.' || sp.partition_tablename as child
-                       from partman.show_partitions(pc.parent_table, 'DESC') sp limit 1) last_child on true
-    left join lateral partman.show_partition_info(first_child.child, pc.partition_interval, pc.parent_table) oldest on true
-    left join lateral partman.show_partition_info(last_child.child, pc.partition_interval, pc.parent_table) newest on true
+    -- why "where pc.parent_table is not null": pg_partman's functions raise for a table it does
+    -- not manage, and this is the report that shows such a table (registered false); the
+    -- condition is checked once, before the function runs
+    left join lateral (select info.child_start_time
+                       from partman.show_partitions(pc.parent_table, 'ASC') sp
+                       cross join lateral partman.show_partition_info(sp.partition_schemaname || '.' || sp.partition_tablename,
+                                                                      pc.partition_interval, pc.parent_table) info
+                       where pc.parent_table is not null
+                       limit 1) oldest on true
+    left join lateral (select info.child_end_time
+                       from partman.show_partitions(pc.parent_table, 'DESC') sp
+                       cross join lateral partman.show_partition_info(sp.partition_schemaname || '.' || sp.partition_tablename,
+                                                                      pc.partition_interval, pc.parent_table) info
+                       where pc.parent_table is not null
+                       limit 1) newest on true
     where not c.relispartition
       and n.nspname in ('ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops')
     order by 1;
@@ -104,16 +113,35 @@ as $$
 -- Moves every row of every default partition into its proper partition (created when missing)
 -- with partman.partition_data_time. Rows only change place, so the triggers (audit, append-only,
 -- foreign keys) stay silent: session_replication_role = replica, which needs a superuser.
+-- why the staging table made here: pg_partman stages the rows in a temporary table
+-- partman_temp_data_storage that it creates only if it does not exist, like the default
+-- partition but without its generated columns' expressions, and drops at commit. Made here for
+-- each table, it has that table's columns (pg_partman's own, kept for the next table of the same
+-- transaction, has the first one's) and computes a generated column
+-- (trading.trades.realized_pnl) that pg_partman is told to leave out, as a generated column
+-- refuses a value.
 declare
-    v_parent text;
-    v_moved  bigint;
-    v_step   bigint;
+    v_default   regclass;
+    v_parent    text;
+    v_generated text[];
+    v_moved     bigint;
+    v_step      bigint;
 begin
-    for v_parent in select d.default_table from partman.check_default(p_exact_count := false) d order by 1 loop
-        v_parent := regexp_replace(v_parent, '_default$', '');
+    for v_default in select d.default_table::regclass from partman.check_default(p_exact_count := false) d
+                     order by d.default_table loop
+        v_parent := regexp_replace(v_default::text, '_default$', '');
+        v_generated := array(select a.attname::text from pg_catalog.pg_attribute a
+                             where a.attrelid = v_default and a.attnum > 0 and not a.attisdropped
+                               and a.attgenerated <> '');
+        if to_regclass('pg_temp.partman_temp_data_storage') is not null then
+            drop table pg_temp.partman_temp_data_storage;
+        end if;
+        execute format('create temporary table partman_temp_data_storage (like %s including indexes including generated)'
+                       ' on commit drop', v_default);
         v_moved := 0;
         loop
-            v_step := partman.partition_data_time(p_parent_table => v_parent, p_batch_count => 1000, p_analyze => false);
+            v_step := partman.partition_data_time(p_parent_table => v_parent, p_batch_count => 1000, p_analyze => false,
+                                                  p_ignored_columns => nullif(v_generated, '{}'));
             exit when coalesce(v_step, 0) = 0;
             v_moved := v_moved + v_step;
         end loop;

@@ -68,15 +68,19 @@ create or replace function internal.trading_metrics(p_at timestamptz)
 as $$
     -- Orders, positions, trades, exposure and PnL at p_at: cheap reads only (the partial index of
     -- working orders, a day of order partitions, the positions and the hourly and daily rollups).
-    select 'orders.by_status', jsonb_build_object('status', o.status), count(*)::numeric
-    from trading.orders o
-    where o.created_at > p_at - interval '24 hours' and o.created_at <= p_at
-    group by o.status
+    -- why a zero for every status and every strategy: a series that is not recorded keeps its last
+    -- value, so an alert rule watching it (or a total of series) would go on seeing the working
+    -- orders of a strategy that has none left, or yesterday's loss, and never resolve
+    select 'orders.by_status', jsonb_build_object('status', v.status), count(o.order_id)::numeric
+    from unnest(enum_range(null::trading.order_status)) v(status)
+    left join trading.orders o
+           on o.status = v.status and o.created_at > p_at - interval '24 hours' and o.created_at <= p_at
+    group by v.status
     union all
-    select 'orders.working', jsonb_build_object('strategy', s.name), count(*)::numeric
-    from trading.orders o
-    join trading.strategies s on s.strategy_id = o.strategy_id
-    where o.status in ('new', 'open', 'partially_filled')
+    select 'orders.working', jsonb_build_object('strategy', s.name), count(o.order_id)::numeric
+    from trading.strategies s
+    left join trading.orders o
+           on o.strategy_id = s.strategy_id and o.status in ('new', 'open', 'partially_filled')
     group by s.name
     union all
     select m.name, jsonb_build_object('strategy', p.strategy), m.value
@@ -98,10 +102,9 @@ as $$
                                ('pnl.realized', p.realized),
                                ('pnl.unrealized', coalesce(round(p.unrealized, 12), 0))) m(name, value)
     union all
-    select 'pnl.realized_today', jsonb_build_object('strategy', s.name), sum(d.realized_pnl)
-    from trading.daily_pnl d
-    join trading.strategies s on s.strategy_id = d.strategy_id
-    where d.day = (p_at at time zone 'UTC')::date
+    select 'pnl.realized_today', jsonb_build_object('strategy', s.name), coalesce(sum(d.realized_pnl), 0)
+    from trading.strategies s
+    left join trading.daily_pnl d on d.strategy_id = s.strategy_id and d.day = (p_at at time zone 'UTC')::date
     group by s.name
     union all
     select m.name, jsonb_build_object('period', r.period), m.value
@@ -122,7 +125,7 @@ as $$
     where e.occurred_at > p_at - interval '1 hour' and e.occurred_at <= p_at
 $$;
 comment on function internal.trading_metrics(timestamptz) is
-    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events.';
+    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; orders by status, working orders and realized PnL today have a value (0 when none) for every status and strategy.';
 
 create or replace function internal.system_metrics()
     returns table (name text, labels jsonb, value numeric)
@@ -136,10 +139,14 @@ begin
     return query
     select 'db.size_bytes', '{}'::jsonb, pg_catalog.pg_database_size(pg_catalog.current_database())::numeric
     union all
-    select 'db.connections', jsonb_build_object('state', coalesce(a.state, 'unknown')), count(*)::numeric
-    from pg_catalog.pg_stat_activity a
-    where a.datname = pg_catalog.current_database()
-    group by a.state
+    -- why every state, zero included: as for the trading metrics, a state no longer seen must
+    -- read 0, not keep its last count (an alert on idle-in-transaction sessions must resolve)
+    select 'db.connections', jsonb_build_object('state', v.state), count(a.pid)::numeric
+    from (values ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
+                 ('fastpath function call'), ('disabled'), ('unknown')) v(state)
+    left join pg_catalog.pg_stat_activity a
+           on coalesce(a.state, 'unknown') = v.state and a.datname = pg_catalog.current_database()
+    group by v.state
     union all
     select m.name, '{}'::jsonb, m.value
     from pg_catalog.pg_stat_database d
@@ -177,7 +184,7 @@ begin
 end;
 $$;
 comment on function internal.system_metrics() is
-    'The system metrics of monitor.collect_metrics: database size, connections, commits, rollbacks, cache hit ratio, slow statements, oldest transaction, open alerts, the outbox.';
+    'The system metrics of monitor.collect_metrics: database size, connections (every state, 0 when none), commits, rollbacks, cache hit ratio, slow statements, oldest transaction, open alerts, the outbox.';
 
 create or replace function monitor.collect_metrics(collected_at timestamptz default now())
     returns integer

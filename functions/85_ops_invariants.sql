@@ -94,7 +94,8 @@ as $$
 --                      whose old row is not the previous image, an INSERT of a key still present,
 --                      a first image that is not an INSERT (or the BASELINE of a row older than
 --                      its table's audit triggers, see audit.record_baseline)
---   audit_current      an audited row differs from its latest audit image, or has none
+--   audit_current      an audited row differs from its latest audit image, or has none, or a row
+--                      the log has (its latest image not a DELETE) does not exist
 -- The audit log carries no seals of its own; its rows are protected by privileges and by
 -- triggers that refuse UPDATE, DELETE and TRUNCATE (functions/80_audit.sql).
 -- When pg_partman retention drops audit.log partitions, rows whose history began in a dropped
@@ -367,6 +368,23 @@ begin
                   end
             $q$,
             v_table.table_name, v_table.key1, v_table.key2, v_table.redacted, v_table.relid, v_audit_pruned);
+        -- why the other way round too: a row deleted behind the log's back (triggers disabled, or
+        -- session_replication_role = replica) leaves no row to compare and no later change to
+        -- carry the gap; the log still has it, its latest image not a DELETE
+        return query execute format(
+            $q$
+            select 'audit_current',
+                   jsonb_build_object('table', %1$L, 'key', l.row_key::jsonb),
+                   format('the row does not exist, but the audit log never deleted it (latest audit row %%s: %%s)',
+                          l.audit_id, l.operation)
+            from (select distinct on (a.row_key) a.row_key, a.audit_id, a.operation
+                  from audit.log a
+                  where a.table_name = %1$L
+                  order by a.row_key, a.audit_id desc) l
+            where l.operation <> 'DELETE'
+              and not exists (select from %4$s t where audit.row_key(to_jsonb(t), %2$L, %3$L) = l.row_key)
+            $q$,
+            v_table.table_name, v_table.key1, v_table.key2, v_table.relid);
     end loop;
 end;
 $$;

@@ -223,6 +223,23 @@ def test_a_row_inserted_without_an_audit_row_is_reported(traded):
     ]
 
 
+def test_a_row_deleted_without_an_audit_row_is_reported(traded):
+    limit_id = call(traded, "monitor.set_risk_limit", strategy="alpha", max_order_notional=Decimal("1000"))
+    inserted = traded.execute(
+        "select max(audit_id) from audit.log where table_name = 'monitor.risk_limits'"
+    ).fetchone()[0]
+    traded.execute("set session_replication_role = replica")
+    traded.execute("delete from monitor.risk_limits where limit_id = %s", [limit_id])
+    traded.execute("reset session_replication_role")
+    assert violations(traded) == [
+        (
+            "audit_current",
+            {"key": {"limit_id": limit_id}, "table": "monitor.risk_limits"},
+            f"the row does not exist, but the audit log never deleted it (latest audit row {inserted}: INSERT)",
+        )
+    ]
+
+
 def test_redacted_columns_are_not_compared(auth_db):
     auth_db.execute(
         "select auth.create_user(username => 'ann', password => 'Correct-Horse-42', roles => '{trader}')"

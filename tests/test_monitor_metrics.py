@@ -1,15 +1,17 @@
 """Metrics: recorded by hand and collected from the database itself, partitioned by day, and the
 monitoring views for psql and dashboards."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from auth_helpers import acting_as, make_user
-from trading_helpers import call, place, trade
+from ops_helpers import cli
+from trading_helpers import call, place, rows, trade
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -48,8 +50,11 @@ def test_collect_metrics_records_orders_positions_trades_pnl_and_the_database(se
     count = call(seeded, "monitor.collect_metrics")
     names = {row[0] for row in seeded.execute("select distinct name from monitor.metrics")}
     assert count == seeded.execute("select count(*) from monitor.metrics").fetchone()[0]
-    assert values(seeded, "orders.by_status") == [({"status": "filled"}, 1), ({"status": "new"}, 1)]
-    assert values(seeded, "orders.working") == [({"strategy": "alpha"}, 1)]
+    assert [row for row in values(seeded, "orders.by_status") if row[1]] == [
+        ({"status": "filled"}, 1),
+        ({"status": "new"}, 1),
+    ]
+    assert values(seeded, "orders.working") == [({"strategy": "alpha"}, 1), ({"strategy": "beta"}, 0)]
     assert values(seeded, "positions.open") == [({"strategy": "alpha"}, 1)]
     assert values(seeded, "exposure.gross") == [({"strategy": "alpha"}, Decimal("6000"))]
     assert values(seeded, "trades.notional") == [
@@ -132,3 +137,91 @@ def test_an_unscoped_session_records_a_collected_metric(seeded):
         call(seeded, "monitor.record_metric", name="exposure.gross", value=Decimal("50000"),
              labels=Jsonb({"strategy": "alpha"}), recorded_at=NOW)  # fmt: skip
     assert values(seeded, "exposure.gross") == [({"strategy": "alpha"}, Decimal("50000"))]
+
+
+def test_collect_metrics_counts_every_order_status_zero_included(seeded):
+    trade(seeded, "buy", "0.1", "60000")
+
+    call(seeded, "monitor.collect_metrics")
+
+    assert values(seeded, "orders.by_status") == [
+        ({"status": status}, 1 if status == "filled" else 0)
+        for status in sorted(
+            ["cancelled", "expired", "filled", "new", "open", "partially_filled", "rejected"]
+        )
+    ]
+
+
+def test_collect_metrics_records_no_realized_pnl_today_as_zero(seeded):
+    trade(seeded, "buy", "0.1", "60000", fee=Decimal("6"), fee_currency="USDT")
+
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+
+    assert values(seeded, "pnl.realized_today") == [
+        ({"strategy": "alpha"}, Decimal("-6")),
+        ({"strategy": "beta"}, Decimal("0")),
+    ]
+
+
+def test_an_alert_on_working_orders_resolves_once_the_strategy_has_none_left(seeded):
+    order_id = place(seeded, "buy", "0.1", "60000")
+    call(seeded, "monitor.add_alert_rule", name="alpha-working", kind="trading", operator=">",
+         threshold=Decimal("0"), metric="orders.working", labels=Jsonb({"strategy": "alpha"}),
+         aggregate="last", evaluation_window="10 minutes")  # fmt: skip
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+    assert [r["transition"] for r in rows(seeded, "monitor.evaluate_alert_rules", evaluated_at=NOW)] == [
+        "fired"
+    ]
+
+    call(seeded, "trading.cancel_order", order_id=order_id)
+    later = NOW + timedelta(minutes=1)
+    call(seeded, "monitor.collect_metrics", collected_at=later)
+
+    assert [
+        (r["transition"], r["value"])
+        for r in rows(seeded, "monitor.evaluate_alert_rules", evaluated_at=later)
+    ] == [("resolved", 0)]
+
+
+def test_metrics_show_prints_times_in_utc_whatever_the_server_time_zone(seeded, db_url):
+    database = seeded.execute("select current_database()").fetchone()[0]
+    seeded.execute(
+        sql.SQL("alter database {} set timezone = 'America/New_York'").format(sql.Identifier(database))
+    )
+    recorded_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    call(
+        seeded, "monitor.record_metric", name="app.fills_behind", value=Decimal("3"), recorded_at=recorded_at
+    )
+
+    result = cli("metrics", "show", "--name", "app.fills_behind", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2].split()[-2:] == recorded_at.strftime("%Y-%m-%d %H:%M:%S").split()
+
+
+def test_metrics_show_prints_labels_as_json(seeded, db_url):
+    call(
+        seeded,
+        "monitor.record_metric",
+        name="app.fills_behind",
+        value=Decimal("3"),
+        labels=Jsonb({"venue": "okx"}),
+    )
+
+    result = cli("metrics", "show", "--name", "app.fills_behind", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2].split()[:3] == ["app.fills_behind", '{"venue":', '"okx"}']
+
+
+def test_db_connections_reads_zero_once_a_state_is_no_longer_seen(db, db_url):
+    later = NOW + timedelta(minutes=1)
+    with psycopg.connect(db_url) as other:
+        other.execute("select 1")  # opens a transaction and leaves it idle in it
+        call(db, "monitor.collect_metrics", collected_at=NOW)
+    call(db, "monitor.collect_metrics", collected_at=later)
+
+    assert db.execute(
+        "select recorded_at, value from monitor.metrics"
+        " where name = 'db.connections' and labels = '{\"state\": \"idle in transaction\"}' order by 1"
+    ).fetchall() == [(NOW, 1), (later, 0)]

@@ -119,3 +119,63 @@ def test_a_failed_physical_backup_leaves_an_earlier_running_run_alone(db):
     assert db.execute("select status from ops.backup_runs where run_id = %s", [earlier]).fetchone() == (
         "running",
     )
+
+
+@pytest.fixture
+def cron_db(pg_cluster, project_settings):
+    """The migrated database pg_cron serves (the session cluster's own "spreadedge"), with its
+    three jobs; jobs and runs a test adds are removed after it."""
+    from spreadedge.migrate import migrate
+
+    url = pg_cluster.url("spreadedge")
+    migrate(url, project_settings, echo=lambda line: None)
+    with psycopg.connect(url, autocommit=True) as conn:
+        jobs = conn.execute("select coalesce(max(jobid), 0) from cron.job").fetchone()[0]
+        runs = conn.execute("select coalesce(max(runid), 0) from cron.job_run_details").fetchone()[0]
+        yield conn
+        conn.execute("select cron.unschedule(jobid) from cron.job where jobid > %s", [jobs])
+        conn.execute("delete from cron.job_run_details where runid > %s and status = 'failed'", [runs])
+
+
+def _failed_run(conn, job_name):
+    conn.execute(
+        "insert into cron.job_run_details (jobid, runid, database, username, command, status, return_message,"
+        " start_time, end_time)"
+        " select j.jobid, nextval('cron.runid_seq'), j.database, j.username, j.command, 'failed',"
+        " E'ERROR:  division by zero\\n', now() + interval '1 hour', now() + interval '1 hour'"
+        " from cron.job j where j.jobname = %s",
+        [job_name],
+    )
+
+
+def test_a_failed_cron_job_of_another_database_does_not_fail_cron_jobs(cron_db):
+    cron_db.execute(
+        "select cron.schedule_in_database('other-db-job', '0 0 31 2 *', 'select 1/0', 'postgres')"
+    )
+    _failed_run(cron_db, "other-db-job")
+
+    assert cron_db.execute("select ok, detail from internal.health_cron_jobs()").fetchone() == (
+        True,
+        "3 active jobs, none failed on its last run",
+    )
+
+
+def test_a_failed_cron_job_of_this_database_fails_cron_jobs_naming_its_error_on_one_line(cron_db):
+    _failed_run(cron_db, "spreadedge-collect-metrics")
+
+    assert cron_db.execute("select ok, detail from internal.health_cron_jobs()").fetchone() == (
+        False,
+        "failed on their last run: spreadedge-collect-metrics (ERROR:  division by zero)",
+    )
+
+
+def test_default_partitions_empty_counts_the_rows_of_each_default_partition(db):
+    db.execute(
+        "insert into audit.log (table_name, operation, row_key, new_row, logged_at)"
+        " select 'x.y', 'INSERT', '{\"a\": 1}', '{\"a\": 1}', '2099-05-15' from generate_series(1, 5)"
+    )
+
+    assert db.execute("select ok, detail from internal.health_default_partitions()").fetchone() == (
+        False,
+        "rows in default partitions: audit.log_default (5 rows)",
+    )

@@ -43,6 +43,23 @@ def test_partitions_maintain_creates_partitions_ahead_and_drops_by_retention(db,
     assert row == ("3 days", True, True)
 
 
+@pytest.mark.parametrize("table", ["market.quotes", "trading.order_events", "monitor.metrics"])
+def test_the_hourly_maintenance_makes_partitions_ahead_of_a_table_without_rows(db, table):
+    # a freshly migrated database, nothing loaded: pg_partman counts ahead from the calendar
+    assert db.execute(
+        sql.SQL("select count(*) from {}").format(sql.Identifier(*table.split(".")))
+    ).fetchone() == (0,)
+    _drop_future_partitions(db, table)
+    db.execute("select partman.run_maintenance(%s)", [table])
+    ahead = db.execute(
+        "select count(*) from partman.show_partitions(%s) p,"
+        " partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename) i"
+        " where i.child_start_time > now()",
+        [table],
+    ).fetchone()[0]
+    assert ahead >= 4
+
+
 def test_partition_status_lists_every_partitioned_table_registered(db):
     rows = db.execute("select parent_table, registered, default_rows from ops.partition_status()").fetchall()
 
@@ -79,12 +96,69 @@ def test_partitions_repair_moves_default_partition_rows_into_a_proper_partition(
     assert db.execute("select ok from internal.health_default_partitions()").fetchone() == (True,)
 
 
+def test_partitions_repair_moves_a_stranded_trade_and_computes_its_realized_pnl_again(seeded, db_url):
+    trade_id = fill(
+        seeded, place(seeded, "buy", "0.1", "60000"), "0.1", "60000", fee=Decimal("6"), fee_currency="USDT"
+    )
+    seeded.execute("set session_replication_role = replica")  # only to plant the stray row
+    seeded.execute(
+        "insert into trading.trades (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity,"
+        " price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier)"
+        " select trade_id + 1000, '2099-03-01 00:00+00', order_id, strategy_id, instrument_id, side, quantity,"
+        " price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, 'stray', multiplier"
+        " from trading.trades where trade_id = %s",
+        [trade_id],
+    )
+    seeded.execute("reset session_replication_role")
+
+    result = cli("partitions", "repair", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert "trading.trades: moved 1 rows out of the default partition" in result.output
+    row = seeded.execute(
+        "select tableoid::regclass::text, realized_pnl from trading.trades where trade_id = %s",
+        [trade_id + 1000],
+    ).fetchone()
+    assert row == ("trading.trades_p2099_03", Decimal("-6"))
+
+
+def test_partitions_repair_moves_the_rows_of_several_default_partitions_in_one_run(db, db_url):
+    db.execute("set session_replication_role = replica")  # only to plant the stray rows
+    db.execute(
+        "insert into trading.order_events (occurred_at, order_id, to_status) values ('2099-01-01 00:00+00', 1, 'new')"
+    )
+    db.execute(
+        "insert into audit.log (table_name, operation, row_key, new_row, logged_at)"
+        " values ('x.y', 'INSERT', '{\"a\": 1}', '{\"a\": 1}', '2099-05-15 00:00+00')"
+    )
+    db.execute("reset session_replication_role")
+
+    result = cli("partitions", "repair", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "audit.log: moved 1 rows out of the default partition",
+        "trading.order_events: moved 1 rows out of the default partition",
+    ]
+    assert db.execute("select ok from internal.health_default_partitions()").fetchone() == (True,)
+
+
 def test_a_partitioned_table_not_registered_with_pg_partman_fails_health(db):
     db.execute("create table market.stray (at timestamptz not null) partition by range (at)")
 
     row = db.execute("select ok, detail from internal.health_partitions_registered()").fetchone()
 
     assert row == (False, "not registered with pg_partman: market.stray")
+
+
+def test_partitions_status_shows_a_partitioned_table_not_registered_with_pg_partman(db, db_url):
+    db.execute("create table market.stray (at timestamptz not null) partition by range (at)")
+
+    result = cli("partitions", "status", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    stray = [line.split() for line in result.output.splitlines() if line.startswith("market.stray ")]
+    assert stray == [["market.stray", "NO", "keep", "all", "0", "0"]]
 
 
 def test_configure_partitioning_refuses_a_table_pg_partman_does_not_manage_with_55s11(db):

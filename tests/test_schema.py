@@ -78,7 +78,8 @@ CATALOG_QUERIES = {
                         and p.polrelid = (schemaname || '.' || tablename)::regclass
         where schemaname = any(%(schemas)s)""",
     "partitioning": """
-        select parent_table, control, partition_interval, partition_type, premake, retention, retention_keep_table
+        select parent_table, control, partition_interval, partition_type, premake, retention, retention_keep_table,
+               infinite_time_partitions
         from partman.part_config""",
     "reference data": """
         select e.code, e.name, m.market_type::text, m.maker_fee, m.taker_fee

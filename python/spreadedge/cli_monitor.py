@@ -7,8 +7,10 @@ Every rule, limit and check lives in SQL; these commands pass the options as bin
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -66,6 +68,13 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
+    if isinstance(value, dict):
+        # why JSON: labels are given as JSON (record_metric, alerts add-rule); Python's repr is not
+        return json.dumps(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        # why: psycopg gives a timestamptz in the session's TimeZone, which is the server's
+        # setting; times are shown in UTC whatever the server's zone
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
