@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from db_fixtures import janitor
 from spreadedge.cli import main
 from spreadedge.demo import run_demo
 from trading_helpers import counts, trade
@@ -165,3 +166,13 @@ def test_demo_loads_market_data_for_all_six_exchanges_with_candles_and_spreads(d
     exchanges_quoted, exchanges_traded, daily_candles, indicator_rows, spreads, crossed = facts
     assert (exchanges_quoted, exchanges_traded, daily_candles, spreads, crossed) == (6, 6, 14, 5, 0)
     assert indicator_rows > 0
+
+
+@pytest.mark.parametrize("command", [["pnl"], ["spreads"], ["health"]])
+def test_a_command_on_a_database_never_migrated_says_to_migrate(pg_cluster, command):
+    with janitor(pg_cluster, "never_migrated"):
+        result = invoke(pg_cluster.url("never_migrated"), *command)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == ["hint: run spreadedge migrate (with the same --database-url)"]
+    assert "this database is not migrated, or not up to date with this code" in result.output
+    assert "Traceback" not in result.output

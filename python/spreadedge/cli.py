@@ -42,6 +42,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []}
 
 
+# invalid_schema_name, undefined_table, undefined_function
+_NOT_MIGRATED = frozenset({"3F000", "42P01", "42883"})
+
+
 class _Group(click.Group):
     """A click group that reports USER_ERRORS as a message rather than a traceback."""
 
@@ -62,6 +66,13 @@ class _Group(click.Group):
                 url = settings.database_url if settings is not None else None
                 message = str(exc).strip()
                 raise click.ClickException(db.redact(message, url) if url else message) from exc
+            if exc.sqlstate in _NOT_MIGRATED:
+                # why: a schema, table or function of spreadedge missing is a database that was
+                # never migrated (or migrated by older code), which the operator fixes in one step
+                raise click.ClickException(
+                    f"{exc.diag.message_primary}: this database is not migrated, or not up to date "
+                    "with this code\nhint: run spreadedge migrate (with the same --database-url)"
+                ) from exc
             if isinstance(exc, psycopg.DataError):
                 # a value PostgreSQL's own input refuses (an interval option that is not one, a
                 # number beyond numeric): the caller's mistake, so a message, not a traceback; only
