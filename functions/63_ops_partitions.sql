@@ -1,5 +1,5 @@
 -- spreadedge functions: partition lifecycle and cleanup
--- pg_partman creates partitions ahead and drops them by retention (partman.run_maintenance_proc,
+-- pg_partman creates partitions ahead and drops them by retention (ops.run_partition_maintenance,
 -- hourly by pg_cron, see schema/50_schedules.sql); these functions show where each partitioned
 -- table stands, apply the deployment's premake and retention settings, move rows stranded in a
 -- default partition into proper partitions, and clean up old rows: whole partitions detached and
@@ -7,6 +7,41 @@
 -- Orders, their events and trades get no pg_partman retention: dropping their partitions by age
 -- alone would drop working orders and the fills of open positions; spreadedge cleanup orders
 -- applies the rules of what may go.
+
+create or replace procedure ops.run_partition_maintenance()
+    language plpgsql
+as $$
+-- pg_partman's maintenance (partitions made ahead, retention applied) of every table it manages,
+-- each in a transaction of its own; a table whose maintenance fails is skipped, the others are
+-- done, and then the call raises partition_maintenance_failed... as 55S12 naming each failed
+-- table with its error, so the pg_cron job is marked failed and health's cron_jobs shows it.
+-- why not partman.run_maintenance_proc: it stops at the first table that fails (a default
+-- partition holding rows for the range of the next partition makes ATTACH fail), so every table
+-- after it in part_config got no new partitions and ran out of them in turn
+declare
+    v_table  text;
+    v_failed text[] := '{}';
+begin
+    for v_table in select c.parent_table from partman.part_config c
+                   where not c.undo_in_progress and c.automatic_maintenance = 'on'
+                   order by c.parent_table loop
+        begin
+            perform partman.run_maintenance(p_parent_table => v_table, p_jobmon => false);
+        exception when others then
+            v_failed := v_failed || format('%s: %s', v_table, sqlerrm);
+        end;
+        commit;
+    end loop;
+    if cardinality(v_failed) > 0 then
+        raise exception 'partition maintenance failed for % of the tables: %', cardinality(v_failed),
+            array_to_string(v_failed, '; ')
+            using errcode = '55S12',
+                  hint = 'spreadedge partitions status shows each table; rows in a default partition: spreadedge partitions repair.';
+    end if;
+end;
+$$;
+comment on procedure ops.run_partition_maintenance() is
+    'pg_partman maintenance of every managed table, each in its own transaction: one that fails does not stop the others; raises 55S12 naming the failed ones. Hourly by pg_cron.';
 
 create or replace function ops.partition_status()
     returns table (parent_table text, registered boolean, control text, partition_interval text,

@@ -47,4 +47,5 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('22S22', 'invalid_index_candidate', 'An index to create names a column the table does not have, or an access method that is not btree, brin, hash or gin.'),
     ('23S21', 'unknown_backup_run', 'No backup run has this id.'),
     ('55S10', 'backup_run_finished', 'The backup run was already recorded as finished.'),
-    ('55S11', 'partition_not_managed', 'The table is not a partitioned table registered with pg_partman.');
+    ('55S11', 'partition_not_managed', 'The table is not a partitioned table registered with pg_partman.'),
+    ('55S12', 'partition_maintenance_failed', 'Partition maintenance failed for some tables; the others were maintained.');

@@ -60,6 +60,29 @@ def test_the_hourly_maintenance_makes_partitions_ahead_of_a_table_without_rows(d
     assert ahead >= 4
 
 
+def test_a_table_whose_maintenance_fails_does_not_stop_the_others_and_is_named(db, db_url):
+    # a row in audit.log's default partition inside the next month's range: pg_partman cannot
+    # attach that month's partition, so audit.log's maintenance fails
+    _drop_future_partitions(db, "audit.log")
+    _drop_future_partitions(db, "monitor.metrics")
+    db.execute(
+        "insert into audit.log (logged_at, table_name, operation, row_key)"
+        " values (date_trunc('month', now()) + interval '1 month 1 day', 'x', 'INSERT', '{}')"
+    )
+    with psycopg.connect(db_url, autocommit=True) as conn, pytest.raises(psycopg.Error) as caught:
+        conn.execute("call ops.run_partition_maintenance()")
+    assert caught.value.sqlstate == "55S12"
+    assert caught.value.diag.message_primary.startswith(
+        "partition maintenance failed for 1 of the tables: audit.log: "
+    )
+    ahead = db.execute(
+        "select count(*) from partman.show_partitions('monitor.metrics') p,"
+        " partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename) i"
+        " where i.child_start_time > now()"
+    ).fetchone()[0]
+    assert ahead >= 4
+
+
 def test_partition_status_lists_every_partitioned_table_registered(db):
     rows = db.execute("select parent_table, registered, default_rows from ops.partition_status()").fetchall()
 

@@ -198,5 +198,5 @@ def test_migrating_the_cron_database_schedules_partition_maintenance_and_monitor
             "* * * * *",
             "select count(*) from monitor.evaluate_alert_rules()",
         ),
-        ("spreadedge-partition-maintenance", "17 * * * *", "call partman.run_maintenance_proc()"),
+        ("spreadedge-partition-maintenance", "17 * * * *", "call ops.run_partition_maintenance()"),
     ]
