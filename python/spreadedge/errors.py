@@ -78,6 +78,7 @@ CODES: dict[str, str] = {
     "unknown_backup_run": "23S21",
     "backup_run_finished": "55S10",
     "partition_not_managed": "55S11",
+    "partition_maintenance_failed": "55S12",
     "alert_resolved": "55S05",
     "notification_state": "55S06",
 }
