@@ -104,12 +104,15 @@ begin
     end if;
     v_version := internal.current_master_key_version(store_api_key.master_key, true);
     v_fingerprint := public.hmac(store_api_key.api_key, store_api_key.master_key, 'sha256');
-    if exists (select from auth.api_keys k where k.exchange_id = v_exchange_id and k.fingerprint = v_fingerprint) then
+    -- why live keys only: a revoked key frees its label and may itself be stored again
+    if exists (select from auth.api_keys k
+               where k.exchange_id = v_exchange_id and k.fingerprint = v_fingerprint and k.revoked_at is null) then
         raise exception 'this API key is already stored for exchange %', store_api_key.exchange
             using errcode = '23S08';
     end if;
     if exists (select from auth.api_keys k
-               where k.user_id = v_user.user_id and k.exchange_id = v_exchange_id and k.label = store_api_key.label) then
+               where k.user_id = v_user.user_id and k.exchange_id = v_exchange_id and k.label = store_api_key.label
+                 and k.revoked_at is null) then
         raise exception 'user % already has an API key labelled "%" on %', v_user.user_id, store_api_key.label,
             store_api_key.exchange
             using errcode = '23S06';
@@ -130,7 +133,7 @@ begin
 end;
 $$;
 comment on function auth.store_api_key(bigint, text, text, text, text, text, text[], text) is
-    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. Needs keys:manage.';
+    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. A live key''s label or key cannot be stored twice (23S06, 23S08); a revoked one frees both. Needs keys:manage.';
 
 create or replace function internal.visible_api_key(p_key_id bigint)
     returns auth.api_keys

@@ -210,15 +210,14 @@ create table auth.api_keys (
     created_at       timestamptz not null default now(),
     rotated_at       timestamptz,
     last_revealed_at timestamptz,
-    revoked_at       timestamptz,
-    unique (user_id, exchange_id, label)
+    revoked_at       timestamptz
 );
 comment on table auth.api_keys is
     'Exchange API keys, AES-256 encrypted under the master key. Store with auth.store_api_key; list with auth.api_key_list.';
 comment on column auth.api_keys.key_id is 'Surrogate key.';
 comment on column auth.api_keys.user_id is 'The user the key belongs to.';
 comment on column auth.api_keys.exchange_id is 'The exchange that issued the key.';
-comment on column auth.api_keys.label is 'Name the user gives the key, unique per user and exchange.';
+comment on column auth.api_keys.label is 'Name the user gives the key, unique per user and exchange among live keys.';
 comment on column auth.api_keys.api_key is 'pgp_sym_encrypt(api key, master key, cipher-algo=aes256).';
 comment on column auth.api_keys.api_secret is 'pgp_sym_encrypt(api secret, master key, cipher-algo=aes256).';
 comment on column auth.api_keys.passphrase is 'pgp_sym_encrypt(passphrase, master key, cipher-algo=aes256), for exchanges that use one.';
@@ -229,5 +228,14 @@ comment on column auth.api_keys.created_at is 'When the key was stored.';
 comment on column auth.api_keys.rotated_at is 'When the row was last re-encrypted under a new master key.';
 comment on column auth.api_keys.last_revealed_at is 'When auth.reveal_api_key last decrypted it.';
 comment on column auth.api_keys.revoked_at is 'When the key was revoked; revoked keys cannot be revealed.';
-create unique index api_keys_fingerprint_key on auth.api_keys (exchange_id, fingerprint);
+-- why live keys only: a revoked key frees its label (an exchange key rotated under the same label)
+-- and may itself be stored again (migration 0020)
+create unique index api_keys_live_label_key on auth.api_keys (user_id, exchange_id, label)
+    where revoked_at is null;
+comment on index auth.api_keys_live_label_key is
+    'A label names one live key per user and exchange; a revoked key frees its label.';
+create unique index api_keys_live_fingerprint_key on auth.api_keys (exchange_id, fingerprint)
+    where revoked_at is null;
+comment on index auth.api_keys_live_fingerprint_key is
+    'An API key is stored live once per exchange; a revoked one may be stored again.';
 create index api_keys_user_idx on auth.api_keys (user_id);

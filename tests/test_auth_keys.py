@@ -367,3 +367,38 @@ def test_a_reveal_waiting_for_a_rotation_holds_no_key_row_so_the_two_never_deadl
         rotation.commit()
         thread.join(timeout=30)
     assert outcome == ["AKIA-binance-0001"]
+
+
+def test_a_revoked_keys_label_takes_a_new_key(auth_db):
+    user_id = make_user(auth_db, "alice")
+    old = store(auth_db, user_id, label="main")
+    call(auth_db, "auth.revoke_api_key", key_id=old)
+    new = store(auth_db, user_id, api_key="AKIA-binance-0002", label="main")
+    assert reveal(auth_db, new)["api_key"] == "AKIA-binance-0002"
+    assert auth_db.execute(
+        "select key_id, revoked_at is not null from auth.api_keys where label = 'main' order by key_id"
+    ).fetchall() == [(old, True), (new, False)]
+
+
+def test_a_revoked_key_may_be_stored_again_but_not_twice_live(auth_db):
+    user_id = make_user(auth_db, "alice")
+    call(auth_db, "auth.revoke_api_key", key_id=store(auth_db, user_id))
+    again = store(auth_db, user_id, label="restored")
+    assert reveal(auth_db, again)["api_key"] == "AKIA-binance-0001"
+    with pytest.raises(psycopg.errors.IntegrityError) as caught:
+        store(auth_db, user_id, label="third")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S08",
+        "this API key is already stored for exchange binance",
+    )
+
+
+def test_a_live_label_is_still_taken(auth_db):
+    user_id = make_user(auth_db, "alice")
+    store(auth_db, user_id, label="main")
+    with pytest.raises(psycopg.errors.IntegrityError) as caught:
+        store(auth_db, user_id, api_key="AKIA-binance-0002", label="main")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S06",
+        f'user {user_id} already has an API key labelled "main" on binance',
+    )
