@@ -113,8 +113,9 @@ as $$
 -- under the name it had. The name is read as regclass would read it (unquoted parts folded to lower
 -- case, quoted ones kept); a name without a schema is looked up on the search_path.
 declare
-    v_parts text[];
-    v_table text;
+    v_parts  text[];
+    v_table  text;
+    v_logged jsonb;  -- one key of this table as the log holds it, to check the key given against
 begin
     begin
         v_parts := parse_ident(history.table_name);
@@ -135,16 +136,38 @@ begin
             using errcode = '22S09',
                   hint = 'Name the table with its schema, as audit.log.table_name does, e.g. ''trading.orders''.';
     end if;
+    if jsonb_typeof(history.key) is distinct from 'object' and history.key is not null then
+        raise exception 'key % is not a json object of the row''s key columns', history.key
+            using errcode = '22S09',
+                  hint = 'Give the key as audit.log.row_key holds it, e.g. ''{"order_id": 42}''.';
+    end if;
     return query
     select l.audit_id, l.logged_at, l.operation, l.old_row, l.new_row, l.actor, l.db_role, l.txid
     from audit.log l
     where l.table_name = v_table
       and l.row_key = history.key::text
     order by l.audit_id;
+    -- why check an empty story's key: a key that names other columns or spells a number as a string
+    -- ({"order_id": "42"}) matches no row_key, and an empty story reads as "never changed"; a key
+    -- of the table as logged (one index probe) shows the names and json types it must have. Only
+    -- when nothing was found: a story told costs nothing more.
+    if not found and history.key is not null then
+        select l.row_key::jsonb into v_logged from audit.log l where l.table_name = v_table limit 1;
+        if v_logged is not null
+           and exists (select from jsonb_each(history.key) g full join jsonb_each(v_logged) w on w.key = g.key
+                       where g.key is null or w.key is null
+                          or (jsonb_typeof(g.value) <> jsonb_typeof(w.value)
+                              and 'null' not in (jsonb_typeof(g.value), jsonb_typeof(w.value)))) then
+            raise exception 'key % does not match the key columns of %', history.key, v_table
+                using errcode = '22S09',
+                      detail = format('%s is logged with keys like %s.', v_table, v_logged),
+                      hint = 'Name every key column once, with its value''s json type as logged (a number, not a string).';
+        end if;
+    end if;
 end;
 $$;
 comment on function audit.history(text, jsonb) is
-    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed.';
+    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed; a key that finds nothing and whose columns or json types differ from the table''s logged keys is refused (22S09).';
 
 create or replace function internal.audited_tables()
     returns table (table_name text, relid regclass, key1 text, key2 text, redacted text[])

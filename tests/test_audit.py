@@ -144,6 +144,55 @@ def test_audit_history_reads_a_table_name_as_regclass_did(seeded, name):
     assert story == [("INSERT",)]
 
 
+def test_audit_history_finds_a_two_column_key_given_in_any_order_and_spacing(seeded):
+    # a guard: jsonb makes the key canonical, so order and whitespace do not matter
+    fill(seeded, place(seeded, "buy", "1", "100"), "1", "100")
+    story = seeded.execute(
+        "select operation from audit.history('trading.positions', '{ \"instrument_id\" :1,\"strategy_id\":1 }')"
+    ).fetchall()
+    assert story == [("INSERT",), ("UPDATE",)]
+
+
+def test_audit_history_refuses_a_key_with_a_number_spelled_as_a_string(seeded):
+    order_id = place(seeded, "buy", "1", "100")
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        seeded.execute("select * from audit.history('trading.orders', %s)", [f'{{"order_id": "{order_id}"}}'])
+    assert (caught.value.sqlstate, caught.value.diag.message_primary, caught.value.diag.message_detail) == (
+        "22S09",
+        f'key {{"order_id": "{order_id}"}} does not match the key columns of trading.orders',
+        f'trading.orders is logged with keys like {{"order_id": {order_id}}}.',
+    )
+
+
+@pytest.mark.parametrize(
+    "table, key",
+    [
+        ("trading.orders", '{"id": 1}'),
+        ("trading.positions", '{"instrument_id": 1}'),
+        ("trading.orders", '{"order_id": 1, "strategy_id": 1}'),
+    ],
+    ids=["another column", "half a two-column key", "an extra column"],
+)
+def test_audit_history_refuses_a_key_naming_other_columns_than_the_tables(seeded, table, key):
+    fill(seeded, place(seeded, "buy", "1", "100"), "1", "100")
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        seeded.execute("select * from audit.history(%s, %s)", [table, key])
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        f"key {key} does not match the key columns of {table}",
+    )
+
+
+@pytest.mark.parametrize("key", ["1", '"1"', "[1]"])
+def test_audit_history_refuses_a_key_that_is_not_a_json_object(seeded, key):
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        seeded.execute("select * from audit.history('trading.orders', %s)", [key])
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        f"key {key} is not a json object of the row's key columns",
+    )
+
+
 @pytest.mark.parametrize(
     "statement",
     [
