@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from db_fixtures import janitor
 from spreadedge.cli import main
-from spreadedge.demo import run_demo
+from spreadedge.demo import DemoDay, run_demo
 from trading_helpers import counts, trade
 
 
@@ -60,6 +60,73 @@ def test_running_the_demo_again_writes_nothing(demo_db, db_url):
     result = invoke(db_url, "demo", "--orders", "120")
     assert result.exit_code == 0, result.output
     assert counts(demo_db) == before
+
+
+def _yesterday() -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+
+
+# the strategy's position on the instrument just before each funding payment, and the mid of the
+# instrument's latest quote then
+_FUNDING_FACTS = """
+    select f.instrument_id, f.paid_at, f.amount, i.multiplier,
+           coalesce((select sum(t.position_delta) from trading.trades t
+                     where t.strategy_id = f.strategy_id and t.instrument_id = f.instrument_id
+                       and t.executed_at < f.paid_at), 0) as position,
+           (select (q.bid + q.ask) / 2 from market.quotes q
+            where q.instrument_id = f.instrument_id and q.quoted_at <= f.paid_at
+            order by q.quoted_at desc limit 1) as mark
+    from trading.funding_payments f join ref.instruments i using (instrument_id)
+    order by f.paid_at, f.instrument_id, f.strategy_id"""
+
+
+def test_demo_pays_funding_only_on_a_position_held_at_the_funding_time(demo_db):
+    facts = demo_db.execute(_FUNDING_FACTS).fetchall()
+    assert len(facts) > 0
+    assert [(paid_at, amount) for _, paid_at, amount, _, position, _ in facts if position == 0] == []
+
+
+def test_demo_funding_is_the_position_notional_times_one_rate_per_perpetual(demo_db):
+    rates: dict[tuple[int, datetime], list[Decimal]] = {}
+    for instrument_id, paid_at, amount, multiplier, position, mark in demo_db.execute(_FUNDING_FACTS):
+        if position == 0:
+            continue  # test_demo_pays_funding_only_on_a_position_held_at_the_funding_time
+        # a long pays a positive rate: amount = -(position x multiplier x mark x rate)
+        rates.setdefault((instrument_id, paid_at), []).append(-amount / (position * multiplier * mark))
+    assert rates
+    for implied in rates.values():
+        assert max(implied) - min(implied) < Decimal("0.0000001")
+        assert Decimal("-0.0002") <= implied[0] <= Decimal("0.0004")
+
+
+def test_demo_pays_funding_only_within_the_demo_day_every_eight_hours(demo_db):
+    day = _yesterday()
+    times = {row[0] for row in demo_db.execute("select distinct paid_at from trading.funding_payments")}
+    assert times and times <= {day + timedelta(hours=h) for h in (0, 8, 16)}
+
+
+def test_demo_places_exactly_the_orders_asked_for_and_reports_each_to_the_progress_bar(db):
+    placed: list[int] = []
+    run = run_demo(db, orders=57, day=_yesterday(), progress=placed.append)
+    orders = db.execute("select count(*) from trading.orders").fetchone()[0]
+    assert (sum(placed), orders, run.written["place"]) == (57, 57, 57)
+
+
+def test_demo_prices_every_order_inside_its_instruments_quote_at_that_time(demo_db):
+    outside = demo_db.execute("""
+        select o.client_order_id, o.price, q.bid, q.ask
+        from trading.orders o
+        cross join lateral (
+            select q.bid, q.ask from market.quotes q where q.instrument_id = o.instrument_id
+            order by q.quoted_at <= o.created_at desc, abs(extract(epoch from o.created_at - q.quoted_at))
+            limit 1) q
+        where o.price not between q.bid and q.ask""").fetchall()
+    assert outside == []
+
+
+def test_demo_day_is_the_same_for_the_same_day_and_number_of_orders():
+    day = _yesterday()
+    assert list(DemoDay(day).steps(200)) == list(DemoDay(day).steps(200))
 
 
 def _everything(conn):

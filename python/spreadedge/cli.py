@@ -302,7 +302,7 @@ def _utc(value: datetime | None) -> datetime | None:
     default=3000,
     show_default=True,
     type=click.IntRange(10, 1_000_000),
-    help="About how many orders to place.",
+    help="How many orders to place.",
 )
 @click.pass_obj
 def demo(settings: Settings, orders: int) -> None:

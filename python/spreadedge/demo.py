@@ -4,9 +4,12 @@ Six exchanges, spot and perpetual instruments, four strategies: spot arbitrage b
 (BTC and ETH), a spot/perpetual basis trade and a perpetual market maker whose inventory flips
 sides. Orders fill in one to three partial fills; some are cancelled part-filled, a few rejected,
 some left working. Fees come in the quote asset, in the base asset (Gate.io buys) and in BNB
-(Binance spot, priced from the BNBUSDT market). Perpetual positions pay or receive funding every
-eight hours. Market data of the day (quotes, ticks, candles, indicators) comes from
-``spreadedge.demo_market``.
+(Binance spot, priced from the BNBUSDT market). Perpetual positions pay or receive funding at
+00:00, 08:00 and 16:00 UTC of the day: position notional x the perpetual's rate, a long paying a
+positive rate; a strategy without a position then gets no payment. Market data of the day (quotes,
+ticks, candles, indicators) comes from ``spreadedge.demo_market``, and every order is priced from
+it: takers buy at the ask and sell at the bid, the market maker quotes at the touch. The day holds
+exactly the number of orders asked for, spread evenly over it.
 
 A database holds one demo day. The demo is written in one transaction, so it is there whole or not
 at all; once it is there, running the demo again (on a later day, or with another number of
@@ -16,6 +19,7 @@ carry the day, and the API would take a second day's orders for retries of the f
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import random
 from collections.abc import Callable, Iterator
@@ -75,7 +79,7 @@ INSTRUMENTS = [
     ),
 ]
 BY_KEY = {(i.exchange, i.symbol): i for i in INSTRUMENTS}
-START_PRICES = {"BTC": Decimal("67000"), "ETH": Decimal("3400"), "BNB": Decimal("610")}
+START_PRICES = {"BTC": Decimal("67000"), "ETH": Decimal("3400"), "BNB": Decimal("610")}  # of the market walk
 
 STRATEGIES = {
     "btc-spot-arb": ("Buys BTC on the cheaper exchange, sells on the dearer one.", Decimal("250000")),
@@ -103,31 +107,62 @@ def _call(conn: psycopg.Connection, function: str, **kwargs: Any) -> Any:
     return None if row is None else row[0]
 
 
+# funding is paid every eight hours, at 00:00, 08:00 and 16:00 UTC, on the position held then
+FUNDING_HOURS = (0, 8, 16)
+DAY = timedelta(days=1)
+# the order times spread evenly over the day, from 30 s after 00:00 to 30 s before the next 00:00
+ORDER_WINDOW = DAY - timedelta(seconds=60)
+# the basis desk builds its long spot / short perpetual book up to this much notional, then unwinds
+BASIS_LIMIT = Decimal("150000")
+# the market whose quotes price the BNB that Binance spot fees are paid in
+BNB_MARKET = ("binance", "BNBUSDT")
+
+Quote = tuple[datetime, Decimal, Decimal]
+
+
 class DemoDay:
-    """Generates one day of trading as a list of steps, each a call of the SQL API."""
+    """Generates one day of trading as a list of steps, each a call of the SQL API.
+
+    Orders are priced from the day's quotes (``spreadedge.demo_market``, the market data the demo
+    loads): takers buy at the ask and sell at the bid, the market maker quotes at the touch. The
+    same day and number of orders always give the same steps.
+    """
 
     def __init__(self, day: datetime, seed: int = 7) -> None:
+        from spreadedge.demo_market import quote_path  # imported here: it imports this module
+
         self.day = day
         self.rng = random.Random(seed)
-        self.prices = dict(START_PRICES)
+        self.quotes: dict[tuple[str, str], list[Quote]] = quote_path(day)
         self.order_seq = 0
         self.trade_seq = 0
-        self.perp_inventory: dict[tuple[str, str], Decimal] = {}
+        # (strategy, exchange, symbol) -> [(executed_at, signed quantity)] of every fill so far
+        self.fills: dict[tuple[str, str, str], list[tuple[datetime, Decimal]]] = {}
 
-    def _price(self, instrument: Instrument, bump: Decimal = Decimal("0")) -> Decimal:
-        # each venue quotes around the asset price with its own small offset
-        offset = Decimal(self.rng.uniform(-8, 8)).quantize(Decimal("0.01")) / Decimal("10000")
-        raw = self.prices[instrument.base] * (1 + offset + bump)
-        return (raw / instrument.tick).to_integral_value() * instrument.tick
+    def _quote(self, key: tuple[str, str], at: datetime) -> tuple[Decimal, Decimal]:
+        """Bid and ask of the instrument's latest quote at or before `at` (the first quote before it)."""
+        path = self.quotes[key]
+        n = bisect.bisect_right(path, at, key=lambda q: q[0])
+        _, bid, ask = path[max(0, n - 1)]
+        return bid, ask
 
-    def _qty(self, instrument: Instrument, notional: float) -> Decimal:
-        raw = Decimal(notional) / self.prices[instrument.base] / instrument.multiplier
+    def _mid(self, key: tuple[str, str], at: datetime) -> Decimal:
+        bid, ask = self._quote(key, at)
+        return (bid + ask) / 2
+
+    def _position(self, strategy: str, key: tuple[str, str], before: datetime | None = None) -> Decimal:
+        """The strategy's filled position on the instrument (of the fills before `before`, if given)."""
+        fills = self.fills.get((strategy, *key), [])
+        return sum((q for at, q in fills if before is None or at < before), Decimal("0"))
+
+    def _qty(self, key: tuple[str, str], at: datetime, notional: Decimal) -> Decimal:
+        instrument = BY_KEY[key]
+        raw = notional / self._mid(key, at) / instrument.multiplier
         lots = max(1, int((raw / instrument.lot).to_integral_value(rounding=ROUND_DOWN)))
         return lots * instrument.lot
 
-    def _walk(self) -> None:
-        for asset in self.prices:
-            self.prices[asset] *= Decimal(1 + self.rng.gauss(0, 0.0008))
+    def _notional(self, base: float) -> Decimal:
+        return Decimal(base * self.rng.uniform(0.5, 1.5)).quantize(Decimal("0.01"))
 
     def _order(
         self, at: datetime, strategy: str, key: tuple[str, str], side: str, quantity: Decimal, price: Decimal
@@ -177,6 +212,10 @@ class DemoDay:
                 return
             remaining -= part
             self.trade_seq += 1
+            executed_at = at + timedelta(milliseconds=150 * (n + 1))
+            self.fills.setdefault((strategy, *key), []).append(
+                (executed_at, part if side == "buy" else -part)
+            )
             yield (
                 "fill",
                 {
@@ -184,56 +223,53 @@ class DemoDay:
                     "exchange_trade_id": f"demo-t{self.trade_seq}",
                     "quantity": part,
                     "price": price,
-                    "executed_at": at + timedelta(milliseconds=150 * (n + 1)),
-                    **self._fee(instrument, side, part, price),
+                    "executed_at": executed_at,
+                    **self._fee(instrument, side, part, price, executed_at),
                 },
             )
 
-    def _fee(self, instrument: Instrument, side: str, quantity: Decimal, price: Decimal) -> dict[str, Any]:
+    def _fee(
+        self, instrument: Instrument, side: str, quantity: Decimal, price: Decimal, at: datetime
+    ) -> dict[str, Any]:
         # VIP-tier rates, as an arbitrage desk pays
         rate = Decimal("0.0004") if instrument.market_type == "spot" else Decimal("0.0002")
         notional = quantity * price * instrument.multiplier
         if instrument.exchange == "gateio" and side == "buy":
             return {"fee": (quantity * rate).quantize(Decimal("0.00000001")), "fee_currency": instrument.base}
         if instrument.exchange == "binance" and instrument.market_type == "spot" and instrument.base != "BNB":
-            bnb = (notional * rate * Decimal("0.75") / self.prices["BNB"]).quantize(Decimal("0.00000001"))
+            bnb_price = self._mid(BNB_MARKET, at)
+            bnb = (notional * rate * Decimal("0.75") / bnb_price).quantize(Decimal("0.00000001"))
             return {"fee": bnb, "fee_currency": "BNB"}
         return {"fee": (notional * rate).quantize(Decimal("0.00000001")), "fee_currency": instrument.quote}
 
     def steps(self, orders: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every step of the day, in time order, for about `orders` orders."""
+        """Every step of the day, in time order: exactly `orders` orders, spread over the day."""
         for instrument in INSTRUMENTS:
             yield "instrument", {"instrument": instrument}
         for name, (description, capital) in STRATEGIES.items():
             yield "strategy", {"name": name, "description": description, "capital": capital}
         start = self.day
+        funding_times = [start + timedelta(hours=h) for h in FUNDING_HOURS]
         # BNB for fees first, so BNB-denominated fees can be priced from the market
         yield from self._order(
-            start,
-            "btc-spot-arb",
-            ("binance", "BNBUSDT"),
-            "buy",
-            Decimal("5"),
-            self._price(BY_KEY[("binance", "BNBUSDT")]),
+            start, "btc-spot-arb", BNB_MARKET, "buy", Decimal("5"), self._quote(BNB_MARKET, start)[1]
         )
-        step = timedelta(seconds=86_000 / max(1, orders // 2))
-        funding_times = [start + timedelta(hours=h) for h in (8, 16, 24)]
-        at = start + timedelta(seconds=30)
-        while self.order_seq < orders and at < start + timedelta(hours=24):
-            self._walk()
+        while self.order_seq < orders:
+            # why by order count, not a fixed step: the day holds exactly `orders` orders (the CLI's
+            # progress bar counts to it) and they span the whole day whatever `orders` is
+            at = start + timedelta(seconds=30) + ORDER_WINDOW * self.order_seq / orders
             while funding_times and at >= funding_times[0]:
                 yield from self._funding(funding_times.pop(0))
             kind = self.rng.random()
-            if kind < 0.35:
+            pair = orders - self.order_seq >= 2  # the last order of the day may not be half a pair
+            if kind < 0.35 and pair:
                 yield from self._arb(at, "btc-spot-arb", BTC_SPOT, 4000)
-            elif kind < 0.55:
+            elif kind < 0.55 and pair:
                 yield from self._arb(at, "eth-spot-arb", ETH_SPOT, 2500)
-            elif kind < 0.70:
-                spot, perp = self.rng.choice(BTC_SPOT), self.rng.choice(PERPS)
-                yield from self._pair(at, "btc-basis", spot, perp, 5000)
+            elif kind < 0.70 and pair:
+                yield from self._basis(at)
             else:
                 yield from self._make_market(at)
-            at += step
         for when in funding_times:
             if when < datetime.now(UTC):
                 yield from self._funding(when)
@@ -241,38 +277,51 @@ class DemoDay:
     def _arb(
         self, at: datetime, strategy: str, venues: list[tuple[str, str]], notional: float
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        buy, sell = self.rng.sample(venues, 2)
-        yield from self._pair(at, strategy, buy, sell, notional)
+        """Buy at the lowest ask, sell at the highest bid of another venue, both as takers."""
+        buy = min(venues, key=lambda v: self._quote(v, at)[1])
+        sell = max((v for v in venues if v != buy), key=lambda v: self._quote(v, at)[0])
+        yield from self._pair(at, strategy, buy, sell, self._notional(notional))
+
+    def _basis(self, at: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Long spot against short perpetual up to BASIS_LIMIT of notional, then unwind."""
+        spot, perp = self.rng.choice(BTC_SPOT), self.rng.choice(PERPS)
+        short = sum(-self._position("btc-basis", p) * BY_KEY[p].multiplier * self._mid(p, at) for p in PERPS)
+        if short < BASIS_LIMIT:
+            yield from self._pair(at, "btc-basis", spot, perp, self._notional(5000))
+        else:
+            yield from self._pair(at, "btc-basis", perp, spot, self._notional(5000))
 
     def _pair(
-        self, at: datetime, strategy: str, buy: tuple[str, str], sell: tuple[str, str], notional: float
+        self, at: datetime, strategy: str, buy: tuple[str, str], sell: tuple[str, str], notional: Decimal
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        buy_i, sell_i = BY_KEY[buy], BY_KEY[sell]
-        quantity = self._qty(buy_i, notional * self.rng.uniform(0.5, 1.5))
-        sell_qty = self._qty(sell_i, float(quantity * self.prices[buy_i.base]))
-        yield from self._order(at, strategy, buy, "buy", quantity, self._price(buy_i, Decimal("-0.0007")))
-        yield from self._order(at, strategy, sell, "sell", sell_qty, self._price(sell_i, Decimal("0.0007")))
+        quantity = self._qty(buy, at, notional)
+        # the sell leg matches the buy leg's size in the base asset
+        base_qty = quantity * BY_KEY[buy].multiplier
+        sell_qty = self._qty(sell, at, base_qty * self._mid(sell, at))
+        yield from self._order(at, strategy, buy, "buy", quantity, self._quote(buy, at)[1])
+        yield from self._order(at, strategy, sell, "sell", sell_qty, self._quote(sell, at)[0])
 
     def _make_market(self, at: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+        """A passive order at the touch, leaning against the filled inventory so it keeps flipping."""
         key = self.rng.choice(PERPS)
-        instrument = BY_KEY[key]
-        inventory = self.perp_inventory.get(key, Decimal("0"))
-        # lean against the inventory so it keeps crossing zero (flips)
+        inventory = self._position("btc-perp-mm", key)
         side = "sell" if inventory > 0 or (inventory == 0 and self.rng.random() < 0.5) else "buy"
-        quantity = self._qty(instrument, 3000 * self.rng.uniform(0.5, 2.5))
-        self.perp_inventory[key] = inventory + (quantity if side == "buy" else -quantity)
-        bump = Decimal("0.0003") if side == "sell" else Decimal("-0.0003")
-        yield from self._order(at, "btc-perp-mm", key, side, quantity, self._price(instrument, bump))
+        quantity = self._qty(key, at, Decimal(3000 * self.rng.uniform(0.5, 2.5)))
+        bid, ask = self._quote(key, at)
+        yield from self._order(at, "btc-perp-mm", key, side, quantity, ask if side == "sell" else bid)
 
     def _funding(self, when: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
-        for exchange, symbol in PERPS:
-            instrument = BY_KEY[(exchange, symbol)]
+        """Each perpetual's funding at `when` on every position held then: a long pays a positive
+        rate, a short receives it; no position, no payment."""
+        for key in PERPS:
+            instrument = BY_KEY[key]
             rate = Decimal(self.rng.uniform(-0.0002, 0.0004)).quantize(Decimal("0.000001"))
+            mark = self._mid(key, when)
             for strategy in ("btc-basis", "btc-perp-mm"):
-                size = Decimal(self.rng.uniform(0.05, 0.5)) * self.prices["BTC"]
-                amount = -(size * rate * (1 if strategy == "btc-perp-mm" else -1)).quantize(
-                    Decimal("0.000001")
-                )
+                position = self._position(strategy, key, before=when)
+                if position == 0:
+                    continue
+                amount = -(position * instrument.multiplier * mark * rate).quantize(Decimal("0.000001"))
                 yield (
                     "funding",
                     {

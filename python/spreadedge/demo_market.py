@@ -47,6 +47,18 @@ def market_records(day: datetime, seed: int = 11) -> Iterator[tuple[str, dict[st
             )
 
 
+def quote_path(day: datetime) -> dict[tuple[str, str], list[tuple[datetime, Decimal, Decimal]]]:
+    """(quoted_at, bid, ask) of every minute of the day, by (exchange, symbol): the quotes the demo
+    loads, so the demo's orders can be priced from the very market it shows."""
+    path: dict[tuple[str, str], list[tuple[datetime, Decimal, Decimal]]] = {}
+    for kind, record in market_records(day):
+        if kind == "quotes":
+            path.setdefault((record["exchange"], record["symbol"]), []).append(
+                (datetime.fromisoformat(record["quoted_at"]), record["bid"], record["ask"])
+            )
+    return path
+
+
 def _minute(
     rng: random.Random, instrument: Instrument, at: datetime, minute: int, mid: float
 ) -> Iterator[tuple[str, dict[str, Any]]]:
