@@ -78,7 +78,8 @@ create or replace function audit.refuse_change()
     volatile
     language plpgsql
 as $$
--- BEFORE UPDATE/DELETE/TRUNCATE statement trigger of append-only tables.
+-- BEFORE UPDATE/DELETE/TRUNCATE statement trigger of append-only tables, and BEFORE UPDATE/DELETE
+-- row trigger of their partitions.
 begin
     raise exception '%.% is append-only: % is not allowed', tg_table_schema, tg_table_name, tg_op
         using errcode = '55S02',

@@ -211,6 +211,39 @@ def test_the_audit_log_is_append_only(seeded, statement):
     assert seeded.execute("select count(*), max(audit_id) from audit.log").fetchone() == before
 
 
+def _partition_holding(conn, table: str, column: str) -> str:
+    """The schema-qualified name of the partition of table that holds its newest row (by column)."""
+    return conn.execute(
+        sql.SQL("select tableoid::regclass::text from {} order by {} desc limit 1").format(
+            sql.Identifier(*table.split(".")), sql.Identifier(column)
+        )
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "statement"),
+    [
+        ("audit.log", "logged_at", "update {} set actor = 'mallory'"),
+        ("audit.log", "logged_at", "delete from {}"),
+        ("trading.trades", "executed_at", "update {} set price = price + 1"),
+        ("trading.trades", "executed_at", "delete from {}"),
+    ],
+)
+def test_an_update_or_delete_naming_one_partition_of_an_append_only_table_is_refused(
+    seeded, table, column, statement
+):
+    fill(seeded, place(seeded, "buy", "1", "100"), "1", "100")
+    name = _partition_holding(seeded, table, column)
+    partition = sql.Identifier(*name.split("."))
+    rows = sql.SQL("select count(*), sum(hashtext(p::text)) from {} p").format(partition)
+    before = seeded.execute(rows).fetchone()
+    with pytest.raises(psycopg.Error) as caught:
+        seeded.execute(sql.SQL(statement).format(partition))
+    assert caught.value.sqlstate == "55S02"
+    assert caught.value.diag.message_primary.startswith(f"{name} is append-only")
+    assert seeded.execute(rows).fetchone() == before
+
+
 def test_every_business_table_has_the_three_audit_triggers(seeded):
     untracked = seeded.execute("""
         select c.oid::regclass::text
