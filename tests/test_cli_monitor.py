@@ -134,3 +134,57 @@ def test_risk_show_lists_the_newest_20_risk_events_newest_first(seeded, seeded_u
     shown = invoke(seeded_url, "risk", "show").output
     _limits, events = shown.split("\n\n")
     assert listed_ids(events) == list(range(22, 2, -1))
+
+
+def test_alerts_ack_of_an_id_beyond_bigint_is_a_usage_error(seeded_url):
+    result = invoke(seeded_url, "alerts", "ack", "99999999999999999999")
+    assert result.exit_code == 2
+    assert "Invalid value for 'ALERT_ID'" in result.output and "not migrated" not in result.output
+
+
+def test_risk_set_max_open_orders_beyond_integer_is_a_usage_error(seeded_url):
+    result = invoke(seeded_url, "risk", "set", "alpha", "--max-open-orders", "2147483648")
+    assert result.exit_code == 2
+    assert "Invalid value for '--max-open-orders'" in result.output and "not migrated" not in result.output
+
+
+def test_notify_worker_refuses_a_nan_poll_that_would_spin(seeded_url):
+    env = {"SPREADEDGE_SETTINGS": "/dev/null"}
+    result = invoke(seeded_url, "notify", "worker", "--poll", "nan", env=env)
+    assert result.exit_code == 2
+    assert "Invalid value for '--poll': nan is not a finite number of seconds" in result.output
+
+
+def rule_row(output, name):
+    return next(line for line in output.splitlines() if line.startswith(name + " "))
+
+
+def test_alerts_rules_print_a_small_threshold_as_a_plain_decimal(seeded_url):
+    invoke(seeded_url, "alerts", "add-rule", "tiny", "--kind", "price", "--exchange", "binance",
+           "--symbol", "BTCUSDT", "--operator", "<", "--threshold", "0.00000001")  # fmt: skip
+    row = rule_row(invoke(seeded_url, "alerts", "rules").output, "tiny")
+    assert " 0.00000001 " in row and "E-" not in row
+
+
+def test_alerts_rules_print_intervals_as_postgresql_does(seeded_url):
+    invoke(seeded_url, "alerts", "add-rule", "slow", "--kind", "price", "--exchange", "binance",
+           "--symbol", "BTCUSDT", "--operator", ">", "--threshold", "1", "--window", "2 days",
+           "--cooldown", "1 day 2 hours")  # fmt: skip
+    row = rule_row(invoke(seeded_url, "alerts", "rules").output, "slow")
+    assert "  2 days  " in row and "  1 day 02:00:00  " in row
+
+
+def test_yes_no_columns_are_left_aligned_like_text(seeded_url):
+    invoke(seeded_url, "risk", "kill", "alpha")
+    lines = invoke(seeded_url, "risk", "show").output.splitlines()
+    header, row = lines[0], lines[2]
+    assert row[header.index("kill_switch") :].startswith("yes ")
+
+
+def test_alerts_add_rule_refuses_a_label_key_given_twice(seeded, seeded_url):
+    result = invoke(seeded_url, "alerts", "add-rule", "twice", "--kind", "risk", "--metric",
+                    "pnl.realized_today", "--label", "strategy=alpha", "--label", "strategy=beta",
+                    "--operator", "<", "--threshold", "-5000")  # fmt: skip
+    assert result.exit_code == 2
+    assert "Invalid value for --label: 'strategy' is given twice" in result.output
+    assert seeded.execute("select count(*) from monitor.alert_rule_list").fetchone() == (0,)

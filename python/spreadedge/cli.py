@@ -42,8 +42,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []}
 
 
-# invalid_schema_name, undefined_table, undefined_function
-_NOT_MIGRATED = frozenset({"3F000", "42P01", "42883"})
+# invalid_schema_name, undefined_table; why not undefined_function (42883): PostgreSQL also
+# raises it for arguments of the wrong type (a number beyond bigint), which is no missing migration
+_NOT_MIGRATED = frozenset({"3F000", "42P01"})
 
 
 class _Group(click.Group):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -44,6 +45,20 @@ class DecimalType(click.ParamType):
 
 
 DECIMAL = DecimalType()
+# why: a value beyond the parameter's type (bigint alert ids, integer max_open_orders) finds no
+# function to call, which PostgreSQL reports as 42883 (undefined_function), a traceback
+BIGINT_ID = click.IntRange(min=1, max=2**63 - 1)
+INTEGER_COUNT = click.IntRange(min=0, max=2**31 - 1)
+
+
+def _finite_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    # why: FloatRange lets NaN through (every comparison with NaN is false); a NaN poll makes
+    # the worker's sleep 0 and it spins on the database; inf never wakes to retry a due row
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number of seconds", ctx, param)
+    return value
+
+
 CHANNELS = click.Choice(["email", "slack", "discord", "webhook"])
 
 
@@ -68,6 +83,11 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
+    if isinstance(value, Decimal):
+        # why: str() writes 0.00000001 as 1E-8 and 0.000000000000 as 0E-12
+        return format(value, "f")
+    if isinstance(value, timedelta):
+        return _interval(value)
     if isinstance(value, dict):
         # why JSON: labels are given as JSON (record_metric, alerts add-rule); Python's repr is not
         return json.dumps(value)
@@ -78,6 +98,18 @@ def _cell(value: Any) -> str:
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
+
+
+def _interval(value: timedelta) -> str:
+    """An interval as PostgreSQL prints it (``1 day 02:00:00``, ``00:05:00``), not as Python does."""
+    seconds = int(value.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    days, rest = divmod(abs(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    clock = f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    if not days:
+        return clock
+    return f"{sign}{days} day{'' if days == 1 else 's'}" + (f" {clock}" if hours or rest else "")
 
 
 def _show(
@@ -116,7 +148,12 @@ def _show(
         return
     cells = [[_cell(value) for value in row] for row in rows]
     right = [
-        all(isinstance(row[i], int | Decimal) for row in rows if row[i] is not None)
+        # why not bool: it is an int in Python, but yes/no is text
+        all(
+            isinstance(row[i], int | Decimal) and not isinstance(row[i], bool)
+            for row in rows
+            if row[i] is not None
+        )
         for i in range(len(columns))
     ]
     click.echo(textable.render(list(columns), cells, right))
@@ -161,7 +198,7 @@ def list_alerts(settings: Settings, show_all: bool) -> None:
 
 
 @alerts_group.command(name="ack")
-@click.argument("alert_id", type=click.IntRange(min=1))
+@click.argument("alert_id", type=BIGINT_ID)
 @click.option("--by", "acknowledged_by", default=None, help="Who acknowledges (default: cli:<user>).")
 @click.pass_obj
 def ack(settings: Settings, alert_id: int, acknowledged_by: str | None) -> None:
@@ -189,6 +226,10 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
         key, sep, label = value.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--label")
+        if key in labels:
+            # why: a second value of a key would silently replace the first, a rule watching
+            # another series than the operator meant
+            raise click.BadParameter(f"{key!r} is given twice", param_hint="--label")
         labels[key] = label
     return labels
 
@@ -326,9 +367,7 @@ def _scope_options(command: Any) -> Any:
 @_scope_options
 @click.option("--max-order-notional", type=DECIMAL, default=None, help="Per order, quote units (0 removes).")
 @click.option("--max-position-notional", type=DECIMAL, default=None, help="Positions in scope (0 removes).")
-@click.option(
-    "--max-open-orders", type=click.IntRange(min=0), default=None, help="Working orders (0 removes)."
-)
+@click.option("--max-open-orders", type=INTEGER_COUNT, default=None, help="Working orders (0 removes).")
 @click.option("--max-daily-loss", type=DECIMAL, default=None, help="Realized loss today, UTC (0 removes).")
 @click.option(
     "--channel", "channels", multiple=True, type=CHANNELS, help="Notify breaches here (repeatable)."
@@ -436,6 +475,7 @@ def notify_group() -> None:
     "--poll",
     "poll_seconds",
     type=click.FloatRange(min=0.1),
+    callback=_finite_seconds,
     default=30.0,
     show_default=True,
     help="Longest sleep between checks.",
