@@ -1,6 +1,7 @@
 """The notification worker against real loopback servers: SMTP email, Slack, Discord and a signed
 webhook; retries with backoff, the dead letter, two workers, LISTEN/NOTIFY and secrets."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -117,6 +118,19 @@ def test_the_generic_webhook_posts_the_payload_signed_with_hmac_sha256(seeded, s
         "kill switch on: test",
     )
     assert request.headers["X-Spreadedge-Notification-Id"] == "1"
+
+
+def test_a_webhook_url_with_user_information_is_posted_with_basic_authentication(
+    seeded, seeded_url, http_receiver
+):
+    queue(seeded, ["webhook"])
+    url = http_receiver.url("/events").replace("http://", "http://desk:p%40ss@")
+    with worker(seeded_url, webhook_url=url, webhook_secret=SECRET) as w:
+        assert w.drain() == 1
+    [request] = http_receiver.requests
+    assert request.path == "/events"
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"desk:p@ss").decode()
+    assert outbox(seeded) == [("webhook", "delivered", 1, None)]
 
 
 def test_a_failed_delivery_is_retried_and_then_delivered(seeded, seeded_url, http_receiver):

@@ -12,6 +12,7 @@ Payload numbers are exact: the worker loads payloads with ``Decimal`` numbers an
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -151,8 +152,15 @@ def email_subject(subject: str) -> str:
 def _post_json(
     url: str, body: bytes, headers: dict[str, str], timeout: float, redact: Callable[[str], str]
 ) -> None:
-    """POST a JSON body; any answer but 2xx, or no answer, is a DeliveryError without the URL."""
+    """POST a JSON body; any answer but 2xx, or no answer, is a DeliveryError without the URL.
+
+    A URL with user information (``https://user:password@host/hook``) is sent with HTTP Basic
+    authentication: urllib would otherwise read ``user:password@host`` as the host name.
+    """
     try:
+        url, authorization = _basic_auth(url)
+        if authorization:
+            headers = {**headers, "Authorization": authorization}
         # built inside the try: Request refuses a URL with a ValueError that quotes it
         request = urllib.request.Request(
             url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
@@ -165,6 +173,20 @@ def _post_json(
         raise DeliveryError(f"connection failed: {redact(str(exc.reason))}") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise DeliveryError(f"connection failed: {type(exc).__name__}: {redact(str(exc))}") from None
+
+
+def _basic_auth(url: str) -> tuple[str, str | None]:
+    """The URL without its user information, and the Basic Authorization header it stood for."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    credentials = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    return (
+        urllib.parse.urlunsplit(parts._replace(netloc=host)),
+        "Basic " + base64.b64encode(credentials).decode("ascii"),
+    )
 
 
 @dataclass(frozen=True)
