@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import psycopg
 import pytest
 
 from auth_helpers import MASTER_KEY, OTHER_MASTER_KEY, acting_as, events, make_user
-from trading_helpers import call, rows
+from trading_helpers import call, rows, waits_for_a_lock
 
 
 def store(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label="main", **kwargs):
@@ -33,17 +32,6 @@ def reveal(conn, key_id, master_key=MASTER_KEY):
         return rows(conn, "auth.reveal_api_key", key_id=key_id, master_key=master_key)[0]
 
 
-def _waits_for_a_lock(conn, pid):
-    """Whether backend pid comes to wait for a lock within 30 s."""
-    for _ in range(300):
-        if conn.execute(
-            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
-        ).fetchone():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def race(
     auth_db, db_url, first: Callable[[psycopg.Connection], Any], second: Callable[[psycopg.Connection], Any]
 ):
@@ -61,7 +49,7 @@ def race(
         first(holder)  # not committed yet
         thread = threading.Thread(target=racer, args=(caller,))
         thread.start()
-        waited = _waits_for_a_lock(auth_db, caller.info.backend_pid)
+        waited = waits_for_a_lock(auth_db, caller.info.backend_pid)
         holder.commit()
         thread.join(timeout=30)
     return waited, outcome[0]
@@ -362,7 +350,7 @@ def test_a_reveal_waiting_for_a_rotation_holds_no_key_row_so_the_two_never_deadl
         rotation.execute("select from auth.master_keys where retired_at is null for update")
         thread = threading.Thread(target=reveal_now, args=(engine,))
         thread.start()
-        assert _waits_for_a_lock(auth_db, engine.info.backend_pid)
+        assert waits_for_a_lock(auth_db, engine.info.backend_pid)
         rotation.execute("update auth.api_keys set rotated_at = now() where key_id = %s", [key_id])
         rotation.commit()
         thread.join(timeout=30)

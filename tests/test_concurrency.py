@@ -2,14 +2,13 @@
 
 import random
 import threading
-import time
 from datetime import timedelta
 from decimal import Decimal as D
 
 import psycopg
 
 from market_helpers import RECENT_NOON
-from trading_helpers import call, place, trade
+from trading_helpers import call, place, trade, waits_for_a_lock
 
 ROLLUPS = [
     (
@@ -169,17 +168,6 @@ SWAP_MULTIPLIER_0_02 = (
 )
 
 
-def _waits_for_a_lock(conn: psycopg.Connection, pid: int) -> bool:
-    """Whether backend pid comes to wait for a lock within 30 s."""
-    for _ in range(300):
-        if conn.execute(
-            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
-        ).fetchone():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 SWAP_TICK_1 = (
     "select ref.upsert_instrument(exchange => 'okx', symbol => 'BTC-USDT-SWAP', base_asset => 'BTC',"
     " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 1, lot_size => 1,"
@@ -205,7 +193,7 @@ def _race_a_multiplier_change(
         changer.execute(change)  # not committed yet
         thread = threading.Thread(target=racer, args=(caller,))
         thread.start()
-        waited = _waits_for_a_lock(seeded, caller.info.backend_pid)
+        waited = waits_for_a_lock(seeded, caller.info.backend_pid)
         changer.commit()
         thread.join(timeout=30)
     return waited, failures

@@ -14,7 +14,7 @@ import pytest
 
 from market_helpers import RECENT_NOON, quote
 from test_orders import expect_refusal
-from trading_helpers import call, list_okx_btc_spot, list_spot, position, rows, trade
+from trading_helpers import call, fill, list_okx_btc_spot, list_spot, place, position, rows, trade
 
 OPTION = "BTC-USDT-261225-100000-C"
 
@@ -328,25 +328,6 @@ def test_a_fee_quote_of_the_other_sign_than_the_fee_is_refused_and_writes_nothin
 
 
 def test_a_tiny_fee_valued_at_a_fee_quote_of_zero_is_recorded_at_zero(seeded):
-    order_id = call(
-        seeded,
-        "trading.place_order",
-        strategy="alpha",
-        exchange="binance",
-        symbol="BTCUSDT",
-        side="buy",
-        quantity=D("0.01"),
-        price=D("60000"),
-    )
-    trade_id = call(
-        seeded,
-        "trading.record_fill",
-        order_id=order_id,
-        exchange_trade_id="tiny-1",
-        quantity=D("0.01"),
-        price=D("60000"),
-        fee=D("0.00001"),
-        fee_currency="BNB",
-        fee_quote=D("0.000000"),
-    )
+    order_id = place(seeded, "buy", "0.01", "60000")
+    trade_id = fill(seeded, order_id, "0.01", "60000", fee=D("0.00001"), fee_currency="BNB", fee_quote=D("0"))
     assert stored_fee(seeded, trade_id)[0] == 0

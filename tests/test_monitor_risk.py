@@ -2,7 +2,6 @@
 with the rejected order, its reason, the risk event and the notification all stored."""
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -11,7 +10,7 @@ import pytest
 
 from market_helpers import RECENT_NOON, quote
 from monitor_helpers import notifications
-from trading_helpers import call, order, place, trade
+from trading_helpers import call, order, place, trade, waits_for_a_lock
 
 
 def limit(conn, strategy="alpha", **limits):
@@ -67,27 +66,6 @@ def test_an_order_beyond_max_open_orders_is_rejected(seeded):
     assert risk_events(seeded)[0][:4] == (third, "max_open_orders", Decimal("2"), Decimal("3"))
 
 
-def _wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> bool:
-    for _ in range(300):  # at most 30 s
-        if conn.execute(
-            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
-        ).fetchone():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _wait_for_advisory_lock_wait(conn: psycopg.Connection, pid: int) -> bool:
-    for _ in range(300):  # at most 30 s
-        waiting = conn.execute(
-            "select wait_event from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
-        ).fetchone()
-        if waiting == ("advisory",):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_two_placements_at_once_cannot_both_slip_under_max_open_orders(seeded, seeded_url):
     limit(seeded, max_open_orders=1)
     with psycopg.connect(seeded_url) as first, psycopg.connect(seeded_url, autocommit=True) as second:
@@ -95,7 +73,7 @@ def test_two_placements_at_once_cannot_both_slip_under_max_open_orders(seeded, s
         placed: list[int] = []
         racer = threading.Thread(target=lambda: placed.append(place(second, "buy", "0.01", "60000")))
         racer.start()
-        waited = _wait_for_advisory_lock_wait(seeded, second.info.backend_pid)
+        waited = waits_for_a_lock(seeded, second.info.backend_pid, "advisory")
         first.commit()
         racer.join(timeout=30)
 
@@ -409,7 +387,7 @@ def test_two_sessions_turning_a_kill_switch_on_at_once_record_one_change(seeded,
         call(first, "monitor.set_kill_switch", **scope)  # the scope's row, not committed yet
         racer = threading.Thread(target=lambda: call(second, "monitor.set_kill_switch", **scope))
         racer.start()
-        waited = _wait_for_lock_wait(seeded, second.info.backend_pid)
+        waited = waits_for_a_lock(seeded, second.info.backend_pid)
         first.commit()
         racer.join(timeout=30)
 

@@ -1,13 +1,12 @@
 """Portfolio snapshots: one snapshot per taken_at; a second one at the same time is a 23S06 conflict."""
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
 
-from trading_helpers import rows
+from trading_helpers import rows, waits_for_a_lock
 
 HINT = "Take it at another time: within one transaction now() does not move, so pass taken_at => clock_timestamp()."
 TAKEN_AT = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -15,17 +14,6 @@ TAKEN_AT = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _waits_for_a_lock(conn: psycopg.Connection, pid: int) -> bool:
-    """Whether backend pid comes to wait for a lock within 30 s."""
-    for _ in range(300):
-        if conn.execute(
-            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
-        ).fetchone():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_second_default_snapshot_in_one_transaction_is_a_conflicting_duplicate(seeded_url):
@@ -67,7 +55,7 @@ def test_a_snapshot_another_session_takes_at_the_same_time_meanwhile_is_a_confli
         rows(first, "trading.take_portfolio_snapshot", taken_at=TAKEN_AT)  # not committed yet
         thread = threading.Thread(target=racer, args=(second,))
         thread.start()
-        waited = _waits_for_a_lock(seeded, second.info.backend_pid)
+        waited = waits_for_a_lock(seeded, second.info.backend_pid)
         first.commit()
         thread.join(timeout=30)
     assert waited

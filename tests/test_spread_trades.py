@@ -1,7 +1,6 @@
 """Spread trades: both legs placed in one transaction, captured spread, fees, uneven fills."""
 
 import threading
-import time
 from decimal import Decimal
 
 import psycopg
@@ -9,7 +8,7 @@ import pytest
 
 from auth_helpers import acting_as, make_user
 from market_helpers import RECENT_NOON, quote
-from trading_helpers import call, counts, fill, list_okx_btc_spot, list_spot, order, rows
+from trading_helpers import call, counts, fill, list_okx_btc_spot, list_spot, order, rows, waits_for_a_lock
 
 T0 = RECENT_NOON
 
@@ -202,17 +201,6 @@ def test_the_summary_sums_spread_trades_per_strategy(venues):
     ]
 
 
-def wait_for_lock_wait(conn, pid):
-    """True once backend pid waits for a lock (at most 10 s)."""
-    for _ in range(100):
-        if conn.execute(
-            "select exists (select from pg_stat_activity where pid = %s and wait_event_type = 'Lock')", [pid]
-        ).fetchone()[0]:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_concurrent_open_with_the_same_client_spread_id_returns_the_first_spread_trade(venues, seeded_url):
     opened: list[int] = []
     failures: list[psycopg.Error] = []
@@ -227,7 +215,7 @@ def test_a_concurrent_open_with_the_same_client_spread_id_returns_the_first_spre
         first_id = open_spread(first, client_spread_id="arb-race")  # not committed yet
         racer = threading.Thread(target=retry, args=(second,))
         racer.start()
-        waited = wait_for_lock_wait(venues, second.info.backend_pid)
+        waited = waits_for_a_lock(venues, second.info.backend_pid)
         first.commit()
         racer.join(timeout=30)
 
@@ -413,7 +401,7 @@ def test_a_spread_racing_a_change_of_one_legs_contract_size_is_refused_and_nothi
         list_perpetual(changer, "bybit", "BTCUSDT", "1")  # not committed yet
         racer = threading.Thread(target=opener, args=(caller,))
         racer.start()
-        waited = wait_for_lock_wait(seeded, caller.info.backend_pid)
+        waited = waits_for_a_lock(seeded, caller.info.backend_pid)
         changer.commit()
         racer.join(timeout=30)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -128,3 +129,16 @@ def trade(conn: psycopg.Connection, side: str, quantity: str, price: str, **kwar
     fill_args = {k: kwargs.pop(k) for k in ("fee", "fee_currency", "fee_quote", "executed_at") if k in kwargs}
     order_id = place(conn, side, quantity, price, **kwargs)
     return fill(conn, order_id, quantity, price, **fill_args)
+
+
+def waits_for_a_lock(conn: psycopg.Connection, pid: int, event: str | None = None) -> bool:
+    """Whether backend pid comes to wait for a lock (of this wait event, e.g. 'advisory', if
+    given) within 30 s."""
+    for _ in range(300):
+        waiting = conn.execute(
+            "select wait_event from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
+        ).fetchone()
+        if waiting is not None and (event is None or waiting[0] == event):
+            return True
+        time.sleep(0.1)
+    return False
