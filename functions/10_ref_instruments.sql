@@ -26,6 +26,26 @@ end;
 $$;
 comment on function internal.exchange_id(text) is 'Exchange id of an exchange code; raises 23S01 unknown_exchange, or 22S09 for a null code.';
 
+create or replace function internal.refuse_unknown_instrument(p_exchange text, p_symbol text)
+    returns void
+    immutable
+    language plpgsql
+as $$
+-- Raises unknown_instrument (23S02) for a symbol no instrument of the exchange has, or
+-- invalid_argument (22S09) for a null symbol; called by the lookups once they found nothing (why
+-- not test the null first: it would cost every lookup that succeeds).
+begin
+    if p_symbol is null then
+        raise exception 'symbol must be given, got null' using errcode = '22S09';
+    end if;
+    raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
+        using errcode = '23S02',
+              hint = 'Create it with ref.upsert_instrument.';
+end;
+$$;
+comment on function internal.refuse_unknown_instrument(text, text) is
+    'Raises 23S02 unknown_instrument for (exchange, symbol), or 22S09 for a null symbol; the lookups call it when they find nothing.';
+
 create or replace function internal.find_instrument(p_exchange text, p_symbol text)
     returns ref.instruments
     stable
@@ -39,12 +59,7 @@ begin
     from ref.instruments i
     where i.exchange_id = internal.exchange_id(p_exchange) and i.symbol = p_symbol;
     if v_instrument.instrument_id is null then
-        if p_symbol is null then  -- why here: see internal.exchange_id
-            raise exception 'symbol must be given, got null' using errcode = '22S09';
-        end if;
-        raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
-            using errcode = '23S02',
-                  hint = 'Create it with ref.upsert_instrument.';
+        perform internal.refuse_unknown_instrument(p_exchange, p_symbol);
     end if;
     return v_instrument;
 end;
@@ -68,12 +83,7 @@ begin
     where i.exchange_id = internal.exchange_id(p_exchange) and i.symbol = p_symbol
     for key share;
     if v_instrument.instrument_id is null then
-        if p_symbol is null then  -- why here: see internal.exchange_id
-            raise exception 'symbol must be given, got null' using errcode = '22S09';
-        end if;
-        raise exception 'instrument "%" does not exist on exchange "%"', p_symbol, p_exchange
-            using errcode = '23S02',
-                  hint = 'Create it with ref.upsert_instrument.';
+        perform internal.refuse_unknown_instrument(p_exchange, p_symbol);
     end if;
     return v_instrument;
 end;
