@@ -113,7 +113,7 @@ create or replace function internal.health_cron_jobs()
     stable
     language plpgsql
 as $$
--- the latest run of every active pg_cron job of this database succeeded
+-- the latest run of every active pg_cron job of this database since the last migrate succeeded
 begin
     if to_regclass('cron.job_run_details') is null then
         return query select true, 'pg_cron does not run in this database';
@@ -123,7 +123,11 @@ begin
         with latest as (
             select distinct on (j.jobid) j.jobname, j.jobid, r.status, r.end_time, r.return_message
             from cron.job j
-            left join cron.job_run_details r on r.jobid = j.jobid
+            -- why since the last migrate: a run before it ran other code, and on a fresh database
+            -- a minute striking between migration 0006 and functions/ fails the jobs it scheduled
+            left join cron.job_run_details r
+                on r.jobid = j.jobid
+               and r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity')
             -- why the database: pg_cron serves every database of the cluster from this one
             -- (cron.schedule_in_database), and another database's jobs are not this one's health
             where j.active and j.database = pg_catalog.current_database()
@@ -140,7 +144,7 @@ begin
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the last run of every active pg_cron job of this database succeeded (ok, detail).';
+    'Health check: the last run since the last migrate (ops.migrate_runs) of every active pg_cron job of this database succeeded (ok, detail).';
 
 create or replace function internal.health_last_backup(p_max_age interval)
     returns table (ok boolean, detail text)

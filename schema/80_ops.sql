@@ -1,6 +1,8 @@
 -- spreadedge schema: operations
 -- The catalog of backup runs (spreadedge backup records every pgBackRest and pg_dump run here, so
--- health can tell how old the last good backup is from SQL) and the SQLSTATEs of the ops functions.
+-- health can tell how old the last good backup is from SQL), the record of finished migrate runs
+-- (health judges pg_cron jobs only by their runs since the last one) and the SQLSTATEs of the ops
+-- functions.
 -- The tuning views, index advice, partition and cleanup functions are in functions/60_*-64_*.
 
 -- ============================================================================
@@ -38,6 +40,20 @@ comment on column ops.backup_runs.repo_size_bytes is 'Size the backup takes in t
 comment on column ops.backup_runs.detail is 'Why a failed run failed (never a secret).';
 create index backup_runs_kind_finished_idx on ops.backup_runs (kind, finished_at desc) where status = 'succeeded';
 comment on index ops.backup_runs_kind_finished_idx is 'The newest successful backup of a kind (health: last backup age).';
+
+-- ============================================================================
+-- Migrate runs
+-- ============================================================================
+create table ops.migrate_runs (
+    run_id      bigint generated always as identity primary key,
+    finished_at timestamptz not null default clock_timestamp(),
+    role_name   name not null default current_user
+);
+comment on table ops.migrate_runs is
+    'Every spreadedge migrate (or schema/ apply) that finished: written in the transaction that re-applies functions/, so a row means the database runs the code of that migrate.';
+comment on column ops.migrate_runs.run_id is 'Identity of the migrate run.';
+comment on column ops.migrate_runs.finished_at is 'When functions/ had been re-applied, just before the commit (UTC).';
+comment on column ops.migrate_runs.role_name is 'The role that ran the migrate.';
 
 -- ============================================================================
 -- Project SQLSTATEs of the ops functions (the table is in 00_foundation.sql)

@@ -194,6 +194,7 @@ comment on policy owner_scope on auth.api_keys is 'A scoped session sees its use
 -- operators' (spreadedge backup, as the database owner or a superuser)
 -- ============================================================================
 grant select on ops.backup_runs to spreadedge_readonly;
+grant select on ops.migrate_runs to spreadedge_readonly;
 
 -- ============================================================================
 -- monitor (issue 5): metrics, alert rules and alerts, the notification outbox, risk limits

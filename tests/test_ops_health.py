@@ -137,12 +137,12 @@ def cron_db(pg_cluster, project_settings):
         conn.execute("delete from cron.job_run_details where runid > %s and status = 'failed'", [runs])
 
 
-def _failed_run(conn, job_name):
+def _failed_run(conn, job_name, started="now() + interval '1 hour'"):
     conn.execute(
         "insert into cron.job_run_details (jobid, runid, database, username, command, status, return_message,"
         " start_time, end_time)"
         " select j.jobid, nextval('cron.runid_seq'), j.database, j.username, j.command, 'failed',"
-        " E'ERROR:  division by zero\\n', now() + interval '1 hour', now() + interval '1 hour'"
+        f" E'ERROR:  division by zero\\n', {started}, {started}"
         " from cron.job j where j.jobname = %s",
         [job_name],
     )
@@ -167,6 +167,29 @@ def test_a_failed_cron_job_of_this_database_fails_cron_jobs_naming_its_error_on_
         False,
         "failed on their last run: spreadedge-collect-metrics (ERROR:  division by zero)",
     )
+
+
+def test_a_cron_job_run_that_failed_before_the_last_migrate_does_not_fail_cron_jobs(cron_db):
+    _failed_run(
+        cron_db, "spreadedge-collect-metrics", "(select max(finished_at) - interval '1 second' from ops.migrate_runs)"
+    )
+
+    assert cron_db.execute("select ok, detail from internal.health_cron_jobs()").fetchone() == (
+        True,
+        "3 active jobs, none failed on its last run",
+    )
+
+
+def test_every_finished_migrate_is_recorded_in_migrate_runs(cron_db, pg_cluster, project_settings):
+    from spreadedge.migrate import migrate
+
+    count, last = cron_db.execute("select count(*), max(finished_at) from ops.migrate_runs").fetchone()
+    migrate(pg_cluster.url("spreadedge"), project_settings, echo=lambda line: None)
+
+    assert cron_db.execute(
+        "select count(*), max(finished_at) > %s, bool_and(role_name = current_user) from ops.migrate_runs",
+        [last],
+    ).fetchone() == (count + 1, True, True)
 
 
 def test_default_partitions_empty_counts_the_rows_of_each_default_partition(db):
