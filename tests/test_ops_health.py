@@ -171,7 +171,9 @@ def test_a_failed_cron_job_of_this_database_fails_cron_jobs_naming_its_error_on_
 
 def test_a_cron_job_run_that_failed_before_the_last_migrate_does_not_fail_cron_jobs(cron_db):
     _failed_run(
-        cron_db, "spreadedge-collect-metrics", "(select max(finished_at) - interval '1 second' from ops.migrate_runs)"
+        cron_db,
+        "spreadedge-collect-metrics",
+        "(select max(finished_at) - interval '1 second' from ops.migrate_runs)",
     )
 
     assert cron_db.execute("select ok, detail from internal.health_cron_jobs()").fetchone() == (
