@@ -241,12 +241,16 @@ begin
 
     insert into trading.trades
         (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
-         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, is_late, multiplier)
+         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, is_late, multiplier,
+         closed_quantity)
     values
         (v_trade_id, record_fill.executed_at, v_order.order_id, v_order.strategy_id, v_order.instrument_id,
          v_order.side, record_fill.quantity, record_fill.price, record_fill.fee,
          coalesce(v_fee_ccy, v_instrument.quote_asset), v_fee_quote, v_delta, v_step.realized_pnl_gross,
-         record_fill.exchange_trade_id, v_order.status in ('cancelled', 'expired'), v_instrument.multiplier);
+         record_fill.exchange_trade_id, v_order.status in ('cancelled', 'expired'), v_instrument.multiplier,
+         -- the part of the position the fill reduced (a flip closes all of it); sign(0) is 0
+         case when sign(v_delta) = -sign(v_position.quantity)
+              then least(abs(v_delta), abs(v_position.quantity)) else 0 end);
 
     update trading.positions p
     set quantity = v_step.quantity,

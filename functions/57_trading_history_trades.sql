@@ -254,8 +254,9 @@ create or replace function trading.trade_summary(
 as $$
 -- Trades grouped by strategy, exchange, symbol or UTC day, in [start_date, end_date): count, volume
 -- (base units), notional (quote units, with the multiplier), fees and realized PnL (net of fees; in
--- quote units), and the win rate: of the trades that closed something (realized_pnl_gross <> 0),
--- the share whose realized_pnl is positive; null when none closed anything. Funding is not a
+-- quote units), and the win rate: of the trades that closed something (closed_quantity > 0, a close
+-- at the entry price included), the share whose realized_pnl is positive; null when none closed
+-- anything. Funding is not a
 -- trade and is left out (trading.pnl_summary includes it). Needs pnl:read.
 #variable_conflict use_variable
 begin
@@ -289,8 +290,8 @@ begin
                          sum(t.quantity * t.price * t.multiplier) as notional,
                          sum(t.fee_quote) as fees,
                          sum(t.realized_pnl) as realized_pnl,
-                         count(*) filter (where t.realized_pnl_gross <> 0) as closing,
-                         count(*) filter (where t.realized_pnl_gross <> 0 and t.realized_pnl > 0) as winning
+                         count(*) filter (where t.closed_quantity > 0) as closing,
+                         count(*) filter (where t.closed_quantity > 0 and t.realized_pnl > 0) as winning
                   from trading.trades t
                   join trading.strategies s on s.strategy_id = t.strategy_id
                   join ref.instruments i on i.instrument_id = t.instrument_id

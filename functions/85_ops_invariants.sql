@@ -20,20 +20,22 @@ create or replace function internal.position_fold_step(
     immutable
     language sql
 as $$
-    -- state: {quantity, avg_entry_price (null when flat), realized_pnl_gross so far, last step's realized}
-    select array[s.quantity, s.avg_entry_price, p_state[3] + s.realized_pnl_gross, s.realized_pnl_gross]
+    -- state: {quantity, avg_entry_price (null when flat), realized_pnl_gross so far, last step's
+    -- realized, last step's closed quantity}
+    select array[s.quantity, s.avg_entry_price, p_state[3] + s.realized_pnl_gross, s.realized_pnl_gross,
+                 case when sign(p_delta) = -sign(p_state[1]) then least(abs(p_delta), abs(p_state[1])) else 0 end]
     from trading.position_after_fill(p_state[1], p_state[2], p_delta, p_price, p_multiplier) s
 $$;
 comment on function internal.position_fold_step(numeric[], numeric, numeric, numeric) is
-    'State step of internal.position_fold: {quantity, avg entry, realized gross, last realized} after one trade.';
+    'State step of internal.position_fold: {quantity, avg entry, realized gross, last realized, last closed quantity} after one trade.';
 
 create or replace aggregate internal.position_fold(numeric, numeric, numeric) (
     sfunc = internal.position_fold_step,
     stype = numeric[],
-    initcond = '{0,NULL,0,0}'
+    initcond = '{0,NULL,0,0,0}'
 );
 comment on aggregate internal.position_fold(numeric, numeric, numeric) is
-    'Folds trades (position_delta, price, multiplier), in trade_id order, into {quantity, avg entry, realized gross, last trade''s realized gross}.';
+    'Folds trades (position_delta, price, multiplier), in trade_id order, into {quantity, avg entry, realized gross, last trade''s realized gross and closed quantity}.';
 
 create or replace function internal.fill_fold_step(p_state numeric[], p_quantity numeric, p_price numeric)
     returns numeric[]
@@ -82,8 +84,9 @@ as $$
 --   position_fold      a position differs from the fold of its trades and funding payments (quantity,
 --                      average entry, realized gross, fees, funding, fill count), or trades exist
 --                      with no position row
---   trade_realized     a trade's realized gross PnL differs from what its step of the fold realized,
---                      or its position delta is not its signed quantity less a base-asset fee
+--   trade_realized     a trade's realized gross PnL or closed quantity differs from what its step of
+--                      the fold realized or closed, or its position delta is not its signed quantity
+--                      less a base-asset fee
 --   trade_keys         a trade without its key row, or a key row without its trade
 --   order_fills        an order's filled quantity or average fill price differs from its trades
 --   order_status       an order's status disagrees with its filled quantity
@@ -158,11 +161,15 @@ begin
                when s.realized_pnl_gross <> s.step[4]
                    then format('realized_pnl_gross %s, but its step of the position fold realized %s',
                                s.realized_pnl_gross, s.step[4])
+               when s.closed_quantity <> s.step[5]
+                   then format('closed_quantity %s, but its step of the position fold closed %s',
+                               s.closed_quantity, s.step[5])
                else format('position_delta %s, but a %s of %s with a fee of %s %s changes the position by %s',
                            s.position_delta, s.side, s.quantity, s.fee, s.fee_currency, s.expected_delta)
            end
     from (
-        select t.trade_id, t.side, t.quantity, t.position_delta, t.realized_pnl_gross, t.fee, t.fee_currency,
+        select t.trade_id, t.side, t.quantity, t.position_delta, t.realized_pnl_gross, t.closed_quantity,
+               t.fee, t.fee_currency,
                case t.side when 'buy' then t.quantity else -t.quantity end
                - case when t.fee_currency = i.base_asset and i.market_type in ('spot', 'margin') then t.fee else 0 end
                    as expected_delta,
@@ -172,6 +179,7 @@ begin
         join ref.instruments i on i.instrument_id = t.instrument_id
     ) s
     where s.realized_pnl_gross <> s.step[4]
+       or s.closed_quantity <> s.step[5]
        or s.position_delta <> s.expected_delta;
 
     return query

@@ -243,6 +243,9 @@ create table trading.trades (
     -- why a copy: the instrument's multiplier may change later (ref.upsert_instrument); a trade
     -- was realized at this one (migration 0015)
     multiplier         trading.positive_number not null,
+    -- why kept: a close at exactly the entry price realizes nothing, so the realized PnL cannot tell
+    -- a closing trade from an opening one (trades/summary's win rate; migration 0022)
+    closed_quantity    numeric not null,
     primary key (trade_id, executed_at),
     -- why one key: a trade's strategy and instrument are its order's (see trading.order_keys)
     foreign key (order_id, strategy_id, instrument_id)
@@ -270,6 +273,8 @@ comment on column trading.trades.is_late is 'True when the fill arrived after it
 comment on column trading.trades.recorded_at is 'When spreadedge recorded the fill.';
 comment on column trading.trades.multiplier is
     'The instrument''s contract multiplier the fill was realized at (the instrument''s may change later).';
+comment on column trading.trades.closed_quantity is
+    'How much of the position this fill closed (0 when it opened or added to it): the least of |position_delta| and the position it reduced.';
 create index trades_strategy_executed_idx on trading.trades (strategy_id, executed_at);
 create index trades_instrument_executed_idx on trading.trades (instrument_id, executed_at);
 -- why: a scoped trader's trades of a symbol are read per (strategy, instrument) pair, newest first

@@ -8,7 +8,19 @@ import pytest
 
 from market_helpers import RECENT_NOON
 from test_orders import expect_refusal
-from trading_helpers import call, counts, fill, order, place, position
+from trading_helpers import call, counts, fill, order, place, position, trade
+
+
+def test_each_fill_keeps_the_quantity_of_the_position_it_closed(seeded):
+    # opens 2, adds 1, closes 1, flips (closes 2, opens 2 short), covers 0.5
+    trades = [
+        trade(seeded, side, quantity, "100")
+        for side, quantity in [("buy", "2"), ("buy", "1"), ("sell", "1"), ("sell", "4"), ("buy", "0.5")]
+    ]
+    closed = seeded.execute(
+        "select closed_quantity from trading.trades where trade_id = any(%s) order by trade_id", [trades]
+    ).fetchall()
+    assert [row[0] for row in closed] == [D("0"), D("0"), D("1"), D("2"), D("0.5")]
 
 
 def test_a_fill_delivered_twice_is_recorded_once(seeded):

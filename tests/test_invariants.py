@@ -135,6 +135,19 @@ def test_a_trade_realizing_the_wrong_pnl_is_reported(traded):
     assert found[0][2].endswith("but its step of the position fold realized 260.086666666667")
 
 
+def test_a_trade_closing_the_wrong_quantity_is_reported(traded):
+    trade_id = traded.execute(
+        "select trade_id from trading.trades where closed_quantity > 0 order by trade_id limit 1"
+    ).fetchone()[0]
+    traded.execute("set session_replication_role = replica")  # trades are append-only
+    traded.execute("update trading.trades set closed_quantity = 0 where trade_id = %s", [trade_id])
+    traded.execute("reset session_replication_role")
+    found = [r for r in violations(traded) if r[0] == "trade_realized"]
+    assert found == [
+        ("trade_realized", {"trade_id": trade_id}, "closed_quantity 0, but its step of the position fold closed 0.3001")
+    ]
+
+
 def test_an_order_with_a_lost_fill_is_reported(traded):
     order_id = traded.execute(
         "select order_id from trading.orders where status = 'cancelled' and filled_quantity = 0.8"

@@ -1,9 +1,10 @@
-"""Migrations 0014 and 0015 on a database that has history.
+"""Migrations 0014, 0015 and 0022 on a database that has history.
 
 0014: every order key gets its order's strategy and instrument (from the order, or from its trades
 when cleanup removed the order), a key nothing refers to any more goes, and from then on a trade is
 held to its order's strategy and instrument. 0015: every trade gets the multiplier it was realized
-at, without an audit row, and trades stay append-only.
+at, without an audit row, and trades stay append-only. 0022: every trade gets the quantity it
+closed, worked back from its position's quantity.
 """
 
 from __future__ import annotations
@@ -146,3 +147,41 @@ def test_after_migration_0015_a_trade_is_still_append_only(database_at_0013):
     with psycopg.connect(url) as conn, pytest.raises(psycopg.Error, match="append-only") as refused:
         conn.execute("update trading.trades set multiplier = 2")
     assert refused.value.sqlstate == "55S02"
+
+
+def _migrations_between(first: str, last: str) -> list[str]:
+    return sorted(p.name for p in (REPO / "migrations").glob("*.sql.j2") if first <= p.name[:4] <= last)
+
+
+def test_migration_0022_gives_each_trade_the_quantity_it_closed_from_its_position(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings, *_migrations_between("0014", "0021"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        # alpha: trade 1 bought 1 (HISTORY), 10 sells 3 (closes 1, opens 2 short), 11 buys 0.5
+        # back (closes 0.5); its position holds -1.5. beta's trade 2 has no position row.
+        conn.execute(
+            "insert into trading.trades"
+            " (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,"
+            "  fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier)"
+            " select t.trade_id, now() - interval '1 hour', 1, s.strategy_id, i.instrument_id, t.side, t.quantity,"
+            "  100, 0, 'USDT', 0, t.delta, 0, 'x' || t.trade_id, 1"
+            " from (values (10, 'sell'::trading.order_side, 3, -3), (11, 'buy', 0.5, 0.5))"
+            "  t (trade_id, side, quantity, delta), trading.strategies s, ref.instruments i"
+            " where s.name = 'alpha' and i.symbol = 'BTCUSDT'"
+        )
+        conn.execute(
+            "insert into trading.positions (strategy_id, instrument_id, quantity, avg_entry_price, opened_at,"
+            "  multiplier)"
+            " select s.strategy_id, i.instrument_id, -1.5, 100, now(), 1"
+            " from trading.strategies s, ref.instruments i where s.name = 'alpha' and i.symbol = 'BTCUSDT'"
+        )
+    upgrade(url, settings, "0022_trade_closed_quantity.sql.j2")
+    with psycopg.connect(url) as conn:
+        trades = conn.execute("select trade_id, closed_quantity from trading.trades order by trade_id").fetchall()
+        audited = conn.execute(
+            "select count(*) from audit.log where table_name = 'trading.trades' and operation = 'UPDATE'"
+        ).fetchone()
+    assert (trades, audited) == (
+        [(1, Decimal("0")), (2, Decimal("0")), (10, Decimal("1")), (11, Decimal("0.5"))],
+        (0,),
+    )
