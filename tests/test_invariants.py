@@ -144,7 +144,11 @@ def test_a_trade_closing_the_wrong_quantity_is_reported(traded):
     traded.execute("reset session_replication_role")
     found = [r for r in violations(traded) if r[0] == "trade_realized"]
     assert found == [
-        ("trade_realized", {"trade_id": trade_id}, "closed_quantity 0, but its step of the position fold closed 0.3001")
+        (
+            "trade_realized",
+            {"trade_id": trade_id},
+            "closed_quantity 0, but its step of the position fold closed 0.3001",
+        )
     ]
 
 

@@ -177,7 +177,9 @@ def test_migration_0022_gives_each_trade_the_quantity_it_closed_from_its_positio
         )
     upgrade(url, settings, "0022_trade_closed_quantity.sql.j2")
     with psycopg.connect(url) as conn:
-        trades = conn.execute("select trade_id, closed_quantity from trading.trades order by trade_id").fetchall()
+        trades = conn.execute(
+            "select trade_id, closed_quantity from trading.trades order by trade_id"
+        ).fetchall()
         audited = conn.execute(
             "select count(*) from audit.log where table_name = 'trading.trades' and operation = 'UPDATE'"
         ).fetchone()
