@@ -98,7 +98,8 @@ create or replace function trading.open_spread_trade(
 as $$
 -- Place the buy leg on buy_exchange and the sell leg on sell_exchange of the pair symbol
 -- (BASE/QUOTE) and market type, each through trading.place_order (so each is validated as any
--- order), and record them as one spread trade; returns its id. Prices null = market orders. Both
+-- order), and record them as one spread trade; returns its id. Prices null = market orders. Spot,
+-- margin and perpetual markets only (22S09 otherwise: see the check below). Both
 -- legs are the same quantity of contracts, so their instruments must have one contract multiplier
 -- (22S20 otherwise). Invalid input raises and writes nothing. A leg that breaks a pre-trade risk
 -- limit is stored rejected by place_order (with its risk event), and then the other leg is
@@ -123,6 +124,16 @@ begin
     if open_spread_trade.buy_exchange = open_spread_trade.sell_exchange then
         raise exception 'buy and sell legs are both on %', open_spread_trade.buy_exchange
             using errcode = '22S20', hint = 'A spread trade buys on one exchange and sells on another.';
+    end if;
+    -- why only these (as market.current_spreads): ref.instruments keeps no strike and no expiry, so
+    -- an option or a dated future of the pair on each exchange need not be the same contract (a 100
+    -- call against a 150 call, December against March) and would not hedge each other
+    if open_spread_trade.market_type is null
+       or open_spread_trade.market_type not in ('spot', 'margin', 'perpetual') then
+        raise exception 'market_type must be spot, margin or perpetual, got "%"',
+            coalesce(open_spread_trade.market_type, 'null')
+            using errcode = '22S09',
+                  hint = 'Spread trades pair instruments by asset pair alone; place option or futures legs with trading.place_order.';
     end if;
     if open_spread_trade.client_spread_id is not null then
         -- why 123: the legs' client order ids add "-buy" and "-sell" and may be 128 characters
@@ -206,7 +217,7 @@ begin
 end;
 $$;
 comment on function trading.open_spread_trade(text, text, text, text, numeric, numeric, numeric, text, text, timestamptz) is
-    'Places the buy and sell leg orders of a cross-exchange spread trade in one transaction; returns the spread trade id. A leg rejected by a risk limit rejects the other too (both legs rejected, the spread trade stored); idempotent on client_spread_id (23S06 when a retry differs).';
+    'Places the buy and sell leg orders of a cross-exchange spread trade (spot, margin or perpetual) in one transaction; returns the spread trade id. A leg rejected by a risk limit rejects the other too (both legs rejected, the spread trade stored); idempotent on client_spread_id (23S06 when a retry differs).';
 
 create or replace function trading.spread_trade_pnl(
     strategy text default null,
@@ -224,13 +235,14 @@ create or replace function trading.spread_trade_pnl(
     set search_path = ''
     language plpgsql
 as $$
--- Each spread trade opened in [since, until) (null = unbounded) of one strategy (null = all):
+-- Each spread trade opened in [since, until) (null = unbounded; 22S09 when since is after until)
+-- of one strategy (null = all):
 -- the legs' fills so far, the matched quantity (filled on both legs), the spread it captured
 -- (matched x (sell value per unit - buy value per unit), a leg's value per unit being the sum of
 -- its trades' quantity x price x multiplier over its filled quantity), the fees of both legs'
 -- fills (quote value), net PnL = captured - fees, and the residual of uneven fills: buy filled -
 -- sell filled (positive = long on the buy exchange) and its value at the mark price and contract
--- multiplier of the leg that is ahead.
+-- multiplier of the leg that is ahead (0 when the legs filled evenly).
 -- why each trade's own multiplier (trading.trades.multiplier): a fill was realized at the
 -- contract size of its day; ref.upsert_instrument may change the instrument's later, and a
 -- closed spread trade's result must not change with it. The residual is open exposure, valued now.
@@ -239,6 +251,11 @@ declare
     v_strategy_id integer;
 begin
     perform internal.require_permission('pnl:read');
+    -- why refuse a reversed period: it would report no spread trade, as if there were none
+    if spread_trade_pnl.since > spread_trade_pnl.until then
+        raise exception 'since % is after until %', spread_trade_pnl.since, spread_trade_pnl.until
+            using errcode = '22S09';
+    end if;
     if spread_trade_pnl.strategy is not null then
         v_strategy_id := (internal.find_strategy(spread_trade_pnl.strategy)).strategy_id;
     end if;
@@ -247,10 +264,12 @@ begin
            b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
            m.matched, c.captured, f.fees, c.captured - f.fees,
            b.filled_quantity - o.filled_quantity,
-           round((b.filled_quantity - o.filled_quantity)
-                 * case when b.filled_quantity >= o.filled_quantity
-                        then bi.multiplier * trading.mark_price(bi.instrument_id)
-                        else si.multiplier * trading.mark_price(si.instrument_id) end, 12)
+           -- why 0 for even legs: nothing is exposed whatever the price, also with no price known
+           case when b.filled_quantity = o.filled_quantity then 0
+                else round((b.filled_quantity - o.filled_quantity)
+                           * case when b.filled_quantity > o.filled_quantity
+                                  then bi.multiplier * trading.mark_price(bi.instrument_id)
+                                  else si.multiplier * trading.mark_price(si.instrument_id) end, 12) end
     from trading.spread_trades s
     join trading.strategies st on st.strategy_id = s.strategy_id
     join trading.order_keys bk on bk.order_id = s.buy_order_id

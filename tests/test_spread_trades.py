@@ -1,6 +1,7 @@
 """Spread trades: both legs placed in one transaction, captured spread, fees, uneven fills."""
 
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
@@ -415,3 +416,53 @@ def test_a_spread_racing_a_change_of_one_legs_contract_size_is_refused_and_nothi
     assert {k: v for k, v in counts(seeded).items() if k != "ref.instruments" and k != "audit.log"} == {
         k: v for k, v in before.items() if k != "ref.instruments" and k != "audit.log"
     }
+
+
+@pytest.mark.parametrize("market_type", ["option", "futures"])
+def test_an_option_or_dated_futures_spread_trade_is_refused_and_nothing_is_written(seeded, market_type):
+    # instruments keep no strike or expiry: a 100 call on binance and a 150 call on okx would be paired
+    for exchange, symbol in (("binance", "BTC-261225-100-X"), ("okx", "BTC-USDT-261225-150-X")):
+        call(
+            seeded,
+            "ref.upsert_instrument",
+            exchange=exchange,
+            symbol=symbol,
+            base_asset="BTC",
+            quote_asset="USDT",
+            market_type=market_type,
+            tick_size=Decimal("0.1"),
+            lot_size=Decimal("1"),
+            min_notional=Decimal("0"),
+        )
+    before = counts(seeded)
+    with pytest.raises(psycopg.DataError) as caught:
+        open_spread(seeded, "1", market_type=market_type, buy_price=Decimal("20"), sell_price=Decimal("4"))
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        f'market_type must be spot, margin or perpetual, got "{market_type}"',
+    )
+    assert counts(seeded) == before
+
+
+@pytest.mark.parametrize(("market_type", "shown"), [("swap", "swap"), (None, "null")])
+def test_an_unknown_or_null_market_type_is_an_invalid_argument(venues, market_type, shown):
+    with pytest.raises(psycopg.DataError) as caught:
+        open_spread(venues, market_type=market_type)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        f'market_type must be spot, margin or perpetual, got "{shown}"',
+    )
+
+
+def test_spread_trade_pnl_refuses_a_period_whose_since_is_after_its_until(venues):
+    open_spread(venues, opened_at=T0)
+    with pytest.raises(psycopg.DataError) as caught:
+        rows(venues, "trading.spread_trade_pnl", since=T0 + timedelta(days=1), until=T0)
+    assert caught.value.sqlstate == "22S09"
+    assert caught.value.diag.message_primary.startswith("since ")
+
+
+def test_a_spread_trade_with_no_fills_and_no_market_price_has_no_residual_exposure(venues):
+    open_spread(venues)
+    (r,) = rows(venues, "trading.spread_trade_pnl")
+    assert (r["residual_quantity"], r["residual_exposure"]) == (Decimal("0"), Decimal("0"))

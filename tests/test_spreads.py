@@ -318,3 +318,24 @@ def test_spread_opportunities_never_compare_dated_futures(seeded):
         min_net_bps=Decimal("-100000"),
     )
     assert found == []
+
+
+def test_the_spreads_command_says_no_instrument_trades_an_unknown_pair(two_venues, db_url):
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--symbol", "BTC/USD"])
+    assert (result.exit_code, result.output) == (1, "Error: no instrument trades BTC/USD\n")
+
+
+def test_the_spreads_command_refuses_a_symbol_that_is_not_base_slash_quote(two_venues, db_url):
+    result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--symbol", "BTC/USDT/SPOT"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == 'Error: symbol "BTC/USDT/SPOT" is not BASE/QUOTE'
+
+
+def test_the_spreads_command_shows_quote_times_in_utc_whatever_the_session_time_zone(two_venues, db_url):
+    quote(two_venues, T0, "100", "100.1")
+    quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    result = CliRunner().invoke(main, ["--database-url", db_url, "spreads"], env={"PGTZ": "Asia/Tokyo"})
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2].endswith(f"{T0:%Y-%m-%d %H:%M:%S}.000")

@@ -382,6 +382,9 @@ def spreads(settings: Settings, symbol: str | None, min_bps: Decimal | None) -> 
 
     with db.connect(settings, autocommit=True) as conn:
         rows = report.spread_rows(conn, symbol=symbol, min_bps=min_bps)
+        if not rows and symbol is not None and "/" in symbol:
+            # why: "no current spreads" would hide a pair nothing trades (a typo, USD for USDT)
+            report.check_pair(conn, symbol)
     click.echo(report.as_table(rows, symbol=symbol))
 
 

@@ -6,7 +6,7 @@ view's rows by symbol and minimum net bps in the query and lays them out.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -48,11 +48,25 @@ def spread_rows(
         return cur.fetchall()
 
 
+def check_pair(conn: psycopg.Connection[Any], symbol: str) -> None:
+    """Raise the project error for a BASE/QUOTE symbol no instrument trades or that is malformed.
+
+    Why market.spread_opportunities over an empty period: it validates the symbol in SQL
+    (internal.find_pair: 22S09 for another form, 23S20 when nothing trades the pair), returns no
+    row, and every role that reads market.current_spreads may call it.
+    """
+    conn.execute(
+        "select from market.spread_opportunities(symbol => %(symbol)s, since => now(), until => now())",
+        {"symbol": symbol},
+    )
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, Decimal):
         return f"{value.normalize():f}"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        # why UTC: the session's TimeZone (the server's, or PGTZ) would show another clock, unlabelled
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     return str(value)
 
 
