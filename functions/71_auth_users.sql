@@ -25,8 +25,22 @@ create or replace function internal.verify_password(p_user auth.users, p_passwor
     volatile
     language plpgsql
 as $$
--- Raises invalid_credentials (28S01) unless p_password is the user's password.
+-- Raises invalid_credentials (28S01) unless p_password is the user's password; for a disabled user
+-- (55S04) or a locked one (28S01) it checks nothing, as auth.login does.
+-- why: change_password and the TOTP functions check a password (and a code) too; without this a
+-- caller holding a session could keep guessing through them after login has locked the account,
+-- and could guess a disabled account's password. Their failures cannot be counted like login's: a
+-- raised error rolls the count back, and they must raise
 begin
+    if p_user.disabled_at is not null then
+        raise exception 'user % is disabled', p_user.user_id
+            using errcode = '55S04', hint = 'An admin can enable the user again (auth.enable_user).';
+    end if;
+    if p_user.locked_until > now() then
+        raise exception 'user % is locked after too many failed logins', p_user.user_id
+            using errcode = '28S01',
+                  hint = 'Wait until the lockout ends (auth.user_accounts.locked_until), or have an admin run auth.unlock_user.';
+    end if;
     if not internal.password_matches(p_user.password_hash, p_password) then
         raise exception 'wrong password for user %', p_user.user_id
             using errcode = '28S01';
@@ -34,7 +48,7 @@ begin
 end;
 $$;
 comment on function internal.verify_password(auth.users, text) is
-    'Raises 28S01 invalid_credentials unless the password is the user''s.';
+    'Raises 28S01 invalid_credentials unless the password is the user''s; refuses a disabled user (55S04) or a locked one (28S01) without checking it.';
 
 create or replace function internal.revoke_user_sessions(p_user_id bigint, p_reason text)
     returns integer

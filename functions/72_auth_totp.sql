@@ -82,18 +82,20 @@ create or replace function internal.matching_totp_step(p_user auth.users, p_pass
 as $$
 -- The time step (now, or one step either side) whose code is p_code and that is newer than the last
 -- step accepted (a used code is a replay); null when none. p_password decrypts the secret.
+-- Spaces around the code (pasted from an authenticator) are ignored, at login and everywhere else.
 declare
     v_secret bytea;
     v_now    bigint := floor(extract(epoch from now()) / 30)::bigint;
     v_step   bigint;
+    v_code   text := btrim(p_code);
 begin
-    if p_user.totp_secret is null or p_code is null or p_code !~ '^[0-9]{6}$' then
+    if p_user.totp_secret is null or v_code is null or v_code !~ '^[0-9]{6}$' then
         return null;
     end if;
     v_secret := public.pgp_sym_decrypt_bytea(p_user.totp_secret, p_password);
     for v_step in v_now - 1 .. v_now + 1 loop
         if v_step > coalesce(p_user.totp_last_step, -1)
-           and auth.hotp_code(v_secret, v_step) = p_code then
+           and auth.hotp_code(v_secret, v_step) = v_code then
             return v_step;
         end if;
     end loop;
@@ -101,7 +103,7 @@ begin
 end;
 $$;
 comment on function internal.matching_totp_step(auth.users, text, text) is
-    'The unused time step (now +/- 1) a TOTP code matches, or null.';
+    'The unused time step (now +/- 1) a TOTP code (spaces around it ignored) matches, or null.';
 
 create or replace function auth.enroll_totp(user_id bigint, password text)
     returns table (secret text, otpauth_uri text)

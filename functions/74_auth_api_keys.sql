@@ -3,13 +3,40 @@
 -- (SPREADEDGE_MASTER_KEY or a key file) and passes only as a bind parameter. auth.master_keys keeps a
 -- keyed verifier per master key version, so a wrong key is refused before anything is decrypted.
 
+create or replace function internal.check_new_master_key(p_master_key text, p_name text)
+    returns void
+    immutable
+    language plpgsql
+as $$
+-- Raises invalid_argument (22S09) for a key that must not become a master key version: shorter than
+-- 32 characters, or with white space at either end. p_name names it in the message; never the key.
+-- why the white space: a key file is read without its surrounding white space (spreadedge.masterkey),
+-- so a key that had some (a newline kept from an env file or a secret made with echo) would work
+-- from SPREADEDGE_MASTER_KEY and never from the key file; only new versions are refused, so keys
+-- already in use keep working
+begin
+    if p_master_key is null or length(p_master_key) < 32 then
+        raise exception 'the % must be at least 32 characters', p_name
+            using errcode = '22S09', hint = 'spreadedge keys generate makes one.';
+    end if;
+    if p_master_key ~ '^[[:space:]]|[[:space:]]$' then
+        raise exception 'the % starts or ends with white space', p_name
+            using errcode = '22S09',
+                  hint = 'Remove it (often a newline kept from a file); spreadedge keys generate makes a key without any.';
+    end if;
+end;
+$$;
+comment on function internal.check_new_master_key(text, text) is
+    'Raises 22S09 for a new master key shorter than 32 characters or with white space at either end; never quotes it.';
+
 create or replace function internal.current_master_key_version(p_master_key text, p_first_use boolean)
     returns integer
     volatile
     language plpgsql
 as $$
 -- The current master key version if p_master_key is its key; raises wrong_master_key (28S03)
--- otherwise. With p_first_use and no version yet, p_master_key becomes version 1.
+-- otherwise. With p_first_use and no version yet, p_master_key becomes version 1 (if
+-- internal.check_new_master_key accepts it).
 declare
     v_current  auth.master_keys;
     v_verifier bytea;
@@ -30,6 +57,7 @@ begin
             raise exception 'no master key is in use yet: no API key has been stored'
                 using errcode = '28S03';
         end if;
+        perform internal.check_new_master_key(p_master_key, 'master key');
         insert into auth.master_keys (key_version, verifier) values (1, v_verifier)
         returning * into v_current;
     elsif v_current.verifier <> v_verifier then
@@ -253,10 +281,7 @@ declare
     v_count integer;
 begin
     perform internal.require_permission('keys:all');
-    if new_master_key is null or length(new_master_key) < 32 then
-        raise exception 'the new master key must be at least 32 characters'
-            using errcode = '22S09', hint = 'spreadedge keys generate makes one.';
-    end if;
+    perform internal.check_new_master_key(new_master_key, 'new master key');
     if new_master_key = old_master_key then
         raise exception 'the new master key is the old one' using errcode = '22S09';
     end if;
@@ -286,7 +311,7 @@ begin
 end;
 $$;
 comment on function auth.rotate_master_key(text, text) is
-    'Re-encrypts every API key under a new master key in one transaction; returns the count. A wrong old key changes nothing (28S03).';
+    'Re-encrypts every API key under a new master key in one transaction; returns the count. A wrong old key changes nothing (28S03); a new key shorter than 32 characters or with white space at either end is refused (22S09).';
 
 create or replace view auth.api_key_list
     with (security_invoker = true)

@@ -81,7 +81,7 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('23S10', 'unknown_role',           'No application role has this name.'),
     ('23S11', 'username_taken',         'Another user already has this username.'),
     -- class 28: the caller could not prove who they are
-    ('28S01', 'invalid_credentials',    'A password or TOTP code given to confirm an operation is wrong.'),
+    ('28S01', 'invalid_credentials',    'A password or TOTP code given to confirm an operation is wrong, or the account is locked after failed logins.'),
     ('28S02', 'invalid_session',        'A session token is unknown, expired or revoked, or its user is disabled.'),
     ('28S03', 'wrong_master_key',       'The master key given is not the one the API keys are encrypted under.'),
     -- class 42: the caller is not allowed to do this

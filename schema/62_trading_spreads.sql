@@ -22,7 +22,7 @@ comment on column trading.spread_trades.spread_trade_id is 'Surrogate key.';
 comment on column trading.spread_trades.strategy_id is 'Strategy that opened the spread trade.';
 comment on column trading.spread_trades.buy_order_id is 'The buy leg order.';
 comment on column trading.spread_trades.sell_order_id is 'The sell leg order.';
-comment on column trading.spread_trades.quantity is 'Quantity of each leg, in base units.';
+comment on column trading.spread_trades.quantity is 'Quantity of each leg, in the legs'' units (base units for spot, contracts for derivatives).';
 comment on column trading.spread_trades.client_spread_id is 'Caller''s id of the spread trade: a retried open returns the same spread trade.';
 comment on column trading.spread_trades.opened_at is 'When the spread trade was opened.';
 create index spread_trades_strategy_opened_idx on trading.spread_trades (strategy_id, opened_at);

@@ -390,3 +390,41 @@ def test_a_live_label_is_still_taken(auth_db):
         "23S06",
         f'user {user_id} already has an API key labelled "main" on binance',
     )
+
+
+@pytest.mark.parametrize("master_key", [MASTER_KEY + "\n", " " + MASTER_KEY, MASTER_KEY + "\t"])
+def test_a_first_master_key_with_white_space_at_an_end_is_refused_with_22S09(auth_db, master_key):
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        store(auth_db, make_user(auth_db, "alice"), master_key=master_key)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "the master key starts or ends with white space",
+    )
+    assert auth_db.execute("select count(*) from auth.master_keys").fetchone()[0] == 0
+
+
+def test_rotation_to_a_new_master_key_with_white_space_at_an_end_is_refused_with_22S09(auth_db):
+    store(auth_db, make_user(auth_db, "alice"))
+    before = ciphertexts(auth_db)
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        call(
+            auth_db,
+            "auth.rotate_master_key",
+            old_master_key=MASTER_KEY,
+            new_master_key=OTHER_MASTER_KEY + "\n",
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "the new master key starts or ends with white space",
+    )
+    assert ciphertexts(auth_db) == before
+
+
+def test_rotation_to_a_short_new_master_key_names_the_new_key(auth_db):
+    store(auth_db, make_user(auth_db, "alice"))
+    with pytest.raises(psycopg.errors.DataError) as caught:
+        call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key="short")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "the new master key must be at least 32 characters",
+    )

@@ -260,3 +260,67 @@ def test_disable_totp_of_an_unknown_user_without_the_permission_is_refused_with_
         "42S01",
         f"user {trader} lacks the permission users:manage",
     )
+
+
+def lock_out(conn, username):
+    """Fail login as often as the default policy allows (5), which locks the account."""
+    for _ in range(5):
+        assert login(conn, username, "wrong")["success"] is False
+
+
+def test_confirm_totp_of_a_locked_account_is_refused_with_28S01_even_with_the_right_code(auth_db):
+    user_id = make_user(auth_db, "alice")
+    [enrollment] = rows(auth_db, "auth.enroll_totp", user_id=user_id, password=PASSWORD)
+    lock_out(auth_db, "alice")
+    with pytest.raises(psycopg.errors.OperationalError) as caught, auth_db.transaction():
+        call(
+            auth_db,
+            "auth.confirm_totp",
+            user_id=user_id,
+            password=PASSWORD,
+            totp_code=code_at(enrollment["secret"], db_now(auth_db)),
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "28S01",
+        f"user {user_id} is locked after too many failed logins",
+    )
+    assert auth_db.execute("select totp_enabled_at from auth.users").fetchone()[0] is None
+
+
+def test_disable_totp_of_a_locked_account_is_refused_with_28S01_even_with_the_right_code(auth_db):
+    user_id, secret = enrolled(auth_db)
+    lock_out(auth_db, "alice")
+    with pytest.raises(psycopg.errors.OperationalError) as caught, auth_db.transaction():
+        call(
+            auth_db,
+            "auth.disable_totp",
+            user_id=user_id,
+            password=PASSWORD,
+            totp_code=code_at(secret, db_now(auth_db), 1),
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "28S01",
+        f"user {user_id} is locked after too many failed logins",
+    )
+    assert auth_db.execute("select totp_enabled_at is not null from auth.users").fetchone()[0] is True
+
+
+def test_enroll_totp_of_a_disabled_user_is_refused_with_55S04(auth_db):
+    user_id = make_user(auth_db, "alice")
+    call(auth_db, "auth.disable_user", user_id=user_id)
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        rows(auth_db, "auth.enroll_totp", user_id=user_id, password=PASSWORD)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "55S04",
+        f"user {user_id} is disabled",
+    )
+    assert auth_db.execute("select totp_secret from auth.users").fetchone()[0] is None
+
+
+def test_confirm_totp_ignores_spaces_around_the_code_as_login_does(auth_db):
+    user_id = make_user(auth_db, "alice")
+    [enrollment] = rows(auth_db, "auth.enroll_totp", user_id=user_id, password=PASSWORD)
+    with auth_db.transaction():
+        code = code_at(enrollment["secret"], db_now(auth_db))
+        call(auth_db, "auth.confirm_totp", user_id=user_id, password=PASSWORD, totp_code=f" {code} ")
+    assert auth_db.execute("select totp_enabled_at is not null from auth.users").fetchone()[0] is True

@@ -210,3 +210,47 @@ def test_secret_columns_are_left_out_of_the_audit_log(auth_db):
     ).fetchall()
     assert row[0]["user_id"] == user_id
     assert "password_hash" not in row[0] and "totp_secret" not in row[0] and row[0]["username"] == "alice"
+
+
+def lock_out(conn, username):
+    """Fail login as often as the default policy allows (5), which locks the account."""
+    for _ in range(5):
+        assert login(conn, username, "wrong")["success"] is False
+
+
+def test_change_password_of_a_locked_account_is_refused_with_28S01_even_with_the_right_old_password(auth_db):
+    user_id = make_user(auth_db, "alice")
+    lock_out(auth_db, "alice")
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        call(
+            auth_db,
+            "auth.change_password",
+            user_id=user_id,
+            new_password="New-Password-77",
+            old_password=PASSWORD,
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "28S01",
+        f"user {user_id} is locked after too many failed logins",
+    )
+    call(auth_db, "auth.unlock_user", user_id=user_id)
+    assert login(auth_db, "alice")["success"] is True
+
+
+def test_change_password_of_a_disabled_user_is_refused_with_55S04(auth_db):
+    user_id = make_user(auth_db, "alice")
+    call(auth_db, "auth.disable_user", user_id=user_id)
+    with pytest.raises(psycopg.errors.OperationalError) as caught:
+        call(
+            auth_db,
+            "auth.change_password",
+            user_id=user_id,
+            new_password="New-Password-77",
+            old_password=PASSWORD,
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "55S04",
+        f"user {user_id} is disabled",
+    )
+    call(auth_db, "auth.enable_user", user_id=user_id)
+    assert login(auth_db, "alice")["success"] is True

@@ -270,3 +270,34 @@ def test_security_system_authenticates_and_stores_keys_as_the_seeds_call_it(db_u
     assert stored == (True, "API key 1 stored")
     assert duplicate == (False, "this API key is already stored for exchange binance")
     assert (session.user_id, session.username, session.roles) == (1, "trader1", ["trader"])
+
+
+@pytest.mark.parametrize("key", [MASTER_KEY + "\n", " " + MASTER_KEY, MASTER_KEY + "\r\n"])
+def test_a_master_key_variable_with_white_space_at_an_end_is_refused_without_quoting_it(
+    project_settings, key
+):
+    with pytest.raises(masterkey.MasterKeyError) as caught:
+        masterkey.load(project_settings, {"SPREADEDGE_MASTER_KEY": key})
+    assert str(caught.value) == (
+        "SPREADEDGE_MASTER_KEY starts or ends with white space (often a newline kept from a file):"
+        " remove it, or name a key file with SPREADEDGE_MASTER_KEY_FILE"
+    )
+
+
+def test_keys_store_with_a_master_key_variable_ending_in_a_newline_fails_cleanly(db_url, auth_db):
+    result = invoke(
+        db_url,
+        "keys",
+        "store",
+        "--user",
+        "alice",
+        "--exchange",
+        "okx",
+        "--label",
+        "x",
+        env={"SPREADEDGE_MASTER_KEY": MASTER_KEY + "\n"},
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: SPREADEDGE_MASTER_KEY starts or ends with white space")
+    assert MASTER_KEY not in result.output
+    assert auth_db.execute("select count(*) from auth.master_keys").fetchone()[0] == 0

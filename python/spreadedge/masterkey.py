@@ -84,10 +84,22 @@ def key_file(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
 
 
 def load(settings: Settings, env: Mapping[str, str] | None = None) -> str:
-    """The master key from the environment, the key file it names, or the default key file."""
+    """The master key from the environment, the key file it names, or the default key file.
+
+    A key from the environment with white space at either end is refused; a key file's surrounding
+    white space (its final newline) is not part of the key.
+    """
     env = os.environ if env is None else env
     key = env.get(ENV_KEY)
     if key:
+        # why refused, not stripped: the key is used as given (pgcrypto's passphrase and the
+        # verifier's HMAC key), so a stripped key would be another key; and a key file is read
+        # without its surrounding white space, so a key with some would never work from a file
+        if key != key.strip():
+            raise MasterKeyError(
+                f"{ENV_KEY} starts or ends with white space (often a newline kept from a file):"
+                f" remove it, or name a key file with {ENV_KEY_FILE}"
+            )
         if len(key) < MIN_LENGTH:
             raise MasterKeyError(f"{ENV_KEY} holds fewer than {MIN_LENGTH} characters")
         return key
