@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from conftest import free_port
+from db_fixtures import janitor
 from spreadedge import errors, managers
 from spreadedge.cluster import Cluster
 from spreadedge.managers import (
@@ -409,3 +411,170 @@ def test_health_check_without_a_migrations_directory_names_it(
             f"no migrations directory at {tmp_path}/migrations: this code cannot tell which migrations apply",
         ),
     )
+
+
+def in_new_york(url: str) -> str:
+    """``url`` on a server session whose TimeZone is America/New_York, not UTC."""
+    return f"{url}&options=-c%20timezone%3DAmerica/New_York"
+
+
+def test_times_come_back_in_utc_whatever_the_servers_timezone(config: ManagerConfig) -> None:
+    config = replace(config, database_url=in_new_york(config.database_url or ""))
+
+    async def run() -> managers.Order:
+        async with PersistentOrderManager(config) as manager:
+            return await manager.place_order(BUY)
+
+    order = asyncio.run(run())
+    assert (order.created_at.utcoffset(), order.updated_at.utcoffset()) == (timedelta(0), timedelta(0))
+
+
+def test_a_naive_executed_at_means_utc(config: ManagerConfig, seeded: psycopg.Connection) -> None:
+    config = replace(config, database_url=in_new_york(config.database_url or ""))
+    executed_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+
+    async def run() -> int:
+        async with PersistentOrderManager(config) as manager:
+            order = await manager.place_order(BUY)
+            return await manager.record_fill(
+                order.order_id, "naive-1", Decimal("0.5"), Decimal("60000"), executed_at=executed_at
+            )
+
+    trade_id = asyncio.run(run())
+    stored = seeded.execute(
+        "select executed_at from trading.trades where trade_id = %s", [trade_id]
+    ).fetchone()
+    assert stored == (executed_at.replace(tzinfo=UTC),)
+
+
+def test_a_float_quantity_is_refused_with_a_type_error(config: ManagerConfig) -> None:
+    async def run() -> None:
+        async with PersistentOrderManager(config) as manager:
+            await manager.place_order(replace(BUY, quantity=0.5))  # type: ignore[arg-type]
+
+    with pytest.raises(TypeError) as caught:
+        asyncio.run(run())
+    assert str(caught.value) == "quantity must be a Decimal, not the float 0.5 (a float is not exact)"
+
+
+def test_a_float_fee_is_refused_before_anything_is_written(
+    config: ManagerConfig, seeded: psycopg.Connection
+) -> None:
+    async def run() -> None:
+        async with PersistentOrderManager(config) as manager:
+            order = await manager.place_order(BUY)
+            await manager.record_fill(order.order_id, "f-1", Decimal("0.5"), Decimal("60000"), fee=0.1)  # type: ignore[arg-type]
+
+    with pytest.raises(TypeError) as caught:
+        asyncio.run(run())
+    assert str(caught.value) == "fee must be a Decimal, not the float 0.1 (a float is not exact)"
+    assert seeded.execute("select count(*) from trading.trades").fetchone() == (0,)
+
+
+def test_open_positions_are_ordered_by_strategy_exchange_and_symbol(config: ManagerConfig) -> None:
+    legs = [
+        ("kraken", "ETHUSD", Decimal("1"), Decimal("3000")),
+        ("binance", "BTCUSDT", Decimal("0.5"), Decimal("60000")),
+        ("binance", "BNBUSDT", Decimal("1"), Decimal("600")),
+    ]
+
+    async def run() -> list[managers.Position]:
+        async with PersistentOrderManager(config) as orders, PersistentPositionManager(config) as positions:
+            for n, (exchange, symbol, quantity, price) in enumerate(legs):
+                order = await orders.place_order(
+                    OrderRequest("alpha", exchange, symbol, "buy", quantity, price)
+                )
+                await orders.record_fill(order.order_id, f"o-{n}", quantity, price)
+            return await positions.get_open_positions()
+
+    assert [(p.exchange, p.symbol) for p in asyncio.run(run())] == [
+        ("binance", "BNBUSDT"),
+        ("binance", "BTCUSDT"),
+        ("kraken", "ETHUSD"),
+    ]
+
+
+def test_health_check_of_an_unmigrated_database_is_an_unhealthy_report(
+    pg_cluster: Cluster, project_settings: Settings
+) -> None:
+    with janitor(pg_cluster, "never_migrated"):
+        config = ManagerConfig(database_url=pg_cluster.url("never_migrated"), settings=project_settings)
+
+        async def run() -> managers.HealthReport:
+            manager = get_database_manager(config)
+            try:
+                return await manager.health_check()
+            finally:
+                await manager.close()
+
+        report = asyncio.run(run())
+    assert report == managers.HealthReport(
+        False,
+        {
+            "database": (True, "reachable"),
+            "health": (False, 'ops.health could not run: schema "ops" does not exist'),
+        },
+    )
+
+
+def test_the_repr_of_a_config_hides_the_password(project_settings: Settings) -> None:
+    config = ManagerConfig(
+        database_url="postgresql://trader:s3cr3t@db.example:5432/spreadedge",
+        settings=replace(project_settings, database_url="postgresql://ops:t0ps3cr3t@db.example/spreadedge"),
+    )
+    shown = repr(config)
+    assert "s3cr3t" not in shown
+    assert "database_url='postgresql://trader:***@db.example:5432/spreadedge'" in shown
+    assert "database_url='postgresql://ops:***@db.example/spreadedge'" in shown
+
+
+def test_a_pool_whose_connections_are_all_busy_says_so(config: ManagerConfig, seeded_url: str) -> None:
+    config = replace(config, min_connections=1, max_connections=1, timeout=0.5)
+
+    async def run() -> str:
+        with psycopg.connect(seeded_url) as blocker:
+            blocker.execute("lock table trading.orders in access exclusive mode")
+            async with PersistentOrderManager(config) as manager:
+                held = asyncio.create_task(
+                    manager.place_order(BUY)
+                )  # waits for the lock, holding the connection
+                await asyncio.sleep(0.2)
+                try:
+                    await manager.get_active_orders()
+                except managers.DatabaseUnavailable as exc:
+                    return str(exc)
+                finally:
+                    blocker.rollback()
+                    await held
+        return "no error"
+
+    assert asyncio.run(run()) == (
+        "no free connection within 0.5 s: all 1 connections of the pool are in use (ManagerConfig.max_connections)"
+    )
+
+
+def test_a_call_waiting_for_a_connection_when_the_manager_closes_says_it_was_closed(
+    config: ManagerConfig, seeded_url: str
+) -> None:
+    config = replace(config, min_connections=1, max_connections=1)
+
+    async def run() -> None:
+        with psycopg.connect(seeded_url) as blocker:
+            blocker.execute("lock table trading.orders in access exclusive mode")
+            manager = PersistentOrderManager(config)
+            await manager.start()
+            held = asyncio.create_task(manager.place_order(BUY))  # waits for the lock, holding the connection
+            await asyncio.sleep(0.2)
+            waiting = asyncio.create_task(manager.get_active_orders())  # waits for the pool
+            await asyncio.sleep(0.2)
+            closing = asyncio.create_task(manager.close())
+            try:
+                await waiting
+            finally:
+                blocker.rollback()
+                await held
+                await closing
+
+    with pytest.raises(RuntimeError) as caught:
+        asyncio.run(run())
+    assert str(caught.value) == "PersistentOrderManager was closed while the call waited for a connection"

@@ -6,13 +6,17 @@
     orders = await manager.get_active_orders()
 
 Every method is one call of a stored function (``trading.place_order``, ``record_fill``, ...) or one
-read of a view (``trading.active_orders``, ``position_summary``); a write and the read of what it
+read of a view (``trading.active_orders``, ``open_positions``); a write and the read of what it
 wrote share one transaction. Nothing is kept in memory: a restarted manager sees exactly what the
 database holds. Errors come back as the project's exception classes (:mod:`spreadedge.errors`), and a
 database that cannot be reached, or that dropped the connection, as :class:`DatabaseUnavailable`.
 
 The pool checks each connection before handing it out, so the first call after a database restart
 gets a new connection rather than one the restart closed.
+
+Money and quantities are Decimal in and out (a float is refused with TypeError: it is not exact).
+Times come back timezone-aware in UTC, whatever the server's TimeZone; a naive datetime given
+means UTC, as in the CLI and the REST API.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +35,7 @@ from typing import Any, Self, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from spreadedge import errors, sqlcall
 from spreadedge.settings import Settings, load_settings
@@ -85,6 +89,18 @@ class ManagerConfig:
     settings: Settings | None = None
     timeout: float = 30.0  # seconds start() and a call wait for a working connection
     health_timeout: float = 5.0  # seconds health_check() waits before it reports the database down
+
+    def __repr__(self) -> str:
+        # why: a config is logged and shown in tracebacks; its URL's password must not be
+        from spreadedge.db import redact
+
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        if self.database_url is not None:
+            fields["database_url"] = redact(self.database_url, self.database_url)
+        if self.settings is not None and self.settings.database_url is not None:
+            url = self.settings.database_url
+            fields["settings"] = replace(self.settings, database_url=redact(url, url))
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
     def resolved_settings(self) -> Settings:
         if self.settings is not None:
@@ -203,18 +219,25 @@ class HealthReport:
 
 
 def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The arguments that were given; the SQL defaults apply to the others."""
+    """The arguments that were given; the SQL defaults apply to the others.
+
+    A float is refused (TypeError): money and quantities are Decimal, and a float is not exact.
+    """
+    for name, value in arguments.items():
+        if isinstance(value, float):
+            raise TypeError(f"{name} must be a Decimal, not the float {value!r} (a float is not exact)")
     return {name: value for name, value in arguments.items() if value is not None}
 
 
-def _view(name: str, where: Sequence[str], order_by: str) -> sql.Composed:
-    """``select * from <view> where a = %(a)s and ... order by <column>``."""
+def _view(name: str, where: Sequence[str], order_by: str | Sequence[str]) -> sql.Composed:
+    """``select * from <view> where a = %(a)s and ... order by <column>, ...``."""
     schema, view = name.split(".")
     conditions = [sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in where]
+    columns = [order_by] if isinstance(order_by, str) else order_by
     return sql.SQL("select * from {} {} order by {}").format(
         sql.Identifier(schema, view),
         sql.SQL("where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL(""),
-        sql.Identifier(order_by),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
     )
 
 
@@ -224,6 +247,7 @@ class _Manager:
     def __init__(self, config: ManagerConfig | None = None) -> None:
         self.config = config or ManagerConfig()
         self._pool: AsyncConnectionPool | None = None
+        self._in_use = 0  # connections this manager's calls hold right now
         # why: opening awaits, so concurrent start()s would each make a pool and close() only the last
         self._opening = asyncio.Lock()
 
@@ -238,6 +262,9 @@ class _Manager:
 
             async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [actor])
+                # why: times are shown in UTC whatever the server's TimeZone, and a naive datetime
+                # given (executed_at, since, until) means UTC, as in the CLI and the REST API
+                await conn.execute("set timezone = 'UTC'")
                 await conn.commit()
 
             wait = self.config.timeout if timeout is None else timeout
@@ -288,8 +315,24 @@ class _Manager:
             raise RuntimeError(f"{type(self).__name__} is not started")
         wait = self.config.timeout if timeout is None else timeout
         try:
-            async with self._pool.connection(timeout=wait) as conn, conn.transaction():
-                yield conn
+            async with self._pool.connection(timeout=wait) as conn:
+                self._in_use += 1
+                try:
+                    async with conn.transaction():
+                        yield conn
+                finally:
+                    self._in_use -= 1
+        except PoolClosed as exc:  # close() while this call waited for a connection
+            name = type(self).__name__
+            raise RuntimeError(f"{name} was closed while the call waited for a connection") from exc
+        except PoolTimeout as exc:
+            if self._in_use >= self.config.max_connections:
+                # why: the database answers; this manager's own calls hold every connection
+                raise DatabaseUnavailable(
+                    f"no free connection within {wait:g} s: all {self._in_use} connections of the pool "
+                    "are in use (ManagerConfig.max_connections)"
+                ) from exc
+            raise _unavailable(exc, wait) from exc
         except psycopg.Error as exc:
             if _connection_lost(exc):
                 raise _unavailable(exc, wait) from exc
@@ -316,6 +359,8 @@ class _Manager:
 
 
 _ORDER_BY_ID = _view("trading.order_history", ["order_id"], "order_id")
+# why all three: a strategy holds a position per instrument, so strategy alone is no stable order
+_POSITION_ORDER = ("strategy", "exchange", "symbol")
 
 
 async def _fetch(
@@ -392,12 +437,10 @@ class PersistentPositionManager(_Manager):
         )
 
     async def get_open_positions(self, strategy: str | None = None) -> list[Position]:
-        """``trading.position_summary`` rows with a non-zero quantity."""
+        """``trading.open_positions``: positions with a non-zero quantity, by strategy, exchange, symbol."""
         where = _given({"strategy": strategy})
-        positions = await self._rows(
-            _view("trading.position_summary", list(where), "strategy"), where, Position
-        )
-        return [p for p in positions if p.quantity != 0]
+        query = _view("trading.open_positions", list(where), _POSITION_ORDER)
+        return await self._rows(query, where, Position)
 
     async def pnl_summary(
         self,
@@ -435,11 +478,22 @@ class DatabaseManager(_Manager):
             return HealthReport(
                 False, {"database": (False, f"the database did not answer ({type(exc).__name__})")}
             )
+        except (psycopg.Error, errors.SpreadedgeError) as exc:
+            # why: the database answers but cannot run ops.health (not migrated, no privilege)
+            message = exc.message if isinstance(exc, errors.SpreadedgeError) else _primary(exc)
+            return HealthReport(
+                False,
+                {"database": (True, "reachable"), "health": (False, f"ops.health could not run: {message}")},
+            )
         checks = {"database": (True, "reachable")} | {r.check_name: (r.ok, r.detail) for r in rows}
         if not ids:
             # why: with nothing expected, every applied migration would read as unknown to this code
             checks["migrations"] = (False, _no_migrations(settings.migrations_dir))
         return HealthReport(all(ok for ok, _ in checks.values()), checks)
+
+
+def _primary(error: psycopg.Error) -> str:
+    return error.diag.message_primary or str(error)
 
 
 def _no_migrations(directory: Path) -> str:
