@@ -61,12 +61,13 @@ create or replace function monitor.set_risk_limit(
     language plpgsql
 as $$
 -- Set the limits of a scope (strategy; exchange; instrument = exchange + symbol). A limit left null
--- keeps its current value, 0 removes it; channels null keeps them (email for a new scope). Returns
--- the limit row's id.
+-- keeps its current value, 0 removes it; channels null keeps them (email for a new scope), and a
+-- channel given twice is kept once, where it first appears. Returns the limit row's id.
 #variable_conflict use_column
 declare
     v_scope record;
     v_id    integer;
+    v_channels monitor.notification_channel[];
     v_order numeric := internal.check_limit_value(set_risk_limit.max_order_notional, 'max_order_notional');
     v_pos   numeric := internal.check_limit_value(set_risk_limit.max_position_notional, 'max_position_notional');
     v_open  numeric := internal.check_limit_value(set_risk_limit.max_open_orders, 'max_open_orders');
@@ -79,20 +80,26 @@ begin
         raise exception 'channels must be a list of email, slack, discord, webhook, got %', set_risk_limit.channels
             using errcode = '22S13';
     end if;
+    -- why once each: a channel listed twice would notify every breach twice on it
+    if set_risk_limit.channels is not null then
+        v_channels := array(select u.c::monitor.notification_channel
+                            from unnest(set_risk_limit.channels) with ordinality u(c, n)
+                            group by u.c order by min(u.n));
+    end if;
     select * into v_scope from internal.risk_scope(set_risk_limit.strategy, set_risk_limit.exchange, set_risk_limit.symbol);
     insert into monitor.risk_limits as l
         (strategy_id, exchange_id, instrument_id, max_order_notional, max_position_notional, max_open_orders,
          max_daily_loss, channels, updated_by)
     values
         (v_scope.strategy_id, v_scope.exchange_id, v_scope.instrument_id, v_order, v_pos, v_open, v_loss,
-         coalesce(set_risk_limit.channels::monitor.notification_channel[], '{email}'),
+         coalesce(v_channels, '{email}'),
          nullif(current_setting('spreadedge.actor', true), ''))
     on conflict (strategy_id, exchange_id, instrument_id) do update
     set max_order_notional = case when set_risk_limit.max_order_notional is null then l.max_order_notional else v_order end,
         max_position_notional = case when set_risk_limit.max_position_notional is null then l.max_position_notional else v_pos end,
         max_open_orders = case when set_risk_limit.max_open_orders is null then l.max_open_orders else v_open end,
         max_daily_loss = case when set_risk_limit.max_daily_loss is null then l.max_daily_loss else v_loss end,
-        channels = coalesce(set_risk_limit.channels::monitor.notification_channel[], l.channels),
+        channels = coalesce(v_channels, l.channels),
         updated_at = now(),
         updated_by = excluded.updated_by
     returning l.limit_id into v_id;

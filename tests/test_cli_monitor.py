@@ -2,7 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from click.testing import CliRunner
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from market_helpers import quote
 from spreadedge.cli import main
@@ -186,5 +189,156 @@ def test_alerts_add_rule_refuses_a_label_key_given_twice(seeded, seeded_url):
                     "pnl.realized_today", "--label", "strategy=alpha", "--label", "strategy=beta",
                     "--operator", "<", "--threshold", "-5000")  # fmt: skip
     assert result.exit_code == 2
-    assert "Invalid value for --label: 'strategy' is given twice" in result.output
+    assert "Invalid value for '--label': 'strategy' is given twice" in result.output
     assert seeded.execute("select count(*) from monitor.alert_rule_list").fetchone() == (0,)
+
+
+def test_alerts_rules_print_channels_as_a_readable_list(seeded_url):
+    invoke(seeded_url, "alerts", "add-rule", "loud", "--kind", "price", "--exchange", "binance",
+           "--symbol", "BTCUSDT", "--operator", ">", "--threshold", "1", "--channel", "slack",
+           "--channel", "email")  # fmt: skip
+    row = rule_row(invoke(seeded_url, "alerts", "rules").output, "loud")
+    assert "  email, slack  " in row and "{" not in row
+
+
+def test_risk_show_prints_channels_as_a_readable_list(seeded_url):
+    invoke(seeded_url, "risk", "set", "alpha", "--max-open-orders", "3", "--channel", "webhook",
+           "--channel", "discord")  # fmt: skip
+    lines = invoke(seeded_url, "risk", "show", "--strategy", "alpha").output.splitlines()
+    header, row = lines[0], lines[2]
+    assert row[header.index("channels") :].rstrip() == "webhook, discord"
+
+
+def test_alerts_rules_show_a_rules_labels(seeded_url):
+    invoke(seeded_url, "alerts", "add-rule", "alpha-loss", "--kind", "risk", "--metric",
+           "pnl.realized_today", "--label", "strategy=alpha", "--operator", "<", "--threshold", "-5000")  # fmt: skip
+    output = invoke(seeded_url, "alerts", "rules").output
+    assert output.splitlines()[0].split()[:4] == ["name", "kind", "watching", "labels"]
+    assert ' pnl.realized_today  {"strategy": "alpha"}  last ' in rule_row(output, "alpha-loss")
+
+
+def test_alerts_add_rule_with_a_bad_window_names_the_option(seeded, seeded_url):
+    result = invoke(seeded_url, "alerts", "add-rule", "w", "--kind", "price", "--exchange", "binance",
+                    "--symbol", "BTCUSDT", "--operator", ">", "--threshold", "1", "--window", "5 minuets")  # fmt: skip
+    assert result.exit_code == 2
+    assert (
+        "Error: Invalid value for '--window': invalid input syntax for type interval: \"5 minuets\""
+        " (give a PostgreSQL interval such as '10 minutes' or '1 day 2 hours')\n"
+    ) in result.output
+    assert seeded.execute("select count(*) from monitor.alert_rule_list").fetchone() == (0,)
+
+
+def test_alerts_add_rule_with_a_cooldown_out_of_range_names_the_option(seeded_url):
+    result = invoke(seeded_url, "alerts", "add-rule", "c", "--kind", "price", "--exchange", "binance",
+                    "--symbol", "BTCUSDT", "--operator", ">", "--threshold", "1", "--cooldown",
+                    "1000000000 years")  # fmt: skip
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '--cooldown': interval out of range (give a" in result.output
+
+
+def test_a_threshold_beyond_numeric_is_a_usage_error_naming_the_option(seeded_url):
+    result = invoke(seeded_url, "alerts", "add-rule", "big", "--kind", "price", "--exchange", "binance",
+                    "--symbol", "BTCUSDT", "--operator", ">", "--threshold", "1e131072")  # fmt: skip
+    assert result.exit_code == 2
+    assert "Invalid value for '--threshold': '1e131072' is beyond the range of a PostgreSQL numeric" in (
+        result.output
+    )
+
+
+def test_a_limit_with_more_decimals_than_numeric_holds_is_a_usage_error_naming_the_option(seeded_url):
+    result = invoke(seeded_url, "risk", "set", "alpha", "--max-daily-loss", "1e-16384")
+    assert result.exit_code == 2
+    assert "Invalid value for '--max-daily-loss': '1e-16384' is beyond the range" in result.output
+
+
+def test_risk_show_of_an_unknown_strategy_is_an_error_naming_it(seeded_url):
+    result = invoke(seeded_url, "risk", "show", "--strategy", "alpah")
+    assert (result.exit_code, result.output) == (
+        1,
+        'Error: strategy "alpah" does not exist\nhint: Create it with trading.create_strategy.\n',
+    )
+
+
+def test_risk_show_of_a_strategy_without_limits_or_events_says_so(seeded_url):
+    result = invoke(seeded_url, "risk", "show", "--strategy", "beta")
+    assert (result.exit_code, result.output) == (0, "no risk limits\n\nno risk events\n")
+
+
+def test_metrics_show_of_an_unknown_metric_is_an_error_naming_it(seeded_url):
+    result = invoke(seeded_url, "metrics", "show", "--name", "db.size")
+    assert result.exit_code == 1
+    assert result.output.startswith('Error: metric "db.size" does not exist\nhint: monitor.metric_catalog')
+
+
+def test_metrics_show_of_a_known_metric_without_recent_values_says_so(seeded_url):
+    result = invoke(seeded_url, "metrics", "show", "--name", "db.size_bytes")
+    assert (result.exit_code, result.output) == (
+        0,
+        "no value of db.size_bytes in the last hour (spreadedge metrics collect records it)\n",
+    )
+
+
+def test_alerts_evaluate_prints_a_small_value_as_a_plain_decimal(seeded, seeded_url):
+    call(seeded, "monitor.record_metric", name="app.drift", value="0.00000001",
+         recorded_at=datetime.now(UTC) - timedelta(seconds=5))  # fmt: skip
+    call(seeded, "monitor.add_alert_rule", name="drift", kind="system", metric="app.drift", operator=">",
+         threshold=0)  # fmt: skip
+    result = invoke(seeded_url, "alerts", "evaluate")
+    assert result.output == "alert 1 drift: fired at 0.00000001\n1 transitions\n"
+
+
+def test_metrics_show_prints_no_labels_as_an_empty_cell(seeded, seeded_url):
+    call(seeded, "monitor.record_metric", name="app.lag_ms", value=42)
+    header, _rule, row = invoke(seeded_url, "metrics", "show", "--name", "app.lag_ms").output.splitlines()
+    assert row[header.index("labels") :].split()[0] == "42" and "{}" not in row
+
+
+def test_notify_worker_help_gives_the_poll_in_seconds():
+    result = CliRunner().invoke(main, ["notify", "worker", "--help"])
+    assert "--poll SECONDS" in result.output and "in seconds" in result.output
+
+
+def test_risk_set_with_a_channel_given_twice_notifies_once_on_it(seeded, seeded_url):
+    invoke(
+        seeded_url, "risk", "set", "alpha", "--channel", "email", "--channel", "slack", "--channel", "email"
+    )
+    invoke(seeded_url, "risk", "kill", "alpha")
+    assert seeded.execute(
+        "select channel::text from monitor.notifications order by notification_id"
+    ).fetchall() == [("email",), ("slack",)]
+
+
+@pytest.fixture
+def reader_url(seeded, seeded_url):
+    """The test database's URL for a login role of spreadedge_readonly (people, dashboards)."""
+    role = f"reader_{seeded.info.dbname}"
+    seeded.execute(sql.SQL("create role {} login in role spreadedge_readonly").format(sql.Identifier(role)))
+    yield make_conninfo(seeded_url, user=role)
+    seeded.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
+def test_risk_show_of_a_strategy_for_a_readonly_role_lists_its_limits(seeded_url, reader_url):
+    invoke(seeded_url, "risk", "set", "alpha", "--max-open-orders", "3")
+    result = invoke(reader_url, "risk", "show", "--strategy", "alpha")
+    assert result.exit_code == 0 and result.output.splitlines()[2].split()[:2] == ["alpha", "3"]
+
+
+def test_risk_show_of_an_unknown_strategy_for_a_readonly_role_is_an_error_naming_it(reader_url):
+    result = invoke(reader_url, "risk", "show", "--strategy", "alpah")
+    assert result.exit_code == 1 and result.output.startswith('Error: strategy "alpah" does not exist\n')
+
+
+def test_metrics_show_of_a_metric_for_a_readonly_role_shows_its_values(seeded, reader_url):
+    call(seeded, "monitor.record_metric", name="app.lag_ms", value=42)
+    result = invoke(reader_url, "metrics", "show", "--name", "app.lag_ms")
+    assert result.exit_code == 0 and result.output.splitlines()[2].split()[:2] == ["app.lag_ms", "42"]
+    missing = invoke(reader_url, "metrics", "show", "--name", "app.nope")
+    assert (missing.exit_code, missing.output) == (0, "no value of app.nope in the last hour\n")
+
+
+def test_alerts_rules_print_months_and_fractions_of_a_second_as_postgresql_does(seeded_url):
+    invoke(seeded_url, "alerts", "add-rule", "odd", "--kind", "price", "--exchange", "binance",
+           "--symbol", "BTCUSDT", "--operator", ">", "--threshold", "1", "--window", "1.5 seconds",
+           "--cooldown", "1 mon 2 days")  # fmt: skip
+    row = rule_row(invoke(seeded_url, "alerts", "rules").output, "odd")
+    assert "  00:00:01.5  " in row and "  1 mon 2 days  " in row

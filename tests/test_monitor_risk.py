@@ -24,6 +24,16 @@ def risk_events(conn):
     ).fetchall()
 
 
+def test_a_channel_given_twice_is_kept_once_where_it_first_appears(seeded):
+    limit_id = limit(
+        seeded, max_order_notional=Decimal("1000"), channels=["slack", "email", "slack", "email"]
+    )
+
+    assert seeded.execute(
+        "select channels::text[] from monitor.risk_limits where limit_id = %s", [limit_id]
+    ).fetchone() == (["slack", "email"],)
+
+
 def test_an_order_within_every_limit_is_placed_as_new(seeded):
     limit(
         seeded,

@@ -11,17 +11,22 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import click
 import psycopg
 from psycopg import sql
+from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
+from psycopg.types.string import TextLoader
 
 from spreadedge import db, sqlcall, textable
 from spreadedge.settings import Settings
+
+NUMERIC_MAX_ADJUSTED = 131071  # the largest power of ten a numeric holds
+NUMERIC_MAX_SCALE = 16383  # the most digits after the decimal point
 
 
 class DecimalType(click.ParamType):
@@ -41,6 +46,13 @@ class DecimalType(click.ParamType):
         # that silently matches nothing (or everything)
         if not number.is_finite():
             self.fail(f"{value!r} is not a finite decimal number", param, ctx)
+        # why: PostgreSQL's numeric holds up to 131072 digits before the point and 16383 after;
+        # beyond, the server's "value overflows numeric format" would not say which option
+        exponent = number.as_tuple().exponent
+        if number.adjusted() > NUMERIC_MAX_ADJUSTED or (
+            isinstance(exponent, int) and exponent < -NUMERIC_MAX_SCALE
+        ):
+            self.fail(f"{value!r} is beyond the range of a PostgreSQL numeric", param, ctx)
         return number
 
 
@@ -67,7 +79,21 @@ def _actor() -> str:
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    return db.connect(settings, actor=_actor(), autocommit=True)
+    conn = db.connect(settings, actor=_actor(), autocommit=True)
+    # why text: an interval is shown as PostgreSQL prints it; a timedelta has no months (1 mon
+    # would read 30 days, 100 years 36500 days) and the table would have to round its fractions
+    conn.adapters.register_loader("interval", TextLoader)
+    try:
+        # why: psycopg does not know the enum's array type and would hand over PostgreSQL's array
+        # text ({email,slack}); registered, a channels column reads as a list of names. None: the
+        # database is not migrated, which the first query of a monitor view then reports
+        info = TypeInfo.fetch(conn, "monitor.notification_channel")
+        if info is not None:
+            info.register(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _call(conn: psycopg.Connection[Any], function: str, **arguments: Any) -> Any:
@@ -82,15 +108,14 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ",".join(str(item) for item in value)
+        return ", ".join(str(item) for item in value)
     if isinstance(value, Decimal):
         # why: str() writes 0.00000001 as 1E-8 and 0.000000000000 as 0E-12
         return format(value, "f")
-    if isinstance(value, timedelta):
-        return _interval(value)
     if isinstance(value, dict):
-        # why JSON: labels are given as JSON (record_metric, alerts add-rule); Python's repr is not
-        return json.dumps(value)
+        # why JSON: labels are given as JSON (record_metric, alerts add-rule); Python's repr is not.
+        # No labels (every series, a platform-wide metric) is an empty cell, like no channels
+        return json.dumps(value) if value else ""
     if isinstance(value, datetime) and value.tzinfo is not None:
         # why: psycopg gives a timestamptz in the session's TimeZone, which is the server's
         # setting; times are shown in UTC whatever the server's zone
@@ -100,16 +125,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _interval(value: timedelta) -> str:
-    """An interval as PostgreSQL prints it (``1 day 02:00:00``, ``00:05:00``), not as Python does."""
-    seconds = int(value.total_seconds())
-    sign = "-" if seconds < 0 else ""
-    days, rest = divmod(abs(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    clock = f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
-    if not days:
-        return clock
-    return f"{sign}{days} day{'' if days == 1 else 's'}" + (f" {clock}" if hours or rest else "")
+def _option(name: str) -> tuple[click.Context, click.Parameter]:
+    """The current command's context and its parameter ``name`` (for errors that name the option)."""
+    ctx = click.get_current_context()
+    return ctx, next(param for param in ctx.command.params if param.name == name)
+
+
+def _check_interval(conn: psycopg.Connection[Any], value: str, name: str) -> None:
+    """Refuse a value PostgreSQL does not read as an interval, naming the option it came from.
+
+    The server parses it, exactly as it will parse the function's argument; its own error would
+    not say which of the interval options was wrong.
+    """
+    try:
+        conn.execute("select %s::interval", (value,))
+    except psycopg.DataError as exc:
+        ctx, param = _option(name)
+        message = exc.diag.message_primary or "not an interval"
+        raise click.BadParameter(
+            f"{message} (give a PostgreSQL interval such as '10 minutes' or '1 day 2 hours')", ctx, param
+        ) from exc
 
 
 def _show(
@@ -214,22 +249,22 @@ def ack(settings: Settings, alert_id: int, acknowledged_by: str | None) -> None:
 @click.pass_obj
 def rules(settings: Settings) -> None:
     """List the alert rules."""
-    columns = ["name", "kind", "watching", "aggregate", "operator", "threshold", "evaluation_window",
-               "severity", "cooldown", "channels", "is_enabled"]  # fmt: skip
+    columns = ["name", "kind", "watching", "labels", "aggregate", "operator", "threshold",
+               "evaluation_window", "severity", "cooldown", "channels", "is_enabled"]  # fmt: skip
     with _connect(settings) as conn:
         _show(conn, "alert_rule_list", columns, order_by="name", empty="no alert rules")
 
 
 def _labels(values: tuple[str, ...]) -> dict[str, str]:
-    labels = {}
+    labels: dict[str, str] = {}
     for value in values:
         key, sep, label = value.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--label")
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", *_option("labels"))
         if key in labels:
             # why: a second value of a key would silently replace the first, a rule watching
             # another series than the operator meant
-            raise click.BadParameter(f"{key!r} is given twice", param_hint="--label")
+            raise click.BadParameter(f"{key!r} is given twice", *_option("labels"))
         labels[key] = label
     return labels
 
@@ -253,18 +288,36 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--aggregate",
     default=None,
-    help="last, avg, min, max, sum, count or change_pct (default: last; sum for volume rules).",
+    help="price rules: last, avg, min, max or change_pct; volume rules: sum or count; metric rules: any "
+    "of these (default: last; sum for volume rules).",
 )
 @click.option("--operator", "operator", required=True, help="One of > >= < <= = <>.")
 @click.option("--threshold", required=True, type=DECIMAL, help="The value compared with.")
 @click.option(
-    "--window", "evaluation_window", default="5 minutes", show_default=True, help="Evaluation window."
+    "--window",
+    "evaluation_window",
+    default="5 minutes",
+    show_default=True,
+    metavar="INTERVAL",
+    help="Aggregate the values of this last span (more than 0, at most 31 days).",
 )
 @click.option(
     "--severity", default="warning", show_default=True, type=click.Choice(["info", "warning", "critical"])
 )
-@click.option("--cooldown", default="15 minutes", show_default=True, help="No new notification within this.")
-@click.option("--channel", "channels", multiple=True, type=CHANNELS, help="Notify here (repeatable).")
+@click.option(
+    "--cooldown",
+    default="15 minutes",
+    show_default=True,
+    metavar="INTERVAL",
+    help="No new notification of a firing within this after the last one.",
+)
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    type=CHANNELS,
+    help="Notify here (repeatable; none: never notified).",
+)
 @click.option("--description", default=None, help="What the rule is for.")
 @click.pass_obj
 def add_rule(
@@ -286,6 +339,8 @@ def add_rule(
 ) -> None:
     """Add an alert rule NAME; it is checked completely now, never at evaluation time."""
     with _connect(settings) as conn:
+        _check_interval(conn, evaluation_window, "evaluation_window")
+        _check_interval(conn, cooldown, "cooldown")
         rule_id = _call(
             conn,
             "monitor.add_alert_rule",
@@ -314,7 +369,8 @@ def evaluate(settings: Settings) -> None:
     with _connect(settings) as conn:
         rows = conn.execute(sqlcall.select_rows("monitor.evaluate_alert_rules", [])).fetchall()
     for alert_id, rule, transition, value, notified in rows:
-        click.echo(f"alert {alert_id} {rule}: {transition} at {value}{' (notified)' if notified else ''}")
+        shown = "no data" if value is None else _cell(value)
+        click.echo(f"alert {alert_id} {rule}: {transition} at {shown}{' (notified)' if notified else ''}")
     click.echo(f"{len(rows)} transitions")
 
 
@@ -336,6 +392,18 @@ def show_risk(settings: Settings, strategy: str | None) -> None:
               "max_open_orders", "max_daily_loss", "kill_switch", "channels"]  # fmt: skip
     events = ["risk_event_id", "occurred_at", "strategy", "exchange", "symbol", "order_id", "reason"]
     with _connect(settings) as conn:
+        if strategy is not None:
+            # why: a misspelt name would print "no risk limits" and "no risk events", which reads
+            # as a strategy trading without limits. trading.strategies, not internal.find_strategy:
+            # readonly (people, dashboards) reads it, scoped by row-level security, and may not
+            # call internal functions
+            found = conn.execute(
+                "select exists (select from trading.strategies s where s.name = %s)", (strategy,)
+            ).fetchone()
+            if not (found and found[0]):
+                raise click.ClickException(
+                    f'strategy "{strategy}" does not exist\nhint: Create it with trading.create_strategy.'
+                )
         _show(
             conn,
             "risk_limit_list",
@@ -370,7 +438,11 @@ def _scope_options(command: Any) -> Any:
 @click.option("--max-open-orders", type=INTEGER_COUNT, default=None, help="Working orders (0 removes).")
 @click.option("--max-daily-loss", type=DECIMAL, default=None, help="Realized loss today, UTC (0 removes).")
 @click.option(
-    "--channel", "channels", multiple=True, type=CHANNELS, help="Notify breaches here (repeatable)."
+    "--channel",
+    "channels",
+    multiple=True,
+    type=CHANNELS,
+    help="Notify breaches here (repeatable; replaces the channels; none given: kept, email for a new scope).",
 )
 @click.pass_obj
 def set_risk(
@@ -445,19 +517,44 @@ def collect(settings: Settings) -> None:
     click.echo(f"recorded {count} metric values")
 
 
+def _reads_metric_catalog(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the session may read monitor.metric_catalog (private: the owner's, not readonly's)."""
+    row = conn.execute("select has_table_privilege('monitor.metric_catalog', 'select')").fetchone()
+    return bool(row and row[0])
+
+
 @metrics_group.command(name="show")
 @click.option("--name", default=None, help="Only this metric.")
 @click.pass_obj
 def show_metrics(settings: Settings, name: str | None) -> None:
     """Show the newest value of every metric series of the last hour."""
+    empty = (
+        "no metrics in the last hour (spreadedge metrics collect records them)"
+        if name is None
+        else f"no value of {name} in the last hour"
+    )
     with _connect(settings) as conn:
+        # why the privilege test: the catalog is private to the owner; a readonly session cannot
+        # tell an unknown name from a quiet one and gets the empty result
+        if name is not None and _reads_metric_catalog(conn):
+            row = conn.execute(
+                "select c.category from monitor.metric_catalog c where c.name = %s", (name,)
+            ).fetchone()
+            if row is None:
+                # why: a misspelt name would read as a metric with no recent value
+                raise click.ClickException(
+                    f'metric "{name}" does not exist\nhint: monitor.metric_catalog lists the metrics; '
+                    "spreadedge metrics show (without --name) shows every recent one"
+                )
+            recorder = "monitor.record_metric" if row[0] == "custom" else "spreadedge metrics collect"
+            empty = f"no value of {name} in the last hour ({recorder} records it)"
         _show(
             conn,
             "latest_metrics",
             ["name", "labels", "value", "unit", "recorded_at"],
             where={"name": name},
             order_by="name,labels",
-            empty="no metrics in the last hour (spreadedge metrics collect records them)",
+            empty=empty,
         )
 
 
@@ -478,7 +575,8 @@ def notify_group() -> None:
     callback=_finite_seconds,
     default=30.0,
     show_default=True,
-    help="Longest sleep between checks.",
+    metavar="SECONDS",
+    help="Longest sleep between checks, in seconds.",
 )
 @click.pass_obj
 def worker(settings: Settings, once: bool, poll_seconds: float) -> None:
