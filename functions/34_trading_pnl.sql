@@ -13,12 +13,20 @@ as $$
     -- 23 or 25 hours long on a daylight-saving change, so a session in Sydney or Berlin got a
     -- "next UTC midnight" an hour off and pnl_summary counted a day's rollup it should have
     -- summed from trades, or an hour twice; on a timestamp without time zone every day is 24 hours
-    select (date_trunc(p_unit, p_time at time zone 'UTC')
-            + case when p_round_up and date_trunc(p_unit, p_time at time zone 'UTC') <> p_time at time zone 'UTC'
-                   then ('1 ' || p_unit)::interval else interval '0' end) at time zone 'UTC'
+    -- why infinity past the last representable hour or day: rounding up a time in it raised
+    -- "timestamp out of range" (22008, no project SQLSTATE) from pnl_summary; a boundary too late
+    -- only makes pnl_summary read that edge from the trades, which cover it as well
+    select case when p_round_up and date_trunc(p_unit, p_time at time zone 'UTC') <> p_time at time zone 'UTC'
+                     and date_trunc(p_unit, p_time at time zone 'UTC')
+                         > timestamp '294276-12-31 23:59:59.999999' - ('1 ' || p_unit)::interval
+                then timestamptz 'infinity'
+                else (date_trunc(p_unit, p_time at time zone 'UTC')
+                      + case when p_round_up and date_trunc(p_unit, p_time at time zone 'UTC') <> p_time at time zone 'UTC'
+                             then ('1 ' || p_unit)::interval else interval '0' end) at time zone 'UTC'
+           end
 $$;
 comment on function internal.utc_boundary(timestamptz, text, boolean) is
-    'UTC hour or day boundary at or before a time (or at or after it, when rounding up).';
+    'UTC hour or day boundary at or before a time (or at or after it, when rounding up; infinity past the last representable one).';
 
 -- internal.pnl_facts was the facts union below as an inlined SQL function: PostgreSQL parsed its
 -- body and inlined utc_boundary into every reference to a boundary again in each custom plan (a

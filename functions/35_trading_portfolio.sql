@@ -1,6 +1,6 @@
 -- spreadedge functions: portfolio snapshots
 -- trading.take_portfolio_snapshot: equity, exposure and PnL per strategy and in total, one snapshot
--- per taken_at.
+-- per taken_at, taken now (within a minute: a snapshot is the portfolio as it is, never as it was).
 
 create or replace function trading.take_portfolio_snapshot(taken_at timestamptz default now())
     returns setof trading.portfolio_snapshots
@@ -12,7 +12,15 @@ as $$
 -- Record one snapshot row per strategy and one total row (strategy_id null) at taken_at, marking
 -- open positions at the latest market price (at their entry price when none is known, so they
 -- count at cost with no unrealized PnL). Returns the rows written.
--- A snapshot already taken at taken_at raises conflicting_duplicate (23S06) and writes nothing.
+-- taken_at is the time the snapshot is taken: between a minute before the transaction's start
+-- (now()) and a minute after the clock (clock_timestamp()); any other raises invalid_argument
+-- (22S09) naming it. A snapshot already taken at taken_at raises conflicting_duplicate (23S06);
+-- either writes nothing.
+-- why only now: the rows are of the positions, marks and capital as they are when the function
+-- runs; under a past taken_at a position opened today was shown held last month (and its PnL
+-- earned then), and a future one stood as trading.portfolio_latest until that time. The minute
+-- either side leaves room for a caller's clock; a history of snapshots is built by taking them
+-- as time goes (pg_cron or a scheduler), since the state at a past time is not kept.
 -- why not return the stored rows instead: a snapshot is the portfolio as it is when taken, and
 -- the stored one may be of another state (in one transaction now() does not move, so a fill
 -- between two default calls would be hidden behind the first snapshot's figures); a caller that
@@ -24,7 +32,17 @@ declare
 begin
     perform internal.require_permission('pnl:read');
     perform internal.require_permission('strategies:all');
-    perform internal.check_time(take_portfolio_snapshot.taken_at, 'taken_at');
+    if take_portfolio_snapshot.taken_at is null
+       or not take_portfolio_snapshot.taken_at between now() - interval '1 minute'
+                                                   and clock_timestamp() + interval '1 minute' then
+        raise exception 'taken_at must be the time the snapshot is taken (now, within a minute), got %',
+            case when isfinite(take_portfolio_snapshot.taken_at) then internal.iso_utc(take_portfolio_snapshot.taken_at)
+                 else coalesce(take_portfolio_snapshot.taken_at::text, 'null') end
+            using errcode = '22S09',
+                  column = 'taken_at',
+                  detail = format('The database clock reads %s.', internal.iso_utc(clock_timestamp())),
+                  hint = 'Omit taken_at (it defaults to now()): a snapshot records the portfolio as it is, not as it was.';
+    end if;
     if exists (select from trading.portfolio_snapshots s where s.taken_at = take_portfolio_snapshot.taken_at) then
         raise exception 'a portfolio snapshot taken at % already exists', internal.iso_utc(take_portfolio_snapshot.taken_at)
             using errcode = '23S06',
@@ -49,8 +67,12 @@ begin
             select s.strategy_id,
                    s.capital,
                    coalesce(sum(m.realized_pnl), 0) as realized_pnl,
+                   -- why rounded per position as trading.get_position and position_summary do:
+                   -- avg_entry_price is kept to 18 decimals, so the exact product carried its
+                   -- rounding (-1.970000000000000001858 where the positions show -1.97)
                    coalesce(sum(case when m.quantity <> 0
-                                     then m.quantity * m.multiplier * (m.mark - m.avg_entry_price) end), 0) as unrealized_pnl,
+                                     then round(m.quantity * m.multiplier * (m.mark - m.avg_entry_price), 12)
+                                end), 0) as unrealized_pnl,
                    coalesce(sum(abs(m.quantity) * m.mark * m.multiplier), 0) as gross_exposure,
                    coalesce(sum(m.quantity * m.mark * m.multiplier), 0) as net_exposure,
                    count(*) filter (where m.quantity <> 0)::integer as open_positions
@@ -87,4 +109,4 @@ begin
 end;
 $$;
 comment on function trading.take_portfolio_snapshot(timestamptz) is
-    'Record equity, exposure and PnL per strategy and in total (strategy_id null) at taken_at; returns the rows written. One snapshot per taken_at: another at the same time raises 23S06 and writes nothing.';
+    'Record equity, exposure and PnL per strategy and in total (strategy_id null) as they are now; returns the rows written. taken_at (default now()) must be now within a minute, else 22S09; one snapshot per taken_at: another at the same time raises 23S06. Either error writes nothing.';

@@ -194,6 +194,10 @@ as $$
 -- Record every collected metric once, at collected_at; returns how many values were recorded.
 -- pg_cron runs it every minute; `spreadedge metrics collect` runs it by hand. Run it as the
 -- database owner or a superuser (it reads every strategy and the server's statistics).
+-- The values are always the state as the function runs: collected_at only dates them (a
+-- scheduler's own clock; tests step it to see transitions). Positions, exposure, PnL and the
+-- system figures are not kept for past times, so a collected_at in the past does not give the
+-- state then; trading.take_portfolio_snapshot refuses one for that reason.
 declare
     v_count integer;
 begin
@@ -209,4 +213,4 @@ begin
 end;
 $$;
 comment on function monitor.collect_metrics(timestamptz) is
-    'Record the trading, risk and system metrics of monitor.metric_catalog at a time (default now); returns the number of values. pg_cron runs it every minute.';
+    'Record the trading, risk and system metrics of monitor.metric_catalog as they are now, dated collected_at (default now; a past time does not give the state then); returns the number of values. pg_cron runs it every minute.';

@@ -2,7 +2,8 @@
 
 The module-scoped history (``history_db``) is read-only for the tests that use it: two traders
 (alice and bob, each owning one strategy), an admin (root), a user without any role (nobody), and
-a few orders, fills and a portfolio snapshot whose values the tests check exactly.
+a few orders, fills and a portfolio snapshot (of 05:00, two days ago) whose values the tests check
+exactly.
 """
 
 from __future__ import annotations
@@ -115,7 +116,16 @@ def seed_history(conn: psycopg.Connection) -> dict[str, int]:
     fill(conn, ids["b1"], "1", "59000", executed_at=at(31), exchange_trade_id="b1-1")
     ids["b2"] = place(conn, "sell", "1", "58000", strategy="bob-arb", placed_at=at(90))
     fill(conn, ids["b2"], "1", "58000", executed_at=at(91), exchange_trade_id="b2-1")
-    call(conn, "trading.take_portfolio_snapshot", taken_at=at(240))
+    # the snapshot of 05:00: trading.take_portfolio_snapshot takes one now only, and nothing
+    # happens after the last fill (03:01), so the portfolio now is the portfolio at 05:00; the
+    # fixture moves the rows it writes there (a liberty with the table no caller has)
+    with conn.transaction():
+        [taken_at] = conn.execute(
+            "select distinct taken_at from trading.take_portfolio_snapshot()"
+        ).fetchone()
+        conn.execute(
+            "update trading.portfolio_snapshots set taken_at = %s where taken_at = %s", [at(240), taken_at]
+        )
     return ids
 
 

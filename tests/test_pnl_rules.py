@@ -372,3 +372,10 @@ def test_pnl_summary_values_each_trade_at_the_multiplier_it_was_realized_at(seed
     assert [(r["trades"], r["notional"], r["realized_pnl_gross"]) for r in window] == [
         (2, D("10880"), D("80"))
     ]
+
+
+@pytest.mark.parametrize("since", ["294276-12-31 23:30:00+00", "294276-12-31 22:30:00+00"])
+def test_pnl_summary_since_the_last_representable_day_is_an_empty_period_not_an_error(seeded, since):
+    # rounding such a since up to the next hour or day overflowed: 22008 timestamp out of range
+    trade(seeded, "buy", "1", "100")
+    assert rows(seeded, "trading.pnl_summary", since=since, group_by="total") == []

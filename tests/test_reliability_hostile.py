@@ -717,7 +717,7 @@ TIMED = [
 
 
 # tables that are not partitioned: a 2010 row there is an ordinary row in its one table
-UNPARTITIONED = {"trading.record_funding", "trading.take_portfolio_snapshot"}
+UNPARTITIONED = {"trading.record_funding"}
 
 
 @pytest.mark.parametrize("when", FAR_TIMES)
