@@ -3,7 +3,8 @@
 -- market.stage_rows) in one set-based statement, insert the valid ones (a row already stored is
 -- skipped: duplicates are not stored twice), empty the staging table and report
 -- loaded / duplicate / rejected counts with the rejects as a jsonb array of {"line", "reason"}.
--- With p_strict nothing is inserted when any row is rejected. The caller's transaction is the batch:
+-- With p_strict nothing is inserted when any row is rejected. Fields are read without the spaces
+-- around them; a row without an exchange or symbol is rejected as missing it, not as unknown. The caller's transaction is the batch:
 -- a load that is killed leaves nothing behind.
 -- A row whose time has no partition is a reject too: the default partition's trigger
 -- (functions/63_ops_default_partitions.sql) would otherwise raise 22S09 and abort the whole batch.
@@ -62,7 +63,8 @@ begin
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
-        select s.line_no, s.exchange, s.symbol, i.instrument_id,
+        select s.line_no, nullif(btrim(s.exchange), '') as exchange, nullif(btrim(s.symbol), '') as symbol,
+               i.instrument_id,
                s.quoted_at as quoted_at_text, internal.parse_time(s.quoted_at) as quoted_at,
                s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
                s.bid as bid_text, internal.parse_decimal(s.bid) as bid,
@@ -70,13 +72,15 @@ begin
                s.ask as ask_text, internal.parse_decimal(s.ask) as ask,
                s.ask_size as ask_size_text, internal.parse_decimal(s.ask_size) as ask_size
         from pg_temp.staged_quotes s
-        left join ref.exchanges e on e.code = s.exchange
-        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = s.symbol
+        left join ref.exchanges e on e.code = btrim(s.exchange)
+        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = btrim(s.symbol)
     ),
     checked as materialized (
         select p.*,
                coalesce(
-                   case when p.instrument_id is null
+                   case when p.exchange is null then 'exchange is missing'
+                        when p.symbol is null then 'symbol is missing'
+                        when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    internal.time_problem('quoted_at', p.quoted_at_text, p.quoted_at),
                    case when not p.quoted_at <@ v_partitions
@@ -128,7 +132,8 @@ begin
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
-        select s.line_no, s.exchange, s.symbol, i.instrument_id,
+        select s.line_no, nullif(btrim(s.exchange), '') as exchange, nullif(btrim(s.symbol), '') as symbol,
+               i.instrument_id,
                s.traded_at as traded_at_text, internal.parse_time(s.traded_at) as traded_at,
                s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
                nullif(btrim(s.exchange_trade_id), '') as exchange_trade_id,
@@ -136,13 +141,15 @@ begin
                s.quantity as quantity_text, internal.parse_decimal(s.quantity) as quantity,
                nullif(lower(btrim(s.side)), '') as side
         from pg_temp.staged_ticks s
-        left join ref.exchanges e on e.code = s.exchange
-        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = s.symbol
+        left join ref.exchanges e on e.code = btrim(s.exchange)
+        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = btrim(s.symbol)
     ),
     checked as materialized (
         select p.*,
                coalesce(
-                   case when p.instrument_id is null
+                   case when p.exchange is null then 'exchange is missing'
+                        when p.symbol is null then 'symbol is missing'
+                        when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    internal.time_problem('traded_at', p.traded_at_text, p.traded_at),
                    case when not p.traded_at <@ v_partitions
@@ -195,7 +202,8 @@ begin
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
-        select s.line_no, s.exchange, s.symbol, i.instrument_id,
+        select s.line_no, nullif(btrim(s.exchange), '') as exchange, nullif(btrim(s.symbol), '') as symbol,
+               i.instrument_id,
                s.interval as interval_text,
                case when btrim(s.interval) = any (enum_range(null::market.candle_interval)::text[])
                     then btrim(s.interval)::market.candle_interval end as interval,
@@ -209,13 +217,15 @@ begin
                s.trade_count as trade_count_text,
                case when btrim(s.trade_count) ~ '^[0-9]{1,9}$' then btrim(s.trade_count)::integer end as trade_count
         from pg_temp.staged_candles s
-        left join ref.exchanges e on e.code = s.exchange
-        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = s.symbol
+        left join ref.exchanges e on e.code = btrim(s.exchange)
+        left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = btrim(s.symbol)
     ),
     checked as materialized (
         select p.*,
                coalesce(
-                   case when p.instrument_id is null
+                   case when p.exchange is null then 'exchange is missing'
+                        when p.symbol is null then 'symbol is missing'
+                        when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    case when p.interval is null
                         then format('interval is not one of 1m, 5m, 15m, 1h, 4h, 1d: %s', p.interval_text) end,

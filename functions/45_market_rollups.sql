@@ -15,14 +15,16 @@ create or replace function market.rollup_candles(
     volatile
     language plpgsql
 as $$
--- Rebuild the candles of [watermark - open_window, until) and move the watermark to until. A
--- first run starts at the oldest tick. A candle is rewritten only when its values change; the result
+-- Rebuild the candles of [watermark - open_window, until), each from all its ticks (1m) or 1m
+-- candles (longer ones), also those after until in it, and move the watermark to until. A first
+-- run starts at the oldest tick. A candle is rewritten only when its values change; the result
 -- says how many candles of each interval were written. Runs one at a time: a run that finds
 -- another one working returns no rows and changes nothing.
 #variable_conflict use_column
 declare
     v_watermark timestamptz;
     v_start     timestamptz;
+    v_end       timestamptz;  -- the end of the minute until falls in (until itself when aligned)
     v_interval  market.candle_interval;
     v_count     bigint;
 begin
@@ -39,6 +41,11 @@ begin
         return;
     end if;
     v_start := market.candle_start('1m', v_start);
+    -- why to the end of the minute of until, and each longer candle from all its 1m candles: a
+    -- candle rebuilt is always built from all it holds. Cut at until, a run with an until before
+    -- the watermark (a backfill) rebuilt the candles around until from part of their trades (the
+    -- day's 1d candle from the 1m candles before until only), and no later run went back to them
+    v_end := market.candle_start('1m', rollup_candles.until - interval '1 microsecond') + interval '1 minute';
 
     -- why trades of one time in order of octet_length(exchange_trade_id), then exchange_trade_id:
     -- trade ids are text, and in text order '10' comes before '9' and '100' before '99'; shorter
@@ -55,7 +62,7 @@ begin
                                        t.exchange_trade_id desc))[1],
            sum(t.quantity), sum(t.price * t.quantity), count(*)
     from market.ticks t
-    where t.traded_at >= v_start and t.traded_at < rollup_candles.until
+    where t.traded_at >= v_start and t.traded_at < v_end
     group by t.instrument_id, market.candle_start('1m', t.traded_at)
     on conflict (instrument_id, interval, open_time) do update
         set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
@@ -79,7 +86,8 @@ begin
                sum(m.volume), sum(m.quote_volume), sum(m.trade_count)
         from market.candles m
         where m.interval = '1m'
-          and m.open_time >= market.candle_start(v_interval, v_start) and m.open_time < rollup_candles.until
+          and m.open_time >= market.candle_start(v_interval, v_start)
+          and m.open_time < market.candle_start(v_interval, v_end - interval '1 minute') + market.interval_length(v_interval)
         group by m.instrument_id, market.candle_start(v_interval, m.open_time)
         on conflict (instrument_id, interval, open_time) do update
             set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,

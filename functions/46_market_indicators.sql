@@ -12,7 +12,8 @@
 --                avg = (avg x (n - 1) + current) / n; RSI = 100 - 100 / (1 + gain / loss), 100 when
 --                the average loss is 0; from row n + 1
 --   Bollinger(n,k)  middle = SMA(n); upper / lower = middle +/- k x population std dev of n closes
---   VWAP         since the start of each UTC day: sum(quote_volume) / sum(volume); null while volume is 0
+--   VWAP         since the start of each UTC day (also when since is later): sum(quote_volume) / sum(volume);
+--                null while volume is 0
 --   ATR(n)       Wilder: true range TR = max(high - low, |high - previous close|, |low - previous close|)
 --                (high - low on row 1); first ATR = mean of the first n TR at row n; then
 --                (ATR x (n - 1) + TR) / n
@@ -68,6 +69,17 @@ declare
     v_tr      numeric;
     v_macd    numeric;
 begin
+    -- why nulls first: a null period or k passed every check below (a null comparison is not
+    -- true) and returned every candle with the indicator null, as if it were still warming up
+    if p_interval is null then
+        raise exception 'candle_interval must be given' using errcode = '22S09';
+    end if;
+    if num_nulls(p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_bb_k, p_atr_period, p_macd_fast,
+                 p_macd_slow, p_macd_signal) > 0 then
+        raise exception 'indicator periods and bollinger k must not be null: sma %, ema %, rsi %, bollinger % and k %, atr %, macd %/%/%',
+            p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_bb_k, p_atr_period, p_macd_fast, p_macd_slow,
+            p_macd_signal using errcode = '22S09';
+    end if;
     if least(p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_atr_period, p_macd_fast, p_macd_slow,
              p_macd_signal) < 1 or p_macd_fast >= p_macd_slow or not (p_bb_k > 0 and p_bb_k < 'Infinity') then
         raise exception 'indicator periods must be at least 1 with macd fast % below slow %, and bollinger k % positive',
@@ -90,15 +102,24 @@ begin
                         then p_bb_k * sqrt(c_zero + p_bb_period * sum(c.close * c.close) over w_bb
                                            - (sum(c.close) over w_bb) * (sum(c.close) over w_bb)) / p_bb_period
                         end as bb_width,
-                   case when sum(c.volume) over w_day > 0
-                        then (c_zero + sum(c.quote_volume) over w_day) / sum(c.volume) over w_day end as vwap
-            from market.candles c
-            where c.instrument_id = p_instrument_id and c.interval = p_interval
-              and (p_since is null or c.open_time >= p_since) and (p_until is null or c.open_time < p_until)
+                   c.vwap
+            from (
+                -- why from the start of the UTC day of since: VWAP has no warm-up, it is defined from
+                -- the start of each candle's day; from since, a range starting at 15:00 gave VWAPs of
+                -- the candles since 15:00 only
+                select d.open_time, d.high, d.low, d.close,
+                       case when sum(d.volume) over w_day > 0
+                            then (c_zero + sum(d.quote_volume) over w_day) / sum(d.volume) over w_day end as vwap
+                from market.candles d
+                where d.instrument_id = p_instrument_id and d.interval = p_interval
+                  and (p_since is null or d.open_time >= market.candle_start('1d', p_since))
+                  and (p_until is null or d.open_time < p_until)
+                window w_day as (partition by (d.open_time at time zone 'UTC')::date order by d.open_time
+                                 rows between unbounded preceding and current row)
+            ) c
+            where p_since is null or c.open_time >= p_since
             window w_sma as (order by c.open_time rows between p_sma_period - 1 preceding and current row),
-                   w_bb as (order by c.open_time rows between p_bb_period - 1 preceding and current row),
-                   w_day as (partition by (c.open_time at time zone 'UTC')::date order by c.open_time
-                             rows between unbounded preceding and current row)
+                   w_bb as (order by c.open_time rows between p_bb_period - 1 preceding and current row)
             order by c.open_time
         ) w
         order by w.open_time
@@ -125,10 +146,11 @@ begin
         -- RSI (Wilder): changes start at row 2
         if v_row > 1 then
             v_change := r.close - v_prev;
-            if v_row <= p_rsi_period + 1 then
+            -- why v_row - 1, not p_rsi_period + 1: that overflows integer for the largest period
+            if v_row - 1 <= p_rsi_period then
                 v_gain_sum := v_gain_sum + greatest(v_change, 0);
                 v_loss_sum := v_loss_sum + greatest(-v_change, 0);
-                if v_row = p_rsi_period + 1 then
+                if v_row - 1 = p_rsi_period then
                     v_gain := (c_zero + v_gain_sum) / p_rsi_period;
                     v_loss := (c_zero + v_loss_sum) / p_rsi_period;
                 end if;

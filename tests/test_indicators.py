@@ -303,3 +303,102 @@ def test_a_period_below_one_is_refused(candles, seeded):
     with pytest.raises(psycopg.DataError) as caught:
         seeded.execute("select * from market.sma('binance', 'BTCUSDT', '1m', 0)")
     assert caught.value.sqlstate == "22S09"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "select * from market.sma('binance', 'BTCUSDT', '1m', null)",
+            "indicator periods and bollinger k must not be null: sma <NULL>, ema 20, rsi 14, bollinger 20"
+            " and k 2, atr 14, macd 12/26/9",
+        ),
+        (
+            "select * from market.bollinger('binance', 'BTCUSDT', '1m', 20, null)",
+            "indicator periods and bollinger k must not be null: sma 20, ema 20, rsi 14, bollinger 20"
+            " and k <NULL>, atr 14, macd 12/26/9",
+        ),
+        ("select * from market.rsi('binance', 'BTCUSDT', null)", "candle_interval must be given"),
+    ],
+)
+def test_a_null_period_k_or_interval_is_refused(candles, seeded, query, message):
+    with pytest.raises(psycopg.DataError) as caught:
+        seeded.execute(query)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22S09", message)
+
+
+def test_an_rsi_period_longer_than_the_series_leaves_every_row_warming_up(candles, seeded):
+    actual = column(seeded, "select * from market.rsi('binance', 'BTCUSDT', '1m', 2147483647)")
+    assert actual == [None] * 80
+
+
+def test_indicators_of_a_short_flat_series_with_zero_volume_candles(seeded):
+    """A hand-computed series: flat closes, then moves; volume 0 on the first two candles of each
+    UTC day (SMA 3, EMA 3, RSI 3, ATR 3, VWAP)."""
+    instrument = instrument_id(seeded)
+    start = START.replace(minute=57)  # 23:57: the day changes at the fourth candle
+    closes = ["10", "10", "10", "11", "10.5", "10.5", "12"]
+    volumes = ["0", "0", "2", "0", "0", "7", "8"]
+    previous = None
+    for i, (close, volume) in enumerate(zip(closes, volumes, strict=True)):
+        open_ = previous or close
+        high = max(Decimal(open_), Decimal(close)) + Decimal("0.5")
+        low = min(Decimal(open_), Decimal(close)) - Decimal("0.25")
+        seeded.execute(
+            "insert into market.candles (instrument_id, interval, open_time, open, high, low, close, volume,"
+            " quote_volume, trade_count) values (%s, '1m', %s, %s, %s, %s, %s, %s, %s, 1)",
+            [
+                instrument,
+                start + timedelta(minutes=i),
+                open_,
+                high,
+                low,
+                close,
+                volume,
+                Decimal(volume) * Decimal(close),
+            ],
+        )
+        previous = close
+    rows = seeded.execute(
+        "select s.sma, e.ema, r.rsi, a.atr, v.vwap"
+        " from market.sma('binance', 'BTCUSDT', '1m', 3) s"
+        " join market.ema('binance', 'BTCUSDT', '1m', 3) e using (open_time)"
+        " join market.rsi('binance', 'BTCUSDT', '1m', 3) r using (open_time)"
+        " join market.atr('binance', 'BTCUSDT', '1m', 3) a using (open_time)"
+        " join market.vwap('binance', 'BTCUSDT', '1m') v using (open_time) order by open_time"
+    ).fetchall()
+    D = Decimal
+    assert rows == [
+        (None, None, None, None, None),
+        (None, None, None, None, None),
+        (D("10.000000000000"), D("10.000000000000"), None, D("0.750000000000"), D("10.000000000000")),
+        # changes 0, 0, +1: average loss 0, so 100; TR max(1.75, 1.5, 0.25): (0.75 x 2 + 1.75) / 3
+        (D("10.333333333333"), D("10.500000000000"), D("100"), D("1.083333333333"), None),
+        # change -0.5: gain 1/3 * 2/3 = 2/9, loss 0.5/3 = 1/6: 100 * (2/9) / (2/9 + 1/6) = 400/7
+        # TR 1.25: 41/36
+        (D("10.500000000000"), D("10.500000000000"), D("57.142857142857"), D("1.138888888889"), None),
+        # TR 0.75: 109/108; VWAP 73.5 / 7
+        (
+            D("10.666666666667"),
+            D("10.500000000000"),
+            D("57.142857142857"),
+            D("1.009259259259"),
+            D("10.500000000000"),
+        ),
+        # change +1.5: gain 48.5/81, loss 6/81; TR 2.25: 461/324; VWAP 169.5 / 15
+        (
+            D("11.000000000000"),
+            D("11.250000000000"),
+            D("88.990825688073"),
+            D("1.422839506173"),
+            D("11.300000000000"),
+        ),
+    ]
+
+
+def test_vwap_from_a_since_inside_a_day_is_still_the_vwap_since_the_start_of_that_day(candles, seeded):
+    since = START + timedelta(minutes=10)  # 23:30: the day started before the first candle asked for
+    actual = column(seeded, "select * from market.vwap('binance', 'BTCUSDT', '1m', since => %s)", since)
+    assert_series(actual, vwap(candles)[10:])
+    # the first row: the quote volume of the day's first 11 candles over their volume
+    assert actual[0] == rounded(vwap(candles))[10] != rounded(vwap(candles[10:]))[0]

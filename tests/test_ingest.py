@@ -530,3 +530,111 @@ def test_a_rejected_csv_record_spanning_lines_is_reported_at_its_first_line(seed
         "2,price must be positive: -5",
         "6,price must be positive: -6",
     ]
+
+
+# -- compressed files cut short or not what their names say -------------------------------------
+
+
+def test_a_truncated_zstd_file_loads_the_records_before_the_cut_and_exits_with_an_error(
+    seeded_url, seeded, tmp_path
+):
+    path = tmp_path / "ticks.csv.zst"
+    compressor = zstandard.ZstdCompressor()
+    whole = compressor.compress((TICKS_HEADER + f"binance,BTCUSDT,{DAY}T12:00:00Z,z1,100,1,buy\n").encode())
+    cut = compressor.compress(f"binance,BTCUSDT,{DAY}T12:00:01Z,z2,100,1,buy\n".encode())
+    path.write_bytes(whole + cut[: len(cut) // 2])  # a second frame cut in half: a failed download
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {path}: cannot read past the record on line 2: the compressed data ends early (the file is"
+        " truncated) (the records before it were loaded, nothing after it, nor any later file; this run"
+        " loaded 1 rows, skipped 0 duplicates and rejected 0 rows)"
+    )
+    assert seeded.execute("select exchange_trade_id from market.ticks").fetchall() == [("z1",)]
+
+
+def test_a_zstd_file_of_several_frames_loads_them_all(seeded_url, seeded, tmp_path):
+    path = tmp_path / "ticks.jsonl.zst"
+    compressor = zstandard.ZstdCompressor()
+    path.write_bytes(
+        compressor.compress(tick_line("f1").encode()) + compressor.compress(tick_line("f2").encode())
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (2, 0, 0))
+
+
+def test_strict_loads_nothing_from_a_truncated_gzip_file(seeded_url, seeded, tmp_path):
+    path = tmp_path / "ticks.jsonl.gz"
+    # a whole gzip member, then only the header of a second: the data ends early
+    path.write_bytes(gzip.compress(tick_line("g1").encode()) + gzip.compress(tick_line("g2").encode())[:10])
+    result = invoke(seeded_url, "ingest", "ticks", "--strict", str(path))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {path}: cannot read past the record on line 1: the compressed data ends early (the file is"
+        " truncated) (--strict: nothing was loaded)"
+    )
+    assert seeded.execute("select count(*) from market.ticks").fetchone()[0] == 0
+
+
+def test_a_file_named_gz_that_is_not_gzip_is_refused_before_anything_loads(seeded_url, seeded, tmp_path):
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.csv.gz"
+    good.write_text(tick_line("p1"))
+    bad.write_text(TICKS_HEADER + f"binance,BTCUSDT,{DAY}T12:00:00Z,p2,100,1,buy\n")
+    result = invoke(seeded_url, "ingest", "ticks", str(good), str(bad))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {bad}: cannot read its first record: the data is not valid gzip (Not a gzipped file (b'ex'))"
+    )
+    assert seeded.execute("select count(*) from market.ticks").fetchone()[0] == 0
+
+
+def test_a_compressed_file_whose_name_does_not_say_so_is_refused(seeded_url, seeded, tmp_path):
+    path = tmp_path / "ticks.jsonl"
+    path.write_bytes(zstandard.ZstdCompressor().compress(tick_line("c1").encode()))
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {path}: the file holds zstd (.zst) compressed data, but its name does not say so"
+    )
+    assert not (tmp_path / "ticks.jsonl.rejects.csv").exists()
+
+
+def test_a_carriage_return_inside_a_json_line_neither_splits_it_nor_moves_later_line_numbers(
+    seeded_url, seeded, tmp_path
+):
+    path = tmp_path / "ticks.jsonl"
+    # JSON allows \r as whitespace between members; JSON Lines end at \n (\r\n included)
+    path.write_bytes(
+        (
+            tick_line("r1").replace(', "symbol"', ',\r"symbol"')
+            + tick_line("r2", price="-1").replace("\n", "\r\n")
+        ).encode()
+        + tick_line("r3", price="-2").encode()
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (1, 0, 2))
+    assert (tmp_path / "ticks.jsonl.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        "2,price must be positive: -1",
+        "3,price must be positive: -2",
+    ]
+    assert seeded.execute("select exchange_trade_id from market.ticks").fetchall() == [("r1",)]
+
+
+def test_a_row_without_an_exchange_or_symbol_is_rejected_as_missing_it_and_spaces_around_them_are_ignored(
+    seeded_url, seeded, tmp_path
+):
+    path = tmp_path / "ticks.jsonl"
+    path.write_text(
+        tick_line("e1").replace('"exchange": "binance", ', "")
+        + tick_line("e2").replace('"symbol": "BTCUSDT"', '"symbol": " "')
+        + tick_line("e3").replace('"exchange": "binance"', '"exchange": " binance "')
+    )
+    result = invoke(seeded_url, "ingest", "ticks", str(path))
+    assert (result.exit_code, summary_of(result.output)) == (0, (1, 0, 2))
+    assert (tmp_path / "ticks.jsonl.rejects.csv").read_text().splitlines() == [
+        "line,reason",
+        "1,exchange is missing",
+        "2,symbol is missing",
+    ]
+    assert seeded.execute("select exchange_trade_id from market.ticks").fetchall() == [("e3",)]

@@ -106,3 +106,28 @@ def test_a_negative_open_window_is_refused(seeded):
         "22S09",
         "open_window -00:01:00 must be zero or more",
     )
+
+
+def test_a_run_with_an_until_before_the_watermark_rebuilds_candles_from_all_their_trades(seeded):
+    tick(seeded, T0 + timedelta(seconds=30), "100", "1", trade_id="a")
+    tick(seeded, T0 + timedelta(minutes=5, seconds=10), "105", "1", trade_id="b")
+    tick(seeded, T0 + timedelta(minutes=5, seconds=30), "110", "1", trade_id="c")
+    tick(seeded, T0 + timedelta(minutes=7, seconds=30), "120", "1", trade_id="d")
+    rollup(seeded, T0 + timedelta(minutes=10))
+    # a backfill run that ends before the watermark, inside minute 5
+    rollup(seeded, T0 + timedelta(minutes=5, seconds=15), open_window="10 minutes")
+    D = Decimal
+    assert candles(seeded, "1m")[1] == (
+        T0 + timedelta(minutes=5),
+        D("105"),
+        D("110"),
+        D("105"),
+        D("110"),
+        D("2"),
+        D("215"),
+        2,
+    )
+    assert candles(seeded, "1h") == [(T0, D("100"), D("120"), D("100"), D("120"), D("4"), D("435"), 4)]
+    assert candles(seeded, "1d") == [
+        (T0 - timedelta(hours=12), D("100"), D("120"), D("100"), D("120"), D("4"), D("435"), 4)
+    ]

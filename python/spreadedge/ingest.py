@@ -6,8 +6,10 @@ Files are CSV (with a header row) or JSON Lines, optionally gzip- (``.gz``) or z
 ones and returns the rejects; this module only reads files, moves text and writes the rejects
 file. Each batch is one transaction, so a killed load leaves no half-loaded batch; with ``strict``
 the whole run is one transaction that is rolled back when any row is rejected. A leading UTF-8
-byte-order mark is skipped; a CSV file whose header row lacks a required field is refused before
-anything loads. A reject's line is the line its record starts on.
+byte-order mark is skipped; a CSV file whose header row lacks a required field, and a file whose
+compressed data its name does not say or that is not valid from its start, are refused before
+anything loads; a compressed file cut short stops the run (with --strict, nothing loads). A
+reject's line is the line its record starts on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import gzip
 import io
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,13 +76,82 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def _decompressed(path: Path, counted: IO[bytes]) -> IO[bytes]:
+class _TruncatedError(EOFError):
+    """Compressed data that ends inside a frame (a file cut short)."""
+
+
+class _ZstdFrames(io.RawIOBase):
+    """The zstd frames of a file, one after another, decompressed.
+
+    why not ZstdDecompressor.stream_reader: at the end of a file cut short inside a frame it
+    returns what it decompressed and then end of file, so a truncated .zst file loaded its first
+    part as if it were whole (and its last, cut line too); this reader raises instead, as gzip does.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._frame: Any = None  # the frame being decompressed, None between frames
+        self._out = b""
+        self._offset = 0  # how much of _out was returned
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._offset >= len(self._out):
+            data = self._raw.read(1 << 16)
+            if not data:
+                if self._frame is not None:
+                    raise _TruncatedError("the zstd data ends inside a frame")
+                return 0
+            out = []
+            while data:
+                if self._frame is None:
+                    self._frame = self._decompressor.decompressobj()
+                out.append(self._frame.decompress(data))
+                if self._frame.eof:  # a frame ended: the rest of the data starts the next one
+                    data, self._frame = self._frame.unused_data, None
+                else:
+                    data = b""
+            self._out, self._offset = b"".join(out), 0
+        count = min(len(buffer), len(self._out) - self._offset)
+        buffer[:count] = self._out[self._offset : self._offset + count]
+        self._offset += count
+        return count
+
+
+# the first bytes of gzip and zstd data: a compressed file named as if it were not is refused
+_MAGIC = {b"\x1f\x8b": "gzip (.gz)", b"\x28\xb5\x2f\xfd": "zstd (.zst)"}
+# what reading a compressed file that is cut short or not what its name says raises
+_UNREADABLE = (EOFError, OSError, zlib.error, zstandard.ZstdError)
+
+
+def _decompressed(path: Path, counted: io.BufferedReader) -> IO[bytes]:
     """The file's bytes, decompressed by suffix (.gz, .zst)."""
     if path.suffix == ".gz":
         return gzip.GzipFile(fileobj=counted)  # type: ignore[return-value]
     if path.suffix == ".zst":
-        return zstandard.ZstdDecompressor().stream_reader(counted)  # type: ignore[return-value]
+        return io.BufferedReader(_ZstdFrames(counted))
+    start = counted.peek(4)
+    for magic, kind in _MAGIC.items():
+        if start.startswith(magic):
+            raise IngestError(f"{path}: the file holds {kind} compressed data, but its name does not say so")
     return counted
+
+
+def _unreadable(path: Path, exc: BaseException, line: int) -> IngestError:
+    """The error of a file whose compressed data ends early or is not valid (or that cannot be
+    read), after ``line``."""
+    compression = {".gz": "gzip", ".zst": "zstd"}.get(path.suffix)
+    if isinstance(exc, EOFError):
+        problem = "the compressed data ends early (the file is truncated)"
+    elif compression:
+        problem = f"the data is not valid {compression} ({exc})"
+    else:
+        problem = str(exc)  # an I/O error of the file itself
+    where = f"past the record on line {line}" if line else "its first record"
+    return IngestError(f"{path}: cannot read {where}: {problem}")
 
 
 def file_format(path: Path) -> str:
@@ -173,27 +245,45 @@ def _open_text(path: Path, progress: Callable[[int], None]) -> Iterator[IO[str]]
             encoding="utf-8-sig",
             # why surrogateescape: bytes that are not UTF-8 reject their line, not the whole run
             errors="surrogateescape",
-            newline="",
+            # why by format: JSON Lines end at \n only (a \r before it is whitespace), so a \r
+            # inside a line neither splits it nor moves the line numbers of the rejects after it;
+            # the csv module reads records itself and wants lines untranslated, split at any end
+            newline="" if file_format(path) == "csv" else "\n",
         ) as text:
             yield text
 
 
 def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
-    """(line number, fields, problem) for every record of a file; a record's line is its first."""
+    """(line number, fields, problem) for every record of a file; a record's line is its first.
+
+    Raises IngestError when compressed data ends early or is not valid: the records before it
+    are all yielded, a record cut short never is.
+    """
     reader = _csv_rows if file_format(path) == "csv" else _jsonl_rows
+    line = 0
     with _open_text(path, progress) as text:
-        yield from reader(text)
+        try:
+            for row in reader(text):
+                line = row[0]
+                yield row
+        except _UNREADABLE as exc:
+            raise _unreadable(path, exc, line) from exc
 
 
-def check_csv_header(path: Path, kind: str, columns: list[str]) -> None:
-    """Refuse a CSV file whose header row lacks a field of ``kind`` that is not optional.
+def check_file(path: Path, kind: str, columns: list[str]) -> None:
+    """Refuse a file that cannot load at all: compressed data that its name does not say is
+    compressed, or that is not valid at its start, and a CSV file whose header row lacks a field of
+    ``kind`` that is not optional.
 
     ``columns`` are the staged fields (market.stage_rows). An empty file has nothing to load and
     passes.
     """
     with _open_text(path, lambda nbytes: None) as text:
-        first = next(_csv_records(text), None)
-    if first is None:
+        try:
+            first = next(_csv_records(text), None) if file_format(path) == "csv" else text.readline()
+        except _UNREADABLE as exc:
+            raise _unreadable(path, exc, 0) from exc
+    if not isinstance(first, tuple):  # a JSON Lines file, or an empty CSV file
         return
     _, header, problem = first
     if header is None:
@@ -273,10 +363,11 @@ def ingest(
     one transaction; with ``strict`` the run is one transaction, rolled back if any row is rejected.
     """
     loader = Loader(conn, kind, strict=strict)
-    csv_paths = [path for path in paths if file_format(path) == "csv"]  # every name checked first
+    for path in paths:  # every name checked first
+        file_format(path)
     columns = loader.staged_columns()[1:]
-    for path in csv_paths:  # and every CSV header, before anything loads
-        check_csv_header(path, kind, columns)
+    for path in paths:  # and the start of every file (a CSV file's header), before anything loads
+        check_file(path, kind, columns)
     summary = Summary()
     started = time.monotonic()
     if strict:
@@ -297,18 +388,33 @@ def _ingest_files(
     for path in paths:
         rejects: list[tuple[int, str]] = []
         batch: list[tuple[int, dict[str, Any]]] = []
-        for line_no, record, problem in read_rows(path, progress):
-            if record is None:
-                rejects.append((line_no, problem or "unreadable"))
-                continue
-            batch.append((line_no, record))
-            if len(batch) >= batch_rows:
-                _flush(loader, batch, rejects, summary)
+        unreadable: IngestError | None = None
+        try:
+            for line_no, record, problem in read_rows(path, progress):
+                if record is None:
+                    rejects.append((line_no, problem or "unreadable"))
+                    continue
+                batch.append((line_no, record))
+                if len(batch) >= batch_rows:
+                    _flush(loader, batch, rejects, summary)
+        except IngestError as exc:  # compressed data cut short or not valid: the records before it load
+            unreadable = exc
         if batch:
             _flush(loader, batch, rejects, summary)
         summary.rejected += len(rejects)
         if rejects:
             summary.rejects_files.append(_write_rejects(path, rejects))
+        if unreadable is not None:
+            # why stop the run: a file cut short is a download or copy that failed, which the
+            # operator must see (exit status 1), not a few rows among the rejects
+            outcome = (
+                "--strict: nothing was loaded"
+                if loader.strict
+                else "the records before it were loaded, nothing after it, nor any later file; this run "
+                f"loaded {summary.loaded:,} rows, skipped {summary.duplicates:,} duplicates and "
+                f"rejected {summary.rejected:,} rows"
+            )
+            raise IngestError(f"{unreadable} ({outcome})") from unreadable
 
 
 def _flush(
