@@ -342,3 +342,16 @@ def test_alerts_rules_print_months_and_fractions_of_a_second_as_postgresql_does(
            "--cooldown", "1 mon 2 days")  # fmt: skip
     row = rule_row(invoke(seeded_url, "alerts", "rules").output, "odd")
     assert "  00:00:01.5  " in row and "  1 mon 2 days  " in row
+
+
+def test_a_command_a_readonly_role_may_not_run_is_an_error_naming_the_privilege(reader_url):
+    result = invoke(reader_url, "risk", "kill", "alpha")
+
+    assert (result.exit_code, result.output.splitlines()) == (
+        1,
+        [
+            "Error: permission denied for function set_kill_switch",
+            "hint: connect as a role that may do this (the database owner, or a member of spreadedge_owner"
+            " or the role the function is granted to)",
+        ],
+    )

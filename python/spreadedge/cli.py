@@ -74,6 +74,13 @@ class _Group(click.Group):
                     f"{exc.diag.message_primary}: this database is not migrated, or not up to date "
                     "with this code\nhint: run spreadedge migrate (with the same --database-url)"
                 ) from exc
+            if exc.sqlstate == "42501":
+                # why: a role without the privilege (readonly running a write, a login role not
+                # granted spreadedge_owner) is the operator's to fix: which role, not a traceback
+                raise click.ClickException(
+                    f"{exc.diag.message_primary}\nhint: connect as a role that may do this (the database "
+                    "owner, or a member of spreadedge_owner or the role the function is granted to)"
+                ) from exc
             if isinstance(exc, psycopg.DataError):
                 # a value PostgreSQL's own input refuses (an interval option that is not one, a
                 # number beyond numeric): the caller's mistake, so a message, not a traceback; only
