@@ -94,6 +94,11 @@ create or replace view market.current_spreads as
         join (select e.exchange_id, e.code, row_number() over (order by e.code)::integer as place
               from ref.exchanges e) x on x.exchange_id = i.exchange_id
         where l.quoted_at is not null and i.is_active and i.market_type in ('spot', 'margin', 'perpetual')
+          -- why a limit the session may set: a quote hours old is not a price now, and as the best
+          -- bid of its pair it showed a phantom spread and hid the real one of fresher quotes
+          -- (unset: every newest quote counts; the sub-select is computed once, not per row)
+          and l.quoted_at >= (select coalesce(now() - nullif(current_setting('spreadedge.max_quote_age', true), '')::interval,
+                                              '-infinity'))
     ),
     -- why the two best exchanges to sell on: for a given buy, the best sale is the highest bid net
     -- of its taker fee on another exchange, which is on the best exchange or, when that is the
@@ -125,7 +130,7 @@ create or replace view market.current_spreads as
     ) best
     order by best.pair;
 comment on view market.current_spreads is
-    'Per asset pair and market type (spot, margin, perpetual), the best buy-on-one-exchange, sell-on-another spread of the newest quotes: gross and net of both taker fees, in bps; sizes in base-asset units.';
+    'Per asset pair and market type (spot, margin, perpetual), the best buy-on-one-exchange, sell-on-another spread of the newest quotes (only those younger than the setting spreadedge.max_quote_age when it is set): gross and net of both taker fees, in bps; sizes in base-asset units.';
 comment on column market.current_spreads.ask_size is
     'Size at the best ask of the buy instrument, in units of the base asset (book size x multiplier).';
 comment on column market.current_spreads.bid_size is

@@ -192,7 +192,7 @@ def test_the_spreads_command_leaves_out_spreads_below_min_bps(two_venues, db_url
     quote(two_venues, T0, "100", "100.1")
     quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
     result = CliRunner().invoke(main, ["--database-url", db_url, "spreads", "--min-bps", "20"])
-    assert result.output == "no current spreads (no quotes, or none above --min-bps)\n"
+    assert result.output == "no current spreads (no quotes, or none above --min-bps or within --max-age)\n"
 
 
 @pytest.mark.parametrize("bound", ["nan", "inf", "-Infinity"])
@@ -339,3 +339,52 @@ def test_the_spreads_command_shows_quote_times_in_utc_whatever_the_session_time_
     result = CliRunner().invoke(main, ["--database-url", db_url, "spreads"], env={"PGTZ": "Asia/Tokyo"})
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[2].endswith(f"{T0:%Y-%m-%d %H:%M:%S}.000")
+
+
+def stale_and_fresh(conn):
+    """binance and okx quoted now (okx bids 19.9 bps net over binance's ask); gateio's bid, two days
+    old, would be far above both."""
+    now = conn.execute("select now()").fetchone()[0]
+    quote(conn, now, "100", "100.1")
+    quote(conn, now, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    quote(conn, now - timedelta(days=2), "103", "103.1", exchange="gateio", symbol="BTC_USDT")
+
+
+def test_a_quote_older_than_the_sessions_max_quote_age_is_left_out_of_current_spreads(two_venues):
+    stale_and_fresh(two_venues)
+    two_venues.execute("set spreadedge.max_quote_age = '1 minute'")
+
+    assert two_venues.execute(
+        "select buy_exchange, sell_exchange, net_bps from market.current_spreads"
+    ).fetchall() == [("binance", "okx", Decimal("19.9201"))]
+
+
+def test_without_a_max_quote_age_every_newest_quote_counts(two_venues):
+    stale_and_fresh(two_venues)
+
+    assert two_venues.execute(
+        "select buy_exchange, sell_exchange from market.current_spreads"
+    ).fetchall() == [("binance", "gateio")]
+
+
+def test_the_spreads_command_with_max_age_shows_the_spread_of_fresh_quotes(two_venues, seeded_url):
+    stale_and_fresh(two_venues)
+
+    result = CliRunner().invoke(main, ["--database-url", seeded_url, "spreads", "--max-age", "1 minute"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2].split()[:6] == [
+        "BTC/USDT",
+        "spot",
+        "binance",
+        "100.1",
+        "okx",
+        "100.5",
+    ]
+
+
+@pytest.mark.parametrize("max_age", ["soon", "-1 minute", "0"])
+def test_the_spreads_command_refuses_a_max_age_that_is_no_positive_interval(seeded_url, max_age):
+    result = CliRunner().invoke(main, ["--database-url", seeded_url, "spreads", "--max-age", max_age])
+
+    assert result.exit_code == 2 and "Invalid value for '--max-age'" in result.output

@@ -20,7 +20,14 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from spreadedge import db, errors
-from spreadedge.cli_monitor import DECIMAL, alerts_group, metrics_group, notify_group, risk_group
+from spreadedge.cli_monitor import (
+    DECIMAL,
+    alerts_group,
+    check_interval,
+    metrics_group,
+    notify_group,
+    risk_group,
+)
 from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
@@ -382,13 +389,22 @@ def ingest(settings: Settings, kind: str, files: tuple[Path, ...], strict: bool,
 @click.option(
     "--min-bps", type=DECIMAL, default=None, help="Only spreads at least this many bps net of taker fees."
 )
+@click.option(
+    "--max-age",
+    metavar="INTERVAL",
+    default=None,
+    help="Only quotes younger than this count (e.g. '30 seconds'): an older best bid or ask is not a "
+    "price now. Default: every instrument's newest quote.",
+)
 @click.pass_obj
-def spreads(settings: Settings, symbol: str | None, min_bps: Decimal | None) -> None:
+def spreads(settings: Settings, symbol: str | None, min_bps: Decimal | None, max_age: str | None) -> None:
     """Show current cross-exchange spreads from market.current_spreads, best net spread first."""
     from spreadedge import spreads as report
 
     with db.connect(settings, autocommit=True) as conn:
-        rows = report.spread_rows(conn, symbol=symbol, min_bps=min_bps)
+        if max_age is not None:
+            check_interval(conn, max_age, "max_age", positive=True)
+        rows = report.spread_rows(conn, symbol=symbol, min_bps=min_bps, max_age=max_age)
         if not rows and symbol is not None and "/" in symbol:
             # why: "no current spreads" would hide a pair nothing trades (a typo, USD for USDT)
             report.check_pair(conn, symbol)

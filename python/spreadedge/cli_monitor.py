@@ -131,20 +131,22 @@ def _option(name: str) -> tuple[click.Context, click.Parameter]:
     return ctx, next(param for param in ctx.command.params if param.name == name)
 
 
-def _check_interval(conn: psycopg.Connection[Any], value: str, name: str) -> None:
+def check_interval(conn: psycopg.Connection[Any], value: str, name: str, *, positive: bool = False) -> None:
     """Refuse a value PostgreSQL does not read as an interval, naming the option it came from.
 
     The server parses it, exactly as it will parse the function's argument; its own error would
     not say which of the interval options was wrong.
     """
     try:
-        conn.execute("select %s::interval", (value,))
+        row = conn.execute("select %s::interval > interval '0'", (value,)).fetchone()
     except psycopg.DataError as exc:
         ctx, param = _option(name)
         message = exc.diag.message_primary or "not an interval"
         raise click.BadParameter(
             f"{message} (give a PostgreSQL interval such as '10 minutes' or '1 day 2 hours')", ctx, param
         ) from exc
+    if positive and not (row and row[0]):
+        raise click.BadParameter(f"{value!r} is not a positive interval", *_option(name))
 
 
 def _show(
@@ -339,8 +341,8 @@ def add_rule(
 ) -> None:
     """Add an alert rule NAME; it is checked completely now, never at evaluation time."""
     with _connect(settings) as conn:
-        _check_interval(conn, evaluation_window, "evaluation_window")
-        _check_interval(conn, cooldown, "cooldown")
+        check_interval(conn, evaluation_window, "evaluation_window")
+        check_interval(conn, cooldown, "cooldown")
         rule_id = _call(
             conn,
             "monitor.add_alert_rule",

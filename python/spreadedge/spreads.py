@@ -34,9 +34,16 @@ HEADERS = {
 
 
 def spread_rows(
-    conn: psycopg.Connection[Any], *, symbol: str | None, min_bps: Decimal | None
+    conn: psycopg.Connection[Any],
+    *,
+    symbol: str | None,
+    min_bps: Decimal | None,
+    max_age: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of market.current_spreads, best net spread first."""
+    """Rows of market.current_spreads, best net spread first; ``max_age`` (an interval): only
+    quotes younger than it count (the view's spreadedge.max_quote_age, for this session)."""
+    if max_age is not None:
+        conn.execute("select set_config('spreadedge.max_quote_age', %s, false)", (max_age,))
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "select * from market.current_spreads"
@@ -79,7 +86,7 @@ def as_table(rows: list[dict[str, Any]], *, symbol: str | None = None) -> str:
                 f"no current spreads for {symbol!r}: spreads are by asset pair,"
                 " written BASE/QUOTE (e.g. BTC/USDT)"
             )
-        return "no current spreads (no quotes, or none above --min-bps)"
+        return "no current spreads (no quotes, or none above --min-bps or within --max-age)"
     cells = [[_cell(row[c]) for c in COLUMNS] for row in rows]
     headers = [HEADERS.get(c, c) for c in COLUMNS]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
