@@ -90,7 +90,8 @@ create or replace function auth.set_security_policy(
     language plpgsql
 as $$
 -- Change the settings given (null leaves one as it is) and record a policy_changed security event
--- with the old and new values. Needs policy:manage in a scoped session.
+-- with the old and new values. A shorter session lifetime or idle timeout applies to the live
+-- sessions too. Needs policy:manage in a scoped session.
 #variable_conflict use_variable
 declare
     v_old     auth.security_policy;
@@ -133,6 +134,16 @@ begin
             using errcode = '22S09',
                   hint = 'See the check constraints of auth.security_policy (\d auth.security_policy).';
     end;
+    -- why: a shorter lifetime or idle timeout is a decision about the sessions open now as well; a
+    -- live session keeps the expiry it was given only as far as the new policy allows (a longer one
+    -- extends none)
+    update auth.sessions s
+    set expires_at = least(s.expires_at, s.created_at + v_new.session_max_lifetime),
+        idle_expires_at = least(s.idle_expires_at, s.last_seen_at + v_new.session_idle_timeout,
+                                s.created_at + v_new.session_max_lifetime)
+    where s.revoked_at is null and s.expires_at > now()
+      and (s.expires_at > s.created_at + v_new.session_max_lifetime
+           or s.idle_expires_at > s.last_seen_at + v_new.session_idle_timeout);
     perform internal.security_event('policy_changed', null, null,
         jsonb_build_object('old', to_jsonb(v_old) - 'singleton' - 'updated_at',
                            'new', to_jsonb(v_new) - 'singleton' - 'updated_at'));
@@ -140,4 +151,4 @@ begin
 end;
 $$;
 comment on function auth.set_security_policy(integer, integer, integer, integer, interval, interval, interval, interval, text[]) is
-    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a minimum password length over 72 (bcrypt''s limit) is refused with 22S09. Needs policy:manage.';
+    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a shorter session lifetime or idle timeout also shortens the live sessions; a minimum password length over 72 (bcrypt''s limit) is refused with 22S09. Needs policy:manage.';

@@ -154,6 +154,41 @@ def test_session_expires_at_its_absolute_lifetime_even_when_used(auth_db):
     assert used == 24
 
 
+def test_a_shorter_session_lifetime_ends_a_live_session_that_outlived_it(auth_db):
+    user_id = make_user(auth_db, "alice")
+    token = login(auth_db, "alice")["session_token"]
+    for _ in range(6):  # two hours in use, never idle for long
+        age_session(auth_db, user_id, "20 minutes")
+        call(auth_db, "auth.validate_session", token=token)
+
+    auth_db.execute("select auth.set_security_policy(session_max_lifetime => '1 hour')")
+
+    with pytest.raises(psycopg.errors.OperationalError, match="unknown, expired or revoked") as refused:
+        call(auth_db, "auth.validate_session", token=token)
+    assert refused.value.sqlstate == "28S02"
+
+
+def test_a_shorter_idle_timeout_ends_a_live_session_idle_longer_than_it(auth_db):
+    user_id = make_user(auth_db, "alice")
+    token = login(auth_db, "alice")["session_token"]
+    age_session(auth_db, user_id, "20 minutes")
+
+    auth_db.execute("select auth.set_security_policy(session_idle_timeout => '10 minutes')")
+
+    with pytest.raises(psycopg.errors.OperationalError, match="unknown, expired or revoked"):
+        call(auth_db, "auth.validate_session", token=token)
+
+
+def test_a_longer_session_lifetime_extends_no_live_session(auth_db):
+    make_user(auth_db, "alice")
+    login(auth_db, "alice")
+    before = auth_db.execute("select expires_at, idle_expires_at from auth.sessions").fetchone()
+
+    auth_db.execute("select auth.set_security_policy(session_max_lifetime => '2 days')")
+
+    assert auth_db.execute("select expires_at, idle_expires_at from auth.sessions").fetchone() == before
+
+
 def test_logout_ends_the_session_once(auth_db):
     make_user(auth_db, "alice")
     token = login(auth_db, "alice")["session_token"]
