@@ -250,3 +250,29 @@ def test_a_trader_sees_and_reports_only_their_own_spread_trades(two_traders):
     ).fetchone()
     assert (table, report) == ([alice_strategy], ["alice-arb"])
     assert len(rows(conn, "trading.spread_trade_pnl")) == 2
+
+
+def test_a_viewer_retrying_a_spread_trade_of_their_strategy_is_refused_before_it_is_looked_up(two_traders):
+    conn, ids, _ = two_traders
+    list_okx_btc_spot(conn)
+    call(conn, "trading.create_strategy", name="vic-watch", owner_user_id=ids["vic"])
+    spread = {
+        "strategy": "vic-watch",
+        "symbol": "BTC/USDT",
+        "buy_exchange": "binance",
+        "sell_exchange": "okx",
+        "quantity": 1,
+        "buy_price": 100,
+        "sell_price": 101,
+        "client_spread_id": "S-1",
+    }
+    call(conn, "trading.open_spread_trade", **spread)  # the engine, unscoped
+    with (
+        acting_as(conn, "spreadedge_app", ids["vic"]),
+        pytest.raises(psycopg.errors.ProgrammingError) as caught,
+    ):
+        call(conn, "trading.open_spread_trade", **spread)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {ids['vic']} lacks the permission orders:write",
+    )
