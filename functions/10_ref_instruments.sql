@@ -128,10 +128,22 @@ begin
             coalesce(length(upsert_instrument.symbol) || ' characters', 'null')
             using errcode = '22S09';
     end if;
+    -- why: callers look instruments up by the exact symbol, so one with surrounding white space
+    -- or a control character (a tab, a line break) could never be found by the symbol people
+    -- read; the table's check caught only surrounding spaces, with a bare check violation (23514)
+    if upsert_instrument.symbol ~ '^\s|\s$|[[:cntrl:]]' then
+        raise exception 'symbol "%" has surrounding white space or a control character', upsert_instrument.symbol
+            using errcode = '22S09',
+                  hint = 'Give the exchange''s symbol as it lists it, e.g. BTCUSDT or BTC-USDT-SWAP.';
+    end if;
     if upsert_instrument.base_asset is null or upsert_instrument.base_asset !~ '^[A-Za-z0-9]{1,32}$'
        or upsert_instrument.quote_asset is null or upsert_instrument.quote_asset !~ '^[A-Za-z0-9]{1,32}$' then
         raise exception 'base and quote assets must be alphanumeric codes of at most 32 characters, got "%" and "%"',
             left(upsert_instrument.base_asset, 40), left(upsert_instrument.quote_asset, 40)
+            using errcode = '22S09';
+    end if;
+    if upper(upsert_instrument.base_asset) = upper(upsert_instrument.quote_asset) then
+        raise exception 'base and quote assets must differ, got % for both', upper(upsert_instrument.base_asset)
             using errcode = '22S09';
     end if;
     if upsert_instrument.market_type is null
@@ -161,6 +173,13 @@ begin
     if multiplier is null or not (multiplier > 0 and multiplier < 'Infinity') then
         raise exception 'multiplier must be positive and finite, got %', multiplier using errcode = '22S09';
     end if;
+    -- why: a spot or margin quantity is in units of the base asset, and a base-asset fee changes it
+    -- unit for unit; with another multiplier the position would take the fee off in contracts
+    if upsert_instrument.market_type in ('spot', 'margin') and multiplier <> 1 then
+        raise exception 'multiplier of a % instrument must be 1, got %', upsert_instrument.market_type, multiplier
+            using errcode = '22S09',
+                  hint = 'Only futures, perpetual and option contracts have a contract multiplier.';
+    end if;
     if not (coalesce(maker_fee, 0) > -1 and coalesce(maker_fee, 0) < 1
             and coalesce(taker_fee, 0) > -1 and coalesce(taker_fee, 0) < 1) then
         raise exception 'fee rates must be fractions between -1 and 1, got maker % and taker %', maker_fee, taker_fee
@@ -182,9 +201,13 @@ begin
        and (v_listed.base_asset, v_listed.quote_asset, v_listed.market_type::text)
        is distinct from (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
                          upsert_instrument.market_type)
+       -- why funding payments too: they exist for perpetuals only, and a position can hold
+       -- nothing but funding (recorded before its fills)
        and (exists (select from trading.orders o where o.instrument_id = v_listed.instrument_id)
-            or exists (select from trading.trades t where t.instrument_id = v_listed.instrument_id)) then
-        raise exception '% on % has orders: its assets and market type stay %/% %', upsert_instrument.symbol,
+            or exists (select from trading.trades t where t.instrument_id = v_listed.instrument_id)
+            or exists (select from trading.funding_payments f where f.instrument_id = v_listed.instrument_id)) then
+        raise exception '% on % has orders, trades or funding payments: its assets and market type stay %/% %',
+            upsert_instrument.symbol,
             upsert_instrument.exchange, v_listed.base_asset, v_listed.quote_asset, v_listed.market_type
             using errcode = '55S07',
                   detail = format('Asked for %s/%s %s.', upper(upsert_instrument.base_asset),
@@ -231,4 +254,4 @@ begin
 end;
 $$;
 comment on function ref.upsert_instrument(text, text, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric) is
-    'Create or update an instrument (exchange, symbol) with its trading rules; fees default to the exchange''s rates. Its assets and market type are fixed once it has orders (55S07). Returns its id.';
+    'Create or update an instrument (exchange, symbol) with its trading rules; fees default to the exchange''s rates. A symbol has no surrounding white space or control character, base and quote differ, a spot or margin multiplier is 1 (22S09). Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';

@@ -28,16 +28,19 @@ begin
     perform internal.require_permission('orders:write');
     perform internal.check_finite(record_funding.amount, 'funding amount');
     perform internal.check_time(record_funding.paid_at, 'paid_at');
-    if v_instrument.market_type <> 'perpetual' then
-        raise exception 'funding applies to perpetuals only; % on % is a % instrument',
-            v_instrument.symbol, record_funding.exchange, v_instrument.market_type
-            using errcode = '22S10';
-    end if;
 
     -- why FOR KEY SHARE, as in record_fill: the position's copy of the multiplier must be the
     -- instrument's at commit; a concurrent change of it waits, or this read waits and sees it
     select i.* into v_instrument from ref.instruments i where i.instrument_id = v_instrument.instrument_id
     for key share;
+    -- why after the lock: ref.upsert_instrument may change the market type of an instrument
+    -- without funding yet; tested before it, a payment waiting on that change was recorded on the
+    -- spot instrument it became
+    if v_instrument.market_type <> 'perpetual' then
+        raise exception 'funding applies to perpetuals only; % on % is a % instrument',
+            v_instrument.symbol, record_funding.exchange, v_instrument.market_type
+            using errcode = '22S10';
+    end if;
     -- why: lock the position first, in the same order as record_fill, so the two never deadlock
     insert into trading.positions (strategy_id, instrument_id, multiplier)
     values (v_strategy.strategy_id, v_instrument.instrument_id, v_instrument.multiplier)

@@ -91,4 +91,4 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('55S02', 'append_only',            'An UPDATE, DELETE or TRUNCATE was attempted on an append-only table.'),
     ('55S03', 'totp_state',             'The user''s two-factor state does not allow this (not enrolled, already enabled, nothing pending).'),
     ('55S04', 'user_disabled',          'The user is disabled.'),
-    ('55S07', 'instrument_in_use',      'An instrument with orders or trades cannot change its base asset, quote asset or market type.');
+    ('55S07', 'instrument_in_use',      'An instrument with orders, trades or funding payments cannot change its base asset, quote asset or market type.');

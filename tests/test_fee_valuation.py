@@ -21,7 +21,7 @@ OPTION = "BTC-USDT-261225-100000-C"
 
 def list_instrument(conn: psycopg.Connection, exchange: str, symbol: str, market_type: str) -> None:
     """A BTC/USDT instrument of market_type: contracts of 0.01 BTC, whole lots (margin: as spot)."""
-    contract = market_type != "margin"
+    contract = market_type not in ("spot", "margin")
     call(
         conn,
         "ref.upsert_instrument",

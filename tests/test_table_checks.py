@@ -21,10 +21,11 @@ FINITE_REFUSED = ["NaN", "Infinity", "-Infinity"]
 COPY_TRADE = """
     insert into trading.trades
         (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
-         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier)
+         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier,
+         closed_quantity)
     select nextval('trading.trade_id_seq'), executed_at, order_id, strategy_id, instrument_id, side,
            {quantity}, {price}, {fee}, fee_currency, {fee_quote}, position_delta, realized_pnl_gross,
-           'copy-' || exchange_trade_id, multiplier
+           'copy-' || exchange_trade_id, multiplier, closed_quantity
     from trading.trades where trade_id = %(trade_id)s"""
 COLUMNS = ("quantity", "price", "fee", "fee_quote")
 
@@ -137,10 +138,11 @@ def test_a_changed_instrument_multiplier_is_carried_to_its_positions(seeded):
 COPY_TRADE_AS = """
     insert into trading.trades
         (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
-         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier)
+         fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier,
+         closed_quantity)
     select nextval('trading.trade_id_seq'), t.executed_at, t.order_id, {strategy}, {instrument}, t.side,
            t.quantity, t.price, t.fee, t.fee_currency, t.fee_quote, t.position_delta, t.realized_pnl_gross,
-           'copy-' || t.exchange_trade_id, t.multiplier
+           'copy-' || t.exchange_trade_id, t.multiplier, t.closed_quantity
     from trading.trades t where t.trade_id = %(trade_id)s"""
 OTHER_STRATEGY = "(select strategy_id from trading.strategies where name = 'beta')"
 OTHER_INSTRUMENT = "(select instrument_id from ref.instruments where symbol = 'BNBUSDT')"
@@ -177,10 +179,10 @@ def test_a_trade_needs_an_asset_code_for_its_fee_currency(seeded, currency):
         seeded.execute(
             "insert into trading.trades (trade_id, executed_at, order_id, strategy_id, instrument_id, side,"
             " quantity, price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id,"
-            " multiplier)"
+            " multiplier, closed_quantity)"
             " select nextval('trading.trade_id_seq'), executed_at, order_id, strategy_id, instrument_id, side,"
             " quantity, price, fee, %s, fee_quote, position_delta, realized_pnl_gross, 'copy-' || exchange_trade_id,"
-            " multiplier"
+            " multiplier, closed_quantity"
             " from trading.trades where trade_id = %s",
             [currency, trade_id],
         )
