@@ -85,10 +85,12 @@ from bench_batch b;
 
 insert into trading.trades
     (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity, price, fee,
-     fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier)
+     fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier, closed_quantity)
 select b.trade_id, b.executed_at, b.order_id, b.strategy_id, b.instrument_id, b.side, b.quantity, b.price,
        b.fee, b.fee_currency, b.fee, b.position_delta, b.realized_pnl_gross,
-       'bench-' || lpad(b.n::text, 12, '0'), b.multiplier
+       'bench-' || lpad(b.n::text, 12, '0'), b.multiplier,
+       -- a round trip's buys open the position and its sells close it
+       case when b.side = 'sell' then b.quantity else 0 end
 from bench_batch b;
 
 insert into trading.daily_pnl as d
