@@ -127,6 +127,38 @@ $$;
 comment on function internal.trading_metrics(timestamptz) is
     'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; orders by status, working orders and realized PnL today have a value (0 when none) for every status and strategy.';
 
+create or replace function internal.collected_metric_label(p_metric text)
+    returns table (label text, label_values text[])
+    stable
+    language sql
+as $$
+    -- The one label the series of a collected metric carry, with its values (null: a strategy
+    -- name); no row for a metric collected without labels or a custom one. Keep it in step with
+    -- internal.trading_metrics and internal.system_metrics (a test compares them).
+    -- why: monitor.add_alert_rule refuses labels that no collected series has, since such a
+    -- rule (a typo in a strategy name, say) would never fire
+    select v.label, v.label_values
+    from (values ('orders.by_status', 'status', enum_range(null::trading.order_status)::text[]),
+                 ('orders.working', 'strategy', null),
+                 ('positions.open', 'strategy', null),
+                 ('exposure.gross', 'strategy', null),
+                 ('exposure.net', 'strategy', null),
+                 ('pnl.realized', 'strategy', null),
+                 ('pnl.realized_today', 'strategy', null),
+                 ('pnl.unrealized', 'strategy', null),
+                 ('trades.count', 'period', array['hour', 'day']),
+                 ('trades.volume', 'period', array['hour', 'day']),
+                 ('trades.notional', 'period', array['hour', 'day']),
+                 ('db.connections', 'state', array['active', 'idle', 'idle in transaction',
+                                                   'idle in transaction (aborted)', 'fastpath function call',
+                                                   'disabled', 'unknown']),
+                 ('alerts.open', 'severity', enum_range(null::monitor.alert_severity)::text[]))
+         v(metric, label, label_values)
+    where v.metric = p_metric
+$$;
+comment on function internal.collected_metric_label(text) is
+    'The label key of a collected metric''s series and its values (null: strategy names); no row for an unlabelled or custom metric.';
+
 create or replace function internal.system_metrics()
     returns table (name text, labels jsonb, value numeric)
     stable

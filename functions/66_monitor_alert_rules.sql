@@ -16,6 +16,44 @@ $$;
 comment on function internal.rule_problem(text, text, text) is
     'Raises 22S12 invalid_alert_rule naming the part of the rule, the value given and what is allowed.';
 
+create or replace function internal.check_collected_labels(p_metric text, p_labels jsonb)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- A rule on a collected metric may give only the label its series carry, with a value they have:
+-- 22S12 otherwise, 23S03 for a strategy the session does not see.
+-- why: any other label, or a value no series has (a misspelt strategy), would match nothing and
+-- the rule would never fire
+declare
+    v_label        text;
+    v_label_values text[];
+    v_key          text;
+    v_value        jsonb;
+begin
+    select c.label, c.label_values into v_label, v_label_values
+    from internal.collected_metric_label(p_metric) c;
+    for v_key, v_value in select l.key, l.value from jsonb_each(p_labels) l loop
+        if v_key is distinct from v_label then
+            perform internal.rule_problem(format('a label of %s', p_metric), v_key,
+                                          coalesce(v_label || ' (its only label)',
+                                                   'absent ({}: its series have no labels)'));
+        end if;
+        if jsonb_typeof(v_value) <> 'string'
+           or not (v_label_values is null or v_value #>> '{}' = any (v_label_values)) then
+            perform internal.rule_problem(format('the %s label of %s', v_key, p_metric), v_value #>> '{}',
+                                          coalesce('one of ' || array_to_string(v_label_values, ', '),
+                                                   'a strategy name (a string)'));
+        end if;
+        if v_label_values is null then
+            perform internal.find_strategy(v_value #>> '{}');
+        end if;
+    end loop;
+end;
+$$;
+comment on function internal.check_collected_labels(text, jsonb) is
+    'Raises 22S12 for a label a collected metric''s series never carry (key or value), 23S03 for an unknown strategy label.';
+
 create or replace function monitor.add_alert_rule(
     name              text,
     kind              text,
@@ -41,8 +79,12 @@ as $$
 -- Add an alert rule: aggregate(values over evaluation_window) operator threshold; aggregate
 -- defaults to sum for volume rules, last for the others. price and volume
 -- rules watch exchange/symbol's market data, risk, system and trading rules a metric of their
--- category (or a custom one). Everything is checked here: 22S12 for a malformed rule, 23S12 for an
--- unknown metric, 23S01/23S02 for an unknown instrument, 23S15 when the name is taken.
+-- category (or a custom one). Labels pick a metric's series: price and volume rules take none, a
+-- collected metric's rule only the label its series carry, with a value they have (a strategy
+-- the session sees). A volume sum is of the ticks' quantity: base units, contracts for
+-- derivatives. Everything is checked here: 22S12 for a malformed rule, 23S12 for an unknown
+-- metric, 23S01/23S02 for an unknown instrument, 23S03 for an unknown strategy label, 23S15 when
+-- the name is taken.
 #variable_conflict use_column
 declare
     v_aggregate     text := coalesce(add_alert_rule.aggregate, case add_alert_rule.kind when 'volume' then 'sum' else 'last' end);
@@ -66,6 +108,13 @@ begin
         if add_alert_rule.exchange is null or add_alert_rule.symbol is null then
             perform internal.rule_problem(format('a %s rule''s exchange and symbol', add_alert_rule.kind),
                                           concat_ws('/', add_alert_rule.exchange, add_alert_rule.symbol), 'both given');
+        end if;
+        -- why: labels select a metric's series; market data has none, so they would be ignored
+        -- (and a strategy label would change who sees the rule, see monitor.alert_rule_list)
+        if add_alert_rule.labels is distinct from '{}'::jsonb then
+            perform internal.rule_problem(format('a %s rule''s labels', add_alert_rule.kind),
+                                          add_alert_rule.labels::text,
+                                          '{} (it watches exchange and symbol, not a metric''s series)');
         end if;
         v_instrument_id := (internal.find_instrument(add_alert_rule.exchange, add_alert_rule.symbol)).instrument_id;
         v_aggregates := case add_alert_rule.kind when 'price' then array['last', 'avg', 'min', 'max', 'change_pct']
@@ -101,6 +150,9 @@ begin
     end if;
     if add_alert_rule.labels is null or jsonb_typeof(add_alert_rule.labels) <> 'object' then
         perform internal.rule_problem('labels', add_alert_rule.labels::text, 'a JSON object');
+    end if;
+    if v_category <> 'custom' then
+        perform internal.check_collected_labels(add_alert_rule.metric, add_alert_rule.labels);
     end if;
     if add_alert_rule.evaluation_window is null or add_alert_rule.evaluation_window <= '0'
        or add_alert_rule.evaluation_window > '31 days' then
@@ -139,7 +191,7 @@ begin
 end;
 $$;
 comment on function monitor.add_alert_rule(text, text, text, numeric, text, text, text, text, jsonb, interval, text, interval, text[], text) is
-    'Add an alert rule (kind price|volume on exchange/symbol, risk|system|trading on a metric); refused at once when malformed (22S12, 23S12). Returns its id.';
+    'Add an alert rule (kind price|volume on exchange/symbol, no labels; risk|system|trading on a metric, labels only those its series carry); refused at once when malformed (22S12, 23S12, 23S01, 23S02, 23S03, 23S15). Returns its id.';
 
 create or replace function monitor.set_alert_rule_enabled(name text, enabled boolean)
     returns void
@@ -152,7 +204,11 @@ as $$
 #variable_conflict use_column
 begin
     perform internal.require_permission('alerts:manage');
-    update monitor.alert_rules r set is_enabled = coalesce(set_alert_rule_enabled.enabled, true)
+    -- why: a null must not decide for the caller whether a rule watches (it read as true)
+    if set_alert_rule_enabled.enabled is null then
+        raise exception 'enabled must be true or false, got null' using errcode = '22S09';
+    end if;
+    update monitor.alert_rules r set is_enabled = set_alert_rule_enabled.enabled
     where r.name = set_alert_rule_enabled.name;
     if not found then
         raise exception 'alert rule "%" does not exist', coalesce(set_alert_rule_enabled.name, 'null')
@@ -161,7 +217,7 @@ begin
 end;
 $$;
 comment on function monitor.set_alert_rule_enabled(text, boolean) is
-    'Enable or disable an alert rule by name; raises 23S13 unknown_alert_rule.';
+    'Enable or disable an alert rule by name (an open alert of a disabled rule stays as it is); raises 23S13 unknown_alert_rule, 22S09 for a null enabled.';
 
 create or replace function internal.compare(p_value numeric, p_operator text, p_threshold numeric)
     returns boolean
@@ -193,7 +249,8 @@ as $$
     -- max, sum and count take every matching value of the window. last is the total of the
     -- matching series now: the sum of each series' latest value in the window (one series: its
     -- latest value); change_pct compares that total with the sum of each series' first value in
-    -- the window, in percent. A series with two values at one time counts the larger. So a rule
+    -- the window: (last - first) / |first|, in percent, so a loss that deepens is a fall; a first
+    -- total of 0 gives no value (no percentage of nothing). A series with two values at one time counts the larger. So a rule
     -- without labels on exposure.gross watches the gross exposure of every strategy together; to
     -- watch one strategy, give its labels.
     -- why one query: a lateral index scan per rule (metrics by name and time, ticks by instrument
@@ -236,7 +293,10 @@ as $$
     left join lateral (
         select case r.aggregate
                    when 'last' then sum(l.last_value)
-                   when 'change_pct' then round((sum(l.last_value) / nullif(sum(l.first_value), 0) - 1) * 100, 6)
+                   -- why abs: from a negative first value (a loss) the sign must still say which
+                   -- way the value went: -100 to -200 is -100 %, not +100 %
+                   when 'change_pct' then round((sum(l.last_value) - sum(l.first_value))
+                                                / abs(nullif(sum(l.first_value), 0)) * 100, 6)
                end as value
         from (select (array_agg(x.value order by x.recorded_at desc, x.value desc))[1] as last_value,
                      (array_agg(x.value order by x.recorded_at, x.value desc)
@@ -250,4 +310,4 @@ as $$
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate at a time (null: no data); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate at a time (null: no data, or change_pct from 0); change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

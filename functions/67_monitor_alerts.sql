@@ -96,10 +96,13 @@ begin
         -- why: an alert opened inside the cooldown is silent, and when it keeps firing on-call was
         -- last told "resolved"; once the cooldown is over its firing is notified, once. An
         -- acknowledged alert is left alone: a person has seen it.
+        -- why a.status and a.notified too: e read the alert before this run waited for its row; an
+        -- acknowledgement committed meanwhile is seen only on the row itself (READ COMMITTED
+        -- re-checks the updated row's own conditions)
         update monitor.alerts a
         set notified = true
         from evaluated e
-        where a.alert_id = e.open_alert_id and e.firing and e.open_status = 'firing' and not e.open_notified
+        where a.alert_id = e.open_alert_id and e.firing and a.status = 'firing' and not a.notified
           and cardinality((e.r).channels) > 0
           and ((e.r).last_notified_at is null
                or (e.r).last_notified_at <= evaluate_alert_rules.evaluated_at - (e.r).cooldown)
@@ -174,9 +177,12 @@ declare
                              nullif(current_setting('spreadedge.actor', true), ''), session_user::text);
 begin
     perform internal.require_permission('alerts:manage');
+    if acknowledge_alert.alert_id is null then
+        raise exception 'alert_id must be given, got null' using errcode = '22S09';
+    end if;
     select a.* into v_alert from monitor.alerts a where a.alert_id = acknowledge_alert.alert_id for update;
     if v_alert.alert_id is null then
-        raise exception 'alert % does not exist', coalesce(acknowledge_alert.alert_id::text, 'null')
+        raise exception 'alert % does not exist', acknowledge_alert.alert_id
             using errcode = '23S14';
     end if;
     if v_alert.status = 'resolved' then
@@ -195,4 +201,4 @@ begin
 end;
 $$;
 comment on function monitor.acknowledge_alert(bigint, text) is
-    'Acknowledge a firing alert (idempotent); raises 23S14 unknown_alert, 55S05 alert_resolved.';
+    'Acknowledge a firing alert (idempotent); raises 23S14 unknown_alert, 55S05 alert_resolved, 22S09 for a null id.';

@@ -167,7 +167,7 @@ comment on column monitor.alert_rules.rule_id is 'Surrogate key.';
 comment on column monitor.alert_rules.name is 'Unique name, e.g. btc-binance-above-70k.';
 comment on column monitor.alert_rules.kind is 'price, volume (an instrument''s market data), risk, system or trading (a metric of that category, or a custom one).';
 comment on column monitor.alert_rules.metric is 'The metric watched (risk, system and trading rules).';
-comment on column monitor.alert_rules.labels is 'Only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb"}.';
+comment on column monitor.alert_rules.labels is 'Metric rules only: only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb"}; on a collected metric only the label its series carry.';
 comment on column monitor.alert_rules.instrument_id is 'The instrument watched (price and volume rules).';
 comment on column monitor.alert_rules.aggregate is
     'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the current mark price. Over several matching series, last and change_pct take the total of each series'' latest (and first) values.';

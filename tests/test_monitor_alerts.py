@@ -1,6 +1,7 @@
 """Alert rules: each kind fires, the cooldown holds back notifications, alerts resolve by themselves,
 acknowledgements, every transition recorded, and broken rules refused when they are added."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -9,7 +10,7 @@ import pytest
 
 from market_helpers import quote, tick
 from monitor_helpers import add_rule, evaluate, metric, notifications
-from trading_helpers import call, place, trade
+from trading_helpers import call, place, trade, waits_for_a_lock
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -212,6 +213,72 @@ def test_a_malformed_rule_is_refused_when_added(seeded, kind, arguments, message
     assert seeded.execute("select count(*) from monitor.alert_rules").fetchone()[0] == 0
 
 
+# Labels on a rule over market data (bug: accepted and ignored; a strategy label showed the rule to
+# that strategy's traders)
+@pytest.mark.parametrize("kind", ["price", "volume"])
+def test_a_market_data_rule_with_labels_is_refused_when_added(seeded, kind):
+    with pytest.raises(psycopg.Error) as caught:
+        add_rule(seeded, "labelled", kind, ">", "1", exchange="binance", symbol="BTCUSDT",
+                 labels={"strategy": "alpha"})  # fmt: skip
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S12",
+        f"a {kind} rule's labels must be {{}} (it watches exchange and symbol, not a metric's series),"
+        ' got "{"strategy": "alpha"}"',
+    )
+    assert seeded.execute("select count(*) from monitor.alert_rules").fetchone()[0] == 0
+
+
+# Labels that no collected series carries (bug: accepted, and the rule never fired)
+@pytest.mark.parametrize(
+    ("metric", "labels", "message"),
+    [
+        ("db.size_bytes", {"strategy": "alpha"},
+         'a label of db.size_bytes must be absent ({}: its series have no labels), got "strategy"'),
+        ("trades.count", {"strategy": "alpha"},
+         'a label of trades.count must be period (its only label), got "strategy"'),
+        ("orders.by_status", {"status": "filed"},
+         "the status label of orders.by_status must be one of new, open, partially_filled, filled,"
+         ' cancelled, rejected, expired, got "filed"'),
+        ("orders.working", {"strategy": 1},
+         'the strategy label of orders.working must be a strategy name (a string), got "1"'),
+    ],
+)  # fmt: skip
+def test_a_rule_with_a_label_its_collected_metric_never_has_is_refused_when_added(
+    seeded, metric, labels, message
+):
+    kind = seeded.execute("select category from monitor.metric_catalog where name = %s", [metric]).fetchone()[
+        0
+    ]
+    with pytest.raises(psycopg.Error) as caught:
+        add_rule(seeded, "never-fires", kind, ">", "0", metric=metric, labels=labels)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22S12", message)
+    assert seeded.execute("select count(*) from monitor.alert_rules").fetchone()[0] == 0
+
+
+def test_a_rule_with_a_misspelt_strategy_label_is_refused_when_added(seeded):
+    with pytest.raises(psycopg.Error) as caught:
+        add_rule(
+            seeded,
+            "alpha-loss",
+            "risk",
+            "<",
+            "-5000",
+            metric="pnl.realized_today",
+            labels={"strategy": "alpah"},
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S03",
+        'strategy "alpah" does not exist',
+    )
+    assert seeded.execute("select count(*) from monitor.alert_rules").fetchone()[0] == 0
+
+
+def test_a_rule_may_give_any_labels_on_a_custom_metric(seeded):
+    metric(seeded, "app.lag_ms", "300", NOW - timedelta(minutes=1), venue="okx")
+    add_rule(seeded, "okx-lag", "system", ">", "200", metric="app.lag_ms", labels={"venue": "okx"})
+    assert evaluate(seeded, NOW) == [("okx-lag", "fired", Decimal("300"), False)]
+
+
 def test_a_rule_name_is_taken_once(seeded):
     add_rule(seeded, "db-size", "system", ">", "1", metric="db.size_bytes")
     with pytest.raises(psycopg.Error) as caught:
@@ -343,4 +410,54 @@ def test_evaluate_alert_rules_refuses_to_run_outside_read_committed(seeded, isol
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S09",
         f"monitor.evaluate_alert_rules must run in a READ COMMITTED transaction, not {isolation.upper()}",
+    )
+
+
+# An acknowledgement committed while an evaluation waits for the alert's row (bug: the evaluation,
+# which read the alert as firing, notified it late anyway)
+def test_an_alert_acknowledged_while_an_evaluation_waits_for_it_is_not_notified_late(seeded, seeded_url):
+    _fire_resolve_and_fire_again_inside_the_cooldown(seeded)
+    metric(seeded, "app.cool_test", "20", T0 + timedelta(minutes=15))
+    with psycopg.connect(seeded_url, autocommit=True) as evaluator, ThreadPoolExecutor(1) as pool:
+        with seeded.transaction():
+            call(seeded, "monitor.acknowledge_alert", alert_id=2, acknowledged_by="alice")
+            late = pool.submit(evaluate, evaluator, T0 + timedelta(minutes=15))
+            assert waits_for_a_lock(seeded, evaluator.info.backend_pid, "transactionid")
+        assert late.result(timeout=30) == []
+    assert len(notifications(seeded)) == 2
+    assert seeded.execute(
+        "select status::text, notified from monitor.alerts where alert_id = 2"
+    ).fetchone() == (
+        "acknowledged",
+        False,
+    )
+
+
+# change_pct from a negative first value (bug: a loss going from -100 to -200 read +100 %)
+def test_a_change_pct_rule_from_a_negative_value_reads_a_deepening_loss_as_a_fall(seeded):
+    metric(seeded, "app.pnl_today", "-100", NOW - timedelta(minutes=4))
+    metric(seeded, "app.pnl_today", "-200", NOW - timedelta(minutes=1))
+    add_rule(seeded, "loss-doubles", "risk", "<=", "-100", metric="app.pnl_today", aggregate="change_pct")
+    assert evaluate(seeded, NOW) == [("loss-doubles", "fired", Decimal("-100.000000"), False)]
+
+
+# Nulls (bug: enabled => null enabled the rule; alert_id => null read "alert null does not exist")
+def test_enabling_a_rule_with_a_null_flag_is_refused(seeded):
+    add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
+    call(seeded, "monitor.set_alert_rule_enabled", name="btc-above-70k", enabled=False)
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "monitor.set_alert_rule_enabled", name="btc-above-70k", enabled=None)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "enabled must be true or false, got null",
+    )
+    assert seeded.execute("select is_enabled from monitor.alert_rules").fetchone() == (False,)
+
+
+def test_acknowledging_a_null_alert_id_is_refused_as_an_invalid_argument(seeded):
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "monitor.acknowledge_alert", alert_id=None)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "alert_id must be given, got null",
     )

@@ -225,3 +225,26 @@ def test_db_connections_reads_zero_once_a_state_is_no_longer_seen(db, db_url):
         "select recorded_at, value from monitor.metrics"
         " where name = 'db.connections' and labels = '{\"state\": \"idle in transaction\"}' order by 1"
     ).fetchall() == [(NOW, 1), (later, 0)]
+
+
+def test_every_collected_series_carries_the_label_alert_rules_accept(seeded):
+    trade(seeded, "buy", "0.001", "60000")
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+    stray = seeded.execute(
+        """
+        select m.name, m.labels
+        from monitor.metrics m
+        left join lateral internal.collected_metric_label(m.name) c on true
+        where m.labels <> case when c.label is null then '{}' else jsonb_build_object(c.label, m.labels ->> c.label) end
+           or not coalesce(m.labels ->> c.label = any (c.label_values), true)
+           or (c.label is not null and c.label_values is null
+               and not exists (select from trading.strategies s where s.name = m.labels ->> c.label))
+        """
+    ).fetchall()
+    assert stray == []
+    assert (
+        seeded.execute("select count(distinct name) from monitor.metrics where labels <> '{}'").fetchone()[0]
+        == seeded.execute(
+            "select count(*) from monitor.metric_catalog c where exists (select from internal.collected_metric_label(c.name))"
+        ).fetchone()[0]
+    )
