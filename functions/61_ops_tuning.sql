@@ -10,7 +10,8 @@
 --   missing index     a table (partitions summed per partitioned table) with at least 1,000 live
 --                     rows, more sequential than index scans, and sequential scans that read
 --                     1,000 rows or more on average
---   unused index      no scan since statistics were reset, not backing a constraint, not unique
+--   unused index      no scan since statistics were reset, not backing a constraint, not unique;
+--                     spreadedge tune drop-unused drops only those unused for --min-age (7 days)
 
 create or replace function internal.slow_query_ms()
     returns double precision
@@ -82,7 +83,13 @@ as
            coalesce(obj_description(c.oid, 'pg_class'), '') like 'spreadedge tune:%' as created_by_tune,
            pg_catalog.pg_get_indexdef(c.oid) as index_definition,
            format(case when c.relkind = 'I' then 'drop index %s' else 'drop index concurrently %s' end,
-                  c.oid::regclass) as drop_statement
+                  c.oid::regclass) as drop_statement,
+           -- why: "never scanned" means little for an index built minutes ago, or after statistics
+           -- were reset; tune apply writes the build time into its comment (schema indexes have none)
+           nullif(greatest(coalesce(built.at, '-infinity'),
+                           coalesce((select d.stats_reset from pg_catalog.pg_stat_database d
+                                     where d.datname = current_database()), '-infinity')),
+                  '-infinity') as unused_since
     from pg_catalog.pg_index i
     join pg_catalog.pg_class c on c.oid = i.indexrelid
     join pg_catalog.pg_class t on t.oid = i.indrelid
@@ -92,13 +99,16 @@ as
         -- pg_partition_tree gives nothing for an index that is not partitioned: the index itself
         from (select c.oid as relid union select pt.relid from pg_catalog.pg_partition_tree(c.oid) pt) tr
         left join pg_catalog.pg_stat_all_indexes s on s.indexrelid = tr.relid) tree
+    cross join lateral (
+        select substring(obj_description(c.oid, 'pg_class')
+                         from '^spreadedge tune: .* at ([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z)$')::timestamptz as at) built
     where not c.relispartition
       and c.relnamespace::regnamespace::text not in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'partman')
       and not i.indisunique
       and not exists (select from pg_catalog.pg_constraint k where k.conindid = c.oid)
       and tree.scans = 0;
 comment on view ops.unused_indexes is
-    'Indexes (partitioned ones with all their partitions) never scanned since statistics were reset, not unique and backing no constraint, with the DROP statement.';
+    'Indexes (partitioned ones with all their partitions) never scanned since statistics were reset, not unique and backing no constraint, with the DROP statement, and since when they are known unused (the later of the statistics reset and a tune build; null: unknown).';
 
 create or replace view ops.duplicate_indexes
 as

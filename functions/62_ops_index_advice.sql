@@ -363,8 +363,9 @@ begin
     end if;
     step := step + 1;
     statement := format('comment on index %s is %L', v_index,
-                        format('spreadedge tune: %s (%s), built by spreadedge tune apply', index_method,
-                               array_to_string(columns, ', ')));
+                        format('spreadedge tune: %s (%s), built by spreadedge tune apply at %s', index_method,
+                               array_to_string(columns, ', '),
+                               to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')));
     return next;
 end;
 $$;

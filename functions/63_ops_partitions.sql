@@ -155,16 +155,44 @@ as $$
 -- transaction, has the first one's) and computes a generated column
 -- (trading.trades.realized_pnl) that pg_partman is told to leave out, as a generated column
 -- refuses a value.
+-- why the partitions between the newest one and a later row are made too: pg_partman makes new
+-- partitions after the newest one only, so a lone partition months ahead (a mistyped time) would
+-- leave the days in between without partitions, and their rows refused. A row later than the
+-- partition after those pg_partman makes ahead (premake from now, or the newest) is refused
+-- (22S09) before anything moves: its time is most likely wrong.
 declare
     v_default   regclass;
     v_parent    text;
+    v_config    partman.part_config;
     v_generated text[];
     v_moved     bigint;
     v_step      bigint;
+    v_newest    timestamptz;
+    v_latest    timestamptz;
+    v_horizon   timestamptz;
 begin
     for v_default in select d.default_table::regclass from partman.check_default(p_exact_count := false) d
                      order by d.default_table loop
         v_parent := regexp_replace(v_default::text, '_default$', '');
+        v_config := internal.require_managed(v_parent);
+        v_newest := internal.newest_partition_end(v_config);
+        execute format('select max(%I) from %s', v_config.control, v_default) into v_latest;
+        v_horizon := greatest(v_newest, now() + v_config.premake * v_config.partition_interval::interval)
+                     + v_config.partition_interval::interval;
+        if v_latest >= v_horizon then
+            raise exception '% holds a row dated %: repair makes partitions up to % only', v_default, v_latest, v_horizon
+                using errcode = '22S09',
+                      hint = format('A partition made for it would leave those before it missing. Check its time; '
+                                    'delete it (delete from %s where %I >= %L), then repair again.',
+                                    v_default, v_config.control, v_horizon);
+        end if;
+    end loop;
+    for v_default in select d.default_table::regclass from partman.check_default(p_exact_count := false) d
+                     order by d.default_table loop
+        v_parent := regexp_replace(v_default::text, '_default$', '');
+        v_config := internal.require_managed(v_parent);
+        v_newest := internal.newest_partition_end(v_config);
+        execute format('select max(%I) from %s', v_config.control, v_default) into v_latest;
         v_generated := array(select a.attname::text from pg_catalog.pg_attribute a
                              where a.attrelid = v_default and a.attnum > 0 and not a.attisdropped
                                and a.attgenerated <> '');
@@ -180,6 +208,12 @@ begin
             exit when coalesce(v_step, 0) = 0;
             v_moved := v_moved + v_step;
         end loop;
+        -- the partitions between the newest one and the latest row moved, each starting where the
+        -- one before ends, as pg_partman's maintenance makes them (those that exist are kept)
+        if v_newest is not null and v_latest >= v_newest then
+            perform partman.create_partition_time(
+                v_parent, array(select generate_series(v_newest, v_latest, v_config.partition_interval::interval)), false);
+        end if;
         parent_table := v_parent;
         rows_moved := v_moved;
         return next;
@@ -187,7 +221,22 @@ begin
 end;
 $$;
 comment on function ops.repair_default_partitions() is
-    'Moves the rows of every non-empty default partition into proper partitions (creating them); one row per table repaired.';
+    'Moves the rows of every non-empty default partition into proper partitions (creating them, and any missing between the newest and them); a row later than the partitions made ahead is refused (22S09) before anything moves. One row per table repaired.';
+
+create or replace function internal.newest_partition_end(p_config partman.part_config)
+    returns timestamptz
+    stable
+    language sql
+as $$
+    -- the end of the newest partition of a pg_partman table (null when it has none)
+    select info.child_end_time
+    from partman.show_partitions(p_config.parent_table, 'DESC') sp
+    cross join lateral partman.show_partition_info(sp.partition_schemaname || '.' || sp.partition_tablename,
+                                                   p_config.partition_interval, p_config.parent_table) info
+    limit 1;
+$$;
+comment on function internal.newest_partition_end(partman.part_config) is
+    'The end of the newest partition of a pg_partman table; null when it has none.';
 
 create or replace function internal.cleanup_table(p_target text)
     returns partman.part_config
@@ -235,24 +284,67 @@ $$;
 comment on function internal.removable_orders(timestamptz) is
     'Orders cleanup may remove: finished before the cutoff, no spread-trade leg, no fill of a still-open position.';
 
-create or replace function ops.cleanup_plan(target text, older_than interval)
+create or replace function ops.cleanup_cutoff(older_than interval)
+    returns timestamptz
+    stable
+    language plpgsql
+as $$
+-- The time rows must be older than to go in a cleanup: now() - older_than, which must be a
+-- positive interval that does not reach back before the earliest time PostgreSQL stores.
+-- spreadedge cleanup takes it once and passes it to every call of its run (cutoff), so the plan
+-- it shows and the partitions and batches it removes are judged by the same time, and rows that
+-- grow old while it runs (a live tick stream) do not keep its batches going.
+begin
+    if older_than is null or older_than <= interval '0' then
+        raise exception 'older_than must be a positive interval, got %', coalesce(older_than::text, 'null')
+            using errcode = '22S09';
+    end if;
+    return now() - older_than;
+exception
+    when datetime_field_overflow then
+        raise exception 'older_than % reaches back before the earliest time PostgreSQL stores', older_than
+            using errcode = '22S09', hint = 'Give an age such as 30 days or 12 hours.';
+end;
+$$;
+comment on function ops.cleanup_cutoff(interval) is
+    'The cutoff of a cleanup: now() - older_than (a positive interval, 22S09 otherwise); spreadedge cleanup passes it to each call of a run.';
+
+create or replace function internal.cleanup_cutoff(p_older_than interval, p_cutoff timestamptz)
+    returns timestamptz
+    stable
+    language plpgsql
+as $$
+-- the cutoff a cleanup function works with: the caller's fixed cutoff, which may not be later
+-- than now() - older_than (it would remove younger rows than asked), else now() - older_than
+declare
+    v_latest timestamptz := ops.cleanup_cutoff(p_older_than);
+begin
+    if p_cutoff > v_latest then
+        raise exception 'cutoff % is later than now() - older_than (%): it would remove rows younger than %',
+            p_cutoff, v_latest, p_older_than
+            using errcode = '22S09', hint = 'Take the cutoff from ops.cleanup_cutoff(older_than).';
+    end if;
+    return coalesce(p_cutoff, v_latest);
+end;
+$$;
+comment on function internal.cleanup_cutoff(interval, timestamptz) is
+    'The cutoff of a cleanup call: the caller''s (never later than now() - older_than, 22S09) or now() - older_than.';
+
+drop function if exists ops.cleanup_plan(text, interval);
+create or replace function ops.cleanup_plan(target text, older_than interval, cutoff timestamptz default null)
     returns table (action text, object_name text, row_count bigint)
     stable
     language plpgsql
 as $$
 -- What spreadedge cleanup TARGET --older-than would do (its --dry-run): partitions to detach and
 -- drop whole ('drop partition'), rows to delete in batches ('delete rows'), and for orders the
--- old rows kept because they are open or something depends on them ('keep').
+-- old rows kept because they are open or something depends on them ('keep'). cutoff: the run's
+-- fixed cutoff (ops.cleanup_cutoff), default now() - older_than.
 declare
     v_config partman.part_config := internal.cleanup_table(target);
-    v_cutoff timestamptz := now() - older_than;
+    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
     v_part   record;
-    v_count  bigint;
-    v_keep   bigint;
 begin
-    if older_than is null or older_than <= interval '0' then
-        raise exception 'older_than must be a positive interval, got %', coalesce(older_than::text, 'null') using errcode = '22S09';
-    end if;
     for v_part in select * from internal.cleanup_partitions(v_config, v_cutoff) loop
         action := case when v_part.whole then 'drop partition' else 'delete rows' end;
         object_name := v_part.partition_name;
@@ -268,8 +360,8 @@ begin
     end loop;
 end;
 $$;
-comment on function ops.cleanup_plan(text, interval) is
-    'The dry run of a cleanup: partitions to drop whole, rows to delete in batches, old orders kept (open or depended on).';
+comment on function ops.cleanup_plan(text, interval, timestamptz) is
+    'The dry run of a cleanup: partitions to drop whole, rows to delete in batches, old orders kept (open or depended on); cutoff: a run''s fixed one (ops.cleanup_cutoff).';
 
 create or replace function internal.cleanup_partitions(p_config partman.part_config, p_cutoff timestamptz)
     returns table (partition_name text, whole boolean, old_rows bigint, kept_rows bigint)
@@ -341,13 +433,16 @@ $$;
 comment on function internal.delete_removable_orders(timestamptz, timestamptz, timestamptz, bigint) is
     'Deletes removable orders created in a time range (through trading.orders: audited), their events, and their keys unless a trade or risk event refers to them; returns the orders deleted.';
 
-create or replace function ops.cleanup_drop_partition(target text, older_than interval, partition_name text)
+drop function if exists ops.cleanup_drop_partition(text, interval, text);
+create or replace function ops.cleanup_drop_partition(target text, older_than interval, partition_name text,
+                                                      cutoff timestamptz default null)
     returns bigint
     volatile
     language plpgsql
 as $$
 -- Detaches and drops one partition of the target's table if (checked again, now) all of it may go;
--- returns the rows it held (0 and nothing done when it may no longer go whole).
+-- returns the rows it held (0 and nothing done when it may no longer go whole). cutoff: the run's
+-- fixed cutoff (ops.cleanup_cutoff), default now() - older_than.
 -- For orders, its rows are first deleted through trading.orders (internal.delete_removable_orders:
 -- events, keys no trade or risk event refers to), then the empty partition is detached and dropped.
 -- why delete before dropping: a dropped partition's rows leave no trace in audit.log, and
@@ -356,7 +451,7 @@ as $$
 -- costs anyway; dropping the partition still bounds the partitions every fill plans over.
 declare
     v_config partman.part_config := internal.cleanup_table(target);
-    v_cutoff timestamptz := now() - older_than;
+    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
     v_part   record;
     v_range  record;
     v_rows   bigint;
@@ -385,10 +480,12 @@ begin
     return v_rows;
 end;
 $$;
-comment on function ops.cleanup_drop_partition(text, interval, text) is
+comment on function ops.cleanup_drop_partition(text, interval, text, timestamptz) is
     'Detaches and drops a partition of the cleanup target''s table when all of it may go (orders: deleted through the parent first, audited); returns its rows (0: kept).';
 
-create or replace function ops.cleanup_delete_batch(target text, older_than interval, batch_rows integer default 10000)
+drop function if exists ops.cleanup_delete_batch(text, interval, integer);
+create or replace function ops.cleanup_delete_batch(target text, older_than interval, batch_rows integer default 10000,
+                                                    cutoff timestamptz default null)
     returns bigint
     volatile
     language plpgsql
@@ -396,10 +493,11 @@ as $$
 -- Deletes up to batch_rows rows older than now() - older_than from the target's table (for orders
 -- only removable ones, with their events and the keys no trade or risk event refers to: see
 -- internal.delete_removable_orders); returns how many went, 0 when nothing is left. Call it until
--- it returns 0, one transaction each.
+-- it returns 0, one transaction each, with the same cutoff (ops.cleanup_cutoff): with now() -
+-- older_than, rows growing old meanwhile (a live stream) would keep every batch non-empty.
 declare
     v_config partman.part_config := internal.cleanup_table(target);
-    v_cutoff timestamptz := now() - older_than;
+    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
     v_rows   bigint;
 begin
     if batch_rows is null or batch_rows < 1 then
@@ -417,5 +515,5 @@ begin
     return v_rows;
 end;
 $$;
-comment on function ops.cleanup_delete_batch(text, interval, integer) is
-    'Deletes one batch of rows older than the interval from the cleanup target''s table (orders: only removable ones); returns the rows deleted.';
+comment on function ops.cleanup_delete_batch(text, interval, integer, timestamptz) is
+    'Deletes one batch of rows older than the interval (or the run''s fixed cutoff) from the cleanup target''s table (orders: only removable ones); returns the rows deleted.';

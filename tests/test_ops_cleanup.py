@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from ops_helpers import cli
+from spreadedge.ops import cleanup
 from trading_helpers import call, fill, place
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=60)
@@ -59,7 +60,7 @@ def test_cleanup_dry_run_shows_what_would_go_and_removes_nothing(seeded, db_url)
     month = LONG_AGO.strftime("%Y_%m")
     assert f"delete rows  trading.orders_p{month}     1" in result.output
     assert f"keep         trading.orders_p{month}     2" in result.output
-    assert "dry run: 1 rows would go" in result.output
+    assert "dry run: 1 rows older than " in result.output
     assert seeded.execute("select count(*) from trading.orders").fetchone() == (4,)
 
 
@@ -168,3 +169,59 @@ def test_cleanup_orders_dropping_a_partition_keeps_the_key_of_a_risk_rejected_or
     assert _order_ids(seeded, "trading.orders") == set()
     assert _order_ids(seeded, "trading.order_keys") == {ids["rejected"]}
     assert _order_ids(seeded, "monitor.risk_events") == {ids["rejected"]}
+
+
+def test_cleanup_refuses_an_age_reaching_before_any_stored_time(db_url):
+    result = cli("cleanup", "ticks", "--older-than", "999999w", "--dry-run", database_url=db_url)
+
+    assert result.exit_code == 1
+    assert "older_than 6999993 days reaches back before the earliest time PostgreSQL stores" in result.output
+
+
+@pytest.mark.parametrize("older_than", ["0", "-1 day"])
+def test_cleanup_delete_batch_refuses_an_age_that_is_not_positive_with_22s09(db, older_than):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("select ops.cleanup_delete_batch('ticks', %s::interval)", [older_than])
+
+    assert caught.value.sqlstate == "22S09"
+
+
+def test_cleanup_delete_batch_refuses_a_cutoff_later_than_the_age_allows_with_22s09(db):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("select ops.cleanup_delete_batch('ticks', interval '3 days', cutoff => now())")
+
+    assert caught.value.sqlstate == "22S09"
+
+
+def _tick(db: psycopg.Connection, trade_id: str, traded_at: str) -> None:
+    query = sql.SQL(
+        "insert into market.ticks (instrument_id, traded_at, exchange_trade_id, price, quantity)"
+        " select min(instrument_id), {}, %s, 100, 1 from ref.instruments"
+    )
+    db.execute(query.format(sql.SQL(traded_at)), [trade_id])
+
+
+def test_cleanup_ends_while_a_live_stream_keeps_rows_growing_old(seeded):
+    for i in range(3):
+        _tick(seeded, f"old{i}", "now() - interval '2 hours'")
+    streamed: list[str] = []
+
+    def stream(rows: int) -> None:
+        # a tick that reaches the age just now, as a live stream's do while cleanup runs
+        assert len(streamed) < 20, "cleanup never ends while rows keep growing old"
+        streamed.append(f"live{len(streamed)}")
+        _tick(seeded, streamed[-1], "clock_timestamp() - interval '1 hour'")
+
+    age = timedelta(hours=1)
+    outcome = cleanup.run(seeded, "ticks", age, cleanup.cutoff(seeded, age), batch_rows=1, progress=stream)
+
+    assert outcome.rows_in_dropped_partitions + outcome.rows_deleted == 3
+    left = {row[0] for row in seeded.execute("select exchange_trade_id from market.ticks")}
+    assert left == set(streamed)
+
+
+def test_health_names_the_option_of_an_age_it_cannot_read(db_url):
+    result = cli("health", "--max-transaction-age", "5s", database_url=db_url)
+
+    assert result.exit_code == 1
+    assert "--max-transaction-age must look like 15m, 12h, 2d or 1w, got '5s'" in result.output

@@ -105,7 +105,7 @@ def test_partition_status_lists_every_partitioned_table_registered(db):
 def test_partitions_repair_moves_default_partition_rows_into_a_proper_partition(db, db_url):
     db.execute("set session_replication_role = replica")  # only to plant the stray row
     db.execute(
-        "insert into trading.order_events (occurred_at, order_id, to_status) values ('2099-01-01 00:00+00', 1, 'new')"
+        "insert into trading.order_events (occurred_at, order_id, to_status) values ('2020-01-01 00:00+00', 1, 'new')"
     )
 
     result = cli("partitions", "repair", database_url=db_url)
@@ -113,9 +113,9 @@ def test_partitions_repair_moves_default_partition_rows_into_a_proper_partition(
     assert result.exit_code == 0, result.output
     assert "trading.order_events: moved 1 rows out of the default partition" in result.output
     rows = db.execute(
-        "select tableoid::regclass::text from trading.order_events where occurred_at = '2099-01-01 00:00+00'"
+        "select tableoid::regclass::text from trading.order_events where occurred_at = '2020-01-01 00:00+00'"
     ).fetchall()
-    assert rows == [("trading.order_events_p2099_01",)]
+    assert rows == [("trading.order_events_p2020_01",)]
     assert db.execute("select ok from internal.health_default_partitions()").fetchone() == (True,)
 
 
@@ -126,9 +126,11 @@ def test_partitions_repair_moves_a_stranded_trade_and_computes_its_realized_pnl_
     seeded.execute("set session_replication_role = replica")  # only to plant the stray row
     seeded.execute(
         "insert into trading.trades (trade_id, executed_at, order_id, strategy_id, instrument_id, side, quantity,"
-        " price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier)"
-        " select trade_id + 1000, '2099-03-01 00:00+00', order_id, strategy_id, instrument_id, side, quantity,"
-        " price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, 'stray', multiplier"
+        " price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, exchange_trade_id, multiplier,"
+        " closed_quantity)"
+        " select trade_id + 1000, '2020-03-01 00:00+00', order_id, strategy_id, instrument_id, side, quantity,"
+        " price, fee, fee_currency, fee_quote, position_delta, realized_pnl_gross, 'stray', multiplier,"
+        " closed_quantity"
         " from trading.trades where trade_id = %s",
         [trade_id],
     )
@@ -142,17 +144,17 @@ def test_partitions_repair_moves_a_stranded_trade_and_computes_its_realized_pnl_
         "select tableoid::regclass::text, realized_pnl from trading.trades where trade_id = %s",
         [trade_id + 1000],
     ).fetchone()
-    assert row == ("trading.trades_p2099_03", Decimal("-6"))
+    assert row == ("trading.trades_p2020_03", Decimal("-6"))
 
 
 def test_partitions_repair_moves_the_rows_of_several_default_partitions_in_one_run(db, db_url):
     db.execute("set session_replication_role = replica")  # only to plant the stray rows
     db.execute(
-        "insert into trading.order_events (occurred_at, order_id, to_status) values ('2099-01-01 00:00+00', 1, 'new')"
+        "insert into trading.order_events (occurred_at, order_id, to_status) values ('2020-01-01 00:00+00', 1, 'new')"
     )
     db.execute(
         "insert into audit.log (table_name, operation, row_key, new_row, logged_at)"
-        " values ('x.y', 'INSERT', '{\"a\": 1}', '{\"a\": 1}', '2099-05-15 00:00+00')"
+        " values ('x.y', 'INSERT', '{\"a\": 1}', '{\"a\": 1}', '2020-05-15 00:00+00')"
     )
     db.execute("reset session_replication_role")
 
@@ -256,3 +258,45 @@ def test_partitions_maintain_with_a_retention_for_orders_keeps_a_working_partly_
     assert "retention_orders must be none, got '1 month'" in result.output
     row = seeded.execute("select status, filled_quantity from trading.orders where order_id = %s", [working])
     assert row.fetchone() == ("partially_filled", Decimal("0.01"))
+
+
+def _plant_tick(db: psycopg.Connection, traded_at: str) -> None:
+    """A tick in market.ticks' default partition (its trigger refuses one: planted as a replica)."""
+    db.execute("set session_replication_role = replica")
+    query = sql.SQL(
+        "insert into market.ticks (instrument_id, traded_at, exchange_trade_id, price, quantity)"
+        " select min(instrument_id), {}, 'stray', 100, 1 from ref.instruments"
+    )
+    db.execute(query.format(sql.SQL(traded_at)))
+    db.execute("reset session_replication_role")
+
+
+def _tick_partitions(db: psycopg.Connection) -> list[str]:
+    rows = db.execute("select partition_tablename from partman.show_partitions('market.ticks')").fetchall()
+    return [row[0] for row in rows]
+
+
+def test_partitions_repair_refuses_a_row_far_ahead_of_the_partitions_with_22s09(seeded):
+    db = seeded
+    _plant_tick(db, "now() + interval '60 days'")
+    before = _tick_partitions(db)
+
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("select * from ops.repair_default_partitions()")
+
+    assert caught.value.sqlstate == "22S09"
+    assert caught.value.diag.message_primary.startswith("market.ticks_default holds a row dated ")
+    assert _tick_partitions(db) == before
+
+
+def test_partitions_repair_makes_the_missing_partitions_before_a_row_ahead_of_the_newest(seeded, db_url):
+    db = seeded
+    # maintenance behind: no partition from tomorrow on; a row for the day after tomorrow
+    _drop_future_partitions(db, "market.ticks")
+    _plant_tick(db, "date_trunc('day', now()) + interval '2 days 1 hour'")
+
+    result = cli("partitions", "repair", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    days = [(datetime.now(UTC) + timedelta(days=n)).strftime("ticks_p%Y_%m_%d") for n in (1, 2)]
+    assert [name for name in _tick_partitions(db) if name in days] == days

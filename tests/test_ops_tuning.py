@@ -321,3 +321,49 @@ def test_performance_summary_counts_this_databases_connections_and_size(db):
     ).fetchone()
 
     assert row == (True, True, True)
+
+
+def test_tune_drop_unused_keeps_an_index_tune_apply_built_minutes_ago(db, db_url):
+    _events(db)
+    _read_account(db)
+    assert cli("tune", "apply", "1", database_url=db_url).exit_code == 0
+
+    result = cli("tune", "drop-unused", "--yes", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "no unused index to drop"
+    assert result.output.startswith("kept public.events_account_btree_tune: unused only since ")
+    assert _validity(db, "public.events_account_btree_tune") == [(True,)]
+
+
+def test_tune_apply_by_index_name_builds_that_advice_whatever_its_number(db, db_url):
+    _events(db)
+    _read_account(db)
+    db.execute(
+        "create table public.fills as select i as id, i % 3000 as venue from generate_series(1, 50000) i"
+    )
+    db.execute("analyze public.fills")
+    for venue in range(3):
+        db.execute("select * from public.fills where venue = %s", [venue]).fetchall()
+    assert len(db.execute("select * from ops.index_advice()").fetchall()) == 2
+
+    result = cli("tune", "apply", "fills_venue_btree_tune", database_url=db_url)
+
+    assert result.exit_code == 0, result.output
+    built = db.execute(
+        "select indexname from pg_indexes where indexname like '%%_tune' order by 1"
+    ).fetchall()
+    assert built == [("fills_venue_btree_tune",)]
+
+
+def test_tune_apply_refuses_an_index_name_no_advice_builds(db, db_url):
+    _events(db)
+    _read_account(db)
+
+    result = cli("tune", "apply", "events_payload_btree_tune", database_url=db_url)
+
+    assert result.exit_code == 1
+    assert (
+        "no advice builds an index named 'events_payload_btree_tune' now (tune report lists 1)"
+        in result.output
+    )

@@ -34,10 +34,8 @@ from spreadedge.ops import (
     pgbackrest,
     tune,
 )
+from spreadedge.ops import schedule as backup_schedules
 from spreadedge.settings import COMPRESS_TYPES, Settings
-
-_CRON_FIELD = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*"
-CRON_SCHEDULE = re.compile(rf"{_CRON_FIELD}( {_CRON_FIELD}){{4}}|@(hourly|daily|weekly|monthly|yearly)")
 
 
 def _connect(settings: Settings, actor: str = "ops") -> psycopg.Connection[Any]:
@@ -113,28 +111,36 @@ def tune_report(settings: Settings, statements: int, min_saving: float, gin_tria
             f" {item.calls} calls, {item.total_exec_ms} ms in total"
         )
         click.echo(f"    statement: {' '.join(item.statement.split())}")
-    click.echo("apply one with: spreadedge tune apply N")
+    click.echo(
+        "apply one with: spreadedge tune apply N, or with its index name (tune apply NAME), which still "
+        "names the same advice once another one is built and the numbers move"
+    )
 
 
 @tune_group.command(name="apply")
-@click.argument("number", type=click.IntRange(1))
+@click.argument("advice")
 @_STATEMENTS_OPTION
 @_MIN_SAVING_OPTION
 @_GIN_TRIAL_OPTION
 @click.pass_obj
 def tune_apply(
-    settings: Settings, number: int, statements: int, min_saving: float, gin_trial_max_mb: int
+    settings: Settings, advice: str, statements: int, min_saving: float, gin_trial_max_mb: int
 ) -> None:
-    """Build index NUMBER of tune report, without blocking writes: CREATE INDEX CONCURRENTLY (a
-    partitioned table: each partition concurrently, then attached to the parent's index). The
-    advice is computed again: give the options tune report was given, so NUMBER means the same.
-    An invalid index of that name (an interrupted build) is dropped first; a build that leaves the
-    index invalid fails (exit status 1)."""
+    """Build the index of ADVICE, a number of tune report or the index's name, without blocking
+    writes: CREATE INDEX CONCURRENTLY (a partitioned table: each partition concurrently, then
+    attached to the parent's index). The advice is computed again: give the options tune report
+    was given, so a number means the same; once an index is built the others' numbers move up, a
+    name does not. An invalid index of that name (an interrupted build) is dropped first; a build
+    that leaves the index invalid fails (exit status 1)."""
     with _connect(settings) as conn:
         items = tune.advice(conn, statements, Decimal(str(min_saving)), gin_trial_max_mb)
-        if number > len(items):
-            raise OpsError(f"there is no advice {number}: tune report lists {len(items)}")
-        item = items[number - 1]
+        if advice.isdigit():
+            number = int(advice)
+            if not 1 <= number <= len(items):
+                raise OpsError(f"there is no advice {number}: tune report lists {len(items)}")
+            item = items[number - 1]
+        else:
+            item = tune.advice_named(conn, items, advice)
         steps = tune.build_statements(conn, item)
         click.echo(f"building: {item.create_index}")
         with click.progressbar(length=len(steps), label="index build", show_pos=True) as bar:
@@ -148,12 +154,28 @@ def tune_apply(
     is_flag=True,
     help="Also indexes the schema created (default: only those tune apply built).",
 )
+@click.option(
+    "--min-age",
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    help="Only indexes unused at least this long: since statistics were reset and since tune apply "
+    "built them (12h, 7d, 2w).",
+)
 @click.option("--yes", is_flag=True, help="Drop without asking.")
 @click.pass_obj
-def tune_drop_unused(settings: Settings, include_schema_indexes: bool, yes: bool) -> None:
-    """Drop indexes never scanned since statistics were reset (not unique, backing no constraint)."""
+def tune_drop_unused(settings: Settings, include_schema_indexes: bool, min_age: str, yes: bool) -> None:
+    """Drop indexes never scanned since statistics were reset (not unique, backing no constraint),
+    unused for --min-age at least."""
+    age = cleanup.parse_age(min_age, option="--min-age")
     with _connect(settings) as conn:
-        unused = tune.unused_indexes(conn, include_schema_indexes=include_schema_indexes)
+        found = tune.unused_indexes(conn, include_schema_indexes=include_schema_indexes, min_age=age)
+        unused = [i for i in found if i.old_enough]
+        for young in (i for i in found if not i.old_enough):
+            click.echo(
+                f"kept {young.schema_name}.{young.index_name}: unused only since {_when(young.unused_since)}"
+                f" (statistics reset or built), less than {min_age}"
+            )
         if not unused:
             click.echo("no unused index to drop")
             return
@@ -267,7 +289,8 @@ def cleanup_command(settings: Settings, target: str, older_than: str, dry_run: b
     orders whose fills make a position still open."""
     age = cleanup.parse_age(older_than)
     with _connect(settings, actor="cleanup") as conn:
-        steps = cleanup.plan(conn, target, age)
+        at = cleanup.cutoff(conn, age)
+        steps = cleanup.plan(conn, target, age, at)
         total = sum(step.row_count for step in steps if step.action != "keep")
         if dry_run or not steps:
             click.echo(
@@ -277,13 +300,13 @@ def cleanup_command(settings: Settings, target: str, older_than: str, dry_run: b
                     [False, False, True],
                 )
                 if steps
-                else f"nothing older than {older_than} to clean up in {target}"
+                else f"nothing older than {older_than} ({_when(at)}) to clean up in {target}"
             )
             if dry_run:
-                click.echo(f"dry run: {total} rows would go")
+                click.echo(f"dry run: {total} rows older than {_when(at)} would go")
             return
         with click.progressbar(length=total, label=f"cleanup {target}", show_pos=True) as bar:
-            outcome = cleanup.run(conn, target, age, batch_rows=batch_rows, progress=bar.update)
+            outcome = cleanup.run(conn, target, age, at, batch_rows=batch_rows, progress=bar.update)
     click.echo(
         f"{target}: dropped {outcome.partitions_dropped} partitions ({outcome.rows_in_dropped_partitions}"
         f" rows), deleted {outcome.rows_deleted} rows"
@@ -526,8 +549,8 @@ def backup_expire(settings: Settings) -> None:
 @click.pass_obj
 def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Path, user: str) -> None:
     """Write (or replace) the cron entry that runs `spreadedge backup TYPE` on SCHEDULE."""
-    if not CRON_SCHEDULE.fullmatch(schedule.strip()):
-        raise OpsError(f'--cron must be five cron fields like "0 3 * * 0" or @daily, got {schedule!r}')
+    schedule = backup_schedules.check_cron(schedule)
+    user = backup_schedules.check_user(user)
     command = "logical --full" if kind == "logical" else kind
     program = Path(sys.executable).parent / "spreadedge"
     environment = " ".join(
@@ -621,7 +644,14 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
             conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(to_database)))
             click.echo(f"created database {to_database}")
         row = conn.execute("select current_setting('cron.database_name', true)").fetchone()
-    logical.restore(dump_file, target, keep_cron=bool(row and row[0] == to_database))
+    try:
+        logical.restore(dump_file, target, keep_cron=bool(row and row[0] == to_database))
+    except BaseException:
+        if not exists:  # nothing was restored: the database created for it goes again
+            with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+                conn.execute(psycopg.sql.SQL("drop database {}").format(psycopg.sql.Identifier(to_database)))
+            click.echo(f"dropped database {to_database} again")
+        raise
     click.echo(f"restored {dump_file} into {to_database}")
 
 
@@ -672,8 +702,8 @@ def health_command(
         document = health.report(
             conn,
             expected,
-            max_backup_age=_minutes_or_age(max_backup_age),
-            max_transaction_age=_minutes_or_age(max_transaction_age),
+            max_backup_age=_minutes_or_age(max_backup_age, "--max-backup-age"),
+            max_transaction_age=_minutes_or_age(max_transaction_age, "--max-transaction-age"),
             max_disk_used_fraction=Decimal(str(max_disk_used)),
         )
     if as_json:
@@ -687,10 +717,16 @@ def health_command(
         raise SystemExit(1)
 
 
-def _minutes_or_age(text: str) -> timedelta:
-    """``15m`` as minutes, otherwise an age as cleanup takes it (12h, 2d, 1w)."""
+def _minutes_or_age(text: str, option: str) -> timedelta:
+    """``15m`` as minutes, otherwise an age as cleanup takes it (12h, 2d, 1w); OpsError naming
+    ``option`` otherwise."""
     match = re.fullmatch(r"([1-9][0-9]{0,5})\s*m(in(utes?)?)?", text.strip().lower())
-    return timedelta(minutes=int(match.group(1))) if match else cleanup.parse_age(text)
+    if match:
+        return timedelta(minutes=int(match.group(1)))
+    try:
+        return cleanup.parse_age(text, option)
+    except OpsError:
+        raise OpsError(f"{option} must look like 15m, 12h, 2d or 1w, got {text!r}") from None
 
 
 # -- check ---------------------------------------------------------------------------------------

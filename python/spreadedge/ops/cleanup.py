@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -25,11 +25,11 @@ _AGE = re.compile(r"([1-9][0-9]{0,5})\s*(h|d|w|hours?|days?|weeks?)")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``2w`` (or ``30 days``…) as a timedelta; OpsError otherwise."""
+def parse_age(text: str, option: str = "--older-than") -> timedelta:
+    """``30d``, ``12h``, ``2w`` (or ``30 days``…) as a timedelta; OpsError naming ``option`` otherwise."""
     match = _AGE.fullmatch(text.strip().lower())
     if not match:
-        raise OpsError(f"--older-than must look like 30d, 12h or 2w (hours, days or weeks), got {text!r}")
+        raise OpsError(f"{option} must look like 30d, 12h or 2w (hours, days or weeks), got {text!r}")
     return timedelta(**{_UNITS[match.group(2)[0]]: int(match.group(1))})
 
 
@@ -49,8 +49,18 @@ class Outcome:
     rows_deleted: int
 
 
-def plan(conn: psycopg.Connection[Any], target: str, older_than: timedelta) -> list[Step]:
-    arguments = {"target": target, "older_than": older_than}
+def cutoff(conn: psycopg.Connection[Any], older_than: timedelta) -> datetime:
+    """``ops.cleanup_cutoff``: the time rows must be older than, fixed for a whole run (its plan,
+    partitions and batches), so rows that grow old meanwhile neither change it nor prolong it."""
+    arguments = {"older_than": older_than}
+    row = conn.execute(select_value("ops.cleanup_cutoff", arguments), arguments).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def plan(conn: psycopg.Connection[Any], target: str, older_than: timedelta, at: datetime) -> list[Step]:
+    """``ops.cleanup_plan`` for the run's cutoff ``at``."""
+    arguments = {"target": target, "older_than": older_than, "cutoff": at}
     rows = conn.execute(select_rows("ops.cleanup_plan", arguments), arguments).fetchall()
     return [Step(row[0], row[1], int(row[2])) for row in rows]
 
@@ -59,26 +69,33 @@ def run(
     conn: psycopg.Connection[Any],
     target: str,
     older_than: timedelta,
+    at: datetime,
     *,
     batch_rows: int,
     progress: Callable[[int], None],
 ) -> Outcome:
     """Drop the whole partitions of the plan, then delete the rest in batches (autocommit: a
-    transaction per partition and per batch). ``progress`` gets the rows each step removed."""
+    transaction per partition and per batch), all judged by the cutoff ``at``. ``progress`` gets
+    the rows each step removed."""
     if not conn.autocommit:
         raise OpsError("cleanup runs a transaction per partition and per batch: use an autocommit connection")
     dropped = dropped_rows = deleted = 0
-    for step in plan(conn, target, older_than):
+    for step in plan(conn, target, older_than, at):
         if step.action != "drop partition":
             continue
-        arguments = {"target": target, "older_than": older_than, "partition_name": step.object_name}
+        arguments = {
+            "target": target,
+            "older_than": older_than,
+            "partition_name": step.object_name,
+            "cutoff": at,
+        }
         row = conn.execute(select_value("ops.cleanup_drop_partition", arguments), arguments).fetchone()
         rows = int(row[0]) if row else 0
         if rows or step.row_count == 0:
             dropped += 1
             dropped_rows += rows
         progress(rows)
-    arguments = {"target": target, "older_than": older_than, "batch_rows": batch_rows}
+    arguments = {"target": target, "older_than": older_than, "batch_rows": batch_rows, "cutoff": at}
     batch = select_value("ops.cleanup_delete_batch", arguments)
     while True:
         row = conn.execute(batch, arguments).fetchone()

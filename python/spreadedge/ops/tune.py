@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -51,6 +52,8 @@ class UnusedIndex:
     created_by_tune: bool
     index_definition: str
     drop_statement: str
+    unused_since: datetime | None
+    old_enough: bool
 
 
 def advice(
@@ -70,6 +73,23 @@ def build_statements(conn: psycopg.Connection[Any], item: Advice) -> list[str]:
     arguments = {"table_name": item.table_name, "index_method": item.index_method, "columns": item.columns}
     rows = conn.execute(select_rows("ops.index_build_statements", arguments), arguments).fetchall()
     return [row[1] for row in sorted(rows)]
+
+
+def advice_named(conn: psycopg.Connection[Any], items: list[Advice], name: str) -> Advice:
+    """The advice whose index is ``name`` (bare or schema-qualified); OpsError when none is."""
+    wanted = name.strip()
+    for item in items:
+        arguments = {
+            "table_name": item.table_name,
+            "index_method": item.index_method,
+            "columns": item.columns,
+        }
+        row = conn.execute(select_rows("ops.index_build_state", arguments), arguments).fetchone()
+        assert row is not None
+        if wanted in (row[0], row[0].split(".", 1)[-1]):
+            return item
+    listed = ", ".join(str(item.advice) for item in items) or "none"
+    raise OpsError(f"no advice builds an index named {wanted!r} now (tune report lists {listed})")
 
 
 def build(
@@ -117,13 +137,18 @@ def run_statements(
         conn.execute(statement.encode())
 
 
-def unused_indexes(conn: psycopg.Connection[Any], *, include_schema_indexes: bool) -> list[UnusedIndex]:
-    """Unused indexes: those spreadedge tune built, and with ``include_schema_indexes`` every one."""
+def unused_indexes(
+    conn: psycopg.Connection[Any], *, include_schema_indexes: bool, min_age: timedelta
+) -> list[UnusedIndex]:
+    """Unused indexes: those spreadedge tune built, and with ``include_schema_indexes`` every one;
+    ``old_enough`` when known unused for ``min_age`` at least (``unused_since``: the later of the
+    statistics reset and a tune build; unknown counts as old enough)."""
     with conn.cursor(row_factory=class_row(UnusedIndex)) as cur:
         rows = cur.execute(
             "select schema_name, table_name, index_name, index_method, size_bytes, created_by_tune,"
-            " index_definition, drop_statement from ops.unused_indexes"
+            " index_definition, drop_statement, unused_since,"
+            " coalesce(unused_since <= now() - %(min_age)s, true) as old_enough from ops.unused_indexes"
             " where created_by_tune or %(all)s order by schema_name, table_name, index_name",
-            {"all": include_schema_indexes},
+            {"all": include_schema_indexes, "min_age": min_age},
         ).fetchall()
     return rows
