@@ -168,11 +168,19 @@ begin
         where n.notification_id = v_row.notification_id;
         return 'dead';
     end if;
+    -- why compare in numeric seconds first: backoff x 2^(attempts - 1) overflows an interval
+    -- (22008) long before a large attempt number is reached ('4 hours' at the 31st attempt), and
+    -- that error would roll the claim back and stop the worker on this message for good
     update monitor.notifications n
     set status = 'pending',
         last_error = left(fail_notification.error, 1000),
         next_attempt_at = clock_timestamp()
-            + least(fail_notification.backoff * power(2, least(v_row.attempts - 1, 30)), fail_notification.max_backoff)
+            + case when extract(epoch from fail_notification.backoff)
+                        * 2::numeric ^ least(v_row.attempts - 1, 1000)
+                        < extract(epoch from fail_notification.max_backoff)
+                   then fail_notification.backoff * power(2, least(v_row.attempts - 1, 1000))
+                   else fail_notification.max_backoff
+              end
     where n.notification_id = v_row.notification_id;
     return 'pending';
 end;
@@ -207,7 +215,8 @@ create or replace function monitor.requeue_notification(notification_id bigint)
     set search_path = ''
     language plpgsql
 as $$
--- Give a dead letter another round of attempts: dead -> pending, due now, attempts from zero.
+-- Give a dead letter another round of attempts: dead -> pending, due now, attempts from zero,
+-- and wake the workers (at commit), which would otherwise sleep until their next poll.
 #variable_conflict use_column
 begin
     perform internal.require_permission('alerts:manage');
@@ -218,7 +227,8 @@ begin
         raise exception 'notification % is not in the dead letter', coalesce(requeue_notification.notification_id::text, 'null')
             using errcode = '55S06';
     end if;
+    perform pg_notify('spreadedge_notifications', '');
 end;
 $$;
 comment on function monitor.requeue_notification(bigint) is
-    'Moves a dead-letter notification back to pending (due now, attempts reset); raises 55S06 otherwise.';
+    'Moves a dead-letter notification back to pending (due now, attempts reset) and wakes the workers (NOTIFY spreadedge_notifications); raises 55S06 otherwise.';

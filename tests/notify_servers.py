@@ -5,19 +5,28 @@ Both listen on 127.0.0.1 at a free port and are stopped when their fixture ends.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from conftest import free_port
 
@@ -27,6 +36,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -42,6 +52,12 @@ class HttpReceiver:
     delay_s: float = 0.0
     # quote the request path in the reason phrase of an error answer, as some proxies do
     echo_path: bool = False
+    # the reason phrase of every answer (None: the standard one)
+    reason: str | None = None
+    # where a 3xx answer points (a GET there is recorded and answered 200)
+    location: str = "/moved"
+    # answer the status line and headers (Content-Length 1000) but hold the body back this long
+    hold_body_s: float = 0.0
     arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,10 +79,22 @@ def http_receiver() -> Iterator[HttpReceiver]:
             if receiver.echo_path and status >= 400:
                 self.send_response(status, f"{self.responses[status][0]}: {self.path}")
             else:
-                self.send_response(status)
-            self.send_header("Content-Length", "0")
+                self.send_response(status, receiver.reason)
+            if 300 <= status < 400:
+                self.send_header("Location", receiver.location)
+            self.send_header("Content-Length", "1000" if receiver.hold_body_s else "0")
             self.end_headers()
             receiver.arrived.set()
+            if receiver.hold_body_s:
+                self.wfile.flush()
+                time.sleep(receiver.hold_body_s)
+
+        def do_GET(self) -> None:
+            with receiver.lock:
+                receiver.requests.append(Received(self.path, dict(self.headers), b"", "GET"))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
@@ -118,5 +146,73 @@ def smtp_receiver() -> Iterator[SmtpReceiver]:
     controller.start()
     try:
         yield SmtpReceiver(port, mailbox)
+    finally:
+        controller.stop()
+
+
+# The one login the TLS receiver accepts.
+SMTP_LOGIN = ("desk", "smtp-pa55-do-not-log")
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files in directory)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+@dataclass
+class SmtpTlsReceiver(SmtpReceiver):
+    """An SMTP server that requires STARTTLS (a self-signed certificate) and the SMTP_LOGIN."""
+
+    cert_file: Path
+
+
+@pytest.fixture
+def smtp_tls_receiver(tmp_path: Path) -> Iterator[SmtpTlsReceiver]:
+    cert_file, key_file = _self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        login = (auth_data.login.decode(), auth_data.password.decode())
+        return AuthResult(success=login == SMTP_LOGIN)
+
+    mailbox = _Mailbox()
+    port = free_port()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticate,
+    )
+    controller.start()
+    try:
+        yield SmtpTlsReceiver(port, mailbox, cert_file)
     finally:
         controller.stop()

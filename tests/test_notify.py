@@ -4,17 +4,22 @@ webhook; retries with backoff, the dead letter, two workers, LISTEN/NOTIFY and s
 import base64
 import hashlib
 import hmac
+import http
 import json
 import logging
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from importlib import metadata
 
 import psycopg
 import pytest
 
 from auth_helpers import acting_as, make_user
 from conftest import free_port
+from notify_servers import SMTP_LOGIN
 from spreadedge.notify import Message, Worker, configured_channels
 from spreadedge.notify.channels import ChannelSettingsError
 from spreadedge.settings import NotifySettings, SettingsError, load_settings
@@ -88,7 +93,11 @@ def test_an_email_refused_for_every_recipient_is_a_failed_attempt(seeded, seeded
     ("channel", "setting", "body"),
     [
         ("slack", "slack_webhook_url", {"text": "[RISK] alpha: kill switch on: test"}),
-        ("discord", "discord_webhook_url", {"content": "[RISK] alpha: kill switch on: test"}),
+        (
+            "discord",
+            "discord_webhook_url",
+            {"content": "[RISK] alpha: kill switch on: test", "allowed_mentions": {"parse": []}},
+        ),
     ],
 )
 def test_slack_and_discord_webhooks_get_their_message_shape(
@@ -240,6 +249,21 @@ def test_channels_this_worker_does_not_have_stay_pending(seeded, seeded_url, htt
     with worker(seeded_url, slack_webhook_url=http_receiver.url("/slack")) as w:
         assert w.drain() == 1
     assert [row[:2] for row in outbox(seeded)] == [("email", "pending"), ("slack", "delivered")]
+
+
+def test_pending_messages_of_a_channel_configured_nowhere_are_named_in_a_warning(
+    seeded, seeded_url, http_receiver, caplog
+):
+    kill_switch_flips(seeded, ["email", "discord", "slack"], "one", "two")
+    caplog.set_level(logging.WARNING, logger="spreadedge.notify")
+    with worker(seeded_url, slack_webhook_url=http_receiver.url("/slack")) as w:
+        assert w.drain() == 2
+    assert [record.getMessage() for record in caplog.records] == [
+        "2 pending notification(s) for discord, a channel this worker does not deliver: they wait for a"
+        " worker that has it ([notify] discord_webhook_url)",
+        "2 pending notification(s) for email, a channel this worker does not deliver: they wait for a"
+        " worker that has it ([notify] smtp_host and email_to)",
+    ]
 
 
 def test_a_webhook_without_its_hmac_secret_is_refused(seeded):
@@ -460,3 +484,196 @@ def test_an_unscoped_app_session_still_claims_and_completes_notifications(seeded
         [claimed] = rows(seeded, "monitor.claim_notifications", worker="w1", channels=["email"])
         call(seeded, "monitor.complete_notification", notification_id=claimed["notification_id"], worker="w1")
     assert outbox(seeded) == [("email", "delivered", 1, None)]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_failed_attempt_not_followed(seeded, seeded_url, http_receiver, status):
+    queue(seeded, ["webhook"])
+    http_receiver.statuses.append(status)
+    http_receiver.location = "/moved"  # followed, the POST would become a GET without the payload
+    url = http_receiver.url("/events").replace("http://", "http://desk:p%40ss@")
+    with worker(seeded_url, webhook_url=url, webhook_secret=SECRET, max_attempts=1) as w:
+        assert w.drain() == 1
+    assert [(r.method, r.path) for r in http_receiver.requests] == [("POST", "/events")]
+    reason = http.HTTPStatus(status).phrase
+    assert outbox(seeded) == [("webhook", "dead", 1, f"HTTP {status} {reason} (redirects are not followed)")]
+
+
+def test_a_2xx_answer_whose_body_never_comes_is_delivered(seeded, seeded_url, http_receiver):
+    queue(seeded, ["slack"])
+    http_receiver.hold_body_s = 2  # headers say 1000 bytes follow; none do within the timeout
+    with worker(seeded_url, slack_webhook_url=http_receiver.url("/slack"), timeout_seconds=0.5) as w:
+        assert w.drain() == 1
+    assert len(http_receiver.requests) == 1
+    assert outbox(seeded) == [("slack", "delivered", 1, None)]
+
+
+def test_a_reason_phrase_with_a_nul_byte_and_control_characters_is_stored_flattened(
+    seeded, seeded_url, http_receiver
+):
+    queue(seeded, ["slack"])
+    http_receiver.statuses.append(502)
+    http_receiver.reason = "bad\x00gateway\x1b[31m red"
+    with worker(seeded_url, slack_webhook_url=http_receiver.url("/slack"), max_attempts=1) as w:
+        assert w.drain() == 1
+    assert outbox(seeded) == [("slack", "dead", 1, "HTTP 502 bad gateway [31m red")]
+
+
+def test_starttls_refuses_a_server_certificate_it_cannot_verify(seeded, seeded_url, smtp_tls_receiver):
+    queue(seeded, ["email"])
+    user, password = SMTP_LOGIN
+    with worker(seeded_url, smtp_host="127.0.0.1", smtp_port=smtp_tls_receiver.port, smtp_starttls=True,
+                smtp_username=user, smtp_password=password, email_to=("ops@desk.test",),
+                max_attempts=1) as w:  # fmt: skip
+        assert w.drain() == 1
+    assert smtp_tls_receiver.mailbox.messages == []
+    [(channel, status, attempts, error)] = outbox(seeded)
+    assert (channel, status, attempts) == ("email", "dead", 1)
+    assert error.startswith("SMTP: SSLCertVerificationError: ")
+    assert password not in error
+
+
+def test_starttls_with_a_trusted_certificate_logs_in_and_delivers(
+    seeded, seeded_url, smtp_tls_receiver, monkeypatch, caplog
+):
+    queue(seeded, ["email"])
+    monkeypatch.setenv("SSL_CERT_FILE", str(smtp_tls_receiver.cert_file))  # trust the test's own CA
+    caplog.set_level(logging.DEBUG, logger="spreadedge.notify")
+    user, password = SMTP_LOGIN
+    with worker(seeded_url, smtp_host="127.0.0.1", smtp_port=smtp_tls_receiver.port, smtp_starttls=True,
+                smtp_username=user, smtp_password=password, email_to=("ops@desk.test",)) as w:  # fmt: skip
+        assert w.drain() == 1
+    assert [recipients for _, recipients, _ in smtp_tls_receiver.mailbox.messages] == [["ops@desk.test"]]
+    assert outbox(seeded) == [("email", "delivered", 1, None)]
+    assert password not in caplog.text
+
+
+def test_the_backoff_of_a_large_attempt_number_is_capped_not_overflowed(seeded, seeded_url, http_receiver):
+    queue(seeded, ["slack"])
+    seeded.execute("update monitor.notifications set attempts = 40")  # a long-failing message
+    http_receiver.statuses.append(500)
+    hours4 = 4 * 3600.0  # x 2^30 is beyond an interval's range
+    settings = NotifySettings(slack_webhook_url=http_receiver.url("/slack"), max_attempts=100,
+                              backoff_seconds=hours4, max_backoff_seconds=hours4)  # fmt: skip
+    with Worker(seeded_url, settings, configured_channels(settings)) as w:
+        assert w.run_once() == 1
+    wait = seeded.execute(
+        "select extract(epoch from next_attempt_at - clock_timestamp()) from monitor.notifications"
+    ).fetchone()[0]
+    assert hours4 - 10 < wait <= hours4
+    assert outbox(seeded) == [("slack", "pending", 41, "HTTP 500 Internal Server Error")]
+
+
+def test_a_requeued_dead_letter_wakes_a_sleeping_worker(seeded, seeded_url, http_receiver):
+    queue(seeded, ["slack"])
+    http_receiver.statuses.append(500)
+    stop = threading.Event()
+    w = worker(seeded_url, slack_webhook_url=http_receiver.url("/slack"), max_attempts=1)
+    thread = threading.Thread(target=w.run, kwargs={"stop": stop, "poll_seconds": 300})
+    thread.start()
+    try:
+        assert http_receiver.arrived.wait(timeout=60)
+        for _ in range(200):  # the failure is reported just after the answer
+            if outbox(seeded)[0][1] == "dead":
+                break
+            threading.Event().wait(0.05)
+        http_receiver.arrived.clear()
+        call(seeded, "monitor.requeue_notification", notification_id=1)
+        assert http_receiver.arrived.wait(timeout=20)  # long before the 300 s poll
+    finally:
+        stop.set()
+        seeded.execute("select pg_notify('spreadedge_notifications', '')")
+        thread.join()
+        w.close()
+    assert len(http_receiver.requests) == 2
+
+
+def test_a_running_worker_reconnects_after_losing_the_database(seeded, seeded_url, http_receiver, caplog):
+    caplog.set_level(logging.INFO, logger="spreadedge.notify")
+    stop = threading.Event()
+    w = worker(seeded_url, slack_webhook_url=http_receiver.url("/slack"))
+    thread = threading.Thread(target=w.run, kwargs={"stop": stop, "poll_seconds": 300})
+    thread.start()
+    try:
+        for _ in range(200):  # until it listens, then cut both its connections (a restart, a failover)
+            if "delivering slack" in caplog.text:
+                break
+            threading.Event().wait(0.05)
+        [(terminated,)] = seeded.execute(
+            "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity"
+            " where application_name like 'spreadedge notify%'"
+        ).fetchall()
+        assert terminated == 2
+        queue(seeded, ["slack"])
+        assert http_receiver.arrived.wait(timeout=30)
+    finally:
+        stop.set()
+        seeded.execute("select pg_notify('spreadedge_notifications', '')")
+        thread.join(timeout=30)
+        w.close()
+    assert not thread.is_alive()
+    assert outbox(seeded) == [("slack", "delivered", 1, None)]
+    assert "lost the database connection" in caplog.text
+
+
+def test_an_email_carries_a_date_and_a_message_id(seeded, seeded_url, smtp_receiver):
+    queue(seeded, ["email"])
+    with worker(seeded_url, smtp_host="127.0.0.1", smtp_port=smtp_receiver.port,
+                email_from="Risk desk <risk@desk.test>", email_to=("ops@desk.test",)) as w:  # fmt: skip
+        assert w.drain() == 1
+    [(_, _, message)] = smtp_receiver.mailbox.messages
+    sent = parsedate_to_datetime(message["Date"])
+    assert sent.utcoffset() == timedelta(0) and abs(datetime.now(UTC) - sent) < timedelta(minutes=5)
+    assert message["Message-ID"].startswith("<") and message["Message-ID"].endswith("@desk.test>")
+
+
+def test_slack_text_escapes_the_characters_slack_reads_as_markup(seeded, seeded_url, http_receiver):
+    kill_switch_flips(seeded, ["slack"], "<!channel> spread < 0 & <https://evil.test|runbook>")
+    with worker(seeded_url, slack_webhook_url=http_receiver.url("/slack")) as w:
+        assert w.drain() == 1
+    [request] = http_receiver.requests
+    assert request.json() == {
+        "text": "[RISK] alpha: kill switch on: &lt;!channel&gt; spread &lt; 0 &amp; "
+        "&lt;https://evil.test|runbook&gt;"
+    }
+
+
+@pytest.mark.parametrize(
+    ("channel", "settings"),
+    [
+        ("slack", {"slack_webhook_url": "/slack"}),
+        ("discord", {"discord_webhook_url": "/discord"}),
+        ("webhook", {"webhook_url": "/events", "webhook_secret": SECRET}),
+    ],
+)
+def test_webhooks_are_posted_with_a_user_agent_of_their_own(
+    seeded, seeded_url, http_receiver, channel, settings
+):
+    queue(seeded, [channel])
+    urls = {
+        name: http_receiver.url(value) if name.endswith("_url") else value for name, value in settings.items()
+    }
+    with worker(seeded_url, **urls) as w:  # Discord's Cloudflare refuses "Python-urllib/3.x" (403, 1010)
+        assert w.drain() == 1
+    [request] = http_receiver.requests
+    assert (
+        request.headers["User-Agent"] == f"DiscordBot (spreadedge notify, {metadata.version('spreadedge')})"
+    )
+
+
+def test_a_discord_message_mentioning_everyone_pings_no_one(seeded, seeded_url, http_receiver):
+    kill_switch_flips(seeded, ["discord"], "@everyone <@&123> check the book")
+    with worker(seeded_url, discord_webhook_url=http_receiver.url("/discord")) as w:
+        assert w.drain() == 1
+    [request] = http_receiver.requests
+    assert request.json() == {
+        "content": "[RISK] alpha: kill switch on: @everyone <@&123> check the book",
+        "allowed_mentions": {"parse": []},
+    }
+
+
+def test_a_worker_whose_database_is_unreachable_at_the_start_raises():
+    settings = NotifySettings(slack_webhook_url="http://127.0.0.1:9/slack")
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=5"
+    with Worker(url, settings, configured_channels(settings)) as w, pytest.raises(psycopg.OperationalError):
+        w.run(poll_seconds=0.1)

@@ -155,3 +155,11 @@ def test_a_settings_file_named_by_spreadedge_settings_that_does_not_exist_is_ref
 
 def test_without_spreadedge_settings_a_project_without_its_file_takes_the_defaults(tmp_path):
     assert load_settings(project_dir=tmp_path, env={}).render.partition_premake == 4
+
+
+def test_the_repr_of_notify_settings_shows_no_webhook_credentials():
+    from spreadedge.settings import NotifySettings
+
+    shown = repr(NotifySettings(webhook_url="https://hooks:s3cret@example.test/hook", webhook_secret="k3y"))
+
+    assert "s3cret" not in shown and "k3y" not in shown

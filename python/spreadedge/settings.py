@@ -100,7 +100,8 @@ class NotifySettings:
     email_to: tuple[str, ...] = ()
     slack_webhook_url: str | None = field(default=None, repr=False)
     discord_webhook_url: str | None = field(default=None, repr=False)
-    webhook_url: str | None = None
+    # why not in repr: a URL with user information carries a password (sent as HTTP Basic)
+    webhook_url: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     # Attempts before a notification goes to the dead letter; waits double from backoff_seconds.
     max_attempts: int = 5

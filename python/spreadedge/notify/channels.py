@@ -16,9 +16,11 @@ import base64
 import hashlib
 import hmac
 import http.client
+import importlib.metadata
 import json
 import re
 import smtplib
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -27,14 +29,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any, Protocol
 
 from spreadedge.settings import NOTIFY_URLS, NotifySettings, is_http_url, not_http_url_message
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("spreadedge")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "0"
+
 
 SIGNATURE_HEADER = "X-Spreadedge-Signature"
 TIMESTAMP_HEADER = "X-Spreadedge-Timestamp"
 ID_HEADER = "X-Spreadedge-Notification-Id"
 DISCORD_LIMIT = 2000  # characters of a Discord message's content
+# why our own: Discord's Cloudflare front refuses urllib's default "Python-urllib/3.x" with a 403
+# (error code 1010) before the request reaches Discord; its documented form is
+# "DiscordBot ($url, $version)", which any receiver accepts.
+USER_AGENT = f"DiscordBot (spreadedge notify, {_package_version()})"
 # Line breaks and other control characters: a header holding one is refused (or would inject headers).
 _HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # A URL path segment at least this long may be a token (Slack's are 24 characters) and is redacted.
@@ -149,6 +164,15 @@ def email_subject(subject: str) -> str:
     return _HEADER_BREAKS.sub(" ", subject)
 
 
+def one_line(text: str) -> str:
+    """A text on one line: each run of line breaks or control characters (NUL too) is a space.
+
+    For the outbox's last_error and the log: a receiver's reason phrase or reply may hold a NUL,
+    which PostgreSQL text refuses, or escape sequences meant for the operator's terminal.
+    """
+    return _HEADER_BREAKS.sub(" ", text)
+
+
 def _post_json(
     url: str, body: bytes, headers: dict[str, str], timeout: float, redact: Callable[[str], str]
 ) -> None:
@@ -163,16 +187,38 @@ def _post_json(
             headers = {**headers, "Authorization": authorization}
         # built inside the try: Request refuses a URL with a ValueError that quotes it
         request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
+            url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
         )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
+        # why not read the answer's body: the status is the receiver's verdict, and a body that is
+        # huge, endless or held back would hold the worker, or fail a message it had accepted
+        with _OPENER.open(request, timeout=timeout):
+            pass
     except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"HTTP {exc.code} {redact(str(exc.reason))}") from None
+        exc.close()
+        redirect = " (redirects are not followed)" if 300 <= exc.code < 400 else ""
+        raise DeliveryError(f"HTTP {exc.code} {redact(str(exc.reason))}{redirect}") from None
     except urllib.error.URLError as exc:
         raise DeliveryError(f"connection failed: {redact(str(exc.reason))}") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise DeliveryError(f"connection failed: {type(exc).__name__}: {redact(str(exc))}") from None
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is an HTTPError, never followed.
+
+    urllib would follow a 301, 302 or 303 as a GET without the body (the message lost, yet the
+    final 200 counted as delivered) and send the Authorization and signature headers to wherever
+    the Location points.
+    """
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _basic_auth(url: str) -> tuple[str, str | None]:
@@ -189,6 +235,15 @@ def _basic_auth(url: str) -> tuple[str, str | None]:
     )
 
 
+def slack_text(text: str) -> str:
+    """The text with ``&``, ``<`` and ``>`` escaped, as Slack requires.
+
+    why: Slack reads ``<...>`` as markup, so a reason holding ``<!channel>`` would page the whole
+    channel and ``<https://host|label>`` would show a link; ``a < b`` would lose its text.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 @dataclass(frozen=True)
 class SlackChannel:
     """A Slack incoming webhook: ``{"text": ...}``."""
@@ -198,20 +253,25 @@ class SlackChannel:
     redact: Callable[[str], str]
 
     def send(self, message: Message) -> None:
-        body = json.dumps({"text": message.text}).encode()
+        body = json.dumps({"text": slack_text(message.text)}).encode()
         _post_json(self.url, body, {}, self.timeout, self.redact)
 
 
 @dataclass(frozen=True)
 class DiscordChannel:
-    """A Discord webhook: ``{"content": ...}``, cut to Discord's 2,000 characters."""
+    """A Discord webhook: ``{"content": ...}``, cut to Discord's 2,000 characters.
+
+    Mentions in the text ping no one (``allowed_mentions`` parses none): a reason or a rule's text
+    holding ``@everyone`` or ``<@&role>`` would otherwise page the whole server.
+    """
 
     url: str
     timeout: float
     redact: Callable[[str], str]
 
     def send(self, message: Message) -> None:
-        body = json.dumps({"content": message.text[:DISCORD_LIMIT]}).encode()
+        content = message.text[:DISCORD_LIMIT]
+        body = json.dumps({"content": content, "allowed_mentions": {"parse": []}}).encode()
         _post_json(self.url, body, {}, self.timeout, self.redact)
 
 
@@ -260,12 +320,18 @@ class EmailChannel:
             email["Subject"] = email_subject(message.subject)
             email["From"] = settings.email_from
             email["To"] = ", ".join(settings.email_to)
+            # why: RFC 5322 requires Date, and Gmail refuses a message without a Message-ID
+            email["Date"] = formatdate(usegmt=True)
+            email["Message-ID"] = make_msgid(domain=_sender_domain(settings.email_from))
             email.set_content(f"{message.text}\n\n{exact_json(message.payload, indent=2, sort_keys=True)}\n")
             with smtplib.SMTP(
                 settings.smtp_host or "", settings.smtp_port, timeout=settings.timeout_seconds
             ) as smtp:
                 if settings.smtp_starttls:
-                    smtp.starttls()
+                    # why a default context: starttls() without one checks neither the certificate
+                    # nor the host name, so anyone on the path would get the login. A private CA:
+                    # SSL_CERT_FILE or SSL_CERT_DIR.
+                    smtp.starttls(context=ssl.create_default_context())
                 if settings.smtp_username:
                     smtp.login(settings.smtp_username, settings.smtp_password or "")
                 # the server refused these recipients and accepted the others (refusing every
@@ -278,6 +344,12 @@ class EmailChannel:
             raise PartialDelivery(
                 f"SMTP refused {len(refused)} of {len(settings.email_to)} recipients: " + "; ".join(reasons)
             )
+
+
+def _sender_domain(address: str) -> str | None:
+    """The domain of the sender's address, for the Message-ID (None: the local host name)."""
+    domain = parseaddr(address)[1].rpartition("@")[2]
+    return domain or None
 
 
 def _smtp_text(reply: bytes) -> str:

@@ -34,12 +34,21 @@ from psycopg import sql
 from psycopg.types.json import set_json_loads
 
 from spreadedge import sqlcall
-from spreadedge.notify.channels import Channel, DeliveryError, Message, PartialDelivery, redactor
+from spreadedge.notify.channels import (
+    Channel,
+    DeliveryError,
+    Message,
+    PartialDelivery,
+    one_line,
+    redactor,
+)
 from spreadedge.settings import NotifySettings
 
 log = logging.getLogger("spreadedge.notify")
 
 LISTEN_CHANNEL = "spreadedge_notifications"
+RECONNECT_SECONDS = 5.0  # pause before reconnecting after a lost database connection
+ERROR_LENGTH = 1000  # characters of a failure's text kept (monitor.fail_notification keeps as many)
 _CLAIM = sqlcall.select_rows("monitor.claim_notifications", ["worker", "channels", "batch_size"])
 _COMPLETE = sqlcall.select_value("monitor.complete_notification", ["notification_id", "worker"])
 _FAIL = sqlcall.select_value(
@@ -47,6 +56,17 @@ _FAIL = sqlcall.select_value(
     ["notification_id", "worker", "error", "max_attempts", "backoff", "max_backoff"],
 )
 _NEXT_DUE = sqlcall.select_value("monitor.next_notification_due", ["channels"])
+_UNSERVED = sql.SQL(
+    "select channel::text, count(*) from monitor.notification_list"
+    " where status = 'pending' and channel::text <> all ({channels}) group by 1 order by 1"
+).format(channels=sql.Placeholder("channels"))
+# what configures each channel, for the warning about pending messages of a channel not configured
+_CHANNEL_SETTINGS = {
+    "email": "smtp_host and email_to",
+    "slack": "slack_webhook_url",
+    "discord": "discord_webhook_url",
+    "webhook": "webhook_url and webhook_secret",
+}
 
 
 def default_worker_name() -> str:
@@ -133,6 +153,9 @@ class Worker:
             log.info("notification %s (%s) delivered", message.notification_id, message.channel)
 
     def _fail(self, conn: psycopg.Connection[Any], message: Message, error: str) -> None:
+        # one line and no NUL (which PostgreSQL text refuses: the report would fail and the worker
+        # with it, on this message again after every restart); the outbox keeps 1,000 characters
+        error = one_line(error)[:ERROR_LENGTH]
         status = conn.execute(
             _FAIL,
             {
@@ -154,8 +177,32 @@ class Worker:
             "in the dead letter" if state == "dead" else "pending a retry",
         )
 
+    def warn_unserved(self) -> dict[str, int]:
+        """Log a warning for each channel this worker lacks that has pending messages; their counts.
+
+        why: such messages stay pending, with no error, until a worker with the channel runs (risk
+        limits notify by email by default): the operator must learn it from the worker's log.
+        """
+        rows = self._connection().execute(_UNSERVED, {"channels": sorted(self.channels)}).fetchall()
+        for channel, count in rows:
+            log.warning(
+                "%s pending notification(s) for %s, a channel this worker does not deliver: they wait"
+                " for a worker that has it ([notify] %s)",
+                count,
+                channel,
+                _CHANNEL_SETTINGS.get(channel, channel),
+            )
+        return dict(rows)
+
     def drain(self) -> int:
-        """Deliver batches until none is due; how many rows were handled."""
+        """Deliver batches until none is due; how many rows were handled.
+
+        Warns first about pending messages of channels this worker does not deliver.
+        """
+        self.warn_unserved()
+        return self._drain()
+
+    def _drain(self) -> int:
         total = 0
         while handled := self.run_once():
             total += handled
@@ -169,14 +216,37 @@ class Worker:
         return max(0.0, min(longest, (row[0] - datetime.now(UTC)).total_seconds()))
 
     def run(self, stop: threading.Event | None = None, poll_seconds: float = 30.0) -> None:
-        """Deliver until ``stop`` is set (or forever): drain, then sleep until due or woken."""
+        """Deliver until ``stop`` is set (or forever): drain, then sleep until due or woken.
+
+        A database connection lost once the worker runs (a restart, a failover, a terminated
+        backend) is logged and both connections are opened again after a pause: a worker that
+        exited would page no one. A message being reported when the connection dropped is pending
+        again and sent again. A database unreachable at the start raises (a wrong URL says so).
+        """
         stop = stop or threading.Event()
+        self._connection()
+        while not stop.is_set():
+            try:
+                self._listen_and_deliver(stop, poll_seconds)
+            except psycopg.OperationalError as exc:
+                self.close()
+                pause = min(poll_seconds, RECONNECT_SECONDS)
+                log.warning(
+                    "worker %s lost the database connection (%s); reconnecting in %g s",
+                    self.name,
+                    self.redact(one_line(str(exc)).strip()),
+                    pause,
+                )
+                stop.wait(pause)
+
+    def _listen_and_deliver(self, stop: threading.Event, poll_seconds: float) -> None:
         with psycopg.connect(
             self.conninfo, autocommit=True, application_name="spreadedge notify listen"
         ) as listener:
             listener.execute(sql.SQL("listen {}").format(sql.Identifier(LISTEN_CHANNEL)))
             log.info("worker %s delivering %s", self.name, ", ".join(sorted(self.channels)))
+            self.warn_unserved()
             while not stop.is_set():
-                self.drain()
+                self._drain()
                 for _ in listener.notifies(timeout=self.seconds_until_due(poll_seconds), stop_after=1):
                     pass
