@@ -74,8 +74,20 @@ def test_notify_worker_once_delivers_what_is_due(seeded, seeded_url, http_receiv
     env = {"SPREADEDGE_SETTINGS": "/dev/null", "SPREADEDGE_WEBHOOK_URL": http_receiver.url("/events"),
            "SPREADEDGE_WEBHOOK_SECRET": "k3y-never-printed"}  # fmt: skip
     result = invoke(seeded_url, "notify", "worker", "--once", env=env)
-    assert result.output == "handled 1 notifications\n"
+    assert (result.exit_code, result.output) == (0, "delivered 1, failed 0 (0 to the dead letter)\n")
     assert len(http_receiver.requests) == 1 and "k3y-never-printed" not in result.output
+
+
+def test_notify_worker_once_exits_1_when_a_message_failed(seeded, seeded_url, http_receiver):
+    invoke(seeded_url, "risk", "set", "alpha", "--channel", "webhook")
+    invoke(seeded_url, "risk", "kill", "alpha")
+    http_receiver.statuses.append(500)
+    env = {"SPREADEDGE_SETTINGS": "/dev/null", "SPREADEDGE_WEBHOOK_URL": http_receiver.url("/events"),
+           "SPREADEDGE_WEBHOOK_SECRET": "k3y"}  # fmt: skip
+
+    result = invoke(seeded_url, "notify", "worker", "--once", env=env)
+
+    assert (result.exit_code, result.output) == (1, "delivered 0, failed 1 (0 to the dead letter)\n")
 
 
 def test_notify_worker_with_a_scheme_less_slack_url_exits_1_without_printing_it(seeded, seeded_url):

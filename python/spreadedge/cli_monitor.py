@@ -598,7 +598,15 @@ def worker(settings: Settings, once: bool, poll_seconds: float) -> None:
         raise click.ClickException("no channel is configured: see [notify] in spreadedge.toml.example")
     with Worker(db.conninfo(settings), settings.notify, channels) as delivery:
         if once:
-            click.echo(f"handled {delivery.drain()} notifications")
+            delivery.drain()
+            done = delivery.outcomes
+            click.echo(
+                f"delivered {done['delivered']}, failed {done['failed'] + done['dead']}"
+                f" ({done['dead']} to the dead letter)"
+            )
+            # why: a cron or CI job running --once must see that messages did not go out
+            if done["failed"] or done["dead"]:
+                raise SystemExit(1)
             return
         try:
             delivery.run(poll_seconds=poll_seconds)

@@ -24,6 +24,7 @@ import os
 import socket
 import threading
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -93,6 +94,8 @@ class Worker:
         self.name = name or default_worker_name()
         self.redact = redactor(settings)
         self._conn: psycopg.Connection[Any] | None = None
+        # committed outcomes since the worker was made: delivered, failed (retried later), dead
+        self.outcomes: Counter[str] = Counter()
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -128,14 +131,16 @@ class Worker:
             ).fetchone()
             if row is None:
                 return False
-            self._deliver(conn, Message(*row))
+            outcome = self._deliver(conn, Message(*row))
+        self.outcomes[outcome] += 1  # after the commit: a report rolled back is no outcome
         return True
 
-    def _deliver(self, conn: psycopg.Connection[Any], message: Message) -> None:
+    def _deliver(self, conn: psycopg.Connection[Any], message: Message) -> str:
+        """Send one claimed message and report it; delivered, failed or dead."""
         try:
             self.channels[message.channel].send(message)
         except DeliveryError as exc:
-            self._fail(conn, message, str(exc))
+            return self._fail(conn, message, str(exc))
         except PartialDelivery as exc:
             conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
             log.warning(
@@ -147,12 +152,13 @@ class Worker:
         except Exception as exc:
             # a bug or a value a channel cannot send: this message fails (retried, then dead
             # letter); the text is redacted, and no traceback is logged (it could quote a URL)
-            self._fail(conn, message, f"{type(exc).__name__}: {self.redact(str(exc))}")
+            return self._fail(conn, message, f"{type(exc).__name__}: {self.redact(str(exc))}")
         else:
             conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
             log.info("notification %s (%s) delivered", message.notification_id, message.channel)
+        return "delivered"
 
-    def _fail(self, conn: psycopg.Connection[Any], message: Message, error: str) -> None:
+    def _fail(self, conn: psycopg.Connection[Any], message: Message, error: str) -> str:
         # one line and no NUL (which PostgreSQL text refuses: the report would fail and the worker
         # with it, on this message again after every restart); the outbox keeps 1,000 characters
         error = one_line(error)[:ERROR_LENGTH]
@@ -176,6 +182,7 @@ class Worker:
             error,
             "in the dead letter" if state == "dead" else "pending a retry",
         )
+        return "dead" if state == "dead" else "failed"
 
     def warn_unserved(self) -> dict[str, int]:
         """Log a warning for each channel this worker lacks that has pending messages; their counts.
