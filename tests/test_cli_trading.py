@@ -243,3 +243,27 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate(pg_cluster, comm
     assert result.output.splitlines()[1:] == ["hint: run spreadedge migrate (with the same --database-url)"]
     assert "this database is not migrated, or not up to date with this code" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_command_on_a_database_migrated_by_older_code_says_to_migrate(db, db_url):
+    # what code newer than the database meets: a function it calls has other arguments there
+    db.execute("drop function trading.pnl_summary(text, timestamptz, timestamptz, text)")
+
+    result = invoke(db_url, "pnl")
+
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == ["hint: run spreadedge migrate (with the same --database-url)"]
+
+
+def test_an_extensions_raised_error_is_its_message_not_a_traceback(db, db_url):
+    # a plain RAISE (P0001), as pg_partman's functions raise, in place of the function pnl calls
+    db.execute("drop function trading.pnl_summary(text, timestamptz, timestamptz, text)")
+    db.execute(
+        "create function trading.pnl_summary(strategy text, since timestamptz, until timestamptz,"
+        " group_by text) returns table (x integer) language plpgsql"
+        " as $$ begin raise exception 'maintenance is behind' using hint = 'run it again'; end $$"
+    )
+
+    result = invoke(db_url, "pnl")
+
+    assert (result.exit_code, result.output) == (1, "Error: maintenance is behind\nhint: run it again\n")

@@ -51,7 +51,9 @@ PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False
 
 # invalid_schema_name, undefined_table; why not undefined_function (42883): PostgreSQL also
 # raises it for arguments of the wrong type (a number beyond bigint), which is no missing migration
-_NOT_MIGRATED = frozenset({"3F000", "42P01"})
+# schema, table, column or function missing: 42703 and 42883 are what code newer than the
+# database meets (a column or argument a later migration or functions/ added)
+_NOT_MIGRATED = frozenset({"3F000", "42P01", "42703", "42883"})
 
 
 class _Group(click.Group):
@@ -81,6 +83,13 @@ class _Group(click.Group):
                     f"{exc.diag.message_primary}: this database is not migrated, or not up to date "
                     "with this code\nhint: run spreadedge migrate (with the same --database-url)"
                 ) from exc
+            if exc.sqlstate == "P0001":
+                # why: a plain RAISE EXCEPTION of an extension's PL/pgSQL (pg_partman's maintenance
+                # and partition functions): its message is the operator's information, the traceback
+                # is not (the project's own errors all have project SQLSTATEs)
+                hint = exc.diag.message_hint
+                message = exc.diag.message_primary or "the database raised an error"
+                raise click.ClickException(f"{message}\nhint: {hint}" if hint else message) from exc
             if exc.sqlstate == "42501":
                 # why: a role without the privilege (readonly running a write, a login role not
                 # granted spreadedge_owner) is the operator's to fix: which role, not a traceback
