@@ -1,8 +1,9 @@
 -- spreadedge functions: history pages (the REST API's list endpoints, also usable from psql)
 -- Each page is one call that returns json: {"items": [...], "next_cursor": "..." | null}. Items
 -- come newest first; a cursor is the keyset position of a page's last row, so inserts made while a
--- client pages through never make it skip or repeat a row. Decimals are exact JSON strings without
--- trailing zeros (no float rounding in any client) and times are ISO 8601 in UTC. The functions
+-- client pages through never make it skip or repeat a row, and names its list (orders, trades or
+-- snapshots), so the page function of another list refuses it. Decimals are exact JSON strings
+-- without trailing zeros (no float rounding in any client) and times are ISO 8601 in UTC. The functions
 -- are security invoker: a session scoped to a user (spreadedge.user_id, set by
 -- auth.validate_session) that is not a superuser sees only what row-level security lets it see.
 
@@ -16,29 +17,43 @@ as $$
 $$;
 comment on function internal.iso_utc(timestamptz) is 'A time as ISO 8601 text in UTC (…Z), independent of the session TimeZone.';
 
-create or replace function internal.page_cursor(p_at timestamptz, p_id bigint)
+-- The cursors carry the list that issued them (see internal.page_cursor); the two-argument
+-- forms, which did not, would let a trade cursor page through orders from a wrong position.
+drop function if exists internal.page_cursor(timestamptz, bigint);
+drop function if exists internal.read_page_cursor(text);
+
+create or replace function internal.page_cursor(p_list text, p_at timestamptz, p_id bigint)
     returns text
     stable
     language sql
 as $$
-    -- Opaque keyset cursor: base64url, unpadded, of "<microseconds since 1970 UTC>:<id>.".
+    -- Opaque keyset cursor: base64url, unpadded, of "<list>:<microseconds since 1970 UTC>:<id>.".
+    -- why the list (orders, trades or snapshots): a cursor of one list is a position in another's
+    -- keyset too, so passing it to the wrong endpoint silently paged from the wrong row; now
+    -- internal.read_page_cursor refuses it.
     -- why the final period: a cursor cut short still decoded to a position ("…:2586" cut to
     -- "…:258"), which silently skipped the rows tied in time between the two ids; cutting even one
     -- character of the base64 loses the period (or leaves bad base64), so internal.read_page_cursor
     -- refuses it, at no cost to the page
     select rtrim(translate(encode(convert_to(
-               (extract(epoch from p_at) * 1000000)::bigint::text || ':' || p_id::text || '.', 'UTF8'),
-               'base64'), '+/', '-_'), '=')
+               p_list || ':' || (extract(epoch from p_at) * 1000000)::bigint::text || ':' || p_id::text || '.',
+               'UTF8'), 'base64'), E'+/\n', '-_'), '=')
 $$;
-comment on function internal.page_cursor(timestamptz, bigint) is 'The opaque next_cursor of a page whose last row has this time and id.';
+comment on function internal.page_cursor(text, timestamptz, bigint) is
+    'The opaque next_cursor of a page of a list (orders, trades or snapshots) whose last row has this time and id.';
 
-create or replace function internal.read_page_cursor(p_cursor text, out at timestamptz, out id bigint)
+create or replace function internal.read_page_cursor(
+    p_list   text,
+    p_cursor text,
+    out at   timestamptz,
+    out id   bigint
+)
     stable
     language plpgsql
 as $$
--- The (time, id) a cursor from internal.page_cursor stands for; both null for a null cursor.
--- Anything else, including a cursor cut short (it lacks the final period), raises
--- invalid_argument (22S09) naming the cursor parameter.
+-- The (time, id) a cursor from internal.page_cursor for the list p_list stands for; both null for
+-- a null cursor. Anything else, a cursor of another list or one cut short (it lacks the final
+-- period) too, raises invalid_argument (22S09) naming the cursor parameter.
 declare
     v_text  text;
     v_parts text[];
@@ -56,17 +71,24 @@ begin
                 v_text := null;
         end;
     end if;
-    v_parts := regexp_match(v_text, '^(-?[0-9]{1,17}):([0-9]{1,18})\.$');
+    v_parts := regexp_match(v_text, '^([a-z]+):(-?[0-9]{1,17}):([0-9]{1,18})\.$');
     if v_parts is null then
         raise exception 'cursor "%" is not a cursor this API returned', left(p_cursor, 80)
             using errcode = '22S09', column = 'cursor',
                   hint = 'Pass the next_cursor of the previous page unchanged, or no cursor for the first page.';
     end if;
-    at := timestamptz 'epoch' + v_parts[1]::bigint * interval '1 microsecond';
-    id := v_parts[2]::bigint;
+    if v_parts[1] <> p_list then
+        raise exception 'cursor "%" is a cursor of the % history, not of the % history',
+                        left(p_cursor, 80), v_parts[1], p_list
+            using errcode = '22S09', column = 'cursor',
+                  hint = 'Pass a next_cursor back only to the list that returned it, or no cursor for the first page.';
+    end if;
+    at := timestamptz 'epoch' + v_parts[2]::bigint * interval '1 microsecond';
+    id := v_parts[3]::bigint;
 end;
 $$;
-comment on function internal.read_page_cursor(text) is 'Decodes a page cursor into its (time, id); raises 22S09 for anything else, a cursor cut short too.';
+comment on function internal.read_page_cursor(text, text) is
+    'Decodes a page cursor of a list (orders, trades or snapshots) into its (time, id); raises 22S09 for anything else: a cursor of another list or one cut short too.';
 
 create or replace function internal.check_time_range(p_start_date timestamptz, p_end_date timestamptz)
     returns void

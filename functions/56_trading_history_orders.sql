@@ -231,7 +231,7 @@ as $$
 -- something that does not exist or is not visible matches nothing. Needs orders:read.
 #variable_conflict use_variable
 declare
-    v_after record := internal.read_page_cursor(cursor);
+    v_after record := internal.read_page_cursor('orders', cursor);
 begin
     perform internal.require_permission('orders:read');
     perform internal.check_page_request(page_size, start_date, end_date);
@@ -242,7 +242,7 @@ begin
                    'items', coalesce(json_agg(internal.order_item(p.o, s.name, e.code, i)
                                                order by p.n) filter (where p.n <= page_size), '[]'),
                    'next_cursor', case when count(*) > page_size
-                                       then min(internal.page_cursor((p.o).created_at, (p.o).order_id))
+                                       then min(internal.page_cursor('orders', (p.o).created_at, (p.o).order_id))
                                                 filter (where p.n = page_size) end)
         from (select o as o, row_number() over (order by o.created_at desc, o.order_id desc) as n
               from internal.order_page_rows(internal.instrument_ids_matching(symbol, exchange),
@@ -256,7 +256,7 @@ begin
 end;
 $$;
 comment on function trading.order_history_page(text, text, text, text, text, timestamptz, timestamptz, integer, text) is
-    'A page of orders newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy, status, side and created_at range. Keyset-paged: pass next_cursor back as cursor. Needs orders:read.';
+    'A page of orders newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy, status, side and created_at range. Keyset-paged: pass next_cursor back as cursor (a cursor of another list raises 22S09). Needs orders:read.';
 
 create or replace function trading.order_detail(order_id bigint)
     returns json

@@ -218,7 +218,7 @@ as $$
 -- is inclusive and end_date exclusive (executed_at). Needs orders:read.
 #variable_conflict use_variable
 declare
-    v_after record := internal.read_page_cursor(cursor);
+    v_after record := internal.read_page_cursor('trades', cursor);
 begin
     perform internal.require_permission('orders:read');
     perform internal.check_page_request(page_size, start_date, end_date);
@@ -227,7 +227,7 @@ begin
                    'items', coalesce(json_agg(internal.trade_item(p.t, s.name, e.code, i)
                                                order by p.n) filter (where p.n <= page_size), '[]'),
                    'next_cursor', case when count(*) > page_size
-                                       then min(internal.page_cursor((p.t).executed_at, (p.t).trade_id))
+                                       then min(internal.page_cursor('trades', (p.t).executed_at, (p.t).trade_id))
                                                 filter (where p.n = page_size) end)
         from (select t as t, row_number() over (order by t.executed_at desc, t.trade_id desc) as n
               from internal.trade_page_rows(internal.instrument_ids_matching(symbol, exchange),
@@ -240,7 +240,7 @@ begin
 end;
 $$;
 comment on function trading.trade_history_page(text, text, text, timestamptz, timestamptz, integer, text) is
-    'A page of trades newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy and executed_at range. Keyset-paged. Needs orders:read.';
+    'A page of trades newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy and executed_at range. Keyset-paged: pass next_cursor back as cursor (a cursor of another list raises 22S09). Needs orders:read.';
 
 create or replace function trading.trade_summary(
     start_date timestamptz default null,

@@ -86,7 +86,7 @@ as $$
 -- see every strategy can see. Needs pnl:read.
 #variable_conflict use_variable
 declare
-    v_after        record := internal.read_page_cursor(cursor);
+    v_after        record := internal.read_page_cursor('snapshots', cursor);
     v_strategy_ids integer[] := case when strategy is not null then internal.strategy_ids_named(strategy) end;
 begin
     perform internal.require_permission('pnl:read');
@@ -96,7 +96,7 @@ begin
                    'items', coalesce(json_agg(internal.snapshot_item(p.ps, s.name)
                                                order by p.n) filter (where p.n <= page_size), '[]'),
                    'next_cursor', case when count(*) > page_size
-                                       then min(internal.page_cursor((p.ps).taken_at, (p.ps).snapshot_id))
+                                       then min(internal.page_cursor('snapshots', (p.ps).taken_at, (p.ps).snapshot_id))
                                                 filter (where p.n = page_size) end)
         from (select ps as ps, row_number() over (order by ps.taken_at desc, ps.snapshot_id desc) as n
               from trading.portfolio_snapshots ps
@@ -110,7 +110,7 @@ begin
 end;
 $$;
 comment on function trading.portfolio_snapshot_page(text, timestamptz, timestamptz, integer, text) is
-    'A page of portfolio snapshot rows newest first, as json {items, next_cursor}; filters by strategy and taken_at range. Needs pnl:read.';
+    'A page of portfolio snapshot rows newest first, as json {items, next_cursor}; filters by strategy and taken_at range. Keyset-paged: pass next_cursor back as cursor (a cursor of another list raises 22S09). Needs pnl:read.';
 
 create or replace function trading.portfolio_latest()
     returns json

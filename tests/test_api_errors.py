@@ -43,6 +43,42 @@ def test_a_number_as_a_date_is_unprocessable_not_read_as_unix_time(api: Api, val
     assert (response.status_code, response.json()["parameter"]) == (422, "start_date")
 
 
+def test_a_cursor_of_the_trades_given_to_the_orders_is_a_bad_request_naming_it(api: Api) -> None:
+    cursor = api.get("trades", "root", limit=1).json()["next_cursor"]
+    response = api.get("orders", "root", limit=1, cursor=cursor)
+    assert (response.status_code, response.json()["parameter"]) == (400, "cursor")
+    assert response.json()["sqlstate"] == "22S09"
+
+
+def test_an_unknown_query_parameter_is_unprocessable_naming_it(api: Api) -> None:
+    # a typo used to be ignored: ?symbols=ETHUSD returned every order, as if filtered
+    response = api.get("orders", "alice", symbols="ETHUSD")
+    assert (response.status_code, response.json()["parameter"]) == (422, "symbols")
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_repeated_query_parameter_is_unprocessable_naming_it(api: Api) -> None:
+    # ?status=filled&status=cancelled used to return the cancelled orders alone
+    response = httpx.get(
+        f"{api.url}/api/v1/historical/orders",
+        params=[("status", "filled"), ("status", "cancelled")],
+        headers={"Authorization": f"Bearer {api.tokens['alice']}"},
+    )
+    assert (response.status_code, response.json()["parameter"]) == (422, "status")
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [("start_date", "9999-12-31T23:59:59-14:00"), ("end_date", "0001-01-01T00:00:00+14:00")],
+)
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_unprocessable(
+    api: Api, parameter: str, value: str
+) -> None:
+    # these used to be echoed back as "10000-01-01T13:59:59.000000Z" and "0001-12-31T10:00:00.000000Z"
+    response = api.get("trades/summary", "alice", **{parameter: value})
+    assert (response.status_code, response.json()["parameter"]) == (422, parameter)
+
+
 def test_a_nul_character_is_a_bad_request(api: Api) -> None:
     response = api.get("orders", "alice", symbol="BTC\x00USDT")
     assert response.status_code == 400

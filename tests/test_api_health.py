@@ -130,3 +130,17 @@ def test_health_right_after_a_database_restart_is_200(
         cluster.start()
         responses = [health(url) for _ in range(4)]  # the pool's 4 connections, stale or new
     assert [r.status_code for r in responses] == [200, 200, 200, 200]
+
+
+def test_head_of_health_is_200_with_the_headers_of_get_and_no_body(
+    db_url: str, migration_ids: list[str]
+) -> None:
+    # HEAD used to be a 405 (FastAPI routes a GET endpoint for GET only): an uptime checker
+    # sending HEAD saw a healthy server as down
+    with live_server(db_url, migration_ids) as url:
+        response = httpx.head(f"{url}/api/v1/historical/health", timeout=30)
+    assert (response.status_code, response.headers["content-type"], response.content) == (
+        200,
+        "application/json",
+        b"",
+    )

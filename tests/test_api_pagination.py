@@ -89,8 +89,28 @@ def test_trade_pages_skip_and_repeat_nothing_under_concurrent_fills(
 def test_a_cursor_cut_short_is_refused_not_read_as_an_earlier_position(db: psycopg.Connection) -> None:
     # "<time>:2586" cut by one base64 character used to decode to "<time>:258", a valid position
     # that silently skipped the rows tied in time with ids 258 to 2585
-    cursor = call(db, "internal.page_cursor", p_at=T0, p_id=2586)
+    cursor = call(db, "internal.page_cursor", p_list="orders", p_at=T0, p_id=2586)
     assert call(db, "trading.order_history_page", cursor=cursor) == {"items": [], "next_cursor": None}
     with pytest.raises(psycopg.Error) as refused:
         call(db, "trading.order_history_page", cursor=cursor[:-1])
     assert (refused.value.sqlstate, refused.value.diag.column_name) == ("22S09", "cursor")
+
+
+@pytest.mark.parametrize(
+    ("issuer", "function"),
+    [
+        ("trades", "trading.order_history_page"),
+        ("orders", "trading.trade_history_page"),
+        ("orders", "trading.portfolio_snapshot_page"),
+        ("snapshots", "trading.order_history_page"),
+    ],
+)
+def test_a_cursor_of_another_list_is_refused_not_read_as_a_position(
+    db: psycopg.Connection, issuer: str, function: str
+) -> None:
+    # a trades cursor given to the orders list used to page the orders from the trade's time and id
+    cursor = call(db, "internal.page_cursor", p_list=issuer, p_at=T0, p_id=2586)
+    with pytest.raises(psycopg.Error) as refused:
+        call(db, function, cursor=cursor)
+    assert (refused.value.sqlstate, refused.value.diag.column_name) == ("22S09", "cursor")
+    assert f"is a cursor of the {issuer} history" in refused.value.diag.message_primary

@@ -94,3 +94,12 @@ def test_openapi_enums_are_the_database_enums(
         psycopg.sql.Identifier(*enum_type.split("."))
     )
     assert list(get_args(declared)) == [row[0] for row in db.execute(query)]
+
+
+def test_openapi_counts_a_close_at_the_entry_price_as_a_closing_trade() -> None:
+    # trading.trade_summary counts every trade with closed_quantity > 0; the description used to
+    # leave out closes at the entry price
+    group = DOCUMENT["components"]["schemas"]["TradeSummaryGroup"]["properties"]
+    assert group["closing_trades"]["description"] == (
+        "Trades that closed (part of) a position, a close at the entry price included."
+    )

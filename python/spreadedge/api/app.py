@@ -13,11 +13,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spreadedge.api import database, routes, service_routes
 from spreadedge.api.problems import Problem, from_database_error
 
 log = logging.getLogger("spreadedge.api")
+
+
+class HeadAsGet:
+    """HEAD answered as the GET of the same URL without its body (RFC 9110 section 9.3.2).
+
+    why: FastAPI routes a GET endpoint for GET only, so HEAD got a 405, and an uptime checker that
+    sends HEAD to /api/v1/historical/health saw a healthy server as down. Not a route method, so the
+    OpenAPI document lists the GET operations alone, as before.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) -> FastAPI:
@@ -41,6 +66,7 @@ def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) 
     )
     app.state.pool = database.make_pool(conninfo, max_size=pool_size)
     app.state.migration_ids = migration_ids
+    app.add_middleware(HeadAsGet)
     app.include_router(routes.router)
     app.include_router(service_routes.router)
 

@@ -120,7 +120,7 @@ class TradeSummaryGroup(Model):
     fees: DecimalText
     realized_pnl: DecimalText
     closing_trades: int = Field(
-        description="Trades that closed (part of) a position at a price other than its entry."
+        description="Trades that closed (part of) a position, a close at the entry price included."
     )
     winning_trades: int = Field(description="Closing trades with a positive realized PnL net of fees.")
     win_rate: DecimalText | None = Field(

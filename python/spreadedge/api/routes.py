@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections import Counter
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from spreadedge.api import database, models
 from spreadedge.api.problems import Problem
@@ -36,7 +38,19 @@ def iso_8601(value: object) -> object:
     return value
 
 
-IsoTime = Annotated[datetime | None, BeforeValidator(iso_8601)]
+def in_utc(value: datetime | None) -> datetime | None:
+    """The time in UTC (a time without an offset is UTC); a ValueError if UTC has no such year."""
+    if value is None:
+        return None
+    # why: 9999-12-31T23:59:59-14:00 is in year 10000 in UTC, 0001-01-01T00:00:00+14:00 in 1 BC;
+    # PostgreSQL took both and echoed "10000-01-01T…Z" and "0001-12-31T…Z" (the wrong year) back
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time in UTC must be within the years 1 to 9999") from None
+
+
+IsoTime = Annotated[datetime | None, BeforeValidator(iso_8601), AfterValidator(in_utc)]
 Since = Annotated[IsoTime, Query(description="Inclusive lower bound (ISO 8601; UTC if no offset).")]
 Until = Annotated[IsoTime, Query(description="Exclusive upper bound (ISO 8601; UTC if no offset).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page (1-1000).")]
@@ -44,7 +58,43 @@ Cursor = Annotated[
     str | None, Query(pattern="^[A-Za-z0-9_-]{4,64}$", description="next_cursor of the previous page.")
 ]
 
-router = APIRouter(prefix="/api/v1")
+
+async def only_known_parameters(request: Request) -> None:
+    """422 naming a query parameter the endpoint does not take, or one given more than once."""
+    # why: FastAPI ignores an unknown parameter and keeps the last of repeated ones, so a typo
+    # (?symbols=BTCUSDT, ?from=...) returned the unfiltered history, and ?status=filled&status=open
+    # only the open orders, both as if the filter had been applied
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_parameters(route)
+    given = Counter(name for name, _value in request.query_params.multi_items())
+    for given_name, times in given.items():
+        name = given_name[:80]
+        if given_name not in known:
+            raise Problem(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                f"{name}: not a parameter of this endpoint; it takes {', '.join(sorted(known)) or 'none'}",
+                parameter=name,
+            )
+        if times > 1:
+            raise Problem(
+                HTTPStatus.UNPROCESSABLE_ENTITY, f"{name}: given more than once; give it once", parameter=name
+            )
+
+
+def _query_parameters(route: APIRoute) -> frozenset[str]:
+    """The query parameters of the route: its own and those of its dependencies."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(field.alias for field in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(only_known_parameters)])
 
 
 def bearer_token(
