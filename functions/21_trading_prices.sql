@@ -85,6 +85,48 @@ $$;
 comment on function trading.mark_price(integer) is
     'Latest known market price of an instrument: newest quote mid, else newest tick price, else latest fill price (of a strategy the session sees, when scoped to a user); null when none.';
 
+create or replace function internal.owner_mark_price(p_instrument_id integer, p_owner_user_id bigint)
+    returns numeric
+    stable
+    -- why plpgsql: its plans are kept for the session (see trading.mark_price)
+    language plpgsql
+as $$
+-- The mark of an instrument as the owner of a strategy sees it (trading.mark_price in a session
+-- scoped to that owner): the quote mid, else the newest tick price, else the latest fill of the
+-- strategies the owner sees: every strategy for an unowned strategy (the engine's) or an owner
+-- with strategies:all, else the owner's own strategies.
+-- why: rows that an unscoped session (the engine, pg_cron) writes for a strategy, such as its
+-- portfolio snapshot rows, are read by the strategy's owner; marked at any strategy's latest fill
+-- they handed the owner another trader's private fill price
+declare
+    v_price numeric;
+begin
+    select internal.quote_mark(l.bid, l.ask, l.last_price) into v_price
+    from market.latest_prices l
+    where l.instrument_id = p_instrument_id;
+    if v_price is not null then
+        return v_price;
+    end if;
+    if p_owner_user_id is null
+       or exists (select from auth.users u
+                  join auth.user_roles ur on ur.user_id = u.user_id
+                  join auth.role_permissions rp on rp.role_name = ur.role_name
+                  where u.user_id = p_owner_user_id and u.disabled_at is null
+                    and rp.permission = 'strategies:all') then
+        return internal.latest_fill_price(p_instrument_id);
+    end if;
+    select t.price into v_price
+    from trading.trades t
+    join trading.strategies s on s.strategy_id = t.strategy_id
+    where t.instrument_id = p_instrument_id and s.owner_user_id = p_owner_user_id
+    order by t.executed_at desc, t.trade_id desc
+    limit 1;
+    return v_price;
+end;
+$$;
+comment on function internal.owner_mark_price(integer, bigint) is
+    'Mark price of an instrument as a strategy owner sees it: market data, else the latest fill of a strategy the owner sees (any for no owner or strategies:all); null when none.';
+
 create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
     returns numeric
     stable

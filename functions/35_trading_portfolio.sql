@@ -10,8 +10,9 @@ create or replace function trading.take_portfolio_snapshot(taken_at timestamptz 
     language plpgsql
 as $$
 -- Record one snapshot row per strategy and one total row (strategy_id null) at taken_at, marking
--- open positions at the latest market price (at their entry price when none is known, so they
--- count at cost with no unrealized PnL). Returns the rows written.
+-- open positions at the latest market price as the strategy's owner sees it
+-- (internal.owner_mark_price: another user's fill never marks them), at their entry price when
+-- none is known, so they count at cost with no unrealized PnL. Returns the rows written.
 -- taken_at is the time the snapshot is taken: between a minute before the transaction's start
 -- (now()) and a minute after the clock (clock_timestamp()); any other raises invalid_argument
 -- (22S09) naming it. A snapshot already taken at taken_at raises conflicting_duplicate (23S06);
@@ -59,8 +60,9 @@ begin
                    p.realized_pnl,
                    i.multiplier,
                    p.avg_entry_price,
-                   coalesce(trading.mark_price(p.instrument_id), p.avg_entry_price) as mark
+                   coalesce(internal.owner_mark_price(p.instrument_id, s.owner_user_id), p.avg_entry_price) as mark
             from trading.positions p
+            join trading.strategies s on s.strategy_id = p.strategy_id
             join ref.instruments i on i.instrument_id = p.instrument_id
         ),
         per_strategy as (
@@ -109,4 +111,4 @@ begin
 end;
 $$;
 comment on function trading.take_portfolio_snapshot(timestamptz) is
-    'Record equity, exposure and PnL per strategy and in total (strategy_id null) as they are now; returns the rows written. taken_at (default now()) must be now within a minute, else 22S09; one snapshot per taken_at: another at the same time raises 23S06. Either error writes nothing.';
+    'Record equity, exposure and PnL per strategy and in total (strategy_id null) as they are now, each position marked as its strategy''s owner sees it; returns the rows written. taken_at (default now()) must be now within a minute, else 22S09; one snapshot per taken_at: another at the same time raises 23S06. Either error writes nothing.';

@@ -208,8 +208,10 @@ begin
     if set_alert_rule_enabled.enabled is null then
         raise exception 'enabled must be true or false, got null' using errcode = '22S09';
     end if;
+    -- why the scope: a rule on another user's strategy, which monitor.alert_rule_list does not
+    -- show the user, is unknown to them, not theirs to switch off
     update monitor.alert_rules r set is_enabled = set_alert_rule_enabled.enabled
-    where r.name = set_alert_rule_enabled.name;
+    where r.name = set_alert_rule_enabled.name and internal.alert_rule_in_scope(r.labels);
     if not found then
         raise exception 'alert rule "%" does not exist', coalesce(set_alert_rule_enabled.name, 'null')
             using errcode = '23S13';

@@ -169,7 +169,9 @@ create or replace function monitor.acknowledge_alert(alert_id bigint, acknowledg
 as $$
 -- A person has seen a firing alert: firing -> acknowledged, recorded as a transition. Idempotent
 -- for an acknowledged alert; a resolved one raises alert_resolved (55S05), an unknown id
--- unknown_alert (23S14). The alert still resolves by itself when its condition clears.
+-- unknown_alert (23S14). The alert still resolves by itself when its condition clears. In a
+-- session scoped to a user, an alert of a rule monitor.alert_rule_list does not show the user
+-- (another user's strategy) is an unknown alert.
 #variable_conflict use_column
 declare
     v_alert monitor.alerts;
@@ -180,7 +182,13 @@ begin
     if acknowledge_alert.alert_id is null then
         raise exception 'alert_id must be given, got null' using errcode = '22S09';
     end if;
-    select a.* into v_alert from monitor.alerts a where a.alert_id = acknowledge_alert.alert_id for update;
+    -- why the rule's scope in the lookup: an alert of a rule on another user's strategy must read
+    -- as unknown (neither acknowledged nor described as resolved), and must not even be locked
+    select a.* into v_alert
+    from monitor.alerts a
+    join monitor.alert_rules r on r.rule_id = a.rule_id
+    where a.alert_id = acknowledge_alert.alert_id and internal.alert_rule_in_scope(r.labels)
+    for update of a;
     if v_alert.alert_id is null then
         raise exception 'alert % does not exist', acknowledge_alert.alert_id
             using errcode = '23S14';
@@ -201,4 +209,4 @@ begin
 end;
 $$;
 comment on function monitor.acknowledge_alert(bigint, text) is
-    'Acknowledge a firing alert (idempotent); raises 23S14 unknown_alert, 55S05 alert_resolved, 22S09 for a null id.';
+    'Acknowledge a firing alert (idempotent); raises 23S14 unknown_alert (also for an alert the scoped session cannot see), 55S05 alert_resolved, 22S09 for a null id.';

@@ -56,6 +56,10 @@ as $$
 #variable_conflict use_column
 begin
     perform internal.require_permission('alerts:manage');
+    -- why strategies:all too: the outbox holds every strategy's alerts and risk events (their
+    -- reasons and payloads); a user scoped to some strategies must not claim or steer them
+    -- (the worker runs unscoped, and passes)
+    perform internal.require_permission('strategies:all');
     if claim_notifications.worker is null or claim_notifications.worker = '' then
         raise exception 'worker must be named, got "%"', coalesce(claim_notifications.worker, 'null')
             using errcode = '22S09';
@@ -121,6 +125,7 @@ declare
 begin
     -- why first: a scoped session without the permission must not even lock the row
     perform internal.require_permission('alerts:manage');
+    perform internal.require_permission('strategies:all');
     v_row := internal.claimed_notification(complete_notification.notification_id, complete_notification.worker);
     update monitor.notifications n
     set status = 'delivered', delivered_at = clock_timestamp(), last_error = null
@@ -154,6 +159,7 @@ declare
 begin
     -- why first: a scoped session without the permission must not even lock the row
     perform internal.require_permission('alerts:manage');
+    perform internal.require_permission('strategies:all');
     v_row := internal.claimed_notification(fail_notification.notification_id, fail_notification.worker);
     if fail_notification.max_attempts is null or fail_notification.max_attempts < 1
        or fail_notification.backoff is null or fail_notification.backoff < '0'
@@ -200,6 +206,7 @@ as $$
 #variable_conflict use_column
 begin
     perform internal.require_permission('alerts:manage');
+    perform internal.require_permission('strategies:all');
     return (select min(n.next_attempt_at)
             from monitor.notifications n
             where n.status = 'pending' and n.channel::text = any (next_notification_due.channels));
@@ -220,6 +227,7 @@ as $$
 #variable_conflict use_column
 begin
     perform internal.require_permission('alerts:manage');
+    perform internal.require_permission('strategies:all');
     update monitor.notifications n
     set status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = null
     where n.notification_id = requeue_notification.notification_id and n.status = 'dead';

@@ -80,12 +80,18 @@ create or replace function auth.user_id_of(username text)
     set search_path = ''
     language plpgsql
 as $$
--- The id of the user with this username (any case); raises unknown_user (23S07).
+-- The id of the user with this username (any case); raises unknown_user (23S07). A session scoped
+-- to a user without users:manage finds only itself, as auth.user_accounts shows it.
 #variable_conflict use_column
 declare
     v_id bigint;
 begin
-    select u.user_id into v_id from auth.users u where lower(u.username) = lower(user_id_of.username);
+    select u.user_id into v_id
+    from auth.users u
+    where lower(u.username) = lower(user_id_of.username)
+      -- why: another user's id (and that the name exists) is not a trader's to learn
+      and (internal.session_user_id() is null or u.user_id = internal.session_user_id()
+           or 'users:manage' = any (internal.session_permissions()));
     if v_id is null then
         raise exception 'user "%" does not exist', user_id_of.username
             using errcode = '23S07';
@@ -93,7 +99,7 @@ begin
     return v_id;
 end;
 $$;
-comment on function auth.user_id_of(text) is 'The user id of a username (case-insensitive); raises 23S07 unknown_user.';
+comment on function auth.user_id_of(text) is 'The user id of a username (case-insensitive); raises 23S07 unknown_user, also for another user in a session scoped to a user without users:manage.';
 
 create or replace function auth.create_user(
     username text,

@@ -112,12 +112,16 @@ as $$
 -- writes it), so the name is matched against the log and the table is never looked up: the auditor
 -- needs no USAGE on its schema, and the story of a table since dropped or renamed is still told
 -- under the name it had. The name is read as regclass would read it (unquoted parts folded to lower
--- case, quoted ones kept); a name without a schema is looked up on the search_path.
+-- case, quoted ones kept); a name without a schema is looked up on the search_path. A session
+-- scoped to a user needs audit:read (admin, auditor): 42S01 otherwise.
 declare
     v_parts  text[];
     v_table  text;
     v_logged jsonb;  -- one key of this table as the log holds it, to check the key given against
 begin
+    -- why: the log holds every user's rows (orders, trades, API key metadata); a session scoped
+    -- to a trader must not read another trader's story through it
+    perform internal.require_permission('audit:read');
     begin
         v_parts := parse_ident(history.table_name);
     exception when invalid_parameter_value then
@@ -168,7 +172,7 @@ begin
 end;
 $$;
 comment on function audit.history(text, jsonb) is
-    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed; a key that finds nothing and whose columns or json types differ from the table''s logged keys is refused (22S09).';
+    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed; a key that finds nothing and whose columns or json types differ from the table''s logged keys is refused (22S09). A session scoped to a user needs audit:read (42S01).';
 
 create or replace function internal.audited_tables()
     returns table (table_name text, relid regclass, key1 text, key2 text, redacted text[])

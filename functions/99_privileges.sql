@@ -53,8 +53,12 @@ grant select on auth.user_accounts, auth.api_key_list to spreadedge_app;
 -- engine: decrypting exchange API keys is the trading engine's alone
 grant execute on function auth.reveal_api_key to spreadedge_engine;
 
--- auditor: one row's story, and who the users are
-grant execute on function audit.history to spreadedge_auditor;
+-- auditor: one row's story, and who the users are. audit.history is security invoker and checks
+-- audit:read for a scoped session with internal.require_permission, a name it resolves as the
+-- auditor, hence USAGE on internal (which holds no function the auditor may run but the helpers
+-- granted above and here)
+grant usage on schema internal to spreadedge_auditor;
+grant execute on function audit.history, internal.require_permission to spreadedge_auditor;
 grant select on auth.user_accounts to spreadedge_auditor;
 
 -- Market data loading (market.stage_rows, market.load_staged_*: spreadedge ingest), candle rollups

@@ -217,3 +217,145 @@ def test_a_traders_position_without_market_data_is_marked_at_their_own_latest_fi
         ("alice-arb", Decimal("137.77"), Decimal("37.77")),
         ("bob-arb", Decimal("137.77"), Decimal("0")),
     ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Alerts and the audit log: acting on, or reading, another user's rows
+# ---------------------------------------------------------------------------------------------------
+
+
+def alerting_user(conn):
+    """carol runs the alerting (alerts:manage) and owns no strategy; returns her user id."""
+    conn.execute("insert into auth.roles (role_name, description) values ('alerting', 'Runs the alerting.')")
+    conn.execute(
+        "insert into auth.role_permissions (role_name, permission) values ('alerting', 'alerts:manage')"
+    )
+    return make_user(conn, "carol", "alerting")
+
+
+def alert_of(conn, rule):
+    return conn.execute(
+        "select a.alert_id from monitor.alerts a join monitor.alert_rules r using (rule_id) where r.name = %s",
+        [rule],
+    ).fetchone()[0]
+
+
+def test_an_alert_of_a_rule_on_another_users_strategy_is_unknown_to_acknowledge(monitored, auth_db):
+    carol = alerting_user(auth_db)
+    bobs = alert_of(auth_db, "bob-arb-pnl")
+    with acting_as(auth_db, "spreadedge_app", carol), pytest.raises(psycopg.IntegrityError) as caught:
+        call(auth_db, "monitor.acknowledge_alert", alert_id=bobs)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S14",
+        f"alert {bobs} does not exist",
+    )
+    assert auth_db.execute(
+        "select status::text from monitor.alerts where alert_id = %s", [bobs]
+    ).fetchone() == ("firing",)
+
+
+def test_a_user_with_alerts_manage_acknowledges_an_alert_of_a_rule_tied_to_no_strategy(monitored, auth_db):
+    carol = alerting_user(auth_db)
+    platform = alert_of(auth_db, "platform-risk")
+    with acting_as(auth_db, "spreadedge_app", carol):
+        call(auth_db, "monitor.acknowledge_alert", alert_id=platform, acknowledged_by="carol")
+        assert auth_db.execute("select rule, status::text from monitor.alert_list").fetchall() == [
+            ("platform-risk", "acknowledged")
+        ]
+
+
+def test_audit_history_refuses_a_session_scoped_to_a_trader_with_42S01(desks, auth_db):
+    bobs = place(auth_db, "buy", "0.5", "60000", strategy="bob-arb", client_order_id="B-SECRET-1")
+    with acting_as(auth_db, "spreadedge_auditor", desks["alice"]), pytest.raises(psycopg.Error) as caught:
+        auth_db.execute("select * from audit.history('trading.orders', %s)", [f'{{"order_id": {bobs}}}'])
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {desks['alice']} lacks the permission audit:read",
+    )
+
+
+def test_audit_history_tells_a_user_with_audit_read_every_users_story(desks, auth_db):
+    bobs = place(auth_db, "buy", "0.5", "60000", strategy="bob-arb", client_order_id="B-SECRET-1")
+    auditor = make_user(auth_db, "ada", "auditor")
+    query = "select operation, new_row ->> 'client_order_id' from audit.history('trading.orders', %s)"
+    with acting_as(auth_db, "spreadedge_auditor", auditor):
+        story = auth_db.execute(query, [f'{{"order_id": {bobs}}}']).fetchall()
+    assert story == [("INSERT", "B-SECRET-1")]
+
+
+# ---------------------------------------------------------------------------------------------------
+# A session scoped to a user id that names no enabled user sees nothing
+# ---------------------------------------------------------------------------------------------------
+
+# platform figures, not rows of any strategy: the server's statistics and the project's table sizes
+PLATFORM_VIEWS = {"monitor.query_performance", "monitor.disk_usage"}
+
+
+@pytest.mark.parametrize("who", ["unknown", "disabled"])
+def test_a_session_of_an_unknown_or_disabled_user_reads_no_row_of_any_trading_or_monitor_view(
+    monitored, desks, auth_db, who
+):
+    if who == "disabled":
+        call(auth_db, "auth.disable_user", user_id=desks["bob"])
+    views = [
+        name
+        for (name,) in auth_db.execute(
+            "select c.oid::regclass::text from pg_class c where c.relkind = 'v'"
+            " and c.relnamespace::regnamespace::text in ('trading', 'monitor')"
+            " and has_table_privilege('spreadedge_app', c.oid, 'select') order by 1"
+        ).fetchall()
+        if name not in PLATFORM_VIEWS
+    ]
+    assert len(views) >= 14
+    with acting_as(auth_db, "spreadedge_app", 999_999 if who == "unknown" else desks["bob"]):
+        seen = {
+            view: auth_db.execute(
+                psycopg.sql.SQL("select count(*) from {}").format(psycopg.sql.Identifier(*view.split(".")))
+            ).fetchone()[0]
+            for view in views
+        }
+    assert seen == dict.fromkeys(views, 0)
+
+
+def test_a_snapshot_taken_unscoped_marks_a_traders_position_at_their_own_fill_not_anothers(desks, auth_db):
+    bought = place(auth_db, "buy", "1", "100", strategy="alice-arb")
+    fill(auth_db, bought, "1", "100", executed_at=NOW - timedelta(minutes=2))
+    bought = place(auth_db, "buy", "1", "137.77", strategy="bob-arb")
+    fill(auth_db, bought, "1", "137.77", executed_at=NOW - timedelta(minutes=1))
+    call(auth_db, "trading.take_portfolio_snapshot")  # the engine or pg_cron, unscoped
+    query = (
+        "select gross_exposure, unrealized_pnl from trading.portfolio_snapshots where strategy_id is not null"
+    )
+    with acting_as(auth_db, "spreadedge_app", desks["alice"]):
+        assert auth_db.execute(query).fetchall() == [(Decimal("100"), Decimal("0"))]
+
+
+def test_a_rule_on_another_users_strategy_is_unknown_to_switch_off(monitored, auth_db):
+    carol = alerting_user(auth_db)
+    with acting_as(auth_db, "spreadedge_app", carol), pytest.raises(psycopg.IntegrityError) as caught:
+        call(auth_db, "monitor.set_alert_rule_enabled", name="bob-arb-pnl", enabled=False)
+    assert caught.value.sqlstate == "23S13"
+    assert auth_db.execute(
+        "select is_enabled from monitor.alert_rules where name = 'bob-arb-pnl'"
+    ).fetchone() == (True,)
+
+
+def test_a_user_scoped_to_some_strategies_may_not_claim_the_outbox(monitored, auth_db):
+    carol = alerting_user(auth_db)
+    with acting_as(auth_db, "spreadedge_app", carol), pytest.raises(psycopg.ProgrammingError) as caught:
+        call(auth_db, "monitor.claim_notifications", worker="w", channels=["email", "slack"])
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "42S01",
+        f"user {carol} lacks the permission strategies:all",
+    )
+
+
+def test_another_users_id_is_unknown_to_a_trader(desks, auth_db):
+    with (
+        acting_as(auth_db, "spreadedge_app", desks["alice"]),
+        pytest.raises(psycopg.IntegrityError) as caught,
+    ):
+        call(auth_db, "auth.user_id_of", username="bob")
+    assert caught.value.sqlstate == "23S07"
+    with acting_as(auth_db, "spreadedge_app", desks["alice"]):
+        assert call(auth_db, "auth.user_id_of", username="ALICE") == desks["alice"]
