@@ -53,13 +53,13 @@ create table ref.instruments (
     quote_asset   text not null check (quote_asset ~ '^[A-Z0-9]+$'),
     market_type   ref.market_type not null,
     -- why: prices and quantities must be exact multiples of these; zero would make every value valid
-    tick_size     numeric not null check (tick_size > 0),
-    lot_size      numeric not null check (lot_size > 0),
-    min_notional  numeric not null default 0 check (min_notional >= 0),
+    tick_size     numeric not null check (tick_size <@ '(0,Infinity)'::numrange),
+    lot_size      numeric not null check (lot_size <@ '(0,Infinity)'::numrange),
+    min_notional  numeric not null default 0 check (min_notional <@ '[0,Infinity)'::numrange),
     maker_fee     numeric not null check (maker_fee > -1 and maker_fee < 1),
     taker_fee     numeric not null check (taker_fee > -1 and taker_fee < 1),
     -- why: PnL of one contract is multiplier x price move; 1 for spot
-    multiplier    numeric not null default 1 check (multiplier > 0),
+    multiplier    numeric not null default 1 check (multiplier <@ '(0,Infinity)'::numrange),
     is_active     boolean not null default true,
     created_at    timestamptz not null default now(),
     updated_at    timestamptz not null default now(),

@@ -221,3 +221,19 @@ def test_the_tables_a_fill_writes_keep_table_checks_only_for_rules_over_several_
         ("trading.positions", "positions_check1"),
         ("trading.trades", "trades_fee_quote_check"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        *((c, v) for c in ("tick_size", "lot_size", "multiplier") for v in POSITIVE_FINITE_REFUSED),
+        *(("min_notional", v) for v in (*FINITE_REFUSED, "-0.000001")),
+    ],
+)
+def test_an_instrument_written_around_upsert_instrument_needs_finite_sizes(seeded, column, value):
+    with pytest.raises(psycopg.errors.CheckViolation):
+        seeded.execute(
+            sql.SQL("update ref.instruments set {} = {}::numeric where symbol = 'BTCUSDT'").format(
+                sql.Identifier(column), sql.Literal(value)
+            )
+        )
