@@ -86,15 +86,19 @@ as $$
     select m.name, jsonb_build_object('strategy', p.strategy), m.value
     from (select s.name as strategy,
                  count(*) filter (where p.quantity <> 0) as open_positions,
-                 sum(abs(p.quantity) * i.multiplier * trading.mark_price(p.instrument_id)) as gross,
-                 sum(p.quantity * i.multiplier * trading.mark_price(p.instrument_id)) as net,
+                 sum(abs(p.quantity) * i.multiplier * mk.mark) as gross,
+                 sum(p.quantity * i.multiplier * mk.mark) as net,
                  sum(p.realized_pnl) as realized,
                  sum(case when p.quantity = 0 then 0
-                          else p.quantity * i.multiplier * (trading.mark_price(p.instrument_id) - p.avg_entry_price)
+                          else p.quantity * i.multiplier * (mk.mark - p.avg_entry_price)
                      end) as unrealized
           from trading.positions p
           join trading.strategies s on s.strategy_id = p.strategy_id
           join ref.instruments i on i.instrument_id = p.instrument_id
+          -- why the owner's mark: these series are labelled with the strategy and shown to its
+          -- owner; marked at any strategy's latest fill, they handed the owner another trader's
+          -- private fill price (internal.owner_mark_price)
+          cross join lateral (select internal.owner_mark_price(p.instrument_id, s.owner_user_id) as mark) mk
           group by s.name) p
     cross join lateral (values ('positions.open', p.open_positions::numeric),
                                ('exposure.gross', coalesce(round(p.gross, 12), 0)),

@@ -359,3 +359,16 @@ def test_another_users_id_is_unknown_to_a_trader(desks, auth_db):
     assert caught.value.sqlstate == "23S07"
     with acting_as(auth_db, "spreadedge_app", desks["alice"]):
         assert call(auth_db, "auth.user_id_of", username="ALICE") == desks["alice"]
+
+
+def test_collected_metrics_mark_a_traders_position_at_their_own_fill_not_anothers(desks, auth_db):
+    bought = place(auth_db, "buy", "1", "100", strategy="alice-arb")
+    fill(auth_db, bought, "1", "100", executed_at=NOW - timedelta(minutes=2))
+    bought = place(auth_db, "buy", "1", "137.77", strategy="bob-arb")
+    fill(auth_db, bought, "1", "137.77", executed_at=NOW - timedelta(minutes=1))
+    call(auth_db, "monitor.collect_metrics")  # pg_cron, unscoped
+
+    assert auth_db.execute(
+        'select name, value from monitor.metrics where labels = \'{"strategy": "alice-arb"}\''
+        " and name in ('exposure.gross', 'pnl.unrealized') order by name"
+    ).fetchall() == [("exposure.gross", Decimal("100")), ("pnl.unrealized", Decimal("0"))]
