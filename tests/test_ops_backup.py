@@ -13,6 +13,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -178,6 +179,24 @@ def test_init_with_a_wrong_passphrase_says_the_passphrase_is_wrong(backed_up):
     assert result.output.splitlines()[0] == f"Error: pgBackRest stanza-create failed: {WRONG_PASSPHRASE}"
 
 
+def test_init_refuses_a_passphrase_that_pgbackrest_conf_would_trim(backed_up):
+    repo = backed_up.cluster.home.parent / "repo-trimmed"
+    config = backed_up.cluster.home / "backup" / "pgbackrest.conf"
+    working = _digest(config)
+    env = {**backed_up.env, "SPREADEDGE_BACKUP_PASSPHRASE": "trailing space 15 "}
+
+    # written into pgbackrest.conf, it would lose its space: archive-push could not open the repository
+    result = cli("backup", "init", "--repo-path", str(repo), env=env)
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: SPREADEDGE_BACKUP_PASSPHRASE must not begin or end with white space nor hold line breaks"
+        " or control characters (pgbackrest.conf cannot keep such a passphrase as it is)\n"
+    )
+    assert _digest(config) == working
+    assert not repo.exists()
+
+
 def test_the_passphrase_is_only_in_a_configuration_file_of_mode_0600(backed_up):
     config = backed_up.cluster.home / "backup" / "pgbackrest.conf"
 
@@ -215,6 +234,65 @@ def test_backup_schedule_refuses_a_schedule_that_is_not_cron(backed_up, tmp_path
 
     assert result.exit_code == 1
     assert "--cron must be five cron fields" in result.output
+
+
+# -- restore: refusals, and nothing left behind ------------------------------------------------------
+
+
+def test_restore_refuses_a_target_time_in_the_future_and_creates_nothing(backed_up, tmp_path):
+    home = tmp_path / "restored"
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+
+    # recovery could never reach it: the restored cluster would fail to start
+    result = cli("restore", "--to", str(home), "--target-time", tomorrow.isoformat(), env=backed_up.env)
+
+    assert result.exit_code == 1
+    assert f"Error: --target-time {tomorrow.isoformat()} is in the future" in result.output
+    assert not home.exists()
+
+
+def test_restore_refuses_a_set_that_ended_after_the_target_time(backed_up, tmp_path):
+    with psycopg.connect(backed_up.cluster.url()) as conn:
+        incr, diff_started = conn.execute(
+            "select (select label from ops.backup_runs where kind = 'incr' and status = 'succeeded'"
+            "        order by run_id limit 1),"
+            "       (select started_at from ops.backup_runs where kind = 'diff' order by run_id limit 1)::text"
+        ).fetchone()
+    home = tmp_path / "restored"
+
+    # the incremental backup ended after this time: restored, it would be as of its own end
+    result = cli(
+        "restore", "--to", str(home), "--set", incr, "--target-time", diff_started, env=backed_up.env
+    )
+
+    assert result.exit_code == 1
+    assert f"Error: backup {incr} ended at " in result.output
+    assert "it cannot be restored to an earlier time" in result.output
+    assert not home.exists()
+
+
+def test_restore_refuses_a_directory_that_is_not_empty(backed_up, tmp_path):
+    home = tmp_path / "in-use"
+    home.mkdir()
+    (home / "password").write_text("keep me\n")
+
+    result = cli("restore", "--to", str(home), env=backed_up.env)
+
+    assert result.exit_code == 1
+    assert f"Error: {home} is not empty: restore into a new (or empty) directory" in result.output
+    assert sorted(path.name for path in home.iterdir()) == ["password"]
+    assert (home / "password").read_text() == "keep me\n"
+
+
+def test_a_failed_restore_removes_the_directory_it_created(backed_up, tmp_path):
+    home = tmp_path / "restored"
+    env = {**backed_up.env, "SPREADEDGE_BACKUP_PASSPHRASE": "not the passphrase 43"}
+
+    result = cli("restore", "--to", str(home), env=env)
+
+    assert result.exit_code == 1
+    assert f"pgBackRest restore failed: {WRONG_PASSPHRASE}" in result.output
+    assert not home.exists()
 
 
 @pytest.mark.parametrize("compress_type", ["gz", "bz2", "lz4", "zst"])
@@ -314,3 +392,134 @@ def test_logical_dumps_are_recorded_in_the_backup_catalog(db, db_url, tmp_path):
     ).fetchall()
 
     assert rows == [("logical_full", "lz4", "succeeded", True)]
+
+
+# -- schedule --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["foo bar baz qux quux", "99 * * * *", "0 24 * * *", "0 3 0 * *", "5-1 * * * *", "*/0 * * * *"],
+)
+def test_backup_schedule_refuses_a_schedule_cron_would_skip(tmp_path, schedule):
+    cron_file = tmp_path / "cron"
+
+    result = cli(
+        "backup", "schedule", "--cron", schedule, "--file", str(cron_file), env=_schedule_env(tmp_path)
+    )
+
+    assert result.exit_code == 1
+    assert f"Error: --cron {schedule!r}: " in result.output
+    assert not cron_file.exists()
+
+
+@pytest.mark.parametrize("schedule", ["*/15 0-23/2 1,15 jan-mar mon-fri", "0 3 * * 7", "@midnight"])
+def test_backup_schedule_takes_every_kind_of_cron_field(tmp_path, schedule):
+    cron_file = tmp_path / "cron"
+
+    _ok("backup", "schedule", "--cron", schedule, "--file", str(cron_file), env=_schedule_env(tmp_path))
+
+    assert cron_file.read_text().splitlines()[1].startswith(f"{schedule} root ")
+
+
+def test_backup_schedule_refuses_a_user_that_is_not_one_name(tmp_path):
+    cron_file = tmp_path / "cron"
+    user = "root\n* * * * * root touch /tmp/owned"
+
+    result = cli(
+        "backup",
+        "schedule",
+        "--cron",
+        "0 3 * * 0",
+        "--user",
+        user,
+        "--file",
+        str(cron_file),
+        env=_schedule_env(tmp_path),
+    )
+
+    assert result.exit_code == 1
+    assert "Error: --user must be a system user name" in result.output
+    assert not cron_file.exists()
+
+
+def _schedule_env(tmp_path: Path) -> dict[str, str]:
+    return {"SPREADEDGE_HOME": str(tmp_path / "home"), "SPREADEDGE_PORT": "55599"}
+
+
+# -- logical: missing compressors, failed restores ---------------------------------------------------
+
+
+def test_a_dump_whose_compressor_is_missing_fails_clearly(db, db_url, tmp_path):
+    result = cli(
+        "backup",
+        "logical",
+        "--full",
+        "--compress-type",
+        "lz4",
+        "--out",
+        str(tmp_path / "out"),
+        database_url=db_url,
+        env={"PATH": str(tmp_path)},
+    )
+
+    assert result.exit_code == 1
+    assert (
+        result.output
+        == "Error: lz4 is not installed (needed for lz4 dumps): install it, or use --compress-type gz\n"
+    )
+    assert db.execute(
+        "select kind, status, detail like 'lz4 is not installed%%' from ops.backup_runs"
+    ).fetchall() == [("logical_full", "failed", True)]
+
+
+def test_a_failed_logical_dump_is_recorded_without_a_file_or_size(db, db_url, tmp_path):
+    cli(
+        "backup",
+        "logical",
+        "--full",
+        "--compress-type",
+        "bz2",
+        "--out",
+        str(tmp_path / "out"),
+        database_url=db_url,
+        env={"PATH": str(tmp_path)},
+    )
+
+    rows = db.execute("select status, label, size_bytes, repo_size_bytes from ops.backup_runs").fetchall()
+
+    assert rows == [("failed", None, None, None)]
+
+
+def test_restoring_a_dump_whose_decompressor_is_missing_fails_clearly(db_url, restored_db, tmp_path):
+    dump = _dump(db_url, "--schema-only", "zst", tmp_path)
+    name, _ = restored_db
+
+    result = cli(
+        "restore",
+        "logical",
+        str(dump),
+        "--to-database",
+        name,
+        database_url=db_url,
+        env={"PATH": str(tmp_path)},
+    )
+
+    assert result.exit_code == 1
+    assert (
+        "Error: zstd is not installed (needed for zst dumps): install it to restore this dump"
+        in result.output
+    )
+
+
+def test_a_failed_logical_restore_drops_the_database_it_created(pg_cluster, db_url, restored_db, tmp_path):
+    data_dump = _dump(db_url, "--data-only", "gz", tmp_path)
+    name, _ = restored_db
+
+    # data only, into a new database without the tables: pg_restore fails
+    result = cli("restore", "logical", str(data_dump), "--to-database", name, database_url=db_url)
+
+    assert result.exit_code == 1
+    assert "pg_restore failed, nothing was restored" in result.output
+    with psycopg.connect(pg_cluster.url("postgres")) as conn:
+        assert conn.execute("select count(*) from pg_database where datname = %s", [name]).fetchone() == (0,)

@@ -34,7 +34,7 @@ def recorded_run(
 
     Each record is its own short connection and transaction, so the catalog never holds a
     transaction open while the backup runs. A failed run keeps the exception's message as its
-    detail (the callers' messages never hold a secret).
+    detail (the callers' messages never hold a secret), and no label or size.
     """
     with connect() as conn:
         row = conn.execute(START, {"kind": kind, "compress_type": compress_type}).fetchone()
@@ -44,7 +44,8 @@ def recorded_run(
     try:
         yield result
     except BaseException as exc:
-        _finish(connect, run_id, False, result, str(exc) or type(exc).__name__)
+        # no label nor sizes: a failed run left no backup or dump file to name
+        _finish(connect, run_id, False, RunResult(), str(exc) or type(exc).__name__)
         raise
     _finish(connect, run_id, True, result, None)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,6 +39,16 @@ COMPRESSORS = {
 SUFFIXES = {"gz": ".dump", "bz2": ".dump.bz2", "lz4": ".dump.lz4", "zst": ".dump.zst"}
 # the table-of-contents entries of pg_cron, which exists only in the one database it serves
 _CRON_ENTRY = re.compile(r"\bpg_cron\b| cron (job|job_run_details|jobid_seq|runid_seq)\b")
+
+
+def _tool(compress_type: str, decompress: bool = False) -> list[str]:
+    """The command that compresses (or decompresses) a dump of ``compress_type``; OpsError when
+    the program is not installed (before anything runs, instead of a crash with pg_dump half done)."""
+    command = COMPRESSORS[compress_type][1 if decompress else 0]
+    if shutil.which(command[0]) is None:
+        hint = "install it to restore this dump" if decompress else "install it, or use --compress-type gz"
+        raise OpsError(f"{command[0]} is not installed (needed for {compress_type} dumps): {hint}")
+    return command
 
 
 def _client(conninfo: str) -> tuple[str, dict[str, str]]:
@@ -69,6 +80,7 @@ def dump(
         raise OpsError(f"dump mode must be one of {', '.join(MODES)}, got {mode!r}")
     if compress_type not in SUFFIXES:
         raise OpsError(f"compress type must be one of {', '.join(SUFFIXES)}, got {compress_type!r}")
+    compress_command = None if compress_type == "gz" else _tool(compress_type)
     dbname, env = _client(conninfo)
     _make_private_dirs(path.parent)
     level = "6" if compress_type == "gz" else "0"
@@ -96,7 +108,8 @@ def dump(
                     text=True,
                     env=env,
                 )
-                compressor = subprocess.Popen(COMPRESSORS[compress_type][0], stdin=dumper.stdout, stdout=out)
+                assert compress_command is not None
+                compressor = subprocess.Popen(compress_command, stdin=dumper.stdout, stdout=out)
                 assert dumper.stdout is not None
                 dumper.stdout.close()  # the compressor holds the pipe now
             errors = _follow(dumper, on_table)
@@ -155,9 +168,10 @@ def _plain_dump(path: Path) -> Iterator[Path]:
     if compress_type == "gz":
         yield path
         return
+    decompress_command = _tool(compress_type, decompress=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".restore-", suffix=".dump") as plain:
         result = subprocess.run(
-            [*COMPRESSORS[compress_type][1], str(path)], stdout=plain, stderr=subprocess.PIPE, check=False
+            [*decompress_command, str(path)], stdout=plain, stderr=subprocess.PIPE, check=False
         )
         if result.returncode != 0:
             raise OpsError(f"cannot decompress {path}: {result.stderr.decode(errors='replace').strip()}")

@@ -29,7 +29,7 @@ import subprocess
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,19 @@ def repository(settings: Settings) -> Repository:
 
 
 def passphrase(settings: BackupSettings) -> str | None:
-    """The repository passphrase from the environment, or None when the variable is unset or empty."""
-    return os.environ.get(settings.passphrase_env) or None
+    """The repository passphrase from the environment, or None when the variable is unset or empty.
+
+    OpsError (naming the variable, never the value) when pgbackrest.conf could not hold it as it
+    is: pgBackRest trims the white space around a value and a line ends at a line break, so the
+    server's archive-push would read another passphrase than the one the repository was made with.
+    """
+    secret = os.environ.get(settings.passphrase_env) or None
+    if secret is not None and (secret != secret.strip() or any(not c.isprintable() for c in secret)):
+        raise OpsError(
+            f"{settings.passphrase_env} must not begin or end with white space nor hold line breaks"
+            " or control characters (pgbackrest.conf cannot keep such a passphrase as it is)"
+        )
+    return secret
 
 
 # -- running pgBackRest ------------------------------------------------------------------------
@@ -397,23 +408,94 @@ def expire(repo: Repository) -> str:
 
 
 def restore(repo: Repository, target: Cluster, target_time: datetime | None, backup_set: str | None) -> None:
-    """Restore into ``target``'s (new, empty) data directory, to ``target_time`` when given.
+    """Restore into ``target``'s home (a new or empty directory), to ``target_time`` when given.
 
     The restored cluster recovers from the repository's WAL when it first starts, then promotes;
     its archiving is off, so it never pushes WAL into the stanza it came from. ``Cluster.start``
-    returns once recovery has ended.
+    returns once recovery has ended. Nothing is written into a home that holds anything, and
+    what a failed restore wrote is removed, so it can be run again into the same directory.
     """
+    home = target.home
+    if home.exists() and (not home.is_dir() or any(home.iterdir())):
+        raise OpsError(f"{home} is not empty: restore into a new (or empty) directory")
+    if target_time is not None or backup_set is not None:
+        check_target(info(repo), target_time, backup_set)
+    home_existed = home.exists()
+    fallback_existed = target.fallback_base().exists()
     data_dir = target.data_dir
-    if data_dir.exists() and any(data_dir.iterdir()):
-        raise OpsError(f"{data_dir} is not empty: restore into a new directory")
-    target.prepare_dirs()
-    args = ["restore", f"--pg1-path={data_dir.resolve()}", "--archive-mode=off"]
-    if target_time is not None:
-        stamp = target_time.isoformat(sep=" ")
-        args += ["--type=time", f"--target={stamp}", "--target-action=promote"]
+    try:
+        target.prepare_dirs()
+        args = ["restore", f"--pg1-path={data_dir.resolve()}", "--archive-mode=off"]
+        if target_time is not None:
+            stamp = target_time.isoformat(sep=" ")
+            args += ["--type=time", f"--target={stamp}", "--target-action=promote"]
+        if backup_set is not None:
+            args.append(f"--set={backup_set}")
+        run(repo, *args)
+    except BaseException:
+        _remove_restored(target, home_existed, fallback_existed)
+        raise
+
+
+def check_target(
+    backups: list[BackupInfo],
+    target_time: datetime | None,
+    backup_set: str | None,
+    now: datetime | None = None,
+) -> None:
+    """OpsError unless recovery from these backups can reach ``target_time`` (and ``backup_set``).
+
+    PostgreSQL stops replaying at the first commit after the target time, but never before the
+    end of the backup it starts from: a target in the future fails the restored cluster's start
+    ("recovery ended before configured recovery target was reached"), and a backup that ended
+    after the target would silently come back as of its own end, later than asked.
+    """
+    chosen = None
     if backup_set is not None:
-        args.append(f"--set={backup_set}")
-    run(repo, *args)
+        chosen = next((b for b in backups if b.label == backup_set), None)
+        if chosen is None:
+            raise OpsError(f"no backup {backup_set} in the repository (see spreadedge backup list)")
+    if target_time is None:
+        return
+    current = now or datetime.now(UTC)
+    if target_time > current:
+        raise OpsError(
+            f"--target-time {target_time.isoformat()} is in the future"
+            f" (now {current.isoformat(timespec='seconds')}): recovery could never reach it;"
+            " leave --target-time out to restore to the end of the archived WAL"
+        )
+
+    def ended_before(backup: BackupInfo) -> bool:
+        # pgBackRest keeps the stop time in whole seconds: the backup ended within that second
+        return backup.stopped_at + timedelta(seconds=1) <= target_time
+
+    if chosen is not None and not ended_before(chosen):
+        raise OpsError(
+            f"backup {chosen.label} ended at {chosen.stopped_at.astimezone(UTC).isoformat()}, not before"
+            f" --target-time {target_time.isoformat()}: it cannot be restored to an earlier time;"
+            " leave --set out to use the newest backup that ended before it"
+        )
+    if chosen is None and not any(ended_before(b) for b in backups):
+        first = (
+            f"the first one ended at {backups[0].stopped_at.astimezone(UTC).isoformat()}"
+            if backups
+            else "the repository holds no backup"
+        )
+        raise OpsError(f"no backup ended before --target-time {target_time.isoformat()}: {first}")
+
+
+def _remove_restored(target: Cluster, home_existed: bool, fallback_existed: bool) -> None:
+    """Remove what a failed restore wrote: the home it created (or the empty home's new contents)."""
+    if not fallback_existed:
+        shutil.rmtree(target.fallback_base(), ignore_errors=True)
+    if not home_existed:
+        shutil.rmtree(target.home, ignore_errors=True)
+        return
+    for path in target.home.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def copy_password(source_home: Path, target: Cluster) -> None:
