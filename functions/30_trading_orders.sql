@@ -30,7 +30,7 @@ create or replace function internal.lock_order(p_order_id bigint)
     language plpgsql
 as $$
 -- The order row, locked FOR UPDATE; raises unknown_order (23S04), also for an order outside the
--- session's scope.
+-- session's scope, and invalid_argument (22S09) for a null id.
 -- why two statements: a join from trading.order_keys to the partitioned orders table finds the
 -- partition only while it runs, so every partition is opened, locked and given a row mark first
 -- (over 4 % of a fill's instructions); with the partition key read first, the locking query
@@ -51,13 +51,18 @@ begin
     end if;
     -- why the same error: another user's order must not be told apart from a missing one
     if v_order.order_id is null or not internal.strategy_in_scope(v_order.strategy_id) then
-        raise exception 'order % does not exist', coalesce(p_order_id::text, 'null')
+        -- why here, after the lookup: a null id finds nothing, and testing it first would cost
+        -- every fill
+        if p_order_id is null then
+            raise exception 'order_id must be given, got null' using errcode = '22S09';
+        end if;
+        raise exception 'order % does not exist', p_order_id
             using errcode = '23S04';
     end if;
     return v_order;
 end;
 $$;
-comment on function internal.lock_order(bigint) is 'Locks and returns an order by id; raises 23S04 unknown_order.';
+comment on function internal.lock_order(bigint) is 'Locks and returns an order by id; raises 23S04 unknown_order (22S09 for a null id).';
 
 create or replace function internal.change_order_status(
     p_order     trading.orders,
@@ -211,7 +216,8 @@ create or replace function trading.place_order(
 as $$
 -- Validate and store a new order (status new) and its placement event; returns its id. order_type
 -- defaults to limit when a price is given, market otherwise. A retry with the same client_order_id
--- on the same exchange returns the same order and writes nothing. An order that breaks a pre-trade
+-- on the same exchange returns the same order and writes nothing (also once its strategy or
+-- instrument is inactive, which refuses new orders with invalid_argument). An order that breaks a pre-trade
 -- risk limit of its strategy is stored as rejected with the reason (see functions/69_monitor_risk.sql).
 #variable_conflict use_column
 declare
@@ -242,9 +248,11 @@ begin
     if v_type in ('limit', 'stop_limit') then
         perform internal.check_positive(place_order.price, format('price of a %s order', v_type), '22S02');
     elsif place_order.price is not null then
+        -- why by type: a stop_market order told to use a limit order would lose its stop
         raise exception '% orders take no price, got %', v_type, place_order.price
             using errcode = '22S07',
-                  hint = 'Omit price for a market order, or use order_type => ''limit''.';
+                  hint = format('Omit price for a %s order, or use order_type => ''%s''.', v_type,
+                                case v_type when 'market' then 'limit' else 'stop_limit' end);
     end if;
     if v_type in ('stop_market', 'stop_limit') then
         perform internal.check_positive(place_order.stop_price, format('stop price of a %s order', v_type), '22S02');
@@ -253,13 +261,6 @@ begin
             using errcode = '22S07';
     end if;
     perform internal.check_time(place_order.placed_at, 'placed_at');
-    if not v_strategy.is_active then
-        raise exception 'strategy "%" is inactive', v_strategy.name using errcode = '22S09';
-    end if;
-    if not v_instrument.is_active then
-        raise exception 'instrument "%" on "%" is inactive', v_instrument.symbol, place_order.exchange
-            using errcode = '22S09';
-    end if;
     if place_order.client_order_id is not null then
         -- why the length: the id is an index key, and a btree entry over about 2.7 kB fails with
         -- an internal error (54000); exchanges take 32 to 64 characters
@@ -277,6 +278,15 @@ begin
             return v_order_id;
         end if;
     end if;
+    -- why after the retry: an inactive strategy or instrument places no new order, but a retry of
+    -- one placed before returns it; refused, the caller took its stored order for one never placed
+    if not v_strategy.is_active then
+        raise exception 'strategy "%" is inactive', v_strategy.name using errcode = '22S09';
+    end if;
+    if not v_instrument.is_active then
+        raise exception 'instrument "%" on "%" is inactive', v_instrument.symbol, place_order.exchange
+            using errcode = '22S09';
+    end if;
 
     if place_order.price % v_instrument.tick_size <> 0 then
         raise exception 'price % is not a multiple of the tick size % of %', place_order.price,
@@ -287,7 +297,8 @@ begin
     if place_order.stop_price % v_instrument.tick_size <> 0 then
         raise exception 'stop price % is not a multiple of the tick size % of %', place_order.stop_price,
             v_instrument.tick_size, v_instrument.symbol
-            using errcode = '22S03';
+            using errcode = '22S03',
+                  hint = format('Round the stop price to a multiple of %s.', v_instrument.tick_size);
     end if;
     if place_order.quantity % v_instrument.lot_size <> 0 then
         raise exception 'quantity % is not a multiple of the lot size % of %', place_order.quantity,
@@ -367,6 +378,13 @@ declare
     v_order trading.orders := internal.lock_order(acknowledge_order.order_id);
 begin
     perform internal.require_permission('orders:write');
+    -- why: an empty id stored here made the exchange's real one a conflict (23S06) ever after
+    if acknowledge_order.exchange_order_id = '' or length(acknowledge_order.exchange_order_id) > 128 then
+        raise exception 'exchange_order_id must be 1 to 128 characters, got %',
+            length(acknowledge_order.exchange_order_id)
+            using errcode = '22S09',
+                  hint = 'Omit exchange_order_id (null) when the acknowledgement carries none.';
+    end if;
     -- why refused: one order is one order on the exchange; a second id is an adapter that mixed
     -- up two orders, and overwriting the first would lose the link reconciliation needs
     if v_order.exchange_order_id <> acknowledge_order.exchange_order_id then
@@ -391,7 +409,7 @@ begin
 end;
 $$;
 comment on function trading.acknowledge_order(bigint, text) is
-    'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id; a different id than the one recorded raises 23S06.';
+    'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id; a different id than the one recorded raises 23S06, an empty or overlong one 22S09.';
 
 create or replace function internal.close_order(p_order_id bigint, p_to trading.order_status, p_reason text)
     returns void

@@ -432,3 +432,83 @@ def test_a_position_of_a_null_strategy_is_an_invalid_argument_not_an_unknown_str
         "strategy must be given, got null",
         lambda: call(seeded, "trading.get_position", strategy=None, exchange="binance", symbol="BTCUSDT"),
     )
+
+
+# Retries (bug: a retry after the strategy or instrument was deactivated raised 22S09 "is inactive",
+# so a bot whose first placement timed out took its stored, working order for one never placed)
+@pytest.mark.parametrize(
+    "deactivate",
+    [
+        "update trading.strategies set is_active = false where name = 'alpha'",
+        "update ref.instruments set is_active = false where symbol = 'BTCUSDT'",
+    ],
+    ids=["strategy", "instrument"],
+)
+def test_a_retried_placement_returns_its_order_after_the_strategy_or_instrument_was_deactivated(
+    seeded, deactivate
+):
+    first = place(seeded, "buy", "1", "100", client_order_id="c-1")
+    seeded.execute(deactivate)
+    before = counts(seeded)
+    assert place(seeded, "buy", "1", "100", client_order_id="c-1") == first
+    assert counts(seeded) == before
+
+
+def test_a_new_order_of_an_inactive_strategy_is_still_refused(seeded):
+    seeded.execute("update trading.strategies set is_active = false where name = 'alpha'")
+    expect_refusal(
+        seeded,
+        "22S09",
+        'strategy "alpha" is inactive',
+        lambda: place(seeded, "buy", "1", "100", client_order_id="c-1"),
+    )
+
+
+# Acknowledgements (bug: an empty exchange order id was stored, and the real one then raised 23S06)
+@pytest.mark.parametrize("exchange_order_id", ["", "E" * 129])
+def test_an_empty_or_overlong_exchange_order_id_is_an_invalid_argument(seeded, exchange_order_id):
+    order_id = place(seeded, "buy", "1", "100")
+    expect_refusal(
+        seeded,
+        "22S09",
+        f"exchange_order_id must be 1 to 128 characters, got {len(exchange_order_id)}",
+        lambda: call(
+            seeded, "trading.acknowledge_order", order_id=order_id, exchange_order_id=exchange_order_id
+        ),
+    )
+    assert (order(seeded, order_id)["status"], order(seeded, order_id)["exchange_order_id"]) == ("new", None)
+
+
+# Nulls (bug: order_id => null read "order null does not exist", 23S04 unknown_order)
+@pytest.mark.parametrize("action", ["cancel", "acknowledge", "expire", "reject"])
+def test_a_null_order_id_is_an_invalid_argument(seeded, action):
+    expect_refusal(seeded, "22S09", "order_id must be given, got null", lambda: ACTIONS[action](seeded, None))
+
+
+# Hints (bug: a stop_market order with a price was told to use order_type => 'limit', dropping its stop)
+@pytest.mark.parametrize(
+    ("order_type", "hint"),
+    [
+        ("market", "Omit price for a market order, or use order_type => 'limit'."),
+        ("stop_market", "Omit price for a stop_market order, or use order_type => 'stop_limit'."),
+    ],
+)
+def test_a_price_on_a_market_or_stop_market_order_hints_at_the_type_that_takes_one(seeded, order_type, hint):
+    stop_price = D("99") if order_type == "stop_market" else None
+    error = expect_refusal(
+        seeded,
+        "22S07",
+        f"{order_type} orders take no price, got 100",
+        lambda: place(seeded, "buy", "1", "100", order_type=order_type, stop_price=stop_price),
+    )
+    assert error.diag.message_hint == hint
+
+
+def test_a_stop_price_off_the_tick_hints_at_the_tick(seeded):
+    error = expect_refusal(
+        seeded,
+        "22S03",
+        "stop price 99.005 is not a multiple of the tick size 0.01 of BTCUSDT",
+        lambda: place(seeded, "buy", "1", None, order_type="stop_market", stop_price=D("99.005")),
+    )
+    assert error.diag.message_hint == "Round the stop price to a multiple of 0.01."
