@@ -355,6 +355,8 @@ CLI_BASE: dict[tuple[str, ...], list[str]] = {
     ("metrics", "show"): [],
     ("cleanup",): ["orders", "--older-than", "30d", "--dry-run"],
     ("health",): [],
+    ("tune", "apply"): ["ADVICE"],
+    ("tune", "drop-unused"): [],
 }
 # Text parameters not attacked here, and why.
 CLI_SKIPPED = {
