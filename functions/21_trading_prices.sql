@@ -134,24 +134,34 @@ create or replace function trading.asset_price(p_exchange_id smallint, p_asset t
     set search_path = ''
     language sql
 as $$
-    -- Price of one unit of p_asset in p_quote_asset: the mark (trading.mark_price: quote mid, else
-    -- tick, else latest fill) of an instrument trading p_asset against p_quote_asset that has one.
-    -- Spot and margin markets first, then perpetuals and futures; within each, the exchange
-    -- p_exchange_id first, then spot before margin, then the lowest instrument id.
+    -- Price of one unit of p_asset in p_quote_asset (1 for the asset itself): the mark
+    -- (trading.mark_price: quote mid, else tick, else latest fill) of an instrument trading p_asset
+    -- against p_quote_asset, or 1 / the mark of one trading p_quote_asset against p_asset (the
+    -- inverse pair), that has one. Spot and margin markets first, then perpetuals and futures;
+    -- within each, the exchange p_exchange_id first, then the pair before its inverse, then spot
+    -- before margin, then the lowest instrument id.
     -- why never an option: its price is a premium, not the price of its base asset
     -- why the market type before the exchange: a perpetual's or future's price strays from the
     -- asset's (funding, basis) more than another exchange's spot price does
-    select trading.mark_price(i.instrument_id)
-    from ref.instruments i
-    where i.base_asset = p_asset and i.quote_asset = p_quote_asset
-      and i.market_type in ('spot', 'margin', 'perpetual', 'futures')
-      and trading.mark_price(i.instrument_id) is not null
-    order by i.market_type in ('spot', 'margin') desc, (i.exchange_id = p_exchange_id) desc,
-             i.market_type = 'spot' desc, i.instrument_id
-    limit 1
+    -- why inverse pairs: markets list USDT fees' value in BTC only as BTC/USDT, so a fee in USDT
+    -- on an ETH/BTC fill was refused (22S08) although BTC/USDT was quoted on that very exchange
+    -- why offset 0: each candidate's mark is computed once, not again for the one chosen
+    select case when p_asset = p_quote_asset then 1 else (
+        select case when c.inverse then 1 / c.price else c.price end
+        from (select i.instrument_id, i.exchange_id, i.market_type, i.base_asset <> p_asset as inverse,
+                     trading.mark_price(i.instrument_id) as price
+              from ref.instruments i
+              where ((i.base_asset = p_asset and i.quote_asset = p_quote_asset)
+                     or (i.base_asset = p_quote_asset and i.quote_asset = p_asset))
+                and i.market_type in ('spot', 'margin', 'perpetual', 'futures')
+              offset 0) c
+        where c.price > 0
+        order by c.market_type in ('spot', 'margin') desc, (c.exchange_id = p_exchange_id) desc, c.inverse,
+                 c.market_type = 'spot' desc, c.instrument_id
+        limit 1) end
 $$;
 comment on function trading.asset_price(smallint, text, text) is
-    'Price of an asset in a quote asset from market data: spot or margin first, then perpetual or futures, the given exchange first within each; never an option; null when unknown.';
+    'Price of an asset in a quote asset from market data (1 for the asset itself): its pair''s mark, else 1 / its inverse pair''s; spot or margin first, then perpetual or futures, the given exchange first within each, then the pair before its inverse; never an option; null when unknown.';
 
 create or replace function trading.position_after_fill(
     p_quantity        numeric,

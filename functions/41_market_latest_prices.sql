@@ -2,7 +2,7 @@
 -- Statement triggers on market.quotes and market.ticks that keep market.latest_prices at the newest
 -- quote and trade of each instrument. A late row (older than what is kept) changes nothing; a trade
 -- of the kept time replaces the last price when it is the later trade of that time (by exchange
--- trade id, as candles close), whichever batch it came in.
+-- trade id, as candles close), whichever batch it came in, concurrent batches too.
 
 create or replace function internal.note_latest_quotes()
     returns trigger
@@ -41,7 +41,19 @@ as $$
 -- kept time may come in a later batch and be the later one; market.latest_prices keeps no trade id
 -- to compare with, but market.ticks holds every trade of that time (this batch's too, the trigger
 -- runs after the insert), one primary-key range scan per instrument of the batch.
+-- why the rows are locked first, in a statement of their own: the look-up sees the trades
+-- committed when its statement starts. A concurrent batch holding a later trade of the kept time,
+-- not yet committed, was invisible to it; this batch then waited for that batch's row and, once
+-- it committed, overwrote its price with this batch's earlier trade. Locked first (or inserted
+-- empty, when the instrument has no row yet), the look-up starts after the other batch committed.
 begin
+    insert into market.latest_prices as l (instrument_id)
+    select distinct n.instrument_id from new_rows n
+    order by n.instrument_id
+    on conflict (instrument_id) do update
+        set instrument_id = excluded.instrument_id
+        where false;  -- the row is locked even though it is not updated
+
     insert into market.latest_prices as l (instrument_id, last_price, traded_at)
     select n.instrument_id, t.price, n.traded_at
     from (select n.instrument_id, max(n.traded_at) as traded_at from new_rows n group by n.instrument_id) n

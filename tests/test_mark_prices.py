@@ -1,10 +1,14 @@
 """Mark prices: the newest quote mid, else the newest tick, else the latest fill."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from market_helpers import RECENT_NOON, quote, tick, ticks_in_one_statement
-from trading_helpers import position, trade
+import psycopg
+import pytest
+
+from market_helpers import RECENT_NOON, instrument_id, quote, tick, ticks_in_one_statement
+from trading_helpers import call, position, trade, waits_for_a_lock
 
 T0 = RECENT_NOON
 
@@ -54,6 +58,40 @@ def test_a_trade_at_the_kept_time_with_a_smaller_trade_id_loaded_later_changes_n
     assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("103")
 
 
+def last_price(conn: psycopg.Connection) -> tuple[datetime, Decimal]:
+    return conn.execute(
+        "select traded_at, last_price from market.latest_prices where instrument_id = %s",
+        [instrument_id(conn)],
+    ).fetchone()
+
+
+@pytest.mark.parametrize("first_trade_of_the_instrument", [True, False])
+def test_a_trade_at_the_kept_time_loaded_concurrently_does_not_replace_the_later_trade(
+    seeded, db_url, first_trade_of_the_instrument
+):
+    # trade 100 is loaded, not yet committed, when trade 99 of the same time is loaded in another
+    # session: 99's batch cannot see 100 until it commits, and must not then overwrite its price
+    if not first_trade_of_the_instrument:
+        tick(seeded, T0 - timedelta(seconds=1), "90", trade_id="1")
+    failures: list[Exception] = []
+
+    def load_trade_99(conn: psycopg.Connection) -> None:
+        try:
+            tick(conn, T0, "101", trade_id="99")
+        except Exception as exc:  # asserted on by the test
+            failures.append(exc)
+
+    with psycopg.connect(db_url) as first, psycopg.connect(db_url, autocommit=True) as second:
+        tick(first, T0, "103", trade_id="100")
+        thread = threading.Thread(target=load_trade_99, args=(second,))
+        thread.start()
+        waited = waits_for_a_lock(seeded, second.info.backend_pid)
+        first.commit()
+        thread.join(timeout=30)
+    assert (waited, failures) == (True, [])
+    assert last_price(seeded) == (T0, Decimal("103"))
+
+
 def test_a_quote_wins_over_a_newer_tick(seeded):
     trade(seeded, "buy", "2", "100")
     quote(seeded, T0, "101", "103")
@@ -94,3 +132,59 @@ def test_quotes_of_another_instrument_do_not_mark_the_position(seeded):
     trade(seeded, "buy", "2", "100")
     quote(seeded, T0, "95", "96", exchange="binance", symbol="BNBUSDT")
     assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("100")
+
+
+def list_binance_eth_btc(conn: psycopg.Connection) -> None:
+    call(
+        conn,
+        "ref.upsert_instrument",
+        exchange="binance",
+        symbol="ETHBTC",
+        base_asset="ETH",
+        quote_asset="BTC",
+        market_type="spot",
+        tick_size=Decimal("0.00001"),
+        lot_size=Decimal("0.001"),
+        min_notional=Decimal("0"),
+    )
+
+
+def test_a_fee_in_the_quote_asset_of_the_inverse_pair_is_priced_at_one_over_its_mark(seeded):
+    # a USDT fee on an ETH/BTC fill: no USDT/BTC market, but BTC/USDT is quoted at mid 50000
+    list_binance_eth_btc(seeded)
+    quote(seeded, T0, "49999", "50001")
+    trade_id = trade(seeded, "buy", "1", "0.05", symbol="ETHBTC", fee=Decimal("10"), fee_currency="USDT")
+    fee_quote = seeded.execute(
+        "select fee_quote from trading.trades where trade_id = %s", [trade_id]
+    ).fetchone()[0]
+    assert fee_quote == Decimal("0.0002")
+
+
+def binance_asset_price(conn: psycopg.Connection, asset: str, quote_asset: str) -> Decimal | None:
+    return conn.execute(
+        "select trading.asset_price(e.exchange_id, %s, %s) from ref.exchanges e where e.code = 'binance'",
+        [asset, quote_asset],
+    ).fetchone()[0]
+
+
+def test_an_asset_is_priced_from_its_own_pair_before_the_inverse_pair(seeded):
+    list_binance_eth_btc(seeded)
+    call(
+        seeded,
+        "ref.upsert_instrument",
+        exchange="binance",
+        symbol="BTCETH",
+        base_asset="BTC",
+        quote_asset="ETH",
+        market_type="spot",
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.001"),
+        min_notional=Decimal("0"),
+    )
+    quote(seeded, T0, "0.05", "0.05", symbol="ETHBTC")
+    quote(seeded, T0, "25", "25", symbol="BTCETH")
+    assert binance_asset_price(seeded, "ETH", "BTC") == Decimal("0.05")
+
+
+def test_an_asset_is_worth_one_of_itself(seeded):
+    assert binance_asset_price(seeded, "USDT", "USDT") == 1
