@@ -73,6 +73,34 @@ $$;
 comment on function audit.log_changes() is
     'Statement-level trigger writing audit.log rows from transition tables; arguments: one or two key columns, then -columns to leave out.';
 
+create or replace function audit.log_truncate()
+    returns trigger
+    volatile
+    language plpgsql
+as $$
+-- BEFORE TRUNCATE statement trigger of audited tables, with audit.log_changes's arguments: a
+-- TRUNCATE deletes every row and fires no DELETE trigger, so it first writes one DELETE row per
+-- row, the image audit.log_changes would write for a DELETE of it. Without it a TRUNCATE (or one
+-- cascaded to the table) left no trace in the log, and ops.check_invariants reported every row.
+-- (A TRUNCATE naming one partition of a partitioned table fires no trigger of its parent.)
+begin
+    if tg_nargs = 0 or left(tg_argv[0], 1) = '-' then
+        raise exception 'audit.log_truncate on %.% needs one or two key column names, then -columns to leave out',
+            quote_ident(tg_table_schema), quote_ident(tg_table_name);
+    end if;
+    execute format(
+        'insert into audit.log (table_name, operation, row_key, old_row)
+         select %1$L, ''DELETE'', audit.row_key(x.image, %2$L, %3$L), x.image
+         from (select to_jsonb(t) - %4$L::text[] as image from %5$I.%6$I t offset 0) x',
+        format('%I.%I', tg_table_schema, tg_table_name), tg_argv[0], tg_argv[1],
+        array(select substr(a, 2) from unnest(tg_argv) a where left(a, 1) = '-'),
+        tg_table_schema, tg_table_name);
+    return null;
+end;
+$$;
+comment on function audit.log_truncate() is
+    'BEFORE TRUNCATE trigger of audited tables: writes a DELETE audit.log row for every row about to go; arguments as audit.log_changes.';
+
 create or replace function audit.refuse_change()
     returns trigger
     volatile
@@ -118,6 +146,7 @@ declare
     v_parts  text[];
     v_table  text;
     v_logged jsonb;  -- one key of this table as the log holds it, to check the key given against
+    v_key    text;   -- the key given, its numbers without trailing fractional zeros (42.0 is 42)
 begin
     -- why: the log holds every user's rows (orders, trades, API key metadata); a session scoped
     -- to a trader must not read another trader's story through it
@@ -146,11 +175,17 @@ begin
             using errcode = '22S09',
                   hint = 'Give the key as audit.log.row_key holds it, e.g. ''{"order_id": 42}''.';
     end if;
+    -- why both spellings: jsonb keeps a number's scale, so {"order_id": 42.0} is not the text of
+    -- the logged {"order_id": 42} and found nothing; the key as given still finds a key column
+    -- whose values keep their scale (a numeric(10,2) logs 42.50)
+    v_key := (select jsonb_object_agg(e.key, case when jsonb_typeof(e.value) = 'number'
+                                                  then to_jsonb(trim_scale(e.value::numeric)) else e.value end)
+              from jsonb_each(history.key) e)::text;
     return query
     select l.audit_id, l.logged_at, l.operation, l.old_row, l.new_row, l.actor, l.db_role, l.txid
     from audit.log l
     where l.table_name = v_table
-      and l.row_key = history.key::text
+      and l.row_key in (history.key::text, v_key)
     order by l.audit_id;
     -- why check an empty story's key: a key that names other columns or spells a number as a string
     -- ({"order_id": "42"}) matches no row_key, and an empty story reads as "never changed"; a key
@@ -172,7 +207,7 @@ begin
 end;
 $$;
 comment on function audit.history(text, jsonb) is
-    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed; a key that finds nothing and whose columns or json types differ from the table''s logged keys is refused (22S09). A session scoped to a user needs audit:read (42S01).';
+    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed; a number in the key matches with or without trailing fractional zeros (42.0 finds 42); a key that finds nothing and whose columns or json types differ from the table''s logged keys is refused (22S09). A session scoped to a user needs audit:read (42S01).';
 
 create or replace function internal.audited_tables()
     returns table (table_name text, relid regclass, key1 text, key2 text, redacted text[])

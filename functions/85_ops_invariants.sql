@@ -75,6 +75,23 @@ $$;
 comment on function internal.jsonb_differences(jsonb, jsonb) is
     'Keys two jsonb objects share whose values differ ("key: a -> b, ..."); null when they agree.';
 
+create or replace function internal.audit_moved_key(p_row_key text, p_old_row jsonb)
+    returns text
+    -- why stable: jsonb_object_agg is
+    stable
+    language sql
+as $$
+    -- The key an UPDATE image moved its row away from, as audit.row_key writes keys: the columns
+    -- of p_row_key (the new key) read from the old row; null when the key did not change, so
+    -- the usual UPDATE costs one containment test. A key-changing UPDATE is logged under its new
+    -- key only (audit.log_changes), so without it the old key's story seems to stop unfinished.
+    select case when not p_old_row @> p_row_key::jsonb
+                then (select jsonb_object_agg(k, p_old_row -> k) from jsonb_object_keys(p_row_key::jsonb) k)::text
+           end
+$$;
+comment on function internal.audit_moved_key(text, jsonb) is
+    'The old key of an UPDATE audit row that changed its row''s key (canonical json text), null when the key stayed.';
+
 create or replace function ops.check_invariants()
     returns table (invariant text, subject jsonb, detail text)
     stable
@@ -82,8 +99,8 @@ create or replace function ops.check_invariants()
 as $$
 -- Every violation of the stored state's invariants, one row each (none when sound):
 --   position_fold      a position differs from the fold of its trades and funding payments (quantity,
---                      average entry, realized gross, fees, funding, fill count), or trades exist
---                      with no position row
+--                      average entry, realized gross, fees, funding, fill count, opened_at), or
+--                      trades exist with no position row
 --   trade_realized     a trade's realized gross PnL or closed quantity differs from what its step of
 --                      the fold realized or closed, or its position delta is not its signed quantity
 --                      less a base-asset fee
@@ -93,12 +110,18 @@ as $$
 --   rollup_hourly      trading.hourly_pnl differs from the trades and funding of its hour
 --   rollup_daily       trading.daily_pnl differs from the trades and funding of its day
 --   snapshot_total     a portfolio snapshot's total row is missing or is not the sum of its strategy rows
+--   spread_legs        a spread trade's buy leg is not a buy order or its sell leg not a sell order, a
+--                      leg is of another strategy or for another quantity, or both legs are on one
+--                      exchange (trading.open_spread_trade places them so)
 --   audit_chain        an audited row's change is not in the audit log: an UPDATE or DELETE image
 --                      whose old row is not the previous image, an INSERT of a key still present,
 --                      a first image that is not an INSERT (or the BASELINE of a row older than
---                      its table's audit triggers, see audit.record_baseline)
+--                      its table's audit triggers, see audit.record_baseline). An UPDATE of a key
+--                      column, logged under the new key, ends the old key's story as a DELETE
+--                      would and begins the new key's as an INSERT would.
 --   audit_current      an audited row differs from its latest audit image, or has none, or a row
---                      the log has (its latest image not a DELETE) does not exist
+--                      the log has (its latest image not a DELETE nor a move to another key) does
+--                      not exist
 -- The audit log carries no seals of its own; its rows are protected by privileges and by
 -- triggers that refuse UPDATE, DELETE and TRUNCATE (functions/80_audit.sql).
 -- When pg_partman retention drops audit.log partitions, rows whose history began in a dropped
@@ -120,6 +143,20 @@ begin
         from trading.trades t
         group by t.strategy_id, t.instrument_id
     ),
+    -- opened_at: when the open position began, as record_fill sets it: the time of the last trade
+    -- that opened it from flat or turned it through zero (the quantity before a trade is the one
+    -- after it less its delta); null when flat
+    opened as (
+        select s.strategy_id, s.instrument_id,
+               (array_agg(s.executed_at order by s.trade_id desc)
+                    filter (where s.step[1] <> 0 and sign(s.step[1] - s.position_delta) <> sign(s.step[1])))[1]
+                   as opened_at
+        from (select t.strategy_id, t.instrument_id, t.trade_id, t.executed_at, t.position_delta,
+                     internal.position_fold(t.position_delta, t.price, t.multiplier)
+                         over (partition by t.strategy_id, t.instrument_id order by t.trade_id) as step
+              from trading.trades t) s
+        group by s.strategy_id, s.instrument_id
+    ),
     funded as (
         select f.strategy_id, f.instrument_id, sum(f.amount) as funding
         from trading.funding_payments f
@@ -130,8 +167,10 @@ begin
                coalesce(fo.instrument_id, fu.instrument_id) as instrument_id,
                coalesce(fo.fold[1], 0) as quantity, fo.fold[2] as avg_entry_price,
                coalesce(fo.fold[3], 0) as realized_pnl_gross, coalesce(fo.fees, 0) as fees_paid,
-               coalesce(fu.funding, 0) as funding, coalesce(fo.fills, 0) as trade_count
+               coalesce(fu.funding, 0) as funding, coalesce(fo.fills, 0) as trade_count,
+               case when fo.fold[1] <> 0 then op.opened_at end as opened_at
         from folded fo
+        left join opened op on op.strategy_id = fo.strategy_id and op.instrument_id = fo.instrument_id
         full join funded fu on fu.strategy_id = fo.strategy_id and fu.instrument_id = fo.instrument_id
     )
     select 'position_fold',
@@ -146,11 +185,13 @@ begin
         select internal.jsonb_differences(
                    jsonb_build_object('quantity', p.quantity, 'avg_entry_price', p.avg_entry_price,
                                       'realized_pnl_gross', p.realized_pnl_gross, 'fees_paid', p.fees_paid,
-                                      'funding', p.funding, 'trade_count', p.trade_count),
+                                      'funding', p.funding, 'trade_count', p.trade_count,
+                                      'opened_at', p.opened_at),
                    jsonb_build_object('quantity', coalesce(e.quantity, 0), 'avg_entry_price', e.avg_entry_price,
                                       'realized_pnl_gross', coalesce(e.realized_pnl_gross, 0),
                                       'fees_paid', coalesce(e.fees_paid, 0), 'funding', coalesce(e.funding, 0),
-                                      'trade_count', coalesce(e.trade_count, 0))) as differences
+                                      'trade_count', coalesce(e.trade_count, 0),
+                                      'opened_at', e.opened_at)) as differences
     ) d
     where p.strategy_id is null or d.differences is not null;
 
@@ -187,8 +228,9 @@ begin
            jsonb_build_object('trade_id', coalesce(t.trade_id, k.trade_id)),
            case when k.trade_id is null then 'trade has no trading.trade_keys row'
                 when t.trade_id is null then 'trading.trade_keys row has no trade'
-                else format('key row says %s / %s, the trade %s / %s', k.exchange_trade_id, k.executed_at,
-                            t.exchange_trade_id, t.executed_at)
+                else format('key row says exchange %s, %s / %s; the trade exchange %s, %s / %s',
+                            k.exchange_id, k.exchange_trade_id, k.executed_at,
+                            i.exchange_id, t.exchange_trade_id, t.executed_at)
            end
     from trading.trades t
     join ref.instruments i on i.instrument_id = t.instrument_id
@@ -320,34 +362,95 @@ begin
     ) d
     where t.taken_at is null or d.differences is not null;
 
+    -- why no check of a leg's order row that is missing: trading.spread_trades refers to
+    -- order_keys, and an orders partition dropped by retention takes its rows
+    return query
+    select 'spread_legs', jsonb_build_object('spread_trade_id', s.spread_trade_id), p.problems
+    from trading.spread_trades s
+    cross join lateral (
+        select string_agg(x.problem, '; ' order by x.leg, x.n) as problems
+        from (
+            select l.leg, v.n, v.problem
+            from (values ('buy', s.buy_order_id, 1), ('sell', s.sell_order_id, 2)) l (side, order_id, leg)
+            join trading.order_keys k on k.order_id = l.order_id
+            left join trading.orders o on o.order_id = l.order_id and o.created_at = k.created_at
+            cross join lateral (values
+                (1, case when o.side::text <> l.side
+                         then format('%s leg order %s is a %s order', l.side, l.order_id, o.side) end),
+                (2, case when k.strategy_id <> s.strategy_id
+                         then format('%s leg order %s is of strategy %s, the spread trade of strategy %s',
+                                     l.side, l.order_id, k.strategy_id, s.strategy_id) end),
+                (3, case when o.quantity <> s.quantity
+                         then format('quantity %s, but %s leg order %s is for %s',
+                                     s.quantity, l.side, l.order_id, o.quantity) end)
+            ) v (n, problem)
+            where v.problem is not null
+            union all
+            select 3, 1, format('both legs are on %s', e.code)
+            from trading.order_keys kb
+            join trading.order_keys ks on ks.order_id = s.sell_order_id and ks.exchange_id = kb.exchange_id
+            join ref.exchanges e on e.exchange_id = kb.exchange_id
+            where kb.order_id = s.buy_order_id
+        ) x
+    ) p
+    where p.problems is not null;
+
     select coalesce(bool_or(pc.retention is not null), false) into v_audit_pruned
     from partman.part_config pc
     where pc.parent_table = 'audit.log';
 
+    -- why two events for a key-changing UPDATE: it is logged under the new key, where it is the
+    -- row's arrival (as an INSERT), and ends the story of the old key (as a DELETE), where its old
+    -- row must still be that key's latest image
     return query
+    with events as (
+        select l.audit_id, l.table_name, l.row_key, l.operation, l.old_row, l.new_row,
+               l.operation in ('INSERT', 'BASELINE') or m.moved_key is not null as arrives,
+               l.operation = 'DELETE' as leaves
+        from audit.log l
+        cross join lateral (
+            select case when l.operation = 'UPDATE' then internal.audit_moved_key(l.row_key, l.old_row) end as moved_key
+        ) m
+        union all
+        select l.audit_id, l.table_name, m.moved_key, l.operation, l.old_row, null, false, true
+        from audit.log l
+        cross join lateral (select internal.audit_moved_key(l.row_key, l.old_row) as moved_key) m
+        where l.operation = 'UPDATE' and m.moved_key is not null
+    ),
+    chained as (
+        select e.*,
+               lag(e.operation) over w as prev_operation,
+               lag(e.leaves) over w as prev_leaves,
+               lag(e.new_row) over w as prev_new_row,
+               lag(e.audit_id) over w as prev_audit_id,
+               -- "an INSERT", "an UPDATE", "a DELETE", "a BASELINE"
+               case when e.operation in ('INSERT', 'UPDATE') then 'an ' else 'a ' end || e.operation as an_operation,
+               case when lag(e.operation) over w in ('INSERT', 'UPDATE') then 'an ' else 'a ' end
+                   || lag(e.operation) over w as an_prev_operation
+        from events e
+        window w as (partition by e.table_name, e.row_key order by e.audit_id)
+    )
     select 'audit_chain',
            jsonb_build_object('table', c.table_name, 'key', c.row_key::jsonb, 'audit_id', c.audit_id),
            case
-               when c.prev_operation is null then format('the first image of this row is an %s, not an INSERT', c.operation)
-               when c.operation in ('INSERT', 'BASELINE')
-                   then format('%s of a row last seen by an %s (audit row %s), not deleted',
-                               c.operation, c.prev_operation, c.prev_audit_id)
-               when c.prev_operation = 'DELETE' then format('%s of a row deleted by audit row %s', c.operation, c.prev_audit_id)
+               when c.prev_operation is null then format('the first image of this row is %s, not an INSERT', c.an_operation)
+               when c.arrives and c.operation = 'UPDATE'
+                   then format('UPDATE moving a row to this key, last seen by %s (audit row %s), not deleted',
+                               c.an_prev_operation, c.prev_audit_id)
+               when c.arrives
+                   then format('%s of a row last seen by %s (audit row %s), not deleted',
+                               c.operation, c.an_prev_operation, c.prev_audit_id)
+               when c.prev_leaves and c.prev_operation = 'UPDATE'
+                   then format('%s of a row moved to another key by audit row %s', c.operation, c.prev_audit_id)
+               when c.prev_leaves then format('%s of a row deleted by audit row %s', c.operation, c.prev_audit_id)
                else format('%s whose old row is not the image of audit row %s: %s', c.operation, c.prev_audit_id,
                            internal.jsonb_differences(c.old_row, c.prev_new_row))
            end
-    from (
-        select l.audit_id, l.table_name, l.row_key, l.operation, l.old_row,
-               lag(l.operation) over w as prev_operation,
-               lag(l.new_row) over w as prev_new_row,
-               lag(l.audit_id) over w as prev_audit_id
-        from audit.log l
-        window w as (partition by l.table_name, l.row_key order by l.audit_id)
-    ) c
+    from chained c
     where case
-              when c.prev_operation is null then c.operation not in ('INSERT', 'BASELINE') and not v_audit_pruned
-              when c.operation in ('INSERT', 'BASELINE') then c.prev_operation <> 'DELETE'
-              when c.prev_operation = 'DELETE' then true
+              when c.prev_operation is null then not c.arrives and not v_audit_pruned
+              when c.arrives then not c.prev_leaves
+              when c.prev_leaves then true
               else internal.jsonb_differences(c.old_row, c.prev_new_row) is not null
           end;
 
@@ -385,11 +488,18 @@ begin
                    jsonb_build_object('table', %1$L, 'key', l.row_key::jsonb),
                    format('the row does not exist, but the audit log never deleted it (latest audit row %%s: %%s)',
                           l.audit_id, l.operation)
-            from (select distinct on (a.row_key) a.row_key, a.audit_id, a.operation
-                  from audit.log a
-                  where a.table_name = %1$L
-                  order by a.row_key, a.audit_id desc) l
-            where l.operation <> 'DELETE'
+            from (select distinct on (e.row_key) e.row_key, e.audit_id, e.operation, e.leaves
+                  from (select a.row_key, a.audit_id, a.operation, a.operation = 'DELETE' as leaves
+                        from audit.log a
+                        where a.table_name = %1$L
+                        union all
+                        -- an UPDATE that moved a row to another key ends the old key's story
+                        select m.moved_key, a.audit_id, a.operation, true
+                        from audit.log a
+                        cross join lateral (select internal.audit_moved_key(a.row_key, a.old_row) as moved_key) m
+                        where a.table_name = %1$L and a.operation = 'UPDATE' and m.moved_key is not null) e
+                  order by e.row_key, e.audit_id desc) l
+            where not l.leaves
               and not exists (select from %4$s t where audit.row_key(to_jsonb(t), %2$L, %3$L) = l.row_key)
             $q$,
             v_table.table_name, v_table.key1, v_table.key2, v_table.relid);
@@ -397,4 +507,4 @@ begin
 end;
 $$;
 comment on function ops.check_invariants() is
-    'Every violation of the stored state''s invariants (positions, trades, orders, rollups, snapshots, audit log), one row each; none when sound. spreadedge check runs it.';
+    'Every violation of the stored state''s invariants (positions, trades, orders, rollups, snapshots, spread trades, audit log), one row each; none when sound. spreadedge check runs it.';

@@ -14,10 +14,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from market_helpers import RECENT_NOON
 from spreadedge.cli import main
-from trading_helpers import call, fill, place, trade
+from trading_helpers import call, fill, list_okx_btc_spot, place, trade
 
 
 def violations(conn: psycopg.Connection) -> list[tuple[str, dict, str]]:
@@ -293,3 +294,146 @@ def test_check_command_exits_1_and_prints_each_violation(traded, db_url):
     assert len(lines) == filled.fetchone()[0] == 4
     assert {line["invariant"] for line in lines} == {"order_status"}
     assert result.stderr == "4 violation(s)\n"
+
+
+def _audited_gadgets(conn: psycopg.Connection) -> None:
+    """public.gadgets, audited by audit.log_changes('id') on insert, update and delete."""
+    conn.execute("create table public.gadgets (id int primary key, label text)")
+    for event, transitions in [
+        ("insert", "new table as new_rows"),
+        ("update", "old table as old_rows new table as new_rows"),
+        ("delete", "old table as old_rows"),
+    ]:
+        conn.execute(
+            sql.SQL(
+                "create trigger {} after {} on public.gadgets referencing {}"
+                " for each statement execute function audit.log_changes('id')"
+            ).format(sql.Identifier(f"_900_audit_{event}"), sql.SQL(event), sql.SQL(transitions))
+        )
+
+
+def test_an_audited_update_of_a_key_column_is_not_reported(db):
+    _audited_gadgets(db)
+    db.execute("insert into public.gadgets values (1, 'a'), (5, 'e')")
+    db.execute("update public.gadgets set id = id + 1, label = label || '!'")
+    db.execute("insert into public.gadgets values (1, 'again')")  # the old key, free again
+    assert violations(db) == []
+
+
+def test_a_change_that_skipped_the_audit_log_before_a_key_update_is_reported(db):
+    _audited_gadgets(db)
+    db.execute("insert into public.gadgets values (1, 'a')")
+    (inserted,) = db.execute("select max(audit_id) from audit.log").fetchone()
+    db.execute("set session_replication_role = replica")
+    db.execute("update public.gadgets set label = 'b'")
+    db.execute("reset session_replication_role")
+    db.execute("update public.gadgets set id = 2")
+    (moved,) = db.execute("select max(audit_id) from audit.log").fetchone()
+    assert violations(db) == [
+        (
+            "audit_chain",
+            {"key": {"id": 1}, "table": "public.gadgets", "audit_id": moved},
+            f'UPDATE whose old row is not the image of audit row {inserted}: label: "b" -> "a"',
+        )
+    ]
+
+
+def test_a_trade_key_row_on_another_exchange_is_reported_with_both_exchanges(traded):
+    trade_id, exchange_trade_id, exchange_id = traded.execute(
+        "select k.trade_id, k.exchange_trade_id, k.exchange_id from trading.trade_keys k order by k.trade_id limit 1"
+    ).fetchone()
+    (other,) = traded.execute(
+        "select min(exchange_id) from ref.exchanges where exchange_id <> %s", [exchange_id]
+    ).fetchone()
+    traded.execute("update trading.trade_keys set exchange_id = %s where trade_id = %s", [other, trade_id])
+    (executed_at,) = traded.execute(
+        "select executed_at::text from trading.trades where trade_id = %s", [trade_id]
+    ).fetchone()
+    assert [r for r in violations(traded) if r[0] == "trade_keys"] == [
+        (
+            "trade_keys",
+            {"trade_id": trade_id},
+            f"key row says exchange {other}, {exchange_trade_id} / {executed_at};"
+            f" the trade exchange {exchange_id}, {exchange_trade_id} / {executed_at}",
+        )
+    ]
+
+
+def test_a_first_audit_image_that_is_a_delete_is_reported_in_plain_words(traded):
+    traded.execute("set session_replication_role = replica")
+    traded.execute("insert into trading.strategies (name) values ('ghost')")
+    traded.execute("reset session_replication_role")
+    traded.execute("delete from trading.strategies where name = 'ghost'")
+    [row] = violations(traded)
+    assert (row[0], row[2]) == ("audit_chain", "the first image of this row is a DELETE, not an INSERT")
+
+
+def test_a_position_opened_at_edited_by_hand_is_reported(traded):
+    key = position_key(traded)
+    where = "where strategy_id = %(strategy_id)s and instrument_id = %(instrument_id)s"
+    (opened,) = traded.execute(
+        f"select to_jsonb(opened_at)::text from trading.positions {where}", key
+    ).fetchone()
+    traded.execute(f"update trading.positions set opened_at = opened_at - interval '1 hour' {where}", key)
+    (edited,) = traded.execute(
+        f"select to_jsonb(opened_at)::text from trading.positions {where}", key
+    ).fetchone()
+    assert [r for r in violations(traded) if r[0] == "position_fold"] == [
+        ("position_fold", key, f"opened_at: {edited} -> {opened} (stored -> fold of the trades and funding)")
+    ]
+
+
+def _spread_trade(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """alpha's BTC/USDT spread trade of 2, bought on binance and sold on okx: (id, buy order, sell order)."""
+    list_okx_btc_spot(conn)
+    spread_trade_id = call(
+        conn,
+        "trading.open_spread_trade",
+        strategy="alpha",
+        symbol="BTC/USDT",
+        buy_exchange="binance",
+        sell_exchange="okx",
+        quantity=Decimal("2"),
+        buy_price=Decimal("100"),
+        sell_price=Decimal("101"),
+    )
+    buy, sell = conn.execute(
+        "select buy_order_id, sell_order_id from trading.spread_trades where spread_trade_id = %s",
+        [spread_trade_id],
+    ).fetchone()
+    return spread_trade_id, buy, sell
+
+
+def test_a_spread_trade_with_its_legs_swapped_is_reported(seeded):
+    spread_trade_id, buy, sell = _spread_trade(seeded)
+    seeded.execute(
+        "update trading.spread_trades set buy_order_id = sell_order_id, sell_order_id = buy_order_id"
+        " where spread_trade_id = %s",
+        [spread_trade_id],
+    )
+    assert [r for r in violations(seeded) if not r[0].startswith("audit")] == [
+        (
+            "spread_legs",
+            {"spread_trade_id": spread_trade_id},
+            f"buy leg order {sell} is a sell order; sell leg order {buy} is a buy order",
+        )
+    ]
+
+
+def test_a_spread_trade_whose_quantity_is_not_its_legs_is_reported(seeded):
+    spread_trade_id, buy, sell = _spread_trade(seeded)
+    seeded.execute(
+        "update trading.spread_trades set quantity = 3 where spread_trade_id = %s", [spread_trade_id]
+    )
+    assert [r for r in violations(seeded) if not r[0].startswith("audit")] == [
+        (
+            "spread_legs",
+            {"spread_trade_id": spread_trade_id},
+            f"quantity 3, but buy leg order {buy} is for 2; quantity 3, but sell leg order {sell} is for 2",
+        )
+    ]
+
+
+def test_a_sound_spread_trade_is_not_reported(seeded):
+    _spread_trade(seeded)
+    assert violations(seeded) == []

@@ -756,7 +756,10 @@ def check_command(settings: Settings, as_json: bool) -> None:
         click.echo(f"{len(violations)} violation(s)", err=True)
         raise SystemExit(1)
     if not as_json:
-        click.echo("no violations: positions, orders, rollups, snapshots and audit log agree with the trades")
+        click.echo(
+            "no violations: positions, orders, rollups, snapshots, spread trades and audit log"
+            " agree with the trades"
+        )
 
 
 COMMANDS = [
