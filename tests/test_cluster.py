@@ -164,6 +164,19 @@ def test_cli_db_url_prints_the_socket_url(pg_cluster: Cluster):
     assert result.output.strip() == pg_cluster.url()
 
 
+def test_cli_db_url_refuses_a_port_other_than_the_running_clusters(pg_cluster: Cluster):
+    other = free_port()
+    env = {**cli_env(pg_cluster), "SPREADEDGE_PORT": str(other)}
+
+    result = CliRunner().invoke(main, ["db", "url"], env=env)
+
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: the embedded cluster is running on port {pg_cluster.port}, not {other}; "
+        "stop it with `spreadedge db stop` to change SPREADEDGE_PORT\n",
+    )
+
+
 def test_cli_reports_a_cluster_error_without_traceback(make_cluster: Callable[..., Cluster], busy_port: int):
     cluster = make_cluster(port=busy_port)
 
@@ -209,6 +222,15 @@ def test_cli_db_destroy_says_when_there_is_no_cluster(tmp_path: Path):
 
     assert result.exit_code == 0, result.output
     assert result.output == f"no embedded cluster in {tmp_path / 'home'}: nothing to destroy\n"
+
+
+def test_cli_db_stop_without_a_cluster_creates_nothing(tmp_path: Path):
+    env = {"SPREADEDGE_HOME": str(tmp_path / "home"), "SPREADEDGE_PORT": "55999", "DATABASE_URL": None}
+
+    result = CliRunner().invoke(main, ["db", "stop"], env=env)
+
+    assert (result.exit_code, result.output) == (0, "embedded cluster was not running\n")
+    assert not (tmp_path / "home").exists()
 
 
 def test_start_restores_the_include_of_an_init_cut_short_after_initdb(make_cluster: Callable[..., Cluster]):

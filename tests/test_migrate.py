@@ -149,6 +149,20 @@ def test_render_refuses_an_undefined_variable(project, expression):
     )
 
 
+@pytest.mark.parametrize("name", ["0002_balance.j2", "0002_balance.sql.jinja"])
+def test_a_migration_file_without_the_sql_suffix_is_refused_not_skipped(project, name):
+    project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
+    project.write(f"migrations/{name}", ADD_BALANCE)
+
+    with pytest.raises(MigrationError) as refused:
+        migrate.render_migrations(project.settings)
+
+    assert str(refused.value) == (
+        f"migrations/{name} is not read: a migration is a file named NNNN_description.sql.j2 (or .sql); "
+        "rename it, or move it out of migrations/"
+    )
+
+
 def test_render_only_writes_files_and_touches_no_database(project, tmp_path):
     project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
     project.write("migrations/0002_balance.sql.j2", ADD_BALANCE)
@@ -165,6 +179,58 @@ def test_render_only_writes_files_and_touches_no_database(project, tmp_path):
         "alter table accounts add column balance numeric not null default 4;\n"
     )
     assert lines == [f"rendered 2 migrations into {out}"]
+
+
+def test_render_only_refuses_a_directory_holding_other_files_and_writes_nothing(project, tmp_path):
+    project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
+    out = tmp_path / "rendered"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+
+    with pytest.raises(MigrationError) as refused:
+        migrate.run(project.settings, "", render_only=out, echo=lambda line: None)
+
+    assert str(refused.value) == (
+        f"{out} holds files that are not migrations rendered now: notes.txt; "
+        "render into a new or empty directory (nothing was written)"
+    )
+    assert sorted(path.name for path in out.iterdir()) == ["notes.txt"]
+
+
+def test_render_only_refuses_a_directory_with_a_migration_that_no_longer_exists(project, tmp_path):
+    project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
+    out = tmp_path / "rendered"
+    out.mkdir()
+    (out / "0002_gone.sql").write_text("select 1;\n")
+
+    with pytest.raises(MigrationError) as refused:
+        migrate.run(project.settings, "", render_only=out, echo=lambda line: None)
+
+    assert str(refused.value).startswith(
+        f"{out} holds files that are not migrations rendered now: 0002_gone.sql;"
+    )
+
+
+def test_render_only_overwrites_an_earlier_render_of_the_same_migrations(project, tmp_path):
+    project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
+    out = tmp_path / "rendered"
+    out.mkdir()
+    (out / "0001_accounts.sql").write_text("stale\n")
+
+    migrate.run(project.settings, "", render_only=out, echo=lambda line: None)
+
+    assert (out / "0001_accounts.sql").read_text() == CREATE_ACCOUNTS
+
+
+def test_render_only_into_a_path_that_cannot_be_a_directory_is_refused_without_traceback(project, tmp_path):
+    project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "rendered"
+
+    with pytest.raises(MigrationError) as refused:
+        migrate.run(project.settings, "", render_only=out, echo=lambda line: None)
+
+    assert str(refused.value) == f"cannot write the rendered migrations into {out}: Not a directory ({out})"
 
 
 def test_applies_in_filename_order_and_rerun_is_a_noop(project, database):

@@ -163,3 +163,76 @@ def test_the_repr_of_notify_settings_shows_no_webhook_credentials():
     shown = repr(NotifySettings(webhook_url="https://hooks:s3cret@example.test/hook", webhook_secret="k3y"))
 
     assert "s3cret" not in shown and "k3y" not in shown
+
+
+@pytest.mark.parametrize("name", ["backoff_seconds", "max_backoff_seconds"])
+def test_a_notify_backoff_beyond_one_year_is_refused_naming_the_setting(tmp_path: Path, name: str):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={f"SPREADEDGE_{name.upper()}": "1e13"})
+    assert str(caught.value) == f"{name} must be from 0 to 3.1536e+07 seconds, got '1e13'"
+
+
+def test_a_notify_backoff_of_one_year_is_accepted(tmp_path: Path):
+    settings = load_settings(project_dir=tmp_path, env={"SPREADEDGE_MAX_BACKOFF_SECONDS": "31536000"})
+    assert settings.notify.max_backoff_seconds == 31536000.0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_notify_backoff_that_is_not_finite_or_is_negative_is_refused(tmp_path: Path, value: str):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_BACKOFF_SECONDS": value})
+    assert str(caught.value) == f"backoff_seconds must be from 0 to 3.1536e+07 seconds, got '{value}'"
+
+
+def test_a_notify_timeout_beyond_one_hour_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_TIMEOUT_SECONDS": "1e10"})
+    assert str(caught.value) == "timeout_seconds must be from 0 to 3600 seconds, got '1e10'"
+
+
+def test_notify_max_attempts_beyond_1000_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_MAX_ATTEMPTS": "99999999999"})
+    assert str(caught.value) == "max_attempts must be at most 1000, got 99999999999"
+
+
+def test_notify_max_attempts_of_zero_is_refused(tmp_path: Path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_MAX_ATTEMPTS": "0"})
+    assert str(caught.value) == "max_attempts must be at least 1, got 0"
+
+
+def test_notify_batch_size_of_zero_is_refused(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text("[notify]\nbatch_size = 0\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == "batch_size must be at least 1, got 0"
+
+
+def test_an_smtp_username_without_starttls_to_a_remote_host_is_refused(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text(
+        '[notify]\nsmtp_host = "mail.example.com"\nsmtp_username = "alerts"\n'
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_SMTP_PASSWORD": "hunter2"})
+    assert str(caught.value) == (
+        "smtp_username is set but smtp_starttls is not: the SMTP password would be sent to mail.example.com "
+        "in the clear; set smtp_starttls = true (or use a relay on localhost)"
+    )
+
+
+def test_an_smtp_username_with_starttls_is_accepted(tmp_path: Path):
+    env = {"SPREADEDGE_SMTP_HOST": "mail.example.com", "SPREADEDGE_SMTP_USERNAME": "alerts"}
+    settings = load_settings(project_dir=tmp_path, env={**env, "SPREADEDGE_SMTP_STARTTLS": "true"})
+    assert (settings.notify.smtp_username, settings.notify.smtp_starttls) == ("alerts", True)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+def test_an_smtp_username_without_starttls_to_a_loopback_host_is_accepted(tmp_path: Path, host: str):
+    env = {"SPREADEDGE_SMTP_HOST": host, "SPREADEDGE_SMTP_USERNAME": "alerts"}
+    assert load_settings(project_dir=tmp_path, env=env).notify.smtp_username == "alerts"
+
+
+def test_an_empty_email_from_keeps_the_default_sender(tmp_path: Path):
+    settings = load_settings(project_dir=tmp_path, env={"SPREADEDGE_EMAIL_FROM": ""})
+    assert settings.notify.email_from == "spreadedge@localhost"

@@ -111,11 +111,7 @@ class Cluster:
         with self._lock():
             status = self.status()
             if status.running:
-                if status.port != self.port:
-                    raise ClusterError(
-                        f"the embedded cluster is running on port {status.port}, not {self.port}; "
-                        "stop it with `spreadedge db stop` to change SPREADEDGE_PORT"
-                    )
+                self.check_port(status)
                 return False
             self._check_port_free()
             self.init()
@@ -141,6 +137,16 @@ class Cluster:
             self.ensure_database(DATABASE)
             return True
 
+    def check_port(self, status: ClusterStatus | None = None) -> None:
+        """Refuse (ClusterError) when the cluster runs on another port than ``port``: its URL with
+        ``port`` would not connect, and ``start`` cannot move a running server."""
+        status = status or self.status()
+        if status.running and status.port != self.port:
+            raise ClusterError(
+                f"the embedded cluster is running on port {status.port}, not {self.port}; "
+                "stop it with `spreadedge db stop` to change SPREADEDGE_PORT"
+            )
+
     def prepare_dirs(self) -> None:
         """Create the data and socket directories and the log without initdb (a restore fills them)."""
         with self._lock():
@@ -152,6 +158,10 @@ class Cluster:
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown); True when it was running."""
+        # why before the lock: taking it creates the home and its cluster.lock, so `db stop` in
+        # the wrong directory would leave a .spreadedge/ behind where no cluster ever was
+        if not (self.data_dir.exists() or self.data_dir.is_symlink()):
+            return False
         with self._lock():
             if not self.status().running:
                 return False

@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 MIGRATION_ID = re.compile(r"[0-9]+_[a-z0-9_]+")
+# A name that starts like a migration's: one that is not read would be a migration silently skipped.
+_LOOKS_LIKE_MIGRATION = re.compile(r"[0-9]+_")
 # One migrate at a time per database; a session lock, so a crashed run leaves nothing locked.
 _MIGRATE_LOCK = "spreadedge.migrate"
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}
@@ -98,6 +100,19 @@ def check_project(settings: Settings) -> None:
 
 def render_migrations(settings: Settings) -> list[RenderedMigration]:
     """Every migration rendered with the settings, in the order they apply."""
+    # why: render_sql_dir reads only *.sql and *.sql.j2, so a migration saved as 0026_x.j2 or
+    # 0026_x.sql.jinja would be skipped and migrate would report "up to date" without it
+    misnamed = sorted(
+        path.name
+        for path in (settings.migrations_dir.iterdir() if settings.migrations_dir.is_dir() else ())
+        if _LOOKS_LIKE_MIGRATION.match(path.name)
+        and not (path.is_file() and path.name.endswith((".sql", ".sql.j2")))
+    )
+    if misnamed:
+        raise MigrationError(
+            f"migrations/{misnamed[0]} is not read: a migration is a file named NNNN_description.sql.j2 "
+            "(or .sql); rename it, or move it out of migrations/"
+        )
     migrations = []
     for name, text in render_sql_dir(settings.migrations_dir, settings.render.as_context()):
         migration_id = name.removesuffix(".sql")
@@ -117,11 +132,31 @@ def render_migrations(settings: Settings) -> list[RenderedMigration]:
 
 
 def write_rendered(settings: Settings, directory: Path, echo: Echo = print) -> None:
-    """Write each rendered migration to ``directory/NNNN_description.sql``; no database involved."""
+    """Write each rendered migration to ``directory/NNNN_description.sql``; no database involved.
+
+    ``directory`` must be new, empty or hold only an earlier render of these migrations (whose files
+    are overwritten): anything else is refused (MigrationError), as the files written would mix
+    with it, and an older render's migration that no longer exists would read as part of this one.
+    """
     migrations = render_migrations(settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    for migration in migrations:
-        (directory / f"{migration.id}.sql").write_text(migration.sql)
+    names = {f"{migration.id}.sql" for migration in migrations}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        others = sorted(
+            entry.name for entry in directory.iterdir() if entry.name not in names or entry.is_dir()
+        )
+        if others:
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise MigrationError(
+                f"{directory} holds files that are not migrations rendered now: {shown}; "
+                "render into a new or empty directory (nothing was written)"
+            )
+        for migration in migrations:
+            (directory / f"{migration.id}.sql").write_text(migration.sql)
+    except OSError as exc:
+        raise MigrationError(
+            f"cannot write the rendered migrations into {directory}: {exc.strerror} ({exc.filename})"
+        ) from None
     echo(f"rendered {len(migrations)} migrations into {directory}")
 
 

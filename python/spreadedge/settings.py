@@ -13,6 +13,7 @@ changing one of those values after a migration was applied changes its rendered 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -104,6 +105,7 @@ class NotifySettings:
     webhook_url: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     # Attempts before a notification goes to the dead letter; waits double from backoff_seconds.
+    # load_settings takes 1 to 1000 attempts, backoffs of 0 to a year and a timeout of at most an hour.
     max_attempts: int = 5
     backoff_seconds: float = 30.0
     max_backoff_seconds: float = 3600.0
@@ -240,7 +242,21 @@ def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
 
 
 _NOTIFY_INTEGERS = ("smtp_port", "max_attempts", "batch_size")
-_NOTIFY_NUMBERS = ("backoff_seconds", "max_backoff_seconds", "timeout_seconds")
+# Upper bounds of the notify numbers: backoffs at most a year, the timeout at most an hour and
+# max_attempts at most 1000. why: beyond some bound a value crashes the worker on the first
+# failed delivery, and again on the same message after every restart: a backoff past ~290,000
+# years overflows the timestamp of the next attempt (22008), past ~2.7 million years Python's
+# timedelta; a timeout past ~290 years Python's clock (OverflowError); max_attempts past 2^31 - 1
+# the integer parameter of monitor.fail_notification (42883). The bounds sit far below those
+# limits, at the most an operator could mean.
+_YEAR_SECONDS = 365 * 24 * 3600
+_NOTIFY_SECONDS = {
+    "backoff_seconds": _YEAR_SECONDS,
+    "max_backoff_seconds": _YEAR_SECONDS,
+    "timeout_seconds": 3600,
+}
+_NOTIFY_NUMBERS = tuple(_NOTIFY_SECONDS)
+_NOTIFY_CEILINGS = {"max_attempts": 1000}
 NOTIFY_URLS = ("slack_webhook_url", "discord_webhook_url", "webhook_url")
 
 
@@ -285,13 +301,41 @@ def _boolean(name: str, value: Any) -> bool:
     raise SettingsError(f"{name} must be true or false (1/0, yes/no, on/off), got {value!r}")
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether an SMTP host is this machine: localhost or a loopback address (127.0.0.0/8, ::1)."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_login_in_the_clear(merged: dict[str, Any]) -> None:
+    """Refuse smtp_username without smtp_starttls when the SMTP host is another machine.
+
+    why: smtplib logs in on a plain connection when told to, so the password would cross the
+    network in the clear (AUTH PLAIN is base64, not encryption). A loopback host is allowed: the
+    password never leaves the machine (a local relay, or a tunnel such as stunnel that does TLS).
+    """
+    host = merged.get("smtp_host")
+    if merged.get("smtp_username") and not merged.get("smtp_starttls") and host and not _is_loopback(host):
+        raise SettingsError(
+            f"smtp_username is set but smtp_starttls is not: the SMTP password would be sent to {host} "
+            "in the clear; set smtp_starttls = true (or use a relay on localhost)"
+        )
+
+
 def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
     known = set(NotifySettings.__dataclass_fields__)
     merged = _section("notify", values, known, env)
     _positive_integers(merged, _NOTIFY_INTEGERS)
     if "smtp_port" in merged and merged["smtp_port"] > 65535:
         raise SettingsError(f"smtp_port must be a port between 1 and 65535, got {merged['smtp_port']}")
-    for name in _NOTIFY_NUMBERS:
+    for name, ceiling in _NOTIFY_CEILINGS.items():
+        if name in merged and merged[name] > ceiling:
+            raise SettingsError(f"{name} must be at most {ceiling}, got {merged[name]}")
+    for name, ceiling in _NOTIFY_SECONDS.items():
         if name in merged:
             value = merged[name]
             try:
@@ -300,8 +344,9 @@ def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
                 merged[name] = float(value)
             except (TypeError, ValueError) as exc:
                 raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from exc
-            if not 0 <= merged[name] < float("inf"):
-                raise SettingsError(f"{name} must be zero or more seconds, got {value!r}")
+            # written as a negated range so that NaN, which compares false with everything, fails it
+            if not 0 <= merged[name] <= ceiling:
+                raise SettingsError(f"{name} must be from 0 to {ceiling:g} seconds, got {value!r}")
     # why: a timeout of 0 puts the socket in non-blocking mode, where every delivery fails at once
     if merged.get("timeout_seconds") == 0:
         raise SettingsError("timeout_seconds must be more than zero seconds, got 0")
@@ -318,7 +363,10 @@ def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
     for name in ("smtp_host", "smtp_username", "email_from"):
         if name in merged and merged[name] is not None and not isinstance(merged[name], str):
             raise SettingsError(f"{name} must be a string, got {merged[name]!r}")
-    for name in known - {*_NOTIFY_INTEGERS, *_NOTIFY_NUMBERS, "smtp_starttls", "email_to"}:
+    # why email_from apart: it has a default and no "none"; None would go out as "From: None"
+    if merged.get("email_from") == "":
+        del merged["email_from"]
+    for name in known - {*_NOTIFY_INTEGERS, *_NOTIFY_NUMBERS, "smtp_starttls", "email_to", "email_from"}:
         if merged.get(name) == "":
             merged[name] = None
     for name in NOTIFY_URLS:
@@ -327,6 +375,7 @@ def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
             variable = f"SPREADEDGE_{name.upper()}"
             source = variable if variable in env else f"[notify] {name}"
             raise SettingsError(not_http_url_message(source))
+    _refuse_login_in_the_clear(merged)
     return NotifySettings(**merged)
 
 
