@@ -1,5 +1,6 @@
 """The monitoring commands of the CLI (alerts, risk, metrics, notify) through click, on a test database."""
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -367,3 +368,17 @@ def test_a_command_a_readonly_role_may_not_run_is_an_error_naming_the_privilege(
             " or the role the function is granted to)",
         ],
     )
+
+
+def test_monitor_commands_work_for_a_uid_without_a_user_name(seeded, seeded_url, monkeypatch):
+    # as in a container run with an arbitrary uid, no passwd entry and no USER or LOGNAME
+    def no_name() -> str:
+        raise KeyError("getpwuid(): uid not found: 54321")
+
+    monkeypatch.setattr("getpass.getuser", no_name)
+    result = invoke(seeded_url, "risk", "kill", "alpha")
+
+    assert result.exit_code == 0, result.output
+    assert seeded.execute("select updated_by from monitor.risk_limits").fetchall() == [
+        (f"cli:uid {os.getuid()}",)
+    ]

@@ -301,3 +301,108 @@ def test_keys_store_with_a_master_key_variable_ending_in_a_newline_fails_cleanly
     assert result.output.startswith("Error: SPREADEDGE_MASTER_KEY starts or ends with white space")
     assert MASTER_KEY not in result.output
     assert auth_db.execute("select count(*) from auth.master_keys").fetchone()[0] == 0
+
+
+def _store(url, env, username="alice", label="main"):
+    return invoke(
+        url,
+        "keys",
+        "store",
+        "--user",
+        username,
+        "--exchange",
+        "binance",
+        "--label",
+        label,
+        env=env,
+        input="AKIA-cli-1\ncli-secret-1\n",
+    )
+
+
+def test_keys_list_shows_stored_times_in_utc_whatever_the_session_time_zone(db_url, auth_db, key_file):
+    env = {"SPREADEDGE_MASTER_KEY_FILE": str(key_file), "SPREADEDGE_MASTER_KEY": ""}
+    invoke(db_url, "users", "create", "alice", "--password", PASSWORD)
+    _store(db_url, env)
+    stored = auth_db.execute(
+        "select to_char(created_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') from auth.api_keys"
+    ).fetchone()[0]
+    listing = invoke(db_url, "keys", "list", env={"PGTZ": "Asia/Tokyo"})
+    assert " ".join(listing.output.splitlines()[2].split()[6:8]) == stored
+
+
+def test_users_list_shows_the_last_login_in_utc_whatever_the_session_time_zone(db_url, auth_db):
+    invoke(db_url, "users", "create", "alice", "--password", PASSWORD)
+    rows(auth_db, "auth.login", username="alice", password=PASSWORD)
+    login_at = auth_db.execute(
+        "select to_char(last_login_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') from auth.users"
+    ).fetchone()[0]
+    listing = invoke(db_url, "users", "list", env={"PGTZ": "America/New_York"})
+    assert " ".join(listing.output.splitlines()[2].split()[6:]) == login_at
+
+
+def test_keys_revoke_of_a_key_already_revoked_says_so(db_url, auth_db, key_file):
+    env = {"SPREADEDGE_MASTER_KEY_FILE": str(key_file), "SPREADEDGE_MASTER_KEY": ""}
+    invoke(db_url, "users", "create", "alice", "--password", PASSWORD)
+    _store(db_url, env)
+    first = invoke(db_url, "keys", "revoke", "1")
+    again = invoke(db_url, "keys", "revoke", "1")
+    revoked_at = auth_db.execute(
+        "select to_char(revoked_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') from auth.api_keys"
+    ).fetchone()[0]
+    assert (first.exit_code, first.output) == (0, "API key 1 revoked\n")
+    assert (again.exit_code, again.output) == (0, f"API key 1 was already revoked at {revoked_at} UTC\n")
+
+
+def test_keys_revoke_of_an_unknown_key_names_it(db_url, auth_db):
+    result = invoke(db_url, "keys", "revoke", "99")
+    assert (result.exit_code, result.output) == (1, "Error: API key 99 does not exist\n")
+
+
+def test_keys_revoke_of_an_id_beyond_bigint_is_a_usage_error_not_a_missing_migration(db_url, auth_db):
+    result = invoke(db_url, "keys", "revoke", "99999999999999999999")
+    assert result.exit_code == 2
+    assert "Invalid value for 'KEY_ID'" in result.output
+    assert "migrate" not in result.output
+
+
+def test_users_create_names_each_role_once(db_url, auth_db):
+    result = invoke(
+        db_url, "users", "create", "alice", "--role", "admin", "--role", "admin", "--password", PASSWORD
+    )
+    assert (result.exit_code, result.output) == (0, "user alice created (id 1, roles admin)\n")
+
+
+def test_users_create_help_warns_that_a_password_option_is_visible_to_others(db_url):
+    result = invoke(db_url, "users", "create", "--help")
+    assert "visible in ps" in " ".join(result.output.split())
+
+
+def test_keys_store_for_an_unknown_user_fails_before_asking_for_any_secret(db_url, auth_db, key_file):
+    env = {"SPREADEDGE_MASTER_KEY_FILE": str(key_file), "SPREADEDGE_MASTER_KEY": ""}
+    result = _store(db_url, env, username="ghost")
+    assert (result.exit_code, result.output) == (1, 'Error: user "ghost" does not exist\n')
+
+
+def test_keys_list_for_an_unknown_user_names_it(db_url, auth_db):
+    result = invoke(db_url, "keys", "list", "--user", "ghost")
+    assert (result.exit_code, result.output) == (1, 'Error: user "ghost" does not exist\n')
+
+
+def test_security_system_create_api_key_with_a_user_id_that_is_no_number_is_refused_not_raised(
+    db_url, auth_db
+):
+    security = SecuritySystem(db_url, master_key=MASTER_KEY)
+    result = asyncio.run(
+        security.create_api_key(user_id="user_id", exchange_id="binance", api_key="k-1", secret_key="s-1")
+    )
+    assert result == (False, "user id 'user_id' is not a number")
+
+
+def test_users_commands_work_for_a_uid_without_a_user_name(db_url, auth_db, monkeypatch):
+    # as in a container run with an arbitrary uid, no passwd entry and no USER or LOGNAME
+    def no_name() -> str:
+        raise KeyError("getpwuid(): uid not found: 54321")
+
+    monkeypatch.setattr("getpass.getuser", no_name)
+    result = invoke(db_url, "users", "create", "alice", "--password", PASSWORD)
+    assert (result.exit_code, result.output) == (0, "user alice created (id 1, roles trader)\n")

@@ -267,3 +267,57 @@ def test_an_extensions_raised_error_is_its_message_not_a_traceback(db, db_url):
     result = invoke(db_url, "pnl")
 
     assert (result.exit_code, result.output) == (1, "Error: maintenance is behind\nhint: run it again\n")
+
+
+def _trades_since(seeded, db_url, since):
+    """Two trades of yesterday, at 10:00 and 14:00 UTC: how many `pnl --since SINCE` counts."""
+    day = _yesterday()
+    trade(seeded, "buy", "1", "100", executed_at=day + timedelta(hours=10))
+    trade(seeded, "sell", "1", "100", executed_at=day + timedelta(hours=14))
+    result = invoke(db_url, "pnl", "--json", "--by", "total", "--since", f"{day:%Y-%m-%d}{since}")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)[0]["trades"]
+
+
+def test_pnl_since_with_a_utc_offset_is_that_moment(seeded, db_url):
+    # 12:00 at +02:00 is 10:00 UTC: both trades
+    assert _trades_since(seeded, db_url, "T12:00:00+02:00") == 2
+
+
+def test_pnl_since_with_z_is_utc(seeded, db_url):
+    assert _trades_since(seeded, db_url, "T12:00:00Z") == 1
+
+
+def test_pnl_since_in_hours_and_minutes_without_a_zone_is_utc(seeded, db_url):
+    assert _trades_since(seeded, db_url, " 10:00") == 2
+
+
+def test_pnl_since_that_is_no_date_names_the_option_and_the_value(seeded, db_url):
+    result = CliRunner().invoke(main, ["--database-url", db_url, "pnl", "--since", "yesterday"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: Invalid value for '--since': 'yesterday' is not an ISO 8601 date or time"
+        " (2024-01-31, 2024-01-31T14:30, 2024-01-31T14:30:00+02:00; UTC unless it has an offset)"
+    )
+
+
+def test_demo_values_each_bnb_fee_at_the_bnb_price_of_its_fill_time(demo_db):
+    # the BNBUSDT mid of the latest quote at or before the fill (the first quote before any), as
+    # the demo priced the fee with; the market moves through the day, so one price for every fee
+    # (what valuing by the latest mark at load time gives) is wrong
+    wrong = demo_db.execute("""
+        select t.exchange_trade_id, t.fee, t.fee_quote, m.mid
+        from trading.trades t
+        cross join lateral (
+            select (q.bid + q.ask) / 2 as mid
+            from market.quotes q join ref.instruments i using (instrument_id)
+            join ref.exchanges e using (exchange_id)
+            where e.code = 'binance' and i.symbol = 'BNBUSDT'
+            order by q.quoted_at <= t.executed_at desc,
+                     case when q.quoted_at <= t.executed_at then t.executed_at - q.quoted_at end,
+                     q.quoted_at
+            limit 1) m
+        where t.fee_currency = 'BNB' and t.fee_quote <> t.fee * m.mid""").fetchall()
+    priced = demo_db.execute("select count(*) from trading.trades where fee_currency = 'BNB'").fetchone()[0]
+    assert priced > 0
+    assert wrong == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
 from spreadedge.ingest import DEFAULT_BATCH_ROWS, KINDS, IngestError
 from spreadedge.masterkey import MasterKeyError
 from spreadedge.ops import OpsError
+from spreadedge.pnl import MOMENT
 from spreadedge.settings import Settings, SettingsError, load_settings
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -176,6 +177,11 @@ def status(settings: Settings) -> None:
     click.echo(f"  data dir:   {state.data_dir}")
     click.echo(f"  socket dir: {state.socket_dir}")
     click.echo(f"  url:        {cluster.url()}")
+    if state.running and state.port != cluster.port:
+        click.echo(
+            f"note: SPREADEDGE_PORT is {cluster.port}, so commands refuse this cluster until "
+            "`spreadedge db stop` and start it again on that port"
+        )
     if settings.database_url:
         click.echo("note: DATABASE_URL is set, so commands use that database, not this cluster")
 
@@ -184,6 +190,8 @@ def status(settings: Settings) -> None:
 @click.pass_obj
 def url(settings: Settings) -> None:
     """Print the connection URL commands use (DATABASE_URL, else the embedded cluster's)."""
+    if not settings.database_url:
+        default_cluster(settings).check_port()  # a URL with another port would not connect
     click.echo(db.conninfo(settings, start=False))
 
 
@@ -287,8 +295,18 @@ def migrate(settings: Settings, render_only: Path | None, show_status: bool) -> 
 
 @main.command()
 @click.option("--strategy", default=None, help="Only this strategy (default: all).")
-@click.option("--since", type=click.DateTime(), default=None, help="Start of the period, UTC (inclusive).")
-@click.option("--until", type=click.DateTime(), default=None, help="End of the period, UTC (exclusive).")
+@click.option(
+    "--since",
+    type=MOMENT,
+    default=None,
+    help="Start of the period (inclusive): an ISO 8601 date or time, UTC unless it has an offset.",
+)
+@click.option(
+    "--until",
+    type=MOMENT,
+    default=None,
+    help="End of the period (exclusive): an ISO 8601 date or time, UTC unless it has an offset.",
+)
 @click.option(
     "--by",
     "group_by",
@@ -310,14 +328,8 @@ def pnl(
     from spreadedge import pnl as report
 
     with db.connect(settings, autocommit=True) as conn:
-        rows = report.pnl_rows(
-            conn, strategy=strategy, since=_utc(since), until=_utc(until), group_by=group_by
-        )
+        rows = report.pnl_rows(conn, strategy=strategy, since=since, until=until, group_by=group_by)
     click.echo(report.as_json(rows) if as_json else report.as_table(rows))
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
 
 
 @main.command()

@@ -6,7 +6,6 @@ Every rule, limit and check lives in SQL; these commands pass the options as bin
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import math
@@ -75,7 +74,7 @@ CHANNELS = click.Choice(["email", "slack", "discord", "webhook"])
 
 
 def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
+    return db.cli_actor()
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:

@@ -6,7 +6,7 @@ database only as bind parameters; nothing secret is ever printed.
 
 from __future__ import annotations
 
-import getpass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from spreadedge.settings import Settings
 
 
 def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
+    return db.cli_actor()
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
@@ -33,6 +33,12 @@ def _user_id(conn: psycopg.Connection[Any], username: str) -> int:
 
 def _yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+def _utc(value: datetime) -> str:
+    # why astimezone: the server returns timestamptz in the session's TimeZone (PGTZ, the
+    # database's setting), and the CLI's columns say UTC
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -54,7 +60,10 @@ def users_group() -> None:
     type=click.Choice(["admin", "trader", "viewer", "auditor"]),
     help="Application role (repeat for several).",
 )
-@click.password_option(help="The password (prompted, hidden, twice, when not given).")
+@click.password_option(
+    help="The password; leave it out to be prompted (hidden, twice). Unsafe: a password given here is"
+    " visible in ps to every local user and kept in the shell's history."
+)
 @click.pass_obj
 def create_user(settings: Settings, username: str, roles: tuple[str, ...], password: str) -> None:
     """Create a user; the password must meet the security policy (auth.security_policy)."""
@@ -64,7 +73,8 @@ def create_user(settings: Settings, username: str, roles: tuple[str, ...], passw
             [username, password, list(roles)],
         ).fetchone()
     assert row is not None
-    click.echo(f"user {username} created (id {row[0]}, roles {', '.join(roles)})")
+    # why dict.fromkeys: --role admin --role admin grants admin once
+    click.echo(f"user {username} created (id {row[0]}, roles {', '.join(dict.fromkeys(roles))})")
 
 
 @users_group.command(name="list")
@@ -88,7 +98,7 @@ def list_users(settings: Settings) -> None:
             _yes_no(enabled),
             _yes_no(locked),
             _yes_no(totp),
-            last_login.strftime("%Y-%m-%d %H:%M:%S") if last_login else "never",
+            _utc(last_login) if last_login else "never",
         ]
         for user_id, username, roles, enabled, locked, totp, last_login in rows
     ]
@@ -174,11 +184,12 @@ def store_key(
 ) -> None:
     """Store an exchange API key; the key, secret and passphrase are prompted without echo."""
     master_key = masterkey.load(settings)
-    api_key = click.prompt("API key", hide_input=True)
-    api_secret = click.prompt("API secret", hide_input=True)
-    passphrase = click.prompt("Passphrase", hide_input=True) if with_passphrase else None
     with _connect(settings) as conn:
+        # why before the prompts: a mistyped user is refused before any secret is typed
         user_id = _user_id(conn, username)
+        api_key = click.prompt("API key", hide_input=True)
+        api_secret = click.prompt("API secret", hide_input=True)
+        passphrase = click.prompt("Passphrase", hide_input=True) if with_passphrase else None
         row = conn.execute(
             "select auth.store_api_key(user_id => %s, exchange => %s, label => %s, api_key => %s,"
             " api_secret => %s, passphrase => %s, permissions => %s, master_key => %s)",
@@ -194,13 +205,15 @@ def store_key(
 def list_keys(settings: Settings, username: str | None) -> None:
     """List stored API keys (never their secrets)."""
     with _connect(settings) as conn:
+        # why look the user up: a mistyped user is named, not shown as a user without keys
+        user_id = None if username is None else _user_id(conn, username)
         rows = conn.execute(
             "select k.key_id, u.username, k.exchange, k.label, k.permissions, k.key_version,"
             " k.created_at, k.revoked_at is not null"
             " from auth.api_key_list k join auth.user_accounts u on u.user_id = k.user_id"
-            " where %(username)s::text is null or lower(u.username) = lower(%(username)s)"
+            " where %(user_id)s::bigint is null or k.user_id = %(user_id)s"
             " order by k.key_id",
-            {"username": username},
+            {"user_id": user_id},
         ).fetchall()
     if not rows:
         click.echo("no API keys")
@@ -214,7 +227,7 @@ def list_keys(settings: Settings, username: str | None) -> None:
             label,
             ",".join(perms),
             str(version),
-            created.strftime("%Y-%m-%d %H:%M:%S"),
+            _utc(created),
             _yes_no(revoked),
         ]
         for key_id, user, exchange, label, perms, version, created, revoked in rows
@@ -223,13 +236,23 @@ def list_keys(settings: Settings, username: str | None) -> None:
 
 
 @keys_group.command(name="revoke")
-@click.argument("key_id", type=int)
+# why the range: key ids are bigint, and a larger number finds no function to call
+@click.argument("key_id", type=click.IntRange(1, 2**63 - 1))
 @click.pass_obj
 def revoke_key(settings: Settings, key_id: int) -> None:
-    """Revoke an API key: the engine can no longer reveal it."""
-    with _connect(settings) as conn:
+    """Revoke an API key: the engine can no longer reveal it. A revoked key stays revoked."""
+    with _connect(settings) as conn, conn.transaction():
+        # why read first: auth.revoke_api_key is idempotent, and an operator who revokes a key
+        # that was already revoked should not be told they just did (a revoke by someone else
+        # between the two statements is still reported as this one's)
+        before = conn.execute(
+            "select revoked_at from auth.api_key_list where key_id = %s", [key_id]
+        ).fetchone()
         conn.execute("select auth.revoke_api_key(key_id => %s)", [key_id])
-    click.echo(f"API key {key_id} revoked")
+    if before is not None and before[0] is not None:
+        click.echo(f"API key {key_id} was already revoked at {_utc(before[0])} UTC")
+    else:
+        click.echo(f"API key {key_id} revoked")
 
 
 @keys_group.command(name="rotate")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 
 import psycopg
@@ -57,6 +59,16 @@ def redact(message: str, url: str) -> str:
             if written:
                 message = message.replace(written, "***")
     return message
+
+
+def cli_actor() -> str:
+    """The audit actor of a CLI command: ``cli:<login name>``, or ``cli:uid N`` for a uid with none."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        # why: a uid with no passwd entry and no USER or LOGNAME (a container run with an
+        # arbitrary uid) has no name; the uid still says who acted
+        return f"cli:uid {os.getuid()}"
 
 
 def connect(

@@ -4,7 +4,7 @@ Six exchanges, spot and perpetual instruments, four strategies: spot arbitrage b
 (BTC and ETH), a spot/perpetual basis trade and a perpetual market maker whose inventory flips
 sides. Orders fill in one to three partial fills; some are cancelled part-filled, a few rejected,
 some left working. Fees come in the quote asset, in the base asset (Gate.io buys) and in BNB
-(Binance spot, priced from the BNBUSDT market). Perpetual positions pay or receive funding at
+(Binance spot, valued at the BNBUSDT mid of the fill's time). Perpetual positions pay or receive funding at
 00:00, 08:00 and 16:00 UTC of the day: position notional x the perpetual's rate, a long paying a
 positive rate; a strategy without a position then gets no payment. Market data of the day (quotes,
 ticks, candles, indicators) comes from ``spreadedge.demo_market``, and every order is priced from
@@ -239,7 +239,10 @@ class DemoDay:
         if instrument.exchange == "binance" and instrument.market_type == "spot" and instrument.base != "BNB":
             bnb_price = self._mid(BNB_MARKET, at)
             bnb = (notional * rate * Decimal("0.75") / bnb_price).quantize(Decimal("0.00000001"))
-            return {"fee": bnb, "fee_currency": "BNB"}
+            # why fee_quote: without it, record_fill values BNB at its mark when the fill is
+            # recorded (the demo loads a past day at once: one price for every fee of the day);
+            # a desk values a fee at the price of its fill's time, as here
+            return {"fee": bnb, "fee_currency": "BNB", "fee_quote": bnb * bnb_price}
         return {"fee": (notional * rate).quantize(Decimal("0.00000001")), "fee_currency": instrument.quote}
 
     def steps(self, orders: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -250,7 +253,8 @@ class DemoDay:
             yield "strategy", {"name": name, "description": description, "capital": capital}
         start = self.day
         funding_times = [start + timedelta(hours=h) for h in FUNDING_HOURS]
-        # BNB for fees first, so BNB-denominated fees can be priced from the market
+        # BNB first: the desk holds the BNB its Binance spot fees are paid in (and the demo's first
+        # order, demo-1, is how a loaded demo is recognised: FIRST_ORDER)
         yield from self._order(
             start, "btc-spot-arb", BNB_MARKET, "buy", Decimal("5"), self._quote(BNB_MARKET, start)[1]
         )

@@ -7,10 +7,11 @@ two decimals in the table, rounded half away from zero as PostgreSQL's round() d
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
+import click
 import psycopg
 from psycopg.rows import dict_row
 
@@ -19,6 +20,31 @@ from spreadedge import textable
 KEY_COLUMNS = ("strategy_name", "exchange", "symbol", "day")
 MONEY_COLUMNS = ("notional", "fees", "realized_pnl_gross", "funding", "realized_pnl")
 HEADERS = {"strategy_name": "strategy", "realized_pnl_gross": "gross pnl", "realized_pnl": "net pnl"}
+
+
+class Moment(click.ParamType):
+    """An ISO 8601 date or time as an aware UTC datetime: UTC unless it carries an offset (or Z)."""
+
+    name = "datetime"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            parsed = value
+        else:
+            try:
+                parsed = datetime.fromisoformat(str(value).strip())
+            except ValueError:
+                self.fail(
+                    f"{value!r} is not an ISO 8601 date or time (2024-01-31, 2024-01-31T14:30,"
+                    " 2024-01-31T14:30:00+02:00; UTC unless it has an offset)",
+                    param,
+                    ctx,
+                )
+        # why astimezone, not replace: 12:00+02:00 is 10:00 UTC, not 12:00 UTC
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+MOMENT = Moment()
 
 
 def pnl_rows(

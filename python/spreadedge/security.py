@@ -85,7 +85,7 @@ class SecuritySystem:
 
     async def create_api_key(
         self,
-        user_id: int,
+        user_id: int | str,
         exchange_id: str,
         api_key: str,
         secret_key: str,
@@ -97,10 +97,16 @@ class SecuritySystem:
         """Store an exchange API key encrypted under the master key: ``(success, message)``."""
         if self._master_key is None:
             return False, "no master key: give SecuritySystem(master_key=...) (see spreadedge.masterkey)"
+        # why here: the seeds pass the id as a string ("42"); one that is no number is refused as
+        # every other mistake is, with (False, message), not a ValueError
+        try:
+            numeric_id = int(user_id)
+        except (TypeError, ValueError):
+            return False, f"user id {user_id!r} is not a number"
         try:
             rows = await self._call(
                 "auth.store_api_key",
-                user_id=int(user_id),
+                user_id=numeric_id,
                 exchange=exchange_id,
                 label=label or exchange_id,
                 api_key=api_key,
