@@ -62,35 +62,6 @@ $$;
 comment on function internal.strategy_in_scope(integer) is
     'True when the session (unscoped, or scoped to the owner or a strategies:all user) may use the strategy.';
 
-create or replace function internal.alert_rule_in_scope(p_labels jsonb)
-    returns boolean
-    stable
-    language plpgsql
-as $$
--- True when the session may see and act on an alert rule with these labels (and on its alerts):
--- the scope monitor.alert_rule_list applies. Unscoped sessions and strategies:all users reach
--- every rule; a scoped user the rules whose strategy label names one of their strategies, and the
--- rules tied to no strategy only with alerts:manage.
-declare
-    v_visible integer[];
-begin
-    if internal.session_user_id() is null then
-        return true;
-    end if;
-    v_visible := internal.visible_strategy_ids();
-    if v_visible is null then
-        return true;
-    end if;
-    if p_labels ? 'strategy' then
-        return exists (select from trading.strategies s
-                       where s.name = p_labels ->> 'strategy' and s.strategy_id = any (v_visible));
-    end if;
-    return 'alerts:manage' = any (internal.session_permissions());
-end;
-$$;
-comment on function internal.alert_rule_in_scope(jsonb) is
-    'True when the session may see and act on an alert rule with these labels (the scope of monitor.alert_rule_list).';
-
 create or replace function internal.security_event(
     p_type       audit.security_event_type,
     p_user_id    bigint,

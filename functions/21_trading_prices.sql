@@ -49,6 +49,32 @@ $$;
 comment on function internal.latest_fill_price(integer) is
     'Price of the latest fill of an instrument (the last week read first, then all of history); null when none.';
 
+create or replace function internal.latest_fill_price_among(p_instrument_id integer, p_strategy_ids integer[])
+    returns numeric
+    stable
+    -- why plpgsql: its plans are kept for the session (see trading.mark_price)
+    language plpgsql
+as $$
+-- The price of the instrument's latest fill by one of these strategies; null strategies: by any
+-- (internal.latest_fill_price). What a mark falls back to for someone who sees only some strategies:
+-- another trader's fill price is private.
+declare
+    v_price numeric;
+begin
+    if p_strategy_ids is null then
+        return internal.latest_fill_price(p_instrument_id);
+    end if;
+    select t.price into v_price
+    from trading.trades t
+    where t.instrument_id = p_instrument_id and t.strategy_id = any (p_strategy_ids)
+    order by t.executed_at desc, t.trade_id desc
+    limit 1;
+    return v_price;
+end;
+$$;
+comment on function internal.latest_fill_price_among(integer, integer[]) is
+    'Price of the latest fill of an instrument by one of the strategies (null: any); null when none.';
+
 create or replace function trading.mark_price(p_instrument_id integer)
     returns numeric
     stable
@@ -74,12 +100,7 @@ begin
     -- why the scope: this function runs as the owner, whom row-level security does not restrict,
     -- so a trader's position in an instrument without market data was marked at another trader's
     -- private fill price (shown as the mark in the positions endpoint and views)
-    select t.price into v_price
-    from trading.trades t
-    where t.instrument_id = p_instrument_id and internal.strategy_in_scope(t.strategy_id)
-    order by t.executed_at desc, t.trade_id desc
-    limit 1;
-    return v_price;
+    return internal.latest_fill_price_among(p_instrument_id, internal.visible_strategy_ids());
 end;
 $$;
 comment on function trading.mark_price(integer) is
@@ -115,13 +136,9 @@ begin
                     and rp.permission = 'strategies:all') then
         return internal.latest_fill_price(p_instrument_id);
     end if;
-    select t.price into v_price
-    from trading.trades t
-    join trading.strategies s on s.strategy_id = t.strategy_id
-    where t.instrument_id = p_instrument_id and s.owner_user_id = p_owner_user_id
-    order by t.executed_at desc, t.trade_id desc
-    limit 1;
-    return v_price;
+    return internal.latest_fill_price_among(
+        p_instrument_id,
+        array(select s.strategy_id from trading.strategies s where s.owner_user_id = p_owner_user_id));
 end;
 $$;
 comment on function internal.owner_mark_price(integer, bigint) is

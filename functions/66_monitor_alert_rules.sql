@@ -211,7 +211,8 @@ begin
     -- why the scope: a rule on another user's strategy, which monitor.alert_rule_list does not
     -- show the user, is unknown to them, not theirs to switch off
     update monitor.alert_rules r set is_enabled = set_alert_rule_enabled.enabled
-    where r.name = set_alert_rule_enabled.name and internal.alert_rule_in_scope(r.labels);
+    where r.name = set_alert_rule_enabled.name
+      and exists (select from monitor.alert_rule_list l where l.rule_id = r.rule_id);
     if not found then
         raise exception 'alert rule "%" does not exist', coalesce(set_alert_rule_enabled.name, 'null')
             using errcode = '23S13';

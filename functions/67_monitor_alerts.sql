@@ -182,13 +182,14 @@ begin
     if acknowledge_alert.alert_id is null then
         raise exception 'alert_id must be given, got null' using errcode = '22S09';
     end if;
-    -- why the rule's scope in the lookup: an alert of a rule on another user's strategy must read
-    -- as unknown (neither acknowledged nor described as resolved), and must not even be locked
+    -- why the scope of monitor.alert_list in the lookup: an alert of a rule on another user's
+    -- strategy must read as unknown (neither acknowledged nor described as resolved), and must not
+    -- even be locked; the view holds the one definition of what a session sees
     select a.* into v_alert
     from monitor.alerts a
-    join monitor.alert_rules r on r.rule_id = a.rule_id
-    where a.alert_id = acknowledge_alert.alert_id and internal.alert_rule_in_scope(r.labels)
-    for update of a;
+    where a.alert_id = acknowledge_alert.alert_id
+      and exists (select from monitor.alert_list l where l.alert_id = a.alert_id)
+    for update;
     if v_alert.alert_id is null then
         raise exception 'alert % does not exist', acknowledge_alert.alert_id
             using errcode = '23S14';

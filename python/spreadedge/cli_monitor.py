@@ -73,12 +73,8 @@ def _finite_seconds(ctx: click.Context, param: click.Parameter, value: float) ->
 CHANNELS = click.Choice(["email", "slack", "discord", "webhook"])
 
 
-def _actor() -> str:
-    return db.cli_actor()
-
-
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    conn = db.connect(settings, actor=_actor(), autocommit=True)
+    conn = db.connect(settings, actor=db.cli_actor(), autocommit=True)
     # why text: an interval is shown as PostgreSQL prints it; a timedelta has no months (1 mon
     # would read 30 days, 100 years 36500 days) and the table would have to round its fractions
     conn.adapters.register_loader("interval", TextLoader)
@@ -241,7 +237,10 @@ def ack(settings: Settings, alert_id: int, acknowledged_by: str | None) -> None:
     """Acknowledge a firing alert (it still resolves by itself when its condition clears)."""
     with _connect(settings) as conn:
         _call(
-            conn, "monitor.acknowledge_alert", alert_id=alert_id, acknowledged_by=acknowledged_by or _actor()
+            conn,
+            "monitor.acknowledge_alert",
+            alert_id=alert_id,
+            acknowledged_by=acknowledged_by or db.cli_actor(),
         )
     click.echo(f"alert {alert_id} acknowledged")
 

@@ -17,12 +17,8 @@ from spreadedge import db, masterkey, textable
 from spreadedge.settings import Settings
 
 
-def _actor() -> str:
-    return db.cli_actor()
-
-
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    return db.connect(settings, actor=_actor(), autocommit=True)
+    return db.connect(settings, actor=db.cli_actor(), autocommit=True)
 
 
 def _user_id(conn: psycopg.Connection[Any], username: str) -> int:
