@@ -705,3 +705,15 @@ def test_migrate_outside_the_project_is_refused_before_touching_any_database(tmp
     )
     assert not table_exists(database, "public._spreadedge_migration_checksum")
     assert not (tmp_path / "home").exists()
+
+
+def test_render_only_with_status_is_a_usage_error_that_writes_nothing(tmp_path):
+    out = tmp_path / "rendered"
+    env = {"SPREADEDGE_HOME": str(tmp_path / "home")}
+
+    result = CliRunner().invoke(main, ["migrate", "--render-only", str(out), "--status"], env=env)
+
+    assert result.exit_code == 2
+    assert "Error: --render-only and --status cannot be used together" in result.output
+    assert not out.exists()
+    assert not (tmp_path / "home").exists()

@@ -280,6 +280,12 @@ def migrate(settings: Settings, render_only: Path | None, show_status: bool) -> 
     """Apply pending migrations, then re-apply functions/."""
     from spreadedge import migrate as migrations  # imported here: only this command needs it
 
+    if render_only is not None and show_status:
+        # why: --render-only touches no database and --status reads one; doing one of them
+        # silently (the render) left the caller believing they had seen the status
+        raise click.UsageError(
+            "--render-only and --status cannot be used together: run them one after the other"
+        )
     try:
         # before the embedded cluster starts: outside the project it would be created there
         migrations.check_project(settings)
