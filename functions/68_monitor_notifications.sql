@@ -2,8 +2,13 @@
 -- Alert transitions and risk events queue one row per channel; an insert wakes the workers
 -- (LISTEN spreadedge_notifications). A worker claims due rows with FOR UPDATE SKIP LOCKED, delivers
 -- them and reports each result in the same transaction, so a row is never delivered by two workers
--- and a worker that dies leaves its rows pending. Failures back off exponentially and go to the
+-- and a worker that dies leaves its rows pending. Failures back off exponentially (or wait as long
+-- as a rate-limiting receiver's Retry-After asks, up to the worker's max_backoff) and go to the
 -- dead letter after the worker's configured attempts.
+
+-- why the drop: fail_notification gained retry_after; the old signature must not linger as an
+-- overload (a call without retry_after would be ambiguous between the two)
+drop function if exists monitor.fail_notification(bigint, text, text, integer, interval, interval);
 
 create or replace function internal.queue_notifications(
     p_channels      monitor.notification_channel[],
@@ -141,7 +146,8 @@ create or replace function monitor.fail_notification(
     error           text,
     max_attempts    integer default 5,
     backoff         interval default '30 seconds',
-    max_backoff     interval default '1 hour'
+    max_backoff     interval default '1 hour',
+    retry_after     interval default null
 )
     returns monitor.notification_status
     volatile
@@ -150,12 +156,14 @@ create or replace function monitor.fail_notification(
     language plpgsql
 as $$
 -- The attempt failed: after max_attempts attempts the notification goes to the dead letter (dead);
--- otherwise it is pending again from now + backoff x 2^(attempts - 1), at most max_backoff.
--- Returns the new status. error must hold no secret (it is stored). Needs alerts:manage in a
--- scoped session (42S01).
+-- otherwise it is pending again from now + backoff x 2^(attempts - 1), at most max_backoff. A
+-- retry_after (the wait a receiver asked for, with HTTP 429 or 503 and Retry-After) delays it to
+-- now + retry_after when that is later, still at most max_backoff. Returns the new status. error
+-- must hold no secret (it is stored). Needs alerts:manage in a scoped session (42S01).
 #variable_conflict use_column
 declare
-    v_row monitor.notifications;
+    v_row   monitor.notifications;
+    v_delay interval;
 begin
     -- why first: a scoped session without the permission must not even lock the row
     perform internal.require_permission('alerts:manage');
@@ -168,6 +176,11 @@ begin
             fail_notification.max_attempts, fail_notification.backoff, fail_notification.max_backoff
             using errcode = '22S09';
     end if;
+    if fail_notification.retry_after < '0' then
+        raise exception 'retry_after must be zero or more, got %', fail_notification.retry_after
+            using errcode = '22S09',
+                  hint = 'Pass null when the receiver asked for no wait, or asked for one that cannot be read.';
+    end if;
     if v_row.attempts >= fail_notification.max_attempts then
         update monitor.notifications n
         set status = 'dead', dead_at = clock_timestamp(), last_error = left(fail_notification.error, 1000)
@@ -177,22 +190,29 @@ begin
     -- why compare in numeric seconds first: backoff x 2^(attempts - 1) overflows an interval
     -- (22008) long before a large attempt number is reached ('4 hours' at the 31st attempt), and
     -- that error would roll the claim back and stop the worker on this message for good
+    v_delay := case when extract(epoch from fail_notification.backoff)
+                         * 2::numeric ^ least(v_row.attempts - 1, 1000)
+                         < extract(epoch from fail_notification.max_backoff)
+                    then fail_notification.backoff * power(2, least(v_row.attempts - 1, 1000))
+                    else fail_notification.max_backoff
+               end;
+    -- why greatest: a retry sooner than the receiver asked is refused again and burns an attempt;
+    -- why least: max_backoff bounds every wait, the receiver's too, so that a hostile or broken
+    -- receiver cannot park the message for a year. (Tested for null first: least and greatest
+    -- skip a null, so least(null, max_backoff) would be max_backoff.)
+    if fail_notification.retry_after is not null then
+        v_delay := greatest(v_delay, least(fail_notification.retry_after, fail_notification.max_backoff));
+    end if;
     update monitor.notifications n
     set status = 'pending',
         last_error = left(fail_notification.error, 1000),
-        next_attempt_at = clock_timestamp()
-            + case when extract(epoch from fail_notification.backoff)
-                        * 2::numeric ^ least(v_row.attempts - 1, 1000)
-                        < extract(epoch from fail_notification.max_backoff)
-                   then fail_notification.backoff * power(2, least(v_row.attempts - 1, 1000))
-                   else fail_notification.max_backoff
-              end
+        next_attempt_at = clock_timestamp() + v_delay
     where n.notification_id = v_row.notification_id;
     return 'pending';
 end;
 $$;
-comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval) is
-    'A claimed notification''s attempt failed: retry later with exponential backoff, or dead letter after max_attempts. Returns the new status. A scoped session needs alerts:manage (42S01).';
+comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval, interval) is
+    'A claimed notification''s attempt failed: retry later with exponential backoff, no sooner than retry_after (a receiver''s Retry-After) and no later than max_backoff, or dead letter after max_attempts. Returns the new status. Raises 22S09 for a negative retry_after; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.next_notification_due(channels text[])
     returns timestamptz

@@ -27,9 +27,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import formatdate, make_msgid, parseaddr, parsedate_to_datetime
 from typing import Any, Protocol
 
 from spreadedge.settings import NOTIFY_URLS, NotifySettings, is_http_url, not_http_url_message
@@ -54,10 +55,24 @@ USER_AGENT = f"DiscordBot (spreadedge notify, {_package_version()})"
 _HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # A URL path segment at least this long may be a token (Slack's are 24 characters) and is redacted.
 _SECRET_SEGMENT = 8
+# Retry-After's delay-seconds form (RFC 9110: digits; a fraction is taken too, as Discord's waits
+# are fractional); anything else must be an HTTP-date.
+_DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# why a ceiling: a timedelta holds at most ~2.7 million years, and the worker passes the wait as
+# one; monitor.fail_notification caps it at max_backoff (a year at most) anyway.
+_LONGEST_WAIT = 999_999_999 * 86_400.0
 
 
 class DeliveryError(Exception):
-    """A message could not be delivered; the text is safe to store and log."""
+    """A message could not be delivered; the text is safe to store and log.
+
+    ``retry_after``: the seconds the receiver asked to wait before the next attempt (HTTP 429 or
+    503 with Retry-After), or None; ``monitor.fail_notification`` decides what to make of it.
+    """
+
+    def __init__(self, text: str, retry_after: float | None = None) -> None:
+        super().__init__(text)
+        self.retry_after = retry_after
 
 
 class PartialDelivery(Exception):
@@ -198,12 +213,64 @@ def _post_json(
             pass
     except urllib.error.HTTPError as exc:
         exc.close()
-        redirect = " (redirects are not followed)" if 300 <= exc.code < 400 else ""
-        raise DeliveryError(f"HTTP {exc.code} {redact(str(exc.reason))}{redirect}") from None
+        raise _http_error(exc, redact) from None
     except urllib.error.URLError as exc:
         raise DeliveryError(f"connection failed: {redact(str(exc.reason))}") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise DeliveryError(f"connection failed: {type(exc).__name__}: {redact(str(exc))}") from None
+
+
+def _http_error(exc: urllib.error.HTTPError, redact: Callable[[str], str]) -> DeliveryError:
+    """The DeliveryError of an answer that is not 2xx, with the wait a rate-limiting receiver asked.
+
+    A 429 (and a 503 with Retry-After) says when to try again: the error carries those seconds,
+    and its text says so without quoting the header (only the seconds read from it).
+    """
+    text = f"HTTP {exc.code} {redact(str(exc.reason))}"
+    if 300 <= exc.code < 400:
+        return DeliveryError(f"{text} (redirects are not followed)")
+    header = exc.headers.get("Retry-After") if exc.headers else None
+    if exc.code != 429 and not (exc.code == 503 and header is not None):
+        return DeliveryError(text)
+    why = "rate limited" if exc.code == 429 else "unavailable"
+    if header is None:
+        return DeliveryError(f"{text} ({why})")
+    seconds = retry_after_seconds(header, exc.headers.get("Date"))
+    if seconds is None:
+        return DeliveryError(f"{text} ({why}; Retry-After not understood)")
+    return DeliveryError(f"{text} ({why}: retry after {_seconds_text(seconds)} s)", seconds)
+
+
+def retry_after_seconds(value: str, date: str | None = None) -> float | None:
+    """The seconds a Retry-After value asks to wait; None for one that is not understood.
+
+    The value is delay-seconds (``120``) or an HTTP-date (``Wed, 21 Oct 2015 07:28:00 GMT``). A
+    date is measured from the answer's ``Date`` when it has one, else from this machine's clock:
+    the receiver wrote both with its own clock, so a skew between the clocks does not count. A
+    date already past asks for no wait (0).
+    """
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return min(float(value), _LONGEST_WAIT)
+    asked = _http_date(value)
+    if asked is None:
+        return None
+    sent = (_http_date(date) if date else None) or datetime.now(UTC)
+    return min(max(0.0, (asked - sent).total_seconds()), _LONGEST_WAIT)
+
+
+def _http_date(value: str) -> datetime | None:
+    """An HTTP-date as an aware datetime (UTC when it names no zone); None if it is not one."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _seconds_text(seconds: float) -> str:
+    """Seconds for an error text: at most three decimals, none when whole (``120``, ``0.5``)."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):

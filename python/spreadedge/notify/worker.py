@@ -3,7 +3,8 @@
 Each message is one transaction: ``monitor.claim_notifications`` locks one due row of the channels
 this worker has (FOR UPDATE SKIP LOCKED, so several workers share the outbox and never take the
 same row), it is sent, and its result is reported with ``monitor.complete_notification`` or
-``monitor.fail_notification`` (which backs off or moves it to the dead letter) before the commit.
+``monitor.fail_notification`` (which backs off, no sooner than a rate-limiting receiver's
+Retry-After asks, or moves it to the dead letter) before the commit.
 Any exception while building or sending a message is a failure of that message alone. A worker
 that dies rolls back only the message it was sending: that row is pending again, and every message
 it delivered before stays delivered.
@@ -54,7 +55,7 @@ _CLAIM = sqlcall.select_rows("monitor.claim_notifications", ["worker", "channels
 _COMPLETE = sqlcall.select_value("monitor.complete_notification", ["notification_id", "worker"])
 _FAIL = sqlcall.select_value(
     "monitor.fail_notification",
-    ["notification_id", "worker", "error", "max_attempts", "backoff", "max_backoff"],
+    ["notification_id", "worker", "error", "max_attempts", "backoff", "max_backoff", "retry_after"],
 )
 _NEXT_DUE = sqlcall.select_value("monitor.next_notification_due", ["channels"])
 _UNSERVED = sql.SQL(
@@ -140,7 +141,7 @@ class Worker:
         try:
             self.channels[message.channel].send(message)
         except DeliveryError as exc:
-            return self._fail(conn, message, str(exc))
+            return self._fail(conn, message, str(exc), exc.retry_after)
         except PartialDelivery as exc:
             conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
             log.warning(
@@ -158,7 +159,14 @@ class Worker:
             log.info("notification %s (%s) delivered", message.notification_id, message.channel)
         return "delivered"
 
-    def _fail(self, conn: psycopg.Connection[Any], message: Message, error: str) -> str:
+    def _fail(
+        self, conn: psycopg.Connection[Any], message: Message, error: str, retry_after: float | None = None
+    ) -> str:
+        """Report a failed attempt; failed (a retry is pending) or dead.
+
+        ``retry_after`` is the seconds the receiver asked to wait: when the next attempt is due is
+        monitor.fail_notification's decision (no sooner than that, no later than max_backoff).
+        """
         # one line and no NUL (which PostgreSQL text refuses: the report would fail and the worker
         # with it, on this message again after every restart); the outbox keeps 1,000 characters
         error = one_line(error)[:ERROR_LENGTH]
@@ -171,6 +179,7 @@ class Worker:
                 "max_attempts": self.settings.max_attempts,
                 "backoff": timedelta(seconds=self.settings.backoff_seconds),
                 "max_backoff": timedelta(seconds=self.settings.max_backoff_seconds),
+                "retry_after": None if retry_after is None else timedelta(seconds=retry_after),
             },
         ).fetchone()
         state = status[0] if status else "unknown"
