@@ -215,6 +215,9 @@ comment on column monitor.alerts.resolved_value is 'The rule''s aggregate when t
 -- why: a rule has at most one open alert; evaluation finds it through this index
 create unique index alerts_one_open_per_rule_idx on monitor.alerts (rule_id) where status <> 'resolved';
 create index alerts_opened_idx on monitor.alerts (opened_at);
+-- why: monitor.evaluate_alert_rules opens no alert of a rule whose previous alert resolved after
+-- the time it evaluates at, and finds those alerts through this index (the table keeps every alert)
+create index alerts_resolved_idx on monitor.alerts (resolved_at);
 
 create table monitor.alert_events (
     event_id    bigint generated always as identity primary key,
@@ -335,7 +338,7 @@ comment on column monitor.notifications.payload is 'The message as JSON (the gen
 comment on column monitor.notifications.alert_event_id is 'The alert transition notified.';
 comment on column monitor.notifications.risk_event_id is 'The risk event notified.';
 comment on column monitor.notifications.attempts is 'Delivery attempts so far.';
-comment on column monitor.notifications.next_attempt_at is 'When it may next be tried (exponential backoff after a failure).';
+comment on column monitor.notifications.next_attempt_at is 'When it may next be tried: exponential backoff after a failure, no sooner than a receiver''s Retry-After, at most the worker''s max_backoff.';
 comment on column monitor.notifications.last_error is 'Why the last attempt failed (never a secret).';
 comment on column monitor.notifications.claimed_by is 'The worker that made the last attempt.';
 comment on column monitor.notifications.created_at is 'When it was queued.';

@@ -138,7 +138,7 @@ def test_acknowledging_an_alert_records_the_transition_and_it_still_resolves(see
     call(seeded, "monitor.acknowledge_alert", alert_id=alert_id, acknowledged_by="alice")
     call(seeded, "monitor.acknowledge_alert", alert_id=alert_id, acknowledged_by="bob")  # idempotent
     quote(seeded, NOW - timedelta(seconds=10), "68999", "69001")
-    evaluate(seeded, NOW)
+    evaluate(seeded)  # at now(): not before the acknowledgements (stamped now())
     events = seeded.execute(
         "select transition::text, value, actor from monitor.alert_events order by event_id"
     ).fetchall()
