@@ -2,20 +2,41 @@
 -- Statement triggers on market.quotes and market.ticks that keep market.latest_prices at the newest
 -- quote and trade of each instrument. A late row (older than what is kept) changes nothing; a trade
 -- of the kept time replaces the last price when it is the later trade of that time (by exchange
--- trade id, as candles close), whichever batch it came in, concurrent batches too.
+-- trade id, as candles close), whichever batch it came in, concurrent batches too. A row more than
+-- a minute ahead of the server's clock (the start of the loading statement) is stored but is not
+-- taken as the latest: see internal.latest_price_horizon.
+
+create or replace function internal.latest_price_horizon()
+    returns timestamptz
+    stable
+    language sql
+as $$
+    -- The newest market data time that may become an instrument's latest price: a minute past the
+    -- start of the current statement.
+    -- why: ingestion stores times up to a day ahead (internal.time_problem), and a kept quote or
+    -- trade is replaced only by a newer one. A file whose local times were read as UTC (eight
+    -- hours ahead from Singapore) or one bad exchange clock froze the instrument's mark price
+    -- (unrealized PnL, pre-trade risk, fee valuation) and its spreads for those hours. A minute
+    -- covers the skew of synchronized clocks.
+    select statement_timestamp() + interval '1 minute'
+$$;
+comment on function internal.latest_price_horizon() is
+    'The newest market data time that may become an instrument''s latest price (market.latest_prices): a minute past the start of the statement.';
 
 create or replace function internal.note_latest_quotes()
     returns trigger
     volatile
     language plpgsql
 as $$
--- After an insert into market.quotes: the newest inserted quote of each instrument replaces the kept
--- one when it is newer. Rows are taken in instrument order, so concurrent loads lock the
--- latest_prices rows in one order and never deadlock one another.
+-- After an insert into market.quotes: the newest inserted quote of each instrument (up to
+-- internal.latest_price_horizon) replaces the kept one when it is newer. Rows are taken in
+-- instrument order, so concurrent loads lock the latest_prices rows in one order and never
+-- deadlock one another.
 begin
     insert into market.latest_prices as l (instrument_id, bid, bid_size, ask, ask_size, quoted_at)
     select distinct on (n.instrument_id) n.instrument_id, n.bid, n.bid_size, n.ask, n.ask_size, n.quoted_at
     from new_rows n
+    where n.quoted_at <= internal.latest_price_horizon()
     order by n.instrument_id, n.quoted_at desc
     on conflict (instrument_id) do update
         set bid = excluded.bid, bid_size = excluded.bid_size, ask = excluded.ask,
@@ -33,8 +54,9 @@ create or replace function internal.note_latest_ticks()
     language plpgsql
 as $$
 -- After an insert into market.ticks: for each instrument, the last stored trade at the newest time
--- inserted replaces the kept one when that time is the kept time or later. Trades of one time are
--- ordered as market.rollup_candles orders them: octet_length(exchange_trade_id), then
+-- inserted (up to internal.latest_price_horizon) replaces the kept one when that time is the kept
+-- time or later. Trades of one time are ordered as market.rollup_candles orders them:
+-- octet_length(exchange_trade_id), then
 -- exchange_trade_id (numeric ids numerically). Rows are taken in instrument order (see
 -- note_latest_quotes).
 -- why the last trade is looked up in market.ticks, not among the inserted rows: a trade of the
@@ -49,6 +71,7 @@ as $$
 begin
     insert into market.latest_prices as l (instrument_id)
     select distinct n.instrument_id from new_rows n
+    where n.traded_at <= internal.latest_price_horizon()
     order by n.instrument_id
     on conflict (instrument_id) do update
         set instrument_id = excluded.instrument_id
@@ -56,7 +79,10 @@ begin
 
     insert into market.latest_prices as l (instrument_id, last_price, traded_at)
     select n.instrument_id, t.price, n.traded_at
-    from (select n.instrument_id, max(n.traded_at) as traded_at from new_rows n group by n.instrument_id) n
+    from (select n.instrument_id, max(n.traded_at) as traded_at
+          from new_rows n
+          where n.traded_at <= internal.latest_price_horizon()
+          group by n.instrument_id) n
     cross join lateral (
         select t.price
         from market.ticks t

@@ -99,6 +99,31 @@ def test_a_quote_wins_over_a_newer_tick(seeded):
     assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("102")
 
 
+def test_a_quote_hours_ahead_of_the_clock_does_not_freeze_the_mark(seeded):
+    # a file whose local times were read as UTC: without the horizon its quote stayed the newest,
+    # and the real quotes after it changed nothing for hours
+    trade(seeded, "buy", "2", "100")
+    quote(seeded, T0, "101", "103")
+    quote(seeded, datetime.now(UTC) + timedelta(hours=8), "199", "201")
+    quote(seeded, datetime.now(UTC), "109", "111")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("110")
+
+
+def test_a_quote_seconds_ahead_of_the_clock_marks_the_position(seeded):
+    trade(seeded, "buy", "2", "100")
+    quote(seeded, T0, "101", "103")
+    quote(seeded, datetime.now(UTC) + timedelta(seconds=20), "109", "111")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("110")
+
+
+def test_a_trade_hours_ahead_of_the_clock_does_not_freeze_the_last_price(seeded):
+    trade(seeded, "buy", "2", "100")
+    tick(seeded, T0, "101", trade_id="a")
+    tick(seeded, datetime.now(UTC) + timedelta(hours=8), "300", trade_id="b")
+    tick(seeded, datetime.now(UTC), "105", trade_id="c")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("105")
+
+
 def test_without_market_data_the_latest_fill_marks_the_position(seeded):
     trade(seeded, "buy", "2", "100")
     trade(seeded, "buy", "1", "104")
