@@ -58,6 +58,9 @@ class HttpReceiver:
     location: str = "/moved"
     # answer the status line and headers (Content-Length 1000) but hold the body back this long
     hold_body_s: float = 0.0
+    # extra headers of each answer, in order (as statuses); an answer with any sends no Date of
+    # its own, so a test can set the Date that an HTTP-date Retry-After is measured from
+    headers: deque[dict[str, str]] = field(default_factory=deque)
     arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,10 +79,16 @@ def http_receiver() -> Iterator[HttpReceiver]:
             with receiver.lock:
                 receiver.requests.append(Received(self.path, dict(self.headers), body))
                 status = receiver.statuses.popleft() if receiver.statuses else 200
+                headers = receiver.headers.popleft() if receiver.headers else {}
+            reason = receiver.reason
             if receiver.echo_path and status >= 400:
-                self.send_response(status, f"{self.responses[status][0]}: {self.path}")
+                reason = f"{self.responses[status][0]}: {self.path}"
+            if headers:
+                self.send_response_only(status, reason)
             else:
-                self.send_response(status, receiver.reason)
+                self.send_response(status, reason)
+            for name, value in headers.items():
+                self.send_header(name, value)
             if 300 <= status < 400:
                 self.send_header("Location", receiver.location)
             self.send_header("Content-Length", "1000" if receiver.hold_body_s else "0")

@@ -6,18 +6,14 @@ read the database's clock before and after the worker's run, so the row's time l
 two plus the wait, exactly.
 """
 
-import threading
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
 import pytest
 
+from notify_servers import HttpReceiver
 from spreadedge.notify import Worker, configured_channels
 from spreadedge.settings import NotifySettings
 from trading_helpers import call, rows
@@ -27,62 +23,13 @@ TOKEN = "SUPERSECRETtoken"  # the secret part of a Slack or Discord webhook URL
 SETTING = {"slack": "slack_webhook_url", "discord": "discord_webhook_url", "webhook": "webhook_url"}
 
 
-@dataclass
-class RateLimiter:
-    """Answers each POST with the next queued (status, headers), then 200; counts the POSTs."""
-
-    port: int
-    answers: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
-    posts: int = 0
-    # quote the request path in the reason phrase, as some proxies do
-    echo_path: bool = False
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-@pytest.fixture
-def rate_limiter() -> Iterator[RateLimiter]:
-    receiver = RateLimiter(port=0)
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            with lock:
-                receiver.posts += 1
-                status, headers = receiver.answers.popleft() if receiver.answers else (200, {})
-            reason = f"{self.responses[status][0]}: {self.path}" if receiver.echo_path else None
-            # why send_response_only: send_response adds its own Date, and a test sets the Date
-            # that an HTTP-date Retry-After is measured from
-            self.send_response_only(status, reason)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def queue(conn: psycopg.Connection, channel: str) -> None:
     """One notification on the channel (a kill switch turned on)."""
     call(conn, "monitor.set_risk_limit", strategy="alpha", channels=[channel])
     call(conn, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="test")
 
 
-def settings_for(channel: str, receiver: RateLimiter, **numbers: Any) -> NotifySettings:
+def settings_for(channel: str, receiver: HttpReceiver, **numbers: Any) -> NotifySettings:
     url = receiver.url(f"/hooks/{channel}/{TOKEN}")
     secret = {"webhook_secret": SECRET} if channel == "webhook" else {}
     return NotifySettings(**{SETTING[channel]: url}, **secret, **numbers)
@@ -109,11 +56,12 @@ def the_row(conn: psycopg.Connection) -> tuple[str, int, datetime, str]:
 
 @pytest.mark.parametrize("channel", ["slack", "discord", "webhook"])
 def test_a_429_with_retry_after_seconds_is_retried_no_sooner_than_asked(
-    seeded, seeded_url, rate_limiter, channel
+    seeded, seeded_url, http_receiver, channel
 ):
     queue(seeded, channel)
-    rate_limiter.answers.append((429, {"Retry-After": "120"}))
-    before, after = fail_once(seeded, seeded_url, settings_for(channel, rate_limiter, backoff_seconds=30))
+    http_receiver.statuses.append(429)
+    http_receiver.headers.append({"Retry-After": "120"})
+    before, after = fail_once(seeded, seeded_url, settings_for(channel, http_receiver, backoff_seconds=30))
     status, attempts, due, error = the_row(seeded)
     assert (status, attempts, error) == (
         "pending",
@@ -123,10 +71,11 @@ def test_a_429_with_retry_after_seconds_is_retried_no_sooner_than_asked(
     assert before + timedelta(seconds=120) <= due <= after + timedelta(seconds=120)
 
 
-def test_a_503_with_retry_after_is_retried_no_sooner_than_asked(seeded, seeded_url, rate_limiter):
+def test_a_503_with_retry_after_is_retried_no_sooner_than_asked(seeded, seeded_url, http_receiver):
     queue(seeded, "slack")
-    rate_limiter.answers.append((503, {"Retry-After": "90"}))
-    before, after = fail_once(seeded, seeded_url, settings_for("slack", rate_limiter, backoff_seconds=30))
+    http_receiver.statuses.append(503)
+    http_receiver.headers.append({"Retry-After": "90"})
+    before, after = fail_once(seeded, seeded_url, settings_for("slack", http_receiver, backoff_seconds=30))
     status, attempts, due, error = the_row(seeded)
     assert (status, attempts, error) == (
         "pending",
@@ -136,7 +85,7 @@ def test_a_503_with_retry_after_is_retried_no_sooner_than_asked(seeded, seeded_u
     assert before + timedelta(seconds=90) <= due <= after + timedelta(seconds=90)
 
 
-def test_a_retry_after_http_date_waits_from_the_answers_date_until_it(seeded, seeded_url, rate_limiter):
+def test_a_retry_after_http_date_waits_from_the_answers_date_until_it(seeded, seeded_url, http_receiver):
     queue(seeded, "slack")
     # why a date in 2001: the wait is the distance between the two headers, whatever the clocks
     sent = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
@@ -144,8 +93,9 @@ def test_a_retry_after_http_date_waits_from_the_answers_date_until_it(seeded, se
         "Date": format_datetime(sent, usegmt=True),
         "Retry-After": format_datetime(sent + timedelta(seconds=300), usegmt=True),
     }
-    rate_limiter.answers.append((429, headers))
-    before, after = fail_once(seeded, seeded_url, settings_for("slack", rate_limiter, backoff_seconds=30))
+    http_receiver.statuses.append(429)
+    http_receiver.headers.append(headers)
+    before, after = fail_once(seeded, seeded_url, settings_for("slack", http_receiver, backoff_seconds=30))
     status, attempts, due, error = the_row(seeded)
     assert (status, attempts, error) == (
         "pending",
@@ -156,13 +106,14 @@ def test_a_retry_after_http_date_waits_from_the_answers_date_until_it(seeded, se
 
 
 def test_a_retry_after_http_date_without_a_date_header_is_not_tried_before_it(
-    seeded, seeded_url, rate_limiter
+    seeded, seeded_url, http_receiver
 ):
     queue(seeded, "slack")
     # whole seconds, as an HTTP-date has them, and far beyond the backoff
     asked = (clock(seeded) + timedelta(seconds=600)).replace(microsecond=0)
-    rate_limiter.answers.append((429, {"Retry-After": format_datetime(asked.astimezone(UTC), usegmt=True)}))
-    before, after = fail_once(seeded, seeded_url, settings_for("slack", rate_limiter, backoff_seconds=30))
+    http_receiver.statuses.append(429)
+    http_receiver.headers.append({"Retry-After": format_datetime(asked.astimezone(UTC), usegmt=True)})
+    before, after = fail_once(seeded, seeded_url, settings_for("slack", http_receiver, backoff_seconds=30))
     status, attempts, due, error = the_row(seeded)
     assert (status, attempts) == ("pending", 1)
     assert error.startswith("HTTP 429 Too Many Requests (rate limited: retry after ")
@@ -171,10 +122,11 @@ def test_a_retry_after_http_date_without_a_date_header_is_not_tried_before_it(
 
 
 @pytest.mark.parametrize("retry_after", ["315360000", "9" * 400], ids=["ten years", "400 digits"])
-def test_a_retry_after_beyond_max_backoff_waits_max_backoff(seeded, seeded_url, rate_limiter, retry_after):
+def test_a_retry_after_beyond_max_backoff_waits_max_backoff(seeded, seeded_url, http_receiver, retry_after):
     queue(seeded, "slack")
-    rate_limiter.answers.append((429, {"Retry-After": retry_after}))
-    settings = settings_for("slack", rate_limiter, backoff_seconds=30, max_backoff_seconds=600)
+    http_receiver.statuses.append(429)
+    http_receiver.headers.append({"Retry-After": retry_after})
+    settings = settings_for("slack", http_receiver, backoff_seconds=30, max_backoff_seconds=600)
     before, after = fail_once(seeded, seeded_url, settings)
     status, attempts, due, error = the_row(seeded)
     assert (status, attempts) == ("pending", 1)
@@ -193,25 +145,27 @@ def test_a_retry_after_beyond_max_backoff_waits_max_backoff(seeded, seeded_url, 
     ids=["words", "negative", "impossible date", "missing"],
 )
 def test_a_429_without_a_readable_retry_after_waits_the_usual_backoff(
-    seeded, seeded_url, rate_limiter, headers, note
+    seeded, seeded_url, http_receiver, headers, note
 ):
     queue(seeded, "slack")
-    rate_limiter.answers.append((429, headers))
-    before, after = fail_once(seeded, seeded_url, settings_for("slack", rate_limiter, backoff_seconds=45))
+    http_receiver.statuses.append(429)
+    http_receiver.headers.append(headers)
+    before, after = fail_once(seeded, seeded_url, settings_for("slack", http_receiver, backoff_seconds=45))
     status, attempts, due, error = the_row(seeded)
     assert (status, attempts, error) == ("pending", 1, f"HTTP 429 Too Many Requests ({note})")
     assert before + timedelta(seconds=45) <= due <= after + timedelta(seconds=45)
 
 
 def test_a_receiver_that_always_answers_429_ends_in_the_dead_letter_after_max_attempts(
-    seeded, seeded_url, rate_limiter
+    seeded, seeded_url, http_receiver
 ):
     queue(seeded, "webhook")
-    rate_limiter.answers.extend([(429, {"Retry-After": "0"})] * 5)
-    settings = settings_for("webhook", rate_limiter, backoff_seconds=0, max_attempts=3)
+    http_receiver.statuses.extend([429] * 5)
+    http_receiver.headers.extend([{"Retry-After": "0"}] * 5)
+    settings = settings_for("webhook", http_receiver, backoff_seconds=0, max_attempts=3)
     with Worker(seeded_url, settings, configured_channels(settings)) as w:
         assert w.drain() == 3  # Retry-After 0 and backoff 0: due again at once
-    assert rate_limiter.posts == 3
+    assert len(http_receiver.requests) == 3
     status, attempts, _, error = the_row(seeded)
     assert (status, attempts, error) == (
         "dead",
@@ -220,11 +174,12 @@ def test_a_receiver_that_always_answers_429_ends_in_the_dead_letter_after_max_at
     )
 
 
-def test_a_rate_limited_answer_quoting_the_url_is_stored_without_the_token(seeded, seeded_url, rate_limiter):
+def test_a_rate_limited_answer_quoting_the_url_is_stored_without_the_token(seeded, seeded_url, http_receiver):
     queue(seeded, "discord")
-    rate_limiter.echo_path = True
-    rate_limiter.answers.append((429, {"Retry-After": "120"}))
-    fail_once(seeded, seeded_url, settings_for("discord", rate_limiter))
+    http_receiver.echo_path = True
+    http_receiver.statuses.append(429)
+    http_receiver.headers.append({"Retry-After": "120"})
+    fail_once(seeded, seeded_url, settings_for("discord", http_receiver))
     _, _, _, error = the_row(seeded)
     assert error == "HTTP 429 Too Many Requests: *** (rate limited: retry after 120 s)"
 
