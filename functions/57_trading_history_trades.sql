@@ -262,6 +262,13 @@ as $$
 begin
     perform internal.require_permission('pnl:read');
     perform internal.check_time_range(start_date, end_date);
+    -- why: check_enum_value lets null through (a filter left out), and a null group_by fell to the
+    -- day grouping below and answered {"group_by": null} grouped by day
+    if group_by is null then
+        raise exception 'group_by must be one of strategy, exchange, symbol, day, got null'
+            using errcode = '22S09', column = 'group_by',
+                  hint = 'Leave group_by out for the default, strategy.';
+    end if;
     perform internal.check_enum_value(group_by, array['strategy', 'exchange', 'symbol', 'day'], 'group_by');
     return json_build_object(
         'group_by', group_by,
@@ -303,4 +310,4 @@ begin
 end;
 $$;
 comment on function trading.trade_summary(timestamptz, timestamptz, text, text) is
-    'Trades grouped by strategy, exchange, symbol or day: count, volume, notional, fees, realized PnL and win rate, as json. Needs pnl:read.';
+    'Trades grouped by strategy (the default), exchange, symbol or UTC day: count, volume, notional, fees, realized PnL and win rate, as json; any other group_by, null too, raises 22S09. Needs pnl:read.';

@@ -87,8 +87,10 @@ def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) 
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(part) for part in first.get("loc", ())]
         parameter = location[-1] if len(location) > 1 else None
-        # why: a body that is not JSON at all is located by its character offset, not by a field
-        if first.get("type") == "json_invalid":
+        # why: a body that is not JSON at all is located by its character offset, not by a field,
+        # and a missing body or one that is not an object by ("body",) alone: both named nothing
+        # ("Field required")
+        if first.get("type") == "json_invalid" or location == ["body"]:
             parameter = "body"
         message = first.get("msg", "invalid request")
         detail = f"{parameter}: {message}" if parameter else message

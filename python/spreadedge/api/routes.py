@@ -94,7 +94,23 @@ def _query_parameters(route: APIRoute) -> frozenset[str]:
     return frozenset(names)
 
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(only_known_parameters)])
+async def storable_parameters(request: Request) -> None:
+    """400 naming a query parameter that holds a NUL character, which PostgreSQL text cannot store."""
+    # why here: psycopg refuses the NUL before sending, without saying which parameter held it, so
+    # the answer was a 400 that named none
+    for given_name, value in request.query_params.multi_items():
+        if "\x00" in value:
+            name = given_name[:80]
+            raise Problem(
+                HTTPStatus.BAD_REQUEST,
+                f"{name}: holds a NUL character, which PostgreSQL text cannot store",
+                parameter=name,
+            )
+
+
+router = APIRouter(
+    prefix="/api/v1", dependencies=[Depends(only_known_parameters), Depends(storable_parameters)]
+)
 
 
 def bearer_token(

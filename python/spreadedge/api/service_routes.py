@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC
 from http import HTTPStatus
 from typing import Any
@@ -17,6 +18,20 @@ from spreadedge.api.routes import ERRORS, Token
 router = APIRouter(prefix="/api/v1")
 
 
+def client_address(request: Request) -> str | None:
+    """The client's IP address as auth.login records it (inet), or None when it has none."""
+    # why: behind a reverse proxy uvicorn takes the client from X-Forwarded-For, which may say
+    # "unknown" or hold a name, and a link-local IPv6 peer comes with its zone (fe80::1%eth0);
+    # PostgreSQL's inet takes neither, so such a client got a 400 (22P02) and could never log in
+    client = request.client
+    if client is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(client.host.partition("%")[0]))
+    except ValueError:
+        return None
+
+
 @router.post(
     "/auth/login",
     response_model=models.LoginResponse,
@@ -25,7 +40,6 @@ router = APIRouter(prefix="/api/v1")
 )
 async def login(request: Request, credentials: models.LoginRequest) -> models.LoginResponse:
     """Log in (auth.login): a session token for the Authorization header; 401 when refused."""
-    client = request.client
     result = await database.rows(
         request.app.state.pool,
         "auth.login",
@@ -33,7 +47,7 @@ async def login(request: Request, credentials: models.LoginRequest) -> models.Lo
             "username": credentials.username,
             "password": credentials.password,
             "totp_code": credentials.totp_code,
-            "ip_address": client.host if client else None,
+            "ip_address": client_address(request),
             "user_agent": request.headers.get("user-agent"),
         },
     )
