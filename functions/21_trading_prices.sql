@@ -144,19 +144,24 @@ $$;
 comment on function internal.owner_mark_price(integer, bigint) is
     'Mark price of an instrument as a strategy owner sees it: market data, else the latest fill of a strategy the owner sees (any for no owner or strategies:all); null when none.';
 
-create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
+create or replace function internal.asset_price_as(
+    p_exchange_id   smallint,
+    p_asset         text,
+    p_quote_asset   text,
+    p_by_owner      boolean,
+    p_owner_user_id bigint
+)
     returns numeric
     stable
-    security definer
-    set search_path = ''
     language sql
 as $$
-    -- Price of one unit of p_asset in p_quote_asset (1 for the asset itself): the mark
-    -- (trading.mark_price: quote mid, else tick, else latest fill) of an instrument trading p_asset
-    -- against p_quote_asset, or 1 / the mark of one trading p_quote_asset against p_asset (the
-    -- inverse pair), that has one. Spot and margin markets first, then perpetuals and futures;
-    -- within each, the exchange p_exchange_id first, then the pair before its inverse, then spot
-    -- before margin, then the lowest instrument id.
+    -- Price of one unit of p_asset in p_quote_asset (1 for the asset itself): the mark of an
+    -- instrument trading p_asset against p_quote_asset, or 1 / the mark of one trading
+    -- p_quote_asset against p_asset (the inverse pair), that has one. Spot and margin markets
+    -- first, then perpetuals and futures; within each, the exchange p_exchange_id first, then the
+    -- pair before its inverse, then spot before margin, then the lowest instrument id. The mark is
+    -- trading.mark_price's (as the session sees it), or with p_by_owner the mark as the strategy
+    -- owner p_owner_user_id sees it (internal.owner_mark_price; null: an unowned strategy).
     -- why never an option: its price is a premium, not the price of its base asset
     -- why the market type before the exchange: a perpetual's or future's price strays from the
     -- asset's (funding, basis) more than another exchange's spot price does
@@ -166,7 +171,8 @@ as $$
     select case when p_asset = p_quote_asset then 1 else (
         select case when c.inverse then 1 / c.price else c.price end
         from (select i.instrument_id, i.exchange_id, i.market_type, i.base_asset <> p_asset as inverse,
-                     trading.mark_price(i.instrument_id) as price
+                     case when p_by_owner then internal.owner_mark_price(i.instrument_id, p_owner_user_id)
+                          else trading.mark_price(i.instrument_id) end as price
               from ref.instruments i
               where ((i.base_asset = p_asset and i.quote_asset = p_quote_asset)
                      or (i.base_asset = p_quote_asset and i.quote_asset = p_asset))
@@ -176,6 +182,21 @@ as $$
         order by c.market_type in ('spot', 'margin') desc, (c.exchange_id = p_exchange_id) desc, c.inverse,
                  c.market_type = 'spot' desc, c.instrument_id
         limit 1) end
+$$;
+comment on function internal.asset_price_as(smallint, text, text, boolean, bigint) is
+    'Price of an asset in a quote asset (trading.asset_price), marked as the session sees it or, with p_by_owner, as a strategy owner does (internal.owner_mark_price).';
+
+create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
+    returns numeric
+    stable
+    security definer
+    set search_path = ''
+    language sql
+as $$
+    -- Price of one unit of p_asset in p_quote_asset, marked by trading.mark_price (quote mid, else
+    -- tick, else the latest fill the session may see): see internal.asset_price_as for the order
+    -- of the candidate instruments.
+    select internal.asset_price_as(p_exchange_id, p_asset, p_quote_asset, false, null)
 $$;
 comment on function trading.asset_price(smallint, text, text) is
     'Price of an asset in a quote asset from market data (1 for the asset itself): its pair''s mark, else 1 / its inverse pair''s; spot or margin first, then perpetual or futures, the given exchange first within each, then the pair before its inverse; never an option; null when unknown.';

@@ -5,12 +5,16 @@
 -- fills never deadlock one another, nor with a change of the instrument's multiplier (which locks
 -- the instrument row, then its positions).
 
+-- why the drop: fee_in_quote gained the fill's strategy (whose owner's marks value a fee)
+drop function if exists internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric);
+
 create or replace function internal.fee_in_quote(
     p_instrument  ref.instruments,
     p_fee         numeric,
     p_fee_currency text,
     p_price       numeric,
     p_fee_quote   numeric,
+    p_strategy_id integer,
     out fee_quote numeric,
     out base_fee  numeric
 )
@@ -22,8 +26,8 @@ as $$
 -- and counts at fee x price (any p_fee_quote is ignored). On a perpetual or futures contract, whose
 -- price is the base asset's, it counts at p_fee_quote when given, else at fee x price. On an option,
 -- whose price is a premium and not the base asset's price, it is valued like a fee in a third
--- currency: at p_fee_quote when given, else from market data (trading.asset_price), else refused
--- (22S08).
+-- currency: at p_fee_quote when given, else from market data as the owner of strategy
+-- p_strategy_id sees it (internal.asset_price_as), else refused (22S08).
 declare
     v_rate numeric;
 begin
@@ -48,7 +52,12 @@ begin
                       hint = 'fee_quote is the fee''s value in the quote asset: positive for a fee, negative for a rebate.';
         end if;
     else
-        v_rate := trading.asset_price(p_instrument.exchange_id, p_fee_currency, p_instrument.quote_asset);
+        -- why the owner's marks: the engine records fills unscoped, where an asset without market
+        -- data is priced at any strategy's latest fill, and the fee's value is stored in the
+        -- trade: its owner read another trader's private fill price as fee_quote / fee
+        v_rate := internal.asset_price_as(
+            p_instrument.exchange_id, p_fee_currency, p_instrument.quote_asset, true,
+            (select s.owner_user_id from trading.strategies s where s.strategy_id = p_strategy_id));
         if v_rate is null then
             raise exception 'fee of % % cannot be valued in %: no market price for %/%',
                 p_fee, p_fee_currency, p_instrument.quote_asset, p_fee_currency, p_instrument.quote_asset
@@ -59,8 +68,8 @@ begin
     end if;
 end;
 $$;
-comment on function internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric) is
-    'Quote value of a fee (quote, base or third currency; an option''s base-asset fee as a third currency''s) and the base quantity it takes (spot and margin); raises 22S08 unpriced_fee.';
+comment on function internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric, integer) is
+    'Quote value of a fee of a strategy''s fill (quote, base or third currency, a third currency at the market price its owner sees; an option''s base-asset fee as a third currency''s) and the base quantity it takes (spot and margin); raises 22S08 unpriced_fee.';
 
 create or replace function trading.record_fill(
     order_id          bigint,
@@ -226,7 +235,7 @@ begin
     else
         select f.fee_quote, f.base_fee into v_fee_quote, v_base_fee
         from internal.fee_in_quote(v_instrument, record_fill.fee, v_fee_ccy, record_fill.price,
-                                   record_fill.fee_quote) f;
+                                   record_fill.fee_quote, v_order.strategy_id) f;
     end if;
     -- why abs: a base-asset rebate as large as the fill would make a sell add to the position (or
     -- a fill move nothing), as a fee as large as it would a buy
@@ -293,4 +302,4 @@ begin
 end;
 $$;
 comment on function trading.record_fill(bigint, text, numeric, numeric, numeric, text, timestamptz, numeric) is
-    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the daily rollup. Idempotent on (exchange, exchange_trade_id). Returns the trade id.';
+    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the hourly and daily PnL rollups. Idempotent on (exchange, exchange_trade_id). Returns the trade id.';

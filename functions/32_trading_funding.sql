@@ -1,6 +1,6 @@
 -- spreadedge functions: funding
 -- trading.record_funding: a perpetual's funding payment, added to the position's realized PnL and
--- to the daily rollup. Idempotent on (strategy, instrument, paid_at).
+-- to the hourly and daily PnL rollups. Idempotent on (strategy, instrument, paid_at).
 
 create or replace function trading.record_funding(
     strategy text,

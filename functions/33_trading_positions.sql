@@ -50,4 +50,4 @@ begin
 end;
 $$;
 comment on function trading.get_position(text, text, text, numeric) is
-    'One position: quantity, average entry, realized PnL parts and unrealized PnL at a mark price (given, else latest market price).';
+    'One position: quantity, average entry, realized PnL parts and unrealized PnL at a mark price (given, else trading.mark_price), and that mark.';
