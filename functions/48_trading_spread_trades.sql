@@ -124,6 +124,9 @@ begin
     -- why here as well as in place_order: a retry returns the stored spread trade before any leg
     -- is placed, so without it a user who may not place orders got one's id back
     perform internal.require_permission('orders:write');
+    -- why here, though place_order checks each leg's time: it names its own placed_at, a parameter
+    -- the caller of this function never gave
+    perform internal.check_time(open_spread_trade.opened_at, 'opened_at');
     if open_spread_trade.buy_exchange = open_spread_trade.sell_exchange then
         raise exception 'buy and sell legs are both on %', open_spread_trade.buy_exchange
             using errcode = '22S20', hint = 'A spread trade buys on one exchange and sells on another.';
