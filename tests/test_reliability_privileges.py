@@ -263,3 +263,34 @@ def test_the_engine_may_execute_reveal_api_key_and_the_app_may_not(privileges_db
             " from unnest(array['spreadedge_engine', 'spreadedge_app', 'spreadedge_readonly']) r"
         ).fetchall()
     assert may == [("spreadedge_engine", True), ("spreadedge_app", False), ("spreadedge_readonly", False)]
+
+
+def granted_views(conn: psycopg.Connection, role: str) -> list[tuple[str, str]]:
+    """The project views ``role`` has SELECT on (through its groups too)."""
+    return conn.execute(
+        "select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = any(%s) and c.relkind in ('v', 'm')"
+        " and has_table_privilege(%s, c.oid, 'select') order by 1, 2",
+        [PROJECT_SCHEMAS, role],
+    ).fetchall()
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "nobody"])
+def test_every_view_a_role_may_read_reads_for_it(
+    privileges_db: str, logins: dict[str, str], role: str
+) -> None:
+    # why: a view's function calls are checked against its reader's EXECUTE privilege, so a view
+    # granted to a role can still fail for it (market.current_spreads did: its bps helpers were
+    # executable by no reader, and only a superuser could read it)
+    with psycopg.connect(privileges_db) as conn:
+        views = granted_views(conn, role)
+    assert views, f"{role} may read no view"
+    failed = []
+    with psycopg.connect(privileges_db, user=logins[role]) as conn:
+        for schema, view in views:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("select * from {} limit 1").format(sql.Identifier(schema, view)))
+            except psycopg.Error as exc:
+                failed.append((f"{schema}.{view}", exc.sqlstate, exc.diag.message_primary))
+    assert failed == []
