@@ -13,6 +13,11 @@
 create or replace function internal.partition_times(p_table regclass)
     returns tstzmultirange
     stable
+    -- why: pg_get_expr shows a bound in the session's DateStyle and TimeZone. ISO shows the offset
+    -- as a number; the SQL, German and Postgres styles show an abbreviation, which may read back
+    -- as another zone ('IST' of Asia/Kolkata is Israel time): the partitions were then taken to
+    -- start 3.5 hours late, and the first hours' rows were rejected as having no partition
+    set datestyle = 'ISO, YMD'
     language sql
 as $$
     -- The times the partitions of p_table cover: the union of their FROM ('…') TO ('…') bounds,
@@ -171,7 +176,11 @@ begin
         from checked c
         where c.reason is null
           and not (p_strict and exists (select from checked r where r.reason is not null))
-        order by c.instrument_id, c.traded_at
+        -- why the whole primary key: two loads of the same trades of one time (overlapping files
+        -- loaded at once) inserted them in file order, and each waited for a trade the other had
+        -- inserted first: a deadlock (40P01) that aborted one batch. In key order they wait, not
+        -- deadlock. The trade id is compared only between trades of one instrument and time
+        order by c.instrument_id, c.traded_at, c.exchange_trade_id
         on conflict do nothing
         returning 1
     )

@@ -16,7 +16,8 @@ create or replace function market.rollup_candles(
     language plpgsql
 as $$
 -- Rebuild the candles of [watermark - open_window, until), each from all its ticks (1m) or 1m
--- candles (longer ones), also those after until in it, and move the watermark to until. A first
+-- candles (longer ones), also those after until in it, and move the watermark to until (to now()
+-- when until is later: the trades still to come are not built yet). A first
 -- run starts at the oldest tick. A candle is rewritten only when its values change; the result
 -- says how many candles of each interval were written. Runs one at a time: a run that finds
 -- another one working returns no rows and changes nothing.
@@ -102,10 +103,13 @@ begin
         return next;
     end loop;
 
+    -- why not past now(): the trades of times still to come are not in the candles yet. An until
+    -- ahead of the clock (a local time read as UTC) set the watermark hours ahead, and the next
+    -- runs, starting an open window before it, never built the candles of the trades between
     insert into market.rollup_watermarks as w (rollup, built_until)
-    values ('candles', rollup_candles.until)
+    values ('candles', least(rollup_candles.until, now()))
     on conflict (rollup) do update set built_until = greatest(w.built_until, excluded.built_until), updated_at = now();
 end;
 $$;
 comment on function market.rollup_candles(timestamptz, interval) is
-    'Builds 1m candles from ticks and 5m..1d candles from 1m, from (watermark - open_window) to until; returns candles written per interval.';
+    'Builds 1m candles from ticks and 5m..1d candles from 1m, from (watermark - open_window) to until, and moves the watermark to until (at most now()); returns candles written per interval.';

@@ -339,8 +339,12 @@ class Loader:
         return loaded, duplicates, [(r["line"], r["reason"]) for r in rejects]
 
 
+def _rejects_path(path: Path) -> Path:
+    return path.with_name(path.name + ".rejects.csv")
+
+
 def _write_rejects(path: Path, rejects: list[tuple[int, str]]) -> Path:
-    target = path.with_name(path.name + ".rejects.csv")
+    target = _rejects_path(path)
     with target.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["line", "reason"])
@@ -357,7 +361,8 @@ def ingest(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Callable[[int], None] = lambda nbytes: None,
 ) -> Summary:
-    """Load the files into market.<kind>; rejects of FILE go to FILE.rejects.csv (line, reason).
+    """Load the files into market.<kind>; rejects of FILE go to FILE.rejects.csv (line, reason),
+    which replaces the one of an earlier run (a file with no reject is left without one).
 
     ``conn`` must be in autocommit mode. Without ``strict`` each batch of ``batch_rows`` rows is
     one transaction; with ``strict`` the run is one transaction, rolled back if any row is rejected.
@@ -386,6 +391,9 @@ def _ingest_files(
     loader: Loader, paths: list[Path], batch_rows: int, progress: Callable[[int], None], summary: Summary
 ) -> None:
     for path in paths:
+        # why: the rejects file of an earlier run, left next to a file that now loads clean, told
+        # the operator that rows of this run were rejected
+        _rejects_path(path).unlink(missing_ok=True)
         rejects: list[tuple[int, str]] = []
         batch: list[tuple[int, dict[str, Any]]] = []
         unreadable: IngestError | None = None
