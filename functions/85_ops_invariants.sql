@@ -58,6 +58,23 @@ create or replace aggregate internal.fill_fold(numeric, numeric) (
 comment on aggregate internal.fill_fold(numeric, numeric) is
     'Folds an order''s trades (quantity, price), in trade_id order, into {filled quantity, average fill price}.';
 
+create or replace function internal.same_instant(p_a jsonb, p_b jsonb)
+    returns boolean
+    stable
+    language sql
+as $$
+    -- Whether two jsonb values are the same time written with different UTC offsets, as to_jsonb
+    -- writes a timestamptz in the session's TimeZone ("2026-12-06T05:30:00+05:30" and
+    -- "2026-12-06T00:00:00+00:00"). why case: the cast must run only on text shaped like a time.
+    select case when jsonb_typeof(p_a) = 'string' and jsonb_typeof(p_b) = 'string'
+                     and p_a #>> '{}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d(:\d\d){0,2}$'
+                     and p_b #>> '{}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d(:\d\d){0,2}$'
+                then (p_a #>> '{}')::timestamptz = (p_b #>> '{}')::timestamptz
+                else false end
+$$;
+comment on function internal.same_instant(jsonb, jsonb) is
+    'Whether two jsonb strings are one time written with different UTC offsets (to_jsonb of a timestamptz follows the session TimeZone).';
+
 create or replace function internal.jsonb_differences(p_stored jsonb, p_expected jsonb)
     returns text
     -- why stable: format() is
@@ -67,10 +84,13 @@ as $$
     -- The keys present in both objects whose values differ, as "key: stored -> expected"; null when
     -- they agree. Keys present in one object only are not compared: a column added or dropped by a
     -- migration changes the shape of the images written after it, not their history.
+    -- why same_instant: an audit image writes its times in the TimeZone of the session that made
+    -- the change; a row changed from a session in Asia/Kolkata was reported as differing from
+    -- its own image by every time column when checked from a UTC session
     select string_agg(format('%s: %s -> %s', s.key, s.value, e.value), ', ' order by s.key)
     from jsonb_each(p_stored) s
     join jsonb_each(p_expected) e on e.key = s.key
-    where s.value is distinct from e.value
+    where s.value is distinct from e.value and not internal.same_instant(s.value, e.value)
 $$;
 comment on function internal.jsonb_differences(jsonb, jsonb) is
     'Keys two jsonb objects share whose values differ ("key: a -> b, ..."); null when they agree.';

@@ -437,3 +437,34 @@ def test_a_spread_trade_whose_quantity_is_not_its_legs_is_reported(seeded):
 def test_a_sound_spread_trade_is_not_reported(seeded):
     _spread_trade(seeded)
     assert violations(seeded) == []
+
+
+def test_changes_made_from_a_session_in_another_time_zone_are_not_reported(seeded):
+    # an audit image writes its times in the writer's TimeZone: checked from UTC, every time column
+    # of these rows read as a difference (audit_current) or a broken chain (audit_chain)
+    seeded.execute("set timezone = 'Asia/Kolkata'")
+    trade(seeded, "buy", "0.5", "30000", fee="1.5")
+    trade(seeded, "sell", "0.2", "30500")
+    seeded.execute("reset timezone")
+    assert violations(seeded) == []
+
+
+def test_a_time_changed_behind_the_audit_log_is_reported_whatever_the_writers_time_zone(seeded):
+    seeded.execute("set timezone = 'Asia/Kolkata'")
+    call(seeded, "trading.create_strategy", name="gamma")
+    seeded.execute("reset timezone")
+    strategy_id = seeded.execute(
+        "select strategy_id from trading.strategies where name = 'gamma'"
+    ).fetchone()[0]
+    seeded.execute("set session_replication_role = replica")
+    seeded.execute(
+        "update trading.strategies set created_at = created_at + interval '1 second' where strategy_id = %s",
+        [strategy_id],
+    )
+    seeded.execute("reset session_replication_role")
+    [(invariant, subject, detail)] = violations(seeded)
+    assert (invariant, subject) == (
+        "audit_current",
+        {"key": {"strategy_id": strategy_id}, "table": "trading.strategies"},
+    )
+    assert "created_at: " in detail
