@@ -82,8 +82,17 @@ begin
     end if;
     if least(p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_atr_period, p_macd_fast, p_macd_slow,
              p_macd_signal) < 1 or p_macd_fast >= p_macd_slow or not (p_bb_k > 0 and p_bb_k < 'Infinity') then
-        raise exception 'indicator periods must be at least 1 with macd fast % below slow %, and bollinger k % positive',
-            p_macd_fast, p_macd_slow, p_bb_k using errcode = '22S09';
+        -- why every value: a period of 0 given to market.sma was refused with a message naming the
+        -- MACD periods and bollinger k only, none of which the caller had given
+        raise exception 'indicator periods must be at least 1 with macd fast below slow, and bollinger k positive and finite: sma %, ema %, rsi %, bollinger % and k %, atr %, macd %/%/%',
+            p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_bb_k, p_atr_period, p_macd_fast, p_macd_slow,
+            p_macd_signal using errcode = '22S09';
+    end if;
+    -- why: a reversed range returned no candle, as if the instrument had none (the history API
+    -- refuses the same with 22S09)
+    if p_since >= p_until then
+        raise exception 'since % is not before until %', p_since, p_until
+            using errcode = '22S09', hint = 'since is inclusive and until exclusive: give an earlier since.';
     end if;
     for r in
         -- why sums, not avg and stddev_pop: those divide at about 16 significant digits. The sums

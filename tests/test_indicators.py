@@ -299,12 +299,6 @@ def test_computing_again_replaces_the_stored_rows(candles, seeded):
     assert seeded.execute("select count(*) from market.technical_indicators").fetchone()[0] == 80
 
 
-def test_a_period_below_one_is_refused(candles, seeded):
-    with pytest.raises(psycopg.DataError) as caught:
-        seeded.execute("select * from market.sma('binance', 'BTCUSDT', '1m', 0)")
-    assert caught.value.sqlstate == "22S09"
-
-
 @pytest.mark.parametrize(
     ("query", "message"),
     [
@@ -402,3 +396,25 @@ def test_vwap_from_a_since_inside_a_day_is_still_the_vwap_since_the_start_of_tha
     assert_series(actual, vwap(candles)[10:])
     # the first row: the quote volume of the day's first 11 candles over their volume
     assert actual[0] == rounded(vwap(candles))[10] != rounded(vwap(candles[10:]))[0]
+
+
+def test_a_period_below_one_is_refused_naming_every_period(candles, seeded):
+    with pytest.raises(psycopg.DataError) as caught:
+        seeded.execute("select * from market.sma('binance', 'BTCUSDT', '1m', 0)")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "indicator periods must be at least 1 with macd fast below slow, and bollinger k positive and finite:"
+        " sma 0, ema 20, rsi 14, bollinger 20 and k 2, atr 14, macd 12/26/9",
+    )
+
+
+def test_a_range_whose_since_is_not_before_its_until_is_refused(candles, seeded):
+    with pytest.raises(psycopg.DataError) as caught:
+        seeded.execute(
+            "select * from market.ema('binance', 'BTCUSDT', '1m', since => '2026-01-02 00:00Z',"
+            " until => '2026-01-01 00:00Z')"
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "since 2026-01-02 00:00:00+00 is not before until 2026-01-01 00:00:00+00",
+    )
