@@ -107,7 +107,9 @@ begin
         from checked c
         where c.reason is null
           and not (p_strict and exists (select from checked r where r.reason is not null))
-        order by c.instrument_id, c.quoted_at
+        -- why line_no last: of two rows of one key in a batch the first in the file is stored
+        -- (the second is a duplicate); without it which one was stored was arbitrary
+        order by c.instrument_id, c.quoted_at, c.line_no
         on conflict do nothing
         returning 1
     )
@@ -180,7 +182,7 @@ begin
         -- loaded at once) inserted them in file order, and each waited for a trade the other had
         -- inserted first: a deadlock (40P01) that aborted one batch. In key order they wait, not
         -- deadlock. The trade id is compared only between trades of one instrument and time
-        order by c.instrument_id, c.traded_at, c.exchange_trade_id
+        order by c.instrument_id, c.traded_at, c.exchange_trade_id, c.line_no  -- line_no: see the quotes
         on conflict do nothing
         returning 1
     )
@@ -265,7 +267,7 @@ begin
         from checked c
         where c.reason is null
           and not (p_strict and exists (select from checked r where r.reason is not null))
-        order by c.instrument_id, c.interval, c.open_time
+        order by c.instrument_id, c.interval, c.open_time, c.line_no  -- line_no: see the quotes
         on conflict do nothing
         returning 1
     )

@@ -638,3 +638,18 @@ def test_a_row_without_an_exchange_or_symbol_is_rejected_as_missing_it_and_space
         "2,symbol is missing",
     ]
     assert seeded.execute("select exchange_trade_id from market.ticks").fetchall() == [("e3",)]
+
+
+def test_of_rows_of_one_key_in_a_batch_the_first_in_the_file_is_stored(seeded_url, seeded, tmp_path):
+    # 300 times, each quoted twice with another bid, in no time order (a file in time order was
+    # stored first-wins by luck): which of the two was stored was arbitrary
+    times = [RECENT_NOON + timedelta(seconds=(s * 7919) % 300) for s in range(300)]
+    first = [f"binance,BTCUSDT,{t:%Y-%m-%dT%H:%M:%SZ},100,1,101,2\n" for t in times]
+    second = [f"binance,BTCUSDT,{t:%Y-%m-%dT%H:%M:%SZ},99,1,101,2\n" for t in times]
+    path = tmp_path / "quotes.csv"
+    path.write_text(QUOTES_HEADER + "".join(a + b for a, b in zip(first, second, strict=True)))
+    result = invoke(seeded_url, "ingest", "quotes", str(path))
+    assert summary_of(result.output) == (300, 300, 0)
+    assert seeded.execute("select bid, count(*) from market.quotes group by bid").fetchall() == [
+        (Decimal("100"), 300)
+    ]
