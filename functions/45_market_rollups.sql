@@ -37,7 +37,11 @@ begin
         return;
     end if;
     select w.built_until into v_watermark from market.rollup_watermarks w where w.rollup = 'candles' for update;
-    v_start := coalesce(v_watermark - rollup_candles.open_window, (select min(t.traded_at) from market.ticks t));
+    -- why the test: a window reaching back before any market data (2009) means every tick, and a
+    -- window of thousands of years subtracted from the watermark failed with a raw 22008
+    v_start := coalesce(case when rollup_candles.open_window < v_watermark - timestamptz '2009-01-03 00:00:00+00'
+                             then v_watermark - rollup_candles.open_window end,
+                        (select min(t.traded_at) from market.ticks t));
     if v_start is null or v_start >= rollup_candles.until then
         return;
     end if;

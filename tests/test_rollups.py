@@ -108,6 +108,15 @@ def test_a_negative_open_window_is_refused(seeded):
     )
 
 
+def test_an_open_window_reaching_back_thousands_of_years_rebuilds_from_the_oldest_tick(seeded):
+    # subtracted from the watermark it failed with a raw 22008 (timestamp out of range)
+    tick(seeded, T0 + timedelta(seconds=10), "100", "1", trade_id="a")
+    rollup(seeded, T0 + timedelta(minutes=30))
+    tick(seeded, T0 + timedelta(seconds=20), "90", "1", trade_id="late")
+    rollup(seeded, T0 + timedelta(minutes=31), open_window="10000 years")
+    assert candles(seeded, "1m")[0][3] == Decimal("90")
+
+
 def test_a_run_with_an_until_before_the_watermark_rebuilds_candles_from_all_their_trades(seeded):
     tick(seeded, T0 + timedelta(seconds=30), "100", "1", trade_id="a")
     tick(seeded, T0 + timedelta(minutes=5, seconds=10), "105", "1", trade_id="b")
