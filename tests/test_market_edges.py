@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, timedelta
 
 import psycopg
+import pytest
 
 from market_helpers import RECENT_NOON
 from spreadedge import ingest
@@ -72,6 +73,21 @@ def test_a_file_loaded_again_without_rejects_leaves_no_rejects_file_of_the_earli
     assert (first.rejected, first.rejects_files) == (1, [rejects])
     assert (second.loaded, second.duplicates, second.rejected, second.rejects_files) == (1, 1, 0, [])
     assert not rejects.exists()
+
+
+def test_a_rejects_file_that_cannot_be_written_refuses_the_run_before_anything_loads(
+    seeded_url, seeded, tmp_path
+):
+    # it failed with a traceback after the rows had loaded, and the rejected rows' reasons were lost
+    path = tmp_path / "ticks.jsonl"
+    path.write_text(json.dumps(tick_record("a")) + "\n" + json.dumps(tick_record("b", price="-1")) + "\n")
+    (tmp_path / "ticks.jsonl.rejects.csv").mkdir()
+    with psycopg.connect(seeded_url, autocommit=True) as conn, pytest.raises(ingest.IngestError) as refused:
+        ingest.ingest(conn, "ticks", [path])
+    assert str(refused.value) == (
+        f"{path}: cannot write its rejects file {path}.rejects.csv: Is a directory; nothing was loaded"
+    )
+    assert seeded.execute("select count(*) from market.ticks").fetchone()[0] == 0
 
 
 def test_a_rollup_run_with_an_until_ahead_of_the_clock_leaves_no_later_trade_out_of_the_candles(seeded):

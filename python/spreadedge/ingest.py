@@ -343,6 +343,22 @@ def _rejects_path(path: Path) -> Path:
     return path.with_name(path.name + ".rejects.csv")
 
 
+def _clear_rejects(path: Path) -> None:
+    """Remove FILE.rejects.csv of an earlier run, making sure this run could write it (IngestError)."""
+    # why: the rejects file of an earlier run, left next to a file that now loads clean, told the
+    # operator that rows of this run were rejected. why written once first: a rejects file that
+    # cannot be written (a directory of that name, a read-only directory) failed with a traceback
+    # after the rows had loaded, and the reasons of the rejected rows were lost
+    target = _rejects_path(path)
+    try:
+        target.open("w").close()
+        target.unlink()
+    except OSError as exc:
+        raise IngestError(
+            f"{path}: cannot write its rejects file {target}: {exc.strerror or exc}; nothing was loaded"
+        ) from None
+
+
 def _write_rejects(path: Path, rejects: list[tuple[int, str]]) -> Path:
     target = _rejects_path(path)
     with target.open("w", newline="") as out:
@@ -373,6 +389,8 @@ def ingest(
     columns = loader.staged_columns()[1:]
     for path in paths:  # and the start of every file (a CSV file's header), before anything loads
         check_file(path, kind, columns)
+    for path in paths:  # and that its rejects can be written
+        _clear_rejects(path)
     summary = Summary()
     started = time.monotonic()
     if strict:
@@ -391,9 +409,6 @@ def _ingest_files(
     loader: Loader, paths: list[Path], batch_rows: int, progress: Callable[[int], None], summary: Summary
 ) -> None:
     for path in paths:
-        # why: the rejects file of an earlier run, left next to a file that now loads clean, told
-        # the operator that rows of this run were rejected
-        _rejects_path(path).unlink(missing_ok=True)
         rejects: list[tuple[int, str]] = []
         batch: list[tuple[int, dict[str, Any]]] = []
         unreadable: IngestError | None = None
