@@ -76,6 +76,38 @@ $$;
 comment on function internal.find_pair(text) is
     'Base and quote assets of a BASE/QUOTE symbol; raises 22S09 for another form, 23S20 when nothing trades it.';
 
+create or replace function internal.max_quote_age()
+    returns interval
+    stable
+    language plpgsql
+as $$
+-- The session's spreadedge.max_quote_age as an interval: null when unset or empty. A value that is
+-- not an interval, or not positive, raises 22S09 naming the setting.
+-- why: read by market.current_spreads, where a bad value failed every read with a raw 22007 that
+-- named no setting, and a zero or negative one silently showed no spread at all
+declare
+    v_text text := nullif(btrim(current_setting('spreadedge.max_quote_age', true)), '');
+    v_age  interval;
+begin
+    if v_text is null then
+        return null;
+    end if;
+    begin
+        v_age := v_text::interval;
+    exception when invalid_datetime_format or datetime_field_overflow or interval_field_overflow then
+        v_age := null;
+    end;
+    if v_age is null or v_age <= interval '0' then
+        raise exception 'spreadedge.max_quote_age must be a positive interval, got "%"', v_text
+            using errcode = '22S09',
+                  hint = 'For example set spreadedge.max_quote_age = ''30 seconds''; reset it to count every newest quote.';
+    end if;
+    return v_age;
+end;
+$$;
+comment on function internal.max_quote_age() is
+    'The session''s spreadedge.max_quote_age (market.current_spreads): null when unset; 22S09 unless a positive interval.';
+
 create or replace view market.current_spreads as
     -- why numbers for the asset pair and the exchange: every sort here compares rows of one pair on
     -- their spread and breaks ties by exchange; keyed on the pair's three text columns and the
@@ -97,8 +129,7 @@ create or replace view market.current_spreads as
           -- why a limit the session may set: a quote hours old is not a price now, and as the best
           -- bid of its pair it showed a phantom spread and hid the real one of fresher quotes
           -- (unset: every newest quote counts; the sub-select is computed once, not per row)
-          and l.quoted_at >= (select coalesce(now() - nullif(current_setting('spreadedge.max_quote_age', true), '')::interval,
-                                              '-infinity'))
+          and l.quoted_at >= (select coalesce(now() - internal.max_quote_age(), '-infinity'))
     ),
     -- why the two best exchanges to sell on: for a given buy, the best sale is the highest bid net
     -- of its taker fee on another exchange, which is on the best exchange or, when that is the

@@ -25,7 +25,7 @@ grant select on market.current_spreads to spreadedge_readonly;
 -- why: a view's function calls are checked against its reader's EXECUTE privilege (inlining too),
 -- and market.current_spreads computes its bps with these two formulas: without them every reader
 -- but a superuser got "permission denied for function net_bps_of_legs"
-grant execute on function internal.gross_bps, internal.net_bps_of_legs to spreadedge_readonly;
+grant execute on function internal.gross_bps, internal.net_bps_of_legs, internal.max_quote_age to spreadedge_readonly;
 -- the history pages (the REST API) are security invoker, so row-level security decides what a
 -- scoped session sees; they call these helpers as the caller
 grant execute on function trading.order_history_page, trading.order_detail, trading.trade_history_page,

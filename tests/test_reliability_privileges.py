@@ -67,6 +67,7 @@ INTERNAL_READ_HELPERS = {
     "slow_query_ms",  # ops.slow_queries, granted to readonly, calls it as the caller
     "gross_bps",  # market.current_spreads, granted to readonly, calls these two as the caller
     "net_bps_of_legs",
+    "max_quote_age",
 }
 # volatile functions that only read (or only touch the caller's own session settings)
 VOLATILE_READS = {"ops.health"}
