@@ -33,6 +33,8 @@ comment on function internal.utc_boundary(timestamptz, text, boolean) is
 -- fifth of a summary's instructions); the union now lives in pnl_summary's own statement
 drop function if exists internal.pnl_facts(integer, timestamptz, timestamptz);
 
+-- (The function's earlier form, without quote_asset, is dropped by migration 0027: a function's
+-- result columns cannot be changed in place.)
 create or replace function trading.pnl_summary(
     strategy text default null,
     since    timestamptz default null,
@@ -44,6 +46,7 @@ create or replace function trading.pnl_summary(
         exchange           text,
         symbol             text,
         day                date,
+        quote_asset        text,
         trades             bigint,
         volume             numeric,
         notional           numeric,
@@ -67,7 +70,9 @@ create or replace function trading.pnl_summary(
 as $$
 -- Realized PnL of [since, until) (null = unbounded) for one strategy (null = all), grouped by a
 -- comma-separated list of strategy, exchange, instrument (exchange and symbol) and day, or total
--- for one row. Columns not grouped on are null. A scoped session sees its user's strategies only.
+-- for one row, and always by quote asset: amounts are in the quote asset of their instruments,
+-- and a row never adds USDT to BTC (a strategy trading BTC/USDT and ETH/BTC has a row of each).
+-- Columns not grouped on are null. A scoped session sees its user's strategies only.
 -- The facts are read from the coarsest source that covers each piece of the period. With D1 and H1
 -- the first midnight and hour at or after since, D2 and H2 the last at or before until:
 --   whole days   [D1, D2)                                    from trading.daily_pnl
@@ -119,6 +124,9 @@ begin
            case when v_by_exchange then e.code end as exchange,
            case when v_by_symbol then i.symbol end as symbol,
            case when v_by_day then f.day end as day,
+           -- why always: the notional, fees and PnL of a BTC/USDT and of an ETH/BTC trade are in
+           -- USDT and in BTC; summed into one number they were a figure in neither
+           i.quote_asset::text,
            sum(f.trades)::bigint,
            sum(f.volume),
            sum(f.notional),
@@ -158,9 +166,9 @@ begin
     join ref.instruments i on i.instrument_id = f.instrument_id
     join ref.exchanges e on e.exchange_id = i.exchange_id
     where v_visible is null or f.strategy_id = any (v_visible)
-    group by 1, 2, 3, 4
-    order by 1, 2, 3, 4;
+    group by 1, 2, 3, 4, 5
+    order by 1, 2, 3, 4, 5;
 end;
 $$;
 comment on function trading.pnl_summary(text, timestamptz, timestamptz, text) is
-    'Realized PnL (trades, volume, notional, fees, gross, funding, net) of [since, until) grouped by strategy, exchange, instrument and/or day: whole days from the daily rollup, whole hours from the hourly one, the rest from trades and funding.';
+    'Realized PnL (trades, volume, notional, fees, gross, funding, net) of [since, until) grouped by strategy, exchange, instrument and/or day, and always by quote asset (amounts are in it): whole days from the daily rollup, whole hours from the hourly one, the rest from trades and funding.';

@@ -171,9 +171,9 @@ def test_pnl_prints_a_table_per_strategy(seeded, db_url):
     result = invoke(db_url, "pnl")
     assert result.exit_code == 0
     assert result.output.splitlines() == [
-        "strategy  trades  volume  notional  fees  gross pnl  funding  net pnl",
-        "--------  ------  ------  --------  ----  ---------  -------  -------",
-        "alpha          2       4    410.00  0.41      10.00     0.00     9.59",
+        "strategy  quote  trades  volume  notional  fees  gross pnl  funding  net pnl",
+        "--------  -----  ------  ------  --------  ----  ---------  -------  -------",
+        "alpha     USDT        2       4    410.00  0.41      10.00     0.00     9.59",
     ]
 
 
@@ -200,7 +200,7 @@ def test_pnl_table_rounds_money_half_away_from_zero_like_sql_round(seeded, db_ur
     result = invoke(db_url, "pnl")
     assert (
         result.output.splitlines()[2]
-        == "alpha          1       1    100.00  0.13       0.00     0.00    -0.13"
+        == "alpha     USDT        1       1    100.00  0.13       0.00     0.00    -0.13"
     )
 
 
@@ -209,7 +209,7 @@ def test_pnl_table_shows_a_loss_under_half_a_cent_as_zero_without_a_minus_sign(s
     result = invoke(db_url, "pnl")
     assert (
         result.output.splitlines()[2]
-        == "alpha          1       1    100.00  0.00       0.00     0.00     0.00"
+        == "alpha     USDT        1       1    100.00  0.00       0.00     0.00     0.00"
     )
 
 

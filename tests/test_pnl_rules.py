@@ -221,6 +221,33 @@ def test_pnl_summary_by_strategy_sums_trades_and_funding(seeded):
     assert (beta["trades"], beta["funding"], beta["realized_pnl"]) == (1, D("-3"), D("-3"))
 
 
+def test_pnl_summary_keeps_pnl_in_different_quote_assets_apart(seeded):
+    # a strategy trading BTC/USDT and ETH/BTC: its USDT and its BTC were summed into one number
+    call(
+        seeded,
+        "ref.upsert_instrument",
+        exchange="binance",
+        symbol="ETHBTC",
+        base_asset="ETH",
+        quote_asset="BTC",
+        market_type="spot",
+        tick_size=D("0.00001"),
+        lot_size=D("0.001"),
+    )
+    trade(seeded, "buy", "2", "100", fee=D("0.2"))
+    trade(seeded, "sell", "2", "105", fee=D("0.21"))
+    trade(seeded, "buy", "1", "0.05", symbol="ETHBTC", fee=D("0.00005"))
+    trade(seeded, "sell", "1", "0.06", symbol="ETHBTC", fee=D("0.00006"))
+    summary = [
+        (r["strategy_name"], r["quote_asset"], r["trades"], r["notional"], r["fees"], r["realized_pnl"])
+        for r in rows(seeded, "trading.pnl_summary", group_by="strategy")
+    ]
+    assert summary == [
+        ("alpha", "BTC", 2, D("0.11"), D("0.00011"), D("0.00989")),
+        ("alpha", "USDT", 2, D("410"), D("0.41"), D("9.59")),
+    ]
+
+
 def test_pnl_summary_over_a_partial_day_reads_only_the_trades_inside_it(seeded):
     trade(seeded, "buy", "1", "100", executed_at=f"{DAY2} 09:00:00+00")
     trade(seeded, "sell", "1", "110", executed_at=f"{DAY2} 15:00:00+00")

@@ -460,8 +460,11 @@ class TradingMachine(RuleBasedStateMachine):
             mine = [(i, p) for (owner, i), p in self.book.positions.items() if owner == name]
             trades = [t for t in self.book.trades if self.book.orders[t.order_id].strategy == name]
             total = rows(self.conn, "trading.pnl_summary", strategy=name, group_by="total")
+            # one total per quote asset: amounts in USD and in USDT are never added up
+            quotes = sorted({i.quote for i, _ in mine})
             assert [
                 (
+                    r["quote_asset"],
                     r["trades"],
                     r["volume"],
                     r["fees"],
@@ -470,20 +473,25 @@ class TradingMachine(RuleBasedStateMachine):
                     r["realized_pnl"],
                 )
                 for r in total
-            ] == (
-                [
-                    (
-                        len(trades),
-                        sum((t.quantity for t in trades), Decimal(0)),
-                        sum((p.fees_paid for _, p in mine), Decimal(0)),
-                        sum((p.realized_pnl_gross for _, p in mine), Decimal(0)),
-                        sum((p.funding for _, p in mine), Decimal(0)),
-                        sum((p.realized_pnl for _, p in mine), Decimal(0)),
-                    )
-                ]
-                if mine
-                else []
-            )
+            ] == [
+                (
+                    quote,
+                    sum(1 for t in trades if self.book.orders[t.order_id].instrument.quote == quote),
+                    sum(
+                        (
+                            t.quantity
+                            for t in trades
+                            if self.book.orders[t.order_id].instrument.quote == quote
+                        ),
+                        Decimal(0),
+                    ),
+                    sum((p.fees_paid for i, p in mine if i.quote == quote), Decimal(0)),
+                    sum((p.realized_pnl_gross for i, p in mine if i.quote == quote), Decimal(0)),
+                    sum((p.funding for i, p in mine if i.quote == quote), Decimal(0)),
+                    sum((p.realized_pnl for i, p in mine if i.quote == quote), Decimal(0)),
+                )
+                for quote in quotes
+            ]
         assert self.tally.check(self.conn) == []
 
 

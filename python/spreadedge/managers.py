@@ -192,6 +192,7 @@ class PnlRow:
     exchange: str | None
     symbol: str | None
     day: date | None
+    quote_asset: str
     trades: int
     volume: Decimal
     notional: Decimal

@@ -17,9 +17,14 @@ from psycopg.rows import dict_row
 
 from spreadedge import textable
 
-KEY_COLUMNS = ("strategy_name", "exchange", "symbol", "day")
+KEY_COLUMNS = ("strategy_name", "exchange", "symbol", "day", "quote_asset")
 MONEY_COLUMNS = ("notional", "fees", "realized_pnl_gross", "funding", "realized_pnl")
-HEADERS = {"strategy_name": "strategy", "realized_pnl_gross": "gross pnl", "realized_pnl": "net pnl"}
+HEADERS = {
+    "strategy_name": "strategy",
+    "quote_asset": "quote",
+    "realized_pnl_gross": "gross pnl",
+    "realized_pnl": "net pnl",
+}
 
 
 class Moment(click.ParamType):
@@ -40,8 +45,15 @@ class Moment(click.ParamType):
                     param,
                     ctx,
                 )
-        # why astimezone, not replace: 12:00+02:00 is 10:00 UTC, not 12:00 UTC
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        try:
+            # why astimezone, not replace: 12:00+02:00 is 10:00 UTC, not 12:00 UTC
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            # why: 9999-12-31T23:00-05:00 is in year 10000 in UTC, which Python cannot hold; it
+            # raised OverflowError with a traceback
+            self.fail(f"{value!r} is out of range in UTC (0001-01-01 to 9999-12-31)", param, ctx)
 
 
 MOMENT = Moment()
