@@ -40,12 +40,15 @@ begin
     -- Hangul fillers) and of every space but U+0020: a no-break, ideographic or other Unicode
     -- space (or a line separator) looks like a plain space or like nothing, and btrim above
     -- trims only U+0020, so 'alpha' followed by a no-break space was a second 'alpha'
+    -- why every Default_Ignorable_Code_Point of Unicode (variation selectors FE00-FE0F and
+    -- E0100-E01EF, FFF0-FFF8, the whole E0000-E0FFF block) and the Braille blank U+2800: each
+    -- shows as nothing or as a space, so 'alpha' followed by one was a second 'alpha'
     if create_strategy.name is not nfc normalized
-       or create_strategy.name ~ '[\x01-\x1f\x7f-\x9f\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]' then
+       or create_strategy.name ~ '[\x01-\x1f\x7f-\x9f\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]' then
         raise exception 'strategy name "%" is not in Unicode NFC or holds an invisible character or a space other than U+0020',
             create_strategy.name
             using errcode = '22S09',
-                  hint = 'Give the name in NFC (normalize(name, NFC)) without zero-width, bidirectional or control characters, and with plain spaces only.';
+                  hint = 'Give the name in NFC (normalize(name, NFC)) without zero-width, bidirectional, control or variation-selector characters, and with plain spaces only.';
     end if;
     if not (coalesce(create_strategy.capital, 0) >= 0 and coalesce(create_strategy.capital, 0) < 'Infinity') then
         raise exception 'capital must be zero or positive and finite, got %', create_strategy.capital

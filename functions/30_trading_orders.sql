@@ -257,8 +257,12 @@ begin
     if v_type in ('stop_market', 'stop_limit') then
         perform internal.check_positive(place_order.stop_price, format('stop price of a %s order', v_type), '22S02');
     elsif place_order.stop_price is not null then
+        -- why the hint: with no order_type a stop price alone made a market order (no price) or a
+        -- limit order, and the refusal did not say which type takes one
         raise exception '% orders take no stop price, got %', v_type, place_order.stop_price
-            using errcode = '22S07';
+            using errcode = '22S07',
+                  hint = format('Omit stop_price for a %s order, or use order_type => ''%s''.', v_type,
+                                case v_type when 'market' then 'stop_market' else 'stop_limit' end);
     end if;
     perform internal.check_time(place_order.placed_at, 'placed_at');
     if place_order.client_order_id is not null then
