@@ -163,8 +163,12 @@ begin
        or not add_alert_rule.severity = any (enum_range(null::monitor.alert_severity)::text[]) then
         perform internal.rule_problem('severity', add_alert_rule.severity, 'info, warning or critical');
     end if;
-    if add_alert_rule.cooldown is null or add_alert_rule.cooldown < '0' then
-        perform internal.rule_problem('cooldown', add_alert_rule.cooldown::text, 'zero or more');
+    -- why at most a year: evaluation subtracts the cooldown from its time, and a cooldown that
+    -- reaches before 4713 BC (10000 years) failed with "timestamp out of range" on every run, for
+    -- every rule; 366 days, since interval comparison counts a year as 360 days
+    if add_alert_rule.cooldown is null or add_alert_rule.cooldown < '0' or add_alert_rule.cooldown > '366 days' then
+        perform internal.rule_problem('cooldown', add_alert_rule.cooldown::text,
+                                      'zero or more and at most 1 year (366 days)');
     end if;
     if add_alert_rule.channels is null or array_position(add_alert_rule.channels, null) is not null
        or not add_alert_rule.channels <@ enum_range(null::monitor.notification_channel)::text[] then
@@ -244,9 +248,10 @@ create or replace function internal.alert_rule_values(p_at timestamptz)
     stable
     language sql
 as $$
-    -- Every enabled rule's aggregate over (p_at - window, p_at]: metric values whose labels contain
-    -- the rule's, or the instrument's ticks; a price rule's last is the mark price. Null when there
-    -- are no values (count and a volume sum are 0 then).
+    -- Every enabled rule's aggregate over (p_at - window, p_at], the window's days and months
+    -- counted in UTC: metric values whose labels contain the rule's, or the instrument's ticks; a
+    -- price rule's last is the mark price. Null when there are no values (count and a volume sum
+    -- are 0 then).
     -- A metric's values may belong to several series (distinct labels: collect_metrics writes one
     -- per strategy, status, state...), and the rule's labels may match more than one. avg, min,
     -- max, sum and count take every matching value of the window. last is the total of the
@@ -265,6 +270,9 @@ as $$
                 else m.value
            end
     from monitor.alert_rules r
+    -- why in UTC: timestamptz minus an interval of days or months counts them in the session's
+    -- TimeZone, where a day across a DST change is 23 or 25 hours; a window is a span of UTC time
+    cross join lateral (select (p_at at time zone 'UTC' - r.evaluation_window) at time zone 'UTC' as since) w
     left join lateral (
         select case r.aggregate
                    when 'avg' then round(avg(k.price), 12)
@@ -278,7 +286,7 @@ as $$
         from market.ticks k
         where r.kind in ('price', 'volume') and r.aggregate <> 'last'
           and k.instrument_id = r.instrument_id
-          and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at
+          and k.traded_at > w.since and k.traded_at <= p_at
     ) t on true
     left join lateral (
         select case r.aggregate
@@ -291,7 +299,7 @@ as $$
         from monitor.metrics x
         where r.metric is not null and r.aggregate not in ('last', 'change_pct')
           and x.name = r.metric and x.labels @> r.labels
-          and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+          and x.recorded_at > w.since and x.recorded_at <= p_at
     ) m on true
     left join lateral (
         select case r.aggregate
@@ -307,10 +315,10 @@ as $$
               from monitor.metrics x
               where r.metric is not null and r.aggregate in ('last', 'change_pct')
                 and x.name = r.metric and x.labels @> r.labels
-                and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+                and x.recorded_at > w.since and x.recorded_at <= p_at
               group by x.labels) l
     ) s on true
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate at a time (null: no data, or change_pct from 0); change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in UTC whatever the session TimeZone (null: no data, or change_pct from 0); change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

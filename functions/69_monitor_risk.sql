@@ -236,7 +236,8 @@ create or replace function internal.working_orders(
     language plpgsql
 as $$
 -- Working orders (new, open, partially filled) of a strategy, optionally of one exchange or
--- instrument, counted up to p_at_most: the count never reads more than the limit needs.
+-- instrument, counted up to p_at_most (null: all of them): the count never reads more than the
+-- limit needs.
 begin
     return (select count(*)
             from (select
@@ -250,7 +251,7 @@ begin
 end;
 $$;
 comment on function internal.working_orders(integer, smallint, integer, integer) is
-    'Working orders of a strategy (optionally one exchange or instrument), counted up to a limit.';
+    'Working orders of a strategy (optionally one exchange or instrument), counted up to a limit (null: all).';
 
 -- The check used to read the strategy's limits itself, one statement more on every checked
 -- placement: trading.place_order reads them anyway to know whether to check, and now passes them.
@@ -337,6 +338,9 @@ begin
             if v_observed > l.max_open_orders then
                 v_kind := 'max_open_orders';
                 v_value := l.max_open_orders;
+                -- why count them all now: the count above stops at the limit, and the reason and
+                -- the risk event said "3 working orders" of a strategy with 50; only a breach pays
+                v_observed := internal.working_orders(p_strategy_id, l.exchange_id, l.instrument_id, null) + 1;
                 exit limits;
             end if;
         end if;

@@ -107,13 +107,16 @@ as
            m.name, m.labels, m.value, c.unit, m.recorded_at
     from monitor.metrics m
     join monitor.metric_catalog c on c.name = m.name
-    where m.recorded_at > now() - interval '1 hour'
+    -- why not after now: a value may be dated up to a day ahead (a skewed clock, a mistyped
+    -- hour), and as the newest it hid every value recorded since, for up to a day; alert rules
+    -- too read only values up to the time they evaluate at
+    where m.recorded_at > now() - interval '1 hour' and m.recorded_at <= now()
       and ((select internal.visible_strategy_ids()) is null
            or m.labels ->> 'strategy' in (select s.name from trading.strategies s
                                           where s.strategy_id = any ((select internal.visible_strategy_ids())::integer[])))
     order by m.name, m.labels, m.recorded_at desc;
 comment on view monitor.latest_metrics is
-    'The newest value of every metric series recorded in the last hour. A session scoped to a user without strategies:all sees only series whose strategy label names one of its strategies.';
+    'The newest value of every metric series recorded in the last hour (none dated after now). A session scoped to a user without strategies:all sees only series whose strategy label names one of its strategies.';
 
 create or replace view monitor.alert_rule_list
     with (security_barrier = true)

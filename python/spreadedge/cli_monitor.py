@@ -309,7 +309,7 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
     default="15 minutes",
     show_default=True,
     metavar="INTERVAL",
-    help="No new notification of a firing within this after the last one.",
+    help="No new notification of a firing within this after the last one (at most 1 year).",
 )
 @click.option(
     "--channel",
@@ -473,10 +473,26 @@ def set_risk(
     click.echo(f"risk limits of {strategy} set")
 
 
-def _kill_switch(settings: Settings, strategy: str, enabled: bool, **scope: str | None) -> None:
+def _kill_switch(
+    settings: Settings,
+    strategy: str,
+    enabled: bool,
+    exchange: str | None,
+    symbol: str | None,
+    reason: str | None = None,
+) -> None:
+    scope = {"exchange": exchange, "symbol": symbol}
     with _connect(settings) as conn:
-        _call(conn, "monitor.set_kill_switch", strategy=strategy, enabled=enabled, **scope)
-    click.echo(f"kill switch of {strategy} {'on: every new order is rejected' if enabled else 'off'}")
+        _call(conn, "monitor.set_kill_switch", strategy=strategy, enabled=enabled, **scope, reason=reason)
+    # why the scope: "every new order is rejected" after `kill --exchange okx` told the operator
+    # that the whole strategy had stopped while it went on trading everywhere else
+    named = "/".join(name for name in scope.values() if name is not None)
+    if not named:
+        click.echo(f"kill switch of {strategy} {'on: every new order is rejected' if enabled else 'off'}")
+    elif enabled:
+        click.echo(f"kill switch of {strategy} for {named} on: every new order on {named} is rejected")
+    else:
+        click.echo(f"kill switch of {strategy} for {named} off")
 
 
 @risk_group.command(name="kill")
@@ -488,7 +504,7 @@ def kill(
     settings: Settings, strategy: str, exchange: str | None, symbol: str | None, reason: str | None
 ) -> None:
     """Turn STRATEGY's kill switch on: every new order is stored as rejected."""
-    _kill_switch(settings, strategy, True, exchange=exchange, symbol=symbol, reason=reason)
+    _kill_switch(settings, strategy, True, exchange, symbol, reason=reason)
 
 
 @risk_group.command(name="unkill")
@@ -497,7 +513,7 @@ def kill(
 @click.pass_obj
 def unkill(settings: Settings, strategy: str, exchange: str | None, symbol: str | None) -> None:
     """Turn STRATEGY's kill switch off."""
-    _kill_switch(settings, strategy, False, exchange=exchange, symbol=symbol)
+    _kill_switch(settings, strategy, False, exchange, symbol)
 
 
 # -- metrics ---------------------------------------------------------------------------------------
