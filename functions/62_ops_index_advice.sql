@@ -302,14 +302,16 @@ as $$
 -- The statements that build an index without blocking writes, in order, each to run on its own
 -- (outside a transaction block). A partitioned table cannot be indexed concurrently, so: the index
 -- on the parent only (invalid, empty), then each partition's index concurrently, attached to it;
--- the parent's index becomes valid when the last partition's is attached. An invalid index of the
--- name (a build that was interrupted) is dropped concurrently first: IF NOT EXISTS would keep it.
+-- the parent's index becomes valid when the last partition's is attached; a partition whose index
+-- is attached already is left alone. An invalid index of the name (a build that was interrupted) is
+-- dropped concurrently first: IF NOT EXISTS would keep it.
 -- The statements can still leave the index invalid (a concurrent build of the same name): the
 -- caller checks ops.index_build_state afterwards.
 declare
     v_cols   text;
     v_index  text;
     v_part   regclass;
+    v_parent regclass;
     v_child  text;
 begin
     if index_method is null or index_method not in ('btree', 'brin', 'hash', 'gin') then
@@ -343,8 +345,15 @@ begin
                             internal.index_name(table_name, index_method, columns), internal.qualified_name(table_name),
                             index_method, v_cols);
         return next;
+        v_parent := to_regclass(v_index);
         for v_part in select i.inhrelid::regclass from pg_catalog.pg_inherits i
                       where i.inhparent = table_name order by i.inhrelid::regclass::text loop
+            -- why: a partition made while the parent's index existed (pg_partman's maintenance after
+            -- a build cut short) got an index of its own attached to it, under another name; a
+            -- second one could not be attached
+            continue when v_parent is not null and exists (
+                select from pg_catalog.pg_inherits h join pg_catalog.pg_index x on x.indexrelid = h.inhrelid
+                where h.inhparent = v_parent and x.indrelid = v_part);
             v_child := internal.qualified_index_name(v_part, index_method, columns);
             if internal.invalid_tune_index(v_part, index_method, columns) then
                 step := step + 1;
@@ -370,7 +379,7 @@ begin
 end;
 $$;
 comment on function ops.index_build_statements(regclass, text, text[]) is
-    'The statements (in order, each on its own) that build an index without blocking writes: concurrently, or per partition concurrently then attached to the parent''s.';
+    'The statements (in order, each on its own) that build an index without blocking writes: concurrently, or per partition concurrently then attached to the parent''s (a partition with an index attached to it already is skipped).';
 
 create or replace function ops.index_build_state(table_name regclass, index_method text, columns text[])
     returns table (index_name text, is_valid boolean)

@@ -18,6 +18,11 @@ as $$
 -- why not partman.run_maintenance_proc: it stops at the first table that fails (a default
 -- partition holding rows for the range of the next partition makes ATTACH fail), so every table
 -- after it in part_config got no new partitions and ran out of them in turn
+-- why TimeZone UTC: pg_partman computes partition bounds in the session TimeZone, so a session in
+-- another zone (a server installed with the machine's zone serves pg_cron and the CLI in it) made
+-- partitions that start at that zone's midnight, skip days and months and overlap. A procedure that
+-- commits cannot carry SET; set_config(..., true) lasts until each table's commit, so the caller's
+-- session keeps its own TimeZone.
 declare
     v_table  text;
     v_failed text[] := '{}';
@@ -25,6 +30,7 @@ begin
     for v_table in select c.parent_table from partman.part_config c
                    where not c.undo_in_progress and c.automatic_maintenance = 'on'
                    order by c.parent_table loop
+        perform pg_catalog.set_config('TimeZone', 'UTC', true);
         begin
             perform partman.run_maintenance(p_parent_table => v_table, p_jobmon => false);
         exception when others then
@@ -41,7 +47,7 @@ begin
 end;
 $$;
 comment on procedure ops.run_partition_maintenance() is
-    'pg_partman maintenance of every managed table, each in its own transaction: one that fails does not stop the others; raises 55S12 naming the failed ones. Hourly by pg_cron.';
+    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone: one that fails does not stop the others; raises 55S12 naming the failed ones. Hourly by pg_cron.';
 
 create or replace function ops.partition_status()
     returns table (parent_table text, registered boolean, control text, partition_interval text,
@@ -143,6 +149,8 @@ create or replace function ops.repair_default_partitions()
     returns table (parent_table text, rows_moved bigint)
     volatile
     set session_replication_role = replica
+    -- why: pg_partman computes partition bounds in the session TimeZone (see run_partition_maintenance)
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- Moves every row of every default partition into its proper partition (created when missing)
@@ -221,7 +229,7 @@ begin
 end;
 $$;
 comment on function ops.repair_default_partitions() is
-    'Moves the rows of every non-empty default partition into proper partitions (creating them, and any missing between the newest and them); a row later than the partitions made ahead is refused (22S09) before anything moves. One row per table repaired.';
+    'Moves the rows of every non-empty default partition into proper partitions (creating them in UTC whatever the session TimeZone, and any missing between the newest and them); a row later than the partitions made ahead is refused (22S09) before anything moves. One row per table repaired.';
 
 create or replace function internal.newest_partition_end(p_config partman.part_config)
     returns timestamptz

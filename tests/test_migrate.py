@@ -717,3 +717,20 @@ def test_render_only_with_status_is_a_usage_error_that_writes_nothing(tmp_path):
     assert "Error: --render-only and --status cannot be used together" in result.output
     assert not out.exists()
     assert not (tmp_path / "home").exists()
+
+
+def test_migrate_from_a_session_in_another_time_zone_makes_partitions_at_utc_midnights(
+    database, project_settings, monkeypatch
+):
+    # pg_partman computes partition bounds in the session TimeZone: under PGTZ=America/New_York
+    # the daily partitions of the migrations began at 05:00 UTC
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    migrate.migrate(database, project_settings, echo=lambda line: None)
+    with psycopg.connect(database) as conn:
+        conn.execute("set timezone = 'UTC'")  # show_partition_info reads the bounds in it
+        misaligned = conn.execute(
+            "select p.partition_tablename, i.child_start_time from partman.show_partitions('market.ticks') p,"
+            " partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename) i"
+            " where (i.child_start_time at time zone 'UTC')::time <> '00:00'"
+        ).fetchall()
+    assert misaligned == []

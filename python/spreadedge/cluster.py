@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -493,9 +494,31 @@ def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
             return False
         return Path(os.readlink(f"/proc/{pid}/cwd")) == data_dir
     except PermissionError:
-        return True  # a postgres of another user that we may not inspect: assume it is ours
+        # a postgres whose directory we may not read (root without CAP_SYS_PTRACE, in a container):
+        # ours only when it runs as our servers do; another user's (the system's PostgreSQL, given
+        # the pid of a stale pid file after a reboot) never is, or `db start` would do nothing
+        owner = _owner(pid)
+        return owner is not None and owner == _server_uid()
     except OSError:
         return False
+
+
+def _owner(pid: int) -> int | None:
+    """The user id a process runs as (None when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}").stat().st_uid
+    except OSError:
+        return None
+
+
+def _server_uid() -> int | None:
+    """The user id the embedded cluster's server runs as: runas.RUN_USER's as root, else ours."""
+    if not runas.is_root():
+        return os.geteuid()
+    try:
+        return pwd.getpwnam(runas.RUN_USER).pw_uid
+    except KeyError:
+        return None
 
 
 # Characters pg_ctl's shell command line (double quotes), unix_socket_directories and libpq's

@@ -255,15 +255,31 @@ def _database_errors() -> Iterator[None]:
         ) from exc
 
 
+# why every migrate connection works in UTC: pg_partman computes partition bounds in the session
+# TimeZone, and a server installed with the machine's zone (or an operator's PGTZ) made the
+# migrations' partitions start at that zone's midnight, with days missing between them. A SET, not
+# options=-c TimeZone=UTC: libpq sends PGTZ after the options, and it would win.
+_IN_UTC = "set timezone = 'UTC'"
+
+
+class _UtcBackend(PostgresqlPsycopgBackend):
+    """yoyo's psycopg backend, every connection in UTC (it opens one per migration: backend.copy)."""
+
+    def init_connection(self, connection: Any) -> None:
+        super().init_connection(connection)
+        connection.cursor().execute(_IN_UTC)
+
+
 @contextlib.contextmanager
 def _connect(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(conninfo, autocommit=True, application_name="spreadedge migrate") as conn:
+        conn.execute(_IN_UTC)
         yield conn
 
 
 @contextlib.contextmanager
 def _yoyo_backend(conninfo: str) -> Iterator[PostgresqlPsycopgBackend]:
-    backend = PostgresqlPsycopgBackend(yoyo_uri(conninfo), default_migration_table)
+    backend = _UtcBackend(yoyo_uri(conninfo), default_migration_table)
     try:
         backend.init_database()
         yield backend
