@@ -87,11 +87,14 @@ create or replace function auth.set_security_policy(
     volatile
     security definer
     set search_path = ''
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- Change the settings given (null leaves one as it is) and record a policy_changed security event
 -- with the old and new values. A shorter session lifetime or idle timeout applies to the live
 -- sessions too. Needs policy:manage in a scoped session.
+-- why TimeZone UTC: live sessions are measured against the policy as auth.login sets them, with a
+-- day of 24 hours whatever the caller's TimeZone
 #variable_conflict use_variable
 declare
     v_old     auth.security_policy;

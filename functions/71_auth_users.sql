@@ -56,12 +56,16 @@ create or replace function internal.revoke_user_sessions(p_user_id bigint, p_rea
     language plpgsql
 as $$
 -- Revoke every live session of the user; record one session_revoked event when there were some.
+-- why the times and not internal.session_is_live: a session past its lifetime or idle timeout is
+-- over already (auth.logout refuses it too); marking it revoked would count it and rewrite why and
+-- when it ended. The user's disabled_at is left out: auth.disable_user sets it before calling this
 declare
     v_count integer;
 begin
     update auth.sessions s
     set revoked_at = now(), revoked_reason = p_reason
-    where s.user_id = p_user_id and s.revoked_at is null;
+    where s.user_id = p_user_id and s.revoked_at is null
+      and now() < s.expires_at and now() < s.idle_expires_at;
     get diagnostics v_count = row_count;
     if v_count > 0 then
         perform internal.security_event('session_revoked', p_user_id, null,
@@ -71,7 +75,7 @@ begin
 end;
 $$;
 comment on function internal.revoke_user_sessions(bigint, text) is
-    'Revokes every live session of a user, with a session_revoked event; returns how many.';
+    'Revokes every live (unexpired, unrevoked) session of a user, with a session_revoked event; returns how many.';
 
 create or replace function auth.user_id_of(username text)
     returns bigint
@@ -315,13 +319,20 @@ create or replace function auth.revoke_role(user_id bigint, role_name text)
     set search_path = ''
     language plpgsql
 as $$
--- Take an application role from a user; idempotent. Needs users:manage.
+-- Take an application role from a user; idempotent. Needs users:manage. An unknown role raises
+-- unknown_role (23S10), as auth.grant_role does.
+-- why: a mistyped role ('Admin') would otherwise do nothing and say nothing, and the user would
+-- keep the role the operator meant to take away
 #variable_conflict use_column
 declare
     v_user auth.users;
 begin
     perform internal.require_permission('users:manage');
     v_user := internal.lock_user(revoke_role.user_id);
+    if not exists (select from auth.roles r where r.role_name = revoke_role.role_name) then
+        raise exception 'role "%" does not exist', coalesce(revoke_role.role_name, 'null')
+            using errcode = '23S10', hint = 'auth.roles lists the roles: admin, trader, viewer, auditor.';
+    end if;
     delete from auth.user_roles ur
     where ur.user_id = v_user.user_id and ur.role_name = revoke_role.role_name;
     if found then
@@ -330,7 +341,7 @@ begin
     end if;
 end;
 $$;
-comment on function auth.revoke_role(bigint, text) is 'Revokes an application role from a user; idempotent. Needs users:manage.';
+comment on function auth.revoke_role(bigint, text) is 'Revokes an application role from a user; idempotent; an unknown role raises 23S10. Needs users:manage.';
 
 create or replace view auth.user_accounts
     with (security_barrier = true)
@@ -344,7 +355,13 @@ as
            u.disabled_at is null as is_enabled,
            coalesce(u.locked_until > now(), false) as is_locked,
            u.locked_until,
-           u.failed_logins,
+           -- why: failures older than the policy's window no longer count toward a lockout
+           -- (internal.count_failed_login starts again at one), so they are not shown as if they did
+           -- (on UTC's clock, as auth.login counts them, whatever the reader's TimeZone)
+           case when u.last_failed_at > (now() at time zone 'UTC'
+                                         - (select p.failed_login_window from auth.security_policy p))
+                                        at time zone 'UTC'
+                then u.failed_logins else 0 end as failed_logins,
            u.totp_enabled_at is not null as totp_enabled,
            u.created_at,
            u.password_changed_at,
@@ -361,7 +378,8 @@ comment on column auth.user_accounts.roles is 'Application roles held.';
 comment on column auth.user_accounts.is_enabled is 'False once disabled.';
 comment on column auth.user_accounts.is_locked is 'True while locked out after failed logins.';
 comment on column auth.user_accounts.locked_until is 'End of the current or last lockout.';
-comment on column auth.user_accounts.failed_logins is 'Failed logins in the current window.';
+comment on column auth.user_accounts.failed_logins is
+    'Failed logins that count toward a lockout: those within the policy''s failed_login_window of the last one (0 once it has passed).';
 comment on column auth.user_accounts.totp_enabled is 'True when 2FA is confirmed.';
 comment on column auth.user_accounts.created_at is 'When the user was created.';
 comment on column auth.user_accounts.password_changed_at is 'When the password last changed.';

@@ -45,12 +45,16 @@ create or replace function auth.login(
     volatile
     security definer
     set search_path = ''
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- Log in: one row with the session token on success, or success = false and why. Refusals return
 -- (they do not raise) so that the failed-login count and the security event are kept. An unknown
 -- user, a wrong password, a locked and a disabled account get the same answer, and an unknown user
 -- costs the same bcrypt as a known one. A wrong TOTP code counts as a failed login.
+-- why TimeZone UTC: a policy interval in days (a lifetime or lockout of '7 days') added to a time
+-- is days of the TimeZone, so across a DST change the session or lockout lasted an hour more or
+-- less, by the caller's TimeZone; on UTC's clock a day is always 24 hours
 #variable_conflict use_column
 declare
     c_refused constant text := 'login refused: wrong username or password, or the account is locked or disabled';
@@ -127,7 +131,7 @@ begin
 end;
 $$;
 comment on function auth.login(text, text, text, inet, text) is
-    'Logs a user in: returns success, the session token (once), user id, expiry and a message. Refusals do not raise.';
+    'Logs a user in: returns success, the session token (once), user id, expiry and a message. Refusals do not raise. Policy intervals count on UTC''s clock (a day is 24 hours whatever the TimeZone).';
 
 create or replace function internal.session_is_live(p_session auth.sessions, p_user auth.users)
     returns boolean
@@ -159,6 +163,7 @@ create or replace function auth.validate_session(token text)
     volatile
     security definer
     set search_path = ''
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- The session's user, roles and permissions; slides the idle timeout and scopes the rest of the
@@ -169,6 +174,7 @@ as $$
 -- waiting for its WAL flush; a session idle for the timeout less up to a minute of its last use may
 -- end that much early. With a fixed minute, an idle timeout of a minute or less never slid at all,
 -- and a session in constant use expired one idle timeout after login.
+-- why TimeZone UTC: as in auth.login, an idle timeout in days is whole 24-hour days
 #variable_conflict use_column
 declare
     v_policy  auth.security_policy;

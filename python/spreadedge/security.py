@@ -7,7 +7,7 @@ never into SQL text, logs or exception messages; the functions decide everything
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 import psycopg
@@ -61,7 +61,7 @@ class SecuritySystem:
                 username=username,
                 password=password,
                 totp_code=totp_code,
-                ip_address=None if ip_address is None else str(ip_address),
+                ip_address=_client_address(ip_address),
                 user_agent=user_agent,
             )
         except psycopg.Error as exc:
@@ -118,6 +118,21 @@ class SecuritySystem:
         except psycopg.Error as exc:
             return False, _message(exc)
         return True, f"API key {rows[0][0]} stored"
+
+
+def _client_address(value: str | IPv4Address | IPv6Address | None) -> str | None:
+    """The client's address as ``auth.login`` records it (an ``inet``), or None when it is no IP.
+
+    An IPv6 zone (``fe80::1%eth0``) is dropped and anything else that is not an IP address (a
+    proxy's ``unknown``, an empty string) is recorded as none, as the REST API does: the address
+    only annotates the login, and PostgreSQL's inet refuses both, which refused the login itself.
+    """
+    if value is None:
+        return None
+    try:
+        return str(ip_address(str(value).partition("%")[0]))
+    except ValueError:
+        return None
 
 
 def _message(exc: psycopg.Error) -> str:
