@@ -61,7 +61,7 @@ class SecuritySystem:
                 username=username,
                 password=password,
                 totp_code=totp_code,
-                ip_address=_client_address(ip_address),
+                ip_address=client_address(ip_address),
                 user_agent=user_agent,
             )
         except psycopg.Error as exc:
@@ -120,7 +120,7 @@ class SecuritySystem:
         return True, f"API key {rows[0][0]} stored"
 
 
-def _client_address(value: str | IPv4Address | IPv6Address | None) -> str | None:
+def client_address(value: str | IPv4Address | IPv6Address | None) -> str | None:
     """The client's address as ``auth.login`` records it (an ``inet``), or None when it is no IP.
 
     An IPv6 zone (``fe80::1%eth0``) is dropped and anything else that is not an IP address (a

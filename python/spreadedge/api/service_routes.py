@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC
 from http import HTTPStatus
 from typing import Any
@@ -14,22 +13,9 @@ from psycopg_pool import AsyncConnectionPool
 from spreadedge.api import database, models
 from spreadedge.api.problems import Problem, from_database_error
 from spreadedge.api.routes import ERRORS, Token
+from spreadedge.security import client_address
 
 router = APIRouter(prefix="/api/v1")
-
-
-def client_address(request: Request) -> str | None:
-    """The client's IP address as auth.login records it (inet), or None when it has none."""
-    # why: behind a reverse proxy uvicorn takes the client from X-Forwarded-For, which may say
-    # "unknown" or hold a name, and a link-local IPv6 peer comes with its zone (fe80::1%eth0);
-    # PostgreSQL's inet takes neither, so such a client got a 400 (22P02) and could never log in
-    client = request.client
-    if client is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(client.host.partition("%")[0]))
-    except ValueError:
-        return None
 
 
 @router.post(
@@ -47,7 +33,8 @@ async def login(request: Request, credentials: models.LoginRequest) -> models.Lo
             "username": credentials.username,
             "password": credentials.password,
             "totp_code": credentials.totp_code,
-            "ip_address": client_address(request),
+            # behind a reverse proxy uvicorn takes the client from X-Forwarded-For (see client_address)
+            "ip_address": client_address(request.client.host if request.client else None),
             "user_agent": request.headers.get("user-agent"),
         },
     )
