@@ -34,6 +34,27 @@ def test_a_one_day_window_is_24_hours_whatever_the_session_time_zone(seeded):
     assert evaluate(seeded, AFTER_DST) == [("gap", "fired", Decimal("5"), False)]
 
 
+def test_a_one_day_cooldown_is_24_hours_whatever_the_session_time_zone(seeded):
+    # evaluated_at - cooldown counted the day in the session TimeZone: across Berlin's 23-hour day
+    # a firing 23.5 hours after the last notified one was notified again
+    seeded.execute(
+        "select partman.create_partition_time('monitor.metrics',"
+        " array['2024-03-30 00:00+00', '2024-03-31 00:00+00']::timestamptz[])"
+    )
+    metric(seeded, "app.gap", "5", BEFORE_DST)
+    add_rule(
+        seeded, "gap", "system", ">", "1", metric="app.gap", aggregate="max", evaluation_window="15 minutes",
+        cooldown="1 day", channels=["webhook"],
+    )  # fmt: skip
+    seeded.execute("set timezone = 'Europe/Berlin'")
+    assert evaluate(seeded, BEFORE_DST) == [("gap", "fired", Decimal("5"), True)]
+    metric(seeded, "app.gap", "0", BEFORE_DST + timedelta(minutes=20))
+    assert [t[1] for t in evaluate(seeded, BEFORE_DST + timedelta(minutes=20))] == ["resolved"]
+    metric(seeded, "app.gap", "6", AFTER_DST - timedelta(minutes=1))
+
+    assert evaluate(seeded, AFTER_DST) == [("gap", "fired", Decimal("6"), False)]
+
+
 def test_a_cooldown_evaluation_cannot_subtract_from_its_time_is_refused_when_added(seeded):
     with pytest.raises(psycopg.Error) as caught:
         add_rule(seeded, "forever", "system", ">", "1", metric="db.size_bytes", cooldown="10000 years")
