@@ -13,6 +13,10 @@ create or replace function market.rollup_candles(
 )
     returns table (candle_interval market.candle_interval, candles bigint)
     volatile
+    -- why UTC: a candle's end is its start + its length, and a '1 day' added in the session
+    -- TimeZone is 23 or 25 hours across DST: from a Berlin session the 1d candle of a DST day left
+    -- its last hour out (candles are UTC days whatever the session)
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- Rebuild the candles of [watermark - open_window, until), each from all its ticks (1m) or 1m

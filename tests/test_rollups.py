@@ -1,6 +1,6 @@
 """market.rollup_candles: 1m candles from ticks, 5m..1d from 1m, incremental, late ticks."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -139,4 +139,25 @@ def test_a_run_with_an_until_before_the_watermark_rebuilds_candles_from_all_thei
     assert candles(seeded, "1h") == [(T0, D("100"), D("120"), D("100"), D("120"), D("4"), D("435"), 4)]
     assert candles(seeded, "1d") == [
         (T0 - timedelta(hours=12), D("100"), D("120"), D("100"), D("120"), D("4"), D("435"), 4)
+    ]
+
+
+def test_a_day_candle_of_a_dst_change_holds_the_whole_utc_day_whatever_the_session_time_zone(seeded):
+    # candle_start + interval '1 day' counted the day in the session TimeZone: from a Berlin session
+    # the 1d candle of 2024-03-31 (a 23-hour local day) ended at 23:00 UTC and left its last hour out
+    seeded.execute(
+        "select partman.create_partition_time('market.ticks',"
+        " array['2024-03-31 00:00+00', '2024-04-01 00:00+00']::timestamptz[])"
+    )
+    seeded.execute(
+        "select partman.create_partition_time('market.candles', array['2024-03-01 00:00+00']::timestamptz[])"
+    )
+    day = datetime(2024, 3, 31, tzinfo=UTC)
+    tick(seeded, day + timedelta(minutes=30), "100", "1", trade_id="a")
+    tick(seeded, day + timedelta(hours=23, minutes=30), "110", "1", trade_id="b")
+    seeded.execute("set timezone = 'Europe/Berlin'")
+    rollup(seeded, day + timedelta(days=1))
+    seeded.execute("set timezone = 'UTC'")
+    assert candles(seeded, "1d") == [
+        (day, Decimal("100"), Decimal("110"), Decimal("100"), Decimal("110"), Decimal("2"), Decimal("210"), 2)
     ]
