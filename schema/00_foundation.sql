@@ -11,6 +11,15 @@ create extension if not exists hypopg;
 create schema if not exists partman;
 create extension if not exists pg_partman schema partman;
 
+-- why: times are stored and shown in UTC. A server installed with the machine's zone gave every
+-- session without a TimeZone of its own (psql, pg_cron's jobs) that zone; the functions whose
+-- results depend on it work in UTC whatever the session, and sessions now show UTC by default
+do $$
+begin
+    execute format('alter database %I set timezone = %L', current_database(), 'UTC');
+end
+$$;
+
 -- ============================================================================
 -- Schemas (namespaces)
 -- ============================================================================

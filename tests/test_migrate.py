@@ -734,3 +734,14 @@ def test_migrate_from_a_session_in_another_time_zone_makes_partitions_at_utc_mid
             " where (i.child_start_time at time zone 'UTC')::time <> '00:00'"
         ).fetchall()
     assert misaligned == []
+
+
+def test_a_migrated_database_defaults_its_sessions_to_utc(database, project_settings):
+    # a server installed with the machine's zone gave psql and pg_cron's jobs that zone
+    migrate.migrate(database, project_settings, echo=lambda line: None)
+    with psycopg.connect(database) as conn:
+        settings = conn.execute(
+            "select s.setconfig from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase"
+            " where d.datname = current_database() and s.setrole = 0"
+        ).fetchone()
+    assert settings is not None and "TimeZone=UTC" in settings[0]
