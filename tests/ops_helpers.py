@@ -35,3 +35,15 @@ def checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
         row = conn.execute(query.format(sql.SQL(table))).fetchone()
         result[table] = (row[0], row[1])
     return result
+
+
+def tune_index_state(conn: psycopg.Connection) -> tuple[bool, int, int]:
+    """The exchange_trade_id tune index of market.ticks: (valid, partitions it covers, partitions)."""
+    valid, children = conn.execute(
+        "select i.indisvalid, (select count(*) from pg_partition_tree(i.indexrelid)) - 1"
+        " from pg_index i where i.indexrelid = 'market.ticks_exchange_trade_id_btree_tune'::regclass"
+    ).fetchone()
+    partitions = conn.execute(
+        "select count(*) from pg_inherits where inhparent = 'market.ticks'::regclass"
+    ).fetchone()
+    return valid, children, partitions[0]

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from market_helpers import RECENT_NOON, instrument_id, quote, tick, ticks_in_one_statement
-from trading_helpers import call, position, trade, waits_for_a_lock
+from trading_helpers import call, list_binance_eth_btc, position, trade, waits_for_a_lock
 
 T0 = RECENT_NOON
 
@@ -157,21 +157,6 @@ def test_quotes_of_another_instrument_do_not_mark_the_position(seeded):
     trade(seeded, "buy", "2", "100")
     quote(seeded, T0, "95", "96", exchange="binance", symbol="BNBUSDT")
     assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("100")
-
-
-def list_binance_eth_btc(conn: psycopg.Connection) -> None:
-    call(
-        conn,
-        "ref.upsert_instrument",
-        exchange="binance",
-        symbol="ETHBTC",
-        base_asset="ETH",
-        quote_asset="BTC",
-        market_type="spot",
-        tick_size=Decimal("0.00001"),
-        lot_size=Decimal("0.001"),
-        min_notional=Decimal("0"),
-    )
 
 
 def test_a_fee_in_the_quote_asset_of_the_inverse_pair_is_priced_at_one_over_its_mark(seeded):

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ops_helpers import cli
+from ops_helpers import cli, tune_index_state
 
 # a session TimeZone other than UTC: a server installed with the machine's zone, an operator's PGTZ
 NEW_YORK = "America/New_York"
@@ -131,21 +131,15 @@ def test_tune_apply_again_after_a_cut_short_build_takes_the_index_a_new_partitio
     result = cli("tune", "apply", "1", database_url=db_url)
 
     assert result.exit_code == 0, result.output
-    valid, children = db.execute(
-        "select i.indisvalid, (select count(*) from pg_partition_tree(i.indexrelid)) - 1"
-        " from pg_index i where i.indexrelid = 'market.ticks_exchange_trade_id_btree_tune'::regclass"
-    ).fetchone()
-    partitions = db.execute(
-        "select count(*) from pg_inherits where inhparent = 'market.ticks'::regclass"
-    ).fetchone()
-    assert (valid, children) == (True, partitions[0])
+    valid, children, partitions = tune_index_state(db)
+    assert (valid, children) == (True, partitions)
     # one index on exchange_trade_id per partition: none built beside the one it already had
     indexes = db.execute(
         "select count(*) from pg_inherits h join pg_index i on i.indrelid = h.inhrelid"
         " join pg_attribute a on a.attrelid = h.inhrelid and a.attnum = i.indkey[0]"
         " where h.inhparent = 'market.ticks'::regclass and i.indnatts = 1 and a.attname = 'exchange_trade_id'"
     ).fetchone()
-    assert indexes == partitions
+    assert indexes == (partitions,)
 
 
 # -- the embedded cluster ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ops_helpers import cli
+from ops_helpers import cli, tune_index_state
 
 
 def _events(db: psycopg.Connection, rows: int = 50_000) -> None:
@@ -200,14 +200,8 @@ def test_tune_apply_builds_the_index_on_every_partition_then_the_parent(seeded, 
     result = cli("tune", "apply", "1", database_url=db_url)
 
     assert result.exit_code == 0, result.output
-    valid, children = db.execute(
-        "select i.indisvalid, (select count(*) from pg_partition_tree(i.indexrelid)) - 1"
-        " from pg_index i where i.indexrelid = 'market.ticks_exchange_trade_id_btree_tune'::regclass"
-    ).fetchone()
-    partitions = db.execute(
-        "select count(*) from pg_inherits where inhparent = 'market.ticks'::regclass"
-    ).fetchone()
-    assert (valid, children) == (True, partitions[0])
+    valid, children, partitions = tune_index_state(db)
+    assert (valid, children) == (True, partitions)
 
 
 def _interrupted_build(db: psycopg.Connection, db_url: str) -> None:

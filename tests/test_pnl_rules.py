@@ -8,7 +8,7 @@ import pytest
 from psycopg import errors
 
 from market_helpers import RECENT_NOON
-from trading_helpers import call, counts, fill, place, position, rows, trade
+from trading_helpers import call, counts, fill, list_binance_eth_btc, place, position, rows, trade
 
 # three consecutive recent UTC days, so their monthly trade partitions exist
 DAY2 = RECENT_NOON.date() - timedelta(days=5)
@@ -223,17 +223,7 @@ def test_pnl_summary_by_strategy_sums_trades_and_funding(seeded):
 
 def test_pnl_summary_keeps_pnl_in_different_quote_assets_apart(seeded):
     # a strategy trading BTC/USDT and ETH/BTC: its USDT and its BTC were summed into one number
-    call(
-        seeded,
-        "ref.upsert_instrument",
-        exchange="binance",
-        symbol="ETHBTC",
-        base_asset="ETH",
-        quote_asset="BTC",
-        market_type="spot",
-        tick_size=D("0.00001"),
-        lot_size=D("0.001"),
-    )
+    list_binance_eth_btc(seeded)
     trade(seeded, "buy", "2", "100", fee=D("0.2"))
     trade(seeded, "sell", "2", "105", fee=D("0.21"))
     trade(seeded, "buy", "1", "0.05", symbol="ETHBTC", fee=D("0.00005"))

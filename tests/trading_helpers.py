@@ -80,6 +80,22 @@ def list_spot(
     )
 
 
+def list_binance_eth_btc(conn: psycopg.Connection) -> None:
+    """ETH/BTC spot on binance: an instrument quoted in BTC, not USDT."""
+    call(
+        conn,
+        "ref.upsert_instrument",
+        exchange="binance",
+        symbol="ETHBTC",
+        base_asset="ETH",
+        quote_asset="BTC",
+        market_type="spot",
+        tick_size=Decimal("0.00001"),
+        lot_size=Decimal("0.001"),
+        min_notional=Decimal("0"),
+    )
+
+
 def list_okx_btc_spot(conn: psycopg.Connection) -> None:
     """BTC/USDT spot on okx too (the seed lists it on binance only): a pair for spread trades."""
     list_spot(conn, "okx", "BTC-USDT", min_notional=Decimal("5"))
