@@ -226,8 +226,14 @@ as $$
     from pg_catalog.pg_trigger t
     join pg_catalog.pg_class c on c.oid = t.tgrelid
     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    -- why decode each part back: encode(…, 'escape') writes every byte above 0x7f as \ooo (and a
+    -- backslash as \\), so a key column named "clé" was read as "cl\303\251"; the parts are split
+    -- at the escaped NUL that ends each argument, then turned back into the bytes they were
     cross join lateral (
-        select (string_to_array(encode(t.tgargs, 'escape'), '\000'))[1:t.tgnargs] as args
+        select array(select convert_from(decode(x.part, 'escape'), pg_catalog.getdatabaseencoding())
+                     from unnest((string_to_array(encode(t.tgargs, 'escape'), '\000'))[1:t.tgnargs])
+                          with ordinality x (part, n)
+                     order by x.n) as args
     ) a
     join pg_catalog.pg_proc p on p.oid = t.tgfoid
     where p.pronamespace = 'audit'::regnamespace

@@ -75,6 +75,44 @@ $$;
 comment on function internal.same_instant(jsonb, jsonb) is
     'Whether two jsonb strings are one time written with different UTC offsets (to_jsonb of a timestamptz follows the session TimeZone).';
 
+create or replace function internal.interval_text(p_value jsonb)
+    returns text
+    immutable
+    language sql
+as $$
+    -- The text of a jsonb string shaped as to_jsonb writes an interval in one of the four
+    -- IntervalStyle settings (postgres "1 day 02:00:00", postgres_verbose "@ 1 day 2 hours",
+    -- sql_standard "1 2:00:00", iso_8601 "P1DT2H"); null for anything else. why the tight shapes
+    -- (each field once, in order, of bounded width): only text the cast is sure to accept is cast,
+    -- so a text column's value never makes the check fail.
+    select case when jsonb_typeof(p_value) = 'string'
+                     and (p_value #>> '{}' ~ '^(?=.)([+-]?\d{1,8} years?( |$))?([+-]?\d{1,8} mons?( |$))?([+-]?\d{1,8} days?( |$))?([+-]?\d{1,9}:[0-5]\d:[0-5]\d(\.\d{1,6})?)?$'
+                          or p_value #>> '{}' ~ '^@ (0|(?=[+-]?\d)([+-]?\d{1,8} years? ?)?([+-]?\d{1,8} mons? ?)?([+-]?\d{1,8} days? ?)?([+-]?\d{1,8} hours? ?)?([+-]?\d{1,8} mins? ?)?([+-]?\d{1,8}(\.\d{1,6})? secs? ?)?(ago)?)$'
+                          or p_value #>> '{}' ~ '^(0|[+-]?\d{1,8}-\d{1,2}|([+-]?\d{1,8}-\d{1,2} )?([+-]?\d{1,8} )?[+-]?\d{1,9}:[0-5]\d:[0-5]\d(\.\d{1,6})?)$'
+                          or p_value #>> '{}' ~ '^P(?=.)(-?\d{1,8}Y)?(-?\d{1,8}M)?(-?\d{1,8}D)?(T(?=.)(-?\d{1,9}H)?(-?\d{1,9}M)?(-?\d{1,9}(\.\d{1,6})?S)?)?$')
+                then p_value #>> '{}' end
+$$;
+comment on function internal.interval_text(jsonb) is
+    'The text of a jsonb string shaped as to_jsonb writes an interval (in any IntervalStyle), null otherwise.';
+
+create or replace function internal.same_interval(p_a jsonb, p_b jsonb)
+    returns boolean
+    stable
+    language sql
+as $$
+    -- Whether two jsonb values are one interval written in different IntervalStyles ("PT30M" and
+    -- "00:30:00"): to_jsonb writes an interval in the IntervalStyle of the session. Both are read
+    -- back and written in this session's style, so months, days and time are compared field by
+    -- field ("1 day" is not "24:00:00", though the two intervals are =). A sql_standard interval
+    -- whose fields are all negative ("-1 2:00:00") reads as another in a session of another style;
+    -- no audited interval column may be negative.
+    select case when internal.interval_text(p_a) is not null and internal.interval_text(p_b) is not null
+                then internal.interval_text(p_a)::interval::text = internal.interval_text(p_b)::interval::text
+                else false end
+$$;
+comment on function internal.same_interval(jsonb, jsonb) is
+    'Whether two jsonb strings are one interval written in different IntervalStyles (to_jsonb of an interval follows the session IntervalStyle).';
+
 create or replace function internal.jsonb_differences(p_stored jsonb, p_expected jsonb)
     returns text
     -- why stable: format() is
@@ -86,11 +124,14 @@ as $$
     -- migration changes the shape of the images written after it, not their history.
     -- why same_instant: an audit image writes its times in the TimeZone of the session that made
     -- the change; a row changed from a session in Asia/Kolkata was reported as differing from
-    -- its own image by every time column when checked from a UTC session
+    -- its own image by every time column when checked from a UTC session; same_interval likewise
+    -- for an interval written in another IntervalStyle (a policy changed from a session with
+    -- IntervalStyle iso_8601 logged "PT30M", read as differing from the row's "00:30:00")
     select string_agg(format('%s: %s -> %s', s.key, s.value, e.value), ', ' order by s.key)
     from jsonb_each(p_stored) s
     join jsonb_each(p_expected) e on e.key = s.key
     where s.value is distinct from e.value and not internal.same_instant(s.value, e.value)
+      and not internal.same_interval(s.value, e.value)
 $$;
 comment on function internal.jsonb_differences(jsonb, jsonb) is
     'Keys two jsonb objects share whose values differ ("key: a -> b, ..."); null when they agree.';
