@@ -216,24 +216,34 @@ comment on function monitor.fail_notification(bigint, text, text, integer, inter
 
 create or replace function monitor.next_notification_due(channels text[])
     returns timestamptz
-    stable
+    volatile
     security definer
     set search_path = ''
     language plpgsql
 as $$
--- When the earliest pending notification of these channels is due (null: none pending); a worker
--- sleeps until then unless a NOTIFY wakes it first. Needs alerts:manage in a scoped session (42S01).
+-- When the earliest pending notification of these channels that no other worker is sending is due
+-- (null: none); a worker sleeps until then unless a NOTIFY wakes it first. Needs alerts:manage in
+-- a scoped session (42S01).
+-- why skip locked rows: a row a worker has claimed stays pending, and due, to everyone else until
+-- that worker commits; counted, it would be due at once to the other workers, which cannot claim
+-- it and would loop without sleeping for as long as the send takes (up to timeout_seconds).
+-- why FOR KEY SHARE: the weakest lock that a claim's FOR UPDATE conflicts with (so held rows are
+-- skipped); it is held for this one statement, and a claim meanwhile just skips that row.
+-- (volatile: a row lock is not allowed in a stable function)
 #variable_conflict use_column
 begin
     perform internal.require_permission('alerts:manage');
     perform internal.require_permission('strategies:all');
-    return (select min(n.next_attempt_at)
+    return (select n.next_attempt_at
             from monitor.notifications n
-            where n.status = 'pending' and n.channel::text = any (next_notification_due.channels));
+            where n.status = 'pending' and n.channel::text = any (next_notification_due.channels)
+            order by n.next_attempt_at
+            limit 1
+            for key share of n skip locked);
 end;
 $$;
 comment on function monitor.next_notification_due(text[]) is
-    'Earliest next attempt of the pending notifications of these channels; null when none is pending. A scoped session needs alerts:manage (42S01).';
+    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped); null when there is none. A scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.requeue_notification(notification_id bigint)
     returns void
@@ -245,6 +255,8 @@ as $$
 -- Give a dead letter another round of attempts: dead -> pending, due now, attempts from zero,
 -- and wake the workers (at commit), which would otherwise sleep until their next poll.
 #variable_conflict use_column
+declare
+    v_status monitor.notification_status;
 begin
     perform internal.require_permission('alerts:manage');
     perform internal.require_permission('strategies:all');
@@ -252,11 +264,19 @@ begin
     set status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = null
     where n.notification_id = requeue_notification.notification_id and n.status = 'dead';
     if not found then
-        raise exception 'notification % is not in the dead letter', coalesce(requeue_notification.notification_id::text, 'null')
+        -- why the status: "not in the dead letter" alone reads the same for a mistyped id, a
+        -- message already delivered and one still pending, which an operator handles differently
+        select n.status into v_status
+        from monitor.notifications n
+        where n.notification_id = requeue_notification.notification_id;
+        raise exception 'notification % is not in the dead letter: %',
+            coalesce(requeue_notification.notification_id::text, 'null'),
+            case when v_status is null then 'there is no such notification'
+                 else 'it is ' || v_status::text end
             using errcode = '55S06';
     end if;
     perform pg_notify('spreadedge_notifications', '');
 end;
 $$;
 comment on function monitor.requeue_notification(bigint) is
-    'Moves a dead-letter notification back to pending (due now, attempts reset) and wakes the workers (NOTIFY spreadedge_notifications); raises 55S06 otherwise.';
+    'Moves a dead-letter notification back to pending (due now, attempts reset) and wakes the workers (NOTIFY spreadedge_notifications); raises 55S06 otherwise, naming its status or that it does not exist.';

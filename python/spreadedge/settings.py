@@ -19,7 +19,8 @@ import re
 import tomllib
 import unicodedata
 import urllib.parse
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -156,6 +157,15 @@ class SettingsError(ValueError):
     """A settings file or variable holds a value that cannot be used."""
 
 
+def _field_names(settings_class: type) -> set[str]:
+    """The settings a section takes: its dataclass's fields.
+
+    why not ``__dataclass_fields__``: it holds the ClassVar pseudo-fields too (NotifySettings'
+    SECRETS), which would be taken as a setting and then crash the constructor with a TypeError.
+    """
+    return {item.name for item in fields(settings_class)}
+
+
 def _section(
     section: str, values: dict[str, Any], known: set[str], env: dict[str, str], prefix: str = "SPREADEDGE_"
 ) -> dict[str, Any]:
@@ -197,8 +207,8 @@ def _positive_integers(merged: dict[str, Any], names: tuple[str, ...]) -> None:
 
 
 def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
-    known = RenderSettings.__dataclass_fields__
-    merged = _section("render", values, set(known), env)
+    known = _field_names(RenderSettings)
+    merged = _section("render", values, known, env)
     _positive_integers(merged, ("partition_premake", "partition_history_months", "partition_history_days"))
     for name in known:
         if not name.startswith("retention_"):
@@ -220,7 +230,7 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
 
 
 def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
-    known = set(BackupSettings.__dataclass_fields__)
+    known = _field_names(BackupSettings)
     merged = _section("backup", values, known, env, prefix="SPREADEDGE_BACKUP_")
     _positive_integers(merged, ("retention_full", "retention_diff"))
     if merged.get("compress_type", "zst") not in COMPRESS_TYPES:
@@ -326,8 +336,19 @@ def _refuse_login_in_the_clear(merged: dict[str, Any]) -> None:
         )
 
 
+def _is_one_address(value: str) -> bool:
+    """Whether a text is one email address (``ops@desk.test`` or ``Ops <ops@desk.test>``).
+
+    why: a value with a line break, or two addresses run together, makes every email fail to be
+    built or sent; found only when a risk alert is due, it would go to the dead letter unread.
+    """
+    if any((char.isspace() and char != " ") or unicodedata.category(char) == "Cc" for char in value):
+        return False
+    return bool(parseaddr(value)[1])
+
+
 def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
-    known = set(NotifySettings.__dataclass_fields__)
+    known = _field_names(NotifySettings)
     merged = _section("notify", values, known, env)
     _positive_integers(merged, _NOTIFY_INTEGERS)
     if "smtp_port" in merged and merged["smtp_port"] > 65535:
@@ -359,10 +380,22 @@ def _notify_from(values: dict[str, Any], env: dict[str, str]) -> NotifySettings:
             isinstance(to, str) for to in merged["email_to"]
         ):
             raise SettingsError(f"email_to must be a list of addresses, got {merged['email_to']!r}")
+        for to in merged["email_to"]:
+            if not _is_one_address(to):
+                raise SettingsError(f"email_to must be a list of email addresses, got {to!r}")
         merged["email_to"] = tuple(merged["email_to"])
     for name in ("smtp_host", "smtp_username", "email_from"):
         if name in merged and merged[name] is not None and not isinstance(merged[name], str):
             raise SettingsError(f"{name} must be a string, got {merged[name]!r}")
+    if merged.get("email_from") and not _is_one_address(merged["email_from"]):
+        raise SettingsError(f"email_from must be an email address, got {merged['email_from']!r}")
+    # why apart, and without the value: these are secrets; a TOML number (an unquoted numeric
+    # password) would otherwise reach the worker, whose redactor fails on it with a TypeError
+    for name in ("smtp_password", "webhook_secret"):
+        if merged.get(name) is not None and not isinstance(merged[name], str):
+            raise SettingsError(
+                f"[notify] {name} must be a string (quote it in the file); the value is not shown"
+            )
     # why email_from apart: it has a default and no "none"; None would go out as "From: None"
     if merged.get("email_from") == "":
         del merged["email_from"]

@@ -57,6 +57,7 @@ _FAIL = sqlcall.select_value(
     "monitor.fail_notification",
     ["notification_id", "worker", "error", "max_attempts", "backoff", "max_backoff", "retry_after"],
 )
+_NO_IDLE_TIMEOUT = sql.SQL("set idle_in_transaction_session_timeout = 0")
 _NEXT_DUE = sqlcall.select_value("monitor.next_notification_due", ["channels"])
 _UNSERVED = sql.SQL(
     "select channel::text, count(*) from monitor.notification_list"
@@ -103,6 +104,12 @@ class Worker:
             self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="spreadedge notify")
             # payload numbers are numerics: Decimal keeps every digit, a float would round them
             set_json_loads(partial(json.loads, parse_float=Decimal), self._conn)
+            # why: the claim's transaction stays open while the message is sent (up to
+            # timeout_seconds per step); a server or role idle_in_transaction_session_timeout
+            # shorter than that would end the session after the send and before the report,
+            # rolling the attempt back too, so the message would be sent again without end and
+            # never reach the dead letter. The worker's own timeouts bound the wait instead.
+            self._conn.execute(_NO_IDLE_TIMEOUT)
         return self._conn
 
     def close(self) -> None:
