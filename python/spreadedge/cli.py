@@ -103,7 +103,26 @@ class _Group(click.Group):
                 # number beyond numeric): the caller's mistake, so a message, not a traceback; only
                 # the primary message, as the context may quote a parameter's value
                 raise click.ClickException(exc.diag.message_primary or "invalid value") from exc
+            if exc.sqlstate == "25006":
+                # why: a database that refuses writes (DATABASE_URL naming a hot standby, or
+                # default_transaction_read_only on) is the operator's to fix: where to connect
+                raise click.ClickException(
+                    f"{exc.diag.message_primary}\nhint: this database is read-only (a standby, or "
+                    "default_transaction_read_only is on): connect to the primary"
+                ) from exc
+            if isinstance(exc, psycopg.OperationalError):
+                # why: a statement the server cancelled (statement_timeout, lock_timeout, an
+                # administrator), a server shut down under the command, exhausted resources, a
+                # deadlock: conditions of the server, not of the code, so a message, not a traceback
+                raise click.ClickException(_server_message(exc)) from exc
             raise
+
+
+def _server_message(exc: psycopg.Error) -> str:
+    """The server's primary message, with its hint on a second line when there is one."""
+    message = exc.diag.message_primary or str(exc).strip()
+    hint = exc.diag.message_hint
+    return f"{message}\nhint: {hint}" if hint else message
 
 
 def _describe(exc: Exception) -> str:
@@ -189,10 +208,13 @@ def status(settings: Settings) -> None:
 @db_group.command()
 @click.pass_obj
 def url(settings: Settings) -> None:
-    """Print the connection URL commands use (DATABASE_URL, else the embedded cluster's)."""
+    """Print the connection URL commands use (DATABASE_URL, else the embedded cluster's), its
+    password shown as ***."""
     if not settings.database_url:
         default_cluster(settings).check_port()  # a URL with another port would not connect
-    click.echo(db.conninfo(settings, start=False))
+    url = db.conninfo(settings, start=False)
+    # why: what is printed ends up in terminals, logs and CI output; the password is in DATABASE_URL
+    click.echo(db.redact(url, url))
 
 
 @db_group.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import click
 
@@ -53,23 +54,64 @@ def serve(settings: Settings, host: str, port: int, workers: int, pool_size: int
     """Serve the history REST API (/api/v1/...; OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from spreadedge.migrate import render_migrations
+    from spreadedge.migrate import MigrationError, render_migrations
 
+    if not settings.migrations_dir.is_dir():
+        # why: outside the project there are no migrations to expect, and the health endpoint
+        # would report every applied migration as unknown (503) for as long as the API runs
+        raise click.ClickException(
+            f"{settings.migrations_dir} is not a directory: run spreadedge serve from the project "
+            "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR"
+        )
+    try:
+        migrations = render_migrations(settings)
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _check_address_free(host, port)
     os.environ[URL_VARIABLE] = db.conninfo(settings)
-    os.environ[MIGRATIONS_VARIABLE] = ",".join(m.id for m in render_migrations(settings))
+    os.environ[MIGRATIONS_VARIABLE] = ",".join(m.id for m in migrations)
     os.environ[POOL_VARIABLE] = str(pool_size)
     click.echo(f"serving the history API on http://{host}:{port} (OpenAPI: /openapi.json)")
-    uvicorn.run(
-        "spreadedge.cli_serve:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        loop="uvloop",
-        http="httptools",
-        log_level="info",
-    )
+    try:
+        uvicorn.run(
+            "spreadedge.cli_serve:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            loop="uvloop",
+            http="httptools",
+            log_level="info",
+        )
+    except SystemExit as exc:
+        # why: uvicorn exits with status 3 when it cannot start (its log says why); every
+        # spreadedge command fails with status 1, status 2 being a usage error
+        if exc.code not in (None, 0):
+            raise SystemExit(1) from exc
+        raise
+
+
+def _check_address_free(host: str, port: int) -> None:
+    """Refuse (ClickException naming the address) a host that does not resolve or a port in use.
+
+    Why before uvicorn: it would log the error after the "serving ..." line and exit with status 3.
+    The same SO_REUSEADDR uvicorn binds with, so a port in TIME_WAIT is not refused.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot listen on {host!r}: {exc.strerror} (see --host)") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot listen on {host} port {port}: {exc.strerror}; "
+                    "choose another with --port (or SPREADEDGE_API_PORT)"
+                ) from None
 
 
 def app_from_environment() -> object:

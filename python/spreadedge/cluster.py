@@ -91,6 +91,10 @@ class Cluster:
                     f"PostgreSQL 15 server binaries not found in {PG_BINDIR}; run `make bootstrap`"
                 )
             self._prepare_dirs()
+            # why: a password file left by an earlier cluster of this home (its data directory
+            # deleted, or /var/lib/spreadedge wiped) holds a password the new cluster never had;
+            # without the file, start gives the new cluster's superuser one and writes it
+            self.password_file.unlink(missing_ok=True)
             self._run(
                 PG_BINDIR / "initdb",
                 f"--username={SUPERUSER}",

@@ -55,7 +55,8 @@ def redact(message: str, url: str) -> str:
         match.group(1) for pattern in (_URL_PASSWORD, _KEYWORD_PASSWORD) if (match := pattern.search(url))
     ]
     for password in passwords:
-        for written in {password, password.strip("'")}:
+        # the quoted form first: replaced after the bare one, it would be left as '***'
+        for written in sorted({password, password.strip("'")}, key=len, reverse=True):
             if written:
                 message = message.replace(written, "***")
     return message
