@@ -64,7 +64,7 @@ def test_serve_outside_the_project_is_refused_naming_the_directory(tmp_path: Pat
 
     assert (result.exit_code, type(result.exception)) == (1, SystemExit)
     assert result.output == (
-        f"Error: {tmp_path / 'migrations'} is not a directory: run spreadedge serve from the project "
+        f"Error: {tmp_path / 'migrations'} is not a directory: run spreadedge from the project "
         "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n"
     )
 

@@ -700,7 +700,7 @@ def test_migrate_outside_the_project_is_refused_before_touching_any_database(tmp
 
     assert (result.exit_code, type(result.exception)) == (1, SystemExit)
     assert result.output == (
-        f"Error: {elsewhere / 'migrations'} is not a directory: run spreadedge migrate from the project "
+        f"Error: {elsewhere / 'migrations'} is not a directory: run spreadedge from the project "
         "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n"
     )
     assert not table_exists(database, "public._spreadedge_migration_checksum")

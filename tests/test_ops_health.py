@@ -204,3 +204,13 @@ def test_default_partitions_empty_counts_the_rows_of_each_default_partition(db):
         False,
         "rows in default partitions: audit.log_default (5 rows)",
     )
+
+
+def test_health_outside_the_project_is_refused_naming_the_directory(db_url, tmp_path):
+    # every applied migration was reported "applied but unknown to this code"
+    result = cli("health", database_url=db_url, env={"SPREADEDGE_PROJECT_DIR": str(tmp_path)})
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: {tmp_path / 'migrations'} is not a directory: run spreadedge from the project "
+        "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n",
+    )

@@ -695,9 +695,15 @@ def health_command(
     settings: Settings, as_json: bool, max_backup_age: str, max_transaction_age: str, max_disk_used: float
 ) -> None:
     """Check the database (ops.health_report); exit status 1 when any check fails."""
-    from spreadedge.migrate import render_migrations
+    from spreadedge.migrate import MigrationError, check_project, render_migrations
 
-    expected = [m.id for m in render_migrations(settings)]
+    try:
+        # why: outside the project there are no migrations to expect, and every applied one was
+        # reported "applied but unknown to this code"
+        check_project(settings)
+        expected = [m.id for m in render_migrations(settings)]
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
     with _connect(settings) as conn:
         document = health.report(
             conn,

@@ -54,16 +54,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, pool_size: int
     """Serve the history REST API (/api/v1/...; OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from spreadedge.migrate import MigrationError, render_migrations
+    from spreadedge.migrate import MigrationError, check_project, render_migrations
 
-    if not settings.migrations_dir.is_dir():
+    try:
         # why: outside the project there are no migrations to expect, and the health endpoint
         # would report every applied migration as unknown (503) for as long as the API runs
-        raise click.ClickException(
-            f"{settings.migrations_dir} is not a directory: run spreadedge serve from the project "
-            "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR"
-        )
-    try:
+        check_project(settings)
         migrations = render_migrations(settings)
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -93,7 +93,7 @@ def check_project(settings: Settings) -> None:
         # why: without migrations/ (spreadedge run outside the project) a new database would be
         # reported "up to date" with nothing in it, and an old one would list every migration as gone
         raise MigrationError(
-            f"{settings.migrations_dir} is not a directory: run spreadedge migrate from the project "
+            f"{settings.migrations_dir} is not a directory: run spreadedge from the project "
             "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR"
         )
 
