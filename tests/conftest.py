@@ -79,3 +79,12 @@ def pg_cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
 
 
 pytest_plugins = ["db_fixtures", "api_fixtures", "notify_servers", "reliability"]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another program listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]

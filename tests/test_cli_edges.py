@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,15 +17,6 @@ from spreadedge.cluster import Cluster
 PROJECT = Path(__file__).resolve().parent.parent
 # never connected to: serve only hands it to the API, which the refused commands never start
 UNUSED_URL = "postgresql://nobody@127.0.0.1:1/nothing"
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that another program listens on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield listener.getsockname()[1]
 
 
 def with_options(url: str, options: str) -> str:

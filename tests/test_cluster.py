@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -20,15 +19,6 @@ from spreadedge.cli import main
 from spreadedge.cluster import FALLBACK_ROOT, Cluster, ClusterError
 
 as_root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the fallback is for root only")
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that another program listens on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield listener.getsockname()[1]
 
 
 def dead_pid() -> int:
