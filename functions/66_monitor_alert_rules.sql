@@ -248,10 +248,11 @@ create or replace function internal.alert_rule_values(p_at timestamptz)
     stable
     language sql
 as $$
-    -- Every enabled rule's aggregate over (p_at - window, p_at], the window's days and months
-    -- counted in UTC: metric values whose labels contain the rule's, or the instrument's ticks; a
-    -- price rule's last is the mark price. Null when there are no values (count and a volume sum
-    -- are 0 then).
+    -- Every enabled rule's aggregate over (p_at - window, p_at]: metric values whose labels contain
+    -- the rule's, or the instrument's ticks; a price rule's last is the mark price. Null when there
+    -- are no values (count and a volume sum are 0 then). The window's days are counted in the
+    -- session TimeZone: its one caller, monitor.evaluate_alert_rules, runs in UTC, so that a window
+    -- is a span of UTC time (a '1 day' window across DST was 23 or 25 hours in a Berlin session).
     -- A metric's values may belong to several series (distinct labels: collect_metrics writes one
     -- per strategy, status, state...), and the rule's labels may match more than one. avg, min,
     -- max, sum and count take every matching value of the window. last is the total of the
@@ -270,9 +271,6 @@ as $$
                 else m.value
            end
     from monitor.alert_rules r
-    -- why in UTC: timestamptz minus an interval of days or months counts them in the session's
-    -- TimeZone, where a day across a DST change is 23 or 25 hours; a window is a span of UTC time
-    cross join lateral (select (p_at at time zone 'UTC' - r.evaluation_window) at time zone 'UTC' as since) w
     left join lateral (
         select case r.aggregate
                    when 'avg' then round(avg(k.price), 12)
@@ -286,7 +284,7 @@ as $$
         from market.ticks k
         where r.kind in ('price', 'volume') and r.aggregate <> 'last'
           and k.instrument_id = r.instrument_id
-          and k.traded_at > w.since and k.traded_at <= p_at
+          and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at
     ) t on true
     left join lateral (
         select case r.aggregate
@@ -299,7 +297,7 @@ as $$
         from monitor.metrics x
         where r.metric is not null and r.aggregate not in ('last', 'change_pct')
           and x.name = r.metric and x.labels @> r.labels
-          and x.recorded_at > w.since and x.recorded_at <= p_at
+          and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
     ) m on true
     left join lateral (
         select case r.aggregate
@@ -315,10 +313,10 @@ as $$
               from monitor.metrics x
               where r.metric is not null and r.aggregate in ('last', 'change_pct')
                 and x.name = r.metric and x.labels @> r.labels
-                and x.recorded_at > w.since and x.recorded_at <= p_at
+                and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
               group by x.labels) l
     ) s on true
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in UTC whatever the session TimeZone (null: no data, or change_pct from 0); change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0); change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

@@ -49,9 +49,10 @@ create or replace function monitor.evaluate_alert_rules(evaluated_at timestamptz
     -- reads passes jit_above_cost, and compiling 174 functions took 0.7 s of a 1.1 s run that takes
     -- 35 ms without it
     set jit = off
-    -- why UTC: evaluated_at - cooldown counts a cooldown's days in the session TimeZone, so across
-    -- a DST change a '1 day' cooldown was 23 or 25 hours (a firing 23.5 hours after the last
-    -- notified one was notified again, from a Berlin session); the message times are UTC too
+    -- why UTC: evaluated_at - cooldown, and internal.alert_rule_values's evaluated_at - window,
+    -- count days in the session TimeZone, so across a DST change a '1 day' cooldown or window was
+    -- 23 or 25 hours (from a Berlin session a firing 23.5 hours after the last notified one was
+    -- notified again); the message times are UTC too
     set timezone = 'UTC'
     language plpgsql
 as $$
