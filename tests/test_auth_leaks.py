@@ -145,10 +145,7 @@ def leaked(text: str, work: Workload) -> list[str]:
 
 
 def test_no_secret_reaches_pg_stat_statements_with_utility_tracking_on(auth_db):
-    # why the reset: the view is cluster-wide and holds pg_stat_statements.max entries; the tests run
-    # before this one in the session's cluster (one database each) can fill it, and a new entry
-    # with few calls is then the first one evicted
-    auth_db.execute("select pg_stat_statements_reset()")
+    # pg_stat_statements starts empty for each test database (db_fixtures.db_url)
     auth_db.execute("set pg_stat_statements.track = 'all'")
     auth_db.execute("set pg_stat_statements.track_utility = on")
     work = run_workload(auth_db)
