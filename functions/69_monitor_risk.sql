@@ -52,7 +52,8 @@ create or replace function monitor.set_risk_limit(
     max_position_notional numeric default null,
     max_open_orders       integer default null,
     max_daily_loss        numeric default null,
-    channels              text[] default null
+    channels              text[] default null,
+    limit_asset           text default null
 )
     returns integer
     volatile
@@ -62,9 +63,13 @@ create or replace function monitor.set_risk_limit(
 as $$
 -- Set the limits of a scope (strategy; exchange; instrument = exchange + symbol). A limit left null
 -- keeps its current value, 0 removes it; channels null keeps them (email for a new scope), and a
--- channel given twice is kept once, where it first appears. Returns the limit row's id.
+-- channel given twice is kept once, where it first appears. limit_asset names the asset the
+-- notional and loss limits are in (an asset some instrument trades, any case); null keeps it, ''
+-- goes back to each instrument's quote asset (see monitor.risk_limits.limit_asset). Returns the
+-- limit row's id.
 #variable_conflict use_column
 declare
+    v_asset text := upper(nullif(set_risk_limit.limit_asset, ''));
     v_scope record;
     v_id    integer;
     v_channels monitor.notification_channel[];
@@ -86,28 +91,37 @@ begin
                             from unnest(set_risk_limit.channels) with ordinality u(c, n)
                             group by u.c order by min(u.n));
     end if;
+    -- why only assets instruments trade: amounts are converted to it at their market prices, so
+    -- an asset no instrument trades (a typo: USTD) would reject every order it has to convert
+    if v_asset is not null and not exists (select from ref.instruments i
+                                           where i.base_asset = v_asset or i.quote_asset = v_asset) then
+        raise exception 'limit_asset "%" is an asset no instrument trades', left(set_risk_limit.limit_asset, 40)
+            using errcode = '22S13',
+                  hint = 'Name an instrument''s base or quote asset, e.g. USDT, or '''' for each instrument''s quote asset.';
+    end if;
     select * into v_scope from internal.risk_scope(set_risk_limit.strategy, set_risk_limit.exchange, set_risk_limit.symbol);
     insert into monitor.risk_limits as l
         (strategy_id, exchange_id, instrument_id, max_order_notional, max_position_notional, max_open_orders,
-         max_daily_loss, channels, updated_by)
+         max_daily_loss, channels, updated_by, limit_asset)
     values
         (v_scope.strategy_id, v_scope.exchange_id, v_scope.instrument_id, v_order, v_pos, v_open, v_loss,
          coalesce(v_channels, '{email}'),
-         nullif(current_setting('spreadedge.actor', true), ''))
+         nullif(current_setting('spreadedge.actor', true), ''), v_asset)
     on conflict (strategy_id, exchange_id, instrument_id) do update
     set max_order_notional = case when set_risk_limit.max_order_notional is null then l.max_order_notional else v_order end,
         max_position_notional = case when set_risk_limit.max_position_notional is null then l.max_position_notional else v_pos end,
         max_open_orders = case when set_risk_limit.max_open_orders is null then l.max_open_orders else v_open end,
         max_daily_loss = case when set_risk_limit.max_daily_loss is null then l.max_daily_loss else v_loss end,
         channels = coalesce(v_channels, l.channels),
+        limit_asset = case when set_risk_limit.limit_asset is null then l.limit_asset else v_asset end,
         updated_at = now(),
         updated_by = excluded.updated_by
     returning l.limit_id into v_id;
     return v_id;
 end;
 $$;
-comment on function monitor.set_risk_limit(text, text, text, numeric, numeric, integer, numeric, text[]) is
-    'Set the pre-trade limits of a strategy (optionally of one exchange or instrument): null keeps a limit, 0 removes it. Returns the limit id.';
+comment on function monitor.set_risk_limit(text, text, text, numeric, numeric, integer, numeric, text[], text) is
+    'Set the pre-trade limits of a strategy (optionally of one exchange or instrument): null keeps a limit, 0 removes it; limit_asset names the asset the notional and loss limits are in ('''': each instrument''s quote asset). Returns the limit id.';
 
 create or replace function internal.record_risk_event(
     p_strategy_id   integer,
@@ -260,6 +274,23 @@ drop function if exists internal.risk_breach(integer, ref.instruments, trading.o
 -- again on every call; it now records the breach itself and returns the reason alone.
 drop function if exists internal.risk_breach(integer, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric);
 
+create or replace function internal.limit_rate(p_exchange_id smallint, p_asset text, p_limit_asset text,
+                                               p_strategy_id integer)
+    returns numeric
+    stable
+    language sql
+as $$
+    -- The price of one unit of p_asset (an instrument's quote asset on exchange p_exchange_id) in
+    -- a risk limit's limit_asset, as the strategy's owner sees the market (internal.asset_price_as:
+    -- another trader's private fill never values it); 1 for the asset itself, null when unknown.
+    select case when p_asset = p_limit_asset then 1
+                else internal.asset_price_as(p_exchange_id, p_asset, p_limit_asset, true,
+                                             (select s.owner_user_id from trading.strategies s
+                                              where s.strategy_id = p_strategy_id)) end
+$$;
+comment on function internal.limit_rate(smallint, text, text, integer) is
+    'Price of an instrument''s quote asset in a risk limit''s limit_asset, as the strategy''s owner sees the market; 1 for the same asset, null when unknown.';
+
 create or replace function internal.risk_breach(
     p_strategy_id integer,
     p_order_id    bigint,
@@ -289,6 +320,9 @@ as $$
 -- refused). Limits of every scope the order falls in apply: kill switches first, then the
 -- narrowest scope first; within a limit: kill switch, order notional (an order without a price
 -- breaks it), open orders, position notional, daily loss.
+-- Amounts are in the limit's limit_asset, converted by internal.limit_rate (an amount that cannot
+-- be converted breaks the limit); a limit without one is in the order's quote asset and adds up
+-- only the positions and PnL of instruments quoted in it (never BTC and USDT at par).
 -- An order that only reduces its instrument's position (the other side, at most the position's
 -- quantity) is not held to max_position_notional or max_daily_loss, so that a strategy beyond
 -- them can still get out; the kill switch, max_order_notional and max_open_orders hold every
@@ -324,11 +358,20 @@ begin
             v_kind := 'kill_switch';
             exit limits;
         end if;
+        -- why coalesce: an order without a price, or whose quote asset has no price in limit_asset,
+        -- cannot be valued and breaks the limit
         if l.max_order_notional is not null
-           and (p_price is null or p_quantity * p_price * p_instrument.multiplier > l.max_order_notional) then
+           and coalesce(p_quantity * p_price * p_instrument.multiplier
+                        * case when l.limit_asset is null then 1
+                               else internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
+                                                        l.limit_asset, p_strategy_id) end
+                        > l.max_order_notional, true) then
             v_kind := 'max_order_notional';
             v_value := l.max_order_notional;
-            v_observed := p_quantity * p_price * p_instrument.multiplier;
+            v_observed := p_quantity * p_price * p_instrument.multiplier
+                          * case when l.limit_asset is null then 1
+                                 else internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
+                                                          l.limit_asset, p_strategy_id) end;
             exit limits;
         end if;
         if l.max_open_orders is not null then
@@ -368,7 +411,26 @@ begin
             -- why the position's own multiplier (trading.positions.multiplier): joining
             -- the positions to ref.instruments for it planned a sort and a merge join,
             -- a third of the statement's instructions
-            if l.instrument_id is null and l.exchange_id is null then
+            if l.limit_asset is not null then
+                -- every position in limit_asset, whatever the scope (one statement: such limits
+                -- are rare, and their conversions cost more than the plan); null when one of
+                -- them cannot be converted
+                select v_observed * internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
+                                                        l.limit_asset, p_strategy_id)
+                       + case when bool_or(v.notional is null) then null else coalesce(sum(v.notional), 0) end
+                into v_observed
+                from (select abs(p.quantity) * p.multiplier
+                             * coalesce(internal.quote_mark(lp.bid, lp.ask, lp.last_price),
+                                        internal.latest_fill_price(p.instrument_id), p.avg_entry_price)
+                             * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id) as notional
+                      from trading.positions p
+                      join ref.instruments i on i.instrument_id = p.instrument_id
+                      left join market.latest_prices lp on lp.instrument_id = p.instrument_id
+                      where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
+                        and p.quantity <> 0
+                        and l.instrument_id is null
+                        and (l.exchange_id is null or i.exchange_id = l.exchange_id)) v;
+            elsif l.instrument_id is null and l.exchange_id is null then
                 select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
                            -- trading.mark_price's steps, without its call: the latest
                            -- fill only for an instrument without market data
@@ -378,7 +440,9 @@ begin
                 from trading.positions p
                 left join market.latest_prices lp on lp.instrument_id = p.instrument_id
                 where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
-                  and p.quantity <> 0;
+                  and p.quantity <> 0
+                  and p.instrument_id in (select i.instrument_id from ref.instruments i
+                                          where i.quote_asset = p_instrument.quote_asset);
             elsif l.instrument_id is null then
                 -- an exchange's limit: why a statement of its own, as for the daily loss below
                 select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
@@ -390,9 +454,10 @@ begin
                 where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
                   and p.quantity <> 0
                   and p.instrument_id in (select i.instrument_id from ref.instruments i
-                                          where i.exchange_id = l.exchange_id);
+                                          where i.exchange_id = l.exchange_id
+                                            and i.quote_asset = p_instrument.quote_asset);
             end if;
-            if v_observed > l.max_position_notional then
+            if v_observed is null or v_observed > l.max_position_notional then
                 v_kind := 'max_position_notional';
                 v_value := l.max_position_notional;
                 exit limits;
@@ -401,11 +466,25 @@ begin
         if l.max_daily_loss is not null and not v_reduces then
             -- why one statement per scope: a generic plan of one statement for all three
             -- filtered every row on the scope and started up the exchange's subquery each time
-            if l.exchange_id is null then
+            if l.limit_asset is not null then
+                -- every instrument's PnL in limit_asset, whatever the scope (see above); null when
+                -- one of them cannot be converted
+                select -case when bool_or(v.pnl is null) then null else coalesce(sum(v.pnl), 0) end
+                into v_observed
+                from (select d.realized_pnl
+                             * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id) as pnl
+                      from trading.daily_pnl d
+                      join ref.instruments i on i.instrument_id = d.instrument_id
+                      where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+                        and (l.exchange_id is null or i.exchange_id = l.exchange_id)
+                        and (l.instrument_id is null or i.instrument_id = l.instrument_id)) v;
+            elsif l.exchange_id is null then
                 select -coalesce(sum(d.realized_pnl), 0)
                 into v_observed
                 from trading.daily_pnl d
-                where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date;
+                where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+                  and d.instrument_id in (select i.instrument_id from ref.instruments i
+                                          where i.quote_asset = p_instrument.quote_asset);
             elsif l.instrument_id is not null then
                 select -coalesce(sum(d.realized_pnl), 0)
                 into v_observed
@@ -418,9 +497,10 @@ begin
                 from trading.daily_pnl d
                 where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
                   and d.instrument_id in (select i.instrument_id from ref.instruments i
-                                          where i.exchange_id = l.exchange_id);
+                                          where i.exchange_id = l.exchange_id
+                                            and i.quote_asset = p_instrument.quote_asset);
             end if;
-            if v_observed >= l.max_daily_loss then
+            if v_observed is null or v_observed >= l.max_daily_loss then
                 v_kind := 'max_daily_loss';
                 v_value := l.max_daily_loss;
                 exit limits;
@@ -434,20 +514,31 @@ begin
     v_reason := case v_kind
         when 'kill_switch' then 'kill switch is on'
         when 'max_order_notional' then
-            case when v_observed is null
+            case when p_price is null
                  then format('max_order_notional: the order has no price and %s has no market price to value it',
                              p_instrument.symbol)
-                 else format('order notional %s exceeds max_order_notional %s', trim_scale(v_observed), v_value) end
+                 when v_observed is null
+                 then format('max_order_notional: %s has no market price in %s to value the order',
+                             p_instrument.quote_asset, l.limit_asset)
+                 else format('order notional %s%s exceeds max_order_notional %s%s', trim_scale(v_observed),
+                             ' ' || l.limit_asset, v_value, ' ' || l.limit_asset) end
         when 'max_position_notional' then
-            case when v_observed is null
+            case when p_price is null
                  then format('max_position_notional: the order has no price and %s has no market price to value it',
                              p_instrument.symbol)
-                 else format('position notional %s after the order exceeds max_position_notional %s',
-                             trim_scale(v_observed), v_value) end
+                 when v_observed is null
+                 then format('max_position_notional: a position of the scope is quoted in an asset with no market price in %s to value it',
+                             l.limit_asset)
+                 else format('position notional %s%s after the order exceeds max_position_notional %s%s',
+                             trim_scale(v_observed), ' ' || l.limit_asset, v_value, ' ' || l.limit_asset) end
         when 'max_open_orders' then
             format('%s working orders with this one exceed max_open_orders %s', v_observed, v_value)
         when 'max_daily_loss' then
-            format('realized loss today %s reached max_daily_loss %s', trim_scale(v_observed), v_value)
+            case when v_observed is null
+                 then format('max_daily_loss: a realized PnL of today is in an asset with no market price in %s to value it',
+                             l.limit_asset)
+                 else format('realized loss today %s%s reached max_daily_loss %s%s', trim_scale(v_observed),
+                             ' ' || l.limit_asset, v_value, ' ' || l.limit_asset) end
     end;
     perform internal.record_risk_event(p_strategy_id, p_instrument.instrument_id, p_order_id, l.limit_id,
                                        v_kind, v_value, v_observed, v_reason);

@@ -193,7 +193,8 @@ as
            l.kill_switch,
            l.channels,
            l.updated_at,
-           l.updated_by
+           l.updated_by,
+           l.limit_asset
     from monitor.risk_limits l
     join trading.strategies s on s.strategy_id = l.strategy_id
     left join ref.exchanges e on e.exchange_id = l.exchange_id
@@ -202,7 +203,7 @@ as
     where (select internal.visible_strategy_ids()) is null
        or l.strategy_id = any ((select internal.visible_strategy_ids())::integer[]);
 comment on view monitor.risk_limit_list is
-    'Risk limits with strategy, exchange and symbol names (null exchange or symbol: every one). A scoped session sees its visible strategies'' limits.';
+    'Risk limits with strategy, exchange and symbol names (null exchange or symbol: every one) and the asset their amounts are in (null: each instrument''s quote asset). A scoped session sees its visible strategies'' limits.';
 
 create or replace view monitor.risk_event_list
     with (security_barrier = true)

@@ -256,6 +256,7 @@ create table monitor.risk_limits (
     channels              monitor.notification_channel[] not null default '{email}',
     updated_at            timestamptz not null default now(),
     updated_by            text,
+    limit_asset           text check (limit_asset ~ '^[A-Z0-9]{1,32}$'),
     -- why: an instrument belongs to one exchange, so an instrument scope names its exchange too
     check (instrument_id is null or exchange_id is not null),
     -- why: one row per scope; the index also finds a strategy's limits on every placement
@@ -267,14 +268,16 @@ comment on column monitor.risk_limits.limit_id is 'Surrogate key.';
 comment on column monitor.risk_limits.strategy_id is 'The strategy limited.';
 comment on column monitor.risk_limits.exchange_id is 'Only orders on this exchange (null: every exchange).';
 comment on column monitor.risk_limits.instrument_id is 'Only orders of this instrument (null: every instrument).';
-comment on column monitor.risk_limits.max_order_notional is 'Largest quantity x price x multiplier of one order, in quote units (market orders at the mark price).';
-comment on column monitor.risk_limits.max_position_notional is 'Largest sum over the scope''s positions of |quantity after the order| x price x multiplier, in quote units; an order that only reduces its position is not held to it.';
+comment on column monitor.risk_limits.max_order_notional is 'Largest quantity x price x multiplier of one order, in limit_asset (market orders at the mark price).';
+comment on column monitor.risk_limits.max_position_notional is 'Largest sum over the scope''s positions of |quantity after the order| x price x multiplier, in limit_asset; an order that only reduces its position is not held to it.';
 comment on column monitor.risk_limits.max_open_orders is 'Most orders working at once in the scope, the new one included.';
-comment on column monitor.risk_limits.max_daily_loss is 'Largest realized loss (net of fees, with funding) of the current UTC day in the scope; beyond it new orders are rejected, except those that only reduce a position.';
+comment on column monitor.risk_limits.max_daily_loss is 'Largest realized loss (net of fees, with funding) of the current UTC day in the scope, in limit_asset; beyond it new orders are rejected, except those that only reduce a position.';
 comment on column monitor.risk_limits.kill_switch is 'True: every new order in the scope is rejected.';
 comment on column monitor.risk_limits.channels is 'Where breaches and kill switch changes are notified.';
 comment on column monitor.risk_limits.updated_at is 'When the limits last changed.';
 comment on column monitor.risk_limits.updated_by is 'Who changed them last (spreadedge.actor).';
+comment on column monitor.risk_limits.limit_asset is
+    'The asset max_order_notional, max_position_notional and max_daily_loss are in: every amount is converted to it at the market price the strategy''s owner sees, and an amount that cannot be converted breaks the limit. Null: each instrument''s quote asset, and only amounts in the quote asset of the order''s instrument are added up.';
 
 create table monitor.risk_events (
     risk_event_id  bigint generated always as identity primary key,

@@ -388,7 +388,7 @@ def risk_group() -> None:
 def show_risk(settings: Settings, strategy: str | None) -> None:
     """List the risk limits (empty exchange or symbol: every one), then the newest 20 risk events,
     newest first."""
-    limits = ["strategy", "exchange", "symbol", "max_order_notional", "max_position_notional",
+    limits = ["strategy", "exchange", "symbol", "limit_asset", "max_order_notional", "max_position_notional",
               "max_open_orders", "max_daily_loss", "kill_switch", "channels"]  # fmt: skip
     events = ["risk_event_id", "occurred_at", "strategy", "exchange", "symbol", "order_id", "reason"]
     with _connect(settings) as conn:
@@ -433,7 +433,12 @@ def _scope_options(command: Any) -> Any:
 @risk_group.command(name="set")
 @click.argument("strategy")
 @_scope_options
-@click.option("--max-order-notional", type=DECIMAL, default=None, help="Per order, quote units (0 removes).")
+@click.option(
+    "--limit-asset",
+    default=None,
+    help="The asset the notional and loss limits are in, e.g. USDT ('' for each instrument's quote asset).",
+)
+@click.option("--max-order-notional", type=DECIMAL, default=None, help="Per order, limit asset (0 removes).")
 @click.option("--max-position-notional", type=DECIMAL, default=None, help="Positions in scope (0 removes).")
 @click.option("--max-open-orders", type=INTEGER_COUNT, default=None, help="Working orders (0 removes).")
 @click.option("--max-daily-loss", type=DECIMAL, default=None, help="Realized loss today, UTC (0 removes).")
@@ -455,8 +460,11 @@ def set_risk(
     max_open_orders: int | None,
     max_daily_loss: Decimal | None,
     channels: tuple[str, ...],
+    limit_asset: str | None,
 ) -> None:
-    """Set STRATEGY's limits (a limit not given keeps its value; 0 removes it)."""
+    """Set STRATEGY's limits (a limit not given keeps its value; 0 removes it). Amounts are in
+    --limit-asset, converted at market prices; without one, in each instrument's quote asset, adding
+    up only positions and losses in the order's quote asset."""
     with _connect(settings) as conn:
         _call(
             conn,
@@ -469,6 +477,7 @@ def set_risk(
             max_open_orders=max_open_orders,
             max_daily_loss=max_daily_loss,
             channels=list(channels) or None,
+            limit_asset=limit_asset,
         )
     click.echo(f"risk limits of {strategy} set")
 
