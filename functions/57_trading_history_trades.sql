@@ -253,7 +253,8 @@ create or replace function trading.trade_summary(
     language plpgsql
 as $$
 -- Trades grouped by strategy, exchange, symbol or UTC day, in [start_date, end_date): count, volume
--- (base units), notional (quote units, with the multiplier), fees and realized PnL (net of fees; in
+-- (filled quantity as pnl_summary counts it: base units on spot, contracts on derivatives),
+-- notional (quote units, with the multiplier), fees and realized PnL (net of fees; in
 -- quote units), and the win rate: of the trades that closed something (closed_quantity > 0, a close
 -- at the entry price included), the share whose realized_pnl is positive; null when none closed
 -- anything. Funding is not a
