@@ -252,7 +252,9 @@ create or replace function trading.trade_summary(
     stable
     language plpgsql
 as $$
--- Trades grouped by strategy, exchange, symbol or UTC day, in [start_date, end_date): count, volume
+-- Trades grouped by strategy, exchange, symbol or UTC day and by quote asset, in
+-- [start_date, end_date) (a strategy trading BTC/USDT and ETH/BTC has a USDT group and a BTC one:
+-- amounts in different assets are never added up, as in trading.pnl_summary): count, volume
 -- (filled quantity as pnl_summary counts it: base units on spot, contracts on derivatives),
 -- notional (quote units, with the multiplier), fees and realized PnL (net of fees; in
 -- quote units), and the win rate: of the trades that closed something (closed_quantity > 0, a close
@@ -278,6 +280,7 @@ begin
         'groups', (
             select coalesce(json_agg(json_build_object(
                        'key', g.key,
+                       'quote_asset', g.quote_asset,
                        'trades', g.trades,
                        'volume', trim_scale(g.volume)::text,
                        'notional', trim_scale(g.notional)::text,
@@ -286,13 +289,14 @@ begin
                        'closing_trades', g.closing,
                        'winning_trades', g.winning,
                        'win_rate', case when g.closing > 0 then trim_scale(round(g.winning::numeric / g.closing, 6))::text end)
-                       order by g.key), '[]')
+                       order by g.key, g.quote_asset), '[]')
             from (select case group_by
                              when 'strategy' then s.name
                              when 'exchange' then e.code
                              when 'symbol' then i.symbol
                              else to_char(t.executed_at at time zone 'UTC', 'YYYY-MM-DD')
                          end as key,
+                         i.quote_asset,
                          count(*) as trades,
                          sum(t.quantity) as volume,
                          sum(t.quantity * t.price * t.multiplier) as notional,
@@ -307,8 +311,8 @@ begin
                   where t.strategy_id = any (internal.strategy_ids_named(strategy))
                     and (start_date is null or t.executed_at >= start_date)
                     and (end_date is null or t.executed_at < end_date)
-                  group by 1) g));
+                  group by 1, 2) g));
 end;
 $$;
 comment on function trading.trade_summary(timestamptz, timestamptz, text, text) is
-    'Trades grouped by strategy (the default), exchange, symbol or UTC day: count, volume, notional, fees, realized PnL and win rate, as json; any other group_by, null too, raises 22S09. Needs pnl:read.';
+    'Trades grouped by strategy (the default), exchange, symbol or UTC day, and by quote asset: count, volume, notional, fees, realized PnL and win rate, as json; any other group_by, null too, raises 22S09. Needs pnl:read.';

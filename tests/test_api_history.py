@@ -163,6 +163,7 @@ def test_trades_summary_by_strategy_for_an_admin(api: Api) -> None:
     assert body["groups"] == [
         {
             "key": "alice-arb",
+            "quote_asset": "USDT",
             "trades": 4,
             "volume": "2.2",
             "notional": "132800",
@@ -174,6 +175,7 @@ def test_trades_summary_by_strategy_for_an_admin(api: Api) -> None:
         },
         {
             "key": "bob-arb",
+            "quote_asset": "USDT",
             "trades": 2,
             "volume": "2",
             "notional": "117000",
@@ -191,6 +193,7 @@ def test_trades_summary_of_a_trader_leaves_out_other_traders(api: Api) -> None:
     assert groups == [
         {
             "key": "BTCUSDT",
+            "quote_asset": "USDT",
             "trades": 2,
             "volume": "2",
             "notional": "117000",

@@ -114,6 +114,10 @@ class PositionList(Model):
 
 class TradeSummaryGroup(Model):
     key: str = Field(description="The strategy, exchange, symbol or UTC day (YYYY-MM-DD) of the group.")
+    quote_asset: str = Field(
+        description="The quote asset notional, fees and realized PnL are in: a key with trades in several"
+        " quote assets has a group for each."
+    )
     trades: int
     volume: DecimalText
     notional: DecimalText
