@@ -105,7 +105,8 @@ as $$
 -- limit is stored rejected by place_order (with its risk event), and then the other leg is
 -- rejected too, naming the spread trade and that reason: the spread trade is stored and returned
 -- with both legs rejected, never one-legged. Idempotent on client_spread_id: a retry, also a
--- concurrent one, returns the same spread trade; one with different values raises 23S06.
+-- concurrent one, returns the same spread trade; one with different values raises 23S06, and so
+-- does a new one whose leg's client order id (client_spread_id-buy or -sell) an order has taken.
 #variable_conflict use_column
 declare
     v_pair     record := internal.find_pair(open_spread_trade.symbol);
@@ -118,6 +119,7 @@ declare
     v_symbols     text[] := array[]::text[];
     v_multipliers numeric[] := array[]::numeric[];
     v_orders      bigint[] := array[]::bigint[];
+    v_taken       trading.order_keys;
     v_buy         trading.orders;
     v_sell        trading.orders;
 begin
@@ -178,6 +180,27 @@ begin
             raise exception 'no % instrument trades %/% on %', open_spread_trade.market_type, v_pair.base_asset,
                 v_pair.quote_asset, v_exchange using errcode = '23S02';
         end if;
+        -- why: the legs are new orders, but place_order returns an order placed before under a
+        -- leg's client order id (as its retry), and the spread trade claimed that order, perhaps
+        -- filled long ago, as a leg it never placed (its fills counted as this spread's)
+        if open_spread_trade.client_spread_id is not null then
+            select k.* into v_taken
+            from trading.order_keys k
+            where k.exchange_id = internal.exchange_id(v_exchange)
+              and k.client_order_id = open_spread_trade.client_spread_id || '-' || v_side;
+            -- why no order id for another user's: as internal.match_retried_order, their order
+            -- must not be told apart from, or described to, this session
+            if found and not internal.strategy_in_scope(v_taken.strategy_id) then
+                raise exception 'client order id "%" is already used', v_taken.client_order_id
+                    using errcode = '23S06',
+                          hint = 'A client order id names one order; use a new id for a new order.';
+            elsif found then
+                raise exception 'client order id "%" of the % leg is already used by order %',
+                    v_taken.client_order_id, v_side, v_taken.order_id
+                    using errcode = '23S06',
+                          hint = 'A spread trade places its legs as new orders under client_spread_id-buy and -sell; use a new client_spread_id.';
+            end if;
+        end if;
         v_symbols := v_symbols || v_symbol;
         v_multipliers := v_multipliers || v_multiplier;
     end loop;
@@ -207,9 +230,8 @@ begin
     returning spread_trade_id into v_id;
     -- A leg that place_order rejected for a risk limit leaves the other unhedged: reject it too.
     -- why not raise: that would roll back the breach's risk event and its notification; the
-    -- caller reads both legs' status, as after a rejected place_order
-    -- (a leg that was not new, an order placed before under the leg's client order id, cannot be
-    -- rejected: 55S01 then, and nothing is written)
+    -- caller reads both legs' status, as after a rejected place_order. Both legs are new (see the
+    -- client order id check above), so either can be rejected.
     v_buy := internal.lock_order(v_orders[1]);
     v_sell := internal.lock_order(v_orders[2]);
     if v_buy.status = 'rejected' and v_sell.status <> 'rejected' then
@@ -223,7 +245,7 @@ begin
 end;
 $$;
 comment on function trading.open_spread_trade(text, text, text, text, numeric, numeric, numeric, text, text, timestamptz) is
-    'Places the buy and sell leg orders of a cross-exchange spread trade (spot, margin or perpetual) in one transaction; returns the spread trade id. A leg rejected by a risk limit rejects the other too (both legs rejected, the spread trade stored); idempotent on client_spread_id (23S06 when a retry differs).';
+    'Places the buy and sell leg orders of a cross-exchange spread trade (spot, margin or perpetual) in one transaction; returns the spread trade id. A leg rejected by a risk limit rejects the other too (both legs rejected, the spread trade stored); idempotent on client_spread_id (23S06 when a retry differs, or another order took a leg''s client order id).';
 
 create or replace function trading.spread_trade_pnl(
     strategy text default null,
