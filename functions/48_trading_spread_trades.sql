@@ -254,7 +254,7 @@ create or replace function trading.spread_trade_pnl(
 )
     returns table (
         spread_trade_id bigint, strategy_name text, opened_at timestamptz, buy_exchange text, buy_symbol text,
-        sell_exchange text, sell_symbol text, quantity numeric, buy_filled numeric, sell_filled numeric,
+        sell_exchange text, sell_symbol text, quote_asset text, quantity numeric, buy_filled numeric, sell_filled numeric,
         buy_avg_price numeric, sell_avg_price numeric, matched_quantity numeric, captured_spread numeric,
         fees numeric, net_pnl numeric, residual_quantity numeric, residual_exposure numeric
     )
@@ -270,7 +270,9 @@ as $$
 -- its trades' quantity x price x multiplier over its filled quantity), the fees of both legs'
 -- fills (quote value), net PnL = captured - fees, and the residual of uneven fills: buy filled -
 -- sell filled (positive = long on the buy exchange) and its value at the mark price and contract
--- multiplier of the leg that is ahead (0 when the legs filled evenly).
+-- multiplier of the leg that is ahead (0 when the legs filled evenly). Prices, the captured
+-- spread, fees, net PnL and the residual's value are in quote_asset, the pair's (both legs trade
+-- one pair).
 -- why each trade's own multiplier (trading.trades.multiplier): a fill was realized at the
 -- contract size of its day; ref.upsert_instrument may change the instrument's later, and a
 -- closed spread trade's result must not change with it. The residual is open exposure, valued now.
@@ -288,7 +290,7 @@ begin
         v_strategy_id := (internal.find_strategy(spread_trade_pnl.strategy)).strategy_id;
     end if;
     return query
-    select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, s.quantity,
+    select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, bi.quote_asset, s.quantity,
            b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
            m.matched, c.captured, f.fees, c.captured - f.fees,
            b.filled_quantity - o.filled_quantity,
@@ -333,27 +335,29 @@ begin
 end;
 $$;
 comment on function trading.spread_trade_pnl(text, timestamptz, timestamptz) is
-    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at), fees, net PnL and the residual exposure of uneven leg fills.';
+    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at), fees, net PnL and the residual exposure of uneven leg fills, in the pair''s quote asset.';
 
 create or replace function trading.spread_trade_summary(
     strategy text default null,
     since    timestamptz default null,
     until    timestamptz default null
 )
-    returns table (strategy_name text, spread_trades bigint, matched_quantity numeric, captured_spread numeric,
-                   fees numeric, net_pnl numeric, uneven_trades bigint)
+    returns table (strategy_name text, quote_asset text, spread_trades bigint, matched_quantity numeric,
+                   captured_spread numeric, fees numeric, net_pnl numeric, uneven_trades bigint)
     stable
     security definer
     set search_path = ''
     language sql
 as $$
-    -- trading.spread_trade_pnl summed per strategy; uneven_trades counts those with a residual.
-    select p.strategy_name, count(*), sum(p.matched_quantity), sum(p.captured_spread), sum(p.fees), sum(p.net_pnl),
-           count(*) filter (where p.residual_quantity <> 0)
+    -- trading.spread_trade_pnl summed per strategy and quote asset; uneven_trades counts those with
+    -- a residual. why per quote asset: the USDT of a BTC/USDT spread and the BTC of an ETH/BTC one
+    -- were added up into one number
+    select p.strategy_name, p.quote_asset, count(*), sum(p.matched_quantity), sum(p.captured_spread), sum(p.fees),
+           sum(p.net_pnl), count(*) filter (where p.residual_quantity <> 0)
     from trading.spread_trade_pnl(spread_trade_summary.strategy, spread_trade_summary.since,
                                   spread_trade_summary.until) p
-    group by p.strategy_name
-    order by p.strategy_name
+    group by p.strategy_name, p.quote_asset
+    order by p.strategy_name, p.quote_asset
 $$;
 comment on function trading.spread_trade_summary(text, timestamptz, timestamptz) is
-    'Spread trades per strategy: count, matched quantity, captured spread, fees, net PnL and how many filled unevenly.';
+    'Spread trades per strategy and quote asset: count, matched quantity, captured spread, fees, net PnL (in the quote asset) and how many filled unevenly.';

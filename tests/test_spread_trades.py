@@ -9,7 +9,17 @@ import pytest
 
 from auth_helpers import acting_as, make_user
 from market_helpers import RECENT_NOON, quote
-from trading_helpers import call, counts, fill, list_okx_btc_spot, list_spot, order, rows, waits_for_a_lock
+from trading_helpers import (
+    call,
+    counts,
+    fill,
+    list_binance_eth_btc,
+    list_okx_btc_spot,
+    list_spot,
+    order,
+    rows,
+    waits_for_a_lock,
+)
 
 T0 = RECENT_NOON
 
@@ -22,19 +32,14 @@ def venues(seeded):
 
 
 def open_spread(conn, quantity="2", **kwargs):
-    """alpha's BTC/USDT spread trade, buying on binance and selling on okx unless kwargs say otherwise."""
+    """alpha's spread trade of BTC/USDT, buying on binance and selling on okx, unless kwargs say otherwise."""
     kwargs.setdefault("strategy", "alpha")
     kwargs.setdefault("buy_price", Decimal("100"))
     kwargs.setdefault("sell_price", Decimal("101"))
     kwargs.setdefault("buy_exchange", "binance")
     kwargs.setdefault("sell_exchange", "okx")
-    return call(
-        conn,
-        "trading.open_spread_trade",
-        symbol="BTC/USDT",
-        quantity=Decimal(quantity),
-        **kwargs,
-    )
+    kwargs.setdefault("symbol", "BTC/USDT")
+    return call(conn, "trading.open_spread_trade", quantity=Decimal(quantity), **kwargs)
 
 
 def legs(conn, spread_trade_id):
@@ -192,6 +197,7 @@ def test_the_summary_sums_spread_trades_per_strategy(venues):
     assert summary == [
         {
             "strategy_name": "alpha",
+            "quote_asset": "USDT",
             "spread_trades": 2,
             "matched_quantity": Decimal("3"),
             "captured_spread": Decimal("3"),
@@ -199,6 +205,27 @@ def test_the_summary_sums_spread_trades_per_strategy(venues):
             "net_pnl": Decimal("3"),
             "uneven_trades": 1,
         }
+    ]
+
+
+def test_the_summary_sums_spread_trades_of_each_quote_asset_apart(venues):
+    list_binance_eth_btc(venues)
+    call(venues, "ref.upsert_instrument", exchange="okx", symbol="ETH-BTC", base_asset="ETH", quote_asset="BTC",
+         market_type="spot", tick_size=Decimal("0.00001"), lot_size=Decimal("0.001"))  # fmt: skip
+    btc = legs(venues, open_spread(venues, client_spread_id="btc"))
+    eth = legs(venues, open_spread(venues, symbol="ETH/BTC", buy_price=Decimal("0.05"),
+                                   sell_price=Decimal("0.051"), client_spread_id="eth"))  # fmt: skip
+    for (buy, sell), (buy_price, sell_price) in zip(
+        [btc, eth], [("100", "101"), ("0.05", "0.051")], strict=True
+    ):
+        fill(venues, buy, "2", buy_price, executed_at=T0)
+        fill(venues, sell, "2", sell_price, executed_at=T0)
+
+    summary = rows(venues, "trading.spread_trade_summary")
+
+    assert [(r["quote_asset"], r["spread_trades"], r["captured_spread"]) for r in summary] == [
+        ("BTC", 1, Decimal("0.002")),
+        ("USDT", 1, Decimal("2")),
     ]
 
 
