@@ -315,14 +315,25 @@ class _Manager:
         if self._pool is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
         wait = self.config.timeout if timeout is None else timeout
+        pool = self._pool
         try:
-            async with self._pool.connection(timeout=wait) as conn:
+            try:
+                # why asyncio.timeout as well: the pool's timeout bounds the wait for a free
+                # connection, not its check of the one it hands out, and that check waits forever on
+                # a connection whose server stopped answering (a frozen host, a network partition)
+                async with asyncio.timeout(wait):
+                    conn = await pool.getconn(timeout=wait)
+            except TimeoutError as exc:
+                raise PoolTimeout(f"no working connection within {wait:g} s") from exc
+            try:
                 self._in_use += 1
                 try:
                     async with conn.transaction():
                         yield conn
                 finally:
                     self._in_use -= 1
+            finally:
+                await pool.putconn(conn)
         except PoolClosed as exc:  # close() while this call waited for a connection
             name = type(self).__name__
             raise RuntimeError(f"{name} was closed while the call waited for a connection") from exc
@@ -472,7 +483,19 @@ class DatabaseManager(_Manager):
         try:
             await self._open(timeout=wait)
             query = sqlcall.select_rows("ops.health", arguments)
-            rows = await self._rows(query, arguments, HealthCheck, timeout=wait)
+            async with self._transaction(wait) as conn:
+                # why a bound on the query too: ops.health counts the rows of the default
+                # partitions, which waits for as long as a migration or a maintenance run locks them
+                async with asyncio.timeout(wait):
+                    rows = await _fetch(conn, query, arguments, HealthCheck)
+        except TimeoutError:
+            return HealthReport(
+                False,
+                {
+                    "database": (True, "reachable"),
+                    "health": (False, f"ops.health did not answer within {wait:g} s"),
+                },
+            )
         except DatabaseUnavailable as exc:
             return HealthReport(False, {"database": (False, str(exc))})
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
