@@ -99,10 +99,10 @@ create or replace function ref.upsert_instrument(
     market_type  text,
     tick_size    numeric,
     lot_size     numeric,
-    min_notional numeric default 0,
+    min_notional numeric default null,
     maker_fee    numeric default null,
     taker_fee    numeric default null,
-    multiplier   numeric default 1
+    multiplier   numeric default null
 )
     returns bigint
     volatile
@@ -110,14 +110,19 @@ create or replace function ref.upsert_instrument(
     set search_path = ''
     language plpgsql
 as $$
--- Create or update the instrument (exchange, symbol). Fees default to the exchange's rates for the
--- market type. Returns the instrument id.
+-- Create or update the instrument (exchange, symbol). A rule not given (min_notional, a fee or
+-- the multiplier null) keeps its listed value, fees only under the same market type; a new symbol
+-- gets a minimum notional of 0, the exchange's fee rates for the market type and a multiplier of
+-- 1. Returns the instrument id.
 #variable_conflict use_column
 declare
     v_exchange_id smallint := internal.exchange_id(upsert_instrument.exchange);
     v_market      ref.exchange_markets;
     v_id          integer;
     v_listed      ref.instruments;
+    v_multiplier  numeric;
+    v_maker_fee   numeric;
+    v_taker_fee   numeric;
 begin
     perform internal.require_permission('instruments:write');
     -- why the lengths: a symbol and the asset codes are index keys, and a btree entry over about
@@ -133,6 +138,15 @@ begin
     -- read; the table's check caught only surrounding spaces, with a bare check violation (23514)
     if upsert_instrument.symbol ~ '^\s|\s$|[[:cntrl:]]' then
         raise exception 'symbol "%" has surrounding white space or a control character', upsert_instrument.symbol
+            using errcode = '22S09',
+                  hint = 'Give the exchange''s symbol as it lists it, e.g. BTCUSDT or BTC-USDT-SWAP.';
+    end if;
+    -- why: a no-break or other Unicode space that \s misses (U+00A0, U+202F) or an invisible
+    -- character (zero-width space, joiner, BOM, bidirectional mark, variation selector) looks like
+    -- nothing, so BTCUSDT followed by one was a second BTCUSDT that no caller could find; the
+    -- characters are those trading.create_strategy refuses in a name
+    if upsert_instrument.symbol ~ '[\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]' then
+        raise exception 'symbol "%" holds an invisible character or a space other than U+0020', upsert_instrument.symbol
             using errcode = '22S09',
                   hint = 'Give the exchange''s symbol as it lists it, e.g. BTCUSDT or BTC-USDT-SWAP.';
     end if;
@@ -170,7 +184,7 @@ begin
         raise exception 'minimum notional must be zero or positive and finite, got %', min_notional
             using errcode = '22S09';
     end if;
-    if multiplier is null or not (multiplier > 0 and multiplier < 'Infinity') then
+    if multiplier is not null and not (multiplier > 0 and multiplier < 'Infinity') then
         raise exception 'multiplier must be positive and finite, got %', multiplier using errcode = '22S09';
     end if;
     -- why: a spot or margin quantity is in units of the base asset, and a base-asset fee changes it
@@ -187,18 +201,39 @@ begin
                   hint = 'Rates are fractions of notional: 0.001 is 10 bps.';
     end if;
 
+    -- why FOR UPDATE: a placement or fill holds the row FOR KEY SHARE until it commits, so this
+    -- waits for those in flight and new ones wait for it; the checks below then see them all
+    -- why a loop: a new symbol another transaction lists first is then updated as listed, with
+    -- the rules not given here kept from its listing rather than reset to a new one's
+    <<listing>>
+    loop
+        select i.* into v_listed
+        from ref.instruments i
+        where i.exchange_id = v_exchange_id and i.symbol = upsert_instrument.symbol
+        for update;
+        exit listing when found;
+        insert into ref.instruments as i
+            (exchange_id, symbol, base_asset, quote_asset, market_type, tick_size, lot_size,
+             min_notional, maker_fee, taker_fee, multiplier)
+        values
+            (v_exchange_id, upsert_instrument.symbol, upper(upsert_instrument.base_asset),
+             upper(upsert_instrument.quote_asset), upsert_instrument.market_type::ref.market_type,
+             upsert_instrument.tick_size, upsert_instrument.lot_size, coalesce(upsert_instrument.min_notional, 0),
+             coalesce(upsert_instrument.maker_fee, v_market.maker_fee),
+             coalesce(upsert_instrument.taker_fee, v_market.taker_fee),
+             coalesce(upsert_instrument.multiplier, 1))
+        on conflict (exchange_id, symbol) do nothing
+        returning i.instrument_id into v_id;
+        if v_id is not null then
+            return v_id;
+        end if;
+    end loop;
+
     -- An instrument's orders and trades were validated, and its positions and PnL computed, as
     -- what it was listed as: a spot BTC/USDT pair takes a fee in BTC off the quantity received, a
     -- perpetual does not. Once it has any, its assets and market type are fixed; a listing that
     -- changes them is a new instrument (a new symbol).
-    -- why FOR UPDATE: a placement or fill holds the row FOR KEY SHARE until it commits, so this
-    -- waits for those in flight and new ones wait for it; the check below then sees them all
-    select i.* into v_listed
-    from ref.instruments i
-    where i.exchange_id = v_exchange_id and i.symbol = upsert_instrument.symbol
-    for update;
-    if v_listed.instrument_id is not null
-       and (v_listed.base_asset, v_listed.quote_asset, v_listed.market_type::text)
+    if (v_listed.base_asset, v_listed.quote_asset, v_listed.market_type::text)
        is distinct from (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
                          upsert_instrument.market_type)
        -- why funding payments too: they exist for perpetuals only, and a position can hold
@@ -215,43 +250,45 @@ begin
                   hint = 'List the new contract under a symbol of its own.';
     end if;
 
-    insert into ref.instruments as i
-        (exchange_id, symbol, base_asset, quote_asset, market_type, tick_size, lot_size,
-         min_notional, maker_fee, taker_fee, multiplier)
-    values
-        (v_exchange_id, upsert_instrument.symbol, upper(upsert_instrument.base_asset),
-         upper(upsert_instrument.quote_asset), upsert_instrument.market_type::ref.market_type,
-         upsert_instrument.tick_size, upsert_instrument.lot_size, coalesce(upsert_instrument.min_notional, 0),
-         coalesce(upsert_instrument.maker_fee, v_market.maker_fee),
-         coalesce(upsert_instrument.taker_fee, v_market.taker_fee), upsert_instrument.multiplier)
-    on conflict (exchange_id, symbol) do update
-    set base_asset = excluded.base_asset,
-        quote_asset = excluded.quote_asset,
-        market_type = excluded.market_type,
-        tick_size = excluded.tick_size,
-        lot_size = excluded.lot_size,
-        min_notional = excluded.min_notional,
-        maker_fee = excluded.maker_fee,
-        taker_fee = excluded.taker_fee,
-        multiplier = excluded.multiplier,
+    -- why keep what is not given: a re-upsert that changes only the tick size reset a perpetual's
+    -- multiplier to 1 (the PnL of its open positions x 100 at 0.01), its minimum notional to 0 and
+    -- negotiated fee rates to the exchange's; the fee rates of another market type are its own
+    v_multiplier := case
+        when upsert_instrument.multiplier is not null then upsert_instrument.multiplier
+        when upsert_instrument.market_type in ('spot', 'margin') then 1
+        else v_listed.multiplier
+    end;
+    if v_listed.market_type::text = upsert_instrument.market_type then
+        v_maker_fee := coalesce(upsert_instrument.maker_fee, v_listed.maker_fee);
+        v_taker_fee := coalesce(upsert_instrument.taker_fee, v_listed.taker_fee);
+    else
+        v_maker_fee := coalesce(upsert_instrument.maker_fee, v_market.maker_fee);
+        v_taker_fee := coalesce(upsert_instrument.taker_fee, v_market.taker_fee);
+    end if;
+
+    update ref.instruments i
+    set base_asset = upper(upsert_instrument.base_asset),
+        quote_asset = upper(upsert_instrument.quote_asset),
+        market_type = upsert_instrument.market_type::ref.market_type,
+        tick_size = upsert_instrument.tick_size,
+        lot_size = upsert_instrument.lot_size,
+        min_notional = coalesce(upsert_instrument.min_notional, v_listed.min_notional),
+        maker_fee = v_maker_fee,
+        taker_fee = v_taker_fee,
+        multiplier = v_multiplier,
         is_active = true,
         updated_at = now()
-    -- why: an unchanged re-upsert must not write a row version (nor an audit row)
-    where (i.base_asset, i.quote_asset, i.market_type, i.tick_size, i.lot_size, i.min_notional,
+    where i.instrument_id = v_listed.instrument_id
+      -- why: an unchanged re-upsert must not write a row version (nor an audit row)
+      and (i.base_asset, i.quote_asset, i.market_type::text, i.tick_size, i.lot_size, i.min_notional,
            i.maker_fee, i.taker_fee, i.multiplier, i.is_active)
           is distinct from
-          (excluded.base_asset, excluded.quote_asset, excluded.market_type, excluded.tick_size,
-           excluded.lot_size, excluded.min_notional, excluded.maker_fee, excluded.taker_fee,
-           excluded.multiplier, true)
-    returning i.instrument_id into v_id;
-
-    if v_id is null then
-        select i.instrument_id into v_id
-        from ref.instruments i
-        where i.exchange_id = v_exchange_id and i.symbol = upsert_instrument.symbol;
-    end if;
-    return v_id;
+          (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
+           upsert_instrument.market_type, upsert_instrument.tick_size, upsert_instrument.lot_size,
+           coalesce(upsert_instrument.min_notional, v_listed.min_notional), v_maker_fee, v_taker_fee,
+           v_multiplier, true);
+    return v_listed.instrument_id;
 end;
 $$;
 comment on function ref.upsert_instrument(text, text, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric) is
-    'Create or update an instrument (exchange, symbol) with its trading rules; fees default to the exchange''s rates. A symbol has no surrounding white space or control character, base and quote differ, a spot or margin multiplier is 1 (22S09). Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';
+    'Create or update an instrument (exchange, symbol) with its trading rules. A rule not given (min_notional, a fee or the multiplier null) keeps its listed value (fees: under the same market type); a new symbol gets minimum notional 0, the exchange''s fee rates for its market type and multiplier 1. A symbol has no surrounding white space, control or invisible character and no space but U+0020, base and quote differ, a spot or margin multiplier is 1 (22S09). Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';
