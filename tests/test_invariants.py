@@ -18,7 +18,7 @@ from psycopg import sql
 
 from market_helpers import RECENT_NOON
 from spreadedge.cli import main
-from trading_helpers import call, fill, list_okx_btc_spot, place, trade
+from trading_helpers import call, fill, list_okx_btc_spot, open_spread, place, trade
 
 
 def violations(conn: psycopg.Connection) -> list[tuple[str, dict, str]]:
@@ -386,17 +386,7 @@ def test_a_position_opened_at_edited_by_hand_is_reported(traded):
 def _spread_trade(conn: psycopg.Connection) -> tuple[int, int, int]:
     """alpha's BTC/USDT spread trade of 2, bought on binance and sold on okx: (id, buy order, sell order)."""
     list_okx_btc_spot(conn)
-    spread_trade_id = call(
-        conn,
-        "trading.open_spread_trade",
-        strategy="alpha",
-        symbol="BTC/USDT",
-        buy_exchange="binance",
-        sell_exchange="okx",
-        quantity=Decimal("2"),
-        buy_price=Decimal("100"),
-        sell_price=Decimal("101"),
-    )
+    spread_trade_id = open_spread(conn)
     buy, sell = conn.execute(
         "select buy_order_id, sell_order_id from trading.spread_trades where spread_trade_id = %s",
         [spread_trade_id],

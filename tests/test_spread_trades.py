@@ -13,9 +13,11 @@ from trading_helpers import (
     call,
     counts,
     fill,
+    legs,
     list_binance_eth_btc,
     list_okx_btc_spot,
     list_spot,
+    open_spread,
     order,
     rows,
     waits_for_a_lock,
@@ -29,24 +31,6 @@ def venues(seeded):
     """BTC/USDT spot on binance (seeded) and okx."""
     list_okx_btc_spot(seeded)
     return seeded
-
-
-def open_spread(conn, quantity="2", **kwargs):
-    """alpha's spread trade of BTC/USDT, buying on binance and selling on okx, unless kwargs say otherwise."""
-    kwargs.setdefault("strategy", "alpha")
-    kwargs.setdefault("buy_price", Decimal("100"))
-    kwargs.setdefault("sell_price", Decimal("101"))
-    kwargs.setdefault("buy_exchange", "binance")
-    kwargs.setdefault("sell_exchange", "okx")
-    kwargs.setdefault("symbol", "BTC/USDT")
-    return call(conn, "trading.open_spread_trade", quantity=Decimal(quantity), **kwargs)
-
-
-def legs(conn, spread_trade_id):
-    return conn.execute(
-        "select buy_order_id, sell_order_id from trading.spread_trades where spread_trade_id = %s",
-        [spread_trade_id],
-    ).fetchone()
 
 
 def test_opening_a_spread_trade_places_a_buy_and_a_sell_order_on_the_two_exchanges(venues):

@@ -1,12 +1,10 @@
 """Spread trades at their edges: leg client order ids taken before the spread trade is opened."""
 
-from decimal import Decimal
-
 import psycopg
 import pytest
 
 from market_helpers import RECENT_NOON
-from trading_helpers import call, counts, fill, list_okx_btc_spot, place
+from trading_helpers import counts, fill, list_okx_btc_spot, open_spread, place
 
 T0 = RECENT_NOON
 
@@ -16,22 +14,6 @@ def venues(seeded):
     """BTC/USDT spot on binance (seeded) and okx."""
     list_okx_btc_spot(seeded)
     return seeded
-
-
-def open_spread(conn, **kwargs):
-    """alpha buys 2 BTC/USDT on binance at 100 and sells them on okx at 101."""
-    return call(
-        conn,
-        "trading.open_spread_trade",
-        strategy="alpha",
-        symbol="BTC/USDT",
-        buy_exchange="binance",
-        sell_exchange="okx",
-        quantity=Decimal("2"),
-        buy_price=Decimal("100"),
-        sell_price=Decimal("101"),
-        **kwargs,
-    )
 
 
 def test_a_spread_trade_whose_buy_legs_client_order_id_an_earlier_order_took_is_a_conflict_and_writes_nothing(

@@ -101,6 +101,26 @@ def list_okx_btc_spot(conn: psycopg.Connection) -> None:
     list_spot(conn, "okx", "BTC-USDT", min_notional=Decimal("5"))
 
 
+def open_spread(conn: psycopg.Connection, quantity: str = "2", **kwargs: Any) -> int:
+    """alpha's spread trade of BTC/USDT, buying on binance at 100 and selling on okx at 101, unless
+    kwargs say otherwise; returns its id."""
+    kwargs.setdefault("strategy", "alpha")
+    kwargs.setdefault("buy_price", Decimal("100"))
+    kwargs.setdefault("sell_price", Decimal("101"))
+    kwargs.setdefault("buy_exchange", "binance")
+    kwargs.setdefault("sell_exchange", "okx")
+    kwargs.setdefault("symbol", "BTC/USDT")
+    return call(conn, "trading.open_spread_trade", quantity=Decimal(quantity), **kwargs)
+
+
+def legs(conn: psycopg.Connection, spread_trade_id: int) -> tuple[int, int]:
+    """The buy and the sell order of a spread trade."""
+    return conn.execute(
+        "select buy_order_id, sell_order_id from trading.spread_trades where spread_trade_id = %s",
+        [spread_trade_id],
+    ).fetchone()
+
+
 def place(
     conn: psycopg.Connection,
     side: str,
