@@ -11,7 +11,8 @@ create or replace function internal.add_to_rollups(
     p_notional           numeric,
     p_fees               numeric,
     p_realized_pnl_gross numeric,
-    p_funding            numeric
+    p_funding            numeric,
+    p_quote_asset        text
 )
     returns void
     volatile
@@ -33,10 +34,10 @@ begin
         funding = h.funding + excluded.funding;
 
     insert into trading.daily_pnl as d
-        (strategy_id, day, instrument_id, trades, volume, notional, fees, realized_pnl_gross, funding)
+        (strategy_id, day, instrument_id, trades, volume, notional, fees, realized_pnl_gross, funding, quote_asset)
     values
         (p_strategy_id, (p_at at time zone 'UTC')::date, p_instrument_id, p_trades, p_volume, p_notional, p_fees,
-         p_realized_pnl_gross, p_funding)
+         p_realized_pnl_gross, p_funding, p_quote_asset)
     on conflict (strategy_id, day, instrument_id) do update
     set trades = d.trades + excluded.trades,
         volume = d.volume + excluded.volume,
@@ -46,5 +47,5 @@ begin
         funding = d.funding + excluded.funding;
 end;
 $$;
-comment on function internal.add_to_rollups(integer, integer, timestamptz, integer, numeric, numeric, numeric, numeric, numeric) is
-    'Adds one fill''s or funding payment''s sums to the hourly and daily PnL rollups of its UTC hour and day.';
+comment on function internal.add_to_rollups(integer, integer, timestamptz, integer, numeric, numeric, numeric, numeric, numeric, text) is
+    'Adds one fill''s or funding payment''s sums to the hourly and daily PnL rollups of its UTC hour and day (p_quote_asset: the instrument''s, copied to a new daily row).';

@@ -171,8 +171,8 @@ begin
     else
         select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id
         for key share;
-        insert into trading.positions (strategy_id, instrument_id, multiplier)
-        values (v_order.strategy_id, v_order.instrument_id, v_instrument.multiplier)
+        insert into trading.positions (strategy_id, instrument_id, multiplier, quote_asset)
+        values (v_order.strategy_id, v_order.instrument_id, v_instrument.multiplier, v_instrument.quote_asset)
         on conflict do nothing;
         select p.* into v_position
         from trading.positions p
@@ -297,7 +297,7 @@ begin
     perform internal.add_to_rollups(v_order.strategy_id, v_order.instrument_id, record_fill.executed_at, 1,
                                     record_fill.quantity,
                                     record_fill.quantity * record_fill.price * v_instrument.multiplier,
-                                    v_fee_quote, v_step.realized_pnl_gross, 0);
+                                    v_fee_quote, v_step.realized_pnl_gross, 0, v_instrument.quote_asset);
     return v_trade_id;
 end;
 $$;

@@ -42,8 +42,8 @@ begin
             using errcode = '22S10';
     end if;
     -- why: lock the position first, in the same order as record_fill, so the two never deadlock
-    insert into trading.positions (strategy_id, instrument_id, multiplier)
-    values (v_strategy.strategy_id, v_instrument.instrument_id, v_instrument.multiplier)
+    insert into trading.positions (strategy_id, instrument_id, multiplier, quote_asset)
+    values (v_strategy.strategy_id, v_instrument.instrument_id, v_instrument.multiplier, v_instrument.quote_asset)
     on conflict do nothing;
     perform 1 from trading.positions p
     where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id
@@ -70,7 +70,7 @@ begin
     set funding = p.funding + record_funding.amount, updated_at = now()
     where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id;
     perform internal.add_to_rollups(v_strategy.strategy_id, v_instrument.instrument_id, record_funding.paid_at,
-                                    0, 0, 0, 0, 0, record_funding.amount);
+                                    0, 0, 0, 0, 0, record_funding.amount, v_instrument.quote_asset);
     return v_id;
 end;
 $$;

@@ -441,8 +441,9 @@ begin
                 left join market.latest_prices lp on lp.instrument_id = p.instrument_id
                 where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
                   and p.quantity <> 0
-                  and p.instrument_id in (select i.instrument_id from ref.instruments i
-                                          where i.quote_asset = p_instrument.quote_asset);
+                  -- why the position's own quote asset (trading.positions.quote_asset): a probe
+                  -- of ref.instruments per position cost a placement 8 %
+                  and p.quote_asset = p_instrument.quote_asset;
             elsif l.instrument_id is null then
                 -- an exchange's limit: why a statement of its own, as for the daily loss below
                 select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
@@ -453,9 +454,9 @@ begin
                 left join market.latest_prices lp on lp.instrument_id = p.instrument_id
                 where p.strategy_id = p_strategy_id and p.instrument_id <> p_instrument.instrument_id
                   and p.quantity <> 0
+                  and p.quote_asset = p_instrument.quote_asset
                   and p.instrument_id in (select i.instrument_id from ref.instruments i
-                                          where i.exchange_id = l.exchange_id
-                                            and i.quote_asset = p_instrument.quote_asset);
+                                          where i.exchange_id = l.exchange_id);
             end if;
             if v_observed is null or v_observed > l.max_position_notional then
                 v_kind := 'max_position_notional';
@@ -483,8 +484,8 @@ begin
                 into v_observed
                 from trading.daily_pnl d
                 where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
-                  and d.instrument_id in (select i.instrument_id from ref.instruments i
-                                          where i.quote_asset = p_instrument.quote_asset);
+                  -- why the row's own quote asset: see the position notional's
+                  and d.quote_asset = p_instrument.quote_asset;
             elsif l.instrument_id is not null then
                 select -coalesce(sum(d.realized_pnl), 0)
                 into v_observed
@@ -496,9 +497,9 @@ begin
                 into v_observed
                 from trading.daily_pnl d
                 where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+                  and d.quote_asset = p_instrument.quote_asset
                   and d.instrument_id in (select i.instrument_id from ref.instruments i
-                                          where i.exchange_id = l.exchange_id
-                                            and i.quote_asset = p_instrument.quote_asset);
+                                          where i.exchange_id = l.exchange_id);
             end if;
             if v_observed is null or v_observed >= l.max_daily_loss then
                 v_kind := 'max_daily_loss';

@@ -66,6 +66,8 @@ create table ref.instruments (
     unique (exchange_id, symbol),
     -- why: the key trading.positions copies the multiplier through, so that it always equals this one
     unique (instrument_id, multiplier),
+    -- why: the target of trading.positions' and trading.daily_pnl's keys on their quote asset copy
+    unique (instrument_id, quote_asset),
     -- why: an instrument can only be of a market type its exchange offers
     foreign key (exchange_id, market_type) references ref.exchange_markets
 );

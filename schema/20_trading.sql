@@ -303,12 +303,17 @@ create table trading.positions (
     opened_at          timestamptz,
     updated_at         timestamptz not null default now(),
     multiplier         numeric not null,
+    quote_asset        text not null,
     primary key (strategy_id, instrument_id),
     -- why the multiplier too: the pre-trade risk check values a strategy's positions without a
     -- join to ref.instruments (a sort and a merge join: 0.11 M of the 1.91 M instructions of a
     -- placement that adds to a position); the key keeps the copy equal to the instrument's and
     -- carries changes over
     foreign key (instrument_id, multiplier) references ref.instruments (instrument_id, multiplier)
+        on update cascade,
+    -- why the quote asset too: the risk check adds up only the positions in the order's quote
+    -- asset (a probe of ref.instruments per position cost a placement 8 %)
+    foreign key (instrument_id, quote_asset) references ref.instruments (instrument_id, quote_asset)
         on update cascade,
     -- why: a flat position has no entry price; an open one always has one
     check ((quantity = 0.0) = (avg_entry_price is null)),
@@ -330,6 +335,8 @@ comment on column trading.positions.funding is 'Funding received (positive) or p
 comment on column trading.positions.realized_pnl is 'realized_pnl_gross - fees_paid + funding.';
 comment on column trading.positions.multiplier is
     'The instrument''s contract multiplier, kept equal to ref.instruments.multiplier by the foreign key (changes cascade).';
+comment on column trading.positions.quote_asset is
+    'The instrument''s quote asset (prices and PnL are in it), kept equal to ref.instruments.quote_asset by the foreign key.';
 comment on column trading.positions.opened_at is 'When the current non-zero position was opened (or flipped).';
 
 -- ============================================================================
@@ -369,7 +376,12 @@ create table trading.daily_pnl (
     realized_pnl_gross numeric not null default 0,
     funding            numeric not null default 0,
     realized_pnl       numeric not null generated always as (realized_pnl_gross - fees + funding) stored,
-    primary key (strategy_id, day, instrument_id)
+    quote_asset        text not null,
+    primary key (strategy_id, day, instrument_id),
+    -- why the quote asset: the risk check's daily loss adds up only the losses in the order's
+    -- quote asset, without a join to ref.instruments
+    foreign key (instrument_id, quote_asset) references ref.instruments (instrument_id, quote_asset)
+        on update cascade
 )
 -- why: each fill updates its day's row; free space keeps those updates HOT
 with (fillfactor = 70);
@@ -382,6 +394,8 @@ comment on column trading.daily_pnl.trades is 'Number of fills.';
 comment on column trading.daily_pnl.realized_pnl_gross is 'Sum of the fills'' realized gross PnL.';
 comment on column trading.daily_pnl.funding is 'Sum of funding payments.';
 comment on column trading.daily_pnl.realized_pnl is 'realized_pnl_gross - fees + funding.';
+comment on column trading.daily_pnl.quote_asset is
+    'The instrument''s quote asset (notional, fees and PnL are in it), kept equal to ref.instruments.quote_asset by the foreign key.';
 comment on column trading.daily_pnl.volume is 'Sum of filled quantities.';
 comment on column trading.daily_pnl.notional is 'Sum of quantity x price x multiplier, in the quote asset.';
 comment on column trading.daily_pnl.fees is 'Sum of fee_quote.';

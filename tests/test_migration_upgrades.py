@@ -5,11 +5,15 @@ when cleanup removed the order), a key nothing refers to any more goes, and from
 held to its order's strategy and instrument. 0015: every trade gets the multiplier it was realized
 at, without an audit row, and trades stay append-only. 0022: every trade gets the quantity it
 closed, worked back from its position's quantity.
+
+Each database is migrated as a deployment was: to a migration with the functions/ of the commit
+that added it (from git), not with today's, whose views may read columns a later migration adds.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -46,6 +50,27 @@ where s.name = t.strategy and i.symbol = 'BTCUSDT';
 """
 
 
+def _added_in(migration: str) -> str:
+    """The commit that added a migration."""
+    found = subprocess.run(
+        ["git", "-C", str(REPO), "log", "--diff-filter=A", "--format=%H", "--", f"migrations/{migration}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert found, f"git knows no commit that added migrations/{migration}"
+    return found[-1]
+
+
+def _use_functions_of(revision: str, project: Path) -> None:
+    """Make project's functions/ those of a git revision."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", revision, "functions"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    shutil.rmtree(project / "functions", ignore_errors=True)
+    subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
+
+
 @pytest.fixture
 def database_at_0013(
     pg_cluster, project_settings: Settings, tmp_path: Path
@@ -57,7 +82,7 @@ def database_at_0013(
     for path in sorted((REPO / "migrations").glob("*.sql.j2")):
         if path.name < MIGRATION:
             shutil.copy(path, root / "migrations" / path.name)
-    shutil.copytree(REPO / "functions", root / "functions")
+    _use_functions_of(_added_in(MIGRATION) + "~1", root)
     settings = replace(project_settings, project_dir=root)
     db = janitor(pg_cluster, "upgrade_0014")
     db.init()
@@ -79,8 +104,11 @@ def database_at_0013(
 
 
 def upgrade(url: str, settings: Settings, *migrations: str) -> None:
-    for name in migrations or (MIGRATION,):
+    """Apply migrations (MIGRATION by default) with the functions/ of the commit that added the last."""
+    names = migrations or (MIGRATION,)
+    for name in names:
         shutil.copy(REPO / "migrations" / name, settings.project_dir / "migrations" / name)
+    _use_functions_of(_added_in(names[-1]), settings.project_dir)
     migrate(url, settings, echo=lambda line: None)
 
 

@@ -50,7 +50,10 @@ def test_a_limit_without_limit_asset_adds_up_the_positions_in_the_orders_quote_a
 
     btc = place(db, "buy", "0.01", "50000")  # 500 more
 
-    assert order(db, btc)["status_reason"] == "position notional 1000 after the order exceeds max_position_notional 900"
+    assert (
+        order(db, btc)["status_reason"]
+        == "position notional 1000 after the order exceeds max_position_notional 900"
+    )
 
 
 def test_a_daily_loss_limit_without_limit_asset_leaves_a_loss_in_another_quote_asset_out(eth_btc):
@@ -75,7 +78,9 @@ def test_an_order_in_btc_is_valued_in_the_limits_asset(eth_btc):
 
     eth = place(db, "buy", "10", "0.05", symbol="ETHBTC")  # 0.5 BTC at 50,000
 
-    assert order(db, eth)["status_reason"] == "order notional 25000 USDT exceeds max_order_notional 20000 USDT"
+    assert (
+        order(db, eth)["status_reason"] == "order notional 25000 USDT exceeds max_order_notional 20000 USDT"
+    )
     assert risk_events(db) == [
         (
             "max_order_notional",
@@ -156,9 +161,9 @@ def test_a_loss_whose_asset_has_no_price_in_the_limits_asset_breaks_the_daily_lo
 def test_set_risk_limit_stores_the_limit_asset_upper_case(seeded):
     limit_id = limit(seeded, max_order_notional=Decimal("1000"), limit_asset="usdt")
 
-    assert seeded.execute("select limit_asset from monitor.risk_limits where limit_id = %s", [limit_id]).fetchone() == (
-        "USDT",
-    )
+    assert seeded.execute(
+        "select limit_asset from monitor.risk_limits where limit_id = %s", [limit_id]
+    ).fetchone() == ("USDT",)
 
 
 def test_set_risk_limit_keeps_the_limit_asset_when_it_is_not_given(seeded):
@@ -176,9 +181,9 @@ def test_set_risk_limit_with_an_empty_limit_asset_goes_back_to_each_quote_asset(
 
     limit_id = limit(seeded, limit_asset="")
 
-    assert seeded.execute("select limit_asset from monitor.risk_limits where limit_id = %s", [limit_id]).fetchone() == (
-        None,
-    )
+    assert seeded.execute(
+        "select limit_asset from monitor.risk_limits where limit_id = %s", [limit_id]
+    ).fetchone() == (None,)
 
 
 def test_set_risk_limit_refuses_an_asset_no_instrument_trades_with_22s13(seeded):

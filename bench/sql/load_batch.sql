@@ -94,9 +94,10 @@ select b.trade_id, b.executed_at, b.order_id, b.strategy_id, b.instrument_id, b.
 from bench_batch b;
 
 insert into trading.daily_pnl as d
-    (strategy_id, day, instrument_id, trades, volume, notional, fees, realized_pnl_gross)
+    (strategy_id, day, instrument_id, trades, volume, notional, fees, realized_pnl_gross, quote_asset)
 select b.strategy_id, (b.executed_at at time zone 'UTC')::date, b.instrument_id, count(*), sum(b.quantity),
-       sum(b.notional), sum(b.fee), sum(b.realized_pnl_gross)
+       sum(b.notional), sum(b.fee), sum(b.realized_pnl_gross),
+       (select i.quote_asset from ref.instruments i where i.instrument_id = b.instrument_id)
 from bench_batch b
 group by 1, 2, 3
 -- why the order: two loaders may upsert the same day's rows; one lock order means no deadlock
