@@ -2,7 +2,20 @@
 -- trading.take_portfolio_snapshot: equity, exposure and PnL per strategy and in total, one snapshot
 -- per taken_at, taken now (within a minute: a snapshot is the portfolio as it is, never as it was).
 
-create or replace function trading.take_portfolio_snapshot(taken_at timestamptz default now())
+create or replace function internal.in_valuation_asset(p_amount numeric, p_rate numeric)
+    returns numeric
+    immutable
+    language sql
+as $$
+    -- An amount converted at a rate to a snapshot's valuation asset: as is at a rate of 1, else
+    -- rounded to 12 decimals
+    select case when p_rate = 1 then p_amount else round(p_amount * p_rate, 12) end
+$$;
+comment on function internal.in_valuation_asset(numeric, numeric) is
+    'An amount converted at a rate to a portfolio snapshot''s valuation asset: as is at rate 1, else rounded to 12 decimals.';
+
+create or replace function trading.take_portfolio_snapshot(taken_at        timestamptz default now(),
+                                                           valuation_asset text default 'USDT')
     returns setof trading.portfolio_snapshots
     volatile
     security definer
@@ -13,6 +26,14 @@ as $$
 -- open positions at the latest market price as the strategy's owner sees it
 -- (internal.owner_mark_price: another user's fill never marks them), at their entry price when
 -- none is known, so they count at cost with no unrealized PnL. Returns the rows written.
+-- Every amount is in valuation_asset (an asset some instrument trades, any case; 22S09 for
+-- another): a position quoted in another asset has its realized and unrealized PnL and its
+-- exposure converted at that asset's price in valuation_asset as the owner sees the market
+-- (internal.asset_price_as), each rounded to 12 decimals; a position with something to convert
+-- and no such price raises unpriced_asset (22S23) naming it, and nothing is written. Capital is
+-- taken to be in valuation_asset.
+-- why: the PnL and exposure of an ETH/BTC position were added to a BTC/USDT one's at par, so a
+-- strategy trading both (and the total row) showed an equity that meant nothing
 -- taken_at is the time the snapshot is taken: between a minute before the transaction's start
 -- (now()) and a minute after the clock (clock_timestamp()); any other raises invalid_argument
 -- (22S09) naming it. A snapshot already taken at taken_at raises conflicting_duplicate (23S06);
@@ -28,6 +49,8 @@ as $$
 -- means the stored snapshot reads it with trading.portfolio_snapshot_page.
 #variable_conflict use_column
 declare
+    v_asset         text := upper(take_portfolio_snapshot.valuation_asset);
+    v_unpriced      record;
     v_row           trading.portfolio_snapshots;
     v_total_written boolean := false;
 begin
@@ -43,6 +66,28 @@ begin
                   column = 'taken_at',
                   detail = format('The database clock reads %s.', internal.iso_utc(clock_timestamp())),
                   hint = 'Omit taken_at (it defaults to now()): a snapshot records the portfolio as it is, not as it was.';
+    end if;
+    if v_asset is null or not exists (select from ref.instruments i where i.base_asset = v_asset or i.quote_asset = v_asset) then
+        raise exception 'valuation_asset "%" is an asset no instrument trades', coalesce(left(take_portfolio_snapshot.valuation_asset, 40), '<NULL>')
+            using errcode = '22S09', column = 'valuation_asset',
+                  hint = 'Name an instrument''s base or quote asset, e.g. USDT (the default).';
+    end if;
+    -- a position with an amount to convert and no price to convert it
+    select s.name as strategy, e.code as exchange, i.symbol, p.quote_asset into v_unpriced
+    from trading.positions p
+    join trading.strategies s on s.strategy_id = p.strategy_id
+    join ref.instruments i on i.instrument_id = p.instrument_id
+    join ref.exchanges e on e.exchange_id = i.exchange_id
+    where p.quote_asset <> v_asset and (p.quantity <> 0 or p.realized_pnl <> 0)
+      and internal.asset_price_as(i.exchange_id, p.quote_asset, v_asset, true, s.owner_user_id) is null
+    order by s.name, e.code, i.symbol
+    limit 1;
+    if found then
+        raise exception 'the position of % in % on % is in %, which has no market price in %',
+            v_unpriced.strategy, v_unpriced.symbol, v_unpriced.exchange, v_unpriced.quote_asset, v_asset
+            using errcode = '22S23',
+                  hint = format('Quote an instrument pairing %s with %s (or its inverse pair), or take the snapshot in %s.',
+                                v_unpriced.quote_asset, v_asset, v_unpriced.quote_asset);
     end if;
     if exists (select from trading.portfolio_snapshots s where s.taken_at = take_portfolio_snapshot.taken_at) then
         raise exception 'a portfolio snapshot taken at % already exists', internal.iso_utc(take_portfolio_snapshot.taken_at)
@@ -60,7 +105,13 @@ begin
                    p.realized_pnl,
                    i.multiplier,
                    p.avg_entry_price,
-                   coalesce(internal.owner_mark_price(p.instrument_id, s.owner_user_id), p.avg_entry_price) as mark
+                   coalesce(internal.owner_mark_price(p.instrument_id, s.owner_user_id), p.avg_entry_price) as mark,
+                   -- the price of the position's quote asset in the valuation asset (checked above:
+                   -- 0 only for a position with nothing to convert)
+                   case when p.quote_asset = v_asset then 1
+                        when p.quantity = 0 and p.realized_pnl = 0 then 0
+                        else internal.asset_price_as(i.exchange_id, p.quote_asset, v_asset, true, s.owner_user_id)
+                   end as rate
             from trading.positions p
             join trading.strategies s on s.strategy_id = p.strategy_id
             join ref.instruments i on i.instrument_id = p.instrument_id
@@ -68,15 +119,20 @@ begin
         per_strategy as (
             select s.strategy_id,
                    s.capital,
-                   coalesce(sum(m.realized_pnl), 0) as realized_pnl,
+                   -- why converted amounts rounded to 12 decimals: a rate from an inverse pair (1 /
+                   -- a price) has 20 and more; amounts in valuation_asset stay exact
+                   coalesce(sum(internal.in_valuation_asset(m.realized_pnl, m.rate)), 0) as realized_pnl,
                    -- why rounded per position as trading.get_position and position_summary do:
                    -- avg_entry_price is kept to 18 decimals, so the exact product carried its
                    -- rounding (-1.970000000000000001858 where the positions show -1.97)
                    coalesce(sum(case when m.quantity <> 0
-                                     then round(m.quantity * m.multiplier * (m.mark - m.avg_entry_price), 12)
+                                     then internal.in_valuation_asset(
+                                              round(m.quantity * m.multiplier * (m.mark - m.avg_entry_price), 12), m.rate)
                                 end), 0) as unrealized_pnl,
-                   coalesce(sum(abs(m.quantity) * m.mark * m.multiplier), 0) as gross_exposure,
-                   coalesce(sum(m.quantity * m.mark * m.multiplier), 0) as net_exposure,
+                   coalesce(sum(internal.in_valuation_asset(abs(m.quantity) * m.mark * m.multiplier, m.rate)), 0)
+                       as gross_exposure,
+                   coalesce(sum(internal.in_valuation_asset(m.quantity * m.mark * m.multiplier, m.rate)), 0)
+                       as net_exposure,
                    count(*) filter (where m.quantity <> 0)::integer as open_positions
             from trading.strategies s
             left join marked m on m.strategy_id = s.strategy_id
@@ -92,9 +148,10 @@ begin
             from per_strategy
         )
         insert into trading.portfolio_snapshots as ps
-            (taken_at, strategy_id, capital, realized_pnl, unrealized_pnl, gross_exposure, net_exposure, open_positions)
+            (taken_at, strategy_id, capital, realized_pnl, unrealized_pnl, gross_exposure, net_exposure, open_positions,
+             valuation_asset)
         select take_portfolio_snapshot.taken_at, r.strategy_id, r.capital, r.realized_pnl, r.unrealized_pnl,
-               r.gross_exposure, r.net_exposure, r.open_positions
+               r.gross_exposure, r.net_exposure, r.open_positions, v_asset
         from rows_to_write r
         on conflict do nothing
         returning ps.*
@@ -110,5 +167,5 @@ begin
     end if;
 end;
 $$;
-comment on function trading.take_portfolio_snapshot(timestamptz) is
-    'Record equity, exposure and PnL per strategy and in total (strategy_id null) as they are now, each position marked as its strategy''s owner sees it; returns the rows written. taken_at (default now()) must be now within a minute, else 22S09; one snapshot per taken_at: another at the same time raises 23S06. Either error writes nothing.';
+comment on function trading.take_portfolio_snapshot(timestamptz, text) is
+    'Record equity, exposure and PnL per strategy and in total (strategy_id null) as they are now, each position marked as its strategy''s owner sees it and converted to valuation_asset (default USDT; a position that cannot be converted raises 22S23); returns the rows written. taken_at (default now()) must be now within a minute, else 22S09; one snapshot per taken_at: another at the same time raises 23S06. Any error writes nothing.';

@@ -63,7 +63,8 @@ as $$
         'equity', trim_scale(p_snapshot.equity)::text,
         'gross_exposure', trim_scale(p_snapshot.gross_exposure)::text,
         'net_exposure', trim_scale(p_snapshot.net_exposure)::text,
-        'open_positions', p_snapshot.open_positions)
+        'open_positions', p_snapshot.open_positions,
+        'valuation_asset', p_snapshot.valuation_asset)
 $$;
 comment on function internal.snapshot_item(trading.portfolio_snapshots, text) is
     'A portfolio snapshot row as a history API item (json).';

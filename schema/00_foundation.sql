@@ -77,6 +77,7 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('22S09', 'invalid_argument',       'Any other argument out of its domain: a null where a value is required, an unknown group_by, a bad range, a call in the wrong isolation level.'),
     ('22S10', 'funding_not_applicable', 'Funding was recorded for an instrument that is not a perpetual.'),
     ('22S11', 'weak_password',          'A new password breaks the security policy (length or character classes).'),
+    ('22S23', 'unpriced_asset',         'An amount in one asset cannot be valued in another: no instrument pairing them (or their inverse pair) has a market price.'),
     -- class 23: the value refers to something that does not exist or conflicts with what is stored
     ('23S01', 'unknown_exchange',       'No exchange has this code.'),
     ('23S02', 'unknown_instrument',     'No instrument has this symbol on this exchange.'),

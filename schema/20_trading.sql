@@ -75,7 +75,8 @@ comment on column trading.strategies.strategy_id is 'Surrogate key.';
 comment on column trading.strategies.description is 'What the strategy does.';
 comment on column trading.strategies.created_at is 'When the strategy was created.';
 comment on column trading.strategies.name is 'Unique name callers use, e.g. btc-binance-okx-arb.';
-comment on column trading.strategies.capital is 'Capital allocated, in quote units; equity = capital + realized + unrealized PnL.';
+comment on column trading.strategies.capital is
+    'Capital allocated, in the valuation asset of its portfolio snapshots (USDT unless a snapshot names another); equity = capital + realized + unrealized PnL.';
 comment on column trading.strategies.is_active is 'False when the strategy may no longer place orders.';
 comment on column trading.strategies.owner_user_id is
     'The application user the strategy belongs to; row-level security shows its rows to that user (and admins). Null: platform-owned.';
@@ -442,6 +443,7 @@ create table trading.portfolio_snapshots (
     gross_exposure numeric not null,
     net_exposure   numeric not null,
     open_positions integer not null,
+    valuation_asset text check (valuation_asset ~ '^[A-Z0-9]{1,32}$'),
     -- why: one row per strategy per snapshot, plus one total row (strategy_id null)
     unique nulls not distinct (taken_at, strategy_id)
 );
@@ -455,6 +457,8 @@ comment on column trading.portfolio_snapshots.realized_pnl is 'Realized PnL of a
 comment on column trading.portfolio_snapshots.equity is 'capital + realized_pnl + unrealized_pnl.';
 comment on column trading.portfolio_snapshots.open_positions is 'Positions with a non-zero quantity.';
 comment on column trading.portfolio_snapshots.unrealized_pnl is 'Open positions marked at the mark price of the snapshot time.';
-comment on column trading.portfolio_snapshots.gross_exposure is 'Sum of |quantity| x mark x multiplier, in quote units (quote assets summed at par).';
-comment on column trading.portfolio_snapshots.net_exposure is 'Sum of signed quantity x mark x multiplier.';
+comment on column trading.portfolio_snapshots.gross_exposure is 'Sum of |quantity| x mark x multiplier, in valuation_asset.';
+comment on column trading.portfolio_snapshots.net_exposure is 'Sum of signed quantity x mark x multiplier, in valuation_asset.';
+comment on column trading.portfolio_snapshots.valuation_asset is
+    'The asset capital, PnL and exposure of the row are in: positions quoted in another asset are converted at the marks the strategy''s owner sees. Null: a snapshot taken before migration 0031, which added up quote assets at par.';
 create index portfolio_snapshots_strategy_idx on trading.portfolio_snapshots (strategy_id, taken_at);

@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "invalid_risk_limit": "22S13",
     "invalid_metric": "22S14",
     "invalid_spread_legs": "22S20",
+    "unpriced_asset": "22S23",
     "unknown_exchange": "23S01",
     "unknown_instrument": "23S02",
     "unknown_strategy": "23S03",

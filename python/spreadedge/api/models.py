@@ -150,6 +150,10 @@ class Snapshot(Model):
     gross_exposure: DecimalText
     net_exposure: DecimalText
     open_positions: int
+    valuation_asset: str | None = Field(
+        description="The asset capital, PnL and exposure are in (positions quoted in another are converted);"
+        " null for a snapshot taken before migration 0031, which added quote assets up at par."
+    )
 
 
 class SnapshotPage(Model):
