@@ -125,7 +125,9 @@ def test_a_snapshot_s_unrealized_pnl_is_the_positions_unrealized_pnl_to_the_same
     for quantity, price in [("1", "100"), ("2", "101"), ("0.001", "100.01")]:
         trade(seeded, "buy", quantity, price, exchange="kraken", symbol="ETHUSD")
     alpha_id = call(seeded, "trading.create_strategy", name="alpha")
-    snapshot = {r["strategy_id"]: r for r in rows(seeded, "trading.take_portfolio_snapshot", valuation_asset="USD")}
+    snapshot = {
+        r["strategy_id"]: r for r in rows(seeded, "trading.take_portfolio_snapshot", valuation_asset="USD")
+    }
     shown = position(seeded, "alpha", "kraken", "ETHUSD")["unrealized_pnl"]
     assert (str(snapshot[alpha_id]["unrealized_pnl"]), str(snapshot[None]["unrealized_pnl"]), str(shown)) == (
         "-1.970000000000",
