@@ -39,13 +39,16 @@ as
            round(sum(abs(p.quantity) * i.multiplier * p.mark_price), 12) as gross_exposure,
            round(sum(p.quantity * i.multiplier * p.mark_price), 12) as net_exposure,
            sum(p.unrealized_pnl) as unrealized_pnl,
-           sum(p.realized_pnl) as realized_pnl
+           sum(p.realized_pnl) as realized_pnl,
+           -- why per quote asset: the BTC exposure of ETH/BTC positions was added to the USDT of
+           -- BTC/USDT ones at par (last: a view keeps its columns' order)
+           i.quote_asset
     from trading.open_positions p
     join ref.exchanges e on e.code = p.exchange
     join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = p.symbol
-    group by p.strategy;
+    group by p.strategy, i.quote_asset;
 comment on view monitor.open_positions is
-    'Per strategy: open positions, gross and net exposure at the mark price (quote assets at par), unrealized and realized PnL.';
+    'Per strategy and quote asset: open positions, gross and net exposure at the mark price, unrealized and realized PnL, in that quote asset.';
 
 create or replace view monitor.trades_per_period
     with (security_invoker = true)

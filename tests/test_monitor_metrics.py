@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from auth_helpers import acting_as, make_user
 from ops_helpers import cli
-from trading_helpers import call, place, rows, trade
+from trading_helpers import call, list_binance_eth_btc, place, rows, trade
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -72,6 +72,19 @@ def test_metrics_are_partitioned_by_day_with_the_retention_setting(db):
     ).fetchone() == ("1 day", "90 days")
 
 
+def test_the_open_positions_view_adds_up_each_quote_asset_apart(seeded):
+    list_binance_eth_btc(seeded)
+    trade(seeded, "buy", "0.1", "60000")
+    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC")
+
+    assert seeded.execute(
+        "select strategy, quote_asset, open_positions, gross_exposure from monitor.open_positions order by 2"
+    ).fetchall() == [
+        ("alpha", "BTC", 1, Decimal("0.100000000000")),
+        ("alpha", "USDT", 1, Decimal("6000.000000000000")),
+    ]
+
+
 def test_the_monitoring_views_answer(seeded):
     trade(seeded, "buy", "0.1", "60000")
     place(seeded, "sell", "0.05", "61000")
@@ -82,8 +95,8 @@ def test_the_monitoring_views_answer(seeded):
         ("new", 1),
     ]
     assert seeded.execute(
-        "select strategy, open_positions, gross_exposure from monitor.open_positions"
-    ).fetchall() == [("alpha", 1, Decimal("6000.000000000000"))]
+        "select strategy, quote_asset, open_positions, gross_exposure from monitor.open_positions"
+    ).fetchall() == [("alpha", "USDT", 1, Decimal("6000.000000000000"))]
     assert seeded.execute(
         "select period, trades from monitor.trades_per_period order by period"
     ).fetchall() == [
