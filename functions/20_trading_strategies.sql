@@ -72,7 +72,7 @@ begin
 end;
 $$;
 comment on function trading.create_strategy(text, text, numeric, bigint) is
-    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id). A name is 1 to 100 characters in NFC, with no invisible character and no space but U+0020 (22S09). Capital is in quote units.';
+    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id). A name is 1 to 100 characters in NFC, with no invisible character and no space but U+0020 (22S09). Capital is in the valuation asset of its portfolio snapshots (USDT unless a snapshot names another).';
 
 create or replace function internal.find_strategy(p_name text)
     returns trading.strategies

@@ -256,8 +256,8 @@ as $$
 -- [start_date, end_date) (a strategy trading BTC/USDT and ETH/BTC has a USDT group and a BTC one:
 -- amounts in different assets are never added up, as in trading.pnl_summary): count, volume
 -- (filled quantity as pnl_summary counts it: base units on spot, contracts on derivatives),
--- notional (quote units, with the multiplier), fees and realized PnL (net of fees; in
--- quote units), and the win rate: of the trades that closed something (closed_quantity > 0, a close
+-- notional (the group's quote asset, with the multiplier), fees and realized PnL (net of fees; in
+-- the group's quote asset), and the win rate: of the trades that closed something (closed_quantity > 0, a close
 -- at the entry price included), the share whose realized_pnl is positive; null when none closed
 -- anything. Funding is not a
 -- trade and is left out (trading.pnl_summary includes it). Needs pnl:read.
