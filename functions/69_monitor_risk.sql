@@ -472,8 +472,12 @@ begin
                 -- one of them cannot be converted
                 select -case when bool_or(v.pnl is null) then null else coalesce(sum(v.pnl), 0) end
                 into v_observed
-                from (select d.realized_pnl
-                             * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id) as pnl
+                -- why 0 for a day without realized PnL: a day of opening fills of an instrument
+                -- whose quote asset has no price in limit_asset has nothing to convert
+                from (select case when d.realized_pnl = 0 then 0
+                                  else d.realized_pnl
+                                       * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id)
+                             end as pnl
                       from trading.daily_pnl d
                       join ref.instruments i on i.instrument_id = d.instrument_id
                       where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date

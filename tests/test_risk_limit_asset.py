@@ -155,6 +155,16 @@ def test_a_loss_whose_asset_has_no_price_in_the_limits_asset_breaks_the_daily_lo
     )
 
 
+def test_a_day_without_realized_pnl_in_an_asset_without_a_price_needs_no_conversion(seeded):
+    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")  # opens: nothing realized
+    trade(seeded, "sell", "1", "2000", exchange="kraken", symbol="ETHUSD")  # closes flat: nothing realized
+    limit(seeded, max_daily_loss=Decimal("1000"), limit_asset="USDT")
+
+    btc = place(seeded, "buy", "0.01", "60000")
+
+    assert (order(seeded, btc)["status"], risk_events(seeded)) == ("new", [])
+
+
 # -- setting it -----------------------------------------------------------------------------------
 
 
