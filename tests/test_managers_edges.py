@@ -8,13 +8,12 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from decimal import Decimal
 
 import psycopg
 import pytest
 
 from spreadedge import managers
-from spreadedge.managers import ManagerConfig, OrderRequest, PersistentOrderManager, get_database_manager
+from spreadedge.managers import ManagerConfig, PersistentOrderManager, get_database_manager
 from spreadedge.settings import Settings
 
 # why a guard: without the fixes these calls never return; the guard turns a hang into a failure
@@ -24,17 +23,6 @@ GUARD = 60
 @pytest.fixture
 def config(seeded_url: str, project_settings: Settings) -> ManagerConfig:
     return ManagerConfig(database_url=seeded_url, actor="edges", settings=project_settings)
-
-
-BUY = OrderRequest(
-    strategy="alpha",
-    exchange="binance",
-    symbol="BTCUSDT",
-    side="buy",
-    quantity=Decimal("0.5"),
-    price=Decimal("60000"),
-    client_order_id="edge-1",
-)
 
 
 def backend_of(url: str, application_name: str) -> int:
