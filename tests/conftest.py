@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import signal
 import socket
@@ -23,13 +24,37 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# Free space the memory file system must have for the test clusters to live there.
+_SCRATCH_MIN_FREE = 4 * 1024**3
+
+
+def scratch_root() -> str | None:
+    """Where the test clusters live: ``SPREADEDGE_TEST_TMPDIR`` if set, else /dev/shm when it is a
+    memory file system with room, else the system's temporary directory (None).
+
+    why: every test clones the migrated template (about 1,240 relation files) and drops it; on an
+    ext4 disk mounted with ``discard`` a clone took about 1 s even with fsync off, on tmpfs 0.07 s.
+    A test cluster holds nothing worth keeping past the session.
+    """
+    chosen = os.environ.get("SPREADEDGE_TEST_TMPDIR")
+    if chosen:
+        return chosen
+    shm = "/dev/shm"
+    try:
+        stats = os.statvfs(shm)
+    except OSError:
+        return None
+    roomy = stats.f_bavail * stats.f_frsize >= _SCRATCH_MIN_FREE
+    return shm if roomy and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 def new_home(*, private_parent: bool = False) -> Path:
-    """A fresh directory for a cluster's home, under /tmp.
+    """A fresh directory for a cluster's home, under ``scratch_root()``.
 
     mkdtemp makes the parent 0700; unless ``private_parent`` it is opened to 0755 so the
     server's system user (when the tests run as root) can reach the home directly.
     """
-    parent = Path(tempfile.mkdtemp(prefix="spreadedge-test-"))
+    parent = Path(tempfile.mkdtemp(prefix="spreadedge-test-", dir=scratch_root()))
     if not private_parent:
         parent.chmod(0o755)
     return parent / "home"
