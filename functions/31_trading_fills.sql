@@ -95,7 +95,8 @@ as $$
 -- Record a fill of an order and return its trade id. A fill already recorded (same exchange and
 -- exchange_trade_id) returns the existing trade id and writes nothing; the same id with a different
 -- order, quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills
--- after a cancel or expiry are recorded (is_late).
+-- after a cancel or expiry are recorded (is_late); one that completes the order makes it filled
+-- and clears the cancel's or expiry's status_reason.
 -- fee_currency defaults to the quote asset; fee_quote values a third-currency fee, or a base-asset
 -- fee on a perpetual, futures or option instrument.
 #variable_conflict use_column
@@ -287,6 +288,10 @@ begin
         avg_fill_price = round((coalesce(o.avg_fill_price, 0) * o.filled_quantity
                                 + record_fill.price * record_fill.quantity) * 1.000000000000000000000000 / v_filled, 18),
         status = v_status,
+        -- why cleared on a change: the reason says why the order was cancelled, rejected or
+        -- expired; a late fill completing a cancelled or expired order kept it, and the filled
+        -- order read "filled: spread closed". The order event of the cancel keeps it.
+        status_reason = case when v_status = v_order.status then o.status_reason end,
         updated_at = now()
     where o.order_id = v_order.order_id and o.created_at = v_order.created_at;
     if v_status <> v_order.status then
