@@ -50,7 +50,7 @@ as $$
 #variable_conflict use_column
 declare
     v_asset         text := upper(take_portfolio_snapshot.valuation_asset);
-    v_unpriced      record;
+    v_written       record;
     v_row           trading.portfolio_snapshots;
     v_total_written boolean := false;
 begin
@@ -72,23 +72,6 @@ begin
             using errcode = '22S09', column = 'valuation_asset',
                   hint = 'Name an instrument''s base or quote asset, e.g. USDT (the default).';
     end if;
-    -- a position with an amount to convert and no price to convert it
-    select s.name as strategy, e.code as exchange, i.symbol, p.quote_asset into v_unpriced
-    from trading.positions p
-    join trading.strategies s on s.strategy_id = p.strategy_id
-    join ref.instruments i on i.instrument_id = p.instrument_id
-    join ref.exchanges e on e.exchange_id = i.exchange_id
-    where p.quote_asset <> v_asset and (p.quantity <> 0 or p.realized_pnl <> 0)
-      and internal.asset_price_as(i.exchange_id, p.quote_asset, v_asset, true, s.owner_user_id) is null
-    order by s.name, e.code, i.symbol
-    limit 1;
-    if found then
-        raise exception 'the position of % in % on % is in %, which has no market price in %',
-            v_unpriced.strategy, v_unpriced.symbol, v_unpriced.exchange, v_unpriced.quote_asset, v_asset
-            using errcode = '22S23',
-                  hint = format('Quote an instrument pairing %s with %s (or its inverse pair), or take the snapshot in %s.',
-                                v_unpriced.quote_asset, v_asset, v_unpriced.quote_asset);
-    end if;
     if exists (select from trading.portfolio_snapshots s where s.taken_at = take_portfolio_snapshot.taken_at) then
         raise exception 'a portfolio snapshot taken at % already exists', internal.iso_utc(take_portfolio_snapshot.taken_at)
             using errcode = '23S06',
@@ -98,16 +81,24 @@ begin
     -- passes the check above too; its rows make ours conflict once it commits, and its total row
     -- always does, so a missing total row means the snapshot was taken meanwhile (raising undoes
     -- any strategy row written)
-    for v_row in
+    -- why the unconvertible position is looked for in the statement that writes: a check of its
+    -- own ran on an earlier snapshot of the data, and a position a fill opened after it (in USD,
+    -- with nothing pricing USD in USDT) came to the insert with no rate: its PnL and exposure
+    -- were left out of the sums without a word while open_positions counted it
+    for v_written in
         with marked as (
             select p.strategy_id,
+                   s.name as strategy,
+                   e.code as exchange,
+                   i.symbol,
+                   p.quote_asset,
                    p.quantity,
                    p.realized_pnl,
                    i.multiplier,
                    p.avg_entry_price,
                    coalesce(internal.owner_mark_price(p.instrument_id, s.owner_user_id), p.avg_entry_price) as mark,
-                   -- the price of the position's quote asset in the valuation asset (checked above:
-                   -- 0 only for a position with nothing to convert)
+                   -- the price of the position's quote asset in the valuation asset: 0 for a
+                   -- position with nothing to convert, null for one that cannot be (unpriced)
                    case when p.quote_asset = v_asset then 1
                         when p.quantity = 0 and p.realized_pnl = 0 then 0
                         else internal.asset_price_as(i.exchange_id, p.quote_asset, v_asset, true, s.owner_user_id)
@@ -115,6 +106,15 @@ begin
             from trading.positions p
             join trading.strategies s on s.strategy_id = p.strategy_id
             join ref.instruments i on i.instrument_id = p.instrument_id
+            join ref.exchanges e on e.exchange_id = i.exchange_id
+        ),
+        -- the first position with an amount to convert and no price to convert it
+        unpriced as (
+            select m.strategy, m.exchange, m.symbol, m.quote_asset
+            from marked m
+            where m.rate is null
+            order by m.strategy, m.exchange, m.symbol
+            limit 1
         ),
         per_strategy as (
             select s.strategy_id,
@@ -146,16 +146,32 @@ begin
                    coalesce(sum(gross_exposure), 0), coalesce(sum(net_exposure), 0),
                    coalesce(sum(open_positions), 0)::integer
             from per_strategy
+        ),
+        written as (
+            insert into trading.portfolio_snapshots as ps
+                (taken_at, strategy_id, capital, realized_pnl, unrealized_pnl, gross_exposure, net_exposure,
+                 open_positions, valuation_asset)
+            select take_portfolio_snapshot.taken_at, r.strategy_id, r.capital, r.realized_pnl, r.unrealized_pnl,
+                   r.gross_exposure, r.net_exposure, r.open_positions, v_asset
+            from rows_to_write r
+            where not exists (select from unpriced)
+            on conflict do nothing
+            returning ps
         )
-        insert into trading.portfolio_snapshots as ps
-            (taken_at, strategy_id, capital, realized_pnl, unrealized_pnl, gross_exposure, net_exposure, open_positions,
-             valuation_asset)
-        select take_portfolio_snapshot.taken_at, r.strategy_id, r.capital, r.realized_pnl, r.unrealized_pnl,
-               r.gross_exposure, r.net_exposure, r.open_positions, v_asset
-        from rows_to_write r
-        on conflict do nothing
-        returning ps.*
+        select w.ps as snapshot, null as strategy, null as exchange, null as symbol, null as quote_asset
+        from written w
+        union all
+        select null, u.strategy, u.exchange, u.symbol, u.quote_asset
+        from unpriced u
     loop
+        if v_written.strategy is not null then
+            raise exception 'the position of % in % on % is in %, which has no market price in %',
+                v_written.strategy, v_written.symbol, v_written.exchange, v_written.quote_asset, v_asset
+                using errcode = '22S23',
+                      hint = format('Quote an instrument pairing %s with %s (or its inverse pair), or take the snapshot in %s.',
+                                    v_written.quote_asset, v_asset, v_written.quote_asset);
+        end if;
+        v_row := v_written.snapshot;
         v_total_written := v_total_written or v_row.strategy_id is null;
         return next v_row;
     end loop;
