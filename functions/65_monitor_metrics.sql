@@ -83,15 +83,22 @@ as $$
            on o.strategy_id = s.strategy_id and o.status in ('new', 'open', 'partially_filled')
     group by s.name
     union all
-    select m.name, jsonb_build_object('strategy', p.strategy), m.value
-    from (select s.name as strategy,
-                 count(*) filter (where p.quantity <> 0) as open_positions,
+    select 'positions.open', jsonb_build_object('strategy', s.name), count(*) filter (where p.quantity <> 0)::numeric
+    from trading.positions p
+    join trading.strategies s on s.strategy_id = p.strategy_id
+    group by s.name
+    union all
+    -- why a series per quote asset (quote_asset label, trading.positions.quote_asset): the exposure
+    -- and PnL of an ETH/BTC position are BTC, and were added to a BTC/USDT one's USDT at par
+    select m.name, jsonb_build_object('strategy', p.strategy, 'quote_asset', p.quote_asset), m.value
+    from (select s.name as strategy, p.quote_asset,
                  sum(abs(p.quantity) * i.multiplier * mk.mark) as gross,
                  sum(p.quantity * i.multiplier * mk.mark) as net,
                  sum(p.realized_pnl) as realized,
                  sum(case when p.quantity = 0 then 0
                           else p.quantity * i.multiplier * (mk.mark - p.avg_entry_price)
-                     end) as unrealized
+                     end) as unrealized,
+                 coalesce(sum(d.realized_pnl), 0) as realized_today
           from trading.positions p
           join trading.strategies s on s.strategy_id = p.strategy_id
           join ref.instruments i on i.instrument_id = p.instrument_id
@@ -99,60 +106,85 @@ as $$
           -- owner; marked at any strategy's latest fill, they handed the owner another trader's
           -- private fill price (internal.owner_mark_price)
           cross join lateral (select internal.owner_mark_price(p.instrument_id, s.owner_user_id) as mark) mk
-          group by s.name) p
-    cross join lateral (values ('positions.open', p.open_positions::numeric),
-                               ('exposure.gross', coalesce(round(p.gross, 12), 0)),
+          -- a position's row stays when it is flat, so today's series of a quote asset the
+          -- strategy traded reads 0 on a day without fills rather than keep yesterday's loss
+          left join trading.daily_pnl d
+                 on d.strategy_id = p.strategy_id and d.instrument_id = p.instrument_id
+                and d.day = (p_at at time zone 'UTC')::date
+          group by s.name, p.quote_asset) p
+    cross join lateral (values ('exposure.gross', coalesce(round(p.gross, 12), 0)),
                                ('exposure.net', coalesce(round(p.net, 12), 0)),
                                ('pnl.realized', p.realized),
+                               ('pnl.realized_today', p.realized_today),
                                ('pnl.unrealized', coalesce(round(p.unrealized, 12), 0))) m(name, value)
     union all
-    select 'pnl.realized_today', jsonb_build_object('strategy', s.name), coalesce(sum(d.realized_pnl), 0)
-    from trading.strategies s
-    left join trading.daily_pnl d on d.strategy_id = s.strategy_id and d.day = (p_at at time zone 'UTC')::date
-    group by s.name
-    union all
     select m.name, jsonb_build_object('period', r.period), m.value
-    from (select 'hour' as period, count(*) as rows, sum(h.trades) as trades, sum(h.volume) as volume,
-                 sum(h.notional) as notional
+    from (select 'hour' as period, sum(h.trades) as trades, sum(h.volume) as volume
           from trading.hourly_pnl h
           where h.hour = date_trunc('hour', p_at, 'UTC')
           union all
-          select 'day', count(*), sum(d.trades), sum(d.volume), sum(d.notional)
+          select 'day', sum(d.trades), sum(d.volume)
           from trading.daily_pnl d
           where d.day = (p_at at time zone 'UTC')::date) r
     cross join lateral (values ('trades.count', coalesce(r.trades, 0)::numeric),
-                               ('trades.volume', coalesce(r.volume, 0)),
-                               ('trades.notional', coalesce(r.notional, 0))) m(name, value)
+                               ('trades.volume', coalesce(r.volume, 0))) m(name, value)
+    union all
+    -- notional per quote asset (see the positions' series), 0 for every quote asset traded
+    select 'trades.notional', jsonb_build_object('period', v.period, 'quote_asset', q.quote_asset),
+           coalesce(sum(r.notional), 0)
+    from (values ('hour'), ('day')) v(period)
+    cross join (select distinct i.quote_asset from ref.instruments i) q
+    left join (select 'hour' as period, i.quote_asset, h.notional
+               from trading.hourly_pnl h
+               join ref.instruments i on i.instrument_id = h.instrument_id
+               where h.hour = date_trunc('hour', p_at, 'UTC')
+               union all
+               select 'day', d.quote_asset, d.notional
+               from trading.daily_pnl d
+               where d.day = (p_at at time zone 'UTC')::date) r
+           on r.period = v.period and r.quote_asset = q.quote_asset
+    group by v.period, q.quote_asset
     union all
     select 'risk.events', '{}'::jsonb, count(*)::numeric
     from monitor.risk_events e
     where e.occurred_at > p_at - interval '1 hour' and e.occurred_at <= p_at
 $$;
 comment on function internal.trading_metrics(timestamptz) is
-    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; orders by status, working orders and realized PnL today have a value (0 when none) for every status and strategy.';
+    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; amounts per quote asset (label quote_asset); orders by status and working orders have a value (0 when none) for every status and strategy, trade notional for every quote asset.';
 
 create or replace function internal.collected_metric_label(p_metric text)
     returns table (label text, label_values text[])
     stable
     language sql
 as $$
-    -- The one label the series of a collected metric carry, with its values (null: a strategy
-    -- name); no row for a metric collected without labels or a custom one. Keep it in step with
-    -- internal.trading_metrics and internal.system_metrics (a test compares them).
+    -- The labels the series of a collected metric carry, one row each, with their values (null:
+    -- a strategy name); no row for a metric collected without labels or a custom one. Amounts
+    -- (unit quote in monitor.metric_catalog) carry quote_asset, whose values are the quote assets
+    -- of ref.instruments. Keep it in step with internal.trading_metrics and
+    -- internal.system_metrics (a test compares them).
     -- why: monitor.add_alert_rule refuses labels that no collected series has, since such a
     -- rule (a typo in a strategy name, say) would never fire
-    select v.label, v.label_values
+    select v.label,
+           case when v.label = 'quote_asset'
+                then array(select distinct i.quote_asset from ref.instruments i order by 1)
+                else v.label_values end
     from (values ('orders.by_status', 'status', enum_range(null::trading.order_status)::text[]),
                  ('orders.working', 'strategy', null),
                  ('positions.open', 'strategy', null),
                  ('exposure.gross', 'strategy', null),
+                 ('exposure.gross', 'quote_asset', null),
                  ('exposure.net', 'strategy', null),
+                 ('exposure.net', 'quote_asset', null),
                  ('pnl.realized', 'strategy', null),
+                 ('pnl.realized', 'quote_asset', null),
                  ('pnl.realized_today', 'strategy', null),
+                 ('pnl.realized_today', 'quote_asset', null),
                  ('pnl.unrealized', 'strategy', null),
+                 ('pnl.unrealized', 'quote_asset', null),
                  ('trades.count', 'period', array['hour', 'day']),
                  ('trades.volume', 'period', array['hour', 'day']),
                  ('trades.notional', 'period', array['hour', 'day']),
+                 ('trades.notional', 'quote_asset', null),
                  ('db.connections', 'state', array['active', 'idle', 'idle in transaction',
                                                    'idle in transaction (aborted)', 'fastpath function call',
                                                    'disabled', 'unknown']),
@@ -161,7 +193,7 @@ as $$
     where v.metric = p_metric
 $$;
 comment on function internal.collected_metric_label(text) is
-    'The label key of a collected metric''s series and its values (null: strategy names); no row for an unlabelled or custom metric.';
+    'The label keys of a collected metric''s series, a row each, with their values (null: strategy names; quote_asset: the instruments'' quote assets); no row for an unlabelled or custom metric.';
 
 create or replace function internal.system_metrics()
     returns table (name text, labels jsonb, value numeric)

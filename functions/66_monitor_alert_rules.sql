@@ -21,24 +21,30 @@ create or replace function internal.check_collected_labels(p_metric text, p_labe
     stable
     language plpgsql
 as $$
--- A rule on a collected metric may give only the label its series carry, with a value they have:
--- 22S12 otherwise, 23S03 for a strategy the session does not see.
+-- A rule on a collected metric may give only labels its series carry, with values they have:
+-- 22S12 otherwise, 23S03 for a strategy the session does not see. A rule on an amount (unit quote
+-- in monitor.metric_catalog) must name its quote_asset (22S12).
 -- why: any other label, or a value no series has (a misspelt strategy), would match nothing and
--- the rule would never fire
+-- the rule would never fire; and without quote_asset a rule would add up the series of every
+-- quote asset, BTC and USDT at par
 declare
-    v_label        text;
+    v_labels       text[];
     v_label_values text[];
     v_key          text;
     v_value        jsonb;
 begin
-    select c.label, c.label_values into v_label, v_label_values
-    from internal.collected_metric_label(p_metric) c;
+    v_labels := array(select c.label from internal.collected_metric_label(p_metric) c);
     for v_key, v_value in select l.key, l.value from jsonb_each(p_labels) l loop
-        if v_key is distinct from v_label then
+        if not v_key = any (v_labels) then
             perform internal.rule_problem(format('a label of %s', p_metric), v_key,
-                                          coalesce(v_label || ' (its only label)',
-                                                   'absent ({}: its series have no labels)'));
+                                          case cardinality(v_labels)
+                                              when 0 then 'absent ({}: its series have no labels)'
+                                              when 1 then v_labels[1] || ' (its only label)'
+                                              else 'one of ' || array_to_string(v_labels, ', ') end);
         end if;
+        select c.label_values into v_label_values
+        from internal.collected_metric_label(p_metric) c
+        where c.label = v_key;
         if jsonb_typeof(v_value) <> 'string'
            or not (v_label_values is null or v_value #>> '{}' = any (v_label_values)) then
             perform internal.rule_problem(format('the %s label of %s', v_key, p_metric), v_value #>> '{}',
@@ -49,10 +55,14 @@ begin
             perform internal.find_strategy(v_value #>> '{}');
         end if;
     end loop;
+    if 'quote_asset' = any (v_labels) and not p_labels ? 'quote_asset' then
+        perform internal.rule_problem(format('the labels of %s', p_metric), p_labels::text,
+                                      'an object naming its quote_asset (amounts in different quote assets do not add up)');
+    end if;
 end;
 $$;
 comment on function internal.check_collected_labels(text, jsonb) is
-    'Raises 22S12 for a label a collected metric''s series never carry (key or value), 23S03 for an unknown strategy label.';
+    'Raises 22S12 for a label a collected metric''s series never carry (key or value) or a rule on an amount without quote_asset, 23S03 for an unknown strategy label.';
 
 create or replace function monitor.add_alert_rule(
     name              text,

@@ -103,12 +103,12 @@ insert into monitor.metric_catalog (name, category, unit, description) values
     ('positions.open',       'trading', 'count',   'Positions with a non-zero quantity, label strategy.'),
     ('trades.count',         'trading', 'count',   'Fills in the current UTC hour or day, labels period (hour, day).'),
     ('trades.volume',        'trading', 'base',    'Filled quantity in the current UTC hour or day, labels period.'),
-    ('trades.notional',      'trading', 'quote',   'Filled quantity x price x multiplier in the current UTC hour or day, labels period.'),
-    ('exposure.gross',       'risk',    'quote',   'Sum of |quantity| x mark x multiplier of open positions, label strategy (quote assets at par).'),
-    ('exposure.net',         'risk',    'quote',   'Sum of signed quantity x mark x multiplier of open positions, label strategy.'),
-    ('pnl.realized',         'risk',    'quote',   'Realized PnL (net of fees, with funding) of all positions, label strategy.'),
-    ('pnl.realized_today',   'risk',    'quote',   'Realized PnL of the current UTC day, label strategy.'),
-    ('pnl.unrealized',       'risk',    'quote',   'Unrealized PnL of open positions at the mark price, label strategy.'),
+    ('trades.notional',      'trading', 'quote',   'Filled quantity x price x multiplier in the current UTC hour or day, labels period and quote_asset.'),
+    ('exposure.gross',       'risk',    'quote',   'Sum of |quantity| x mark x multiplier of positions, labels strategy and quote_asset.'),
+    ('exposure.net',         'risk',    'quote',   'Sum of signed quantity x mark x multiplier of positions, labels strategy and quote_asset.'),
+    ('pnl.realized',         'risk',    'quote',   'Realized PnL (net of fees, with funding) of all positions, labels strategy and quote_asset.'),
+    ('pnl.realized_today',   'risk',    'quote',   'Realized PnL of the current UTC day, labels strategy and quote_asset.'),
+    ('pnl.unrealized',       'risk',    'quote',   'Unrealized PnL of open positions at the mark price, labels strategy and quote_asset.'),
     ('risk.events',          'risk',    'count',   'Risk events (pre-trade rejections, kill switch changes) in the last hour.'),
     ('db.size_bytes',        'system',  'bytes',   'Size of the database.'),
     ('db.connections',       'system',  'count',   'Connections to the database, label state.'),
@@ -167,7 +167,7 @@ comment on column monitor.alert_rules.rule_id is 'Surrogate key.';
 comment on column monitor.alert_rules.name is 'Unique name, e.g. btc-binance-above-70k.';
 comment on column monitor.alert_rules.kind is 'price, volume (an instrument''s market data), risk, system or trading (a metric of that category, or a custom one).';
 comment on column monitor.alert_rules.metric is 'The metric watched (risk, system and trading rules).';
-comment on column monitor.alert_rules.labels is 'Metric rules only: only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb"}; on a collected metric only the label its series carry.';
+comment on column monitor.alert_rules.labels is 'Metric rules only: only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb", "quote_asset": "USDT"}; on a collected metric only the labels its series carry, and quote_asset on an amount.';
 comment on column monitor.alert_rules.instrument_id is 'The instrument watched (price and volume rules).';
 comment on column monitor.alert_rules.aggregate is
     'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the current mark price. Over several matching series, last and change_pct take the total of each series'' latest (and first) values.';

@@ -224,10 +224,13 @@ def test_risk_show_prints_channels_as_a_readable_list(seeded_url):
 
 def test_alerts_rules_show_a_rules_labels(seeded_url):
     invoke(seeded_url, "alerts", "add-rule", "alpha-loss", "--kind", "risk", "--metric",
-           "pnl.realized_today", "--label", "strategy=alpha", "--operator", "<", "--threshold", "-5000")  # fmt: skip
+           "pnl.realized_today", "--label", "strategy=alpha", "--label", "quote_asset=USDT",
+           "--operator", "<", "--threshold", "-5000")  # fmt: skip
     output = invoke(seeded_url, "alerts", "rules").output
     assert output.splitlines()[0].split()[:4] == ["name", "kind", "watching", "labels"]
-    assert ' pnl.realized_today  {"strategy": "alpha"}  last ' in rule_row(output, "alpha-loss")
+    assert ' pnl.realized_today  {"strategy": "alpha", "quote_asset": "USDT"}  last ' in rule_row(
+        output, "alpha-loss"
+    )
 
 
 def test_alerts_add_rule_with_a_bad_window_names_the_option(seeded, seeded_url):

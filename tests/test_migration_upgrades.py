@@ -1,10 +1,11 @@
-"""Migrations 0014, 0015 and 0022 on a database that has history.
+"""Migrations 0014, 0015, 0022 and 0032 on a database that has history.
 
 0014: every order key gets its order's strategy and instrument (from the order, or from its trades
 when cleanup removed the order), a key nothing refers to any more goes, and from then on a trade is
 held to its order's strategy and instrument. 0015: every trade gets the multiplier it was realized
 at, without an audit row, and trades stay append-only. 0022: every trade gets the quantity it
-closed, worked back from its position's quantity.
+closed, worked back from its position's quantity. 0032: a rule on an amount gets the one quote
+asset its series can have.
 
 Each database is migrated as a deployment was: to a migration with the functions/ of the commit
 that added it (from git), not with today's, whose views may read columns a later migration adds.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from db_fixtures import janitor
 from spreadedge.migrate import migrate
@@ -215,3 +217,35 @@ def test_migration_0022_gives_each_trade_the_quantity_it_closed_from_its_positio
         [(1, Decimal("0")), (2, Decimal("0")), (10, Decimal("1")), (11, Decimal("0.5"))],
         (0,),
     )
+
+
+def test_migration_0032_gives_a_rule_on_an_amount_the_one_quote_asset_its_series_can_have(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings, *_migrations_between("0014", "0031"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "select ref.upsert_instrument(exchange => 'binance', symbol => 'ETHBTC', base_asset => 'ETH',"
+            " quote_asset => 'BTC', market_type => 'spot', tick_size => 0.00001, lot_size => 0.001,"
+            " min_notional => 0)"
+        )
+        # alpha holds BTC/USDT only, beta ETH/BTC only
+        conn.execute(
+            "insert into trading.positions (strategy_id, instrument_id, quantity, avg_entry_price, opened_at,"
+            "  multiplier, quote_asset)"
+            " select s.strategy_id, i.instrument_id, 1, 100, now(), 1, i.quote_asset"
+            " from (values ('alpha', 'BTCUSDT'), ('beta', 'ETHBTC')) p (strategy, symbol)"
+            " join trading.strategies s on s.name = p.strategy join ref.instruments i on i.symbol = p.symbol"
+        )
+        for name, labels in (("alpha-exposure", {"strategy": "alpha"}), ("all-exposure", {})):
+            conn.execute(
+                "select monitor.add_alert_rule(name => %s, kind => 'risk', operator => '>', threshold => 1,"
+                " metric => 'exposure.gross', labels => %s)",
+                [name, Jsonb(labels)],
+            )
+    upgrade(url, settings, "0032_metric_quote_asset.sql.j2")
+    with psycopg.connect(url) as conn:
+        rules = conn.execute("select name, labels from monitor.alert_rules order by name").fetchall()
+    assert rules == [
+        ("all-exposure", {}),
+        ("alpha-exposure", {"strategy": "alpha", "quote_asset": "USDT"}),
+    ]

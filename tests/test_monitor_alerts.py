@@ -10,7 +10,7 @@ import pytest
 
 from market_helpers import quote, tick
 from monitor_helpers import add_rule, evaluate, metric, notifications
-from trading_helpers import call, place, trade, waits_for_a_lock
+from trading_helpers import call, list_binance_eth_btc, place, trade, waits_for_a_lock
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -56,8 +56,9 @@ def test_a_risk_rule_fires_on_a_collected_risk_metric(seeded):
         seeded, "alpha-working", "trading", ">", "0", metric="orders.working", labels={"strategy": "alpha"}
     )
     add_rule(
-        seeded, "alpha-exposure", "risk", ">", "50", metric="exposure.gross", labels={"strategy": "alpha"}
-    )
+        seeded, "alpha-exposure", "risk", ">", "50", metric="exposure.gross",
+        labels={"strategy": "alpha", "quote_asset": "USDT"},
+    )  # fmt: skip
     call(seeded, "monitor.collect_metrics", collected_at=NOW)
     assert evaluate(seeded, NOW) == [("alpha-working", "fired", Decimal("1"), False)]
     trade(seeded, "buy", "0.001", "60000")
@@ -65,6 +66,20 @@ def test_a_risk_rule_fires_on_a_collected_risk_metric(seeded):
     assert evaluate(seeded, NOW + timedelta(seconds=1)) == [
         ("alpha-exposure", "fired", Decimal("60.000"), False)
     ]
+
+
+def test_a_rule_on_the_exposure_in_one_quote_asset_leaves_the_other_quote_assets_out(seeded):
+    list_binance_eth_btc(seeded)
+    trade(seeded, "buy", "0.1", "60000")
+    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC")
+    add_rule(seeded, "alpha-usdt", "risk", ">", "6000", metric="exposure.gross",
+             labels={"strategy": "alpha", "quote_asset": "USDT"})  # fmt: skip
+    add_rule(seeded, "alpha-btc", "risk", ">", "0.05", metric="exposure.gross",
+             labels={"strategy": "alpha", "quote_asset": "BTC"})  # fmt: skip
+
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+
+    assert evaluate(seeded, NOW) == [("alpha-btc", "fired", Decimal("0.1"), False)]
 
 
 def test_a_system_rule_fires_on_a_database_metric(seeded):
@@ -236,6 +251,13 @@ def test_a_market_data_rule_with_labels_is_refused_when_added(seeded, kind):
          'a label of db.size_bytes must be absent ({}: its series have no labels), got "strategy"'),
         ("trades.count", {"strategy": "alpha"},
          'a label of trades.count must be period (its only label), got "strategy"'),
+        ("trades.notional", {"strategy": "alpha"},
+         'a label of trades.notional must be one of period, quote_asset, got "strategy"'),
+        ("exposure.gross", {"strategy": "alpha"},
+         'the labels of exposure.gross must be an object naming its quote_asset (amounts in different'
+         ' quote assets do not add up), got "{"strategy": "alpha"}"'),
+        ("pnl.realized_today", {"quote_asset": "EUR"},
+         'the quote_asset label of pnl.realized_today must be one of USD, USDT, got "EUR"'),
         ("orders.by_status", {"status": "filed"},
          "the status label of orders.by_status must be one of new, open, partially_filled, filled,"
          ' cancelled, rejected, expired, got "filed"'),
@@ -370,10 +392,12 @@ def test_a_last_rule_without_labels_on_several_series_takes_their_total_in_any_r
     assert evaluate(seeded, NOW) == [("all-strategies-loss", "fired", Decimal("-5900"), False)]
 
 
-def test_a_last_rule_without_labels_on_a_collected_risk_metric_watches_every_strategy_together(seeded):
+def test_a_last_rule_without_a_strategy_label_on_a_collected_amount_watches_every_strategy_together(seeded):
     trade(seeded, "buy", "0.1", "60000", strategy="alpha")
     trade(seeded, "buy", "0.05", "60000", strategy="beta")
-    add_rule(seeded, "gross-exposure", "risk", ">", "8000", metric="exposure.gross")
+    add_rule(
+        seeded, "gross-exposure", "risk", ">", "8000", metric="exposure.gross", labels={"quote_asset": "USDT"}
+    )
     call(seeded, "monitor.collect_metrics", collected_at=NOW)
     assert evaluate(seeded, NOW) == [("gross-exposure", "fired", Decimal("9000"), False)]
 

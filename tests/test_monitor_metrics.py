@@ -56,10 +56,14 @@ def test_collect_metrics_records_orders_positions_trades_pnl_and_the_database(se
     ]
     assert values(seeded, "orders.working") == [({"strategy": "alpha"}, 1), ({"strategy": "beta"}, 0)]
     assert values(seeded, "positions.open") == [({"strategy": "alpha"}, 1)]
-    assert values(seeded, "exposure.gross") == [({"strategy": "alpha"}, Decimal("6000"))]
+    assert values(seeded, "exposure.gross") == [
+        ({"strategy": "alpha", "quote_asset": "USDT"}, Decimal("6000"))
+    ]
     assert values(seeded, "trades.notional") == [
-        ({"period": "day"}, Decimal("6000.0")),
-        ({"period": "hour"}, Decimal("6000.0")),
+        ({"period": "day", "quote_asset": "USD"}, 0),
+        ({"period": "day", "quote_asset": "USDT"}, Decimal("6000.0")),
+        ({"period": "hour", "quote_asset": "USD"}, 0),
+        ({"period": "hour", "quote_asset": "USDT"}, Decimal("6000.0")),
     ]
     assert {"db.size_bytes", "db.connections", "db.commits", "db.rollbacks", "db.cache_hit_ratio",
             "db.oldest_xact_age", "db.slow_queries", "pnl.realized", "pnl.unrealized", "pnl.realized_today",
@@ -167,14 +171,61 @@ def test_collect_metrics_counts_every_order_status_zero_included(seeded):
 
 def test_collect_metrics_records_no_realized_pnl_today_as_zero(seeded):
     trade(seeded, "buy", "0.1", "60000", fee=Decimal("6"), fee_currency="USDT")
+    trade(seeded, "buy", "1", "3000", exchange="kraken", symbol="ETHUSD", strategy="beta")
+    # yesterday's fill: beta has a position in BTCUSDT and nothing realized today
+    seeded.execute("update trading.daily_pnl set day = day - 1 where strategy_id = 2")
 
     # at the database's now, the fill's: the module's NOW is of another day once a run crosses midnight
     call(seeded, "monitor.collect_metrics")
 
     assert values(seeded, "pnl.realized_today") == [
-        ({"strategy": "alpha"}, Decimal("-6")),
-        ({"strategy": "beta"}, Decimal("0")),
+        ({"strategy": "alpha", "quote_asset": "USDT"}, Decimal("-6")),
+        ({"strategy": "beta", "quote_asset": "USD"}, Decimal("0")),
     ]
+
+
+# Amounts of different quote assets (bug: one series per strategy added the BTC of an ETH/BTC
+# position to the USDT of a BTC/USDT one at par)
+def test_collected_exposure_and_pnl_are_a_series_per_strategy_and_quote_asset(seeded):
+    list_binance_eth_btc(seeded)
+    trade(seeded, "buy", "0.1", "60000", fee=Decimal("6"), fee_currency="USDT")
+    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC", fee=Decimal("0.0001"), fee_currency="BTC")
+
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+
+    assert {
+        (name, labels["quote_asset"], value)
+        for name, labels, value in seeded.execute(
+            "select name, labels, value from monitor.metrics"
+            " where labels ->> 'strategy' = 'alpha' and name like any (array['exposure.%', 'pnl.%'])"
+        )
+    } == {
+        ("exposure.gross", "BTC", Decimal("0.1")),
+        ("exposure.gross", "USDT", Decimal("6000")),
+        ("exposure.net", "BTC", Decimal("0.1")),
+        ("exposure.net", "USDT", Decimal("6000")),
+        ("pnl.realized", "BTC", Decimal("-0.0001")),
+        ("pnl.realized", "USDT", Decimal("-6")),
+        ("pnl.realized_today", "BTC", Decimal("-0.0001")),
+        ("pnl.realized_today", "USDT", Decimal("-6")),
+        ("pnl.unrealized", "BTC", Decimal("0")),
+        ("pnl.unrealized", "USDT", Decimal("0")),
+    }
+    assert values(seeded, "positions.open") == [({"strategy": "alpha"}, 2)]
+
+
+def test_collected_trade_notional_is_a_series_per_period_and_quote_asset(seeded):
+    list_binance_eth_btc(seeded)
+    trade(seeded, "buy", "0.1", "60000")
+    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC")
+
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
+
+    assert [
+        (labels["quote_asset"], value)
+        for labels, value in values(seeded, "trades.notional")
+        if labels["period"] == "day"
+    ] == [("BTC", Decimal("0.1")), ("USD", 0), ("USDT", Decimal("6000"))]
 
 
 def test_an_alert_on_working_orders_resolves_once_the_strategy_has_none_left(seeded):
@@ -241,18 +292,23 @@ def test_db_connections_reads_zero_once_a_state_is_no_longer_seen(db, db_url):
     ).fetchall() == [(NOW, 1), (later, 0)]
 
 
-def test_every_collected_series_carries_the_label_alert_rules_accept(seeded):
+def test_every_collected_series_carries_the_labels_alert_rules_accept(seeded):
+    list_binance_eth_btc(seeded)
     trade(seeded, "buy", "0.001", "60000")
+    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC")
     call(seeded, "monitor.collect_metrics", collected_at=NOW)
     stray = seeded.execute(
         """
         select m.name, m.labels
         from monitor.metrics m
-        left join lateral internal.collected_metric_label(m.name) c on true
-        where m.labels <> case when c.label is null then '{}' else jsonb_build_object(c.label, m.labels ->> c.label) end
-           or not coalesce(m.labels ->> c.label = any (c.label_values), true)
-           or (c.label is not null and c.label_values is null
-               and not exists (select from trading.strategies s where s.name = m.labels ->> c.label))
+        where array(select k from jsonb_object_keys(m.labels) k order by k)
+                  <> array(select c.label from internal.collected_metric_label(m.name) c order by c.label)
+           or exists (select
+                      from jsonb_each_text(m.labels) l
+                      join internal.collected_metric_label(m.name) c on c.label = l.key
+                      where not coalesce(l.value = any (c.label_values), true)
+                         or (c.label_values is null
+                             and not exists (select from trading.strategies s where s.name = l.value)))
         """
     ).fetchall()
     assert stray == []

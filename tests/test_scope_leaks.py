@@ -99,9 +99,11 @@ def monitored(desks, auth_db):
     for strategy, pnl in (("alice-arb", "120"), ("bob-arb", "-40")):
         call(auth_db, "monitor.set_risk_limit", strategy=strategy, max_order_notional=Decimal("100"))
         rejected[strategy] = place(auth_db, "buy", "0.01", "60000", strategy=strategy)
-        metric(auth_db, "pnl.unrealized", pnl, NOW - timedelta(minutes=1), strategy=strategy)
+        metric(
+            auth_db, "pnl.unrealized", pnl, NOW - timedelta(minutes=1), strategy=strategy, quote_asset="USDT"
+        )
         add_rule(auth_db, f"{strategy}-pnl", "risk", "<>", "0", metric="pnl.unrealized",
-                 labels={"strategy": strategy}, channels=["slack"])  # fmt: skip
+                 labels={"strategy": strategy, "quote_asset": "USDT"}, channels=["slack"])  # fmt: skip
     metric(auth_db, "risk.events", "2", NOW - timedelta(minutes=1))
     add_rule(auth_db, "platform-risk", "risk", ">", "0", metric="risk.events", channels=["slack"])
     assert len(evaluate(auth_db, NOW)) == 3
@@ -127,7 +129,7 @@ def test_risk_event_list_shows_a_trader_only_their_strategies_events(monitored, 
 
 def test_latest_metrics_shows_a_trader_only_series_labelled_with_their_strategies(monitored, desks, auth_db):
     assert as_bob(auth_db, desks, "select name, labels, value from monitor.latest_metrics") == [
-        ("pnl.unrealized", {"strategy": "bob-arb"}, Decimal("-40"))
+        ("pnl.unrealized", {"strategy": "bob-arb", "quote_asset": "USDT"}, Decimal("-40"))
     ]
 
 
@@ -369,6 +371,6 @@ def test_collected_metrics_mark_a_traders_position_at_their_own_fill_not_another
     call(auth_db, "monitor.collect_metrics")  # pg_cron, unscoped
 
     assert auth_db.execute(
-        'select name, value from monitor.metrics where labels = \'{"strategy": "alice-arb"}\''
+        'select name, value from monitor.metrics where labels = \'{"strategy": "alice-arb", "quote_asset": "USDT"}\''
         " and name in ('exposure.gross', 'pnl.unrealized') order by name"
     ).fetchall() == [("exposure.gross", Decimal("100")), ("pnl.unrealized", Decimal("0"))]

@@ -31,7 +31,7 @@ cross join lateral (
                       else 'volume' end as kind,
            case n %% 4 when 0 then (array['db.size_bytes', 'orders.working'])[1 + n %% 8 / 4]
                       when 1 then (array['exposure.gross', 'pnl.realized', 'pnl.unrealized'])[1 + n %% 3] end as metric,
-           case when n %% 4 = 1 then jsonb_build_object('strategy', 's' || 1 + n %% 20) else '{}' end as labels,
+           case when n %% 4 = 1 then jsonb_build_object('strategy', 's' || 1 + n %% 20, 'quote_asset', 'USDT') else '{}' end as labels,
            case when n %% 4 >= 2 then (array['binance', 'coinbase', 'kraken', 'bybit', 'gateio', 'okx'])[1 + n %% 6] end as exchange,
            case when n %% 4 >= 2 then (array['BTCUSDT', 'ETHUSDT'])[1 + n %% 12 / 6] end as symbol,
            case n %% 4 when 2 then (array['last', 'avg', 'change_pct'])[1 + n %% 3]
