@@ -92,7 +92,7 @@ create or replace function trading.record_fill(
     set plan_cache_mode = force_generic_plan
     language plpgsql
 as $$
--- Record a fill of an order and return its trade id. A fill already recorded (same exchange and
+-- Record a fill of an order and return its trade id. A fill already recorded (same instrument and
 -- exchange_trade_id) returns the existing trade id and writes nothing; the same id with a different
 -- order, quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills
 -- after a cancel or expiry are recorded (is_late); one that completes the order makes it filled
@@ -182,14 +182,16 @@ begin
     end if;
 
     v_trade_id := nextval('trading.trade_id_seq');
-    insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)
-    values (v_instrument.exchange_id, record_fill.exchange_trade_id, v_trade_id, record_fill.executed_at)
-    on conflict (exchange_id, exchange_trade_id) do nothing;
+    -- why per instrument: exchanges number trades per symbol, so one exchange's fills of two
+    -- instruments may share an id (trading.trade_keys)
+    insert into trading.trade_keys (instrument_id, exchange_trade_id, trade_id, executed_at)
+    values (v_instrument.instrument_id, record_fill.exchange_trade_id, v_trade_id, record_fill.executed_at)
+    on conflict (instrument_id, exchange_trade_id) do nothing;
     if not found then
         select t.* into v_existing
         from trading.trade_keys tk
         join trading.trades t on t.trade_id = tk.trade_id and t.executed_at = tk.executed_at
-        where tk.exchange_id = v_instrument.exchange_id and tk.exchange_trade_id = record_fill.exchange_trade_id;
+        where tk.instrument_id = v_instrument.instrument_id and tk.exchange_trade_id = record_fill.exchange_trade_id;
         -- why the fee too: a redelivery that disagrees on the fee is not the same fact, and keeping
         -- the first silently would hide a PnL difference (a zero fee is zero in any currency);
         -- executed_at is not compared, since it defaults to the time of the call
@@ -206,7 +208,7 @@ begin
         if not internal.strategy_in_scope(v_existing.strategy_id) then
             raise exception 'exchange trade id "%" is already recorded', record_fill.exchange_trade_id
                 using errcode = '23S06',
-                      hint = 'An exchange trade id names one fill of its exchange; check the id the fill came with.';
+                      hint = 'An exchange trade id names one fill of its instrument; check the id the fill came with.';
         end if;
         raise exception 'exchange trade id "%" is already recorded as trade % with different values',
             record_fill.exchange_trade_id, v_existing.trade_id

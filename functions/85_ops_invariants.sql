@@ -289,16 +289,15 @@ begin
            jsonb_build_object('trade_id', coalesce(t.trade_id, k.trade_id)),
            case when k.trade_id is null then 'trade has no trading.trade_keys row'
                 when t.trade_id is null then 'trading.trade_keys row has no trade'
-                else format('key row says exchange %s, %s / %s; the trade exchange %s, %s / %s',
-                            k.exchange_id, k.exchange_trade_id, k.executed_at,
-                            i.exchange_id, t.exchange_trade_id, t.executed_at)
+                else format('key row says instrument %s, %s / %s; the trade instrument %s, %s / %s',
+                            k.instrument_id, k.exchange_trade_id, k.executed_at,
+                            t.instrument_id, t.exchange_trade_id, t.executed_at)
            end
     from trading.trades t
-    join ref.instruments i on i.instrument_id = t.instrument_id
     full join trading.trade_keys k on k.trade_id = t.trade_id
     where k.trade_id is null or t.trade_id is null
        or k.exchange_trade_id <> t.exchange_trade_id or k.executed_at <> t.executed_at
-       or k.exchange_id <> i.exchange_id;
+       or k.instrument_id <> t.instrument_id;
 
     return query
     with fills as (

@@ -204,19 +204,21 @@ create index order_events_order_idx on trading.order_events (order_id);
 create sequence trading.trade_id_seq as bigint;
 comment on sequence trading.trade_id_seq is 'Trade ids, unique across all trade partitions.';
 
--- why: trades is partitioned by executed_at; this table makes (exchange, exchange trade id) unique
+-- why: trades is partitioned by executed_at; this table makes (instrument, exchange trade id) unique
 -- across partitions, so a fill reported twice (websocket and REST) is recorded once.
+-- why per instrument: exchanges number trades per symbol (binance, okx, coinbase), so two fills
+-- of one exchange may share an id; keyed by exchange, the second was refused (migration 0033)
 create table trading.trade_keys (
-    exchange_id       smallint not null references ref.exchanges,
     exchange_trade_id trading.nonempty_text not null,
     trade_id          bigint not null unique,
     executed_at       timestamptz not null,
-    primary key (exchange_id, exchange_trade_id)
+    instrument_id     integer not null references ref.instruments,
+    primary key (instrument_id, exchange_trade_id)
 );
 comment on table trading.trade_keys is
-    'One row per trade: makes exchange trade ids unique per exchange across trade partitions.';
-comment on column trading.trade_keys.exchange_id is 'Exchange that reported the trade.';
-comment on column trading.trade_keys.exchange_trade_id is 'The exchange''s id of the trade.';
+    'One row per trade: makes exchange trade ids unique per instrument across trade partitions.';
+comment on column trading.trade_keys.instrument_id is 'The trade''s instrument (and so its exchange).';
+comment on column trading.trade_keys.exchange_trade_id is 'The exchange''s id of the trade, unique per instrument.';
 comment on column trading.trade_keys.trade_id is 'The trade''s id in trading.trades.';
 comment on column trading.trade_keys.executed_at is 'The trade''s partition key, so lookups prune to one partition.';
 

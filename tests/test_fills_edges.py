@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import psycopg
 import pytest
 
@@ -45,3 +47,30 @@ def test_a_late_fill_that_does_not_complete_a_closed_order_keeps_its_status_and_
     fill(seeded, order_id, "1", "100")
     row = order(seeded, order_id)
     assert (row["status"], row["status_reason"], row["filled_quantity"]) == (closed, "spread closed", 1)
+
+
+# bug: exchange trade ids were unique per exchange, but exchanges number trades per symbol: a
+# BNBUSDT fill whose id a BTCUSDT fill of binance already had was refused (23S06) and lost
+def test_fills_of_two_instruments_of_one_exchange_may_share_an_exchange_trade_id(
+    seeded: psycopg.Connection,
+) -> None:
+    btc = place(seeded, "buy", "0.1", "60000")
+    bnb = place(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    btc_trade = fill(seeded, btc, "0.1", "60000", exchange_trade_id="12345")
+    bnb_trade = fill(seeded, bnb, "1", "600", exchange_trade_id="12345")
+    assert btc_trade != bnb_trade
+    assert (order(seeded, btc)["status"], order(seeded, bnb)["status"]) == ("filled", "filled")
+    assert seeded.execute(
+        "select i.symbol, p.quantity from trading.positions p join ref.instruments i using (instrument_id)"
+        " order by 1"
+    ).fetchall() == [("BNBUSDT", Decimal("1")), ("BTCUSDT", Decimal("0.1"))]
+
+
+def test_a_fill_redelivered_with_its_exchange_trade_id_on_its_instrument_is_recorded_once(
+    seeded: psycopg.Connection,
+) -> None:
+    bnb = place(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    first = fill(seeded, bnb, "0.5", "600", exchange_trade_id="12345")
+    again = fill(seeded, bnb, "0.5", "600", exchange_trade_id="12345")
+    assert again == first
+    assert order(seeded, bnb)["filled_quantity"] == Decimal("0.5")

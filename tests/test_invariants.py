@@ -338,14 +338,14 @@ def test_a_change_that_skipped_the_audit_log_before_a_key_update_is_reported(db)
     ]
 
 
-def test_a_trade_key_row_on_another_exchange_is_reported_with_both_exchanges(traded):
-    trade_id, exchange_trade_id, exchange_id = traded.execute(
-        "select k.trade_id, k.exchange_trade_id, k.exchange_id from trading.trade_keys k order by k.trade_id limit 1"
+def test_a_trade_key_row_of_another_instrument_is_reported_with_both_instruments(traded):
+    trade_id, exchange_trade_id, instrument_id = traded.execute(
+        "select k.trade_id, k.exchange_trade_id, k.instrument_id from trading.trade_keys k order by k.trade_id limit 1"
     ).fetchone()
     (other,) = traded.execute(
-        "select min(exchange_id) from ref.exchanges where exchange_id <> %s", [exchange_id]
+        "select min(instrument_id) from ref.instruments where instrument_id <> %s", [instrument_id]
     ).fetchone()
-    traded.execute("update trading.trade_keys set exchange_id = %s where trade_id = %s", [other, trade_id])
+    traded.execute("update trading.trade_keys set instrument_id = %s where trade_id = %s", [other, trade_id])
     (executed_at,) = traded.execute(
         "select executed_at::text from trading.trades where trade_id = %s", [trade_id]
     ).fetchone()
@@ -353,8 +353,8 @@ def test_a_trade_key_row_on_another_exchange_is_reported_with_both_exchanges(tra
         (
             "trade_keys",
             {"trade_id": trade_id},
-            f"key row says exchange {other}, {exchange_trade_id} / {executed_at};"
-            f" the trade exchange {exchange_id}, {exchange_trade_id} / {executed_at}",
+            f"key row says instrument {other}, {exchange_trade_id} / {executed_at};"
+            f" the trade instrument {instrument_id}, {exchange_trade_id} / {executed_at}",
         )
     ]
 
