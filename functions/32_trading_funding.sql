@@ -7,7 +7,9 @@ create or replace function trading.record_funding(
     exchange text,
     symbol   text,
     amount   numeric,
-    paid_at  timestamptz default now()
+    -- why no time by default: it is the payment's key, and now() made a retry of a call whose
+    -- reply was lost (a dropped connection after commit) a second payment
+    paid_at  timestamptz default null
 )
     returns bigint
     volatile
@@ -16,8 +18,9 @@ create or replace function trading.record_funding(
     language plpgsql
 as $$
 -- Record a funding payment (positive received, negative paid, in the quote asset) and return its id.
--- The same payment recorded again returns the same id; a different amount at the same paid_at
--- raises conflicting_duplicate (23S06).
+-- paid_at, the exchange's funding time, is required (22S09 without it): the same payment recorded
+-- again returns the same id; a different amount at the same paid_at raises conflicting_duplicate
+-- (23S06).
 #variable_conflict use_column
 declare
     v_strategy   trading.strategies := internal.find_strategy(record_funding.strategy);
@@ -27,6 +30,11 @@ declare
 begin
     perform internal.require_permission('orders:write');
     perform internal.check_finite(record_funding.amount, 'funding amount');
+    if record_funding.paid_at is null then
+        raise exception 'paid_at is required: the exchange''s funding time of the payment'
+            using errcode = '22S09',
+                  hint = 'Pass the time the exchange settled the funding; it makes a retried call the same payment.';
+    end if;
     perform internal.check_time(record_funding.paid_at, 'paid_at');
 
     -- why FOR KEY SHARE, as in record_fill: the position's copy of the multiplier must be the
@@ -75,4 +83,4 @@ begin
 end;
 $$;
 comment on function trading.record_funding(text, text, text, numeric, timestamptz) is
-    'Record a perpetual funding payment (+ received, - paid) into realized PnL; idempotent on paid_at. Returns its id.';
+    'Record a perpetual funding payment (+ received, - paid) into realized PnL; paid_at (the exchange''s funding time) is required, 22S09 without it; idempotent on paid_at. Returns its id.';

@@ -1,5 +1,6 @@
 """The audit log: a row per changed row, with actor, role and transaction; append-only."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -370,6 +371,7 @@ def _every_audited_table_holding_rows(conn):
         exchange="okx",
         symbol="BTC-USDT-SWAP",
         amount=Decimal("-1.5"),
+        paid_at=datetime.now(UTC),
     )
     call(conn, "trading.take_portfolio_snapshot")
     call(conn, "trading.open_spread_trade", strategy="alpha", symbol="BTC/USDT", buy_exchange="binance",

@@ -197,6 +197,7 @@ def test_funding_on_a_spot_instrument_is_refused(seeded):
             exchange="binance",
             symbol="BTCUSDT",
             amount=D("1"),
+            paid_at=RECENT_NOON,
         ),
     )
 

@@ -1,9 +1,11 @@
 """trading.record_funding: a perpetual's funding payment, and what it is refused for."""
 
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import psycopg
+import pytest
 
 from trading_helpers import call, waits_for_a_lock
 
@@ -26,6 +28,7 @@ def test_funding_waiting_on_a_change_of_the_market_type_is_refused_for_the_new_t
                 exchange="okx",
                 symbol="BTC-USDT-SWAP",
                 amount=D("1"),
+                paid_at=datetime.now(UTC),
             )
         except psycopg.Error as exc:  # asserted on below
             failures.append(exc)
@@ -40,4 +43,17 @@ def test_funding_waiting_on_a_change_of_the_market_type_is_refused_for_the_new_t
     assert [(e.sqlstate, e.diag.message_primary) for e in failures] == [
         ("22S10", "funding applies to perpetuals only; BTC-USDT-SWAP on okx is a futures instrument")
     ]
+    assert seeded.execute("select count(*) from trading.funding_payments").fetchone() == (0,)
+
+
+# bug: paid_at defaulted to now(), so a call retried after its reply was lost (the connection
+# dropped after the commit) was a second payment at another time: the funding counted twice
+def test_a_funding_payment_without_paid_at_is_refused_and_writes_nothing(seeded):
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "trading.record_funding", strategy="alpha", exchange="okx", symbol="BTC-USDT-SWAP",
+             amount=D("-1.25"))  # fmt: skip
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S09",
+        "paid_at is required: the exchange's funding time of the payment",
+    )
     assert seeded.execute("select count(*) from trading.funding_payments").fetchone() == (0,)

@@ -1,5 +1,6 @@
 """ref.upsert_instrument: what it refuses, and what an instrument with orders may no longer change."""
 
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from typing import Any
 
@@ -139,6 +140,7 @@ def test_a_perpetual_with_only_funding_payments_keeps_its_market_type(seeded):
         exchange="okx",
         symbol="BTC-USDT-SWAP",
         amount=D("-2"),
+        paid_at=datetime.now(UTC),
     )
     with pytest.raises(psycopg.Error) as raised:
         call(seeded, "ref.upsert_instrument", market_type="futures", **swap)

@@ -137,6 +137,7 @@ def test_funding_payments_add_to_realized_pnl(seeded):
         exchange="okx",
         symbol="BTC-USDT-SWAP",
         amount=D("12.5"),
+        paid_at=datetime.now(UTC),
     )
     call(
         seeded,
@@ -209,6 +210,7 @@ def test_pnl_summary_by_strategy_sums_trades_and_funding(seeded):
         exchange="okx",
         symbol="BTC-USDT-SWAP",
         amount=D("-3"),
+        paid_at=datetime.now(UTC),
     )
     summary = {r["strategy_name"]: r for r in rows(seeded, "trading.pnl_summary", group_by="strategy")}
     alpha, beta = summary["alpha"], summary["beta"]

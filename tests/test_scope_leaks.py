@@ -80,7 +80,7 @@ def test_another_users_exchange_trade_id_is_a_conflict_that_names_no_trade(desks
         "23S06",
         'exchange trade id "A-T-1" is already recorded',
         None,
-        "An exchange trade id names one fill of its exchange; check the id the fill came with.",
+        "An exchange trade id names one fill of its instrument; check the id the fill came with.",
     )
 
 
