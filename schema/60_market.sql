@@ -10,10 +10,10 @@
 create type market.candle_interval as enum (
     '1m',   -- one minute, built from ticks
     '5m',   -- five minutes, built from 1m candles
-    '15m',  -- fifteen minutes, built from 1m candles
-    '1h',   -- one hour, built from 1m candles
-    '4h',   -- four hours, built from 1m candles
-    '1d'    -- one UTC day, built from 1m candles
+    '15m',  -- fifteen minutes, built from 5m candles
+    '1h',   -- one hour, built from 15m candles
+    '4h',   -- four hours, built from 1h candles
+    '1d'    -- one UTC day, built from 4h candles
 );
 comment on type market.candle_interval is 'Length of a candle: 1m, 5m, 15m, 1h, 4h or 1d.';
 

@@ -161,3 +161,47 @@ def test_a_day_candle_of_a_dst_change_holds_the_whole_utc_day_whatever_the_sessi
     assert candles(seeded, "1d") == [
         (day, Decimal("100"), Decimal("110"), Decimal("100"), Decimal("110"), Decimal("2"), Decimal("210"), 2)
     ]
+
+
+def test_every_longer_candle_equals_its_one_minute_candles_after_runs_with_late_ticks(seeded):
+    # 30 hours of ticks across a UTC midnight, rolled up every 20 minutes with ticks arriving up to
+    # 7 minutes late: each 5m..1d candle, built from the next shorter interval, must hold exactly
+    # what its 1m candles add up to
+    start = T0.replace(hour=6)
+    arrivals = sorted(
+        (
+            start + timedelta(minutes=m + (7 if m % 11 == 0 else 0)),
+            start + timedelta(minutes=m, seconds=m % 60),
+            m,
+        )
+        for m in range(0, 30 * 60, 13)
+    )
+    run_at = start + timedelta(minutes=20)
+    for arrived_at, traded_at, m in arrivals:
+        while run_at <= arrived_at:
+            rollup(seeded, run_at)
+            run_at += timedelta(minutes=20)
+        tick(seeded, traded_at, str(100 + (m * 37) % 23), str(1 + m % 3), trade_id=f"t{m}")
+    rollup(seeded, run_at)
+    mismatched = seeded.execute(
+        """
+        select c.interval::text, c.open_time
+        from market.candles c
+        left join lateral (
+            select (array_agg(m.open order by m.open_time))[1] as open, max(m.high) as high, min(m.low) as low,
+                   (array_agg(m.close order by m.open_time desc))[1] as close, sum(m.volume) as volume,
+                   sum(m.quote_volume) as quote_volume, sum(m.trade_count) as trade_count
+            from market.candles m
+            where m.instrument_id = c.instrument_id and m.interval = '1m'
+              and m.open_time >= c.open_time and m.open_time < c.open_time + market.interval_length(c.interval)
+        ) a on true
+        where c.interval <> '1m'
+          and (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count)
+              is distinct from (a.open, a.high, a.low, a.close, a.volume, a.quote_volume, a.trade_count)
+        """
+    ).fetchall()
+    counts = dict(
+        seeded.execute("select interval::text, count(*) from market.candles group by interval").fetchall()
+    )
+    assert mismatched == []
+    assert (counts["1d"], counts["4h"], counts["1m"]) == (2, 8, 139)
