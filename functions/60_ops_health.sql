@@ -85,6 +85,24 @@ $$;
 comment on function internal.health_default_partitions() is
     'Health check: no rows in any default partition (ok, detail).';
 
+create or replace function internal.health_writable()
+    returns table (ok boolean, detail text)
+    stable
+    language sql
+as $$
+    -- why: on a standby, or with default_transaction_read_only on, every login, logout and
+    -- session slide fails (25006), so the history API must leave the load balancer's rotation;
+    -- its health answered 200
+    select not r.read_only,
+           case when r.read_only
+                then 'the database is read-only (a standby, or writes are switched off): logins and sessions fail'
+                else 'takes writes' end
+    from (select pg_catalog.pg_is_in_recovery()
+                 or pg_catalog.current_setting('transaction_read_only') = 'on' as read_only) r
+$$;
+comment on function internal.health_writable() is
+    'Health check: the database takes writes (not a standby, the transaction not read-only) (ok, detail).';
+
 create or replace function internal.health_partitions_registered()
     returns table (ok boolean, detail text)
     stable
@@ -232,10 +250,12 @@ as $$
     union all
     select 'partitions_ahead', p.ok, p.detail from internal.health_partitions_ahead() p
     union all
-    select 'default_partitions_empty', d.ok, d.detail from internal.health_default_partitions() d;
+    select 'default_partitions_empty', d.ok, d.detail from internal.health_default_partitions() d
+    union all
+    select 'writable', w.ok, w.detail from internal.health_writable() w;
 $$;
 comment on function ops.health(text[]) is
-    'Health checks (migrations current against the given ids, partitions created ahead, default partitions empty): one row per check.';
+    'Health checks (migrations current against the given ids, partitions created ahead, default partitions empty, the database takes writes): one row per check.';
 
 create or replace function ops.health_report(expected_migrations text[] default null,
                                              max_backup_age interval default '26 hours',

@@ -49,6 +49,7 @@ def test_health_of_a_migrated_database_is_200_with_every_check_and_pool_stats(
         "migrations",
         "partitions_ahead",
         "default_partitions_empty",
+        "writable",
     ]
     assert body["pool"]["max_size"] == 4
 

@@ -172,7 +172,13 @@ def test_health_check_of_a_migrated_database(config: ManagerConfig) -> None:
 
     report = asyncio.run(run())
     assert report.healthy
-    assert set(report.checks) == {"database", "migrations", "partitions_ahead", "default_partitions_empty"}
+    assert set(report.checks) == {
+        "database",
+        "migrations",
+        "partitions_ahead",
+        "default_partitions_empty",
+        "writable",
+    }
 
 
 def test_get_database_manager_is_one_per_configuration(config: ManagerConfig) -> None:

@@ -11,6 +11,7 @@ import logging
 from http import HTTPStatus
 
 import psycopg
+import psycopg.errors
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
@@ -19,6 +20,8 @@ log = logging.getLogger("spreadedge.api")
 MEDIA_TYPE = "application/problem+json"
 # The SQL functions' argument names where the HTTP parameter is named differently.
 PARAMETER_NAMES = {"page_size": "limit"}
+
+READ_ONLY = "the database is read-only (a standby, or writes are switched off): retry when it takes writes"
 
 # SQLSTATE (or its two-character class) -> HTTP status
 _STATUS_BY_SQLSTATE = {
@@ -70,6 +73,13 @@ def unavailable(reason: str = "the database is unavailable") -> Problem:
 def from_database_error(error: Exception) -> Problem:
     """The problem for an error raised while talking to the database."""
     # why the SQLSTATE first: psycopg raises class 28 (invalid_session) as an OperationalError too
+    if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+        # why: a standby, or a database with default_transaction_read_only on, refuses the writes
+        # of a login, a logout and a session's idle-timeout slide with 25006, an InternalError to
+        # psycopg, which made every such request a 500 "internal error" though nothing was wrong
+        # with the request or the server: it is unavailable until the database takes writes again
+        log.warning("database unavailable: read-only (%s)", error.sqlstate)
+        return Problem(HTTPStatus.SERVICE_UNAVAILABLE, READ_ONLY, sqlstate=error.sqlstate)
     if isinstance(error, psycopg.Error) and error.sqlstate:
         status = _STATUS_BY_SQLSTATE.get(error.sqlstate) or _STATUS_BY_SQLSTATE.get(error.sqlstate[:2])
         if status is not None:

@@ -27,6 +27,8 @@ _bearer = HTTPBearer(auto_error=False, description="A session token from POST /a
 Text = Annotated[str | None, Query(max_length=200)]
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# a time whose "+hh:mm" offset came through a URL query unencoded: the "+" arrives as a space
+_PLUS_AS_SPACE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9:.,]+ [0-9]{2}(:?[0-9]{2})?")
 
 
 def iso_8601(value: object) -> object:
@@ -35,6 +37,12 @@ def iso_8601(value: object) -> object:
     # would silently be 1970-08-23T12:06:44Z and the page or summary of the wrong period
     if isinstance(value, str) and not _ISO_DATE.match(value):
         raise ValueError("expected an ISO 8601 date or time: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z or ±HH:MM]")
+    # why: a query string reads "+" as a space, so ...T10:00:00+05:30 typed into a URL (as the README
+    # writes offsets) was refused with "unexpected extra characters at the end of the input"
+    if isinstance(value, str) and _PLUS_AS_SPACE.fullmatch(value):
+        raise ValueError(
+            "the offset's '+' came as a space: a URL query reads '+' as a space, so send +05:30 as %2B05:30"
+        )
     return value
 
 
