@@ -4,8 +4,9 @@
 -- skipped: duplicates are not stored twice), empty the staging table and report
 -- loaded / duplicate / rejected counts with the rejects as a jsonb array of {"line", "reason"}.
 -- With p_strict nothing is inserted when any row is rejected. Fields are read without the spaces
--- around them; a row without an exchange or symbol is rejected as missing it, not as unknown. The caller's transaction is the batch:
--- a load that is killed leaves nothing behind.
+-- around them; a row without an exchange or symbol is rejected as missing it, not as unknown, and
+-- one whose exchange code is unknown as an unknown exchange, not instrument. The caller's
+-- transaction is the batch: a load that is killed leaves nothing behind.
 -- A row whose time has no partition is a reject too: the default partition's trigger
 -- (functions/63_ops_default_partitions.sql) would otherwise raise 22S09 and abort the whole batch.
 -- The partitions' times are read from the catalog once per call, not per row.
@@ -69,7 +70,7 @@ begin
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
         select s.line_no, nullif(btrim(s.exchange), '') as exchange, nullif(btrim(s.symbol), '') as symbol,
-               i.instrument_id,
+               e.exchange_id, i.instrument_id,
                s.quoted_at as quoted_at_text, internal.parse_time(s.quoted_at) as quoted_at,
                s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
                s.bid as bid_text, internal.parse_decimal(s.bid) as bid,
@@ -85,6 +86,9 @@ begin
                coalesce(
                    case when p.exchange is null then 'exchange is missing'
                         when p.symbol is null then 'symbol is missing'
+                        -- why apart: an exchange code misspelt or in capitals (Binance) was
+                        -- reported as an unknown instrument, sending the operator to ref.instruments
+                        when p.exchange_id is null then format('unknown exchange %s', p.exchange)
                         when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    internal.time_problem('quoted_at', p.quoted_at_text, p.quoted_at),
@@ -131,7 +135,7 @@ create or replace function market.load_staged_ticks(p_strict boolean default fal
     language plpgsql
 as $$
 -- Validate and load the staged ticks: known instrument, parsable and plausible traded_at that has a
--- partition, a trade id, positive price and quantity, side buy, sell or empty.
+-- partition, a trade id of at most 128 characters, positive price and quantity, side buy, sell or empty.
 declare
     v_partitions      tstzmultirange := internal.partition_times('market.ticks');
     v_partitions_text text := internal.partition_times_text(v_partitions);
@@ -140,7 +144,7 @@ begin
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
         select s.line_no, nullif(btrim(s.exchange), '') as exchange, nullif(btrim(s.symbol), '') as symbol,
-               i.instrument_id,
+               e.exchange_id, i.instrument_id,
                s.traded_at as traded_at_text, internal.parse_time(s.traded_at) as traded_at,
                s.received_at as received_at_text, internal.parse_time(s.received_at) as received_at,
                nullif(btrim(s.exchange_trade_id), '') as exchange_trade_id,
@@ -156,6 +160,9 @@ begin
                coalesce(
                    case when p.exchange is null then 'exchange is missing'
                         when p.symbol is null then 'symbol is missing'
+                        -- why apart: an exchange code misspelt or in capitals (Binance) was
+                        -- reported as an unknown instrument, sending the operator to ref.instruments
+                        when p.exchange_id is null then format('unknown exchange %s', p.exchange)
                         when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    internal.time_problem('traded_at', p.traded_at_text, p.traded_at),
@@ -164,7 +171,13 @@ begin
                                     p.traded_at_text, v_partitions_text) end,
                    case when p.received_at_text is not null and btrim(p.received_at_text) <> ''
                         then internal.time_problem('received_at', p.received_at_text, p.received_at) end,
-                   case when p.exchange_trade_id is null then 'exchange_trade_id is missing' end,
+                   -- why at most 128 characters, as trading.record_fill: the id is a key of the
+                   -- primary key's btree, whose entries hold about 2.7 kB; a longer id (a free-text
+                   -- column read as the trade id) failed the insert with 54000 and the whole batch
+                   case when p.exchange_trade_id is null then 'exchange_trade_id is missing'
+                        when length(p.exchange_trade_id) > 128
+                        then format('exchange_trade_id is too long: %s… (%s characters; a trade id has at most 128)',
+                                    left(p.exchange_trade_id, 20), length(p.exchange_trade_id)) end,
                    internal.number_problem('price', p.price_text, p.price, true),
                    internal.number_problem('quantity', p.quantity_text, p.quantity, true),
                    case when p.side not in ('buy', 'sell') then format('side is not buy or sell: %s', p.side) end
@@ -214,7 +227,7 @@ begin
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
         select s.line_no, nullif(btrim(s.exchange), '') as exchange, nullif(btrim(s.symbol), '') as symbol,
-               i.instrument_id,
+               e.exchange_id, i.instrument_id,
                s.interval as interval_text,
                case when btrim(s.interval) = any (enum_range(null::market.candle_interval)::text[])
                     then btrim(s.interval)::market.candle_interval end as interval,
@@ -236,6 +249,9 @@ begin
                coalesce(
                    case when p.exchange is null then 'exchange is missing'
                         when p.symbol is null then 'symbol is missing'
+                        -- why apart: an exchange code misspelt or in capitals (Binance) was
+                        -- reported as an unknown instrument, sending the operator to ref.instruments
+                        when p.exchange_id is null then format('unknown exchange %s', p.exchange)
                         when p.instrument_id is null
                         then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
                    case when p.interval is null

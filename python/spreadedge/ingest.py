@@ -6,10 +6,12 @@ Files are CSV (with a header row) or JSON Lines, optionally gzip- (``.gz``) or z
 ones and returns the rejects; this module only reads files, moves text and writes the rejects
 file. Each batch is one transaction, so a killed load leaves no half-loaded batch; with ``strict``
 the whole run is one transaction that is rolled back when any row is rejected. A leading UTF-8
-byte-order mark is skipped; a CSV file whose header row lacks a required field, and a file whose
-compressed data its name does not say or that is not valid from its start, are refused before
+byte-order mark is skipped; a CSV file whose header row lacks a required field or names one twice
+(names are read without surrounding spaces), and a file whose compressed data its name does not
+say or that is not valid from its start (an empty .gz or .zst file too), are refused before
 anything loads; a compressed file cut short stops the run (with --strict, nothing loads). A
-reject's line is the line its record starts on.
+staged JSON field that is an array, object, boolean, NaN or Infinity rejects its row. A reject's
+line is the line its record starts on.
 """
 
 from __future__ import annotations
@@ -198,13 +200,22 @@ def _csv_records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | N
             yield start, values, None
 
 
+def _header_names(values: list[str]) -> list[str]:
+    """A CSV header row's field names, without the spaces around them.
+
+    why: the values are read without surrounding spaces, the names were not: a header written
+    "exchange, symbol, ..." was refused as having no symbol column, and its rows were never read.
+    """
+    return [name.strip() for name in values]
+
+
 def _csv_rows(text: IO[str]) -> Iterator[Row]:
     header: list[str] | None = None
     for line_no, values, problem in _csv_records(text):
         if values is None:
             yield line_no, None, problem
         elif header is None:
-            header = values
+            header = _header_names(values)
         elif len(values) > len(header):
             yield line_no, None, f"{len(values) - len(header)} more fields than the header names"
         else:
@@ -276,8 +287,13 @@ def check_file(path: Path, kind: str, columns: list[str]) -> None:
     ``kind`` that is not optional.
 
     ``columns`` are the staged fields (market.stage_rows). An empty file has nothing to load and
-    passes.
+    passes, but an empty compressed file is refused as cut short.
     """
+    # why: gzip and zstd data is never empty (even of no rows), and an empty .gz or .zst file, a
+    # download or copy that failed before its first byte, read as no rows: the run loaded nothing
+    # and exited 0, where a file cut after its first byte stops it with status 1
+    if path.suffix in (".gz", ".zst") and path.stat().st_size == 0:
+        raise _unreadable(path, EOFError(), 0)
     with _open_text(path, lambda nbytes: None) as text:
         try:
             first = next(_csv_records(text), None) if file_format(path) == "csv" else text.readline()
@@ -285,9 +301,16 @@ def check_file(path: Path, kind: str, columns: list[str]) -> None:
             raise _unreadable(path, exc, 0) from exc
     if not isinstance(first, tuple):  # a JSON Lines file, or an empty CSV file
         return
-    _, header, problem = first
-    if header is None:
+    _, values, problem = first
+    if values is None:
         raise IngestError(f"{path}: the header row is {problem} (nothing was loaded)")
+    header = _header_names(values)
+    twice = [c for c in columns if header.count(c) > 1]
+    if twice:
+        # why: of two columns of one name the last one's values were loaded, whichever was meant
+        raise IngestError(
+            f"{path}: the header row names {', '.join(twice)} more than once (nothing was loaded)"
+        )
     required = [c for c in columns if c not in OPTIONAL_FIELDS]
     missing = [c for c in required if c not in header]
     if missing:
@@ -298,12 +321,25 @@ def check_file(path: Path, kind: str, columns: list[str]) -> None:
         )
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+class _NotText(ValueError):
+    """A staged field of a JSON record that holds no text to stage (an array, object, boolean,
+    NaN or Infinity); its message is the reject reason."""
+
+
+def _text(value: Any, name: str) -> str | None:
+    """The text a record's field ``name`` stages: a CSV field, a JSON string, a JSON number's
+    text (read with parse_int and parse_float=str), or None; raises _NotText for any other JSON
+    value.
+
+    why: the str() of anything else was staged, and a trade id ["a"] was stored as "['a']", true
+    as "true", NaN (not JSON, but read by json) as "nan". Checked here, where each staged field is
+    read anyway, the common path costs nothing more, and fields that are not staged (Binance's
+    isBuyerMaker: true) may hold anything.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    shown = json.dumps(value)
+    raise _NotText(f"{name} is not a string or number: {shown if len(shown) <= 40 else shown[:40] + '…'}")
 
 
 class Loader:
@@ -331,12 +367,16 @@ class Loader:
         copy = sql.SQL("copy {} ({}) from stdin").format(
             sql.Identifier("pg_temp", f"staged_{self.kind}"), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
+        not_text: list[tuple[int, str]] = []
         with self.conn.cursor() as cur:
             with cur.copy(copy) as writer:
                 for line_no, record in batch:
-                    writer.write_row([line_no, *(_text(record.get(c)) for c in columns[1:])])
+                    try:  # the row is built whole before it is written: a rejected one writes nothing
+                        writer.write_row([line_no, *[_text(record.get(c), c) for c in columns[1:]]])
+                    except _NotText as exc:
+                        not_text.append((line_no, str(exc)))
             loaded, duplicates, _, rejects = cur.execute(self.load, [self.strict]).fetchone()  # type: ignore[misc]
-        return loaded, duplicates, [(r["line"], r["reason"]) for r in rejects]
+        return loaded, duplicates, sorted(not_text + [(r["line"], r["reason"]) for r in rejects])
 
 
 def _rejects_path(path: Path) -> Path:
