@@ -195,10 +195,10 @@ as $$
 -- Every moment of [since, until) when buying the pair BASE/QUOTE on one exchange and selling it on
 -- another paid at least min_net_bps after taker fees. Time is cut into buckets (1 second by
 -- default, aligned to UTC); in each, every instrument of the pair counts with its last quote of
--- the bucket, and every ordered pair of exchanges quoted in the bucket is compared (spot, margin and
--- perpetual instruments only: see the file header). ask_size and bid_size are in units of the base
--- asset (book size x the instrument's multiplier), and quantity is what both sides of the book
--- offered in those units: least(ask_size, bid_size).
+-- the bucket, and every ordered pair of exchanges quoted in the bucket is compared, once (spot,
+-- margin and perpetual instruments only: see the file header). ask_size and bid_size are in units
+-- of the base asset (book size x the instrument's multiplier), and quantity is what both sides of
+-- the book offered in those units: least(ask_size, bid_size).
 #variable_conflict use_column
 declare
     v_pair record := internal.find_pair(spread_opportunities.symbol);
@@ -231,15 +231,27 @@ begin
         from bucketed q
         order by q.instrument_id, q.bucket_start, q.quoted_at desc
     )
-    select b.bucket_start, b.market_type, b.exchange, b.ask, b.ask_size, s.exchange, s.bid, s.bid_size,
-           least(b.ask_size, s.bid_size), internal.gross_bps(b.ask, s.bid),
-           internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee)
-    from last_quotes b
-    join last_quotes s
-        on s.bucket_start = b.bucket_start and s.market_type = b.market_type and s.exchange <> b.exchange
-    where internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) >= spread_opportunities.min_net_bps
-    order by b.bucket_start, 11 desc, b.exchange, s.exchange;
+    -- why one row per exchange pair: an exchange that lists the pair twice (two spot symbols) is
+    -- one place to buy or sell, as in market.current_spreads; compared instrument by instrument it
+    -- gave the same bucket and exchange pair two or four rows (no symbol tells them apart), so
+    -- opportunities and their quantities were counted twice. The best net spread of the pair counts.
+    select p.bucket_start, p.market_type, p.buy_exchange, p.ask, p.ask_size, p.sell_exchange, p.bid,
+           p.bid_size, p.quantity, p.gross_bps, p.net_bps
+    from (
+        select distinct on (b.bucket_start, b.market_type, b.exchange, s.exchange)
+               b.bucket_start, b.market_type, b.exchange as buy_exchange, b.ask, b.ask_size,
+               s.exchange as sell_exchange, s.bid, s.bid_size, least(b.ask_size, s.bid_size) as quantity,
+               internal.gross_bps(b.ask, s.bid) as gross_bps,
+               internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) as net_bps
+        from last_quotes b
+        join last_quotes s
+            on s.bucket_start = b.bucket_start and s.market_type = b.market_type and s.exchange <> b.exchange
+        where internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) >= spread_opportunities.min_net_bps
+        order by b.bucket_start, b.market_type, b.exchange, s.exchange, 11 desc, 9 desc,
+                 b.instrument_id, s.instrument_id
+    ) p
+    order by p.bucket_start, p.net_bps desc, p.buy_exchange, p.sell_exchange, p.market_type;
 end;
 $$;
 comment on function market.spread_opportunities(text, timestamptz, timestamptz, numeric, interval) is
-    'Moments of a period when buying BASE/QUOTE (spot, margin or perpetual) on one exchange and selling on another paid at least min_net_bps after taker fees (per time bucket); sizes and quantity in base-asset units.';
+    'Moments of a period when buying BASE/QUOTE (spot, margin or perpetual) on one exchange and selling on another paid at least min_net_bps after taker fees (per time bucket, one row per exchange pair: its best); sizes and quantity in base-asset units.';
