@@ -268,9 +268,10 @@ as $$
 -- the legs' fills so far, the matched quantity (filled on both legs), the spread it captured
 -- (matched x (sell value per unit - buy value per unit), a leg's value per unit being the sum of
 -- its trades' quantity x price x multiplier over its filled quantity), the fees of both legs'
--- fills (quote value), net PnL = captured - fees, and the residual of uneven fills: buy filled -
--- sell filled (positive = long on the buy exchange) and its value at the mark price and contract
--- multiplier of the leg that is ahead (0 when the legs filled evenly). Prices, the captured
+-- fills (quote value), net PnL = captured - fees, and the residual: what both legs' fills added to
+-- the positions together, buy filled - sell filled less fees paid in the base asset (positive =
+-- net long), and its value at the mark price and contract multiplier of the buy leg when long, of
+-- the sell leg when short (0 when nothing is left). Prices, the captured
 -- spread, fees, net PnL and the residual's value are in quote_asset, the pair's (both legs trade
 -- one pair).
 -- why each trade's own multiplier (trading.trades.multiplier): a fill was realized at the
@@ -293,13 +294,12 @@ begin
     select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, bi.quote_asset, s.quantity,
            b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
            m.matched, c.captured, f.fees, c.captured - f.fees,
-           b.filled_quantity - o.filled_quantity,
-           -- why 0 for even legs: nothing is exposed whatever the price, also with no price known
-           case when b.filled_quantity = o.filled_quantity then 0
-                else round((b.filled_quantity - o.filled_quantity)
-                           * case when b.filled_quantity > o.filled_quantity
-                                  then bi.multiplier * trading.mark_price(bi.instrument_id)
-                                  else si.multiplier * trading.mark_price(si.instrument_id) end, 12) end
+           f.residual,
+           -- why 0 for no residual: nothing is exposed whatever the price, also with no price known
+           case when f.residual = 0 then 0
+                else round(f.residual * case when f.residual > 0
+                                             then bi.multiplier * trading.mark_price(bi.instrument_id)
+                                             else si.multiplier * trading.mark_price(si.instrument_id) end, 12) end
     from trading.spread_trades s
     join trading.strategies st on st.strategy_id = s.strategy_id
     join trading.order_keys bk on bk.order_id = s.buy_order_id
@@ -312,7 +312,11 @@ begin
     join ref.exchanges se on se.exchange_id = si.exchange_id
     cross join lateral (select least(b.filled_quantity, o.filled_quantity) as matched) m
     cross join lateral (
+        -- why the trades' position deltas: a spot fee paid in the base asset leaves the buy leg's
+        -- position short of its filled quantity (2 BTC bought, 0.002 BTC fee: +1.998), and
+        -- buy filled - sell filled called such a spread flat while it was 0.002 BTC short
         select coalesce(sum(t.fee_quote), 0) as fees,
+               coalesce(sum(t.position_delta), 0) as residual,
                sum(t.quantity) filter (where t.order_id = s.buy_order_id) as buy_filled,
                sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.buy_order_id) as buy_value,
                sum(t.quantity) filter (where t.order_id = s.sell_order_id) as sell_filled,
@@ -335,7 +339,7 @@ begin
 end;
 $$;
 comment on function trading.spread_trade_pnl(text, timestamptz, timestamptz) is
-    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at), fees, net PnL and the residual exposure of uneven leg fills, in the pair''s quote asset.';
+    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at), fees, net PnL and the residual (both legs'' position deltas: uneven fills, base-asset fees) with its exposure, in the pair''s quote asset.';
 
 create or replace function trading.spread_trade_summary(
     strategy text default null,

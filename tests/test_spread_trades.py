@@ -171,6 +171,23 @@ def test_uneven_leg_fills_show_the_residual_exposure_at_the_mark(venues):
     )
 
 
+# bug: the residual was buy filled - sell filled, so a spot buy leg that paid its fee in BTC read
+# flat while its position was short of the sale by the fee
+def test_a_fee_paid_in_the_base_asset_leaves_a_residual_of_the_fee(venues):
+    spread = open_spread(venues)
+    buy, sell = legs(venues, spread)
+    fill(venues, buy, "2", "100", fee=Decimal("0.002"), fee_currency="BTC", executed_at=T0)
+    fill(venues, sell, "2", "101", executed_at=T0)
+    quote(venues, T0, "99", "101", exchange="okx", symbol="BTC-USDT")  # okx mid 100
+    (r,) = rows(venues, "trading.spread_trade_pnl")
+    assert (r["buy_filled"], r["sell_filled"], r["residual_quantity"], r["residual_exposure"]) == (
+        Decimal("2"),
+        Decimal("2"),
+        Decimal("-0.002"),
+        Decimal("-0.2"),
+    )
+
+
 def test_the_summary_sums_spread_trades_per_strategy(venues):
     for n, (buy_qty, sell_qty) in enumerate([("2", "2"), ("2", "1")]):
         spread = open_spread(venues, client_spread_id=f"s{n}")
