@@ -284,8 +284,10 @@ begin
                           -- (placed_at, internal.check_time) and its later events are written at
                           -- now(), which can come before created_at
                           where ev.order_id = o.order_id),
+               -- why by execution time: a fill delivered late (REST after the websocket missed it)
+               -- has a larger trade id than a later one and was listed after it
                'trades', (select coalesce(json_agg(internal.trade_item(t, s.name, e.code, i)
-                                                   order by t.trade_id), '[]')
+                                                   order by t.executed_at, t.trade_id), '[]')
                           from trading.trades t
                           where t.order_id = o.order_id))
     into v_item

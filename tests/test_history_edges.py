@@ -101,3 +101,14 @@ def test_order_pages_include_start_date_and_exclude_end_date_to_the_microsecond(
     )
     assert [item["order_id"] for item in page["items"]] == [last, inside]
     assert page["next_cursor"] is None
+
+
+# bug: an order's fills were listed in trade id order, so a fill delivered late (by REST after the
+# websocket missed it) came after a later one, though the detail lists fills oldest first
+def test_order_detail_lists_a_fill_delivered_late_by_its_execution_time(seeded: psycopg.Connection) -> None:
+    order_id = place(seeded, "buy", "1", "60000")
+    now = datetime.now(UTC).replace(microsecond=0)
+    fill(seeded, order_id, "0.4", "60000", exchange_trade_id="t-2", executed_at=now - timedelta(minutes=1))
+    fill(seeded, order_id, "0.6", "60000", exchange_trade_id="t-1", executed_at=now - timedelta(minutes=2))
+    detail = call(seeded, "trading.order_detail", order_id=order_id)
+    assert [t["exchange_trade_id"] for t in detail["trades"]] == ["t-1", "t-2"]
