@@ -21,10 +21,12 @@ import csv
 import gzip
 import io
 import json
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -328,8 +330,9 @@ class _NotText(ValueError):
 
 def _text(value: Any, name: str) -> str | None:
     """The text a record's field ``name`` stages: a CSV field, a JSON string, a JSON number's
-    text (read with parse_int and parse_float=str), or None; raises _NotText for any other JSON
-    value.
+    text (read with parse_int and parse_float=str), a number a caller passed (int, Decimal, a
+    finite float), or None; raises _NotText for any other value (an array, object, boolean, NaN
+    or Infinity).
 
     why: the str() of anything else was staged, and a trade id ["a"] was stored as "['a']", true
     as "true", NaN (not JSON, but read by json) as "nan". Checked here, where each staged field is
@@ -338,7 +341,12 @@ def _text(value: Any, name: str) -> str | None:
     """
     if value is None or isinstance(value, str):
         return value
-    shown = json.dumps(value)
+    # why numbers too: callers other than the file readers (the demo day) pass Decimal and int
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    shown = json.dumps(value, default=str)
     raise _NotText(f"{name} is not a string or number: {shown if len(shown) <= 40 else shown[:40] + '…'}")
 
 
