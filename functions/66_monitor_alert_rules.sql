@@ -23,10 +23,12 @@ create or replace function internal.check_collected_labels(p_metric text, p_labe
 as $$
 -- A rule on a collected metric may give only labels its series carry, with values they have:
 -- 22S12 otherwise, 23S03 for a strategy the session does not see. A rule on an amount (unit quote
--- in monitor.metric_catalog) must name its quote_asset (22S12).
+-- in monitor.metric_catalog) must name its quote_asset, and one on the trades of a period
+-- (trades.count, .volume, .notional) its period (22S12).
 -- why: any other label, or a value no series has (a misspelt strategy), would match nothing and
--- the rule would never fire; and without quote_asset a rule would add up the series of every
--- quote asset, BTC and USDT at par
+-- the rule would never fire; without quote_asset a rule would add up the series of every
+-- quote asset, BTC and USDT at par; and without period it would add up the hour's series and
+-- the day's, which holds the same hour's trades again (3 fills this hour read as 6)
 declare
     v_labels       text[];
     v_label_values text[];
@@ -59,10 +61,14 @@ begin
         perform internal.rule_problem(format('the labels of %s', p_metric), p_labels::text,
                                       'an object naming its quote_asset (amounts in different quote assets do not add up)');
     end if;
+    if 'period' = any (v_labels) and not p_labels ? 'period' then
+        perform internal.rule_problem(format('the labels of %s', p_metric), p_labels::text,
+                                      'an object naming its period, hour or day (the day''s trades include the hour''s)');
+    end if;
 end;
 $$;
 comment on function internal.check_collected_labels(text, jsonb) is
-    'Raises 22S12 for a label a collected metric''s series never carry (key or value) or a rule on an amount without quote_asset, 23S03 for an unknown strategy label.';
+    'Raises 22S12 for a label a collected metric''s series never carry (key or value), a rule on an amount without quote_asset or on trades without period, 23S03 for an unknown strategy label.';
 
 create or replace function monitor.add_alert_rule(
     name              text,
@@ -260,7 +266,7 @@ create or replace function internal.alert_rule_values(p_at timestamptz)
 as $$
     -- Every enabled rule's aggregate over (p_at - window, p_at]: metric values whose labels contain
     -- the rule's, or the instrument's ticks; a price rule's last is the mark price. Null when there
-    -- are no values (count and a volume sum are 0 then). The window's days are counted in the
+    -- are no values (count and sum are 0 then). The window's days are counted in the
     -- session TimeZone: its one caller, monitor.evaluate_alert_rules, runs in UTC, so that a window
     -- is a span of UTC time (a '1 day' window across DST was 23 or 25 hours in a Berlin session).
     -- A metric's values may belong to several series (distinct labels: collect_metrics writes one
@@ -301,7 +307,10 @@ as $$
                    when 'avg' then round(avg(x.value), 12)
                    when 'min' then min(x.value)
                    when 'max' then max(x.value)
-                   when 'sum' then sum(x.value)
+                   -- why 0 over no values, as count and a volume sum: a sum rule on an event
+                   -- metric (app.errors recorded 1 per error) read null once the errors stopped,
+                   -- so its alert never resolved and the next burst was never notified
+                   when 'sum' then coalesce(sum(x.value), 0)
                    when 'count' then count(*)
                end as value
         from monitor.metrics x
@@ -329,4 +338,4 @@ as $$
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0); change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

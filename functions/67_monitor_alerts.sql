@@ -61,9 +61,9 @@ as $$
 -- a firing alert that opened silently inside the cooldown and still fires once the cooldown is
 -- over is notified then, once (a 'fired' transition of the same alert); an open (firing or
 -- acknowledged) alert whose condition no longer holds is resolved (notified when its firing was).
--- A rule without data changes nothing. A rule whose latest transition (its open alert's opening
--- or acknowledgement, its last notified firing, its previous alert's resolution) is later than
--- evaluated_at is left alone: no transition, nothing notified; the other rules are evaluated as
+-- A rule without data changes nothing (a count or sum over no values is 0, which is data). A
+-- rule whose latest transition (its open alert's opening or acknowledgement, its last notified
+-- firing, its previous alert's resolution) is later than evaluated_at is left alone: no transition, nothing notified; the other rules are evaluated as
 -- usual. So a backfill, a skewed clock or a run at a past time after pg_cron ran at now never
 -- resolves an alert before it opened, opens one before the previous one resolved, or counts a
 -- cooldown backwards. Returns the transitions made.

@@ -117,9 +117,12 @@ as
       and ((select internal.visible_strategy_ids()) is null
            or m.labels ->> 'strategy' in (select s.name from trading.strategies s
                                           where s.strategy_id = any ((select internal.visible_strategy_ids())::integer[])))
-    order by m.name, m.labels, m.recorded_at desc;
+    -- why value desc: a series recorded twice at one time showed whichever value was inserted
+    -- first, while an alert rule reads the larger (internal.alert_rule_values): the dashboard
+    -- read 50 beside an alert that fired at 150
+    order by m.name, m.labels, m.recorded_at desc, m.value desc;
 comment on view monitor.latest_metrics is
-    'The newest value of every metric series recorded in the last hour (none dated after now). A session scoped to a user without strategies:all sees only series whose strategy label names one of its strategies.';
+    'The newest value of every metric series recorded in the last hour (none dated after now; of two at one time, the larger, as alert rules read it). A session scoped to a user without strategies:all sees only series whose strategy label names one of its strategies.';
 
 create or replace view monitor.alert_rule_list
     with (security_barrier = true)
