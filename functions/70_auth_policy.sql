@@ -92,7 +92,8 @@ create or replace function auth.set_security_policy(
 as $$
 -- Change the settings given (null leaves one as it is) and record a policy_changed security event
 -- with the old and new values. A shorter session lifetime or idle timeout applies to the live
--- sessions too. Needs policy:manage in a scoped session.
+-- sessions too, and a role that comes to need 2FA ends its users' sessions logged in without a
+-- code. Needs policy:manage in a scoped session.
 -- why TimeZone UTC: live sessions are measured against the policy as auth.login sets them, with a
 -- day of 24 hours whatever the caller's TimeZone
 #variable_conflict use_variable
@@ -100,6 +101,7 @@ declare
     v_old     auth.security_policy;
     v_new     auth.security_policy;
     v_unknown text;
+    v_user    auth.users;
 begin
     perform internal.require_permission('policy:manage');
     -- why: bcrypt uses at most 72 bytes (internal.check_new_password refuses longer passwords), so a
@@ -147,6 +149,18 @@ begin
     where s.revoked_at is null and s.expires_at > now()
       and (s.expires_at > s.created_at + v_new.session_max_lifetime
            or s.idle_expires_at > s.last_seen_at + v_new.session_idle_timeout);
+    -- why: as for the lifetimes, a role that comes to need 2FA ends its users' sessions that were
+    -- logged in without a code (internal.revoke_sessions_without_totp)
+    for v_user in
+        select u.* from auth.users u
+        where exists (select from auth.user_roles ur
+                      where ur.user_id = u.user_id
+                        and ur.role_name = any (v_new.totp_required_roles)
+                        and not ur.role_name = any (v_old.totp_required_roles))
+        order by u.user_id
+    loop
+        perform internal.revoke_sessions_without_totp(v_user, '2FA required');
+    end loop;
     perform internal.security_event('policy_changed', null, null,
         jsonb_build_object('old', to_jsonb(v_old) - 'singleton' - 'updated_at',
                            'new', to_jsonb(v_new) - 'singleton' - 'updated_at'));
@@ -154,4 +168,4 @@ begin
 end;
 $$;
 comment on function auth.set_security_policy(integer, integer, integer, integer, interval, interval, interval, interval, text[]) is
-    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a shorter session lifetime or idle timeout also shortens the live sessions; a minimum password length over 72 (bcrypt''s limit) is refused with 22S09. Needs policy:manage.';
+    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a shorter session lifetime or idle timeout also shortens the live sessions, and a role added to totp_required_roles revokes its users'' sessions logged in without a TOTP code; a minimum password length over 72 (bcrypt''s limit) is refused with 22S09. Needs policy:manage.';

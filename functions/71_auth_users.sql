@@ -77,6 +77,36 @@ $$;
 comment on function internal.revoke_user_sessions(bigint, text) is
     'Revokes every live (unexpired, unrevoked) session of a user, with a session_revoked event; returns how many.';
 
+create or replace function internal.revoke_sessions_without_totp(p_user auth.users, p_reason text)
+    returns integer
+    volatile
+    language plpgsql
+as $$
+-- Revoke the user's live sessions that were logged in without a TOTP code: all of them while 2FA
+-- is not confirmed, else those older than its confirmation (auth.login asks for a code from then
+-- on). One session_revoked event when there were some; returns how many.
+-- why: auth.grant_role and auth.set_security_policy call it when the user's role comes to need 2FA;
+-- a session logged in with the password alone would otherwise carry that role's permissions until
+-- it expires, though the policy lets no such login happen
+declare
+    v_count integer;
+begin
+    update auth.sessions s
+    set revoked_at = now(), revoked_reason = p_reason
+    where s.user_id = p_user.user_id and s.revoked_at is null
+      and now() < s.expires_at and now() < s.idle_expires_at
+      and (p_user.totp_enabled_at is null or s.created_at < p_user.totp_enabled_at);
+    get diagnostics v_count = row_count;
+    if v_count > 0 then
+        perform internal.security_event('session_revoked', p_user.user_id, null,
+            jsonb_build_object('sessions', v_count, 'reason', p_reason));
+    end if;
+    return v_count;
+end;
+$$;
+comment on function internal.revoke_sessions_without_totp(auth.users, text) is
+    'Revokes a user''s live sessions logged in without a TOTP code (all while 2FA is not confirmed), with a session_revoked event; returns how many.';
+
 create or replace function auth.user_id_of(username text)
     returns bigint
     stable
@@ -290,7 +320,8 @@ create or replace function auth.grant_role(user_id bigint, role_name text)
     set search_path = ''
     language plpgsql
 as $$
--- Give a user an application role; idempotent. Needs users:manage.
+-- Give a user an application role; idempotent. Needs users:manage. A role the policy says must
+-- use 2FA ends the user's sessions that were logged in without a code.
 #variable_conflict use_column
 declare
     v_user auth.users;
@@ -307,10 +338,16 @@ begin
     if found then
         perform internal.security_event('role_granted', v_user.user_id, v_user.username,
             jsonb_build_object('role', grant_role.role_name));
+        -- why: the policy's 2FA roles are logged in with a code; a session logged in with the
+        -- password alone would otherwise hold the new role's permissions at once
+        if exists (select from auth.security_policy p where grant_role.role_name = any (p.totp_required_roles)) then
+            perform internal.revoke_sessions_without_totp(v_user, '2FA required');
+        end if;
     end if;
 end;
 $$;
-comment on function auth.grant_role(bigint, text) is 'Grants an application role to a user; idempotent. Needs users:manage.';
+comment on function auth.grant_role(bigint, text) is
+    'Grants an application role to a user; idempotent; a role that must use 2FA revokes the user''s sessions logged in without a code. Needs users:manage.';
 
 create or replace function auth.revoke_role(user_id bigint, role_name text)
     returns void

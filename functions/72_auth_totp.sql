@@ -82,12 +82,15 @@ create or replace function internal.matching_totp_step(p_user auth.users, p_pass
 as $$
 -- The time step (now, or one step either side) whose code is p_code and that is newer than the last
 -- step accepted (a used code is a replay); null when none. p_password decrypts the secret.
--- Spaces around the code (pasted from an authenticator) are ignored, at login and everywhere else.
+-- White space in the code is ignored, at login and everywhere else: around it (pasted from an
+-- authenticator, with a newline) and inside it.
+-- why inside too: authenticator apps show a code in two groups ("123 456"); typed as shown it was
+-- refused, and at login counted as a failed login toward a lockout
 declare
     v_secret bytea;
     v_now    bigint := floor(extract(epoch from now()) / 30)::bigint;
     v_step   bigint;
-    v_code   text := btrim(p_code);
+    v_code   text := regexp_replace(p_code, '[[:space:]]', '', 'g');
 begin
     if p_user.totp_secret is null or v_code is null or v_code !~ '^[0-9]{6}$' then
         return null;
@@ -103,7 +106,7 @@ begin
 end;
 $$;
 comment on function internal.matching_totp_step(auth.users, text, text) is
-    'The unused time step (now +/- 1) a TOTP code (spaces around it ignored) matches, or null.';
+    'The unused time step (now +/- 1) a TOTP code (white space in it ignored, "123 456" is 123456) matches, or null.';
 
 create or replace function auth.enroll_totp(user_id bigint, password text)
     returns table (secret text, otpauth_uri text)

@@ -78,10 +78,11 @@ begin
     elsif not v_matches then
         v_reason := 'wrong password';
     elsif v_user.totp_enabled_at is not null then
-        if nullif(btrim(login.totp_code), '') is null then
+        -- why white space only is no code: as internal.matching_totp_step reads one
+        if nullif(regexp_replace(login.totp_code, '[[:space:]]', '', 'g'), '') is null then
             v_reason := 'totp required';
         else
-            v_step := internal.matching_totp_step(v_user, login.password, btrim(login.totp_code));
+            v_step := internal.matching_totp_step(v_user, login.password, login.totp_code);
             if v_step is null then
                 v_reason := 'wrong totp code';
             end if;

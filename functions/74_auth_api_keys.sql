@@ -123,6 +123,14 @@ begin
     if coalesce(store_api_key.api_key, '') = '' or coalesce(store_api_key.api_secret, '') = '' then
         raise exception 'the API key and the API secret must not be empty' using errcode = '22S09';
     end if;
+    -- why: no exchange issues an API key with white space, so some at an end was pasted with it (a
+    -- newline from a file or an environment variable); kept, the key's fingerprint differed from the
+    -- same key's, so the key was stored live twice, and the engine sent the exchange a key it refuses.
+    -- The secret is left as given: a PEM private key (Coinbase) ends with a newline
+    if store_api_key.api_key ~ '^[[:space:]]|[[:space:]]$' then
+        raise exception 'the API key starts or ends with white space' using errcode = '22S09',
+            hint = 'Remove it (often a newline kept from a file or a variable); no exchange issues keys with any.';
+    end if;
     select p into v_bad from unnest(store_api_key.permissions) p
     where p is null or p not in ('read', 'trade', 'withdraw') limit 1;
     if found or coalesce(cardinality(store_api_key.permissions), 0) = 0 then
@@ -161,7 +169,7 @@ begin
 end;
 $$;
 comment on function auth.store_api_key(bigint, text, text, text, text, text, text[], text) is
-    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. A live key''s label or key cannot be stored twice (23S06, 23S08); a revoked one frees both. Needs keys:manage.';
+    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. A live key''s label or key cannot be stored twice (23S06, 23S08); a revoked one frees both; an API key with white space at either end is refused (22S09). Needs keys:manage.';
 
 create or replace function internal.visible_api_key(p_key_id bigint)
     returns auth.api_keys

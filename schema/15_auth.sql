@@ -171,7 +171,7 @@ comment on column auth.sessions.last_seen_at is 'Last successful auth.validate_s
 comment on column auth.sessions.idle_expires_at is 'Expiry by idleness; slides at each validation, never past expires_at.';
 comment on column auth.sessions.expires_at is 'Absolute expiry (login time + the policy''s session_max_lifetime).';
 comment on column auth.sessions.revoked_at is 'When the session was logged out or revoked.';
-comment on column auth.sessions.revoked_reason is 'Why: logout, revoked, password changed, user disabled.';
+comment on column auth.sessions.revoked_reason is 'Why: logout, revoked, password changed, user disabled, 2FA required.';
 comment on column auth.sessions.ip_address is 'Client address given at login.';
 comment on column auth.sessions.user_agent is 'Client user agent given at login.';
 create index sessions_user_idx on auth.sessions (user_id) where revoked_at is null;
