@@ -117,6 +117,11 @@ class Cluster:
             status = self.status()
             if status.running:
                 self.check_port(status)
+                if not self.password_file.exists():
+                    # why: a start cut short once the server ran (Ctrl-C while pg_ctl waited: the
+                    # server starts on in its own session) left no database and no password, and
+                    # every later start said "already running" and left them missing for good
+                    self._finish_start()
                 return False
             self._check_port_free()
             self.init()
@@ -136,11 +141,17 @@ class Cluster:
                 )
             except ClusterError as exc:
                 raise ClusterError(f"{exc}\n--- last lines of {log} ---\n{_tail(log)}") from None
-            self._wait_until_writable()
-            if not self.password_file.exists():
-                self._set_password()
-            self.ensure_database(DATABASE)
+            self._finish_start()
             return True
+
+    def _finish_start(self) -> None:
+        """What a start does once the server runs: wait out recovery, create the database, then
+        give the superuser its TCP password. The password file is written last, so its absence
+        says a start did not finish (see ``start``)."""
+        self._wait_until_writable()
+        self.ensure_database(DATABASE)
+        if not self.password_file.exists():
+            self._set_password()
 
     def check_port(self, status: ClusterStatus | None = None) -> None:
         """Refuse (ClusterError) when the cluster runs on another port than ``port``: its URL with

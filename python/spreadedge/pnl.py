@@ -1,7 +1,9 @@
 """``spreadedge pnl``: trading.pnl_summary as a readable table or as JSON.
 
-The numbers come from SQL as they are; this module only lays them out (money columns shown with
-two decimals in the table, rounded half away from zero as PostgreSQL's round() does, exact in JSON).
+The numbers come from SQL as they are; this module only lays them out (money columns shown in the
+table with two decimals when the row's quote asset is a currency counted in cents, eight for any
+other quote asset (BTC, ETH, BNB...), rounded half away from zero as PostgreSQL's round() does;
+exact in JSON).
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ from spreadedge import textable
 
 KEY_COLUMNS = ("strategy_name", "exchange", "symbol", "day", "quote_asset")
 MONEY_COLUMNS = ("notional", "fees", "realized_pnl_gross", "funding", "realized_pnl")
+# Quote assets whose amounts are counted in cents: fiat currencies and the stablecoins pegged to
+# them. why a list of these, not of the others: an amount in any other quote asset (BTC, ETH, BNB,
+# one listed tomorrow) gets eight decimals, so none is ever hidden; at two decimals an ETH/BTC
+# strategy's whole net PnL (0.0041 BTC, hundreds of dollars) showed as 0.00
+CENTS_QUOTE_ASSETS = frozenset(
+    {"USD", "EUR", "GBP", "CHF", "JPY", "AUD", "CAD", "TRY", "BRL"}
+    | {"USDT", "USDC", "BUSD", "FDUSD", "TUSD", "USDP", "DAI", "PYUSD", "USDD", "EURC", "EURT"}
+)
+CENTS_PLACES = 2
+# a satoshi: the smallest amount exchanges quote BTC in (and more than ETH and BNB quotes need)
+CRYPTO_PLACES = 8
 HEADERS = {
     "strategy_name": "strategy",
     "quote_asset": "quote",
@@ -76,7 +89,12 @@ def pnl_rows(
         return cur.fetchall()
 
 
-def _cell(column: str, value: Any) -> str:
+def money_places(quote_asset: str | None) -> int:
+    """The decimals a money amount in ``quote_asset`` is shown with in the table."""
+    return CENTS_PLACES if (quote_asset or "").upper() in CENTS_QUOTE_ASSETS else CRYPTO_PLACES
+
+
+def _cell(column: str, value: Any, places: int = CENTS_PLACES) -> str:
     if value is None:
         return ""
     if isinstance(value, Decimal):
@@ -85,7 +103,7 @@ def _cell(column: str, value: Any) -> str:
             # as 0.12, where round(0.125, 2) in SQL is 0.13), and a loss under half a cent showed
             # as -0.00
             with localcontext(rounding=ROUND_HALF_UP):
-                return f"{value:z,.2f}"
+                return f"{value:z,.{places}f}"
         return f"{value.normalize():f}"
     return str(value)
 
@@ -95,7 +113,7 @@ def as_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no trades or funding in this period"
     columns = [c for c in rows[0] if c not in KEY_COLUMNS or any(r[c] is not None for r in rows)]
-    cells = [[_cell(c, r[c]) for c in columns] for r in rows]
+    cells = [[_cell(c, r[c], money_places(r.get("quote_asset"))) for c in columns] for r in rows]
     headers = [HEADERS.get(c, c) for c in columns]
     return textable.render(headers, cells, [c not in KEY_COLUMNS for c in columns])
 

@@ -229,7 +229,13 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
     return RenderSettings(**merged)
 
 
-def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
+# An environment variable's name: what passphrase_env must be for os.environ to hold the passphrase.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _backup_from(values: dict[str, Any], env: dict[str, str], file_dir: Path) -> BackupSettings:
+    """The [backup] section; a relative path of the file is taken from ``file_dir`` (the settings
+    file's directory), one of a SPREADEDGE_BACKUP_* variable from the working directory."""
     known = _field_names(BackupSettings)
     merged = _section("backup", values, known, env, prefix="SPREADEDGE_BACKUP_")
     _positive_integers(merged, ("retention_full", "retention_diff"))
@@ -245,9 +251,21 @@ def _backup_from(values: dict[str, Any], env: dict[str, str]) -> BackupSettings:
     for name in ("stanza", "repo_path", "compress_type", "dump_dir", "passphrase_env"):
         if name in merged and merged[name] is not None and not isinstance(merged[name], str):
             raise SettingsError(f"backup {name} must be a string, got {merged[name]!r}")
+    # why refused: os.environ.get("") (or of a name no variable can have) is None, so `backup init`
+    # made the repository unencrypted even with SPREADEDGE_BACKUP_PASSPHRASE set, and an empty
+    # SPREADEDGE_BACKUP_PASSPHRASE_ENV is what an unset variable in a compose file gives
+    if "passphrase_env" in merged and not _ENV_NAME.fullmatch(merged["passphrase_env"]):
+        raise SettingsError(
+            "backup passphrase_env must be the name of an environment variable (letters, digits and '_', "
+            f"not starting with a digit), got {merged['passphrase_env']!r}"
+        )
     for name in ("repo_path", "dump_dir"):
         if merged.get(name):
-            merged[name] = Path(merged[name]).resolve()
+            # why the file's directory: the working directory differs between runs, and the cron
+            # entries of `backup schedule` run in the user's home, so `dump_dir = "dumps"` put the
+            # scheduled dumps somewhere else than the ones run from the project
+            from_env = env.get(f"SPREADEDGE_BACKUP_{name.upper()}") is not None
+            merged[name] = (Path(merged[name]) if from_env else file_dir / merged[name]).resolve()
     return BackupSettings(**merged)
 
 
@@ -445,7 +463,9 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
     """Read defaults, the settings file and the environment into one Settings."""
     env = dict(os.environ) if env is None else env
     project = (project_dir or Path(env.get("SPREADEDGE_PROJECT_DIR", Path.cwd()))).resolve()
-    data = _read_file(env.get("SPREADEDGE_SETTINGS") or None, project / SETTINGS_FILE)
+    named = env.get("SPREADEDGE_SETTINGS") or None
+    data = _read_file(named, project / SETTINGS_FILE)
+    file_dir = Path(named).resolve().parent if named is not None else project
     render = _render_from(data.get("render", {}), env)
     notify = _notify_from(data.get("notify", {}), env)
     cluster = _section("cluster", data.get("cluster", {}), {"port"}, env)
@@ -461,6 +481,6 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
         home=home.resolve(),
         port=port,
         render=render,
-        backup=_backup_from(data.get("backup", {}), env),
+        backup=_backup_from(data.get("backup", {}), env, file_dir),
         notify=notify,
     )
