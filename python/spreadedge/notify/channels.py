@@ -381,6 +381,7 @@ class EmailChannel:
 
     def send(self, message: Message) -> None:
         settings = self.settings
+        refused: dict[str, tuple[int, bytes]] | None = None  # set once the server took the message
         try:
             # built inside the try: EmailMessage refuses a header value it cannot write
             email = EmailMessage()
@@ -405,7 +406,12 @@ class EmailChannel:
                 # recipient raises SMTPRecipientsRefused)
                 refused = smtp.send_message(email)
         except (OSError, ValueError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}") from None
+            # why not after the message was taken: what fails then is the QUIT that closes the
+            # session (a reply other than 221, such as "421 shutting down", raises when the with
+            # block ends); the server has the message, and a retry would send it again on every
+            # attempt, then count it dead though it went out each time
+            if refused is None:
+                raise DeliveryError(f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}") from None
         if refused:
             reasons = [f"{to} ({code} {_smtp_text(reply)})" for to, (code, reply) in sorted(refused.items())]
             raise PartialDelivery(

@@ -26,7 +26,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -58,7 +58,16 @@ _FAIL = sqlcall.select_value(
     ["notification_id", "worker", "error", "max_attempts", "backoff", "max_backoff", "retry_after"],
 )
 _NO_IDLE_TIMEOUT = sql.SQL("set idle_in_transaction_session_timeout = 0")
-_NEXT_DUE = sqlcall.select_value("monitor.next_notification_due", ["channels"])
+_READ_COMMITTED = sql.SQL("set default_transaction_isolation = 'read committed'")
+# why the wait is computed on the database's clock: next_attempt_at is the database's time, and
+# compared with this host's clock running ahead, a due time the database has not reached read as
+# past: the worker claimed nothing and asked again at once, spinning for as long as the skew
+_NEXT_DUE = sql.SQL("select extract(epoch from {} - pg_catalog.clock_timestamp())").format(
+    sqlcall.call("monitor.next_notification_due", ["channels"])
+)
+# why on the listener: it sits idle by design between notifications, and a database or role
+# idle_session_timeout ended it, delaying the next wake-up by the reconnect pause
+_NO_IDLE_SESSION_TIMEOUT = sql.SQL("set idle_session_timeout = 0")
 _UNSERVED = sql.SQL(
     "select channel::text, count(*) from monitor.notification_list"
     " where status = 'pending' and channel::text <> all ({channels}) group by 1 order by 1"
@@ -110,6 +119,12 @@ class Worker:
             # rolling the attempt back too, so the message would be sent again without end and
             # never reach the dead letter. The worker's own timeouts bound the wait instead.
             self._conn.execute(_NO_IDLE_TIMEOUT)
+            # why: under a database or role default of serializable (or repeatable read), a claim
+            # made while another worker delivers and commits a neighbouring row can fail its
+            # report with 40001 after the send: the message is pending again (sent twice) and the
+            # worker stops. READ COMMITTED is what FOR UPDATE SKIP LOCKED sharing is made for:
+            # each row is locked and re-checked on its own, and no report can fail that way.
+            self._conn.execute(_READ_COMMITTED)
         return self._conn
 
     def close(self) -> None:
@@ -236,7 +251,7 @@ class Worker:
         row = self._connection().execute(_NEXT_DUE, {"channels": sorted(self.channels)}).fetchone()
         if row is None or row[0] is None:
             return longest
-        return max(0.0, min(longest, (row[0] - datetime.now(UTC)).total_seconds()))
+        return max(0.0, min(longest, float(row[0])))
 
     def run(self, stop: threading.Event | None = None, poll_seconds: float = 30.0) -> None:
         """Deliver until ``stop`` is set (or forever): drain, then sleep until due or woken.
@@ -266,6 +281,7 @@ class Worker:
         with psycopg.connect(
             self.conninfo, autocommit=True, application_name="spreadedge notify listen"
         ) as listener:
+            listener.execute(_NO_IDLE_SESSION_TIMEOUT)
             listener.execute(sql.SQL("listen {}").format(sql.Identifier(LISTEN_CHANNEL)))
             log.info("worker %s delivering %s", self.name, ", ".join(sorted(self.channels)))
             self.warn_unserved()
