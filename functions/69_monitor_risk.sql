@@ -65,8 +65,8 @@ as $$
 -- keeps its current value, 0 removes it; channels null keeps them (email for a new scope), and a
 -- channel given twice is kept once, where it first appears. limit_asset names the asset the
 -- notional and loss limits are in (an asset some instrument trades, any case); null keeps it, ''
--- goes back to each instrument's quote asset (see monitor.risk_limits.limit_asset). Returns the
--- limit row's id.
+-- goes back to each instrument's quote asset (see monitor.risk_limits.limit_asset). A scope without
+-- a row yet must be given a limit, channels or limit_asset (22S13). Returns the limit row's id.
 #variable_conflict use_column
 declare
     v_asset text := upper(nullif(set_risk_limit.limit_asset, ''));
@@ -100,6 +100,17 @@ begin
                   hint = 'Name an instrument''s base or quote asset, e.g. USDT, or '''' for each instrument''s quote asset.';
     end if;
     select * into v_scope from internal.risk_scope(set_risk_limit.strategy, set_risk_limit.exchange, set_risk_limit.symbol);
+    -- why: a new scope given nothing made a row that limits nothing (`risk set alpha` said the
+    -- limits were set) and made every placement of the strategy run the check for nothing. Channels
+    -- alone are something: where its kill switch will be notified
+    if num_nonnulls(v_order, v_pos, v_open, v_loss, v_channels, v_asset) = 0
+       and not exists (select from monitor.risk_limits l
+                       where (l.strategy_id, l.exchange_id, l.instrument_id) is not distinct from
+                             (v_scope.strategy_id, v_scope.exchange_id, v_scope.instrument_id)) then
+        raise exception 'nothing to set: this scope has no risk limits yet, and no limit, channel or limit_asset was given'
+            using errcode = '22S13',
+                  hint = 'Give max_order_notional, max_position_notional, max_open_orders or max_daily_loss (positive), or channels.';
+    end if;
     insert into monitor.risk_limits as l
         (strategy_id, exchange_id, instrument_id, max_order_notional, max_position_notional, max_open_orders,
          max_daily_loss, channels, updated_by, limit_asset)
@@ -230,7 +241,8 @@ begin
                               || coalesce('/' || (select i.symbol from ref.instruments i
                                                   where i.instrument_id = v_scope.instrument_id), ''),
                               ''),
-                  set_kill_switch.reason));
+                  -- why nullif: an empty reason left "kill switch on: " in the event and its message
+                  nullif(btrim(set_kill_switch.reason), '')));
 end;
 $$;
 comment on function monitor.set_kill_switch(text, boolean, text, text, text) is

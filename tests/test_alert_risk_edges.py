@@ -9,6 +9,7 @@ from click.testing import CliRunner, Result
 
 from monitor_helpers import add_rule, evaluate, metric
 from spreadedge.cli import main
+from trading_helpers import call
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -68,3 +69,21 @@ def test_risk_show_prints_a_reason_with_a_line_break_on_its_events_own_line(seed
     events = shown[shown.index("") + 1 :]
     assert len(events) == 3
     assert events[2].rstrip().endswith("kill switch on: outage\\n2  beta  kill switch off")
+
+
+# bug: a new scope given nothing made a limit row that limits nothing, and `risk set alpha` said
+# the limits were set
+def test_setting_nothing_on_a_scope_without_limits_is_refused_and_writes_nothing(seeded):
+    with pytest.raises(psycopg.Error) as caught:
+        call(seeded, "monitor.set_risk_limit", strategy="alpha", max_order_notional=Decimal("0"))
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S13",
+        "nothing to set: this scope has no risk limits yet, and no limit, channel or limit_asset was given",
+    )
+    assert seeded.execute("select count(*) from monitor.risk_limits").fetchone() == (0,)
+
+
+# bug: an empty reason left a dangling "kill switch on: " in the risk event
+def test_a_kill_switch_with_an_empty_reason_records_no_dangling_colon(seeded):
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="")
+    assert seeded.execute("select reason from monitor.risk_events").fetchall() == [("kill switch on",)]
