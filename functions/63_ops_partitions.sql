@@ -420,16 +420,22 @@ as $$
     -- Keys stay while a trade or a risk event refers to them: trades are never deleted, and a risk
     -- event keeps the id of the order it rejected (monitor.risk_events.order_id).
     -- One statement: the keys' foreign-key checks run at its end, after the orders and events are gone.
+    -- why "o.updated_at < p_cutoff" again, and events only of the orders deleted: the batch is read
+    -- from the statement's snapshot, and a late fill committed meanwhile (record_fill locks the
+    -- order row, this delete waits for it) changed the order: the condition is checked again on
+    -- the row as the fill left it (updated_at now), so the order, its events and key stay. Without
+    -- it the order was deleted with its fill just recorded, and its key's delete failed the
+    -- cleanup with a foreign-key error (23503) on the fill's new event.
     with batch as (
         select r.order_id, r.created_at from internal.removable_orders(p_cutoff) r
         where r.created_at >= p_from and r.created_at < p_to
         limit p_limit
-    ), events as (
-        delete from trading.order_events e using batch b where e.order_id = b.order_id
     ), orders as (
         delete from trading.orders o using batch b
-        where o.order_id = b.order_id and o.created_at = b.created_at
+        where o.order_id = b.order_id and o.created_at = b.created_at and o.updated_at < p_cutoff
         returning o.order_id
+    ), events as (
+        delete from trading.order_events e using orders o where e.order_id = o.order_id
     ), keys as (
         delete from trading.order_keys k using orders o
         where k.order_id = o.order_id

@@ -91,10 +91,18 @@ def dump(
         "--verbose",
         *MODES[mode],
     ]
+    # why no overwrite: dump names have a one-second stamp, so two dumps of one mode in one second
+    # (a cron entry and an operator) got the same name; the second unlinked the first's partial
+    # file and replaced its finished dump, and ops.backup_runs recorded two runs of one file
+    if path.exists():
+        raise OpsError(f"{path} exists already: a dump is never overwritten (run it again in a second)")
     partial = path.with_name(path.name + ".partial")
-    partial.unlink(missing_ok=True)
     try:
-        with _private_file(partial) as out:
+        out_file = _private_file(partial)
+    except FileExistsError:
+        raise OpsError(f"{partial} exists: another dump of that name is being written") from None
+    try:
+        with out_file as out:
             if compress_type == "gz":
                 dumper = subprocess.Popen(
                     [*command, f"--dbname={dbname}"], stdout=out, stderr=subprocess.PIPE, text=True, env=env
@@ -119,10 +127,24 @@ def dump(
                 raise OpsError(f"pg_dump failed:\n{errors}")
             if compressor is not None and compressor.wait() != 0:
                 raise OpsError(f"{COMPRESSORS[compress_type][0][0]} failed compressing the dump")
-        partial.replace(path)
+        _publish(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path.stat().st_size
+
+
+def _publish(partial: Path, path: Path) -> None:
+    """Give the finished ``partial`` file its name ``path``, which must not exist: a hard link
+    refuses a file of that name made meanwhile; where the file system has no hard links, a rename
+    after a check."""
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        raise OpsError(f"{path} exists already: a dump is never overwritten") from None
+    except OSError:
+        if path.exists():
+            raise OpsError(f"{path} exists already: a dump is never overwritten") from None
+        partial.replace(path)
 
 
 def _make_private_dirs(directory: Path) -> None:
