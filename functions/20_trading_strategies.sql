@@ -16,13 +16,15 @@ create or replace function trading.create_strategy(
     set search_path = ''
     language plpgsql
 as $$
--- Create the strategy, or return the id of the existing one with this name (description, capital and
--- owner of an existing strategy are left as they are). In a session scoped to a user the strategy
--- belongs to that user (strategies:write), or to owner_user_id with strategies:all.
+-- Create the strategy, or return the id of the existing one with this name (description and capital
+-- of an existing strategy are left as they are; one owned by another user than an owner_user_id
+-- given is 23S06). In a session scoped to a user the strategy belongs to that user
+-- (strategies:write), or to owner_user_id with strategies:all.
 #variable_conflict use_column
 declare
-    v_id    integer;
-    v_owner bigint := coalesce(create_strategy.owner_user_id, internal.session_user_id());
+    v_id             integer;
+    v_owner          bigint := coalesce(create_strategy.owner_user_id, internal.session_user_id());
+    v_existing_owner bigint;
 begin
     perform internal.require_permission('strategies:write');
     if v_owner is distinct from internal.session_user_id() then
@@ -62,17 +64,28 @@ begin
     on conflict (name) do nothing
     returning strategy_id into v_id;
     if v_id is null then
-        select s.strategy_id into v_id from trading.strategies s where s.name = create_strategy.name;
+        select s.strategy_id, s.owner_user_id into v_id, v_existing_owner
+        from trading.strategies s where s.name = create_strategy.name;
         if not internal.strategy_in_scope(v_id) then
             raise exception 'strategy name "%" is taken by another user', create_strategy.name
                 using errcode = '23S06', hint = 'Strategy names are unique across users; choose another.';
+        end if;
+        -- why: an operator or admin creating a strategy for a user (owner_user_id) was handed the
+        -- id of a strategy of the same name owned by someone else (or by no one); the user never
+        -- saw it, and orders placed "for" the user went into the other owner's strategy
+        if create_strategy.owner_user_id is not null
+           and v_existing_owner is distinct from create_strategy.owner_user_id then
+            raise exception 'strategy "%" exists and belongs to %, not to user %', create_strategy.name,
+                coalesce('user ' || v_existing_owner, 'no user (platform-owned)'), create_strategy.owner_user_id
+                using errcode = '23S06',
+                      hint = 'Strategy names are unique across users; choose another name for this user.';
         end if;
     end if;
     return v_id;
 end;
 $$;
 comment on function trading.create_strategy(text, text, numeric, bigint) is
-    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id). A name is 1 to 100 characters in NFC, with no invisible character and no space but U+0020 (22S09). Capital is in the valuation asset of its portfolio snapshots (USDT unless a snapshot names another).';
+    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id; 23S06 when it belongs to another user than an owner_user_id given). A name is 1 to 100 characters in NFC, with no invisible character and no space but U+0020 (22S09). Capital is in the valuation asset of its portfolio snapshots (USDT unless a snapshot names another).';
 
 create or replace function internal.find_strategy(p_name text)
     returns trading.strategies

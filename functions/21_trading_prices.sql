@@ -157,20 +157,26 @@ create or replace function internal.asset_price_as(
 as $$
     -- Price of one unit of p_asset in p_quote_asset (1 for the asset itself): the mark of an
     -- instrument trading p_asset against p_quote_asset, or 1 / the mark of one trading
-    -- p_quote_asset against p_asset (the inverse pair), that has one. Spot and margin markets
-    -- first, then perpetuals and futures; within each, the exchange p_exchange_id first, then the
-    -- pair before its inverse, then spot before margin, then the lowest instrument id. The mark is
+    -- p_quote_asset against p_asset (the inverse pair), that has one. Listed instruments before
+    -- delisted ones (is_active false); then spot and margin markets first, then perpetuals and
+    -- futures; within each, the exchange p_exchange_id first, then the pair before its inverse,
+    -- then spot before margin, then the lowest instrument id. The mark is
     -- trading.mark_price's (as the session sees it), or with p_by_owner the mark as the strategy
     -- owner p_owner_user_id sees it (internal.owner_mark_price; null: an unowned strategy).
     -- why never an option: its price is a premium, not the price of its base asset
     -- why the market type before the exchange: a perpetual's or future's price strays from the
     -- asset's (funding, basis) more than another exchange's spot price does
+    -- why a delisted instrument last, before even the market type: its market data stopped at
+    -- the delisting, so its mark is as old as that (months, maybe); a fee or position was valued at
+    -- it although the same pair traded, live, on another exchange or as a perpetual. It is still
+    -- a price when no listed instrument has one.
     -- why inverse pairs: markets list USDT fees' value in BTC only as BTC/USDT, so a fee in USDT
     -- on an ETH/BTC fill was refused (22S08) although BTC/USDT was quoted on that very exchange
     -- why offset 0: each candidate's mark is computed once, not again for the one chosen
     select case when p_asset = p_quote_asset then 1 else (
         select case when c.inverse then 1 / c.price else c.price end
-        from (select i.instrument_id, i.exchange_id, i.market_type, i.base_asset <> p_asset as inverse,
+        from (select i.instrument_id, i.exchange_id, i.market_type, i.is_active,
+                     i.base_asset <> p_asset as inverse,
                      case when p_by_owner then internal.owner_mark_price(i.instrument_id, p_owner_user_id)
                           else trading.mark_price(i.instrument_id) end as price
               from ref.instruments i
@@ -179,8 +185,8 @@ as $$
                 and i.market_type in ('spot', 'margin', 'perpetual', 'futures')
               offset 0) c
         where c.price > 0
-        order by c.market_type in ('spot', 'margin') desc, (c.exchange_id = p_exchange_id) desc, c.inverse,
-                 c.market_type = 'spot' desc, c.instrument_id
+        order by c.is_active desc, c.market_type in ('spot', 'margin') desc, (c.exchange_id = p_exchange_id) desc,
+                 c.inverse, c.market_type = 'spot' desc, c.instrument_id
         limit 1) end
 $$;
 comment on function internal.asset_price_as(smallint, text, text, boolean, bigint) is
@@ -199,7 +205,7 @@ as $$
     select internal.asset_price_as(p_exchange_id, p_asset, p_quote_asset, false, null)
 $$;
 comment on function trading.asset_price(smallint, text, text) is
-    'Price of an asset in a quote asset from market data (1 for the asset itself): its pair''s mark, else 1 / its inverse pair''s; spot or margin first, then perpetual or futures, the given exchange first within each, then the pair before its inverse; never an option; null when unknown.';
+    'Price of an asset in a quote asset from market data (1 for the asset itself): its pair''s mark, else 1 / its inverse pair''s; listed instruments before delisted ones, then spot or margin first, then perpetual or futures, the given exchange first within each, then the pair before its inverse; never an option; null when unknown.';
 
 create or replace function trading.position_after_fill(
     p_quantity        numeric,
