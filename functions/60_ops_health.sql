@@ -221,20 +221,33 @@ comment on function internal.health_long_transactions(interval) is
 create or replace function internal.health_disk(p_used_fraction numeric, p_max_fraction numeric)
     returns table (ok boolean, detail text)
     stable
-    language sql
+    language plpgsql
 as $$
-    -- SQL cannot see the file system: the caller measures the data directory's (p_used_fraction),
-    -- null when it cannot (a remote database)
+-- SQL cannot see the file system: the caller measures the data directory's (p_used_fraction),
+-- null when it cannot (a remote database). A fraction outside [0, 1], or a limit that is null or
+-- outside (0, 1], is invalid_argument (22S09).
+-- why: -0.5 read "file system -50.0% used" and was healthy, and a null limit was always healthy
+begin
+    if p_used_fraction < 0 or p_used_fraction > 1 then
+        raise exception 'disk_used_fraction must be between 0 and 1, got %', p_used_fraction
+            using errcode = '22S09';
+    end if;
+    if p_max_fraction is null or not (p_max_fraction > 0 and p_max_fraction <= 1) then
+        raise exception 'max_disk_used_fraction must be above 0 and at most 1, got %',
+            coalesce(p_max_fraction::text, 'null') using errcode = '22S09';
+    end if;
+    return query
     select coalesce(p_used_fraction <= p_max_fraction, true),
            format('database %s, all databases %s; %s',
-                  pg_catalog.pg_size_pretty(pg_catalog.pg_database_size(current_database())),
+                  pg_catalog.pg_size_pretty(pg_catalog.pg_database_size(pg_catalog.current_database())),
                   pg_catalog.pg_size_pretty((select sum(pg_catalog.pg_database_size(d.oid)) from pg_catalog.pg_database d)),
                   case when p_used_fraction is null then 'file system not measured'
                        else format('file system %s%% used (limit %s%%)', round(p_used_fraction * 100, 1),
                                    round(p_max_fraction * 100, 1)) end);
+end;
 $$;
 comment on function internal.health_disk(numeric, numeric) is
-    'Health check: database sizes, and the data directory''s file system used below the limit (ok, detail).';
+    'Health check: database sizes, and the data directory''s file system used below the limit (ok, detail); 22S09 for a fraction outside [0, 1] or a limit outside (0, 1].';
 
 create or replace function ops.health(expected_migrations text[])
     returns table (check_name text, ok boolean, detail text)

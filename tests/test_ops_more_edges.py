@@ -60,3 +60,23 @@ def test_a_logical_dump_to_the_name_of_an_existing_dump_is_refused_and_keeps_it(
     )
     assert path.read_bytes() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+# bug: a fraction outside [0, 1] read "file system -50.0% used" and was healthy, and a null limit
+# was always healthy
+@pytest.mark.parametrize(
+    ("used", "limit", "message"),
+    [
+        ("-0.5", "0.9", "disk_used_fraction must be between 0 and 1, got -0.5"),
+        ("1.5", "2", "disk_used_fraction must be between 0 and 1, got 1.5"),
+        ("0.5", None, "max_disk_used_fraction must be above 0 and at most 1, got null"),
+        ("0.5", "0", "max_disk_used_fraction must be above 0 and at most 1, got 0"),
+    ],
+)
+def test_a_health_report_with_a_disk_fraction_or_limit_out_of_range_is_refused(db, used, limit, message):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(
+            "select ops.health_report(disk_used_fraction => %s::numeric, max_disk_used_fraction => %s::numeric)",
+            [used, limit],
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22S09", message)
