@@ -251,6 +251,32 @@ def test_migration_0032_gives_a_rule_on_an_amount_the_one_quote_asset_its_series
     ]
 
 
+def test_migration_0032_deletes_the_amounts_collected_at_par_and_keeps_the_others(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings, *_migrations_between("0014", "0031"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into trading.positions (strategy_id, instrument_id, quantity, avg_entry_price, opened_at,"
+            "  multiplier, quote_asset)"
+            " select s.strategy_id, i.instrument_id, 1, 100, now(), 1, i.quote_asset"
+            " from trading.strategies s, ref.instruments i where s.name = 'alpha' and i.symbol = 'BTCUSDT'"
+        )
+        conn.execute("select monitor.collect_metrics()")
+        conn.execute(
+            "select monitor.record_metric(name => 'exposure.gross', value => 5,"
+            ' labels => \'{"strategy": "alpha", "desk": "x"}\')'
+        )
+    upgrade(url, settings, "0032_metric_quote_asset.sql.j2")
+    with psycopg.connect(url) as conn:
+        left = conn.execute(
+            "select name, labels, value from monitor.metrics"
+            " where name in ('exposure.gross', 'pnl.realized', 'trades.notional') order by name, labels::text"
+        ).fetchall()
+        orders = conn.execute("select count(*) from monitor.metrics where name = 'orders.working'").fetchone()
+    assert left == [("exposure.gross", {"desk": "x", "strategy": "alpha"}, 5)]
+    assert orders == (2,)
+
+
 def test_migration_0033_gives_each_trade_key_its_trades_instrument(database_at_0013):
     url, settings = database_at_0013
     upgrade(url, settings, *_migrations_between("0014", "0032"))
