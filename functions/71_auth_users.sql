@@ -50,12 +50,18 @@ $$;
 comment on function internal.verify_password(auth.users, text) is
     'Raises 28S01 invalid_credentials unless the password is the user''s; refuses a disabled user (55S04) or a locked one (28S01) without checking it.';
 
-create or replace function internal.revoke_user_sessions(p_user_id bigint, p_reason text)
+-- the two-argument form before internal.revoke_user_sessions took p_created_before: a call with two
+-- arguments would match both
+drop function if exists internal.revoke_user_sessions(bigint, text);
+
+create or replace function internal.revoke_user_sessions(p_user_id bigint, p_reason text,
+                                                         p_created_before timestamptz default null)
     returns integer
     volatile
     language plpgsql
 as $$
--- Revoke every live session of the user; record one session_revoked event when there were some.
+-- Revoke every live session of the user (created before p_created_before when given); record one
+-- session_revoked event when there were some.
 -- why the times and not internal.session_is_live: a session past its lifetime or idle timeout is
 -- over already (auth.logout refuses it too); marking it revoked would count it and rewrite why and
 -- when it ended. The user's disabled_at is left out: auth.disable_user sets it before calling this
@@ -65,7 +71,8 @@ begin
     update auth.sessions s
     set revoked_at = now(), revoked_reason = p_reason
     where s.user_id = p_user_id and s.revoked_at is null
-      and now() < s.expires_at and now() < s.idle_expires_at;
+      and now() < s.expires_at and now() < s.idle_expires_at
+      and (p_created_before is null or s.created_at < p_created_before);
     get diagnostics v_count = row_count;
     if v_count > 0 then
         perform internal.security_event('session_revoked', p_user_id, null,
@@ -74,35 +81,22 @@ begin
     return v_count;
 end;
 $$;
-comment on function internal.revoke_user_sessions(bigint, text) is
-    'Revokes every live (unexpired, unrevoked) session of a user, with a session_revoked event; returns how many.';
+comment on function internal.revoke_user_sessions(bigint, text, timestamptz) is
+    'Revokes every live (unexpired, unrevoked) session of a user (created before a time, when given), with a session_revoked event; returns how many.';
 
 create or replace function internal.revoke_sessions_without_totp(p_user auth.users, p_reason text)
     returns integer
     volatile
-    language plpgsql
+    language sql
 as $$
--- Revoke the user's live sessions that were logged in without a TOTP code: all of them while 2FA
--- is not confirmed, else those older than its confirmation (auth.login asks for a code from then
--- on). One session_revoked event when there were some; returns how many.
--- why: auth.grant_role and auth.set_security_policy call it when the user's role comes to need 2FA;
--- a session logged in with the password alone would otherwise carry that role's permissions until
--- it expires, though the policy lets no such login happen
-declare
-    v_count integer;
-begin
-    update auth.sessions s
-    set revoked_at = now(), revoked_reason = p_reason
-    where s.user_id = p_user.user_id and s.revoked_at is null
-      and now() < s.expires_at and now() < s.idle_expires_at
-      and (p_user.totp_enabled_at is null or s.created_at < p_user.totp_enabled_at);
-    get diagnostics v_count = row_count;
-    if v_count > 0 then
-        perform internal.security_event('session_revoked', p_user.user_id, null,
-            jsonb_build_object('sessions', v_count, 'reason', p_reason));
-    end if;
-    return v_count;
-end;
+    -- Revoke the user's live sessions that were logged in without a TOTP code: all of them while
+    -- 2FA is not confirmed, else those older than its confirmation (auth.login asks for a code from
+    -- then on). One session_revoked event when there were some; returns how many.
+    -- why: auth.grant_role and auth.set_security_policy call it when the user's role comes to need
+    -- 2FA; a session logged in with the password alone would otherwise carry that role's
+    -- permissions until it expires, though the policy lets no such login happen
+    select internal.revoke_user_sessions(p_user.user_id, p_reason,
+                                         coalesce(p_user.totp_enabled_at, 'infinity'))
 $$;
 comment on function internal.revoke_sessions_without_totp(auth.users, text) is
     'Revokes a user''s live sessions logged in without a TOTP code (all while 2FA is not confirmed), with a session_revoked event; returns how many.';
