@@ -219,6 +219,18 @@ def test_migration_0022_gives_each_trade_the_quantity_it_closed_from_its_positio
     )
 
 
+def _hold(conn: psycopg.Connection, *holdings: tuple[str, str]) -> None:
+    """A position of 1 at 100 for each (strategy, symbol), written as a 0031 database holds it."""
+    conn.execute(
+        "insert into trading.positions (strategy_id, instrument_id, quantity, avg_entry_price, opened_at,"
+        "  multiplier, quote_asset)"
+        " select s.strategy_id, i.instrument_id, 1, 100, now(), 1, i.quote_asset"
+        " from unnest(%s::text[], %s::text[]) p (strategy, symbol)"
+        " join trading.strategies s on s.name = p.strategy join ref.instruments i on i.symbol = p.symbol",
+        [[h[0] for h in holdings], [h[1] for h in holdings]],
+    )
+
+
 def test_migration_0032_gives_a_rule_on_an_amount_the_one_quote_asset_its_series_can_have(database_at_0013):
     url, settings = database_at_0013
     upgrade(url, settings, *_migrations_between("0014", "0031"))
@@ -229,13 +241,7 @@ def test_migration_0032_gives_a_rule_on_an_amount_the_one_quote_asset_its_series
             " min_notional => 0)"
         )
         # alpha holds BTC/USDT only, beta ETH/BTC only
-        conn.execute(
-            "insert into trading.positions (strategy_id, instrument_id, quantity, avg_entry_price, opened_at,"
-            "  multiplier, quote_asset)"
-            " select s.strategy_id, i.instrument_id, 1, 100, now(), 1, i.quote_asset"
-            " from (values ('alpha', 'BTCUSDT'), ('beta', 'ETHBTC')) p (strategy, symbol)"
-            " join trading.strategies s on s.name = p.strategy join ref.instruments i on i.symbol = p.symbol"
-        )
+        _hold(conn, ("alpha", "BTCUSDT"), ("beta", "ETHBTC"))
         for name, labels in (("alpha-exposure", {"strategy": "alpha"}), ("all-exposure", {})):
             conn.execute(
                 "select monitor.add_alert_rule(name => %s, kind => 'risk', operator => '>', threshold => 1,"
@@ -255,12 +261,7 @@ def test_migration_0032_deletes_the_amounts_collected_at_par_and_keeps_the_other
     url, settings = database_at_0013
     upgrade(url, settings, *_migrations_between("0014", "0031"))
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "insert into trading.positions (strategy_id, instrument_id, quantity, avg_entry_price, opened_at,"
-            "  multiplier, quote_asset)"
-            " select s.strategy_id, i.instrument_id, 1, 100, now(), 1, i.quote_asset"
-            " from trading.strategies s, ref.instruments i where s.name = 'alpha' and i.symbol = 'BTCUSDT'"
-        )
+        _hold(conn, ("alpha", "BTCUSDT"))
         conn.execute("select monitor.collect_metrics()")
         conn.execute(
             "select monitor.record_metric(name => 'exposure.gross', value => 5,"
