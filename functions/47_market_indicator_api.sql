@@ -138,7 +138,13 @@ as $$
 -- Compute the standard indicators (SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger 20/2, VWAP,
 -- ATR 14) over the instrument's candles of [since, until) and store them in
 -- market.technical_indicators, replacing what was stored for those candles. Warm-up starts at
--- since: pass an earlier since to have values from the first candle you need. Returns the rows written.
+-- since: pass an earlier since to have values from the first candle you need. An indicator still
+-- warming up in this run keeps the value stored for its candle (MACD line, signal and histogram
+-- together). Returns the rows written.
+-- why: a run over the last hour (the incremental use) wrote its warm-up nulls over the values an
+-- earlier run had computed with the history before: after one run of 40 candles and one from its
+-- 21st, 19 of the 21 stored SMA 20 values and every MACD signal were null. VWAP has no warm-up and
+-- is always the new value.
 #variable_conflict use_column
 declare
     v_instrument ref.instruments := internal.find_instrument(compute_indicators.exchange, compute_indicators.symbol);
@@ -155,13 +161,20 @@ begin
     from internal.indicator_series(v_instrument.instrument_id, compute_indicators.candle_interval,
                                    compute_indicators.since, compute_indicators.until) s
     on conflict (instrument_id, interval, open_time) do update
-        set sma_20 = excluded.sma_20, ema_20 = excluded.ema_20, rsi_14 = excluded.rsi_14, macd = excluded.macd,
-            macd_signal = excluded.macd_signal, macd_histogram = excluded.macd_histogram,
-            bb_middle = excluded.bb_middle, bb_upper = excluded.bb_upper, bb_lower = excluded.bb_lower,
-            vwap = excluded.vwap, atr_14 = excluded.atr_14, computed_at = now();
+        set sma_20 = coalesce(excluded.sma_20, t.sma_20), ema_20 = coalesce(excluded.ema_20, t.ema_20),
+            rsi_14 = coalesce(excluded.rsi_14, t.rsi_14),
+            -- why the line with the signal: a line seeded at since next to a signal kept from an
+            -- earlier run gave a histogram that was not line - signal
+            macd = case when excluded.macd_signal is null and t.macd_signal is not null then t.macd
+                        else coalesce(excluded.macd, t.macd) end,
+            macd_signal = coalesce(excluded.macd_signal, t.macd_signal),
+            macd_histogram = coalesce(excluded.macd_histogram, t.macd_histogram),
+            bb_middle = coalesce(excluded.bb_middle, t.bb_middle), bb_upper = coalesce(excluded.bb_upper, t.bb_upper),
+            bb_lower = coalesce(excluded.bb_lower, t.bb_lower), vwap = excluded.vwap,
+            atr_14 = coalesce(excluded.atr_14, t.atr_14), computed_at = now();
     get diagnostics v_count = row_count;
     return v_count;
 end;
 $$;
 comment on function market.compute_indicators(text, text, market.candle_interval, timestamptz, timestamptz) is
-    'Computes SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger 20/2, VWAP and ATR 14 for an instrument''s candles and stores them in market.technical_indicators.';
+    'Computes SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger 20/2, VWAP and ATR 14 for an instrument''s candles of [since, until) and stores them in market.technical_indicators; an indicator still warming up keeps the value stored for its candle.';
