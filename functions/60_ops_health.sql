@@ -50,8 +50,30 @@ create or replace function internal.health_partitions_ahead()
     language sql
 as $$
     -- why "one partition interval ahead": the partition for the next period must exist before the
-    -- period starts, or its first rows land in the default partition
-    with short as (
+    -- period starts, or its first rows are refused (the default partitions' triggers)
+    -- why the gaps too: the newest partition alone said nothing of those before it; with the
+    -- partition of the current day dropped (by hand, or a partition made far ahead by
+    -- partman.create_partition_time) every write of today was refused while health said ok, and
+    -- pg_partman's maintenance only adds partitions after the newest, so it never fills a gap.
+    -- A gap is a time from now on that no partition covers: before the first partition ending
+    -- after now, or between two of them.
+    with parts as (
+        select c.parent_table, info.child_start_time as start_time, info.child_end_time as end_time
+        from partman.part_config c
+        cross join lateral partman.show_partitions(c.parent_table, 'ASC') sp
+        cross join lateral partman.show_partition_info(sp.partition_schemaname || '.' || sp.partition_tablename,
+                                                       c.partition_interval, c.parent_table) info
+        where info.child_end_time > now()
+    ),
+    gaps as (
+        select g.parent_table, g.gap_start, g.gap_end
+        from (select p.parent_table, p.start_time as gap_end,
+                     lag(p.end_time) over (partition by p.parent_table order by p.start_time) as gap_start
+              from parts p) g
+        -- a null gap_start is now: the first partition ending after now starts after it
+        where coalesce(g.gap_start, now()) < g.gap_end
+    ),
+    short as (
         select format('%s (newest partition ends %s)', c.parent_table,
                       coalesce(to_char(info.child_end_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'never')) as line
         from partman.part_config c
@@ -60,13 +82,22 @@ as $$
         left join lateral partman.show_partition_info(newest.child, c.partition_interval, c.parent_table) info on true
         where info.child_end_time is null
            or info.child_end_time < now() + c.partition_interval::interval
+    ),
+    missing as (
+        select format('%s (no partition from %s to %s)', g.parent_table,
+                      coalesce(to_char(g.gap_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'now'),
+                      to_char(g.gap_end at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"')) as line
+        from gaps g
     )
-    select not exists (select from short),
-           coalesce('not created ahead: ' || (select string_agg(s.line, ', ' order by s.line) from short s),
+    select not exists (select from short) and not exists (select from missing),
+           coalesce(nullif(concat_ws('; ',
+                                     'not created ahead: ' || (select string_agg(s.line, ', ' order by s.line) from short s),
+                                     'partitions missing: ' || (select string_agg(m.line, ', ' order by m.line) from missing m)),
+                           ''),
                     format('%s partitioned tables have their next partition', (select count(*) from partman.part_config)));
 $$;
 comment on function internal.health_partitions_ahead() is
-    'Health check: every pg_partman table has a partition beyond the current period (ok, detail).';
+    'Health check: every pg_partman table has a partition beyond the current period, and no time from now on lacks a partition (ok, detail).';
 
 create or replace function internal.health_default_partitions()
     returns table (ok boolean, detail text)

@@ -566,16 +566,21 @@ def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Pat
         f"{schedule.strip()} {user} {environment} {shlex.quote(str(program))} backup {command}"
         f" >> {shlex.quote(str(settings.home / 'backup-cron.log'))} 2>&1 {marker}"
     )
-    kept = [
-        entry
-        for entry in (cron_file.read_text().splitlines() if cron_file.exists() else [])
-        if not entry.endswith(marker)
-    ]
-    header = "# Written by spreadedge backup schedule: one line per backup type."
-    if header not in kept:
-        kept.insert(0, header)
-    cron_file.parent.mkdir(parents=True, exist_ok=True)
-    cron_file.write_text("\n".join([*kept, line]) + "\n")
+    # why OSError as a message: a cron file that cannot be read or written (a path through a
+    # regular file, no permission) ended the command with a Python traceback
+    try:
+        kept = [
+            entry
+            for entry in (cron_file.read_text().splitlines() if cron_file.exists() else [])
+            if not entry.endswith(marker)
+        ]
+        header = "# Written by spreadedge backup schedule: one line per backup type."
+        if header not in kept:
+            kept.insert(0, header)
+        cron_file.parent.mkdir(parents=True, exist_ok=True)
+        cron_file.write_text("\n".join([*kept, line]) + "\n")
+    except OSError as exc:
+        raise OpsError(f"cannot write the cron file {cron_file}: {exc.strerror}") from None
     if settings.database_url:
         click.echo(
             "note: DATABASE_URL is not written into the cron file (it may hold a password); "

@@ -82,7 +82,12 @@ def dump(
         raise OpsError(f"compress type must be one of {', '.join(SUFFIXES)}, got {compress_type!r}")
     compress_command = None if compress_type == "gz" else _tool(compress_type)
     dbname, env = _client(conninfo)
-    _make_private_dirs(path.parent)
+    # why: a directory that cannot be made or written (a path through a file, no permission, a
+    # read-only file system) ended the command with a Python traceback
+    try:
+        _make_private_dirs(path.parent)
+    except OSError as exc:
+        raise OpsError(f"cannot create the dump directory {path.parent}: {exc.strerror}") from None
     level = "6" if compress_type == "gz" else "0"
     command = [
         str(PG_BINDIR / "pg_dump"),
@@ -101,6 +106,8 @@ def dump(
         out_file = _private_file(partial)
     except FileExistsError:
         raise OpsError(f"{partial} exists: another dump of that name is being written") from None
+    except OSError as exc:
+        raise OpsError(f"cannot write the dump in {path.parent}: {exc.strerror}") from None
     try:
         with out_file as out:
             if compress_type == "gz":
