@@ -309,4 +309,4 @@ begin
 end;
 $$;
 comment on function trading.record_fill(bigint, text, numeric, numeric, numeric, text, timestamptz, numeric) is
-    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the hourly and daily PnL rollups. Idempotent on (exchange, exchange_trade_id). Returns the trade id.';
+    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the hourly and daily PnL rollups. Idempotent on (instrument, exchange_trade_id): a redelivery with another order, quantity, price or fee is 23S06. Returns the trade id.';

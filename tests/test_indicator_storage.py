@@ -1,4 +1,4 @@
-"""Market data derived series: stored indicators, candle rollups and latest prices (session 33)."""
+"""Stored indicators: what market.compute_indicators keeps when it runs again over stored candles."""
 
 from __future__ import annotations
 

@@ -1,0 +1,45 @@
+"""Fills and their exchange trade ids: what record_fill is idempotent on, and conflicting redeliveries."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from trading_helpers import fill, place
+
+RECORD_FILL = "trading.record_fill(bigint, text, numeric, numeric, numeric, text, timestamptz, numeric)"
+
+
+# bug: \df+ said record_fill was idempotent on (exchange, exchange_trade_id), but since migration
+# 0033 an exchange trade id names one fill of its instrument: a reader trusting the comment took a
+# BNBUSDT fill sharing a BTCUSDT fill's id on one exchange for a duplicate
+def test_record_fill_is_described_as_idempotent_per_instrument_and_exchange_trade_id(
+    seeded: psycopg.Connection,
+) -> None:
+    described = seeded.execute(
+        "select obj_description(%s::regprocedure, 'pg_proc')", [RECORD_FILL]
+    ).fetchone()[0]
+    assert "Idempotent on (instrument, exchange_trade_id)" in described
+    assert "(exchange, exchange_trade_id)" not in described
+    # and the behaviour it describes: one id, two instruments of one exchange, two fills
+    btc = place(seeded, "buy", "0.1", "60000")
+    bnb = place(seeded, "buy", "1", "600", symbol="BNBUSDT")
+    assert fill(seeded, btc, "0.1", "60000", exchange_trade_id="77") != fill(
+        seeded, bnb, "1", "600", exchange_trade_id="77"
+    )
+
+
+def test_a_redelivered_fill_with_another_quantity_is_a_conflicting_duplicate_and_writes_nothing(
+    seeded: psycopg.Connection,
+) -> None:
+    order_id = place(seeded, "buy", "2", "100")
+    fill(seeded, order_id, "1", "100", exchange_trade_id="r1")
+    with pytest.raises(psycopg.errors.IntegrityError) as raised:
+        fill(seeded, order_id, "1.5", "100", exchange_trade_id="r1")
+    assert raised.value.sqlstate == "23S06"
+    assert seeded.execute("select quantity, trade_count from trading.positions").fetchone() == (
+        Decimal("1"),
+        1,
+    )
