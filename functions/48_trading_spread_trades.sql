@@ -267,7 +267,8 @@ as $$
 -- of one strategy (null = all):
 -- the legs' fills so far, the matched quantity (filled on both legs), the spread it captured
 -- (matched x (sell value per unit - buy value per unit), a leg's value per unit being the sum of
--- its trades' quantity x price x multiplier over its filled quantity), the fees of both legs'
+-- its trades' quantity x price x multiplier over its filled quantity; matched in base units, each
+-- fill's quantity x multiplier, when a contract size changed between fills), the fees of both legs'
 -- fills (quote value), net PnL = captured - fees, and the residual: what both legs' fills added to
 -- the positions together, buy filled - sell filled less fees paid in the base asset (positive =
 -- net long), and its value at the mark price and contract multiplier of the buy leg when long, of
@@ -317,17 +318,26 @@ begin
         -- buy filled - sell filled called such a spread flat while it was 0.002 BTC short
         select coalesce(sum(t.fee_quote), 0) as fees,
                coalesce(sum(t.position_delta), 0) as residual,
-               sum(t.quantity) filter (where t.order_id = s.buy_order_id) as buy_filled,
                sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.buy_order_id) as buy_value,
-               sum(t.quantity) filter (where t.order_id = s.sell_order_id) as sell_filled,
-               sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.sell_order_id) as sell_value
+               sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.sell_order_id) as sell_value,
+               -- each leg's fills in base units, each at the contract size it was filled at
+               sum(t.quantity * t.multiplier) filter (where t.order_id = s.buy_order_id) as buy_base,
+               sum(t.quantity * t.multiplier) filter (where t.order_id = s.sell_order_id) as sell_base
         from trading.trades t
         where t.order_id in (s.buy_order_id, s.sell_order_id)
     ) f
+    -- why in base units: a leg's instrument may change its contract size between the legs' fills
+    -- (open_spread_trade compares the sizes when it places the legs only); 10 contracts bought at
+    -- 0.01 BTC against 10 sold at 0.001 BTC matched 10 "units" of 0.1 BTC at 600 against 0.01 BTC
+    -- at 60.1 and reported a 5,399 USDT loss for a spread of 100 USDT per BTC on 0.01 BTC. With
+    -- one contract size m on every fill this is matched x m x (sell value / (m x sell filled) -
+    -- buy value / (m x buy filled)), the captured spread of contracts as before.
+    cross join lateral (select least(f.buy_base, f.sell_base) as matched_base) mb
     -- why multiply before dividing: a leg filled completely contributes its value exactly
     cross join lateral (
         select case when m.matched = 0 then 0
-                    else round(m.matched * f.sell_value / f.sell_filled - m.matched * f.buy_value / f.buy_filled, 12)
+                    else round(mb.matched_base * f.sell_value / f.sell_base
+                               - mb.matched_base * f.buy_value / f.buy_base, 12)
                end as captured
     ) c
     where (v_strategy_id is null or s.strategy_id = v_strategy_id)
@@ -339,7 +349,7 @@ begin
 end;
 $$;
 comment on function trading.spread_trade_pnl(text, timestamptz, timestamptz) is
-    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at), fees, net PnL and the residual (both legs'' position deltas: uneven fills, base-asset fees) with its exposure, in the pair''s quote asset.';
+    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at, matched in base units), fees, net PnL and the residual (both legs'' position deltas: uneven fills, base-asset fees) with its exposure, in the pair''s quote asset.';
 
 create or replace function trading.spread_trade_summary(
     strategy text default null,
