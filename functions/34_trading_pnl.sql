@@ -16,17 +16,23 @@ as $$
     -- why infinity past the last representable hour or day: rounding up a time in it raised
     -- "timestamp out of range" (22008, no project SQLSTATE) from pnl_summary; a boundary too late
     -- only makes pnl_summary read that edge from the trades, which cover it as well
+    -- why the unit's interval by case, not ('1 ' || p_unit)::interval: that cast reads text with
+    -- interval_in, which is stable, so this immutable function was never inlined; pnl_summary's
+    -- four calls were each parsed and planned again in every transaction (1.8 M instructions, a
+    -- fifth of a summary)
     select case when p_round_up and date_trunc(p_unit, p_time at time zone 'UTC') <> p_time at time zone 'UTC'
                      and date_trunc(p_unit, p_time at time zone 'UTC')
-                         > timestamp '294276-12-31 23:59:59.999999' - ('1 ' || p_unit)::interval
+                         > timestamp '294276-12-31 23:59:59.999999'
+                           - case p_unit when 'day' then interval '1 day' else interval '1 hour' end
                 then timestamptz 'infinity'
                 else (date_trunc(p_unit, p_time at time zone 'UTC')
                       + case when p_round_up and date_trunc(p_unit, p_time at time zone 'UTC') <> p_time at time zone 'UTC'
-                             then ('1 ' || p_unit)::interval else interval '0' end) at time zone 'UTC'
+                             then case p_unit when 'day' then interval '1 day' else interval '1 hour' end
+                             else interval '0' end) at time zone 'UTC'
            end
 $$;
 comment on function internal.utc_boundary(timestamptz, text, boolean) is
-    'UTC hour or day boundary at or before a time (or at or after it, when rounding up; infinity past the last representable one).';
+    'UTC hour or day boundary (p_unit ''hour'' or ''day'') at or before a time (or at or after it, when rounding up; infinity past the last representable one).';
 
 -- internal.pnl_facts was the facts union below as an inlined SQL function: PostgreSQL parsed its
 -- body and inlined utc_boundary into every reference to a boundary again in each custom plan (a
@@ -56,9 +62,16 @@ create or replace function trading.pnl_summary(
         realized_pnl       numeric
     )
     stable
-    -- why: plans made for the actual arguments prune partitions and use the indexes, and a
-    -- sub-10 ms query gains nothing from JIT compilation, which would cost more than it runs
-    set plan_cache_mode = force_custom_plan
+    -- why one generic plan: a custom plan for the arguments cost more to make than it ran (8.8 M
+    -- instructions a summary, most of them planning). The generic plan prunes the trades
+    -- partitions at executor start-up, and every filter is an index condition: the strategies as
+    -- an array (one, the scoped session's, or all), each piece of the period a range of its own
+    -- (an OR of two ranges read all of a strategy's hourly rows). 3.9 M instructions.
+    set plan_cache_mode = force_generic_plan
+    -- why no sequential scans: made without the arguments, the plan expects a handful of facts and
+    -- read all of ref.instruments (1,200 rows) to join their names instead of probing them
+    set enable_seqscan = off
+    -- why: a sub-10 ms query gains nothing from JIT compilation, which would cost more than it runs
     set jit = off
     -- why: partition pruning already leaves out the trades partitions outside the period; with
     -- constraint exclusion on, the planner also read every remaining partition's CHECK constraints
@@ -88,9 +101,9 @@ declare
     v_by_exchange boolean;
     v_by_symbol   boolean;
     v_by_day      boolean;
-    v_visible     integer[];
-    -- why variables: a custom plan takes them as constants, where the same calls written in the
-    -- statement were inlined and folded again at every reference
+    v_ids         integer[];
+    -- why variables: computed once a call, where the same calls written in the statement were
+    -- inlined and evaluated again at every reference
     v_d1          timestamptz := internal.utc_boundary(pnl_summary.since, 'day', true);
     v_d2          timestamptz := internal.utc_boundary(pnl_summary.until, 'day', false);
     v_h1          timestamptz := internal.utc_boundary(pnl_summary.since, 'hour', true);
@@ -114,9 +127,13 @@ begin
     v_by_exchange := 'exchange' = any (v_dims) or 'instrument' = any (v_dims);
     v_by_symbol := 'instrument' = any (v_dims);
     v_by_day := 'day' = any (v_dims);
-    -- a scoped session sums only the strategies it sees
-    if v_strategy_id is null and internal.session_user_id() is not null then
-        v_visible := internal.visible_strategy_ids();
+    -- the strategies summed: the one named, those a scoped session sees, or all of them
+    if v_strategy_id is not null then
+        v_ids := array[v_strategy_id];
+    elsif internal.session_user_id() is not null then
+        v_ids := internal.visible_strategy_ids();
+    else
+        v_ids := array(select s.strategy_id from trading.strategies s);
     end if;
 
     return query
@@ -138,34 +155,45 @@ begin
         select d.strategy_id, d.instrument_id, d.day, d.trades::bigint as trades, d.volume, d.notional, d.fees,
                d.realized_pnl_gross, d.funding
         from trading.daily_pnl d
-        where (v_strategy_id is null or d.strategy_id = v_strategy_id)
-          and (v_d1 is null or d.day >= (v_d1 at time zone 'UTC')::date)
-          and (v_d2 is null or d.day < (v_d2 at time zone 'UTC')::date)
+        where d.strategy_id = any (v_ids)
+          and d.day >= coalesce((v_d1 at time zone 'UTC')::date, '-infinity')
+          and d.day < coalesce((v_d2 at time zone 'UTC')::date, 'infinity')
         union all
         select h.strategy_id, h.instrument_id, (h.hour at time zone 'UTC')::date, h.trades::bigint, h.volume,
                h.notional, h.fees, h.realized_pnl_gross, h.funding
         from trading.hourly_pnl h
-        where (v_strategy_id is null or h.strategy_id = v_strategy_id)
-          and ((h.hour >= v_h1 and h.hour < least(v_h2, v_d1))
-               or (h.hour >= greatest(v_h1, v_d2, v_d1) and h.hour < v_h2))
+        where h.strategy_id = any (v_ids) and h.hour >= v_h1 and h.hour < least(v_h2, v_d1)
+        union all
+        select h.strategy_id, h.instrument_id, (h.hour at time zone 'UTC')::date, h.trades::bigint, h.volume,
+               h.notional, h.fees, h.realized_pnl_gross, h.funding
+        from trading.hourly_pnl h
+        where h.strategy_id = any (v_ids) and h.hour >= greatest(v_h1, v_d2, v_d1) and h.hour < v_h2
         union all
         select t.strategy_id, t.instrument_id, (t.executed_at at time zone 'UTC')::date, 1, t.quantity,
                t.quantity * t.price * t.multiplier, t.fee_quote, t.realized_pnl_gross, 0
         from trading.trades t
-        where (v_strategy_id is null or t.strategy_id = v_strategy_id)
-          and ((t.executed_at >= pnl_summary.since and t.executed_at < least(pnl_summary.until, v_h1))
-               or (t.executed_at >= greatest(pnl_summary.since, v_h2, v_h1) and t.executed_at < pnl_summary.until))
+        where t.strategy_id = any (v_ids)
+          and t.executed_at >= pnl_summary.since and t.executed_at < least(pnl_summary.until, v_h1)
+        union all
+        select t.strategy_id, t.instrument_id, (t.executed_at at time zone 'UTC')::date, 1, t.quantity,
+               t.quantity * t.price * t.multiplier, t.fee_quote, t.realized_pnl_gross, 0
+        from trading.trades t
+        where t.strategy_id = any (v_ids)
+          and t.executed_at >= greatest(pnl_summary.since, v_h2, v_h1) and t.executed_at < pnl_summary.until
         union all
         select p.strategy_id, p.instrument_id, (p.paid_at at time zone 'UTC')::date, 0, 0, 0, 0, 0, p.amount
         from trading.funding_payments p
-        where (v_strategy_id is null or p.strategy_id = v_strategy_id)
-          and ((p.paid_at >= pnl_summary.since and p.paid_at < least(pnl_summary.until, v_h1))
-               or (p.paid_at >= greatest(pnl_summary.since, v_h2, v_h1) and p.paid_at < pnl_summary.until))
+        where p.strategy_id = any (v_ids)
+          and p.paid_at >= pnl_summary.since and p.paid_at < least(pnl_summary.until, v_h1)
+        union all
+        select p.strategy_id, p.instrument_id, (p.paid_at at time zone 'UTC')::date, 0, 0, 0, 0, 0, p.amount
+        from trading.funding_payments p
+        where p.strategy_id = any (v_ids)
+          and p.paid_at >= greatest(pnl_summary.since, v_h2, v_h1) and p.paid_at < pnl_summary.until
     ) f
     join trading.strategies s on s.strategy_id = f.strategy_id
     join ref.instruments i on i.instrument_id = f.instrument_id
     join ref.exchanges e on e.exchange_id = i.exchange_id
-    where v_visible is null or f.strategy_id = any (v_visible)
     group by 1, 2, 3, 4, 5
     order by 1, 2, 3, 4, 5;
 end;
