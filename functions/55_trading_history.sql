@@ -18,42 +18,61 @@ $$;
 comment on function internal.iso_utc(timestamptz) is 'A time as ISO 8601 text in UTC (…Z), independent of the session TimeZone.';
 
 -- The cursors carry the list that issued them (see internal.page_cursor); the two-argument
--- forms, which did not, would let a trade cursor page through orders from a wrong position.
+-- forms, which did not, would let a trade cursor page through orders from a wrong position. The forms
+-- without p_filters carried no filters: a cursor of a filtered page, passed back with other
+-- filters, paged them from a position they never had.
 drop function if exists internal.page_cursor(timestamptz, bigint);
 drop function if exists internal.read_page_cursor(text);
+drop function if exists internal.page_cursor(text, timestamptz, bigint);
+drop function if exists internal.read_page_cursor(text, text);
 
-create or replace function internal.page_cursor(p_list text, p_at timestamptz, p_id bigint)
+create or replace function internal.page_cursor(
+    p_list    text,
+    p_at      timestamptz,
+    p_id      bigint,
+    p_filters text default null
+)
     returns text
     stable
     language sql
 as $$
-    -- Opaque keyset cursor: base64url, unpadded, of "<list>:<microseconds since 1970 UTC>:<id>.".
+    -- Opaque keyset cursor: base64url, unpadded, of "<list>:<microseconds since 1970 UTC>:<id>.",
+    -- or "<list>:<microseconds>:<id>:<filters>." for a filtered page, <filters> being
+    -- p_filters: 8 hex digits of the md5 of the json array of the page's filters (times as
+    -- internal.iso_utc text), computed by each page function, null when no filter is given (so
+    -- the cursor of an unfiltered page is the same as before cursors carried filters).
     -- why the list (orders, trades or snapshots): a cursor of one list is a position in another's
     -- keyset too, so passing it to the wrong endpoint silently paged from the wrong row; now
     -- internal.read_page_cursor refuses it.
+    -- why the filters: a cursor of ?status=open passed back with ?status=filled paged the filled
+    -- orders from the open one's position, silently leaving out every filled order newer than it;
+    -- now internal.read_page_cursor refuses a cursor whose filters are not the page's
     -- why the final period: a cursor cut short still decoded to a position ("…:2586" cut to
     -- "…:258"), which silently skipped the rows tied in time between the two ids; cutting even one
     -- character of the base64 loses the period (or leaves bad base64), so internal.read_page_cursor
     -- refuses it, at no cost to the page
     select rtrim(translate(encode(convert_to(
-               p_list || ':' || (extract(epoch from p_at) * 1000000)::bigint::text || ':' || p_id::text || '.',
+               p_list || ':' || (extract(epoch from p_at) * 1000000)::bigint::text || ':' || p_id::text
+               || coalesce(':' || p_filters, '') || '.',
                'UTF8'), 'base64'), E'+/\n', '-_'), '=')
 $$;
-comment on function internal.page_cursor(text, timestamptz, bigint) is
-    'The opaque next_cursor of a page of a list (orders, trades or snapshots) whose last row has this time and id.';
+comment on function internal.page_cursor(text, timestamptz, bigint, text) is
+    'The opaque next_cursor of a page of a list (orders, trades or snapshots) whose last row has this time and id, and of the page''s filters (8 hex digits; null: none).';
 
 create or replace function internal.read_page_cursor(
-    p_list   text,
-    p_cursor text,
-    out at   timestamptz,
-    out id   bigint
+    p_list    text,
+    p_cursor  text,
+    p_filters text default null,
+    out at    timestamptz,
+    out id    bigint
 )
     stable
     language plpgsql
 as $$
--- The (time, id) a cursor from internal.page_cursor for the list p_list stands for; both null for
--- a null cursor. Anything else, a cursor of another list or one cut short (it lacks the final
--- period) too, raises invalid_argument (22S09) naming the cursor parameter.
+-- The (time, id) a cursor from internal.page_cursor for the list p_list and the filters p_filters
+-- (see internal.page_cursor) stands for; both null for a null cursor. Anything else, a cursor of
+-- another list, of other filters or one cut short (it lacks the final period) too, raises
+-- invalid_argument (22S09) naming the cursor parameter.
 declare
     v_text  text;
     v_parts text[];
@@ -61,7 +80,7 @@ begin
     if p_cursor is null then
         return;
     end if;
-    if p_cursor ~ '^[A-Za-z0-9_-]{4,64}$' then
+    if p_cursor ~ '^[A-Za-z0-9_-]{4,96}$' then
         begin
             v_text := convert_from(decode(rpad(translate(p_cursor, '-_', '+/'),
                                                (length(p_cursor) + 3) / 4 * 4, '='), 'base64'), 'UTF8');
@@ -71,7 +90,7 @@ begin
                 v_text := null;
         end;
     end if;
-    v_parts := regexp_match(v_text, '^([a-z]+):(-?[0-9]{1,17}):([0-9]{1,18})\.$');
+    v_parts := regexp_match(v_text, '^([a-z]+):(-?[0-9]{1,17}):([0-9]{1,18})(?::([0-9a-f]{8}))?\.$');
     if v_parts is null then
         raise exception 'cursor "%" is not a cursor this API returned', left(p_cursor, 80)
             using errcode = '22S09', column = 'cursor',
@@ -83,12 +102,17 @@ begin
             using errcode = '22S09', column = 'cursor',
                   hint = 'Pass a next_cursor back only to the list that returned it, or no cursor for the first page.';
     end if;
+    if v_parts[4] is distinct from p_filters then
+        raise exception 'cursor "%" was returned for other filters than these', left(p_cursor, 80)
+            using errcode = '22S09', column = 'cursor',
+                  hint = 'Pass a next_cursor back with the filters of the page that returned it (the limit may change), or no cursor for the first page.';
+    end if;
     at := timestamptz 'epoch' + v_parts[2]::bigint * interval '1 microsecond';
     id := v_parts[3]::bigint;
 end;
 $$;
-comment on function internal.read_page_cursor(text, text) is
-    'Decodes a page cursor of a list (orders, trades or snapshots) into its (time, id); raises 22S09 for anything else: a cursor of another list or one cut short too.';
+comment on function internal.read_page_cursor(text, text, text) is
+    'Decodes a page cursor of a list (orders, trades or snapshots) and filters (see internal.page_cursor) into its (time, id); raises 22S09 for anything else: a cursor of another list, of other filters or one cut short too.';
 
 create or replace function internal.check_time_range(p_start_date timestamptz, p_end_date timestamptz)
     returns void

@@ -228,10 +228,16 @@ create or replace function trading.order_history_page(
 as $$
 -- One page of orders, newest first: {"items": [order…], "next_cursor": text or null}. Filters are
 -- exact matches; start_date is inclusive and end_date exclusive (created_at). A filter naming
--- something that does not exist or is not visible matches nothing. Needs orders:read.
+-- something that does not exist or is not visible matches nothing. A cursor is refused (22S09)
+-- unless it came with the same filters (page_size may change). Needs orders:read.
 #variable_conflict use_variable
 declare
-    v_after record := internal.read_page_cursor('orders', cursor);
+    -- the filters a cursor carries (internal.page_cursor): page_size is not one, it may change
+    v_filters text := case when num_nonnulls(symbol, exchange, strategy, status, side, start_date, end_date) > 0
+                           then left(md5(json_build_array(symbol, exchange, strategy, status, side,
+                                                          internal.iso_utc(start_date),
+                                                          internal.iso_utc(end_date))::text), 8) end;
+    v_after   record := internal.read_page_cursor('orders', cursor, v_filters);
 begin
     perform internal.require_permission('orders:read');
     perform internal.check_page_request(page_size, start_date, end_date);
@@ -242,7 +248,7 @@ begin
                    'items', coalesce(json_agg(internal.order_item(p.o, s.name, e.code, i)
                                                order by p.n) filter (where p.n <= page_size), '[]'),
                    'next_cursor', case when count(*) > page_size
-                                       then min(internal.page_cursor('orders', (p.o).created_at, (p.o).order_id))
+                                       then min(internal.page_cursor('orders', (p.o).created_at, (p.o).order_id, v_filters))
                                                 filter (where p.n = page_size) end)
         from (select o as o, row_number() over (order by o.created_at desc, o.order_id desc) as n
               from internal.order_page_rows(internal.instrument_ids_matching(symbol, exchange),
@@ -256,7 +262,7 @@ begin
 end;
 $$;
 comment on function trading.order_history_page(text, text, text, text, text, timestamptz, timestamptz, integer, text) is
-    'A page of orders newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy, status, side and created_at range. Keyset-paged: pass next_cursor back as cursor (a cursor of another list raises 22S09). Needs orders:read.';
+    'A page of orders newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy, status, side and created_at range. Keyset-paged: pass next_cursor back as cursor with the same filters (a cursor of another list or of other filters raises 22S09). Needs orders:read.';
 
 create or replace function trading.order_detail(order_id bigint)
     returns json

@@ -215,10 +215,16 @@ create or replace function trading.trade_history_page(
     language plpgsql
 as $$
 -- One page of trades, newest first: {"items": [trade…], "next_cursor": text or null}. start_date
--- is inclusive and end_date exclusive (executed_at). Needs orders:read.
+-- is inclusive and end_date exclusive (executed_at). A cursor is refused (22S09) unless it came
+-- with the same filters (page_size may change). Needs orders:read.
 #variable_conflict use_variable
 declare
-    v_after record := internal.read_page_cursor('trades', cursor);
+    -- the filters a cursor carries (internal.page_cursor): page_size is not one, it may change
+    v_filters text := case when num_nonnulls(symbol, exchange, strategy, start_date, end_date) > 0
+                           then left(md5(json_build_array(symbol, exchange, strategy,
+                                                          internal.iso_utc(start_date),
+                                                          internal.iso_utc(end_date))::text), 8) end;
+    v_after   record := internal.read_page_cursor('trades', cursor, v_filters);
 begin
     perform internal.require_permission('orders:read');
     perform internal.check_page_request(page_size, start_date, end_date);
@@ -227,7 +233,7 @@ begin
                    'items', coalesce(json_agg(internal.trade_item(p.t, s.name, e.code, i)
                                                order by p.n) filter (where p.n <= page_size), '[]'),
                    'next_cursor', case when count(*) > page_size
-                                       then min(internal.page_cursor('trades', (p.t).executed_at, (p.t).trade_id))
+                                       then min(internal.page_cursor('trades', (p.t).executed_at, (p.t).trade_id, v_filters))
                                                 filter (where p.n = page_size) end)
         from (select t as t, row_number() over (order by t.executed_at desc, t.trade_id desc) as n
               from internal.trade_page_rows(internal.instrument_ids_matching(symbol, exchange),
@@ -240,7 +246,7 @@ begin
 end;
 $$;
 comment on function trading.trade_history_page(text, text, text, timestamptz, timestamptz, integer, text) is
-    'A page of trades newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy and executed_at range. Keyset-paged: pass next_cursor back as cursor (a cursor of another list raises 22S09). Needs orders:read.';
+    'A page of trades newest first, as json {items, next_cursor}; filters by symbol, exchange, strategy and executed_at range. Keyset-paged: pass next_cursor back as cursor with the same filters (a cursor of another list or of other filters raises 22S09). Needs orders:read.';
 
 create or replace function trading.trade_summary(
     start_date timestamptz default null,

@@ -84,10 +84,15 @@ create or replace function trading.portfolio_snapshot_page(
 as $$
 -- One page of portfolio snapshot rows, newest first: {"items": [...], "next_cursor": ...}. Without
 -- a strategy, every visible row including the total rows (strategy null), which only sessions that
--- see every strategy can see. Needs pnl:read.
+-- see every strategy can see. A cursor is refused (22S09) unless it came with the same filters
+-- (page_size may change). Needs pnl:read.
 #variable_conflict use_variable
 declare
-    v_after        record := internal.read_page_cursor('snapshots', cursor);
+    -- the filters a cursor carries (internal.page_cursor): page_size is not one, it may change
+    v_filters      text := case when num_nonnulls(strategy, start_date, end_date) > 0
+                                then left(md5(json_build_array(strategy, internal.iso_utc(start_date),
+                                                               internal.iso_utc(end_date))::text), 8) end;
+    v_after        record := internal.read_page_cursor('snapshots', cursor, v_filters);
     v_strategy_ids integer[] := case when strategy is not null then internal.strategy_ids_named(strategy) end;
 begin
     perform internal.require_permission('pnl:read');
@@ -97,7 +102,7 @@ begin
                    'items', coalesce(json_agg(internal.snapshot_item(p.ps, s.name)
                                                order by p.n) filter (where p.n <= page_size), '[]'),
                    'next_cursor', case when count(*) > page_size
-                                       then min(internal.page_cursor('snapshots', (p.ps).taken_at, (p.ps).snapshot_id))
+                                       then min(internal.page_cursor('snapshots', (p.ps).taken_at, (p.ps).snapshot_id, v_filters))
                                                 filter (where p.n = page_size) end)
         from (select ps as ps, row_number() over (order by ps.taken_at desc, ps.snapshot_id desc) as n
               from trading.portfolio_snapshots ps
@@ -111,7 +116,7 @@ begin
 end;
 $$;
 comment on function trading.portfolio_snapshot_page(text, timestamptz, timestamptz, integer, text) is
-    'A page of portfolio snapshot rows newest first, as json {items, next_cursor}; filters by strategy and taken_at range. Keyset-paged: pass next_cursor back as cursor (a cursor of another list raises 22S09). Needs pnl:read.';
+    'A page of portfolio snapshot rows newest first, as json {items, next_cursor}; filters by strategy and taken_at range. Keyset-paged: pass next_cursor back as cursor with the same filters (a cursor of another list or of other filters raises 22S09). Needs pnl:read.';
 
 create or replace function trading.portfolio_latest()
     returns json
