@@ -184,14 +184,18 @@ begin
     v_trade_id := nextval('trading.trade_id_seq');
     -- why per instrument: exchanges number trades per symbol, so one exchange's fills of two
     -- instruments may share an id (trading.trade_keys)
-    insert into trading.trade_keys (instrument_id, exchange_trade_id, trade_id, executed_at)
-    values (v_instrument.instrument_id, record_fill.exchange_trade_id, v_trade_id, record_fill.executed_at)
-    on conflict (instrument_id, exchange_trade_id) do nothing;
+    -- why per side: both sides of a trade carry its id, and two of the system's strategies may be
+    -- its two sides (a buy of one sub-account matched with a sell of another)
+    insert into trading.trade_keys (instrument_id, exchange_trade_id, side, trade_id, executed_at)
+    values (v_instrument.instrument_id, record_fill.exchange_trade_id, v_order.side, v_trade_id,
+            record_fill.executed_at)
+    on conflict (instrument_id, exchange_trade_id, side) do nothing;
     if not found then
         select t.* into v_existing
         from trading.trade_keys tk
         join trading.trades t on t.trade_id = tk.trade_id and t.executed_at = tk.executed_at
-        where tk.instrument_id = v_instrument.instrument_id and tk.exchange_trade_id = record_fill.exchange_trade_id;
+        where tk.instrument_id = v_instrument.instrument_id and tk.exchange_trade_id = record_fill.exchange_trade_id
+          and tk.side = v_order.side;
         -- why the fee too: a redelivery that disagrees on the fee is not the same fact, and keeping
         -- the first silently would hide a PnL difference (a zero fee is zero in any currency);
         -- executed_at is not compared, since it defaults to the time of the call
@@ -208,7 +212,7 @@ begin
         if not internal.strategy_in_scope(v_existing.strategy_id) then
             raise exception 'exchange trade id "%" is already recorded', record_fill.exchange_trade_id
                 using errcode = '23S06',
-                      hint = 'An exchange trade id names one fill of its instrument; check the id the fill came with.';
+                      hint = 'An exchange trade id names one fill of its instrument per side; check the id the fill came with.';
         end if;
         raise exception 'exchange trade id "%" is already recorded as trade % with different values',
             record_fill.exchange_trade_id, v_existing.trade_id
@@ -309,4 +313,4 @@ begin
 end;
 $$;
 comment on function trading.record_fill(bigint, text, numeric, numeric, numeric, text, timestamptz, numeric) is
-    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the hourly and daily PnL rollups. Idempotent on (instrument, exchange_trade_id): a redelivery with another order, quantity, price or fee is 23S06. Returns the trade id.';
+    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the hourly and daily PnL rollups. Idempotent on (instrument, exchange_trade_id, side): a redelivery with another order, quantity, price or fee is 23S06. Returns the trade id.';

@@ -165,7 +165,8 @@ as $$
 --   trade_realized     a trade's realized gross PnL or closed quantity differs from what its step of
 --                      the fold realized or closed, or its position delta is not its signed quantity
 --                      less a base-asset fee
---   trade_keys         a trade without its key row, or a key row without its trade
+--   trade_keys         a trade without its key row, a key row without its trade, or one that
+--                      disagrees with it (instrument, side, exchange trade id, time)
 --   order_fills        an order's filled quantity or average fill price differs from its trades
 --   order_status       an order's status disagrees with its filled quantity
 --   rollup_hourly      trading.hourly_pnl differs from the trades and funding of its hour
@@ -289,15 +290,15 @@ begin
            jsonb_build_object('trade_id', coalesce(t.trade_id, k.trade_id)),
            case when k.trade_id is null then 'trade has no trading.trade_keys row'
                 when t.trade_id is null then 'trading.trade_keys row has no trade'
-                else format('key row says instrument %s, %s / %s; the trade instrument %s, %s / %s',
-                            k.instrument_id, k.exchange_trade_id, k.executed_at,
-                            t.instrument_id, t.exchange_trade_id, t.executed_at)
+                else format('key row says instrument %s, %s %s / %s; the trade instrument %s, %s %s / %s',
+                            k.instrument_id, k.side, k.exchange_trade_id, k.executed_at,
+                            t.instrument_id, t.side, t.exchange_trade_id, t.executed_at)
            end
     from trading.trades t
     full join trading.trade_keys k on k.trade_id = t.trade_id
     where k.trade_id is null or t.trade_id is null
        or k.exchange_trade_id <> t.exchange_trade_id or k.executed_at <> t.executed_at
-       or k.instrument_id <> t.instrument_id;
+       or k.instrument_id <> t.instrument_id or k.side <> t.side;
 
     return query
     with fills as (

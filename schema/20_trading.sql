@@ -204,21 +204,27 @@ create index order_events_order_idx on trading.order_events (order_id);
 create sequence trading.trade_id_seq as bigint;
 comment on sequence trading.trade_id_seq is 'Trade ids, unique across all trade partitions.';
 
--- why: trades is partitioned by executed_at; this table makes (instrument, exchange trade id) unique
+-- why: trades is partitioned by executed_at; this table makes (instrument, exchange trade id, side) unique
 -- across partitions, so a fill reported twice (websocket and REST) is recorded once.
 -- why per instrument: exchanges number trades per symbol (binance, okx, coinbase), so two fills
 -- of one exchange may share an id; keyed by exchange, the second was refused (migration 0033)
+-- why per side: both sides of a trade carry its id, and two of the system's strategies (on two
+-- sub-accounts) may be its two sides; keyed without it, the second fill was refused (migration 0035)
 create table trading.trade_keys (
     exchange_trade_id trading.nonempty_text not null,
     trade_id          bigint not null unique,
     executed_at       timestamptz not null,
     instrument_id     integer not null references ref.instruments,
-    primary key (instrument_id, exchange_trade_id)
+    side              trading.order_side not null,
+    primary key (instrument_id, exchange_trade_id, side)
 );
 comment on table trading.trade_keys is
-    'One row per trade: makes exchange trade ids unique per instrument across trade partitions.';
+    'One row per trade: makes exchange trade ids unique per instrument and side across trade partitions.';
 comment on column trading.trade_keys.instrument_id is 'The trade''s instrument (and so its exchange).';
-comment on column trading.trade_keys.exchange_trade_id is 'The exchange''s id of the trade, unique per instrument.';
+comment on column trading.trade_keys.exchange_trade_id is
+    'The exchange''s id of the trade, unique per instrument and side (both sides of a trade carry it).';
+comment on column trading.trade_keys.side is
+    'The trade''s side (its order''s): two of the system''s strategies on the two sides of one exchange trade each have a fill of its id.';
 comment on column trading.trade_keys.trade_id is 'The trade''s id in trading.trades.';
 comment on column trading.trade_keys.executed_at is 'The trade''s partition key, so lookups prune to one partition.';
 

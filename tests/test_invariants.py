@@ -346,6 +346,26 @@ def test_a_trade_key_row_of_another_instrument_is_reported_with_both_instruments
         "select min(instrument_id) from ref.instruments where instrument_id <> %s", [instrument_id]
     ).fetchone()
     traded.execute("update trading.trade_keys set instrument_id = %s where trade_id = %s", [other, trade_id])
+    (executed_at, side) = traded.execute(
+        "select executed_at::text, side::text from trading.trades where trade_id = %s", [trade_id]
+    ).fetchone()
+    assert [r for r in violations(traded) if r[0] == "trade_keys"] == [
+        (
+            "trade_keys",
+            {"trade_id": trade_id},
+            f"key row says instrument {other}, {side} {exchange_trade_id} / {executed_at};"
+            f" the trade instrument {instrument_id}, {side} {exchange_trade_id} / {executed_at}",
+        )
+    ]
+
+
+def test_a_trade_key_row_of_the_other_side_is_reported_with_both_sides(traded):
+    trade_id, exchange_trade_id, instrument_id, side = traded.execute(
+        "select k.trade_id, k.exchange_trade_id, k.instrument_id, k.side::text from trading.trade_keys k"
+        " order by k.trade_id limit 1"
+    ).fetchone()
+    other = "sell" if side == "buy" else "buy"
+    traded.execute("update trading.trade_keys set side = %s where trade_id = %s", [other, trade_id])
     (executed_at,) = traded.execute(
         "select executed_at::text from trading.trades where trade_id = %s", [trade_id]
     ).fetchone()
@@ -353,8 +373,8 @@ def test_a_trade_key_row_of_another_instrument_is_reported_with_both_instruments
         (
             "trade_keys",
             {"trade_id": trade_id},
-            f"key row says instrument {other}, {exchange_trade_id} / {executed_at};"
-            f" the trade instrument {instrument_id}, {exchange_trade_id} / {executed_at}",
+            f"key row says instrument {instrument_id}, {other} {exchange_trade_id} / {executed_at};"
+            f" the trade instrument {instrument_id}, {side} {exchange_trade_id} / {executed_at}",
         )
     ]
 

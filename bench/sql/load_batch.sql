@@ -79,8 +79,8 @@ select b.executed_at, b.order_id, case when %(fills)s > 1 then 'partially_filled
 from bench_batch b
 where b.fill_no = %(fills)s - 1;
 
-insert into trading.trade_keys (instrument_id, exchange_trade_id, trade_id, executed_at)
-select b.instrument_id, 'bench-' || lpad(b.n::text, 12, '0'), b.trade_id, b.executed_at
+insert into trading.trade_keys (instrument_id, exchange_trade_id, side, trade_id, executed_at)
+select b.instrument_id, 'bench-' || lpad(b.n::text, 12, '0'), b.side, b.trade_id, b.executed_at
 from bench_batch b;
 
 insert into trading.trades
