@@ -1,11 +1,11 @@
-"""Migrations 0014, 0015, 0022, 0032 and 0033 on a database that has history.
+"""Migrations 0014, 0015, 0022, 0032, 0033 and 0035 on a database that has history.
 
 0014: every order key gets its order's strategy and instrument (from the order, or from its trades
 when cleanup removed the order), a key nothing refers to any more goes, and from then on a trade is
 held to its order's strategy and instrument. 0015: every trade gets the multiplier it was realized
 at, without an audit row, and trades stay append-only. 0022: every trade gets the quantity it
 closed, worked back from its position's quantity. 0032: a rule on an amount gets the one quote
-asset its series can have. 0033: every trade key gets its trade's instrument.
+asset its series can have. 0033: every trade key gets its trade's instrument. 0035: and its side.
 
 Each database is migrated as a deployment was: to a migration with the functions/ of the commit
 that added it (from git), not with today's, whose views may read columns a later migration adds.
@@ -314,3 +314,48 @@ def test_migration_0033_names_the_trade_keys_without_a_trade_and_changes_nothing
             " where table_schema = 'trading' and table_name = 'trade_keys' order by ordinal_position"
         ).fetchall()
     assert columns == [("exchange_id",), ("exchange_trade_id",), ("trade_id",), ("executed_at",)]
+
+
+def test_migration_0035_gives_each_trade_key_its_trades_side(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings, *_migrations_between("0014", "0032"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)"
+            " select i.exchange_id, t.exchange_trade_id, t.trade_id, t.executed_at"
+            " from trading.trades t join ref.instruments i using (instrument_id)"
+        )
+        # trades are append-only: the trigger that says so is off for this one history edit
+        conn.execute("set session_replication_role = replica")
+        conn.execute("update trading.trades set side = 'sell' where trade_id = 2")
+        conn.execute("reset session_replication_role")
+    upgrade(url, settings, *_migrations_between("0033", "0035"))
+    with psycopg.connect(url) as conn:
+        keys = conn.execute(
+            "select k.trade_id, k.exchange_trade_id, k.side::text from trading.trade_keys k order by k.trade_id"
+        ).fetchall()
+        primary_key = conn.execute(
+            "select pg_get_constraintdef(oid) from pg_constraint where conname = 'trade_keys_pkey'"
+        ).fetchone()
+    assert keys == [(1, "x1", "buy"), (2, "x2", "sell")]
+    assert primary_key == ("PRIMARY KEY (instrument_id, exchange_trade_id, side)",)
+
+
+def test_migration_0035_names_the_trade_keys_without_a_trade_and_changes_nothing(database_at_0013):
+    url, settings = database_at_0013
+    upgrade(url, settings, *_migrations_between("0014", "0034"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into trading.trade_keys (instrument_id, exchange_trade_id, trade_id, executed_at)"
+            " select instrument_id, 'x9', 9, now() from ref.instruments where symbol = 'BTCUSDT'"
+        )
+    with pytest.raises(
+        MigrationError, match=r"migration 0035: trade keys 9 \(at most ten shown\) have no trade"
+    ):
+        upgrade(url, settings, "0035_trade_keys_per_side.sql.j2")
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "select column_name from information_schema.columns"
+            " where table_schema = 'trading' and table_name = 'trade_keys' order by ordinal_position"
+        ).fetchall()
+    assert columns == [("exchange_trade_id",), ("trade_id",), ("executed_at",), ("instrument_id",)]
