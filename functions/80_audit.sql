@@ -41,8 +41,11 @@ declare
     v_redact text[];  -- null unless the arguments list columns to leave out
 begin
     if tg_nargs not in (1, 2) or left(tg_argv[0], 1) = '-' or left(tg_argv[tg_nargs - 1], 1) = '-' then
+        -- why every argument from the third on: a key has at most two columns, so each later
+        -- argument is a column to leave out; one without its minus ('id', '-token', 'pin') was
+        -- neither key nor left out, and 'pin' reached the log
         if tg_nargs = 0 or left(tg_argv[0], 1) = '-'
-           or (tg_nargs > 2 and left(tg_argv[1], 1) <> '-' and left(tg_argv[2], 1) <> '-') then
+           or exists (select from unnest(tg_argv[2:]) a where left(a, 1) <> '-') then
             raise exception 'audit.log_changes on %.% needs one or two key column names, then -columns to leave out',
                 quote_ident(tg_table_schema), quote_ident(tg_table_name);
         end if;
@@ -84,7 +87,9 @@ as $$
 -- cascaded to the table) left no trace in the log, and ops.check_invariants reported every row.
 -- (A TRUNCATE naming one partition of a partitioned table fires no trigger of its parent.)
 begin
-    if tg_nargs = 0 or left(tg_argv[0], 1) = '-' then
+    -- why from the third on: as in audit.log_changes, a later argument without its minus is refused
+    if tg_nargs = 0 or left(tg_argv[0], 1) = '-'
+       or exists (select from unnest(tg_argv[2:]) a where left(a, 1) <> '-') then
         raise exception 'audit.log_truncate on %.% needs one or two key column names, then -columns to leave out',
             quote_ident(tg_table_schema), quote_ident(tg_table_name);
     end if;
@@ -135,7 +140,8 @@ create or replace function audit.history(table_name text, key jsonb)
     stable
     language plpgsql
 as $$
--- One row's story, oldest first: audit.history('trading.orders', '{"order_id": 42}').
+-- One row's story, oldest first: audit.history('trading.orders', '{"order_id": 42}'), with the rows
+-- logged under its earlier keys when an UPDATE changed its key.
 -- why text, not regclass: audit.log keeps the table by name (schema.table, as format('%I.%I')
 -- writes it), so the name is matched against the log and the table is never looked up: the auditor
 -- needs no USAGE on its schema, and the story of a table since dropped or renamed is still told
@@ -181,11 +187,32 @@ begin
     v_key := (select jsonb_object_agg(e.key, case when jsonb_typeof(e.value) = 'number'
                                                   then to_jsonb(trim_scale(e.value::numeric)) else e.value end)
               from jsonb_each(history.key) e)::text;
+    -- why recursive: an UPDATE of a key column is logged under the new key only, its old_row
+    -- holding the old key; the rows before it (the INSERT, earlier changes) stay under the old key,
+    -- so the story of the row under its new key began with that UPDATE, as if it had no INSERT.
+    -- Each such UPDATE adds the rows of the key it moved from, up to that UPDATE (a key used again
+    -- afterwards is another row's story), and so on back. UNION keeps each (key, bound) once: a
+    -- key moved back and forth is read once per move, not once per path.
     return query
-    select l.audit_id, l.logged_at, l.operation, l.old_row, l.new_row, l.actor, l.db_role, l.txid
-    from audit.log l
-    where l.table_name = v_table
-      and l.row_key in (history.key::text, v_key)
+    with recursive keys (row_key, before_id) as (
+        select k, null::bigint from unnest(array[history.key::text, v_key]) k where k is not null
+        union
+        select m.moved_key, l.audit_id
+        from keys s
+        join audit.log l on l.table_name = v_table and l.row_key = s.row_key
+                        and (s.before_id is null or l.audit_id < s.before_id)
+        cross join lateral (
+            -- the old key of a key-changing UPDATE, written as audit.row_key writes keys
+            select (select jsonb_object_agg(c, l.old_row -> c) from jsonb_object_keys(l.row_key::jsonb) c)::text
+                       as moved_key
+            where l.operation = 'UPDATE' and not l.old_row @> l.row_key::jsonb
+        ) m
+    )
+    select distinct on (l.audit_id)
+           l.audit_id, l.logged_at, l.operation, l.old_row, l.new_row, l.actor, l.db_role, l.txid
+    from keys s
+    join audit.log l on l.table_name = v_table and l.row_key = s.row_key
+                    and (s.before_id is null or l.audit_id < s.before_id)
     order by l.audit_id;
     -- why check an empty story's key: a key that names other columns or spells a number as a string
     -- ({"order_id": "42"}) matches no row_key, and an empty story reads as "never changed"; a key
@@ -207,7 +234,7 @@ begin
 end;
 $$;
 comment on function audit.history(text, jsonb) is
-    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''); the table by its schema-qualified name, also one since dropped or renamed; a number in the key matches with or without trailing fractional zeros (42.0 finds 42); a key that finds nothing and whose columns or json types differ from the table''s logged keys is refused (22S09). A session scoped to a user needs audit:read (42S01).';
+    'Every audit row of one table row, oldest first, e.g. audit.history(''trading.orders'', ''{"order_id": 42}''), also those logged under the keys it had before an UPDATE changed its key; the table by its schema-qualified name, also one since dropped or renamed; a number in the key matches with or without trailing fractional zeros (42.0 finds 42); a key that finds nothing and whose columns or json types differ from the table''s logged keys is refused (22S09). A session scoped to a user needs audit:read (42S01).';
 
 create or replace function internal.audited_tables()
     returns table (table_name text, relid regclass, key1 text, key2 text, redacted text[])
