@@ -312,6 +312,20 @@ begin
     end if;
     -- why: a market order has no price of its own; check it at the market price when one is known
     v_reference := coalesce(place_order.price, place_order.stop_price, trading.mark_price(v_instrument.instrument_id));
+    -- why: each factor is below numeric's limit (10^131072), but their product can pass it, and
+    -- the notional below then failed with a bare numeric overflow (22003); factors all below
+    -- 10^43690 cannot overflow, so only an order beyond them pays for the block that catches it
+    if place_order.quantity >= 1e43690 or v_reference >= 1e43690 or v_instrument.multiplier >= 1e43690 then
+        begin
+            perform place_order.quantity * v_reference * v_instrument.multiplier;
+        exception when numeric_value_out_of_range then
+            raise exception 'order notional (quantity % x price % x multiplier %) is too large a number',
+                btrim(to_char(place_order.quantity, '9.999EEEE')), btrim(to_char(v_reference, '9.999EEEE')),
+                btrim(to_char(v_instrument.multiplier, '9.999EEEE'))
+                using errcode = '22S09',
+                      hint = 'Check the quantity and the price: their product overflows numeric.';
+        end;
+    end if;
     if v_reference is not null
        and place_order.quantity * v_reference * v_instrument.multiplier < v_instrument.min_notional then
         raise exception 'order notional % is below the minimum % of %',
@@ -363,7 +377,7 @@ begin
 end;
 $$;
 comment on function trading.place_order(text, text, text, text, numeric, numeric, text, text, numeric, timestamptz) is
-    'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional; idempotent on (exchange, client_order_id). Returns the order id.';
+    'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional (a notional too large for numeric is 22S09); idempotent on (exchange, client_order_id). Returns the order id.';
 
 create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
     returns void
