@@ -73,14 +73,15 @@ def test_another_users_exchange_trade_id_is_a_conflict_that_names_no_trade(desks
         exchange_trade_id="A-T-1",
     )
     with acting_as(auth_db, "spreadedge_app", desks["bob"]):
-        bobs = place(auth_db, "sell", "0.1", "61000", strategy="bob-arb")
+        # a buy, as alice's: a sell is the trade's other side, which bob's strategy may be
+        bobs = place(auth_db, "buy", "0.1", "61000", strategy="bob-arb")
         with pytest.raises(psycopg.IntegrityError) as caught:
             fill(auth_db, bobs, "0.01", "61000", exchange_trade_id="A-T-1")
     assert conflict(caught) == (
         "23S06",
         'exchange trade id "A-T-1" is already recorded',
         None,
-        "An exchange trade id names one fill of its instrument; check the id the fill came with.",
+        "An exchange trade id names one fill of its instrument per side; check the id the fill came with.",
     )
 
 
