@@ -24,13 +24,18 @@ $$;
 comment on function trading.is_legal_transition(trading.order_status, trading.order_status) is
     'True when an order may move from the first status to the second.';
 
-create or replace function internal.lock_order(p_order_id bigint)
+-- (The one-argument form gained p_removed_ok.)
+drop function if exists internal.lock_order(bigint);
+
+create or replace function internal.lock_order(p_order_id bigint, p_removed_ok boolean default false)
     returns trading.orders
     volatile
     language plpgsql
 as $$
 -- The order row, locked FOR UPDATE; raises unknown_order (23S04), also for an order outside the
--- session's scope, and invalid_argument (22S09) for a null id.
+-- session's scope, and invalid_argument (22S09) for a null id. With p_removed_ok, an order that
+-- orders cleanup removed (its key stays while trades refer to it) in the session's scope is a row
+-- of nulls instead (trading.record_fill then looks for the fill among its trades).
 -- why two statements: a join from trading.order_keys to the partitioned orders table finds the
 -- partition only while it runs, so every partition is opened, locked and given a row mark first
 -- (over 4 % of a fill's instructions); with the partition key read first, the locking query
@@ -56,13 +61,18 @@ begin
         if p_order_id is null then
             raise exception 'order_id must be given, got null' using errcode = '22S09';
         end if;
+        if p_removed_ok and v_created_at is not null and v_order.order_id is null
+           and internal.strategy_in_scope((select k.strategy_id from trading.order_keys k
+                                           where k.order_id = p_order_id)) then
+            return v_order;
+        end if;
         raise exception 'order % does not exist', p_order_id
             using errcode = '23S04';
     end if;
     return v_order;
 end;
 $$;
-comment on function internal.lock_order(bigint) is 'Locks and returns an order by id; raises 23S04 unknown_order (22S09 for a null id).';
+comment on function internal.lock_order(bigint, boolean) is 'Locks and returns an order by id; raises 23S04 unknown_order (22S09 for a null id); with p_removed_ok, an order removed by cleanup is a row of nulls.';
 
 create or replace function internal.change_order_status(
     p_order     trading.orders,

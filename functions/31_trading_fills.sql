@@ -71,6 +71,81 @@ $$;
 comment on function internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric, integer) is
     'Quote value of a fee of a strategy''s fill (quote, base or third currency, a third currency at the market price its owner sees; an option''s base-asset fee as a third currency''s) and the base quantity it takes (spot and margin); raises 22S08 unpriced_fee.';
 
+create or replace function internal.same_fill(
+    p_trade        trading.trades,
+    p_order_id     bigint,
+    p_quantity     numeric,
+    p_price        numeric,
+    p_fee          numeric,
+    p_fee_currency text
+)
+    returns boolean
+    immutable
+    language sql
+as $$
+    -- Whether a fill delivered again (order, quantity, price, fee and its currency, the quote
+    -- asset when none was given) is the stored trade p_trade: a zero fee is zero in any currency,
+    -- and executed_at is not compared (it defaults to the time of the call). Null when p_trade is
+    -- null (a key row whose trade is gone).
+    select p_trade.order_id = p_order_id and p_trade.quantity = p_quantity and p_trade.price = p_price
+           and ((p_trade.fee = 0 and p_fee = 0) or (p_trade.fee = p_fee and p_trade.fee_currency = p_fee_currency))
+$$;
+comment on function internal.same_fill(trading.trades, bigint, numeric, numeric, numeric, text) is
+    'Whether a redelivered fill (order, quantity, price, fee and currency) is the stored trade; a zero fee matches in any currency.';
+
+create or replace function internal.removed_order_fill(
+    p_order_id          bigint,
+    p_exchange_trade_id text,
+    p_quantity          numeric,
+    p_price             numeric,
+    p_fee               numeric,
+    p_fee_currency      text
+)
+    returns bigint
+    stable
+    language plpgsql
+as $$
+-- A fill of order p_order_id, which orders cleanup removed (its key stays while trades refer to
+-- it; trading.record_fill comes here when internal.lock_order finds the key without the row):
+-- the trade's id when the fill is one of the order's trades delivered again, 23S06 when it is one
+-- of them with other values, and 23S04 otherwise (a removed order has no new fills: cleanup
+-- removes only orders filled, cancelled, rejected or expired long ago).
+-- why: a fill redelivered after cleanup (an engine replaying an exchange's trade history) raised
+-- 23S04 "does not exist", where the README promises the stored trade
+declare
+    v_quote text;
+    v_trade trading.trades;
+begin
+    select i.quote_asset into v_quote
+    from trading.order_keys k
+    join ref.instruments i on i.instrument_id = k.instrument_id
+    where k.order_id = p_order_id;
+    select t.* into v_trade
+    from trading.order_keys k
+    join trading.trade_keys tk on tk.instrument_id = k.instrument_id and tk.exchange_trade_id = p_exchange_trade_id
+    join trading.trades t on t.trade_id = tk.trade_id and t.executed_at = tk.executed_at
+    where k.order_id = p_order_id and t.order_id = p_order_id;
+    if not found then
+        raise exception 'order % was removed by orders cleanup and has no trade with exchange trade id "%"',
+            p_order_id, p_exchange_trade_id
+            using errcode = '23S04',
+                  hint = 'Only a fill the order already has can be delivered again after cleanup; check the order id and the exchange trade id.';
+    end if;
+    if internal.same_fill(v_trade, p_order_id, p_quantity, p_price, p_fee, coalesce(upper(p_fee_currency), v_quote)) then
+        return v_trade.trade_id;
+    end if;
+    raise exception 'exchange trade id "%" is already recorded as trade % with different values',
+        p_exchange_trade_id, v_trade.trade_id
+        using errcode = '23S06',
+              detail = format('stored: order %s, %s @ %s, fee %s %s; retried: order %s, %s @ %s, fee %s %s',
+                              v_trade.order_id, v_trade.quantity, v_trade.price, v_trade.fee, v_trade.fee_currency,
+                              p_order_id, p_quantity, p_price, p_fee, coalesce(upper(p_fee_currency), v_quote)),
+              hint = 'Trades are immutable: the fill stands as first recorded. Compare the two sources.';
+end;
+$$;
+comment on function internal.removed_order_fill(bigint, text, numeric, numeric, numeric, text) is
+    'A fill of an order removed by cleanup: its trade id when it is one of the order''s trades delivered again; 23S06 with other values, else 23S04.';
+
 create or replace function trading.record_fill(
     order_id          bigint,
     exchange_trade_id text,
@@ -101,7 +176,7 @@ as $$
 -- fee on a perpetual, futures or option instrument.
 #variable_conflict use_column
 declare
-    v_order      trading.orders := internal.lock_order(record_fill.order_id);
+    v_order      trading.orders := internal.lock_order(record_fill.order_id, true);
     v_instrument ref.instruments;
     v_fee_quote  numeric;
     v_base_fee   numeric;
@@ -145,6 +220,11 @@ begin
     if v_fee_ccy is not null and v_fee_ccy !~ '^[A-Z0-9]+$' then
         raise exception 'fee currency must be an alphanumeric asset code, got "%"', record_fill.fee_currency
             using errcode = '22S09';
+    end if;
+    -- an order removed by orders cleanup (internal.lock_order): only one of its trades again
+    if v_order.order_id is null then
+        return internal.removed_order_fill(record_fill.order_id, record_fill.exchange_trade_id, record_fill.quantity,
+                                           record_fill.price, record_fill.fee, v_fee_ccy);
     end if;
 
     -- The instrument FOR KEY SHARE and the position FOR UPDATE, in that order, in one statement
@@ -199,11 +279,8 @@ begin
         -- why the fee too: a redelivery that disagrees on the fee is not the same fact, and keeping
         -- the first silently would hide a PnL difference (a zero fee is zero in any currency);
         -- executed_at is not compared, since it defaults to the time of the call
-        if v_existing.order_id = v_order.order_id and v_existing.quantity = record_fill.quantity
-           and v_existing.price = record_fill.price
-           and ((v_existing.fee = 0 and record_fill.fee = 0)
-                or (v_existing.fee = record_fill.fee
-                    and v_existing.fee_currency = coalesce(v_fee_ccy, v_instrument.quote_asset))) then
+        if internal.same_fill(v_existing, v_order.order_id, record_fill.quantity, record_fill.price, record_fill.fee,
+                              coalesce(v_fee_ccy, v_instrument.quote_asset)) then
             return v_existing.trade_id;
         end if;
         -- why no trade id and no detail: another user's trade must not be told apart from, or
