@@ -127,13 +127,11 @@ begin
     v_by_exchange := 'exchange' = any (v_dims) or 'instrument' = any (v_dims);
     v_by_symbol := 'instrument' = any (v_dims);
     v_by_day := 'day' = any (v_dims);
-    -- the strategies summed: the one named, those a scoped session sees, or all of them
+    -- the strategies summed: the one named, else those the session sees (null: all of them)
     if v_strategy_id is not null then
         v_ids := array[v_strategy_id];
-    elsif internal.session_user_id() is not null then
-        v_ids := internal.visible_strategy_ids();
     else
-        v_ids := array(select s.strategy_id from trading.strategies s);
+        v_ids := coalesce(internal.visible_strategy_ids(), array(select s.strategy_id from trading.strategies s));
     end if;
 
     return query
