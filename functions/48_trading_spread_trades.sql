@@ -254,8 +254,9 @@ create or replace function trading.spread_trade_pnl(
 )
     returns table (
         spread_trade_id bigint, strategy_name text, opened_at timestamptz, buy_exchange text, buy_symbol text,
-        sell_exchange text, sell_symbol text, quote_asset text, quantity numeric, buy_filled numeric, sell_filled numeric,
-        buy_avg_price numeric, sell_avg_price numeric, matched_quantity numeric, captured_spread numeric,
+        sell_exchange text, sell_symbol text, base_asset text, quote_asset text, quantity numeric,
+        buy_filled numeric, sell_filled numeric, buy_avg_price numeric, sell_avg_price numeric,
+        matched_quantity numeric, matched_base_quantity numeric, captured_spread numeric,
         fees numeric, net_pnl numeric, residual_quantity numeric, residual_exposure numeric
     )
     stable
@@ -265,7 +266,8 @@ create or replace function trading.spread_trade_pnl(
 as $$
 -- Each spread trade opened in [since, until) (null = unbounded; 22S09 when since is after until)
 -- of one strategy (null = all):
--- the legs' fills so far, the matched quantity (filled on both legs), the spread it captured
+-- the legs' fills so far, the matched quantity (filled on both legs, in contracts, and in units of
+-- the base asset: each fill's quantity x multiplier, the lesser leg's), the spread it captured
 -- (matched x (sell value per unit - buy value per unit), a leg's value per unit being the sum of
 -- its trades' quantity x price x multiplier over its filled quantity; matched in base units, each
 -- fill's quantity x multiplier, when a contract size changed between fills), the fees of both legs'
@@ -292,9 +294,9 @@ begin
         v_strategy_id := (internal.find_strategy(spread_trade_pnl.strategy)).strategy_id;
     end if;
     return query
-    select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, bi.quote_asset, s.quantity,
-           b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
-           m.matched, c.captured, f.fees, c.captured - f.fees,
+    select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, bi.base_asset,
+           bi.quote_asset, s.quantity, b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
+           m.matched, case when m.matched = 0 then 0 else mb.matched_base end, c.captured, f.fees, c.captured - f.fees,
            f.residual,
            -- why 0 for no residual: nothing is exposed whatever the price, also with no price known
            case when f.residual = 0 then 0
@@ -349,29 +351,33 @@ begin
 end;
 $$;
 comment on function trading.spread_trade_pnl(text, timestamptz, timestamptz) is
-    'Per spread trade: legs filled, captured spread (each fill at the multiplier it was realized at, matched in base units), fees, net PnL and the residual (both legs'' position deltas: uneven fills, base-asset fees) with its exposure, in the pair''s quote asset.';
+    'Per spread trade: the pair, legs filled, matched quantity (contracts and base-asset units), captured spread (each fill at the multiplier it was realized at, matched in base units), fees, net PnL and the residual (both legs'' position deltas: uneven fills, base-asset fees) with its exposure, in the pair''s quote asset.';
 
 create or replace function trading.spread_trade_summary(
     strategy text default null,
     since    timestamptz default null,
     until    timestamptz default null
 )
-    returns table (strategy_name text, quote_asset text, spread_trades bigint, matched_quantity numeric,
-                   captured_spread numeric, fees numeric, net_pnl numeric, uneven_trades bigint)
+    returns table (strategy_name text, base_asset text, quote_asset text, spread_trades bigint,
+                   matched_base_quantity numeric, captured_spread numeric, fees numeric, net_pnl numeric,
+                   uneven_trades bigint)
     stable
     security definer
     set search_path = ''
     language sql
 as $$
-    -- trading.spread_trade_pnl summed per strategy and quote asset; uneven_trades counts those with
-    -- a residual. why per quote asset: the USDT of a BTC/USDT spread and the BTC of an ETH/BTC one
-    -- were added up into one number
-    select p.strategy_name, p.quote_asset, count(*), sum(p.matched_quantity), sum(p.captured_spread), sum(p.fees),
-           sum(p.net_pnl), count(*) filter (where p.residual_quantity <> 0)
+    -- trading.spread_trade_pnl summed per strategy and asset pair; matched_base_quantity is in units
+    -- of the base asset, the amounts in the quote asset; uneven_trades counts those with a residual.
+    -- why per quote asset: the USDT of a BTC/USDT spread and the BTC of an ETH/BTC one were added up
+    -- into one number (migration 0030). why per base asset, in its units: 2 BTC of a BTC/USDT
+    -- spread and 30 ETH of an ETH/USDT one were a matched quantity of 32, and 10 perpetual contracts
+    -- of 0.01 BTC and 1 spot BTC one of 11 (migration 0036)
+    select p.strategy_name, p.base_asset, p.quote_asset, count(*), sum(p.matched_base_quantity),
+           sum(p.captured_spread), sum(p.fees), sum(p.net_pnl), count(*) filter (where p.residual_quantity <> 0)
     from trading.spread_trade_pnl(spread_trade_summary.strategy, spread_trade_summary.since,
                                   spread_trade_summary.until) p
-    group by p.strategy_name, p.quote_asset
-    order by p.strategy_name, p.quote_asset
+    group by p.strategy_name, p.base_asset, p.quote_asset
+    order by p.strategy_name, p.base_asset, p.quote_asset
 $$;
 comment on function trading.spread_trade_summary(text, timestamptz, timestamptz) is
-    'Spread trades per strategy and quote asset: count, matched quantity, captured spread, fees, net PnL (in the quote asset) and how many filled unevenly.';
+    'Spread trades per strategy and asset pair: count, matched quantity (base-asset units), captured spread, fees, net PnL (in the quote asset) and how many filled unevenly.';

@@ -198,9 +198,10 @@ def test_the_summary_sums_spread_trades_per_strategy(venues):
     assert summary == [
         {
             "strategy_name": "alpha",
+            "base_asset": "BTC",
             "quote_asset": "USDT",
             "spread_trades": 2,
-            "matched_quantity": Decimal("3"),
+            "matched_base_quantity": Decimal("3"),
             "captured_spread": Decimal("3"),
             "fees": Decimal("0"),
             "net_pnl": Decimal("3"),
@@ -225,8 +226,8 @@ def test_the_summary_sums_spread_trades_of_each_quote_asset_apart(venues):
     summary = rows(venues, "trading.spread_trade_summary")
 
     assert [(r["quote_asset"], r["spread_trades"], r["captured_spread"]) for r in summary] == [
-        ("BTC", 1, Decimal("0.002")),
-        ("USDT", 1, Decimal("2")),
+        ("USDT", 1, Decimal("2")),  # BTC/USDT
+        ("BTC", 1, Decimal("0.002")),  # ETH/BTC
     ]
 
 
