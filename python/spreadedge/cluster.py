@@ -117,6 +117,7 @@ class Cluster:
             status = self.status()
             if status.running:
                 self.check_port(status)
+                self._check_socket(status.port)
                 if not self.password_file.exists():
                     # why: a start cut short once the server ran (Ctrl-C while pg_ctl waited: the
                     # server starts on in its own session) left no database and no password, and
@@ -132,6 +133,7 @@ class Cluster:
             self._ensure_include()
             self._write_config()
             self._remove_stale_files()
+            self._restore_run_files()
             log = self.log_file.resolve()
             try:
                 self._run(
@@ -336,6 +338,36 @@ class Cluster:
                     "the postmaster is gone: wait, or end them, then start again"
                 )
             time.sleep(0.05)
+
+    def _check_socket(self, port: int) -> None:
+        """Refuse (ClusterError) a running server whose socket is gone: every command connects
+        through it. A server makes its socket only when it starts, so it must be restarted."""
+        socket_file = self.socket_dir / f".s.PGSQL.{port}"
+        if not socket_file.exists():
+            raise ClusterError(
+                f"the embedded cluster is running but its socket {socket_file} is gone (its directory "
+                "was deleted?), so nothing can connect to it; restart it with `spreadedge db stop` "
+                "then `spreadedge db start`"
+            )
+
+    def _restore_run_files(self) -> None:
+        """Create the socket directory and the log again when they were deleted since init (a
+        temporary-file cleaner, a hand): the server cannot start without its socket directory, and
+        as root pg_ctl cannot create the log in a home its user may not write to."""
+        # why: init only runs once, so a deleted run/ made every later start fail ("could not
+        # create lock file ... No such file or directory") until the cluster was destroyed
+        if self.data_dir.is_symlink():
+            # the fallback layout (see _prepare_dirs): the links lead to the data directory's side
+            base = self.data_dir.resolve().parent
+            for path in (self.socket_dir, self.log_file):
+                if not (path.exists() or path.is_symlink()):
+                    path.symlink_to(base / path.name)
+        if not self.socket_dir.resolve().is_dir():
+            runas.make_private_dir(self.socket_dir.resolve())
+        log = self.log_file.resolve()
+        if not log.exists():
+            log.touch(mode=0o600)
+            runas.give(log)
 
     def _remove_stale_files(self) -> None:
         """Drop lock files a crashed server left behind: no server of ours runs (checked)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
@@ -13,8 +14,17 @@ from psycopg.rows import TupleRow
 from spreadedge.cluster import default_cluster
 from spreadedge.settings import Settings, SettingsError
 
-# The password of a URL (postgresql://user:PASSWORD@host) or of a key=value string (password=...).
-_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^@/?#:]*:([^@/?#]*)@")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# The password of a URL (postgresql://user:PASSWORD@host), read as libpq reads it: the user
+# information is everything up to the first "@" before any "/", so "?" and "#" belong to the
+# password (libpq connects with "pa?ss#word"; a pattern stopping at them redacted nothing)
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^@/:]*:([^@/]*)@")
+# What was meant as one when it holds an unencoded "/" (a base64 password): libpq then reads no
+# password at all, but `db url` printed the whole URL, the secret in it
+_URL_PASSWORD_WITH_SLASH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^@/?#:]*:([^?]*)@")
+# A password parameter of a URL's query: its value ends at the next "&"
+_QUERY_PASSWORD = re.compile(r"[?&]password=([^&]*)")
+# The password of a key=value string (password=... or password='...').
 _KEYWORD_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)")
 
 
@@ -51,14 +61,20 @@ def check_url(url: str) -> None:
 
 def redact(message: str, url: str) -> str:
     """``message`` with the password written in ``url`` replaced by ``***``."""
-    passwords = [
-        match.group(1) for pattern in (_URL_PASSWORD, _KEYWORD_PASSWORD) if (match := pattern.search(url))
-    ]
-    for password in passwords:
-        # the quoted form first: replaced after the bare one, it would be left as '***'
-        for written in sorted({password, password.strip("'")}, key=len, reverse=True):
-            if written:
-                message = message.replace(written, "***")
+    patterns = (
+        (_URL_PASSWORD, _URL_PASSWORD_WITH_SLASH, _QUERY_PASSWORD)
+        if _URL.match(url)
+        else (_KEYWORD_PASSWORD,)
+    )
+    passwords = [match.group(1) for pattern in patterns for match in pattern.finditer(url)]
+    with contextlib.suppress(psycopg.Error):
+        # the password as libpq reads it (percent-decoded), should a message quote it so
+        passwords.append(str(conninfo_to_dict(url).get("password") or ""))
+    written = {form for password in passwords for form in (password, password.strip("'")) if form}
+    # the longest first: the quoted form, or the slash pattern's, replaced after a part of it,
+    # would be left partly shown ('***', ***/rest)
+    for form in sorted(written, key=len, reverse=True):
+        message = message.replace(form, "***")
     return message
 
 
