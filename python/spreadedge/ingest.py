@@ -8,10 +8,12 @@ file. Each batch is one transaction, so a killed load leaves no half-loaded batc
 the whole run is one transaction that is rolled back when any row is rejected. A leading UTF-8
 byte-order mark is skipped; a CSV file whose header row lacks a required field or names one twice
 (names are read without surrounding spaces), and a file whose compressed data its name does not
-say or that is not valid from its start (an empty .gz or .zst file too), are refused before
-anything loads; a compressed file cut short stops the run (with --strict, nothing loads). A
+say or that is not valid from its start (an empty .gz or .zst file too), or whose data is corrupt
+anywhere (a CRC or checksum that does not match), are refused before anything loads; a
+compressed file cut short stops the run (with --strict, nothing loads). A
 staged JSON field that is an array, object, boolean, NaN or Infinity rejects its row. A reject's
-line is the line its record starts on.
+line is the line its record starts on; a CSV record over several lines whose staged field holds
+line breaks (the lines after a quote left open) is rejected naming the lines it ran over.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -185,8 +187,9 @@ def _text_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
-def _csv_records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | None]]:
-    """(line where the record starts, its fields or None, problem) for every non-blank CSV record."""
+def _csv_records(text: IO[str]) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
+    """(line where the record starts, line where it ends, its fields or None, problem) for every
+    non-blank CSV record."""
     reader = csv.reader(text)
     while True:
         # why: a quoted field may span lines, and reader.line_num is then the record's last line
@@ -196,10 +199,32 @@ def _csv_records(text: IO[str]) -> Iterator[tuple[int, list[str] | None, str | N
         except StopIteration:
             return
         except csv.Error as exc:  # e.g. a field over the csv module's size limit: that record only
-            yield start, None, f"not valid CSV: {exc}"
+            yield start, reader.line_num, None, f"not valid CSV: {exc}{_spanned(start, reader.line_num)}"
             continue
         if values:  # a blank line is no record
-            yield start, values, None
+            yield start, reader.line_num, values, None
+
+
+def _spanned(start: int, end: int) -> str:
+    """What a rejected CSV record that ran over several lines adds to its reason ("" for one line).
+
+    why: a quote left open makes the csv module read the lines after it, rows of their own, as
+    one field, until a quote closes it (or the field passes the size limit): those rows were
+    neither loaded nor rejected, and the one reject, at the record's first line, did not say so.
+    """
+    if end <= start:
+        return ""
+    return f" (the record runs from line {start} to line {end}: a quote left open?)"
+
+
+def _line_breaks_problem(record: dict[str, Any], staged: Collection[str], start: int, end: int) -> str | None:
+    """Why a CSV record that runs over several lines cannot be staged: a staged field (never text
+    of several lines) holds line breaks, the lines after a quote left open; None when none does."""
+    for name in staged:
+        value = record.get(name)
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            return f"{name} holds line breaks{_spanned(start, end)}"
+    return None
 
 
 def _header_names(values: list[str]) -> list[str]:
@@ -211,22 +236,28 @@ def _header_names(values: list[str]) -> list[str]:
     return [name.strip() for name in values]
 
 
-def _csv_rows(text: IO[str]) -> Iterator[Row]:
+def _csv_rows(text: IO[str], staged: Collection[str] = ()) -> Iterator[Row]:
     header: list[str] | None = None
-    for line_no, values, problem in _csv_records(text):
+    for line_no, end, values, problem in _csv_records(text):
         if values is None:
             yield line_no, None, problem
         elif header is None:
             header = _header_names(values)
         elif len(values) > len(header):
-            yield line_no, None, f"{len(values) - len(header)} more fields than the header names"
+            yield (
+                line_no,
+                None,
+                f"{len(values) - len(header)} more fields than the header names{_spanned(line_no, end)}",
+            )
         else:
             record = dict(zip(header, values, strict=False))  # a short row leaves its last fields out
             problem = _text_problem(record)
+            if problem is None and end > line_no:  # rare: only records that run over lines pay
+                problem = _line_breaks_problem(record, staged, line_no, end)
             yield line_no, (None if problem else record), problem
 
 
-def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
+def _jsonl_rows(text: IO[str], staged: Collection[str] = ()) -> Iterator[Row]:
     for line_no, line in enumerate(text, start=1):
         if not line.strip():
             continue
@@ -266,8 +297,10 @@ def _open_text(path: Path, progress: Callable[[int], None]) -> Iterator[IO[str]]
             yield text
 
 
-def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
+def read_rows(path: Path, progress: Callable[[int], None], staged: Collection[str] = ()) -> Iterator[Row]:
     """(line number, fields, problem) for every record of a file; a record's line is its first.
+    ``staged`` are the fields a loader stages: a CSV record whose staged field holds line breaks
+    (the lines after a quote left open) is a problem.
 
     Raises IngestError when compressed data ends early or is not valid: the records before it
     are all yielded, a record cut short never is.
@@ -276,7 +309,7 @@ def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
     line = 0
     with _open_text(path, progress) as text:
         try:
-            for row in reader(text):
+            for row in reader(text, staged):
                 line = row[0]
                 yield row
         except _UNREADABLE as exc:
@@ -285,8 +318,8 @@ def read_rows(path: Path, progress: Callable[[int], None]) -> Iterator[Row]:
 
 def check_file(path: Path, kind: str, columns: list[str]) -> None:
     """Refuse a file that cannot load at all: compressed data that its name does not say is
-    compressed, or that is not valid at its start, and a CSV file whose header row lacks a field of
-    ``kind`` that is not optional.
+    compressed, or that is not valid at its start or corrupt anywhere, and a CSV file whose
+    header row lacks a field of ``kind`` that is not optional.
 
     ``columns`` are the staged fields (market.stage_rows). An empty file has nothing to load and
     passes, but an empty compressed file is refused as cut short.
@@ -301,9 +334,10 @@ def check_file(path: Path, kind: str, columns: list[str]) -> None:
             first = next(_csv_records(text), None) if file_format(path) == "csv" else text.readline()
         except _UNREADABLE as exc:
             raise _unreadable(path, exc, 0) from exc
+    _check_compressed_whole(path)
     if not isinstance(first, tuple):  # a JSON Lines file, or an empty CSV file
         return
-    _, values, problem = first
+    _, _, values, problem = first
     if values is None:
         raise IngestError(f"{path}: the header row is {problem} (nothing was loaded)")
     header = _header_names(values)
@@ -321,6 +355,33 @@ def check_file(path: Path, kind: str, columns: list[str]) -> None:
             f"{path}: the header row has no {', '.join(missing)} {columns_word}; {kind} need "
             f"{', '.join(required)} (nothing was loaded)"
         )
+
+
+def _check_compressed_whole(path: Path) -> None:
+    """Refuse a compressed file whose data is corrupt anywhere (IngestError): read it whole once,
+    before anything of the run loads. A file cut short passes: the load reads the records before
+    the cut and then stops the run, as documented.
+
+    why: gzip checks its CRC only at the end of a member, after every record of it has been read,
+    so a file corrupted in transit loaded its rows, wrong prices among them, batch after batch,
+    before the CRC error stopped the run saying that "the records before it were loaded". zstd
+    frames with a checksum are checked at their end the same way. Decompressing once more costs
+    far less than loading (hundreds of MB/s against a few MB/s of rows) and nothing per row.
+    """
+    compression = {".gz": "gzip", ".zst": "zstd"}.get(path.suffix)
+    if compression is None:
+        return
+    with path.open("rb") as raw, _decompressed(path, raw) as data:
+        try:
+            while data.read(1 << 20):
+                pass
+        except EOFError:  # cut short (truncation is told apart from corruption by its error)
+            return
+        except _UNREADABLE as exc:
+            raise IngestError(
+                f"{path}: the compressed data is corrupt: the data is not valid {compression} ({exc})"
+                " (nothing was loaded)"
+            ) from exc
 
 
 class _NotText(ValueError):
@@ -443,25 +504,30 @@ def ingest(
     started = time.monotonic()
     if strict:
         with conn.transaction():
-            _ingest_files(loader, paths, batch_rows, progress, summary)
+            _ingest_files(loader, paths, columns, batch_rows, progress, summary)
             if summary.rejected:
                 summary.loaded = summary.duplicates = 0
                 raise psycopg.Rollback()
     else:
-        _ingest_files(loader, paths, batch_rows, progress, summary)
+        _ingest_files(loader, paths, columns, batch_rows, progress, summary)
     summary.seconds = time.monotonic() - started
     return summary
 
 
 def _ingest_files(
-    loader: Loader, paths: list[Path], batch_rows: int, progress: Callable[[int], None], summary: Summary
+    loader: Loader,
+    paths: list[Path],
+    columns: list[str],
+    batch_rows: int,
+    progress: Callable[[int], None],
+    summary: Summary,
 ) -> None:
     for path in paths:
         rejects: list[tuple[int, str]] = []
         batch: list[tuple[int, dict[str, Any]]] = []
         unreadable: IngestError | None = None
         try:
-            for line_no, record, problem in read_rows(path, progress):
+            for line_no, record, problem in read_rows(path, progress, columns):
                 if record is None:
                     rejects.append((line_no, problem or "unreadable"))
                     continue
