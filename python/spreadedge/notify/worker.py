@@ -65,9 +65,23 @@ _READ_COMMITTED = sql.SQL("set default_transaction_isolation = 'read committed'"
 _NEXT_DUE = sql.SQL("select extract(epoch from {} - pg_catalog.clock_timestamp())").format(
     sqlcall.call("monitor.next_notification_due", ["channels"])
 )
-# why on the listener: it sits idle by design between notifications, and a database or role
-# idle_session_timeout ended it, delaying the next wake-up by the reconnect pause
+# why on both connections: the listener sits idle by design between notifications, and the
+# delivery connection sits idle just as long while the listener waits; a database or role
+# idle_session_timeout ended them, so every wake-up after a quiet spell met a dead connection: a
+# "lost the database connection" warning and the reconnect pause before the message went out
 _NO_IDLE_SESSION_TIMEOUT = sql.SQL("set idle_session_timeout = 0")
+# why server-side TCP keepalives (ignored over a Unix socket): with no idle-in-transaction timeout
+# (see _NO_IDLE_TIMEOUT), a worker whose host dies or drops off the network mid-send left its
+# claim's transaction open, the row locked and skipped by every other worker, until the server's
+# operating system gave up on the connection: about two hours and eleven minutes by Linux's
+# default. Probes after 60 s of silence, every 10 s, 3 unanswered: a vanished worker is noticed
+# within about 90 s and its message is pending again. A live worker's kernel answers the probes
+# however long its send takes, so a slow send is not cut short.
+_KEEPALIVES = sql.SQL(
+    "select pg_catalog.set_config('tcp_keepalives_idle', '60', false),"
+    " pg_catalog.set_config('tcp_keepalives_interval', '10', false),"
+    " pg_catalog.set_config('tcp_keepalives_count', '3', false)"
+)
 _UNSERVED = sql.SQL(
     "select channel::text, count(*) from monitor.notification_list"
     " where status = 'pending' and channel::text <> all ({channels}) group by 1 order by 1"
@@ -119,6 +133,8 @@ class Worker:
             # rolling the attempt back too, so the message would be sent again without end and
             # never reach the dead letter. The worker's own timeouts bound the wait instead.
             self._conn.execute(_NO_IDLE_TIMEOUT)
+            self._conn.execute(_NO_IDLE_SESSION_TIMEOUT)
+            self._conn.execute(_KEEPALIVES)
             # why: under a database or role default of serializable (or repeatable read), a claim
             # made while another worker delivers and commits a neighbouring row can fail its
             # report with 40001 after the send: the message is pending again (sent twice) and the
@@ -282,6 +298,7 @@ class Worker:
             self.conninfo, autocommit=True, application_name="spreadedge notify listen"
         ) as listener:
             listener.execute(_NO_IDLE_SESSION_TIMEOUT)
+            listener.execute(_KEEPALIVES)
             listener.execute(sql.SQL("listen {}").format(sql.Identifier(LISTEN_CHANNEL)))
             log.info("worker %s delivering %s", self.name, ", ".join(sorted(self.channels)))
             self.warn_unserved()
