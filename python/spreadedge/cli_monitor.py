@@ -319,7 +319,11 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
     help="Aggregate the values of this last span (more than 0, at most 31 days).",
 )
 @click.option(
-    "--severity", default="warning", show_default=True, type=click.Choice(["info", "warning", "critical"])
+    "--severity",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["info", "warning", "critical"]),
+    help="How urgent its alerts are: in the notification's subject and in alerts list.",
 )
 @click.option(
     "--cooldown",
