@@ -412,27 +412,58 @@ create or replace function internal.delete_removable_orders(p_cutoff timestamptz
                                                             p_to timestamptz, p_limit bigint)
     returns bigint
     volatile
-    language sql
+    language plpgsql
 as $$
-    -- Deletes up to p_limit (null: all) of the orders internal.removable_orders gives for the cutoff
-    -- and created in [p_from, p_to), with their events, and the keys nothing else refers to; returns
-    -- the orders deleted. Through trading.orders, so its audit trigger writes a DELETE row for each.
-    -- Keys stay while a trade or a risk event refers to them: trades are never deleted, and a risk
-    -- event keeps the id of the order it rejected (monitor.risk_events.order_id).
+-- Deletes up to p_limit (null: all) of the orders internal.removable_orders gives for the cutoff
+-- and created in [p_from, p_to), with their events, and the keys nothing else refers to; returns
+-- the orders deleted. Through trading.orders, so its audit trigger writes a DELETE row for each.
+-- Keys stay while a trade or a risk event refers to them: trades are never deleted, and a risk
+-- event keeps the id of the order it rejected (monitor.risk_events.order_id).
+-- why three statements: the batch is read from one snapshot, and a fill committed while the
+-- cleanup waited for a lock could change what may go:
+-- - a late fill of a batch order (record_fill locks the order row) changed the order: locking
+--   the batch's orders reads each as the fill left it, and "updated_at < p_cutoff" keeps it (it
+--   was deleted with its fill just recorded, and its key's delete failed the cleanup with a
+--   foreign-key error, 23503, on the fill's new event);
+-- - a fill of another order reopened a position the batch's filled orders belong to: deleted from
+--   the first snapshot, the orders of a position open again went, against the rule. The positions
+--   are locked (FOR SHARE, after the orders: record_fill takes an order, then its position, so the
+--   two never wait for each other crosswise) and the delete, a statement of its own, reads them as
+--   the last fill left them.
+declare
+    v_orders  bigint[];
+    v_created timestamptz[];
+    v_count   bigint;
+begin
+    select coalesce(array_agg(o.order_id), '{}'), coalesce(array_agg(o.created_at), '{}')
+    into v_orders, v_created
+    from (select o.order_id, o.created_at
+          from trading.orders o
+          join (select r.order_id, r.created_at from internal.removable_orders(p_cutoff) r
+                where r.created_at >= p_from and r.created_at < p_to
+                limit p_limit) b on o.order_id = b.order_id and o.created_at = b.created_at
+          where o.updated_at < p_cutoff
+          for update of o) o;
+    if cardinality(v_orders) = 0 then
+        return 0;
+    end if;
+    perform
+    from trading.positions p
+    where (p.strategy_id, p.instrument_id) in
+          (select o.strategy_id, o.instrument_id
+           from unnest(v_orders, v_created) b(order_id, created_at)
+           join trading.orders o on o.order_id = b.order_id and o.created_at = b.created_at
+           where o.filled_quantity > 0)
+    for share of p;
     -- One statement: the keys' foreign-key checks run at its end, after the orders and events are gone.
-    -- why "o.updated_at < p_cutoff" again, and events only of the orders deleted: the batch is read
-    -- from the statement's snapshot, and a late fill committed meanwhile (record_fill locks the
-    -- order row, this delete waits for it) changed the order: the condition is checked again on
-    -- the row as the fill left it (updated_at now), so the order, its events and key stay. Without
-    -- it the order was deleted with its fill just recorded, and its key's delete failed the
-    -- cleanup with a foreign-key error (23503) on the fill's new event.
-    with batch as (
-        select r.order_id, r.created_at from internal.removable_orders(p_cutoff) r
-        where r.created_at >= p_from and r.created_at < p_to
-        limit p_limit
-    ), orders as (
-        delete from trading.orders o using batch b
-        where o.order_id = b.order_id and o.created_at = b.created_at and o.updated_at < p_cutoff
+    with orders as (
+        delete from trading.orders o
+        using unnest(v_orders, v_created) b(order_id, created_at)
+        where o.order_id = b.order_id and o.created_at = b.created_at
+          and not (o.filled_quantity > 0
+                   and exists (select from trading.positions p
+                               where p.strategy_id = o.strategy_id and p.instrument_id = o.instrument_id
+                                 and p.quantity <> 0))
         returning o.order_id
     ), events as (
         delete from trading.order_events e using orders o where e.order_id = o.order_id
@@ -442,10 +473,12 @@ as $$
           and not exists (select from trading.trades t where t.order_id = k.order_id)
           and not exists (select from monitor.risk_events r where r.order_id = k.order_id)
     )
-    select count(*) from orders;
+    select count(*) into v_count from orders;
+    return v_count;
+end;
 $$;
 comment on function internal.delete_removable_orders(timestamptz, timestamptz, timestamptz, bigint) is
-    'Deletes removable orders created in a time range (through trading.orders: audited), their events, and their keys unless a trade or risk event refers to them; returns the orders deleted.';
+    'Deletes removable orders created in a time range (through trading.orders: audited), their events, and their keys unless a trade or risk event refers to them; the batch''s orders and their positions locked first, so a fill committed meanwhile is seen; returns the orders deleted.';
 
 drop function if exists ops.cleanup_drop_partition(text, interval, text);
 create or replace function ops.cleanup_drop_partition(target text, older_than interval, partition_name text,

@@ -500,3 +500,34 @@ def test_a_late_fill_waiting_on_cleanup_of_its_unfilled_order_is_an_unknown_orde
     )
     assert seeded.execute("select count(*) from trading.trades").fetchone() == (0,)
     assert _invariants(seeded) == []
+
+
+# bug: cleanup read its batch from one snapshot; a fill of a new order that reopened a flat
+# position while the cleanup waited for a lock did not keep that position's old filled orders,
+# which the rule keeps while their position is open
+def test_cleanup_keeps_the_orders_of_a_position_a_fill_reopened_while_it_waited(seeded, seeded_url):
+    buy = place(seeded, "buy", "0.01", "50000", placed_at=LONG_AGO)
+    fill(seeded, buy, "0.01", "50000", executed_at=LONG_AGO, exchange_trade_id="rt-1")
+    sell = place(seeded, "sell", "0.01", "51000", placed_at=LONG_AGO)
+    fill(seeded, sell, "0.01", "51000", executed_at=LONG_AGO, exchange_trade_id="rt-2")
+    other = place(seeded, "buy", "1", "600", placed_at=LONG_AGO, symbol="BNBUSDT")
+    call(seeded, "trading.cancel_order", order_id=other)
+    seeded.execute("update trading.orders set updated_at = created_at")
+    with (
+        psycopg.connect(seeded_url) as holder,
+        psycopg.connect(seeded_url, autocommit=True) as cleaner,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        # the cleanup comes to wait for the other removable order, its batch already read
+        holder.execute("select from trading.orders where order_id = %s for update", [other])
+        running = pool.submit(lambda: cleaner.execute(CLEANUP).fetchone())
+        assert waits_for_a_lock(seeded, cleaner.info.backend_pid)
+        # meanwhile a new buy reopens the position
+        reopening = place(seeded, "buy", "0.01", "50500")
+        fill(seeded, reopening, "0.01", "50500", exchange_trade_id="rt-3")
+        holder.commit()
+        assert running.result(timeout=30) == (1,)
+    left = {r[0] for r in seeded.execute("select order_id from trading.orders")}
+    assert left == {buy, sell, reopening}
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["quantity"] == D("0.01")
+    assert _invariants(seeded) == []
