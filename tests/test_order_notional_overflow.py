@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal as D
-from typing import Any
 
 import psycopg
-import pytest
 
-from trading_helpers import counts, order, place
-
-
-def expect_refusal(conn: psycopg.Connection, sqlstate: str, message: str, action: Callable[[], Any]) -> None:
-    """Run action; it must raise sqlstate with this message and leave every table as it was."""
-    before = counts(conn)
-    with pytest.raises(psycopg.Error) as caught:
-        action()
-    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
-    assert counts(conn) == before
+from trading_helpers import expect_refusal, order, place
 
 
 # Overflow (bug: quantity and price each within numeric's range, but with a product beyond it,

@@ -6,17 +6,7 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
-from trading_helpers import call, counts, fill, order, place
-
-
-def expect_refusal(conn, sqlstate, message, action):
-    """Run action; it must raise sqlstate with this message and leave every table as it was."""
-    before = counts(conn)
-    with pytest.raises(psycopg.Error) as caught:
-        action()
-    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
-    assert counts(conn) == before
-    return caught.value
+from trading_helpers import call, counts, expect_refusal, fill, order, place
 
 
 @pytest.mark.parametrize(

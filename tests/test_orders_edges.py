@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal as D
-from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
 from spreadedge.cli import main
-from trading_helpers import call, counts, place
-
-
-def expect_refusal(conn: psycopg.Connection, sqlstate: str, message: str, action: Callable[[], Any]) -> None:
-    """Run action; it must raise sqlstate with this message and leave every table as it was."""
-    before = counts(conn)
-    with pytest.raises(psycopg.Error) as caught:
-        action()
-    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
-    assert counts(conn) == before
+from trading_helpers import call, expect_refusal, place
 
 
 # Strategy names (bug: a variation selector, a Braille blank or a default-ignorable code point

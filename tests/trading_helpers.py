@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from spreadedge import sqlcall
@@ -178,3 +180,15 @@ def waits_for_a_lock(conn: psycopg.Connection, pid: int, event: str | None = Non
             return True
         time.sleep(0.1)
     return False
+
+
+def expect_refusal(
+    conn: psycopg.Connection, sqlstate: str, message: str, action: Callable[[], Any]
+) -> psycopg.Error:
+    """Run action; it must raise sqlstate with this message and leave every table as it was."""
+    before = counts(conn)
+    with pytest.raises(psycopg.Error) as caught:
+        action()
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
+    assert counts(conn) == before
+    return caught.value
