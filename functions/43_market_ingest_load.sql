@@ -9,7 +9,9 @@
 -- transaction is the batch: a load that is killed leaves nothing behind.
 -- A row whose time has no partition is a reject too: the default partition's trigger
 -- (functions/63_ops_default_partitions.sql) would otherwise raise 22S09 and abort the whole batch.
--- The partitions' times are read from the catalog once per call, not per row.
+-- The partitions' times are read from the catalog once per call, not per row. A symbol not listed
+-- on its exchange is rejected naming the exchanges that list it (internal.unknown_instrument_reason,
+-- computed for those rows alone).
 
 create or replace function internal.partition_times(p_table regclass)
     returns tstzmultirange
@@ -54,6 +56,27 @@ $$;
 comment on function internal.partition_times_text(tstzmultirange) is
     'The ranges of a multirange of times as UTC text (from to to, comma separated), or none.';
 
+create or replace function internal.unknown_instrument_reason(p_exchange text, p_symbol text)
+    returns text
+    stable
+    language sql
+as $$
+    -- The reject reason of a row whose symbol is not listed on its (known) exchange, naming the
+    -- exchanges it is listed on: unknown instrument BTCUSDT on exchange kraken (listed on binance).
+    -- why: a file of one exchange's rows tagged with another's code (or an instrument not yet
+    -- listed there) read as a symbol that does not exist, and the operator searched ref.instruments
+    -- for it. Called only for rows rejected so (the loaders' CASE reaches it for those alone), so
+    -- valid rows pay nothing; the scan of ref.instruments by symbol is of a small table.
+    select format('unknown instrument %s on exchange %s', p_symbol, p_exchange)
+           || coalesce(' (listed on ' || string_agg(e.code, ', ' order by e.code) || ')', '')
+    from ref.instruments i
+    join ref.exchanges e on e.exchange_id = i.exchange_id
+    where i.symbol = p_symbol
+      and e.code <> p_exchange
+$$;
+comment on function internal.unknown_instrument_reason(text, text) is
+    'Reject reason for a symbol not listed on its exchange: unknown instrument SYMBOL on exchange CODE, with the exchanges that list it (listed on ...) when any does.';
+
 create or replace function market.load_staged_quotes(p_strict boolean default false)
     returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
     volatile
@@ -90,7 +113,7 @@ begin
                         -- reported as an unknown instrument, sending the operator to ref.instruments
                         when p.exchange_id is null then format('unknown exchange %s', p.exchange)
                         when p.instrument_id is null
-                        then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
+                        then internal.unknown_instrument_reason(p.exchange, p.symbol) end,
                    internal.time_problem('quoted_at', p.quoted_at_text, p.quoted_at),
                    case when not p.quoted_at <@ v_partitions
                         then format('quoted_at %s is outside the partitions of market.quotes (%s)',
@@ -164,7 +187,7 @@ begin
                         -- reported as an unknown instrument, sending the operator to ref.instruments
                         when p.exchange_id is null then format('unknown exchange %s', p.exchange)
                         when p.instrument_id is null
-                        then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
+                        then internal.unknown_instrument_reason(p.exchange, p.symbol) end,
                    internal.time_problem('traded_at', p.traded_at_text, p.traded_at),
                    case when not p.traded_at <@ v_partitions
                         then format('traded_at %s is outside the partitions of market.ticks (%s)',
@@ -253,7 +276,7 @@ begin
                         -- reported as an unknown instrument, sending the operator to ref.instruments
                         when p.exchange_id is null then format('unknown exchange %s', p.exchange)
                         when p.instrument_id is null
-                        then format('unknown instrument %s on exchange %s', p.symbol, p.exchange) end,
+                        then internal.unknown_instrument_reason(p.exchange, p.symbol) end,
                    case when p.interval is null
                         then format('interval is not one of 1m, 5m, 15m, 1h, 4h, 1d: %s', p.interval_text) end,
                    internal.time_problem('open_time', p.open_time_text, p.open_time),

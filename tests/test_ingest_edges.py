@@ -80,7 +80,7 @@ def test_a_row_of_an_unknown_exchange_is_rejected_as_an_unknown_exchange_not_ins
         "line,reason",
         "1,unknown exchange Binance",
         "2,unknown instrument NOPE on exchange binance",
-        "3,unknown instrument BTCUSDT on exchange kraken",
+        "3,unknown instrument BTCUSDT on exchange kraken (listed on binance)",
     ]
 
 

@@ -11,9 +11,12 @@ byte-order mark is skipped; a CSV file whose header row lacks a required field o
 say or that is not valid from its start (an empty .gz or .zst file too), or whose data is corrupt
 anywhere (a CRC or checksum that does not match), are refused before anything loads; a
 compressed file cut short stops the run (with --strict, nothing loads). A
-staged JSON field that is an array, object, boolean, NaN or Infinity rejects its row. A reject's
-line is the line its record starts on; a CSV record over several lines whose staged field holds
-line breaks (the lines after a quote left open) is rejected naming the lines it ran over.
+staged JSON field that is an array, object, boolean, NaN or Infinity rejects its row, and so does
+a NUL or bytes that are not UTF-8 in a staged field (in the others, which are ignored, they do
+not). A non-strict run that fails part-way still writes the rejects of the batches it committed.
+A reject's line is the line its record starts on; a CSV record over several lines whose staged
+field holds line breaks (the lines after a quote left open) is rejected naming the lines it ran
+over.
 """
 
 from __future__ import annotations
@@ -173,17 +176,42 @@ def file_format(path: Path) -> str:
     )
 
 
-def _text_problem(record: dict[str, Any]) -> str | None:
-    """Why a record's text cannot be staged: a NUL (PostgreSQL text cannot hold one) or bytes
-    that are not UTF-8 (read as surrogate escapes); None when it can."""
-    for value in record.values():
+def _bad_text(value: Any) -> str | None:
+    """What keeps a field's text from being staged: "holds a NUL character" (PostgreSQL text
+    cannot hold one) or "is not valid UTF-8" (bytes read as surrogate escapes); None when nothing."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "holds a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid UTF-8"
+    return None
+
+
+def _text_problem(record: dict[str, Any], staged: Collection[str]) -> str | None:
+    """Why a record's text cannot be staged: a staged field holds a NUL or bytes that are not
+    UTF-8 (the reason names it); None when it can.
+
+    why staged fields only: the others are ignored, and a NUL or a stray byte in one of them (a
+    JSON "meta", an extra CSV column) rejected the whole row. why every field first: one pass
+    over the values is what a valid row costs, as before; only a row that holds bad text
+    somewhere pays for the look at its staged fields, which names the field.
+    """
+    for value in record.values():  # inline, not _bad_text: no function call per valid field
         if isinstance(value, str):
             if "\x00" in value:
-                return "a field holds a NUL character"
+                break
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                return "a field is not valid UTF-8"
+                break
+    else:
+        return None
+    for name in staged:
+        problem = _bad_text(record.get(name))
+        if problem is not None:
+            return f"{name} {problem}"
     return None
 
 
@@ -236,7 +264,7 @@ def _header_names(values: list[str]) -> list[str]:
     return [name.strip() for name in values]
 
 
-def _csv_rows(text: IO[str], staged: Collection[str] = ()) -> Iterator[Row]:
+def _csv_rows(text: IO[str], staged: Collection[str]) -> Iterator[Row]:
     header: list[str] | None = None
     for line_no, end, values, problem in _csv_records(text):
         if values is None:
@@ -251,13 +279,13 @@ def _csv_rows(text: IO[str], staged: Collection[str] = ()) -> Iterator[Row]:
             )
         else:
             record = dict(zip(header, values, strict=False))  # a short row leaves its last fields out
-            problem = _text_problem(record)
+            problem = _text_problem(record, staged)
             if problem is None and end > line_no:  # rare: only records that run over lines pay
                 problem = _line_breaks_problem(record, staged, line_no, end)
             yield line_no, (None if problem else record), problem
 
 
-def _jsonl_rows(text: IO[str], staged: Collection[str] = ()) -> Iterator[Row]:
+def _jsonl_rows(text: IO[str], staged: Collection[str]) -> Iterator[Row]:
     for line_no, line in enumerate(text, start=1):
         if not line.strip():
             continue
@@ -273,7 +301,7 @@ def _jsonl_rows(text: IO[str], staged: Collection[str] = ()) -> Iterator[Row]:
         if not isinstance(record, dict):
             yield line_no, None, "not a JSON object"
             continue
-        problem = _text_problem(record)
+        problem = _text_problem(record, staged)
         yield line_no, (None if problem else record), problem
 
 
@@ -297,10 +325,11 @@ def _open_text(path: Path, progress: Callable[[int], None]) -> Iterator[IO[str]]
             yield text
 
 
-def read_rows(path: Path, progress: Callable[[int], None], staged: Collection[str] = ()) -> Iterator[Row]:
+def read_rows(path: Path, progress: Callable[[int], None], staged: Collection[str]) -> Iterator[Row]:
     """(line number, fields, problem) for every record of a file; a record's line is its first.
-    ``staged`` are the fields a loader stages: a CSV record whose staged field holds line breaks
-    (the lines after a quote left open) is a problem.
+    ``staged`` are the fields a loader stages: one that holds a NUL or bytes that are not UTF-8,
+    and a CSV record whose staged field holds line breaks (the lines after a quote left open),
+    are a problem; the other fields are ignored.
 
     Raises IngestError when compressed data ends early or is not valid: the records before it
     are all yielded, a record cut short never is.
@@ -490,7 +519,9 @@ def ingest(
     which replaces the one of an earlier run (a file with no reject is left without one).
 
     ``conn`` must be in autocommit mode. Without ``strict`` each batch of ``batch_rows`` rows is
-    one transaction; with ``strict`` the run is one transaction, rolled back if any row is rejected.
+    one transaction, and a run that fails part-way (the connection lost) still writes the rejects
+    of the batches it committed; with ``strict`` the run is one transaction, rolled back if any
+    row is rejected.
     """
     loader = Loader(conn, kind, strict=strict)
     for path in paths:  # every name checked first
@@ -523,24 +554,34 @@ def _ingest_files(
     summary: Summary,
 ) -> None:
     for path in paths:
-        rejects: list[tuple[int, str]] = []
+        rejects: list[tuple[int, str]] = []  # of the records up to the last batch loaded
+        pending: list[tuple[int, str]] = []  # of the records read since, rejected as they were read
         batch: list[tuple[int, dict[str, Any]]] = []
         unreadable: IngestError | None = None
+        finished = False
         try:
-            for line_no, record, problem in read_rows(path, progress, columns):
-                if record is None:
-                    rejects.append((line_no, problem or "unreadable"))
-                    continue
-                batch.append((line_no, record))
-                if len(batch) >= batch_rows:
-                    _flush(loader, batch, rejects, summary)
-        except IngestError as exc:  # compressed data cut short or not valid: the records before it load
-            unreadable = exc
-        if batch:
-            _flush(loader, batch, rejects, summary)
-        summary.rejected += len(rejects)
-        if rejects:
-            summary.rejects_files.append(_write_rejects(path, rejects))
+            try:
+                for line_no, record, problem in read_rows(path, progress, columns):
+                    if record is None:
+                        pending.append((line_no, problem or "unreadable"))
+                        continue
+                    batch.append((line_no, record))
+                    if len(batch) >= batch_rows:
+                        _flush(loader, batch, pending, rejects, summary)
+            except IngestError as exc:  # compressed data cut short or not valid: the records before it load
+                unreadable = exc
+            _flush(loader, batch, pending, rejects, summary)
+            finished = True
+        finally:
+            # why finally: a run that failed part-way (the connection lost, a statement killed)
+            # wrote no rejects file, though its committed batches had rejects (and the file of an
+            # earlier run was removed): the rejects of what was loaded must be written. Those of
+            # the batch that failed are not: nothing of it was loaded. A strict run that failed
+            # committed nothing, so none of its rejects stands
+            if finished or not loader.strict:
+                summary.rejected += len(rejects)
+                if rejects:
+                    summary.rejects_files.append(_write_rejects(path, rejects))
         if unreadable is not None:
             # why stop the run: a file cut short is a download or copy that failed, which the
             # operator must see (exit status 1), not a few rows among the rejects
@@ -555,15 +596,24 @@ def _ingest_files(
 
 
 def _flush(
-    loader: Loader, batch: list[tuple[int, dict[str, Any]]], rejects: list[tuple[int, str]], summary: Summary
+    loader: Loader,
+    batch: list[tuple[int, dict[str, Any]]],
+    pending: list[tuple[int, str]],
+    rejects: list[tuple[int, str]],
+    summary: Summary,
 ) -> None:
-    """Load one batch in its own transaction (a savepoint inside a strict run)."""
-    with loader.conn.transaction():
-        loaded, duplicates, batch_rejects = loader.load_batch(batch)
-    summary.loaded += loaded
-    summary.duplicates += duplicates
-    rejects.extend(batch_rejects)
-    batch.clear()
+    """Load one batch (if any) in its own transaction (a savepoint inside a strict run); once it
+    has committed, its rejects and ``pending`` (the records rejected as read among it) join
+    ``rejects``."""
+    if batch:
+        with loader.conn.transaction():
+            loaded, duplicates, batch_rejects = loader.load_batch(batch)
+        summary.loaded += loaded
+        summary.duplicates += duplicates
+        rejects.extend(batch_rejects)
+        batch.clear()
+    rejects.extend(pending)
+    pending.clear()
 
 
 def describe(summary: Summary, *, strict: bool) -> str:
