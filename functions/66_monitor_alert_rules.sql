@@ -220,27 +220,53 @@ create or replace function monitor.set_alert_rule_enabled(name text, enabled boo
     set search_path = ''
     language plpgsql
 as $$
--- Enable or disable a rule (a disabled rule is not evaluated; its open alert stays as it is).
+-- Enable or disable a rule. A disabled rule is not evaluated, so disabling resolves its open
+-- alert (firing or acknowledged) at once, as a 'resolved' transition with no value and the actor
+-- (spreadedge.actor, else the session user), notified when its firing was
+-- (internal.resolve_alert_of_disabled_rule); re-enabled, the rule starts afresh: the next
+-- evaluation may open a new alert. Setting the state a rule already has changes and writes
+-- nothing. Disabling waits for a running monitor.evaluate_alert_rules, and a run that starts
+-- before the disabling transaction ends returns no rows (the next run evaluates).
 #variable_conflict use_column
+declare
+    v_rule monitor.alert_rules;
 begin
     perform internal.require_permission('alerts:manage');
     -- why: a null must not decide for the caller whether a rule watches (it read as true)
     if set_alert_rule_enabled.enabled is null then
         raise exception 'enabled must be true or false, got null' using errcode = '22S09';
     end if;
+    -- why the evaluation's lock, taken first: a run that had read the rule as enabled could open
+    -- an alert after this resolved none (or resolve the alert this resolves, a second time), and a
+    -- disabled rule's open alert stays open for good, nothing evaluates it any more. Taken before
+    -- the rule's row, which the run updates (last_notified_at): the other order could deadlock.
+    if not set_alert_rule_enabled.enabled then
+        perform pg_advisory_xact_lock(hashtext('spreadedge.evaluate_alert_rules'));
+    end if;
     -- why the scope: a rule on another user's strategy, which monitor.alert_rule_list does not
     -- show the user, is unknown to them, not theirs to switch off
-    update monitor.alert_rules r set is_enabled = set_alert_rule_enabled.enabled
+    select r.* into v_rule
+    from monitor.alert_rules r
     where r.name = set_alert_rule_enabled.name
-      and exists (select from monitor.alert_rule_list l where l.rule_id = r.rule_id);
-    if not found then
+      and exists (select from monitor.alert_rule_list l where l.rule_id = r.rule_id)
+    for update;
+    if v_rule.rule_id is null then
         raise exception 'alert rule "%" does not exist', coalesce(set_alert_rule_enabled.name, 'null')
             using errcode = '23S13';
+    end if;
+    if v_rule.is_enabled = set_alert_rule_enabled.enabled then
+        return;
+    end if;
+    update monitor.alert_rules r set is_enabled = set_alert_rule_enabled.enabled
+    where r.rule_id = v_rule.rule_id;
+    if not set_alert_rule_enabled.enabled then
+        perform internal.resolve_alert_of_disabled_rule(
+            v_rule, coalesce(nullif(current_setting('spreadedge.actor', true), ''), session_user::text));
     end if;
 end;
 $$;
 comment on function monitor.set_alert_rule_enabled(text, boolean) is
-    'Enable or disable an alert rule by name (an open alert of a disabled rule stays as it is); raises 23S13 unknown_alert_rule, 22S09 for a null enabled.';
+    'Enable or disable an alert rule by name; disabling resolves its open alert at once (a resolved transition with a null value and the actor, notified when the firing was), and re-enabled the rule starts afresh; the state a rule already has changes nothing. Raises 23S13 unknown_alert_rule, 22S09 for a null enabled.';
 
 create or replace function internal.compare(p_value numeric, p_operator text, p_threshold numeric)
     returns boolean

@@ -2,7 +2,8 @@
 -- monitor.evaluate_alert_rules opens an alert when a rule fires, resolves it when the condition
 -- clears, records every transition and queues its notifications; it never records a transition
 -- earlier than the rule's latest one (a rule with a later transition is left alone), so every
--- alert's story reads forwards; monitor.acknowledge_alert.
+-- alert's story reads forwards; internal.resolve_alert_of_disabled_rule (a disabled rule's open
+-- alert resolves at once); monitor.acknowledge_alert.
 
 create or replace function internal.alert_message(
     p_rule       monitor.alert_rules,
@@ -190,6 +191,60 @@ end;
 $$;
 comment on function monitor.evaluate_alert_rules(timestamptz) is
     'Evaluate every enabled alert rule (default now): open, resolve, record and notify (a firing silenced by the cooldown is notified once the cooldown is over); returns the transitions. A rule whose latest transition is later than evaluated_at is left alone (no transition, nothing notified), so no alert resolves before it opened or opens before the previous one resolved. READ COMMITTED only (22S09). pg_cron runs it every minute.';
+
+create or replace function internal.resolve_alert_of_disabled_rule(p_rule monitor.alert_rules, p_actor text)
+    returns void
+    volatile
+    language plpgsql
+as $$
+-- Resolve the open alert (firing or acknowledged) of p_rule, which monitor.set_alert_rule_enabled
+-- has just disabled, holding the evaluation's lock: a 'resolved' transition with no value (the
+-- rule was not evaluated) and p_actor, notified on the rule's channels when the alert's firing
+-- was, as an evaluation notifies a resolution. Nothing when the rule has no open alert.
+-- why: nothing evaluates a disabled rule, so its open alert stayed listed, counted in
+-- alerts.open (firing a rule on it) and unresolved for good
+declare
+    v_alert    monitor.alerts;
+    v_at       timestamptz;
+    v_event_id bigint;
+    v_message  jsonb;
+begin
+    select a.* into v_alert
+    from monitor.alerts a
+    where a.rule_id = p_rule.rule_id and a.status <> 'resolved'
+    for update;
+    if v_alert.alert_id is null then
+        return;
+    end if;
+    -- why greatest: an evaluation at a time ahead of now (up to a day) may have opened,
+    -- or notified late, the alert later than now; its story must still read forwards
+    v_at := greatest(now(), v_alert.opened_at, v_alert.acknowledged_at,
+                     (select max(e.occurred_at) from monitor.alert_events e where e.alert_id = v_alert.alert_id));
+    update monitor.alerts a
+    set status = 'resolved', resolved_at = v_at, resolved_value = null
+    where a.alert_id = v_alert.alert_id;
+    insert into monitor.alert_events (alert_id, rule_id, transition, value, notified, actor, occurred_at)
+    values (v_alert.alert_id, p_rule.rule_id, 'resolved', null, v_alert.notified, p_actor, v_at)
+    returning event_id into v_event_id;
+    if not v_alert.notified then
+        return;
+    end if;
+    -- why its own subject: "last = no data" would tell on-call the feed stopped
+    v_message := internal.alert_message(p_rule, 'resolved', v_alert.alert_id, null, v_at);
+    v_message := v_message || jsonb_build_object(
+        'subject', format('[%s] %s resolved: the rule was disabled by %s (%s %s %s %s)',
+                          upper(p_rule.severity::text), p_rule.name, coalesce(p_actor, 'unknown'),
+                          v_message ->> 'watching', p_rule.aggregate, p_rule.operator, p_rule.threshold),
+        'disabled_by', p_actor);
+    v_message := v_message || jsonb_build_object(
+        'text', (v_message ->> 'subject') || coalesce(E'\n' || p_rule.description, ''));
+    insert into monitor.notifications (channel, subject, payload, alert_event_id)
+    select c.channel, v_message ->> 'subject', v_message, v_event_id
+    from unnest(p_rule.channels) c(channel);
+end;
+$$;
+comment on function internal.resolve_alert_of_disabled_rule(monitor.alert_rules, text) is
+    'Resolves the open alert of a rule just disabled (a resolved transition with a null value and the actor), notified on the rule''s channels when its firing was; nothing without an open alert.';
 
 create or replace function monitor.acknowledge_alert(alert_id bigint, acknowledged_by text default null)
     returns void
