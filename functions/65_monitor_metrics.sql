@@ -118,16 +118,36 @@ as $$
                                ('pnl.realized_today', p.realized_today),
                                ('pnl.unrealized', coalesce(round(p.unrealized, 12), 0))) m(name, value)
     union all
-    select m.name, jsonb_build_object('period', r.period), m.value
-    from (select 'hour' as period, sum(h.trades) as trades, sum(h.volume) as volume
+    select 'trades.count', jsonb_build_object('period', r.period), coalesce(r.trades, 0)::numeric
+    from (select 'hour' as period, sum(h.trades) as trades
           from trading.hourly_pnl h
           where h.hour = date_trunc('hour', p_at, 'UTC')
           union all
-          select 'day', sum(d.trades), sum(d.volume)
+          select 'day', sum(d.trades)
           from trading.daily_pnl d
           where d.day = (p_at at time zone 'UTC')::date) r
-    cross join lateral (values ('trades.count', coalesce(r.trades, 0)::numeric),
-                               ('trades.volume', coalesce(r.volume, 0))) m(name, value)
+    union all
+    -- volume per base asset, in its units (contracts x multiplier), 0 for every base asset a
+    -- position was ever opened in
+    -- why per base asset: one series per period added the BTC of BTC/USDT, the ETH of ETH/USDT
+    -- and the contracts of a 0.01 BTC perpetual into one number (migration 0037)
+    select 'trades.volume', jsonb_build_object('period', v.period, 'base_asset', b.base_asset),
+           coalesce(sum(r.volume), 0)
+    from (values ('hour'), ('day')) v(period)
+    cross join (select distinct i.base_asset
+                from trading.positions p
+                join ref.instruments i on i.instrument_id = p.instrument_id) b
+    left join (select 'hour' as period, i.base_asset, h.volume * i.multiplier as volume
+               from trading.hourly_pnl h
+               join ref.instruments i on i.instrument_id = h.instrument_id
+               where h.hour = date_trunc('hour', p_at, 'UTC')
+               union all
+               select 'day', i.base_asset, d.volume * i.multiplier
+               from trading.daily_pnl d
+               join ref.instruments i on i.instrument_id = d.instrument_id
+               where d.day = (p_at at time zone 'UTC')::date) r
+           on r.period = v.period and r.base_asset = b.base_asset
+    group by v.period, b.base_asset
     union all
     -- notional per quote asset (see the positions' series), 0 for every quote asset traded
     select 'trades.notional', jsonb_build_object('period', v.period, 'quote_asset', q.quote_asset),
@@ -150,7 +170,7 @@ as $$
     where e.occurred_at > p_at - interval '1 hour' and e.occurred_at <= p_at
 $$;
 comment on function internal.trading_metrics(timestamptz) is
-    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; amounts per quote asset (label quote_asset); orders by status and working orders have a value (0 when none) for every status and strategy, trade notional for every quote asset.';
+    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; amounts per quote asset (label quote_asset), volume per base asset (label base_asset, in its units); orders by status and working orders have a value (0 when none) for every status and strategy, trade notional for every quote asset, volume for every base asset a position was opened in.';
 
 create or replace function internal.collected_metric_label(p_metric text)
     returns table (label text, label_values text[])
@@ -160,13 +180,15 @@ as $$
     -- The labels the series of a collected metric carry, one row each, with their values (null:
     -- a strategy name); no row for a metric collected without labels or a custom one. Amounts
     -- (unit quote in monitor.metric_catalog) carry quote_asset, whose values are the quote assets
-    -- of ref.instruments. Keep it in step with internal.trading_metrics and
+    -- of ref.instruments; trades.volume carries base_asset, whose values are its base assets. Keep it in step with internal.trading_metrics and
     -- internal.system_metrics (a test compares them).
     -- why: monitor.add_alert_rule refuses labels that no collected series has, since such a
     -- rule (a typo in a strategy name, say) would never fire
     select v.label,
            case when v.label = 'quote_asset'
                 then array(select distinct i.quote_asset from ref.instruments i order by 1)
+                when v.label = 'base_asset'
+                then array(select distinct i.base_asset from ref.instruments i order by 1)
                 else v.label_values end
     from (values ('orders.by_status', 'status', enum_range(null::trading.order_status)::text[]),
                  ('orders.working', 'strategy', null),
@@ -183,6 +205,7 @@ as $$
                  ('pnl.unrealized', 'quote_asset', null),
                  ('trades.count', 'period', array['hour', 'day']),
                  ('trades.volume', 'period', array['hour', 'day']),
+                 ('trades.volume', 'base_asset', null),
                  ('trades.notional', 'period', array['hour', 'day']),
                  ('trades.notional', 'quote_asset', null),
                  ('db.connections', 'state', array['active', 'idle', 'idle in transaction',
@@ -193,7 +216,7 @@ as $$
     where v.metric = p_metric
 $$;
 comment on function internal.collected_metric_label(text) is
-    'The label keys of a collected metric''s series, a row each, with their values (null: strategy names; quote_asset: the instruments'' quote assets); no row for an unlabelled or custom metric.';
+    'The label keys of a collected metric''s series, a row each, with their values (null: strategy names; quote_asset and base_asset: the instruments'' quote and base assets); no row for an unlabelled or custom metric.';
 
 create or replace function internal.system_metrics()
     returns table (name text, labels jsonb, value numeric)

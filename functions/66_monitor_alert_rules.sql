@@ -23,8 +23,8 @@ create or replace function internal.check_collected_labels(p_metric text, p_labe
 as $$
 -- A rule on a collected metric may give only labels its series carry, with values they have:
 -- 22S12 otherwise, 23S03 for a strategy the session does not see. A rule on an amount (unit quote
--- in monitor.metric_catalog) must name its quote_asset, and one on the trades of a period
--- (trades.count, .volume, .notional) its period (22S12).
+-- in monitor.metric_catalog) must name its quote_asset, one on trades.volume its base_asset, and
+-- one on the trades of a period (trades.count, .volume, .notional) its period (22S12).
 -- why: any other label, or a value no series has (a misspelt strategy), would match nothing and
 -- the rule would never fire; without quote_asset a rule would add up the series of every
 -- quote asset, BTC and USDT at par; and without period it would add up the hour's series and
@@ -61,6 +61,10 @@ begin
         perform internal.rule_problem(format('the labels of %s', p_metric), p_labels::text,
                                       'an object naming its quote_asset (amounts in different quote assets do not add up)');
     end if;
+    if 'base_asset' = any (v_labels) and not p_labels ? 'base_asset' then
+        perform internal.rule_problem(format('the labels of %s', p_metric), p_labels::text,
+                                      'an object naming its base_asset (quantities of different assets do not add up)');
+    end if;
     if 'period' = any (v_labels) and not p_labels ? 'period' then
         perform internal.rule_problem(format('the labels of %s', p_metric), p_labels::text,
                                       'an object naming its period, hour or day (the day''s trades include the hour''s)');
@@ -68,7 +72,7 @@ begin
 end;
 $$;
 comment on function internal.check_collected_labels(text, jsonb) is
-    'Raises 22S12 for a label a collected metric''s series never carry (key or value), a rule on an amount without quote_asset or on trades without period, 23S03 for an unknown strategy label.';
+    'Raises 22S12 for a label a collected metric''s series never carry (key or value), a rule on an amount without quote_asset, on trades.volume without base_asset or on trades without period, 23S03 for an unknown strategy label.';
 
 create or replace function monitor.add_alert_rule(
     name              text,

@@ -94,7 +94,7 @@ comment on table monitor.metric_catalog is
     'Every metric name: those monitor.collect_metrics records and the custom ones monitor.record_metric registered. Alert rules may only name these.';
 comment on column monitor.metric_catalog.name is 'Dotted snake_case name, e.g. db.cache_hit_ratio.';
 comment on column monitor.metric_catalog.category is 'trading, risk or system (collected), or custom (recorded by an application); the alert rule kind that may use it.';
-comment on column monitor.metric_catalog.unit is 'Unit of the values: count, bytes, seconds, ratio, quote (quote-asset units).';
+comment on column monitor.metric_catalog.unit is 'Unit of the values: count, bytes, seconds, ratio, quote (quote-asset units), base (base-asset units).';
 comment on column monitor.metric_catalog.description is 'What a value means, with its labels.';
 
 insert into monitor.metric_catalog (name, category, unit, description) values
@@ -102,7 +102,7 @@ insert into monitor.metric_catalog (name, category, unit, description) values
     ('orders.working',       'trading', 'count',   'Orders working now (new, open, partially filled), label strategy.'),
     ('positions.open',       'trading', 'count',   'Positions with a non-zero quantity, label strategy.'),
     ('trades.count',         'trading', 'count',   'Fills in the current UTC hour or day, labels period (hour, day).'),
-    ('trades.volume',        'trading', 'base',    'Filled quantity in the current UTC hour or day, labels period.'),
+    ('trades.volume',        'trading', 'base',    'Filled quantity in units of the base asset (contracts x multiplier) in the current UTC hour or day, labels period and base_asset.'),
     ('trades.notional',      'trading', 'quote',   'Filled quantity x price x multiplier in the current UTC hour or day, labels period and quote_asset.'),
     ('exposure.gross',       'risk',    'quote',   'Sum of |quantity| x mark x multiplier of positions, labels strategy and quote_asset.'),
     ('exposure.net',         'risk',    'quote',   'Sum of signed quantity x mark x multiplier of positions, labels strategy and quote_asset.'),
@@ -167,7 +167,7 @@ comment on column monitor.alert_rules.rule_id is 'Surrogate key.';
 comment on column monitor.alert_rules.name is 'Unique name, e.g. btc-binance-above-70k.';
 comment on column monitor.alert_rules.kind is 'price, volume (an instrument''s market data), risk, system or trading (a metric of that category, or a custom one).';
 comment on column monitor.alert_rules.metric is 'The metric watched (risk, system and trading rules).';
-comment on column monitor.alert_rules.labels is 'Metric rules only: only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb", "quote_asset": "USDT"}; on a collected metric only the labels its series carry, and quote_asset on an amount.';
+comment on column monitor.alert_rules.labels is 'Metric rules only: only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb", "quote_asset": "USDT"}; on a collected metric only the labels its series carry, quote_asset on an amount and base_asset on trades.volume.';
 comment on column monitor.alert_rules.instrument_id is 'The instrument watched (price and volume rules).';
 comment on column monitor.alert_rules.aggregate is
     'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the current mark price. Over several matching series, last and change_pct take the total of each series'' latest (and first) values.';

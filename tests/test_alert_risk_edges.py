@@ -24,7 +24,7 @@ def invoke(url: str, *args: str) -> Result:
     ("metric_name", "labels", "shown"),
     [
         ("trades.count", {}, "{}"),
-        ("trades.volume", {}, "{}"),
+        ("trades.volume", {"base_asset": "BTC"}, '{"base_asset": "BTC"}'),
         ("trades.notional", {"quote_asset": "USDT"}, '{"quote_asset": "USDT"}'),
     ],
 )

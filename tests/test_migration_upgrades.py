@@ -359,3 +359,24 @@ def test_migration_0035_names_the_trade_keys_without_a_trade_and_changes_nothing
             " where table_schema = 'trading' and table_name = 'trade_keys' order by ordinal_position"
         ).fetchall()
     assert columns == [("exchange_trade_id",), ("trade_id",), ("executed_at",), ("instrument_id",)]
+
+
+def test_migration_0037_gives_a_rule_on_trades_volume_its_one_base_asset_and_deletes_the_summed_series(
+    database_at_0013,
+):
+    url, settings = database_at_0013
+    upgrade(url, settings, *_migrations_between("0014", "0036"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        _hold(conn, ("alpha", "BTCUSDT"))
+        conn.execute("select monitor.collect_metrics()")  # trades.volume, labelled period only
+        conn.execute(
+            "select monitor.add_alert_rule(name => 'busy', kind => 'trading', operator => '>', threshold => 1,"
+            " metric => 'trades.volume', labels => %s)",
+            [Jsonb({"period": "hour"})],
+        )
+    upgrade(url, settings, "0037_metric_volume_base_asset.sql.j2")
+    with psycopg.connect(url) as conn:
+        rules = conn.execute("select name, labels from monitor.alert_rules").fetchall()
+        volume = conn.execute("select count(*) from monitor.metrics where name = 'trades.volume'").fetchone()
+    assert rules == [("busy", {"period": "hour", "base_asset": "BTC"})]
+    assert volume == (0,)
