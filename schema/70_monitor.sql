@@ -210,8 +210,8 @@ comment on column monitor.alerts.opened_at is 'When the rule fired (the evaluati
 comment on column monitor.alerts.notified is 'Whether the firing was notified (false inside the cooldown, until it is over, or without channels); a resolution is notified when the firing was.';
 comment on column monitor.alerts.acknowledged_at is 'When a person acknowledged the alert.';
 comment on column monitor.alerts.acknowledged_by is 'Who acknowledged the alert.';
-comment on column monitor.alerts.resolved_at is 'When the condition was found cleared.';
-comment on column monitor.alerts.resolved_value is 'The rule''s aggregate when the alert resolved.';
+comment on column monitor.alerts.resolved_at is 'When the condition was found cleared, or the rule was disabled.';
+comment on column monitor.alerts.resolved_value is 'The rule''s aggregate when the alert resolved (null: resolved by disabling the rule).';
 -- why: a rule has at most one open alert; evaluation finds it through this index
 create unique index alerts_one_open_per_rule_idx on monitor.alerts (rule_id) where status <> 'resolved';
 create index alerts_opened_idx on monitor.alerts (opened_at);
@@ -236,7 +236,7 @@ comment on column monitor.alert_events.rule_id is 'The alert''s rule.';
 comment on column monitor.alert_events.transition is 'fired, acknowledged or resolved.';
 comment on column monitor.alert_events.value is 'The rule''s aggregate at the transition (null for an acknowledgement).';
 comment on column monitor.alert_events.notified is 'Whether notifications were queued for this transition.';
-comment on column monitor.alert_events.actor is 'Who acknowledged (acknowledgements only).';
+comment on column monitor.alert_events.actor is 'Who acknowledged, or who disabled the rule (a resolution by disabling); null otherwise.';
 comment on column monitor.alert_events.occurred_at is 'When the transition happened.';
 create index alert_events_alert_idx on monitor.alert_events (alert_id);
 

@@ -1,4 +1,4 @@
-"""Migrations 0014, 0015, 0022, 0032, 0033 and 0035 on a database that has history.
+"""Migrations 0014, 0015, 0022, 0032, 0033, 0035 and 0037 on a database that has history.
 
 0014: every order key gets its order's strategy and instrument (from the order, or from its trades
 when cleanup removed the order), a key nothing refers to any more goes, and from then on a trade is
@@ -6,6 +6,7 @@ held to its order's strategy and instrument. 0015: every trade gets the multipli
 at, without an audit row, and trades stay append-only. 0022: every trade gets the quantity it
 closed, worked back from its position's quantity. 0032: a rule on an amount gets the one quote
 asset its series can have. 0033: every trade key gets its trade's instrument. 0035: and its side.
+0037: a rule on trades.volume gets the one base asset its series can have.
 
 Each database is migrated as a deployment was: to a migration with the functions/ of the commit
 that added it (from git), not with today's, whose views may read columns a later migration adds.
