@@ -230,7 +230,9 @@ as $$
 -- (internal.resolve_alert_of_disabled_rule); re-enabled, the rule starts afresh: the next
 -- evaluation may open a new alert. Setting the state a rule already has changes and writes
 -- nothing. Disabling waits for a running monitor.evaluate_alert_rules, and a run that starts
--- before the disabling transaction ends returns no rows (the next run evaluates).
+-- before the disabling transaction ends returns no rows (the next run evaluates). An alert the
+-- disabling could not see (its REPEATABLE READ or SERIALIZABLE snapshot predates the run that
+-- opened it) is resolved by the next evaluation, with this actor and time (the audit log's).
 #variable_conflict use_column
 declare
     v_rule monitor.alert_rules;
@@ -241,9 +243,10 @@ begin
         raise exception 'enabled must be true or false, got null' using errcode = '22S09';
     end if;
     -- why the evaluation's lock, taken first: a run that had read the rule as enabled could open
-    -- an alert after this resolved none (or resolve the alert this resolves, a second time), and a
-    -- disabled rule's open alert stays open for good, nothing evaluates it any more. Taken before
-    -- the rule's row, which the run updates (last_notified_at): the other order could deadlock.
+    -- an alert after this resolved none (or resolve the alert this resolves, a second time), and
+    -- nothing evaluates a disabled rule any more (monitor.evaluate_alert_rules only resolves, at
+    -- its next run, an open alert of a disabled rule). Taken before the rule's row, which the run
+    -- updates (last_notified_at): the other order could deadlock.
     if not set_alert_rule_enabled.enabled then
         perform pg_advisory_xact_lock(hashtext('spreadedge.evaluate_alert_rules'));
     end if;
@@ -270,7 +273,7 @@ begin
 end;
 $$;
 comment on function monitor.set_alert_rule_enabled(text, boolean) is
-    'Enable or disable an alert rule by name; disabling resolves its open alert at once (a resolved transition with a null value and the actor, notified when the firing was), and re-enabled the rule starts afresh; the state a rule already has changes nothing. Raises 23S13 unknown_alert_rule, 22S09 for a null enabled.';
+    'Enable or disable an alert rule by name; disabling resolves its open alert at once (a resolved transition with a null value and the actor, notified when the firing was; one a REPEATABLE READ or SERIALIZABLE disabling did not see, at the next evaluation), and re-enabled the rule starts afresh; the state a rule already has changes nothing. Raises 23S13 unknown_alert_rule, 22S09 for a null enabled.';
 
 create or replace function internal.compare(p_value numeric, p_operator text, p_threshold numeric)
     returns boolean

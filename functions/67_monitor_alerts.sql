@@ -67,11 +67,20 @@ as $$
 -- firing, its previous alert's resolution) is later than evaluated_at is left alone: no transition, nothing notified; the other rules are evaluated as
 -- usual. So a backfill, a skewed clock or a run at a past time after pg_cron ran at now never
 -- resolves an alert before it opened, opens one before the previous one resolved, or counts a
--- cooldown backwards. Returns the transitions made.
+-- cooldown backwards. An open alert of a disabled rule (one the disabling transaction did not see)
+-- is resolved first, whatever evaluated_at, as monitor.set_alert_rule_enabled would have: at the
+-- time of the disabling and with its actor as the audit log recorded them (actor, else database
+-- role), or now and no actor when the log no longer has the disabling. Returns the transitions
+-- made, in the order they were recorded.
 -- Runs are serialized: a run that overlaps another returns no rows at once. It must run in a READ
 -- COMMITTED transaction (22S09 otherwise). pg_cron runs it every minute, as the database owner or
 -- a superuser.
 #variable_conflict use_column
+declare
+    v_rule        monitor.alert_rules;
+    v_actor       text;
+    v_disabled_at timestamptz;
+    v_event_id    bigint;
 begin
     -- why: the runs take turns through the advisory lock below, but a REPEATABLE READ or
     -- SERIALIZABLE snapshot is taken before it, so a run could miss the alert the previous run
@@ -87,6 +96,35 @@ begin
     if not pg_try_advisory_xact_lock(hashtext('spreadedge.evaluate_alert_rules')) then
         return;
     end if;
+    -- why: a disabling transaction under REPEATABLE READ or SERIALIZABLE whose snapshot predates a
+    -- run that committed a new alert does not see that alert (the evaluation's lock orders the two
+    -- but cannot renew the snapshot), and nothing evaluates a disabled rule, so the alert stayed
+    -- open for good. why cheap: without such an alert this is one look at the disabled rules, each
+    -- probed in the index of open alerts (alerts_one_open_per_rule_idx); the audit log is read
+    -- only for a rule that has one. The actor and time come from the audit log because the rule
+    -- keeps neither: the disabling recorded coalesce(spreadedge.actor, session_user), which is the
+    -- log's coalesce(actor, db_role), at its transaction time
+    for v_rule in
+        select r.*
+        from monitor.alert_rules r
+        where not r.is_enabled
+          and exists (select from monitor.alerts a where a.rule_id = r.rule_id and a.status <> 'resolved')
+        order by r.rule_id
+    loop
+        select coalesce(l.actor, l.db_role), l.logged_at into v_actor, v_disabled_at
+        from audit.log l
+        where l.table_name = 'monitor.alert_rules'
+          and l.row_key = audit.row_key(jsonb_build_object('rule_id', v_rule.rule_id), 'rule_id', null)
+          and l.operation = 'UPDATE'
+          and (l.old_row ->> 'is_enabled')::boolean and not (l.new_row ->> 'is_enabled')::boolean
+        order by l.audit_id desc
+        limit 1;
+        v_event_id := internal.resolve_alert_of_disabled_rule(v_rule, v_actor, v_disabled_at);
+        return query
+        select ev.alert_id, v_rule.name, ev.transition, ev.value, ev.notified
+        from monitor.alert_events ev
+        where ev.event_id = v_event_id;
+    end loop;
     return query
     with evaluated as materialized (
         select r, v.value, internal.compare(v.value, r.operator, r.threshold) as firing, a.alert_id as open_alert_id,
@@ -190,17 +228,28 @@ begin
 end;
 $$;
 comment on function monitor.evaluate_alert_rules(timestamptz) is
-    'Evaluate every enabled alert rule (default now): open, resolve, record and notify (a firing silenced by the cooldown is notified once the cooldown is over); returns the transitions. A rule whose latest transition is later than evaluated_at is left alone (no transition, nothing notified), so no alert resolves before it opened or opens before the previous one resolved. READ COMMITTED only (22S09). pg_cron runs it every minute.';
+    'Evaluate every enabled alert rule (default now): open, resolve, record and notify (a firing silenced by the cooldown is notified once the cooldown is over); first resolves any open alert of a disabled rule (at the disabling''s time, with its actor, from the audit log); returns the transitions. A rule whose latest transition is later than evaluated_at is left alone (no transition, nothing notified), so no alert resolves before it opened or opens before the previous one resolved. READ COMMITTED only (22S09). pg_cron runs it every minute.';
 
-create or replace function internal.resolve_alert_of_disabled_rule(p_rule monitor.alert_rules, p_actor text)
-    returns void
+-- why the drop: it took no time and returned nothing before; monitor.evaluate_alert_rules now also
+-- resolves, at the time of the disabling, an alert a disabling did not see, and returns the event
+drop function if exists internal.resolve_alert_of_disabled_rule(monitor.alert_rules, text);
+
+create or replace function internal.resolve_alert_of_disabled_rule(
+    p_rule monitor.alert_rules,
+    p_actor text,
+    p_disabled_at timestamptz default now()
+)
+    returns bigint
     volatile
     language plpgsql
 as $$
--- Resolve the open alert (firing or acknowledged) of p_rule, which monitor.set_alert_rule_enabled
--- has just disabled, holding the evaluation's lock: a 'resolved' transition with no value (the
--- rule was not evaluated) and p_actor, notified on the rule's channels when the alert's firing
--- was, as an evaluation notifies a resolution. Nothing when the rule has no open alert.
+-- Resolve the open alert (firing or acknowledged) of p_rule, which is disabled, holding the
+-- evaluation's lock: a 'resolved' transition with no value (the rule was not evaluated) and
+-- p_actor, at p_disabled_at (never before the alert's latest transition), notified on the rule's
+-- channels when the alert's firing was, as an evaluation notifies a resolution. Returns the
+-- transition's event id; null when the rule has no open alert. monitor.set_alert_rule_enabled
+-- calls it as it disables the rule, monitor.evaluate_alert_rules for an alert the disabling did
+-- not see.
 -- why: nothing evaluates a disabled rule, so its open alert stayed listed, counted in
 -- alerts.open (firing a rule on it) and unresolved for good
 declare
@@ -214,11 +263,11 @@ begin
     where a.rule_id = p_rule.rule_id and a.status <> 'resolved'
     for update;
     if v_alert.alert_id is null then
-        return;
+        return null;
     end if;
     -- why greatest: an evaluation at a time ahead of now (up to a day) may have opened,
     -- or notified late, the alert later than now; its story must still read forwards
-    v_at := greatest(now(), v_alert.opened_at, v_alert.acknowledged_at,
+    v_at := greatest(coalesce(p_disabled_at, now()), v_alert.opened_at, v_alert.acknowledged_at,
                      (select max(e.occurred_at) from monitor.alert_events e where e.alert_id = v_alert.alert_id));
     update monitor.alerts a
     set status = 'resolved', resolved_at = v_at, resolved_value = null
@@ -227,7 +276,7 @@ begin
     values (v_alert.alert_id, p_rule.rule_id, 'resolved', null, v_alert.notified, p_actor, v_at)
     returning event_id into v_event_id;
     if not v_alert.notified then
-        return;
+        return v_event_id;
     end if;
     -- why its own subject: "last = no data" would tell on-call the feed stopped
     v_message := internal.alert_message(p_rule, 'resolved', v_alert.alert_id, null, v_at);
@@ -241,10 +290,11 @@ begin
     insert into monitor.notifications (channel, subject, payload, alert_event_id)
     select c.channel, v_message ->> 'subject', v_message, v_event_id
     from unnest(p_rule.channels) c(channel);
+    return v_event_id;
 end;
 $$;
-comment on function internal.resolve_alert_of_disabled_rule(monitor.alert_rules, text) is
-    'Resolves the open alert of a rule just disabled (a resolved transition with a null value and the actor), notified on the rule''s channels when its firing was; nothing without an open alert.';
+comment on function internal.resolve_alert_of_disabled_rule(monitor.alert_rules, text, timestamptz) is
+    'Resolves the open alert of a disabled rule at the disabling time (default now; never before the alert''s latest transition) with a resolved transition, a null value and the actor, notified on the rule''s channels when its firing was; returns the event id, null without an open alert.';
 
 create or replace function monitor.acknowledge_alert(alert_id bigint, acknowledged_by text default null)
     returns void

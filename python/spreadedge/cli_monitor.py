@@ -213,7 +213,7 @@ def _show(
 
 @click.group(name="alerts")
 def alerts_group() -> None:
-    """Alert rules and the alerts they open: list, ack, rules, add-rule, evaluate."""
+    """Alert rules and the alerts they open: list, ack, rules, add-rule, disable, enable, evaluate."""
 
 
 @alerts_group.command(name="list")
@@ -383,6 +383,32 @@ def add_rule(
     click.echo(f"alert rule {name} added (id {rule_id})")
 
 
+def _set_rule_enabled(settings: Settings, name: str, enabled: bool) -> None:
+    # why the CLI actor on the session (_connect): the resolution of the rule's open alert, and
+    # its notification, name who disabled it
+    with _connect(settings) as conn:
+        _call(conn, "monitor.set_alert_rule_enabled", name=name, enabled=enabled)
+
+
+@alerts_group.command(name="disable")
+@click.argument("name")
+@click.pass_obj
+def disable_rule(settings: Settings, name: str) -> None:
+    """Disable the alert rule NAME: it is no longer evaluated, and its open alert (firing or
+    acknowledged) resolves now, notified when its firing was."""
+    _set_rule_enabled(settings, name, False)
+    click.echo(f"alert rule {name} disabled")
+
+
+@alerts_group.command(name="enable")
+@click.argument("name")
+@click.pass_obj
+def enable_rule(settings: Settings, name: str) -> None:
+    """Enable the alert rule NAME again: the next evaluation may open a new alert."""
+    _set_rule_enabled(settings, name, True)
+    click.echo(f"alert rule {name} enabled")
+
+
 @alerts_group.command(name="evaluate")
 @click.pass_obj
 def evaluate(settings: Settings) -> None:
@@ -390,8 +416,13 @@ def evaluate(settings: Settings) -> None:
     with _connect(settings) as conn:
         rows = conn.execute(sqlcall.select_rows("monitor.evaluate_alert_rules", [])).fetchall()
     for alert_id, rule, transition, value, notified in rows:
-        shown = "no data" if value is None else _cell(value)
-        click.echo(f"alert {alert_id} {rule}: {transition} at {shown}{' (notified)' if notified else ''}")
+        # why: a resolution without a value is that of a disabled rule's alert (an evaluation
+        # resolves only on data); "resolved at no data" would read as a feed that stopped
+        if transition == "resolved" and value is None:
+            happened = "resolved (the rule is disabled)"
+        else:
+            happened = f"{transition} at {'no data' if value is None else _cell(value)}"
+        click.echo(f"alert {alert_id} {rule}: {happened}{' (notified)' if notified else ''}")
     click.echo(f"{len(rows)} transitions")
 
 
