@@ -167,9 +167,10 @@ create or replace function trading.record_fill(
     set plan_cache_mode = force_generic_plan
     language plpgsql
 as $$
--- Record a fill of an order and return its trade id. A fill already recorded (same instrument and
--- exchange_trade_id) returns the existing trade id and writes nothing; the same id with a different
--- order, quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills
+-- Record a fill of an order and return its trade id. A fill already recorded (same instrument, side
+-- and exchange_trade_id) returns the existing trade id and writes nothing, also when orders cleanup
+-- has removed its order since (internal.removed_order_fill); the same id with a different order,
+-- quantity, price or fee raises conflicting_duplicate (executed_at is not compared). Fills
 -- after a cancel or expiry are recorded (is_late); one that completes the order makes it filled
 -- and clears the cancel's or expiry's status_reason.
 -- fee_currency defaults to the quote asset; fee_quote values a third-currency fee, or a base-asset

@@ -298,8 +298,9 @@ create or replace function internal.alert_rule_values(p_at timestamptz)
     language sql
 as $$
     -- Every enabled rule's aggregate over (p_at - window, p_at]: metric values whose labels contain
-    -- the rule's, or the instrument's ticks; a price rule's last is the mid of the instrument's
-    -- newest quote in the window, else the price of its newest tick in it. Null when there
+    -- the rule's, or the instrument's ticks; a price rule's last is the instrument's newest price
+    -- in the window: its newest quote's mid or its newest tick's price, whichever is newer (the
+    -- quote at a tie). Null when there
     -- are no values (count and sum are 0 then). The window's days are counted in the
     -- session TimeZone: its one caller, monitor.evaluate_alert_rules, runs in UTC, so that a window
     -- is a span of UTC time (a '1 day' window across DST was 23 or 25 hours in a Berlin session).
@@ -340,21 +341,26 @@ as $$
     -- however old, and falls back to a fill; a quote three days old fired a rule with a 5-minute
     -- window, and a feed that stopped kept its alert open (or never let it fire) for good, where a
     -- rule without data in its window changes nothing. A run at a past time read today's price.
-    -- Ticks of one time in exchange trade id order, the shorter id first (as market.latest_prices)
+    -- why the newer of the two: a quote feed that stopped 50 minutes into an hour's window beat a
+    -- tick of a second ago. Ticks of one time in exchange trade id order, the shorter id first (as
+    -- market.latest_prices)
     left join lateral (
-        select coalesce(
-                   (select (q.bid + q.ask) / 2
-                    from market.quotes q
-                    where q.instrument_id = r.instrument_id
-                      and q.quoted_at > p_at - r.evaluation_window and q.quoted_at <= p_at
-                    order by q.quoted_at desc
-                    limit 1),
-                   (select k.price
-                    from market.ticks k
-                    where k.instrument_id = r.instrument_id
-                      and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at
-                    order by k.traded_at desc, octet_length(k.exchange_trade_id) desc, k.exchange_trade_id desc
-                    limit 1)) as value
+        select case when k.traded_at > q.quoted_at or q.quoted_at is null then k.price else q.mid end as value
+        from (select 1) one
+        left join lateral (
+            select (q.bid + q.ask) / 2 as mid, q.quoted_at
+            from market.quotes q
+            where q.instrument_id = r.instrument_id
+              and q.quoted_at > p_at - r.evaluation_window and q.quoted_at <= p_at
+            order by q.quoted_at desc
+            limit 1) q on true
+        left join lateral (
+            select k.price, k.traded_at
+            from market.ticks k
+            where k.instrument_id = r.instrument_id
+              and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at
+            order by k.traded_at desc, octet_length(k.exchange_trade_id) desc, k.exchange_trade_id desc
+            limit 1) k on true
         where r.kind = 'price' and r.aggregate = 'last'
     ) lp on true
     left join lateral (
@@ -393,4 +399,4 @@ as $$
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid in the window, else the newest tick price; change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

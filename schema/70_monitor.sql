@@ -170,7 +170,7 @@ comment on column monitor.alert_rules.metric is 'The metric watched (risk, syste
 comment on column monitor.alert_rules.labels is 'Metric rules only: only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb", "quote_asset": "USDT"}; on a collected metric only the labels its series carry, quote_asset on an amount and base_asset on trades.volume.';
 comment on column monitor.alert_rules.instrument_id is 'The instrument watched (price and volume rules).';
 comment on column monitor.alert_rules.aggregate is
-    'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the current mark price. Over several matching series, last and change_pct take the total of each series'' latest (and first) values.';
+    'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the newest price in the window (quote mid or tick, the newer). Over several matching series, last and change_pct take the total of each series'' latest (and first) values.';
 comment on column monitor.alert_rules.operator is 'Comparison of the aggregate with the threshold: >, >=, <, <=, =, <>.';
 comment on column monitor.alert_rules.threshold is 'The value the aggregate is compared with.';
 comment on column monitor.alert_rules.evaluation_window is 'How far back from the evaluation time the values are taken.';

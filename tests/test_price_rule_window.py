@@ -59,3 +59,22 @@ def test_a_price_rule_is_not_fired_by_a_fill_price(seeded: psycopg.Connection) -
     _btc_above_70k(seeded)
     trade(seeded, "buy", "0.01", "71000")  # the strategy's own fill is no market data
     assert evaluate(seeded, NOW) == []
+
+
+def test_a_price_rule_reads_a_tick_newer_than_the_newest_quote_of_its_window(
+    seeded: psycopg.Connection,
+) -> None:
+    add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT",
+             evaluation_window=timedelta(hours=1))  # fmt: skip
+    quote(seeded, NOW - timedelta(minutes=50), "68999", "69001")  # the quote feed stopped then
+    tick(seeded, NOW - timedelta(seconds=1), "70500", trade_id="1")
+    assert evaluate(seeded, NOW) == [("btc-above-70k", "fired", Decimal("70500"), False)]
+
+
+def test_a_price_rule_reads_a_quote_newer_than_the_newest_tick_of_its_window(
+    seeded: psycopg.Connection,
+) -> None:
+    _btc_above_70k(seeded)
+    tick(seeded, NOW - timedelta(minutes=2), "70500", trade_id="1")
+    quote(seeded, NOW - timedelta(minutes=1), "68999", "69001")
+    assert evaluate(seeded, NOW) == []
