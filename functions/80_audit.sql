@@ -153,6 +153,16 @@ declare
     v_table  text;
     v_logged jsonb;  -- one key of this table as the log holds it, to check the key given against
     v_key    text;   -- the key given, its numbers without trailing fractional zeros (42.0 is 42)
+    -- the segments of the story: under row_key, audit ids in [from, to) (null: unbounded)
+    v_seg_keys text[];
+    v_seg_from bigint[];
+    v_seg_to   bigint[];
+    v_moves    bigint[];
+    v_pending  bigint[];  -- key-changing UPDATEs whose earlier key is still to be read
+    v_move     bigint;
+    v_old      jsonb;
+    v_from     bigint;
+    v_entered_by_move boolean;
 begin
     -- why: the log holds every user's rows (orders, trades, API key metadata); a session scoped
     -- to a trader must not read another trader's story through it
@@ -187,32 +197,59 @@ begin
     v_key := (select jsonb_object_agg(e.key, case when jsonb_typeof(e.value) = 'number'
                                                   then to_jsonb(trim_scale(e.value::numeric)) else e.value end)
               from jsonb_each(history.key) e)::text;
-    -- why recursive: an UPDATE of a key column is logged under the new key only, its old_row
-    -- holding the old key; the rows before it (the INSERT, earlier changes) stay under the old key,
-    -- so the story of the row under its new key began with that UPDATE, as if it had no INSERT.
-    -- Each such UPDATE adds the rows of the key it moved from, up to that UPDATE (a key used again
-    -- afterwards is another row's story), and so on back. UNION keeps each (key, bound) once: a
-    -- key moved back and forth is read once per move, not once per path.
+    -- why the story under earlier keys: an UPDATE of a key column is logged under the new key only,
+    -- its old_row holding the old key; the rows before it (the INSERT, earlier changes) stay under
+    -- the old key, so the story under the new key began with that UPDATE, as if it had no INSERT.
+    -- Each such UPDATE adds a segment: the rows under the key it moved from, from the latest event
+    -- that brought the row to that key (an INSERT, a BASELINE or another key-changing UPDATE, which
+    -- adds its own segment in turn) up to the move; a row that had the old key before (renamed away,
+    -- or deleted, since) or takes it afterwards is another row's story. The given key's own rows
+    -- are all told, as before.
+    -- why segments found by statements, not one recursive query: a key-changing UPDATE is told
+    -- from old_row against the key's constant value (one containment per row, no parsing), and a
+    -- busy row (a position's every fill) is read once; the recursive form scanned whole partitions
+    v_seg_keys := array[history.key::text, v_key];
+    v_seg_from := array[null::bigint, null];
+    v_seg_to := array[null::bigint, null];
+    select array_agg(l.audit_id order by l.audit_id) into v_moves
+    from audit.log l
+    where l.table_name = v_table and l.row_key in (history.key::text, v_key)
+      and l.operation = 'UPDATE' and not l.old_row @> history.key;
+    v_pending := coalesce(v_moves, '{}');
+    while cardinality(v_pending) > 0 and cardinality(v_seg_keys) < 1000 loop
+        v_move := v_pending[1];
+        v_pending := v_pending[2:];
+        -- the key the row had before move v_move, written as audit.row_key writes keys
+        select (select jsonb_object_agg(c, l.old_row -> c) from jsonb_object_keys(l.row_key::jsonb) c)
+        into v_old
+        from audit.log l
+        where l.table_name = v_table and l.audit_id = v_move;
+        -- the latest event under it before the move that brought the row there
+        select l.audit_id, l.operation = 'UPDATE' into v_from, v_entered_by_move
+        from audit.log l
+        where l.table_name = v_table and l.row_key = v_old::text and l.audit_id < v_move
+          and (l.operation in ('INSERT', 'BASELINE') or (l.operation = 'UPDATE' and not l.old_row @> v_old))
+        order by l.audit_id desc
+        limit 1;
+        -- a segment read already (a key moved back and forth): not again
+        if not exists (select from unnest(v_seg_keys, v_seg_to) g (row_key, to_id)
+                       where g.row_key = v_old::text and g.to_id = v_move) then
+            v_seg_keys := v_seg_keys || v_old::text;
+            v_seg_from := v_seg_from || v_from;
+            v_seg_to := v_seg_to || v_move;
+            if v_entered_by_move then
+                v_pending := v_pending || v_from;
+            end if;
+        end if;
+    end loop;
     return query
-    with recursive keys (row_key, before_id) as (
-        select k, null::bigint from unnest(array[history.key::text, v_key]) k where k is not null
-        union
-        select m.moved_key, l.audit_id
-        from keys s
-        join audit.log l on l.table_name = v_table and l.row_key = s.row_key
-                        and (s.before_id is null or l.audit_id < s.before_id)
-        cross join lateral (
-            -- the old key of a key-changing UPDATE, written as audit.row_key writes keys
-            select (select jsonb_object_agg(c, l.old_row -> c) from jsonb_object_keys(l.row_key::jsonb) c)::text
-                       as moved_key
-            where l.operation = 'UPDATE' and not l.old_row @> l.row_key::jsonb
-        ) m
-    )
     select distinct on (l.audit_id)
            l.audit_id, l.logged_at, l.operation, l.old_row, l.new_row, l.actor, l.db_role, l.txid
-    from keys s
+    from unnest(v_seg_keys, v_seg_from, v_seg_to) s (row_key, from_id, to_id)
     join audit.log l on l.table_name = v_table and l.row_key = s.row_key
-                    and (s.before_id is null or l.audit_id < s.before_id)
+                    and (s.from_id is null or l.audit_id >= s.from_id)
+                    and (s.to_id is null or l.audit_id < s.to_id)
+    where s.row_key is not null
     order by l.audit_id;
     -- why check an empty story's key: a key that names other columns or spells a number as a string
     -- ({"order_id": "42"}) matches no row_key, and an empty story reads as "never changed"; a key
