@@ -533,7 +533,11 @@ def test_status_of_a_new_database_creates_nothing(project, database):
 def test_dollar_quoted_do_block_applies(project, database, capsys):
     project.write("migrations/0001_flags.sql.j2", DOLLAR_QUOTED)
 
-    assert run_migrate(database, project) == ["applying 0001_flags", "re-applied 0 function files"]
+    assert run_migrate(database, project) == [
+        "applying 0001_flags",
+        "NOTICE: seeded 1 flag(s), 100% sure",
+        "re-applied 0 function files",
+    ]
 
     assert query(database, "select flag_note('seeded')") == [("[a; b]",)]
     # yoyo prints the rows of a select; migrate keeps them off the terminal.
@@ -745,3 +749,16 @@ def test_a_migrated_database_defaults_its_sessions_to_utc(database, project_sett
             " where d.datname = current_database() and s.setrole = 0"
         ).fetchone()
     assert settings is not None and "TimeZone=UTC" in settings[0]
+
+
+def test_a_notice_a_migration_raises_is_shown_and_a_server_remark_is_not(project, database):
+    project.write(
+        "migrations/0001_notes.sql.j2",
+        "drop function if exists public.no_such_function();\n"
+        "do $$ begin raise notice 'rules left as they were: %', 'r1, r2'; end $$;\n",
+    )
+    assert run_migrate(database, project) == [
+        "applying 0001_notes",
+        "NOTICE: rules left as they were: r1, r2",
+        "re-applied 0 function files",
+    ]

@@ -13,6 +13,7 @@ re-applied in one transaction (see ``spreadedge.sqlfiles``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import re
 import tempfile
@@ -190,11 +191,15 @@ def migrate(conninfo: str, settings: Settings, echo: Echo = print) -> None:
         for migration in migrations:
             recorded = migration.sql + checksums.record_statement(conn, migration)
             Path(tmp, f"{migration.id}.sql").write_text(recorded)
-        with _yoyo_backend(conninfo) as backend:
-            pending = _pending(backend, read_migrations(tmp), applied)
-            for migration in pending:
-                echo(f"applying {migration.id}")
-                _apply_one(backend, migration)
+        notices = _NOTICES.set(echo)
+        try:
+            with _yoyo_backend(conninfo) as backend:
+                pending = _pending(backend, read_migrations(tmp), applied)
+                for migration in pending:
+                    echo(f"applying {migration.id}")
+                    _apply_one(backend, migration)
+        finally:
+            _NOTICES.reset(notices)
         if not pending:
             echo("up to date")
         count = apply_functions(conn, settings.functions_dir)
@@ -262,12 +267,31 @@ def _database_errors() -> Iterator[None]:
 _IN_UTC = "set timezone = 'UTC'"
 
 
+# Where a migration's own NOTICEs go while migrate applies it (None: nowhere).
+# why: migrations 0032 and 0037 list by NOTICE the alert rules they could not fix, for the operator
+# to fix by hand; yoyo's connections had no notice handler, so the list was never shown
+_NOTICES: contextvars.ContextVar[Echo | None] = contextvars.ContextVar(
+    "spreadedge_migrate_notices", default=None
+)
+# the C function of PL/pgSQL's RAISE: a migration's own message, not a server remark such as
+# "function ... does not exist, skipping" of a DROP ... IF EXISTS
+_RAISED = "exec_stmt_raise"
+
+
+def _echo_raised_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+    echo = _NOTICES.get()
+    if echo is not None and diagnostic.source_function == _RAISED:
+        echo(f"NOTICE: {diagnostic.message_primary}")
+
+
 class _UtcBackend(PostgresqlPsycopgBackend):
-    """yoyo's psycopg backend, every connection in UTC (it opens one per migration: backend.copy)."""
+    """yoyo's psycopg backend, every connection in UTC (it opens one per migration: backend.copy),
+    the migrations' own NOTICEs echoed (see _NOTICES)."""
 
     def init_connection(self, connection: Any) -> None:
         super().init_connection(connection)
         connection.cursor().execute(_IN_UTC)
+        connection.add_notice_handler(_echo_raised_notice)
 
 
 @contextlib.contextmanager
