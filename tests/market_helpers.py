@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 
@@ -74,3 +76,17 @@ def ticks_in_one_statement(
             [Decimal(price) for _, price in trades],
         ],
     )
+
+
+def tick_line(trade_id: Any, **fields: Any) -> str:
+    """A JSON Lines tick of binance BTCUSDT at noon yesterday (UTC), 1 at 100, with fields overridden."""
+    record = {
+        "exchange": "binance",
+        "symbol": "BTCUSDT",
+        "traded_at": f"{RECENT_NOON:%Y-%m-%d}T12:00:00Z",
+        "exchange_trade_id": trade_id,
+        "price": "100",
+        "quantity": "1",
+        **fields,
+    }
+    return json.dumps(record) + "\n"

@@ -7,29 +7,15 @@ import hashlib
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from market_helpers import RECENT_NOON
+from market_helpers import RECENT_NOON, tick_line
 from spreadedge import ingest
 
 DAY = f"{RECENT_NOON:%Y-%m-%d}"
 TICKS_HEADER = "exchange,symbol,traded_at,exchange_trade_id,price,quantity,side\n"
-
-
-def tick_line(trade_id: Any, **fields: Any) -> str:
-    record = {
-        "exchange": "binance",
-        "symbol": "BTCUSDT",
-        "traded_at": f"{DAY}T12:00:00Z",
-        "exchange_trade_id": trade_id,
-        "price": "100",
-        "quantity": "1",
-        **fields,
-    }
-    return json.dumps(record) + "\n"
 
 
 def load(url: str, kind: str, *paths: Path) -> ingest.Summary:
