@@ -335,6 +335,8 @@ CLI_BASE: dict[tuple[str, ...], list[str]] = {
     ("users", "unlock"): ["USERNAME"],
     ("keys", "list"): [],
     ("alerts", "ack"): ["1"],
+    ("alerts", "disable"): ["NAME"],
+    ("alerts", "enable"): ["NAME"],
     ("alerts", "add-rule"): [
         "NAME",
         "--kind",
