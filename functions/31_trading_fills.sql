@@ -93,6 +93,34 @@ $$;
 comment on function internal.same_fill(trading.trades, bigint, numeric, numeric, numeric, text) is
     'Whether a redelivered fill (order, quantity, price, fee and currency) is the stored trade; a zero fee matches in any currency.';
 
+create or replace function internal.refuse_conflicting_fill(
+    p_trade             trading.trades,
+    p_exchange_trade_id text,
+    p_order_id          bigint,
+    p_quantity          numeric,
+    p_price             numeric,
+    p_fee               numeric,
+    p_fee_currency      text
+)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- Raise conflicting_duplicate (23S06) for a fill delivered again with other values than its stored
+-- trade p_trade (internal.same_fill said no), both versions in the detail: the stored one stands.
+begin
+    raise exception 'exchange trade id "%" is already recorded as trade % with different values',
+        p_exchange_trade_id, p_trade.trade_id
+        using errcode = '23S06',
+              detail = format('stored: order %s, %s @ %s, fee %s %s; retried: order %s, %s @ %s, fee %s %s',
+                              p_trade.order_id, p_trade.quantity, p_trade.price, p_trade.fee, p_trade.fee_currency,
+                              p_order_id, p_quantity, p_price, p_fee, p_fee_currency),
+              hint = 'Trades are immutable: the fill stands as first recorded. Compare the two sources.';
+end;
+$$;
+comment on function internal.refuse_conflicting_fill(trading.trades, text, bigint, numeric, numeric, numeric, text) is
+    'Raises 23S06 conflicting_duplicate for a redelivered fill whose values differ from its stored trade, both versions in the detail.';
+
 create or replace function internal.removed_order_fill(
     p_order_id          bigint,
     p_exchange_trade_id text,
@@ -134,13 +162,9 @@ begin
     if internal.same_fill(v_trade, p_order_id, p_quantity, p_price, p_fee, coalesce(upper(p_fee_currency), v_quote)) then
         return v_trade.trade_id;
     end if;
-    raise exception 'exchange trade id "%" is already recorded as trade % with different values',
-        p_exchange_trade_id, v_trade.trade_id
-        using errcode = '23S06',
-              detail = format('stored: order %s, %s @ %s, fee %s %s; retried: order %s, %s @ %s, fee %s %s',
-                              v_trade.order_id, v_trade.quantity, v_trade.price, v_trade.fee, v_trade.fee_currency,
-                              p_order_id, p_quantity, p_price, p_fee, coalesce(upper(p_fee_currency), v_quote)),
-              hint = 'Trades are immutable: the fill stands as first recorded. Compare the two sources.';
+    perform internal.refuse_conflicting_fill(v_trade, p_exchange_trade_id, p_order_id, p_quantity, p_price, p_fee,
+                                             coalesce(upper(p_fee_currency), v_quote));
+    return null;  -- not reached: the call above raises
 end;
 $$;
 comment on function internal.removed_order_fill(bigint, text, numeric, numeric, numeric, text) is
@@ -292,14 +316,9 @@ begin
                 using errcode = '23S06',
                       hint = 'An exchange trade id names one fill of its instrument per side; check the id the fill came with.';
         end if;
-        raise exception 'exchange trade id "%" is already recorded as trade % with different values',
-            record_fill.exchange_trade_id, v_existing.trade_id
-            using errcode = '23S06',
-                  detail = format('stored: order %s, %s @ %s, fee %s %s; retried: order %s, %s @ %s, fee %s %s',
-                                  v_existing.order_id, v_existing.quantity, v_existing.price, v_existing.fee,
-                                  v_existing.fee_currency, v_order.order_id, record_fill.quantity, record_fill.price,
-                                  record_fill.fee, coalesce(v_fee_ccy, v_instrument.quote_asset)),
-                  hint = 'Trades are immutable: the fill stands as first recorded. Compare the two sources.';
+        perform internal.refuse_conflicting_fill(v_existing, record_fill.exchange_trade_id, v_order.order_id,
+                                                 record_fill.quantity, record_fill.price, record_fill.fee,
+                                                 coalesce(v_fee_ccy, v_instrument.quote_asset));
     end if;
 
     if v_order.status = 'rejected' then
