@@ -16,9 +16,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 # and the contracts of a 0.01 BTC perpetual (0.1 + 2 + 10 = 12.1)
 def test_collected_volume_is_a_series_per_base_asset_in_its_units(seeded: psycopg.Connection) -> None:
     list_binance_eth_btc(seeded)
-    trade(seeded, "buy", "0.1", "60000")
-    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC")
-    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP")  # 10 contracts of 0.01 BTC
+    trade(seeded, "buy", "0.1", "60000", executed_at=NOW)
+    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC", executed_at=NOW)
+    # 10 contracts of 0.01 BTC
+    trade(seeded, "buy", "10", "60000", exchange="okx", symbol="BTC-USDT-SWAP", executed_at=NOW)
 
     call(seeded, "monitor.collect_metrics", collected_at=NOW)
 

@@ -188,8 +188,17 @@ def test_collect_metrics_records_no_realized_pnl_today_as_zero(seeded):
 # position to the USDT of a BTC/USDT one at par)
 def test_collected_exposure_and_pnl_are_a_series_per_strategy_and_quote_asset(seeded):
     list_binance_eth_btc(seeded)
-    trade(seeded, "buy", "0.1", "60000", fee=Decimal("6"), fee_currency="USDT")
-    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC", fee=Decimal("0.0001"), fee_currency="BTC")
+    trade(seeded, "buy", "0.1", "60000", fee=Decimal("6"), fee_currency="USDT", executed_at=NOW)
+    trade(
+        seeded,
+        "buy",
+        "2",
+        "0.05",
+        symbol="ETHBTC",
+        fee=Decimal("0.0001"),
+        fee_currency="BTC",
+        executed_at=NOW,
+    )
 
     call(seeded, "monitor.collect_metrics", collected_at=NOW)
 
@@ -216,8 +225,8 @@ def test_collected_exposure_and_pnl_are_a_series_per_strategy_and_quote_asset(se
 
 def test_collected_trade_notional_is_a_series_per_period_and_quote_asset(seeded):
     list_binance_eth_btc(seeded)
-    trade(seeded, "buy", "0.1", "60000")
-    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC")
+    trade(seeded, "buy", "0.1", "60000", executed_at=NOW)
+    trade(seeded, "buy", "2", "0.05", symbol="ETHBTC", executed_at=NOW)
 
     call(seeded, "monitor.collect_metrics", collected_at=NOW)
 
