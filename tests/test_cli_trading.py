@@ -21,8 +21,11 @@ def invoke(url, *args):
 
 @pytest.fixture
 def demo_db(db_url, db):
+    before = _yesterday()
     result = invoke(db_url, "demo", "--orders", "120")
     assert result.exit_code == 0, result.output
+    # yesterday by the demo's clock, which it read between these two readings
+    assert _loaded_day(db) in {before, _yesterday()}
     return db
 
 
@@ -66,6 +69,12 @@ def _yesterday() -> datetime:
     return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 
 
+def _loaded_day(conn: psycopg.Connection) -> datetime:
+    """The day the demo loaded, as stored: its first order's time (midnight UTC). A test asks the
+    database, not the clock: the demo was loaded earlier, maybe on the other side of midnight."""
+    return conn.execute("select min(created_at) from trading.orders").fetchone()[0].astimezone(UTC)
+
+
 # the strategy's position on the instrument just before each funding payment, and the mid of the
 # instrument's latest quote then
 _FUNDING_FACTS = """
@@ -100,7 +109,7 @@ def test_demo_funding_is_the_position_notional_times_one_rate_per_perpetual(demo
 
 
 def test_demo_pays_funding_only_within_the_demo_day_every_eight_hours(demo_db):
-    day = _yesterday()
+    day = _loaded_day(demo_db)
     times = {row[0] for row in demo_db.execute("select distinct paid_at from trading.funding_payments")}
     assert times and times <= {day + timedelta(hours=h) for h in (0, 8, 16)}
 
@@ -138,11 +147,6 @@ def _everything(conn):
     return {**counts(conn), "market": market}
 
 
-def _demo_day() -> str:
-    """The day `spreadedge demo` loads: yesterday, UTC."""
-    return f"{datetime.now(UTC).date() - timedelta(days=1):%Y-%m-%d}"
-
-
 def test_running_the_demo_on_another_day_writes_nothing(demo_db, db_url):
     before = _everything(demo_db)
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -161,7 +165,7 @@ def test_running_the_demo_again_says_which_day_is_already_loaded(demo_db, db_url
     result = invoke(db_url, "demo", "--orders", "30")
     assert (result.exit_code, result.output) == (
         0,
-        f"the demo is already loaded (day {_demo_day()}): nothing written\n",
+        f"the demo is already loaded (day {_loaded_day(demo_db):%Y-%m-%d}): nothing written\n",
     )
 
 

@@ -31,14 +31,18 @@ def violations(conn: psycopg.Connection) -> list[tuple[str, dict, str]]:
 def traded(seeded: psycopg.Connection) -> psycopg.Connection:
     """alpha: BTCUSDT bought, partly sold, then sold through zero; a partial fill of a cancelled
     order; an okx perpetual position with funding; a portfolio snapshot."""
-    trade(seeded, "buy", "0.5", "30000", fee="1.5")
-    trade(seeded, "buy", "0.25", "30400")
-    trade(seeded, "sell", "0.3", "31000", fee="0.0001", fee_currency="BTC")
+    # every fill at one time: the BTCUSDT rollups are one hour's and one day's row
+    at = RECENT_NOON
+    trade(seeded, "buy", "0.5", "30000", fee="1.5", executed_at=at)
+    trade(seeded, "buy", "0.25", "30400", executed_at=at)
+    trade(seeded, "sell", "0.3", "31000", fee="0.0001", fee_currency="BTC", executed_at=at)
     partial = place(seeded, "sell", "1", "29000")
-    fill(seeded, partial, "0.7", "29000")
+    fill(seeded, partial, "0.7", "29000", executed_at=at)
     call(seeded, "trading.cancel_order", order_id=partial, reason="test")
-    fill(seeded, partial, "0.1", "29010")  # late fill
-    trade(seeded, "buy", "3", "60000.5", exchange="okx", symbol="BTC-USDT-SWAP", strategy="beta")
+    fill(seeded, partial, "0.1", "29010", executed_at=at)  # late fill
+    trade(
+        seeded, "buy", "3", "60000.5", exchange="okx", symbol="BTC-USDT-SWAP", strategy="beta", executed_at=at
+    )
     call(
         seeded,
         "trading.record_funding",

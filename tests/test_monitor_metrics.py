@@ -45,9 +45,10 @@ def test_record_metric_refuses_a_bad_name_or_value(seeded, name, value, message)
 
 
 def test_collect_metrics_records_orders_positions_trades_pnl_and_the_database(seeded):
-    trade(seeded, "buy", "0.1", "60000")
-    place(seeded, "sell", "0.05", "61000")
-    count = call(seeded, "monitor.collect_metrics")
+    # placed, filled and collected at one time: the hour's and the day's notional hold the fill
+    trade(seeded, "buy", "0.1", "60000", placed_at=NOW, executed_at=NOW)
+    place(seeded, "sell", "0.05", "61000", placed_at=NOW)
+    count = call(seeded, "monitor.collect_metrics", collected_at=NOW)
     names = {row[0] for row in seeded.execute("select distinct name from monitor.metrics")}
     assert count == seeded.execute("select count(*) from monitor.metrics").fetchone()[0]
     assert [row for row in values(seeded, "orders.by_status") if row[1]] == [
@@ -170,13 +171,13 @@ def test_collect_metrics_counts_every_order_status_zero_included(seeded):
 
 
 def test_collect_metrics_records_no_realized_pnl_today_as_zero(seeded):
-    trade(seeded, "buy", "0.1", "60000", fee=Decimal("6"), fee_currency="USDT")
-    trade(seeded, "buy", "1", "3000", exchange="kraken", symbol="ETHUSD", strategy="beta")
+    trade(seeded, "buy", "0.1", "60000", fee=Decimal("6"), fee_currency="USDT", executed_at=NOW)
+    trade(seeded, "buy", "1", "3000", exchange="kraken", symbol="ETHUSD", strategy="beta", executed_at=NOW)
     # yesterday's fill: beta has a position in BTCUSDT and nothing realized today
     seeded.execute("update trading.daily_pnl set day = day - 1 where strategy_id = 2")
 
-    # at the database's now, the fill's: the module's NOW is of another day once a run crosses midnight
-    call(seeded, "monitor.collect_metrics")
+    # at the fills' time: "today" is their UTC day, also when the run crosses midnight
+    call(seeded, "monitor.collect_metrics", collected_at=NOW)
 
     assert values(seeded, "pnl.realized_today") == [
         ({"strategy": "alpha", "quote_asset": "USDT"}, Decimal("-6")),

@@ -271,26 +271,30 @@ def test_an_instrument_limit_on_position_notional_leaves_the_strategys_other_pos
 
 
 def test_an_exchange_limit_on_daily_loss_counts_only_that_exchanges_losses(seeded):
-    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
-    trade(seeded, "sell", "1", "1800", exchange="kraken", symbol="ETHUSD")  # a loss of 200 on kraken
-    limit(seeded, exchange="binance", max_daily_loss=Decimal("100"))
-    limit(seeded, exchange="kraken", max_daily_loss=Decimal("100"))
+    # one transaction: the loss's UTC day (the fills' now()) is the day the risk check reads (its now())
+    with seeded.transaction():
+        trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
+        trade(seeded, "sell", "1", "1800", exchange="kraken", symbol="ETHUSD")  # a loss of 200 on kraken
+        limit(seeded, exchange="binance", max_daily_loss=Decimal("100"))
+        limit(seeded, exchange="kraken", max_daily_loss=Decimal("100"))
 
-    on_binance = place(seeded, "buy", "0.01", "60000")
-    on_kraken = place(seeded, "buy", "1", "1800", exchange="kraken", symbol="ETHUSD")
+        on_binance = place(seeded, "buy", "0.01", "60000")
+        on_kraken = place(seeded, "buy", "1", "1800", exchange="kraken", symbol="ETHUSD")
 
     assert (order(seeded, on_binance)["status"], order(seeded, on_kraken)["status"]) == ("new", "rejected")
     assert order(seeded, on_kraken)["status_reason"] == "realized loss today 200 reached max_daily_loss 100"
 
 
 def test_an_instrument_limit_on_daily_loss_counts_only_that_instruments_losses(seeded):
-    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
-    trade(seeded, "sell", "1", "1800", exchange="kraken", symbol="ETHUSD")  # a loss of 200 on ETHUSD
-    limit(seeded, exchange="binance", symbol="BTCUSDT", max_daily_loss=Decimal("100"))
-    limit(seeded, exchange="kraken", symbol="ETHUSD", max_daily_loss=Decimal("100"))
+    # one transaction: the loss's UTC day (the fills' now()) is the day the risk check reads (its now())
+    with seeded.transaction():
+        trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
+        trade(seeded, "sell", "1", "1800", exchange="kraken", symbol="ETHUSD")  # a loss of 200 on ETHUSD
+        limit(seeded, exchange="binance", symbol="BTCUSDT", max_daily_loss=Decimal("100"))
+        limit(seeded, exchange="kraken", symbol="ETHUSD", max_daily_loss=Decimal("100"))
 
-    btc = place(seeded, "buy", "0.01", "60000")
-    eth = place(seeded, "buy", "1", "1800", exchange="kraken", symbol="ETHUSD")
+        btc = place(seeded, "buy", "0.01", "60000")
+        eth = place(seeded, "buy", "1", "1800", exchange="kraken", symbol="ETHUSD")
 
     assert (order(seeded, btc)["status"], order(seeded, eth)["status"]) == ("new", "rejected")
     assert order(seeded, eth)["status_reason"] == "realized loss today 200 reached max_daily_loss 100"
@@ -327,21 +331,25 @@ def test_within_one_limit_order_notional_is_checked_before_open_orders(seeded):
 
 
 def test_after_the_daily_loss_limit_is_reached_new_orders_are_rejected(seeded):
-    trade(seeded, "buy", "0.1", "60000")
-    trade(seeded, "sell", "0.1", "59000")  # a loss of 100
-    limit(seeded, max_daily_loss=Decimal("100"))
-    order_id = place(seeded, "buy", "0.01", "59000")
+    # one transaction: the loss's UTC day (the fills' now()) is the day the risk check reads (its now())
+    with seeded.transaction():
+        trade(seeded, "buy", "0.1", "60000")
+        trade(seeded, "sell", "0.1", "59000")  # a loss of 100
+        limit(seeded, max_daily_loss=Decimal("100"))
+        order_id = place(seeded, "buy", "0.01", "59000")
     assert order(seeded, order_id)["status_reason"] == "realized loss today 100 reached max_daily_loss 100"
     assert risk_events(seeded)[0][1] == "max_daily_loss"
 
 
 def test_after_the_daily_loss_limit_is_reached_an_order_that_reduces_a_position_is_placed(seeded):
-    trade(seeded, "buy", "0.2", "60000")
-    trade(seeded, "sell", "0.1", "59000")  # a loss of 100, long 0.1 left
-    limit(seeded, max_daily_loss=Decimal("100"))
+    # one transaction: the loss's UTC day (the fills' now()) is the day the risk check reads (its now())
+    with seeded.transaction():
+        trade(seeded, "buy", "0.2", "60000")
+        trade(seeded, "sell", "0.1", "59000")  # a loss of 100, long 0.1 left
+        limit(seeded, max_daily_loss=Decimal("100"))
 
-    closing = place(seeded, "sell", "0.1", "59000")
-    flipping = place(seeded, "sell", "0.2", "59000")
+        closing = place(seeded, "sell", "0.1", "59000")
+        flipping = place(seeded, "sell", "0.2", "59000")
 
     assert (order(seeded, closing)["status"], order(seeded, flipping)["status"]) == ("new", "rejected")
     assert risk_events(seeded)[0][:2] == (flipping, "max_daily_loss")

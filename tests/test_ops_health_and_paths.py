@@ -27,10 +27,12 @@ def _drop_current_partition(conn: psycopg.Connection, table: str) -> str:
 # bug: health looked at the newest partition only, so a missing partition of the current period
 # (every write of it refused by the default partition's trigger) still read healthy
 def test_health_fails_when_the_partition_of_the_current_period_is_missing(db):
-    end = _drop_current_partition(db, "market.quotes")
+    # one transaction, one now(): the dropped partition is still the current one when health looks
+    with db.transaction():
+        end = _drop_current_partition(db, "market.quotes")
 
-    row = db.execute("select ok, detail from internal.health_partitions_ahead()").fetchone()
-    api = db.execute("select ok from ops.health(null) where check_name = 'partitions_ahead'").fetchone()
+        row = db.execute("select ok, detail from internal.health_partitions_ahead()").fetchone()
+        api = db.execute("select ok from ops.health(null) where check_name = 'partitions_ahead'").fetchone()
 
     assert row == (False, f"partitions missing: market.quotes (no partition from now to {end})")
     assert api == (False,)

@@ -31,14 +31,20 @@ def test_partitions_maintain_creates_partitions_ahead_and_drops_by_retention(db,
     # partition's start rounded to the nearest day: before noon UTC the newest ends 5 days after
     # today's start, from noon on 6
     _drop_future_partitions(db, "market.ticks")
+    # the bounds follow the maintenance's own now(), some time between these two readings (a
+    # midnight or a noon between them leaves two possible values, one for each side)
+    before = db.execute("select clock_timestamp()").fetchone()[0]
 
     result = cli("partitions", "maintain", database_url=db_url, env={"SPREADEDGE_RETENTION_TICKS": "3 days"})
 
     assert result.exit_code == 0, result.output
     row = db.execute(
-        "select retention, oldest_start = date_trunc('day', now()) - interval '3 days',"
-        " newest_end = date_trunc('day', now() + interval '12 hours') + interval '5 days'"
-        " from ops.partition_status() where parent_table = 'market.ticks'"
+        "select retention,"
+        " oldest_start in (select date_trunc('day', t) - interval '3 days' from unnest(%(times)s) t),"
+        " newest_end in (select date_trunc('day', t + interval '12 hours') + interval '5 days'"
+        "                from unnest(%(times)s) t)"
+        " from ops.partition_status() where parent_table = 'market.ticks'",
+        {"times": [before, db.execute("select clock_timestamp()").fetchone()[0]]},
     ).fetchone()
     assert row == ("3 days", True, True)
 
@@ -294,9 +300,10 @@ def test_partitions_repair_makes_the_missing_partitions_before_a_row_ahead_of_th
     # maintenance behind: no partition from tomorrow on; a row for the day after tomorrow
     _drop_future_partitions(db, "market.ticks")
     _plant_tick(db, "date_trunc('day', now()) + interval '2 days 1 hour'")
+    planted = db.execute("select traded_at from market.ticks where exchange_trade_id = 'stray'").fetchone()[0]
 
     result = cli("partitions", "repair", database_url=db_url)
 
     assert result.exit_code == 0, result.output
-    days = [(datetime.now(UTC) + timedelta(days=n)).strftime("ticks_p%Y_%m_%d") for n in (1, 2)]
+    days = [(planted - timedelta(days=n)).astimezone(UTC).strftime("ticks_p%Y_%m_%d") for n in (1, 0)]
     assert [name for name in _tick_partitions(db) if name in days] == days

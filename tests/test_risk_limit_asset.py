@@ -105,11 +105,13 @@ def test_a_position_in_btc_counts_at_its_usdt_value_against_a_usdt_limit(eth_btc
 
 def test_a_loss_in_btc_counts_at_its_usdt_value_against_a_usdt_daily_loss_limit(eth_btc):
     db = eth_btc
-    trade(db, "buy", "1", "0.05", symbol="ETHBTC")
-    trade(db, "sell", "1", "0.04", symbol="ETHBTC")  # a loss of 0.01 BTC: 500 USDT
-    limit(db, max_daily_loss=Decimal("400"), limit_asset="USDT")
+    # one transaction: the loss's UTC day (the fills' now()) is the day the risk check reads (its now())
+    with db.transaction():
+        trade(db, "buy", "1", "0.05", symbol="ETHBTC")
+        trade(db, "sell", "1", "0.04", symbol="ETHBTC")  # a loss of 0.01 BTC: 500 USDT
+        limit(db, max_daily_loss=Decimal("400"), limit_asset="USDT")
 
-    btc = place(db, "buy", "0.001", "50000")
+        btc = place(db, "buy", "0.001", "50000")
 
     assert order(db, btc)["status_reason"] == "realized loss today 500 USDT reached max_daily_loss 400 USDT"
 
@@ -144,11 +146,13 @@ def test_a_position_whose_quote_asset_has_no_price_in_the_limits_asset_breaks_th
 
 
 def test_a_loss_whose_asset_has_no_price_in_the_limits_asset_breaks_the_daily_loss_limit(seeded):
-    trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
-    trade(seeded, "sell", "1", "1999", exchange="kraken", symbol="ETHUSD")
-    limit(seeded, max_daily_loss=Decimal("1000000"), limit_asset="USDT")
+    # one transaction: the loss's UTC day (the fills' now()) is the day the risk check reads (its now())
+    with seeded.transaction():
+        trade(seeded, "buy", "1", "2000", exchange="kraken", symbol="ETHUSD")
+        trade(seeded, "sell", "1", "1999", exchange="kraken", symbol="ETHUSD")
+        limit(seeded, max_daily_loss=Decimal("1000000"), limit_asset="USDT")
 
-    btc = place(seeded, "buy", "0.01", "60000")
+        btc = place(seeded, "buy", "0.01", "60000")
 
     assert order(seeded, btc)["status_reason"] == (
         "max_daily_loss: a realized PnL of today is in an asset with no market price in USDT to value it"
