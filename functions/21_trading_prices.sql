@@ -3,17 +3,34 @@
 -- average-cost step every fill applies to a position (also used to re-fold positions from their
 -- trades).
 
-create or replace function internal.quote_mark(p_bid numeric, p_ask numeric, p_last_price numeric)
+-- (The three-argument mark, internal.quote_mark, became internal.market_mark with the quote's and
+-- the trade's times.)
+drop function if exists internal.quote_mark(numeric, numeric, numeric);
+
+create or replace function internal.market_mark(
+    p_bid        numeric,
+    p_ask        numeric,
+    p_quoted_at  timestamptz,
+    p_last_price numeric,
+    p_traded_at  timestamptz
+)
     returns numeric
     immutable
     language sql
 as $$
-    -- the mark of an instrument's market data (market.latest_prices): the quote mid, else the last
-    -- trade price; inlined where it is used, so a join to latest_prices costs no call per row
-    select coalesce((p_bid + p_ask) / 2, p_last_price)
+    -- The mark of an instrument's market data (market.latest_prices): the mid of its newest quote
+    -- when that quote is at least as new as its newest trade (tick), else the trade's price; the
+    -- one there is when the other is missing. Inlined where it is used, so a join to
+    -- latest_prices costs no call per row (one SELECT of one expression, immutable, no SET).
+    -- why the newer of the two: a quote feed that stopped while trades kept coming marked every
+    -- position (unrealized PnL, pre-trade risk, fee valuation) at a mid days old
+    -- why the quote on a tie: a mid is the price between both sides, a trade only one side's
+    select case when p_traded_at > p_quoted_at or p_quoted_at is null
+                then coalesce(p_last_price, (p_bid + p_ask) / 2)
+                else coalesce((p_bid + p_ask) / 2, p_last_price) end
 $$;
-comment on function internal.quote_mark(numeric, numeric, numeric) is
-    'Mark price from market data: mid of the best bid and ask, else the last trade price; null when neither.';
+comment on function internal.market_mark(numeric, numeric, timestamptz, numeric, timestamptz) is
+    'Mark price from market data: mid of the best bid and ask when the quote is at least as new as the last trade, else the last trade price; whichever there is when one is missing; null when neither.';
 
 create or replace function internal.latest_fill_price(p_instrument_id integer)
     returns numeric
@@ -29,11 +46,15 @@ as $$
 -- over all of them.
 declare
     v_price numeric;
+    -- why clock_timestamp(), not now(): a fill is refused more than a day ahead of its writer's
+    -- now(); a fill committed by a transaction that began after this one, dated up to a day past
+    -- that later start, is seen by this read-committed statement and must not be cut off
+    v_until timestamptz := clock_timestamp() + interval '1 day';
 begin
     select t.price into v_price
     from trading.trades t
     where t.instrument_id = p_instrument_id
-      and t.executed_at >= now() - interval '7 days' and t.executed_at <= now() + interval '1 day'
+      and t.executed_at >= v_until - interval '8 days' and t.executed_at <= v_until
     order by t.executed_at desc, t.trade_id desc
     limit 1;
     if v_price is null then
@@ -85,13 +106,14 @@ create or replace function trading.mark_price(p_instrument_id integer)
     -- 0.4 ms, more than the rest of a pre-trade risk check; PL/pgSQL keeps its plans for the session
     language plpgsql
 as $$
--- The latest market price known for the instrument: the mid of its newest quote, else the price
--- of its newest public trade (tick), else the price of its latest fill: in a session scoped to a
--- user, of the latest fill of a strategy the user sees.
+-- The latest market price known for the instrument: the newer of the mid of its newest quote and
+-- the price of its newest public trade (tick), the mid on a tie (internal.market_mark), else the
+-- price of its latest fill: in a session scoped to a user, of the latest fill of a strategy the
+-- user sees.
 declare
     v_price numeric;
 begin
-    select internal.quote_mark(l.bid, l.ask, l.last_price) into v_price
+    select internal.market_mark(l.bid, l.ask, l.quoted_at, l.last_price, l.traded_at) into v_price
     from market.latest_prices l
     where l.instrument_id = p_instrument_id;
     if v_price is not null or internal.session_user_id() is null then
@@ -104,7 +126,7 @@ begin
 end;
 $$;
 comment on function trading.mark_price(integer) is
-    'Latest known market price of an instrument: newest quote mid, else newest tick price, else latest fill price (of a strategy the session sees, when scoped to a user); null when none.';
+    'Latest known market price of an instrument: newest quote mid or newest tick price, whichever is newer (the mid when as new), else latest fill price (of a strategy the session sees, when scoped to a user); null when none.';
 
 create or replace function internal.owner_mark_price(p_instrument_id integer, p_owner_user_id bigint)
     returns numeric
@@ -113,16 +135,16 @@ create or replace function internal.owner_mark_price(p_instrument_id integer, p_
     language plpgsql
 as $$
 -- The mark of an instrument as the owner of a strategy sees it (trading.mark_price in a session
--- scoped to that owner): the quote mid, else the newest tick price, else the latest fill of the
--- strategies the owner sees: every strategy for an unowned strategy (the engine's) or an owner
--- with strategies:all, else the owner's own strategies.
+-- scoped to that owner): the newer of the quote mid and the tick price (internal.market_mark),
+-- else the latest fill of the strategies the owner sees: every strategy for an unowned strategy
+-- (the engine's) or an owner with strategies:all, else the owner's own strategies.
 -- why: rows that an unscoped session (the engine, pg_cron) writes for a strategy, such as its
 -- portfolio snapshot rows, are read by the strategy's owner; marked at any strategy's latest fill
 -- they handed the owner another trader's private fill price
 declare
     v_price numeric;
 begin
-    select internal.quote_mark(l.bid, l.ask, l.last_price) into v_price
+    select internal.market_mark(l.bid, l.ask, l.quoted_at, l.last_price, l.traded_at) into v_price
     from market.latest_prices l
     where l.instrument_id = p_instrument_id;
     if v_price is not null then
@@ -199,9 +221,9 @@ create or replace function trading.asset_price(p_exchange_id smallint, p_asset t
     set search_path = ''
     language sql
 as $$
-    -- Price of one unit of p_asset in p_quote_asset, marked by trading.mark_price (quote mid, else
-    -- tick, else the latest fill the session may see): see internal.asset_price_as for the order
-    -- of the candidate instruments.
+    -- Price of one unit of p_asset in p_quote_asset, marked by trading.mark_price (quote mid or
+    -- tick, the newer, else the latest fill the session may see): see internal.asset_price_as for
+    -- the order of the candidate instruments.
     select internal.asset_price_as(p_exchange_id, p_asset, p_quote_asset, false, null)
 $$;
 comment on function trading.asset_price(smallint, text, text) is

@@ -27,7 +27,7 @@ as
     join ref.exchanges e on e.exchange_id = i.exchange_id
     cross join lateral (select trading.mark_price(p.instrument_id) as price) m;
 comment on view trading.position_summary is
-    'Every position with names, mark price (trading.mark_price: newest quote mid, else newest tick, else latest fill the session may see) and realized and unrealized PnL.';
+    'Every position with names, mark price (trading.mark_price: newest quote mid or newest tick, whichever is newer, else latest fill the session may see) and realized and unrealized PnL.';
 
 create or replace view trading.open_positions
     with (security_invoker = true)

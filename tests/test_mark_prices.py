@@ -1,4 +1,4 @@
-"""Mark prices: the newest quote mid, else the newest tick, else the latest fill."""
+"""Mark prices: the newer of the newest quote mid and the newest tick, else the latest fill."""
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -92,11 +92,11 @@ def test_a_trade_at_the_kept_time_loaded_concurrently_does_not_replace_the_later
     assert last_price(seeded) == (T0, Decimal("103"))
 
 
-def test_a_quote_wins_over_a_newer_tick(seeded):
+def test_a_tick_newer_than_the_quote_marks_the_position(seeded):
     trade(seeded, "buy", "2", "100")
     quote(seeded, T0, "101", "103")
     tick(seeded, T0 + timedelta(seconds=5), "107", trade_id="a")
-    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("102")
+    assert position(seeded, "alpha", "binance", "BTCUSDT")["mark"] == Decimal("107")
 
 
 def test_a_quote_hours_ahead_of_the_clock_does_not_freeze_the_mark(seeded):
@@ -198,3 +198,16 @@ def test_an_asset_is_priced_from_its_own_pair_before_the_inverse_pair(seeded):
 
 def test_an_asset_is_worth_one_of_itself(seeded):
     assert binance_asset_price(seeded, "USDT", "USDT") == 1
+
+
+def test_a_fill_a_day_ahead_committed_by_a_later_transaction_marks_an_earlier_ones_reads(seeded, db_url):
+    # the reader's transaction starts first; the writer's fill is dated a day past the writer's
+    # own now(), the most record_fill allows, which is past the reader's now() + 1 day
+    trade(seeded, "buy", "1", "100", executed_at=T0)
+    with psycopg.connect(db_url) as reader, psycopg.connect(db_url) as writer:
+        reader.execute("select now()")
+        ahead = writer.execute("select now() + interval '1 day'").fetchone()[0]
+        trade(writer, "buy", "1", "107", executed_at=ahead)
+        writer.commit()
+        mark = reader.execute("select trading.mark_price(%s)", [instrument_id(reader)]).fetchone()[0]
+    assert mark == Decimal("107")
