@@ -175,7 +175,7 @@ create or replace function internal.instrument_ids_matching(p_symbol text, p_exc
     -- why plpgsql: a SQL function whose body has a subquery is not inlined, so every page parsed
     -- and planned it again (0.3 M instructions), and its one "is null or" filter read every
     -- instrument (2 M with 1,200 instruments); PL/pgSQL keeps a plan per branch for the session,
-    -- each reading the (exchange_id, symbol) index
+    -- each reading an index: (exchange_id, symbol), or (symbol) for a symbol alone
     language plpgsql
 as $$
 -- Instruments matching a symbol and/or exchange code; null when neither is given (no filter).
@@ -183,9 +183,7 @@ begin
     if p_symbol is null and p_exchange is null then
         return null;
     elsif p_exchange is null then
-        return array(select i.instrument_id
-                     from ref.exchanges e
-                     join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = p_symbol);
+        return array(select i.instrument_id from ref.instruments i where i.symbol = p_symbol);
     elsif p_symbol is null then
         return array(select i.instrument_id
                      from ref.exchanges e

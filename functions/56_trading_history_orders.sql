@@ -14,25 +14,25 @@ create or replace function internal.order_item(
     stable
     language sql
 as $$
-    -- One order as the history API shows it: names, decimals as strings, times in UTC.
-    select json_build_object(
-        'order_id', p_order.order_id,
-        'created_at', internal.iso_utc(p_order.created_at),
-        'strategy', p_strategy,
-        'exchange', p_exchange,
-        'symbol', p_instrument.symbol,
-        'side', p_order.side,
-        'order_type', p_order.order_type,
-        'quantity', trim_scale(p_order.quantity)::text,
-        'price', trim_scale(p_order.price)::text,
-        'stop_price', trim_scale(p_order.stop_price)::text,
-        'status', p_order.status,
-        'filled_quantity', trim_scale(p_order.filled_quantity)::text,
-        'avg_fill_price', trim_scale(p_order.avg_fill_price)::text,
-        'client_order_id', p_order.client_order_id,
-        'exchange_order_id', p_order.exchange_order_id,
-        'status_reason', p_order.status_reason,
-        'updated_at', internal.iso_utc(p_order.updated_at))
+    -- One order as the history API shows it: names, decimals as strings, times in UTC; the keys
+    -- are internal.order_json's (why a typed row: see the type's definition)
+    select to_json(row(p_order.order_id,
+                       internal.iso_utc(p_order.created_at),
+                       p_strategy,
+                       p_exchange,
+                       p_instrument.symbol,
+                       p_order.side,
+                       p_order.order_type,
+                       trim_scale(p_order.quantity)::text,
+                       trim_scale(p_order.price)::text,
+                       trim_scale(p_order.stop_price)::text,
+                       p_order.status,
+                       trim_scale(p_order.filled_quantity)::text,
+                       trim_scale(p_order.avg_fill_price)::text,
+                       p_order.client_order_id,
+                       p_order.exchange_order_id,
+                       p_order.status_reason,
+                       internal.iso_utc(p_order.updated_at))::internal.order_json)
 $$;
 comment on function internal.order_item(trading.orders, text, text, ref.instruments) is
     'An order as a history API item (json).';
@@ -224,6 +224,11 @@ create or replace function trading.order_history_page(
 )
     returns json
     stable
+    -- why security definer: the page's rows come from internal.order_page_rows, which applies the
+    -- session's scope itself; as the invoker, row-level security on the strategies joined for
+    -- their names computed the caller's strategies twice more in every page (0.3 ms)
+    security definer
+    set search_path = ''
     language plpgsql
 as $$
 -- One page of orders, newest first: {"items": [order…], "next_cursor": text or null}. Filters are

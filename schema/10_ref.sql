@@ -89,6 +89,8 @@ comment on column ref.instruments.taker_fee is 'Taker fee rate as a fraction of 
 comment on column ref.instruments.multiplier is 'Contract multiplier: quote value of a price move of 1 on a quantity of 1.';
 comment on column ref.instruments.is_active is 'False once the instrument is delisted; orders are then refused.';
 create index instruments_base_quote_idx on ref.instruments (base_asset, quote_asset);
+-- why: the history pages and summaries filter by symbol across exchanges (internal.instrument_ids_matching)
+create index instruments_symbol_idx on ref.instruments (symbol);
 
 -- ============================================================================
 -- The six exchanges and what they offer

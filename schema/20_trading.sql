@@ -470,3 +470,53 @@ comment on column trading.portfolio_snapshots.net_exposure is 'Sum of signed qua
 comment on column trading.portfolio_snapshots.valuation_asset is
     'The asset capital, PnL and exposure of the row are in: positions quoted in another asset are converted at the marks the strategy''s owner sees. Null: a snapshot taken before migration 0031, which added up quote assets at par.';
 create index portfolio_snapshots_strategy_idx on trading.portfolio_snapshots (strategy_id, taken_at);
+
+-- ============================================================================
+-- History API items
+-- ============================================================================
+-- why types: internal.order_item and internal.trade_item write a row of one of these with to_json,
+-- whose keys come from the type; json_build_object of the same 17 keys, a variadic "any" call,
+-- cost half as much again (a fifth of an orders page)
+create type internal.order_json as (
+    order_id          bigint,
+    created_at        text,
+    strategy          text,
+    exchange          text,
+    symbol            text,
+    side              trading.order_side,
+    order_type        trading.order_type,
+    quantity          text,
+    price             text,
+    stop_price        text,
+    status            trading.order_status,
+    filled_quantity   text,
+    avg_fill_price    text,
+    client_order_id   text,
+    exchange_order_id text,
+    status_reason     text,
+    updated_at        text
+);
+comment on type internal.order_json is
+    'An order as the history API shows it (internal.order_item): names, decimals as text, times as ISO 8601 UTC text.';
+
+create type internal.trade_json as (
+    trade_id           bigint,
+    executed_at        text,
+    order_id           bigint,
+    strategy           text,
+    exchange           text,
+    symbol             text,
+    side               trading.order_side,
+    quantity           text,
+    price              text,
+    fee                text,
+    fee_currency       text,
+    fee_quote          text,
+    realized_pnl_gross text,
+    realized_pnl       text,
+    exchange_trade_id  text,
+    is_late            boolean,
+    recorded_at        text
+);
+comment on type internal.trade_json is
+    'A trade as the history API shows it (internal.trade_item): names, decimals as text, times as ISO 8601 UTC text.';
