@@ -129,7 +129,10 @@ create or replace view market.current_spreads as
           -- why a limit the session may set: a quote hours old is not a price now, and as the best
           -- bid of its pair it showed a phantom spread and hid the real one of fresher quotes
           -- (unset: every newest quote counts; the sub-select is computed once, not per row)
-          and l.quoted_at >= (select coalesce(now() - internal.max_quote_age(), '-infinity'))
+          -- why statement_timestamp(), not now(): in a long transaction (a strategy polling the
+          -- view without autocommit) now() stays at its start, and a quote minutes old by the
+          -- clock still counted as fresh
+          and l.quoted_at >= (select coalesce(statement_timestamp() - internal.max_quote_age(), '-infinity'))
     ),
     -- why the two best exchanges to sell on: for a given buy, the best sale is the highest bid net
     -- of its taker fee on another exchange, which is on the best exchange or, when that is the

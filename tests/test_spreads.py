@@ -401,3 +401,29 @@ def test_the_spreads_command_refuses_a_max_age_that_is_no_positive_interval(seed
     result = CliRunner().invoke(main, ["--database-url", seeded_url, "spreads", "--max-age", max_age])
 
     assert result.exit_code == 2 and "Invalid value for '--max-age'" in result.output
+
+
+def test_max_quote_age_counts_from_the_statement_not_from_the_start_of_a_long_transaction(two_venues):
+    # a strategy polling the view on a connection not in autocommit (psycopg's default) reads it
+    # in one long transaction, where now() stays at the transaction's start
+    two_venues.execute("set spreadedge.max_quote_age = '1 second'")
+    with two_venues.transaction():
+        two_venues.execute("select now()")  # the transaction's now() is fixed from here
+        two_venues.execute("select pg_sleep(1.2)")
+        # binance's newest quote is 1.5 s old by the clock (its feed stalled), okx's is fresh
+        for exchange, symbol, age, bid, ask in (
+            ("binance", "BTCUSDT", "1.5 seconds", "100", "100.1"),
+            ("okx", "BTC-USDT", "0 seconds", "100.5", "100.6"),
+        ):
+            two_venues.execute(
+                "insert into market.quotes (instrument_id, quoted_at, bid, bid_size, ask, ask_size)"
+                " select i.instrument_id, clock_timestamp() - %s::interval, %s, 1, %s, 1"
+                " from ref.instruments i join ref.exchanges e using (exchange_id)"
+                " where e.code = %s and i.symbol = %s",
+                [age, Decimal(bid), Decimal(ask), exchange, symbol],
+            )
+        spreads = two_venues.execute(
+            "select buy_exchange, sell_exchange from market.current_spreads"
+        ).fetchall()
+    # measured from now(), 1.2 s before, the stale binance ask was paired with okx's fresh bid
+    assert spreads == []
