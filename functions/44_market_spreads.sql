@@ -144,6 +144,9 @@ create or replace view market.current_spreads as
               from (select distinct on (q.pair, q.place)
                            q.pair, q.place, q.bid_net, q.exchange, q.symbol, q.bid, q.bid_size, q.quoted_at
                     from quoted q
+                    -- why: an empty bid side (size 0) is no price to sell at (nor an empty ask
+                    -- side one to buy at, below): it showed a spread nobody could take
+                    where q.bid_size > 0
                     order by q.pair, q.place, q.bid_net desc, q.symbol) x) r
         where r.rank <= 2
     )
@@ -160,11 +163,12 @@ create or replace view market.current_spreads as
                s.quoted_at as sell_quoted_at
         from quoted b
         join sellers s on s.pair = b.pair and s.place <> b.place
+        where b.ask_size > 0
         order by b.pair, net_bps desc, b.place, s.place
     ) best
     order by best.pair;
 comment on view market.current_spreads is
-    'Per asset pair and market type (spot, margin, perpetual), the best buy-on-one-exchange, sell-on-another spread of the newest quotes (only those younger than the setting spreadedge.max_quote_age when it is set): gross and net of both taker fees, in bps; sizes in base-asset units.';
+    'Per asset pair and market type (spot, margin, perpetual), the best buy-on-one-exchange, sell-on-another spread of the newest quotes (only those younger than the setting spreadedge.max_quote_age when it is set; a side of size 0 is neither bought nor sold): gross and net of both taker fees, in bps; sizes in base-asset units.';
 comment on column market.current_spreads.ask_size is
     'Size at the best ask of the buy instrument, in units of the base asset (book size x multiplier).';
 comment on column market.current_spreads.bid_size is

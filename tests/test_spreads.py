@@ -427,3 +427,28 @@ def test_max_quote_age_counts_from_the_statement_not_from_the_start_of_a_long_tr
         ).fetchall()
     # measured from now(), 1.2 s before, the stale binance ask was paired with okx's fresh bid
     assert spreads == []
+
+
+def _quote_sizes(conn, exchange, symbol, bid, bid_size, ask, ask_size):
+    conn.execute(
+        "insert into market.quotes (instrument_id, quoted_at, bid, bid_size, ask, ask_size)"
+        " select i.instrument_id, %s, %s, %s, %s, %s"
+        " from ref.instruments i join ref.exchanges e using (exchange_id) where e.code = %s and i.symbol = %s",
+        [T0, Decimal(bid), Decimal(bid_size), Decimal(ask), Decimal(ask_size), exchange, symbol],
+    )
+
+
+# an empty side of a book (size 0) is no price to trade at: as the cheapest ask or the highest bid
+# it showed a spread nobody could take and hid the real one
+@pytest.mark.parametrize(
+    ("bid", "bid_size", "ask", "ask_size"),
+    [("99", "1", "99.5", "0"), ("101", "0", "101.5", "1")],
+    ids=["empty ask side", "empty bid side"],
+)
+def test_a_quote_side_of_size_zero_is_neither_bought_nor_sold(two_venues, bid, bid_size, ask, ask_size):
+    _quote_sizes(two_venues, "binance", "BTCUSDT", bid, bid_size, ask, ask_size)
+    quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
+    quote(two_venues, T0, "100.45", "100.55", exchange="gateio", symbol="BTC_USDT")
+    assert two_venues.execute(
+        "select buy_exchange, sell_exchange from market.current_spreads"
+    ).fetchall() == [("gateio", "okx")]
