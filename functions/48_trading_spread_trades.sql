@@ -78,6 +78,59 @@ $$;
 comment on function internal.match_retried_spread(text, trading.strategies, text, text, text, text, text, numeric, numeric, numeric) is
     'Id of the spread trade a retried open refers to (null if new); raises 23S06 when the retry differs or the id is another user''s.';
 
+create or replace function internal.refuse_taken_leg_id(
+    p_exchange_id     smallint,
+    p_client_order_id text,
+    p_side            text
+)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- For trading.open_spread_trade: raises conflicting_duplicate (23S06) when an order holds
+-- p_client_order_id, the client order id of its p_side leg, on the exchange; returns otherwise.
+-- An order of a strategy outside the session's scope is not named.
+declare
+    v_taken trading.order_keys;
+begin
+    select k.* into v_taken
+    from trading.order_keys k
+    where k.exchange_id = p_exchange_id and k.client_order_id = p_client_order_id;
+    if not found then
+        return;
+    end if;
+    -- why no order id for another user's: as internal.match_retried_order, their order must not
+    -- be told apart from, or described to, this session
+    if not internal.strategy_in_scope(v_taken.strategy_id) then
+        raise exception 'client order id "%" is already used', v_taken.client_order_id
+            using errcode = '23S06',
+                  hint = 'A client order id names one order; use a new id for a new order.';
+    end if;
+    raise exception 'client order id "%" of the % leg is already used by order %',
+        v_taken.client_order_id, p_side, v_taken.order_id
+        using errcode = '23S06',
+              hint = 'A spread trade places its legs as new orders under client_spread_id-buy and -sell; use a new client_spread_id.';
+end;
+$$;
+comment on function internal.refuse_taken_leg_id(smallint, text, text) is
+    'Raises 23S06 when an order holds the client order id of a spread trade''s leg (without its id when the order is another user''s).';
+
+create or replace function internal.last_order_id_drawn()
+    returns bigint
+    volatile
+    language plpgsql
+as $$
+-- The order id this session drew last from trading.order_id_seq (currval), null when it drew none.
+begin
+    return currval('trading.order_id_seq');
+exception when object_not_in_prerequisite_state then
+    -- why null: currval raises 55000 in a session that never called nextval on the sequence
+    return null;
+end;
+$$;
+comment on function internal.last_order_id_drawn() is
+    'The order id this session last drew from trading.order_id_seq, null when it drew none (a new order placed by trading.place_order has it).';
+
 create or replace function trading.open_spread_trade(
     strategy         text,
     symbol           text,
@@ -106,7 +159,8 @@ as $$
 -- rejected too, naming the spread trade and that reason: the spread trade is stored and returned
 -- with both legs rejected, never one-legged. Idempotent on client_spread_id: a retry, also a
 -- concurrent one, returns the same spread trade; one with different values raises 23S06, and so
--- does a new one whose leg's client order id (client_spread_id-buy or -sell) an order has taken.
+-- does a new one whose leg's client order id (client_spread_id-buy or -sell) an order has taken
+-- (also one committed while this open waited for it).
 #variable_conflict use_column
 declare
     v_pair     record := internal.find_pair(open_spread_trade.symbol);
@@ -119,7 +173,6 @@ declare
     v_symbols     text[] := array[]::text[];
     v_multipliers numeric[] := array[]::numeric[];
     v_orders      bigint[] := array[]::bigint[];
-    v_taken       trading.order_keys;
     v_buy         trading.orders;
     v_sell        trading.orders;
 begin
@@ -184,22 +237,8 @@ begin
         -- leg's client order id (as its retry), and the spread trade claimed that order, perhaps
         -- filled long ago, as a leg it never placed (its fills counted as this spread's)
         if open_spread_trade.client_spread_id is not null then
-            select k.* into v_taken
-            from trading.order_keys k
-            where k.exchange_id = internal.exchange_id(v_exchange)
-              and k.client_order_id = open_spread_trade.client_spread_id || '-' || v_side;
-            -- why no order id for another user's: as internal.match_retried_order, their order
-            -- must not be told apart from, or described to, this session
-            if found and not internal.strategy_in_scope(v_taken.strategy_id) then
-                raise exception 'client order id "%" is already used', v_taken.client_order_id
-                    using errcode = '23S06',
-                          hint = 'A client order id names one order; use a new id for a new order.';
-            elsif found then
-                raise exception 'client order id "%" of the % leg is already used by order %',
-                    v_taken.client_order_id, v_side, v_taken.order_id
-                    using errcode = '23S06',
-                          hint = 'A spread trade places its legs as new orders under client_spread_id-buy and -sell; use a new client_spread_id.';
-            end if;
+            perform internal.refuse_taken_leg_id(internal.exchange_id(v_exchange),
+                                                 open_spread_trade.client_spread_id || '-' || v_side, v_side);
         end if;
         v_symbols := v_symbols || v_symbol;
         v_multipliers := v_multipliers || v_multiplier;
@@ -223,6 +262,19 @@ begin
             price => (array[open_spread_trade.buy_price, open_spread_trade.sell_price])[k],
             client_order_id => open_spread_trade.client_spread_id || '-' || v_side,
             placed_at => open_spread_trade.opened_at);
+        -- why: the check above reads only committed orders. A placement of a leg's client order id
+        -- still uncommitted makes place_order wait on the key and return that order as its retry
+        -- once it commits (or, committed in between, find it as one), and the spread trade would
+        -- claim it. An order place_order created here has the id it last drew from the order id
+        -- sequence in this session; an order of another session never has. why not the key's
+        -- xmin against pg_current_xact_id(): under a caller's savepoint the key carries the
+        -- subtransaction's xid, and every spread trade opened under one would be refused
+        if open_spread_trade.client_spread_id is not null
+           and v_orders[k] is distinct from internal.last_order_id_drawn() then
+            perform internal.refuse_taken_leg_id(
+                internal.exchange_id((array[open_spread_trade.buy_exchange, open_spread_trade.sell_exchange])[k]),
+                open_spread_trade.client_spread_id || '-' || v_side, v_side);
+        end if;
     end loop;
     insert into trading.spread_trades (strategy_id, buy_order_id, sell_order_id, quantity, client_spread_id, opened_at)
     values (v_strategy.strategy_id, v_orders[1], v_orders[2], open_spread_trade.quantity,
@@ -272,14 +324,16 @@ as $$
 -- its trades' quantity x price x multiplier over its filled quantity; matched in base units, each
 -- fill's quantity x multiplier, when a contract size changed between fills), the fees of both legs'
 -- fills (quote value), net PnL = captured - fees, and the residual: what both legs' fills added to
--- the positions together, buy filled - sell filled less fees paid in the base asset (positive =
--- net long), and its value at the mark price and contract multiplier of the buy leg when long, of
--- the sell leg when short (0 when nothing is left). Prices, the captured
--- spread, fees, net PnL and the residual's value are in quote_asset, the pair's (both legs trade
--- one pair).
--- why each trade's own multiplier (trading.trades.multiplier): a fill was realized at the
--- contract size of its day; ref.upsert_instrument may change the instrument's later, and a
--- closed spread trade's result must not change with it. The residual is open exposure, valued now.
+-- the positions together in units of the base asset (each leg's position deltas, buy filled or
+-- sell filled less fees paid in the base asset, x its instrument's multiplier; positive = net
+-- long), reported in contracts of the leg holding it (the buy leg when long, the sell leg when
+-- short: base units / its multiplier), and its value: base units x that leg's mark price (0 when
+-- nothing is left). Prices, the captured spread, fees, net PnL and the residual's value are in
+-- quote_asset, the pair's (both legs trade one pair).
+-- why each trade's own multiplier (trading.trades.multiplier) for the captured spread: a fill was
+-- realized at the contract size of its day; ref.upsert_instrument may change the instrument's
+-- later, and a closed spread trade's result must not change with it. The residual is open
+-- exposure, valued now, at the contract sizes the positions have now.
 #variable_conflict use_column
 declare
     v_strategy_id integer;
@@ -297,12 +351,15 @@ begin
     select s.spread_trade_id, st.name, s.opened_at, be.code, bi.symbol, se.code, si.symbol, bi.base_asset,
            bi.quote_asset, s.quantity, b.filled_quantity, o.filled_quantity, b.avg_fill_price, o.avg_fill_price,
            m.matched, case when m.matched = 0 then 0 else mb.matched_base end, c.captured, f.fees, c.captured - f.fees,
-           f.residual,
+           -- in contracts of the leg holding the excess; trim_scale: an even division (one contract
+           -- size) gives the contracts without the division's trailing zeros
+           case when r.residual_base = 0 then 0
+                else trim_scale(r.residual_base / case when r.residual_base > 0 then bi.multiplier
+                                                       else si.multiplier end) end,
            -- why 0 for no residual: nothing is exposed whatever the price, also with no price known
-           case when f.residual = 0 then 0
-                else round(f.residual * case when f.residual > 0
-                                             then bi.multiplier * trading.mark_price(bi.instrument_id)
-                                             else si.multiplier * trading.mark_price(si.instrument_id) end, 12) end
+           case when r.residual_base = 0 then 0
+                else round(r.residual_base * case when r.residual_base > 0 then trading.mark_price(bi.instrument_id)
+                                                  else trading.mark_price(si.instrument_id) end, 12) end
     from trading.spread_trades s
     join trading.strategies st on st.strategy_id = s.strategy_id
     join trading.order_keys bk on bk.order_id = s.buy_order_id
@@ -319,7 +376,8 @@ begin
         -- position short of its filled quantity (2 BTC bought, 0.002 BTC fee: +1.998), and
         -- buy filled - sell filled called such a spread flat while it was 0.002 BTC short
         select coalesce(sum(t.fee_quote), 0) as fees,
-               coalesce(sum(t.position_delta), 0) as residual,
+               coalesce(sum(t.position_delta) filter (where t.order_id = s.buy_order_id), 0) as buy_delta,
+               coalesce(sum(t.position_delta) filter (where t.order_id = s.sell_order_id), 0) as sell_delta,
                sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.buy_order_id) as buy_value,
                sum(t.quantity * t.price * t.multiplier) filter (where t.order_id = s.sell_order_id) as sell_value,
                -- each leg's fills in base units, each at the contract size it was filled at
@@ -335,6 +393,14 @@ begin
     -- one contract size m on every fill this is matched x m x (sell value / (m x sell filled) -
     -- buy value / (m x buy filled)), the captured spread of contracts as before.
     cross join lateral (select least(f.buy_base, f.sell_base) as matched_base) mb
+    -- why each leg's contracts at its instrument's multiplier: the residual is what the legs left
+    -- in the positions, and a position is its contracts at the instrument's multiplier now (a
+    -- change carries over to trading.positions and so to every exposure). Contracts summed across
+    -- legs of different sizes would read 10 bought at 0.01 BTC and 10 sold at 0.001 BTC as even
+    -- while 0.09 BTC is unhedged. why not each fill's multiplier (as the captured spread): 4 bought
+    -- and 10 sold at 0.01 BTC, the sell leg's then changed to 0.001 BTC, would read 0.06 BTC short
+    -- where the positions hold 0.04 long and 0.01 short
+    cross join lateral (select f.buy_delta * bi.multiplier + f.sell_delta * si.multiplier as residual_base) r
     -- why multiply before dividing: a leg filled completely contributes its value exactly
     cross join lateral (
         select case when m.matched = 0 then 0
@@ -351,7 +417,7 @@ begin
 end;
 $$;
 comment on function trading.spread_trade_pnl(text, timestamptz, timestamptz) is
-    'Per spread trade: the pair, legs filled, matched quantity (contracts and base-asset units), captured spread (each fill at the multiplier it was realized at, matched in base units), fees, net PnL and the residual (both legs'' position deltas: uneven fills, base-asset fees) with its exposure, in the pair''s quote asset.';
+    'Per spread trade: the pair, legs filled, matched quantity (contracts and base-asset units), captured spread (each fill at the multiplier it was realized at, matched in base units), fees, net PnL and the residual (both legs'' position deltas in base-asset units: uneven fills, base-asset fees, legs of different contract sizes; reported in contracts of the leg holding it) with its exposure (base units x that leg''s mark), in the pair''s quote asset.';
 
 create or replace function trading.spread_trade_summary(
     strategy text default null,
@@ -367,7 +433,8 @@ create or replace function trading.spread_trade_summary(
     language sql
 as $$
     -- trading.spread_trade_pnl summed per strategy and asset pair; matched_base_quantity is in units
-    -- of the base asset, the amounts in the quote asset; uneven_trades counts those with a residual.
+    -- of the base asset, the amounts in the quote asset; uneven_trades counts those with a residual
+    -- (residual_quantity is not 0 exactly when the residual in base-asset units is not).
     -- why per quote asset: the USDT of a BTC/USDT spread and the BTC of an ETH/BTC one were added up
     -- into one number (migration 0030). why per base asset, in its units: 2 BTC of a BTC/USDT
     -- spread and 30 ETH of an ETH/USDT one were a matched quantity of 32, and 10 perpetual contracts

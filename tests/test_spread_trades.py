@@ -404,13 +404,15 @@ def test_a_multiplier_change_after_both_legs_filled_leaves_the_captured_spread_a
 def test_the_residual_of_a_sell_leg_ahead_is_valued_at_its_own_instruments_multiplier(seeded):
     list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")
     fill_spread(seeded, open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES), "4", "10")
-    list_perpetual(seeded, "bybit", "BTCUSDT", "0.001")  # bybit shrinks its contract
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.005")  # bybit halves its contract
     quote(seeded, T0, "60000", "60200", exchange="bybit", symbol="BTCUSDT")  # mid 60100
     (r,) = rows(seeded, "trading.spread_trade_pnl")
+    # the positions hold 4 x 0.01 = 0.04 BTC long and 10 x 0.005 = 0.05 BTC short: 0.01 BTC short,
+    # 2 of bybit's contracts
     assert (r["captured_spread"], r["residual_quantity"], r["residual_exposure"]) == (
         Decimal("4"),
-        Decimal("-6"),
-        Decimal("-360.6"),  # -6 x 0.001 x 60100
+        Decimal("-2"),
+        Decimal("-601"),  # -0.01 x 60100
     )
 
 
