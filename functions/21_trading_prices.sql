@@ -40,7 +40,7 @@ create or replace function internal.latest_fill_price(p_instrument_id integer)
 as $$
 -- The price of the instrument's latest fill (newest executed_at, then trade id), or null. Read
 -- first over the last week: no fill is stored more than a day ahead of the time it was recorded
--- (internal.check_time), so a fill found in [now - 7 days, now + 1 day] is the latest, and
+-- (internal.check_time), so a fill found in [clock - 7 days, clock + 1 day] is the latest, and
 -- run-time pruning leaves one or two monthly trades partitions to read instead of every one
 -- (PostgreSQL 15 still locks them all). An instrument without a fill that week is searched
 -- over all of them.

@@ -341,14 +341,14 @@ as $$
     -- however old, and falls back to a fill; a quote three days old fired a rule with a 5-minute
     -- window, and a feed that stopped kept its alert open (or never let it fire) for good, where a
     -- rule without data in its window changes nothing. A run at a past time read today's price.
-    -- why the newer of the two: a quote feed that stopped 50 minutes into an hour's window beat a
-    -- tick of a second ago. Ticks of one time in exchange trade id order, the shorter id first (as
-    -- market.latest_prices)
+    -- why the newer of the two (internal.market_mark, as marks): a quote feed that stopped 50
+    -- minutes into an hour's window beat a tick of a second ago. Ticks of one time in exchange
+    -- trade id order, the shorter id first (as market.latest_prices)
     left join lateral (
-        select case when k.traded_at > q.quoted_at or q.quoted_at is null then k.price else q.mid end as value
+        select internal.market_mark(q.bid, q.ask, q.quoted_at, k.price, k.traded_at) as value
         from (select 1) one
         left join lateral (
-            select (q.bid + q.ask) / 2 as mid, q.quoted_at
+            select q.bid, q.ask, q.quoted_at
             from market.quotes q
             where q.instrument_id = r.instrument_id
               and q.quoted_at > p_at - r.evaluation_window and q.quoted_at <= p_at
