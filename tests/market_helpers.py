@@ -31,11 +31,21 @@ def quote(
     exchange: str = "binance",
     symbol: str = "BTCUSDT",
     size: str = "1",
+    bid_size: str | None = None,
+    ask_size: str | None = None,
 ) -> None:
+    """A quote of size ``size`` on both sides, unless ``bid_size`` or ``ask_size`` says otherwise."""
     conn.execute(
         "insert into market.quotes (instrument_id, quoted_at, bid, bid_size, ask, ask_size)"
         " values (%s, %s, %s, %s, %s, %s)",
-        [instrument_id(conn, exchange, symbol), at, Decimal(bid), Decimal(size), Decimal(ask), Decimal(size)],
+        [
+            instrument_id(conn, exchange, symbol),
+            at,
+            Decimal(bid),
+            Decimal(bid_size or size),
+            Decimal(ask),
+            Decimal(ask_size or size),
+        ],
     )
 
 

@@ -429,15 +429,6 @@ def test_max_quote_age_counts_from_the_statement_not_from_the_start_of_a_long_tr
     assert spreads == []
 
 
-def _quote_sizes(conn, exchange, symbol, bid, bid_size, ask, ask_size):
-    conn.execute(
-        "insert into market.quotes (instrument_id, quoted_at, bid, bid_size, ask, ask_size)"
-        " select i.instrument_id, %s, %s, %s, %s, %s"
-        " from ref.instruments i join ref.exchanges e using (exchange_id) where e.code = %s and i.symbol = %s",
-        [T0, Decimal(bid), Decimal(bid_size), Decimal(ask), Decimal(ask_size), exchange, symbol],
-    )
-
-
 # an empty side of a book (size 0) is no price to trade at: as the cheapest ask or the highest bid
 # it showed a spread nobody could take and hid the real one
 @pytest.mark.parametrize(
@@ -446,7 +437,7 @@ def _quote_sizes(conn, exchange, symbol, bid, bid_size, ask, ask_size):
     ids=["empty ask side", "empty bid side"],
 )
 def test_a_quote_side_of_size_zero_is_neither_bought_nor_sold(two_venues, bid, bid_size, ask, ask_size):
-    _quote_sizes(two_venues, "binance", "BTCUSDT", bid, bid_size, ask, ask_size)
+    quote(two_venues, T0, bid, ask, bid_size=bid_size, ask_size=ask_size)
     quote(two_venues, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
     quote(two_venues, T0, "100.45", "100.55", exchange="gateio", symbol="BTC_USDT")
     assert two_venues.execute(
