@@ -57,41 +57,28 @@ as $$
     -- pg_partman's maintenance only adds partitions after the newest, so it never fills a gap.
     -- A gap is a time from now on that no partition covers: before the first partition ending
     -- after now, or between two of them.
-    -- why the bounds from the catalog: pg_partman's show_partition_info costs about 0.2 ms a
-    -- partition, and the daily partitions of quotes and ticks add 730 a year to every health
-    -- check (the API's load-balancer probe); the catalog gives every bound in one query
-    with parts as (
-        select c.parent_table, b[1]::timestamptz as start_time, b[2]::timestamptz as end_time
+    -- why the bounds from the catalog (internal.partition_times): pg_partman's show_partition_info
+    -- costs about 0.2 ms a partition, and the daily partitions of quotes and ticks add 730 a year
+    -- to every health check (the API's load-balancer probe)
+    with t as (
+        select c.parent_table, c.partition_interval, internal.partition_times(c.parent_table::regclass) as times
         from partman.part_config c
-        join pg_catalog.pg_inherits h on h.inhparent = c.parent_table::regclass
-        join pg_catalog.pg_class p on p.oid = h.inhrelid
-        cross join lateral regexp_match(pg_catalog.pg_get_expr(p.relpartbound, p.oid),
-                                        '^FOR VALUES FROM \(''([^'']*)''\) TO \(''([^'']*)''\)$') b
-        where b is not null and b[2]::timestamptz > now()
-    ),
-    gaps as (
-        select g.parent_table, g.gap_start, g.gap_end
-        from (select p.parent_table, p.start_time as gap_end,
-                     lag(p.end_time) over (partition by p.parent_table order by p.start_time) as gap_start
-              from parts p) g
-        -- a null gap_start is now: the first partition ending after now starts after it
-        where coalesce(g.gap_start, now()) < g.gap_end
     ),
     short as (
-        select format('%s (newest partition ends %s)', c.parent_table,
-                      coalesce(to_char(info.child_end_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'never')) as line
-        from partman.part_config c
-        left join lateral (select sp.partition_schemaname || '.' || sp.partition_tablename as child
-                           from partman.show_partitions(c.parent_table, 'DESC') sp limit 1) newest on true
-        left join lateral partman.show_partition_info(newest.child, c.partition_interval, c.parent_table) info on true
-        where info.child_end_time is null
-           or info.child_end_time < now() + c.partition_interval::interval
+        select format('%s (newest partition ends %s)', t.parent_table,
+                      coalesce(to_char(upper(t.times) at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'never')) as line
+        from t
+        where upper(t.times) is null
+           or upper(t.times) < now() + t.partition_interval::interval
     ),
     missing as (
-        select format('%s (no partition from %s to %s)', g.parent_table,
-                      coalesce(to_char(g.gap_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'now'),
-                      to_char(g.gap_end at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"')) as line
-        from gaps g
+        select format('%s (no partition from %s to %s)', t.parent_table,
+                      case when lower(g) = now() then 'now'
+                           else to_char(lower(g) at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"') end,
+                      to_char(upper(g) at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"')) as line
+        from t
+        cross join lateral unnest(tstzmultirange(tstzrange(now(), upper(t.times))) - t.times) g
+        where upper(t.times) > now()
     )
     select not exists (select from short) and not exists (select from missing),
            coalesce(nullif(concat_ws('; ',

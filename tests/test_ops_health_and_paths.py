@@ -38,6 +38,19 @@ def test_health_fails_when_the_partition_of_the_current_period_is_missing(db):
     assert api == (False,)
 
 
+# bug: the check read partition bounds as the catalog shows them in the session's DateStyle and
+# TimeZone; in SQL style Asia/Shanghai's CST read back as US Central time, 14 hours off
+def test_health_reads_partition_bounds_whatever_the_sessions_date_style_and_time_zone(db):
+    with db.transaction():
+        end = _drop_current_partition(db, "market.quotes")
+        db.execute("set local datestyle = 'SQL, DMY'")
+        db.execute("set local timezone = 'Asia/Shanghai'")
+
+        row = db.execute("select ok, detail from internal.health_partitions_ahead()").fetchone()
+
+    assert row == (False, f"partitions missing: market.quotes (no partition from now to {end})")
+
+
 # bug: a dump directory that cannot be made (here a path through a regular file) ended `backup
 # logical` with a NotADirectoryError traceback; the run must fail with a message, be recorded
 # failed, and write nothing
