@@ -24,7 +24,7 @@ $$;
 comment on function trading.is_legal_transition(trading.order_status, trading.order_status) is
     'True when an order may move from the first status to the second.';
 
--- (The one-argument form gained p_removed_ok.)
+-- the one-argument form: a call with one argument would match both
 drop function if exists internal.lock_order(bigint);
 
 create or replace function internal.lock_order(p_order_id bigint, p_removed_ok boolean default false)
@@ -43,9 +43,10 @@ as $$
 -- without a lock is safe.
 declare
     v_created_at timestamptz;
+    v_strategy   integer;
     v_order      trading.orders;
 begin
-    select k.created_at into v_created_at
+    select k.created_at, k.strategy_id into v_created_at, v_strategy
     from trading.order_keys k
     where k.order_id = p_order_id;
     if found then
@@ -62,8 +63,7 @@ begin
             raise exception 'order_id must be given, got null' using errcode = '22S09';
         end if;
         if p_removed_ok and v_created_at is not null and v_order.order_id is null
-           and internal.strategy_in_scope((select k.strategy_id from trading.order_keys k
-                                           where k.order_id = p_order_id)) then
+           and internal.strategy_in_scope(v_strategy) then
             return v_order;
         end if;
         raise exception 'order % does not exist', p_order_id

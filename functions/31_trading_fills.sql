@@ -133,7 +133,7 @@ create or replace function internal.removed_order_fill(
     stable
     language plpgsql
 as $$
--- A fill of order p_order_id, which orders cleanup removed (its key stays while trades refer to
+-- A fill of order p_order_id (p_fee_currency upper case, null for the quote asset), which orders cleanup removed (its key stays while trades refer to
 -- it; trading.record_fill comes here when internal.lock_order finds the key without the row):
 -- the trade's id when the fill is one of the order's trades delivered again, 23S06 when it is one
 -- of them with other values, and 23S04 otherwise (a removed order has no new fills: cleanup
@@ -141,8 +141,9 @@ as $$
 -- why: a fill redelivered after cleanup (an engine replaying an exchange's trade history) raised
 -- 23S04 "does not exist", where the README promises the stored trade
 declare
-    v_quote text;
-    v_trade trading.trades;
+    v_quote        text;
+    v_fee_currency text;
+    v_trade        trading.trades;
 begin
     select i.quote_asset into v_quote
     from trading.order_keys k
@@ -159,11 +160,12 @@ begin
             using errcode = '23S04',
                   hint = 'Only a fill the order already has can be delivered again after cleanup; check the order id and the exchange trade id.';
     end if;
-    if internal.same_fill(v_trade, p_order_id, p_quantity, p_price, p_fee, coalesce(upper(p_fee_currency), v_quote)) then
+    v_fee_currency := coalesce(p_fee_currency, v_quote);
+    if internal.same_fill(v_trade, p_order_id, p_quantity, p_price, p_fee, v_fee_currency) then
         return v_trade.trade_id;
     end if;
     perform internal.refuse_conflicting_fill(v_trade, p_exchange_trade_id, p_order_id, p_quantity, p_price, p_fee,
-                                             coalesce(upper(p_fee_currency), v_quote));
+                                             v_fee_currency);
     return null;  -- not reached: the call above raises
 end;
 $$;
@@ -246,12 +248,6 @@ begin
         raise exception 'fee currency must be an alphanumeric asset code, got "%"', record_fill.fee_currency
             using errcode = '22S09';
     end if;
-    -- an order removed by orders cleanup (internal.lock_order): only one of its trades again
-    if v_order.order_id is null then
-        return internal.removed_order_fill(record_fill.order_id, record_fill.exchange_trade_id, record_fill.quantity,
-                                           record_fill.price, record_fill.fee, v_fee_ccy);
-    end if;
-
     -- The instrument FOR KEY SHARE and the position FOR UPDATE, in that order, in one statement
     -- (a statement less on every fill but a position's first).
     -- why FOR KEY SHARE: the fill's PnL and the position's copy of the multiplier must be the
@@ -275,6 +271,13 @@ begin
         v_instrument := v_locked.instrument;
         v_position := v_locked.position;
     else
+        -- an order removed by orders cleanup (internal.lock_order, a row of nulls): only one of
+        -- its trades again. why here: its null instrument finds nothing above, and the test then
+        -- costs only a position's first fill, not every fill
+        if v_order.order_id is null then
+            return internal.removed_order_fill(record_fill.order_id, record_fill.exchange_trade_id,
+                                               record_fill.quantity, record_fill.price, record_fill.fee, v_fee_ccy);
+        end if;
         select i.* into v_instrument from ref.instruments i where i.instrument_id = v_order.instrument_id
         for key share;
         insert into trading.positions (strategy_id, instrument_id, multiplier, quote_asset)
@@ -410,4 +413,4 @@ begin
 end;
 $$;
 comment on function trading.record_fill(bigint, text, numeric, numeric, numeric, text, timestamptz, numeric) is
-    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the hourly and daily PnL rollups. Idempotent on (instrument, exchange_trade_id, side): a redelivery with another order, quantity, price or fee is 23S06. Returns the trade id.';
+    'Record a fill: the trade, its order''s filled quantity and status, the position (average cost) and the hourly and daily PnL rollups. Idempotent on (instrument, exchange_trade_id, side), also once orders cleanup removed the order (any other fill of such an order is 23S04): a redelivery with another order, quantity, price or fee is 23S06. Returns the trade id.';
