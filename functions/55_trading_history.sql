@@ -38,9 +38,8 @@ create or replace function internal.page_cursor(
 as $$
     -- Opaque keyset cursor: base64url, unpadded, of "<list>:<microseconds since 1970 UTC>:<id>.",
     -- or "<list>:<microseconds>:<id>:<filters>." for a filtered page, <filters> being
-    -- p_filters: 8 hex digits of the md5 of the json array of the page's filters (times as
-    -- internal.iso_utc text), computed by each page function, null when no filter is given (so
-    -- the cursor of an unfiltered page is the same as before cursors carried filters).
+    -- p_filters (internal.page_filters: 8 hex digits of the md5 of the json array of the page's
+    -- filters), null when no filter is given (an unfiltered page's cursor has no filters part).
     -- why the list (orders, trades or snapshots): a cursor of one list is a position in another's
     -- keyset too, so passing it to the wrong endpoint silently paged from the wrong row; now
     -- internal.read_page_cursor refuses it.
@@ -58,6 +57,20 @@ as $$
 $$;
 comment on function internal.page_cursor(text, timestamptz, bigint, text) is
     'The opaque next_cursor of a page of a list (orders, trades or snapshots) whose last row has this time and id, and of the page''s filters (8 hex digits; null: none).';
+
+create or replace function internal.page_filters(variadic p_filters text[])
+    returns text
+    stable
+    language sql
+as $$
+    -- The filters part of a page's cursors (internal.page_cursor): 8 hex digits of the md5 of the
+    -- json array of the page's filters in the page function's order (times as internal.iso_utc
+    -- text); null when no filter is given.
+    select case when num_nonnulls(variadic p_filters) > 0
+                then left(md5(json_build_array(variadic p_filters)::text), 8) end
+$$;
+comment on function internal.page_filters(text[]) is
+    'The filters part of a page''s cursors: 8 hex digits of the md5 of the json array of the filters; null when none is given.';
 
 create or replace function internal.read_page_cursor(
     p_list    text,

@@ -225,10 +225,8 @@ as $$
 #variable_conflict use_variable
 declare
     -- the filters a cursor carries (internal.page_cursor): page_size is not one, it may change
-    v_filters text := case when num_nonnulls(symbol, exchange, strategy, start_date, end_date) > 0
-                           then left(md5(json_build_array(symbol, exchange, strategy,
-                                                          internal.iso_utc(start_date),
-                                                          internal.iso_utc(end_date))::text), 8) end;
+    v_filters text := internal.page_filters(symbol, exchange, strategy,
+                                            internal.iso_utc(start_date), internal.iso_utc(end_date));
     v_after   record := internal.read_page_cursor('trades', cursor, v_filters);
 begin
     perform internal.require_permission('orders:read');

@@ -89,9 +89,8 @@ as $$
 #variable_conflict use_variable
 declare
     -- the filters a cursor carries (internal.page_cursor): page_size is not one, it may change
-    v_filters      text := case when num_nonnulls(strategy, start_date, end_date) > 0
-                                then left(md5(json_build_array(strategy, internal.iso_utc(start_date),
-                                                               internal.iso_utc(end_date))::text), 8) end;
+    v_filters      text := internal.page_filters(strategy, internal.iso_utc(start_date),
+                                                 internal.iso_utc(end_date));
     v_after        record := internal.read_page_cursor('snapshots', cursor, v_filters);
     v_strategy_ids integer[] := case when strategy is not null then internal.strategy_ids_named(strategy) end;
 begin
