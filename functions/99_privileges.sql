@@ -33,8 +33,8 @@ grant execute on function trading.order_history_page, trading.order_detail, trad
                           trading.portfolio_latest, ops.health(text[])
     to spreadedge_readonly;
 grant execute on function internal.require_permission, internal.iso_utc, internal.page_cursor,
-                          internal.page_filters, internal.read_page_cursor, internal.check_page_request, internal.check_time_range,
-                          internal.check_enum_value,
+                          internal.page_filters, internal.read_page_cursor, internal.check_page_request,
+                          internal.check_time_range, internal.check_enum_value,
                           internal.instrument_ids_matching, internal.strategy_ids_named, internal.order_item,
                           internal.order_page_rows, internal.trade_item, internal.trade_page_rows,
                           internal.snapshot_item
