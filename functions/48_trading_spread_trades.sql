@@ -391,7 +391,7 @@ begin
     -- 0.01 BTC against 10 sold at 0.001 BTC matched 10 "units" of 0.1 BTC at 600 against 0.01 BTC
     -- at 60.1 and reported a 5,399 USDT loss for a spread of 100 USDT per BTC on 0.01 BTC. With
     -- one contract size m on every fill this is matched x m x (sell value / (m x sell filled) -
-    -- buy value / (m x buy filled)), the captured spread of contracts as before.
+    -- buy value / (m x buy filled)), the captured spread in contracts.
     cross join lateral (select least(f.buy_base, f.sell_base) as matched_base) mb
     -- why each leg's contracts at its instrument's multiplier: the residual is what the legs left
     -- in the positions, and a position is its contracts at the instrument's multiplier now (a

@@ -41,11 +41,11 @@ as $$
     -- p_filters (internal.page_filters: 8 hex digits of the md5 of the json array of the page's
     -- filters), null when no filter is given (an unfiltered page's cursor has no filters part).
     -- why the list (orders, trades or snapshots): a cursor of one list is a position in another's
-    -- keyset too, so passing it to the wrong endpoint silently paged from the wrong row; now
+    -- keyset too, and passed to the wrong endpoint it would page from the wrong row;
     -- internal.read_page_cursor refuses it.
-    -- why the filters: a cursor of ?status=open passed back with ?status=filled paged the filled
-    -- orders from the open one's position, silently leaving out every filled order newer than it;
-    -- now internal.read_page_cursor refuses a cursor whose filters are not the page's
+    -- why the filters: a cursor of ?status=open passed back with ?status=filled would page the
+    -- filled orders from the open one's position, leaving out every filled order newer than it;
+    -- internal.read_page_cursor refuses a cursor whose filters are not the page's
     -- why the final period: a cursor cut short still decoded to a position ("…:2586" cut to
     -- "…:258"), which silently skipped the rows tied in time between the two ids; cutting even one
     -- character of the base64 loses the period (or leaves bad base64), so internal.read_page_cursor

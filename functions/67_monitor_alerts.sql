@@ -230,10 +230,6 @@ $$;
 comment on function monitor.evaluate_alert_rules(timestamptz) is
     'Evaluate every enabled alert rule (default now): open, resolve, record and notify (a firing silenced by the cooldown is notified once the cooldown is over); first resolves any open alert of a disabled rule (at the disabling''s time, with its actor, from the audit log); returns the transitions. A rule whose latest transition is later than evaluated_at is left alone (no transition, nothing notified), so no alert resolves before it opened or opens before the previous one resolved. READ COMMITTED only (22S09). pg_cron runs it every minute.';
 
--- why the drop: it took no time and returned nothing before; monitor.evaluate_alert_rules now also
--- resolves, at the time of the disabling, an alert a disabling did not see, and returns the event
-drop function if exists internal.resolve_alert_of_disabled_rule(monitor.alert_rules, text);
-
 create or replace function internal.resolve_alert_of_disabled_rule(
     p_rule monitor.alert_rules,
     p_actor text,

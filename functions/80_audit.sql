@@ -203,8 +203,8 @@ begin
     -- Each such UPDATE adds a segment: the rows under the key it moved from, from the latest event
     -- that brought the row to that key (an INSERT, a BASELINE or another key-changing UPDATE, which
     -- adds its own segment in turn) up to the move; a row that had the old key before (renamed away,
-    -- or deleted, since) or takes it afterwards is another row's story. The given key's own rows
-    -- are all told, as before.
+    -- or deleted, since) or takes it afterwards is another row's story. All of the given key's own
+    -- rows are told.
     -- why segments found by statements, not one recursive query: a key-changing UPDATE is told
     -- from old_row against the key's constant value (one containment per row, no parsing), and a
     -- busy row (a position's every fill) is read once; the recursive form scanned whole partitions
