@@ -1,17 +1,62 @@
-"""Helpers of the market data tests: instrument ids and rows written straight into the tables."""
+"""Helpers of the market data tests: instrument ids, rows written straight into the tables, and
+spreadedge ingest runs."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from click.testing import CliRunner, Result
+
+from spreadedge import ingest
+from spreadedge.cli import main
 
 # why relative: market data keeps daily partitions for partition_history_days (7) back, so a fixed
 # date stops having partitions a week later; noon yesterday keeps whole hours on either side
 RECENT_NOON = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
+
+# -- spreadedge ingest ------------------------------------------------------------------------------
+
+# the day of the rows loaded: recent, so that its daily partitions exist
+DAY = f"{RECENT_NOON:%Y-%m-%d}"
+QUOTES_HEADER = "exchange,symbol,quoted_at,bid,bid_size,ask,ask_size\n"
+TICKS_HEADER = "exchange,symbol,traded_at,exchange_trade_id,price,quantity,side\n"
+SUMMARY = re.compile(
+    r"loaded (\d+) rows, skipped (\d+) duplicates, rejected (\d+) rows in [0-9.]+ s \([0-9,]+ rows/s\)"
+)
+
+
+def invoke(url: str, *args: str) -> Result:
+    """The spreadedge CLI run against the database at url."""
+    return CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False)
+
+
+def summary_of(output: str) -> tuple[int, ...]:
+    """(loaded, skipped, rejected) of the summary line an ingest run printed."""
+    found = SUMMARY.search(output)
+    assert found, output
+    return tuple(int(n) for n in found.groups())
+
+
+def load(url: str, kind: str, *paths: Path, batch_rows: int = ingest.DEFAULT_BATCH_ROWS) -> ingest.Summary:
+    """spreadedge.ingest.ingest of paths in a session of its own."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return ingest.ingest(conn, kind, list(paths), batch_rows=batch_rows)
+
+
+def rejects_file(path: Path) -> Path:
+    """The file the rows of path that ingest rejected are written to."""
+    return path.with_name(path.name + ".rejects.csv")
+
+
+def rejects_of(path: Path) -> list[str]:
+    """The lines of the rejects file of path."""
+    return rejects_file(path).read_text().splitlines()
 
 
 def instrument_id(conn: psycopg.Connection, exchange: str = "binance", symbol: str = "BTCUSDT") -> int:

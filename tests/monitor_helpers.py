@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from market_helpers import quote
 from trading_helpers import call, rows
 
 
@@ -43,3 +44,38 @@ def notifications(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     return conn.execute(
         "select channel::text, status::text, subject from monitor.notifications order by notification_id"
     ).fetchall()
+
+
+def now_to_the_second(conn: psycopg.Connection) -> datetime:
+    """The database's now(), truncated to the second."""
+    return conn.execute("select date_trunc('second', now())").fetchone()[0]
+
+
+def alert_state(conn: psycopg.Connection, alert_id: int) -> tuple[Any, ...]:
+    """(status, resolved_at, resolved_value) of an alert."""
+    return conn.execute(
+        "select status::text, resolved_at, resolved_value from monitor.alerts where alert_id = %s", [alert_id]
+    ).fetchone()
+
+
+# btc-above-70k: a critical price rule without cooldown, which the alert-rule tests fire and disable
+BTC_ABOVE_70K = "btc-above-70k"
+BTC_ABOVE_70K_FIRED = "[CRITICAL] btc-above-70k fired: price binance/BTCUSDT last = 71000 (threshold > 70000)"
+
+
+def btc_above_70k_disabled_by(actor: str) -> str:
+    """The subject of the resolution of btc-above-70k's alert when actor disabled the rule."""
+    return (
+        f"[CRITICAL] btc-above-70k resolved: the rule was disabled by {actor}"
+        " (price binance/BTCUSDT last > 70000)"
+    )
+
+
+def fire_btc_above_70k(conn: psycopg.Connection, channels: list[str]) -> datetime:
+    """btc-above-70k (critical, no cooldown) fired at the returned time."""
+    add_rule(conn, BTC_ABOVE_70K, "price", ">", "70000", exchange="binance", symbol="BTCUSDT",
+             channels=channels, severity="critical", cooldown=timedelta(0))  # fmt: skip
+    at = now_to_the_second(conn)
+    quote(conn, at - timedelta(seconds=30), "70999", "71001")
+    assert evaluate(conn, at) == [(BTC_ABOVE_70K, "fired", Decimal("71000"), bool(channels))]
+    return at

@@ -1,6 +1,7 @@
-"""Real loopback receivers for the notification tests: an HTTP server and an SMTP server.
+"""Real loopback receivers for the notification tests: an HTTP server and an SMTP server, and the
+notification and the worker that the tests send to them.
 
-Both listen on 127.0.0.1 at a free port and are stopped when their fixture ends.
+Both servers listen on 127.0.0.1 at a free port and are stopped when their fixture ends.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -29,6 +31,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import free_port
+from spreadedge.notify import Worker, configured_channels
+from spreadedge.settings import NotifySettings
+from trading_helpers import call
 
 
 @dataclass
@@ -225,3 +230,15 @@ def smtp_tls_receiver(tmp_path: Path) -> Iterator[SmtpTlsReceiver]:
         yield SmtpTlsReceiver(port, mailbox, cert_file)
     finally:
         controller.stop()
+
+
+def queue(conn: psycopg.Connection, channel: str) -> None:
+    """One notification on the channel (a kill switch turned on)."""
+    call(conn, "monitor.set_risk_limit", strategy="alpha", channels=[channel])
+    call(conn, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="test")
+
+
+def slack_worker(url: str, receiver: HttpReceiver, **settings: Any) -> Worker:
+    """A worker named b delivering slack to receiver (with these other settings)."""
+    configured = NotifySettings(slack_webhook_url=receiver.url("/hooks/slack/T0KEN"), **settings)
+    return Worker(url, configured, configured_channels(configured), name="b")

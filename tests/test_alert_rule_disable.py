@@ -9,26 +9,24 @@ from typing import Any
 import psycopg
 
 from market_helpers import quote
-from monitor_helpers import add_rule, evaluate, notifications
+from monitor_helpers import (
+    BTC_ABOVE_70K_FIRED,
+    add_rule,
+    alert_state,
+    btc_above_70k_disabled_by,
+    evaluate,
+    fire_btc_above_70k,
+    notifications,
+    now_to_the_second,
+)
 from trading_helpers import call, waits_for_a_lock
 
-FIRED = "[CRITICAL] btc-above-70k fired: price binance/BTCUSDT last = 71000 (threshold > 70000)"
-DISABLED = (
-    "[CRITICAL] btc-above-70k resolved: the rule was disabled by alice (price binance/BTCUSDT last > 70000)"
-)
-
-
-def _now(conn: psycopg.Connection) -> datetime:
-    return conn.execute("select date_trunc('second', now())").fetchone()[0]
+DISABLED = btc_above_70k_disabled_by("alice")
 
 
 def _fire(conn: psycopg.Connection, channels: list[str]) -> datetime:
-    """btc-above-70k (critical, no cooldown) fired, at the returned time; the actor is alice."""
-    add_rule(conn, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT",
-             channels=channels, severity="critical", cooldown=timedelta(0))  # fmt: skip
-    at = _now(conn)
-    quote(conn, at - timedelta(seconds=30), "70999", "71001")
-    assert evaluate(conn, at) == [("btc-above-70k", "fired", Decimal("71000"), bool(channels))]
+    """btc-above-70k fired, at the returned time; the actor is alice."""
+    at = fire_btc_above_70k(conn, channels)
     conn.execute("set spreadedge.actor = 'alice'")
     return at
 
@@ -38,12 +36,6 @@ def _disable(conn: psycopg.Connection) -> datetime:
     with conn.transaction():
         call(conn, "monitor.set_alert_rule_enabled", name="btc-above-70k", enabled=False)
         return conn.execute("select now()").fetchone()[0]
-
-
-def _alert(conn: psycopg.Connection, alert_id: int) -> tuple[Any, ...]:
-    return conn.execute(
-        "select status::text, resolved_at, resolved_value from monitor.alerts where alert_id = %s", [alert_id]
-    ).fetchone()
 
 
 def _events(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
@@ -56,14 +48,14 @@ def _events(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
 def test_disabling_a_rule_resolves_its_firing_alert_and_notifies_the_resolution(seeded):
     fired_at = _fire(seeded, ["slack", "email"])
     disabled_at = _disable(seeded)
-    assert _alert(seeded, 1) == ("resolved", disabled_at, None)
+    assert alert_state(seeded, 1) == ("resolved", disabled_at, None)
     assert _events(seeded) == [
         (1, "fired", Decimal("71000"), True, None, fired_at),
         (1, "resolved", None, True, "alice", disabled_at),
     ]
     assert notifications(seeded) == [
-        ("email", "pending", FIRED),
-        ("slack", "pending", FIRED),
+        ("email", "pending", BTC_ABOVE_70K_FIRED),
+        ("slack", "pending", BTC_ABOVE_70K_FIRED),
         ("email", "pending", DISABLED),
         ("slack", "pending", DISABLED),
     ]
@@ -79,7 +71,7 @@ def test_disabling_a_rule_resolves_its_firing_alert_and_notifies_the_resolution(
 def test_an_alert_resolved_by_disabling_its_rule_no_longer_counts_in_alerts_open(seeded):
     _fire(seeded, [])
     _disable(seeded)
-    collected_at = _now(seeded) + timedelta(seconds=1)
+    collected_at = now_to_the_second(seeded) + timedelta(seconds=1)
     call(seeded, "monitor.collect_metrics", collected_at=collected_at)
     assert seeded.execute(
         "select labels ->> 'severity', value from monitor.metrics"
@@ -93,12 +85,12 @@ def test_disabling_a_rule_resolves_its_acknowledged_alert(seeded):
     call(seeded, "monitor.acknowledge_alert", alert_id=1, acknowledged_by="bob")
     acknowledged_at = seeded.execute("select acknowledged_at from monitor.alerts").fetchone()[0]
     disabled_at = _disable(seeded)
-    assert _alert(seeded, 1) == ("resolved", disabled_at, None)
+    assert alert_state(seeded, 1) == ("resolved", disabled_at, None)
     assert _events(seeded)[1:] == [
         (1, "acknowledged", None, False, "bob", acknowledged_at),
         (1, "resolved", None, True, "alice", disabled_at),
     ]
-    assert [subject for _, _, subject in notifications(seeded)] == [FIRED, DISABLED]
+    assert [subject for _, _, subject in notifications(seeded)] == [BTC_ABOVE_70K_FIRED, DISABLED]
 
 
 def test_disabling_a_rule_whose_firing_was_silent_queues_no_notification(seeded):
@@ -121,7 +113,11 @@ def test_a_rule_re_enabled_after_disabling_fires_a_new_alert(seeded):
         (1, "resolved"),
         (2, "firing"),
     ]
-    assert [subject for _, _, subject in notifications(seeded)] == [FIRED, DISABLED, FIRED]
+    assert [subject for _, _, subject in notifications(seeded)] == [
+        BTC_ABOVE_70K_FIRED,
+        DISABLED,
+        BTC_ABOVE_70K_FIRED,
+    ]
 
 
 def test_disabling_a_disabled_rule_or_one_without_an_open_alert_writes_nothing(seeded):
@@ -141,7 +137,7 @@ def test_disabling_a_disabled_rule_or_one_without_an_open_alert_writes_nothing(s
 
 def test_disabling_a_rule_waits_for_a_running_evaluation_and_resolves_the_alert_it_opened(seeded, seeded_url):
     add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
-    at = _now(seeded)
+    at = now_to_the_second(seeded)
     quote(seeded, at - timedelta(seconds=30), "70999", "71001")
     with psycopg.connect(seeded_url, autocommit=True) as disabler, ThreadPoolExecutor(1) as pool:
         with seeded.transaction():
@@ -157,11 +153,11 @@ def test_disabling_a_rule_waits_for_a_running_evaluation_and_resolves_the_alert_
 
 def test_disabling_a_rule_resolves_an_alert_opened_ahead_of_now_no_earlier_than_it_opened(seeded):
     add_rule(seeded, "btc-above-70k", "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
-    ahead = _now(seeded) + timedelta(hours=1)
+    ahead = now_to_the_second(seeded) + timedelta(hours=1)
     quote(seeded, ahead - timedelta(seconds=30), "70999", "71001")
     assert evaluate(seeded, ahead) == [("btc-above-70k", "fired", Decimal("71000"), False)]
     _disable(seeded)
-    assert _alert(seeded, 1) == ("resolved", ahead, None)
+    assert alert_state(seeded, 1) == ("resolved", ahead, None)
     assert [(transition, at) for _, transition, _, _, _, at in _events(seeded)] == [
         ("fired", ahead),
         ("resolved", ahead),

@@ -10,38 +10,26 @@ import psycopg
 from click.testing import CliRunner, Result
 
 from market_helpers import quote
-from monitor_helpers import add_rule, evaluate, notifications
+from monitor_helpers import (
+    BTC_ABOVE_70K,
+    BTC_ABOVE_70K_FIRED,
+    add_rule,
+    alert_state,
+    btc_above_70k_disabled_by,
+    evaluate,
+    fire_btc_above_70k,
+    notifications,
+    now_to_the_second,
+)
 from spreadedge import db
 from spreadedge.cli import main
 from trading_helpers import call
 
-RULE = "btc-above-70k"
-FIRED = "[CRITICAL] btc-above-70k fired: price binance/BTCUSDT last = 71000 (threshold > 70000)"
-
-
-def _disabled_by(actor: str) -> str:
-    return (
-        f"[CRITICAL] btc-above-70k resolved: the rule was disabled by {actor}"
-        " (price binance/BTCUSDT last > 70000)"
-    )
+RULE = BTC_ABOVE_70K
 
 
 def invoke(url: str, *args: str) -> Result:
     return CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False)
-
-
-def _now(conn: psycopg.Connection) -> datetime:
-    return conn.execute("select date_trunc('second', now())").fetchone()[0]
-
-
-def _fire(conn: psycopg.Connection, channels: list[str]) -> datetime:
-    """btc-above-70k (critical, no cooldown) fired at the returned time."""
-    add_rule(conn, RULE, "price", ">", "70000", exchange="binance", symbol="BTCUSDT",
-             channels=channels, severity="critical", cooldown=timedelta(0))  # fmt: skip
-    at = _now(conn)
-    quote(conn, at - timedelta(seconds=30), "70999", "71001")
-    assert evaluate(conn, at) == [(RULE, "fired", Decimal("71000"), bool(channels))]
-    return at
 
 
 def _update_is_enabled_false(conn: psycopg.Connection) -> datetime:
@@ -49,12 +37,6 @@ def _update_is_enabled_false(conn: psycopg.Connection) -> datetime:
     with conn.transaction():
         conn.execute("update monitor.alert_rules set is_enabled = false where name = %s", [RULE])
         return conn.execute("select now()").fetchone()[0]
-
-
-def _alert(conn: psycopg.Connection) -> tuple[Any, ...]:
-    return conn.execute(
-        "select status::text, resolved_at, resolved_value from monitor.alerts where alert_id = 1"
-    ).fetchone()
 
 
 def _resolution(conn: psycopg.Connection) -> tuple[Any, ...]:
@@ -69,13 +51,16 @@ def _resolution(conn: psycopg.Connection) -> tuple[Any, ...]:
 
 
 def test_alerts_disable_resolves_the_open_alert_in_the_name_of_the_cli_user(seeded, seeded_url):
-    _fire(seeded, ["slack"])
+    fire_btc_above_70k(seeded, ["slack"])
     result = invoke(seeded_url, "alerts", "disable", RULE)
     assert (result.exit_code, result.output) == (0, "alert rule btc-above-70k disabled\n")
     assert seeded.execute("select is_enabled from monitor.alert_rules").fetchone() == (False,)
-    assert _alert(seeded)[0] == "resolved"
+    assert alert_state(seeded, 1)[0] == "resolved"
     assert _resolution(seeded)[:4] == ("resolved", None, True, db.cli_actor())
-    assert [subject for _, _, subject in notifications(seeded)] == [FIRED, _disabled_by(db.cli_actor())]
+    assert [subject for _, _, subject in notifications(seeded)] == [
+        BTC_ABOVE_70K_FIRED,
+        btc_above_70k_disabled_by(db.cli_actor()),
+    ]
 
 
 def test_alerts_enable_enables_a_disabled_rule_again(seeded, seeded_url):
@@ -93,7 +78,7 @@ def test_alerts_disable_and_enable_of_an_unknown_rule_exit_1_with_the_sql_messag
 
 
 def test_alerts_evaluate_shows_the_resolution_of_a_disabled_rules_alert_as_such(seeded, seeded_url):
-    _fire(seeded, ["slack"])
+    fire_btc_above_70k(seeded, ["slack"])
     _update_is_enabled_false(seeded)
     result = invoke(seeded_url, "alerts", "evaluate")
     assert (result.exit_code, result.output) == (
@@ -106,18 +91,21 @@ def test_alerts_evaluate_shows_the_resolution_of_a_disabled_rules_alert_as_such(
 
 
 def test_evaluation_resolves_an_open_alert_of_a_disabled_rule_with_the_disabling_actor_and_time(seeded):
-    fired_at = _fire(seeded, ["slack"])
+    fired_at = fire_btc_above_70k(seeded, ["slack"])
     seeded.execute("set spreadedge.actor = 'alice'")
     disabled_at = _update_is_enabled_false(seeded)
-    assert _alert(seeded)[0] == "firing"
+    assert alert_state(seeded, 1)[0] == "firing"
     assert evaluate(seeded, fired_at + timedelta(minutes=1)) == [(RULE, "resolved", None, True)]
-    assert _alert(seeded) == ("resolved", disabled_at, None)
+    assert alert_state(seeded, 1) == ("resolved", disabled_at, None)
     assert _resolution(seeded) == ("resolved", None, True, "alice", disabled_at)
-    assert [subject for _, _, subject in notifications(seeded)] == [FIRED, _disabled_by("alice")]
+    assert [subject for _, _, subject in notifications(seeded)] == [
+        BTC_ABOVE_70K_FIRED,
+        btc_above_70k_disabled_by("alice"),
+    ]
 
 
 def test_evaluation_names_the_database_role_of_a_disabling_without_an_actor(seeded):
-    _fire(seeded, [])
+    fire_btc_above_70k(seeded, [])
     _update_is_enabled_false(seeded)
     assert evaluate(seeded) == [(RULE, "resolved", None, False)]
     assert _resolution(seeded)[3] == seeded.execute("select session_user::text").fetchone()[0]
@@ -125,7 +113,7 @@ def test_evaluation_names_the_database_role_of_a_disabling_without_an_actor(seed
 
 
 def test_evaluation_resolves_it_now_without_an_actor_when_the_audit_log_lacks_the_disabling(seeded):
-    fired_at = _fire(seeded, [])
+    fired_at = fire_btc_above_70k(seeded, [])
     # why replica: the audit triggers do not fire, as if the log's partition had been retired
     seeded.execute("set session_replication_role = replica")
     _update_is_enabled_false(seeded)
@@ -137,7 +125,7 @@ def test_evaluation_resolves_it_now_without_an_actor_when_the_audit_log_lacks_th
 
 
 def test_an_alert_resolved_by_the_evaluation_is_not_resolved_again(seeded):
-    _fire(seeded, [])
+    fire_btc_above_70k(seeded, [])
     _update_is_enabled_false(seeded)
     assert evaluate(seeded) == [(RULE, "resolved", None, False)]
     assert evaluate(seeded) == []
@@ -146,7 +134,7 @@ def test_an_alert_resolved_by_the_evaluation_is_not_resolved_again(seeded):
 
 def test_an_alert_a_repeatable_read_disabling_did_not_see_resolves_at_the_next_evaluation(seeded, seeded_url):
     add_rule(seeded, RULE, "price", ">", "70000", exchange="binance", symbol="BTCUSDT")
-    at = _now(seeded)
+    at = now_to_the_second(seeded)
     quote(seeded, at - timedelta(seconds=30), "70999", "71001")
     with psycopg.connect(seeded_url) as disabler:
         disabler.execute("set transaction isolation level repeatable read")
@@ -155,7 +143,7 @@ def test_an_alert_a_repeatable_read_disabling_did_not_see_resolves_at_the_next_e
         disabler.execute("set local spreadedge.actor = 'carol'")
         call(disabler, "monitor.set_alert_rule_enabled", name=RULE, enabled=False)
         disabler.commit()
-    assert _alert(seeded)[0] == "firing"
+    assert alert_state(seeded, 1)[0] == "firing"
     assert evaluate(seeded, at + timedelta(minutes=1)) == [(RULE, "resolved", None, False)]
-    assert _alert(seeded)[0] == "resolved"
+    assert alert_state(seeded, 1)[0] == "resolved"
     assert _resolution(seeded)[3] == "carol"

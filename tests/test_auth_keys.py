@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from auth_helpers import MASTER_KEY, OTHER_MASTER_KEY, acting_as, events, make_user
-from trading_helpers import call, rows, waits_for_a_lock
+from trading_helpers import call, race, rows, waits_for_a_lock
 
 
 def store(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label="main", **kwargs):
@@ -30,29 +29,6 @@ def store(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label=
 def reveal(conn, key_id, master_key=MASTER_KEY):
     with acting_as(conn, "spreadedge_engine"):
         return rows(conn, "auth.reveal_api_key", key_id=key_id, master_key=master_key)[0]
-
-
-def race(
-    auth_db, db_url, first: Callable[[psycopg.Connection], Any], second: Callable[[psycopg.Connection], Any]
-):
-    """Run first in a transaction left open, then second on another connection; commit first once
-    second waits for it. Whether second waited, and what it returned or raised."""
-    outcome: list[Any] = []
-
-    def racer(conn: psycopg.Connection) -> None:
-        try:
-            outcome.append(second(conn))
-        except Exception as exc:  # asserted on by the test
-            outcome.append(exc)
-
-    with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as caller:
-        first(holder)  # not committed yet
-        thread = threading.Thread(target=racer, args=(caller,))
-        thread.start()
-        waited = waits_for_a_lock(auth_db, caller.info.backend_pid)
-        holder.commit()
-        thread.join(timeout=30)
-    return waited, outcome[0]
 
 
 def corrupt_a_secret(conn, key_id):
@@ -245,13 +221,12 @@ def test_api_key_list_shows_a_trader_only_their_own_keys(auth_db):
 
 def test_a_store_racing_the_first_store_under_another_master_key_is_refused_with_28S03(auth_db, db_url):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    waited, outcome = race(
+    _, outcome = race(
         auth_db,
         db_url,
         lambda conn: store(conn, alice),
         lambda conn: store(conn, bob, api_key="AKIA-bob", master_key=OTHER_MASTER_KEY),
     )
-    assert waited
     assert isinstance(outcome, psycopg.errors.OperationalError)
     assert (outcome.sqlstate, outcome.diag.message_primary) == (
         "28S03",
@@ -262,10 +237,9 @@ def test_a_store_racing_the_first_store_under_another_master_key_is_refused_with
 
 def test_a_store_racing_the_first_store_under_the_same_master_key_succeeds(auth_db, db_url):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    waited, outcome = race(
+    _, outcome = race(
         auth_db, db_url, lambda conn: store(conn, alice), lambda conn: store(conn, bob, api_key="AKIA-bob")
     )
-    assert waited
     assert isinstance(outcome, int)
     assert auth_db.execute("select user_id, key_version from auth.api_keys order by key_id").fetchall() == [
         (alice, 1),
@@ -276,7 +250,7 @@ def test_a_store_racing_the_first_store_under_the_same_master_key_succeeds(auth_
 def test_a_store_racing_a_rotation_under_the_old_key_is_refused_with_28S03(auth_db, db_url):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
     store(auth_db, alice)
-    waited, outcome = race(
+    _, outcome = race(
         auth_db,
         db_url,
         lambda conn: call(
@@ -284,7 +258,6 @@ def test_a_store_racing_a_rotation_under_the_old_key_is_refused_with_28S03(auth_
         ),
         lambda conn: store(conn, bob, api_key="AKIA-bob"),
     )
-    assert waited
     assert isinstance(outcome, psycopg.errors.OperationalError)
     assert (outcome.sqlstate, outcome.diag.message_primary) == (
         "28S03",

@@ -13,8 +13,17 @@ import psycopg
 import pytest
 
 from market_helpers import RECENT_NOON, quote
-from test_orders import expect_refusal
-from trading_helpers import call, fill, list_okx_btc_spot, list_spot, place, position, rows, trade
+from trading_helpers import (
+    call,
+    expect_refusal,
+    fill,
+    list_okx_btc_spot,
+    list_spot,
+    place,
+    position,
+    rows,
+    trade,
+)
 
 OPTION = "BTC-USDT-261225-100000-C"
 

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
-import pytest
 
 from ops_helpers import cli
-from trading_helpers import fill, place
+from trading_helpers import expect_refusal, fill, place
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=60)
 
@@ -49,11 +48,11 @@ def test_a_fill_redelivered_after_cleanup_with_another_quantity_is_a_conflicting
     seeded: psycopg.Connection, db_url: str
 ) -> None:
     buy, bought = _removed_round_trip(seeded, db_url)
-    with pytest.raises(psycopg.errors.IntegrityError) as raised:
-        fill(seeded, buy, "0.02", "50000", fee="0.5", exchange_trade_id="rt-1")
-    assert raised.value.sqlstate == "23S06"
-    assert raised.value.diag.message_primary == (
-        f'exchange trade id "rt-1" is already recorded as trade {bought} with different values'
+    expect_refusal(
+        seeded,
+        "23S06",
+        f'exchange trade id "rt-1" is already recorded as trade {bought} with different values',
+        lambda: fill(seeded, buy, "0.02", "50000", fee="0.5", exchange_trade_id="rt-1"),
     )
 
 
@@ -61,10 +60,10 @@ def test_a_new_fill_of_an_order_removed_by_cleanup_is_an_unknown_order_saying_so
     seeded: psycopg.Connection, db_url: str
 ) -> None:
     buy, _ = _removed_round_trip(seeded, db_url)
-    with pytest.raises(psycopg.errors.IntegrityError) as raised:
-        fill(seeded, buy, "0.01", "50000", exchange_trade_id="rt-9")
-    assert raised.value.sqlstate == "23S04"
-    assert raised.value.diag.message_primary == (
-        f'order {buy} was removed by orders cleanup and has no trade with exchange trade id "rt-9"'
+    expect_refusal(
+        seeded,
+        "23S04",
+        f'order {buy} was removed by orders cleanup and has no trade with exchange trade id "rt-9"',
+        lambda: fill(seeded, buy, "0.01", "50000", exchange_trade_id="rt-9"),
     )
     assert seeded.execute("select count(*) from trading.trades").fetchone() == (2,)

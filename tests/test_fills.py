@@ -7,8 +7,7 @@ import psycopg
 import pytest
 
 from market_helpers import RECENT_NOON
-from test_orders import expect_refusal
-from trading_helpers import call, counts, fill, order, place, position, trade
+from trading_helpers import call, counts, expect_refusal, fill, order, place, position, trade
 
 
 def test_each_fill_keeps_the_quantity_of_the_position_it_closed(seeded):
@@ -46,6 +45,7 @@ def test_an_exchange_trade_id_reused_with_different_values_is_a_conflict(seeded)
         error.diag.message_detail
         == f"stored: order {order_id}, 1 @ 100, fee 0 USDT; retried: order {order_id}, 0.5 @ 100, fee 0 USDT"
     )
+    assert seeded.execute("select quantity, trade_count from trading.positions").fetchone() == (D("1"), 1)
 
 
 def test_a_fill_redelivered_with_another_fee_is_a_conflict_and_writes_nothing(seeded):

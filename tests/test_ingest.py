@@ -2,35 +2,18 @@
 
 import gzip
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 import zstandard
-from click.testing import CliRunner
 from psycopg import sql
 
-from market_helpers import RECENT_NOON
+from market_helpers import DAY, QUOTES_HEADER, RECENT_NOON, TICKS_HEADER, invoke, summary_of
 from spreadedge import ingest
-from spreadedge.cli import main
 
-QUOTES_HEADER = "exchange,symbol,quoted_at,bid,bid_size,ask,ask_size\n"
-# the day of the rows loaded: recent, so that its daily partitions exist
-DAY = f"{RECENT_NOON:%Y-%m-%d}"
 GOOD_QUOTE = f"binance,BTCUSDT,{DAY}T12:00:00Z,100,1,101,2\n"
-SUMMARY = re.compile(
-    r"loaded (\d+) rows, skipped (\d+) duplicates, rejected (\d+) rows in [0-9.]+ s \([0-9,]+ rows/s\)"
-)
-
-
-def invoke(url, *args):
-    return CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False)
-
-
-def summary_of(output):
-    return tuple(int(n) for n in SUMMARY.search(output).groups())
 
 
 def tick_line(trade_id, price="100", at=f"{DAY}T12:00:00Z", symbol="BTCUSDT"):
@@ -276,7 +259,6 @@ def test_the_loaders_row_checks_are_inlined_into_their_query(db, call):
 # -- a byte-order mark, a header without a required column ------------------------------------
 
 BOM = "\ufeff"
-TICKS_HEADER = "exchange,symbol,traded_at,exchange_trade_id,price,quantity,side\n"
 
 
 def test_a_byte_order_mark_at_the_start_of_a_csv_file_is_ignored(seeded_url, seeded, tmp_path):

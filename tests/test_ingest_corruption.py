@@ -1,28 +1,10 @@
-"""spreadedge ingest, more edges: compressed files corrupt in the middle, CSV records that swallow
-the lines after an unclosed quote, and the reasons of rows rejected for their instrument."""
+"""spreadedge ingest, more edges: compressed files corrupt in the middle, and CSV records that
+swallow the lines after an unclosed quote."""
 
 import gzip
-import re
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from market_helpers import RECENT_NOON
-from spreadedge.cli import main
-
-DAY = f"{RECENT_NOON:%Y-%m-%d}"
-QUOTES_HEADER = "exchange,symbol,quoted_at,bid,bid_size,ask,ask_size\n"
-SUMMARY = re.compile(r"loaded (\d+) rows, skipped (\d+) duplicates, rejected (\d+) rows in ")
-
-
-def invoke(url: str, *args: str):
-    return CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False)
-
-
-def summary_of(output: str) -> tuple[int, ...]:
-    found = SUMMARY.search(output)
-    assert found, output
-    return tuple(int(n) for n in found.groups())
+from market_helpers import DAY, QUOTES_HEADER, invoke, rejects_of, summary_of
 
 
 def quote_row(second: int, ask: str = "101") -> str:
@@ -48,10 +30,6 @@ def test_a_gzip_file_corrupt_in_the_middle_is_refused_before_anything_of_the_run
     ), result.output
     assert last.endswith(") (nothing was loaded)")
     assert seeded.execute("select count(*) from market.quotes").fetchone()[0] == 0
-
-
-def rejects_of(path: Path) -> list[str]:
-    return path.with_name(path.name + ".rejects.csv").read_text().splitlines()
 
 
 def test_a_quote_left_open_in_a_csv_file_rejects_its_record_naming_the_lines_it_swallowed(

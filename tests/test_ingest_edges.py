@@ -6,25 +6,11 @@ import gzip
 import hashlib
 import json
 from decimal import Decimal
-from pathlib import Path
 
-import psycopg
 import pytest
 
-from market_helpers import RECENT_NOON, tick_line
+from market_helpers import DAY, TICKS_HEADER, load, rejects_of, tick_line
 from spreadedge import ingest
-
-DAY = f"{RECENT_NOON:%Y-%m-%d}"
-TICKS_HEADER = "exchange,symbol,traded_at,exchange_trade_id,price,quantity,side\n"
-
-
-def load(url: str, kind: str, *paths: Path) -> ingest.Summary:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return ingest.ingest(conn, kind, list(paths))
-
-
-def rejects_of(path: Path) -> list[str]:
-    return path.with_name(path.name + ".rejects.csv").read_text().splitlines()
 
 
 def test_a_json_array_object_boolean_or_nan_in_a_staged_field_is_rejected_not_stored_as_its_python_text(

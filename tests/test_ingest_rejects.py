@@ -3,24 +3,12 @@ fails part-way, and where an unknown instrument's symbol is listed."""
 
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from market_helpers import RECENT_NOON, tick_line
+from market_helpers import DAY, load, rejects_file, tick_line
 from spreadedge import ingest
-
-DAY = f"{RECENT_NOON:%Y-%m-%d}"
-
-
-def load(url: str, kind: str, *paths: Path, batch_rows: int = ingest.DEFAULT_BATCH_ROWS) -> ingest.Summary:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return ingest.ingest(conn, kind, list(paths), batch_rows=batch_rows)
-
-
-def rejects_file(path: Path) -> Path:
-    return path.with_name(path.name + ".rejects.csv")
 
 
 def trade_ids(conn: psycopg.Connection) -> list[str]:

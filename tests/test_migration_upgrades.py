@@ -279,15 +279,27 @@ def test_migration_0032_deletes_the_amounts_collected_at_par_and_keeps_the_other
     assert orders == (2,)
 
 
+# a trade key of each trade, in the shape trading.trade_keys has before 0033 (keyed per exchange)
+KEYS_OF_THE_TRADES = (
+    "insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)"
+    " select i.exchange_id, t.exchange_trade_id, t.trade_id, t.executed_at"
+    " from trading.trades t join ref.instruments i using (instrument_id)"
+)
+
+
+def _trade_key_columns(conn: psycopg.Connection) -> list[tuple[str]]:
+    """The columns of trading.trade_keys, in order."""
+    return conn.execute(
+        "select column_name from information_schema.columns"
+        " where table_schema = 'trading' and table_name = 'trade_keys' order by ordinal_position"
+    ).fetchall()
+
+
 def test_migration_0033_gives_each_trade_key_its_trades_instrument(database_at_0013):
     url, settings = database_at_0013
     upgrade(url, settings, *_migrations_between("0014", "0032"))
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)"
-            " select i.exchange_id, t.exchange_trade_id, t.trade_id, t.executed_at"
-            " from trading.trades t join ref.instruments i using (instrument_id)"
-        )
+        conn.execute(KEYS_OF_THE_TRADES)
     upgrade(url, settings, "0033_trade_keys_per_instrument.sql.j2")
     with psycopg.connect(url) as conn:
         keys = conn.execute(
@@ -310,10 +322,7 @@ def test_migration_0033_names_the_trade_keys_without_a_trade_and_changes_nothing
     ):
         upgrade(url, settings, "0033_trade_keys_per_instrument.sql.j2")
     with psycopg.connect(url) as conn:
-        columns = conn.execute(
-            "select column_name from information_schema.columns"
-            " where table_schema = 'trading' and table_name = 'trade_keys' order by ordinal_position"
-        ).fetchall()
+        columns = _trade_key_columns(conn)
     assert columns == [("exchange_id",), ("exchange_trade_id",), ("trade_id",), ("executed_at",)]
 
 
@@ -321,11 +330,7 @@ def test_migration_0035_gives_each_trade_key_its_trades_side(database_at_0013):
     url, settings = database_at_0013
     upgrade(url, settings, *_migrations_between("0014", "0032"))
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "insert into trading.trade_keys (exchange_id, exchange_trade_id, trade_id, executed_at)"
-            " select i.exchange_id, t.exchange_trade_id, t.trade_id, t.executed_at"
-            " from trading.trades t join ref.instruments i using (instrument_id)"
-        )
+        conn.execute(KEYS_OF_THE_TRADES)
         # trades are append-only: the trigger that says so is off for this one history edit
         conn.execute("set session_replication_role = replica")
         conn.execute("update trading.trades set side = 'sell' where trade_id = 2")
@@ -355,10 +360,7 @@ def test_migration_0035_names_the_trade_keys_without_a_trade_and_changes_nothing
     ):
         upgrade(url, settings, "0035_trade_keys_per_side.sql.j2")
     with psycopg.connect(url) as conn:
-        columns = conn.execute(
-            "select column_name from information_schema.columns"
-            " where table_schema = 'trading' and table_name = 'trade_keys' order by ordinal_position"
-        ).fetchall()
+        columns = _trade_key_columns(conn)
     assert columns == [("exchange_trade_id",), ("trade_id",), ("executed_at",), ("instrument_id",)]
 
 

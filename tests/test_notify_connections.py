@@ -11,21 +11,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from conftest import free_port
-from notify_servers import HttpReceiver
-from spreadedge.notify import Worker, configured_channels
-from spreadedge.settings import NotifySettings
-from trading_helpers import call
-
-
-def queue(conn: psycopg.Connection, channel: str) -> None:
-    """One notification on the channel (a kill switch turned on)."""
-    call(conn, "monitor.set_risk_limit", strategy="alpha", channels=[channel])
-    call(conn, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="test")
-
-
-def slack_worker(url: str, receiver: HttpReceiver) -> Worker:
-    settings = NotifySettings(slack_webhook_url=receiver.url("/hooks/slack/T0KEN"), backoff_seconds=0)
-    return Worker(url, settings, configured_channels(settings), name="b")
+from notify_servers import HttpReceiver, queue, slack_worker
 
 
 def test_a_worker_idle_longer_than_the_databases_idle_session_timeout_delivers_without_reconnecting(
@@ -42,7 +28,7 @@ def test_a_worker_idle_longer_than_the_databases_idle_session_timeout_delivers_w
     )
     caplog.set_level(logging.INFO, logger="spreadedge.notify")
     stop = threading.Event()
-    w = slack_worker(seeded_url, http_receiver)
+    w = slack_worker(seeded_url, http_receiver, backoff_seconds=0)
     thread = threading.Thread(target=w.run, kwargs={"stop": stop, "poll_seconds": 300})
     thread.start()
     try:
@@ -83,7 +69,7 @@ def test_the_delivery_session_of_a_worker_over_tcp_notices_a_vanished_host_withi
         conninfo = make_conninfo(
             host="127.0.0.1", port=seeded.info.port, dbname=seeded.info.dbname, user=login, password=password
         )
-        with slack_worker(conninfo, http_receiver) as w:
+        with slack_worker(conninfo, http_receiver, backoff_seconds=0) as w:
             keepalives = (
                 w._connection()
                 .execute(

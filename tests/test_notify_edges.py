@@ -7,23 +7,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from notify_servers import HttpReceiver
-from spreadedge.notify import Worker, configured_channels
-from spreadedge.settings import NotifySettings, SettingsError, load_settings
+from notify_servers import HttpReceiver, queue, slack_worker
+from spreadedge.settings import SettingsError, load_settings
 from trading_helpers import call
 
 SECRET = "s3cr3t-hmac-key-do-not-log"
-
-
-def queue(conn: psycopg.Connection, channel: str) -> None:
-    """One notification on the channel (a kill switch turned on)."""
-    call(conn, "monitor.set_risk_limit", strategy="alpha", channels=[channel])
-    call(conn, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="test")
-
-
-def slack_worker(url: str, receiver: HttpReceiver) -> Worker:
-    settings = NotifySettings(slack_webhook_url=receiver.url("/hooks/slack/T0KEN"))
-    return Worker(url, settings, configured_channels(settings), name="b")
 
 
 def test_the_next_due_time_leaves_out_a_message_another_worker_is_sending(

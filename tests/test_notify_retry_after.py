@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from notify_servers import HttpReceiver
+from notify_servers import HttpReceiver, queue
 from spreadedge.notify import Worker, configured_channels
 from spreadedge.settings import NotifySettings
 from trading_helpers import call, rows
@@ -21,12 +21,6 @@ from trading_helpers import call, rows
 SECRET = "s3cr3t-hmac-key-do-not-log"
 TOKEN = "SUPERSECRETtoken"  # the secret part of a Slack or Discord webhook URL
 SETTING = {"slack": "slack_webhook_url", "discord": "discord_webhook_url", "webhook": "webhook_url"}
-
-
-def queue(conn: psycopg.Connection, channel: str) -> None:
-    """One notification on the channel (a kill switch turned on)."""
-    call(conn, "monitor.set_risk_limit", strategy="alpha", channels=[channel])
-    call(conn, "monitor.set_kill_switch", strategy="alpha", enabled=True, reason="test")
 
 
 def settings_for(channel: str, receiver: HttpReceiver, **numbers: Any) -> NotifySettings:

@@ -6,7 +6,6 @@ wait for a lock, then ends the first: the result must be one of the serial order
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -14,46 +13,10 @@ from typing import Any
 
 import psycopg
 
-from trading_helpers import call, fill, order, place, position, rows, trade, waits_for_a_lock
+from trading_helpers import call, fill, order, place, position, race, rows, trade, waits_for_a_lock
 
 SWAP = {"exchange": "okx", "symbol": "BTC-USDT-SWAP"}
 HOUR = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-
-
-def _race(
-    monitor: psycopg.Connection,
-    url: str,
-    first: Callable[[psycopg.Connection], Any],
-    second: Callable[[psycopg.Connection], Any],
-    *,
-    commit: bool = True,
-    wait_event: str | None = None,
-) -> tuple[Any, Any]:
-    """Run first in an open transaction, then second in an autocommit session, which must come to
-    wait for a lock; end first (commit, or roll back), and return first's result and second's
-    (or the exception it raised)."""
-
-    def attempt(conn: psycopg.Connection) -> Any:
-        try:
-            return second(conn)
-        except psycopg.Error as exc:  # returned for the test to assert on
-            return exc
-
-    with (
-        psycopg.connect(url) as holder,
-        psycopg.connect(url, autocommit=True) as other,
-        ThreadPoolExecutor(1) as pool,
-    ):
-        held = first(holder)
-        running = pool.submit(attempt, other)
-        waited = waits_for_a_lock(monitor, other.info.backend_pid, wait_event)
-        if commit:
-            holder.commit()
-        else:
-            holder.rollback()
-        result = running.result(timeout=30)
-    assert waited, "the second session did not wait for the first"
-    return held, result
 
 
 def _invariants(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -74,7 +37,7 @@ def _events(conn: psycopg.Connection, order_id: int) -> list[tuple[Any, ...]]:
 def test_a_fill_waiting_on_a_funding_payment_of_its_position_applies_after_it(seeded, seeded_url):
     opened = trade(seeded, "buy", "10", "60000", executed_at=HOUR, **SWAP)
     closing = place(seeded, "sell", "4", "61000", **SWAP)
-    _, trade_id = _race(
+    _, trade_id = race(
         seeded,
         seeded_url,
         lambda c: call(
@@ -100,7 +63,7 @@ def test_a_fill_waiting_on_a_funding_payment_of_its_position_applies_after_it(se
 def test_a_funding_payment_waiting_on_a_fill_of_its_position_applies_after_it(seeded, seeded_url):
     trade(seeded, "buy", "10", "60000", executed_at=HOUR, **SWAP)
     closing = place(seeded, "sell", "4", "61000", **SWAP)
-    _, funding_id = _race(
+    _, funding_id = race(
         seeded,
         seeded_url,
         lambda c: fill(c, closing, "4", "61000", fee=D("0.5"), executed_at=HOUR + timedelta(minutes=5)),
@@ -124,7 +87,7 @@ def test_a_funding_payment_waiting_on_a_fill_of_its_position_applies_after_it(se
 
 def test_a_first_fill_waiting_on_a_first_funding_payment_opens_the_position_it_created(seeded, seeded_url):
     buy = place(seeded, "buy", "10", "60000", **SWAP)
-    _, trade_id = _race(
+    _, trade_id = race(
         seeded,
         seeded_url,
         lambda c: call(c, "trading.record_funding", strategy="alpha", amount=D("2"), paid_at=HOUR, **SWAP),
@@ -139,7 +102,7 @@ def test_a_first_fill_waiting_on_a_first_funding_payment_opens_the_position_it_c
 
 def test_a_first_funding_payment_waiting_on_a_first_fill_adds_to_the_position_it_opened(seeded, seeded_url):
     buy = place(seeded, "buy", "10", "60000", **SWAP)
-    trade_id, _ = _race(
+    trade_id, _ = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "10", "60000", executed_at=HOUR),
@@ -157,7 +120,7 @@ def test_a_first_funding_payment_waiting_on_a_first_fill_adds_to_the_position_it
 
 def test_a_fill_waiting_on_a_cancel_of_its_order_is_late_and_completes_it(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, trade_id = _race(
+    _, trade_id = race(
         seeded,
         seeded_url,
         lambda c: call(c, "trading.cancel_order", order_id=buy, reason="spread closed"),
@@ -177,7 +140,7 @@ def test_a_fill_waiting_on_a_cancel_of_its_order_is_late_and_completes_it(seeded
 
 def test_a_cancel_waiting_on_a_fill_that_completes_its_order_is_refused(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, refused = _race(
+    _, refused = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "1", "50000"),
@@ -196,7 +159,7 @@ def test_a_cancel_waiting_on_a_fill_that_completes_its_order_is_refused(seeded, 
 
 def test_a_cancel_waiting_on_a_partial_fill_cancels_the_partially_filled_order(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, cancelled = _race(
+    _, cancelled = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "0.4", "50000"),
@@ -221,7 +184,7 @@ def test_an_acknowledgement_waiting_on_a_cancel_keeps_the_cancel_and_records_the
     seeded, seeded_url
 ):
     buy = place(seeded, "buy", "1", "50000")
-    _, acknowledged = _race(
+    _, acknowledged = race(
         seeded,
         seeded_url,
         lambda c: call(c, "trading.cancel_order", order_id=buy, reason="spread closed"),
@@ -240,7 +203,7 @@ def test_an_acknowledgement_waiting_on_a_cancel_keeps_the_cancel_and_records_the
 
 def test_a_cancel_waiting_on_an_acknowledgement_cancels_the_open_order(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, cancelled = _race(
+    _, cancelled = race(
         seeded,
         seeded_url,
         lambda c: call(c, "trading.acknowledge_order", order_id=buy, exchange_order_id="BN-1"),
@@ -259,7 +222,7 @@ def test_a_cancel_waiting_on_an_acknowledgement_cancels_the_open_order(seeded, s
 
 def test_a_reject_waiting_on_a_partial_fill_of_a_new_order_is_refused(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, refused = _race(
+    _, refused = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "0.4", "50000"),
@@ -275,7 +238,7 @@ def test_a_reject_waiting_on_a_partial_fill_of_a_new_order_is_refused(seeded, se
 
 def test_a_fill_waiting_on_a_reject_of_its_order_is_refused_and_writes_nothing(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, refused = _race(
+    _, refused = race(
         seeded,
         seeded_url,
         lambda c: call(c, "trading.reject_order", order_id=buy, reason="insufficient margin"),
@@ -298,7 +261,7 @@ def test_two_fills_of_two_orders_of_one_position_apply_in_trade_id_order(seeded,
     trade(seeded, "buy", "1", "50000")
     first_order = place(seeded, "sell", "0.6", "51000")
     second_order = place(seeded, "buy", "0.5", "52000")
-    first, second = _race(
+    first, second = race(
         seeded,
         seeded_url,
         lambda c: fill(c, first_order, "0.6", "51000"),
@@ -318,7 +281,7 @@ def test_two_fills_of_two_orders_of_one_position_apply_in_trade_id_order(seeded,
 def test_two_first_fills_of_one_position_open_it_once_and_apply_in_trade_id_order(seeded, seeded_url):
     first_order = place(seeded, "buy", "1", "50000")
     second_order = place(seeded, "sell", "0.4", "51000")
-    first, second = _race(
+    first, second = race(
         seeded,
         seeded_url,
         lambda c: fill(c, first_order, "1", "50000"),
@@ -336,7 +299,7 @@ def test_two_first_fills_of_one_position_open_it_once_and_apply_in_trade_id_orde
 
 def test_one_exchange_trade_id_delivered_by_two_sessions_at_once_is_one_trade(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    first, second = _race(
+    first, second = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "0.5", "50000", exchange_trade_id="T-1"),
@@ -351,7 +314,7 @@ def test_one_exchange_trade_id_delivered_by_two_sessions_at_once_is_one_trade(se
 def test_one_exchange_trade_id_on_two_orders_of_one_side_is_recorded_once(seeded, seeded_url):
     alpha = place(seeded, "buy", "1", "50000")
     beta = place(seeded, "buy", "1", "50000", strategy="beta")
-    first, refused = _race(
+    first, refused = race(
         seeded,
         seeded_url,
         lambda c: fill(c, alpha, "0.5", "50000", exchange_trade_id="T-1"),
@@ -365,7 +328,7 @@ def test_one_exchange_trade_id_on_two_orders_of_one_side_is_recorded_once(seeded
 
 def test_a_duplicate_fill_waiting_on_a_first_delivery_that_rolls_back_is_recorded(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, second = _race(
+    _, second = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "0.5", "50000", exchange_trade_id="T-1"),
@@ -378,7 +341,7 @@ def test_a_duplicate_fill_waiting_on_a_first_delivery_that_rolls_back_is_recorde
 
 
 def test_one_client_order_id_placed_by_two_sessions_at_once_is_one_order(seeded, seeded_url):
-    first, second = _race(
+    first, second = race(
         seeded,
         seeded_url,
         lambda c: place(c, "buy", "1", "50000", client_order_id="arb-1"),
@@ -391,7 +354,7 @@ def test_one_client_order_id_placed_by_two_sessions_at_once_is_one_order(seeded,
 
 
 def test_a_placement_waiting_on_one_with_its_client_order_id_that_rolls_back_places_it(seeded, seeded_url):
-    _, second = _race(
+    _, second = race(
         seeded,
         seeded_url,
         lambda c: place(c, "buy", "1", "50000", client_order_id="arb-1"),
@@ -413,7 +376,7 @@ def test_a_multiplier_change_waiting_on_a_fill_carries_over_to_its_position(seed
         " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 0.1, lot_size => 1,"
         " multiplier => 0.02)"
     )
-    trade_id, _ = _race(
+    trade_id, _ = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "10", "60000"),
@@ -445,7 +408,7 @@ def test_a_snapshot_taken_while_a_fill_is_uncommitted_is_of_the_state_before_it(
 
 def test_a_second_fill_waiting_on_one_that_fills_the_order_is_an_overfill(seeded, seeded_url):
     buy = place(seeded, "buy", "1", "50000")
-    _, refused = _race(
+    _, refused = race(
         seeded,
         seeded_url,
         lambda c: fill(c, buy, "0.6", "50000"),
@@ -471,7 +434,7 @@ def test_a_redelivered_fill_waiting_on_cleanup_of_its_order_returns_the_stored_t
     sell = place(seeded, "sell", "0.01", "51000", placed_at=LONG_AGO)
     fill(seeded, sell, "0.01", "51000", executed_at=LONG_AGO, exchange_trade_id="rt-2")
     seeded.execute("update trading.orders set updated_at = created_at")
-    removed, again = _race(
+    removed, again = race(
         seeded,
         seeded_url,
         lambda c: c.execute(CLEANUP).fetchone(),
@@ -486,7 +449,7 @@ def test_a_late_fill_waiting_on_cleanup_of_its_unfilled_order_is_an_unknown_orde
     buy = place(seeded, "buy", "0.01", "50000", placed_at=LONG_AGO)
     call(seeded, "trading.cancel_order", order_id=buy)
     seeded.execute("update trading.orders set updated_at = created_at")
-    removed, refused = _race(
+    removed, refused = race(
         seeded,
         seeded_url,
         lambda c: c.execute(CLEANUP).fetchone(),

@@ -3,51 +3,35 @@ client order id taken by a placement that commits while the spread trade waits f
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any
 
 import psycopg
 
 from market_helpers import RECENT_NOON, quote
 from trading_helpers import (
+    PERPETUAL_PRICES,
+    PERPETUALS,
     fill,
     legs,
     list_okx_btc_spot,
+    list_perpetual,
     open_spread,
     place,
     position,
+    race,
     rows,
-    waits_for_a_lock,
 )
 
 T0 = RECENT_NOON
-PERPETUALS: dict[str, Any] = {
-    "buy_exchange": "okx",
-    "sell_exchange": "bybit",
-    "market_type": "perpetual",
-    "buy_price": Decimal("60000"),
-    "sell_price": Decimal("60100"),
-}
-
-
-def _list_bybit_perpetual(conn: psycopg.Connection, multiplier: str) -> None:
-    """bybit's BTCUSDT perpetual of multiplier BTC a contract (listed, or its contract size changed)."""
-    conn.execute(
-        "select ref.upsert_instrument(exchange => 'bybit', symbol => 'BTCUSDT', base_asset => 'BTC',"
-        " quote_asset => 'USDT', market_type => 'perpetual', tick_size => 0.1, lot_size => 1,"
-        " min_notional => 0, multiplier => %s)",
-        [Decimal(multiplier)],
-    )
 
 
 def _spread_whose_sell_contract_shrank_before_its_fill(conn: psycopg.Connection) -> None:
     """10 okx contracts of 0.01 BTC bought at 60,000 (+0.1 BTC), then bybit's contract shrinks to
     0.001 BTC and 10 are sold at 60,100 (-0.01 BTC): 0.09 BTC unhedged."""
-    _list_bybit_perpetual(conn, "0.01")  # the size of okx BTC-USDT-SWAP (seeded)
-    buy, sell = legs(conn, open_spread(conn, "10", **PERPETUALS))
+    list_perpetual(conn, "bybit", "BTCUSDT", "0.01")  # the size of okx BTC-USDT-SWAP (seeded)
+    buy, sell = legs(conn, open_spread(conn, "10", **PERPETUALS, **PERPETUAL_PRICES))
     fill(conn, buy, "10", "60000", executed_at=T0)
-    _list_bybit_perpetual(conn, "0.001")
+    list_perpetual(conn, "bybit", "BTCUSDT", "0.001")
     fill(conn, sell, "10", "60100", executed_at=T0)
 
 
@@ -82,11 +66,11 @@ def test_the_summary_counts_a_spread_whose_legs_filled_as_many_contracts_of_diff
 def test_the_residual_after_a_legs_contract_changed_is_what_the_positions_hold_now(
     seeded: psycopg.Connection,
 ) -> None:
-    _list_bybit_perpetual(seeded, "0.01")
-    buy, sell = legs(seeded, open_spread(seeded, "10", **PERPETUALS))
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")
+    buy, sell = legs(seeded, open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES))
     fill(seeded, buy, "4", "60000", executed_at=T0)
     fill(seeded, sell, "10", "60100", executed_at=T0)
-    _list_bybit_perpetual(seeded, "0.001")  # the 10 bybit contracts short are now 0.01 BTC
+    list_perpetual(seeded, "bybit", "BTCUSDT", "0.001")  # the 10 bybit contracts short are now 0.01 BTC
     quote(seeded, T0, "59900", "60100", exchange="okx", symbol="BTC-USDT-SWAP")  # okx mid 60000
 
     (r,) = rows(seeded, "trading.spread_trade_pnl")
@@ -102,25 +86,13 @@ def test_a_spread_leg_whose_client_order_id_a_concurrent_placement_takes_is_a_co
     seeded: psycopg.Connection, seeded_url: str
 ) -> None:
     list_okx_btc_spot(seeded)
-
-    def attempt(conn: psycopg.Connection) -> Any:
-        try:
-            return open_spread(conn, client_spread_id="arb-1")
-        except psycopg.Error as exc:
-            return exc
-
-    with (
-        psycopg.connect(seeded_url) as holder,
-        psycopg.connect(seeded_url, autocommit=True) as other,
-        ThreadPoolExecutor(1) as pool,
-    ):
+    earlier, result = race(
+        seeded,
+        seeded_url,
         # the order the buy leg would be, placed on its own by another session, not yet committed
-        earlier = place(holder, "buy", "2", "100", client_order_id="arb-1-buy")
-        running = pool.submit(attempt, other)
-        waited = waits_for_a_lock(seeded, other.info.backend_pid)
-        holder.commit()
-        result = running.result(timeout=30)
-    assert waited
+        lambda c: place(c, "buy", "2", "100", client_order_id="arb-1-buy"),
+        lambda c: open_spread(c, client_spread_id="arb-1"),
+    )
 
     # as when the earlier order committed first: 23S06, and nothing written
     assert isinstance(result, psycopg.Error)

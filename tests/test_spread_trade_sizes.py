@@ -5,33 +5,25 @@ from decimal import Decimal
 import psycopg
 
 from market_helpers import RECENT_NOON
-from trading_helpers import fill, legs, list_spot, open_spread, rows
+from trading_helpers import (
+    PERPETUAL_PRICES,
+    PERPETUALS,
+    fill,
+    legs,
+    list_perpetual,
+    list_spot,
+    open_spread,
+    rows,
+)
 
 T0 = RECENT_NOON
-
-
-def list_perpetual(conn: psycopg.Connection, exchange: str, symbol: str, multiplier: str) -> None:
-    """A BTC/USDT perpetual of multiplier BTC a contract (listed, or its contract size changed)."""
-    conn.execute(
-        "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
-        " market_type => 'perpetual', tick_size => 0.1, lot_size => 1, min_notional => 0, multiplier => %s)",
-        [exchange, symbol, Decimal(multiplier)],
-    )
 
 
 def test_a_spread_whose_sell_leg_filled_after_its_contract_shrank_captures_the_spread_of_the_btc_matched(
     seeded: psycopg.Connection,
 ) -> None:
     list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")  # the size of okx BTC-USDT-SWAP (seeded)
-    spread = open_spread(
-        seeded,
-        "10",
-        buy_exchange="okx",
-        sell_exchange="bybit",
-        market_type="perpetual",
-        buy_price=Decimal("60000"),
-        sell_price=Decimal("60100"),
-    )
+    spread = open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES)
     buy, sell = legs(seeded, spread)
     fill(seeded, buy, "10", "60000", fee=Decimal("0.6"), executed_at=T0)  # 0.1 BTC for 6,000 USDT
     list_perpetual(seeded, "bybit", "BTCUSDT", "0.001")  # bybit shrinks its contract meanwhile
@@ -45,16 +37,7 @@ def test_a_spread_whose_sell_leg_filled_after_its_contract_shrank_captures_the_s
 
 def _perpetual_spread(conn: psycopg.Connection, contracts: str, client_spread_id: str) -> None:
     """A BTC/USDT perpetual spread trade of okx against bybit (0.01 BTC contracts), both legs filled."""
-    spread = open_spread(
-        conn,
-        contracts,
-        buy_exchange="okx",
-        sell_exchange="bybit",
-        market_type="perpetual",
-        buy_price=Decimal("60000"),
-        sell_price=Decimal("60100"),
-        client_spread_id=client_spread_id,
-    )
+    spread = open_spread(conn, contracts, **PERPETUALS, **PERPETUAL_PRICES, client_spread_id=client_spread_id)
     buy, sell = legs(conn, spread)
     fill(conn, buy, contracts, "60000", executed_at=T0)
     fill(conn, sell, contracts, "60100", executed_at=T0)
@@ -75,10 +58,7 @@ def test_a_spread_trade_reports_its_matched_quantity_in_contracts_and_in_the_bas
 
 def test_an_unfilled_leg_matches_nothing_in_the_base_asset_either(seeded: psycopg.Connection) -> None:
     list_perpetual(seeded, "bybit", "BTCUSDT", "0.01")
-    spread = open_spread(
-        seeded, "10", buy_exchange="okx", sell_exchange="bybit", market_type="perpetual",
-        buy_price=Decimal("60000"), sell_price=Decimal("60100"),
-    )  # fmt: skip
+    spread = open_spread(seeded, "10", **PERPETUALS, **PERPETUAL_PRICES)
     buy, _ = legs(seeded, spread)
     fill(seeded, buy, "10", "60000", executed_at=T0)
     (r,) = rows(seeded, "trading.spread_trade_pnl")

@@ -10,12 +10,15 @@ import pytest
 from auth_helpers import acting_as, make_user
 from market_helpers import RECENT_NOON, quote
 from trading_helpers import (
+    PERPETUAL_PRICES,
+    PERPETUALS,
     call,
     counts,
     fill,
     legs,
     list_binance_eth_btc,
     list_okx_btc_spot,
+    list_perpetual,
     list_spot,
     open_spread,
     order,
@@ -82,18 +85,6 @@ def test_both_legs_on_one_exchange_are_refused(venues):
         "22S20",
         "buy and sell legs are both on okx",
     )
-
-
-def list_perpetual(conn, exchange: str, symbol: str, multiplier: str) -> None:
-    conn.execute(
-        "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
-        " market_type => 'perpetual', tick_size => 0.1, lot_size => 1, min_notional => 0, multiplier => %s)",
-        [exchange, symbol, Decimal(multiplier)],
-    )
-
-
-PERPETUALS = {"buy_exchange": "okx", "sell_exchange": "bybit", "market_type": "perpetual"}
-PERPETUAL_PRICES = {"buy_price": Decimal("60000"), "sell_price": Decimal("60100")}
 
 
 def test_legs_whose_contracts_differ_in_size_are_refused_and_nothing_is_written(seeded):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -80,6 +81,20 @@ def list_spot(
         lot_size=Decimal("0.0001"),
         **settings,
     )
+
+
+def list_perpetual(conn: psycopg.Connection, exchange: str, symbol: str, multiplier: str) -> None:
+    """A BTC/USDT perpetual of multiplier BTC a contract (listed, or its contract size changed)."""
+    conn.execute(
+        "select ref.upsert_instrument(exchange => %s, symbol => %s, base_asset => 'BTC', quote_asset => 'USDT',"
+        " market_type => 'perpetual', tick_size => 0.1, lot_size => 1, min_notional => 0, multiplier => %s)",
+        [exchange, symbol, Decimal(multiplier)],
+    )
+
+
+# a perpetual spread trade buying on okx (BTC-USDT-SWAP, seeded) and selling on bybit (BTCUSDT)
+PERPETUALS = {"buy_exchange": "okx", "sell_exchange": "bybit", "market_type": "perpetual"}
+PERPETUAL_PRICES = {"buy_price": Decimal("60000"), "sell_price": Decimal("60100")}
 
 
 def list_binance_eth_btc(conn: psycopg.Connection) -> None:
@@ -180,6 +195,42 @@ def waits_for_a_lock(conn: psycopg.Connection, pid: int, event: str | None = Non
             return True
         time.sleep(0.1)
     return False
+
+
+def race(
+    monitor: psycopg.Connection,
+    url: str,
+    first: Callable[[psycopg.Connection], Any],
+    second: Callable[[psycopg.Connection], Any],
+    *,
+    commit: bool = True,
+    wait_event: str | None = None,
+) -> tuple[Any, Any]:
+    """Run first in an open transaction, then second in an autocommit session, which must come to
+    wait for a lock (of wait_event, if given); end first (commit, or roll back), and return first's
+    result and second's (or the psycopg error it raised)."""
+
+    def attempt(conn: psycopg.Connection) -> Any:
+        try:
+            return second(conn)
+        except psycopg.Error as exc:  # returned for the test to assert on
+            return exc
+
+    with (
+        psycopg.connect(url) as holder,
+        psycopg.connect(url, autocommit=True) as other,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        held = first(holder)
+        running = pool.submit(attempt, other)
+        waited = waits_for_a_lock(monitor, other.info.backend_pid, wait_event)
+        if commit:
+            holder.commit()
+        else:
+            holder.rollback()
+        result = running.result(timeout=30)
+    assert waited, "the second session did not wait for the first"
+    return held, result
 
 
 def expect_refusal(
