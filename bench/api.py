@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from psycopg import sql
 from psycopg.types.string import TextLoader
 
 from bench.latency import Latency, summarize
-from bench.scratch import free_port
+from bench.scratch import free_port, user_password
 from bench.sqlfile import statements
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -58,7 +57,7 @@ class HttpResult:
 
 def prepare(conninfo: str, target_orders: int) -> Reader:
     """Orders up to ``target_orders`` and the reading trader."""
-    password = secrets.token_urlsafe(24)
+    password = user_password()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("set session_replication_role = replica")
         with conn.transaction():

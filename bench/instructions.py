@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -118,7 +117,7 @@ def history_script(conn: psycopg.Connection[tuple[object, ...]], count: int, use
 def history_reader(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     """The user id of a trader owning the even live strategies (created here)."""
     for stmt in statements("instructions_history_reader.sql"):
-        conn.execute(stmt, {"password": secrets.token_urlsafe(24)})
+        conn.execute(stmt, {"password": scratch.user_password()})
     row = conn.execute("select auth.user_id_of('instructions-reader')").fetchone()
     assert row is not None
     return int(row[0])
