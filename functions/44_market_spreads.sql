@@ -205,7 +205,7 @@ as $$
 -- the bucket, and every ordered pair of exchanges quoted in the bucket is compared, once (spot,
 -- margin and perpetual instruments only: see the file header). ask_size and bid_size are in units
 -- of the base asset (book size x the instrument's multiplier), and quantity is what both sides of
--- the book offered in those units: least(ask_size, bid_size).
+-- the book offered in those units: least(ask_size, bid_size). A side of size 0 is not bought or sold.
 #variable_conflict use_column
 declare
     v_pair record := internal.find_pair(spread_opportunities.symbol);
@@ -254,6 +254,10 @@ begin
         join last_quotes s
             on s.bucket_start = b.bucket_start and s.market_type = b.market_type and s.exchange <> b.exchange
         where internal.net_bps(b.ask, s.bid, b.taker_fee, s.taker_fee) >= spread_opportunities.min_net_bps
+          -- why: an empty side of a book (size 0) is no price to trade at, as in
+          -- market.current_spreads; it was listed as an opportunity of quantity 0, and as an
+          -- exchange pair's best it hid the pair's real one
+          and b.ask_size > 0 and s.bid_size > 0
         order by b.bucket_start, b.market_type, b.exchange, s.exchange, 11 desc, 9 desc,
                  b.instrument_id, s.instrument_id
     ) p

@@ -443,3 +443,27 @@ def test_a_quote_side_of_size_zero_is_neither_bought_nor_sold(two_venues, bid, b
     assert two_venues.execute(
         "select buy_exchange, sell_exchange from market.current_spreads"
     ).fetchall() == [("gateio", "okx")]
+
+
+@pytest.mark.parametrize(
+    ("bid", "bid_size", "ask", "ask_size"),
+    [("99", "1", "99.5", "0"), ("101", "0", "101.5", "1")],
+    ids=["empty ask side", "empty bid side"],
+)
+def test_spread_opportunities_never_buy_or_sell_a_quote_side_of_size_zero(
+    two_venues, bid, bid_size, ask, ask_size
+):
+    quote(two_venues, T0, bid, ask, bid_size=bid_size, ask_size=ask_size)
+    # the one that pays: buy on gateio at 100.35 (0.2 % fee), sell on okx at 100.7 (0.1 %)
+    quote(two_venues, T0, "100.7", "100.8", exchange="okx", symbol="BTC-USDT")
+    quote(two_venues, T0, "100.3", "100.35", exchange="gateio", symbol="BTC_USDT")
+    found = rows(
+        two_venues,
+        "market.spread_opportunities",
+        symbol="BTC/USDT",
+        since=T0,
+        until=T0 + timedelta(seconds=1),
+    )
+    assert [(r["buy_exchange"], r["sell_exchange"], r["quantity"]) for r in found] == [
+        ("gateio", "okx", Decimal("1"))
+    ]
