@@ -241,7 +241,7 @@ create or replace function market.load_staged_candles(p_strict boolean default f
 as $$
 -- Validate and load the staged candles: known instrument, a known interval, an open_time that has a
 -- partition and is aligned to the interval, positive prices with low <= open, close <= high,
--- non-negative volumes and trade count.
+-- non-negative volumes and trade count. Loaded candles are marked loaded: the rollups keep them.
 declare
     v_partitions      tstzmultirange := internal.partition_times('market.candles');
     v_partitions_text text := internal.partition_times_text(v_partitions);
@@ -300,9 +300,9 @@ begin
     ),
     inserted as (
         insert into market.candles (instrument_id, interval, open_time, open, high, low, close, volume,
-                                    quote_volume, trade_count)
+                                    quote_volume, trade_count, loaded)
         select c.instrument_id, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume,
-               c.quote_volume, c.trade_count
+               c.quote_volume, c.trade_count, true
         from checked c
         where c.reason is null
           and not (p_strict and exists (select from checked r where r.reason is not null))
@@ -320,4 +320,4 @@ begin
 end;
 $$;
 comment on function market.load_staged_candles(boolean) is
-    'Validates the staged candles, inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
+    'Validates the staged candles, inserts the valid ones marked loaded (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';

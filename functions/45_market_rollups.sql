@@ -23,8 +23,10 @@ as $$
 -- its candles of the next shorter interval (5m from 1m, 15m from 5m, ..., 1d from 4h), also those
 -- after until in it, and move the watermark to until (to now()
 -- when until is later: the trades still to come are not built yet). A first
--- run starts at the oldest tick. A candle is rewritten only when its values change; the result
--- says how many candles of each interval were written. Runs one at a time: a run that finds
+-- run starts at the oldest tick. A candle is rewritten only when its values change, and never
+-- when it was loaded from a file (market.candles.loaded: an exchange's candle holds trades
+-- spreadedge may not have); longer candles are built from the loaded ones as from the others. The
+-- result says how many candles of each interval were written. Runs one at a time: a run that finds
 -- another one working returns no rows and changes nothing.
 #variable_conflict use_column
 declare
@@ -79,7 +81,9 @@ begin
         set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
             volume = excluded.volume, quote_volume = excluded.quote_volume,
             trade_count = excluded.trade_count, updated_at = now()
-        where (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count)
+        -- why not a loaded candle: see market.candles.loaded
+        where not c.loaded
+          and (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count)
               is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
                                 excluded.quote_volume, excluded.trade_count);
     get diagnostics v_count = row_count;
@@ -110,7 +114,8 @@ begin
             set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
                 volume = excluded.volume, quote_volume = excluded.quote_volume,
                 trade_count = excluded.trade_count, updated_at = now()
-            where (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count)
+            where not c.loaded
+              and (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count)
                   is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
                                     excluded.quote_volume, excluded.trade_count);
         get diagnostics v_count = row_count;
@@ -129,4 +134,4 @@ begin
 end;
 $$;
 comment on function market.rollup_candles(timestamptz, interval) is
-    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until, and moves the watermark to until (at most now()); returns candles written per interval.';
+    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until (loaded candles are kept as they are), and moves the watermark to until (at most now()); returns candles written per interval.';

@@ -93,6 +93,9 @@ create table market.candles (
     quote_volume  numeric not null check (quote_volume >= 0 and quote_volume < 'Infinity'),
     trade_count   integer not null check (trade_count >= 0),
     updated_at    timestamptz not null default now(),
+    -- why: a loaded candle (an exchange's own) is complete; built again from the trades spreadedge
+    -- received, it lost those it missed, so the rollups leave it as it is
+    loaded        boolean not null default false,
     -- why: the high and low bound every price of the candle
     check (high >= open and high >= close and low <= open and low <= close),
     -- why: one candle per instrument, interval and open time (a second copy is not stored)
@@ -110,7 +113,9 @@ comment on column market.candles.close is 'Price of the last trade.';
 comment on column market.candles.volume is 'Traded quantity in base units.';
 comment on column market.candles.quote_volume is 'Traded value: sum of price x quantity, in the quote asset.';
 comment on column market.candles.trade_count is 'Number of trades.';
-comment on column market.candles.updated_at is 'When the candle was last written (a late trade rewrites it).';
+comment on column market.candles.updated_at is 'When the candle was last written (a late trade rewrites a built candle).';
+comment on column market.candles.loaded is
+    'True for a candle loaded from a file (spreadedge ingest candles): market.rollup_candles never rewrites it. False for one built by the rollups.';
 create index candles_open_brin_idx on market.candles using brin (open_time);
 
 -- ============================================================================
