@@ -50,22 +50,27 @@ as
 comment on view monitor.open_positions is
     'Per strategy and quote asset: open positions, gross and net exposure at the mark price, unrealized and realized PnL, in that quote asset.';
 
+-- why per quote asset, without volume: it summed every instrument's notional and fees of an hour
+-- or day into one number (100 USDT and 0.05 BTC read 100.05) and their contracts into one volume
+-- (1 BTC and 1 ETH read 2); base units of different assets do not add up (migration 0041 dropped
+-- the old view: a view cannot lose a column in place)
 create or replace view monitor.trades_per_period
     with (security_invoker = true)
 as
-    select 'hour' as period, h.hour as period_start, sum(h.trades)::bigint as trades, sum(h.volume) as volume,
+    select 'hour' as period, h.hour as period_start, i.quote_asset, sum(h.trades)::bigint as trades,
            sum(h.notional) as notional, sum(h.fees) as fees, sum(h.realized_pnl_gross) as realized_pnl_gross
     from trading.hourly_pnl h
+    join ref.instruments i on i.instrument_id = h.instrument_id
     where h.hour >= date_trunc('hour', now(), 'UTC') - interval '47 hours'
-    group by h.hour
+    group by h.hour, i.quote_asset
     union all
-    select 'day', d.day::timestamp at time zone 'UTC', sum(d.trades), sum(d.volume), sum(d.notional), sum(d.fees),
+    select 'day', d.day::timestamp at time zone 'UTC', d.quote_asset, sum(d.trades), sum(d.notional), sum(d.fees),
            sum(d.realized_pnl_gross)
     from trading.daily_pnl d
     where d.day >= (now() at time zone 'UTC')::date - 29
-    group by d.day;
+    group by d.day, d.quote_asset;
 comment on view monitor.trades_per_period is
-    'Fills per UTC hour (last 48 hours) and per UTC day (last 30 days): trades, volume, notional, fees, gross realized PnL.';
+    'Fills per UTC hour (last 48 hours) and per UTC day (last 30 days) and quote asset: trades, notional, fees and gross realized PnL in that quote asset.';
 
 create or replace view monitor.query_performance
     with (security_invoker = true)
