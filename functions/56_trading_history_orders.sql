@@ -114,6 +114,13 @@ begin
     end if;
     -- the first slice ends just after the keyset position (timestamptz counts microseconds)
     v_slice_until := least(v_until, p_after_at + interval '1 microsecond');
+    -- why: no order is placed before 2009-01-03 (internal.check_time refuses it), so a page that
+    -- ends by then, or at its start, is empty; read on, an end in PostgreSQL's first month
+    -- (4714 BC) took the month arithmetic of the slices out of the timestamptz range, and the page
+    -- raised a raw 22008 (timestamp out of range) instead of answering that there is nothing
+    if v_slice_until <= greatest(v_from, timestamptz '2009-01-03 00:00:00+00') then
+        return;
+    end if;
     v_slice_from := greatest(v_from, date_trunc('month', v_slice_until - interval '1 microsecond', 'UTC'));
     <<slices>>
     loop
