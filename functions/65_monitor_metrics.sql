@@ -15,11 +15,12 @@ create or replace function monitor.record_metric(
     set search_path = ''
     language plpgsql
 as $$
--- Record one value of a metric. A name the catalog does not know yet is registered as a custom
--- metric, which risk, system and trading alert rules may then watch. A session scoped to a user
--- needs alerts:manage (42S01) and records only custom metrics: the trading, risk and system
--- metrics are monitor.collect_metrics' (22S14), since a value written there would make a risk
--- or alert rule fire or stay quiet. Unscoped sessions (the collector, the engine) may write any.
+-- Record one value of a metric (finite, below 10^100000 in magnitude: 22S14). A name the catalog
+-- does not know yet is registered as a custom metric, which risk, system and trading alert rules
+-- may then watch. A session scoped to a user needs alerts:manage (42S01) and records only custom
+-- metrics: the trading, risk and system metrics are monitor.collect_metrics' (22S14), since a
+-- value written there would make a risk or alert rule fire or stay quiet. Unscoped sessions (the
+-- collector, the engine) may write any.
 #variable_conflict use_column
 declare
     v_category text;
@@ -45,6 +46,15 @@ begin
             coalesce(record_metric.value::text, 'null')
             using errcode = '22S14';
     end if;
+    -- why a bound: numeric ends at 10^131072, and a value near it (9e131071 is finite) made the
+    -- sum of two such values in a rule's window overflow: every evaluation failed with a bare
+    -- 22003, for every rule. Below 10^100000, a window's sum or average of up to 10^30000 values
+    -- and change_pct's division by the smallest total (10^-16383) stay within numeric's range
+    if abs(record_metric.value) >= 1e100000 then
+        raise exception 'value of metric % must be below 10^100000 in magnitude, got %', record_metric.name,
+            btrim(to_char(record_metric.value, '9.999EEEE'))
+            using errcode = '22S14';
+    end if;
     if record_metric.labels is null or jsonb_typeof(record_metric.labels) <> 'object' then
         raise exception 'labels of metric % must be a JSON object, got %', record_metric.name,
             coalesce(record_metric.labels::text, 'null')
@@ -59,7 +69,7 @@ begin
 end;
 $$;
 comment on function monitor.record_metric(text, numeric, jsonb, timestamptz) is
-    'Record one metric value (labels a JSON object); an unknown name is registered as a custom metric. A session scoped to a user needs alerts:manage (42S01) and may record only custom metrics (22S14).';
+    'Record one metric value (finite and below 10^100000 in magnitude, else 22S14; labels a JSON object); an unknown name is registered as a custom metric. A session scoped to a user needs alerts:manage (42S01) and may record only custom metrics (22S14).';
 
 create or replace function internal.trading_metrics(p_at timestamptz)
     returns table (name text, labels jsonb, value numeric)

@@ -324,7 +324,8 @@ as $$
     from monitor.alert_rules r
     left join lateral (
         select case r.aggregate
-                   when 'avg' then round(avg(k.price), 12)
+                   -- why at least the ticks' own scale: see the metrics' avg below
+                   when 'avg' then round(avg(k.price), greatest(12, max(scale(k.price))))
                    when 'min' then min(k.price)
                    when 'max' then max(k.price)
                    when 'change_pct' then round(((array_agg(k.price order by k.traded_at desc))[1]
@@ -365,7 +366,10 @@ as $$
     ) lp on true
     left join lateral (
         select case r.aggregate
-                   when 'avg' then round(avg(x.value), 12)
+                   -- why at least the values' own scale: rounded to 12 decimals, the average of
+                   -- one value 0.5000000000001 read 0.5, and a rule avg > 0.5 stayed quiet (or
+                   -- avg = 0.5 fired) while last, min and max read the value itself
+                   when 'avg' then round(avg(x.value), greatest(12, max(scale(x.value))))
                    when 'min' then min(x.value)
                    when 'max' then max(x.value)
                    -- why 0 over no values, as count and a volume sum: a sum rule on an event
@@ -399,4 +403,4 @@ as $$
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time], the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

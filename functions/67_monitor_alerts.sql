@@ -299,7 +299,8 @@ create or replace function monitor.acknowledge_alert(alert_id bigint, acknowledg
     set search_path = ''
     language plpgsql
 as $$
--- A person has seen a firing alert: firing -> acknowledged, recorded as a transition. Idempotent
+-- A person has seen a firing alert: firing -> acknowledged, recorded as a transition, at now, or
+-- at the alert's latest transition when that is later. Idempotent
 -- for an acknowledged alert; a resolved one raises alert_resolved (55S05), an unknown id
 -- unknown_alert (23S14). The alert still resolves by itself when its condition clears. In a
 -- session scoped to a user, an alert of a rule monitor.alert_rule_list does not show the user
@@ -307,6 +308,7 @@ as $$
 #variable_conflict use_column
 declare
     v_alert monitor.alerts;
+    v_at    timestamptz;
     v_actor text := coalesce(acknowledge_alert.acknowledged_by,
                              nullif(current_setting('spreadedge.actor', true), ''), session_user::text);
 begin
@@ -334,12 +336,17 @@ begin
     if v_alert.status = 'acknowledged' then
         return;
     end if;
+    -- why greatest (as internal.resolve_alert_of_disabled_rule): an evaluation at a time ahead of
+    -- now (up to a day) may have opened, or notified late, the alert later than now, and an
+    -- acknowledgement at now() read as made before the alert fired; its story must read forwards
+    v_at := greatest(now(), v_alert.opened_at,
+                     (select max(e.occurred_at) from monitor.alert_events e where e.alert_id = v_alert.alert_id));
     update monitor.alerts a
-    set status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
+    set status = 'acknowledged', acknowledged_at = v_at, acknowledged_by = v_actor
     where a.alert_id = v_alert.alert_id;
     insert into monitor.alert_events (alert_id, rule_id, transition, value, notified, actor, occurred_at)
-    values (v_alert.alert_id, v_alert.rule_id, 'acknowledged', null, false, v_actor, now());
+    values (v_alert.alert_id, v_alert.rule_id, 'acknowledged', null, false, v_actor, v_at);
 end;
 $$;
 comment on function monitor.acknowledge_alert(bigint, text) is
-    'Acknowledge a firing alert (idempotent); raises 23S14 unknown_alert (also for an alert the scoped session cannot see), 55S05 alert_resolved, 22S09 for a null id.';
+    'Acknowledge a firing alert (idempotent), at now or at the alert''s latest transition when that is later (an evaluation ahead of now opened it); raises 23S14 unknown_alert (also for an alert the scoped session cannot see), 55S05 alert_resolved, 22S09 for a null id.';

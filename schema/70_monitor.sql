@@ -8,7 +8,7 @@
 insert into ops.error_codes (sqlstate, name, description) values
     ('22S12', 'invalid_alert_rule',   'An alert rule is malformed: its metric or instrument does not fit its kind, or its operator, aggregate, threshold, window, cooldown, severity or channels are invalid.'),
     ('22S13', 'invalid_risk_limit',   'A risk limit is not positive and finite, names an instrument without its exchange, names a limit_asset no instrument trades, or a new scope is given nothing to set.'),
-    ('22S14', 'invalid_metric',       'A metric name is not dotted snake_case, its value is not finite, its labels are not a JSON object, or a session scoped to a user records a metric collect_metrics owns.'),
+    ('22S14', 'invalid_metric',       'A metric name is not dotted snake_case, its value is not finite or not below 10^100000 in magnitude, its labels are not a JSON object, or a session scoped to a user records a metric collect_metrics owns.'),
     ('23S12', 'unknown_metric',       'No metric has this name (see monitor.metric_catalog).'),
     ('23S13', 'unknown_alert_rule',   'No alert rule has this name.'),
     ('23S14', 'unknown_alert',        'No alert has this id.'),
