@@ -303,6 +303,35 @@ $$;
 comment on function internal.limit_rate(smallint, text, text, integer) is
     'Price of an instrument''s quote asset in a risk limit''s limit_asset, as the strategy''s owner sees the market; 1 for the same asset, null when unknown.';
 
+create or replace function internal.in_limit_asset(p_amount numeric, p_rate numeric, p_limit_asset text)
+    returns numeric
+    stable
+    language plpgsql
+as $$
+-- p_amount (an order's notional in its quote asset) converted at p_rate into a risk limit's
+-- limit_asset: their product, null when p_rate is. Raises invalid_argument (22S09) when it is too
+-- large a number for numeric.
+-- why: place_order refuses an order whose own notional overflows, but one that fits (9e131071
+-- BTC) overflowed once converted (x 60,000 USDT a BTC), and the placement failed with a bare 22003
+begin
+    -- why the test first: only a product that may pass numeric's 10^131072 pays for the block
+    -- that catches it (a subtransaction)
+    if abs(p_amount) < 1e65000 and abs(p_rate) < 1e65000 then
+        return p_amount * p_rate;
+    end if;
+    begin
+        return p_amount * p_rate;
+    exception when numeric_value_out_of_range then
+        raise exception 'order notional % is too large a number in %', btrim(to_char(p_amount, '9.999EEEE')),
+            p_limit_asset
+            using errcode = '22S09',
+                  hint = 'Check the quantity and the price: converted into the risk limit''s limit_asset, the notional overflows numeric.';
+    end;
+end;
+$$;
+comment on function internal.in_limit_asset(numeric, numeric, text) is
+    'An order''s notional converted into a risk limit''s limit_asset at a rate (null rate: null); 22S09 when the product overflows numeric.';
+
 create or replace function internal.risk_breach(
     p_strategy_id integer,
     p_order_id    bigint,
@@ -373,17 +402,21 @@ begin
         -- why coalesce: an order without a price, or whose quote asset has no price in limit_asset,
         -- cannot be valued and breaks the limit
         if l.max_order_notional is not null
-           and coalesce(p_quantity * p_price * p_instrument.multiplier
-                        * case when l.limit_asset is null then 1
-                               else internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
-                                                        l.limit_asset, p_strategy_id) end
+           and coalesce(case when l.limit_asset is null then p_quantity * p_price * p_instrument.multiplier
+                             else internal.in_limit_asset(p_quantity * p_price * p_instrument.multiplier,
+                                                          internal.limit_rate(p_instrument.exchange_id,
+                                                                              p_instrument.quote_asset,
+                                                                              l.limit_asset, p_strategy_id),
+                                                          l.limit_asset) end
                         > l.max_order_notional, true) then
             v_kind := 'max_order_notional';
             v_value := l.max_order_notional;
-            v_observed := p_quantity * p_price * p_instrument.multiplier
-                          * case when l.limit_asset is null then 1
-                                 else internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
-                                                          l.limit_asset, p_strategy_id) end;
+            v_observed := case when l.limit_asset is null then p_quantity * p_price * p_instrument.multiplier
+                               else internal.in_limit_asset(p_quantity * p_price * p_instrument.multiplier,
+                                                            internal.limit_rate(p_instrument.exchange_id,
+                                                                                p_instrument.quote_asset,
+                                                                                l.limit_asset, p_strategy_id),
+                                                            l.limit_asset) end;
             exit limits;
         end if;
         if l.max_open_orders is not null then
@@ -427,8 +460,10 @@ begin
                 -- every position in limit_asset, whatever the scope (one statement: such limits
                 -- are rare, and their conversions cost more than the plan); null when one of
                 -- them cannot be converted
-                select v_observed * internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
-                                                        l.limit_asset, p_strategy_id)
+                select internal.in_limit_asset(v_observed,
+                                               internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
+                                                                   l.limit_asset, p_strategy_id),
+                                               l.limit_asset)
                        + case when bool_or(v.notional is null) then null else coalesce(sum(v.notional), 0) end
                 into v_observed
                 from (select abs(p.quantity) * p.multiplier
