@@ -328,8 +328,15 @@ as $$
                    when 'avg' then round(avg(k.price), greatest(12, max(scale(k.price))))
                    when 'min' then min(k.price)
                    when 'max' then max(k.price)
-                   when 'change_pct' then round(((array_agg(k.price order by k.traded_at desc))[1]
-                                                 / (array_agg(k.price order by k.traded_at))[1] - 1) * 100, 6)
+                   -- why ties in exchange trade id order (the shorter id first), as last below: in
+                   -- time order alone, ticks of one time gave change_pct any of their prices as
+                   -- the last, which need not be the one a rule on last read
+                   when 'change_pct' then round(((array_agg(k.price order by k.traded_at desc,
+                                                            octet_length(k.exchange_trade_id) desc,
+                                                            k.exchange_trade_id desc))[1]
+                                                 / (array_agg(k.price order by k.traded_at,
+                                                              octet_length(k.exchange_trade_id),
+                                                              k.exchange_trade_id))[1] - 1) * 100, 6)
                    when 'sum' then coalesce(sum(k.quantity), 0)
                    when 'count' then count(*)
                end as value
@@ -403,4 +410,4 @@ as $$
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent; last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

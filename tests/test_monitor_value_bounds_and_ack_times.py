@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import psycopg
 
+from market_helpers import tick, ticks_in_one_statement
 from monitor_helpers import add_rule, evaluate, metric, now_to_the_second
 from trading_helpers import call, expect_refusal
 
@@ -85,4 +86,21 @@ def test_an_avg_rule_compares_the_average_at_the_values_own_scale(seeded: psycop
     assert evaluate(seeded, NOW) == [
         ("ratio-avg", "fired", Decimal("0.5000000000001"), False),
         ("ratio-max", "fired", Decimal("0.5000000000001"), False),
+    ]
+
+
+# bug: change_pct took ticks of one time in time order alone, so its last price at a tie was any of
+# them (here the first); a rule on last takes the one with the greatest trade id (the shorter first)
+def test_a_price_change_rule_ends_at_the_tick_a_last_rule_reads_when_ticks_share_a_time(
+    seeded: psycopg.Connection,
+) -> None:
+    tick(seeded, NOW - timedelta(minutes=5), "100", trade_id="1")
+    # trade b came after trade a (ids of one length are in text order)
+    ticks_in_one_statement(seeded, NOW - timedelta(minutes=1), [("a", "120"), ("b", "110")])
+    for name, aggregate in (("btc-last", "last"), ("btc-change", "change_pct")):
+        add_rule(seeded, name, "price", ">", "0", exchange="binance", symbol="BTCUSDT", aggregate=aggregate,
+                 evaluation_window=timedelta(minutes=10))  # fmt: skip
+    assert evaluate(seeded, NOW) == [
+        ("btc-last", "fired", Decimal("110"), False),
+        ("btc-change", "fired", Decimal("10.000000"), False),
     ]
