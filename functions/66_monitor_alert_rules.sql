@@ -74,6 +74,21 @@ $$;
 comment on function internal.check_collected_labels(text, jsonb) is
     'Raises 22S12 for a label a collected metric''s series never carry (key or value), a rule on an amount without quote_asset, on trades.volume without base_asset or on trades without period, 23S03 for an unknown strategy label.';
 
+create or replace function internal.interval_has_negative_part(p_value interval)
+    returns boolean
+    immutable
+    language sql
+as $$
+    -- Whether an interval's months, days or time of day is negative ('1 mon -29 days',
+    -- '1 day -3 hours'): such an interval compares as its total (1 day) but is subtracted part by
+    -- part, and then spans something else, or nothing (15 March - 1 month + 29 days is 16 March).
+    select extract(year from p_value) * 12 + extract(month from p_value) < 0
+           or extract(day from p_value) < 0
+           or p_value - date_trunc('day', p_value) < interval '0'
+$$;
+comment on function internal.interval_has_negative_part(interval) is
+    'Whether an interval has a negative months, days or time part (it then spans other than it compares as).';
+
 create or replace function monitor.add_alert_rule(
     name              text,
     kind              text,
@@ -174,10 +189,14 @@ begin
     if v_category <> 'custom' then
         perform internal.check_collected_labels(add_alert_rule.metric, add_alert_rule.labels);
     end if;
+    -- why no negative part: '1 mon -29 days' compared as 1 day, but subtracted from 15 March it
+    -- ended on 16 March, after the time it was subtracted from: an empty window, a rule that never
+    -- fired (and a cooldown written so never held)
     if add_alert_rule.evaluation_window is null or add_alert_rule.evaluation_window <= '0'
-       or add_alert_rule.evaluation_window > '31 days' then
+       or add_alert_rule.evaluation_window > '31 days'
+       or internal.interval_has_negative_part(add_alert_rule.evaluation_window) then
         perform internal.rule_problem('evaluation window', add_alert_rule.evaluation_window::text,
-                                      'more than 0 and at most 31 days');
+                                      'more than 0 and at most 31 days, with no negative part');
     end if;
     if add_alert_rule.severity is null
        or not add_alert_rule.severity = any (enum_range(null::monitor.alert_severity)::text[]) then
@@ -186,9 +205,10 @@ begin
     -- why at most a year: evaluation subtracts the cooldown from its time, and a cooldown that
     -- reaches before 4713 BC (10000 years) failed with "timestamp out of range" on every run, for
     -- every rule; 366 days, since interval comparison counts a year as 360 days
-    if add_alert_rule.cooldown is null or add_alert_rule.cooldown < '0' or add_alert_rule.cooldown > '366 days' then
+    if add_alert_rule.cooldown is null or add_alert_rule.cooldown < '0' or add_alert_rule.cooldown > '366 days'
+       or internal.interval_has_negative_part(add_alert_rule.cooldown) then
         perform internal.rule_problem('cooldown', add_alert_rule.cooldown::text,
-                                      'zero or more and at most 1 year (366 days)');
+                                      'zero or more and at most 1 year (366 days), with no negative part');
     end if;
     if add_alert_rule.channels is null or array_position(add_alert_rule.channels, null) is not null
        or not add_alert_rule.channels <@ enum_range(null::monitor.notification_channel)::text[] then

@@ -214,7 +214,7 @@ def test_a_rule_on_an_unknown_metric_is_refused_when_added(seeded):
         ("price", {"metric": None}, 'a price rule\'s exchange and symbol must be both given, got ""'),
         ("volume", {"metric": None, "exchange": "binance", "symbol": "BTCUSDT", "aggregate": "avg"},
          'the aggregate of a volume rule must be one of sum, count, got "avg"'),
-        ("system", {"evaluation_window": timedelta(0)}, 'evaluation window must be more than 0 and at most 31 days, got "00:00:00"'),
+        ("system", {"evaluation_window": timedelta(0)}, 'evaluation window must be more than 0 and at most 31 days, with no negative part, got "00:00:00"'),
         ("system", {"channels": ["pager"]}, 'channels must be a list of email, slack, discord, webhook, got "{pager}"'),
         ("system", {"severity": "panic"}, 'severity must be info, warning or critical, got "panic"'),
         ("system", {"threshold": Decimal("NaN")}, 'threshold must be a finite number, got "NaN"'),

@@ -60,7 +60,7 @@ def test_a_cooldown_evaluation_cannot_subtract_from_its_time_is_refused_when_add
         add_rule(seeded, "forever", "system", ">", "1", metric="db.size_bytes", cooldown="10000 years")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S12",
-        'cooldown must be zero or more and at most 1 year (366 days), got "10000 years"',
+        'cooldown must be zero or more and at most 1 year (366 days), with no negative part, got "10000 years"',
     )
 
 
@@ -109,3 +109,24 @@ def test_latest_metrics_shows_the_latest_value_recorded_so_far_not_one_dated_ahe
     assert seeded.execute(
         "select value from monitor.latest_metrics where name = 'app.lag_ms'"
     ).fetchall() == [(Decimal("42"),)]
+
+
+# bug: '1 mon -29 days' compared as 1 day and was accepted, but subtracted from 15 March it ends on
+# 16 March, after the evaluation's time: an empty window (a rule that never fires) or no cooldown
+@pytest.mark.parametrize(
+    ("part", "value", "allowed"),
+    [
+        ("evaluation_window", "1 mon -29 days", "more than 0 and at most 31 days"),
+        ("evaluation_window", "1 day -3 hours", "more than 0 and at most 31 days"),
+        ("cooldown", "1 mon -29 days", "zero or more and at most 1 year (366 days)"),
+    ],
+)
+def test_a_window_or_cooldown_with_a_negative_part_is_refused_when_added(seeded, part, value, allowed):
+    with pytest.raises(psycopg.Error) as caught:
+        add_rule(seeded, "mixed", "system", ">", "1", metric="db.size_bytes", **{part: value})
+    shown = seeded.execute("select %s::interval::text", [value]).fetchone()[0]
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "22S12",
+        f'{part.replace("_", " ")} must be {allowed}, with no negative part, got "{shown}"',
+    )
+    assert seeded.execute("select count(*) from monitor.alert_rules").fetchone() == (0,)
