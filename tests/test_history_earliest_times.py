@@ -19,12 +19,20 @@ EARLY_END_DATES = pytest.mark.parametrize(
 
 
 @EARLY_END_DATES
-def test_a_trades_page_ending_before_any_fill_can_be_is_an_empty_page(
-    seeded: psycopg.Connection, end_date: str
+@pytest.mark.parametrize(
+    ("page_function", "record"),
+    [
+        ("trading.trade_history_page", lambda conn: trade(conn, "buy", "0.01", "50000")),
+        ("trading.order_history_page", lambda conn: place(conn, "buy", "0.01", "50000")),
+    ],
+    ids=["trades", "orders"],
+)
+def test_a_page_ending_before_any_fill_or_order_can_be_is_an_empty_page(
+    seeded: psycopg.Connection, end_date: str, page_function: str, record
 ) -> None:
-    trade(seeded, "buy", "0.01", "50000")
+    record(seeded)
 
-    page = call(seeded, "trading.trade_history_page", end_date=end_date)
+    page = call(seeded, page_function, end_date=end_date)
 
     assert page == {"items": [], "next_cursor": None}
 
@@ -37,14 +45,3 @@ def test_a_trades_page_from_the_earliest_time_postgresql_represents_lists_every_
     page = call(seeded, "trading.trade_history_page", start_date="4714-11-24 00:00:00+00 BC")
 
     assert ([item["trade_id"] for item in page["items"]], page["next_cursor"]) == ([trade_id], None)
-
-
-@EARLY_END_DATES
-def test_an_orders_page_ending_before_any_order_can_be_is_an_empty_page(
-    seeded: psycopg.Connection, end_date: str
-) -> None:
-    place(seeded, "buy", "0.01", "50000")
-
-    page = call(seeded, "trading.order_history_page", end_date=end_date)
-
-    assert page == {"items": [], "next_cursor": None}

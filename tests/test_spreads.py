@@ -22,6 +22,13 @@ def two_venues(seeded):
     return seeded
 
 
+def opportunities_of_the_first_second(conn):
+    """market.spread_opportunities of BTC/USDT over [T0, T0 + 1 s) (min_net_bps 0 by default)."""
+    return rows(
+        conn, "market.spread_opportunities", symbol="BTC/USDT", since=T0, until=T0 + timedelta(seconds=1)
+    )
+
+
 def net_bps(ask, bid, buy_fee, sell_fee):
     """The independent computation: net proceeds of selling one unit minus its cost, in bps of the ask."""
     ask, bid = Decimal(ask), Decimal(bid)
@@ -240,13 +247,7 @@ def test_spread_opportunities_sizes_and_quantity_are_in_base_asset_units(two_per
     # okx offers 300 contracts of 0.01 BTC (3 BTC) at its ask, binance bids for 4 contracts of 1 BTC
     quote(two_perpetuals, T0, "100", "100.1", exchange="okx", symbol="BTC-USDT-SWAP", size="300")
     quote(two_perpetuals, T0, "101", "101.1", symbol="BTCUSDT-PERP", size="4")
-    found = rows(
-        two_perpetuals,
-        "market.spread_opportunities",
-        symbol="BTC/USDT",
-        since=T0,
-        until=T0 + timedelta(seconds=1),
-    )
+    found = opportunities_of_the_first_second(two_perpetuals)
     assert [
         (r["buy_exchange"], r["ask_size"], r["sell_exchange"], r["bid_size"], r["quantity"], r["net_bps"])
         for r in found
@@ -457,13 +458,7 @@ def test_spread_opportunities_never_buy_or_sell_a_quote_side_of_size_zero(
     # the one that pays: buy on gateio at 100.35 (0.2 % fee), sell on okx at 100.7 (0.1 %)
     quote(two_venues, T0, "100.7", "100.8", exchange="okx", symbol="BTC-USDT")
     quote(two_venues, T0, "100.3", "100.35", exchange="gateio", symbol="BTC_USDT")
-    found = rows(
-        two_venues,
-        "market.spread_opportunities",
-        symbol="BTC/USDT",
-        since=T0,
-        until=T0 + timedelta(seconds=1),
-    )
+    found = opportunities_of_the_first_second(two_venues)
     assert [(r["buy_exchange"], r["sell_exchange"], r["quantity"]) for r in found] == [
         ("gateio", "okx", Decimal("1"))
     ]
