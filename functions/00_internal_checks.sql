@@ -59,3 +59,18 @@ end;
 $$;
 comment on function internal.check_time(timestamptz, text) is
     'Returns the time if between the genesis block (2009-01-03) and one day ahead, else raises 22S09.';
+
+create or replace function internal.interval_has_negative_part(p_value interval)
+    returns boolean
+    immutable
+    language sql
+as $$
+    -- Whether an interval's months, days or time of day is negative ('1 mon -29 days',
+    -- '1 day -3 hours'): such an interval compares as its total (1 day) but is subtracted part by
+    -- part, and then spans something else, or nothing (15 March - 1 month + 29 days is 16 March).
+    select extract(year from p_value) * 12 + extract(month from p_value) < 0
+           or extract(day from p_value) < 0
+           or p_value - date_trunc('day', p_value) < interval '0'
+$$;
+comment on function internal.interval_has_negative_part(interval) is
+    'Whether an interval has a negative months, days or time part (it then spans other than it compares as).';

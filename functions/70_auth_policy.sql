@@ -57,20 +57,36 @@ as $$
 -- anything would match, and the TOTP secret (encrypted under the whole password) would then be
 -- decrypted, or re-encrypted, with the wrong password; internal.check_new_password has refused
 -- longer passwords from the start, so no stored hash is of one
+-- why the padding: a hash keeps the cost it was made at until its user logs in (auth.login upgrades
+-- it), so after the policy's cost was raised a known user's wrong password was answered in a
+-- fraction of an unknown user's time (cost 4 against 11: 1/128), which told who has an account.
+-- A hash made at cost c < the policy's p is followed by one bcrypt at each cost c .. p-1, which
+-- together take as long as one at cost p (each costs twice the one before).
 declare
     v_setting text := p_hash;
+    v_policy  integer;
+    v_cost    integer;
+    v_matches boolean;
 begin
+    select p.bcrypt_cost into v_policy from auth.security_policy p;
     if v_setting is null then
-        select format('$2a$%s$%s', lpad(p.bcrypt_cost::text, 2, '0'), 'spreadedgetimingsalt..')
-        into v_setting
-        from auth.security_policy p;
+        v_setting := format('$2a$%s$%s', lpad(v_policy::text, 2, '0'), 'spreadedgetimingsalt..');
     end if;
-    return coalesce(public.crypt(coalesce(p_password, ''), v_setting) = p_hash, false)
-           and coalesce(octet_length(p_password), 0) <= 72;
+    v_matches := coalesce(public.crypt(coalesce(p_password, ''), v_setting) = p_hash, false)
+                 and coalesce(octet_length(p_password), 0) <= 72;
+    if v_setting ~ '^\$2[abxy]\$[0-9]{2}\$' then
+        v_cost := substr(v_setting, 5, 2)::integer;
+        while v_cost < v_policy loop
+            perform public.crypt(coalesce(p_password, ''),
+                                 format('$2a$%s$%s', lpad(v_cost::text, 2, '0'), 'spreadedgetimingsalt..'));
+            v_cost := v_cost + 1;
+        end loop;
+    end if;
+    return v_matches;
 end;
 $$;
 comment on function internal.password_matches(text, text) is
-    'Checks a password against a bcrypt hash; with a null hash, spends the same time and returns false; a password over 72 bytes never matches.';
+    'Checks a password against a bcrypt hash, in the time of one bcrypt at the policy''s cost at least (a hash made at a lower cost is padded); with a null hash, spends that time and returns false; a password over 72 bytes never matches.';
 
 create or replace function auth.set_security_policy(
     password_min_length  integer default null,
@@ -98,10 +114,12 @@ as $$
 -- day of 24 hours whatever the caller's TimeZone
 #variable_conflict use_variable
 declare
-    v_old     auth.security_policy;
-    v_new     auth.security_policy;
-    v_unknown text;
-    v_user    auth.users;
+    v_old      auth.security_policy;
+    v_new      auth.security_policy;
+    v_unknown  text;
+    v_setting  text;
+    v_too_long interval;
+    v_user     auth.users;
 begin
     perform internal.require_permission('policy:manage');
     -- why: bcrypt uses at most 72 bytes (internal.check_new_password refuses longer passwords), so a
@@ -111,6 +129,27 @@ begin
             set_security_policy.password_min_length
             using errcode = '22S09',
                   hint = 'A password is at most 72 bytes; choose a minimum length from 8 to 72.';
+    end if;
+    -- why at most 100 years: auth.login adds the lifetimes and the lockout to now() and subtracts
+    -- the window from it; past the timestamps' range each failed with a bare 22008 (a lifetime:
+    -- every login; a window: every wrong password), and a lockout of '1000000 years', meant as
+    -- "until an admin unlocks it", failed at the threshold, rolling that failed login's count back:
+    -- the account never locked and its password could be guessed without end
+    select s.setting, s.value into v_setting, v_too_long
+    from (values ('failed_login_window', set_security_policy.failed_login_window),
+                 ('lockout_duration', set_security_policy.lockout_duration),
+                 ('session_idle_timeout', set_security_policy.session_idle_timeout),
+                 ('session_max_lifetime', set_security_policy.session_max_lifetime)) s (setting, value)
+    where s.value > interval '100 years'
+       -- why no negative part: '1 mon -29 days' compares as 1 day, but added to 1 February it
+       -- ends before it starts: no lockout, or a session expired when made
+       or internal.interval_has_negative_part(s.value)
+    limit 1;
+    if v_too_long is not null then
+        raise exception 'security policy value out of range (% % is over 100 years or has a negative part)',
+            v_setting, v_too_long
+            using errcode = '22S09',
+                  hint = 'A window, lockout, idle timeout or lifetime is at most 100 years, without a negative part; a lockout of 100 years lasts until an admin unlocks the account.';
     end if;
     select r into v_unknown
     from unnest(totp_required_roles) r
@@ -168,4 +207,4 @@ begin
 end;
 $$;
 comment on function auth.set_security_policy(integer, integer, integer, integer, interval, interval, interval, interval, text[]) is
-    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a shorter session lifetime or idle timeout also shortens the live sessions, and a role added to totp_required_roles revokes its users'' sessions logged in without a TOTP code; a minimum password length over 72 (bcrypt''s limit) is refused with 22S09. Needs policy:manage.';
+    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a shorter session lifetime or idle timeout also shortens the live sessions, and a role added to totp_required_roles revokes its users'' sessions logged in without a TOTP code; a minimum password length over 72 (bcrypt''s limit) and an interval over 100 years or with a negative part are refused with 22S09. Needs policy:manage.';

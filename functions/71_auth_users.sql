@@ -269,7 +269,8 @@ create or replace function auth.enable_user(user_id bigint)
     set search_path = ''
     language plpgsql
 as $$
--- Enable a disabled user again. Idempotent. Needs users:manage.
+-- Enable a disabled user again; the sessions they had before are not live again. Idempotent.
+-- Needs users:manage.
 #variable_conflict use_column
 declare
     v_user auth.users;
@@ -277,12 +278,18 @@ begin
     perform internal.require_permission('users:manage');
     v_user := internal.lock_user(enable_user.user_id);
     if v_user.disabled_at is not null then
+        -- why: a disabled user's sessions are over (internal.session_is_live), but one the disable
+        -- left unrevoked (an operator's UPDATE, a restore of an older auth.sessions) came back to
+        -- life with the user, so a token from before the disable opened the account again; every
+        -- session still unrevoked now was logged in before the disable (auth.login refuses them)
+        perform internal.revoke_user_sessions(v_user.user_id, 'user disabled');
         update auth.users u set disabled_at = null where u.user_id = v_user.user_id;
         perform internal.security_event('user_enabled', v_user.user_id, v_user.username);
     end if;
 end;
 $$;
-comment on function auth.enable_user(bigint) is 'Enables a disabled user; idempotent. Needs users:manage.';
+comment on function auth.enable_user(bigint) is
+    'Enables a disabled user; sessions from before the disable stay ended (any left unrevoked are revoked); idempotent. Needs users:manage.';
 
 create or replace function auth.unlock_user(user_id bigint)
     returns void
