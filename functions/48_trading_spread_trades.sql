@@ -401,11 +401,20 @@ begin
     -- and 10 sold at 0.01 BTC, the sell leg's then changed to 0.001 BTC, would read 0.06 BTC short
     -- where the positions hold 0.04 long and 0.01 short
     cross join lateral (select f.buy_delta * bi.multiplier + f.sell_delta * si.multiplier as residual_base) r
-    -- why multiply before dividing: a leg filled completely contributes its value exactly
+    -- why a leg matched completely contributes its value as is: exactly, with no division
+    -- why matched x the leg's value per base unit (24 decimals), not matched x value / filled: that
+    -- product is the square of the size times the price, and past numeric's range (a spread trade
+    -- of 1e70000 BTC, whose placement and fills were accepted) it failed the whole report, every
+    -- other spread trade with it, with a bare 22003; each term now stays within matched x the
+    -- leg's price, and the value per unit at 24 decimals is more exact than the quotient's 16
+    -- significant digits were
     cross join lateral (
         select case when m.matched = 0 then 0
-                    else round(mb.matched_base * f.sell_value / f.sell_base
-                               - mb.matched_base * f.buy_value / f.buy_base, 12)
+                    else round(case when mb.matched_base = f.sell_base then f.sell_value
+                                    else mb.matched_base * (f.sell_value * 1.000000000000000000000000 / f.sell_base) end
+                               - case when mb.matched_base = f.buy_base then f.buy_value
+                                      else mb.matched_base * (f.buy_value * 1.000000000000000000000000 / f.buy_base) end,
+                               12)
                end as captured
     ) c
     where (v_strategy_id is null or s.strategy_id = v_strategy_id)
