@@ -1,7 +1,8 @@
 -- spreadedge functions: market data ingestion, validation and load
 -- market.load_staged_quotes|ticks|candles: validate the rows of pg_temp.staged_<kind> (made by
 -- market.stage_rows) in one set-based statement, insert the valid ones (a row already stored is
--- skipped: duplicates are not stored twice), empty the staging table and report
+-- skipped: duplicates are not stored twice; a candle not marked loaded is replaced), empty the
+-- staging table and report
 -- loaded / duplicate / rejected counts with the rejects as a jsonb array of {"line", "reason"}.
 -- With p_strict nothing is inserted when any row is rejected. Fields are read without the spaces
 -- around them; a row without an exchange or symbol is rejected as missing it, not as unknown, and
@@ -241,7 +242,10 @@ create or replace function market.load_staged_candles(p_strict boolean default f
 as $$
 -- Validate and load the staged candles: known instrument, a known interval, an open_time that has a
 -- partition and is aligned to the interval, positive prices with low <= open, close <= high,
--- non-negative volumes and trade count. Loaded candles are marked loaded: the rollups keep them.
+-- non-negative volumes and trade count. Loaded candles that have closed (open_time + interval at
+-- or before now()) are marked loaded: the rollups keep them. A loaded candle replaces one of its
+-- key not marked loaded (built by the rollups, or loaded while still open); one marked loaded is
+-- kept (the row is a duplicate).
 declare
     v_partitions      tstzmultirange := internal.partition_times('market.candles');
     v_partitions_text text := internal.partition_times_text(v_partitions);
@@ -262,7 +266,12 @@ begin
                s.volume as volume_text, internal.parse_decimal(s.volume) as volume,
                s.quote_volume as quote_volume_text, internal.parse_decimal(s.quote_volume) as quote_volume,
                s.trade_count as trade_count_text,
-               case when btrim(s.trade_count) ~ '^[0-9]{1,9}$' then btrim(s.trade_count)::integer end as trade_count
+               -- why a number of any form that is whole (50.0, 5e1), read in the rare rows that are not
+               -- plain digits: a tool that writes the count as a float (a pandas column with a gap) or
+               -- in exponent form had every candle rejected as "not a whole number: 50.0"
+               case when btrim(s.trade_count) ~ '^[0-9]{1,9}$' then btrim(s.trade_count)::integer
+                    else (select n::integer from internal.parse_decimal(s.trade_count) n
+                          where n >= 0 and n <= 2147483647 and n = trunc(n)) end as trade_count
         from pg_temp.staged_candles s
         left join ref.exchanges e on e.code = btrim(s.exchange)
         left join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = btrim(s.symbol)
@@ -299,15 +308,30 @@ begin
         from parsed p
     ),
     inserted as (
-        insert into market.candles (instrument_id, interval, open_time, open, high, low, close, volume,
-                                    quote_volume, trade_count, loaded)
-        select c.instrument_id, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume,
-               c.quote_volume, c.trade_count, true
+        insert into market.candles as k (instrument_id, interval, open_time, open, high, low, close, volume,
+                                         quote_volume, trade_count, loaded)
+        -- why distinct on: of two rows of one key in a batch the first in the file is stored (the
+        -- second is a duplicate), and one statement may not update a row twice (21000)
+        select distinct on (c.instrument_id, c.interval, c.open_time)
+               c.instrument_id, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume,
+               c.quote_volume, c.trade_count,
+               -- why only a closed candle is marked loaded: one still open (an exchange's current
+               -- candle, the last of a download) holds part of its trades; marked, it was never
+               -- rewritten, by the rollups nor by a later load of the closed candle
+               c.open_time + market.interval_length(c.interval) <= now()
         from checked c
         where c.reason is null
           and not (p_strict and exists (select from checked r where r.reason is not null))
         order by c.instrument_id, c.interval, c.open_time, c.line_no  -- line_no: see the quotes
-        on conflict do nothing
+        -- why replace a candle not marked loaded: the rollups built it from the ticks spreadedge
+        -- received (a feed started at noon, say), or it was loaded while still open; kept, the
+        -- exchange's own, complete candle was skipped as a duplicate and the partial one stayed.
+        -- A loaded candle is the exchange's own: loaded again, it is a duplicate
+        on conflict (instrument_id, interval, open_time) do update
+            set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+                volume = excluded.volume, quote_volume = excluded.quote_volume,
+                trade_count = excluded.trade_count, loaded = excluded.loaded, updated_at = now()
+            where not k.loaded
         returning 1
     )
     select (select count(*) from inserted),
@@ -320,4 +344,4 @@ begin
 end;
 $$;
 comment on function market.load_staged_candles(boolean) is
-    'Validates the staged candles, inserts the valid ones marked loaded (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
+    'Validates the staged candles, inserts the valid ones, marked loaded once closed, replacing a candle not marked loaded (built by the rollups or loaded while open; duplicates of a loaded candle skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';

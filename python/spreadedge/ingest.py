@@ -14,7 +14,8 @@ compressed file cut short stops the run (with --strict, nothing loads). A
 staged JSON field that is an array, object, boolean, NaN or Infinity rejects its row, and so does
 a NUL or bytes that are not UTF-8 in a staged field (in the others, which are ignored, they do
 not). A non-strict run that fails part-way still writes the rejects of the batches it committed.
-A reject's line is the line its record starts on; a CSV record over several lines whose staged
+A CSV line of spaces or of empty fields alone is blank (no record), as a line of spaces is in
+JSON Lines. A reject's line is the line its record starts on; a CSV record over several lines whose staged
 field holds line breaks (the lines after a quote left open) is rejected naming the lines it ran
 over.
 """
@@ -201,7 +202,7 @@ def _text_problem(record: dict[str, Any], staged: Collection[str]) -> str | None
 
 def _csv_records(text: IO[str]) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
     """(line where the record starts, line where it ends, its fields or None, problem) for every
-    non-blank CSV record."""
+    CSV record that is not blank (a blank line, one of spaces or of empty fields alone)."""
     reader = csv.reader(text)
     while True:
         # why: a quoted field may span lines, and reader.line_num is then the record's last line
@@ -213,7 +214,11 @@ def _csv_records(text: IO[str]) -> Iterator[tuple[int, int, list[str] | None, st
         except csv.Error as exc:  # e.g. a field over the csv module's size limit: that record only
             yield start, reader.line_num, None, f"not valid CSV: {exc}{_spanned(start, reader.line_num)}"
             continue
-        if values:  # a blank line is no record
+        # a blank line is no record, nor one of only empty fields or spaces. why: a line of spaces,
+        # or of commas alone (the empty rows a spreadsheet leaves at the end of its export), was
+        # rejected as "exchange is missing", and with --strict the whole run loaded nothing; JSON
+        # Lines skip a line of spaces too. any() stops at the first field (the common case)
+        if any(values) and (len(values) > 1 or values[0].strip()):
             yield start, reader.line_num, values, None
 
 
