@@ -153,6 +153,12 @@ create or replace function monitor.fail_notification(
     volatile
     security definer
     set search_path = ''
+    -- why UTC: next_attempt_at is clock_timestamp() + the wait, and a timestamptz plus an interval
+    -- counts its days in the session TimeZone, while the wait is seconds (the worker's backoffs
+    -- and a receiver's Retry-After arrive as '112 days' and the like): from a Europe/Berlin session
+    -- a wait across a DST change came an hour short (a retry sooner than Retry-After asked, which
+    -- the receiver refuses again) or an hour long (past max_backoff). In UTC a day is 86,400 s.
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- The attempt failed: after max_attempts attempts the notification goes to the dead letter (dead);
@@ -212,7 +218,7 @@ begin
 end;
 $$;
 comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval, interval) is
-    'A claimed notification''s attempt failed: retry later with exponential backoff, no sooner than retry_after (a receiver''s Retry-After) and no later than max_backoff, or dead letter after max_attempts. Returns the new status. Raises 22S09 for a negative retry_after; a scoped session needs alerts:manage (42S01).';
+    'A claimed notification''s attempt failed: retry later with exponential backoff (days of 24 hours, whatever the session TimeZone), no sooner than retry_after (a receiver''s Retry-After) and no later than max_backoff, or dead letter after max_attempts. Returns the new status. Raises 22S09 for a negative retry_after; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.next_notification_due(channels text[])
     returns timestamptz

@@ -353,7 +353,8 @@ class WebhookChannel:
     """A generic webhook: the payload as the JSON body, signed (see :func:`signature`).
 
     Receivers check the signature over the timestamp header and the raw body, refuse old
-    timestamps, and deduplicate by the notification id header (a retry sends the same id).
+    timestamps, and deduplicate by the signed body's notification_id (a retry sends the same one;
+    the id header, unsigned, is a convenience).
     """
 
     url: str
@@ -370,6 +371,47 @@ class WebhookChannel:
             ID_HEADER: str(message.notification_id),
         }
         _post_json(self.url, body, headers, self.timeout, self.redact)
+
+
+_AUTH_CHALLENGES = 5  # server challenges answered in one AUTH exchange (smtplib's _MAXCHALLENGE)
+
+
+class _Utf8AuthSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose AUTH sends the user name and password as UTF-8.
+
+    why: smtplib encodes them as ASCII, so a password with ``ä`` never logged in (every attempt
+    failed, then the dead letter), and the UnicodeEncodeError it raised named the character and
+    its place in the password, which went to the log and the outbox. PLAIN's credentials are UTF-8
+    (RFC 4616), as are LOGIN's and CRAM-MD5's in every server that takes more than ASCII.
+    """
+
+    def auth(
+        self, mechanism: str, authobject: Callable[..., str | None], *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        # smtplib.SMTP.auth with UTF-8 for its two .encode("ascii")
+        mechanism = mechanism.upper()
+        initial_response = authobject() if initial_response_ok else None
+        if initial_response is not None:
+            response = base64.b64encode(initial_response.encode()).decode("ascii")
+            code, reply = self.docmd("AUTH", f"{mechanism} {response}")
+            challenges = 1
+        else:
+            code, reply = self.docmd("AUTH", mechanism)
+            challenges = 0
+        while code == 334:
+            challenges += 1
+            answer = authobject(base64.decodebytes(reply)) or ""
+            code, reply = self.docmd(base64.b64encode(answer.encode()).decode("ascii"))
+            if challenges > _AUTH_CHALLENGES:
+                raise smtplib.SMTPException("the server keeps sending AUTH challenges")
+        if code in (235, 503):
+            return code, reply
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        if challenge is None:
+            return None  # no initial response, as smtplib's
+        return f"{self.user} " + hmac.new(self.password.encode(), challenge, "md5").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -392,7 +434,7 @@ class EmailChannel:
             email["Date"] = formatdate(usegmt=True)
             email["Message-ID"] = make_msgid(domain=_sender_domain(settings.email_from))
             email.set_content(f"{message.text}\n\n{exact_json(message.payload, indent=2, sort_keys=True)}\n")
-            with smtplib.SMTP(
+            with _Utf8AuthSMTP(
                 settings.smtp_host or "", settings.smtp_port, timeout=settings.timeout_seconds
             ) as smtp:
                 if settings.smtp_starttls:

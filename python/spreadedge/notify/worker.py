@@ -26,14 +26,14 @@ import socket
 import threading
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import set_json_loads
+from psycopg.types.string import TextLoader
 
 from spreadedge import sqlcall
 from spreadedge.notify.channels import (
@@ -95,6 +95,26 @@ _CHANNEL_SETTINGS = {
 }
 
 
+def _json_integer(text: str) -> int | Decimal:
+    """A JSON integer: an int, or a Decimal when it has more digits than int() reads.
+
+    why: Python's int() refuses a numeral of more than 4,300 digits (ValueError), and a numeric
+    that long is a valid threshold or value (``1e5000`` is finite); a Decimal keeps every digit.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
+
+
+def load_payload(text: str) -> dict[str, Any]:
+    """An outbox payload (jsonb text) with its numbers exact: numerics as Decimal, never float."""
+    payload = json.loads(text, parse_float=Decimal, parse_int=_json_integer)
+    if not isinstance(payload, dict):
+        raise ValueError(f"the payload is a JSON {type(payload).__name__}, not an object")
+    return payload
+
+
 def default_worker_name() -> str:
     """host:pid:random, unique per worker process and instance."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -125,8 +145,12 @@ class Worker:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="spreadedge notify")
-            # payload numbers are numerics: Decimal keeps every digit, a float would round them
-            set_json_loads(partial(json.loads, parse_float=Decimal), self._conn)
+            # why the payload comes as text: it is decoded in _deliver, where any error fails that
+            # message alone; decoded by psycopg while fetching the claimed row, an error (a numeral
+            # of over 4,300 digits made int() raise) escaped the worker with the claim rolled back,
+            # so the message was never counted, never dead, and first in line again: no message
+            # went out after it, on every restart
+            self._conn.adapters.register_loader("jsonb", TextLoader)
             # why: the claim's transaction stays open while the message is sent (up to
             # timeout_seconds per step); a server or role idle_in_transaction_session_timeout
             # shorter than that would end the session after the send and before the report,
@@ -170,13 +194,16 @@ class Worker:
             ).fetchone()
             if row is None:
                 return False
-            outcome = self._deliver(conn, Message(*row))
+            notification_id, channel, subject, payload, attempts = row
+            outcome = self._deliver(conn, Message(notification_id, channel, subject, {}, attempts), payload)
         self.outcomes[outcome] += 1  # after the commit: a report rolled back is no outcome
         return True
 
-    def _deliver(self, conn: psycopg.Connection[Any], message: Message) -> str:
-        """Send one claimed message and report it; delivered, failed or dead."""
+    def _deliver(self, conn: psycopg.Connection[Any], message: Message, payload: str) -> str:
+        """Decode the payload of one claimed message, send it and report it; delivered, failed or dead."""
         try:
+            # payload numbers are numerics: Decimal keeps every digit, a float would round them
+            message = replace(message, payload=load_payload(payload))
             self.channels[message.channel].send(message)
         except DeliveryError as exc:
             return self._fail(conn, message, str(exc), exc.retry_after)
