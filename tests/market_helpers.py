@@ -145,3 +145,35 @@ def tick_line(trade_id: Any, **fields: Any) -> str:
         **fields,
     }
     return json.dumps(record) + "\n"
+
+
+# -- candles ---------------------------------------------------------------------------------------
+
+CANDLES_HEADER = "exchange,symbol,interval,open_time,open,high,low,close,volume,quote_volume,trade_count\n"
+
+
+def candle_file(tmp_path: Path, name: str, *rows: tuple[str, datetime, str]) -> Path:
+    """A CSV of binance BTCUSDT candles: (interval, open_time, "open,high,low,close,volume,quote_volume,trades")."""
+    path = tmp_path / name
+    path.write_text(
+        CANDLES_HEADER
+        + "".join(
+            f"binance,BTCUSDT,{interval},{at:%Y-%m-%dT%H:%M:%SZ},{values}\n" for interval, at, values in rows
+        )
+    )
+    return path
+
+
+def stored_candle(conn: psycopg.Connection, interval: str, open_time: datetime) -> tuple[Any, ...] | None:
+    """(open, high, low, close, volume, quote_volume, trade_count, loaded) of a stored candle."""
+    return conn.execute(
+        "select open, high, low, close, volume, quote_volume, trade_count, loaded from market.candles"
+        " where interval = %s and open_time = %s",
+        [interval, open_time],
+    ).fetchone()
+
+
+def as_stored(values: str, *, loaded: bool) -> tuple[Any, ...]:
+    """What stored_candle reads for a candle of "open,high,low,close,volume,quote_volume,trades"."""
+    *amounts, trades = values.split(",")
+    return (*(Decimal(amount) for amount in amounts), int(trades), loaded)

@@ -12,7 +12,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -204,15 +204,21 @@ class SmtpTlsReceiver(SmtpReceiver):
     cert_file: Path
 
 
+def accepting_login(expected: tuple[str, str]) -> Callable[..., AuthResult]:
+    """An aiosmtpd authenticator that accepts this (user name, password) alone."""
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        login = (auth_data.login.decode(), auth_data.password.decode())
+        return AuthResult(success=login == expected)
+
+    return authenticate
+
+
 @pytest.fixture
 def smtp_tls_receiver(tmp_path: Path) -> Iterator[SmtpTlsReceiver]:
     cert_file, key_file = _self_signed_certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
-
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        login = (auth_data.login.decode(), auth_data.password.decode())
-        return AuthResult(success=login == SMTP_LOGIN)
 
     mailbox = _Mailbox()
     port = free_port()
@@ -223,7 +229,7 @@ def smtp_tls_receiver(tmp_path: Path) -> Iterator[SmtpTlsReceiver]:
         tls_context=context,
         require_starttls=True,
         auth_required=True,
-        authenticator=authenticate,
+        authenticator=accepting_login(SMTP_LOGIN),
     )
     controller.start()
     try:

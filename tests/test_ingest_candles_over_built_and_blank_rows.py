@@ -4,57 +4,42 @@ trade counts written as whole numbers of another form, and CSV lines of spaces o
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
-from market_helpers import DAY, QUOTES_HEADER, RECENT_NOON, invoke, load, rejects_of, summary_of, tick
+from market_helpers import (
+    DAY,
+    QUOTES_HEADER,
+    RECENT_NOON,
+    as_stored,
+    candle_file,
+    invoke,
+    load,
+    rejects_of,
+    stored_candle,
+    summary_of,
+    tick,
+)
 
-HEADER = "exchange,symbol,interval,open_time,open,high,low,close,volume,quote_volume,trade_count\n"
 
-
-def candle_file(tmp_path, name, *rows):
-    path = tmp_path / name
-    path.write_text(
-        HEADER
-        + "".join(
-            f"binance,BTCUSDT,{interval},{at:%Y-%m-%dT%H:%M:%SZ},{values}\n" for interval, at, values in rows
-        )
-    )
-    return path
-
-
-def candle(conn, interval, open_time):
-    return conn.execute(
-        "select open, high, low, close, volume, quote_volume, trade_count, loaded from market.candles"
-        " where interval = %s and open_time = %s",
-        [interval, open_time],
-    ).fetchone()
+def built_from_one_trade(conn):
+    """The noon minute as the rollups build it from the one trade the feed saw: 101, 1 trade."""
+    tick(conn, RECENT_NOON + timedelta(seconds=30), "101", "1", trade_id="a")
+    conn.execute("select * from market.rollup_candles(until => %s)", [RECENT_NOON + timedelta(minutes=5)])
 
 
 def test_an_exchange_candle_replaces_the_one_the_rollups_built_from_part_of_its_trades(
     seeded_url, seeded, tmp_path
 ):
-    # the feed saw one trade of the minute, and the rollups built the minute from it
-    tick(seeded, RECENT_NOON + timedelta(seconds=30), "101", "1", trade_id="a")
-    seeded.execute("select * from market.rollup_candles(until => %s)", [RECENT_NOON + timedelta(minutes=5)])
+    built_from_one_trade(seeded)
     path = candle_file(tmp_path, "candles.csv", ("1m", RECENT_NOON, "100,110,90,105,10,1000,50"))
     summary = load(seeded_url, "candles", path)
     # it was skipped as a duplicate (0, 1, 0) and the minute kept 101 101 101 101, 1 trade
     assert (summary.loaded, summary.duplicates, summary.rejected) == (1, 0, 0)
-    assert candle(seeded, "1m", RECENT_NOON) == (
-        D("100"),
-        D("110"),
-        D("90"),
-        D("105"),
-        D("10"),
-        D("1000"),
-        50,
-        True,
-    )
+    assert stored_candle(seeded, "1m", RECENT_NOON) == as_stored("100,110,90,105,10,1000,50", loaded=True)
 
 
 def test_of_two_exchange_candles_of_one_key_over_a_built_one_the_first_in_the_file_is_stored(
     seeded_url, seeded, tmp_path
 ):
-    tick(seeded, RECENT_NOON + timedelta(seconds=30), "101", "1", trade_id="a")
-    seeded.execute("select * from market.rollup_candles(until => %s)", [RECENT_NOON + timedelta(minutes=5)])
+    built_from_one_trade(seeded)
     path = candle_file(
         tmp_path,
         "candles.csv",
@@ -63,7 +48,7 @@ def test_of_two_exchange_candles_of_one_key_over_a_built_one_the_first_in_the_fi
     )
     summary = load(seeded_url, "candles", path)
     assert (summary.loaded, summary.duplicates, summary.rejected) == (1, 1, 0)
-    assert candle(seeded, "1m", RECENT_NOON)[0] == D("100")
+    assert stored_candle(seeded, "1m", RECENT_NOON)[0] == D("100")
 
 
 def test_an_exchange_candle_loaded_again_is_a_duplicate_and_keeps_its_first_values(
@@ -74,16 +59,7 @@ def test_an_exchange_candle_loaded_again_is_a_duplicate_and_keeps_its_first_valu
     load(seeded_url, "candles", first)
     summary = load(seeded_url, "candles", again)
     assert (summary.loaded, summary.duplicates, summary.rejected) == (0, 1, 0)
-    assert candle(seeded, "1m", RECENT_NOON) == (
-        D("100"),
-        D("110"),
-        D("90"),
-        D("105"),
-        D("10"),
-        D("1000"),
-        50,
-        True,
-    )
+    assert stored_candle(seeded, "1m", RECENT_NOON) == as_stored("100,110,90,105,10,1000,50", loaded=True)
 
 
 def test_a_candle_still_open_when_loaded_is_replaced_when_loaded_again_once_closed(
@@ -92,14 +68,22 @@ def test_a_candle_still_open_when_loaded_is_replaced_when_loaded_again_once_clos
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     # the day's candle as the exchange had it at load time (its last row of a download), then whole
     load(seeded_url, "candles", candle_file(tmp_path, "open.csv", ("1d", today, "100,101,99,100,5,500,7")))
-    assert candle(seeded, "1d", today)[7] is False  # it was marked loaded: never rewritten again
+    assert stored_candle(seeded, "1d", today)[7] is False  # it was marked loaded: never rewritten again
     summary = load(
         seeded_url,
         "candles",
         candle_file(tmp_path, "closed.csv", ("1d", today, "100,130,80,120,90,9000,900")),
     )
     assert (summary.loaded, summary.duplicates, summary.rejected) == (1, 0, 0)
-    assert candle(seeded, "1d", today)[:7] == (D("100"), D("130"), D("80"), D("120"), D("90"), D("9000"), 900)
+    assert stored_candle(seeded, "1d", today)[:7] == (
+        D("100"),
+        D("130"),
+        D("80"),
+        D("120"),
+        D("90"),
+        D("9000"),
+        900,
+    )
 
 
 def test_a_trade_count_written_as_a_whole_number_with_a_point_or_an_exponent_loads(

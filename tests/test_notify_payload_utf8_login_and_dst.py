@@ -3,18 +3,16 @@
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
 from psycopg import sql
 
 from conftest import free_port
 from market_helpers import quote
 from monitor_helpers import add_rule, evaluate, now_to_the_second
-from notify_servers import SmtpReceiver, _Mailbox, queue
+from notify_servers import SmtpReceiver, _Mailbox, accepting_login, queue
 from spreadedge.notify import Worker, configured_channels
 from spreadedge.settings import NotifySettings
 
@@ -51,10 +49,6 @@ UTF8_LOGIN = ("desk", "pässwort-ünïcode-do-not-log")  # RFC 4616: PLAIN crede
 def smtp_utf8_login_receiver() -> Iterator[SmtpReceiver]:
     """An SMTP server on loopback that takes only the UTF8_LOGIN (AUTH without TLS: loopback)."""
 
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        login = (auth_data.login.decode(), auth_data.password.decode())
-        return AuthResult(success=login == UTF8_LOGIN)
-
     mailbox = _Mailbox()
     port = free_port()
     controller = Controller(
@@ -64,7 +58,7 @@ def smtp_utf8_login_receiver() -> Iterator[SmtpReceiver]:
         # why not auth_required: aiosmtpd warns about it without TLS (an error here); the worker
         # logs in whenever smtp_username is set, and a refused login fails the attempt anyway
         auth_require_tls=False,
-        authenticator=authenticate,
+        authenticator=accepting_login(UTF8_LOGIN),
     )
     controller.start()
     try:

@@ -3,15 +3,13 @@
 from datetime import timedelta
 from decimal import Decimal as D
 
-from market_helpers import RECENT_NOON, load, tick
+from market_helpers import RECENT_NOON, as_stored, candle_file, load, stored_candle, tick
 
 T0 = RECENT_NOON
-HEADER = "exchange,symbol,interval,open_time,open,high,low,close,volume,quote_volume,trade_count\n"
 
 
 def load_candle(url, tmp_path, interval, open_time, values):
-    path = tmp_path / f"candles-{interval}.csv"
-    path.write_text(HEADER + f"binance,BTCUSDT,{interval},{open_time:%Y-%m-%dT%H:%M:%SZ},{values}\n")
+    path = candle_file(tmp_path, f"candles-{interval}.csv", (interval, open_time, values))
     assert load(url, "candles", path).loaded == 1
 
 
@@ -19,27 +17,28 @@ def rollup(conn, until):
     conn.execute("select * from market.rollup_candles(until => %s)", [until])
 
 
-def candle(conn, interval, open_time):
-    return conn.execute(
-        "select open, high, low, close, volume, quote_volume, trade_count, loaded from market.candles"
-        " where interval = %s and open_time = %s",
-        [interval, open_time],
-    ).fetchone()
-
-
 def test_a_loaded_minute_keeps_its_values_when_ticks_of_it_are_rolled_up(seeded_url, seeded, tmp_path):
     load_candle(seeded_url, tmp_path, "1m", T0, "100,110,90,105,10,1000,50")
     # one trade of the fifty the exchange counted: built from it, the minute read 101 101 101 101
     tick(seeded, T0 + timedelta(seconds=30), "101", "1", trade_id="a")
     rollup(seeded, T0 + timedelta(minutes=5))
-    assert candle(seeded, "1m", T0) == (D("100"), D("110"), D("90"), D("105"), D("10"), D("1000"), 50, True)
+    assert stored_candle(seeded, "1m", T0) == as_stored("100,110,90,105,10,1000,50", loaded=True)
 
 
 def test_longer_candles_are_built_from_a_loaded_minute_like_any_other(seeded_url, seeded, tmp_path):
     load_candle(seeded_url, tmp_path, "1m", T0, "100,110,90,105,10,1000,50")
     tick(seeded, T0 + timedelta(minutes=1, seconds=30), "104", "2", trade_id="b")
     rollup(seeded, T0 + timedelta(minutes=5))
-    assert candle(seeded, "5m", T0) == (D("100"), D("110"), D("90"), D("104"), D("12"), D("1208"), 51, False)
+    assert stored_candle(seeded, "5m", T0) == (
+        D("100"),
+        D("110"),
+        D("90"),
+        D("104"),
+        D("12"),
+        D("1208"),
+        51,
+        False,
+    )
 
 
 def test_a_loaded_day_keeps_its_values_when_the_day_is_rolled_up_from_part_of_its_trades(
@@ -49,15 +48,15 @@ def test_a_loaded_day_keeps_its_values_when_the_day_is_rolled_up_from_part_of_it
     load_candle(seeded_url, tmp_path, "1d", day, "95,120,80,102,5000,500000,90000")
     tick(seeded, T0 + timedelta(seconds=30), "101", "1", trade_id="a")
     rollup(seeded, T0 + timedelta(minutes=5))
-    assert candle(seeded, "1d", day) == (
-        D("95"),
-        D("120"),
-        D("80"),
-        D("102"),
-        D("5000"),
-        D("500000"),
-        90000,
-        True,
-    )
+    assert stored_candle(seeded, "1d", day) == as_stored("95,120,80,102,5000,500000,90000", loaded=True)
     # the hours the feed saw are built as before
-    assert candle(seeded, "1h", T0) == (D("101"), D("101"), D("101"), D("101"), D("1"), D("101"), 1, False)
+    assert stored_candle(seeded, "1h", T0) == (
+        D("101"),
+        D("101"),
+        D("101"),
+        D("101"),
+        D("1"),
+        D("101"),
+        1,
+        False,
+    )
