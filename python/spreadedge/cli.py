@@ -209,7 +209,7 @@ def status(settings: Settings) -> None:
 @click.pass_obj
 def url(settings: Settings) -> None:
     """Print the connection URL commands use (DATABASE_URL, else the embedded cluster's), its
-    password shown as ***."""
+    password and SSL key passphrase shown as ***."""
     if not settings.database_url:
         default_cluster(settings).check_port()  # a URL with another port would not connect
     url = db.conninfo(settings, start=False)

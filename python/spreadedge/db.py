@@ -8,6 +8,7 @@ import os
 import re
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
@@ -22,10 +23,20 @@ _URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^@/:]*:([^@/]*)@")
 # What was meant as one when it holds an unencoded "/" (a base64 password): libpq then reads no
 # password at all, but `db url` printed the whole URL, the secret in it
 _URL_PASSWORD_WITH_SLASH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^@/?#:]*:([^?]*)@")
-# A password parameter of a URL's query: its value ends at the next "&"
-_QUERY_PASSWORD = re.compile(r"[?&]password=([^&]*)")
-# The password of a key=value string (password=... or password='...').
-_KEYWORD_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)")
+# The parameters whose value is a secret: libpq marks them for display as "*" (password, the
+# passphrase of the client's SSL key sslpassword, oauth_client_secret), and these three always.
+# why not password alone: `db url` printed DATABASE_URL's ?sslpassword=... whole
+SECRET_KEYWORDS = tuple(
+    sorted(
+        {"password", "sslpassword", "oauth_client_secret"}
+        | {option.keyword.decode() for option in pq.Conninfo.get_defaults() if option.dispchar == b"*"}
+    )
+)
+_SECRET_NAME = "|".join(map(re.escape, SECRET_KEYWORDS))
+# A secret parameter of a URL's query: its value ends at the next "&"
+_QUERY_PASSWORD = re.compile(rf"[?&](?:{_SECRET_NAME})=([^&]*)")
+# A secret of a key=value string (password=... or password='...'), sslpassword=... included.
+_KEYWORD_PASSWORD = re.compile(rf"\b(?:{_SECRET_NAME})\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)")
 
 
 class DatabaseUrlError(SettingsError):
@@ -60,7 +71,8 @@ def check_url(url: str) -> None:
 
 
 def redact(message: str, url: str) -> str:
-    """``message`` with the password written in ``url`` replaced by ``***``."""
+    """``message`` with the password (and every other secret, such as sslpassword) written in
+    ``url`` replaced by ``***``."""
     patterns = (
         (_URL_PASSWORD, _URL_PASSWORD_WITH_SLASH, _QUERY_PASSWORD)
         if _URL.match(url)
@@ -68,8 +80,9 @@ def redact(message: str, url: str) -> str:
     )
     passwords = [match.group(1) for pattern in patterns for match in pattern.finditer(url)]
     with contextlib.suppress(psycopg.Error):
-        # the password as libpq reads it (percent-decoded), should a message quote it so
-        passwords.append(str(conninfo_to_dict(url).get("password") or ""))
+        # the secrets as libpq reads them (percent-decoded), should a message quote them so
+        params = conninfo_to_dict(url)
+        passwords.extend(str(params.get(keyword) or "") for keyword in SECRET_KEYWORDS)
     written = {form for password in passwords for form in (password, password.strip("'")) if form}
     # the longest first: the quoted form, or the slash pattern's, replaced after a part of it,
     # would be left partly shown ('***', ***/rest)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import io
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -143,8 +144,12 @@ def write_rendered(settings: Settings, directory: Path, echo: Echo = print) -> N
     names = {f"{migration.id}.sql" for migration in migrations}
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        # why a symbolic link is refused even under a migration's name: writing through it
+        # overwrote the file it leads to, outside the directory (in a shared /tmp, anyone's)
         others = sorted(
-            entry.name for entry in directory.iterdir() if entry.name not in names or entry.is_dir()
+            entry.name
+            for entry in directory.iterdir()
+            if entry.name not in names or entry.is_symlink() or not entry.is_file()
         )
         if others:
             shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
@@ -153,7 +158,14 @@ def write_rendered(settings: Settings, directory: Path, echo: Echo = print) -> N
                 "render into a new or empty directory (nothing was written)"
             )
         for migration in migrations:
-            (directory / f"{migration.id}.sql").write_text(migration.sql)
+            # O_NOFOLLOW: a link made after the look above fails (ELOOP) rather than being written through
+            fd = os.open(
+                directory / f"{migration.id}.sql",
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                0o666,
+            )
+            with os.fdopen(fd, "w") as file:
+                file.write(migration.sql)
     except OSError as exc:
         raise MigrationError(
             f"cannot write the rendered migrations into {directory}: {exc.strerror} ({exc.filename})"

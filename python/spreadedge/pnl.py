@@ -104,7 +104,8 @@ def _cell(column: str, value: Any, places: int = CENTS_PLACES) -> str:
             # as -0.00
             with localcontext(rounding=ROUND_HALF_UP):
                 return f"{value:z,.{places}f}"
-        return f"{value.normalize():f}"
+        # why not normalize(): it rounds to 28 significant digits (see textable.decimal_text)
+        return textable.decimal_text(value)
     return str(value)
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from spreadedge import textable
+
 COLUMNS = (
     "symbol",
     "market_type",
@@ -70,7 +72,8 @@ def check_pair(conn: psycopg.Connection[Any], symbol: str) -> None:
 
 def _cell(value: Any) -> str:
     if isinstance(value, Decimal):
-        return f"{value.normalize():f}"
+        # why not normalize(): it rounds to 28 significant digits (see textable.decimal_text)
+        return textable.decimal_text(value)
     if isinstance(value, datetime):
         # why UTC: the session's TimeZone (the server's, or PGTZ) would show another clock, unlabelled
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
@@ -89,11 +92,12 @@ def as_table(rows: list[dict[str, Any]], *, symbol: str | None = None) -> str:
         return "no current spreads (no quotes, or none above --min-bps or within --max-age)"
     cells = [[_cell(row[c]) for c in COLUMNS] for row in rows]
     headers = [HEADERS.get(c, c) for c in COLUMNS]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    # in terminal columns, not characters (see textable.width)
+    widths = [max(textable.width(h), *(textable.width(r[i]) for r in cells)) for i, h in enumerate(headers)]
 
     def line(values: list[str]) -> str:
         return "  ".join(
-            v.ljust(w) if c in TEXT_COLUMNS else v.rjust(w)
+            textable.pad(v, w, right=c not in TEXT_COLUMNS)
             for v, w, c in zip(values, widths, COLUMNS, strict=True)
         ).rstrip()
 
