@@ -54,6 +54,10 @@ create or replace function ops.partition_status()
                    premake integer, retention text, partitions bigint, oldest_start timestamptz,
                    newest_end timestamptz, default_rows bigint)
     stable
+    -- why: pg_partman's show_partition_info reads a partition's start from the catalog but adds the
+    -- interval in the session TimeZone; in a New York session the partition of March 2024 (UTC)
+    -- ended on 2024-03-29 23:00Z
+    set timezone = 'UTC'
     language sql
 as $$
     -- one row per partitioned table of the project's schemas; default_rows is an exact count
@@ -87,7 +91,7 @@ as $$
     order by 1;
 $$;
 comment on function ops.partition_status() is
-    'Each partitioned table: registered with pg_partman, control column, interval, premake, retention, partitions, oldest start and newest end, rows in its default partition.';
+    'Each partitioned table: registered with pg_partman, control column, interval, premake, retention, partitions, oldest start and newest end (UTC bounds whatever the session TimeZone), rows in its default partition.';
 
 create or replace function internal.require_managed(p_parent_table text)
     returns partman.part_config
@@ -126,6 +130,13 @@ begin
     if premake is null or premake < 1 then
         raise exception 'premake must be at least 1, got %', coalesce(premake::text, 'null') using errcode = '22S09';
     end if;
+    -- why: pg_partman drops the partitions that ended before now() - retention; with '-1 day' that
+    -- was today's partition and every row of it at the next maintenance (the settings take only
+    -- positive ages, the function took anything)
+    if retention <= interval '0' then
+        raise exception 'retention must be a positive interval, got %', retention
+            using errcode = '22S09', hint = 'Give an age such as 90 days or 24 months, or null to keep everything.';
+    end if;
     if retention is not null and parent_table in ('trading.orders', 'trading.order_events', 'trading.trades') then
         raise exception 'table % takes no retention (got %): dropping its partitions by age would drop open orders and the fills of open positions',
             parent_table, retention
@@ -143,7 +154,7 @@ begin
 end;
 $$;
 comment on function ops.configure_partitioning(text, integer, interval) is
-    'Sets a pg_partman table''s premake and retention (null keeps everything; orders, order events and trades take none: 22S09); the next maintenance applies them.';
+    'Sets a pg_partman table''s premake and retention (a positive interval, null keeps everything; orders, order events and trades take none: 22S09); the next maintenance applies them.';
 
 create or replace function ops.repair_default_partitions()
     returns table (parent_table text, rows_moved bigint)
@@ -234,6 +245,8 @@ comment on function ops.repair_default_partitions() is
 create or replace function internal.newest_partition_end(p_config partman.part_config)
     returns timestamptz
     stable
+    -- why: show_partition_info adds the interval in the session TimeZone (see ops.partition_status)
+    set timezone = 'UTC'
     language sql
 as $$
     -- the end of the newest partition of a pg_partman table (null when it has none)
@@ -374,6 +387,11 @@ comment on function ops.cleanup_plan(text, interval, timestamptz) is
 create or replace function internal.cleanup_partitions(p_config partman.part_config, p_cutoff timestamptz)
     returns table (partition_name text, whole boolean, old_rows bigint, kept_rows bigint)
     stable
+    -- why: show_partition_info adds the partition interval in the session TimeZone: in a New York
+    -- session (PGTZ) the candles partition of March 2024 ended on March 29 23:00Z, so a cutoff of
+    -- March 30 took it for old as a whole, and the cleanup dropped its rows of March 30 and 31,
+    -- younger than the cutoff
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- Each partition of the table holding rows older than the cutoff: whole = it ends at or before
@@ -406,7 +424,7 @@ begin
 end;
 $$;
 comment on function internal.cleanup_partitions(partman.part_config, timestamptz) is
-    'The partitions of a table holding rows older than the cutoff: whether all of it may go, old rows, rows kept.';
+    'The partitions of a table holding rows older than the cutoff: whether all of it may go (its UTC end at or before the cutoff, whatever the session TimeZone), old rows, rows kept.';
 
 create or replace function internal.delete_removable_orders(p_cutoff timestamptz, p_from timestamptz,
                                                             p_to timestamptz, p_limit bigint)
@@ -485,6 +503,9 @@ create or replace function ops.cleanup_drop_partition(target text, older_than in
                                                       cutoff timestamptz default null)
     returns bigint
     volatile
+    -- why: the range of an orders partition from show_partition_info, which adds the interval in
+    -- the session TimeZone (see internal.cleanup_partitions)
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- Detaches and drops one partition of the target's table if (checked again, now) all of it may go;
