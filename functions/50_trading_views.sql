@@ -11,8 +11,11 @@ as
            p.quantity,
            p.avg_entry_price,
            m.price as mark_price,
+           -- why trim_scale: rounded to 12 places, a position marked at its entry price had an
+           -- unrealized PnL of 0.000000000000, which Python (the managers) holds as Decimal('0E-12')
+           -- and prints in exponent form; the value is the same, its needless zeros are gone
            case when p.quantity = 0 then 0
-                else round(p.quantity * i.multiplier * (m.price - p.avg_entry_price), 12)
+                else trim_scale(round(p.quantity * i.multiplier * (m.price - p.avg_entry_price), 12))
            end as unrealized_pnl,
            p.realized_pnl_gross,
            p.fees_paid,

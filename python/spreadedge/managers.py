@@ -222,11 +222,23 @@ class HealthReport:
 def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments that were given; the SQL defaults apply to the others.
 
-    A float is refused (TypeError): money and quantities are Decimal, and a float is not exact.
+    A float is refused (TypeError): money and quantities are Decimal, and a float is not exact. A
+    text holding a NUL character is refused with InvalidArgument (22S09) naming the argument, and an
+    order id no bigint can hold with UnknownOrder (23S04), as the SQL refuses every other id.
     """
     for name, value in arguments.items():
         if isinstance(value, float):
             raise TypeError(f"{name} must be a Decimal, not the float {value!r} (a float is not exact)")
+        # why: psycopg refuses a NUL before sending, with a DataError that names no argument and is
+        # none of the project's exception classes (the REST API answers a 400 naming the parameter)
+        if isinstance(value, str) and "\x00" in value:
+            raise errors.BY_NAME["invalid_argument"](
+                f"{name} holds a NUL character, which PostgreSQL text cannot store"
+            )
+        # why: psycopg sends an int beyond bigint as numeric, and no trading function takes a numeric
+        # order id: the call failed with 42883 (function does not exist) instead of unknown_order
+        if name == "order_id" and isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise errors.BY_NAME["unknown_order"](f"order {value} does not exist")
     return {name: value for name, value in arguments.items() if value is not None}
 
 

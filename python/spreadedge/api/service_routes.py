@@ -26,6 +26,15 @@ router = APIRouter(prefix="/api/v1")
 )
 async def login(request: Request, credentials: models.LoginRequest) -> models.LoginResponse:
     """Log in (auth.login): a session token for the Authorization header; 401 when refused."""
+    # why: psycopg refuses a NUL before sending, and its error named no field (a 400 "a parameter
+    # holds a character PostgreSQL cannot store"), where a query parameter's 400 names it
+    for name in ("username", "password", "totp_code"):
+        if "\x00" in (getattr(credentials, name) or ""):
+            raise Problem(
+                HTTPStatus.BAD_REQUEST,
+                f"{name}: holds a NUL character, which PostgreSQL text cannot store",
+                parameter=name,
+            )
     result = await database.rows(
         request.app.state.pool,
         "auth.login",
