@@ -124,3 +124,25 @@ def test_psql_with_a_database_named_by_the_caller_stays_on_the_embedded_cluster(
     )  # fmt: skip
 
     assert (shown.returncode, shown.stdout, shown.stderr) == (0, f"postgres|{pg_cluster.port}\n", "")
+
+
+def test_psql_is_refused_rather_than_given_the_ssl_key_passphrase_on_its_command_line(monkeypatch):
+    started: list[list[str]] = []
+
+    def execve(program: object, argv: list[str], env: dict[str, str] | None = None) -> None:
+        started.append(argv)
+        raise SystemExit(0)
+
+    for name in ("execv", "execve", "execvp", "execvpe"):
+        monkeypatch.setattr(f"spreadedge.cli.os.{name}", execve)
+    url = "postgresql://trader@127.0.0.1:6543/trading?sslmode=require&sslkey=/k.pem&sslpassword=k3y-pass"
+
+    result = CliRunner().invoke(main, ["--database-url", url, "psql"])
+
+    # sslpassword has no libpq variable: psql got the whole URL, passphrase and all, in --dbname
+    assert (result.exit_code, started) == (1, [])
+    assert (
+        "DATABASE_URL holds sslpassword, which psql and pgcli could only be given on their command line"
+        in (result.output)
+    )
+    assert "k3y-pass" not in result.output

@@ -280,6 +280,15 @@ def client_connection(url: str) -> tuple[str | None, dict[str, str]]:
     if "password" in params:
         env["PGPASSWORD"] = params.pop("password")
     if not set(params) <= set(variables):
+        # why refused: a secret without a variable (sslpassword, the SSL key's passphrase) would
+        # travel in the --dbname URL, on a command line every user of the machine can read
+        exposed = sorted(set(params) & set(db.SECRET_KEYWORDS) - set(variables))
+        if exposed:
+            raise click.ClickException(
+                f"DATABASE_URL holds {', '.join(exposed)}, which psql and pgcli could only be given on "
+                "their command line, where every user of this machine can read it; use a key without "
+                "a passphrase for them, or run them yourself with the passphrase typed at their prompt"
+            )
         return make_conninfo(**params), env
     env.update({variables[key]: value for key, value in params.items()})
     return None, env
