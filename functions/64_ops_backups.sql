@@ -4,17 +4,34 @@
 -- succeeds and marks it failed) and health reads the age of the last successful physical backup
 -- from SQL.
 
+-- why the checks here: the table's checks refused a bad value with a bare 23514 naming a
+-- constraint, not the value or what is allowed
 create or replace function ops.start_backup_run(kind text, compress_type text)
     returns bigint
     volatile
-    language sql
+    language plpgsql
 as $$
-    -- kind: full, diff, incr, logical_schema, logical_data or logical_full (the table's checks say no
-    -- to anything else); returns the run id to finish it with
-    insert into ops.backup_runs (kind, compress_type) values (kind, compress_type) returning run_id;
+-- kind: full, diff, incr, logical_schema, logical_data or logical_full; compress_type: gz, bz2,
+-- lz4, zst or none (anything else: 22S09 naming it); returns the run id to finish it with
+#variable_conflict use_variable
+declare
+    v_id bigint;
+begin
+    if kind is null or kind not in ('full', 'diff', 'incr', 'logical_schema', 'logical_data', 'logical_full') then
+        raise exception 'backup kind must be full, diff, incr, logical_schema, logical_data or logical_full, got %',
+            coalesce(kind, 'null')
+            using errcode = '22S09';
+    end if;
+    if compress_type is null or compress_type not in ('gz', 'bz2', 'lz4', 'zst', 'none') then
+        raise exception 'compress_type must be gz, bz2, lz4, zst or none, got %', coalesce(compress_type, 'null')
+            using errcode = '22S09';
+    end if;
+    insert into ops.backup_runs (kind, compress_type) values (kind, compress_type) returning run_id into v_id;
+    return v_id;
+end;
 $$;
 comment on function ops.start_backup_run(text, text) is
-    'Records that a backup run starts; returns its run id.';
+    'Records that a backup run starts (a kind or compress_type the table does not take: 22S09 naming it); returns its run id.';
 
 create or replace function ops.finish_backup_run(run_id bigint, succeeded boolean, label text default null,
                                                  size_bytes bigint default null, repo_size_bytes bigint default null,

@@ -214,3 +214,23 @@ def test_health_outside_the_project_is_refused_naming_the_directory(db_url, tmp_
         f"Error: {tmp_path / 'migrations'} is not a directory: run spreadedge from the project "
         "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "compress_type", "message"),
+    [
+        (
+            "weekly",
+            "zst",
+            "backup kind must be full, diff, incr, logical_schema, logical_data or logical_full, got weekly",
+        ),
+        ("full", "zip", "compress_type must be gz, bz2, lz4, zst or none, got zip"),
+    ],
+)
+def test_a_backup_run_of_an_unknown_kind_or_compression_is_refused_naming_it(
+    db, kind, compress_type, message
+):
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("select ops.start_backup_run(%s, %s)", [kind, compress_type])
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22S09", message)
+    assert db.execute("select count(*) from ops.backup_runs").fetchone() == (0,)
