@@ -215,8 +215,11 @@ begin
         raise exception 'since % and until % are not a period', spread_opportunities.since, spread_opportunities.until
             using errcode = '22S09';
     end if;
+    -- why no month part: such a bucket compares as its total ('1 mon -30 days 1 second' as 1
+    -- second) but date_bin cannot bin by months and failed with a raw 0A000
     if spread_opportunities.bucket is null or spread_opportunities.bucket <= interval '0'
-       or spread_opportunities.bucket > interval '1 day' then
+       or spread_opportunities.bucket > interval '1 day'
+       or extract(year from spread_opportunities.bucket) * 12 + extract(month from spread_opportunities.bucket) <> 0 then
         raise exception 'bucket % is not between 0 and 1 day', spread_opportunities.bucket using errcode = '22S09';
     end if;
     perform internal.check_finite(spread_opportunities.min_net_bps, 'min_net_bps');

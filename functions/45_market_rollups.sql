@@ -22,8 +22,8 @@ as $$
 -- Rebuild the candles of [watermark - open_window, until), each from all its ticks (1m) or from all
 -- its candles of the next shorter interval (5m from 1m, 15m from 5m, ..., 1d from 4h), also those
 -- after until in it, and move the watermark to until (to now()
--- when until is later: the trades still to come are not built yet). A first
--- run starts at the oldest tick. A candle is rewritten only when its values change, and never
+-- when until is later: the trades still to come are not built yet). A first run starts at the
+-- start of the oldest tick's UTC day. A candle is rewritten only when its values change, and never
 -- when it was loaded from a file (market.candles.loaded: an exchange's candle holds trades
 -- spreadedge may not have); longer candles are built from the loaded ones as from the others. The
 -- result says how many candles of each interval were written. Runs one at a time: a run that finds
@@ -47,9 +47,20 @@ begin
     select w.built_until into v_watermark from market.rollup_watermarks w where w.rollup = 'candles' for update;
     -- why the test: a window reaching back before any market data (2009) means every tick, and a
     -- window of thousands of years subtracted from the watermark failed with a raw 22008
-    v_start := coalesce(case when rollup_candles.open_window < v_watermark - timestamptz '2009-01-03 00:00:00+00'
-                             then v_watermark - rollup_candles.open_window end,
-                        (select min(t.traded_at) from market.ticks t));
+    if rollup_candles.open_window < v_watermark - timestamptz '2009-01-03 00:00:00+00' then
+        v_start := v_watermark - rollup_candles.open_window;
+    else
+        v_start := (select min(t.traded_at) from market.ticks t);
+        -- why from the start of that tick's UTC day: each longer candle is built from all the
+        -- shorter candles in it, those before v_start too, which earlier runs built; on a first
+        -- run none had. A minute loaded from a file (an exchange's history) before the first tick
+        -- of its day was left out of that day's 15m, 1h, 4h and 1d candles for good (its 5m
+        -- candle never built). From the day's start every candle that holds the first tick is
+        -- built from all it holds (the candles loaded on days before it have no built candles)
+        if v_start < rollup_candles.until then
+            v_start := market.candle_start('1d', v_start);
+        end if;
+    end if;
     if v_start is null or v_start >= rollup_candles.until then
         return;
     end if;
