@@ -140,7 +140,9 @@ as $$
 -- market.technical_indicators, replacing what was stored for those candles. Warm-up starts at
 -- since: pass an earlier since to have values from the first candle you need. An indicator still
 -- warming up in this run keeps the value stored for its candle (MACD line, signal and histogram
--- together). Returns the rows written.
+-- together). Candles of a time market.technical_indicators has no partition for (dropped by its
+-- retention or spreadedge cleanup indicators while the candles are kept longer) still warm the
+-- indicators up but are not stored. Returns the rows written.
 -- why: a run over the last hour (the incremental use) wrote its warm-up nulls over the values an
 -- earlier run had computed with the history before: after one run of 40 candles and one from its
 -- 21st, 19 of the 21 stored SMA 20 values and every MACD signal were null. VWAP has no warm-up and
@@ -149,10 +151,18 @@ as $$
 declare
     v_instrument ref.instruments := internal.find_instrument(compute_indicators.exchange, compute_indicators.symbol);
     v_count      bigint;
+    -- the times market.technical_indicators has partitions for (read from the catalog: the
+    -- roles that compute indicators have no rights on the partman schema)
+    v_partitions tstzmultirange := internal.partition_times('market.technical_indicators');
 begin
     if compute_indicators.candle_interval is null then
         raise exception 'candle_interval must be given' using errcode = '22S09';
     end if;
+    -- why: once cleanup (or pg_partman's retention) dropped old indicator partitions while the
+    -- candles of those months were kept, a run over the whole history (since null, the usual call)
+    -- sent their rows to the default partition, which refuses them (22S09): every run failed and
+    -- stored nothing, also for today's candles. Not just from the oldest partition on: cleanup
+    -- drops the partitions holding rows, older empty ones stay.
     insert into market.technical_indicators as t
         (instrument_id, interval, open_time, sma_20, ema_20, rsi_14, macd, macd_signal, macd_histogram,
          bb_middle, bb_upper, bb_lower, vwap, atr_14)
@@ -160,6 +170,7 @@ begin
            s.macd, s.macd_signal, s.macd_histogram, s.bb_middle, s.bb_upper, s.bb_lower, s.vwap, s.atr
     from internal.indicator_series(v_instrument.instrument_id, compute_indicators.candle_interval,
                                    compute_indicators.since, compute_indicators.until) s
+    where v_partitions @> s.open_time
     on conflict (instrument_id, interval, open_time) do update
         set sma_20 = coalesce(excluded.sma_20, t.sma_20), ema_20 = coalesce(excluded.ema_20, t.ema_20),
             rsi_14 = coalesce(excluded.rsi_14, t.rsi_14),
@@ -177,4 +188,4 @@ begin
 end;
 $$;
 comment on function market.compute_indicators(text, text, market.candle_interval, timestamptz, timestamptz) is
-    'Computes SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger 20/2, VWAP and ATR 14 for an instrument''s candles of [since, until) and stores them in market.technical_indicators; an indicator still warming up keeps the value stored for its candle.';
+    'Computes SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger 20/2, VWAP and ATR 14 for an instrument''s candles of [since, until) and stores them in market.technical_indicators; an indicator still warming up keeps the value stored for its candle. Candles of a time market.technical_indicators has no partition for (cleaned up) warm up but are not stored.';
