@@ -332,6 +332,36 @@ $$;
 comment on function internal.in_limit_asset(numeric, numeric, text) is
     'An order''s notional converted into a risk limit''s limit_asset at a rate (null rate: null); 22S09 when the product overflows numeric.';
 
+create or replace function internal.owner_fill_price(p_instrument_id integer, p_strategy_id integer)
+    returns numeric
+    stable
+    -- why plpgsql: its plans are kept for the session (see trading.mark_price), and it is called
+    -- only for a position without market data, so a placement whose positions all have some never
+    -- runs it
+    language plpgsql
+as $$
+-- The latest fill price of an instrument as the owner of strategy p_strategy_id sees it
+-- (internal.owner_mark_price's fallback): any strategy's fill for an unowned strategy or an owner
+-- with strategies:all, else the latest fill of the owner's own strategies; null when none.
+-- why: the risk check valued a position without market data at the instrument's latest fill,
+-- whoever made it, and its reason and risk event (which the owner reads) told a trader another
+-- trader's private fill price
+declare
+    v_owner bigint;
+begin
+    select s.owner_user_id into v_owner from trading.strategies s where s.strategy_id = p_strategy_id;
+    -- why apart: an unowned strategy (the engine's) sees every fill, and owner_mark_price would
+    -- read the market data the caller just found missing again
+    if v_owner is null then
+        return internal.latest_fill_price(p_instrument_id);
+    end if;
+    -- the caller found no market data, so this is owner_mark_price's fallback
+    return internal.owner_mark_price(p_instrument_id, v_owner);
+end;
+$$;
+comment on function internal.owner_fill_price(integer, integer) is
+    'Latest fill price of an instrument as a strategy''s owner sees it (internal.owner_mark_price); used by the risk check for a position without market data.';
+
 create or replace function internal.risk_breach(
     p_strategy_id integer,
     p_order_id    bigint,
@@ -369,7 +399,10 @@ as $$
 -- them can still get out; the kill switch, max_order_notional and max_open_orders hold every
 -- order. Checks read committed state; before counting working orders the placement takes the
 -- strategy's advisory lock until commit, so that placements of a strategy with max_open_orders
--- take turns and that count never misses a concurrent order.
+-- take turns and that count never misses a concurrent order; such a placement in a REPEATABLE
+-- READ or SERIALIZABLE transaction (whose snapshot predates its turn) is refused with 22S09.
+-- The other positions of a position notional are valued at their market mark, else at the
+-- latest fill the strategy's owner sees (internal.owner_fill_price), else their entry price.
 -- A measure is read only for a limit that has it and only until a breach is found.
 -- why few statements and expressions: PL/pgSQL sets up each expression again in every
 -- transaction, so on this path each one costs every checked placement
@@ -420,6 +453,17 @@ begin
             exit limits;
         end if;
         if l.max_open_orders is not null then
+            -- why: the lock below makes such placements take turns, but only a READ COMMITTED
+            -- statement counts with a snapshot taken after its turn came; a REPEATABLE READ or
+            -- SERIALIZABLE transaction counts in the snapshot of its first statement, which misses
+            -- an order another session placed and committed since (with max_open_orders 1, both
+            -- were placed). READ UNCOMMITTED is READ COMMITTED in PostgreSQL
+            if current_setting('transaction_isolation') not in ('read committed', 'read uncommitted') then
+                raise exception 'an order under a max_open_orders limit must be placed in a READ COMMITTED transaction, not %',
+                    upper(current_setting('transaction_isolation'))
+                    using errcode = '22S09',
+                          hint = 'Place it in a transaction at the default isolation level: the count of working orders must see the orders placed before its turn.';
+            end if;
             perform pg_advisory_xact_lock('monitor.risk_limits'::regclass::oid::integer, p_strategy_id);
             v_observed := internal.working_orders(p_strategy_id, l.exchange_id, l.instrument_id,
                                                   l.max_open_orders) + 1;
@@ -469,7 +513,7 @@ begin
                 from (select abs(p.quantity) * p.multiplier
                              * coalesce(internal.market_mark(lp.bid, lp.ask, lp.quoted_at,
                                                              lp.last_price, lp.traded_at),
-                                        internal.latest_fill_price(p.instrument_id), p.avg_entry_price)
+                                        internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price)
                              * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id) as notional
                       from trading.positions p
                       join ref.instruments i on i.instrument_id = p.instrument_id
@@ -481,10 +525,11 @@ begin
             elsif l.instrument_id is null and l.exchange_id is null then
                 select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
                            -- trading.mark_price's steps, without its call: the latest
-                           -- fill only for an instrument without market data
+                           -- fill only for an instrument without market data, as the
+                           -- strategy's owner sees fills (internal.owner_fill_price)
                            * coalesce(internal.market_mark(lp.bid, lp.ask, lp.quoted_at,
                                                            lp.last_price, lp.traded_at),
-                                      internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
+                                      internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price)), 0)
                 into v_observed
                 from trading.positions p
                 left join market.latest_prices lp on lp.instrument_id = p.instrument_id
@@ -498,7 +543,7 @@ begin
                 select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
                            * coalesce(internal.market_mark(lp.bid, lp.ask, lp.quoted_at,
                                                            lp.last_price, lp.traded_at),
-                                      internal.latest_fill_price(p.instrument_id), p.avg_entry_price)), 0)
+                                      internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price)), 0)
                 into v_observed
                 from trading.positions p
                 left join market.latest_prices lp on lp.instrument_id = p.instrument_id
@@ -601,4 +646,4 @@ begin
 end;
 $$;
 comment on function internal.risk_breach(integer, bigint, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric) is
-    'The first of a strategy''s pre-trade risk limits a new order would break, recorded as a notified risk event of the order; returns its reason, or null; an order that only reduces its position is not held to position notional or daily loss; takes the strategy''s advisory lock before counting working orders; used by trading.place_order.';
+    'The first of a strategy''s pre-trade risk limits a new order would break, recorded as a notified risk event of the order; returns its reason, or null; an order that only reduces its position is not held to position notional or daily loss; takes the strategy''s advisory lock before counting working orders (22S09 outside READ COMMITTED); values a position without market data at the latest fill its strategy''s owner sees; used by trading.place_order.';
