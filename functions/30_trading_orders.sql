@@ -320,8 +320,11 @@ begin
             using errcode = '22S04',
                   hint = format('Round the quantity to a multiple of %s.', v_instrument.lot_size);
     end if;
-    -- why: a market order has no price of its own; check it at the market price when one is known
-    v_reference := coalesce(place_order.price, place_order.stop_price, trading.mark_price(v_instrument.instrument_id));
+    -- why: a market order has no price of its own; check it at the market price when one is known,
+    -- as the strategy's owner sees it: trading.mark_price in an unscoped session (the engine) fell
+    -- back to any trader's latest fill, and a risk limit's reason told the owner that price
+    v_reference := coalesce(place_order.price, place_order.stop_price,
+                            internal.owner_mark_price(v_instrument.instrument_id, v_strategy.owner_user_id));
     -- why: each factor is below numeric's limit (10^131072), but their product can pass it, and
     -- the notional below then failed with a bare numeric overflow (22003); factors all below
     -- 10^43690 cannot overflow, so only an order beyond them pays for the block that catches it

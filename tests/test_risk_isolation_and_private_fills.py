@@ -106,3 +106,11 @@ def test_an_exchange_limit_values_a_traders_position_without_market_data_at_thei
     assert auth_db.execute(
         "select observed_value from monitor.risk_events where order_id = %s", [rejected]
     ).fetchone() == (Decimal("1200.00"),)
+
+
+def test_a_market_order_placed_by_the_engine_is_valued_at_the_owners_fill_not_anothers(desks, auth_db):
+    bnb_bought_by_alice_at_600_then_by_bob_at_700(auth_db)
+    limit(auth_db, strategy="alice-arb", max_order_notional=Decimal("500"))
+    rejected = place(auth_db, "buy", "1", strategy="alice-arb", symbol="BNBUSDT")  # no price: a market order
+    # valued at bob's later fill, the reason read "order notional 700 exceeds ..."
+    assert order(auth_db, rejected)["status_reason"] == "order notional 600 exceeds max_order_notional 500"
