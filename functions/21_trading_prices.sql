@@ -7,9 +7,14 @@
 -- the trade's times.)
 drop function if exists internal.quote_mark(numeric, numeric, numeric);
 
+-- (It took no sizes before; a quote with an empty side marked at its mid.)
+drop function if exists internal.market_mark(numeric, numeric, timestamptz, numeric, timestamptz);
+
 create or replace function internal.market_mark(
     p_bid        numeric,
+    p_bid_size   numeric,
     p_ask        numeric,
+    p_ask_size   numeric,
     p_quoted_at  timestamptz,
     p_last_price numeric,
     p_traded_at  timestamptz
@@ -19,18 +24,20 @@ create or replace function internal.market_mark(
     language sql
 as $$
     -- The mark of an instrument's market data (market.latest_prices): the mid of its newest quote
-    -- when that quote is at least as new as its newest trade (tick), else the trade's price; the
-    -- one there is when the other is missing. Inlined where it is used, so a join to
+    -- when that quote has both sides (sizes above 0) and is at least as new as its newest trade
+    -- (tick), else the trade's price; null when neither. Inlined where it is used, so a join to
     -- latest_prices costs no call per row (one SELECT of one expression, immutable, no SET).
     -- why the newer of the two: a quote feed that stopped while trades kept coming marked every
     -- position (unrealized PnL, pre-trade risk, fee valuation) at a mid days old
     -- why the quote on a tie: a mid is the price between both sides, a trade only one side's
-    select case when p_traded_at > p_quoted_at or p_quoted_at is null
-                then coalesce(p_last_price, (p_bid + p_ask) / 2)
-                else coalesce((p_bid + p_ask) / 2, p_last_price) end
+    -- why both sides: a side of size 0 is an empty book side, no price (as in
+    -- market.current_spreads); a bid of 50 left on an empty side next to an ask of 100 marked at 75
+    select case when p_bid_size > 0 and p_ask_size > 0 and (p_traded_at is null or p_traded_at <= p_quoted_at)
+                then (p_bid + p_ask) / 2
+                else p_last_price end
 $$;
-comment on function internal.market_mark(numeric, numeric, timestamptz, numeric, timestamptz) is
-    'Mark price from market data: mid of the best bid and ask when the quote is at least as new as the last trade, else the last trade price; whichever there is when one is missing; null when neither.';
+comment on function internal.market_mark(numeric, numeric, numeric, numeric, timestamptz, numeric, timestamptz) is
+    'Mark price from market data: mid of the best bid and ask when the quote has both sides (sizes above 0) and is at least as new as the last trade, else the last trade price; null when neither.';
 
 create or replace function internal.latest_fill_price(p_instrument_id integer)
     returns numeric
@@ -113,7 +120,7 @@ as $$
 declare
     v_price numeric;
 begin
-    select internal.market_mark(l.bid, l.ask, l.quoted_at, l.last_price, l.traded_at) into v_price
+    select internal.market_mark(l.bid, l.bid_size, l.ask, l.ask_size, l.quoted_at, l.last_price, l.traded_at) into v_price
     from market.latest_prices l
     where l.instrument_id = p_instrument_id;
     if v_price is not null or internal.session_user_id() is null then
@@ -144,7 +151,7 @@ as $$
 declare
     v_price numeric;
 begin
-    select internal.market_mark(l.bid, l.ask, l.quoted_at, l.last_price, l.traded_at) into v_price
+    select internal.market_mark(l.bid, l.bid_size, l.ask, l.ask_size, l.quoted_at, l.last_price, l.traded_at) into v_price
     from market.latest_prices l
     where l.instrument_id = p_instrument_id;
     if v_price is not null then

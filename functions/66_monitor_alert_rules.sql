@@ -358,13 +358,16 @@ as $$
     -- minutes into an hour's window beat a tick of a second ago. Ticks of one time in exchange
     -- trade id order, the shorter id first (as market.latest_prices)
     left join lateral (
-        select internal.market_mark(q.bid, q.ask, q.quoted_at, k.price, k.traded_at) as value
+        select internal.market_mark(q.bid, q.bid_size, q.ask, q.ask_size, q.quoted_at, k.price, k.traded_at) as value
         from (select 1) one
         left join lateral (
-            select q.bid, q.ask, q.quoted_at
+            -- why both sides: a side of size 0 is no price (internal.market_mark); the window's
+            -- newest quote with both is the book to take the mid of
+            select q.bid, q.bid_size, q.ask, q.ask_size, q.quoted_at
             from market.quotes q
             where q.instrument_id = r.instrument_id
               and q.quoted_at > p_at - r.evaluation_window and q.quoted_at <= p_at
+              and q.bid_size > 0 and q.ask_size > 0
             order by q.quoted_at desc
             limit 1) q on true
         left join lateral (

@@ -511,7 +511,7 @@ begin
                        + case when bool_or(v.notional is null) then null else coalesce(sum(v.notional), 0) end
                 into v_observed
                 from (select abs(p.quantity) * p.multiplier
-                             * coalesce(internal.market_mark(lp.bid, lp.ask, lp.quoted_at,
+                             * coalesce(internal.market_mark(lp.bid, lp.bid_size, lp.ask, lp.ask_size, lp.quoted_at,
                                                              lp.last_price, lp.traded_at),
                                         internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price)
                              * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id) as notional
@@ -527,7 +527,7 @@ begin
                            -- trading.mark_price's steps, without its call: the latest
                            -- fill only for an instrument without market data, as the
                            -- strategy's owner sees fills (internal.owner_fill_price)
-                           * coalesce(internal.market_mark(lp.bid, lp.ask, lp.quoted_at,
+                           * coalesce(internal.market_mark(lp.bid, lp.bid_size, lp.ask, lp.ask_size, lp.quoted_at,
                                                            lp.last_price, lp.traded_at),
                                       internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price)), 0)
                 into v_observed
@@ -541,7 +541,7 @@ begin
             elsif l.instrument_id is null then
                 -- an exchange's limit: why a statement of its own, as for the daily loss below
                 select v_observed + coalesce(sum(abs(p.quantity) * p.multiplier
-                           * coalesce(internal.market_mark(lp.bid, lp.ask, lp.quoted_at,
+                           * coalesce(internal.market_mark(lp.bid, lp.bid_size, lp.ask, lp.ask_size, lp.quoted_at,
                                                            lp.last_price, lp.traded_at),
                                       internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price)), 0)
                 into v_observed

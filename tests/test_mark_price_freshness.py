@@ -79,7 +79,22 @@ def test_the_market_data_mark_is_inlined_into_a_query_that_joins_latest_prices(s
     # market.latest_prices; a mark PostgreSQL does not inline is a function call per position
     plan = seeded.execute(
         "explain (verbose, costs off)"
-        " select internal.market_mark(lp.bid, lp.ask, lp.quoted_at, lp.last_price, lp.traded_at)"
+        " select internal.market_mark(lp.bid, lp.bid_size, lp.ask, lp.ask_size, lp.quoted_at, lp.last_price, lp.traded_at)"
         " from trading.positions p left join market.latest_prices lp on lp.instrument_id = p.instrument_id"
     ).fetchall()
     assert not any("market_mark(" in line for (line,) in plan), plan
+
+
+# an empty side of a book (size 0) is no price: the mid of a bid of 50 left on an empty side and an
+# ask of 100 marked at 75
+@pytest.mark.parametrize(("bid_size", "ask_size"), [("0", "1"), ("1", "0")], ids=["empty bid", "empty ask"])
+def test_a_quote_with_an_empty_side_gives_way_to_the_last_trade(seeded, bid_size, ask_size):
+    tick(seeded, T0 - timedelta(seconds=5), "99", trade_id="a")
+    quote(seeded, T0, "50", "100", bid_size=bid_size, ask_size=ask_size)
+    assert mark_price(seeded) == Decimal("99")
+
+
+def test_a_quote_with_an_empty_side_and_no_trade_marks_at_the_latest_fill(seeded):
+    trade(seeded, "buy", "0.01", "60000")
+    quote(seeded, T0, "50", "100", bid_size="0")
+    assert mark_price(seeded) == Decimal("60000")
