@@ -30,7 +30,7 @@ create or replace function internal.parse_time_checked(p_text text)
     language plpgsql
 as $$
 -- An ISO 8601 time (date, T or space, time, optional fraction, Z or +hh[:mm] offset; no offset
--- means UTC) or integer epoch milliseconds, else null. Every field is range-checked before the
+-- means UTC; t and z in lower case too, as RFC 3339 allows) or integer epoch milliseconds, else null. Every field is range-checked before the
 -- cast, so the cast cannot fail. Stable, not immutable: text to timestamptz is a stable cast
 -- (the explicit offset makes the result independent of the TimeZone setting).
 declare
@@ -38,7 +38,7 @@ declare
     m      text[];
 begin
     m := regexp_match(v_text,
-        '^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?$');
+        '^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?([Zz]|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?$');
     if m is null then
         if v_text ~ '^[0-9]{13}$' then
             return timestamptz '1970-01-01 00:00:00+00' + interval '1 millisecond' * v_text::bigint;
@@ -50,7 +50,7 @@ begin
        and m[3]::int between 1 and extract(day from make_date(m[1]::int, m[2]::int, 1) + interval '1 month - 1 day')::int
        and m[4]::int < 24 and m[5]::int < 60 and m[6]::int < 60 then
         return (m[1] || '-' || m[2] || '-' || m[3] || ' ' || m[4] || ':' || m[5] || ':' || m[6]
-                || coalesce(m[7], '') || case when m[8] is null or m[8] = 'Z' then '+00' else m[8] end)::timestamptz;
+                || coalesce(m[7], '') || case when m[8] is null or upper(m[8]) = 'Z' then '+00' else m[8] end)::timestamptz;
     end if;
     return null;
 end;

@@ -200,6 +200,9 @@ def test_staging_an_unknown_kind_is_refused(db):
         ("2026-11-20 12:00:00", datetime(2026, 11, 20, 12, tzinfo=UTC)),
         ("2026-11-20T12:00:00.123456789-05:30", datetime(2026, 11, 20, 17, 30, 0, 123457, tzinfo=UTC)),
         ("2024-02-29T00:00:00+0100", datetime(2024, 2, 28, 23, tzinfo=UTC)),
+        # RFC 3339 allows t and z in lower case (they were rejected as unparsable)
+        ("2026-11-20t12:00:00z", datetime(2026, 11, 20, 12, tzinfo=UTC)),
+        ("2026-11-20t12:00:00.5+01:00", datetime(2026, 11, 20, 11, 0, 0, 500000, tzinfo=UTC)),
         ("1763640000123", datetime(2025, 11, 20, 12, 0, 0, 123000, tzinfo=UTC)),
         (" 1763640000123 ", datetime(2025, 11, 20, 12, 0, 0, 123000, tzinfo=UTC)),
         ("176364000012x", None),
