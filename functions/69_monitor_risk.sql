@@ -103,7 +103,8 @@ begin
     -- why: a new scope given nothing made a row that limits nothing (`risk set alpha` said the
     -- limits were set) and made every placement of the strategy run the check for nothing. Channels
     -- alone are something: where its kill switch will be notified
-    if num_nonnulls(v_order, v_pos, v_open, v_loss, v_channels, v_asset) = 0
+    -- why cardinality: an empty channel list is nowhere to notify, so nothing either
+    if num_nonnulls(v_order, v_pos, v_open, v_loss, nullif(cardinality(v_channels), 0), v_asset) = 0
        and not exists (select from monitor.risk_limits l
                        where (l.strategy_id, l.exchange_id, l.instrument_id) is not distinct from
                              (v_scope.strategy_id, v_scope.exchange_id, v_scope.instrument_id)) then

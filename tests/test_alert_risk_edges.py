@@ -73,9 +73,13 @@ def test_risk_show_prints_a_reason_with_a_line_break_on_its_events_own_line(seed
 
 # bug: a new scope given nothing made a limit row that limits nothing, and `risk set alpha` said
 # the limits were set
-def test_setting_nothing_on_a_scope_without_limits_is_refused_and_writes_nothing(seeded):
+# (an empty channel list too: it is nowhere to notify)
+@pytest.mark.parametrize(
+    "nothing", [{"max_order_notional": Decimal("0")}, {"channels": []}], ids=["0", "no channels"]
+)
+def test_setting_nothing_on_a_scope_without_limits_is_refused_and_writes_nothing(seeded, nothing):
     with pytest.raises(psycopg.Error) as caught:
-        call(seeded, "monitor.set_risk_limit", strategy="alpha", max_order_notional=Decimal("0"))
+        call(seeded, "monitor.set_risk_limit", strategy="alpha", **nothing)
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S13",
         "nothing to set: this scope has no risk limits yet, and no limit, channel or limit_asset was given",
