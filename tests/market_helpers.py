@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from spreadedge import ingest
 from spreadedge.cli import main
+from trading_helpers import rows
 
 # why relative: market data keeps daily partitions for partition_history_days (7) back, so a fixed
 # date stops having partitions a week later; noon yesterday keeps whole hours on either side
@@ -177,3 +178,9 @@ def as_stored(values: str, *, loaded: bool) -> tuple[Any, ...]:
     """What stored_candle reads for a candle of "open,high,low,close,volume,quote_volume,trades"."""
     *amounts, trades = values.split(",")
     return (*(Decimal(amount) for amount in amounts), int(trades), loaded)
+
+
+def opportunities(conn: psycopg.Connection, since: datetime, **kwargs: Any) -> list[dict[str, Any]]:
+    """market.spread_opportunities of BTC/USDT over [since, since + 1 s), unless kwargs say otherwise."""
+    arguments: dict[str, Any] = {"symbol": "BTC/USDT", "since": since, "until": since + timedelta(seconds=1)}
+    return rows(conn, "market.spread_opportunities", **(arguments | kwargs))

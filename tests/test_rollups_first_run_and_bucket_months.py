@@ -6,8 +6,17 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from market_helpers import RECENT_NOON, as_stored, candle_file, load, quote, stored_candle, tick
-from trading_helpers import list_spot, rows
+from market_helpers import (
+    RECENT_NOON,
+    as_stored,
+    candle_file,
+    load,
+    opportunities,
+    quote,
+    stored_candle,
+    tick,
+)
+from trading_helpers import list_spot
 
 T0 = RECENT_NOON
 
@@ -64,14 +73,7 @@ def test_a_spread_opportunities_bucket_with_a_month_part_is_refused_with_22S09(s
     list_spot(seeded, "okx", "BTC-USDT")
     quote(seeded, T0, "100", "100.1")
     with pytest.raises(psycopg.DataError) as caught:
-        rows(
-            seeded,
-            "market.spread_opportunities",
-            symbol="BTC/USDT",
-            since=T0,
-            until=T0 + timedelta(seconds=1),
-            bucket="1 mon -30 days 1 second",
-        )
+        opportunities(seeded, T0, bucket="1 mon -30 days 1 second")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S09",
         "bucket 1 mon -30 days +00:00:01 is not between 0 and 1 day",
@@ -82,14 +84,7 @@ def test_a_spread_opportunities_bucket_of_days_less_hours_still_bins(seeded):
     list_spot(seeded, "okx", "BTC-USDT")
     quote(seeded, T0, "100", "100.1")
     quote(seeded, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT")
-    found = rows(
-        seeded,
-        "market.spread_opportunities",
-        symbol="BTC/USDT",
-        since=T0,
-        until=T0 + timedelta(seconds=1),
-        bucket="2 days -47 hours",
-    )
+    found = opportunities(seeded, T0, bucket="2 days -47 hours")
     assert [(r["bucket_start"], r["buy_exchange"], r["sell_exchange"]) for r in found] == [
         (T0, "binance", "okx")
     ]

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from market_helpers import RECENT_NOON, quote
+from market_helpers import RECENT_NOON, opportunities, quote
 from spreadedge.cli import main
 from trading_helpers import call, list_spot, rows
 
@@ -20,13 +20,6 @@ def two_venues(seeded):
     for exchange, symbol in (("okx", "BTC-USDT"), ("gateio", "BTC_USDT")):
         list_spot(seeded, exchange, symbol, min_notional=Decimal("5"))
     return seeded
-
-
-def opportunities_of_the_first_second(conn):
-    """market.spread_opportunities of BTC/USDT over [T0, T0 + 1 s) (min_net_bps 0 by default)."""
-    return rows(
-        conn, "market.spread_opportunities", symbol="BTC/USDT", since=T0, until=T0 + timedelta(seconds=1)
-    )
 
 
 def net_bps(ask, bid, buy_fee, sell_fee):
@@ -247,7 +240,7 @@ def test_spread_opportunities_sizes_and_quantity_are_in_base_asset_units(two_per
     # okx offers 300 contracts of 0.01 BTC (3 BTC) at its ask, binance bids for 4 contracts of 1 BTC
     quote(two_perpetuals, T0, "100", "100.1", exchange="okx", symbol="BTC-USDT-SWAP", size="300")
     quote(two_perpetuals, T0, "101", "101.1", symbol="BTCUSDT-PERP", size="4")
-    found = opportunities_of_the_first_second(two_perpetuals)
+    found = opportunities(two_perpetuals, T0)
     assert [
         (r["buy_exchange"], r["ask_size"], r["sell_exchange"], r["bid_size"], r["quantity"], r["net_bps"])
         for r in found
@@ -294,14 +287,7 @@ def test_spread_opportunities_never_compare_options(seeded):
     list_instrument(seeded, "okx", "BTC-USDT-261225-150-C", "option")
     quote(seeded, T0, "20", "20.5", symbol="BTC-261225-100-C")
     quote(seeded, T0, "4", "4.2", exchange="okx", symbol="BTC-USDT-261225-150-C")
-    found = rows(
-        seeded,
-        "market.spread_opportunities",
-        symbol="BTC/USDT",
-        since=T0,
-        until=T0 + timedelta(seconds=1),
-        min_net_bps=Decimal("-100000"),
-    )
+    found = opportunities(seeded, T0, min_net_bps=Decimal("-100000"))
     assert found == []
 
 
@@ -310,14 +296,7 @@ def test_spread_opportunities_never_compare_dated_futures(seeded):
     list_instrument(seeded, "okx", "BTC-USDT-270326", "futures")
     quote(seeded, T0, "101", "101.1", symbol="BTCUSDT_261225")
     quote(seeded, T0, "104", "104.1", exchange="okx", symbol="BTC-USDT-270326")
-    found = rows(
-        seeded,
-        "market.spread_opportunities",
-        symbol="BTC/USDT",
-        since=T0,
-        until=T0 + timedelta(seconds=1),
-        min_net_bps=Decimal("-100000"),
-    )
+    found = opportunities(seeded, T0, min_net_bps=Decimal("-100000"))
     assert found == []
 
 
@@ -458,7 +437,7 @@ def test_spread_opportunities_never_buy_or_sell_a_quote_side_of_size_zero(
     # the one that pays: buy on gateio at 100.35 (0.2 % fee), sell on okx at 100.7 (0.1 %)
     quote(two_venues, T0, "100.7", "100.8", exchange="okx", symbol="BTC-USDT")
     quote(two_venues, T0, "100.3", "100.35", exchange="gateio", symbol="BTC_USDT")
-    found = opportunities_of_the_first_second(two_venues)
+    found = opportunities(two_venues, T0)
     assert [(r["buy_exchange"], r["sell_exchange"], r["quantity"]) for r in found] == [
         ("gateio", "okx", Decimal("1"))
     ]

@@ -1,13 +1,12 @@
 """Spreads at their edges: an exchange that lists a pair under two symbols is one place to trade it."""
 
-from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from market_helpers import RECENT_NOON, quote
-from trading_helpers import list_spot, rows
+from market_helpers import RECENT_NOON, opportunities, quote
+from trading_helpers import list_spot
 
 T0 = RECENT_NOON
 
@@ -27,9 +26,7 @@ def test_spread_opportunities_list_an_exchange_pair_once_per_bucket_at_its_best_
     quote(okx_twice, T0, "100.5", "100.6", exchange="okx", symbol="BTC-USDT", size="0.5")
     quote(okx_twice, T0, "100.4", "100.7", exchange="okx", symbol="BTC-USDT-2", size="3")
 
-    found = rows(
-        okx_twice, "market.spread_opportunities", symbol="BTC/USDT", since=T0, until=T0 + timedelta(seconds=1)
-    )
+    found = opportunities(okx_twice, T0)
 
     assert [
         (r["buy_exchange"], r["ask"], r["sell_exchange"], r["bid"], r["quantity"], r["net_bps"])
