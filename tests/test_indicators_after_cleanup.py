@@ -4,12 +4,12 @@ computation in Python (decimal arithmetic)."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, getcontext
 
 import psycopg
 
+from indicator_reference import ema, rsi, sma
 from market_helpers import RECENT_NOON, instrument_id
 
 getcontext().prec = 60
@@ -37,34 +37,6 @@ def compute_all(conn: psycopg.Connection) -> int:
 
 def rounded(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.quantize(Decimal("1e-12"), rounding=ROUND_HALF_UP)
-
-
-def sma(closes: list[Decimal], n: int) -> list[Decimal | None]:
-    return [None if i + 1 < n else sum(closes[i + 1 - n : i + 1]) / n for i in range(len(closes))]
-
-
-def ema(closes: list[Decimal], n: int) -> list[Decimal | None]:
-    out, current = [], None
-    for i, close in enumerate(closes):
-        if i + 1 == n:
-            current = sum(closes[:n]) / n
-        elif i + 1 > n:
-            current = close * 2 / (n + 1) + current * (1 - Decimal(2) / (n + 1))
-        out.append(current)
-    return out
-
-
-def rsi(closes: list[Decimal], n: int) -> list[Decimal | None]:
-    out: list[Decimal | None] = [None] * len(closes)
-    gains = [max(b - a, Decimal(0)) for a, b in itertools.pairwise(closes)]
-    losses = [max(a - b, Decimal(0)) for a, b in itertools.pairwise(closes)]
-    gain, loss = sum(gains[:n]) / n, sum(losses[:n]) / n
-    for i in range(n, len(closes)):
-        if i > n:
-            gain = (gain * (n - 1) + gains[i - 1]) / n
-            loss = (loss * (n - 1) + losses[i - 1]) / n
-        out[i] = Decimal(100) if loss == 0 else 100 - 100 / (1 + gain / loss)
-    return out
 
 
 def test_computing_the_whole_history_after_cleanup_dropped_old_indicator_partitions_stores_the_rest(seeded):
