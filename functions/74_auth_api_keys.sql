@@ -110,6 +110,7 @@ declare
     v_bad         text;
     v_key_id      bigint;
 begin
+    perform internal.require_read_committed('auth.store_api_key');
     perform internal.require_permission('keys:manage');
     perform internal.require_self_or_permission(store_api_key.user_id, 'keys:all');
     v_user := internal.lock_user(store_api_key.user_id);
@@ -169,7 +170,7 @@ begin
 end;
 $$;
 comment on function auth.store_api_key(bigint, text, text, text, text, text, text[], text) is
-    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. A live key''s label or key cannot be stored twice (23S06, 23S08); a revoked one frees both; an API key with white space at either end is refused (22S09). Needs keys:manage.';
+    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. A live key''s label or key cannot be stored twice (23S06, 23S08); a revoked one frees both; an API key with white space at either end is refused (22S09), and so is a call outside READ COMMITTED (22S09). Needs keys:manage.';
 
 create or replace function internal.visible_api_key(p_key_id bigint)
     returns auth.api_keys
@@ -288,6 +289,9 @@ declare
     v_new   integer;
     v_count integer;
 begin
+    -- why: see internal.require_read_committed; under a snapshot taken before the lock, a key stored
+    -- while this waited is not re-encrypted, and is lost under the retired master key
+    perform internal.require_read_committed('auth.rotate_master_key');
     perform internal.require_permission('keys:all');
     perform internal.check_new_master_key(new_master_key, 'new master key');
     if new_master_key = old_master_key then
@@ -319,7 +323,7 @@ begin
 end;
 $$;
 comment on function auth.rotate_master_key(text, text) is
-    'Re-encrypts every API key under a new master key in one transaction; returns the count. A wrong old key changes nothing (28S03); a new key shorter than 32 characters or with white space at either end is refused (22S09).';
+    'Re-encrypts every API key under a new master key in one transaction; returns the count. A wrong old key changes nothing (28S03); a new key shorter than 32 characters or with white space at either end is refused (22S09), and so is a call outside READ COMMITTED (22S09), whose snapshot would miss a key stored while it waited.';
 
 create or replace view auth.api_key_list
     with (security_invoker = true)
