@@ -71,3 +71,22 @@ def disable_directly(conn: psycopg.Connection, user_id: int) -> None:
     """Mark a user disabled without auth.disable_user, so their sessions stay unrevoked (as a restore
     of an older auth.sessions, or an operator's UPDATE, would leave them)."""
     conn.execute("update auth.users set disabled_at = now() where user_id = %s", [user_id])
+
+
+def store_key(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label="main", **kwargs):
+    kwargs.setdefault("master_key", MASTER_KEY)
+    return call(
+        conn,
+        "auth.store_api_key",
+        user_id=user_id,
+        exchange=exchange,
+        label=label,
+        api_key=api_key,
+        api_secret=kwargs.pop("api_secret", "s3cret-binance-0001"),
+        **kwargs,
+    )
+
+
+def reveal_key(conn, key_id, master_key=MASTER_KEY):
+    with acting_as(conn, "spreadedge_engine"):
+        return rows(conn, "auth.reveal_api_key", key_id=key_id, master_key=master_key)[0]

@@ -3,65 +3,13 @@ master key's advisory lock with a snapshot taken before it."""
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import psycopg
 import pytest
 
-from auth_helpers import MASTER_KEY, OTHER_MASTER_KEY, acting_as, make_user
-from trading_helpers import call, rows
+from auth_helpers import MASTER_KEY, OTHER_MASTER_KEY, make_user, reveal_key, store_key
+from trading_helpers import call, race
 
 ISOLATIONS = ["repeatable read", "serializable"]
-
-
-def store(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label="main", **kwargs):
-    kwargs.setdefault("master_key", MASTER_KEY)
-    return call(
-        conn,
-        "auth.store_api_key",
-        user_id=user_id,
-        exchange=exchange,
-        label=label,
-        api_key=api_key,
-        api_secret=kwargs.pop("api_secret", "s3cret-binance-0001"),
-        **kwargs,
-    )
-
-
-def reveal(conn, key_id, master_key=MASTER_KEY):
-    with acting_as(conn, "spreadedge_engine"):
-        return rows(conn, "auth.reveal_api_key", key_id=key_id, master_key=master_key)[0]
-
-
-def race(monitor, url, first, second):
-    """first in an open transaction; then second in an autocommit session, until it waits for a lock
-    (as the old code did) or ends (refused at once); then first commits. Returns first's result and
-    second's (or the psycopg error it raised)."""
-
-    def attempt(conn: psycopg.Connection):
-        try:
-            return second(conn)
-        except psycopg.Error as exc:  # returned for the test to assert on
-            return exc
-
-    with (
-        psycopg.connect(url) as holder,
-        psycopg.connect(url, autocommit=True) as other,
-        ThreadPoolExecutor(1) as pool,
-    ):
-        held = first(holder)
-        running = pool.submit(attempt, other)
-        for _ in range(300):
-            waiting = monitor.execute(
-                "select from pg_stat_activity where pid = %s and wait_event_type = 'Lock'",
-                [other.info.backend_pid],
-            ).fetchone()
-            if waiting is not None or running.done():
-                break
-            time.sleep(0.1)
-        holder.commit()
-        return held, running.result(timeout=30)
 
 
 def in_isolation(isolation, action):
@@ -79,17 +27,18 @@ def test_a_rotation_outside_read_committed_racing_a_store_is_refused_and_loses_n
     auth_db, db_url, isolation
 ):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    alice_key = store(auth_db, alice)
+    alice_key = store_key(auth_db, alice)
     bob_key, outcome = race(
         auth_db,
         db_url,
-        lambda conn: store(conn, bob, api_key="AKIA-bob", api_secret="s3cret-bob"),
+        lambda conn: store_key(conn, bob, api_key="AKIA-bob", api_secret="s3cret-bob"),
         in_isolation(
             isolation,
             lambda conn: call(
                 conn, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY
             ),
         ),
+        must_wait=False,
     )
     # the old code re-encrypted alice's key only (1) and left bob's under the retired master key
     assert isinstance(outcome, psycopg.errors.DataError)
@@ -98,7 +47,7 @@ def test_a_rotation_outside_read_committed_racing_a_store_is_refused_and_loses_n
         f"auth.rotate_master_key must run in a READ COMMITTED transaction, not {isolation.upper()}",
     )
     assert auth_db.execute("select key_version, retired_at from auth.master_keys").fetchall() == [(1, None)]
-    assert [reveal(auth_db, key)["api_secret"] for key in (alice_key, bob_key)] == [
+    assert [reveal_key(auth_db, key)["api_secret"] for key in (alice_key, bob_key)] == [
         "s3cret-binance-0001",
         "s3cret-bob",
     ]
@@ -112,8 +61,9 @@ def test_a_first_store_outside_read_committed_racing_another_is_refused_with_22S
     _, outcome = race(
         auth_db,
         db_url,
-        lambda conn: store(conn, alice),
-        in_isolation(isolation, lambda conn: store(conn, bob, api_key="AKIA-bob")),
+        lambda conn: store_key(conn, alice),
+        in_isolation(isolation, lambda conn: store_key(conn, bob, api_key="AKIA-bob")),
+        must_wait=False,
     )
     assert isinstance(outcome, psycopg.errors.DataError)
     assert (outcome.sqlstate, outcome.diag.message_primary) == (
@@ -127,12 +77,13 @@ def test_a_store_of_a_key_stored_meanwhile_outside_read_committed_never_shows_it
     auth_db, db_url
 ):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    store(auth_db, alice, api_key="AKIA-first", label="first")
+    store_key(auth_db, alice, api_key="AKIA-first", label="first")
     _, outcome = race(
         auth_db,
         db_url,
-        lambda conn: store(conn, alice, api_key="AKIA-shared"),
-        in_isolation("repeatable read", lambda conn: store(conn, bob, api_key="AKIA-shared")),
+        lambda conn: store_key(conn, alice, api_key="AKIA-shared"),
+        in_isolation("repeatable read", lambda conn: store_key(conn, bob, api_key="AKIA-shared")),
+        must_wait=False,
     )
     # the old code raised a raw 23505 whose detail quoted (exchange_id, fingerprint)
     assert isinstance(outcome, psycopg.Error)
@@ -142,9 +93,9 @@ def test_a_store_of_a_key_stored_meanwhile_outside_read_committed_never_shows_it
 
 
 def test_a_store_and_a_rotation_in_read_committed_still_work(auth_db):
-    key_id = store(auth_db, make_user(auth_db, "alice"))
+    key_id = store_key(auth_db, make_user(auth_db, "alice"))
     assert (
         call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
         == 1
     )
-    assert reveal(auth_db, key_id, OTHER_MASTER_KEY)["api_secret"] == "s3cret-binance-0001"
+    assert reveal_key(auth_db, key_id, OTHER_MASTER_KEY)["api_secret"] == "s3cret-binance-0001"

@@ -8,27 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from auth_helpers import MASTER_KEY, OTHER_MASTER_KEY, acting_as, events, make_user
+from auth_helpers import MASTER_KEY, OTHER_MASTER_KEY, acting_as, events, make_user, reveal_key, store_key
 from trading_helpers import call, race, rows, waits_for_a_lock
-
-
-def store(conn, user_id, api_key="AKIA-binance-0001", exchange="binance", label="main", **kwargs):
-    kwargs.setdefault("master_key", MASTER_KEY)
-    return call(
-        conn,
-        "auth.store_api_key",
-        user_id=user_id,
-        exchange=exchange,
-        label=label,
-        api_key=api_key,
-        api_secret=kwargs.pop("api_secret", "s3cret-binance-0001"),
-        **kwargs,
-    )
-
-
-def reveal(conn, key_id, master_key=MASTER_KEY):
-    with acting_as(conn, "spreadedge_engine"):
-        return rows(conn, "auth.reveal_api_key", key_id=key_id, master_key=master_key)[0]
 
 
 def corrupt_a_secret(conn, key_id):
@@ -49,7 +30,7 @@ def ciphertexts(conn):
 
 def test_stored_key_is_aes256_ciphertext_that_the_master_key_decrypts(auth_db):
     user_id = make_user(auth_db, "alice")
-    store(auth_db, user_id, passphrase="pass-phrase-1")
+    store_key(auth_db, user_id, passphrase="pass-phrase-1")
     api_key, api_secret, passphrase, _ = ciphertexts(auth_db)[0]
     assert b"AKIA-binance-0001" not in api_key and b"s3cret-binance-0001" not in api_secret
     decrypted = auth_db.execute(
@@ -63,8 +44,8 @@ def test_stored_key_is_aes256_ciphertext_that_the_master_key_decrypts(auth_db):
 
 def test_engine_reveals_the_key_and_the_reveal_is_audited(auth_db):
     user_id = make_user(auth_db, "alice")
-    key_id = store(auth_db, user_id, passphrase="pass-phrase-1", permissions=["read"])
-    assert reveal(auth_db, key_id) == {
+    key_id = store_key(auth_db, user_id, passphrase="pass-phrase-1", permissions=["read"])
+    assert reveal_key(auth_db, key_id) == {
         "exchange": "binance",
         "label": "main",
         "api_key": "AKIA-binance-0001",
@@ -81,27 +62,27 @@ def test_engine_reveals_the_key_and_the_reveal_is_audited(auth_db):
 
 
 def test_app_role_cannot_reveal_keys(auth_db):
-    key_id = store(auth_db, make_user(auth_db, "alice"))
+    key_id = store_key(auth_db, make_user(auth_db, "alice"))
     with acting_as(auth_db, "spreadedge_app"), pytest.raises(psycopg.errors.InsufficientPrivilege):
         rows(auth_db, "auth.reveal_api_key", key_id=key_id, master_key=MASTER_KEY)
 
 
 def test_same_key_twice_on_one_exchange_is_refused_with_23S08(auth_db):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    store(auth_db, alice)
+    store_key(auth_db, alice)
     with pytest.raises(psycopg.errors.IntegrityError) as caught:
-        store(auth_db, bob, label="copy")
+        store_key(auth_db, bob, label="copy")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "23S08",
         "this API key is already stored for exchange binance",
     )
-    assert store(auth_db, bob, exchange="okx") > 0
+    assert store_key(auth_db, bob, exchange="okx") > 0
 
 
 def test_wrong_master_key_on_reveal_is_refused_with_28S03(auth_db):
-    key_id = store(auth_db, make_user(auth_db, "alice"))
+    key_id = store_key(auth_db, make_user(auth_db, "alice"))
     with pytest.raises(psycopg.errors.OperationalError) as caught:
-        reveal(auth_db, key_id, OTHER_MASTER_KEY)
+        reveal_key(auth_db, key_id, OTHER_MASTER_KEY)
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "28S03",
         "the master key is not master key version 1, which the API keys are encrypted under",
@@ -110,16 +91,16 @@ def test_wrong_master_key_on_reveal_is_refused_with_28S03(auth_db):
 
 def test_wrong_master_key_on_store_is_refused_once_a_key_exists(auth_db):
     user_id = make_user(auth_db, "alice")
-    store(auth_db, user_id)
+    store_key(auth_db, user_id)
     with pytest.raises(psycopg.errors.OperationalError) as caught:
-        store(auth_db, user_id, api_key="other", label="second", master_key=OTHER_MASTER_KEY)
+        store_key(auth_db, user_id, api_key="other", label="second", master_key=OTHER_MASTER_KEY)
     assert caught.value.sqlstate == "28S03"
     assert auth_db.execute("select count(*) from auth.api_keys").fetchone()[0] == 1
 
 
 def test_short_master_key_is_refused_with_22S09(auth_db):
     with pytest.raises(psycopg.errors.DataError) as caught:
-        store(auth_db, make_user(auth_db, "alice"), master_key="short")
+        store_key(auth_db, make_user(auth_db, "alice"), master_key="short")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S09",
         "the master key must be at least 32 characters",
@@ -128,8 +109,8 @@ def test_short_master_key_is_refused_with_22S09(auth_db):
 
 def test_rotation_re_encrypts_every_key_under_the_new_master_key(auth_db):
     user_id = make_user(auth_db, "alice")
-    first = store(auth_db, user_id)
-    second = store(auth_db, user_id, api_key="AKIA-okx-0002", exchange="okx", passphrase="okx-pass")
+    first = store_key(auth_db, user_id)
+    second = store_key(auth_db, user_id, api_key="AKIA-okx-0002", exchange="okx", passphrase="okx-pass")
     before = ciphertexts(auth_db)
     assert (
         call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
@@ -139,17 +120,17 @@ def test_rotation_re_encrypts_every_key_under_the_new_master_key(auth_db):
     assert all(
         b != a for old, new in zip(before, after, strict=True) for b, a in zip(old, new, strict=True) if b
     )
-    assert reveal(auth_db, first, OTHER_MASTER_KEY)["api_key"] == "AKIA-binance-0001"
-    assert reveal(auth_db, second, OTHER_MASTER_KEY)["passphrase"] == "okx-pass"
+    assert reveal_key(auth_db, first, OTHER_MASTER_KEY)["api_key"] == "AKIA-binance-0001"
+    assert reveal_key(auth_db, second, OTHER_MASTER_KEY)["passphrase"] == "okx-pass"
     with pytest.raises(psycopg.errors.OperationalError, match="master key version 2"):
-        reveal(auth_db, first, MASTER_KEY)
+        reveal_key(auth_db, first, MASTER_KEY)
     assert auth_db.execute("select array_agg(key_version) from auth.api_keys").fetchone()[0] == [2, 2]
     [event] = events(auth_db, "master_key_rotated")
     assert event["details"] == {"from_version": 1, "to_version": 2, "keys": 2}
 
 
 def test_rotation_with_a_wrong_old_key_changes_nothing(auth_db):
-    store(auth_db, make_user(auth_db, "alice"))
+    store_key(auth_db, make_user(auth_db, "alice"))
     before = ciphertexts(auth_db)
     with pytest.raises(psycopg.errors.OperationalError) as caught:
         call(
@@ -165,17 +146,17 @@ def test_rotation_with_a_wrong_old_key_changes_nothing(auth_db):
 
 def test_duplicate_detection_still_works_after_rotation(auth_db):
     user_id = make_user(auth_db, "alice")
-    store(auth_db, user_id)
+    store_key(auth_db, user_id)
     call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
     with pytest.raises(psycopg.errors.IntegrityError, match="already stored"):
-        store(auth_db, user_id, label="again", master_key=OTHER_MASTER_KEY)
+        store_key(auth_db, user_id, label="again", master_key=OTHER_MASTER_KEY)
 
 
 def test_revoked_key_cannot_be_revealed(auth_db):
-    key_id = store(auth_db, make_user(auth_db, "alice"))
+    key_id = store_key(auth_db, make_user(auth_db, "alice"))
     call(auth_db, "auth.revoke_api_key", key_id=key_id)
     with pytest.raises(psycopg.errors.IntegrityError) as caught:
-        reveal(auth_db, key_id)
+        reveal_key(auth_db, key_id)
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "23S09",
         f"API key {key_id} is revoked",
@@ -184,7 +165,7 @@ def test_revoked_key_cannot_be_revealed(auth_db):
 
 def test_a_trader_cannot_reveal_or_revoke_another_traders_key(auth_db):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    key_id = store(auth_db, alice)
+    key_id = store_key(auth_db, alice)
     with acting_as(auth_db, "spreadedge_engine", bob), pytest.raises(psycopg.errors.IntegrityError) as caught:
         rows(auth_db, "auth.reveal_api_key", key_id=key_id, master_key=MASTER_KEY)
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
@@ -198,9 +179,9 @@ def test_a_trader_cannot_reveal_or_revoke_another_traders_key(auth_db):
 def test_a_trader_stores_keys_only_for_themselves(auth_db):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
     with acting_as(auth_db, "spreadedge_app", bob):
-        assert store(auth_db, bob) > 0
+        assert store_key(auth_db, bob) > 0
         with pytest.raises(psycopg.errors.ProgrammingError) as caught:
-            store(auth_db, alice, api_key="other", label="x")
+            store_key(auth_db, alice, api_key="other", label="x")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "42S01",
         f"user {bob} lacks the permission keys:all",
@@ -209,8 +190,8 @@ def test_a_trader_stores_keys_only_for_themselves(auth_db):
 
 def test_api_key_list_shows_a_trader_only_their_own_keys(auth_db):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    store(auth_db, alice)
-    store(auth_db, bob, api_key="AKIA-bob", label="bob-main")
+    store_key(auth_db, alice)
+    store_key(auth_db, bob, api_key="AKIA-bob", label="bob-main")
     with acting_as(auth_db, "spreadedge_app", alice):
         assert auth_db.execute("select user_id, label from auth.api_key_list").fetchall() == [(alice, "main")]
         assert auth_db.execute("select user_id from auth.api_keys").fetchall() == [(alice,)]
@@ -224,8 +205,8 @@ def test_a_store_racing_the_first_store_under_another_master_key_is_refused_with
     _, outcome = race(
         auth_db,
         db_url,
-        lambda conn: store(conn, alice),
-        lambda conn: store(conn, bob, api_key="AKIA-bob", master_key=OTHER_MASTER_KEY),
+        lambda conn: store_key(conn, alice),
+        lambda conn: store_key(conn, bob, api_key="AKIA-bob", master_key=OTHER_MASTER_KEY),
     )
     assert isinstance(outcome, psycopg.errors.OperationalError)
     assert (outcome.sqlstate, outcome.diag.message_primary) == (
@@ -238,7 +219,10 @@ def test_a_store_racing_the_first_store_under_another_master_key_is_refused_with
 def test_a_store_racing_the_first_store_under_the_same_master_key_succeeds(auth_db, db_url):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
     _, outcome = race(
-        auth_db, db_url, lambda conn: store(conn, alice), lambda conn: store(conn, bob, api_key="AKIA-bob")
+        auth_db,
+        db_url,
+        lambda conn: store_key(conn, alice),
+        lambda conn: store_key(conn, bob, api_key="AKIA-bob"),
     )
     assert isinstance(outcome, int)
     assert auth_db.execute("select user_id, key_version from auth.api_keys order by key_id").fetchall() == [
@@ -249,14 +233,14 @@ def test_a_store_racing_the_first_store_under_the_same_master_key_succeeds(auth_
 
 def test_a_store_racing_a_rotation_under_the_old_key_is_refused_with_28S03(auth_db, db_url):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
-    store(auth_db, alice)
+    store_key(auth_db, alice)
     _, outcome = race(
         auth_db,
         db_url,
         lambda conn: call(
             conn, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY
         ),
-        lambda conn: store(conn, bob, api_key="AKIA-bob"),
+        lambda conn: store_key(conn, bob, api_key="AKIA-bob"),
     )
     assert isinstance(outcome, psycopg.errors.OperationalError)
     assert (outcome.sqlstate, outcome.diag.message_primary) == (
@@ -267,10 +251,10 @@ def test_a_store_racing_a_rotation_under_the_old_key_is_refused_with_28S03(auth_
 
 
 def test_reveal_of_a_key_the_master_key_cannot_decrypt_is_refused_with_28S03(auth_db):
-    key_id = store(auth_db, make_user(auth_db, "alice"))
+    key_id = store_key(auth_db, make_user(auth_db, "alice"))
     corrupt_a_secret(auth_db, key_id)
     with pytest.raises(psycopg.errors.OperationalError) as caught:
-        reveal(auth_db, key_id)
+        reveal_key(auth_db, key_id)
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "28S03",
         f"API key {key_id} cannot be decrypted with this master key",
@@ -280,8 +264,8 @@ def test_reveal_of_a_key_the_master_key_cannot_decrypt_is_refused_with_28S03(aut
 
 def test_rotation_over_a_key_the_old_master_key_cannot_decrypt_is_refused_with_28S03(auth_db):
     user_id = make_user(auth_db, "alice")
-    store(auth_db, user_id)
-    corrupt_a_secret(auth_db, store(auth_db, user_id, api_key="AKIA-okx-0002", exchange="okx"))
+    store_key(auth_db, user_id)
+    corrupt_a_secret(auth_db, store_key(auth_db, user_id, api_key="AKIA-okx-0002", exchange="okx"))
     before = ciphertexts(auth_db)
     with pytest.raises(psycopg.errors.OperationalError) as caught:
         call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
@@ -295,10 +279,10 @@ def test_rotation_over_a_key_the_old_master_key_cannot_decrypt_is_refused_with_2
 
 def test_a_key_of_a_disabled_user_is_not_revealed(auth_db):
     user_id = make_user(auth_db, "alice")
-    key_id = store(auth_db, user_id)
+    key_id = store_key(auth_db, user_id)
     call(auth_db, "auth.disable_user", user_id=user_id)
     with pytest.raises(psycopg.OperationalError) as caught:
-        reveal(auth_db, key_id)
+        reveal_key(auth_db, key_id)
     assert (caught.value.sqlstate, caught.value.diag.message_primary, caught.value.diag.message_detail) == (
         "55S04",
         f"user {user_id} is disabled",
@@ -308,12 +292,12 @@ def test_a_key_of_a_disabled_user_is_not_revealed(auth_db):
 
 
 def test_a_reveal_waiting_for_a_rotation_holds_no_key_row_so_the_two_never_deadlock(auth_db, db_url):
-    key_id = store(auth_db, make_user(auth_db, "alice"))
+    key_id = store_key(auth_db, make_user(auth_db, "alice"))
     outcome: list[Any] = []
 
     def reveal_now(conn: psycopg.Connection) -> None:
         try:
-            outcome.append(reveal(conn, key_id)["api_key"])
+            outcome.append(reveal_key(conn, key_id)["api_key"])
         except Exception as exc:  # asserted on below
             outcome.append(exc)
 
@@ -332,10 +316,10 @@ def test_a_reveal_waiting_for_a_rotation_holds_no_key_row_so_the_two_never_deadl
 
 def test_a_revoked_keys_label_takes_a_new_key(auth_db):
     user_id = make_user(auth_db, "alice")
-    old = store(auth_db, user_id, label="main")
+    old = store_key(auth_db, user_id, label="main")
     call(auth_db, "auth.revoke_api_key", key_id=old)
-    new = store(auth_db, user_id, api_key="AKIA-binance-0002", label="main")
-    assert reveal(auth_db, new)["api_key"] == "AKIA-binance-0002"
+    new = store_key(auth_db, user_id, api_key="AKIA-binance-0002", label="main")
+    assert reveal_key(auth_db, new)["api_key"] == "AKIA-binance-0002"
     assert auth_db.execute(
         "select key_id, revoked_at is not null from auth.api_keys where label = 'main' order by key_id"
     ).fetchall() == [(old, True), (new, False)]
@@ -343,11 +327,11 @@ def test_a_revoked_keys_label_takes_a_new_key(auth_db):
 
 def test_a_revoked_key_may_be_stored_again_but_not_twice_live(auth_db):
     user_id = make_user(auth_db, "alice")
-    call(auth_db, "auth.revoke_api_key", key_id=store(auth_db, user_id))
-    again = store(auth_db, user_id, label="restored")
-    assert reveal(auth_db, again)["api_key"] == "AKIA-binance-0001"
+    call(auth_db, "auth.revoke_api_key", key_id=store_key(auth_db, user_id))
+    again = store_key(auth_db, user_id, label="restored")
+    assert reveal_key(auth_db, again)["api_key"] == "AKIA-binance-0001"
     with pytest.raises(psycopg.errors.IntegrityError) as caught:
-        store(auth_db, user_id, label="third")
+        store_key(auth_db, user_id, label="third")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "23S08",
         "this API key is already stored for exchange binance",
@@ -356,9 +340,9 @@ def test_a_revoked_key_may_be_stored_again_but_not_twice_live(auth_db):
 
 def test_a_live_label_is_still_taken(auth_db):
     user_id = make_user(auth_db, "alice")
-    store(auth_db, user_id, label="main")
+    store_key(auth_db, user_id, label="main")
     with pytest.raises(psycopg.errors.IntegrityError) as caught:
-        store(auth_db, user_id, api_key="AKIA-binance-0002", label="main")
+        store_key(auth_db, user_id, api_key="AKIA-binance-0002", label="main")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "23S06",
         f'user {user_id} already has an API key labelled "main" on binance',
@@ -368,7 +352,7 @@ def test_a_live_label_is_still_taken(auth_db):
 @pytest.mark.parametrize("master_key", [MASTER_KEY + "\n", " " + MASTER_KEY, MASTER_KEY + "\t"])
 def test_a_first_master_key_with_white_space_at_an_end_is_refused_with_22S09(auth_db, master_key):
     with pytest.raises(psycopg.errors.DataError) as caught:
-        store(auth_db, make_user(auth_db, "alice"), master_key=master_key)
+        store_key(auth_db, make_user(auth_db, "alice"), master_key=master_key)
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S09",
         "the master key starts or ends with white space",
@@ -377,7 +361,7 @@ def test_a_first_master_key_with_white_space_at_an_end_is_refused_with_22S09(aut
 
 
 def test_rotation_to_a_new_master_key_with_white_space_at_an_end_is_refused_with_22S09(auth_db):
-    store(auth_db, make_user(auth_db, "alice"))
+    store_key(auth_db, make_user(auth_db, "alice"))
     before = ciphertexts(auth_db)
     with pytest.raises(psycopg.errors.DataError) as caught:
         call(
@@ -394,7 +378,7 @@ def test_rotation_to_a_new_master_key_with_white_space_at_an_end_is_refused_with
 
 
 def test_rotation_to_a_short_new_master_key_names_the_new_key(auth_db):
-    store(auth_db, make_user(auth_db, "alice"))
+    store_key(auth_db, make_user(auth_db, "alice"))
     with pytest.raises(psycopg.errors.DataError) as caught:
         call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key="short")
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (

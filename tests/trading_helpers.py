@@ -184,15 +184,19 @@ def trade(conn: psycopg.Connection, side: str, quantity: str, price: str, **kwar
     return fill(conn, order_id, quantity, price, **fill_args)
 
 
-def waits_for_a_lock(conn: psycopg.Connection, pid: int, event: str | None = None) -> bool:
+def waits_for_a_lock(
+    conn: psycopg.Connection, pid: int, event: str | None = None, ended: Callable[[], bool] = lambda: False
+) -> bool:
     """Whether backend pid comes to wait for a lock (of this wait event, e.g. 'advisory', if
-    given) within 30 s."""
+    given) within 30 s; False as soon as ``ended()`` says its work ended without waiting."""
     for _ in range(300):
         waiting = conn.execute(
             "select wait_event from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", [pid]
         ).fetchone()
         if waiting is not None and (event is None or waiting[0] == event):
             return True
+        if ended():
+            return False
         time.sleep(0.1)
     return False
 
@@ -205,10 +209,12 @@ def race(
     *,
     commit: bool = True,
     wait_event: str | None = None,
+    must_wait: bool = True,
 ) -> tuple[Any, Any]:
     """Run first in an open transaction, then second in an autocommit session, which must come to
-    wait for a lock (of wait_event, if given); end first (commit, or roll back), and return first's
-    result and second's (or the psycopg error it raised)."""
+    wait for a lock (of wait_event, if given) unless not must_wait (it may then end, refused, before
+    it waits); end first (commit, or roll back), and return first's result and second's (or the
+    psycopg error it raised)."""
 
     def attempt(conn: psycopg.Connection) -> Any:
         try:
@@ -223,13 +229,13 @@ def race(
     ):
         held = first(holder)
         running = pool.submit(attempt, other)
-        waited = waits_for_a_lock(monitor, other.info.backend_pid, wait_event)
+        waited = waits_for_a_lock(monitor, other.info.backend_pid, wait_event, running.done)
         if commit:
             holder.commit()
         else:
             holder.rollback()
         result = running.result(timeout=30)
-    assert waited, "the second session did not wait for the first"
+    assert waited or not must_wait, "the second session did not wait for the first"
     return held, result
 
 
