@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 
 from api_fixtures import Api
 from spreadedge import errors
-from spreadedge.managers import ManagerConfig, OrderRequest, PersistentOrderManager, PersistentPositionManager
+from spreadedge.managers import ManagerConfig, PersistentOrderManager, PersistentPositionManager
 from spreadedge.settings import Settings
+from test_managers import BUY
 
 BEYOND_BIGINT = 2**63
 
@@ -54,15 +56,7 @@ def test_a_nul_character_in_a_text_argument_raises_invalid_argument_naming_it(
 ) -> None:
     # it was psycopg's DataError ("PostgreSQL text fields cannot contain NUL (0x00) bytes"), which
     # named no argument and is none of the project's exception classes
-    order = OrderRequest(
-        strategy="alpha",
-        exchange="binance",
-        symbol="BTCUSDT",
-        side="buy",
-        quantity=Decimal("0.5"),
-        price=Decimal("60000"),
-        client_order_id="m\x00-1",
-    )
+    order = replace(BUY, client_order_id="m\x00-1")
     with pytest.raises(errors.InvalidArgument) as caught:
         _with_order_manager(config, lambda m: m.place_order(order))
     assert caught.value.sqlstate == "22S09"
@@ -88,14 +82,7 @@ def test_an_open_position_marked_at_its_entry_price_has_an_unrealized_pnl_of_pla
 ) -> None:
     # it was Decimal('0E-12'): the view rounds to 12 places and kept the zeros, so str() printed
     # "0E-12" (exponent form) where every other amount of the position prints plainly
-    order = OrderRequest(
-        strategy="alpha",
-        exchange="binance",
-        symbol="BTCUSDT",
-        side="buy",
-        quantity=Decimal("0.1"),
-        price=Decimal("60000"),
-    )
+    order = replace(BUY, quantity=Decimal("0.1"), client_order_id=None)
 
     async def main() -> list[Any]:
         async with PersistentOrderManager(config) as orders, PersistentPositionManager(config) as positions:
