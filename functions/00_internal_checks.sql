@@ -75,27 +75,24 @@ $$;
 comment on function internal.interval_has_negative_part(interval) is
     'Whether an interval has a negative months, days or time part (it then spans other than it compares as).';
 
-create or replace function internal.require_read_committed(p_function text)
+create or replace function internal.require_read_committed(p_what text, p_hint text)
     returns void
     stable
     language plpgsql
 as $$
--- Raises invalid_argument (22S09) unless the transaction is READ COMMITTED (READ UNCOMMITTED is
--- READ COMMITTED in PostgreSQL). p_function names the caller in the message.
--- why: stores and rotations take turns through the master key's advisory lock
--- (internal.current_master_key_version), but a REPEATABLE READ or SERIALIZABLE snapshot is taken
--- before it, so the one that waited does not see what the other committed: a rotation re-encrypted
--- every key but one stored meanwhile, which stayed under the retired master key and could no longer
--- be revealed; a first store racing another inserted master key version 1 again, and a store of a key
--- stored meanwhile missed it, both raw unique violations (the second quoting the key's fingerprint)
+-- Raises invalid_argument (22S09), "<p_what> must run in a READ COMMITTED transaction, not <level>"
+-- with p_hint, unless the transaction is READ COMMITTED (READ UNCOMMITTED is READ COMMITTED in
+-- PostgreSQL). For work that takes turns through a lock: a REPEATABLE READ or SERIALIZABLE snapshot
+-- is taken before the lock, so the one that waited does not see what the other committed
+-- (monitor.evaluate_alert_rules, the max_open_orders count of internal.risk_breach,
+-- auth.store_api_key and auth.rotate_master_key).
 begin
     if pg_catalog.current_setting('transaction_isolation') not in ('read committed', 'read uncommitted') then
         raise exception '% must run in a READ COMMITTED transaction, not %',
-            p_function, pg_catalog.upper(pg_catalog.current_setting('transaction_isolation'))
-            using errcode = '22S09',
-                  hint = 'Call it in a transaction of its own at the default isolation level: it must see every API key and master key version committed before its turn.';
+            p_what, pg_catalog.upper(pg_catalog.current_setting('transaction_isolation'))
+            using errcode = '22S09', hint = p_hint;
     end if;
 end;
 $$;
-comment on function internal.require_read_committed(text) is
-    'Raises 22S09 unless the transaction is READ COMMITTED: what auth.store_api_key and auth.rotate_master_key need to see the keys committed while they waited for the master key''s lock.';
+comment on function internal.require_read_committed(text, text) is
+    'Raises 22S09 naming what must run in a READ COMMITTED transaction (with a hint) unless the transaction is: for work that takes turns through a lock.';

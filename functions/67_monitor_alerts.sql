@@ -86,12 +86,8 @@ begin
     -- SERIALIZABLE snapshot is taken before it, so a run could miss the alert the previous run
     -- committed and open a second one (a raw unique violation), resolve one already resolved or
     -- notify twice; READ UNCOMMITTED is READ COMMITTED in PostgreSQL
-    if current_setting('transaction_isolation') not in ('read committed', 'read uncommitted') then
-        raise exception 'monitor.evaluate_alert_rules must run in a READ COMMITTED transaction, not %',
-            upper(current_setting('transaction_isolation'))
-            using errcode = '22S09',
-                  hint = 'Call it in a transaction of its own at the default isolation level (as pg_cron does): each run must see what the previous one committed.';
-    end if;
+    perform internal.require_read_committed('monitor.evaluate_alert_rules',
+        'Call it in a transaction of its own at the default isolation level (as pg_cron does): each run must see what the previous one committed.');
     perform internal.check_time(evaluated_at, 'evaluated_at');
     if not pg_try_advisory_xact_lock(hashtext('spreadedge.evaluate_alert_rules')) then
         return;

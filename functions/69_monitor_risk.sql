@@ -459,12 +459,8 @@ begin
             -- SERIALIZABLE transaction counts in the snapshot of its first statement, which misses
             -- an order another session placed and committed since (with max_open_orders 1, both
             -- were placed). READ UNCOMMITTED is READ COMMITTED in PostgreSQL
-            if current_setting('transaction_isolation') not in ('read committed', 'read uncommitted') then
-                raise exception 'an order under a max_open_orders limit must be placed in a READ COMMITTED transaction, not %',
-                    upper(current_setting('transaction_isolation'))
-                    using errcode = '22S09',
-                          hint = 'Place it in a transaction at the default isolation level: the count of working orders must see the orders placed before its turn.';
-            end if;
+            perform internal.require_read_committed('an order under a max_open_orders limit',
+                'Place it in a transaction at the default isolation level: the count of working orders must see the orders placed before its turn.');
             perform pg_advisory_xact_lock('monitor.risk_limits'::regclass::oid::integer, p_strategy_id);
             v_observed := internal.working_orders(p_strategy_id, l.exchange_id, l.instrument_id,
                                                   l.max_open_orders) + 1;

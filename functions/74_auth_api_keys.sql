@@ -110,7 +110,13 @@ declare
     v_bad         text;
     v_key_id      bigint;
 begin
-    perform internal.require_read_committed('auth.store_api_key');
+    -- why: stores and rotations take turns through the master key's advisory lock
+    -- (internal.current_master_key_version), but a REPEATABLE READ or SERIALIZABLE snapshot is taken
+    -- before it: a first store racing another inserted master key version 1 again, and a store of a
+    -- key stored meanwhile missed it, both raw unique violations (the second quoting the key's
+    -- fingerprint)
+    perform internal.require_read_committed('auth.store_api_key',
+        'Call it in a transaction of its own at the default isolation level: it must see every API key and master key version committed before its turn.');
     perform internal.require_permission('keys:manage');
     perform internal.require_self_or_permission(store_api_key.user_id, 'keys:all');
     v_user := internal.lock_user(store_api_key.user_id);
@@ -289,9 +295,10 @@ declare
     v_new   integer;
     v_count integer;
 begin
-    -- why: see internal.require_read_committed; under a snapshot taken before the lock, a key stored
-    -- while this waited is not re-encrypted, and is lost under the retired master key
-    perform internal.require_read_committed('auth.rotate_master_key');
+    -- why: as in auth.store_api_key; under a snapshot taken before the lock, a key stored while
+    -- this waited is not re-encrypted, and is lost under the retired master key
+    perform internal.require_read_committed('auth.rotate_master_key',
+        'Call it in a transaction of its own at the default isolation level: it must see every API key and master key version committed before its turn.');
     perform internal.require_permission('keys:all');
     perform internal.check_new_master_key(new_master_key, 'new master key');
     if new_master_key = old_master_key then

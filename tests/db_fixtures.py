@@ -11,9 +11,11 @@ import psycopg
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from auth_helpers import make_user
 from spreadedge.cluster import Cluster
 from spreadedge.migrate import migrate
 from spreadedge.settings import Settings, load_settings
+from trading_helpers import call
 
 TEMPLATE = "spreadedge_template"
 PROJECT = Path(__file__).resolve().parent.parent
@@ -112,3 +114,12 @@ def auth_db(seeded: psycopg.Connection) -> psycopg.Connection:
     role that must use 2FA; every other policy setting is the default."""
     seeded.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
     return seeded
+
+
+@pytest.fixture
+def desks(auth_db: psycopg.Connection) -> dict[str, int]:
+    """Two traders, alice and bob, each owning one strategy (alice-arb, bob-arb); their user ids."""
+    ids = {name: make_user(auth_db, name, "trader") for name in ("alice", "bob")}
+    for name, user_id in ids.items():
+        call(auth_db, "trading.create_strategy", name=f"{name}-arb", owner_user_id=user_id)
+    return ids

@@ -7,19 +7,10 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from auth_helpers import acting_as, make_user
-from trading_helpers import call, fill, place
+from auth_helpers import acting_as
+from trading_helpers import fill, place
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def desks(auth_db: psycopg.Connection) -> dict[str, int]:
-    """Two traders, alice and bob, each owning one strategy (alice-arb, bob-arb); their user ids."""
-    ids = {name: make_user(auth_db, name, "trader") for name in ("alice", "bob")}
-    for name, user_id in ids.items():
-        call(auth_db, "trading.create_strategy", name=f"{name}-arb", owner_user_id=user_id)
-    return ids
 
 
 def test_record_fill_is_described_as_writing_both_pnl_rollups(db):

@@ -7,7 +7,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from auth_helpers import acting_as, make_user
+from auth_helpers import acting_as
 from trading_helpers import call, fill, order, place
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -38,7 +38,7 @@ def test_a_placement_whose_snapshot_predates_another_cannot_slip_past_max_open_o
 
     assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
         "22S09",
-        f"an order under a max_open_orders limit must be placed in a READ COMMITTED transaction, not {isolation.upper()}",
+        f"an order under a max_open_orders limit must run in a READ COMMITTED transaction, not {isolation.upper()}",
     )
     assert working_orders(seeded) == 1
 
@@ -58,15 +58,6 @@ def test_a_placement_under_repeatable_read_outside_a_max_open_orders_scope_is_ch
         "new",
         "order notional 1200 exceeds max_order_notional 1000",
     )
-
-
-@pytest.fixture
-def desks(auth_db):
-    """Two traders, alice and bob, each owning one strategy (alice-arb, bob-arb); their user ids."""
-    ids = {name: make_user(auth_db, name, "trader") for name in ("alice", "bob")}
-    for name, user_id in ids.items():
-        call(auth_db, "trading.create_strategy", name=f"{name}-arb", owner_user_id=user_id)
-    return ids
 
 
 def bnb_bought_by_alice_at_600_then_by_bob_at_700(conn):

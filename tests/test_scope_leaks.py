@@ -14,15 +14,6 @@ from trading_helpers import call, fill, list_okx_btc_spot, place
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture
-def desks(auth_db):
-    """Two traders, alice and bob, each owning one strategy (alice-arb, bob-arb); returns their user ids."""
-    ids = {name: make_user(auth_db, name, "trader") for name in ("alice", "bob")}
-    for name, user_id in ids.items():
-        call(auth_db, "trading.create_strategy", name=f"{name}-arb", owner_user_id=user_id)
-    return ids
-
-
 def conflict(caught):
     error = caught.value
     return (error.sqlstate, error.diag.message_primary, error.diag.message_detail, error.diag.message_hint)
