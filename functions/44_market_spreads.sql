@@ -81,8 +81,9 @@ create or replace function internal.max_quote_age()
     stable
     language plpgsql
 as $$
--- The session's spreadedge.max_quote_age as an interval: null when unset or empty. A value that is
--- not an interval, or not positive, raises 22S09 naming the setting.
+-- The session's spreadedge.max_quote_age as an interval: null when unset or empty, or when it
+-- reaches before the earliest time PostgreSQL holds (no quote is that old). A value that is not
+-- an interval, or not positive, raises 22S09 naming the setting.
 -- why: read by market.current_spreads, where a bad value failed every read with a raw 22007 that
 -- named no setting, and a zero or negative one silently showed no spread at all
 declare
@@ -102,11 +103,19 @@ begin
             using errcode = '22S09',
                   hint = 'For example set spreadedge.max_quote_age = ''30 seconds''; reset it to count every newest quote.';
     end if;
+    -- why null for an age reaching before the earliest time PostgreSQL holds (4714 BC): no quote
+    -- is that old, so every newest quote counts, as unset; the view's statement_timestamp() - age
+    -- failed every read with a raw 22008 (timestamp out of range) for '10000 years'
+    begin
+        perform statement_timestamp() - v_age;
+    exception when datetime_field_overflow then
+        return null;
+    end;
     return v_age;
 end;
 $$;
 comment on function internal.max_quote_age() is
-    'The session''s spreadedge.max_quote_age (market.current_spreads): null when unset; 22S09 unless a positive interval.';
+    'The session''s spreadedge.max_quote_age (market.current_spreads): null when unset or older than any time (every quote counts); 22S09 unless a positive interval.';
 
 create or replace view market.current_spreads as
     -- why numbers for the asset pair and the exchange: every sort here compares rows of one pair on
