@@ -83,7 +83,8 @@ create or replace function internal.max_quote_age()
 as $$
 -- The session's spreadedge.max_quote_age as an interval: null when unset or empty, or when it
 -- reaches before the earliest time PostgreSQL holds (no quote is that old). A value that is not
--- an interval, or not positive, raises 22S09 naming the setting.
+-- an interval, not positive, or with a negative part ('1 mon -28 days') raises 22S09 naming the
+-- setting.
 -- why: read by market.current_spreads, where a bad value failed every read with a raw 22007 that
 -- named no setting, and a zero or negative one silently showed no spread at all
 declare
@@ -98,8 +99,10 @@ begin
     exception when invalid_datetime_format or datetime_field_overflow or interval_field_overflow then
         v_age := null;
     end;
-    if v_age is null or v_age <= interval '0' then
-        raise exception 'spreadedge.max_quote_age must be a positive interval, got "%"', v_text
+    -- why no negative part: '1 mon -28 days' compares as 2 days, but subtracted from a time in
+    -- March it spans nothing, and no quote counted
+    if v_age is null or v_age <= interval '0' or internal.interval_has_negative_part(v_age) then
+        raise exception 'spreadedge.max_quote_age must be a positive interval with no negative part, got "%"', v_text
             using errcode = '22S09',
                   hint = 'For example set spreadedge.max_quote_age = ''30 seconds''; reset it to count every newest quote.';
     end if;
@@ -115,7 +118,7 @@ begin
 end;
 $$;
 comment on function internal.max_quote_age() is
-    'The session''s spreadedge.max_quote_age (market.current_spreads): null when unset or older than any time (every quote counts); 22S09 unless a positive interval.';
+    'The session''s spreadedge.max_quote_age (market.current_spreads): null when unset or older than any time (every quote counts); 22S09 unless a positive interval with no negative part.';
 
 create or replace view market.current_spreads as
     -- why numbers for the asset pair and the exchange: every sort here compares rows of one pair on

@@ -339,16 +339,17 @@ def test_a_quote_older_than_the_sessions_max_quote_age_is_left_out_of_current_sp
     ).fetchall() == [("binance", "okx", Decimal("19.9201"))]
 
 
-@pytest.mark.parametrize("setting", ["soon", "0", "-1 minute"])
+@pytest.mark.parametrize("setting", ["soon", "0", "-1 minute", "1 mon -28 days"])
 def test_a_max_quote_age_that_is_no_positive_interval_is_refused_naming_the_setting(two_venues, setting):
-    # "soon" failed every read with a raw 22007 naming no setting; 0 and less showed no spread at all
+    # "soon" failed every read with a raw 22007 naming no setting; 0 and less showed no spread at
+    # all, and so did '1 mon -28 days' (2 days as compared) in March
     stale_and_fresh(two_venues)
     two_venues.execute("select set_config('spreadedge.max_quote_age', %s, false)", [setting])
     with pytest.raises(psycopg.DataError) as refused:
         two_venues.execute("select * from market.current_spreads")
     assert (refused.value.sqlstate, refused.value.diag.message_primary) == (
         "22S09",
-        f'spreadedge.max_quote_age must be a positive interval, got "{setting}"',
+        f'spreadedge.max_quote_age must be a positive interval with no negative part, got "{setting}"',
     )
 
 
