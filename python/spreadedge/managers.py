@@ -14,7 +14,8 @@ database that cannot be reached, or that dropped the connection, as :class:`Data
 The pool checks each connection before handing it out, so the first call after a database restart
 gets a new connection rather than one the restart closed.
 
-Money and quantities are Decimal in and out (a float is refused with TypeError: it is not exact).
+Money and quantities are Decimal in and out (a float is refused with TypeError: it is not exact;
+a Decimal PostgreSQL's numeric cannot hold with InvalidArgument naming the argument).
 Times come back timezone-aware in UTC, whatever the server's TimeZone; a naive datetime given
 means UTC, as in the CLI and the REST API.
 """
@@ -219,16 +220,51 @@ class HealthReport:
     checks: dict[str, tuple[bool, str]] = field(default_factory=dict)
 
 
+# What PostgreSQL's numeric holds: this many digits before the decimal point, and after it.
+_NUMERIC_INTEGER_DIGITS = 131072
+_NUMERIC_FRACTION_DIGITS = 16383
+
+
+def _fits_numeric(value: Decimal) -> bool:
+    """Whether PostgreSQL's numeric can hold ``value`` (NaN and the infinities it can: the SQL
+    refuses them by name where they do not belong)."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):  # NaN or an infinity
+        return True
+    # why a zero's magnitude is not looked at: 0E+200000 is 0 to the server, 0E-20000 is not held
+    digits_before = 0 if value.is_zero() else value.adjusted() + 1
+    return -exponent <= _NUMERIC_FRACTION_DIGITS and digits_before <= _NUMERIC_INTEGER_DIGITS
+
+
+def _short(value: Decimal) -> str:
+    """``value`` as written, or in four significant digits when that is long (it may have 100,000)."""
+    written = str(value)
+    return written if len(written) <= 32 else f"{value:.3E}"
+
+
 def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments that were given; the SQL defaults apply to the others.
 
-    A float is refused (TypeError): money and quantities are Decimal, and a float is not exact. A
-    text holding a NUL character is refused with InvalidArgument (22S09) naming the argument, and an
-    order id no bigint can hold with UnknownOrder (23S04), as the SQL refuses every other id.
+    A float is refused (TypeError): money and quantities are Decimal, and a float is not exact; so
+    is a bool, which no argument of the SQL API takes. A text holding a NUL character, or a Decimal
+    that PostgreSQL's numeric cannot hold, is refused with InvalidArgument (22S09) naming the
+    argument, and an order id no bigint can hold with UnknownOrder (23S04), as the SQL refuses every
+    other id.
     """
     for name, value in arguments.items():
         if isinstance(value, float):
             raise TypeError(f"{name} must be a Decimal, not the float {value!r} (a float is not exact)")
+        # why: a bool is an int to Python (so it passed the order id check below) and is sent as a
+        # PostgreSQL boolean: the call failed with 42883 (no trading.place_order(quantity => boolean))
+        if isinstance(value, bool):
+            raise TypeError(f"{name} must not be a bool, got {value!r}")
+        # why: the server refuses such a value while binding it, before any function runs, with a
+        # bare 22003 (value overflows numeric format) that names no argument
+        if isinstance(value, Decimal) and not _fits_numeric(value):
+            raise errors.BY_NAME["invalid_argument"](
+                f"{name} {_short(value)} is beyond PostgreSQL numeric: at most {_NUMERIC_INTEGER_DIGITS} "
+                f"digits before the decimal point and {_NUMERIC_FRACTION_DIGITS} after it"
+            )
         # why: psycopg refuses a NUL before sending, with a DataError that names no argument and is
         # none of the project's exception classes (the REST API answers a 400 naming the parameter)
         if isinstance(value, str) and "\x00" in value:
