@@ -5,6 +5,31 @@
 -- fills never deadlock one another, nor with a change of the instrument's multiplier (which locks
 -- the instrument row, then its positions).
 
+create or replace function internal.check_amount_size(p_value numeric, p_what text)
+    returns numeric
+    immutable
+    language plpgsql
+as $$
+-- Returns p_value when it is a finite number below 10^100000 in magnitude (a fill's fee or its
+-- value in the quote asset, a funding payment); otherwise raises invalid_argument (22S09) naming
+-- p_what.
+-- why a bound: numeric ends at 10^131072, and a fee or payment near it (9e131071 is finite) was
+-- recorded; the position's next one then failed with a bare numeric overflow (22003) when added
+-- to fees_paid or funding, and pnl_summary and portfolio snapshots, which sum them, failed with it
+-- for good. Below 10^100000, sums of up to 10^30000 of them fit (as metric values, 22S14)
+begin
+    perform internal.check_finite(p_value, p_what);
+    if abs(p_value) >= 1e100000 then
+        raise exception '% must be below 10^100000 in magnitude, got %', p_what, btrim(to_char(p_value, '9.999EEEE'))
+            using errcode = '22S09',
+                  hint = 'Check the amount: it is a sum of money in its currency.';
+    end if;
+    return p_value;
+end;
+$$;
+comment on function internal.check_amount_size(numeric, text) is
+    'Returns an amount (a fee, its quote value, a funding payment) if finite and below 10^100000 in magnitude, else raises 22S09 invalid_argument naming it.';
+
 -- why the drop: fee_in_quote gained the fill's strategy (whose owner's marks value a fee)
 drop function if exists internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric);
 
@@ -43,7 +68,7 @@ begin
           and p_fee_quote is null then
         fee_quote := p_fee * p_price;
     elsif p_fee_quote is not null then
-        fee_quote := internal.check_finite(p_fee_quote, 'fee_quote');
+        fee_quote := internal.check_amount_size(p_fee_quote, 'fee_quote');
         -- why: a fee valued as a rebate (or a rebate as a fee) would count the wrong way in PnL;
         -- a fee_quote of 0 is a tiny fee rounded to the quote asset's precision
         if sign(fee_quote) * sign(p_fee) < 0 then
@@ -200,7 +225,8 @@ as $$
 -- after a cancel or expiry are recorded (is_late); one that completes the order makes it filled
 -- and clears the cancel's or expiry's status_reason.
 -- fee_currency defaults to the quote asset; fee_quote values a third-currency fee, or a base-asset
--- fee on a perpetual, futures or option instrument.
+-- fee on a perpetual, futures or option instrument. fee and fee_quote are finite and below 10^100000
+-- in magnitude (22S09).
 #variable_conflict use_column
 declare
     v_order      trading.orders := internal.lock_order(record_fill.order_id, true);
@@ -236,12 +262,12 @@ begin
     -- calling them; they run only to raise the right error
     if (record_fill.quantity > 0 and record_fill.quantity < 'Infinity'
         and record_fill.price > 0 and record_fill.price < 'Infinity'
-        and record_fill.fee > '-Infinity' and record_fill.fee < 'Infinity'
+        and record_fill.fee > -1e100000 and record_fill.fee < 1e100000
         and record_fill.executed_at >= timestamptz '2009-01-03 00:00:00+00'
         and record_fill.executed_at <= now() + interval '1 day') is not true then
         v_checked := internal.check_positive(record_fill.quantity, 'fill quantity', '22S01');
         v_checked := internal.check_positive(record_fill.price, 'fill price', '22S02');
-        v_checked := internal.check_finite(record_fill.fee, 'fee');
+        v_checked := internal.check_amount_size(record_fill.fee, 'fee');
         v_time := internal.check_time(record_fill.executed_at, 'executed_at');
     end if;
     if v_fee_ccy is not null and v_fee_ccy !~ '^[A-Z0-9]+$' then

@@ -17,7 +17,8 @@ create or replace function trading.record_funding(
     set search_path = ''
     language plpgsql
 as $$
--- Record a funding payment (positive received, negative paid, in the quote asset) and return its id.
+-- Record a funding payment (positive received, negative paid, in the quote asset; finite and below
+-- 10^100000 in magnitude, else 22S09) and return its id.
 -- paid_at, the exchange's funding time, is required (22S09 without it): the same payment recorded
 -- again returns the same id; a different amount at the same paid_at raises conflicting_duplicate
 -- (23S06).
@@ -29,7 +30,8 @@ declare
     v_id         bigint;
 begin
     perform internal.require_permission('orders:write');
-    perform internal.check_finite(record_funding.amount, 'funding amount');
+    -- finite and below 10^100000 (internal.check_amount_size says why)
+    perform internal.check_amount_size(record_funding.amount, 'funding amount');
     if record_funding.paid_at is null then
         raise exception 'paid_at is required: the exchange''s funding time of the payment'
             using errcode = '22S09',
@@ -83,4 +85,4 @@ begin
 end;
 $$;
 comment on function trading.record_funding(text, text, text, numeric, timestamptz) is
-    'Record a perpetual funding payment (+ received, - paid) into realized PnL; paid_at (the exchange''s funding time) is required, 22S09 without it; idempotent on paid_at. Returns its id.';
+    'Record a perpetual funding payment (+ received, - paid; finite and below 10^100000 in magnitude, else 22S09) into realized PnL; paid_at (the exchange''s funding time) is required, 22S09 without it; idempotent on paid_at. Returns its id.';
