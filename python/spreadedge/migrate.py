@@ -164,7 +164,9 @@ def write_rendered(settings: Settings, directory: Path, echo: Echo = print) -> N
                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
                 0o666,
             )
-            with os.fdopen(fd, "w") as file:
+            # UTF-8 named, as the templates are read and as yoyo reads what migrate writes: the
+            # locale's encoding (ASCII under LC_ALL=C with PYTHONUTF8=0) failed on a non-ASCII character
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(migration.sql)
     except OSError as exc:
         raise MigrationError(
@@ -202,7 +204,7 @@ def migrate(conninfo: str, settings: Settings, echo: Echo = print) -> None:
         checksums.refuse_out_of_order(migrations, applied)
         for migration in migrations:
             recorded = migration.sql + checksums.record_statement(conn, migration)
-            Path(tmp, f"{migration.id}.sql").write_text(recorded)
+            Path(tmp, f"{migration.id}.sql").write_text(recorded, encoding="utf-8")  # as yoyo reads it
         notices = _NOTICES.set(echo)
         try:
             with _yoyo_backend(conninfo) as backend:
@@ -277,6 +279,11 @@ def _database_errors() -> Iterator[None]:
 # migrations' partitions start at that zone's midnight, with days missing between them. A SET, not
 # options=-c TimeZone=UTC: libpq sends PGTZ after the options, and it would win.
 _IN_UTC = "set timezone = 'UTC'"
+# why every migrate connection turns idle_session_timeout off: while a migration runs on its own
+# connection, the ledger's (which holds the migrate lock) and yoyo's wait idle, and a database or
+# role set to end idle sessions (a guard against leaked connections) ended them under a migration
+# that ran longer: migrate failed after the migration committed, with the lock gone meanwhile
+_NO_IDLE_TIMEOUT = "set idle_session_timeout = 0"
 
 
 # Where a migration's own NOTICEs go while migrate applies it (None: nowhere).
@@ -302,7 +309,9 @@ class _UtcBackend(PostgresqlPsycopgBackend):
 
     def init_connection(self, connection: Any) -> None:
         super().init_connection(connection)
-        connection.cursor().execute(_IN_UTC)
+        cursor = connection.cursor()
+        cursor.execute(_IN_UTC)
+        cursor.execute(_NO_IDLE_TIMEOUT)
         connection.add_notice_handler(_echo_raised_notice)
 
 
@@ -310,6 +319,7 @@ class _UtcBackend(PostgresqlPsycopgBackend):
 def _connect(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(conninfo, autocommit=True, application_name="spreadedge migrate") as conn:
         conn.execute(_IN_UTC)
+        conn.execute(_NO_IDLE_TIMEOUT)
         yield conn
 
 
@@ -350,12 +360,36 @@ def _pending(
 
 
 def _apply_one(backend: PostgresqlPsycopgBackend, migration: Migration) -> None:
+    """Apply one migration on a connection of its own, then mark it applied in yoyo's tables.
+
+    why not backend.apply_one: it marks the migration on yoyo's own connection after the
+    migration's transaction committed, and an error there (that connection lost or ended by the
+    server) read as "rolled back, nothing of it is applied" of a migration that was applied.
+    """
+    backend.ensure_internal_schema_updated()
     try:
         # yoyo prints the rows of every statement that returns some (select partman.create_parent).
-        with contextlib.redirect_stdout(io.StringIO()):
-            backend.apply_one(migration)
+        with contextlib.redirect_stdout(io.StringIO()), backend.copy() as migration_backend:
+            migration.process_steps(migration_backend, "apply")
     except psycopg.Error as exc:
         raise MigrationError(
             f"migration {migration.id} failed and was rolled back, nothing of it is applied: "
-            f"{exc} (SQLSTATE {exc.sqlstate})"
+            f"{_error_text(exc)}"
         ) from exc
+    try:
+        backend.log_migration(migration, "apply")
+        with backend.transaction():
+            backend.mark_one(migration, log=False)
+    except psycopg.Error as exc:
+        # the migration and its checksum committed together: it is applied, and the next migrate
+        # marks it in yoyo's tables from the checksum (see _pending) and goes on
+        raise MigrationError(
+            f"migration {migration.id} was applied, but migrate stopped before the next one: "
+            f"yoyo could not record it: {_error_text(exc)}; run spreadedge migrate again to go on"
+        ) from exc
+
+
+def _error_text(exc: psycopg.Error) -> str:
+    """The error's message with its SQLSTATE (a lost connection has none)."""
+    message = str(exc).strip()
+    return f"{message} (SQLSTATE {exc.sqlstate})" if exc.sqlstate else message

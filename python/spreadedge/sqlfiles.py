@@ -167,6 +167,18 @@ def _render(
         raise MigrationError(f"{shown}: {exc.message} ({undefined})") from exc
     except jinja2.TemplateError as exc:
         raise MigrationError(f"{shown}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise MigrationError(_not_utf8(shown, exc)) from None
+
+
+def _not_utf8(shown: str, exc: UnicodeDecodeError) -> str:
+    """The error for a project SQL file that is not UTF-8, naming its line.
+
+    why: the file's bytes went up as a UnicodeDecodeError, a traceback that named neither the file
+    nor the line (a migration or function saved in Latin-1 or Windows-1252 by an editor)
+    """
+    line = exc.object[: exc.start].count(b"\n") + 1
+    return f"{shown} line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8"
 
 
 def split_statements(text: str) -> list[Statement]:
@@ -223,7 +235,12 @@ def function_files(functions_dir: Path) -> list[Path]:
 def function_text(functions_dir: Path, path: Path) -> str:
     """The SQL of a functions/ file: a ``.sql.j2`` template rendered (no settings), else the file."""
     if not path.name.endswith(TEMPLATE_SUFFIX):
-        return path.read_text()
+        # why UTF-8 named: the locale's encoding (ASCII under LC_ALL=C with PYTHONUTF8=0) failed
+        # on, or garbled, the non-ASCII characters of the functions' messages and comments
+        try:
+            return path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MigrationError(_not_utf8(_shown(functions_dir, path), exc)) from None
     template = path.relative_to(functions_dir).as_posix()
     return _render(
         _environment(functions_dir), template, _shown(functions_dir, path), {},
