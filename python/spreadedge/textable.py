@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
 
+# C0 and C1 control characters, and the bidirectional embeddings, overrides and isolates, which
+# reorder what follows them on the line
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(text: str) -> str:
+    """``text`` as a table shows it: each control or bidirectional-override character written as an
+    escape (a line break as ``\\n``, ESC as ``\\x1b``, U+202E as ``\\u202e``); idempotent.
+
+    why: a value someone else chose (an API key's label, a kill switch's reason) holding a line
+    break split its row in two, the second line reading as a row of its own, and one holding an
+    escape sequence drove the terminal of whoever listed it (cleared the screen, retitled the
+    window, hid the rows before it)
+    """
+    return _UNSAFE.sub(lambda m: _ESCAPES.get(m.group(), _escape(m.group())), text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
 
 def width(text: str) -> int:
-    """The columns ``text`` takes on a terminal: two for a wide (East Asian wide or full-width)
-    character, none for a combining mark or a format character, one for any other.
+    """The columns ``text`` takes on a terminal, as ``shown`` writes it: two for a wide (East Asian
+    wide or full-width) character, none for a combining mark or a format character, one for any other.
 
     why not len(): a strategy or user name in Chinese or Japanese (or with an emoji) is twice as
     wide as it is long, and one with a combining accent (q̃) narrower, so every column after it
     was shifted against the header and the other rows
     """
-    return sum(_char_width(char) for char in text)
+    return sum(_char_width(char) for char in shown(text))
 
 
 def _char_width(char: str) -> int:
@@ -25,7 +48,9 @@ def _char_width(char: str) -> int:
 
 
 def pad(text: str, columns: int, *, right: bool = False) -> str:
-    """``text`` padded with spaces to ``columns`` terminal columns, on the left when ``right``."""
+    """``text`` (as ``shown``) padded with spaces to ``columns`` terminal columns, on the left when
+    ``right``."""
+    text = shown(text)
     fill = " " * max(0, columns - width(text))
     return fill + text if right else text + fill
 
