@@ -101,6 +101,30 @@ def test_a_render_integer_that_is_not_a_whole_number_is_refused(tmp_path: Path, 
     assert str(caught.value) == f"partition_premake must be an integer, got {shown}"
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "maximum"),
+    [
+        ("partition_premake", "99999999999999999999", "366"),
+        ("partition_premake", "367", "366"),
+        ("partition_history_months", "1201", "1,200"),
+        ("partition_history_days", "3661", "3,660"),
+    ],
+)
+def test_a_partition_count_above_its_maximum_is_refused_naming_it(
+    tmp_path: Path, name: str, value: str, maximum: str
+):
+    # 99999999999999999999 rendered into migration 0001, which failed naming no setting
+    (tmp_path / "spreadedge.toml").write_text(f"[render]\n{name} = {value}\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={})
+    assert str(caught.value) == f"{name} must be at most {maximum}, got {int(value):,}"
+
+
+def test_a_partition_count_at_its_maximum_is_taken(tmp_path: Path):
+    (tmp_path / "spreadedge.toml").write_text("[render]\npartition_premake = 366\n")
+    assert load_settings(project_dir=tmp_path, env={}).render.partition_premake == 366
+
+
 @pytest.mark.parametrize("port", ["0", "65536"])
 def test_a_cluster_port_outside_1_to_65535_is_refused(tmp_path: Path, port: str):
     with pytest.raises(SettingsError) as caught:

@@ -198,12 +198,21 @@ def _integer(name: str, value: Any) -> int:
 
 
 def _positive_integers(merged: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Turn the named values into integers of at least 1, in place; SettingsError otherwise."""
+    """Turn the named values into integers of at least 1 (and at most their _MAXIMA), in place;
+    SettingsError otherwise."""
     for name in names:
         if name in merged:
             merged[name] = _integer(name, merged[name])
             if merged[name] < 1:
                 raise SettingsError(f"{name} must be at least 1, got {merged[name]}")
+            if name in _MAXIMA and merged[name] > _MAXIMA[name]:
+                raise SettingsError(f"{name} must be at most {_MAXIMA[name]:,}, got {merged[name]:,}")
+
+
+# why maxima for the partition counts: a premake of 99999999999999999999 rendered into migration
+# 0001, which then failed with an error naming no setting, and one of 100000 had pg_partman create
+# 100,000 partitions of every table (days of quotes and ticks, months of orders) before it committed
+_MAXIMA = {"partition_premake": 366, "partition_history_months": 1200, "partition_history_days": 3660}
 
 
 def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
