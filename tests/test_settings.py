@@ -139,6 +139,16 @@ def test_a_cluster_port_in_the_file_that_is_not_an_integer_names_the_file_settin
     assert str(caught.value) == "[cluster] port must be an integer, got 'abc'"
 
 
+@pytest.mark.parametrize(
+    "value", ["1_0", "\u0663", "\uff15"], ids=["underscore", "arabic-indic", "full-width"]
+)
+def test_an_environment_integer_that_is_not_ascii_digits_is_refused(tmp_path: Path, value: str):
+    # int() read '1_0' as 10 and an Arabic-Indic three as 3
+    with pytest.raises(SettingsError) as caught:
+        load_settings(project_dir=tmp_path, env={"SPREADEDGE_PARTITION_PREMAKE": value})
+    assert str(caught.value) == f"partition_premake must be an integer, got {value!r}"
+
+
 def test_an_smtp_starttls_that_is_not_a_boolean_word_is_refused(tmp_path: Path):
     with pytest.raises(SettingsError) as caught:
         load_settings(project_dir=tmp_path, env={"SPREADEDGE_SMTP_STARTTLS": "ture"})

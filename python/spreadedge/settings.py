@@ -12,7 +12,6 @@ changing one of those values after a migration was applied changes its rendered 
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import re
@@ -191,10 +190,13 @@ def _integer(name: str, value: Any) -> int:
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return int(value.strip())
+    # why ASCII digits only: int() also reads '1_0' as 10 and '٣' (an Arabic-Indic three) as 3
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value.strip())
     raise SettingsError(f"{name} must be an integer, got {value!r}")
+
+
+_DIGITS = re.compile(r"[+-]?[0-9]+")
 
 
 def _positive_integers(merged: dict[str, Any], names: tuple[str, ...]) -> None:
