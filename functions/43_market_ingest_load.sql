@@ -242,8 +242,9 @@ create or replace function market.load_staged_candles(p_strict boolean default f
 as $$
 -- Validate and load the staged candles: known instrument, a known interval, an open_time that has a
 -- partition and is aligned to the interval, positive prices with low <= open, close <= high,
--- non-negative volumes and trade count. Loaded candles that have closed (open_time + interval at
--- or before now()) are marked loaded: the rollups keep them. A loaded candle replaces one of its
+-- non-negative volumes, and a trade count of at most the candle's share of a day of 2147483647
+-- trades. Loaded candles that have closed (open_time + interval at or before now()) are marked
+-- loaded: the rollups keep them. A loaded candle replaces one of its
 -- key not marked loaded (built by the rollups, or loaded while still open); one marked loaded is
 -- kept (the row is a duplicate).
 declare
@@ -301,7 +302,13 @@ begin
                    internal.number_problem('volume', p.volume_text, p.volume, false),
                    internal.number_problem('quote_volume', p.quote_volume_text, p.quote_volume, false),
                    case when p.trade_count is null
-                        then format('trade_count is not a whole number: %s', coalesce(p.trade_count_text, 'missing')) end,
+                        then format('trade_count is not a whole number: %s', coalesce(p.trade_count_text, 'missing'))
+                        -- why at most a day's share (market.max_candle_trades): two 1m candles of
+                        -- 2,000,000,000 trades (a volume read as the count) failed every later
+                        -- rollup with a raw 22003, and no candle of any instrument was built again
+                        when p.trade_count > market.max_candle_trades(p.interval)
+                        then format('trade_count %s is more than a %s candle holds (at most %s: the candles of a day add up to at most 2147483647 trades)',
+                                    p.trade_count, p.interval, market.max_candle_trades(p.interval)) end,
                    case when p.high < greatest(p.open, p.close, p.low) or p.low > least(p.open, p.close)
                         then format('high %s and low %s do not bound open %s and close %s', p.high, p.low, p.open, p.close) end
                ) as reason
