@@ -297,6 +297,40 @@ as $$
 $$;
 comment on function internal.compare(numeric, text, numeric) is 'Applies an alert rule''s operator; null for a null value.';
 
+create or replace function internal.rule_average(
+    p_sum       numeric,
+    p_count     bigint,
+    p_scale     integer,
+    p_operator  text,
+    p_threshold numeric
+)
+    returns numeric
+    immutable
+    language sql
+as $$
+    -- The average (p_sum / p_count) an avg rule reports and compares: rounded to 12 decimals, or
+    -- to p_scale (the values' own scale) when finer; with as many more decimals as it takes when
+    -- that rounding would compare with the threshold otherwise than the exact average does. Null
+    -- over no values.
+    -- why: the average of 0, 0 and 1 read 0.333333333333, so a rule avg > 0.3333333333333 (a
+    -- threshold finer than the average's 12 decimals) stayed quiet while the average, a third,
+    -- is above it (and avg < 0.6666666666667 stayed quiet on two thirds, which is below it; avg =
+    -- 0.333333333333 fired on a third). p_sum op p_threshold x p_count
+    -- decides exactly; the finer average has enough decimals for the difference from the
+    -- threshold, at least 10^-(its or the values' scale) / p_count, to survive the rounding
+    select case when p_count = 0 then null
+                when internal.compare(p_sum, p_operator, p_threshold * p_count)
+                     is not distinct from internal.compare(round(p_sum / p_count, greatest(12, p_scale)),
+                                                           p_operator, p_threshold)
+                then round(p_sum / p_count, greatest(12, p_scale))
+                else round(round(p_sum, greatest(p_scale, scale(p_threshold)) + length(p_count::text) + 2)
+                           / p_count,
+                           greatest(p_scale, scale(p_threshold)) + length(p_count::text) + 1)
+           end
+$$;
+comment on function internal.rule_average(numeric, bigint, integer, text, numeric) is
+    'The average of an avg rule''s window: rounded to 12 decimals (or the values'' scale when finer), finer when that rounding would compare with the threshold otherwise than the exact average; null over no values.';
+
 create or replace function internal.alert_rule_values(p_at timestamptz)
     returns table (rule_id integer, value numeric)
     stable
@@ -329,8 +363,10 @@ as $$
     from monitor.alert_rules r
     left join lateral (
         select case r.aggregate
-                   -- why at least the ticks' own scale: see the metrics' avg below
-                   when 'avg' then round(avg(k.price), greatest(12, max(scale(k.price))))
+                   -- why at least the ticks' own scale, finer near the threshold: see the
+                   -- metrics' avg below
+                   when 'avg' then internal.rule_average(sum(k.price), count(*), max(scale(k.price)),
+                                                         r.operator, r.threshold)
                    when 'min' then min(k.price)
                    when 'max' then max(k.price)
                    -- why ties in exchange trade id order (the shorter id first), as last below: in
@@ -383,8 +419,10 @@ as $$
         select case r.aggregate
                    -- why at least the values' own scale: rounded to 12 decimals, the average of
                    -- one value 0.5000000000001 read 0.5, and a rule avg > 0.5 stayed quiet (or
-                   -- avg = 0.5 fired) while last, min and max read the value itself
-                   when 'avg' then round(avg(x.value), greatest(12, max(scale(x.value))))
+                   -- avg = 0.5 fired) while last, min and max read the value itself; and finer
+                   -- when the threshold is (internal.rule_average)
+                   when 'avg' then internal.rule_average(sum(x.value), count(*), max(scale(x.value)),
+                                                         r.operator, r.threshold)
                    when 'min' then min(x.value)
                    when 'max' then max(x.value)
                    -- why 0 over no values, as count and a volume sum: a sum rule on an event
@@ -418,4 +456,4 @@ as $$
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
