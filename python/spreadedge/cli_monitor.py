@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -98,20 +97,10 @@ def _call(conn: psycopg.Connection[Any], function: str, **arguments: Any) -> Any
     return None if row is None else row[0]
 
 
-# C0 and C1 control characters, DEL included
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape_controls(text: str) -> str:
-    """``text`` with each control character written as an escape (a line break as ``\\n``)."""
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
-
-
 def _cell(value: Any) -> str:
-    # why escaped: a kill switch's reason (or a strategy name) with a line break split its row in
-    # two, and the second line read as a row of its own, under another row's columns
-    return _escape_controls(_plain_cell(value))
+    # why escaped (textable.shown): a kill switch's reason (or a strategy name) with a line break
+    # split its row in two, and the second line read as a row of its own, under another row's columns
+    return textable.shown(_plain_cell(value))
 
 
 def _plain_cell(value: Any) -> str:
