@@ -333,7 +333,7 @@ create or replace function ops.health()
     language sql
 as $$
     -- ops.health_report with its default limits, for psql: select ops.health();
-    -- (ops.health(expected_migrations) is the REST API's three write-readiness checks)
+    -- (ops.health(expected_migrations) is the REST API's four write-readiness checks)
     select ops.health_report()
 $$;
 comment on function ops.health() is

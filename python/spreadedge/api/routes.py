@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.routing import APIRoute
@@ -109,8 +111,31 @@ def _query_parameters(route: APIRoute) -> frozenset[str]:
     return frozenset(names)
 
 
+def _raw_query_items(query_string: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (name, value) pairs of a raw query string as bytes, percent-decoded as Starlette splits them."""
+    for pair in query_string.split(b"&"):
+        if pair:
+            name, _, value = pair.partition(b"=")
+            yield unquote_to_bytes(name.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))
+
+
 async def storable_parameters(request: Request) -> None:
-    """400 naming a query parameter that holds a NUL character, which PostgreSQL text cannot store."""
+    """400 naming a query parameter that is not UTF-8 text, or holds a NUL character, which
+    PostgreSQL text cannot store."""
+    # why the bytes: Starlette decodes a query with errors="replace", so ?symbol=%FF (a Latin-1
+    # client's byte) was read as "\ufffd" and answered 200 with an empty page, as if no such orders
+    # existed (uvicorn refuses bytes above 0x7f sent unencoded, so percent-encoding is the way in)
+    for raw_name, raw_value in _raw_query_items(request.scope.get("query_string", b"")):
+        try:
+            raw_name.decode("utf-8")
+            raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            name = raw_name.decode("utf-8", "replace")[:80]
+            raise Problem(
+                HTTPStatus.BAD_REQUEST,
+                f"{name}: is not UTF-8 text; percent-encode the UTF-8 bytes of its characters",
+                parameter=name,
+            ) from None
     # why here: psycopg refuses the NUL before sending, without saying which parameter held it, so
     # the answer was a 400 that named none
     for given_name, value in request.query_params.multi_items():
