@@ -127,17 +127,54 @@ $$;
 comment on procedure internal.claim_ownership() is
     'Makes spreadedge_owner the owner of every object in the project schemas; run by spreadedge migrate.';
 
+create or replace procedure internal.revoke_partition_privileges()
+    language plpgsql
+as $$
+-- Take every privilege on a partition of a table under row-level security away from every role
+-- but its owner: such a partition is read through its parent only.
+-- why: row-level security is checked on the table a query names, and a partition has no policy
+-- of its own, so a trader scoped to their own strategies who selected from trading.orders_p2026_12
+-- (or trades_…, order_events_…, a default partition) read every user's orders and trades. The
+-- privileges came from "grant select on all tables in schema trading" (schema/ and migrations),
+-- which also reaches the partitions that exist at that moment; partitions pg_partman makes later
+-- get none. Reading through the parent checks only the parent's privileges, so nothing else changes.
+declare
+    v_schemas constant text[] := array['ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops', 'internal'];
+    v_ddl     text;
+begin
+    for v_ddl in
+        select distinct format('revoke all on table %s from %s', c.oid::regclass,
+                               case when a.grantee = 0 then 'public' else a.grantee::regrole::text end)
+        from pg_catalog.pg_class c
+        join pg_catalog.pg_class root on root.oid = pg_catalog.pg_partition_root(c.oid)
+        cross join lateral pg_catalog.aclexplode(c.relacl) a
+        where c.relispartition
+          and c.relnamespace::regnamespace::text = any (v_schemas)
+          and root.relrowsecurity
+          and a.grantee <> c.relowner
+    loop
+        execute v_ddl;
+    end loop;
+end;
+$$;
+comment on procedure internal.revoke_partition_privileges() is
+    'Revokes every privilege on the partitions of row-level-secured tables from all but their owner (read them through the parent, where the policies apply); run by internal.finish_migrate.';
+
 create or replace procedure internal.finish_migrate()
     language plpgsql
 as $$
 -- The last step of every spreadedge migrate (and schema/ apply): hand every object to
--- spreadedge_owner (and let it read the migration ledger), and keep bind parameters out of the server log in this database whatever
+-- spreadedge_owner (and let it read the migration ledger), leave no role a privilege on a partition
+-- of a row-level-secured table, and keep bind parameters out of the server log in this database whatever
 -- log_statement or log_min_duration_statement say, because secrets (passwords, master keys, API
 -- secrets, TOTP codes, session tokens) reach the API functions only as bind parameters. Both
 -- settings need a superuser to raise; a database made with CREATE DATABASE ... TEMPLATE does not
 -- inherit them until it is migrated.
 begin
     call internal.claim_ownership();
+    -- why: row-level security does not guard a partition read by its own name
+    -- (internal.revoke_partition_privileges); a migration's "grant ... on all tables" reaches them
+    call internal.revoke_partition_privileges();
     -- why: rows the migrations seeded before the audit triggers existed get their first image
     if to_regprocedure('audit.record_baseline()') is not null then
         call audit.record_baseline();
@@ -157,4 +194,4 @@ begin
 end;
 $$;
 comment on procedure internal.finish_migrate() is
-    'Last step of spreadedge migrate: ownership to spreadedge_owner, baseline audit images, bind parameters kept out of the server log, the run recorded in ops.migrate_runs.';
+    'Last step of spreadedge migrate: ownership to spreadedge_owner, no privileges on the partitions of row-level-secured tables, baseline audit images, bind parameters kept out of the server log, the run recorded in ops.migrate_runs.';

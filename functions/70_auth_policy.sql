@@ -62,21 +62,29 @@ as $$
 -- fraction of an unknown user's time (cost 4 against 11: 1/128), which told who has an account.
 -- A hash made at cost c < the policy's p is followed by one bcrypt at each cost c .. p-1, which
 -- together take as long as one at cost p (each costs twice the one before).
+-- why the highest stored cost too: after the policy's cost was lowered (12 to 8), a known user not
+-- yet upgraded was answered in the time of cost 12 and an unknown user in that of cost 8, 1/16 of
+-- it, which told again who has an account; every check now takes as long as one at the highest
+-- cost any stored hash or the policy has, until logins have upgraded the hashes made before
 declare
     v_setting text := p_hash;
-    v_policy  integer;
+    v_target  integer;
     v_cost    integer;
     v_matches boolean;
 begin
-    select p.bcrypt_cost into v_policy from auth.security_policy p;
+    select greatest(p.bcrypt_cost,
+                    (select max(substr(u.password_hash, 5, 2)::integer) from auth.users u
+                     where u.password_hash ~ '^\$2[abxy]\$[0-9]{2}\$'))
+    into v_target
+    from auth.security_policy p;
     if v_setting is null then
-        v_setting := format('$2a$%s$%s', lpad(v_policy::text, 2, '0'), 'spreadedgetimingsalt..');
+        v_setting := format('$2a$%s$%s', lpad(v_target::text, 2, '0'), 'spreadedgetimingsalt..');
     end if;
     v_matches := coalesce(public.crypt(coalesce(p_password, ''), v_setting) = p_hash, false)
                  and coalesce(octet_length(p_password), 0) <= 72;
     if v_setting ~ '^\$2[abxy]\$[0-9]{2}\$' then
         v_cost := substr(v_setting, 5, 2)::integer;
-        while v_cost < v_policy loop
+        while v_cost < v_target loop
             perform public.crypt(coalesce(p_password, ''),
                                  format('$2a$%s$%s', lpad(v_cost::text, 2, '0'), 'spreadedgetimingsalt..'));
             v_cost := v_cost + 1;
@@ -86,7 +94,7 @@ begin
 end;
 $$;
 comment on function internal.password_matches(text, text) is
-    'Checks a password against a bcrypt hash, in the time of one bcrypt at the policy''s cost at least (a hash made at a lower cost is padded); with a null hash, spends that time and returns false; a password over 72 bytes never matches.';
+    'Checks a password against a bcrypt hash, in the time of one bcrypt at the highest of the policy''s cost and any stored hash''s cost (a hash made at a lower cost is padded); with a null hash, spends that time and returns false; a password over 72 bytes never matches.';
 
 create or replace function auth.set_security_policy(
     password_min_length  integer default null,

@@ -71,6 +71,8 @@ class SecuritySystem:
 
     async def validate_session(self, session_id: str) -> Session:
         """The session's user, roles and permissions; raises ``InvalidSession`` when it is not live."""
+        if "\x00" in session_id:
+            raise _not_live()
         try:
             rows = await self._call("auth.validate_session", token=session_id)
         except psycopg.Error as exc:
@@ -80,6 +82,8 @@ class SecuritySystem:
 
     async def logout(self, session_id: str) -> bool:
         """End a session; False when it was not live (unknown, revoked, expired or of a disabled user)."""
+        if "\x00" in session_id:
+            return False
         rows = await self._call("auth.logout", token=session_id)
         return bool(rows[0][0])
 
@@ -133,6 +137,18 @@ def client_address(value: str | IPv4Address | IPv6Address | None) -> str | None:
         return str(ip_address(str(value).partition("%")[0]))
     except ValueError:
         return None
+
+
+def _not_live() -> errors.SpreadedgeError:
+    """``InvalidSession`` as ``auth.validate_session`` raises it, for a token that cannot be one.
+
+    why: a token with a NUL character is not one auth.login made (hex), but psycopg refuses to
+    send it, so the caller got a raw ``psycopg.DataError`` (and ``logout`` raised) where every
+    other token that is not live gives ``InvalidSession`` (and ``logout`` False)
+    """
+    return errors.BY_NAME["invalid_session"](
+        "the session is unknown, expired or revoked", hint="Log in again (auth.login)."
+    )
 
 
 def _message(exc: psycopg.Error) -> str:
