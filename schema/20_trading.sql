@@ -269,7 +269,8 @@ comment on column trading.trades.strategy_id is 'Strategy of the order.';
 comment on column trading.trades.instrument_id is 'Instrument of the order.';
 comment on column trading.trades.side is 'Side of the order.';
 comment on column trading.trades.price is 'Execution price in the quote asset.';
-comment on column trading.trades.exchange_trade_id is 'The exchange''s id of the trade, unique per exchange.';
+comment on column trading.trades.exchange_trade_id is
+    'The exchange''s id of the trade, unique per instrument and side (trading.trade_keys).';
 comment on column trading.trades.quantity is 'Filled quantity in base units (contracts for derivatives).';
 comment on column trading.trades.fee is 'Fee charged, in fee_currency; negative for a rebate.';
 comment on column trading.trades.fee_currency is 'Currency the fee was charged in: the quote asset, the base asset or a third currency.';
