@@ -13,6 +13,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from auth_helpers import make_user
 from spreadedge.cluster import Cluster
+from spreadedge.managers import ManagerConfig
 from spreadedge.migrate import migrate
 from spreadedge.settings import Settings, load_settings
 from trading_helpers import call
@@ -106,6 +107,12 @@ def seeded(db: psycopg.Connection) -> psycopg.Connection:
 @pytest.fixture
 def seeded_url(db_url: str, seeded: psycopg.Connection) -> str:
     return db_url
+
+
+@pytest.fixture
+def config(seeded_url: str, project_settings: Settings) -> ManagerConfig:
+    """The async managers' configuration for the seeded database (actor "test-manager")."""
+    return ManagerConfig(database_url=seeded_url, actor="test-manager", settings=project_settings)
 
 
 @pytest.fixture

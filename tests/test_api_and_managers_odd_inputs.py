@@ -15,15 +15,9 @@ import pytest
 from api_fixtures import Api
 from spreadedge import errors
 from spreadedge.managers import ManagerConfig, PersistentOrderManager, PersistentPositionManager
-from spreadedge.settings import Settings
 from test_managers import BUY
 
 BEYOND_BIGINT = 2**63
-
-
-@pytest.fixture
-def config(seeded_url: str, project_settings: Settings) -> ManagerConfig:
-    return ManagerConfig(database_url=seeded_url, actor="test-hunt", settings=project_settings)
 
 
 def _with_order_manager(

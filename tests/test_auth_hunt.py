@@ -4,7 +4,6 @@ cannot be sent to PostgreSQL at all."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import psycopg
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from auth_helpers import PASSWORD, acting_as, login, make_user
 from spreadedge import errors
 from spreadedge.security import SecuritySystem
+from test_auth_policy_edges import fastest_refusal
 from trading_helpers import call, fill, place
 
 ROW_SECURED_PARTITIONS = """
@@ -114,16 +114,6 @@ def test_security_system_logout_of_a_token_with_nul_after_the_real_one_keeps_it_
 # ---------------------------------------------------------------------------------------------------
 # Timing: an unknown user after the policy's bcrypt cost was lowered
 # ---------------------------------------------------------------------------------------------------
-
-
-def fastest_refusal(conn: psycopg.Connection, username: str) -> float:
-    """The shortest of three refused logins of this username with a wrong password, in seconds."""
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        assert login(conn, username, "Wrong-Horse-42")["success"] is False
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def test_an_unknown_user_takes_as_long_as_a_hash_made_before_the_cost_was_lowered(auth_db):

@@ -30,12 +30,6 @@ from spreadedge.managers import (
 from spreadedge.migrate import migrate, render_migrations
 from spreadedge.settings import Settings
 
-
-@pytest.fixture
-def config(seeded_url: str, project_settings: Settings) -> ManagerConfig:
-    return ManagerConfig(database_url=seeded_url, actor="test-manager", settings=project_settings)
-
-
 BUY = OrderRequest(
     strategy="alpha",
     exchange="binance",

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
 
 import psycopg
 import pytest
 
 from spreadedge import errors
 from spreadedge.managers import ManagerConfig, PersistentOrderManager
-from spreadedge.settings import Settings
+from test_api_and_managers_odd_inputs import _with_order_manager
 from test_managers import BUY
 from trading_helpers import counts
-
-
-@pytest.fixture
-def config(seeded_url: str, project_settings: Settings) -> ManagerConfig:
-    return ManagerConfig(database_url=seeded_url, actor="test-orders-hunt", settings=project_settings)
-
-
-def with_order_manager(
-    config: ManagerConfig, action: Callable[[PersistentOrderManager], Awaitable[Any]]
-) -> Any:
-    async def run() -> Any:
-        async with PersistentOrderManager(config) as manager:
-            return await action(manager)
-
-    return asyncio.run(run())
 
 
 # Decimals beyond numeric (bug: the server refused them while binding, with a bare 22003 "value
@@ -52,7 +34,7 @@ def test_a_decimal_beyond_numeric_raises_invalid_argument_naming_it(
     before = counts(seeded)
     order = replace(BUY, **{field: Decimal(value)})
     with pytest.raises(errors.InvalidArgument) as caught:
-        with_order_manager(config, lambda manager: manager.place_order(order))
+        _with_order_manager(config, lambda manager: manager.place_order(order))
     assert (caught.value.sqlstate, caught.value.message) == (
         "22S09",
         f"{field} {shown} is beyond PostgreSQL numeric: at most 131072 digits before the decimal point "
@@ -76,7 +58,7 @@ def test_a_decimal_at_the_edge_of_numeric_reaches_the_sql_checks(
     # numeric holds it, so the SQL judges it (its notional overflows, it is off the lot, it is zero)
     order = replace(BUY, quantity=Decimal(value))
     with pytest.raises(refusal) as caught:
-        with_order_manager(config, lambda manager: manager.place_order(order))
+        _with_order_manager(config, lambda manager: manager.place_order(order))
     assert caught.value.message.startswith(message)
 
 
@@ -88,7 +70,7 @@ def test_a_decimal_fill_price_beyond_numeric_raises_invalid_argument(
         return await manager.record_fill(order.order_id, "t-1", Decimal("0.5"), Decimal("1E+131072"))
 
     with pytest.raises(errors.InvalidArgument, match=r"^price 1E\+131072 is beyond PostgreSQL numeric"):
-        with_order_manager(config, run)
+        _with_order_manager(config, run)
     assert seeded.execute("select count(*) from trading.trades").fetchone() == (0,)
 
 
@@ -100,10 +82,10 @@ def test_a_bool_quantity_is_refused_with_a_type_error(
     before = counts(seeded)
     order = replace(BUY, quantity=True)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^quantity must not be a bool, got True$"):
-        with_order_manager(config, lambda manager: manager.place_order(order))
+        _with_order_manager(config, lambda manager: manager.place_order(order))
     assert counts(seeded) == before
 
 
 def test_a_bool_order_id_is_refused_with_a_type_error(config: ManagerConfig) -> None:
     with pytest.raises(TypeError, match=r"^order_id must not be a bool, got True$"):
-        with_order_manager(config, lambda manager: manager.cancel_order(True))  # type: ignore[arg-type]
+        _with_order_manager(config, lambda manager: manager.cancel_order(True))  # type: ignore[arg-type]
