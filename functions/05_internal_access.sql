@@ -138,27 +138,37 @@ as $$
 -- privileges came from "grant select on all tables in schema trading" (schema/ and migrations),
 -- which also reaches the partitions that exist at that moment; partitions pg_partman makes later
 -- get none. Reading through the parent checks only the parent's privileges, so nothing else changes.
+-- why the columns' privileges too: "grant select (order_id, price) on trading.orders_p2026_12" is
+-- kept in the columns' ACLs (pg_attribute.attacl), not the table's, and a scoped trader read those
+-- columns of every user's orders; a REVOKE ALL on the table takes back its columns' privileges too
+-- why by the root's schema, not the partition's: a partition attached from another schema (an
+-- archived month restored and attached again) is read past the parent's policies just the same
 declare
     v_schemas constant text[] := array['ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops', 'internal'];
     v_ddl     text;
 begin
     for v_ddl in
         select distinct format('revoke all on table %s from %s', c.oid::regclass,
-                               case when a.grantee = 0 then 'public' else a.grantee::regrole::text end)
+                               case when g.grantee = 0 then 'public' else g.grantee::regrole::text end)
         from pg_catalog.pg_class c
         join pg_catalog.pg_class root on root.oid = pg_catalog.pg_partition_root(c.oid)
-        cross join lateral pg_catalog.aclexplode(c.relacl) a
+        cross join lateral (select a.grantee from pg_catalog.aclexplode(c.relacl) a
+                            union
+                            select a.grantee
+                            from pg_catalog.pg_attribute att
+                            cross join lateral pg_catalog.aclexplode(att.attacl) a
+                            where att.attrelid = c.oid and att.attacl is not null) g
         where c.relispartition
-          and c.relnamespace::regnamespace::text = any (v_schemas)
+          and root.relnamespace::regnamespace::text = any (v_schemas)
           and root.relrowsecurity
-          and a.grantee <> c.relowner
+          and g.grantee <> c.relowner
     loop
         execute v_ddl;
     end loop;
 end;
 $$;
 comment on procedure internal.revoke_partition_privileges() is
-    'Revokes every privilege on the partitions of row-level-secured tables from all but their owner (read them through the parent, where the policies apply); run by internal.finish_migrate.';
+    'Revokes every privilege (on the table or on any of its columns) on the partitions of row-level-secured tables, wherever they live, from all but their owner (read them through the parent, where the policies apply); run by internal.finish_migrate.';
 
 create or replace procedure internal.finish_migrate()
     language plpgsql
