@@ -189,6 +189,22 @@ create policy owner_scope on auth.api_keys
            or user_id = (select internal.session_user_id()));
 comment on policy owner_scope on auth.api_keys is 'A scoped session sees its user''s API keys (all with keys:all).';
 
+-- why: the auditor role reads the audit log and the security events, and a session of it scoped to
+-- a user without audit:read (a trader) read every user's order images and logins there, while
+-- audit.history refused it (42S01); the audit triggers and the auth functions write as the owner,
+-- which the policies do not bind
+alter table audit.log enable row level security;
+create policy audit_scope on audit.log
+    using ((select internal.session_permissions()) is null
+           or 'audit:read' = any ((select internal.session_permissions())::text[]));
+comment on policy audit_scope on audit.log is 'A scoped session sees the audit log only with audit:read.';
+
+alter table audit.security_events enable row level security;
+create policy audit_scope on audit.security_events
+    using ((select internal.session_permissions()) is null
+           or 'audit:read' = any ((select internal.session_permissions())::text[]));
+comment on policy audit_scope on audit.security_events is 'A scoped session sees the security events only with audit:read.';
+
 -- ============================================================================
 -- ops (issue 7: operations): the backup catalog is readable by people; writing it is the
 -- operators' (spreadedge backup, as the database owner or a superuser)
