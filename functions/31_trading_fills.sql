@@ -30,6 +30,44 @@ $$;
 comment on function internal.check_amount_size(numeric, text) is
     'Returns an amount (a fee, its quote value, a funding payment) if finite and below 10^100000 in magnitude, else raises 22S09 invalid_argument naming it.';
 
+create or replace function internal.fee_value(p_fee numeric, p_fee_currency text, p_rate numeric, p_quote_asset text)
+    returns numeric
+    immutable
+    language plpgsql
+as $$
+-- The value in p_quote_asset of a fee of p_fee p_fee_currency at p_rate (the fill price for a fee
+-- in the base asset, else the fee currency's market price): p_fee x p_rate, when below 10^100000
+-- in magnitude as every stored fee and fee_quote is (internal.check_amount_size); otherwise
+-- invalid_argument (22S09) naming the fee and the rate.
+-- why: the fee and the rate are each within numeric, but their product was not checked: a fee of
+-- 1e99999 BNB at a BNB price of 1e40000 failed with a bare numeric overflow (22003), and one of
+-- 1e70000 was stored as a fee_quote of 1e110000, past the bound that keeps the position's
+-- fees_paid and the rollups' sums within numeric
+-- why the first test: factors below 10^50000 give a product below 10^100000, so a real fee never
+-- pays for the block that catches the overflow
+declare
+    v_value numeric;
+begin
+    if abs(p_fee) < 1e50000 and abs(p_rate) < 1e50000 then
+        return p_fee * p_rate;
+    end if;
+    begin
+        v_value := p_fee * p_rate;
+    exception when numeric_value_out_of_range then
+        v_value := null;
+    end;
+    if v_value is null or abs(v_value) >= 1e100000 then
+        raise exception 'fee value in % (fee % % x price %) must be below 10^100000 in magnitude',
+            p_quote_asset, btrim(to_char(p_fee, '9.999EEEE')), p_fee_currency, btrim(to_char(p_rate, '9.999EEEE'))
+            using errcode = '22S09',
+                  hint = 'Check the fee and the price it is valued at: fees are sums of money in their currency.';
+    end if;
+    return v_value;
+end;
+$$;
+comment on function internal.fee_value(numeric, text, numeric, text) is
+    'A fee''s value in the quote asset at a rate (fee x rate) when below 10^100000 in magnitude, else raises 22S09 invalid_argument naming the fee and the rate.';
+
 -- why the drop: fee_in_quote gained the fill's strategy (whose owner's marks value a fee)
 drop function if exists internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric);
 
@@ -62,11 +100,11 @@ begin
     elsif p_fee_currency = p_instrument.quote_asset then
         fee_quote := p_fee;
     elsif p_fee_currency = p_instrument.base_asset and p_instrument.market_type in ('spot', 'margin') then
-        fee_quote := p_fee * p_price;
+        fee_quote := internal.fee_value(p_fee, p_fee_currency, p_price, p_instrument.quote_asset);
         base_fee := p_fee;
     elsif p_fee_currency = p_instrument.base_asset and p_instrument.market_type in ('perpetual', 'futures')
           and p_fee_quote is null then
-        fee_quote := p_fee * p_price;
+        fee_quote := internal.fee_value(p_fee, p_fee_currency, p_price, p_instrument.quote_asset);
     elsif p_fee_quote is not null then
         fee_quote := internal.check_amount_size(p_fee_quote, 'fee_quote');
         -- why: a fee valued as a rebate (or a rebate as a fee) would count the wrong way in PnL;
@@ -89,12 +127,12 @@ begin
                 using errcode = '22S08',
                       hint = format('Pass fee_quote => the fee''s value in %s.', p_instrument.quote_asset);
         end if;
-        fee_quote := p_fee * v_rate;
+        fee_quote := internal.fee_value(p_fee, p_fee_currency, v_rate, p_instrument.quote_asset);
     end if;
 end;
 $$;
 comment on function internal.fee_in_quote(ref.instruments, numeric, text, numeric, numeric, integer) is
-    'Quote value of a fee of a strategy''s fill (quote, base or third currency, a third currency at the market price its owner sees; an option''s base-asset fee as a third currency''s) and the base quantity it takes (spot and margin); raises 22S08 unpriced_fee.';
+    'Quote value of a fee of a strategy''s fill (quote, base or third currency, a third currency at the market price its owner sees; an option''s base-asset fee as a third currency''s) and the base quantity it takes (spot and margin); raises 22S08 unpriced_fee, and 22S09 for a value of 10^100000 or more.';
 
 create or replace function internal.same_fill(
     p_trade        trading.trades,
@@ -226,7 +264,8 @@ as $$
 -- and clears the cancel's or expiry's status_reason.
 -- fee_currency defaults to the quote asset; fee_quote values a third-currency fee, or a base-asset
 -- fee on a perpetual, futures or option instrument. fee and fee_quote are finite and below 10^100000
--- in magnitude (22S09).
+-- in magnitude, and so is the fee's value in the quote asset (internal.fee_value); fee_currency is
+-- an alphanumeric code of at most 32 characters (22S09).
 #variable_conflict use_column
 declare
     v_order      trading.orders := internal.lock_order(record_fill.order_id, true);
@@ -270,8 +309,12 @@ begin
         v_checked := internal.check_amount_size(record_fill.fee, 'fee');
         v_time := internal.check_time(record_fill.executed_at, 'executed_at');
     end if;
-    if v_fee_ccy is not null and v_fee_ccy !~ '^[A-Z0-9]+$' then
-        raise exception 'fee currency must be an alphanumeric asset code, got "%"', record_fill.fee_currency
+    -- why at most 32 characters, as ref.upsert_instrument's asset codes: a fee currency of any
+    -- length was stored in the (immutable) trade, 100,000 characters of it, and shown in every
+    -- history page and summary of the trade
+    if v_fee_ccy is not null and v_fee_ccy !~ '^[A-Z0-9]{1,32}$' then
+        raise exception 'fee currency must be an alphanumeric asset code of at most 32 characters, got "%"',
+            left(record_fill.fee_currency, 80)
             using errcode = '22S09';
     end if;
     -- The instrument FOR KEY SHARE and the position FOR UPDATE, in that order, in one statement

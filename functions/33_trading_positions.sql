@@ -29,24 +29,45 @@ as $$
 declare
     v_strategy   trading.strategies := internal.find_strategy(get_position.strategy);
     v_instrument ref.instruments := internal.find_instrument(get_position.exchange, get_position.symbol);
+    v_position   trading.positions;
+    v_mark       numeric;
 begin
     perform internal.require_permission('positions:read');
     if get_position.mark_price is not null then
         perform internal.check_positive(get_position.mark_price, 'mark price', '22S02');
     end if;
+    v_mark := coalesce(get_position.mark_price, trading.mark_price(v_instrument.instrument_id));
+    select p.* into v_position
+    from trading.positions p
+    where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id;
+    -- why: each factor of the unrealized PnL is within numeric, but a mark far from the entry (a
+    -- mark price of 9e131071 for a position of 2) took the product past numeric's limit, and the
+    -- call failed with a bare numeric overflow (22003); factors all below 10^43690 cannot
+    -- overflow, so only such a position or mark pays for the block that catches it
+    if v_position.quantity <> 0
+       and (abs(v_position.quantity) >= 1e43690 or v_mark >= 1e43690 or v_position.avg_entry_price >= 1e43690
+            or v_instrument.multiplier >= 1e43690) then
+        begin
+            perform v_position.quantity * v_instrument.multiplier * (v_mark - v_position.avg_entry_price);
+        exception when numeric_value_out_of_range then
+            raise exception 'unrealized PnL (quantity % x multiplier % x (mark % - entry %)) is too large a number',
+                btrim(to_char(v_position.quantity, '9.999EEEE')), btrim(to_char(v_instrument.multiplier, '9.999EEEE')),
+                btrim(to_char(v_mark, '9.999EEEE')), btrim(to_char(v_position.avg_entry_price, '9.999EEEE'))
+                using errcode = '22S09',
+                      hint = 'Check the mark price: the position''s value at it overflows numeric.';
+        end;
+    end if;
     return query
-    select coalesce(p.quantity, 0),
-           p.avg_entry_price,
-           coalesce(p.realized_pnl_gross, 0),
-           coalesce(p.fees_paid, 0),
-           coalesce(p.funding, 0),
-           coalesce(p.realized_pnl, 0),
-           case when coalesce(p.quantity, 0) = 0 then 0
-                else round(p.quantity * v_instrument.multiplier * (m.price - p.avg_entry_price), 12) end,
-           m.price
-    from (select coalesce(get_position.mark_price, trading.mark_price(v_instrument.instrument_id)) as price) m
-    left join trading.positions p
-        on p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id;
+    select coalesce(v_position.quantity, 0),
+           v_position.avg_entry_price,
+           coalesce(v_position.realized_pnl_gross, 0),
+           coalesce(v_position.fees_paid, 0),
+           coalesce(v_position.funding, 0),
+           coalesce(v_position.realized_pnl, 0),
+           case when coalesce(v_position.quantity, 0) = 0 then 0
+                else round(v_position.quantity * v_instrument.multiplier * (v_mark - v_position.avg_entry_price), 12)
+           end,
+           v_mark;
 end;
 $$;
 comment on function trading.get_position(text, text, text, numeric) is

@@ -88,6 +88,13 @@ begin
             p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_bb_k, p_atr_period, p_macd_fast, p_macd_slow,
             p_macd_signal using errcode = '22S09';
     end if;
+    -- why: k x the standard deviation overflowed numeric (a bare 22003) for a k near numeric's end;
+    -- the standard deviation of closes whose squares sum within numeric is below 10^65536, so a k
+    -- below 10^1000 (far beyond any band in use) keeps the product within it
+    if p_bb_k >= 1e1000 then
+        raise exception 'bollinger k must be below 10^1000, got %', btrim(to_char(p_bb_k, '9.999EEEE'))
+            using errcode = '22S09', hint = 'k is a number of standard deviations, typically 2.';
+    end if;
     -- why: a reversed range returned no candle, as if the instrument had none (the history API
     -- refuses the same with 22S09)
     if p_since >= p_until then
