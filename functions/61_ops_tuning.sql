@@ -18,13 +18,19 @@ create or replace function internal.slow_query_ms()
     stable
     language sql
 as $$
-    -- the slow-statement threshold: spreadedge.slow_query_ms when set (and a number), else 100 ms
-    select case when current_setting('spreadedge.slow_query_ms', true) ~ '^[0-9]+(\.[0-9]+)?$'
-                then current_setting('spreadedge.slow_query_ms', true)::double precision
-                else 100 end;
+    -- the slow-statement threshold: spreadedge.slow_query_ms when set (and a number), else 100 ms.
+    -- why read through the digits: a number beyond double precision (more than 308 digits) or
+    -- below its smallest (0.000...1) raised a bare 22003, and ops.slow_queries and
+    -- ops.performance_summary with it. Only the first 6 decimals count (a nanosecond), and a
+    -- threshold of 10^15 ms or more (31,000 years) is one no statement reaches: Infinity.
+    select case when s.v is null or s.v !~ '^[0-9]+(\.[0-9]+)?$' then 100
+                when length(ltrim(split_part(s.v, '.', 1), '0')) > 15 then 'Infinity'::double precision
+                else (coalesce(nullif(ltrim(split_part(s.v, '.', 1), '0'), ''), '0') || '.'
+                      || coalesce(nullif(left(split_part(s.v, '.', 2), 6), ''), '0'))::double precision end
+    from (select current_setting('spreadedge.slow_query_ms', true) as v) s;
 $$;
 comment on function internal.slow_query_ms() is
-    'The slow-statement threshold in ms: the session setting spreadedge.slow_query_ms, else 100.';
+    'The slow-statement threshold in ms: the session setting spreadedge.slow_query_ms (a number; 10^15 or more is Infinity), else 100.';
 
 create or replace view ops.slow_queries
 as

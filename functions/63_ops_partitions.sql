@@ -315,10 +315,14 @@ as $$
 -- spreadedge cleanup takes it once and passes it to every call of its run (cutoff), so the plan
 -- it shows and the partitions and batches it removes are judged by the same time, and rows that
 -- grow old while it runs (a live tick stream) do not keep its batches going.
+-- why no negative part: '1 mon -29 days' compares as a positive day but is subtracted part by
+-- part, so on 1 March 2027 now() - it is 2 March: a cutoff in the future, and the cleanup removed
+-- every finished row, today's too.
 begin
-    if older_than is null or older_than <= interval '0' then
-        raise exception 'older_than must be a positive interval, got %', coalesce(older_than::text, 'null')
-            using errcode = '22S09';
+    if older_than is null or older_than <= interval '0' or internal.interval_has_negative_part(older_than) then
+        raise exception 'older_than must be a positive interval with no negative part, got %',
+            coalesce(older_than::text, 'null')
+            using errcode = '22S09', hint = 'Give an age such as 30 days or 12 hours.';
     end if;
     return now() - older_than;
 exception
@@ -328,7 +332,7 @@ exception
 end;
 $$;
 comment on function ops.cleanup_cutoff(interval) is
-    'The cutoff of a cleanup: now() - older_than (a positive interval, 22S09 otherwise); spreadedge cleanup passes it to each call of a run.';
+    'The cutoff of a cleanup: now() - older_than (a positive interval with no negative part such as 1 mon -29 days, 22S09 otherwise); spreadedge cleanup passes it to each call of a run.';
 
 create or replace function internal.cleanup_cutoff(p_older_than interval, p_cutoff timestamptz)
     returns timestamptz

@@ -55,6 +55,16 @@ begin
         raise exception 'backup run % is already finished (%)', finish_backup_run.run_id, v_status
             using errcode = '55S10';
     end if;
+    -- why: a null outcome was recorded as failed without a word, and a negative size reached the
+    -- table's checks, a bare 23514 naming a constraint
+    if finish_backup_run.succeeded is null then
+        raise exception 'succeeded must be true or false, got null' using errcode = '22S09';
+    end if;
+    if finish_backup_run.size_bytes < 0 or finish_backup_run.repo_size_bytes < 0 then
+        raise exception 'size_bytes and repo_size_bytes must be zero or more (or null), got % and %',
+            coalesce(finish_backup_run.size_bytes::text, 'null'), coalesce(finish_backup_run.repo_size_bytes::text, 'null')
+            using errcode = '22S09';
+    end if;
     update ops.backup_runs b
     set finished_at = greatest(now(), b.started_at),
         status = case when succeeded then 'succeeded' else 'failed' end,
@@ -77,4 +87,4 @@ begin
 end;
 $$;
 comment on function ops.finish_backup_run(bigint, boolean, text, bigint, bigint, text) is
-    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run marks earlier physical runs still running as failed (interrupted).';
+    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run marks earlier physical runs still running as failed (interrupted). A null succeeded or a negative size raises 22S09.';

@@ -195,7 +195,9 @@ begin
         perform internal.rule_problem('cooldown', add_alert_rule.cooldown::text,
                                       'zero or more and at most 1 year (366 days), with no negative part');
     end if;
-    if add_alert_rule.channels is null or array_position(add_alert_rule.channels, null) is not null
+    -- why array_ndims: array_position raised a bare 0A000 on a two-dimensional array ({{email}});
+    -- a null element is never contained (<@), so that check refuses nulls too
+    if add_alert_rule.channels is null or array_ndims(add_alert_rule.channels) > 1
        or not add_alert_rule.channels <@ enum_range(null::monitor.notification_channel)::text[] then
         perform internal.rule_problem('channels', add_alert_rule.channels::text, 'a list of email, slack, discord, webhook');
     end if;

@@ -187,6 +187,17 @@ begin
             using errcode = '22S09',
                   hint = 'Pass null when the receiver asked for no wait, or asked for one that cannot be read.';
     end if;
+    -- why: every wait is at most max_backoff, and the next attempt is now + the wait; a max_backoff
+    -- past the latest time PostgreSQL stores ('1000000 years') raised a bare 22008 "timestamp out
+    -- of range" on every failure of every message, and the worker could report none
+    begin
+        perform clock_timestamp() + fail_notification.max_backoff;
+    exception
+        when datetime_field_overflow then
+            raise exception 'max_backoff % reaches past the latest time PostgreSQL stores',
+                fail_notification.max_backoff
+                using errcode = '22S09', hint = 'Give a wait of at most a year, such as 1 hour.';
+    end;
     if v_row.attempts >= fail_notification.max_attempts then
         update monitor.notifications n
         set status = 'dead', dead_at = clock_timestamp(), last_error = left(fail_notification.error, 1000)
@@ -218,7 +229,7 @@ begin
 end;
 $$;
 comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval, interval) is
-    'A claimed notification''s attempt failed: retry later with exponential backoff (days of 24 hours, whatever the session TimeZone), no sooner than retry_after (a receiver''s Retry-After) and no later than max_backoff, or dead letter after max_attempts. Returns the new status. Raises 22S09 for a negative retry_after; a scoped session needs alerts:manage (42S01).';
+    'A claimed notification''s attempt failed: retry later with exponential backoff (days of 24 hours, whatever the session TimeZone), no sooner than retry_after (a receiver''s Retry-After) and no later than max_backoff, or dead letter after max_attempts. Returns the new status. Raises 22S09 for a negative retry_after or a max_backoff that reaches past the latest time PostgreSQL stores; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.next_notification_due(channels text[])
     returns timestamptz

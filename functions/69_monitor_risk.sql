@@ -80,7 +80,9 @@ declare
 begin
     perform internal.require_permission('risk:manage');
     if set_risk_limit.channels is not null
-       and (array_position(set_risk_limit.channels, null) is not null
+       -- why array_ndims: array_position raised a bare 0A000 on a two-dimensional array
+       -- ({{email}}); a null element is never contained (<@), so that check refuses nulls too
+       and (array_ndims(set_risk_limit.channels) > 1
             or not set_risk_limit.channels <@ enum_range(null::monitor.notification_channel)::text[]) then
         raise exception 'channels must be a list of email, slack, discord, webhook, got %', set_risk_limit.channels
             using errcode = '22S13';

@@ -69,11 +69,15 @@ begin
         raise exception 'the TOTP time step must be a positive number of seconds, got %', step_seconds
             using errcode = '22S09';
     end if;
+    -- why: infinity has no time step; it raised a bare 0A000 "cannot convert infinity to bigint"
+    if not isfinite(at) then
+        raise exception 'a TOTP code needs a finite time, got %', at using errcode = '22S09';
+    end if;
     return auth.hotp_code(secret, floor(extract(epoch from at) / step_seconds)::bigint, digits, algorithm);
 end;
 $$;
 comment on function auth.totp_code(bytea, timestamptz, integer, integer, text) is
-    'RFC 6238 TOTP code of a secret at a time (default: 6 digits, 30-second steps, HMAC-SHA1); a step of 0 or less raises 22S09.';
+    'RFC 6238 TOTP code of a secret at a time (default: 6 digits, 30-second steps, HMAC-SHA1); a step of 0 or less or an infinite time raises 22S09.';
 
 create or replace function internal.matching_totp_step(p_user auth.users, p_password text, p_code text)
     returns bigint
