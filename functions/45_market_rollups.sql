@@ -27,7 +27,8 @@ as $$
 -- when it was loaded from a file (market.candles.loaded: an exchange's candle holds trades
 -- spreadedge may not have); longer candles are built from the loaded ones as from the others. The
 -- result says how many candles of each interval were written. Runs one at a time: a run that finds
--- another one working returns no rows and changes nothing.
+-- another one working returns no rows and changes nothing. A run waits for the candle loads in
+-- progress, and loads started meanwhile wait for it (no deadlock between them).
 #variable_conflict use_column
 declare
     v_watermark timestamptz;
@@ -70,6 +71,15 @@ begin
     -- the watermark (a backfill) rebuilt the candles around until from part of their trades (the
     -- day's 1d candle from the 1m candles before until only), and no later run went back to them
     v_end := market.candle_start('1m', rollup_candles.until - interval '1 microsecond') + interval '1 minute';
+
+    -- why lock the candles against loads for the run: a load (market.load_staged_candles) writes
+    -- its rows in key order, instrument by instrument, and the rollup interval by interval (and in
+    -- its group-by order within one). A load of one instrument's 5m candle and another's 1m
+    -- candle, with a rollup of the second's ticks, took the two rows in opposite orders: a
+    -- deadlock (40P01) that aborted the rollup or the load's batch. SHARE ROW EXCLUSIVE waits for
+    -- the loads in progress and makes later ones wait for the run; readers (indicators, the API)
+    -- are not blocked. Taken before any candle row, so the run never holds a row a load waits for
+    lock table market.candles in share row exclusive mode;
 
     -- why trades of one time in order of octet_length(exchange_trade_id), then exchange_trade_id:
     -- trade ids are text, and in text order '10' comes before '9' and '100' before '99'; shorter
@@ -145,4 +155,4 @@ begin
 end;
 $$;
 comment on function market.rollup_candles(timestamptz, interval) is
-    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until (loaded candles are kept as they are), and moves the watermark to until (at most now()); returns candles written per interval.';
+    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until (loaded candles are kept as they are), and moves the watermark to until (at most now()); returns candles written per interval. Waits for candle loads in progress; loads wait for a run.';
