@@ -1,6 +1,21 @@
 -- spreadedge functions: argument checks (schema internal)
 -- Argument checks shared by the API functions, raising project SQLSTATEs (ops.error_codes).
 
+create or replace function internal.number_shown(p_value numeric)
+    returns text
+    immutable
+    language sql
+as $$
+    -- A number as an error message shows it: as written when that is at most 40 characters, else
+    -- in scientific notation with four significant digits (1.000e+131071); 'null' for null.
+    -- why: a tick size of -1e131071 was refused with all 131,072 of its digits in the message
+    select case when p_value is null then 'null'
+                when octet_length(p_value::text) <= 40 then p_value::text
+                else btrim(to_char(p_value, '9.999EEEE')) end
+$$;
+comment on function internal.number_shown(numeric) is
+    'A number for an error message: as written up to 40 characters, else like 1.000e+131071; null as ''null''.';
+
 create or replace function internal.check_positive(p_value numeric, p_what text, p_errcode text)
     returns numeric
     immutable
@@ -12,7 +27,7 @@ begin
     if p_value is null or not (p_value > 0 and p_value < 'Infinity') then
         raise exception using
             errcode = p_errcode,
-            message = format('%s must be positive and finite, got %s', p_what, coalesce(p_value::text, 'null'));
+            message = format('%s must be positive and finite, got %s', p_what, internal.number_shown(p_value));
     end if;
     return p_value;
 end;
@@ -30,7 +45,7 @@ begin
     if p_value is null or not (p_value > '-Infinity' and p_value < 'Infinity') then
         raise exception using
             errcode = '22S09',
-            message = format('%s must be a finite number, got %s', p_what, coalesce(p_value::text, 'null'));
+            message = format('%s must be a finite number, got %s', p_what, internal.number_shown(p_value));
     end if;
     return p_value;
 end;

@@ -175,17 +175,17 @@ begin
                   hint = 'See ref.exchange_markets for the market types each exchange offers.';
     end if;
     if tick_size is null or not (tick_size > 0 and tick_size < 'Infinity') then
-        raise exception 'tick size must be positive and finite, got %', tick_size using errcode = '22S09';
+        raise exception 'tick size must be positive and finite, got %', internal.number_shown(tick_size) using errcode = '22S09';
     end if;
     if lot_size is null or not (lot_size > 0 and lot_size < 'Infinity') then
-        raise exception 'lot size must be positive and finite, got %', lot_size using errcode = '22S09';
+        raise exception 'lot size must be positive and finite, got %', internal.number_shown(lot_size) using errcode = '22S09';
     end if;
     if not (coalesce(min_notional, 0) >= 0 and coalesce(min_notional, 0) < 'Infinity') then
-        raise exception 'minimum notional must be zero or positive and finite, got %', min_notional
+        raise exception 'minimum notional must be zero or positive and finite, got %', internal.number_shown(min_notional)
             using errcode = '22S09';
     end if;
     if multiplier is not null and not (multiplier > 0 and multiplier < 'Infinity') then
-        raise exception 'multiplier must be positive and finite, got %', multiplier using errcode = '22S09';
+        raise exception 'multiplier must be positive and finite, got %', internal.number_shown(multiplier) using errcode = '22S09';
     end if;
     -- why: a spot or margin quantity is in units of the base asset, and a base-asset fee changes it
     -- unit for unit; with another multiplier the position would take the fee off in contracts

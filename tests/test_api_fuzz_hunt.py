@@ -164,3 +164,22 @@ def test_a_bollinger_k_just_below_10_to_the_1000_gives_bands_k_over_2_times_as_w
     wide, usual = last_bands(seeded, k), last_bands(seeded, D("2"))
     ratio = (wide["upper"] - wide["middle"]) / (usual["upper"] - usual["middle"])
     assert abs(ratio / (k / 2) - 1) < D("1e-9")
+
+
+# Messages (bug: a refused number was written out in full, all 131,072 digits of -1e131071 or
+# 16,383 decimals of 1e-16383, in the message the caller and the server log got)
+@pytest.mark.parametrize(
+    ("tick_size", "shown"),
+    [("-1e131071", "-1.000e+131071"), ("-1e-16383", "-1.000e-16383"), ("-0.5", "-0.5")],
+)
+def test_a_refused_number_is_shown_in_at_most_40_characters(
+    seeded: psycopg.Connection, tick_size: str, shown: str
+):
+    from test_instruments import upsert
+
+    expect_refusal(
+        seeded,
+        "22S09",
+        f"tick size must be positive and finite, got {shown}",
+        lambda: upsert(seeded, tick_size=D(tick_size)),
+    )
