@@ -3,6 +3,27 @@
 -- (every metric of monitor.metric_catalog that the database can measure about itself; pg_cron runs
 -- it every minute, see schema/72_monitor_schedules.sql).
 
+create or replace function internal.check_strategy_label(p_labels jsonb)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- In a session scoped to a user, a "strategy" label (of a metric value or an alert rule) must name
+-- a strategy the session sees: 23S03 unknown_strategy otherwise, as for a missing one. Unscoped
+-- sessions (the collector, the engine) may label any.
+-- why: the monitor views show a series or a rule to the users whose strategy its label names; a
+-- user with alerts:manage recorded values labelled with another trader's strategy, which that
+-- trader then saw among their own series, and added rules on them that the trader saw (with their
+-- alerts and notifications) and that their author could then neither see nor switch off
+begin
+    if p_labels ? 'strategy' and internal.session_user_id() is not null then
+        perform internal.find_strategy(p_labels ->> 'strategy');
+    end if;
+end;
+$$;
+comment on function internal.check_strategy_label(jsonb) is
+    'In a session scoped to a user, raises 23S03 unknown_strategy for a "strategy" label that names no strategy the session sees.';
+
 create or replace function monitor.record_metric(
     name        text,
     value       numeric,
@@ -19,8 +40,9 @@ as $$
 -- does not know yet is registered as a custom metric, which risk, system and trading alert rules
 -- may then watch. A session scoped to a user needs alerts:manage (42S01) and records only custom
 -- metrics: the trading, risk and system metrics are monitor.collect_metrics' (22S14), since a
--- value written there would make a risk or alert rule fire or stay quiet. Unscoped sessions (the
--- collector, the engine) may write any.
+-- value written there would make a risk or alert rule fire or stay quiet, and labels them with
+-- its own strategies only (a "strategy" label of another user's strategy is 23S03). Unscoped
+-- sessions (the collector, the engine) may write any.
 #variable_conflict use_column
 declare
     v_category text;
@@ -60,6 +82,7 @@ begin
             coalesce(record_metric.labels::text, 'null')
             using errcode = '22S14';
     end if;
+    perform internal.check_strategy_label(record_metric.labels);
     perform internal.check_time(record_metric.recorded_at, 'recorded_at');
     insert into monitor.metric_catalog (name, category, description)
     values (record_metric.name, 'custom', 'Recorded with monitor.record_metric.')
@@ -69,7 +92,7 @@ begin
 end;
 $$;
 comment on function monitor.record_metric(text, numeric, jsonb, timestamptz) is
-    'Record one metric value (finite and below 10^100000 in magnitude, else 22S14; labels a JSON object); an unknown name is registered as a custom metric. A session scoped to a user needs alerts:manage (42S01) and may record only custom metrics (22S14).';
+    'Record one metric value (finite and below 10^100000 in magnitude, else 22S14; labels a JSON object); an unknown name is registered as a custom metric. A session scoped to a user needs alerts:manage (42S01), may record only custom metrics (22S14) and label them only with its own strategies (23S03).';
 
 create or replace function internal.trading_metrics(p_at timestamptz)
     returns table (name text, labels jsonb, value numeric)

@@ -173,6 +173,8 @@ begin
     end if;
     if v_category <> 'custom' then
         perform internal.check_collected_labels(add_alert_rule.metric, add_alert_rule.labels);
+    else
+        perform internal.check_strategy_label(add_alert_rule.labels);
     end if;
     -- why no negative part: '1 mon -29 days' compared as 1 day, but subtracted from 15 March it
     -- ended on 16 March, after the time it was subtracted from: an empty window, a rule that never

@@ -248,6 +248,42 @@ def test_an_alert_of_a_rule_on_another_users_strategy_is_unknown_to_acknowledge(
     ).fetchone() == ("firing",)
 
 
+def test_a_metric_value_labelled_with_another_users_strategy_is_an_unknown_strategy(desks, auth_db):
+    # carol's forged series showed among bob's own in monitor.latest_metrics
+    carol = alerting_user(auth_db)
+    with acting_as(auth_db, "spreadedge_app", carol), pytest.raises(psycopg.IntegrityError) as caught:
+        metric(auth_db, "app.pnl", "-99999", NOW - timedelta(minutes=1), strategy="bob-arb")
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S03",
+        'strategy "bob-arb" does not exist',
+    )
+    assert auth_db.execute("select count(*) from monitor.metrics where name = 'app.pnl'").fetchone() == (0,)
+
+
+def test_a_custom_metric_rule_labelled_with_another_users_strategy_is_an_unknown_strategy(desks, auth_db):
+    # bob saw carol's rule (and its alerts and notifications), and carol could no longer see it
+    carol = alerting_user(auth_db)
+    metric(auth_db, "app.pnl", "1", NOW - timedelta(minutes=1))
+    with acting_as(auth_db, "spreadedge_app", carol), pytest.raises(psycopg.IntegrityError) as caught:
+        add_rule(auth_db, "carol-on-bob", "trading", "<", "0", metric="app.pnl",
+                 labels={"strategy": "bob-arb"}, channels=["slack"])  # fmt: skip
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
+        "23S03",
+        'strategy "bob-arb" does not exist',
+    )
+
+
+def test_a_trader_labels_a_metric_value_with_their_own_strategy(desks, auth_db):
+    auth_db.execute(
+        "insert into auth.role_permissions (role_name, permission) values ('trader', 'alerts:manage')"
+    )
+    with acting_as(auth_db, "spreadedge_app", desks["bob"]):
+        metric(auth_db, "app.pnl", "5", NOW - timedelta(minutes=1), strategy="bob-arb")
+        assert auth_db.execute(
+            "select value from monitor.latest_metrics where name = 'app.pnl'"
+        ).fetchall() == [(Decimal("5"),)]
+
+
 def test_a_user_with_alerts_manage_acknowledges_an_alert_of_a_rule_tied_to_no_strategy(monitored, auth_db):
     carol = alerting_user(auth_db)
     platform = alert_of(auth_db, "platform-risk")
