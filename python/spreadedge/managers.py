@@ -478,7 +478,7 @@ class PersistentOrderManager(_Manager):
         return int(row[0]) if row else 0
 
     async def get_active_orders(self, strategy: str | None = None) -> list[Order]:
-        """``trading.active_orders``: orders still working, oldest first."""
+        """``trading.active_orders``: orders still working, in the order they were placed (order id)."""
         where = _given({"strategy": strategy})
         return await self._rows(_view("trading.active_orders", list(where), "order_id"), where, Order)
 
