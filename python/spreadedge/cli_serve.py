@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+from types import FrameType
 
 import click
 
@@ -14,6 +16,7 @@ from spreadedge.settings import Settings
 URL_VARIABLE = "SPREADEDGE_API_CONNINFO"
 MIGRATIONS_VARIABLE = "SPREADEDGE_API_MIGRATIONS"
 POOL_VARIABLE = "SPREADEDGE_API_POOL_SIZE"
+TIMEOUT_VARIABLE = "SPREADEDGE_API_STATEMENT_TIMEOUT"
 
 
 @click.command()
@@ -48,9 +51,25 @@ POOL_VARIABLE = "SPREADEDGE_API_POOL_SIZE"
     show_default=True,
     help="Most database connections per worker.",
 )
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(0.001, 86400),
+    default=30.0,
+    envvar=TIMEOUT_VARIABLE,
+    show_default=True,
+    help="Seconds a request's database statement may run (waiting on a lock included); then 503.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request (method, path, status).")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, workers: int, pool_size: int, access_log: bool) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    pool_size: int,
+    statement_timeout: float,
+    access_log: bool,
+) -> None:
     """Serve the history REST API (/api/v1/...; OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
@@ -67,7 +86,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, pool_size: int
     os.environ[URL_VARIABLE] = db.conninfo(settings)
     os.environ[MIGRATIONS_VARIABLE] = ",".join(m.id for m in migrations)
     os.environ[POOL_VARIABLE] = str(pool_size)
+    os.environ[TIMEOUT_VARIABLE] = str(statement_timeout)
     click.echo(f"serving the history API on http://{host}:{port} (OpenAPI: /openapi.json)")
+    # why: after its graceful shutdown (every request in flight answered) uvicorn raises the signal
+    # that stopped it once more, under the handler it found; with SIGTERM's default the process then
+    # died of the signal (status 143 to a shell, a failed stop to a supervisor) though all went well
+    signal.signal(signal.SIGTERM, _stop)
     try:
         uvicorn.run(
             "spreadedge.cli_serve:app_from_environment",
@@ -86,6 +110,11 @@ def serve(settings: Settings, host: str, port: int, workers: int, pool_size: int
         if exc.code not in (None, 0):
             raise SystemExit(1) from exc
         raise
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handling (before it serves, or after its graceful shutdown)."""
+    raise SystemExit(0)
 
 
 def _check_address_free(host: str, port: int) -> None:
@@ -119,4 +148,5 @@ def app_from_environment() -> object:
         os.environ[URL_VARIABLE],
         [m for m in migrations.split(",") if m],
         pool_size=int(os.environ.get(POOL_VARIABLE, "10")),
+        statement_timeout=float(os.environ.get(TIMEOUT_VARIABLE, "30")),
     )

@@ -45,8 +45,15 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
-def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) -> FastAPI:
-    """The history API over the database at ``conninfo``, built with these migrations."""
+def create_app(
+    conninfo: str,
+    migration_ids: list[str],
+    *,
+    pool_size: int = 10,
+    statement_timeout: float = database.STATEMENT_TIMEOUT,
+) -> FastAPI:
+    """The history API over the database at ``conninfo``, built with these migrations; the
+    database cancels a request's statement after ``statement_timeout`` seconds (a 503)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,7 +71,7 @@ def create_app(conninfo: str, migration_ids: list[str], *, pool_size: int = 10) 
         "security lets the logged-in user see them. Decimals are strings, times ISO 8601 UTC.",
         lifespan=lifespan,
     )
-    app.state.pool = database.make_pool(conninfo, max_size=pool_size)
+    app.state.pool = database.make_pool(conninfo, max_size=pool_size, statement_timeout=statement_timeout)
     app.state.migration_ids = migration_ids
     app.add_middleware(HeadAsGet)
     app.include_router(routes.router)

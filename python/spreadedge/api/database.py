@@ -12,33 +12,76 @@ pool. (It was BEGIN, validate, call, COMMIT in a pipeline: about ten event-loop 
 The pool checks a connection before handing it out when the server has written to it while it sat
 idle (a restart's goodbye, or the end of the stream), so that after a database restart no request
 gets a connection the restart closed, and a request otherwise stays one round trip.
+
+Every statement is bounded by ``statement_timeout`` (``spreadedge serve --statement-timeout``): a
+request that waits on a lock (a migration, a ``LOCK TABLE``, a ``VACUUM FULL``) or runs away is
+cancelled by the database and answered 503, where it used to hold its connection and its client
+for as long as the lock was held, and a few of them left every other request a 503 from the pool.
 """
 
 from __future__ import annotations
 
 import select
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from spreadedge import sqlcall
 
 API_ROLE = "spreadedge_app"
 # the bind parameter of the bearer token, apart from the endpoint function's own arguments
 TOKEN_PARAMETER = "session_token"
+# Seconds a request's statement may run (a history page takes milliseconds), and a request may wait
+# for a pooled connection, before it is answered 503.
+STATEMENT_TIMEOUT = 30.0
+POOL_TIMEOUT = 5.0
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    conn.adapters.register_loader("json", TextLoader)
-    await conn.execute(sql.SQL("set role {}").format(sql.Identifier(API_ROLE)))
-    await conn.execute("set timezone = 'UTC'")
-    await conn.execute("select set_config('spreadedge.actor', 'api', false)")
-    await conn.commit()
+class PoolBusy(PoolTimeout):
+    """No connection came free in time because every one of the pool's is serving a request."""
+
+
+class ApiPool(AsyncConnectionPool):
+    """The pool, counting the connections lent to requests, so that a request that got none can
+    tell "every connection is busy" (PoolBusy) from "the database cannot be reached" (PoolTimeout)."""
+
+    lent = 0
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        try:
+            conn = await super().getconn(timeout)
+        except PoolTimeout as exc:
+            # why: both said "the database is unavailable", and health reported the database down,
+            # while it answered every other client and only this server's connections were taken
+            if self.lent >= self.max_size:
+                raise PoolBusy(str(exc)) from exc
+            raise
+        self.lent += 1
+        return conn
+
+    async def putconn(self, conn: Any) -> None:
+        self.lent -= 1
+        await super().putconn(conn)
+
+
+def _configurer(statement_timeout: float) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        conn.adapters.register_loader("json", TextLoader)
+        await conn.execute(sql.SQL("set role {}").format(sql.Identifier(API_ROLE)))
+        await conn.execute("set timezone = 'UTC'")
+        await conn.execute("select set_config('spreadedge.actor', 'api', false)")
+        # why: without a bound, a request waiting on a lock held it (and its connection) until the
+        # lock went, however long, even after its client had given up; milliseconds, as an integer
+        timeout_ms = max(1, round(statement_timeout * 1000))
+        await conn.execute("select set_config('statement_timeout', %s, false)", [f"{timeout_ms}ms"])
+        await conn.commit()
+
+    return configure
 
 
 async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -55,18 +98,21 @@ async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
-def make_pool(conninfo: str, *, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
-    """A pool (not yet open) whose connections are set up for the API."""
-    return AsyncConnectionPool(
+def make_pool(
+    conninfo: str, *, min_size: int = 2, max_size: int = 10, statement_timeout: float = STATEMENT_TIMEOUT
+) -> ApiPool:
+    """A pool (not yet open) whose connections are set up for the API, each statement cancelled
+    after ``statement_timeout`` seconds."""
+    return ApiPool(
         conninfo,
         # why the least: spreadedge serve --pool-size 1 asks for a pool smaller than the usual minimum
         min_size=min(min_size, max_size),
         max_size=max_size,
         open=False,
-        configure=_configure,
+        configure=_configurer(statement_timeout),
         check=_check,
         kwargs={"autocommit": True},
-        timeout=5.0,
+        timeout=POOL_TIMEOUT,
         name="spreadedge-api",
     )
 

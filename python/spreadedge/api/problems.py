@@ -15,6 +15,8 @@ import psycopg.errors
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from spreadedge.api.database import PoolBusy
+
 log = logging.getLogger("spreadedge.api")
 
 MEDIA_TYPE = "application/problem+json"
@@ -22,6 +24,9 @@ MEDIA_TYPE = "application/problem+json"
 PARAMETER_NAMES = {"page_size": "limit"}
 
 READ_ONLY = "the database is read-only (a standby, or writes are switched off): retry when it takes writes"
+BUSY = "every database connection of the server is serving another request: retry in a few seconds"
+# Seconds a 503's client is asked to wait before it retries (Retry-After, RFC 9110 section 10.2.3).
+RETRY_AFTER = 5
 
 # SQLSTATE (or its two-character class) -> HTTP status
 _STATUS_BY_SQLSTATE = {
@@ -62,7 +67,12 @@ class Problem(Exception):
             "parameter": self.parameter,
             "sqlstate": self.sqlstate,
         }
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == HTTPStatus.UNAUTHORIZED else None
+        headers = None
+        if self.status == HTTPStatus.UNAUTHORIZED:
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif self.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            # why: the server is fine and the request may be retried as it is; say when
+            headers = {"Retry-After": str(RETRY_AFTER)}
         return JSONResponse(body, status_code=int(self.status), media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -72,6 +82,20 @@ def unavailable(reason: str = "the database is unavailable") -> Problem:
 
 def from_database_error(error: Exception) -> Problem:
     """The problem for an error raised while talking to the database."""
+    if isinstance(error, PoolBusy):
+        # why: a pool whose connections all serve slow requests said "the database is unavailable",
+        # sending an operator to a database that was answering everyone else
+        log.warning("database connections all busy: %s", error)
+        return unavailable(BUSY)
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        # why: the statement ran past the API's statement_timeout (waiting on a lock, say) or an
+        # operator cancelled it; it was "the database is unavailable", which it was not
+        log.warning("database statement cancelled: %s", error.diag.message_primary)
+        return Problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            f"the database cancelled the request ({error.diag.message_primary}): retry later",
+            sqlstate=error.sqlstate,
+        )
     # why the SQLSTATE first: psycopg raises class 28 (invalid_session) as an OperationalError too
     if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
         # why: a standby, or a database with default_transaction_read_only on, refuses the writes
