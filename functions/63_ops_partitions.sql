@@ -34,7 +34,10 @@ begin
         begin
             perform partman.run_maintenance(p_parent_table => v_table, p_jobmon => false);
         exception when others then
-            v_failed := v_failed || format('%s: %s', v_table, sqlerrm);
+            -- why the first line: pg_partman re-raises an error with its CONTEXT and empty
+            -- DETAIL and HINT lines appended to the message, a dozen lines per table in the cron
+            -- job's status and health's cron_jobs; the first line is the error itself
+            v_failed := v_failed || format('%s: %s', v_table, split_part(sqlerrm, E'\n', 1));
         end;
         commit;
     end loop;
@@ -63,7 +66,10 @@ as $$
     -- one row per partitioned table of the project's schemas; default_rows is an exact count
     select format('%I.%I', n.nspname, c.relname), pc.parent_table is not null, pc.control, pc.partition_interval,
            pc.premake, pc.retention,
-           (select count(*) from pg_catalog.pg_inherits i where i.inhparent = c.oid),
+           -- why not the default partition: partitions counts what partman.show_partitions lists
+           -- (the ranges oldest_start and newest_end span); the default's rows are default_rows.
+           -- Counted, a table showed one partition more than pg_partman lists (audit.log 9 for 8)
+           (select count(*) from pg_catalog.pg_inherits i where i.inhparent = c.oid and i.inhrelid <> pt.partdefid),
            oldest.child_start_time, newest.child_end_time,
            coalesce((select d.count from partman.check_default(p_exact_count := true) d
                      where d.default_table = format('%s.%s_default', n.nspname, c.relname)), 0)
@@ -91,7 +97,7 @@ as $$
     order by 1;
 $$;
 comment on function ops.partition_status() is
-    'Each partitioned table: registered with pg_partman, control column, interval, premake, retention, partitions, oldest start and newest end (UTC bounds whatever the session TimeZone), rows in its default partition.';
+    'Each partitioned table: registered with pg_partman, control column, interval, premake, retention, partitions (its range partitions, as partman.show_partitions lists them: the default partition not counted), oldest start and newest end (UTC bounds whatever the session TimeZone), rows in its default partition.';
 
 create or replace function internal.require_managed(p_parent_table text)
     returns partman.part_config
@@ -308,6 +314,10 @@ comment on function internal.removable_orders(timestamptz) is
 create or replace function ops.cleanup_cutoff(older_than interval)
     returns timestamptz
     stable
+    -- why: now() - '30 days' counts calendar days in the session TimeZone; across a daylight
+    -- saving change a New York session's cutoff was 29 days 23 hours back in spring, and the
+    -- cleanup removed rows an hour younger than --older-than 30d (cleanup works in UTC)
+    set timezone = 'UTC'
     language plpgsql
 as $$
 -- The time rows must be older than to go in a cleanup: now() - older_than, which must be a
@@ -332,7 +342,7 @@ exception
 end;
 $$;
 comment on function ops.cleanup_cutoff(interval) is
-    'The cutoff of a cleanup: now() - older_than (a positive interval with no negative part such as 1 mon -29 days, 22S09 otherwise); spreadedge cleanup passes it to each call of a run.';
+    'The cutoff of a cleanup: now() - older_than, days counted in UTC whatever the session TimeZone (a positive interval with no negative part such as 1 mon -29 days, 22S09 otherwise); spreadedge cleanup passes it to each call of a run.';
 
 create or replace function internal.cleanup_cutoff(p_older_than interval, p_cutoff timestamptz)
     returns timestamptz
@@ -401,8 +411,17 @@ as $$
 -- Each partition of the table holding rows older than the cutoff: whole = it ends at or before
 -- the cutoff and every row of it may go; old_rows older than the cutoff, kept_rows of them kept.
 declare
-    v_part record;
+    v_part   record;
+    v_newest text;
 begin
+    -- why the newest partition is never dropped whole: pg_partman's maintenance makes the next
+    -- partitions after the newest one and fails on a table with none ("Child table given does not
+    -- exist"), as does repair. With maintenance stopped long enough for every partition to end
+    -- before the cutoff, cleanup ticks dropped them all, and the table could take no rows and get
+    -- no partitions again; its old rows are deleted instead, and the empty partition stays
+    select format('%I.%I', sp.partition_schemaname, sp.partition_tablename) into v_newest
+    from partman.show_partitions(p_config.parent_table, 'DESC') sp
+    limit 1;
     for v_part in
         select format('%I.%I', sp.partition_schemaname, sp.partition_tablename) as name, info.child_end_time
         from partman.show_partitions(p_config.parent_table, 'ASC', p_include_default := true) sp
@@ -420,7 +439,8 @@ begin
                             and (o.order_id, o.created_at) not in (select * from internal.removable_orders($1))', v_part.name)
                 into kept_rows using p_cutoff;
         end if;
-        whole := v_part.child_end_time is not null and v_part.child_end_time <= p_cutoff and kept_rows = 0;
+        whole := v_part.child_end_time is not null and v_part.child_end_time <= p_cutoff and kept_rows = 0
+                 and v_part.name is distinct from v_newest;
         -- an empty partition holds nothing to clean up: it stays, so late rows still have a home
         continue when old_rows = 0;
         return next;
@@ -428,7 +448,7 @@ begin
 end;
 $$;
 comment on function internal.cleanup_partitions(partman.part_config, timestamptz) is
-    'The partitions of a table holding rows older than the cutoff: whether all of it may go (its UTC end at or before the cutoff, whatever the session TimeZone), old rows, rows kept.';
+    'The partitions of a table holding rows older than the cutoff: whether all of it may go (its UTC end at or before the cutoff, whatever the session TimeZone, and not the newest partition, which pg_partman needs), old rows, rows kept.';
 
 create or replace function internal.delete_removable_orders(p_cutoff timestamptz, p_from timestamptz,
                                                             p_to timestamptz, p_limit bigint)
