@@ -40,7 +40,8 @@ create or replace function ops.finish_backup_run(run_id bigint, succeeded boolea
     volatile
     language plpgsql
 as $$
--- records the end of a run: its outcome, the backup label (or dump file), sizes, and why it failed
+-- records the end of a run: its outcome, the backup label (or dump file), sizes, and why it failed;
+-- a successful physical run's kind becomes the type its pgBackRest label shows
 declare
     v_status text;
     v_kind   text;
@@ -65,8 +66,17 @@ begin
             coalesce(finish_backup_run.size_bytes::text, 'null'), coalesce(finish_backup_run.repo_size_bytes::text, 'null')
             using errcode = '22S09';
     end if;
+    -- why: pgBackRest makes a full backup when asked for a diff or incr one it cannot base on an
+    -- earlier full one (an empty repository, a new PostgreSQL version): the run recorded the type
+    -- asked for, so the catalog said incr of a full backup. The label pgBackRest gives says what
+    -- it made (F, F_D, F_I), so a successful physical run takes its kind from there.
+    if finish_backup_run.succeeded and v_kind in ('full', 'diff', 'incr')
+       and finish_backup_run.label ~ '^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$' then
+        v_kind := case right(finish_backup_run.label, 1) when 'D' then 'diff' when 'I' then 'incr' else 'full' end;
+    end if;
     update ops.backup_runs b
     set finished_at = greatest(now(), b.started_at),
+        kind = v_kind,
         status = case when succeeded then 'succeeded' else 'failed' end,
         label = finish_backup_run.label,
         size_bytes = finish_backup_run.size_bytes,
@@ -87,4 +97,4 @@ begin
 end;
 $$;
 comment on function ops.finish_backup_run(bigint, boolean, text, bigint, bigint, text) is
-    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run marks earlier physical runs still running as failed (interrupted). A null succeeded or a negative size raises 22S09.';
+    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run takes the kind its pgBackRest label shows (an incr or diff that pgBackRest made full is recorded full) and marks earlier physical runs still running as failed (interrupted). A null succeeded or a negative size raises 22S09.';

@@ -389,15 +389,21 @@ def _physical(kind: str) -> Callable[[Settings], None]:
                 taken.size_bytes,
                 taken.repo_size_bytes,
             )
+        # why: pgBackRest makes a full backup when a diff or incr one has no full one to build on;
+        # the output said "incr backup" of it
+        if taken.type != kind:
+            click.echo(f"pgBackRest made a {taken.type} backup instead of {kind}: it had nothing to build on")
         click.echo(
-            f"{kind} backup {taken.label}: {_size(taken.size_bytes)} of data, "
+            f"{taken.type} backup {taken.label}: {_size(taken.size_bytes)} of data, "
             f"{_size(taken.repo_size_bytes)} in the repository"
         )
 
     command.__doc__ = {
         "full": "Take a full backup (every file of the cluster).",
-        "diff": "Take a differential backup (what changed since the last full one).",
-        "incr": "Take an incremental backup (what changed since the last backup of any type).",
+        "diff": "Take a differential backup (what changed since the last full one; a full one when"
+        " the repository has no full backup to build on).",
+        "incr": "Take an incremental backup (what changed since the last backup of any type; a full"
+        " one when the repository has no full backup to build on).",
     }[kind]
     return command
 
@@ -516,7 +522,8 @@ def backup_verify(settings: Settings) -> None:
 @click.pass_obj
 def backup_expire(settings: Settings) -> None:
     """Apply retention: expire full backups beyond retention_full (with the backups and WAL that
-    depend on them) and differential backups beyond retention_diff."""
+    depend on them) and differential backups beyond retention_diff. pgBackRest also does this
+    after every backup; ops.backup_runs keeps the runs of expired backups."""
     output = pgbackrest.expire(pgbackrest.repository(settings))
     click.echo(output.strip() or "nothing to expire")
 
@@ -607,7 +614,11 @@ def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Pat
     help="Recover to this time, ISO 8601 (UTC unless it has an offset); default: the end of the WAL.",
 )
 @click.option(
-    "--set", "backup_set", default=None, metavar="LABEL", help="Restore this backup (default: the newest)."
+    "--set",
+    "backup_set",
+    default=None,
+    metavar="LABEL",
+    help="Restore this backup (default: the newest; with --target-time, the newest that ended before it).",
 )
 @click.pass_context
 def restore_group(

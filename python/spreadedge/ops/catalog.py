@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,12 +10,17 @@ from typing import Any
 
 import psycopg
 
+from spreadedge.ops import OpsError
 from spreadedge.sqlcall import select_value
 
 START = select_value("ops.start_backup_run", ["kind", "compress_type"])
 FINISH = select_value(
     "ops.finish_backup_run", ["run_id", "succeeded", "label", "size_bytes", "repo_size_bytes", "detail"]
 )
+# How long recording a run's end keeps trying while the server cannot be reached: a backup takes
+# long enough for the server to restart under it, and a run whose end is never recorded stays
+# 'running'; a minute covers a restart without hanging a scheduled job for good.
+FINISH_RETRY_SECONDS = 60.0
 
 
 @dataclass
@@ -28,14 +34,23 @@ class RunResult:
 
 @contextmanager
 def recorded_run(
-    connect: Callable[[], psycopg.Connection[Any]], kind: str, compress_type: str
+    connect: Callable[[], psycopg.Connection[Any]],
+    kind: str,
+    compress_type: str,
+    retry_seconds: float | None = None,
 ) -> Iterator[RunResult]:
     """Record a backup run around the block: 'running' before, 'succeeded' or 'failed' after.
 
     Each record is its own short connection and transaction, so the catalog never holds a
     transaction open while the backup runs. A failed run keeps the exception's message as its
-    detail (the callers' messages never hold a secret), and no label or size.
+    detail (the callers' messages never hold a secret), and no label or size. The end is recorded
+    again while the server cannot be reached, for up to ``retry_seconds`` (it may be restarting);
+    when it still cannot be recorded, a failed run raises its own error (with the reason its end
+    is not recorded added), never the connection's, and a successful one raises OpsError naming
+    the backup it took. ``retry_seconds`` defaults to FINISH_RETRY_SECONDS.
     """
+    if retry_seconds is None:
+        retry_seconds = FINISH_RETRY_SECONDS
     with connect() as conn:
         row = conn.execute(START, {"kind": kind, "compress_type": compress_type}).fetchone()
     assert row is not None
@@ -45,9 +60,42 @@ def recorded_run(
         yield result
     except BaseException as exc:
         # no label nor sizes: a failed run left no backup or dump file to name
-        _finish(connect, run_id, False, RunResult(), str(exc) or type(exc).__name__)
+        try:
+            _finish(connect, run_id, False, RunResult(), str(exc) or type(exc).__name__, retry_seconds)
+        except Exception as unrecorded:
+            # why: the connection error of the record replaced the backup's own error, so the
+            # operator read "connection refused" and never learnt why the backup failed
+            note = (
+                f"(run {run_id} stays 'running' in ops.backup_runs: its end could not be recorded:"
+                f" {_reason(unrecorded)})"
+            )
+            if isinstance(exc, OpsError):
+                raise OpsError(f"{exc}\n{note}") from exc
+            exc.add_note(note)
+            raise exc from None
         raise
-    _finish(connect, run_id, True, result, None)
+    try:
+        _finish(connect, run_id, True, result, None, retry_seconds)
+    except Exception as unrecorded:
+        raise OpsError(
+            f"the backup succeeded ({result.label}), but run {run_id} stays 'running' in ops.backup_runs:"
+            f" its end could not be recorded: {_reason(unrecorded)}"
+        ) from unrecorded
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's message for an operator: the server's primary message when there is one."""
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc).strip() or type(exc).__name__
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    """Whether the server could not be reached or went away (worth trying again), not refused."""
+    state = exc.sqlstate
+    return isinstance(exc, psycopg.OperationalError) and (
+        state is None or state.startswith("08") or state.startswith("57")
+    )
 
 
 def _finish(
@@ -56,19 +104,35 @@ def _finish(
     succeeded: bool,
     result: RunResult,
     detail: str | None,
+    retry_seconds: float = 0.0,
 ) -> None:
-    with connect() as conn:
-        conn.execute(
-            FINISH,
-            {
-                "run_id": run_id,
-                "succeeded": succeeded,
-                "label": result.label,
-                "size_bytes": result.size_bytes,
-                "repo_size_bytes": result.repo_size_bytes,
-                "detail": detail,
-            },
-        )
+    deadline = time.monotonic() + retry_seconds
+    pause = 0.5
+    interrupted = False
+    while True:
+        try:
+            with connect() as conn:
+                conn.execute(
+                    FINISH,
+                    {
+                        "run_id": run_id,
+                        "succeeded": succeeded,
+                        "label": result.label,
+                        "size_bytes": result.size_bytes,
+                        "repo_size_bytes": result.repo_size_bytes,
+                        "detail": detail,
+                    },
+                )
+            return
+        except psycopg.Error as exc:
+            # an attempt whose connection broke after its commit: this one finds the run finished
+            if interrupted and exc.sqlstate == "55S10":
+                return
+            if not _unreachable(exc) or time.monotonic() + pause > deadline:
+                raise
+            interrupted = True
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 def runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[tuple[Any, ...]]:

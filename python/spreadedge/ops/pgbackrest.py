@@ -53,6 +53,9 @@ _CRYPTO_ERRORS = re.compile(
     re.I,
 )
 WRONG_PASSPHRASE = "the repository passphrase is wrong or missing (it cannot decrypt the repository)"
+LOCKED = (
+    "another pgBackRest command (a backup or expire) of the stanza is running: run this when it has ended"
+)
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%\)")
 
 
@@ -198,6 +201,11 @@ def _failure(action: str, output: str, secret: str | None) -> str:
     # the whole output: the cause and pgBackRest's hints follow the ERROR line
     if _CRYPTO_ERRORS.search(_printable(output)):
         return f"pgBackRest {action} failed: {WRONG_PASSPHRASE}\n{reason}"
+    # why: a second backup while one runs failed with only "unable to acquire lock on file ...:
+    # Resource temporarily unavailable", which does not say that another command holds it
+    # (pgBackRest's own hint says so only when the lock is held, not when its file cannot be opened)
+    if "ERROR: [050]:" in output and "is another pgBackRest process running?" in output:
+        return f"pgBackRest {action} failed: {LOCKED}\n{reason}"
     return f"pgBackRest {action} failed:\n{reason}"
 
 
