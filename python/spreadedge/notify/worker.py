@@ -22,10 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -50,6 +54,10 @@ log = logging.getLogger("spreadedge.notify")
 
 LISTEN_CHANNEL = "spreadedge_notifications"
 RECONNECT_SECONDS = 5.0  # pause before reconnecting after a lost database connection
+# longest stretch of waiting for a NOTIFY before the worker looks at its stop event again: a stop
+# (SIGTERM from systemd, docker or kubectl) is honoured within it
+STOP_CHECK_SECONDS = 0.5
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 ERROR_LENGTH = 1000  # characters of a failure's text kept (monitor.fail_notification keeps as many)
 _CLAIM = sqlcall.select_rows("monitor.claim_notifications", ["worker", "channels", "batch_size"])
 _COMPLETE = sqlcall.select_value("monitor.complete_notification", ["notification_id", "worker"])
@@ -303,22 +311,58 @@ class Worker:
         backend) is logged and both connections are opened again after a pause: a worker that
         exited would page no one. A message being reported when the connection dropped is pending
         again and sent again. A database unreachable at the start raises (a wrong URL says so).
+
+        Run in the main thread, SIGTERM and SIGINT stop it gracefully: the message in flight is
+        sent and reported (or, failing, reported failed), then ``run`` logs the stop and returns;
+        a second signal stops it at once (KeyboardInterrupt), the message in flight pending again.
         """
         stop = stop or threading.Event()
         self._connection()
-        while not stop.is_set():
-            try:
-                self._listen_and_deliver(stop, poll_seconds)
-            except psycopg.OperationalError as exc:
-                self.close()
-                pause = min(poll_seconds, RECONNECT_SECONDS)
-                log.warning(
-                    "worker %s lost the database connection (%s); reconnecting in %g s",
-                    self.name,
-                    self.redact(one_line(str(exc)).strip()),
-                    pause,
-                )
-                stop.wait(pause)
+        with self._stopped_by_signals(stop) as received:
+            while not stop.is_set():
+                try:
+                    self._listen_and_deliver(stop, poll_seconds)
+                except psycopg.OperationalError as exc:
+                    self.close()
+                    pause = min(poll_seconds, RECONNECT_SECONDS)
+                    log.warning(
+                        "worker %s lost the database connection (%s); reconnecting in %g s",
+                        self.name,
+                        self.redact(one_line(str(exc)).strip()),
+                        pause,
+                    )
+                    stop.wait(pause)
+            if received:
+                log.info("worker %s stopped on %s", self.name, received[0])
+
+    @contextmanager
+    def _stopped_by_signals(self, stop: threading.Event) -> Iterator[list[str]]:
+        """In the main thread, SIGTERM and SIGINT set ``stop``; yields the names of those received.
+
+        why: Python's default SIGTERM kills the process at once, mid-send: the message went out
+        but its report was rolled back (sent again later), the exit status was -15 and nothing was
+        logged; and SIGINT's KeyboardInterrupt did the same to the message in flight. Every
+        service manager stops the worker with SIGTERM.
+        """
+        received: list[str] = []
+        if threading.current_thread() is not threading.main_thread():
+            yield received  # signals reach the main thread alone; its caller stops it by ``stop``
+            return
+
+        def on_signal(signum: int, frame: object) -> None:
+            # no logging here: a handler runs between two bytecodes of the main thread, which may
+            # hold the logging lock; the stop is logged when run returns
+            if stop.is_set():
+                raise KeyboardInterrupt  # a second signal: stop now
+            received.append(signal.Signals(signum).name)
+            stop.set()
+
+        previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+        try:
+            yield received
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _listen_and_deliver(self, stop: threading.Event, poll_seconds: float) -> None:
         with psycopg.connect(
@@ -330,6 +374,24 @@ class Worker:
             log.info("worker %s delivering %s", self.name, ", ".join(sorted(self.channels)))
             self.warn_unserved()
             while not stop.is_set():
-                self._drain()
-                for _ in listener.notifies(timeout=self.seconds_until_due(poll_seconds), stop_after=1):
+                # why one message at a time, checking stop: a stop waits for the message in flight
+                # alone, not for the rest of the outbox
+                while not stop.is_set() and self._deliver_next():
                     pass
+                if not stop.is_set():
+                    self._sleep(listener, stop, self.seconds_until_due(poll_seconds))
+
+    def _sleep(self, listener: psycopg.Connection[Any], stop: threading.Event, seconds: float) -> None:
+        """Wait up to ``seconds`` for a NOTIFY, looking at ``stop`` every STOP_CHECK_SECONDS.
+
+        why in slices: a wait for notifies cannot be interrupted by ``stop`` (nor by a signal
+        handler that only sets it); a stopped worker slept on until the next NOTIFY or poll, up to
+        poll_seconds. A NOTIFY sent between two slices waits on the socket and ends the next one.
+        """
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for _ in listener.notifies(timeout=min(remaining, STOP_CHECK_SECONDS), stop_after=1):
+                return
