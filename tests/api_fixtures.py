@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import psycopg
@@ -36,11 +37,12 @@ T0 = (datetime.now(UTC) - timedelta(days=2)).replace(hour=1, minute=0, second=0,
 
 
 @contextlib.contextmanager
-def live_server(conninfo: str, migration_ids: list[str]) -> Iterator[str]:
-    """Serve the API over ``conninfo`` on a free loopback port; yields its base URL."""
+def live_server(conninfo: str, migration_ids: list[str], **options: Any) -> Iterator[str]:
+    """Serve the API (create_app with ``options``; pool_size 4 unless given) over ``conninfo`` on a
+    free loopback port; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(conninfo, migration_ids, pool_size=4),
+        create_app(conninfo, migration_ids, **({"pool_size": 4} | options)),
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -17,38 +17,15 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
-from api_fixtures import api_login
+from api_fixtures import api_login, live_server
 from conftest import free_port
-from spreadedge.api import create_app, database
+from spreadedge.api import database
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-@contextlib.contextmanager
-def server(conninfo: str, migration_ids: list[str], **options: Any) -> Iterator[str]:
-    """A live API (create_app with ``options``) on a free loopback port; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(conninfo, migration_ids, **options),
-        host="127.0.0.1",
-        port=port,
-        log_level="critical",
-        loop="asyncio",
-    )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not running.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        running.should_exit = True
-        thread.join(timeout=15)
+server = live_server
 
 
 @contextlib.contextmanager
