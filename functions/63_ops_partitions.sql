@@ -23,6 +23,12 @@ as $$
 -- partitions that start at that zone's midnight, skip days and months and overlap. A procedure that
 -- commits cannot carry SET; set_config(..., true) lasts until each table's commit, so the caller's
 -- session keeps its own TimeZone.
+-- why the partition of now() first (internal.create_first_partition): pg_partman's maintenance
+-- makes the partitions after the newest one, and on a table left with none (every partition
+-- dropped by hand, or by cleanup before it kept the newest) it failed at every run ("Child table
+-- given does not exist (<NULL>)"): the table took no row again (its default partition refuses
+-- them) and nothing documented gave it partitions back. The partition of now() made through
+-- pg_partman keeps its configuration consistent, and the maintenance then makes those ahead.
 declare
     v_table  text;
     v_failed text[] := '{}';
@@ -32,6 +38,7 @@ begin
                    order by c.parent_table loop
         perform pg_catalog.set_config('TimeZone', 'UTC', true);
         begin
+            perform internal.create_first_partition(internal.require_managed(v_table));
             perform partman.run_maintenance(p_parent_table => v_table, p_jobmon => false);
         exception when others then
             -- why the first line: pg_partman re-raises an error with its CONTEXT and empty
@@ -50,7 +57,7 @@ begin
 end;
 $$;
 comment on procedure ops.run_partition_maintenance() is
-    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone: one that fails does not stop the others; raises 55S12 naming the failed ones. Hourly by pg_cron.';
+    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone (a table left with no partition first gets the partition of now()): one that fails does not stop the others; raises 55S12 naming the failed ones. Hourly by pg_cron.';
 
 create or replace function ops.partition_status()
     returns table (parent_table text, registered boolean, control text, partition_interval text,
@@ -185,6 +192,13 @@ as $$
 -- leave the days in between without partitions, and their rows refused. A row later than the
 -- partition after those pg_partman makes ahead (premake from now, or the newest) is refused
 -- (22S09) before anything moves: its time is most likely wrong.
+-- why a table with no partition first gets the partition of now(), its rows moved in:
+-- partition_data_time counts from the newest partition and failed on such a table with
+-- pg_partman's raw P0001 ("Child table given does not exist"), so the table (left without
+-- partitions by hand or by an old cleanup) could not be repaired, nor maintained while a row of
+-- now() sat in its default partition. The rows' own partitions are then made as for any table; made
+-- from the partition of a lone old row instead, the next maintenance would have made every
+-- partition from it up to now.
 declare
     v_default   regclass;
     v_parent    text;
@@ -195,6 +209,8 @@ declare
     v_newest    timestamptz;
     v_latest    timestamptz;
     v_horizon   timestamptz;
+    v_columns   text;
+    v_start     timestamptz;
 begin
     for v_default in select d.default_table::regclass from partman.check_default(p_exact_count := false) d
                      order by d.default_table loop
@@ -227,6 +243,22 @@ begin
         execute format('create temporary table partman_temp_data_storage (like %s including indexes including generated)'
                        ' on commit drop', v_default);
         v_moved := 0;
+        -- a table with no partition first gets the partition of now(), with the default's rows of
+        -- its range moved in (see the why above)
+        if v_newest is null then
+            v_columns := (select string_agg(quote_ident(a.attname), ', ' order by a.attnum) from pg_catalog.pg_attribute a
+                          where a.attrelid = v_default and a.attnum > 0 and not a.attisdropped and a.attgenerated = '');
+            v_start := internal.partition_start(v_config, now());
+            execute format('with moved as (delete from %s where %I >= $1 and %I < $2 returning *)'
+                           ' insert into pg_temp.partman_temp_data_storage (%s) select %4$s from moved',
+                           v_default, v_config.control, v_config.control, v_columns)
+                using v_start, v_start + v_config.partition_interval::interval;
+            perform internal.create_first_partition(v_config);
+            execute format('with moved as (delete from pg_temp.partman_temp_data_storage returning *)'
+                           ' insert into %s (%s) select %2$s from moved', v_parent, v_columns);
+            get diagnostics v_moved = row_count;
+            v_newest := internal.newest_partition_end(v_config);
+        end if;
         loop
             v_step := partman.partition_data_time(p_parent_table => v_parent, p_batch_count => 1000, p_analyze => false,
                                                   p_ignored_columns => nullif(v_generated, '{}'));
@@ -246,7 +278,7 @@ begin
 end;
 $$;
 comment on function ops.repair_default_partitions() is
-    'Moves the rows of every non-empty default partition into proper partitions (creating them in UTC whatever the session TimeZone, and any missing between the newest and them); a row later than the partitions made ahead is refused (22S09) before anything moves. One row per table repaired.';
+    'Moves the rows of every non-empty default partition into proper partitions (creating them in UTC whatever the session TimeZone, and any missing between the newest and them; a table with no partition first gets the partition of now()); a row later than the partitions made ahead is refused (22S09) before anything moves. One row per table repaired.';
 
 create or replace function internal.newest_partition_end(p_config partman.part_config)
     returns timestamptz
@@ -264,6 +296,77 @@ as $$
 $$;
 comment on function internal.newest_partition_end(partman.part_config) is
     'The end of the newest partition of a pg_partman table; null when it has none.';
+
+create or replace function internal.partition_start(p_config partman.part_config, p_time timestamptz)
+    returns timestamptz
+    stable
+    -- why: the interval's text compared below is in this style (iso_8601 would give P1M)
+    set intervalstyle = 'postgres'
+    language plpgsql
+as $$
+-- The UTC start of the partition of a pg_partman table that holds p_time, laid out as
+-- partman.create_parent lays its partitions out: at the start of the UTC day, week (Monday),
+-- month, quarter or year. It needs no partition to count from (show_partition_name does).
+-- why the text of the interval: intervals compare by length, so '30 days' = '1 mon' and would
+-- have been taken for a month
+declare
+    v_interval text := p_config.partition_interval::interval::text;
+    v_unit     text := case v_interval when '1 day' then 'day' when '7 days' then 'week' when '1 mon' then 'month'
+                                       when '3 mons' then 'quarter' when '1 year' then 'year' end;
+begin
+    if v_unit is null then
+        raise exception 'the partitions of % are % long: their start is known for a day, week, month, quarter or year only',
+            p_config.parent_table, v_interval
+            using errcode = '55S12',
+                  hint = format('Create the partition of the time with partman.create_partition_time(%L, array[<its start>]).',
+                                p_config.parent_table);
+    end if;
+    return date_trunc(v_unit, p_time, 'UTC');
+end;
+$$;
+comment on function internal.partition_start(partman.part_config, timestamptz) is
+    'The UTC start of the partition of a pg_partman table (daily, weekly, monthly, quarterly or yearly) holding a time; 55S12 for another interval.';
+
+create or replace function internal.create_first_partition(p_config partman.part_config)
+    returns timestamptz
+    volatile
+    -- why: create_partition_time adds the interval and names the partition in the session
+    -- TimeZone (see ops.run_partition_maintenance)
+    set timezone = 'UTC'
+    language plpgsql
+as $$
+-- A table with no partition gets the partition of now() (UTC bounds), made with
+-- partman.create_partition_time so pg_partman's configuration stays consistent; returns its start
+-- (null, nothing done, when the table has a partition). Its default partition must hold no row
+-- of that partition's range (ATTACH would fail): 55S12 then, with the repair to run, which moves
+-- them first (ops.repair_default_partitions).
+-- why: pg_partman's maintenance and partition_data_time count from the newest partition and fail
+-- on a table with none ("Child table given does not exist (<NULL>)")
+declare
+    v_start   timestamptz;
+    v_default text := p_config.parent_table || '_default';
+    v_rows    boolean;
+begin
+    if exists (select from partman.show_partitions(p_config.parent_table)) then
+        return null;
+    end if;
+    v_start := internal.partition_start(p_config, now());
+    if to_regclass(v_default) is not null then
+        execute format('select exists (select from %s where %I >= $1 and %I < $2)', v_default, p_config.control, p_config.control)
+            into v_rows using v_start, v_start + p_config.partition_interval::interval;
+        if v_rows then
+            raise exception '% has no partition, and its default partition holds rows from % to %: the partition of now() cannot be attached',
+                p_config.parent_table, v_start, v_start + p_config.partition_interval::interval
+                using errcode = '55S12',
+                      hint = 'Run spreadedge partitions repair (ops.repair_default_partitions()), which moves them into their partitions, then spreadedge partitions maintain.';
+        end if;
+    end if;
+    perform partman.create_partition_time(p_config.parent_table, array[v_start], false);
+    return v_start;
+end;
+$$;
+comment on function internal.create_first_partition(partman.part_config) is
+    'Gives a pg_partman table with no partition the partition of now() (UTC bounds, through partman.create_partition_time) and returns its start; null when it has one; 55S12 when its default partition holds rows of that range (repair first).';
 
 create or replace function internal.cleanup_table(p_target text)
     returns partman.part_config

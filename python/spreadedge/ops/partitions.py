@@ -3,7 +3,11 @@
 ``maintain`` applies the deployment's premake and retention settings to pg_partman's
 configuration (``ops.configure_partitioning``) and runs pg_partman's maintenance, which creates
 partitions ahead and drops those past retention; ``repair`` moves rows out of default partitions
-(``ops.repair_default_partitions``).
+(``ops.repair_default_partitions``). A table left with no partition at all (dropped by hand, or by
+an old cleanup) recovers with them: ``maintain`` first gives it the partition of now(), and
+``repair`` does the same before moving its default partition's rows into their partitions (run it
+first when that default partition holds rows of now(): ``maintain`` then fails for the table,
+55S12, as their partition cannot be attached).
 
 Orders, order events and trades take no retention: pg_partman drops a partition by age alone,
 with the working orders and the fills of open positions in it; ``spreadedge cleanup orders``
@@ -86,11 +90,13 @@ def configure(conn: psycopg.Connection[Any], render: RenderSettings) -> list[str
 
 def run_maintenance(conn: psycopg.Connection[Any]) -> None:
     """pg_partman's maintenance of every table, table by table (a procedure that commits:
-    autocommit connection); 55S12 names the tables that failed, the others are maintained."""
+    autocommit connection), a table with no partition getting the partition of now() first;
+    55S12 names the tables that failed, the others are maintained."""
     conn.execute("call ops.run_partition_maintenance()")
 
 
 def repair(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
-    """Move the rows of every non-empty default partition; (table, rows moved) per table."""
+    """Move the rows of every non-empty default partition into their partitions (made as needed,
+    and the partition of now() for a table that has none); (table, rows moved) per table."""
     rows = conn.execute(select_rows("ops.repair_default_partitions", [])).fetchall()
     return [(row[0], int(row[1])) for row in rows]
