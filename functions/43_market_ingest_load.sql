@@ -10,7 +10,12 @@
 -- transaction is the batch: a load that is killed leaves nothing behind.
 -- A row whose time has no partition is a reject too: the default partition's trigger
 -- (functions/63_ops_default_partitions.sql) would otherwise raise 22S09 and abort the whole batch.
--- The partitions' times are read from the catalog once per call, not per row. A symbol not listed
+-- The partitions' times are read from the catalog once per call, not per row, after the lock the
+-- insert takes on the table (ROW EXCLUSIVE on the parent alone), taken first.
+-- why first: a partition being detached (an operator archiving a day) holds its parent until the
+-- detach commits; read before the load waited for it, the partition's day was still taken as
+-- having one, its rows went to the default partition, and its trigger's 22S09 aborted the whole
+-- batch. A symbol not listed
 -- on its exchange is rejected naming the exchanges that list it (internal.unknown_instrument_reason,
 -- computed for those rows alone).
 
@@ -87,9 +92,12 @@ as $$
 -- plausible quoted_at that has a partition, positive bid and ask, non-negative sizes, a book that
 -- is not crossed.
 declare
-    v_partitions      tstzmultirange := internal.partition_times('market.quotes');
-    v_partitions_text text := internal.partition_times_text(v_partitions);
+    v_partitions      tstzmultirange;
+    v_partitions_text text;
 begin
+    lock table only market.quotes in row exclusive mode;  -- see the file's header
+    v_partitions := internal.partition_times('market.quotes');
+    v_partitions_text := internal.partition_times_text(v_partitions);
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
@@ -161,9 +169,12 @@ as $$
 -- Validate and load the staged ticks: known instrument, parsable and plausible traded_at that has a
 -- partition, a trade id of at most 128 characters, positive price and quantity, side buy, sell or empty.
 declare
-    v_partitions      tstzmultirange := internal.partition_times('market.ticks');
-    v_partitions_text text := internal.partition_times_text(v_partitions);
+    v_partitions      tstzmultirange;
+    v_partitions_text text;
 begin
+    lock table only market.ticks in row exclusive mode;  -- see the file's header
+    v_partitions := internal.partition_times('market.ticks');
+    v_partitions_text := internal.partition_times_text(v_partitions);
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (
@@ -248,9 +259,12 @@ as $$
 -- key not marked loaded (built by the rollups, or loaded while still open); one marked loaded is
 -- kept (the row is a duplicate).
 declare
-    v_partitions      tstzmultirange := internal.partition_times('market.candles');
-    v_partitions_text text := internal.partition_times_text(v_partitions);
+    v_partitions      tstzmultirange;
+    v_partitions_text text;
 begin
+    lock table only market.candles in row exclusive mode;  -- see the file's header
+    v_partitions := internal.partition_times('market.candles');
+    v_partitions_text := internal.partition_times_text(v_partitions);
     return query
     -- why materialized: the parsed values are then plain columns, which the checks inline cheaply
     with parsed as materialized (

@@ -5,7 +5,9 @@ Files are CSV (with a header row) or JSON Lines, optionally gzip- (``.gz``) or z
 (``market.stage_rows``), and ``market.load_staged_<kind>`` validates them in SQL, inserts the valid
 ones and returns the rejects; this module only reads files, moves text and writes the rejects
 file. Each batch is one transaction, so a killed load leaves no half-loaded batch; with ``strict``
-the whole run is one transaction that is rolled back when any row is rejected. A leading UTF-8
+the whole run is one transaction that is rolled back when any row is rejected. A batch (a --strict
+run) that PostgreSQL aborts to break a deadlock with another load (40P01) is loaded again, with a
+warning logged, up to DEADLOCK_ATTEMPTS times. A leading UTF-8
 byte-order mark is skipped; a CSV file whose header row lacks a required field or names one twice
 (names are read without surrounding spaces), and a file whose compressed data its name does not
 say or that is not valid from its start (an empty .gz or .zst file too), or whose data is corrupt
@@ -27,6 +29,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import math
 import time
 import zlib
@@ -42,6 +45,10 @@ from psycopg import sql
 
 KINDS = ("quotes", "ticks", "candles")
 DEFAULT_BATCH_ROWS = 50_000
+# How often a batch (or a --strict run) that PostgreSQL aborted to break a deadlock (40P01) is
+# tried, in all: see _flush.
+DEADLOCK_ATTEMPTS = 3
+log = logging.getLogger("spreadedge.ingest")
 # Staged fields a CSV header may leave out: the loaders accept them empty (received_at defaults to
 # the load time, a tick's side may be unknown). Without any other, every row would be rejected.
 OPTIONAL_FIELDS = frozenset({"received_at", "side"})
@@ -510,7 +517,8 @@ def ingest(
     ``conn`` must be in autocommit mode. Without ``strict`` each batch of ``batch_rows`` rows is
     one transaction, and a run that fails part-way (the connection lost) still writes the rejects
     of the batches it committed; with ``strict`` the run is one transaction, rolled back if any
-    row is rejected.
+    row is rejected. A batch (with ``strict``, the run) that PostgreSQL aborts to break a deadlock
+    with another load is loaded again, with a warning logged, up to DEADLOCK_ATTEMPTS times in all.
     """
     loader = Loader(conn, kind, strict=strict)
     for path in paths:  # every name checked first
@@ -523,15 +531,34 @@ def ingest(
     summary = Summary()
     started = time.monotonic()
     if strict:
-        with conn.transaction():
-            _ingest_files(loader, paths, columns, batch_rows, progress, summary)
-            if summary.rejected:
-                summary.loaded = summary.duplicates = 0
-                raise psycopg.Rollback()
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            summary = Summary()
+            try:
+                with conn.transaction():
+                    _ingest_files(loader, paths, columns, batch_rows, progress, summary)
+                    if summary.rejected:
+                        summary.loaded = summary.duplicates = 0
+                        raise psycopg.Rollback()
+                break
+            except psycopg.errors.DeadlockDetected as exc:
+                # why the whole run: its batches are savepoints of one transaction, whose earlier
+                # batches hold the rows the other load waits for; the run is rolled back whole, so
+                # it is safe to load again from the start (see _flush)
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                log.warning(
+                    "ingest %s --strict: deadlock with another load, loading again: %s",
+                    kind,
+                    _first_line(exc),
+                )
     else:
         _ingest_files(loader, paths, columns, batch_rows, progress, summary)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).partition("\n")[0]
 
 
 def _ingest_files(
@@ -595,8 +622,29 @@ def _flush(
     has committed, its rejects and ``pending`` (the records rejected as read among it) join
     ``rejects``."""
     if batch:
-        with loader.conn.transaction():
-            loaded, duplicates, batch_rejects = loader.load_batch(batch)
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with loader.conn.transaction():
+                    loaded, duplicates, batch_rejects = loader.load_batch(batch)
+                break
+            except psycopg.errors.DeadlockDetected as exc:
+                # why: each load takes its rows in key order, and within one batch two loads wait
+                # for each other but never deadlock; a --strict run holds the rows of all its
+                # batches to its end, so it and another load (one batch each of the instruments
+                # of two of its batches) could: PostgreSQL aborted one and the batch's rows, valid
+                # ones, were not loaded and the run stopped. The batch is one transaction, rolled
+                # back whole: loading it again is safe, and it now waits for the other to commit.
+                # Inside a --strict run (a savepoint) the rows of its earlier batches are still
+                # held: the run is loaded again instead (see ingest)
+                if loader.strict or attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                log.warning(
+                    "ingest %s: deadlock with another load, loading the batch of lines %s to %s again: %s",
+                    loader.kind,
+                    batch[0][0],
+                    batch[-1][0],
+                    _first_line(exc),
+                )
         summary.loaded += loaded
         summary.duplicates += duplicates
         rejects.extend(batch_rejects)

@@ -1,0 +1,143 @@
+"""Market data loads racing one another (a --strict run, one transaction over many batches, and
+another load of the same instruments) and racing a partition detach.
+
+Each test forces its interleaving with a lock held by a third session and with each session's
+deadlock_timeout (which of two waiting sessions looks for the deadlock, and is aborted), never by
+sleeping and hoping."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from market_helpers import DAY, RECENT_NOON, TICKS_HEADER, instrument_id, rejects_of, tick
+from spreadedge import ingest
+from trading_helpers import waits_for_a_lock
+
+AT = f"{DAY}T12:00:00Z"
+# W, X, Y: the instruments of the race (any three)
+W, X, Y = ("binance", "BNBUSDT"), ("binance", "BTCUSDT"), ("kraken", "ETHUSD")
+
+
+def _ticks_file(path: Path, *rows: tuple[tuple[str, str], str, str]) -> Path:
+    """A ticks CSV of ((exchange, symbol), trade id, price) rows, all at noon yesterday."""
+    path.write_text(
+        TICKS_HEADER
+        + "".join(
+            f"{exchange},{symbol},{AT},{trade_id},{price},1,buy\n"
+            for (exchange, symbol), trade_id, price in rows
+        )
+    )
+    return path
+
+
+def _attempt(action: Any) -> Any:
+    try:
+        return action()
+    except psycopg.Error as exc:  # returned for the test to assert on
+        return exc
+
+
+def _session(url: str, deadlock_timeout: str) -> psycopg.Connection:
+    """An autocommit session whose deadlock check runs after deadlock_timeout of waiting."""
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("select set_config('deadlock_timeout', %s, false)", [deadlock_timeout])
+    return conn
+
+
+def _strict_run_and_a_batch_deadlock(seeded, url, tmp_path, strict_timeout, batch_timeout):
+    """A --strict run of W's, X's and Y's ticks (a batch each) and a one-batch run of X's and Y's
+    ticks (Y's trade y1 is in both files), interleaved so that they wait for each other: the
+    strict run holds X's latest price (its first batch) and then inserts trade y1, which the
+    batch has inserted, while the batch waits for X's latest price. A third session holds trade
+    w1 to stop the strict run after its first batch until the batch waits."""
+    strict_file = _ticks_file(tmp_path / "strict.csv", (X, "a1", "101"), (W, "w1", "600"), (Y, "y1", "3000"))
+    batch_file = _ticks_file(tmp_path / "batch.csv", (Y, "y1", "3000"), (X, "b1", "102"))
+    with (
+        psycopg.connect(url) as holder,
+        _session(url, strict_timeout) as strict_conn,
+        _session(url, batch_timeout) as batch_conn,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        tick(holder, RECENT_NOON, "600", trade_id="w1", exchange=W[0], symbol=W[1])  # not committed
+        strict = pool.submit(
+            _attempt, lambda: ingest.ingest(strict_conn, "ticks", [strict_file], strict=True, batch_rows=1)
+        )
+        assert waits_for_a_lock(seeded, strict_conn.info.backend_pid, ended=strict.done)  # at w1
+        batch = pool.submit(_attempt, lambda: ingest.ingest(batch_conn, "ticks", [batch_file]))
+        assert waits_for_a_lock(seeded, batch_conn.info.backend_pid, ended=batch.done)  # at X's price
+        holder.rollback()
+        return strict.result(timeout=30), batch.result(timeout=30)
+
+
+def _stored_ticks(conn: psycopg.Connection) -> list[tuple[str, D]]:
+    return conn.execute("select exchange_trade_id, price from market.ticks order by 1").fetchall()
+
+
+def test_a_batch_deadlocked_by_a_strict_run_is_retried_and_loads(seeded, seeded_url, tmp_path, caplog):
+    # the batch looks for the deadlock first and is aborted (40P01): the run failed, its trades lost
+    strict, batch = _strict_run_and_a_batch_deadlock(seeded, seeded_url, tmp_path, "10s", "100ms")
+    assert not isinstance(batch, psycopg.Error), batch
+    assert not isinstance(strict, psycopg.Error), strict
+    assert (strict.loaded, strict.duplicates, strict.rejected) == (3, 0, 0)
+    assert (batch.loaded, batch.duplicates, batch.rejected) == (1, 1, 0)
+    assert "ingest ticks: deadlock with another load, loading the batch of lines 2 to 3 again" in caplog.text
+    assert _stored_ticks(seeded) == [("a1", D("101")), ("b1", D("102")), ("w1", D("600")), ("y1", D("3000"))]
+    assert seeded.execute(
+        "select last_price from market.latest_prices where instrument_id = %s", [instrument_id(seeded, *X)]
+    ).fetchone() == (D("102"),)
+
+
+def test_a_strict_run_deadlocked_by_a_batch_is_retried_and_loads(seeded, seeded_url, tmp_path, caplog):
+    # the strict run looks for the deadlock first and is aborted: the whole run failed
+    strict, batch = _strict_run_and_a_batch_deadlock(seeded, seeded_url, tmp_path, "100ms", "10s")
+    assert not isinstance(strict, psycopg.Error), strict
+    assert not isinstance(batch, psycopg.Error), batch
+    assert (batch.loaded, batch.duplicates, batch.rejected) == (2, 0, 0)
+    assert (strict.loaded, strict.duplicates, strict.rejected) == (2, 1, 0)
+    assert "ingest ticks --strict: deadlock with another load, loading again" in caplog.text
+    assert _stored_ticks(seeded) == [("a1", D("101")), ("b1", D("102")), ("w1", D("600")), ("y1", D("3000"))]
+
+
+def test_a_load_waiting_for_a_partition_detach_rejects_the_rows_of_the_detached_day(
+    seeded, seeded_url, tmp_path
+):
+    # the loader read the partitions' times before it waited for the detach: the row of the
+    # detached day was routed to the default partition, whose trigger aborted the batch with 22S09
+    detached_day = RECENT_NOON - timedelta(days=2)
+    batch_file = tmp_path / "batch.csv"
+    batch_file.write_text(
+        TICKS_HEADER
+        + f"binance,BTCUSDT,{detached_day:%Y-%m-%dT%H:%M:%SZ},old1,90,1,buy\n"
+        + f"binance,BTCUSDT,{AT},new1,100,1,buy\n"
+    )
+    partition = seeded.execute(
+        "select c.oid::regclass::text from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+        " where i.inhparent = 'market.ticks'::regclass"
+        "   and pg_get_expr(c.relpartbound, c.oid) like %s",
+        [f"FOR VALUES FROM ('{detached_day:%Y-%m-%d}%"],
+    ).fetchone()[0]
+    with (
+        psycopg.connect(seeded_url) as holder,
+        psycopg.connect(seeded_url, autocommit=True) as loader,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        # an operator detaching the day to archive it (the name is the catalog's)
+        holder.execute(f"alter table market.ticks detach partition {partition}")
+        loading = pool.submit(_attempt, lambda: ingest.ingest(loader, "ticks", [batch_file]))
+        assert waits_for_a_lock(seeded, loader.info.backend_pid, ended=loading.done)
+        holder.commit()
+        loaded = loading.result(timeout=30)
+    assert not isinstance(loaded, psycopg.Error), loaded
+    assert (loaded.loaded, loaded.duplicates, loaded.rejected) == (1, 0, 1)
+    assert _stored_ticks(seeded) == [("new1", D("100"))]
+    [(line, reason)] = [row.split(",", 1) for row in rejects_of(batch_file)[1:]]
+    assert line == "2"
+    assert reason.startswith(
+        f'"traded_at {detached_day:%Y-%m-%dT%H:%M:%SZ} is outside the partitions of market.ticks'
+    )
