@@ -2,9 +2,12 @@
 -- Alert transitions and risk events queue one row per channel; an insert wakes the workers
 -- (LISTEN spreadedge_notifications). A worker claims due rows with FOR UPDATE SKIP LOCKED, delivers
 -- them and reports each result in the same transaction, so a row is never delivered by two workers
--- and a worker that dies leaves its rows pending. Failures back off exponentially (or wait as long
--- as a rate-limiting receiver's Retry-After asks, up to the worker's max_backoff) and go to the
--- dead letter after the worker's configured attempts.
+-- at once and a worker that dies leaves its rows pending. A claim committed without a report (a
+-- client that claimed in autocommit, or committed and died) is abandoned: once its lease has
+-- passed, the next claim takes it again. Delivery is at least once: a message whose send ended
+-- without a report is sent again. Failures back off exponentially (or wait as long as a
+-- rate-limiting receiver's Retry-After asks, up to the worker's max_backoff) and go to the dead
+-- letter after the worker's configured attempts.
 
 -- why the drop: fail_notification gained retry_after; the old signature must not linger as an
 -- overload (a call without retry_after would be ambiguous between the two)
@@ -54,10 +57,18 @@ create or replace function monitor.claim_notifications(worker text, channels tex
     language plpgsql
 as $$
 -- Claim up to batch_size due pending notifications of the given channels for this worker: they
--- become delivering, with one more attempt, and stay locked by the caller's transaction, which
--- must report each with monitor.complete_notification or monitor.fail_notification before it
--- commits. Rows another worker holds are skipped, never waited for. A session scoped to a user
--- needs alerts:manage (42S01): a payload may be another user's, and a claim can silence it.
+-- become delivering, with one more attempt and a lease of 5 minutes (next_attempt_at), and stay
+-- locked by the caller's transaction, which must report each with monitor.complete_notification or
+-- monitor.fail_notification before it commits. Rows another worker holds are skipped, never waited
+-- for. A session scoped to a user needs alerts:manage (42S01): a payload may be another user's,
+-- and a claim can silence it.
+-- why abandoned claims are taken too: a claim committed without a report (psql in autocommit, a
+-- client that committed and died) left its row delivering for good: never claimed again, never
+-- due, never dead, the alert never sent. A live worker holds its row's lock until it has
+-- reported, and SKIP LOCKED passes over it however long the send takes; so a delivering row that
+-- is unlocked and whose lease has passed has no one sending it. The lease spares a client that
+-- claims, commits, then sends and reports (outside the documented use) a second sender for 5
+-- minutes. The attempt counts again, so max_attempts and the dead letter still bound it.
 #variable_conflict use_column
 begin
     perform internal.require_permission('alerts:manage');
@@ -77,21 +88,22 @@ begin
     with picked as materialized (
         select q.notification_id
         from monitor.notifications q
-        where q.status = 'pending' and q.next_attempt_at <= clock_timestamp()
+        where q.status in ('pending', 'delivering') and q.next_attempt_at <= clock_timestamp()
           and q.channel::text = any (claim_notifications.channels)
         order by q.next_attempt_at, q.notification_id
         limit claim_notifications.batch_size
         for update skip locked
     )
     update monitor.notifications n
-    set status = 'delivering', claimed_by = claim_notifications.worker, attempts = n.attempts + 1
+    set status = 'delivering', claimed_by = claim_notifications.worker, attempts = n.attempts + 1,
+        next_attempt_at = clock_timestamp() + interval '5 minutes'
     from picked p
     where n.notification_id = p.notification_id
     returning n.notification_id, n.channel, n.subject, n.payload, n.attempts;
 end;
 $$;
 comment on function monitor.claim_notifications(text, text[], integer) is
-    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. A scoped session needs alerts:manage (42S01).';
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. A scoped session needs alerts:manage (42S01).';
 
 create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
     returns monitor.notifications
@@ -238,9 +250,9 @@ create or replace function monitor.next_notification_due(channels text[])
     set search_path = ''
     language plpgsql
 as $$
--- When the earliest pending notification of these channels that no other worker is sending is due
--- (null: none); a worker sleeps until then unless a NOTIFY wakes it first. Needs alerts:manage in
--- a scoped session (42S01).
+-- When the earliest pending notification of these channels that no other worker is sending is due,
+-- or the lease of an abandoned claim passes (null: none); a worker sleeps until then unless a
+-- NOTIFY wakes it first. Needs alerts:manage in a scoped session (42S01).
 -- why skip locked rows: a row a worker has claimed stays pending, and due, to everyone else until
 -- that worker commits; counted, it would be due at once to the other workers, which cannot claim
 -- it and would loop without sleeping for as long as the send takes (up to timeout_seconds).
@@ -253,14 +265,15 @@ begin
     perform internal.require_permission('strategies:all');
     return (select n.next_attempt_at
             from monitor.notifications n
-            where n.status = 'pending' and n.channel::text = any (next_notification_due.channels)
+            where n.status in ('pending', 'delivering')
+              and n.channel::text = any (next_notification_due.channels)
             order by n.next_attempt_at
             limit 1
             for key share of n skip locked);
 end;
 $$;
 comment on function monitor.next_notification_due(text[]) is
-    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped); null when there is none. A scoped session needs alerts:manage (42S01).';
+    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped), or end of the lease of an abandoned claim (delivering, committed, unlocked); null when there is none. A scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.requeue_notification(notification_id bigint)
     returns void

@@ -64,7 +64,8 @@ comment on type monitor.notification_channel is 'Where a notification is deliver
 
 create type monitor.notification_status as enum (
     'pending',     -- waiting for its next attempt
-    'delivering',  -- claimed by a worker inside its open transaction (never seen committed)
+    'delivering',  -- claimed by a worker inside its open transaction; seen committed only when a
+                   -- client committed a claim without a report: abandoned, claimed again after its lease
     'delivered',   -- delivered (terminal)
     'dead'         -- dead letter: every attempt failed (terminal)
 );
@@ -335,19 +336,21 @@ comment on table monitor.notifications is
     'The outbox: one row per message and channel, queued by alert transitions and risk events, delivered by `spreadedge notify worker`.';
 comment on column monitor.notifications.notification_id is 'Surrogate key; receivers of webhooks can deduplicate by it.';
 comment on column monitor.notifications.channel is 'email, slack, discord or webhook.';
-comment on column monitor.notifications.status is 'pending, delivering (inside a worker''s transaction), delivered or dead.';
+comment on column monitor.notifications.status is 'pending, delivering (claimed inside a worker''s transaction; committed, a claim never reported, taken again once its lease has passed), delivered or dead.';
 comment on column monitor.notifications.subject is 'One-line summary (the email subject, the chat message''s first line).';
 comment on column monitor.notifications.payload is 'The message as JSON (the generic webhook''s body).';
 comment on column monitor.notifications.alert_event_id is 'The alert transition notified.';
 comment on column monitor.notifications.risk_event_id is 'The risk event notified.';
 comment on column monitor.notifications.attempts is 'Delivery attempts so far.';
-comment on column monitor.notifications.next_attempt_at is 'When it may next be tried: exponential backoff after a failure, no sooner than a receiver''s Retry-After, at most the worker''s max_backoff.';
+comment on column monitor.notifications.next_attempt_at is 'When it may next be tried: exponential backoff after a failure, no sooner than a receiver''s Retry-After, at most the worker''s max_backoff; while delivering, when the claim''s 5-minute lease ends (then, unlocked, it is abandoned and claimed again).';
 comment on column monitor.notifications.last_error is 'Why the last attempt failed (never a secret).';
 comment on column monitor.notifications.claimed_by is 'The worker that made the last attempt.';
 comment on column monitor.notifications.created_at is 'When it was queued.';
 comment on column monitor.notifications.delivered_at is 'When it was delivered.';
 comment on column monitor.notifications.dead_at is 'When it went to the dead letter.';
--- why partial: workers look only for pending rows that are due, a small part of the table
-create index notifications_due_idx on monitor.notifications (next_attempt_at) where status = 'pending';
+-- why partial: workers look only for pending rows that are due and for claims whose lease has
+-- passed, a small part of the table
+create index notifications_due_idx on monitor.notifications (next_attempt_at)
+    where status in ('pending', 'delivering');
 create index notifications_alert_event_idx on monitor.notifications (alert_event_id);
 create index notifications_risk_event_idx on monitor.notifications (risk_event_id);

@@ -6,6 +6,10 @@ an error, a log line or the outbox's ``last_error``. Errors are passed through :
 which removes each secret and every part of a channel URL that may carry a token (its path, query,
 userinfo and each long path segment), since errors often quote a URL only in part.
 
+One attempt takes at most about ``timeout_seconds`` in all (:class:`_Deadline`): the timeout of
+each socket read alone let a receiver that drips its answer a byte at a time hold the worker for
+as long as it liked.
+
 Payload numbers are exact: the worker loads payloads with ``Decimal`` numbers and
 :func:`exact_json` writes them with all their digits (``50000.000000000000000001``, never a float).
 """
@@ -20,7 +24,9 @@ import importlib.metadata
 import json
 import re
 import smtplib
+import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -188,36 +194,154 @@ def one_line(text: str) -> str:
     return _HEADER_BREAKS.sub(" ", text)
 
 
+class _Deadline:
+    """Ends the network exchange of one attempt once ``seconds`` have passed, however it stands.
+
+    why: a socket's timeout bounds each read alone, so a receiver that drips its answer (a byte
+    every 0.3 s against a 1 s timeout) held the worker, and its claim on the message, for as long
+    as it dripped: forever, for one that never stops. Each socket the attempt connects is held
+    here as a duplicate, and a watchdog timer shuts it down at the deadline (a socket connected
+    after it, at once): the blocked read or write ends, TLS or not (a duplicate shares the
+    connection, and stays valid while TLS wraps and replaces the original), and :attr:`cut` says
+    why. Used as a context manager around one attempt; the duplicates are closed at its end.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._cut = False
+        self._end = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._held: list[socket.socket] = []
+        self._passed = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for held in self._held:
+                held.close()
+            self._held.clear()
+
+    @property
+    def cut(self) -> bool:
+        """Whether the deadline shut a connection down: the attempt ended unanswered."""
+        # why under the lock: the read the shutdown ends may look before _expire has said so
+        with self._lock:
+            return self._cut
+
+    def message(self) -> str:
+        return f"no complete answer within {_seconds_text(self.seconds)} s"
+
+    def remaining(self, timeout: Any) -> float:
+        """The timeout of a connect: at most the time left (a little, once none is left)."""
+        left = max(self._end - time.monotonic(), 0.001)
+        # not a number: None or socket's "global default" (no timeout of its own)
+        return min(timeout, left) if isinstance(timeout, int | float) else left
+
+    def hold(self, sock: socket.socket) -> socket.socket:
+        """Watch a socket just connected, and return it (shut down at once if the deadline passed)."""
+        with self._lock:
+            held = sock.dup()
+            self._held.append(held)
+            if self._passed:
+                self._shut(held)
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._passed = True
+            for held in self._held:
+                self._shut(held)
+
+    def _shut(self, held: socket.socket) -> None:
+        try:
+            held.shutdown(socket.SHUT_RDWR)
+        except OSError:  # the other side closed it already: the exchange is over
+            return
+        self._cut = True
+
+
+class _WatchedHTTPConnection(http.client.HTTPConnection):
+    """An HTTPConnection whose socket a :class:`_Deadline` shuts down when the attempt's time is up."""
+
+    def __init__(self, host: str, *, deadline: _Deadline, **options: Any) -> None:
+        super().__init__(host, **options)
+        self._deadline = deadline
+        # why here: connect() makes its socket with this, and HTTPS wraps it in TLS right after,
+        # before connect() returns; a handshake a server drips is bounded too
+        self._create_connection = self._connect_held
+
+    def _connect_held(self, address: tuple[str, int], timeout: Any, source: Any = None) -> socket.socket:
+        sock = socket.create_connection(address, self._deadline.remaining(timeout), source)
+        return self._deadline.hold(sock)
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, http.client.HTTPSConnection):
+    """An HTTPSConnection watched by a :class:`_Deadline`."""
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def do_open(self, http_class: Any, req: Any, **options: Any) -> Any:
+        return super().do_open(_WatchedHTTPConnection, req, deadline=self._deadline, **options)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def do_open(self, http_class: Any, req: Any, **options: Any) -> Any:
+        return super().do_open(_WatchedHTTPSConnection, req, deadline=self._deadline, **options)
+
+
 def _post_json(
     url: str, body: bytes, headers: dict[str, str], timeout: float, redact: Callable[[str], str]
 ) -> None:
     """POST a JSON body; any answer but 2xx, or no answer, is a DeliveryError without the URL.
 
     A URL with user information (``https://user:password@host/hook``) is sent with HTTP Basic
-    authentication: urllib would otherwise read ``user:password@host`` as the host name.
+    authentication: urllib would otherwise read ``user:password@host`` as the host name. The
+    whole exchange takes at most about ``timeout`` seconds (see :class:`_Deadline`); a status
+    line read by then is the receiver's verdict, as its body is not waited for.
     """
-    try:
-        url, authorization = _basic_auth(url)
-        if authorization:
-            headers = {**headers, "Authorization": authorization}
-        # built inside the try: Request refuses a URL with a ValueError that quotes it
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
-        )
-        # why not read the answer's body: the status is the receiver's verdict, and a body that is
-        # huge, endless or held back would hold the worker, or fail a message it had accepted
-        with _OPENER.open(request, timeout=timeout):
-            pass
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise _http_error(exc, redact) from None
-    except urllib.error.URLError as exc:
-        raise DeliveryError(f"connection failed: {redact(str(exc.reason))}") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        raise DeliveryError(f"connection failed: {type(exc).__name__}: {redact(str(exc))}") from None
+    with _Deadline(timeout) as deadline:
+        try:
+            url, authorization = _basic_auth(url)
+            if authorization:
+                headers = {**headers, "Authorization": authorization}
+            # built inside the try: Request refuses a URL with a ValueError that quotes it
+            request = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
+            )
+            opener = urllib.request.build_opener(
+                _RefuseRedirects, _WatchedHTTPHandler(deadline), _WatchedHTTPSHandler(deadline)
+            )
+            # why not read the answer's body: the status is the receiver's verdict, and a body
+            # that is huge, endless or held back would hold the worker, or fail a message it had
+            # accepted
+            with opener.open(request, timeout=timeout):
+                pass
+        except urllib.error.HTTPError as exc:  # a whole answer, whatever the deadline did after
+            exc.close()
+            raise _http_error(exc, redact) from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if deadline.cut:
+                raise DeliveryError(deadline.message()) from None
+            if isinstance(exc, urllib.error.URLError):
+                raise DeliveryError(f"connection failed: {redact(str(exc.reason))}") from None
+            raise DeliveryError(f"connection failed: {type(exc).__name__}: {redact(str(exc))}") from None
 
 
 def _http_error(exc: urllib.error.HTTPError, redact: Callable[[str], str]) -> DeliveryError:
@@ -283,9 +407,6 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: Any) -> None:
         return None
-
-
-_OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _basic_auth(url: str) -> tuple[str, str | None]:
@@ -377,13 +498,23 @@ _AUTH_CHALLENGES = 5  # server challenges answered in one AUTH exchange (smtplib
 
 
 class _Utf8AuthSMTP(smtplib.SMTP):
-    """smtplib.SMTP whose AUTH sends the user name and password as UTF-8.
+    """smtplib.SMTP whose AUTH sends the user name and password as UTF-8, within a deadline.
 
     why: smtplib encodes them as ASCII, so a password with ``ä`` never logged in (every attempt
     failed, then the dead letter), and the UnicodeEncodeError it raised named the character and
     its place in the password, which went to the log and the outbox. PLAIN's credentials are UTF-8
     (RFC 4616), as are LOGIN's and CRAM-MD5's in every server that takes more than ASCII.
+
+    The :class:`_Deadline` shuts its socket down when the attempt's time is up: a server that
+    drips its replies held the worker as long as it dripped.
     """
+
+    def __init__(self, host: str, port: int, *, timeout: float, deadline: _Deadline) -> None:
+        self._deadline = deadline  # before the connect, which the constructor makes
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return self._deadline.hold(super()._get_socket(host, port, self._deadline.remaining(timeout)))
 
     def auth(
         self, mechanism: str, authobject: Callable[..., str | None], *, initial_response_ok: bool = True
@@ -423,6 +554,11 @@ class EmailChannel:
 
     def send(self, message: Message) -> None:
         settings = self.settings
+        with _Deadline(settings.timeout_seconds) as deadline:
+            self._send(message, deadline)
+
+    def _send(self, message: Message, deadline: _Deadline) -> None:
+        settings = self.settings
         refused: dict[str, tuple[int, bytes]] | None = None  # set once the server took the message
         try:
             # built inside the try: EmailMessage refuses a header value it cannot write
@@ -434,9 +570,8 @@ class EmailChannel:
             email["Date"] = formatdate(usegmt=True)
             email["Message-ID"] = make_msgid(domain=_sender_domain(settings.email_from))
             email.set_content(f"{message.text}\n\n{exact_json(message.payload, indent=2, sort_keys=True)}\n")
-            with _Utf8AuthSMTP(
-                settings.smtp_host or "", settings.smtp_port, timeout=settings.timeout_seconds
-            ) as smtp:
+            host, port = settings.smtp_host or "", settings.smtp_port
+            with _Utf8AuthSMTP(host, port, timeout=settings.timeout_seconds, deadline=deadline) as smtp:
                 if settings.smtp_starttls:
                     # why a default context: starttls() without one checks neither the certificate
                     # nor the host name, so anyone on the path would get the login. A private CA:
@@ -453,6 +588,10 @@ class EmailChannel:
             # block ends); the server has the message, and a retry would send it again on every
             # attempt, then count it dead though it went out each time
             if refused is None:
+                # why any error once cut: smtplib reads a reply cut mid-line as a reply of its
+                # own (code 22 for "220 ready" cut after two digits)
+                if deadline.cut:
+                    raise DeliveryError(f"SMTP: {deadline.message()}") from None
                 raise DeliveryError(f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}") from None
         if refused:
             reasons = [f"{to} ({code} {_smtp_text(reply)})" for to, (code, reply) in sorted(refused.items())]

@@ -7,7 +7,8 @@ same row), it is sent, and its result is reported with ``monitor.complete_notifi
 Retry-After asks, or moves it to the dead letter) before the commit.
 Any exception while building or sending a message is a failure of that message alone. A worker
 that dies rolls back only the message it was sending: that row is pending again, and every message
-it delivered before stays delivered.
+it delivered before stays delivered. (A claim some other client committed without a report is
+claimed again once its lease has passed: see ``monitor.claim_notifications``.)
 
 Why a transaction per message rather than one per batch with a savepoint per message: a savepoint
 keeps a message's "delivered" uncommitted until the whole batch commits, so a crash, a lost
@@ -90,9 +91,11 @@ _KEEPALIVES = sql.SQL(
     " pg_catalog.set_config('tcp_keepalives_interval', '10', false),"
     " pg_catalog.set_config('tcp_keepalives_count', '3', false)"
 )
+# the waiting messages of channels this worker lacks: pending, and delivering when committed (a
+# claim never reported, which waits for a worker as a pending row does)
 _UNSERVED = sql.SQL(
     "select channel::text, count(*) from monitor.notification_list"
-    " where status = 'pending' and channel::text <> all ({channels}) group by 1 order by 1"
+    " where status in ('pending', 'delivering') and channel::text <> all ({channels}) group by 1 order by 1"
 ).format(channels=sql.Placeholder("channels"))
 # what configures each channel, for the warning about pending messages of a channel not configured
 _CHANNEL_SETTINGS = {
@@ -159,8 +162,8 @@ class Worker:
             # so the message was never counted, never dead, and first in line again: no message
             # went out after it, on every restart
             self._conn.adapters.register_loader("jsonb", TextLoader)
-            # why: the claim's transaction stays open while the message is sent (up to
-            # timeout_seconds per step); a server or role idle_in_transaction_session_timeout
+            # why: the claim's transaction stays open while the message is sent (at most about
+            # timeout_seconds); a server or role idle_in_transaction_session_timeout
             # shorter than that would end the session after the send and before the report,
             # rolling the attempt back too, so the message would be sent again without end and
             # never reach the dead letter. The worker's own timeouts bound the wait instead.
