@@ -291,9 +291,13 @@ begin
     left join monitor.alerts a on a.severity = v.severity and a.status <> 'resolved'
     group by v.severity
     union all
+    -- why delivering rows among the pending: a claim a worker is sending is not committed, so this
+    -- statement sees the row as pending; one committed without a report was abandoned and waits
+    -- for its lease to pass (monitor.claim_notifications), still to be delivered
     select 'notifications.' || v.status, '{}'::jsonb, count(n.notification_id)::numeric
     from unnest(array['pending', 'dead']::monitor.notification_status[]) v(status)
-    left join monitor.notifications n on n.status = v.status
+    left join monitor.notifications n
+        on n.status = v.status or (v.status = 'pending' and n.status = 'delivering')
     group by v.status;
     -- why the check: pg_stat_statements can be queried only when the server preloads it, and its
     -- settings exist only then

@@ -198,3 +198,16 @@ def test_an_abandoned_claim_of_a_channel_the_worker_lacks_is_named_in_its_warnin
     claim_and_commit(seeded_url, "email")
     with slack_worker(seeded_url, http_receiver) as w:
         assert w.warn_unserved() == {"email": 1}
+
+
+def test_an_abandoned_claim_counts_among_the_pending_notifications_metric(
+    seeded: psycopg.Connection, seeded_url: str
+) -> None:
+    # why it matters: the metric counted only 'pending' rows, so an abandoned claim, still to be
+    # delivered, showed on no dashboard and fired no rule on notifications.pending
+    queue(seeded, "slack")
+    claim_and_commit(seeded_url)
+    seeded.execute("select monitor.collect_metrics()")
+    assert seeded.execute(
+        "select value from monitor.metrics where name = 'notifications.pending' order by recorded_at desc limit 1"
+    ).fetchone() == (1,)
