@@ -406,9 +406,13 @@ as $$
 -- one is conflicting_duplicate (23S06) and changes nothing.
 #variable_conflict use_column
 declare
-    v_order trading.orders := internal.lock_order(acknowledge_order.order_id);
+    v_order trading.orders;
 begin
     perform internal.require_permission('orders:write');
+    -- why the lock after the check: a declare initializer runs before the body, so a user without
+    -- the permission who named an unknown order got 23S04 (and locked the order when it existed)
+    -- instead of permission_denied
+    v_order := internal.lock_order(acknowledge_order.order_id);
     -- why: an empty id stored here made the exchange's real one a conflict (23S06) ever after
     if acknowledge_order.exchange_order_id = '' or length(acknowledge_order.exchange_order_id) > 128 then
         raise exception 'exchange_order_id must be 1 to 128 characters, got %',
@@ -450,9 +454,13 @@ as $$
 -- Move an order to cancelled, rejected or expired, recording the reason; a no-op when it already
 -- has that status (so a repeated cancel is safe); illegal_state_transition (55S01) otherwise.
 declare
-    v_order trading.orders := internal.lock_order(p_order_id);
+    v_order trading.orders;
 begin
     perform internal.require_permission('orders:write');
+    -- why the lock after the check: a declare initializer runs before the body, so a user without
+    -- the permission who named an unknown order got 23S04 (and locked the order when it existed)
+    -- instead of permission_denied
+    v_order := internal.lock_order(p_order_id);
     if v_order.status <> p_to then
         perform internal.change_order_status(v_order, p_to, p_reason);
     end if;

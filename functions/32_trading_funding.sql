@@ -24,12 +24,17 @@ as $$
 -- (23S06).
 #variable_conflict use_column
 declare
-    v_strategy   trading.strategies := internal.find_strategy(record_funding.strategy);
-    v_instrument ref.instruments := internal.find_instrument(record_funding.exchange, record_funding.symbol);
+    v_strategy   trading.strategies;
+    v_instrument ref.instruments;
     v_existing   trading.funding_payments;
     v_id         bigint;
 begin
     perform internal.require_permission('orders:write');
+    -- why the lookups after the check: a declare initializer runs before the body, so a user
+    -- without the permission who named an unknown (or unseen) strategy or instrument got its lookup's error,
+    -- an answer that depends on data the caller may not see, instead of permission_denied
+    v_strategy := internal.find_strategy(record_funding.strategy);
+    v_instrument := internal.find_instrument(record_funding.exchange, record_funding.symbol);
     -- finite and below 10^100000 (internal.check_amount_size says why)
     perform internal.check_amount_size(record_funding.amount, 'funding amount');
     if record_funding.paid_at is null then

@@ -27,12 +27,17 @@ as $$
 -- price; null when the position is open and no price is known.
 #variable_conflict use_column
 declare
-    v_strategy   trading.strategies := internal.find_strategy(get_position.strategy);
-    v_instrument ref.instruments := internal.find_instrument(get_position.exchange, get_position.symbol);
+    v_strategy   trading.strategies;
+    v_instrument ref.instruments;
     v_position   trading.positions;
     v_mark       numeric;
 begin
     perform internal.require_permission('positions:read');
+    -- why the lookups after the check: a declare initializer runs before the body, so a user
+    -- without the permission who named an unknown (or unseen) strategy or instrument got its lookup's error,
+    -- an answer that depends on data the caller may not see, instead of permission_denied
+    v_strategy := internal.find_strategy(get_position.strategy);
+    v_instrument := internal.find_instrument(get_position.exchange, get_position.symbol);
     if get_position.mark_price is not null then
         perform internal.check_positive(get_position.mark_price, 'mark price', '22S02');
     end if;

@@ -163,8 +163,8 @@ as $$
 -- (also one committed while this open waited for it).
 #variable_conflict use_column
 declare
-    v_pair     record := internal.find_pair(open_spread_trade.symbol);
-    v_strategy trading.strategies := internal.find_strategy(open_spread_trade.strategy);
+    v_pair     record;
+    v_strategy trading.strategies;
     v_id          bigint;
     v_side        text;
     v_exchange    text;
@@ -179,6 +179,11 @@ begin
     -- why here as well as in place_order: a retry returns the stored spread trade before any leg
     -- is placed, so without it a user who may not place orders got one's id back
     perform internal.require_permission('orders:write');
+    -- why the lookups after the check: a declare initializer runs before the body, so a user
+    -- without the permission who named an unknown (or unseen) pair or strategy got its lookup's error,
+    -- an answer that depends on data the caller may not see, instead of permission_denied
+    v_pair := internal.find_pair(open_spread_trade.symbol);
+    v_strategy := internal.find_strategy(open_spread_trade.strategy);
     -- why here, though place_order checks each leg's time: it names its own placed_at, a parameter
     -- the caller of this function never gave
     perform internal.check_time(open_spread_trade.opened_at, 'opened_at');
