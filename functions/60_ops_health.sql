@@ -219,18 +219,24 @@ create or replace function internal.health_last_backup(p_max_age interval)
     stable
     language sql
 as $$
-    select coalesce(max(b.finished_at) >= now() - p_max_age, false),
+    -- why not the expired runs: a backup pgBackRest has expired is no backup (restore cannot use it)
+    select coalesce(max(b.finished_at) filter (where b.expired_at is null) >= now() - p_max_age, false),
            case when count(*) = 0 then 'no successful physical backup recorded in ops.backup_runs'
+                when count(*) filter (where b.expired_at is null) = 0
+                    then format('no successful physical backup in ops.backup_runs that pgBackRest still holds (%s expired)',
+                                count(*))
                 else format('last physical backup %s (%s) finished %s, %s ago (limit %s)',
-                            (array_agg(b.label order by b.finished_at desc))[1],
-                            (array_agg(b.kind order by b.finished_at desc))[1],
-                            to_char(max(b.finished_at) at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"'),
-                            date_trunc('second', now() - max(b.finished_at)), p_max_age) end
+                            (array_agg(b.label order by b.finished_at desc) filter (where b.expired_at is null))[1],
+                            (array_agg(b.kind order by b.finished_at desc) filter (where b.expired_at is null))[1],
+                            to_char(max(b.finished_at) filter (where b.expired_at is null) at time zone 'UTC',
+                                    'YYYY-MM-DD HH24:MI:SS"Z"'),
+                            date_trunc('second', now() - max(b.finished_at) filter (where b.expired_at is null)),
+                            p_max_age) end
     from ops.backup_runs b
     where b.status = 'succeeded' and b.kind in ('full', 'diff', 'incr');
 $$;
 comment on function internal.health_last_backup(interval) is
-    'Health check: a pgBackRest backup succeeded within the given age (ok, detail).';
+    'Health check: a pgBackRest backup that pgBackRest has not expired (ops.backup_runs.expired_at) succeeded within the given age (ok, detail).';
 
 create or replace function internal.health_replication(p_max_lag interval)
     returns table (ok boolean, detail text)

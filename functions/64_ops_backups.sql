@@ -2,7 +2,8 @@
 -- spreadedge backup records each run in ops.backup_runs: started before pgBackRest or pg_dump
 -- runs, finished after, so a crashed run stays visibly 'running' (until a later physical backup
 -- succeeds and marks it failed) and health reads the age of the last successful physical backup
--- from SQL.
+-- from SQL. After every backup and expire the CLI compares the catalog with pgBackRest info and
+-- marks the runs whose backups pgBackRest has expired (expired_at).
 
 -- why the checks here: the table's checks refused a bad value with a bare 23514 naming a
 -- constraint, not the value or what is allowed
@@ -98,3 +99,43 @@ end;
 $$;
 comment on function ops.finish_backup_run(bigint, boolean, text, bigint, bigint, text) is
     'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run takes the kind its pgBackRest label shows (an incr or diff that pgBackRest made full is recorded full) and marks earlier physical runs still running as failed (interrupted). A null succeeded or a negative size raises 22S09.';
+
+-- why: pgBackRest expires old backups (retention_full, retention_diff) after every backup and on
+-- `spreadedge backup expire`; their runs stayed 'succeeded' with labels the repository no longer
+-- held, so `backup list` and health's last_backup pointed at backups that were gone
+create or replace function ops.mark_expired_backup_runs(labels text[], listed_at timestamptz)
+    returns integer
+    volatile
+    language plpgsql
+as $$
+-- labels: every backup label pgBackRest info listed; listed_at: the time (of this server's clock)
+-- just before info ran. Marks the successful physical runs that finished before listed_at whose
+-- label is not listed; returns how many it marked.
+#variable_conflict use_variable
+declare
+    v_marked integer;
+begin
+    -- why: a null list would read as "nothing listed" and expire every run
+    if labels is null or listed_at is null then
+        raise exception 'labels and listed_at must not be null, got % and %',
+            coalesce(labels::text, 'null'), coalesce(listed_at::text, 'null')
+            using errcode = '22S09';
+    end if;
+    -- why finished before listed_at: a backup whose run finished after info ran (one taken while
+    -- an expire ran) is missing from that list without being expired
+    update ops.backup_runs b
+    set expired_at = now()
+    where b.status = 'succeeded' and b.kind in ('full', 'diff', 'incr') and b.expired_at is null
+      and b.label is not null and b.finished_at < listed_at
+      and not b.label = any (array_remove(labels, null));
+    get diagnostics v_marked = row_count;
+    -- a label listed again (the catalog was once compared with another repository) is no longer
+    -- expired
+    update ops.backup_runs b
+    set expired_at = null
+    where b.expired_at is not null and b.label = any (labels);
+    return v_marked;
+end;
+$$;
+comment on function ops.mark_expired_backup_runs(text[], timestamptz) is
+    'Marks as expired (expired_at) the successful physical backup runs that finished before listed_at whose label is not among labels (the backups pgBackRest info listed, read at listed_at), clears the mark of runs listed again, and returns how many it marked; a null argument raises 22S09.';

@@ -22,9 +22,12 @@ create table ops.backup_runs (
     size_bytes      bigint check (size_bytes >= 0),
     repo_size_bytes bigint check (repo_size_bytes >= 0),
     detail          text,
+    expired_at      timestamptz,
     -- why: a run is finished exactly when it has an end time
     check ((status = 'running') = (finished_at is null)),
-    check (finished_at >= started_at)
+    check (finished_at >= started_at),
+    -- why: only a successful backup leaves something in the repository to expire
+    constraint backup_runs_expired_succeeded_check check (expired_at is null or status = 'succeeded')
 );
 comment on table ops.backup_runs is
     'Every backup spreadedge ran (pgBackRest full/diff/incr, pg_dump logical): what, when, how big, and whether it succeeded.';
@@ -38,6 +41,8 @@ comment on column ops.backup_runs.label is 'The pgBackRest backup label, or the 
 comment on column ops.backup_runs.size_bytes is 'Size of what was backed up (the database or cluster, uncompressed).';
 comment on column ops.backup_runs.repo_size_bytes is 'Size the backup takes in the repository (or the dump file), compressed.';
 comment on column ops.backup_runs.detail is 'Why a failed run failed (never a secret).';
+comment on column ops.backup_runs.expired_at is
+    'When the catalog found the run''s pgBackRest backup expired (no longer listed by pgBackRest info: retention_full, retention_diff); null while the repository holds it, and for logical dumps.';
 create index backup_runs_kind_finished_idx on ops.backup_runs (kind, finished_at desc) where status = 'succeeded';
 comment on index ops.backup_runs_kind_finished_idx is 'The newest successful backup of a kind (health: last backup age).';
 

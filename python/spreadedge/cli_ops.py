@@ -397,6 +397,8 @@ def _physical(kind: str) -> Callable[[Settings], None]:
             f"{taken.type} backup {taken.label}: {_size(taken.size_bytes)} of data, "
             f"{_size(taken.repo_size_bytes)} in the repository"
         )
+        # why: pgBackRest expires old backups after every backup (retention_full, retention_diff)
+        _mark_expired(settings, repo)
 
     command.__doc__ = {
         "full": "Take a full backup (every file of the cluster).",
@@ -406,6 +408,24 @@ def _physical(kind: str) -> Callable[[Settings], None]:
         " one when the repository has no full backup to build on).",
     }[kind]
     return command
+
+
+def _mark_expired(settings: Settings, repo: pgbackrest.Repository) -> None:
+    """Mark the runs of ops.backup_runs whose backups pgBackRest has expired; a warning when it
+    cannot (the backup or expire itself succeeded, so the command does not fail for it)."""
+    try:
+        marked = catalog.mark_expired(
+            lambda: _connect(settings, "backup"), lambda: [b.label for b in pgbackrest.info(repo)]
+        )
+    except (OpsError, psycopg.Error) as exc:
+        reason = exc.diag.message_primary if isinstance(exc, psycopg.Error) else None
+        click.echo(
+            f"warning: the runs of expired backups are not marked in ops.backup_runs: {reason or exc}",
+            err=True,
+        )
+        return
+    if marked:
+        click.echo(f"ops.backup_runs: {marked} run(s) marked expired (pgBackRest no longer holds the backup)")
 
 
 for _kind in pgbackrest.BACKUP_TYPES:
@@ -485,7 +505,19 @@ def backup_list(settings: Settings) -> None:
     click.echo("runs (ops.backup_runs):")
     click.echo(
         textable.render(
-            ["run", "kind", "compress", "started", "finished", "status", "label", "size", "stored", "detail"],
+            [
+                "run",
+                "kind",
+                "compress",
+                "started",
+                "finished",
+                "status",
+                "label",
+                "size",
+                "stored",
+                "expired",
+                "detail",
+            ],
             [
                 [
                     str(r[0]),
@@ -497,11 +529,12 @@ def backup_list(settings: Settings) -> None:
                     r[6] or "",
                     _size(r[7]),
                     _size(r[8]),
+                    _when(r[10]),
                     (r[9] or "").splitlines()[0] if r[9] else "",
                 ]
                 for r in runs
             ],
-            [True, False, False, False, False, False, False, True, True, False],
+            [True, False, False, False, False, False, False, True, True, False, False],
         )
         if runs
         else "  none"
@@ -523,9 +556,11 @@ def backup_verify(settings: Settings) -> None:
 def backup_expire(settings: Settings) -> None:
     """Apply retention: expire full backups beyond retention_full (with the backups and WAL that
     depend on them) and differential backups beyond retention_diff. pgBackRest also does this
-    after every backup; ops.backup_runs keeps the runs of expired backups."""
-    output = pgbackrest.expire(pgbackrest.repository(settings))
+    after every backup; the runs of expired backups are marked expired in ops.backup_runs."""
+    repo = pgbackrest.repository(settings)
+    output = pgbackrest.expire(repo)
     click.echo(output.strip() or "nothing to expire")
+    _mark_expired(settings, repo)
 
 
 @backup_group.command(name="schedule")

@@ -1,4 +1,5 @@
-"""The backup catalog ``ops.backup_runs``: a run is started before a backup and finished after."""
+"""The backup catalog ``ops.backup_runs``: a run is started before a backup and finished after;
+the runs whose backups pgBackRest has expired are marked after every backup and expire."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ START = select_value("ops.start_backup_run", ["kind", "compress_type"])
 FINISH = select_value(
     "ops.finish_backup_run", ["run_id", "succeeded", "label", "size_bytes", "repo_size_bytes", "detail"]
 )
+MARK_EXPIRED = select_value("ops.mark_expired_backup_runs", ["labels", "listed_at"])
 # How long recording a run's end keeps trying while the server cannot be reached: a backup takes
 # long enough for the server to restart under it, and a run whose end is never recorded stays
 # 'running'; a minute covers a restart without hanging a scheduled job for good.
@@ -135,10 +137,27 @@ def _finish(
         pause = min(pause * 2, 5.0)
 
 
+def mark_expired(connect: Callable[[], psycopg.Connection[Any]], listed: Callable[[], list[str]]) -> int:
+    """Mark the successful physical runs whose backups pgBackRest no longer lists; how many.
+
+    ``listed`` returns the labels pgBackRest info lists. The server's clock is read before it
+    runs, so a run that finished after the list was read (a backup taken meanwhile) is not taken
+    for expired.
+    """
+    with connect() as conn:
+        row = conn.execute("select clock_timestamp()").fetchone()
+    assert row is not None
+    labels = listed()
+    with connect() as conn:
+        marked = conn.execute(MARK_EXPIRED, {"labels": labels, "listed_at": row[0]}).fetchone()
+    assert marked is not None
+    return int(marked[0])
+
+
 def runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[tuple[Any, ...]]:
-    """The newest runs of the catalog, newest first."""
+    """The newest runs of the catalog, newest first (the last column: when its backup expired)."""
     return conn.execute(
         "select run_id, kind, compress_type, started_at, finished_at, status, label, size_bytes,"
-        " repo_size_bytes, detail from ops.backup_runs order by run_id desc limit %s",
+        " repo_size_bytes, detail, expired_at from ops.backup_runs order by run_id desc limit %s",
         [limit],
     ).fetchall()
