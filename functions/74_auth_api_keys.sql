@@ -261,7 +261,10 @@ create or replace function auth.revoke_api_key(key_id bigint)
     set search_path = ''
     language plpgsql
 as $$
--- Revoke an API key: it can no longer be revealed. Idempotent. Needs keys:manage (keys:all for others').
+-- Revoke an API key: it can no longer be revealed, and its encrypted key, secret and passphrase are
+-- wiped (the fingerprint stays). Idempotent. Needs keys:manage (keys:all for others').
+-- why wiped: a key revoked here may still be live at its exchange; kept, its ciphertext stayed in
+-- every later dump and backup, and anyone who also held the master key could read it
 #variable_conflict use_column
 declare
     v_key  auth.api_keys;
@@ -270,14 +273,16 @@ begin
     perform internal.require_permission('keys:manage');
     v_key := internal.visible_api_key(revoke_api_key.key_id);
     if v_key.revoked_at is null then
-        update auth.api_keys k set revoked_at = now() where k.key_id = v_key.key_id;
+        update auth.api_keys k
+        set revoked_at = now(), api_key = ''::bytea, api_secret = ''::bytea, passphrase = null
+        where k.key_id = v_key.key_id;
         select u.* into v_user from auth.users u where u.user_id = v_key.user_id;
         perform internal.security_event('api_key_revoked', v_key.user_id, v_user.username,
             jsonb_build_object('key_id', v_key.key_id));
     end if;
 end;
 $$;
-comment on function auth.revoke_api_key(bigint) is 'Revokes an API key; idempotent. Needs keys:manage.';
+comment on function auth.revoke_api_key(bigint) is 'Revokes an API key and wipes its encrypted key, secret and passphrase; idempotent. Needs keys:manage.';
 
 create or replace function auth.rotate_master_key(old_master_key text, new_master_key text)
     returns integer
@@ -286,7 +291,7 @@ create or replace function auth.rotate_master_key(old_master_key text, new_maste
     set search_path = ''
     language plpgsql
 as $$
--- Re-encrypt every stored API key under a new master key, in this one transaction, and make it
+-- Re-encrypt every live API key (a revoked one was wiped) under a new master key, in this one transaction, and make it
 -- the current version; returns how many keys were re-encrypted. A wrong old key changes nothing.
 -- Needs keys:all in a scoped session.
 #variable_conflict use_column
@@ -317,7 +322,8 @@ begin
             fingerprint = public.hmac(public.pgp_sym_decrypt(k.api_key, old_master_key), new_master_key, 'sha256'),
             key_version = v_new,
             rotated_at = now()
-        where k.key_version = v_old;
+        -- a revoked key holds nothing to re-encrypt (auth.revoke_api_key wiped it)
+        where k.key_version = v_old and k.revoked_at is null;
         get diagnostics v_count = row_count;
     -- why 39000: what pgcrypto raises for a wrong key or corrupt data
     exception when external_routine_invocation_exception then
@@ -330,7 +336,7 @@ begin
 end;
 $$;
 comment on function auth.rotate_master_key(text, text) is
-    'Re-encrypts every API key under a new master key in one transaction; returns the count. A wrong old key changes nothing (28S03); a new key shorter than 32 characters or with white space at either end is refused (22S09), and so is a call outside READ COMMITTED (22S09), whose snapshot would miss a key stored while it waited.';
+    'Re-encrypts every live API key under a new master key in one transaction (a revoked one was wiped); returns the count. A wrong old key changes nothing (28S03); a new key shorter than 32 characters or with white space at either end is refused (22S09), and so is a call outside READ COMMITTED (22S09), whose snapshot would miss a key stored while it waited.';
 
 create or replace view auth.api_key_list
     with (security_invoker = true)

@@ -218,16 +218,16 @@ comment on column auth.api_keys.key_id is 'Surrogate key.';
 comment on column auth.api_keys.user_id is 'The user the key belongs to.';
 comment on column auth.api_keys.exchange_id is 'The exchange that issued the key.';
 comment on column auth.api_keys.label is 'Name the user gives the key, unique per user and exchange among live keys.';
-comment on column auth.api_keys.api_key is 'pgp_sym_encrypt(api key, master key, cipher-algo=aes256).';
-comment on column auth.api_keys.api_secret is 'pgp_sym_encrypt(api secret, master key, cipher-algo=aes256).';
-comment on column auth.api_keys.passphrase is 'pgp_sym_encrypt(passphrase, master key, cipher-algo=aes256), for exchanges that use one.';
+comment on column auth.api_keys.api_key is 'pgp_sym_encrypt(api key, master key, cipher-algo=aes256); empty once the key is revoked.';
+comment on column auth.api_keys.api_secret is 'pgp_sym_encrypt(api secret, master key, cipher-algo=aes256); empty once the key is revoked.';
+comment on column auth.api_keys.passphrase is 'pgp_sym_encrypt(passphrase, master key, cipher-algo=aes256), for exchanges that use one; null once the key is revoked.';
 comment on column auth.api_keys.permissions is 'What the exchange lets the key do: read, trade, withdraw.';
 comment on column auth.api_keys.fingerprint is 'HMAC-SHA256 of the API key under the master key: finds duplicates without decrypting.';
 comment on column auth.api_keys.key_version is 'Master key version the row is encrypted under.';
 comment on column auth.api_keys.created_at is 'When the key was stored.';
 comment on column auth.api_keys.rotated_at is 'When the row was last re-encrypted under a new master key.';
 comment on column auth.api_keys.last_revealed_at is 'When auth.reveal_api_key last decrypted it.';
-comment on column auth.api_keys.revoked_at is 'When the key was revoked; revoked keys cannot be revealed.';
+comment on column auth.api_keys.revoked_at is 'When the key was revoked; a revoked key cannot be revealed, and its encrypted key, secret and passphrase are wiped.';
 -- why live keys only: a revoked key frees its label (an exchange key rotated under the same label)
 -- and may itself be stored again (migration 0020)
 create unique index api_keys_live_label_key on auth.api_keys (user_id, exchange_id, label)

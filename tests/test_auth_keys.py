@@ -163,6 +163,31 @@ def test_revoked_key_cannot_be_revealed(auth_db):
     )
 
 
+def test_a_revoked_keys_ciphertexts_are_wiped_and_its_fingerprint_kept(auth_db):
+    # a key revoked here may still be live at its exchange: its ciphertext stayed in every dump
+    key_id = store_key(auth_db, make_user(auth_db, "alice"), exchange="okx", passphrase="okx-pass")
+    call(auth_db, "auth.revoke_api_key", key_id=key_id)
+    assert auth_db.execute(
+        "select api_key, api_secret, passphrase, length(fingerprint) from auth.api_keys where key_id = %s",
+        [key_id],
+    ).fetchone() == (b"", b"", None, 32)
+
+
+def test_rotation_re_encrypts_the_live_keys_and_passes_a_revoked_one_by(auth_db):
+    user_id = make_user(auth_db, "alice")
+    live = store_key(auth_db, user_id)
+    call(
+        auth_db,
+        "auth.revoke_api_key",
+        key_id=store_key(auth_db, user_id, api_key="AKIA-okx-0002", exchange="okx"),
+    )
+    assert (
+        call(auth_db, "auth.rotate_master_key", old_master_key=MASTER_KEY, new_master_key=OTHER_MASTER_KEY)
+        == 1
+    )
+    assert reveal_key(auth_db, live, OTHER_MASTER_KEY)["api_key"] == "AKIA-binance-0001"
+
+
 def test_a_trader_cannot_reveal_or_revoke_another_traders_key(auth_db):
     alice, bob = make_user(auth_db, "alice"), make_user(auth_db, "bob")
     key_id = store_key(auth_db, alice)
