@@ -90,6 +90,34 @@ $$;
 comment on function internal.interval_has_negative_part(interval) is
     'Whether an interval has a negative months, days or time part (it then spans other than it compares as).';
 
+create or replace function internal.check_age(p_value interval, p_what text, p_hint text)
+    returns interval
+    stable
+    language plpgsql
+as $$
+-- Returns p_value, an age to go back by from now() (a cleanup's older_than, a health check's
+-- limit), when it is a positive interval with no negative part and now() - p_value is a time
+-- PostgreSQL stores; otherwise raises invalid_argument (22S09) naming p_what, with p_hint.
+-- why no negative part: see internal.interval_has_negative_part ('1 mon -29 days' subtracted from
+-- 1 March is 2 March, a time in the future); why the subtraction: '1000000 years' raised a bare
+-- 22008 "timestamp out of range" where it is used
+begin
+    if p_value is null or p_value <= interval '0' or internal.interval_has_negative_part(p_value) then
+        raise exception '% must be a positive interval with no negative part, got %', p_what,
+            coalesce(p_value::text, 'null')
+            using errcode = '22S09', hint = p_hint;
+    end if;
+    perform now() - p_value;
+    return p_value;
+exception
+    when datetime_field_overflow then
+        raise exception '% % reaches back before the earliest time PostgreSQL stores', p_what, p_value
+            using errcode = '22S09', hint = p_hint;
+end;
+$$;
+comment on function internal.check_age(interval, text, text) is
+    'Returns an age if it is a positive interval with no negative part that now() can go back by, else raises 22S09 naming it.';
+
 create or replace function internal.require_read_committed(p_what text, p_hint text)
     returns void
     stable

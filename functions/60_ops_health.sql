@@ -186,33 +186,8 @@ $$;
 comment on function internal.health_cron_jobs() is
     'Health check: the last run since the last migrate (ops.migrate_runs) of every active pg_cron job of this database succeeded (ok, detail).';
 
-create or replace function internal.health_limit(p_value interval, p_what text)
-    returns interval
-    stable
-    language plpgsql
-as $$
--- Returns p_value, a health check's age or lag limit, when it is a positive interval with no
--- negative part and now() - p_value is a time PostgreSQL stores; otherwise raises
--- invalid_argument (22S09) naming p_what.
--- why: a null replication lag or transaction age limit was always healthy (a comparison with
--- null), a negative one unhealthy whatever the state, and '1000000 years' of backup age raised a
--- bare 22008 "timestamp out of range" instead of a report
-begin
-    if p_value is null or p_value <= interval '0' or internal.interval_has_negative_part(p_value) then
-        raise exception '% must be a positive interval with no negative part, got %', p_what,
-            coalesce(p_value::text, 'null')
-            using errcode = '22S09', hint = 'Give an age such as 26 hours or 15 minutes.';
-    end if;
-    perform now() - p_value;
-    return p_value;
-exception
-    when datetime_field_overflow then
-        raise exception '% % reaches back before the earliest time PostgreSQL stores', p_what, p_value
-            using errcode = '22S09', hint = 'Give an age such as 26 hours or 15 minutes.';
-end;
-$$;
-comment on function internal.health_limit(interval, text) is
-    'Returns a health check''s age or lag limit if it is a positive interval with no negative part that now() can go back by, else raises 22S09 naming it.';
+-- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
+drop function if exists internal.health_limit(interval, text);
 
 create or replace function internal.health_last_backup(p_max_age interval)
     returns table (ok boolean, detail text)
@@ -346,11 +321,11 @@ as $$
         union all select 4, 'default_partitions_empty', c.ok, c.detail from internal.health_default_partitions() c
         union all select 5, 'cron_jobs', c.ok, c.detail from internal.health_cron_jobs() c
         union all select 6, 'last_backup', c.ok, c.detail
-                  from internal.health_last_backup(internal.health_limit(max_backup_age, 'max_backup_age')) c
+                  from internal.health_last_backup(internal.check_age(max_backup_age, 'max_backup_age', 'Give an age such as 26 hours or 15 minutes.')) c
         union all select 7, 'replication', c.ok, c.detail
-                  from internal.health_replication(internal.health_limit(max_replication_lag, 'max_replication_lag')) c
+                  from internal.health_replication(internal.check_age(max_replication_lag, 'max_replication_lag', 'Give an age such as 26 hours or 15 minutes.')) c
         union all select 8, 'long_transactions', c.ok, c.detail
-                  from internal.health_long_transactions(internal.health_limit(max_transaction_age, 'max_transaction_age')) c
+                  from internal.health_long_transactions(internal.check_age(max_transaction_age, 'max_transaction_age', 'Give an age such as 26 hours or 15 minutes.')) c
         union all select 9, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
     )
     select jsonb_build_object(

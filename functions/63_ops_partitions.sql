@@ -432,16 +432,7 @@ as $$
 -- part, so on 1 March 2027 now() - it is 2 March: a cutoff in the future, and the cleanup removed
 -- every finished row, today's too.
 begin
-    if older_than is null or older_than <= interval '0' or internal.interval_has_negative_part(older_than) then
-        raise exception 'older_than must be a positive interval with no negative part, got %',
-            coalesce(older_than::text, 'null')
-            using errcode = '22S09', hint = 'Give an age such as 30 days or 12 hours.';
-    end if;
-    return now() - older_than;
-exception
-    when datetime_field_overflow then
-        raise exception 'older_than % reaches back before the earliest time PostgreSQL stores', older_than
-            using errcode = '22S09', hint = 'Give an age such as 30 days or 12 hours.';
+    return now() - internal.check_age(older_than, 'older_than', 'Give an age such as 30 days or 12 hours.');
 end;
 $$;
 comment on function ops.cleanup_cutoff(interval) is
