@@ -47,26 +47,19 @@ class PoolBusy(PoolTimeout):
 
 
 class ApiPool(AsyncConnectionPool):
-    """The pool, counting the connections lent to requests, so that a request that got none can
-    tell "every connection is busy" (PoolBusy) from "the database cannot be reached" (PoolTimeout)."""
-
-    lent = 0
+    """The pool, telling a request that got no connection whether every one of its connections is
+    serving a request (PoolBusy) or the database cannot be reached (PoolTimeout)."""
 
     async def getconn(self, timeout: float | None = None) -> Any:
         try:
-            conn = await super().getconn(timeout)
+            return await super().getconn(timeout)
         except PoolTimeout as exc:
             # why: both said "the database is unavailable", and health reported the database down,
             # while it answered every other client and only this server's connections were taken
-            if self.lent >= self.max_size:
+            stats = self.get_stats()
+            if stats.get("pool_size", 0) >= self.max_size and stats.get("pool_available", 0) == 0:
                 raise PoolBusy(str(exc)) from exc
             raise
-        self.lent += 1
-        return conn
-
-    async def putconn(self, conn: Any) -> None:
-        self.lent -= 1
-        await super().putconn(conn)
 
 
 def _configurer(statement_timeout: float) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
