@@ -9,6 +9,9 @@ from click.testing import CliRunner, Result
 from psycopg import sql
 
 from spreadedge.cli import main
+from spreadedge.cluster import Cluster
+from spreadedge.migrate import migrate
+from spreadedge.settings import Settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 CHECKSUM_SCHEMAS = ("ref", "trading", "market", "auth", "monitor", "audit", "ops")
@@ -18,6 +21,17 @@ def cli(*args: str, database_url: str | None = None, env: dict[str, str] | None 
     """Run ``spreadedge ARGS`` against ``database_url`` (or the settings' cluster)."""
     environment = {"SPREADEDGE_PROJECT_DIR": str(PROJECT), "DATABASE_URL": database_url, **(env or {})}
     return CliRunner().invoke(main, list(args), env=environment, catch_exceptions=False)
+
+
+def backup_ready(cluster: Cluster, settings: Settings, **env: str) -> dict[str, str]:
+    """Start and migrate ``cluster`` and run ``spreadedge backup init`` on it (lz4), with the
+    SPREADEDGE_* variables ``env`` adds; returns the environment its backup commands run with."""
+    cluster.start()
+    migrate(cluster.url(), settings, echo=lambda line: None)
+    environment = {"SPREADEDGE_HOME": str(cluster.home), "SPREADEDGE_PORT": str(cluster.port), **env}
+    result = cli("backup", "init", "--compress-type", "lz4", env=environment)
+    assert result.exit_code == 0, result.output
+    return environment
 
 
 def checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:

@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ops_helpers import cli
+from ops_helpers import backup_ready, cli
 from spreadedge.cluster import Cluster
-from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
 
 
@@ -30,15 +29,7 @@ class Repo:
 @pytest.fixture(scope="module")
 def repo(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Repo]:
     cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
-    env = {
-        "SPREADEDGE_HOME": str(cluster.home),
-        "SPREADEDGE_PORT": str(cluster.port),
-        "SPREADEDGE_BACKUP_RETENTION_FULL": "1",
-    }
-    result = cli("backup", "init", "--compress-type", "lz4", env=env)
-    assert result.exit_code == 0, result.output
+    env = backup_ready(cluster, project_settings, SPREADEDGE_BACKUP_RETENTION_FULL="1")
     first = cli("backup", "full", env=env)
     assert first.exit_code == 0, first.output
     # retention_full=1: pgBackRest expires the first full backup after this one

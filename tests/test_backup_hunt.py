@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ops_helpers import cli
+from ops_helpers import backup_ready, cli
 from spreadedge import runas
 from spreadedge.cluster import Cluster
-from spreadedge.migrate import migrate
 from spreadedge.ops import OpsError, catalog
 from spreadedge.settings import Settings
 
@@ -37,15 +36,7 @@ class Repo:
 @pytest.fixture(scope="module")
 def repo(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Repo]:
     cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
-    env = {
-        "SPREADEDGE_HOME": str(cluster.home),
-        "SPREADEDGE_PORT": str(cluster.port),
-        "SPREADEDGE_BACKUP_PASSPHRASE": PASSPHRASE,
-    }
-    result = cli("backup", "init", "--compress-type", "lz4", env=env)
-    assert result.exit_code == 0, result.output
+    env = backup_ready(cluster, project_settings, SPREADEDGE_BACKUP_PASSPHRASE=PASSPHRASE)
     # an empty repository: pgBackRest makes a full backup of it
     first = cli("backup", "incr", env=env)
     assert first.exit_code == 0, first.output
