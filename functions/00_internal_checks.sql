@@ -53,6 +53,31 @@ $$;
 comment on function internal.check_finite(numeric, text) is
     'Returns the value if it is a finite number, else raises 22S09 invalid_argument naming the argument.';
 
+create or replace function internal.check_amount_size(p_value numeric, p_what text)
+    returns numeric
+    immutable
+    language plpgsql
+as $$
+-- Returns p_value when it is a finite number below 10^100000 in magnitude (a fill's fee or its
+-- value in the quote asset, a funding payment); otherwise raises invalid_argument (22S09) naming
+-- p_what.
+-- why a bound: numeric ends at 10^131072, and a fee or payment near it (9e131071 is finite) was
+-- recorded; the position's next one then failed with a bare numeric overflow (22003) when added
+-- to fees_paid or funding, and pnl_summary and portfolio snapshots, which sum them, failed with it
+-- for good. Below 10^100000, sums of up to 10^30000 of them fit (as metric values, 22S14)
+begin
+    perform internal.check_finite(p_value, p_what);
+    if abs(p_value) >= 1e100000 then
+        raise exception '% must be below 10^100000 in magnitude, got %', p_what, btrim(to_char(p_value, '9.999EEEE'))
+            using errcode = '22S09',
+                  hint = 'Check the amount: it is a sum of money in its currency.';
+    end if;
+    return p_value;
+end;
+$$;
+comment on function internal.check_amount_size(numeric, text) is
+    'Returns an amount (a fee, its quote value, a funding payment) if finite and below 10^100000 in magnitude, else raises 22S09 invalid_argument naming it.';
+
 create or replace function internal.check_time(p_value timestamptz, p_what text)
     returns timestamptz
     stable
