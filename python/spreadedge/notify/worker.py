@@ -292,9 +292,6 @@ class Worker:
         Warns first about pending messages of channels this worker does not deliver.
         """
         self.warn_unserved()
-        return self._drain()
-
-    def _drain(self) -> int:
         total = 0
         while handled := self.run_once():
             total += handled
