@@ -127,8 +127,8 @@ async def storable_parameters(request: Request) -> None:
     # existed (uvicorn refuses bytes above 0x7f sent unencoded, so percent-encoding is the way in)
     for raw_name, raw_value in _raw_query_items(request.scope.get("query_string", b"")):
         try:
-            raw_name.decode("utf-8")
-            raw_value.decode("utf-8")
+            value = raw_value.decode("utf-8")
+            name = raw_name.decode("utf-8")[:80]
         except UnicodeDecodeError:
             name = raw_name.decode("utf-8", "replace")[:80]
             raise Problem(
@@ -136,11 +136,9 @@ async def storable_parameters(request: Request) -> None:
                 f"{name}: is not UTF-8 text; percent-encode the UTF-8 bytes of its characters",
                 parameter=name,
             ) from None
-    # why here: psycopg refuses the NUL before sending, without saying which parameter held it, so
-    # the answer was a 400 that named none
-    for given_name, value in request.query_params.multi_items():
+        # why here: psycopg refuses the NUL before sending, without saying which parameter held
+        # it, so the answer was a 400 that named none
         if "\x00" in value:
-            name = given_name[:80]
             raise Problem(
                 HTTPStatus.BAD_REQUEST,
                 f"{name}: holds a NUL character, which PostgreSQL text cannot store",
