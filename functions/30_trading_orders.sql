@@ -363,7 +363,18 @@ begin
     -- Pre-trade risk limits (monitor.risk_limits): a breach stores the order as rejected, records
     -- a risk event and queues its notification, and returns the id like any placement.
     -- why after the key: a retried placement returns its order above without paying for the check
-    -- why this read first: one probe is all a strategy without limits pays on this hot path
+    -- why the lock first: monitor.set_kill_switch and set_risk_limit take this lock exclusively,
+    -- so a change of the strategy's limits waits for the placements in flight to commit, and a
+    -- placement that comes meanwhile waits for it and then reads the new limits (the read is a
+    -- statement of its own, so its snapshot is taken once the lock is held). Without it, a
+    -- placement that read the limits just before a kill switch was turned on committed its order
+    -- after the switch had returned, and after the operator's sweep of working orders.
+    -- why every placement, limits or none: the most urgent kill switch is the first one, of a
+    -- strategy that had no limit row (taken only with limits, the lock let that one through)
+    -- why an advisory lock, not a row lock on the limits or the strategy: row lockers that share
+    -- do not queue behind a waiting FOR UPDATE, so a busy strategy could hold its kill switch off
+    -- for ever; placements share this lock and never wait for one another
+    perform pg_advisory_xact_lock_shared('trading.strategies'::regclass::oid::integer, v_strategy.strategy_id);
     select array_agg(r) into v_limits
     from monitor.risk_limits r where r.strategy_id = v_strategy.strategy_id;
     if v_limits is not null then
@@ -390,7 +401,7 @@ begin
 end;
 $$;
 comment on function trading.place_order(text, text, text, text, numeric, numeric, text, text, numeric, timestamptz) is
-    'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional (a notional too large for numeric is 22S09); idempotent on (exchange, client_order_id). Returns the order id.';
+    'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional (a notional too large for numeric is 22S09); idempotent on (exchange, client_order_id). A placement checked against risk limits waits for a change of them in progress (monitor.set_risk_limit, set_kill_switch). Returns the order id.';
 
 create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
     returns void

@@ -102,6 +102,9 @@ begin
                   hint = 'Name an instrument''s base or quote asset, e.g. USDT, or '''' for each instrument''s quote asset.';
     end if;
     select * into v_scope from internal.risk_scope(set_risk_limit.strategy, set_risk_limit.exchange, set_risk_limit.symbol);
+    -- why: placements checked against the strategy's limits hold this lock shared until they
+    -- commit (trading.place_order), so a changed limit waits for them and holds every later one
+    perform pg_advisory_xact_lock('trading.strategies'::regclass::oid::integer, v_scope.strategy_id);
     -- why: a new scope given nothing made a row that limits nothing (`risk set alpha` said the
     -- limits were set) and made every placement of the strategy run the check for nothing. Channels
     -- alone are something: where its kill switch will be notified
@@ -135,7 +138,7 @@ begin
 end;
 $$;
 comment on function monitor.set_risk_limit(text, text, text, numeric, numeric, integer, numeric, text[], text) is
-    'Set the pre-trade limits of a strategy (optionally of one exchange or instrument): null keeps a limit, 0 removes it; limit_asset names the asset the notional and loss limits are in ('''': each instrument''s quote asset). Returns the limit id.';
+    'Set the pre-trade limits of a strategy (optionally of one exchange or instrument): null keeps a limit, 0 removes it; limit_asset names the asset the notional and loss limits are in ('''': each instrument''s quote asset). Waits for the strategy''s placements in flight that are checked against its limits; later ones are checked against the new limits. Returns the limit id.';
 
 create or replace function internal.record_risk_event(
     p_strategy_id   integer,
@@ -216,6 +219,10 @@ begin
         raise exception 'enabled must be true or false, got null' using errcode = '22S13';
     end if;
     select * into v_scope from internal.risk_scope(set_kill_switch.strategy, set_kill_switch.exchange, set_kill_switch.symbol);
+    -- why: placements checked against the strategy's limits hold this lock shared until they
+    -- commit (trading.place_order), so a kill switch turned on waits for those in flight, and once
+    -- it returns every order committed after it was checked against it
+    perform pg_advisory_xact_lock('trading.strategies'::regclass::oid::integer, v_scope.strategy_id);
     select l.kill_switch into v_was
     from monitor.risk_limits l
     where (l.strategy_id, l.exchange_id, l.instrument_id) is not distinct from
@@ -249,7 +256,7 @@ begin
 end;
 $$;
 comment on function monitor.set_kill_switch(text, boolean, text, text, text) is
-    'Turn a strategy''s (or exchange''s, or instrument''s) kill switch on or off; the change is a notified risk event whose reason names the exchange or instrument scope.';
+    'Turn a strategy''s (or exchange''s, or instrument''s) kill switch on or off; the change is a notified risk event whose reason names the exchange or instrument scope. Waits for the strategy''s placements in flight that are checked against its limits, so every order committed after it returns was checked against the switch.';
 
 create or replace function internal.working_orders(
     p_strategy_id   integer,
