@@ -87,7 +87,9 @@ declare
     -- row this snapshot sees was written before now, so the partitions past it are skipped unread
     -- (clock_timestamp, not now(): a read-committed statement sees rows written after its
     -- transaction began)
-    v_until      timestamptz := least(coalesce(p_end_date, 'infinity'), clock_timestamp() + interval '1 day');
+    -- why 24 hours, not '1 day': a day added in the session's TimeZone is 23 hours on the eve of a
+    -- spring-forward (New York), and a row dated 23.5 hours ahead was missing from the page there
+    v_until      timestamptz := least(coalesce(p_end_date, 'infinity'), clock_timestamp() + interval '24 hours');
     -- the open drivers and, for each, the position to read on from
     v_strategy   integer[];
     v_instrument integer[];

@@ -285,6 +285,11 @@ create or replace function ops.health(expected_migrations text[])
     stable
     security definer
     set search_path = ''
+    -- why UTC: partitions_ahead adds a partition's interval to now(), and a '1 day' or '1 mon'
+    -- added in the session's TimeZone is a day of its clock: in a session whose next day is 25
+    -- hours a daily table with partitions 24.5 hours ahead was "not created ahead" (partitions are
+    -- UTC days and months, and so is health)
+    set timezone = 'UTC'
     language sql
 as $$
     -- expected_migrations: the migration ids the calling code was built with (its migrations/ files).
@@ -299,7 +304,7 @@ as $$
     select 'writable', w.ok, w.detail from internal.health_writable() w;
 $$;
 comment on function ops.health(text[]) is
-    'Health checks (migrations current against the given ids, partitions created ahead, default partitions empty, the database takes writes): one row per check.';
+    'Health checks (migrations current against the given ids, partitions created ahead by UTC days and months whatever the session TimeZone, default partitions empty, the database takes writes): one row per check.';
 
 create or replace function ops.health_report(expected_migrations text[] default null,
                                              max_backup_age interval default '26 hours',
@@ -309,6 +314,11 @@ create or replace function ops.health_report(expected_migrations text[] default 
                                              max_disk_used_fraction numeric default 0.9)
     returns jsonb
     stable
+    -- why UTC: the limits are subtracted from now(), and a '1 day' subtracted in the session's
+    -- TimeZone is a day of its clock: in a session whose last day was 23 hours a backup 23.5 hours
+    -- old failed max_backup_age '1 day' ("23:30:00 ago (limit 1 day)"); partitions_ahead as in
+    -- ops.health
+    set timezone = 'UTC'
     language sql
 as $$
     -- The operator's health document: {"healthy", "checked_at", "version", "database", "checks":
@@ -337,7 +347,7 @@ as $$
     from checks c;
 $$;
 comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric) is
-    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, pg_cron jobs, last backup age, replication lag, long transactions, disk usage; healthy when every check is ok. A limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09.';
+    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, pg_cron jobs, last backup age, replication lag, long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). A limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09.';
 
 create or replace function ops.health()
     returns jsonb

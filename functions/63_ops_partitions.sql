@@ -150,6 +150,14 @@ begin
         raise exception 'retention must be a positive interval, got %', retention
             using errcode = '22S09', hint = 'Give an age such as 90 days or 24 months, or null to keep everything.';
     end if;
+    -- why no negative part: pg_partman subtracts the retention from now() part by part, so on
+    -- 1 March '1 mon -29 days' (a day, compared) reached forward to 2 March, and the next
+    -- maintenance dropped today's partition with its rows; why within range: one reaching before
+    -- 4713 BC ('1000000 years') failed every maintenance of the table with "timestamp out of range"
+    if retention is not null then
+        perform internal.check_age(retention, 'retention',
+                                   'Give an age such as 90 days or 24 months, or null to keep everything.');
+    end if;
     if retention is not null and parent_table in ('trading.orders', 'trading.order_events', 'trading.trades') then
         raise exception 'table % takes no retention (got %): dropping its partitions by age would drop open orders and the fills of open positions',
             parent_table, retention
@@ -167,7 +175,7 @@ begin
 end;
 $$;
 comment on function ops.configure_partitioning(text, integer, interval) is
-    'Sets a pg_partman table''s premake and retention (a positive interval, null keeps everything; orders, order events and trades take none: 22S09); the next maintenance applies them.';
+    'Sets a pg_partman table''s premake and retention (a positive interval with no negative part such as 1 mon -29 days, null keeps everything; orders, order events and trades take none: 22S09); the next maintenance applies them.';
 
 create or replace function ops.repair_default_partitions()
     returns table (parent_table text, rows_moved bigint)
