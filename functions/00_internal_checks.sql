@@ -86,8 +86,11 @@ as $$
 -- Returns p_value when it is a real time no more than a day ahead of now; otherwise raises
 -- invalid_argument. why: trading facts never happen in the future, and a typo in a year would
 -- otherwise land silently in a default partition.
+-- why 24 hours, not '1 day': a day added in the session's TimeZone is 25 hours on the eve of a
+-- fall-back (New York), and a time 24.5 hours ahead was accepted there and refused in UTC (the
+-- history pages and the latest-fill read count on 24 hours)
 begin
-    if p_value is null or not isfinite(p_value) or p_value > now() + interval '1 day'
+    if p_value is null or not isfinite(p_value) or p_value > now() + interval '24 hours'
        or p_value < timestamptz '2009-01-03 00:00:00+00' then
         raise exception using
             errcode = '22S09',
@@ -98,7 +101,7 @@ begin
 end;
 $$;
 comment on function internal.check_time(timestamptz, text) is
-    'Returns the time if between the genesis block (2009-01-03) and one day ahead, else raises 22S09.';
+    'Returns the time if between the genesis block (2009-01-03) and 24 hours ahead (in any session TimeZone), else raises 22S09.';
 
 create or replace function internal.interval_has_negative_part(p_value interval)
     returns boolean

@@ -56,12 +56,15 @@ declare
     -- why clock_timestamp(), not now(): a fill is refused more than a day ahead of its writer's
     -- now(); a fill committed by a transaction that began after this one, dated up to a day past
     -- that later start, is seen by this read-committed statement and must not be cut off
-    v_until timestamptz := clock_timestamp() + interval '1 day';
+    -- why hours, not days: a day added in the session's TimeZone is 23 hours on the eve of a
+    -- spring-forward, and a fill dated 23.5 hours ahead (accepted: internal.check_time counts 24
+    -- hours) fell past the window, which then returned an older fill as the latest
+    v_until timestamptz := clock_timestamp() + interval '24 hours';
 begin
     select t.price into v_price
     from trading.trades t
     where t.instrument_id = p_instrument_id
-      and t.executed_at >= v_until - interval '8 days' and t.executed_at <= v_until
+      and t.executed_at >= v_until - interval '192 hours' and t.executed_at <= v_until
     order by t.executed_at desc, t.trade_id desc
     limit 1;
     if v_price is null then

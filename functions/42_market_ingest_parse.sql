@@ -87,11 +87,12 @@ create or replace function internal.time_problem(p_what text, p_text text, p_tim
     language sql
 as $$
     -- Why a parsed time cannot be stored (null when it can): unparsable, or outside the times
-    -- internal.check_time accepts (before 2009-01-03 or more than a day ahead).
+    -- internal.check_time accepts (before 2009-01-03 or more than 24 hours ahead, a day of
+    -- UTC's clock whatever the session TimeZone).
     select case
         when p_text is null or btrim(p_text) = '' then format('%s is missing', p_what)
         when p_time is null then format('%s is not a time: %s', p_what, p_text)
-        when p_time < timestamptz '2009-01-03 00:00:00+00' or p_time > now() + interval '1 day'
+        when p_time < timestamptz '2009-01-03 00:00:00+00' or p_time > now() + interval '24 hours'
             then format('%s is out of range: %s', p_what, p_text)
     end
 $$;

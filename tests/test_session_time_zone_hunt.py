@@ -160,3 +160,56 @@ def test_configure_partitioning_refuses_a_retention_with_a_negative_part_or_out_
     assert db.execute(
         "select retention from partman.part_config where parent_table = 'market.ticks'"
     ).fetchone() == (None,)
+
+
+# bug: internal.check_time (placed_at, executed_at, opened_at, ...) accepted a time up to
+# now() + '1 day', a day of the session's TimeZone: in a session whose next day is 25 hours, an
+# order placed 24.5 hours ahead was stored, while a UTC session refused it
+def test_a_placement_24_and_a_half_hours_ahead_is_refused_in_a_session_whose_next_day_is_25_hours(
+    seeded: psycopg.Connection,
+) -> None:
+    set_time_zone(seeded, clock_change_zone(datetime.now(UTC) + timedelta(hours=12), forward=False))
+    assert local_day_hours(seeded, ahead=True) == 25
+
+    with pytest.raises(psycopg.Error) as caught:
+        place(seeded, "buy", "0.01", "50000", placed_at=datetime.now(UTC) + timedelta(hours=24, minutes=30))
+
+    assert caught.value.sqlstate == "22S09"
+    assert seeded.execute("select count(*) from trading.orders").fetchone() == (0,)
+
+
+# bug: ingestion's time check (internal.time_problem) let a row 24.5 hours ahead through in such a
+# session, where a UTC session's load rejected it
+def test_an_ingested_time_24_and_a_half_hours_ahead_is_out_of_range_in_a_session_whose_next_day_is_25_hours(
+    db: psycopg.Connection,
+) -> None:
+    set_time_zone(db, clock_change_zone(datetime.now(UTC) + timedelta(hours=12), forward=False))
+    assert local_day_hours(db, ahead=True) == 25
+    ahead = datetime.now(UTC) + timedelta(hours=24, minutes=30)
+
+    problem = db.execute(
+        "select internal.time_problem('traded_at', %s, %s)", [ahead.isoformat(), ahead]
+    ).fetchone()[0]
+
+    assert problem == f"traded_at is out of range: {ahead.isoformat()}"
+
+
+# bug: the latest fill's price (a mark without market data) was looked for first up to
+# clock_timestamp() + '1 day', 23 hours in a session on the eve of a spring-forward: a fill dated
+# 23.5 hours ahead (accepted from a UTC session) fell past it, and an older fill's price was the mark
+def test_the_latest_fill_price_counts_a_fill_23_and_a_half_hours_ahead_in_a_session_whose_next_day_is_23_hours(
+    seeded: psycopg.Connection,
+) -> None:
+    now = datetime.now(UTC)
+    fill(seeded, place(seeded, "buy", "0.01", "50000"), "0.01", "50000", executed_at=now - timedelta(hours=1))
+    later = place(seeded, "buy", "0.01", "51000", placed_at=now + timedelta(hours=23))
+    fill(seeded, later, "0.01", "51000", executed_at=now + timedelta(hours=23, minutes=30))
+    set_time_zone(seeded, clock_change_zone(now + timedelta(hours=12), forward=True))
+    assert local_day_hours(seeded, ahead=True) == 23
+
+    price = seeded.execute(
+        "select internal.latest_fill_price(instrument_id) from ref.instruments where symbol = 'BTCUSDT'"
+        " and exchange_id = (select exchange_id from ref.exchanges where code = 'binance')"
+    ).fetchone()[0]
+
+    assert price == 51000
