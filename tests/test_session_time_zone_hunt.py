@@ -178,6 +178,24 @@ def test_a_placement_24_and_a_half_hours_ahead_is_refused_in_a_session_whose_nex
     assert seeded.execute("select count(*) from trading.orders").fetchone() == (0,)
 
 
+# bug: trading.record_fill's one-test fast path compared executed_at with now() + '1 day', 25 hours
+# in such a session, so a fill 24.5 hours ahead skipped internal.check_time and was stored
+def test_a_fill_24_and_a_half_hours_ahead_is_refused_in_a_session_whose_next_day_is_25_hours(
+    seeded: psycopg.Connection,
+) -> None:
+    order_id = place(seeded, "buy", "0.01", "50000")
+    set_time_zone(seeded, clock_change_zone(datetime.now(UTC) + timedelta(hours=12), forward=False))
+    assert local_day_hours(seeded, ahead=True) == 25
+
+    with pytest.raises(psycopg.Error) as caught:
+        fill(
+            seeded, order_id, "0.01", "50000", executed_at=datetime.now(UTC) + timedelta(hours=24, minutes=30)
+        )
+
+    assert caught.value.sqlstate == "22S09"
+    assert seeded.execute("select count(*) from trading.trades").fetchone() == (0,)
+
+
 # bug: ingestion's time check (internal.time_problem) let a row 24.5 hours ahead through in such a
 # session, where a UTC session's load rejected it
 def test_an_ingested_time_24_and_a_half_hours_ahead_is_out_of_range_in_a_session_whose_next_day_is_25_hours(
