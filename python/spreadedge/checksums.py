@@ -9,6 +9,7 @@ applied, every applied migration is rendered again and compared with its row.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -126,13 +127,17 @@ def refuse_changed(
         raise MigrationError("\n".join(problems))
 
 
+def out_of_order(pending_ids: Iterable[str], applied: dict[str, AppliedMigration]) -> list[str]:
+    """The pending migration ids that sort before the last applied one (migrate refuses them)."""
+    last = max(applied, default=None)
+    return sorted(i for i in pending_ids if i not in applied and last is not None and i < last)
+
+
 def refuse_out_of_order(migrations: list[RenderedMigration], applied: dict[str, AppliedMigration]) -> None:
     """Refuse a pending migration that sorts before an applied one: migrations only append."""
-    if not applied:
-        return
-    last = max(applied)
-    early = [migration.id for migration in migrations if migration.id not in applied and migration.id < last]
+    early = out_of_order((migration.id for migration in migrations), applied)
     if early:
+        last = max(applied)
         raise MigrationError(
             f"migration {early[0]} is pending but sorts before {last}, which is applied: migrations "
             f"are append-only, rename it to sort after {last}"

@@ -236,10 +236,18 @@ def print_status(settings: Settings, conninfo: str, echo: Echo = print) -> None:
     with _database_errors(), _connect(conninfo) as conn:
         applied = checksums.applied_migrations(conn)
     width = max((len(migration_id) for migration_id in {*current, *applied}), default=0)
+    # why: migrate refuses a pending migration that sorts before an applied one
+    # (checksums.refuse_out_of_order); a plain "pending" said the next migrate would apply it
+    early = set(checksums.out_of_order(current, applied))
     for migration_id in sorted({*current, *applied}):
         row = applied.get(migration_id)
         if row is None:
-            echo(f"{migration_id:<{width}}  pending")
+            refused = (
+                f"  REFUSED: sorts before {max(applied)}, which is applied (rename it to sort after)"
+                if migration_id in early
+                else ""
+            )
+            echo(f"{migration_id:<{width}}  pending{refused}")
             continue
         when = row.applied_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if migration_id not in current:

@@ -241,6 +241,14 @@ def function_text(functions_dir: Path, path: Path) -> str:
             return path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MigrationError(_not_utf8(_shown(functions_dir, path), exc)) from None
+        except OSError as exc:
+            # why: a name under functions/ that ends in .sql but is no readable file (an editor's
+            # lock file, .#30_trading_orders.sql, is a dangling symbolic link; a directory named
+            # old.sql) went up as a FileNotFoundError or IsADirectoryError traceback naming neither
+            raise MigrationError(
+                f"{_shown(functions_dir, path)} cannot be read: {exc.strerror}; functions/ may only "
+                "hold SQL files (remove it, or rename it so that it does not end in .sql)"
+            ) from None
     template = path.relative_to(functions_dir).as_posix()
     return _render(
         _environment(functions_dir), template, _shown(functions_dir, path), {},
