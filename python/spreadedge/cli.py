@@ -7,7 +7,9 @@ status 1 in every command, with no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from datetime import datetime
 from decimal import Decimal
@@ -63,8 +65,23 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if ctx.parent is not None:
+                raise  # the top group reports it, once
+            _die_of_interrupt()
         except USER_ERRORS as exc:
             raise click.ClickException(_describe(exc)) from exc
+        except UnicodeEncodeError as exc:
+            if exc.reason != "surrogates not allowed":
+                raise
+            # why: under a locale that is not UTF-8 (LC_ALL=C with Python's coercion off), Python
+            # reads a non-ASCII argument (a strategy's name) as lone surrogates, which no database
+            # text can hold: psycopg's encoding of it ended the command with a traceback
+            raise click.ClickException(
+                "an argument or environment variable holds bytes that are not text in this locale's "
+                f"encoding ({sys.getfilesystemencoding()}): run spreadedge under a UTF-8 locale "
+                "(e.g. LC_ALL=C.UTF-8)"
+            ) from exc
         except psycopg.Error as exc:
             translated = errors.translate(exc)
             if isinstance(translated, errors.SpreadedgeError):
@@ -118,6 +135,28 @@ class _Group(click.Group):
             raise
 
 
+def _die_of_interrupt() -> None:
+    """Say that Ctrl-C stopped the command, then end the process by SIGINT itself.
+
+    why not click's "Aborted!" and status 1: a shell waiting for a command that exits normally
+    after Ctrl-C takes the interrupt as handled, so `for f in *.csv; do spreadedge ingest ticks
+    "$f"; done` went on with the next file after every Ctrl-C; a command ended by SIGINT stops the
+    loop (and shows status 130), as any program that does not catch it does. By the time the
+    interrupt reaches here, every ``with`` of the command has closed its connection, so the
+    transaction in progress is rolled back and nothing half-written remains.
+    """
+    # why suppressed: output to a pipe closed meanwhile (| head) must not keep the process alive
+    with contextlib.suppress(OSError):
+        click.echo(
+            "\ninterrupted: any transaction in progress was rolled back; what was committed before stays",
+            err=True,
+        )
+        sys.stdout.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    raise SystemExit(128 + signal.SIGINT)  # should the signal not end the process at once
+
+
 def _server_message(exc: psycopg.Error) -> str:
     """The server's primary message, with its hint on a second line when there is one."""
     message = exc.diag.message_primary or str(exc).strip()
@@ -166,6 +205,7 @@ def db_group() -> None:
 def start(settings: Settings) -> None:
     """Create the embedded cluster if needed and start it."""
     cluster = default_cluster(settings)
+    db.check_new_cluster(settings, cluster)
     started = cluster.start()
     state = "started" if started else "already running"
     click.echo(f"embedded cluster {state} on port {cluster.port} ({cluster.data_dir})")

@@ -65,6 +65,9 @@ def tune_group() -> None:
     """Index advice from pg_stat_statements and hypopg, and applying it."""
 
 
+# A number of tune report. why ASCII digits, not str.isdigit(): "²" is a digit to isdigit() that
+# int() refuses (a traceback), and an Arabic-Indic one (U+0661) applied advice 1
+_ADVICE_NUMBER = re.compile(r"[0-9]+")
 _STATEMENTS_OPTION = click.option(
     "--statements",
     default=20,
@@ -134,7 +137,7 @@ def tune_apply(
     that leaves the index invalid fails (exit status 1)."""
     with _connect(settings) as conn:
         items = tune.advice(conn, statements, Decimal(str(min_saving)), gin_trial_max_mb)
-        if advice.isdigit():
+        if _ADVICE_NUMBER.fullmatch(advice.strip()):
             number = int(advice)
             if not 1 <= number <= len(items):
                 raise OpsError(f"there is no advice {number}: tune report lists {len(items)}")
@@ -687,6 +690,12 @@ def restore_group(
 @click.pass_obj
 def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> None:
     """Restore a dump of `backup logical` into database DB of the same server, in one transaction."""
+    if not to_database:
+        # why: "create database" of an empty name is a syntax error (42601), a traceback
+        raise click.BadParameter("'' is not a database name", param_hint="'--to-database'")
+    # why before the database is created: a file that is no dump was refused only after its
+    # database had been created (and dropped again)
+    logical.compress_type_of(dump_file)
     url = db.conninfo(settings)
     target = make_conninfo(url, dbname=to_database)
     with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:

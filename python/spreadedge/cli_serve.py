@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from spreadedge import db
+from spreadedge.cli_monitor import _finite_seconds
 from spreadedge.settings import Settings
 
 # What the worker processes of ``--workers N`` read to build their app (see app_from_environment).
@@ -54,6 +55,9 @@ TIMEOUT_VARIABLE = "SPREADEDGE_API_STATEMENT_TIMEOUT"
 @click.option(
     "--statement-timeout",
     type=click.FloatRange(0.001, 86400),
+    # why: FloatRange lets NaN through, and the API then served with a pool that never connected
+    # (every connection's statement_timeout failed: "cannot convert float NaN to integer")
+    callback=_finite_seconds,
     default=30.0,
     envvar=TIMEOUT_VARIABLE,
     show_default=True,

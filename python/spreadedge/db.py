@@ -12,7 +12,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from spreadedge.cluster import default_cluster
+from spreadedge.cluster import Cluster, ClusterError, default_cluster
 from spreadedge.settings import Settings, SettingsError
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -36,7 +36,9 @@ _SECRET_NAME = "|".join(map(re.escape, SECRET_KEYWORDS))
 # A secret parameter of a URL's query: its value ends at the next "&"
 _QUERY_PASSWORD = re.compile(rf"[?&](?:{_SECRET_NAME})=([^&]*)")
 # A secret of a key=value string (password=... or password='...'), sslpassword=... included.
-_KEYWORD_PASSWORD = re.compile(rf"\b(?:{_SECRET_NAME})\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)")
+# why the escapes in an unquoted value: libpq reads password=se\ cret as "se cret", and \S+ took
+# only "se\", so `db url` showed the rest of the password
+_KEYWORD_PASSWORD = re.compile(rf"\b(?:{_SECRET_NAME})\s*=\s*('(?:[^'\\]|\\.)*'?|(?:\\[\s\S]|[^\s\\])+\\?)")
 
 
 class DatabaseUrlError(SettingsError):
@@ -54,8 +56,25 @@ def conninfo(settings: Settings, *, start: bool = True) -> str:
         return settings.database_url
     cluster = default_cluster(settings)
     if start:
+        check_new_cluster(settings, cluster)
         cluster.start()
     return cluster.url()
+
+
+def check_new_cluster(settings: Settings, cluster: Cluster) -> None:
+    """Refuse (ClusterError) to create the embedded cluster outside the project directory.
+
+    why: run from another directory (a home, /tmp), every command created and started a cluster in
+    its .spreadedge/ and then said to run spreadedge migrate, which refuses there (no migrations/):
+    a dead end that left a server running. A cluster that exists is used wherever it is run from
+    (a cron entry with SPREADEDGE_HOME).
+    """
+    if not cluster.initialized and not settings.migrations_dir.is_dir():
+        raise ClusterError(
+            f"{settings.migrations_dir} is not a directory, so no embedded cluster is created in "
+            f"{cluster.home}: run spreadedge from the project directory (the one with migrations/ and "
+            "functions/), set SPREADEDGE_PROJECT_DIR, or give --database-url (DATABASE_URL)"
+        )
 
 
 def check_url(url: str) -> None:
