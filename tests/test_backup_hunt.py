@@ -124,6 +124,16 @@ def test_a_failed_run_is_recorded_failed_once_the_server_is_back(db, db_url, ret
     assert rows == [("failed", "pgBackRest backup failed:\nERROR: [047]: disk full")]
 
 
+# bug: a backup stopped by Ctrl-C was recorded failed with the detail "KeyboardInterrupt"
+def test_a_run_stopped_by_ctrl_c_is_recorded_failed_as_interrupted(db, db_url, retry_seconds):
+    retry_seconds(0)
+    with pytest.raises(KeyboardInterrupt), catalog.recorded_run(_flaky(db_url, 0), "full", "zst"):
+        raise KeyboardInterrupt
+
+    rows = db.execute("select status, detail from ops.backup_runs").fetchall()
+    assert rows == [("failed", "interrupted (Ctrl-C or SIGINT) before it finished")]
+
+
 def test_a_successful_run_is_recorded_once_the_server_is_back(db, db_url, retry_seconds):
     retry_seconds(10)
     with catalog.recorded_run(_flaky(db_url, 2), "full", "zst") as result:

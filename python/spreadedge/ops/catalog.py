@@ -63,7 +63,7 @@ def recorded_run(
     except BaseException as exc:
         # no label nor sizes: a failed run left no backup or dump file to name
         try:
-            _finish(connect, run_id, False, RunResult(), str(exc) or type(exc).__name__, retry_seconds)
+            _finish(connect, run_id, False, RunResult(), _failure(exc), retry_seconds)
         except Exception as unrecorded:
             # why: the connection error of the record replaced the backup's own error, so the
             # operator read "connection refused" and never learnt why the backup failed
@@ -83,6 +83,14 @@ def recorded_run(
             f"the backup succeeded ({result.label}), but run {run_id} stays 'running' in ops.backup_runs:"
             f" its end could not be recorded: {_reason(unrecorded)}"
         ) from unrecorded
+
+
+def _failure(exc: BaseException) -> str:
+    """A failed run's detail in ops.backup_runs: what ended it, in words an operator reads."""
+    # why: Ctrl-C (or SIGINT) of a backup was recorded as "KeyboardInterrupt", a Python class name
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGINT) before it finished"
+    return str(exc) or type(exc).__name__
 
 
 def _reason(exc: BaseException) -> str:
