@@ -329,6 +329,8 @@ def result_rows(m: Measurements, options: Options) -> list[Row]:
             "tps",
             REFERENCE_TPCB_TPS,
             reference,
+            note=f"pgbench's built-in tpcb-like at scale {PGBENCH_SCALE} (pgbench -i -s {PGBENCH_SCALE}), "
+            f"{clients} clients, {pgbench.threads(clients)} threads; runs alternate with the fill's",
         ),
         Row(
             "pgbench_select_only",
@@ -415,8 +417,10 @@ def _history_rows(m: Measurements) -> list[Row]:
             http.requests_per_s,
             "req/s",
             goal=HISTORY_API_RPS_GOAL,
-            note=f"wrk, {http.connections} connections, {http.duration_s} s, {http.workers} uvicorn workers, "
-            f"{http.non_2xx} non-2xx of {http.requests:,}",
+            note=f"successful (2xx) responses a second; wrk, {http.connections} connections, "
+            f"{http.duration_s} s, {http.workers} uvicorn workers, {http.non_2xx} non-2xx of "
+            f"{http.requests:,} responses, "
+            f"{http.socket_errors} socket errors (connect, read, write, timeout)",
         ),
         Row(
             "history_api_p99",
@@ -424,7 +428,9 @@ def _history_rows(m: Measurements) -> list[Row]:
             http.p99_ms,
             "ms",
             goal=HISTORY_API_P99_GOAL,
-            note=f"median {http.p50_ms:.1f} ms",
+            # why say so: wrk's latencies are of every response, the failed ones too
+            note=f"median {http.p50_ms:.1f} ms"
+            + (f"; of every response, the {http.non_2xx:,} non-2xx too" if http.non_2xx else ""),
         ),
     ]
 
@@ -478,6 +484,7 @@ def details(m: Measurements, plan_path: Path) -> dict[str, Any]:
         "phases_s": m.phases_s,
         "server": m.server,
         "pgbench": {
+            "scale": PGBENCH_SCALE,
             **{name: run.as_json() for name, run in m.runs.items()},
             "fill_runs_in_order": [{"script": kind, **run.as_json()} for kind, run in m.fill_runs],
             "audit_runs_in_order": [{"audit": audit, **run.as_json()} for audit, run in m.audit_runs],

@@ -43,6 +43,11 @@ class PgbenchRun:
         }
 
 
+def threads(clients: int) -> int:
+    """pgbench's worker threads (-j) for ``clients`` clients: two at most, as the bench machine has."""
+    return min(clients, 2)
+
+
 def _connection_args(cluster: Cluster, dbname: str) -> list[str]:
     return ["-h", str(cluster.socket_dir.resolve()), "-p", str(cluster.port), "-U", SUPERUSER, dbname]
 
@@ -79,7 +84,7 @@ def run(
     """
     if (builtin is None) == (script is None):
         raise ValueError("give exactly one of builtin and script")
-    args = ["-c", str(clients), "-j", str(min(clients, 2)), "-T", str(duration)]
+    args = ["-c", str(clients), "-j", str(threads(clients)), "-T", str(duration)]
     if builtin is not None:
         args += ["-b", builtin]
     else:

@@ -1,9 +1,11 @@
 -- spreadedge bench: more orders, for the history read bench (orders?symbol=...&limit=100)
 -- Brings trading.orders up to %(target)s rows with cancelled limit orders of the s* strategies on
--- the twelve bench instruments, spread evenly over the last 30 days, as trading.place_order and
--- trading.cancel_order would have left them (order_keys row, status cancelled). Bulk-loaded like
--- the history: the session runs with session_replication_role = replica, so neither audit nor
--- foreign-key triggers fire. Parameters: %(target)s total orders wanted.
+-- every instrument (in `make bench` the 12 bench instruments and the 1,200 of the spread
+-- measurement, which runs before: about one in a hundred is BTCUSDT or ETHUSDT), spread
+-- evenly over the last 30 days, as trading.place_order and trading.cancel_order would have left
+-- them (order_keys row, status cancelled). Bulk-loaded like the history: the session runs with
+-- session_replication_role = replica, so neither audit nor foreign-key triggers fire.
+-- Parameters: %(target)s total orders wanted.
 
 create temporary table bench_api_orders on commit drop as
 select nextval('trading.order_id_seq') as order_id,
