@@ -153,6 +153,27 @@ $$;
 comment on function internal.audit_moved_key(text, jsonb) is
     'The old key of an UPDATE audit row that changed its row''s key (canonical json text), null when the key stayed.';
 
+create or replace function internal.order_status_fits(
+    p_status   trading.order_status,
+    p_filled   numeric,
+    p_quantity numeric
+)
+    returns boolean
+    immutable
+    language sql
+as $$
+    select case p_status
+               when 'filled' then p_filled = p_quantity
+               when 'new' then p_filled = 0.0
+               when 'open' then p_filled = 0.0
+               when 'rejected' then p_filled = 0.0
+               when 'partially_filled' then p_filled <> 0.0 and p_filled < p_quantity
+               else p_filled < p_quantity  -- cancelled, expired: a completing late fill makes it filled
+           end
+$$;
+comment on function internal.order_status_fits(trading.order_status, numeric, numeric) is
+    'Whether an order''s status agrees with its filled quantity (ops.check_invariants, order_status).';
+
 create or replace function ops.check_invariants()
     returns table (invariant text, subject jsonb, detail text)
     stable
@@ -161,20 +182,33 @@ as $$
 -- Every violation of the stored state's invariants, one row each (none when sound):
 --   position_fold      a position differs from the fold of its trades and funding payments (quantity,
 --                      average entry, realized gross, fees, funding, fill count, opened_at), or
---                      trades exist with no position row
+--                      trades exist with no position row, or a position row with none
+--   position_instrument a position's copy of its instrument's multiplier or quote asset differs
 --   trade_realized     a trade's realized gross PnL or closed quantity differs from what its step of
 --                      the fold realized or closed, or its position delta is not its signed quantity
 --                      less a base-asset fee
+--   trade_fee          a trade's fee_quote is not its fee (quote asset), fee x price (base asset on
+--                      spot or margin), 0 (a zero fee), or is of the other sign than the fee
+--   trade_order        a trade's order has no key row, or is of another strategy, instrument or side
 --   trade_keys         a trade without its key row, a key row without its trade, or one that
 --                      disagrees with it (instrument, side, exchange trade id, time)
 --   order_fills        an order's filled quantity or average fill price differs from its trades
 --   order_status       an order's status disagrees with its filled quantity
---   rollup_hourly      trading.hourly_pnl differs from the trades and funding of its hour
---   rollup_daily       trading.daily_pnl differs from the trades and funding of its day
+--   order_keys         an order without its key row, a key row that disagrees with it (time,
+--                      exchange, client order id, strategy, instrument), or a key row with no
+--                      order that no trade or risk event keeps
+--   order_events       an order's events (by event_id) do not begin with its placement, one does
+--                      not go from the status the one before went to, or the latest does not go
+--                      to the order's status (or there is none)
+--   rollup_hourly      trading.hourly_pnl differs from the trades and funding of its hour, or has
+--                      a row for an hour with none
+--   rollup_daily       trading.daily_pnl differs from the trades and funding of its day, or has a
+--                      row for a day with none, or a quote asset that is not its instrument's
 --   snapshot_total     a portfolio snapshot's total row is missing or is not the sum of its strategy rows
 --   spread_legs        a spread trade's buy leg is not a buy order or its sell leg not a sell order, a
---                      leg is of another strategy or for another quantity, or both legs are on one
---                      exchange (trading.open_spread_trade places them so)
+--                      leg is of another strategy or for another quantity, both legs are on one
+--                      exchange, or they trade other pairs or market types (trading.open_spread_trade
+--                      places them so)
 --   audit_chain        an audited row's change is not in the audit log: an UPDATE or DELETE image
 --                      whose old row is not the previous image, an INSERT of a key still present,
 --                      a first image that is not an INSERT (or the BASELINE of a row older than
@@ -239,6 +273,9 @@ begin
            jsonb_build_object('strategy_id', coalesce(p.strategy_id, e.strategy_id),
                               'instrument_id', coalesce(p.instrument_id, e.instrument_id)),
            case when p.strategy_id is null then 'trades or funding exist but the position row does not'
+                -- why: record_fill and record_funding make a position row with its first fact, in
+                -- one transaction; a row of zeros with none was not reported
+                when e.strategy_id is null then 'the position row exists but no trades or funding payments do'
                 else d.differences || ' (stored -> fold of the trades and funding)'
            end
     from trading.positions p
@@ -255,7 +292,19 @@ begin
                                       'trade_count', coalesce(e.trade_count, 0),
                                       'opened_at', e.opened_at)) as differences
     ) d
-    where p.strategy_id is null or d.differences is not null;
+    where p.strategy_id is null or e.strategy_id is null or d.differences is not null;
+
+    -- why: the copies of the instrument's multiplier and quote asset the risk check reads are kept
+    -- equal by foreign keys, which a write with session_replication_role = replica skips
+    return query
+    select 'position_instrument',
+           jsonb_build_object('strategy_id', p.strategy_id, 'instrument_id', p.instrument_id),
+           internal.jsonb_differences(jsonb_build_object('multiplier', p.multiplier, 'quote_asset', p.quote_asset),
+                                      jsonb_build_object('multiplier', i.multiplier, 'quote_asset', i.quote_asset))
+               || ' (stored -> ref.instruments)'
+    from trading.positions p
+    left join ref.instruments i on i.instrument_id = p.instrument_id
+    where (p.multiplier, p.quote_asset) is distinct from (i.multiplier, i.quote_asset);
 
     return query
     select 'trade_realized',
@@ -284,6 +333,54 @@ begin
     where s.realized_pnl_gross <> s.step[4]
        or s.closed_quantity <> s.step[5]
        or s.position_delta <> s.expected_delta;
+
+    -- why: a trade's fee_quote is summed into its position's fees and its rollups; a wrong one
+    -- was reported only as those sums, blaming the derived rows instead of the trade. A fee in
+    -- the quote asset is worth itself, one in the base asset of a spot or margin instrument fee x
+    -- price (internal.fee_in_quote); any other was valued by the caller or from market data, and
+    -- only its sign is known. why the bounds: past them the product may not fit in numeric, and
+    -- record_fill stored such a fill only when it did
+    return query
+    select 'trade_fee',
+           jsonb_build_object('trade_id', f.trade_id),
+           case when f.expected is null
+                then format('fee_quote %s and the fee %s %s differ in sign', f.fee_quote, f.fee, f.fee_currency)
+                else format('fee_quote %s, but a fee of %s %s on a fill at %s is worth %s %s',
+                            f.fee_quote, f.fee, f.fee_currency, f.price, f.expected, f.quote_asset)
+           end
+    from (
+        select t.trade_id, t.fee, t.fee_currency, t.fee_quote, t.price, i.quote_asset,
+               case when t.fee = 0.0 then 0.0
+                    when t.fee_currency = i.quote_asset then t.fee
+                    when t.fee_currency = i.base_asset and i.market_type in ('spot', 'margin')
+                         and abs(t.fee) < 1e50000 and t.price < 1e50000 then t.fee * t.price
+               end as expected,
+               t.fee_currency = i.base_asset and i.market_type in ('spot', 'margin') as base_fee
+        from trading.trades t
+        join ref.instruments i on i.instrument_id = t.instrument_id
+    ) f
+    where case when f.expected is not null then f.fee_quote <> f.expected
+               when f.base_fee then false
+               else sign(f.fee_quote) * sign(f.fee) < 0
+          end;
+
+    -- why: a trade's strategy and instrument are held to its order's key by a foreign key, which a
+    -- write with session_replication_role = replica skips, and nothing held its side to its order's
+    return query
+    select 'trade_order',
+           jsonb_build_object('trade_id', t.trade_id),
+           case when k.order_id is null then format('its order %s has no trading.order_keys row', t.order_id)
+                when o.order_id is not null and o.side <> t.side
+                    then format('a %s, but its order %s is a %s order', t.side, t.order_id, o.side)
+                else format('of strategy %s, instrument %s, but its order %s is of strategy %s, instrument %s',
+                            t.strategy_id, t.instrument_id, t.order_id, k.strategy_id, k.instrument_id)
+           end
+    from trading.trades t
+    left join trading.order_keys k on k.order_id = t.order_id
+    left join trading.orders o on o.order_id = k.order_id and o.created_at = k.created_at
+    where k.order_id is null
+       or k.strategy_id <> t.strategy_id or k.instrument_id <> t.instrument_id
+       or o.side <> t.side;
 
     return query
     select 'trade_keys',
@@ -321,14 +418,75 @@ begin
            jsonb_build_object('order_id', o.order_id),
            format('status %s with %s of %s filled', o.status, o.filled_quantity, o.quantity)
     from trading.orders o
-    where case o.status
-              when 'filled' then o.filled_quantity <> o.quantity
-              when 'new' then o.filled_quantity <> 0.0
-              when 'open' then o.filled_quantity <> 0.0
-              when 'rejected' then o.filled_quantity <> 0.0
-              when 'partially_filled' then o.filled_quantity = 0.0 or o.filled_quantity >= o.quantity
-              else o.filled_quantity >= o.quantity  -- cancelled, expired: a completing late fill makes it filled
-          end;
+    where not internal.order_status_fits(o.status, o.filled_quantity, o.quantity);
+
+    -- why: order_keys finds an order's partition (created_at) and holds its client order id
+    -- unique; a key row that disagrees with its order hid the order from every lookup by id,
+    -- unreported. A key without its order is kept by orders cleanup only while a trade or a risk
+    -- event refers to it
+    return query
+    select 'order_keys',
+           jsonb_build_object('order_id', coalesce(o.order_id, k.order_id)),
+           case when k.order_id is null then 'order has no trading.order_keys row'
+                when o.order_id is null then 'trading.order_keys row has no order, and no trade or risk event refers to it'
+                else d.differences || ' (key row -> order)'
+           end
+    from trading.orders o
+    full join trading.order_keys k on k.order_id = o.order_id
+    left join ref.instruments i on i.instrument_id = o.instrument_id
+    cross join lateral (
+        select case when o.order_id is not null and k.order_id is not null then
+                   internal.jsonb_differences(
+                       jsonb_build_object('created_at', k.created_at, 'exchange_id', k.exchange_id,
+                                          'client_order_id', k.client_order_id, 'strategy_id', k.strategy_id,
+                                          'instrument_id', k.instrument_id),
+                       jsonb_build_object('created_at', o.created_at, 'exchange_id', i.exchange_id,
+                                          'client_order_id', o.client_order_id, 'strategy_id', o.strategy_id,
+                                          'instrument_id', o.instrument_id))
+               end as differences
+    ) d
+    where k.order_id is null
+       or (o.order_id is null
+           and not exists (select from trading.trades t where t.order_id = k.order_id)
+           and not exists (select from monitor.risk_events r where r.order_id = k.order_id))
+       or d.differences is not null;
+
+    -- why: every status change of an order is an order event (placement from nothing, then each
+    -- change from the status the last one went to); a lost, altered or reordered event, or a
+    -- status changed without one, was not reported. Orders cleanup deletes an order's events
+    -- with it. Events are chained by event_id: occurred_at is the time of the writer's
+    -- transaction, which may be earlier than that of a change made before it
+    return query
+    with chained as (
+        select e.order_id, e.event_id, e.from_status, e.to_status,
+               lag(e.event_id) over w as prev_event_id, lag(e.to_status) over w as prev_to_status,
+               lead(e.event_id) over w is null as latest
+        from trading.order_events e
+        window w as (partition by e.order_id order by e.event_id)
+    )
+    select 'order_events',
+           jsonb_build_object('order_id', c.order_id, 'event_id', c.event_id),
+           case when c.prev_event_id is null
+                then format('the first event goes from %s to %s, not from nothing (the placement)', c.from_status, c.to_status)
+                else format('goes from %s to %s, but event %s before it went to %s',
+                            coalesce(c.from_status::text, 'nothing'), c.to_status, c.prev_event_id, c.prev_to_status)
+           end
+    from chained c
+    where case when c.prev_event_id is null then c.from_status is not null
+               else c.from_status is distinct from c.prev_to_status
+          end
+    union all
+    select 'order_events',
+           jsonb_build_object('order_id', o.order_id),
+           case when c.order_id is null then format('status %s, but the order has no events', o.status)
+                else format('status %s, but its latest event, %s, went to %s', o.status, c.event_id, c.to_status)
+           end
+    from trading.orders o
+    left join (select * from chained where latest) c on c.order_id = o.order_id
+    -- why not a status order_status reports: one edit of the status is one violation. why no
+    -- report of the events of a removed order: the order's DELETE is in the audit log
+    where c.order_id is null
+       or (c.to_status <> o.status and internal.order_status_fits(o.status, o.filled_quantity, o.quantity));
 
     return query
     with facts as (
@@ -360,7 +518,8 @@ begin
                    jsonb_build_object('trades', coalesce(s.trades, 0), 'volume', coalesce(s.volume, 0),
                                       'notional', coalesce(s.notional, 0), 'fees', coalesce(s.fees, 0),
                                       'realized_pnl_gross', coalesce(s.realized_pnl_gross, 0),
-                                      'funding', coalesce(s.funding, 0))) as differences
+                                      'funding', coalesce(s.funding, 0))) as differences,
+               s.strategy_id is null as no_facts
         from trading.hourly_pnl h
         full join summed s on s.strategy_id = h.strategy_id and s.hour = h.hour and s.instrument_id = h.instrument_id
         union all
@@ -376,7 +535,8 @@ begin
                    jsonb_build_object('trades', coalesce(s.trades, 0), 'volume', coalesce(s.volume, 0),
                                       'notional', coalesce(s.notional, 0), 'fees', coalesce(s.fees, 0),
                                       'realized_pnl_gross', coalesce(s.realized_pnl_gross, 0),
-                                      'funding', coalesce(s.funding, 0)))
+                                      'funding', coalesce(s.funding, 0))),
+               s.strategy_id is null
         from trading.daily_pnl d
         full join (
             select strategy_id, (hour at time zone 'UTC')::date as day, instrument_id, sum(trades) as trades,
@@ -390,9 +550,25 @@ begin
            jsonb_build_object('strategy_id', c.strategy_id,
                               case c.invariant when 'rollup_hourly' then 'hour' else 'day' end, c.period,
                               'instrument_id', c.instrument_id),
-           c.differences || ' (stored -> sum of the trades and funding)'
+           -- why: a fill or funding payment makes its hour's and day's rows; a row of zeros with
+           -- none (a row moved to another hour or day and zeroed) was not reported
+           case when c.no_facts
+                then format('a rollup row, but no trades or funding payments in its %s',
+                            case c.invariant when 'rollup_hourly' then 'hour' else 'day' end)
+                else c.differences || ' (stored -> sum of the trades and funding)'
+           end
     from compared c
-    where c.differences is not null;
+    where c.differences is not null or c.no_facts;
+
+    -- why: the risk check's daily loss adds up the rows in the order's quote asset, a copy kept
+    -- equal to the instrument's by a foreign key, which session_replication_role = replica skips
+    return query
+    select 'rollup_daily',
+           jsonb_build_object('strategy_id', d.strategy_id, 'day', d.day::text, 'instrument_id', d.instrument_id),
+           format('quote_asset: %s -> %s (stored -> ref.instruments)', to_jsonb(d.quote_asset), to_jsonb(i.quote_asset))
+    from trading.daily_pnl d
+    left join ref.instruments i on i.instrument_id = d.instrument_id
+    where d.quote_asset is distinct from i.quote_asset;
 
     return query
     with strategies as (
@@ -452,6 +628,17 @@ begin
             join trading.order_keys ks on ks.order_id = s.sell_order_id and ks.exchange_id = kb.exchange_id
             join ref.exchanges e on e.exchange_id = kb.exchange_id
             where kb.order_id = s.buy_order_id
+            union all
+            -- why: trading.open_spread_trade places both legs on one pair and market type
+            select 4, 1, format('the buy leg order %s trades %s/%s %s, the sell leg order %s %s/%s %s',
+                                kb.order_id, ib.base_asset, ib.quote_asset, ib.market_type,
+                                ks.order_id, iz.base_asset, iz.quote_asset, iz.market_type)
+            from trading.order_keys kb
+            join ref.instruments ib on ib.instrument_id = kb.instrument_id
+            join trading.order_keys ks on ks.order_id = s.sell_order_id
+            join ref.instruments iz on iz.instrument_id = ks.instrument_id
+            where kb.order_id = s.buy_order_id
+              and (ib.base_asset, ib.quote_asset, ib.market_type) <> (iz.base_asset, iz.quote_asset, iz.market_type)
         ) x
     ) p
     where p.problems is not null;
@@ -568,4 +755,4 @@ begin
 end;
 $$;
 comment on function ops.check_invariants() is
-    'Every violation of the stored state''s invariants (positions, trades, orders, rollups, snapshots, spread trades, audit log), one row each; none when sound. spreadedge check runs it.';
+    'Every violation of the stored state''s invariants (positions, trades, orders, their keys and events, rollups, snapshots, spread trades, audit log), one row each; none when sound. spreadedge check runs it.';
