@@ -113,7 +113,9 @@ as $$
 -- Create or update the instrument (exchange, symbol). A rule not given (min_notional, a fee or
 -- the multiplier null) keeps its listed value, fees only under the same market type; a new symbol
 -- gets a minimum notional of 0, the exchange's fee rates for the market type and a multiplier of
--- 1. Returns the instrument id.
+-- 1, and may not differ only in case from a symbol the exchange lists (22S09). An update lists
+-- the instrument again (is_active true) if it was delisted; one that changes nothing writes
+-- nothing and takes no lock. Returns the instrument id.
 #variable_conflict use_column
 declare
     v_exchange_id smallint := internal.exchange_id(upsert_instrument.exchange);
@@ -123,6 +125,7 @@ declare
     v_multiplier  numeric;
     v_maker_fee   numeric;
     v_taker_fee   numeric;
+    v_locked      boolean := false;
 begin
     perform internal.require_permission('instruments:write');
     -- why the lengths: a symbol and the asset codes are index keys, and a btree entry over about
@@ -152,8 +155,10 @@ begin
     end if;
     if upsert_instrument.base_asset is null or upsert_instrument.base_asset !~ '^[A-Za-z0-9]{1,32}$'
        or upsert_instrument.quote_asset is null or upsert_instrument.quote_asset !~ '^[A-Za-z0-9]{1,32}$' then
-        raise exception 'base and quote assets must be alphanumeric codes of at most 32 characters, got "%" and "%"',
-            left(upsert_instrument.base_asset, 40), left(upsert_instrument.quote_asset, 40)
+        -- why quoted only when given: a null printed as "<NULL>", a code no caller typed
+        raise exception 'base and quote assets must be alphanumeric codes of at most 32 characters, got % and %',
+            coalesce('"' || left(upsert_instrument.base_asset, 40) || '"', 'null'),
+            coalesce('"' || left(upsert_instrument.quote_asset, 40) || '"', 'null')
             using errcode = '22S09';
     end if;
     if upper(upsert_instrument.base_asset) = upper(upsert_instrument.quote_asset) then
@@ -162,8 +167,8 @@ begin
     end if;
     if upsert_instrument.market_type is null
        or upsert_instrument.market_type not in (select unnest(enum_range(null::ref.market_type))::text) then
-        raise exception 'market type "%" is not one of spot, margin, futures, perpetual, option',
-            upsert_instrument.market_type
+        raise exception 'market type % is not one of spot, margin, futures, perpetual, option',
+            coalesce('"' || upsert_instrument.market_type || '"', 'null')
             using errcode = '22S09';
     end if;
     select m.* into v_market
@@ -190,28 +195,51 @@ begin
     -- why: a spot or margin quantity is in units of the base asset, and a base-asset fee changes it
     -- unit for unit; with another multiplier the position would take the fee off in contracts
     if upsert_instrument.market_type in ('spot', 'margin') and multiplier <> 1 then
-        raise exception 'multiplier of a % instrument must be 1, got %', upsert_instrument.market_type, multiplier
+        raise exception 'multiplier of a % instrument must be 1, got %', upsert_instrument.market_type,
+            internal.number_shown(multiplier)
             using errcode = '22S09',
                   hint = 'Only futures, perpetual and option contracts have a contract multiplier.';
     end if;
-    if not (coalesce(maker_fee, 0) > -1 and coalesce(maker_fee, 0) < 1
-            and coalesce(taker_fee, 0) > -1 and coalesce(taker_fee, 0) < 1) then
-        raise exception 'fee rates must be fractions between -1 and 1, got maker % and taker %', maker_fee, taker_fee
+    -- why one rate at a time: a null rate keeps the listed one, and "got maker <NULL> and taker 5"
+    -- read as if the maker rate were missing
+    if not (coalesce(maker_fee, 0) > -1 and coalesce(maker_fee, 0) < 1) then
+        raise exception 'maker fee rate must be a fraction between -1 and 1, got %', internal.number_shown(maker_fee)
+            using errcode = '22S09',
+                  hint = 'Rates are fractions of notional: 0.001 is 10 bps.';
+    end if;
+    if not (coalesce(taker_fee, 0) > -1 and coalesce(taker_fee, 0) < 1) then
+        raise exception 'taker fee rate must be a fraction between -1 and 1, got %', internal.number_shown(taker_fee)
             using errcode = '22S09',
                   hint = 'Rates are fractions of notional: 0.001 is 10 bps.';
     end if;
 
-    -- why FOR UPDATE: a placement or fill holds the row FOR KEY SHARE until it commits, so this
-    -- waits for those in flight and new ones wait for it; the checks below then see them all
     -- why a loop: a new symbol another transaction lists first is then updated as listed, with
     -- the rules not given here kept from its listing rather than reset to a new one's
     <<listing>>
     loop
         select i.* into v_listed
         from ref.instruments i
-        where i.exchange_id = v_exchange_id and i.symbol = upsert_instrument.symbol
-        for update;
+        where i.exchange_id = v_exchange_id and i.symbol = upsert_instrument.symbol;
         exit listing when found;
+        -- why: callers find an instrument by its exact symbol, so btcusdt next to BTCUSDT was a
+        -- second instrument of the same market, with its own positions, outside the risk limits
+        -- and kill switch scoped to BTCUSDT. why the lock: two listings of one symbol in two
+        -- cases at once would each miss the other; the lock makes them take turns, and the check
+        -- (a statement after it) then sees the one that committed first
+        perform pg_advisory_xact_lock('ref.instruments'::regclass::oid::integer,
+                                      hashtext(v_exchange_id || ':' || lower(upsert_instrument.symbol)));
+        select i.* into v_listed
+        from ref.instruments i
+        where i.exchange_id = v_exchange_id and lower(i.symbol) = lower(upsert_instrument.symbol)
+          and i.symbol <> upsert_instrument.symbol
+        order by i.instrument_id
+        limit 1;
+        if found then
+            raise exception 'symbol "%" differs only in case from "%", listed on %', upsert_instrument.symbol,
+                v_listed.symbol, upsert_instrument.exchange
+                using errcode = '22S09',
+                      hint = format('Symbols are matched exactly: give %s as the exchange lists it.', v_listed.symbol);
+        end if;
         insert into ref.instruments as i
             (exchange_id, symbol, base_asset, quote_asset, market_type, tick_size, lot_size,
              min_notional, maker_fee, taker_fee, multiplier)
@@ -227,6 +255,50 @@ begin
         if v_id is not null then
             return v_id;
         end if;
+    end loop;
+
+    -- why twice, first on the row as read and then on the row locked: an upsert that changes
+    -- nothing (a sync job's run over every listing) returns after the first pass without a lock.
+    -- Held FOR UPDATE to its commit, it stopped every placement and fill of the instrument, and a
+    -- sync job's transaction of many listings deadlocked (40P01) with a spread trade placing its
+    -- legs in the other order.
+    <<rules>>
+    loop
+        -- why keep what is not given: a re-upsert that changes only the tick size reset a
+        -- perpetual's multiplier to 1 (the PnL of its open positions x 100 at 0.01), its minimum
+        -- notional to 0 and negotiated fee rates to the exchange's; the fee rates of another market
+        -- type are its own
+        v_multiplier := case
+            when upsert_instrument.multiplier is not null then upsert_instrument.multiplier
+            when upsert_instrument.market_type in ('spot', 'margin') then 1
+            else v_listed.multiplier
+        end;
+        if v_listed.market_type::text = upsert_instrument.market_type then
+            v_maker_fee := coalesce(upsert_instrument.maker_fee, v_listed.maker_fee);
+            v_taker_fee := coalesce(upsert_instrument.taker_fee, v_listed.taker_fee);
+        else
+            v_maker_fee := coalesce(upsert_instrument.maker_fee, v_market.maker_fee);
+            v_taker_fee := coalesce(upsert_instrument.taker_fee, v_market.taker_fee);
+        end if;
+        exit rules when v_locked;
+        if (v_listed.base_asset, v_listed.quote_asset, v_listed.market_type::text, v_listed.tick_size,
+            v_listed.lot_size, v_listed.min_notional, v_listed.maker_fee, v_listed.taker_fee,
+            v_listed.multiplier, v_listed.is_active)
+           is not distinct from
+           (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
+            upsert_instrument.market_type, upsert_instrument.tick_size, upsert_instrument.lot_size,
+            coalesce(upsert_instrument.min_notional, v_listed.min_notional), v_maker_fee, v_taker_fee,
+            v_multiplier, true) then
+            return v_listed.instrument_id;
+        end if;
+        -- why FOR UPDATE: a placement or fill holds the row FOR KEY SHARE until it commits, so
+        -- this waits for those in flight and new ones wait for it; the checks below then see them
+        -- all, and the rules are worked out again from the row as it is now
+        select i.* into v_listed
+        from ref.instruments i
+        where i.instrument_id = v_listed.instrument_id
+        for update;
+        v_locked := true;
     end loop;
 
     -- An instrument's orders and trades were validated, and its positions and PnL computed, as
@@ -248,22 +320,6 @@ begin
                   detail = format('Asked for %s/%s %s.', upper(upsert_instrument.base_asset),
                                   upper(upsert_instrument.quote_asset), upsert_instrument.market_type),
                   hint = 'List the new contract under a symbol of its own.';
-    end if;
-
-    -- why keep what is not given: a re-upsert that changes only the tick size reset a perpetual's
-    -- multiplier to 1 (the PnL of its open positions x 100 at 0.01), its minimum notional to 0 and
-    -- negotiated fee rates to the exchange's; the fee rates of another market type are its own
-    v_multiplier := case
-        when upsert_instrument.multiplier is not null then upsert_instrument.multiplier
-        when upsert_instrument.market_type in ('spot', 'margin') then 1
-        else v_listed.multiplier
-    end;
-    if v_listed.market_type::text = upsert_instrument.market_type then
-        v_maker_fee := coalesce(upsert_instrument.maker_fee, v_listed.maker_fee);
-        v_taker_fee := coalesce(upsert_instrument.taker_fee, v_listed.taker_fee);
-    else
-        v_maker_fee := coalesce(upsert_instrument.maker_fee, v_market.maker_fee);
-        v_taker_fee := coalesce(upsert_instrument.taker_fee, v_market.taker_fee);
     end if;
 
     update ref.instruments i
@@ -291,4 +347,4 @@ begin
 end;
 $$;
 comment on function ref.upsert_instrument(text, text, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric) is
-    'Create or update an instrument (exchange, symbol) with its trading rules. A rule not given (min_notional, a fee or the multiplier null) keeps its listed value (fees: under the same market type); a new symbol gets minimum notional 0, the exchange''s fee rates for its market type and multiplier 1. A symbol has no surrounding white space, control or invisible character and no space but U+0020, base and quote differ, a spot or margin multiplier is 1 (22S09). Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';
+    'Create or update an instrument (exchange, symbol) with its trading rules. A rule not given (min_notional, a fee or the multiplier null) keeps its listed value (fees: under the same market type); a new symbol gets minimum notional 0, the exchange''s fee rates for its market type and multiplier 1. A symbol has no surrounding white space, control or invisible character and no space but U+0020, a new one does not differ only in case from one the exchange lists, base and quote differ, a spot or margin multiplier is 1 (22S09). An update lists a delisted instrument again (is_active true); one that changes nothing writes nothing and takes no lock. Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';
