@@ -53,9 +53,14 @@ begin
                   hint = 'Give the name in NFC (normalize(name, NFC)) without zero-width, bidirectional, control or variation-selector characters, and with plain spaces only.';
     end if;
     if not (coalesce(create_strategy.capital, 0) >= 0 and coalesce(create_strategy.capital, 0) < 'Infinity') then
-        raise exception 'capital must be zero or positive and finite, got %', create_strategy.capital
+        raise exception 'capital must be zero or positive and finite, got %',
+            internal.number_shown(create_strategy.capital)
             using errcode = '22S09';
     end if;
+    -- why a bound: a capital near the end of numeric (9.99e131071 is finite) was stored, and with a
+    -- second one every portfolio snapshot, which sums the capitals into the total equity, failed
+    -- with a bare numeric overflow (22003) for good
+    perform internal.check_amount_size(coalesce(create_strategy.capital, 0), 'capital');
     if v_owner is not null and not exists (select from auth.users u where u.user_id = v_owner) then
         raise exception 'user % does not exist', v_owner using errcode = '23S07';
     end if;
@@ -85,7 +90,7 @@ begin
 end;
 $$;
 comment on function trading.create_strategy(text, text, numeric, bigint) is
-    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id; 23S06 when it belongs to another user than an owner_user_id given). A name is 1 to 100 characters in NFC, with no invisible character and no space but U+0020 (22S09). Capital is in the valuation asset of its portfolio snapshots (USDT unless a snapshot names another).';
+    'Create a strategy (owned by the session''s user, or owner_user_id); idempotent on name (returns the existing id; 23S06 when it belongs to another user than an owner_user_id given). A name is 1 to 100 characters in NFC, with no invisible character and no space but U+0020 (22S09). Capital is zero or more and below 10^100000 (22S09), in the valuation asset of its portfolio snapshots (USDT unless a snapshot names another).';
 
 create or replace function internal.find_strategy(p_name text)
     returns trading.strategies

@@ -83,6 +83,26 @@ $$;
 comment on function internal.unknown_instrument_reason(text, text) is
     'Reject reason for a symbol not listed on its exchange: unknown instrument SYMBOL on exchange CODE, with the exchanges that list it (listed on ...) when any does.';
 
+create or replace function internal.require_staged(p_kind text)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- Raises invalid_argument (22S09) unless this transaction has the staging table of p_kind
+-- (pg_temp.staged_<kind>, made by market.stage_rows).
+-- why: a load called without it (in psql, or in a transaction after the one that staged, as the
+-- table is dropped at commit) failed with a bare 42P01 naming pg_temp.staged_<kind>
+begin
+    if pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', 'staged_' || p_kind)) is null then
+        raise exception 'no % are staged in this transaction', p_kind
+            using errcode = '22S09',
+                  hint = pg_catalog.format('Call market.stage_rows(''%s''), copy the rows into pg_temp.staged_%s and load them in the same transaction.', p_kind, p_kind);
+    end if;
+end;
+$$;
+comment on function internal.require_staged(text) is
+    'Raises 22S09 unless this transaction has staged rows of the kind (pg_temp.staged_<kind>, see market.stage_rows).';
+
 create or replace function market.load_staged_quotes(p_strict boolean default false)
     returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
     volatile
@@ -95,6 +115,7 @@ declare
     v_partitions      tstzmultirange;
     v_partitions_text text;
 begin
+    perform internal.require_staged('quotes');
     lock table only market.quotes in row exclusive mode;  -- see the file's header
     v_partitions := internal.partition_times('market.quotes');
     v_partitions_text := internal.partition_times_text(v_partitions);
@@ -159,7 +180,7 @@ begin
 end;
 $$;
 comment on function market.load_staged_quotes(boolean) is
-    'Validates the staged quotes, inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
+    'Validates the staged quotes (22S09 when none are staged in this transaction), inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
 
 create or replace function market.load_staged_ticks(p_strict boolean default false)
     returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
@@ -172,6 +193,7 @@ declare
     v_partitions      tstzmultirange;
     v_partitions_text text;
 begin
+    perform internal.require_staged('ticks');
     lock table only market.ticks in row exclusive mode;  -- see the file's header
     v_partitions := internal.partition_times('market.ticks');
     v_partitions_text := internal.partition_times_text(v_partitions);
@@ -244,7 +266,7 @@ begin
 end;
 $$;
 comment on function market.load_staged_ticks(boolean) is
-    'Validates the staged ticks, inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
+    'Validates the staged ticks (22S09 when none are staged in this transaction), inserts the valid ones (duplicates skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
 
 create or replace function market.load_staged_candles(p_strict boolean default false)
     returns table (loaded bigint, duplicates bigint, rejected bigint, rejects jsonb)
@@ -262,6 +284,7 @@ declare
     v_partitions      tstzmultirange;
     v_partitions_text text;
 begin
+    perform internal.require_staged('candles');
     lock table only market.candles in row exclusive mode;  -- see the file's header
     v_partitions := internal.partition_times('market.candles');
     v_partitions_text := internal.partition_times_text(v_partitions);
@@ -365,4 +388,4 @@ begin
 end;
 $$;
 comment on function market.load_staged_candles(boolean) is
-    'Validates the staged candles, inserts the valid ones, marked loaded once closed, replacing a candle not marked loaded (built by the rollups or loaded while open; duplicates of a loaded candle skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';
+    'Validates the staged candles (22S09 when none are staged in this transaction), inserts the valid ones, marked loaded once closed, replacing a candle not marked loaded (built by the rollups or loaded while open; duplicates of a loaded candle skipped; none when strict and any is rejected) and returns loaded, duplicates, rejected and the rejects.';

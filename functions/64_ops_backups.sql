@@ -62,6 +62,12 @@ begin
     if finish_backup_run.succeeded is null then
         raise exception 'succeeded must be true or false, got null' using errcode = '22S09';
     end if;
+    -- why: an empty or blank label was stored, and the catalog named no backup (a physical run's
+    -- label is what restore and mark_expired_backup_runs look it up by); null means none
+    if btrim(finish_backup_run.label, E' \t\n\r') = '' then
+        raise exception 'label must name the backup (or be null), got "%"', finish_backup_run.label
+            using errcode = '22S09';
+    end if;
     if finish_backup_run.size_bytes < 0 or finish_backup_run.repo_size_bytes < 0 then
         raise exception 'size_bytes and repo_size_bytes must be zero or more (or null), got % and %',
             coalesce(finish_backup_run.size_bytes::text, 'null'), coalesce(finish_backup_run.repo_size_bytes::text, 'null')
@@ -98,7 +104,7 @@ begin
 end;
 $$;
 comment on function ops.finish_backup_run(bigint, boolean, text, bigint, bigint, text) is
-    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run takes the kind its pgBackRest label shows (an incr or diff that pgBackRest made full is recorded full) and marks earlier physical runs still running as failed (interrupted). A null succeeded or a negative size raises 22S09.';
+    'Records the end of a backup run: succeeded or failed, label, sizes, and why it failed; a successful physical run takes the kind its pgBackRest label shows (an incr or diff that pgBackRest made full is recorded full) and marks earlier physical runs still running as failed (interrupted). A null succeeded, an empty or blank label or a negative size raises 22S09.';
 
 -- why: pgBackRest expires old backups (retention_full, retention_diff) after every backup and on
 -- `spreadedge backup expire`; their runs stayed 'succeeded' with labels the repository no longer

@@ -312,6 +312,13 @@ begin
     if acknowledge_alert.alert_id is null then
         raise exception 'alert_id must be given, got null' using errcode = '22S09';
     end if;
+    -- why: an empty or blank acknowledged_by was stored as who acknowledged the alert, and its
+    -- history then named no one; not given (null) means the session's actor
+    if btrim(acknowledge_alert.acknowledged_by, E' \t\n\r') = '' then
+        raise exception 'acknowledged_by must name who acknowledged the alert, got "%"',
+            acknowledge_alert.acknowledged_by
+            using errcode = '22S09', hint = 'Give a name, or leave it out to record the session''s actor.';
+    end if;
     -- why the scope of monitor.alert_list in the lookup: an alert of a rule on another user's
     -- strategy must read as unknown (neither acknowledged nor described as resolved), and must not
     -- even be locked; the view holds the one definition of what a session sees
@@ -345,4 +352,4 @@ begin
 end;
 $$;
 comment on function monitor.acknowledge_alert(bigint, text) is
-    'Acknowledge a firing alert (idempotent), at now or at the alert''s latest transition when that is later (an evaluation ahead of now opened it); raises 23S14 unknown_alert (also for an alert the scoped session cannot see), 55S05 alert_resolved, 22S09 for a null id.';
+    'Acknowledge a firing alert (idempotent), at now or at the alert''s latest transition when that is later (an evaluation ahead of now opened it); raises 23S14 unknown_alert (also for an alert the scoped session cannot see), 55S05 alert_resolved, 22S09 for a null id or an empty or blank acknowledged_by (null is the session''s actor).';

@@ -124,8 +124,11 @@ begin
         raise exception 'user % is disabled', v_user.user_id using errcode = '55S04';
     end if;
     v_exchange_id := internal.exchange_id(store_api_key.exchange);
-    if store_api_key.label is null or store_api_key.label = '' or length(store_api_key.label) > 100 then
-        raise exception 'the label must be 1 to 100 characters' using errcode = '22S09';
+    -- why btrim: a label of spaces was stored while an empty one was refused; the owner's list of
+    -- keys then showed a key with no name
+    if store_api_key.label is null or btrim(store_api_key.label, E' \t\n\r') = ''
+       or length(store_api_key.label) > 100 then
+        raise exception 'the label must be 1 to 100 characters, not all blank' using errcode = '22S09';
     end if;
     if coalesce(store_api_key.api_key, '') = '' or coalesce(store_api_key.api_secret, '') = '' then
         raise exception 'the API key and the API secret must not be empty' using errcode = '22S09';
