@@ -473,12 +473,14 @@ begin
     -- instead of permission_denied
     v_order := internal.lock_order(p_order_id);
     if v_order.status <> p_to then
-        perform internal.change_order_status(v_order, p_to, p_reason);
+        -- why nullif: an empty or blank reason was stored on the order and its event, a reason
+        -- that says nothing where none (null) is what was meant
+        perform internal.change_order_status(v_order, p_to, nullif(btrim(p_reason, E' \t\n\r'), ''));
     end if;
 end;
 $$;
 comment on function internal.close_order(bigint, trading.order_status, text) is
-    'Moves an order to cancelled, rejected or expired (idempotent); raises 55S01 when its status forbids it.';
+    'Moves an order to cancelled, rejected or expired (idempotent), with the reason (an empty or blank one is none); raises 55S01 when its status forbids it.';
 
 create or replace function trading.cancel_order(order_id bigint, reason text default null)
     returns void
