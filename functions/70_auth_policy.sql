@@ -118,6 +118,10 @@ as $$
 -- with the old and new values. A shorter session lifetime or idle timeout applies to the live
 -- sessions too, and a role that comes to need 2FA ends its users' sessions logged in without a
 -- code. Needs policy:manage in a scoped session.
+-- why FOR UPDATE on the policy row below (not only the UPDATE's weaker lock): auth.login,
+-- auth.grant_role and the slide in auth.validate_session hold it FOR KEY SHARE while they make or
+-- extend a session under the policy they read; the change waits for them, so the sessions it
+-- shortens or revokes include theirs, and they wait for it and read the new policy
 -- why TimeZone UTC: live sessions are measured against the policy as auth.login sets them, with a
 -- day of 24 hours whatever the caller's TimeZone
 #variable_conflict use_variable
@@ -215,4 +219,4 @@ begin
 end;
 $$;
 comment on function auth.set_security_policy(integer, integer, integer, integer, interval, interval, interval, interval, text[]) is
-    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a shorter session lifetime or idle timeout also shortens the live sessions, and a role added to totp_required_roles revokes its users'' sessions logged in without a TOTP code; a minimum password length over 72 (bcrypt''s limit) and an interval over 100 years or with a negative part are refused with 22S09. Needs policy:manage.';
+    'Changes the security policy (arguments given by name; null keeps a setting) and records the change; a shorter session lifetime or idle timeout also shortens the live sessions, and a role added to totp_required_roles revokes its users'' sessions logged in without a TOTP code; a minimum password length over 72 (bcrypt''s limit) and an interval over 100 years or with a negative part are refused with 22S09. Waits for the logins, role grants and idle-timeout slides under way (and they for it). Needs policy:manage.';

@@ -325,9 +325,15 @@ as $$
 -- use 2FA ends the user's sessions that were logged in without a code.
 #variable_conflict use_column
 declare
-    v_user auth.users;
+    v_user   auth.users;
+    v_policy auth.security_policy;
 begin
     perform internal.require_permission('users:manage');
+    -- why FOR KEY SHARE (before the user's row, in auth.login's order): auth.set_security_policy
+    -- revokes the password-only sessions of the users it sees holding a role that comes to need
+    -- 2FA; a grant of that role under way was not seen, and it had read the policy before the
+    -- change, so neither revoked the user's sessions. The lock makes one wait for the other
+    select p.* into v_policy from auth.security_policy p for key share;
     v_user := internal.lock_user(grant_role.user_id);
     if not exists (select from auth.roles r where r.role_name = grant_role.role_name) then
         raise exception 'role "%" does not exist', coalesce(grant_role.role_name, 'null')
@@ -341,7 +347,7 @@ begin
             jsonb_build_object('role', grant_role.role_name));
         -- why: the policy's 2FA roles are logged in with a code; a session logged in with the
         -- password alone would otherwise hold the new role's permissions at once
-        if exists (select from auth.security_policy p where grant_role.role_name = any (p.totp_required_roles)) then
+        if grant_role.role_name = any (v_policy.totp_required_roles) then
             perform internal.revoke_sessions_without_totp(v_user, '2FA required');
         end if;
     end if;

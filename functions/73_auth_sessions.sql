@@ -66,7 +66,12 @@ declare
     v_token   text;
     v_session auth.sessions;
 begin
-    select p.* into v_policy from auth.security_policy p;
+    -- why FOR KEY SHARE: auth.set_security_policy applies a shorter lifetime or a role that comes to
+    -- need 2FA to the sessions it sees; a login that had read the policy before it committed made,
+    -- after it, a session with the old lifetime or without a code, which it had not seen to end.
+    -- The lock makes a policy change wait for the logins under way, and a login wait for the change
+    -- (it then reads the new policy); logins share it and never wait for one another
+    select p.* into v_policy from auth.security_policy p for key share;
     select u.* into v_user from auth.users u where lower(u.username) = lower(login.username) for update;
     v_matches := internal.password_matches(v_user.password_hash, login.password);
     if v_user.user_id is null then
@@ -132,7 +137,7 @@ begin
 end;
 $$;
 comment on function auth.login(text, text, text, inet, text) is
-    'Logs a user in: returns success, the session token (once), user id, expiry and a message. Refusals do not raise. Policy intervals count on UTC''s clock (a day is 24 hours whatever the TimeZone).';
+    'Logs a user in: returns success, the session token (once), user id, expiry and a message. Refusals do not raise. Policy intervals count on UTC''s clock (a day is 24 hours whatever the TimeZone); a login and a policy change wait for each other (the login uses the policy committed).';
 
 create or replace function internal.session_is_live(p_session auth.sessions, p_user auth.users)
     returns boolean
@@ -194,6 +199,16 @@ begin
             using errcode = '28S02', hint = 'Log in again (auth.login).';
     end if;
     if v_session.last_seen_at < now() - v_slide then
+        -- why the policy locked and the session read again, locked, before the slide: a slide that
+        -- waited for auth.set_security_policy's shortening of this session (or a logout or revoke)
+        -- wrote the old idle timeout over the new one, and brought a session the new timeout had
+        -- ended back to life. Only a slide takes the locks: a validation without one writes nothing
+        select p.* into v_policy from auth.security_policy p for key share;
+        select s.* into v_session from auth.sessions s where s.session_id = v_session.session_id for update;
+        if not internal.session_is_live(v_session, v_user) then
+            raise exception 'the session is unknown, expired or revoked'
+                using errcode = '28S02', hint = 'Log in again (auth.login).';
+        end if;
         update auth.sessions s
         set last_seen_at = now(),
             idle_expires_at = least(now() + v_policy.session_idle_timeout, s.expires_at)
@@ -212,7 +227,7 @@ begin
 end;
 $$;
 comment on function auth.validate_session(text) is
-    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute, or per half the idle timeout when shorter), sets spreadedge.user_id for the transaction. Raises 28S02.';
+    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute, or per half the idle timeout when shorter), sets spreadedge.user_id for the transaction. Raises 28S02, also when a slide waited for a policy change, logout or revoke that ended the session.';
 
 create or replace function auth.logout(token text)
     returns boolean
