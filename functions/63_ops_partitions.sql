@@ -37,6 +37,12 @@ begin
                    where not c.undo_in_progress and c.automatic_maintenance = 'on'
                    order by c.parent_table loop
         perform pg_catalog.set_config('TimeZone', 'UTC', true);
+        -- why wait for pg_partman's maintenance lock: partman.run_maintenance only tries it, and
+        -- when another run held it (pg_cron's hourly one beside `spreadedge partitions maintain`)
+        -- it returned with a notice, so both runs skipped the table and both reported success;
+        -- held here for the table's transaction, partman's own try then succeeds (the lock is the
+        -- session's) and the runs take turns table by table
+        perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_partman run_maintenance'));
         begin
             perform internal.create_first_partition(internal.require_managed(v_table));
             perform partman.run_maintenance(p_parent_table => v_table, p_jobmon => false);
@@ -57,7 +63,7 @@ begin
 end;
 $$;
 comment on procedure ops.run_partition_maintenance() is
-    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone (a table left with no partition first gets the partition of now()): one that fails does not stop the others; raises 55S12 naming the failed ones. Hourly by pg_cron.';
+    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone (a table left with no partition first gets the partition of now()): one that fails does not stop the others; raises 55S12 naming the failed ones. Two runs at once take turns table by table (neither skips one). Hourly by pg_cron.';
 
 create or replace function ops.partition_status()
     returns table (parent_table text, registered boolean, control text, partition_interval text,

@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from ops_helpers import cli
-from trading_helpers import call, fill, place
+from trading_helpers import call, fill, place, race
 
 NEW_YORK = "America/New_York"
 
@@ -117,6 +117,30 @@ def test_partition_maintenance_failure_names_each_table_with_its_error_on_one_li
 # months without maintenance: audit rows (stamped now(), the one table whose default partition
 # takes rows) pile up in audit.log's default partition; health says so, maintain alone cannot attach
 # the month they belong to, repair then maintain recover it
+def _partitions(db: psycopg.Connection, table: str) -> int:
+    return db.execute("select count(*) from partman.show_partitions(%s)", [table]).fetchone()[0]
+
+
+# bug: partman.run_maintenance only tries its global lock and returns with a notice when another
+# maintenance holds it, so a run beside pg_cron's hourly one skipped every table and said success
+def test_partition_maintenance_beside_another_run_waits_for_it_and_skips_no_table(db, db_url):
+    db.execute(
+        "select ops.configure_partitioning(parent_table => 'market.ticks', premake => 12, retention => null)"
+    )
+    before = _partitions(db, "market.ticks")
+
+    _, result = race(
+        db,
+        db_url,
+        lambda c: c.execute("select pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))"),
+        lambda c: c.execute("call ops.run_partition_maintenance()"),
+        wait_event="advisory",
+    )
+
+    assert not isinstance(result, psycopg.Error), result
+    assert _partitions(db, "market.ticks") > before
+
+
 def test_audit_rows_left_in_the_default_partition_by_lapsed_maintenance_recover_with_repair(db, db_url):
     _drop_partitions_ending_after(db, "audit.log", "now() - interval '2 months'")
     db.execute(
