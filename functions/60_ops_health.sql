@@ -153,38 +153,84 @@ create or replace function internal.health_cron_jobs()
     stable
     language plpgsql
 as $$
--- the latest run of every active pg_cron job of this database since the last migrate succeeded
+-- the latest run of every active pg_cron job of this database succeeded, unless it started before
+-- the last migrate; its error on one line
+declare
+    -- why: cron.job shows a role only its own jobs (row-level security), and the migrate that
+    -- scheduled them ran as a superuser (pg_cron is not a trusted extension)
+    v_sees_all boolean := (select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r where r.rolname = current_user);
 begin
+    -- why to_regnamespace first: to_regclass('cron.job_run_details') raised a raw 42501
+    -- "permission denied for schema cron" for a role without USAGE on it (the database owner's
+    -- members, who run spreadedge health), and the whole health report failed with it
+    if to_regnamespace('cron') is null then
+        return query select true, 'pg_cron does not run in this database';
+        return;
+    end if;
+    if not pg_catalog.has_schema_privilege('cron', 'usage') then
+        return query select false, format('pg_cron runs in this database, but %s may not read its jobs: run health as a superuser', current_user);
+        return;
+    end if;
     if to_regclass('cron.job_run_details') is null then
         return query select true, 'pg_cron does not run in this database';
         return;
     end if;
     return query
         with latest as (
-            select distinct on (j.jobid) j.jobname, j.jobid, r.status, r.end_time, r.return_message
+            -- why the latest by runid, not by start_time: pg_cron records a run it could not
+            -- connect for (the server moved to another port or socket directory: a job keeps the
+            -- nodeport and nodename it was scheduled with) as failed "connection failed" with no
+            -- start or end time; ordered by start_time and compared with the migrate's time such
+            -- runs were never seen, and health said ok while every job failed every minute
+            select j.jobname, j.jobid, j.nodename, j.nodeport, r.status, r.return_message,
+                   -- why not judged when it started before the last migrate: it ran other code,
+                   -- and on a fresh database a minute striking between migration 0006 and
+                   -- functions/ fails the jobs it scheduled; a run that never started ran no code
+                   r.status = 'failed'
+                   and (r.start_time is null
+                        or r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity')) as failed
             from cron.job j
-            -- why since the last migrate: a run before it ran other code, and on a fresh database
-            -- a minute striking between migration 0006 and functions/ fails the jobs it scheduled
-            left join cron.job_run_details r
-                on r.jobid = j.jobid
-               and r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity')
+            -- why a lateral read of the newest run: pg_cron keeps every run (three a minute, over
+            -- a million a year), and sorting them all for each job on every health check grew with
+            -- them; read backwards on the run id's primary key, a job's newest run is among the
+            -- last few rows
+            left join lateral (select r.status, r.return_message, r.start_time
+                               from cron.job_run_details r
+                               where r.jobid = j.jobid
+                               order by r.runid desc
+                               limit 1) r on true
             -- why the database: pg_cron serves every database of the cluster from this one
             -- (cron.schedule_in_database), and another database's jobs are not this one's health
             where j.active and j.database = pg_catalog.current_database()
-            order by j.jobid, r.start_time desc nulls last
         )
-        -- why btrim: pg_cron ends a server error's message with a line break, which would split the
-        -- CLI's line of the check
-        select count(*) filter (where l.status = 'failed') = 0,
+        -- why one line: pg_cron keeps the server's whole error text, DETAIL, HINT and CONTEXT
+        -- lines and a final line break included, which split the CLI's line of the check (55S12's
+        -- HINT and CONTEXT, any PL/pgSQL error's CONTEXT); the error, its DETAIL and HINT are
+        -- kept, the places in the code (QUERY, CONTEXT, LOCATION, STATEMENT) left out
+        select count(*) filter (where l.failed) = 0,
                coalesce('failed on their last run: '
-                            || string_agg(format('%s (%s)', coalesce(l.jobname, l.jobid::text), btrim(l.return_message, E' \n')), ', '
-                                          order by l.jobname) filter (where l.status = 'failed'),
-                        format('%s active jobs, none failed on its last run', count(*)))
+                            || string_agg(format('%s (%s%s%s)', coalesce(l.jobname, l.jobid::text),
+                                                 regexp_replace(regexp_replace(btrim(coalesce(l.return_message, 'no message'), E' \n'),
+                                                                               '\n(QUERY|CONTEXT|LOCATION|STATEMENT): .*$', ''),
+                                                                '\s*\n\s*', ' ', 'g'),
+                                                 -- why where it connects: such a job fails with
+                                                 -- "connection failed" alone
+                                                 case when l.nodename <> coalesce(pg_catalog.current_setting('cron.host', true), l.nodename)
+                                                      then format('; the job connects to host %s, cron.host is %s', l.nodename,
+                                                                  pg_catalog.current_setting('cron.host', true))
+                                                      else '' end,
+                                                 case when l.nodeport <> pg_catalog.current_setting('port')::integer
+                                                      then format('; the job connects to port %s, the server listens on port %s',
+                                                                  l.nodeport, pg_catalog.current_setting('port'))
+                                                      else '' end), ', '
+                                          order by l.jobname) filter (where l.failed),
+                        format('%s active jobs%s, none failed on its last run', count(*),
+                               case when not v_sees_all then format(' of %s (it sees no other role''s)', current_user) else '' end))
         from latest l;
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the last run since the last migrate (ops.migrate_runs) of every active pg_cron job of this database succeeded (ok, detail).';
+    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged; a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server (ok, detail).';
 
 -- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
 drop function if exists internal.health_limit(interval, text);
