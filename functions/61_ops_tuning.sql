@@ -12,6 +12,10 @@
 --                     1,000 rows or more on average
 --   unused index      no scan since statistics were reset, not backing a constraint, not unique;
 --                     spreadedge tune drop-unused drops only those unused for --min-age (7 days)
+-- No view offers an index to drop, or a table to index, of a system catalog, of an extension's own
+-- table (pg_partman's, pg_cron's: an index on one is not the extension's, and its upgrades do not
+-- expect it) or of a temporary table (another session's is out of reach). Written out in each view,
+-- not as a function of internal: people (spreadedge_readonly) read these views, as themselves.
 
 create or replace function internal.slow_query_ms()
     returns double precision
@@ -47,14 +51,21 @@ as
            round(s.shared_blks_hit::numeric / nullif(s.shared_blks_hit + s.shared_blks_read, 0), 4) as cache_hit_ratio,
            s.temp_blks_read,
            s.temp_blks_written,
-           round((s.total_exec_time / nullif(sum(s.total_exec_time) over (), 0))::numeric, 4) as share_of_total_time,
+           -- why not sum() over (): the window sees only the slow rows the WHERE kept, so one slow
+           -- statement had a share of 1 however little of the database's time it took. Top-level
+           -- statements only: with pg_stat_statements.track = all, a function's time also counts
+           -- in the statements it runs
+           round((s.total_exec_time / nullif((select sum(a.total_exec_time) from public.pg_stat_statements(false) a
+                                              where a.dbid = (select d.oid from pg_catalog.pg_database d
+                                                              where d.datname = current_database())
+                                                and a.toplevel), 0))::numeric, 4) as share_of_total_time,
            s.query
     from public.pg_stat_statements(true) s
     where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
       and s.mean_exec_time >= internal.slow_query_ms()
     order by s.total_exec_time desc;
 comment on view ops.slow_queries is
-    'Statements of this database whose mean execution time is at least spreadedge.slow_query_ms (default 100 ms), heaviest total first (pg_stat_statements).';
+    'Statements of this database whose mean execution time is at least spreadedge.slow_query_ms (default 100 ms), heaviest total first, with their share of the execution time of all top-level statements of this database (pg_stat_statements; another role''s query text needs pg_read_all_stats).';
 
 create or replace view ops.index_usage
 as
@@ -81,7 +92,8 @@ create or replace view ops.unused_indexes
 as
     -- one row per top-level index (a partitioned table's index counts the scans of its partitions'
     -- indexes), so that dropping it drops the whole family
-    select c.relnamespace::regnamespace::text as schema_name,
+    -- why nspname, not relnamespace::regnamespace::text: that is quoted as an identifier ("Desk")
+    select n.nspname::text collate "default" as schema_name,
            t.relname as table_name,
            c.relname as index_name,
            am.amname as index_method,
@@ -99,6 +111,7 @@ as
     from pg_catalog.pg_index i
     join pg_catalog.pg_class c on c.oid = i.indexrelid
     join pg_catalog.pg_class t on t.oid = i.indrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     join pg_catalog.pg_am am on am.oid = c.relam
     cross join lateral (
         select coalesce(sum(s.idx_scan), 0) as scans, sum(pg_catalog.pg_relation_size(tr.relid)) as size_bytes
@@ -109,17 +122,23 @@ as
         select substring(obj_description(c.oid, 'pg_class')
                          from '^spreadedge tune: .* at ([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z)$')::timestamptz as at) built
     where not c.relispartition
-      and c.relnamespace::regnamespace::text not in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'partman')
+      and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'partman')
+      -- why the table too: another session's temporary table, or an extension's own table (see
+      -- the header), is no one's to drop an index of
+      and t.relpersistence <> 't'
+      and not exists (select from pg_catalog.pg_depend d
+                      where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = t.oid and d.deptype = 'e')
       and not i.indisunique
       and not exists (select from pg_catalog.pg_constraint k where k.conindid = c.oid)
       and tree.scans = 0;
 comment on view ops.unused_indexes is
-    'Indexes (partitioned ones with all their partitions) never scanned since statistics were reset, not unique and backing no constraint, with the DROP statement, and since when they are known unused (the later of the statistics reset and a tune build; null: unknown).';
+    'Indexes (partitioned ones with all their partitions) never scanned since statistics were reset, not unique and backing no constraint, of tables tuning may touch (no system catalog, extension table or temporary table), with the DROP statement, and since when they are known unused (the later of the statistics reset and a tune build; null: unknown).';
 
 create or replace view ops.duplicate_indexes
 as
     -- index a is covered by index b when both are plain key-column indexes of the same table and
-    -- method, with the same predicate, and a's columns are the leading columns of b's
+    -- method, with the same predicate, b is valid, and a's columns are the leading columns of b's
+    -- (same operator classes and collations)
     select a.indrelid::regclass::text as table_name,
            ac.relname as index_name,
            bc.relname as covered_by,
@@ -130,21 +149,37 @@ as
     join pg_catalog.pg_class ac on ac.oid = a.indexrelid
     join pg_catalog.pg_index b on b.indrelid = a.indrelid and b.indexrelid <> a.indexrelid
     join pg_catalog.pg_class bc on bc.oid = b.indexrelid
+    join pg_catalog.pg_class t on t.oid = a.indrelid
     where not ac.relispartition
-      and ac.relnamespace::regnamespace::text not in ('pg_catalog', 'information_schema', 'pg_toast')
+      -- not a system catalog, an extension's table or a temporary one (see the header)
+      and t.relnamespace not in (select n.oid from pg_catalog.pg_namespace n
+                                 where n.nspname in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'partman'))
+      and t.relpersistence <> 't'
+      and not exists (select from pg_catalog.pg_depend d
+                      where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = t.oid and d.deptype = 'e')
+      -- why: an invalid index (an interrupted CREATE INDEX CONCURRENTLY) serves no query
+      and b.indisvalid
+      -- why: dropping an index that backs a constraint (primary key, unique, exclusion, or the
+      -- one a foreign key references) fails, or drops the constraint with it
+      and not exists (select from pg_catalog.pg_constraint k where k.conindid = a.indexrelid)
       and ac.relam = bc.relam
       and a.indexprs is null and b.indexprs is null
       and pg_catalog.pg_get_expr(a.indpred, a.indrelid) is not distinct from pg_catalog.pg_get_expr(b.indpred, b.indrelid)
       and a.indnkeyatts <= b.indnkeyatts
       and (a.indkey::int2[])[0:a.indnkeyatts - 1] = (b.indkey::int2[])[0:a.indnkeyatts - 1]
       and (a.indclass::oid[])[0:a.indnkeyatts - 1] = (b.indclass::oid[])[0:a.indnkeyatts - 1]
-      -- a unique index is needed for its constraint, unless b enforces the same uniqueness
-      and (not a.indisunique or (b.indisunique and a.indnkeyatts = b.indnkeyatts))
-      -- of two identical indexes, report one of them
+      -- why: an index on a column in the "C" collation orders (and serves LIKE 'x%') differently
+      and (a.indcollation::oid[])[0:a.indnkeyatts - 1] = (b.indcollation::oid[])[0:a.indnkeyatts - 1]
+      -- a unique index is needed for its uniqueness, unless b enforces the same uniqueness
+      and (not a.indisunique or (b.indisunique and a.indnkeyatts = b.indnkeyatts
+                                 and a.indnullsnotdistinct = b.indnullsnotdistinct and b.indimmediate))
+      -- of two identical indexes, report one of them: the one that backs no constraint, else the later
       and (a.indnkeyatts < b.indnkeyatts or a.indisunique < b.indisunique
-           or (a.indisunique = b.indisunique and a.indexrelid > b.indexrelid));
+           or (a.indisunique = b.indisunique
+               and (a.indexrelid > b.indexrelid
+                    or exists (select from pg_catalog.pg_constraint k where k.conindid = b.indexrelid))));
 comment on view ops.duplicate_indexes is
-    'Indexes whose key columns are a leading prefix of another index of the same table and method (same predicate): candidates to drop.';
+    'Indexes whose key columns are a leading prefix of another valid index of the same table and method (same predicate, operator classes and collations), backing no constraint: candidates to drop.';
 
 create or replace view ops.missing_index_candidates
 as
@@ -157,8 +192,10 @@ as
         from pg_catalog.pg_stat_user_tables s
         group by 1
     )
-    select (select format('%I.%I', c.relnamespace::regnamespace::text, c.relname)
-            from pg_catalog.pg_class c where c.oid = t.root) as table_name,
+    -- why nspname: relnamespace::regnamespace::text is quoted already, and %I quoted it again
+    select (select format('%I.%I', n.nspname, c.relname)
+            from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+            where c.oid = t.root) as table_name,
            t.seq_scan,
            t.seq_tup_read,
            t.idx_scan,
@@ -168,17 +205,27 @@ as
                + coalesce((select sum(pg_catalog.pg_total_relation_size(tr.relid))
                            from pg_catalog.pg_partition_tree(t.root) tr where tr.relid <> t.root), 0) as size_bytes
     from tables t
-    where t.live_rows >= 1000
+    -- not an extension's table or a temporary one (see the header; pg_stat_user_tables has no
+    -- system catalog)
+    where t.root not in (select c.oid from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                         where n.nspname in ('cron', 'partman') or c.relpersistence = 't')
+      and not exists (select from pg_catalog.pg_depend d
+                      where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = t.root and d.deptype = 'e')
+      and t.live_rows >= 1000
       and t.seq_scan > t.idx_scan
       and t.seq_tup_read / t.seq_scan >= 1000
     order by t.seq_tup_read desc;
 comment on view ops.missing_index_candidates is
-    'Tables (partitions summed) of 1,000+ rows read mostly by sequential scans of 1,000+ rows each: where an index may be missing (see ops.index_advice()).';
+    'Tables (partitions summed; no extension or temporary table) of 1,000+ rows read mostly by sequential scans of 1,000+ rows each: where an index may be missing (see ops.index_advice()).';
 
 create or replace view ops.table_health
 as
     -- estimated bloat: the pages the live rows need at their average width (pg_stats) and the
-    -- table's fill factor, subtracted from the pages the table has; an estimate, good to a few pages
+    -- table's fill factor, subtracted from the pages the table has; an estimate, good to a few pages.
+    -- Null when a column's width is not known: pg_stats shows only the columns the reader may
+    -- select (spreadedge_readonly: no secret column, no partition of a row-secured table), and
+    -- none of a table never analyzed; taking the missing widths as 0 showed most of such a table
+    -- as bloat
     select s.schemaname as schema_name,
            s.relname as table_name,
            s.n_live_tup as live_rows,
@@ -189,21 +236,27 @@ as
            s.vacuum_count + s.autovacuum_count as vacuums,
            s.analyze_count + s.autoanalyze_count as analyzes,
            pg_catalog.pg_relation_size(s.relid) as size_bytes,
-           greatest(c.relpages - est.pages, 0)::bigint * current_setting('block_size')::bigint as bloat_bytes,
-           round(greatest(c.relpages - est.pages, 0)::numeric / nullif(c.relpages, 0), 4) as bloat_ratio
+           case when est.widths_known
+                then greatest(c.relpages - est.pages, 0)::bigint * current_setting('block_size')::bigint end as bloat_bytes,
+           case when est.widths_known
+                then round(greatest(c.relpages - est.pages, 0)::numeric / nullif(c.relpages, 0), 4) end as bloat_ratio
     from pg_catalog.pg_stat_user_tables s
     join pg_catalog.pg_class c on c.oid = s.relid
     cross join lateral (
-        select ceil(greatest(c.reltuples, 0)
-                    * (24 + 4 + coalesce((select sum(st.avg_width) from pg_catalog.pg_stats st
-                                          where st.schemaname = s.schemaname and st.tablename = s.relname
-                                            and not st.inherited), 0))
+        select sum(st.avg_width) as width, count(*) as columns
+        from pg_catalog.pg_stats st
+        where st.schemaname = s.schemaname and st.tablename = s.relname and not st.inherited) w
+    cross join lateral (
+        select w.columns = (select count(*) from pg_catalog.pg_attribute a
+                            where a.attrelid = s.relid and a.attnum > 0 and not a.attisdropped) as widths_known,
+               ceil(greatest(c.reltuples, 0)
+                    * (24 + 4 + coalesce(w.width, 0))
                     / ((current_setting('block_size')::numeric - 24)
                        * coalesce((select substring(o from 'fillfactor=([0-9]+)')::numeric
                                    from unnest(c.reloptions) o where o like 'fillfactor=%'), 100) / 100)) as pages) est
     where c.relkind = 'r';
 comment on view ops.table_health is
-    'Every table of this database: live and dead rows, last vacuum and analyze, size and estimated bloat (from pg_stats row widths).';
+    'Every table of this database: live and dead rows, last vacuum and analyze, size and estimated bloat (from pg_stats row widths; null when a column''s width is not known to the reader: a table never analyzed, or a column the reader may not select).';
 
 create or replace function ops.performance_summary()
     returns table (slow_queries bigint, statements bigint, calls bigint, avg_exec_ms numeric,

@@ -4,6 +4,7 @@
 -- sequential scan tries candidate indexes on the columns of the scan's filter as hypopg
 -- hypothetical indexes (nothing is built; hypothetical indexes live in this session only). It
 -- recommends, per statement, the candidate that cuts the estimated cost by at least min_saving.
+-- It never names a system catalog, an extension's table or a temporary table.
 -- ops.index_build_statements() gives the statements spreadedge tune apply runs to build one, and
 -- ops.index_build_state() whether the index they built is valid.
 --
@@ -13,6 +14,25 @@
 -- cannot simulate GIN: a GIN candidate is built for real inside a subtransaction that is always
 -- rolled back (internal.trial_index_cost), only on a table of at most gin_trial_max_mb and only if
 -- its lock comes at once; writers of that table wait while it builds.
+
+create or replace function internal.tunable_table(p_table oid)
+    returns boolean
+    stable
+    language sql
+as $$
+    -- whether index advice may name a table: not a system catalog (an index there cannot be
+    -- built), not pg_partman's or pg_cron's (their schemas and every extension's own tables: an
+    -- index built on one is not the extension's, and its upgrades do not expect it), not temporary
+    -- (tune apply's session cannot see it; the advising session's is gone at logout). The same
+    -- rule is written out in the views of 61_ops_tuning.sql.
+    select c.relpersistence <> 't'
+       and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'partman')
+       and not exists (select from pg_catalog.pg_depend d
+                       where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where c.oid = p_table;
+$$;
+comment on function internal.tunable_table(oid) is
+    'Whether index advice may name a table: not a system catalog, not an extension''s or in the cron or partman schema, not temporary.';
 
 create or replace function internal.generic_plan(p_statement text)
     returns jsonb
@@ -55,20 +75,31 @@ create or replace function internal.index_name(p_table regclass, p_method text, 
     stable
     language sql
 as $$
-    -- the name spreadedge tune gives an index: table_columns_method_tune, cut to 63 bytes
-    select left(format('%s_%s_%s_tune', c.relname, array_to_string(p_columns, '_'), p_method), 63)
-    from pg_catalog.pg_class c where c.oid = p_table;
+    -- the name spreadedge tune gives an index: table_columns_method_tune. Why a hash when that
+    -- is over 63 bytes: PostgreSQL cuts a longer name to 63 bytes, where left(..., 63) counted
+    -- characters (a name in Cyrillic never matched the index it named), and the cut names of two
+    -- column pairs of a long table were one name (CREATE INDEX IF NOT EXISTS then skipped the
+    -- second as built). 49 bytes of it, cut between characters, an md5 of the whole and _tune.
+    select case when octet_length(n.full_name) <= 63 then n.full_name
+                else (select left(n.full_name, k) from generate_series(length(n.full_name), 0, -1) k
+                      where octet_length(left(n.full_name, k)) <= 49 order by k desc limit 1)
+                     || '_' || left(md5(n.full_name), 8) || '_tune' end
+    from (select format('%s_%s_%s_tune', c.relname, array_to_string(p_columns, '_'), p_method) as full_name
+          from pg_catalog.pg_class c where c.oid = p_table) n;
 $$;
 comment on function internal.index_name(regclass, text, text[]) is
-    'The name spreadedge tune gives an index of this table, method and columns.';
+    'The name spreadedge tune gives an index of this table, method and columns: table_columns_method_tune, or when that is over 63 bytes its first 49 bytes, 8 hex digits of its md5 and _tune.';
 
 create or replace function internal.qualified_name(p_relation regclass)
     returns text
     stable
     language sql
 as $$
-    -- schema.name of a relation whatever the search_path (regclass::text leaves visible names bare)
-    select format('%I.%I', c.relnamespace::regnamespace::text, c.relname) from pg_catalog.pg_class c where c.oid = p_relation;
+    -- schema.name of a relation whatever the search_path (regclass::text leaves visible names bare).
+    -- why nspname, not relnamespace::regnamespace::text: that is quoted already ("Desk"), and %I
+    -- quoted it again: hypopg found no such schema, so a table of it never got advice
+    select format('%I.%I', n.nspname, c.relname)
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where c.oid = p_relation;
 $$;
 comment on function internal.qualified_name(regclass) is
     'The schema-qualified, quoted name of a relation, whatever the search_path.';
@@ -79,8 +110,8 @@ create or replace function internal.qualified_index_name(p_table regclass, p_met
     language sql
 as $$
     -- internal.index_name, schema-qualified and quoted, as ALTER INDEX and COMMENT ON take it
-    select format('%I.%I', c.relnamespace::regnamespace::text, internal.index_name(p_table, p_method, p_columns))
-    from pg_catalog.pg_class c where c.oid = p_table;
+    select format('%I.%I', n.nspname, internal.index_name(p_table, p_method, p_columns))
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where c.oid = p_table;
 $$;
 comment on function internal.qualified_index_name(regclass, text, text[]) is
     'internal.index_name, qualified with the table''s schema and quoted.';
@@ -110,14 +141,20 @@ as $$
     with cols as (
         select a.attname::text as name, a.attnum, t.typname, t.typcategory,
                coalesce((select abs(s.correlation) from pg_catalog.pg_stats s
-                         where s.schemaname = c.relnamespace::regnamespace::text and s.tablename = c.relname
+                         where s.schemaname = (select n.nspname from pg_catalog.pg_namespace n where n.oid = c.relnamespace)
+                           and s.tablename = c.relname
                            and s.attname = a.attname
                          order by s.inherited desc limit 1), 0) as correlation
         from pg_catalog.pg_attribute a
         join pg_catalog.pg_class c on c.oid = a.attrelid
         join pg_catalog.pg_type t on t.oid = a.atttypid
         where a.attrelid = p_table and a.attnum > 0 and not a.attisdropped
-          and exists (select from unnest(p_filters) f where f ~ ('\m' || a.attname || '\M'))
+          -- why tokens, not the column name in a regular expression: a name holding "(" made
+          -- the expression invalid (2201B, no advice at all), and \m (a word start) never held
+          -- before a non-ASCII letter in the "C" collation of attname. EXPLAIN VERBOSE writes a
+          -- column as relation.column, the column quoted as quote_ident quotes it.
+          and quote_ident(a.attname) in (select m[1] from unnest(p_filters) f,
+                                                 regexp_matches(f, '\.("(?:[^"]|"")+"|[a-z_][a-z0-9_]*)', 'g') m)
     )
     select 'gin', array[c.name] from cols c where c.typname = 'jsonb' or c.typcategory = 'A'
     union all
@@ -252,9 +289,13 @@ begin
         from (select coalesce(pg_catalog.pg_partition_root(r.oid), r.oid)::regclass as root,
                      array_agg(distinct n.node ->> 'Filter') as filters
               from jsonb_path_query(v_plan, 'strict $.**?(@."Node Type" == "Seq Scan" || @."Node Type" == "Parallel Seq Scan")') n(node)
-              join pg_catalog.pg_class r on r.relname = n.node ->> 'Relation Name'
-                                        and r.relnamespace = (n.node ->> 'Schema')::regnamespace
+              -- why by name, not ::regnamespace: that cast reads an identifier, so a schema
+              -- named "Desk" was looked up as desk (3F000, no advice at all)
+              join pg_catalog.pg_namespace ns on ns.nspname = n.node ->> 'Schema'
+              join pg_catalog.pg_class r on r.relname = n.node ->> 'Relation Name' and r.relnamespace = ns.oid
               where n.node ? 'Filter'
+                -- why: no index on a system catalog, an extension's table or a temporary one
+                and internal.tunable_table(coalesce(pg_catalog.pg_partition_root(r.oid), r.oid))
               group by 1) scanned
         cross join lateral internal.index_candidates(scanned.root, scanned.filters) cand
         cross join lateral (select scanned.root, cand.index_method, cand.columns,
@@ -294,6 +335,22 @@ $$;
 comment on function ops.index_advice(integer, numeric, integer) is
     'Indexes that would cut the estimated cost of the heaviest statements (pg_stat_statements) by at least min_saving, tried on generic plans as hypopg hypothetical indexes (GIN: built in a rolled-back subtransaction on tables up to gin_trial_max_mb): statement, saving and CREATE INDEX.';
 
+create or replace function internal.with_lock_timeout(p_statement text)
+    returns text
+    immutable
+    language sql
+as $$
+    -- p_statement as a DO block that gives up after 1 s waiting for its lock. why: CREATE INDEX
+    -- ON ONLY a partitioned table and ALTER INDEX ATTACH PARTITION take a SHARE lock on the
+    -- table, which waits for every open write and makes every later write wait behind it: queued
+    -- behind a long transaction, tune apply stopped all writes of the table for as long. The tag
+    -- holds the statement's md5, which the statement cannot hold.
+    select format('do $build_%s$ begin set local lock_timeout = ''1s''; execute %L; end $build_%s$',
+                  md5(p_statement), p_statement, md5(p_statement));
+$$;
+comment on function internal.with_lock_timeout(text) is
+    'A statement wrapped in a DO block that sets lock_timeout to 1 s for it (a step of ops.index_build_statements that takes a SHARE lock).';
+
 create or replace function ops.index_build_statements(table_name regclass, index_method text, columns text[])
     returns table (step integer, statement text)
     stable
@@ -303,7 +360,8 @@ as $$
 -- (outside a transaction block). A partitioned table cannot be indexed concurrently, so: the index
 -- on the parent only (invalid, empty), then each partition's index concurrently, attached to it;
 -- the parent's index becomes valid when the last partition's is attached; a partition whose index
--- is attached already is left alone. An invalid index of the name (a build that was interrupted) is
+-- is attached already is left alone. The parent's index and each attach take a SHARE lock on the
+-- table, which writes wait behind: those steps wait at most 1 s for it, then fail (run it again). An invalid index of the name (a build that was interrupted) is
 -- dropped concurrently first: IF NOT EXISTS would keep it.
 -- The statements can still leave the index invalid (a concurrent build of the same name): the
 -- caller checks ops.index_build_state afterwards.
@@ -341,9 +399,10 @@ begin
         return next;
     else
         step := step + 1;
-        statement := format('create index if not exists %I on only %s using %s (%s)',
-                            internal.index_name(table_name, index_method, columns), internal.qualified_name(table_name),
-                            index_method, v_cols);
+        statement := internal.with_lock_timeout(
+                         format('create index if not exists %I on only %s using %s (%s)',
+                                internal.index_name(table_name, index_method, columns), internal.qualified_name(table_name),
+                                index_method, v_cols));
         return next;
         v_parent := to_regclass(v_index);
         for v_part in select i.inhrelid::regclass from pg_catalog.pg_inherits i
@@ -366,7 +425,7 @@ begin
                                 index_method, v_cols);
             return next;
             step := step + 1;
-            statement := format('alter index %s attach partition %s', v_index, v_child);
+            statement := internal.with_lock_timeout(format('alter index %s attach partition %s', v_index, v_child));
             return next;
         end loop;
     end if;
@@ -379,7 +438,7 @@ begin
 end;
 $$;
 comment on function ops.index_build_statements(regclass, text, text[]) is
-    'The statements (in order, each on its own) that build an index without blocking writes: concurrently, or per partition concurrently then attached to the parent''s (a partition with an index attached to it already is skipped).';
+    'The statements (in order, each on its own) that build an index without blocking writes: concurrently, or per partition concurrently then attached to the parent''s (a partition with an index attached to it already is skipped); the steps that lock the partitioned table wait at most 1 s for the lock.';
 
 create or replace function ops.index_build_state(table_name regclass, index_method text, columns text[])
     returns table (index_name text, is_valid boolean)
