@@ -667,6 +667,29 @@ def test_migrate_as_a_role_that_cannot_create_its_bookkeeping_is_a_migration_err
             conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
 
 
+# bug: --status, which applies nothing, said "spreadedge migrate failed, nothing more was applied"
+def test_status_as_a_role_that_cannot_read_the_ledger_says_status_could_not_read_it(project, database):
+    project.write("migrations/0001_accounts.sql.j2", CREATE_ACCOUNTS)
+    run_migrate(database, project)
+    role = f"lowly_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    try:
+        with pytest.raises(MigrationError) as caught:
+            migrate.print_status(project.settings, make_conninfo(database, user=role), lambda line: None)
+
+        assert str(caught.value).startswith(
+            "spreadedge migrate --status could not read the applied migrations: "
+        )
+        assert str(caught.value).endswith(
+            "(SQLSTATE 42501)\nHINT: run spreadedge migrate --status as a superuser (the embedded cluster's "
+            "spreadedge role)"
+        )
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
 def test_a_drop_cascade_in_functions_is_refused_before_it_drops_what_a_migration_made(project, database):
     project.write(
         "migrations/0001_accounts.sql.j2",

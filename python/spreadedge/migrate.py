@@ -233,7 +233,7 @@ def apply_schema(conninfo: str, settings: Settings) -> None:
 def print_status(settings: Settings, conninfo: str, echo: Echo = print) -> None:
     """List applied and pending migrations; an applied one says whether it still renders the same."""
     current = {migration.id: migration for migration in render_migrations(settings)}
-    with _database_errors(), _connect(conninfo) as conn:
+    with _database_errors(status=True), _connect(conninfo) as conn:
         applied = checksums.applied_migrations(conn)
     width = max((len(migration_id) for migration_id in {*current, *applied}), default=0)
     # why: migrate refuses a pending migration that sorts before an applied one
@@ -261,9 +261,10 @@ def print_status(settings: Settings, conninfo: str, echo: Echo = print) -> None:
 
 
 @contextlib.contextmanager
-def _database_errors() -> Iterator[None]:
-    """An error of the database in migrate's own steps (its ledger, yoyo's tables, the lock) as a
-    MigrationError; one without a SQLSTATE (no connection) goes on as it is."""
+def _database_errors(status: bool = False) -> Iterator[None]:
+    """An error of the database in migrate's own steps (its ledger, yoyo's tables, the lock), or in
+    ``migrate --status``'s read of the ledger (status), as a MigrationError; one without a SQLSTATE
+    (no connection) goes on as it is."""
     try:
         yield
     except psycopg.Error as exc:
@@ -271,15 +272,20 @@ def _database_errors() -> Iterator[None]:
             raise
         # why a hint for 42501: migrations create extensions, roles and schemas, and migrate keeps
         # its bookkeeping tables in public, so a role that is not a superuser fails before any SQL
+        command = "spreadedge migrate --status" if status else "spreadedge migrate"
         hint = (
-            "\nHINT: run spreadedge migrate as a superuser (the embedded cluster's spreadedge role)"
+            f"\nHINT: run {command} as a superuser (the embedded cluster's spreadedge role)"
             if exc.sqlstate == "42501"
             else ""
         )
-        raise MigrationError(
-            f"spreadedge migrate failed, nothing more was applied: {exc.diag.message_primary} "
-            f"(SQLSTATE {exc.sqlstate}){hint}"
-        ) from exc
+        # why its own words for --status: it reads the ledger and applies nothing, and "migrate
+        # failed, nothing more was applied" read as if a migrate had been attempted
+        failed = (
+            "spreadedge migrate --status could not read the applied migrations"
+            if status
+            else "spreadedge migrate failed, nothing more was applied"
+        )
+        raise MigrationError(f"{failed}: {exc.diag.message_primary} (SQLSTATE {exc.sqlstate}){hint}") from exc
 
 
 # why every migrate connection works in UTC: pg_partman computes partition bounds in the session
