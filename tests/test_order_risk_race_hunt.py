@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from monitor_helpers import notifications
 from trading_helpers import call, order, place, race
@@ -107,20 +108,10 @@ def test_a_limit_lowered_waits_for_a_placement_in_flight_to_commit(seeded, seede
     ).fetchone() == (Decimal("100"),)
 
 
-def test_placements_of_a_strategy_without_limits_do_not_wait_for_each_other(seeded, seeded_url):
-    first, second = race(
-        seeded,
-        seeded_url,
-        lambda c: place(c, "buy", "0.01", "60000"),
-        lambda c: place(c, "sell", "0.01", "60000"),
-        must_wait=False,
-    )
-
-    assert [order(seeded, o)["status"] for o in (first, second)] == ["new", "new"]
-
-
-def test_placements_of_a_strategy_with_limits_do_not_wait_for_each_other(seeded, seeded_url):
-    limit(seeded, max_order_notional=Decimal("1000000"))
+@pytest.mark.parametrize("with_limits", [False, True], ids=["without limits", "with limits"])
+def test_placements_of_a_strategy_do_not_wait_for_each_other(seeded, seeded_url, with_limits):
+    if with_limits:
+        limit(seeded, max_order_notional=Decimal("1000000"))
     first, second = race(
         seeded,
         seeded_url,
