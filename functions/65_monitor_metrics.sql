@@ -164,21 +164,43 @@ as $$
     -- position was ever opened in
     -- why per base asset: one series per period added the BTC of BTC/USDT, the ETH of ETH/USDT
     -- and the contracts of a 0.01 BTC perpetual into one number (migration 0037)
+    -- why each fill's own multiplier (trading.trades.multiplier) for an instrument changed lately:
+    -- the rollups keep contracts, and contracts x the current multiplier counted 10 contracts of
+    -- 0.01 BTC filled before a change to 0.1 as 1 BTC instead of 0.1. An instrument whose rules
+    -- last changed (updated_at) at least 24 hours before the period began had every fill of the
+    -- period at its current multiplier (a fill is dated at most 24 hours after it is recorded,
+    -- internal.check_time), so only the rows of an instrument changed since then read their
+    -- trades (the (strategy, instrument, executed_at) index; a multiplier change is rare)
     select 'trades.volume', jsonb_build_object('period', v.period, 'base_asset', b.base_asset),
            coalesce(sum(r.volume), 0)
     from (values ('hour'), ('day')) v(period)
     cross join (select distinct i.base_asset
                 from trading.positions p
                 join ref.instruments i on i.instrument_id = p.instrument_id) b
-    left join (select 'hour' as period, i.base_asset, h.volume * i.multiplier as volume
-               from trading.hourly_pnl h
+    left join (select 'hour' as period, i.base_asset,
+                      case when i.updated_at > pr.start - interval '24 hours'
+                           then (select coalesce(sum(t.quantity * t.multiplier), 0)
+                                 from trading.trades t
+                                 where t.strategy_id = h.strategy_id and t.instrument_id = h.instrument_id
+                                   and t.executed_at >= pr.start and t.executed_at < pr.start + interval '1 hour')
+                           else h.volume * i.multiplier end as volume
+               from (select date_trunc('hour', p_at, 'UTC') as start) pr
+               join trading.hourly_pnl h on h.hour = pr.start
                join ref.instruments i on i.instrument_id = h.instrument_id
-               where h.hour = date_trunc('hour', p_at, 'UTC')
                union all
-               select 'day', i.base_asset, d.volume * i.multiplier
-               from trading.daily_pnl d
-               join ref.instruments i on i.instrument_id = d.instrument_id
-               where d.day = (p_at at time zone 'UTC')::date) r
+               -- why 24 hours, not '1 day': a UTC day is 24 hours, and '1 day' added in the
+               -- session's TimeZone is 23 or 25 on the day of a clock change
+               select 'day', i.base_asset,
+                      case when i.updated_at > pr.start - interval '24 hours'
+                           then (select coalesce(sum(t.quantity * t.multiplier), 0)
+                                 from trading.trades t
+                                 where t.strategy_id = d.strategy_id and t.instrument_id = d.instrument_id
+                                   and t.executed_at >= pr.start and t.executed_at < pr.start + interval '24 hours')
+                           else d.volume * i.multiplier end
+               from (select (p_at at time zone 'UTC')::date as day,
+                            ((p_at at time zone 'UTC')::date)::timestamp at time zone 'UTC' as start) pr
+               join trading.daily_pnl d on d.day = pr.day
+               join ref.instruments i on i.instrument_id = d.instrument_id) r
            on r.period = v.period and r.base_asset = b.base_asset
     group by v.period, b.base_asset
     union all
@@ -203,7 +225,7 @@ as $$
     where e.occurred_at > p_at - interval '1 hour' and e.occurred_at <= p_at
 $$;
 comment on function internal.trading_metrics(timestamptz) is
-    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; amounts per quote asset (label quote_asset), volume per base asset (label base_asset, in its units); orders by status and working orders have a value (0 when none) for every status and strategy, trade notional for every quote asset, volume for every base asset a position was opened in.';
+    'The trading and risk metrics of monitor.collect_metrics at a time: orders, positions, trades, exposure, PnL, risk events; amounts per quote asset (label quote_asset), volume per base asset (label base_asset, in its units, each fill at its own multiplier); orders by status and working orders have a value (0 when none) for every status and strategy, trade notional for every quote asset, volume for every base asset a position was opened in.';
 
 create or replace function internal.collected_metric_label(p_metric text)
     returns table (label text, label_values text[])
@@ -280,8 +302,11 @@ begin
                                 round(d.blks_hit::numeric / nullif(d.blks_hit + d.blks_read, 0), 6))) m(name, value)
     where d.datname = pg_catalog.current_database() and m.value is not null
     union all
+    -- why the clock, not now(): now() is when the collecting transaction began, and a
+    -- transaction that began after it (pg_cron's run starts a moment before the statement reads
+    -- the sessions) had a negative age: -0.3 s recorded as the oldest transaction's
     select 'db.oldest_xact_age', '{}'::jsonb,
-           coalesce(round(extract(epoch from max(pg_catalog.now() - a.xact_start)), 3), 0)
+           coalesce(round(extract(epoch from max(pg_catalog.clock_timestamp() - a.xact_start)), 3), 0)
     from pg_catalog.pg_stat_activity a
     where a.datname = pg_catalog.current_database() and a.xact_start is not null
       and a.pid <> pg_catalog.pg_backend_pid()
@@ -303,8 +328,11 @@ begin
     -- settings exist only then
     if exists (select from pg_catalog.pg_settings s where s.name = 'pg_stat_statements.max')
        and exists (select from pg_catalog.pg_extension e where e.extname = 'pg_stat_statements') then
+        -- why distinct: with pg_stat_statements.track = all (the embedded cluster's) a statement
+        -- run both at top level and inside a function has an entry for each, and one slow
+        -- statement counted twice
         return query
-        select 'db.slow_queries', '{}'::jsonb, count(*)::numeric
+        select 'db.slow_queries', '{}'::jsonb, count(distinct (s.userid, s.queryid))::numeric
         from public.pg_stat_statements s
         where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = pg_catalog.current_database())
           and s.mean_exec_time >= 1000;
@@ -322,8 +350,9 @@ as $$
 -- Record every collected metric once, at collected_at; returns how many values were recorded.
 -- pg_cron runs it every minute; `spreadedge metrics collect` runs it by hand. Run it as the
 -- database owner or a superuser (it reads every strategy and the server's statistics).
--- The values are always the state as the function runs: collected_at only dates them (a
--- scheduler's own clock; tests step it to see transitions). Positions, exposure, PnL and the
+-- The values are always the state as the function runs: collected_at dates them (a
+-- scheduler's own clock; tests step it to see transitions) and picks the UTC hour and day of the
+-- trade series, the 24 hours of orders.by_status and the hour of risk.events. Positions, exposure, PnL and the
 -- system figures are not kept for past times, so a collected_at in the past does not give the
 -- state then; trading.take_portfolio_snapshot refuses one for that reason.
 declare
@@ -341,4 +370,4 @@ begin
 end;
 $$;
 comment on function monitor.collect_metrics(timestamptz) is
-    'Record the trading, risk and system metrics of monitor.metric_catalog as they are now, dated collected_at (default now; a past time does not give the state then); returns the number of values. pg_cron runs it every minute.';
+    'Record the trading, risk and system metrics of monitor.metric_catalog as they are now, dated collected_at (default now), whose UTC hour and day the trade series cover (a past time does not give the state then); returns the number of values. pg_cron runs it every minute.';
