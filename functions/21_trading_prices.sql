@@ -176,7 +176,8 @@ $$;
 comment on function internal.owner_mark_price(integer, bigint) is
     'Mark price of an instrument as a strategy owner sees it: market data, else the latest fill of a strategy the owner sees (any for no owner or strategies:all); null when none.';
 
-create or replace function internal.asset_price_as(
+create or replace function internal.asset_amount_as(
+    p_amount        numeric,
     p_exchange_id   smallint,
     p_asset         text,
     p_quote_asset   text,
@@ -187,12 +188,12 @@ create or replace function internal.asset_price_as(
     stable
     language sql
 as $$
-    -- Price of one unit of p_asset in p_quote_asset (1 for the asset itself): the mark of an
-    -- instrument trading p_asset against p_quote_asset, or 1 / the mark of one trading
-    -- p_quote_asset against p_asset (the inverse pair), that has one. Listed instruments before
-    -- delisted ones (is_active false); then spot and margin markets first, then perpetuals and
-    -- futures; within each, the exchange p_exchange_id first, then the pair before its inverse,
-    -- then spot before margin, then the lowest instrument id. The mark is
+    -- p_amount of p_asset in p_quote_asset (itself for the asset itself): times the mark of an
+    -- instrument trading p_asset against p_quote_asset, or divided by the mark of one trading
+    -- p_quote_asset against p_asset (the inverse pair), that has one; null when none has. Listed
+    -- instruments before delisted ones (is_active false); then spot and margin markets first, then
+    -- perpetuals and futures; within each, the exchange p_exchange_id first, then the pair before
+    -- its inverse, then spot before margin, then the lowest instrument id. The mark is
     -- trading.mark_price's (as the session sees it), or with p_by_owner the mark as the strategy
     -- owner p_owner_user_id sees it (internal.owner_mark_price; null: an unowned strategy).
     -- why never an option: its price is a premium, not the price of its base asset
@@ -204,9 +205,12 @@ as $$
     -- a price when no listed instrument has one.
     -- why inverse pairs: markets list USDT fees' value in BTC only as BTC/USDT, so a fee in USDT
     -- on an ETH/BTC fill was refused (22S08) although BTC/USDT was quoted on that very exchange
+    -- why an amount, divided by an inverse pair's mark: times 1 / the mark (rounded to 16 digits)
+    -- 60,000 USDT came out 1.00000000000000000002 BTC, beyond a risk limit of 1 BTC the order
+    -- meets exactly; a division is exact whenever the quotient ends
     -- why offset 0: each candidate's mark is computed once, not again for the one chosen
-    select case when p_asset = p_quote_asset then 1 else (
-        select case when c.inverse then 1 / c.price else c.price end
+    select case when p_asset = p_quote_asset then p_amount else (
+        select case when c.inverse then p_amount / c.price else p_amount * c.price end
         from (select i.instrument_id, i.exchange_id, i.market_type, i.is_active,
                      i.base_asset <> p_asset as inverse,
                      case when p_by_owner then internal.owner_mark_price(i.instrument_id, p_owner_user_id)
@@ -220,6 +224,24 @@ as $$
         order by c.is_active desc, c.market_type in ('spot', 'margin') desc, (c.exchange_id = p_exchange_id) desc,
                  c.inverse, c.market_type = 'spot' desc, c.instrument_id
         limit 1) end
+$$;
+comment on function internal.asset_amount_as(numeric, smallint, text, text, boolean, bigint) is
+    'An amount of an asset in a quote asset: times its pair''s mark, or divided by its inverse pair''s (the pair internal.asset_price_as describes), marked as the session sees it or, with p_by_owner, as a strategy owner does; null when unknown.';
+
+create or replace function internal.asset_price_as(
+    p_exchange_id   smallint,
+    p_asset         text,
+    p_quote_asset   text,
+    p_by_owner      boolean,
+    p_owner_user_id bigint
+)
+    returns numeric
+    stable
+    language sql
+as $$
+    -- Price of one unit of p_asset in p_quote_asset (1 for the asset itself): the mark of the
+    -- pair internal.asset_amount_as chooses, or 1 / the mark of its inverse pair.
+    select internal.asset_amount_as(1, p_exchange_id, p_asset, p_quote_asset, p_by_owner, p_owner_user_id)
 $$;
 comment on function internal.asset_price_as(smallint, text, text, boolean, bigint) is
     'Price of an asset in a quote asset (trading.asset_price), marked as the session sees it or, with p_by_owner, as a strategy owner does (internal.owner_mark_price).';

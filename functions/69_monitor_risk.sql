@@ -296,41 +296,50 @@ drop function if exists internal.risk_breach(integer, ref.instruments, trading.o
 -- again on every call; it now records the breach itself and returns the reason alone.
 drop function if exists internal.risk_breach(integer, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric);
 
-create or replace function internal.limit_rate(p_exchange_id smallint, p_asset text, p_limit_asset text,
-                                               p_strategy_id integer)
+-- (Amounts were converted at internal.limit_rate's rate, internal.asset_price_as's price of the
+-- quote asset: for an inverse pair 1 / its mark, rounded to 16 digits, so an order of 1 BTC at
+-- 60,000 USDT was 1.00000000000000000002 BTC and broke a limit of 1 BTC.)
+drop function if exists internal.in_limit_asset(numeric, numeric, text);
+drop function if exists internal.limit_rate(smallint, text, text, integer);
+
+create or replace function internal.to_limit_asset(p_amount numeric, p_exchange_id smallint, p_asset text,
+                                                   p_limit_asset text, p_strategy_id integer)
     returns numeric
     stable
     language sql
 as $$
-    -- The price of one unit of p_asset (an instrument's quote asset on exchange p_exchange_id) in
-    -- a risk limit's limit_asset, as the strategy's owner sees the market (internal.asset_price_as:
-    -- another trader's private fill never values it); 1 for the asset itself, null when unknown.
-    select case when p_asset = p_limit_asset then 1
-                else internal.asset_price_as(p_exchange_id, p_asset, p_limit_asset, true,
-                                             (select s.owner_user_id from trading.strategies s
-                                              where s.strategy_id = p_strategy_id)) end
+    -- p_amount, in p_asset (an instrument's quote asset on exchange p_exchange_id), in a risk
+    -- limit's limit_asset, at the pair trading.asset_price would choose (internal.asset_amount_as:
+    -- times its mark, or divided by an inverse pair's), marked as the strategy's owner sees the
+    -- market (another trader's private fill never values it); null when no pair has a price.
+    -- why not times asset_price_as's price: for an inverse pair it is 1 / the mark rounded to 16
+    -- digits, and 60,000 USDT x 1/60,000 came out 1.00000000000000000002 BTC, beyond a limit of
+    -- 1 BTC that the order meets exactly
+    select internal.asset_amount_as(p_amount, p_exchange_id, p_asset, p_limit_asset, true,
+                                    (select s.owner_user_id from trading.strategies s where s.strategy_id = p_strategy_id))
 $$;
-comment on function internal.limit_rate(smallint, text, text, integer) is
-    'Price of an instrument''s quote asset in a risk limit''s limit_asset, as the strategy''s owner sees the market; 1 for the same asset, null when unknown.';
+comment on function internal.to_limit_asset(numeric, smallint, text, text, integer) is
+    'An amount in an instrument''s quote asset converted into a risk limit''s limit_asset (internal.asset_amount_as: times its pair''s mark, or divided by an inverse pair''s), as the strategy''s owner sees the market; null when unknown.';
 
-create or replace function internal.in_limit_asset(p_amount numeric, p_rate numeric, p_limit_asset text)
+create or replace function internal.order_in_limit_asset(p_amount numeric, p_exchange_id smallint, p_asset text,
+                                                         p_limit_asset text, p_strategy_id integer)
     returns numeric
     stable
     language plpgsql
 as $$
--- p_amount (an order's notional in its quote asset) converted at p_rate into a risk limit's
--- limit_asset: their product, null when p_rate is. Raises invalid_argument (22S09) when it is too
--- large a number for numeric.
+-- An order's notional p_amount converted into a risk limit's limit_asset
+-- (internal.to_limit_asset). Raises invalid_argument (22S09) when it is too large a number for
+-- numeric.
 -- why: place_order refuses an order whose own notional overflows, but one that fits (9e131071
 -- BTC) overflowed once converted (x 60,000 USDT a BTC), and the placement failed with a bare 22003
 begin
-    -- why the test first: only a product that may pass numeric's 10^131072 pays for the block
+    -- why the test first: only an amount that may pass numeric's 10^131072 pays for the block
     -- that catches it (a subtransaction)
-    if abs(p_amount) < 1e65000 and abs(p_rate) < 1e65000 then
-        return p_amount * p_rate;
+    if abs(p_amount) < 1e65000 then
+        return internal.to_limit_asset(p_amount, p_exchange_id, p_asset, p_limit_asset, p_strategy_id);
     end if;
     begin
-        return p_amount * p_rate;
+        return internal.to_limit_asset(p_amount, p_exchange_id, p_asset, p_limit_asset, p_strategy_id);
     exception when numeric_value_out_of_range then
         raise exception 'order notional % is too large a number in %', btrim(to_char(p_amount, '9.999EEEE')),
             p_limit_asset
@@ -339,8 +348,29 @@ begin
     end;
 end;
 $$;
-comment on function internal.in_limit_asset(numeric, numeric, text) is
-    'An order''s notional converted into a risk limit''s limit_asset at a rate (null rate: null); 22S09 when the product overflows numeric.';
+comment on function internal.order_in_limit_asset(numeric, smallint, text, text, integer) is
+    'An order''s notional converted into a risk limit''s limit_asset (internal.to_limit_asset; null when unknown); 22S09 when the result overflows numeric.';
+
+create or replace function internal.risk_amount_text(p_amount numeric, p_limit numeric, p_at_limit_breaks boolean)
+    returns text
+    immutable
+    language sql
+as $$
+    -- An observed amount as a risk reason shows it: without trailing zeros, rounded to 12
+    -- decimals (or to the limit's own scale when finer), with as many more as it takes to stay
+    -- beyond p_limit (p_at_limit_breaks: at or beyond it), as the unrounded amount is.
+    -- why: an amount converted at an inverse pair's price (a division) or at a quote's mid has
+    -- 20 to 40 digits, which made the reason unreadable; rounded to 12 decimals alone, an amount
+    -- just above its limit read "order notional 1 exceeds max_order_notional 1"
+    select trim_scale(round(p_amount,
+                            (select min(s)
+                             from generate_series(greatest(12, scale(p_limit)),
+                                                  greatest(12, scale(p_limit), scale(p_amount))) s
+                             where case when p_at_limit_breaks then round(p_amount, s) >= p_limit
+                                        else round(p_amount, s) > p_limit end)))::text
+$$;
+comment on function internal.risk_amount_text(numeric, numeric, boolean) is
+    'An observed risk amount for a reason: rounded to 12 decimals (the limit''s scale when finer), more when needed to stay beyond the limit, trailing zeros trimmed.';
 
 create or replace function internal.owner_fill_price(p_instrument_id integer, p_strategy_id integer)
     returns numeric
@@ -401,7 +431,7 @@ as $$
 -- refused). Limits of every scope the order falls in apply: kill switches first, then the
 -- narrowest scope first; within a limit: kill switch, order notional (an order without a price
 -- breaks it), open orders, position notional, daily loss.
--- Amounts are in the limit's limit_asset, converted by internal.limit_rate (an amount that cannot
+-- Amounts are in the limit's limit_asset, converted by internal.to_limit_asset (an amount that cannot
 -- be converted breaks the limit); a limit without one is in the order's quote asset and adds up
 -- only the positions and PnL of instruments quoted in it (never BTC and USDT at par).
 -- An order that only reduces its instrument's position (the other side, at most the position's
@@ -446,20 +476,16 @@ begin
         -- cannot be valued and breaks the limit
         if l.max_order_notional is not null
            and coalesce(case when l.limit_asset is null then p_quantity * p_price * p_instrument.multiplier
-                             else internal.in_limit_asset(p_quantity * p_price * p_instrument.multiplier,
-                                                          internal.limit_rate(p_instrument.exchange_id,
-                                                                              p_instrument.quote_asset,
-                                                                              l.limit_asset, p_strategy_id),
-                                                          l.limit_asset) end
+                             else internal.order_in_limit_asset(p_quantity * p_price * p_instrument.multiplier,
+                                                                p_instrument.exchange_id, p_instrument.quote_asset,
+                                                                l.limit_asset, p_strategy_id) end
                         > l.max_order_notional, true) then
             v_kind := 'max_order_notional';
             v_value := l.max_order_notional;
             v_observed := case when l.limit_asset is null then p_quantity * p_price * p_instrument.multiplier
-                               else internal.in_limit_asset(p_quantity * p_price * p_instrument.multiplier,
-                                                            internal.limit_rate(p_instrument.exchange_id,
-                                                                                p_instrument.quote_asset,
-                                                                                l.limit_asset, p_strategy_id),
-                                                            l.limit_asset) end;
+                               else internal.order_in_limit_asset(p_quantity * p_price * p_instrument.multiplier,
+                                                                  p_instrument.exchange_id, p_instrument.quote_asset,
+                                                                  l.limit_asset, p_strategy_id) end;
             exit limits;
         end if;
         if l.max_open_orders is not null then
@@ -510,17 +536,16 @@ begin
                 -- every position in limit_asset, whatever the scope (one statement: such limits
                 -- are rare, and their conversions cost more than the plan); null when one of
                 -- them cannot be converted
-                select internal.in_limit_asset(v_observed,
-                                               internal.limit_rate(p_instrument.exchange_id, p_instrument.quote_asset,
-                                                                   l.limit_asset, p_strategy_id),
-                                               l.limit_asset)
+                select internal.order_in_limit_asset(v_observed, p_instrument.exchange_id, p_instrument.quote_asset,
+                                                     l.limit_asset, p_strategy_id)
                        + case when bool_or(v.notional is null) then null else coalesce(sum(v.notional), 0) end
                 into v_observed
-                from (select abs(p.quantity) * p.multiplier
-                             * coalesce(internal.market_mark(lp.bid, lp.bid_size, lp.ask, lp.ask_size, lp.quoted_at,
-                                                             lp.last_price, lp.traded_at),
-                                        internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price)
-                             * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id) as notional
+                from (select internal.to_limit_asset(
+                                 abs(p.quantity) * p.multiplier
+                                 * coalesce(internal.market_mark(lp.bid, lp.bid_size, lp.ask, lp.ask_size, lp.quoted_at,
+                                                                 lp.last_price, lp.traded_at),
+                                            internal.owner_fill_price(p.instrument_id, p_strategy_id), p.avg_entry_price),
+                                 i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id) as notional
                       from trading.positions p
                       join ref.instruments i on i.instrument_id = p.instrument_id
                       left join market.latest_prices lp on lp.instrument_id = p.instrument_id
@@ -576,8 +601,8 @@ begin
                 -- why 0 for a day without realized PnL: a day of opening fills of an instrument
                 -- whose quote asset has no price in limit_asset has nothing to convert
                 from (select case when d.realized_pnl = 0 then 0
-                                  else d.realized_pnl
-                                       * internal.limit_rate(i.exchange_id, i.quote_asset, l.limit_asset, p_strategy_id)
+                                  else internal.to_limit_asset(d.realized_pnl, i.exchange_id, i.quote_asset,
+                                                               l.limit_asset, p_strategy_id)
                              end as pnl
                       from trading.daily_pnl d
                       join ref.instruments i on i.instrument_id = d.instrument_id
@@ -626,7 +651,8 @@ begin
                  when v_observed is null
                  then format('max_order_notional: %s has no market price in %s to value the order',
                              p_instrument.quote_asset, l.limit_asset)
-                 else format('order notional %s%s exceeds max_order_notional %s%s', trim_scale(v_observed),
+                 else format('order notional %s%s exceeds max_order_notional %s%s',
+                             internal.risk_amount_text(v_observed, v_value, false),
                              ' ' || l.limit_asset, v_value, ' ' || l.limit_asset) end
         when 'max_position_notional' then
             case when p_price is null
@@ -636,14 +662,16 @@ begin
                  then format('max_position_notional: a position of the scope is quoted in an asset with no market price in %s to value it',
                              l.limit_asset)
                  else format('position notional %s%s after the order exceeds max_position_notional %s%s',
-                             trim_scale(v_observed), ' ' || l.limit_asset, v_value, ' ' || l.limit_asset) end
+                             internal.risk_amount_text(v_observed, v_value, false), ' ' || l.limit_asset, v_value,
+                             ' ' || l.limit_asset) end
         when 'max_open_orders' then
             format('%s working orders with this one exceed max_open_orders %s', v_observed, v_value)
         when 'max_daily_loss' then
             case when v_observed is null
                  then format('max_daily_loss: a realized PnL of today is in an asset with no market price in %s to value it',
                              l.limit_asset)
-                 else format('realized loss today %s%s reached max_daily_loss %s%s', trim_scale(v_observed),
+                 else format('realized loss today %s%s reached max_daily_loss %s%s',
+                             internal.risk_amount_text(v_observed, v_value, true),
                              ' ' || l.limit_asset, v_value, ' ' || l.limit_asset) end
     end;
     perform internal.record_risk_event(p_strategy_id, p_instrument.instrument_id, p_order_id, l.limit_id,
