@@ -236,9 +236,11 @@ declare
     -- the filters a cursor carries (internal.page_cursor): page_size is not one, it may change
     v_filters text := internal.page_filters(symbol, exchange, strategy,
                                             internal.iso_utc(start_date), internal.iso_utc(end_date));
-    v_after   record := internal.read_page_cursor('trades', cursor, v_filters);
+    v_after   record;
 begin
     perform internal.require_permission('orders:read');
+    -- why after the permission check: see trading.order_history_page
+    v_after := internal.read_page_cursor('trades', cursor, v_filters);
     perform internal.check_page_request(page_size, start_date, end_date);
     return (
         select json_build_object(
@@ -277,7 +279,11 @@ as $$
 -- notional (the group's quote asset, with the multiplier), fees and realized PnL (net of fees; in
 -- the group's quote asset), and the win rate: of the trades that closed something (closed_quantity > 0, a close
 -- at the entry price included), the share whose realized_pnl is positive; null when none closed
--- anything. Funding is not a
+-- anything. An opening trade counts in everything but the closing and winning trades (its
+-- realized PnL is minus its fee); a trade crossing zero is a closing trade, its whole fee against
+-- what it closed. group_by symbol keys by the symbol alone: a symbol on several exchanges (a spot
+-- BTCUSDT and a BTCUSDT perpetual) is one group per quote asset, its volume their quantities added
+-- as they are (trading.pnl_summary's 'instrument' keeps the exchanges apart). Funding is not a
 -- trade and is left out (trading.pnl_summary includes it). Needs pnl:read.
 #variable_conflict use_variable
 begin
@@ -333,4 +339,4 @@ begin
 end;
 $$;
 comment on function trading.trade_summary(timestamptz, timestamptz, text, text) is
-    'Trades grouped by strategy (the default), exchange, symbol or UTC day, and by quote asset: count, volume, notional, fees, realized PnL and win rate, as json; any other group_by, null too, raises 22S09. Needs pnl:read.';
+    'Trades grouped by strategy (the default), exchange, symbol (on every exchange) or UTC day, and by quote asset: count, volume, notional, fees, realized PnL and win rate, as json; any other group_by, null too, raises 22S09. Needs pnl:read.';

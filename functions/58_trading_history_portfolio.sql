@@ -13,7 +13,8 @@ create or replace function trading.position_list(
 as $$
 -- Positions as {"items": [...]}: open (non-zero quantity) or closed (flat) or both, with the mark
 -- price and unrealized PnL of trading.position_summary; ordered by strategy, exchange, symbol.
--- Needs positions:read.
+-- Prices and amounts are in the instrument's quote_asset (a position in ETH/BTC realizes BTC, one
+-- in BTC/USDT USDT). Needs positions:read.
 #variable_conflict use_variable
 begin
     perform internal.require_permission('positions:read');
@@ -24,6 +25,9 @@ begin
                    'exchange', p.exchange,
                    'symbol', p.symbol,
                    'market_type', p.market_type,
+                   -- why: the prices and PnL of an ETH/BTC position are in BTC, a BTC/USDT one's
+                   -- in USDT; without the asset a client could only add them up at par
+                   'quote_asset', i.quote_asset,
                    'status', case when p.quantity = 0 then 'closed' else 'open' end,
                    'quantity', trim_scale(p.quantity)::text,
                    'avg_entry_price', trim_scale(p.avg_entry_price)::text,
@@ -38,6 +42,8 @@ begin
                    'updated_at', internal.iso_utc(p.updated_at))
                    order by p.strategy, p.exchange, p.symbol), '[]')
         from trading.position_summary p
+        join ref.exchanges e on e.code = p.exchange
+        join ref.instruments i on i.exchange_id = e.exchange_id and i.symbol = p.symbol
         where (strategy is null or p.strategy = strategy)
           and (exchange is null or p.exchange = exchange)
           and (symbol is null or p.symbol = symbol)
@@ -45,7 +51,7 @@ begin
 end;
 $$;
 comment on function trading.position_list(text, text, text, text) is
-    'Positions (open, closed or all) with mark price and PnL as json {items}; filters by strategy, exchange and symbol. Needs positions:read.';
+    'Positions (open, closed or all) with mark price and PnL, in the quote_asset each carries, as json {items}; filters by strategy, exchange and symbol. Needs positions:read.';
 
 create or replace function internal.snapshot_item(p_snapshot trading.portfolio_snapshots, p_strategy text)
     returns json
@@ -91,10 +97,12 @@ declare
     -- the filters a cursor carries (internal.page_cursor): page_size is not one, it may change
     v_filters      text := internal.page_filters(strategy, internal.iso_utc(start_date),
                                                  internal.iso_utc(end_date));
-    v_after        record := internal.read_page_cursor('snapshots', cursor, v_filters);
+    v_after        record;
     v_strategy_ids integer[] := case when strategy is not null then internal.strategy_ids_named(strategy) end;
 begin
     perform internal.require_permission('pnl:read');
+    -- why after the permission check: see trading.order_history_page
+    v_after := internal.read_page_cursor('snapshots', cursor, v_filters);
     perform internal.check_page_request(page_size, start_date, end_date);
     return (
         select json_build_object(

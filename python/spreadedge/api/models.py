@@ -94,6 +94,10 @@ class Position(Model):
     exchange: str
     symbol: str
     market_type: str
+    quote_asset: str = Field(
+        description="The asset avg_entry_price, mark_price and the PnL, fees and funding are in: the"
+        " instrument's quote asset (BTC for ETH/BTC)."
+    )
     status: PositionStatus
     quantity: DecimalText
     avg_entry_price: DecimalText | None
@@ -113,7 +117,10 @@ class PositionList(Model):
 
 
 class TradeSummaryGroup(Model):
-    key: str = Field(description="The strategy, exchange, symbol or UTC day (YYYY-MM-DD) of the group.")
+    key: str = Field(
+        description="The strategy, exchange, symbol (its trades on every exchange) or UTC day (YYYY-MM-DD)"
+        " of the group."
+    )
     quote_asset: str = Field(
         description="The quote asset notional, fees and realized PnL are in: a key with trades in several"
         " quote assets has a group for each."
