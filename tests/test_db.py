@@ -126,6 +126,23 @@ def test_psql_with_a_database_named_by_the_caller_stays_on_the_embedded_cluster(
     assert (shown.returncode, shown.stdout, shown.stderr) == (0, f"postgres|{pg_cluster.port}\n", "")
 
 
+# bug: every other command records its actor (cli:<login name>) in the audit log; writes made in
+# spreadedge psql were logged with none
+def test_psql_sessions_carry_the_cli_actor_a_space_in_the_login_name_included(pg_cluster: Cluster):
+    env = {**os.environ, "SPREADEDGE_HOME": str(pg_cluster.home), "SPREADEDGE_PORT": str(pg_cluster.port)}
+    env.pop("DATABASE_URL", None)
+    env.update(LOGNAME="desk ops", USER="desk ops", PGOPTIONS="-c work_mem=7MB")
+    command = "from spreadedge.cli import main; main()"
+    query = "select current_setting('spreadedge.actor') || '|' || current_setting('work_mem')"
+
+    shown = subprocess.run(
+        [sys.executable, "-c", command, "psql", "-X", "-A", "-t", "-c", query],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, "cli:desk ops|7MB\n", "")
+
+
 def test_psql_is_refused_rather_than_given_the_ssl_key_passphrase_on_its_command_line(monkeypatch):
     started: list[list[str]] = []
 

@@ -308,7 +308,8 @@ def client_connection(url: str) -> tuple[str | None, dict[str, str]]:
     ``--dbname`` URL would be replaced whole by the caller's, and the client would go to the
     default server (port 5432). A parameter without a variable keeps the URL in ``--dbname``.
     Either way the password travels in PGPASSWORD: a command line is readable by every user of
-    the machine (ps, /proc/PID/cmdline), the environment only by its own.
+    the machine (ps, /proc/PID/cmdline), the environment only by its own. The session's audit
+    actor is the command's (db.cli_actor), added to the connection's options.
     """
     params = {key: str(value) for key, value in conninfo_to_dict(url).items()}
     variables = {
@@ -319,6 +320,15 @@ def client_connection(url: str) -> tuple[str | None, dict[str, str]]:
     env = dict(os.environ)
     if "password" in params:
         env["PGPASSWORD"] = params.pop("password")
+    # why: every other command records who acted (spreadedge.actor, cli:<login name>) in the
+    # audit log; a person's writes in psql or pgcli were logged with no actor. The server reads
+    # -c options with backslash escapes (a space in a name would end the value)
+    actor = db.cli_actor().replace("\\", "\\\\").replace(" ", "\\ ")
+    params["options"] = " ".join(
+        part
+        for part in (params.get("options") or env.get("PGOPTIONS"), f"-c spreadedge.actor={actor}")
+        if part
+    )
     if not set(params) <= set(variables):
         # why refused: a secret without a variable (sslpassword, the SSL key's passphrase) would
         # travel in the --dbname URL, on a command line every user of the machine can read
