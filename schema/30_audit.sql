@@ -15,7 +15,8 @@ create table audit.log (
     row_key    text not null,
     old_row    jsonb,
     new_row    jsonb,
-    -- why: the application user behind the change; the Python layer sets spreadedge.actor per transaction
+    -- why: the application user behind the change; each entry point of the Python layer sets
+    -- spreadedge.actor once for its session (README, Audit)
     actor      text default nullif(current_setting('spreadedge.actor', true), ''),
     db_role    text not null default session_user,
     txid       bigint not null default txid_current(),
