@@ -78,7 +78,7 @@ def test_a_write_to_a_read_only_database_is_a_message_with_a_hint(db_url: str, d
 
     assert (result.exit_code, type(result.exception)) == (1, SystemExit)
     assert result.output.splitlines()[-2:] == [
-        "Error: cannot execute SELECT FOR UPDATE in a read-only transaction",
+        "Error: cannot execute INSERT in a read-only transaction",
         "hint: this database is read-only (a standby, or default_transaction_read_only is on): "
         "connect to the primary",
     ]
