@@ -17,7 +17,9 @@ bootstrap: ## Install PostgreSQL 15, extensions and .venv (as root on Debian 12;
 	@bash scripts/bootstrap.sh
 
 run: bootstrap ## Start the embedded cluster, migrate, load demo data, show PnL, serve the REST API
-	$(SPREADEDGE) db start
+# why not with DATABASE_URL: every command below then uses that database, and db start created and
+# started an embedded cluster under .spreadedge/ that nothing used
+	@if [ -z "$${DATABASE_URL:-}" ]; then $(SPREADEDGE) db start; fi
 	$(SPREADEDGE) migrate
 	$(SPREADEDGE) demo
 	$(SPREADEDGE) pnl

@@ -20,6 +20,25 @@ STAMP=$VENV/.spreadedge-installed
 
 say() { printf '==> %s\n' "$*"; }
 
+require_debian() {
+  # why: every package comes from Debian's apt; elsewhere dpkg-query is missing, so every package
+  # looked missing and the script ended in "apt-get: command not found" (or, not as root, asked to
+  # be run as root to install what it cannot)
+  if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+    echo "bootstrap: this script installs with apt on Debian 12, and this system has no apt-get or" \
+      "dpkg-query; install PostgreSQL 15 with pg_partman, pg_cron, pgTAP, hypopg and pgBackRest yourself," \
+      "build the venv (/usr/bin/python3 -m venv $VENV && $VENV/bin/pip install -e '.[dev]')" \
+      "and run $VENV/bin/spreadedge directly (the make targets run this script first)" >&2
+    exit 1
+  fi
+}
+
+# "ID VERSION_ID PRETTY_NAME" of /etc/os-release (in a subshell: its variables stay there)
+os_release() {
+  # shellcheck disable=SC1091
+  (. /etc/os-release 2>/dev/null || true; echo "${ID:-unknown} ${VERSION_ID:-unknown} ${PRETTY_NAME:-unknown}")
+}
+
 missing_packages() {
   local package
   for package in "${PACKAGES[@]}"; do
@@ -48,6 +67,13 @@ install_packages() {
     echo "bootstrap: missing packages: ${missing[*]}; run this script as root to install them" >&2
     exit 1
   fi
+  local os
+  os=$(os_release)
+  if [[ $os != "debian 12 "* ]]; then
+    # why a warning, not a refusal: a derivative may carry the same packages; if not, apt-get's
+    # "Unable to locate package" then has its reason next to it
+    say "warning: this is not Debian 12 (${os#* * }): the package names are Debian 12's"
+  fi
   say "apt-get update"
   apt-get update -q
   say "installing: ${missing[*]}"
@@ -75,6 +101,7 @@ build_venv() {
   fi
 }
 
+require_debian
 no_main_cluster  # before any package install
 install_packages
 build_venv

@@ -14,7 +14,10 @@ exactly the number of orders asked for, spread evenly over it.
 A database holds one demo day. The demo is written in one transaction, so it is there whole or not
 at all; once it is there, running the demo again (on a later day, or with another number of
 orders) writes nothing and says which day is loaded. Its ids (``demo-1``, ``demo-t1``) do not
-carry the day, and the API would take a second day's orders for retries of the first's.
+carry the day, and the API would take a second day's orders for retries of the first's. Nor does
+it load into a database that already has one of its strategies, instruments or client order ids
+(a user's own ``btc-basis``): it would add its trades to that strategy and rewrite that
+instrument's rules, so it refuses (23S06) and writes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from spreadedge import sqlcall
+from spreadedge import errors, sqlcall
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,56 @@ _LOADED_DAY = (
 )
 
 
+# What the demo writes under names of its own: its strategies, its instruments (by exchange and
+# symbol, in any case, as ref.upsert_instrument compares them) and its client order ids (demo-N) on
+# its exchanges. why refused, not shared: create_strategy returns a strategy of that name and
+# upsert_instrument updates the rules of a listed one, so a user's btc-basis got 3,000 demo orders
+# and their binance BTCUSDT the demo's tick, lot and minimum notional, and a user's order demo-2
+# ended the demo with "client order id "demo-2" is already used", an id the user never typed
+_CONFLICTS = """
+    select conflict from (
+        select 1, s.name, 0, format('strategy "%%s"', s.name)
+        from trading.strategies s where s.name = any(%(strategies)s)
+        union all
+        select 2, e.code || ' ' || i.symbol, 0, format('instrument %%s %%s', e.code, i.symbol)
+        from ref.instruments i join ref.exchanges e using (exchange_id)
+        where e.code || ' ' || lower(i.symbol) = any(%(instruments)s)
+        union all
+        select 3, e.code, length(k.client_order_id), format('order %%s on %%s', k.client_order_id, e.code)
+        from trading.order_keys k join ref.exchanges e using (exchange_id)
+        where e.code = any(%(exchanges)s) and k.client_order_id ~ '^demo-[0-9]+$'
+    ) c (kind, name, width, conflict)
+    order by kind, name, width, conflict
+"""
+# conflicts named in the error; the rest are counted
+_CONFLICTS_NAMED = 5
+
+
+def demo_conflicts(conn: psycopg.Connection) -> list[str]:
+    """What the database already holds under the demo's names (strategy "btc-basis", instrument
+    binance BTCUSDT, order demo-2 on okx): empty when the demo can load without touching any of it."""
+    rows = conn.execute(
+        _CONFLICTS,
+        {
+            "strategies": list(STRATEGIES),
+            "instruments": [f"{i.exchange} {i.symbol.lower()}" for i in INSTRUMENTS],
+            "exchanges": sorted({i.exchange for i in INSTRUMENTS}),
+        },
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _refuse(conflicts: list[str]) -> errors.SpreadedgeError:
+    named = ", ".join(conflicts[:_CONFLICTS_NAMED])
+    more = len(conflicts) - _CONFLICTS_NAMED
+    return errors.BY_NAME["conflicting_duplicate"](
+        f"the demo loads only into a database without its strategies, instruments and order ids; this one"
+        f" has {named}{f' and {more} more' if more > 0 else ''}: nothing written",
+        hint="Load the demo into a database of its own: spreadedge --database-url URL migrate, then"
+        " spreadedge --database-url URL demo.",
+    )
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """What run_demo did: the demo day in the database, and counts of what this run wrote."""
@@ -406,6 +459,9 @@ def run_demo(
 ) -> DemoRun:
     """Write the demo day (yesterday, UTC, by default) unless a demo day is already loaded.
 
+    Raises errors.ConflictingDuplicate (23S06), writing nothing, in a database that holds any of the
+    demo's strategies, instruments or client order ids (``demo_conflicts``) without the demo day.
+
     One transaction (a savepoint when the caller has one open, which the caller then commits).
     """
     start = day or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
@@ -418,6 +474,8 @@ def run_demo(
         loaded = loaded_demo_day(conn)
         if loaded is not None:
             return DemoRun(day=loaded, written={}, already_loaded=True)
+        if conflicts := demo_conflicts(conn):
+            raise _refuse(conflicts)
         steps = DemoDay(start).steps(orders)
         # why batches: the progress bar is redrawn once per batch, not once per order
         while batch := list(itertools.islice(steps, 200)):
