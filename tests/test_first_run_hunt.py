@@ -210,3 +210,16 @@ def test_demo_day_spreads_pay_net_of_taker_fees_now_and_then_on_perpetuals_never
         [day, day],
     ).fetchall()
     assert [market_type for market_type, count in paying if count > 0] == ["perpetual"]
+
+
+# bug: run_demo set spreadedge.actor to "demo" for the caller's whole session, so the caller's
+# later writes on that connection were logged as the demo's
+def test_the_demo_leaves_the_callers_actor_as_it_was(db):
+    db.execute("select set_config('spreadedge.actor', 'desk', false)")
+
+    run_demo(db, orders=10)
+
+    assert db.execute("select current_setting('spreadedge.actor')").fetchone() == ("desk",)
+    assert db.execute(
+        "select distinct actor from audit.log where table_name = 'trading.orders'"
+    ).fetchall() == [("demo",)]

@@ -465,10 +465,12 @@ def run_demo(
     One transaction (a savepoint when the caller has one open, which the caller then commits).
     """
     start = day or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    conn.execute("select set_config('spreadedge.actor', 'demo', false)")
     order_ids: dict[str, int] = {}
     done: dict[str, int] = {}
     with conn.transaction():
+        # why for the transaction only: set for the session, the caller's later writes on this
+        # connection were logged as the demo's
+        conn.execute("select set_config('spreadedge.actor', 'demo', true)")
         # why the lock: two demos started together would both find no demo and write two days
         conn.execute("select pg_advisory_xact_lock(hashtext('spreadedge.demo'))")
         loaded = loaded_demo_day(conn)
