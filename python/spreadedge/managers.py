@@ -10,6 +10,8 @@ read of a view (``trading.active_orders``, ``open_positions``); a write and the 
 wrote share one transaction. Nothing is kept in memory: a restarted manager sees exactly what the
 database holds. Errors come back as the project's exception classes (:mod:`spreadedge.errors`), and a
 database that cannot be reached, or that dropped the connection, as :class:`DatabaseUnavailable`.
+The managers never retry a call: ``DatabaseUnavailable.maybe_committed`` tells whether the lost
+call may have been committed, and so whether only an idempotent call may be retried.
 
 The pool checks each connection before handing it out, so the first call after a database restart
 gets a new connection rather than one the restart closed.
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
@@ -48,14 +51,28 @@ T = TypeVar("T")
 CODE_PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Server errors that mean the session is gone: admin_shutdown, crash_shutdown, cannot_connect_now.
 _SESSION_GONE = frozenset({"57P01", "57P02", "57P03"})
+# Seconds the pool keeps retrying a connection to a database that is down before it gives that
+# attempt up, and that a call waits for a connection before it asks the pool again.
+# why short: psycopg_pool retries a failed connection after 1, 2, 4, 8 ... s (up to its
+# reconnect_timeout, 5 min by default) and starts no other attempt meanwhile, so after an outage of
+# a minute the calls went on failing for up to a minute more with the database back
+_RECONNECT_SECONDS = 1.0
 
 
 class DatabaseUnavailable(psycopg.OperationalError):
     """The database cannot be reached, or dropped the connection: retry later.
 
+    ``maybe_committed`` is True when the connection was lost while the call committed: the server
+    may have committed it without the reply reaching this process. Retrying such a call is safe
+    when it is idempotent (place_order with the same client_order_id, record_fill with the same
+    exchange_trade_id, cancel_order); a place_order without a client_order_id would place a
+    second order. False: nothing of the call was committed.
+
     An OperationalError, as psycopg raised before, so code that caught that still catches this.
     The message never holds the connection string.
     """
+
+    maybe_committed: bool = False
 
 
 def _connection_lost(error: psycopg.Error) -> bool:
@@ -69,11 +86,22 @@ def _connection_lost(error: psycopg.Error) -> bool:
     return isinstance(error, psycopg.OperationalError)
 
 
-def _unavailable(error: psycopg.Error, timeout: float) -> DatabaseUnavailable:
+def _unavailable(error: psycopg.Error, timeout: float, committing: bool = False) -> DatabaseUnavailable:
     if isinstance(error, PoolTimeout):
         return DatabaseUnavailable(f"the database is unavailable: no working connection within {timeout:g} s")
+    if committing:
+        # why say so: the server may have committed before the connection was lost, and a caller
+        # told only "unavailable, retry" placed a second order when it retried one without a
+        # client_order_id
+        unavailable = DatabaseUnavailable(
+            f"the database is unavailable: the connection was lost while committing "
+            f"({type(error).__name__}), so the call may have been committed"
+        )
+        unavailable.maybe_committed = True
+        return unavailable
     return DatabaseUnavailable(
-        f"the database is unavailable: the connection was lost ({type(error).__name__})"
+        f"the database is unavailable: the connection was lost ({type(error).__name__}); "
+        "nothing of the call was committed"
     )
 
 
@@ -308,6 +336,9 @@ class _Manager:
             from spreadedge import db  # here: resolving the URL may start the embedded cluster
 
             actor = self.config.actor
+            # why before the pool: every connection's configure failed on it, and the call waited
+            # its whole timeout to say the database was unavailable, the database up
+            _given({"actor": actor})
 
             async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [actor])
@@ -336,6 +367,9 @@ class _Manager:
             except BaseException:
                 await pool.close()
                 raise
+            # why only once open: an attempt given up is retried only for a call that asks, and
+            # the first connections are waited for by the open alone
+            pool.reconnect_timeout = _RECONNECT_SECONDS
             self._pool = pool
 
     async def close(self) -> None:
@@ -364,13 +398,14 @@ class _Manager:
             raise RuntimeError(f"{type(self).__name__} is not started")
         wait = self.config.timeout if timeout is None else timeout
         pool = self._pool
+        committing = False  # whether the call's statements are done and its transaction commits
         try:
             try:
                 # why asyncio.timeout as well: the pool's timeout bounds the wait for a free
                 # connection, not its check of the one it hands out, and that check waits forever on
                 # a connection whose server stopped answering (a frozen host, a network partition)
                 async with asyncio.timeout(wait):
-                    conn = await pool.getconn(timeout=wait)
+                    conn = await _getconn(pool, wait, lambda: self._in_use > 0)
             except TimeoutError as exc:
                 raise PoolTimeout(f"no working connection within {wait:g} s") from exc
             try:
@@ -378,6 +413,7 @@ class _Manager:
                 try:
                     async with conn.transaction():
                         yield conn
+                        committing = True
                 finally:
                     self._in_use -= 1
             finally:
@@ -395,7 +431,7 @@ class _Manager:
             raise _unavailable(exc, wait) from exc
         except psycopg.Error as exc:
             if _connection_lost(exc):
-                raise _unavailable(exc, wait) from exc
+                raise _unavailable(exc, wait, committing) from exc
             raise errors.translate(exc) from None
 
     async def _rows(
@@ -421,6 +457,29 @@ class _Manager:
 _ORDER_BY_ID = _view("trading.order_history", ["order_id"], "order_id")
 # why all three: a strategy holds a position per instrument, so strategy alone is no stable order
 _POSITION_ORDER = ("strategy", "exchange", "symbol")
+
+
+async def _getconn(
+    pool: AsyncConnectionPool, wait: float, busy: Callable[[], bool]
+) -> psycopg.AsyncConnection[Any]:
+    """A connection of ``pool`` within ``wait`` seconds (else PoolTimeout), asking every
+    _RECONNECT_SECONDS while ``busy()`` is false (none of the manager's connections in use).
+
+    why ask again: the pool starts a new connection attempt only for a call that asks; a call kept
+    waiting while the pool gave up its attempt waited out its whole timeout, the database back.
+    why not when busy: the database answers, and asking again puts the call behind the calls that
+    came after it in the pool's queue
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        remaining = deadline - time.monotonic()
+        if busy():
+            return await pool.getconn(timeout=remaining)
+        try:
+            return await pool.getconn(timeout=min(remaining, _RECONNECT_SECONDS))
+        except PoolTimeout:
+            if remaining <= _RECONNECT_SECONDS:
+                raise
 
 
 async def _fetch(
