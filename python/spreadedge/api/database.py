@@ -40,6 +40,9 @@ TOKEN_PARAMETER = "session_token"
 # for a pooled connection, before it is answered 503.
 STATEMENT_TIMEOUT = 30.0
 POOL_TIMEOUT = 5.0
+# Seconds the pool keeps trying to reconnect to a database that went away before it gives up that
+# attempt (see make_pool).
+RECONNECT_TIMEOUT = 1.0
 
 
 class PoolBusy(PoolTimeout):
@@ -106,6 +109,11 @@ def make_pool(
         check=_check,
         kwargs={"autocommit": True},
         timeout=POOL_TIMEOUT,
+        # why a second: psycopg_pool retries a failed connection after 1, 2, 4, 8 ... s up to this
+        # long, and starts no other attempt meanwhile; at its default (5 min) reads stayed 503 for
+        # up to as long as the outage had lasted, the database back. Given up after a second, an
+        # attempt is made again for the next request that finds no connection
+        reconnect_timeout=RECONNECT_TIMEOUT,
         name="spreadedge-api",
     )
 
