@@ -17,8 +17,12 @@ staged JSON field that is an array, object, boolean, NaN or Infinity rejects its
 a NUL or bytes that are not UTF-8 in a staged field (in the others, which are ignored, they do
 not). A non-strict run that fails part-way still writes the rejects of the batches it committed.
 A CSV line of spaces or of empty fields alone is blank (no record), as a line of spaces is in
-JSON Lines. A reject's line is the line its record starts on; a CSV record over several lines whose staged
-field holds line breaks (the lines after a quote left open) is rejected naming the lines it ran
+JSON Lines. A header row again in a CSV file (files joined together) is read as the header of
+the records after it (one that lacks a field or names one twice stops the run there), a
+byte-order mark at the start of a later JSON line is skipped, a JSON object naming a staged field
+twice rejects its row, and a file given twice is refused before anything loads. A reject's line
+is the line its record starts on; a CSV record over several lines whose staged field holds line
+breaks (the lines after a quote left open) is rejected naming the lines it ran
 over.
 """
 
@@ -257,16 +261,56 @@ def _header_names(values: list[str]) -> list[str]:
     why: the values are read without surrounding spaces, the names were not: a header written
     "exchange, symbol, ..." was refused as having no symbol column, and its rows were never read.
     """
-    return [name.strip() for name in values]
+    return [name.strip().removeprefix("\ufeff") for name in values]
+
+
+def _header_problem(header: list[str], columns: Collection[str]) -> tuple[list[str], list[str]]:
+    """The fields of ``columns`` a CSV header row names more than once, and the required ones it
+    does not name."""
+    twice = [c for c in columns if header.count(c) > 1]
+    missing = [c for c in columns if c not in OPTIONAL_FIELDS and c not in header]
+    return twice, missing
+
+
+class _HeaderAgainError(ValueError):
+    """A header row again in a CSV file that names a field twice or lacks a required one."""
+
+
+def _header_again(values: list[str], staged: Collection[str], line_no: int) -> list[str] | None:
+    """The names of a header row found again past the first (files joined together), or None
+    when ``values`` are not one; raises _HeaderAgainError when it cannot be read.
+
+    why: `cat day1.csv day2.csv` repeats the header row. Read as a record, it was rejected
+    ("unknown exchange exchange"; with --strict nothing loaded), and when the second file's
+    columns were in another order its records were read by the first file's names: quantities
+    loaded as prices. A record that holds two staged names is never a row of market data.
+    """
+    names = _header_names(values)
+    if len(set(names).intersection(staged)) < 2:
+        return None
+    twice, missing = _header_problem(names, staged)
+    if twice or missing:
+        problem = (
+            f"names {', '.join(twice)} more than once"
+            if twice
+            else f"has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}"
+        )
+        raise _HeaderAgainError(f"the header row again on line {line_no} (files joined together?) {problem}")
+    return names
 
 
 def _csv_rows(text: IO[str], staged: Collection[str]) -> Iterator[Row]:
     header: list[str] | None = None
+    starts: frozenset[str] = frozenset()  # what the first value of a header row again may be
     for line_no, end, values, problem in _csv_records(text):
         if values is None:
             yield line_no, None, problem
         elif header is None:
             header = _header_names(values)
+            starts = frozenset(header).union(staged)
+            starts |= {"\ufeff" + name for name in starts}  # a joined file saved with a byte-order mark
+        elif values[0] in starts and (again := _header_again(values, staged, line_no)) is not None:
+            header = again  # rare: only a record that starts as a header row pays
         elif len(values) > len(header):
             yield (
                 line_no,
@@ -281,13 +325,48 @@ def _csv_rows(text: IO[str], staged: Collection[str]) -> Iterator[Row]:
             yield line_no, (None if problem else record), problem
 
 
+class _NamedTwice(dict[str, Any]):
+    """A JSON object that names a field more than once (its last value kept, as json does)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.twice = {name for i, (name, _) in enumerate(pairs) if any(n == name for n, _ in pairs[:i])}
+
+    def problem(self, staged: Collection[str]) -> str | None:
+        """Why the record cannot be staged: a staged field named more than once; None when none is."""
+        twice = [name for name in staged if name in self.twice]
+        return f"{', '.join(twice)} named more than once" if twice else None
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object read as a dict, a _NamedTwice when it names a field more than once.
+
+    why: of {"price": "1", "price": "2"} json keeps the last value, and the row loaded at a price
+    of 2 whichever was meant; a CSV header naming a field twice is refused. Only the staged
+    fields are checked (_NamedTwice.problem): a field named twice among the ignored rejects nothing.
+    """
+    record = dict(pairs)
+    return record if len(record) == len(pairs) else _NamedTwice(pairs)
+
+
+# numbers kept as their text: the database parses them exactly. why one decoder, made once:
+# json.loads with arguments makes a decoder per line, which cost what object_pairs_hook costs
+_JSON = json.JSONDecoder(parse_float=str, parse_int=str, object_pairs_hook=_json_object)
+
+
 def _jsonl_rows(text: IO[str], staged: Collection[str]) -> Iterator[Row]:
     for line_no, line in enumerate(text, start=1):
         if not line.strip():
             continue
         try:
-            # numbers kept as their text: the database parses them exactly
-            record = json.loads(line, parse_float=str, parse_int=str)
+            try:
+                record = _JSON.decode(line)
+            except json.JSONDecodeError:
+                if not line.startswith("\ufeff"):
+                    raise
+                # why: files joined together (`cat a.jsonl b.jsonl`), each saved with a byte-order
+                # mark, have one at the start of a later line, and its record was rejected
+                record = _JSON.decode(line[1:])
         except json.JSONDecodeError as exc:
             yield line_no, None, f"not valid JSON: {exc.msg}"
             continue
@@ -298,6 +377,8 @@ def _jsonl_rows(text: IO[str], staged: Collection[str]) -> Iterator[Row]:
             yield line_no, None, "not a JSON object"
             continue
         problem = _text_problem(record, staged)
+        if problem is None and type(record) is _NamedTwice:  # rare: only such records pay
+            problem = record.problem(staged)
         yield line_no, (None if problem else record), problem
 
 
@@ -339,12 +420,15 @@ def read_rows(path: Path, progress: Callable[[int], None], staged: Collection[st
                 yield row
         except _UNREADABLE as exc:
             raise _unreadable(path, exc, line) from exc
+        except _HeaderAgainError as exc:
+            raise IngestError(f"{path}: {exc}") from None
 
 
 def check_file(path: Path, kind: str, columns: list[str]) -> None:
     """Refuse a file that cannot load at all: compressed data that its name does not say is
-    compressed, or that is not valid at its start or corrupt anywhere, and a CSV file whose
-    header row lacks a field of ``kind`` that is not optional.
+    compressed, or that is not valid at its start or corrupt anywhere, a file whose first line
+    holds a NUL character (not UTF-8 text: UTF-16), and a CSV file whose header row lacks a field
+    of ``kind`` that is not optional.
 
     ``columns`` are the staged fields (market.stage_rows). An empty file has nothing to load and
     passes, but an empty compressed file is refused as cut short.
@@ -360,20 +444,28 @@ def check_file(path: Path, kind: str, columns: list[str]) -> None:
         except _UNREADABLE as exc:
             raise _unreadable(path, exc, 0) from exc
     _check_compressed_whole(path)
+    start = ",".join(first[2] or ()) if isinstance(first, tuple) else first or ""
+    if "\x00" in start:
+        # why: a UTF-16 export (Excel's "Unicode text", Windows PowerShell's > redirection) was
+        # refused as a header with no exchange column, or every JSON line of it was rejected; no
+        # UTF-8 header row or JSON line holds a NUL character (JSON writes it as \u0000)
+        raise IngestError(
+            f"{path}: its first line holds NUL characters: it is not UTF-8 text (UTF-16? save it as UTF-8)"
+            " (nothing was loaded)"
+        )
     if not isinstance(first, tuple):  # a JSON Lines file, or an empty CSV file
         return
     _, _, values, problem = first
     if values is None:
         raise IngestError(f"{path}: the header row is {problem} (nothing was loaded)")
     header = _header_names(values)
-    twice = [c for c in columns if header.count(c) > 1]
+    twice, missing = _header_problem(header, columns)
     if twice:
         # why: of two columns of one name the last one's values were loaded, whichever was meant
         raise IngestError(
             f"{path}: the header row names {', '.join(twice)} more than once (nothing was loaded)"
         )
     required = [c for c in columns if c not in OPTIONAL_FIELDS]
-    missing = [c for c in required if c not in header]
     if missing:
         columns_word = "columns" if len(missing) > 1 else "column"
         raise IngestError(
@@ -524,8 +616,16 @@ def ingest(
     for path in paths:  # every name checked first
         file_format(path)
     columns = loader.staged_columns()[1:]
+    given: dict[tuple[int, int], Path] = {}
     for path in paths:  # and the start of every file (a CSV file's header), before anything loads
         check_file(path, kind, columns)
+        # why: a file given twice (a glob and its name, a link) was loaded twice: its rows counted
+        # again as duplicates, its rejects twice in the summary and once in its rejects file
+        stat = path.stat()
+        first = given.get((stat.st_dev, stat.st_ino))
+        if first is not None:
+            raise IngestError(f"{path}: the same file as {first} is given twice (nothing was loaded)")
+        given[stat.st_dev, stat.st_ino] = path
     for path in paths:  # and that its rejects can be written
         _clear_rejects(path)
     summary = Summary()
