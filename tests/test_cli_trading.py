@@ -235,8 +235,22 @@ def test_demo_loads_market_data_for_all_six_exchanges_with_candles_and_spreads(d
                (select count(*) from market.quotes where bid > ask)
     """).fetchone()
     exchanges_quoted, exchanges_traded, daily_candles, indicator_rows, spreads, crossed = facts
-    assert (exchanges_quoted, exchanges_traded, daily_candles, spreads, crossed) == (6, 6, 14, 5, 0)
+    # 15 instruments: the 14 crypto ones and USDT/USD (kraken), which pairs with nothing for a spread
+    assert (exchanges_quoted, exchanges_traded, daily_candles, spreads, crossed) == (6, 6, 15, 5, 0)
     assert indicator_rows > 0
+
+
+# bug: the demo day's USD positions (coinbase, kraken) had no price in USDT, and
+# trading.take_portfolio_snapshot(), the README's example, failed with 22S23 after make run
+@pytest.mark.parametrize("asset", ["USDT", "USD"])
+def test_the_demo_day_can_be_snapshotted_in_usdt_and_in_usd(demo_db, asset):
+    rows = demo_db.execute(
+        "select strategy_id, valuation_asset from trading.take_portfolio_snapshot(valuation_asset => %s)",
+        [asset],
+    ).fetchall()
+
+    assert {valuation for _, valuation in rows} == {asset}
+    assert len(rows) == 5  # the four demo strategies and the total
 
 
 @pytest.mark.parametrize("command", [["pnl"], ["spreads"], ["health"]])

@@ -229,7 +229,6 @@ def test_the_error_table_is_ops_error_codes(demo):
 # README's own placeholders (alert 17, TOTP code 123456) are refused by value, which proves their
 # argument names were taken (a wrong one is 42883).
 EXPECTED_ERRORS = {
-    "trading.take_portfolio_snapshot()": {"22S23"},  # the README: the demo day's USD positions
     "monitor.acknowledge_alert(alert_id => 17": {"23S14"},
     "auth.confirm_totp(": {"28S01"},
 }

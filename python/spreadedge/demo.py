@@ -80,9 +80,14 @@ INSTRUMENTS = [
         min_notional=Decimal("0"),
         multiplier=Decimal("0.01"),
     ),
+    # why a stablecoin pair: the USD positions of coinbase and kraken had no price in USDT, and
+    # trading.take_portfolio_snapshot() (in USDT, or in USD) failed with 22S23 on the demo day
+    _i("kraken", "USDTUSD", "USDT", "USD", "spot", "0.0001", "0.01", min_notional=Decimal("1")),
 ]
 BY_KEY = {(i.exchange, i.symbol): i for i in INSTRUMENTS}
 START_PRICES = {"BTC": Decimal("67000"), "ETH": Decimal("3400"), "BNB": Decimal("610")}  # of the market walk
+# Stablecoins: priced near 1 by a walk of their own (demo_market.market_records)
+STABLE_PRICES = {"USDT": Decimal("1.0002")}
 
 STRATEGIES = {
     "btc-spot-arb": ("Buys BTC on the cheaper exchange, sells on the dearer one.", Decimal("250000")),

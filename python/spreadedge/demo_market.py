@@ -1,6 +1,7 @@
 """Market data of the demo day: quotes and ticks on all six exchanges, then candles and indicators.
 
-Every instrument of the demo gets a quote and a public trade a minute. Each venue quotes the asset
+Every instrument of the demo gets a quote and a public trade a minute (USDT/USD too, near 1, so
+that USD positions have a price in USDT). Each venue quotes the asset
 price with an offset of its own (a few bps, drifting slowly) and a half spread of about one bp,
 so cross-exchange spreads open and close through the day; now and then they pay more than the
 taker fees on the perpetuals (5 to 5.5 bps a side), never on spot, whose listed taker fees (10 to
@@ -21,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from spreadedge.demo import INSTRUMENTS, START_PRICES, Instrument
+from spreadedge.demo import INSTRUMENTS, STABLE_PRICES, START_PRICES, Instrument
 from spreadedge.ingest import Loader
 
 MINUTES = 24 * 60
@@ -33,20 +34,33 @@ def _round(value: Decimal, tick: Decimal) -> Decimal:
 
 
 def market_records(day: datetime, seed: int = 11) -> Iterator[tuple[str, dict[str, Any]]]:
-    """("quotes" | "ticks", record) for every minute of the day and every demo instrument."""
+    """("quotes" | "ticks", record) for every minute of the day and every demo instrument.
+
+    A stablecoin pair (USDT/USD) follows a walk of its own, a hundredth as wide, from a generator
+    of its own: the crypto assets' walk, and the demo's orders priced from it, stay as they were.
+    """
     rng = random.Random(seed)
+    stable_rng = random.Random(seed + 1)
+    walked = [i for i in INSTRUMENTS if i.base in START_PRICES]
+    stable = [i for i in INSTRUMENTS if i.base in STABLE_PRICES]
     prices = {asset: float(price) for asset, price in START_PRICES.items()}
-    offsets = {(i.exchange, i.symbol): rng.uniform(-4, 4) for i in INSTRUMENTS}
+    stable_prices = {asset: float(price) for asset, price in STABLE_PRICES.items()}
+    offsets = {(i.exchange, i.symbol): rng.uniform(-4, 4) for i in walked}
     for minute in range(MINUTES):
         at = day + timedelta(minutes=minute)
         for asset in prices:
             prices[asset] *= 1 + rng.gauss(0, 0.0006)
-        for instrument in INSTRUMENTS:
+        for instrument in walked:
             key = (instrument.exchange, instrument.symbol)
             offsets[key] = max(-8.0, min(8.0, offsets[key] + rng.gauss(0, 0.6)))
             yield from _minute(
                 rng, instrument, at, minute, prices[instrument.base] * (1 + offsets[key] / 10_000)
             )
+        for asset in stable_prices:
+            # why pulled back to 1: a stablecoin's price stays within a few bps of its peg
+            stable_prices[asset] += (1 - stable_prices[asset]) * 0.01 + stable_rng.gauss(0, 0.000006)
+        for instrument in stable:
+            yield from _minute(stable_rng, instrument, at, minute, stable_prices[instrument.base])
 
 
 def quote_path(day: datetime) -> dict[tuple[str, str], list[tuple[datetime, Decimal, Decimal]]]:
