@@ -198,7 +198,11 @@ def test_staging_an_unknown_kind_is_refused(db):
     [
         ("2026-11-20T12:00:00Z", datetime(2026, 11, 20, 12, tzinfo=UTC)),
         ("2026-11-20 12:00:00", datetime(2026, 11, 20, 12, tzinfo=UTC)),
-        ("2026-11-20T12:00:00.123456789-05:30", datetime(2026, 11, 20, 17, 30, 0, 123457, tzinfo=UTC)),
+        # a fraction finer than microseconds is cut, not rounded: .9999996 was stored as the next
+        # second, in a minute (a candle; at 23:59:59, a day and its partition) it was not in
+        ("2026-11-20T12:00:00.123456789-05:30", datetime(2026, 11, 20, 17, 30, 0, 123456, tzinfo=UTC)),
+        ("2026-11-20T12:00:59.9999996Z", datetime(2026, 11, 20, 12, 0, 59, 999999, tzinfo=UTC)),
+        ("2026-11-30T23:59:59.9999999Z", datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)),
         ("2024-02-29T00:00:00+0100", datetime(2024, 2, 28, 23, tzinfo=UTC)),
         # RFC 3339 allows t and z in lower case (they were rejected as unparsable)
         ("2026-11-20t12:00:00z", datetime(2026, 11, 20, 12, tzinfo=UTC)),
