@@ -168,8 +168,10 @@ begin
             raise exception 'the position of % in % on % is in %, which has no market price in %',
                 v_written.strategy, v_written.symbol, v_written.exchange, v_written.quote_asset, v_asset
                 using errcode = '22S23',
-                      hint = format('Quote an instrument pairing %s with %s (or its inverse pair), or take the snapshot in %s.',
-                                    v_written.quote_asset, v_asset, v_written.quote_asset);
+                      -- why not "or take the snapshot in <that asset>": with positions in both
+                      -- assets that one fails too, its hint pointing back at this one
+                      hint = format('Quote an instrument pairing %s with %s (or its inverse pair), then take the snapshot again.',
+                                    v_written.quote_asset, v_asset);
         end if;
         v_row := v_written.snapshot;
         v_total_written := v_total_written or v_row.strategy_id is null;

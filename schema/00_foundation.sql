@@ -67,7 +67,7 @@ comment on column ops.error_codes.description is 'When the error is raised.';
 insert into ops.error_codes (sqlstate, name, description) values
     -- class 22: the value given is invalid
     ('22S01', 'invalid_quantity',       'A quantity is missing, zero, negative, NaN or infinite.'),
-    ('22S02', 'invalid_price',          'A price is missing where required, zero, negative, NaN or infinite, or given where not allowed.'),
+    ('22S02', 'invalid_price',          'A price is missing where required, zero, negative, NaN or infinite.'),
     ('22S03', 'price_off_tick',         'An order price (or stop price) is not a multiple of the instrument''s tick size.'),
     ('22S04', 'quantity_off_lot',       'An order quantity is not a multiple of the instrument''s lot size.'),
     ('22S05', 'below_min_notional',     'An order''s notional (quantity x price x multiplier) is below the instrument''s minimum.'),
@@ -84,7 +84,7 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('23S03', 'unknown_strategy',       'No strategy has this name.'),
     ('23S04', 'unknown_order',          'No order has this id.'),
     ('23S05', 'overfill',               'A fill would take an order''s filled quantity above its quantity.'),
-    ('23S06', 'conflicting_duplicate',  'A retried order, fill, funding payment or spread trade reuses a key with different values, or a portfolio snapshot is taken twice at one time.'),
+    ('23S06', 'conflicting_duplicate',  'A retried order, fill, funding payment or spread trade reuses a key with different values, a portfolio snapshot is taken twice at one time, or a strategy name is another user''s.'),
     ('23S07', 'unknown_user',           'No user has this id or username (or it is not visible to the session''s user).'),
     ('23S08', 'duplicate_api_key',      'This exchange API key is already stored for this exchange.'),
     ('23S09', 'unknown_api_key',        'No API key has this id (or it belongs to another user), or it is revoked.'),

@@ -67,6 +67,11 @@ def test_a_snapshot_with_a_position_it_cannot_convert_raises_22s23_and_writes_no
     assert caught.value.diag.message_primary == (
         "the position of alpha in ETHUSD on kraken is in USD, which has no market price in USDT"
     )
+    # why not "or take the snapshot in USD": with positions in both assets that one fails too, its
+    # hint pointing back here
+    assert caught.value.diag.message_hint == (
+        "Quote an instrument pairing USD with USDT (or its inverse pair), then take the snapshot again."
+    )
     assert seeded.execute("select count(*) from trading.portfolio_snapshots").fetchone() == (0,)
     assert counts(seeded) == before
 
