@@ -380,8 +380,9 @@ def test_spread_trade_pnl_and_summary_equal_the_legs_fills_computed_again(
         seeded.execute("rollback")
 
 
-def _desk_spread(conn: psycopg.Connection, strategy: str, buy: tuple[str, str], sell: tuple[str, str]) -> int:
-    """A BTC/USDT spot spread trade of 2 (binance -> okx), its legs filled at (quantity, price)."""
+def _btc_spread(conn: psycopg.Connection, strategy: str, quantity: str) -> tuple[int, int, int]:
+    """A BTC/USDT spot spread trade of ``quantity`` (buy on binance at 100, sell on okx at 101):
+    its id and its buy and sell legs."""
     spread = call(
         conn,
         "trading.open_spread_trade",
@@ -389,11 +390,17 @@ def _desk_spread(conn: psycopg.Connection, strategy: str, buy: tuple[str, str], 
         symbol="BTC/USDT",
         buy_exchange="binance",
         sell_exchange="okx",
-        quantity=D("2"),
+        quantity=D(quantity),
         buy_price=D("100"),
         sell_price=D("101"),
     )
     buy_id, sell_id = legs(conn, spread)
+    return spread, buy_id, sell_id
+
+
+def _desk_spread(conn: psycopg.Connection, strategy: str, buy: tuple[str, str], sell: tuple[str, str]) -> int:
+    """A BTC/USDT spot spread trade of 2 (binance -> okx), its legs filled at (quantity, price)."""
+    spread, buy_id, sell_id = _btc_spread(conn, strategy, "2")
     fill(conn, buy_id, buy[0], buy[1], executed_at=T0)
     fill(conn, sell_id, sell[0], sell[1], executed_at=T0)
     return spread
@@ -427,18 +434,7 @@ def test_a_leg_cancelled_half_filled_and_then_filled_late_counts_every_fill(
     seeded: psycopg.Connection,
 ) -> None:
     list_okx_btc_spot(seeded)
-    spread = call(
-        seeded,
-        "trading.open_spread_trade",
-        strategy="alpha",
-        symbol="BTC/USDT",
-        buy_exchange="binance",
-        sell_exchange="okx",
-        quantity=D("3"),
-        buy_price=D("100"),
-        sell_price=D("101"),
-    )
-    buy, sell = legs(seeded, spread)
+    _, buy, sell = _btc_spread(seeded, "alpha", "3")
     fill(seeded, buy, "3", "100", fee=D("0.3"), executed_at=T0)
     fill(seeded, sell, "1", "101", fee=D("0.1"), executed_at=T0)
     call(seeded, "trading.cancel_order", order_id=sell, reason="spread closed")
@@ -461,18 +457,7 @@ def test_an_overfill_of_a_leg_is_refused_and_leaves_its_spread_trade_as_it_was(
     seeded: psycopg.Connection,
 ) -> None:
     list_okx_btc_spot(seeded)
-    spread = call(
-        seeded,
-        "trading.open_spread_trade",
-        strategy="alpha",
-        symbol="BTC/USDT",
-        buy_exchange="binance",
-        sell_exchange="okx",
-        quantity=D("2"),
-        buy_price=D("100"),
-        sell_price=D("101"),
-    )
-    buy, sell = legs(seeded, spread)
+    _, buy, sell = _btc_spread(seeded, "alpha", "2")
     fill(seeded, buy, "2", "100", executed_at=T0)
     fill(seeded, sell, "1.5", "101", executed_at=T0)
     before = rows(seeded, "trading.spread_trade_pnl")
