@@ -59,13 +59,17 @@ as
                                               where a.dbid = (select d.oid from pg_catalog.pg_database d
                                                               where d.datname = current_database())
                                                 and a.toplevel), 0))::numeric, 4) as share_of_total_time,
-           s.query
+           s.query,
+           -- why: with pg_stat_statements.track = all (the embedded cluster's) a statement run both
+           -- at top level and inside a function has a row for each, the same query twice with no
+           -- sign of what told them apart
+           s.toplevel
     from public.pg_stat_statements(true) s
     where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
       and s.mean_exec_time >= internal.slow_query_ms()
     order by s.total_exec_time desc;
 comment on view ops.slow_queries is
-    'Statements of this database whose mean execution time is at least spreadedge.slow_query_ms (default 100 ms), heaviest total first, with their share of the execution time of all top-level statements of this database (pg_stat_statements; another role''s query text needs pg_read_all_stats).';
+    'Statements of this database whose mean execution time is at least spreadedge.slow_query_ms (default 100 ms), heaviest total first, with their share of the execution time of all top-level statements of this database (pg_stat_statements; another role''s query text needs pg_read_all_stats); toplevel false: run inside a function (a statement run both ways has a row for each).';
 
 create or replace view ops.index_usage
 as

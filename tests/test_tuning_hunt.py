@@ -316,6 +316,23 @@ def test_slow_queries_share_is_of_all_statements_not_only_the_slow_ones(db):
     assert row[2] is True
 
 
+# bug: under pg_stat_statements.track = all a statement run both at top level and in a function
+# was listed twice, with nothing to tell the two rows apart
+def test_slow_queries_tells_a_statement_run_in_a_function_from_the_same_at_top_level(db):
+    db.execute(
+        "create function public.nap() returns void language plpgsql as $$ begin perform pg_sleep(0.12); end $$"
+    )
+    db.execute("select pg_sleep(0.12)")
+    db.execute("select public.nap()")
+
+    rows = db.execute(
+        "select toplevel from ops.slow_queries where query in ('select pg_sleep($1)', 'SELECT pg_sleep($1)')"
+        " order by toplevel"
+    ).fetchall()
+
+    assert rows == [(False,), (True,)]
+
+
 def test_readonly_reads_every_tuning_view(db):
     db.execute("create table public.books (symbol text, venue int)")
     db.execute("create index books_symbol on public.books (symbol)")
