@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import psycopg
+import pytest
 
 from api_fixtures import live_server
 from spreadedge.cluster import Cluster
@@ -18,18 +19,27 @@ def health(url: str) -> httpx.Response:
     return httpx.get(f"{url}/api/v1/historical/health", timeout=30)
 
 
-def health_once_the_pool_reconnects(url: str) -> httpx.Response:
-    """Health, asked again while it is 503 for at most a minute.
+def health_once_the_pool_reconnects(url: str, within: float = 60) -> httpx.Response:
+    """Health, asked again while it is 503 for at most ``within`` seconds.
 
     why: after an outage the pool reconnects for a request that finds no connection, and the
     first request after the database is back may come while an attempt given up is being retried.
     """
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + within
     response = health(url)
     while response.status_code == 503 and time.monotonic() < deadline:
         time.sleep(0.2)
         response = health(url)
     return response
+
+
+@pytest.fixture
+def own_cluster(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Cluster:
+    """A migrated cluster of the test's own, which it may stop and start."""
+    cluster = make_cluster()
+    cluster.start()
+    migrate(cluster.url(), project_settings, echo=lambda line: None)
+    return cluster
 
 
 def failing(response: httpx.Response) -> dict[str, str]:
@@ -99,11 +109,9 @@ def test_health_without_the_next_partition_is_503_naming_the_table(
 
 
 def test_health_turns_503_when_the_database_stops_and_history_reads_get_503(
-    make_cluster: Callable[..., Cluster], project_settings: Settings, migration_ids: list[str]
+    own_cluster: Cluster, migration_ids: list[str]
 ) -> None:
-    cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
+    cluster = own_cluster
     with live_server(cluster.url(), migration_ids) as url:
         assert health(url).status_code == 200
         cluster.stop()
@@ -123,11 +131,9 @@ def test_health_turns_503_when_the_database_stops_and_history_reads_get_503(
 # the first failure), so after an outage of 20 s with requests coming in every read stayed 503 for
 # up to ten seconds more, the database back
 def test_reads_are_served_again_within_seconds_of_the_database_returning_from_a_long_outage(
-    make_cluster: Callable[..., Cluster], project_settings: Settings, migration_ids: list[str]
+    own_cluster: Cluster, migration_ids: list[str]
 ) -> None:
-    cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
+    cluster = own_cluster
     with live_server(cluster.url(), migration_ids) as url:
         assert health(url).status_code == 200
         cluster.stop()
@@ -136,20 +142,12 @@ def test_reads_are_served_again_within_seconds_of_the_database_returning_from_a_
             assert health(url).status_code == 503
             time.sleep(0.5)
         cluster.start()
-        deadline = time.monotonic() + 4
-        response = health(url)
-        while response.status_code == 503 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            response = health(url)
+        response = health_once_the_pool_reconnects(url, within=4)
     assert response.status_code == 200
 
 
-def test_health_right_after_a_database_restart_is_200(
-    make_cluster: Callable[..., Cluster], project_settings: Settings, migration_ids: list[str]
-) -> None:
-    cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
+def test_health_right_after_a_database_restart_is_200(own_cluster: Cluster, migration_ids: list[str]) -> None:
+    cluster = own_cluster
     with live_server(cluster.url(), migration_ids) as url:
         assert health(url).status_code == 200
         cluster.stop()
