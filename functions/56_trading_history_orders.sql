@@ -149,45 +149,52 @@ begin
                   from unnest(v_strategy, v_instrument, v_at, v_id)
                        with ordinality as d(strategy_id, instrument_id, after_at, after_id, n)
                   cross join lateral (
-                      (select o
-                       from trading.orders o
-                       where d.instrument_id is not null and d.strategy_id is not null
-                         and o.strategy_id = d.strategy_id
-                         and o.instrument_id = d.instrument_id
-                         and (p_status is null or o.status = p_status)
-                         and (p_side is null or o.side = p_side)
-                         and o.created_at >= v_slice_from
-                         and o.created_at < v_slice_until
-                         and o.created_at <= d.after_at
-                         and (o.created_at, o.order_id) < (d.after_at, d.after_id)
-                       order by o.created_at desc, o.order_id desc
-                       limit v_limit)
+                      -- why each driver kind's test outside its subquery: there it skips the
+                      -- whole branch of another kind; inside, PostgreSQL pushed it down to each
+                      -- partition and still pruned and merged the two branches that read nothing
+                      -- for every driver (1.1 M instructions of an orders page's 25.7 M)
+                      (select b.o
+                       from (select o
+                             from trading.orders o
+                             where o.strategy_id = d.strategy_id
+                               and o.instrument_id = d.instrument_id
+                               and (p_status is null or o.status = p_status)
+                               and (p_side is null or o.side = p_side)
+                               and o.created_at >= v_slice_from
+                               and o.created_at < v_slice_until
+                               and o.created_at <= d.after_at
+                               and (o.created_at, o.order_id) < (d.after_at, d.after_id)
+                             order by o.created_at desc, o.order_id desc
+                             limit v_limit) b
+                       where d.instrument_id is not null and d.strategy_id is not null)
                       union all
-                      (select o
-                       from trading.orders o
-                       where d.instrument_id is null
-                         and o.strategy_id = d.strategy_id
-                         and (p_status is null or o.status = p_status)
-                         and (p_side is null or o.side = p_side)
-                         and o.created_at >= v_slice_from
-                         and o.created_at < v_slice_until
-                         and o.created_at <= d.after_at
-                         and (o.created_at, o.order_id) < (d.after_at, d.after_id)
-                       order by o.created_at desc, o.order_id desc
-                       limit v_limit)
+                      (select b.o
+                       from (select o
+                             from trading.orders o
+                             where o.strategy_id = d.strategy_id
+                               and (p_status is null or o.status = p_status)
+                               and (p_side is null or o.side = p_side)
+                               and o.created_at >= v_slice_from
+                               and o.created_at < v_slice_until
+                               and o.created_at <= d.after_at
+                               and (o.created_at, o.order_id) < (d.after_at, d.after_id)
+                             order by o.created_at desc, o.order_id desc
+                             limit v_limit) b
+                       where d.instrument_id is null)
                       union all
-                      (select o
-                       from trading.orders o
-                       where d.strategy_id is null
-                         and o.instrument_id = d.instrument_id
-                         and (p_status is null or o.status = p_status)
-                         and (p_side is null or o.side = p_side)
-                         and o.created_at >= v_slice_from
-                         and o.created_at < v_slice_until
-                         and o.created_at <= d.after_at
-                         and (o.created_at, o.order_id) < (d.after_at, d.after_id)
-                       order by o.created_at desc, o.order_id desc
-                       limit v_limit)) r) f;
+                      (select b.o
+                       from (select o
+                             from trading.orders o
+                             where o.instrument_id = d.instrument_id
+                               and (p_status is null or o.status = p_status)
+                               and (p_side is null or o.side = p_side)
+                               and o.created_at >= v_slice_from
+                               and o.created_at < v_slice_until
+                               and o.created_at <= d.after_at
+                               and (o.created_at, o.order_id) < (d.after_at, d.after_id)
+                             order by o.created_at desc, o.order_id desc
+                             limit v_limit) b
+                       where d.strategy_id is null)) r) f;
             -- the page so far: the newest p_rows of everything read; v_cut is its last row
             v_page := array(select p
                             from unnest(v_page || v_fetched) as p

@@ -146,39 +146,46 @@ begin
                   from unnest(v_strategy, v_instrument, v_at, v_id)
                        with ordinality as d(strategy_id, instrument_id, after_at, after_id, n)
                   cross join lateral (
-                      (select t
-                       from trading.trades t
-                       where d.instrument_id is not null and d.strategy_id is not null
-                         and t.strategy_id = d.strategy_id
-                         and t.instrument_id = d.instrument_id
-                         and t.executed_at >= v_slice_from
-                         and t.executed_at < v_slice_until
-                         and t.executed_at <= d.after_at
-                         and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
-                       order by t.executed_at desc, t.trade_id desc
-                       limit v_limit)
+                      -- why each driver kind's test outside its subquery: there it skips the
+                      -- whole branch of another kind; inside, PostgreSQL pushed it down to each
+                      -- partition and still pruned and merged the two branches that read nothing
+                      -- for every driver (1.1 M instructions of an orders page's 25.7 M)
+                      (select b.t
+                       from (select t
+                             from trading.trades t
+                             where t.strategy_id = d.strategy_id
+                               and t.instrument_id = d.instrument_id
+                               and t.executed_at >= v_slice_from
+                               and t.executed_at < v_slice_until
+                               and t.executed_at <= d.after_at
+                               and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                             order by t.executed_at desc, t.trade_id desc
+                             limit v_limit) b
+                       where d.instrument_id is not null and d.strategy_id is not null)
                       union all
-                      (select t
-                       from trading.trades t
-                       where d.instrument_id is null
-                         and t.strategy_id = d.strategy_id
-                         and t.executed_at >= v_slice_from
-                         and t.executed_at < v_slice_until
-                         and t.executed_at <= d.after_at
-                         and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
-                       order by t.executed_at desc, t.trade_id desc
-                       limit v_limit)
+                      (select b.t
+                       from (select t
+                             from trading.trades t
+                             where t.strategy_id = d.strategy_id
+                               and t.executed_at >= v_slice_from
+                               and t.executed_at < v_slice_until
+                               and t.executed_at <= d.after_at
+                               and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                             order by t.executed_at desc, t.trade_id desc
+                             limit v_limit) b
+                       where d.instrument_id is null)
                       union all
-                      (select t
-                       from trading.trades t
-                       where d.strategy_id is null
-                         and t.instrument_id = d.instrument_id
-                         and t.executed_at >= v_slice_from
-                         and t.executed_at < v_slice_until
-                         and t.executed_at <= d.after_at
-                         and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
-                       order by t.executed_at desc, t.trade_id desc
-                       limit v_limit)) r) f;
+                      (select b.t
+                       from (select t
+                             from trading.trades t
+                             where t.instrument_id = d.instrument_id
+                               and t.executed_at >= v_slice_from
+                               and t.executed_at < v_slice_until
+                               and t.executed_at <= d.after_at
+                               and (t.executed_at, t.trade_id) < (d.after_at, d.after_id)
+                             order by t.executed_at desc, t.trade_id desc
+                             limit v_limit) b
+                       where d.strategy_id is null)) r) f;
             -- the page so far: the newest p_rows of everything read; v_cut is its last row
             v_page := array(select p
                             from unnest(v_page || v_fetched) as p
