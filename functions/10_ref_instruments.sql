@@ -148,7 +148,7 @@ begin
     -- character (zero-width space, joiner, BOM, bidirectional mark, variation selector) looks like
     -- nothing, so BTCUSDT followed by one was a second BTCUSDT that no caller could find; the
     -- characters are those trading.create_strategy refuses in a name
-    if upsert_instrument.symbol ~ '[\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]' then
+    if internal.has_hidden_characters(upsert_instrument.symbol) then
         raise exception 'symbol "%" holds an invisible character or a space other than U+0020', upsert_instrument.symbol
             using errcode = '22S09',
                   hint = 'Give the exchange''s symbol as it lists it, e.g. BTCUSDT or BTC-USDT-SWAP.';

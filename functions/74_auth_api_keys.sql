@@ -130,6 +130,22 @@ begin
        or length(store_api_key.label) > 100 then
         raise exception 'the label must be 1 to 100 characters, not all blank' using errcode = '22S09';
     end if;
+    -- why: a label names one live key of the user on the exchange, and people tell keys apart
+    -- by it (keys list, before a revoke); "main " and "main" followed by a zero-width space, a
+    -- no-break space or a combining accent's decomposed twin were stored as other labels that
+    -- read exactly as "main" (internal.has_hidden_characters, as for a symbol or a strategy
+    -- name); a control character inside a label stays allowed, as the lists show it escaped
+    if store_api_key.label ~ '^[[:space:]]|[[:space:]]$' then
+        raise exception 'the label "%" starts or ends with white space', store_api_key.label
+            using errcode = '22S09', hint = 'Give the label without the white space around it.';
+    end if;
+    if store_api_key.label is not nfc normalized
+       or internal.has_hidden_characters(store_api_key.label) then
+        raise exception 'the label "%" is not in Unicode NFC or holds an invisible character or a space other than U+0020',
+            store_api_key.label
+            using errcode = '22S09',
+                  hint = 'Give the label in NFC (normalize(label, NFC)) without zero-width, bidirectional or variation-selector characters, and with plain spaces only.';
+    end if;
     if coalesce(store_api_key.api_key, '') = '' or coalesce(store_api_key.api_secret, '') = '' then
         raise exception 'the API key and the API secret must not be empty' using errcode = '22S09';
     end if;
@@ -179,7 +195,7 @@ begin
 end;
 $$;
 comment on function auth.store_api_key(bigint, text, text, text, text, text, text[], text) is
-    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. A live key''s label or key cannot be stored twice (23S06, 23S08); a revoked one frees both; an API key with white space at either end is refused (22S09), and so is a call outside READ COMMITTED (22S09). Needs keys:manage.';
+    'Stores an exchange API key encrypted (AES-256) under the master key; returns its id. A live key''s label or key cannot be stored twice (23S06, 23S08); a revoked one frees both; a label is 1 to 100 characters in NFC, not all blank, without white space at either end, invisible characters or spaces but U+0020 (22S09); an API key with white space at either end is refused (22S09), and so is a call outside READ COMMITTED (22S09). Needs keys:manage.';
 
 create or replace function internal.visible_api_key(p_key_id bigint)
     returns auth.api_keys

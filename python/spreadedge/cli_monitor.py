@@ -115,8 +115,11 @@ def _plain_cell(value: Any) -> str:
         return format(value, "f")
     if isinstance(value, dict):
         # why JSON: labels are given as JSON (record_metric, alerts add-rule); Python's repr is not.
-        # No labels (every series, a platform-wide metric) is an empty cell, like no channels
-        return json.dumps(value) if value else ""
+        # No labels (every series, a platform-wide metric) is an empty cell, like no channels.
+        # why ensure_ascii off: a label in another script (a strategy named in Chinese or Russian)
+        # was shown as "\u4e1c\u4eac"; a control or bidirectional character is still
+        # escaped, by JSON or by _cell
+        return json.dumps(value, ensure_ascii=False) if value else ""
     if isinstance(value, datetime) and value.tzinfo is not None:
         # why: psycopg gives a timestamptz in the session's TimeZone, which is the server's
         # setting; times are shown in UTC whatever the server's zone
