@@ -131,9 +131,15 @@ def load_demo_market(conn: psycopg.Connection[Any], day: datetime) -> dict[str, 
         if batches[kind]:
             flush(kind)
     with conn.transaction():
+        # why a window back to the day from now: rollup_candles rebuilds from open_window before its
+        # watermark, which is now in a database whose rollups have run (pg_cron's every minute); a
+        # window of one day then began at this time of day yesterday, and the day's candles held
+        # only its last hours. Where they never ran, a first run starts at the oldest tick's day.
+        # clock_timestamp(): a run committed after this transaction began moved the watermark past now()
         candles = conn.execute(
-            "select coalesce(sum(candles), 0) from market.rollup_candles(until => %s, open_window => %s)",
-            [day + timedelta(days=1), timedelta(days=1)],
+            "select coalesce(sum(candles), 0) from market.rollup_candles(until => %(end)s,"
+            " open_window => greatest(clock_timestamp() - %(day)s, interval '1 day'))",
+            {"day": day, "end": day + timedelta(days=1)},
         ).fetchone()
         for instrument in INSTRUMENTS:
             conn.execute(

@@ -217,6 +217,19 @@ def _positive_integers(merged: dict[str, Any], names: tuple[str, ...]) -> None:
 _MAXIMA = {"partition_premake": 366, "partition_history_months": 1200, "partition_history_days": 3660}
 
 
+# why a bound on a retention's years: pg_partman subtracts the retention from now(), and 7000 years
+# back is before 4713 BC, the earliest time PostgreSQL stores: every hourly maintenance of the
+# table failed with "timestamp out of range" and made no partition ahead (9999 days, weeks or
+# months reach back 27, 191 or 833 years, within range)
+_MAX_RETENTION_YEARS = 1000
+
+
+def _retention_years(text: str) -> int:
+    """The years a retention matching RETENTION counts (0 for days, weeks and months)."""
+    number, unit = text.split()
+    return int(number) if unit.startswith("year") else 0
+
+
 def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
     known = _field_names(RenderSettings)
     merged = _section("render", values, known, env)
@@ -230,6 +243,11 @@ def _render_from(values: dict[str, Any], env: dict[str, str]) -> RenderSettings:
             raise SettingsError(
                 f"{name} must be an interval like '24 months' (days, weeks, months or years) or 'none', "
                 f"got {merged[name]!r}"
+            )
+        elif name in merged and _retention_years(str(merged[name])) > _MAX_RETENTION_YEARS:
+            raise SettingsError(
+                f"{name} must be at most {_MAX_RETENTION_YEARS} years (older than any time PostgreSQL "
+                f"stores, 4713 BC, it fails every partition maintenance of its table), got {merged[name]!r}"
             )
         elif name in NO_RETENTION and merged.get(name) is not None:
             raise SettingsError(
