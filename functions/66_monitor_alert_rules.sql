@@ -335,6 +335,46 @@ $$;
 comment on function internal.rule_average(numeric, bigint, integer, text, numeric) is
     'The average of an avg rule''s window: rounded to 12 decimals (or the values'' scale when finer), finer when that rounding would compare with the threshold otherwise than the exact average; null over no values.';
 
+create or replace function internal.rule_change_pct(
+    p_first     numeric,
+    p_last      numeric,
+    p_operator  text,
+    p_threshold numeric
+)
+    returns numeric
+    immutable
+    language plpgsql
+as $$
+-- The change from p_first to p_last in percent, (last - first) / |first| x 100, that a change_pct
+-- rule reports and compares: rounded to 6 decimals, with as many more as it takes when that
+-- rounding would compare with the threshold otherwise than the exact change does. Null without
+-- values or from a first of 0 (no percentage of nothing).
+-- why: rounded to 6 decimals alone, a price that rose 4.9999995 % read 5.000000 and fired a rule
+-- change_pct >= 5 (a rule > 33.3333333 stayed quiet on a third more, 33.333333 %), where an
+-- average is never rounded across its threshold (internal.rule_average)
+declare
+    v_change numeric := (p_last - p_first) * 100;
+    v_exact  boolean;
+    v_value  numeric;
+begin
+    if p_first is null or p_last is null or p_first = 0 then
+        return null;
+    end if;
+    -- exact: (last - first) x 100 op threshold x |first|, products of numerics, never rounded
+    v_exact := internal.compare(v_change, p_operator, p_threshold * abs(p_first));
+    -- why the loop ends: the change differs from the threshold by a fixed amount (or not at
+    -- all, and the threshold's own scale gives it exactly), which enough decimals always keep
+    for v_scale in 6 .. 16383 loop
+        -- why the dividend to 2 more places: the quotient then has them too before the rounding
+        v_value := round(round(v_change, greatest(scale(v_change), v_scale + 2)) / abs(p_first), v_scale);
+        exit when internal.compare(v_value, p_operator, p_threshold) is not distinct from v_exact;
+    end loop;
+    return v_value;
+end;
+$$;
+comment on function internal.rule_change_pct(numeric, numeric, text, numeric) is
+    'The change in percent a change_pct rule reports: (last - first) / |first| x 100 rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; null from a first of 0.';
+
 create or replace function internal.alert_rule_values(p_at timestamptz)
     returns table (rule_id integer, value numeric)
     stable
@@ -376,12 +416,14 @@ as $$
                    -- why ties in exchange trade id order (the shorter id first), as last below: in
                    -- time order alone, ticks of one time gave change_pct any of their prices as
                    -- the last, which need not be the one a rule on last read
-                   when 'change_pct' then round(((array_agg(k.price order by k.traded_at desc,
-                                                            octet_length(k.exchange_trade_id) desc,
-                                                            k.exchange_trade_id desc))[1]
-                                                 / (array_agg(k.price order by k.traded_at,
-                                                              octet_length(k.exchange_trade_id),
-                                                              k.exchange_trade_id))[1] - 1) * 100, 6)
+                   when 'change_pct' then internal.rule_change_pct(
+                                              (array_agg(k.price order by k.traded_at,
+                                                         octet_length(k.exchange_trade_id),
+                                                         k.exchange_trade_id))[1],
+                                              (array_agg(k.price order by k.traded_at desc,
+                                                         octet_length(k.exchange_trade_id) desc,
+                                                         k.exchange_trade_id desc))[1],
+                                              r.operator, r.threshold)
                    when 'sum' then coalesce(sum(k.quantity), 0)
                    when 'count' then count(*)
                end as value
@@ -445,8 +487,8 @@ as $$
                    when 'last' then sum(l.last_value)
                    -- why abs: from a negative first value (a loss) the sign must still say which
                    -- way the value went: -100 to -200 is -100 %, not +100 %
-                   when 'change_pct' then round((sum(l.last_value) - sum(l.first_value))
-                                                / abs(nullif(sum(l.first_value), 0)) * 100, 6)
+                   when 'change_pct' then internal.rule_change_pct(sum(l.first_value), sum(l.last_value),
+                                                                   r.operator, r.threshold)
                end as value
         from (select (array_agg(x.value order by x.recorded_at desc, x.value desc))[1] as last_value,
                      (array_agg(x.value order by x.recorded_at, x.value desc)
@@ -460,4 +502,4 @@ as $$
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (internal.rule_change_pct: rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';

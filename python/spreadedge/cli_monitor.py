@@ -6,7 +6,6 @@ Every rule, limit and check lives in SQL; these commands pass the options as bin
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ import click
 import psycopg
 from psycopg import sql
 from psycopg.types import TypeInfo
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 from psycopg.types.string import TextLoader
 
 from spreadedge import db, sqlcall, textable
@@ -78,6 +77,10 @@ def _connect(settings: Settings) -> psycopg.Connection[Any]:
     # why text: an interval is shown as PostgreSQL prints it; a timedelta has no months (1 mon
     # would read 30 days, 100 years 36500 days) and the table would have to round its fractions
     conn.adapters.register_loader("interval", TextLoader)
+    # why exact: labels are any JSON object a recorder gave (monitor.record_metric), and json.loads
+    # showed a label of 12345678901234567890.5 as 1.2345678901234567e+19, and one of 1e5000 made
+    # metrics show fail with a traceback for every series
+    set_json_loads(textable.load_exact_json, conn)
     try:
         # why: psycopg does not know the enum's array type and would hand over PostgreSQL's array
         # text ({email,slack}); registered, a channels column reads as a list of names. None: the
@@ -118,8 +121,8 @@ def _plain_cell(value: Any) -> str:
         # No labels (every series, a platform-wide metric) is an empty cell, like no channels.
         # why ensure_ascii off: a label in another script (a strategy named in Chinese or Russian)
         # was shown as "\u4e1c\u4eac"; a control or bidirectional character is still
-        # escaped, by JSON or by _cell
-        return json.dumps(value, ensure_ascii=False) if value else ""
+        # escaped, by JSON or by _cell. why exact: see _connect
+        return textable.exact_json(value, ensure_ascii=False) if value else ""
     if isinstance(value, datetime) and value.tzinfo is not None:
         # why: psycopg gives a timestamptz in the session's TimeZone, which is the server's
         # setting; times are shown in UTC whatever the server's zone

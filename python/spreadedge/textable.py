@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 # C0 and C1 control characters, and the bidirectional embeddings, overrides and isolates, which
 # reorder what follows them on the line
@@ -65,6 +67,67 @@ def decimal_text(value: Decimal) -> str:
     if "." in text and value.is_finite():
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+def _json_integer(text: str) -> int | Decimal:
+    """A JSON integer: an int, or a Decimal when it has more digits than int() reads.
+
+    why: Python's int() refuses a numeral of more than 4,300 digits (ValueError), and a numeric
+    that long is a valid threshold or value (``1e5000`` is finite); a Decimal keeps every digit.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
+
+
+def load_exact_json(text: str | bytes) -> Any:
+    """JSON (a json or jsonb value as PostgreSQL writes it) with its numbers exact: a fraction as
+    Decimal, never float, and an integer as int, or Decimal when int() cannot read it.
+
+    why: json.loads, psycopg's loader for json and jsonb, reads 0.10 as 0.1,
+    12345678901234567890.5 as 1.2345678901234567e+19 and 1e-30 in exponent form, and fails on an
+    integer of more than 4,300 digits (a jsonb 1e5000), so a table showing such a value showed
+    another number, or the command failed with a traceback
+    """
+    return json.loads(text, parse_float=Decimal, parse_int=_json_integer)
+
+
+def exact_json(
+    value: Any, *, indent: int | None = None, sort_keys: bool = False, ensure_ascii: bool = True
+) -> str:
+    """JSON text as ``json.dumps`` writes it, but with ``Decimal`` numbers written exactly.
+
+    The numbers are PostgreSQL numerics (``50000.000000000000000001``, read by
+    ``load_exact_json``); a float would round them, so they are written with every digit, never
+    in exponent form.
+    """
+
+    def encode(item: Any, depth: int) -> str:
+        if isinstance(item, Decimal):
+            if not item.is_finite():
+                raise ValueError(f"JSON has no number {item}")
+            return format(item, "f")
+        if isinstance(item, dict):
+            pairs = sorted(item.items()) if sort_keys else list(item.items())
+            members = [
+                f"{json.dumps(str(key), ensure_ascii=ensure_ascii)}: {encode(member, depth + 1)}"
+                for key, member in pairs
+            ]
+            return wrap("{", members, "}", depth)
+        if isinstance(item, list | tuple):
+            return wrap("[", [encode(member, depth + 1) for member in item], "]", depth)
+        return json.dumps(item, ensure_ascii=ensure_ascii)
+
+    def wrap(opening: str, members: list[str], closing: str, depth: int) -> str:
+        if not members:
+            return opening + closing
+        if indent is None:
+            return opening + ", ".join(members) + closing
+        inner, outer = "\n" + " " * (indent * (depth + 1)), "\n" + " " * (indent * depth)
+        return opening + inner + ("," + inner).join(members) + outer + closing
+
+    return encode(value, 0)
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right_aligned: Sequence[bool]) -> str:

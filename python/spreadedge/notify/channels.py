@@ -34,12 +34,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr, parsedate_to_datetime
 from typing import Any, Protocol
 
 from spreadedge.settings import NOTIFY_URLS, NotifySettings, is_http_url, not_http_url_message
+from spreadedge.textable import exact_json
 
 
 def _package_version() -> str:
@@ -147,37 +147,6 @@ def redactor(settings: NotifySettings) -> Callable[[str], str]:
         return text
 
     return redact
-
-
-def exact_json(value: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
-    """JSON text as ``json.dumps`` writes it, but with ``Decimal`` numbers written exactly.
-
-    The payload's numbers are PostgreSQL numerics (``50000.000000000000000001``); a float would
-    round them, so the worker loads them as Decimal and they go out with every digit.
-    """
-
-    def encode(item: Any, depth: int) -> str:
-        if isinstance(item, Decimal):
-            if not item.is_finite():
-                raise ValueError(f"JSON has no number {item}")
-            return format(item, "f")
-        if isinstance(item, dict):
-            pairs = sorted(item.items()) if sort_keys else list(item.items())
-            members = [f"{json.dumps(str(key))}: {encode(member, depth + 1)}" for key, member in pairs]
-            return wrap("{", members, "}", depth)
-        if isinstance(item, list | tuple):
-            return wrap("[", [encode(member, depth + 1) for member in item], "]", depth)
-        return json.dumps(item)
-
-    def wrap(opening: str, members: list[str], closing: str, depth: int) -> str:
-        if not members:
-            return opening + closing
-        if indent is None:
-            return opening + ", ".join(members) + closing
-        inner, outer = "\n" + " " * (indent * (depth + 1)), "\n" + " " * (indent * depth)
-        return opening + inner + ("," + inner).join(members) + outer + closing
-
-    return encode(value, 0)
 
 
 def email_subject(subject: str) -> str:

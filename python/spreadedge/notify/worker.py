@@ -20,7 +20,6 @@ next retry is due or a NOTIFY on ``spreadedge_notifications`` (sent when rows ar
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -33,14 +32,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
-from spreadedge import sqlcall
+from spreadedge import sqlcall, textable
 from spreadedge.notify.channels import (
     Channel,
     DeliveryError,
@@ -106,21 +104,9 @@ _CHANNEL_SETTINGS = {
 }
 
 
-def _json_integer(text: str) -> int | Decimal:
-    """A JSON integer: an int, or a Decimal when it has more digits than int() reads.
-
-    why: Python's int() refuses a numeral of more than 4,300 digits (ValueError), and a numeric
-    that long is a valid threshold or value (``1e5000`` is finite); a Decimal keeps every digit.
-    """
-    try:
-        return int(text)
-    except ValueError:
-        return Decimal(text)
-
-
 def load_payload(text: str) -> dict[str, Any]:
     """An outbox payload (jsonb text) with its numbers exact: numerics as Decimal, never float."""
-    payload = json.loads(text, parse_float=Decimal, parse_int=_json_integer)
+    payload = textable.load_exact_json(text)
     if not isinstance(payload, dict):
         raise ValueError(f"the payload is a JSON {type(payload).__name__}, not an object")
     return payload
