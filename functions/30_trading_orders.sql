@@ -259,7 +259,7 @@ begin
         perform internal.check_positive(place_order.price, format('price of a %s order', v_type), '22S02');
     elsif place_order.price is not null then
         -- why by type: a stop_market order told to use a limit order would lose its stop
-        raise exception '% orders take no price, got %', v_type, place_order.price
+        raise exception '% orders take no price, got %', v_type, internal.number_shown(place_order.price)
             using errcode = '22S07',
                   hint = format('Omit price for a %s order, or use order_type => ''%s''.', v_type,
                                 case v_type when 'market' then 'limit' else 'stop_limit' end);
@@ -269,7 +269,7 @@ begin
     elsif place_order.stop_price is not null then
         -- why the hint: with no order_type a stop price alone made a market order (no price) or a
         -- limit order, and the refusal did not say which type takes one
-        raise exception '% orders take no stop price, got %', v_type, place_order.stop_price
+        raise exception '% orders take no stop price, got %', v_type, internal.number_shown(place_order.stop_price)
             using errcode = '22S07',
                   hint = format('Omit stop_price for a %s order, or use order_type => ''%s''.', v_type,
                                 case v_type when 'market' then 'stop_market' else 'stop_limit' end);
@@ -302,20 +302,22 @@ begin
             using errcode = '22S09';
     end if;
 
+    -- why internal.number_shown: a quantity of 1e-16383 was refused with all 16,383 of its
+    -- decimals in the message
     if place_order.price % v_instrument.tick_size <> 0 then
-        raise exception 'price % is not a multiple of the tick size % of %', place_order.price,
+        raise exception 'price % is not a multiple of the tick size % of %', internal.number_shown(place_order.price),
             v_instrument.tick_size, v_instrument.symbol
             using errcode = '22S03',
                   hint = format('Round the price to a multiple of %s.', v_instrument.tick_size);
     end if;
     if place_order.stop_price % v_instrument.tick_size <> 0 then
-        raise exception 'stop price % is not a multiple of the tick size % of %', place_order.stop_price,
-            v_instrument.tick_size, v_instrument.symbol
+        raise exception 'stop price % is not a multiple of the tick size % of %',
+            internal.number_shown(place_order.stop_price), v_instrument.tick_size, v_instrument.symbol
             using errcode = '22S03',
                   hint = format('Round the stop price to a multiple of %s.', v_instrument.tick_size);
     end if;
     if place_order.quantity % v_instrument.lot_size <> 0 then
-        raise exception 'quantity % is not a multiple of the lot size % of %', place_order.quantity,
+        raise exception 'quantity % is not a multiple of the lot size % of %', internal.number_shown(place_order.quantity),
             v_instrument.lot_size, v_instrument.symbol
             using errcode = '22S04',
                   hint = format('Round the quantity to a multiple of %s.', v_instrument.lot_size);
@@ -342,7 +344,8 @@ begin
     if v_reference is not null
        and place_order.quantity * v_reference * v_instrument.multiplier < v_instrument.min_notional then
         raise exception 'order notional % is below the minimum % of %',
-            place_order.quantity * v_reference * v_instrument.multiplier, v_instrument.min_notional, v_instrument.symbol
+            internal.number_shown(place_order.quantity * v_reference * v_instrument.multiplier),
+            v_instrument.min_notional, v_instrument.symbol
             using errcode = '22S05',
                   hint = 'Increase the quantity.';
     end if;

@@ -6,12 +6,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
+import pytest
 from click.testing import CliRunner, Result
 
 from market_helpers import tick
 from monitor_helpers import add_rule, evaluate, metric, now_to_the_second
 from spreadedge.cli import main
-from trading_helpers import call
+from trading_helpers import call, expect_refusal, place
 
 
 def invoke(url: str, *args: str) -> Result:
@@ -106,3 +107,32 @@ def test_a_change_pct_equal_to_a_finer_threshold_reads_it_exactly(seeded: psycop
     add_rule(seeded, "above", "system", ">", "0.00000125", metric="app.capital", aggregate="change_pct",
              evaluation_window=timedelta(minutes=10))  # fmt: skip
     assert evaluate(seeded, now) == [("exact", "fired", Decimal("0.00000125"), False)]
+
+
+# bug: the tick, lot and minimum-notional refusals of trading.place_order printed the raw number,
+# so a quantity of 1e-16383 came back with every one of its 16,383 decimals in the message
+@pytest.mark.parametrize(
+    ("kwargs", "sqlstate", "message"),
+    [
+        (
+            {"quantity": Decimal("1e-16383"), "price": Decimal("60000")},
+            "22S04",
+            "quantity 1.000e-16383 is not a multiple of the lot size 0.0001 of BTCUSDT",
+        ),
+        (
+            {"quantity": Decimal("1"), "price": Decimal("60000." + "0" * 4999 + "1")},
+            "22S03",
+            "price 6.000e+04 is not a multiple of the tick size 0.01 of BTCUSDT",
+        ),
+        (
+            {"quantity": Decimal("1"), "price": Decimal("1e-16383"), "order_type": "market"},
+            "22S07",
+            "market orders take no price, got 1.000e-16383",
+        ),
+    ],
+    ids=["quantity-off-lot", "price-off-tick", "price-of-a-market-order"],
+)
+def test_an_order_refused_for_a_number_of_thousands_of_digits_shows_it_in_four_figures(
+    seeded: psycopg.Connection, kwargs: dict[str, object], sqlstate: str, message: str
+) -> None:
+    expect_refusal(seeded, sqlstate, message, lambda: place(seeded, "buy", **kwargs))
