@@ -7,6 +7,21 @@
 -- minute:
 --     select cron.schedule('spreadedge-candle-rollup', '* * * * *', 'select market.rollup_candles()');
 
+create or replace function internal.wait_for_candle_rollup()
+    returns void
+    volatile
+    language sql
+as $$
+    -- Waits until no other session runs market.rollup_candles, and keeps any from starting one
+    -- until this transaction ends: the advisory lock rollup_candles tries, held to commit. The
+    -- session that holds it still runs rollup_candles itself (advisory locks are reentrant).
+    -- why: rollup_candles returns at once, writing nothing, when another run holds its lock; a
+    -- caller that must have its candles built (the demo day) waits here first
+    select pg_advisory_xact_lock(hashtext('spreadedge.rollup_candles'))
+$$;
+comment on function internal.wait_for_candle_rollup() is
+    'Waits for a running market.rollup_candles and holds its lock to commit, so that this session''s own run is not skipped.';
+
 create or replace function market.rollup_candles(
     until       timestamptz default now(),
     open_window interval default interval '10 minutes'
@@ -42,6 +57,7 @@ begin
     if rollup_candles.open_window is null or rollup_candles.open_window < interval '0' then
         raise exception 'open_window % must be zero or more', rollup_candles.open_window using errcode = '22S09';
     end if;
+    -- the lock internal.wait_for_candle_rollup waits for
     if not pg_try_advisory_xact_lock(hashtext('spreadedge.rollup_candles')) then
         return;
     end if;

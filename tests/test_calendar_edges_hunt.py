@@ -3,13 +3,16 @@ watermark, times far back or ahead (a bug hunt)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from spreadedge.demo import run_demo
 from spreadedge.settings import SettingsError, load_settings
+from trading_helpers import waits_for_a_lock
 
 
 def _rollups_ran_on_the_users_own_ticks(db) -> None:
@@ -68,3 +71,29 @@ def test_a_retention_of_more_than_1000_years_is_refused_naming_the_setting(tmp_p
 def test_a_retention_of_1000_years_is_accepted(tmp_path: Path):
     settings = load_settings(project_dir=tmp_path, env={"SPREADEDGE_RETENTION_TICKS": "1000 years"})
     assert settings.render.retention_ticks == "1000 years"
+
+
+# bug: market.rollup_candles returns at once, writing nothing, when another run holds its lock
+# (pg_cron's, every minute); a demo loaded during a scheduled run had no candles and no indicators
+def test_demo_day_candles_are_built_when_a_scheduled_rollup_runs_at_the_same_time(db_url):
+    with (
+        psycopg.connect(db_url, autocommit=True) as scheduled,
+        psycopg.connect(db_url, autocommit=True) as watcher,
+        psycopg.connect(db_url, autocommit=True) as demo,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        scheduled.execute("begin")
+        scheduled.execute("select pg_advisory_xact_lock(hashtext('spreadedge.rollup_candles'))")
+        loading = pool.submit(run_demo, demo, orders=20)
+        waited = waits_for_a_lock(watcher, demo.info.backend_pid, "advisory", ended=loading.done)
+        scheduled.execute("commit")
+        day = loading.result(timeout=300).day
+        assert waited
+        minutes, days = watcher.execute(
+            "select count(*) filter (where c.interval = '1m'), count(*) filter (where c.interval = '1d')"
+            " from market.candles c join ref.instruments i using (instrument_id)"
+            " join ref.exchanges e using (exchange_id)"
+            " where e.code = 'binance' and i.symbol = 'BTCUSDT' and c.open_time >= %s",
+            [day],
+        ).fetchone()
+        assert (minutes, days) == (1440, 1)

@@ -131,6 +131,9 @@ def load_demo_market(conn: psycopg.Connection[Any], day: datetime) -> dict[str, 
         if batches[kind]:
             flush(kind)
     with conn.transaction():
+        # why wait: rollup_candles skips its run, writing nothing, when another one (pg_cron's, every
+        # minute) holds its lock, and the demo day then had no candles and no indicators
+        conn.execute("select internal.wait_for_candle_rollup()")
         # why a window back to the day from now: rollup_candles rebuilds from open_window before its
         # watermark, which is now in a database whose rollups have run (pg_cron's every minute); a
         # window of one day then began at this time of day yesterday, and the day's candles held
