@@ -246,7 +246,13 @@ $$;
 comment on function internal.asset_price_as(smallint, text, text, boolean, bigint) is
     'Price of an asset in a quote asset (trading.asset_price), marked as the session sees it or, with p_by_owner, as a strategy owner does (internal.owner_mark_price).';
 
-create or replace function trading.asset_price(p_exchange_id smallint, p_asset text, p_quote_asset text)
+-- why the drop: trading.asset_price took the exchange id as smallint, which an integer literal
+-- does not turn into implicitly: select trading.asset_price(1, 'BTC', 'USDT') in psql was 42883
+-- "function does not exist"; the old signature must not linger as an overload (a quoted literal,
+-- '1', would then be ambiguous between the two, and its grant would not be unique)
+drop function if exists trading.asset_price(smallint, text, text);
+
+create or replace function trading.asset_price(p_exchange_id integer, p_asset text, p_quote_asset text)
     returns numeric
     stable
     security definer
@@ -256,9 +262,13 @@ as $$
     -- Price of one unit of p_asset in p_quote_asset, marked by trading.mark_price (quote mid or
     -- tick, the newer, else the latest fill the session may see): see internal.asset_price_as for
     -- the order of the candidate instruments.
-    select internal.asset_price_as(p_exchange_id, p_asset, p_quote_asset, false, null)
+    -- why integer: ref.exchanges.exchange_id is a smallint, but a person types 1, an integer; an
+    -- id beyond smallint is no exchange's, so it prefers none (as an unknown id in range does)
+    select internal.asset_price_as(
+        case when p_exchange_id between -32768 and 32767 then p_exchange_id::smallint end,
+        p_asset, p_quote_asset, false, null)
 $$;
-comment on function trading.asset_price(smallint, text, text) is
+comment on function trading.asset_price(integer, text, text) is
     'Price of an asset in a quote asset from market data (1 for the asset itself): its pair''s mark, else 1 / its inverse pair''s; listed instruments before delisted ones, then spot or margin first, then perpetual or futures, the given exchange first within each, then the pair before its inverse; never an option; null when unknown.';
 
 create or replace function trading.position_after_fill(

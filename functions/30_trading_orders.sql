@@ -498,7 +498,7 @@ $$;
 comment on function trading.cancel_order(bigint, text) is
     'Cancel a working order (idempotent); raises 55S01 for filled, rejected or expired orders.';
 
-create or replace function trading.reject_order(order_id bigint, reason text)
+create or replace function trading.reject_order(order_id bigint, reason text default null)
     returns void
     volatile
     security definer
@@ -506,6 +506,9 @@ create or replace function trading.reject_order(order_id bigint, reason text)
     language sql
 as $$
     -- The exchange refused the order: new -> rejected. Only a new order can be rejected.
+    -- why reason defaults to null, as for cancel_order and expire_order: without a default,
+    -- trading.reject_order(order_id => 42) in psql was 42883 "function does not exist", though
+    -- a null reason was accepted when written out
     select internal.close_order(reject_order.order_id, 'rejected', reject_order.reason)
 $$;
 comment on function trading.reject_order(bigint, text) is

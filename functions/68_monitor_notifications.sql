@@ -48,6 +48,28 @@ create or replace trigger _900_wake_workers
     after insert on monitor.notifications
     for each statement execute function internal.wake_notification_workers();
 
+create or replace function internal.check_worker_channels(p_channels text[])
+    returns void
+    stable
+    language plpgsql
+as $$
+-- Raises 22S09 unless p_channels is a list of notification channels (an empty list is one).
+-- why: a worker's channels were matched as text, so one spelled otherwise ('{Email}', '{sms}')
+-- or none (null) claimed nothing and saw nothing due, silently: in psql the outbox looked empty
+-- while its rows waited; set_risk_limit and add_alert_rule refuse such channels too
+begin
+    if p_channels is null or array_ndims(p_channels) > 1
+       or not p_channels <@ enum_range(null::monitor.notification_channel)::text[] then
+        raise exception 'channels must be a list of email, slack, discord, webhook, got %',
+            coalesce(p_channels::text, 'null')
+            using errcode = '22S09',
+                  hint = 'Name the channels in lower case, e.g. channels => ''{email,slack}''.';
+    end if;
+end;
+$$;
+comment on function internal.check_worker_channels(text[]) is
+    'Raises 22S09 unless the channels a worker names are notification channels (monitor.notification_channel).';
+
 create or replace function monitor.claim_notifications(worker text, channels text[], batch_size integer default 10)
     returns table (notification_id bigint, channel monitor.notification_channel, subject text, payload jsonb,
                    attempts integer)
@@ -80,6 +102,7 @@ begin
         raise exception 'worker must be named, got "%"', coalesce(claim_notifications.worker, 'null')
             using errcode = '22S09';
     end if;
+    perform internal.check_worker_channels(claim_notifications.channels);
     if claim_notifications.batch_size is null or claim_notifications.batch_size not between 1 and 1000 then
         raise exception 'batch_size must be 1 to 1000, got %', coalesce(claim_notifications.batch_size::text, 'null')
             using errcode = '22S09';
@@ -103,7 +126,7 @@ begin
 end;
 $$;
 comment on function monitor.claim_notifications(text, text[], integer) is
-    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. A scoped session needs alerts:manage (42S01).';
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
     returns monitor.notifications
@@ -263,6 +286,7 @@ as $$
 begin
     perform internal.require_permission('alerts:manage');
     perform internal.require_permission('strategies:all');
+    perform internal.check_worker_channels(next_notification_due.channels);
     return (select n.next_attempt_at
             from monitor.notifications n
             where n.status in ('pending', 'delivering')
@@ -273,7 +297,7 @@ begin
 end;
 $$;
 comment on function monitor.next_notification_due(text[]) is
-    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped), or end of the lease of an abandoned claim (delivering, committed, unlocked); null when there is none. A scoped session needs alerts:manage (42S01).';
+    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped), or end of the lease of an abandoned claim (delivering, committed, unlocked); null when there is none. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.requeue_notification(notification_id bigint)
     returns void
