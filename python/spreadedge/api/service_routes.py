@@ -69,7 +69,12 @@ async def logout(request: Request, token: Token) -> Response:
     """End the session of the bearer token (auth.logout); 401 when it was not live."""
     ended = await database.call(request.app.state.pool, "auth.logout", {"token": token}, token=None)
     if not ended:
-        raise Problem(HTTPStatus.UNAUTHORIZED, "the session is unknown, expired or already ended")
+        # why 28S02: auth.logout answers false rather than raise, and a client that switches on
+        # the problem's sqlstate (as it does for every other request's bad token) must see the
+        # invalid_session a GET with the same token gets
+        raise Problem(
+            HTTPStatus.UNAUTHORIZED, "the session is unknown, expired or already ended", sqlstate="28S02"
+        )
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
