@@ -16,6 +16,10 @@ call may have been committed, and so whether only an idempotent call may be retr
 The pool checks each connection before handing it out, so the first call after a database restart
 gets a new connection rather than one the restart closed.
 
+A manager's pool serves the event loop it was started in. Started in a loop that has ended (an
+``asyncio.run()`` per call), the manager closes that pool's connections and opens a new pool in the
+loop of its next call; called from a loop running in another thread, it raises RuntimeError.
+
 Money and quantities are Decimal in and out (a float is refused with TypeError: it is not exact;
 a Decimal PostgreSQL's numeric cannot hold with InvalidArgument naming the argument).
 Times come back timezone-aware in UTC, whatever the server's TimeZone; a naive datetime given
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -324,23 +330,58 @@ class _Manager:
     def __init__(self, config: ManagerConfig | None = None) -> None:
         self.config = config or ManagerConfig()
         self._pool: AsyncConnectionPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop the pool serves
+        self._left_behind = False  # whether the pool of an event loop that ended was dropped
         self._in_use = 0  # connections this manager's calls hold right now
         # why: opening awaits, so concurrent start()s would each make a pool and close() only the last
         self._opening = asyncio.Lock()
+        self._connections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+
+    def _pool_here(self) -> AsyncConnectionPool | None:
+        """The pool, when it serves the running event loop (None: not opened in this loop).
+
+        A pool serves the event loop that opened it: its waits, its locks and the tasks that replace a
+        connection a database restart closed all belong to that loop. The pool of a loop that no
+        longer runs (an ``asyncio.run()`` that returned) is dropped, and its connections closed; a
+        pool whose loop still runs, in another thread, is refused with RuntimeError.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return self._pool
+        # why also while opening: a pool is on its way in that loop
+        theirs = self._pool is not None or self._opening.locked()
+        if theirs and self._loop is not None and self._loop.is_running():
+            raise RuntimeError(
+                f"{type(self).__name__} was started in an event loop that runs in another thread: "
+                "a manager serves one event loop, give each loop its own manager"
+            )
+        # why: the tasks of the old loop's pool ended with it, so a connection a database restart
+        # closed was never replaced: every call, and every health check, waited out its timeout as
+        # unavailable, the database up; and its asyncio locks raised or hung in this loop
+        if self._pool is not None:
+            self._left_behind = True
+            for conn in list(self._connections):
+                conn.pgconn.finish()  # why not conn.close(): it awaits, in the loop that ended
+        self._loop, self._pool, self._in_use, self._opening = loop, None, 0, asyncio.Lock()
+        self._connections = weakref.WeakSet()
+        return None
 
     async def _open(self, timeout: float | None = None) -> None:
         """Open the pool once, waiting ``timeout`` (default config.timeout) s for its connections."""
+        self._pool_here()
         async with self._opening:
             if self._pool is not None:
                 return
             from spreadedge import db  # here: resolving the URL may start the embedded cluster
 
             actor = self.config.actor
+            connections = self._connections
             # why before the pool: every connection's configure failed on it, and the call waited
             # its whole timeout to say the database was unavailable, the database up
             _given({"actor": actor})
 
             async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+                connections.add(conn)
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [actor])
                 # why: times are shown in UTC whatever the server's TimeZone, and a naive datetime
                 # given (executed_at, since, until) means UTC, as in the CLI and the REST API
@@ -370,10 +411,12 @@ class _Manager:
             # why only once open: an attempt given up is retried only for a call that asks, and
             # the first connections are waited for by the open alone
             pool.reconnect_timeout = _RECONNECT_SECONDS
-            self._pool = pool
+            self._pool, self._left_behind = pool, False
 
     async def close(self) -> None:
         """Close the pool; the manager can be started again."""
+        self._pool_here()
+        self._left_behind = False
         async with self._opening:
             pool, self._pool = self._pool, None
             if pool is not None:
@@ -394,10 +437,15 @@ class _Manager:
 
         ``timeout``: seconds to wait for a working connection (default config.timeout).
         """
-        if self._pool is None:
+        pool = self._pool_here()
+        if pool is None and self._left_behind:
+            # why: started, in a loop that has ended (asyncio.run(manager.start()), then an
+            # asyncio.run of each call): this loop gets a pool of its own
+            await self._open()
+            pool = self._pool_here()
+        if pool is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
         wait = self.config.timeout if timeout is None else timeout
-        pool = self._pool
         committing = False  # whether the call's statements are done and its transaction commits
         try:
             try:
@@ -633,13 +681,18 @@ def _no_migrations(directory: Path) -> str:
     return f"no migrations in {directory}: this code cannot tell which migrations apply"
 
 
-_database_managers: dict[ManagerConfig, DatabaseManager] = {}
+# why per thread: a pool serves one event loop, and an event loop runs in one thread; the threads of a
+# server that each ran asyncio.run(get_database_manager().health_check()) shared one manager, whose
+# asyncio locks raised RuntimeError or hung in the other threads' loops
+_database_managers = threading.local()
 
 
 def get_database_manager(config: ManagerConfig | None = None) -> DatabaseManager:
-    """The process's DatabaseManager for this configuration (one pool per configuration)."""
+    """The calling thread's DatabaseManager for this configuration (one pool per configuration and
+    thread, for the event loop running there: a later loop of the thread gets a new pool)."""
     config = config or ManagerConfig()
-    return _database_managers.setdefault(config, DatabaseManager(config))
+    mine: dict[ManagerConfig, DatabaseManager] = _database_managers.__dict__.setdefault("by_config", {})
+    return mine.setdefault(config, DatabaseManager(config))
 
 
 __all__ = [
