@@ -170,6 +170,23 @@ $$;
 comment on procedure internal.revoke_partition_privileges() is
     'Revokes every privilege (on the table or on any of its columns) on the partitions of row-level-secured tables, wherever they live, from all but their owner (read them through the parent, where the policies apply); run by internal.finish_migrate.';
 
+create or replace procedure internal.apply_database_settings()
+    language plpgsql
+as $$
+-- The settings of this database itself (ALTER DATABASE ... SET), which no dump without --create
+-- holds: bind parameters kept out of the server log whatever log_statement or
+-- log_min_duration_statement say (secrets reach the API functions only as bind parameters; both
+-- settings need a superuser), and sessions in UTC (migration 0028). Run by internal.finish_migrate
+-- and by `spreadedge restore logical` on the database it restored into.
+begin
+    execute format('alter database %I set log_parameter_max_length = 0', current_database());
+    execute format('alter database %I set log_parameter_max_length_on_error = 0', current_database());
+    execute format('alter database %I set timezone = %L', current_database(), 'UTC');
+end;
+$$;
+comment on procedure internal.apply_database_settings() is
+    'The database-level settings (ALTER DATABASE ... SET) a dump does not carry: bind parameters kept out of the server log, TimeZone UTC; run by internal.finish_migrate and by spreadedge restore logical (superuser).';
+
 create or replace procedure internal.finish_migrate()
     language plpgsql
 as $$
@@ -194,8 +211,7 @@ begin
     if to_regclass('public._spreadedge_migration_checksum') is not null then
         grant select on public._spreadedge_migration_checksum to spreadedge_owner;
     end if;
-    execute format('alter database %I set log_parameter_max_length = 0', current_database());
-    execute format('alter database %I set log_parameter_max_length_on_error = 0', current_database());
+    call internal.apply_database_settings();
     -- why last, and in this transaction: the row says this database runs the code just applied
     -- (health judges pg_cron jobs by their runs since); migration 0021 creates the table
     if to_regclass('ops.migrate_runs') is not null then

@@ -154,7 +154,7 @@ create or replace function internal.health_cron_jobs()
     language plpgsql
 as $$
 -- the latest run of every active pg_cron job of this database succeeded, unless it started before
--- the last migrate; its error on one line
+-- the last migrate; its error on one line; and every such job connects to this server
 declare
     -- why: cron.job shows a role only its own jobs (row-level security), and the migrate that
     -- scheduled them ran as a superuser (pg_cron is not a trusted extension)
@@ -183,6 +183,12 @@ begin
             -- start or end time; ordered by start_time and compared with the migrate's time such
             -- runs were never seen, and health said ok while every job failed every minute
             select j.jobname, j.jobid, j.nodename, j.nodeport, r.status, r.return_message,
+                   -- why: a cluster restored into another home (or started on another port) keeps
+                   -- the jobs' host and port; while the server they name runs (the source of a
+                   -- restore drill on the same host), the jobs run there and succeed: this
+                   -- server's maintenance, metrics and alert rules never run, and health said ok
+                   j.nodename <> coalesce(pg_catalog.current_setting('cron.host', true), j.nodename)
+                   or j.nodeport <> pg_catalog.current_setting('port')::integer as elsewhere,
                    -- why not judged when it started before the last migrate: it ran other code,
                    -- and on a fresh database a minute striking between migration 0006 and
                    -- functions/ fails the jobs it scheduled; a run that never started ran no code
@@ -207,8 +213,9 @@ begin
         -- lines and a final line break included, which split the CLI's line of the check (55S12's
         -- HINT and CONTEXT, any PL/pgSQL error's CONTEXT); the error, its DETAIL and HINT are
         -- kept, the places in the code (QUERY, CONTEXT, LOCATION, STATEMENT) left out
-        select count(*) filter (where l.failed) = 0,
-               coalesce('failed on their last run: '
+        select count(*) filter (where l.failed or l.elsewhere) = 0,
+               coalesce(nullif(concat_ws('; ',
+                   'failed on their last run: '
                             || string_agg(format('%s (%s%s%s)', coalesce(l.jobname, l.jobid::text),
                                                  regexp_replace(regexp_replace(btrim(coalesce(l.return_message, 'no message'), E' \n'),
                                                                                '\n(QUERY|CONTEXT|LOCATION|STATEMENT): .*$', ''),
@@ -224,13 +231,23 @@ begin
                                                                   l.nodeport, pg_catalog.current_setting('port'))
                                                       else '' end), ', '
                                           order by l.jobname) filter (where l.failed),
+                   'run on another server: '
+                       || string_agg(format('%s (%s)', coalesce(l.jobname, l.jobid::text),
+                                            concat_ws('; ',
+                                                case when l.nodename <> coalesce(pg_catalog.current_setting('cron.host', true), l.nodename)
+                                                     then format('the job connects to host %s, cron.host is %s', l.nodename,
+                                                                 pg_catalog.current_setting('cron.host', true)) end,
+                                                case when l.nodeport <> pg_catalog.current_setting('port')::integer
+                                                     then format('the job connects to port %s, the server listens on port %s',
+                                                                 l.nodeport, pg_catalog.current_setting('port')) end)), ', '
+                                     order by l.jobname) filter (where l.elsewhere and l.failed is not true)), ''),
                         format('%s active jobs%s, none failed on its last run', count(*),
                                case when not v_sees_all then format(' of %s (it sees no other role''s)', current_user) else '' end))
         from latest l;
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged; a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server (ok, detail).';
+    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server (ok, detail).';
 
 -- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
 drop function if exists internal.health_limit(interval, text);

@@ -21,7 +21,7 @@ import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import db, textable
+from spreadedge import db, masterkey, textable
 from spreadedge.cluster import Cluster, default_cluster
 from spreadedge.ops import (
     OpsError,
@@ -676,6 +676,17 @@ def restore_group(
     pgbackrest.restore(repo, cluster, when, backup_set)
     if not settings.database_url:
         pgbackrest.copy_password(settings.home, cluster)
+    # why: the API keys came back encrypted under the master key, which no backup holds (it never
+    # enters the database); the restored home's commands read DIR/master.key, which was missing,
+    # and `keys store` said to generate a new key, which cannot decrypt them
+    source_key = masterkey.default_key_file(settings)
+    try:
+        if masterkey.copy_key_file(source_key, cluster.home / masterkey.KEY_FILE_NAME):
+            click.echo(
+                f"master key {source_key} copied to {cluster.home / masterkey.KEY_FILE_NAME} (mode 0600)"
+            )
+    except masterkey.MasterKeyError as exc:
+        click.echo(f"warning: the master key was not copied: {exc}", err=True)
     click.echo(
         f"restored; start it (it recovers, then promotes) with:\n"
         f"  SPREADEDGE_HOME={shlex.quote(str(cluster.home))} SPREADEDGE_PORT=<free port> spreadedge db start"
@@ -712,6 +723,23 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
                 conn.execute(psycopg.sql.SQL("drop database {}").format(psycopg.sql.Identifier(to_database)))
             click.echo(f"dropped database {to_database} again")
         raise
+    # why: a dump carries no ALTER DATABASE ... SET, so the restored database logged bind
+    # parameters (passwords, master keys, API secrets) with log_statement on, unlike its source
+    with psycopg.connect(target, autocommit=True) as conn:
+        row = conn.execute(
+            "select to_regprocedure('internal.apply_database_settings()') is not null"
+        ).fetchone()
+        if row is not None and row[0]:
+            try:
+                conn.execute("call internal.apply_database_settings()")
+            except psycopg.errors.InsufficientPrivilege:
+                # why a warning: the data is restored (its own transaction committed); only a
+                # superuser may set these, and the operator must know they are missing
+                click.echo(
+                    f"warning: {to_database} does not keep bind parameters out of the server log nor run"
+                    " in UTC: as a superuser, run in it: call internal.apply_database_settings()",
+                    err=True,
+                )
     click.echo(f"restored {dump_file} into {to_database}")
 
 

@@ -109,3 +109,15 @@ def load(settings: Settings, env: Mapping[str, str] | None = None) -> str:
             f"no master key: set {ENV_KEY} or {ENV_KEY_FILE}, or run spreadedge keys generate"
         )
     return read_key_file(path)
+
+
+def copy_key_file(source: Path, target: Path) -> bool:
+    """Copy a key file to ``target`` (a new file, mode 0600); False when ``source`` does not exist.
+
+    MasterKeyError when the source cannot be trusted (readable by others, too short) or the target
+    cannot be written or exists already.
+    """
+    if not source.exists():
+        return False
+    write_key_file(target, read_key_file(source))
+    return True
