@@ -83,6 +83,32 @@ $$;
 comment on function internal.security_event(audit.security_event_type, bigint, text, jsonb, inet, text) is
     'Writes one security event (never pass a secret in p_details).';
 
+create or replace function internal.unclaimed_relations()
+    returns setof regclass
+    stable
+    language sql
+as $$
+    -- The tables, views and sequences of the project schemas that internal.claim_ownership gives
+    -- to spreadedge_owner: those another role owns (partitions pg_partman made as the superuser),
+    -- identity and serial sequences left out, as they follow their table.
+    -- why a function of its own: spreadedge migrate locks these tables all at once, waiting
+    -- boundedly, and claims them in a transaction of its own before it re-applies functions/
+    -- (sqlfiles.apply_functions); claimed at the end of functions/, an ALTER ... OWNER waited for
+    -- a fill holding the partition (a generic plan locks them all) that waited for a trigger's lock
+    -- migrate held: a deadlock
+    select c.oid::regclass
+    from pg_catalog.pg_class c
+    where c.relnamespace::regnamespace::text = any (array['ref', 'trading', 'market', 'auth', 'monitor', 'audit', 'ops', 'internal'])
+      and c.relkind in ('r', 'p', 'v', 'm', 'S')
+      and c.relowner <> 'spreadedge_owner'::regrole
+      -- why: identity and serial sequences follow their table and refuse a change of their own
+      and not exists (select from pg_catalog.pg_depend d
+                      where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                        and d.deptype in ('a', 'i') and c.relkind = 'S')
+$$;
+comment on function internal.unclaimed_relations() is
+    'Tables, views and sequences of the project schemas owned by another role than spreadedge_owner (internal.claim_ownership changes them); spreadedge migrate locks them first.';
+
 create or replace procedure internal.claim_ownership()
     language plpgsql
 as $$
@@ -102,14 +128,8 @@ begin
                       case c.relkind when 'v' then 'view' when 'm' then 'materialized view'
                                      when 'S' then 'sequence' else 'table' end,
                       c.oid::regclass)
-        from pg_catalog.pg_class c
-        where c.relnamespace::regnamespace::text = any (v_schemas)
-          and c.relkind in ('r', 'p', 'v', 'm', 'S')
-          and c.relowner <> v_owner
-          -- why: identity and serial sequences follow their table and refuse a change of their own
-          and not exists (select from pg_catalog.pg_depend d
-                          where d.classid = 'pg_class'::regclass and d.objid = c.oid
-                            and d.deptype in ('a', 'i') and c.relkind = 'S')
+        from internal.unclaimed_relations() r (oid)
+        join pg_catalog.pg_class c on c.oid = r.oid
         union all
         select format('alter routine %s owner to spreadedge_owner', p.oid::regprocedure)
         from pg_catalog.pg_proc p

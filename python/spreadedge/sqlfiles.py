@@ -13,7 +13,8 @@ exactly what gets executed.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import jinja2
 import psycopg
+import psycopg.errors
 import sqlparse.engine
 import sqlparse.lexer
 import sqlparse.tokens
@@ -281,15 +283,132 @@ def refuse_problems(problems: list[Problem]) -> None:
 
 
 def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
-    """Re-apply every file of functions/ in one transaction; return how many files were applied."""
+    """Re-apply every file of functions/ in one transaction; return how many files were applied.
+
+    Relations pg_partman made as the superuser are first given to spreadedge_owner in a short
+    transaction of their own, and the tables functions/ puts triggers on are locked first thing in
+    its transaction; each waits for writers at most half the server's deadlock_timeout, and is
+    tried again after a pause while they are in use (see _lock_bounded; MigrationError after
+    _LOCK_PATIENCE seconds, with nothing of functions/ applied).
+    """
     refuse_problems(check_functions(functions_dir))
-    files = function_files(functions_dir)
-    with conn.transaction():
+    files = [
+        (_shown(functions_dir, path), function_text(functions_dir, path))
+        for path in function_files(functions_dir)
+    ]
+    tables = trigger_tables(statement for _, text in files for statement in split_statements(text))
+
+    def claim_partitions() -> None:
+        if _exists(conn, "internal.unclaimed_relations()"):
+            unclaimed = conn.execute(
+                "select n.nspname, c.relname"
+                " from internal.unclaimed_relations() r (oid)"
+                " join pg_catalog.pg_class c on c.oid = r.oid"
+                " join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+                " where c.relkind in ('r', 'p')"  # not a view: LOCK would lock the tables it reads
+            ).fetchall()
+            if unclaimed:
+                _lock_bounded(conn, unclaimed, "access exclusive")
+                conn.execute("call internal.claim_ownership()")
+
+    def reapply() -> None:
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [_FUNCTIONS_LOCK])
-        for path in files:
-            execute_statements(conn, _shown(functions_dir, path), function_text(functions_dir, path))
+        found = conn.execute(
+            "select n.nspname, c.relname"
+            " from unnest(%s::text[]) with ordinality as t (name, position)"
+            " join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(t.name)"
+            " join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+            " order by t.position",
+            [tables],
+        ).fetchall()
+        if found:
+            _lock_bounded(conn, found, "share row exclusive")  # as CREATE TRIGGER locks them
+        for shown, text in files:
+            execute_statements(conn, shown, text)
         finish_migrate(conn)
+
+    deadline = time.monotonic() + _LOCK_PATIENCE
+    for step in (claim_partitions, reapply):
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with conn.transaction():
+                    step()
+                break
+            except _TablesBusy as exc:
+                if time.monotonic() >= deadline:
+                    raise MigrationError(
+                        f"functions/ was not re-applied: the tables it locks stayed in use for "
+                        f"{_LOCK_PATIENCE} s ({exc}); a long transaction holds one of them "
+                        "(pg_stat_activity shows it): end it and run spreadedge migrate again"
+                    ) from None
+                time.sleep(min(0.1 * attempt, 1.0))
     return len(files)
+
+
+# How long apply_functions keeps trying to lock what it must lock (_lock_bounded).
+_LOCK_PATIENCE = 60
+
+
+class _TablesBusy(Exception):
+    """Tables could not all be locked before _lock_bounded gave up."""
+
+
+def trigger_tables(statements: Iterable[Statement]) -> list[str]:
+    """The tables the CREATE OR REPLACE TRIGGER statements name (``on trading.orders``), as written,
+    each once, in the order they first appear."""
+    tables: dict[str, None] = {}
+    for statement in statements:
+        if not statement.head(5).startswith("create or replace trigger"):
+            continue
+        tokens = [
+            value
+            for ttype, value in sqlparse.lexer.tokenize(statement.text)
+            if ttype not in sqlparse.tokens.Whitespace and ttype not in sqlparse.tokens.Comment
+        ]
+        # the table follows the first ON after the trigger's name (tokens[2]: "create or replace"
+        # is one token), and an unquoted name is never the reserved word ON
+        at = [value.lower() for value in tokens].index("on", 3) + 1
+        name = [tokens[at]]
+        while at + 2 < len(tokens) and tokens[at + 1] == ".":
+            name += [".", tokens[at + 2]]
+            at += 2
+        tables["".join(name)] = None
+    return list(tables)
+
+
+def _lock_bounded(conn: psycopg.Connection[Any], relations: list[tuple[str, str]], mode: str) -> None:
+    """Lock the relations (schema, name), partitions too, in one statement that waits at most half
+    the deadlock_timeout; _TablesBusy then, naming them.
+
+    why: CREATE OR REPLACE TRIGGER takes a SHARE ROW EXCLUSIVE lock that writers of the table wait
+    for until the transaction commits, and functions/ took them file by file, in its own order
+    (the default partitions, then ref, then orders before trades): a fill that had written its
+    trade and waited for the orders migrate held, while migrate waited for the trades, was aborted
+    by PostgreSQL with 40P01 "deadlock detected" (or migrate was), at every migrate under trading;
+    so was migrate when its last step changed the owner of a partition pg_partman had made, which
+    a fill waiting for a trigger's lock held (a generic plan locks every partition); and a
+    transaction left open on a table held migrate, and every writer queued behind it, for as long
+    as it stayed open. Taken in one statement that gives up before a waiting writer's deadlock
+    check runs, migrate is the one that yields: the writers go on and migrate tries again.
+    """
+    (previous,) = conn.execute("select pg_catalog.current_setting('statement_timeout')").fetchone() or ("0",)
+    conn.execute(
+        "select pg_catalog.set_config('statement_timeout', greatest(1, (extract(epoch from"
+        " pg_catalog.current_setting('deadlock_timeout')::interval) * 500)::integer)::text, true)"
+    )
+    names = sql.SQL(", ").join(sql.Identifier(*name) for name in relations)
+    try:
+        conn.execute(sql.SQL("lock table {} in {} mode").format(names, sql.SQL(mode)))
+    except psycopg.errors.QueryCanceled:
+        raise _TablesBusy(names.as_string(conn)) from None
+    conn.execute("select pg_catalog.set_config('statement_timeout', %s, true)", [previous])
+
+
+def _exists(conn: psycopg.Connection[Any], procedure: str) -> bool:
+    row = conn.execute("select pg_catalog.to_regprocedure(%s) is not null", [procedure]).fetchone()
+    return row is not None and bool(row[0])
 
 
 def finish_migrate(conn: psycopg.Connection[Any]) -> None:
@@ -299,6 +418,5 @@ def finish_migrate(conn: psycopg.Connection[Any]) -> None:
     it; the procedure (functions/05_internal_access.sql) gives it all to spreadedge_owner, which
     the security definer functions must run as, and keeps bind parameters out of the server log.
     """
-    row = conn.execute("select to_regprocedure('internal.finish_migrate()') is not null").fetchone()
-    if row is not None and row[0]:
+    if _exists(conn, "internal.finish_migrate()"):
         conn.execute("call internal.finish_migrate()")
