@@ -47,7 +47,7 @@ def test_a_decimal_beyond_numeric_raises_invalid_argument_naming_it(
     ("value", "refusal", "message"),
     [
         ("9.9E+131071", errors.InvalidArgument, "order notional (quantity 9.900e+131071 x price 6.000e+04"),
-        ("1E-16383", errors.QuantityOffLot, "quantity 0.0000"),
+        ("1E-16383", errors.QuantityOffLot, "quantity 1.000e-16383 is not a multiple of the lot size 0.0001"),
         ("0E+200000", errors.InvalidQuantity, "quantity must be positive and finite, got 0"),
     ],
     ids=["largest-digits", "smallest-scale", "zero-with-a-large-exponent"],
