@@ -21,7 +21,7 @@ import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import db, masterkey, textable
+from spreadedge import db, masterkey, sqlfiles, textable
 from spreadedge.cluster import Cluster, default_cluster
 from spreadedge.ops import (
     OpsError,
@@ -726,10 +726,7 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
     # why: a dump carries no ALTER DATABASE ... SET, so the restored database logged bind
     # parameters (passwords, master keys, API secrets) with log_statement on, unlike its source
     with psycopg.connect(target, autocommit=True) as conn:
-        row = conn.execute(
-            "select to_regprocedure('internal.apply_database_settings()') is not null"
-        ).fetchone()
-        if row is not None and row[0]:
+        if sqlfiles.procedure_exists(conn, "internal.apply_database_settings()"):
             try:
                 conn.execute("call internal.apply_database_settings()")
             except psycopg.errors.InsufficientPrivilege:

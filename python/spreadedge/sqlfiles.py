@@ -299,7 +299,7 @@ def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
     tables = trigger_tables(statement for _, text in files for statement in split_statements(text))
 
     def claim_partitions() -> None:
-        if _exists(conn, "internal.unclaimed_relations()"):
+        if procedure_exists(conn, "internal.unclaimed_relations()"):
             unclaimed = conn.execute(
                 "select n.nspname, c.relname"
                 " from internal.unclaimed_relations() r (oid)"
@@ -406,7 +406,8 @@ def _lock_bounded(conn: psycopg.Connection[Any], relations: list[tuple[str, str]
     conn.execute("select pg_catalog.set_config('statement_timeout', %s, true)", [previous])
 
 
-def _exists(conn: psycopg.Connection[Any], procedure: str) -> bool:
+def procedure_exists(conn: psycopg.Connection[Any], procedure: str) -> bool:
+    """Whether the database has this routine (a signature, e.g. ``internal.finish_migrate()``)."""
     row = conn.execute("select pg_catalog.to_regprocedure(%s) is not null", [procedure]).fetchone()
     return row is not None and bool(row[0])
 
@@ -418,5 +419,5 @@ def finish_migrate(conn: psycopg.Connection[Any]) -> None:
     it; the procedure (functions/05_internal_access.sql) gives it all to spreadedge_owner, which
     the security definer functions must run as, and keeps bind parameters out of the server log.
     """
-    if _exists(conn, "internal.finish_migrate()"):
+    if procedure_exists(conn, "internal.finish_migrate()"):
         conn.execute("call internal.finish_migrate()")
