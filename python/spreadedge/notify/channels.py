@@ -3,8 +3,9 @@
 Each channel sends one :class:`Message` or raises :class:`DeliveryError` with a reason that holds
 no secret: webhook URLs (Slack's and Discord's carry their token) and passwords never appear in
 an error, a log line or the outbox's ``last_error``. Errors are passed through :func:`redactor`,
-which removes each secret and every part of a channel URL that may carry a token (its path, query,
-userinfo and each long path segment), since errors often quote a URL only in part.
+which removes each secret, the credentials base64-encoded as they are sent, and every part of a
+channel URL that may carry a token (its path, query, userinfo and each long path segment), since
+errors often quote a URL only in part.
 
 One attempt takes at most about ``timeout_seconds`` in all (:class:`_Deadline`): the timeout of
 each socket read alone let a receiver that drips its answer a byte at a time hold the worker for
@@ -127,14 +128,38 @@ def _url_fragments(url: str) -> list[str]:
     return [fragment for fragment in fragments if fragment.strip("/")]
 
 
+def _encoded_credentials(settings: NotifySettings) -> list[str]:
+    """The credentials as they go over the wire, base64-encoded (which hides nothing).
+
+    why: a receiver may quote what it refused, as sent: an SMTP server its ``AUTH PLAIN``
+    response or the password line of ``AUTH LOGIN``, a proxy the ``Authorization: Basic`` header
+    of a webhook URL with user information; decoded, each is the password.
+    """
+    sent: list[str] = []
+    if settings.smtp_password:
+        # LOGIN's password line, and PLAIN's "<authzid>\0<user>\0<password>" (smtplib's)
+        sent += [settings.smtp_password, f"\0{settings.smtp_username or ''}\0{settings.smtp_password}"]
+    encoded = [base64.b64encode(text.encode()).decode("ascii") for text in sent]
+    for name in NOTIFY_URLS:
+        url = getattr(settings, name)
+        try:
+            authorization = _basic_auth(url)[1] if url else None
+        except ValueError:  # a URL urllib cannot split is refused before it is sent
+            continue
+        if authorization:
+            encoded.append(authorization.removeprefix("Basic "))
+    return encoded
+
+
 def redactor(settings: NotifySettings) -> Callable[[str], str]:
     """A function that replaces every secret of these settings in a text with ``***``.
 
-    The secrets are the settings' secret values and, for each channel URL, its path, query,
-    userinfo and every path segment of 8 characters or more: urllib and HTTP servers quote a URL
-    in part (``InvalidURL … '/services/T0/B0/SECRET'``, a reason phrase echoing the path).
+    The secrets are the settings' secret values, the credentials base64-encoded as sent (see
+    :func:`_encoded_credentials`) and, for each channel URL, its path, query, userinfo and every
+    path segment of 8 characters or more: urllib and HTTP servers quote a URL in part
+    (``InvalidURL … '/services/T0/B0/SECRET'``, a reason phrase echoing the path).
     """
-    secrets = set(settings.secrets())
+    secrets = set(settings.secrets()) | set(_encoded_credentials(settings))
     for name in NOTIFY_URLS:
         url = getattr(settings, name)
         if url:
@@ -464,6 +489,8 @@ class WebhookChannel:
 
 
 _AUTH_CHALLENGES = 5  # server challenges answered in one AUTH exchange (smtplib's _MAXCHALLENGE)
+_REPLY_LINES = 100  # lines of one SMTP reply (an EHLO's has a dozen); more fail the attempt
+_REPLY_LINE = 8192  # bytes of one SMTP reply line (smtplib's _MAXLINE)
 
 
 class _Utf8AuthSMTP(smtplib.SMTP):
@@ -490,23 +517,61 @@ class _Utf8AuthSMTP(smtplib.SMTP):
     ) -> tuple[int, bytes]:
         # smtplib.SMTP.auth with UTF-8 for its two .encode("ascii")
         mechanism = mechanism.upper()
+        # why smtplib's own counter: its auth_login answers the first challenge with the user name
+        # and the next with the password by reading it; a counter of our own left it at 0, so
+        # LOGIN (the only mechanism of Office 365 and many Exchange servers) sent the user name as
+        # the password and never logged in
         initial_response = authobject() if initial_response_ok else None
         if initial_response is not None:
             response = base64.b64encode(initial_response.encode()).decode("ascii")
             code, reply = self.docmd("AUTH", f"{mechanism} {response}")
-            challenges = 1
+            self._auth_challenge_count = 1
         else:
             code, reply = self.docmd("AUTH", mechanism)
-            challenges = 0
+            self._auth_challenge_count = 0
         while code == 334:
-            challenges += 1
+            self._auth_challenge_count += 1
             answer = authobject(base64.decodebytes(reply)) or ""
             code, reply = self.docmd(base64.b64encode(answer.encode()).decode("ascii"))
-            if challenges > _AUTH_CHALLENGES:
+            if self._auth_challenge_count > _AUTH_CHALLENGES:
                 raise smtplib.SMTPException("the server keeps sending AUTH challenges")
         if code in (235, 503):
             return code, reply
         raise smtplib.SMTPAuthenticationError(code, reply)
+
+    def getreply(self) -> tuple[int, bytes]:
+        """smtplib's getreply, but a reply of more than _REPLY_LINES lines is refused.
+
+        why: smtplib keeps every continuation line (``250-…``) until the reply's last, and a
+        server that never ends its reply filled the worker's memory as fast as it sent, until
+        the deadline (860 MB in 3 s on loopback): lines are at most 8 KiB (smtplib's limit),
+        so a reply now holds at most 800 KiB.
+        """
+        lines: list[bytes] = []
+        if self.file is None:
+            self.file = self.sock.makefile("rb")
+        while True:
+            try:
+                line = self.file.readline(_REPLY_LINE + 1)
+            except OSError as exc:
+                self.close()
+                raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from None
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            if len(line) > _REPLY_LINE:
+                self.close()
+                raise smtplib.SMTPResponseException(500, "Line too long.")
+            lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:  # a broken code: no continuation line is read (as smtplib)
+                return -1, b"\n".join(lines)
+            if line[3:4] != b"-":
+                return code, b"\n".join(lines)
+            if len(lines) >= _REPLY_LINES:
+                self.close()
+                raise smtplib.SMTPResponseException(500, f"a reply of more than {_REPLY_LINES} lines")
 
     def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
         if challenge is None:
@@ -563,7 +628,10 @@ class EmailChannel:
                     raise DeliveryError(f"SMTP: {deadline.message()}") from None
                 raise DeliveryError(f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}") from None
         if refused:
-            reasons = [f"{to} ({code} {_smtp_text(reply)})" for to, (code, reply) in sorted(refused.items())]
+            reasons = [
+                f"{to} ({code} {self.redact(_smtp_text(reply))})"
+                for to, (code, reply) in sorted(refused.items())
+            ]
             raise PartialDelivery(
                 f"SMTP refused {len(refused)} of {len(settings.email_to)} recipients: " + "; ".join(reasons)
             )
@@ -576,8 +644,12 @@ def _sender_domain(address: str) -> str | None:
 
 
 def _smtp_text(reply: bytes) -> str:
-    """An SMTP server's reply text on one line."""
-    return " ".join(reply.decode(errors="replace").split())
+    """An SMTP server's reply text on one line, without control characters (see :func:`one_line`).
+
+    why one_line too: str.split leaves escape sequences and NULs, and a server's reply would
+    reach the operator's terminal with them (clearing the line, forging one of its own).
+    """
+    return " ".join(one_line(reply.decode(errors="replace")).split())
 
 
 class ChannelSettingsError(ValueError):
