@@ -251,11 +251,12 @@ def test_the_manager_defaults_are_the_ones_the_readme_names():
     (snippet,) = [
         b.text for b in readme_blocks() if b.lang == "python" and b.heading == "## The Python managers"
     ]
-    written = dict(re.findall(r"(timeout|health_timeout)=([\d.]+)", snippet))
+    written = dict(re.findall(r"\b(timeout|health_timeout|call_timeout)=([\d.]+)", snippet))
     config = ManagerConfig()
     assert {name: float(value) for name, value in written.items()} == {
         "timeout": config.timeout,
         "health_timeout": config.health_timeout,
+        "call_timeout": config.call_timeout,
     }
 
 

@@ -13,6 +13,12 @@ database that cannot be reached, or that dropped the connection, as :class:`Data
 The managers never retry a call: ``DatabaseUnavailable.maybe_committed`` tells whether the lost
 call may have been committed, and so whether only an idempotent call may be retried.
 
+A call answers within ``ManagerConfig.call_timeout`` of having its connection, whatever the server
+does: the server cancels a statement a second before (``statement_timeout``), and a server that
+does not answer at all (a stalled backend, a frozen host, a network partition) is given up at the
+deadline, its connection closed, never handed out again. Both raise :class:`DatabaseTimeout`; a
+server that refuses writes (a standby, a read-only database) :class:`DatabaseReadOnly`.
+
 The pool checks each connection before handing it out, so the first call after a database restart
 gets a new connection rather than one the restart closed.
 
@@ -29,7 +35,10 @@ means UTC, as in the CLI and the REST API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import os
+import socket
 import threading
 import time
 import weakref
@@ -44,6 +53,7 @@ from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -63,6 +73,25 @@ _SESSION_GONE = frozenset({"57P01", "57P02", "57P03"})
 # reconnect_timeout, 5 min by default) and starts no other attempt meanwhile, so after an outage of
 # a minute the calls went on failing for up to a minute more with the database back
 _RECONNECT_SECONDS = 1.0
+# Seconds before a call's deadline that the server cancels the call's statement (statement_timeout):
+# a server that answers reports the cancel itself, and its connection stays usable.
+_SERVER_CANCEL_MARGIN = 1.0
+# libpq settings of the managers' connections, unless the URL gives them: a server that vanished
+# without closing the connection (a network partition, a host that froze) is noticed on an idle
+# connection within about a minute, and data it never acknowledges is given up after a minute, so
+# the pool's own work on such a connection (its check, its replacement) does not wait forever.
+# Unix-domain sockets ignore them.
+_TCP_SETTINGS = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+# Server errors that are the server's answer, not a lost connection: query_canceled, and
+# read_only_sql_transaction (a standby, or a database set read-only).
+_QUERY_CANCELED = "57014"
+_READ_ONLY = "25006"
 
 
 class DatabaseUnavailable(psycopg.OperationalError):
@@ -79,6 +108,21 @@ class DatabaseUnavailable(psycopg.OperationalError):
     """
 
     maybe_committed: bool = False
+
+
+class DatabaseTimeout(DatabaseUnavailable):
+    """The call did not finish in time: its deadline (``ManagerConfig.call_timeout``) passed and its
+    connection was closed (``sqlstate`` None), or the server cancelled its statement (``sqlstate``
+    57014: the managers' statement_timeout, or an operator's pg_cancel_backend).
+
+    ``maybe_committed`` as for :class:`DatabaseUnavailable`: True only when the deadline passed
+    while the call committed, so its outcome is unknown.
+    """
+
+
+class DatabaseReadOnly(DatabaseUnavailable):
+    """The database refuses writes (``sqlstate`` 25006): a standby, or a database set read-only, as
+    during a failover. Nothing of the call was committed; reads go on."""
 
 
 def _connection_lost(error: psycopg.Error) -> bool:
@@ -111,6 +155,103 @@ def _unavailable(error: psycopg.Error, timeout: float, committing: bool = False)
     )
 
 
+def _statement_timeout(call_timeout: float) -> float:
+    """The server's statement_timeout for a call deadline: a second less (half of it, below 2 s)."""
+    return max(call_timeout - _SERVER_CANCEL_MARGIN, call_timeout / 2)
+
+
+def _timed_out(seconds: float, setting: str, committing: bool) -> DatabaseTimeout:
+    """The error of a call whose deadline passed: its connection has been closed."""
+    if committing:
+        # why say what is safe: the caller cannot tell whether the order was placed, and a placement
+        # retried with the same client_order_id returns the order already placed instead of a second
+        timed_out = DatabaseTimeout(
+            f"the database did not answer within {seconds:g} s (ManagerConfig.{setting}) while the call "
+            "committed: its connection was closed and the call may or may not have been committed. "
+            "Retrying is safe for an idempotent call: place_order with the same client_order_id (it "
+            "returns the order if it was placed), record_fill with the same exchange_trade_id, cancel_order"
+        )
+        timed_out.maybe_committed = True
+        return timed_out
+    return DatabaseTimeout(
+        f"the database did not answer within {seconds:g} s (ManagerConfig.{setting}): the call was "
+        "given up and its connection closed before it committed, so nothing of it was committed"
+    )
+
+
+def _refused(error: psycopg.Error, call_timeout: float) -> DatabaseUnavailable | None:
+    """The managers' error for the server's 57014 or 25006 (the SQLSTATE and diag kept), else None.
+
+    why not ``maybe_committed``: a cancelled statement aborts its transaction, and a read-only one
+    writes nothing, even when either happens at the commit
+    """
+    primary = _primary(error)
+    if error.sqlstate == _QUERY_CANCELED:
+        return DatabaseTimeout(
+            f"the database cancelled the call: {primary} (the managers' statement_timeout is "
+            f"{_statement_timeout(call_timeout):g} s, one second less than ManagerConfig.call_timeout); "
+            "nothing of the call was committed",
+            info=error.pgresult,
+        )
+    if error.sqlstate == _READ_ONLY:
+        return DatabaseReadOnly(
+            f"the database refuses writes: {primary} (a standby, or a database set read-only, as during "
+            "a failover); nothing of the call was committed: retry once it takes writes again",
+            info=error.pgresult,
+        )
+    return None
+
+
+class _Deadline:
+    """Gives a connection up at a deadline: shuts its socket down, so that whatever is awaited on it
+    fails at once with an OperationalError (from a server that stopped answering, nothing ever comes).
+
+    why not asyncio.timeout alone: cancelled, psycopg asks the server to cancel the query and waits
+    for it (5 s), then closes the connection; a frozen server answers neither, and a call without an
+    outer timeout waited forever
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
+        self.conn = conn
+        self.passed = False
+        self._timer = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._give_up)
+
+    def _give_up(self) -> None:
+        self.passed = True
+        try:
+            fd = self.conn.pgconn.socket
+        except psycopg.OperationalError:  # already closed or lost
+            return
+        # why a duplicate: shutdown acts on the socket, and closing the duplicate leaves libpq's own
+        # descriptor (which it closes itself) alone
+        with socket.socket(fileno=os.dup(fd)) as sock, contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+# The event loop time by which the running call's pool check must be done (None: no bound).
+_check_by: contextvars.ContextVar[float | None] = contextvars.ContextVar("_check_by", default=None)
+
+
+async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check of a connection before handing it out, given up at the call's deadline.
+
+    why: a connection whose server stopped answering never answers the check; given up, the pool
+    discards it and the call waits for another until its timeout
+    """
+    by = _check_by.get()
+    if by is None:
+        await AsyncConnectionPool.check_connection(conn)
+        return
+    deadline = _Deadline(conn, by - asyncio.get_running_loop().time())
+    try:
+        await AsyncConnectionPool.check_connection(conn)
+    finally:
+        deadline.cancel()
+
+
 @dataclass(frozen=True)
 class ManagerConfig:
     """Where the managers' database is and how they connect to it."""
@@ -124,6 +265,8 @@ class ManagerConfig:
     settings: Settings | None = None
     timeout: float = 30.0  # seconds start() and a call wait for a working connection
     health_timeout: float = 5.0  # seconds health_check() waits before it reports the database down
+    # seconds a call's transaction may take once it has its connection; then it raises DatabaseTimeout
+    call_timeout: float = 10.0
 
     def __repr__(self) -> str:
         # why: a config is logged and shown in tracebacks; its URL's password must not be
@@ -379,24 +522,31 @@ class _Manager:
             # why before the pool: every connection's configure failed on it, and the call waited
             # its whole timeout to say the database was unavailable, the database up
             _given({"actor": actor})
+            statement_timeout = f"{round(_statement_timeout(self.config.call_timeout) * 1000)}ms"
 
             async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
                 connections.add(conn)
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [actor])
+                # why: a server that answers cancels a call's statement before the call's deadline
+                # (a lock held, a stalled scan), so the call gets its answer and keeps the connection
+                await conn.execute("select set_config('statement_timeout', %s, false)", [statement_timeout])
                 # why: times are shown in UTC whatever the server's TimeZone, and a naive datetime
                 # given (executed_at, since, until) means UTC, as in the CLI and the REST API
                 await conn.execute("set timezone = 'UTC'")
                 await conn.commit()
 
             wait = self.config.timeout if timeout is None else timeout
+            conninfo = db.conninfo(self.config.resolved_settings())
+            given = conninfo_to_dict(conninfo)
             pool = AsyncConnectionPool(
-                db.conninfo(self.config.resolved_settings()),
+                conninfo,
+                kwargs={name: value for name, value in _TCP_SETTINGS.items() if name not in given},
                 min_size=self.config.min_connections,
                 max_size=self.config.max_connections,
                 configure=configure,
                 # why: after a database restart the idle connections are closed; checked, each is
                 # replaced instead of failing the call it was handed to
-                check=AsyncConnectionPool.check_connection,
+                check=_check,
                 timeout=self.config.timeout,
                 open=False,
                 name=type(self).__name__,
@@ -432,10 +582,15 @@ class _Manager:
         await self.close()
 
     @asynccontextmanager
-    async def _transaction(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _transaction(
+        self, timeout: float | None = None, deadline: float | None = None, setting: str = "call_timeout"
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection in a transaction; database errors as the project's exceptions.
 
         ``timeout``: seconds to wait for a working connection (default config.timeout).
+        ``deadline``: seconds the transaction may take from then (default config.call_timeout, the
+        ManagerConfig ``setting`` named in the error); then its connection is closed and discarded,
+        and the call raises DatabaseTimeout.
         """
         pool = self._pool_here()
         if pool is None and self._left_behind:
@@ -446,25 +601,38 @@ class _Manager:
         if pool is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
         wait = self.config.timeout if timeout is None else timeout
+        seconds = self.config.call_timeout if deadline is None else deadline
         committing = False  # whether the call's statements are done and its transaction commits
+        given_up: _Deadline | None = None
         try:
             try:
                 # why asyncio.timeout as well: the pool's timeout bounds the wait for a free
                 # connection, not its check of the one it hands out, and that check waits forever on
-                # a connection whose server stopped answering (a frozen host, a network partition)
-                async with asyncio.timeout(wait):
-                    conn = await _getconn(pool, wait, lambda: self._in_use > 0)
+                # a connection whose server stopped answering (a frozen host, a network partition);
+                # _check gives that connection up at the same time
+                checked = _check_by.set(asyncio.get_running_loop().time() + wait)
+                try:
+                    async with asyncio.timeout(wait):
+                        conn = await _getconn(pool, wait, lambda: self._in_use > 0)
+                finally:
+                    _check_by.reset(checked)
             except TimeoutError as exc:
                 raise PoolTimeout(f"no working connection within {wait:g} s") from exc
             try:
                 self._in_use += 1
+                given_up = _Deadline(conn, seconds)
                 try:
                     async with conn.transaction():
                         yield conn
                         committing = True
                 finally:
+                    given_up.cancel()
                     self._in_use -= 1
             finally:
+                if given_up is not None and given_up.passed:
+                    # why: in an unknown state (a statement or a commit unanswered), it must never
+                    # serve another call; closed, the pool replaces it
+                    await conn.close()
                 await pool.putconn(conn)
         except PoolClosed as exc:  # close() while this call waited for a connection
             name = type(self).__name__
@@ -478,6 +646,11 @@ class _Manager:
                 ) from exc
             raise _unavailable(exc, wait) from exc
         except psycopg.Error as exc:
+            if given_up is not None and given_up.passed:
+                raise _timed_out(seconds, setting, committing) from exc
+            refused = _refused(exc, self.config.call_timeout)
+            if refused is not None:
+                raise refused from exc
             if _connection_lost(exc):
                 raise _unavailable(exc, wait, committing) from exc
             raise errors.translate(exc) from None
@@ -638,12 +811,12 @@ class DatabaseManager(_Manager):
         try:
             await self._open(timeout=wait)
             query = sqlcall.select_rows("ops.health", arguments)
-            async with self._transaction(wait) as conn:
-                # why a bound on the query too: ops.health counts the rows of the default
-                # partitions, which waits for as long as a migration or a maintenance run locks them
-                async with asyncio.timeout(wait):
-                    rows = await _fetch(conn, query, arguments, HealthCheck)
-        except TimeoutError:
+            # why a deadline on the query too: ops.health counts the rows of the default partitions,
+            # which waits for as long as a migration or a maintenance run locks them, and a server
+            # that froze while it ran never answers
+            async with self._transaction(wait, deadline=wait, setting="health_timeout") as conn:
+                rows = await _fetch(conn, query, arguments, HealthCheck)
+        except DatabaseTimeout:
             return HealthReport(
                 False,
                 {
@@ -698,6 +871,8 @@ def get_database_manager(config: ManagerConfig | None = None) -> DatabaseManager
 __all__ = [
     "CODE_PROJECT_DIR",
     "DatabaseManager",
+    "DatabaseReadOnly",
+    "DatabaseTimeout",
     "DatabaseUnavailable",
     "HealthCheck",
     "HealthReport",
