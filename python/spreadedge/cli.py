@@ -31,6 +31,7 @@ from spreadedge.cli_monitor import (
     risk_group,
 )
 from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
+from spreadedge.cli_ops import finish_restore
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
 from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
@@ -209,6 +210,9 @@ def start(settings: Settings) -> None:
     started = cluster.start()
     state = "started" if started else "already running"
     click.echo(f"embedded cluster {state} on port {cluster.port} ({cluster.data_dir})")
+    for job, host, port in cluster.repointed_cron_jobs:
+        click.echo(f"pg_cron job {job} connected to host {host} port {port}: pointed at this server")
+    finish_restore(settings, cluster)
 
 
 @db_group.command()

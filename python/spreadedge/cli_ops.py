@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -658,9 +659,31 @@ def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Pat
     metavar="LABEL",
     help="Restore this backup (default: the newest; with --target-time, the newest that ended before it).",
 )
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Restore from this pgBackRest repository directory alone (a new machine: the lost home's "
+    "pgbackrest.conf is not needed).",
+)
+@click.option(
+    "--master-key",
+    "master_key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="With --repo: the copy of the lost home's master key file (mode 0600), copied into DIR.",
+)
 @click.pass_context
 def restore_group(
-    ctx: click.Context, target: Path | None, target_time: str | None, backup_set: str | None
+    ctx: click.Context,
+    target: Path | None,
+    target_time: str | None,
+    backup_set: str | None,
+    repo_path: Path | None,
+    master_key_file: Path | None,
 ) -> None:
     """Restore a pgBackRest backup into a new cluster (point in time with --target-time), or a
     logical dump into a database (restore logical)."""
@@ -670,8 +693,13 @@ def restore_group(
         raise click.UsageError("give --to DIR (a new directory), or use `restore logical`")
     settings: Settings = ctx.obj
     when = _timestamp(target_time) if target_time is not None else None
-    repo = pgbackrest.repository(settings)
     cluster = Cluster(target, settings.port)
+    if repo_path is not None:
+        _restore_from_repository(settings, repo_path, master_key_file, cluster, when, backup_set)
+        return
+    if master_key_file is not None:
+        raise click.UsageError("--master-key goes with --repo (without it, the home's master key is copied)")
+    repo = pgbackrest.repository(settings)
     click.echo(f"restoring into {cluster.data_dir}" + (f" to {when.isoformat()}" if when else ""))
     pgbackrest.restore(repo, cluster, when, backup_set)
     if not settings.database_url:
@@ -691,6 +719,61 @@ def restore_group(
         f"restored; start it (it recovers, then promotes) with:\n"
         f"  SPREADEDGE_HOME={shlex.quote(str(cluster.home))} SPREADEDGE_PORT=<free port> spreadedge db start"
     )
+
+
+def _restore_from_repository(
+    settings: Settings,
+    repo_path: Path,
+    master_key_file: Path | None,
+    cluster: Cluster,
+    when: datetime | None,
+    backup_set: str | None,
+) -> None:
+    """restore --repo: from the repository directory alone, with the master key file given."""
+    # why before the restore: a key file that is missing, readable by others or too short is
+    # refused before anything is written
+    key = masterkey.read_key_file(master_key_file) if master_key_file is not None else None
+    click.echo(f"restoring {repo_path} into {cluster.data_dir}" + (f" to {when.isoformat()}" if when else ""))
+    stanza = pgbackrest.restore_from(repo_path, settings.backup, cluster, when, backup_set)
+    click.echo(f"restored stanza {stanza}")
+    key_file = cluster.home / masterkey.KEY_FILE_NAME
+    if key is not None:
+        masterkey.write_key_file(key_file, key)
+        click.echo(f"master key {master_key_file} copied to {key_file} (mode 0600)")
+    else:
+        click.echo(
+            f"warning: no --master-key: the restored API keys decrypt only once their master key is in"
+            f" {key_file} (mode 0600)",
+            err=True,
+        )
+    click.echo(
+        "start it (it recovers, promotes, points its pg_cron jobs at itself and checks the master key)"
+        " with:\n"
+        f"  SPREADEDGE_HOME={shlex.quote(str(cluster.home))} SPREADEDGE_PORT=<free port> spreadedge db start"
+    )
+
+
+def finish_restore(settings: Settings, cluster: Cluster) -> None:
+    """After a start of a home restored with --repo (its restore/ still there; the server runs,
+    recovered and promoted): check the master key against the restored API keys, then remove
+    pgBackRest's files of the recovery, which hold the repository passphrase. ClickException,
+    keeping them, when the key does not open the API keys: the next `db start` checks again."""
+    work_dir = pgbackrest.restore_work_dir(cluster)
+    if not work_dir.exists():
+        return
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+        try:
+            version = masterkey.check(conn, settings)
+        except masterkey.MasterKeyError as exc:
+            raise click.ClickException(
+                f"the restored cluster runs, but its API keys cannot be decrypted: {exc}\n"
+                f"hint: put the master key they were stored under into {masterkey.key_file(settings)}"
+                " (mode 0600), then run `spreadedge db start` again to check it"
+            ) from None
+    if version is not None:
+        click.echo(f"master key {masterkey.source(settings)} opens the restored API keys (version {version})")
+    shutil.rmtree(work_dir)
+    click.echo(f"removed {work_dir} (pgBackRest's configuration for the recovery)")
 
 
 @restore_group.command(name="logical")

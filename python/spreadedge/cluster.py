@@ -73,6 +73,8 @@ class Cluster:
         self.socket_dir = self.home / "run"
         self.log_file = self.home / "postgresql.log"
         self.password_file = self.home / "password"
+        # the pg_cron jobs the last start pointed at this server: (job, host, port they named)
+        self.repointed_cron_jobs: list[tuple[str, str, int]] = []
         self._lock_depth = 0
 
     # -- public interface -------------------------------------------------------------------
@@ -152,6 +154,7 @@ class Cluster:
         says a start did not finish (see ``start``)."""
         self._wait_until_writable()
         self.ensure_database(DATABASE)
+        self.repointed_cron_jobs = self._repoint_cron_jobs()
         if not self.password_file.exists():
             self._set_password()
 
@@ -480,6 +483,35 @@ class Cluster:
                         f"the cluster in {self.home} is still recovering after {timeout:.0f} s"
                     )
                 time.sleep(0.2)
+
+    def _repoint_cron_jobs(self) -> list[tuple[str, str, int]]:
+        """Point the pg_cron jobs of pg_cron's database that connect elsewhere at this server.
+
+        A job keeps the host and port it was scheduled with (cron.host: the socket directory); a
+        cluster restored into another home or started on another port left its jobs (metrics,
+        alert rules, partition maintenance) failing with "connection failed", or running on the
+        source of a restore while that still ran. Jobs of other databases are left as they are.
+        Returns the jobs changed, with the host and port they named (none: nothing to do).
+        """
+        with psycopg.connect(self.conninfo(DATABASE), autocommit=True) as conn:
+            row = conn.execute("select pg_catalog.to_regclass('cron.job') is not null").fetchone()
+            if row is None or not row[0]:
+                return []
+            # why the same test as health's cron_jobs (internal.health_cron_jobs): what it calls
+            # another server is what is repointed, so health is ok after a start
+            rows = conn.execute(
+                "with elsewhere as ("
+                "  select j.jobid, j.nodename, j.nodeport from cron.job j"
+                "  where j.database = pg_catalog.current_database()"
+                "    and (j.nodename <> pg_catalog.current_setting('cron.host')"
+                "         or j.nodeport <> pg_catalog.current_setting('port')::integer)"
+                "  for update)"
+                " update cron.job j set nodename = pg_catalog.current_setting('cron.host'),"
+                "  nodeport = pg_catalog.current_setting('port')::integer"
+                " from elsewhere e where j.jobid = e.jobid"
+                " returning coalesce(j.jobname, j.jobid::text), e.nodename, e.nodeport"
+            ).fetchall()
+        return sorted((name, host, port) for name, host, port in rows)
 
     def _set_password(self) -> None:
         """Give the superuser a random password for TCP; only its SCRAM verifier leaves here."""

@@ -13,7 +13,11 @@ import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import psycopg
+
+from spreadedge import sqlfiles
 from spreadedge.settings import Settings
 
 ENV_KEY = "SPREADEDGE_MASTER_KEY"
@@ -121,3 +125,35 @@ def copy_key_file(source: Path, target: Path) -> bool:
         return False
     write_key_file(target, read_key_file(source))
     return True
+
+
+def source(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """Where ``load`` takes the key from: the variable's name or the key file's path (never the key)."""
+    env = os.environ if env is None else env
+    return ENV_KEY if env.get(ENV_KEY) else str(key_file(settings, env))
+
+
+def check(conn: psycopg.Connection[Any], settings: Settings) -> int | None:
+    """The master key version the API keys of ``conn``'s database are encrypted under, once the key
+    in use (``load``) has proved to be its key; None when no API key was ever stored there.
+
+    MasterKeyError (naming where the key came from, never the key) when there is no usable key or
+    it is another one: internal.current_master_key_version compares it with the version's verifier.
+    """
+    if not sqlfiles.procedure_exists(conn, "internal.current_master_key_version(text,boolean)"):
+        return None
+    row = conn.execute("select key_version from auth.master_keys where retired_at is null").fetchone()
+    if row is None:
+        return None
+    key = load(settings)
+    try:
+        with conn.transaction():
+            conn.execute("select internal.current_master_key_version(%s, false)", [key])
+    except psycopg.Error as exc:
+        if exc.sqlstate != "28S03":
+            raise
+        raise MasterKeyError(
+            f"the master key ({source(settings)}) is not master key version {row[0]},"
+            " which the API keys are encrypted under"
+        ) from None
+    return int(row[0])

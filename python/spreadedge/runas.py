@@ -46,6 +46,14 @@ def can_reach(path: Path) -> bool:
     return subprocess.run(probe, cwd="/", stdin=subprocess.DEVNULL, check=False).returncode == 0
 
 
+def can_read(path: Path) -> bool:
+    """Whether the server's user can read the file ``path`` (and reach it)."""
+    if not is_root():
+        return True
+    probe = command(["test", "-r", str(path)])
+    return subprocess.run(probe, cwd="/", stdin=subprocess.DEVNULL, check=False).returncode == 0
+
+
 def give(path: Path) -> None:
     """Make RUN_USER the owner of ``path`` (root only), creating RUN_USER on a new machine."""
     if is_root():

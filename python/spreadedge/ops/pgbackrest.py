@@ -28,7 +28,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -415,23 +415,32 @@ def expire(repo: Repository) -> str:
 # -- restore -----------------------------------------------------------------------------------
 
 
-def restore(repo: Repository, target: Cluster, target_time: datetime | None, backup_set: str | None) -> None:
+def restore(
+    repo: Repository | Callable[[], Repository],
+    target: Cluster,
+    target_time: datetime | None,
+    backup_set: str | None,
+) -> None:
     """Restore into ``target``'s home (a new or empty directory), to ``target_time`` when given.
 
     The restored cluster recovers from the repository's WAL when it first starts, then promotes;
     its archiving is off, so it never pushes WAL into the stanza it came from. ``Cluster.start``
     returns once recovery has ended. Nothing is written into a home that holds anything, and
     what a failed restore wrote is removed, so it can be run again into the same directory.
+    ``repo`` may be a function that sets the repository up once the home exists (``restore_from``).
     """
     home = target.home
     if home.exists() and (not home.is_dir() or any(home.iterdir())):
         raise OpsError(f"{home} is not empty: restore into a new (or empty) directory")
-    if target_time is not None or backup_set is not None:
-        check_target(info(repo), target_time, backup_set)
     home_existed = home.exists()
     fallback_existed = target.fallback_base().exists()
     data_dir = target.data_dir
     try:
+        if not isinstance(repo, Repository):
+            home.mkdir(parents=True, exist_ok=True)
+            repo = repo()
+        if target_time is not None or backup_set is not None:
+            check_target(info(repo), target_time, backup_set)
         target.prepare_dirs()
         args = ["restore", f"--pg1-path={data_dir.resolve()}", "--archive-mode=off"]
         if target_time is not None:
@@ -512,3 +521,126 @@ def copy_password(source_home: Path, target: Cluster) -> None:
     if source.exists():
         shutil.copy2(source, target.password_file)
         target.password_file.chmod(0o600)
+
+
+# -- restore from the repository alone (a new machine) -------------------------------------------
+
+# The restored home's directory of pgBackRest's files for its recovery, when restored from a
+# repository directory alone; the first `db start` removes it once recovery has ended.
+RESTORE_WORK_DIR = "restore"
+# the first bytes of an info file: pgBackRest's INI text, or OpenSSL's salted ciphertext
+_PLAIN_INFO = b"[backrest]"
+_ENCRYPTED_INFO = b"Salted__"
+
+
+def restore_work_dir(target: Cluster) -> Path:
+    """Where a restore from a repository directory keeps pgBackRest's files in ``target``'s home
+    (the fallback, as for the cluster, when the server's user cannot reach the home)."""
+    if runas.can_reach(target.home):
+        return target.home / RESTORE_WORK_DIR
+    return target.fallback_base() / RESTORE_WORK_DIR
+
+
+def find_stanza(path: Path, preferred: str) -> tuple[str, bool]:
+    """The stanza the pgBackRest repository directory ``path`` holds, and whether it is encrypted.
+
+    ``preferred`` (the settings' stanza) when the repository holds it, else its only stanza.
+    OpsError, saying what to give instead, when ``path`` is no repository the server can read.
+    """
+    where = (
+        "give the repository directory (repo1-path of the lost pgbackrest.conf;"
+        " backup/repo under its home by default)"
+    )
+    if not path.exists():
+        raise OpsError(f"no pgBackRest repository at {path}: it does not exist; {where}")
+    if not path.is_dir():
+        raise OpsError(f"no pgBackRest repository at {path}: it is not a directory; {where}")
+    try:
+        stanzas = sorted({info_file.parent.name for info_file in (path / "backup").glob("*/backup.info*")})
+    except OSError as exc:
+        raise OpsError(f"cannot read the repository {path}: {exc.strerror}") from None
+    if not stanzas:
+        raise OpsError(
+            f"no pgBackRest repository at {path}: it holds no backup/<stanza>/backup.info; {where}"
+        )
+    if preferred in stanzas:
+        stanza = preferred
+    elif len(stanzas) == 1:
+        stanza = stanzas[0]
+    else:
+        raise OpsError(
+            f"the repository {path} holds the stanzas {', '.join(stanzas)}, not {preferred}:"
+            " name the one to restore with SPREADEDGE_BACKUP_STANZA"
+        )
+    directory = path / "backup" / stanza
+    info_file = next(f for f in (directory / "backup.info", directory / "backup.info.copy") if f.exists())
+    try:
+        with info_file.open("rb") as f:
+            head = f.read(len(_PLAIN_INFO))
+    except OSError as exc:
+        raise OpsError(f"cannot read the repository {path}: {exc.strerror} ({info_file})") from None
+    if not head.startswith((_PLAIN_INFO, _ENCRYPTED_INFO)):
+        raise OpsError(f"no pgBackRest repository at {path}: {info_file} is not a pgBackRest info file")
+    # why: as root pgBackRest runs as the server's user, which cannot read a copy root made
+    # (pgBackRest said only "unable to open ... Permission denied" for some file)
+    archive = path / "archive" / stanza
+    if not runas.can_read(info_file) or (archive.exists() and not runas.can_reach(archive)):
+        raise OpsError(
+            f"the server's user {runas.RUN_USER} cannot read the repository {path}:"
+            f" give it the repository (chown -R {runas.RUN_USER} {path})"
+        )
+    return stanza, head.startswith(_ENCRYPTED_INFO)
+
+
+def restore_from(
+    path: Path,
+    settings: BackupSettings,
+    target: Cluster,
+    target_time: datetime | None,
+    backup_set: str | None,
+) -> str:
+    """Restore into ``target`` from the pgBackRest repository directory ``path`` alone (the lost
+    home's pgbackrest.conf is not needed); the stanza restored.
+
+    pgBackRest's configuration for it (the passphrase of an encrypted repository included: the
+    server's archive-get reads it while the restored cluster recovers) is written into the new
+    home's ``restore/`` (mode 0600, the server's user's), which the first ``db start`` removes.
+    OpsError, writing nothing, when the repository holds no backup or cannot be opened.
+    """
+    path = path.absolute()
+    stanza, encrypted = find_stanza(path, settings.stanza)
+    secret = passphrase(settings)
+    if encrypted and secret is None:
+        raise OpsError(f"the repository {path} is encrypted: set {settings.passphrase_env} to its passphrase")
+
+    def setup() -> Repository:
+        work_dir = restore_work_dir(target)
+        repo = Repository(replace(settings, stanza=stanza, repo_path=path), work_dir)
+        for directory in (work_dir, *(work_dir / name for name in ("log", "lock", "spool"))):
+            runas.make_private_dir(directory)
+        _write_private(repo.config_file, _restore_config_text(repo, target, secret if encrypted else None))
+        if not info(repo):
+            raise OpsError(f"the repository {path} holds no backup of stanza {stanza}: nothing to restore")
+        return repo
+
+    restore(setup, target, target_time, backup_set)
+    return stanza
+
+
+def _restore_config_text(repo: Repository, target: Cluster, secret: str | None) -> str:
+    """pgbackrest.conf for restoring ``target`` from the repository and for its recovery."""
+    lines = [
+        "# Written by spreadedge restore --repo for the restored cluster's recovery (archive-get):",
+        "# the first `spreadedge db start` removes it once the cluster has promoted.",
+        "[global]",
+        f"repo1-path={repo.repo_path}",
+        f"log-path={repo.work_dir / 'log'}",
+        f"lock-path={repo.work_dir / 'lock'}",
+        f"spool-path={repo.work_dir / 'spool'}",
+        "log-level-console=warn",
+        "log-level-file=info",
+    ]
+    if secret is not None:
+        lines += ["repo1-cipher-type=aes-256-cbc", f"repo1-cipher-pass={secret}"]
+    lines += ["", f"[{repo.settings.stanza}]", f"pg1-path={target.data_dir.resolve()}"]
+    return "\n".join(lines) + "\n"
