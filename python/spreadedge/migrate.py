@@ -216,7 +216,7 @@ def migrate(conninfo: str, settings: Settings, echo: Echo = print) -> None:
             _NOTICES.reset(notices)
         if not pending:
             echo("up to date")
-        count = apply_functions(conn, settings.functions_dir)
+        count = apply_functions(conn, settings.functions_dir, echo)
         echo(f"re-applied {count} function files")
 
 

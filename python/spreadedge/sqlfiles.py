@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -282,14 +282,18 @@ def refuse_problems(problems: list[Problem]) -> None:
         )
 
 
-def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
+def apply_functions(
+    conn: psycopg.Connection[Any], functions_dir: Path, note: Callable[[str], None] = lambda line: None
+) -> int:
     """Re-apply every file of functions/ in one transaction; return how many files were applied.
 
     Relations pg_partman made as the superuser are first given to spreadedge_owner in a short
     transaction of their own, and the tables functions/ puts triggers on are locked first thing in
     its transaction; each waits for writers at most half the server's deadlock_timeout, and is
     tried again after a pause while they are in use (see _lock_bounded; MigrationError after
-    _LOCK_PATIENCE seconds, with nothing of functions/ applied).
+    _LOCK_PATIENCE seconds, with nothing of functions/ applied). In a deadlock with the sessions
+    that read its views, functions/ is the one aborted, and is tried again the same way
+    (_may_yield_in_deadlocks; ``note`` says so when the role may not make it yield).
     """
     refuse_problems(check_functions(functions_dir))
     files = [
@@ -297,6 +301,7 @@ def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
         for path in function_files(functions_dir)
     ]
     tables = trigger_tables(statement for _, text in files for statement in split_statements(text))
+    yielding = _may_yield_in_deadlocks(conn, note)
 
     def claim_partitions() -> None:
         if procedure_exists(conn, "internal.unclaimed_relations()"):
@@ -323,9 +328,19 @@ def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
         ).fetchall()
         if found:
             _lock_bounded(conn, found, "share row exclusive")  # as CREATE TRIGGER locks them
-        for shown, text in files:
-            execute_statements(conn, shown, text)
-        finish_migrate(conn)
+        if yielding:
+            conn.execute(
+                "select pg_catalog.set_config('deadlock_timeout', %s, true)", [_YIELDING_DEADLOCK_TIMEOUT]
+            )
+        try:
+            for shown, text in files:
+                execute_statements(conn, shown, text)
+            finish_migrate(conn)
+        except (MigrationError, psycopg.errors.DeadlockDetected) as exc:
+            cause = exc.__cause__ if isinstance(exc, MigrationError) else exc
+            if not isinstance(cause, psycopg.errors.DeadlockDetected):
+                raise
+            raise _Deadlocked(str(exc)) from None
 
     deadline = time.monotonic() + _LOCK_PATIENCE
     for step in (claim_partitions, reapply):
@@ -336,7 +351,13 @@ def apply_functions(conn: psycopg.Connection[Any], functions_dir: Path) -> int:
                 with conn.transaction():
                     step()
                 break
-            except _TablesBusy as exc:
+            except (_TablesBusy, _Deadlocked) as exc:
+                if time.monotonic() >= deadline and isinstance(exc, _Deadlocked):
+                    raise MigrationError(
+                        f"functions/ was not re-applied: for {_LOCK_PATIENCE} s it kept yielding in "
+                        f"deadlocks with sessions that read its views, the last one at {exc}; "
+                        "run spreadedge migrate again when fewer sessions read them"
+                    ) from None
                 if time.monotonic() >= deadline:
                     raise MigrationError(
                         f"functions/ was not re-applied: the tables it locks stayed in use for "
@@ -353,6 +374,42 @@ _LOCK_PATIENCE = 60
 
 class _TablesBusy(Exception):
     """Tables could not all be locked before _lock_bounded gave up."""
+
+
+class _Deadlocked(Exception):
+    """functions/ was aborted as the victim of a deadlock (40P01); its error, naming the file."""
+
+
+# migrate's deadlock_timeout while it re-applies functions/ (_may_yield_in_deadlocks): far below the
+# server's (1 s by default), so that migrate's own deadlock check always runs first
+_YIELDING_DEADLOCK_TIMEOUT = "10ms"
+
+
+def _may_yield_in_deadlocks(conn: psycopg.Connection[Any], note: Callable[[str], None]) -> bool:
+    """Whether functions/ can be made the one PostgreSQL aborts in a deadlock: its transaction then
+    sets a short deadlock_timeout (_YIELDING_DEADLOCK_TIMEOUT); ``note`` says why not when the role
+    may not set it.
+
+    why: a reader of a view built on views (monitor.open_positions reads trading.open_positions,
+    which reads trading.position_summary) locks the outer view, then the inner ones, while
+    functions/ replaces the inner view first and holds its ACCESS EXCLUSIVE lock until it commits:
+    a reader that came between the two waited for the inner view while migrate waited for the
+    outer, and PostgreSQL aborted whichever of the two ran its deadlock check first, after the
+    deadlock_timeout each had waited; often the reader, a trading application or a dashboard,
+    with 40P01. The views cannot be locked first in the readers' order: LOCK TABLE on a view
+    locks every table under it, as every writer would feel. With a deadlock_timeout a hundred
+    times shorter, migrate checks first, finds the deadlock and is aborted; its readers go on and
+    apply_functions tries again. deadlock_timeout is a superuser's setting (PGC_SUSET).
+    """
+    allowed = conn.execute("select pg_catalog.has_parameter_privilege('deadlock_timeout', 'set')").fetchone()
+    if allowed is not None and allowed[0]:
+        return True
+    note(
+        "note: this role may not set deadlock_timeout, so a session reading a view that functions/ "
+        "replaces may be the one aborted in a deadlock with migrate (40P01) rather than migrate; "
+        "migrate as a superuser, or GRANT SET ON PARAMETER deadlock_timeout to this role"
+    )
+    return False
 
 
 def trigger_tables(statements: Iterable[Statement]) -> list[str]:
