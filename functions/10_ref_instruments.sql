@@ -113,9 +113,10 @@ as $$
 -- Create or update the instrument (exchange, symbol). A rule not given (min_notional, a fee or
 -- the multiplier null) keeps its listed value, fees only under the same market type; a new symbol
 -- gets a minimum notional of 0, the exchange's fee rates for the market type and a multiplier of
--- 1, and may not differ only in case from a symbol the exchange lists (22S09). An update lists
--- the instrument again (is_active true) if it was delisted; one that changes nothing writes
--- nothing and takes no lock. Returns the instrument id.
+-- 1, and may not differ only in case from a symbol the exchange lists (22S09). Tick size, lot
+-- size and minimum notional are below 10^15 (22S09). An update lists the instrument again
+-- (is_active true) if it was delisted; one that changes nothing writes nothing and takes no
+-- lock. Returns the instrument id.
 #variable_conflict use_column
 declare
     v_exchange_id smallint := internal.exchange_id(upsert_instrument.exchange);
@@ -188,6 +189,24 @@ begin
     if not (coalesce(min_notional, 0) >= 0 and coalesce(min_notional, 0) < 'Infinity') then
         raise exception 'minimum notional must be zero or positive and finite, got %', internal.number_shown(min_notional)
             using errcode = '22S09';
+    end if;
+    -- why below 10^15: a tick, lot or minimum notional of 1e300 was listed, and an order's
+    -- price, quantity or notional had then to be at least as large; with a tick and a lot of
+    -- 10^70000 the smallest notional passed numeric's 10^131072, and no order could be placed.
+    -- 10^15 is far beyond any exchange's tick, lot or minimum order value (even in a currency of
+    -- small unit, such as IDR), and below it the smallest order (one lot at one tick) is below
+    -- 10^30 x the multiplier
+    if tick_size >= 1e15 then
+        raise exception 'tick size must be below 10^15, got %', internal.number_shown(tick_size)
+            using errcode = '22S09', hint = 'Give the exchange''s tick size in units of the quote asset.';
+    end if;
+    if lot_size >= 1e15 then
+        raise exception 'lot size must be below 10^15, got %', internal.number_shown(lot_size)
+            using errcode = '22S09', hint = 'Give the exchange''s lot size in units of the base asset (contracts for a derivative).';
+    end if;
+    if min_notional >= 1e15 then
+        raise exception 'minimum notional must be below 10^15, got %', internal.number_shown(min_notional)
+            using errcode = '22S09', hint = 'Give the exchange''s minimum order value in units of the quote asset.';
     end if;
     if multiplier is not null and not (multiplier > 0 and multiplier < 'Infinity') then
         raise exception 'multiplier must be positive and finite, got %', internal.number_shown(multiplier) using errcode = '22S09';
@@ -347,4 +366,4 @@ begin
 end;
 $$;
 comment on function ref.upsert_instrument(text, text, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric) is
-    'Create or update an instrument (exchange, symbol) with its trading rules. A rule not given (min_notional, a fee or the multiplier null) keeps its listed value (fees: under the same market type); a new symbol gets minimum notional 0, the exchange''s fee rates for its market type and multiplier 1. A symbol has no surrounding white space, control or invisible character and no space but U+0020, a new one does not differ only in case from one the exchange lists, base and quote differ, a spot or margin multiplier is 1 (22S09). An update lists a delisted instrument again (is_active true); one that changes nothing writes nothing and takes no lock. Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';
+    'Create or update an instrument (exchange, symbol) with its trading rules. A rule not given (min_notional, a fee or the multiplier null) keeps its listed value (fees: under the same market type); a new symbol gets minimum notional 0, the exchange''s fee rates for its market type and multiplier 1. A symbol has no surrounding white space, control or invisible character and no space but U+0020, a new one does not differ only in case from one the exchange lists, base and quote differ, a spot or margin multiplier is 1, and the tick size, lot size and minimum notional are below 10^15 (22S09). An update lists a delisted instrument again (is_active true); one that changes nothing writes nothing and takes no lock. Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';

@@ -32,8 +32,8 @@ begin
     end if;
     if create_strategy.name is null or btrim(create_strategy.name) = '' or length(create_strategy.name) > 100
        or create_strategy.name <> btrim(create_strategy.name) then
-        raise exception 'strategy name must be 1 to 100 characters without surrounding spaces, got "%"',
-            create_strategy.name
+        raise exception 'strategy name must be 1 to 100 characters without surrounding spaces, got %',
+            coalesce('"' || create_strategy.name || '"', 'null')
             using errcode = '22S09';
     end if;
     -- why: two names that look the same must not be two strategies, so a name must be in Unicode

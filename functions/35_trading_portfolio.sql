@@ -68,7 +68,8 @@ begin
                   hint = 'Omit taken_at (it defaults to now()): a snapshot records the portfolio as it is, not as it was.';
     end if;
     if v_asset is null or not exists (select from ref.instruments i where i.base_asset = v_asset or i.quote_asset = v_asset) then
-        raise exception 'valuation_asset "%" is an asset no instrument trades', coalesce(left(take_portfolio_snapshot.valuation_asset, 40), '<NULL>')
+        raise exception 'valuation_asset % is an asset no instrument trades',
+            coalesce('"' || left(take_portfolio_snapshot.valuation_asset, 40) || '"', 'null')
             using errcode = '22S09', column = 'valuation_asset',
                   hint = 'Name an instrument''s base or quote asset, e.g. USDT (the default).';
     end if;

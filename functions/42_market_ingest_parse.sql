@@ -146,7 +146,8 @@ declare
     end;
 begin
     if v_columns is null then
-        raise exception 'kind "%" is not quotes, ticks or candles', p_kind using errcode = '22S09';
+        raise exception 'kind % is not quotes, ticks or candles', coalesce('"' || p_kind || '"', 'null')
+            using errcode = '22S09';
     end if;
     if to_regclass(format('pg_temp.%I', 'staged_' || p_kind)) is null then
         execute format('create temporary table %I (line_no bigint not null, %s) on commit drop',

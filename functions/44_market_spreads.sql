@@ -63,7 +63,7 @@ declare
     v_parts text[] := regexp_match(upper(btrim(p_symbol)), '^([A-Z0-9]+)/([A-Z0-9]+)$');
 begin
     if v_parts is null then
-        raise exception 'symbol "%" is not BASE/QUOTE', p_symbol
+        raise exception 'symbol % is not BASE/QUOTE', coalesce('"' || p_symbol || '"', 'null')
             using errcode = '22S09', hint = 'Spreads compare instruments across exchanges by asset pair, e.g. BTC/USDT.';
     end if;
     if not exists (select from ref.instruments i where i.base_asset = v_parts[1] and i.quote_asset = v_parts[2]) then
@@ -224,7 +224,8 @@ declare
 begin
     if spread_opportunities.since is null or spread_opportunities.until is null
        or spread_opportunities.since > spread_opportunities.until then
-        raise exception 'since % and until % are not a period', spread_opportunities.since, spread_opportunities.until
+        raise exception 'since % and until % are not a period', coalesce(spread_opportunities.since::text, 'null'),
+            coalesce(spread_opportunities.until::text, 'null')
             using errcode = '22S09';
     end if;
     -- why no month part: such a bucket compares as its total ('1 mon -30 days 1 second' as 1
@@ -232,7 +233,8 @@ begin
     if spread_opportunities.bucket is null or spread_opportunities.bucket <= interval '0'
        or spread_opportunities.bucket > interval '1 day'
        or extract(year from spread_opportunities.bucket) * 12 + extract(month from spread_opportunities.bucket) <> 0 then
-        raise exception 'bucket % is not between 0 and 1 day', spread_opportunities.bucket using errcode = '22S09';
+        raise exception 'bucket % is not between 0 and 1 day', coalesce(spread_opportunities.bucket::text, 'null')
+            using errcode = '22S09';
     end if;
     perform internal.check_finite(spread_opportunities.min_net_bps, 'min_net_bps');
     return query

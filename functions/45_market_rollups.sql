@@ -55,7 +55,8 @@ declare
 begin
     perform internal.check_time(rollup_candles.until, 'until');
     if rollup_candles.open_window is null or rollup_candles.open_window < interval '0' then
-        raise exception 'open_window % must be zero or more', rollup_candles.open_window using errcode = '22S09';
+        raise exception 'open_window % must be zero or more', coalesce(rollup_candles.open_window::text, 'null')
+            using errcode = '22S09';
     end if;
     -- the lock internal.wait_for_candle_rollup waits for
     if not pg_try_advisory_xact_lock(hashtext('spreadedge.rollup_candles')) then

@@ -77,8 +77,11 @@ begin
     if num_nulls(p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_bb_k, p_atr_period, p_macd_fast,
                  p_macd_slow, p_macd_signal) > 0 then
         raise exception 'indicator periods and bollinger k must not be null: sma %, ema %, rsi %, bollinger % and k %, atr %, macd %/%/%',
-            p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_bb_k, p_atr_period, p_macd_fast, p_macd_slow,
-            p_macd_signal using errcode = '22S09';
+            coalesce(p_sma_period::text, 'null'), coalesce(p_ema_period::text, 'null'),
+            coalesce(p_rsi_period::text, 'null'), coalesce(p_bb_period::text, 'null'), internal.number_shown(p_bb_k),
+            coalesce(p_atr_period::text, 'null'), coalesce(p_macd_fast::text, 'null'),
+            coalesce(p_macd_slow::text, 'null'), coalesce(p_macd_signal::text, 'null')
+            using errcode = '22S09';
     end if;
     if least(p_sma_period, p_ema_period, p_rsi_period, p_bb_period, p_atr_period, p_macd_fast, p_macd_slow,
              p_macd_signal) < 1 or p_macd_fast >= p_macd_slow or not (p_bb_k > 0 and p_bb_k < 'Infinity') then

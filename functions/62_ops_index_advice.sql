@@ -268,7 +268,8 @@ begin
     if statements is null or statements < 1 or min_saving is null or min_saving <= 0 or min_saving >= 1
        or gin_trial_max_mb is null or gin_trial_max_mb < 0 then
         raise exception 'index advice needs statements >= 1, 0 < min_saving < 1 and gin_trial_max_mb >= 0, got %, % and %',
-                        statements, min_saving, gin_trial_max_mb
+                        coalesce(statements::text, 'null'), internal.number_shown(min_saving),
+                        coalesce(gin_trial_max_mb::text, 'null')
             using errcode = '22S09';
     end if;
     perform public.hypopg_reset();

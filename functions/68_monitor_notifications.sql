@@ -214,7 +214,8 @@ begin
        or fail_notification.backoff is null or fail_notification.backoff < '0'
        or fail_notification.max_backoff is null or fail_notification.max_backoff < '0' then
         raise exception 'max_attempts must be at least 1 and the backoffs zero or more, got %, %, %',
-            fail_notification.max_attempts, fail_notification.backoff, fail_notification.max_backoff
+            coalesce(fail_notification.max_attempts::text, 'null'), coalesce(fail_notification.backoff::text, 'null'),
+            coalesce(fail_notification.max_backoff::text, 'null')
             using errcode = '22S09';
     end if;
     if fail_notification.retry_after < '0' then

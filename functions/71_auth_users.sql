@@ -94,7 +94,8 @@ as $$
     -- then on). One session_revoked event when there were some; returns how many.
     -- why: auth.grant_role and auth.set_security_policy call it when the user's role comes to need
     -- 2FA; a session logged in with the password alone would otherwise carry that role's
-    -- permissions until it expires, though the policy lets no such login happen
+    -- permissions until it expires, though the policy lets no such login happen; and
+    -- auth.confirm_totp calls it when the user turns 2FA on (with the row before, so all of them)
     select internal.revoke_user_sessions(p_user.user_id, p_reason,
                                          coalesce(p_user.totp_enabled_at, 'infinity'))
 $$;

@@ -156,7 +156,11 @@ create or replace function auth.confirm_totp(user_id bigint, password text, totp
     set search_path = ''
     language plpgsql
 as $$
--- Turn on 2FA with the first code from the authenticator: from now on, login needs a code.
+-- Turn on 2FA with the first code from the authenticator: from now on, login needs a code, and
+-- the user's live sessions end (reason 2FA required), this call's own session too: all were
+-- logged in with the password alone, as login asked no code before.
+-- why: a session stolen before the enrollment would otherwise outlive it, with no code ever
+-- asked of it; the user logs in again with a code (as after auth.change_password)
 #variable_conflict use_column
 declare
     v_user auth.users;
@@ -178,10 +182,12 @@ begin
     set totp_enabled_at = now(), totp_last_step = v_step
     where u.user_id = v_user.user_id;
     perform internal.security_event('totp_enabled', v_user.user_id, v_user.username);
+    -- v_user as read before the update, 2FA not yet confirmed: every live session goes
+    perform internal.revoke_sessions_without_totp(v_user, '2FA required');
 end;
 $$;
 comment on function auth.confirm_totp(bigint, text, text) is
-    'Enables 2FA after auth.enroll_totp, with a first code from the authenticator.';
+    'Enables 2FA after auth.enroll_totp, with a first code from the authenticator; revokes the user''s live sessions, all logged in without a code (the calling one too), reason 2FA required.';
 
 create or replace function auth.disable_totp(user_id bigint, password text default null, totp_code text default null)
     returns void

@@ -228,13 +228,13 @@ def test_computing_again_replaces_the_stored_rows(candles, seeded):
     [
         (
             "select * from market.sma('binance', 'BTCUSDT', '1m', null)",
-            "indicator periods and bollinger k must not be null: sma <NULL>, ema 20, rsi 14, bollinger 20"
+            "indicator periods and bollinger k must not be null: sma null, ema 20, rsi 14, bollinger 20"
             " and k 2, atr 14, macd 12/26/9",
         ),
         (
             "select * from market.bollinger('binance', 'BTCUSDT', '1m', 20, null)",
             "indicator periods and bollinger k must not be null: sma 20, ema 20, rsi 14, bollinger 20"
-            " and k <NULL>, atr 14, macd 12/26/9",
+            " and k null, atr 14, macd 12/26/9",
         ),
         ("select * from market.rsi('binance', 'BTCUSDT', null)", "candle_interval must be given"),
     ],

@@ -36,6 +36,7 @@ from spreadedge.ops import (
     tune,
 )
 from spreadedge.ops import schedule as backup_schedules
+from spreadedge.pnl import iso_moment
 from spreadedge.settings import COMPRESS_TYPES, Settings
 
 
@@ -826,10 +827,9 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
 def _timestamp(text: str) -> datetime:
     """An ISO 8601 time (``2026-11-20T08:00:00Z``, ``2026-11-20 08:00:00.123+00``), UTC when bare."""
     try:
-        value = datetime.fromisoformat(text.strip())
+        return iso_moment(text)
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint="--target-time") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # -- health --------------------------------------------------------------------------------------

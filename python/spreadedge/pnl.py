@@ -40,6 +40,18 @@ HEADERS = {
 }
 
 
+def iso_moment(text: str) -> datetime:
+    """An ISO 8601 date or time as an aware datetime, UTC when it has no offset; ValueError if it
+    is none. The CLI's one reader of times (``pnl --since/--until``, ``restore --target-time``)."""
+    text = text.strip()
+    # why: ISO 8601 and RFC 3339 let UTC be a lower-case z, as PostgreSQL and the REST API read
+    # it; fromisoformat takes only Z, and 2026-12-01T00:00:00z was refused
+    if text.endswith("z"):
+        text = text[:-1] + "Z"
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 class Moment(click.ParamType):
     """An ISO 8601 date or time as an aware UTC datetime: UTC unless it carries an offset (or Z)."""
 
@@ -50,7 +62,7 @@ class Moment(click.ParamType):
             parsed = value
         else:
             try:
-                parsed = datetime.fromisoformat(str(value).strip())
+                parsed = iso_moment(str(value))
             except ValueError:
                 self.fail(
                     f"{value!r} is not an ISO 8601 date or time (2024-01-31, 2024-01-31T14:30,"

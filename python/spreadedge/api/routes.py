@@ -31,20 +31,29 @@ Text = Annotated[str | None, Query(max_length=200)]
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # a time whose "+hh:mm" offset came through a URL query unencoded: the "+" arrives as a space
 _PLUS_AS_SPACE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9:.,]+ [0-9]{2}(:?[0-9]{2})?")
+# a time whose UTC offset is whole hours, written as ISO 8601 allows: ±hh
+_HOUR_OFFSET = re.compile(_ISO_DATE.pattern + r"[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?[+-][0-9]{2}")
 
 
 def iso_8601(value: object) -> object:
-    """The value unchanged if it starts with an ISO 8601 date (YYYY-MM-DD); else a ValueError."""
+    """The value if it starts with an ISO 8601 date (YYYY-MM-DD), an hour-only offset (±hh) written
+    as ±hh:00; else a ValueError."""
     # why: pydantic reads a number as Unix time, so 20261204 (a date in ISO 8601's basic format)
     # would silently be 1970-08-23T12:06:44Z and the page or summary of the wrong period
     if isinstance(value, str) and not _ISO_DATE.match(value):
-        raise ValueError("expected an ISO 8601 date or time: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z or ±HH:MM]")
+        raise ValueError(
+            "expected an ISO 8601 date or time: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[Z, ±HH:MM or ±HH]"
+        )
     # why: a query string reads "+" as a space, so ...T10:00:00+05:30 typed into a URL (as the README
     # writes offsets) was refused with "unexpected extra characters at the end of the input"
     if isinstance(value, str) and _PLUS_AS_SPACE.fullmatch(value):
         raise ValueError(
             "the offset's '+' came as a space: a URL query reads '+' as a space, so send +05:30 as %2B05:30"
         )
+    # why: pydantic reads ±hh:mm and ±hhmm but not ±hh, so 2026-12-01T00:00:00+05 was refused
+    # with "unexpected extra characters at the end of the input"
+    if isinstance(value, str) and _HOUR_OFFSET.fullmatch(value):
+        return f"{value}:00"
     return value
 
 
