@@ -16,9 +16,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
+from spreadedge import sqlfiles
 from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
+from spreadedge.sqlfiles import MigrationError
 from trading_helpers import trade, waits_for_a_lock
 
 # views read through other views (outer first), and a history API function reading one
@@ -121,3 +124,49 @@ def test_a_reader_waiting_for_migrate_while_holding_a_view_it_replaces_later_is_
         reader.commit()
         running.result(timeout=120)
     assert seeded.execute("select count(*) from ops.migrate_runs").fetchone()[0] == runs + 1
+
+
+def test_a_session_idle_in_its_transaction_on_a_view_does_not_stop_the_readers_behind_migrate(
+    seeded, seeded_url: str, project_settings: Settings
+) -> None:
+    runs = seeded.execute("select count(*) from ops.migrate_runs").fetchone()[0]
+    with (
+        ThreadPoolExecutor(1) as pool,
+        psycopg.connect(seeded_url) as idle,
+        psycopg.connect(seeded_url, autocommit=True, application_name="trading app") as reader,
+    ):
+        # a psql user's BEGIN; SELECT on a view, then lunch: migrate cannot replace the view
+        idle.execute("select * from trading.position_summary limit 0")
+        running = pool.submit(migrate, seeded_url, project_settings, lambda line: None)
+        migrating = _migrate_pid(seeded)
+        assert waits_for_a_lock(seeded, migrating, "relation", ended=running.done)
+        # an application's read of a view on it: it queued behind migrate's waiting lock, for as
+        # long as the idle session stayed open (the 5 s here are the cap of a test)
+        reader.execute("set statement_timeout = '5s'")
+        rows = reader.execute("select * from trading.open_positions").fetchall()
+        idle.commit()
+        running.result(timeout=120)
+    assert rows == []  # was 57014: canceling statement due to statement timeout
+    assert seeded.execute("select count(*) from ops.migrate_runs").fetchone()[0] == runs + 1
+
+
+def test_migrate_gives_up_naming_the_long_transaction_when_a_view_stays_in_use(
+    seeded, seeded_url: str, project_settings: Settings, monkeypatch
+) -> None:
+    monkeypatch.setattr(sqlfiles, "_LOCK_PATIENCE", 2)
+    comment = _comment(seeded, "trading.position_summary")
+    seeded.execute("comment on view trading.position_summary is 'changed by hand'")
+    seeded.commit()
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(seeded_url) as idle:
+        idle.execute("select * from trading.position_summary limit 0")
+        running = pool.submit(migrate, seeded_url, project_settings, lambda line: None)
+        with pytest.raises(MigrationError) as raised:
+            running.result(timeout=60)  # was: waited for as long as the session stayed open
+    assert str(raised.value).startswith(
+        "functions/ was not re-applied: the tables and views it locks stayed in use for 2 s"
+        " (functions/50_trading_views.sql line 4: canceling statement due to lock timeout (SQLSTATE 55P03));"
+        " a long transaction holds one of them"
+    )
+    assert _comment(seeded, "trading.position_summary") == "changed by hand"  # nothing applied
+    migrate(seeded_url, project_settings, lambda line: None)
+    assert _comment(seeded, "trading.position_summary") == comment

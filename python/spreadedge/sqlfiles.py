@@ -291,9 +291,11 @@ def apply_functions(
     transaction of their own, and the tables functions/ puts triggers on are locked first thing in
     its transaction; each waits for writers at most half the server's deadlock_timeout, and is
     tried again after a pause while they are in use (see _lock_bounded; MigrationError after
-    _LOCK_PATIENCE seconds, with nothing of functions/ applied). In a deadlock with the sessions
-    that read its views, functions/ is the one aborted, and is tried again the same way
-    (_may_yield_in_deadlocks; ``note`` says so when the role may not make it yield).
+    _LOCK_PATIENCE seconds, with nothing of functions/ applied); so does every other lock it takes
+    (a view it replaces: lock_timeout), so that no reader queues behind it for longer. In a
+    deadlock with the sessions that read its views, functions/ is the one aborted, and is tried
+    again the same way (_may_yield_in_deadlocks; ``note`` says so when the role may not make it
+    yield).
     """
     refuse_problems(check_functions(functions_dir))
     files = [
@@ -328,6 +330,14 @@ def apply_functions(
         ).fetchall()
         if found:
             _lock_bounded(conn, found, "share row exclusive")  # as CREATE TRIGGER locks them
+        # why a lock_timeout for the rest (the views it replaces, the comments and grants): a
+        # session left idle in its transaction after reading a view (a psql user's BEGIN) held
+        # migrate's CREATE OR REPLACE VIEW, and every later reader of that view queued behind
+        # migrate's waiting lock, for as long as the session stayed open: the trading
+        # applications' reads stopped. Bounded as the trigger tables' lock, migrate gives up, the
+        # readers go on and migrate tries again (set before the short deadlock_timeout below, of
+        # which it would otherwise take half)
+        conn.execute("select pg_catalog.set_config('lock_timeout', %s, true)", [_bounded_wait(conn)])
         if yielding:
             conn.execute(
                 "select pg_catalog.set_config('deadlock_timeout', %s, true)", [_YIELDING_DEADLOCK_TIMEOUT]
@@ -336,8 +346,10 @@ def apply_functions(
             for shown, text in files:
                 execute_statements(conn, shown, text)
             finish_migrate(conn)
-        except (MigrationError, psycopg.errors.DeadlockDetected) as exc:
+        except (MigrationError, psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
             cause = exc.__cause__ if isinstance(exc, MigrationError) else exc
+            if isinstance(cause, psycopg.errors.LockNotAvailable):
+                raise _TablesBusy(str(exc)) from None
             if not isinstance(cause, psycopg.errors.DeadlockDetected):
                 raise
             raise _Deadlocked(str(exc)) from None
@@ -360,7 +372,7 @@ def apply_functions(
                     ) from None
                 if time.monotonic() >= deadline:
                     raise MigrationError(
-                        f"functions/ was not re-applied: the tables it locks stayed in use for "
+                        f"functions/ was not re-applied: the tables and views it locks stayed in use for "
                         f"{_LOCK_PATIENCE} s ({exc}); a long transaction holds one of them "
                         "(pg_stat_activity shows it): end it and run spreadedge migrate again"
                     ) from None
@@ -373,7 +385,8 @@ _LOCK_PATIENCE = 60
 
 
 class _TablesBusy(Exception):
-    """Tables could not all be locked before _lock_bounded gave up."""
+    """Tables could not all be locked before _lock_bounded gave up, or a view (a comment, a grant)
+    before lock_timeout did."""
 
 
 class _Deadlocked(Exception):
@@ -451,16 +464,23 @@ def _lock_bounded(conn: psycopg.Connection[Any], relations: list[tuple[str, str]
     check runs, migrate is the one that yields: the writers go on and migrate tries again.
     """
     (previous,) = conn.execute("select pg_catalog.current_setting('statement_timeout')").fetchone() or ("0",)
-    conn.execute(
-        "select pg_catalog.set_config('statement_timeout', greatest(1, (extract(epoch from"
-        " pg_catalog.current_setting('deadlock_timeout')::interval) * 500)::integer)::text, true)"
-    )
+    conn.execute("select pg_catalog.set_config('statement_timeout', %s, true)", [_bounded_wait(conn)])
     names = sql.SQL(", ").join(sql.Identifier(*name) for name in relations)
     try:
         conn.execute(sql.SQL("lock table {} in {} mode").format(names, sql.SQL(mode)))
     except psycopg.errors.QueryCanceled:
         raise _TablesBusy(names.as_string(conn)) from None
     conn.execute("select pg_catalog.set_config('statement_timeout', %s, true)", [previous])
+
+
+def _bounded_wait(conn: psycopg.Connection[Any]) -> str:
+    """How long functions/ waits for a lock before it gives up and tries again: half the
+    deadlock_timeout, in milliseconds (as statement_timeout and lock_timeout take them)."""
+    row = conn.execute(
+        "select greatest(1, (extract(epoch from pg_catalog.current_setting('deadlock_timeout')::interval)"
+        " * 500)::integer)::text"
+    ).fetchone()
+    return row[0] if row else "500"
 
 
 def procedure_exists(conn: psycopg.Connection[Any], procedure: str) -> bool:
