@@ -35,10 +35,7 @@ means UTC, as in the CLI and the REST API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import os
-import socket
 import threading
 import time
 import weakref
@@ -53,11 +50,11 @@ from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from spreadedge import errors, sqlcall
+from spreadedge.deadline import SERVER_CANCEL_MARGIN, Deadline, bounded_check, checks_within, tcp_settings
 from spreadedge.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -73,21 +70,6 @@ _SESSION_GONE = frozenset({"57P01", "57P02", "57P03"})
 # reconnect_timeout, 5 min by default) and starts no other attempt meanwhile, so after an outage of
 # a minute the calls went on failing for up to a minute more with the database back
 _RECONNECT_SECONDS = 1.0
-# Seconds before a call's deadline that the server cancels the call's statement (statement_timeout):
-# a server that answers reports the cancel itself, and its connection stays usable.
-_SERVER_CANCEL_MARGIN = 1.0
-# libpq settings of the managers' connections, unless the URL gives them: a server that vanished
-# without closing the connection (a network partition, a host that froze) is noticed on an idle
-# connection within about a minute, and data it never acknowledges is given up after a minute, so
-# the pool's own work on such a connection (its check, its replacement) does not wait forever.
-# Unix-domain sockets ignore them.
-_TCP_SETTINGS = {
-    "keepalives": "1",
-    "keepalives_idle": "30",
-    "keepalives_interval": "10",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "60000",
-}
 # Server errors that are the server's answer, not a lost connection: query_canceled, and
 # read_only_sql_transaction (a standby, or a database set read-only).
 _QUERY_CANCELED = "57014"
@@ -157,7 +139,7 @@ def _unavailable(error: psycopg.Error, timeout: float, committing: bool = False)
 
 def _statement_timeout(call_timeout: float) -> float:
     """The server's statement_timeout for a call deadline: a second less (half of it, below 2 s)."""
-    return max(call_timeout - _SERVER_CANCEL_MARGIN, call_timeout / 2)
+    return max(call_timeout - SERVER_CANCEL_MARGIN, call_timeout / 2)
 
 
 def _timed_out(seconds: float, setting: str, committing: bool) -> DatabaseTimeout:
@@ -202,54 +184,9 @@ def _refused(error: psycopg.Error, call_timeout: float) -> DatabaseUnavailable |
     return None
 
 
-class _Deadline:
-    """Gives a connection up at a deadline: shuts its socket down, so that whatever is awaited on it
-    fails at once with an OperationalError (from a server that stopped answering, nothing ever comes).
-
-    why not asyncio.timeout alone: cancelled, psycopg asks the server to cancel the query and waits
-    for it (5 s), then closes the connection; a frozen server answers neither, and a call without an
-    outer timeout waited forever
-    """
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
-        self.conn = conn
-        self.passed = False
-        self._timer = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._give_up)
-
-    def _give_up(self) -> None:
-        self.passed = True
-        try:
-            fd = self.conn.pgconn.socket
-        except psycopg.OperationalError:  # already closed or lost
-            return
-        # why a duplicate: shutdown acts on the socket, and closing the duplicate leaves libpq's own
-        # descriptor (which it closes itself) alone
-        with socket.socket(fileno=os.dup(fd)) as sock, contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-# The event loop time by which the running call's pool check must be done (None: no bound).
-_check_by: contextvars.ContextVar[float | None] = contextvars.ContextVar("_check_by", default=None)
-
-
-async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The pool's check of a connection before handing it out, given up at the call's deadline.
-
-    why: a connection whose server stopped answering never answers the check; given up, the pool
-    discards it and the call waits for another until its timeout
-    """
-    by = _check_by.get()
-    if by is None:
-        await AsyncConnectionPool.check_connection(conn)
-        return
-    deadline = _Deadline(conn, by - asyncio.get_running_loop().time())
-    try:
-        await AsyncConnectionPool.check_connection(conn)
-    finally:
-        deadline.cancel()
+# The pool's check of a connection before handing it out, given up at the call's deadline
+# (checks_within in _transaction).
+_check = bounded_check(AsyncConnectionPool.check_connection)
 
 
 @dataclass(frozen=True)
@@ -537,10 +474,10 @@ class _Manager:
 
             wait = self.config.timeout if timeout is None else timeout
             conninfo = db.conninfo(self.config.resolved_settings())
-            given = conninfo_to_dict(conninfo)
             pool = AsyncConnectionPool(
                 conninfo,
-                kwargs={name: value for name, value in _TCP_SETTINGS.items() if name not in given},
+                # TCP keepalives and tcp_user_timeout, unless the URL sets them
+                kwargs=tcp_settings(conninfo),
                 min_size=self.config.min_connections,
                 max_size=self.config.max_connections,
                 configure=configure,
@@ -603,24 +540,21 @@ class _Manager:
         wait = self.config.timeout if timeout is None else timeout
         seconds = self.config.call_timeout if deadline is None else deadline
         committing = False  # whether the call's statements are done and its transaction commits
-        given_up: _Deadline | None = None
+        given_up: Deadline | None = None
         try:
             try:
                 # why asyncio.timeout as well: the pool's timeout bounds the wait for a free
                 # connection, not its check of the one it hands out, and that check waits forever on
                 # a connection whose server stopped answering (a frozen host, a network partition);
                 # _check gives that connection up at the same time
-                checked = _check_by.set(asyncio.get_running_loop().time() + wait)
-                try:
+                with checks_within(wait):
                     async with asyncio.timeout(wait):
                         conn = await _getconn(pool, wait, lambda: self._in_use > 0)
-                finally:
-                    _check_by.reset(checked)
             except TimeoutError as exc:
                 raise PoolTimeout(f"no working connection within {wait:g} s") from exc
             try:
                 self._in_use += 1
-                given_up = _Deadline(conn, seconds)
+                given_up = Deadline(conn, seconds)
                 try:
                     async with conn.transaction():
                         yield conn

@@ -15,7 +15,7 @@ import psycopg.errors
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from spreadedge.api.database import PoolBusy
+from spreadedge.api.database import DatabaseTimeout, PoolBusy
 
 log = logging.getLogger("spreadedge.api")
 
@@ -87,6 +87,10 @@ def from_database_error(error: Exception) -> Problem:
         # sending an operator to a database that was answering everyone else
         log.warning("database connections all busy: %s", error)
         return unavailable(BUSY)
+    if isinstance(error, DatabaseTimeout):
+        # why its own detail: the server did not cancel the statement, it did not answer at all
+        log.warning("database gave no answer: %s", error)
+        return unavailable(f"{error}; retry later")
     if isinstance(error, psycopg.errors.QueryCanceled):
         # why: the statement ran past the API's statement_timeout (waiting on a lock, say) or an
         # operator cancelled it; it was "the database is unavailable", which it was not

@@ -116,7 +116,7 @@ def _failed_checks(error: Exception) -> list[models.HealthCheck]:
 )
 async def health(request: Request) -> JSONResponse:
     """Database reachable, migrations current, partitions ahead, default partitions empty (ops.health)."""
-    pool: AsyncConnectionPool = request.app.state.pool
+    pool: database.ApiPool = request.app.state.pool
     checks: list[models.HealthCheck]
     try:
         result: list[tuple[Any, ...]] = await database.rows(

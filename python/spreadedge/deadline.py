@@ -1,0 +1,113 @@
+"""Deadlines on async connections to a server that may stop answering: the managers' and the API's.
+
+A server process that stops answering (a stalled backend, a frozen host, a network partition
+without a reset) keeps its connection open: its statement_timeout never fires, and nothing ever
+comes back. So a caller gives its connection up at a deadline of its own (:class:`Deadline`), a
+pool's check of an idle connection before handing it out is bounded too (:func:`bounded_check`
+with :func:`checks_within`), and TCP connections notice a vanished peer (:func:`tcp_settings`).
+A connection given up is closed and never handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+# Seconds between the server's statement_timeout and the caller's deadline: a server that answers
+# reports the cancel itself (57014) before it, and its connection stays usable.
+SERVER_CANCEL_MARGIN = 1.0
+# libpq settings of pooled connections, unless the URL gives them: a server that vanished without
+# closing the connection (a network partition, a host that froze) is noticed on an idle connection
+# within about a minute, and data it never acknowledges is given up after a minute, so a pool's
+# own work on such a connection (its check, its replacement) does not wait forever. Unix-domain
+# sockets ignore them; a stopped server process whose host runs on is answered by its kernel, and
+# only a Deadline gives it up.
+TCP_SETTINGS = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+
+Check = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+
+
+def tcp_settings(conninfo: str) -> dict[str, str]:
+    """The :data:`TCP_SETTINGS` that ``conninfo`` does not set itself (its own win)."""
+    given = conninfo_to_dict(conninfo)
+    return {name: value for name, value in TCP_SETTINGS.items() if name not in given}
+
+
+class Deadline:
+    """Gives a connection up at a deadline: shuts its socket down, so that whatever is awaited on it
+    fails at once with an OperationalError (from a server that stopped answering, nothing ever comes).
+    ``passed`` tells whether it did; the connection must then be closed, never used again.
+
+    why not asyncio.timeout alone: cancelled, psycopg asks the server to cancel the query and waits
+    for it (5 s), then closes the connection; a frozen server answers neither, and a call without an
+    outer timeout waited forever
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
+        self.conn = conn
+        self.passed = False
+        self._timer = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._give_up)
+
+    def _give_up(self) -> None:
+        self.passed = True
+        try:
+            fd = self.conn.pgconn.socket
+        except psycopg.OperationalError:  # already closed or lost
+            return
+        # why a duplicate: shutdown acts on the socket, and closing the duplicate leaves libpq's own
+        # descriptor (which it closes itself) alone
+        with socket.socket(fileno=os.dup(fd)) as sock, contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+# The event loop time by which the running task's pool check must be done (None: no bound).
+_check_by: contextvars.ContextVar[float | None] = contextvars.ContextVar("_check_by", default=None)
+
+
+@contextlib.contextmanager
+def checks_within(seconds: float) -> Iterator[None]:
+    """The pool checks run by this task inside the block are given up ``seconds`` from now."""
+    token = _check_by.set(asyncio.get_running_loop().time() + seconds)
+    try:
+        yield
+    finally:
+        _check_by.reset(token)
+
+
+def bounded_check(check: Check) -> Check:
+    """A pool's ``check`` of a connection before handing it out, given up at the deadline of
+    :func:`checks_within` (unbounded outside it).
+
+    why: a connection whose server stopped answering never answers the check; given up, the pool
+    discards it and the caller waits for another until its own timeout
+    """
+
+    async def bounded(conn: psycopg.AsyncConnection[Any]) -> None:
+        by = _check_by.get()
+        if by is None:
+            await check(conn)
+            return
+        deadline = Deadline(conn, by - asyncio.get_running_loop().time())
+        try:
+            await check(conn)
+        finally:
+            deadline.cancel()
+
+    return bounded
