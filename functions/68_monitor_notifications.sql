@@ -7,11 +7,17 @@
 -- passed, the next claim takes it again. Delivery is at least once: a message whose send ended
 -- without a report is sent again. Failures back off exponentially (or wait as long as a
 -- rate-limiting receiver's Retry-After asks, up to the worker's max_backoff) and go to the dead
--- letter after the worker's configured attempts.
+-- letter after the worker's configured attempts. An email the SMTP server takes for some
+-- recipients records on its row whom it reached and whom the server refused for good: a retry goes
+-- to the recipients still owed it alone.
 
 -- why the drop: fail_notification gained retry_after; the old signature must not linger as an
 -- overload (a call without retry_after would be ambiguous between the two)
 drop function if exists monitor.fail_notification(bigint, text, text, integer, interval, interval);
+-- why the drop: claim_notifications returns each row's delivered_to and undeliverable_to too, and
+-- CREATE OR REPLACE cannot change the columns a function returns (the grant is re-applied by
+-- functions/99_privileges.sql)
+drop function if exists monitor.claim_notifications(text, text[], integer);
 
 create or replace function internal.queue_notifications(
     p_channels      monitor.notification_channel[],
@@ -48,6 +54,20 @@ create or replace trigger _900_wake_workers
     after insert on monitor.notifications
     for each statement execute function internal.wake_notification_workers();
 
+create or replace function internal.distinct_in_order(p_values text[])
+    returns text[]
+    immutable
+    language sql
+as $$
+    -- The values, each once, in the order they first appear.
+    select coalesce(array_agg(v.value order by v.first), '{}')
+    from (select u.value, min(u.ord) as first
+          from unnest(p_values) with ordinality u(value, ord)
+          group by u.value) v
+$$;
+comment on function internal.distinct_in_order(text[]) is
+    'The values of an array each once, in the order they first appear (an outbox row''s recipients).';
+
 create or replace function internal.check_worker_channels(p_channels text[])
     returns void
     stable
@@ -72,7 +92,7 @@ comment on function internal.check_worker_channels(text[]) is
 
 create or replace function monitor.claim_notifications(worker text, channels text[], batch_size integer default 10)
     returns table (notification_id bigint, channel monitor.notification_channel, subject text, payload jsonb,
-                   attempts integer)
+                   attempts integer, delivered_to text[], undeliverable_to text[])
     volatile
     security definer
     set search_path = ''
@@ -83,7 +103,8 @@ as $$
 -- locked by the caller's transaction, which must report each with monitor.complete_notification or
 -- monitor.fail_notification before it commits. Rows another worker holds are skipped, never waited
 -- for. A session scoped to a user needs alerts:manage (42S01): a payload may be another user's,
--- and a claim can silence it.
+-- and a claim can silence it. delivered_to and undeliverable_to: the email recipients an earlier
+-- attempt reached or found refused for good, whom this attempt leaves out.
 -- why abandoned claims are taken too: a claim committed without a report (psql in autocommit, a
 -- client that committed and died) left its row delivering for good: never claimed again, never
 -- due, never dead, the alert never sent. A live worker holds its row's lock until it has
@@ -122,11 +143,11 @@ begin
         next_attempt_at = clock_timestamp() + interval '5 minutes'
     from picked p
     where n.notification_id = p.notification_id
-    returning n.notification_id, n.channel, n.subject, n.payload, n.attempts;
+    returning n.notification_id, n.channel, n.subject, n.payload, n.attempts, n.delivered_to, n.undeliverable_to;
 end;
 $$;
 comment on function monitor.claim_notifications(text, text[], integer) is
-    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. Each comes with the email recipients earlier attempts reached (delivered_to) or found refused for good (undeliverable_to), whom the attempt leaves out. A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
     returns monitor.notifications
@@ -174,6 +195,53 @@ end;
 $$;
 comment on function monitor.complete_notification(bigint, text) is
     'Marks a claimed notification delivered; raises 55S06 when this worker has not claimed it, 42S01 for a scoped session without alerts:manage.';
+
+create or replace function monitor.record_notification_recipients(
+    notification_id  bigint,
+    worker           text,
+    delivered_to     text[],
+    undeliverable_to text[] default '{}'
+)
+    returns void
+    volatile
+    security definer
+    set search_path = ''
+    language plpgsql
+as $$
+-- An attempt reached some recipients of a claimed notification and not others (an email the SMTP
+-- server took for some addresses): add those it reached to delivered_to and those refused for good
+-- to undeliverable_to, in the order given, each once. Later attempts leave them out, whichever
+-- worker makes them. Called before the attempt's complete_notification or fail_notification, in
+-- the claim's transaction: a worker that dies before its commit records nothing. Needs
+-- alerts:manage in a scoped session (42S01).
+-- why in the row: the recipients still owed the message must outlive the worker (a restart, or
+-- another worker taking the retry); kept in memory, a retry went to everyone or to no one
+#variable_conflict use_column
+declare
+    v_row monitor.notifications;
+begin
+    perform internal.require_permission('alerts:manage');
+    perform internal.require_permission('strategies:all');
+    v_row := internal.claimed_notification(record_notification_recipients.notification_id,
+                                           record_notification_recipients.worker);
+    if record_notification_recipients.delivered_to is null
+       or record_notification_recipients.undeliverable_to is null
+       or array_position(record_notification_recipients.delivered_to
+                         || record_notification_recipients.undeliverable_to, null) is not null then
+        raise exception 'delivered_to and undeliverable_to must be lists of addresses, got % and %',
+            coalesce(record_notification_recipients.delivered_to::text, 'null'),
+            coalesce(record_notification_recipients.undeliverable_to::text, 'null')
+            using errcode = '22S09', hint = 'Pass ''{}'' for none.';
+    end if;
+    update monitor.notifications n
+    set delivered_to = internal.distinct_in_order(n.delivered_to || record_notification_recipients.delivered_to),
+        undeliverable_to = internal.distinct_in_order(n.undeliverable_to
+                                                      || record_notification_recipients.undeliverable_to)
+    where n.notification_id = v_row.notification_id;
+end;
+$$;
+comment on function monitor.record_notification_recipients(bigint, text, text[], text[]) is
+    'Records the email recipients an attempt of a claimed notification reached (delivered_to) and those refused for good (undeliverable_to): later attempts leave them out. Call it before the attempt''s complete_notification or fail_notification, in the claim''s transaction. Raises 55S06 when this worker has not claimed it, 22S09 for a null list or address; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.fail_notification(
     notification_id bigint,

@@ -253,7 +253,9 @@ as
            n.last_error,
            n.created_at,
            n.delivered_at,
-           n.dead_at
+           n.dead_at,
+           n.delivered_to,
+           n.undeliverable_to
     from monitor.notifications n
     -- scope: notifications of the risk events and of the alerts' rules the session sees (the two
     -- views above); every notification comes from exactly one of them

@@ -106,7 +106,7 @@ grant execute on function monitor.record_metric, monitor.add_alert_rule, monitor
                           monitor.acknowledge_alert, monitor.set_risk_limit, monitor.set_kill_switch,
                           monitor.requeue_notification, monitor.claim_notifications,
                           monitor.complete_notification, monitor.fail_notification,
-                          monitor.next_notification_due
+                          monitor.record_notification_recipients, monitor.next_notification_due
     to spreadedge_app;
 -- monitor.collect_metrics and monitor.evaluate_alert_rules write the monitor tables: pg_cron and
 -- operators run them as the database owner or a superuser, like the market data maintenance.

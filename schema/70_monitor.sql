@@ -327,6 +327,8 @@ create table monitor.notifications (
     created_at      timestamptz not null default now(),
     delivered_at    timestamptz,
     dead_at         timestamptz,
+    delivered_to    text[] not null default '{}',
+    undeliverable_to text[] not null default '{}',
     -- why: every notification comes from exactly one alert transition or one risk event
     check (num_nonnulls(alert_event_id, risk_event_id) = 1),
     check ((status = 'delivered') = (delivered_at is not null)),
@@ -348,6 +350,8 @@ comment on column monitor.notifications.claimed_by is 'The worker that made the 
 comment on column monitor.notifications.created_at is 'When it was queued.';
 comment on column monitor.notifications.delivered_at is 'When it was delivered.';
 comment on column monitor.notifications.dead_at is 'When it went to the dead letter.';
+comment on column monitor.notifications.delivered_to is 'Email: the recipients (addresses) the SMTP server took the message for; no later attempt is sent to them.';
+comment on column monitor.notifications.undeliverable_to is 'Email: the recipients the SMTP server refused for good (5xx) once someone had the message; never tried again (the message is delivered once no one else is owed it).';
 -- why partial: workers look only for pending rows that are due and for claims whose lease has
 -- passed, a small part of the table
 create index notifications_due_idx on monitor.notifications (next_attempt_at)

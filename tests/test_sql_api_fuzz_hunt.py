@@ -150,6 +150,8 @@ VALID: dict[str, str | None] = {
     "cooldown": "15 minutes",
     "channels": "{email}",
     "worker": "fuzz-worker",
+    "delivered_to": "{ops@desk.test}",
+    "undeliverable_to": "{}",
     "batch_size": "10",
     "collected_at": "now",
     "evaluated_at": "now",

@@ -83,10 +83,28 @@ class DeliveryError(Exception):
 
 
 class PartialDelivery(Exception):
-    """A message was delivered, but not to every recipient; the text says to whom not and why.
+    """An email went to some recipients and not to others; the text says to whom not and why.
 
-    Not a failure: a retry would send the message again to every recipient who has it.
+    ``delivered_to``: the recipients the server took it for in this attempt; ``owed``: those it
+    refused for now (4xx, or a reply that is no 5xx), still owed the message: the attempt failed
+    for them, and the retry goes to them alone; ``undeliverable_to``: those it refused for good
+    (5xx), never tried again. The worker records the first and last on the outbox row
+    (monitor.record_notification_recipients), so that no retry sends the message again to a
+    recipient who has it, whichever worker makes it.
     """
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        delivered_to: tuple[str, ...],
+        owed: tuple[str, ...],
+        undeliverable_to: tuple[str, ...],
+    ) -> None:
+        super().__init__(text)
+        self.delivered_to = delivered_to
+        self.owed = owed
+        self.undeliverable_to = undeliverable_to
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,10 @@ class Message:
     subject: str
     payload: dict[str, Any]
     attempts: int
+    # email: the recipients earlier attempts reached, and those refused for good (the row's
+    # delivered_to and undeliverable_to); this attempt leaves them out
+    delivered_to: tuple[str, ...] = ()
+    undeliverable_to: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -105,9 +127,13 @@ class Message:
 
 
 class Channel(Protocol):
-    """Sends a message, or raises DeliveryError."""
+    """Sends a message, or raises DeliveryError.
 
-    def send(self, message: Message) -> None: ...
+    A channel with several recipients (email) returns those the message reached in this attempt,
+    for the outbox row's delivered_to; the others return None.
+    """
+
+    def send(self, message: Message) -> tuple[str, ...] | None: ...
 
 
 def _url_fragments(url: str) -> list[str]:
@@ -581,19 +607,37 @@ class _Utf8AuthSMTP(smtplib.SMTP):
 
 @dataclass(frozen=True)
 class EmailChannel:
-    """SMTP email: the subject, the text and the payload as JSON, to every address of email_to."""
+    """SMTP email: the subject, the text and the payload as JSON, to every address of email_to.
+
+    Sent to the addresses of email_to that the message is still owed to: those of no earlier
+    attempt's ``delivered_to`` or ``undeliverable_to`` (the ``To`` header names all of email_to).
+    email_to is read at each attempt: an address added since an earlier attempt is owed the
+    message, one removed no longer is. Recipients the server refuses while it takes the others
+    raise :class:`PartialDelivery`; so does a refusal of every recipient of a retry once someone
+    has the message. Refused for every recipient while no one has it, the attempt fails as any
+    (retried for them all).
+    """
 
     settings: NotifySettings
     redact: Callable[[str], str]
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message) -> tuple[str, ...]:
+        """Send to the recipients still owed the message; those it reached (all of them)."""
         settings = self.settings
         with _Deadline(settings.timeout_seconds) as deadline:
-            self._send(message, deadline)
+            return self._send(message, deadline)
 
-    def _send(self, message: Message, deadline: _Deadline) -> None:
+    def _send(self, message: Message, deadline: _Deadline) -> tuple[str, ...]:
         settings = self.settings
-        refused: dict[str, tuple[int, bytes]] | None = None  # set once the server took the message
+        done = set(message.delivered_to) | set(message.undeliverable_to)
+        # why the addresses alone: the server answers each RCPT TO by its address, and
+        # delivered_to records those (email_to may say "Ops <ops@desk.test>")
+        addresses = dict.fromkeys(parseaddr(entry)[1] for entry in settings.email_to)
+        owed = [to for to in addresses if to not in done]
+        if not owed:
+            return ()  # everyone in email_to has it or refused it for good (email_to changed since)
+        # set once the server answered every RCPT TO and took the message (or refused it for all)
+        refused: dict[str, tuple[int, bytes]] | None = None
         try:
             # built inside the try: EmailMessage refuses a header value it cannot write
             email = EmailMessage()
@@ -615,7 +659,14 @@ class EmailChannel:
                     smtp.login(settings.smtp_username, settings.smtp_password or "")
                 # the server refused these recipients and accepted the others (refusing every
                 # recipient raises SMTPRecipientsRefused)
-                refused = smtp.send_message(email)
+                try:
+                    refused = smtp.send_message(email, to_addrs=owed)
+                except smtplib.SMTPRecipientsRefused as exc:
+                    if not message.delivered_to:
+                        raise  # no one has it: a failed attempt, retried for every recipient
+                    # why caught here: an error of the QUIT that closes the session would
+                    # replace it, and its per-recipient answers would be lost
+                    refused = exc.recipients
         except (OSError, ValueError, smtplib.SMTPException) as exc:
             # why not after the message was taken: what fails then is the QUIT that closes the
             # session (a reply other than 221, such as "421 shutting down", raises when the with
@@ -633,8 +684,18 @@ class EmailChannel:
                 for to, (code, reply) in sorted(refused.items())
             ]
             raise PartialDelivery(
-                f"SMTP refused {len(refused)} of {len(settings.email_to)} recipients: " + "; ".join(reasons)
+                f"SMTP refused {len(refused)} of {len(owed)} recipients: " + "; ".join(reasons),
+                delivered_to=tuple(to for to in owed if to not in refused),
+                owed=tuple(to for to in owed if to in refused and not _permanent(refused[to][0])),
+                undeliverable_to=tuple(to for to in owed if to in refused and _permanent(refused[to][0])),
             )
+        return tuple(owed)
+
+
+def _permanent(code: int) -> bool:
+    """Whether an SMTP reply code refuses for good (5xx); any other refusal may pass (4xx: busy,
+    too many recipients; a reply no server should give), and the recipient stays owed."""
+    return 500 <= code < 600
 
 
 def _sender_domain(address: str) -> str | None:

@@ -14,6 +14,9 @@ Why a transaction per message rather than one per batch with a savepoint per mes
 keeps a message's "delivered" uncommitted until the whole batch commits, so a crash, a lost
 connection or a database error later in the batch would send every message already delivered in
 it again. The price is one claim round trip per message, small beside an SMTP or HTTP send.
+An email the SMTP server takes for some recipients has them recorded on its row
+(``monitor.record_notification_recipients``, in the same transaction): a retry goes only to the
+recipients still owed it, whichever worker makes it (see :class:`PartialDelivery`).
 ``run_once`` delivers up to ``batch_size`` messages. Between batches the worker sleeps until the
 next retry is due or a NOTIFY on ``spreadedge_notifications`` (sent when rows are queued) wakes it.
 """
@@ -63,6 +66,10 @@ _COMPLETE = sqlcall.select_value("monitor.complete_notification", ["notification
 _FAIL = sqlcall.select_value(
     "monitor.fail_notification",
     ["notification_id", "worker", "error", "max_attempts", "backoff", "max_backoff", "retry_after"],
+)
+_RECORD_RECIPIENTS = sqlcall.select_value(
+    "monitor.record_notification_recipients",
+    ["notification_id", "worker", "delivered_to", "undeliverable_to"],
 )
 _NO_IDLE_TIMEOUT = sql.SQL("set idle_in_transaction_session_timeout = 0")
 _READ_COMMITTED = sql.SQL("set default_transaction_isolation = 'read committed'")
@@ -191,8 +198,11 @@ class Worker:
             ).fetchone()
             if row is None:
                 return False
-            notification_id, channel, subject, payload, attempts = row
-            outcome = self._deliver(conn, Message(notification_id, channel, subject, {}, attempts), payload)
+            notification_id, channel, subject, payload, attempts, delivered_to, undeliverable_to = row
+            message = Message(
+                notification_id, channel, subject, {}, attempts, tuple(delivered_to), tuple(undeliverable_to)
+            )
+            outcome = self._deliver(conn, message, payload)
         self.outcomes[outcome] += 1  # after the commit: a report rolled back is no outcome
         return True
 
@@ -201,10 +211,18 @@ class Worker:
         try:
             # payload numbers are numerics: Decimal keeps every digit, a float would round them
             message = replace(message, payload=load_payload(payload))
-            self.channels[message.channel].send(message)
+            reached = self.channels[message.channel].send(message)
         except DeliveryError as exc:
             return self._fail(conn, message, str(exc), exc.retry_after)
         except PartialDelivery as exc:
+            # why recorded before the report, in the claim's transaction: who has the message
+            # must outlive this worker, so that no retry (this worker's or another's, after a
+            # restart) sends it again to them; a worker that dies before the commit records
+            # nothing, and the message goes again to everyone it was owed to (at least once)
+            self._record(conn, message, exc.delivered_to, exc.undeliverable_to)
+            if exc.owed:
+                # refused for now (4xx): the attempt failed for them, retried for them alone
+                return self._fail(conn, message, str(exc))
             conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
             log.warning(
                 "notification %s (%s) delivered, but not to every recipient: %s",
@@ -217,9 +235,29 @@ class Worker:
             # letter); the text is redacted, and no traceback is logged (it could quote a URL)
             return self._fail(conn, message, f"{type(exc).__name__}: {self.redact(str(exc))}")
         else:
+            if reached:  # an email's recipients: the row's delivered_to names everyone who has it
+                self._record(conn, message, reached, ())
             conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
             log.info("notification %s (%s) delivered", message.notification_id, message.channel)
         return "delivered"
+
+    def _record(
+        self,
+        conn: psycopg.Connection[Any],
+        message: Message,
+        delivered_to: tuple[str, ...],
+        undeliverable_to: tuple[str, ...],
+    ) -> None:
+        """Record on the claimed row the recipients this attempt reached and those refused for good."""
+        conn.execute(
+            _RECORD_RECIPIENTS,
+            {
+                "notification_id": message.notification_id,
+                "worker": self.name,
+                "delivered_to": list(delivered_to),
+                "undeliverable_to": list(undeliverable_to),
+            },
+        )
 
     def _fail(
         self, conn: psycopg.Connection[Any], message: Message, error: str, retry_after: float | None = None
