@@ -114,9 +114,9 @@ as $$
 -- the multiplier null) keeps its listed value, fees only under the same market type; a new symbol
 -- gets a minimum notional of 0, the exchange's fee rates for the market type and a multiplier of
 -- 1, and may not differ only in case from a symbol the exchange lists (22S09). Tick size, lot
--- size and minimum notional are below 10^15 (22S09). An update lists the instrument again
--- (is_active true) if it was delisted; one that changes nothing writes nothing and takes no
--- lock. Returns the instrument id.
+-- size and minimum notional are below 10^15, tick and lot size at least 10^-30 (22S09). An
+-- update lists the instrument again (is_active true) if it was delisted; one that changes
+-- nothing writes nothing and takes no lock. Returns the instrument id.
 #variable_conflict use_column
 declare
     v_exchange_id smallint := internal.exchange_id(upsert_instrument.exchange);
@@ -207,6 +207,17 @@ begin
     if min_notional >= 1e15 then
         raise exception 'minimum notional must be below 10^15, got %', internal.number_shown(min_notional)
             using errcode = '22S09', hint = 'Give the exchange''s minimum order value in units of the quote asset.';
+    end if;
+    -- why at least 10^-30: a tick or lot of 1e-300 was listed, and an order's price or quantity
+    -- then had to carry 300 decimals into its trades, positions and rollups (numeric keeps up to
+    -- 16,383). No exchange's tick or lot comes near 10^-30 (token amounts go to 10^-18)
+    if tick_size < 1e-30 then
+        raise exception 'tick size must be at least 10^-30, got %', internal.number_shown(tick_size)
+            using errcode = '22S09', hint = 'Give the exchange''s tick size in units of the quote asset.';
+    end if;
+    if lot_size < 1e-30 then
+        raise exception 'lot size must be at least 10^-30, got %', internal.number_shown(lot_size)
+            using errcode = '22S09', hint = 'Give the exchange''s lot size in units of the base asset (contracts for a derivative).';
     end if;
     if multiplier is not null and not (multiplier > 0 and multiplier < 'Infinity') then
         raise exception 'multiplier must be positive and finite, got %', internal.number_shown(multiplier) using errcode = '22S09';
@@ -366,4 +377,4 @@ begin
 end;
 $$;
 comment on function ref.upsert_instrument(text, text, text, text, text, numeric, numeric, numeric, numeric, numeric, numeric) is
-    'Create or update an instrument (exchange, symbol) with its trading rules. A rule not given (min_notional, a fee or the multiplier null) keeps its listed value (fees: under the same market type); a new symbol gets minimum notional 0, the exchange''s fee rates for its market type and multiplier 1. A symbol has no surrounding white space, control or invisible character and no space but U+0020, a new one does not differ only in case from one the exchange lists, base and quote differ, a spot or margin multiplier is 1, and the tick size, lot size and minimum notional are below 10^15 (22S09). An update lists a delisted instrument again (is_active true); one that changes nothing writes nothing and takes no lock. Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';
+    'Create or update an instrument (exchange, symbol) with its trading rules. A rule not given (min_notional, a fee or the multiplier null) keeps its listed value (fees: under the same market type); a new symbol gets minimum notional 0, the exchange''s fee rates for its market type and multiplier 1. A symbol has no surrounding white space, control or invisible character and no space but U+0020, a new one does not differ only in case from one the exchange lists, base and quote differ, a spot or margin multiplier is 1, the tick size, lot size and minimum notional are below 10^15 and the tick and lot size at least 10^-30 (22S09). An update lists a delisted instrument again (is_active true); one that changes nothing writes nothing and takes no lock. Its assets and market type are fixed once it has orders, trades or funding payments (55S07). Returns its id.';

@@ -303,24 +303,26 @@ begin
     end if;
 
     -- why internal.number_shown: a quantity of 1e-16383 was refused with all 16,383 of its
-    -- decimals in the message
+    -- decimals in the message, and a tick of 1e-300 (listed before ref.upsert_instrument refused
+    -- one below 10^-30) with its 300; a value of at most 40 characters reads as written
     if place_order.price % v_instrument.tick_size <> 0 then
         raise exception 'price % is not a multiple of the tick size % of %', internal.number_shown(place_order.price),
-            v_instrument.tick_size, v_instrument.symbol
+            internal.number_shown(v_instrument.tick_size), v_instrument.symbol
             using errcode = '22S03',
-                  hint = format('Round the price to a multiple of %s.', v_instrument.tick_size);
+                  hint = format('Round the price to a multiple of %s.', internal.number_shown(v_instrument.tick_size));
     end if;
     if place_order.stop_price % v_instrument.tick_size <> 0 then
         raise exception 'stop price % is not a multiple of the tick size % of %',
-            internal.number_shown(place_order.stop_price), v_instrument.tick_size, v_instrument.symbol
+            internal.number_shown(place_order.stop_price), internal.number_shown(v_instrument.tick_size),
+            v_instrument.symbol
             using errcode = '22S03',
-                  hint = format('Round the stop price to a multiple of %s.', v_instrument.tick_size);
+                  hint = format('Round the stop price to a multiple of %s.', internal.number_shown(v_instrument.tick_size));
     end if;
     if place_order.quantity % v_instrument.lot_size <> 0 then
         raise exception 'quantity % is not a multiple of the lot size % of %', internal.number_shown(place_order.quantity),
-            v_instrument.lot_size, v_instrument.symbol
+            internal.number_shown(v_instrument.lot_size), v_instrument.symbol
             using errcode = '22S04',
-                  hint = format('Round the quantity to a multiple of %s.', v_instrument.lot_size);
+                  hint = format('Round the quantity to a multiple of %s.', internal.number_shown(v_instrument.lot_size));
     end if;
     -- why: a market order has no price of its own; check it at the market price when one is known,
     -- as the strategy's owner sees it: trading.mark_price in an unscoped session (the engine) fell
@@ -345,7 +347,7 @@ begin
        and place_order.quantity * v_reference * v_instrument.multiplier < v_instrument.min_notional then
         raise exception 'order notional % is below the minimum % of %',
             internal.number_shown(place_order.quantity * v_reference * v_instrument.multiplier),
-            v_instrument.min_notional, v_instrument.symbol
+            internal.number_shown(v_instrument.min_notional), v_instrument.symbol
             using errcode = '22S05',
                   hint = 'Increase the quantity.';
     end if;

@@ -717,7 +717,8 @@ def restore_group(
     except masterkey.MasterKeyError as exc:
         click.echo(f"warning: the master key was not copied: {exc}", err=True)
     click.echo(
-        f"restored; start it (it recovers, then promotes) with:\n"
+        "restored; start it (it recovers, promotes, points its pg_cron jobs at itself and checks the master"
+        " key) with:\n"
         f"  SPREADEDGE_HOME={shlex.quote(str(cluster.home))} SPREADEDGE_PORT=<free port> spreadedge db start"
     )
 
@@ -755,12 +756,15 @@ def _restore_from_repository(
 
 
 def finish_restore(settings: Settings, cluster: Cluster) -> None:
-    """After a start of a home restored with --repo (its restore/ still there; the server runs,
-    recovered and promoted): check the master key against the restored API keys, then remove
-    pgBackRest's files of the recovery, which hold the repository passphrase. ClickException,
-    keeping them, when the key does not open the API keys: the next `db start` checks again."""
+    """After a start of a restored home (its ``restore-pending`` marker, or the ``restore/`` of a
+    restore --repo, still there; the server runs, recovered and promoted): check the master key
+    against the restored API keys, then remove the marker and pgBackRest's files of the recovery,
+    which hold the repository passphrase. ClickException, keeping them, when the key does not open
+    the API keys: the next `db start` checks again."""
+    marker = pgbackrest.restore_marker(cluster)
     work_dir = pgbackrest.restore_work_dir(cluster)
-    if not work_dir.exists():
+    # why the work directory alone too: a home restored with --repo before the marker existed
+    if not marker.exists() and not work_dir.exists():
         return
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         try:
@@ -773,8 +777,10 @@ def finish_restore(settings: Settings, cluster: Cluster) -> None:
             ) from None
     if version is not None:
         click.echo(f"master key {masterkey.source(settings)} opens the restored API keys (version {version})")
-    shutil.rmtree(work_dir)
-    click.echo(f"removed {work_dir} (pgBackRest's configuration for the recovery)")
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+        click.echo(f"removed {work_dir} (pgBackRest's configuration for the recovery)")
+    marker.unlink(missing_ok=True)
 
 
 @restore_group.command(name="logical")

@@ -145,7 +145,11 @@ def check(conn: psycopg.Connection[Any], settings: Settings) -> int | None:
     row = conn.execute("select key_version from auth.master_keys where retired_at is null").fetchone()
     if row is None:
         return None
-    key = load(settings)
+    env = os.environ
+    # why not load's own message: it says to generate a key, whose new key cannot decrypt these
+    if not env.get(ENV_KEY) and not key_file(settings, env).exists():
+        raise MasterKeyError(f"no master key: {key_file(settings, env)} does not exist")
+    key = load(settings, env)
     try:
         with conn.transaction():
             conn.execute("select internal.current_master_key_version(%s, false)", [key])

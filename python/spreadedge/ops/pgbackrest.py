@@ -414,6 +414,19 @@ def expire(repo: Repository) -> str:
 
 # -- restore -----------------------------------------------------------------------------------
 
+# The file a restore leaves in the new home: the first `db start` checks the master key in use
+# against the restored API keys, then removes it (cli_ops.finish_restore). It holds no secret.
+RESTORE_MARKER = "restore-pending"
+_RESTORE_MARKER_TEXT = (
+    "# Written by spreadedge restore: the first `spreadedge db start` of this home checks the master\n"
+    "# key in use against the restored API keys, then removes this file.\n"
+)
+
+
+def restore_marker(target: Cluster) -> Path:
+    """The file that says ``target``'s home was restored and its master key not checked yet."""
+    return target.home / RESTORE_MARKER
+
 
 def restore(
     repo: Repository | Callable[[], Repository],
@@ -425,7 +438,8 @@ def restore(
 
     The restored cluster recovers from the repository's WAL when it first starts, then promotes;
     its archiving is off, so it never pushes WAL into the stanza it came from. ``Cluster.start``
-    returns once recovery has ended. Nothing is written into a home that holds anything, and
+    returns once recovery has ended; the home's marker (``restore_marker``) has the first
+    ``db start`` check the master key. Nothing is written into a home that holds anything, and
     what a failed restore wrote is removed, so it can be run again into the same directory.
     ``repo`` may be a function that sets the repository up once the home exists (``restore_from``).
     """
@@ -449,6 +463,10 @@ def restore(
         if backup_set is not None:
             args.append(f"--set={backup_set}")
         run(repo, *args)
+        # why: the API keys came back encrypted under a master key no backup holds; a home whose
+        # key is another one (rotated since, or missing) started quietly and its API keys failed
+        # to decrypt later, so its first start checks the key
+        restore_marker(target).write_text(_RESTORE_MARKER_TEXT)
     except BaseException:
         _remove_restored(target, home_existed, fallback_existed)
         raise
