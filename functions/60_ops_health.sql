@@ -112,12 +112,17 @@ create or replace function internal.health_writable()
     stable
     language sql
 as $$
-    -- why: on a standby, or with default_transaction_read_only on, every login, logout and
-    -- session slide fails (25006), so the history API must leave the load balancer's rotation;
-    -- its health answered 200
+    -- why: on a standby, or with default_transaction_read_only on, every login and logout fails
+    -- (25006), so the history API must leave the load balancer's rotation for a server on a
+    -- writable database; its health answered 200. A failing check, not a warning, though reads of
+    -- live sessions are still served (their idle timeout does not slide there): a server that
+    -- cannot log anyone in is not one to prefer to a server on the primary, and the operator must
+    -- see it. (A load balancer that fails open sends to every server when all fail, and they serve
+    -- the reads; one that fails closed, as Kubernetes readiness does, sends to none.)
     select not r.read_only,
            case when r.read_only
-                then 'the database is read-only (a standby, or writes are switched off): logins and sessions fail'
+                then 'the database is read-only (a standby, or writes are switched off): logins and logouts fail; '
+                     'reads of live sessions are served'
                 else 'takes writes' end
     from (select pg_catalog.pg_is_in_recovery()
                  or pg_catalog.current_setting('transaction_read_only') = 'on' as read_only) r

@@ -180,6 +180,10 @@ as $$
 -- waiting for its WAL flush; a session idle for the timeout less up to a minute of its last use may
 -- end that much early. With a fixed minute, an idle timeout of a minute or less never slid at all,
 -- and a session in constant use expired one idle timeout after login.
+-- why no slide in a read-only transaction (a hot standby, default_transaction_read_only on): its
+-- locks and update fail there (25006), which made every request of a session last used over a
+-- minute ago a 503, so a read-only database served no reads at all. Without the slide the session
+-- ends at the idle expiry last written, never later: a session past it is refused as ever.
 -- why TimeZone UTC: as in auth.login, an idle timeout in days is whole 24-hour days
 #variable_conflict use_column
 declare
@@ -198,7 +202,8 @@ begin
         raise exception 'the session is unknown, expired or revoked'
             using errcode = '28S02', hint = 'Log in again (auth.login).';
     end if;
-    if v_session.last_seen_at < now() - v_slide then
+    if v_session.last_seen_at < now() - v_slide
+       and pg_catalog.current_setting('transaction_read_only') = 'off' then
         -- why the policy locked and the session read again, locked, before the slide: a slide that
         -- waited for auth.set_security_policy's shortening of this session (or a logout or revoke)
         -- wrote the old idle timeout over the new one, and brought a session the new timeout had
@@ -227,7 +232,7 @@ begin
 end;
 $$;
 comment on function auth.validate_session(text) is
-    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute, or per half the idle timeout when shorter), sets spreadedge.user_id for the transaction. Raises 28S02, also when a slide waited for a policy change, logout or revoke that ended the session.';
+    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute, or per half the idle timeout when shorter; never in a read-only transaction, as on a standby), sets spreadedge.user_id for the transaction. Raises 28S02, also when a slide waited for a policy change, logout or revoke that ended the session.';
 
 create or replace function auth.logout(token text)
     returns boolean

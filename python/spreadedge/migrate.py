@@ -273,11 +273,17 @@ def _database_errors(status: bool = False) -> Iterator[None]:
         # why a hint for 42501: migrations create extensions, roles and schemas, and migrate keeps
         # its bookkeeping tables in public, so a role that is not a superuser fails before any SQL
         command = "spreadedge migrate --status" if status else "spreadedge migrate"
-        hint = (
-            f"\nHINT: run {command} as a superuser (the embedded cluster's spreadedge role)"
-            if exc.sqlstate == "42501"
-            else ""
-        )
+        hint = ""
+        if exc.sqlstate == "42501":
+            hint = f"\nHINT: run {command} as a superuser (the embedded cluster's spreadedge role)"
+        elif exc.sqlstate == "25006":
+            # why: a DATABASE_URL naming a hot standby (or a database with writes switched off)
+            # said "cannot execute CREATE TABLE in a read-only transaction" alone, where every
+            # other command says what to do about it
+            hint = (
+                "\nHINT: this database is read-only (a standby, or default_transaction_read_only is on): "
+                "connect to the primary"
+            )
         # why its own words for --status: it reads the ledger and applies nothing, and "migrate
         # failed, nothing more was applied" read as if a migrate had been attempted
         failed = (

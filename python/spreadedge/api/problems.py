@@ -103,9 +103,10 @@ def from_database_error(error: Exception) -> Problem:
     # why the SQLSTATE first: psycopg raises class 28 (invalid_session) as an OperationalError too
     if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
         # why: a standby, or a database with default_transaction_read_only on, refuses the writes
-        # of a login, a logout and a session's idle-timeout slide with 25006, an InternalError to
-        # psycopg, which made every such request a 500 "internal error" though nothing was wrong
-        # with the request or the server: it is unavailable until the database takes writes again
+        # of a login and a logout with 25006 (a session's idle-timeout slide is skipped there), an
+        # InternalError to psycopg, which made every such request a 500 "internal error" though
+        # nothing was wrong with the request or the server: it is unavailable until the database
+        # takes writes again
         log.warning("database unavailable: read-only (%s)", error.sqlstate)
         return Problem(HTTPStatus.SERVICE_UNAVAILABLE, READ_ONLY, sqlstate=error.sqlstate)
     if isinstance(error, psycopg.Error) and error.sqlstate:

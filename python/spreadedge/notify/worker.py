@@ -38,6 +38,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
@@ -56,6 +57,9 @@ log = logging.getLogger("spreadedge.notify")
 
 LISTEN_CHANNEL = "spreadedge_notifications"
 RECONNECT_SECONDS = 5.0  # pause before reconnecting after a lost database connection
+# longest pause between tries of a database that refuses writes (a standby, writes switched off):
+# the pause starts as the reconnect's and doubles with each refusal in a row, up to this
+READ_ONLY_MAX_PAUSE = 60.0
 # longest stretch of waiting for a NOTIFY before the worker looks at its stop event again: a stop
 # (SIGTERM from systemd, docker or kubectl) is honoured within it
 STOP_CHECK_SECONDS = 0.5
@@ -143,6 +147,8 @@ class Worker:
         self.name = name or default_worker_name()
         self.redact = redactor(settings)
         self._conn: psycopg.Connection[Any] | None = None
+        # refusals in a row of a database that refuses writes (see run)
+        self._read_only_refusals = 0
         # committed outcomes since the worker was made: delivered, failed (retried later), dead
         self.outcomes: Counter[str] = Counter()
 
@@ -335,6 +341,9 @@ class Worker:
         backend) is logged and both connections are opened again after a pause: a worker that
         exited would page no one. A message being reported when the connection dropped is pending
         again and sent again. A database unreachable at the start raises (a wrong URL says so).
+        A database that refuses writes (25006: a hot standby, as after a failover that left the URL
+        on it, or default_transaction_read_only on) is logged and tried again, on new connections,
+        after a pause that doubles with each refusal in a row up to READ_ONLY_MAX_PAUSE.
 
         Run in the main thread, SIGTERM and SIGINT stop it gracefully: the message in flight is
         sent and reported (or, failing, reported failed), then ``run`` logs the stop and returns;
@@ -346,6 +355,22 @@ class Worker:
             while not stop.is_set():
                 try:
                     self._listen_and_deliver(stop, poll_seconds)
+                except psycopg.errors.ReadOnlySqlTransaction as exc:
+                    # why: its LISTEN or claim raised 25006 (an InternalError to psycopg) out of
+                    # run, and the worker exited; a service manager restarting it made it exit
+                    # again and again for as long as the database refused writes
+                    self.close()
+                    self._read_only_refusals += 1
+                    doublings = min(self._read_only_refusals - 1, 16)
+                    pause = min(READ_ONLY_MAX_PAUSE, min(poll_seconds, RECONNECT_SECONDS) * 2**doublings)
+                    log.warning(
+                        "worker %s cannot claim notifications (%s): the database refuses writes (a standby, "
+                        "or default_transaction_read_only is on); trying again in %g s",
+                        self.name,
+                        self.redact(one_line(exc.diag.message_primary or str(exc)).strip()),
+                        pause,
+                    )
+                    stop.wait(pause)
                 except psycopg.OperationalError as exc:
                     self.close()
                     pause = min(poll_seconds, RECONNECT_SECONDS)
@@ -402,6 +427,7 @@ class Worker:
                 # alone, not for the rest of the outbox
                 while not stop.is_set() and self._deliver_next():
                     pass
+                self._read_only_refusals = 0  # the claims are taken again
                 if not stop.is_set():
                     self._sleep(listener, stop, self.seconds_until_due(poll_seconds))
 
