@@ -18,6 +18,7 @@ URL_VARIABLE = "SPREADEDGE_API_CONNINFO"
 MIGRATIONS_VARIABLE = "SPREADEDGE_API_MIGRATIONS"
 POOL_VARIABLE = "SPREADEDGE_API_POOL_SIZE"
 TIMEOUT_VARIABLE = "SPREADEDGE_API_STATEMENT_TIMEOUT"
+HEALTH_TIMEOUT_VARIABLE = "SPREADEDGE_API_HEALTH_TIMEOUT"
 
 
 @click.command()
@@ -63,6 +64,16 @@ TIMEOUT_VARIABLE = "SPREADEDGE_API_STATEMENT_TIMEOUT"
     show_default=True,
     help="Seconds a request's database statement may run (waiting on a lock included); then 503.",
 )
+@click.option(
+    "--health-timeout",
+    type=click.FloatRange(0.001, 86400),
+    callback=_finite_seconds,
+    default=3.0,
+    envvar=HEALTH_TIMEOUT_VARIABLE,
+    show_default=True,
+    help="Seconds health may take (its wait for a connection and its statement); then 503. "
+    "A second more when the database does not answer at all.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request (method, path, status).")
 @click.pass_obj
 def serve(
@@ -72,6 +83,7 @@ def serve(
     workers: int,
     pool_size: int,
     statement_timeout: float,
+    health_timeout: float,
     access_log: bool,
 ) -> None:
     """Serve the history REST API (/api/v1/...; OpenAPI at /openapi.json, docs at /docs)."""
@@ -91,6 +103,7 @@ def serve(
     os.environ[MIGRATIONS_VARIABLE] = ",".join(m.id for m in migrations)
     os.environ[POOL_VARIABLE] = str(pool_size)
     os.environ[TIMEOUT_VARIABLE] = str(statement_timeout)
+    os.environ[HEALTH_TIMEOUT_VARIABLE] = str(health_timeout)
     click.echo(f"serving the history API on http://{host}:{port} (OpenAPI: /openapi.json)")
     # why: after its graceful shutdown (every request in flight answered) uvicorn raises the signal
     # that stopped it once more, under the handler it found; with SIGTERM's default the process then
@@ -153,4 +166,5 @@ def app_from_environment() -> object:
         [m for m in migrations.split(",") if m],
         pool_size=int(os.environ.get(POOL_VARIABLE, "10")),
         statement_timeout=float(os.environ.get(TIMEOUT_VARIABLE, "30")),
+        health_timeout=float(os.environ.get(HEALTH_TIMEOUT_VARIABLE, "3")),
     )

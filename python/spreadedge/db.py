@@ -13,6 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from spreadedge.cluster import Cluster, ClusterError, default_cluster
+from spreadedge.deadline import connect_settings
 from spreadedge.settings import Settings, SettingsError
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -39,6 +40,12 @@ _QUERY_PASSWORD = re.compile(rf"[?&](?:{_SECRET_NAME})=([^&]*)")
 # why the escapes in an unquoted value: libpq reads password=se\ cret as "se cret", and \S+ took
 # only "se\", so `db url` showed the rest of the password
 _KEYWORD_PASSWORD = re.compile(rf"\b(?:{_SECRET_NAME})\s*=\s*('(?:[^'\\]|\\.)*'?|(?:\\[\s\S]|[^\s\\])+\\?)")
+
+
+# Seconds a CLI command waits for a new connection to complete (libpq's connect_timeout) unless the
+# URL or PGCONNECT_TIMEOUT sets one: a server that accepts the connection and never answers (its
+# postmaster stopped, its host frozen) kept a command silent for 130 s, psycopg's own bound.
+CONNECT_TIMEOUT = 10
 
 
 class DatabaseUrlError(SettingsError):
@@ -127,7 +134,8 @@ def connect(
 
     The actor is set at session level and committed at once, so a later rollback keeps it.
     """
-    conn = psycopg.connect(conninfo(settings), autocommit=autocommit)
+    url = conninfo(settings)
+    conn = psycopg.connect(url, autocommit=autocommit, **connect_settings(url, CONNECT_TIMEOUT))
     if actor is not None:
         try:
             conn.execute("select set_config('spreadedge.actor', %s, false)", (actor,))

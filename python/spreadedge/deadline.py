@@ -4,7 +4,8 @@ A server process that stops answering (a stalled backend, a frozen host, a netwo
 without a reset) keeps its connection open: its statement_timeout never fires, and nothing ever
 comes back. So a caller gives its connection up at a deadline of its own (:class:`Deadline`), a
 pool's check of an idle connection before handing it out is bounded too (:func:`bounded_check`
-with :func:`checks_within`), and TCP connections notice a vanished peer (:func:`tcp_settings`).
+with :func:`checks_within`), TCP connections notice a vanished peer (:func:`tcp_settings`), and
+a new connection whose server never completes its startup is given up (:func:`connect_settings`).
 A connection given up is closed and never handed out again.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -38,6 +40,9 @@ TCP_SETTINGS = {
     "tcp_user_timeout": "60000",
 }
 
+# libpq's minimum connect_timeout (a smaller one is taken as 2)
+MIN_CONNECT_TIMEOUT = 2
+
 Check = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 
 
@@ -45,6 +50,20 @@ def tcp_settings(conninfo: str) -> dict[str, str]:
     """The :data:`TCP_SETTINGS` that ``conninfo`` does not set itself (its own win)."""
     given = conninfo_to_dict(conninfo)
     return {name: value for name, value in TCP_SETTINGS.items() if name not in given}
+
+
+def connect_settings(conninfo: str, seconds: float) -> dict[str, str]:
+    """libpq's ``connect_timeout`` for new connections: ``seconds`` in whole seconds (at least 2),
+    unless ``conninfo`` or PGCONNECT_TIMEOUT sets one.
+
+    why: a server whose postmaster does not answer (stopped, its host frozen) still has its
+    connections accepted by the kernel, and their startup never completes: without a
+    connect_timeout psycopg waits 130 s for each, a pool makes no other attempt meanwhile, and a
+    CLI command sat silent as long
+    """
+    if "connect_timeout" in conninfo_to_dict(conninfo) or os.environ.get("PGCONNECT_TIMEOUT"):
+        return {}
+    return {"connect_timeout": str(max(MIN_CONNECT_TIMEOUT, math.ceil(seconds)))}
 
 
 class Deadline:

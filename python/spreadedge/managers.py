@@ -54,7 +54,14 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from spreadedge import errors, sqlcall
-from spreadedge.deadline import SERVER_CANCEL_MARGIN, Deadline, bounded_check, checks_within, tcp_settings
+from spreadedge.deadline import (
+    SERVER_CANCEL_MARGIN,
+    Deadline,
+    bounded_check,
+    checks_within,
+    connect_settings,
+    tcp_settings,
+)
 from spreadedge.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -476,8 +483,11 @@ class _Manager:
             conninfo = db.conninfo(self.config.resolved_settings())
             pool = AsyncConnectionPool(
                 conninfo,
-                # TCP keepalives and tcp_user_timeout, unless the URL sets them
-                kwargs=tcp_settings(conninfo),
+                # TCP keepalives and tcp_user_timeout, unless the URL sets them; and a new
+                # connection given up after a call's time (connect_timeout, unless the URL or
+                # PGCONNECT_TIMEOUT sets one): a server that does not complete its startup by then
+                # would not answer a call either, and the pool tries again
+                kwargs={**tcp_settings(conninfo), **connect_settings(conninfo, self.config.call_timeout)},
                 min_size=self.config.min_connections,
                 max_size=self.config.max_connections,
                 configure=configure,

@@ -51,9 +51,11 @@ def create_app(
     *,
     pool_size: int = 10,
     statement_timeout: float = database.STATEMENT_TIMEOUT,
+    health_timeout: float = database.HEALTH_TIMEOUT,
 ) -> FastAPI:
     """The history API over the database at ``conninfo``, built with these migrations; the
-    database cancels a request's statement after ``statement_timeout`` seconds (a 503)."""
+    database cancels a request's statement after ``statement_timeout`` seconds (a 503), and
+    health answers within ``health_timeout`` seconds (and a second for a server that does not answer)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +73,9 @@ def create_app(
         "security lets the logged-in user see them. Decimals are strings, times ISO 8601 UTC.",
         lifespan=lifespan,
     )
-    app.state.pool = database.make_pool(conninfo, max_size=pool_size, statement_timeout=statement_timeout)
+    app.state.pool = database.make_pool(
+        conninfo, max_size=pool_size, statement_timeout=statement_timeout, health_timeout=health_timeout
+    )
     app.state.migration_ids = migration_ids
     app.add_middleware(HeadAsGet)
     app.include_router(routes.router)

@@ -20,11 +20,18 @@ for as long as the lock was held, and a few of them left every other request a 5
 A server that does not answer at all (its server process stalled, the host frozen, a network
 partition: its statement_timeout never fires) is given up a second later (``DatabaseTimeout``, a
 503): the request's connection is closed, never handed out again, and the pool's check of an idle
-connection is bounded by the wait for a connection (see :mod:`spreadedge.deadline`).
+connection is bounded by the wait for a connection (see :mod:`spreadedge.deadline`). A new
+connection is given up after ``connect_timeout`` (that wait, unless the URL sets one).
+
+Health answers within a bound of its own (``spreadedge serve --health-timeout``, a few seconds),
+whatever the statement_timeout of history requests: its wait for a connection and its statement
+share it (the statement's statement_timeout, transaction-local, is what is left of it), and a server
+that does not answer is given up a second after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -37,7 +44,14 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from spreadedge import sqlcall
-from spreadedge.deadline import SERVER_CANCEL_MARGIN, Deadline, bounded_check, checks_within, tcp_settings
+from spreadedge.deadline import (
+    SERVER_CANCEL_MARGIN,
+    Deadline,
+    bounded_check,
+    checks_within,
+    connect_settings,
+    tcp_settings,
+)
 
 API_ROLE = "spreadedge_app"
 # the bind parameter of the bearer token, apart from the endpoint function's own arguments
@@ -46,6 +60,9 @@ TOKEN_PARAMETER = "session_token"
 # for a pooled connection, before it is answered 503.
 STATEMENT_TIMEOUT = 30.0
 POOL_TIMEOUT = 5.0
+# Seconds health waits for a connection and its statement, all told, before it answers 503: an
+# uptime checker's or a load balancer's probe waits a few seconds, not a history statement's 30.
+HEALTH_TIMEOUT = 3.0
 # Seconds the pool keeps trying to reconnect to a database that went away before it gives up that
 # attempt (see make_pool).
 RECONNECT_TIMEOUT = 1.0
@@ -66,6 +83,8 @@ class ApiPool(AsyncConnectionPool):
 
     # seconds the pool's connections cancel a statement after (statement_timeout; make_pool sets it)
     statement_timeout: float = STATEMENT_TIMEOUT
+    # seconds health takes at most, the wait for a connection included (make_pool sets it)
+    health_timeout: float = HEALTH_TIMEOUT
     # connections handed out and not yet given back
     serving: int = 0
 
@@ -96,11 +115,17 @@ def _configurer(statement_timeout: float) -> Callable[[psycopg.AsyncConnection[A
         await conn.execute("select set_config('spreadedge.actor', 'api', false)")
         # why: without a bound, a request waiting on a lock held it (and its connection) until the
         # lock went, however long, even after its client had given up; milliseconds, as an integer
-        timeout_ms = max(1, round(statement_timeout * 1000))
-        await conn.execute("select set_config('statement_timeout', %s, false)", [f"{timeout_ms}ms"])
+        await conn.execute(
+            "select set_config('statement_timeout', %s, false)", [_milliseconds(statement_timeout)]
+        )
         await conn.commit()
 
     return configure
+
+
+def _milliseconds(seconds: float) -> str:
+    """A statement_timeout of ``seconds``: milliseconds, as an integer, at least one."""
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -124,10 +149,15 @@ _check = bounded_check(_check_idle)
 
 
 def make_pool(
-    conninfo: str, *, min_size: int = 2, max_size: int = 10, statement_timeout: float = STATEMENT_TIMEOUT
+    conninfo: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    statement_timeout: float = STATEMENT_TIMEOUT,
+    health_timeout: float = HEALTH_TIMEOUT,
 ) -> ApiPool:
     """A pool (not yet open) whose connections are set up for the API, each statement cancelled
-    after ``statement_timeout`` seconds."""
+    after ``statement_timeout`` seconds, health's within ``health_timeout`` all told."""
     pool = ApiPool(
         conninfo,
         # why the least: spreadedge serve --pool-size 1 asks for a pool smaller than the usual minimum
@@ -136,8 +166,10 @@ def make_pool(
         open=False,
         configure=_configurer(statement_timeout),
         check=_check,
-        # TCP keepalives and tcp_user_timeout, unless the URL sets them
-        kwargs={"autocommit": True, **tcp_settings(conninfo)},
+        # TCP keepalives and tcp_user_timeout, unless the URL sets them; and a new connection given
+        # up when a request would have stopped waiting for it (connect_timeout, unless the URL or
+        # PGCONNECT_TIMEOUT sets one), so that the pool tries again
+        kwargs={"autocommit": True, **tcp_settings(conninfo), **connect_settings(conninfo, POOL_TIMEOUT)},
         timeout=POOL_TIMEOUT,
         # why a second: psycopg_pool retries a failed connection after 1, 2, 4, 8 ... s up to this
         # long, and starts no other attempt meanwhile; at its default (5 min) reads stayed 503 for
@@ -147,30 +179,43 @@ def make_pool(
         name="spreadedge-api",
     )
     pool.statement_timeout = statement_timeout
+    pool.health_timeout = health_timeout
     return pool
 
 
 @asynccontextmanager
-async def _connection(pool: ApiPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled connection for one request's statement, given up a second after the statement's
-    statement_timeout: closed (the pool replaces it), and DatabaseTimeout raised.
+async def _connection(
+    pool: ApiPool, *, health: bool = False
+) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], float]]:
+    """A pooled connection for one request's statement, and the seconds the statement may run;
+    given up a second after them: closed (the pool replaces it), and DatabaseTimeout raised.
+
+    A request waits POOL_TIMEOUT for its connection, then its statement may run for the pool's
+    statement_timeout. ``health``: the wait and the statement share the pool's health_timeout.
 
     why: a server that stopped answering (a stalled server process, a frozen host) never cancels
     the statement, and the request held its connection and its client forever; a few of them left
     every other request a 503 from the pool, and health hung with them
     """
-    with checks_within(POOL_TIMEOUT):
-        conn = await pool.getconn()
-    seconds = pool.statement_timeout + SERVER_CANCEL_MARGIN
-    given_up = Deadline(conn, seconds)
+    loop = asyncio.get_running_loop()
+    bound, name = (
+        (pool.health_timeout, "the health timeout")
+        if health
+        else (pool.statement_timeout, "the statement_timeout")
+    )
+    by = loop.time() + bound
+    wait = min(POOL_TIMEOUT, bound) if health else POOL_TIMEOUT
+    with checks_within(wait):
+        conn = await pool.getconn(wait)
+    statement = max(by - loop.time(), 0.001) if health else bound
+    given_up = Deadline(conn, statement + SERVER_CANCEL_MARGIN)
     try:
-        yield conn
+        yield conn, statement
     except psycopg.Error as exc:
         if given_up.passed:
             raise DatabaseTimeout(
-                f"the database did not answer within {seconds:g} s (the statement_timeout of "
-                f"{pool.statement_timeout:g} s and a second): the request was given up and its "
-                "connection closed"
+                f"the database did not answer within {bound + SERVER_CANCEL_MARGIN:g} s ({name} of "
+                f"{bound:g} s and a second): the request was given up and its connection closed"
             ) from exc
         raise
     finally:
@@ -195,7 +240,7 @@ async def call(
     params = dict(arguments)
     if token is not None:
         params[TOKEN_PARAMETER] = token
-    async with _connection(pool) as conn:
+    async with _connection(pool) as (conn, _):
         cursor = await conn.execute(query, params)
         row = await cursor.fetchone()
     return None if row is None else row[0]
@@ -210,8 +255,23 @@ def _query(function: str, arguments: tuple[str, ...], *, session: bool) -> sql.C
     return sqlcall.select_value(function, arguments)
 
 
-async def rows(pool: ApiPool, function: str, arguments: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """The rows of ``select * from function(**arguments)``, one statement, with no session."""
-    async with _connection(pool) as conn:
-        cursor = await conn.execute(sqlcall.select_rows(function, arguments), dict(arguments))
-        return await cursor.fetchall()
+async def rows(
+    pool: ApiPool, function: str, arguments: Mapping[str, Any], *, health: bool = False
+) -> list[tuple[Any, ...]]:
+    """The rows of ``select * from function(**arguments)``, one statement, with no session.
+
+    ``health``: within the pool's health_timeout, the wait for a connection included, the statement
+    cancelled by the server at what is left of it (its own statement_timeout, transaction-local).
+    """
+    query = sqlcall.select_rows(function, arguments)
+    async with _connection(pool, health=health) as (conn, seconds):
+        if not health:
+            cursor = await conn.execute(query, dict(arguments))
+            return await cursor.fetchall()
+        # why a transaction: the connection is in autocommit, where a transaction-local setting
+        # (set_config(..., true), SET LOCAL) ends with its own statement; and the session's
+        # statement_timeout is the history requests' (30 s), longer than a probe waits
+        async with conn.transaction():
+            await conn.execute("select set_config('statement_timeout', %s, true)", [_milliseconds(seconds)])
+            cursor = await conn.execute(query, dict(arguments))
+            return await cursor.fetchall()
