@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -61,3 +62,16 @@ def tune_index_state(conn: psycopg.Connection) -> tuple[bool, int, int]:
         "select count(*) from pg_inherits where inhparent = 'market.ticks'::regclass"
     ).fetchone()
     return valid, children, partitions[0]
+
+
+def archive_current_wal(conn: psycopg.Connection) -> None:
+    """Switch to a new WAL segment and wait (at most 120 s) until the archiver has pushed it."""
+    segment = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
+    conn.execute("select pg_switch_wal()")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        archived = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0]
+        if archived is not None and archived >= segment:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"WAL segment {segment} was not archived within 120 s")

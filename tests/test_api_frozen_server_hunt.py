@@ -10,8 +10,6 @@ own; every frozen process is continued in a ``finally``.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +20,7 @@ import psycopg
 import pytest
 
 from api_fixtures import api_login, live_server, seed_history
+from frozen_helpers import frozen
 from spreadedge.cluster import Cluster
 from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
@@ -66,20 +65,6 @@ def served(cluster: Cluster, migration_ids: list[str], pool_size: int = 2) -> It
         statement_timeout=STATEMENT_TIMEOUT,
     ) as url:
         yield url
-
-
-@contextmanager
-def frozen(pids: list[int]) -> Iterator[None]:
-    """The server processes ``pids`` stopped (SIGSTOP): their connections stay open and never answer."""
-    stopped = []
-    try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-        yield
-    finally:
-        for pid in reversed(stopped):
-            os.kill(pid, signal.SIGCONT)
 
 
 def api_backends(url: str) -> list[int]:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,6 +26,7 @@ import pytest
 from psycopg import sql
 
 from api_fixtures import live_server, seed_history
+from frozen_helpers import frozen, postmaster
 from spreadedge.cluster import Cluster
 from spreadedge.managers import ManagerConfig, PersistentOrderManager
 from spreadedge.migrate import migrate
@@ -55,26 +54,6 @@ def own(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Ite
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         seed_history(conn)
     yield cluster
-
-
-@contextmanager
-def frozen(pids: list[int]) -> Iterator[None]:
-    """The server processes ``pids`` stopped (SIGSTOP), continued (SIGCONT) on the way out."""
-    stopped = []
-    try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-        yield
-    finally:
-        for pid in reversed(stopped):
-            os.kill(pid, signal.SIGCONT)
-
-
-def postmaster(cluster: Cluster) -> int:
-    pid = cluster.status().pid
-    assert pid is not None
-    return pid
 
 
 def health(url: str) -> httpx.Response:

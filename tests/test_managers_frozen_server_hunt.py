@@ -12,8 +12,6 @@ back as the managers' exception classes too.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -24,6 +22,7 @@ import pytest
 from psycopg import sql
 
 from db_fixtures import _seed
+from frozen_helpers import frozen
 from spreadedge import managers
 from spreadedge.cluster import Cluster
 from spreadedge.managers import ManagerConfig, OrderRequest, PersistentOrderManager, get_database_manager
@@ -69,20 +68,6 @@ def named(config: ManagerConfig, url: str, application_name: str, **changes: obj
         max_connections=1,
         **changes,
     )
-
-
-@contextmanager
-def frozen(pids: list[int]) -> Iterator[None]:
-    """The server processes ``pids`` stopped (SIGSTOP): their connections stay open and never answer."""
-    stopped = []
-    try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-        yield
-    finally:
-        for pid in reversed(stopped):
-            os.kill(pid, signal.SIGCONT)
 
 
 async def backend_waiting(url: str, application_name: str, wait_event: str) -> int:

@@ -9,7 +9,6 @@ One source cluster and one restored cluster for the module; both are stopped at 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,7 +21,7 @@ from click.testing import CliRunner
 
 from auth_helpers import login, make_user, reveal_key, store_key
 from db_fixtures import _seed
-from ops_helpers import PROJECT, checksums, cli
+from ops_helpers import PROJECT, archive_current_wal, checksums, cli
 from spreadedge import masterkey
 from spreadedge.cli import main
 from spreadedge.cluster import Cluster
@@ -62,19 +61,6 @@ def _ok(*args: str, env: dict[str, str], **kwargs: Any) -> str:
     return result.output
 
 
-def _archive_current_wal(conn: psycopg.Connection) -> None:
-    """Switch to a new WAL segment and wait (at most 120 s) until the archiver has pushed it."""
-    segment = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
-    conn.execute("select pg_switch_wal()")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        archived = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0]
-        if archived is not None and archived >= segment:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"WAL segment {segment} was not archived within 120 s")
-
-
 def _compared(sums: dict[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
     return {table: value for table, value in sums.items() if table.startswith(COMPARED)}
 
@@ -109,7 +95,7 @@ def drill(make_cluster: Callable[..., Cluster], project_settings: Settings) -> I
         max_ids = conn.execute(
             "select (select max(order_id) from trading.orders), (select max(trade_id) from trading.trades)"
         ).fetchone()
-        _archive_current_wal(conn)
+        archive_current_wal(conn)
     restored = make_cluster()
     restore_output = _ok("restore", "--to", str(restored.home), env=source_env)
     restored_env = {

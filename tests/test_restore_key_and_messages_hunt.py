@@ -25,7 +25,7 @@ import pytest
 
 from auth_helpers import make_user, reveal_key, store_key
 from db_fixtures import _seed
-from ops_helpers import cli
+from ops_helpers import archive_current_wal, cli
 from spreadedge import masterkey
 from spreadedge.cluster import Cluster
 from spreadedge.migrate import migrate
@@ -74,19 +74,6 @@ def _ok(*args: str, env: dict[str, str]) -> str:
     return output
 
 
-def _archive_current_wal(conn: psycopg.Connection) -> None:
-    """Switch to a new WAL segment and wait (at most 120 s) until the archiver has pushed it."""
-    segment = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
-    conn.execute("select pg_switch_wal()")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        archived = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0]
-        if archived is not None and archived >= segment:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"WAL segment {segment} was not archived within 120 s")
-
-
 def _restore(make_cluster: Callable[..., Cluster], source_env: dict[str, str], *args: str) -> Restored:
     cluster = make_cluster()
     output = _ok("restore", "--to", str(cluster.home), *args, env=source_env)
@@ -126,7 +113,7 @@ def restores(make_cluster: Callable[..., Cluster], project_settings: Settings) -
         _ok("keys", "rotate", "--new-key-file", str(new_key_file), env=source_env)
         key_file.unlink()
         new_key_file.rename(key_file)
-        _archive_current_wal(conn)
+        archive_current_wal(conn)
     latest = _restore(make_cluster, source_env)
     latest.starts.append(_run("db", "start", env=latest.env))
     latest.starts.append(_run("db", "start", env=latest.env))

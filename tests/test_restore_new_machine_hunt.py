@@ -26,7 +26,7 @@ import pytest
 from auth_helpers import make_user, reveal_key, store_key
 from conftest import free_port, new_home
 from db_fixtures import _seed
-from ops_helpers import checksums, cli
+from ops_helpers import archive_current_wal, checksums, cli
 from spreadedge import masterkey
 from spreadedge.cluster import Cluster
 from spreadedge.migrate import migrate
@@ -78,19 +78,6 @@ def _failed(*args: str, env: dict[str, str]) -> str:
     return result.output
 
 
-def _archive_current_wal(conn: psycopg.Connection) -> None:
-    """Switch to a new WAL segment and wait (at most 120 s) until the archiver has pushed it."""
-    segment = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
-    conn.execute("select pg_switch_wal()")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        archived = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0]
-        if archived is not None and archived >= segment:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"WAL segment {segment} was not archived within 120 s")
-
-
 def _compared(sums: dict[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
     return {table: value for table, value in sums.items() if table.startswith(COMPARED)}
 
@@ -135,7 +122,7 @@ def machine(make_cluster: Callable[..., Cluster], project_settings: Settings) ->
         sold = place(conn, "sell", "0.01", "51000", client_order_id="new-machine-2")
         fill(conn, sold, "0.01", "51000", fee=Decimal("0.25"))
         before = _compared(checksums(conn))
-        _archive_current_wal(conn)
+        archive_current_wal(conn)
     # the machine dies: its repository was copied off it (moved: its owner stays the server's
     # user), a copy of the master key file was kept apart; its home, pgbackrest.conf and master
     # key are gone
