@@ -4,7 +4,8 @@
 -- in a default partition. One row per check; healthy when every ok is true.
 -- ops.health_report: everything an operator's `spreadedge health` checks, as one JSON document:
 -- the checks above plus partitions registered with pg_partman, pg_cron jobs succeeding, the age of
--- the last successful backup, replication lag, long-running transactions and disk usage.
+-- the last successful backup, replication (lag, a standby's WAL receiver), long-running
+-- transactions and disk usage.
 -- Each check is one internal.health_* function returning (ok, detail), shared by both.
 
 create or replace function internal.health_migrations(p_expected text[])
@@ -159,7 +160,8 @@ create or replace function internal.health_cron_jobs()
     language plpgsql
 as $$
 -- the latest run of every active pg_cron job of this database succeeded, unless it started before
--- the last migrate; its error on one line; and every such job connects to this server
+-- the last migrate; its error on one line; and every such job connects to this server. Nothing to
+-- judge on a standby.
 declare
     -- why: cron.job shows a role only its own jobs (row-level security), and the migrate that
     -- scheduled them ran as a superuser (pg_cron is not a trusted extension)
@@ -170,6 +172,13 @@ begin
     -- members, who run spreadedge health), and the whole health report failed with it
     if to_regnamespace('cron') is null then
         return query select true, 'pg_cron does not run in this database';
+        return;
+    end if;
+    -- why: pg_cron runs no job during recovery, and on a hot standby the replicated cron.job rows
+    -- name the primary's host and port: every job failed "run on another server", though nothing
+    -- is wrong with this server and the jobs' runs are the primary's to judge
+    if pg_catalog.pg_is_in_recovery() then
+        return query select true, 'standby: pg_cron runs no job here; the primary runs them (see its health)';
         return;
     end if;
     if not pg_catalog.has_schema_privilege('cron', 'usage') then
@@ -252,7 +261,7 @@ begin
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server (ok, detail).';
+    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server; ok on a standby, where pg_cron runs no job (ok, detail).';
 
 -- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
 drop function if exists internal.health_limit(interval, text);
@@ -284,22 +293,62 @@ comment on function internal.health_last_backup(interval) is
 create or replace function internal.health_replication(p_max_lag interval)
     returns table (ok boolean, detail text)
     stable
-    language sql
+    language plpgsql
 as $$
-    -- a primary: the replay lag of each replica; a standby: how old its last replayed transaction is
-    select case when pg_catalog.pg_is_in_recovery()
-                then coalesce(now() - pg_catalog.pg_last_xact_replay_timestamp() <= p_max_lag, false)
-                else coalesce(max(r.replay_lag) <= p_max_lag, true) end,
-           case when pg_catalog.pg_is_in_recovery()
-                then format('standby: last transaction replayed %s ago (limit %s)',
-                            date_trunc('second', now() - pg_catalog.pg_last_xact_replay_timestamp()), p_max_lag)
-                when count(r.pid) = 0 then 'no replicas'
-                else format('%s replicas, largest replay lag %s (limit %s)', count(r.pid),
-                            coalesce(max(r.replay_lag), '0'::interval), p_max_lag) end
-    from pg_catalog.pg_stat_replication r;
+-- a primary: the replay lag of each replica. A standby: its WAL receiver streams from the primary,
+-- and it has replayed everything it received or, when not, its last replayed transaction is
+-- younger than p_max_lag.
+-- why not the age of the last replayed transaction alone: it is the primary's idle time too, and
+-- an idle primary (a quiet night) made a standby that had replayed everything fail the check;
+-- while a standby cut off from its primary (primary down, primary_conninfo wrong) had replayed all
+-- it received and was ok for as long as its last transaction was young
+-- why the receiver's status can be hidden: pg_stat_wal_receiver shows it only to superusers and
+-- members of pg_read_all_stats
+declare
+    v_receiver_pid integer;
+    v_receiver_status text;
+    v_received pg_lsn := pg_catalog.pg_last_wal_receive_lsn();
+    v_replayed pg_lsn := pg_catalog.pg_last_wal_replay_lsn();
+    v_replayed_at timestamptz := pg_catalog.pg_last_xact_replay_timestamp();
+    v_caught_up boolean;
+begin
+    if not pg_catalog.pg_is_in_recovery() then
+        return query
+            select coalesce(max(r.replay_lag) <= p_max_lag, true),
+                   case when count(r.pid) = 0 then 'no replicas'
+                        else format('%s replicas, largest replay lag %s (limit %s)', count(r.pid),
+                                    coalesce(max(r.replay_lag), '0'::interval), p_max_lag) end
+            from pg_catalog.pg_stat_replication r;
+        return;
+    end if;
+    -- no row when no WAL receiver runs
+    select w.pid, w.status into v_receiver_pid, v_receiver_status from pg_catalog.pg_stat_wal_receiver w;
+    v_caught_up := coalesce(v_replayed >= v_received, false);
+    return query
+        select coalesce(v_receiver_status = 'streaming', false)
+               and (v_caught_up or coalesce(now() - v_replayed_at <= p_max_lag, false)),
+               'standby: '
+               || case when v_receiver_pid is null
+                       then 'the WAL receiver is not running: nothing comes from the primary (see primary_conninfo and the server log)'
+                       when v_receiver_status is null
+                       then format('the WAL receiver''s status is hidden from %s: run health as a superuser or a member of pg_read_all_stats',
+                                   current_user)
+                       when v_receiver_status = 'streaming'
+                       then 'the WAL receiver is streaming from the primary'
+                       else format('the WAL receiver is %s, not streaming from the primary (see the server log)', v_receiver_status) end
+               || '; '
+               || case when v_caught_up then 'everything received is replayed'
+                       else concat_ws(', ',
+                                      format('replay is %s behind what it received',
+                                             pg_catalog.pg_size_pretty(pg_catalog.pg_wal_lsn_diff(v_received, v_replayed))),
+                                      coalesce(format('last transaction replayed %s ago',
+                                                      date_trunc('second', now() - v_replayed_at)),
+                                               'no transaction replayed since the standby started'))
+                            || format(' (limit %s)', p_max_lag) end;
+end;
 $$;
 comment on function internal.health_replication(interval) is
-    'Health check: replicas (or this standby) lag by no more than the given interval (ok, detail).';
+    'Health check: replicas lag by no more than the given interval; on a standby, its WAL receiver streams from the primary and it has replayed all it received, or its last replayed transaction is younger than the interval (ok, detail).';
 
 create or replace function internal.health_long_transactions(p_max_age interval)
     returns table (ok boolean, detail text)
@@ -397,14 +446,17 @@ as $$
         union all select 2, 'partitions_registered', c.ok, c.detail from internal.health_partitions_registered() c
         union all select 3, 'partitions_ahead', c.ok, c.detail from internal.health_partitions_ahead() c
         union all select 4, 'default_partitions_empty', c.ok, c.detail from internal.health_default_partitions() c
-        union all select 5, 'cron_jobs', c.ok, c.detail from internal.health_cron_jobs() c
-        union all select 6, 'last_backup', c.ok, c.detail
+        -- why: with default_transaction_read_only on, every write failed while this said healthy;
+        -- the same check as the API's (ops.health), so both say the same of a standby
+        union all select 5, 'writable', c.ok, c.detail from internal.health_writable() c
+        union all select 6, 'cron_jobs', c.ok, c.detail from internal.health_cron_jobs() c
+        union all select 7, 'last_backup', c.ok, c.detail
                   from internal.health_last_backup(internal.check_age(max_backup_age, 'max_backup_age', 'Give an age such as 26 hours or 15 minutes.')) c
-        union all select 7, 'replication', c.ok, c.detail
+        union all select 8, 'replication', c.ok, c.detail
                   from internal.health_replication(internal.check_age(max_replication_lag, 'max_replication_lag', 'Give an age such as 26 hours or 15 minutes.')) c
-        union all select 8, 'long_transactions', c.ok, c.detail
+        union all select 9, 'long_transactions', c.ok, c.detail
                   from internal.health_long_transactions(internal.check_age(max_transaction_age, 'max_transaction_age', 'Give an age such as 26 hours or 15 minutes.')) c
-        union all select 9, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
+        union all select 10, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
     )
     select jsonb_build_object(
         'healthy', bool_and(c.ok),
@@ -415,7 +467,7 @@ as $$
     from checks c;
 $$;
 comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric) is
-    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, pg_cron jobs, last backup age, replication lag, long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). A limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09.';
+    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). A limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09.';
 
 create or replace function ops.health()
     returns jsonb

@@ -35,6 +35,7 @@ def test_health_after_a_successful_backup_is_healthy_json_with_every_check(db, d
         "partitions_registered",
         "partitions_ahead",
         "default_partitions_empty",
+        "writable",
         "cron_jobs",
         "last_backup",
         "replication",

@@ -2,17 +2,15 @@
 what the history API, the CLI and the notification worker do against one.
 
 The module's primary is a cluster of its own, migrated and seeded with the API's history; the
-standby is a ``pg_basebackup -R`` of it on loopback, run by the same unprivileged server user. A
-change made on the primary is waited for on the standby (its replay position) before it is read.
+standby is a ``pg_basebackup -R`` of it on loopback (standby_helpers.hot_standby). A change made on
+the primary is waited for on the standby (its replay position) before it is read.
 """
 
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import httpx
 import psycopg
@@ -21,70 +19,21 @@ from click.testing import CliRunner, Result
 
 from api_fixtures import api_login, live_server, seed_history
 from auth_helpers import MASTER_KEY
-from spreadedge import runas
 from spreadedge.cli import main
-from spreadedge.cluster import PG_BINDIR, Cluster
-from spreadedge.migrate import migrate, render_migrations
+from spreadedge.cluster import Cluster
+from spreadedge.migrate import render_migrations
 from spreadedge.notify import Worker, configured_channels
 from spreadedge.settings import NotifySettings, Settings
+from standby_helpers import Standby, hot_standby
 
 READ_ONLY_HINT = "hint: this database is read-only (a standby, or default_transaction_read_only is on): connect to the primary"
-
-
-@dataclass(frozen=True)
-class Standby:
-    """The primary's URL, its hot standby's URL and the ids of the seeded history."""
-
-    primary: str
-    url: str
-    ids: dict[str, int]
-
-    def replay(self) -> None:
-        """Wait until the standby has replayed everything the primary has written so far."""
-        with psycopg.connect(self.primary, autocommit=True) as conn:
-            [lsn] = conn.execute("select pg_current_wal_lsn()").fetchone()
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            for _ in range(600):
-                if conn.execute("select pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]).fetchone() == (True,):
-                    return
-                threading.Event().wait(0.05)
-        raise AssertionError(f"the standby did not replay up to {lsn}")
-
-
-def _pg(program: str, *args: str) -> None:
-    command = runas.command([str(PG_BINDIR / program), *args])
-    subprocess.run(command, cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True)
 
 
 @pytest.fixture(scope="module")
 def standby(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Standby]:
     """A migrated primary with the API's seeded history, and a hot standby of it (pg_basebackup -R)."""
-    primary = make_cluster()
-    primary.start()
-    migrate(primary.url(), project_settings, echo=lambda line: None)
-    with psycopg.connect(primary.url(), autocommit=True) as conn:
-        ids = seed_history(conn)
-    replica = make_cluster()
-    replica.prepare_dirs()
-    _pg(
-        "pg_basebackup",
-        *("-h", str(primary.socket_dir.resolve()), "-p", str(primary.port), "-U", "spreadedge"),
-        *("-D", str(replica.data_dir.resolve()), "-R", "-X", "stream", "-c", "fast"),
-    )
-    # why its own settings: the copy holds the primary's port and socket directory
-    replica._write_config()
-    _pg(
-        "pg_ctl",
-        *("start", "-w", "-t", "60"),
-        *("-D", str(replica.data_dir.resolve()), "-l", str(replica.log_file)),
-    )
-    try:
-        with psycopg.connect(replica.url(), autocommit=True) as conn:
-            assert conn.execute("select pg_is_in_recovery()").fetchone() == (True,)
-        yield Standby(primary.url(), replica.url(), ids)
-    finally:
-        replica.stop()
-        primary.stop()
+    with hot_standby(make_cluster, project_settings, seed=seed_history) as replica:
+        yield replica
 
 
 @pytest.fixture(scope="module")
