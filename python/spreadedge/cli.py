@@ -8,6 +8,7 @@ status 1 in every command, with no traceback.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import db, errors
+from spreadedge import db, deadline, errors
 from spreadedge.cli_monitor import (
     DECIMAL,
     alerts_group,
@@ -144,18 +145,39 @@ def _die_of_interrupt() -> None:
     "$f"; done` went on with the next file after every Ctrl-C; a command ended by SIGINT stops the
     loop (and shows status 130), as any program that does not catch it does. By the time the
     interrupt reaches here, every ``with`` of the command has closed its connection, so the
-    transaction in progress is rolled back and nothing half-written remains.
+    transaction in progress is rolled back and nothing half-written remains. A server that did
+    not answer the cancel (psycopg gives the connection up 5 to 10 s after the Ctrl-C) is said
+    to have not answered: a commit it had already received may still be carried out.
     """
+    if deadline.interrupted_unanswered():
+        # why: a server that stopped answering (a stalled backend, a frozen host) never ends the
+        # statement psycopg asks it to cancel; psycopg gave the connection up (5 to 10 s), and a
+        # commit already sent may still be carried out when the server runs again
+        message = (
+            "interrupted: the database server did not answer, so the connection was closed; the"
+            " transaction in progress is rolled back unless its commit had already reached the server"
+        )
+    else:
+        message = "interrupted: any transaction in progress was rolled back; what was committed before stays"
     # why suppressed: output to a pipe closed meanwhile (| head) must not keep the process alive
     with contextlib.suppress(OSError):
-        click.echo(
-            "\ninterrupted: any transaction in progress was rolled back; what was committed before stays",
-            err=True,
-        )
+        click.echo(f"\n{message}", err=True)
         sys.stdout.flush()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGINT)
     raise SystemExit(128 + signal.SIGINT)  # should the signal not end the process at once
+
+
+def _quiet_cancel_warnings(record: logging.LogRecord) -> bool:
+    """Leave out psycopg's warnings about the cancel of a Ctrl-C (its ``query cancellation ...``
+    and ``query not terminated after cancellation ...``): the interrupt's own line says what
+    became of the transaction (see _die_of_interrupt).
+
+    why: with no logging set up they reached the terminal as bare lines of psycopg's own
+    """
+    return not (
+        isinstance(record.msg, str) and record.msg.startswith(("query cancellation", "query not terminated"))
+    )
 
 
 def _server_message(exc: psycopg.Error) -> str:
@@ -186,6 +208,7 @@ def main(ctx: click.Context, database_url: str | None) -> None:
     Without --database-url (or DATABASE_URL) every command uses the embedded cluster,
     created and started on demand under .spreadedge/.
     """
+    logging.getLogger("psycopg").addFilter(_quiet_cancel_warnings)
     try:
         settings = load_settings()
     except SettingsError as exc:

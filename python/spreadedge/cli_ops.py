@@ -22,7 +22,7 @@ import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import db, masterkey, sqlfiles, textable
+from spreadedge import db, deadline, masterkey, sqlfiles, textable
 from spreadedge.cluster import Cluster, default_cluster
 from spreadedge.ops import (
     OpsError,
@@ -766,7 +766,7 @@ def finish_restore(settings: Settings, cluster: Cluster) -> None:
     # why the work directory alone too: a home restored with --repo before the marker existed
     if not marker.exists() and not work_dir.exists():
         return
-    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+    with deadline.connect(cluster.conninfo(), autocommit=True) as conn:
         try:
             version = masterkey.check(conn, settings)
         except masterkey.MasterKeyError as exc:
@@ -799,7 +799,7 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
     logical.compress_type_of(dump_file)
     url = db.conninfo(settings)
     target = make_conninfo(url, dbname=to_database)
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+    with deadline.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", [to_database]).fetchone()
         if not exists:
             conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(to_database)))
@@ -809,13 +809,13 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
         logical.restore(dump_file, target, keep_cron=bool(row and row[0] == to_database))
     except BaseException:
         if not exists:  # nothing was restored: the database created for it goes again
-            with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+            with deadline.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
                 conn.execute(psycopg.sql.SQL("drop database {}").format(psycopg.sql.Identifier(to_database)))
             click.echo(f"dropped database {to_database} again")
         raise
     # why: a dump carries no ALTER DATABASE ... SET, so the restored database logged bind
     # parameters (passwords, master keys, API secrets) with log_statement on, unlike its source
-    with psycopg.connect(target, autocommit=True) as conn:
+    with deadline.connect(target, autocommit=True) as conn:
         if sqlfiles.procedure_exists(conn, "internal.apply_database_settings()"):
             try:
                 conn.execute("call internal.apply_database_settings()")

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from spreadedge import runas
+from spreadedge import deadline, runas
 from spreadedge.settings import Settings
 
 PG_BINDIR = Path(os.environ.get("SPREADEDGE_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
@@ -220,7 +219,7 @@ class Cluster:
         """Create database ``name`` unless it exists; True when it was created now."""
         if not self.status().running:
             raise ClusterError("the embedded cluster is not running; start it with `spreadedge db start`")
-        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+        with deadline.connect(self.conninfo("postgres"), autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
             if exists:
                 return False
@@ -332,9 +331,9 @@ class Cluster:
     def _wait_for_crashed_backends(self, patience: float = CRASHED_BACKEND_PATIENCE) -> None:
         """Wait until the backends of a crashed (kill -9) postmaster have exited: PostgreSQL refuses
         to start while they hold the old shared memory."""
-        deadline = time.monotonic() + patience
+        give_up_at = time.monotonic() + patience
         while pids := self.server_processes():
-            if time.monotonic() > deadline:
+            if time.monotonic() > give_up_at:
                 raise ClusterError(
                     f"{len(pids)} postgres processes of a crashed server still run in {self.data_dir} "
                     f"(pids {', '.join(map(str, pids))}) after {patience:.0f} s; they exit once they notice "
@@ -472,13 +471,13 @@ class Cluster:
 
     def _wait_until_writable(self, timeout: float = 600.0) -> None:
         """Wait while the server recovers (a restored cluster replays WAL, then promotes)."""
-        deadline = time.monotonic() + timeout
-        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+        give_up_at = time.monotonic() + timeout
+        with deadline.connect(self.conninfo("postgres"), autocommit=True) as conn:
             while True:
                 row = conn.execute("select pg_is_in_recovery()").fetchone()
                 if row is not None and not row[0]:
                     return
-                if time.monotonic() > deadline:
+                if time.monotonic() > give_up_at:
                     raise ClusterError(
                         f"the cluster in {self.home} is still recovering after {timeout:.0f} s"
                     )
@@ -493,7 +492,7 @@ class Cluster:
         source of a restore while that still ran. Jobs of other databases are left as they are.
         Returns the jobs changed, with the host and port they named (none: nothing to do).
         """
-        with psycopg.connect(self.conninfo(DATABASE), autocommit=True) as conn:
+        with deadline.connect(self.conninfo(DATABASE), autocommit=True) as conn:
             row = conn.execute("select pg_catalog.to_regclass('cron.job') is not null").fetchone()
             if row is None or not row[0]:
                 return []
@@ -516,7 +515,7 @@ class Cluster:
     def _set_password(self) -> None:
         """Give the superuser a random password for TCP; only its SCRAM verifier leaves here."""
         password = secrets.token_urlsafe(32)
-        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+        with deadline.connect(self.conninfo("postgres"), autocommit=True) as conn:
             verifier = conn.pgconn.encrypt_password(password.encode(), SUPERUSER.encode(), b"scram-sha-256")
             conn.execute(
                 sql.SQL("alter role {} password {}").format(

@@ -12,8 +12,8 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
+from spreadedge import deadline
 from spreadedge.cluster import Cluster, ClusterError, default_cluster
-from spreadedge.deadline import connect_settings
 from spreadedge.settings import Settings, SettingsError
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -43,9 +43,8 @@ _KEYWORD_PASSWORD = re.compile(rf"\b(?:{_SECRET_NAME})\s*=\s*('(?:[^'\\]|\\.)*'?
 
 
 # Seconds a CLI command waits for a new connection to complete (libpq's connect_timeout) unless the
-# URL or PGCONNECT_TIMEOUT sets one: a server that accepts the connection and never answers (its
-# postmaster stopped, its host frozen) kept a command silent for 130 s, psycopg's own bound.
-CONNECT_TIMEOUT = 10
+# URL or PGCONNECT_TIMEOUT sets one (see deadline.connect, the one way the CLI connects).
+CONNECT_TIMEOUT = deadline.CONNECT_TIMEOUT
 
 
 class DatabaseUrlError(SettingsError):
@@ -135,7 +134,7 @@ def connect(
     The actor is set at session level and committed at once, so a later rollback keeps it.
     """
     url = conninfo(settings)
-    conn = psycopg.connect(url, autocommit=autocommit, **connect_settings(url, CONNECT_TIMEOUT))
+    conn = deadline.connect(url, autocommit=autocommit)
     if actor is not None:
         try:
             conn.execute("select set_config('spreadedge.actor', %s, false)", (actor,))

@@ -1,12 +1,15 @@
-"""Deadlines on async connections to a server that may stop answering: the managers' and the API's.
+"""Deadlines on connections to a server that may stop answering: the managers', the API's, the
+CLI's and the notify worker's.
 
 A server process that stops answering (a stalled backend, a frozen host, a network partition
 without a reset) keeps its connection open: its statement_timeout never fires, and nothing ever
-comes back. So a caller gives its connection up at a deadline of its own (:class:`Deadline`), a
-pool's check of an idle connection before handing it out is bounded too (:func:`bounded_check`
-with :func:`checks_within`), TCP connections notice a vanished peer (:func:`tcp_settings`), and
-a new connection whose server never completes its startup is given up (:func:`connect_settings`).
-A connection given up is closed and never handed out again.
+comes back. So a caller gives its connection up at a deadline of its own (:class:`Deadline`, and
+:class:`BoundedConnection` for a sync one), a pool's check of an idle connection before handing it
+out is bounded too (:func:`bounded_check` with :func:`checks_within`), TCP connections notice a
+vanished peer (:func:`tcp_settings`), and a new connection whose server never completes its
+startup is given up (:func:`connect_settings`; :func:`connect` for every sync connection of the
+CLI, the embedded cluster's start and the notify worker). A connection given up is closed and
+never handed out again.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import contextvars
 import math
 import os
 import socket
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict
 
 # Seconds between the server's statement_timeout and the caller's deadline: a server that answers
@@ -42,8 +48,18 @@ TCP_SETTINGS = {
 
 # libpq's minimum connect_timeout (a smaller one is taken as 2)
 MIN_CONNECT_TIMEOUT = 2
+# Seconds a new sync connection (of a CLI command, the embedded cluster's start, the notify worker)
+# waits for its server to complete the startup unless the URL or PGCONNECT_TIMEOUT sets one: a
+# server that accepts the connection and never answers (its postmaster stopped, its host frozen)
+# kept a command silent, and a worker stuck, for 130 s, psycopg's own bound.
+CONNECT_TIMEOUT = 10
 
 Check = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+RV = TypeVar("RV")
+
+# The sync connections this process opened with connect(): after a Ctrl-C, psycopg has closed one
+# itself (broken) when its server never answered the cancel (see interrupted_unanswered).
+_opened: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
 
 def tcp_settings(conninfo: str) -> dict[str, str]:
@@ -66,6 +82,79 @@ def connect_settings(conninfo: str, seconds: float) -> dict[str, str]:
     return {"connect_timeout": str(max(MIN_CONNECT_TIMEOUT, math.ceil(seconds)))}
 
 
+def connect(
+    conninfo: str, *, cls: type[psycopg.Connection[Any]] = psycopg.Connection, **kwargs: Any
+) -> psycopg.Connection[Any]:
+    """A new sync connection (``cls``, with psycopg.connect's ``kwargs``) whose startup is given up
+    after :data:`CONNECT_TIMEOUT` (:func:`connect_settings`): the one way the CLI, the embedded
+    cluster's start and the notify worker connect."""
+    conn = cls.connect(conninfo, **kwargs, **connect_settings(conninfo, CONNECT_TIMEOUT))
+    _opened.add(conn)
+    return conn
+
+
+def interrupted_unanswered() -> bool:
+    """Whether psycopg closed a connection of :func:`connect` itself (``broken``): on Ctrl-C it
+    asks the server to cancel the statement and waits 5 s for it (10 s when the cancel request
+    is not taken either), then gives the connection up; a server that answers leaves it open."""
+    return any(conn.broken for conn in list(_opened))
+
+
+def _shut_down(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Shut the connection's socket down: whatever is awaited on it fails at once."""
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.OperationalError:  # already closed or lost
+        return
+    # why a duplicate: shutdown acts on the socket, and closing the duplicate leaves libpq's own
+    # descriptor (which it closes itself) alone
+    with socket.socket(fileno=os.dup(fd)) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A sync connection each of whose waits on the server (a statement, a commit, a wait for
+    notifies) is given up after :attr:`seconds`: its socket is shut down, the connection closed,
+    and an OperationalError says so. Unbounded while ``seconds`` is None.
+
+    why: a server that stopped answering (a stalled backend, a frozen host) never ends a
+    statement, its own statement_timeout never fires, and a signal only sets a flag the blocked
+    process never looks at again: a service's stop waited forever
+    """
+
+    seconds: float | None = None
+
+    def wait(self, gen: PQGen[RV], *args: Any, **kwargs: Any) -> RV:
+        if self.seconds is None:
+            return super().wait(gen, *args, **kwargs)
+        lock = threading.Lock()
+        ended = passed = False
+
+        def give_up() -> None:
+            nonlocal passed
+            with lock:  # never once the wait has ended: the connection is fine then
+                if not ended:
+                    passed = True
+                    _shut_down(self)
+
+        timer = threading.Timer(self.seconds, give_up)
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().wait(gen, *args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not passed:
+                raise
+            self.close()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.seconds:g} s: its connection was given up"
+            ) from exc
+        finally:
+            with lock:
+                ended = True
+            timer.cancel()
+
+
 class Deadline:
     """Gives a connection up at a deadline: shuts its socket down, so that whatever is awaited on it
     fails at once with an OperationalError (from a server that stopped answering, nothing ever comes).
@@ -83,14 +172,7 @@ class Deadline:
 
     def _give_up(self) -> None:
         self.passed = True
-        try:
-            fd = self.conn.pgconn.socket
-        except psycopg.OperationalError:  # already closed or lost
-            return
-        # why a duplicate: shutdown acts on the socket, and closing the duplicate leaves libpq's own
-        # descriptor (which it closes itself) alone
-        with socket.socket(fileno=os.dup(fd)) as sock, contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+        _shut_down(self.conn)
 
     def cancel(self) -> None:
         self._timer.cancel()

@@ -30,7 +30,7 @@ from yoyo.backends import PostgresqlPsycopgBackend
 from yoyo.connections import DatabaseURI
 from yoyo.migrations import Migration, MigrationList, default_migration_table
 
-from spreadedge import checksums
+from spreadedge import checksums, deadline
 from spreadedge.checksums import BOOKKEEPING_TABLES, AppliedMigration, RenderedMigration
 from spreadedge.settings import Settings
 from spreadedge.sqlfiles import (
@@ -337,7 +337,7 @@ class _UtcBackend(PostgresqlPsycopgBackend):
 
 @contextlib.contextmanager
 def _connect(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(conninfo, autocommit=True, application_name="spreadedge migrate") as conn:
+    with deadline.connect(conninfo, autocommit=True, application_name="spreadedge migrate") as conn:
         conn.execute(_IN_UTC)
         conn.execute(_NO_IDLE_TIMEOUT)
         yield conn

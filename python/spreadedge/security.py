@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from spreadedge import errors, sqlcall
+from spreadedge.deadline import CONNECT_TIMEOUT, connect_settings
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,11 @@ class SecuritySystem:
     async def _call(self, function: str, **arguments: Any) -> list[tuple[Any, ...]]:
         """``select * from <function>(name => %s, ...)`` in one autocommitted transaction."""
         query = sqlcall.select_rows(function, arguments)
-        async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+        # why connect_settings: a server that never completes the startup (its postmaster stopped,
+        # its host frozen) held each call for 130 s, psycopg's own bound
+        async with await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, **connect_settings(self._conninfo, CONNECT_TIMEOUT)
+        ) as conn:
             if self._actor is not None:
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [self._actor])
             cursor = await conn.execute(query, arguments)

@@ -42,7 +42,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
-from spreadedge import sqlcall, textable
+from spreadedge import deadline, sqlcall, textable
 from spreadedge.notify.channels import (
     Channel,
     DeliveryError,
@@ -64,6 +64,14 @@ READ_ONLY_MAX_PAUSE = 60.0
 # (SIGTERM from systemd, docker or kubectl) is honoured within it
 STOP_CHECK_SECONDS = 0.5
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Seconds a statement of the worker may take (its sessions' statement_timeout); a second later its
+# connection is given up whatever the server does (deadline.BoundedConnection). A claim, a report
+# or a look at the outbox takes milliseconds; one that waits longer (a lock held by a migration)
+# is cancelled, logged and tried again on a new connection.
+# why: a server that stopped answering mid-claim or mid-report (a stalled backend, a frozen host)
+# never ends the statement, and its own statement_timeout never fires: the worker waited forever,
+# delivering nothing, and SIGTERM only set a stop flag it never looked at again
+STATEMENT_TIMEOUT = 10.0
 ERROR_LENGTH = 1000  # characters of a failure's text kept (monitor.fail_notification keeps as many)
 _CLAIM = sqlcall.select_rows("monitor.claim_notifications", ["worker", "channels", "batch_size"])
 _COMPLETE = sqlcall.select_value("monitor.complete_notification", ["notification_id", "worker"])
@@ -100,6 +108,9 @@ _KEEPALIVES = sql.SQL(
     " pg_catalog.set_config('tcp_keepalives_interval', '10', false),"
     " pg_catalog.set_config('tcp_keepalives_count', '3', false)"
 )
+_STATEMENT_TIMEOUT = sql.SQL("select pg_catalog.set_config('statement_timeout', {}, false)").format(
+    sql.Literal(f"{STATEMENT_TIMEOUT * 1000:.0f}ms")
+)
 # the waiting messages of channels this worker lacks: pending, and delivering when committed (a
 # claim never reported, which waits for a worker as a pending row does)
 _UNSERVED = sql.SQL(
@@ -121,6 +132,34 @@ def load_payload(text: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValueError(f"the payload is a JSON {type(payload).__name__}, not an object")
     return payload
+
+
+class _WorkerConnection(deadline.BoundedConnection):
+    """A connection of the worker: every wait on the server given up a second after its
+    statement_timeout (:data:`STATEMENT_TIMEOUT`)."""
+
+    seconds = STATEMENT_TIMEOUT + deadline.SERVER_CANCEL_MARGIN
+
+
+def _connect(conninfo: str, application_name: str) -> psycopg.Connection[Any]:
+    """A connection of the worker: its startup given up after deadline.CONNECT_TIMEOUT, TCP
+    keepalives on both ends (a vanished server or worker noticed on an idle connection), and
+    every statement bounded (``_WorkerConnection``)."""
+    conn = deadline.connect(
+        conninfo,
+        cls=_WorkerConnection,
+        autocommit=True,
+        application_name=application_name,
+        **deadline.tcp_settings(conninfo),
+    )
+    try:
+        conn.execute(_STATEMENT_TIMEOUT)
+        conn.execute(_NO_IDLE_SESSION_TIMEOUT)
+        conn.execute(_KEEPALIVES)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def default_worker_name() -> str:
@@ -154,7 +193,7 @@ class Worker:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="spreadedge notify")
+            self._conn = _connect(self.conninfo, "spreadedge notify")
             # why the payload comes as text: it is decoded in _deliver, where any error fails that
             # message alone; decoded by psycopg while fetching the claimed row, an error (a numeral
             # of over 4,300 digits made int() raise) escaped the worker with the claim rolled back,
@@ -167,8 +206,6 @@ class Worker:
             # rolling the attempt back too, so the message would be sent again without end and
             # never reach the dead letter. The worker's own timeouts bound the wait instead.
             self._conn.execute(_NO_IDLE_TIMEOUT)
-            self._conn.execute(_NO_IDLE_SESSION_TIMEOUT)
-            self._conn.execute(_KEEPALIVES)
             # why: under a database or role default of serializable (or repeatable read), a claim
             # made while another worker delivers and commits a neighbouring row can fail its
             # report with 40001 after the send: the message is pending again (sent twice) and the
@@ -414,11 +451,7 @@ class Worker:
                 signal.signal(signum, handler)
 
     def _listen_and_deliver(self, stop: threading.Event, poll_seconds: float) -> None:
-        with psycopg.connect(
-            self.conninfo, autocommit=True, application_name="spreadedge notify listen"
-        ) as listener:
-            listener.execute(_NO_IDLE_SESSION_TIMEOUT)
-            listener.execute(_KEEPALIVES)
+        with _connect(self.conninfo, "spreadedge notify listen") as listener:
             listener.execute(sql.SQL("listen {}").format(sql.Identifier(LISTEN_CHANNEL)))
             log.info("worker %s delivering %s", self.name, ", ".join(sorted(self.channels)))
             self.warn_unserved()
@@ -438,9 +471,9 @@ class Worker:
         handler that only sets it); a stopped worker slept on until the next NOTIFY or poll, up to
         poll_seconds. A NOTIFY sent between two slices waits on the socket and ends the next one.
         """
-        deadline = time.monotonic() + seconds
+        until = time.monotonic() + seconds
         while not stop.is_set():
-            remaining = deadline - time.monotonic()
+            remaining = until - time.monotonic()
             if remaining <= 0:
                 return
             for _ in listener.notifies(timeout=min(remaining, STOP_CHECK_SECONDS), stop_after=1):
