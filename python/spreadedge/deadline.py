@@ -119,7 +119,10 @@ class BoundedConnection(psycopg.Connection[Any]):
 
     why: a server that stopped answering (a stalled backend, a frozen host) never ends a
     statement, its own statement_timeout never fires, and a signal only sets a flag the blocked
-    process never looks at again: a service's stop waited forever
+    process never looks at again: a service's stop waited forever. It overrides
+    ``psycopg.Connection.wait``, through which psycopg 3.3 (pinned in pyproject.toml) runs every
+    exchange with the server: check it again when psycopg is upgraded
+    (tests/test_cli_frozen_server_hunt.py fails if it no longer bounds the worker).
     """
 
     seconds: float | None = None
