@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
@@ -605,9 +606,27 @@ class _Manager:
         arguments: Mapping[str, Any],
         row_type: type[T],
         timeout: float | None = None,
+        deadline: float | None = None,
+        setting: str = "call_timeout",
     ) -> list[T]:
-        async with self._transaction(timeout) as conn:
-            return await _fetch(conn, query, arguments, row_type)
+        """The rows of a read, in a transaction of its own (see _transaction for the arguments).
+
+        why run again once on 0A000: psycopg prepares a statement that ran 5 times on a connection,
+        and a migration that re-creates its function (or view) with other result columns makes
+        PostgreSQL refuse the prepared one ("cached plan must not change result type"): the call
+        raised FeatureNotSupported, and health_check reported the database unhealthy. The
+        transaction rolled back, which made psycopg forget the connection's prepared statements,
+        so the read is run again, unprepared. (A write refused so committed nothing, and the
+        connection's next call runs: its caller may retry it.)
+        """
+        for retried in (False, True):
+            try:
+                async with self._transaction(timeout, deadline, setting) as conn:
+                    return await _fetch(conn, query, arguments, row_type)
+            except psycopg.errors.FeatureNotSupported:
+                if retried:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _write_then_read_order(self, function: str, arguments: Mapping[str, Any]) -> Order:
         """Call a function that returns (or is about) an order, then read that order, in one transaction."""
@@ -758,8 +777,9 @@ class DatabaseManager(_Manager):
             # why a deadline on the query too: ops.health counts the rows of the default partitions,
             # which waits for as long as a migration or a maintenance run locks them, and a server
             # that froze while it ran never answers
-            async with self._transaction(wait, deadline=wait, setting="health_timeout") as conn:
-                rows = await _fetch(conn, query, arguments, HealthCheck)
+            rows = await self._rows(
+                query, arguments, HealthCheck, wait, deadline=wait, setting="health_timeout"
+            )
         except DatabaseTimeout:
             return HealthReport(
                 False,

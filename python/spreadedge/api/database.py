@@ -39,6 +39,7 @@ from functools import cache
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -241,9 +242,28 @@ async def call(
     if token is not None:
         params[TOKEN_PARAMETER] = token
     async with _connection(pool) as (conn, _):
-        cursor = await conn.execute(query, params)
+        cursor = await _execute(conn, query, params)
         row = await cursor.fetchone()
     return None if row is None else row[0]
+
+
+async def _execute(
+    conn: psycopg.AsyncConnection[Any], query: sql.Composed, params: Mapping[str, Any]
+) -> psycopg.AsyncCursor[Any]:
+    """``conn.execute`` in autocommit, run again once, unprepared, if its prepared plan went stale.
+
+    why: psycopg prepares a statement that ran 5 times on a connection, and a migration that
+    re-creates its function with other result columns makes PostgreSQL refuse the prepared one
+    (0A000, "cached plan must not change result type") on every run: login answered 500 on that
+    connection until the pool retired it (an hour). In autocommit the refused statement committed
+    nothing, so it is run again after DEALLOCATE ALL, which psycopg sees and forgets its
+    prepared statements by. Preparation stays: the history reads are benchmarked.
+    """
+    try:
+        return await conn.execute(query, params)
+    except psycopg.errors.FeatureNotSupported:
+        await conn.execute("deallocate all")
+        return await conn.execute(query, params)
 
 
 @cache
@@ -266,12 +286,22 @@ async def rows(
     query = sqlcall.select_rows(function, arguments)
     async with _connection(pool, health=health) as (conn, seconds):
         if not health:
-            cursor = await conn.execute(query, dict(arguments))
+            cursor = await _execute(conn, query, dict(arguments))
             return await cursor.fetchall()
         # why a transaction: the connection is in autocommit, where a transaction-local setting
         # (set_config(..., true), SET LOCAL) ends with its own statement; and the session's
         # statement_timeout is the history requests' (30 s), longer than a probe waits
-        async with conn.transaction():
-            await conn.execute("select set_config('statement_timeout', %s, true)", [_milliseconds(seconds)])
-            cursor = await conn.execute(query, dict(arguments))
-            return await cursor.fetchall()
+        for retried in (False, True):
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        "select set_config('statement_timeout', %s, true)", [_milliseconds(seconds)]
+                    )
+                    cursor = await conn.execute(query, dict(arguments))
+                    return await cursor.fetchall()
+            except psycopg.errors.FeatureNotSupported:
+                # why once more: a stale prepared plan (see _execute); the rollback made psycopg
+                # forget its prepared statements, and the read is run again, unprepared
+                if retried:
+                    raise
+        raise AssertionError("unreachable")

@@ -150,6 +150,12 @@ def _connect(conninfo: str, application_name: str) -> psycopg.Connection[Any]:
         cls=_WorkerConnection,
         autocommit=True,
         application_name=application_name,
+        # why never prepared: psycopg prepares a statement that ran 5 times, and a migration that
+        # re-creates monitor.claim_notifications with other result columns made PostgreSQL refuse
+        # the prepared claim (0A000, "cached plan must not change result type"): the worker
+        # exited, and a report refused so after a send sent the message again. A claim, a report
+        # or a look at the outbox is planned in microseconds, beside an SMTP or HTTP send.
+        prepare_threshold=None,
         **deadline.tcp_settings(conninfo),
     )
     try:
