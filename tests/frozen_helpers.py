@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -17,12 +18,16 @@ def frozen(pids: list[int]) -> Iterator[None]:
     stopped = []
     try:
         for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+            # why suppressed: a process listed a moment ago (a backend ending its session, an
+            # autovacuum worker) may have exited since; it answers nothing either way
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
         yield
     finally:
         for pid in reversed(stopped):
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def postmaster(cluster: Cluster) -> int:

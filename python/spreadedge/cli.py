@@ -170,13 +170,17 @@ def _die_of_interrupt() -> None:
 
 def _quiet_cancel_warnings(record: logging.LogRecord) -> bool:
     """Leave out psycopg's warnings about the cancel of a Ctrl-C (its ``query cancellation ...``
-    and ``query not terminated after cancellation ...``): the interrupt's own line says what
-    became of the transaction (see _die_of_interrupt).
+    and ``query not terminated after cancellation ...``) and about the rollback of a connection
+    closed while its statement still ran (``error ignored in rollback ...``: another command is
+    already in progress): the interrupt's own line, or the command's error, says what became of
+    the transaction (see _die_of_interrupt).
 
-    why: with no logging set up they reached the terminal as bare lines of psycopg's own
+    why: with no logging set up they reached the terminal as bare lines of psycopg's own (the
+    rollback's in one Ctrl-C of a blocked migrate out of many)
     """
     return not (
-        isinstance(record.msg, str) and record.msg.startswith(("query cancellation", "query not terminated"))
+        isinstance(record.msg, str)
+        and record.msg.startswith(("query cancellation", "query not terminated", "error ignored in rollback"))
     )
 
 
