@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
+from decimal import Decimal
 
 import httpx
 import psycopg
@@ -24,7 +25,13 @@ import pytest
 
 from api_fixtures import api_login, live_server, seed_history
 from notify_servers import HttpReceiver, queue, slack_worker
-from spreadedge.managers import DatabaseManager, ManagerConfig, PersistentPositionManager
+from spreadedge.managers import (
+    DatabaseManager,
+    ManagerConfig,
+    OrderRequest,
+    PersistentOrderManager,
+    PersistentPositionManager,
+)
 
 # more than psycopg's prepare_threshold (5): the statement is prepared on its connection by then
 RUNS = 8
@@ -229,3 +236,32 @@ def test_the_managers_health_check_stays_healthy_after_ops_health_changes_its_re
 def replace_pool_size(config: ManagerConfig) -> ManagerConfig:
     """``config`` with one pooled connection: every call runs on the connection that prepared it."""
     return replace(config, min_connections=1, max_connections=1)
+
+
+def test_manager_reads_go_on_when_a_migration_adds_a_column_to_the_view_they_read(
+    seeded: psycopg.Connection, config: ManagerConfig
+) -> None:
+    # a later migration adds a column at the end of trading.order_history, which every order the
+    # managers return is read from, before this code knows it
+    definition = seeded.execute("select pg_get_viewdef('trading.order_history'::regclass)").fetchone()[0]
+    seeded.execute(
+        f"create or replace view trading.order_history as select v.*, 1 as added_later from ({definition.rstrip(';')}) v"
+    )
+    seeded.commit()
+
+    async def scenario() -> tuple[str, int]:
+        async with PersistentOrderManager(config) as manager:
+            order = await manager.place_order(
+                OrderRequest(
+                    strategy="alpha",
+                    exchange="binance",
+                    symbol="BTCUSDT",
+                    side="buy",
+                    quantity=Decimal("0.5"),
+                    price=Decimal("60000"),
+                    client_order_id="later-column-1",
+                )
+            )
+            return order.client_order_id, len(await manager.get_active_orders())
+
+    assert asyncio.run(scenario()) == ("later-column-1", 1)  # was TypeError: unexpected keyword 'added_later'

@@ -41,7 +41,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -51,7 +51,6 @@ from typing import Any, Self, TypeVar
 import psycopg
 import psycopg.errors
 from psycopg import sql
-from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from spreadedge import errors, sqlcall
@@ -666,10 +665,35 @@ async def _getconn(
                 raise
 
 
+def _fields_row(row_type: type[T]) -> Callable[[Any], Callable[[Sequence[Any]], T]]:
+    """psycopg's class_row for a dataclass, leaving out the columns it has no field for.
+
+    why: a migration that adds a column to a view or function the managers read
+    (``trading.order_history``, ``active_orders``, ``open_positions``, ``pnl_summary``) made every
+    read raise TypeError (an unexpected keyword) until this code was deployed too; a column the
+    dataclass needs and the row lacks still raises, as it must
+    """
+    names = {spec.name for spec in fields(row_type)}
+
+    def maker(cursor: Any) -> Callable[[Sequence[Any]], T]:
+        kept = [
+            (index, column.name)
+            for index, column in enumerate(cursor.description or [])
+            if column.name in names
+        ]
+
+        def make(values: Sequence[Any]) -> T:
+            return row_type(**{name: values[index] for index, name in kept})
+
+        return make
+
+    return maker
+
+
 async def _fetch(
     conn: psycopg.AsyncConnection[Any], query: sql.Composed, arguments: Mapping[str, Any], row_type: type[T]
 ) -> list[T]:
-    async with conn.cursor(row_factory=class_row(row_type)) as cursor:
+    async with conn.cursor(row_factory=_fields_row(row_type)) as cursor:
         await cursor.execute(query, dict(arguments))
         return await cursor.fetchall()
 
