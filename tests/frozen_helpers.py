@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import psycopg
+
 from spreadedge.cluster import Cluster
+from spreadedge.migrate import migrate
+from spreadedge.settings import Settings
 
 
 @contextmanager
@@ -35,3 +39,16 @@ def postmaster(cluster: Cluster) -> int:
     pid = cluster.status().pid
     assert pid is not None
     return pid
+
+
+def seeded_cluster(
+    make_cluster: Callable[..., Cluster], settings: Settings, seed: Callable[[psycopg.Connection], object]
+) -> Cluster:
+    """A started, migrated cluster of a test module's own, seeded by ``seed``: a test may freeze it
+    whole without touching another module's server."""
+    cluster = make_cluster()
+    cluster.start()
+    migrate(cluster.url(), settings, echo=lambda line: None)
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        seed(conn)
+    return cluster

@@ -20,9 +20,8 @@ import psycopg
 import pytest
 
 from api_fixtures import api_login, live_server, seed_history
-from frozen_helpers import frozen
+from frozen_helpers import frozen, seeded_cluster
 from spreadedge.cluster import Cluster
-from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
 
 # The API's statement_timeout here; a request is given up a second after it.
@@ -47,12 +46,7 @@ GIVEN_UP = {
 @pytest.fixture(scope="module")
 def own(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Cluster]:
     """A migrated cluster with the seeded history, of this module's own: a test may freeze it whole."""
-    cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
-        seed_history(conn)
-    yield cluster
+    yield seeded_cluster(make_cluster, project_settings, seed_history)
 
 
 @contextmanager

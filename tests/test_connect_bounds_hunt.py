@@ -26,10 +26,9 @@ import pytest
 from psycopg import sql
 
 from api_fixtures import live_server, seed_history
-from frozen_helpers import frozen, postmaster
+from frozen_helpers import frozen, postmaster, seeded_cluster
 from spreadedge.cluster import Cluster
 from spreadedge.managers import ManagerConfig, PersistentOrderManager
-from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -48,12 +47,7 @@ HEALTH_CAP = HEALTH_TIMEOUT + 1 + GUARD
 @pytest.fixture(scope="module")
 def own(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Cluster]:
     """A migrated cluster with the seeded history, of this module's own: a test may freeze it."""
-    cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
-        seed_history(conn)
-    yield cluster
+    yield seeded_cluster(make_cluster, project_settings, seed_history)
 
 
 def health(url: str) -> httpx.Response:

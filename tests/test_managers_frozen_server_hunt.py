@@ -22,11 +22,10 @@ import pytest
 from psycopg import sql
 
 from db_fixtures import _seed
-from frozen_helpers import frozen
+from frozen_helpers import frozen, seeded_cluster
 from spreadedge import managers
 from spreadedge.cluster import Cluster
 from spreadedge.managers import ManagerConfig, OrderRequest, PersistentOrderManager, get_database_manager
-from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
 
 # why a guard: without the deadline these calls never return; every wait is capped at its bound plus
@@ -51,12 +50,7 @@ ORDER = OrderRequest(
 @pytest.fixture(scope="module")
 def own(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Cluster]:
     """A migrated, seeded cluster of this module's own, whose server a test may freeze whole."""
-    cluster = make_cluster()
-    cluster.start()
-    migrate(cluster.url(), project_settings, echo=lambda line: None)
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
-        _seed(conn)
-    yield cluster
+    yield seeded_cluster(make_cluster, project_settings, _seed)
 
 
 def named(config: ManagerConfig, url: str, application_name: str, **changes: object) -> ManagerConfig:
