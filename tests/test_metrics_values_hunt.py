@@ -12,7 +12,10 @@ from market_helpers import quote
 from ops_helpers import cli
 from trading_helpers import call, fill, list_binance_eth_btc, list_perpetual, place, trade
 
-TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+# why 11 hours back: AT (10:30 of TODAY) must be past, or its quote, in the future, is no mark
+# (market.latest_prices ignores quotes more than a minute ahead): run between 00:00 and 10:30 UTC,
+# the known state is yesterday's
+TODAY = (datetime.now(UTC) - timedelta(hours=11)).replace(hour=0, minute=0, second=0, microsecond=0)
 HOUR = TODAY + timedelta(hours=10)
 AT = HOUR + timedelta(minutes=30)
 US = timedelta(microseconds=1)
