@@ -371,8 +371,9 @@ create or replace function internal.health_disk(p_used_fraction numeric, p_max_f
     stable
     language plpgsql
 as $$
--- SQL cannot see the file system: the caller measures the data directory's (p_used_fraction),
--- null when it cannot (a remote database). A fraction outside [0, 1], or a limit that is null or
+-- SQL cannot see the file system: the caller measures the fullest of those the server writes to
+-- (the data directory's, pg_wal's, the tablespaces'; p_used_fraction, as df counts it), null when
+-- it cannot (a remote database). A fraction outside [0, 1], or a limit that is null or
 -- outside (0, 1], is invalid_argument (22S09).
 -- why: -0.5 read "file system -50.0% used" and was healthy, and a null limit was always healthy
 begin
@@ -395,7 +396,7 @@ begin
 end;
 $$;
 comment on function internal.health_disk(numeric, numeric) is
-    'Health check: database sizes, and the data directory''s file system used below the limit (ok, detail); 22S09 for a fraction outside [0, 1] or a limit outside (0, 1].';
+    'Health check: database sizes, and the fullest file system the server writes to (data directory, pg_wal, tablespaces; measured by the caller) used below the limit (ok, detail); 22S09 for a fraction outside [0, 1] or a limit outside (0, 1].';
 
 create or replace function ops.health(expected_migrations text[])
     returns table (check_name text, ok boolean, detail text)

@@ -862,7 +862,7 @@ def _timestamp(text: str) -> datetime:
     default=0.9,
     show_default=True,
     type=click.FloatRange(0.01, 1.0),
-    help="Largest used share of the data directory's file system.",
+    help="Largest used share of the file systems of the data directory, pg_wal and tablespaces.",
 )
 @click.pass_obj
 def health_command(

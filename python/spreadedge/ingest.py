@@ -15,7 +15,9 @@ anywhere (a CRC or checksum that does not match), are refused before anything lo
 compressed file cut short stops the run (with --strict, nothing loads). A
 staged JSON field that is an array, object, boolean, NaN or Infinity rejects its row, and so does
 a NUL or bytes that are not UTF-8 in a staged field (in the others, which are ignored, they do
-not). A non-strict run that fails part-way still writes the rejects of the batches it committed.
+not). A non-strict run that fails part-way still writes the rejects of the batches it committed;
+one that the server's full disk stops (53100) says which batch of lines was not loaded, what
+loaded before it, and to free space and run it again (IngestError with a hint).
 A CSV line of spaces or of empty fields alone is blank (no record), as a line of spaces is in
 JSON Lines. A header row again in a CSV file (files joined together) is read as the header of
 the records after it (one that lacks a field or names one twice stops the run there), a
@@ -61,7 +63,18 @@ Row = tuple[int, dict[str, Any] | None, str | None]  # line number, fields (or N
 
 
 class IngestError(ValueError):
-    """A file cannot be ingested as it is named or asked for."""
+    """A file cannot be ingested as it is named or asked for; ``hint``, when given, says what to do."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+DISK_FULL_HINT = (
+    "free space on the database server's disk (the file system of its data directory, or of the "
+    "tablespace or pg_wal the message names), then run the same command again: the rows already "
+    "loaded are skipped as duplicates"
+)
 
 
 @dataclass
@@ -615,7 +628,12 @@ def ingest(
     loader = Loader(conn, kind, strict=strict)
     for path in paths:  # every name checked first
         file_format(path)
-    columns = loader.staged_columns()[1:]
+    try:
+        columns = loader.staged_columns()[1:]
+    except psycopg.errors.DiskFull as exc:  # the staging table cannot be made: nothing loads
+        raise IngestError(
+            f"the database server's disk is full ({_primary(exc)}) (nothing was loaded)", hint=DISK_FULL_HINT
+        ) from exc
     given: dict[tuple[int, int], Path] = {}
     for path in paths:  # and the start of every file (a CSV file's header), before anything loads
         check_file(path, kind, columns)
@@ -661,6 +679,11 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).partition("\n")[0]
 
 
+def _primary(exc: psycopg.Error) -> str:
+    """The server's message of ``exc``, without its detail, hint and context."""
+    return exc.diag.message_primary or _first_line(exc)
+
+
 def _ingest_files(
     loader: Loader,
     paths: list[Path],
@@ -674,6 +697,7 @@ def _ingest_files(
         pending: list[tuple[int, str]] = []  # of the records read since, rejected as they were read
         batch: list[tuple[int, dict[str, Any]]] = []
         unreadable: IngestError | None = None
+        full: psycopg.errors.DiskFull | None = None
         finished = False
         try:
             try:
@@ -688,6 +712,8 @@ def _ingest_files(
                 unreadable = exc
             _flush(loader, batch, pending, rejects, summary)
             finished = True
+        except psycopg.errors.DiskFull as exc:
+            full = exc  # the batch failed whole; said once the rejects of those before are written
         finally:
             # why finally: a run that failed part-way (the connection lost, a statement killed)
             # wrote no rejects file, though its committed batches had rejects (and the file of an
@@ -698,6 +724,8 @@ def _ingest_files(
                 summary.rejected += len(rejects)
                 if rejects:
                     summary.rejects_files.append(_write_rejects(path, rejects))
+        if full is not None:
+            raise _disk_full(path, full, batch, loader.strict, summary) from full
         if unreadable is not None:
             # why stop the run: a file cut short is a download or copy that failed, which the
             # operator must see (exit status 1), not a few rows among the rejects
@@ -709,6 +737,32 @@ def _ingest_files(
                 f"rejected {summary.rejected:,} rows"
             )
             raise IngestError(f"{unreadable} ({outcome})") from unreadable
+
+
+def _disk_full(
+    path: Path,
+    exc: psycopg.errors.DiskFull,
+    batch: list[tuple[int, dict[str, Any]]],
+    strict: bool,
+    summary: Summary,
+) -> IngestError:
+    """The error of a run whose batch ``batch`` of ``path`` the server could not write: its disk is
+    full (53100). The batch was rolled back whole.
+
+    why: the server's "could not extend file ...: No space left on device" alone ended the run, and
+    the operator could not tell that the batches before it had loaded (their rejects in the rejects
+    file) nor which lines had not, nor that the same command may simply be run again.
+    """
+    problem = f"{path}: the database server's disk is full ({_primary(exc)})"
+    if strict:
+        return IngestError(f"{problem} (--strict: nothing was loaded)", hint=DISK_FULL_HINT)
+    lines = f"lines {batch[0][0]} to {batch[-1][0]}" if batch else "its last lines"
+    return IngestError(
+        f"{problem}: the batch of {lines} was not loaded, nor anything after it, nor any later file; "
+        f"this run loaded {summary.loaded:,} rows, skipped {summary.duplicates:,} duplicates and "
+        f"rejected {summary.rejected:,} rows",
+        hint=DISK_FULL_HINT,
+    )
 
 
 def _flush(

@@ -24,6 +24,7 @@ MEDIA_TYPE = "application/problem+json"
 PARAMETER_NAMES = {"page_size": "limit"}
 
 READ_ONLY = "the database is read-only (a standby, or writes are switched off): retry when it takes writes"
+DISK_FULL = "the database server's disk is full: retry once space is freed"
 BUSY = "every database connection of the server is serving another request: retry in a few seconds"
 # Seconds a 503's client is asked to wait before it retries (Retry-After, RFC 9110 section 10.2.3).
 RETRY_AFTER = 5
@@ -109,6 +110,12 @@ def from_database_error(error: Exception) -> Problem:
         # takes writes again
         log.warning("database unavailable: read-only (%s)", error.sqlstate)
         return Problem(HTTPStatus.SERVICE_UNAVAILABLE, READ_ONLY, sqlstate=error.sqlstate)
+    if isinstance(error, psycopg.errors.DiskFull):
+        # why: a login or logout on a database whose disk is full (53100) answered "the database
+        # is unavailable", sending an operator to a server that was answering every read; the
+        # log names the file the server could not write
+        log.warning("database unavailable: disk full (%s)", error.diag.message_primary)
+        return Problem(HTTPStatus.SERVICE_UNAVAILABLE, DISK_FULL, sqlstate=error.sqlstate)
     if isinstance(error, psycopg.Error) and error.sqlstate:
         status = _STATUS_BY_SQLSTATE.get(error.sqlstate) or _STATUS_BY_SQLSTATE.get(error.sqlstate[:2])
         if status is not None:

@@ -1,5 +1,6 @@
-"""``spreadedge health``: ``ops.health_report`` for this code's migrations, with the file system
-of the data directory measured here (SQL cannot see it) when the server is on this machine."""
+"""``spreadedge health``: ``ops.health_report`` for this code's migrations, with the file systems
+of the data directory, its pg_wal and its tablespaces measured here (SQL cannot see them) when the
+server is on this machine."""
 
 from __future__ import annotations
 
@@ -13,20 +14,52 @@ import psycopg
 
 from spreadedge.sqlcall import select_value
 
+# where the server writes: its data directory, the WAL under it (pg_wal, often a link to a disk of
+# its own) and the locations of its tablespaces
+_SERVER_PATHS = (
+    "select pg_catalog.current_setting('data_directory'),"
+    " array(select pg_catalog.pg_tablespace_location(t.oid) from pg_catalog.pg_tablespace t"
+    "       where t.spcname not in ('pg_default', 'pg_global'))"
+)
+
 
 def disk_used_fraction(conn: psycopg.Connection[Any]) -> Decimal | None:
-    """The used share of the data directory's file system, or None when it is not on this machine."""
+    """The used share of the fullest file system the server writes to (its data directory's, its
+    pg_wal's, its tablespaces'), as ``df`` counts it, or None when none is on this machine.
+
+    why used over used and available rather than over the size: the blocks a file system keeps
+    for root (ext4 reserves 5 % by default) are never available to the server, which runs as
+    another user; a data directory whose disk was full (every write of the server failing with
+    53100, disk_full) read "file system 95.0% used" and passed the default limit of 90 % set
+    above that. why pg_wal and the tablespaces: a pg_wal on a disk of its own that fills stops
+    the server (PANIC), and a full tablespace fails every write to its tables, while the data
+    directory's disk was the only one measured.
+    """
     try:
-        row = conn.execute("select current_setting('data_directory')").fetchone()
+        row = conn.execute(_SERVER_PATHS).fetchone()
     except psycopg.errors.InsufficientPrivilege:
         return None
     if row is None:
         return None
+    data_directory = Path(row[0])
+    # an in-place tablespace's location is relative to the data directory (joining keeps an
+    # absolute one as it is)
+    paths = [data_directory, data_directory / "pg_wal", *(data_directory / location for location in row[1])]
+    fractions = [fraction for path in paths if (fraction := _used_fraction(path)) is not None]
+    return max(fractions, default=None)
+
+
+def _used_fraction(path: Path) -> Decimal | None:
+    """The used share of ``path``'s file system for a user that is not root (None: not measured)."""
     try:
-        usage = shutil.disk_usage(Path(row[0]))
+        usage = shutil.disk_usage(path)
     except OSError:
         return None
-    return round(Decimal(usage.used) / Decimal(usage.total), 4)
+    # free is what a user other than root may still use (statvfs's f_bavail)
+    usable = usage.used + usage.free
+    if usable == 0:
+        return None
+    return round(Decimal(usage.used) / Decimal(usable), 4)
 
 
 def report(
