@@ -4,8 +4,8 @@
 -- in a default partition. One row per check; healthy when every ok is true.
 -- ops.health_report: everything an operator's `spreadedge health` checks, as one JSON document:
 -- the checks above plus partitions registered with pg_partman, pg_cron jobs succeeding, the age of
--- the last successful backup, replication (lag, a standby's WAL receiver), long-running
--- transactions and disk usage.
+-- the last successful backup, replication (lag, a standby's WAL receiver), the WAL replication
+-- slots hold back, long-running transactions and disk usage.
 -- Each check is one internal.health_* function returning (ok, detail), shared by both.
 
 create or replace function internal.health_migrations(p_expected text[])
@@ -295,7 +295,12 @@ create or replace function internal.health_replication(p_max_lag interval)
     stable
     language plpgsql
 as $$
--- a primary: the replay lag of each replica. A standby: its WAL receiver streams from the primary,
+-- a primary: the replay lag of each replica (null once a replica has replayed everything: an idle
+-- primary's replicas do not lag). A standby that stopped leaves no row in pg_stat_replication and
+-- the primary keeps nothing else of it: with a replication slot, replication_slots sees it
+-- (internal.health_replication_slots); without one nothing on the primary tells it from a
+-- standby that was never there, and its own health (the WAL receiver) is where it shows.
+-- A standby: its WAL receiver streams from the primary,
 -- and it has replayed everything it received or, when not, its last replayed transaction is
 -- younger than p_max_lag.
 -- why not the age of the last replayed transaction alone: it is the primary's idle time too, and
@@ -313,9 +318,16 @@ declare
     v_caught_up boolean;
 begin
     if not pg_catalog.pg_is_in_recovery() then
+        -- why the hidden ones: pg_stat_replication shows a replica's state and lag only to
+        -- superusers and members of pg_read_all_stats, to others a pid and nulls, and a null lag
+        -- is no lag: a replica hours behind was "largest replay lag 00:00:00" and ok
         return query
-            select coalesce(max(r.replay_lag) <= p_max_lag, true),
+            select count(r.pid) filter (where r.state is null) = 0
+                   and coalesce(max(r.replay_lag) <= p_max_lag, true),
                    case when count(r.pid) = 0 then 'no replicas'
+                        when count(r.pid) filter (where r.state is null) > 0
+                        then format('%s replicas, their state and lag hidden from %s: run health as a superuser or a '
+                                    'member of pg_read_all_stats', count(r.pid), current_user)
                         else format('%s replicas, largest replay lag %s (limit %s)', count(r.pid),
                                     coalesce(max(r.replay_lag), '0'::interval), p_max_lag) end
             from pg_catalog.pg_stat_replication r;
@@ -348,7 +360,77 @@ begin
 end;
 $$;
 comment on function internal.health_replication(interval) is
-    'Health check: replicas lag by no more than the given interval; on a standby, its WAL receiver streams from the primary and it has replayed all it received, or its last replayed transaction is younger than the interval (ok, detail).';
+    'Health check: replicas lag by no more than the given interval (fails when their lag is hidden from the role: superusers and pg_read_all_stats see it); on a standby, its WAL receiver streams from the primary and it has replayed all it received, or its last replayed transaction is younger than the interval (ok, detail).';
+
+create or replace function internal.health_replication_slots(p_max_retained_wal bigint)
+    returns table (ok boolean, detail text)
+    stable
+    language plpgsql
+as $$
+-- Every replication slot of the cluster (physical or logical, active or not) holds back no more
+-- than p_max_retained_wal bytes of WAL, and none has lost the WAL its consumer needs (wal_status
+-- 'lost', or 'unreserved': removed at the next checkpoint). The inactive slots are named even when
+-- they are within the limit. A limit that is null or not positive is invalid_argument (22S09).
+-- why: a slot whose standby stopped or was removed (or whose logical consumer went away) keeps
+-- every WAL segment from its restart_lsn on, and the primary's disk fills until it stops: the
+-- usual way a replicated PostgreSQL dies; the replication check saw nothing, pg_stat_replication
+-- has no row for a consumer that is gone.
+-- why by size, not inactive alone: a logical slot read by polling (pg_logical_slot_get_changes)
+-- is active only while it is read, and a standby that restarts leaves its slot inactive for
+-- seconds; the WAL held back is what fills the disk, and it grows with the time the slot is
+-- inactive.
+-- why not the same for a standby that stopped without a slot: the primary keeps nothing of it,
+-- so nothing here can tell it from a standby that was never there (and it holds back no WAL).
+declare
+    -- why the received position on a standby: pg_current_wal_lsn raises there, and a cascading
+    -- standby's slots hold back the WAL it received
+    v_current pg_lsn := case when pg_catalog.pg_is_in_recovery()
+                             then coalesce(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())
+                             else pg_catalog.pg_current_wal_lsn() end;
+begin
+    if p_max_retained_wal is null or p_max_retained_wal <= 0 then
+        raise exception 'max_retained_wal must be a positive number of bytes, got %',
+            coalesce(p_max_retained_wal::text, 'null')
+            using errcode = '22S09', hint = 'Give a size such as pg_size_bytes(''1 GB'').';
+    end if;
+    return query
+        with s as (
+            select r.slot_name, r.slot_type, r.active, r.wal_status, r.safe_wal_size,
+                   -- null when the slot reserves no WAL (created without reserving, or lost)
+                   pg_catalog.pg_wal_lsn_diff(v_current, r.restart_lsn)::bigint as retained
+            from pg_catalog.pg_replication_slots r
+        ),
+        described as (
+            select s.slot_name, s.active,
+                   case when s.wal_status = 'lost' then 'lost'
+                        when s.wal_status = 'unreserved' then 'unreserved'
+                        when s.retained > p_max_retained_wal then 'too much' end as problem,
+                   format('%s (%s, %s%s)', s.slot_name, s.slot_type,
+                          case when s.active then 'active' else 'inactive' end,
+                          coalesce(', holds back ' || pg_catalog.pg_size_pretty(s.retained), '')
+                          -- why: with max_slot_wal_keep_size the slot is lost, not the disk full,
+                          -- and safe_wal_size says how soon
+                          || coalesce(', lost after ' || pg_catalog.pg_size_pretty(s.safe_wal_size) || ' more WAL', '')) as line
+            from s
+        )
+        select count(d.problem) = 0,
+               case when count(*) = 0 then 'no replication slots'
+                    else concat_ws('; ',
+                        format('%s slots (limit %s)', count(*), pg_catalog.pg_size_pretty(p_max_retained_wal)),
+                        'holding back more than the limit: '
+                            || string_agg(d.line, ', ' order by d.slot_name) filter (where d.problem = 'too much'),
+                        'WAL lost, the consumer can no longer catch up (rebuild the standby, or drop the slot): '
+                            || string_agg(d.line, ', ' order by d.slot_name) filter (where d.problem = 'lost'),
+                        'WAL to be removed at the next checkpoint (max_slot_wal_keep_size): '
+                            || string_agg(d.line, ', ' order by d.slot_name) filter (where d.problem = 'unreserved'),
+                        'inactive: '
+                            || string_agg(d.line, ', ' order by d.slot_name)
+                                   filter (where not d.active and d.problem is null)) end
+        from described d;
+end;
+$$;
+comment on function internal.health_replication_slots(bigint) is
+    'Health check: no replication slot holds back more WAL than the given bytes, and none lost its WAL or is about to (wal_status lost or unreserved); inactive slots named (ok, detail); 22S09 for a limit that is null or not positive.';
 
 create or replace function internal.health_long_transactions(p_max_age interval)
     returns table (ok boolean, detail text)
@@ -424,12 +506,16 @@ $$;
 comment on function ops.health(text[]) is
     'Health checks (migrations current against the given ids, partitions created ahead by UTC days and months whatever the session TimeZone, default partitions empty, the database takes writes): one row per check.';
 
+-- max_retained_wal came after the other arguments: a call in named notation is unchanged, and the
+-- old signature is dropped, or a call giving none of them would be ambiguous
+drop function if exists ops.health_report(text[], interval, interval, interval, numeric, numeric);
 create or replace function ops.health_report(expected_migrations text[] default null,
                                              max_backup_age interval default '26 hours',
                                              max_replication_lag interval default '5 minutes',
                                              max_transaction_age interval default '15 minutes',
                                              disk_used_fraction numeric default null,
-                                             max_disk_used_fraction numeric default 0.9)
+                                             max_disk_used_fraction numeric default 0.9,
+                                             max_retained_wal bigint default pg_catalog.pg_size_bytes('1 GB'))
     returns jsonb
     stable
     -- why UTC: the limits are subtracted from now(), and a '1 day' subtracted in the session's
@@ -455,9 +541,12 @@ as $$
                   from internal.health_last_backup(internal.check_age(max_backup_age, 'max_backup_age', 'Give an age such as 26 hours or 15 minutes.')) c
         union all select 8, 'replication', c.ok, c.detail
                   from internal.health_replication(internal.check_age(max_replication_lag, 'max_replication_lag', 'Give an age such as 26 hours or 15 minutes.')) c
-        union all select 9, 'long_transactions', c.ok, c.detail
+        -- why: a slot whose consumer is gone holds back WAL until the disk fills, and the
+        -- replication check cannot see a consumer that is gone
+        union all select 9, 'replication_slots', c.ok, c.detail from internal.health_replication_slots(max_retained_wal) c
+        union all select 10, 'long_transactions', c.ok, c.detail
                   from internal.health_long_transactions(internal.check_age(max_transaction_age, 'max_transaction_age', 'Give an age such as 26 hours or 15 minutes.')) c
-        union all select 10, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
+        union all select 11, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
     )
     select jsonb_build_object(
         'healthy', bool_and(c.ok),
@@ -467,8 +556,8 @@ as $$
         'checks', jsonb_agg(jsonb_build_object('name', c.name, 'ok', c.ok, 'detail', c.detail) order by c.position))
     from checks c;
 $$;
-comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric) is
-    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). A limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09.';
+comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric, bigint) is
+    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), replication slots (WAL held back within max_retained_wal bytes, none lost; inactive ones named), long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). An age limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09; so does a max_retained_wal that is null or not positive.';
 
 create or replace function ops.health()
     returns jsonb

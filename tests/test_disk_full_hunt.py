@@ -315,6 +315,8 @@ def _disk_check(url: str) -> dict[str, object]:
             conn,
             [],
             max_backup_age=timedelta(hours=26),
+            max_replication_lag=timedelta(minutes=5),
+            max_retained_wal=1024**3,
             max_transaction_age=timedelta(minutes=15),
             max_disk_used_fraction=Decimal("0.9"),
         )

@@ -68,7 +68,12 @@ def test_health_report_limit_out_of_its_domain_is_invalid_argument(
 
 def test_health_report_with_default_limits_still_reports(db: psycopg.Connection) -> None:
     report = call(db, "ops.health_report")
-    assert [c["name"] for c in report["checks"]][6:9] == ["last_backup", "replication", "long_transactions"]
+    assert [c["name"] for c in report["checks"]][6:10] == [
+        "last_backup",
+        "replication",
+        "replication_slots",
+        "long_transactions",
+    ]
 
 
 @pytest.mark.parametrize(

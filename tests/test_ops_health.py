@@ -39,6 +39,7 @@ def test_health_after_a_successful_backup_is_healthy_json_with_every_check(db, d
         "cron_jobs",
         "last_backup",
         "replication",
+        "replication_slots",
         "long_transactions",
         "disk_usage",
     ]

@@ -841,6 +841,40 @@ def _timestamp(text: str) -> datetime:
 # -- health --------------------------------------------------------------------------------------
 
 
+def _age_option(text: str) -> timedelta:
+    """``30s``, ``15m``, ``12h``, ``2d``, ``1w`` (or ``30 seconds``…) as a timedelta; ValueError otherwise."""
+    match = _HEALTH_AGE.fullmatch(text.strip().lower())
+    if not match:
+        raise ValueError(f"must look like 30s, 15m, 12h, 2d or 1w, got {text!r}")
+    return timedelta(**{_AGE_UNITS[match.group(2)[0]]: int(match.group(1))})
+
+
+_HEALTH_AGE = re.compile(r"([1-9][0-9]{0,5})\s*(s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?|w|weeks?)")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _size_option(text: str) -> int:
+    """``1GB``, ``512 MB``, ``64kB``, ``1TB`` as bytes, PostgreSQL's units (1 kB = 1024 bytes);
+    ValueError otherwise."""
+    match = re.fullmatch(r"([1-9][0-9]{0,5})\s*(kb|mb|gb|tb)", text.strip().lower())
+    if not match:
+        raise ValueError(f"must look like 512MB, 1GB or 1TB, got {text!r}")
+    return int(match.group(1)) * 1024 ** ("kmgt".index(match.group(2)[0]) + 1)
+
+
+def _health_limit(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str], Any]:
+    """A click callback reading an option's text with ``parse``: a usage error naming the option
+    (exit status 2) when it cannot, as click's own types do (--max-disk-used)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+
+    return callback
+
+
 @click.command(name="health")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document of ops.health_report.")
 @click.option(
@@ -848,13 +882,33 @@ def _timestamp(text: str) -> datetime:
     default="26h",
     show_default=True,
     metavar="AGE",
+    callback=_health_limit(_age_option),
     help="The last physical backup must be younger: 26h, 2d...",
+)
+@click.option(
+    "--max-replication-lag",
+    default="5m",
+    show_default=True,
+    metavar="AGE",
+    callback=_health_limit(_age_option),
+    help="No replica may lag further behind (a standby: its replay, when it has not replayed all it "
+    "received): 30s, 5m...",
+)
+@click.option(
+    "--max-retained-wal",
+    default="1GB",
+    show_default=True,
+    metavar="SIZE",
+    callback=_health_limit(_size_option),
+    help="No replication slot may hold back more WAL (an inactive slot keeps it until the disk "
+    "fills): 512MB, 1GB...",
 )
 @click.option(
     "--max-transaction-age",
     default="15m",
     show_default=True,
     metavar="AGE",
+    callback=_health_limit(_age_option),
     help="No transaction may be open longer: 15m, 1h...",
 )
 @click.option(
@@ -866,9 +920,16 @@ def _timestamp(text: str) -> datetime:
 )
 @click.pass_obj
 def health_command(
-    settings: Settings, as_json: bool, max_backup_age: str, max_transaction_age: str, max_disk_used: float
+    settings: Settings,
+    as_json: bool,
+    max_backup_age: timedelta,
+    max_replication_lag: timedelta,
+    max_retained_wal: int,
+    max_transaction_age: timedelta,
+    max_disk_used: float,
 ) -> None:
-    """Check the database (ops.health_report); exit status 1 when any check fails."""
+    """Check the database (ops.health_report); exit status 1 when any check fails, 2 for an
+    option it cannot read."""
     from spreadedge.migrate import MigrationError, check_project, render_migrations
 
     try:
@@ -882,8 +943,10 @@ def health_command(
         document = health.report(
             conn,
             expected,
-            max_backup_age=_minutes_or_age(max_backup_age, "--max-backup-age"),
-            max_transaction_age=_minutes_or_age(max_transaction_age, "--max-transaction-age"),
+            max_backup_age=max_backup_age,
+            max_replication_lag=max_replication_lag,
+            max_retained_wal=max_retained_wal,
+            max_transaction_age=max_transaction_age,
             max_disk_used_fraction=Decimal(str(max_disk_used)),
         )
     if as_json:
@@ -895,18 +958,6 @@ def health_command(
         click.echo("healthy" if document["healthy"] else "UNHEALTHY")
     if not document["healthy"]:
         raise SystemExit(1)
-
-
-def _minutes_or_age(text: str, option: str) -> timedelta:
-    """``15m`` as minutes, otherwise an age as cleanup takes it (12h, 2d, 1w); OpsError naming
-    ``option`` otherwise."""
-    match = re.fullmatch(r"([1-9][0-9]{0,5})\s*m(in(utes?)?)?", text.strip().lower())
-    if match:
-        return timedelta(minutes=int(match.group(1)))
-    try:
-        return cleanup.parse_age(text, option)
-    except OpsError:
-        raise OpsError(f"{option} must look like 15m, 12h, 2d or 1w, got {text!r}") from None
 
 
 # -- check ---------------------------------------------------------------------------------------

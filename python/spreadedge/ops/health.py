@@ -67,6 +67,8 @@ def report(
     expected_migrations: list[str],
     *,
     max_backup_age: timedelta,
+    max_replication_lag: timedelta,
+    max_retained_wal: int,
     max_transaction_age: timedelta,
     max_disk_used_fraction: Decimal,
 ) -> dict[str, Any]:
@@ -74,6 +76,8 @@ def report(
     arguments = {
         "expected_migrations": expected_migrations,
         "max_backup_age": max_backup_age,
+        "max_replication_lag": max_replication_lag,
+        "max_retained_wal": max_retained_wal,
         "max_transaction_age": max_transaction_age,
         "disk_used_fraction": disk_used_fraction(conn),
         "max_disk_used_fraction": max_disk_used_fraction,
