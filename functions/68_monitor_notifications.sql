@@ -7,16 +7,24 @@
 -- passed, the next claim takes it again. Delivery is at least once: a message whose send ended
 -- without a report is sent again. Failures back off exponentially (or wait as long as a
 -- rate-limiting receiver's Retry-After asks, up to the worker's max_backoff) and go to the dead
--- letter after the worker's configured attempts. An email the SMTP server takes for some
--- recipients records on its row whom it reached and whom the server refused for good: a retry goes
--- to the recipients still owed it alone.
+-- letter after the worker's configured attempts; a refusal no retry would change (a webhook's
+-- 404 or 401, an SMTP 5xx: fail_notification's permanent) goes to the dead letter at once. An
+-- email the SMTP server takes for some recipients records on its row whom it reached and whom the
+-- server refused for good: a retry goes to the recipients still owed it alone, and a requeue of a
+-- dead letter to those refused too, never to those who have it. Each row's delivery_id, random and
+-- kept across attempts, names the message to receivers (the email's Message-ID, the webhook's
+-- signed body), so one that got an attempt whose answer was lost knows the retry.
 
 -- why the drop: fail_notification gained retry_after; the old signature must not linger as an
 -- overload (a call without retry_after would be ambiguous between the two)
 drop function if exists monitor.fail_notification(bigint, text, text, integer, interval, interval);
--- why the drop: claim_notifications returns each row's delivered_to and undeliverable_to too, and
--- CREATE OR REPLACE cannot change the columns a function returns (the grant is re-applied by
--- functions/99_privileges.sql)
+-- why the drop: fail_notification gained permanent; the old signature must not linger as an
+-- overload (a call without permanent would be ambiguous between the two; the grant is re-applied
+-- by functions/99_privileges.sql)
+drop function if exists monitor.fail_notification(bigint, text, text, integer, interval, interval, interval);
+-- why the drop: claim_notifications returns each row's delivered_to, undeliverable_to and
+-- delivery_id too, and CREATE OR REPLACE cannot change the columns a function returns (the grant
+-- is re-applied by functions/99_privileges.sql)
 drop function if exists monitor.claim_notifications(text, text[], integer);
 
 create or replace function internal.queue_notifications(
@@ -92,7 +100,7 @@ comment on function internal.check_worker_channels(text[]) is
 
 create or replace function monitor.claim_notifications(worker text, channels text[], batch_size integer default 10)
     returns table (notification_id bigint, channel monitor.notification_channel, subject text, payload jsonb,
-                   attempts integer, delivered_to text[], undeliverable_to text[])
+                   attempts integer, delivered_to text[], undeliverable_to text[], delivery_id uuid)
     volatile
     security definer
     set search_path = ''
@@ -104,7 +112,8 @@ as $$
 -- monitor.fail_notification before it commits. Rows another worker holds are skipped, never waited
 -- for. A session scoped to a user needs alerts:manage (42S01): a payload may be another user's,
 -- and a claim can silence it. delivered_to and undeliverable_to: the email recipients an earlier
--- attempt reached or found refused for good, whom this attempt leaves out.
+-- attempt reached or found refused for good, whom this attempt leaves out; delivery_id: the
+-- message's name to receivers, the same at every attempt.
 -- why abandoned claims are taken too: a claim committed without a report (psql in autocommit, a
 -- client that committed and died) left its row delivering for good: never claimed again, never
 -- due, never dead, the alert never sent. A live worker holds its row's lock until it has
@@ -143,11 +152,12 @@ begin
         next_attempt_at = clock_timestamp() + interval '5 minutes'
     from picked p
     where n.notification_id = p.notification_id
-    returning n.notification_id, n.channel, n.subject, n.payload, n.attempts, n.delivered_to, n.undeliverable_to;
+    returning n.notification_id, n.channel, n.subject, n.payload, n.attempts, n.delivered_to, n.undeliverable_to,
+              n.delivery_id;
 end;
 $$;
 comment on function monitor.claim_notifications(text, text[], integer) is
-    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. Each comes with the email recipients earlier attempts reached (delivered_to) or found refused for good (undeliverable_to), whom the attempt leaves out. A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. Each comes with the email recipients earlier attempts reached (delivered_to) or found refused for good (undeliverable_to), whom the attempt leaves out, and its delivery_id (the same at every attempt: the email''s Message-ID, the webhook''s delivery_id). A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
     returns monitor.notifications
@@ -250,7 +260,8 @@ create or replace function monitor.fail_notification(
     max_attempts    integer default 5,
     backoff         interval default '30 seconds',
     max_backoff     interval default '1 hour',
-    retry_after     interval default null
+    retry_after     interval default null,
+    permanent       boolean default false
 )
     returns monitor.notification_status
     volatile
@@ -267,8 +278,13 @@ as $$
 -- The attempt failed: after max_attempts attempts the notification goes to the dead letter (dead);
 -- otherwise it is pending again from now + backoff x 2^(attempts - 1), at most max_backoff. A
 -- retry_after (the wait a receiver asked for, with HTTP 429 or 503 and Retry-After) delays it to
--- now + retry_after when that is later, still at most max_backoff. Returns the new status. error
--- must hold no secret (it is stored). Needs alerts:manage in a scoped session (42S01).
+-- now + retry_after when that is later, still at most max_backoff. permanent: the receiver refused
+-- the message for good (a webhook's 404 or 401, an SMTP 5xx), and it goes to the dead letter at
+-- once, whatever attempts remain; error says why. Returns the new status. error must hold no
+-- secret (it is stored). Needs alerts:manage in a scoped session (42S01).
+-- why permanent: a deleted Slack or Discord webhook, a revoked token or a mailbox that does not
+-- exist answers every retry as it answered the first; retried, the message sat pending for the
+-- whole backoff (hours, at the defaults) before the dead letter showed the operator anything
 #variable_conflict use_column
 declare
     v_row   monitor.notifications;
@@ -286,6 +302,11 @@ begin
             coalesce(fail_notification.max_backoff::text, 'null')
             using errcode = '22S09';
     end if;
+    if fail_notification.permanent is null then
+        raise exception 'permanent must be true or false, got null'
+            using errcode = '22S09',
+                  hint = 'Pass true when the receiver refused the message for good, else false.';
+    end if;
     if fail_notification.retry_after < '0' then
         raise exception 'retry_after must be zero or more, got %', fail_notification.retry_after
             using errcode = '22S09',
@@ -302,7 +323,7 @@ begin
                 fail_notification.max_backoff
                 using errcode = '22S09', hint = 'Give a wait of at most a year, such as 1 hour.';
     end;
-    if v_row.attempts >= fail_notification.max_attempts then
+    if fail_notification.permanent or v_row.attempts >= fail_notification.max_attempts then
         update monitor.notifications n
         set status = 'dead', dead_at = clock_timestamp(), last_error = left(fail_notification.error, 1000)
         where n.notification_id = v_row.notification_id;
@@ -332,8 +353,8 @@ begin
     return 'pending';
 end;
 $$;
-comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval, interval) is
-    'A claimed notification''s attempt failed: retry later with exponential backoff (days of 24 hours, whatever the session TimeZone), no sooner than retry_after (a receiver''s Retry-After) and no later than max_backoff, or dead letter after max_attempts. Returns the new status. Raises 22S09 for a negative retry_after or a max_backoff that reaches past the latest time PostgreSQL stores; a scoped session needs alerts:manage (42S01).';
+comment on function monitor.fail_notification(bigint, text, text, integer, interval, interval, interval, boolean) is
+    'A claimed notification''s attempt failed: retry later with exponential backoff (days of 24 hours, whatever the session TimeZone), no sooner than retry_after (a receiver''s Retry-After) and no later than max_backoff, or dead letter after max_attempts, or at once when permanent (the receiver refused it for good: a webhook''s 400, 401, 403, 404, 405, 410, 413, 422 and the like, an SMTP 5xx; error says why). Returns the new status. Raises 22S09 for a null permanent, a negative retry_after or a max_backoff that reaches past the latest time PostgreSQL stores; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.next_notification_due(channels text[])
     returns timestamptz
@@ -376,7 +397,14 @@ create or replace function monitor.requeue_notification(notification_id bigint)
     language plpgsql
 as $$
 -- Give a dead letter another round of attempts: dead -> pending, due now, attempts from zero,
--- and wake the workers (at commit), which would otherwise sleep until their next poll.
+-- and wake the workers (at commit), which would otherwise sleep until their next poll. An email
+-- goes to the recipients of email_to who do not have it: delivered_to is kept (no one gets it
+-- twice), undeliverable_to is emptied (those refused for good are tried again). last_error stays
+-- until the next attempt, so the operator still reads why it died.
+-- why undeliverable_to emptied: an operator requeues once the cause is fixed (the mailbox made,
+-- the relay opened to the sender, the address corrected in email_to); kept, the recipients the
+-- server had refused were left out of every later attempt, and a message refused for every
+-- recipient was counted delivered, at its requeue, without a single send
 #variable_conflict use_column
 declare
     v_status monitor.notification_status;
@@ -384,7 +412,7 @@ begin
     perform internal.require_permission('alerts:manage');
     perform internal.require_permission('strategies:all');
     update monitor.notifications n
-    set status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = null
+    set status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = null, undeliverable_to = '{}'
     where n.notification_id = requeue_notification.notification_id and n.status = 'dead';
     if not found then
         -- why the status: "not in the dead letter" alone reads the same for a mistyped id, a
@@ -402,4 +430,4 @@ begin
 end;
 $$;
 comment on function monitor.requeue_notification(bigint) is
-    'Moves a dead-letter notification back to pending (due now, attempts reset) and wakes the workers (NOTIFY spreadedge_notifications); raises 55S06 otherwise, naming its status or that it does not exist.';
+    'Moves a dead-letter notification back to pending (due now, attempts reset) and wakes the workers (NOTIFY spreadedge_notifications); an email then goes to the recipients who do not have it (delivered_to kept), those refused for good included (undeliverable_to emptied). Raises 55S06 otherwise, naming its status or that it does not exist.';

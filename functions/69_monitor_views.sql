@@ -255,7 +255,8 @@ as
            n.delivered_at,
            n.dead_at,
            n.delivered_to,
-           n.undeliverable_to
+           n.undeliverable_to,
+           n.delivery_id
     from monitor.notifications n
     -- scope: notifications of the risk events and of the alerts' rules the session sees (the two
     -- views above); every notification comes from exactly one of them
@@ -272,4 +273,4 @@ as
                              else 'alerts:manage' = any ((select internal.session_permissions())::text[])
                         end);
 comment on view monitor.notification_list is
-    'The outbox: every notification with its delivery state (status dead: the dead letter). A scoped session sees the notifications of the risk events and alert rules monitor.risk_event_list and monitor.alert_rule_list show it.';
+    'The outbox: every notification with its delivery state (status dead: the dead letter; last_error says why, and a receiver''s refusal for good sends it there at its first attempt) and delivery_id (the email''s Message-ID, the webhook''s delivery_id). A scoped session sees the notifications of the risk events and alert rules monitor.risk_event_list and monitor.alert_rule_list show it.';

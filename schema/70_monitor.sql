@@ -329,6 +329,9 @@ create table monitor.notifications (
     dead_at         timestamptz,
     delivered_to    text[] not null default '{}',
     undeliverable_to text[] not null default '{}',
+    -- why random rather than the notification_id: two databases number their notifications alike,
+    -- and a receiver of both (one mail server, one webhook endpoint) would take one for the other
+    delivery_id     uuid not null default gen_random_uuid(),
     -- why: every notification comes from exactly one alert transition or one risk event
     check (num_nonnulls(alert_event_id, risk_event_id) = 1),
     check ((status = 'delivered') = (delivered_at is not null)),
@@ -336,7 +339,7 @@ create table monitor.notifications (
 );
 comment on table monitor.notifications is
     'The outbox: one row per message and channel, queued by alert transitions and risk events, delivered by `spreadedge notify worker`.';
-comment on column monitor.notifications.notification_id is 'Surrogate key; receivers of webhooks can deduplicate by it.';
+comment on column monitor.notifications.notification_id is 'Surrogate key (the same numbers in every database: receivers deduplicate by delivery_id).';
 comment on column monitor.notifications.channel is 'email, slack, discord or webhook.';
 comment on column monitor.notifications.status is 'pending, delivering (claimed inside a worker''s transaction; committed, a claim never reported, taken again once its lease has passed), delivered or dead.';
 comment on column monitor.notifications.subject is 'One-line summary (the email subject, the chat message''s first line).';
@@ -351,7 +354,8 @@ comment on column monitor.notifications.created_at is 'When it was queued.';
 comment on column monitor.notifications.delivered_at is 'When it was delivered.';
 comment on column monitor.notifications.dead_at is 'When it went to the dead letter.';
 comment on column monitor.notifications.delivered_to is 'Email: the recipients (addresses) the SMTP server took the message for; no later attempt is sent to them.';
-comment on column monitor.notifications.undeliverable_to is 'Email: the recipients the SMTP server refused for good (5xx) once someone had the message; never tried again (the message is delivered once no one else is owed it).';
+comment on column monitor.notifications.undeliverable_to is 'Email: the recipients the SMTP server refused for good (5xx); not tried again until a requeue empties it (the message is delivered once someone has it and no one else is owed it; dead when no one has it).';
+comment on column monitor.notifications.delivery_id is 'The message''s name to receivers, random and the same at every attempt: the email''s Message-ID <notification-ID.delivery_id@sender domain>, the webhook''s delivery_id (signed body) and X-Spreadedge-Delivery-Id header. A receiver that got an attempt whose answer was lost knows the retry by it.';
 -- why partial: workers look only for pending rows that are due and for claims whose lease has
 -- passed, a small part of the table
 create index notifications_due_idx on monitor.notifications (next_attempt_at)

@@ -110,7 +110,7 @@ def test_an_smtp_login_refusal_quoting_the_base64_credentials_is_stored_and_logg
     with email_worker(seeded_url, receiver.port, smtp_username=user, smtp_password=password,
                       email_to=("ops@desk.test",), max_attempts=1, timeout_seconds=5) as w:  # fmt: skip
         assert w.drain() == 1
-    expected = "SMTP: SMTPAuthenticationError: (535, b'5.7.8 refused ***')"
+    expected = "SMTP: SMTPAuthenticationError: (535, b'5.7.8 refused ***') (refused for good: not retried)"
     assert outbox(seeded) == [("dead", 1, expected)]
     assert notify_log(caplog) == [
         f"notification 1 (email) attempt 1 failed: {expected}; now in the dead letter"
@@ -131,7 +131,8 @@ def test_a_webhook_refusal_quoting_the_basic_credentials_is_stored_without_them(
     with Worker(seeded_url, settings, configured_channels(settings)) as w:
         assert w.run_once() == 1
     assert http_receiver.requests[0].headers["Authorization"] == f"Basic {credentials}"
-    assert outbox(seeded) == [("pending", 1, "HTTP 401 Unauthorized Basic ***")]
+    # a 401 is a refusal for good (dead at once); the text keeps the credentials out all the same
+    assert outbox(seeded) == [("dead", 1, "HTTP 401 Unauthorized Basic *** (refused for good: not retried)")]
 
 
 class _EscapingRefusal(_Mailbox):
@@ -240,6 +241,4 @@ def test_an_smtp_reply_that_never_ends_is_a_failed_attempt_once_it_passes_100_li
         seeded_url, endless_greeting.port, email_to=("ops@desk.test",), timeout_seconds=2, max_attempts=1
     ) as w:
         assert w.run_once() == 1
-    assert outbox(seeded) == [
-        ("dead", 1, "SMTP: SMTPResponseException: (500, 'a reply of more than 100 lines')")
-    ]
+    assert outbox(seeded) == [("dead", 1, "SMTP: SMTPException: a reply of more than 100 lines")]

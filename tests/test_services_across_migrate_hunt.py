@@ -151,12 +151,12 @@ def widen_claim(conn: psycopg.Connection) -> None:
         "monitor.claim_notifications(text, text[], integer)",
         "monitor.claim_notifications",
         "table (notification_id bigint, channel monitor.notification_channel, subject text, payload jsonb,"
-        " attempts bigint, delivered_to text[], undeliverable_to text[])",
+        " attempts bigint, delivered_to text[], undeliverable_to text[], delivery_id uuid)",
         "c.notification_id, c.channel, c.subject, c.payload, c.attempts::bigint, c.delivered_to,"
-        " c.undeliverable_to",
+        " c.undeliverable_to, c.delivery_id",
         "worker text, channels text[], batch_size integer default 10"
         "|worker, channels, batch_size) c(notification_id, channel, subject, payload, attempts,"
-        " delivered_to, undeliverable_to",
+        " delivered_to, undeliverable_to, delivery_id",
     )
 
 

@@ -654,7 +654,13 @@ def notify_group() -> None:
 def worker(settings: Settings, once: bool, poll_seconds: float) -> None:
     """Deliver notifications by the channels configured in [notify] (several workers are safe).
 
-    Runs until interrupted, woken by NOTIFY when notifications are queued.
+    Runs until interrupted, woken by NOTIFY when notifications are queued. A failed attempt is
+    retried with backoff, and after max_attempts the message is dead (the dead letter). A refusal
+    no retry would change is dead at once, its last_error ending "(refused for good: not
+    retried)": an HTTP 400, 401, 403, 404, 405, 410, 413, 414, 415, 422, 431, 301 or 308 (a
+    deleted webhook, a revoked token), or an SMTP 5xx to the login, MAIL FROM, DATA or every
+    recipient. See monitor.notification_list; once the cause is fixed, requeue with
+    monitor.requeue_notification.
     """
     from spreadedge.notify import Worker, configured_channels
     from spreadedge.notify.channels import ChannelSettingsError

@@ -7,6 +7,20 @@ which removes each secret, the credentials base64-encoded as they are sent, and 
 channel URL that may carry a token (its path, query, userinfo and each long path segment), since
 errors often quote a URL only in part.
 
+A refusal that no retry would change is permanent (:attr:`DeliveryError.permanent`): the worker
+sends the message to the dead letter at once instead of backing off until max_attempts. It is
+an HTTP answer of :data:`PERMANENT_HTTP` (a deleted Slack or Discord webhook's 404 or 410, a
+revoked token's 401 or 403, a body the receiver will never take), or an SMTP 5xx reply, which
+RFC 5321 (4.2.1) says the client should not repeat: at the login, at MAIL FROM, at DATA, or for
+every recipient still owed the message while no one has it. Everything else may pass later and is
+retried: other HTTP answers (408, 425 and 429 among them, and every 5xx), SMTP 4xx replies, no
+answer, a refused or cut connection, a timeout, and a reply too broken to read.
+
+Every attempt names the message alike (:attr:`Message.delivery_id`, random per outbox row): the
+email's Message-ID and the webhook's signed ``delivery_id``, so a receiver that took an attempt
+whose answer was lost knows the retry for the same message. Slack's and Discord's incoming webhooks
+take no such name: a retry after a lost answer may show there twice.
+
 One attempt takes at most about ``timeout_seconds`` in all (:class:`_Deadline`): the timeout of
 each socket read alone let a receiver that drips its answer a byte at a time hold the worker for
 as long as it liked.
@@ -36,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr, parsedate_to_datetime
+from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from typing import Any, Protocol
 
 from spreadedge.settings import NOTIFY_URLS, NotifySettings, is_http_url, not_http_url_message
@@ -53,6 +67,17 @@ def _package_version() -> str:
 SIGNATURE_HEADER = "X-Spreadedge-Signature"
 TIMESTAMP_HEADER = "X-Spreadedge-Timestamp"
 ID_HEADER = "X-Spreadedge-Notification-Id"
+DELIVERY_ID_HEADER = "X-Spreadedge-Delivery-Id"
+# HTTP answers that refuse the request itself, which every retry repeats: a malformed or refused
+# body (400, 413, 415, 422), credentials refused (401, 403: a revoked token), a webhook that no
+# longer exists (404; Slack's "no_service", Discord's "Unknown Webhook"; 410: gone), a method or
+# URL it will never take (405, 414), headers too large (431), and a permanent redirect (301, 308),
+# which the worker never follows. Not here, as a retry may pass: 408 (request timeout), 409
+# (conflict with the receiver's current state), 421 (misdirected), 423 (locked), 425 (too early),
+# 429 (rate limited) and every 5xx.
+PERMANENT_HTTP = frozenset({301, 308, 400, 401, 403, 404, 405, 410, 413, 414, 415, 422, 431})
+# what a permanent failure's text ends with, in the outbox's last_error and the log
+REFUSED_FOR_GOOD = "refused for good: not retried"
 DISCORD_LIMIT = 2000  # characters of a Discord message's content
 # why our own: Discord's Cloudflare front refuses urllib's default "Python-urllib/3.x" with a 403
 # (error code 1010) before the request reaches Discord; its documented form is
@@ -75,11 +100,14 @@ class DeliveryError(Exception):
 
     ``retry_after``: the seconds the receiver asked to wait before the next attempt (HTTP 429 or
     503 with Retry-After), or None; ``monitor.fail_notification`` decides what to make of it.
+    ``permanent``: the receiver refused the message for good (see the module's text): no retry
+    is made, the message goes to the dead letter at once.
     """
 
-    def __init__(self, text: str, retry_after: float | None = None) -> None:
+    def __init__(self, text: str, retry_after: float | None = None, *, permanent: bool = False) -> None:
         super().__init__(text)
         self.retry_after = retry_after
+        self.permanent = permanent
 
 
 class PartialDelivery(Exception):
@@ -88,9 +116,10 @@ class PartialDelivery(Exception):
     ``delivered_to``: the recipients the server took it for in this attempt; ``owed``: those it
     refused for now (4xx, or a reply that is no 5xx), still owed the message: the attempt failed
     for them, and the retry goes to them alone; ``undeliverable_to``: those it refused for good
-    (5xx), never tried again. The worker records the first and last on the outbox row
-    (monitor.record_notification_recipients), so that no retry sends the message again to a
-    recipient who has it, whichever worker makes it.
+    (5xx), not tried again (until a requeue). The worker records the first and last on the outbox
+    row (monitor.record_notification_recipients), so that no retry sends the message again to a
+    recipient who has it, whichever worker makes it. ``permanent``: every recipient owed it
+    refused it for good while no one has it: the message goes to the dead letter at once.
     """
 
     def __init__(
@@ -100,11 +129,13 @@ class PartialDelivery(Exception):
         delivered_to: tuple[str, ...],
         owed: tuple[str, ...],
         undeliverable_to: tuple[str, ...],
+        permanent: bool = False,
     ) -> None:
         super().__init__(text)
         self.delivered_to = delivered_to
         self.owed = owed
         self.undeliverable_to = undeliverable_to
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -120,6 +151,8 @@ class Message:
     # delivered_to and undeliverable_to); this attempt leaves them out
     delivered_to: tuple[str, ...] = ()
     undeliverable_to: tuple[str, ...] = ()
+    # the row's delivery_id: the message's name to receivers, the same at every attempt
+    delivery_id: str = ""
 
     @property
     def text(self) -> str:
@@ -371,8 +404,13 @@ def _http_error(exc: urllib.error.HTTPError, redact: Callable[[str], str]) -> De
     and its text says so without quoting the header (only the seconds read from it).
     """
     text = f"HTTP {exc.code} {redact(str(exc.reason))}"
+    permanent = exc.code in PERMANENT_HTTP
     if 300 <= exc.code < 400:
+        if permanent:
+            return DeliveryError(f"{text} (redirects are not followed; {REFUSED_FOR_GOOD})", permanent=True)
         return DeliveryError(f"{text} (redirects are not followed)")
+    if permanent:
+        return DeliveryError(f"{text} ({REFUSED_FOR_GOOD})", permanent=True)
     header = exc.headers.get("Retry-After") if exc.headers else None
     if exc.code != 429 and not (exc.code == 503 and header is not None):
         return DeliveryError(text)
@@ -494,8 +532,9 @@ class WebhookChannel:
     """A generic webhook: the payload as the JSON body, signed (see :func:`signature`).
 
     Receivers check the signature over the timestamp header and the raw body, refuse old
-    timestamps, and deduplicate by the signed body's notification_id (a retry sends the same one;
-    the id header, unsigned, is a convenience).
+    timestamps, and deduplicate by the signed body's delivery_id (a retry sends the same one, and
+    no other database's message has it; notification_id repeats across databases); the id headers,
+    unsigned, are a convenience.
     """
 
     url: str
@@ -504,12 +543,19 @@ class WebhookChannel:
     redact: Callable[[str], str]
 
     def send(self, message: Message) -> None:
-        body = exact_json({"notification_id": message.notification_id, **message.payload}).encode()
+        body = exact_json(
+            {
+                "notification_id": message.notification_id,
+                "delivery_id": message.delivery_id,
+                **message.payload,
+            }
+        ).encode()
         timestamp = str(int(time.time()))
         headers = {
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: signature(self.secret, timestamp, body),
             ID_HEADER: str(message.notification_id),
+            DELIVERY_ID_HEADER: message.delivery_id,
         }
         _post_json(self.url, body, headers, self.timeout, self.redact)
 
@@ -585,9 +631,11 @@ class _Utf8AuthSMTP(smtplib.SMTP):
             if not line:
                 self.close()
                 raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            # why no reply code in these errors (smtplib's own say 500): a 5xx is the server's
+            # refusal for good, and a reply too broken to read is no refusal (it is retried)
             if len(line) > _REPLY_LINE:
                 self.close()
-                raise smtplib.SMTPResponseException(500, "Line too long.")
+                raise smtplib.SMTPException("a reply line of more than 8192 bytes")
             lines.append(line[4:].strip(b" \t\r\n"))
             try:
                 code = int(line[:3])
@@ -597,7 +645,7 @@ class _Utf8AuthSMTP(smtplib.SMTP):
                 return code, b"\n".join(lines)
             if len(lines) >= _REPLY_LINES:
                 self.close()
-                raise smtplib.SMTPResponseException(500, f"a reply of more than {_REPLY_LINES} lines")
+                raise smtplib.SMTPException(f"a reply of more than {_REPLY_LINES} lines")
 
     def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
         if challenge is None:
@@ -612,10 +660,11 @@ class EmailChannel:
     Sent to the addresses of email_to that the message is still owed to: those of no earlier
     attempt's ``delivered_to`` or ``undeliverable_to`` (the ``To`` header names all of email_to).
     email_to is read at each attempt: an address added since an earlier attempt is owed the
-    message, one removed no longer is. Recipients the server refuses while it takes the others
-    raise :class:`PartialDelivery`; so does a refusal of every recipient of a retry once someone
-    has the message. Refused for every recipient while no one has it, the attempt fails as any
-    (retried for them all).
+    message, one removed no longer is. Recipients the server refuses raise
+    :class:`PartialDelivery`, whether it takes the message for the others or for none. Every
+    attempt carries the same Message-ID, ``<notification-ID.DELIVERY_ID@sender domain>``: a server
+    or mail client that got an attempt whose answer was lost knows the retry for the same message.
+    Any other 5xx reply (login, MAIL FROM, DATA) is a :class:`DeliveryError` that is permanent.
     """
 
     settings: NotifySettings
@@ -646,7 +695,7 @@ class EmailChannel:
             email["To"] = ", ".join(settings.email_to)
             # why: RFC 5322 requires Date, and Gmail refuses a message without a Message-ID
             email["Date"] = formatdate(usegmt=True)
-            email["Message-ID"] = make_msgid(domain=_sender_domain(settings.email_from))
+            email["Message-ID"] = message_id(message, settings.email_from)
             email.set_content(f"{message.text}\n\n{exact_json(message.payload, indent=2, sort_keys=True)}\n")
             host, port = settings.smtp_host or "", settings.smtp_port
             with _Utf8AuthSMTP(host, port, timeout=settings.timeout_seconds, deadline=deadline) as smtp:
@@ -662,10 +711,9 @@ class EmailChannel:
                 try:
                     refused = smtp.send_message(email, to_addrs=owed)
                 except smtplib.SMTPRecipientsRefused as exc:
-                    if not message.delivered_to:
-                        raise  # no one has it: a failed attempt, retried for every recipient
                     # why caught here: an error of the QUIT that closes the session would
-                    # replace it, and its per-recipient answers would be lost
+                    # replace it, and its per-recipient answers would be lost; each is judged as
+                    # when the server takes the message for others (a 5xx for good, else for now)
                     refused = exc.recipients
         except (OSError, ValueError, smtplib.SMTPException) as exc:
             # why not after the message was taken: what fails then is the QUIT that closes the
@@ -677,17 +725,28 @@ class EmailChannel:
                 # own (code 22 for "220 ready" cut after two digits)
                 if deadline.cut:
                     raise DeliveryError(f"SMTP: {deadline.message()}") from None
-                raise DeliveryError(f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}") from None
+                text = f"SMTP: {type(exc).__name__}: {self.redact(str(exc))}"
+                # a 5xx to the login, MAIL FROM or DATA: the server will answer a retry alike
+                if isinstance(exc, smtplib.SMTPResponseException) and _permanent(exc.smtp_code):
+                    raise DeliveryError(f"{text} ({REFUSED_FOR_GOOD})", permanent=True) from None
+                raise DeliveryError(text) from None
         if refused:
             reasons = [
                 f"{to} ({code} {self.redact(_smtp_text(reply))})"
                 for to, (code, reply) in sorted(refused.items())
             ]
+            delivered_to = tuple(to for to in owed if to not in refused)
+            still_owed = tuple(to for to in owed if to in refused and not _permanent(refused[to][0]))
+            # why permanent then: every recipient owed it refused it for good and no one has it,
+            # so no retry would deliver it to anyone (counted delivered, it would read as sent)
+            permanent = not (delivered_to or still_owed or message.delivered_to)
+            text = f"SMTP refused {len(refused)} of {len(owed)} recipients: " + "; ".join(reasons)
             raise PartialDelivery(
-                f"SMTP refused {len(refused)} of {len(owed)} recipients: " + "; ".join(reasons),
-                delivered_to=tuple(to for to in owed if to not in refused),
-                owed=tuple(to for to in owed if to in refused and not _permanent(refused[to][0])),
+                f"{text} ({REFUSED_FOR_GOOD})" if permanent else text,
+                delivered_to=delivered_to,
+                owed=still_owed,
                 undeliverable_to=tuple(to for to in owed if to in refused and _permanent(refused[to][0])),
+                permanent=permanent,
             )
         return tuple(owed)
 
@@ -698,10 +757,18 @@ def _permanent(code: int) -> bool:
     return 500 <= code < 600
 
 
-def _sender_domain(address: str) -> str | None:
-    """The domain of the sender's address, for the Message-ID (None: the local host name)."""
-    domain = parseaddr(address)[1].rpartition("@")[2]
-    return domain or None
+def message_id(message: Message, sender: str) -> str:
+    """The email's Message-ID, the same at every attempt of the message:
+    ``<notification-ID.DELIVERY_ID@domain>``, the domain the sender's (else the local host name).
+
+    why not make_msgid: it is new at every call, so a server that took an attempt whose answer
+    was lost (a timeout after DATA) saw the retry as another message, and so did the reader.
+    why the delivery_id: notification ids repeat from one database to the next, and two
+    deployments mailing one desk would give two alerts one Message-ID (the second dropped as a
+    duplicate by Gmail and others).
+    """
+    domain = parseaddr(sender)[1].rpartition("@")[2] or socket.getfqdn()
+    return f"<notification-{message.notification_id}.{message.delivery_id}@{domain}>"
 
 
 def _smtp_text(reply: bytes) -> str:

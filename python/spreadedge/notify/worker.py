@@ -4,7 +4,8 @@ Each message is one transaction: ``monitor.claim_notifications`` locks one due r
 this worker has (FOR UPDATE SKIP LOCKED, so several workers share the outbox and never take the
 same row), it is sent, and its result is reported with ``monitor.complete_notification`` or
 ``monitor.fail_notification`` (which backs off, no sooner than a rate-limiting receiver's
-Retry-After asks, or moves it to the dead letter) before the commit.
+Retry-After asks, or moves it to the dead letter: after max_attempts, or at once for a refusal no
+retry would change, a channel's permanent error) before the commit.
 Any exception while building or sending a message is a failure of that message alone. A worker
 that dies rolls back only the message it was sending: that row is pending again, and every message
 it delivered before stays delivered. (A claim some other client committed without a report is
@@ -40,6 +41,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 
 from spreadedge import deadline, sqlcall, textable
@@ -77,7 +79,16 @@ _CLAIM = sqlcall.select_rows("monitor.claim_notifications", ["worker", "channels
 _COMPLETE = sqlcall.select_value("monitor.complete_notification", ["notification_id", "worker"])
 _FAIL = sqlcall.select_value(
     "monitor.fail_notification",
-    ["notification_id", "worker", "error", "max_attempts", "backoff", "max_backoff", "retry_after"],
+    [
+        "notification_id",
+        "worker",
+        "error",
+        "max_attempts",
+        "backoff",
+        "max_backoff",
+        "retry_after",
+        "permanent",
+    ],
 )
 _RECORD_RECIPIENTS = sqlcall.select_value(
     "monitor.record_notification_recipients",
@@ -242,14 +253,25 @@ class Worker:
         """Claim one due message, send it and report the result, in one transaction; False: none due."""
         conn = self._connection()
         with conn.transaction():
-            row = conn.execute(
-                _CLAIM, {"worker": self.name, "channels": sorted(self.channels), "batch_size": 1}
-            ).fetchone()
+            # why by column name: a claim that returns a column more (as claim_notifications did
+            # with delivery_id) must not break the unpacking of the ones this worker reads
+            row = (
+                conn.cursor(row_factory=dict_row)
+                .execute(_CLAIM, {"worker": self.name, "channels": sorted(self.channels), "batch_size": 1})
+                .fetchone()
+            )
             if row is None:
                 return False
-            notification_id, channel, subject, payload, attempts, delivered_to, undeliverable_to = row
+            payload = row["payload"]
             message = Message(
-                notification_id, channel, subject, {}, attempts, tuple(delivered_to), tuple(undeliverable_to)
+                notification_id=row["notification_id"],
+                channel=row["channel"],
+                subject=row["subject"],
+                payload={},
+                attempts=row["attempts"],
+                delivered_to=tuple(row["delivered_to"]),
+                undeliverable_to=tuple(row["undeliverable_to"]),
+                delivery_id=str(row["delivery_id"]),
             )
             outcome = self._deliver(conn, message, payload)
         self.outcomes[outcome] += 1  # after the commit: a report rolled back is no outcome
@@ -262,16 +284,17 @@ class Worker:
             message = replace(message, payload=load_payload(payload))
             reached = self.channels[message.channel].send(message)
         except DeliveryError as exc:
-            return self._fail(conn, message, str(exc), exc.retry_after)
+            return self._fail(conn, message, str(exc), exc.retry_after, permanent=exc.permanent)
         except PartialDelivery as exc:
             # why recorded before the report, in the claim's transaction: who has the message
             # must outlive this worker, so that no retry (this worker's or another's, after a
             # restart) sends it again to them; a worker that dies before the commit records
             # nothing, and the message goes again to everyone it was owed to (at least once)
             self._record(conn, message, exc.delivered_to, exc.undeliverable_to)
-            if exc.owed:
-                # refused for now (4xx): the attempt failed for them, retried for them alone
-                return self._fail(conn, message, str(exc))
+            if exc.owed or exc.permanent:
+                # refused for now (4xx): the attempt failed for them, retried for them alone;
+                # permanent: refused for good by everyone owed it while no one has it (dead)
+                return self._fail(conn, message, str(exc), permanent=exc.permanent)
             conn.execute(_COMPLETE, {"notification_id": message.notification_id, "worker": self.name})
             log.warning(
                 "notification %s (%s) delivered, but not to every recipient: %s",
@@ -309,12 +332,20 @@ class Worker:
         )
 
     def _fail(
-        self, conn: psycopg.Connection[Any], message: Message, error: str, retry_after: float | None = None
+        self,
+        conn: psycopg.Connection[Any],
+        message: Message,
+        error: str,
+        retry_after: float | None = None,
+        *,
+        permanent: bool = False,
     ) -> str:
         """Report a failed attempt; failed (a retry is pending) or dead.
 
         ``retry_after`` is the seconds the receiver asked to wait: when the next attempt is due is
         monitor.fail_notification's decision (no sooner than that, no later than max_backoff).
+        ``permanent``: the receiver refused the message for good, and it goes to the dead letter
+        at once (monitor.fail_notification's decision too).
         """
         # one line and no NUL (which PostgreSQL text refuses: the report would fail and the worker
         # with it, on this message again after every restart); the outbox keeps 1,000 characters
@@ -329,6 +360,7 @@ class Worker:
                 "backoff": timedelta(seconds=self.settings.backoff_seconds),
                 "max_backoff": timedelta(seconds=self.settings.max_backoff_seconds),
                 "retry_after": None if retry_after is None else timedelta(seconds=retry_after),
+                "permanent": permanent,
             },
         ).fetchone()
         state = status[0] if status else "unknown"
