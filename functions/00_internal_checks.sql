@@ -27,7 +27,7 @@ as $$
     -- other Unicode space (no-break, ideographic, line separator ...).
     -- why one list: a strategy name, an instrument symbol and an API key label are each refused
     -- when they hold one, so that two of them never read alike
-    select p_text ~ '[\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]'
+    select p_text ~ E'[\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u2800\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufffb\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff]'
 $$;
 comment on function internal.has_hidden_characters(text) is
     'True when the text holds an invisible character or a space other than U+0020 (names that would read like another).';

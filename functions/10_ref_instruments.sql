@@ -140,7 +140,7 @@ begin
     -- why: callers look instruments up by the exact symbol, so one with surrounding white space
     -- or a control character (a tab, a line break) could never be found by the symbol people
     -- read; the table's check caught only surrounding spaces, with a bare check violation (23514)
-    if upsert_instrument.symbol ~ '^\s|\s$|[[:cntrl:]]' then
+    if upsert_instrument.symbol ~ E'^\\s|\\s$|[[:cntrl:]]' then
         raise exception 'symbol "%" has surrounding white space or a control character', upsert_instrument.symbol
             using errcode = '22S09',
                   hint = 'Give the exchange''s symbol as it lists it, e.g. BTCUSDT or BTC-USDT-SWAP.';

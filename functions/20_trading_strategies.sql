@@ -46,7 +46,7 @@ begin
     -- E0100-E01EF, FFF0-FFF8, the whole E0000-E0FFF block) and the Braille blank U+2800: each
     -- shows as nothing or as a space, so 'alpha' followed by one was a second 'alpha'
     if create_strategy.name is not nfc normalized
-       or create_strategy.name ~ '[\x01-\x1f\x7f-\x9f]'
+       or create_strategy.name ~ E'[\\x01-\\x1f\\x7f-\\x9f]'
        or internal.has_hidden_characters(create_strategy.name) then
         raise exception 'strategy name "%" is not in Unicode NFC or holds an invisible character or a space other than U+0020',
             create_strategy.name

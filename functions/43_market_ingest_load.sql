@@ -38,7 +38,7 @@ as $$
     from pg_catalog.pg_inherits i
     join pg_catalog.pg_class c on c.oid = i.inhrelid
     cross join lateral regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-                                    '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') b
+                                    E'^FOR VALUES FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)$') b
     where i.inhparent = p_table
       and b is not null
 $$;

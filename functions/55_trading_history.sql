@@ -103,7 +103,7 @@ begin
                 v_text := null;
         end;
     end if;
-    v_parts := regexp_match(v_text, '^([a-z]+):(-?[0-9]{1,17}):([0-9]{1,18})(?::([0-9a-f]{8}))?\.$');
+    v_parts := regexp_match(v_text, E'^([a-z]+):(-?[0-9]{1,17}):([0-9]{1,18})(?::([0-9a-f]{8}))?\\.$');
     if v_parts is null then
         raise exception 'cursor "%" is not a cursor this API returned', left(p_cursor, 80)
             using errcode = '22S09', column = 'cursor',

@@ -232,8 +232,8 @@ begin
                    'failed on their last run: '
                             || string_agg(format('%s (%s%s%s)', coalesce(l.jobname, l.jobid::text),
                                                  regexp_replace(regexp_replace(btrim(coalesce(l.return_message, 'no message'), E' \n'),
-                                                                               '\n(QUERY|CONTEXT|LOCATION|STATEMENT): .*$', ''),
-                                                                '\s*\n\s*', ' ', 'g'),
+                                                                               E'\\n(QUERY|CONTEXT|LOCATION|STATEMENT): .*$', ''),
+                                                                E'\\s*\\n\\s*', ' ', 'g'),
                                                  -- why where it connects: such a job fails with
                                                  -- "connection failed" alone
                                                  case when l.nodename <> coalesce(pg_catalog.current_setting('cron.host', true), l.nodename)

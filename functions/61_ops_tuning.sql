@@ -27,7 +27,7 @@ as $$
     -- below its smallest (0.000...1) raised a bare 22003, and ops.slow_queries and
     -- ops.performance_summary with it. Only the first 6 decimals count (a nanosecond), and a
     -- threshold of 10^15 ms or more (31,000 years) is one no statement reaches: Infinity.
-    select case when s.v is null or s.v !~ '^[0-9]+(\.[0-9]+)?$' then 100
+    select case when s.v is null or s.v !~ E'^[0-9]+(\\.[0-9]+)?$' then 100
                 when length(ltrim(split_part(s.v, '.', 1), '0')) > 15 then 'Infinity'::double precision
                 else (coalesce(nullif(ltrim(split_part(s.v, '.', 1), '0'), ''), '0') || '.'
                       || coalesce(nullif(left(split_part(s.v, '.', 2), 6), ''), '0'))::double precision end

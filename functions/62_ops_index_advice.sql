@@ -154,7 +154,7 @@ as $$
           -- before a non-ASCII letter in the "C" collation of attname. EXPLAIN VERBOSE writes a
           -- column as relation.column, the column quoted as quote_ident quotes it.
           and quote_ident(a.attname) in (select m[1] from unnest(p_filters) f,
-                                                 regexp_matches(f, '\.("(?:[^"]|"")+"|[a-z_][a-z0-9_]*)', 'g') m)
+                                                 regexp_matches(f, E'\\.("(?:[^"]|"")+"|[a-z_][a-z0-9_]*)', 'g') m)
     )
     select 'gin', array[c.name] from cols c where c.typname = 'jsonb' or c.typcategory = 'A'
     union all
@@ -278,8 +278,8 @@ begin
         from public.pg_stat_statements(true) s
         where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
           and s.toplevel
-          and s.query ~* '^\s*(select|with|update|delete)\M'
-          and s.query !~* '(pg_stat_statements|hypopg|pg_catalog\.|information_schema\.|\mops\.)'
+          and s.query ~* E'^\\s*(select|with|update|delete)\\M'
+          and s.query !~* E'(pg_stat_statements|hypopg|pg_catalog\\.|information_schema\\.|\\mops\\.)'
         order by s.total_exec_time desc
         limit statements
     loop

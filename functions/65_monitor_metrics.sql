@@ -48,7 +48,7 @@ declare
     v_category text;
 begin
     perform internal.require_permission('alerts:manage');
-    if record_metric.name is null or record_metric.name !~ '^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$'
+    if record_metric.name is null or record_metric.name !~ E'^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+$'
        or length(record_metric.name) > 100 then
         raise exception 'metric name must be dotted snake_case (e.g. app.orders_sent), got "%"',
             coalesce(record_metric.name, 'null')

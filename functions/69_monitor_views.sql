@@ -75,7 +75,7 @@ comment on view monitor.trades_per_period is
 create or replace view monitor.query_performance
     with (security_invoker = true)
 as
-    select left(regexp_replace(s.query, '\s+', ' ', 'g'), 200) as query,
+    select left(regexp_replace(s.query, E'\\s+', ' ', 'g'), 200) as query,
            s.calls,
            round(s.total_exec_time::numeric, 3) as total_ms,
            round(s.mean_exec_time::numeric, 3) as mean_ms,

@@ -74,7 +74,7 @@ declare
 begin
     select greatest(p.bcrypt_cost,
                     (select max(substr(u.password_hash, 5, 2)::integer) from auth.users u
-                     where u.password_hash ~ '^\$2[abxy]\$[0-9]{2}\$'))
+                     where u.password_hash ~ E'^\\$2[abxy]\\$[0-9]{2}\\$'))
     into v_target
     from auth.security_policy p;
     if v_setting is null then
@@ -82,7 +82,7 @@ begin
     end if;
     v_matches := coalesce(public.crypt(coalesce(p_password, ''), v_setting) = p_hash, false)
                  and coalesce(octet_length(p_password), 0) <= 72;
-    if v_setting ~ '^\$2[abxy]\$[0-9]{2}\$' then
+    if v_setting ~ E'^\\$2[abxy]\\$[0-9]{2}\\$' then
         v_cost := substr(v_setting, 5, 2)::integer;
         while v_cost < v_target loop
             perform public.crypt(coalesce(p_password, ''),
@@ -188,7 +188,7 @@ begin
     exception when check_violation then
         raise exception 'security policy value out of range (%)', sqlerrm
             using errcode = '22S09',
-                  hint = 'See the check constraints of auth.security_policy (\d auth.security_policy).';
+                  hint = E'See the check constraints of auth.security_policy (\\d auth.security_policy).';
     end;
     -- why: a shorter lifetime or idle timeout is a decision about the sessions open now as well; a
     -- live session keeps the expiry it was given only as far as the new policy allows (a longer one

@@ -295,13 +295,13 @@ as $$
     -- at the escaped NUL that ends each argument, then turned back into the bytes they were
     cross join lateral (
         select array(select convert_from(decode(x.part, 'escape'), pg_catalog.getdatabaseencoding())
-                     from unnest((string_to_array(encode(t.tgargs, 'escape'), '\000'))[1:t.tgnargs])
+                     from unnest((string_to_array(encode(t.tgargs, 'escape'), E'\\000'))[1:t.tgnargs])
                           with ordinality x (part, n)
                      order by x.n) as args
     ) a
     join pg_catalog.pg_proc p on p.oid = t.tgfoid
     where p.pronamespace = 'audit'::regnamespace
-      and (p.proname = 'log_changes' or p.proname like 'log\_changes\_%')
+      and (p.proname = 'log_changes' or p.proname like E'log\\_changes\\_%')
       and t.tgtype & 4 <> 0      -- fires on INSERT
       and not t.tgisinternal
       and c.relkind in ('r', 'p')

@@ -67,8 +67,8 @@ as $$
     -- writes a timestamptz in the session's TimeZone ("2026-12-06T05:30:00+05:30" and
     -- "2026-12-06T00:00:00+00:00"). why case: the cast must run only on text shaped like a time.
     select case when jsonb_typeof(p_a) = 'string' and jsonb_typeof(p_b) = 'string'
-                     and p_a #>> '{}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d(:\d\d){0,2}$'
-                     and p_b #>> '{}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d(:\d\d){0,2}$'
+                     and p_a #>> '{}' ~ E'^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?[+-]\\d\\d(:\\d\\d){0,2}$'
+                     and p_b #>> '{}' ~ E'^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?[+-]\\d\\d(:\\d\\d){0,2}$'
                 then (p_a #>> '{}')::timestamptz = (p_b #>> '{}')::timestamptz
                 else false end
 $$;
@@ -86,10 +86,10 @@ as $$
     -- (each field once, in order, of bounded width): only text the cast is sure to accept is cast,
     -- so a text column's value never makes the check fail.
     select case when jsonb_typeof(p_value) = 'string'
-                     and (p_value #>> '{}' ~ '^(?=.)([+-]?\d{1,8} years?( |$))?([+-]?\d{1,8} mons?( |$))?([+-]?\d{1,8} days?( |$))?([+-]?\d{1,9}:[0-5]\d:[0-5]\d(\.\d{1,6})?)?$'
-                          or p_value #>> '{}' ~ '^@ (0|(?=[+-]?\d)([+-]?\d{1,8} years? ?)?([+-]?\d{1,8} mons? ?)?([+-]?\d{1,8} days? ?)?([+-]?\d{1,8} hours? ?)?([+-]?\d{1,8} mins? ?)?([+-]?\d{1,8}(\.\d{1,6})? secs? ?)?(ago)?)$'
-                          or p_value #>> '{}' ~ '^(0|[+-]?\d{1,8}-\d{1,2}|([+-]?\d{1,8}-\d{1,2} )?([+-]?\d{1,8} )?[+-]?\d{1,9}:[0-5]\d:[0-5]\d(\.\d{1,6})?)$'
-                          or p_value #>> '{}' ~ '^P(?=.)(-?\d{1,8}Y)?(-?\d{1,8}M)?(-?\d{1,8}D)?(T(?=.)(-?\d{1,9}H)?(-?\d{1,9}M)?(-?\d{1,9}(\.\d{1,6})?S)?)?$')
+                     and (p_value #>> '{}' ~ E'^(?=.)([+-]?\\d{1,8} years?( |$))?([+-]?\\d{1,8} mons?( |$))?([+-]?\\d{1,8} days?( |$))?([+-]?\\d{1,9}:[0-5]\\d:[0-5]\\d(\\.\\d{1,6})?)?$'
+                          or p_value #>> '{}' ~ E'^@ (0|(?=[+-]?\\d)([+-]?\\d{1,8} years? ?)?([+-]?\\d{1,8} mons? ?)?([+-]?\\d{1,8} days? ?)?([+-]?\\d{1,8} hours? ?)?([+-]?\\d{1,8} mins? ?)?([+-]?\\d{1,8}(\\.\\d{1,6})? secs? ?)?(ago)?)$'
+                          or p_value #>> '{}' ~ E'^(0|[+-]?\\d{1,8}-\\d{1,2}|([+-]?\\d{1,8}-\\d{1,2} )?([+-]?\\d{1,8} )?[+-]?\\d{1,9}:[0-5]\\d:[0-5]\\d(\\.\\d{1,6})?)$'
+                          or p_value #>> '{}' ~ E'^P(?=.)(-?\\d{1,8}Y)?(-?\\d{1,8}M)?(-?\\d{1,8}D)?(T(?=.)(-?\\d{1,9}H)?(-?\\d{1,9}M)?(-?\\d{1,9}(\\.\\d{1,6})?S)?)?$')
                 then p_value #>> '{}' end
 $$;
 comment on function internal.interval_text(jsonb) is

@@ -10,6 +10,10 @@ vanished peer (:func:`tcp_settings`), and a new connection whose server never co
 startup is given up (:func:`connect_settings`; :func:`connect` for every sync connection of the
 CLI, the embedded cluster's start and the notify worker). A connection given up is closed and
 never handed out again.
+
+Every connection also pins the session settings spreadedge's code is written for
+(:data:`SESSION_SETTINGS`, :data:`PIN_SESSION`), whatever the server's postgresql.conf, an
+``ALTER DATABASE``/``ALTER ROLE ... SET``, ``PGOPTIONS`` or ``PGDATESTYLE`` say.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict
 
@@ -53,6 +58,36 @@ MIN_CONNECT_TIMEOUT = 2
 # server that accepts the connection and never answers (its postmaster stopped, its host frozen)
 # kept a command silent, and a worker stuck, for 130 s, psycopg's own bound.
 CONNECT_TIMEOUT = 10
+
+# The session settings every spreadedge connection sets as it opens (the CLI's, the embedded
+# cluster's start's, migrate's and yoyo's, the notify worker's, the API's and the managers' pools,
+# SecuritySystem's), whatever the server, the database or the role would give it. See README, "Using
+# your own PostgreSQL server".
+# why DateStyle and IntervalStyle: psycopg reads dates and times in the ISO style alone, and
+# intervals in the postgres style alone; under a database's DateStyle 'German' (or 'SQL, DMY') every
+# command that read a time (spreads, metrics show, partitions, cleanup, migrate), the managers' calls
+# and the API's login failed with a traceback ("can't parse timestamptz with DateStyle ..."), and
+# the intervals in health's and partitions status's text read as the server's style (PT15M).
+# why standard_conforming_strings: what migrate applies (views, checks, defaults) is parsed in its
+# session, and a backslash in a quoted literal means itself only when it is on.
+# why read committed: the stored functions lock the rows they change and re-read them, which READ
+# COMMITTED is made for; under a database default of serializable (or repeatable read) a fill, a
+# placement or a notification claim beside another one failed with 40001, which no caller retried.
+# why a SET after connecting, not options=-c: libpq sends PGDATESTYLE (and PGTZ) after the options,
+# and they would win.
+SESSION_SETTINGS: dict[str, str] = {
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "standard_conforming_strings": "on",
+    "default_transaction_isolation": "read committed",
+}
+# The one statement that sets SESSION_SETTINGS, for the session (one round trip).
+PIN_SESSION = sql.SQL("select {}").format(
+    sql.SQL(", ").join(
+        sql.SQL("pg_catalog.set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value))
+        for name, value in SESSION_SETTINGS.items()
+    )
+)
 
 Check = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 RV = TypeVar("RV")
@@ -86,11 +121,23 @@ def connect(
     conninfo: str, *, cls: type[psycopg.Connection[Any]] = psycopg.Connection, **kwargs: Any
 ) -> psycopg.Connection[Any]:
     """A new sync connection (``cls``, with psycopg.connect's ``kwargs``) whose startup is given up
-    after :data:`CONNECT_TIMEOUT` (:func:`connect_settings`): the one way the CLI, the embedded
-    cluster's start and the notify worker connect."""
+    after :data:`CONNECT_TIMEOUT` (:func:`connect_settings`), with :data:`SESSION_SETTINGS` set:
+    the one way the CLI, migrate, the embedded cluster's start and the notify worker connect."""
     conn = cls.connect(conninfo, **kwargs, **connect_settings(conninfo, CONNECT_TIMEOUT))
     _opened.add(conn)
+    try:
+        pin_session(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def pin_session(conn: psycopg.Connection[Any]) -> None:
+    """Set :data:`SESSION_SETTINGS` for the session of ``conn`` (committed, outside autocommit)."""
+    conn.execute(PIN_SESSION)
+    if not conn.autocommit:
+        conn.commit()
 
 
 def interrupted_unanswered() -> bool:

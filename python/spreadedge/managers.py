@@ -55,6 +55,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from spreadedge import errors, sqlcall
 from spreadedge.deadline import (
+    PIN_SESSION,
     SERVER_CANCEL_MARGIN,
     Deadline,
     bounded_check,
@@ -477,6 +478,9 @@ class _Manager:
                 # why: times are shown in UTC whatever the server's TimeZone, and a naive datetime
                 # given (executed_at, since, until) means UTC, as in the CLI and the REST API
                 await conn.execute("set timezone = 'UTC'")
+                # why: psycopg reads times in DateStyle ISO alone, and the stored functions are
+                # written for READ COMMITTED (see deadline.SESSION_SETTINGS)
+                await conn.execute(PIN_SESSION)
                 await conn.commit()
 
             wait = self.config.timeout if timeout is None else timeout

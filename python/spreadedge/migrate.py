@@ -304,6 +304,13 @@ _IN_UTC = "set timezone = 'UTC'"
 # role set to end idle sessions (a guard against leaked connections) ended them under a migration
 # that ran longer: migrate failed after the migration committed, with the lock gone meanwhile
 _NO_IDLE_TIMEOUT = "set idle_session_timeout = 0"
+# why every migrate connection works in public alone: yoyo's tables are named without a schema, and
+# so are the extensions 0001 creates (pgcrypto, pg_stat_statements, hypopg), which the code calls as
+# public.*; under a database or role search_path that puts another schema first (ALTER ROLE ... SET
+# search_path = app, public) they were all created in that schema, the 50 migrations committed, and
+# functions/ then failed (public.pg_stat_statements does not exist), leaving a database half
+# migrated; under one without public (pg_catalog) migrate failed on yoyo_lock
+_IN_PUBLIC = "set search_path = public"
 
 
 # Where a migration's own NOTICEs go while migrate applies it (None: nowhere).
@@ -325,13 +332,15 @@ def _echo_raised_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
 
 class _UtcBackend(PostgresqlPsycopgBackend):
     """yoyo's psycopg backend, every connection in UTC (it opens one per migration: backend.copy),
-    the migrations' own NOTICEs echoed (see _NOTICES)."""
+    in public, with deadline.SESSION_SETTINGS, the migrations' own NOTICEs echoed (see _NOTICES)."""
 
     def init_connection(self, connection: Any) -> None:
         super().init_connection(connection)
         cursor = connection.cursor()
         cursor.execute(_IN_UTC)
         cursor.execute(_NO_IDLE_TIMEOUT)
+        cursor.execute(_IN_PUBLIC)
+        cursor.execute(deadline.PIN_SESSION)
         connection.add_notice_handler(_echo_raised_notice)
 
 
@@ -340,6 +349,7 @@ def _connect(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
     with deadline.connect(conninfo, autocommit=True, application_name="spreadedge migrate") as conn:
         conn.execute(_IN_UTC)
         conn.execute(_NO_IDLE_TIMEOUT)
+        conn.execute(_IN_PUBLIC)
         yield conn
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from spreadedge import errors, sqlcall
-from spreadedge.deadline import CONNECT_TIMEOUT, connect_settings
+from spreadedge.deadline import CONNECT_TIMEOUT, PIN_SESSION, connect_settings
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ class SecuritySystem:
         async with await psycopg.AsyncConnection.connect(
             self._conninfo, autocommit=True, **connect_settings(self._conninfo, CONNECT_TIMEOUT)
         ) as conn:
+            # DateStyle ISO and the rest (deadline.SESSION_SETTINGS): psycopg reads a login's
+            # expires_at in ISO alone
+            await conn.execute(PIN_SESSION)
             if self._actor is not None:
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [self._actor])
             cursor = await conn.execute(query, arguments)

@@ -1,8 +1,9 @@
 """The API's connection pool and its one way of running a request against the database.
 
 Pooled connections run as the database role ``spreadedge_app`` (``SET ROLE``), so that row-level
-security applies even when the server logs in as a superuser, in UTC, with json results left as
-text so the JSON built in SQL goes to the client unparsed. A request is one statement, in
+security applies even when the server logs in as a superuser, in UTC, with the session settings
+every spreadedge connection pins (``deadline.SESSION_SETTINGS``: DateStyle ISO, ...), with json
+results left as text so the JSON built in SQL goes to the client unparsed. A request is one statement, in
 autocommit, so one round trip and one transaction: the endpoint's function called from
 ``auth.validate_session`` (which checks the bearer token and scopes the statement's transaction
 to its user) as ``select function(...) from auth.validate_session(token => ...)``. The scope is
@@ -46,6 +47,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from spreadedge import sqlcall
 from spreadedge.deadline import (
+    PIN_SESSION,
     SERVER_CANCEL_MARGIN,
     Deadline,
     bounded_check,
@@ -113,6 +115,8 @@ def _configurer(statement_timeout: float) -> Callable[[psycopg.AsyncConnection[A
         conn.adapters.register_loader("json", TextLoader)
         await conn.execute(sql.SQL("set role {}").format(sql.Identifier(API_ROLE)))
         await conn.execute("set timezone = 'UTC'")
+        # DateStyle, IntervalStyle and the rest psycopg and the stored functions are written for
+        await conn.execute(PIN_SESSION)
         await conn.execute("select set_config('spreadedge.actor', 'api', false)")
         # why: without a bound, a request waiting on a lock held it (and its connection) until the
         # lock went, however long, even after its client had given up; milliseconds, as an integer

@@ -95,7 +95,6 @@ _RECORD_RECIPIENTS = sqlcall.select_value(
     ["notification_id", "worker", "delivered_to", "undeliverable_to"],
 )
 _NO_IDLE_TIMEOUT = sql.SQL("set idle_in_transaction_session_timeout = 0")
-_READ_COMMITTED = sql.SQL("set default_transaction_isolation = 'read committed'")
 # why the wait is computed on the database's clock: next_attempt_at is the database's time, and
 # compared with this host's clock running ahead, a due time the database has not reached read as
 # past: the worker claimed nothing and asked again at once, spinning for as long as the skew
@@ -223,12 +222,12 @@ class Worker:
             # rolling the attempt back too, so the message would be sent again without end and
             # never reach the dead letter. The worker's own timeouts bound the wait instead.
             self._conn.execute(_NO_IDLE_TIMEOUT)
-            # why: under a database or role default of serializable (or repeatable read), a claim
-            # made while another worker delivers and commits a neighbouring row can fail its
-            # report with 40001 after the send: the message is pending again (sent twice) and the
-            # worker stops. READ COMMITTED is what FOR UPDATE SKIP LOCKED sharing is made for:
-            # each row is locked and re-checked on its own, and no report can fail that way.
-            self._conn.execute(_READ_COMMITTED)
+            # READ COMMITTED whatever the database's or role's default (deadline.connect sets it):
+            # under serializable (or repeatable read), a claim made while another worker delivers
+            # and commits a neighbouring row can fail its report with 40001 after the send: the
+            # message is pending again (sent twice) and the worker stops. READ COMMITTED is what
+            # FOR UPDATE SKIP LOCKED sharing is made for: each row is locked and re-checked on its
+            # own, and no report can fail that way.
         return self._conn
 
     def close(self) -> None:
