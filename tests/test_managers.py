@@ -19,6 +19,7 @@ from conftest import free_port
 from db_fixtures import janitor
 from spreadedge import errors, managers
 from spreadedge.cluster import Cluster
+from spreadedge.connection_limits import LimitAwarePool
 from spreadedge.managers import (
     ManagerConfig,
     OrderRequest,
@@ -303,7 +304,7 @@ def test_start_while_the_database_is_down_raises_database_unavailable(project_se
     assert str(caught.value) == "the database is unavailable: no working connection within 0.5 s"
 
 
-class RecordingPool(AsyncConnectionPool):
+class RecordingPool(LimitAwarePool):
     """The managers' pool class, keeping every pool made (in ``made``) alive.
 
     why keep them: without a reference CPython frees a pool a second start() replaced at once and
@@ -320,7 +321,7 @@ class RecordingPool(AsyncConnectionPool):
 @pytest.fixture
 def recorded_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[AsyncConnectionPool]]:
     RecordingPool.made = []
-    monkeypatch.setattr(managers, "AsyncConnectionPool", RecordingPool)
+    monkeypatch.setattr(managers, "LimitAwarePool", RecordingPool)
     yield RecordingPool.made
     RecordingPool.made = []  # a pool left open (only without the fix) closes its connections when freed
 

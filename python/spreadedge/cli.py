@@ -22,7 +22,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import db, deadline, errors
+from spreadedge import connection_limits, db, deadline, errors
 from spreadedge.cli_monitor import (
     DECIMAL,
     alerts_group,
@@ -95,7 +95,12 @@ class _Group(click.Group):
                 settings = ctx.find_object(Settings)
                 url = settings.database_url if settings is not None else None
                 message = str(exc).strip()
-                raise click.ClickException(db.redact(message, url) if url else message) from exc
+                message = db.redact(message, url) if url else message
+                limit = connection_limits.refusal(exc)
+                if limit is not None:
+                    # why: "sorry, too many clients already" told no operator what to do about it
+                    message = f"{message}\nhint: {limit}; {connection_limits.HINT}"
+                raise click.ClickException(message) from exc
             if exc.sqlstate in _NOT_MIGRATED:
                 # why: a schema, table or function of spreadedge missing is a database that was
                 # never migrated (or migrated by older code), which the operator fixes in one step

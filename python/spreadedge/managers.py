@@ -54,6 +54,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from spreadedge import errors, sqlcall
+from spreadedge.connection_limits import LimitAwarePool
 from spreadedge.deadline import (
     PIN_SESSION,
     SERVER_CANCEL_MARGIN,
@@ -126,9 +127,17 @@ def _connection_lost(error: psycopg.Error) -> bool:
     return isinstance(error, psycopg.OperationalError)
 
 
-def _unavailable(error: psycopg.Error, timeout: float, committing: bool = False) -> DatabaseUnavailable:
+def _unavailable(
+    error: psycopg.Error, timeout: float, committing: bool = False, refused: str | None = None
+) -> DatabaseUnavailable:
+    """``refused``: why the database refused the pool's latest new connection (a connection limit)."""
     if isinstance(error, PoolTimeout):
-        return DatabaseUnavailable(f"the database is unavailable: no working connection within {timeout:g} s")
+        # why say it: with every connection slot of the server taken, a call said only that no
+        # connection came, as if the database were down
+        why = f"; {refused}" if refused is not None else ""
+        return DatabaseUnavailable(
+            f"the database is unavailable: no working connection within {timeout:g} s{why}"
+        )
     if committing:
         # why say so: the server may have committed before the connection was lost, and a caller
         # told only "unavailable, retry" placed a second order when it retried one without a
@@ -417,7 +426,7 @@ class _Manager:
 
     def __init__(self, config: ManagerConfig | None = None) -> None:
         self.config = config or ManagerConfig()
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: LimitAwarePool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the event loop the pool serves
         self._left_behind = False  # whether the pool of an event loop that ended was dropped
         self._in_use = 0  # connections this manager's calls hold right now
@@ -425,7 +434,7 @@ class _Manager:
         self._opening = asyncio.Lock()
         self._connections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
 
-    def _pool_here(self) -> AsyncConnectionPool | None:
+    def _pool_here(self) -> LimitAwarePool | None:
         """The pool, when it serves the running event loop (None: not opened in this loop).
 
         A pool serves the event loop that opened it: its waits, its locks and the tasks that replace a
@@ -485,7 +494,7 @@ class _Manager:
 
             wait = self.config.timeout if timeout is None else timeout
             conninfo = db.conninfo(self.config.resolved_settings())
-            pool = AsyncConnectionPool(
+            pool = LimitAwarePool(
                 conninfo,
                 # TCP keepalives and tcp_user_timeout, unless the URL sets them; and a new
                 # connection given up after a call's time (connect_timeout, unless the URL or
@@ -505,7 +514,7 @@ class _Manager:
             try:
                 await pool.open(wait=True, timeout=wait)
             except PoolTimeout as exc:  # the pool has closed itself
-                raise _unavailable(exc, wait) from exc
+                raise _unavailable(exc, wait, refused=pool.refused()) from exc
             except BaseException:
                 await pool.close()
                 raise
@@ -592,7 +601,7 @@ class _Manager:
                     f"no free connection within {wait:g} s: all {self._in_use} connections of the pool "
                     "are in use (ManagerConfig.max_connections)"
                 ) from exc
-            raise _unavailable(exc, wait) from exc
+            raise _unavailable(exc, wait, refused=pool.refused()) from exc
         except psycopg.Error as exc:
             if given_up is not None and given_up.passed:
                 raise _timed_out(seconds, setting, committing) from exc

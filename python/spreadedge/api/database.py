@@ -46,6 +46,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from spreadedge import sqlcall
+from spreadedge.connection_limits import LimitAwarePool
 from spreadedge.deadline import (
     PIN_SESSION,
     SERVER_CANCEL_MARGIN,
@@ -80,9 +81,16 @@ class PoolBusy(PoolTimeout):
     """No connection came free in time because every one of the pool's is serving a request."""
 
 
-class ApiPool(AsyncConnectionPool):
+class PoolRefused(PoolTimeout):
+    """No connection came free in time, and the database refused the pool's latest attempt at a
+    new one because a connection limit is reached (53300: max_connections, the reserved slots, a
+    role's or the database's CONNECTION LIMIT); the message says which."""
+
+
+class ApiPool(LimitAwarePool):
     """The pool, telling a request that got no connection whether every one of its connections is
-    serving a request (PoolBusy) or the database cannot be reached (PoolTimeout)."""
+    serving a request (PoolBusy), the database refuses new connections (PoolRefused) or it cannot
+    be reached (PoolTimeout)."""
 
     # seconds the pool's connections cancel a statement after (statement_timeout; make_pool sets it)
     statement_timeout: float = STATEMENT_TIMEOUT
@@ -101,6 +109,11 @@ class ApiPool(AsyncConnectionPool):
             # with a frozen server, whose new connections never come, it said "busy" as well
             if self.serving >= self.max_size:
                 raise PoolBusy(str(exc)) from exc
+            # why: a server whose connection slots were all taken said "the database is
+            # unavailable", in a request's 503 and in health, as if it were down
+            refused = self.refused()
+            if refused is not None:
+                raise PoolRefused(refused) from exc
             raise
         self.serving += 1
         return conn

@@ -15,7 +15,8 @@ import psycopg.errors
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from spreadedge.api.database import DatabaseTimeout, PoolBusy
+from spreadedge.api.database import DatabaseTimeout, PoolBusy, PoolRefused
+from spreadedge.connection_limits import TOO_MANY_CONNECTIONS
 
 log = logging.getLogger("spreadedge.api")
 
@@ -88,6 +89,14 @@ def from_database_error(error: Exception) -> Problem:
         # sending an operator to a database that was answering everyone else
         log.warning("database connections all busy: %s", error)
         return unavailable(BUSY)
+    if isinstance(error, PoolRefused):
+        # why its own detail and SQLSTATE: the server answers everyone holding a connection and
+        # refuses new ones (53300); "the database is unavailable" sent an operator to a database
+        # that was up, not to what filled its connections
+        log.warning("%s", error)
+        return Problem(
+            HTTPStatus.SERVICE_UNAVAILABLE, f"{error}; retry in a few seconds", sqlstate=TOO_MANY_CONNECTIONS
+        )
     if isinstance(error, DatabaseTimeout):
         # why its own detail: the server did not cancel the statement, it did not answer at all
         log.warning("database gave no answer: %s", error)

@@ -44,7 +44,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 
-from spreadedge import deadline, sqlcall, textable
+from spreadedge import connection_limits, deadline, sqlcall, textable
 from spreadedge.notify.channels import (
     Channel,
     DeliveryError,
@@ -417,15 +417,19 @@ class Worker:
         again and sent again. A database unreachable at the start raises (a wrong URL says so).
         A database that refuses writes (25006: a hot standby, as after a failover that left the URL
         on it, or default_transaction_read_only on) is logged and tried again, on new connections,
-        after a pause that doubles with each refusal in a row up to READ_ONLY_MAX_PAUSE.
+        after a pause that doubles with each refusal in a row up to READ_ONLY_MAX_PAUSE. A database
+        that refuses new connections because a connection limit is reached (53300: max_connections,
+        the role's or the database's CONNECTION LIMIT), at the start too, is logged naming the limit
+        and tried again after the reconnect pause.
 
         Run in the main thread, SIGTERM and SIGINT stop it gracefully: the message in flight is
         sent and reported (or, failing, reported failed), then ``run`` logs the stop and returns;
         a second signal stops it at once (KeyboardInterrupt), the message in flight pending again.
         """
         stop = stop or threading.Event()
-        self._connection()
         with self._stopped_by_signals(stop) as received:
+            # why not in the loop: a database unreachable at the start (a wrong URL) raises
+            self._first_connection(stop, poll_seconds)
             while not stop.is_set():
                 try:
                     self._listen_and_deliver(stop, poll_seconds)
@@ -448,6 +452,9 @@ class Worker:
                 except psycopg.OperationalError as exc:
                     self.close()
                     pause = min(poll_seconds, RECONNECT_SECONDS)
+                    if self._refused(exc, pause):
+                        stop.wait(pause)
+                        continue
                     log.warning(
                         "worker %s lost the database connection (%s); reconnecting in %g s",
                         self.name,
@@ -457,6 +464,39 @@ class Worker:
                     stop.wait(pause)
             if received:
                 log.info("worker %s stopped on %s", self.name, received[0])
+
+    def _first_connection(self, stop: threading.Event, poll_seconds: float) -> None:
+        """Connect before the first delivery, waiting while a connection limit refuses it (53300).
+
+        why: a worker started while the server's connection slots were all taken (or its role's
+        CONNECTION LIMIT was reached) exited with the error at once, and stayed down for good
+        unless a service manager restarted it, though the URL was right
+        """
+        while not stop.is_set():
+            try:
+                self._connection()
+                return
+            except psycopg.OperationalError as exc:
+                self.close()
+                pause = min(poll_seconds, RECONNECT_SECONDS)
+                if not self._refused(exc, pause):
+                    raise
+                stop.wait(pause)
+
+    def _refused(self, error: psycopg.OperationalError, pause: float) -> bool:
+        """Log a new connection refused by a connection limit (53300), and say whether it was."""
+        limit = connection_limits.refusal(error)
+        if limit is None:
+            return False
+        # why its own words: "lost the database connection" sent an operator to a database that
+        # was up and answering every session it already had
+        log.warning(
+            "worker %s cannot connect: the database refuses new connections, %s; trying again in %g s",
+            self.name,
+            limit,
+            pause,
+        )
+        return True
 
     @contextmanager
     def _stopped_by_signals(self, stop: threading.Event) -> Iterator[list[str]]:
