@@ -66,6 +66,8 @@ class HttpReceiver:
     # extra headers of each answer, in order (as statuses); an answer with any sends no Date of
     # its own, so a test can set the Date that an HTTP-date Retry-After is measured from
     headers: deque[dict[str, str]] = field(default_factory=deque)
+    # called with each POST once it is recorded, before it is answered
+    on_post: Callable[[Received], None] | None = None
     arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,9 +84,12 @@ def http_receiver() -> Iterator[HttpReceiver]:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             time.sleep(receiver.delay_s)
             with receiver.lock:
-                receiver.requests.append(Received(self.path, dict(self.headers), body))
+                received = Received(self.path, dict(self.headers), body)
+                receiver.requests.append(received)
                 status = receiver.statuses.popleft() if receiver.statuses else 200
                 headers = receiver.headers.popleft() if receiver.headers else {}
+            if receiver.on_post is not None:
+                receiver.on_post(received)
             reason = receiver.reason
             if receiver.echo_path and status >= 400:
                 reason = f"{self.responses[status][0]}: {self.path}"

@@ -1,23 +1,17 @@
 """The disk fills up during trading: what the SQL API, the CLI, ingest, the history API and health
 do when the server cannot write (53100, disk_full), and when its pg_wal fills (a PANIC).
 
-The module's cluster lives on file systems of its own, mounted here (root only: the module skips
-elsewhere): its home, with the data directory, on a small ext4 image that keeps 40 % of its blocks
-for root, as ext4 keeps 5 % by default (the server, running as another user, gets "No space left on
-device" when the rest is used), and its pg_wal on a small tmpfs. A disk is filled with a ballast
-file written as the server's user until the file system refuses more, and emptied by deleting it.
-Everything is unmounted at the end of the module, whatever happens.
+The module's cluster lives on file systems of its own (tests/disk_helpers.py; root only: the
+module skips elsewhere): its data directory on a small ext4 image, its pg_wal on a small tmpfs,
+each filled with a ballast file written as the server's user, and unmounted at the end of the
+module, whatever happens.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,123 +22,29 @@ from click.testing import CliRunner, Result
 
 from api_fixtures import api_login, live_server
 from auth_helpers import make_user
-from conftest import free_port, scratch_root
 from db_fixtures import _seed
-from spreadedge import runas
+from disk_helpers import Disks, disk_cluster, requires_root
 from spreadedge.cli import main
-from spreadedge.cluster import Cluster
 from spreadedge.ingest import DISK_FULL_HINT, IngestError, ingest
-from spreadedge.migrate import migrate, render_migrations
+from spreadedge.migrate import render_migrations
 from spreadedge.ops import health
 from spreadedge.settings import Settings
 
-pytestmark = pytest.mark.skipif(not runas.is_root(), reason="mounting the test's file systems needs root")
+pytestmark = requires_root
 
-DATA_DISK_MB = 320  # the ext4 image of the cluster's home; 40 % of it kept for root
-WAL_DISK_MB = 256  # the tmpfs of pg_wal (what a migrate writes before a checkpoint recycles it)
 TICKS_HEADER = "exchange,symbol,traded_at,exchange_trade_id,price,quantity,side\n"
 
 
-def _run(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, text=True)
-
-
-def _unmount(mount: Path) -> None:
-    """Unmount ``mount``; lazily when it is still busy (a process of a failed test in it)."""
-    if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
-
-
-@dataclass
-class Disks:
-    """The module's cluster, the mount points of its data directory's and its pg_wal's disks, and
-    its migrated, seeded database."""
-
-    cluster: Cluster
-    data: Path
-    wal: Path
-    url: str
-    filled: list[Path] = field(default_factory=list)
-
-    def fill(self, mount: Path) -> None:
-        """Write a ballast file on ``mount`` as the server's user until the file system refuses more."""
-        ballast_dir = mount / "ballast"
-        for block in ("1M", "4k"):  # the last MB, a page at a time
-            subprocess.run(
-                runas.command(["dd", "if=/dev/zero", f"of={ballast_dir / block}", f"bs={block}"]),
-                capture_output=True,
-                check=False,  # dd ends with "No space left on device", as it must
-            )
-        self.filled.append(mount)
-        assert shutil.disk_usage(mount).free < 64 * 1024
-
-    def free(self) -> None:
-        """Delete every ballast file."""
-        while self.filled:
-            for ballast in (self.filled.pop() / "ballast").iterdir():
-                ballast.unlink()
-
-    @contextlib.contextmanager
-    def full(self, mount: Path) -> Iterator[None]:
-        self.fill(mount)
-        try:
-            yield
-        finally:
-            self.free()
-
-
-def _mount(kind: list[str], mount: Path) -> None:
-    result = subprocess.run(["mount", *kind, str(mount)], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount the test's file systems here: {result.stderr.strip()}")
-    ballast = mount / "ballast"
-    ballast.mkdir()
-    runas.give(ballast)
+def _seed_with_alice(conn: psycopg.Connection) -> None:
+    _seed(conn)
+    conn.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
+    make_user(conn, "alice", "trader")
 
 
 @pytest.fixture(scope="module")
 def disks(project_settings: Settings) -> Iterator[Disks]:
-    scratch = Path(tempfile.mkdtemp(prefix="spreadedge-disk-full-", dir=scratch_root()))
-    scratch.chmod(0o755)
-    data, wal, image = scratch / "data", scratch / "wal", scratch / "data.img"
-    mounted: list[Path] = []
-    cluster: Cluster | None = None
-    try:
-        _run("truncate", "-s", f"{DATA_DISK_MB}M", str(image))
-        _run("mkfs.ext4", "-q", "-m", "40", str(image))
-        for mount, kind in (
-            (data, ["-o", "loop", str(image)]),
-            (wal, ["-t", "tmpfs", "-o", f"size={WAL_DISK_MB}m,mode=0755", "tmpfs"]),
-        ):
-            mount.mkdir()
-            _mount(kind, mount)
-            mounted.append(mount)
-        cluster = Cluster(data / "home", free_port())
-        cluster.init()
-        # pg_wal on a disk of its own, as the server's user owns it
-        shutil.copytree(cluster.data_dir / "pg_wal", wal / "pg_wal", symlinks=True)
-        _run("chown", "-R", f"{runas.RUN_USER}:", str(wal / "pg_wal"))
-        shutil.rmtree(cluster.data_dir / "pg_wal")
-        (cluster.data_dir / "pg_wal").symlink_to(wal / "pg_wal")
-        cluster.start()
-        migrate(cluster.url(), project_settings, echo=lambda line: None)
-        with psycopg.connect(cluster.url(), autocommit=True) as conn:
-            _seed(conn)
-            conn.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
-            make_user(conn, "alice", "trader")
-            conn.execute("checkpoint")
-        yield Disks(cluster, data, wal, cluster.url())
-    finally:
-        try:
-            if cluster is not None:
-                for ballast_dir in (m / "ballast" for m in mounted):
-                    for ballast in ballast_dir.iterdir():
-                        ballast.unlink()
-                cluster.destroy()
-        finally:
-            for mount in reversed(mounted):
-                _unmount(mount)
-            shutil.rmtree(scratch, ignore_errors=True)
+    with disk_cluster(project_settings, _seed_with_alice) as cluster_disks:
+        yield cluster_disks
 
 
 def _place(conn: psycopg.Connection, client_order_id: str) -> int:

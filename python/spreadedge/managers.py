@@ -17,7 +17,8 @@ A call answers within ``ManagerConfig.call_timeout`` of having its connection, w
 does: the server cancels a statement a second before (``statement_timeout``), and a server that
 does not answer at all (a stalled backend, a frozen host, a network partition) is given up at the
 deadline, its connection closed, never handed out again. Both raise :class:`DatabaseTimeout`; a
-server that refuses writes (a standby, a read-only database) :class:`DatabaseReadOnly`.
+server that refuses writes (a standby, a read-only database) :class:`DatabaseReadOnly`; a server
+whose disk is full (53100, its data directory's or its pg_wal's) :class:`DatabaseFull`.
 
 The pool checks each connection before handing it out, so the first call after a database restart
 gets a new connection rather than one the restart closed.
@@ -79,10 +80,16 @@ _SESSION_GONE = frozenset({"57P01", "57P02", "57P03"})
 # reconnect_timeout, 5 min by default) and starts no other attempt meanwhile, so after an outage of
 # a minute the calls went on failing for up to a minute more with the database back
 _RECONNECT_SECONDS = 1.0
-# Server errors that are the server's answer, not a lost connection: query_canceled, and
-# read_only_sql_transaction (a standby, or a database set read-only).
+# Server errors that are the server's answer, not a lost connection: query_canceled,
+# read_only_sql_transaction (a standby, or a database set read-only) and disk_full.
 _QUERY_CANCELED = "57014"
 _READ_ONLY = "25006"
+_DISK_FULL = "53100"
+# What the caller may retry when a call may have been committed.
+_IDEMPOTENT = (
+    "place_order with the same client_order_id (it returns the order if it was placed), record_fill "
+    "with the same exchange_trade_id, cancel_order"
+)
 
 
 class DatabaseUnavailable(psycopg.OperationalError):
@@ -114,6 +121,20 @@ class DatabaseTimeout(DatabaseUnavailable):
 class DatabaseReadOnly(DatabaseUnavailable):
     """The database refuses writes (``sqlstate`` 25006): a standby, or a database set read-only, as
     during a failover. Nothing of the call was committed; reads go on."""
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """The database server's disk is full (``sqlstate`` 53100, disk_full): it cannot write what the
+    call needs. The message is the server's ("could not extend file ...: No space left on device").
+
+    A full data directory fails the statement (or the commit) with an ERROR: the transaction rolled
+    back, nothing of the call was committed (``maybe_committed`` False), reads go on, and the same
+    call succeeds once space is freed. A full pg_wal is a PANIC (``diag.severity_nonlocalized``):
+    the server cannot write WAL, stops, and does not start again until space is freed and it is
+    started. ``maybe_committed`` is then True when the call was committing: the commit record may
+    have been written to a WAL file before the server failed to write what followed it, and crash
+    recovery replays it; retry only an idempotent call. A PANIC before the commit committed nothing.
+    """
 
 
 def _connection_lost(error: psycopg.Error) -> bool:
@@ -167,8 +188,7 @@ def _timed_out(seconds: float, setting: str, committing: bool) -> DatabaseTimeou
         timed_out = DatabaseTimeout(
             f"the database did not answer within {seconds:g} s (ManagerConfig.{setting}) while the call "
             "committed: its connection was closed and the call may or may not have been committed. "
-            "Retrying is safe for an idempotent call: place_order with the same client_order_id (it "
-            "returns the order if it was placed), record_fill with the same exchange_trade_id, cancel_order"
+            f"Retrying is safe for an idempotent call: {_IDEMPOTENT}"
         )
         timed_out.maybe_committed = True
         return timed_out
@@ -178,13 +198,15 @@ def _timed_out(seconds: float, setting: str, committing: bool) -> DatabaseTimeou
     )
 
 
-def _refused(error: psycopg.Error, call_timeout: float) -> DatabaseUnavailable | None:
-    """The managers' error for the server's 57014 or 25006 (the SQLSTATE and diag kept), else None.
+def _refused(error: psycopg.Error, call_timeout: float, committing: bool) -> DatabaseUnavailable | None:
+    """The managers' error for the server's 57014, 25006 or 53100 (the SQLSTATE and diag kept), else None.
 
-    why not ``maybe_committed``: a cancelled statement aborts its transaction, and a read-only one
-    writes nothing, even when either happens at the commit
+    why not ``maybe_committed`` for 57014 and 25006: a cancelled statement aborts its transaction,
+    and a read-only one writes nothing, even when either happens at the commit (53100: _disk_full)
     """
     primary = _primary(error)
+    if error.sqlstate == _DISK_FULL:
+        return _disk_full(error, committing)
     if error.sqlstate == _QUERY_CANCELED:
         return DatabaseTimeout(
             f"the database cancelled the call: {primary} (the managers' statement_timeout is "
@@ -199,6 +221,37 @@ def _refused(error: psycopg.Error, call_timeout: float) -> DatabaseUnavailable |
             info=error.pgresult,
         )
     return None
+
+
+def _disk_full(error: psycopg.Error, committing: bool) -> DatabaseFull:
+    """The managers' error for the server's 53100.
+
+    why the severity decides: an ERROR (a data file that cannot grow, at a statement or at the
+    commit) rolls the transaction back. PostgreSQL writes and flushes WAL, the commit record
+    included, inside critical sections, where a failed write is a PANIC; the WAL the commit's flush
+    wrote before the write that failed (the commit record among it) is replayed when the server
+    starts again, so a PANIC while committing leaves the outcome unknown
+    """
+    primary = _primary(error)
+    if error.diag.severity_nonlocalized != "PANIC":
+        return DatabaseFull(
+            f"the database server's disk is full: {primary}; nothing of the call was committed: retry "
+            "once space is freed",
+            info=error.pgresult,
+        )
+    # why say to start it: its restart after the crash fails too, for want of room for WAL
+    stopped = (
+        f"the database server's disk is full: {primary}; the server stopped (PANIC): free space and start it"
+    )
+    if not committing:
+        return DatabaseFull(f"{stopped}; nothing of the call was committed", info=error.pgresult)
+    full = DatabaseFull(
+        f"{stopped}; it stopped while the call committed, so the call may or may not have been committed. "
+        f"Once it runs again, retrying is safe for an idempotent call: {_IDEMPOTENT}",
+        info=error.pgresult,
+    )
+    full.maybe_committed = True
+    return full
 
 
 # The pool's check of a connection before handing it out, given up at the call's deadline
@@ -605,7 +658,7 @@ class _Manager:
         except psycopg.Error as exc:
             if given_up is not None and given_up.passed:
                 raise _timed_out(seconds, setting, committing) from exc
-            refused = _refused(exc, self.config.call_timeout)
+            refused = _refused(exc, self.config.call_timeout, committing)
             if refused is not None:
                 raise refused from exc
             if _connection_lost(exc):
@@ -871,6 +924,7 @@ def get_database_manager(config: ManagerConfig | None = None) -> DatabaseManager
 
 __all__ = [
     "CODE_PROJECT_DIR",
+    "DatabaseFull",
     "DatabaseManager",
     "DatabaseReadOnly",
     "DatabaseTimeout",

@@ -59,9 +59,19 @@ log = logging.getLogger("spreadedge.notify")
 
 LISTEN_CHANNEL = "spreadedge_notifications"
 RECONNECT_SECONDS = 5.0  # pause before reconnecting after a lost database connection
-# longest pause between tries of a database that refuses writes (a standby, writes switched off):
-# the pause starts as the reconnect's and doubles with each refusal in a row, up to this
-READ_ONLY_MAX_PAUSE = 60.0
+# longest pause between tries of a database that refuses the worker's writes (see _REFUSALS): the
+# pause starts as the reconnect's and doubles with each refusal in a row, up to this
+REFUSED_MAX_PAUSE = 60.0
+# Server errors that refuse the worker's writes for as long as it takes an operator to act, after
+# which it backs off (REFUSED_MAX_PAUSE) and tries again on new connections, and what each means:
+# read_only_sql_transaction, and disk_full (53100: a data file that cannot grow; a pg_wal that
+# cannot is a PANIC, the server stops, and the worker's next connections are refused meanwhile).
+# why not as a lost connection: a retry 5 s later meets the same refusal, and the log said "lost
+# the database connection" of a server that answers, and whose disk is full
+_REFUSALS = {
+    "25006": "the database refuses writes (a standby, or default_transaction_read_only is on)",
+    "53100": "the database server's disk is full",
+}
 # longest stretch of waiting for a NOTIFY before the worker looks at its stop event again: a stop
 # (SIGTERM from systemd, docker or kubectl) is honoured within it
 STOP_CHECK_SECONDS = 0.5
@@ -202,8 +212,8 @@ class Worker:
         self.name = name or default_worker_name()
         self.redact = redactor(settings)
         self._conn: psycopg.Connection[Any] | None = None
-        # refusals in a row of a database that refuses writes (see run)
-        self._read_only_refusals = 0
+        # refusals in a row of the worker's writes (see run)
+        self._refusals = 0
         # committed outcomes since the worker was made: delivered, failed (retried later), dead
         self.outcomes: Counter[str] = Counter()
 
@@ -251,30 +261,63 @@ class Worker:
     def _deliver_next(self) -> bool:
         """Claim one due message, send it and report the result, in one transaction; False: none due."""
         conn = self._connection()
-        with conn.transaction():
-            # why by column name: a claim that returns a column more (as claim_notifications did
-            # with delivery_id) must not break the unpacking of the ones this worker reads
-            row = (
-                conn.cursor(row_factory=dict_row)
-                .execute(_CLAIM, {"worker": self.name, "channels": sorted(self.channels), "batch_size": 1})
-                .fetchone()
-            )
-            if row is None:
-                return False
-            payload = row["payload"]
-            message = Message(
-                notification_id=row["notification_id"],
-                channel=row["channel"],
-                subject=row["subject"],
-                payload={},
-                attempts=row["attempts"],
-                delivered_to=tuple(row["delivered_to"]),
-                undeliverable_to=tuple(row["undeliverable_to"]),
-                delivery_id=str(row["delivery_id"]),
-            )
-            outcome = self._deliver(conn, message, payload)
+        message: Message | None = None
+        committing = False
+        try:
+            with conn.transaction():
+                # why by column name: a claim that returns a column more (as claim_notifications
+                # did with delivery_id) must not break the unpacking of the ones this worker reads
+                row = (
+                    conn.cursor(row_factory=dict_row)
+                    .execute(
+                        _CLAIM, {"worker": self.name, "channels": sorted(self.channels), "batch_size": 1}
+                    )
+                    .fetchone()
+                )
+                if row is None:
+                    return False
+                payload = row["payload"]
+                message = Message(
+                    notification_id=row["notification_id"],
+                    channel=row["channel"],
+                    subject=row["subject"],
+                    payload={},
+                    attempts=row["attempts"],
+                    delivered_to=tuple(row["delivered_to"]),
+                    undeliverable_to=tuple(row["undeliverable_to"]),
+                    delivery_id=str(row["delivery_id"]),
+                )
+                outcome = self._deliver(conn, message, payload)
+                committing = True
+        except psycopg.Error as exc:
+            if message is not None:
+                self._warn_unrecorded(message, exc, committing)
+            raise
         self.outcomes[outcome] += 1  # after the commit: a report rolled back is no outcome
         return True
+
+    def _warn_unrecorded(self, message: Message, error: psycopg.Error, committing: bool) -> None:
+        """Log that the attempt on a claimed message was not recorded, and that it is sent again.
+
+        why: the message may have reached its receiver, and its report failed (a full disk, a lost
+        connection): it is pending again and sent again, the at-least-once delivery; the log said
+        only "lost the database connection", and a receiver that got it twice had no trace of why
+        """
+        # why: an ERROR at the commit rolled it back, as does anything before it; a connection lost,
+        # or a PANIC, at the commit may come after the commit record was written
+        unknown = committing and not (error.sqlstate and error.diag.severity_nonlocalized == "ERROR")
+        log.warning(
+            "notification %s (%s) attempt %s: the database %s its outcome (%s): %s, even if this attempt"
+            " reached the receiver (delivery is at least once)",
+            message.notification_id,
+            message.channel,
+            message.attempts,
+            "may not have recorded" if unknown else "did not record",
+            self.redact(one_line(error.diag.message_primary or str(error)).strip()),
+            "unless its commit went through, it is sent again"
+            if unknown
+            else "it is pending again and is sent again",
+        )
 
     def _deliver(self, conn: psycopg.Connection[Any], message: Message, payload: str) -> str:
         """Decode the payload of one claimed message, send it and report it; delivered, failed or dead."""
@@ -416,11 +459,12 @@ class Worker:
         exited would page no one. A message being reported when the connection dropped is pending
         again and sent again. A database unreachable at the start raises (a wrong URL says so).
         A database that refuses writes (25006: a hot standby, as after a failover that left the URL
-        on it, or default_transaction_read_only on) is logged and tried again, on new connections,
-        after a pause that doubles with each refusal in a row up to READ_ONLY_MAX_PAUSE. A database
-        that refuses new connections because a connection limit is reached (53300: max_connections,
-        the role's or the database's CONNECTION LIMIT), at the start too, is logged naming the limit
-        and tried again after the reconnect pause.
+        on it, or default_transaction_read_only on), or whose disk is full (53100), is logged and
+        tried again, on new connections, after a pause that doubles with each refusal in a row up to
+        REFUSED_MAX_PAUSE. A database that refuses new connections because a connection limit is
+        reached (53300: max_connections, the role's or the database's CONNECTION LIMIT), at the
+        start too, is logged naming the limit and tried again after the reconnect pause. A message
+        sent whose report the database did not record is logged: it is sent again.
 
         Run in the main thread, SIGTERM and SIGINT stop it gracefully: the message in flight is
         sent and reported (or, failing, reported failed), then ``run`` logs the stop and returns;
@@ -433,35 +477,14 @@ class Worker:
             while not stop.is_set():
                 try:
                     self._listen_and_deliver(stop, poll_seconds)
-                except psycopg.errors.ReadOnlySqlTransaction as exc:
-                    # why: its LISTEN or claim raised 25006 (an InternalError to psycopg) out of
-                    # run, and the worker exited; a service manager restarting it made it exit
+                except psycopg.Error as exc:
+                    # why 25006 here: its LISTEN or claim raised it (an InternalError to psycopg) out
+                    # of run, and the worker exited; a service manager restarting it made it exit
                     # again and again for as long as the database refused writes
+                    if exc.sqlstate not in _REFUSALS and not isinstance(exc, psycopg.OperationalError):
+                        raise
                     self.close()
-                    self._read_only_refusals += 1
-                    doublings = min(self._read_only_refusals - 1, 16)
-                    pause = min(READ_ONLY_MAX_PAUSE, min(poll_seconds, RECONNECT_SECONDS) * 2**doublings)
-                    log.warning(
-                        "worker %s cannot claim notifications (%s): the database refuses writes (a standby, "
-                        "or default_transaction_read_only is on); trying again in %g s",
-                        self.name,
-                        self.redact(one_line(exc.diag.message_primary or str(exc)).strip()),
-                        pause,
-                    )
-                    stop.wait(pause)
-                except psycopg.OperationalError as exc:
-                    self.close()
-                    pause = min(poll_seconds, RECONNECT_SECONDS)
-                    if self._refused(exc, pause):
-                        stop.wait(pause)
-                        continue
-                    log.warning(
-                        "worker %s lost the database connection (%s); reconnecting in %g s",
-                        self.name,
-                        self.redact(one_line(str(exc)).strip()),
-                        pause,
-                    )
-                    stop.wait(pause)
+                    stop.wait(self._pause_after(exc, poll_seconds))
             if received:
                 log.info("worker %s stopped on %s", self.name, received[0])
 
@@ -497,6 +520,32 @@ class Worker:
             pause,
         )
         return True
+
+    def _pause_after(self, error: psycopg.Error, poll_seconds: float) -> float:
+        """Log why the worker's connections failed; the seconds to wait before it tries again."""
+        refusal = _REFUSALS.get(error.sqlstate or "")
+        if refusal is not None:
+            self._refusals += 1
+            doublings = min(self._refusals - 1, 16)
+            pause = min(REFUSED_MAX_PAUSE, min(poll_seconds, RECONNECT_SECONDS) * 2**doublings)
+            log.warning(
+                "worker %s cannot claim notifications (%s): %s; trying again in %g s",
+                self.name,
+                self.redact(one_line(error.diag.message_primary or str(error)).strip()),
+                refusal,
+                pause,
+            )
+            return pause
+        pause = min(poll_seconds, RECONNECT_SECONDS)
+        if isinstance(error, psycopg.OperationalError) and self._refused(error, pause):
+            return pause
+        log.warning(
+            "worker %s lost the database connection (%s); reconnecting in %g s",
+            self.name,
+            self.redact(one_line(str(error)).strip()),
+            pause,
+        )
+        return pause
 
     @contextmanager
     def _stopped_by_signals(self, stop: threading.Event) -> Iterator[list[str]]:
@@ -537,7 +586,7 @@ class Worker:
                 # alone, not for the rest of the outbox
                 while not stop.is_set() and self._deliver_next():
                     pass
-                self._read_only_refusals = 0  # the claims are taken again
+                self._refusals = 0  # the claims are taken again
                 if not stop.is_set():
                     self._sleep(listener, stop, self.seconds_until_due(poll_seconds))
 
