@@ -226,13 +226,14 @@ create or replace function trading.place_order(
 as $$
 -- Validate and store a new order (status new) and its placement event; returns its id. order_type
 -- defaults to limit when a price is given, market otherwise. A retry with the same client_order_id
--- on the same exchange returns the same order and writes nothing (also once its strategy or
+-- on the same exchange returns the same order, writes nothing and locks nothing (also once its strategy or
 -- instrument is inactive, which refuses new orders with invalid_argument). An order that breaks a pre-trade
 -- risk limit of its strategy is stored as rejected with the reason (see functions/69_monitor_risk.sql).
 #variable_conflict use_column
 declare
     v_strategy   trading.strategies := internal.find_strategy(place_order.strategy);
-    v_instrument ref.instruments := internal.lock_instrument(place_order.exchange, place_order.symbol);
+    -- locked once the placement is known to be new (below)
+    v_instrument ref.instruments := internal.find_instrument(place_order.exchange, place_order.symbol);
     v_side       trading.order_side;
     v_type       trading.order_type;
     v_reference  numeric;
@@ -292,6 +293,16 @@ begin
             return v_order_id;
         end if;
     end if;
+    -- The instrument FOR KEY SHARE (as internal.lock_instrument): the rules checked below are those
+    -- in force when the order commits, since ref.upsert_instrument locks the row FOR UPDATE first.
+    -- why only now: a row lock is a write, and a retry that took it was a write transaction whose
+    -- commit waits for its WAL flush and for a synchronous standby: with the standby gone, the
+    -- retry of a placement whose outcome was unknown hung as the placement had, never returning
+    -- the order that was there
+    select i.* into v_instrument
+    from ref.instruments i
+    where i.instrument_id = v_instrument.instrument_id
+    for key share;
     -- why after the retry: an inactive strategy or instrument places no new order, but a retry of
     -- one placed before returns it; refused, the caller took its stored order for one never placed
     if not v_strategy.is_active then
@@ -406,7 +417,7 @@ begin
 end;
 $$;
 comment on function trading.place_order(text, text, text, text, numeric, numeric, text, text, numeric, timestamptz) is
-    'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional (a notional too large for numeric is 22S09); idempotent on (exchange, client_order_id). A placement checked against risk limits waits for a change of them in progress (monitor.set_risk_limit, set_kill_switch). Returns the order id.';
+    'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional (a notional too large for numeric is 22S09); idempotent on (exchange, client_order_id): a retry writes and locks nothing, so its commit waits for no synchronous standby. A placement checked against risk limits waits for a change of them in progress (monitor.set_risk_limit, set_kill_switch). Returns the order id.';
 
 create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
     returns void

@@ -5,7 +5,8 @@
 -- ops.health_report: everything an operator's `spreadedge health` checks, as one JSON document:
 -- the checks above plus partitions registered with pg_partman, pg_cron jobs succeeding, the age of
 -- the last successful backup, replication (lag, a standby's WAL receiver), the WAL replication
--- slots hold back, long-running transactions and disk usage.
+-- slots hold back, the synchronous standbys commits wait for, long-running transactions and disk
+-- usage.
 -- Each check is one internal.health_* function returning (ok, detail), shared by both.
 
 create or replace function internal.health_migrations(p_expected text[])
@@ -432,6 +433,69 @@ $$;
 comment on function internal.health_replication_slots(bigint) is
     'Health check: no replication slot holds back more WAL than the given bytes, and none lost its WAL or is about to (wal_status lost or unreserved); inactive slots named (ok, detail); 22S09 for a limit that is null or not positive.';
 
+create or replace function internal.health_synchronous_standby()
+    returns table (ok boolean, detail text)
+    stable
+    language plpgsql
+as $$
+-- On a primary whose synchronous_standby_names is set, as many synchronous standbys as it asks for
+-- stream from it (pg_stat_replication.sync_state sync or quorum; 'FIRST n (...)' and 'ANY n (...)'
+-- ask for n, a plain list for one); the commits waiting for one right now (wait_event SyncRep) are
+-- counted and named. Ok on a primary without synchronous_standby_names, and on a standby (the
+-- setting is the primary's there).
+-- why: with the synchronous standby gone, every commit that wrote something waits for it for ever,
+-- committed on the primary but invisible to the others, its locks held, and statement_timeout
+-- does not end the wait; every other check stayed ok (the primary takes writes, no replicas lag,
+-- no slot holds WAL), and nothing told an operator why every write hung.
+-- why the standbys' state can be hidden: pg_stat_replication shows it, and pg_stat_activity
+-- another role's wait event, only to superusers and members of pg_read_all_stats
+declare
+    v_names text := pg_catalog.current_setting('synchronous_standby_names');
+    v_required integer;
+    v_streaming integer;
+    v_hidden integer;
+    v_waiting integer;
+    v_waiting_pids text;
+begin
+    if pg_catalog.pg_is_in_recovery() then
+        return query select true, 'a standby: synchronous replication is the primary''s to check';
+        return;
+    end if;
+    if btrim(v_names) = '' then
+        return query select true, 'no synchronous standby required (synchronous_standby_names is empty)';
+        return;
+    end if;
+    v_required := coalesce((pg_catalog.regexp_match(v_names, E'^\\s*(?:first|any)?\\s*(\\d+)\\s*\\(', 'i'))[1]::integer, 1);
+    select count(*) filter (where r.state = 'streaming' and r.sync_state in ('sync', 'quorum')),
+           count(*) filter (where r.state is null)
+      into v_streaming, v_hidden
+    from pg_catalog.pg_stat_replication r;
+    select count(*), string_agg(a.pid::text, ', ' order by a.pid)
+      into v_waiting, v_waiting_pids
+    from pg_catalog.pg_stat_activity a
+    where a.wait_event = 'SyncRep';
+    return query
+        select v_hidden = 0 and v_streaming >= v_required,
+               case when v_hidden > 0
+                    then format('synchronous_standby_names is %L; the state of %s replicas is hidden from %s: '
+                                'run health as a superuser or a member of pg_read_all_stats',
+                                v_names, v_hidden, current_user)
+                    when v_streaming >= v_required
+                    then format('%s synchronous standbys streaming, %s required (synchronous_standby_names %L)',
+                                v_streaming, v_required, v_names)
+                    else format('commits wait for a synchronous standby: %s streaming, %s required '
+                                '(synchronous_standby_names %L); %s',
+                                v_streaming, v_required, v_names,
+                                case when v_waiting = 0 then 'no commit waiting right now'
+                                     else format('%s commits waiting, committed here but not confirmed by a '
+                                                 'standby (pids %s)', v_waiting, v_waiting_pids) end)
+                         || '. Bring the standby back, or let commits go on without it: '
+                            'ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()' end;
+end;
+$$;
+comment on function internal.health_synchronous_standby() is
+    'Health check: on a primary with synchronous_standby_names set, as many synchronous standbys as it requires stream (pg_stat_replication sync_state sync or quorum), else commits wait: the detail counts the commits waiting (wait_event SyncRep) and names their pids; ok with the setting empty and on a standby; fails when the standbys'' state is hidden from the role (ok, detail).';
+
 create or replace function internal.health_long_transactions(p_max_age interval)
     returns table (ok boolean, detail text)
     stable
@@ -544,9 +608,12 @@ as $$
         -- why: a slot whose consumer is gone holds back WAL until the disk fills, and the
         -- replication check cannot see a consumer that is gone
         union all select 9, 'replication_slots', c.ok, c.detail from internal.health_replication_slots(max_retained_wal) c
-        union all select 10, 'long_transactions', c.ok, c.detail
+        -- why: with its synchronous standby gone every commit of the primary waits for ever, and
+        -- none of the other checks fails
+        union all select 10, 'synchronous_standby', c.ok, c.detail from internal.health_synchronous_standby() c
+        union all select 11, 'long_transactions', c.ok, c.detail
                   from internal.health_long_transactions(internal.check_age(max_transaction_age, 'max_transaction_age', 'Give an age such as 26 hours or 15 minutes.')) c
-        union all select 11, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
+        union all select 12, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
     )
     select jsonb_build_object(
         'healthy', bool_and(c.ok),
@@ -557,7 +624,7 @@ as $$
     from checks c;
 $$;
 comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric, bigint) is
-    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), replication slots (WAL held back within max_retained_wal bytes, none lost; inactive ones named), long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). An age limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09; so does a max_retained_wal that is null or not positive.';
+    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), replication slots (WAL held back within max_retained_wal bytes, none lost; inactive ones named), synchronous standbys (as many streaming as synchronous_standby_names requires, else commits wait: those waiting counted), long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). An age limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09; so does a max_retained_wal that is null or not positive.';
 
 create or replace function ops.health()
     returns jsonb

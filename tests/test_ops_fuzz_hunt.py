@@ -68,10 +68,11 @@ def test_health_report_limit_out_of_its_domain_is_invalid_argument(
 
 def test_health_report_with_default_limits_still_reports(db: psycopg.Connection) -> None:
     report = call(db, "ops.health_report")
-    assert [c["name"] for c in report["checks"]][6:10] == [
+    assert [c["name"] for c in report["checks"]][6:11] == [
         "last_backup",
         "replication",
         "replication_slots",
+        "synchronous_standby",
         "long_transactions",
     ]
 

@@ -40,6 +40,7 @@ def test_health_after_a_successful_backup_is_healthy_json_with_every_check(db, d
         "last_backup",
         "replication",
         "replication_slots",
+        "synchronous_standby",
         "long_transactions",
         "disk_usage",
     ]

@@ -152,9 +152,19 @@ def _die_of_interrupt() -> None:
     interrupt reaches here, every ``with`` of the command has closed its connection, so the
     transaction in progress is rolled back and nothing half-written remains. A server that did
     not answer the cancel (psycopg gives the connection up 5 to 10 s after the Ctrl-C) is said
-    to have not answered: a commit it had already received may still be carried out.
+    to have not answered: a commit it had already received may still be carried out. A commit
+    that waited for a synchronous standby is committed already: the cancel ends only its wait, and
+    that is said (see deadline.committed_unconfirmed).
     """
-    if deadline.interrupted_unanswered():
+    if deadline.committed_unconfirmed():
+        # why first: the cancel ended a commit's wait for a synchronous standby, and PostgreSQL had
+        # committed the transaction before that wait began; nothing of it is rolled back
+        message = (
+            "interrupted while the commit waited for a synchronous standby (synchronous_standby_names):"
+            " the transaction is committed on the database server, but no synchronous standby has"
+            " confirmed it, so a failover before one does could lose it; see spreadedge health"
+        )
+    elif deadline.interrupted_unanswered():
         # why: a server that stopped answering (a stalled backend, a frozen host) never ends the
         # statement psycopg asks it to cancel; psycopg gave the connection up (5 to 10 s), and a
         # commit already sent may still be carried out when the server runs again

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict
@@ -95,6 +96,14 @@ RV = TypeVar("RV")
 # The sync connections this process opened with connect(): after a Ctrl-C, psycopg has closed one
 # itself (broken) when its server never answered the cancel (see interrupted_unanswered).
 _opened: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+# The server function that warns when a commit's wait for a synchronous standby ends unconfirmed
+# (a cancel: Ctrl-C, pg_cancel_backend; or pg_terminate_backend): the transaction has already
+# committed on the server. Its name, unlike the warning's text, is the same in every lc_messages.
+SYNC_REP_WAIT = "SyncRepWaitForLSN"
+# How many commits of this process's connections of connect() had that wait cancelled (see
+# committed_unconfirmed); a count, not the connections: a command's are closed (and may be gone)
+# by the time its Ctrl-C is reported.
+_unconfirmed_commits = 0
 
 
 def tcp_settings(conninfo: str) -> dict[str, str]:
@@ -125,12 +134,34 @@ def connect(
     the one way the CLI, migrate, the embedded cluster's start and the notify worker connect."""
     conn = cls.connect(conninfo, **kwargs, **connect_settings(conninfo, CONNECT_TIMEOUT))
     _opened.add(conn)
+    conn.add_notice_handler(_note_unconfirmed)
     try:
         pin_session(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _note_unconfirmed(diag: psycopg.errors.Diagnostic) -> None:
+    """A notice handler of every connection of :func:`connect`: counts the server's warnings that a
+    commit's wait for a synchronous standby was cancelled (see committed_unconfirmed)."""
+    global _unconfirmed_commits
+    if diag.source_function == SYNC_REP_WAIT:
+        _unconfirmed_commits += 1
+
+
+def committed_unconfirmed() -> bool:
+    """Whether a commit of a connection of :func:`connect` in this process waited for a synchronous standby
+    (``synchronous_standby_names``) and had that wait cancelled (a Ctrl-C, an operator's
+    pg_cancel_backend or pg_terminate_backend): PostgreSQL had already committed the transaction
+    on its server, and no synchronous standby has confirmed it.
+
+    why: with the synchronous standby gone, a CLI command's commit waited for ever, and the Ctrl-C
+    that ended it said "any transaction in progress was rolled back" of a transaction that was
+    committed (a risk limit set, an alert acknowledged)
+    """
+    return _unconfirmed_commits > 0
 
 
 def pin_session(conn: psycopg.Connection[Any]) -> None:
