@@ -37,17 +37,20 @@ T0 = (datetime.now(UTC) - timedelta(days=2)).replace(hour=1, minute=0, second=0,
 
 
 @contextlib.contextmanager
-def live_server(conninfo: str, migration_ids: list[str], **options: Any) -> Iterator[str]:
+def live_server(
+    conninfo: str, migration_ids: list[str], *, uvicorn_options: dict[str, Any] | None = None, **options: Any
+) -> Iterator[str]:
     """Serve the API (create_app with ``options``; pool_size 4 unless given) over ``conninfo`` on a
-    free loopback port; yields its base URL."""
+    free loopback port, uvicorn run with ``uvicorn_options`` (spreadedge serve's:
+    spreadedge.api.server.uvicorn_options); yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
         create_app(conninfo, migration_ids, **({"pool_size": 4} | options)),
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        loop="asyncio",
         lifespan="on",
+        **({"loop": "asyncio"} | (uvicorn_options or {})),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)

@@ -19,6 +19,8 @@ MIGRATIONS_VARIABLE = "SPREADEDGE_API_MIGRATIONS"
 POOL_VARIABLE = "SPREADEDGE_API_POOL_SIZE"
 TIMEOUT_VARIABLE = "SPREADEDGE_API_STATEMENT_TIMEOUT"
 HEALTH_TIMEOUT_VARIABLE = "SPREADEDGE_API_HEALTH_TIMEOUT"
+# read by the HTTP protocol of each worker (spreadedge.api.server.HttpProtocol)
+HEAD_TIMEOUT_VARIABLE = "SPREADEDGE_API_HEAD_TIMEOUT"
 
 
 @click.command()
@@ -74,6 +76,33 @@ HEALTH_TIMEOUT_VARIABLE = "SPREADEDGE_API_HEALTH_TIMEOUT"
     help="Seconds health may take (its wait for a connection and its statement); then 503. "
     "A second more when the database does not answer at all.",
 )
+@click.option(
+    "--head-timeout",
+    type=click.FloatRange(0.001, 86400),
+    callback=_finite_seconds,
+    default=10.0,
+    envvar=HEAD_TIMEOUT_VARIABLE,
+    show_default=True,
+    help="Seconds a client has to send a request's line and headers (a slow client holds a "
+    "connection no longer); then 408 and the connection closed.",
+)
+@click.option(
+    "--timeout-keep-alive",
+    type=click.IntRange(1, 3600),
+    default=5,
+    envvar="SPREADEDGE_API_TIMEOUT_KEEP_ALIVE",
+    show_default=True,
+    help="Seconds an idle keep-alive connection is kept open for its next request.",
+)
+@click.option(
+    "--limit-concurrency",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    envvar="SPREADEDGE_API_LIMIT_CONCURRENCY",
+    show_default=True,
+    help="Connections and requests in flight a worker takes at once (each waits at most 5 s for a "
+    "database connection); more are answered 503 at once.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request (method, path, status).")
 @click.pass_obj
 def serve(
@@ -84,11 +113,19 @@ def serve(
     pool_size: int,
     statement_timeout: float,
     health_timeout: float,
+    head_timeout: float,
+    timeout_keep_alive: int,
+    limit_concurrency: int,
     access_log: bool,
 ) -> None:
-    """Serve the history REST API (/api/v1/...; OpenAPI at /openapi.json, docs at /docs)."""
+    """Serve the history REST API (/api/v1/...; OpenAPI at /openapi.json, docs at /docs).
+
+    A request body (a login's) of more than 64 KiB is answered 413, a request line and headers of
+    more than 64 KiB 431; a request whose client disconnects is given up, its statement cancelled.
+    """
     import uvicorn
 
+    from spreadedge.api.server import uvicorn_options
     from spreadedge.migrate import MigrationError, check_project, render_migrations
 
     try:
@@ -104,6 +141,7 @@ def serve(
     os.environ[POOL_VARIABLE] = str(pool_size)
     os.environ[TIMEOUT_VARIABLE] = str(statement_timeout)
     os.environ[HEALTH_TIMEOUT_VARIABLE] = str(health_timeout)
+    os.environ[HEAD_TIMEOUT_VARIABLE] = str(head_timeout)
     click.echo(f"serving the history API on http://{host}:{port} (OpenAPI: /openapi.json)")
     # why: after its graceful shutdown (every request in flight answered) uvicorn raises the signal
     # that stopped it once more, under the handler it found; with SIGTERM's default the process then
@@ -117,9 +155,8 @@ def serve(
             port=port,
             workers=workers,
             access_log=access_log,
-            loop="uvloop",
-            http="httptools",
             log_level="info",
+            **uvicorn_options(timeout_keep_alive=timeout_keep_alive, limit_concurrency=limit_concurrency),
         )
     except SystemExit as exc:
         # why: uvicorn exits with status 3 when it cannot start (its log says why); every

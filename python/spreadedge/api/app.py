@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,103 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
+# Bytes a request body may take: the only one is a login's (a username, a password, a TOTP code).
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BoundedRequest:
+    """A request body of at most MAX_BODY_BYTES (else 413), and a request given up, its database
+    statement cancelled, when its client disconnects before the answer.
+
+    why the body: FastAPI read a login's body whole into memory, whatever its size, and uvicorn
+    bounds none, so one client sending hundreds of MB (or a chunked body that never ends) took the
+    server's memory; a Content-Length above the bound is answered before a byte of the body is
+    read (and with no "100 Continue" that would invite it), a longer chunked body when it passes
+    the bound. The connection is closed after a 413: the rest of the body is never read.
+
+    why the disconnect: uvicorn lets a request whose client has gone run on, so its statement kept
+    its pooled connection for as long as it ran (up to the statement_timeout, waiting on a lock say),
+    and clients that sent requests and hung up took the pool from everyone else. psycopg cancels the
+    statement of a cancelled request in the server, and the connection goes back to the pool idle:
+    the request's statement was its transaction, and the user it was scoped to ended with it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = await _bounded_body(scope, receive)
+        if body is None:
+            return  # the client went away
+        if isinstance(body, Problem):
+            response = body.response()
+            response.headers["connection"] = "close"
+            await response(scope, receive, send)
+            return
+        await _until_disconnect(self.app, scope, body, receive, send)
+
+
+async def _bounded_body(scope: Scope, receive: Receive) -> bytes | Problem | None:
+    """The request's body, a 413 problem when it is longer than MAX_BODY_BYTES, None on disconnect."""
+    too_large = Problem(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the request body takes more than {MAX_BODY_BYTES} bytes"
+    )
+    for name, value in scope["headers"]:
+        # uvicorn refuses a Content-Length that is not a number (400)
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            return too_large
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY_BYTES:
+            return too_large
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+async def _until_disconnect(app: ASGIApp, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    """Run ``app`` on the request with ``body``; cancel it if the client disconnects first."""
+    # with the whole body read, the server's next message is http.disconnect: the client went
+    # away, or the answer was sent
+    disconnect = asyncio.ensure_future(receive())
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await asyncio.shield(disconnect)
+
+    answered = False
+
+    async def send_answer(message: Message) -> None:
+        nonlocal answered
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            answered = True
+
+    request = asyncio.ensure_future(app(scope, replay, send_answer))
+    try:
+        await asyncio.wait({request, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+        if not request.done() and not answered:
+            request.cancel()
+        # why wait and not await: a request cancelled here is no error, and a cancellation of this
+        # task itself must not be taken for the request's
+        await asyncio.wait({request})
+        if not request.cancelled():
+            request.result()
+    finally:
+        request.cancel()
+        disconnect.cancel()
+
+
 def create_app(
     conninfo: str,
     migration_ids: list[str],
@@ -78,6 +176,7 @@ def create_app(
     )
     app.state.migration_ids = migration_ids
     app.add_middleware(HeadAsGet)
+    app.add_middleware(BoundedRequest)
     app.include_router(routes.router)
     app.include_router(service_routes.router)
 
