@@ -89,6 +89,7 @@ def filled(cluster: Cluster, role: str | None = None) -> Iterator[list[psycopg.C
     """Connections (as ``role``, default the superuser) opened until the server refuses one; closed
     on the way out, whatever happens."""
     conninfo = cluster.conninfo() if role is None else url_of(cluster, role)
+    settled(cluster)
     held: list[psycopg.Connection] = []
     pids: list[int] = []
     try:
@@ -106,6 +107,25 @@ def filled(cluster: Cluster, role: str | None = None) -> Iterator[list[psycopg.C
         for conn in held:
             conn.close()
         gone(cluster, pids)
+
+
+def settled(cluster: Cluster) -> None:
+    """Once no other client's server process is left (an earlier test's API server or worker).
+
+    why: a backend exits a moment after its client closes the connection; one still exiting when
+    filled() counted the slots freed its slot after, and the API's pool got a connection where
+    the test meant it to be refused
+    """
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        for _ in range(GUARD * 20):
+            row = conn.execute(
+                "select count(*) from pg_stat_activity"
+                " where backend_type = 'client backend' and pid <> pg_backend_pid()"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError("other clients' server processes never exited")
 
 
 def gone(cluster: Cluster, pids: list[int]) -> None:
