@@ -614,6 +614,11 @@ as $$
         union all select 11, 'long_transactions', c.ok, c.detail
                   from internal.health_long_transactions(internal.check_age(max_transaction_age, 'max_transaction_age', 'Give an age such as 26 hours or 15 minutes.')) c
         union all select 12, 'disk_usage', c.ok, c.detail from internal.health_disk(disk_used_fraction, max_disk_used_fraction) c
+        -- why 10 s: fills of one position wait for each other for milliseconds, and every bounded
+        -- client of spreadedge gives up a lock wait by then or soon after (the managers' calls in
+        -- 10 s, partition maintenance and migrate in half a deadlock_timeout): a longer wait is a
+        -- session holding its locks and not moving (a transaction left open in psql)
+        union all select 13, 'blocking_sessions', c.ok, c.detail from internal.health_blocking_sessions(interval '10 seconds') c
     )
     select jsonb_build_object(
         'healthy', bool_and(c.ok),
@@ -624,7 +629,7 @@ as $$
     from checks c;
 $$;
 comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric, bigint) is
-    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), replication slots (WAL held back within max_retained_wal bytes, none lost; inactive ones named), synchronous standbys (as many streaming as synchronous_standby_names requires, else commits wait: those waiting counted), long transactions, disk usage; healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). An age limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09; so does a max_retained_wal that is null or not positive.';
+    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), replication slots (WAL held back within max_retained_wal bytes, none lost; inactive ones named), synchronous standbys (as many streaming as synchronous_standby_names requires, else commits wait: those waiting counted), long transactions, disk usage, sessions blocking others (no lock waited for longer than 10 s, else who holds it); healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). An age limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09; so does a max_retained_wal that is null or not positive.';
 
 create or replace function ops.health()
     returns jsonb

@@ -29,30 +29,59 @@ as $$
 -- given does not exist (<NULL>)"): the table took no row again (its default partition refuses
 -- them) and nothing documented gave it partitions back. The partition of now() made through
 -- pg_partman keeps its configuration consistent, and the maintenance then makes those ahead.
+-- why every lock wait bounded (lock_timeout, half the deadlock_timeout, as migrate's): attaching
+-- a partition takes an ACCESS EXCLUSIVE lock on the table's default partition, which every query
+-- of the table that is not pruned to one partition holds a lock on (a fill's generic plan, a psql
+-- user's select): behind a transaction left open in psql the maintenance waited for as long as it
+-- stayed open, and every fill, placement and read of the table queued behind the maintenance's
+-- waiting lock. A table that needs a new partition has those locks taken first
+-- (internal.lock_for_maintenance), tried again after a pause while another session holds them
+-- (5 attempts), then skipped for this run with its holders named (55S12 as any failure; the next
+-- run tries again, and the partitions made ahead cover the time between).
 declare
-    v_table  text;
-    v_failed text[] := '{}';
+    v_table    text;
+    v_failed   text[] := '{}';
+    v_attempt  integer;
+    v_error    text;
+    v_attempts constant integer := 5;
 begin
     for v_table in select c.parent_table from partman.part_config c
                    where not c.undo_in_progress and c.automatic_maintenance = 'on'
                    order by c.parent_table loop
-        perform pg_catalog.set_config('TimeZone', 'UTC', true);
-        -- why wait for pg_partman's maintenance lock: partman.run_maintenance only tries it, and
-        -- when another run held it (pg_cron's hourly one beside `spreadedge partitions maintain`)
-        -- it returned with a notice, so both runs skipped the table and both reported success;
-        -- held here for the table's transaction, partman's own try then succeeds (the lock is the
-        -- session's) and the runs take turns table by table
-        perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_partman run_maintenance'));
-        begin
-            perform internal.create_first_partition(internal.require_managed(v_table));
-            perform partman.run_maintenance(p_parent_table => v_table, p_jobmon => false);
-        exception when others then
-            -- why the first line: pg_partman re-raises an error with its CONTEXT and empty
-            -- DETAIL and HINT lines appended to the message, a dozen lines per table in the cron
-            -- job's status and health's cron_jobs; the first line is the error itself
-            v_failed := v_failed || format('%s: %s', v_table, split_part(sqlerrm, E'\n', 1));
-        end;
-        commit;
+        v_attempt := 1;
+        loop
+            perform pg_catalog.set_config('TimeZone', 'UTC', true);
+            -- why wait for pg_partman's maintenance lock: partman.run_maintenance only tries it, and
+            -- when another run held it (pg_cron's hourly one beside `spreadedge partitions maintain`)
+            -- it returned with a notice, so both runs skipped the table and both reported success;
+            -- held here for the table's transaction, partman's own try then succeeds (the lock is the
+            -- session's) and the runs take turns table by table (before the lock_timeout: a run
+            -- waits for the other's table, which is itself bounded)
+            perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_partman run_maintenance'));
+            perform pg_catalog.set_config('lock_timeout', internal.maintenance_lock_wait(), true);
+            v_error := null;
+            begin
+                perform internal.lock_for_maintenance(internal.require_managed(v_table));
+                perform internal.create_first_partition(internal.require_managed(v_table));
+                perform partman.run_maintenance(p_parent_table => v_table, p_jobmon => false);
+            exception
+                when lock_not_available then
+                    v_error := sqlerrm;
+                when others then
+                    -- why the first line: pg_partman re-raises an error with its CONTEXT and empty
+                    -- DETAIL and HINT lines appended to the message, a dozen lines per table in the cron
+                    -- job's status and health's cron_jobs; the first line is the error itself
+                    v_failed := v_failed || format('%s: %s', v_table, split_part(sqlerrm, E'\n', 1));
+            end;
+            commit;
+            exit when v_error is null;
+            if v_attempt >= v_attempts then
+                v_failed := v_failed || format('%s: %s (%s attempts)', v_table, v_error, v_attempts);
+                exit;
+            end if;
+            perform pg_catalog.pg_sleep(1);
+            v_attempt := v_attempt + 1;
+        end loop;
     end loop;
     if cardinality(v_failed) > 0 then
         raise exception 'partition maintenance failed for % of the tables: %', cardinality(v_failed),
@@ -63,7 +92,67 @@ begin
 end;
 $$;
 comment on procedure ops.run_partition_maintenance() is
-    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone (a table left with no partition first gets the partition of now()): one that fails does not stop the others; raises 55S12 naming the failed ones. Two runs at once take turns table by table (neither skips one). Hourly by pg_cron.';
+    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone (a table left with no partition first gets the partition of now()): one that fails does not stop the others; raises 55S12 naming the failed ones. Every lock wait is bounded (lock_timeout, half the deadlock_timeout), so no query of a table queues behind it: a table whose locks another session holds (a transaction left open) is tried 5 times, then reported with the holders named. Two runs at once take turns table by table (neither skips one). Hourly by pg_cron.';
+
+create or replace function internal.maintenance_lock_wait()
+    returns text
+    stable
+    language sql
+as $$
+    -- How long partition maintenance waits for a lock before it gives up (lock_timeout): half the
+    -- deadlock_timeout, in milliseconds, as spreadedge migrate waits for the tables functions/ locks
+    -- why that short: every query of the table queues behind a lock the maintenance waits for
+    select greatest(1, (extract(epoch from pg_catalog.current_setting('deadlock_timeout')::interval) * 500)::integer)::text;
+$$;
+comment on function internal.maintenance_lock_wait() is
+    'The lock_timeout of partition maintenance: half the deadlock_timeout, in milliseconds (as text).';
+
+create or replace function internal.lock_for_maintenance(p_config partman.part_config)
+    returns void
+    volatile
+    -- why: the interval is added on UTC's clock, as pg_partman lays out its partitions here
+    set timezone = 'UTC'
+    language plpgsql
+as $$
+-- Takes the locks that pg_partman's maintenance of a table needs: to attach a partition (SHARE
+-- UPDATE EXCLUSIVE on the table, ACCESS EXCLUSIVE on its default partition) when it will make
+-- one (no partition, or fewer than premake ahead of the current one), and to detach one (ACCESS
+-- EXCLUSIVE on the table) when its oldest partition is past the retention. Within the caller's
+-- lock_timeout: lock_not_available (55P03) naming the table and the sessions holding the lock
+-- otherwise. Nothing is locked when nothing is due (an hourly run takes no strong lock).
+-- why here rather than by lock_timeout alone: pg_partman re-raises every error as P0001, so a
+-- lock that was not granted could not be told from a failure worth reporting, nor tried again.
+declare
+    v_interval interval := p_config.partition_interval::interval;
+    v_newest   timestamptz := internal.newest_partition_end(p_config);
+    v_default  regclass := to_regclass(p_config.parent_table || '_default');
+    v_locked   regclass := p_config.parent_table::regclass;
+    v_create   boolean := v_newest is null or v_newest <= now() + p_config.premake * v_interval;
+    v_drop     boolean := lower(internal.partition_times(v_locked)) + v_interval
+                          < now() - p_config.retention::interval;
+    v_why      text := format('dropping a partition of %s past its retention', p_config.parent_table);
+begin
+    if coalesce(v_drop, false) then
+        execute format('lock table only %s in access exclusive mode', v_locked);
+    end if;
+    if not v_create then
+        return;
+    end if;
+    v_why := format('a new partition of %s', p_config.parent_table);
+    execute format('lock table only %s in share update exclusive mode', v_locked);
+    if v_default is not null then
+        v_locked := v_default;
+        execute format('lock table only %s in access exclusive mode', v_locked);
+    end if;
+exception when lock_not_available then
+    raise exception '% needs a lock on %, which other sessions hold: %', v_why,
+        v_locked, coalesce(internal.lock_holders(v_locked), 'none left')
+        using errcode = '55P03',
+              hint = 'End or commit the transactions named (select pg_terminate_backend(pid) ends one); maintenance tries again at its next run.';
+end;
+$$;
+comment on function internal.lock_for_maintenance(partman.part_config) is
+    'Locks a pg_partman table (SHARE UPDATE EXCLUSIVE) and its default partition (ACCESS EXCLUSIVE) when maintenance will make a partition, the table (ACCESS EXCLUSIVE) when it will drop one past retention; within lock_timeout, else 55P03 naming the sessions holding them.';
 
 create or replace function ops.partition_status()
     returns table (parent_table text, registered boolean, control text, partition_interval text,

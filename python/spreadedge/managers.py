@@ -90,6 +90,8 @@ _IDEMPOTENT = (
     "place_order with the same client_order_id (it returns the order if it was placed), record_fill "
     "with the same exchange_trade_id, cancel_order"
 )
+# lock_not_available: a lock_timeout the database, the role or the URL sets gave up the call's wait
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class DatabaseUnavailable(psycopg.OperationalError):
@@ -111,7 +113,9 @@ class DatabaseUnavailable(psycopg.OperationalError):
 class DatabaseTimeout(DatabaseUnavailable):
     """The call did not finish in time: its deadline (``ManagerConfig.call_timeout``) passed and its
     connection was closed (``sqlstate`` None), or the server cancelled its statement (``sqlstate``
-    57014: the managers' statement_timeout, or an operator's pg_cancel_backend).
+    57014: the managers' statement_timeout, or an operator's pg_cancel_backend; 55P03: a
+    lock_timeout set on the database, the role or the URL). The message names the row lock the
+    call waited for when the server says (a transaction left open in psql holding a position).
 
     ``maybe_committed`` as for :class:`DatabaseUnavailable`: True only when the deadline passed
     while the call committed, so its outcome is unknown.
@@ -199,12 +203,13 @@ def _timed_out(seconds: float, setting: str, committing: bool) -> DatabaseTimeou
 
 
 def _refused(error: psycopg.Error, call_timeout: float, committing: bool) -> DatabaseUnavailable | None:
-    """The managers' error for the server's 57014, 25006 or 53100 (the SQLSTATE and diag kept), else None.
+    """The managers' error for the server's 57014, 55P03, 25006 or 53100 (the SQLSTATE and diag
+    kept), else None.
 
     why not ``maybe_committed`` for 57014 and 25006: a cancelled statement aborts its transaction,
     and a read-only one writes nothing, even when either happens at the commit (53100: _disk_full)
     """
-    primary = _primary(error)
+    primary = _primary(error) + _lock_wait(error)
     if error.sqlstate == _DISK_FULL:
         return _disk_full(error, committing)
     if error.sqlstate == _QUERY_CANCELED:
@@ -212,6 +217,15 @@ def _refused(error: psycopg.Error, call_timeout: float, committing: bool) -> Dat
             f"the database cancelled the call: {primary} (the managers' statement_timeout is "
             f"{_statement_timeout(call_timeout):g} s, one second less than ManagerConfig.call_timeout); "
             "nothing of the call was committed",
+            info=error.pgresult,
+        )
+    # why: a lock_timeout set on the database or the role (a guard against sessions left open in
+    # psql) gave the caller psycopg's raw LockNotAvailable, which none of the managers' classes
+    # catches and which has no maybe_committed, where the statement_timeout's wait gave DatabaseTimeout
+    if error.sqlstate == _LOCK_NOT_AVAILABLE:
+        return DatabaseTimeout(
+            f"the database cancelled the call: {primary} (a lock_timeout set on the database, the role "
+            "or the connection); nothing of the call was committed",
             info=error.pgresult,
         )
     if error.sqlstate == _READ_ONLY:
@@ -900,6 +914,18 @@ class DatabaseManager(_Manager):
 
 def _primary(error: psycopg.Error) -> str:
     return error.diag.message_primary or str(error)
+
+
+def _lock_wait(error: psycopg.Error) -> str:
+    """The row lock a cancelled statement waited for, as the server's CONTEXT names it
+    (' while locking tuple (0,2) in relation "positions"'), else ''.
+
+    why: "canceling statement due to statement timeout" alone did not say the call had waited
+    behind another session's lock, the one thing an operator needs to look for"""
+    for line in (error.diag.context or "").splitlines():
+        if line.startswith("while "):
+            return f" {line}"
+    return ""
 
 
 def _no_migrations(directory: Path) -> str:
