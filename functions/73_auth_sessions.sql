@@ -204,20 +204,35 @@ begin
     end if;
     if v_session.last_seen_at < now() - v_slide
        and pg_catalog.current_setting('transaction_read_only') = 'off' then
-        -- why the policy locked and the session read again, locked, before the slide: a slide that
-        -- waited for auth.set_security_policy's shortening of this session (or a logout or revoke)
-        -- wrote the old idle timeout over the new one, and brought a session the new timeout had
-        -- ended back to life. Only a slide takes the locks: a validation without one writes nothing
-        select p.* into v_policy from auth.security_policy p for key share;
-        select s.* into v_session from auth.sessions s where s.session_id = v_session.session_id for update;
-        if not internal.session_is_live(v_session, v_user) then
-            raise exception 'the session is unknown, expired or revoked'
-                using errcode = '28S02', hint = 'Log in again (auth.login).';
+        -- why a slide is only tried: another request of this session whose slide is under way (in
+        -- a transaction still open, or whose commit waits for a synchronous standby or a WAL flush)
+        -- holds the session's slide lock, and that slide moves the idle timeout. Every request of
+        -- the session due its slide used to wait for that one's row lock (a 503 at the statement
+        -- deadline each, for as long as a stalled commit lasted), then lock the row itself: a write,
+        -- whose commit waited for the standby in turn. Skipped, the request takes no lock and
+        -- writes nothing, and is answered from the session as read, like any request not due a
+        -- slide; the next request slides if that slide is rolled back. The lock is an advisory one
+        -- (the session's id in auth.sessions' key space; two ids that share one only skip a slide),
+        -- not SKIP LOCKED on the row: a row lock may be a logout's, a revocation's or a policy
+        -- change's, which the slide waits for, to be refused when it ended the session
+        if pg_catalog.pg_try_advisory_xact_lock('auth.sessions'::regclass::oid::integer,
+                                                (v_session.session_id % 2147483647)::integer) then
+            -- why the policy locked and the session read again, locked, before the slide: a slide
+            -- that waited for auth.set_security_policy's shortening of this session (or a logout
+            -- or revoke) wrote the old idle timeout over the new one, and brought a session the new
+            -- timeout had ended back to life. Only a slide takes the locks: a validation without
+            -- one writes nothing
+            select p.* into v_policy from auth.security_policy p for key share;
+            select s.* into v_session from auth.sessions s where s.session_id = v_session.session_id for update;
+            if not internal.session_is_live(v_session, v_user) then
+                raise exception 'the session is unknown, expired or revoked'
+                    using errcode = '28S02', hint = 'Log in again (auth.login).';
+            end if;
+            update auth.sessions s
+            set last_seen_at = now(),
+                idle_expires_at = least(now() + v_policy.session_idle_timeout, s.expires_at)
+            where s.session_id = v_session.session_id and s.last_seen_at < now() - v_slide;
         end if;
-        update auth.sessions s
-        set last_seen_at = now(),
-            idle_expires_at = least(now() + v_policy.session_idle_timeout, s.expires_at)
-        where s.session_id = v_session.session_id and s.last_seen_at < now() - v_slide;
     end if;
     perform set_config('spreadedge.user_id', v_user.user_id::text, true);
     return query
@@ -232,7 +247,7 @@ begin
 end;
 $$;
 comment on function auth.validate_session(text) is
-    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute, or per half the idle timeout when shorter; never in a read-only transaction, as on a standby), sets spreadedge.user_id for the transaction. Raises 28S02, also when a slide waited for a policy change, logout or revoke that ended the session.';
+    'Validates a session token: returns the user, roles and permissions, slides the idle timeout (at most once a minute, or per half the idle timeout when shorter; never in a read-only transaction, as on a standby; not while another request of the session is sliding it, in a transaction still open or a commit that waits: this one then waits for nothing and writes nothing), sets spreadedge.user_id for the transaction. Raises 28S02, also when a slide waited for a policy change, logout or revoke that ended the session.';
 
 create or replace function auth.logout(token text)
     returns boolean
