@@ -212,9 +212,10 @@ begin
                         or r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity')) as failed
             from cron.job j
             -- why a lateral read of the newest run: pg_cron keeps every run (three a minute, over
-            -- a million a year), and sorting them all for each job on every health check grew with
-            -- them; read backwards on the run id's primary key, a job's newest run is among the
-            -- last few rows
+            -- a million a year; the maintenance keeps retention_cron_runs of them, 14 days by
+            -- default, and every run when it is none), and sorting them all for each job on every
+            -- health check grew with them; read backwards on the run id's primary key, a job's
+            -- newest run (which the retention never deletes) is among the last few rows
             left join lateral (select r.status, r.return_message, r.start_time
                                from cron.job_run_details r
                                where r.jobid = j.jobid

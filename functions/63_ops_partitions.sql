@@ -7,6 +7,9 @@
 -- Orders, their events and trades get no pg_partman retention: dropping their partitions by age
 -- alone would drop working orders and the fills of open positions; spreadedge cleanup orders
 -- applies the rules of what may go.
+-- The tables with no partitions that grew forever (notifications, sessions, pg_cron's runs) keep
+-- rows by ops.row_retention (functions/63_ops_row_retention.sql): the maintenance deletes the
+-- rows that ended before it, and cleanup takes them as targets too.
 
 create or replace procedure ops.run_partition_maintenance()
     language plpgsql
@@ -23,6 +26,9 @@ as $$
 -- partitions that start at that zone's midnight, skip days and months and overlap. A procedure that
 -- commits cannot carry SET; set_config(..., true) lasts until each table's commit, so the caller's
 -- session keeps its own TimeZone.
+-- Then the row retention of the tables that have no partitions (internal.apply_row_retention:
+-- notifications, sessions and pg_cron runs that ended before ops.row_retention's age, in batches
+-- of 10,000, a transaction each); a table whose delete fails is named in the same 55S12.
 -- why the partition of now() first (internal.create_first_partition): pg_partman's maintenance
 -- makes the partitions after the newest one, and on a table left with none (every partition
 -- dropped by hand, or by cleanup before it kept the newest) it failed at every run ("Child table
@@ -83,6 +89,7 @@ begin
             v_attempt := v_attempt + 1;
         end loop;
     end loop;
+    call internal.apply_row_retention(v_failed);
     if cardinality(v_failed) > 0 then
         raise exception 'partition maintenance failed for % of the tables: %', cardinality(v_failed),
             array_to_string(v_failed, '; ')
@@ -92,7 +99,7 @@ begin
 end;
 $$;
 comment on procedure ops.run_partition_maintenance() is
-    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone (a table left with no partition first gets the partition of now()): one that fails does not stop the others; raises 55S12 naming the failed ones. Every lock wait is bounded (lock_timeout, half the deadlock_timeout), so no query of a table queues behind it: a table whose locks another session holds (a transaction left open) is tried 5 times, then reported with the holders named. Two runs at once take turns table by table (neither skips one). Hourly by pg_cron.';
+    'pg_partman maintenance of every managed table, each in its own transaction and in UTC whatever the session TimeZone (a table left with no partition first gets the partition of now()), then the row retention of ops.row_retention (notifications, sessions and pg_cron runs that ended before it deleted in batches of 10,000): one table that fails does not stop the others; raises 55S12 naming the failed ones. Every lock wait is bounded (lock_timeout, half the deadlock_timeout), so no query of a table queues behind it: a table whose locks another session holds (a transaction left open) is tried 5 times, then reported with the holders named. Two runs at once take turns table by table (neither skips one). Hourly by pg_cron.';
 
 create or replace function internal.maintenance_lock_wait()
     returns text
@@ -486,8 +493,13 @@ declare
                                   when 'indicators' then 'market.technical_indicators'
                                   when 'metrics' then 'monitor.metrics' end;
 begin
+    -- why: ops.cleanup_drop_partition is the one caller that reaches here with such a target
+    if exists (select from internal.row_retention_rules() r where r.target = p_target) then
+        raise exception 'cannot drop partitions of %: its table has none, its rows are deleted in batches', p_target
+            using errcode = '22S21', hint = 'Call ops.cleanup_delete_batch.';
+    end if;
     if v_table is null or to_regclass(v_table) is null then
-        raise exception 'cannot clean up %: targets are orders, quotes, ticks, candles, indicators and metrics (when monitor.metrics exists)',
+        raise exception 'cannot clean up %: targets are orders, quotes, ticks, candles, indicators and metrics (when monitor.metrics exists), and notifications, sessions and cron_runs (rows deleted in batches, no partitions)',
             coalesce(p_target, 'null')
             using errcode = '22S21';
     end if;
@@ -495,7 +507,7 @@ begin
 end;
 $$;
 comment on function internal.cleanup_table(text) is
-    'The pg_partman configuration of the table a cleanup target names (orders, quotes, ticks, candles, indicators, metrics).';
+    'The pg_partman configuration of the table a cleanup target names (orders, quotes, ticks, candles, indicators, metrics); 22S21 for another target, or notifications, sessions and cron_runs, which have no partitions.';
 
 create or replace function internal.removable_orders(p_cutoff timestamptz)
     returns table (order_id bigint, created_at timestamptz)
@@ -572,11 +584,23 @@ as $$
 -- drop whole ('drop partition'), rows to delete in batches ('delete rows'), and for orders the
 -- old rows kept because they are open or something depends on them ('keep'). cutoff: the run's
 -- fixed cutoff (ops.cleanup_cutoff), default now() - older_than.
+-- notifications, sessions, cron_runs: one 'delete rows' of their table, the rows that ended
+-- before the cutoff (internal.row_retention_rules); those that have not ended are not listed.
 declare
-    v_config partman.part_config := internal.cleanup_table(target);
+    v_table  text := internal.row_retention_table(target);
+    v_config partman.part_config := case when v_table is null then internal.cleanup_table(target) end;
     v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
     v_part   record;
 begin
+    if v_table is not null then
+        action := 'delete rows';
+        object_name := v_table;
+        row_count := internal.count_ended_rows(v_table, v_cutoff);
+        if row_count > 0 then
+            return next;
+        end if;
+        return;
+    end if;
     for v_part in select * from internal.cleanup_partitions(v_config, v_cutoff) loop
         action := case when v_part.whole then 'drop partition' else 'delete rows' end;
         object_name := v_part.partition_name;
@@ -593,7 +617,7 @@ begin
 end;
 $$;
 comment on function ops.cleanup_plan(text, interval, timestamptz) is
-    'The dry run of a cleanup: partitions to drop whole, rows to delete in batches, old orders kept (open or depended on); cutoff: a run''s fixed one (ops.cleanup_cutoff).';
+    'The dry run of a cleanup: partitions to drop whole, rows to delete in batches, old orders kept (open or depended on); notifications, sessions, cron_runs: the rows that ended before the cutoff; cutoff: a run''s fixed one (ops.cleanup_cutoff).';
 
 create or replace function internal.cleanup_partitions(p_config partman.part_config, p_cutoff timestamptz)
     returns table (partition_name text, whole boolean, old_rows bigint, kept_rows bigint)
@@ -784,13 +808,19 @@ as $$
 -- internal.delete_removable_orders); returns how many went, 0 when nothing is left. Call it until
 -- it returns 0, one transaction each, with the same cutoff (ops.cleanup_cutoff): with now() -
 -- older_than, rows growing old meanwhile (a live stream) would keep every batch non-empty.
+-- notifications, sessions, cron_runs: only rows that ended before the cutoff
+-- (internal.delete_ended_rows).
 declare
-    v_config partman.part_config := internal.cleanup_table(target);
+    v_table  text := internal.row_retention_table(target);
+    v_config partman.part_config := case when v_table is null then internal.cleanup_table(target) end;
     v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
     v_rows   bigint;
 begin
     if batch_rows is null or batch_rows < 1 then
         raise exception 'batch_rows must be at least 1, got %', coalesce(batch_rows::text, 'null') using errcode = '22S09';
+    end if;
+    if v_table is not null then
+        return internal.delete_ended_rows(v_table, v_cutoff, batch_rows);
     end if;
     if v_config.parent_table = 'trading.orders' then
         return internal.delete_removable_orders(v_cutoff, '-infinity', 'infinity', batch_rows);
@@ -805,4 +835,4 @@ begin
 end;
 $$;
 comment on function ops.cleanup_delete_batch(text, interval, integer, timestamptz) is
-    'Deletes one batch of rows older than the interval (or the run''s fixed cutoff) from the cleanup target''s table (orders: only removable ones); returns the rows deleted.';
+    'Deletes one batch of rows older than the interval (or the run''s fixed cutoff) from the cleanup target''s table (orders: only removable ones; notifications, sessions, cron_runs: only rows that ended before it); returns the rows deleted.';

@@ -79,9 +79,9 @@ grant select on partman.part_config to spreadedge_owner;
 -- ops (issue 7: operations)
 -- ============================================================================
 -- People read the tuning views, the performance summary and where partitions stand. Index
--- advice, index builds, partition configuration and repair, cleanup, the backup catalog's writers
--- and the full health report are for operators, who run them as the database owner or a superuser
--- (spreadedge tune|partitions|cleanup|backup|health): no grant.
+-- advice, index builds, partition configuration and repair, row retention, cleanup, the backup
+-- catalog's writers and the full health report are for operators, who run them as the database
+-- owner or a superuser (spreadedge tune|partitions|cleanup|backup|health): no grant.
 grant select on ops.slow_queries, ops.index_usage, ops.unused_indexes, ops.duplicate_indexes,
                 ops.missing_index_candidates, ops.table_health
     to spreadedge_readonly;

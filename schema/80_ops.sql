@@ -1,8 +1,8 @@
 -- spreadedge schema: operations
 -- The catalog of backup runs (spreadedge backup records every pgBackRest and pg_dump run here, so
 -- health can tell how old the last good backup is from SQL), the record of finished migrate runs
--- (health judges pg_cron jobs only by their runs since the last one) and the SQLSTATEs of the ops
--- functions.
+-- (health judges pg_cron jobs only by their runs since the last one), the row retention of the
+-- tables with no partitions to drop, and the SQLSTATEs of the ops functions.
 -- The tuning views, index advice, partition and cleanup functions are in functions/60_*-64_*.
 
 -- ============================================================================
@@ -61,12 +61,33 @@ comment on column ops.migrate_runs.finished_at is 'When functions/ had been re-a
 comment on column ops.migrate_runs.role_name is 'The role that ran the migrate.';
 
 -- ============================================================================
+-- Row retention of the tables that have no partitions to drop
+-- ============================================================================
+-- why: monitor.notifications, auth.sessions and pg_cron's cron.job_run_details grew with no
+-- limit; ops.run_partition_maintenance deletes their rows that ended longer ago than this
+-- (functions/63_ops_row_retention.sql), spreadedge partitions maintain writes the settings here
+create table ops.row_retention (
+    table_name text primary key
+        check (table_name in ('monitor.notifications', 'auth.sessions', 'cron.job_run_details')),
+    -- why positive: '-1 day' would delete every row that has ended, the last minute's too
+    retention  interval check (retention > interval '0')
+);
+comment on table ops.row_retention is
+    'How long the tables with no partitions keep a row once it has ended (a notification delivered or dead, a session revoked or expired, a finished pg_cron run of this database but each job''s newest); the hourly ops.run_partition_maintenance deletes older ones. Set with ops.configure_row_retention (spreadedge partitions maintain: retention_notifications, retention_sessions, retention_cron_runs).';
+comment on column ops.row_retention.table_name is 'monitor.notifications, auth.sessions or cron.job_run_details.';
+comment on column ops.row_retention.retention is 'How long a row is kept after it ended; null keeps every row.';
+insert into ops.row_retention (table_name, retention) values
+    ('monitor.notifications', '30 days'),
+    ('auth.sessions', '30 days'),
+    ('cron.job_run_details', '14 days');
+
+-- ============================================================================
 -- Project SQLSTATEs of the ops functions (the table is in 00_foundation.sql)
 -- ============================================================================
 insert into ops.error_codes (sqlstate, name, description) values
-    ('22S21', 'invalid_cleanup_target', 'A cleanup target is not one of orders, quotes, ticks, candles, indicators, metrics, or its table does not exist.'),
+    ('22S21', 'invalid_cleanup_target', 'A cleanup target is not one of orders, quotes, ticks, candles, indicators, metrics, notifications, sessions, cron_runs, or its table does not exist (cron_runs where pg_cron does not run); or a row retention names a table that has none.'),
     ('22S22', 'invalid_index_candidate', 'An index to create names a column the table does not have, or an access method that is not btree, brin, hash or gin.'),
     ('23S21', 'unknown_backup_run', 'No backup run has this id.'),
     ('55S10', 'backup_run_finished', 'The backup run was already recorded as finished.'),
     ('55S11', 'partition_not_managed', 'The table is not a partitioned table registered with pg_partman.'),
-    ('55S12', 'partition_maintenance_failed', 'Partition maintenance failed for some tables; the others were maintained.');
+    ('55S12', 'partition_maintenance_failed', 'Partition maintenance or row retention failed for some tables; the others were maintained.');

@@ -206,11 +206,13 @@ create policy audit_scope on audit.security_events
 comment on policy audit_scope on audit.security_events is 'A scoped session sees the security events only with audit:read.';
 
 -- ============================================================================
--- ops (issue 7: operations): the backup catalog is readable by people; writing it is the
--- operators' (spreadedge backup, as the database owner or a superuser)
+-- ops (issue 7: operations): the backup catalog and the row retention are readable by people;
+-- writing them is the operators' (spreadedge backup, spreadedge partitions maintain, as the
+-- database owner or a superuser)
 -- ============================================================================
 grant select on ops.backup_runs to spreadedge_readonly;
 grant select on ops.migrate_runs to spreadedge_readonly;
+grant select on ops.row_retention to spreadedge_readonly;
 
 -- ============================================================================
 -- monitor (issue 5): metrics, alert rules and alerts, the notification outbox, risk limits

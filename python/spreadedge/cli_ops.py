@@ -253,7 +253,8 @@ def partitions_status(settings: Settings) -> None:
 @click.pass_obj
 def partitions_maintain(settings: Settings) -> None:
     """Apply premake and retention from the settings, then run pg_partman's maintenance (creates
-    partitions ahead, drops those past retention)."""
+    partitions ahead, drops those past retention) and delete the notifications, sessions and
+    pg_cron runs that ended before their retention."""
     with _connect(settings) as conn:
         configured = partitions.configure(conn, settings.render)
         click.echo(f"settings applied to {len(configured)} tables; running pg_partman maintenance")
@@ -291,7 +292,10 @@ def partitions_repair(settings: Settings) -> None:
 def cleanup_command(settings: Settings, target: str, older_than: str, dry_run: bool, batch_rows: int) -> None:
     """Remove old TARGET rows: whole partitions detached and dropped where all of it may go,
     batched deletes otherwise. Orders: only finished ones; never open orders, spread-trade legs or
-    orders whose fills make a position still open."""
+    orders whose fills make a position still open. Notifications, sessions and cron_runs (pg_cron's
+    runs, in the database it serves): only rows that ended before the cutoff (delivered or dead;
+    revoked or expired; finished, each job's newest kept); the hourly maintenance deletes them too
+    (retention_notifications, retention_sessions, retention_cron_runs)."""
     age = cleanup.parse_age(older_than)
     with _connect(settings, actor="cleanup") as conn:
         at = cleanup.cutoff(conn, age)

@@ -43,7 +43,7 @@ class RenderSettings:
     partition_history_months: int = 3
     # Days of partitions created behind now when a daily table (quotes, ticks) is first partitioned.
     partition_history_days: int = 7
-    # Retention per partitioned table as a PostgreSQL interval, or None to keep everything.
+    # Retention per table as a PostgreSQL interval, or None to keep everything.
     # Orders, order events and trades must keep None (NO_RETENTION): load_settings refuses a value.
     retention_orders: str | None = None
     retention_order_events: str | None = None
@@ -55,6 +55,13 @@ class RenderSettings:
     retention_indicators: str | None = None
     # monitor.metrics is partitioned by day; a value a minute per series adds up.
     retention_metrics: str | None = "90 days"
+    # How long the tables with no partitions keep a row once it has ended (ROW_RETENTION_SETTINGS
+    # of spreadedge.ops.partitions): notifications delivered or dead, sessions revoked or expired,
+    # pg_cron's finished runs. Rendered into no migration (0052 writes these defaults):
+    # `spreadedge partitions maintain` writes them, so a change is never refused by migrate.
+    retention_notifications: str | None = "30 days"
+    retention_sessions: str | None = "30 days"
+    retention_cron_runs: str | None = "14 days"
 
     def as_context(self) -> dict[str, Any]:
         """The Jinja context: every field by name."""

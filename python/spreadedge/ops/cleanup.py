@@ -1,10 +1,13 @@
-"""Cleanup of old rows: ``spreadedge cleanup orders|quotes|ticks|candles|indicators|metrics``.
+"""Cleanup of old rows: ``spreadedge cleanup orders|quotes|ticks|candles|indicators|metrics``, and
+``notifications|sessions|cron_runs``.
 
 The plan, what may go and what must stay, is ``ops.cleanup_plan`` (orders: only finished ones,
 never open orders, spread-trade legs or fills of positions still open); whole partitions go with
 ``ops.cleanup_drop_partition`` (detach and drop; an orders partition's rows are first deleted
 through ``trading.orders``, so each gets its audit DELETE row), the rest with
 ``ops.cleanup_delete_batch``, one transaction per batch. Keys a trade or a risk event refers to stay.
+Notifications, sessions and pg_cron's runs have no partitions: only their rows that ended before
+the cutoff go, in batches (delivered or dead; revoked or expired; finished, but each job's newest).
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ import psycopg
 from spreadedge.ops import OpsError
 from spreadedge.sqlcall import select_rows, select_value
 
-TARGETS = ("orders", "quotes", "ticks", "candles", "indicators", "metrics")
+TARGETS = (
+    "orders",
+    "quotes",
+    "ticks",
+    "candles",
+    "indicators",
+    "metrics",
+    "notifications",
+    "sessions",
+    "cron_runs",
+)
 _AGE = re.compile(r"([1-9][0-9]{0,5})\s*(h|d|w|hours?|days?|weeks?)")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 

@@ -12,6 +12,10 @@ first when that default partition holds rows of now(): ``maintain`` then fails f
 Orders, order events and trades take no retention: pg_partman drops a partition by age alone,
 with the working orders and the fills of open positions in it; ``spreadedge cleanup orders``
 removes old orders by the rules of what may go. ``maintain`` clears any retention they hold.
+
+``maintain`` also writes the row retention of the tables with no partitions
+(``ops.configure_row_retention``: notifications, sessions, pg_cron's runs), whose rows that ended
+before it the maintenance then deletes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ RETENTION_SETTINGS = {
     "market.technical_indicators": "retention_indicators",
     "monitor.metrics": "retention_metrics",
 }
+# Which [render] retention setting belongs to which table with row retention (ops.row_retention;
+# rendered into no migration: maintain writes them).
+ROW_RETENTION_SETTINGS = {
+    "monitor.notifications": "retention_notifications",
+    "auth.sessions": "retention_sessions",
+    "cron.job_run_details": "retention_cron_runs",
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,8 @@ def status(conn: psycopg.Connection[Any]) -> list[PartitionStatus]:
 
 
 def configure(conn: psycopg.Connection[Any], render: RenderSettings) -> list[str]:
-    """Apply premake and retention from the settings to every table they name; the tables done.
+    """Apply premake and retention from the settings to every table they name, and the row
+    retention of the tables with no partitions; the tables done.
 
     A retention for orders, order events or trades is refused (OpsError) before anything changes:
     the settings refuse it too, but a RenderSettings may be built without them."""
@@ -84,6 +96,10 @@ def configure(conn: psycopg.Connection[Any], render: RenderSettings) -> list[str
             "retention": getattr(render, setting),
         }
         conn.execute(select_value("ops.configure_partitioning", arguments), arguments)
+        done.append(table)
+    for table, setting in ROW_RETENTION_SETTINGS.items():
+        arguments = {"table_name": table, "retention": getattr(render, setting)}
+        conn.execute(select_value("ops.configure_row_retention", arguments), arguments)
         done.append(table)
     return done
 
