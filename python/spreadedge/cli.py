@@ -35,7 +35,7 @@ from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
 from spreadedge.cli_ops import finish_restore
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
-from spreadedge.cluster import PG_BINDIR, ClusterError, default_cluster
+from spreadedge.cluster import PG_BINDIR, STOP_PATIENCE, ClusterError, default_cluster
 from spreadedge.ingest import DEFAULT_BATCH_ROWS, KINDS, IngestError
 from spreadedge.masterkey import MasterKeyError
 from spreadedge.ops import OpsError
@@ -258,11 +258,29 @@ def start(settings: Settings) -> None:
 
 
 @db_group.command()
+@click.option(
+    "--immediate",
+    is_flag=True,
+    help="Kill the server's processes without a checkpoint (the next start recovers from the WAL, "
+    "as after a crash): for a server whose fast shutdown a session holds.",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    default=STOP_PATIENCE,
+    show_default=True,
+    help="Seconds to wait for the server to shut down before saying which processes hold it.",
+)
 @click.pass_obj
-def stop(settings: Settings) -> None:
-    """Stop the embedded cluster."""
-    stopped = default_cluster(settings).stop()
-    click.echo("embedded cluster stopped" if stopped else "embedded cluster was not running")
+def stop(settings: Settings, immediate: bool, timeout: int) -> None:
+    """Stop the embedded cluster: a fast shutdown ends every session and writes a checkpoint."""
+    stopped = default_cluster(settings).stop(immediate=immediate, timeout=timeout)
+    if not stopped:
+        click.echo("embedded cluster was not running")
+    elif immediate:
+        click.echo("embedded cluster stopped (immediate shutdown: the next start recovers from the WAL)")
+    else:
+        click.echo("embedded cluster stopped")
 
 
 @db_group.command()

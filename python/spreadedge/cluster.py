@@ -44,6 +44,8 @@ FALLBACK_ROOT = runas.RUN_USER_HOME
 CONFIG_FILE = "spreadedge.conf"
 # after a kill -9 of the postmaster, how long start waits for its backends to exit
 CRASHED_BACKEND_PATIENCE = 30.0
+# how long `db stop` waits for the server to shut down (seconds), unless told otherwise
+STOP_PATIENCE = 60
 
 
 class ClusterError(Exception):
@@ -115,6 +117,7 @@ class Cluster:
     def start(self) -> bool:
         """Initialize if needed and start the server; True when it was started now."""
         with self._lock():
+            self._check_modes()
             status = self.status()
             if status.running:
                 self.check_port(status)
@@ -126,7 +129,9 @@ class Cluster:
                     self._finish_start()
                 return False
             self._check_port_free()
+            self._check_owner()
             self.init()
+            self._check_version()
             self._check_paths()
             self._wait_for_crashed_backends()
             # why again: an init interrupted after initdb left postgresql.conf without the include,
@@ -176,21 +181,59 @@ class Cluster:
         """Where this cluster's files live when the server's user cannot reach the home."""
         return self._fallback_base()
 
-    def stop(self) -> bool:
-        """Stop the server (fast shutdown); True when it was running."""
+    def stop(self, *, immediate: bool = False, timeout: int = STOP_PATIENCE) -> bool:
+        """Stop the server; True when it was running.
+
+        A fast shutdown ends every session, then writes a checkpoint. A session that does not end
+        (its backend frozen, or stuck in the kernel) holds it: after ``timeout`` seconds,
+        ClusterError naming the processes left, while the shutdown goes on. ``immediate`` kills
+        the server's processes without a checkpoint; the next start recovers from the WAL, as
+        after a crash.
+        """
         # why before the lock: taking it creates the home and its cluster.lock, so `db stop` in
         # the wrong directory would leave a .spreadedge/ behind where no cluster ever was
         if not (self.data_dir.exists() or self.data_dir.is_symlink()):
             return False
         with self._lock():
-            if not self.status().running:
+            status = self.status()
+            if not status.running:
                 return False
+            mode = "immediate" if immediate else "fast"
+            # why no wait in pg_ctl: after its -t it said only "server does not shut down", in
+            # the operator's locale, and not which session held the shutdown or what to do
             self._run(
                 PG_BINDIR / "pg_ctl",
-                *("stop", "-m", "fast", "-w", "-t", "60", "-D", str(self.data_dir.resolve())),
+                *("stop", "-m", mode, "-W", "-D", str(self.data_dir.resolve())),
                 action="pg_ctl stop",
             )
+            give_up_at = time.monotonic() + timeout
+            while self.status().running:
+                if time.monotonic() > give_up_at:
+                    raise ClusterError(self._shutdown_stuck(status.pid, mode, timeout))
+                time.sleep(0.05)
             return True
+
+    def _shutdown_stuck(self, postmaster: int | None, mode: str, timeout: int) -> str:
+        """Why a shutdown has not finished after ``timeout`` s, and what to do."""
+        # the checkpointer waits for the others, to write the shutdown checkpoint
+        holding = [
+            f"{pid} ({title})"
+            for pid in sorted(self.server_processes())
+            if pid != postmaster and (title := _process_title(pid)) != "checkpointer"
+        ]
+        waiting = ", ".join(holding[:5]) + (f" and {len(holding) - 5} more" if len(holding) > 5 else "")
+        if mode == "immediate":
+            hint = f"end them with `kill -KILL {postmaster}` and the pids above"
+        else:
+            hint = (
+                "it goes on in the background; run `spreadedge db stop` again to wait longer, or stop "
+                "it now with `spreadedge db stop --immediate` (sessions are killed without a checkpoint, "
+                "and the next start recovers from the WAL, as after a crash)"
+            )
+        return (
+            f"the embedded cluster (pid {postmaster}) did not shut down within {timeout} s "
+            f"({mode} shutdown), still running: {waiting or 'the postmaster'}; {hint}"
+        )
 
     def status(self) -> ClusterStatus:
         """Whether the cluster exists and runs, and where."""
@@ -235,7 +278,9 @@ class Cluster:
             self._refuse_foreign()
             found = any(path.exists() or path.is_symlink() for path in (self.data_dir, self.socket_dir))
             if found:
-                self.stop()
+                # why immediate: its data is deleted next, so a session that holds a fast
+                # shutdown (a frozen backend) must not make destroy fail after a minute
+                self.stop(immediate=True)
                 # the data directory last: while it is there, a destroy cut short can be run again
                 for path in (self.password_file, self.log_file, self.socket_dir, self.data_dir):
                     if path.is_symlink():
@@ -266,10 +311,7 @@ class Cluster:
     def _prepare_dirs(self) -> None:
         """Create the data and socket directories and the log, owned by whoever runs the server."""
         self.home.mkdir(parents=True, exist_ok=True)
-        try:
-            runas.ensure_user()
-        except subprocess.CalledProcessError as exc:
-            raise ClusterError(f"cannot create the system user {runas.RUN_USER}: {exc.stderr}") from None
+        self._ensure_run_user()
         base = self.home
         unusable = _unusable_path(self.home, self.port)
         if unusable is not None and not runas.is_root():
@@ -340,6 +382,88 @@ class Cluster:
                     "the postmaster is gone: wait, or end them, then start again"
                 )
             time.sleep(0.05)
+
+    def _check_owner(self) -> None:
+        """Refuse (ClusterError) a data directory that does not belong to the user its server
+        runs as (runas.RUN_USER for root, else us): PostgreSQL cannot open it."""
+        if not (self.data_dir.exists() or self.data_dir.is_symlink()):
+            return
+        data_dir = self.data_dir.resolve()
+        self._ensure_run_user()  # a deleted system user is created again, as on the first run
+        server = _server_uid()
+        try:
+            owner = data_dir.stat().st_uid
+        except OSError:
+            return  # a dangling fallback link: init creates it again
+        if server is None or owner == server:
+            return
+        paths = " ".join(str(path.resolve()) for path in (self.data_dir, self.socket_dir, self.log_file))
+        if runas.is_root():
+            fix = f"give its files to that user with `chown -R {runas.RUN_USER}: {paths}`, then start again"
+        else:
+            fix = (
+                "run spreadedge as the data directory's owner (or as root, when root made the "
+                f"cluster: its server then runs as {runas.RUN_USER})"
+            )
+        raise ClusterError(
+            f"the embedded cluster's data directory {data_dir} belongs to {_user_name(owner)}, but its "
+            f"server runs as {_user_name(server)}, so it cannot start (a .spreadedge/ restored from "
+            f"another machine, or the system user re-created?): {fix}"
+        )
+
+    def _check_version(self) -> None:
+        """Refuse (ClusterError) a data directory made by another PostgreSQL major version."""
+        made_by = (self.data_dir / "PG_VERSION").read_text().strip()
+        runs = _server_major()
+        if made_by == runs:
+            return
+        if made_by.isdigit() and int(made_by) < int(runs):
+            way_out = (
+                f"upgrade it with PostgreSQL {runs}'s pg_upgrade (which needs PostgreSQL {made_by}'s "
+                "binaries)"
+            )
+        else:
+            way_out = (
+                f"no cluster moves to an older PostgreSQL: run it with PostgreSQL {made_by} and copy its "
+                f"data out with pg_dump into a new cluster"
+            )
+        raise ClusterError(
+            f"the embedded cluster in {self.home} was made by PostgreSQL {made_by}, and spreadedge runs "
+            f"PostgreSQL {runs} ({PG_BINDIR}), which cannot start it: {way_out}; or set SPREADEDGE_HOME to "
+            "another directory for a new cluster (`spreadedge db destroy` deletes this one with its data)"
+        )
+
+    def _check_modes(self) -> None:
+        """Refuse (ClusterError) a data directory others may open (PostgreSQL refuses to start it,
+        and anyone could have changed its configuration) and a password file others may read."""
+        problems = []
+        data_dir = self.data_dir.resolve()
+        with contextlib.suppress(OSError):
+            mode = data_dir.stat().st_mode & 0o777
+            if mode & 0o027:
+                problems.append(
+                    f"its data directory {data_dir} has mode {mode:04o}, and PostgreSQL starts only a "
+                    "data directory others may not open (0700, or 0750); check its configuration files, "
+                    f"which anyone could change, and run `chmod -R go-rwx {data_dir}`"
+                )
+        with contextlib.suppress(OSError):
+            mode = self.password_file.stat().st_mode & 0o777
+            if mode & 0o077:
+                problems.append(
+                    f"{self.password_file} has mode {mode:04o}, so other users may have read the "
+                    "superuser's password: delete it, and the next `spreadedge db start` gives the "
+                    "superuser a new one"
+                )
+        if problems:
+            raise ClusterError(
+                f"the embedded cluster in {self.home} is open to other users: " + "; ".join(problems)
+            )
+
+    def _ensure_run_user(self) -> None:
+        try:
+            runas.ensure_user()
+        except subprocess.CalledProcessError as exc:
+            raise ClusterError(f"cannot create the system user {runas.RUN_USER}: {exc.stderr}") from None
 
     def _check_socket(self, port: int) -> None:
         """Refuse (ClusterError) a running server whose socket is gone: every command connects
@@ -539,21 +663,39 @@ class Cluster:
             finally:
                 self._lock_depth -= 1
             return
-        try:
-            self.home.mkdir(parents=True, exist_ok=True)
-            handle = self._lock_path.open("a")
-        except OSError as exc:
-            raise ClusterError(
-                f"cannot use {self.home} as the embedded cluster's home: {exc.strerror} ({exc.filename}); "
-                "choose another directory with SPREADEDGE_HOME=<dir>"
-            ) from None
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with self._locked_file():
             self._lock_depth = 1
             try:
                 yield
             finally:
                 self._lock_depth = 0
+
+    @contextlib.contextmanager
+    def _locked_file(self) -> Iterator[None]:
+        """Hold an exclusive flock on the home's cluster.lock, the file that is there now."""
+        while True:
+            try:
+                self.home.mkdir(parents=True, exist_ok=True)
+                handle = self._lock_path.open("a")
+            except OSError as exc:
+                raise ClusterError(
+                    f"cannot use {self.home} as the embedded cluster's home: {exc.strerror} "
+                    f"({exc.filename}); choose another directory with SPREADEDGE_HOME=<dir>"
+                ) from None
+            with handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                # why: a destroy deletes cluster.lock while it holds it; whoever waited on that
+                # file held a lock no one else takes, and ran alongside the next command (two
+                # initdb's in one directory), which locked the new cluster.lock
+                try:
+                    current = self._lock_path.stat()
+                except FileNotFoundError:
+                    continue
+                held = os.fstat(handle.fileno())
+                if (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
+                    continue
+                yield
+                return
 
     @property
     def _lock_path(self) -> Path:
@@ -579,6 +721,33 @@ def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
         return owner is not None and owner == _server_uid()
     except OSError:
         return False
+
+
+def _process_title(pid: int) -> str:
+    """A server process's title ("checkpointer", "spreadedge spreadedge [local] idle"); "" when gone."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+    return title.strip().removeprefix("postgres: ")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}, which no user has"
+
+
+def _server_major() -> str:
+    """The major version of the PostgreSQL in PG_BINDIR ("15")."""
+    result = subprocess.run(
+        [str(PG_BINDIR / "pg_ctl"), "--version"], capture_output=True, text=True, check=False
+    )
+    found = re.search(r"\) ([0-9]+)", result.stdout)
+    if result.returncode != 0 or found is None:
+        raise ClusterError(f"cannot tell the version of PostgreSQL in {PG_BINDIR}: {result.stderr.strip()}")
+    return found.group(1)
 
 
 def _owner(pid: int) -> int | None:
