@@ -1,7 +1,9 @@
 """``spreadedge migrate``: render and apply migrations/, then re-apply functions/.
 
 Migrations are Jinja templates (``migrations/NNNN_description.sql.j2``) rendered with the
-``[render]`` settings and applied by yoyo in file-name order, each in its own transaction.
+``[render]`` settings and applied by yoyo in file-name order, each in its own transaction, whose
+every lock waits at most half the deadlock_timeout: a migration that cannot take one in time is
+rolled back and tried again for a while, so that trading never queues behind it (_apply_steps).
 
 Applied migrations are frozen (see ``spreadedge.checksums``): each rendered migration records
 its own sha256 in the transaction that applies it, and before anything is applied every applied
@@ -18,12 +20,15 @@ import io
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.errors
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import read_migrations
 from yoyo.backends import PostgresqlPsycopgBackend
@@ -35,10 +40,13 @@ from spreadedge.checksums import BOOKKEEPING_TABLES, AppliedMigration, RenderedM
 from spreadedge.settings import Settings
 from spreadedge.sqlfiles import (
     MigrationError,
+    Patience,
     Problem,
     apply_functions,
+    bounded_wait,
     check_functions,
     execute_statements,
+    procedure_exists,
     refuse_problems,
     render_sql_dir,
     split_statements,
@@ -211,7 +219,7 @@ def migrate(conninfo: str, settings: Settings, echo: Echo = print) -> None:
                 pending = _pending(backend, read_migrations(tmp), applied)
                 for migration in pending:
                     echo(f"applying {migration.id}")
-                    _apply_one(backend, migration)
+                    _apply_one(backend, migration, _LockWatch(conn), echo)
         finally:
             _NOTICES.reset(notices)
         if not pending:
@@ -389,23 +397,17 @@ def _pending(
     return pending
 
 
-def _apply_one(backend: PostgresqlPsycopgBackend, migration: Migration) -> None:
-    """Apply one migration on a connection of its own, then mark it applied in yoyo's tables.
+def _apply_one(
+    backend: PostgresqlPsycopgBackend, migration: Migration, watch: _LockWatch, echo: Echo
+) -> None:
+    """Apply one migration on a connection of its own (_apply_steps), then mark it applied in yoyo's tables.
 
     why not backend.apply_one: it marks the migration on yoyo's own connection after the
     migration's transaction committed, and an error there (that connection lost or ended by the
     server) read as "rolled back, nothing of it is applied" of a migration that was applied.
     """
     backend.ensure_internal_schema_updated()
-    try:
-        # yoyo prints the rows of every statement that returns some (select partman.create_parent).
-        with contextlib.redirect_stdout(io.StringIO()), backend.copy() as migration_backend:
-            migration.process_steps(migration_backend, "apply")
-    except psycopg.Error as exc:
-        raise MigrationError(
-            f"migration {migration.id} failed and was rolled back, nothing of it is applied: "
-            f"{_error_text(exc)}"
-        ) from exc
+    _apply_steps(backend, migration, watch, echo)
     try:
         backend.log_migration(migration, "apply")
         with backend.transaction():
@@ -417,6 +419,117 @@ def _apply_one(backend: PostgresqlPsycopgBackend, migration: Migration) -> None:
             f"migration {migration.id} was applied, but migrate stopped before the next one: "
             f"yoyo could not record it: {_error_text(exc)}; run spreadedge migrate again to go on"
         ) from exc
+
+
+def _apply_steps(
+    backend: PostgresqlPsycopgBackend, migration: Migration, watch: _LockWatch, echo: Echo
+) -> None:
+    """Run the migration with its checksum in one transaction, on a connection of its own whose
+    every lock waits at most half the deadlock_timeout (lock_timeout, sqlfiles.bounded_wait); when a
+    lock is not granted in time (55P03) the migration is rolled back whole and tried again after a
+    pause (sqlfiles.Patience), each try's wait echoed, then MigrationError naming the lock and the
+    sessions holding it, nothing of the migration applied.
+
+    why: a migration altering a table waits for an ACCESS EXCLUSIVE lock, and every later fill,
+    placement and read of the table queues behind that waiting lock; behind a transaction left open
+    on the table (a psql user's BEGIN; SELECT ... FROM trading.orders) migrate waited for as long as
+    it stayed open, and trading stopped meanwhile. Now the writers wait at most that long, as
+    behind functions/ (sqlfiles.apply_functions). A migration's own ``set local lock_timeout`` is
+    its own to choose, and tried again the same way.
+    """
+    patience = Patience()
+    while True:
+        try:
+            # yoyo prints the rows of every statement that returns some (select partman.create_parent).
+            with contextlib.redirect_stdout(io.StringIO()), backend.copy() as migration_backend:
+                connection = migration_backend.connection
+                connection.execute(
+                    "select pg_catalog.set_config('lock_timeout', %s, false)", [bounded_wait(connection)]
+                )
+                with watch.watching(connection.info.backend_pid):
+                    migration.process_steps(migration_backend, "apply")
+            return
+        except psycopg.errors.LockNotAvailable as exc:
+            if patience.exhausted():
+                raise MigrationError(
+                    f"migration {migration.id} was not applied, nothing of it: for {patience.seconds} s it "
+                    f"waited for {watch.waited()} and gave way each time, so that the sessions queued "
+                    f"behind it went on ({exc.diag.message_primary}, SQLSTATE {exc.sqlstate})\n"
+                    "HINT: end or commit the transactions named (select pg_terminate_backend(pid) ends "
+                    "one), then run spreadedge migrate again"
+                ) from exc
+            echo(f"{migration.id}: waiting for {watch.waited()}; attempt {patience.attempt} gave way")
+            patience.pause()
+        except psycopg.Error as exc:
+            raise MigrationError(
+                f"migration {migration.id} failed and was rolled back, nothing of it is applied: "
+                f"{_error_text(exc)}"
+            ) from exc
+
+
+class _LockWatch:
+    """The lock a migration's connection waits for and the sessions it waits for, looked up from
+    migrate's own connection every _WATCH_INTERVAL seconds while the migration runs (a lock_timeout
+    error says neither); the last one seen is kept for the migration's next tries. One per migration."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        # why each holder named as health names it, when the database has internal.session_line
+        # (functions/59): the operator finds the psql user; a database migrated before it did not
+        # have it yet, and the pids alone are named
+        line = (
+            sql.SQL("internal.session_line(a)")
+            if procedure_exists(conn, "internal.session_line(pg_catalog.pg_stat_activity)")
+            else sql.SQL("'pid ' || a.pid")
+        )
+        self._query = _WAITING.format(holder=line)
+        self._seen: tuple[str, str | None] | None = None
+
+    @contextlib.contextmanager
+    def watching(self, pid: int) -> Iterator[None]:
+        """Look at backend pid's lock waits until the block ends."""
+        stop = threading.Event()
+
+        def look() -> None:
+            while not stop.wait(_WATCH_INTERVAL):
+                try:
+                    row = self._conn.execute(self._query, [pid]).fetchone()
+                except psycopg.Error:
+                    return  # migrate's own connection failed: its next step says so
+                if row is not None:
+                    self._seen = (row[0], row[1])
+
+        looker = threading.Thread(target=look, name="spreadedge migrate lock watch", daemon=True)
+        looker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            looker.join(_WATCH_INTERVAL + 30)
+
+    def waited(self) -> str:
+        """The lock last seen waited for and who holds it: ``a lock on trading.orders held by pid ...``."""
+        if self._seen is None:
+            return "a lock that other sessions hold"
+        lock, holders = self._seen
+        return f"{lock} held by {holders or 'sessions that have ended since'}"
+
+
+# How often _LockWatch looks: a wait lasts half the deadlock_timeout (0.5 s by default).
+_WATCH_INTERVAL = 0.05
+# The lock a backend waits for (a relation's, named; a row's, which is a wait for the transaction
+# holding it) and the sessions it waits for, oldest transaction first ({holder} names one).
+_WAITING = sql.SQL(
+    "select case when c.oid is not null"
+    " then 'a lock on ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+    " when l.locktype = 'transactionid' then 'a row lock' else 'a lock (' || l.locktype || ')' end,"
+    " (select pg_catalog.string_agg({holder}, ', ' order by a.xact_start nulls last, a.pid)"
+    "  from pg_catalog.pg_stat_activity a where a.pid = any (pg_catalog.pg_blocking_pids(l.pid)))"
+    " from pg_catalog.pg_locks l"
+    " left join pg_catalog.pg_class c on c.oid = l.relation"
+    " left join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+    " where l.pid = %s and not l.granted"
+)
 
 
 def _error_text(exc: psycopg.Error) -> str:

@@ -337,7 +337,7 @@ def apply_functions(
         # applications' reads stopped. Bounded as the trigger tables' lock, migrate gives up, the
         # readers go on and migrate tries again (set before the short deadlock_timeout below, of
         # which it would otherwise take half)
-        conn.execute("select pg_catalog.set_config('lock_timeout', %s, true)", [_bounded_wait(conn)])
+        conn.execute("select pg_catalog.set_config('lock_timeout', %s, true)", [bounded_wait(conn)])
         if yielding:
             conn.execute(
                 "select pg_catalog.set_config('deadlock_timeout', %s, true)", [_YIELDING_DEADLOCK_TIMEOUT]
@@ -354,34 +354,53 @@ def apply_functions(
                 raise
             raise _Deadlocked(str(exc)) from None
 
-    deadline = time.monotonic() + _LOCK_PATIENCE
+    patience = Patience()
     for step in (claim_partitions, reapply):
-        attempt = 0
         while True:
-            attempt += 1
             try:
                 with conn.transaction():
                     step()
                 break
             except (_TablesBusy, _Deadlocked) as exc:
-                if time.monotonic() >= deadline and isinstance(exc, _Deadlocked):
+                if patience.exhausted() and isinstance(exc, _Deadlocked):
                     raise MigrationError(
-                        f"functions/ was not re-applied: for {_LOCK_PATIENCE} s it kept yielding in "
+                        f"functions/ was not re-applied: for {patience.seconds} s it kept yielding in "
                         f"deadlocks with sessions that read its views, the last one at {exc}; "
                         "run spreadedge migrate again when fewer sessions read them"
                     ) from None
-                if time.monotonic() >= deadline:
+                if patience.exhausted():
                     raise MigrationError(
                         f"functions/ was not re-applied: the tables and views it locks stayed in use for "
-                        f"{_LOCK_PATIENCE} s ({exc}); a long transaction holds one of them "
+                        f"{patience.seconds} s ({exc}); a long transaction holds one of them "
                         "(pg_stat_activity shows it): end it and run spreadedge migrate again"
                     ) from None
-                time.sleep(min(0.1 * attempt, 1.0))
+                patience.pause()
     return len(files)
 
 
-# How long apply_functions keeps trying to lock what it must lock (_lock_bounded).
+# How long migrate keeps trying to take the locks a migration (see migrate._apply_steps) or
+# functions/ (apply_functions) waits for, each, before it gives up: Patience's seconds.
 _LOCK_PATIENCE = 60
+
+
+class Patience:
+    """The tries of a step of migrate that gives way to other sessions' locks (lock_timeout): after
+    each failed try a pause 0.1 s longer than the last (at most 1 s), until _LOCK_PATIENCE seconds
+    have passed since the first; ``attempt`` is the number of the try that just failed."""
+
+    def __init__(self) -> None:
+        self.seconds = _LOCK_PATIENCE
+        self.attempt = 1
+        self._deadline = time.monotonic() + self.seconds
+
+    def exhausted(self) -> bool:
+        """Whether the step has had its time: the try that just failed was the last."""
+        return time.monotonic() >= self._deadline
+
+    def pause(self) -> None:
+        """Wait before the next try (the longer, the more tries failed), and count it."""
+        time.sleep(min(0.1 * self.attempt, 1.0))
+        self.attempt += 1
 
 
 class _TablesBusy(Exception):
@@ -464,7 +483,7 @@ def _lock_bounded(conn: psycopg.Connection[Any], relations: list[tuple[str, str]
     check runs, migrate is the one that yields: the writers go on and migrate tries again.
     """
     (previous,) = conn.execute("select pg_catalog.current_setting('statement_timeout')").fetchone() or ("0",)
-    conn.execute("select pg_catalog.set_config('statement_timeout', %s, true)", [_bounded_wait(conn)])
+    conn.execute("select pg_catalog.set_config('statement_timeout', %s, true)", [bounded_wait(conn)])
     names = sql.SQL(", ").join(sql.Identifier(*name) for name in relations)
     try:
         conn.execute(sql.SQL("lock table {} in {} mode").format(names, sql.SQL(mode)))
@@ -473,9 +492,10 @@ def _lock_bounded(conn: psycopg.Connection[Any], relations: list[tuple[str, str]
     conn.execute("select pg_catalog.set_config('statement_timeout', %s, true)", [previous])
 
 
-def _bounded_wait(conn: psycopg.Connection[Any]) -> str:
-    """How long functions/ waits for a lock before it gives up and tries again: half the
-    deadlock_timeout, in milliseconds (as statement_timeout and lock_timeout take them)."""
+def bounded_wait(conn: psycopg.Connection[Any]) -> str:
+    """How long migrate waits for a lock (a migration's, functions/'s) before it gives up and tries
+    again: half the deadlock_timeout, in milliseconds (as statement_timeout and lock_timeout take
+    them), so that a writer queued behind its waiting lock waits no longer."""
     row = conn.execute(
         "select greatest(1, (extract(epoch from pg_catalog.current_setting('deadlock_timeout')::interval)"
         " * 500)::integer)::text"
