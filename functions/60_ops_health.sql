@@ -5,8 +5,9 @@
 -- ops.health_report: everything an operator's `spreadedge health` checks, as one JSON document:
 -- the checks above plus partitions registered with pg_partman, pg_cron jobs succeeding, the age of
 -- the last successful backup, replication (lag, a standby's WAL receiver), the WAL replication
--- slots hold back, the synchronous standbys commits wait for, long-running transactions and disk
--- usage.
+-- slots hold back, the synchronous standbys commits wait for, long-running transactions, disk
+-- usage, sessions blocking others and WAL archiving (internal.health_wal_archiving, in
+-- 59_ops_wal_archiving.sql).
 -- Each check is one internal.health_* function returning (ok, detail), shared by both.
 
 create or replace function internal.health_migrations(p_expected text[])
@@ -571,16 +572,18 @@ $$;
 comment on function ops.health(text[]) is
     'Health checks (migrations current against the given ids, partitions created ahead by UTC days and months whatever the session TimeZone, default partitions empty, the database takes writes): one row per check.';
 
--- max_retained_wal came after the other arguments: a call in named notation is unchanged, and the
--- old signature is dropped, or a call giving none of them would be ambiguous
+-- max_retained_wal, then max_archive_wait, came after the other arguments: a call in named notation
+-- is unchanged, and the old signatures are dropped, or a call giving none of them would be ambiguous
 drop function if exists ops.health_report(text[], interval, interval, interval, numeric, numeric);
+drop function if exists ops.health_report(text[], interval, interval, interval, numeric, numeric, bigint);
 create or replace function ops.health_report(expected_migrations text[] default null,
                                              max_backup_age interval default '26 hours',
                                              max_replication_lag interval default '5 minutes',
                                              max_transaction_age interval default '15 minutes',
                                              disk_used_fraction numeric default null,
                                              max_disk_used_fraction numeric default 0.9,
-                                             max_retained_wal bigint default pg_catalog.pg_size_bytes('1 GB'))
+                                             max_retained_wal bigint default pg_catalog.pg_size_bytes('1 GB'),
+                                             max_archive_wait interval default '10 minutes')
     returns jsonb
     stable
     -- why UTC: the limits are subtracted from now(), and a '1 day' subtracted in the session's
@@ -620,6 +623,11 @@ as $$
         -- 10 s, partition maintenance and migrate in half a deadlock_timeout): a longer wait is a
         -- session holding its locks and not moving (a transaction left open in psql)
         union all select 13, 'blocking_sessions', c.ok, c.detail from internal.health_blocking_sessions(interval '10 seconds') c
+        -- why: when archive_command fails (or hangs), pg_wal keeps every segment until its disk is
+        -- full and the server stops, and no backup can be restored past the last segment archived;
+        -- every other check stayed ok, last_backup too until the next backup failed
+        union all select 14, 'wal_archiving', c.ok, c.detail
+                  from internal.health_wal_archiving(internal.check_age(max_archive_wait, 'max_archive_wait', 'Give an age such as 10 minutes.')) c
     )
     select jsonb_build_object(
         'healthy', bool_and(c.ok),
@@ -629,8 +637,8 @@ as $$
         'checks', jsonb_agg(jsonb_build_object('name', c.name, 'ok', c.ok, 'detail', c.detail) order by c.position))
     from checks c;
 $$;
-comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric, bigint) is
-    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), replication slots (WAL held back within max_retained_wal bytes, none lost; inactive ones named), synchronous standbys (as many streaming as synchronous_standby_names requires, else commits wait: those waiting counted), long transactions, disk usage, sessions blocking others (no lock waited for longer than 10 s, else who holds it); healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). An age limit that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09; so does a max_retained_wal that is null or not positive.';
+comment on function ops.health_report(text[], interval, interval, interval, numeric, numeric, bigint, interval) is
+    'Operator health as JSON: migrations, partitions registered/ahead/defaults empty, the database takes writes, pg_cron jobs, last backup age, replication (lag; a standby''s WAL receiver streaming), replication slots (WAL held back within max_retained_wal bytes, none lost; inactive ones named), synchronous standbys (as many streaming as synchronous_standby_names requires, else commits wait: those waiting counted), long transactions, disk usage, sessions blocking others (no lock waited for longer than 10 s, else who holds it), WAL archiving (with archive_mode on, the archiver''s last attempt did not fail and no WAL file waited to be archived longer than max_archive_wait, else the failed WAL file, the last archived one and what waits are named); healthy when every check is ok. Limits in days count on UTC''s clock (a day is 24 hours whatever the session TimeZone). An age limit (max_backup_age, max_replication_lag, max_transaction_age, max_archive_wait) that is null, not a positive interval, has a negative part or reaches before 4713 BC raises 22S09; so does a max_retained_wal that is null or not positive.';
 
 create or replace function ops.health()
     returns jsonb

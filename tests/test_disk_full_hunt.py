@@ -219,6 +219,7 @@ def _disk_check(url: str) -> dict[str, object]:
             max_retained_wal=1024**3,
             max_transaction_age=timedelta(minutes=15),
             max_disk_used_fraction=Decimal("0.9"),
+            max_archive_wait=timedelta(minutes=10),
         )
     [check] = [c for c in document["checks"] if c["name"] == "disk_usage"]
     return check

@@ -44,6 +44,7 @@ def test_health_after_a_successful_backup_is_healthy_json_with_every_check(db, d
         "long_transactions",
         "disk_usage",
         "blocking_sessions",
+        "wal_archiving",
     ]
 
 

@@ -391,7 +391,15 @@ def _physical(kind: str) -> Callable[[Settings], None]:
         repo = pgbackrest.repository(settings)
         with catalog.recorded_run(lambda: _connect(settings, "backup"), kind, repo.compress_type()) as result:
             with click.progressbar(length=100, label=f"backup {kind}") as bar:
-                taken = pgbackrest.backup(repo, kind, lambda done: bar.update(max(0, int(done) - bar.pos)))
+                try:
+                    taken = pgbackrest.backup(
+                        repo, kind, lambda done: bar.update(max(0, int(done) - bar.pos))
+                    )
+                except OpsError as exc:
+                    # why: with WAL archiving failing pgBackRest said only that a segment "was not
+                    # archived before the 120000ms timeout", or that an info file could not be
+                    # loaded, and nothing said that archiving had been failing meanwhile
+                    raise OpsError(f"{exc}{_archiving_failure(settings)}") from exc
                 bar.update(100 - bar.pos)
             result.label, result.size_bytes, result.repo_size_bytes = (
                 taken.label,
@@ -417,6 +425,34 @@ def _physical(kind: str) -> Callable[[Settings], None]:
         " one when the repository has no full backup to build on).",
     }[kind]
     return command
+
+
+def _archiving_failure(settings: Settings) -> str:
+    """What a failed backup's error adds when the server's WAL archiving fails too (health's
+    wal_archiving check, a WAL file waiting no longer than a backup waits for its WAL), else "";
+    "" as well when the server cannot be asked."""
+    try:
+        with _connect(settings, "backup") as conn:
+            ok, detail = health.wal_archiving(conn, pgbackrest.ARCHIVE_TIMEOUT)
+    except psycopg.Error:
+        return ""
+    if ok:
+        return ""
+    return (
+        f"\nno backup can succeed while WAL archiving fails (pgBackRest waits for the backup's WAL to reach"
+        f" the repository): {detail}\nfix WAL archiving (spreadedge health: wal_archiving), then take the"
+        " backup again"
+    )
+
+
+def _archiving_line(settings: Settings) -> str:
+    """`backup list`'s line of the server's WAL archiving (health's wal_archiving check)."""
+    try:
+        with _connect(settings, "backup") as conn:
+            ok, detail = health.wal_archiving(conn, pgbackrest.ARCHIVE_TIMEOUT)
+    except psycopg.Error as exc:
+        return f"WAL archiving not known: {exc.diag.message_primary or exc}"
+    return f"WAL archiving {'ok' if ok else 'FAILING'}: {detail}"
 
 
 def _mark_expired(settings: Settings, repo: pgbackrest.Repository) -> None:
@@ -481,10 +517,16 @@ def backup_logical(settings: Settings, mode: str, out_dir: Path | None, compress
 @backup_group.command(name="list")
 @click.pass_obj
 def backup_list(settings: Settings) -> None:
-    """The repository's backups (pgBackRest info) and the runs of ops.backup_runs."""
+    """The repository's backups (pgBackRest info), whether the server's WAL archiving reaches it
+    (health's wal_archiving) and the runs of ops.backup_runs."""
     repo = pgbackrest.repository(settings)
     if repo.configured:
-        backups = pgbackrest.info(repo)
+        try:
+            backups = pgbackrest.info(repo)
+        except OpsError:
+            # why: a repository that cannot be read is one WAL archiving cannot reach either
+            click.echo(_archiving_line(settings))
+            raise
         click.echo(f"pgBackRest stanza {repo.settings.stanza} ({repo.repo_path}):")
         click.echo(
             textable.render(
@@ -509,6 +551,7 @@ def backup_list(settings: Settings) -> None:
         )
     else:
         click.echo("pgBackRest is not configured (spreadedge backup init)")
+    click.echo(_archiving_line(settings))
     with _connect(settings) as conn:
         runs = catalog.runs(conn)
     click.echo("runs (ops.backup_runs):")
@@ -539,7 +582,7 @@ def backup_list(settings: Settings) -> None:
                     _size(r[7]),
                     _size(r[8]),
                     _when(r[10]),
-                    (r[9] or "").splitlines()[0] if r[9] else "",
+                    _first_reason(r[9]),
                 ]
                 for r in runs
             ],
@@ -548,6 +591,18 @@ def backup_list(settings: Settings) -> None:
         if runs
         else "  none"
     )
+
+
+def _first_reason(detail: str | None) -> str:
+    """A run's detail on one line: its first line, with the next when the first only introduces it.
+
+    why: a pgBackRest failure's first line is "pgBackRest backup failed:", and list showed that alone
+    for every failed run, never why it failed
+    """
+    lines = (detail or "").splitlines()
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0] if lines else ""
 
 
 @backup_group.command(name="verify")
@@ -922,6 +977,14 @@ def _health_limit(parse: Callable[[str], Any]) -> Callable[[click.Context, click
     type=click.FloatRange(0.01, 1.0),
     help="Largest used share of the file systems of the data directory, pg_wal and tablespaces.",
 )
+@click.option(
+    "--max-archive-wait",
+    default="10m",
+    show_default=True,
+    metavar="AGE",
+    callback=_health_limit(_age_option),
+    help="No WAL file may wait longer to be archived (pg_wal keeps it until archiving succeeds): 5m, 1h...",
+)
 @click.pass_obj
 def health_command(
     settings: Settings,
@@ -931,6 +994,7 @@ def health_command(
     max_retained_wal: int,
     max_transaction_age: timedelta,
     max_disk_used: float,
+    max_archive_wait: timedelta,
 ) -> None:
     """Check the database (ops.health_report); exit status 1 when any check fails, 2 for an
     option it cannot read."""
@@ -952,6 +1016,7 @@ def health_command(
             max_retained_wal=max_retained_wal,
             max_transaction_age=max_transaction_age,
             max_disk_used_fraction=Decimal(str(max_disk_used)),
+            max_archive_wait=max_archive_wait,
         )
     if as_json:
         click.echo(json.dumps(document, indent=2))

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from spreadedge.sqlcall import select_value
+from spreadedge.sqlcall import select_rows, select_value
 
 # where the server writes: its data directory, the WAL under it (pg_wal, often a link to a disk of
 # its own) and the locations of its tablespaces
@@ -71,6 +71,7 @@ def report(
     max_retained_wal: int,
     max_transaction_age: timedelta,
     max_disk_used_fraction: Decimal,
+    max_archive_wait: timedelta,
 ) -> dict[str, Any]:
     """The health document (``healthy``, ``checks``, …) as a dict."""
     arguments = {
@@ -81,7 +82,19 @@ def report(
         "max_transaction_age": max_transaction_age,
         "disk_used_fraction": disk_used_fraction(conn),
         "max_disk_used_fraction": max_disk_used_fraction,
+        "max_archive_wait": max_archive_wait,
     }
     row = conn.execute(select_value("ops.health_report", arguments), arguments).fetchone()
     assert row is not None
     return dict(row[0])
+
+
+WAL_ARCHIVING = select_rows("internal.health_wal_archiving", ["p_max_wait"])
+
+
+def wal_archiving(conn: psycopg.Connection[Any], max_wait: timedelta) -> tuple[bool, str]:
+    """Health's wal_archiving check (ok, detail): the archiver's last attempt did not fail and no
+    WAL file has waited to be archived longer than ``max_wait``."""
+    row = conn.execute(WAL_ARCHIVING, {"p_max_wait": max_wait}).fetchone()
+    assert row is not None
+    return bool(row[0]), str(row[1])

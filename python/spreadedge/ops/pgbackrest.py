@@ -57,6 +57,8 @@ LOCKED = (
     "another pgBackRest command (a backup or expire) of the stanza is running: run this when it has ended"
 )
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%\)")
+# How long a backup waits for its WAL to reach the repository (pgBackRest's archive-timeout)
+ARCHIVE_TIMEOUT = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -193,13 +195,20 @@ def run(
 
 
 def _failure(action: str, output: str, secret: str | None) -> str:
-    """A short reason from pgBackRest's output: printable, any secret taken out."""
-    errors = [line.strip() for line in output.splitlines() if "ERROR:" in line]
+    """A short reason from pgBackRest's output (its errors with their causes): printable, any
+    secret taken out."""
+    # why the causes: "unable to load info file '...' or '...':" ended the message, the reason
+    # (Permission denied, a missing file) on the lines after it left out
+    errors = _error_lines(output)
+    # the whole output: the cause and pgBackRest's hints follow the ERROR line
+    wrong_passphrase = _CRYPTO_ERRORS.search(_printable(output)) is not None
+    if wrong_passphrase:
+        # below its ERROR lines is what the wrong key decrypted an info file to
+        errors = [line for line in errors if "ERROR:" in line]
     reason = _printable("\n".join(errors or output.strip().splitlines()[-3:]))
     if secret:
         reason = reason.replace(secret, "***")
-    # the whole output: the cause and pgBackRest's hints follow the ERROR line
-    if _CRYPTO_ERRORS.search(_printable(output)):
+    if wrong_passphrase:
         return f"pgBackRest {action} failed: {WRONG_PASSPHRASE}\n{reason}"
     # why: a second backup while one runs failed with only "unable to acquire lock on file ...:
     # Resource temporarily unavailable", which does not say that another command holds it
@@ -207,6 +216,23 @@ def _failure(action: str, output: str, secret: str | None) -> str:
     if "ERROR: [050]:" in output and "is another pgBackRest process running?" in output:
         return f"pgBackRest {action} failed: {LOCKED}\n{reason}"
     return f"pgBackRest {action} failed:\n{reason}"
+
+
+def _error_lines(output: str) -> list[str]:
+    """pgBackRest's ERROR lines, each with the causes indented below it (not its HINT lines, which
+    speak of pgBackRest's options, not of spreadedge's commands)."""
+    lines: list[str] = []
+    in_error = False
+    for line in output.splitlines():
+        if "ERROR:" in line:
+            in_error = True
+            lines.append(line.strip())
+        elif in_error and line[:1].isspace() and line.strip():
+            if not line.strip().startswith("HINT:"):
+                lines.append(line.strip())
+        else:
+            in_error = False
+    return lines
 
 
 def _printable(text: str) -> str:
@@ -281,7 +307,7 @@ def _config_text(repo: Repository, server: Server, secret: str | None) -> str:
         "log-level-console=warn",
         "log-level-file=info",
         "start-fast=y",
-        "archive-timeout=120",
+        f"archive-timeout={int(ARCHIVE_TIMEOUT.total_seconds())}",
     ]
     if secret is not None:
         lines += ["repo1-cipher-type=aes-256-cbc", f"repo1-cipher-pass={secret}"]
@@ -384,7 +410,9 @@ def _check_readable(stanza: dict[str, Any]) -> None:
     if status.get("code", 0) in (0, 2):  # 2: no backup yet
         return
     messages = " ".join(str(repo.get("status", {}).get("message", "")) for repo in stanza.get("repo", []))
-    if "unable to load info file" in messages and stanza.get("cipher", "none") != "none":
+    # why not every info file that does not load: one the server's user may not read (the
+    # repository's permissions changed) was reported as a wrong passphrase
+    if _CRYPTO_ERRORS.search(messages) and stanza.get("cipher", "none") != "none":
         raise OpsError(f"pgBackRest info failed: {WRONG_PASSPHRASE}")
     reason = _printable(messages or status.get("message", ""))
     raise OpsError(f"pgBackRest info failed: stanza {stanza.get('name')}: {reason}")
