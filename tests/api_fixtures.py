@@ -86,6 +86,30 @@ def api_login(url: str, username: str, password: str = PASSWORD) -> httpx.Respon
     )
 
 
+def assert_unavailable(response: httpx.Response, detail: str, sqlstate: str) -> None:
+    """``response`` is the API's 503 problem (application/problem+json, Retry-After 5) saying
+    ``detail``, of SQLSTATE ``sqlstate``."""
+    assert (response.status_code, response.headers["retry-after"]) == (503, "5")
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": detail,
+        "parameter": None,
+        "sqlstate": sqlstate,
+    }
+
+
+@contextlib.contextmanager
+def strategies_locked(url: str) -> Iterator[None]:
+    """trading.strategies locked against readers (as a migration's ALTER TABLE would) until the end."""
+    with psycopg.connect(url) as holder:
+        holder.execute("lock table trading.strategies in access exclusive mode")
+        yield
+        holder.rollback()
+
+
 def seed_history(conn: psycopg.Connection) -> dict[str, int]:
     """The history the read tests check; returns the ids it created, by name."""
     _seed(conn)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -157,16 +158,24 @@ class SmtpReceiver:
     mailbox: _Mailbox
 
 
+@contextmanager
+def smtp_server(handler: Any, **options: Any) -> Iterator[int]:
+    """An aiosmtpd server on 127.0.0.1 at a free port answering with ``handler`` (and aiosmtpd's
+    ``options``); its port. Stopped on the way out."""
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def smtp_receiver() -> Iterator[SmtpReceiver]:
     mailbox = _Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(mailbox) as port:
         yield SmtpReceiver(port, mailbox)
-    finally:
-        controller.stop()
 
 
 # The one login the TLS receiver accepts.
@@ -226,21 +235,14 @@ def smtp_tls_receiver(tmp_path: Path) -> Iterator[SmtpTlsReceiver]:
     context.load_cert_chain(cert_file, key_file)
 
     mailbox = _Mailbox()
-    port = free_port()
-    controller = Controller(
+    with smtp_server(
         mailbox,
-        hostname="127.0.0.1",
-        port=port,
         tls_context=context,
         require_starttls=True,
         auth_required=True,
         authenticator=accepting_login(SMTP_LOGIN),
-    )
-    controller.start()
-    try:
+    ) as port:
         yield SmtpTlsReceiver(port, mailbox, cert_file)
-    finally:
-        controller.stop()
 
 
 def queue(conn: psycopg.Connection, channel: str) -> None:

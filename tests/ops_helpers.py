@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -33,6 +35,23 @@ def backup_ready(cluster: Cluster, settings: Settings, **env: str) -> dict[str, 
     result = cli("backup", "init", "--compress-type", "lz4", env=environment)
     assert result.exit_code == 0, result.output
     return environment
+
+
+@contextmanager
+def backed_up(
+    make_cluster: Callable[..., Cluster], settings: Settings, kind: str, passphrase: str
+) -> Iterator[tuple[Cluster, dict[str, str], Result]]:
+    """A cluster of a test module's own, backup_ready with ``passphrase``, and its first backup
+    (``spreadedge backup KIND``, which succeeded): the cluster, its backup environment and that
+    backup's result. The cluster is stopped on the way out."""
+    cluster = make_cluster()
+    env = backup_ready(cluster, settings, SPREADEDGE_BACKUP_PASSPHRASE=passphrase)
+    first = cli("backup", kind, env=env)
+    assert first.exit_code == 0, first.output
+    try:
+        yield cluster, env, first
+    finally:
+        cluster.stop()
 
 
 def checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -40,6 +41,22 @@ class Standby:
                     return
                 threading.Event().wait(0.05)
         raise AssertionError(f"the standby did not replay up to {lsn}")
+
+
+def named_check(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """The one check ``name`` of an ops.health_report ``report``."""
+    checks = [check for check in report["checks"] if check["name"] == name]
+    assert len(checks) == 1, f"no {name} check in {[check['name'] for check in report['checks']]}"
+    return checks[0]
+
+
+def wait_until_true(conn: psycopg.Connection, query: str) -> None:
+    """Wait (at most 30 s) until ``query`` on ``conn`` answers true."""
+    for _ in range(600):
+        if conn.execute(query).fetchone() == (True,):
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"never true: {query}")
 
 
 def _pg(program: str, *args: str) -> None:

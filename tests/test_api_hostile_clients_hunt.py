@@ -23,7 +23,7 @@ import httpx
 import psycopg
 import pytest
 
-from api_fixtures import api_login, live_server
+from api_fixtures import api_login, live_server, strategies_locked
 from spreadedge.api import database
 from spreadedge.api.server import uvicorn_options
 
@@ -251,15 +251,6 @@ def test_other_clients_are_served_while_slow_clients_hold_connections(api: str) 
 
 # ---------------------------------------------------------------------------------------------
 # clients that disconnect while their statement runs
-
-
-@contextlib.contextmanager
-def strategies_locked(url: str) -> Iterator[None]:
-    """trading.strategies locked against readers (as a migration's ALTER TABLE would) until the end."""
-    with psycopg.connect(url) as holder:
-        holder.execute("lock table trading.strategies in access exclusive mode")
-        yield
-        holder.rollback()
 
 
 def api_backend(url: str, *, waiting_on_lock: bool) -> int:

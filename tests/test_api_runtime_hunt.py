@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from api_fixtures import api_login, live_server
+from api_fixtures import api_login, assert_unavailable, live_server, strategies_locked
 from conftest import free_port
 from spreadedge.api import database
 
@@ -26,15 +25,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 server = live_server
-
-
-@contextlib.contextmanager
-def strategies_locked(url: str) -> Iterator[None]:
-    """trading.strategies locked against readers (as a migration's ALTER TABLE would) until the end."""
-    with psycopg.connect(url) as holder:
-        holder.execute("lock table trading.strategies in access exclusive mode")
-        yield
-        holder.rollback()
 
 
 def orders(url: str, token: str, timeout: float = 30) -> httpx.Response:
@@ -83,17 +73,11 @@ def test_a_request_waiting_on_a_lock_is_a_503_naming_the_statement_timeout(
         started = time.monotonic()
         response = orders(url, alice)
         waited = time.monotonic() - started
-    assert (response.status_code, response.headers["content-type"]) == (503, "application/problem+json")
-    assert response.json() == {
-        "type": "about:blank",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": "the database cancelled the request (canceling statement due to statement timeout): "
-        "retry later",
-        "parameter": None,
-        "sqlstate": "57014",
-    }
-    assert response.headers["retry-after"] == "5"
+    assert_unavailable(
+        response,
+        "the database cancelled the request (canceling statement due to statement timeout): retry later",
+        "57014",
+    )
     assert waited < 5
 
 

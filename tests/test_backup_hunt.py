@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ops_helpers import backup_ready, cli
+from ops_helpers import backed_up, cli
 from spreadedge import runas
 from spreadedge.cluster import Cluster
 from spreadedge.ops import OpsError, catalog
@@ -35,13 +35,9 @@ class Repo:
 
 @pytest.fixture(scope="module")
 def repo(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Repo]:
-    cluster = make_cluster()
-    env = backup_ready(cluster, project_settings, SPREADEDGE_BACKUP_PASSPHRASE=PASSPHRASE)
     # an empty repository: pgBackRest makes a full backup of it
-    first = cli("backup", "incr", env=env)
-    assert first.exit_code == 0, first.output
-    yield Repo(cluster, env, first.output)
-    cluster.stop()
+    with backed_up(make_cluster, project_settings, "incr", PASSPHRASE) as (cluster, env, first):
+        yield Repo(cluster, env, first.output)
 
 
 # bug: a backup asked for as incr that pgBackRest made full was recorded as incr in

@@ -7,15 +7,14 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from conftest import free_port
-from notify_servers import HttpReceiver, SmtpReceiver, _Mailbox, queue
+from notify_servers import HttpReceiver, SmtpReceiver, _Mailbox, queue, smtp_server
 from spreadedge.notify import Worker, configured_channels
 from spreadedge.settings import NotifySettings
 
@@ -42,21 +41,14 @@ def email_worker(url: str, port: int, **settings: Any) -> Worker:
 @pytest.fixture
 def aiosmtpd_receiver() -> Iterator[Callable[..., SmtpReceiver]]:
     """Starts aiosmtpd servers on loopback with the given handler and options; stops them at the end."""
-    controllers: list[Controller] = []
+    with ExitStack() as servers:
 
-    def start(handler: Any, **options: Any) -> SmtpReceiver:
-        port = free_port()
-        # why auth_require_tls off: a loopback host may log in without STARTTLS (settings allow it)
-        controller = Controller(handler, hostname="127.0.0.1", port=port, auth_require_tls=False, **options)
-        controller.start()
-        controllers.append(controller)
-        return SmtpReceiver(port, handler)
+        def start(handler: Any, **options: Any) -> SmtpReceiver:
+            # why auth_require_tls off: a loopback host may log in without STARTTLS (settings allow it)
+            port = servers.enter_context(smtp_server(handler, auth_require_tls=False, **options))
+            return SmtpReceiver(port, handler)
 
-    try:
         yield start
-    finally:
-        for controller in controllers:
-            controller.stop()
 
 
 def refusing_all_but(expected: tuple[str, str]) -> Callable[..., AuthResult]:

@@ -6,11 +6,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from psycopg import sql
 
-from conftest import free_port
-from notify_servers import HttpReceiver
+from notify_servers import HttpReceiver, smtp_server
 from spreadedge.notify import Message, Worker, configured_channels
 from spreadedge.settings import NotifySettings
 from trading_helpers import call
@@ -79,13 +77,8 @@ class _QuitRefused:
 @pytest.fixture
 def quit_refused() -> Iterator[tuple[int, _QuitRefused]]:
     handler = _QuitRefused()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(handler) as port:
         yield port, handler
-    finally:
-        controller.stop()
 
 
 def test_an_email_the_server_took_is_delivered_once_when_its_quit_reply_is_not_221(

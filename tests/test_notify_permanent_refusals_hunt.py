@@ -24,10 +24,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 
-from conftest import free_port
-from notify_servers import HttpReceiver, queue, slack_worker
+from notify_servers import HttpReceiver, queue, slack_worker, smtp_server
 from spreadedge.notify import Worker, configured_channels
 from spreadedge.settings import NotifySettings
 from trading_helpers import call, rows
@@ -78,13 +76,8 @@ class StagedMailbox:
 @pytest.fixture
 def mailbox() -> Iterator[tuple[int, StagedMailbox]]:
     handler = StagedMailbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(handler) as port:
         yield port, handler
-    finally:
-        controller.stop()
 
 
 def email_worker(url: str, port: int, *recipients: str, **settings: Any) -> Worker:

@@ -11,10 +11,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 
-from conftest import free_port
-from notify_servers import queue
+from notify_servers import queue, smtp_server
 from spreadedge.notify import Worker, configured_channels
 from spreadedge.settings import NotifySettings
 from trading_helpers import call
@@ -54,13 +52,8 @@ class ScriptedMailbox:
 @pytest.fixture
 def mailbox() -> Iterator[tuple[int, ScriptedMailbox]]:
     handler = ScriptedMailbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(handler) as port:
         yield port, handler
-    finally:
-        controller.stop()
 
 
 def email_worker(url: str, port: int, *recipients: str, name: str = "w1", **settings: Any) -> Worker:

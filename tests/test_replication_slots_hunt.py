@@ -8,7 +8,6 @@ max_slot_wal_keep_size and pg_switch_wal are the whole cluster's.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +20,7 @@ from conftest import free_port
 from ops_helpers import cli
 from spreadedge.cluster import Cluster
 from spreadedge.settings import Settings
-from standby_helpers import Standby, hot_standby
+from standby_helpers import Standby, hot_standby, named_check, wait_until_true
 
 LOST = "WAL lost, the consumer can no longer catch up (rebuild the standby, or drop the slot): "
 
@@ -46,20 +45,6 @@ def primary(standby: Standby) -> Iterator[psycopg.Connection]:
         conn.execute("drop table if exists public.ballast")
 
 
-def _named(report: dict[str, Any], name: str) -> dict[str, Any]:
-    checks = [check for check in report["checks"] if check["name"] == name]
-    assert len(checks) == 1, f"no {name} check in {[check['name'] for check in report['checks']]}"
-    return checks[0]
-
-
-def _wait_for(conn: psycopg.Connection, query: str) -> None:
-    for _ in range(600):
-        if conn.execute(query).fetchone() == (True,):
-            return
-        threading.Event().wait(0.05)
-    raise AssertionError(f"never true: {query}")
-
-
 def _write_wal(conn: psycopg.Connection, rows: int = 50_000) -> None:
     """About 2 MB of WAL per 50,000 rows, in a table of the primary."""
     conn.execute("create table if not exists public.ballast (n integer)")
@@ -80,7 +65,7 @@ def _slots_check_and_held_back(
         "  from pg_replication_slots s where s.slot_name = %(slot)s)"
     ).format(arguments)
     report, held_back = conn.execute(query, {**limits, "slot": slot}).fetchone()
-    return _named(report, "replication_slots"), held_back
+    return named_check(report, "replication_slots"), held_back
 
 
 @contextmanager
@@ -94,13 +79,15 @@ def _receiver_stopped(standby: Standby) -> Iterator[None]:
         conn.execute(_set("primary_conninfo", f"host=127.0.0.1 port={free_port()}"))
         try:
             conn.execute("select pg_reload_conf()")
-            _wait_for(conn, "select not exists (select from pg_stat_wal_receiver)")
+            wait_until_true(conn, "select not exists (select from pg_stat_wal_receiver)")
             yield
         finally:
             conn.execute(_set("primary_conninfo", conninfo))
             conn.execute("alter system reset wal_retrieve_retry_interval")
             conn.execute("select pg_reload_conf()")
-            _wait_for(conn, "select exists (select from pg_stat_wal_receiver where status = 'streaming')")
+            wait_until_true(
+                conn, "select exists (select from pg_stat_wal_receiver where status = 'streaming')"
+            )
 
 
 def _set(setting: str, value: str) -> sql.Composed:
@@ -113,7 +100,7 @@ def _set(setting: str, value: str) -> sql.Composed:
 def test_replication_slots_of_a_primary_without_any_pass(primary: psycopg.Connection) -> None:
     [report] = primary.execute("select ops.health_report()").fetchone()
 
-    assert _named(report, "replication_slots") == {
+    assert named_check(report, "replication_slots") == {
         "name": "replication_slots",
         "ok": True,
         "detail": "no replication slots",
@@ -159,7 +146,7 @@ def test_a_slot_within_max_slot_wal_keep_size_says_how_much_more_wal_it_may_lose
     primary.execute("alter system set max_slot_wal_keep_size = '256MB'")
     primary.execute("select pg_reload_conf()")
     try:
-        _wait_for(primary, "select current_setting('max_slot_wal_keep_size') = '256MB'")
+        wait_until_true(primary, "select current_setting('max_slot_wal_keep_size') = '256MB'")
         primary.execute(
             "select pg_create_physical_replication_slot('kept_standby', immediately_reserve => true)"
         )
@@ -172,7 +159,7 @@ def test_a_slot_within_max_slot_wal_keep_size_says_how_much_more_wal_it_may_lose
         primary.execute("alter system reset max_slot_wal_keep_size")
         primary.execute("select pg_reload_conf()")
 
-    assert _named(report, "replication_slots") == {
+    assert named_check(report, "replication_slots") == {
         "name": "replication_slots",
         "ok": True,
         "detail": "1 slots (limit 1024 MB); inactive: "
@@ -187,7 +174,7 @@ def test_a_slot_whose_wal_is_lost_fails_though_it_holds_back_nothing(primary: ps
     primary.execute("select pg_reload_conf()")
     try:
         # why: the postmaster signals every process at once, the checkpointer with this backend
-        _wait_for(primary, "select current_setting('max_slot_wal_keep_size') = '1MB'")
+        wait_until_true(primary, "select current_setting('max_slot_wal_keep_size') = '1MB'")
         primary.execute(
             "select pg_create_physical_replication_slot('dropped_behind', immediately_reserve => true)"
         )
@@ -195,7 +182,7 @@ def test_a_slot_whose_wal_is_lost_fails_though_it_holds_back_nothing(primary: ps
             _write_wal(primary, rows=1000)
             primary.execute("select pg_switch_wal()")
         primary.execute("checkpoint")
-        _wait_for(
+        wait_until_true(
             primary, "select wal_status = 'lost' from pg_replication_slots where slot_name = 'dropped_behind'"
         )
 
@@ -204,7 +191,7 @@ def test_a_slot_whose_wal_is_lost_fails_though_it_holds_back_nothing(primary: ps
         primary.execute("alter system reset max_slot_wal_keep_size")
         primary.execute("select pg_reload_conf()")
 
-    assert _named(report, "replication_slots") == {
+    assert named_check(report, "replication_slots") == {
         "name": "replication_slots",
         "ok": False,
         "detail": f"1 slots (limit 1024 MB); {LOST}dropped_behind (physical, inactive)",
@@ -221,10 +208,12 @@ def test_the_slot_of_a_standby_that_stopped_streaming_fails_once_it_holds_back_m
         conn.execute(_set("primary_slot_name", "standby_slot"))
         conn.execute("select pg_reload_conf()")
     try:
-        _wait_for(primary, "select active from pg_replication_slots where slot_name = 'standby_slot'")
+        wait_until_true(primary, "select active from pg_replication_slots where slot_name = 'standby_slot'")
         streaming, _ = _slots_check_and_held_back(primary, "standby_slot")
         with _receiver_stopped(standby):
-            _wait_for(primary, "select not active from pg_replication_slots where slot_name = 'standby_slot'")
+            wait_until_true(
+                primary, "select not active from pg_replication_slots where slot_name = 'standby_slot'"
+            )
             _write_wal(primary)
             stopped, held_back = _slots_check_and_held_back(
                 primary, "standby_slot", max_retained_wal=1024 * 1024
@@ -234,10 +223,12 @@ def test_the_slot_of_a_standby_that_stopped_streaming_fails_once_it_holds_back_m
         with psycopg.connect(standby.url, autocommit=True) as conn:
             conn.execute("alter system reset primary_slot_name")
             conn.execute("select pg_reload_conf()")
-        _wait_for(primary, "select not active from pg_replication_slots where slot_name = 'standby_slot'")
+        wait_until_true(
+            primary, "select not active from pg_replication_slots where slot_name = 'standby_slot'"
+        )
 
     assert streaming == {"name": "replication_slots", "ok": True, "detail": "1 slots (limit 1024 MB)"}
-    assert _named(report, "replication") == {"name": "replication", "ok": True, "detail": "no replicas"}
+    assert named_check(report, "replication") == {"name": "replication", "ok": True, "detail": "no replicas"}
     assert stopped == {
         "name": "replication_slots",
         "ok": False,

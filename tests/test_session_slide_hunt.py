@@ -22,10 +22,9 @@ import pytest
 
 from auth_helpers import age_session, login, make_user
 from db_fixtures import _seed
-from frozen_helpers import seeded_cluster
 from spreadedge.cluster import Cluster
 from spreadedge.settings import Settings
-from test_sync_replication_hunt import CAP, _in_thread, _wait_for, _waiting_pid
+from syncrep_helpers import CAP, in_thread, stalled_cluster, waiting_pid
 from trading_helpers import call, rows, waits_for_a_lock
 
 # why: a request that waits for another's slide fails at once (55P03) instead of after the bound
@@ -187,53 +186,17 @@ def test_a_transaction_that_slid_its_session_changes_the_policy_while_another_re
 # --- a slide whose commit waits for a synchronous standby gone -----------------------------------
 
 
+def _seed_with_cheap_logins(conn: psycopg.Connection) -> None:
+    _seed(conn)
+    conn.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
+
+
 @pytest.fixture(scope="module")
 def stalled(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Cluster]:
     """A migrated, seeded cluster of this module's own whose writes' commits wait for a standby
     that never comes (synchronous_standby_names 'nobody'); stopped at the end of the module."""
-
-    def seed(conn: psycopg.Connection) -> None:
-        _seed(conn)
-        conn.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
-        conn.execute("alter system set synchronous_standby_names = 'nobody'")
-        conn.execute("select pg_reload_conf()")
-
-    cluster = seeded_cluster(make_cluster, project_settings, seed)
-
-    def commits_wait() -> bool:
-        # why a probe: the backends learn that standbys are asked for a moment after the reload; a
-        # probe commit that waits is cancelled (it is committed)
-        with (
-            psycopg.connect(cluster.url(), autocommit=True) as probe,
-            psycopg.connect(cluster.url()) as writer,
-        ):
-            writer.execute("create temp table probe (x integer)")
-            committing = _in_thread(writer.commit)
-            try:
-                waiting = _waiting_pid(probe, writer.info.backend_pid, 1.0)
-                if waiting is not None:
-                    probe.execute("select pg_cancel_backend(%s)", [waiting])
-            finally:
-                committing.join(CAP)
-            return waiting is not None
-
-    try:
-        _wait_for(commits_wait, "commits never waited for the synchronous standby")
+    with stalled_cluster(make_cluster, project_settings, _seed_with_cheap_logins) as cluster:
         yield cluster
-    finally:
-        with psycopg.connect(cluster.url(), autocommit=True) as conn:
-            conn.execute("alter system reset synchronous_standby_names")
-            conn.execute("select pg_reload_conf()")
-            _wait_for(
-                lambda: (
-                    conn.execute(
-                        "select count(*) from pg_stat_activity where wait_event = 'SyncRep'"
-                    ).fetchone()
-                    == (0,)
-                ),
-                "commits still waited for the synchronous standby",
-            )
-        cluster.stop()
 
 
 def _answered_without_waiting_for_the_standby(
@@ -269,10 +232,10 @@ def test_a_request_due_its_slide_is_answered_while_another_slide_of_its_session_
         token, user_id = _due_session(setup, "bob")
         before = _idle_expiry(setup, token)
         with psycopg.connect(url, autocommit=True) as sliding, _request(url) as request:
-            slide = _in_thread(lambda: _validate(sliding, token))
+            slide = in_thread(lambda: _validate(sliding, token))
             try:
                 # the slide is committed here, but holds the session until a standby confirms it
-                assert _waiting_pid(setup, sliding.info.backend_pid, CAP) is not None
+                assert waiting_pid(setup, sliding.info.backend_pid, CAP) is not None
                 # was 55P03: it waited for the slide's row lock (then, sliding itself, for the standby)
                 answered = _answered_without_waiting_for_the_standby(setup, request, token)
             finally:

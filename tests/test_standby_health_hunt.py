@@ -5,7 +5,6 @@ primary is idle, or whose WAL receiver is not running.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from conftest import free_port
 from ops_helpers import cli
 from spreadedge.cluster import Cluster
 from spreadedge.settings import Settings
-from standby_helpers import Standby, hot_standby
+from standby_helpers import Standby, hot_standby, named_check, wait_until_true
 
 READ_ONLY = (
     "the database is read-only (a standby, or writes are switched off): logins and logouts fail; "
@@ -39,21 +38,7 @@ def _check(url: str, name: str, **limits: str) -> dict[str, Any]:
             "select ops.health_report(max_replication_lag => %s::interval)",
             [limits.get("max_replication_lag", "5 minutes")],
         ).fetchone()
-    return _named(report, name)
-
-
-def _named(report: dict[str, Any], name: str) -> dict[str, Any]:
-    checks = [check for check in report["checks"] if check["name"] == name]
-    assert len(checks) == 1, f"no {name} check in {[check['name'] for check in report['checks']]}"
-    return checks[0]
-
-
-def _wait_for(conn: psycopg.Connection, query: str) -> None:
-    for _ in range(600):
-        if conn.execute(query).fetchone() == (True,):
-            return
-        threading.Event().wait(0.05)
-    raise AssertionError(f"never true: {query}")
+    return named_check(report, name)
 
 
 def _commit_on_primary(standby: Standby) -> None:
@@ -120,14 +105,14 @@ def test_replication_of_a_caught_up_standby_of_an_idle_primary_is_not_lagging(st
     _commit_on_primary(standby)
     with psycopg.connect(standby.url, autocommit=True) as conn:
         # the primary idle for over a second since (pg_cron's jobs commit once a minute)
-        _wait_for(
+        wait_until_true(
             conn,
             "select pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()"
             " and now() - pg_last_xact_replay_timestamp() > interval '1 second'",
         )
         [report] = conn.execute("select ops.health_report(max_replication_lag => '1 second')").fetchone()
 
-    assert _named(report, "replication") == {
+    assert named_check(report, "replication") == {
         "name": "replication",
         "ok": True,
         "detail": "standby: the WAL receiver is streaming from the primary; everything received is replayed",
@@ -145,7 +130,7 @@ def test_replication_fails_when_the_standbys_wal_receiver_is_not_running(standby
         conn.execute(_set_primary_conninfo(f"host=127.0.0.1 port={free_port()}"))
         try:
             conn.execute("select pg_reload_conf()")
-            _wait_for(
+            wait_until_true(
                 conn,
                 "select not exists (select from pg_stat_wal_receiver)"
                 " and pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()",
@@ -155,9 +140,11 @@ def test_replication_fails_when_the_standbys_wal_receiver_is_not_running(standby
             conn.execute(_set_primary_conninfo(conninfo))
             conn.execute("alter system reset wal_retrieve_retry_interval")
             conn.execute("select pg_reload_conf()")
-            _wait_for(conn, "select exists (select from pg_stat_wal_receiver where status = 'streaming')")
+            wait_until_true(
+                conn, "select exists (select from pg_stat_wal_receiver where status = 'streaming')"
+            )
 
-    assert _named(report, "replication") == {
+    assert named_check(report, "replication") == {
         "name": "replication",
         "ok": False,
         "detail": "standby: the WAL receiver is not running: nothing comes from the primary (see "

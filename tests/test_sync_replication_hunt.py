@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -26,17 +25,15 @@ import pytest
 from psycopg import sql
 
 from db_fixtures import _seed
-from frozen_helpers import seeded_cluster
 from ops_helpers import cli
 from spreadedge import managers
 from spreadedge.cluster import Cluster
 from spreadedge.managers import ManagerConfig, OrderRequest, PersistentOrderManager
 from spreadedge.settings import Settings
+from syncrep_helpers import CAP, in_thread, stalled_cluster, wait_for, waiting_pid
 
 PROJECT = Path(__file__).resolve().parents[1]
 CLI = "from spreadedge.cli import main; main()"
-# why generous: without a cancel these waits last for ever; a hang is a failure, not a stuck run
-CAP = 60
 CALL_TIMEOUT = 3.0
 
 ORDER = OrderRequest(
@@ -49,108 +46,19 @@ ORDER = OrderRequest(
 )
 
 
-def _wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + CAP
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} within {CAP} s")
-
-
 @pytest.fixture(scope="module")
 def stalled(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Cluster]:
     """A migrated, seeded cluster of this module's own whose commits wait for a standby that never
-    comes: every session sees synchronous_standby_names 'nobody' and a write's commit waits."""
-
-    def seed(conn: psycopg.Connection) -> None:
-        _seed(conn)
-        conn.execute("alter system set synchronous_standby_names = 'nobody'")
-        conn.execute("select pg_reload_conf()")
-
-    cluster = seeded_cluster(make_cluster, project_settings, seed)
-
-    def commits_wait() -> bool:
-        # why a probe: the checkpointer tells the backends that synchronous standbys are asked for
-        # a moment after the reload; a probe commit that waits is cancelled (it is committed)
-        with (
-            psycopg.connect(cluster.url(), autocommit=True) as probe,
-            psycopg.connect(cluster.url()) as writer,
-        ):
-            # why a table: a transaction that wrote no WAL (an xid alone) does not wait
-            writer.execute("create temp table probe (x integer)")
-            committing = _in_thread(writer.commit)
-            try:
-                waiting = _waiting_pid(probe, writer.info.backend_pid, 1.0)
-                if waiting is not None:
-                    probe.execute("select pg_cancel_backend(%s)", [waiting])
-            finally:
-                committing.join(CAP)
-            return waiting is not None
-
-    try:
-        _wait_for(commits_wait, "commits never waited for the synchronous standby")
+    comes: every session sees synchronous_standby_names 'nobody' and a write's commit waits; stopped
+    at the end of the module."""
+    with stalled_cluster(make_cluster, project_settings, _seed) as cluster:
         yield cluster
-    finally:
-        # why: the commits still waiting (the managers' given up, pg_cron's launcher, whose SIGTERM
-        # does not end its wait) are released, else the cluster does not shut down
-        with psycopg.connect(cluster.url(), autocommit=True) as conn:
-            conn.execute("alter system reset synchronous_standby_names")
-            conn.execute("select pg_reload_conf()")
-            _wait_for(
-                lambda: (
-                    conn.execute(
-                        "select count(*) from pg_stat_activity where wait_event = 'SyncRep'"
-                    ).fetchone()
-                    == (0,)
-                ),
-                "commits still waited for the synchronous standby",
-            )
-
-
-def _in_thread(target: Callable[[], object]) -> _Thread:
-    thread = _Thread(target)
-    thread.start()
-    return thread
-
-
-class _Thread:
-    """A daemon thread running ``target``; joined with a bound."""
-
-    def __init__(self, target: Callable[[], object]) -> None:
-        import threading
-
-        self._thread = threading.Thread(target=target, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, seconds: float) -> None:
-        self._thread.join(seconds)
-        assert not self._thread.is_alive(), "the thread never ended"
-
-
-def _waiting_pid(
-    conn: psycopg.Connection, pid: int | None, within: float, app: str | None = None
-) -> int | None:
-    """The pid (``pid``, or the one of application ``app``) once it waits on SyncRep, else None."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        row = conn.execute(
-            "select pid from pg_stat_activity where wait_event = 'SyncRep'"
-            " and (pid = %s or application_name = %s)",
-            [pid, app],
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        time.sleep(0.05)
-    return None
 
 
 def _cancel_commit_of(url: str, app: str) -> int:
     """Cancel the wait of the commit of application ``app`` for the standby (it waits for it first)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        pid = _waiting_pid(conn, None, CAP, app)
+        pid = waiting_pid(conn, None, CAP, app)
         assert pid is not None, f"{app} never waited for the synchronous standby"
         conn.execute("select pg_cancel_backend(%s)", [pid])
         return pid
@@ -209,9 +117,9 @@ def test_health_fails_synchronous_standby_when_commits_wait_for_one_that_is_not_
 def test_health_names_the_commits_waiting_for_the_synchronous_standby(stalled: Cluster) -> None:
     with psycopg.connect(stalled.url(), autocommit=True) as conn, psycopg.connect(stalled.url()) as writer:
         writer.execute("create temp table waiting (x integer)")
-        committing = _in_thread(writer.commit)
+        committing = in_thread(writer.commit)
         try:
-            pid = _waiting_pid(conn, writer.info.backend_pid, CAP)
+            pid = waiting_pid(conn, writer.info.backend_pid, CAP)
             assert pid is not None
             with conn.transaction():
                 check, waiting = _check_and_waiting(conn)
@@ -231,7 +139,7 @@ def _standby_names(url: str, names: str) -> None:
             with psycopg.connect(url, autocommit=True) as fresh:
                 return fresh.execute("show synchronous_standby_names").fetchone() == (names,)
 
-        _wait_for(seen, f"synchronous_standby_names never became {names!r}")
+        wait_for(seen, f"synchronous_standby_names never became {names!r}")
 
 
 def test_health_synchronous_standby_requires_the_n_of_first_n(stalled: Cluster) -> None:
@@ -271,7 +179,7 @@ def test_ctrl_c_of_a_cli_write_waiting_for_the_standby_says_it_is_committed(stal
     )  # fmt: skip
     try:
         with psycopg.connect(url, autocommit=True) as watcher:
-            assert _waiting_pid(watcher, None, CAP, "cli-risk") is not None
+            assert waiting_pid(watcher, None, CAP, "cli-risk") is not None
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
         out, err = process.communicate(timeout=CAP)
     finally:
@@ -361,7 +269,7 @@ def test_a_fill_given_up_in_its_commit_wait_is_maybe_committed_and_is_committed(
 
     error = asyncio.run(run())
     assert (type(error), error.maybe_committed) == (managers.DatabaseTimeout, True)
-    _wait_for(
+    wait_for(
         lambda: bool(_rows(url, "select 1 from trading.trades where exchange_trade_id = 'sync-trade-1'", [])),
         "the fill whose wait was cancelled was never seen",
     )

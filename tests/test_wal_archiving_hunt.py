@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ops_helpers import archive_current_wal, backup_ready, cli
+from ops_helpers import archive_current_wal, backed_up, cli
 from spreadedge.cluster import Cluster
 from spreadedge.ops.pgbackrest import WRONG_PASSPHRASE
 from spreadedge.settings import Settings
@@ -50,14 +50,10 @@ class Archiving:
 
 @pytest.fixture(scope="module")
 def archiving(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Archiving]:
-    cluster = make_cluster()
-    env = backup_ready(cluster, project_settings, SPREADEDGE_BACKUP_PASSPHRASE=PASSPHRASE)
-    first = cli("backup", "full", env=env)
-    assert first.exit_code == 0, first.output
-    with psycopg.connect(cluster.url()) as conn:
-        [label] = conn.execute("select label from ops.backup_runs where status = 'succeeded'").fetchone()
-    yield Archiving(cluster, env, cluster.home / "backup" / "repo", label)
-    cluster.stop()
+    with backed_up(make_cluster, project_settings, "full", PASSPHRASE) as (cluster, env, _):
+        with psycopg.connect(cluster.url()) as conn:
+            [label] = conn.execute("select label from ops.backup_runs where status = 'succeeded'").fetchone()
+        yield Archiving(cluster, env, cluster.home / "backup" / "repo", label)
 
 
 def _fails_now(conn: psycopg.Connection, segment: str) -> bool:
