@@ -70,15 +70,13 @@ def test_a_request_waiting_on_a_lock_is_a_503_naming_the_statement_timeout(
     history_db: tuple[str, dict[str, int]], migration_ids: list[str], alice: str
 ) -> None:
     with server(history_db[0], migration_ids, statement_timeout=1) as url, strategies_locked(history_db[0]):
-        started = time.monotonic()
         response = orders(url, alice)
-        waited = time.monotonic() - started
+    # the statement_timeout's cancel (57014) says the wait was ended by the server, not by the client
     assert_unavailable(
         response,
         "the database cancelled the request (canceling statement due to statement timeout): retry later",
         "57014",
     )
-    assert waited < 5
 
 
 def test_a_request_whose_client_hung_up_frees_its_connection_while_the_lock_is_still_held(
