@@ -19,8 +19,8 @@
 -- on its exchange is rejected naming the exchanges that list it (internal.unknown_instrument_reason,
 -- computed for those rows alone).
 
-create or replace function internal.partition_times(p_table regclass)
-    returns tstzmultirange
+create or replace function internal.partition_ranges(p_table regclass)
+    returns setof tstzrange
     stable
     -- why: pg_get_expr shows a bound in the session's DateStyle and TimeZone. ISO shows the offset
     -- as a number; the SQL, German and Postgres styles show an abbreviation, which may read back
@@ -29,18 +29,30 @@ create or replace function internal.partition_times(p_table regclass)
     set datestyle = 'ISO, YMD'
     language sql
 as $$
-    -- The times the partitions of p_table cover: the union of their FROM ('…') TO ('…') bounds,
-    -- read from the catalog (the default partition and any MINVALUE/MAXVALUE bound left out);
-    -- empty when it has none. Gaps, where a partition was dropped, stay gaps.
+    -- The FROM ('…') TO ('…') bounds of each partition of p_table, read from the catalog (the
+    -- default partition and any MINVALUE/MAXVALUE bound left out); no row when it has none.
     -- why the catalog, not partman.show_partitions as ops.partition_status reads them: the roles
     -- that ingest have no rights on the partman schema, and the catalog holds the same bounds
-    select coalesce(range_agg(tstzrange(b[1]::timestamptz, b[2]::timestamptz)), '{}'::tstzmultirange)
+    select tstzrange(b[1]::timestamptz, b[2]::timestamptz)
     from pg_catalog.pg_inherits i
     join pg_catalog.pg_class c on c.oid = i.inhrelid
     cross join lateral regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
                                     E'^FOR VALUES FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)$') b
     where i.inhparent = p_table
       and b is not null
+$$;
+comment on function internal.partition_ranges(regclass) is
+    'The times each range partition of a table covers (default partition left out), a row each.';
+
+create or replace function internal.partition_times(p_table regclass)
+    returns tstzmultirange
+    stable
+    language sql
+as $$
+    -- The times the partitions of p_table cover: the union of internal.partition_ranges; empty
+    -- when it has none. Gaps, where a partition was dropped, stay gaps.
+    select coalesce(range_agg(r), '{}'::tstzmultirange)
+    from internal.partition_ranges(p_table) r
 $$;
 comment on function internal.partition_times(regclass) is
     'The times the range partitions of a table cover (default partition left out), as a multirange; empty when it has none.';

@@ -35,13 +35,39 @@ $$;
 comment on function internal.lock_holders(regclass) is
     'The other sessions holding a lock on a relation, each as internal.session_line shows it; null when none.';
 
+create or replace function internal.lock_waits()
+    returns table (pid integer, waited interval, blockers integer[])
+    stable
+    language sql
+as $$
+    -- The sessions of this database waiting for a lock now: since when (pg_locks.waitstart, read
+    -- at the clock) and the pids they wait for (pg_blocking_pids). Shared by health's
+    -- blocking_sessions and the metrics db.lock_waits and db.lock_wait_max_seconds.
+    -- why pg_locks, not pg_stat_activity's wait event and statement start: pg_stat_activity shows
+    -- another role's wait event and times only to superusers and members of pg_read_all_stats, so
+    -- `spreadedge metrics collect` or health run as the database owner saw no session waiting
+    -- (a superuser's psql holding the fills); pg_locks shows every lock to every role
+    select l.pid,
+           -- why the clock, not now(): a wait that began after this transaction did read negative;
+           -- waitstart is null for a moment as a wait begins
+           pg_catalog.clock_timestamp() - coalesce(min(l.waitstart), pg_catalog.clock_timestamp()),
+           pg_catalog.pg_blocking_pids(l.pid)
+    from pg_catalog.pg_locks l
+    where not l.granted
+      and l.pid <> pg_catalog.pg_backend_pid()
+      and l.pid in (select a.pid from pg_catalog.pg_stat_activity a where a.datname = pg_catalog.current_database())
+    group by l.pid
+$$;
+comment on function internal.lock_waits() is
+    'The sessions of this database waiting for a lock now, how long since the wait began (pg_locks.waitstart) and the pids they wait for; every role sees every wait (health''s blocking_sessions, the metrics db.lock_waits and db.lock_wait_max_seconds).';
+
 create or replace function internal.health_blocking_sessions(p_max_wait interval)
     returns table (ok boolean, detail text)
     stable
     language sql
 as $$
     -- Health check: no session has waited for a lock longer than p_max_wait (counted from the start
-    -- of its statement); failing, each session the waiters wait for is named (internal.session_line)
+    -- of its wait, internal.lock_waits); failing, each session the waiters wait for is named (internal.session_line)
     -- with how many wait for it and the longest wait, oldest transaction first, so the operator
     -- finds the transaction left open in psql that holds them (one itself waiting, such as a
     -- migrate or an ALTER queued behind it, is named too, and says so).
@@ -50,10 +76,9 @@ as $$
     -- why only sessions waiting that long: pg_blocking_pids takes the lock manager's locks, and fills
     -- of one position wait for each other by design (milliseconds)
     with waiting as (
-        select w.pid, now() - w.query_start as waited, pg_catalog.pg_blocking_pids(w.pid) as blockers
-        from pg_catalog.pg_stat_activity w
-        where w.wait_event_type = 'Lock' and w.query_start < now() - p_max_wait
-          and w.datname = pg_catalog.current_database()
+        select w.pid, w.waited, w.blockers
+        from internal.lock_waits() w
+        where w.waited > p_max_wait
     ),
     blocking as (
         select b.pid, count(*) as waiters, max(w.waited) as longest
@@ -72,4 +97,4 @@ as $$
     left join pg_catalog.pg_stat_activity a on a.pid = b.pid;
 $$;
 comment on function internal.health_blocking_sessions(interval) is
-    'Health check: no session has waited for a lock longer than the given interval; else the sessions they wait for, each with role, application, state, since when its transaction is open and how many wait for it (ok, detail).';
+    'Health check: no session has waited for a lock longer than the given interval (since its wait began, internal.lock_waits); else the sessions they wait for, each with role, application, state, since when its transaction is open and how many wait for it (ok, detail).';

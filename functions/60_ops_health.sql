@@ -47,6 +47,32 @@ $$;
 comment on function internal.health_migrations(text[]) is
     'Health check: every expected migration applied and none unknown (ok, detail).';
 
+create or replace function internal.partition_coverage()
+    returns table (parent_table text, partition_interval interval, times tstzmultirange, ahead integer)
+    stable
+    language sql
+as $$
+    -- Each pg_partman table: its partition interval, the times its partitions cover
+    -- (internal.partition_times) and how many partitions start from now on with no gap between
+    -- now and them (the partitions ahead; 0 when none, or when no partition covers now). Shared
+    -- by health's partitions_ahead and the metric partitions.min_ahead.
+    -- why the bounds from the catalog (internal.partition_times): pg_partman's show_partition_info
+    -- costs about 0.2 ms a partition, and the daily partitions of quotes and ticks add 730 a year
+    -- to every health check (the API's load-balancer probe) and every minute's collect_metrics
+    -- why the ranges read once (the union as internal.partition_times makes it): reading the
+    -- catalog's bounds is most of the cost, and collect_metrics runs every minute
+    select c.parent_table, c.partition_interval::interval, p.times,
+           (select count(*)::integer
+            from unnest(p.ranges) r
+            where lower(r) >= now()
+              and r <@ (select x from unnest(p.times) x where x @> now()))
+    from partman.part_config c
+    cross join lateral (select coalesce(range_agg(r), '{}'::tstzmultirange) as times, array_agg(r) as ranges
+                        from internal.partition_ranges(c.parent_table::regclass) r) p
+$$;
+comment on function internal.partition_coverage() is
+    'Each pg_partman table with its partition interval, the times its partitions cover and the partitions ahead: those starting from now on with no gap before them (0 when no partition covers now).';
+
 create or replace function internal.health_partitions_ahead()
     returns table (ok boolean, detail text)
     stable
@@ -59,20 +85,17 @@ as $$
     -- partman.create_partition_time) every write of today was refused while health said ok, and
     -- pg_partman's maintenance only adds partitions after the newest, so it never fills a gap.
     -- A gap is a time from now on that no partition covers: before the first partition ending
-    -- after now, or between two of them.
-    -- why the bounds from the catalog (internal.partition_times): pg_partman's show_partition_info
-    -- costs about 0.2 ms a partition, and the daily partitions of quotes and ticks add 730 a year
-    -- to every health check (the API's load-balancer probe)
+    -- after now, or between two of them. The tables and their bounds: internal.partition_coverage.
     with t as (
-        select c.parent_table, c.partition_interval, internal.partition_times(c.parent_table::regclass) as times
-        from partman.part_config c
+        select c.parent_table, c.partition_interval, c.times
+        from internal.partition_coverage() c
     ),
     short as (
         select format('%s (newest partition ends %s)', t.parent_table,
                       coalesce(to_char(upper(t.times) at time zone 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), 'never')) as line
         from t
         where upper(t.times) is null
-           or upper(t.times) < now() + t.partition_interval::interval
+           or upper(t.times) < now() + t.partition_interval
     ),
     missing as (
         select format('%s (no partition from %s to %s)', t.parent_table,
@@ -93,19 +116,32 @@ $$;
 comment on function internal.health_partitions_ahead() is
     'Health check: every pg_partman table has a partition beyond the current period, and no time from now on lacks a partition (ok, detail).';
 
+create or replace function internal.default_partition_rows()
+    returns table (default_table text, row_count bigint)
+    stable
+    language sql
+as $$
+    -- The rows in each default partition of the pg_partman tables, exactly; shared by health's
+    -- default_partitions_empty and the metric partitions.default_rows.
+    -- why the exact count: without it check_default stops at a partition's first row and reports
+    -- 1 however many there are; a default partition is empty unless something went wrong (the
+    -- refuse triggers of 63_ops_default_partitions.sql), so counting costs nothing in the usual case
+    select d.default_table, d.count
+    from partman.check_default(p_exact_count := true) d
+$$;
+comment on function internal.default_partition_rows() is
+    'The rows in each default partition that holds any (pg_partman check_default, counted exactly); no row when every one is empty.';
+
 create or replace function internal.health_default_partitions()
     returns table (ok boolean, detail text)
     stable
     language sql
 as $$
-    -- why the exact count: without it check_default stops at a partition's first row and reports
-    -- 1 however many there are; a default partition is empty unless something went wrong (the
-    -- refuse triggers of 63_ops_default_partitions.sql), so counting costs nothing in the usual case
     select count(*) = 0,
            coalesce('rows in default partitions: '
-                        || string_agg(format('%s (%s rows)', d.default_table, d.count), ', ' order by d.default_table),
+                        || string_agg(format('%s (%s rows)', d.default_table, d.row_count), ', ' order by d.default_table),
                     'every default partition is empty')
-    from partman.check_default(p_exact_count := true) d;
+    from internal.default_partition_rows() d;
 $$;
 comment on function internal.health_default_partitions() is
     'Health check: no rows in any default partition (ok, detail).';
@@ -156,6 +192,83 @@ $$;
 comment on function internal.health_partitions_registered() is
     'Health check: every partitioned table is registered with pg_partman (ok, detail).';
 
+create or replace function internal.cron_jobs_state()
+    returns text
+    stable
+    language plpgsql
+as $$
+-- Whether this session can judge the pg_cron jobs of this database: 'absent' (pg_cron does not run
+-- in this database), 'standby' (pg_cron runs no job during recovery, and the replicated jobs are
+-- the primary's), 'forbidden' (the role may not read pg_cron's schema: pg_cron is not a trusted
+-- extension, and the migrate that scheduled the jobs ran as a superuser) or 'readable'. Shared by
+-- health's cron_jobs and the metric cron.jobs_failing.
+begin
+    -- why to_regnamespace first: to_regclass('cron.job_run_details') raised a raw 42501
+    -- "permission denied for schema cron" for a role without USAGE on it (the database owner's
+    -- members, who run spreadedge health), and the whole health report failed with it
+    if to_regnamespace('cron') is null then
+        return 'absent';
+    end if;
+    if pg_catalog.pg_is_in_recovery() then
+        return 'standby';
+    end if;
+    if not pg_catalog.has_schema_privilege('cron', 'usage') then
+        return 'forbidden';
+    end if;
+    if to_regclass('cron.job_run_details') is null then
+        return 'absent';
+    end if;
+    return 'readable';
+end;
+$$;
+comment on function internal.cron_jobs_state() is
+    'Whether this session can judge the pg_cron jobs of this database: absent, standby, forbidden (no USAGE on schema cron) or readable.';
+
+create or replace function internal.cron_job_latest_runs()
+    returns table (jobname text, jobid bigint, nodename text, nodeport integer, status text,
+                   return_message text, elsewhere boolean, failed boolean)
+    stable
+    language plpgsql
+as $$
+-- The latest run of every active pg_cron job of this database the role sees (cron.job shows a role
+-- only its own jobs), whether it failed (a run that started before the last migrate is not judged)
+-- and whether the job connects to another server. Call it only when internal.cron_jobs_state() is
+-- 'readable' (plpgsql: the cron schema need not exist when it is created). Shared by health's
+-- cron_jobs and the metric cron.jobs_failing.
+begin
+    return query
+        select j.jobname::text, j.jobid, j.nodename, j.nodeport, r.status, r.return_message,
+               -- why: a cluster restored into another home (or started on another port) keeps
+               -- the jobs' host and port; while the server they name runs (the source of a
+               -- restore drill on the same host), the jobs run there and succeed: this
+               -- server's maintenance, metrics and alert rules never run, and health said ok
+               j.nodename <> coalesce(pg_catalog.current_setting('cron.host', true), j.nodename)
+               or j.nodeport <> pg_catalog.current_setting('port')::integer as elsewhere,
+               -- why not judged when it started before the last migrate: it ran other code,
+               -- and on a fresh database a minute striking between migration 0006 and
+               -- functions/ fails the jobs it scheduled; a run that never started ran no code
+               r.status = 'failed'
+               and (r.start_time is null
+                    or r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity')) as failed
+        from cron.job j
+        -- why a lateral read of the newest run: pg_cron keeps every run (three a minute, over
+        -- a million a year; the maintenance keeps retention_cron_runs of them, 14 days by
+        -- default, and every run when it is none), and sorting them all for each job on every
+        -- health check grew with them; read backwards on the run id's primary key, a job's
+        -- newest run (which the retention never deletes) is among the last few rows
+        left join lateral (select r.status, r.return_message, r.start_time
+                           from cron.job_run_details r
+                           where r.jobid = j.jobid
+                           order by r.runid desc
+                           limit 1) r on true
+        -- why the database: pg_cron serves every database of the cluster from this one
+        -- (cron.schedule_in_database), and another database's jobs are not this one's health
+        where j.active and j.database = pg_catalog.current_database();
+end;
+$$;
+comment on function internal.cron_job_latest_runs() is
+    'The latest run of every active pg_cron job of this database the role sees: its status and message, failed (not judged when it started before the last migrate) and elsewhere (the job connects to another host or port than this server''s).';
+
 create or replace function internal.health_cron_jobs()
     returns table (ok boolean, detail text)
     stable
@@ -168,63 +281,26 @@ declare
     -- why: cron.job shows a role only its own jobs (row-level security), and the migrate that
     -- scheduled them ran as a superuser (pg_cron is not a trusted extension)
     v_sees_all boolean := (select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r where r.rolname = current_user);
+    v_state text := internal.cron_jobs_state();
 begin
-    -- why to_regnamespace first: to_regclass('cron.job_run_details') raised a raw 42501
-    -- "permission denied for schema cron" for a role without USAGE on it (the database owner's
-    -- members, who run spreadedge health), and the whole health report failed with it
-    if to_regnamespace('cron') is null then
+    if v_state = 'absent' then
         return query select true, 'pg_cron does not run in this database';
         return;
     end if;
     -- why: pg_cron runs no job during recovery, and on a hot standby the replicated cron.job rows
     -- name the primary's host and port: every job failed "run on another server", though nothing
     -- is wrong with this server and the jobs' runs are the primary's to judge
-    if pg_catalog.pg_is_in_recovery() then
+    if v_state = 'standby' then
         return query select true, 'standby: pg_cron runs no job here; the primary runs them (see its health)';
         return;
     end if;
-    if not pg_catalog.has_schema_privilege('cron', 'usage') then
+    if v_state = 'forbidden' then
         return query select false, format('pg_cron runs in this database, but %s may not read its jobs: run health as a superuser', current_user);
-        return;
-    end if;
-    if to_regclass('cron.job_run_details') is null then
-        return query select true, 'pg_cron does not run in this database';
         return;
     end if;
     return query
         with latest as (
-            -- why the latest by runid, not by start_time: pg_cron records a run it could not
-            -- connect for (the server moved to another port or socket directory: a job keeps the
-            -- nodeport and nodename it was scheduled with) as failed "connection failed" with no
-            -- start or end time; ordered by start_time and compared with the migrate's time such
-            -- runs were never seen, and health said ok while every job failed every minute
-            select j.jobname, j.jobid, j.nodename, j.nodeport, r.status, r.return_message,
-                   -- why: a cluster restored into another home (or started on another port) keeps
-                   -- the jobs' host and port; while the server they name runs (the source of a
-                   -- restore drill on the same host), the jobs run there and succeed: this
-                   -- server's maintenance, metrics and alert rules never run, and health said ok
-                   j.nodename <> coalesce(pg_catalog.current_setting('cron.host', true), j.nodename)
-                   or j.nodeport <> pg_catalog.current_setting('port')::integer as elsewhere,
-                   -- why not judged when it started before the last migrate: it ran other code,
-                   -- and on a fresh database a minute striking between migration 0006 and
-                   -- functions/ fails the jobs it scheduled; a run that never started ran no code
-                   r.status = 'failed'
-                   and (r.start_time is null
-                        or r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity')) as failed
-            from cron.job j
-            -- why a lateral read of the newest run: pg_cron keeps every run (three a minute, over
-            -- a million a year; the maintenance keeps retention_cron_runs of them, 14 days by
-            -- default, and every run when it is none), and sorting them all for each job on every
-            -- health check grew with them; read backwards on the run id's primary key, a job's
-            -- newest run (which the retention never deletes) is among the last few rows
-            left join lateral (select r.status, r.return_message, r.start_time
-                               from cron.job_run_details r
-                               where r.jobid = j.jobid
-                               order by r.runid desc
-                               limit 1) r on true
-            -- why the database: pg_cron serves every database of the cluster from this one
-            -- (cron.schedule_in_database), and another database's jobs are not this one's health
-            where j.active and j.database = pg_catalog.current_database()
+            select l.* from internal.cron_job_latest_runs() l
         )
         -- why one line: pg_cron keeps the server's whole error text, DETAIL, HINT and CONTEXT
         -- lines and a final line break included, which split the CLI's line of the check (55S12's
@@ -269,26 +345,42 @@ comment on function internal.health_cron_jobs() is
 -- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
 drop function if exists internal.health_limit(interval, text);
 
+create or replace function internal.last_backup()
+    returns table (label text, kind text, finished_at timestamptz, succeeded bigint)
+    stable
+    language sql
+as $$
+    -- The newest successful physical backup that pgBackRest still holds (label, kind, when it
+    -- finished; nulls when none) and how many successful ones ops.backup_runs records, expired
+    -- ones included; always one row. Shared by health's last_backup and the metric
+    -- backup.last_success_age_seconds.
+    -- why not the expired runs: a backup pgBackRest has expired is no backup (restore cannot use it)
+    select (array_agg(b.label order by b.finished_at desc) filter (where b.expired_at is null))[1],
+           (array_agg(b.kind order by b.finished_at desc) filter (where b.expired_at is null))[1],
+           max(b.finished_at) filter (where b.expired_at is null),
+           count(*)
+    from ops.backup_runs b
+    where b.status = 'succeeded' and b.kind in ('full', 'diff', 'incr');
+$$;
+comment on function internal.last_backup() is
+    'The newest successful physical backup pgBackRest still holds (label, kind, finished_at; nulls when none) and the number of successful ones recorded, expired ones included: one row.';
+
 create or replace function internal.health_last_backup(p_max_age interval)
     returns table (ok boolean, detail text)
     stable
     language sql
 as $$
-    -- why not the expired runs: a backup pgBackRest has expired is no backup (restore cannot use it)
-    select coalesce(max(b.finished_at) filter (where b.expired_at is null) >= now() - p_max_age, false),
-           case when count(*) = 0 then 'no successful physical backup recorded in ops.backup_runs'
-                when count(*) filter (where b.expired_at is null) = 0
+    select coalesce(b.finished_at >= now() - p_max_age, false),
+           case when b.succeeded = 0 then 'no successful physical backup recorded in ops.backup_runs'
+                when b.finished_at is null
                     then format('no successful physical backup in ops.backup_runs that pgBackRest still holds (%s expired)',
-                                count(*))
+                                b.succeeded)
                 else format('last physical backup %s (%s) finished %s, %s ago (limit %s)',
-                            (array_agg(b.label order by b.finished_at desc) filter (where b.expired_at is null))[1],
-                            (array_agg(b.kind order by b.finished_at desc) filter (where b.expired_at is null))[1],
-                            to_char(max(b.finished_at) filter (where b.expired_at is null) at time zone 'UTC',
-                                    'YYYY-MM-DD HH24:MI:SS"Z"'),
-                            date_trunc('second', now() - max(b.finished_at) filter (where b.expired_at is null)),
+                            b.label, b.kind,
+                            to_char(b.finished_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"'),
+                            date_trunc('second', now() - b.finished_at),
                             p_max_age) end
-    from ops.backup_runs b
-    where b.status = 'succeeded' and b.kind in ('full', 'diff', 'incr');
+    from internal.last_backup() b;
 $$;
 comment on function internal.health_last_backup(interval) is
     'Health check: a pgBackRest backup that pgBackRest has not expired (ops.backup_runs.expired_at) succeeded within the given age (ok, detail).';
@@ -365,6 +457,28 @@ $$;
 comment on function internal.health_replication(interval) is
     'Health check: replicas lag by no more than the given interval (fails when their lag is hidden from the role: superusers and pg_read_all_stats see it); on a standby, its WAL receiver streams from the primary and it has replayed all it received, or its last replayed transaction is younger than the interval (ok, detail).';
 
+create or replace function internal.replication_slot_wal()
+    returns table (slot_name text, slot_type text, active boolean, wal_status text, safe_wal_size bigint,
+                   retained bigint)
+    stable
+    language sql
+as $$
+    -- Every replication slot of the cluster and the WAL it holds back (bytes from its restart_lsn
+    -- to the current WAL position; null when the slot reserves no WAL: created without reserving,
+    -- or lost). Shared by health's replication_slots and the metrics
+    -- replication.slot_wal_retained_bytes and replication.slots_lost.
+    -- why the received position on a standby: pg_current_wal_lsn raises there, and a cascading
+    -- standby's slots hold back the WAL it received
+    select r.slot_name::text, r.slot_type, r.active, r.wal_status, r.safe_wal_size,
+           pg_catalog.pg_wal_lsn_diff(c.lsn, r.restart_lsn)::bigint
+    from pg_catalog.pg_replication_slots r
+    cross join (select case when pg_catalog.pg_is_in_recovery()
+                            then coalesce(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())
+                            else pg_catalog.pg_current_wal_lsn() end as lsn) c
+$$;
+comment on function internal.replication_slot_wal() is
+    'Every replication slot with its type, activity, wal_status, safe_wal_size and the WAL bytes it holds back (null when it reserves none).';
+
 create or replace function internal.health_replication_slots(p_max_retained_wal bigint)
     returns table (ok boolean, detail text)
     stable
@@ -384,12 +498,6 @@ as $$
 -- inactive.
 -- why not the same for a standby that stopped without a slot: the primary keeps nothing of it,
 -- so nothing here can tell it from a standby that was never there (and it holds back no WAL).
-declare
-    -- why the received position on a standby: pg_current_wal_lsn raises there, and a cascading
-    -- standby's slots hold back the WAL it received
-    v_current pg_lsn := case when pg_catalog.pg_is_in_recovery()
-                             then coalesce(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())
-                             else pg_catalog.pg_current_wal_lsn() end;
 begin
     if p_max_retained_wal is null or p_max_retained_wal <= 0 then
         raise exception 'max_retained_wal must be a positive number of bytes, got %',
@@ -398,10 +506,8 @@ begin
     end if;
     return query
         with s as (
-            select r.slot_name, r.slot_type, r.active, r.wal_status, r.safe_wal_size,
-                   -- null when the slot reserves no WAL (created without reserving, or lost)
-                   pg_catalog.pg_wal_lsn_diff(v_current, r.restart_lsn)::bigint as retained
-            from pg_catalog.pg_replication_slots r
+            select r.slot_name, r.slot_type, r.active, r.wal_status, r.safe_wal_size, r.retained
+            from internal.replication_slot_wal() r
         ),
         described as (
             select s.slot_name, s.active,
@@ -434,6 +540,20 @@ end;
 $$;
 comment on function internal.health_replication_slots(bigint) is
     'Health check: no replication slot holds back more WAL than the given bytes, and none lost its WAL or is about to (wal_status lost or unreserved); inactive slots named (ok, detail); 22S09 for a limit that is null or not positive.';
+
+create or replace function internal.sync_rep_waiters()
+    returns table (pid integer)
+    stable
+    language sql
+as $$
+    -- The sessions of the server whose commit waits for a synchronous standby now (wait event
+    -- SyncRep): committed here, not yet confirmed, locks held. Another role's wait event shows
+    -- only to superusers and members of pg_read_all_stats. Shared by health's synchronous_standby
+    -- and the metric replication.sync_commits_waiting.
+    select a.pid from pg_catalog.pg_stat_activity a where a.wait_event = 'SyncRep'
+$$;
+comment on function internal.sync_rep_waiters() is
+    'The pids whose commit waits for a synchronous standby now (wait event SyncRep; other roles'' need pg_read_all_stats to be seen).';
 
 create or replace function internal.health_synchronous_standby()
     returns table (ok boolean, detail text)
@@ -472,10 +592,9 @@ begin
            count(*) filter (where r.state is null)
       into v_streaming, v_hidden
     from pg_catalog.pg_stat_replication r;
-    select count(*), string_agg(a.pid::text, ', ' order by a.pid)
+    select count(*), string_agg(w.pid::text, ', ' order by w.pid)
       into v_waiting, v_waiting_pids
-    from pg_catalog.pg_stat_activity a
-    where a.wait_event = 'SyncRep';
+    from internal.sync_rep_waiters() w;
     return query
         select v_hidden = 0 and v_streaming >= v_required,
                case when v_hidden > 0

@@ -279,8 +279,21 @@ create or replace function internal.system_metrics()
     language plpgsql
 as $$
 -- The database's own metrics now: size, connections, commits, rollbacks, cache hit ratio, slow
--- statements (when pg_stat_statements is loaded), oldest transaction, alerts and the outbox.
--- Run as a superuser (pg_cron) or a member of pg_read_all_stats to see every session.
+-- statements (when pg_stat_statements is loaded), oldest transaction, alerts and the outbox; and
+-- the failures health checks for, each read by the function its health check reads, so that a
+-- system alert rule pages someone for them: connections used of max_connections, lock waits
+-- (internal.lock_waits), the WAL replication slots hold back and slots lost
+-- (internal.replication_slot_wal), commits waiting for a synchronous standby
+-- (internal.sync_rep_waiters), pg_cron jobs failing (internal.cron_job_latest_runs), the age of
+-- the last backup (internal.last_backup), partitions ahead (internal.partition_coverage) and rows
+-- in default partitions (internal.default_partition_rows).
+-- Run as a superuser (pg_cron's jobs run as the superuser that migrated) or a member of
+-- pg_read_all_stats to see every session: to another role, pg_stat_activity hides the state,
+-- transaction and wait of other roles' sessions (counted by db.sessions_hidden), and those are
+-- missing from db.connections, db.oldest_xact_age and replication.sync_commits_waiting; lock
+-- waits read pg_locks, which every role sees whole. Without USAGE on the cron or partman schemas
+-- (a role that is not a superuser) cron.jobs_failing or the partition metrics are not recorded,
+-- rather than recorded as 0.
 begin
     return query
     select 'db.size_bytes', '{}'::jsonb, pg_catalog.pg_database_size(pg_catalog.current_database())::numeric
@@ -311,6 +324,54 @@ begin
     where a.datname = pg_catalog.current_database() and a.xact_start is not null
       and a.pid <> pg_catalog.pg_backend_pid()
     union all
+    -- why every client session of the server, hidden ones included (a session whose backend_type
+    -- is hidden from this role but that is connected to a database): max_connections counts the
+    -- client sessions of every database, and at max_connections - superuser_reserved_connections
+    -- every other role is refused (53300); background workers and WAL senders have slots of their own
+    select 'db.connections_used_ratio', '{}'::jsonb,
+           round(count(*)::numeric / pg_catalog.current_setting('max_connections')::integer, 6)
+    from pg_catalog.pg_stat_activity a
+    where a.backend_type = 'client backend' or (a.backend_type is null and a.datid is not null)
+    union all
+    -- why: to a role that is neither a superuser nor a member of pg_read_all_stats,
+    -- pg_stat_activity hides the details of other roles' sessions (backend_type among them), and
+    -- the metrics that read them undercount; a rule on this finds a collector that cannot see
+    select 'db.sessions_hidden', '{}'::jsonb, count(*)::numeric
+    from pg_catalog.pg_stat_activity a
+    where a.datname = pg_catalog.current_database() and a.backend_type is null
+    union all
+    select m.name, '{}'::jsonb, m.value
+    from (select count(*)::numeric as waiting,
+                 coalesce(round(extract(epoch from max(w.waited)), 3), 0) as longest
+          from internal.lock_waits() w) l
+    cross join lateral (values ('db.lock_waits', l.waiting), ('db.lock_wait_max_seconds', l.longest)) m(name, value)
+    union all
+    select m.name, '{}'::jsonb, m.value
+    from (select coalesce(max(r.retained), 0)::numeric as retained,
+                 count(*) filter (where r.wal_status in ('lost', 'unreserved'))::numeric as lost
+          from internal.replication_slot_wal() r) r
+    cross join lateral (values ('replication.slot_wal_retained_bytes', r.retained),
+                               ('replication.slots_lost', r.lost)) m(name, value)
+    union all
+    select 'replication.sync_commits_waiting', '{}'::jsonb, count(*)::numeric
+    from internal.sync_rep_waiters()
+    union all
+    -- why the first migrate without a backup: a database never backed up is one to page about,
+    -- and "how long without a backup it can be restored from" is the same quantity then
+    select 'backup.last_success_age_seconds', '{}'::jsonb,
+           round(extract(epoch from pg_catalog.clock_timestamp()
+                                    - coalesce(b.finished_at, (select min(m.finished_at) from ops.migrate_runs m))), 3)
+    from internal.last_backup() b
+    union all
+    -- why null (not recorded) when the role may not read pg_cron's jobs: 0 would say none fails
+    select 'cron.jobs_failing', '{}'::jsonb,
+           case v.state
+               when 'readable' then (select count(*) filter (where l.failed or l.elsewhere)
+                                     from internal.cron_job_latest_runs() l)
+               when 'forbidden' then null
+               else 0 end::numeric
+    from (select internal.cron_jobs_state() as state) v
+    union all
     select 'alerts.open', jsonb_build_object('severity', v.severity), count(a.alert_id)::numeric
     from unnest(enum_range(null::monitor.alert_severity)) v(severity)
     left join monitor.alerts a on a.severity = v.severity and a.status <> 'resolved'
@@ -324,6 +385,17 @@ begin
     left join monitor.notifications n
         on n.status = v.status or (v.status = 'pending' and n.status = 'delivering')
     group by v.status;
+    -- why the check: pg_partman's schema is the superuser's that created the extension, and a
+    -- collector run by the database owner may not read it (the whole collection failed with 42501)
+    if pg_catalog.has_schema_privilege('partman', 'usage')
+       and pg_catalog.has_table_privilege('partman.part_config', 'select') then
+        return query
+        select 'partitions.min_ahead', '{}'::jsonb, min(c.ahead)::numeric
+        from internal.partition_coverage() c
+        union all
+        select 'partitions.default_rows', '{}'::jsonb, coalesce(sum(d.row_count), 0)::numeric
+        from internal.default_partition_rows() d;
+    end if;
     -- why the check: pg_stat_statements can be queried only when the server preloads it, and its
     -- settings exist only then
     if exists (select from pg_catalog.pg_settings s where s.name = 'pg_stat_statements.max')
@@ -340,7 +412,7 @@ begin
 end;
 $$;
 comment on function internal.system_metrics() is
-    'The system metrics of monitor.collect_metrics: database size, connections (every state, 0 when none), commits, rollbacks, cache hit ratio, slow statements, oldest transaction, open alerts, the outbox.';
+    'The system metrics of monitor.collect_metrics: database size, connections (every state, 0 when none; used share of max_connections; sessions hidden from the role), commits, rollbacks, cache hit ratio, slow statements, oldest transaction, lock waits, WAL held back by replication slots and slots lost, commits waiting for a synchronous standby, pg_cron jobs failing, age of the last backup, partitions ahead, rows in default partitions, open alerts, the outbox; each failure metric read by the function its health check reads.';
 
 create or replace function monitor.collect_metrics(collected_at timestamptz default now())
     returns integer
@@ -348,8 +420,10 @@ create or replace function monitor.collect_metrics(collected_at timestamptz defa
     language plpgsql
 as $$
 -- Record every collected metric once, at collected_at; returns how many values were recorded.
--- pg_cron runs it every minute; `spreadedge metrics collect` runs it by hand. Run it as the
--- database owner or a superuser (it reads every strategy and the server's statistics).
+-- pg_cron runs it every minute (as the superuser that migrated); `spreadedge metrics collect`
+-- runs it by hand (as the connection's role). Run it as the database owner or a superuser (it
+-- reads every strategy and the server's statistics); a role that is neither a superuser nor a
+-- member of pg_read_all_stats misses other roles' sessions (internal.system_metrics).
 -- The values are always the state as the function runs: collected_at dates them (a
 -- scheduler's own clock; tests step it to see transitions) and picks the UTC hour and day of the
 -- trade series, the 24 hours of orders.by_status and the hour of risk.events. Positions, exposure, PnL and the

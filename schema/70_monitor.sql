@@ -120,7 +120,18 @@ insert into monitor.metric_catalog (name, category, unit, description) values
     ('db.oldest_xact_age',   'system',  'seconds', 'Age of the oldest open transaction in the database.'),
     ('alerts.open',          'system',  'count',   'Alerts firing or acknowledged, label severity.'),
     ('notifications.pending', 'system', 'count',   'Notifications waiting for delivery.'),
-    ('notifications.dead',   'system',  'count',   'Notifications in the dead letter (every attempt failed).');
+    ('notifications.dead',   'system',  'count',   'Notifications in the dead letter (every attempt failed).'),
+    ('db.connections_used_ratio', 'system', 'ratio', 'Client sessions of the whole server as a share of max_connections (every other role is refused at max_connections - superuser_reserved_connections: 0.97 of 100 by default).'),
+    ('db.sessions_hidden',   'system',  'count',   'Sessions of the database whose state, transaction and wait the collecting role may not see (neither a superuser nor a member of pg_read_all_stats); while above 0, db.connections, db.oldest_xact_age and replication.sync_commits_waiting leave them out.'),
+    ('db.lock_waits',        'system',  'count',   'Sessions of the database waiting for a lock now (pg_locks, as health''s blocking_sessions reads them).'),
+    ('db.lock_wait_max_seconds', 'system', 'seconds', 'How long the longest lock wait of the database has lasted (0 when none waits); health''s blocking_sessions fails beyond 10 s.'),
+    ('replication.slot_wal_retained_bytes', 'system', 'bytes', 'The most WAL any replication slot holds back (current WAL position - restart_lsn; 0 with no slot), as health''s replication_slots measures it.'),
+    ('replication.slots_lost', 'system', 'count',  'Replication slots whose WAL is lost or about to be (wal_status lost or unreserved): their consumer can no longer catch up.'),
+    ('replication.sync_commits_waiting', 'system', 'count', 'Commits waiting for a synchronous standby now (wait event SyncRep): committed here, not confirmed, their locks held.'),
+    ('cron.jobs_failing',    'system',  'count',   'Active pg_cron jobs of the database whose latest run failed (a run started before the last migrate not judged) or that connect to another server, as health''s cron_jobs judges them; not recorded when the collecting role may not read pg_cron''s schema.'),
+    ('backup.last_success_age_seconds', 'system', 'seconds', 'Time since the newest successful physical backup that pgBackRest still holds finished (ops.backup_runs); with none, since the first migrate finished.'),
+    ('partitions.min_ahead', 'system',  'count',   'The fewest partitions ahead of any pg_partman table: partitions starting from now on with no gap before them (health''s partitions_ahead fails at 0).'),
+    ('partitions.default_rows', 'system', 'count', 'Rows in the default partitions of the pg_partman tables (health''s default_partitions_empty fails above 0).');
 
 create table monitor.metrics (
     recorded_at timestamptz not null,
