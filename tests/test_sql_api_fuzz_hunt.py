@@ -246,6 +246,7 @@ PER_FUNCTION: dict[str, dict[str, str | None]] = {
     "monitor.add_alert_rule": {"name": "fuzz-rule", "exchange": "binance", "symbol": "BTCUSDT"},
     "monitor.set_alert_rule_enabled": {"name": "btc-above-70k"},
     "monitor.record_metric": {"name": "fuzz.metric"},
+    "ops.configure_row_retention": {"table_name": "auth.sessions", "retention": "30 days"},
     "ops.mark_expired_backup_runs": {"labels": "{fuzz-label}"},
     "ops.start_backup_run": {"kind": "full"},
     "ops.health": {"expected_migrations": "{}"},
