@@ -285,15 +285,17 @@ as $$
 -- (internal.lock_waits), the WAL replication slots hold back and slots lost
 -- (internal.replication_slot_wal), commits waiting for a synchronous standby
 -- (internal.sync_rep_waiters), pg_cron jobs failing (internal.cron_job_latest_runs), the age of
--- the last backup (internal.last_backup), partitions ahead (internal.partition_coverage) and rows
--- in default partitions (internal.default_partition_rows).
+-- the last backup (internal.last_backup), WAL archiving failing and the WAL waiting to be archived
+-- (internal.wal_archiving_state), partitions ahead (internal.partition_coverage) and rows in
+-- default partitions (internal.default_partition_rows).
 -- Run as a superuser (pg_cron's jobs run as the superuser that migrated) or a member of
 -- pg_read_all_stats to see every session: to another role, pg_stat_activity hides the state,
 -- transaction and wait of other roles' sessions (counted by db.sessions_hidden), and those are
 -- missing from db.connections, db.oldest_xact_age and replication.sync_commits_waiting; lock
 -- waits read pg_locks, which every role sees whole. Without USAGE on the cron or partman schemas
 -- (a role that is not a superuser) cron.jobs_failing or the partition metrics are not recorded,
--- rather than recorded as 0.
+-- rather than recorded as 0; nor are wal.archive_waiting_files and wal.archive_waiting_seconds for
+-- a role that may not list the WAL waiting to be archived (superusers and pg_monitor may).
 begin
     return query
     select 'db.size_bytes', '{}'::jsonb, pg_catalog.pg_database_size(pg_catalog.current_database())::numeric
@@ -363,6 +365,20 @@ begin
                                     - coalesce(b.finished_at, (select min(m.finished_at) from ops.migrate_runs m))), 3)
     from internal.last_backup() b
     union all
+    -- why 0 when this server does not archive (archive_mode off, a standby with on): health's
+    -- wal_archiving is ok then, and a series no longer recorded keeps its last value (a rule would
+    -- go on firing after archive_mode was turned off); why the waiting files not recorded when the
+    -- role may not list them (null): a 0 would say nothing waits. The files' times are whole
+    -- seconds (pg_ls_archive_statusdir), so the age is at most a second more than the wait
+    select m.name, '{}'::jsonb, m.value
+    from internal.wal_archiving_state() w
+    cross join lateral (values
+        ('wal.archive_failing', case when w.failing or w.unset then 1 else 0 end::numeric),
+        ('wal.archive_waiting_files', w.waiting::numeric),
+        ('wal.archive_waiting_seconds',
+         case when w.waiting is not null
+              then coalesce(round(extract(epoch from pg_catalog.clock_timestamp() - w.oldest), 3), 0) end)) m(name, value)
+    union all
     -- why null (not recorded) when the role may not read pg_cron's jobs: 0 would say none fails
     select 'cron.jobs_failing', '{}'::jsonb,
            case v.state
@@ -412,7 +428,7 @@ begin
 end;
 $$;
 comment on function internal.system_metrics() is
-    'The system metrics of monitor.collect_metrics: database size, connections (every state, 0 when none; used share of max_connections; sessions hidden from the role), commits, rollbacks, cache hit ratio, slow statements, oldest transaction, lock waits, WAL held back by replication slots and slots lost, commits waiting for a synchronous standby, pg_cron jobs failing, age of the last backup, partitions ahead, rows in default partitions, open alerts, the outbox; each failure metric read by the function its health check reads.';
+    'The system metrics of monitor.collect_metrics: database size, connections (every state, 0 when none; used share of max_connections; sessions hidden from the role), commits, rollbacks, cache hit ratio, slow statements, oldest transaction, lock waits, WAL held back by replication slots and slots lost, commits waiting for a synchronous standby, pg_cron jobs failing, age of the last backup, WAL archiving failing and the WAL files waiting to be archived and the oldest one''s age (not recorded when hidden from the role), partitions ahead, rows in default partitions, open alerts, the outbox; each failure metric read by the function its health check reads.';
 
 create or replace function monitor.collect_metrics(collected_at timestamptz default now())
     returns integer

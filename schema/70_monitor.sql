@@ -131,7 +131,10 @@ insert into monitor.metric_catalog (name, category, unit, description) values
     ('cron.jobs_failing',    'system',  'count',   'Active pg_cron jobs of the database whose latest run failed (a run started before the last migrate not judged) or that connect to another server, as health''s cron_jobs judges them; not recorded when the collecting role may not read pg_cron''s schema.'),
     ('backup.last_success_age_seconds', 'system', 'seconds', 'Time since the newest successful physical backup that pgBackRest still holds finished (ops.backup_runs); with none, since the first migrate finished.'),
     ('partitions.min_ahead', 'system',  'count',   'The fewest partitions ahead of any pg_partman table: partitions starting from now on with no gap before them (health''s partitions_ahead fails at 0).'),
-    ('partitions.default_rows', 'system', 'count', 'Rows in the default partitions of the pg_partman tables (health''s default_partitions_empty fails above 0).');
+    ('partitions.default_rows', 'system', 'count', 'Rows in the default partitions of the pg_partman tables (health''s default_partitions_empty fails above 0).'),
+    ('wal.archive_failing',  'system',  'count',   '1 while WAL archiving fails (the archiver''s last attempt failed, or archive_mode is on with archive_command and archive_library empty), else 0; 0 when the server does not archive (archive_mode off, a standby without always), as health''s wal_archiving judges it.'),
+    ('wal.archive_waiting_files', 'system', 'count', 'WAL files waiting in pg_wal to be archived (their .ready file in archive_status; 0 when the server does not archive); not recorded when the collecting role may not list them (superusers and members of pg_monitor may).'),
+    ('wal.archive_waiting_seconds', 'system', 'seconds', 'How long the oldest WAL file waiting to be archived has waited (0 when none waits or the server does not archive; health''s wal_archiving fails beyond 10 minutes); not recorded when the collecting role may not list them.');
 
 create table monitor.metrics (
     recorded_at timestamptz not null,

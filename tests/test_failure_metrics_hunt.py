@@ -1,7 +1,9 @@
 """The failures `spreadedge health` checks for are metrics too, so that a system alert rule pages
 someone: a session waiting on a lock another holds, a replication slot holding back WAL, commits
 waiting for a synchronous standby that is not there, a failing pg_cron job, an old backup, a table
-with no partition ahead, rows in a default partition, a full server, a collector that cannot see.
+with no partition ahead, rows in a default partition, a full server, a collector that cannot see,
+WAL archiving that fails (migration 0054: a cluster of this module's own archiving to /bin/true,
+then /bin/false or nothing).
 
 Each value is compared with the state measured as the metric measures it; where the clock or the
 WAL position moves while the collection runs, the value lies between a measurement before it and
@@ -23,9 +25,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from frozen_helpers import seeded_cluster
-from ops_helpers import cli
+from ops_helpers import archive_current_wal, cli
 from spreadedge.cluster import Cluster
 from spreadedge.settings import Settings
 from test_ops_health import _failed_run, cron_db  # noqa: F401 (a fixture)
@@ -400,6 +403,147 @@ def test_a_dead_notification_is_counted(seeded):
     assert _collected(seeded, "notifications.dead") == 1
 
 
+WAL_METRICS = ("wal.archive_failing", "wal.archive_waiting_files", "wal.archive_waiting_seconds")
+
+
+def _wal_metrics(conn: psycopg.Connection) -> tuple[Decimal | None, ...]:
+    return tuple(_collected(conn, name) for name in WAL_METRICS)
+
+
+# the test clusters do not archive: health's wal_archiving is ok, and so the metrics read 0 (a
+# series no longer recorded would keep the last value it had while archive_mode was on)
+def test_archive_mode_off_reads_zero_for_every_archiving_metric(db):
+    _collect(db)
+
+    assert db.execute("show archive_mode").fetchone() == ("off",)
+    assert _wal_metrics(db) == (0, 0, 0)
+
+
+def _set_archive_command(conn: psycopg.Connection, command: str) -> None:
+    conn.execute(sql.SQL("alter system set archive_command = {}").format(sql.Literal(command)))
+    conn.execute("select pg_reload_conf()")
+    _wait_for(
+        lambda: conn.execute("show archive_command").fetchone() == (command,),
+        f"archive_command {command!r} was never reloaded",
+    )
+
+
+def _write_wal(conn: psycopg.Connection) -> None:
+    """Some WAL, so that pg_switch_wal switches to a new segment."""
+    conn.execute("create table if not exists public.ballast (n integer)")
+    conn.execute("insert into public.ballast values (1)")
+
+
+@pytest.fixture(scope="module")
+def archiver(make_cluster: Callable[..., Cluster], project_settings: Settings) -> Iterator[Cluster]:
+    """A migrated cluster of this module's own that archives its WAL (archive_mode on, restarted;
+    archive_command /bin/true: every segment archived at once), its pg_cron jobs switched off;
+    stopped after."""
+    cluster = seeded_cluster(
+        make_cluster, project_settings, lambda conn: conn.execute("update cron.job set active = false")
+    )
+    try:
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute("alter system set archive_mode = on")
+            conn.execute("alter system set archive_command = '/bin/true'")
+        cluster.stop()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def archiving(archiver: Cluster) -> Iterator[psycopg.Connection]:
+    """A connection to the archiving cluster, everything archived; afterwards archive_command is
+    /bin/true again and the WAL left waiting archived, whatever happened."""
+    with psycopg.connect(archiver.url(), autocommit=True) as conn:
+        _write_wal(conn)
+        archive_current_wal(conn)
+        try:
+            yield conn
+        finally:
+            _set_archive_command(conn, "/bin/true")
+            _write_wal(conn)
+            archive_current_wal(conn)
+
+
+@pytest.fixture
+def failing(archiving: psycopg.Connection) -> psycopg.Connection:
+    """The archiving cluster's archive_command failing (/bin/false) and a segment switched, waiting
+    (bounded) until the archiver has failed to archive it."""
+    _set_archive_command(archiving, "/bin/false")
+    _write_wal(archiving)
+    [segment] = archiving.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    archiving.execute("select pg_switch_wal()")
+    _wait_for(
+        lambda: archiving.execute(
+            "select coalesce(last_failed_wal >= %s and last_failed_time > coalesce(last_archived_time,"
+            " '-infinity'), false) from pg_stat_archiver",
+            [segment],
+        ).fetchone()[0],
+        f"archiving {segment} never failed",
+    )
+    return archiving
+
+
+def _waiting(conn: psycopg.Connection) -> tuple[int, Decimal]:
+    """The WAL files waiting to be archived and how long the oldest has waited, measured as the
+    metrics measure them."""
+    return conn.execute(
+        "select count(*), round(extract(epoch from clock_timestamp() - min(modification)), 3)"
+        " from pg_ls_archive_statusdir() where name like '%.ready'"
+    ).fetchone()
+
+
+def _archiving_healthy(conn: psycopg.Connection) -> bool:
+    """health's wal_archiving check, with its default limit."""
+    return conn.execute("select ok from internal.health_wal_archiving('10 minutes')").fetchone()[0]
+
+
+def test_archiving_that_keeps_up_reads_zero(archiving):
+    _collect(archiving)
+
+    assert archiving.execute("show archive_mode").fetchone() == ("on",)
+    assert _wal_metrics(archiving) == (0, 0, 0)
+
+
+# bug: with the archive command failing, pg_wal grew until the disk was full (then the server
+# stopped) and no backup could be restored past the last segment archived; health's wal_archiving
+# said so, no metric did, and no alert rule could page anyone for it
+def test_an_archive_command_that_fails_is_archiving_failing_with_the_wal_waiting(failing):
+    files_before, age_before = _waiting(failing)
+    _collect(failing)
+    files_after, age_after = _waiting(failing)
+
+    assert _collected(failing, "wal.archive_failing") == 1
+    assert files_before >= 1
+    assert files_before <= _collected(failing, "wal.archive_waiting_files") <= files_after
+    assert age_before <= _collected(failing, "wal.archive_waiting_seconds") <= age_after
+    assert _archiving_healthy(failing) is False
+
+
+def test_archive_mode_on_without_an_archive_command_is_archiving_failing(archiving):
+    _set_archive_command(archiving, "")
+    _collect(archiving)
+
+    assert _collected(archiving, "wal.archive_failing") == 1
+    assert _archiving_healthy(archiving) is False
+
+
+# the collector run as the database owner: pg_stat_archiver is every role's, the archive status
+# directory is for superusers and pg_monitor only; the waiting WAL is not recorded rather than 0
+def test_a_collector_that_may_not_list_the_waiting_wal_records_only_archiving_failing(failing):
+    failing.execute("delete from monitor.metrics")
+    failing.execute("set role spreadedge_owner")
+    try:
+        failing.execute("select monitor.collect_metrics()")
+    finally:
+        failing.execute("reset role")
+
+    assert _wal_metrics(failing) == (1, None, None)
+
+
 def _readme_rules() -> list[list[str]]:
     """The `spreadedge alerts add-rule` lines of the README's example rules for the failure metrics."""
     text = README.read_text()
@@ -415,7 +559,7 @@ def test_every_example_rule_of_the_readme_is_accepted(db, db_url):
         result = cli("alerts", "add-rule", *rule, database_url=db_url)
         assert result.exit_code == 0, (rule, result.output)
 
-    assert len(rules) == 11
+    assert len(rules) == 12
 
 
 # the whole path: the condition -> collect_metrics -> evaluate_alert_rules -> an alert open -> its
@@ -437,3 +581,23 @@ def test_an_old_backup_opens_the_readme_alert_and_queues_its_notifications(db, d
     assert db.execute(
         "select channel::text, status::text from monitor.notifications order by channel"
     ).fetchall() == [("email", "pending"), ("slack", "pending")]
+
+
+# the whole path with the README's rule on archiving: failing at every collection of its 5 minutes
+# (dated 4 and 2 minutes ago and now; the values are the state as each collection runs) fires it
+def test_archiving_failing_for_five_minutes_opens_the_readme_alert(archiver, failing):
+    rule = next(rule for rule in _readme_rules() if "wal.archive_failing" in rule)
+    failing.execute("delete from monitor.metrics")
+    for minutes_ago in (4, 2, 0):
+        failing.execute("select monitor.collect_metrics(now() - make_interval(mins => %s))", [minutes_ago])
+    assert cli("alerts", "add-rule", *rule, database_url=archiver.url()).exit_code == 0
+    try:
+        transitions = failing.execute(
+            "select rule, transition::text, value, notified from monitor.evaluate_alert_rules()"
+        ).fetchall()
+    finally:  # the cluster is the module's: its rule, alert and notification go
+        failing.execute(
+            "truncate monitor.notifications, monitor.alert_events, monitor.alerts, monitor.alert_rules"
+        )
+
+    assert transitions == [("wal-archiving-failing", "fired", 1, True)]

@@ -37,7 +37,16 @@ def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     return (name, tuple(sorted(labels.items())))
 
 
-SYSTEM_PREFIXES = ("db.", "alerts.", "notifications.", "replication.", "cron.", "backup.", "partitions.")
+SYSTEM_PREFIXES = (
+    "db.",
+    "alerts.",
+    "notifications.",
+    "replication.",
+    "cron.",
+    "backup.",
+    "partitions.",
+    "wal.",
+)
 
 
 def trading_part(series: Series) -> Series:
@@ -164,7 +173,9 @@ def test_the_system_values_are_the_statistics_of_the_collecting_transaction(db: 
     with db.transaction():
         call(db, "monitor.collect_metrics", collected_at=AT)
         got = {
-            k: v for k, v in collected(db).items() if k[0].startswith(("db.", "alerts.", "notifications."))
+            k: v
+            for k, v in collected(db).items()
+            if k[0].startswith(("db.", "wal.", "alerts.", "notifications."))
         }
         stats = db.execute(
             "select xact_commit, xact_rollback, round(blks_hit::numeric / nullif(blks_hit + blks_read, 0), 6)"
@@ -193,6 +204,9 @@ def test_the_system_values_are_the_statistics_of_the_collecting_transaction(db: 
     # the failures health checks for (migration 0053): none here, and the superuser sees every session
     assert got.pop(key("db.connections_used_ratio")) == round(D(clients[0]) / clients[1], 6)
     for name in ("db.lock_waits", "db.lock_wait_max_seconds", "db.sessions_hidden"):
+        assert got.pop(key(name)) == 0, name
+    # WAL archiving (migration 0054): archive_mode is off here, nothing archives, nothing fails
+    for name in ("wal.archive_failing", "wal.archive_waiting_files", "wal.archive_waiting_seconds"):
         assert got.pop(key(name)) == 0, name
     for severity in ("info", "warning", "critical"):
         assert got.pop(key("alerts.open", severity=severity)) == 0
