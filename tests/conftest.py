@@ -81,6 +81,13 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
+# why: a run started in the background by a shell (`make test &`, nohup, a CI runner's job) has
+# SIGINT ignored, which every process it starts inherits, so the tests that press Ctrl-C on a
+# command (SIGINT to its process group) saw it ignored and the command wait for ever; the tests
+# are about a command run from a terminal, where SIGINT has its default action
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(scope="session")
 def make_cluster() -> Iterator[Callable[..., Cluster]]:
