@@ -17,7 +17,6 @@ import contextlib
 import re
 import shlex
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,12 +30,11 @@ from frozen_helpers import seeded_cluster
 from ops_helpers import archive_current_wal, cli
 from spreadedge.cluster import Cluster
 from spreadedge.settings import Settings
+from syncrep_helpers import CAP, wait_for
 from test_ops_health import _failed_run, cron_db  # noqa: F401 (a fixture)
 from test_partitions_hunt import _drop_partitions_ending_after
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-# every wait of a test is capped by this many seconds: a hang is a failure, not a stuck run
-CAP = 60
 
 
 def _collected(conn: psycopg.Connection, name: str) -> Decimal | None:
@@ -52,15 +50,6 @@ def _collected(conn: psycopg.Connection, name: str) -> Decimal | None:
 def _collect(conn: psycopg.Connection) -> None:
     conn.execute("delete from monitor.metrics")
     conn.execute("select monitor.collect_metrics()")
-
-
-def _wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + CAP
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} within {CAP} s")
 
 
 def _lock_waiter(url: str) -> tuple[psycopg.Connection, threading.Thread]:
@@ -88,7 +77,7 @@ def held_lock(db: psycopg.Connection, db_url: str) -> Iterator[int]:
         waiter, thread = _lock_waiter(db_url)
         try:
             pid = waiter.info.backend_pid
-            _wait_for(
+            wait_for(
                 lambda: db.execute(
                     "select exists (select from pg_locks where pid = %s and not granted and waitstart is not null)",
                     [pid],
@@ -226,7 +215,7 @@ def stalled(make_cluster: Callable[..., Cluster], project_settings: Settings) ->
         finally:
             conn.execute("alter system reset synchronous_standby_names")
             conn.execute("select pg_reload_conf()")
-            _wait_for(
+            wait_for(
                 lambda: (
                     conn.execute(
                         "select count(*) from pg_stat_activity where wait_event = 'SyncRep'"
@@ -248,7 +237,7 @@ def test_a_commit_waiting_for_a_missing_synchronous_standby_is_counted(stalled):
         committing = threading.Thread(target=writer.commit, daemon=True)
         committing.start()
         try:
-            _wait_for(
+            wait_for(
                 lambda: conn.execute(
                     "select exists (select from pg_stat_activity where pid = %s and wait_event = 'SyncRep')",
                     [writer.info.backend_pid],
@@ -422,7 +411,7 @@ def test_archive_mode_off_reads_zero_for_every_archiving_metric(db):
 def _set_archive_command(conn: psycopg.Connection, command: str) -> None:
     conn.execute(sql.SQL("alter system set archive_command = {}").format(sql.Literal(command)))
     conn.execute("select pg_reload_conf()")
-    _wait_for(
+    wait_for(
         lambda: conn.execute("show archive_command").fetchone() == (command,),
         f"archive_command {command!r} was never reloaded",
     )
@@ -476,7 +465,7 @@ def failing(archiving: psycopg.Connection) -> psycopg.Connection:
     _write_wal(archiving)
     [segment] = archiving.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()
     archiving.execute("select pg_switch_wal()")
-    _wait_for(
+    wait_for(
         lambda: archiving.execute(
             "select coalesce(last_failed_wal >= %s and last_failed_time > coalesce(last_archived_time,"
             " '-infinity'), false) from pg_stat_archiver",
