@@ -282,8 +282,22 @@ declare
     -- scheduled them ran as a superuser (pg_cron is not a trusted extension)
     v_sees_all boolean := (select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r where r.rolname = current_user);
     v_state text := internal.cron_jobs_state();
+    v_served text;
 begin
     if v_state = 'absent' then
+        -- why the database it serves: on a server whose pg_cron serves another deployment's
+        -- database (a second deployment beside the first), "does not run in this database" read
+        -- as nothing to schedule, while this database's maintenance, metrics and alert rules ran
+        -- nowhere: pg_cron runs a job only where it was scheduled (migrate schedules them only
+        -- in the database pg_cron serves)
+        v_served := nullif(pg_catalog.current_setting('cron.database_name', true), '');
+        if v_served <> pg_catalog.current_database() then
+            return query select true, format('pg_cron runs in database %s, not this one: this database''s partition '
+                                             'maintenance, metrics and alert rules run only where they are scheduled '
+                                             '(there with cron.schedule_in_database under job names of their own, '
+                                             'or by another scheduler)', v_served);
+            return;
+        end if;
         return query select true, 'pg_cron does not run in this database';
         return;
     end if;
@@ -340,7 +354,7 @@ begin
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server; ok on a standby, where pg_cron runs no job (ok, detail).';
+    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server; ok on a standby, where pg_cron runs no job, and in a database pg_cron does not serve (naming the one it serves, where this database''s jobs must be scheduled) (ok, detail).';
 
 -- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
 drop function if exists internal.health_limit(interval, text);
@@ -628,10 +642,15 @@ as $$
                                              date_trunc('second', now() - a.xact_start)), ', ' order by a.xact_start),
                     format('no transaction open longer than %s', p_max_age))
     from pg_catalog.pg_stat_activity a
-    where a.xact_start < now() - p_max_age and a.pid <> pg_catalog.pg_backend_pid() and a.backend_type = 'client backend';
+    where a.xact_start < now() - p_max_age and a.pid <> pg_catalog.pg_backend_pid() and a.backend_type = 'client backend'
+      -- why this database's: a transaction open in another database of the server (the paper
+      -- trading deployment beside the live one) holds back no vacuum of this database's tables
+      -- (PostgreSQL 14 and later) and is that deployment's to judge; the live database's health
+      -- failed on it, naming the other deployment's session, while db.oldest_xact_age ignored it
+      and a.datname = pg_catalog.current_database();
 $$;
 comment on function internal.health_long_transactions(interval) is
-    'Health check: no client transaction open longer than the given interval (ok, detail).';
+    'Health check: no client transaction of this database open longer than the given interval (another database''s are its own health''s) (ok, detail).';
 
 create or replace function internal.health_disk(p_used_fraction numeric, p_max_fraction numeric)
     returns table (ok boolean, detail text)
