@@ -119,6 +119,12 @@ declare
     v_owner   constant regrole := 'spreadedge_owner';
     v_ddl     text;
 begin
+    -- why: ALTER ... OWNER needs membership in the new owner, which a superuser has and a database
+    -- owner migrating with CREATEROLE (who created spreadedge_owner in migration 0002) has not; a
+    -- role with neither was refused before anything by spreadedge migrate (spreadedge.preflight)
+    if not pg_catalog.pg_has_role('spreadedge_owner', 'MEMBER') then
+        execute format('grant spreadedge_owner to %I', current_user);
+    end if;
     for v_ddl in
         select format('alter schema %I owner to spreadedge_owner', n.nspname)
         from pg_catalog.pg_namespace n
@@ -145,7 +151,7 @@ begin
 end;
 $$;
 comment on procedure internal.claim_ownership() is
-    'Makes spreadedge_owner the owner of every object in the project schemas; run by spreadedge migrate.';
+    'Makes spreadedge_owner the owner of every object in the project schemas (first making the migrating role a member of it where it is not: a database owner with CREATEROLE); run by spreadedge migrate.';
 
 create or replace procedure internal.revoke_partition_privileges()
     language plpgsql
@@ -198,14 +204,27 @@ as $$
 -- log_min_duration_statement say (secrets reach the API functions only as bind parameters; both
 -- settings need a superuser), and sessions in UTC (migration 0028). Run by internal.finish_migrate
 -- and by `spreadedge restore logical` on the database it restored into.
+-- why a setting already in place is left as it is: the log settings need a superuser (or GRANT
+-- SET ON PARAMETER), and a database owner that is neither migrates a database on which a superuser
+-- set them beforehand (README, "Using your own PostgreSQL server")
+declare
+    v_setting text;
 begin
-    execute format('alter database %I set log_parameter_max_length = 0', current_database());
-    execute format('alter database %I set log_parameter_max_length_on_error = 0', current_database());
-    execute format('alter database %I set timezone = %L', current_database(), 'UTC');
+    foreach v_setting in array array['log_parameter_max_length=0', 'log_parameter_max_length_on_error=0',
+                                     'TimeZone=UTC'] loop
+        if not exists (select from pg_catalog.pg_db_role_setting d
+                       where d.setdatabase = (select o.oid from pg_catalog.pg_database o
+                                              where o.datname = pg_catalog.current_database())
+                         and d.setrole = 0
+                         and v_setting = any (d.setconfig)) then
+            execute format('alter database %I set %s = %L', pg_catalog.current_database(),
+                           split_part(v_setting, '=', 1), split_part(v_setting, '=', 2));
+        end if;
+    end loop;
 end;
 $$;
 comment on procedure internal.apply_database_settings() is
-    'The database-level settings (ALTER DATABASE ... SET) a dump does not carry: bind parameters kept out of the server log, TimeZone UTC; run by internal.finish_migrate and by spreadedge restore logical (superuser).';
+    'The database-level settings (ALTER DATABASE ... SET) a dump does not carry: bind parameters kept out of the server log, TimeZone UTC; a setting already in place is left as it is (a superuser set it for a database owner that may not); run by internal.finish_migrate and by spreadedge restore logical.';
 
 create or replace procedure internal.finish_migrate()
     language plpgsql

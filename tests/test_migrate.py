@@ -657,11 +657,16 @@ def test_migrate_as_a_role_that_cannot_create_its_bookkeeping_is_a_migration_err
         with pytest.raises(MigrationError) as caught:
             run_migrate(make_conninfo(database, user=role), project)
 
-        assert str(caught.value) == (
-            "spreadedge migrate failed, nothing more was applied: permission denied for schema public "
-            "(SQLSTATE 42501)\nHINT: run spreadedge migrate as a superuser (the embedded cluster's spreadedge role)"
+        # refused before anything, with what a superuser runs (tests/test_nonsuperuser_deploy_hunt.py)
+        message = str(caught.value)
+        assert message.startswith(
+            f"spreadedge migrate refused, nothing was changed: the role {role} is not a superuser and lacks\n"
+            "  - CREATE on this database (migrate creates its schemas)\n"
+            "  - CREATE on schema public (migrate keeps its ledger and yoyo's tables there)\n"
         )
+        assert f"\ngrant usage, create on schema public to {role};\n" in message
         assert not table_exists(database, "accounts")
+        assert not table_exists(database, "_spreadedge_migration_checksum")
     finally:
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))

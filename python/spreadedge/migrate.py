@@ -35,7 +35,7 @@ from yoyo.backends import PostgresqlPsycopgBackend
 from yoyo.connections import DatabaseURI
 from yoyo.migrations import Migration, MigrationList, default_migration_table
 
-from spreadedge import checksums, deadline
+from spreadedge import checksums, deadline, preflight
 from spreadedge.checksums import BOOKKEEPING_TABLES, AppliedMigration, RenderedMigration
 from spreadedge.settings import Settings
 from spreadedge.sqlfiles import (
@@ -205,6 +205,10 @@ def migrate(conninfo: str, settings: Settings, echo: Echo = print) -> None:
         _connect(conninfo) as conn,
         tempfile.TemporaryDirectory(prefix="spreadedge-migrations-") as tmp,
     ):
+        # why first: a role that is not a superuser, lacking what the migrations need, failed
+        # part-way with a raw 42501 (once with every migration committed and functions/ refused)
+        already = checksums.applied_migrations(conn)
+        preflight.refuse_missing(conn, [m.id for m in migrations if m.id not in already])
         conn.execute("select pg_advisory_lock(hashtext(%s))", [_MIGRATE_LOCK])
         checksums.ensure_table(conn)
         applied = checksums.applied_migrations(conn)
