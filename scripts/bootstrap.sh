@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PACKAGES=(
   postgresql-15 postgresql-contrib postgresql-15-pgtap pgtap postgresql-15-partman
   postgresql-15-hypopg postgresql-15-cron pgbackrest zstd lz4 make python3-venv wrk
+  # why pgbouncer: tests/test_pgbouncer_hunt.py runs the API and the managers behind a real one
+  pgbouncer
 )
 # Debian's postgresql-common would create and start a "main" cluster on port 5432 at install;
 # spreadedge runs its own embedded cluster instead.

@@ -54,7 +54,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from spreadedge import errors, sqlcall
+from spreadedge import errors, pooler, sqlcall
 from spreadedge.connection_limits import LimitAwarePool
 from spreadedge.deadline import (
     PIN_SESSION,
@@ -500,6 +500,10 @@ class _Manager:
         # why: opening awaits, so concurrent start()s would each make a pool and close() only the last
         self._opening = asyncio.Lock()
         self._connections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+        # the connections that reach the database through a pooler, and what each of their
+        # transactions sets first (see _open)
+        self._pooled: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+        self._pin: sql.Composed | None = None
 
     def _pool_here(self) -> LimitAwarePool | None:
         """The pool, when it serves the running event loop (None: not opened in this loop).
@@ -528,6 +532,7 @@ class _Manager:
                 conn.pgconn.finish()  # why not conn.close(): it awaits, in the loop that ended
         self._loop, self._pool, self._in_use, self._opening = loop, None, 0, asyncio.Lock()
         self._connections = weakref.WeakSet()
+        self._pooled = weakref.WeakSet()
         return None
 
     async def _open(self, timeout: float | None = None) -> None:
@@ -544,9 +549,31 @@ class _Manager:
             # its whole timeout to say the database was unavailable, the database up
             _given({"actor": actor})
             statement_timeout = f"{round(_statement_timeout(self.config.call_timeout) * 1000)}ms"
+            pooled = self._pooled
+            # what configure sets for the session, for one transaction (behind a pooler)
+            self._pin = pooler.pin_transaction(
+                {
+                    "spreadedge.actor": actor,
+                    "statement_timeout": statement_timeout,
+                    "TimeZone": "UTC",
+                    **pooler.TRANSACTION_SETTINGS,
+                }
+            )
 
             async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
                 connections.add(conn)
+                # why: behind a pooler in transaction pooling (PgBouncer), the session settings
+                # below landed on whichever server connection the pooler lent: another client's
+                # audit rows were written as this manager's actor, and this manager's calls ran
+                # with another client's (or with none); each call sets them for its own
+                # transaction instead (_transaction), and prepares no statement (another client's
+                # server connection does not have it, or has its own of that name)
+                if await pooler.behind_pooler(conn):
+                    await conn.commit()
+                    conn.prepare_threshold = None
+                    await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
+                    pooled.add(conn)
+                    return
                 await conn.execute("select set_config('spreadedge.actor', %s, false)", [actor])
                 # why: a server that answers cancels a call's statement before the call's deadline
                 # (a lock held, a stalled scan), so the call gets its answer and keeps the connection
@@ -647,6 +674,8 @@ class _Manager:
                 given_up = Deadline(conn, seconds)
                 try:
                     async with conn.transaction():
+                        if self._pin is not None and conn in self._pooled:
+                            await conn.execute(self._pin)
                         yield conn
                         committing = True
                 finally:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import select
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import cache
@@ -45,7 +46,7 @@ from psycopg import sql
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from spreadedge import sqlcall
+from spreadedge import pooler, sqlcall
 from spreadedge.connection_limits import LimitAwarePool
 from spreadedge.deadline import (
     PIN_SESSION,
@@ -98,6 +99,10 @@ class ApiPool(LimitAwarePool):
     health_timeout: float = HEALTH_TIMEOUT
     # connections handed out and not yet given back
     serving: int = 0
+    # the connections that reach the database through a pooler, and what each of their requests'
+    # transactions sets first (make_pool sets them; see _configurer)
+    pooled: weakref.WeakSet[psycopg.AsyncConnection[Any]]
+    pin: sql.Composed
 
     async def getconn(self, timeout: float | None = None) -> Any:
         try:
@@ -123,9 +128,23 @@ class ApiPool(LimitAwarePool):
         await super().putconn(conn)
 
 
-def _configurer(statement_timeout: float) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+def _configurer(
+    statement_timeout: float, pooled: weakref.WeakSet[psycopg.AsyncConnection[Any]]
+) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         conn.adapters.register_loader("json", TextLoader)
+        # why: behind a pooler in transaction pooling (PgBouncer), the SET ROLE and the settings
+        # below landed on whichever server connection the pooler lent: an operator's psql, a
+        # migrate or a trading application sharing it then ran as spreadedge_app, wrote its audit
+        # rows as 'api' and had its statements cut at 30 s; and a request on another server
+        # connection ran as the login role (a superuser, whom row-level security does not bind),
+        # or failed on a prepared statement of another client's. Each request then sets them for
+        # its own transaction (_request_pin), and no statement is prepared.
+        if await pooler.behind_pooler(conn):
+            conn.prepare_threshold = None
+            await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
+            pooled.add(conn)
+            return
         await conn.execute(sql.SQL("set role {}").format(sql.Identifier(API_ROLE)))
         await conn.execute("set timezone = 'UTC'")
         # DateStyle, IntervalStyle and the rest psycopg and the stored functions are written for
@@ -176,13 +195,14 @@ def make_pool(
 ) -> ApiPool:
     """A pool (not yet open) whose connections are set up for the API, each statement cancelled
     after ``statement_timeout`` seconds, health's within ``health_timeout`` all told."""
+    pooled: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
     pool = ApiPool(
         conninfo,
         # why the least: spreadedge serve --pool-size 1 asks for a pool smaller than the usual minimum
         min_size=min(min_size, max_size),
         max_size=max_size,
         open=False,
-        configure=_configurer(statement_timeout),
+        configure=_configurer(statement_timeout, pooled),
         check=_check,
         # TCP keepalives and tcp_user_timeout, unless the URL sets them; and a new connection given
         # up when a request would have stopped waiting for it (connect_timeout, unless the URL or
@@ -198,6 +218,16 @@ def make_pool(
     )
     pool.statement_timeout = statement_timeout
     pool.health_timeout = health_timeout
+    pool.pooled = pooled
+    pool.pin = pooler.pin_transaction(
+        {
+            "role": API_ROLE,
+            "TimeZone": "UTC",
+            **pooler.TRANSACTION_SETTINGS,
+            "spreadedge.actor": "api",
+            "statement_timeout": _milliseconds(statement_timeout),
+        }
+    )
     return pool
 
 
@@ -259,15 +289,17 @@ async def call(
     if token is not None:
         params[TOKEN_PARAMETER] = token
     async with _connection(pool) as (conn, _):
-        cursor = await _execute(conn, query, params)
+        cursor = await _execute(pool, conn, query, params)
         row = await cursor.fetchone()
     return None if row is None else row[0]
 
 
 async def _execute(
-    conn: psycopg.AsyncConnection[Any], query: sql.Composed, params: Mapping[str, Any]
+    pool: ApiPool, conn: psycopg.AsyncConnection[Any], query: sql.Composed, params: Mapping[str, Any]
 ) -> psycopg.AsyncCursor[Any]:
     """``conn.execute`` in autocommit, run again once, unprepared, if its prepared plan went stale.
+
+    Behind a pooler, in a transaction that first sets the role and the settings (``pool.pin``).
 
     why: psycopg prepares a statement that ran 5 times on a connection, and a migration that
     re-creates its function with other result columns makes PostgreSQL refuse the prepared one
@@ -276,6 +308,10 @@ async def _execute(
     nothing, so it is run again after DEALLOCATE ALL, which psycopg sees and forgets its
     prepared statements by. Preparation stays: the history reads are benchmarked.
     """
+    if conn in pool.pooled:
+        async with conn.transaction():
+            await conn.execute(pool.pin)
+            return await conn.execute(query, params)
     try:
         return await conn.execute(query, params)
     except psycopg.errors.FeatureNotSupported:
@@ -303,7 +339,7 @@ async def rows(
     query = sqlcall.select_rows(function, arguments)
     async with _connection(pool, health=health) as (conn, seconds):
         if not health:
-            cursor = await _execute(conn, query, dict(arguments))
+            cursor = await _execute(pool, conn, query, dict(arguments))
             return await cursor.fetchall()
         # why a transaction: the connection is in autocommit, where a transaction-local setting
         # (set_config(..., true), SET LOCAL) ends with its own statement; and the session's
@@ -311,6 +347,8 @@ async def rows(
         for retried in (False, True):
             try:
                 async with conn.transaction():
+                    if conn in pool.pooled:
+                        await conn.execute(pool.pin)
                     await conn.execute(
                         "select set_config('statement_timeout', %s, true)", [_milliseconds(seconds)]
                     )
