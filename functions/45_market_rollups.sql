@@ -36,8 +36,9 @@ create or replace function market.rollup_candles(
 as $$
 -- Rebuild the candles of [watermark - open_window, until), each from all its ticks (1m) or from all
 -- its candles of the next shorter interval (5m from 1m, 15m from 5m, ..., 1d from 4h), also those
--- after until in it, and move the watermark to until (to now()
--- when until is later: the trades still to come are not built yet). A first run starts at the
+-- after until in it, and move the watermark to until, at most to now() (the trades still to come
+-- are not built yet) and to the newest trade built (the server's clock may be ahead of the
+-- exchanges' times). A first run starts at the
 -- start of the oldest tick's UTC day. A candle is rewritten only when its values change, and never
 -- when it was loaded from a file (market.candles.loaded: an exchange's candle holds trades
 -- spreadedge may not have); longer candles are built from the loaded ones as from the others. The
@@ -52,6 +53,7 @@ declare
     v_interval  market.candle_interval;
     v_source    market.candle_interval := '1m';  -- the interval v_interval is built from
     v_count     bigint;
+    v_newest    timestamptz;  -- the newest trade time the run built
 begin
     perform internal.check_time(rollup_candles.until, 'until');
     if rollup_candles.open_window is null or rollup_candles.open_window < interval '0' then
@@ -165,11 +167,19 @@ begin
 
     -- why not past now(): the trades of times still to come are not in the candles yet. An until
     -- ahead of the clock (a local time read as UTC) set the watermark hours ahead, and the next
-    -- runs, starting an open window before it, never built the candles of the trades between
+    -- runs, starting an open window before it, never built the candles of the trades between.
+    -- why not past the newest trade built either: trade times are the exchanges', now() is the
+    -- server's clock. A run while that clock was days ahead (a mis-set host clock, a VM resumed
+    -- before NTP stepped it back) set the watermark days ahead of the trades; once the clock was
+    -- set right, the runs built nothing until it passed the watermark, and then started there:
+    -- the candles of the trades between were never built. Bounded by the trades, the watermark
+    -- follows them whatever the clock says; a run that builds no trade leaves it where it was (the
+    -- next run covers the quiet spell too)
+    v_newest := (select max(t.traded_at) from market.ticks t where t.traded_at >= v_start and t.traded_at < v_end);
     insert into market.rollup_watermarks as w (rollup, built_until)
-    values ('candles', least(rollup_candles.until, now()))
+    values ('candles', least(rollup_candles.until, now(), coalesce(v_newest, v_start)))
     on conflict (rollup) do update set built_until = greatest(w.built_until, excluded.built_until), updated_at = now();
 end;
 $$;
 comment on function market.rollup_candles(timestamptz, interval) is
-    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until (loaded candles are kept as they are), and moves the watermark to until (at most now()); returns candles written per interval. Waits for candle loads in progress; loads wait for a run.';
+    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until (loaded candles are kept as they are), and moves the watermark to until (at most now() and the newest trade built); returns candles written per interval. Waits for candle loads in progress; loads wait for a run.';

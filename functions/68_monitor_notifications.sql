@@ -122,6 +122,10 @@ as $$
 -- claims, commits, then sends and reports (outside the documented use) a second sender for 5
 -- minutes. The attempt counts again, so max_attempts and the dead letter still bound it.
 #variable_conflict use_column
+declare
+    -- why a variable: clock_timestamp() is volatile, and a volatile call in a condition is a
+    -- filter on every row the index scan reads, never the scan's bound; the variable bounds it
+    v_now timestamptz := clock_timestamp();
 begin
     perform internal.require_permission('alerts:manage');
     -- why strategies:all too: the outbox holds every strategy's alerts and risk events (their
@@ -137,11 +141,26 @@ begin
         raise exception 'batch_size must be 1 to 1000, got %', coalesce(claim_notifications.batch_size::text, 'null')
             using errcode = '22S09';
     end if;
+    -- why a wait that began later than the clock reads is made due now: the clock stepped back
+    -- since (an NTP correction, a VM resumed), and that wait would last the whole step more (a
+    -- retry 30 s away, or a lease nearly over, held for hours). A statement of its own, through
+    -- notifications_waiting_idx: one index probe that finds nothing while the clock runs forward,
+    -- where "or waiting_since > clock_timestamp()" in the claim below read every pending row of a
+    -- backlog (50,000 rows, 12 ms) at every claim
+    update monitor.notifications n
+    set next_attempt_at = v_now, waiting_since = v_now
+    where n.notification_id in (select q.notification_id
+                                from monitor.notifications q
+                                where q.status in ('pending', 'delivering')
+                                  and q.waiting_since > v_now
+                                  and q.channel::text = any (claim_notifications.channels)
+                                for update skip locked);
     return query
     with picked as materialized (
         select q.notification_id
         from monitor.notifications q
-        where q.status in ('pending', 'delivering') and q.next_attempt_at <= clock_timestamp()
+        where q.status in ('pending', 'delivering')
+          and q.next_attempt_at <= v_now
           and q.channel::text = any (claim_notifications.channels)
         order by q.next_attempt_at, q.notification_id
         limit claim_notifications.batch_size
@@ -149,7 +168,7 @@ begin
     )
     update monitor.notifications n
     set status = 'delivering', claimed_by = claim_notifications.worker, attempts = n.attempts + 1,
-        next_attempt_at = clock_timestamp() + interval '5 minutes'
+        next_attempt_at = clock_timestamp() + interval '5 minutes', waiting_since = clock_timestamp()
     from picked p
     where n.notification_id = p.notification_id
     returning n.notification_id, n.channel, n.subject, n.payload, n.attempts, n.delivered_to, n.undeliverable_to,
@@ -157,7 +176,7 @@ begin
 end;
 $$;
 comment on function monitor.claim_notifications(text, text[], integer) is
-    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. Each comes with the email recipients earlier attempts reached (delivered_to) or found refused for good (undeliverable_to), whom the attempt leaves out, and its delivery_id (the same at every attempt: the email''s Message-ID, the webhook''s delivery_id). A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. Each comes with the email recipients earlier attempts reached (delivered_to) or found refused for good (undeliverable_to), whom the attempt leaves out, and its delivery_id (the same at every attempt: the email''s Message-ID, the webhook''s delivery_id). A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. A row whose wait began later than the server''s clock now reads (waiting_since: the clock stepped back) is due at once. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
     returns monitor.notifications
@@ -348,7 +367,8 @@ begin
     update monitor.notifications n
     set status = 'pending',
         last_error = left(fail_notification.error, 1000),
-        next_attempt_at = clock_timestamp() + v_delay
+        next_attempt_at = clock_timestamp() + v_delay,
+        waiting_since = clock_timestamp()
     where n.notification_id = v_row.notification_id;
     return 'pending';
 end;
@@ -373,21 +393,35 @@ as $$
 -- skipped); it is held for this one statement, and a claim meanwhile just skips that row.
 -- (volatile: a row lock is not allowed in a stable function)
 #variable_conflict use_column
+declare
+    -- why a variable: a volatile clock_timestamp() in the condition would be a filter on every
+    -- pending row, never the index scan's bound
+    v_now timestamptz := clock_timestamp();
 begin
     perform internal.require_permission('alerts:manage');
     perform internal.require_permission('strategies:all');
     perform internal.check_worker_channels(next_notification_due.channels);
-    return (select n.next_attempt_at
-            from monitor.notifications n
-            where n.status in ('pending', 'delivering')
-              and n.channel::text = any (next_notification_due.channels)
-            order by n.next_attempt_at
-            limit 1
-            for key share of n skip locked);
+    -- why now for a wait that began later than the clock reads: the clock stepped back since, and
+    -- monitor.claim_notifications takes such a row at once (least ignores a null); each probe
+    -- reads its own index (notifications_due_idx, notifications_waiting_idx)
+    return least((select n.next_attempt_at
+                  from monitor.notifications n
+                  where n.status in ('pending', 'delivering')
+                    and n.channel::text = any (next_notification_due.channels)
+                  order by n.next_attempt_at
+                  limit 1
+                  for key share of n skip locked),
+                 (select v_now
+                  from monitor.notifications n
+                  where n.status in ('pending', 'delivering')
+                    and n.waiting_since > v_now
+                    and n.channel::text = any (next_notification_due.channels)
+                  limit 1
+                  for key share of n skip locked));
 end;
 $$;
 comment on function monitor.next_notification_due(text[]) is
-    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped), or end of the lease of an abandoned claim (delivering, committed, unlocked); null when there is none. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
+    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped), or end of the lease of an abandoned claim (delivering, committed, unlocked), or now for a row whose wait began later than the clock reads (it stepped back); null when there is none. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.requeue_notification(notification_id bigint)
     returns void
@@ -412,7 +446,7 @@ begin
     perform internal.require_permission('alerts:manage');
     perform internal.require_permission('strategies:all');
     update monitor.notifications n
-    set status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = null, undeliverable_to = '{}'
+    set status = 'pending', attempts = 0, next_attempt_at = now(), waiting_since = now(), dead_at = null, undeliverable_to = '{}'
     where n.notification_id = requeue_notification.notification_id and n.status = 'dead';
     if not found then
         -- why the status: "not in the dead letter" alone reads the same for a mistyped id, a

@@ -13,6 +13,8 @@ PACKAGES=(
   postgresql-15-hypopg postgresql-15-cron pgbackrest zstd lz4 make python3-venv wrk
   # why pgbouncer: tests/test_pgbouncer_hunt.py runs the API and the managers behind a real one
   pgbouncer
+  # libfaketime: tests/test_clock_step_hunt.py steps a test server's wall clock with it
+  libfaketime
 )
 # Debian's postgresql-common would create and start a "main" cluster on port 5432 at install;
 # spreadedge runs its own embedded cluster instead.
@@ -80,6 +82,12 @@ install_packages() {
   apt-get update -q
   say "installing: ${missing[*]}"
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # why: Debian's pgbouncer package enables and starts a pgbouncer service on port 6432 where
+  # systemd runs; the tests start their own, and nothing of spreadedge uses that one
+  if [[ " ${missing[*]} " == *" pgbouncer "* && -d /run/systemd/system ]]; then
+    say "disabling the pgbouncer service the package started (the tests run their own)"
+    systemctl disable --now pgbouncer.service || true
+  fi
 }
 
 venv_is_usable() {

@@ -93,8 +93,10 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 def make_cluster() -> Iterator[Callable[..., Cluster]]:
     """A factory of extra clusters (not started); all are deleted at the end of the session."""
 
-    def make(*, private_parent: bool = False, port: int | None = None) -> Cluster:
-        cluster = Cluster(new_home(private_parent=private_parent), port or free_port())
+    def make(
+        *, private_parent: bool = False, port: int | None = None, server_env: dict[str, str] | None = None
+    ) -> Cluster:
+        cluster = Cluster(new_home(private_parent=private_parent), port or free_port(), server_env)
         _clusters.append(cluster)
         return cluster
 

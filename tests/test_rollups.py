@@ -93,6 +93,8 @@ def test_a_run_with_nothing_new_writes_no_candle(seeded):
 
 def test_a_tick_later_than_the_open_window_is_left_out(seeded):
     tick(seeded, T0 + timedelta(seconds=10), "100", "1", trade_id="a")
+    # the watermark stops at the newest trade built: the window is counted back from it
+    tick(seeded, T0 + timedelta(minutes=29), "100", "1", trade_id="b")
     rollup(seeded, T0 + timedelta(minutes=30))
     tick(seeded, T0 + timedelta(seconds=20), "90", "1", trade_id="too-late")
     rollup(seeded, T0 + timedelta(minutes=31), open_window="10 minutes")

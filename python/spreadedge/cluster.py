@@ -25,7 +25,7 @@ import socket
 import subprocess
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -67,9 +67,12 @@ class ClusterStatus:
 class Cluster:
     """A PostgreSQL cluster under ``home``, listening on ``port`` and on a private socket."""
 
-    def __init__(self, home: Path, port: int) -> None:
+    def __init__(self, home: Path, port: int, server_env: Mapping[str, str] | None = None) -> None:
         self.home = Path(home).resolve()
         self.port = port
+        # environment variables added to the server's own (pg_ctl start passes it to postgres):
+        # a test's LD_PRELOAD of libfaketime, say; empty for the embedded default
+        self.server_env = dict(server_env or {})
         self.data_dir = self.home / "cluster"
         self.socket_dir = self.home / "run"
         self.log_file = self.home / "postgresql.log"
@@ -146,6 +149,7 @@ class Cluster:
                     PG_BINDIR / "pg_ctl",
                     *("start", "-w", "-t", "60", "-D", str(self.data_dir.resolve()), "-l", str(log)),
                     action="pg_ctl start",
+                    env=self.server_env,
                 )
             except ClusterError as exc:
                 raise ClusterError(f"{exc}\n--- last lines of {log} ---\n{_tail(log)}") from None
@@ -297,11 +301,18 @@ class Cluster:
 
     # -- files and programs ------------------------------------------------------------
 
-    def _run(self, *args: str | Path, action: str) -> str:
-        """Run a PostgreSQL program (as the system user when we are root); ClusterError if it fails."""
+    def _run(self, *args: str | Path, action: str, env: Mapping[str, str] | None = None) -> str:
+        """Run a PostgreSQL program (as the system user when we are root), with ``env`` added to
+        our environment; ClusterError if it fails."""
         command = runas.command([str(arg) for arg in args])
         result = subprocess.run(
-            command, cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+            command,
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **env} if env else None,
         )
         if result.returncode != 0:
             output = (result.stderr or result.stdout).strip()
