@@ -409,6 +409,11 @@ comment on column trading.daily_pnl.quote_asset is
 comment on column trading.daily_pnl.volume is 'Sum of filled quantities.';
 comment on column trading.daily_pnl.notional is 'Sum of quantity x price x multiplier, in the quote asset.';
 comment on column trading.daily_pnl.fees is 'Sum of fee_quote.';
+-- why: the trade and PnL series of monitor.collect_metrics and monitor.trades_per_period read a
+-- day across every strategy; the key (strategy first) cannot (migration 0059)
+create index daily_pnl_day_idx on trading.daily_pnl (day);
+comment on index trading.daily_pnl_day_idx is
+    'The rows of a day across strategies: the trade and PnL series of monitor.collect_metrics and monitor.trades_per_period.';
 
 -- why an hourly rollup too: a period that starts or ends inside a day reads its whole hours here
 -- and only the trades of its partial hours, so any period costs a few hundred rows
@@ -437,6 +442,10 @@ comment on column trading.hourly_pnl.notional is 'Sum of quantity x price x mult
 comment on column trading.hourly_pnl.fees is 'Sum of fee_quote.';
 comment on column trading.hourly_pnl.realized_pnl_gross is 'Sum of the fills'' realized gross PnL.';
 comment on column trading.hourly_pnl.funding is 'Sum of funding payments.';
+-- why: as for the days, an hour (or the last 48) across every strategy (migration 0059)
+create index hourly_pnl_hour_idx on trading.hourly_pnl (hour);
+comment on index trading.hourly_pnl_hour_idx is
+    'The rows of an hour across strategies: the trade series of monitor.collect_metrics and monitor.trades_per_period.';
 
 -- ============================================================================
 -- Portfolio snapshots

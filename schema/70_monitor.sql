@@ -380,5 +380,13 @@ create index notifications_due_idx on monitor.notifications (next_attempt_at)
 -- than the clock reads with one probe of it, which finds nothing while the clock runs forward
 create index notifications_waiting_idx on monitor.notifications (waiting_since)
     where status in ('pending', 'delivering');
+comment on index monitor.notifications_waiting_idx is
+    'Pending and delivering notifications by when their wait began: the claim''s and next_notification_due''s probe for waits that began later than the clock reads (it stepped back).';
 create index notifications_alert_event_idx on monitor.notifications (alert_event_id);
 create index notifications_risk_event_idx on monitor.notifications (risk_event_id);
+-- why: collect_metrics counts the pending and dead notifications every minute, and the hourly row
+-- retention looks for those that ended before its cutoff; both read a status range of this index
+-- instead of the whole outbox (migration 0059)
+create index notifications_status_ended_idx on monitor.notifications (status, (coalesce(delivered_at, dead_at)));
+comment on index monitor.notifications_status_ended_idx is
+    'Notifications by status and when they ended (delivered or dead): the outbox counts of monitor.collect_metrics and the row retention''s search for ended ones.';
