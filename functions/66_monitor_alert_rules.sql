@@ -375,7 +375,7 @@ $$;
 comment on function internal.rule_change_pct(numeric, numeric, text, numeric) is
     'The change in percent a change_pct rule reports: (last - first) / |first| x 100 rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; null from a first of 0.';
 
-create or replace function internal.alert_rule_values(p_at timestamptz)
+create or replace function internal.alert_rule_values(p_at timestamptz, p_since timestamptz)
     returns table (rule_id integer, value numeric)
     stable
     language sql
@@ -396,6 +396,12 @@ as $$
     -- total of 0 gives no value (no percentage of nothing). A series with two values at one time counts the larger. So a rule
     -- without labels on exposure.gross watches the gross exposure of every strategy together; to
     -- watch one strategy, give its labels.
+    -- why p_since: no rule reads before it (a window is at most 31 days, alert_rules' check, and
+    -- evaluate_alert_rules gives p_at - 33 days: a month of 31 days and a DST hour over). Given as
+    -- a value, it prunes the partitions of ticks, quotes and metrics when the statement is
+    -- planned; the windows of the rules (a column) prune only as each rule is read, after the
+    -- planner and the executor have opened every partition, five times over: a year of daily
+    -- partitions kept (retention off) cost each minute's run 1,800 partition scans to plan and start
     -- why one query: a lateral index scan per rule (metrics by name and time, ticks by instrument
     -- and time) keeps 1,000 rules within milliseconds, with no per-rule statement
     select r.rule_id,
@@ -430,7 +436,7 @@ as $$
         from market.ticks k
         where r.kind in ('price', 'volume') and r.aggregate <> 'last'
           and k.instrument_id = r.instrument_id
-          and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at
+          and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at and k.traded_at > p_since
     ) t on true
     -- why the window's market data, not trading.mark_price: the mark is the newest price known,
     -- however old, and falls back to a fill; a quote three days old fired a rule with a 5-minute
@@ -448,7 +454,7 @@ as $$
             select q.bid, q.bid_size, q.ask, q.ask_size, q.quoted_at
             from market.quotes q
             where q.instrument_id = r.instrument_id
-              and q.quoted_at > p_at - r.evaluation_window and q.quoted_at <= p_at
+              and q.quoted_at > p_at - r.evaluation_window and q.quoted_at <= p_at and q.quoted_at > p_since
               and q.bid_size > 0 and q.ask_size > 0
             order by q.quoted_at desc
             limit 1) q on true
@@ -456,7 +462,7 @@ as $$
             select k.price, k.traded_at
             from market.ticks k
             where k.instrument_id = r.instrument_id
-              and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at
+              and k.traded_at > p_at - r.evaluation_window and k.traded_at <= p_at and k.traded_at > p_since
             order by k.traded_at desc, octet_length(k.exchange_trade_id) desc, k.exchange_trade_id desc
             limit 1) k on true
         where r.kind = 'price' and r.aggregate = 'last'
@@ -480,7 +486,7 @@ as $$
         from monitor.metrics x
         where r.metric is not null and r.aggregate not in ('last', 'change_pct')
           and x.name = r.metric and x.labels @> r.labels
-          and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+          and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at and x.recorded_at > p_since
     ) m on true
     left join lateral (
         select case r.aggregate
@@ -496,10 +502,21 @@ as $$
               from monitor.metrics x
               where r.metric is not null and r.aggregate in ('last', 'change_pct')
                 and x.name = r.metric and x.labels @> r.labels
-                and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+                and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at and x.recorded_at > p_since
               group by x.labels) l
     ) s on true
     where r.is_enabled
 $$;
+comment on function internal.alert_rule_values(timestamptz, timestamptz) is
+    'Each enabled alert rule''s aggregate over (time - window, time], nothing read before since (no window reaches before time - 33 days; given as a value, it prunes partitions when planned) (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (internal.rule_change_pct: rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+
+create or replace function internal.alert_rule_values(p_at timestamptz)
+    returns table (rule_id integer, value numeric)
+    stable
+    language sql
+as $$
+    -- internal.alert_rule_values(p_at, p_since) with the earliest time any rule's window reaches
+    select * from internal.alert_rule_values(p_at, p_at - interval '33 days')
+$$;
 comment on function internal.alert_rule_values(timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time] (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (internal.rule_change_pct: rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time]: internal.alert_rule_values(time, time - 33 days).';

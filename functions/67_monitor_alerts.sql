@@ -81,6 +81,10 @@ declare
     v_actor       text;
     v_disabled_at timestamptz;
     v_event_id    bigint;
+    -- why a variable: as a value (not an expression of evaluated_at, which is computed only as
+    -- the plan runs) it lets the planner prune ticks, quotes and metrics to the partitions the
+    -- longest window can reach (internal.alert_rule_values)
+    v_since       timestamptz;
 begin
     -- why: the runs take turns through the advisory lock below, but a REPEATABLE READ or
     -- SERIALIZABLE snapshot is taken before it, so a run could miss the alert the previous run
@@ -92,6 +96,7 @@ begin
     if not pg_try_advisory_xact_lock(hashtext('spreadedge.evaluate_alert_rules')) then
         return;
     end if;
+    v_since := evaluate_alert_rules.evaluated_at - interval '33 days';
     -- why: a disabling transaction under REPEATABLE READ or SERIALIZABLE whose snapshot predates a
     -- run that committed a new alert does not see that alert (the evaluation's lock orders the two
     -- but cannot renew the snapshot), and nothing evaluates a disabled rule, so the alert stayed
@@ -125,7 +130,7 @@ begin
     with evaluated as materialized (
         select r, v.value, internal.compare(v.value, r.operator, r.threshold) as firing, a.alert_id as open_alert_id,
                a.status as open_status, a.notified as open_notified
-        from internal.alert_rule_values(evaluate_alert_rules.evaluated_at) v
+        from internal.alert_rule_values(evaluate_alert_rules.evaluated_at, v_since) v
         join monitor.alert_rules r on r.rule_id = v.rule_id
         left join monitor.alerts a on a.rule_id = v.rule_id and a.status <> 'resolved'
         -- why: a transition is never recorded before the rule's latest one. These are the times

@@ -175,6 +175,11 @@ comment on column auth.sessions.revoked_reason is 'Why: logout, revoked, passwor
 comment on column auth.sessions.ip_address is 'Client address given at login.';
 comment on column auth.sessions.user_agent is 'Client user agent given at login.';
 create index sessions_user_idx on auth.sessions (user_id) where revoked_at is null;
+-- why: the row retention finds the sessions that ended before its cutoff by this expression
+-- (internal.row_retention_rules); without it each hourly run read every session kept (migration 0063)
+create index sessions_ended_idx on auth.sessions ((least(revoked_at, idle_expires_at)));
+comment on index auth.sessions_ended_idx is
+    'Sessions by when they ended (revoked or idle-expired): the row retention''s search for those that ended before its cutoff.';
 
 -- ============================================================================
 -- Exchange API keys
