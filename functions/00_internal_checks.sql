@@ -119,6 +119,24 @@ $$;
 comment on function internal.check_time(timestamptz, text) is
     'Returns the time if between the genesis block (2009-01-03) and 24 hours ahead (in any session TimeZone), else raises 22S09.';
 
+create or replace function internal.stamped_ahead_of_clock(p_value timestamptz)
+    returns boolean
+    volatile
+    language sql
+as $$
+    -- True when p_value, a time this server wrote from its own clock (now() of a transaction), is
+    -- more than a minute later than that clock now reads: the clock has stepped back since (an NTP
+    -- correction of a clock that ran ahead, a VM resumed from a snapshot). How long ago p_value
+    -- really was is then unknown, so what counts from it (a session's idle timeout and lifetime, a
+    -- lockout, a failed-login window) must not be taken to last the whole step more.
+    -- why clock_timestamp, not now(): a transaction open for a while reads times that later
+    -- transactions wrote (a session's slide), which are later than its now() but never later than
+    -- its clock. why a minute: a step of less lengthens nothing by more than that
+    select p_value > clock_timestamp() + interval '1 minute'
+$$;
+comment on function internal.stamped_ahead_of_clock(timestamptz) is
+    'True when a time the server wrote is over a minute later than its clock now reads (the clock stepped back since).';
+
 create or replace function internal.interval_has_negative_part(p_value interval)
     returns boolean
     immutable

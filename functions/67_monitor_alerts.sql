@@ -64,10 +64,14 @@ as $$
 -- acknowledged) alert whose condition no longer holds is resolved (notified when its firing was).
 -- A rule without data changes nothing (a count or sum over no values is 0, which is data). A
 -- rule whose latest transition (its open alert's opening or acknowledgement, its last notified
--- firing, its previous alert's resolution) is later than evaluated_at is left alone: no transition, nothing notified; the other rules are evaluated as
--- usual. So a backfill, a skewed clock or a run at a past time after pg_cron ran at now never
+-- firing, its previous alert's resolution) is later than evaluated_at is left alone by a run at a
+-- time before now: no transition, nothing notified; the other rules are evaluated as
+-- usual. So a backfill or a run at a past time after pg_cron ran at now never
 -- resolves an alert before it opened, opens one before the previous one resolved, or counts a
--- cooldown backwards. An open alert of a disabled rule (one the disabling transaction did not see)
+-- cooldown backwards. A run at now (evaluated_at not before now()) evaluates such a rule, whose
+-- times are ahead because the server's clock stepped back since, and records its transitions at
+-- its latest time rather than now, so its story still reads forwards; its cooldown still counts
+-- from its last notification's time. An open alert of a disabled rule (one the disabling transaction did not see)
 -- is resolved first, whatever evaluated_at, as monitor.set_alert_rule_enabled would have: at the
 -- time of the disabling and with its actor as the audit log recorded them (actor, else database
 -- role), or now and no actor when the log no longer has the disabling. Returns the transitions
@@ -127,36 +131,54 @@ begin
         where ev.event_id = v_event_id;
     end loop;
     return query
-    with evaluated as materialized (
+    with resolved_later as materialized (
+        -- the rules whose previous alert resolved after evaluated_at (a backfill, or a clock that
+        -- stepped back), through alerts_resolved_idx: normally none
+        select p.rule_id, max(p.resolved_at) as resolved_at
+        from monitor.alerts p
+        where p.resolved_at > evaluate_alert_rules.evaluated_at
+        group by p.rule_id
+    ),
+    evaluated as materialized (
         select r, v.value, internal.compare(v.value, r.operator, r.threshold) as firing, a.alert_id as open_alert_id,
-               a.status as open_status, a.notified as open_notified
+               a.status as open_status, a.notified as open_notified, l.resolved_at as resolved_later_at,
+               -- at: when the rule's transitions are recorded (see where)
+               case when evaluate_alert_rules.evaluated_at >= now()
+                    then greatest(evaluate_alert_rules.evaluated_at, r.last_notified_at, a.opened_at,
+                                  a.acknowledged_at, l.resolved_at)
+                    else evaluate_alert_rules.evaluated_at end as at
         from internal.alert_rule_values(evaluate_alert_rules.evaluated_at, v_since) v
         join monitor.alert_rules r on r.rule_id = v.rule_id
         left join monitor.alerts a on a.rule_id = v.rule_id and a.status <> 'resolved'
+        left join resolved_later l on l.rule_id = v.rule_id
         -- why: a transition is never recorded before the rule's latest one. These are the times
         -- of its open alert's transitions (a late notification is at last_notified_at) and of its
         -- last notified firing, which would otherwise count the cooldown backwards; all were read
         -- anyway. The previous alert's resolution matters only to a rule about to open an alert:
-        -- see opened.
-        where coalesce(greatest(r.last_notified_at, a.opened_at, a.acknowledged_at), '-infinity')
+        -- see opened. A run at an earlier time (a backfill) leaves such a rule alone. A run at now
+        -- evaluates it, its transitions recorded at that latest time.
+        -- why: a rule's latest time is later than now only when the server's clock stepped back
+        -- after it (a clock that ran ahead set right), and left alone the rule could neither
+        -- resolve nor open an alert, nor be notified, until the clock caught up (hours, for a
+        -- clock set right hours back)
+        where evaluate_alert_rules.evaluated_at >= now()
+           or coalesce(greatest(r.last_notified_at, a.opened_at, a.acknowledged_at), '-infinity')
               <= evaluate_alert_rules.evaluated_at
     ),
     opened as (
         insert into monitor.alerts as a (rule_id, severity, opened_value, threshold, opened_at, notified)
-        select (e.r).rule_id, (e.r).severity, e.value, (e.r).threshold, evaluate_alert_rules.evaluated_at,
+        select (e.r).rule_id, (e.r).severity, e.value, (e.r).threshold, e.at,
                cardinality((e.r).channels) > 0
                and ((e.r).last_notified_at is null
-                    or (e.r).last_notified_at <= evaluate_alert_rules.evaluated_at - (e.r).cooldown)
+                    or (e.r).last_notified_at <= e.at - (e.r).cooldown)
         from evaluated e
         where e.firing and e.open_alert_id is null
           -- why: a rule's alerts follow one another; a firing earlier than the previous alert's
-          -- resolution belongs to that alert. why not in rather than not exists: alerts has no
-          -- index by rule, and the planner, expecting few rules to open an alert, ran not exists
-          -- as a scan of every alert per opening rule (10 s for 250 rules over 200,000 alerts);
-          -- not in reads alerts once into a hash, and only in a run where some rule opens an
-          -- alert (rule_id is never null, so not in means what it says)
-          and (e.r).rule_id not in (select p.rule_id from monitor.alerts p
-                                    where p.resolved_at > evaluate_alert_rules.evaluated_at)
+          -- resolution belongs to that alert. why resolved_later rather than not exists: alerts
+          -- has no index by rule, and the planner, expecting few rules to open an alert, ran not
+          -- exists as a scan of every alert per opening rule (10 s for 250 rules over 200,000
+          -- alerts); resolved_later reads the few alerts resolved after evaluated_at once
+          and (e.resolved_later_at is null or e.resolved_later_at <= e.at)
         returning a.alert_id, a.rule_id, a.opened_value as value, a.notified
     ),
     late as (
@@ -172,18 +194,18 @@ begin
         where a.alert_id = e.open_alert_id and e.firing and a.status = 'firing' and not a.notified
           and cardinality((e.r).channels) > 0
           and ((e.r).last_notified_at is null
-               or (e.r).last_notified_at <= evaluate_alert_rules.evaluated_at - (e.r).cooldown)
+               or (e.r).last_notified_at <= e.at - (e.r).cooldown)
         returning a.alert_id, a.rule_id, e.value, a.notified
     ),
     resolved as (
         update monitor.alerts a
-        set status = 'resolved', resolved_at = evaluate_alert_rules.evaluated_at, resolved_value = e.value
+        set status = 'resolved', resolved_at = e.at, resolved_value = e.value
         from evaluated e
         where a.alert_id = e.open_alert_id and not e.firing
           -- why: an acknowledgement committed while this run waited for the row is seen only on
           -- the row itself; one made after evaluated_at must not be followed by a resolution
           -- before it (the next run at a later time resolves the alert)
-          and coalesce(a.acknowledged_at, '-infinity') <= evaluate_alert_rules.evaluated_at
+          and coalesce(a.acknowledged_at, '-infinity') <= e.at
         returning a.alert_id, a.rule_id, e.value, a.notified
     ),
     transitions as (
@@ -198,8 +220,9 @@ begin
     ),
     events as (
         insert into monitor.alert_events as ev (alert_id, rule_id, transition, value, notified, occurred_at)
-        select t.alert_id, t.rule_id, t.transition, t.value, t.notified, evaluate_alert_rules.evaluated_at
+        select t.alert_id, t.rule_id, t.transition, t.value, t.notified, e.at
         from transitions t
+        join evaluated e on (e.r).rule_id = t.rule_id
         returning ev.event_id, ev.alert_id, ev.rule_id, ev.transition, ev.value, ev.notified
     ),
     queued as (
@@ -208,17 +231,18 @@ begin
         from events ev
         join evaluated e on (e.r).rule_id = ev.rule_id
         cross join lateral (select internal.alert_message(e.r, ev.transition, ev.alert_id, ev.value,
-                                                          evaluate_alert_rules.evaluated_at) as message) m
+                                                          e.at) as message) m
         cross join lateral unnest((e.r).channels) c(channel)
         where ev.notified
         returning 1
     ),
     remembered as (
         update monitor.alert_rules r
-        set last_notified_at = evaluate_alert_rules.evaluated_at
+        set last_notified_at = e.at
         from (select o.rule_id from opened o where o.notified
               union all
               select l.rule_id from late l) n
+        join evaluated e on (e.r).rule_id = n.rule_id
         where r.rule_id = n.rule_id
         returning 1
     )
@@ -229,7 +253,7 @@ begin
 end;
 $$;
 comment on function monitor.evaluate_alert_rules(timestamptz) is
-    'Evaluate every enabled alert rule (default now): open, resolve, record and notify (a firing silenced by the cooldown is notified once the cooldown is over); first resolves any open alert of a disabled rule (at the disabling''s time, with its actor, from the audit log); returns the transitions. A rule whose latest transition is later than evaluated_at is left alone (no transition, nothing notified), so no alert resolves before it opened or opens before the previous one resolved. READ COMMITTED only (22S09). pg_cron runs it every minute.';
+    'Evaluate every enabled alert rule (default now): open, resolve, record and notify (a firing silenced by the cooldown is notified once the cooldown is over); first resolves any open alert of a disabled rule (at the disabling''s time, with its actor, from the audit log); returns the transitions. A rule whose latest transition is later than evaluated_at is left alone (no transition, nothing notified) by a run at a past time, so no alert resolves before it opened or opens before the previous one resolved; a run at now (the clock stepped back since) records its transitions at that latest time. READ COMMITTED only (22S09). pg_cron runs it every minute.';
 
 create or replace function internal.resolve_alert_of_disabled_rule(
     p_rule monitor.alert_rules,

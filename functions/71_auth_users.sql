@@ -20,6 +20,38 @@ end;
 $$;
 comment on function internal.lock_user(bigint) is 'Locks and returns a user by id; raises 23S07 unknown_user.';
 
+create or replace function internal.account_is_locked(p_locked_until timestamptz, p_last_failed_at timestamptz)
+    returns boolean
+    volatile
+    language sql
+as $$
+    -- True while a lockout lasts: before locked_until, unless the failed login that locked the
+    -- account (last_failed_at, written with locked_until) is later than the clock now reads.
+    -- why: the server's clock then stepped back since the lockout began (internal.stamped_ahead_of_clock),
+    -- and locked_until, written by the clock that ran ahead, would keep the account locked for the
+    -- whole step more than the policy's lockout_duration (hours for a clock set right hours back);
+    -- the account may be tried again, and failures lock it again
+    select coalesce(p_locked_until > now(), false)
+           and not coalesce(internal.stamped_ahead_of_clock(p_last_failed_at), false)
+$$;
+comment on function internal.account_is_locked(timestamptz, timestamptz) is
+    'True while an account is locked out: before locked_until, unless the clock stepped back past the failed login that locked it.';
+
+create or replace function internal.failures_count(p_last_failed_at timestamptz, p_window interval)
+    returns boolean
+    volatile
+    language sql
+as $$
+    -- True when failed logins up to p_last_failed_at still count toward a lockout: the last one is
+    -- within the window, and not later than the clock now reads (a clock stepped back would
+    -- otherwise keep them counting for the whole step more). now() at UTC: a window in days is
+    -- whole 24-hour days whatever the TimeZone
+    select coalesce(p_last_failed_at > ((now() at time zone 'UTC') - p_window) at time zone 'UTC'
+                    and not internal.stamped_ahead_of_clock(p_last_failed_at), false)
+$$;
+comment on function internal.failures_count(timestamptz, interval) is
+    'True when failed logins up to the last one still count toward a lockout (within the window, not stamped ahead of a clock that stepped back).';
+
 create or replace function internal.verify_password(p_user auth.users, p_password text)
     returns void
     volatile
@@ -36,7 +68,7 @@ begin
         raise exception 'user % is disabled', p_user.user_id
             using errcode = '55S04', hint = 'An admin can enable the user again (auth.enable_user).';
     end if;
-    if p_user.locked_until > now() then
+    if internal.account_is_locked(p_user.locked_until, p_user.last_failed_at) then
         raise exception 'user % is locked after too many failed logins', p_user.user_id
             using errcode = '28S01',
                   hint = 'Wait until the lockout ends (auth.user_accounts.locked_until), or have an admin run auth.unlock_user.';
@@ -310,7 +342,7 @@ begin
     set locked_until = null, failed_logins = 0, last_failed_at = null
     where u.user_id = v_user.user_id;
     perform internal.security_event('account_unlocked', v_user.user_id, v_user.username,
-        jsonb_build_object('was_locked', coalesce(v_user.locked_until > now(), false)));
+        jsonb_build_object('was_locked', internal.account_is_locked(v_user.locked_until, v_user.last_failed_at)));
 end;
 $$;
 comment on function auth.unlock_user(bigint) is 'Unlocks a locked account and clears its failed logins. Needs users:manage.';
@@ -398,7 +430,12 @@ as
            array(select ur.role_name from auth.user_roles ur
                  where ur.user_id = u.user_id order by ur.role_name) as roles,
            u.disabled_at is null as is_enabled,
-           coalesce(u.locked_until > now(), false) as is_locked,
+           -- why written out, as internal.account_is_locked and internal.failures_count say: a
+           -- view's functions run with its reader's privileges, and no reader runs internal helpers
+           -- that are not read helpers; a lockout or failures stamped over a minute later than the
+           -- clock (it stepped back since) are over
+           coalesce(u.locked_until > now(), false)
+           and not coalesce(u.last_failed_at > clock_timestamp() + interval '1 minute', false) as is_locked,
            u.locked_until,
            -- why: failures older than the policy's window no longer count toward a lockout
            -- (internal.count_failed_login starts again at one), so they are not shown as if they did
@@ -406,6 +443,7 @@ as
            case when u.last_failed_at > (now() at time zone 'UTC'
                                          - (select p.failed_login_window from auth.security_policy p))
                                         at time zone 'UTC'
+                     and u.last_failed_at <= clock_timestamp() + interval '1 minute'
                 then u.failed_logins else 0 end as failed_logins,
            u.totp_enabled_at is not null as totp_enabled,
            u.created_at,

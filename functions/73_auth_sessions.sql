@@ -15,7 +15,7 @@ declare
     v_count  integer;
 begin
     select p.* into v_policy from auth.security_policy p;
-    v_count := case when p_user.last_failed_at > now() - v_policy.failed_login_window
+    v_count := case when internal.failures_count(p_user.last_failed_at, v_policy.failed_login_window)
                     then p_user.failed_logins + 1 else 1 end;
     if v_count >= v_policy.max_failed_logins then
         update auth.users u
@@ -78,7 +78,7 @@ begin
         v_reason := 'unknown user';
     elsif v_user.disabled_at is not null then
         v_reason := 'disabled';
-    elsif v_user.locked_until > now() then
+    elsif internal.account_is_locked(v_user.locked_until, v_user.last_failed_at) then
         v_reason := 'locked';
     elsif not v_matches then
         v_reason := 'wrong password';
@@ -141,21 +141,28 @@ comment on function auth.login(text, text, text, inet, text) is
 
 create or replace function internal.session_is_live(p_session auth.sessions, p_user auth.users)
     returns boolean
-    stable
+    volatile
     language plpgsql
 as $$
 -- What a live session is, for auth.validate_session and auth.logout: a session that exists, is not
--- revoked, is within its absolute lifetime and its idle timeout, of a user who is not disabled.
+-- revoked, is within its absolute lifetime and its idle timeout, of a user who is not disabled,
+-- and whose last use is not later than the clock now reads.
 -- why plpgsql: one expression, evaluated without a query by the callers' PL/pgSQL
+-- why the last use: when the server's clock steps back (a clock that ran ahead set right), a session
+-- used while it ran ahead has expiries that far ahead too, and lived the whole step longer than its
+-- idle timeout and lifetime (hours for a clock set right hours back); how long ago it was really
+-- used is unknown (internal.stamped_ahead_of_clock), so it ends, as a forward jump past its
+-- expiry ends it: its user logs in again
 begin
     return coalesce(p_session.session_id is not null and p_session.revoked_at is null
                     and now() < p_session.expires_at and now() < p_session.idle_expires_at
+                    and not internal.stamped_ahead_of_clock(p_session.last_seen_at)
                     and p_user.user_id is not null and p_user.disabled_at is null,
                     false);
 end;
 $$;
 comment on function internal.session_is_live(auth.sessions, auth.users) is
-    'True when the session exists, is not revoked, expired or idle-expired, and its user is not disabled.';
+    'True when the session exists, is not revoked, expired or idle-expired, its user is not disabled, and its last use is not over a minute later than the clock (a clock stepped back since ends it).';
 
 create or replace function auth.validate_session(token text)
     returns table (
