@@ -103,6 +103,17 @@ def tune_report(settings: Settings, statements: int, min_saving: float, gin_tria
     """Print ops.index_advice(): per heavy statement, the index that would cut its cost most."""
     with _connect(settings) as conn:
         items = tune.advice(conn, statements, Decimal(str(min_saving)), gin_trial_max_mb)
+        hidden, grant = tune.hidden_statements(conn)
+    # why: as a database owner without pg_read_all_stats, pg_stat_statements hid every other role's
+    # statements (the applications', the API's) and the report said "no advice" as if it had
+    # examined them
+    if hidden:
+        click.echo(
+            f"note: {hidden} statements of other roles in this database were not examined: "
+            "pg_stat_statements shows their text only to pg_read_all_stats; for advice on them, "
+            f"ask a superuser to run: {grant}",
+            err=True,
+        )
     if not items:
         click.echo(
             "no advice: no heavy statement would get at least "
@@ -357,6 +368,7 @@ def backup_init(settings: Settings, compress_type: str | None, repo_path: Path |
     repo = replace(pgbackrest.repository(settings), settings=backup_settings)
     secret = pgbackrest.passphrase(backup_settings)
     with _connect(settings, actor="backup") as conn:
+        pgbackrest.refuse_non_superuser(conn)
         server = pgbackrest.server_of(conn)
 
     def start_archiving() -> bool:
@@ -860,12 +872,15 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
     target = make_conninfo(url, dbname=to_database)
     with deadline.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", [to_database]).fetchone()
+        as_replica = _refuse_restore_privileges(conn, dump_file, to_database, bool(exists))
         if not exists:
             conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(to_database)))
             click.echo(f"created database {to_database}")
         row = conn.execute("select current_setting('cron.database_name', true)").fetchone()
     try:
-        logical.restore(dump_file, target, keep_cron=bool(row and row[0] == to_database))
+        logical.restore(
+            dump_file, target, keep_cron=bool(row and row[0] == to_database), as_replica=as_replica
+        )
     except BaseException:
         if not exists:  # nothing was restored: the database created for it goes again
             with deadline.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
@@ -887,6 +902,60 @@ def restore_logical(settings: Settings, dump_file: Path, to_database: str) -> No
                     err=True,
                 )
     click.echo(f"restored {dump_file} into {to_database}")
+
+
+# the restoring role: name, superuser, CREATEDB, whether it may set session_replication_role, and
+# the statements a superuser runs to give it what it lacks (the database %(database)s)
+_RESTORER = """
+select r.rolname, r.rolsuper, r.rolcreatedb,
+       pg_catalog.has_parameter_privilege('session_replication_role', 'SET'),
+       format('create database %%I owner %%I;', %(database)s::text, r.rolname),
+       format('grant set on parameter session_replication_role to %%I;', r.rolname)
+from pg_catalog.pg_roles r
+where r.rolname = current_user
+"""
+
+
+def _refuse_restore_privileges(
+    conn: psycopg.Connection[Any], dump_file: Path, database: str, exists: bool
+) -> bool:
+    """Refuse (OpsError, before anything is created) a restore the role may not do; whether the
+    restore must set session_replication_role rather than disable triggers (a role that is not a
+    superuser restoring a data-only dump).
+
+    why: as a database owner that is not a superuser, a full dump's restore failed in pg_restore
+    ("must be member of role ...", CREATE EXTENSION), a data-only one on ALTER TABLE ... DISABLE
+    TRIGGER ALL ("... is a system trigger"), and a missing database's CREATE DATABASE with a hint to
+    connect as the database owner, which the role was
+    """
+    row = conn.execute(_RESTORER, {"database": database}).fetchone()
+    if row is None or row[1]:
+        return False
+    role, _, may_create_database, may_set_replica, create_database, grant_set = row
+    refused = f"spreadedge restore logical refused, nothing was changed: the role {role} is not a superuser"
+    if logical.holds_schema(dump_file):
+        raise OpsError(
+            f"{refused}, and {dump_file.name} holds the schema (a full or --schema-only dump): restoring it"
+            " creates the extensions pg_stat_statements, hypopg and pg_partman, the schema partman"
+            " and objects owned by other roles, which only a superuser may\n"
+            "restore it with DATABASE_URL naming a superuser (the objects keep their owners)"
+        )
+    lacking: list[tuple[str, str]] = []
+    if not exists and not may_create_database:
+        lacking.append((f"CREATEDB (the database {database} does not exist)", create_database))
+    if not may_set_replica:
+        lacking.append(
+            (
+                "SET on the parameter session_replication_role (a data-only restore fires no trigger;"
+                " disabling them is a superuser's)",
+                grant_set,
+            )
+        )
+    if lacking:
+        needs = "\n".join(f"  - {need}" for need, _ in lacking)
+        statements = "\n".join(statement for _, statement in lacking)
+        raise OpsError(f"{refused} and lacks\n{needs}\nAsk a superuser to run:\n{statements}")
+    return True
 
 
 def _timestamp(text: str) -> datetime:

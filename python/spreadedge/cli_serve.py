@@ -8,8 +8,10 @@ import socket
 from types import FrameType
 
 import click
+import psycopg
+from psycopg import sql
 
-from spreadedge import db
+from spreadedge import db, deadline
 from spreadedge.cli_monitor import _finite_seconds
 from spreadedge.settings import Settings
 
@@ -136,7 +138,9 @@ def serve(
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc
     _check_address_free(host, port)
-    os.environ[URL_VARIABLE] = db.conninfo(settings)
+    conninfo = db.conninfo(settings)
+    _check_api_role(conninfo)
+    os.environ[URL_VARIABLE] = conninfo
     os.environ[MIGRATIONS_VARIABLE] = ",".join(m.id for m in migrations)
     os.environ[POOL_VARIABLE] = str(pool_size)
     os.environ[TIMEOUT_VARIABLE] = str(statement_timeout)
@@ -191,6 +195,43 @@ def _check_address_free(host: str, port: int) -> None:
                     f"cannot listen on {host} port {port}: {exc.strerror}; "
                     "choose another with --port (or SPREADEDGE_API_PORT)"
                 ) from None
+
+
+# the login role's name, whether it may SET ROLE to the API's role (PostgreSQL 15: a member of it,
+# however indirectly; a superuser is; true when that role does not exist: a database not migrated,
+# which health reports), and the GRANT that makes it one
+_ACTS_AS = (
+    "select current_user, to_regrole({role}) is null or pg_catalog.pg_has_role({role}, 'MEMBER'),"
+    " format('grant %I to %I;', {role}, current_user)"
+)
+
+
+def _check_api_role(conninfo: str) -> None:
+    """Refuse (ClickException naming the GRANT) a login role that may not act as the API's role.
+
+    why: every pooled connection runs SET ROLE spreadedge_app, so that row-level security binds;
+    served as a database owner that is not a superuser (a managed service), the API started,
+    logged "permission denied to set role" once a second and answered every request 503, "the
+    database is unavailable", health included. A database that cannot be reached now is left to
+    the pool (the API serves, and health says so, until it can be).
+    """
+    from spreadedge.api.database import API_ROLE
+
+    try:
+        with deadline.connect(conninfo, autocommit=True) as conn:
+            row = conn.execute(sql.SQL(_ACTS_AS).format(role=sql.Literal(API_ROLE))).fetchone()
+    except psycopg.OperationalError:
+        return
+    if row is None or row[1]:
+        return
+    role, _, grant = row
+    raise click.ClickException(
+        f"spreadedge serve refused: the role {role} may not act as {API_ROLE}, which every request "
+        f"of the API runs as (SET ROLE {API_ROLE}, so that row-level security applies)\n"
+        f"Serve with a login role that is a member of {API_ROLE}, or ask a superuser (or a role with "
+        f"CREATEROLE) to run: {grant}\n"
+        '(README: "As a database owner that is not a superuser")'
+    )
 
 
 def app_from_environment() -> object:

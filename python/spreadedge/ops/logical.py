@@ -39,6 +39,12 @@ COMPRESSORS = {
 SUFFIXES = {"gz": ".dump", "bz2": ".dump.bz2", "lz4": ".dump.lz4", "zst": ".dump.zst"}
 # the table-of-contents entries of pg_cron, which exists only in the one database it serves
 _CRON_ENTRY = re.compile(r"\bpg_cron\b| cron (job|job_run_details|jobid_seq|runid_seq)\b")
+# a table-of-contents entry of rows, not of the schema: "5676; 0 17848 TABLE DATA audit log_default
+# spreadedge_owner" (a data-only dump holds no other kind)
+_DATA_ENTRY = re.compile(r"^\d+; \d+ \d+ (TABLE DATA|SEQUENCE SET|BLOBS|BLOB|LARGE OBJECT) ")
+# the session setting a data-only restore by a role that is not a superuser fires no trigger with
+# (see restore)
+REPLICA_OPTION = "-c session_replication_role=replica"
 
 
 def _tool(compress_type: str, decompress: bool = False) -> list[str]:
@@ -208,16 +214,51 @@ def _plain_dump(path: Path) -> Iterator[Path]:
         yield Path(plain.name)
 
 
-def restore(path: Path, conninfo: str, *, keep_cron: bool) -> None:
+def holds_schema(path: Path) -> bool:
+    """Whether a dump holds schema (a full or schema-only dump), not only rows (data-only).
+
+    Only the table of contents at the start of the file is read: a compressed dump is
+    decompressed into pg_restore --list, which stops reading after it.
+    """
+    pg_restore = [str(PG_BINDIR / "pg_restore"), "--list"]
+    compress_type = compress_type_of(path)
+    if compress_type == "gz":
+        toc = subprocess.run([*pg_restore, str(path)], capture_output=True, text=True, check=False)
+    else:
+        with subprocess.Popen(
+            [*_tool(compress_type, decompress=True), str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ) as decompressor:
+            toc = subprocess.run(
+                pg_restore, stdin=decompressor.stdout, capture_output=True, text=True, check=False
+            )
+            assert decompressor.stdout is not None
+            decompressor.stdout.close()  # it may be writing still: the broken pipe ends it
+    if toc.returncode != 0:
+        raise OpsError(f"{path} is not a readable custom-format dump: {toc.stderr.strip()}")
+    return any(
+        not line.startswith(";") and line.strip() and not _DATA_ENTRY.match(line)
+        for line in toc.stdout.splitlines()
+    )
+
+
+def restore(path: Path, conninfo: str, *, keep_cron: bool, as_replica: bool = False) -> None:
     """Restore a dump into the database of ``conninfo`` in one transaction (nothing on an error).
 
     Data-only dumps restore with the target's triggers disabled (no audit rows, no append-only
     refusal: the rows are restored, not written anew); ``keep_cron`` False leaves out pg_cron,
-    which can exist only in the database it serves.
+    which can exist only in the database it serves. ``as_replica``: instead of disabling them (ALTER
+    TABLE ... DISABLE TRIGGER ALL, which only a superuser may for the foreign keys' triggers), the
+    restore's session sets session_replication_role = replica, under which none of them fires
+    (every trigger of the schema fires in origin mode): what a role that is not a superuser, granted
+    SET on that parameter, may do.
     """
     if not path.is_file():
         raise OpsError(f"no dump file {path}")
     dbname, env = _client(conninfo)
+    if as_replica:
+        env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {REPLICA_OPTION}".strip()
     pg_restore = str(PG_BINDIR / "pg_restore")
     with _plain_dump(path) as plain, tempfile.NamedTemporaryFile("w", suffix=".list") as listing:
         toc = subprocess.run([pg_restore, "--list", str(plain)], capture_output=True, text=True, check=False)
@@ -233,7 +274,7 @@ def restore(path: Path, conninfo: str, *, keep_cron: bool) -> None:
                 pg_restore,
                 "--exit-on-error",
                 "--single-transaction",
-                "--disable-triggers",
+                *([] if as_replica else ["--disable-triggers"]),
                 f"--use-list={listing.name}",
                 f"--dbname={dbname}",
                 str(plain),

@@ -71,6 +71,30 @@ class Server:
     user: str
 
 
+def refuse_non_superuser(conn: psycopg.Connection[Any]) -> None:
+    """Refuse (OpsError) to configure pgBackRest as a role that is not a superuser, before anything.
+
+    why: as a database owner that is not a superuser (a managed service, a DBA's database), backup
+    init created the stanza in the repository, then failed on ALTER SYSTEM SET archive_mode with
+    "permission denied" and a hint to connect as the database owner, which the role was; a stanza
+    was left behind for a server whose WAL never reached it
+    """
+    row = conn.execute(
+        "select r.rolname, r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user"
+    ).fetchone()
+    if row is None or row[1]:
+        return
+    raise OpsError(
+        f"spreadedge backup init refused, nothing was changed: the role {row[0]} is not a superuser, "
+        "and physical backups need one: init sets archive_mode and archive_command (ALTER SYSTEM) "
+        "and reloads the server's configuration, and pgBackRest connects as the role init runs as "
+        "to start and stop every backup and switch WAL files\n"
+        "run spreadedge backup init once with DATABASE_URL naming a superuser, on the machine that "
+        "holds the data directory (pgbackrest.conf then names that role: backup full, diff, incr, "
+        "verify and expire connect as it); logical dumps need no superuser (spreadedge backup logical)"
+    )
+
+
 def server_of(conn: psycopg.Connection[Any]) -> Server:
     """Data directory, port, socket directory and user of the server ``conn`` talks to (superuser)."""
     row = conn.execute(

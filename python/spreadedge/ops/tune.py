@@ -68,6 +68,24 @@ def advice(
         return cur.execute(select_rows("ops.index_advice", arguments), arguments).fetchall()
 
 
+# The statements of this database pg_stat_statements keeps from the role (other roles', to a role
+# without pg_read_all_stats: no queryid, text '<insufficient privilege>'), which index advice cannot
+# examine; and the GRANT that shows them.
+_HIDDEN = """
+select count(*) filter (where s.queryid is null), format('grant pg_read_all_stats to %I;', current_user)
+from public.pg_stat_statements(false) s
+where s.dbid = (select d.oid from pg_catalog.pg_database d where d.datname = pg_catalog.current_database())
+"""
+
+
+def hidden_statements(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+    """How many of this database's statements the role may not read (so advice skipped them), and
+    the statement a superuser runs to show them."""
+    row = conn.execute(_HIDDEN).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
 def build_statements(conn: psycopg.Connection[Any], item: Advice) -> list[str]:
     """The statements that build the advised index, in order."""
     arguments = {"table_name": item.table_name, "index_method": item.index_method, "columns": item.columns}
