@@ -12,7 +12,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from spreadedge import deadline
+from spreadedge import deadline, pooler
 from spreadedge.cluster import Cluster, ClusterError, default_cluster
 from spreadedge.settings import Settings, SettingsError
 
@@ -131,10 +131,18 @@ def connect(
 ) -> psycopg.Connection[TupleRow]:
     """Connect; with ``actor``, the session's ``spreadedge.actor`` names who acts (for the audit log).
 
-    The actor is set at session level and committed at once, so a later rollback keeps it.
+    The actor is set at session level and committed at once, so a later rollback keeps it. Behind
+    a pooler (PgBouncer's transaction pooling) it is set, with the session settings, at the start
+    of each transaction instead (:class:`spreadedge.pooler.PinnedConnection`).
     """
     url = conninfo(settings)
-    conn = deadline.connect(url, autocommit=autocommit)
+    conn: psycopg.Connection[TupleRow] = deadline.connect(
+        url, cls=pooler.PinnedConnection, autocommit=autocommit
+    )
+    if isinstance(conn, pooler.PinnedConnection) and conn.pin is not None:
+        if actor is not None:
+            conn.pin_transactions({**pooler.TRANSACTION_SETTINGS, "spreadedge.actor": actor})
+        return conn
     if actor is not None:
         try:
             conn.execute("select set_config('spreadedge.actor', %s, false)", (actor,))

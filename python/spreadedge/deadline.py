@@ -131,12 +131,23 @@ def connect(
 ) -> psycopg.Connection[Any]:
     """A new sync connection (``cls``, with psycopg.connect's ``kwargs``) whose startup is given up
     after :data:`CONNECT_TIMEOUT` (:func:`connect_settings`), with :data:`SESSION_SETTINGS` set:
-    the one way the CLI, migrate, the embedded cluster's start and the notify worker connect."""
+    the one way the CLI, migrate, the embedded cluster's start and the notify worker connect.
+
+    Behind a pooler (see :mod:`spreadedge.pooler`) nothing is set for the session: a
+    ``PinnedConnection`` (``cls``) sets the settings for each of its transactions instead."""
+    from spreadedge import pooler  # here: pooler reads SESSION_SETTINGS from this module
+
     conn = cls.connect(conninfo, **kwargs, **connect_settings(conninfo, CONNECT_TIMEOUT))
     _opened.add(conn)
     conn.add_notice_handler(_note_unconfirmed)
     try:
-        pin_session(conn)
+        # why not for the session behind a pooler: in transaction pooling these settings landed
+        # on whichever server connection the pooler lent, for its other clients, and were missing
+        # from this connection's next transactions; a PinnedConnection sets them for each one
+        if not pooler.note_pooled(conn):
+            pin_session(conn)
+        elif isinstance(conn, pooler.PinnedConnection):
+            conn.pin_transactions(pooler.TRANSACTION_SETTINGS)
     except BaseException:
         conn.close()
         raise

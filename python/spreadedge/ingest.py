@@ -49,6 +49,8 @@ import psycopg
 import zstandard
 from psycopg import sql
 
+from spreadedge import pooler
+
 KINDS = ("quotes", "ticks", "candles")
 DEFAULT_BATCH_ROWS = 50_000
 # How often a batch (or a --strict run) that PostgreSQL aborted to break a deadlock (40P01) is
@@ -625,6 +627,12 @@ def ingest(
     row is rejected. A batch (with ``strict``, the run) that PostgreSQL aborts to break a deadlock
     with another load is loaded again, with a warning logged, up to DEADLOCK_ATTEMPTS times in all.
     """
+    # why: the staging table is a temporary one (pg_temp), made on the server connection a pooler
+    # in transaction pooling lent, and missing from the next transaction's: a batch's COPY failed
+    # on a table that "does not exist", or loaded into another client's
+    why = pooler.pooled_refusal(conn, "spreadedge ingest", "one session for its temporary staging table")
+    if why is not None:
+        raise IngestError(f"{why} (nothing was loaded)", hint=pooler.SESSION_HINT)
     loader = Loader(conn, kind, strict=strict)
     for path in paths:  # every name checked first
         file_format(path)

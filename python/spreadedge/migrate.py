@@ -35,7 +35,7 @@ from yoyo.backends import PostgresqlPsycopgBackend
 from yoyo.connections import DatabaseURI
 from yoyo.migrations import Migration, MigrationList, default_migration_table
 
-from spreadedge import checksums, deadline, preflight
+from spreadedge import checksums, deadline, pooler, preflight
 from spreadedge.checksums import BOOKKEEPING_TABLES, AppliedMigration, RenderedMigration
 from spreadedge.settings import Settings
 from spreadedge.sqlfiles import (
@@ -359,6 +359,13 @@ class _UtcBackend(PostgresqlPsycopgBackend):
 @contextlib.contextmanager
 def _connect(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
     with deadline.connect(conninfo, autocommit=True, application_name="spreadedge migrate") as conn:
+        # why: behind transaction pooling the migrate lock (a session's advisory lock) was taken
+        # on a server connection the pooler then lent to other clients, and never released by
+        # migrate's own unlock (run on another one): a second migrate ran beside the first, and
+        # every later one waited for ever; the SET below and yoyo's own locks fared the same
+        why = pooler.pooled_refusal(conn, "spreadedge migrate", "one session for its lock and its settings")
+        if why is not None:
+            raise MigrationError(f"{why}\nhint: {pooler.SESSION_HINT}")
         conn.execute(_IN_UTC)
         conn.execute(_NO_IDLE_TIMEOUT)
         conn.execute(_IN_PUBLIC)

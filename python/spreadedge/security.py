@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
-from spreadedge import errors, sqlcall
-from spreadedge.deadline import CONNECT_TIMEOUT, PIN_SESSION, connect_settings
+from spreadedge import errors, pooler, sqlcall
+from spreadedge.deadline import CONNECT_TIMEOUT, connect_settings
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,26 @@ class SecuritySystem:
         # why connect_settings: a server that never completes the startup (its postmaster stopped,
         # its host frozen) held each call for 130 s, psycopg's own bound
         async with await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, **connect_settings(self._conninfo, CONNECT_TIMEOUT)
+            self._conninfo,
+            autocommit=True,
+            # no statement of it is prepared (it runs one), nor ever found on a pooler's server
+            # connection that another client's prepared
+            prepare_threshold=None,
+            **connect_settings(self._conninfo, CONNECT_TIMEOUT),
         ) as conn:
-            # DateStyle ISO and the rest (deadline.SESSION_SETTINGS): psycopg reads a login's
-            # expires_at in ISO alone
-            await conn.execute(PIN_SESSION)
+            # why for the call's transaction, not the session: behind a pooler in transaction
+            # pooling (PgBouncer) the actor and the settings landed on whichever server connection
+            # the pooler lent, so another client's audit rows and security events were written
+            # as this actor. DateStyle ISO and the rest (deadline.SESSION_SETTINGS): psycopg reads
+            # a login's expires_at in ISO alone; READ COMMITTED by its BEGIN.
+            await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
+            settings = dict(pooler.TRANSACTION_SETTINGS)
             if self._actor is not None:
-                await conn.execute("select set_config('spreadedge.actor', %s, false)", [self._actor])
-            cursor = await conn.execute(query, arguments)
-            return await cursor.fetchall()
+                settings["spreadedge.actor"] = self._actor
+            async with conn.transaction():
+                await conn.execute(pooler.pin_transaction(settings))
+                cursor = await conn.execute(query, arguments)
+                return await cursor.fetchall()
 
     async def authenticate_user(
         self,

@@ -43,10 +43,15 @@ def spread_rows(
     max_age: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of market.current_spreads, best net spread first; ``max_age`` (an interval): only
-    quotes younger than it count (the view's spreadedge.max_quote_age, for this session)."""
-    if max_age is not None:
-        conn.execute("select set_config('spreadedge.max_quote_age', %s, false)", (max_age,))
-    with conn.cursor(row_factory=dict_row) as cur:
+    quotes younger than it count (the view's spreadedge.max_quote_age, for this read alone).
+
+    why for the transaction, not the session: behind a pooler in transaction pooling (PgBouncer)
+    a session's max_quote_age landed on whichever server connection the pooler lent, for its
+    other clients' spreads, and was missing from the read that followed it
+    """
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        if max_age is not None:
+            cur.execute("select pg_catalog.set_config('spreadedge.max_quote_age', %s, true)", (max_age,))
         cur.execute(
             "select * from market.current_spreads"
             " where (%(symbol)s::text is null or symbol = upper(btrim(%(symbol)s)))"

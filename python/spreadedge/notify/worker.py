@@ -44,7 +44,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 
-from spreadedge import connection_limits, deadline, sqlcall, textable
+from spreadedge import connection_limits, deadline, pooler, sqlcall, textable
 from spreadedge.notify.channels import (
     Channel,
     DeliveryError,
@@ -53,7 +53,7 @@ from spreadedge.notify.channels import (
     one_line,
     redactor,
 )
-from spreadedge.settings import NotifySettings
+from spreadedge.settings import NotifySettings, SettingsError
 
 log = logging.getLogger("spreadedge.notify")
 
@@ -154,6 +154,10 @@ def load_payload(text: str) -> dict[str, Any]:
     return payload
 
 
+class PooledUrlError(SettingsError):
+    """The worker's URL reaches the database through a pooler in transaction pooling."""
+
+
 class _WorkerConnection(deadline.BoundedConnection):
     """A connection of the worker: every wait on the server given up a second after its
     statement_timeout (:data:`STATEMENT_TIMEOUT`)."""
@@ -179,6 +183,17 @@ def _connect(conninfo: str, application_name: str) -> psycopg.Connection[Any]:
         **deadline.tcp_settings(conninfo),
     )
     try:
+        # why: behind transaction pooling the worker's LISTEN registered on a server connection the
+        # pooler then lent to others, so no NOTIFY ever woke it (a message waited for the next
+        # poll, up to --poll, 30 s), and its statement_timeout (10 s), idle_session_timeout and
+        # keepalives below landed on that server connection for every other client of the pooler
+        why = pooler.pooled_refusal(
+            conn,
+            "spreadedge notify worker",
+            "one session for its LISTEN (what wakes it when a notification is queued) and its settings",
+        )
+        if why is not None:
+            raise PooledUrlError(f"{why}; hint: {pooler.SESSION_HINT}")
         conn.execute(_STATEMENT_TIMEOUT)
         conn.execute(_NO_IDLE_SESSION_TIMEOUT)
         conn.execute(_KEEPALIVES)

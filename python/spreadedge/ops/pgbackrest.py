@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from spreadedge import runas
+from spreadedge import pooler, runas
 from spreadedge.cluster import Cluster
 from spreadedge.ops import OpsError
 from spreadedge.settings import BackupSettings, Settings
@@ -361,7 +361,9 @@ def enable_archiving(conn: psycopg.Connection[Any], repo: Repository) -> bool:
     True when the server must restart for archive_mode to take effect.
     """
     for name, value in (("archive_mode", "on"), ("archive_command", repo.archive_command())):
-        conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        # as given behind a pooler too: ALTER SYSTEM refuses a transaction block (25001)
+        with pooler.unpinned(conn):
+            conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
     conn.execute("select pg_reload_conf()")
     row = conn.execute("select current_setting('archive_mode')").fetchone()
     return row is None or row[0] != "on"

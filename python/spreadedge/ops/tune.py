@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from spreadedge import pooler
 from spreadedge.ops import OpsError
 from spreadedge.sqlcall import select_rows
 
@@ -151,8 +152,10 @@ def run_statements(
         raise OpsError("index builds and drops run outside transactions: use an autocommit connection")
     for statement in statements:
         progress(statement)
-        # bytes: a statement the database composed (ops.index_build_statements, ops.unused_indexes)
-        conn.execute(statement.encode())
+        # bytes: a statement the database composed (ops.index_build_statements, ops.unused_indexes);
+        # as given behind a pooler too: CONCURRENTLY refuses a transaction block (25001)
+        with pooler.unpinned(conn):
+            conn.execute(statement.encode())
 
 
 def unused_indexes(
