@@ -194,7 +194,7 @@ as $$
 begin
     if pg_catalog.current_setting('transaction_isolation') not in ('read committed', 'read uncommitted') then
         raise exception '% must run in a READ COMMITTED transaction, not %',
-            p_what, pg_catalog.upper(pg_catalog.current_setting('transaction_isolation'))
+            p_what, pg_catalog.upper(pg_catalog.current_setting('transaction_isolation') collate "C")
             using errcode = '22S09', hint = p_hint;
     end if;
 end;

@@ -162,8 +162,12 @@ begin
             coalesce('"' || left(upsert_instrument.quote_asset, 40) || '"', 'null')
             using errcode = '22S09';
     end if;
-    if upper(upsert_instrument.base_asset) = upper(upsert_instrument.quote_asset) then
-        raise exception 'base and quote assets must differ, got % for both', upper(upsert_instrument.base_asset)
+    -- why collate "C" in every upper() of an asset code (and lower() of a symbol): the codes are
+    -- ASCII, and in a Turkish default collation (tr_TR, ICU tr) upper('link') is 'LİNK' (dotted İ),
+    -- which the table's check refused, and lower('LINKUSDT') is 'lınkusdt', so linkusdt next to
+    -- LINKUSDT was a second instrument; "C" folds ASCII letters alone, on a server of any locale
+    if upper(upsert_instrument.base_asset collate "C") = upper(upsert_instrument.quote_asset collate "C") then
+        raise exception 'base and quote assets must differ, got % for both', upper(upsert_instrument.base_asset collate "C")
             using errcode = '22S09';
     end if;
     if upsert_instrument.market_type is null
@@ -257,10 +261,10 @@ begin
         -- cases at once would each miss the other; the lock makes them take turns, and the check
         -- (a statement after it) then sees the one that committed first
         perform pg_advisory_xact_lock('ref.instruments'::regclass::oid::integer,
-                                      hashtext(v_exchange_id || ':' || lower(upsert_instrument.symbol)));
+                                      hashtext(v_exchange_id || ':' || lower(upsert_instrument.symbol collate "C")));
         select i.* into v_listed
         from ref.instruments i
-        where i.exchange_id = v_exchange_id and lower(i.symbol) = lower(upsert_instrument.symbol)
+        where i.exchange_id = v_exchange_id and lower(i.symbol collate "C") = lower(upsert_instrument.symbol collate "C")
           and i.symbol <> upsert_instrument.symbol
         order by i.instrument_id
         limit 1;
@@ -274,8 +278,8 @@ begin
             (exchange_id, symbol, base_asset, quote_asset, market_type, tick_size, lot_size,
              min_notional, maker_fee, taker_fee, multiplier)
         values
-            (v_exchange_id, upsert_instrument.symbol, upper(upsert_instrument.base_asset),
-             upper(upsert_instrument.quote_asset), upsert_instrument.market_type::ref.market_type,
+            (v_exchange_id, upsert_instrument.symbol, upper(upsert_instrument.base_asset collate "C"),
+             upper(upsert_instrument.quote_asset collate "C"), upsert_instrument.market_type::ref.market_type,
              upsert_instrument.tick_size, upsert_instrument.lot_size, coalesce(upsert_instrument.min_notional, 0),
              coalesce(upsert_instrument.maker_fee, v_market.maker_fee),
              coalesce(upsert_instrument.taker_fee, v_market.taker_fee),
@@ -315,7 +319,7 @@ begin
             v_listed.lot_size, v_listed.min_notional, v_listed.maker_fee, v_listed.taker_fee,
             v_listed.multiplier, v_listed.is_active)
            is not distinct from
-           (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
+           (upper(upsert_instrument.base_asset collate "C"), upper(upsert_instrument.quote_asset collate "C"),
             upsert_instrument.market_type, upsert_instrument.tick_size, upsert_instrument.lot_size,
             coalesce(upsert_instrument.min_notional, v_listed.min_notional), v_maker_fee, v_taker_fee,
             v_multiplier, true) then
@@ -336,7 +340,7 @@ begin
     -- perpetual does not. Once it has any, its assets and market type are fixed; a listing that
     -- changes them is a new instrument (a new symbol).
     if (v_listed.base_asset, v_listed.quote_asset, v_listed.market_type::text)
-       is distinct from (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
+       is distinct from (upper(upsert_instrument.base_asset collate "C"), upper(upsert_instrument.quote_asset collate "C"),
                          upsert_instrument.market_type)
        -- why funding payments too: they exist for perpetuals only, and a position can hold
        -- nothing but funding (recorded before its fills)
@@ -347,14 +351,14 @@ begin
             upsert_instrument.symbol,
             upsert_instrument.exchange, v_listed.base_asset, v_listed.quote_asset, v_listed.market_type
             using errcode = '55S07',
-                  detail = format('Asked for %s/%s %s.', upper(upsert_instrument.base_asset),
-                                  upper(upsert_instrument.quote_asset), upsert_instrument.market_type),
+                  detail = format('Asked for %s/%s %s.', upper(upsert_instrument.base_asset collate "C"),
+                                  upper(upsert_instrument.quote_asset collate "C"), upsert_instrument.market_type),
                   hint = 'List the new contract under a symbol of its own.';
     end if;
 
     update ref.instruments i
-    set base_asset = upper(upsert_instrument.base_asset),
-        quote_asset = upper(upsert_instrument.quote_asset),
+    set base_asset = upper(upsert_instrument.base_asset collate "C"),
+        quote_asset = upper(upsert_instrument.quote_asset collate "C"),
         market_type = upsert_instrument.market_type::ref.market_type,
         tick_size = upsert_instrument.tick_size,
         lot_size = upsert_instrument.lot_size,
@@ -369,7 +373,7 @@ begin
       and (i.base_asset, i.quote_asset, i.market_type::text, i.tick_size, i.lot_size, i.min_notional,
            i.maker_fee, i.taker_fee, i.multiplier, i.is_active)
           is distinct from
-          (upper(upsert_instrument.base_asset), upper(upsert_instrument.quote_asset),
+          (upper(upsert_instrument.base_asset collate "C"), upper(upsert_instrument.quote_asset collate "C"),
            upsert_instrument.market_type, upsert_instrument.tick_size, upsert_instrument.lot_size,
            coalesce(upsert_instrument.min_notional, v_listed.min_notional), v_maker_fee, v_taker_fee,
            v_multiplier, true);

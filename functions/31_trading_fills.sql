@@ -255,7 +255,8 @@ declare
     v_delta      numeric;
     v_filled     numeric;
     v_status     trading.order_status;
-    v_fee_ccy    text := upper(record_fill.fee_currency);
+    -- why "C": an asset code is ASCII; a Turkish collation's upper('link') is 'LİNK', a third currency
+    v_fee_ccy    text := upper(record_fill.fee_currency collate "C");
     v_checked    numeric;
     v_time       timestamptz;
 begin

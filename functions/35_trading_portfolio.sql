@@ -49,7 +49,8 @@ as $$
 -- means the stored snapshot reads it with trading.portfolio_snapshot_page.
 #variable_conflict use_column
 declare
-    v_asset         text := upper(take_portfolio_snapshot.valuation_asset);
+    -- why "C": an asset code is ASCII; a Turkish collation's upper('link') is 'LİNK', which the check refuses
+    v_asset         text := upper(take_portfolio_snapshot.valuation_asset collate "C");
     v_written       record;
     v_row           trading.portfolio_snapshots;
     v_total_written boolean := false;

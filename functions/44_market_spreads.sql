@@ -60,7 +60,8 @@ as $$
 -- The base and quote assets of a cross-exchange symbol written BASE/QUOTE (e.g. BTC/USDT); raises
 -- invalid_argument for another form and unknown_pair when no instrument trades it.
 declare
-    v_parts text[] := regexp_match(upper(btrim(p_symbol)), '^([A-Z0-9]+)/([A-Z0-9]+)$');
+    -- why "C": a Turkish collation's upper('link/usdt') is 'LİNK/USDT', which is not BASE/QUOTE
+    v_parts text[] := regexp_match(upper(btrim(p_symbol) collate "C"), '^([A-Z0-9]+)/([A-Z0-9]+)$');
 begin
     if v_parts is null then
         raise exception 'symbol % is not BASE/QUOTE', coalesce('"' || p_symbol || '"', 'null')

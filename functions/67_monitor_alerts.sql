@@ -32,7 +32,7 @@ as $$
         'threshold', p_rule.threshold,
         'at', internal.iso_utc(p_at))
     from (select w.watching,
-                 format('[%s] %s %s: %s %s = %s (threshold %s %s)', upper(p_rule.severity::text), p_rule.name,
+                 format('[%s] %s %s: %s %s = %s (threshold %s %s)', upper(p_rule.severity::text collate "C"), p_rule.name,
                         p_transition, w.watching, p_rule.aggregate, coalesce(trim_scale(p_value)::text, 'no data'),
                         p_rule.operator, p_rule.threshold) as subject
           from (select coalesce(p_rule.metric,
@@ -303,7 +303,7 @@ begin
     v_message := internal.alert_message(p_rule, 'resolved', v_alert.alert_id, null, v_at);
     v_message := v_message || jsonb_build_object(
         'subject', format('[%s] %s resolved: the rule was disabled by %s (%s %s %s %s)',
-                          upper(p_rule.severity::text), p_rule.name, coalesce(p_actor, 'unknown'),
+                          upper(p_rule.severity::text collate "C"), p_rule.name, coalesce(p_actor, 'unknown'),
                           v_message ->> 'watching', p_rule.aggregate, p_rule.operator, p_rule.threshold),
         'disabled_by', p_actor);
     v_message := v_message || jsonb_build_object(

@@ -69,7 +69,8 @@ as $$
 -- a row yet must be given a limit, channels or limit_asset (22S13). Returns the limit row's id.
 #variable_conflict use_column
 declare
-    v_asset text := upper(nullif(set_risk_limit.limit_asset, ''));
+    -- why "C": an asset code is ASCII; a Turkish collation's upper('link') is 'LİNK', which the check refuses
+    v_asset text := upper(nullif(set_risk_limit.limit_asset, '') collate "C");
     v_scope record;
     v_id    integer;
     v_channels monitor.notification_channel[];

@@ -149,7 +149,9 @@ declare
 begin
     select u.user_id into v_id
     from auth.users u
-    where lower(u.username) = lower(user_id_of.username)
+    -- why "C" (the expression of auth.users_username_key): usernames are ASCII, and a Turkish
+    -- collation's lower('IVAN') is 'ıvan' (dotless ı)
+    where lower(u.username collate "C") = lower(user_id_of.username collate "C")
       -- why: another user's id (and that the name exists) is not a trader's to learn
       and (internal.session_user_id() is null or u.user_id = internal.session_user_id()
            or 'users:manage' = any (internal.session_permissions()));
@@ -199,7 +201,8 @@ begin
     perform internal.check_new_password(create_user.password);
     insert into auth.users (username, password_hash)
     values (create_user.username, internal.hash_password(create_user.password))
-    on conflict ((lower(username))) do nothing
+    -- the expression of auth.users_username_key (see migration 0066)
+    on conflict ((lower(username collate "C"))) do nothing
     returning user_id into v_id;
     if v_id is null then
         raise exception 'username "%" is taken', create_user.username

@@ -72,7 +72,9 @@ begin
     -- The lock makes a policy change wait for the logins under way, and a login wait for the change
     -- (it then reads the new policy); logins share it and never wait for one another
     select p.* into v_policy from auth.security_policy p for key share;
-    select u.* into v_user from auth.users u where lower(u.username) = lower(login.username) for update;
+    -- why "C" (auth.users_username_key's expression): a Turkish collation's lower('Ivan') is 'ıvan', so
+    -- Ivan could not log in as ivan
+    select u.* into v_user from auth.users u where lower(u.username collate "C") = lower(login.username collate "C") for update;
     v_matches := internal.password_matches(v_user.password_hash, login.password);
     if v_user.user_id is null then
         v_reason := 'unknown user';

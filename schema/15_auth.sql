@@ -131,7 +131,10 @@ comment on column auth.users.last_login_at is 'When the user last logged in.';
 comment on column auth.users.totp_secret is 'TOTP secret, pgp_sym_encrypt''ed (AES-256) under the user''s password.';
 comment on column auth.users.totp_enabled_at is 'When 2FA was confirmed; null while not enrolled or pending confirmation.';
 comment on column auth.users.totp_last_step is 'The last TOTP time step accepted; a code of this step or older is a replay.';
-create unique index users_username_key on auth.users (lower(username));
+-- why "C": usernames are ASCII, and lower() in a Turkish default collation folds I to a dotless ı
+create unique index users_username_key on auth.users (lower(username collate "C"));
+comment on index auth.users_username_key is
+    'One user per username without regard to ASCII case (the "C" collation: the same on a server of any locale).';
 
 create table auth.user_roles (
     user_id    bigint not null references auth.users,

@@ -15,6 +15,8 @@ PACKAGES=(
   pgbouncer
   # libfaketime: tests/test_clock_step_hunt.py steps a test server's wall clock with it
   libfaketime
+  # locales: tests/test_server_locale_hunt.py compiles tr_TR and fr_FR into a private LOCPATH with localedef
+  locales
 )
 # Debian's postgresql-common would create and start a "main" cluster on port 5432 at install;
 # spreadedge runs its own embedded cluster instead.

@@ -4,8 +4,10 @@ PostgreSQL refuses a new connection with SQLSTATE 53300 (too_many_connections) w
 ``max_connections`` is taken, when only the ``superuser_reserved_connections`` are left for a role
 that is not a superuser, and when the role's or the database's ``CONNECTION LIMIT`` is reached.
 libpq reports a refused connection by its message alone (psycopg's error has no SQLSTATE then), so
-the server's messages, as PostgreSQL 15 writes them in English (the embedded cluster's language),
-are what tells it; under another ``lc_messages`` a refusal reads as any other failure to connect.
+the server's messages are what tells it: in English, and in every language of the PostgreSQL 15
+message catalogs installed here (Debian's postgresql-15 ships them), as a server with another
+``lc_messages`` writes them. A refusal comes before the connection's own settings apply, so
+``options=-c lc_messages=C`` cannot make it English (nor may a role that is not a superuser set it).
 
 :func:`refusal` says which limit it was, in a fixed sentence (no role or database name, no host:
 the REST API shows it to anyone); :class:`LimitAwarePool` keeps the error of its latest failed
@@ -19,7 +21,10 @@ that filled it
 
 from __future__ import annotations
 
+import functools
+import gettext
 import re
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,26 +32,34 @@ from psycopg_pool import AsyncConnectionPool
 
 # SQLSTATE too_many_connections
 TOO_MANY_CONNECTIONS = "53300"
-# The server's message for each refusal of 53300 (PostgreSQL 15) -> which limit it is.
+# The server's message (its msgid in PostgreSQL 15) for each refusal of 53300 -> which limit it is.
 _REFUSALS = (
     (
-        re.compile(r"sorry, too many clients already"),
+        "sorry, too many clients already",
         "every connection slot of the database server is taken (max_connections)",
     ),
     (
-        re.compile(r"remaining connection slots are reserved for"),
+        "remaining connection slots are reserved for non-replication superuser connections",
         "only the connection slots the database server reserves for superusers are left "
         "(max_connections, less superuser_reserved_connections)",
     ),
     (
-        re.compile(r'too many connections for role "'),
+        # PostgreSQL 16's, for a server of your own (in English only: the catalogs here are 15's)
+        "remaining connection slots are reserved for roles with the %s attribute",
+        "only the connection slots the database server reserves for superusers are left "
+        "(max_connections, less superuser_reserved_connections)",
+    ),
+    (
+        'too many connections for role "%s"',
         "the database role has reached its CONNECTION LIMIT",
     ),
     (
-        re.compile(r'too many connections for database "'),
+        'too many connections for database "%s"',
         "the database has reached its CONNECTION LIMIT",
     ),
 )
+# The server's message catalogs (postgres-15.mo of each language), where Debian installs them.
+CATALOGS = Path("/usr/share/locale")
 # What to do about it, for a person (the CLI's hint, the notify worker's log line).
 HINT = (
     "the server refuses new connections until one ends: close idle sessions (pg_stat_activity), or "
@@ -61,12 +74,40 @@ def refusal(error: BaseException | None) -> str | None:
     if not isinstance(error, psycopg.Error) or error.sqlstate not in (None, TOO_MANY_CONNECTIONS):
         return None
     text = str(error)
-    for pattern, limit in _REFUSALS:
-        if pattern.search(text):
+    for patterns, limit in _refusal_patterns():
+        if any(pattern.search(text) for pattern in patterns):
             return limit
     if error.sqlstate == TOO_MANY_CONNECTIONS:
         return "a connection limit of the database server is reached"
     return None
+
+
+@functools.cache
+def _refusal_patterns() -> tuple[tuple[tuple[re.Pattern[str], ...], str], ...]:
+    """Each refusal's message in English and in every installed catalog's language, as patterns
+    (a name the message quotes matches anything), with the limit it names.
+
+    why: a server run with lc_messages = 'fr_FR.UTF-8' refuses with "désolé, trop de clients sont
+    déjà connectés", and the CLI, the REST API and the notify worker then said only that the
+    connection failed, not which limit to raise
+    """
+    catalogs = []
+    for path in sorted(CATALOGS.glob("*/LC_MESSAGES/postgres-15.mo")):
+        try:
+            with path.open("rb") as file:
+                catalogs.append(gettext.GNUTranslations(file))
+        except (OSError, ValueError):
+            continue  # an unreadable or damaged catalog: its language goes unrecognised
+    return tuple(
+        (
+            tuple(
+                re.compile(".*?".join(re.escape(part) for part in message.split("%s")), re.DOTALL)
+                for message in dict.fromkeys([msgid, *(catalog.gettext(msgid) for catalog in catalogs)])
+            ),
+            limit,
+        )
+        for msgid, limit in _REFUSALS
+    )
 
 
 def refused(error: BaseException | None) -> str | None:
