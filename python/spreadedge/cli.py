@@ -22,7 +22,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import connection_limits, db, deadline, errors
+from spreadedge import connection_limits, db, deadline, errors, pgclients
 from spreadedge.cli_monitor import (
     DECIMAL,
     alerts_group,
@@ -342,7 +342,13 @@ def destroy(settings: Settings) -> None:
 def psql(settings: Settings, args: tuple[str, ...]) -> None:
     """Open psql on the database; ARGS go to psql as they are."""
     program = PG_BINDIR / "psql"
-    _exec(program if program.exists() else Path("psql"), db.conninfo(settings), args)
+    url = db.conninfo(settings)
+    # why: psql loads the system's libpq (PostgreSQL 15's), which ignores the variables of the
+    # parameters it does not know (require_auth, sslcertmode): it connected without them
+    refusal = pgclients.unsupported(conninfo_to_dict(url), "psql")
+    if refusal is not None:
+        raise click.ClickException(refusal)
+    _exec(program if program.exists() else Path("psql"), url, args)
 
 
 @main.command(context_settings=PASS_THROUGH)

@@ -6,9 +6,10 @@ pg_dump through ``bzip2``, ``lz4`` or ``zstd`` (``.dump.bz2``, ``.dump.lz4``, ``
 Restoring decompresses such a file next to itself first, because pg_restore needs to read the
 table of contents before the data.
 
-A password in the connection string goes to pg_dump and pg_restore through PGPASSWORD, never on
-their command lines. A dump holds password and token hashes (auth.users, auth.sessions), so it is
-created mode 0600, in a directory created 0700 when it did not exist, whatever the umask.
+A password in the connection string goes to pg_dump and pg_restore through PGPASSWORD, and the SSL
+key's passphrase (sslpassword) through a private service file, never on their command lines. A
+dump holds password and token hashes (auth.users, auth.sessions), so it is created mode 0600, in
+a directory created 0700 when it did not exist, whatever the umask.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import BinaryIO
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from spreadedge import pgclients
 from spreadedge.cluster import PG_BINDIR
 from spreadedge.ops import OpsError
 
@@ -45,6 +47,8 @@ _DATA_ENTRY = re.compile(r"^\d+; \d+ \d+ (TABLE DATA|SEQUENCE SET|BLOBS|BLOB|LAR
 # the session setting a data-only restore by a role that is not a superuser fires no trigger with
 # (see restore)
 REPLICA_OPTION = "-c session_replication_role=replica"
+# The entry of the private service file that carries the SSL key's passphrase (see _client)
+_SERVICE = "spreadedge"
 
 
 def _tool(compress_type: str, decompress: bool = False) -> list[str]:
@@ -57,14 +61,48 @@ def _tool(compress_type: str, decompress: bool = False) -> list[str]:
     return command
 
 
-def _client(conninfo: str) -> tuple[str, dict[str, str]]:
-    """The connection string without its password, and an environment carrying the password."""
-    params = conninfo_to_dict(conninfo)
+@contextmanager
+def _client(conninfo: str, program: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The connection string for ``program`` (pg_dump, pg_restore) without its secrets, and an
+    environment carrying them: the password in PGPASSWORD, the SSL key's passphrase
+    (``sslpassword``, which has no variable) in a private service file (PGSERVICEFILE) that lives
+    while the block runs.
+
+    why: the passphrase stayed in the connection string, so pg_dump's command line (``ps``,
+    /proc/PID/cmdline, readable by every user of the machine) showed it. OpsError when the URL
+    holds what the system's libpq these programs load cannot honour (see pgclients).
+    """
+    params = {key: str(value) for key, value in conninfo_to_dict(conninfo).items()}
+    refusal = pgclients.unsupported(params, program)
+    if refusal is not None:
+        raise OpsError(refusal)
     env = dict(os.environ)
     password = params.pop("password", None)
     if password is not None:
-        env["PGPASSWORD"] = str(password)
-    return make_conninfo(**{key: str(value) for key, value in params.items()}), env
+        env["PGPASSWORD"] = password
+    passphrase = params.pop("sslpassword", None)
+    if passphrase is None:
+        yield make_conninfo(**params), env
+        return
+    if "service" in params:
+        raise OpsError(
+            f"DATABASE_URL holds both service and sslpassword, and {program} could be given the "
+            "passphrase only on its command line, where every user of this machine can read it: "
+            "put sslpassword in the service's entry of your pg_service.conf instead"
+        )
+    # why these refused: a service file's value ends at the line's end, and its trailing blanks
+    # are dropped
+    if passphrase != passphrase.rstrip() or "\n" in passphrase or "\r" in passphrase:
+        raise OpsError(
+            f"DATABASE_URL's sslpassword ends in a blank or holds a line break, which {program} "
+            "cannot be given outside its command line (where every user of this machine could read it)"
+        )
+    with tempfile.TemporaryDirectory(prefix="spreadedge-client-") as private:  # mode 0700
+        service_file = Path(private) / "pg_service.conf"
+        with _private_file(service_file) as out:
+            out.write(f"[{_SERVICE}]\nsslpassword={passphrase}\n".encode())
+        env["PGSERVICEFILE"] = str(service_file)
+        yield make_conninfo(**params, service=_SERVICE), env
 
 
 def dump_path(
@@ -87,7 +125,20 @@ def dump(
     if compress_type not in SUFFIXES:
         raise OpsError(f"compress type must be one of {', '.join(SUFFIXES)}, got {compress_type!r}")
     compress_command = None if compress_type == "gz" else _tool(compress_type)
-    dbname, env = _client(conninfo)
+    with _client(conninfo, "pg_dump") as (dbname, env):
+        return _dump(dbname, env, path, mode, compress_type, compress_command, on_table)
+
+
+def _dump(
+    dbname: str,
+    env: dict[str, str],
+    path: Path,
+    mode: str,
+    compress_type: str,
+    compress_command: list[str] | None,
+    on_table: Callable[[str], None] | None,
+) -> int:
+    """pg_dump of ``dbname`` (with ``env``) into ``path``, as :func:`dump` says."""
     # why: a directory that cannot be made or written (a path through a file, no permission, a
     # read-only file system) ended the command with a Python traceback
     try:
@@ -256,7 +307,12 @@ def restore(path: Path, conninfo: str, *, keep_cron: bool, as_replica: bool = Fa
     """
     if not path.is_file():
         raise OpsError(f"no dump file {path}")
-    dbname, env = _client(conninfo)
+    with _client(conninfo, "pg_restore") as (dbname, env):
+        _restore(path, dbname, env, keep_cron=keep_cron, as_replica=as_replica)
+
+
+def _restore(path: Path, dbname: str, env: dict[str, str], *, keep_cron: bool, as_replica: bool) -> None:
+    """pg_restore of ``path`` into ``dbname`` (with ``env``), as :func:`restore` says."""
     if as_replica:
         env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {REPLICA_OPTION}".strip()
     pg_restore = str(PG_BINDIR / "pg_restore")
