@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from packaging_helpers import without_code_sql
 from spreadedge.cli import main
 from spreadedge.cluster import Cluster
 
@@ -46,15 +47,19 @@ def test_serve_on_a_host_that_does_not_resolve_exits_1_naming_the_host():
     assert result.output.endswith(" (see --host)\n")
 
 
-def test_serve_outside_the_project_is_refused_naming_the_directory(tmp_path: Path, busy_port: int):
-    # the busy port: without the check, serve would fail there rather than serve forever
+def test_serve_without_any_sql_is_refused_naming_the_directory(
+    tmp_path: Path, busy_port: int, monkeypatch: pytest.MonkeyPatch
+):
+    # the busy port: without the check, serve would fail there rather than serve forever; outside
+    # the project the code's own SQL is used, so only a spreadedge that carries none is refused
+    migrations = without_code_sql(monkeypatch, tmp_path / "code")
     env = {"SPREADEDGE_PROJECT_DIR": str(tmp_path), "DATABASE_URL": UNUSED_URL}
 
     result = CliRunner().invoke(main, ["serve", "--port", str(busy_port)], env=env)
 
     assert (result.exit_code, type(result.exception)) == (1, SystemExit)
     assert result.output == (
-        f"Error: {tmp_path / 'migrations'} is not a directory: run spreadedge from the project "
+        f"Error: {migrations} is not a directory: run spreadedge from the project "
         "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n"
     )
 

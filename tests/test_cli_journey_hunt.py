@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from conftest import free_port
 from ops_helpers import cli
+from packaging_helpers import without_code_sql
 from spreadedge.cli import main
 from spreadedge.cluster import Cluster
 
@@ -111,10 +112,14 @@ def test_tune_apply_takes_only_ascii_digits_as_a_number_of_tune_report(db_url: s
 
 
 @pytest.mark.parametrize("command", [["pnl"], ["users", "list"], ["db", "start"]], ids=" ".join)
-def test_a_command_outside_the_project_creates_no_embedded_cluster(tmp_path: Path, command: list[str]):
-    # why it matters: run from another directory, the command created and started a cluster in its
+def test_a_command_without_any_sql_creates_no_embedded_cluster(
+    tmp_path: Path, command: list[str], monkeypatch: pytest.MonkeyPatch
+):
+    # why it matters: without migrations/ the command created and started a cluster in its
     # .spreadedge/, then said "run spreadedge migrate", which refuses there: a dead end, a server left
-    # running
+    # running. Outside the project the code's own SQL is used (test_installed_package_hunt.py), so
+    # only a spreadedge that carries none is left to refuse.
+    migrations = without_code_sql(monkeypatch, tmp_path / "code")
     home, port = tmp_path / ".spreadedge", free_port()
     env = {"SPREADEDGE_PROJECT_DIR": str(tmp_path), "SPREADEDGE_HOME": str(home),
            "SPREADEDGE_PORT": str(port), "DATABASE_URL": None}  # fmt: skip
@@ -125,7 +130,7 @@ def test_a_command_outside_the_project_creates_no_embedded_cluster(tmp_path: Pat
 
     assert (result.exit_code, type(result.exception)) == (1, SystemExit)
     assert result.output == (
-        f"Error: {tmp_path / 'migrations'} is not a directory, so no embedded cluster is created in "
+        f"Error: {migrations} is not a directory, so no embedded cluster is created in "
         f"{home}: run spreadedge from the project directory (the one with migrations/ and functions/), "
         "set SPREADEDGE_PROJECT_DIR, or give --database-url (DATABASE_URL)\n"
     )

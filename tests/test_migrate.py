@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from packaging_helpers import without_code_sql
 from spreadedge import migrate
 from spreadedge.cli import main
 from spreadedge.migrate import MigrationError, Problem
@@ -723,7 +724,10 @@ def test_a_drop_cascade_in_functions_is_refused_before_it_drops_what_a_migration
     ) == [("opening_balance()",)]
 
 
-def test_migrate_outside_the_project_is_refused_before_touching_any_database(tmp_path, database):
+def test_migrate_without_any_sql_is_refused_before_touching_any_database(tmp_path, database, monkeypatch):
+    # outside the project the code's own SQL is used (test_installed_package_hunt.py): only a
+    # spreadedge that carries none is left to refuse
+    migrations = without_code_sql(monkeypatch, tmp_path / "code")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"SPREADEDGE_PROJECT_DIR": str(elsewhere), "SPREADEDGE_HOME": str(tmp_path / "home")}
@@ -732,7 +736,7 @@ def test_migrate_outside_the_project_is_refused_before_touching_any_database(tmp
 
     assert (result.exit_code, type(result.exception)) == (1, SystemExit)
     assert result.output == (
-        f"Error: {elsewhere / 'migrations'} is not a directory: run spreadedge from the project "
+        f"Error: {migrations} is not a directory: run spreadedge from the project "
         "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n"
     )
     assert not table_exists(database, "public._spreadedge_migration_checksum")

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from ops_helpers import cli
+from packaging_helpers import without_code_sql
 
 
 def test_health_fails_without_a_backup_and_exits_1(db_url):
@@ -211,12 +212,14 @@ def test_default_partitions_empty_counts_the_rows_of_each_default_partition(db):
     )
 
 
-def test_health_outside_the_project_is_refused_naming_the_directory(db_url, tmp_path):
-    # every applied migration was reported "applied but unknown to this code"
+def test_health_without_any_sql_is_refused_naming_the_directory(db_url, tmp_path, monkeypatch):
+    # every applied migration was reported "applied but unknown to this code"; outside the project
+    # the code's own SQL is used, so only a spreadedge that carries none is refused
+    migrations = without_code_sql(monkeypatch, tmp_path / "code")
     result = cli("health", database_url=db_url, env={"SPREADEDGE_PROJECT_DIR": str(tmp_path)})
     assert (result.exit_code, result.output) == (
         1,
-        f"Error: {tmp_path / 'migrations'} is not a directory: run spreadedge from the project "
+        f"Error: {migrations} is not a directory: run spreadedge from the project "
         "directory (the one with migrations/ and functions/) or set SPREADEDGE_PROJECT_DIR\n",
     )
 

@@ -131,7 +131,7 @@ def serve(
     from spreadedge.migrate import MigrationError, check_project, render_migrations
 
     try:
-        # why: outside the project there are no migrations to expect, and the health endpoint
+        # why: without migrations/ there are none to expect, and the health endpoint
         # would report every applied migration as unknown (503) for as long as the API runs
         check_project(settings)
         migrations = render_migrations(settings)

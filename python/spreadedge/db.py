@@ -68,12 +68,13 @@ def conninfo(settings: Settings, *, start: bool = True) -> str:
 
 
 def check_new_cluster(settings: Settings, cluster: Cluster) -> None:
-    """Refuse (ClusterError) to create the embedded cluster outside the project directory.
+    """Refuse (ClusterError) to create the embedded cluster when there is no SQL to migrate it with.
 
-    why: run from another directory (a home, /tmp), every command created and started a cluster in
-    its .spreadedge/ and then said to run spreadedge migrate, which refuses there (no migrations/):
-    a dead end that left a server running. A cluster that exists is used wherever it is run from
-    (a cron entry with SPREADEDGE_HOME).
+    why: without migrations/, every command created and started a cluster in its .spreadedge/ and
+    then said to run spreadedge migrate, which refuses there: a dead end that left a server running.
+    Outside the project the code's own SQL is used (settings.code_sql_dir), so this refuses only a
+    spreadedge that carries none (a package built without its setup.py). A cluster that exists is
+    used wherever it is run from (a cron entry with SPREADEDGE_HOME).
     """
     if not cluster.initialized and not settings.migrations_dir.is_dir():
         raise ClusterError(

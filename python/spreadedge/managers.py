@@ -65,13 +65,13 @@ from spreadedge.deadline import (
     connect_settings,
     tcp_settings,
 )
-from spreadedge.settings import Settings, load_settings
+from spreadedge.settings import CHECKOUT_DIR, Settings, code_sql_dir, load_settings
 
 T = TypeVar("T")
 
-# The project this code lives in (python/spreadedge/ -> the repository root), whose migrations/ are
-# the ones this code expects, wherever the process runs from.
-CODE_PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The checkout this code lives in (python/spreadedge/ -> the repository root) when it runs from one;
+# installed, its migrations/ are the package's own (settings.code_sql_dir()).
+CODE_PROJECT_DIR = CHECKOUT_DIR
 # Server errors that mean the session is gone: admin_shutdown, crash_shutdown, cannot_connect_now.
 _SESSION_GONE = frozenset({"57P01", "57P02", "57P03"})
 # Seconds the pool keeps retrying a connection to a database that is down before it gives that
@@ -281,8 +281,9 @@ class ManagerConfig:
     actor: str = "managers"  # recorded as spreadedge.actor in the audit log
     min_connections: int = 1
     max_connections: int = 4
-    # None: load_settings() of SPREADEDGE_PROJECT_DIR, else of the project this code lives in
-    # (CODE_PROJECT_DIR), never of the current directory (spreadedge.toml and SPREADEDGE_* env)
+    # None: load_settings() of SPREADEDGE_PROJECT_DIR; else of the checkout this code lives in
+    # (CODE_PROJECT_DIR); installed, of the current directory (its spreadedge.toml and .spreadedge/)
+    # with the package's own SQL. Never the current directory's migrations/.
     settings: Settings | None = None
     timeout: float = 30.0  # seconds start() and a call wait for a working connection
     health_timeout: float = 5.0  # seconds health_check() waits before it reports the database down
@@ -304,8 +305,16 @@ class ManagerConfig:
     def resolved_settings(self) -> Settings:
         if self.settings is not None:
             return self.settings.with_database_url(self.database_url)
-        project = None if os.environ.get("SPREADEDGE_PROJECT_DIR") else CODE_PROJECT_DIR
-        return load_settings(project).with_database_url(self.database_url)
+        if os.environ.get("SPREADEDGE_PROJECT_DIR"):
+            settings = load_settings()
+        elif code_sql_dir() == CODE_PROJECT_DIR:
+            settings = load_settings(CODE_PROJECT_DIR)
+        else:
+            # why: installed, CODE_PROJECT_DIR is a directory of the virtual environment (its
+            # .spreadedge/ and migrations/ meant nothing: the health check reported "no migrations
+            # directory"); the application's directory is where its settings and cluster are
+            settings = replace(load_settings(), sql_dir=code_sql_dir())
+        return settings.with_database_url(self.database_url)
 
 
 @dataclass(frozen=True)

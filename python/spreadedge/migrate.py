@@ -98,9 +98,10 @@ def run(
 
 
 def check_project(settings: Settings) -> None:
-    """Refuse a project directory without migrations/ (MigrationError)."""
+    """Refuse settings without migrations/ (MigrationError): neither the project directory nor this
+    code has them (settings.code_sql_dir)."""
     if not settings.migrations_dir.is_dir():
-        # why: without migrations/ (spreadedge run outside the project) a new database would be
+        # why: without migrations/ a new database would be
         # reported "up to date" with nothing in it, and an old one would list every migration as gone
         raise MigrationError(
             f"{settings.migrations_dir} is not a directory: run spreadedge from the project "

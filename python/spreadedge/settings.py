@@ -5,6 +5,11 @@ Settings come, in increasing priority, from built-in defaults, the optional TOML
 and ``SPREADEDGE_*`` environment variables. ``DATABASE_URL`` (or ``--database-url``) selects an
 external database; without it every command uses the embedded cluster under ``.spreadedge/``.
 
+The project directory is ``SPREADEDGE_PROJECT_DIR``, else the working directory. The SQL
+(``migrations/``, ``functions/``, ``schema/``) is the project directory's when its ``migrations/``
+holds SQL files (the checkout, or a copy of it), else this code's own (code_sql_dir): the copy an
+installed package carries in ``spreadedge/sql/``, or the checkout it runs from.
+
 Only the ``[render]`` section feeds the Jinja templates of ``migrations/`` and ``schema/``:
 changing one of those values after a migration was applied changes its rendered SQL, which
 ``spreadedge migrate`` then refuses (applied migrations are frozen).
@@ -31,6 +36,41 @@ SETTINGS_FILE = "spreadedge.toml"
 # spreadedge cleanup orders removes old orders by the rules of what may go. Refused here, where
 # they are read, because migration 0001 would render them into pg_partman's configuration.
 NO_RETENTION = ("retention_orders", "retention_order_events", "retention_trades")
+
+
+# Where the SQL of this code is: a built package (wheel) carries migrations/, functions/ and
+# schema/ in spreadedge/sql/ (copied there by setup.py); a checkout has them at its root, two levels
+# above python/spreadedge/.
+PACKAGE_SQL_DIR = Path(__file__).resolve().parent / "sql"
+CHECKOUT_DIR = Path(__file__).resolve().parents[2]
+
+
+def code_sql_dir() -> Path:
+    """The directory holding this code's own migrations/, functions/ and schema/.
+
+    why not the working directory alone: an installed spreadedge (a wheel in a trading
+    application's virtual environment, or the CLI installed for an operator) runs from anywhere,
+    and its migrations are the ones its Python code was written for, wherever it runs.
+    """
+    if (PACKAGE_SQL_DIR / "migrations").is_dir() or not (CHECKOUT_DIR / "migrations").is_dir():
+        return PACKAGE_SQL_DIR
+    return CHECKOUT_DIR
+
+
+def holds_sql_migrations(directory: Path) -> bool:
+    """Whether ``directory`` is a migrations/ of spreadedge's kind: it holds a ``*.sql`` or
+    ``*.sql.j2`` file (one it cannot list counts, so that reading it reports why).
+
+    why: a trading application's directory may have a migrations/ of its own (Alembic's and
+    Flask-Migrate's: env.py, versions/); taken for spreadedge's, migrate found no migration there
+    and reported a fresh database "up to date" with nothing in it.
+    """
+    try:
+        return directory.is_dir() and any(
+            path.name.endswith((".sql", ".sql.j2")) for path in directory.iterdir()
+        )
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -137,6 +177,8 @@ class Settings:
 
     project_dir: Path
     database_url: str | None = None
+    # The directory of migrations/, functions/ and schema/; None: the project directory's.
+    sql_dir: Path | None = None
     home: Path = field(default=Path(".spreadedge"))
     port: int = DEFAULT_PORT
     render: RenderSettings = field(default_factory=RenderSettings)
@@ -145,15 +187,15 @@ class Settings:
 
     @property
     def migrations_dir(self) -> Path:
-        return self.project_dir / "migrations"
+        return (self.sql_dir or self.project_dir) / "migrations"
 
     @property
     def functions_dir(self) -> Path:
-        return self.project_dir / "functions"
+        return (self.sql_dir or self.project_dir) / "functions"
 
     @property
     def schema_dir(self) -> Path:
-        return self.project_dir / "schema"
+        return (self.sql_dir or self.project_dir) / "schema"
 
     def with_database_url(self, url: str | None) -> Settings:
         return self if url is None else replace(self, database_url=url)
@@ -514,6 +556,10 @@ def load_settings(project_dir: Path | None = None, env: dict[str, str] | None = 
     return Settings(
         project_dir=project,
         database_url=env.get("DATABASE_URL") or None,
+        # why the code's SQL when the project has no migrations of its own: an installed spreadedge
+        # run from a trading application's or an operator's directory refused every command that
+        # reads them
+        sql_dir=None if holds_sql_migrations(project / "migrations") else code_sql_dir(),
         home=home.resolve(),
         port=port,
         render=render,
