@@ -133,11 +133,17 @@ as $$
 -- The most recent snapshot the caller can see: {"taken_at", "total": row or null, "strategies":
 -- [rows]}; taken_at null and no rows before the first trading.take_portfolio_snapshot. The total
 -- row is visible only to sessions that see every strategy. Needs pnl:read.
+-- The most recent is the one taken last (its rows have the greatest snapshot_id), whatever its
+-- taken_at: a snapshot is taken only at the server's clock, so one with a later taken_at than a
+-- snapshot taken after it was stamped while that clock ran ahead (since set right).
+-- why not max(taken_at): a snapshot taken while the clock ran two days ahead stood as the
+-- latest for two days after it was set right, its positions long closed, hiding every snapshot
+-- taken since
 declare
     v_taken_at timestamptz;
 begin
     perform internal.require_permission('pnl:read');
-    select max(ps.taken_at) into v_taken_at from trading.portfolio_snapshots ps;
+    select ps.taken_at into v_taken_at from trading.portfolio_snapshots ps order by ps.snapshot_id desc limit 1;
     return json_build_object(
         'taken_at', internal.iso_utc(v_taken_at),
         'total', (select internal.snapshot_item(ps, null)
@@ -150,4 +156,4 @@ begin
 end;
 $$;
 comment on function trading.portfolio_latest() is
-    'The latest visible portfolio snapshot as json {taken_at, total, strategies}. Needs pnl:read.';
+    'The latest visible portfolio snapshot (the one taken last, whatever its taken_at) as json {taken_at, total, strategies}. Needs pnl:read.';

@@ -369,15 +369,37 @@ as $$
     -- ones included; always one row. Shared by health's last_backup and the metric
     -- backup.last_success_age_seconds.
     -- why not the expired runs: a backup pgBackRest has expired is no backup (restore cannot use it)
-    select (array_agg(b.label order by b.finished_at desc) filter (where b.expired_at is null))[1],
-           (array_agg(b.kind order by b.finished_at desc) filter (where b.expired_at is null))[1],
-           max(b.finished_at) filter (where b.expired_at is null),
+    -- why not the runs finished more than a minute later than the clock reads: the clock ran
+    -- ahead when they finished and has stepped back since, so how old they are is unknown; taken
+    -- as finished now, a backup stamped two days ahead kept health ok (and the age metric below
+    -- zero) for two days more, however long backups had stopped
+    select (array_agg(b.label order by b.finished_at desc) filter (where b.expired_at is null and b.by_clock))[1],
+           (array_agg(b.kind order by b.finished_at desc) filter (where b.expired_at is null and b.by_clock))[1],
+           max(b.finished_at) filter (where b.expired_at is null and b.by_clock),
            count(*)
-    from ops.backup_runs b
-    where b.status = 'succeeded' and b.kind in ('full', 'diff', 'incr');
+    from (select r.label, r.kind, r.finished_at, r.expired_at,
+                 r.finished_at <= now() + interval '1 minute' as by_clock
+          from ops.backup_runs r
+          where r.status = 'succeeded' and r.kind in ('full', 'diff', 'incr')) b;
 $$;
 comment on function internal.last_backup() is
-    'The newest successful physical backup pgBackRest still holds (label, kind, finished_at; nulls when none) and the number of successful ones recorded, expired ones included: one row.';
+    'The newest successful physical backup pgBackRest still holds that finished by the clock (a run finished over a minute later than it reads is left out: its age is unknown) (label, kind, finished_at; nulls when none) and the number of successful ones recorded, expired ones included: one row.';
+
+create or replace function internal.backups_ahead_of_clock()
+    returns bigint
+    stable
+    language sql
+as $$
+    -- The successful physical backups pgBackRest still holds that finished more than a minute
+    -- later than the clock reads (it ran ahead and has stepped back since), which
+    -- internal.last_backup leaves out: health's last_backup names how many.
+    select count(*)
+    from ops.backup_runs b
+    where b.status = 'succeeded' and b.kind in ('full', 'diff', 'incr') and b.expired_at is null
+      and b.finished_at > now() + interval '1 minute';
+$$;
+comment on function internal.backups_ahead_of_clock() is
+    'How many successful physical backups pgBackRest holds finished over a minute later than the clock reads (it stepped back since): internal.last_backup leaves them out.';
 
 create or replace function internal.health_last_backup(p_max_age interval)
     returns table (ok boolean, detail text)
@@ -386,18 +408,26 @@ create or replace function internal.health_last_backup(p_max_age interval)
 as $$
     select coalesce(b.finished_at >= now() - p_max_age, false),
            case when b.succeeded = 0 then 'no successful physical backup recorded in ops.backup_runs'
+                when b.finished_at is null and b.succeeded = a.ahead
+                    then format('no successful physical backup in ops.backup_runs that pgBackRest still holds (%s)',
+                                a.ahead_text)
                 when b.finished_at is null
-                    then format('no successful physical backup in ops.backup_runs that pgBackRest still holds (%s expired)',
-                                b.succeeded)
+                    then format('no successful physical backup in ops.backup_runs that pgBackRest still holds (%s)',
+                                concat_ws('; ', (b.succeeded - a.ahead) || ' expired', a.ahead_text))
                 else format('last physical backup %s (%s) finished %s, %s ago (limit %s)',
                             b.label, b.kind,
                             to_char(b.finished_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"'),
                             date_trunc('second', now() - b.finished_at),
-                            p_max_age) end
-    from internal.last_backup() b;
+                            p_max_age) || coalesce('; not counted: ' || a.ahead_text, '') end
+    from internal.last_backup() b
+    cross join lateral (select n.ahead,
+                               case when n.ahead > 0
+                                    then format('%s finished later than the database clock reads: it has stepped back since, and their age is unknown',
+                                                n.ahead) end as ahead_text
+                        from (select internal.backups_ahead_of_clock() as ahead) n) a;
 $$;
 comment on function internal.health_last_backup(interval) is
-    'Health check: a pgBackRest backup that pgBackRest has not expired (ops.backup_runs.expired_at) succeeded within the given age (ok, detail).';
+    'Health check: a pgBackRest backup that pgBackRest has not expired (ops.backup_runs.expired_at) succeeded within the given age, one finished over a minute later than the clock reads (it stepped back since) not counted and named (ok, detail).';
 
 create or replace function internal.health_replication(p_max_lag interval)
     returns table (ok boolean, detail text)
@@ -636,21 +666,34 @@ create or replace function internal.health_long_transactions(p_max_age interval)
     stable
     language sql
 as $$
+    -- why the transactions begun more than a minute later than the clock reads: the clock ran
+    -- ahead when they began and has stepped back since, so how long they have been open is
+    -- unknown; their age read negative, and a transaction left open then (holding back vacuum)
+    -- passed for a young one for the whole step
     select count(*) = 0,
-           coalesce(format('%s transactions open longer than %s: ', count(*), p_max_age)
+           coalesce(nullif(concat_ws('; ',
+                        format('%s transactions open longer than %s: ', count(*) filter (where not a.ahead), p_max_age)
                         || string_agg(format('pid %s (%s, %s, open %s)', a.pid, a.usename, a.state,
-                                             date_trunc('second', now() - a.xact_start)), ', ' order by a.xact_start),
+                                             date_trunc('second', now() - a.xact_start)), ', ' order by a.xact_start)
+                               filter (where not a.ahead),
+                        format('%s transactions begun later than the database clock reads (it has stepped back '
+                               'since, and their age is unknown): ', count(*) filter (where a.ahead))
+                        || string_agg(format('pid %s (%s, %s)', a.pid, a.usename, a.state), ', ' order by a.pid)
+                               filter (where a.ahead)), ''),
                     format('no transaction open longer than %s', p_max_age))
-    from pg_catalog.pg_stat_activity a
-    where a.xact_start < now() - p_max_age and a.pid <> pg_catalog.pg_backend_pid() and a.backend_type = 'client backend'
-      -- why this database's: a transaction open in another database of the server (the paper
-      -- trading deployment beside the live one) holds back no vacuum of this database's tables
-      -- (PostgreSQL 14 and later) and is that deployment's to judge; the live database's health
-      -- failed on it, naming the other deployment's session, while db.oldest_xact_age ignored it
-      and a.datname = pg_catalog.current_database();
+    from (select s.pid, s.usename, s.state, s.xact_start, s.xact_start > now() + interval '1 minute' as ahead
+          from pg_catalog.pg_stat_activity s
+          where (s.xact_start < now() - p_max_age or s.xact_start > now() + interval '1 minute')
+            and s.pid <> pg_catalog.pg_backend_pid() and s.backend_type = 'client backend'
+            -- why this database's: a transaction open in another database of the server (the
+            -- paper trading deployment beside the live one) holds back no vacuum of this
+            -- database's tables (PostgreSQL 14 and later) and is that deployment's to judge; the
+            -- live database's health failed on it, naming the other deployment's session, while
+            -- db.oldest_xact_age ignored it
+            and s.datname = pg_catalog.current_database()) a;
 $$;
 comment on function internal.health_long_transactions(interval) is
-    'Health check: no client transaction of this database open longer than the given interval (another database''s are its own health''s) (ok, detail).';
+    'Health check: no client transaction of this database open longer than the given interval (another database''s are its own health''s), nor begun over a minute later than the clock reads (it stepped back since: their age is unknown) (ok, detail).';
 
 create or replace function internal.health_disk(p_used_fraction numeric, p_max_fraction numeric)
     returns table (ok boolean, detail text)

@@ -330,10 +330,14 @@ begin
     -- why the clock, not now(): now() is when the collecting transaction began, and a
     -- transaction that began after it (pg_cron's run starts a moment before the statement reads
     -- the sessions) had a negative age: -0.3 s recorded as the oldest transaction's
+    -- why not a transaction begun more than a minute later than the clock reads (it ran ahead
+    -- then, and has stepped back since): its age is unknown, and read as negative it made the
+    -- metric days below zero; health's long_transactions names it
     select 'db.oldest_xact_age', '{}'::jsonb,
            coalesce(round(extract(epoch from max(pg_catalog.clock_timestamp() - a.xact_start)), 3), 0)
     from pg_catalog.pg_stat_activity a
     where a.datname = pg_catalog.current_database() and a.xact_start is not null
+      and a.xact_start <= pg_catalog.clock_timestamp() + interval '1 minute'
       and a.pid <> pg_catalog.pg_backend_pid()
     union all
     -- why every client session of the server, hidden ones included (a session whose backend_type

@@ -431,7 +431,8 @@ as $$
 -- else the mark price; null when none is known: an order that a notional limit must value is then
 -- refused). Limits of every scope the order falls in apply: kill switches first, then the
 -- narrowest scope first; within a limit: kill switch, order notional (an order without a price
--- breaks it), open orders, position notional, daily loss.
+-- breaks it), open orders, position notional, daily loss (the realized PnL of today's UTC day
+-- and of any later day: fills stamped ahead of the clock).
 -- Amounts are in the limit's limit_asset, converted by internal.to_limit_asset (an amount that cannot
 -- be converted breaks the limit); a limit without one is in the order's quote asset and adds up
 -- only the positions and PnL of instruments quoted in it (never BTC and USDT at par).
@@ -592,6 +593,10 @@ begin
             end if;
         end if;
         if l.max_daily_loss is not null and not v_reduces then
+            -- today's loss is that of today's UTC day and of any later one: a trade is never in the
+            -- future, so a day row ahead of the clock holds fills stamped ahead of it (written while
+            -- it ran ahead and since set right, or an exchange's time up to a day ahead); counted
+            -- only on their own day, a loss made hours ago let the strategy trade on past its limit
             -- why one statement per scope: a generic plan of one statement for all three
             -- filtered every row on the scope and started up the exchange's subquery each time
             if l.limit_asset is not null then
@@ -607,27 +612,27 @@ begin
                              end as pnl
                       from trading.daily_pnl d
                       join ref.instruments i on i.instrument_id = d.instrument_id
-                      where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+                      where d.strategy_id = p_strategy_id and d.day >= (now() at time zone 'UTC')::date
                         and (l.exchange_id is null or i.exchange_id = l.exchange_id)
                         and (l.instrument_id is null or i.instrument_id = l.instrument_id)) v;
             elsif l.exchange_id is null then
                 select -coalesce(sum(d.realized_pnl), 0)
                 into v_observed
                 from trading.daily_pnl d
-                where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+                where d.strategy_id = p_strategy_id and d.day >= (now() at time zone 'UTC')::date
                   -- why the row's own quote asset: see the position notional's
                   and d.quote_asset = p_instrument.quote_asset;
             elsif l.instrument_id is not null then
                 select -coalesce(sum(d.realized_pnl), 0)
                 into v_observed
                 from trading.daily_pnl d
-                where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+                where d.strategy_id = p_strategy_id and d.day >= (now() at time zone 'UTC')::date
                   and d.instrument_id = l.instrument_id;
             else
                 select -coalesce(sum(d.realized_pnl), 0)
                 into v_observed
                 from trading.daily_pnl d
-                where d.strategy_id = p_strategy_id and d.day = (now() at time zone 'UTC')::date
+                where d.strategy_id = p_strategy_id and d.day >= (now() at time zone 'UTC')::date
                   and d.quote_asset = p_instrument.quote_asset
                   and d.instrument_id in (select i.instrument_id from ref.instruments i
                                           where i.exchange_id = l.exchange_id);

@@ -76,7 +76,7 @@ create type monitor.risk_limit_kind as enum (
     'max_order_notional',     -- one order's quantity x price x multiplier
     'max_position_notional',  -- |position after the order| x price x multiplier, over the limit's scope
     'max_open_orders',        -- working orders (new, open, partially filled) in the limit's scope
-    'max_daily_loss'          -- realized loss of the current UTC day in the limit's scope
+    'max_daily_loss'          -- realized loss of the current UTC day (and later days) in the limit's scope
 );
 comment on type monitor.risk_limit_kind is 'Which pre-trade check a risk event is about.';
 
@@ -286,7 +286,7 @@ comment on column monitor.risk_limits.instrument_id is 'Only orders of this inst
 comment on column monitor.risk_limits.max_order_notional is 'Largest quantity x price x multiplier of one order, in limit_asset (market orders at the mark price).';
 comment on column monitor.risk_limits.max_position_notional is 'Largest sum over the scope''s positions of |quantity after the order| x price x multiplier, in limit_asset; an order that only reduces its position is not held to it.';
 comment on column monitor.risk_limits.max_open_orders is 'Most orders working at once in the scope, the new one included.';
-comment on column monitor.risk_limits.max_daily_loss is 'Largest realized loss (net of fees, with funding) of the current UTC day in the scope, in limit_asset; once the loss reaches it new orders are rejected, except those that only reduce a position.';
+comment on column monitor.risk_limits.max_daily_loss is 'Largest realized loss (net of fees, with funding) of the current UTC day in the scope, in limit_asset, fills stamped on a later day (ahead of the server''s clock) included; once the loss reaches it new orders are rejected, except those that only reduce a position.';
 comment on column monitor.risk_limits.kill_switch is 'True: every new order in the scope is rejected.';
 comment on column monitor.risk_limits.channels is 'Where breaches and kill switch changes are notified.';
 comment on column monitor.risk_limits.updated_at is 'When the limits last changed.';
