@@ -38,7 +38,7 @@ SESSION = (
     " nullif(current_setting('spreadedge.max_quote_age', true), ''),"
     " current_setting('IntervalStyle'), current_setting('default_transaction_isolation')"
 )
-HINT = "use a direct or session-pooled URL"
+HINT = "use the database server's own URL for it, not the pooler's"
 
 
 @pytest.fixture

@@ -70,8 +70,14 @@ def is_pooled(conn: psycopg.Connection[Any]) -> bool:
     return conn in _pooled
 
 
-# What a command that needs a session of its own is told to use instead of a transaction pooler
-SESSION_HINT = "use a direct or session-pooled URL for it (DATABASE_URL, --database-url)"
+# What a command that needs a session of its own is told to use instead of a pooler.
+# why not "or a session-pooled URL": a pooler is recognised by the process id it reports, which
+# PgBouncer invents in session pooling too, so that URL was refused the same way (nothing a client
+# sees tells the two pool modes apart)
+SESSION_HINT = (
+    "use the database server's own URL for it, not the pooler's (DATABASE_URL, --database-url): "
+    "a pooler is refused whatever its pool_mode"
+)
 
 
 def pooled_refusal(conn: psycopg.Connection[Any], command: str, needs: str) -> str | None:
@@ -82,7 +88,8 @@ def pooled_refusal(conn: psycopg.Connection[Any], command: str, needs: str) -> s
         return None
     return (
         f"{command} needs {needs}, which a pooler in transaction pooling (PgBouncer) does not keep "
-        "from one transaction to the next: this URL reaches the server through a pooler"
+        "from one transaction to the next: this URL reaches the server through a pooler (which "
+        "cannot be told from one in session pooling)"
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from spreadedge import pooler
 from spreadedge.ops import OpsError
 from spreadedge.settings import NO_RETENTION, RenderSettings
 from spreadedge.sqlcall import select_rows, select_value
@@ -107,8 +108,17 @@ def configure(conn: psycopg.Connection[Any], render: RenderSettings) -> list[str
 def run_maintenance(conn: psycopg.Connection[Any]) -> None:
     """pg_partman's maintenance of every table, table by table (a procedure that commits:
     autocommit connection), a table with no partition getting the partition of now() first;
-    55S12 names the tables that failed, the others are maintained."""
-    conn.execute("call ops.run_partition_maintenance()")
+    55S12 names the tables that failed, the others are maintained.
+
+    why as given behind a pooler too (pooler.unpinned): a procedure that commits refuses to run
+    inside a transaction block ("invalid transaction termination", 2D000), and a pinned
+    connection ran the CALL in one (its BEGIN, the settings, the CALL): `spreadedge partitions
+    maintain` through transaction pooling failed on the first table. It needs none of the
+    settings (it sets TimeZone per table itself, and writes no audited row), and the pooler keeps
+    the one server connection until the CALL has returned.
+    """
+    with pooler.unpinned(conn):
+        conn.execute("call ops.run_partition_maintenance()")
 
 
 def repair(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
