@@ -152,7 +152,11 @@ begin
     where n.notification_id in (select q.notification_id
                                 from monitor.notifications q
                                 where q.status in ('pending', 'delivering')
-                                  and q.waiting_since > v_now
+                                  -- why a minute over: a failure another worker reports while
+                                  -- this claim runs sets waiting_since after v_now, and its
+                                  -- backoff (a receiver's Retry-After) was dropped
+                                  -- (internal.stamped_ahead_of_clock's tolerance)
+                                  and q.waiting_since > v_now + interval '1 minute'
                                   and q.channel::text = any (claim_notifications.channels)
                                 for update skip locked);
     return query
@@ -176,7 +180,7 @@ begin
 end;
 $$;
 comment on function monitor.claim_notifications(text, text[], integer) is
-    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. Each comes with the email recipients earlier attempts reached (delivered_to) or found refused for good (undeliverable_to), whom the attempt leaves out, and its delivery_id (the same at every attempt: the email''s Message-ID, the webhook''s delivery_id). A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. A row whose wait began later than the server''s clock now reads (waiting_since: the clock stepped back) is due at once. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
+    'A worker claims due notifications of its channels (FOR UPDATE SKIP LOCKED) in its open transaction; report each before committing. Each comes with the email recipients earlier attempts reached (delivered_to) or found refused for good (undeliverable_to), whom the attempt leaves out, and its delivery_id (the same at every attempt: the email''s Message-ID, the webhook''s delivery_id). A claim committed without a report is taken again (the attempt counted) once its 5-minute lease, next_attempt_at, has passed. A row whose wait began more than a minute later than the server''s clock now reads (waiting_since: the clock stepped back) is due at once. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function internal.claimed_notification(p_notification_id bigint, p_worker text)
     returns monitor.notifications
@@ -414,14 +418,14 @@ begin
                  (select v_now
                   from monitor.notifications n
                   where n.status in ('pending', 'delivering')
-                    and n.waiting_since > v_now
+                    and n.waiting_since > v_now + interval '1 minute'
                     and n.channel::text = any (next_notification_due.channels)
                   limit 1
                   for key share of n skip locked));
 end;
 $$;
 comment on function monitor.next_notification_due(text[]) is
-    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped), or end of the lease of an abandoned claim (delivering, committed, unlocked), or now for a row whose wait began later than the clock reads (it stepped back); null when there is none. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
+    'Earliest next attempt of the pending notifications of these channels that no other worker is sending (rows locked by a claim are skipped), or end of the lease of an abandoned claim (delivering, committed, unlocked), or now for a row whose wait began more than a minute later than the clock reads (it stepped back); null when there is none. Channels that are not notification channels (null, ''{Email}'') are 22S09; a scoped session needs alerts:manage (42S01).';
 
 create or replace function monitor.requeue_notification(notification_id bigint)
     returns void

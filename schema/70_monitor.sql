@@ -362,7 +362,7 @@ comment on column monitor.notifications.payload is 'The message as JSON (the gen
 comment on column monitor.notifications.alert_event_id is 'The alert transition notified.';
 comment on column monitor.notifications.risk_event_id is 'The risk event notified.';
 comment on column monitor.notifications.attempts is 'Delivery attempts so far.';
-comment on column monitor.notifications.next_attempt_at is 'When it may next be tried: exponential backoff after a failure, no sooner than a receiver''s Retry-After, at most the worker''s max_backoff; while delivering, when the claim''s 5-minute lease ends (then, unlocked, it is abandoned and claimed again). Due at once, too, while the server''s clock reads earlier than waiting_since.';
+comment on column monitor.notifications.next_attempt_at is 'When it may next be tried: exponential backoff after a failure, no sooner than a receiver''s Retry-After, at most the worker''s max_backoff; while delivering, when the claim''s 5-minute lease ends (then, unlocked, it is abandoned and claimed again). Due at once, too, while the server''s clock reads more than a minute earlier than waiting_since.';
 comment on column monitor.notifications.last_error is 'Why the last attempt failed (never a secret).';
 comment on column monitor.notifications.claimed_by is 'The worker that made the last attempt.';
 comment on column monitor.notifications.created_at is 'When it was queued.';
@@ -371,7 +371,7 @@ comment on column monitor.notifications.dead_at is 'When it went to the dead let
 comment on column monitor.notifications.delivered_to is 'Email: the recipients (addresses) the SMTP server took the message for; no later attempt is sent to them.';
 comment on column monitor.notifications.undeliverable_to is 'Email: the recipients the SMTP server refused for good (5xx); not tried again until a requeue empties it (the message is delivered once someone has it and no one else is owed it; dead when no one has it).';
 comment on column monitor.notifications.delivery_id is 'The message''s name to receivers, random and the same at every attempt: the email''s Message-ID <notification-ID.delivery_id@sender domain>, the webhook''s delivery_id (signed body) and X-Spreadedge-Delivery-Id header. A receiver that got an attempt whose answer was lost knows the retry by it.';
-comment on column monitor.notifications.waiting_since is 'When next_attempt_at was set (queued, claimed, failed, requeued), on the server''s clock. A clock that reads earlier has stepped back since, and the row is due at once: its wait, counted from a time the clock has not reached again, would last the whole step more.';
+comment on column monitor.notifications.waiting_since is 'When next_attempt_at was set (queued, claimed, failed, requeued), on the server''s clock. A clock that reads more than a minute earlier has stepped back since, and the row is due at once: its wait, counted from a time the clock has not reached again, would last the whole step more.';
 -- why partial: workers look only for pending rows that are due and for claims whose lease has
 -- passed, a small part of the table
 create index notifications_due_idx on monitor.notifications (next_attempt_at)
