@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 from types import FrameType
+from urllib.parse import urlsplit
 
 import click
 import psycopg
@@ -23,6 +24,47 @@ TIMEOUT_VARIABLE = "SPREADEDGE_API_STATEMENT_TIMEOUT"
 HEALTH_TIMEOUT_VARIABLE = "SPREADEDGE_API_HEALTH_TIMEOUT"
 # read by the HTTP protocol of each worker (spreadedge.api.server.HttpProtocol)
 HEAD_TIMEOUT_VARIABLE = "SPREADEDGE_API_HEAD_TIMEOUT"
+# the origins of --cors-origin, separated by spaces
+CORS_VARIABLE = "SPREADEDGE_API_CORS_ORIGINS"
+
+
+def cors_origin_error(origin: str) -> str | None:
+    """Why ``origin`` cannot be allowed to read the API from a browser, or None: it must be an
+    origin as a browser sends it (``https://host`` or ``http://host:port``, lower case, no path).
+
+    why so strict: a browser's Origin is compared as a string, so ``https://Dash.example/`` or
+    ``https://dash.example:443`` would never match and the dashboard would fail with no word why;
+    ``*`` or ``null`` would let any site (or any sandboxed page) read what a token can.
+    """
+    if origin in ("*", "null"):
+        return (
+            f"--cors-origin {origin!r} would let any web page read what a logged-in user's token can:"
+            " name each dashboard's origin (https://dash.example)"
+        )
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not origin.isascii():
+        return f"--cors-origin {origin!r} is not an origin: give scheme and host, as https://dash.example"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    canonical = f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+    if parts.username is not None or parts.password is not None or origin != canonical:
+        return (
+            f"--cors-origin {origin!r} never matches: a browser sends that origin as {canonical!r}"
+            " (lower case, no path, no default port)"
+        )
+    return None
+
+
+def _cors_origins(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in value:
+        error = cors_origin_error(origin)
+        if error is not None:
+            raise click.BadParameter(error, ctx, param)
+    return value
 
 
 @click.command()
@@ -105,6 +147,16 @@ HEAD_TIMEOUT_VARIABLE = "SPREADEDGE_API_HEAD_TIMEOUT"
     help="Connections and requests in flight a worker takes at once (each waits at most 5 s for a "
     "database connection); more are answered 503 at once.",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    callback=_cors_origins,
+    envvar=CORS_VARIABLE,
+    metavar="ORIGIN",
+    help="An origin (https://dash.example) whose pages may call the API from a browser (CORS); "
+    "repeat for more. None by default. The variable takes several, separated by spaces.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request (method, path, status).")
 @click.pass_obj
 def serve(
@@ -118,6 +170,7 @@ def serve(
     head_timeout: float,
     timeout_keep_alive: int,
     limit_concurrency: int,
+    cors_origins: tuple[str, ...],
     access_log: bool,
 ) -> None:
     """Serve the history REST API (/api/v1/...; OpenAPI at /openapi.json, docs at /docs).
@@ -146,6 +199,7 @@ def serve(
     os.environ[TIMEOUT_VARIABLE] = str(statement_timeout)
     os.environ[HEALTH_TIMEOUT_VARIABLE] = str(health_timeout)
     os.environ[HEAD_TIMEOUT_VARIABLE] = str(head_timeout)
+    os.environ[CORS_VARIABLE] = " ".join(cors_origins)
     click.echo(f"serving the history API on http://{host}:{port} (OpenAPI: /openapi.json)")
     # why: after its graceful shutdown (every request in flight answered) uvicorn raises the signal
     # that stopped it once more, under the handler it found; with SIGTERM's default the process then
@@ -245,4 +299,5 @@ def app_from_environment() -> object:
         pool_size=int(os.environ.get(POOL_VARIABLE, "10")),
         statement_timeout=float(os.environ.get(TIMEOUT_VARIABLE, "30")),
         health_timeout=float(os.environ.get(HEALTH_TIMEOUT_VARIABLE, "3")),
+        cors_origins=os.environ.get(CORS_VARIABLE, "").split(),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
@@ -16,7 +16,7 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spreadedge.api import database, routes, service_routes
+from spreadedge.api import browser, database, routes, service_routes
 from spreadedge.api.problems import Problem, from_database_error
 
 log = logging.getLogger("spreadedge.api")
@@ -143,6 +143,20 @@ async def _until_disconnect(app: ASGIApp, scope: Scope, body: bytes, receive: Re
         disconnect.cancel()
 
 
+class HistoryApi(FastAPI):
+    """FastAPI with the cache policy and CORS outside its whole middleware stack.
+
+    why outside: FastAPI puts its ServerErrorMiddleware (the 500 answer) outside every middleware
+    added with add_middleware, so a 500 would carry neither a Cache-Control nor the CORS headers
+    that let a dashboard's script read it.
+    """
+
+    cors_origins: Sequence[str] = ()
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return browser.outermost(super().build_middleware_stack(), self.cors_origins)
+
+
 def create_app(
     conninfo: str,
     migration_ids: list[str],
@@ -150,10 +164,17 @@ def create_app(
     pool_size: int = 10,
     statement_timeout: float = database.STATEMENT_TIMEOUT,
     health_timeout: float = database.HEALTH_TIMEOUT,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The history API over the database at ``conninfo``, built with these migrations; the
     database cancels a request's statement after ``statement_timeout`` seconds (a 503), and
-    health answers within ``health_timeout`` seconds (and a second for a server that does not answer)."""
+    health answers within ``health_timeout`` seconds (and a second for a server that does not answer).
+    A browser script on one of ``cors_origins`` (``https://host[:port]``) may read its answers;
+    a ValueError names an origin that is not one."""
+    for origin in cors_origins:
+        error = browser.cors_origin_error(origin)
+        if error is not None:
+            raise ValueError(error)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -164,7 +185,7 @@ def create_app(
         finally:
             await app.state.pool.close()
 
-    app = FastAPI(
+    app = HistoryApi(
         title="spreadedge history API",
         version="1",
         description="Orders, trades, positions and portfolio history of spreadedge, as row-level "
@@ -175,6 +196,9 @@ def create_app(
         conninfo, max_size=pool_size, statement_timeout=statement_timeout, health_timeout=health_timeout
     )
     app.state.migration_ids = migration_ids
+    app.cors_origins = tuple(cors_origins)
+    # innermost: a HEAD gets the headers of its GET, compressed as that would be
+    app.add_middleware(browser.Gzip)
     app.add_middleware(HeadAsGet)
     app.add_middleware(BoundedRequest)
     app.include_router(routes.router)
