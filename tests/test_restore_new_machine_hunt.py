@@ -43,6 +43,7 @@ PROJECT_JOBS = (
 )
 OTHER_DATABASE = "hunt_other_db"
 OTHER_JOB = "hunt-other-database-job"
+OTHER_REMOTE_JOB = "hunt-other-database-remote-job"
 COMPARED = ("ref.", "trading.", "auth.users", "auth.api_keys", "auth.master_keys", "auth.user_roles")
 CRON_WAIT = 75.0
 SECRETS = (PASSPHRASE, MASTER_KEY, OTHER_KEY)
@@ -110,6 +111,15 @@ def machine(make_cluster: Callable[..., Cluster], project_settings: Settings) ->
         # a job of another database of the cluster: never due during the test (1 January, 00:00)
         conn.execute(
             "select cron.schedule_in_database(%s, '0 0 1 1 *', 'select 1', %s)", [OTHER_JOB, OTHER_DATABASE]
+        )
+        # and one of it sent to another server on purpose (a replica's host, say)
+        conn.execute(
+            "select cron.schedule_in_database(%s, '0 0 1 1 *', 'select 1', %s)",
+            [OTHER_REMOTE_JOB, OTHER_DATABASE],
+        )
+        conn.execute(
+            "update cron.job set nodename = 'replica.invalid', nodeport = 5999 where jobname = %s",
+            [OTHER_REMOTE_JOB],
         )
         _seed(conn)
         conn.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
@@ -207,19 +217,32 @@ def test_the_first_start_points_the_restored_jobs_at_the_new_server(machine):
 
     here = (str(machine.restored.socket_dir), machine.restored.port)
     assert jobs == [(job, "spreadedge", *here) for job in PROJECT_JOBS]
+    # the other database's job ran on the source (this server's copy of it): it is pointed too
     assert [line for line in machine.start_output.splitlines() if line.startswith("pg_cron job")] == [
-        f"pg_cron job {job} connected to host {machine.source.socket_dir} port {machine.source.port}:"
-        " pointed at this server"
-        for job in PROJECT_JOBS
+        f"pg_cron job {OTHER_JOB} of database {OTHER_DATABASE} connected to host {machine.source.socket_dir}"
+        f" port {machine.source.port}: pointed at this server",
+        *(
+            f"pg_cron job {job} connected to host {machine.source.socket_dir} port {machine.source.port}:"
+            " pointed at this server"
+            for job in PROJECT_JOBS
+        ),
     ]
     assert health == (True, "3 active jobs, none failed on its last run")
 
 
-def test_a_job_of_another_database_keeps_its_host_and_port(machine):
+def test_a_job_of_another_database_on_the_source_is_pointed_at_the_new_server(machine):
     with psycopg.connect(machine.restored.url()) as conn:
         other = [job for job in _jobs(conn) if job[0] == OTHER_JOB]
 
-    assert other == [(OTHER_JOB, OTHER_DATABASE, str(machine.source.socket_dir), machine.source.port)]
+    assert other == [(OTHER_JOB, OTHER_DATABASE, str(machine.restored.socket_dir), machine.restored.port)]
+
+
+# why: a job sent to another server on purpose (not the source of the restore) must stay there
+def test_a_job_of_another_database_keeps_its_host_and_port(machine):
+    with psycopg.connect(machine.restored.url()) as conn:
+        other = [job for job in _jobs(conn) if job[0] == OTHER_REMOTE_JOB]
+
+    assert other == [(OTHER_REMOTE_JOB, OTHER_DATABASE, "replica.invalid", 5999)]
 
 
 def test_pg_cron_runs_the_restored_jobs_on_the_new_server(machine):
@@ -254,9 +277,13 @@ def test_a_start_on_another_port_points_the_jobs_at_that_port(machine):
 
     assert jobs == [(job, "spreadedge", str(machine.restored.socket_dir), port) for job in PROJECT_JOBS]
     assert [line for line in output.splitlines() if line.startswith("pg_cron job")] == [
-        f"pg_cron job {job} connected to host {machine.restored.socket_dir} port {machine.restored.port}:"
-        " pointed at this server"
-        for job in PROJECT_JOBS
+        f"pg_cron job {OTHER_JOB} of database {OTHER_DATABASE} connected to host {machine.restored.socket_dir}"
+        f" port {machine.restored.port}: pointed at this server",
+        *(
+            f"pg_cron job {job} connected to host {machine.restored.socket_dir} port {machine.restored.port}:"
+            " pointed at this server"
+            for job in PROJECT_JOBS
+        ),
     ]
     assert again == f"embedded cluster already running on port {port} ({machine.restored.data_dir})\n"
 

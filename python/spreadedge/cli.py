@@ -35,7 +35,7 @@ from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
 from spreadedge.cli_ops import finish_restore
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
-from spreadedge.cluster import PG_BINDIR, STOP_PATIENCE, ClusterError, default_cluster
+from spreadedge.cluster import DATABASE, PG_BINDIR, STOP_PATIENCE, ClusterError, default_cluster
 from spreadedge.ingest import DEFAULT_BATCH_ROWS, KINDS, IngestError
 from spreadedge.masterkey import MasterKeyError
 from spreadedge.ops import OpsError
@@ -252,8 +252,10 @@ def start(settings: Settings) -> None:
     started = cluster.start()
     state = "started" if started else "already running"
     click.echo(f"embedded cluster {state} on port {cluster.port} ({cluster.data_dir})")
-    for job, host, port in cluster.repointed_cron_jobs:
-        click.echo(f"pg_cron job {job} connected to host {host} port {port}: pointed at this server")
+    for job, database, host, port in cluster.repointed_cron_jobs:
+        # why the database: a second deployment's jobs (cron.schedule_in_database) are pointed too
+        of = "" if database == DATABASE else f" of database {database}"
+        click.echo(f"pg_cron job {job}{of} connected to host {host} port {port}: pointed at this server")
     finish_restore(settings, cluster)
 
 

@@ -6,6 +6,7 @@ deleted without the command (and, where it destroys, a confirmation or ``--yes``
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -426,6 +427,7 @@ def _physical(kind: str) -> Callable[[Settings], None]:
             f"{taken.type} backup {taken.label}: {_size(taken.size_bytes)} of data, "
             f"{_size(taken.repo_size_bytes)} in the repository"
         )
+        _record_in_other_databases(settings, kind, repo.compress_type(), result)
         # why: pgBackRest expires old backups after every backup (retention_full, retention_diff)
         _mark_expired(settings, repo)
 
@@ -437,6 +439,53 @@ def _physical(kind: str) -> Callable[[Settings], None]:
         " one when the repository has no full backup to build on).",
     }[kind]
     return command
+
+
+def _connect_to(settings: Settings) -> Callable[[str], psycopg.Connection[Any]]:
+    """Connect as the command does to another database of the same server (autocommit)."""
+    url = db.conninfo(settings)
+
+    def connect(dbname: str) -> psycopg.Connection[Any]:
+        conn = deadline.connect(make_conninfo(url, dbname=dbname), autocommit=True)
+        conn.execute("select pg_catalog.set_config('spreadedge.actor', 'backup', false)")
+        return conn
+
+    return connect
+
+
+def _record_in_other_databases(
+    settings: Settings, kind: str, compress_type: str, result: catalog.RunResult
+) -> None:
+    """Record a physical backup in the other spreadedge databases of the server (a second
+    deployment's), which it holds too; a warning for each it cannot be recorded in (the backup
+    succeeded, so the command does not fail for it)."""
+    connect_to = _connect_to(settings)
+    try:
+        with _connect(settings, "backup") as conn:
+            row = conn.execute("select pg_catalog.current_database()").fetchone()
+        assert row is not None
+        others = catalog.other_catalogs(lambda: _connect(settings, "backup"), connect_to)
+    except psycopg.Error as exc:
+        click.echo(
+            f"warning: the backup is not recorded in the server's other databases: {catalog.reason(exc)}",
+            err=True,
+        )
+        return
+    for name, reason in others:
+        if reason is None:
+            try:
+                with connect_to(name) as other:
+                    catalog.record_taken(other, kind, compress_type, result, row[0])
+            except psycopg.Error as exc:
+                reason = catalog.reason(exc)
+            else:
+                click.echo(f"recorded in ops.backup_runs of database {name} too (the backup holds it)")
+                continue
+        click.echo(
+            f"warning: the backup is not recorded in database {name}: {reason}; if it is a spreadedge"
+            " database, its health's last_backup does not count it",
+            err=True,
+        )
 
 
 def _archiving_failure(settings: Settings) -> str:
@@ -468,21 +517,30 @@ def _archiving_line(settings: Settings) -> str:
 
 
 def _mark_expired(settings: Settings, repo: pgbackrest.Repository) -> None:
-    """Mark the runs of ops.backup_runs whose backups pgBackRest has expired; a warning when it
-    cannot (the backup or expire itself succeeded, so the command does not fail for it)."""
+    """Mark the runs of ops.backup_runs whose backups pgBackRest has expired, in this database and
+    in the server's other spreadedge databases (which record its physical backups too); a warning
+    when it cannot (the backup or expire itself succeeded, so the command does not fail for it)."""
+    connect_to = _connect_to(settings)
+    catalogs: list[tuple[str | None, Callable[[], psycopg.Connection[Any]]]] = [
+        (None, lambda: _connect(settings, "backup"))
+    ]
     try:
-        marked = catalog.mark_expired(
-            lambda: _connect(settings, "backup"), lambda: [b.label for b in pgbackrest.info(repo)]
-        )
-    except (OpsError, psycopg.Error) as exc:
-        reason = exc.diag.message_primary if isinstance(exc, psycopg.Error) else None
-        click.echo(
-            f"warning: the runs of expired backups are not marked in ops.backup_runs: {reason or exc}",
-            err=True,
-        )
-        return
-    if marked:
-        click.echo(f"ops.backup_runs: {marked} run(s) marked expired (pgBackRest no longer holds the backup)")
+        others = catalog.other_catalogs(lambda: _connect(settings, "backup"), connect_to)
+    except psycopg.Error:
+        others = []  # this database's own marking below says why it cannot be reached
+    catalogs += [(name, functools.partial(connect_to, name)) for name, reason in others if reason is None]
+    for name, connect in catalogs:
+        where = "ops.backup_runs" if name is None else f"ops.backup_runs of database {name}"
+        try:
+            marked = catalog.mark_expired(connect, lambda: [b.label for b in pgbackrest.info(repo)])
+        except (OpsError, psycopg.Error) as exc:
+            reason = exc.diag.message_primary if isinstance(exc, psycopg.Error) else None
+            click.echo(
+                f"warning: the runs of expired backups are not marked in {where}: {reason or exc}", err=True
+            )
+            continue
+        if marked:
+            click.echo(f"{where}: {marked} run(s) marked expired (pgBackRest no longer holds the backup)")
 
 
 for _kind in pgbackrest.BACKUP_TYPES:
@@ -848,10 +906,42 @@ def finish_restore(settings: Settings, cluster: Cluster) -> None:
             ) from None
     if version is not None:
         click.echo(f"master key {masterkey.source(settings)} opens the restored API keys (version {version})")
+    _check_other_master_keys(settings, cluster)
     if work_dir.exists():
         shutil.rmtree(work_dir)
         click.echo(f"removed {work_dir} (pgBackRest's configuration for the recovery)")
     marker.unlink(missing_ok=True)
+
+
+def _check_other_master_keys(settings: Settings, cluster: Cluster) -> None:
+    """After a restore: whether the master key in use opens the API keys of the server's other
+    spreadedge databases too (a second deployment's); a warning for each it does not open.
+
+    why a warning, not a failure: each database may have its own master key (its commands read
+    theirs from SPREADEDGE_MASTER_KEY or SPREADEDGE_MASTER_KEY_FILE), and the restored home holds
+    one key file; before, only the ``spreadedge`` database's API keys were checked, and a second
+    deployment whose keys were stored under another master key learnt it at its first `keys`
+    command on the restored server, its key perhaps not kept with the repository.
+    """
+    with deadline.connect(cluster.conninfo(), autocommit=True) as conn:
+        names = [str(row[0]) for row in conn.execute(catalog.OTHER_DATABASES).fetchall()]
+    for name in names:
+        with deadline.connect(cluster.conninfo(name), autocommit=True) as conn:
+            try:
+                version = masterkey.check(conn, settings)
+            except masterkey.MasterKeyError as exc:
+                click.echo(
+                    f"warning: database {name}: {exc}: its commands need the master key its API keys were"
+                    f" stored under ({masterkey.ENV_KEY} or {masterkey.ENV_KEY_FILE}); keep it with the"
+                    " repository",
+                    err=True,
+                )
+                continue
+        if version is not None:
+            click.echo(
+                f"master key {masterkey.source(settings)} opens the restored API keys of database {name}"
+                f" too (version {version})"
+            )
 
 
 @restore_group.command(name="logical")

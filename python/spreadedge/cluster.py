@@ -77,8 +77,12 @@ class Cluster:
         self.socket_dir = self.home / "run"
         self.log_file = self.home / "postgresql.log"
         self.password_file = self.home / "password"
-        # the pg_cron jobs the last start pointed at this server: (job, host, port they named)
-        self.repointed_cron_jobs: list[tuple[str, str, int]] = []
+        # the pg_cron jobs the last start pointed at this server: (job, its database, host and
+        # port they named)
+        self.repointed_cron_jobs: list[tuple[str, str, str, int]] = []
+        # the cron.host and port the data directory's configuration named before this start
+        # rewrote it (the last start's; a restored cluster's source's): this server's old address
+        self._previous_address: tuple[str, int] | None = None
         self._lock_depth = 0
 
     # -- public interface -------------------------------------------------------------------
@@ -140,6 +144,7 @@ class Cluster:
             # why again: an init interrupted after initdb left postgresql.conf without the include,
             # and the server would start on PostgreSQL's default port 5432 without our settings
             self._ensure_include()
+            self._previous_address = self._configured_address()
             self._write_config()
             self._remove_stale_files()
             self._restore_run_files()
@@ -618,15 +623,35 @@ class Cluster:
                     )
                 time.sleep(0.2)
 
-    def _repoint_cron_jobs(self) -> list[tuple[str, str, int]]:
-        """Point the pg_cron jobs of pg_cron's database that connect elsewhere at this server.
+    def _configured_address(self) -> tuple[str, int] | None:
+        """The cron.host and port CONFIG_FILE names (None when it names no such pair): before a
+        start rewrites it, the address this server had at its last start, or a restored
+        cluster's source's."""
+        try:
+            text = (self.data_dir / CONFIG_FILE).read_text()
+        except OSError:
+            return None
+        host = re.search(r"^cron\.host = '((?:[^']|'')*)'$", text, re.MULTILINE)
+        port = re.search(r"^port = ([0-9]+)$", text, re.MULTILINE)
+        if host is None or port is None:
+            return None
+        return host.group(1).replace("''", "'"), int(port.group(1))
+
+    def _repoint_cron_jobs(self) -> list[tuple[str, str, str, int]]:
+        """Point at this server the pg_cron jobs that connect elsewhere: those of pg_cron's
+        database, and those of any database that connected to this server's old address.
 
         A job keeps the host and port it was scheduled with (cron.host: the socket directory); a
         cluster restored into another home or started on another port left its jobs (metrics,
         alert rules, partition maintenance) failing with "connection failed", or running on the
-        source of a restore while that still ran. Jobs of other databases are left as they are.
-        Returns the jobs changed, with the host and port they named (none: nothing to do).
+        source of a restore while that still ran. A job of another database that connects to
+        the host and port this server had before this start (``_previous_address``: a second
+        deployment's jobs, scheduled with cron.schedule_in_database) ran on this server then and
+        is pointed at it too; one that connects to any other server is left as it is (it was
+        pointed there on purpose). Returns the jobs changed, with their database and the host and
+        port they named (none: nothing to do).
         """
+        old_host, old_port = self._previous_address or (None, None)
         with deadline.connect(self.conninfo(DATABASE), autocommit=True) as conn:
             row = conn.execute("select pg_catalog.to_regclass('cron.job') is not null").fetchone()
             if row is None or not row[0]:
@@ -634,18 +659,21 @@ class Cluster:
             # why the same test as health's cron_jobs (internal.health_cron_jobs): what it calls
             # another server is what is repointed, so health is ok after a start
             rows = conn.execute(
-                "with elsewhere as ("
-                "  select j.jobid, j.nodename, j.nodeport from cron.job j"
-                "  where j.database = pg_catalog.current_database()"
-                "    and (j.nodename <> pg_catalog.current_setting('cron.host')"
-                "         or j.nodeport <> pg_catalog.current_setting('port')::integer)"
-                "  for update)"
-                " update cron.job j set nodename = pg_catalog.current_setting('cron.host'),"
-                "  nodeport = pg_catalog.current_setting('port')::integer"
-                " from elsewhere e where j.jobid = e.jobid"
-                " returning coalesce(j.jobname, j.jobid::text), e.nodename, e.nodeport"
+                "with here as ("
+                "  select pg_catalog.current_setting('cron.host') as host,"
+                "         pg_catalog.current_setting('port')::integer as port),"
+                " elsewhere as ("
+                "  select j.jobid, j.nodename, j.nodeport from cron.job j, here h"
+                "  where (j.nodename <> h.host or j.nodeport <> h.port)"
+                "    and (j.database = pg_catalog.current_database()"
+                "         or (j.nodename = %(old_host)s and j.nodeport = %(old_port)s))"
+                "  for update of j)"
+                " update cron.job j set nodename = h.host, nodeport = h.port"
+                " from elsewhere e, here h where j.jobid = e.jobid"
+                " returning coalesce(j.jobname, j.jobid::text), j.database, e.nodename, e.nodeport",
+                {"old_host": old_host, "old_port": old_port},
             ).fetchall()
-        return sorted((name, host, port) for name, host, port in rows)
+        return sorted((name, database, host, port) for name, database, host, port in rows)
 
     def _set_password(self) -> None:
         """Give the superuser a random password for TCP; only its SCRAM verifier leaves here."""

@@ -19,6 +19,17 @@ FINISH = select_value(
     "ops.finish_backup_run", ["run_id", "succeeded", "label", "size_bytes", "repo_size_bytes", "detail"]
 )
 MARK_EXPIRED = select_value("ops.mark_expired_backup_runs", ["labels", "listed_at"])
+# the other databases of the server a session may try (a template or one refusing connections
+# is none); which of them are spreadedge databases only a connection to each can tell
+OTHER_DATABASES = (
+    "select d.datname from pg_catalog.pg_database d"
+    " where d.datallowconn and not d.datistemplate and d.datname <> pg_catalog.current_database()"
+    " order by d.datname"
+)
+HAS_CATALOG = (
+    "select pg_catalog.to_regprocedure('ops.finish_backup_run(bigint,boolean,text,bigint,bigint,text)')"
+    " is not null"
+)
 # How long recording a run's end keeps trying while the server cannot be reached: a backup takes
 # long enough for the server to restart under it, and a run whose end is never recorded stays
 # 'running'; a minute covers a restart without hanging a scheduled job for good.
@@ -69,7 +80,7 @@ def recorded_run(
             # operator read "connection refused" and never learnt why the backup failed
             note = (
                 f"(run {run_id} stays 'running' in ops.backup_runs: its end could not be recorded:"
-                f" {_reason(unrecorded)})"
+                f" {reason(unrecorded)})"
             )
             if isinstance(exc, OpsError):
                 raise OpsError(f"{exc}\n{note}") from exc
@@ -81,7 +92,7 @@ def recorded_run(
     except Exception as unrecorded:
         raise OpsError(
             f"the backup succeeded ({result.label}), but run {run_id} stays 'running' in ops.backup_runs:"
-            f" its end could not be recorded: {_reason(unrecorded)}"
+            f" its end could not be recorded: {reason(unrecorded)}"
         ) from unrecorded
 
 
@@ -93,7 +104,7 @@ def _failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """An error's message for an operator: the server's primary message when there is one."""
     if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
         return exc.diag.message_primary
@@ -169,3 +180,51 @@ def runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[tuple[Any, ...]
         " repo_size_bytes, detail, expired_at from ops.backup_runs order by run_id desc limit %s",
         [limit],
     ).fetchall()
+
+
+def other_catalogs(
+    connect: Callable[[], psycopg.Connection[Any]], connect_to: Callable[[str], psycopg.Connection[Any]]
+) -> list[tuple[str, str | None]]:
+    """The other spreadedge databases of ``connect``'s server (those with ops.backup_runs), as
+    (name, None), and the databases that could not be reached or read, as (name, why): whether
+    those are spreadedge's, only a connection could tell.
+
+    why: a physical backup (pgBackRest) holds every database of the server, and a second
+    deployment's health (last_backup) and metric (backup.last_success_age_seconds) read only its
+    own ops.backup_runs, so they said "no successful physical backup" of a server backed up daily.
+    """
+    with connect() as conn:
+        names = [str(row[0]) for row in conn.execute(OTHER_DATABASES).fetchall()]
+    found: list[tuple[str, str | None]] = []
+    for name in names:
+        try:
+            with connect_to(name) as other:
+                row = other.execute(HAS_CATALOG).fetchone()
+        except psycopg.Error as exc:
+            found.append((name, reason(exc)))
+            continue
+        if row is not None and row[0]:
+            found.append((name, None))
+    return found
+
+
+def record_taken(
+    conn: psycopg.Connection[Any], kind: str, compress_type: str, result: RunResult, taken_through: str
+) -> None:
+    """Record in ``conn``'s database a physical backup that a command connected to database
+    ``taken_through`` took (it holds this database too): a run started and finished now, its
+    detail naming that database."""
+    row = conn.execute(START, {"kind": kind, "compress_type": compress_type}).fetchone()
+    assert row is not None
+    detail = f"taken through database {taken_through} (a physical backup holds every database of the server)"
+    conn.execute(
+        FINISH,
+        {
+            "run_id": int(row[0]),
+            "succeeded": True,
+            "label": result.label,
+            "size_bytes": result.size_bytes,
+            "repo_size_bytes": result.repo_size_bytes,
+            "detail": detail,
+        },
+    )
