@@ -112,7 +112,7 @@ def pg_cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
     return cluster  # make_cluster's teardown (or atexit) stops and deletes it
 
 
-pytest_plugins = ["db_fixtures", "api_fixtures", "notify_servers", "reliability"]
+pytest_plugins = ["db_fixtures", "api_fixtures", "notify_servers", "reliability", "pgbouncer_helpers"]
 
 
 @pytest.fixture

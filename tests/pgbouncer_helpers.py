@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import free_port
 from spreadedge import runas
@@ -101,3 +102,15 @@ def pooled_url(port: int, dbname: str) -> str:
 def admin_url(port: int) -> str:
     """PgBouncer's own admin console (``SHOW POOLS``, ...)."""
     return make_conninfo(host="127.0.0.1", port=port, user=SUPERUSER, dbname="pgbouncer")
+
+
+@pytest.fixture
+def bouncer(pg_cluster: Cluster) -> Iterator[int]:
+    """A PgBouncer in transaction pooling in front of the session's cluster; its port."""
+    with pgbouncer(pg_cluster) as port:
+        yield port
+
+
+def through(port: int, url: str) -> str:
+    """``url``'s database through the pooler on ``port``."""
+    return pooled_url(port, conninfo_to_dict(url)["dbname"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,10 +20,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from market_helpers import DAY, TICKS_HEADER
 from notify_servers import HttpReceiver, slack_worker
-from pgbouncer_helpers import admin_url, pgbouncer, pooled_url
+from pgbouncer_helpers import admin_url, through
 from spreadedge import db
 from spreadedge.cli import main
-from spreadedge.cluster import Cluster
 from spreadedge.migrate import MigrationError, migrate
 from spreadedge.notify.worker import PooledUrlError
 from spreadedge.security import SecuritySystem
@@ -39,18 +37,6 @@ SESSION = (
     " current_setting('IntervalStyle'), current_setting('default_transaction_isolation')"
 )
 HINT = "use the database server's own URL for it, not the pooler's"
-
-
-@pytest.fixture
-def bouncer(pg_cluster: Cluster) -> Iterator[int]:
-    """A PgBouncer in transaction pooling in front of the session's cluster; its port."""
-    with pgbouncer(pg_cluster) as port:
-        yield port
-
-
-def through(port: int, url: str) -> str:
-    """``url``'s database through the pooler on ``port``."""
-    return pooled_url(port, conninfo_to_dict(url)["dbname"])
 
 
 def invoke(url: str, *args: str) -> Result:

@@ -7,17 +7,13 @@ Each client connection is lent one server connection per transaction; with defau
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
 import psycopg
-import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from api_fixtures import api_login, live_server
-from pgbouncer_helpers import admin_url, pgbouncer, pooled_url
-from spreadedge.cluster import Cluster
+from pgbouncer_helpers import admin_url, through
 from spreadedge.managers import ManagerConfig, OrderRequest, PersistentOrderManager
 from spreadedge.settings import Settings
 
@@ -28,18 +24,6 @@ SESSION = (
     "select current_user, nullif(current_setting('spreadedge.actor', true), ''),"
     " current_setting('statement_timeout')"
 )
-
-
-@pytest.fixture
-def bouncer(pg_cluster: Cluster) -> Iterator[int]:
-    """A PgBouncer in transaction pooling in front of the session's cluster; its port."""
-    with pgbouncer(pg_cluster) as port:
-        yield port
-
-
-def through(port: int, url: str) -> str:
-    """``url``'s database through the pooler on ``port``."""
-    return pooled_url(port, conninfo_to_dict(url)["dbname"])
 
 
 def session_of_another_client(url: str) -> tuple[object, ...]:
