@@ -446,9 +446,9 @@ def _connect_to(settings: Settings) -> Callable[[str], psycopg.Connection[Any]]:
     url = db.conninfo(settings)
 
     def connect(dbname: str) -> psycopg.Connection[Any]:
-        conn = deadline.connect(make_conninfo(url, dbname=dbname), autocommit=True)
-        conn.execute("select pg_catalog.set_config('spreadedge.actor', 'backup', false)")
-        return conn
+        # why _connect's way: behind a transaction pooler the actor set for the session stayed on
+        # the server connection the pooler lent, for its other clients ('backup' in their audit)
+        return _connect(settings.with_database_url(make_conninfo(url, dbname=dbname)), "backup")
 
     return connect
 
@@ -926,17 +926,26 @@ def _check_other_master_keys(settings: Settings, cluster: Cluster) -> None:
     with deadline.connect(cluster.conninfo(), autocommit=True) as conn:
         names = [str(row[0]) for row in conn.execute(catalog.OTHER_DATABASES).fetchall()]
     for name in names:
-        with deadline.connect(cluster.conninfo(name), autocommit=True) as conn:
-            try:
+        try:
+            with deadline.connect(cluster.conninfo(name), autocommit=True) as conn:
                 version = masterkey.check(conn, settings)
-            except masterkey.MasterKeyError as exc:
-                click.echo(
-                    f"warning: database {name}: {exc}: its commands need the master key its API keys were"
-                    f" stored under ({masterkey.ENV_KEY} or {masterkey.ENV_KEY_FILE}); keep it with the"
-                    " repository",
-                    err=True,
-                )
-                continue
+        except masterkey.MasterKeyError as exc:
+            click.echo(
+                f"warning: database {name}: {exc}: its commands need the master key its API keys were"
+                f" stored under ({masterkey.ENV_KEY} or {masterkey.ENV_KEY_FILE}); keep it with the"
+                " repository",
+                err=True,
+            )
+            continue
+        except psycopg.Error as exc:
+            # why: a database that cannot be read (one a DROP DATABASE left invalid, say) failed
+            # the start after the restore, and every later start, with "connection failed"
+            click.echo(
+                f"warning: database {name}: its API keys could not be checked against the master key:"
+                f" {catalog.reason(exc)}",
+                err=True,
+            )
+            continue
         if version is not None:
             click.echo(
                 f"master key {masterkey.source(settings)} opens the restored API keys of database {name}"

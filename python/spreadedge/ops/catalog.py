@@ -213,18 +213,21 @@ def record_taken(
 ) -> None:
     """Record in ``conn``'s database a physical backup that a command connected to database
     ``taken_through`` took (it holds this database too): a run started and finished now, its
-    detail naming that database."""
-    row = conn.execute(START, {"kind": kind, "compress_type": compress_type}).fetchone()
-    assert row is not None
+    detail naming that database; one transaction, so a refused end leaves no run 'running'."""
     detail = f"taken through database {taken_through} (a physical backup holds every database of the server)"
-    conn.execute(
-        FINISH,
-        {
-            "run_id": int(row[0]),
-            "succeeded": True,
-            "label": result.label,
-            "size_bytes": result.size_bytes,
-            "repo_size_bytes": result.repo_size_bytes,
-            "detail": detail,
-        },
-    )
+    # why one transaction: the backup is already taken, so there is no run in progress to show;
+    # a start and an end each committed left a run 'running' for good when the end was refused
+    with conn.transaction():
+        row = conn.execute(START, {"kind": kind, "compress_type": compress_type}).fetchone()
+        assert row is not None
+        conn.execute(
+            FINISH,
+            {
+                "run_id": int(row[0]),
+                "succeeded": True,
+                "label": result.label,
+                "size_bytes": result.size_bytes,
+                "repo_size_bytes": result.repo_size_bytes,
+                "detail": detail,
+            },
+        )
