@@ -137,6 +137,19 @@ def test_a_failed_notification_is_due_after_the_clock_steps_back(
     assert (due_in, claim(stepped)) == (True, [notification])
 
 
+def test_a_failed_notification_keeps_its_backoff_across_a_step_back_of_seconds(
+    stepped: psycopg.Connection, clock: Clock
+) -> None:
+    # a step of less than a minute (or a failure reported while a claim runs, a moment after the
+    # claim read the clock) lengthens no wait by more than that: the 30 s backoff holds
+    queued_and_failed_once(stepped)
+    clock.set("-30s")
+    due_in = stepped.execute(
+        "select monitor.next_notification_due(channels => '{slack}') > clock_timestamp()"
+    ).fetchone()[0]
+    assert (due_in, claim(stepped)) == (True, [])
+
+
 def test_an_abandoned_claim_is_taken_again_after_the_clock_steps_back(
     stepped: psycopg.Connection, clock: Clock
 ) -> None:
