@@ -12,11 +12,11 @@ exactly what gets executed.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -86,22 +86,33 @@ class Statement:
 
     def head(self, words: int = 6) -> str:
         """The first keywords, lower-case and single-spaced, comments skipped (``create or replace``)."""
-        tokens = (
-            value
-            for ttype, value in sqlparse.lexer.tokenize(self.text)
-            if ttype not in sqlparse.tokens.Whitespace and ttype not in sqlparse.tokens.Comment
-        )
-        return re.sub(r"\s+", " ", " ".join(islice(tokens, words))).lower()
+        return re.sub(r"\s+", " ", " ".join(_lexed(self.text)[0][:words])).lower()
 
     def cascades(self) -> bool:
         """Whether this is a DROP ... CASCADE: it would also drop, on every migrate, what depends on
         the object (a column default, a constraint, a policy a migration made), for good."""
-        keywords = [
-            value.lower()
-            for ttype, value in sqlparse.lexer.tokenize(self.text)
-            if ttype in sqlparse.tokens.Keyword
-        ]
+        keywords = _lexed(self.text)[1]
         return bool(keywords) and keywords[0] == "drop" and "cascade" in keywords
+
+
+# why cached, here and in split_statements: a migrate splits and tokenizes every file of
+# functions/ three times (checked before the migrations, checked again and read for its triggers'
+# tables when re-applied), and sqlparse's lexer was half of a migrate's time; a process that
+# migrates several databases (tests, a deployment script) splits each text once. The texts are the
+# project's SQL files, a bounded set, and the results immutable.
+@functools.lru_cache(maxsize=4096)
+def _lexed(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The tokens of ``text`` as written, whitespace and comments left out, and its keywords in
+    lower case, each in order."""
+    tokens: list[str] = []
+    keywords: list[str] = []
+    for ttype, value in sqlparse.lexer.tokenize(text):
+        if ttype in sqlparse.tokens.Whitespace or ttype in sqlparse.tokens.Comment:
+            continue
+        tokens.append(value)
+        if ttype in sqlparse.tokens.Keyword:
+            keywords.append(value.lower())
+    return tuple(tokens), tuple(keywords)
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,11 @@ def _not_utf8(shown: str, exc: UnicodeDecodeError) -> str:
 
 def split_statements(text: str) -> list[Statement]:
     """The statements of ``text`` as sqlparse (and so yoyo) splits them; comment-only ones dropped."""
+    return list(_split(text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(text: str) -> tuple[Statement, ...]:
     statements = []
     line = 1
     for parsed in sqlparse.engine.FilterStack().run(text):
@@ -200,7 +216,7 @@ def split_statements(text: str) -> list[Statement]:
         body = raw[len(skipped) :].rstrip()
         statements.append(Statement(line=line + skipped.count("\n"), text=body))
         line += raw.count("\n")
-    return statements
+    return tuple(statements)
 
 
 def execute_statements(conn: psycopg.Connection[Any], shown: str, text: str) -> None:
@@ -451,11 +467,7 @@ def trigger_tables(statements: Iterable[Statement]) -> list[str]:
     for statement in statements:
         if not statement.head(5).startswith("create or replace trigger"):
             continue
-        tokens = [
-            value
-            for ttype, value in sqlparse.lexer.tokenize(statement.text)
-            if ttype not in sqlparse.tokens.Whitespace and ttype not in sqlparse.tokens.Comment
-        ]
+        tokens = _lexed(statement.text)[0]
         # the table follows the first ON after the trigger's name (tokens[2]: "create or replace"
         # is one token), and an unquoted name is never the reserved word ON
         at = [value.lower() for value in tokens].index("on", 3) + 1
