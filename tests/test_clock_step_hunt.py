@@ -5,15 +5,12 @@ clock_timestamp() must lose nothing and strand nothing across a step."""
 from __future__ import annotations
 
 import itertools
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from clock_helpers import LIBFAKETIME, Clock
-from conftest import scratch_root
+from clock_helpers import Clock, clocked_cluster
 from db_fixtures import _seed, janitor
 from market_helpers import instrument_id
 from notify_servers import queue
@@ -30,22 +27,14 @@ def clock_cluster(
     make_cluster: Callable[..., Cluster], project_settings: Settings
 ) -> Iterator[tuple[Cluster, Clock]]:
     """A running cluster with a steppable clock and a migrated template database."""
-    if not LIBFAKETIME.exists():
-        pytest.fail(f"{LIBFAKETIME} is missing: run `make bootstrap` (Debian package libfaketime)")
-    directory = Path(tempfile.mkdtemp(prefix="spreadedge-clock-", dir=scratch_root()))
-    directory.chmod(0o755)  # the server's system user reads the offset file
-    clock = Clock(directory / "offset")
-    clock.offset_file.chmod(0o644)
-    cluster = make_cluster(server_env=clock.env())
-    cluster.start()
-    try:
-        with janitor(cluster, TEMPLATE):
-            migrate(cluster.url(TEMPLATE), project_settings, echo=lambda line: None)
-            yield cluster, clock
-    finally:
-        cluster.stop(immediate=True)
-        clock.offset_file.unlink(missing_ok=True)
-        directory.rmdir()
+    with clocked_cluster(make_cluster) as (cluster, clock):
+        cluster.start()
+        try:
+            with janitor(cluster, TEMPLATE):
+                migrate(cluster.url(TEMPLATE), project_settings, echo=lambda line: None)
+                yield cluster, clock
+        finally:
+            cluster.stop(immediate=True)
 
 
 @pytest.fixture

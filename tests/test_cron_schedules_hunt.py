@@ -5,12 +5,14 @@ succeeds; a re-migrate keeps the jobs as an operator left them; an evaluation th
 another (pg_cron's and a person's) opens and notifies an alert once, and two collections at once
 are read once by a last rule.
 
-Two bounded waits for pg_cron in the whole module (both in the ``cron_minutes`` fixture, at
-most 75 s each); every other test calls the functions directly."""
+Two waits for pg_cron in the whole module (both in the ``cron_minutes`` fixture, on a cluster of
+the module's own whose clock is stepped to just before pg_cron's next minute: seconds each, at
+most 75 s); every other test calls the functions directly."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -19,9 +21,12 @@ import psycopg
 import pytest
 
 import test_ops_health
+from clock_helpers import Clock, clocked_cluster
 from conftest import free_port
 from monitor_helpers import add_rule, evaluate, metric, notifications
+from spreadedge.cluster import Cluster
 from spreadedge.migrate import migrate
+from spreadedge.settings import Settings
 from test_ops_health import _failed_run
 from trading_helpers import call, place, race
 
@@ -97,15 +102,28 @@ def _health(conn: psycopg.Connection) -> tuple[bool, str]:
 
 
 @pytest.fixture(scope="module")
-def cron_minutes(pg_cluster, project_settings) -> CronMinutes:
-    """pg_cron's database migrated, with three jobs of this module every minute (a probe that
-    records who runs it, where and how; one that raises; one pointed at a port nothing listens on)
-    and the hourly maintenance every minute: one minute of pg_cron; then the two failing jobs
-    fixed: another minute. Everything is put back before the tests look at what happened, so no
-    other test ever sees these jobs."""
-    url = pg_cluster.url("spreadedge")
-    migrate(url, project_settings, echo=lambda line: None)
-    with psycopg.connect(url, autocommit=True) as conn:
+def cron_cluster(
+    make_cluster: Callable[..., Cluster], project_settings: Settings
+) -> Iterator[tuple[Cluster, Clock]]:
+    """A running cluster of the module's own, its database pg_cron serves migrated, and its
+    clock (libfaketime), which the tests step to just before pg_cron's next minute."""
+    with clocked_cluster(make_cluster) as (cluster, clock):
+        cluster.start()
+        try:
+            migrate(cluster.url(), project_settings, echo=lambda line: None)
+            yield cluster, clock
+        finally:
+            cluster.stop(immediate=True)
+
+
+@pytest.fixture(scope="module")
+def cron_minutes(cron_cluster: tuple[Cluster, Clock]) -> CronMinutes:
+    """pg_cron's database, with three jobs of this module every minute (a probe that records who
+    runs it, where and how; one that raises; one pointed at a port nothing listens on) and the
+    hourly maintenance every minute: one minute of pg_cron; then the two failing jobs fixed:
+    another minute. Everything is put back before the tests look at what happened."""
+    cluster, clock = cron_cluster
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
         jobs = conn.execute("select coalesce(max(jobid), 0) from cron.job").fetchone()[0]
         runs = _max_runid(conn)
         maintenance = conn.execute(
@@ -129,6 +147,7 @@ def cron_minutes(pg_cluster, project_settings) -> CronMinutes:
                     "update cron.job set nodeport = %s where jobname = %s", [elsewhere_port, ELSEWHERE]
                 )
                 conn.execute("select cron.alter_job(%s, schedule => '* * * * *')", [maintenance[0]])
+            clock.strike_minute_soon()
             found = _wait_for_runs(conn, runs, (PROBE, RAISES, ELSEWHERE, *PROJECT_JOBS))
             health = _health(conn)
             fixed = _max_runid(conn)
@@ -141,6 +160,7 @@ def cron_minutes(pg_cluster, project_settings) -> CronMinutes:
                     "update cron.job set nodeport = current_setting('port')::integer where jobname = %s",
                     [ELSEWHERE],
                 )
+            clock.strike_minute_soon()
             recovered = _wait_for_runs(conn, fixed, (RAISES, ELSEWHERE))
             return CronMinutes(
                 runs=found,
