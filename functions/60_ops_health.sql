@@ -249,14 +249,21 @@ begin
                -- functions/ fails the jobs it scheduled; a run that never started ran no code
                r.status = 'failed'
                and (r.start_time is null
-                    or r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity')) as failed
+                    or r.start_time >= coalesce((select max(m.finished_at) from ops.migrate_runs m), '-infinity'))
+               -- why not a run the server's restart interrupted: pg_cron marks a run still
+               -- starting or running when the server went down failed with "server restarted"
+               -- (and no end time) as it starts again, so a crash, a restart or a restore from a
+               -- backup taken while a job ran failed health until the job's next run, an hour
+               -- later for the partition maintenance; the job did not fail, and its next run is
+               -- judged
+               and not (r.return_message = 'server restarted' and r.end_time is null) as failed
         from cron.job j
         -- why a lateral read of the newest run: pg_cron keeps every run (three a minute, over
         -- a million a year; the maintenance keeps retention_cron_runs of them, 14 days by
         -- default, and every run when it is none), and sorting them all for each job on every
         -- health check grew with them; read backwards on the run id's primary key, a job's
         -- newest run (which the retention never deletes) is among the last few rows
-        left join lateral (select r.status, r.return_message, r.start_time
+        left join lateral (select r.status, r.return_message, r.start_time, r.end_time
                            from cron.job_run_details r
                            where r.jobid = j.jobid
                            order by r.runid desc
@@ -267,7 +274,7 @@ begin
 end;
 $$;
 comment on function internal.cron_job_latest_runs() is
-    'The latest run of every active pg_cron job of this database the role sees: its status and message, failed (not judged when it started before the last migrate) and elsewhere (the job connects to another host or port than this server''s).';
+    'The latest run of every active pg_cron job of this database the role sees: its status and message, failed (not judged when it started before the last migrate, nor when the server''s restart interrupted it) and elsewhere (the job connects to another host or port than this server''s).';
 
 create or replace function internal.health_cron_jobs()
     returns table (ok boolean, detail text)
@@ -275,7 +282,7 @@ create or replace function internal.health_cron_jobs()
     language plpgsql
 as $$
 -- the latest run of every active pg_cron job of this database succeeded, unless it started before
--- the last migrate; its error on one line; and every such job connects to this server. Nothing to
+-- the last migrate or the server's restart interrupted it; its error on one line; and every such job connects to this server. Nothing to
 -- judge on a standby.
 declare
     -- why: cron.job shows a role only its own jobs (row-level security), and the migrate that
@@ -354,7 +361,7 @@ begin
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server; ok on a standby, where pg_cron runs no job, and in a database pg_cron does not serve (naming the one it serves, where this database''s jobs must be scheduled) (ok, detail).';
+    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) or that the server''s restart interrupted (pg_cron''s "server restarted") not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server; ok on a standby, where pg_cron runs no job, and in a database pg_cron does not serve (naming the one it serves, where this database''s jobs must be scheduled) (ok, detail).';
 
 -- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
 drop function if exists internal.health_limit(interval, text);
