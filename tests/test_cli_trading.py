@@ -1,6 +1,8 @@
 """The trading commands of the CLI: demo and pnl, run through click against a test database."""
 
+import itertools
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,8 +12,12 @@ from click.testing import CliRunner
 
 from db_fixtures import janitor
 from spreadedge.cli import main
+from spreadedge.cluster import Cluster
 from spreadedge.demo import DemoDay, run_demo
 from trading_helpers import counts, trade
+
+DEMO_TEMPLATE = "cli_demo_template"
+_demo_copies = itertools.count(1)
 
 
 def invoke(url, *args):
@@ -19,14 +25,33 @@ def invoke(url, *args):
     return result
 
 
+@pytest.fixture(scope="module")
+def demo_template(pg_cluster: Cluster, template_db: str) -> Iterator[str]:
+    """A database with the demo day (120 orders) loaded once through the CLI, which demo_url clones
+    for each test (the demo takes seconds, a clone a tenth of one)."""
+    with janitor(pg_cluster, DEMO_TEMPLATE, template_db):
+        url = pg_cluster.url(DEMO_TEMPLATE)
+        before = _yesterday()
+        result = invoke(url, "demo", "--orders", "120")
+        assert result.exit_code == 0, result.output
+        with psycopg.connect(url) as conn:
+            # yesterday by the demo's clock, which it read between these two readings
+            assert _loaded_day(conn) in {before, _yesterday()}
+        yield DEMO_TEMPLATE
+
+
 @pytest.fixture
-def demo_db(db_url, db):
-    before = _yesterday()
-    result = invoke(db_url, "demo", "--orders", "120")
-    assert result.exit_code == 0, result.output
-    # yesterday by the demo's clock, which it read between these two readings
-    assert _loaded_day(db) in {before, _yesterday()}
-    return db
+def demo_url(pg_cluster: Cluster, demo_template: str) -> Iterator[str]:
+    """URL of the test's own copy of the demo database, dropped after the test."""
+    name = f"cli_demo_{next(_demo_copies)}"
+    with janitor(pg_cluster, name, demo_template):
+        yield pg_cluster.url(name)
+
+
+@pytest.fixture
+def demo_db(demo_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(demo_url, autocommit=True) as conn:
+        yield conn
 
 
 def test_demo_loads_a_day_covering_the_trading_model(demo_db):
@@ -58,9 +83,9 @@ def test_demo_positions_flip_sides(demo_db):
     assert flips > 0
 
 
-def test_running_the_demo_again_writes_nothing(demo_db, db_url):
+def test_running_the_demo_again_writes_nothing(demo_db, demo_url):
     before = counts(demo_db)
-    result = invoke(db_url, "demo", "--orders", "120")
+    result = invoke(demo_url, "demo", "--orders", "120")
     assert result.exit_code == 0, result.output
     assert counts(demo_db) == before
 
@@ -147,22 +172,22 @@ def _everything(conn):
     return {**counts(conn), "market": market}
 
 
-def test_running_the_demo_on_another_day_writes_nothing(demo_db, db_url):
+def test_running_the_demo_on_another_day_writes_nothing(demo_db, demo_url):
     before = _everything(demo_db)
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(demo_url) as conn:
         run_demo(conn, orders=120, day=day)
     assert _everything(demo_db) == before
 
 
-def test_running_the_demo_with_other_orders_succeeds_and_writes_nothing(demo_db, db_url):
+def test_running_the_demo_with_other_orders_succeeds_and_writes_nothing(demo_db, demo_url):
     before = _everything(demo_db)
-    result = invoke(db_url, "demo", "--orders", "30")
+    result = invoke(demo_url, "demo", "--orders", "30")
     assert (result.exit_code, _everything(demo_db)) == (0, before)
 
 
-def test_running_the_demo_again_says_which_day_is_already_loaded(demo_db, db_url):
-    result = invoke(db_url, "demo", "--orders", "30")
+def test_running_the_demo_again_says_which_day_is_already_loaded(demo_db, demo_url):
+    result = invoke(demo_url, "demo", "--orders", "30")
     assert (result.exit_code, result.output) == (
         0,
         f"the demo is already loaded (day {_loaded_day(demo_db):%Y-%m-%d}): nothing written\n",
