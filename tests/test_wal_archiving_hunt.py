@@ -270,13 +270,13 @@ def _last_run(archiving: Archiving) -> tuple[str, str, str]:
 def test_a_backup_while_archiving_fails_names_archiving_as_the_cause(
     archiving: Archiving, unwritable: str
 ) -> None:
-    result = cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "5"})
+    result = cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "1"})
 
     lines = result.output.splitlines()
     assert result.exit_code == 1
     assert lines[1] == "Error: pgBackRest backup failed:"
     assert lines[2].startswith("ERROR: [082]: WAL segment ") and lines[2].endswith(
-        " was not archived before the 5000ms timeout"
+        " was not archived before the 1000ms timeout"
     )
     assert lines[3].startswith(
         "no backup can succeed while WAL archiving fails (pgBackRest waits for the backup's WAL to reach the"
@@ -289,7 +289,7 @@ def test_a_backup_while_archiving_fails_names_archiving_as_the_cause(
 def test_a_backup_while_archiving_fails_is_recorded_failed_with_the_cause(
     archiving: Archiving, unwritable: str
 ) -> None:
-    result = cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "5"})
+    result = cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "1"})
 
     kind, status, detail = _last_run(archiving)
     assert (kind, status) == ("diff", "failed")
@@ -303,7 +303,7 @@ def test_a_backup_while_archiving_fails_is_recorded_failed_with_the_cause(
 def test_last_backup_still_names_the_last_backup_that_succeeded(
     archiving: Archiving, unwritable: str
 ) -> None:
-    cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "5"})
+    cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "1"})
     with psycopg.connect(archiving.cluster.url()) as conn:
         [report] = conn.execute("select ops.health_report()").fetchone()
 
@@ -341,7 +341,7 @@ def test_backup_list_says_that_archiving_fails(archiving: Archiving, unwritable:
 
 
 def test_backup_list_shows_why_a_pgbackrest_run_failed(archiving: Archiving, unwritable: str) -> None:
-    cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "5"})
+    cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "1"})
     result = cli("backup", "list", env=archiving.env)
 
     runs = result.output.splitlines()
@@ -370,7 +370,7 @@ def test_backup_list_of_a_repository_the_server_cannot_read_does_not_blame_the_p
 def test_the_passphrase_is_in_no_log_detail_or_message_of_failed_archiving(
     archiving: Archiving, unwritable: str
 ) -> None:
-    backup = cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "5"})
+    backup = cli("backup", "diff", env={**archiving.env, "PGBACKREST_ARCHIVE_TIMEOUT": "1"})
     health = cli("health", "--json", env=archiving.env)
     logs = [archiving.cluster.log_file.resolve(), *(archiving.cluster.home / "backup" / "log").iterdir()]
 
