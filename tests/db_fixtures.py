@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +34,15 @@ def janitor(cluster: Cluster, dbname: str, template: str | None = None) -> Datab
     )
 
 
+@contextmanager
+def database_copy(cluster: Cluster, template: str, prefix: str) -> Iterator[str]:
+    """The URL of a new database of ``cluster`` cloned from ``template`` (``prefix_N``), dropped on
+    the way out."""
+    name = f"{prefix}_{next(_names)}"
+    with janitor(cluster, name, template):
+        yield cluster.url(name)
+
+
 @pytest.fixture(scope="session")
 def project_settings() -> Settings:
     """The project's own settings (migrations/, functions/, schema/ of this checkout)."""
@@ -50,9 +60,7 @@ def template_db(pg_cluster: Cluster, project_settings: Settings) -> Iterator[str
 @pytest.fixture
 def db_url(pg_cluster: Cluster, template_db: str) -> Iterator[str]:
     """URL of a fresh database cloned from the migrated template, dropped after the test."""
-    name = f"test_{next(_names)}"
-    with janitor(pg_cluster, name, template_db):
-        url = pg_cluster.url(name)
+    with database_copy(pg_cluster, template_db, "test") as url:
         # why: pg_stat_statements holds pg_stat_statements.max entries for the whole cluster; the
         # tests before this one (a database each) fill it, and a statement of this test with few
         # calls is then among the first evicted: tune advice, slow statement metrics and views

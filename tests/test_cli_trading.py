@@ -1,6 +1,5 @@
 """The trading commands of the CLI: demo and pnl, run through click against a test database."""
 
-import itertools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,14 +9,13 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from db_fixtures import janitor
+from db_fixtures import database_copy, janitor
 from spreadedge.cli import main
 from spreadedge.cluster import Cluster
 from spreadedge.demo import DemoDay, run_demo
 from trading_helpers import counts, trade
 
 DEMO_TEMPLATE = "cli_demo_template"
-_demo_copies = itertools.count(1)
 
 
 def invoke(url, *args):
@@ -43,9 +41,8 @@ def demo_template(pg_cluster: Cluster, template_db: str) -> Iterator[str]:
 @pytest.fixture
 def demo_url(pg_cluster: Cluster, demo_template: str) -> Iterator[str]:
     """URL of the test's own copy of the demo database, dropped after the test."""
-    name = f"cli_demo_{next(_demo_copies)}"
-    with janitor(pg_cluster, name, demo_template):
-        yield pg_cluster.url(name)
+    with database_copy(pg_cluster, demo_template, "cli_demo") as url:
+        yield url
 
 
 @pytest.fixture

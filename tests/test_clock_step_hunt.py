@@ -4,14 +4,13 @@ clock_timestamp() must lose nothing and strand nothing across a step."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from clock_helpers import Clock, clocked_cluster
-from db_fixtures import _seed, janitor
+from db_fixtures import _seed, database_copy, janitor
 from market_helpers import instrument_id
 from notify_servers import queue
 from spreadedge.cluster import Cluster
@@ -19,7 +18,6 @@ from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
 
 TEMPLATE = "clock_template"
-_names = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +45,8 @@ def clock(clock_cluster: tuple[Cluster, Clock]) -> Iterator[Clock]:
 @pytest.fixture
 def stepped_url(clock_cluster: tuple[Cluster, Clock], clock: Clock) -> Iterator[str]:
     """URL of a fresh migrated database on the cluster with the steppable clock."""
-    cluster = clock_cluster[0]
-    name = f"clock_{next(_names)}"
-    with janitor(cluster, name, TEMPLATE):
-        yield cluster.url(name)
+    with database_copy(clock_cluster[0], TEMPLATE, "clock") as url:
+        yield url
 
 
 @pytest.fixture
