@@ -108,9 +108,7 @@ as
                   c.oid::regclass) as drop_statement,
            -- why: "never scanned" means little for an index built minutes ago, or after statistics
            -- were reset; tune apply writes the build time into its comment (schema indexes have none)
-           nullif(greatest(coalesce(built.at, '-infinity'),
-                           coalesce((select d.stats_reset from pg_catalog.pg_stat_database d
-                                     where d.datname = current_database()), '-infinity')),
+           nullif(greatest(coalesce(built.at, '-infinity'), coalesce(counted.since, '-infinity')),
                   '-infinity') as unused_since
     from pg_catalog.pg_index i
     join pg_catalog.pg_class c on c.oid = i.indexrelid
@@ -125,6 +123,24 @@ as
     cross join lateral (
         select substring(obj_description(c.oid, 'pg_class')
                          from '^spreadedge tune: .* at ([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z)$')::timestamptz as at) built
+    -- since when this database's index scans are counted: pg_stat_database.stats_reset (a
+    -- pg_stat_reset), or the server's last discard of its statistics when this database's indexes
+    -- were there before it (after its first migrate).
+    -- why the discard: crash recovery (an immediate shutdown, a kill -9 or an OOM kill of the
+    -- server), a restore from a backup and a standby's start discard every cumulative statistic,
+    -- idx_scan with them, and leave stats_reset as it was (null when never reset): after a crash
+    -- every index read "never scanned" since an unknown time, and tune drop-unused dropped the
+    -- indexes the queries use. A discard resets all the shared statistics at one time; the earliest
+    -- of pg_stat_archiver's, pg_stat_bgwriter's and pg_stat_wal's reset times is it, since
+    -- pg_stat_reset_shared resets one of them at a time (resetting all three only keeps an index longer)
+    cross join (
+        select greatest(d.stats_reset,
+                        case when r.discarded_at > (select min(m.finished_at) from ops.migrate_runs m)
+                             then r.discarded_at end) as since
+        from (select least((select a.stats_reset from pg_catalog.pg_stat_archiver a),
+                           (select b.stats_reset from pg_catalog.pg_stat_bgwriter b),
+                           (select w.stats_reset from pg_catalog.pg_stat_wal w)) as discarded_at) r
+        left join pg_catalog.pg_stat_database d on d.datname = current_database()) counted
     where not c.relispartition
       and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'partman')
       -- why the table too: another session's temporary table, or an extension's own table (see
@@ -136,7 +152,7 @@ as
       and not exists (select from pg_catalog.pg_constraint k where k.conindid = c.oid)
       and tree.scans = 0;
 comment on view ops.unused_indexes is
-    'Indexes (partitioned ones with all their partitions) never scanned since statistics were reset, not unique and backing no constraint, of tables tuning may touch (no system catalog, extension table or temporary table), with the DROP statement, and since when they are known unused (the later of the statistics reset and a tune build; null: unknown).';
+    'Indexes (partitioned ones with all their partitions) never scanned since statistics were reset, not unique and backing no constraint, of tables tuning may touch (no system catalog, extension table or temporary table), with the DROP statement, and since when they are known unused (the later of the statistics reset, the server''s last discard of its statistics by crash recovery or a restore, and a tune build; null: unknown).';
 
 create or replace view ops.duplicate_indexes
 as

@@ -24,18 +24,25 @@ as $$
     -- session is live only while now() is before both
     -- why each job's newest run stays: health's cron_jobs judges a job by it
     -- why the database: pg_cron records the runs of every database of the cluster in its own
+    -- why a run without an end time once a later run of its job started before the cutoff: pg_cron
+    -- marks a run still starting or running when the server went down (a crash, a restart, a
+    -- restore from a backup taken while it ran) failed with "server restarted" and no end time,
+    -- and "end_time < cutoff" never held for it: every restart left its runs for good. It ended
+    -- with the server, before the job's next run started (pg_cron runs one run of a job at a time)
     select * from (values
         ('monitor.notifications', 'notifications', 'notification_id',
          $c$t.status in ('delivered', 'dead') and coalesce(t.delivered_at, t.dead_at) < $1$c$),
         ('auth.sessions', 'sessions', 'session_id',
          $c$least(t.revoked_at, t.idle_expires_at) < $1$c$),
         ('cron.job_run_details', 'cron_runs', 'runid',
-         $c$t.database = pg_catalog.current_database() and t.status in ('succeeded', 'failed') and t.end_time < $1
-            and exists (select from cron.job_run_details n where n.jobid = t.jobid and n.runid > t.runid)$c$)
+         $c$t.database = pg_catalog.current_database() and t.status in ('succeeded', 'failed')
+            and coalesce(t.end_time < $1, true)
+            and exists (select from cron.job_run_details n where n.jobid = t.jobid and n.runid > t.runid
+                                                              and (t.end_time is not null or n.start_time < $1))$c$)
     ) r (table_name, target, key_column, ended_before);
 $$;
 comment on function internal.row_retention_rules() is
-    'The tables with row retention (monitor.notifications, auth.sessions, cron.job_run_details): cleanup target, key, and when a row has ended (delivered or dead; revoked or expired; a finished pg_cron run of this database, not its job''s newest).';
+    'The tables with row retention (monitor.notifications, auth.sessions, cron.job_run_details): cleanup target, key, and when a row has ended (delivered or dead; revoked or expired; a finished pg_cron run of this database, not its job''s newest; one the server''s restart interrupted, with no end time, once a later run of its job started before the cutoff).';
 
 create or replace function internal.row_retention_table(p_target text)
     returns text
