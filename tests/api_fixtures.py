@@ -9,12 +9,16 @@ exactly.
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +28,7 @@ import uvicorn
 
 from auth_helpers import PASSWORD, make_user
 from conftest import free_port
-from db_fixtures import _seed, janitor
+from db_fixtures import PROJECT, _seed, janitor
 from spreadedge.api import create_app
 from spreadedge.cluster import Cluster
 from spreadedge.migrate import render_migrations
@@ -43,16 +47,21 @@ def live_server(
     """Serve the API (create_app with ``options``; pool_size 4 unless given) over ``conninfo`` on a
     free loopback port, uvicorn run with ``uvicorn_options`` (spreadedge serve's:
     spreadedge.api.server.uvicorn_options); yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
+    with serving(
         create_app(conninfo, migration_ids, **({"pool_size": 4} | options)),
-        host="127.0.0.1",
-        port=port,
         log_level="warning",
         lifespan="on",
         **({"loop": "asyncio"} | (uvicorn_options or {})),
-    )
-    server = uvicorn.Server(config)
+    ) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app: Any, **config: Any) -> Iterator[str]:
+    """``app`` served by uvicorn (``config``: uvicorn.Config's options) in a thread of this process,
+    on a free loopback port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
     thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -65,6 +74,40 @@ def live_server(
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextlib.contextmanager
+def serve_process(
+    database_url: str, *options: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``spreadedge --database-url DATABASE_URL serve --port P OPTIONS`` as a process of its own
+    (the environment's variables and ``env``), once its health answers: the process (stdout and
+    stderr on one pipe) and its base URL. A process still running on the way out is terminated
+    (killed after 30 s)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "spreadedge"), "--database-url", database_url]
+    command += ["serve", "--port", str(port), *options]
+    environment = {**os.environ, "SPREADEDGE_PROJECT_DIR": str(PROJECT), **(env or {})}
+    with subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    httpx.get(f"{base}/api/v1/historical/health", timeout=5)
+                    break
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+            yield proc, base
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 @dataclass(frozen=True)

@@ -4,31 +4,22 @@ requests to live servers run with spreadedge serve's uvicorn protocol and option
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import os
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
-from api_fixtures import Api, api_login, live_server, strategies_locked
-from conftest import free_port
+from api_fixtures import Api, api_login, live_server, serve_process, serving, strategies_locked
+from db_fixtures import PROJECT
 from spreadedge.api import create_app
 from spreadedge.api.server import uvicorn_options
 from spreadedge.cli import main
 
-PROJECT = Path(__file__).resolve().parent.parent
 DASH = "https://dash.example"
 EVIL = "https://evil.example"
 # what spreadedge serve runs uvicorn with
@@ -199,24 +190,6 @@ def test_a_503_carries_the_cors_headers_and_lets_the_script_read_retry_after(
     assert response.headers["cache-control"] == "no-store"
 
 
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` served on a free loopback port as spreadedge serve serves it; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", **SERVE))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
 def test_a_500_carries_the_cors_headers_and_no_store(migration_ids: list[str]) -> None:
     app = create_app("postgresql://nobody@127.0.0.1:1/nothing", migration_ids, cors_origins=[DASH])
 
@@ -225,7 +198,8 @@ def test_a_500_carries_the_cors_headers_and_no_store(migration_ids: list[str]) -
 
     # a route with a bug: FastAPI answers it from its outermost middleware, outside add_middleware's
     app.add_api_route("/api/v1/broken", broken)
-    with serving(app) as base:
+    # served as spreadedge serve serves it, the bug's traceback kept out of the test's log
+    with serving(app, log_level="critical", **SERVE) as base:
         response = httpx.get(f"{base}/api/v1/broken", headers={"Origin": DASH}, timeout=30)
     assert response.status_code == 500
     assert response.json()["detail"] == "internal error; see the server log"
@@ -264,30 +238,9 @@ def test_serve_refuses_an_origin_no_browser_sends(origin: str, error: str) -> No
 
 
 def test_serve_allows_the_origins_of_its_environment_variable(history_db: tuple[str, dict[str, int]]) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [str(Path(sys.executable).parent / "spreadedge"), "--database-url", history_db[0]]
-    command += ["serve", "--port", str(port)]
-    env = {
-        **os.environ,
-        "SPREADEDGE_PROJECT_DIR": str(PROJECT),
-        "SPREADEDGE_API_CORS_ORIGINS": f"http://localhost:3000 {DASH}",
-    }
-    with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    httpx.get(f"{base}/api/v1/historical/health", timeout=5)
-                    break
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-            answers = [preflight(f"{base}/api/v1/historical/orders", origin=o) for o in (DASH, EVIL)]
-        finally:
-            proc.terminate()
-            proc.communicate(timeout=30)
+    origins = {"SPREADEDGE_API_CORS_ORIGINS": f"http://localhost:3000 {DASH}"}
+    with serve_process(history_db[0], env=origins) as (_, base):
+        answers = [preflight(f"{base}/api/v1/historical/orders", origin=o) for o in (DASH, EVIL)]
     assert [(a.status_code, a.headers.get("access-control-allow-origin")) for a in answers] == [
         (200, DASH),
         (400, None),

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from api_fixtures import api_login, assert_unavailable, live_server, strategies_locked
-from conftest import free_port
+from api_fixtures import api_login, assert_unavailable, live_server, serve_process, strategies_locked
 from spreadedge.api import database
-
-PROJECT = Path(__file__).resolve().parent.parent
-
 
 server = live_server
 
@@ -138,34 +129,16 @@ def test_health_while_every_connection_serves_a_slow_request_says_busy_not_unrea
 def test_serve_stopped_by_sigterm_answers_the_request_in_flight_and_exits_0(
     history_db: tuple[str, dict[str, int]], alice: str
 ) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [str(Path(sys.executable).parent / "spreadedge"), "--database-url", history_db[0]]
-    command += ["serve", "--port", str(port), "--statement-timeout", "20"]
-    env = {**os.environ, "SPREADEDGE_PROJECT_DIR": str(PROJECT)}
-    with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    httpx.get(f"{url}/api/v1/historical/health", timeout=5)
-                    break
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-            answers: list[httpx.Response] = []
-            with strategies_locked(history_db[0]):
-                in_flight = threading.Thread(target=lambda: answers.append(orders(url, alice)))
-                in_flight.start()
-                time.sleep(0.5)
-                proc.send_signal(signal.SIGTERM)
-                time.sleep(0.5)
-            in_flight.join()
-            output, _ = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with serve_process(history_db[0], "--statement-timeout", "20") as (proc, url):
+        answers: list[httpx.Response] = []
+        with strategies_locked(history_db[0]):
+            in_flight = threading.Thread(target=lambda: answers.append(orders(url, alice)))
+            in_flight.start()
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+        in_flight.join()
+        output, _ = proc.communicate(timeout=30)
     assert [a.status_code for a in answers] == [200]
     # it died of the signal uvicorn raised again after its graceful shutdown: -15, 143 to a shell
     assert proc.returncode == 0, output
