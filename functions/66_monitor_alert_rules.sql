@@ -156,7 +156,7 @@ begin
                                           format('%s (a %s metric)', add_alert_rule.metric, v_category),
                                           format('a %s or custom metric', add_alert_rule.kind));
         end if;
-        v_aggregates := array['last', 'avg', 'min', 'max', 'sum', 'count', 'change_pct'];
+        v_aggregates := array['last', 'avg', 'min', 'max', 'sum', 'count', 'change_pct', 'increase'];
     end if;
     if not v_aggregate = any (v_aggregates) then
         perform internal.rule_problem(format('the aggregate of a %s rule', add_alert_rule.kind), v_aggregate,
@@ -408,6 +408,7 @@ as $$
            case when r.kind = 'price' and r.aggregate = 'last' then lp.value
                 when r.kind in ('price', 'volume') then t.value
                 when r.aggregate in ('last', 'change_pct') then s.value
+                when r.aggregate = 'increase' then c.value
                 else m.value
            end
     from monitor.alert_rules r
@@ -484,7 +485,7 @@ as $$
                    when 'count' then count(*)
                end as value
         from monitor.metrics x
-        where r.metric is not null and r.aggregate not in ('last', 'change_pct')
+        where r.metric is not null and r.aggregate not in ('last', 'change_pct', 'increase')
           and x.name = r.metric and x.labels @> r.labels
           and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at and x.recorded_at > p_since
     ) m on true
@@ -505,10 +506,31 @@ as $$
                 and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at and x.recorded_at > p_since
               group by x.labels) l
     ) s on true
+    -- increase: how much a counter rose in the window (db.rollbacks: how many rolled back), the
+    -- sum of each series' rises between its consecutive values (a time recorded twice counts its
+    -- larger value, as last does), a fall counted as a restart of the counter from 0, so its new
+    -- value is the rise since (a crash, a restore or pg_stat_reset() starts db.commits again)
+    -- why not sum or change_pct: sum adds up the running totals, and change_pct compares the
+    -- window's rise with a total that grew for weeks (and reads -100 % after a crash)
+    -- why 0 over fewer than two values, as sum and count over none: a rule on a burst of
+    -- rollbacks resolves once they stop
+    left join lateral (
+        select coalesce(sum(case when v.previous is null then 0
+                                 when v.value >= v.previous then v.value - v.previous
+                                 else greatest(v.value, 0) end), 0) as value
+        from (select t.value, lag(t.value) over (partition by t.labels order by t.recorded_at) as previous
+              from (select x.labels, x.recorded_at, max(x.value) as value
+                    from monitor.metrics x
+                    where r.metric is not null and r.aggregate = 'increase'
+                      and x.name = r.metric and x.labels @> r.labels
+                      and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+                      and x.recorded_at > p_since
+                    group by x.labels, x.recorded_at) t) v
+    ) c on true
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz, timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time], nothing read before since (no window reaches before time - 33 days; given as a value, it prunes partitions when planned) (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (internal.rule_change_pct: rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value.';
+    'Each enabled alert rule''s aggregate over (time - window, time], nothing read before since (no window reaches before time - 33 days; given as a value, it prunes partitions when planned) (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (internal.rule_change_pct: rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value; increase sums each series'' rises between consecutive values, a fall counted as a restart of the counter from 0 (0 over fewer than two values).';
 
 create or replace function internal.alert_rule_values(p_at timestamptz)
     returns table (rule_id integer, value numeric)

@@ -113,8 +113,8 @@ insert into monitor.metric_catalog (name, category, unit, description) values
     ('risk.events',          'risk',    'count',   'Risk events (pre-trade rejections, kill switch changes) in the last hour.'),
     ('db.size_bytes',        'system',  'bytes',   'Size of the database.'),
     ('db.connections',       'system',  'count',   'Connections to the database, label state.'),
-    ('db.commits',           'system',  'count',   'Transactions committed since the statistics were reset (a counter).'),
-    ('db.rollbacks',         'system',  'count',   'Transactions rolled back since the statistics were reset (a counter).'),
+    ('db.commits',           'system',  'count',   'Transactions committed since the statistics were reset (a counter: a crash, a restore or pg_stat_reset() starts it again from 0); aggregate increase counts those of a window.'),
+    ('db.rollbacks',         'system',  'count',   'Transactions rolled back since the statistics were reset (a counter: a crash, a restore or pg_stat_reset() starts it again from 0); aggregate increase counts those of a window.'),
     ('db.cache_hit_ratio',   'system',  'ratio',   'Share of block reads served from shared buffers since the statistics were reset.'),
     ('db.slow_queries',      'system',  'count',   'Statements in pg_stat_statements whose mean time is 1 s or more.'),
     ('db.oldest_xact_age',   'system',  'seconds', 'Age of the oldest open transaction in the database.'),
@@ -128,7 +128,7 @@ insert into monitor.metric_catalog (name, category, unit, description) values
     ('replication.slot_wal_retained_bytes', 'system', 'bytes', 'The most WAL any replication slot holds back (current WAL position - restart_lsn; 0 with no slot), as health''s replication_slots measures it.'),
     ('replication.slots_lost', 'system', 'count',  'Replication slots whose WAL is lost or about to be (wal_status lost or unreserved): their consumer can no longer catch up.'),
     ('replication.sync_commits_waiting', 'system', 'count', 'Commits waiting for a synchronous standby now (wait event SyncRep): committed here, not confirmed, their locks held.'),
-    ('cron.jobs_failing',    'system',  'count',   'Active pg_cron jobs of the database whose latest run failed (a run started before the last migrate not judged) or that connect to another server, as health''s cron_jobs judges them; not recorded when the collecting role may not read pg_cron''s schema.'),
+    ('cron.jobs_failing',    'system',  'count',   'Active pg_cron jobs of the database whose latest run failed (a run started before the last migrate, or one the server''s restart interrupted, not judged) or that connect to another server, as health''s cron_jobs judges them; not recorded when the collecting role may not read pg_cron''s schema.'),
     ('backup.last_success_age_seconds', 'system', 'seconds', 'Time since the newest successful physical backup that pgBackRest still holds finished (ops.backup_runs); with none, since the first migrate finished.'),
     ('partitions.min_ahead', 'system',  'count',   'The fewest partitions ahead of any pg_partman table: partitions starting from now on with no gap before them (health''s partitions_ahead fails at 0).'),
     ('partitions.default_rows', 'system', 'count', 'Rows in the default partitions of the pg_partman tables (health''s default_partitions_empty fails above 0).'),
@@ -161,7 +161,7 @@ create table monitor.alert_rules (
     metric            text references monitor.metric_catalog,
     labels            jsonb not null default '{}' check (jsonb_typeof(labels) = 'object'),
     instrument_id     integer references ref.instruments,
-    aggregate         text not null check (aggregate in ('last', 'avg', 'min', 'max', 'sum', 'count', 'change_pct')),
+    aggregate         text not null check (aggregate in ('last', 'avg', 'min', 'max', 'sum', 'count', 'change_pct', 'increase')),
     operator          text not null check (operator in ('>', '>=', '<', '<=', '=', '<>')),
     threshold         numeric not null check (threshold > '-Infinity' and threshold < 'Infinity'),
     evaluation_window interval not null check (evaluation_window > '0' and evaluation_window <= '31 days'),
@@ -185,7 +185,7 @@ comment on column monitor.alert_rules.metric is 'The metric watched (risk, syste
 comment on column monitor.alert_rules.labels is 'Metric rules only: only metric values whose labels contain these (jsonb @>), e.g. {"strategy": "btc-arb", "quote_asset": "USDT"}; on a collected metric only the labels its series carry, quote_asset on an amount and base_asset on trades.volume.';
 comment on column monitor.alert_rules.instrument_id is 'The instrument watched (price and volume rules).';
 comment on column monitor.alert_rules.aggregate is
-    'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent). Price last = the newest price in the window (quote mid or tick, the newer). Over several matching series, last and change_pct take the total of each series'' latest (and first) values.';
+    'How the window''s values become one: last, avg, min, max, sum, count, change_pct (last vs first, in percent), increase (metric rules: how much a counter rose, the sum of each series'' rises between consecutive values, a fall counted as a restart from 0). Price last = the newest price in the window (quote mid or tick, the newer). Over several matching series, last and change_pct take the total of each series'' latest (and first) values, increase the total of each series'' rises.';
 comment on column monitor.alert_rules.operator is 'Comparison of the aggregate with the threshold: >, >=, <, <=, =, <>.';
 comment on column monitor.alert_rules.threshold is 'The value the aggregate is compared with.';
 comment on column monitor.alert_rules.evaluation_window is 'How far back from the evaluation time the values are taken.';

@@ -301,7 +301,8 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
     "--aggregate",
     default=None,
     help="price rules: last, avg, min, max or change_pct; volume rules: sum or count; metric rules: any "
-    "of these (default: last; sum for volume rules).",
+    "of these, or increase (how much a counter such as db.rollbacks rose in the window) (default: last; "
+    "sum for volume rules).",
 )
 @click.option("--operator", "operator", required=True, help="One of > >= < <= = <>.")
 @click.option("--threshold", required=True, type=DECIMAL, help="The value compared with.")
