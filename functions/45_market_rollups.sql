@@ -38,9 +38,9 @@ as $$
 -- its candles of the next shorter interval (5m from 1m, 15m from 5m, ..., 1d from 4h), also those
 -- after until in it, and move the watermark to until, at most to now() (the trades still to come
 -- are not built yet) and to the newest trade built (the server's clock may be ahead of the
--- exchanges' times). A first run starts at the
--- start of the oldest tick's UTC day. A candle is rewritten only when its values change, and never
--- when it was loaded from a file (market.candles.loaded: an exchange's candle holds trades
+-- exchanges' times; with no trade built, to the newest candle's start). A first run starts at the
+-- start of the UTC day of the oldest tick or candle. A candle is rewritten only when its values
+-- change, and never when it was loaded from a file (market.candles.loaded: an exchange's candle holds trades
 -- spreadedge may not have); longer candles are built from the loaded ones as from the others. The
 -- result says how many candles of each interval were written. Runs one at a time: a run that finds
 -- another one working returns no rows and changes nothing. A run waits for the candle loads in
@@ -70,8 +70,13 @@ begin
     if rollup_candles.open_window < v_watermark - timestamptz '2009-01-03 00:00:00+00' then
         v_start := v_watermark - rollup_candles.open_window;
     else
-        v_start := (select min(t.traded_at) from market.ticks t);
-        -- why from the start of that tick's UTC day: each longer candle is built from all the
+        -- why the oldest candle too: candles loaded from files (an exchange's history) with no
+        -- tick before them, or none at all (a database fed with candles only), were never in a
+        -- longer candle: a first run started at the oldest tick and returned at once without
+        -- one, and the README's remedy, a run with a window reaching back to them, did the same
+        -- (a first run has no watermark to reach back from)
+        v_start := least((select min(t.traded_at) from market.ticks t), (select min(c.open_time) from market.candles c));
+        -- why from the start of that tick's (or candle's) UTC day: each longer candle is built from all the
         -- shorter candles in it, those before v_start too, which earlier runs built; on a first
         -- run none had. A minute loaded from a file (an exchange's history) before the first tick
         -- of its day was left out of that day's 15m, 1h, 4h and 1d candles for good (its 5m
@@ -176,10 +181,17 @@ begin
     -- follows them whatever the clock says; a run that builds no trade leaves it where it was (the
     -- next run covers the quiet spell too)
     v_newest := (select max(t.traded_at) from market.ticks t where t.traded_at >= v_start and t.traded_at < v_end);
+    -- why the newest candle's start when no trade was built: with candles loaded from files and no
+    -- ticks the watermark stayed at the first run's start, and every run (each minute) rebuilt
+    -- every longer candle from there to now, a longer history each day. Its open time, not its
+    -- end: the next run's window still holds it
+    if v_newest is null then
+        v_newest := (select max(c.open_time) from market.candles c where c.open_time >= v_start and c.open_time < v_end);
+    end if;
     insert into market.rollup_watermarks as w (rollup, built_until)
     values ('candles', least(rollup_candles.until, now(), coalesce(v_newest, v_start)))
     on conflict (rollup) do update set built_until = greatest(w.built_until, excluded.built_until), updated_at = now();
 end;
 $$;
 comment on function market.rollup_candles(timestamptz, interval) is
-    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until (loaded candles are kept as they are), and moves the watermark to until (at most now() and the newest trade built); returns candles written per interval. Waits for candle loads in progress; loads wait for a run.';
+    'Builds 1m candles from ticks and 5m..1d candles each from the next shorter interval, from (watermark - open_window) to until (loaded candles are kept as they are), and moves the watermark to until (at most now() and the newest trade built, or with none the newest candle''s start); returns candles written per interval. Waits for candle loads in progress; loads wait for a run.';

@@ -18,8 +18,11 @@
 --                (high - low on row 1); first ATR = mean of the first n TR at row n; then
 --                (ATR x (n - 1) + TR) / n
 -- Values are numeric arithmetic carried at 30 decimals (every quotient and square root keeps 30) and
--- rounded half-up to 12 on output: the exact value correctly rounded, for prices up to 10^7 and
--- beyond, unless it lies within about 1e-20 of a rounding boundary (the carried error is far smaller).
+-- rounded half-up on output to 12 decimals, or to more where the candle's close is below 0.1: one
+-- more per zero after its decimal point (0.05: 13, 0.0000000012: 20), at most 24 (a close below
+-- 10^-12), so that a value in price units keeps 12 significant digits of the close; RSI (0 to 100)
+-- always to 12. The exact value correctly rounded, for prices up to 10^7 and beyond, unless it lies
+-- within about 1e-20 of a rounding boundary (1e-26 at 24 decimals: the carried error is far smaller).
 
 create or replace function internal.indicator_series(
     p_instrument_id integer,
@@ -108,11 +111,18 @@ begin
         -- why sums, not avg and stddev_pop: those divide at about 16 significant digits. The sums
         -- of the closes and of their squares are exact, and so is n^2 x the population variance,
         -- n x sum of squares - sum^2: k x std dev = k x sqrt(that) / n, the root taken at scale 30
-        select w.open_time, w.high, w.low, w.close, round(w.sma, 12) as sma, round(w.bb_middle, 12) as bb_middle,
-               round(w.bb_middle + w.bb_width, 12) as bb_upper, round(w.bb_middle - w.bb_width, 12) as bb_lower,
-               round(w.vwap, 12) as vwap
+        select w.open_time, w.high, w.low, w.close, w.decimals, round(w.sma, w.decimals) as sma,
+               round(w.bb_middle, w.decimals) as bb_middle, round(w.bb_middle + w.bb_width, w.decimals) as bb_upper,
+               round(w.bb_middle - w.bb_width, w.decimals) as bb_lower, round(w.vwap, w.decimals) as vwap
         from (
             select c.open_time, c.high, c.low, c.close,
+                   -- why more decimals below a close of 0.1: at 12 a coin priced 0.0000000012 (Gate.io
+                   -- lists such) kept 3 or 4 significant digits of its SMA and bands, and its ATR and
+                   -- MACD read 0.000000000000 over candles that moved: no volatility, no momentum.
+                   -- One more decimal per zero after the point keeps 12 significant digits; at most
+                   -- 24, which the 30 carried decimals still round correctly. log only where needed
+                   12 + case when c.close < 0.1 then least(12, -floor(log(c.close))::integer - 1) else 0 end
+                       as decimals,
                    case when count(*) over w_sma = p_sma_period then (c_zero + sum(c.close) over w_sma) / p_sma_period
                         end as sma,
                    case when count(*) over w_bb = p_bb_period then (c_zero + sum(c.close) over w_bb) / p_bb_period
@@ -190,18 +200,18 @@ begin
         open_time := r.open_time;
         close := r.close;
         sma := r.sma;
-        ema := round(v_ema, 12);
+        ema := round(v_ema, r.decimals);
         rsi := case when v_gain is null then null
                     when v_loss = 0 then 100
                     else round(100 * v_gain / (v_gain + v_loss), 12) end;  -- = 100 - 100 / (1 + gain / loss)
-        macd := round(v_macd, 12);
-        macd_signal := round(v_signal, 12);
-        macd_histogram := round(v_macd - v_signal, 12);
+        macd := round(v_macd, r.decimals);
+        macd_signal := round(v_signal, r.decimals);
+        macd_histogram := round(v_macd - v_signal, r.decimals);
         bb_middle := r.bb_middle;
         bb_upper := r.bb_upper;
         bb_lower := r.bb_lower;
         vwap := r.vwap;
-        atr := round(v_atr, 12);
+        atr := round(v_atr, r.decimals);
         return next;
     end loop;
 end;
