@@ -99,7 +99,10 @@ insert into ref.exchanges (code, name) values
     ('binance', 'Binance'), ('coinbase', 'Coinbase'), ('kraken', 'Kraken'),
     ('bybit', 'Bybit'), ('gateio', 'Gate.io'), ('okx', 'OKX');
 
--- Published base-tier fee rates of each venue (maker, taker).
+-- Published base-tier fee rates of each venue (maker, taker): every market type the seeds list
+-- for the venue (Coinbase's margin since migration 0070), and those the venue lists besides
+-- (binance and kraken perpetuals, coinbase futures and perpetuals, bybit margin and options,
+-- gateio options), so an instrument of either kind can be listed.
 insert into ref.exchange_markets (exchange_id, market_type, maker_fee, taker_fee)
 select e.exchange_id, m.market_type::ref.market_type, m.maker_fee, m.taker_fee
 from (values
@@ -109,6 +112,7 @@ from (values
     ('binance',  'perpetual', 0.0002,  0.0005),
     ('binance',  'option',    0.0003,  0.0003),
     ('coinbase', 'spot',      0.004,   0.006),
+    ('coinbase', 'margin',    0.004,   0.006),
     ('coinbase', 'futures',   0.0002,  0.0005),
     ('coinbase', 'perpetual', 0.0002,  0.0005),
     ('kraken',   'spot',      0.0025,  0.004),
