@@ -419,6 +419,38 @@ $$;
 comment on function trading.place_order(text, text, text, text, numeric, numeric, text, text, numeric, timestamptz) is
     'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional (a notional too large for numeric is 22S09); idempotent on (exchange, client_order_id): a retry writes and locks nothing, so its commit waits for no synchronous standby. A placement checked against risk limits waits for a change of them in progress (monitor.set_risk_limit, set_kill_switch). Returns the order id.';
 
+create or replace function internal.refuse_taken_exchange_order_id(p_order trading.orders, p_exchange_order_id text)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- Raise conflicting_duplicate (23S06) for an acknowledgement of order p_order with an exchange
+-- order id another order of its instrument has (trading.order_keys' unique key): the order that
+-- has it is named when the session may see it, never when it is another user's.
+-- why refused: one exchange order is one order; two orders claiming it are an adapter that mixed
+-- up two placements (replies matched to the wrong requests), and an engine that finds its order
+-- by the exchange's id after a restart could not tell which one a fill or a cancel is for
+declare
+    v_holder trading.order_keys;
+begin
+    select k.* into v_holder
+    from trading.order_keys k
+    where k.instrument_id = p_order.instrument_id and k.exchange_order_id = p_exchange_order_id;
+    if not internal.strategy_in_scope(v_holder.strategy_id) then
+        raise exception 'exchange order id "%" is already recorded', p_exchange_order_id
+            using errcode = '23S06',
+                  hint = 'An exchange order id names one order of its instrument; check which order the exchange acknowledged.';
+    end if;
+    raise exception 'exchange order id "%" is already recorded for order %', p_exchange_order_id, v_holder.order_id
+        using errcode = '23S06',
+              detail = format('order %s was acknowledged with it; order %s is another order of the same instrument',
+                              v_holder.order_id, p_order.order_id),
+              hint = 'An exchange order id names one order of its instrument; check which order the exchange acknowledged.';
+end;
+$$;
+comment on function internal.refuse_taken_exchange_order_id(trading.orders, text) is
+    'Raises 23S06 conflicting_duplicate for an acknowledgement with an exchange order id another order of the instrument has (named when in the session''s scope).';
+
 create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
     returns void
     volatile
@@ -430,7 +462,8 @@ as $$
 -- Exchange messages arrive out of order (a fill or a cancel before the acknowledgement), so an
 -- order already past new keeps its status and only records the exchange id; a rejected order
 -- cannot be acknowledged (55S01). An order keeps the first exchange order id it is given: another
--- one is conflicting_duplicate (23S06) and changes nothing.
+-- one is conflicting_duplicate (23S06) and changes nothing, and so is an id another order of the
+-- instrument has (internal.refuse_taken_exchange_order_id).
 #variable_conflict use_column
 declare
     v_order trading.orders;
@@ -462,16 +495,32 @@ begin
         raise exception 'order % cannot be acknowledged: it was rejected', v_order.order_id
             using errcode = '55S01';
     end if;
-    if acknowledge_order.exchange_order_id is not null then
+    if acknowledge_order.exchange_order_id is not null and v_order.exchange_order_id is null then
+        -- why the key row: it holds the id unique per instrument (a unique index cannot span the
+        -- orders partitions)
+        -- why a lock on the id, then a look, not a block catching unique_violation: such a block
+        -- is a subtransaction, and a reconciliation acknowledging more than 64 orders in one
+        -- transaction would overflow its subtransaction cache and slow every snapshot of the
+        -- server while it ran. An acknowledgement of another order with the same id at the same
+        -- time waits here, then finds it taken (the unique index stays the guarantee)
+        perform pg_advisory_xact_lock('trading.order_keys'::regclass::oid::integer,
+                                      hashtext(v_order.instrument_id || '/' || acknowledge_order.exchange_order_id));
+        if exists (select from trading.order_keys k
+                   where k.instrument_id = v_order.instrument_id
+                     and k.exchange_order_id = acknowledge_order.exchange_order_id) then
+            perform internal.refuse_taken_exchange_order_id(v_order, acknowledge_order.exchange_order_id);
+        end if;
+        update trading.order_keys k
+        set exchange_order_id = acknowledge_order.exchange_order_id
+        where k.order_id = v_order.order_id;
         update trading.orders o
         set exchange_order_id = acknowledge_order.exchange_order_id, updated_at = now()
-        where o.order_id = v_order.order_id and o.created_at = v_order.created_at
-          and o.exchange_order_id is distinct from acknowledge_order.exchange_order_id;
+        where o.order_id = v_order.order_id and o.created_at = v_order.created_at;
     end if;
 end;
 $$;
 comment on function trading.acknowledge_order(bigint, text) is
-    'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id; a different id than the one recorded raises 23S06, an empty or overlong one 22S09.';
+    'The exchange accepted the order: new -> open (later statuses kept), recording the exchange order id; a different id than the one recorded, or one another order of the instrument has, raises 23S06, an empty or overlong one 22S09.';
 
 create or replace function internal.close_order(p_order_id bigint, p_to trading.order_status, p_reason text)
     returns void

@@ -195,7 +195,8 @@ as $$
 --   order_fills        an order's filled quantity or average fill price differs from its trades
 --   order_status       an order's status disagrees with its filled quantity
 --   order_keys         an order without its key row, a key row that disagrees with it (time,
---                      exchange, client order id, strategy, instrument), or a key row with no
+--                      exchange, client order id, strategy, instrument, exchange order id when
+--                      the key has one), or a key row with no
 --                      order that no trade or risk event keeps
 --   order_events       an order's events (by event_id) do not begin with its placement, one does
 --                      not go from the status the one before went to, or the latest does not go
@@ -437,12 +438,17 @@ begin
     cross join lateral (
         select case when o.order_id is not null and k.order_id is not null then
                    internal.jsonb_differences(
+                       -- why the exchange order id only when the key has one: orders acknowledged
+                       -- before migration 0067 with an id another order already had keep it on
+                       -- the order row alone
                        jsonb_build_object('created_at', k.created_at, 'exchange_id', k.exchange_id,
                                           'client_order_id', k.client_order_id, 'strategy_id', k.strategy_id,
-                                          'instrument_id', k.instrument_id),
+                                          'instrument_id', k.instrument_id)
+                       || jsonb_strip_nulls(jsonb_build_object('exchange_order_id', k.exchange_order_id)),
                        jsonb_build_object('created_at', o.created_at, 'exchange_id', i.exchange_id,
                                           'client_order_id', o.client_order_id, 'strategy_id', o.strategy_id,
-                                          'instrument_id', o.instrument_id))
+                                          'instrument_id', o.instrument_id,
+                                          'exchange_order_id', o.exchange_order_id))
                end as differences
     ) d
     where k.order_id is null

@@ -84,7 +84,7 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('23S03', 'unknown_strategy',       'No strategy has this name.'),
     ('23S04', 'unknown_order',          'No order has this id.'),
     ('23S05', 'overfill',               'A fill would take an order''s filled quantity above its quantity.'),
-    ('23S06', 'conflicting_duplicate',  'A retried order, fill, funding payment or spread trade reuses a key with different values, a portfolio snapshot is taken twice at one time, or a strategy name is another user''s.'),
+    ('23S06', 'conflicting_duplicate',  'A retried order, fill, funding payment or spread trade reuses a key with different values, an order is acknowledged with a second exchange order id or with one another order of its instrument has, a portfolio snapshot is taken twice at one time, or a strategy name is another user''s.'),
     ('23S07', 'unknown_user',           'No user has this id or username (or it is not visible to the session''s user).'),
     ('23S08', 'duplicate_api_key',      'This exchange API key is already stored for this exchange.'),
     ('23S09', 'unknown_api_key',        'No API key has this id (or it belongs to another user), or it is revoked.'),

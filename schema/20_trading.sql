@@ -101,6 +101,10 @@ create table trading.order_keys (
     client_order_id trading.nonempty_text,
     strategy_id     integer not null references trading.strategies,
     instrument_id   integer not null references ref.instruments,
+    -- why here, with the instrument: an exchange numbers its orders per symbol (binance) or
+    -- across the venue, so one exchange order id names one order of an instrument; kept unique in
+    -- this unpartitioned table, as client order ids are (migration 0067)
+    exchange_order_id text,
     unique (exchange_id, client_order_id),
     unique (order_id, strategy_id, instrument_id)
 );
@@ -114,6 +118,13 @@ comment on column trading.order_keys.order_id is 'The order''s id (from trading.
 comment on column trading.order_keys.exchange_id is 'Exchange the order was sent to.';
 comment on column trading.order_keys.client_order_id is 'Caller''s id of the order, unique per exchange; null when none was given.';
 comment on column trading.order_keys.created_at is 'The order''s partition key, so lookups by id prune to one partition.';
+comment on column trading.order_keys.exchange_order_id is
+    'The exchange''s id of the order (its acknowledgement''s), unique per instrument: two orders with one exchange order id are an adapter that mixed them up; null until acknowledged with one.';
+-- why partial: a placement writes its key without one, and adds no entry to this index
+create unique index order_keys_exchange_order_id_key on trading.order_keys (instrument_id, exchange_order_id)
+    where exchange_order_id is not null;
+comment on index trading.order_keys_exchange_order_id_key is
+    'An exchange order id names one order of an instrument (trading.acknowledge_order).';
 
 create table trading.orders (
     order_id          bigint not null,
