@@ -22,7 +22,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import connection_limits, db, deadline, errors, pgclients
+from spreadedge import connection_limits, db, deadline, errors, interrupts, pgclients
 from spreadedge.cli_monitor import (
     DECIMAL,
     alerts_group,
@@ -67,10 +67,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if ctx.parent is not None:
                 raise  # the top group reports it, once
-            _die_of_interrupt()
+            _die_of_interrupt(exc)
         except USER_ERRORS as exc:
             raise click.ClickException(_describe(exc)) from exc
         except UnicodeEncodeError as exc:
@@ -142,8 +142,9 @@ class _Group(click.Group):
             raise
 
 
-def _die_of_interrupt() -> None:
-    """Say that Ctrl-C stopped the command, then end the process by SIGINT itself.
+def _die_of_interrupt(exc: BaseException | None = None) -> None:
+    """Say that Ctrl-C (or SIGTERM: ``exc`` an interrupts.Terminated) stopped the command, then end
+    the process by that signal itself (status 130, or 143 for SIGTERM).
 
     why not click's "Aborted!" and status 1: a shell waiting for a command that exits normally
     after Ctrl-C takes the interrupt as handled, so `for f in *.csv; do spreadedge ingest ticks
@@ -174,13 +175,19 @@ def _die_of_interrupt() -> None:
         )
     else:
         message = "interrupted: any transaction in progress was rolled back; what was committed before stays"
+    signum = signal.SIGINT
+    if isinstance(exc, interrupts.Terminated):
+        # why its own word and signal: a service manager (or kill, timeout) stopped the command,
+        # not a person at its terminal, and it judges the stop by the status (143)
+        signum = signal.SIGTERM
+        message = message.replace("interrupted", "terminated by SIGTERM", 1)
     # why suppressed: output to a pipe closed meanwhile (| head) must not keep the process alive
     with contextlib.suppress(OSError):
         click.echo(f"\n{message}", err=True)
         sys.stdout.flush()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
-    raise SystemExit(128 + signal.SIGINT)  # should the signal not end the process at once
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)  # should the signal not end the process at once
 
 
 def _quiet_cancel_warnings(record: logging.LogRecord) -> bool:
@@ -228,6 +235,7 @@ def main(ctx: click.Context, database_url: str | None) -> None:
     created and started on demand under .spreadedge/.
     """
     logging.getLogger("psycopg").addFilter(_quiet_cancel_warnings)
+    interrupts.terminate_as_interrupt()
     try:
         settings = load_settings()
     except SettingsError as exc:

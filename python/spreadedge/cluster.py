@@ -33,7 +33,7 @@ from urllib.parse import quote
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from spreadedge import deadline, runas
+from spreadedge import deadline, interrupts, runas
 from spreadedge.settings import Settings
 
 PG_BINDIR = Path(os.environ.get("SPREADEDGE_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
@@ -310,19 +310,28 @@ class Cluster:
         """Run a PostgreSQL program (as the system user when we are root), with ``env`` added to
         our environment; ClusterError if it fails."""
         command = runas.command([str(arg) for arg in args])
-        result = subprocess.run(
+        with subprocess.Popen(
             command,
             cwd="/",
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
             env={**os.environ, **env} if env else None,
-        )
-        if result.returncode != 0:
-            output = (result.stderr or result.stdout).strip()
+        ) as process:
+            try:
+                stdout, stderr = process.communicate()
+            except BaseException:
+                # why not subprocess.run's SIGKILL: an interrupted initdb (SIGTERM to the command
+                # alone, or as root its runuser killed) went on as an orphan or was killed half
+                # done, leaving a data directory with PG_VERSION that the next start took for a
+                # cluster; SIGTERM lets initdb remove what it wrote, and it is waited for
+                interrupts.stop_children(process)
+                raise
+        if process.returncode != 0:
+            output = (stderr or stdout).strip()
             raise ClusterError(f"{action} failed for the embedded cluster in {self.home}:\n{output}")
-        return result.stdout
+        return stdout
 
     def _prepare_dirs(self) -> None:
         """Create the data and socket directories and the log, owned by whoever runs the server."""

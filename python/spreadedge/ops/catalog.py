@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from spreadedge.interrupts import Terminated
 from spreadedge.ops import OpsError
 from spreadedge.sqlcall import select_value
 
@@ -99,6 +100,8 @@ def recorded_run(
 def _failure(exc: BaseException) -> str:
     """A failed run's detail in ops.backup_runs: what ended it, in words an operator reads."""
     # why: Ctrl-C (or SIGINT) of a backup was recorded as "KeyboardInterrupt", a Python class name
+    if isinstance(exc, Terminated):
+        return "stopped by SIGTERM before it finished"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C or SIGINT) before it finished"
     return str(exc) or type(exc).__name__

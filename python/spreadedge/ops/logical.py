@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from spreadedge import pgclients
+from spreadedge import interrupts, pgclients
 from spreadedge.cluster import PG_BINDIR
 from spreadedge.ops import OpsError
 
@@ -165,6 +165,7 @@ def _dump(
         raise OpsError(f"{partial} exists: another dump of that name is being written") from None
     except OSError as exc:
         raise OpsError(f"cannot write the dump in {path.parent}: {exc.strerror}") from None
+    dumper = compressor = None
     try:
         with out_file as out:
             if compress_type == "gz":
@@ -192,6 +193,9 @@ def _dump(
             if compressor is not None and compressor.wait() != 0:
                 raise OpsError(f"{COMPRESSORS[compress_type][0][0]} failed compressing the dump")
         _publish(partial, path)
+    except BaseException:
+        interrupts.stop_children(dumper, compressor)  # an interrupt: never left running on
+        raise
     finally:
         partial.unlink(missing_ok=True)
     return path.stat().st_size

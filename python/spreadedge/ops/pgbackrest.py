@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from spreadedge import pooler, runas
+from spreadedge import interrupts, pooler, runas
 from spreadedge.cluster import Cluster
 from spreadedge.ops import OpsError
 from spreadedge.settings import BackupSettings, Settings
@@ -207,11 +207,15 @@ def run(
     ) as process:
         assert process.stdout is not None
         lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if on_line is not None:
-                on_line(line.rstrip("\n"))
-        returncode = process.wait()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if on_line is not None:
+                    on_line(line.rstrip("\n"))
+            returncode = process.wait()
+        except BaseException:
+            interrupts.stop_children(process)  # an interrupt: pgBackRest never left running on
+            raise
     output = "".join(lines)
     if returncode != 0:
         raise OpsError(_failure(args[0] if args else "pgbackrest", output, secret))
