@@ -236,6 +236,7 @@ VALID: dict[str, str | None] = {
 PER_FUNCTION: dict[str, dict[str, str | None]] = {
     "trading.record_fill": {"order_id": "{fill_order_id}", "quantity": "0.001", "price": "50000"},
     "trading.acknowledge_order": {"order_id": "{fill_order_id}"},
+    "trading.record_fill_fee": {"order_id": "{fill_order_id}", "exchange_trade_id": "fuzz-fee-trade"},
     "trading.open_spread_trade": {"symbol": "BTC/USDT", "quantity": "0.01"},
     "trading.record_funding": {"exchange": "okx", "symbol": "BTC-USDT-SWAP"},
     "trading.pnl_summary": {"strategy": "alpha"},
@@ -369,8 +370,9 @@ def hostile_values(arg_type: str, valid: str | None) -> list[tuple[str, str | No
 
 
 def setup_ids(conn: psycopg.Connection) -> dict[str, str]:
-    """The objects the valid arguments refer to: an open order, an acknowledged order to fill, a
-    user with a session and an API key, a fired alert with a notification, a running backup run."""
+    """The objects the valid arguments refer to: an open order, an acknowledged order to fill (with a
+    fill recorded without a fee), a user with a session and an API key, a fired alert with a
+    notification, a running backup run."""
     conn.execute("select auth.set_security_policy(bcrypt_cost => 4, totp_required_roles => '{}')")
     list_spot(conn, "kraken", "XBTUSDT")  # the sell leg of a BTC/USDT spread
     order_id = call(
@@ -382,6 +384,9 @@ def setup_ids(conn: psycopg.Connection) -> dict[str, str]:
         quantity=Decimal("0.01"), price=Decimal("50000"), client_order_id="fuzz-fill",
     )  # fmt: skip
     call(conn, "trading.acknowledge_order", order_id=fill_order_id)
+    # a fill recorded without its fee, for trading.record_fill_fee to give one
+    call(conn, "trading.record_fill", order_id=fill_order_id, exchange_trade_id="fuzz-fee-trade",
+         quantity=Decimal("0.001"), price=Decimal("50000"))  # fmt: skip
     user_id = make_user(conn, "fuzzer", "trader")
     token = conn.execute(
         "select session_token from auth.login(username => 'fuzzer', password => %s)", [PASSWORD]

@@ -862,6 +862,30 @@ class PersistentOrderManager(_Manager):
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    async def record_fill_fee(
+        self,
+        order_id: int,
+        exchange_trade_id: str,
+        fee: Decimal,
+        fee_currency: str | None = None,
+        fee_quote: Decimal | None = None,
+    ) -> int:
+        """``trading.record_fill_fee``: the fee of a fill recorded without one, reported later by
+        the exchange; the trade id (the same fee again changes nothing)."""
+        arguments = _given(
+            {
+                "order_id": order_id,
+                "exchange_trade_id": exchange_trade_id,
+                "fee": fee,
+                "fee_currency": fee_currency,
+                "fee_quote": fee_quote,
+            }
+        )
+        async with self._transaction() as conn:
+            cursor = await conn.execute(sqlcall.select_value("trading.record_fill_fee", arguments), arguments)
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def get_active_orders(self, strategy: str | None = None) -> list[Order]:
         """``trading.active_orders``: orders still working, in the order they were placed (order id)."""
         where = _given({"strategy": strategy})
