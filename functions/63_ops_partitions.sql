@@ -3,7 +3,9 @@
 -- hourly by pg_cron, see schema/50_schedules.sql); these functions show where each partitioned
 -- table stands, apply the deployment's premake and retention settings, move rows stranded in a
 -- default partition into proper partitions, and clean up old rows: whole partitions detached and
--- dropped where every row of them may go, batched deletes otherwise (spreadedge cleanup).
+-- dropped where every row of them may go, batched deletes otherwise (spreadedge cleanup). Ticks
+-- go by whole UTC minutes and candles by whole UTC days (internal.cleanup_grain), so the candle
+-- rollup never rebuilds a candle from part of what it held.
 -- Orders, their events and trades get no pg_partman retention: dropping their partitions by age
 -- alone would drop working orders and the fills of open positions; spreadedge cleanup orders
 -- applies the rules of what may go.
@@ -529,7 +531,36 @@ $$;
 comment on function internal.removable_orders(timestamptz) is
     'Orders cleanup may remove: finished before the cutoff, no spread-trade leg, no fill of a still-open position.';
 
-create or replace function ops.cleanup_cutoff(older_than interval)
+create or replace function internal.cleanup_grain(p_target text)
+    returns text
+    immutable
+    language sql
+as $$
+    -- The unit a cleanup target's cutoff is rounded down to (date_trunc's, in UTC): a minute for
+    -- ticks, a day for candles, none (null) for the other targets. A cleanup removes whole units
+    -- or nothing of one: what market.rollup_candles builds from the rows kept is then what it
+    -- built before.
+    -- why ticks by the minute: a 1m candle is rebuilt from all the ticks of its minute left; cut
+    -- at 12:00:30, the minute kept its trade of 12:00:50 only, and a rollup whose window reached
+    -- back to it made its 1m candle (and every longer one of it) 1 trade at 200 instead of 2
+    -- opening at 100. A minute with no tick left keeps its candle (nothing rebuilds it).
+    -- why candles by the day, the longest interval: a longer candle is rebuilt from all the
+    -- shorter ones of it left, and a candle goes by its open time. Cut at noon, a day lost its 1d
+    -- and its first three 4h candles with its morning's 1m..1h ones, and kept its afternoon's:
+    -- a wide rollup built its 1d candle back from the afternoon alone (and compute_indicators'
+    -- VWAP since the day's start from half a day). Cut at the start of a day, no candle is left
+    -- without the shorter ones it was built from, nor a shorter one to rebuild a partial longer one.
+    -- why no other target: quotes feed no stored aggregate (latest_prices is kept at insert, the
+    -- spread history takes each bucket's newest quote, which a cutoff never removes before an
+    -- older one), indicators are stored per candle and never built from each other, and
+    -- metrics, orders and the rows with row retention are judged one by one
+    select case p_target when 'ticks' then 'minute' when 'candles' then 'day' end
+$$;
+comment on function internal.cleanup_grain(text) is
+    'The unit a cleanup target''s cutoff is rounded down to, in UTC: minute for ticks, day for candles (so a rollup rebuilds no candle from part of what it held), null for the other targets.';
+
+drop function if exists ops.cleanup_cutoff(interval);
+create or replace function ops.cleanup_cutoff(older_than interval, target text default null)
     returns timestamptz
     stable
     -- why: now() - '30 days' counts calendar days in the session TimeZone; across a daylight
@@ -539,40 +570,49 @@ create or replace function ops.cleanup_cutoff(older_than interval)
     language plpgsql
 as $$
 -- The time rows must be older than to go in a cleanup: now() - older_than, which must be a
--- positive interval that does not reach back before the earliest time PostgreSQL stores.
+-- positive interval that does not reach back before the earliest time PostgreSQL stores, rounded
+-- down to the start of its UTC minute for target ticks and of its UTC day for target candles
+-- (internal.cleanup_grain: whole minutes of ticks and whole days of candles go or stay, so the
+-- candle rollup never rebuilds a candle from part of it); the other targets (or none) as is.
 -- spreadedge cleanup takes it once and passes it to every call of its run (cutoff), so the plan
 -- it shows and the partitions and batches it removes are judged by the same time, and rows that
 -- grow old while it runs (a live tick stream) do not keep its batches going.
 -- why no negative part: '1 mon -29 days' compares as a positive day but is subtracted part by
 -- part, so on 1 March 2027 now() - it is 2 March: a cutoff in the future, and the cleanup removed
 -- every finished row, today's too.
+declare
+    v_cutoff timestamptz := now() - internal.check_age(older_than, 'older_than', 'Give an age such as 30 days or 12 hours.');
 begin
-    return now() - internal.check_age(older_than, 'older_than', 'Give an age such as 30 days or 12 hours.');
+    return coalesce(date_trunc(internal.cleanup_grain(target), v_cutoff, 'UTC'), v_cutoff);
 end;
 $$;
-comment on function ops.cleanup_cutoff(interval) is
-    'The cutoff of a cleanup: now() - older_than, days counted in UTC whatever the session TimeZone (a positive interval with no negative part such as 1 mon -29 days, 22S09 otherwise); spreadedge cleanup passes it to each call of a run.';
+comment on function ops.cleanup_cutoff(interval, text) is
+    'The cutoff of a cleanup: now() - older_than, days counted in UTC whatever the session TimeZone (a positive interval with no negative part such as 1 mon -29 days, 22S09 otherwise), rounded down to its UTC minute for target ticks and its UTC day for target candles (whole minutes of ticks, whole days of candles stay); spreadedge cleanup passes it to each call of a run.';
 
-create or replace function internal.cleanup_cutoff(p_older_than interval, p_cutoff timestamptz)
+drop function if exists internal.cleanup_cutoff(interval, timestamptz);
+create or replace function internal.cleanup_cutoff(p_older_than interval, p_cutoff timestamptz, p_target text)
     returns timestamptz
     stable
     language plpgsql
 as $$
 -- the cutoff a cleanup function works with: the caller's fixed cutoff, which may not be later
--- than now() - older_than (it would remove younger rows than asked), else now() - older_than
+-- than now() - older_than (it would remove younger rows than asked), else now() - older_than;
+-- either rounded down to the target's unit (internal.cleanup_grain: the minute of ticks, the day
+-- of candles), so a caller's own cutoff of 12:00:30 keeps the whole minute or day too
 declare
     v_latest timestamptz := ops.cleanup_cutoff(p_older_than);
+    v_cutoff timestamptz := coalesce(p_cutoff, v_latest);
 begin
     if p_cutoff > v_latest then
         raise exception 'cutoff % is later than now() - older_than (%): it would remove rows younger than %',
             p_cutoff, v_latest, p_older_than
-            using errcode = '22S09', hint = 'Take the cutoff from ops.cleanup_cutoff(older_than).';
+            using errcode = '22S09', hint = 'Take the cutoff from ops.cleanup_cutoff(older_than, target).';
     end if;
-    return coalesce(p_cutoff, v_latest);
+    return coalesce(date_trunc(internal.cleanup_grain(p_target), v_cutoff, 'UTC'), v_cutoff);
 end;
 $$;
-comment on function internal.cleanup_cutoff(interval, timestamptz) is
-    'The cutoff of a cleanup call: the caller''s (never later than now() - older_than, 22S09) or now() - older_than.';
+comment on function internal.cleanup_cutoff(interval, timestamptz, text) is
+    'The cutoff of a cleanup call: the caller''s (never later than now() - older_than, 22S09) or now() - older_than, rounded down to the target''s UTC minute (ticks) or day (candles).';
 
 drop function if exists ops.cleanup_plan(text, interval);
 create or replace function ops.cleanup_plan(target text, older_than interval, cutoff timestamptz default null)
@@ -583,13 +623,14 @@ as $$
 -- What spreadedge cleanup TARGET --older-than would do (its --dry-run): partitions to detach and
 -- drop whole ('drop partition'), rows to delete in batches ('delete rows'), and for orders the
 -- old rows kept because they are open or something depends on them ('keep'). cutoff: the run's
--- fixed cutoff (ops.cleanup_cutoff), default now() - older_than.
+-- fixed cutoff (ops.cleanup_cutoff), default now() - older_than; for ticks rounded down to its
+-- UTC minute, for candles to its UTC day (internal.cleanup_grain: whole minutes and days stay).
 -- notifications, sessions, cron_runs: one 'delete rows' of their table, the rows that ended
 -- before the cutoff (internal.row_retention_rules); those that have not ended are not listed.
 declare
     v_table  text := internal.row_retention_table(target);
     v_config partman.part_config := case when v_table is null then internal.cleanup_table(target) end;
-    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
+    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff, target);
     v_part   record;
 begin
     if v_table is not null then
@@ -617,7 +658,7 @@ begin
 end;
 $$;
 comment on function ops.cleanup_plan(text, interval, timestamptz) is
-    'The dry run of a cleanup: partitions to drop whole, rows to delete in batches, old orders kept (open or depended on); notifications, sessions, cron_runs: the rows that ended before the cutoff; cutoff: a run''s fixed one (ops.cleanup_cutoff).';
+    'The dry run of a cleanup: partitions to drop whole, rows to delete in batches, old orders kept (open or depended on); notifications, sessions, cron_runs: the rows that ended before the cutoff; cutoff: a run''s fixed one (ops.cleanup_cutoff), for ticks rounded down to its UTC minute and for candles to its UTC day.';
 
 create or replace function internal.cleanup_partitions(p_config partman.part_config, p_cutoff timestamptz)
     returns table (partition_name text, whole boolean, old_rows bigint, kept_rows bigint)
@@ -755,7 +796,8 @@ create or replace function ops.cleanup_drop_partition(target text, older_than in
 as $$
 -- Detaches and drops one partition of the target's table if (checked again, now) all of it may go;
 -- returns the rows it held (0 and nothing done when it may no longer go whole). cutoff: the run's
--- fixed cutoff (ops.cleanup_cutoff), default now() - older_than.
+-- fixed cutoff (ops.cleanup_cutoff), default now() - older_than; for ticks rounded down to its
+-- UTC minute, for candles to its UTC day (internal.cleanup_grain: whole minutes and days stay).
 -- For orders, its rows are first deleted through trading.orders (internal.delete_removable_orders:
 -- events, keys no trade or risk event refers to), then the empty partition is detached and dropped.
 -- why delete before dropping: a dropped partition's rows leave no trace in audit.log, and
@@ -764,7 +806,7 @@ as $$
 -- costs anyway; dropping the partition still bounds the partitions every fill plans over.
 declare
     v_config partman.part_config := internal.cleanup_table(target);
-    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
+    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff, target);
     v_part   record;
     v_range  record;
     v_rows   bigint;
@@ -805,15 +847,17 @@ create or replace function ops.cleanup_delete_batch(target text, older_than inte
 as $$
 -- Deletes up to batch_rows rows older than now() - older_than from the target's table (for orders
 -- only removable ones, with their events and the keys no trade or risk event refers to: see
--- internal.delete_removable_orders); returns how many went, 0 when nothing is left. Call it until
--- it returns 0, one transaction each, with the same cutoff (ops.cleanup_cutoff): with now() -
--- older_than, rows growing old meanwhile (a live stream) would keep every batch non-empty.
+-- internal.delete_removable_orders); returns how many went, 0 when nothing is left. The cutoff of
+-- ticks is rounded down to its UTC minute and of candles to its UTC day (internal.cleanup_grain),
+-- the caller's cutoff too: a minute of ticks or a day of candles goes whole or not at all. Call
+-- it until it returns 0, one transaction each, with the same cutoff (ops.cleanup_cutoff): with
+-- now() - older_than, rows growing old meanwhile (a live stream) would keep every batch non-empty.
 -- notifications, sessions, cron_runs: only rows that ended before the cutoff
 -- (internal.delete_ended_rows).
 declare
     v_table  text := internal.row_retention_table(target);
     v_config partman.part_config := case when v_table is null then internal.cleanup_table(target) end;
-    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff);
+    v_cutoff timestamptz := internal.cleanup_cutoff(older_than, cutoff, target);
     v_rows   bigint;
 begin
     if batch_rows is null or batch_rows < 1 then
@@ -835,4 +879,4 @@ begin
 end;
 $$;
 comment on function ops.cleanup_delete_batch(text, interval, integer, timestamptz) is
-    'Deletes one batch of rows older than the interval (or the run''s fixed cutoff) from the cleanup target''s table (orders: only removable ones; notifications, sessions, cron_runs: only rows that ended before it); returns the rows deleted.';
+    'Deletes one batch of rows older than the interval (or the run''s fixed cutoff) from the cleanup target''s table (ticks: before the cutoff''s UTC minute, candles: before its UTC day, so whole minutes and days stay; orders: only removable ones; notifications, sessions, cron_runs: only rows that ended before it); returns the rows deleted.';

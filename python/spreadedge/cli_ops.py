@@ -307,10 +307,11 @@ def cleanup_command(settings: Settings, target: str, older_than: str, dry_run: b
     orders whose fills make a position still open. Notifications, sessions and cron_runs (pg_cron's
     runs, in the database it serves): only rows that ended before the cutoff (delivered or dead;
     revoked or expired; finished, each job's newest kept); the hourly maintenance deletes them too
-    (retention_notifications, retention_sessions, retention_cron_runs)."""
+    (retention_notifications, retention_sessions, retention_cron_runs). Ticks go by whole UTC
+    minutes and candles by whole UTC days (the cutoff rounded down), so rebuilt candles stay whole."""
     age = cleanup.parse_age(older_than)
     with _connect(settings, actor="cleanup") as conn:
-        at = cleanup.cutoff(conn, age)
+        at = cleanup.cutoff(conn, age, target)
         steps = cleanup.plan(conn, target, age, at)
         total = sum(step.row_count for step in steps if step.action != "keep")
         if dry_run or not steps:

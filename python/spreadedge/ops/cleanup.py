@@ -62,10 +62,14 @@ class Outcome:
     rows_deleted: int
 
 
-def cutoff(conn: psycopg.Connection[Any], older_than: timedelta) -> datetime:
+def cutoff(conn: psycopg.Connection[Any], older_than: timedelta, target: str | None = None) -> datetime:
     """``ops.cleanup_cutoff``: the time rows must be older than, fixed for a whole run (its plan,
-    partitions and batches), so rows that grow old meanwhile neither change it nor prolong it."""
-    arguments = {"older_than": older_than}
+    partitions and batches), so rows that grow old meanwhile neither change it nor prolong it. For
+    ``target`` ticks rounded down to its UTC minute, for candles to its UTC day (whole minutes and
+    days stay, so the candle rollup rebuilds no candle from part of it)."""
+    arguments: dict[str, Any] = {"older_than": older_than}
+    if target is not None:
+        arguments["target"] = target
     row = conn.execute(select_value("ops.cleanup_cutoff", arguments), arguments).fetchone()
     assert row is not None
     return row[0]
