@@ -1,6 +1,7 @@
 -- spreadedge functions: PnL summary
 -- trading.pnl_summary: realized PnL over any period, summed from the daily rollup for whole UTC
--- days, from the hourly rollup for whole hours, and from the trade and funding rows for the rest.
+-- days, from the hourly rollup for whole hours, and from the trade and funding rows for the rest;
+-- with the unrealized PnL of the open positions when the period reaches the present.
 
 create or replace function internal.utc_boundary(p_time timestamptz, p_unit text, p_round_up boolean)
     returns timestamptz
@@ -39,8 +40,77 @@ comment on function internal.utc_boundary(timestamptz, text, boolean) is
 -- fifth of a summary's instructions); the union now lives in pnl_summary's own statement
 drop function if exists internal.pnl_facts(integer, timestamptz, timestamptz);
 
--- (The function's earlier form, without quote_asset, is dropped by migration 0027: a function's
--- result columns cannot be changed in place.)
+create or replace function internal.checked_unrealized_pnl(
+    p_quantity   numeric,
+    p_multiplier numeric,
+    p_mark       numeric,
+    p_entry      numeric
+)
+    returns numeric
+    immutable
+    language plpgsql
+as $$
+-- quantity x multiplier x (mark - entry) rounded to 12 decimals, as trading.get_position computes
+-- it, for a position whose factors are so large that the product may overflow numeric: then the
+-- error trading.get_position raises (22S09, the factors named) instead of a bare 22003.
+-- why a function of its own: only such a position (a factor at or above 10^43690) pays for the
+-- block that catches the overflow; internal.open_position_pnl computes every other one inline
+begin
+    return round(p_quantity * p_multiplier * (p_mark - p_entry), 12);
+exception when numeric_value_out_of_range then
+    raise exception 'unrealized PnL (quantity % x multiplier % x (mark % - entry %)) is too large a number',
+        btrim(to_char(p_quantity, '9.999EEEE')), btrim(to_char(p_multiplier, '9.999EEEE')),
+        btrim(to_char(p_mark, '9.999EEEE')), btrim(to_char(p_entry, '9.999EEEE'))
+        using errcode = '22S09',
+              hint = 'Check the instrument''s market data: the position''s value at its mark overflows numeric.';
+end;
+$$;
+comment on function internal.checked_unrealized_pnl(numeric, numeric, numeric, numeric) is
+    'Unrealized PnL of a position (quantity x multiplier x (mark - entry), 12 decimals); 22S09 naming the factors when it overflows numeric.';
+
+create or replace function internal.open_position_pnl(p_strategy_ids integer[])
+    returns table (strategy_id integer, instrument_id integer, unrealized_pnl numeric)
+    stable
+    -- why one row: pnl_summary's generic plan joins its union of facts, these rows among them, to
+    -- the strategies and instruments; at the planner's guess for the positions of an array of
+    -- strategies (96 of the bench's 240) that plan changed to hash every strategy, read whole
+    -- through its index, in every summary, even one of a past period that reads no position
+    rows 1
+    -- why plpgsql: a SQL function would be inlined into pnl_summary's statement, guess and all;
+    -- PL/pgSQL keeps its own plan for the session
+    language plpgsql
+as $$
+-- The open positions (quantity not 0) of these strategies, each with its unrealized PnL as
+-- trading.get_position computes it without a mark price: quantity x multiplier x
+-- (trading.mark_price - avg_entry_price), rounded to 12 decimals; null when the instrument has no
+-- mark. trading.mark_price marks as the session sees the market (in a session scoped to a user,
+-- never at another user's private fill).
+#variable_conflict use_column
+begin
+    return query
+    -- why the factors tested first: as in trading.get_position, only a position whose product
+    -- may overflow numeric pays for the function that turns that into 22S09
+    select o.strategy_id, o.instrument_id,
+           case when abs(o.quantity) >= 1e43690 or o.mark >= 1e43690 or o.avg_entry_price >= 1e43690
+                     or o.multiplier >= 1e43690
+                then internal.checked_unrealized_pnl(o.quantity, o.multiplier, o.mark, o.avg_entry_price)
+                else round(o.quantity * o.multiplier * (o.mark - o.avg_entry_price), 12) end
+    from (select p.strategy_id, p.instrument_id, p.quantity, p.multiplier, p.avg_entry_price,
+                 trading.mark_price(p.instrument_id) as mark
+          from trading.positions p
+          where p.strategy_id = any (p_strategy_ids) and p.quantity <> 0
+          -- why offset 0: the mark is computed once a position, not at each reference
+          offset 0) o;
+end;
+$$;
+comment on function internal.open_position_pnl(integer[]) is
+    'Open positions of the strategies with their unrealized PnL at trading.mark_price, as trading.get_position computes it (null when no mark); pnl_summary sums them.';
+
+-- why the drop: the function gained its last column, unrealized_pnl, and CREATE OR REPLACE cannot
+-- change the columns a function returns (its grant is re-applied by functions/99_privileges.sql;
+-- its form without quote_asset was dropped by migration 0027 for the same reason)
+drop function if exists trading.pnl_summary(text, timestamptz, timestamptz, text);
+
 create or replace function trading.pnl_summary(
     strategy text default null,
     since    timestamptz default null,
@@ -59,7 +129,8 @@ create or replace function trading.pnl_summary(
         fees               numeric,
         realized_pnl_gross numeric,
         funding            numeric,
-        realized_pnl       numeric
+        realized_pnl       numeric,
+        unrealized_pnl     numeric
     )
     stable
     -- why one generic plan: a custom plan for the arguments cost more to make than it ran (8.8 M
@@ -93,6 +164,15 @@ as $$
 --   the rest     [since, min(until, H1)) and [max(since, H2, H1), until)
 --                                                            from trades and funding payments
 -- The pieces never overlap and together cover the period (a null bound leaves its side open).
+-- unrealized_pnl: when the period reaches the present (since null or at or before now(), until
+-- null or at or after now(): [since, now()) is "up to now"), the unrealized PnL of the group's positions open now, each marked as
+-- trading.get_position marks it without a mark price (trading.mark_price, as the session sees
+-- it): quantity x multiplier x (mark - avg_entry_price), rounded to 12 decimals, summed; 0 for a
+-- group with no open position, null when one of its open positions has no mark (no market data,
+-- no fill the session sees), as get_position's is. A group with an open position and no fact in
+-- the period has a row of zeros and its unrealized PnL. By day, only the current UTC day's rows
+-- have it. Null for a period that ends before now() (or starts after it): the marks of a
+-- past moment are not kept, and positions are known only as they are now.
 #variable_conflict use_column
 declare
     v_dims        text[] := string_to_array(replace(lower(coalesce(pnl_summary.group_by, 'total')), ' ', ''), ',');
@@ -108,6 +188,11 @@ declare
     v_d2          timestamptz := internal.utc_boundary(pnl_summary.until, 'day', false);
     v_h1          timestamptz := internal.utc_boundary(pnl_summary.since, 'hour', true);
     v_h2          timestamptz := internal.utc_boundary(pnl_summary.until, 'hour', false);
+    -- why a variable: in the generic plan it is the one-time filter that skips reading the
+    -- positions (and their marks) for a period in the past, the common dashboard query
+    v_present     boolean := (pnl_summary.since is null or pnl_summary.since <= now())
+                             and (pnl_summary.until is null or pnl_summary.until >= now());
+    v_today       date := (now() at time zone 'UTC')::date;
 begin
     perform internal.require_permission('pnl:read');
     -- why the empty list too: '' (or ' ') groups by nothing a caller named; null means total
@@ -148,46 +233,63 @@ begin
            sum(f.fees),
            sum(f.realized_pnl_gross),
            sum(f.funding),
-           sum(f.realized_pnl_gross) - sum(f.fees) + sum(f.funding)
+           sum(f.realized_pnl_gross) - sum(f.fees) + sum(f.funding),
+           -- the sum is null with no open position (0), NaN with one that has no mark (null)
+           -- why NaN for an unmarked position: sum() skips nulls, and such a group would have
+           -- shown the others' unrealized PnL as the whole; NaN carries through the sum
+           -- why null in the fact rows, not 0: a fact row then costs the sum no numeric addition,
+           -- and one column (not a second one flagging the positions) keeps every row of the
+           -- union as narrow as it can be: a 30-day summary sorts and joins hundreds of them
+           -- why the day's group key, not min(f.day): evaluated once a group, not once a row
+           -- why trim_scale: a position marked at its entry price is 0.000000000000 rounded, which
+           -- Python holds as Decimal('0E-12') (as trading.position_summary does)
+           case when not v_present or coalesce(case when v_by_day then f.day end, v_today) <> v_today then null
+                when sum(f.unrealized_pnl) is null then 0
+                when sum(f.unrealized_pnl) <> 'NaN' then trim_scale(sum(f.unrealized_pnl)) end
     from (
         select d.strategy_id, d.instrument_id, d.day, d.trades::bigint as trades, d.volume, d.notional, d.fees,
-               d.realized_pnl_gross, d.funding
+               d.realized_pnl_gross, d.funding, null::numeric as unrealized_pnl
         from trading.daily_pnl d
         where d.strategy_id = any (v_ids)
           and d.day >= coalesce((v_d1 at time zone 'UTC')::date, '-infinity')
           and d.day < coalesce((v_d2 at time zone 'UTC')::date, 'infinity')
         union all
         select h.strategy_id, h.instrument_id, (h.hour at time zone 'UTC')::date, h.trades::bigint, h.volume,
-               h.notional, h.fees, h.realized_pnl_gross, h.funding
+               h.notional, h.fees, h.realized_pnl_gross, h.funding, null
         from trading.hourly_pnl h
         where h.strategy_id = any (v_ids) and h.hour >= v_h1 and h.hour < least(v_h2, v_d1)
         union all
         select h.strategy_id, h.instrument_id, (h.hour at time zone 'UTC')::date, h.trades::bigint, h.volume,
-               h.notional, h.fees, h.realized_pnl_gross, h.funding
+               h.notional, h.fees, h.realized_pnl_gross, h.funding, null
         from trading.hourly_pnl h
         where h.strategy_id = any (v_ids) and h.hour >= greatest(v_h1, v_d2, v_d1) and h.hour < v_h2
         union all
         select t.strategy_id, t.instrument_id, (t.executed_at at time zone 'UTC')::date, 1, t.quantity,
-               t.quantity * t.price * t.multiplier, t.fee_quote, t.realized_pnl_gross, 0
+               t.quantity * t.price * t.multiplier, t.fee_quote, t.realized_pnl_gross, 0, null
         from trading.trades t
         where t.strategy_id = any (v_ids)
           and t.executed_at >= pnl_summary.since and t.executed_at < least(pnl_summary.until, v_h1)
         union all
         select t.strategy_id, t.instrument_id, (t.executed_at at time zone 'UTC')::date, 1, t.quantity,
-               t.quantity * t.price * t.multiplier, t.fee_quote, t.realized_pnl_gross, 0
+               t.quantity * t.price * t.multiplier, t.fee_quote, t.realized_pnl_gross, 0, null
         from trading.trades t
         where t.strategy_id = any (v_ids)
           and t.executed_at >= greatest(pnl_summary.since, v_h2, v_h1) and t.executed_at < pnl_summary.until
         union all
-        select p.strategy_id, p.instrument_id, (p.paid_at at time zone 'UTC')::date, 0, 0, 0, 0, 0, p.amount
+        select p.strategy_id, p.instrument_id, (p.paid_at at time zone 'UTC')::date, 0, 0, 0, 0, 0, p.amount, null
         from trading.funding_payments p
         where p.strategy_id = any (v_ids)
           and p.paid_at >= pnl_summary.since and p.paid_at < least(pnl_summary.until, v_h1)
         union all
-        select p.strategy_id, p.instrument_id, (p.paid_at at time zone 'UTC')::date, 0, 0, 0, 0, 0, p.amount
+        select p.strategy_id, p.instrument_id, (p.paid_at at time zone 'UTC')::date, 0, 0, 0, 0, 0, p.amount, null
         from trading.funding_payments p
         where p.strategy_id = any (v_ids)
           and p.paid_at >= greatest(pnl_summary.since, v_h2, v_h1) and p.paid_at < pnl_summary.until
+        union all
+        -- the positions open now, on today's UTC day (v_present false: not called at all)
+        select o.strategy_id, o.instrument_id, v_today, 0, 0, 0, 0, 0, 0, coalesce(o.unrealized_pnl, 'NaN')
+        from internal.open_position_pnl(v_ids) o
+        where v_present
     ) f
     join trading.strategies s on s.strategy_id = f.strategy_id
     join ref.instruments i on i.instrument_id = f.instrument_id
@@ -197,4 +299,4 @@ begin
 end;
 $$;
 comment on function trading.pnl_summary(text, timestamptz, timestamptz, text) is
-    'Realized PnL (trades, volume, notional, fees, gross, funding, net) of [since, until) grouped by strategy, exchange, instrument and/or day, and always by quote asset (amounts are in it): whole days from the daily rollup, whole hours from the hourly one, the rest from trades and funding.';
+    'Realized PnL (trades, volume, notional, fees, gross, funding, net) of [since, until) grouped by strategy, exchange, instrument and/or day, and always by quote asset (amounts are in it): whole days from the daily rollup, whole hours from the hourly one, the rest from trades and funding. unrealized_pnl: when the period reaches the present, that of the group''s open positions marked as trading.get_position marks them (0 with none open, null when one has no mark; by day on today''s rows only); null for a period ending before now() (past marks are not kept).';

@@ -33,9 +33,12 @@ def test_pnl_table_shows_money_in_btc_to_the_satoshi_not_as_zero(seeded: psycopg
     assert (result.exit_code, result.output.splitlines()) == (
         0,
         [
-            "strategy  quote  trades  volume    notional        fees   gross pnl     funding     net pnl",
-            "--------  -----  ------  ------  ----------  ----------  ----------  ----------  ----------",
-            "alpha     BTC         2       2  0.10420000  0.00010420  0.00420000  0.00000000  0.00409580",
+            "strategy  quote  trades  volume    notional        fees   gross pnl     funding     net pnl"
+            "  unrealized pnl",
+            "--------  -----  ------  ------  ----------  ----------  ----------  ----------  ----------"
+            "  --------------",
+            "alpha     BTC         2       2  0.10420000  0.00010420  0.00420000  0.00000000  0.00409580"
+            "      0.00000000",
         ],
     )
 

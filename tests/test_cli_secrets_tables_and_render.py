@@ -87,10 +87,10 @@ def test_pnl_table_aligns_the_columns_after_a_strategy_name_in_wide_characters(
     assert (result.exit_code, result.output.splitlines()) == (
         0,
         [
-            "strategy  quote  trades  volume  notional  fees  gross pnl  funding  net pnl",
-            "--------  -----  ------  ------  --------  ----  ---------  -------  -------",
-            "alpha     USDT        1       1    100.00  0.00       0.00     0.00     0.00",
-            "价差      USDT        1       1    100.00  0.00       0.00     0.00     0.00",
+            "strategy  quote  trades  volume  notional  fees  gross pnl  funding  net pnl  unrealized pnl",
+            "--------  -----  ------  ------  --------  ----  ---------  -------  -------  --------------",
+            "alpha     USDT        1       1    100.00  0.00       0.00     0.00     0.00            0.00",
+            "价差      USDT        1       1    100.00  0.00       0.00     0.00     0.00            0.00",
         ],
     )
 

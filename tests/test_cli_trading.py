@@ -196,10 +196,11 @@ def test_pnl_prints_a_table_per_strategy(seeded, db_url):
     trade(seeded, "sell", "2", "105", fee=Decimal("0.21"))
     result = invoke(db_url, "pnl")
     assert result.exit_code == 0
+    # the position is closed: no unrealized PnL
     assert result.output.splitlines() == [
-        "strategy  quote  trades  volume  notional  fees  gross pnl  funding  net pnl",
-        "--------  -----  ------  ------  --------  ----  ---------  -------  -------",
-        "alpha     USDT        2       4    410.00  0.41      10.00     0.00     9.59",
+        "strategy  quote  trades  volume  notional  fees  gross pnl  funding  net pnl  unrealized pnl",
+        "--------  -----  ------  ------  --------  ----  ---------  -------  -------  --------------",
+        "alpha     USDT        2       4    410.00  0.41      10.00     0.00     9.59            0.00",
     ]
 
 
@@ -224,9 +225,10 @@ def test_pnl_json_writes_tiny_and_zero_decimals_without_an_exponent(seeded, db_u
 def test_pnl_table_rounds_money_half_away_from_zero_like_sql_round(seeded, db_url):
     trade(seeded, "buy", "1", "100", fee=Decimal("0.125"))
     result = invoke(db_url, "pnl")
+    # the open position is marked at its own fill (no market data): no unrealized PnL
     assert (
         result.output.splitlines()[2]
-        == "alpha     USDT        1       1    100.00  0.13       0.00     0.00    -0.13"
+        == "alpha     USDT        1       1    100.00  0.13       0.00     0.00    -0.13            0.00"
     )
 
 
@@ -235,7 +237,7 @@ def test_pnl_table_shows_a_loss_under_half_a_cent_as_zero_without_a_minus_sign(s
     result = invoke(db_url, "pnl")
     assert (
         result.output.splitlines()[2]
-        == "alpha     USDT        1       1    100.00  0.00       0.00     0.00     0.00"
+        == "alpha     USDT        1       1    100.00  0.00       0.00     0.00     0.00            0.00"
     )
 
 

@@ -34,7 +34,8 @@ DIMS = ("strategy", "exchange", "instrument", "day")
 def expected_summary(
     conn: psycopg.Connection, since: datetime | None, until: datetime | None, group_by: str
 ) -> list[tuple[Any, ...]]:
-    """pnl_summary computed from trades and funding payments alone, in Python."""
+    """pnl_summary computed from trades and funding payments alone, in Python, with the unrealized
+    PnL of the positions open now, each as trading.get_position gives it (unrealized_pnl)."""
     dims = set() if group_by == "total" else set(group_by.split(","))
     facts = conn.execute(
         "select s.name, e.code, i.symbol, t.executed_at, i.quote_asset, t.quantity, t.price, t.multiplier,"
@@ -46,8 +47,42 @@ def expected_summary(
         " from trading.funding_payments f join trading.strategies s using (strategy_id)"
         " join ref.instruments i on i.instrument_id = f.instrument_id join ref.exchanges e using (exchange_id)"
     ).fetchall()
+    # now() of the test's one transaction: the present pnl_summary sees
+    now, today = conn.execute("select now(), (now() at time zone 'UTC')::date").fetchone()
+    present = (since is None or since <= now) and (until is None or until > now)
+    positions = conn.execute(
+        "select s.name, e.code, i.symbol, i.quote_asset, g.unrealized_pnl"
+        " from trading.positions p join trading.strategies s using (strategy_id)"
+        " join ref.instruments i on i.instrument_id = p.instrument_id join ref.exchanges e using (exchange_id)"
+        " cross join lateral trading.get_position(strategy => s.name, exchange => e.code, symbol => i.symbol) g"
+        " where p.quantity <> 0"
+    ).fetchall()
     with localcontext(EXACT):
-        return _grouped(facts, since, until, dims)
+        grouped = _grouped(facts, since, until, dims)
+        unrealized: dict[tuple[Any, ...], list[D | None]] = defaultdict(list)
+        for name, exchange, symbol, quote, value in positions if present else []:
+            unrealized[_key(dims, name, exchange, symbol, today, quote)].append(value)
+        # a group with an open position and no trade or funding in the period has a row of zeros
+        keys = {row[:5] for row in grouped}
+        grouped += [(*key, 0, *[D(0)] * 6) for key in unrealized if key not in keys]
+        result = []
+        for row in grouped:
+            values = unrealized.get(row[:5], [])
+            if not present or ("day" in dims and row[3] != today) or None in values:
+                result.append((*row, None))
+            else:
+                result.append((*row, sum(values, D(0))))
+        return sorted(result, key=lambda row: tuple((value is None, str(value)) for value in row[:5]))
+
+
+def _key(dims: set[str], name: str, exchange: str, symbol: str, day: Any, quote: str) -> tuple[Any, ...]:
+    return (
+        name if "strategy" in dims else None,
+        exchange if dims & {"exchange", "instrument"} else None,
+        symbol if "instrument" in dims else None,
+        day if "day" in dims else None,
+        quote,
+    )
 
 
 def _grouped(
@@ -57,20 +92,14 @@ def _grouped(
     for name, exchange, symbol, at, quote, qty, price, mult, fee, gross, funding, count in facts:
         if (since is not None and at < since) or (until is not None and at >= until):
             continue
-        key = (
-            name if "strategy" in dims else None,
-            exchange if dims & {"exchange", "instrument"} else None,
-            symbol if "instrument" in dims else None,
-            at.astimezone(UTC).date() if "day" in dims else None,
-            quote,
-        )
+        key = _key(dims, name, exchange, symbol, at.astimezone(UTC).date(), quote)
         sums = groups[key]
         for index, value in enumerate((count, qty, qty * price * mult, fee, gross, funding)):
             sums[index] += value
-    result = []
-    for key, (count, volume, notional, fees, gross, funding, _) in groups.items():
-        result.append((*key, int(count), volume, notional, fees, gross, funding, gross - fees + funding))
-    return sorted(result, key=lambda row: tuple((value is None, str(value)) for value in row[:5]))
+    return [
+        (*key, int(count), volume, notional, fees, gross, funding, gross - fees + funding)
+        for key, (count, volume, notional, fees, gross, funding, _) in groups.items()
+    ]
 
 
 def summary(

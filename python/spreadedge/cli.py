@@ -491,7 +491,10 @@ def pnl(
     group_by: str,
     as_json: bool,
 ) -> None:
-    """Show realized PnL from trading.pnl_summary: trades, volume, fees, gross, funding and net."""
+    """Show PnL from trading.pnl_summary: trades, volume, fees, gross, funding, net and unrealized.
+
+    The unrealized PnL is that of the positions open now: shown when the period reaches now.
+    """
     from spreadedge import pnl as report
 
     with db.connect(settings, autocommit=True) as conn:

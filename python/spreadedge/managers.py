@@ -408,6 +408,9 @@ class PnlRow:
     realized_pnl_gross: Decimal
     funding: Decimal
     realized_pnl: Decimal
+    # of the positions open now: None for a period ending at or before now, on a day row before
+    # today's, or when a position of the group has no mark
+    unrealized_pnl: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -918,7 +921,8 @@ class PersistentPositionManager(_Manager):
         until: datetime | None = None,
         group_by: str = "strategy",
     ) -> list[PnlRow]:
-        """``trading.pnl_summary``: realized PnL by strategy, exchange, instrument or day."""
+        """``trading.pnl_summary``: realized PnL by strategy, exchange, instrument or day, and the
+        unrealized PnL of the open positions when the period reaches now."""
         arguments = _given({"strategy": strategy, "since": since, "until": until, "group_by": group_by})
         return await self._rows(sqlcall.select_rows("trading.pnl_summary", arguments), arguments, PnlRow)
 

@@ -1,5 +1,8 @@
 """``spreadedge pnl``: trading.pnl_summary as a readable table or as JSON.
 
+The unrealized PnL (last column) is that of the positions open now, so it is empty for a period
+that ends before now.
+
 The numbers come from SQL as they are; this module only lays them out (money columns shown in the
 table with two decimals when the row's quote asset is a currency counted in cents, eight for any
 other quote asset (BTC, ETH, BNB...), rounded half away from zero as PostgreSQL's round() does;
@@ -20,7 +23,7 @@ from psycopg.rows import dict_row
 from spreadedge import textable
 
 KEY_COLUMNS = ("strategy_name", "exchange", "symbol", "day", "quote_asset")
-MONEY_COLUMNS = ("notional", "fees", "realized_pnl_gross", "funding", "realized_pnl")
+MONEY_COLUMNS = ("notional", "fees", "realized_pnl_gross", "funding", "realized_pnl", "unrealized_pnl")
 # Quote assets whose amounts are counted in cents: fiat currencies and the stablecoins pegged to
 # them. why a list of these, not of the others: an amount in any other quote asset (BTC, ETH, BNB,
 # one listed tomorrow) gets eight decimals, so none is ever hidden; at two decimals an ETH/BTC
@@ -37,6 +40,7 @@ HEADERS = {
     "quote_asset": "quote",
     "realized_pnl_gross": "gross pnl",
     "realized_pnl": "net pnl",
+    "unrealized_pnl": "unrealized pnl",
 }
 
 
@@ -124,7 +128,7 @@ def _cell(column: str, value: Any, places: int = CENTS_PLACES) -> str:
 def as_table(rows: list[dict[str, Any]]) -> str:
     """A plain aligned table; key columns that are empty in every row are left out."""
     if not rows:
-        return "no trades or funding in this period"
+        return "no trades, funding or open positions in this period"
     columns = [c for c in rows[0] if c not in KEY_COLUMNS or any(r[c] is not None for r in rows)]
     cells = [[_cell(c, r[c], money_places(r.get("quote_asset"))) for c in columns] for r in rows]
     headers = [HEADERS.get(c, c) for c in columns]
