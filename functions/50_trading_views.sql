@@ -59,12 +59,16 @@ as
            o.client_order_id,
            o.exchange_order_id,
            o.status_reason,
-           o.updated_at
+           o.updated_at,
+           -- why last: CREATE OR REPLACE VIEW adds columns only at the end (migration 0075)
+           x.kind as exchange_initiated
     from trading.orders o
+    left join trading.exchange_initiated_orders x on x.order_id = o.order_id
     join trading.strategies s on s.strategy_id = o.strategy_id
     join ref.instruments i on i.instrument_id = o.instrument_id
     join ref.exchanges e on e.exchange_id = i.exchange_id;
-comment on view trading.order_history is 'Orders with strategy, exchange and symbol names.';
+comment on view trading.order_history is
+    'Orders with strategy, exchange and symbol names; exchange_initiated names the kind of an order the exchange made (liquidation, adl, settlement, delisting).';
 
 create or replace view trading.active_orders
     with (security_invoker = true)

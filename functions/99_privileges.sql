@@ -44,7 +44,8 @@ grant execute on function internal.require_permission, internal.iso_utc, interna
 grant execute on function ref.upsert_instrument, trading.create_strategy, trading.place_order,
                           trading.acknowledge_order, trading.cancel_order, trading.reject_order,
                           trading.expire_order, trading.record_fill, trading.record_fill_fee,
-                          trading.record_funding, trading.take_portfolio_snapshot, trading.open_spread_trade
+                          trading.record_funding, trading.take_portfolio_snapshot, trading.open_spread_trade,
+                          trading.record_exchange_fill
     to spreadedge_app;
 grant execute on function auth.login, auth.validate_session, auth.logout, auth.revoke_sessions,
                           auth.user_id_of, auth.create_user, auth.change_password, auth.disable_user,

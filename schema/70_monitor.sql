@@ -76,9 +76,11 @@ create type monitor.risk_limit_kind as enum (
     'max_order_notional',     -- one order's quantity x price x multiplier
     'max_position_notional',  -- |position after the order| x price x multiplier, over the limit's scope
     'max_open_orders',        -- working orders (new, open, partially filled) in the limit's scope
-    'max_daily_loss'          -- realized loss of the current UTC day (and later days) in the limit's scope
+    'max_daily_loss',         -- realized loss of the current UTC day (and later days) in the limit's scope
+    'exchange_fill'           -- not a check: a fill the exchange made (liquidation, adl, delisting; migration 0075)
 );
-comment on type monitor.risk_limit_kind is 'Which pre-trade check a risk event is about.';
+comment on type monitor.risk_limit_kind is
+    'Which pre-trade check a risk event is about, or exchange_fill: a fill the exchange made (a liquidation, an ADL, a close at delisting).';
 
 -- ============================================================================
 -- Metrics
@@ -307,17 +309,20 @@ create table monitor.risk_events (
     reason         text not null
 );
 comment on table monitor.risk_events is
-    'Pre-trade rejections (one per rejected order) and kill switch changes. Read monitor.risk_event_list.';
+    'Pre-trade rejections (one per rejected order), kill switch changes and fills the exchange made (liquidation, ADL, delisting). Read monitor.risk_event_list.';
 comment on column monitor.risk_events.risk_event_id is 'Surrogate key.';
 comment on column monitor.risk_events.occurred_at is 'When it happened.';
 comment on column monitor.risk_events.strategy_id is 'The strategy.';
 comment on column monitor.risk_events.instrument_id is 'The instrument of the rejected order.';
-comment on column monitor.risk_events.order_id is 'The order stored as rejected (null for a kill switch change).';
-comment on column monitor.risk_events.limit_id is 'The limit that was broken or changed.';
-comment on column monitor.risk_events.limit_kind is 'Which check: kill_switch, max_order_notional, max_position_notional, max_open_orders, max_daily_loss.';
+comment on column monitor.risk_events.order_id is
+    'The order stored as rejected, or the exchange-initiated order (null for a kill switch change).';
+comment on column monitor.risk_events.limit_id is 'The limit that was broken or changed (null for an exchange fill).';
+comment on column monitor.risk_events.limit_kind is
+    'Which check: kill_switch, max_order_notional, max_position_notional, max_open_orders, max_daily_loss; or exchange_fill.';
 comment on column monitor.risk_events.limit_value is 'The limit (null for the kill switch).';
-comment on column monitor.risk_events.observed_value is 'What the order would have made it (null for the kill switch).';
-comment on column monitor.risk_events.reason is 'The reason, as stored on the rejected order.';
+comment on column monitor.risk_events.observed_value is
+    'What the order would have made it (null for the kill switch); for an exchange fill, the fill''s realized PnL net of its fee.';
+comment on column monitor.risk_events.reason is 'The reason, as stored on the rejected order; for an exchange fill, what the exchange did.';
 create index risk_events_strategy_idx on monitor.risk_events (strategy_id, occurred_at);
 create index risk_events_occurred_idx on monitor.risk_events (occurred_at);
 -- why: cleanup orders deletes order keys, and each delete checks this foreign key

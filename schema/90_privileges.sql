@@ -139,6 +139,14 @@ create policy strategy_scope on trading.order_events
            or exists (select from trading.orders o where o.order_id = order_events.order_id));
 comment on policy strategy_scope on trading.order_events is 'A scoped session sees the events of the orders it sees.';
 
+alter table trading.exchange_initiated_orders enable row level security;
+-- why through orders, as order_events: the row carries no strategy
+create policy strategy_scope on trading.exchange_initiated_orders
+    using ((select internal.visible_strategy_ids()) is null
+           or exists (select from trading.orders o where o.order_id = exchange_initiated_orders.order_id));
+comment on policy strategy_scope on trading.exchange_initiated_orders is
+    'A scoped session sees the exchange-initiated marks of the orders it sees.';
+
 alter table trading.trades enable row level security;
 create policy strategy_scope on trading.trades
     using ((select internal.visible_strategy_ids()) is null

@@ -80,6 +80,7 @@ def test_order_item_has_decimal_strings_and_utc_times(api: Api, ids: dict[str, i
         "exchange_order_id": None,
         "status_reason": None,
         "updated_at": item["updated_at"],
+        "exchange_initiated": None,
     }
     assert ISO_UTC.match(item["updated_at"])
 

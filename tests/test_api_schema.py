@@ -84,6 +84,7 @@ def test_openapi_describes_parameters_and_responses() -> None:
     [
         (models.OrderStatus, "trading.order_status"),
         (models.OrderType, "trading.order_type"),
+        (models.ExchangeFillKind, "trading.exchange_fill_kind"),
         (models.Side, "trading.order_side"),
     ],
 )

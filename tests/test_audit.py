@@ -360,10 +360,13 @@ def test_an_audit_trigger_without_one_or_two_key_columns_is_refused(seeded, argu
 
 
 def _every_audited_table_holding_rows(conn):
-    """Rows in every audited table: trading, funding, a snapshot, a spread trade, a user with an
-    API key (and so a master key), a risk limit and an alert rule, on top of the seed."""
+    """Rows in every audited table: trading (a liquidation too), funding, a snapshot, a spread trade,
+    a user with an API key (and so a master key), a risk limit and an alert rule, on top of the seed."""
     list_okx_btc_spot(conn)
     fill(conn, place(conn, "buy", "1", "100"), "1", "100")
+    call(conn, "trading.record_exchange_fill", strategy="alpha", exchange="binance", symbol="BTCUSDT",
+         side="sell", quantity=Decimal("1"), price=Decimal("90"), kind="liquidation",
+         exchange_trade_id="LQ-1")  # fmt: skip
     call(
         conn,
         "trading.record_funding",
@@ -430,7 +433,7 @@ def test_every_audited_table_has_its_own_audit_function(seeded):
         where p.proname <> 'log_changes_' || replace(a.table_name, '.', '_')""").fetchall()
         == []
     )
-    assert seeded.execute("select count(*) from internal.audited_tables()").fetchone()[0] == 21
+    assert seeded.execute("select count(*) from internal.audited_tables()").fetchone()[0] == 22
 
 
 def test_each_table_s_own_audit_function_logs_an_update_as_audit_log_changes_would(seeded):
@@ -454,7 +457,7 @@ def test_each_table_s_own_audit_function_logs_an_update_as_audit_log_changes_wou
             assert _logged_by(seeded, table, update) == own, table
         compared.append((table, len(own)))
     assert [table for table, logged in compared if logged == 0] == []
-    assert len(compared) == 20
+    assert len(compared) == 21
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from db_fixtures import _seed, janitor
 from spreadedge.cluster import Cluster
 from spreadedge.migrate import migrate
 from spreadedge.settings import Settings
+from test_migration_upgrades import _added_in, _use_functions_of
 from trading_helpers import call, counts, expect_refusal, order, place, race
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +134,9 @@ def test_migration_0067_keeps_an_exchange_order_id_two_orders_already_share_in_t
     for path in sorted((REPO / "migrations").glob("*.sql.j2")):
         if path.name < MIGRATION_0067:
             shutil.copy(path, root / "migrations" / path.name)
-    shutil.copytree(REPO / "functions", root / "functions")
+    # why the functions of the commit before 0067: today's read what 0067 and later migrations add
+    # (0075's trading.exchange_fill_kind), as a deployment before 0067 never had them
+    _use_functions_of(_added_in(MIGRATION_0067) + "~1", root)
     settings = replace(project_settings, project_dir=root)
     database = janitor(pg_cluster, "upgrade_0067")
     database.init()
@@ -149,7 +152,11 @@ def test_migration_0067_keeps_an_exchange_order_id_two_orders_already_share_in_t
                 [[first, second]],
             )
             conn.execute("update trading.orders set exchange_order_id = '9001' where order_id = %s", [third])
-        shutil.copy(REPO / "migrations" / MIGRATION_0067, root / "migrations" / MIGRATION_0067)
+        for path in sorted((REPO / "migrations").glob("*.sql.j2")):
+            if path.name >= MIGRATION_0067:
+                shutil.copy(path, root / "migrations" / path.name)
+        shutil.rmtree(root / "functions")
+        shutil.copytree(REPO / "functions", root / "functions")
         migrate(url, settings, echo=lambda line: None)
         with psycopg.connect(url, autocommit=True) as conn:
             assert [_key_id(conn, o) for o in (first, second, third)] == ["8841", None, "9001"]

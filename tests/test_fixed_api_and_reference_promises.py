@@ -23,6 +23,7 @@ import pytest
 from db_fixtures import janitor
 from monitor_helpers import notifications
 from spreadedge.migrate import migrate
+from test_migration_upgrades import _added_in, _use_functions_of
 from trading_helpers import call, fill, order, place, trade
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,9 @@ def test_migration_0070_keeps_a_coinbase_margin_market_an_operator_added_by_hand
     for path in sorted((REPO / "migrations").glob("*.sql.j2")):
         if path.name < "0070":
             shutil.copy(path, root / "migrations" / path.name)
-    shutil.copytree(REPO / "functions", root / "functions")
+    # why the functions of the commit that added 0070: today's read what later migrations add
+    # (0075's trading.exchange_fill_kind), as a deployment at 0069 never had them
+    _use_functions_of(_added_in("0070_coinbase_margin.sql.j2"), root)
     settings = replace(project_settings, project_dir=root)
     with janitor(pg_cluster, "audit25_upgrade_0070"):
         url = pg_cluster.url("audit25_upgrade_0070")
@@ -84,7 +87,11 @@ def test_migration_0070_keeps_a_coinbase_margin_market_an_operator_added_by_hand
                 "insert into ref.exchange_markets (exchange_id, market_type, maker_fee, taker_fee)"
                 " select exchange_id, 'margin', 0.003, 0.005 from ref.exchanges where code = 'coinbase'"
             )
-        shutil.copy(REPO / "migrations" / "0070_coinbase_margin.sql.j2", root / "migrations")
+        for path in sorted((REPO / "migrations").glob("*.sql.j2")):
+            if path.name >= "0070":
+                shutil.copy(path, root / "migrations" / path.name)
+        shutil.rmtree(root / "functions")
+        shutil.copytree(REPO / "functions", root / "functions")
         migrate(url, settings, echo=lambda line: None)
         with psycopg.connect(url) as conn:
             assert conn.execute(

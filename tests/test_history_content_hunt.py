@@ -117,8 +117,10 @@ def table(db: psycopg.Connection, query: str, params: Any = None) -> list[dict[s
 
 
 ORDERS = (
-    "select o.*, s.name as strategy, e.code as exchange, i.symbol, u.username as owner"
+    "select o.*, s.name as strategy, e.code as exchange, i.symbol, u.username as owner,"
+    " x.kind::text as exchange_initiated"
     " from trading.orders o join trading.strategies s using (strategy_id)"
+    " left join trading.exchange_initiated_orders x on x.order_id = o.order_id"
     " join auth.users u on u.user_id = s.owner_user_id"
     " join ref.instruments i using (instrument_id) join ref.exchanges e using (exchange_id)"
 )
@@ -149,6 +151,7 @@ def order_item(o: dict[str, Any]) -> dict[str, Any]:
         "exchange_order_id": o["exchange_order_id"],
         "status_reason": o["status_reason"],
         "updated_at": iso(o["updated_at"]),
+        "exchange_initiated": o["exchange_initiated"],
     }
 
 

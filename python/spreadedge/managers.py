@@ -369,6 +369,8 @@ class Order:
     exchange_order_id: str | None
     status_reason: str | None
     updated_at: datetime
+    # liquidation, adl, settlement or delisting: the exchange made the fill (trading.record_exchange_fill)
+    exchange_initiated: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ DecimalText = str  # an exact decimal as a JSON string, e.g. "66523.4"
 # The values of the SQL enums and choices (tests/test_api_schema.py keeps them equal to the database's).
 OrderStatus = Literal["new", "open", "partially_filled", "filled", "cancelled", "rejected", "expired"]
 OrderType = Literal["market", "limit", "stop_market", "stop_limit"]
+ExchangeFillKind = Literal["liquidation", "adl", "settlement", "delisting"]
 Side = Literal["buy", "sell"]
 GroupBy = Literal["strategy", "exchange", "symbol", "day"]
 PositionStatus = Literal["open", "closed"]
@@ -43,6 +44,10 @@ class Order(Model):
     exchange_order_id: str | None
     status_reason: str | None
     updated_at: Time
+    exchange_initiated: ExchangeFillKind | None = Field(
+        description="Why the exchange made this order's fill itself (trading.record_exchange_fill); "
+        "null for an order the strategy placed."
+    )
 
 
 class OrderEvent(Model):
