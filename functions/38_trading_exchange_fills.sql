@@ -300,6 +300,23 @@ begin
             left(record_exchange_fill.fee_currency, 80)
             using errcode = '22S09';
     end if;
+    -- why: each factor is below numeric's limit (10^131072), but their product can pass it, and
+    -- the fill's notional (its realized PnL, the rollups' notional) then failed with a bare
+    -- numeric overflow (22003), as trading.place_order refuses such an order; factors all below
+    -- 10^43690 cannot overflow, so only a fill beyond them pays for the block that catches it
+    if record_exchange_fill.quantity >= 1e43690 or record_exchange_fill.price >= 1e43690
+       or v_instrument.multiplier >= 1e43690 then
+        begin
+            perform record_exchange_fill.quantity * record_exchange_fill.price * v_instrument.multiplier;
+        exception when numeric_value_out_of_range then
+            raise exception 'fill notional (quantity % x price % x multiplier %) is too large a number',
+                btrim(to_char(record_exchange_fill.quantity, '9.999EEEE')),
+                btrim(to_char(record_exchange_fill.price, '9.999EEEE')),
+                btrim(to_char(v_instrument.multiplier, '9.999EEEE'))
+                using errcode = '22S09',
+                      hint = 'Check the quantity and the price: their product overflows numeric.';
+        end;
+    end if;
 
     -- why a lock on the fill's key: two deliveries of one exchange fill at once would each store
     -- an order, and the second's record_fill would then find the first's trade under another

@@ -237,6 +237,7 @@ PER_FUNCTION: dict[str, dict[str, str | None]] = {
     "trading.record_fill": {"order_id": "{fill_order_id}", "quantity": "0.001", "price": "50000"},
     "trading.acknowledge_order": {"order_id": "{fill_order_id}"},
     "trading.record_fill_fee": {"order_id": "{fill_order_id}", "exchange_trade_id": "fuzz-fee-trade"},
+    "trading.record_exchange_fill": {"kind": "liquidation", "exchange_trade_id": "fuzz-exchange-fill"},
     "trading.open_spread_trade": {"symbol": "BTC/USDT", "quantity": "0.01"},
     "trading.record_funding": {"exchange": "okx", "symbol": "BTC-USDT-SWAP"},
     "trading.pnl_summary": {"strategy": "alpha"},
