@@ -528,7 +528,8 @@ create or replace function internal.close_order(p_order_id bigint, p_to trading.
     language plpgsql
 as $$
 -- Move an order to cancelled, rejected or expired, recording the reason; a no-op when it already
--- has that status (so a repeated cancel is safe); illegal_state_transition (55S01) otherwise.
+-- has that status (so a repeated cancel is safe), and when a late fill completed it after it had
+-- it (a filled order that was cancelled or expired); illegal_state_transition (55S01) otherwise.
 declare
     v_order trading.orders;
 begin
@@ -537,6 +538,15 @@ begin
     -- the permission who named an unknown order got 23S04 (and locked the order when it existed)
     -- instead of permission_denied
     v_order := internal.lock_order(p_order_id);
+    -- why: the cancel or expiry delivered again (an application replaying the exchange's messages
+    -- from a checkpoint after a restart) once a late fill completed the order was 55S01, though it
+    -- was applied: the replay stopped at a message the order had. Its order event says it was.
+    -- why only here: a first cancel of a filled order pays nothing for the look, and stays 55S01
+    if v_order.status = 'filled' and p_to in ('cancelled', 'expired')
+       and exists (select from trading.order_events e
+                   where e.order_id = v_order.order_id and e.to_status = p_to) then
+        return;
+    end if;
     if v_order.status <> p_to then
         -- why nullif: an empty or blank reason was stored on the order and its event, a reason
         -- that says nothing where none (null) is what was meant
@@ -545,7 +555,7 @@ begin
 end;
 $$;
 comment on function internal.close_order(bigint, trading.order_status, text) is
-    'Moves an order to cancelled, rejected or expired (idempotent), with the reason (an empty or blank one is none); raises 55S01 when its status forbids it.';
+    'Moves an order to cancelled, rejected or expired (idempotent, also once a late fill completed the cancelled or expired order), with the reason (an empty or blank one is none); raises 55S01 when its status forbids it.';
 
 create or replace function trading.cancel_order(order_id bigint, reason text default null)
     returns void
@@ -554,11 +564,12 @@ create or replace function trading.cancel_order(order_id bigint, reason text def
     set search_path = ''
     language sql
 as $$
-    -- Cancel a working order (new, open or partially filled); a cancelled order stays as it is.
+    -- Cancel a working order (new, open or partially filled); a cancelled order stays as it is,
+    -- also once a late fill completed it (filled).
     select internal.close_order(cancel_order.order_id, 'cancelled', cancel_order.reason)
 $$;
 comment on function trading.cancel_order(bigint, text) is
-    'Cancel a working order (idempotent); raises 55S01 for filled, rejected or expired orders.';
+    'Cancel a working order (idempotent, also once a late fill completed the cancelled order); raises 55S01 for rejected, expired or filled orders (but one filled after its cancel).';
 
 create or replace function trading.reject_order(order_id bigint, reason text default null)
     returns void
@@ -587,4 +598,4 @@ as $$
     select internal.close_order(expire_order.order_id, 'expired', expire_order.reason)
 $$;
 comment on function trading.expire_order(bigint, text) is
-    'A working order expired (idempotent); raises 55S01 for filled, rejected or cancelled orders.';
+    'A working order expired (idempotent, also once a late fill completed the expired order); raises 55S01 for rejected, cancelled or filled orders (but one filled after its expiry).';

@@ -123,13 +123,20 @@ create or replace function internal.same_fill(
 as $$
     -- Whether a fill delivered again (order, quantity, price, fee and its currency, the quote
     -- asset when none was given) is the stored trade p_trade: a zero fee is zero in any currency,
-    -- and executed_at is not compared (it defaults to the time of the call). Null when p_trade is
-    -- null (a key row whose trade is gone).
+    -- and executed_at is not compared (it defaults to the time of the call). A redelivery with fee
+    -- 0 is a source that gives no fee: it is the stored fill whatever fee that has. Null when
+    -- p_trade is null (a key row whose trade is gone).
+    -- why fee 0 matches any fee: exchanges report a fill with and without its fee (Coinbase's
+    -- websocket match carries none, its REST /fills does), in either order, and an application
+    -- that restarts replays the exchange's messages from a checkpoint: the fill without its fee
+    -- after REST recorded it with one, or after trading.record_fill_fee set it, was refused
+    -- (23S06) and the replay stopped at a message already applied. A redelivery with another fee
+    -- than the stored one, 0 included for a fee the fill does not have, still disagrees
     select p_trade.order_id = p_order_id and p_trade.quantity = p_quantity and p_trade.price = p_price
-           and ((p_trade.fee = 0 and p_fee = 0) or (p_trade.fee = p_fee and p_trade.fee_currency = p_fee_currency))
+           and (p_fee = 0 or (p_trade.fee = p_fee and p_trade.fee_currency = p_fee_currency))
 $$;
 comment on function internal.same_fill(trading.trades, bigint, numeric, numeric, numeric, text) is
-    'Whether a redelivered fill (order, quantity, price, fee and currency) is the stored trade; a zero fee matches in any currency.';
+    'Whether a redelivered fill (order, quantity, price, fee and currency) is the stored trade; a redelivery with fee 0 (a source that gives none) matches whatever fee the stored fill has.';
 
 create or replace function internal.refuse_conflicting_fill(
     p_trade             trading.trades,

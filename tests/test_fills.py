@@ -56,11 +56,11 @@ def test_a_fill_redelivered_with_another_fee_is_a_conflict_and_writes_nothing(se
         seeded,
         "23S06",
         f'exchange trade id "T-1" is already recorded as trade {trade_id} with different values',
-        lambda: fill(seeded, order_id, "1", "100", exchange_trade_id="T-1"),
+        lambda: fill(seeded, order_id, "1", "100", exchange_trade_id="T-1", fee=D("0.2")),
     )
     assert (
         error.diag.message_detail
-        == f"stored: order {order_id}, 1 @ 100, fee 0.1 USDT; retried: order {order_id}, 1 @ 100, fee 0 USDT"
+        == f"stored: order {order_id}, 1 @ 100, fee 0.1 USDT; retried: order {order_id}, 1 @ 100, fee 0.2 USDT"
     )
     assert counts(seeded) == before
 
