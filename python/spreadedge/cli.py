@@ -235,7 +235,9 @@ def main(ctx: click.Context, database_url: str | None) -> None:
     created and started on demand under .spreadedge/.
     """
     logging.getLogger("psycopg").addFilter(_quiet_cancel_warnings)
-    interrupts.terminate_as_interrupt()
+    restore_sigterm = interrupts.terminate_as_interrupt()
+    if restore_sigterm is not None:
+        ctx.call_on_close(restore_sigterm)
     try:
         settings = load_settings()
     except SettingsError as exc:

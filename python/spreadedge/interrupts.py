@@ -17,6 +17,7 @@ import contextlib
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -32,15 +33,31 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def terminate_as_interrupt() -> None:
+def terminate_as_interrupt() -> Callable[[], None] | None:
     """Make SIGTERM raise :class:`Terminated` in the main thread, unless someone else handles it
     (a program embedding the CLI, a test runner): only Python's default, which kills at once, is
     replaced. Commands with a graceful stop of their own (``serve``, ``notify worker``) install
-    their handler over this one."""
+    their handler over this one. Returns what gives SIGTERM its default back once the command has
+    ended (None when nothing was installed).
+
+    why give it back: a Python program that runs a command in its own process (``main(...,
+    standalone_mode=False)``, click's CliRunner) kept the handler after the command returned, so a
+    SIGTERM to the program later (its service manager's stop) raised a KeyboardInterrupt in
+    whatever it was doing instead of ending it
+    """
     if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+    def restore() -> None:
+        # why whatever handler is there now: serve's stop (or the default a first SIGTERM left)
+        # belongs to the command that ended too
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return restore
 
 
 # Seconds a program the command started is given to end after SIGTERM, before SIGKILL.
