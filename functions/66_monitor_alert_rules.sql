@@ -507,30 +507,38 @@ as $$
               group by x.labels) l
     ) s on true
     -- increase: how much a counter rose in the window (db.rollbacks: how many rolled back), the
-    -- sum of each series' rises between its consecutive values (a time recorded twice counts its
-    -- larger value, as last does), a fall counted as a restart of the counter from 0, so its new
-    -- value is the rise since (a crash, a restore or pg_stat_reset() starts db.commits again)
+    -- sum of each series' rises from its value before the window (its latest at or before the
+    -- window's start, looked for at most one more window back) through each of its values in the
+    -- window (a time recorded twice counts its larger value, as last does), a fall counted as a
+    -- restart of the counter from 0, so its new value is the rise since (a crash, a restore or
+    -- pg_stat_reset() starts db.commits again)
+    -- why from the value before the window: collected each minute, a 5-minute window holds five
+    -- values and four rises, so it counted four minutes (three when the minute's collection had
+    -- not committed yet), a window of a minute counted nothing, and a rise between two windows
+    -- counted in neither; from the value before it, each rise counts in the window it ends in
     -- why not sum or change_pct: sum adds up the running totals, and change_pct compares the
     -- window's rise with a total that grew for weeks (and reads -100 % after a crash)
-    -- why 0 over fewer than two values, as sum and count over none: a rule on a burst of
-    -- rollbacks resolves once they stop
+    -- why 0 when nothing rose (no value in the window, or none before it to rise from), as sum and
+    -- count over none: a rule on a burst of rollbacks resolves once they stop
     left join lateral (
         select coalesce(sum(case when v.previous is null then 0
                                  when v.value >= v.previous then v.value - v.previous
                                  else greatest(v.value, 0) end), 0) as value
-        from (select t.value, lag(t.value) over (partition by t.labels order by t.recorded_at) as previous
+        from (select t.recorded_at, t.value,
+                     lag(t.value) over (partition by t.labels order by t.recorded_at) as previous
               from (select x.labels, x.recorded_at, max(x.value) as value
                     from monitor.metrics x
                     where r.metric is not null and r.aggregate = 'increase'
                       and x.name = r.metric and x.labels @> r.labels
-                      and x.recorded_at > p_at - r.evaluation_window and x.recorded_at <= p_at
+                      and x.recorded_at > p_at - 2 * r.evaluation_window and x.recorded_at <= p_at
                       and x.recorded_at > p_since
                     group by x.labels, x.recorded_at) t) v
+        where v.recorded_at > p_at - r.evaluation_window
     ) c on true
     where r.is_enabled
 $$;
 comment on function internal.alert_rule_values(timestamptz, timestamptz) is
-    'Each enabled alert rule''s aggregate over (time - window, time], nothing read before since (no window reaches before time - 33 days; given as a value, it prunes partitions when planned) (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (internal.rule_change_pct: rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value; increase sums each series'' rises between consecutive values, a fall counted as a restart of the counter from 0 (0 over fewer than two values).';
+    'Each enabled alert rule''s aggregate over (time - window, time], nothing read before since (no window reaches before time - 33 days; given as a value, it prunes partitions when planned) (avg rounded to 12 decimals, or to the values'' own scale when finer, and finer still when that rounding would compare with the threshold otherwise than the exact average), the window counted in the session TimeZone (monitor.evaluate_alert_rules runs in UTC) (null: no data, or change_pct from 0; count and sum are 0 over no data); a price rule''s last is the newest quote mid or tick price in the window, whichever is newer; change_pct is (last - first) / |first| in percent (internal.rule_change_pct: rounded to 6 decimals, finer when that rounding would compare with the threshold otherwise than the exact change; ticks of one time in trade id order, as last); last and change_pct of a metric with several matching series sum each series'' latest (and first) value; increase sums each series'' rises from its value before the window (the latest at or before its start, at most one more window back) through its values in the window, a fall counted as a restart of the counter from 0 (0 when nothing rose).';
 
 create or replace function internal.alert_rule_values(p_at timestamptz)
     returns table (rule_id integer, value numeric)

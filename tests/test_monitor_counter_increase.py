@@ -18,15 +18,36 @@ def ago(minutes: float) -> datetime:
 
 
 def test_an_increase_rule_fires_on_the_rise_of_a_counter_in_its_window(seeded):
-    metric(seeded, "app.rejects", "1000", ago(7))  # before the window
+    metric(seeded, "app.rejects", "900", ago(9))  # before the value before the window: not read
+    metric(seeded, "app.rejects", "1000", ago(7))  # the value before the window (5 minutes)
     for minutes, value in ((4, "1010"), (3, "1050"), (1, "1130")):
         metric(seeded, "app.rejects", value, ago(minutes))
     add_rule(seeded, "reject-burst", "system", ">", "100", metric="app.rejects", aggregate="increase",
              channels=["slack"])  # fmt: skip
-    assert evaluate(seeded, NOW) == [("reject-burst", "fired", Decimal("120"), True)]
+    assert evaluate(seeded, NOW) == [("reject-burst", "fired", Decimal("130"), True)]
     assert notifications(seeded) == [
-        ("slack", "pending", "[WARNING] reject-burst fired: app.rejects increase = 120 (threshold > 100)")
+        ("slack", "pending", "[WARNING] reject-burst fired: app.rejects increase = 130 (threshold > 100)")
     ]
+
+
+def test_an_increase_rule_counts_each_rise_in_the_window_it_ends_in(seeded):
+    # collected each minute, 22 more each time: 110 in any five minutes, 22 in any one
+    for minutes in range(12):
+        metric(seeded, "app.rollbacks", str(1000 + 22 * (12 - minutes)), ago(minutes))
+    add_rule(seeded, "five-minutes", "system", ">", "100", metric="app.rollbacks", aggregate="increase")
+    add_rule(seeded, "one-minute", "system", ">=", "22", metric="app.rollbacks", aggregate="increase",
+             evaluation_window=timedelta(minutes=1))  # fmt: skip
+    assert sorted(evaluate(seeded, NOW)) == [
+        ("five-minutes", "fired", Decimal("110"), False),
+        ("one-minute", "fired", Decimal("22"), False),
+    ]
+
+
+def test_an_increase_rule_reads_no_value_from_before_one_more_window(seeded):
+    metric(seeded, "app.rejects", "1000", ago(11))  # more than two windows back
+    metric(seeded, "app.rejects", "1100", ago(1))
+    add_rule(seeded, "rejects", "system", "=", "0", metric="app.rejects", aggregate="increase")
+    assert evaluate(seeded, NOW) == [("rejects", "fired", Decimal("0"), False)]
 
 
 def test_an_increase_rule_counts_a_fall_as_a_restart_of_the_counter(seeded):
@@ -45,13 +66,13 @@ def test_a_change_pct_rule_reads_the_same_restart_as_a_fall_of_nearly_all(seeded
     assert evaluate(seeded, NOW) == [("commits-fall", "fired", Decimal("-98.200000"), False)]
 
 
-def test_an_increase_rule_resolves_once_the_window_holds_fewer_than_two_values(seeded):
+def test_an_increase_rule_resolves_once_the_counter_stops_rising(seeded):
     metric(seeded, "app.rejects", "10", ago(4))
     metric(seeded, "app.rejects", "60", ago(3))
     add_rule(seeded, "reject-burst", "system", ">=", "50", metric="app.rejects", aggregate="increase")
     assert evaluate(seeded, NOW) == [("reject-burst", "fired", Decimal("50"), False)]
-    # four minutes later the window (5 minutes) holds the value of 3 minutes ago... no longer: none
-    # rose since, and one value alone is no rise
+    # four minutes later the window (5 minutes) holds 60 again, which rose by nothing from the 60
+    # before it
     metric(seeded, "app.rejects", "60", NOW + timedelta(minutes=3))
     assert evaluate(seeded, NOW + timedelta(minutes=4)) == [("reject-burst", "resolved", Decimal("0"), False)]
 
