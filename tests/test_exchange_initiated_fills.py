@@ -5,6 +5,7 @@ rollups, audit), once per exchange trade id, and marked in the order history wit
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from auth_helpers import acting_as, make_user
 from ops_helpers import cli
+from spreadedge.managers import PersistentOrderManager
 from trading_helpers import call, counts, expect_refusal, fill, order, place, position, race
 
 PERP = {"exchange": "okx", "symbol": "BTC-USDT-SWAP"}  # seeded: tick 0.1, lot 1, multiplier 0.01
@@ -513,3 +515,30 @@ def test_two_deliveries_of_one_liquidation_at_once_record_one_trade(seeded, db_u
     assert second == first
     assert seeded.execute("select count(*) from trading.trades").fetchone() == (2,)
     assert position(seeded, "alpha", "okx", "BTC-USDT-SWAP")["quantity"] == D("0")
+
+
+def test_the_order_manager_records_a_liquidation_once(config, seeded):
+    open_position(seeded, "buy", "10", "60000")
+    call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True)
+
+    async def run() -> tuple[int, int]:
+        async with PersistentOrderManager(config) as manager:
+            arguments = dict(
+                strategy="alpha", exchange="okx", symbol="BTC-USDT-SWAP", side="sell", quantity=D("10"),
+                price=D("55000"), kind="liquidation", exchange_trade_id="LIQ-7", fee=D("2.75"),
+            )  # fmt: skip
+            return await manager.record_exchange_fill(**arguments), await manager.record_exchange_fill(
+                **arguments
+            )
+
+    first, again = asyncio.run(run())
+    assert first == again
+    held = position(seeded, "alpha", "okx", "BTC-USDT-SWAP")
+    # 10 x 0.01 x (55000 - 60000) = -500, less the fee 2.75
+    assert (held["quantity"], held["realized_pnl"]) == (D("0"), D("-502.75"))
+    assert kind_of(seeded, trade_row(seeded, first)["order_id"]) == "liquidation"
+    assert seeded.execute(
+        "select distinct actor from audit.log where table_name = 'trading.trades' and operation = 'INSERT'"
+        " and (new_row ->> 'trade_id')::bigint = %s",
+        [first],
+    ).fetchall() == [("test-manager",)]

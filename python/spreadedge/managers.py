@@ -891,6 +891,48 @@ class PersistentOrderManager(_Manager):
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    async def record_exchange_fill(
+        self,
+        strategy: str,
+        exchange: str,
+        symbol: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal,
+        kind: str,
+        exchange_trade_id: str,
+        fee: Decimal | None = None,
+        fee_currency: str | None = None,
+        executed_at: datetime | None = None,
+        fee_quote: Decimal | None = None,
+        exchange_order_id: str | None = None,
+    ) -> int:
+        """``trading.record_exchange_fill``: a fill the exchange made (``kind`` liquidation, adl,
+        settlement or delisting), recorded on an order of its own, never held to risk limits; the
+        trade id (the same fill again changes nothing)."""
+        arguments = _given(
+            {
+                "strategy": strategy,
+                "exchange": exchange,
+                "symbol": symbol,
+                "side": side,
+                "quantity": quantity,
+                "price": price,
+                "kind": kind,
+                "exchange_trade_id": exchange_trade_id,
+                "fee": fee,
+                "fee_currency": fee_currency,
+                "executed_at": executed_at,
+                "fee_quote": fee_quote,
+                "exchange_order_id": exchange_order_id,
+            }
+        )
+        async with self._transaction() as conn:
+            statement = sqlcall.select_value("trading.record_exchange_fill", arguments)
+            cursor = await conn.execute(statement, arguments)
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def get_active_orders(self, strategy: str | None = None) -> list[Order]:
         """``trading.active_orders``: orders still working, in the order they were placed (order id)."""
         where = _given({"strategy": strategy})
