@@ -451,6 +451,29 @@ $$;
 comment on function internal.refuse_taken_exchange_order_id(trading.orders, text) is
     'Raises 23S06 conflicting_duplicate for an acknowledgement with an exchange order id another order of the instrument has (named when in the session''s scope).';
 
+create or replace function internal.refuse_unseen_exchange_order_id(p_instrument_id integer, p_exchange_order_id text)
+    returns void
+    stable
+    language plpgsql
+as $$
+-- Raise serialization_failure (40001) for a key write of an exchange order id that the unique key
+-- of trading.order_keys refused although the look before it found no order with the id: the
+-- transaction is REPEATABLE READ or SERIALIZABLE, and another one gave the id to an order and
+-- committed after this one's snapshot was taken (while this one waited for the id's advisory lock).
+-- why 40001, not 23505 nor 23S06: the order holding the id is not in the snapshot, so it can be
+-- neither named nor told apart from a race; a retry in a new transaction sees it and answers as
+-- READ COMMITTED does (23S06, or for an exchange fill the order it belongs to). The README's
+-- promise for these isolation levels is 40001, which such an application retries
+begin
+    raise exception 'exchange order id "%" of instrument % was recorded by a transaction that committed after this one''s snapshot',
+        p_exchange_order_id, p_instrument_id
+        using errcode = '40001',
+              hint = 'Retry the transaction; at READ COMMITTED (the default) it waits for the other and sees it.';
+end;
+$$;
+comment on function internal.refuse_unseen_exchange_order_id(integer, text) is
+    'Raises 40001 serialization_failure for an exchange order id a REPEATABLE READ or SERIALIZABLE transaction found free in its snapshot but another transaction took and committed since.';
+
 create or replace function trading.acknowledge_order(order_id bigint, exchange_order_id text default null)
     returns void
     volatile
@@ -466,7 +489,8 @@ as $$
 -- instrument has (internal.refuse_taken_exchange_order_id).
 #variable_conflict use_column
 declare
-    v_order trading.orders;
+    v_order      trading.orders;
+    v_constraint text;
 begin
     perform internal.require_permission('orders:write');
     -- why the lock after the check: a declare initializer runs before the body, so a user without
@@ -510,9 +534,28 @@ begin
                      and k.exchange_order_id = acknowledge_order.exchange_order_id) then
             perform internal.refuse_taken_exchange_order_id(v_order, acknowledge_order.exchange_order_id);
         end if;
-        update trading.order_keys k
-        set exchange_order_id = acknowledge_order.exchange_order_id
-        where k.order_id = v_order.order_id;
+        -- why a block under REPEATABLE READ and SERIALIZABLE only: their snapshot predates the
+        -- turn the lock above gave, so the look misses an id another acknowledgement committed
+        -- meanwhile, and the unique index refused it with a bare 23505; READ COMMITTED sees it and
+        -- pays for no subtransaction
+        if pg_catalog.current_setting('transaction_isolation') in ('read committed', 'read uncommitted') then
+            update trading.order_keys k
+            set exchange_order_id = acknowledge_order.exchange_order_id
+            where k.order_id = v_order.order_id;
+        else
+            begin
+                update trading.order_keys k
+                set exchange_order_id = acknowledge_order.exchange_order_id
+                where k.order_id = v_order.order_id;
+            exception when unique_violation then
+                get stacked diagnostics v_constraint = constraint_name;
+                if v_constraint is distinct from 'order_keys_exchange_order_id_key' then
+                    raise;
+                end if;
+                perform internal.refuse_unseen_exchange_order_id(v_order.instrument_id,
+                                                                 acknowledge_order.exchange_order_id);
+            end;
+        end if;
         update trading.orders o
         set exchange_order_id = acknowledge_order.exchange_order_id, updated_at = now()
         where o.order_id = v_order.order_id and o.created_at = v_order.created_at;

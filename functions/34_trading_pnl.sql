@@ -106,10 +106,10 @@ $$;
 comment on function internal.open_position_pnl(integer[]) is
     'Open positions of the strategies with their unrealized PnL at trading.mark_price, as trading.get_position computes it (null when no mark); pnl_summary sums them.';
 
--- why the drop: the function gained its last column, unrealized_pnl, and CREATE OR REPLACE cannot
--- change the columns a function returns (its grant is re-applied by functions/99_privileges.sql;
--- its form without quote_asset was dropped by migration 0027 for the same reason)
-drop function if exists trading.pnl_summary(text, timestamptz, timestamptz, text);
+-- its form without unrealized_pnl (the last column) is dropped by migration 0078, as migration 0027
+-- dropped the one without quote_asset: CREATE OR REPLACE cannot change the columns a function
+-- returns. why not here: functions/ is re-applied on every migrate, which then dropped the
+-- function each time (an operator's grant of it lost, a view of theirs over it failing migrate)
 
 create or replace function trading.pnl_summary(
     strategy text default null,

@@ -261,6 +261,7 @@ declare
     v_order_id   bigint;
     v_trade_id   bigint;
     v_checked    numeric;
+    v_constraint text;
 begin
     perform internal.require_permission('orders:write');
     v_strategy := internal.find_strategy(record_exchange_fill.strategy);
@@ -282,6 +283,24 @@ begin
     -- and stored in an order before record_fill runs (executed_at is the order's partition key)
     v_checked := internal.check_positive(record_exchange_fill.quantity, 'fill quantity', '22S01');
     v_checked := internal.check_positive(record_exchange_fill.price, 'fill price', '22S02');
+    -- why, as trading.place_order checks an order's: each factor is below numeric's limit, but a
+    -- fill's notional (the rollups' notional, the position's cost) can pass it, and the fill failed
+    -- in record_fill with a bare numeric overflow (22003); a placed order's fill is bounded by its
+    -- order's notional, checked at placement, but an exchange fill has no placement. Factors all
+    -- below 10^43690 cannot overflow, so only a fill beyond them pays for the block
+    if record_exchange_fill.quantity >= 1e43690 or record_exchange_fill.price >= 1e43690
+       or v_instrument.multiplier >= 1e43690 then
+        begin
+            perform record_exchange_fill.quantity * record_exchange_fill.price * v_instrument.multiplier;
+        exception when numeric_value_out_of_range then
+            raise exception 'fill notional (quantity % x price % x multiplier %) is too large a number',
+                btrim(to_char(record_exchange_fill.quantity, '9.999EEEE')),
+                btrim(to_char(record_exchange_fill.price, '9.999EEEE')),
+                btrim(to_char(v_instrument.multiplier, '9.999EEEE'))
+                using errcode = '22S09',
+                      hint = 'Check the quantity and the price: their product overflows numeric.';
+        end;
+    end if;
     v_checked := internal.check_amount_size(record_exchange_fill.fee, 'fee');
     perform internal.check_time(record_exchange_fill.executed_at, 'executed_at');
     if record_exchange_fill.exchange_trade_id is null or record_exchange_fill.exchange_trade_id = ''
@@ -300,24 +319,6 @@ begin
             left(record_exchange_fill.fee_currency, 80)
             using errcode = '22S09';
     end if;
-    -- why: each factor is below numeric's limit (10^131072), but their product can pass it, and
-    -- the fill's notional (its realized PnL, the rollups' notional) then failed with a bare
-    -- numeric overflow (22003), as trading.place_order refuses such an order; factors all below
-    -- 10^43690 cannot overflow, so only a fill beyond them pays for the block that catches it
-    if record_exchange_fill.quantity >= 1e43690 or record_exchange_fill.price >= 1e43690
-       or v_instrument.multiplier >= 1e43690 then
-        begin
-            perform record_exchange_fill.quantity * record_exchange_fill.price * v_instrument.multiplier;
-        exception when numeric_value_out_of_range then
-            raise exception 'fill notional (quantity % x price % x multiplier %) is too large a number',
-                btrim(to_char(record_exchange_fill.quantity, '9.999EEEE')),
-                btrim(to_char(record_exchange_fill.price, '9.999EEEE')),
-                btrim(to_char(v_instrument.multiplier, '9.999EEEE'))
-                using errcode = '22S09',
-                      hint = 'Check the quantity and the price: their product overflows numeric.';
-        end;
-    end if;
-
     -- why a lock on the fill's key: two deliveries of one exchange fill at once would each store
     -- an order, and the second's record_fill would then find the first's trade under another
     -- order and refuse the same fill as a conflict (23S06); taken in turn, the second finds the
@@ -347,10 +348,31 @@ begin
         v_order_id := nextval('trading.order_id_seq');
         -- the key carries the strategy and instrument the order and its trade are held to, and the
         -- exchange order id unique per instrument (as trading.acknowledge_order keeps it)
-        insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id, strategy_id,
-                                        instrument_id, exchange_order_id)
-        values (v_order_id, record_exchange_fill.executed_at, v_instrument.exchange_id, null, v_strategy.strategy_id,
-                v_instrument.instrument_id, record_exchange_fill.exchange_order_id);
+        -- why a block under REPEATABLE READ and SERIALIZABLE only, with an exchange order id: their
+        -- snapshot predates the turn the id's lock gave, so internal.exchange_order_to_fill_again
+        -- missed the order another fill of the exchange order committed meanwhile, and the unique
+        -- index refused this key with a bare 23505 (as in trading.acknowledge_order)
+        if record_exchange_fill.exchange_order_id is null
+           or pg_catalog.current_setting('transaction_isolation') in ('read committed', 'read uncommitted') then
+            insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id, strategy_id,
+                                            instrument_id, exchange_order_id)
+            values (v_order_id, record_exchange_fill.executed_at, v_instrument.exchange_id, null,
+                    v_strategy.strategy_id, v_instrument.instrument_id, record_exchange_fill.exchange_order_id);
+        else
+            begin
+                insert into trading.order_keys (order_id, created_at, exchange_id, client_order_id, strategy_id,
+                                                instrument_id, exchange_order_id)
+                values (v_order_id, record_exchange_fill.executed_at, v_instrument.exchange_id, null,
+                        v_strategy.strategy_id, v_instrument.instrument_id, record_exchange_fill.exchange_order_id);
+            exception when unique_violation then
+                get stacked diagnostics v_constraint = constraint_name;
+                if v_constraint is distinct from 'order_keys_exchange_order_id_key' then
+                    raise;
+                end if;
+                perform internal.refuse_unseen_exchange_order_id(v_instrument.instrument_id,
+                                                                 record_exchange_fill.exchange_order_id);
+            end;
+        end if;
         -- why market: the exchange set the price, the strategy none
         insert into trading.orders
             (order_id, created_at, strategy_id, instrument_id, side, order_type, quantity, price, stop_price,
