@@ -55,9 +55,18 @@ def new_home(*, private_parent: bool = False) -> Path:
     server's system user (when the tests run as root) can reach the home directly.
     """
     parent = Path(tempfile.mkdtemp(prefix="spreadedge-test-", dir=scratch_root()))
+    _homes.append(parent)
     if not private_parent:
         parent.chmod(0o755)
     return parent / "home"
+
+
+# why: a test that takes a home for a command of its own (a restore's target, a backup's work
+# directory, an installed package's project) and no cluster left its directory, sometimes with a
+# master key in it, in /dev/shm after the run; every one is removed when the process ends, after
+# the clusters are stopped (atexit runs the later registration first)
+_homes: list[Path] = []
+atexit.register(lambda: [shutil.rmtree(parent, ignore_errors=True) for parent in _homes])
 
 
 def _destroy_all(clusters: list[Cluster]) -> None:
