@@ -182,7 +182,8 @@ def test_a_placement_whose_server_freezes_in_its_commit_may_have_been_placed_and
         "the database did not answer within 4 s (ManagerConfig.call_timeout) while the call committed: "
         "its connection was closed and the call may or may not have been committed. Retrying is safe "
         "for an idempotent call: place_order with the same client_order_id (it returns the order if it "
-        "was placed), record_fill with the same exchange_trade_id, cancel_order"
+        "was placed), record_fill and record_exchange_fill with the same exchange_trade_id, "
+        "record_fill_fee with the same fee, cancel_order"
     )
     assert orders_of(url, "frozen-commit-1") == [(retried,)]
 

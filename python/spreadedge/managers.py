@@ -88,7 +88,8 @@ _DISK_FULL = "53100"
 # What the caller may retry when a call may have been committed.
 _IDEMPOTENT = (
     "place_order with the same client_order_id (it returns the order if it was placed), record_fill "
-    "with the same exchange_trade_id, cancel_order"
+    "and record_exchange_fill with the same exchange_trade_id, record_fill_fee with the same fee, "
+    "cancel_order"
 )
 # lock_not_available: a lock_timeout the database, the role or the URL sets gave up the call's wait
 _LOCK_NOT_AVAILABLE = "55P03"
