@@ -1,6 +1,36 @@
 -- spreadedge functions: positions
 -- trading.get_position: one position with realized and unrealized PnL at a mark price.
 
+create or replace function internal.checked_unrealized_pnl(
+    p_quantity   numeric,
+    p_multiplier numeric,
+    p_mark       numeric,
+    p_entry      numeric
+)
+    returns numeric
+    immutable
+    language plpgsql
+as $$
+-- quantity x multiplier x (mark - entry) rounded to 12 decimals, the unrealized PnL of
+-- trading.get_position and trading.pnl_summary, for a position whose factors are so large that the
+-- product may overflow numeric: then 22S09 naming the factors instead of a bare 22003.
+-- why a function of its own: each factor is within numeric, but a mark far from the entry (a
+-- mark price of 9e131071 for a position of 2) took the product past numeric's limit; factors all
+-- below 10^43690 cannot overflow, so only such a position or mark is given to it, and pays for
+-- the block that catches the overflow (its callers compute every other one inline)
+begin
+    return round(p_quantity * p_multiplier * (p_mark - p_entry), 12);
+exception when numeric_value_out_of_range then
+    raise exception 'unrealized PnL (quantity % x multiplier % x (mark % - entry %)) is too large a number',
+        btrim(to_char(p_quantity, '9.999EEEE')), btrim(to_char(p_multiplier, '9.999EEEE')),
+        btrim(to_char(p_mark, '9.999EEEE')), btrim(to_char(p_entry, '9.999EEEE'))
+        using errcode = '22S09',
+              hint = 'Check the mark price: the position''s value at it overflows numeric.';
+end;
+$$;
+comment on function internal.checked_unrealized_pnl(numeric, numeric, numeric, numeric) is
+    'Unrealized PnL of a position (quantity x multiplier x (mark - entry), 12 decimals); 22S09 naming the factors when it overflows numeric.';
+
 create or replace function trading.get_position(
     strategy   text,
     exchange   text,
@@ -45,22 +75,13 @@ begin
     select p.* into v_position
     from trading.positions p
     where p.strategy_id = v_strategy.strategy_id and p.instrument_id = v_instrument.instrument_id;
-    -- why: each factor of the unrealized PnL is within numeric, but a mark far from the entry (a
-    -- mark price of 9e131071 for a position of 2) took the product past numeric's limit, and the
-    -- call failed with a bare numeric overflow (22003); factors all below 10^43690 cannot
-    -- overflow, so only such a position or mark pays for the block that catches it
+    -- why the factors tested first: only a position or mark whose product may overflow numeric
+    -- pays for internal.checked_unrealized_pnl, which turns that into 22S09
     if v_position.quantity <> 0
        and (abs(v_position.quantity) >= 1e43690 or v_mark >= 1e43690 or v_position.avg_entry_price >= 1e43690
             or v_instrument.multiplier >= 1e43690) then
-        begin
-            perform v_position.quantity * v_instrument.multiplier * (v_mark - v_position.avg_entry_price);
-        exception when numeric_value_out_of_range then
-            raise exception 'unrealized PnL (quantity % x multiplier % x (mark % - entry %)) is too large a number',
-                btrim(to_char(v_position.quantity, '9.999EEEE')), btrim(to_char(v_instrument.multiplier, '9.999EEEE')),
-                btrim(to_char(v_mark, '9.999EEEE')), btrim(to_char(v_position.avg_entry_price, '9.999EEEE'))
-                using errcode = '22S09',
-                      hint = 'Check the mark price: the position''s value at it overflows numeric.';
-        end;
+        perform internal.checked_unrealized_pnl(v_position.quantity, v_instrument.multiplier, v_mark,
+                                                v_position.avg_entry_price);
     end if;
     return query
     select coalesce(v_position.quantity, 0),

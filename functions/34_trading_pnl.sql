@@ -40,34 +40,6 @@ comment on function internal.utc_boundary(timestamptz, text, boolean) is
 -- fifth of a summary's instructions); the union now lives in pnl_summary's own statement
 drop function if exists internal.pnl_facts(integer, timestamptz, timestamptz);
 
-create or replace function internal.checked_unrealized_pnl(
-    p_quantity   numeric,
-    p_multiplier numeric,
-    p_mark       numeric,
-    p_entry      numeric
-)
-    returns numeric
-    immutable
-    language plpgsql
-as $$
--- quantity x multiplier x (mark - entry) rounded to 12 decimals, as trading.get_position computes
--- it, for a position whose factors are so large that the product may overflow numeric: then the
--- error trading.get_position raises (22S09, the factors named) instead of a bare 22003.
--- why a function of its own: only such a position (a factor at or above 10^43690) pays for the
--- block that catches the overflow; internal.open_position_pnl computes every other one inline
-begin
-    return round(p_quantity * p_multiplier * (p_mark - p_entry), 12);
-exception when numeric_value_out_of_range then
-    raise exception 'unrealized PnL (quantity % x multiplier % x (mark % - entry %)) is too large a number',
-        btrim(to_char(p_quantity, '9.999EEEE')), btrim(to_char(p_multiplier, '9.999EEEE')),
-        btrim(to_char(p_mark, '9.999EEEE')), btrim(to_char(p_entry, '9.999EEEE'))
-        using errcode = '22S09',
-              hint = 'Check the instrument''s market data: the position''s value at its mark overflows numeric.';
-end;
-$$;
-comment on function internal.checked_unrealized_pnl(numeric, numeric, numeric, numeric) is
-    'Unrealized PnL of a position (quantity x multiplier x (mark - entry), 12 decimals); 22S09 naming the factors when it overflows numeric.';
-
 create or replace function internal.open_position_pnl(p_strategy_ids integer[])
     returns table (strategy_id integer, instrument_id integer, unrealized_pnl numeric)
     stable
