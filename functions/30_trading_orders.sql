@@ -419,6 +419,21 @@ $$;
 comment on function trading.place_order(text, text, text, text, numeric, numeric, text, text, numeric, timestamptz) is
     'Place an order (status new, or rejected with the reason when it breaks a risk limit): validates side, type, quantity, tick, lot and minimum notional (a notional too large for numeric is 22S09); idempotent on (exchange, client_order_id): a retry writes and locks nothing, so its commit waits for no synchronous standby. A placement checked against risk limits waits for a change of them in progress (monitor.set_risk_limit, set_kill_switch). Returns the order id.';
 
+create or replace function internal.lock_exchange_order_id(p_instrument_id integer, p_exchange_order_id text)
+    returns void
+    volatile
+    language sql
+as $$
+    -- Wait for, then hold until commit, the turn to give an order of the instrument this exchange
+    -- order id: trading.acknowledge_order and trading.record_exchange_fill both take it before
+    -- they look whether an order has the id, so that two of them cannot both find it free.
+    -- why one function: the two must take the same lock, and a key written out in each could drift
+    select pg_advisory_xact_lock('trading.order_keys'::regclass::oid::integer,
+                                 hashtext(p_instrument_id || '/' || p_exchange_order_id))
+$$;
+comment on function internal.lock_exchange_order_id(integer, text) is
+    'Takes the transaction''s advisory lock on an exchange order id of an instrument (acknowledge_order, record_exchange_fill).';
+
 create or replace function internal.refuse_taken_exchange_order_id(p_order trading.orders, p_exchange_order_id text)
     returns void
     stable
@@ -527,8 +542,7 @@ begin
         -- transaction would overflow its subtransaction cache and slow every snapshot of the
         -- server while it ran. An acknowledgement of another order with the same id at the same
         -- time waits here, then finds it taken (the unique index stays the guarantee)
-        perform pg_advisory_xact_lock('trading.order_keys'::regclass::oid::integer,
-                                      hashtext(v_order.instrument_id || '/' || acknowledge_order.exchange_order_id));
+        perform internal.lock_exchange_order_id(v_order.instrument_id, acknowledge_order.exchange_order_id);
         if exists (select from trading.order_keys k
                    where k.instrument_id = v_order.instrument_id
                      and k.exchange_order_id = acknowledge_order.exchange_order_id) then

@@ -105,15 +105,15 @@ as $$
 -- strategy, side and kind that has it, its quantity raised by p_quantity so that the fill
 -- completes it again (an exchange's liquidation order may fill in several trades: its quantity is
 -- what its fills add up to); conflicting_duplicate (23S06) when another order has the id.
--- why the lock: trading.acknowledge_order takes the same one before it gives an order this id,
--- so the two cannot both take it; the unique index on the key rows stays the guarantee
+-- why the lock (internal.lock_exchange_order_id): trading.acknowledge_order takes the same one
+-- before it gives an order this id, so the two cannot both take it; the unique index on the key
+-- rows stays the guarantee
 declare
     v_key   trading.order_keys;
     v_order trading.orders;
     v_kind  trading.exchange_fill_kind;
 begin
-    perform pg_advisory_xact_lock('trading.order_keys'::regclass::oid::integer,
-                                  hashtext(p_instrument.instrument_id || '/' || p_exchange_order_id));
+    perform internal.lock_exchange_order_id(p_instrument.instrument_id, p_exchange_order_id);
     select k.* into v_key
     from trading.order_keys k
     where k.instrument_id = p_instrument.instrument_id and k.exchange_order_id = p_exchange_order_id;
