@@ -1,6 +1,8 @@
 -- spreadedge functions: orders
 -- trading.place_order with its validation and idempotent client_order_id, and the order state
--- machine: acknowledge, cancel, reject, expire. Fills live in 31_trading_fills.sql.
+-- machine: acknowledge, cancel, reject, expire. The rules an order obeys live in
+-- 30_trading_order_rules.sql, amendments (trading.amend_order) in 30_trading_orders_amend.sql,
+-- fills in 31_trading_fills.sql.
 
 create or replace function trading.is_legal_transition(
     p_from trading.order_status,
@@ -12,6 +14,8 @@ create or replace function trading.is_legal_transition(
 as $$
     -- The order state machine. Terminal: filled and rejected. A cancelled or expired order can
     -- still become filled when a late fill completes it (the cancel lost the race on the exchange).
+    -- An amendment (trading.amend_order) changes no status, and its order event goes from the
+    -- order's status to the same one without asking this.
     select case p_from
         when 'new'              then p_to in ('open', 'partially_filled', 'filled', 'cancelled', 'rejected', 'expired')
         when 'open'             then p_to in ('partially_filled', 'filled', 'cancelled', 'expired')
@@ -229,6 +233,8 @@ as $$
 -- on the same exchange returns the same order, writes nothing and locks nothing (also once its strategy or
 -- instrument is inactive, which refuses new orders with invalid_argument). An order that breaks a pre-trade
 -- risk limit of its strategy is stored as rejected with the reason (see functions/69_monitor_risk.sql).
+-- The order's rules (internal.order_price_fault, internal.order_rule_fault) are those
+-- trading.amend_order holds an amended order to.
 #variable_conflict use_column
 declare
     v_strategy   trading.strategies := internal.find_strategy(place_order.strategy);
@@ -255,25 +261,11 @@ begin
     end if;
     v_type := coalesce(place_order.order_type,
                        case when place_order.price is null then 'market' else 'limit' end)::trading.order_type;
-    perform internal.check_positive(place_order.quantity, 'quantity', '22S01');
-    if v_type in ('limit', 'stop_limit') then
-        perform internal.check_positive(place_order.price, format('price of a %s order', v_type), '22S02');
-    elsif place_order.price is not null then
-        -- why by type: a stop_market order told to use a limit order would lose its stop
-        raise exception '% orders take no price, got %', v_type, internal.number_shown(place_order.price)
-            using errcode = '22S07',
-                  hint = format('Omit price for a %s order, or use order_type => ''%s''.', v_type,
-                                case v_type when 'market' then 'limit' else 'stop_limit' end);
-    end if;
-    if v_type in ('stop_market', 'stop_limit') then
-        perform internal.check_positive(place_order.stop_price, format('stop price of a %s order', v_type), '22S02');
-    elsif place_order.stop_price is not null then
-        -- why the hint: with no order_type a stop price alone made a market order (no price) or a
-        -- limit order, and the refusal did not say which type takes one
-        raise exception '% orders take no stop price, got %', v_type, internal.number_shown(place_order.stop_price)
-            using errcode = '22S07',
-                  hint = format('Omit stop_price for a %s order, or use order_type => ''%s''.', v_type,
-                                case v_type when 'market' then 'stop_market' else 'stop_limit' end);
+    -- why the check first: internal.raise_order_fault is a call, which an order that breaks nothing
+    -- does not pay for (the check is inlined); the instrument's rules are checked below
+    if internal.order_price_fault(v_type, place_order.quantity, place_order.price, place_order.stop_price) is not null then
+        perform internal.raise_order_fault(v_instrument, v_type, place_order.quantity, place_order.price,
+                                           place_order.stop_price, null);
     end if;
     perform internal.check_time(place_order.placed_at, 'placed_at');
     if place_order.client_order_id is not null then
@@ -313,54 +305,16 @@ begin
             using errcode = '22S09';
     end if;
 
-    -- why internal.number_shown: a quantity of 1e-16383 was refused with all 16,383 of its
-    -- decimals in the message, and a tick of 1e-300 (listed before ref.upsert_instrument refused
-    -- one below 10^-30) with its 300; a value of at most 40 characters reads as written
-    if place_order.price % v_instrument.tick_size <> 0 then
-        raise exception 'price % is not a multiple of the tick size % of %', internal.number_shown(place_order.price),
-            internal.number_shown(v_instrument.tick_size), v_instrument.symbol
-            using errcode = '22S03',
-                  hint = format('Round the price to a multiple of %s.', internal.number_shown(v_instrument.tick_size));
-    end if;
-    if place_order.stop_price % v_instrument.tick_size <> 0 then
-        raise exception 'stop price % is not a multiple of the tick size % of %',
-            internal.number_shown(place_order.stop_price), internal.number_shown(v_instrument.tick_size),
-            v_instrument.symbol
-            using errcode = '22S03',
-                  hint = format('Round the stop price to a multiple of %s.', internal.number_shown(v_instrument.tick_size));
-    end if;
-    if place_order.quantity % v_instrument.lot_size <> 0 then
-        raise exception 'quantity % is not a multiple of the lot size % of %', internal.number_shown(place_order.quantity),
-            internal.number_shown(v_instrument.lot_size), v_instrument.symbol
-            using errcode = '22S04',
-                  hint = format('Round the quantity to a multiple of %s.', internal.number_shown(v_instrument.lot_size));
-    end if;
     -- why: a market order has no price of its own; check it at the market price when one is known,
     -- as the strategy's owner sees it: trading.mark_price in an unscoped session (the engine) fell
     -- back to any trader's latest fill, and a risk limit's reason told the owner that price
     v_reference := coalesce(place_order.price, place_order.stop_price,
                             internal.owner_mark_price(v_instrument.instrument_id, v_strategy.owner_user_id));
-    -- why: each factor is below numeric's limit (10^131072), but their product can pass it, and
-    -- the notional below then failed with a bare numeric overflow (22003); factors all below
-    -- 10^43690 cannot overflow, so only an order beyond them pays for the block that catches it
-    if place_order.quantity >= 1e43690 or v_reference >= 1e43690 or v_instrument.multiplier >= 1e43690 then
-        begin
-            perform place_order.quantity * v_reference * v_instrument.multiplier;
-        exception when numeric_value_out_of_range then
-            raise exception 'order notional (quantity % x price % x multiplier %) is too large a number',
-                btrim(to_char(place_order.quantity, '9.999EEEE')), btrim(to_char(v_reference, '9.999EEEE')),
-                btrim(to_char(v_instrument.multiplier, '9.999EEEE'))
-                using errcode = '22S09',
-                      hint = 'Check the quantity and the price: their product overflows numeric.';
-        end;
-    end if;
-    if v_reference is not null
-       and place_order.quantity * v_reference * v_instrument.multiplier < v_instrument.min_notional then
-        raise exception 'order notional % is below the minimum % of %',
-            internal.number_shown(place_order.quantity * v_reference * v_instrument.multiplier),
-            internal.number_shown(v_instrument.min_notional), v_instrument.symbol
-            using errcode = '22S05',
-                  hint = 'Increase the quantity.';
+    if internal.order_rule_fault(v_instrument.tick_size, v_instrument.lot_size, v_instrument.min_notional,
+                                 v_instrument.multiplier, place_order.quantity, place_order.price,
+                                 place_order.stop_price, v_reference) is not null then
+        perform internal.raise_order_fault(v_instrument, v_type, place_order.quantity, place_order.price,
+                                           place_order.stop_price, v_reference);
     end if;
 
     v_order_id := nextval('trading.order_id_seq');

@@ -1,8 +1,9 @@
 -- spreadedge functions: pre-trade risk limits
 -- monitor.set_risk_limit and monitor.set_kill_switch keep monitor.risk_limits; trading.place_order
--- (30_trading_orders.sql) reads the strategy's limits and, when it has any, calls
--- internal.risk_breach with them; on a breach it stores the order as rejected and calls
--- internal.record_risk_event.
+-- (30_trading_orders.sql) and trading.amend_order (30_trading_orders_amend.sql) read the strategy's
+-- limits and, when it has any, call internal.risk_breach with them, which records a breach
+-- (internal.record_risk_event); place_order then stores the order as rejected, and amend_order
+-- leaves it as it was.
 
 create or replace function internal.risk_scope(p_strategy text, p_exchange text, p_symbol text)
     returns table (strategy_id integer, exchange_id smallint, instrument_id integer)
@@ -141,6 +142,9 @@ $$;
 comment on function monitor.set_risk_limit(text, text, text, numeric, numeric, integer, numeric, text[], text) is
     'Set the pre-trade limits of a strategy (optionally of one exchange or instrument): null keeps a limit, 0 removes it; limit_asset names the asset the notional and loss limits are in ('''': each instrument''s quote asset). Waits for the strategy''s placements in flight that are checked against its limits; later ones are checked against the new limits. Returns the limit id.';
 
+-- It gained p_amendment (trading.amend_order's refusals say so in their notification).
+drop function if exists internal.record_risk_event(integer, integer, bigint, integer, monitor.risk_limit_kind, numeric, numeric, text);
+
 create or replace function internal.record_risk_event(
     p_strategy_id   integer,
     p_instrument_id integer,
@@ -149,7 +153,8 @@ create or replace function internal.record_risk_event(
     p_kind          monitor.risk_limit_kind,
     p_limit_value   numeric,
     p_observed      numeric,
-    p_reason        text
+    p_reason        text,
+    p_amendment     boolean default false
 )
     returns bigint
     volatile
@@ -157,7 +162,9 @@ create or replace function internal.record_risk_event(
 as $$
 -- Record a risk event and queue its notification on the limit's channels; returns its id. The
 -- payload names the strategy, the exchange (the instrument's, else the limit's scope's: a kill
--- switch of one exchange has no instrument) and the instrument.
+-- switch of one exchange has no instrument) and the instrument. The subject says the order was
+-- rejected, or with p_amendment that its amendment was refused (trading.amend_order: the order
+-- keeps working with its old values).
 declare
     v_id      bigint;
     v_subject text;
@@ -167,7 +174,9 @@ begin
     values (p_strategy_id, p_instrument_id, p_order_id, p_limit_id, p_kind, p_limit_value, p_observed, p_reason)
     returning risk_event_id into v_id;
     select format('[RISK] %s: %s', s.name,
-                  case when p_order_id is null then p_reason else format('order %s rejected: %s', p_order_id, p_reason) end)
+                  case when p_order_id is null then p_reason
+                       else format('order %s %s: %s', p_order_id,
+                                   case when p_amendment then 'amendment refused' else 'rejected' end, p_reason) end)
     into v_subject
     from trading.strategies s where s.strategy_id = p_strategy_id;
     perform internal.queue_notifications(
@@ -189,8 +198,8 @@ begin
     return v_id;
 end;
 $$;
-comment on function internal.record_risk_event(integer, integer, bigint, integer, monitor.risk_limit_kind, numeric, numeric, text) is
-    'Records a risk event and queues its notification (strategy, exchange, instrument, limit, reason) on the limit''s channels.';
+comment on function internal.record_risk_event(integer, integer, bigint, integer, monitor.risk_limit_kind, numeric, numeric, text, boolean) is
+    'Records a risk event and queues its notification (strategy, exchange, instrument, limit, reason; an order rejected, or its amendment refused) on the limit''s channels.';
 
 create or replace function monitor.set_kill_switch(
     strategy text,
@@ -296,6 +305,8 @@ drop function if exists internal.risk_breach(integer, ref.instruments, trading.o
 -- It returned the breach as a record of five OUT parameters, whose row type PostgreSQL built
 -- again on every call; it now records the breach itself and returns the reason alone.
 drop function if exists internal.risk_breach(integer, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric);
+-- It gained p_amending for trading.amend_order.
+drop function if exists internal.risk_breach(integer, bigint, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric);
 
 -- (Amounts were converted at internal.limit_rate's rate, internal.asset_price_as's price of the
 -- quote asset: for an inverse pair 1 / its mark, rounded to 16 digits, so an order of 1 BTC at
@@ -410,7 +421,8 @@ create or replace function internal.risk_breach(
     p_instrument  ref.instruments,
     p_side        trading.order_side,
     p_quantity    numeric,
-    p_price       numeric
+    p_price       numeric,
+    p_amending    boolean default false
 )
     returns text
     -- why volatile: it takes the strategy's advisory lock before counting working orders, and
@@ -446,6 +458,9 @@ as $$
 -- The other positions of a position notional are valued at their market mark, else at the
 -- latest fill the strategy's owner sees (internal.owner_fill_price), else their entry price.
 -- A measure is read only for a limit that has it and only until a breach is found.
+-- With p_amending, p_order_id is a working order that trading.amend_order would enlarge to
+-- p_quantity at p_price: max_open_orders does not apply (the count of working orders does not
+-- change), and the risk event's notification says the amendment was refused.
 -- why few statements and expressions: PL/pgSQL sets up each expression again in every
 -- transaction, so on this path each one costs every checked placement
 declare
@@ -490,7 +505,7 @@ begin
                                                                   l.limit_asset, p_strategy_id) end;
             exit limits;
         end if;
-        if l.max_open_orders is not null then
+        if l.max_open_orders is not null and not p_amending then
             -- why: the lock below makes such placements take turns, but only a READ COMMITTED
             -- statement counts with a snapshot taken after its turn came; a REPEATABLE READ or
             -- SERIALIZABLE transaction counts in the snapshot of its first statement, which misses
@@ -681,9 +696,9 @@ begin
                              ' ' || l.limit_asset, v_value, ' ' || l.limit_asset) end
     end;
     perform internal.record_risk_event(p_strategy_id, p_instrument.instrument_id, p_order_id, l.limit_id,
-                                       v_kind, v_value, v_observed, v_reason);
+                                       v_kind, v_value, v_observed, v_reason, p_amending);
     return v_reason;
 end;
 $$;
-comment on function internal.risk_breach(integer, bigint, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric) is
-    'The first of a strategy''s pre-trade risk limits a new order would break, recorded as a notified risk event of the order; returns its reason, or null; an order that only reduces its position is not held to position notional or daily loss; takes the strategy''s advisory lock before counting working orders (22S09 outside READ COMMITTED); values a position without market data at the latest fill its strategy''s owner sees; used by trading.place_order.';
+comment on function internal.risk_breach(integer, bigint, monitor.risk_limits[], ref.instruments, trading.order_side, numeric, numeric, boolean) is
+    'The first of a strategy''s pre-trade risk limits a new order would break, recorded as a notified risk event of the order; returns its reason, or null; an order that only reduces its position is not held to position notional or daily loss; takes the strategy''s advisory lock before counting working orders (22S09 outside READ COMMITTED); values a position without market data at the latest fill its strategy''s owner sees; used by trading.place_order, and by trading.amend_order (p_amending: max_open_orders does not apply).';

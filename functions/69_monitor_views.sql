@@ -239,7 +239,7 @@ as
     where (select internal.visible_strategy_ids()) is null
        or r.strategy_id = any ((select internal.visible_strategy_ids())::integer[]);
 comment on view monitor.risk_event_list is
-    'Risk events (rejected orders, kill switch changes, fills the exchange made: limit_kind exchange_fill) with names. A scoped session sees its visible strategies'' events.';
+    'Risk events (rejected orders, refused amendments of working orders, kill switch changes, fills the exchange made: limit_kind exchange_fill) with names. A scoped session sees its visible strategies'' events.';
 
 create or replace view monitor.notification_list
     with (security_barrier = true)

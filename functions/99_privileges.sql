@@ -42,8 +42,8 @@ grant execute on function internal.require_permission, internal.iso_utc, interna
 
 -- app: the trading API and the user-facing security API
 grant execute on function ref.upsert_instrument, trading.create_strategy, trading.place_order,
-                          trading.acknowledge_order, trading.cancel_order, trading.reject_order,
-                          trading.expire_order, trading.record_fill, trading.record_fill_fee,
+                          trading.acknowledge_order, trading.amend_order, trading.cancel_order,
+                          trading.reject_order, trading.expire_order, trading.record_fill, trading.record_fill_fee,
                           trading.record_funding, trading.take_portfolio_snapshot, trading.open_spread_trade,
                           trading.record_exchange_fill
     to spreadedge_app;

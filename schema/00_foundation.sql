@@ -83,7 +83,7 @@ insert into ops.error_codes (sqlstate, name, description) values
     ('23S02', 'unknown_instrument',     'No instrument has this symbol on this exchange.'),
     ('23S03', 'unknown_strategy',       'No strategy has this name.'),
     ('23S04', 'unknown_order',          'No order has this id, or the order has no trade with the exchange trade id given (a fill''s fee set later; a fill delivered again after orders cleanup removed its order).'),
-    ('23S05', 'overfill',               'A fill would take an order''s filled quantity above its quantity.'),
+    ('23S05', 'overfill',               'A fill would take an order''s filled quantity above its quantity, or an amendment would set its quantity at or below the filled quantity.'),
     ('23S06', 'conflicting_duplicate',  'A retried order, fill, funding payment or spread trade reuses a key with different values, an order is acknowledged with a second exchange order id or with one another order of its instrument has, a portfolio snapshot is taken twice at one time, a strategy name is another user''s, or a fill''s fee is set to another than the one it has.'),
     ('23S07', 'unknown_user',           'No user has this id or username (or it is not visible to the session''s user).'),
     ('23S08', 'duplicate_api_key',      'This exchange API key is already stored for this exchange.'),

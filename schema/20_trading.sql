@@ -220,14 +220,14 @@ create table trading.order_events (
     primary key (event_id, occurred_at)
 ) partition by range (occurred_at);
 comment on table trading.order_events is
-    'Every status change of every order (from_status null for placement), partitioned by month.';
+    'Every status change and amendment of every order (from_status null for placement; an amendment by trading.amend_order keeps the status: from_status = to_status), partitioned by month.';
 comment on column trading.order_events.event_id is 'Event id, increasing in write order.';
 comment on column trading.order_events.occurred_at is 'When the change happened; the partition key.';
 comment on column trading.order_events.order_id is 'The order that changed.';
 comment on column trading.order_events.from_status is 'Status before (null when the order was placed).';
-comment on column trading.order_events.to_status is 'Status after.';
+comment on column trading.order_events.to_status is 'Status after (the same as before for an amendment).';
 comment on column trading.order_events.trade_id is 'The trade that caused the change, for fills.';
-comment on column trading.order_events.reason is 'Reason given for a cancel, reject or expiry.';
+comment on column trading.order_events.reason is 'Reason given for a cancel, reject or expiry; for an amendment what changed, e.g. "amended: quantity 1 -> 2, price 60000 -> 60100", then ": " and the reason given.';
 create index order_events_order_idx on trading.order_events (order_id);
 
 -- ============================================================================

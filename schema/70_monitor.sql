@@ -309,20 +309,20 @@ create table monitor.risk_events (
     reason         text not null
 );
 comment on table monitor.risk_events is
-    'Pre-trade rejections (one per rejected order), kill switch changes and fills the exchange made (liquidation, ADL, delisting). Read monitor.risk_event_list.';
+    'Pre-trade rejections (one per rejected order or refused amendment), kill switch changes and fills the exchange made (liquidation, ADL, delisting). Read monitor.risk_event_list.';
 comment on column monitor.risk_events.risk_event_id is 'Surrogate key.';
 comment on column monitor.risk_events.occurred_at is 'When it happened.';
 comment on column monitor.risk_events.strategy_id is 'The strategy.';
-comment on column monitor.risk_events.instrument_id is 'The instrument of the rejected order.';
+comment on column monitor.risk_events.instrument_id is 'The instrument of the rejected order or refused amendment.';
 comment on column monitor.risk_events.order_id is
-    'The order stored as rejected, or the exchange-initiated order (null for a kill switch change).';
+    'The order stored as rejected, the working order whose amendment was refused (trading.amend_order), or the exchange-initiated order (null for a kill switch change).';
 comment on column monitor.risk_events.limit_id is 'The limit that was broken or changed (null for an exchange fill).';
 comment on column monitor.risk_events.limit_kind is
     'Which check: kill_switch, max_order_notional, max_position_notional, max_open_orders, max_daily_loss; or exchange_fill.';
 comment on column monitor.risk_events.limit_value is 'The limit (null for the kill switch).';
 comment on column monitor.risk_events.observed_value is
     'What the order would have made it (null for the kill switch); for an exchange fill, the fill''s realized PnL net of its fee.';
-comment on column monitor.risk_events.reason is 'The reason, as stored on the rejected order; for an exchange fill, what the exchange did.';
+comment on column monitor.risk_events.reason is 'The reason, as stored on the rejected order or returned by trading.amend_order for a refused amendment; for an exchange fill, what the exchange did.';
 create index risk_events_strategy_idx on monitor.risk_events (strategy_id, occurred_at);
 create index risk_events_occurred_idx on monitor.risk_events (occurred_at);
 -- why: cleanup orders deletes order keys, and each delete checks this foreign key

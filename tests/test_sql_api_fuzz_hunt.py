@@ -236,6 +236,8 @@ VALID: dict[str, str | None] = {
 PER_FUNCTION: dict[str, dict[str, str | None]] = {
     "trading.record_fill": {"order_id": "{fill_order_id}", "quantity": "0.001", "price": "50000"},
     "trading.acknowledge_order": {"order_id": "{fill_order_id}"},
+    # why: the generic quantity and price are the order's own, a replay that checks nothing past it
+    "trading.amend_order": {"quantity": "0.02", "price": "49999.5"},
     "trading.record_fill_fee": {"order_id": "{fill_order_id}", "exchange_trade_id": "fuzz-fee-trade"},
     "trading.record_exchange_fill": {"kind": "liquidation", "exchange_trade_id": "fuzz-exchange-fill"},
     "trading.open_spread_trade": {"symbol": "BTC/USDT", "quantity": "0.01"},

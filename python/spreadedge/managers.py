@@ -89,7 +89,7 @@ _DISK_FULL = "53100"
 _IDEMPOTENT = (
     "place_order with the same client_order_id (it returns the order if it was placed), record_fill "
     "and record_exchange_fill with the same exchange_trade_id, record_fill_fee with the same fee, "
-    "cancel_order"
+    "cancel_order, amend_order (the values the order already has change nothing)"
 )
 # lock_not_available: a lock_timeout the database, the role or the URL sets gave up the call's wait
 _LOCK_NOT_AVAILABLE = "55P03"
@@ -101,8 +101,8 @@ class DatabaseUnavailable(psycopg.OperationalError):
     ``maybe_committed`` is True when the connection was lost while the call committed: the server
     may have committed it without the reply reaching this process. Retrying such a call is safe
     when it is idempotent (place_order with the same client_order_id, record_fill with the same
-    exchange_trade_id, cancel_order); a place_order without a client_order_id would place a
-    second order. False: nothing of the call was committed.
+    exchange_trade_id, cancel_order, amend_order); a place_order without a client_order_id would
+    place a second order. False: nothing of the call was committed.
 
     An OperationalError, as psycopg raised before, so code that caught that still catches this.
     The message never holds the connection string.
@@ -372,6 +372,16 @@ class Order:
     updated_at: datetime
     # liquidation, adl, settlement or delisting: the exchange made the fill (trading.record_exchange_fill)
     exchange_initiated: str | None = None
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """What ``trading.amend_order`` did: amended (also when the order already had the values), or
+    refused by a risk limit with its reason; and the order after the call."""
+
+    amended: bool
+    reason: str | None
+    order: Order
 
 
 @dataclass(frozen=True)
@@ -839,6 +849,32 @@ class PersistentOrderManager(_Manager):
             "trading.cancel_order", _given({"order_id": order_id, "reason": reason})
         )
 
+    async def amend_order(
+        self,
+        order_id: int,
+        quantity: Decimal | None = None,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        reason: str | None = None,
+    ) -> Amendment:
+        """``trading.amend_order``: a working order's quantity, price or stop price changed in place
+        (None keeps one); the outcome with the order after it, read in the same transaction."""
+        arguments = _given(
+            {
+                "order_id": order_id,
+                "quantity": quantity,
+                "price": price,
+                "stop_price": stop_price,
+                "reason": reason,
+            }
+        )
+        async with self._transaction() as conn:
+            cursor = await conn.execute(sqlcall.select_rows("trading.amend_order", arguments), arguments)
+            row = await cursor.fetchone()
+            orders = await _fetch(conn, _ORDER_BY_ID, {"order_id": order_id}, Order)
+        amended, refusal = row if row else (False, None)
+        return Amendment(amended=bool(amended), reason=refusal, order=orders[0])
+
     async def record_fill(
         self,
         order_id: int,
@@ -1061,6 +1097,7 @@ def get_database_manager(config: ManagerConfig | None = None) -> DatabaseManager
 
 __all__ = [
     "CODE_PROJECT_DIR",
+    "Amendment",
     "DatabaseFull",
     "DatabaseManager",
     "DatabaseReadOnly",
