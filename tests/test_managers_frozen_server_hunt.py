@@ -183,7 +183,8 @@ def test_a_placement_whose_server_freezes_in_its_commit_may_have_been_placed_and
         "its connection was closed and the call may or may not have been committed. Retrying is safe "
         "for an idempotent call: place_order with the same client_order_id (it returns the order if it "
         "was placed), record_fill and record_exchange_fill with the same exchange_trade_id, "
-        "record_fill_fee with the same fee, cancel_order"
+        "record_fill_fee with the same fee, cancel_order, amend_order (the values the order already has "
+        "change nothing)"
     )
     assert orders_of(url, "frozen-commit-1") == [(retried,)]
 
