@@ -7,6 +7,7 @@ sleeping and hoping."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal as D
@@ -50,18 +51,62 @@ def _session(url: str, deadlock_timeout: str) -> psycopg.Connection:
     return conn
 
 
-def _strict_run_and_a_batch_deadlock(seeded, url, tmp_path, strict_timeout, batch_timeout):
-    """A --strict run of W's, X's and Y's ticks (a batch each) and a one-batch run of X's and Y's
-    ticks (Y's trade y1 is in both files), interleaved so that they wait for each other: the
-    strict run holds X's latest price (its first batch) and then inserts trade y1, which the
-    batch has inserted, while the batch waits for X's latest price. A third session holds trade
-    w1 to stop the strict run after its first batch until the batch waits."""
+def _waits_for(conn: psycopg.Connection, pid: int, blocker_pid: int) -> bool:
+    """Whether backend pid comes to wait for a lock held by (or queued behind) blocker_pid within 30 s."""
+    for _ in range(300):
+        if conn.execute("select %s = any(pg_blocking_pids(%s))", [blocker_pid, pid]).fetchone()[0]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _a_batch_closing_a_deadlock_with_a_strict_run(seeded, url, tmp_path):
+    """A --strict run of X's, W's and Y's ticks (a batch each; deadlock_timeout 60 s) and a
+    one-batch run of X's and Y's ticks (deadlock_timeout 100 ms; Y's trade y1 is in both files),
+    made to deadlock with the batch closing the circle, so that its deadlock check is the first
+    to find it and the batch is the one aborted, however slow the machine: the strict run holds
+    X's latest price (its first batch) and waits for trade y1, which the batch has inserted; only
+    then does the batch go on to wait for X's latest price. Two other sessions hold trade w1 (to
+    stop the strict run after its first batch) and trade y2 (to stop the batch after y1) until
+    then."""
+    strict_file = _ticks_file(tmp_path / "strict.csv", (X, "a1", "101"), (W, "w1", "600"), (Y, "y1", "3000"))
+    batch_file = _ticks_file(tmp_path / "batch.csv", (Y, "y1", "3000"), (X, "b1", "102"), (Y, "y2", "3001"))
+    with (
+        psycopg.connect(url) as w1_holder,
+        psycopg.connect(url) as y2_holder,
+        _session(url, "60s") as strict_conn,
+        _session(url, "100ms") as batch_conn,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        tick(w1_holder, RECENT_NOON, "600", trade_id="w1", exchange=W[0], symbol=W[1])  # not committed
+        tick(y2_holder, RECENT_NOON, "3001", trade_id="y2", exchange=Y[0], symbol=Y[1])  # not committed
+        strict = pool.submit(
+            _attempt, lambda: ingest.ingest(strict_conn, "ticks", [strict_file], strict=True, batch_rows=1)
+        )
+        assert waits_for_a_lock(seeded, strict_conn.info.backend_pid, ended=strict.done)  # at w1
+        batch = pool.submit(_attempt, lambda: ingest.ingest(batch_conn, "ticks", [batch_file]))
+        # at y2, after b1 and y1 (a load inserts its rows in instrument, time and trade id order)
+        assert _waits_for(seeded, batch_conn.info.backend_pid, y2_holder.info.backend_pid)
+        w1_holder.rollback()
+        assert _waits_for(seeded, strict_conn.info.backend_pid, batch_conn.info.backend_pid)  # at y1
+        y2_holder.rollback()  # the batch goes on to X's latest price: the circle is closed
+        return strict.result(timeout=90), batch.result(timeout=90)
+
+
+def _a_strict_run_closing_a_deadlock_with_a_batch(seeded, url, tmp_path):
+    """A --strict run of X's, W's and Y's ticks (a batch each; deadlock_timeout 100 ms) and a
+    one-batch run of X's and Y's ticks (deadlock_timeout 60 s; Y's trade y1 is in both files),
+    made to deadlock with the strict run closing the circle, so that its deadlock check is the
+    first to find it and the strict run is the one aborted: the strict run holds X's latest price
+    (its first batch) and then inserts trade y1, which the batch has inserted, while the batch
+    waits for X's latest price. A third session holds trade w1 to stop the strict run after its
+    first batch until the batch waits."""
     strict_file = _ticks_file(tmp_path / "strict.csv", (X, "a1", "101"), (W, "w1", "600"), (Y, "y1", "3000"))
     batch_file = _ticks_file(tmp_path / "batch.csv", (Y, "y1", "3000"), (X, "b1", "102"))
     with (
         psycopg.connect(url) as holder,
-        _session(url, strict_timeout) as strict_conn,
-        _session(url, batch_timeout) as batch_conn,
+        _session(url, "100ms") as strict_conn,
+        _session(url, "60s") as batch_conn,
         ThreadPoolExecutor(2) as pool,
     ):
         tick(holder, RECENT_NOON, "600", trade_id="w1", exchange=W[0], symbol=W[1])  # not committed
@@ -70,9 +115,9 @@ def _strict_run_and_a_batch_deadlock(seeded, url, tmp_path, strict_timeout, batc
         )
         assert waits_for_a_lock(seeded, strict_conn.info.backend_pid, ended=strict.done)  # at w1
         batch = pool.submit(_attempt, lambda: ingest.ingest(batch_conn, "ticks", [batch_file]))
-        assert waits_for_a_lock(seeded, batch_conn.info.backend_pid, ended=batch.done)  # at X's price
+        assert _waits_for(seeded, batch_conn.info.backend_pid, strict_conn.info.backend_pid)  # at X's price
         holder.rollback()
-        return strict.result(timeout=30), batch.result(timeout=30)
+        return strict.result(timeout=90), batch.result(timeout=90)
 
 
 def _stored_ticks(conn: psycopg.Connection) -> list[tuple[str, D]]:
@@ -81,13 +126,20 @@ def _stored_ticks(conn: psycopg.Connection) -> list[tuple[str, D]]:
 
 def test_a_batch_deadlocked_by_a_strict_run_is_retried_and_loads(seeded, seeded_url, tmp_path, caplog):
     # the batch looks for the deadlock first and is aborted (40P01): the run failed, its trades lost
-    strict, batch = _strict_run_and_a_batch_deadlock(seeded, seeded_url, tmp_path, "10s", "100ms")
+    strict, batch = _a_batch_closing_a_deadlock_with_a_strict_run(seeded, seeded_url, tmp_path)
     assert not isinstance(batch, psycopg.Error), batch
     assert not isinstance(strict, psycopg.Error), strict
     assert (strict.loaded, strict.duplicates, strict.rejected) == (3, 0, 0)
-    assert (batch.loaded, batch.duplicates, batch.rejected) == (1, 1, 0)
-    assert "ingest ticks: deadlock with another load, loading the batch of lines 2 to 3 again" in caplog.text
-    assert _stored_ticks(seeded) == [("a1", D("101")), ("b1", D("102")), ("w1", D("600")), ("y1", D("3000"))]
+    assert (batch.loaded, batch.duplicates, batch.rejected) == (2, 1, 0)
+    assert "ingest ticks: deadlock with another load, loading the batch of lines 2 to 4 again" in caplog.text
+    assert "--strict: deadlock" not in caplog.text
+    assert _stored_ticks(seeded) == [
+        ("a1", D("101")),
+        ("b1", D("102")),
+        ("w1", D("600")),
+        ("y1", D("3000")),
+        ("y2", D("3001")),
+    ]
     assert seeded.execute(
         "select last_price from market.latest_prices where instrument_id = %s", [instrument_id(seeded, *X)]
     ).fetchone() == (D("102"),)
@@ -95,12 +147,13 @@ def test_a_batch_deadlocked_by_a_strict_run_is_retried_and_loads(seeded, seeded_
 
 def test_a_strict_run_deadlocked_by_a_batch_is_retried_and_loads(seeded, seeded_url, tmp_path, caplog):
     # the strict run looks for the deadlock first and is aborted: the whole run failed
-    strict, batch = _strict_run_and_a_batch_deadlock(seeded, seeded_url, tmp_path, "100ms", "10s")
+    strict, batch = _a_strict_run_closing_a_deadlock_with_a_batch(seeded, seeded_url, tmp_path)
     assert not isinstance(strict, psycopg.Error), strict
     assert not isinstance(batch, psycopg.Error), batch
     assert (batch.loaded, batch.duplicates, batch.rejected) == (2, 0, 0)
     assert (strict.loaded, strict.duplicates, strict.rejected) == (2, 1, 0)
     assert "ingest ticks --strict: deadlock with another load, loading again" in caplog.text
+    assert "loading the batch of lines" not in caplog.text
     assert _stored_ticks(seeded) == [("a1", D("101")), ("b1", D("102")), ("w1", D("600")), ("y1", D("3000"))]
 
 
