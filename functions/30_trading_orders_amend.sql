@@ -54,9 +54,11 @@ as $$
 -- the breach recorded as a risk event of the order). Raises unknown_order (23S04) as
 -- trading.cancel_order does, invalid_argument (22S09) when nothing is given, illegal_state_transition
 -- (55S01) for an order that is not working, overfill (23S05) for a quantity not above the filled
--- one, and place_order's codes for values that break the order's rules.
+-- one, invalid_argument for more risk on an inactive strategy or instrument, and place_order's
+-- codes for values that break the order's rules.
 declare
     v_order      trading.orders;
+    v_strategy   trading.strategies;
     v_instrument ref.instruments;
     v_quantity   numeric;
     v_price      numeric;
@@ -113,12 +115,11 @@ begin
     from ref.instruments i
     where i.instrument_id = v_order.instrument_id
     for key share;
+    select s.* into v_strategy from trading.strategies s where s.strategy_id = v_order.strategy_id;
     -- valued as place_order values an order: its price, else its stop price, else the market
     -- price as the strategy's owner sees it
     v_reference := coalesce(v_price, v_stop_price,
-                            internal.owner_mark_price(v_order.instrument_id,
-                                                      (select s.owner_user_id from trading.strategies s
-                                                       where s.strategy_id = v_order.strategy_id)));
+                            internal.owner_mark_price(v_order.instrument_id, v_strategy.owner_user_id));
     if internal.order_rule_fault(v_instrument.tick_size, v_instrument.lot_size, v_instrument.min_notional,
                                  v_instrument.multiplier, v_quantity, v_price, v_stop_price, v_reference) is not null then
         perform internal.raise_order_fault(v_instrument, v_order.order_type, v_quantity, v_price, v_stop_price,
@@ -137,6 +138,22 @@ begin
     if (case when coalesce(v_price, v_stop_price) is null then v_quantity > v_order.quantity
              else v_quantity * coalesce(v_price, v_stop_price)
                   > v_order.quantity * coalesce(v_order.price, v_order.stop_price) end) then
+        -- why: an inactive strategy or instrument places no new order (trading.place_order), and
+        -- an amendment that takes on more risk was the way round it: a paused strategy's order
+        -- could be doubled, a delisted instrument's order moved where it fills. As for a kill
+        -- switch, shrinking an order stays open
+        if not v_strategy.is_active then
+            raise exception 'strategy "%" is inactive: order % can only be made smaller', v_strategy.name,
+                v_order.order_id
+                using errcode = '22S09',
+                      hint = 'An inactive strategy takes on no new risk: lower the quantity or the price, or cancel the order.';
+        end if;
+        if not v_instrument.is_active then
+            raise exception 'instrument "%" on "%" is inactive: order % can only be made smaller', v_instrument.symbol,
+                (select e.code from ref.exchanges e where e.exchange_id = v_instrument.exchange_id), v_order.order_id
+                using errcode = '22S09',
+                      hint = 'An inactive instrument takes on no new risk: lower the quantity or the price, or cancel the order.';
+        end if;
         -- why the shared lock: as in trading.place_order, a change of the strategy's limits
         -- (monitor.set_kill_switch, set_risk_limit) waits for this amendment, and one that comes
         -- after the change is checked against it
@@ -189,4 +206,4 @@ as $$
                               amend_order.stop_price, amend_order.reason) r
 $$;
 comment on function trading.amend_order(bigint, numeric, numeric, numeric, text) is
-    'Amend a working order''s quantity, price or stop price in place (null keeps one), held to place_order''s rules (22S01-22S05, 22S07, 22S09), to a quantity above the filled one (23S05) and, when it takes on more risk, to the strategy''s risk limits but max_open_orders: returns (amended, reason), (false, the limit''s reason) on a breach; the values the order has already change nothing; 55S01 for an order that is not working, 22S09 for nothing to amend or a spread trade leg''s quantity.';
+    'Amend a working order''s quantity, price or stop price in place (null keeps one), held to place_order''s rules (22S01-22S05, 22S07, 22S09), to a quantity above the filled one (23S05) and, when it takes on more risk, to the strategy''s risk limits but max_open_orders: returns (amended, reason), (false, the limit''s reason) on a breach; the values the order has already change nothing; 55S01 for an order that is not working, 22S09 for nothing to amend, a spread trade leg''s quantity, or more risk on an inactive strategy or instrument.';

@@ -345,6 +345,44 @@ def test_a_strategy_at_max_open_orders_may_still_enlarge_a_working_order(seeded)
     assert risk_events(seeded) == []
 
 
+INACTIVE = {
+    "strategy": (
+        "update trading.strategies set is_active = false where name = 'alpha'",
+        'strategy "alpha" is inactive: order {} can only be made smaller',
+    ),
+    "instrument": (
+        "update ref.instruments set is_active = false where symbol = 'BTCUSDT'",
+        'instrument "BTCUSDT" on "binance" is inactive: order {} can only be made smaller',
+    ),
+}
+
+
+# bug: an inactive strategy or instrument placed no new order, but an amendment doubled a paused
+# strategy's working order or moved a delisted instrument's order where it would fill
+@pytest.mark.parametrize("kind", INACTIVE)
+@pytest.mark.parametrize("change", [{"quantity": D("0.02")}, {"price": D("60100")}], ids=["upsize", "dearer"])
+def test_an_amendment_taking_on_more_risk_is_refused_for_an_inactive_strategy_or_instrument(
+    seeded, kind, change
+):
+    order_id = place(seeded, "buy", "0.01", "60000")
+    deactivate, message = INACTIVE[kind]
+    seeded.execute(deactivate)
+
+    error = expect_amend_refusal(seeded, "22S09", message.format(order_id), order_id, **change)
+
+    assert error.diag.message_hint.startswith(f"An inactive {kind} takes on no new risk")
+    assert events(seeded, order_id) == [(None, "new", None)]
+
+
+@pytest.mark.parametrize("kind", INACTIVE)
+def test_an_order_of_an_inactive_strategy_or_instrument_can_still_be_shrunk(seeded, kind):
+    order_id = place(seeded, "buy", "0.02", "60000")
+    seeded.execute(INACTIVE[kind][0])
+
+    assert amend(seeded, order_id, quantity=D("0.01"), price=D("59900")) == (True, None)
+    assert (order(seeded, order_id)["quantity"], order(seeded, order_id)["price"]) == (D("0.01"), D("59900"))
+
+
 def test_the_order_manager_amends_an_order_and_returns_it(seeded, config: ManagerConfig):
     order_id = place(seeded, "buy", "0.5", "60000")
     call(seeded, "monitor.set_kill_switch", strategy="alpha", enabled=True)
