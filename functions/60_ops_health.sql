@@ -256,7 +256,15 @@ begin
                -- backup taken while a job ran failed health until the job's next run, an hour
                -- later for the partition maintenance; the job did not fail, and its next run is
                -- judged
-               and not (r.return_message = 'server restarted' and r.end_time is null) as failed
+               and not (r.return_message = 'server restarted' and r.end_time is null)
+               -- why not a run whose connection the server's shutdown closed: when pg_cron sees a
+               -- job's session end before it is itself stopped, it records the run failed with
+               -- libpq's message and an end time before this server started; health failed
+               -- cron_jobs on it after a plain restart (the CI's restart during a minute's
+               -- collection). A session ended by pg_terminate_backend since the start is judged.
+               and not (r.end_time < pg_catalog.pg_postmaster_start_time()
+                        and r.return_message ~ ('server closed the connection unexpectedly'
+                                                '|terminating connection due to administrator command')) as failed
         from cron.job j
         -- why a lateral read of the newest run: pg_cron keeps every run (three a minute, over
         -- a million a year; the maintenance keeps retention_cron_runs of them, 14 days by
@@ -274,7 +282,7 @@ begin
 end;
 $$;
 comment on function internal.cron_job_latest_runs() is
-    'The latest run of every active pg_cron job of this database the role sees: its status and message, failed (not judged when it started before the last migrate, nor when the server''s restart interrupted it) and elsewhere (the job connects to another host or port than this server''s).';
+    'The latest run of every active pg_cron job of this database the role sees: its status and message, failed (not judged when it started before the last migrate, nor when the server''s restart interrupted it or its shutdown closed the job''s connection) and elsewhere (the job connects to another host or port than this server''s).';
 
 create or replace function internal.health_cron_jobs()
     returns table (ok boolean, detail text)
@@ -282,7 +290,7 @@ create or replace function internal.health_cron_jobs()
     language plpgsql
 as $$
 -- the latest run of every active pg_cron job of this database succeeded, unless it started before
--- the last migrate or the server's restart interrupted it; its error on one line; and every such job connects to this server. Nothing to
+-- the last migrate, the server's restart interrupted it or its shutdown closed the job's session; its error on one line; and every such job connects to this server. Nothing to
 -- judge on a standby.
 declare
     -- why: cron.job shows a role only its own jobs (row-level security), and the migrate that
@@ -361,7 +369,7 @@ begin
 end;
 $$;
 comment on function internal.health_cron_jobs() is
-    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) or that the server''s restart interrupted (pg_cron''s "server restarted") not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server; ok on a standby, where pg_cron runs no job, and in a database pg_cron does not serve (naming the one it serves, where this database''s jobs must be scheduled) (ok, detail).';
+    'Health check: the latest run of every active pg_cron job of this database did not fail, a run that started before the last migrate (ops.migrate_runs) or that the server''s restart interrupted (pg_cron''s "server restarted", or a connection closed by the shutdown, ended before the server started) not judged, and every such job connects to this server (cron.host and port: a restored cluster''s jobs keep the old ones and run on that server while it is up); a failed job''s error on one line (without QUERY and CONTEXT), and where it connects when that is not the server; ok on a standby, where pg_cron runs no job, and in a database pg_cron does not serve (naming the one it serves, where this database''s jobs must be scheduled) (ok, detail).';
 
 -- internal.health_limit became internal.check_age (00_internal_checks.sql), shared with cleanup
 drop function if exists internal.health_limit(interval, text);

@@ -333,12 +333,15 @@ begin
     -- why not a transaction begun more than a minute later than the clock reads (it ran ahead
     -- then, and has stepped back since): its age is unknown, and read as negative it made the
     -- metric days below zero; health's long_transactions names it
+    -- why client sessions only, as health's long_transactions: an autovacuum worker's transaction
+    -- (vacuum holds back no other vacuum, and a large table's takes hours) made an alert on the
+    -- metric fire where health was ok, and a parallel worker's is its leader's
     select 'db.oldest_xact_age', '{}'::jsonb,
            coalesce(round(extract(epoch from max(pg_catalog.clock_timestamp() - a.xact_start)), 3), 0)
     from pg_catalog.pg_stat_activity a
     where a.datname = pg_catalog.current_database() and a.xact_start is not null
       and a.xact_start <= pg_catalog.clock_timestamp() + interval '1 minute'
-      and a.pid <> pg_catalog.pg_backend_pid()
+      and a.pid <> pg_catalog.pg_backend_pid() and a.backend_type = 'client backend'
     union all
     -- why every client session of the server, hidden ones included (a session whose backend_type
     -- is hidden from this role but that is connected to a database): max_connections counts the
