@@ -247,19 +247,20 @@ def test_health_is_ok_again_once_the_failing_jobs_succeed(cron_minutes):
     assert cron_minutes.recovered_health[1].endswith(" active jobs, none failed on its last run")
 
 
-# bug: pg_cron marks a run still starting or running when the server went down "failed" with the
-# message "server restarted" as it starts again; health failed cron_jobs on it until the job's
-# next run (an hour for the partition maintenance) after any crash, restart, or restore of a backup
-# taken while a job ran (the restore drill's health failed now and then for it)
-def test_a_run_the_servers_restart_interrupted_does_not_fail_cron_jobs(cron_cluster):
-    cluster, _ = cron_cluster
+def _maintenance_run_across_a_restart(
+    cluster: Cluster, status: str, message: str | None, ended: bool
+) -> tuple[tuple[str, str, bool], tuple[bool, str]]:
+    """Record a run of the partition maintenance as pg_cron would have (status and return message,
+    an end time now when ended), restart the server, and read the run's latest state (status,
+    return message, failed) and health's cron_jobs. Waits first for pg_cron's own runs to settle."""
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         _quiet(conn)
-        # the maintenance's run in flight as the server goes down
         conn.execute(
             "insert into cron.job_run_details (jobid, runid, job_pid, database, username, command, status,"
-            " start_time) select j.jobid, nextval('cron.runid_seq'), 1, j.database, j.username, j.command,"
-            " 'running', now() from cron.job j where j.jobname = 'spreadedge-partition-maintenance'"
+            " return_message, start_time, end_time) select j.jobid, nextval('cron.runid_seq'), 1, j.database,"
+            " j.username, j.command, %s, %s, now(), case when %s then clock_timestamp() end from cron.job j"
+            " where j.jobname = 'spreadedge-partition-maintenance'",
+            [status, message, ended],
         )
     cluster.stop()
     cluster.start()
@@ -268,7 +269,15 @@ def test_a_run_the_servers_restart_interrupted_does_not_fail_cron_jobs(cron_clus
             "select status, return_message, failed from internal.cron_job_latest_runs()"
             " where jobname = 'spreadedge-partition-maintenance'"
         ).fetchone()
-        health = _health(conn)
+        return latest, _health(conn)
+
+
+# bug: pg_cron marks a run still starting or running when the server went down "failed" with the
+# message "server restarted" as it starts again; health failed cron_jobs on it until the job's
+# next run (an hour for the partition maintenance) after any crash, restart, or restore of a backup
+# taken while a job ran (the restore drill's health failed now and then for it)
+def test_a_run_the_servers_restart_interrupted_does_not_fail_cron_jobs(cron_cluster):
+    latest, health = _maintenance_run_across_a_restart(cron_cluster[0], "running", None, ended=False)
 
     assert latest == ("failed", "server restarted", False)
     assert health == (True, "3 active jobs, none failed on its last run")
@@ -289,26 +298,12 @@ TERMINATED = "FATAL:  terminating connection due to administrator command\n" + C
 # minute's metrics collection)
 @pytest.mark.parametrize("message", [CLOSED, TERMINATED], ids=["closed", "terminated"])
 def test_a_run_whose_session_the_servers_shutdown_closed_does_not_fail_cron_jobs(cron_cluster, message):
-    cluster, _ = cron_cluster
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
-        _quiet(conn)
-        conn.execute(
-            "insert into cron.job_run_details (jobid, runid, job_pid, database, username, command, status,"
-            " return_message, start_time, end_time) select j.jobid, nextval('cron.runid_seq'), 1, j.database,"
-            " j.username, j.command, 'failed', %s, now(), clock_timestamp() from cron.job j"
-            " where j.jobname = 'spreadedge-partition-maintenance'",
-            [message],
-        )
-    cluster.stop()
-    cluster.start()
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
-        latest = conn.execute(
-            "select status, failed from internal.cron_job_latest_runs()"
-            " where jobname = 'spreadedge-partition-maintenance'"
-        ).fetchone()
-        health = _health(conn)
+    latest, health = _maintenance_run_across_a_restart(cron_cluster[0], "failed", message, ended=True)
 
-    assert (latest, health) == (("failed", False), (True, "3 active jobs, none failed on its last run"))
+    assert (latest, health) == (
+        ("failed", message, False),
+        (True, "3 active jobs, none failed on its last run"),
+    )
 
 
 # -- health's cron_jobs, with runs written here (no wait) ------------------------------------------
