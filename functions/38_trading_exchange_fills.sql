@@ -137,11 +137,13 @@ begin
                   detail = format('order %s is %s; the fill is %s %s %s of strategy %s', v_key.order_id,
                                   case when v_order.order_id is null then 'removed by orders cleanup'
                                        when v_kind is null then 'an order the strategy placed'
-                                       else format('a %s %s of strategy %s', v_kind, v_order.side,
+                                       -- why the article by kind: "a adl sell" read wrong
+                                       else format('%s %s %s of strategy %s',
+                                                   case v_kind when 'adl' then 'an' else 'a' end, v_kind, v_order.side,
                                                    (select s.name from trading.strategies s
                                                     where s.strategy_id = v_order.strategy_id))
                                   end,
-                                  'a', p_kind, p_side,
+                                  case p_kind when 'adl' then 'an' else 'a' end, p_kind, p_side,
                                   (select s.name from trading.strategies s where s.strategy_id = p_strategy_id)),
                   hint = 'An exchange order id names one order of its instrument; check the id the fill came with.';
     end if;

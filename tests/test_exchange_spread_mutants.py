@@ -180,7 +180,24 @@ def test_an_exchange_order_id_of_a_liquidation_is_refused_for_an_adl(seeded):
                               exchange_order_id="LQ-1"),
     )  # fmt: skip
     assert error.diag.message_detail == (
-        f"order {order_id} is a liquidation sell of strategy alpha; the fill is a adl sell of strategy alpha"
+        f"order {order_id} is a liquidation sell of strategy alpha; the fill is an adl sell of strategy alpha"
+    )
+
+
+# bug: the detail read "the fill is a adl sell": the article goes with the kind
+def test_an_exchange_order_id_of_an_adl_is_refused_for_a_liquidation_naming_an_adl(seeded):
+    trade_id = exchange_fill(seeded, "sell", "1", "59000", kind="adl", exchange_order_id="AD-1")
+    order_id = order_of(seeded, trade_id)
+    error = expect_refusal(
+        seeded,
+        "23S06",
+        f'exchange order id "AD-1" is already recorded for order {order_id}',
+        lambda: exchange_fill(
+            seeded, "sell", "1", "59000", exchange_trade_id="L-9", exchange_order_id="AD-1"
+        ),
+    )
+    assert error.diag.message_detail == (
+        f"order {order_id} is an adl sell of strategy alpha; the fill is a liquidation sell of strategy alpha"
     )
 
 
