@@ -133,18 +133,27 @@ def test_an_exchange_fill_again_with_an_invalid_fee_currency_is_an_invalid_argum
 # -- fills of one exchange order -------------------------------------------------------------------
 
 
-def test_an_exchange_order_id_of_one_strategy_is_refused_for_another_strategys_fill(seeded):
-    trade_id = exchange_fill(seeded, "sell", "1", "59000", exchange_order_id="LQ-1")
-    order_id = order_of(seeded, trade_id)
-    # beta's liquidation naming alpha's liquidation order: not another fill of that order
+def refused_reuse(conn: psycopg.Connection, first: dict[str, Any], second: dict[str, Any]) -> tuple[int, str]:
+    """Record an exchange fill (sell 1 @ 59000, exchange order id "X-1", ``first``'s arguments), then
+    another under the same exchange order id (trade id "X-2", ``second``'s), which must be refused
+    (23S06, the first fill's order named): that order and the refusal's detail."""
+    order_id = order_of(conn, exchange_fill(conn, "sell", "1", "59000", exchange_order_id="X-1", **first))
     error = expect_refusal(
-        seeded,
+        conn,
         "23S06",
-        f'exchange order id "LQ-1" is already recorded for order {order_id}',
-        lambda: exchange_fill(seeded, "sell", "1", "59000", strategy="beta", exchange_trade_id="L-2",
-                              exchange_order_id="LQ-1"),
-    )  # fmt: skip
-    assert error.diag.message_detail == (
+        f'exchange order id "X-1" is already recorded for order {order_id}',
+        lambda: exchange_fill(
+            conn, "sell", "1", "59000", exchange_trade_id="X-2", exchange_order_id="X-1", **second
+        ),
+    )
+    return order_id, error.diag.message_detail
+
+
+def test_an_exchange_order_id_of_one_strategy_is_refused_for_another_strategys_fill(seeded):
+    # beta's liquidation naming alpha's liquidation order: not another fill of that order
+    order_id, detail = refused_reuse(seeded, {}, {"strategy": "beta"})
+
+    assert detail == (
         f"order {order_id} is a liquidation sell of strategy alpha; the fill is a liquidation sell of strategy beta"
     )
     assert seeded.execute(
@@ -169,34 +178,19 @@ def test_an_exchange_order_id_of_a_placed_order_of_the_same_side_is_refused_for_
 
 
 def test_an_exchange_order_id_of_a_liquidation_is_refused_for_an_adl(seeded):
-    trade_id = exchange_fill(seeded, "sell", "1", "59000", exchange_order_id="LQ-1")
-    order_id = order_of(seeded, trade_id)
     # the same strategy and side, another kind: an ADL is not a fill of the liquidation order
-    error = expect_refusal(
-        seeded,
-        "23S06",
-        f'exchange order id "LQ-1" is already recorded for order {order_id}',
-        lambda: exchange_fill(seeded, "sell", "1", "59000", kind="adl", exchange_trade_id="A-1",
-                              exchange_order_id="LQ-1"),
-    )  # fmt: skip
-    assert error.diag.message_detail == (
+    order_id, detail = refused_reuse(seeded, {}, {"kind": "adl"})
+
+    assert detail == (
         f"order {order_id} is a liquidation sell of strategy alpha; the fill is an adl sell of strategy alpha"
     )
 
 
 # bug: the detail read "the fill is a adl sell": the article goes with the kind
 def test_an_exchange_order_id_of_an_adl_is_refused_for_a_liquidation_naming_an_adl(seeded):
-    trade_id = exchange_fill(seeded, "sell", "1", "59000", kind="adl", exchange_order_id="AD-1")
-    order_id = order_of(seeded, trade_id)
-    error = expect_refusal(
-        seeded,
-        "23S06",
-        f'exchange order id "AD-1" is already recorded for order {order_id}',
-        lambda: exchange_fill(
-            seeded, "sell", "1", "59000", exchange_trade_id="L-9", exchange_order_id="AD-1"
-        ),
-    )
-    assert error.diag.message_detail == (
+    order_id, detail = refused_reuse(seeded, {"kind": "adl"}, {})
+
+    assert detail == (
         f"order {order_id} is an adl sell of strategy alpha; the fill is a liquidation sell of strategy alpha"
     )
 
