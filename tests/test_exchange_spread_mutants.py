@@ -31,6 +31,8 @@ import pytest
 from auth_helpers import acting_as
 from market_helpers import RECENT_NOON
 from ops_helpers import cli
+from test_exchange_initiated_fills import PERP, open_position
+from test_exchange_initiated_fills import exchange_fill as record_exchange_fill
 from trading_helpers import (
     call,
     expect_refusal,
@@ -46,23 +48,13 @@ from trading_helpers import (
 )
 
 T0 = RECENT_NOON
-# okx's BTC/USDT perpetual of the seed: tick 0.1, lot 1, 0.01 BTC a contract
-PERP = {"exchange": "okx", "symbol": "BTC-USDT-SWAP"}
 
 
-def exchange_fill(conn: psycopg.Connection, side: str, quantity: str, price: str, **kwargs: Any) -> int:
+def exchange_fill(
+    conn: psycopg.Connection, side: str, quantity: str, price: str, kind: str = "liquidation", **kwargs: Any
+) -> int:
     """An exchange fill of alpha on okx's perpetual, a liquidation "L-1" unless kwargs say otherwise."""
-    arguments = {"strategy": "alpha", **PERP, "kind": "liquidation", "exchange_trade_id": "L-1", **kwargs}
-    return call(
-        conn, "trading.record_exchange_fill", side=side, quantity=D(quantity), price=D(price), **arguments
-    )
-
-
-def long_position(conn: psycopg.Connection, quantity: str = "10", price: str = "60000") -> int:
-    """alpha's placed buy on okx's perpetual, filled whole: a long the exchange may close."""
-    order_id = place(conn, "buy", quantity, price, **PERP)
-    fill(conn, order_id, quantity, price)
-    return order_id
+    return record_exchange_fill(conn, side, quantity, price, kind, **{"exchange_trade_id": "L-1", **kwargs})
 
 
 def order_of(conn: psycopg.Connection, trade_id: int) -> int:
@@ -73,7 +65,7 @@ def order_of(conn: psycopg.Connection, trade_id: int) -> int:
 
 
 def test_an_exchange_fill_again_under_another_exchange_order_id_is_a_conflict(seeded):
-    long_position(seeded)
+    open_position(seeded, "buy", "10", "60000")
     trade_id = exchange_fill(seeded, "sell", "10", "55000", exchange_order_id="F-1")
     # the same instrument, side, trade id, kind, quantity and price, but another exchange order:
     # not the fill recorded, so not its trade id back
@@ -94,7 +86,7 @@ def test_an_exchange_fill_again_under_another_exchange_order_id_is_a_conflict(se
 
 
 def test_a_liquidations_notification_carries_its_trade_and_its_realized_pnl_net_of_its_fee(seeded):
-    long_position(seeded)
+    open_position(seeded, "buy", "10", "60000")
     place(seeded, "buy", "1", "50000", **PERP)  # never filled: order ids run ahead of trade ids
     call(seeded, "monitor.set_risk_limit", strategy="alpha", channels=["slack"])
     trade_id = exchange_fill(seeded, "sell", "10", "59000", fee=D("1"))

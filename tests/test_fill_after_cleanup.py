@@ -14,7 +14,7 @@ from trading_helpers import expect_refusal, fill, place
 LONG_AGO = datetime.now(UTC) - timedelta(days=60)
 
 
-def _removed_round_trip(db: psycopg.Connection, db_url: str) -> tuple[int, int]:
+def removed_round_trip(db: psycopg.Connection, db_url: str) -> tuple[int, int]:
     """A buy and a sell of 0.01 BTC filled 60 days ago (a closed position), both orders then
     removed by cleanup; the buy order's id and its trade's id."""
     buy = place(db, "buy", "0.01", "50000", placed_at=LONG_AGO, client_order_id="rt-buy")
@@ -35,7 +35,7 @@ def _removed_round_trip(db: psycopg.Connection, db_url: str) -> tuple[int, int]:
 def test_a_fill_redelivered_after_cleanup_removed_its_order_returns_the_stored_trade(
     seeded: psycopg.Connection, db_url: str
 ) -> None:
-    buy, bought = _removed_round_trip(seeded, db_url)
+    buy, bought = removed_round_trip(seeded, db_url)
     again = fill(seeded, buy, "0.01", "50000", fee="0.5", executed_at=LONG_AGO, exchange_trade_id="rt-1")
     assert again == bought
     assert seeded.execute("select count(*), sum(quantity) from trading.trades").fetchone() == (
@@ -47,7 +47,7 @@ def test_a_fill_redelivered_after_cleanup_removed_its_order_returns_the_stored_t
 def test_a_fill_redelivered_after_cleanup_with_another_quantity_is_a_conflicting_duplicate(
     seeded: psycopg.Connection, db_url: str
 ) -> None:
-    buy, bought = _removed_round_trip(seeded, db_url)
+    buy, bought = removed_round_trip(seeded, db_url)
     expect_refusal(
         seeded,
         "23S06",
@@ -59,7 +59,7 @@ def test_a_fill_redelivered_after_cleanup_with_another_quantity_is_a_conflicting
 def test_a_new_fill_of_an_order_removed_by_cleanup_is_an_unknown_order_saying_so(
     seeded: psycopg.Connection, db_url: str
 ) -> None:
-    buy, _ = _removed_round_trip(seeded, db_url)
+    buy, _ = removed_round_trip(seeded, db_url)
     expect_refusal(
         seeded,
         "23S04",

@@ -15,17 +15,15 @@ entry near 10^131069 reaches it).
 
 Every expected value is worked out by hand in its comment."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import psycopg
 import pytest
 
 from market_helpers import RECENT_NOON
-from ops_helpers import cli
+from test_fill_after_cleanup import removed_round_trip
 from trading_helpers import call, expect_refusal, fill, list_perpetual, order, place
-
-LONG_AGO = datetime.now(UTC) - timedelta(days=60)
 
 # -- helpers ----------------------------------------------------------------------------------------
 
@@ -74,19 +72,6 @@ def test_a_fill_recorded_without_a_fee_redelivered_with_one_is_a_conflicting_dup
         f'exchange trade id "cb-1" is already recorded as trade {trade_id} with different values',
         lambda: fill(seeded, order_id, "1", "100", fee=D("0.5"), exchange_trade_id="cb-1"),
     )
-
-
-def removed_round_trip(conn, db_url: str) -> tuple[int, int]:
-    """A buy (trade "rt-1") and a sell (trade "rt-2") of 0.01 BTC filled 60 days ago, both orders
-    then removed by orders cleanup; the buy order's id and the sell's trade id."""
-    buy = place(conn, "buy", "0.01", "50000", placed_at=LONG_AGO, client_order_id="rt-buy")
-    fill(conn, buy, "0.01", "50000", executed_at=LONG_AGO, exchange_trade_id="rt-1")
-    sell = place(conn, "sell", "0.01", "51000", placed_at=LONG_AGO, client_order_id="rt-sell")
-    sold = fill(conn, sell, "0.01", "51000", executed_at=LONG_AGO, exchange_trade_id="rt-2")
-    conn.execute("update trading.orders set updated_at = created_at")
-    result = cli("cleanup", "orders", "--older-than", "30d", database_url=db_url)
-    assert result.exit_code == 0, result.output
-    return buy, sold
 
 
 def test_a_removed_orders_fill_under_another_removed_orders_trade_id_is_an_unknown_order(seeded, db_url):
