@@ -5,6 +5,7 @@ Not root: every helper here is a no-op or runs the command as it is, as the curr
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 RUN_USER = "spreadedge"
 # Its home (never created): where embedded clusters live when it cannot reach the project.
 RUN_USER_HOME = Path("/var/lib/spreadedge")
+# Held while RUN_USER is looked up and created (root only; /run/lock is a memory file system).
+USER_LOCK = Path("/run/lock/spreadedge-useradd.lock")
 
 
 def is_root() -> bool:
@@ -25,13 +28,32 @@ def command(args: list[str]) -> list[str]:
     return ["runuser", "-u", RUN_USER, "--", *args] if is_root() else args
 
 
-def ensure_user() -> None:
-    """Create RUN_USER unless it exists (root only); CalledProcessError when useradd fails."""
-    if not is_root():
-        return
+def _user_exists() -> bool:
     try:
         pwd.getpwnam(RUN_USER)
     except KeyError:
+        return False
+    return True
+
+
+def ensure_user() -> None:
+    """Create RUN_USER unless it exists (root only); CalledProcessError when useradd fails.
+
+    Commands that start clusters at once on a new machine (a test run's workers, two operators'
+    commands) create the user one at a time, under an exclusive lock.
+    """
+    if not is_root() or _user_exists():
+        return
+    # why the lock: two useradd run at once on a new machine each created the user, the second
+    # with another uid that replaced the first in /etc/passwd; the directories the first command
+    # had already given to its uid were then closed to the server ("could not access directory
+    # ...: Permission denied", "could not look up effective user ID"), or useradd said the user
+    # already exists
+    USER_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with USER_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _user_exists():
+            return
         useradd = ["useradd", "--system", "--no-create-home", "--home-dir", str(RUN_USER_HOME)]
         subprocess.run(
             [*useradd, "--shell", "/usr/sbin/nologin", RUN_USER], check=True, capture_output=True, text=True
