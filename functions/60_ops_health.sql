@@ -429,10 +429,14 @@ as $$
                 when b.finished_at is null
                     then format('no successful physical backup in ops.backup_runs that pgBackRest still holds (%s)',
                                 concat_ws('; ', (b.succeeded - a.ahead) || ' expired', a.ahead_text))
-                else format('last physical backup %s (%s) finished %s, %s ago (limit %s)',
+                -- why "ahead of the clock": a run finished up to a minute later than the clock
+                -- reads counts (the clock's own jitter), and "-00:00:30 ago" reads as a typo
+                else format('last physical backup %s (%s) finished %s, %s (limit %s)',
                             b.label, b.kind,
                             to_char(b.finished_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"'),
-                            date_trunc('second', now() - b.finished_at),
+                            case when b.finished_at > now()
+                                 then date_trunc('second', b.finished_at - now()) || ' ahead of the clock'
+                                 else date_trunc('second', now() - b.finished_at) || ' ago' end,
                             p_max_age) || coalesce('; not counted: ' || a.ahead_text, '') end
     from internal.last_backup() b
     cross join lateral (select n.ahead,

@@ -183,7 +183,7 @@ def test_a_backup_finished_exactly_a_minute_ahead_of_the_clock_still_counts(db):
         backup(db, "full", "now() + interval '1 minute'")
         ok, detail = last_backup(db)
 
-    assert (ok, detail.split(", ", 1)[1]) == (True, "-00:01:00 ago (limit 26:00:00)")
+    assert (ok, detail.split(", ", 1)[1]) == (True, "00:01:00 ahead of the clock (limit 26:00:00)")
 
 
 def test_an_expired_backup_ahead_of_the_clock_is_named_expired_not_ahead(db):
