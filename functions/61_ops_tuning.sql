@@ -290,9 +290,15 @@ as $$
     select (select count(*) from ops.slow_queries),
            st.statements, st.calls, round((st.total_ms / nullif(st.calls, 0))::numeric, 3),
            round(d.blks_hit::numeric / nullif(d.blks_hit + d.blks_read, 0), 4),
-           (select count(*) from pg_catalog.pg_stat_activity a where a.datname = current_database()),
+           -- why client sessions only (and those hidden from the role, whose kind it cannot
+           -- see): an autovacuum worker, pg_cron's launcher or a parallel worker is no connection,
+           -- and counted it made the summary's connections move with autovacuum's visits
            (select count(*) from pg_catalog.pg_stat_activity a
-            where a.datname = current_database() and a.state = 'active'),
+            where a.datname = current_database()
+              and (a.backend_type = 'client backend' or a.backend_type is null)),
+           (select count(*) from pg_catalog.pg_stat_activity a
+            where a.datname = current_database() and a.backend_type = 'client backend'
+              and a.state = 'active'),
            current_setting('max_connections')::integer,
            pg_catalog.pg_database_size(current_database()),
            pg_catalog.pg_size_pretty(pg_catalog.pg_database_size(current_database())),
@@ -304,4 +310,4 @@ as $$
     where d.datname = current_database();
 $$;
 comment on function ops.performance_summary() is
-    'This database now: slow statement count, statements and calls tracked, average execution time (ms), cache hit ratio, connections, size, commits, rollbacks, deadlocks, temp bytes.';
+    'This database now: slow statement count, statements and calls tracked, average execution time (ms), cache hit ratio, client connections (all and active; background workers left out), size, commits, rollbacks, deadlocks, temp bytes.';

@@ -312,11 +312,15 @@ begin
     union all
     -- why every state, zero included: as for the trading metrics, a state no longer seen must
     -- read 0, not keep its last count (an alert on idle-in-transaction sessions must resolve)
+    -- why client sessions only: an autovacuum worker is 'active' while it vacuums (for hours on a
+    -- large table), so an alert on active connections fired on it, and pg_cron's launcher sits
+    -- in the database it serves; sessions hidden from the role are db.sessions_hidden
     select 'db.connections', jsonb_build_object('state', v.state), count(a.pid)::numeric
     from (values ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
                  ('fastpath function call'), ('disabled'), ('unknown')) v(state)
     left join pg_catalog.pg_stat_activity a
            on coalesce(a.state, 'unknown') = v.state and a.datname = pg_catalog.current_database()
+          and a.backend_type = 'client backend'
     group by v.state
     union all
     select m.name, '{}'::jsonb, m.value

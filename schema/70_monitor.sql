@@ -114,7 +114,7 @@ insert into monitor.metric_catalog (name, category, unit, description) values
     ('pnl.unrealized',       'risk',    'quote',   'Unrealized PnL of open positions at the mark price, labels strategy and quote_asset.'),
     ('risk.events',          'risk',    'count',   'Risk events (pre-trade rejections, kill switch changes) in the last hour.'),
     ('db.size_bytes',        'system',  'bytes',   'Size of the database.'),
-    ('db.connections',       'system',  'count',   'Connections to the database, label state.'),
+    ('db.connections',       'system',  'count',   'Client sessions connected to the database, label state (autovacuum and other background workers left out).'),
     ('db.commits',           'system',  'count',   'Transactions committed since the statistics were reset (a counter: a crash, a restore or pg_stat_reset() starts it again from 0); aggregate increase counts those of a window.'),
     ('db.rollbacks',         'system',  'count',   'Transactions rolled back since the statistics were reset (a counter: a crash, a restore or pg_stat_reset() starts it again from 0); aggregate increase counts those of a window.'),
     ('db.cache_hit_ratio',   'system',  'ratio',   'Share of block reads served from shared buffers since the statistics were reset.'),

@@ -1,6 +1,6 @@
 """Autovacuum's sessions beside the metrics and health checks that read pg_stat_activity: a worker
 vacuuming a table of the database is in a transaction, as a client session in one is, but it is no
-transaction anyone left open.
+transaction anyone left open, and no connection.
 
 A cluster of the module's own, whose autovacuum launcher visits its databases every second
 (autovacuum_naptime), and a table whose vacuum sleeps at every page (autovacuum_vacuum_cost_delay),
@@ -34,6 +34,9 @@ def vacuuming(
     try:
         migrate(cluster.url(), project_settings, echo=lambda line: None)
         with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            # why: a job's run is a client session of the database, which the connection counts
+            # below would see at a minute's stroke
+            conn.execute("select cron.unschedule(jobid) from cron.job")
             conn.execute("alter system set autovacuum_naptime = '1s'")
             conn.execute("select pg_reload_conf()")
             conn.execute(
@@ -76,3 +79,30 @@ def test_an_autovacuum_workers_transaction_does_not_fail_long_transactions(vacuu
     row = vacuuming.execute("select ok, detail from internal.health_long_transactions('1 second')").fetchone()
 
     assert row == (True, "no transaction open longer than 00:00:01")
+
+
+# a worker of autovacuum vacuuming a table of this database right now, as the statement sees it
+WORKER_THERE = (
+    "exists (select from pg_stat_activity where backend_type = 'autovacuum worker'"
+    " and datname = current_database() and query like '%vacuum_probe%')"
+)
+
+
+# bug: db.connections counted every session of the database: an autovacuum worker is 'active' while
+# it vacuums (hours on a large table), so an alert rule on active connections fired on it
+def test_an_autovacuum_worker_is_not_an_active_connection(vacuuming):
+    row = vacuuming.execute(
+        "select m.value, " + WORKER_THERE + " from internal.system_metrics() m"
+        " where m.name = 'db.connections' and m.labels = '{\"state\": \"active\"}'"
+    ).fetchone()
+
+    # this session, running the statement, is the one active connection
+    assert row == (1, True)
+
+
+def test_the_performance_summary_counts_no_autovacuum_worker_among_the_connections(vacuuming):
+    row = vacuuming.execute(
+        "select connections, active_connections, " + WORKER_THERE + " from ops.performance_summary()"
+    ).fetchone()
+
+    assert row == (1, 1, True)

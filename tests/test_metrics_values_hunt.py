@@ -184,7 +184,7 @@ def test_the_system_values_are_the_statistics_of_the_collecting_transaction(db: 
         states = dict(
             db.execute(
                 "select coalesce(state, 'unknown'), count(*) from pg_stat_activity"
-                " where datname = current_database() group by 1"
+                " where datname = current_database() and backend_type = 'client backend' group by 1"
             ).fetchall()
         )
         size = db.execute("select pg_database_size(current_database())").fetchone()[0]
