@@ -9,6 +9,8 @@ cannot be read); every break is undone, and the WAL left waiting archived, after
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -226,6 +228,77 @@ def test_wal_archiving_fails_for_a_role_the_waiting_wal_is_hidden_from(archiving
         False,
         f"last archived {archived} at {_utc(at)}; the WAL waiting to be archived is hidden from spreadedge_owner: "
         + HIDDEN,
+    )
+
+
+@pytest.fixture
+def hung(archiving: Archiving) -> Iterator[None]:
+    """The server's archiver stopped (SIGSTOP), as behind an archive_command that hangs and so never
+    fails, with a WAL segment switched and waiting at least 2 s; the archiver goes on and the waiting
+    WAL is archived afterwards, whatever happened."""
+    with psycopg.connect(archiving.cluster.url(), autocommit=True) as conn:
+        archive_current_wal(conn)
+        [pid] = conn.execute("select pid from pg_stat_activity where backend_type = 'archiver'").fetchone()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            conn.execute("create table if not exists public.ballast (n integer)")
+            conn.execute("insert into public.ballast select generate_series(1, 10)")
+            conn.execute("select pg_switch_wal()")
+            deadline = time.monotonic() + 60
+            while not conn.execute(
+                "select coalesce(min(modification) < now() - interval '2 seconds', false)"
+                " from pg_ls_archive_statusdir() where name like '%.ready'"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "no WAL file waited to be archived"
+                time.sleep(0.1)
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            archive_current_wal(conn)
+
+
+def _wal_check_within(conn: psycopg.Connection, limit: str) -> tuple[tuple[bool, str], dict[str, Any]]:
+    """internal.health_wal_archiving at ``limit`` and, read in the same statement, what _wal_check reads."""
+    ok, detail, waiting, segments, oldest, waited, archived, archived_at = conn.execute(
+        "select h.ok, h.detail, w.n, w.segments, w.oldest, date_trunc('second', now() - w.oldest)::text,"
+        "       a.last_archived_wal, a.last_archived_time"
+        " from internal.health_wal_archiving(%s::interval) h, pg_stat_archiver a,"
+        "      (select count(*) as n, count(*) filter (where name ~ '^[0-9A-F]{24}[.]ready$') as segments,"
+        "              min(modification) as oldest"
+        "       from pg_ls_archive_statusdir() where name like '%%.ready') w",
+        [limit],
+    ).fetchone()
+    state = {"waiting": waiting, "segments": segments, "oldest": oldest, "waited": waited,
+             "archived": archived, "archived_at": archived_at}  # fmt: skip
+    return (ok, detail), state
+
+
+# a hung archive_command never fails: the age of the oldest WAL file waiting is all that shows it
+def test_wal_archiving_fails_when_a_wal_file_waits_longer_than_the_limit(
+    archiving: Archiving, hung: None
+) -> None:
+    with psycopg.connect(archiving.cluster.url(), autocommit=True) as conn:
+        check, state = _wal_check_within(conn, "1 second")
+
+    assert check == (
+        False,
+        f"last archived {state['archived']} at {_utc(state['archived_at'])};"
+        f" {state['waiting']} WAL files ({state['segments'] * 16} MB) wait in pg_wal to be archived, the oldest"
+        f" since {_utc(state['oldest'])} ({state['waited']}, limit 00:00:01); {CONSEQUENCE}",
+    )
+
+
+def test_wal_archiving_is_ok_while_the_wal_waiting_is_younger_than_the_limit(
+    archiving: Archiving, hung: None
+) -> None:
+    with psycopg.connect(archiving.cluster.url(), autocommit=True) as conn:
+        check, state = _wal_check_within(conn, "1 hour")
+
+    assert check == (
+        True,
+        f"last archived {state['archived']} at {_utc(state['archived_at'])};"
+        f" {state['waiting']} WAL files ({state['segments'] * 16} MB) wait in pg_wal to be archived, the oldest"
+        f" since {_utc(state['oldest'])} ({state['waited']}, limit 01:00:00)",
     )
 
 
