@@ -92,7 +92,7 @@ def test_orders_pages_walk_every_row_once_in_order(api: Api, ids: dict[str, int]
         seen += [item["order_id"] for item in body["items"]]
         pages += 1
         cursor = body["next_cursor"]
-        if cursor is None:
+        if cursor is None or pages > 2:  # a cursor that led back would walk for ever
             break
     assert seen == [ids[k] for k in ("a4", "a3", "b2", "a2", "b1", "a1")]
     assert pages == 2

@@ -40,7 +40,10 @@ def walk(db: psycopg.Connection, function: str, key: str, page_size: int, **filt
     while True:
         page = call(db, function, page_size=page_size, cursor=cursor, **filters)
         assert len(page["items"]) <= page_size
-        seen += [item[key] for item in page["items"]]
+        ids = [item[key] for item in page["items"]]
+        # a row already seen: the cursor led back, and the walk would never end
+        assert not set(ids) & set(seen), f"rows {sorted(set(ids) & set(seen))} repeated on a later page"
+        seen += ids
         cursor = page["next_cursor"]
         if cursor is None:
             return seen
