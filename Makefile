@@ -27,7 +27,10 @@ run: bootstrap ## Start the embedded cluster, migrate, load demo data, show PnL,
 	$(SPREADEDGE) serve
 
 test: bootstrap ## Run the tests, one worker more than the CPUs (options: PYTEST_ARGS=..., TEST_WORKERS=0 for one process)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+# why the timeout: a test that hangs (a cursor that leads back, a wait that never ends) fails with
+# its stack after 10 minutes, its fixtures stopping their servers, instead of holding the run
+# until CI kills it with nothing to show; the longest test takes under a minute
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --timeout 600 --timeout-method signal $(PYTEST_ARGS)
 
 soak: bootstrap ## Run the reliability suite's long versions and print its report (SOAK_ARGS=... for pytest)
 	SPREADEDGE_SOAK=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m reliability $(SOAK_ARGS)
