@@ -188,6 +188,7 @@ def test_wal_archiving_fails_when_archive_mode_is_on_without_an_archive_command(
             while conn.execute("show archive_command").fetchone() != ("",):
                 assert time.monotonic() < deadline, "archive_command was never reloaded"
                 time.sleep(0.1)
+            conn.execute("create table if not exists public.ballast (n integer)")
             conn.execute("insert into public.ballast select generate_series(1, 10)")
             conn.execute("select pg_switch_wal()")
             check, state = _wal_check(conn)
@@ -273,6 +274,15 @@ def _wal_check_within(conn: psycopg.Connection, limit: str) -> tuple[tuple[bool,
     return (ok, detail), state
 
 
+def _waiting_detail(state: dict[str, Any], limit: str) -> str:
+    """What wal_archiving says of the last segment archived and of the WAL waiting, at ``limit``."""
+    return (
+        f"last archived {state['archived']} at {_utc(state['archived_at'])};"
+        f" {state['waiting']} WAL files ({state['segments'] * 16} MB) wait in pg_wal to be archived, the oldest"
+        f" since {_utc(state['oldest'])} ({state['waited']}, limit {limit})"
+    )
+
+
 # a hung archive_command never fails: the age of the oldest WAL file waiting is all that shows it
 def test_wal_archiving_fails_when_a_wal_file_waits_longer_than_the_limit(
     archiving: Archiving, hung: None
@@ -280,12 +290,7 @@ def test_wal_archiving_fails_when_a_wal_file_waits_longer_than_the_limit(
     with psycopg.connect(archiving.cluster.url(), autocommit=True) as conn:
         check, state = _wal_check_within(conn, "1 second")
 
-    assert check == (
-        False,
-        f"last archived {state['archived']} at {_utc(state['archived_at'])};"
-        f" {state['waiting']} WAL files ({state['segments'] * 16} MB) wait in pg_wal to be archived, the oldest"
-        f" since {_utc(state['oldest'])} ({state['waited']}, limit 00:00:01); {CONSEQUENCE}",
-    )
+    assert check == (False, f"{_waiting_detail(state, '00:00:01')}; {CONSEQUENCE}")
 
 
 def test_wal_archiving_is_ok_while_the_wal_waiting_is_younger_than_the_limit(
@@ -294,12 +299,7 @@ def test_wal_archiving_is_ok_while_the_wal_waiting_is_younger_than_the_limit(
     with psycopg.connect(archiving.cluster.url(), autocommit=True) as conn:
         check, state = _wal_check_within(conn, "1 hour")
 
-    assert check == (
-        True,
-        f"last archived {state['archived']} at {_utc(state['archived_at'])};"
-        f" {state['waiting']} WAL files ({state['segments'] * 16} MB) wait in pg_wal to be archived, the oldest"
-        f" since {_utc(state['oldest'])} ({state['waited']}, limit 01:00:00)",
-    )
+    assert check == (True, _waiting_detail(state, "01:00:00"))
 
 
 def test_wal_archiving_is_ok_with_archive_mode_off(db: psycopg.Connection) -> None:
