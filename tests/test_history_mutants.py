@@ -63,16 +63,24 @@ def test_a_page_size_just_outside_1_to_1000_is_an_invalid_argument(
     )
 
 
-def test_a_time_range_that_starts_where_it_ends_is_an_invalid_argument(seeded: psycopg.Connection) -> None:
-    # [start, end) with start = end holds no instant: a mistake to name, not an empty page
+# a page whose [start, end) starts where it ends holds no instant, and a summary window given
+# backwards no trade: each a mistake to name, not an empty page or a summary of no groups
+@pytest.mark.parametrize(
+    ("function", "start_month"),
+    [("trading.trade_history_page", 1), ("trading.trade_summary", 2)],
+    ids=["page-start-at-its-end", "summary-start-after-its-end"],
+)
+def test_a_time_range_that_does_not_start_before_it_ends_is_an_invalid_argument(
+    seeded: psycopg.Connection, function: str, start_month: int
+) -> None:
     expect_refusal(
         seeded,
         "22S09",
-        "start_date 2026-01-01 00:00:00+00 is not before end_date 2026-01-01 00:00:00+00",
+        f"start_date 2026-0{start_month}-01 00:00:00+00 is not before end_date 2026-01-01 00:00:00+00",
         lambda: call(
             seeded,
-            "trading.trade_history_page",
-            start_date=datetime(2026, 1, 1, tzinfo=UTC),
+            function,
+            start_date=datetime(2026, start_month, 1, tzinfo=UTC),
             end_date=datetime(2026, 1, 1, tzinfo=UTC),
         ),
     )
@@ -117,20 +125,3 @@ def test_the_summary_by_day_keys_a_trade_by_its_utc_day_whatever_the_session_tim
     seeded.execute("set time zone 'Asia/Tokyo'")
     summary = call(seeded, "trading.trade_summary", group_by="day")
     assert [group["key"] for group in summary["groups"]] == [MONTH.strftime("%Y-%m-%d")]
-
-
-def test_a_summary_whose_start_date_is_after_its_end_date_is_an_invalid_argument(
-    seeded: psycopg.Connection,
-) -> None:
-    # a window given backwards holds no trade: named as a mistake, not answered with no groups
-    expect_refusal(
-        seeded,
-        "22S09",
-        "start_date 2026-02-01 00:00:00+00 is not before end_date 2026-01-01 00:00:00+00",
-        lambda: call(
-            seeded,
-            "trading.trade_summary",
-            start_date=datetime(2026, 2, 1, tzinfo=UTC),
-            end_date=datetime(2026, 1, 1, tzinfo=UTC),
-        ),
-    )
