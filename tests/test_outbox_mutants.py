@@ -62,6 +62,14 @@ def state(conn: psycopg.Connection) -> list[tuple[str, int]]:
     ).fetchall()
 
 
+def delivered(conn: psycopg.Connection) -> None:
+    """One slack message queued, claimed by worker w (attempt 1) and reported delivered."""
+    queue(conn, ["slack"])
+    with conn.transaction():
+        assert claim(conn) == [(1, 1)]
+        call(conn, "monitor.complete_notification", notification_id=1, worker="w")
+
+
 def refused(action) -> tuple[str, str]:
     """(SQLSTATE, message) of the error the action raises."""
     with pytest.raises(psycopg.Error) as caught:
@@ -73,10 +81,7 @@ def refused(action) -> tuple[str, str]:
 
 
 def test_a_delivered_message_is_not_claimed_again_once_its_lease_has_passed(seeded):
-    queue(seeded, ["slack"])
-    with seeded.transaction():
-        assert claim(seeded) == [(1, 1)]
-        call(seeded, "monitor.complete_notification", notification_id=1, worker="w")
+    delivered(seeded)
     # its next_attempt_at is still the claim's lease (claimed + 5 minutes): let it pass
     seeded.execute("update monitor.notifications set next_attempt_at = now() - interval '1 second'")
 
@@ -85,10 +90,7 @@ def test_a_delivered_message_is_not_claimed_again_once_its_lease_has_passed(seed
 
 
 def test_a_delivered_message_leaves_nothing_due(seeded):
-    queue(seeded, ["slack"])
-    with seeded.transaction():
-        claim(seeded)
-        call(seeded, "monitor.complete_notification", notification_id=1, worker="w")
+    delivered(seeded)
 
     # not its lease's end (claimed + 5 minutes): a worker would wake then for nothing
     assert call(seeded, "monitor.next_notification_due", channels=["slack"]) is None
@@ -120,10 +122,7 @@ def test_a_message_one_worker_claimed_cannot_be_reported_by_another(seeded):
 
 
 def test_a_delivered_message_reported_failed_afterwards_is_refused_and_stays_delivered(seeded):
-    queue(seeded, ["slack"])
-    with seeded.transaction():
-        claim(seeded)
-        call(seeded, "monitor.complete_notification", notification_id=1, worker="w")
+    delivered(seeded)
 
     # still claimed_by w, but no longer delivering: a failure now would send it again
     assert refused(lambda: fail(seeded, 1)) == ("55S06", 'notification 1 is not claimed by worker "w"')
@@ -181,10 +180,7 @@ def test_a_dead_letter_is_not_claimed_again_once_its_lease_has_passed(seeded):
 
 
 def test_requeueing_a_delivered_message_is_refused_and_sends_nothing_again(seeded):
-    queue(seeded, ["slack"])
-    with seeded.transaction():
-        claim(seeded)
-        call(seeded, "monitor.complete_notification", notification_id=1, worker="w")
+    delivered(seeded)
 
     assert refused(lambda: call(seeded, "monitor.requeue_notification", notification_id=1)) == (
         "55S06",
