@@ -32,7 +32,7 @@ from spreadedge.cli_monitor import (
     risk_group,
 )
 from spreadedge.cli_ops import COMMANDS as OPS_COMMANDS
-from spreadedge.cli_ops import finish_restore
+from spreadedge.cli_ops import GivenPath, finish_restore
 from spreadedge.cli_security import keys_group, users_group
 from spreadedge.cli_serve import serve
 from spreadedge.cluster import DATABASE, PG_BINDIR, STOP_PATIENCE, ClusterError, default_cluster
@@ -278,7 +278,9 @@ def start(settings: Settings) -> None:
 )
 @click.option(
     "--timeout",
-    type=click.IntRange(min=1),
+    # why the maximum: a number too large for a float (400 digits) ended the command with an
+    # OverflowError traceback after the shutdown had begun
+    type=click.IntRange(min=1, max=86400),
     default=STOP_PATIENCE,
     show_default=True,
     help="Seconds to wait for the server to shut down before saying which processes hold it.",
@@ -432,7 +434,7 @@ def client_connection(url: str) -> tuple[str | None, dict[str, str]]:
 @main.command()
 @click.option(
     "--render-only",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=GivenPath(file_okay=False, path_type=Path),
     default=None,
     metavar="DIR",
     help="Write the rendered migrations to DIR and touch no database.",

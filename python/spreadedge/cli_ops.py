@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import shlex
 import shutil
@@ -60,6 +61,29 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    # why: FloatRange lets NaN through (every comparison with NaN is false); the SQL then refused
+    # it naming its own argument (max_disk_used_fraction), with exit status 1, which health
+    # uses for "unhealthy"
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number", ctx, param)
+    return value
+
+
+class GivenPath(click.Path):
+    """click.Path that refuses an empty value.
+
+    why: click reads '' as the path '' (the current directory), so `backup logical --out ''`
+    wrote the dump where the command ran, and `backup init --repo-path ''` would have put the
+    repository there
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail("'' is not a path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # -- tune --------------------------------------------------------------------------------------
 
 
@@ -83,13 +107,16 @@ _MIN_SAVING_OPTION = click.option(
     default="0.5",
     show_default=True,
     type=click.FloatRange(0.01, 0.99),
+    callback=_finite,
     help="Least share of the estimated cost an index must cut.",
 )
 _GIN_TRIAL_OPTION = click.option(
     "--gin-trial-max-mb",
     default=64,
     show_default=True,
-    type=click.IntRange(0),
+    # why the maximum: ops.index_advice takes an integer, and a larger number found no function to
+    # call (42883), reported as a database that is not migrated
+    type=click.IntRange(0, 2**31 - 1),
     help="Largest table (MB) a GIN candidate is built on for real, in a rolled-back transaction, to "
     "cost it; writers of that table wait while it builds. 0: no GIN advice.",
 )
@@ -352,7 +379,7 @@ def backup_group() -> None:
 )
 @click.option(
     "--repo-path",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=GivenPath(file_okay=False, path_type=Path),
     default=None,
     help="Repository directory (default: the [backup] setting, backup/repo under the cluster home).",
 )
@@ -557,7 +584,7 @@ for _kind in pgbackrest.BACKUP_TYPES:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=GivenPath(file_okay=False, path_type=Path),
     default=None,
     help="Directory for the dump (default: the [backup] dump_dir, backup/dumps under the cluster home).",
 )
@@ -717,7 +744,7 @@ def backup_expire(settings: Settings) -> None:
 @click.option(
     "--file",
     "cron_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=GivenPath(dir_okay=False, path_type=Path),
     default=Path("/etc/cron.d/spreadedge-backup"),
     show_default=True,
     help="The cron file (cron.d format: with a user column).",
@@ -773,7 +800,7 @@ def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Pat
 @click.option(
     "--to",
     "target",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=GivenPath(file_okay=False, path_type=Path),
     default=None,
     help="A new directory: the restored cluster's home (data in DIR/cluster).",
 )
@@ -793,7 +820,7 @@ def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Pat
 @click.option(
     "--repo",
     "repo_path",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     default=None,
     metavar="PATH",
     help="Restore from this pgBackRest repository directory alone (a new machine: the lost home's "
@@ -802,7 +829,7 @@ def backup_schedule(settings: Settings, schedule: str, kind: str, cron_file: Pat
 @click.option(
     "--master-key",
     "master_key_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=GivenPath(dir_okay=False, path_type=Path),
     default=None,
     metavar="FILE",
     help="With --repo: the copy of the lost home's master key file (mode 0600), copied into DIR.",
@@ -1144,6 +1171,7 @@ def _health_limit(parse: Callable[[str], Any]) -> Callable[[click.Context, click
     default=0.9,
     show_default=True,
     type=click.FloatRange(0.01, 1.0),
+    callback=_finite,
     help="Largest used share of the file systems of the data directory, pg_wal and tablespaces.",
 )
 @click.option(
@@ -1177,16 +1205,26 @@ def health_command(
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from exc
     with _connect(settings) as conn:
-        document = health.report(
-            conn,
-            expected,
-            max_backup_age=max_backup_age,
-            max_replication_lag=max_replication_lag,
-            max_retained_wal=max_retained_wal,
-            max_transaction_age=max_transaction_age,
-            max_disk_used_fraction=Decimal(str(max_disk_used)),
-            max_archive_wait=max_archive_wait,
-        )
+        try:
+            document = health.report(
+                conn,
+                expected,
+                max_backup_age=max_backup_age,
+                max_replication_lag=max_replication_lag,
+                max_retained_wal=max_retained_wal,
+                max_transaction_age=max_transaction_age,
+                max_disk_used_fraction=Decimal(str(max_disk_used)),
+                max_archive_wait=max_archive_wait,
+            )
+        except psycopg.Error as exc:
+            # why: invalid_argument (22S09) here is a limit the options gave that the SQL refuses
+            # (an age reaching back before the earliest time PostgreSQL stores, 999999w); it exited
+            # 1, the status of an unhealthy database, where an option it cannot read is 2
+            if exc.sqlstate != "22S09":
+                raise
+            hint = exc.diag.message_hint
+            message = exc.diag.message_primary or str(exc).strip()
+            raise click.UsageError(f"{message}\nhint: {hint}" if hint else message) from exc
     if as_json:
         click.echo(json.dumps(document, indent=2))
     else:
