@@ -52,9 +52,9 @@ def _collect(conn: psycopg.Connection) -> None:
     conn.execute("select monitor.collect_metrics()")
 
 
-def _lock_waiter(url: str) -> tuple[psycopg.Connection, threading.Thread]:
-    """A connection blocked on LOCK TABLE public.held (held by the caller) in a thread; it gives
-    up after a minute whatever happens."""
+def lock_waiter(db: psycopg.Connection, url: str) -> tuple[psycopg.Connection, threading.Thread]:
+    """A connection blocked on LOCK TABLE public.held (held by the caller) in a thread, returned
+    once it waits; it gives up after a minute whatever happens."""
     waiter = psycopg.connect(url, application_name="waiter")
     waiter.execute("set lock_timeout = '60s'")  # CAP; in the transaction LOCK TABLE needs
 
@@ -64,6 +64,14 @@ def _lock_waiter(url: str) -> tuple[psycopg.Connection, threading.Thread]:
 
     thread = threading.Thread(target=wait, daemon=True)
     thread.start()
+    pid = waiter.info.backend_pid
+    wait_for(
+        lambda: db.execute(
+            "select exists (select from pg_locks where pid = %s and not granted and waitstart is not null)",
+            [pid],
+        ).fetchone()[0],
+        "the waiter never waited for the lock",
+    )
     return waiter, thread
 
 
@@ -74,17 +82,9 @@ def held_lock(db: psycopg.Connection, db_url: str) -> Iterator[int]:
     db.execute("create table public.held (x integer)")
     with psycopg.connect(db_url, application_name="lunch") as holder:
         holder.execute("lock table public.held")
-        waiter, thread = _lock_waiter(db_url)
+        waiter, thread = lock_waiter(db, db_url)
         try:
-            pid = waiter.info.backend_pid
-            wait_for(
-                lambda: db.execute(
-                    "select exists (select from pg_locks where pid = %s and not granted and waitstart is not null)",
-                    [pid],
-                ).fetchone()[0],
-                "the waiter never waited for the lock",
-            )
-            yield pid
+            yield waiter.info.backend_pid
         finally:
             holder.rollback()
             thread.join(CAP)

@@ -40,8 +40,6 @@ slots (needs max_slot_wal_keep_size and WAL written past it); both cost a cluste
 
 Every expected value is worked out by hand in its comment."""
 
-import contextlib
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -53,7 +51,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from monitor_helpers import fire_btc_above_70k, metric
-from syncrep_helpers import CAP, wait_for
+from syncrep_helpers import CAP
+from test_failure_metrics_hunt import lock_waiter
 from trading_helpers import call, list_binance_eth_btc, list_perpetual, list_spot, place, trade
 
 # why 11 hours back: AT (10:30 UTC of TODAY) and the hour after it must be past, or a fill dated
@@ -79,29 +78,6 @@ def trade_at(
 ) -> int:
     """An order placed at ``at`` and filled completely then, at one price; the trade id."""
     return trade(conn, side, quantity, price, placed_at=at, executed_at=at, **kwargs)
-
-
-def lock_waiter(db: psycopg.Connection, url: str) -> tuple[psycopg.Connection, threading.Thread]:
-    """A connection waiting (in a thread) to lock public.held, which another holds; it gives up
-    after a minute whatever happens."""
-    waiter = psycopg.connect(url)
-    waiter.execute("set lock_timeout = '60s'")
-
-    def wait() -> None:
-        with contextlib.suppress(psycopg.Error):
-            waiter.execute("lock table public.held")
-
-    thread = threading.Thread(target=wait, daemon=True)
-    thread.start()
-    pid = waiter.info.backend_pid
-    wait_for(
-        lambda: db.execute(
-            "select exists (select from pg_locks where pid = %s and not granted and waitstart is not null)",
-            [pid],
-        ).fetchone()[0],
-        "the waiter never waited for the lock",
-    )
-    return waiter, thread
 
 
 def waited(db: psycopg.Connection, waiter: psycopg.Connection) -> Decimal:
