@@ -116,7 +116,10 @@ as $$
     select case
         when p_text is null or btrim(p_text) = '' then format('%s is missing', p_what)
         when p_value is null then
-            case when octet_length(p_text) > 100
+            -- why characters: the reason counts characters, and 51 two-byte ones (102 bytes) were
+            -- "too long: (51 characters; a number has at most 100)"; no digit is two bytes, so such
+            -- a field is not a number
+            case when length(p_text) > 100
                  then format('%s is too long: %s… (%s characters; a number has at most 100)',
                              p_what, left(p_text, 20), length(p_text))
                  else format('%s is not a number: %s', p_what, p_text) end

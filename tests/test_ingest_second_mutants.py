@@ -241,3 +241,9 @@ def test_a_field_of_101_characters_is_rejected_as_too_long(seeded):
     assert rejects(seeded, "quotes", QUOTE | {"bid": "1" * 101}) == [
         f"bid is too long: {'1' * 20}… (101 characters; a number has at most 100)"
     ]
+
+
+def test_a_field_of_51_two_byte_characters_is_rejected_as_not_a_number_not_as_too_long(seeded):
+    # 102 bytes but 51 characters: within the 100 characters a number may have, and no number
+    arabic_ones = "\u0661" * 51
+    assert rejects(seeded, "quotes", QUOTE | {"bid": arabic_ones}) == [f"bid is not a number: {arabic_ones}"]
