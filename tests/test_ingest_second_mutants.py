@@ -40,38 +40,7 @@ import psycopg
 from psycopg import sql
 
 from market_helpers import DAY, RECENT_NOON, instrument_id, quote
-
-NOON = f"{DAY}T12:00:00Z"
-QUOTE = {
-    "exchange": "binance",
-    "symbol": "BTCUSDT",
-    "quoted_at": NOON,
-    "bid": "100",
-    "bid_size": "1",
-    "ask": "101",
-    "ask_size": "1",
-}
-TICK = {
-    "exchange": "binance",
-    "symbol": "BTCUSDT",
-    "traded_at": NOON,
-    "exchange_trade_id": "t1",
-    "price": "100",
-    "quantity": "1",
-}
-CANDLE = {
-    "exchange": "binance",
-    "symbol": "BTCUSDT",
-    "interval": "1m",
-    "open_time": NOON,
-    "open": "100",
-    "high": "110",
-    "low": "90",
-    "close": "105",
-    "volume": "1",
-    "quote_volume": "100",
-    "trade_count": "5",
-}
+from test_ingest_audit_mutants import CANDLE, QUOTE, TICK
 
 
 def stage(conn: psycopg.Connection, kind: str, *rows: dict[str, Any]) -> None:

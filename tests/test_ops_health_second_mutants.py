@@ -265,15 +265,24 @@ def test_maintenance_locks_nothing_of_a_table_with_nothing_due(db):
     assert locks == []
 
 
-def test_a_cleanup_batch_of_zero_rows_is_refused_with_22s09(db):
-    # a batch of 0 deletes nothing and returns 0, which ends the caller's loop as "nothing left"
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        # a batch of 0 deletes nothing and returns 0, which ends the caller's loop as "nothing left"
+        (
+            "select ops.cleanup_delete_batch('quotes', interval '1 day', 0)",
+            "batch_rows must be at least 1, got 0",
+        ),
+        # no partition ahead: the table runs out of partitions at midnight
+        ("select ops.configure_partitioning('market.ticks', 0, null)", "premake must be at least 1, got 0"),
+    ],
+    ids=["cleanup-batch", "premake"],
+)
+def test_a_zero_where_at_least_one_is_needed_is_refused_with_22s09(db, statement, message):
     with pytest.raises(psycopg.Error) as caught:
-        db.execute("select ops.cleanup_delete_batch('quotes', interval '1 day', 0)")
+        db.execute(statement)
 
-    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
-        "22S09",
-        "batch_rows must be at least 1, got 0",
-    )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22S09", message)
 
 
 # -- last backup ----------------------------------------------------------------------------------
@@ -317,16 +326,6 @@ def test_repair_moves_a_row_of_the_day_after_the_newest_partition(seeded):
     )
 
     assert seeded.execute("select * from ops.repair_default_partitions()").fetchall() == [("market.ticks", 1)]
-
-
-def test_configure_partitioning_refuses_a_premake_of_zero_with_22s09(db):
-    with pytest.raises(psycopg.Error) as caught:
-        db.execute("select ops.configure_partitioning('market.ticks', 0, null)")
-
-    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (
-        "22S09",
-        "premake must be at least 1, got 0",
-    )
 
 
 def test_maintenance_leaves_a_table_whose_automatic_maintenance_is_off(db):

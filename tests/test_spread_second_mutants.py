@@ -127,39 +127,32 @@ def test_a_spread_trades_legs_are_placed_at_its_opened_at(seeded: psycopg.Connec
     assert [order(seeded, leg)["created_at"] for leg in legs(seeded, spread)] == [opened_at, opened_at]
 
 
-def test_a_client_spread_id_retried_with_only_another_sell_exchange_is_a_conflict(
-    seeded: psycopg.Connection,
+@pytest.mark.parametrize(
+    ("changed", "retried"),
+    [
+        # the same buy leg, but selling on bybit
+        ({"sell_exchange": "bybit"}, "alpha buys 2 BTC/USDT spot on binance @ 100, sells on bybit @ 101"),
+        # BTC/USDC, not BTC/USDT: another pair
+        ({"symbol": "BTC/USDC"}, "alpha buys 2 BTC/USDC spot on binance @ 100, sells on okx @ 101"),
+    ],
+    ids=["sell-exchange", "quote-asset"],
+)
+def test_a_client_spread_id_retried_with_another_sell_exchange_or_quote_asset_is_a_conflict(
+    seeded: psycopg.Connection, changed: dict[str, str], retried: str
 ) -> None:
-    list_okx_btc_spot(seeded)
-    first = open_spread(seeded, client_spread_id="arb-1")
-    # the same buy leg, but selling on bybit: another spread trade, not the one stored
-    error = expect_refusal(
-        seeded,
-        "23S06",
-        f'client spread id "arb-1" is already used by spread trade {first} with different values',
-        lambda: open_spread(seeded, client_spread_id="arb-1", sell_exchange="bybit"),
-    )
-    assert error.diag.message_detail == (
-        "stored: alpha buys 2 BTC/USDT spot on binance @ 100, sells on okx @ 101;"
-        " retried: alpha buys 2 BTC/USDT spot on binance @ 100, sells on bybit @ 101"
-    )
-
-
-def test_a_client_spread_id_retried_for_another_quote_asset_is_a_conflict(seeded: psycopg.Connection) -> None:
     list_okx_btc_spot(seeded)
     call(seeded, "ref.upsert_instrument", exchange="okx", symbol="BTC-USDC", base_asset="BTC", quote_asset="USDC",
          market_type="spot", tick_size=D("0.01"), lot_size=D("0.0001"))  # fmt: skip
     first = open_spread(seeded, client_spread_id="arb-1")
-    # BTC/USDC, not BTC/USDT: another pair, so another spread trade
+    # another spread trade, not the one stored
     error = expect_refusal(
         seeded,
         "23S06",
         f'client spread id "arb-1" is already used by spread trade {first} with different values',
-        lambda: open_spread(seeded, client_spread_id="arb-1", symbol="BTC/USDC"),
+        lambda: open_spread(seeded, client_spread_id="arb-1", **changed),
     )
     assert error.diag.message_detail == (
-        "stored: alpha buys 2 BTC/USDT spot on binance @ 100, sells on okx @ 101;"
-        " retried: alpha buys 2 BTC/USDC spot on binance @ 100, sells on okx @ 101"
+        f"stored: alpha buys 2 BTC/USDT spot on binance @ 100, sells on okx @ 101; retried: {retried}"
     )
 
 
