@@ -55,23 +55,33 @@ CANDLE = {
 }
 
 
+def stage(conn: psycopg.Connection, kind: str, *rows: dict[str, Any]) -> None:
+    """market.stage_rows of kind, then rows (the staging table's text columns) as lines 1, 2, ...;
+    in the caller's transaction."""
+    conn.execute("select market.stage_rows(%s)", [kind])
+    for line_no, row in enumerate(rows, 1):
+        conn.execute(
+            sql.SQL("insert into {} ({}) values ({})").format(
+                sql.Identifier("pg_temp", f"staged_{kind}"),
+                sql.SQL(", ").join(map(sql.Identifier, ["line_no", *row])),
+                sql.SQL(", ").join(sql.Placeholder() * (len(row) + 1)),
+            ),
+            [line_no, *row.values()],
+        )
+
+
+def load_now(conn: psycopg.Connection, kind: str, strict: bool = False) -> tuple:
+    """(loaded, duplicates, rejected, rejects) of market.load_staged_<kind>."""
+    return conn.execute(
+        sql.SQL("select * from {}(%s)").format(sql.Identifier("market", f"load_staged_{kind}")), [strict]
+    ).fetchone()
+
+
 def load_staged(conn: psycopg.Connection, kind: str, *rows: dict[str, Any], strict: bool = False) -> tuple:
-    """(loaded, duplicates, rejected, rejects) of market.load_staged_<kind> of rows (the staging
-    table's text columns) staged in one transaction as lines 1, 2, ..."""
+    """(loaded, duplicates, rejected, rejects) of a load of rows staged in one transaction."""
     with conn.transaction():
-        conn.execute("select market.stage_rows(%s)", [kind])
-        for line_no, row in enumerate(rows, 1):
-            conn.execute(
-                sql.SQL("insert into {} ({}) values ({})").format(
-                    sql.Identifier("pg_temp", f"staged_{kind}"),
-                    sql.SQL(", ").join(map(sql.Identifier, ["line_no", *row])),
-                    sql.SQL(", ").join(sql.Placeholder() * (len(row) + 1)),
-                ),
-                [line_no, *row.values()],
-            )
-        return conn.execute(
-            sql.SQL("select * from {}(%s)").format(sql.Identifier("market", f"load_staged_{kind}")), [strict]
-        ).fetchone()
+        stage(conn, kind, *rows)
+        return load_now(conn, kind, strict)
 
 
 def rejects(conn: psycopg.Connection, kind: str, *rows: dict[str, Any]) -> list[str]:

@@ -34,47 +34,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from market_helpers import DAY, RECENT_NOON, instrument_id, quote
-from test_ingest_audit_mutants import CANDLE, QUOTE, TICK
-
-
-def stage(conn: psycopg.Connection, kind: str, *rows: dict[str, Any]) -> None:
-    """market.stage_rows of kind, then rows (the staging table's text columns) as lines 1, 2, ...;
-    in the caller's transaction."""
-    conn.execute("select market.stage_rows(%s)", [kind])
-    for line_no, row in enumerate(rows, 1):
-        conn.execute(
-            sql.SQL("insert into {} ({}) values ({})").format(
-                sql.Identifier("pg_temp", f"staged_{kind}"),
-                sql.SQL(", ").join(map(sql.Identifier, ["line_no", *row])),
-                sql.SQL(", ").join(sql.Placeholder() * (len(row) + 1)),
-            ),
-            [line_no, *row.values()],
-        )
-
-
-def load_now(conn: psycopg.Connection, kind: str, strict: bool = False) -> tuple:
-    """(loaded, duplicates, rejected, rejects) of market.load_staged_<kind>."""
-    return conn.execute(
-        sql.SQL("select * from {}(%s)").format(sql.Identifier("market", f"load_staged_{kind}")), [strict]
-    ).fetchone()
-
-
-def load_staged(conn: psycopg.Connection, kind: str, *rows: dict[str, Any], strict: bool = False) -> tuple:
-    """(loaded, duplicates, rejected, rejects) of a load of rows staged in one transaction."""
-    with conn.transaction():
-        stage(conn, kind, *rows)
-        return load_now(conn, kind, strict)
-
-
-def rejects(conn: psycopg.Connection, kind: str, *rows: dict[str, Any]) -> list[str]:
-    """The reject reasons of a load of rows, in line order."""
-    return [r["reason"] for r in load_staged(conn, kind, *rows)[3]]
+from test_ingest_audit_mutants import CANDLE, QUOTE, TICK, load_now, load_staged, rejects, stage
 
 
 def latest(conn: psycopg.Connection) -> tuple | None:

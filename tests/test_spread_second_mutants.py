@@ -208,31 +208,28 @@ def test_a_liquidations_risk_event_names_its_trade_not_its_order(seeded: psycopg
     ]
 
 
-def test_an_exchange_fill_again_with_a_fee_too_large_is_an_invalid_argument_not_a_conflict(
-    seeded: psycopg.Connection,
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"fee": D("1e100000")}, "fee must be below 10^100000 in magnitude, got 1.000e+100000"),
+        # an asset code is at most 32 characters
+        (
+            {"fee_currency": "A" * 33},
+            f'fee currency must be an alphanumeric asset code of at most 32 characters, got "{"A" * 33}"',
+        ),
+    ],
+    ids=["fee-too-large", "fee-currency-of-33-characters"],
+)
+def test_an_exchange_fill_again_with_an_invalid_fee_is_an_invalid_argument_not_a_conflict(
+    seeded: psycopg.Connection, changed: dict[str, object], message: str
 ) -> None:
     exchange_fill(seeded, "sell", "1", "59000", "liquidation", exchange_trade_id="L-1")
     # the fee is checked before the fill is compared with the stored one
     expect_refusal(
         seeded,
         "22S09",
-        "fee must be below 10^100000 in magnitude, got 1.000e+100000",
+        message,
         lambda: exchange_fill(
-            seeded, "sell", "1", "59000", "liquidation", exchange_trade_id="L-1", fee=D("1e100000")
-        ),
-    )
-
-
-def test_an_exchange_fill_again_with_a_33_character_fee_currency_is_an_invalid_argument_not_a_conflict(
-    seeded: psycopg.Connection,
-) -> None:
-    exchange_fill(seeded, "sell", "1", "59000", "liquidation", exchange_trade_id="L-1")
-    # an asset code is at most 32 characters, checked before the fill is compared with the stored one
-    expect_refusal(
-        seeded,
-        "22S09",
-        f'fee currency must be an alphanumeric asset code of at most 32 characters, got "{"A" * 33}"',
-        lambda: exchange_fill(
-            seeded, "sell", "1", "59000", "liquidation", exchange_trade_id="L-1", fee_currency="A" * 33
+            seeded, "sell", "1", "59000", "liquidation", exchange_trade_id="L-1", **changed
         ),
     )

@@ -138,7 +138,7 @@ class _Group(click.Group):
                 # why: a statement the server cancelled (statement_timeout, lock_timeout, an
                 # administrator), a server shut down under the command, exhausted resources, a
                 # deadlock: conditions of the server, not of the code, so a message, not a traceback
-                raise click.ClickException(_server_message(exc)) from exc
+                raise click.ClickException(db.server_message(exc)) from exc
             raise
 
 
@@ -204,13 +204,6 @@ def _quiet_cancel_warnings(record: logging.LogRecord) -> bool:
         isinstance(record.msg, str)
         and record.msg.startswith(("query cancellation", "query not terminated", "error ignored in rollback"))
     )
-
-
-def _server_message(exc: psycopg.Error) -> str:
-    """The server's primary message, with its hint on a second line when there is one."""
-    message = exc.diag.message_primary or str(exc).strip()
-    hint = exc.diag.message_hint
-    return f"{message}\nhint: {hint}" if hint else message
 
 
 def _describe(exc: Exception) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -61,12 +61,23 @@ BIGINT_ID = click.IntRange(min=1, max=2**63 - 1)
 INTEGER_COUNT = click.IntRange(min=0, max=2**31 - 1)
 
 
-def _finite_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    # why: FloatRange lets NaN through (every comparison with NaN is false); a NaN poll makes
-    # the worker's sleep 0 and it spins on the database; inf never wakes to retry a due row
-    if not math.isfinite(value):
-        raise click.BadParameter(f"{value!r} is not a finite number of seconds", ctx, param)
-    return value
+def finite_number(what: str = "number") -> Callable[[click.Context, click.Parameter, float], float]:
+    """A click callback that refuses NaN and infinities as "VALUE is not a finite WHAT".
+
+    why: FloatRange lets NaN through (every comparison with NaN is false); a NaN poll made the
+    notify worker's sleep 0 and it spun on the database, inf never woke it to retry a due row, and
+    health read a NaN --max-disk-used as an unhealthy database (exit 1) instead of a usage error
+    """
+
+    def check(ctx: click.Context, param: click.Parameter, value: float) -> float:
+        if not math.isfinite(value):
+            raise click.BadParameter(f"{value!r} is not a finite {what}", ctx, param)
+        return value
+
+    return check
+
+
+_finite_seconds = finite_number("number of seconds")
 
 
 CHANNELS = click.Choice(["email", "slack", "discord", "webhook"])

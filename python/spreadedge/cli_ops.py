@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import shlex
 import shutil
@@ -25,6 +24,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from spreadedge import db, deadline, masterkey, sqlfiles, textable
+from spreadedge.cli_monitor import finite_number
 from spreadedge.cluster import Cluster, default_cluster
 from spreadedge.ops import (
     OpsError,
@@ -59,15 +59,6 @@ def _size(value: int | None) -> str:
 
 def _when(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    # why: FloatRange lets NaN through (every comparison with NaN is false); the SQL then refused
-    # it naming its own argument (max_disk_used_fraction), with exit status 1, which health
-    # uses for "unhealthy"
-    if not math.isfinite(value):
-        raise click.BadParameter(f"{value!r} is not a finite number", ctx, param)
-    return value
 
 
 class GivenPath(click.Path):
@@ -107,7 +98,7 @@ _MIN_SAVING_OPTION = click.option(
     default="0.5",
     show_default=True,
     type=click.FloatRange(0.01, 0.99),
-    callback=_finite,
+    callback=finite_number(),
     help="Least share of the estimated cost an index must cut.",
 )
 _GIN_TRIAL_OPTION = click.option(
@@ -1171,7 +1162,7 @@ def _health_limit(parse: Callable[[str], Any]) -> Callable[[click.Context, click
     default=0.9,
     show_default=True,
     type=click.FloatRange(0.01, 1.0),
-    callback=_finite,
+    callback=finite_number(),
     help="Largest used share of the file systems of the data directory, pg_wal and tablespaces.",
 )
 @click.option(
@@ -1222,9 +1213,7 @@ def health_command(
             # 1, the status of an unhealthy database, where an option it cannot read is 2
             if exc.sqlstate != "22S09":
                 raise
-            hint = exc.diag.message_hint
-            message = exc.diag.message_primary or str(exc).strip()
-            raise click.UsageError(f"{message}\nhint: {hint}" if hint else message) from exc
+            raise click.UsageError(db.server_message(exc)) from exc
     if as_json:
         click.echo(json.dumps(document, indent=2))
     else:

@@ -117,6 +117,13 @@ def redact(message: str, url: str) -> str:
     return message
 
 
+def server_message(exc: psycopg.Error) -> str:
+    """The server's primary message, with its hint on a second line when there is one."""
+    message = exc.diag.message_primary or str(exc).strip()
+    hint = exc.diag.message_hint
+    return f"{message}\nhint: {hint}" if hint else message
+
+
 def cli_actor() -> str:
     """The audit actor of a CLI command: ``cli:<login name>``, or ``cli:uid N`` for a uid with none."""
     try:
