@@ -32,18 +32,21 @@ def test_a_fill_delivered_twice_is_recorded_once(seeded):
     assert position(seeded, "alpha", "binance", "BTCUSDT")["quantity"] == D("1")
 
 
-def test_an_exchange_trade_id_reused_with_different_values_is_a_conflict(seeded):
-    order_id = place(seeded, "buy", "2", "100")
+# the same order and fee at another quantity, or 1 USDT a BTC dearer: not the same fact, and
+# returning the stored trade would hide a cost difference (1 x (101 - 100) = 1 USDT at the price)
+@pytest.mark.parametrize(("quantity", "price"), [("0.5", "100"), ("1", "101")], ids=["quantity", "price"])
+def test_an_exchange_trade_id_reused_with_different_values_is_a_conflict(seeded, quantity, price):
+    order_id = place(seeded, "buy", "2", "101")
     trade_id = fill(seeded, order_id, "1", "100", exchange_trade_id="T-1")
     error = expect_refusal(
         seeded,
         "23S06",
         f'exchange trade id "T-1" is already recorded as trade {trade_id} with different values',
-        lambda: fill(seeded, order_id, "0.5", "100", exchange_trade_id="T-1"),
+        lambda: fill(seeded, order_id, quantity, price, exchange_trade_id="T-1"),
     )
     assert (
         error.diag.message_detail
-        == f"stored: order {order_id}, 1 @ 100, fee 0 USDT; retried: order {order_id}, 0.5 @ 100, fee 0 USDT"
+        == f"stored: order {order_id}, 1 @ 100, fee 0 USDT; retried: order {order_id}, {quantity} @ {price}, fee 0 USDT"
     )
     assert seeded.execute("select quantity, trade_count from trading.positions").fetchone() == (D("1"), 1)
 

@@ -36,7 +36,8 @@ Equivalent: closed_quantity's test "the fill's sign is the opposite of the posit
 
 Holes, each killed by one test below:
 - fee_in_quote storing a fee_quote without its size check (10^100000 stored)
-- a redelivery's price not compared (the stored trade returned for a fill at another price)
+- a redelivery's price not compared (the stored trade returned for a fill at another price): killed
+  by the price case of test_fills.py's test_an_exchange_trade_id_reused_with_different_values_is_a_conflict
 - the trade trigger without "the stored fee is 0" (a tiny fee valued at 0 changed by hand)
 - record_fill_fee adding the fee to every strategy's position in the instrument
 - get_position without the mark among the factors sent to the overflow check (a bare 22003)
@@ -81,26 +82,6 @@ def test_a_fee_quote_of_10_to_the_100000_is_an_invalid_argument_and_writes_nothi
         "22S09",
         "fee_quote must be below 10^100000 in magnitude, got 1.000e+100000",
         lambda: fill(seeded, order_id, "1", "100", fee=D("1"), fee_currency="BNB", fee_quote=D("1e100000")),
-    )
-
-
-# -- a fill delivered again ------------------------------------------------------------------------
-
-
-def test_a_fill_redelivered_at_another_price_is_a_conflicting_duplicate(seeded):
-    order_id = place(seeded, "buy", "2", "101")
-    trade_id = fill(seeded, order_id, "1", "100", exchange_trade_id="T-1")
-    # same order, quantity and fee, 1 USDT a BTC dearer: not the same fact, and returning the
-    # stored trade would hide a cost difference of 1 x (101 - 100) = 1 USDT
-    error = expect_refusal(
-        seeded,
-        "23S06",
-        f'exchange trade id "T-1" is already recorded as trade {trade_id} with different values',
-        lambda: fill(seeded, order_id, "1", "101", exchange_trade_id="T-1"),
-    )
-    assert (
-        error.diag.message_detail
-        == f"stored: order {order_id}, 1 @ 100, fee 0 USDT; retried: order {order_id}, 1 @ 101, fee 0 USDT"
     )
 
 
